@@ -1,0 +1,139 @@
+// The data types of the Raft core: log entries, persistent state, messages and the Ready batch.
+// Everything here is plain data so that a driver can persist and send it however it likes.
+
+export type NodeId = number;
+
+export const EntryType = {
+  Normal: 0,
+  ConfChange: 1,
+} as const;
+export type EntryType = (typeof EntryType)[keyof typeof EntryType];
+
+export interface Entry {
+  term: number;
+  index: number;
+  type: EntryType;
+  data: Uint8Array;
+}
+
+/** State that must be on disk before any message that depends on it is sent. */
+export interface HardState {
+  term: number;
+  vote: NodeId; // 0 = none
+  commit: number;
+}
+
+/** Cluster membership: voters decide, learners only receive the log. */
+export interface ConfState {
+  voters: NodeId[];
+  learners: NodeId[];
+}
+
+export interface SnapshotMeta {
+  index: number;
+  term: number;
+  conf: ConfState;
+}
+
+export interface Snapshot {
+  meta: SnapshotMeta;
+  data: Uint8Array;
+}
+
+export const ConfChangeType = {
+  AddLearner: 0,
+  AddVoter: 1, // adds a new voter or promotes a learner
+  Remove: 2,
+} as const;
+export type ConfChangeType = (typeof ConfChangeType)[keyof typeof ConfChangeType];
+
+export interface ConfChange {
+  type: ConfChangeType;
+  node: NodeId;
+}
+
+export const MessageType = {
+  Vote: 'vote',
+  VoteResp: 'vote-resp',
+  PreVote: 'pre-vote',
+  PreVoteResp: 'pre-vote-resp',
+  App: 'app',
+  AppResp: 'app-resp',
+  Heartbeat: 'heartbeat',
+  HeartbeatResp: 'heartbeat-resp',
+  Snap: 'snap',
+  SnapResp: 'snap-resp',
+  ReadIndex: 'read-index',
+  ReadIndexResp: 'read-index-resp',
+  TimeoutNow: 'timeout-now',
+  TransferLeader: 'transfer-leader',
+  Prop: 'prop',
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+/**
+ * One message between nodes. A single flat shape keeps encoding trivial; each type uses the
+ * fields listed beside it.
+ */
+export interface Message {
+  type: MessageType;
+  from: NodeId;
+  to: NodeId;
+  term: number;
+  /** App: index of the entry before `entries`; AppResp: last matching index (or hint on reject); Vote: last log index. */
+  index?: number;
+  /** App: term of entry at `index`; Vote: last log term; AppResp reject: term of hint entry. */
+  logTerm?: number;
+  entries?: Entry[];
+  commit?: number;
+  reject?: boolean;
+  /** AppResp reject: follower's hint of where to retry. */
+  rejectHint?: number;
+  /** Heartbeat/ReadIndex: the read request context echoed back. */
+  context?: Uint8Array;
+  /** Snap: the snapshot's metadata, the byte offset of this chunk, its bytes, and whether it is the last. */
+  snapshot?: SnapshotMeta;
+  snapOffset?: number;
+  snapData?: Uint8Array;
+  snapDone?: boolean;
+  snapTotalBytes?: number;
+}
+
+/** A linearizable read that may be served once the node has applied `index`. */
+export interface ReadState {
+  index: number;
+  context: Uint8Array;
+}
+
+export const Role = {
+  Follower: 'follower',
+  PreCandidate: 'pre-candidate',
+  Candidate: 'candidate',
+  Leader: 'leader',
+} as const;
+export type Role = (typeof Role)[keyof typeof Role];
+
+export interface SoftState {
+  leader: NodeId; // 0 = unknown
+  role: Role;
+}
+
+/**
+ * What the driver must do, in order: persist `hardState`, `entries` and `snapshot` (one fsync),
+ * then send `messages`, apply `snapshot` then `committed` to the state machine, serve `readStates`
+ * once applied, and call `advance()`.
+ */
+export interface Ready {
+  softState?: SoftState;
+  hardState?: HardState;
+  /** Entries to append to stable storage; an entry replaces any stored entry at the same index and all after it. */
+  entries: Entry[];
+  /** A snapshot received from the leader, to persist and restore before applying `committed`. */
+  snapshot?: Snapshot;
+  /** Committed entries to apply, in order. */
+  committed: Entry[];
+  messages: Message[];
+  readStates: ReadState[];
+  /** Messages that must wait for the persistence of this batch (all sends do, to be safe). */
+  mustSync: boolean;
+}
