@@ -66,8 +66,6 @@ export const MessageType = {
   ReadIndex: 'read-index',
   ReadIndexResp: 'read-index-resp',
   TimeoutNow: 'timeout-now',
-  TransferLeader: 'transfer-leader',
-  Prop: 'prop',
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -89,14 +87,18 @@ export interface Message {
   reject?: boolean;
   /** AppResp reject: follower's hint of where to retry. */
   rejectHint?: number;
-  /** Heartbeat/ReadIndex: the read request context echoed back. */
+  /** ReadIndex/ReadIndexResp: the caller's read context, echoed back. */
   context?: Uint8Array;
+  /** Heartbeat/HeartbeatResp: the newest ReadIndex round this heartbeat confirms. */
+  readSeq?: number;
   /** Snap: the snapshot's metadata, the byte offset of this chunk, its bytes, and whether it is the last. */
   snapshot?: SnapshotMeta;
   snapOffset?: number;
   snapData?: Uint8Array;
   snapDone?: boolean;
   snapTotalBytes?: number;
+  /** Vote: a leadership transfer, which bypasses the leader lease of the voters. */
+  force?: boolean;
 }
 
 /** A linearizable read that may be served once the node has applied `index`. */

@@ -1,0 +1,33 @@
+// The one registry of cairn's error codes. Each code has one meaning and is never reused;
+// callers branch on `err.code`, never on the message.
+
+export const ErrorCode = {
+  NotLeader: 'CAIRN_NOT_LEADER',
+  ProposalDropped: 'CAIRN_PROPOSAL_DROPPED',
+  EntryTooLarge: 'CAIRN_ENTRY_TOO_LARGE',
+  Busy: 'CAIRN_BUSY',
+  ConfChangePending: 'CAIRN_CONF_CHANGE_PENDING',
+  TransferInProgress: 'CAIRN_TRANSFER_IN_PROGRESS',
+  InvalidArgument: 'CAIRN_INVALID_ARGUMENT',
+  WalCorrupt: 'CAIRN_WAL_CORRUPT',
+  Unavailable: 'CAIRN_UNAVAILABLE',
+  Timeout: 'CAIRN_TIMEOUT',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class CairnError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = 'CairnError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** Throws when an invariant does not hold: a broken invariant must stop the process, not corrupt data. */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`invariant violated: ${message}`);
+}

@@ -1,0 +1,1045 @@
+// The Raft consensus core: a deterministic state machine in the shape of etcd-raft. Messages and
+// ticks go in through `step` and `tick`; `ready` hands out what to persist, send and apply. It does
+// no I/O and reads no clock; randomness comes from the caller's seeded `rand`.
+
+import { CairnError, ErrorCode, assert } from '../errors.ts';
+import { decodeConfChange, encodeConfChange } from './confchange.ts';
+import { RaftLog } from './log.ts';
+import { Progress, ProgressState } from './progress.ts';
+import { VoteResult, committedIndex, tallyVotes } from './quorum.ts';
+import { ReadOnly } from './read-only.ts';
+import {
+  ConfChangeType,
+  EntryType,
+  MessageType,
+  Role,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type HardState,
+  type Message,
+  type NodeId,
+  type ReadState,
+  type Ready,
+  type Snapshot,
+  type SoftState,
+} from './types.ts';
+
+/** Rules that tests can switch off one at a time to prove the checkers catch them. */
+export const RaftBugs = ['commit-old-term', 'vote-twice', 'stale-read'] as const;
+export type RaftBug = (typeof RaftBugs)[number];
+
+export interface RaftConfig {
+  id: NodeId;
+  /** The founding voters of a new cluster; empty for a node that joins an existing one. */
+  voters: NodeId[];
+  /** Ticks without a leader before a node campaigns; randomized in [electionTicks, 2*electionTicks). */
+  electionTicks?: number;
+  heartbeatTicks?: number;
+  /** Seeded randomness: an integer in [0, n). */
+  rand: (n: number) => number;
+  preVote?: boolean;
+  checkQuorum?: boolean;
+  /** Serve reads on the leader's lease instead of a heartbeat round; needs checkQuorum and bounded clock drift. */
+  leaseRead?: boolean;
+  entryBytesMax?: number;
+  /** Bytes of entries in one append message. */
+  appendBytesMax?: number;
+  inflightMsgsMax?: number;
+  inflightBytesMax?: number;
+  /** Proposed but uncommitted bytes a leader accepts before it pushes back. */
+  uncommittedBytesMax?: number;
+  snapshotChunkBytes?: number;
+  snapshotBytesMax?: number;
+  /** Bytes of committed entries handed out in one Ready. */
+  applyBytesMax?: number;
+  readQueueMax?: number;
+  bugs?: ReadonlySet<RaftBug>;
+}
+
+export interface RestoredState {
+  hardState: HardState;
+  snapshot?: Snapshot;
+  entries: Entry[];
+}
+
+export interface ProgressStatus {
+  match: number;
+  next: number;
+  state: ProgressState;
+  learner: boolean;
+  inflight: number;
+}
+
+export interface RaftStatus {
+  id: NodeId;
+  term: number;
+  vote: NodeId;
+  role: Role;
+  leader: NodeId;
+  commit: number;
+  applied: number;
+  firstIndex: number;
+  lastIndex: number;
+  conf: ConfState;
+  transferee: NodeId;
+  progress: Map<NodeId, ProgressStatus>;
+}
+
+const defaults = {
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  preVote: true,
+  checkQuorum: true,
+  leaseRead: false,
+  entryBytesMax: 1 << 20,
+  appendBytesMax: 1 << 20,
+  inflightMsgsMax: 256,
+  inflightBytesMax: 32 << 20,
+  uncommittedBytesMax: 64 << 20,
+  snapshotChunkBytes: 1 << 20,
+  snapshotBytesMax: 1 << 30,
+  applyBytesMax: 64 << 20,
+  readQueueMax: 4096,
+};
+type Limits = typeof defaults;
+
+type CampaignKind = 'pre-vote' | 'vote' | 'transfer';
+
+interface IncomingSnapshot {
+  index: number;
+  term: number;
+  totalBytes: number;
+  chunks: Uint8Array[];
+  receivedBytes: number;
+}
+
+export class Raft {
+  readonly id: NodeId;
+  private readonly cfg: Limits;
+  private readonly rand: (n: number) => number;
+  private readonly bugs: ReadonlySet<RaftBug>;
+
+  term = 0;
+  vote: NodeId = 0;
+  role: Role = Role.Follower;
+  leader: NodeId = 0;
+  readonly log: RaftLog;
+
+  private voters = new Set<NodeId>();
+  private learners = new Set<NodeId>();
+  /** Membership as it was at each committed conf change, to stamp snapshots taken at older indexes. */
+  private confHistory: { index: number; conf: ConfState }[] = [];
+  private confAppliedIndex = 0;
+  /** A leader proposes no conf change until the one at this index is applied. */
+  private pendingConfIndex = 0;
+
+  private progress = new Map<NodeId, Progress>();
+  private votes = new Map<NodeId, boolean>();
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+  private transferee: NodeId = 0;
+  private uncommittedBytes = 0;
+  private needAppendFlush = false;
+  /** The commit index moved: the next append flush tells every follower, even with no entries. */
+  private commitAnnounce = false;
+  private readonly readOnly: ReadOnly;
+  private incomingSnapshot: IncomingSnapshot | undefined;
+
+  private msgs: Message[] = [];
+  private readStates: ReadState[] = [];
+  private prevHardState: HardState;
+  private prevSoftState: SoftState;
+  private inFlightReady: { lastIndex: number; lastTerm: number; applied: number; snapshot: boolean } | undefined;
+
+  constructor(config: RaftConfig, restored?: RestoredState) {
+    this.id = config.id;
+    assert(this.id > 0, 'node id must be positive');
+    this.cfg = { ...defaults };
+    for (const k of Object.keys(defaults) as (keyof Limits)[]) {
+      const v = config[k];
+      if (v !== undefined) (this.cfg as Record<keyof Limits, unknown>)[k] = v;
+    }
+    assert(this.cfg.heartbeatTicks > 0 && this.cfg.electionTicks > this.cfg.heartbeatTicks, 'electionTicks must exceed heartbeatTicks');
+    assert(!this.cfg.leaseRead || this.cfg.checkQuorum, 'leaseRead needs checkQuorum');
+    this.rand = config.rand;
+    this.bugs = config.bugs ?? new Set();
+    this.readOnly = new ReadOnly(this.cfg.readQueueMax);
+
+    const hs = restored?.hardState ?? { term: 0, vote: 0, commit: 0 };
+    this.log = new RaftLog(restored?.snapshot, restored?.entries ?? [], hs.commit);
+    this.term = hs.term;
+    this.vote = hs.vote;
+    this.setConf(restored?.snapshot?.meta.conf ?? { voters: [], learners: [] });
+    this.confAppliedIndex = this.log.offsetIndex;
+    this.confHistory = [{ index: this.log.offsetIndex, conf: this.confState() }];
+    if (this.log.lastIndex() === 0 && this.term === 0 && config.voters.length > 0) this.bootstrap(config.voters);
+    this.applyConfChangesTo(this.log.committed);
+    this.becomeFollower(this.term, 0);
+    this.prevHardState = this.hardState();
+    this.prevSoftState = this.softState();
+  }
+
+  /**
+   * Starts a new cluster: the first entries add each initial voter, committed from the start. Every
+   * founding member writes the same entries, and a node that joins later learns the membership
+   * from them (or from a snapshot), never from its own configuration.
+   */
+  private bootstrap(voters: NodeId[]): void {
+    const entries = voters.map((node, i) => ({
+      term: 1,
+      index: i + 1,
+      type: EntryType.ConfChange,
+      data: encodeConfChange({ type: ConfChangeType.AddVoter, node }),
+    }));
+    this.log.append(entries);
+    this.log.commitTo(entries.length);
+    this.term = 1;
+  }
+
+  // ---- public API ----------------------------------------------------------------------------
+
+  tick(): void {
+    if (this.role === Role.Leader) this.tickLeader();
+    else this.tickElection();
+  }
+
+  /** Starts an election now (as if the election timeout fired). */
+  campaign(): void {
+    if (!this.promotable()) return;
+    this.startCampaign(this.cfg.preVote ? 'pre-vote' : 'vote');
+  }
+
+  /** Appends `data` as a new entry; returns where it will commit if it commits. */
+  propose(data: Uint8Array): { index: number; term: number } {
+    this.checkCanPropose(data.length);
+    const e = this.appendEntry(EntryType.Normal, data);
+    return { index: e.index, term: e.term };
+  }
+
+  /** Proposes one membership change; at most one is pending at a time. */
+  proposeConfChange(cc: ConfChange, context: Uint8Array = new Uint8Array(0)): { index: number; term: number } {
+    const data = encodeConfChange(cc, context);
+    this.checkCanPropose(data.length);
+    if (this.pendingConfIndex > this.log.applied) {
+      throw new CairnError(ErrorCode.ConfChangePending, `a membership change at index ${this.pendingConfIndex} is still pending`);
+    }
+    this.validateConfChange(cc);
+    const e = this.appendEntry(EntryType.ConfChange, data);
+    this.pendingConfIndex = e.index;
+    return { index: e.index, term: e.term };
+  }
+
+  /** Asks for a linearizable read; a ReadState with `context` comes out of a later Ready. */
+  readIndex(context: Uint8Array): void {
+    if (this.bugs.has('stale-read')) {
+      this.readStates.push({ index: this.log.committed, context });
+      return;
+    }
+    if (this.role === Role.Leader) {
+      this.leaderReadIndex(this.id, context);
+      return;
+    }
+    if (this.leader === 0) throw this.notLeader();
+    this.send({ type: MessageType.ReadIndex, to: this.leader, term: 0, context });
+  }
+
+  /** Hands leadership to `to` once its log is caught up (TimeoutNow). */
+  transferLeader(to: NodeId): void {
+    if (this.role !== Role.Leader) throw this.notLeader();
+    if (to === this.id) return;
+    if (!this.voters.has(to)) throw new CairnError(ErrorCode.InvalidArgument, `node ${to} is not a voter`);
+    if (this.transferee === to) return;
+    this.transferee = to;
+    this.electionElapsed = 0;
+    const pr = this.progress.get(to)!;
+    if (pr.match === this.log.lastIndex()) this.send({ type: MessageType.TimeoutNow, to, term: this.term });
+    else this.sendAppend(to);
+  }
+
+  step(m: Message): void {
+    if (!this.stepTerm(m)) return;
+    switch (m.type) {
+      case MessageType.PreVote:
+      case MessageType.Vote:
+        this.handleVoteRequest(m);
+        return;
+    }
+    if (this.role === Role.Leader) this.stepLeader(m);
+    else if (this.role === Role.Follower) this.stepFollower(m);
+    else this.stepCandidate(m);
+  }
+
+  /**
+   * Records a snapshot the state machine took at `index` (<= applied) and drops log entries up to
+   * `index - keepEntries`, so slightly lagging followers still catch up from the log.
+   */
+  compact(index: number, data: Uint8Array, keepEntries = 0): void {
+    assert(index <= this.log.applied, `snapshot at ${index} beyond applied ${this.log.applied}`);
+    if (this.log.snapshot !== undefined && index <= this.log.snapshot.meta.index) return;
+    const term = this.log.term(index);
+    assert(term !== undefined, `snapshot at compacted index ${index}`);
+    this.log.snapshot = { meta: { index, term, conf: this.confAt(index) }, data };
+    this.log.compactTo(Math.max(this.log.offsetIndex, index - keepEntries));
+    this.confHistory = this.confHistory.filter((h, i) => i === this.confHistory.length - 1 || this.confHistory[i + 1].index > this.log.offsetIndex);
+  }
+
+  hasReady(): boolean {
+    if (this.inFlightReady !== undefined) return false;
+    return (
+      this.msgs.length > 0 ||
+      this.needAppendFlush ||
+      this.readOnly.needsBroadcast() ||
+      this.readStates.length > 0 ||
+      this.log.unstableEntries().length > 0 ||
+      this.log.pendingSnapshot !== undefined ||
+      this.log.committed > this.log.applied ||
+      !sameHardState(this.hardState(), this.prevHardState) ||
+      !sameSoftState(this.softState(), this.prevSoftState)
+    );
+  }
+
+  ready(): Ready {
+    assert(this.inFlightReady === undefined, 'ready() called again before advance()');
+    this.flushLeaderSends();
+    const entries = this.log.unstableEntries();
+    const snapshot = this.log.pendingSnapshot;
+    const committed = this.log.nextCommitted(this.cfg.applyBytesMax);
+    const hs = this.hardState();
+    const ss = this.softState();
+    const rd: Ready = {
+      entries,
+      committed,
+      messages: this.msgs,
+      readStates: this.readStates,
+      mustSync: true,
+    };
+    if (!sameHardState(hs, this.prevHardState)) rd.hardState = hs;
+    if (!sameSoftState(ss, this.prevSoftState)) rd.softState = ss;
+    if (snapshot !== undefined) rd.snapshot = snapshot;
+    rd.mustSync = rd.hardState !== undefined || entries.length > 0 || snapshot !== undefined;
+    this.msgs = [];
+    this.readStates = [];
+    const last = entries.length > 0 ? entries[entries.length - 1] : undefined;
+    this.inFlightReady = {
+      lastIndex: last?.index ?? 0,
+      lastTerm: last?.term ?? 0,
+      applied: committed.length > 0 ? committed[committed.length - 1].index : 0,
+      snapshot: snapshot !== undefined,
+    };
+    this.prevHardState = hs;
+    this.prevSoftState = ss;
+    return rd;
+  }
+
+  /** The driver has persisted, sent and applied the last Ready. */
+  advance(): void {
+    const done = this.inFlightReady;
+    assert(done !== undefined, 'advance() without ready()');
+    this.inFlightReady = undefined;
+    if (done.snapshot) {
+      this.log.pendingSnapshot = undefined;
+      this.log.applied = Math.max(this.log.applied, this.log.offsetIndex);
+    }
+    if (done.lastIndex > 0) this.log.stableTo(done.lastIndex, done.lastTerm);
+    if (done.applied > 0) this.log.appliedTo(done.applied);
+    if (this.role === Role.Leader) {
+      const self = this.progress.get(this.id);
+      if (self !== undefined && self.maybeUpdate(this.log.stabled)) this.maybeCommit();
+    }
+  }
+
+  status(): RaftStatus {
+    const progress = new Map<NodeId, ProgressStatus>();
+    if (this.role === Role.Leader) {
+      for (const [id, pr] of this.progress) {
+        progress.set(id, { match: pr.match, next: pr.next, state: pr.state, learner: pr.isLearner, inflight: pr.inflights.count() });
+      }
+    }
+    return {
+      id: this.id,
+      term: this.term,
+      vote: this.vote,
+      role: this.role,
+      leader: this.leader,
+      commit: this.log.committed,
+      applied: this.log.applied,
+      firstIndex: this.log.firstIndex(),
+      lastIndex: this.log.lastIndex(),
+      conf: this.confState(),
+      transferee: this.transferee,
+      progress,
+    };
+  }
+
+  confState(): ConfState {
+    return { voters: [...this.voters].sort((a, b) => a - b), learners: [...this.learners].sort((a, b) => a - b) };
+  }
+
+  hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+
+  softState(): SoftState {
+    return { leader: this.leader, role: this.role };
+  }
+
+  // ---- roles ---------------------------------------------------------------------------------
+
+  private becomeFollower(term: number, leader: NodeId): void {
+    this.reset(term);
+    this.role = Role.Follower;
+    this.leader = leader;
+  }
+
+  private becomePreCandidate(): void {
+    assert(this.role !== Role.Leader, 'a leader cannot become a pre-candidate');
+    // A pre-vote changes neither the term nor the vote, so a partitioned node cannot disrupt the cluster.
+    this.votes = new Map();
+    this.role = Role.PreCandidate;
+    this.leader = 0;
+  }
+
+  private becomeCandidate(): void {
+    assert(this.role !== Role.Leader, 'a leader cannot become a candidate');
+    this.reset(this.term + 1);
+    this.vote = this.id;
+    this.role = Role.Candidate;
+  }
+
+  private becomeLeader(): void {
+    assert(this.role === Role.Candidate, 'only a candidate becomes leader');
+    this.reset(this.term);
+    this.role = Role.Leader;
+    this.leader = this.id;
+    const self = this.progress.get(this.id);
+    if (self !== undefined) {
+      self.becomeReplicate();
+      self.maybeUpdate(this.log.stabled);
+    }
+    // An empty entry of the new term commits everything before it (Raft §5.4.2) and lets reads start.
+    this.appendEntry(EntryType.Normal, new Uint8Array(0));
+    this.pendingConfIndex = this.log.lastIndex();
+  }
+
+  private reset(term: number): void {
+    if (this.term !== term) {
+      this.term = term;
+      this.vote = 0;
+    }
+    this.leader = 0;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.randomizedElectionTimeout = this.cfg.electionTicks + this.rand(this.cfg.electionTicks);
+    this.votes = new Map();
+    this.transferee = 0;
+    this.uncommittedBytes = 0;
+    this.needAppendFlush = false;
+    this.readOnly.reset();
+    this.progress = new Map();
+    for (const id of [...this.voters, ...this.learners]) this.addProgress(id);
+  }
+
+  private addProgress(id: NodeId): void {
+    const pr = new Progress(this.log.lastIndex() + 1, this.learners.has(id), this.cfg.inflightMsgsMax, this.cfg.inflightBytesMax);
+    this.progress.set(id, pr);
+  }
+
+  private promotable(): boolean {
+    return this.voters.has(this.id) && this.log.pendingSnapshot === undefined;
+  }
+
+  // ---- ticks ---------------------------------------------------------------------------------
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.campaign();
+    }
+  }
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.cfg.electionTicks) {
+      this.electionElapsed = 0;
+      if (this.cfg.checkQuorum && !this.quorumActive()) {
+        this.becomeFollower(this.term, 0);
+        return;
+      }
+      this.transferee = 0; // a transfer that did not finish within an election timeout is abandoned
+    }
+    if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.bcastHeartbeat();
+    }
+    this.tickSnapshotTransfers();
+  }
+
+  /** Check-quorum: a leader that has not heard from a majority in an election timeout steps down. */
+  private quorumActive(): boolean {
+    let active = 0;
+    for (const id of this.voters) {
+      const pr = this.progress.get(id)!;
+      if (id === this.id || pr.recentActive) active++;
+      pr.recentActive = false;
+    }
+    return active >= Math.floor(this.voters.size / 2) + 1;
+  }
+
+  private tickSnapshotTransfers(): void {
+    for (const [id, pr] of this.progress) {
+      if (pr.state !== ProgressState.Snapshot || pr.snapshot === undefined) continue;
+      if (++pr.snapshot.idleTicks >= this.cfg.electionTicks) {
+        pr.snapshot.idleTicks = 0;
+        this.sendSnapshotChunk(id, pr);
+      }
+    }
+  }
+
+  // ---- elections -----------------------------------------------------------------------------
+
+  private startCampaign(kind: CampaignKind): void {
+    if (kind === 'pre-vote') this.becomePreCandidate();
+    else this.becomeCandidate();
+    const term = kind === 'pre-vote' ? this.term + 1 : this.term;
+    this.votes.set(this.id, true);
+    if (this.tallyAndMaybeWin(kind)) return;
+    const type = kind === 'pre-vote' ? MessageType.PreVote : MessageType.Vote;
+    for (const id of this.voters) {
+      if (id === this.id) continue;
+      const m: Message = { type, to: id, term, from: this.id, index: this.log.lastIndex(), logTerm: this.log.lastTerm() };
+      if (kind === 'transfer') m.force = true;
+      this.msgs.push(m);
+    }
+  }
+
+  /** Returns true when the election is decided (won or lost). */
+  private tallyAndMaybeWin(kind: CampaignKind): boolean {
+    const result = tallyVotes([...this.voters], this.votes);
+    if (result === VoteResult.Won) {
+      if (kind === 'pre-vote') this.startCampaign('vote');
+      else this.becomeLeader();
+      return true;
+    }
+    if (result === VoteResult.Lost) {
+      this.becomeFollower(this.term, 0);
+      return true;
+    }
+    return false;
+  }
+
+  private handleVoteRequest(m: Message): void {
+    const pre = m.type === MessageType.PreVote;
+    const canVote =
+      this.bugs.has('vote-twice') ||
+      this.vote === m.from ||
+      (this.vote === 0 && this.leader === 0) ||
+      (pre && m.term > this.term);
+    const upToDate = this.log.isUpToDate(m.index ?? 0, m.logTerm ?? 0);
+    const respType = pre ? MessageType.PreVoteResp : MessageType.VoteResp;
+    if (canVote && upToDate) {
+      // A granted pre-vote answers with the future term so the candidate counts it.
+      this.send({ type: respType, to: m.from, term: m.term, reject: false });
+      if (!pre) {
+        this.electionElapsed = 0;
+        this.vote = m.from;
+      }
+    } else {
+      this.send({ type: respType, to: m.from, term: this.term, reject: true });
+    }
+  }
+
+  /**
+   * Handles the message's term against ours; returns false when the message is to be dropped.
+   */
+  private stepTerm(m: Message): boolean {
+    if (m.term === 0) return true; // local or term-less (ReadIndex forwarding)
+    if (m.term > this.term) {
+      const isVote = m.type === MessageType.Vote || m.type === MessageType.PreVote;
+      if (isVote && !m.force && this.inLease()) return false;
+      if (m.type === MessageType.PreVote) return true;
+      if (m.type === MessageType.PreVoteResp && !m.reject) return true;
+      const fromLeader = m.type === MessageType.App || m.type === MessageType.Heartbeat || m.type === MessageType.Snap;
+      this.becomeFollower(m.term, fromLeader ? m.from : 0);
+      return true;
+    }
+    if (m.term < this.term) {
+      if ((this.cfg.checkQuorum || this.cfg.preVote) && (m.type === MessageType.Heartbeat || m.type === MessageType.App)) {
+        // Tell a stale leader of the newer term so that it steps down.
+        this.send({ type: MessageType.AppResp, to: m.from, term: this.term });
+      } else if (m.type === MessageType.PreVote) {
+        this.send({ type: MessageType.PreVoteResp, to: m.from, term: this.term, reject: true });
+      }
+      return false;
+    }
+    return true;
+  }
+
+  /** A node that heard from a leader within the election timeout refuses to help depose it. */
+  private inLease(): boolean {
+    return this.cfg.checkQuorum && this.leader !== 0 && this.electionElapsed < this.cfg.electionTicks;
+  }
+
+  private stepCandidate(m: Message): void {
+    const myResp = this.role === Role.PreCandidate ? MessageType.PreVoteResp : MessageType.VoteResp;
+    switch (m.type) {
+      case MessageType.App:
+      case MessageType.Heartbeat:
+      case MessageType.Snap:
+        this.becomeFollower(m.term, m.from);
+        this.stepFollower(m);
+        return;
+      case myResp:
+        this.votes.set(m.from, !m.reject);
+        this.tallyAndMaybeWin(this.role === Role.PreCandidate ? 'pre-vote' : 'vote');
+        return;
+      case MessageType.TimeoutNow:
+        return;
+    }
+  }
+
+  // ---- follower ------------------------------------------------------------------------------
+
+  private stepFollower(m: Message): void {
+    switch (m.type) {
+      case MessageType.App:
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleAppend(m);
+        return;
+      case MessageType.Heartbeat:
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.commitTo(Math.min(m.commit ?? 0, this.log.lastIndex()));
+        this.send({ type: MessageType.HeartbeatResp, to: m.from, term: this.term, readSeq: m.readSeq });
+        return;
+      case MessageType.Snap:
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleSnapshotChunk(m);
+        return;
+      case MessageType.TimeoutNow:
+        if (this.promotable()) this.startCampaign('transfer');
+        return;
+      case MessageType.ReadIndexResp:
+        this.readStates.push({ index: m.index ?? 0, context: m.context ?? new Uint8Array(0) });
+        return;
+    }
+  }
+
+  private handleAppend(m: Message): void {
+    const prevIndex = m.index ?? 0;
+    if (prevIndex < this.log.committed) {
+      this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: this.log.committed });
+      return;
+    }
+    const entries = m.entries ?? [];
+    const lastNew = this.log.maybeAppend(prevIndex, m.logTerm ?? 0, entries);
+    if (lastNew !== undefined) {
+      this.commitTo(Math.min(m.commit ?? 0, lastNew));
+      this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: lastNew });
+      return;
+    }
+    const hint = this.log.findConflictByTerm(Math.min(prevIndex, this.log.lastIndex()), m.logTerm ?? 0);
+    this.send({
+      type: MessageType.AppResp,
+      to: m.from,
+      term: this.term,
+      index: prevIndex,
+      reject: true,
+      rejectHint: hint.index,
+      logTerm: hint.term,
+    });
+  }
+
+  private handleSnapshotChunk(m: Message): void {
+    const meta = m.snapshot!;
+    if (meta.index <= this.log.committed) {
+      this.incomingSnapshot = undefined;
+      this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: this.log.committed });
+      return;
+    }
+    const offset = m.snapOffset ?? 0;
+    const total = m.snapTotalBytes ?? 0;
+    if (offset === 0 && total <= this.cfg.snapshotBytesMax) {
+      this.incomingSnapshot = { index: meta.index, term: meta.term, totalBytes: total, chunks: [], receivedBytes: 0 };
+    }
+    const inc = this.incomingSnapshot;
+    if (inc === undefined || inc.index !== meta.index || inc.term !== meta.term || inc.receivedBytes !== offset) {
+      const expected = inc !== undefined && inc.index === meta.index && inc.term === meta.term ? inc.receivedBytes : 0;
+      this.send({ type: MessageType.SnapResp, to: m.from, term: this.term, index: meta.index, snapOffset: expected });
+      return;
+    }
+    const chunk = m.snapData ?? new Uint8Array(0);
+    inc.chunks.push(chunk);
+    inc.receivedBytes += chunk.length;
+    if (!m.snapDone) {
+      this.send({ type: MessageType.SnapResp, to: m.from, term: this.term, index: meta.index, snapOffset: inc.receivedBytes });
+      return;
+    }
+    this.incomingSnapshot = undefined;
+    if (inc.receivedBytes !== inc.totalBytes) {
+      this.send({ type: MessageType.SnapResp, to: m.from, term: this.term, index: meta.index, snapOffset: 0 });
+      return;
+    }
+    this.restoreSnapshot({ meta, data: concatChunks(inc.chunks, inc.totalBytes) });
+    this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: this.log.lastIndex() });
+  }
+
+  private restoreSnapshot(snap: Snapshot): void {
+    if (this.log.matchTerm(snap.meta.index, snap.meta.term)) {
+      // We hold the snapshot's last entry: only the commit index moves.
+      this.commitTo(snap.meta.index);
+      return;
+    }
+    this.log.restore(snap);
+    this.setConf(snap.meta.conf);
+    this.confAppliedIndex = snap.meta.index;
+    this.confHistory = [{ index: snap.meta.index, conf: this.confState() }];
+  }
+
+  // ---- leader --------------------------------------------------------------------------------
+
+  private stepLeader(m: Message): void {
+    const pr = this.progress.get(m.from);
+    switch (m.type) {
+      case MessageType.ReadIndex:
+        this.leaderReadIndex(m.from, m.context ?? new Uint8Array(0));
+        return;
+    }
+    if (pr === undefined) return; // not a member (any more)
+    switch (m.type) {
+      case MessageType.AppResp:
+        pr.recentActive = true;
+        this.handleAppendResponse(m, pr);
+        return;
+      case MessageType.HeartbeatResp:
+        pr.recentActive = true;
+        pr.probeSent = false;
+        // Appends in a full window may have been lost: free one so the next append goes out and a
+        // rejection (a gap) brings the follower back to probing.
+        if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirst();
+        if (pr.match < this.log.lastIndex()) this.sendAppend(m.from);
+        if (m.readSeq !== undefined && !pr.isLearner) this.ackRead(m.from, m.readSeq);
+        return;
+      case MessageType.SnapResp:
+        pr.recentActive = true;
+        this.handleSnapshotResponse(m, pr);
+        return;
+    }
+  }
+
+  private handleAppendResponse(m: Message, pr: Progress): void {
+    const index = m.index ?? 0;
+    if (m.reject) {
+      let nextProbe = m.rejectHint ?? index;
+      if ((m.logTerm ?? 0) > 0) nextProbe = this.log.findConflictByTerm(nextProbe, m.logTerm ?? 0).index;
+      if (pr.maybeDecrTo(index, nextProbe)) {
+        if (pr.state === ProgressState.Replicate) pr.becomeProbe();
+        this.sendAppend(m.from);
+      }
+      return;
+    }
+    if (m.index === undefined) return; // a term notice, handled by stepTerm
+    const wasPaused = pr.isPaused();
+    if (!pr.maybeUpdate(index)) return;
+    if (pr.state === ProgressState.Probe) pr.becomeReplicate();
+    else if (pr.state === ProgressState.Snapshot && pr.match >= this.log.offsetIndex) {
+      pr.becomeProbe();
+      pr.becomeReplicate();
+    } else if (pr.state === ProgressState.Replicate) pr.inflights.freeLE(index);
+
+    this.maybeCommit();
+    if (wasPaused || pr.state === ProgressState.Replicate) this.needAppendFlush = true;
+    if (m.from === this.transferee && pr.match === this.log.lastIndex()) {
+      this.send({ type: MessageType.TimeoutNow, to: m.from, term: this.term });
+    }
+  }
+
+  private handleSnapshotResponse(m: Message, pr: Progress): void {
+    const tr = pr.snapshot;
+    if (pr.state !== ProgressState.Snapshot || tr === undefined || tr.index !== m.index) return;
+    tr.offsetAcked = m.snapOffset ?? 0;
+    tr.idleTicks = 0;
+    this.sendSnapshotChunk(m.from, pr);
+  }
+
+  /**
+   * Advances the commit index to what a majority holds, counting only entries of this term; the
+   * followers hear of it in the next batch of appends.
+   */
+  private maybeCommit(): void {
+    if (this.role !== Role.Leader) return;
+    const mci = committedIndex([...this.voters], (id) => this.progress.get(id)?.match ?? 0);
+    if (mci <= this.log.committed) return;
+    if (this.log.term(mci) !== this.term && !this.bugs.has('commit-old-term')) return;
+    this.commitTo(mci);
+    this.needAppendFlush = true;
+    this.commitAnnounce = true;
+  }
+
+  private commitTo(index: number): void {
+    const before = this.log.committed;
+    if (index <= before) return;
+    this.log.commitTo(index);
+    if (this.role === Role.Leader) {
+      for (let i = before + 1; i <= index; i++) this.uncommittedBytes -= this.log.entry(i)?.data.length ?? 0;
+      if (this.uncommittedBytes < 0) this.uncommittedBytes = 0;
+    }
+    this.applyConfChangesTo(index);
+    this.releaseCommittedReads();
+  }
+
+  private appendEntry(type: EntryType, data: Uint8Array): Entry {
+    const e: Entry = { term: this.term, index: this.log.lastIndex() + 1, type, data };
+    this.log.append([e]);
+    this.uncommittedBytes += data.length;
+    this.needAppendFlush = true;
+    return e;
+  }
+
+  private checkCanPropose(sizeBytes: number): void {
+    if (this.role !== Role.Leader) throw this.notLeader();
+    if (this.transferee !== 0) {
+      throw new CairnError(ErrorCode.TransferInProgress, `leadership is moving to node ${this.transferee}; retry`);
+    }
+    if (sizeBytes > this.cfg.entryBytesMax) {
+      throw new CairnError(ErrorCode.EntryTooLarge, `entry of ${sizeBytes} bytes exceeds entryBytesMax ${this.cfg.entryBytesMax}`);
+    }
+    if (this.uncommittedBytes + sizeBytes > this.cfg.uncommittedBytesMax) {
+      throw new CairnError(ErrorCode.Busy, `${this.uncommittedBytes} uncommitted bytes pending; retry later`);
+    }
+  }
+
+  private notLeader(): CairnError {
+    return new CairnError(ErrorCode.NotLeader, `node ${this.id} is not the leader`, { leader: this.leader });
+  }
+
+  /** Sends appends and read heartbeats batched since the last Ready. */
+  private flushLeaderSends(): void {
+    if (this.role !== Role.Leader) {
+      this.needAppendFlush = false; // a leader that just stepped down has nothing to flush
+      this.commitAnnounce = false;
+      return;
+    }
+    if (this.needAppendFlush) {
+      const announce = this.commitAnnounce;
+      this.needAppendFlush = false;
+      this.commitAnnounce = false;
+      for (const id of this.progress.keys()) if (id !== this.id) this.sendAppendsWhileRoom(id, announce);
+    }
+    if (this.readOnly.needsBroadcast()) this.bcastHeartbeat();
+  }
+
+  /**
+   * Pipelines appends to a replicating follower until its window fills or the log is sent; with
+   * `sendIfEmpty` at least one message goes out to carry the new commit index.
+   */
+  private sendAppendsWhileRoom(to: NodeId, sendIfEmpty: boolean): void {
+    const pr = this.progress.get(to)!;
+    for (let i = 0; i < this.cfg.inflightMsgsMax; i++) {
+      if (!this.sendAppend(to, sendIfEmpty && i === 0)) return;
+      if (pr.state !== ProgressState.Replicate || pr.next > this.log.lastIndex()) return;
+    }
+  }
+
+  /** Sends one append (or starts a snapshot); returns whether a message went out. */
+  private sendAppend(to: NodeId, sendIfEmpty = true): boolean {
+    const pr = this.progress.get(to)!;
+    if (pr.isPaused()) return false;
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    const entries = this.log.slice(pr.next, this.log.lastIndex(), this.cfg.appendBytesMax);
+    if (prevTerm === undefined || entries === undefined) return this.startSnapshot(to, pr);
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    this.send({ type: MessageType.App, to, term: this.term, index: prevIndex, logTerm: prevTerm, entries, commit: this.log.committed });
+    if (entries.length > 0 && pr.state === ProgressState.Replicate) {
+      const last = entries[entries.length - 1].index;
+      pr.next = last + 1;
+      pr.inflights.add(last, entries.reduce((n, e) => n + e.data.length, 0));
+    } else if (pr.state === ProgressState.Probe) {
+      pr.probeSent = true;
+    }
+    return true;
+  }
+
+  private startSnapshot(to: NodeId, pr: Progress): boolean {
+    if (!pr.recentActive) return false; // do not stream a snapshot to a node that may be down
+    const snap = this.log.snapshot;
+    assert(snap !== undefined, 'log was compacted without a snapshot');
+    pr.becomeSnapshot(snap.meta.index);
+    this.sendSnapshotChunk(to, pr);
+    return true;
+  }
+
+  private sendSnapshotChunk(to: NodeId, pr: Progress): void {
+    const snap = this.log.snapshot!;
+    const tr = pr.snapshot!;
+    if (tr.index !== snap.meta.index) {
+      pr.becomeSnapshot(snap.meta.index); // a newer snapshot replaced the one in transfer
+    }
+    const offset = pr.snapshot!.offsetAcked;
+    if (offset >= snap.data.length && snap.data.length > 0) return; // all sent: waiting for the install
+    const end = Math.min(offset + this.cfg.snapshotChunkBytes, snap.data.length);
+    this.send({
+      type: MessageType.Snap,
+      to,
+      term: this.term,
+      snapshot: snap.meta,
+      snapOffset: offset,
+      snapData: snap.data.subarray(offset, end),
+      snapDone: end === snap.data.length,
+      snapTotalBytes: snap.data.length,
+    });
+  }
+
+  private bcastHeartbeat(): void {
+    const readSeq = this.readOnly.lastSeq();
+    this.readOnly.markBroadcast();
+    for (const [id, pr] of this.progress) {
+      if (id === this.id) continue;
+      const m: Message = { type: MessageType.Heartbeat, from: this.id, to: id, term: this.term, commit: Math.min(pr.match, this.log.committed) };
+      if (readSeq > 0) m.readSeq = readSeq;
+      this.msgs.push(m);
+    }
+  }
+
+  // ---- reads ---------------------------------------------------------------------------------
+
+  private leaderReadIndex(from: NodeId, context: Uint8Array): void {
+    if (!this.readOnly.hasRoom()) return; // the caller times out and retries
+    const committedInTerm = this.log.term(this.log.committed) === this.term;
+    if (!committedInTerm) {
+      this.readOnly.deferUntilCommitted(from, context);
+      return;
+    }
+    const onlyVoter = this.voters.size === 1 && this.voters.has(this.id);
+    if (onlyVoter || this.cfg.leaseRead) {
+      this.answerRead(from, this.log.committed, context);
+      return;
+    }
+    this.readOnly.add(from, context, this.log.committed, this.id);
+  }
+
+  private ackRead(from: NodeId, seq: number): void {
+    const quorum = Math.floor(this.voters.size / 2) + 1;
+    for (const r of this.readOnly.ack(from, seq, quorum)) this.answerRead(r.from, r.index, r.context);
+  }
+
+  /** Reads deferred until this term committed an entry can now start. */
+  private releaseCommittedReads(): void {
+    if (this.role !== Role.Leader || this.log.term(this.log.committed) !== this.term) return;
+    for (const r of this.readOnly.takeDeferred()) this.leaderReadIndex(r.from, r.context);
+  }
+
+  private answerRead(from: NodeId, index: number, context: Uint8Array): void {
+    if (from === this.id) this.readStates.push({ index, context });
+    else this.send({ type: MessageType.ReadIndexResp, to: from, term: this.term, index, context });
+  }
+
+  // ---- membership ----------------------------------------------------------------------------
+
+  private validateConfChange(cc: ConfChange): void {
+    if (!(cc.node > 0)) throw new CairnError(ErrorCode.InvalidArgument, `invalid node id ${cc.node}`);
+    if (cc.type === ConfChangeType.Remove) {
+      if (!this.voters.has(cc.node) && !this.learners.has(cc.node)) {
+        throw new CairnError(ErrorCode.InvalidArgument, `node ${cc.node} is not a member`);
+      }
+      if (this.voters.has(cc.node) && this.voters.size === 1) {
+        throw new CairnError(ErrorCode.InvalidArgument, 'cannot remove the last voter');
+      }
+    }
+    if (cc.type === ConfChangeType.AddLearner && this.voters.has(cc.node)) {
+      throw new CairnError(ErrorCode.InvalidArgument, `node ${cc.node} is already a voter`);
+    }
+  }
+
+  /** Applies membership changes committed up to `index`: a change takes effect once committed. */
+  private applyConfChangesTo(index: number): void {
+    while (this.confAppliedIndex < index) {
+      const i = ++this.confAppliedIndex;
+      const e = this.log.entry(i);
+      if (e !== undefined && e.type === EntryType.ConfChange) {
+        this.applyConfChange(decodeConfChange(e.data));
+        this.confHistory.push({ index: i, conf: this.confState() });
+      }
+    }
+  }
+
+  private applyConfChange(cc: ConfChange): void {
+    switch (cc.type) {
+      case ConfChangeType.AddLearner:
+        if (this.voters.has(cc.node)) return;
+        this.learners.add(cc.node);
+        break;
+      case ConfChangeType.AddVoter:
+        this.learners.delete(cc.node);
+        this.voters.add(cc.node);
+        break;
+      case ConfChangeType.Remove:
+        this.voters.delete(cc.node);
+        this.learners.delete(cc.node);
+        break;
+    }
+    this.syncProgressWithConf();
+  }
+
+  private setConf(conf: ConfState): void {
+    this.voters = new Set(conf.voters);
+    this.learners = new Set(conf.learners);
+    assert(![...this.voters].some((id) => this.learners.has(id)), 'a node is both voter and learner');
+    this.syncProgressWithConf();
+  }
+
+  private syncProgressWithConf(): void {
+    if (this.role !== Role.Leader) return;
+    for (const id of [...this.voters, ...this.learners]) {
+      const pr = this.progress.get(id);
+      if (pr === undefined) this.addProgress(id);
+      else pr.isLearner = this.learners.has(id);
+    }
+    for (const id of [...this.progress.keys()]) {
+      if (!this.voters.has(id) && !this.learners.has(id)) this.progress.delete(id);
+    }
+    if (this.transferee !== 0 && !this.voters.has(this.transferee)) this.transferee = 0;
+    if (!this.voters.has(this.id)) {
+      // A leader removed from the group steps down; the rest elect a new one.
+      this.becomeFollower(this.term, 0);
+      return;
+    }
+    this.maybeCommit(); // a smaller quorum may already hold more
+  }
+
+  /** Membership as of the committed changes up to `index` (for snapshots and checkers). */
+  confAt(index: number): ConfState {
+    let conf = this.confHistory[0].conf;
+    for (const h of this.confHistory) if (h.index <= index) conf = h.conf;
+    return conf;
+  }
+
+  private send(m: Omit<Message, 'from'>): void {
+    this.msgs.push({ ...m, from: this.id } as Message);
+  }
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
+function sameSoftState(a: SoftState, b: SoftState): boolean {
+  return a.leader === b.leader && a.role === b.role;
+}
+
+function concatChunks(chunks: Uint8Array[], total: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}

@@ -1,0 +1,78 @@
+// Bookkeeping for ReadIndex reads on the leader: each read waits for one heartbeat round that a
+// majority answers, proving the leader was still the leader when the read arrived (Raft thesis §6.4).
+
+import type { NodeId } from './types.ts';
+
+export interface PendingRead {
+  seq: number;
+  from: NodeId;
+  context: Uint8Array;
+  index: number;
+  acks: Set<NodeId>;
+}
+
+export class ReadOnly {
+  private seq = 0;
+  private broadcastSeq = 0;
+  private queue: PendingRead[] = [];
+  /** Reads that arrived before the leader committed an entry of its term. */
+  private deferred: { from: NodeId; context: Uint8Array }[] = [];
+  readonly queueMax: number;
+
+  constructor(queueMax: number) {
+    this.queueMax = queueMax;
+  }
+
+  hasRoom(): boolean {
+    return this.queue.length + this.deferred.length < this.queueMax;
+  }
+
+  add(from: NodeId, context: Uint8Array, index: number, self: NodeId): void {
+    this.queue.push({ seq: ++this.seq, from, context, index, acks: new Set([self]) });
+  }
+
+  deferUntilCommitted(from: NodeId, context: Uint8Array): void {
+    this.deferred.push({ from, context });
+  }
+
+  takeDeferred(): { from: NodeId; context: Uint8Array }[] {
+    const out = this.deferred;
+    this.deferred = [];
+    return out;
+  }
+
+  /** Whether reads arrived since the last heartbeat round went out. */
+  needsBroadcast(): boolean {
+    return this.seq > this.broadcastSeq;
+  }
+
+  /** The newest read a heartbeat sent now would confirm; 0 when none waits. */
+  lastSeq(): number {
+    return this.queue.length > 0 ? this.seq : 0;
+  }
+
+  markBroadcast(): void {
+    this.broadcastSeq = this.seq;
+  }
+
+  /**
+   * Records that `from` answered the heartbeat of round `seq`; returns the reads now confirmed by
+   * `quorum` nodes, in order (a confirmed read confirms every earlier one too).
+   */
+  ack(from: NodeId, seq: number, quorum: number): PendingRead[] {
+    let confirmed = -1;
+    for (let i = 0; i < this.queue.length && this.queue[i].seq <= seq; i++) {
+      const r = this.queue[i];
+      r.acks.add(from);
+      if (r.acks.size >= quorum) confirmed = i;
+    }
+    if (confirmed < 0) return [];
+    return this.queue.splice(0, confirmed + 1);
+  }
+
+  reset(): void {
+    this.queue = [];
+    this.deferred = [];
+    this.broadcastSeq = this.seq;
+  }
+}

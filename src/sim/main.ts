@@ -1,0 +1,81 @@
+// `npm run sim`: runs many seeded simulations, or replays one with a readable trace.
+//   npm run sim -- --seeds 500            runs seeds 1..500 (or --from N)
+//   npm run sim -- --seed 42 --trace      replays one run and prints every event
+//   npm run sim -- --seeds 200 --bug vote-twice   must fail: proves the checkers catch that bug
+
+import { parseArgs } from 'node:util';
+import { runSimulation, simBugs, type SimBug, type SimResult } from './simulation.ts';
+
+function main(): void {
+  const { values } = parseArgs({
+    options: {
+      seeds: { type: 'string' },
+      seed: { type: 'string' },
+      from: { type: 'string', default: '1' },
+      bug: { type: 'string' },
+      trace: { type: 'boolean', default: false },
+      'fault-ms': { type: 'string' },
+      'calm-ms': { type: 'string' },
+      'keep-going': { type: 'boolean', default: false },
+    },
+  });
+  const bug = values.bug;
+  if (bug !== undefined && !simBugs.includes(bug as SimBug)) usage(`unknown --bug ${bug}; one of: ${simBugs.join(', ')}`);
+  const faultMs = optionalInt(values['fault-ms'], '--fault-ms');
+  const calmMs = optionalInt(values['calm-ms'], '--calm-ms');
+  const common = { bug: bug as SimBug | undefined, faultMs, calmMs };
+
+  if (values.seed !== undefined) {
+    const seed = parseInteger(values.seed, '--seed');
+    const r = runSimulation({ ...common, seed, trace: values.trace ? (line) => console.log(line) : undefined });
+    report(r, true);
+    process.exitCode = r.ok ? 0 : 1;
+    return;
+  }
+  const count = parseInteger(values.seeds ?? '100', '--seeds');
+  const from = parseInteger(values.from, '--from');
+  let passed = 0;
+  let failed = 0;
+  const started = performance.now();
+  for (let seed = from; seed < from + count; seed++) {
+    const r = runSimulation({ ...common, seed });
+    if (r.ok) passed++;
+    else {
+      failed++;
+      report(r, false);
+      if (!values['keep-going']) break;
+    }
+    if ((seed - from + 1) % 100 === 0) console.error(`... ${seed - from + 1}/${count} seeds, ${((performance.now() - started) / 1000).toFixed(1)}s`);
+  }
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exitCode = failed === 0 ? 0 : 1;
+}
+
+function report(r: SimResult, verbose: boolean): void {
+  const head = `seed ${r.seed}: ${r.ok ? 'ok' : 'FAILED'} (${r.nodes} nodes, ${r.events} events, ${r.committed} committed, ${r.clientOps} client ops, trace ${r.traceHash})`;
+  console.log(head);
+  if (r.ok) return;
+  console.log(`  violated: ${r.violation}`);
+  console.log(`  replay: npm run sim -- --seed ${r.seed} --trace${process.argv.includes('--bug') ? ` --bug ${process.argv[process.argv.indexOf('--bug') + 1]}` : ''}`);
+  if (!verbose) {
+    console.log('  last events:');
+    for (const line of r.lastEvents) console.log(`    ${line}`);
+  }
+}
+
+function parseInteger(s: string, flag: string): number {
+  const n = Number(s);
+  if (!Number.isSafeInteger(n) || n < 0) usage(`${flag} wants a whole number, got '${s}'`);
+  return n;
+}
+
+function optionalInt(s: string | undefined, flag: string): number | undefined {
+  return s === undefined ? undefined : parseInteger(s, flag);
+}
+
+function usage(message: string): never {
+  console.error(`sim: ${message}`);
+  process.exit(2);
+}
+
+main();

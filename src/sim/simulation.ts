@@ -1,0 +1,516 @@
+// One deterministic simulation run: N Raft nodes, clients appending and reading keys, and a seeded
+// schedule of faults (crashes, torn writes, partitions, loss, slow disks, membership changes and
+// leadership transfers). Checkers run on every step and at the end; the first violation stops the run.
+
+import { ErrorCode } from '../errors.ts';
+import type { RaftBug } from '../raft/raft.ts';
+import { ConfChangeType, Role, type Entry, type Message, type Ready } from '../raft/types.ts';
+import { EventQueue } from './event-queue.ts';
+import { checkLinearizable, type Operation } from './linearizability.ts';
+import { appendModel, type AppendInput, type AppendOutput } from './models.ts';
+import { SimNetwork, calmNetwork } from './network.ts';
+import { SimNode, type ClientReply, type ClientRequest, type DriverBug, type NodeObserver } from './node.ts';
+import { Prng } from './prng.ts';
+
+export type SimBug = RaftBug | DriverBug;
+export const simBugs: readonly SimBug[] = ['commit-old-term', 'vote-twice', 'stale-read', 'no-fsync'];
+
+export interface SimOptions {
+  seed: number;
+  bug?: SimBug;
+  /** Virtual time with faults, then a calm phase in which the cluster must recover. */
+  faultMs?: number;
+  calmMs?: number;
+  trace?: (line: string) => void;
+}
+
+export interface SimResult {
+  seed: number;
+  ok: boolean;
+  /** The violated property and what showed it. */
+  violation?: string;
+  nodes: number;
+  clientOps: number;
+  committed: number;
+  events: number;
+  traceHash: string;
+  lastEvents: string[];
+}
+
+class Violation extends Error {}
+
+const tickMs = 10;
+const clientTimeoutMs = 300;
+const clientKeys = ['a', 'b', 'c'];
+
+interface ClientState {
+  id: number;
+  seq: number;
+  op: Operation<AppendInput, AppendOutput> | undefined;
+  req: ClientRequest | undefined;
+  leaderGuess: number;
+  completedAfterCalm: number;
+}
+
+export function runSimulation(opts: SimOptions): SimResult {
+  return new Simulation(opts).run();
+}
+
+class Simulation implements NodeObserver {
+  private readonly prng: Prng;
+  private readonly faultPrng: Prng;
+  private readonly queue = new EventQueue();
+  private readonly net: SimNetwork;
+  private readonly nodes = new Map<number, SimNode>();
+  private readonly clients: ClientState[] = [];
+  private readonly history: Operation<AppendInput, AppendOutput>[] = [];
+  private readonly opts: Required<Omit<SimOptions, 'bug' | 'trace'>> & SimOptions;
+  private readonly bugs: ReadonlySet<SimBug>;
+  private readonly slowDisk = new Set<number>();
+  private nextOpId = 1;
+  private events = 0;
+  private hash = 0x811c9dc5;
+  private recent: string[] = [];
+
+  // what the checkers know
+  private leaderOfTerm = new Map<number, number>();
+  private committedTerm: number[] = [0];
+  private appliedData = new Map<number, Uint8Array>();
+  private checkedCommit = new Map<number, number>();
+  /** The leader's commit index shortly before the end: every member must have applied it. */
+  private commitMark = 0;
+  private calmAtMs: number;
+
+  constructor(opts: SimOptions) {
+    this.opts = { ...opts, faultMs: opts.faultMs ?? 6000, calmMs: opts.calmMs ?? 4000 };
+    this.prng = new Prng(opts.seed);
+    this.faultPrng = this.prng.fork();
+    this.net = new SimNetwork(this.queue, this.prng.fork());
+    this.bugs = new Set(opts.bug !== undefined ? [opts.bug] : []);
+    this.calmAtMs = this.opts.faultMs;
+  }
+
+  run(): SimResult {
+    const nodeCount = this.prng.range(3, 7);
+    const voterCount = nodeCount >= 5 && this.prng.chance(0.5) ? 5 : 3;
+    const voters = Array.from({ length: voterCount }, (_, i) => i + 1);
+    const nodeEnvPrng = this.prng.fork();
+    // Small appends split batches, so that acks cover old-term entries without the new leader's own.
+    const appendBytesMax = this.prng.pick([64, 256, 1024, 8192]);
+    // Check-quorum stays on: without it a removed node that never heard of its removal disrupts
+    // the cluster forever with ever higher terms (Raft thesis §4.2.3).
+    const preVote = this.prng.chance(0.7);
+    for (let id = 1; id <= nodeCount; id++) {
+      const node = new SimNode(id, {
+        prng: nodeEnvPrng,
+        now: () => this.queue.nowMs,
+        after: (d, run) => this.queue.after(d, () => this.event(`n${id}`, run)),
+        send: (m) => this.sendRaft(m),
+        reply: (client, r) => this.sendReply(id, client, r),
+        diskLatencyMs: (n) => (this.slowDisk.has(n.id) ? this.prng.range(20, 80) : this.prng.range(1, 4)),
+        observer: this,
+        raftConfig: (nid) => ({
+          voters: nid <= voterCount ? voters : [],
+          electionTicks: 10,
+          heartbeatTicks: 2,
+          snapshotChunkBytes: 256,
+          appendBytesMax,
+          preVote,
+          inflightMsgsMax: 8,
+        }),
+        bugs: this.bugs,
+        snapshotEveryEntries: 40,
+        trace: this.opts.trace,
+      });
+      this.nodes.set(id, node);
+      node.start();
+    }
+    const clientCount = this.prng.range(2, 5);
+    for (let c = 1; c <= clientCount; c++) {
+      const client: ClientState = { id: c, seq: 0, op: undefined, req: undefined, leaderGuess: 0, completedAfterCalm: 0 };
+      this.clients.push(client);
+      this.queue.after(this.prng.range(0, 50), () => this.event(`c${c}`, () => this.nextOp(client)));
+    }
+    this.scheduleFault();
+    this.queue.at(this.calmAtMs, () => this.event('calm', () => this.calm()));
+    const endMs = this.opts.faultMs + this.opts.calmMs;
+    this.queue.at(endMs - 1000, () => this.event('mark commit', () => (this.commitMark = this.leaderNode()?.raft.log.committed ?? 0)));
+    try {
+      while (this.queue.runNext(endMs)) {
+        /* each event runs its checks */
+      }
+      this.checkEnd();
+      return this.result(undefined);
+    } catch (err) {
+      if (err instanceof Violation) return this.result(err.message);
+      const e = err as Error;
+      return this.result(`crash: ${e.stack ?? e.message}`);
+    }
+  }
+
+  private result(violation: string | undefined): SimResult {
+    return {
+      seed: this.opts.seed,
+      ok: violation === undefined,
+      violation,
+      nodes: this.nodes.size,
+      clientOps: this.history.length,
+      committed: this.committedTerm.length - 1,
+      events: this.events,
+      traceHash: (this.hash >>> 0).toString(16).padStart(8, '0'),
+      lastEvents: this.recent,
+    };
+  }
+
+  /** Every event goes through here: it is counted, hashed into the trace, and traced. */
+  private event(what: string, run: () => void): void {
+    this.events++;
+    this.mix(this.queue.nowMs);
+    this.mixString(what);
+    if (this.opts.trace !== undefined || this.recent.length >= 0) this.remember(what);
+    run();
+  }
+
+  private remember(line: string): void {
+    const text = `${this.queue.nowMs.toString().padStart(6)}ms ${line}`;
+    this.opts.trace?.(text);
+    this.recent.push(text);
+    if (this.recent.length > 30) this.recent.shift();
+  }
+
+  private mix(n: number): void {
+    this.hash = Math.imul(this.hash ^ (n | 0), 0x01000193);
+  }
+
+  private mixString(s: string): void {
+    for (let i = 0; i < s.length; i++) this.mix(s.charCodeAt(i));
+  }
+
+  private fail(property: string, detail: string): never {
+    throw new Violation(`${property}: ${detail}`);
+  }
+
+  // ---- network -------------------------------------------------------------------------------
+
+  private sendRaft(m: Message): void {
+    const to = this.nodes.get(m.to);
+    if (to === undefined) return;
+    this.net.send(m.from, m.to, () => this.event(describeMessage(m), () => to.receive(m)));
+  }
+
+  private sendReply(from: number, client: number, r: ClientReply): void {
+    // Clients sit outside the partitions but their links still lose and delay messages.
+    this.queue.after(this.prng.range(1, 5), () => {
+      if (this.prng.chance(this.net.conditions.dropRate / 2)) return;
+      this.event(`n${from}->c${client} reply op${r.opId}${r.ok ? ' ok' : ` ${r.code}`}`, () => this.onReply(this.clients[client - 1], r));
+    });
+  }
+
+  // ---- clients -------------------------------------------------------------------------------
+
+  private nextOp(c: ClientState): void {
+    const key = this.prng.pick(clientKeys);
+    const append = this.prng.chance(0.6);
+    const opId = this.nextOpId++;
+    const input: AppendInput = append ? { kind: 'append', key, value: `${c.id}.${c.seq + 1};` } : { kind: 'get', key };
+    if (append) c.seq++;
+    c.op = { clientId: c.id, input, call: this.queue.nowMs, ret: Infinity, output: undefined };
+    this.history.push(c.op);
+    c.req = {
+      opId,
+      attempt: 0,
+      client: c.id,
+      kind: input.kind,
+      key,
+      value: input.kind === 'append' ? input.value : '',
+      seq: c.seq,
+    };
+    this.sendRequest(c);
+  }
+
+  private sendRequest(c: ClientState): void {
+    const req = c.req!;
+    req.attempt++;
+    const ids = [...this.nodes.keys()];
+    // Reads sometimes go to any node: followers forward ReadIndex, so they must stay linearizable.
+    const spread = req.kind === 'get' && this.prng.chance(0.3);
+    const target = c.leaderGuess !== 0 && !spread ? c.leaderGuess : this.prng.pick(ids);
+    const node = this.nodes.get(target)!;
+    const sent = { ...req };
+    this.queue.after(this.prng.range(1, 5), () => this.event(`c${c.id}->n${target} ${req.kind} op${req.opId}#${req.attempt}`, () => node.handleClient(sent)));
+    const attempt = req.attempt;
+    this.queue.after(clientTimeoutMs, () =>
+      this.event(`c${c.id} timeout op${req.opId}#${attempt}`, () => {
+        if (c.req?.opId !== req.opId || c.req.attempt !== attempt) return;
+        c.leaderGuess = 0;
+        this.sendRequest(c);
+      }),
+    );
+  }
+
+  private onReply(c: ClientState, r: ClientReply): void {
+    const req = c.req;
+    if (req === undefined || req.opId !== r.opId) return; // an answer to an op already done
+    if (!r.ok) {
+      if (r.attempt !== req.attempt) return;
+      c.leaderGuess = r.code === ErrorCode.NotLeader ? r.leader : 0;
+      this.queue.after(r.leader === 0 ? 20 : 1, () => this.event(`c${c.id} retry op${req.opId}`, () => this.retryIfCurrent(c, req.opId, r.attempt)));
+      return;
+    }
+    const op = c.op!;
+    op.ret = this.queue.nowMs;
+    op.output = req.kind === 'append' ? { ok: true } : { value: r.value };
+    c.op = undefined;
+    c.req = undefined;
+    if (op.call >= this.calmAtMs) c.completedAfterCalm++;
+    this.queue.after(this.prng.range(0, 20), () => this.event(`c${c.id} next`, () => this.nextOp(c)));
+  }
+
+  private retryIfCurrent(c: ClientState, opId: number, attempt: number): void {
+    if (c.req?.opId === opId && c.req.attempt === attempt) this.sendRequest(c);
+  }
+
+  // ---- faults --------------------------------------------------------------------------------
+
+  private scheduleFault(): void {
+    const p = this.faultPrng;
+    this.queue.after(p.range(50, 400), () => {
+      if (this.queue.nowMs >= this.calmAtMs) return;
+      this.event('fault', () => this.injectFault());
+      this.scheduleFault();
+    });
+  }
+
+  private injectFault(): void {
+    const p = this.faultPrng;
+    const ids = [...this.nodes.keys()];
+    const roll = p.int(100);
+    if (roll < 25) {
+      const node = this.nodes.get(p.pick(ids))!;
+      if (!node.alive) return;
+      const tear = p.chance(0.5);
+      this.remember(`crash n${node.id}${tear ? ' (torn write)' : ''}`);
+      node.crash(tear);
+      const inc = node.incarnation;
+      this.queue.after(p.range(20, 1500), () =>
+        this.event(`restart n${node.id}`, () => {
+          if (!node.alive && node.incarnation === inc) node.start();
+        }),
+      );
+    } else if (roll < 45) {
+      const shuffled = [...ids].sort(() => p.float() - 0.5);
+      const cut = p.range(1, ids.length - 1);
+      const a = shuffled.slice(0, cut);
+      const b = shuffled.slice(cut);
+      if (p.chance(0.3)) {
+        const from = p.pick(a);
+        const to = p.pick(b);
+        this.net.cutLink(from, to);
+        this.remember(`cut link n${from}>n${to}`);
+      } else {
+        this.net.partition(a, b);
+        this.remember(`partition [${a}] | [${b}]`);
+      }
+      this.queue.after(p.range(100, 2000), () => this.event('heal', () => this.net.heal()));
+    } else if (roll < 60) {
+      const c = { delayMinMs: 1, delayMaxMs: p.range(5, 60), dropRate: p.float() * 0.25, dupRate: p.float() * 0.05 };
+      this.net.conditions = c;
+      this.remember(`network delay<=${c.delayMaxMs}ms drop=${c.dropRate.toFixed(2)} dup=${c.dupRate.toFixed(2)}`);
+    } else if (roll < 70) {
+      const id = p.pick(ids);
+      this.slowDisk.add(id);
+      this.remember(`slow disk n${id}`);
+      this.queue.after(p.range(200, 1500), () => this.event(`fast disk n${id}`, () => this.slowDisk.delete(id)));
+    } else if (roll < 80) {
+      this.transferLeader();
+    } else {
+      this.changeMembership();
+    }
+  }
+
+  private leaderNode(): SimNode | undefined {
+    let best: SimNode | undefined;
+    for (const n of this.nodes.values()) if (n.isLeader() && (best === undefined || n.raft.term > best.raft.term)) best = n;
+    return best;
+  }
+
+  private transferLeader(): void {
+    const leader = this.leaderNode();
+    if (leader === undefined) return;
+    const voters = leader.raft.confState().voters.filter((v) => v !== leader.id);
+    if (voters.length === 0) return;
+    const to = this.faultPrng.pick(voters);
+    this.remember(`transfer leader n${leader.id} -> n${to}`);
+    leader.raft.transferLeader(to);
+    leader.pump();
+  }
+
+  /** Adds a node as learner, promotes a caught-up learner, or removes a voter (keeping 3 or more). */
+  private changeMembership(): void {
+    const leader = this.leaderNode();
+    if (leader === undefined) return;
+    const st = leader.raft.status();
+    const members = new Set([...st.conf.voters, ...st.conf.learners]);
+    const outsiders = [...this.nodes.keys()].filter((id) => !members.has(id));
+    const caughtUp = st.conf.learners.filter((id) => (st.progress.get(id)?.match ?? 0) >= st.commit);
+    const p = this.faultPrng;
+    let change: { type: ConfChangeType; node: number } | undefined;
+    if (caughtUp.length > 0 && p.chance(0.6)) change = { type: ConfChangeType.AddVoter, node: p.pick(caughtUp) };
+    else if (outsiders.length > 0 && p.chance(0.6)) change = { type: ConfChangeType.AddLearner, node: p.pick(outsiders) };
+    else if (st.conf.voters.length > 3) change = { type: ConfChangeType.Remove, node: p.pick(st.conf.voters) };
+    if (change === undefined) return;
+    try {
+      leader.raft.proposeConfChange(change);
+      this.remember(`propose conf change ${['add-learner', 'add-voter', 'remove'][change.type]} n${change.node} on n${leader.id}`);
+      leader.pump();
+    } catch {
+      /* refused (one already pending): try another time */
+    }
+  }
+
+  private calm(): void {
+    this.net.heal();
+    this.net.conditions = calmNetwork;
+    this.slowDisk.clear();
+    for (const n of this.nodes.values()) if (!n.alive) n.start();
+    this.remember('calm: faults stop, all nodes up');
+  }
+
+  // ---- checkers ------------------------------------------------------------------------------
+
+  onRestart(node: SimNode, tornBytes: number): void {
+    this.checkedCommit.set(node.id, node.raft.log.committed);
+    if (tornBytes > 0) this.remember(`n${node.id} repaired a torn WAL tail of ${tornBytes} bytes`);
+  }
+
+  onReady(node: SimNode, rd: Ready): void {
+    const raft = node.raft;
+    if (rd.softState?.role === Role.Leader) {
+      this.checkElectionSafety(node.id, raft.term);
+      this.checkLeaderCompleteness(node);
+      this.remember(`n${node.id} is leader of term ${raft.term}`);
+    }
+    if (rd.hardState !== undefined) {
+      if (raft.role === Role.Leader) this.checkCommitDurable(node, rd.hardState.commit);
+      this.checkedCommit.set(node.id, rd.hardState.commit);
+    }
+  }
+
+  onApply(node: SimNode, e: Entry): void {
+    const seen = this.appliedData.get(e.index);
+    if (seen === undefined) {
+      this.appliedData.set(e.index, e.data);
+      if (this.committedTerm[e.index] === undefined) this.committedTerm[e.index] = e.term;
+    } else if (!sameBytes(seen, e.data)) {
+      this.fail('state machine safety', `n${node.id} applied different data at index ${e.index}`);
+    }
+    if (this.committedTerm[e.index] !== undefined && this.committedTerm[e.index] !== e.term) {
+      this.fail('state machine safety', `n${node.id} applied term ${e.term} at index ${e.index}, committed was term ${this.committedTerm[e.index]}`);
+    }
+  }
+
+  private checkElectionSafety(id: number, term: number): void {
+    const other = this.leaderOfTerm.get(term);
+    if (other !== undefined && other !== id) this.fail('election safety', `n${other} and n${id} both led term ${term}`);
+    this.leaderOfTerm.set(term, id);
+  }
+
+  /** A new leader's log holds every entry committed before it. */
+  private checkLeaderCompleteness(node: SimNode): void {
+    const log = node.raft.log;
+    for (let i = log.offsetIndex + 1; i < this.committedTerm.length; i++) {
+      const want = this.committedTerm[i];
+      if (want === undefined) continue;
+      const have = log.term(i);
+      if (have !== want) this.fail('leader completeness', `leader n${node.id} (term ${node.raft.term}) has term ${have} at committed index ${i} (term ${want})`);
+    }
+  }
+
+  /**
+   * A leader commits only entries that a majority holds on disk, and never two terms at one index.
+   * The majority is of the membership in force when the entry committed: one of those in effect
+   * between the last commit index seen and the entry.
+   */
+  private checkCommitDurable(node: SimNode, commit: number): void {
+    const raft = node.raft;
+    const prevCommit = Math.max(raft.log.offsetIndex, this.checkedCommit.get(node.id) ?? 0);
+    for (let i = prevCommit + 1; i <= commit; i++) {
+      const term = raft.log.term(i);
+      if (term === undefined) continue;
+      const prev = this.committedTerm[i];
+      if (prev !== undefined && prev !== term) this.fail('committed entry lost', `n${node.id} committed term ${term} at index ${i}, earlier committed term ${prev}`);
+      this.committedTerm[i] = term;
+      let best = '';
+      let ok = false;
+      for (let j = prevCommit; j < i && !ok; j++) {
+        const voters = raft.confAt(j).voters;
+        const durable = voters.filter((v) => this.nodes.get(v)?.disk.hasDurable(i, term)).length;
+        ok = durable >= Math.floor(voters.length / 2) + 1;
+        best = `${durable} of ${voters.length} voters [${voters}]`;
+      }
+      if (!ok) this.fail('commit durability', `n${node.id} committed index ${i} (term ${term}) held on disk by ${best}`);
+    }
+  }
+
+  /** Logs agree: the same (index, term) means the same entry and the same history before it. */
+  private checkLogMatching(): void {
+    const alive = [...this.nodes.values()].filter((n) => n.alive);
+    for (let a = 0; a < alive.length; a++) {
+      for (let b = a + 1; b < alive.length; b++) {
+        const la = alive[a].raft.log;
+        const lb = alive[b].raft.log;
+        const lo = Math.max(la.offsetIndex, lb.offsetIndex) + 1;
+        const hi = Math.min(la.lastIndex(), lb.lastIndex());
+        let matched = false;
+        for (let i = hi; i >= lo; i--) {
+          const ea = la.entry(i)!;
+          const eb = lb.entry(i)!;
+          if (ea.term === eb.term) matched = true;
+          if (matched && (ea.term !== eb.term || !sameBytes(ea.data, eb.data))) {
+            this.fail('log matching', `n${alive[a].id} and n${alive[b].id} agree above index ${i} but differ at it`);
+          }
+        }
+      }
+    }
+  }
+
+  private checkEnd(): void {
+    this.checkLogMatching();
+    this.checkLiveness();
+    const lin = checkLinearizable(appendModel, this.history, { stepBudget: 2_000_000 });
+    if (lin.result === 'illegal') this.fail('linearizability', lin.explanation);
+  }
+
+  /** Once faults stop, a leader serves, every member converges, and every client makes progress. */
+  private checkLiveness(): void {
+    const leader = this.leaderNode();
+    if (leader === undefined) this.fail('liveness', `no leader ${this.opts.calmMs}ms after faults stopped`);
+    const st = leader.raft.status();
+    for (const id of [...st.conf.voters, ...st.conf.learners]) {
+      const n = this.nodes.get(id)!;
+      if (n.raft.log.applied < this.commitMark) {
+        this.fail('liveness', `n${id} applied ${n.raft.log.applied}, the leader had committed ${this.commitMark} a second before the end`);
+      }
+    }
+    for (const c of this.clients) {
+      if (c.completedAfterCalm === 0) this.fail('liveness', `client ${c.id} completed no operation after faults stopped`);
+    }
+  }
+}
+
+function describeMessage(m: Message): string {
+  let s = `n${m.from}->n${m.to} ${m.type} t${m.term}`;
+  if (m.index !== undefined) s += ` i${m.index}`;
+  if (m.logTerm !== undefined) s += ` lt${m.logTerm}`;
+  if (m.entries !== undefined && m.entries.length > 0) s += ` +${m.entries.length}`;
+  if (m.commit !== undefined) s += ` c${m.commit}`;
+  if (m.reject) s += ' reject';
+  if (m.snapshot !== undefined) s += ` snap@${m.snapshot.index}+${m.snapOffset}`;
+  return s;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
