@@ -4,6 +4,9 @@
 import { assert } from '../errors.ts';
 import type { Entry, Snapshot } from './types.ts';
 
+/** What an entry costs beyond its data in a message (term, index, type, length): empty entries are not free. */
+export const entryOverheadBytes = 24;
+
 export class RaftLog {
   /** Index and term of the entry just before `entries[0]` (the compaction point). */
   offsetIndex = 0;
@@ -78,7 +81,7 @@ export class RaftLog {
     let bytes = 0;
     for (let i = lo; i <= Math.min(hi, this.lastIndex()); i++) {
       const e = this.entries[i - this.offsetIndex - 1];
-      bytes += e.data.length;
+      bytes += e.data.length + entryOverheadBytes;
       if (out.length > 0 && bytes > bytesMax) break;
       out.push(e);
     }

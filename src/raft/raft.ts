@@ -174,7 +174,9 @@ export class Raft {
     this.setConf(restored?.snapshot?.meta.conf ?? { voters: [], learners: [] });
     this.confAppliedIndex = this.log.offsetIndex;
     this.confHistory = [{ index: this.log.offsetIndex, conf: this.confState() }];
-    if (this.log.lastIndex() === 0 && this.term === 0 && config.voters.length > 0) this.bootstrap(config.voters);
+    // Term 0 means no hard state was ever durable (at most a torn first write), so nothing was
+    // promised to anyone yet and bootstrapping again is safe.
+    if (this.term === 0 && this.log.snapshot === undefined && config.voters.length > 0) this.bootstrap(config.voters);
     this.applyConfChangesTo(this.log.committed);
     this.becomeFollower(this.term, 0);
     this.prevHardState = this.hardState();

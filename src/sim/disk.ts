@@ -74,6 +74,13 @@ export class SimDisk {
     return termAt(this.shape, index) === term;
   }
 
+  /** The (index, term) of the last durable entry: the log a node would campaign with after a crash. */
+  lastDurable(): { index: number; term: number } {
+    const index = Math.max(this.shape.lastIndex, this.snapshot?.meta.index ?? 0);
+    const term = termAt(this.shape, index) ?? (this.snapshot?.meta.index === index ? this.snapshot.meta.term : 0);
+    return { index, term };
+  }
+
   /** Replays the durable bytes as a restarting node would, repairing a torn tail. */
   load(): LoadResult {
     const all = concat(this.durable, this.durableBytes);

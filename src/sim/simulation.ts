@@ -80,6 +80,8 @@ class Simulation implements NodeObserver {
   /** The leader's commit index shortly before the end: every member must have applied it. */
   private commitMark = 0;
   private calmAtMs: number;
+  /** Longest pause between two faults: some seeds are storms, some drizzle. */
+  private faultGapMs = 300;
 
   constructor(opts: SimOptions) {
     this.opts = { ...opts, faultMs: opts.faultMs ?? 6000, calmMs: opts.calmMs ?? 4000 };
@@ -96,10 +98,11 @@ class Simulation implements NodeObserver {
     const voters = Array.from({ length: voterCount }, (_, i) => i + 1);
     const nodeEnvPrng = this.prng.fork();
     // Small appends split batches, so that acks cover old-term entries without the new leader's own.
-    const appendBytesMax = this.prng.pick([64, 256, 1024, 8192]);
+    const appendBytesMax = this.prng.pick([1, 1, 256, 4096]);
     // Check-quorum stays on: without it a removed node that never heard of its removal disrupts
     // the cluster forever with ever higher terms (Raft thesis §4.2.3).
     const preVote = this.prng.chance(0.7);
+    this.faultGapMs = this.prng.pick([80, 150, 300, 600]);
     for (let id = 1; id <= nodeCount; id++) {
       const node = new SimNode(id, {
         prng: nodeEnvPrng,
@@ -274,7 +277,7 @@ class Simulation implements NodeObserver {
 
   private scheduleFault(): void {
     const p = this.faultPrng;
-    this.queue.after(p.range(50, 400), () => {
+    this.queue.after(p.range(this.faultGapMs / 10, this.faultGapMs), () => {
       if (this.queue.nowMs >= this.calmAtMs) return;
       this.event('fault', () => this.injectFault());
       this.scheduleFault();
@@ -283,49 +286,104 @@ class Simulation implements NodeObserver {
 
   private injectFault(): void {
     const p = this.faultPrng;
-    const ids = [...this.nodes.keys()];
     const roll = p.int(100);
-    if (roll < 25) {
-      const node = this.nodes.get(p.pick(ids))!;
-      if (!node.alive) return;
-      const tear = p.chance(0.5);
-      this.remember(`crash n${node.id}${tear ? ' (torn write)' : ''}`);
-      node.crash(tear);
-      const inc = node.incarnation;
-      this.queue.after(p.range(20, 1500), () =>
-        this.event(`restart n${node.id}`, () => {
-          if (!node.alive && node.incarnation === inc) node.start();
-        }),
-      );
-    } else if (roll < 45) {
-      const shuffled = [...ids].sort(() => p.float() - 0.5);
-      const cut = p.range(1, ids.length - 1);
-      const a = shuffled.slice(0, cut);
-      const b = shuffled.slice(cut);
-      if (p.chance(0.3)) {
-        const from = p.pick(a);
-        const to = p.pick(b);
-        this.net.cutLink(from, to);
-        this.remember(`cut link n${from}>n${to}`);
-      } else {
-        this.net.partition(a, b);
-        this.remember(`partition [${a}] | [${b}]`);
-      }
-      this.queue.after(p.range(100, 2000), () => this.event('heal', () => this.net.heal()));
-    } else if (roll < 60) {
-      const c = { delayMinMs: 1, delayMaxMs: p.range(5, 60), dropRate: p.float() * 0.25, dupRate: p.float() * 0.05 };
-      this.net.conditions = c;
-      this.remember(`network delay<=${c.delayMaxMs}ms drop=${c.dropRate.toFixed(2)} dup=${c.dupRate.toFixed(2)}`);
-    } else if (roll < 70) {
-      const id = p.pick(ids);
-      this.slowDisk.add(id);
-      this.remember(`slow disk n${id}`);
-      this.queue.after(p.range(200, 1500), () => this.event(`fast disk n${id}`, () => this.slowDisk.delete(id)));
-    } else if (roll < 80) {
-      this.transferLeader();
+    if (roll < 15) this.crash(this.randomNode());
+    else if (roll < 30) this.crash(this.leaderNode() ?? this.randomNode());
+    else if (roll < 40) this.randomPartition();
+    else if (roll < 55) this.isolateLeader();
+    else if (roll < 65) this.degradeNetwork();
+    else if (roll < 72) this.slowDownDisk();
+    else if (roll < 82) this.transferLeader();
+    else this.changeMembership();
+  }
+
+  /**
+   * Now and then a new leader fails right after taking writes, leaving entries of its term on too
+   * few nodes: the raw material of the cases Raft §5.4.2 is about (Figure 8).
+   */
+  private maybeCutShortLeadership(node: SimNode): void {
+    const p = this.faultPrng;
+    if (this.queue.nowMs >= this.calmAtMs || !p.chance(0.3)) return;
+    const inc = node.incarnation;
+    this.queue.after(p.range(0, 15), () =>
+      this.event(`cut short n${node.id}`, () => {
+        if (node.incarnation !== inc || this.queue.nowMs >= this.calmAtMs) return;
+        if (p.chance(0.3)) this.crash(node);
+        else {
+          const others = [...this.nodes.keys()].filter((id) => id !== node.id);
+          this.net.partition([node.id], others);
+          this.remember(`isolate new leader n${node.id}`);
+          this.scheduleHeal();
+        }
+      }),
+    );
+  }
+
+  private randomNode(): SimNode {
+    return this.faultPrng.pick([...this.nodes.values()]);
+  }
+
+  private crash(node: SimNode): void {
+    const p = this.faultPrng;
+    if (!node.alive) return;
+    const tear = p.chance(0.5);
+    this.remember(`crash n${node.id}${tear ? ' (torn write)' : ''}`);
+    node.crash(tear);
+    const inc = node.incarnation;
+    this.queue.after(p.range(20, 1500), () =>
+      this.event(`restart n${node.id}`, () => {
+        if (!node.alive && node.incarnation === inc) node.start();
+      }),
+    );
+  }
+
+  private randomPartition(): void {
+    const p = this.faultPrng;
+    const ids = [...this.nodes.keys()];
+    const shuffled = [...ids].sort(() => p.float() - 0.5);
+    const cut = p.range(1, ids.length - 1);
+    const a = shuffled.slice(0, cut);
+    const b = shuffled.slice(cut);
+    if (p.chance(0.3)) {
+      const from = p.pick(a);
+      const to = p.pick(b);
+      this.net.cutLink(from, to);
+      this.remember(`cut link n${from}>n${to}`);
     } else {
-      this.changeMembership();
+      this.net.partition(a, b);
+      this.remember(`partition [${a}] | [${b}]`);
     }
+    this.scheduleHeal();
+  }
+
+  /** Cuts the leader (and perhaps one follower) off: it keeps taking writes it cannot commit. */
+  private isolateLeader(): void {
+    const leader = this.leaderNode();
+    if (leader === undefined) return;
+    const others = [...this.nodes.keys()].filter((id) => id !== leader.id);
+    const side = [leader.id];
+    if (others.length > 3 && this.faultPrng.chance(0.5)) side.push(others.splice(this.faultPrng.int(others.length), 1)[0]);
+    this.net.partition(side, others);
+    this.remember(`isolate leader: [${side}] | [${others}]`);
+    this.scheduleHeal();
+  }
+
+  private scheduleHeal(): void {
+    this.queue.after(this.faultPrng.range(100, 2000), () => this.event('heal', () => this.net.heal()));
+  }
+
+  private degradeNetwork(): void {
+    const p = this.faultPrng;
+    const c = { delayMinMs: 1, delayMaxMs: p.range(5, 60), dropRate: p.float() * 0.25, dupRate: p.float() * 0.05 };
+    this.net.conditions = c;
+    this.remember(`network delay<=${c.delayMaxMs}ms drop=${c.dropRate.toFixed(2)} dup=${c.dupRate.toFixed(2)}`);
+  }
+
+  private slowDownDisk(): void {
+    const id = this.randomNode().id;
+    this.slowDisk.add(id);
+    this.remember(`slow disk n${id}`);
+    this.queue.after(this.faultPrng.range(200, 1500), () => this.event(`fast disk n${id}`, () => this.slowDisk.delete(id)));
   }
 
   private leaderNode(): SimNode | undefined {
@@ -389,6 +447,7 @@ class Simulation implements NodeObserver {
       this.checkElectionSafety(node.id, raft.term);
       this.checkLeaderCompleteness(node);
       this.remember(`n${node.id} is leader of term ${raft.term}`);
+      this.maybeCutShortLeadership(node);
     }
     if (rd.hardState !== undefined) {
       if (raft.role === Role.Leader) this.checkCommitDurable(node, rd.hardState.commit);
@@ -449,7 +508,42 @@ class Simulation implements NodeObserver {
         best = `${durable} of ${voters.length} voters [${voters}]`;
       }
       if (!ok) this.fail('commit durability', `n${node.id} committed index ${i} (term ${term}) held on disk by ${best}`);
+      this.checkCommittedEntrySafe(node, i, term);
     }
+  }
+
+  /**
+   * No voter that lacks a committed entry can win an election: its log must be less up to date
+   * than a majority's (the premise of leader completeness, checked when the entry commits rather
+   * than when a bad leader is elected).
+   */
+  private checkCommittedEntrySafe(leader: SimNode, index: number, term: number): void {
+    const voters = leader.raft.confState().voters;
+    const views = new Map(voters.map((id) => [id, this.logView(id)]));
+    for (const [x, vx] of views) {
+      if (vx.has(index, term)) continue;
+      const electors = voters.filter((y) => {
+        const vy = views.get(y)!;
+        return vx.lastTerm > vy.lastTerm || (vx.lastTerm === vy.lastTerm && vx.lastIndex >= vy.lastIndex);
+      });
+      if (electors.length >= Math.floor(voters.length / 2) + 1) {
+        this.fail(
+          'committed entry at risk',
+          `n${leader.id} committed index ${index} (term ${term}), but n${x} lacks it and its log (last ${vx.lastIndex}@t${vx.lastTerm}) could win votes from [${electors}]`,
+        );
+      }
+    }
+  }
+
+  /** A node's log as it would campaign with now: in memory while up, on disk while down. */
+  private logView(id: number): { has(index: number, term: number): boolean; lastIndex: number; lastTerm: number } {
+    const n = this.nodes.get(id)!;
+    if (n.alive) {
+      const log = n.raft.log;
+      return { has: (i, t) => i <= log.offsetIndex || log.term(i) === t, lastIndex: log.lastIndex(), lastTerm: log.lastTerm() };
+    }
+    const last = n.disk.lastDurable();
+    return { has: (i, t) => n.disk.hasDurable(i, t), lastIndex: last.index, lastTerm: last.term };
   }
 
   /** Logs agree: the same (index, term) means the same entry and the same history before it. */
