@@ -4,7 +4,7 @@
 
 import { ErrorCode } from '../errors.ts';
 import type { RaftBug } from '../raft/raft.ts';
-import { ConfChangeType, Role, type Entry, type Message, type Ready } from '../raft/types.ts';
+import { ConfChangeType, EntryType, Role, type Entry, type Message, type Ready } from '../raft/types.ts';
 import { EventQueue } from './event-queue.ts';
 import { checkLinearizable, type Operation } from './linearizability.ts';
 import { appendModel, type AppendInput, type AppendOutput } from './models.ts';
@@ -35,7 +35,35 @@ export interface SimResult {
   events: number;
   traceHash: string;
   lastEvents: string[];
+  stats: SimStats;
 }
+
+/** How often each fault and feature occurred: tests assert that the bounded runs exercise them all. */
+export interface SimStats {
+  elections: number;
+  crashes: number;
+  tornTailsRepaired: number;
+  partitions: number;
+  oneWayCuts: number;
+  transfers: number;
+  membershipChanges: number;
+  snapshotsInstalled: number;
+  readsServed: number;
+  writesAcked: number;
+}
+
+export const emptyStats: SimStats = {
+  elections: 0,
+  crashes: 0,
+  tornTailsRepaired: 0,
+  partitions: 0,
+  oneWayCuts: 0,
+  transfers: 0,
+  membershipChanges: 0,
+  snapshotsInstalled: 0,
+  readsServed: 0,
+  writesAcked: 0,
+};
 
 class Violation extends Error {}
 
@@ -68,6 +96,8 @@ class Simulation implements NodeObserver {
   private readonly bugs: ReadonlySet<SimBug>;
   private readonly slowDisk = new Set<number>();
   private nextOpId = 1;
+  private readonly stats: SimStats = { ...emptyStats };
+  private bootstrapEntries = 0;
   private events = 0;
   private hash = 0x811c9dc5;
   private recent: string[] = [];
@@ -96,6 +126,7 @@ class Simulation implements NodeObserver {
     const nodeCount = this.prng.range(3, 7);
     const voterCount = nodeCount >= 5 && this.prng.chance(0.5) ? 5 : 3;
     const voters = Array.from({ length: voterCount }, (_, i) => i + 1);
+    this.bootstrapEntries = voterCount;
     const nodeEnvPrng = this.prng.fork();
     // Small appends split batches, so that acks cover old-term entries without the new leader's own.
     const appendBytesMax = this.prng.pick([1, 1, 256, 4096]);
@@ -162,6 +193,7 @@ class Simulation implements NodeObserver {
       events: this.events,
       traceHash: (this.hash >>> 0).toString(16).padStart(8, '0'),
       lastEvents: this.recent,
+      stats: this.stats,
     };
   }
 
@@ -187,6 +219,10 @@ class Simulation implements NodeObserver {
 
   private mixString(s: string): void {
     for (let i = 0; i < s.length; i++) this.mix(s.charCodeAt(i));
+  }
+
+  private count(name: keyof SimStats): void {
+    this.stats[name]++;
   }
 
   private fail(property: string, detail: string): never {
@@ -266,6 +302,7 @@ class Simulation implements NodeObserver {
     c.op = undefined;
     c.req = undefined;
     if (op.call >= this.calmAtMs) c.completedAfterCalm++;
+    this.count(req.kind === 'get' ? 'readsServed' : 'writesAcked');
     this.queue.after(this.prng.range(0, 20), () => this.event(`c${c.id} next`, () => this.nextOp(c)));
   }
 
@@ -328,6 +365,7 @@ class Simulation implements NodeObserver {
     if (!node.alive) return;
     const tear = p.chance(0.5);
     this.remember(`crash n${node.id}${tear ? ' (torn write)' : ''}`);
+    this.count('crashes');
     node.crash(tear);
     const inc = node.incarnation;
     this.queue.after(p.range(20, 1500), () =>
@@ -349,9 +387,11 @@ class Simulation implements NodeObserver {
       const to = p.pick(b);
       this.net.cutLink(from, to);
       this.remember(`cut link n${from}>n${to}`);
+      this.count('oneWayCuts');
     } else {
       this.net.partition(a, b);
       this.remember(`partition [${a}] | [${b}]`);
+      this.count('partitions');
     }
     this.scheduleHeal();
   }
@@ -365,6 +405,7 @@ class Simulation implements NodeObserver {
     if (others.length > 3 && this.faultPrng.chance(0.5)) side.push(others.splice(this.faultPrng.int(others.length), 1)[0]);
     this.net.partition(side, others);
     this.remember(`isolate leader: [${side}] | [${others}]`);
+    this.count('partitions');
     this.scheduleHeal();
   }
 
@@ -399,6 +440,7 @@ class Simulation implements NodeObserver {
     if (voters.length === 0) return;
     const to = this.faultPrng.pick(voters);
     this.remember(`transfer leader n${leader.id} -> n${to}`);
+    this.count('transfers');
     leader.raft.transferLeader(to);
     leader.pump();
   }
@@ -438,15 +480,20 @@ class Simulation implements NodeObserver {
 
   onRestart(node: SimNode, tornBytes: number): void {
     this.checkedCommit.set(node.id, node.raft.log.committed);
-    if (tornBytes > 0) this.remember(`n${node.id} repaired a torn WAL tail of ${tornBytes} bytes`);
+    if (tornBytes > 0) {
+      this.remember(`n${node.id} repaired a torn WAL tail of ${tornBytes} bytes`);
+      this.count('tornTailsRepaired');
+    }
   }
 
   onReady(node: SimNode, rd: Ready): void {
     const raft = node.raft;
+    if (rd.snapshot !== undefined) this.count('snapshotsInstalled');
     if (rd.softState?.role === Role.Leader) {
       this.checkElectionSafety(node.id, raft.term);
       this.checkLeaderCompleteness(node);
       this.remember(`n${node.id} is leader of term ${raft.term}`);
+      this.count('elections');
       this.maybeCutShortLeadership(node);
     }
     if (rd.hardState !== undefined) {
@@ -456,6 +503,7 @@ class Simulation implements NodeObserver {
   }
 
   onApply(node: SimNode, e: Entry): void {
+    if (e.type === EntryType.ConfChange && e.index > this.bootstrapEntries && !this.appliedData.has(e.index)) this.count('membershipChanges');
     const seen = this.appliedData.get(e.index);
     if (seen === undefined) {
       this.appliedData.set(e.index, e.data);
