@@ -1,0 +1,114 @@
+// Drives one Raft core on real time and a real disk: ticks on a timer, and for each Ready persists
+// to the WAL (one fsync per cycle), only then sends messages, applies committed entries, and
+// advances. The transport and the state machine are the caller's.
+
+import { Raft, type RaftConfig } from '../../raft/raft.ts';
+import type { Entry, Message, ReadState, Ready, Snapshot, SoftState } from '../../raft/types.ts';
+import type { RestoredState } from '../../raft/raft.ts';
+import type { ReplayedState } from './wal-record.ts';
+import { loadNewestSnapshot, saveSnapshot } from './snapshot-file.ts';
+import { Wal, type WalRepair } from './wal.ts';
+
+export interface RaftDriverOptions {
+  dir: string;
+  raft: Omit<RaftConfig, 'rand'>;
+  tickMs: number;
+  send(m: Message): void;
+  apply(e: Entry): void;
+  restore?(snap: Snapshot): void;
+  onSoftState?(s: SoftState): void;
+  onReadState?(r: ReadState): void;
+  onError(err: unknown): void;
+}
+
+export class RaftDriver {
+  readonly raft: Raft;
+  private readonly wal: Wal;
+  private readonly opts: RaftDriverOptions;
+  private timer: NodeJS.Timeout | undefined;
+  private cycling = false;
+  private stopped = false;
+  readonly repair: WalRepair | undefined;
+
+  private constructor(raft: Raft, wal: Wal, opts: RaftDriverOptions, repair: WalRepair | undefined) {
+    this.raft = raft;
+    this.wal = wal;
+    this.opts = opts;
+    this.repair = repair;
+  }
+
+  /** Opens the WAL and newest snapshot under `dir`, restores the core, and starts ticking. */
+  static async start(opts: RaftDriverOptions): Promise<RaftDriver> {
+    const { snapshot } = await loadNewestSnapshot(opts.dir);
+    const { wal, state, repair } = await Wal.open(opts.dir);
+    const raft = new Raft({ ...opts.raft, rand: (n) => Math.floor(Math.random() * n) }, combine(state, snapshot));
+    if (snapshot !== undefined) opts.restore?.(snapshot);
+    const d = new RaftDriver(raft, wal, opts, repair);
+    d.timer = setInterval(() => {
+      d.raft.tick();
+      d.kick();
+    }, opts.tickMs);
+    d.kick();
+    return d;
+  }
+
+  step(m: Message): void {
+    if (this.stopped) return;
+    this.raft.step(m);
+    this.kick();
+  }
+
+  /** Runs ready cycles until the core has nothing more; one at a time. */
+  kick(): void {
+    if (this.cycling || this.stopped) return;
+    this.cycling = true;
+    this.cycle()
+      .catch((err: unknown) => this.opts.onError(err))
+      .finally(() => {
+        this.cycling = false;
+      });
+  }
+
+  private async cycle(): Promise<void> {
+    while (!this.stopped && this.raft.hasReady()) {
+      const rd = this.raft.ready();
+      await this.persist(rd);
+      if (this.stopped) return;
+      for (const m of rd.messages) this.opts.send(m);
+      if (rd.softState !== undefined) this.opts.onSoftState?.(rd.softState);
+      if (rd.snapshot !== undefined) this.opts.restore?.(rd.snapshot);
+      for (const e of rd.committed) this.opts.apply(e);
+      for (const r of rd.readStates) this.opts.onReadState?.(r);
+      this.raft.advance();
+    }
+  }
+
+  private async persist(rd: Ready): Promise<void> {
+    if (rd.snapshot !== undefined) {
+      await saveSnapshot(this.opts.dir, rd.snapshot);
+      await this.wal.saveSnapshotMeta(rd.snapshot.meta);
+    }
+    await this.wal.save(rd.hardState, rd.entries);
+  }
+
+  /** Stops ticking and closes the WAL; what was not persisted is lost, as in a crash. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.wal.close();
+  }
+}
+
+/**
+ * The state to restart from: the WAL's, under the newest snapshot file. The file may be newer than
+ * the WAL's record of it (a crash between the two writes); entries it covers go, and later ones
+ * stay only if they continue the snapshot's history.
+ */
+export function combine(wal: ReplayedState, snapshot: Snapshot | undefined): RestoredState {
+  if (snapshot === undefined) return { hardState: wal.hardState, entries: wal.entries };
+  const { index, term } = snapshot.meta;
+  const at = wal.entries.find((e) => e.index === index);
+  const continues = at === undefined ? wal.entries[0]?.index === index + 1 : at.term === term;
+  const entries = continues ? wal.entries.filter((e) => e.index > index) : [];
+  return { hardState: wal.hardState, entries, snapshot };
+}
