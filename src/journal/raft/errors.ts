@@ -1,0 +1,31 @@
+// The error codes of the Raft journal (write-ahead log and snapshot files), one meaning each.
+// Callers branch on `err.code`, never on the message.
+
+export const JournalErrorCode = {
+  /** Bytes on disk fail verification where a torn write cannot explain them; restore the node from a peer. */
+  WalCorrupt: 'CAIRN_WAL_CORRUPT',
+  /** One record (or one entry) is larger than `recordBytesMax`. */
+  WalRecordTooLarge: 'CAIRN_WAL_RECORD_TOO_LARGE',
+  /** Entries or state that would make the log non-contiguous or move backwards: a bug in the caller. */
+  WalBadAppend: 'CAIRN_WAL_BAD_APPEND',
+  /** releaseTo() asked to drop entries that no snapshot record in the log covers. */
+  WalBadRelease: 'CAIRN_WAL_BAD_RELEASE',
+  /** An earlier write or sync failed; what reached the disk is unknown, so the log refuses more work. */
+  WalFailed: 'CAIRN_WAL_FAILED',
+  WalClosed: 'CAIRN_WAL_CLOSED',
+  /** A segment size option outside the supported range. */
+  WalBadOption: 'CAIRN_WAL_BAD_OPTION',
+  /** A snapshot whose data is larger than `snapshotDataBytesMax`. */
+  SnapshotTooLarge: 'CAIRN_SNAPSHOT_TOO_LARGE',
+} as const;
+export type JournalErrorCode = (typeof JournalErrorCode)[keyof typeof JournalErrorCode];
+
+export class JournalError extends Error {
+  readonly code: JournalErrorCode;
+
+  constructor(code: JournalErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'JournalError';
+    this.code = code;
+  }
+}
