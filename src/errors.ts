@@ -1,17 +1,14 @@
-// The one registry of cairn's error codes. Each code has one meaning and is never reused;
+// cairn's shared error codes (components with their own registry, such as the WAL's in
+// journal/raft/errors.ts, list theirs there). Each code has one meaning and is never reused;
 // callers branch on `err.code`, never on the message.
 
 export const ErrorCode = {
   NotLeader: 'CAIRN_NOT_LEADER',
-  ProposalDropped: 'CAIRN_PROPOSAL_DROPPED',
   EntryTooLarge: 'CAIRN_ENTRY_TOO_LARGE',
   Busy: 'CAIRN_BUSY',
   ConfChangePending: 'CAIRN_CONF_CHANGE_PENDING',
   TransferInProgress: 'CAIRN_TRANSFER_IN_PROGRESS',
   InvalidArgument: 'CAIRN_INVALID_ARGUMENT',
-  WalCorrupt: 'CAIRN_WAL_CORRUPT',
-  Unavailable: 'CAIRN_UNAVAILABLE',
-  Timeout: 'CAIRN_TIMEOUT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
