@@ -28,22 +28,25 @@ export class RaftDriver {
   private timer: NodeJS.Timeout | undefined;
   private cycling = false;
   private stopped = false;
+  /** What opening found and fixed: a torn WAL tail cut off, snapshot files that failed their checksum. */
   readonly repair: WalRepair | undefined;
+  readonly skippedSnapshots: string[];
 
-  private constructor(raft: Raft, wal: Wal, opts: RaftDriverOptions, repair: WalRepair | undefined) {
+  private constructor(raft: Raft, wal: Wal, opts: RaftDriverOptions, repair: WalRepair | undefined, skipped: string[]) {
     this.raft = raft;
     this.wal = wal;
     this.opts = opts;
     this.repair = repair;
+    this.skippedSnapshots = skipped;
   }
 
   /** Opens the WAL and newest snapshot under `dir`, restores the core, and starts ticking. */
   static async start(opts: RaftDriverOptions): Promise<RaftDriver> {
-    const { snapshot } = await loadNewestSnapshot(opts.dir);
+    const { snapshot, skipped } = await loadNewestSnapshot(opts.dir);
     const { wal, state, repair } = await Wal.open(opts.dir);
     const raft = new Raft({ ...opts.raft, rand: (n) => Math.floor(Math.random() * n) }, combine(state, snapshot));
     if (snapshot !== undefined) opts.restore?.(snapshot);
-    const d = new RaftDriver(raft, wal, opts, repair);
+    const d = new RaftDriver(raft, wal, opts, repair, skipped);
     d.timer = setInterval(() => {
       d.raft.tick();
       d.kick();
