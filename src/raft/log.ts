@@ -96,7 +96,7 @@ export class RaftLog {
     if (!this.matchTerm(prevIndex, prevTerm)) return undefined;
     const conflict = this.findConflict(entries);
     if (conflict !== 0) {
-      assert(conflict > this.committed, `entry ${conflict} conflicts with the committed log (commit ${this.committed})`);
+      if (conflict <= this.committed) assert(false, `entry ${conflict} conflicts with the committed log (commit ${this.committed})`);
       this.append(entries.slice(conflict - entries[0].index));
     }
     return prevIndex + entries.length;
@@ -115,16 +115,23 @@ export class RaftLog {
   append(entries: Entry[]): void {
     if (entries.length === 0) return;
     const first = entries[0].index;
-    assert(first > this.committed, `append at ${first} would overwrite committed ${this.committed}`);
-    assert(first <= this.lastIndex() + 1, `append at ${first} leaves a gap after ${this.lastIndex()}`);
-    this.entries.length = first - this.offsetIndex - 1;
+    // Checks on the hot path build their message only when they fail.
+    if (first <= this.committed) assert(false, `append at ${first} would overwrite committed ${this.committed}`);
+    if (first > this.lastIndex() + 1) assert(false, `append at ${first} leaves a gap after ${this.lastIndex()}`);
+    const keep = first - this.offsetIndex - 1;
+    if (keep < this.entries.length) this.entries.length = keep;
     for (const e of entries) this.entries.push(e);
-    this.stabled = Math.min(this.stabled, first - 1);
+    if (first - 1 < this.stabled) this.stabled = first - 1;
+  }
+
+  /** Whether entries exist that the driver has not persisted yet. */
+  hasUnstable(): boolean {
+    return this.lastIndex() > this.stabled;
   }
 
   commitTo(index: number): void {
     if (index <= this.committed) return;
-    assert(index <= this.lastIndex(), `commit ${index} is beyond the last index ${this.lastIndex()}`);
+    if (index > this.lastIndex()) assert(false, `commit ${index} is beyond the last index ${this.lastIndex()}`);
     this.committed = index;
   }
 
@@ -148,7 +155,7 @@ export class RaftLog {
   }
 
   appliedTo(index: number): void {
-    assert(index <= this.committed, `apply ${index} beyond commit ${this.committed}`);
+    if (index > this.committed) assert(false, `apply ${index} beyond commit ${this.committed}`);
     if (index > this.applied) this.applied = index;
   }
 

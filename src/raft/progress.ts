@@ -36,14 +36,11 @@ export class Inflights {
 
   /** Frees every message whose last index is <= `index` (acknowledged). */
   freeLE(index: number): void {
-    let n = 0;
-    while (n < this.lastIndexes.length && this.lastIndexes[n] <= index) {
-      this.bytes -= this.sizes[n];
-      n++;
+    while (this.lastIndexes.length > 0 && this.lastIndexes[0] <= index) {
+      this.bytes -= this.sizes[0];
+      this.lastIndexes.shift();
+      this.sizes.shift();
     }
-    if (n === 0) return;
-    this.lastIndexes.splice(0, n);
-    this.sizes.splice(0, n);
   }
 
   freeFirst(): void {

@@ -1,10 +1,21 @@
 // Majority arithmetic for commit indexes and elections.
 
 /** The largest index that a majority of `voters` has matched. */
-export function committedIndex(voters: readonly number[], match: (id: number) => number): number {
-  if (voters.length === 0) return 0;
-  const matched = voters.map(match).sort((a, b) => b - a);
-  return matched[Math.floor(voters.length / 2)];
+export function committedIndex(voters: Iterable<number>, match: (id: number) => number): number {
+  // Runs on every append acknowledgement: an insertion sort of a handful of numbers, no closures.
+  const matched: number[] = [];
+  for (const id of voters) {
+    const m = match(id);
+    let i = matched.length;
+    matched.push(m);
+    while (i > 0 && matched[i - 1] < m) {
+      matched[i] = matched[i - 1];
+      i--;
+    }
+    matched[i] = m;
+  }
+  if (matched.length === 0) return 0;
+  return matched[Math.floor(matched.length / 2)];
 }
 
 export const VoteResult = { Pending: 'pending', Won: 'won', Lost: 'lost' } as const;

@@ -294,11 +294,14 @@ export class Raft {
       this.needAppendFlush ||
       this.readOnly.needsBroadcast() ||
       this.readStates.length > 0 ||
-      this.log.unstableEntries().length > 0 ||
+      this.log.hasUnstable() ||
       this.log.pendingSnapshot !== undefined ||
       this.log.committed > this.log.applied ||
-      !sameHardState(this.hardState(), this.prevHardState) ||
-      !sameSoftState(this.softState(), this.prevSoftState)
+      this.term !== this.prevHardState.term ||
+      this.vote !== this.prevHardState.vote ||
+      this.log.committed !== this.prevHardState.commit ||
+      this.leader !== this.prevSoftState.leader ||
+      this.role !== this.prevSoftState.role
     );
   }
 
@@ -775,7 +778,7 @@ export class Raft {
    */
   private maybeCommit(): void {
     if (this.role !== Role.Leader) return;
-    const mci = committedIndex([...this.voters], (id) => this.progress.get(id)?.match ?? 0);
+    const mci = committedIndex(this.voters, (id) => this.progress.get(id)?.match ?? 0);
     if (mci <= this.log.committed) return;
     if (this.log.term(mci) !== this.term && !this.bugs.has('commit-old-term')) return;
     this.commitTo(mci);
@@ -1023,7 +1026,9 @@ export class Raft {
   }
 
   private send(m: Omit<Message, 'from'>): void {
-    this.msgs.push({ ...m, from: this.id } as Message);
+    const msg = m as Message;
+    msg.from = this.id; // callers pass fresh objects: stamp, do not copy
+    this.msgs.push(msg);
   }
 }
 
