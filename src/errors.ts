@@ -9,6 +9,11 @@ export const ErrorCode = {
   ConfChangePending: 'CAIRN_CONF_CHANGE_PENDING',
   TransferInProgress: 'CAIRN_TRANSFER_IN_PROGRESS',
   InvalidArgument: 'CAIRN_INVALID_ARGUMENT',
+  /** A proposal's log position was taken by another leader's entry: retry with the same (client, seq). */
+  ProposalDropped: 'CAIRN_PROPOSAL_DROPPED',
+  /** No leader or quorum answered in time: the cluster may be down or partitioned. */
+  Unavailable: 'CAIRN_UNAVAILABLE',
+  Timeout: 'CAIRN_TIMEOUT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -81,8 +81,10 @@ export class Progress {
   state: ProgressState = ProgressState.Probe;
   /** In probe state: an append is outstanding, so wait for its answer or the next heartbeat. */
   probeSent = false;
-  /** Heard from since the last check-quorum round. */
-  recentActive = true;
+  /** Heard from since the last check-quorum round; a new leader has heard from no one yet. */
+  recentActive = false;
+  /** The leader's tick of the newest heartbeat this follower answered (for the lease). */
+  heardAtTick = -Infinity;
   isLearner: boolean;
   snapshot: SnapshotTransfer | undefined;
   readonly inflights: Inflights;

@@ -142,6 +142,9 @@ export class Raft {
   private transferee: NodeId = 0;
   private uncommittedBytes = 0;
   private needAppendFlush = false;
+  /** Ticks this node has led for, the clock of its lease. */
+  private tickCount = 0;
+  private leaseBlockedUntilTick = 0;
   /** The commit index moved: the next append flush tells every follower, even with no entries. */
   private commitAnnounce = false;
   private readonly readOnly: ReadOnly;
@@ -209,7 +212,7 @@ export class Raft {
 
   /** Starts an election now (as if the election timeout fired). */
   campaign(): void {
-    if (!this.promotable()) return;
+    if (!this.promotable() || this.role === Role.Leader) return;
     this.startCampaign(this.cfg.preVote ? 'pre-vote' : 'vote');
   }
 
@@ -256,7 +259,7 @@ export class Raft {
     this.transferee = to;
     this.electionElapsed = 0;
     const pr = this.progress.get(to)!;
-    if (pr.match === this.log.lastIndex()) this.send({ type: MessageType.TimeoutNow, to, term: this.term });
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
     else this.sendAppend(to);
   }
 
@@ -323,7 +326,9 @@ export class Raft {
     if (!sameHardState(hs, this.prevHardState)) rd.hardState = hs;
     if (!sameSoftState(ss, this.prevSoftState)) rd.softState = ss;
     if (snapshot !== undefined) rd.snapshot = snapshot;
-    rd.mustSync = rd.hardState !== undefined || entries.length > 0 || snapshot !== undefined;
+    // A moved commit index alone need not be synced: it can be learned again from the leader.
+    const voteChanged = hs.term !== this.prevHardState.term || hs.vote !== this.prevHardState.vote;
+    rd.mustSync = voteChanged || entries.length > 0 || snapshot !== undefined;
     this.msgs = [];
     this.readStates = [];
     const last = entries.length > 0 ? entries[entries.length - 1] : undefined;
@@ -393,6 +398,10 @@ export class Raft {
   // ---- roles ---------------------------------------------------------------------------------
 
   private becomeFollower(term: number, leader: NodeId): void {
+    if (this.role === Role.Leader) {
+      // Queued heartbeats and appends of a deposed leader would only extend followers' lease of it.
+      this.msgs = this.msgs.filter((m) => m.type !== MessageType.Heartbeat && m.type !== MessageType.App);
+    }
     this.reset(term);
     this.role = Role.Follower;
     this.leader = leader;
@@ -466,6 +475,7 @@ export class Raft {
   }
 
   private tickLeader(): void {
+    this.tickCount++;
     this.heartbeatElapsed++;
     this.electionElapsed++;
     if (this.electionElapsed >= this.cfg.electionTicks) {
@@ -619,7 +629,7 @@ export class Raft {
         this.electionElapsed = 0;
         this.leader = m.from;
         this.commitTo(Math.min(m.commit ?? 0, this.log.lastIndex()));
-        this.send({ type: MessageType.HeartbeatResp, to: m.from, term: this.term, readSeq: m.readSeq });
+        this.send({ type: MessageType.HeartbeatResp, to: m.from, term: this.term, readSeq: m.readSeq, hbTick: m.hbTick });
         return;
       case MessageType.Snap:
         this.electionElapsed = 0;
@@ -669,7 +679,12 @@ export class Raft {
     }
     const offset = m.snapOffset ?? 0;
     const total = m.snapTotalBytes ?? 0;
-    if (offset === 0 && total <= this.cfg.snapshotBytesMax) {
+    if (total > this.cfg.snapshotBytesMax) {
+      // Refused, not ignored: the leader backs off instead of resending the first chunk forever.
+      this.send({ type: MessageType.SnapResp, to: m.from, term: this.term, index: meta.index, snapOffset: 0, reject: true });
+      return;
+    }
+    if (offset === 0) {
       this.incomingSnapshot = { index: meta.index, term: meta.term, totalBytes: total, chunks: [], receivedBytes: 0 };
     }
     const inc = this.incomingSnapshot;
@@ -691,7 +706,8 @@ export class Raft {
       return;
     }
     this.restoreSnapshot({ meta, data: concatChunks(inc.chunks, inc.totalBytes) });
-    this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: this.log.lastIndex() });
+    // Acknowledge the snapshot's index only: entries we hold beyond it are not vouched for here.
+    this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: meta.index });
   }
 
   private restoreSnapshot(snap: Snapshot): void {
@@ -724,6 +740,7 @@ export class Raft {
       case MessageType.HeartbeatResp:
         pr.recentActive = true;
         pr.probeSent = false;
+        if (m.hbTick !== undefined && m.hbTick > pr.heardAtTick) pr.heardAtTick = m.hbTick;
         // Appends in a full window may have been lost: free one so the next append goes out and a
         // rejection (a gap) brings the follower back to probing.
         if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirst();
@@ -760,8 +777,13 @@ export class Raft {
     this.maybeCommit();
     if (wasPaused || pr.state === ProgressState.Replicate) this.needAppendFlush = true;
     if (m.from === this.transferee && pr.match === this.log.lastIndex()) {
-      this.send({ type: MessageType.TimeoutNow, to: m.from, term: this.term });
+      this.sendTimeoutNow(m.from);
     }
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.leaseBlockedUntilTick = this.tickCount + 2 * this.cfg.electionTicks;
+    this.send({ type: MessageType.TimeoutNow, to, term: this.term });
   }
 
   private handleSnapshotResponse(m: Message, pr: Progress): void {
@@ -769,6 +791,7 @@ export class Raft {
     if (pr.state !== ProgressState.Snapshot || tr === undefined || tr.index !== m.index) return;
     tr.offsetAcked = m.snapOffset ?? 0;
     tr.idleTicks = 0;
+    if (m.reject) return; // the follower cannot take it now; the stall timer retries later
     this.sendSnapshotChunk(m.from, pr);
   }
 
@@ -906,7 +929,7 @@ export class Raft {
     this.readOnly.markBroadcast();
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue;
-      const m: Message = { type: MessageType.Heartbeat, from: this.id, to: id, term: this.term, commit: Math.min(pr.match, this.log.committed) };
+      const m: Message = { type: MessageType.Heartbeat, from: this.id, to: id, term: this.term, commit: Math.min(pr.match, this.log.committed), hbTick: this.tickCount };
       if (readSeq > 0) m.readSeq = readSeq;
       this.msgs.push(m);
     }
@@ -922,11 +945,24 @@ export class Raft {
       return;
     }
     const onlyVoter = this.voters.size === 1 && this.voters.has(this.id);
-    if (onlyVoter || this.cfg.leaseRead) {
+    if (onlyVoter || (this.cfg.leaseRead && this.leaseValid())) {
       this.answerRead(from, this.log.committed, context);
       return;
     }
     this.readOnly.add(from, context, this.log.committed, this.id);
+  }
+
+  /**
+   * The leader lease: a majority answered a heartbeat sent at tick T, so none of them votes for
+   * another leader before T + electionTicks of its own clock. Two ticks of margin cover clock drift,
+   * and a leadership transfer (whose forced votes ignore leases) voids it for two timeouts.
+   */
+  private leaseValid(): boolean {
+    if (this.transferee !== 0 || this.tickCount < this.leaseBlockedUntilTick) return false;
+    const heard = [...this.voters].map((id) => (id === this.id ? this.tickCount : (this.progress.get(id)?.heardAtTick ?? -Infinity)));
+    heard.sort((a, b) => b - a);
+    const leaseStart = heard[Math.floor(this.voters.size / 2)];
+    return this.tickCount - leaseStart < this.cfg.electionTicks - 2;
   }
 
   private ackRead(from: NodeId, seq: number): void {

@@ -91,6 +91,8 @@ export interface Message {
   context?: Uint8Array;
   /** Heartbeat/HeartbeatResp: the newest ReadIndex round this heartbeat confirms. */
   readSeq?: number;
+  /** Heartbeat/HeartbeatResp: the leader's tick when it sent the heartbeat, echoed for its lease. */
+  hbTick?: number;
   /** Snap: the snapshot's metadata, the byte offset of this chunk, its bytes, and whether it is the last. */
   snapshot?: SnapshotMeta;
   snapOffset?: number;

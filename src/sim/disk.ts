@@ -86,11 +86,17 @@ export class SimDisk {
     const all = concat(this.durable, this.durableBytes);
     const decoded = decodeRecords(all);
     const records = decoded.records;
-    // The snapshot file may be newer than the WAL's record of it (crash between the two writes).
-    if (this.snapshot !== undefined) records.push({ kind: 'snapshot', meta: this.snapshot.meta });
-    const { state, shape } = replayLog(records);
     this.durable = [all.subarray(0, decoded.validBytes)];
     this.durableBytes = decoded.validBytes;
+    // The snapshot file may be newer than the WAL's record of it (a crash between the two
+    // writes): recovery records it in the WAL before anything else is appended.
+    const walSnapshot = replayLog(records).state.snapshot;
+    if (this.snapshot !== undefined && (walSnapshot?.index ?? 0) < this.snapshot.meta.index) {
+      const rec: WalRecord[] = [{ kind: 'snapshot', meta: this.snapshot.meta }];
+      records.push(...rec);
+      this.makeDurable(encodeRecords(rec), []);
+    }
+    const { state, shape } = replayLog(records);
     this.shape = shape;
     const restored: RestoredState = { hardState: state.hardState, entries: state.entries };
     if (this.snapshot !== undefined) restored.snapshot = this.snapshot;

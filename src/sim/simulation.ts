@@ -133,6 +133,7 @@ class Simulation implements NodeObserver {
     // Check-quorum stays on: without it a removed node that never heard of its removal disrupts
     // the cluster forever with ever higher terms (Raft thesis §4.2.3).
     const preVote = this.prng.chance(0.7);
+    const leaseRead = this.prng.chance(0.3);
     this.faultGapMs = this.prng.pick([80, 150, 300, 600]);
     for (let id = 1; id <= nodeCount; id++) {
       const node = new SimNode(id, {
@@ -150,6 +151,7 @@ class Simulation implements NodeObserver {
           snapshotChunkBytes: 256,
           appendBytesMax,
           preVote,
+          leaseRead,
           inflightMsgsMax: 8,
         }),
         bugs: this.bugs,

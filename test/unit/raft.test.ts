@@ -1,6 +1,6 @@
 // Tests of the Raft core's contract with its driver and of its limits: each refusal carries its
 // error code, each bounded queue drops what exceeds it, and a restart recovers what was persisted.
-// Known bugs of the core are kept as `todo` tests that state the correct behaviour.
+// Regression tests for bugs found in review are kept at the end.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -296,16 +296,10 @@ test('a node votes at most once per term, and only for a log at least as up to d
   assert.deepEqual(rd.hardState, { term: 3, vote: 0, commit: 3 });
 });
 
-// ---- known bugs of the core ----------------------------------------------------------------------
+// ---- regressions: bugs found in review ----------------------------------------------------------------------
 
 test(
   'a follower that already holds the snapshot entry acknowledges only the snapshot index',
-  {
-    todo:
-      'handleSnapshotChunk answers AppResp{index: lastIndex} also when restoreSnapshot only fast-forwards the commit; ' +
-      'the follower then vouches for its uncommitted suffix (which may come from an older term) and the leader counts it ' +
-      'toward commits; etcd answers with the commit index in that case',
-  },
   () => {
     // Node 3 at term 3: entries 1..5 match the leader; 6..8 come from a deposed leader of term 2.
     const entries: Entry[] = [];
@@ -322,7 +316,6 @@ test(
 
 test(
   'campaign() on a leader is a no-op',
-  { todo: 'campaign() on a leader trips the invariant "a leader cannot become a pre-candidate" (etcd ignores MsgHup on a leader)' },
   () => {
     const c = new Cluster(3);
     c.elect(1);
@@ -360,12 +353,6 @@ function leaseReadAfterPartition(seed: number): { read: ReadState | undefined; w
 
 test(
   'a lease read never misses a write that committed before it started',
-  {
-    todo:
-      'lease reads are stale: check-quorum steps an isolated leader down only at the second election timeout after its last ' +
-      'quorum contact (recentActive is sampled per timeout and starts true), while a follower lease lasts one election ' +
-      'timeout, so a new leader can commit while the old one still answers lease reads',
-  },
   () => {
     for (let seed = 1; seed <= 5; seed++) {
       const { read, written, ticks } = leaseReadAfterPartition(seed);
@@ -376,11 +363,6 @@ test(
 
 test(
   'a leader serves no lease read once it handed leadership over',
-  {
-    todo:
-      'during a transfer the old leader keeps answering lease reads, but the forced vote of the transfer overrides the ' +
-      'followers\' lease, so the new leader can commit before the old one learns of the new term',
-  },
   () => {
     const c = new Cluster(3, { leaseRead: true, checkQuorum: true });
     c.elect(1);

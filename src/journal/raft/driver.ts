@@ -6,7 +6,7 @@ import { Raft, type RaftConfig } from '../../raft/raft.ts';
 import type { Entry, Message, ReadState, Ready, Snapshot, SoftState } from '../../raft/types.ts';
 import type { RestoredState } from '../../raft/raft.ts';
 import type { ReplayedState } from './wal-record.ts';
-import { loadNewestSnapshot, saveSnapshot } from './snapshot-file.ts';
+import { loadNewestSnapshot, pruneSnapshots, saveSnapshot } from './snapshot-file.ts';
 import { Wal, type WalRepair } from './wal.ts';
 
 export interface RaftDriverOptions {
@@ -15,7 +15,7 @@ export interface RaftDriverOptions {
   tickMs: number;
   send(m: Message): void;
   apply(e: Entry): void;
-  restore?(snap: Snapshot): void;
+  restore?(snap: Snapshot): void | Promise<void>;
   onSoftState?(s: SoftState): void;
   onReadState?(r: ReadState): void;
   onError(err: unknown): void;
@@ -44,8 +44,13 @@ export class RaftDriver {
   static async start(opts: RaftDriverOptions): Promise<RaftDriver> {
     const { snapshot, skipped } = await loadNewestSnapshot(opts.dir);
     const { wal, state, repair } = await Wal.open(opts.dir);
+    if (snapshot !== undefined && (state.snapshot?.index ?? 0) < snapshot.meta.index) {
+      // The snapshot file outlived the WAL record of it (a crash between the two writes): record
+      // it now, before anything else is appended after the entries it replaces.
+      await wal.saveSnapshotMeta(snapshot.meta);
+    }
     const raft = new Raft({ ...opts.raft, rand: (n) => Math.floor(Math.random() * n) }, combine(state, snapshot));
-    if (snapshot !== undefined) opts.restore?.(snapshot);
+    if (snapshot !== undefined) await opts.restore?.(snapshot);
     const d = new RaftDriver(raft, wal, opts, repair, skipped);
     d.timer = setInterval(() => {
       d.raft.tick();
@@ -79,7 +84,7 @@ export class RaftDriver {
       if (this.stopped) return;
       for (const m of rd.messages) this.opts.send(m);
       if (rd.softState !== undefined) this.opts.onSoftState?.(rd.softState);
-      if (rd.snapshot !== undefined) this.opts.restore?.(rd.snapshot);
+      if (rd.snapshot !== undefined) await this.opts.restore?.(rd.snapshot);
       for (const e of rd.committed) this.opts.apply(e);
       for (const r of rd.readStates) this.opts.onReadState?.(r);
       this.raft.advance();
@@ -92,6 +97,25 @@ export class RaftDriver {
       await this.wal.saveSnapshotMeta(rd.snapshot.meta);
     }
     await this.wal.save(rd.hardState, rd.entries);
+  }
+
+  /**
+   * Records a state-machine snapshot taken at the applied index, then frees the log it covers:
+   * the snapshot file is durable before the WAL says so, and WAL segments go only after that.
+   */
+  async checkpoint(data: Uint8Array, keepEntries: number): Promise<number> {
+    const index = this.raft.log.applied;
+    this.raft.compact(index, data, keepEntries);
+    const snap = this.raft.log.snapshot!;
+    await saveSnapshot(this.opts.dir, snap);
+    await this.wal.saveSnapshotMeta(snap.meta);
+    await this.wal.releaseTo(Math.min(this.raft.log.offsetIndex, snap.meta.index));
+    await pruneSnapshots(this.opts.dir, 2);
+    return index;
+  }
+
+  walStats(): ReturnType<Wal['stats']> {
+    return this.wal.stats();
   }
 
   /** Stops ticking and closes the WAL; what was not persisted is lost, as in a crash. */
