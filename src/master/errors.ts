@@ -1,0 +1,36 @@
+// The metadata error codes: POSIX-named codes for namespace results (clients map them straight to
+// errno), and one code for a damaged snapshot. Each code has one meaning; callers branch on `code`.
+
+/** Codes a namespace operation can answer with; an operation's failure is a result carrying one. */
+export const FsErrorCode = {
+  ENOENT: 'ENOENT',
+  EEXIST: 'EEXIST',
+  ENOTDIR: 'ENOTDIR',
+  EISDIR: 'EISDIR',
+  ENOTEMPTY: 'ENOTEMPTY',
+  /** Bad input, a stale (clientId, seq), or an operation the namespace refuses (rename into itself). */
+  EINVAL: 'EINVAL',
+  ENAMETOOLONG: 'ENAMETOOLONG',
+  EPERM: 'EPERM',
+  /** A table with a named limit is full (open sessions). */
+  EMFILE: 'EMFILE',
+} as const;
+export type FsErrorCode = (typeof FsErrorCode)[keyof typeof FsErrorCode];
+
+export const MetaErrorCode = {
+  ...FsErrorCode,
+  /** A snapshot stream failed its checksums or structural checks. */
+  SnapshotCorrupt: 'CAIRN_META_SNAPSHOT_CORRUPT',
+} as const;
+export type MetaErrorCode = (typeof MetaErrorCode)[keyof typeof MetaErrorCode];
+
+/** Thrown for input refused at the boundary and for corrupt snapshots; clients throw it for failed results. */
+export class MetaError extends Error {
+  readonly code: MetaErrorCode;
+
+  constructor(code: MetaErrorCode, message: string) {
+    super(message);
+    this.name = 'MetaError';
+    this.code = code;
+  }
+}

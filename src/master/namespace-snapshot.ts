@@ -1,0 +1,568 @@
+// Streaming snapshots of the metadata state: a sequence of msgpack chunks of at most
+// snapshotChunkBytesMax each, and a reader that rebuilds the tables and refuses anything damaged.
+//
+// Each chunk is [chunkNo, kind, body bytes, crc32c(body)]; the body is a msgpack header, batch of
+// records, or end marker. Kinds come in a fixed order: header, inodes, dentries, sessions, pending
+// GC, clients, workers, targets, chain tables, end. Records are tuples to keep chunks small, and
+// are written in a canonical order, so equal states give equal bytes (stateHash relies on it).
+
+import { crc32c } from '@node-rs/crc32';
+import { assert } from '../errors.ts';
+import { fileSizeBytesMax, generatedSessionPrefix, idMax, metaPackr, modeMax, validateLayout } from './commands.ts';
+import type { Layout, TargetState } from './commands.ts';
+import { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
+import { MetaTables, rootInodeId } from './namespace-state.ts';
+import type { ClientRecord, Inode, InodeType, MetaResult, MetaStateOptions } from './namespace-state.ts';
+import { nameProblem, utf8Bytes } from './paths.ts';
+
+export const snapshotFormatVersion = 1;
+export const snapshotChunkBytesMax = 1024 * 1024;
+const snapshotMagic = 'cairn-meta';
+/** Record sizes are estimated from above; the margin leaves room for the chunk's framing. */
+const bodyBudgetBytes = snapshotChunkBytesMax - 16 * 1024;
+/** A big chain table is written in parts of this many chains. */
+const chainsPerRecord = 1024;
+
+const Kind = {
+  Header: 0,
+  Inodes: 1,
+  Dentries: 2,
+  Sessions: 3,
+  PendingGc: 4,
+  Clients: 5,
+  Workers: 6,
+  Targets: 7,
+  ChainTables: 8,
+  End: 9,
+} as const;
+type Kind = (typeof Kind)[keyof typeof Kind];
+
+const inodeTypes: readonly InodeType[] = ['file', 'dir', 'symlink'];
+const targetStateNames: readonly string[] = ['serving', 'syncing', 'waiting', 'lastsrv', 'offline'];
+const fsCodes: readonly string[] = Object.values(FsErrorCode);
+
+interface Header {
+  magic: string;
+  formatVersion: number;
+  indexApplied: number;
+  clockMs: number;
+  nextInodeId: number;
+  nextSessionNo: number;
+  options: MetaStateOptions;
+  counts: Counts;
+}
+
+interface Counts {
+  inodes: number;
+  dentries: number;
+  sessions: number;
+  pendingGc: number;
+  clients: number;
+  workers: number;
+  targets: number;
+  chainTables: number;
+}
+
+function countsOf(t: MetaTables): Counts {
+  return {
+    inodes: t.inodes.size,
+    dentries: t.dentries,
+    sessions: t.sessions.size,
+    pendingGc: t.pendingGc.size,
+    clients: t.clients.size,
+    workers: t.workers.size,
+    targets: t.targets.size,
+    chainTables: t.chainTables.size,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+/** An upper bound on the msgpack size of a value. */
+function estimateBytes(v: unknown): number {
+  if (typeof v === 'string') return 5 + 3 * v.length;
+  if (Array.isArray(v)) {
+    let n = 5;
+    for (const x of v) n += estimateBytes(x);
+    return n;
+  }
+  if (v instanceof Uint8Array) return 5 + v.length;
+  if (typeof v === 'object' && v !== null) {
+    let n = 5;
+    for (const [k, x] of Object.entries(v)) n += estimateBytes(k) + estimateBytes(x);
+    return n;
+  }
+  return 9;
+}
+
+function layoutTuple(l: Layout): number[] {
+  return [l.chunkSizeBytes, l.stripeWidth, l.chainTableId, l.chainTableVersion, l.shuffleSeed];
+}
+
+function* inodeRecords(t: MetaTables): Generator<unknown[]> {
+  let prev = 0;
+  for (const i of t.inodes.values()) {
+    assert(i.id > prev, `inode map out of id order at ${i.id}`);
+    prev = i.id;
+    const layout = i.layout === null ? null : layoutTuple(i.layout);
+    yield [i.id, inodeTypes.indexOf(i.type), i.mode, i.uid, i.gid, i.nlink, i.sizeBytes, i.atimeMs, i.mtimeMs, i.ctimeMs, i.parentId, layout, i.target];
+  }
+}
+
+/** The names of a directory in readdir order, building the cache if it went stale. */
+export function sortedNamesOf(dir: Inode): string[] {
+  assert(dir.children !== null, `inode ${dir.id} is not a directory`);
+  if (dir.sortedNames === null) dir.sortedNames = [...dir.children.keys()].sort();
+  return dir.sortedNames;
+}
+
+function* dentryRecords(t: MetaTables): Generator<unknown[]> {
+  for (const dir of t.inodes.values()) {
+    if (dir.children === null) continue;
+    for (const name of sortedNamesOf(dir)) yield [dir.id, name, dir.children.get(name)];
+  }
+}
+
+function* chainTableRecords(t: MetaTables): Generator<unknown[]> {
+  for (const table of [...t.chainTables.values()].sort((a, b) => a.tableId - b.tableId)) {
+    for (let first = 0; first === 0 || first < table.chains.length; first += chainsPerRecord) {
+      yield [table.tableId, table.version, table.publishedMs, first, table.chains.length, table.chains.slice(first, first + chainsPerRecord)];
+    }
+  }
+}
+
+function* sections(t: MetaTables): Generator<[Kind, Iterable<unknown[]>]> {
+  yield [Kind.Inodes, inodeRecords(t)];
+  yield [Kind.Dentries, dentryRecords(t)];
+  yield [Kind.Sessions, [...t.sessions.values()].map((s) => [s.sessionId, s.inodeId, s.clientId, s.openedMs])];
+  yield [Kind.PendingGc, [...t.pendingGc.values()].map((g) => [g.inodeId, layoutTuple(g.layout), g.sizeBytes, g.deletedMs])];
+  yield [Kind.Clients, [...t.clients].map(([id, c]) => [id, c.seq, c.lastUsedMs, c.result])];
+  const workers = [...t.workers.values()].sort((a, b) => a.workerId - b.workerId);
+  yield [Kind.Workers, workers.map((w) => [w.workerId, w.address, w.registeredMs, w.updatedMs, w.targetIds])];
+  const targets = [...t.targets.values()].sort((a, b) => a.targetId - b.targetId);
+  yield [Kind.Targets, targets.map((x) => [x.targetId, x.workerId, x.path, x.state])];
+  yield [Kind.ChainTables, chainTableRecords(t)];
+}
+
+/** Batches records into bodies whose estimated size stays within the budget. */
+function* batches(records: Iterable<unknown[]>): Generator<unknown[][]> {
+  let batch: unknown[][] = [];
+  let bytes = 5;
+  for (const record of records) {
+    const size = estimateBytes(record);
+    assert(size <= bodyBudgetBytes, `a snapshot record of ${size} bytes does not fit a chunk`);
+    if (bytes + size > bodyBudgetBytes && batch.length > 0) {
+      yield batch;
+      batch = [];
+      bytes = 5;
+    }
+    batch.push(record);
+    bytes += size;
+  }
+  if (batch.length > 0) yield batch;
+}
+
+/**
+ * The state as chunks. The iterable reads the live tables: consume it before the next apply (it
+ * throws if the state changed under it).
+ */
+export function* writeSnapshot(t: MetaTables): Generator<Uint8Array> {
+  const indexApplied = t.indexApplied;
+  let chunkNo = 0;
+  const chunk = (kind: Kind, body: unknown): Uint8Array => {
+    const bytes = metaPackr.pack(body);
+    const out = metaPackr.pack([chunkNo++, kind, bytes, crc32c(bytes)]);
+    assert(out.length <= snapshotChunkBytesMax, `snapshot chunk of ${out.length} bytes exceeds ${snapshotChunkBytesMax}`);
+    return out;
+  };
+  const header: Header = {
+    magic: snapshotMagic,
+    formatVersion: snapshotFormatVersion,
+    indexApplied,
+    clockMs: t.clockMs,
+    nextInodeId: t.nextInodeId,
+    nextSessionNo: t.nextSessionNo,
+    options: { ...t.options },
+    counts: countsOf(t),
+  };
+  yield chunk(Kind.Header, header);
+  for (const [kind, records] of sections(t)) {
+    for (const batch of batches(records)) {
+      assert(t.indexApplied === indexApplied, 'the state changed while its snapshot was being read');
+      yield chunk(kind, batch);
+    }
+  }
+  assert(t.indexApplied === indexApplied, 'the state changed while its snapshot was being read');
+  yield chunk(Kind.End, { chunks: chunkNo });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+function corrupt(message: string): MetaError {
+  return new MetaError(MetaErrorCode.SnapshotCorrupt, `corrupt metadata snapshot: ${message}`);
+}
+
+function check(condition: boolean, message: string): asserts condition {
+  if (!condition) throw corrupt(message);
+}
+
+function tuple(v: unknown, length: number, what: string): unknown[] {
+  check(Array.isArray(v) && v.length === length, `${what} is not a ${length}-tuple`);
+  return v;
+}
+
+function int(v: unknown, what: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  check(typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max, `${what} is not an integer in [${min}, ${max}]`);
+  return v;
+}
+
+function time(v: unknown, what: string): number {
+  return int(v, what, Number.MIN_SAFE_INTEGER);
+}
+
+function str(v: unknown, what: string): string {
+  check(typeof v === 'string' && v.length > 0, `${what} is not a non-empty string`);
+  return v;
+}
+
+function obj(v: unknown, what: string): Record<string, unknown> {
+  check(typeof v === 'object' && v !== null && !Array.isArray(v), `${what} is not a map`);
+  return v as Record<string, unknown>;
+}
+
+function layoutFrom(v: unknown, what: string): Layout {
+  const [chunkSizeBytes, stripeWidth, chainTableId, chainTableVersion, shuffleSeed] = tuple(v, 5, what);
+  try {
+    return validateLayout({ chunkSizeBytes, stripeWidth, chainTableId, chainTableVersion, shuffleSeed }, what);
+  } catch (err) {
+    throw corrupt((err as Error).message);
+  }
+}
+
+function readHeader(body: unknown): Header {
+  const h = obj(body, 'header');
+  check(h.magic === snapshotMagic, `not a metadata snapshot (magic ${String(h.magic)})`);
+  check(h.formatVersion === snapshotFormatVersion, `format version ${String(h.formatVersion)}, this build reads ${snapshotFormatVersion}`);
+  const o = obj(h.options, 'header options');
+  const c = obj(h.counts, 'header counts');
+  const counts = {} as Counts;
+  for (const key of ['inodes', 'dentries', 'sessions', 'pendingGc', 'clients', 'workers', 'targets', 'chainTables'] as const) {
+    counts[key] = int(c[key], `header count ${key}`);
+  }
+  return {
+    magic: snapshotMagic,
+    formatVersion: snapshotFormatVersion,
+    indexApplied: int(h.indexApplied, 'indexApplied'),
+    clockMs: int(h.clockMs, 'clockMs'),
+    nextInodeId: int(h.nextInodeId, 'nextInodeId', rootInodeId + 1),
+    nextSessionNo: int(h.nextSessionNo, 'nextSessionNo', 1),
+    options: {
+      clientIdleMsMax: int(o.clientIdleMsMax, 'clientIdleMsMax'),
+      clientsMax: int(o.clientsMax, 'clientsMax', 1),
+      sessionsMax: int(o.sessionsMax, 'sessionsMax', 1),
+    },
+    counts,
+  };
+}
+
+/** Rebuilds the tables record by record; `finish` checks what spans records. */
+class SnapshotBuilder {
+  readonly t: MetaTables;
+  readonly header: Header;
+  private lastInodeId = 0;
+  private lastDentry: [number, string] = [0, ''];
+  private lastClientUsedMs = 0;
+  /** Dentries naming each inode. */
+  private readonly links = new Map<number, number>();
+  private tableParts = new Map<number, { version: number; total: number; chains: number[][] }>();
+
+  constructor(header: Header) {
+    this.header = header;
+    this.t = new MetaTables(header.options);
+    this.t.indexApplied = header.indexApplied;
+    this.t.clockMs = header.clockMs;
+    this.t.nextInodeId = header.nextInodeId;
+    this.t.nextSessionNo = header.nextSessionNo;
+  }
+
+  add(kind: Kind, records: unknown[]): void {
+    for (const r of records) {
+      if (kind === Kind.Inodes) this.inode(r);
+      else if (kind === Kind.Dentries) this.dentry(r);
+      else if (kind === Kind.Sessions) this.session(r);
+      else if (kind === Kind.PendingGc) this.gcEntry(r);
+      else if (kind === Kind.Clients) this.client(r);
+      else if (kind === Kind.Workers) this.worker(r);
+      else if (kind === Kind.Targets) this.target(r);
+      else if (kind === Kind.ChainTables) this.chainTablePart(r);
+      else throw corrupt(`records in a chunk of kind ${kind}`);
+    }
+  }
+
+  private inode(r: unknown): void {
+    const [idRaw, typeRaw, mode, uid, gid, nlink, size, atime, mtime, ctime, parentRaw, layoutRaw, targetRaw] = tuple(r, 13, 'inode record');
+    const id = int(idRaw, 'inode id', 1, this.t.nextInodeId - 1);
+    const what = `inode ${id}`;
+    check(id > this.lastInodeId, `${what} is out of order or repeated`);
+    this.lastInodeId = id;
+    const type = inodeTypes[int(typeRaw, `${what} type`, 0, 2)];
+    const inode: Inode = {
+      id,
+      type,
+      mode: int(mode, `${what} mode`, 0, modeMax),
+      uid: int(uid, `${what} uid`, 0, idMax),
+      gid: int(gid, `${what} gid`, 0, idMax),
+      nlink: int(nlink, `${what} nlink`),
+      sizeBytes: int(size, `${what} size`, 0, fileSizeBytesMax),
+      atimeMs: time(atime, `${what} atime`),
+      mtimeMs: time(mtime, `${what} mtime`),
+      ctimeMs: time(ctime, `${what} ctime`),
+      parentId: int(parentRaw, `${what} parent`),
+      layout: layoutRaw === null ? null : layoutFrom(layoutRaw, `${what} layout`),
+      target: targetRaw === null ? null : str(targetRaw, `${what} target`),
+      children: type === 'dir' ? new Map() : null,
+      sortedNames: type === 'dir' ? [] : null,
+    };
+    check((inode.layout !== null) === (type === 'file'), `${what}: a ${type} ${inode.layout === null ? 'without' : 'with'} a layout`);
+    check((inode.target !== null) === (type === 'symlink'), `${what}: a ${type} ${inode.target === null ? 'without' : 'with'} a target`);
+    check((inode.parentId !== 0) === (type === 'dir'), `${what}: a ${type} with parent ${inode.parentId}`);
+    if (type === 'dir') check(inode.sizeBytes === 0, `${what}: a directory of size ${inode.sizeBytes}`);
+    if (inode.target !== null) check(inode.sizeBytes === utf8Bytes(inode.target), `${what}: size does not match its target`);
+    this.t.inodes.set(id, inode);
+    if (type === 'file') {
+      this.t.files++;
+      this.t.logicalBytes += inode.sizeBytes;
+    } else if (type === 'dir') this.t.dirs++;
+    else this.t.symlinks++;
+  }
+
+  private dentry(r: unknown): void {
+    const [parentRaw, nameRaw, childRaw] = tuple(r, 3, 'dentry record');
+    const parentId = int(parentRaw, 'dentry parent');
+    const name = str(nameRaw, `dentry name in directory ${parentId}`);
+    const what = `dentry ${parentId}/'${name}'`;
+    const [lastParent, lastName] = this.lastDentry;
+    check(parentId > lastParent || (parentId === lastParent && name > lastName), `${what} is out of order or repeated`);
+    this.lastDentry = [parentId, name];
+    const problem = nameProblem(name);
+    check(problem === undefined, `${what}: ${problem?.message}`);
+    const parent = this.t.inodes.get(parentId);
+    check(parent !== undefined && parent.children !== null && parent.sortedNames !== null, `${what}: the parent is not a directory`);
+    const childId = int(childRaw, `${what} inode`);
+    const child = this.t.inodes.get(childId);
+    check(child !== undefined, `${what} points to missing inode ${childId}`);
+    check(childId !== rootInodeId, `${what} points to the root`);
+    if (child.type === 'dir') check(child.parentId === parentId, `${what}: directory ${childId} has parent ${child.parentId}`);
+    parent.children.set(name, childId);
+    parent.sortedNames.push(name);
+    this.links.set(childId, (this.links.get(childId) ?? 0) + 1);
+    this.t.dentries++;
+  }
+
+  private session(r: unknown): void {
+    const [idRaw, inodeRaw, clientRaw, openedRaw] = tuple(r, 4, 'session record');
+    const sessionId = str(idRaw, 'session id');
+    check(!this.t.sessions.has(sessionId), `session '${sessionId}' is repeated`);
+    if (sessionId.startsWith(generatedSessionPrefix)) {
+      const n = Number(sessionId.slice(generatedSessionPrefix.length));
+      check(Number.isSafeInteger(n) && n >= 1 && n < this.t.nextSessionNo, `session '${sessionId}' is not below the session counter ${this.t.nextSessionNo}`);
+    }
+    const inodeId = int(inodeRaw, `session '${sessionId}' inode`);
+    check(this.t.inodes.get(inodeId)?.type === 'file', `session '${sessionId}' holds ${inodeId}, not a file`);
+    const session = { sessionId, inodeId, clientId: str(clientRaw, `session '${sessionId}' client`), openedMs: time(openedRaw, `session '${sessionId}' opened`) };
+    this.t.sessions.set(sessionId, session);
+    this.t.sessionsByInode.set(inodeId, (this.t.sessionsByInode.get(inodeId) ?? 0) + 1);
+  }
+
+  private gcEntry(r: unknown): void {
+    const [idRaw, layoutRaw, sizeRaw, deletedRaw] = tuple(r, 4, 'pending GC record');
+    const inodeId = int(idRaw, 'pending GC inode', 2, this.t.nextInodeId - 1);
+    check(!this.t.inodes.has(inodeId) && !this.t.pendingGc.has(inodeId), `pending GC inode ${inodeId} is live or repeated`);
+    const entry = {
+      inodeId,
+      layout: layoutFrom(layoutRaw, `pending GC inode ${inodeId} layout`),
+      sizeBytes: int(sizeRaw, `pending GC inode ${inodeId} size`, 0, fileSizeBytesMax),
+      deletedMs: time(deletedRaw, `pending GC inode ${inodeId} time`),
+    };
+    this.t.pendingGc.set(inodeId, entry);
+  }
+
+  private client(r: unknown): void {
+    const [idRaw, seqRaw, usedRaw, result] = tuple(r, 4, 'client record');
+    const clientId = str(idRaw, 'client id');
+    check(!this.t.clients.has(clientId), `client '${clientId}' is repeated`);
+    const lastUsedMs = int(usedRaw, `client '${clientId}' last use`, 0, this.t.clockMs);
+    check(lastUsedMs >= this.lastClientUsedMs, `client '${clientId}' is out of least-recently-used order`);
+    this.lastClientUsedMs = lastUsedMs;
+    const record: ClientRecord = { seq: int(seqRaw, `client '${clientId}' seq`, 1), result: resultFrom(result, clientId), lastUsedMs };
+    this.t.clients.set(clientId, record);
+  }
+
+  private worker(r: unknown): void {
+    const [idRaw, addressRaw, registeredRaw, updatedRaw, targetsRaw] = tuple(r, 5, 'worker record');
+    const workerId = int(idRaw, 'worker id', 1, idMax);
+    check(!this.t.workers.has(workerId), `worker ${workerId} is repeated`);
+    check(Array.isArray(targetsRaw), `worker ${workerId} targets are not a list`);
+    this.t.workers.set(workerId, {
+      workerId,
+      address: str(addressRaw, `worker ${workerId} address`),
+      registeredMs: time(registeredRaw, `worker ${workerId} registered`),
+      updatedMs: time(updatedRaw, `worker ${workerId} updated`),
+      targetIds: targetsRaw.map((x) => int(x, `worker ${workerId} target`, 1, idMax)),
+    });
+  }
+
+  private target(r: unknown): void {
+    const [idRaw, workerRaw, pathRaw, stateRaw] = tuple(r, 4, 'target record');
+    const targetId = int(idRaw, 'target id', 1, idMax);
+    check(!this.t.targets.has(targetId), `target ${targetId} is repeated`);
+    const workerId = int(workerRaw, `target ${targetId} worker`, 1, idMax);
+    check(this.t.workers.get(workerId)?.targetIds.includes(targetId) === true, `target ${targetId}: worker ${workerId} does not list it`);
+    check(typeof stateRaw === 'string' && targetStateNames.includes(stateRaw), `target ${targetId} state ${String(stateRaw)}`);
+    this.t.targets.set(targetId, { targetId, workerId, path: str(pathRaw, `target ${targetId} path`), state: stateRaw as TargetState });
+  }
+
+  private chainTablePart(r: unknown): void {
+    const [idRaw, versionRaw, publishedRaw, firstRaw, totalRaw, chainsRaw] = tuple(r, 6, 'chain table record');
+    const tableId = int(idRaw, 'chain table id', 1, idMax);
+    const what = `chain table ${tableId}`;
+    const version = int(versionRaw, `${what} version`, 1, idMax);
+    const total = int(totalRaw, `${what} chain count`);
+    const first = int(firstRaw, `${what} part`);
+    check(Array.isArray(chainsRaw), `${what} chains are not a list`);
+    const chains = chainsRaw.map((chain, i) => {
+      check(Array.isArray(chain) && chain.length > 0, `${what} chain ${first + i} is not a list of targets`);
+      return chain.map((x) => {
+        const targetId = int(x, `${what} chain ${first + i} target`, 1, idMax);
+        check(this.t.targets.has(targetId), `${what} chain ${first + i} names missing target ${targetId}`);
+        return targetId;
+      });
+    });
+    let part = this.tableParts.get(tableId);
+    if (first === 0) {
+      check(part === undefined && !this.t.chainTables.has(tableId), `${what} is repeated`);
+      part = { version, total, chains: [] };
+      this.tableParts.set(tableId, part);
+    }
+    check(part !== undefined && part.version === version && part.total === total && part.chains.length === first, `${what} part at ${first} does not continue it`);
+    part.chains.push(...chains);
+    check(part.chains.length <= total, `${what} has more than ${total} chains`);
+    if (part.chains.length === total) {
+      this.tableParts.delete(tableId);
+      const frozen = Object.freeze(part.chains.map((c) => Object.freeze(c)));
+      this.t.chainTables.set(tableId, Object.freeze({ tableId, version, chains: frozen, publishedMs: time(publishedRaw, `${what} published`) }));
+    }
+  }
+
+  /** Checks what no single record shows: link counts, reachability, sessions, counts. */
+  finish(): MetaTables {
+    const t = this.t;
+    const root = t.inodes.get(rootInodeId);
+    check(root !== undefined && root.type === 'dir' && root.parentId === rootInodeId, 'the root is missing or not a directory');
+    check(this.tableParts.size === 0, 'a chain table is incomplete');
+    for (const inode of t.inodes.values()) this.checkLinks(inode);
+    // Each directory has one dentry that matches its parent pointer; reaching all of them from
+    // the root then rules out detached cycles, and every linked file lives in one of them.
+    let reached = 0;
+    const queue = [root];
+    while (queue.length > 0) {
+      const dir = queue.pop() as Inode;
+      check(++reached <= t.dirs, 'the directory tree has a cycle');
+      for (const id of (dir.children as Map<string, number>).values()) {
+        const child = t.inodes.get(id) as Inode;
+        if (child.type === 'dir') queue.push(child);
+      }
+    }
+    check(reached === t.dirs, `${t.dirs - reached} directories are not reachable from the root`);
+    for (const worker of t.workers.values()) {
+      for (const id of worker.targetIds) check(t.targets.get(id)?.workerId === worker.workerId, `worker ${worker.workerId} lists target ${id} it does not own`);
+    }
+    check(t.sessions.size <= t.options.sessionsMax && t.clients.size <= t.options.clientsMax, 'a table exceeds its limit');
+    const counts = countsOf(t);
+    for (const key of Object.keys(counts) as (keyof Counts)[]) {
+      check(counts[key] === this.header.counts[key], `the header counts ${this.header.counts[key]} ${key}, the chunks hold ${counts[key]}`);
+    }
+    return t;
+  }
+
+  private checkLinks(inode: Inode): void {
+    const t = this.t;
+    const links = this.links.get(inode.id) ?? 0;
+    if (inode.children !== null) {
+      let subdirs = 0;
+      for (const id of inode.children.values()) if (t.inodes.get(id)?.type === 'dir') subdirs++;
+      check(inode.nlink === 2 + subdirs, `directory ${inode.id} has nlink ${inode.nlink}, expected ${2 + subdirs}`);
+      check(links === (inode.id === rootInodeId ? 0 : 1), `directory ${inode.id} has ${links} dentries`);
+      return;
+    }
+    if (inode.nlink === 0) {
+      check(inode.type === 'file' && links === 0 && (t.sessionsByInode.get(inode.id) ?? 0) > 0, `inode ${inode.id} has nlink 0 but is not an open file`);
+      t.orphans.add(inode.id);
+      return;
+    }
+    check(links === inode.nlink, `inode ${inode.id} has nlink ${inode.nlink} but ${links} dentries`);
+  }
+}
+
+function resultFrom(v: unknown, clientId: string): MetaResult {
+  const r = obj(v, `client '${clientId}' result`);
+  if (r.ok === true) {
+    check('value' in r, `client '${clientId}' result has no value`);
+  } else {
+    check(r.ok === false && typeof r.code === 'string' && fsCodes.includes(r.code) && typeof r.message === 'string', `client '${clientId}' result is malformed`);
+  }
+  return r as unknown as MetaResult;
+}
+
+function unpackChunk(chunk: Uint8Array, chunkNo: number): [Kind, unknown] {
+  check(chunk.length <= snapshotChunkBytesMax, `chunk ${chunkNo} has ${chunk.length} bytes, more than ${snapshotChunkBytesMax}`);
+  let outer: unknown;
+  try {
+    outer = metaPackr.unpack(chunk);
+  } catch (err) {
+    throw corrupt(`chunk ${chunkNo} is not msgpack: ${(err as Error).message}`);
+  }
+  const [no, kind, body, crc] = tuple(outer, 4, `chunk ${chunkNo}`);
+  check(no === chunkNo, `chunk ${chunkNo} is numbered ${String(no)} (missing or reordered chunks)`);
+  check(typeof kind === 'number' && Number.isInteger(kind) && kind >= Kind.Header && kind <= Kind.End, `chunk ${chunkNo} has unknown kind ${String(kind)}`);
+  check(body instanceof Uint8Array, `chunk ${chunkNo} has no body`);
+  check(crc32c(body) === crc, `chunk ${chunkNo} fails its checksum`);
+  try {
+    return [kind as Kind, metaPackr.unpack(body)];
+  } catch (err) {
+    throw corrupt(`chunk ${chunkNo} body is not msgpack: ${(err as Error).message}`);
+  }
+}
+
+/** Rebuilds the tables from chunks written by writeSnapshot; throws CAIRN_META_SNAPSHOT_CORRUPT on damage. */
+export function readSnapshot(chunks: Iterable<Uint8Array>): MetaTables {
+  let builder: SnapshotBuilder | undefined;
+  let chunkNo = 0;
+  let lastKind: number = Kind.Header;
+  let ended = false;
+  for (const chunk of chunks) {
+    check(!ended, `chunk ${chunkNo} follows the end chunk`);
+    const [kind, body] = unpackChunk(chunk, chunkNo);
+    if (chunkNo === 0) {
+      check(kind === Kind.Header, 'the first chunk is not the header');
+      builder = new SnapshotBuilder(readHeader(body));
+    } else {
+      assert(builder !== undefined, 'builder before header');
+      check(kind > Kind.Header && kind >= lastKind, `chunk ${chunkNo} of kind ${kind} comes after kind ${lastKind}`);
+      if (kind === Kind.End) {
+        check(obj(body, 'end chunk').chunks === chunkNo, `the end chunk counts ${String(obj(body, 'end chunk').chunks)} chunks, ${chunkNo} came`);
+        ended = true;
+      } else {
+        check(Array.isArray(body), `chunk ${chunkNo} is not a list of records`);
+        builder.add(kind, body);
+      }
+    }
+    lastKind = kind;
+    chunkNo++;
+  }
+  check(builder !== undefined, 'the snapshot is empty');
+  check(ended, `the snapshot ends after chunk ${chunkNo - 1} without its end chunk (truncated)`);
+  return builder.finish();
+}

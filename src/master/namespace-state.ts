@@ -1,0 +1,307 @@
+// The tables behind MetaState (inodes, sessions, pending GC, clients, cluster) and the value types
+// its results and queries return. Internal records are mutable; values handed out are copies.
+
+import type { Layout, TargetState } from './commands.ts';
+import type { FsErrorCode } from './errors.ts';
+
+export type InodeType = 'file' | 'dir' | 'symlink';
+
+export const rootInodeId = 1;
+/** Files without an explicit layout use this chain table, at its current version. */
+export const defaultChainTableId = 1;
+export const clientIdleMsMaxDefault = 60 * 60 * 1000;
+export const clientsMaxDefault = 65_536;
+export const sessionsMaxDefault = 1_000_000;
+
+/** Limits that change what apply does, so every master must use the same: snapshots carry them. */
+export interface MetaStateOptions {
+  /** A client record unused for longer (by the commands' clock) is forgotten. */
+  clientIdleMsMax: number;
+  /** At most this many client records; the least recently used goes first. */
+  clientsMax: number;
+  /** At most this many open sessions; openSession answers EMFILE beyond. */
+  sessionsMax: number;
+}
+
+/** One inode; `children` and `parentId` for directories, `layout` for files, `target` for symlinks. */
+export interface Inode {
+  id: number;
+  type: InodeType;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Files and symlinks: their dentries. Directories: 2 + subdirectories. 0: an orphan held open. */
+  nlink: number;
+  sizeBytes: number;
+  atimeMs: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  /** Directories: the directory holding them (the root holds itself); others 0. */
+  parentId: number;
+  layout: Layout | null;
+  target: string | null;
+  children: Map<string, number> | null;
+  /** Directories: the children's names sorted, built on demand for readdir; null when stale. */
+  sortedNames: string[] | null;
+}
+
+export interface Session {
+  sessionId: string;
+  inodeId: number;
+  clientId: string;
+  openedMs: number;
+}
+
+/** A deleted file whose chunks the workers may now remove. */
+export interface GcEntry {
+  inodeId: number;
+  layout: Layout;
+  sizeBytes: number;
+  deletedMs: number;
+}
+
+export interface ClientRecord {
+  seq: number;
+  result: MetaResult;
+  lastUsedMs: number;
+}
+
+export interface Worker {
+  workerId: number;
+  address: string;
+  targetIds: number[];
+  registeredMs: number;
+  updatedMs: number;
+}
+
+export interface Target {
+  targetId: number;
+  workerId: number;
+  path: string;
+  state: TargetState;
+}
+
+export interface ChainTable {
+  tableId: number;
+  version: number;
+  chains: readonly (readonly number[])[];
+  publishedMs: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values handed out
+
+export interface InodeAttr {
+  inodeId: number;
+  type: InodeType;
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  sizeBytes: number;
+  atimeMs: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  /** Directories only. */
+  parentId?: number;
+  /** Files only. */
+  layout?: Layout;
+  /** Symlinks only. */
+  target?: string;
+}
+
+export interface DirEntry {
+  name: string;
+  inodeId: number;
+  type: InodeType;
+}
+
+export interface ReaddirPage {
+  entries: DirEntry[];
+  /** Pass as `after` for the next page; absent on the last page. */
+  next?: string;
+}
+
+export interface StatFs {
+  inodes: number;
+  files: number;
+  dirs: number;
+  symlinks: number;
+  /** Sum of the lengths of all files, orphans included. */
+  logicalBytes: number;
+  sessions: number;
+  /** Files unlinked while open, kept until their last session closes. */
+  orphans: number;
+  pendingGc: number;
+  clients: number;
+  indexApplied: number;
+}
+
+export interface UnlinkValue {
+  inodeId: number;
+  /** Links left: 0 means the file is gone, or an orphan while sessions hold it. */
+  nlink: number;
+  /** The file's chunks are now on the pending GC list. */
+  pendingGc: boolean;
+}
+
+export interface CreateValue {
+  inode: InodeAttr;
+  /** False when a non-exclusive create found the file already there. */
+  created: boolean;
+}
+
+export interface RenameValue {
+  inodeId: number;
+  /** What the rename replaced at `to`, if anything. */
+  replaced: UnlinkValue | null;
+}
+
+export interface SessionValue {
+  sessionId: string;
+  inode: InodeAttr;
+}
+
+export interface CloseSessionValue {
+  inode: InodeAttr;
+  pendingGc: boolean;
+}
+
+export interface TargetInfo {
+  targetId: number;
+  workerId: number;
+  path: string;
+  state: TargetState;
+}
+
+export interface WorkerInfo {
+  workerId: number;
+  address: string;
+  targets: TargetInfo[];
+  registeredMs: number;
+  updatedMs: number;
+}
+
+export interface ChainTableInfo {
+  tableId: number;
+  version: number;
+  chains: readonly (readonly number[])[];
+  publishedMs: number;
+}
+
+/** The value each command answers with when it succeeds. */
+export interface MetaValues {
+  noop: null;
+  mkdir: InodeAttr;
+  create: CreateValue;
+  unlink: UnlinkValue;
+  rmdir: { inodeId: number };
+  rename: RenameValue;
+  symlink: InodeAttr;
+  link: InodeAttr;
+  setattr: InodeAttr;
+  openSession: SessionValue;
+  closeSession: CloseSessionValue;
+  commitLength: InodeAttr;
+  gcDone: { removed: number };
+  registerWorker: WorkerInfo;
+  setTargetState: TargetInfo;
+  publishChainTable: { tableId: number; version: number };
+}
+export type MetaValue = MetaValues[keyof MetaValues];
+
+export interface MetaOk<V> {
+  ok: true;
+  value: V;
+}
+export interface MetaFail {
+  ok: false;
+  code: FsErrorCode;
+  message: string;
+}
+/** Errors are results: a failed operation changes nothing and answers with a code. */
+export type MetaResult<V = MetaValue> = MetaOk<V> | MetaFail;
+
+export function ok<V>(value: V): MetaOk<V> {
+  return { ok: true, value };
+}
+
+export function fail(code: FsErrorCode, message: string): MetaFail {
+  return { ok: false, code, message };
+}
+
+export function isFail(x: unknown): x is MetaFail {
+  return (x as { ok?: unknown }).ok === false;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Every table of the state; MetaState owns one and guards its invariants. */
+export class MetaTables {
+  readonly options: MetaStateOptions;
+  indexApplied = 0;
+  /** The largest `nowMs` applied: a clock that never runs back, for client eviction. */
+  clockMs = 0;
+  nextInodeId = rootInodeId + 1;
+  nextSessionNo = 1;
+  readonly inodes = new Map<number, Inode>();
+  readonly sessions = new Map<string, Session>();
+  /** Open sessions per inode. */
+  readonly sessionsByInode = new Map<number, number>();
+  /** Inodes with nlink 0 that sessions keep alive. */
+  readonly orphans = new Set<number>();
+  readonly pendingGc = new Map<number, GcEntry>();
+  /** In least-recently-used order: a use moves a record to the end. */
+  readonly clients = new Map<string, ClientRecord>();
+  readonly workers = new Map<number, Worker>();
+  readonly targets = new Map<number, Target>();
+  readonly chainTables = new Map<number, ChainTable>();
+  files = 0;
+  dirs = 0;
+  symlinks = 0;
+  logicalBytes = 0;
+  dentries = 0;
+
+  constructor(options: MetaStateOptions) {
+    this.options = options;
+  }
+}
+
+export function newInode(id: number, type: InodeType, mode: number, uid: number, gid: number, nowMs: number): Inode {
+  return {
+    id,
+    type,
+    mode,
+    uid,
+    gid,
+    nlink: type === 'dir' ? 2 : 1,
+    sizeBytes: 0,
+    atimeMs: nowMs,
+    mtimeMs: nowMs,
+    ctimeMs: nowMs,
+    parentId: 0,
+    layout: null,
+    target: null,
+    children: type === 'dir' ? new Map() : null,
+    sortedNames: type === 'dir' ? [] : null,
+  };
+}
+
+export function attrOf(inode: Inode): InodeAttr {
+  const attr: InodeAttr = {
+    inodeId: inode.id,
+    type: inode.type,
+    mode: inode.mode,
+    uid: inode.uid,
+    gid: inode.gid,
+    nlink: inode.nlink,
+    sizeBytes: inode.sizeBytes,
+    atimeMs: inode.atimeMs,
+    mtimeMs: inode.mtimeMs,
+    ctimeMs: inode.ctimeMs,
+  };
+  if (inode.type === 'dir') attr.parentId = inode.parentId;
+  if (inode.layout !== null) attr.layout = { ...inode.layout };
+  if (inode.target !== null) attr.target = inode.target;
+  return attr;
+}

@@ -1,0 +1,433 @@
+// The namespace operations apply runs: path resolution, and each mutation of the inode tree with
+// POSIX semantics. A failed operation returns before changing anything.
+
+import { assert } from '../errors.ts';
+import { chunkSizeBytesDefault, generatedSessionPrefix, stripeWidthDefault } from './commands.ts';
+import type {
+  CloseSessionCommand,
+  CommitLengthCommand,
+  CreateCommand,
+  GcDoneCommand,
+  Layout,
+  LinkCommand,
+  MkdirCommand,
+  OpenSessionCommand,
+  RenameCommand,
+  RmdirCommand,
+  SetattrCommand,
+  SymlinkCommand,
+  UnlinkCommand,
+} from './commands.ts';
+import { FsErrorCode } from './errors.ts';
+import { attrOf, defaultChainTableId, fail, isFail, newInode, ok, rootInodeId } from './namespace-state.ts';
+import type { Inode, MetaFail, MetaResult, MetaTables, MetaValues, UnlinkValue } from './namespace-state.ts';
+import { pathNames, utf8Bytes } from './paths.ts';
+
+type Result<K extends keyof MetaValues> = MetaResult<MetaValues[K]>;
+
+export function inodeOf(t: MetaTables, id: number): Inode {
+  const inode = t.inodes.get(id);
+  assert(inode !== undefined, `inode ${id} is referenced but missing`);
+  return inode;
+}
+
+/** The path of the first `count` names, for messages. */
+function prefix(names: string[], count: number): string {
+  return `/${names.slice(0, count).join('/')}`;
+}
+
+function walk(t: MetaTables, names: string[], count: number): Inode | MetaFail {
+  let dir = inodeOf(t, rootInodeId);
+  for (let i = 0; i < count; i++) {
+    if (dir.children === null) return fail(FsErrorCode.ENOTDIR, `'${prefix(names, i)}' is not a directory`);
+    const childId = dir.children.get(names[i]);
+    if (childId === undefined) return fail(FsErrorCode.ENOENT, `'${prefix(names, i + 1)}' does not exist`);
+    dir = inodeOf(t, childId);
+  }
+  return dir;
+}
+
+/** The inode at `path`; a symlink along the way is not followed (ENOTDIR). */
+export function resolve(t: MetaTables, path: string): Inode | MetaFail {
+  const names = pathNames(path);
+  return walk(t, names, names.length);
+}
+
+interface ParentAndName {
+  parent: Inode;
+  name: string;
+}
+
+/** The directory that holds (or would hold) the last name of a path other than the root. */
+function resolveParent(t: MetaTables, path: string): ParentAndName | MetaFail {
+  const names = pathNames(path);
+  assert(names.length > 0, 'resolveParent of the root');
+  const parent = walk(t, names, names.length - 1);
+  if (isFail(parent)) return parent;
+  if (parent.children === null) return fail(FsErrorCode.ENOTDIR, `'${prefix(names, names.length - 1)}' is not a directory`);
+  return { parent, name: names[names.length - 1] };
+}
+
+function addEntry(t: MetaTables, parent: Inode, name: string, child: Inode, nowMs: number): void {
+  assert(parent.children !== null && !parent.children.has(name), `adding '${name}' to ${parent.id}`);
+  parent.children.set(name, child.id);
+  const sorted = parent.sortedNames;
+  // Names often arrive in order (f1, f2, ...): keep the readdir order then, rebuild it otherwise.
+  if (sorted !== null) {
+    if (sorted.length === 0 || sorted[sorted.length - 1] < name) sorted.push(name);
+    else parent.sortedNames = null;
+  }
+  parent.mtimeMs = nowMs;
+  parent.ctimeMs = nowMs;
+  t.dentries++;
+  if (child.type === 'dir') {
+    parent.nlink++;
+    child.parentId = parent.id;
+  }
+}
+
+function removeEntry(t: MetaTables, parent: Inode, name: string, child: Inode, nowMs: number): void {
+  assert(parent.children !== null && parent.children.get(name) === child.id, `removing '${name}' from ${parent.id}`);
+  parent.children.delete(name);
+  const sorted = parent.sortedNames;
+  if (sorted !== null) {
+    if (sorted[sorted.length - 1] === name) sorted.pop();
+    else parent.sortedNames = null;
+  }
+  parent.mtimeMs = nowMs;
+  parent.ctimeMs = nowMs;
+  t.dentries--;
+  if (child.type === 'dir') parent.nlink--;
+}
+
+function insertInode(t: MetaTables, inode: Inode): void {
+  assert(!t.inodes.has(inode.id), `inode ${inode.id} already exists`);
+  t.inodes.set(inode.id, inode);
+  if (inode.type === 'file') t.files++;
+  else if (inode.type === 'dir') t.dirs++;
+  else t.symlinks++;
+}
+
+function deleteInode(t: MetaTables, inode: Inode): void {
+  assert(inode.id !== rootInodeId, 'deleting the root');
+  assert(t.inodes.delete(inode.id), `deleting missing inode ${inode.id}`);
+  if (inode.type === 'file') {
+    t.files--;
+    t.logicalBytes -= inode.sizeBytes;
+  } else if (inode.type === 'dir') t.dirs--;
+  else t.symlinks--;
+}
+
+function setSize(t: MetaTables, inode: Inode, sizeBytes: number): void {
+  t.logicalBytes += sizeBytes - inode.sizeBytes;
+  inode.sizeBytes = sizeBytes;
+}
+
+/** The file's chunks are free: forget the inode and put it on the pending GC list. */
+function releaseFile(t: MetaTables, inode: Inode, nowMs: number): void {
+  assert(inode.layout !== null, `file ${inode.id} has no layout`);
+  deleteInode(t, inode);
+  t.pendingGc.set(inode.id, { inodeId: inode.id, layout: inode.layout, sizeBytes: inode.sizeBytes, deletedMs: nowMs });
+}
+
+/** Drops one link of a file or symlink whose dentry is already gone. */
+function dropLink(t: MetaTables, inode: Inode, nowMs: number): UnlinkValue {
+  assert(inode.type !== 'dir' && inode.nlink > 0, `dropping a link of ${inode.type} ${inode.id}`);
+  inode.nlink--;
+  inode.ctimeMs = nowMs;
+  if (inode.nlink > 0) return { inodeId: inode.id, nlink: inode.nlink, pendingGc: false };
+  if (inode.type === 'symlink') {
+    deleteInode(t, inode);
+    return { inodeId: inode.id, nlink: 0, pendingGc: false };
+  }
+  if ((t.sessionsByInode.get(inode.id) ?? 0) > 0) {
+    t.orphans.add(inode.id);
+    return { inodeId: inode.id, nlink: 0, pendingGc: false };
+  }
+  releaseFile(t, inode, nowMs);
+  return { inodeId: inode.id, nlink: 0, pendingGc: true };
+}
+
+function newId(t: MetaTables): number {
+  const id = t.nextInodeId++;
+  assert(Number.isSafeInteger(t.nextInodeId), 'inode ids exhausted');
+  return id;
+}
+
+/** A 32-bit mix of the inode id: the default shuffle seed, spread without randomness. */
+export function seedFromId(id: number): number {
+  let x = (id ^ Math.floor(id / 0x1_0000_0000)) >>> 0;
+  x = Math.imul(x ^ (x >>> 16), 0x7feb352d);
+  x = Math.imul(x ^ (x >>> 15), 0x846ca68b);
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+function layoutFor(t: MetaTables, id: number, given: Layout | undefined): Layout {
+  if (given !== undefined) {
+    // Rebuilt field by field: the same key order everywhere keeps results and hashes canonical.
+    return {
+      chunkSizeBytes: given.chunkSizeBytes,
+      stripeWidth: given.stripeWidth,
+      chainTableId: given.chainTableId,
+      chainTableVersion: given.chainTableVersion,
+      shuffleSeed: given.shuffleSeed,
+    };
+  }
+  return {
+    chunkSizeBytes: chunkSizeBytesDefault,
+    stripeWidth: stripeWidthDefault,
+    chainTableId: defaultChainTableId,
+    chainTableVersion: t.chainTables.get(defaultChainTableId)?.version ?? 0,
+    shuffleSeed: seedFromId(id),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export function mkdir(t: MetaTables, cmd: MkdirCommand): Result<'mkdir'> {
+  const names = pathNames(cmd.path);
+  let dir = inodeOf(t, rootInodeId);
+  if (names.length === 0) return cmd.parents ? ok(attrOf(dir)) : fail(FsErrorCode.EEXIST, `'/' exists`);
+  for (let i = 0; i < names.length; i++) {
+    const last = i === names.length - 1;
+    assert(dir.children !== null, 'walking through a non-directory');
+    const childId = dir.children.get(names[i]);
+    if (childId !== undefined) {
+      const child = inodeOf(t, childId);
+      if (last) return cmd.parents && child.type === 'dir' ? ok(attrOf(child)) : fail(FsErrorCode.EEXIST, `'${cmd.path}' exists`);
+      if (child.type !== 'dir') return fail(FsErrorCode.ENOTDIR, `'${prefix(names, i + 1)}' is not a directory`);
+      dir = child;
+      continue;
+    }
+    if (!last && !cmd.parents) return fail(FsErrorCode.ENOENT, `'${prefix(names, i + 1)}' does not exist`);
+    const created = newInode(newId(t), 'dir', cmd.mode, cmd.uid, cmd.gid, cmd.nowMs);
+    insertInode(t, created);
+    addEntry(t, dir, names[i], created, cmd.nowMs);
+    dir = created;
+  }
+  return ok(attrOf(dir));
+}
+
+export function create(t: MetaTables, cmd: CreateCommand): Result<'create'> {
+  if (cmd.path === '/') return fail(FsErrorCode.EISDIR, `'/' is a directory`);
+  const at = resolveParent(t, cmd.path);
+  if (isFail(at)) return at;
+  const existingId = at.parent.children?.get(at.name);
+  if (existingId !== undefined) {
+    const existing = inodeOf(t, existingId);
+    if (existing.type === 'dir') return fail(FsErrorCode.EISDIR, `'${cmd.path}' is a directory`);
+    if (cmd.exclusive || existing.type !== 'file') return fail(FsErrorCode.EEXIST, `'${cmd.path}' exists`);
+    return ok({ inode: attrOf(existing), created: false });
+  }
+  const inode = newInode(newId(t), 'file', cmd.mode, cmd.uid, cmd.gid, cmd.nowMs);
+  inode.layout = layoutFor(t, inode.id, cmd.layout);
+  insertInode(t, inode);
+  addEntry(t, at.parent, at.name, inode, cmd.nowMs);
+  return ok({ inode: attrOf(inode), created: true });
+}
+
+export function unlink(t: MetaTables, cmd: UnlinkCommand): Result<'unlink'> {
+  if (cmd.path === '/') return fail(FsErrorCode.EISDIR, `'/' is a directory`);
+  const at = resolveParent(t, cmd.path);
+  if (isFail(at)) return at;
+  const id = at.parent.children?.get(at.name);
+  if (id === undefined) return fail(FsErrorCode.ENOENT, `'${cmd.path}' does not exist`);
+  const inode = inodeOf(t, id);
+  if (inode.type === 'dir') return fail(FsErrorCode.EISDIR, `'${cmd.path}' is a directory (use rmdir)`);
+  removeEntry(t, at.parent, at.name, inode, cmd.nowMs);
+  return ok(dropLink(t, inode, cmd.nowMs));
+}
+
+export function rmdir(t: MetaTables, cmd: RmdirCommand): Result<'rmdir'> {
+  if (cmd.path === '/') return fail(FsErrorCode.EPERM, `the root directory cannot be removed`);
+  const at = resolveParent(t, cmd.path);
+  if (isFail(at)) return at;
+  const id = at.parent.children?.get(at.name);
+  if (id === undefined) return fail(FsErrorCode.ENOENT, `'${cmd.path}' does not exist`);
+  const inode = inodeOf(t, id);
+  if (inode.children === null) return fail(FsErrorCode.ENOTDIR, `'${cmd.path}' is not a directory`);
+  if (inode.children.size > 0) return fail(FsErrorCode.ENOTEMPTY, `'${cmd.path}' is not empty`);
+  removeEntry(t, at.parent, at.name, inode, cmd.nowMs);
+  deleteInode(t, inode);
+  return ok({ inodeId: id });
+}
+
+/** Whether `dir` is `ancestor` or lies below it, by parent pointers. */
+function isWithin(t: MetaTables, dir: Inode, ancestor: Inode): boolean {
+  for (let d = dir; ; d = inodeOf(t, d.parentId)) {
+    if (d.id === ancestor.id) return true;
+    if (d.id === rootInodeId) return false;
+  }
+}
+
+/** Why `victim` may not be replaced by `source`, or undefined if it may. */
+function replaceProblem(source: Inode, victim: Inode, to: string): MetaFail | undefined {
+  if (source.type === 'dir' && victim.type !== 'dir') return fail(FsErrorCode.ENOTDIR, `'${to}' is not a directory`);
+  if (source.type !== 'dir' && victim.type === 'dir') return fail(FsErrorCode.EISDIR, `'${to}' is a directory`);
+  if (victim.children !== null && victim.children.size > 0) return fail(FsErrorCode.ENOTEMPTY, `'${to}' is not empty`);
+  return undefined;
+}
+
+export function rename(t: MetaTables, cmd: RenameCommand): Result<'rename'> {
+  if (cmd.from === '/' || cmd.to === '/') return fail(FsErrorCode.EINVAL, `the root directory cannot be renamed or replaced`);
+  const src = resolveParent(t, cmd.from);
+  if (isFail(src)) return src;
+  const sourceId = src.parent.children?.get(src.name);
+  if (sourceId === undefined) return fail(FsErrorCode.ENOENT, `'${cmd.from}' does not exist`);
+  const dst = resolveParent(t, cmd.to);
+  if (isFail(dst)) return dst;
+  const source = inodeOf(t, sourceId);
+  const victimId = dst.parent.children?.get(dst.name);
+  // POSIX: renaming a file onto itself, or onto another link of itself, does nothing.
+  if (victimId === sourceId) return ok({ inodeId: sourceId, replaced: null });
+  if (source.type === 'dir' && isWithin(t, dst.parent, source)) {
+    return fail(FsErrorCode.EINVAL, `cannot move '${cmd.from}' into its own subtree ('${cmd.to}')`);
+  }
+  let replaced: UnlinkValue | null = null;
+  if (victimId !== undefined) {
+    const victim = inodeOf(t, victimId);
+    const problem = replaceProblem(source, victim, cmd.to);
+    if (problem !== undefined) return problem;
+    removeEntry(t, dst.parent, dst.name, victim, cmd.nowMs);
+    if (victim.type === 'dir') {
+      deleteInode(t, victim);
+      replaced = { inodeId: victimId, nlink: 0, pendingGc: false };
+    } else {
+      replaced = dropLink(t, victim, cmd.nowMs);
+    }
+  }
+  removeEntry(t, src.parent, src.name, source, cmd.nowMs);
+  addEntry(t, dst.parent, dst.name, source, cmd.nowMs);
+  source.ctimeMs = cmd.nowMs;
+  return ok({ inodeId: sourceId, replaced });
+}
+
+export function symlink(t: MetaTables, cmd: SymlinkCommand): Result<'symlink'> {
+  if (cmd.path === '/') return fail(FsErrorCode.EEXIST, `'/' exists`);
+  const at = resolveParent(t, cmd.path);
+  if (isFail(at)) return at;
+  if (at.parent.children?.has(at.name)) return fail(FsErrorCode.EEXIST, `'${cmd.path}' exists`);
+  const inode = newInode(newId(t), 'symlink', 0o777, cmd.uid, cmd.gid, cmd.nowMs);
+  inode.target = cmd.target;
+  inode.sizeBytes = utf8Bytes(cmd.target);
+  insertInode(t, inode);
+  addEntry(t, at.parent, at.name, inode, cmd.nowMs);
+  return ok(attrOf(inode));
+}
+
+export function link(t: MetaTables, cmd: LinkCommand): Result<'link'> {
+  const source = resolve(t, cmd.existing);
+  if (isFail(source)) return source;
+  if (source.type === 'dir') return fail(FsErrorCode.EPERM, `'${cmd.existing}' is a directory: no hard links to directories`);
+  if (cmd.path === '/') return fail(FsErrorCode.EEXIST, `'/' exists`);
+  const at = resolveParent(t, cmd.path);
+  if (isFail(at)) return at;
+  if (at.parent.children?.has(at.name)) return fail(FsErrorCode.EEXIST, `'${cmd.path}' exists`);
+  addEntry(t, at.parent, at.name, source, cmd.nowMs);
+  source.nlink++;
+  source.ctimeMs = cmd.nowMs;
+  return ok(attrOf(source));
+}
+
+export function setattr(t: MetaTables, cmd: SetattrCommand): Result<'setattr'> {
+  const inode = resolve(t, cmd.path);
+  if (isFail(inode)) return inode;
+  if (cmd.sizeBytes !== undefined) {
+    if (inode.type === 'dir') return fail(FsErrorCode.EISDIR, `'${cmd.path}' is a directory: cannot truncate`);
+    if (inode.type === 'symlink') return fail(FsErrorCode.EINVAL, `'${cmd.path}' is a symlink: cannot truncate`);
+    setSize(t, inode, cmd.sizeBytes);
+    inode.mtimeMs = cmd.nowMs;
+  }
+  if (cmd.mode !== undefined) inode.mode = cmd.mode;
+  if (cmd.uid !== undefined) inode.uid = cmd.uid;
+  if (cmd.gid !== undefined) inode.gid = cmd.gid;
+  if (cmd.atimeMs !== undefined) inode.atimeMs = cmd.atimeMs;
+  if (cmd.mtimeMs !== undefined) inode.mtimeMs = cmd.mtimeMs;
+  inode.ctimeMs = cmd.nowMs;
+  return ok(attrOf(inode));
+}
+
+/** The regular file `path` names, or why it is not one. */
+function resolveFile(t: MetaTables, path: string): Inode | MetaFail {
+  const inode = resolve(t, path);
+  if (isFail(inode)) return inode;
+  if (inode.type === 'dir') return fail(FsErrorCode.EISDIR, `'${path}' is a directory`);
+  if (inode.type === 'symlink') return fail(FsErrorCode.EINVAL, `'${path}' is a symlink (the client resolves symlinks)`);
+  return inode;
+}
+
+export function openSession(t: MetaTables, cmd: OpenSessionCommand): Result<'openSession'> {
+  const inode = resolveFile(t, cmd.path);
+  if (isFail(inode)) return inode;
+  if (t.sessions.size >= t.options.sessionsMax) {
+    return fail(FsErrorCode.EMFILE, `${t.sessions.size} sessions are open, the limit (sessionsMax)`);
+  }
+  if (cmd.sessionId !== undefined && t.sessions.has(cmd.sessionId)) {
+    return fail(FsErrorCode.EEXIST, `session '${cmd.sessionId}' is already open`);
+  }
+  const sessionId = cmd.sessionId ?? `${generatedSessionPrefix}${t.nextSessionNo++}`;
+  assert(!t.sessions.has(sessionId), `generated session id ${sessionId} is taken`);
+  t.sessions.set(sessionId, { sessionId, inodeId: inode.id, clientId: cmd.clientId, openedMs: cmd.nowMs });
+  t.sessionsByInode.set(inode.id, (t.sessionsByInode.get(inode.id) ?? 0) + 1);
+  if (cmd.truncate) {
+    setSize(t, inode, 0);
+    inode.mtimeMs = cmd.nowMs;
+    inode.ctimeMs = cmd.nowMs;
+  }
+  return ok({ sessionId, inode: attrOf(inode) });
+}
+
+/** Writers report high-water marks: a committed length only grows a file (truncation is setattr). */
+function commitGrowth(t: MetaTables, inode: Inode, lengthBytes: number, nowMs: number): void {
+  if (lengthBytes > inode.sizeBytes) setSize(t, inode, lengthBytes);
+  inode.mtimeMs = nowMs;
+  inode.ctimeMs = nowMs;
+}
+
+export function closeSession(t: MetaTables, cmd: CloseSessionCommand): Result<'closeSession'> {
+  const session = t.sessions.get(cmd.sessionId);
+  if (session === undefined) return fail(FsErrorCode.ENOENT, `no open session '${cmd.sessionId}'`);
+  const inode = inodeOf(t, session.inodeId);
+  if (cmd.lengthBytes !== undefined) commitGrowth(t, inode, cmd.lengthBytes, cmd.nowMs);
+  t.sessions.delete(cmd.sessionId);
+  const left = (t.sessionsByInode.get(inode.id) ?? 0) - 1;
+  assert(left >= 0, `session count of inode ${inode.id} below zero`);
+  if (left > 0) {
+    t.sessionsByInode.set(inode.id, left);
+    return ok({ inode: attrOf(inode), pendingGc: false });
+  }
+  t.sessionsByInode.delete(inode.id);
+  if (inode.nlink > 0) return ok({ inode: attrOf(inode), pendingGc: false });
+  assert(t.orphans.delete(inode.id), `unlinked inode ${inode.id} was not an orphan`);
+  const attr = attrOf(inode);
+  releaseFile(t, inode, cmd.nowMs);
+  return ok({ inode: attr, pendingGc: true });
+}
+
+export function commitLength(t: MetaTables, cmd: CommitLengthCommand): Result<'commitLength'> {
+  let inode: Inode | MetaFail;
+  if (cmd.path !== undefined) inode = resolveFile(t, cmd.path);
+  else {
+    const id = cmd.inodeId ?? 0;
+    const found = t.inodes.get(id);
+    if (found === undefined) inode = fail(FsErrorCode.ENOENT, `no inode ${id}`);
+    else if (found.type !== 'file') inode = fail(found.type === 'dir' ? FsErrorCode.EISDIR : FsErrorCode.EINVAL, `inode ${id} is a ${found.type}`);
+    else inode = found;
+  }
+  if (isFail(inode)) return inode;
+  commitGrowth(t, inode, cmd.lengthBytes, cmd.nowMs);
+  return ok(attrOf(inode));
+}
+
+export function gcDone(t: MetaTables, cmd: GcDoneCommand): Result<'gcDone'> {
+  let removed = 0;
+  for (const id of cmd.inodeIds) if (t.pendingGc.delete(id)) removed++;
+  return ok({ removed });
+}
+
+/** The root of a fresh namespace: mode 0755, owned by 0:0, its own parent. */
+export function createRoot(t: MetaTables): void {
+  const root = newInode(rootInodeId, 'dir', 0o755, 0, 0, 0);
+  root.parentId = rootInodeId;
+  insertInode(t, root);
+}

@@ -1,0 +1,276 @@
+// The masters' metadata state machine: every master applies the same committed commands in the
+// same order and reaches the same state. Pure and deterministic: times come inside the commands.
+
+import { createHash } from 'node:crypto';
+import { assert } from '../errors.ts';
+import { decodeCommand, pendingGcLimitMax, readdirLimitMax } from './commands.ts';
+import type { MetaCommand, MetaCommandOp, MetaQuery } from './commands.ts';
+import { FsErrorCode, MetaError } from './errors.ts';
+import { publishChainTable, registerWorker, setTargetState, sortedChainTables, sortedTargets, sortedWorkers } from './namespace-cluster.ts';
+import { answerSeen, evictClients, remember } from './namespace-clients.ts';
+import { readSnapshot, sortedNamesOf, writeSnapshot } from './namespace-snapshot.ts';
+import {
+  attrOf,
+  clientIdleMsMaxDefault,
+  clientsMaxDefault,
+  fail,
+  isFail,
+  MetaTables,
+  ok,
+  sessionsMaxDefault,
+} from './namespace-state.ts';
+import type {
+  ChainTableInfo,
+  DirEntry,
+  GcEntry,
+  InodeAttr,
+  MetaResult,
+  MetaStateOptions,
+  MetaValues,
+  ReaddirPage,
+  Session,
+  StatFs,
+  TargetInfo,
+  WorkerInfo,
+} from './namespace-state.ts';
+import * as tree from './namespace-tree.ts';
+
+type Handler = (t: MetaTables, cmd: never) => MetaResult;
+
+const handlers: Record<MetaCommandOp, Handler> = {
+  noop: () => ok(null),
+  mkdir: tree.mkdir,
+  create: tree.create,
+  unlink: tree.unlink,
+  rmdir: tree.rmdir,
+  rename: tree.rename,
+  symlink: tree.symlink,
+  link: tree.link,
+  setattr: tree.setattr,
+  openSession: tree.openSession,
+  closeSession: tree.closeSession,
+  commitLength: tree.commitLength,
+  gcDone: tree.gcDone,
+  registerWorker,
+  setTargetState,
+  publishChainTable,
+};
+
+export interface ReaddirOptions {
+  /** Start after this name (the `next` of the previous page). */
+  after?: string;
+  /** Entries per page, at most readdirLimitMax (larger asks are capped). */
+  limit: number;
+}
+
+export class MetaState {
+  /** Replaced only by restore. */
+  #t: MetaTables;
+
+  constructor(options: Partial<MetaStateOptions> = {}) {
+    const resolved: MetaStateOptions = {
+      clientIdleMsMax: options.clientIdleMsMax ?? clientIdleMsMaxDefault,
+      clientsMax: options.clientsMax ?? clientsMaxDefault,
+      sessionsMax: options.sessionsMax ?? sessionsMaxDefault,
+    };
+    assert(Number.isSafeInteger(resolved.clientIdleMsMax) && resolved.clientIdleMsMax >= 0, 'clientIdleMsMax must be an integer >= 0');
+    assert(Number.isSafeInteger(resolved.clientsMax) && resolved.clientsMax >= 1, 'clientsMax must be an integer >= 1');
+    assert(Number.isSafeInteger(resolved.sessionsMax) && resolved.sessionsMax >= 1, 'sessionsMax must be an integer >= 1');
+    this.#t = new MetaTables(resolved);
+    tree.createRoot(this.#t);
+  }
+
+  /** Rebuilds a state from the chunks of `snapshot()`; throws a MetaError (CAIRN_META_SNAPSHOT_CORRUPT) on damage. */
+  static restore(chunks: Iterable<Uint8Array>): MetaState {
+    const tables = readSnapshot(chunks);
+    const state = new MetaState(tables.options);
+    state.#t = tables;
+    return state;
+  }
+
+  get indexApplied(): number {
+    return this.#t.indexApplied;
+  }
+
+  get options(): Readonly<MetaStateOptions> {
+    return this.#t.options;
+  }
+
+  /**
+   * Applies the committed command at `index` (indexes only grow; gaps are entries that were not
+   * ours). A (clientId, seq) seen before is answered from the client table without applying.
+   * The result is shared with that table: do not mutate it.
+   */
+  apply<C extends MetaCommand>(index: number, cmd: C): MetaResult<MetaValues[C['op']]> {
+    const t = this.#t;
+    assert(Number.isSafeInteger(index) && index > t.indexApplied, `apply at index ${index} after ${t.indexApplied}`);
+    t.indexApplied = index;
+    if (cmd.nowMs > t.clockMs) t.clockMs = cmd.nowMs;
+    let result = answerSeen(t, cmd.clientId, cmd.seq);
+    if (result === undefined) {
+      result = handlers[cmd.op](t, cmd as never);
+      remember(t, cmd.clientId, cmd.seq, result);
+    }
+    evictClients(t);
+    return result as MetaResult<MetaValues[C['op']]>;
+  }
+
+  /** Applies an encoded log entry; an entry that does not decode is answered EINVAL, still in order. */
+  applyEntry(index: number, entry: Uint8Array): MetaResult {
+    let cmd: MetaCommand;
+    try {
+      cmd = decodeCommand(entry);
+    } catch (err) {
+      if (!(err instanceof MetaError)) throw err;
+      const t = this.#t;
+      assert(Number.isSafeInteger(index) && index > t.indexApplied, `apply at index ${index} after ${t.indexApplied}`);
+      t.indexApplied = index;
+      return fail(FsErrorCode.EINVAL, err.message);
+    }
+    return this.apply(index, cmd);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Queries: read-only; every value returned is a copy (or frozen).
+
+  stat(path: string): MetaResult<InodeAttr> {
+    const inode = tree.resolve(this.#t, path);
+    return isFail(inode) ? inode : ok(attrOf(inode));
+  }
+
+  statInode(inodeId: number): MetaResult<InodeAttr> {
+    const inode = this.#t.inodes.get(inodeId);
+    return inode === undefined ? fail(FsErrorCode.ENOENT, `no inode ${inodeId}`) : ok(attrOf(inode));
+  }
+
+  lookup(parentId: number, name: string): MetaResult<InodeAttr> {
+    const parent = this.#t.inodes.get(parentId);
+    if (parent === undefined) return fail(FsErrorCode.ENOENT, `no inode ${parentId}`);
+    if (parent.children === null) return fail(FsErrorCode.ENOTDIR, `inode ${parentId} is not a directory`);
+    const id = parent.children.get(name);
+    if (id === undefined) return fail(FsErrorCode.ENOENT, `no '${name}' in directory ${parentId}`);
+    return ok(attrOf(tree.inodeOf(this.#t, id)));
+  }
+
+  /** One page of a directory, sorted by name (UTF-16 code units), starting after `after`. */
+  readdir(path: string, options: ReaddirOptions): MetaResult<ReaddirPage> {
+    if (!Number.isSafeInteger(options.limit) || options.limit < 1) return fail(FsErrorCode.EINVAL, `readdir limit ${options.limit} is not a positive integer`);
+    const dir = tree.resolve(this.#t, path);
+    if (isFail(dir)) return dir;
+    if (dir.children === null) return fail(FsErrorCode.ENOTDIR, `'${path}' is not a directory`);
+    const names = sortedNamesOf(dir);
+    const start = options.after === undefined ? 0 : firstAfter(names, options.after);
+    const end = Math.min(names.length, start + Math.min(options.limit, readdirLimitMax));
+    const entries: DirEntry[] = [];
+    for (let i = start; i < end; i++) {
+      const inode = tree.inodeOf(this.#t, dir.children.get(names[i]) as number);
+      entries.push({ name: names[i], inodeId: inode.id, type: inode.type });
+    }
+    return ok(end < names.length ? { entries, next: names[end - 1] } : { entries });
+  }
+
+  readlink(path: string): MetaResult<string> {
+    const inode = tree.resolve(this.#t, path);
+    if (isFail(inode)) return inode;
+    if (inode.target === null) return fail(FsErrorCode.EINVAL, `'${path}' is not a symlink`);
+    return ok(inode.target);
+  }
+
+  statfs(): StatFs {
+    const t = this.#t;
+    return {
+      inodes: t.inodes.size,
+      files: t.files,
+      dirs: t.dirs,
+      symlinks: t.symlinks,
+      logicalBytes: t.logicalBytes,
+      sessions: t.sessions.size,
+      orphans: t.orphans.size,
+      pendingGc: t.pendingGc.size,
+      clients: t.clients.size,
+      indexApplied: t.indexApplied,
+    };
+  }
+
+  session(sessionId: string): MetaResult<Session> {
+    const s = this.#t.sessions.get(sessionId);
+    return s === undefined ? fail(FsErrorCode.ENOENT, `no open session '${sessionId}'`) : ok({ ...s });
+  }
+
+  /** The oldest deleted files whose chunks await removal, at most `limit` (capped at pendingGcLimitMax). */
+  pendingGc(limit: number): GcEntry[] {
+    const out: GcEntry[] = [];
+    const count = Math.min(Math.max(0, limit), pendingGcLimitMax);
+    for (const g of this.#t.pendingGc.values()) {
+      if (out.length >= count) break;
+      out.push({ ...g, layout: { ...g.layout } });
+    }
+    return out;
+  }
+
+  workers(): WorkerInfo[] {
+    return sortedWorkers(this.#t);
+  }
+
+  targets(): TargetInfo[] {
+    return sortedTargets(this.#t);
+  }
+
+  chainTables(): ChainTableInfo[] {
+    return sortedChainTables(this.#t);
+  }
+
+  /** Answers a validated query (see validateQuery); the RPC layer's single entry point. */
+  query(q: MetaQuery): MetaResult<unknown> {
+    switch (q.op) {
+      case 'stat':
+        return this.stat(q.path);
+      case 'statInode':
+        return this.statInode(q.inodeId);
+      case 'lookup':
+        return this.lookup(q.parentId, q.name);
+      case 'readdir':
+        return this.readdir(q.path, q.after === undefined ? { limit: q.limit } : { after: q.after, limit: q.limit });
+      case 'readlink':
+        return this.readlink(q.path);
+      case 'statfs':
+        return ok(this.statfs());
+      case 'workers':
+        return ok(this.workers());
+      case 'targets':
+        return ok(this.targets());
+      case 'chainTables':
+        return ok(this.chainTables());
+      case 'session':
+        return this.session(q.sessionId);
+      case 'pendingGc':
+        return ok(this.pendingGc(q.limit));
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /** The state as msgpack chunks of at most snapshotChunkBytesMax; consume before the next apply. */
+  snapshot(): Iterable<Uint8Array> {
+    return writeSnapshot(this.#t);
+  }
+
+  /** SHA-256 (hex) of the canonical snapshot: equal on masters that applied the same entries. */
+  stateHash(): string {
+    const hash = createHash('sha256');
+    for (const chunk of writeSnapshot(this.#t)) hash.update(chunk);
+    return hash.digest('hex');
+  }
+}
+
+/** The index of the first name greater than `after` in a sorted list. */
+function firstAfter(names: string[], after: string): number {
+  let lo = 0;
+  let hi = names.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (names[mid] <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}

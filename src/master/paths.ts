@@ -1,0 +1,62 @@
+// Names and paths of the namespace: their rules and limits, checked once at the boundary so that
+// apply can split a path without checking it again.
+//
+// A path is canonical: "/" or "/" followed by names joined by single slashes. No trailing slash,
+// no empty, "." or ".." components (the client normalizes, and resolves symlinks: the master
+// never follows them).
+
+import { MetaError, MetaErrorCode } from './errors.ts';
+
+export const nameBytesMax = 255;
+export const pathBytesMax = 4096;
+export const symlinkTargetBytesMax = 4096;
+
+/** UTF-8 length of a well-formed string, without encoding it. */
+export function utf8Bytes(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
+/** The problem with `name` as a directory entry name, or undefined if it is valid. */
+export function nameProblem(name: string): MetaError | undefined {
+  if (name.length === 0) return new MetaError(MetaErrorCode.EINVAL, 'empty name');
+  if (name === '.' || name === '..') return new MetaError(MetaErrorCode.EINVAL, `name '${name}' is reserved`);
+  if (name.includes('/')) return new MetaError(MetaErrorCode.EINVAL, `name '${name}' contains '/'`);
+  if (name.includes('\0')) return new MetaError(MetaErrorCode.EINVAL, 'name contains NUL');
+  if (!name.isWellFormed()) return new MetaError(MetaErrorCode.EINVAL, 'name is not valid Unicode (lone surrogate)');
+  const bytes = utf8Bytes(name);
+  if (bytes > nameBytesMax) {
+    return new MetaError(MetaErrorCode.ENAMETOOLONG, `name of ${bytes} bytes is longer than ${nameBytesMax}`);
+  }
+  return undefined;
+}
+
+/** Throws a MetaError (EINVAL or ENAMETOOLONG) unless `path` is a canonical absolute path. */
+export function checkPath(path: string, what = 'path'): void {
+  if (!path.startsWith('/')) throw new MetaError(MetaErrorCode.EINVAL, `${what} '${path}' is not absolute`);
+  if (!path.isWellFormed()) throw new MetaError(MetaErrorCode.EINVAL, `${what} is not valid Unicode (lone surrogate)`);
+  const bytes = utf8Bytes(path);
+  if (bytes > pathBytesMax) {
+    throw new MetaError(MetaErrorCode.ENAMETOOLONG, `${what} of ${bytes} bytes is longer than ${pathBytesMax}`);
+  }
+  if (path === '/') return;
+  if (path.endsWith('/')) throw new MetaError(MetaErrorCode.EINVAL, `${what} '${path}' ends with '/'`);
+  for (const name of path.slice(1).split('/')) {
+    const problem = nameProblem(name);
+    if (problem !== undefined) throw new MetaError(problem.code, `${what} '${path}': ${problem.message}`);
+  }
+}
+
+/** The names along a checked path; [] for the root. */
+export function pathNames(path: string): string[] {
+  return path === '/' ? [] : path.slice(1).split('/');
+}

@@ -1,0 +1,239 @@
+// Tests of the metadata commands and queries at the boundary: validation with clear EINVAL and
+// ENAMETOOLONG errors, defaults, and the msgpack encoding.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import {
+  chainLengthMax,
+  chunkSizeBytesDefault,
+  commandBytesMax,
+  decodeCommand,
+  encodeCommand,
+  MetaError,
+  validateCommand,
+  validateQuery,
+} from '../../src/master/index.ts';
+import type { MetaCommand } from '../../src/master/index.ts';
+import { Packr } from 'msgpackr';
+
+const stamp = { clientId: 'client-1', seq: 1, nowMs: 1_700_000_000_000 };
+
+function refused(x: unknown, code: string, pattern: RegExp): void {
+  assert.throws(
+    () => validateCommand(x),
+    (err: unknown) => {
+      assert.ok(err instanceof MetaError, `not a MetaError: ${String(err)}`);
+      assert.equal(err.code, code, err.message);
+      assert.match(err.message, pattern);
+      return true;
+    },
+    `accepted: ${JSON.stringify(x)?.slice(0, 200)}`,
+  );
+}
+
+const valid: MetaCommand[] = [
+  { op: 'noop', ...stamp },
+  { op: 'mkdir', ...stamp, path: '/a/b', mode: 0o755, uid: 0, gid: 0, parents: true },
+  { op: 'create', ...stamp, path: '/a/f', mode: 0o644, uid: 1, gid: 2, exclusive: true },
+  {
+    op: 'create', ...stamp, path: '/a/g', mode: 0o644, uid: 1, gid: 2, exclusive: false,
+    layout: { chunkSizeBytes: 65536, stripeWidth: 4, chainTableId: 1, chainTableVersion: 3, shuffleSeed: 0xffff_ffff },
+  },
+  { op: 'unlink', ...stamp, path: '/a/f' },
+  { op: 'rmdir', ...stamp, path: '/a' },
+  { op: 'rename', ...stamp, from: '/a', to: '/b' },
+  { op: 'symlink', ...stamp, path: '/s', target: '../x', uid: 0, gid: 0 },
+  { op: 'link', ...stamp, existing: '/a/f', path: '/a/h' },
+  { op: 'setattr', ...stamp, path: '/a/f', mode: 0o7777, uid: 3, gid: 4, atimeMs: -1, mtimeMs: 5, sizeBytes: 2 ** 40 },
+  { op: 'openSession', ...stamp, path: '/a/f', sessionId: 'w-1', truncate: true },
+  { op: 'openSession', ...stamp, path: '/a/f', truncate: false },
+  { op: 'closeSession', ...stamp, sessionId: 'w-1', lengthBytes: 0 },
+  { op: 'commitLength', ...stamp, path: '/a/f', lengthBytes: 10 },
+  { op: 'commitLength', ...stamp, inodeId: 7, lengthBytes: 10 },
+  { op: 'gcDone', ...stamp, inodeIds: [3, 4] },
+  { op: 'registerWorker', ...stamp, workerId: 1, address: '[::1]:9000', targets: [{ targetId: 1, path: '/data' }] },
+  { op: 'setTargetState', ...stamp, targetId: 1, state: 'lastsrv' },
+  { op: 'publishChainTable', ...stamp, tableId: 1, version: 1, chains: [[1, 2, 3], [2, 3, 1]] },
+];
+
+test('every valid command passes validation unchanged and round-trips through msgpack', () => {
+  for (const cmd of valid) {
+    assert.deepEqual(validateCommand(cmd), cmd);
+    const bytes = encodeCommand(cmd);
+    assert.ok(bytes instanceof Uint8Array);
+    assert.deepEqual(decodeCommand(bytes), cmd);
+  }
+});
+
+test('validation fills in defaults and returns a fresh object', () => {
+  const input = { op: 'create', ...stamp, path: '/f', mode: 0o644, uid: 0, gid: 0, layout: { chainTableId: 2, chainTableVersion: 0, shuffleSeed: 9 } };
+  const cmd = validateCommand(input);
+  assert.deepEqual(cmd, {
+    op: 'create', ...stamp, path: '/f', mode: 0o644, uid: 0, gid: 0, exclusive: false,
+    layout: { chunkSizeBytes: chunkSizeBytesDefault, stripeWidth: 1, chainTableId: 2, chainTableVersion: 0, shuffleSeed: 9 },
+  });
+  assert.notEqual(cmd, input);
+  assert.deepEqual(validateCommand({ op: 'mkdir', ...stamp, path: '/d', mode: 0o755, uid: 0, gid: 0 }), {
+    op: 'mkdir', ...stamp, path: '/d', mode: 0o755, uid: 0, gid: 0, parents: false,
+  });
+  assert.deepEqual(validateCommand({ op: 'openSession', ...stamp, path: '/f' }), { op: 'openSession', ...stamp, path: '/f', truncate: false });
+});
+
+test('the stamp: clientId, seq and nowMs are required and checked', () => {
+  const base = { op: 'noop', ...stamp };
+  refused({ op: 'noop', seq: 1, nowMs: 0 }, 'EINVAL', /missing field 'clientId'/);
+  refused({ ...base, clientId: '' }, 'EINVAL', /'clientId' is empty/);
+  refused({ ...base, clientId: 7 }, 'EINVAL', /'clientId' must be a string, not number 7/);
+  refused({ ...base, clientId: 'x'.repeat(129) }, 'ENAMETOOLONG', /'clientId' of 129 bytes/);
+  refused({ ...base, seq: 0 }, 'EINVAL', /'seq' = 0 is out of range/);
+  refused({ ...base, seq: 1.5 }, 'EINVAL', /'seq' must be an integer/);
+  refused({ ...base, seq: '1' }, 'EINVAL', /'seq' must be an integer, not string '1'/);
+  refused({ ...base, nowMs: -1 }, 'EINVAL', /'nowMs' = -1 is out of range/);
+  refused({ ...base, nowMs: Number.NaN }, 'EINVAL', /'nowMs' must be an integer/);
+  refused({ op: 'noop', clientId: 'c', seq: 1 }, 'EINVAL', /noop command: missing field 'nowMs'/);
+});
+
+test('the shape: objects only, known ops only, no unknown fields', () => {
+  refused(null, 'EINVAL', /command must be an object, not null/);
+  refused([1], 'EINVAL', /not an array/);
+  refused('mkdir', 'EINVAL', /must be an object/);
+  refused(new Uint8Array(3), 'EINVAL', /must be an object/);
+  refused({ ...stamp }, 'EINVAL', /missing field 'op'/);
+  refused({ op: 'format', ...stamp }, 'EINVAL', /unknown command op string 'format'/);
+  refused({ op: 'toString', ...stamp }, 'EINVAL', /unknown command op/);
+  refused({ op: 'unlink', ...stamp, path: '/f', force: true }, 'EINVAL', /unlink command: unknown field 'force'/);
+  refused({ op: 'setattr', ...stamp, path: '/f', size: 3 }, 'EINVAL', /unknown field 'size'/);
+  refused(JSON.parse(`{"op":"noop","clientId":"c","seq":1,"nowMs":0,"__proto__":{"x":1}}`), 'EINVAL', /unknown field '__proto__'/);
+});
+
+test('paths and names: absolute, canonical, no NUL, bounded in bytes', () => {
+  const mk = (path: unknown) => ({ op: 'mkdir', ...stamp, path, mode: 0o755, uid: 0, gid: 0 });
+  refused(mk('a/b'), 'EINVAL', /'a\/b' is not absolute/);
+  refused(mk(''), 'EINVAL', /is not absolute/);
+  refused(mk('/a//b'), 'EINVAL', /empty name/);
+  refused(mk('/a/b/'), 'EINVAL', /ends with '\/'/);
+  refused(mk('/a/./b'), 'EINVAL', /name '\.' is reserved/);
+  refused(mk('/a/../b'), 'EINVAL', /name '\.\.' is reserved/);
+  refused(mk('/a/\0b'), 'EINVAL', /NUL/);
+  refused(mk('/a/\ud800'), 'EINVAL', /lone surrogate/);
+  refused(mk(5), 'EINVAL', /'path' must be a string/);
+  refused(mk(`/${'n'.repeat(256)}`), 'ENAMETOOLONG', /name of 256 bytes is longer than 255/);
+  refused(mk(`/${'é'.repeat(128)}`), 'ENAMETOOLONG', /name of 256 bytes/);
+  assert.equal((validateCommand(mk(`/${'é'.repeat(127)}`)) as { path: string }).path.length, 128);
+  const deep = `/${Array.from({ length: 1366 }, () => 'ab').join('/')}`;
+  assert.equal(Buffer.byteLength(deep), 4098);
+  refused(mk(deep), 'ENAMETOOLONG', /of 4098 bytes is longer than 4096/);
+  refused({ op: 'rename', ...stamp, from: '/a', to: 'b' }, 'EINVAL', /rename command: 'to' 'b' is not absolute/);
+  refused({ op: 'symlink', ...stamp, path: '/s', target: '', uid: 0, gid: 0 }, 'EINVAL', /'target' is empty/);
+  refused({ op: 'symlink', ...stamp, path: '/s', target: 'x'.repeat(4097), uid: 0, gid: 0 }, 'ENAMETOOLONG', /'target'/);
+});
+
+test('numbers: modes, ids, sizes and times in range', () => {
+  const mk = (extra: object) => ({ op: 'mkdir', ...stamp, path: '/d', mode: 0o755, uid: 0, gid: 0, ...extra });
+  refused(mk({ mode: 0o10000 }), 'EINVAL', /'mode' = 4096 is out of range \[0, 4095\]/);
+  refused(mk({ mode: -1 }), 'EINVAL', /'mode'/);
+  refused(mk({ uid: 2 ** 32 }), 'EINVAL', /'uid'/);
+  refused(mk({ gid: -1 }), 'EINVAL', /'gid'/);
+  refused(mk({ parents: 'yes' }), 'EINVAL', /'parents' must be a boolean/);
+  refused({ op: 'setattr', ...stamp, path: '/f', sizeBytes: -1 }, 'EINVAL', /'sizeBytes' = -1 is out of range/);
+  refused({ op: 'setattr', ...stamp, path: '/f', sizeBytes: 2 ** 53 }, 'EINVAL', /'sizeBytes' must be an integer/);
+  refused({ op: 'setattr', ...stamp, path: '/f' }, 'EINVAL', /nothing to change/);
+  refused({ op: 'closeSession', ...stamp, sessionId: 's', lengthBytes: -5 }, 'EINVAL', /'lengthBytes'/);
+  refused({ op: 'commitLength', ...stamp, lengthBytes: 1 }, 'EINVAL', /exactly one of 'path' and 'inodeId'/);
+  refused({ op: 'commitLength', ...stamp, path: '/f', inodeId: 3, lengthBytes: 1 }, 'EINVAL', /exactly one/);
+  refused({ op: 'commitLength', ...stamp, inodeId: 0, lengthBytes: 1 }, 'EINVAL', /'inodeId' = 0/);
+  refused({ op: 'gcDone', ...stamp, inodeIds: [1, 'x'] }, 'EINVAL', /'inodeIds\[1\]' must be an integer/);
+  refused({ op: 'openSession', ...stamp, path: '/f', sessionId: '@1' }, 'EINVAL', /may not start with '@'/);
+});
+
+test('layouts: chunk size a power of two in 64 KiB..64 MiB, stripe width >= 1, ids in range', () => {
+  const mk = (layout: object) => ({ op: 'create', ...stamp, path: '/f', mode: 0o644, uid: 0, gid: 0, layout: { chainTableId: 1, chainTableVersion: 0, shuffleSeed: 0, ...layout } });
+  refused(mk({ chunkSizeBytes: 32 * 1024 }), 'EINVAL', /'chunkSizeBytes' = 32768 is out of range \[65536, 67108864\]/);
+  refused(mk({ chunkSizeBytes: 128 * 1024 * 1024 }), 'EINVAL', /'chunkSizeBytes'/);
+  refused(mk({ chunkSizeBytes: 3 * 65536 }), 'EINVAL', /not a power of two/);
+  refused(mk({ stripeWidth: 0 }), 'EINVAL', /'stripeWidth' = 0/);
+  refused(mk({ chainTableId: 0 }), 'EINVAL', /'chainTableId' = 0/);
+  refused(mk({ shuffleSeed: 2 ** 32 }), 'EINVAL', /'shuffleSeed'/);
+  refused(mk({ extra: 1 }), 'EINVAL', /layout: unknown field 'extra'/);
+  refused({ op: 'create', ...stamp, path: '/f', mode: 0o644, uid: 0, gid: 0, layout: 5 }, 'EINVAL', /layout must be an object/);
+  for (const chunkSizeBytes of [65536, 1 << 20, 64 * 1024 * 1024]) assert.ok(validateCommand(mk({ chunkSizeBytes })));
+});
+
+test('cluster commands: ids, addresses, states and chains are checked', () => {
+  const reg = (extra: object) => ({ op: 'registerWorker', ...stamp, workerId: 1, address: 'h:1', targets: [], ...extra });
+  refused(reg({ workerId: 0 }), 'EINVAL', /'workerId' = 0/);
+  refused(reg({ address: 'nohost' }), 'EINVAL', /'address' must be host:port/);
+  refused(reg({ address: 'h:0' }), 'EINVAL', /host:port/);
+  refused(reg({ address: 'h:70000' }), 'EINVAL', /host:port/);
+  refused(reg({ address: ':80' }), 'EINVAL', /host:port/);
+  refused(reg({ targets: [{ targetId: 1, path: '/a' }, { targetId: 1, path: '/b' }] }), 'EINVAL', /target 1 is listed twice/);
+  refused(reg({ targets: [{ targetId: 1 }] }), 'EINVAL', /targets\[0\]: missing field 'path'/);
+  refused(reg({ targets: Array.from({ length: 257 }, (_, i) => ({ targetId: i + 1, path: '/t' })) }), 'EINVAL', /257 items, more than 256/);
+  refused({ op: 'setTargetState', ...stamp, targetId: 1, state: 'happy' }, 'EINVAL', /'state' must be one of serving, syncing, waiting, lastsrv, offline/);
+  const pub = (chains: unknown) => ({ op: 'publishChainTable', ...stamp, tableId: 1, version: 1, chains });
+  refused(pub([[1, 2], []]), 'EINVAL', /'chains\[1\]' has 0 targets/);
+  refused(pub([[1, 1]]), 'EINVAL', /lists a target twice/);
+  refused(pub([[1, -2]]), 'EINVAL', /'chains\[0\]\[1\]' = -2/);
+  refused(pub([Array.from({ length: chainLengthMax + 1 }, (_, i) => i + 1)]), 'EINVAL', /has 17 targets/);
+  refused(pub('x'), 'EINVAL', /'chains' must be an array/);
+  refused({ op: 'publishChainTable', ...stamp, tableId: 1, version: 0, chains: [] }, 'EINVAL', /'version' = 0/);
+});
+
+test('decodeCommand refuses garbage, trailing bytes, oversized entries and invalid content with EINVAL', () => {
+  const codeOf = (bytes: Uint8Array) => {
+    try {
+      decodeCommand(bytes);
+      return 'ok';
+    } catch (err) {
+      assert.ok(err instanceof MetaError);
+      return err.code;
+    }
+  };
+  const good = encodeCommand(valid[1]);
+  assert.equal(codeOf(good), 'ok');
+  assert.equal(codeOf(good.subarray(0, good.length - 3)), 'EINVAL');
+  assert.equal(codeOf(new Uint8Array([...good, 0])), 'EINVAL');
+  assert.equal(codeOf(new Uint8Array([0xc1])), 'EINVAL');
+  assert.equal(codeOf(new Uint8Array(commandBytesMax + 1)), 'EINVAL');
+  assert.equal(codeOf(new Packr({ useRecords: false }).pack({ op: 'mkdir', ...stamp, path: 'rel', mode: 0, uid: 0, gid: 0 })), 'EINVAL');
+});
+
+test('property: whatever the input, validateCommand returns a command or throws a MetaError', () => {
+  const field = fc.oneof(fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.integer(), { maxLength: 3 }));
+  const ops = valid.map((c) => c.op);
+  fc.assert(
+    fc.property(fc.constantFrom(...ops), fc.dictionary(fc.constantFrom('path', 'mode', 'uid', 'gid', 'seq', 'nowMs', 'clientId', 'targets', 'chains', 'from', 'to', 'lengthBytes'), field), (op, fields) => {
+      try {
+        const cmd = validateCommand({ op, ...fields });
+        assert.deepEqual(decodeCommand(encodeCommand(cmd)), cmd);
+      } catch (err) {
+        assert.ok(err instanceof MetaError, String(err));
+      }
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('validateQuery checks queries the same way', () => {
+  assert.deepEqual(validateQuery({ op: 'readdir', path: '/d', limit: 10 }), { op: 'readdir', path: '/d', limit: 10 });
+  assert.deepEqual(validateQuery({ op: 'readdir', path: '/d', after: 'x', limit: 10 }), { op: 'readdir', path: '/d', after: 'x', limit: 10 });
+  assert.deepEqual(validateQuery({ op: 'lookup', parentId: 1, name: 'x' }), { op: 'lookup', parentId: 1, name: 'x' });
+  assert.deepEqual(validateQuery({ op: 'statfs' }), { op: 'statfs' });
+  const code = (x: unknown) => {
+    try {
+      validateQuery(x);
+      return 'ok';
+    } catch (err) {
+      assert.ok(err instanceof MetaError);
+      return err.code;
+    }
+  };
+  assert.equal(code({ op: 'readdir', path: '/d', limit: 0 }), 'EINVAL');
+  assert.equal(code({ op: 'readdir', path: '/d', limit: 1, after: 3 }), 'EINVAL');
+  assert.equal(code({ op: 'lookup', parentId: 1, name: 'a/b' }), 'EINVAL');
+  assert.equal(code({ op: 'lookup', parentId: 1, name: 'n'.repeat(256) }), 'ENAMETOOLONG');
+  assert.equal(code({ op: 'stat', path: '/x/' }), 'EINVAL');
+  assert.equal(code({ op: 'statfs', extra: 1 }), 'EINVAL');
+  assert.equal(code({ op: 'mkdir', path: '/x' }), 'EINVAL');
+});

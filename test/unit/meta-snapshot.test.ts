@@ -1,0 +1,278 @@
+// Tests of MetaState snapshots: chunked streaming within the size limit, restore to an identical
+// state hash, rejection of damaged streams (checksums, order, truncation, structure), and a
+// property: a copy restored midway and the original apply the rest to the same state.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { crc32c } from '@node-rs/crc32';
+import fc from 'fast-check';
+import { Packr } from 'msgpackr';
+import { MetaError, MetaState, snapshotChunkBytesMax } from '../../src/master/index.ts';
+import type { MetaCommand } from '../../src/master/index.ts';
+
+const packr = new Packr({ useRecords: false });
+
+class Log {
+  readonly state: MetaState;
+  index = 0;
+  seq = 0;
+  nowMs = 1_000;
+
+  constructor(state = new MetaState()) {
+    this.state = state;
+  }
+
+  run(body: Record<string, unknown>): ReturnType<MetaState['apply']> {
+    this.nowMs += 7;
+    return this.state.apply(++this.index, { ...body, clientId: 'snap', seq: ++this.seq, nowMs: this.nowMs } as MetaCommand);
+  }
+
+  must(body: Record<string, unknown>): void {
+    const r = this.run(body);
+    assert.ok(r.ok, `${String(body.op)}: ${r.ok ? '' : r.message}`);
+  }
+}
+
+/** A state with something in every table. */
+function populated(files = 200): Log {
+  const log = new Log();
+  log.must({ op: 'mkdir', path: '/a/b/c', mode: 0o755, uid: 1, gid: 1, parents: true });
+  for (let i = 0; i < files; i++) log.must({ op: 'create', path: `/a/b/f${i}`, mode: 0o644, uid: 2, gid: 2, exclusive: true });
+  log.must({ op: 'setattr', path: '/a/b/f1', sizeBytes: 123_456_789 });
+  log.must({ op: 'link', existing: '/a/b/f2', path: '/a/c-link' });
+  log.must({ op: 'symlink', path: '/a/s', target: '../a/b/ünïcode', uid: 0, gid: 0 });
+  log.must({ op: 'openSession', path: '/a/b/f3', sessionId: 'w1', truncate: false });
+  log.must({ op: 'openSession', path: '/a/b/f4', truncate: false });
+  log.must({ op: 'unlink', path: '/a/b/f4' }); // an orphan held by @1
+  log.must({ op: 'unlink', path: '/a/b/f5' }); // pending GC
+  log.must({ op: 'registerWorker', workerId: 1, address: 'a:1', targets: [{ targetId: 11, path: '/d1' }, { targetId: 12, path: '/d2' }] });
+  log.must({ op: 'registerWorker', workerId: 2, address: 'b:1', targets: [{ targetId: 21, path: '/d1' }] });
+  log.must({ op: 'setTargetState', targetId: 11, state: 'serving' });
+  log.must({ op: 'publishChainTable', tableId: 1, version: 2, chains: [[11, 21], [21, 12]] });
+  for (let c = 0; c < 5; c++) log.state.apply(++log.index, { op: 'noop', clientId: `client-${c}`, seq: 3, nowMs: log.nowMs });
+  log.run({ op: 'rmdir', path: '/a' }); // a failed result in the client table
+  return log;
+}
+
+function corruptCode(chunks: Iterable<Uint8Array>): string {
+  try {
+    MetaState.restore(chunks);
+    return 'restored';
+  } catch (err) {
+    assert.ok(err instanceof MetaError, `not a MetaError: ${String(err)}`);
+    assert.equal(err.code, 'CAIRN_META_SNAPSHOT_CORRUPT');
+    return err.message;
+  }
+}
+
+/** Rewrites the records of chunk `i` with valid framing and checksum: structural damage only. */
+function rewriteChunk(chunks: Uint8Array[], i: number, edit: (body: unknown) => unknown): Uint8Array[] {
+  const [no, kind, body] = packr.unpack(chunks[i]) as [number, number, Uint8Array, number];
+  const bytes = packr.pack(edit(packr.unpack(body)));
+  const out = [...chunks];
+  out[i] = packr.pack([no, kind, bytes, crc32c(bytes)]);
+  return out;
+}
+
+function kindOf(chunk: Uint8Array): number {
+  return (packr.unpack(chunk) as [number, number])[1];
+}
+
+test('an empty state round-trips', () => {
+  const state = new MetaState();
+  const chunks = [...state.snapshot()];
+  assert.equal(chunks.length, 3, 'header, the root inode, end: empty tables take no chunk');
+  const copy = MetaState.restore(chunks);
+  assert.equal(copy.stateHash(), state.stateHash());
+  assert.deepEqual(copy.statfs(), state.statfs());
+});
+
+test('a populated state restores to the same hash, queries and counters', () => {
+  const log = populated();
+  const chunks = [...log.state.snapshot()];
+  const copy = MetaState.restore(chunks);
+  assert.equal(copy.stateHash(), log.state.stateHash());
+  assert.deepEqual(copy.statfs(), log.state.statfs());
+  assert.deepEqual(copy.statfs().orphans, 1);
+  assert.equal(copy.indexApplied, log.index);
+  for (const path of ['/', '/a', '/a/b/f1', '/a/c-link', '/a/s']) assert.deepEqual(copy.stat(path), log.state.stat(path));
+  assert.deepEqual(copy.readdir('/a/b', { limit: 1000 }), log.state.readdir('/a/b', { limit: 1000 }));
+  assert.deepEqual(copy.workers(), log.state.workers());
+  assert.deepEqual(copy.chainTables(), log.state.chainTables());
+  assert.deepEqual(copy.pendingGc(10), log.state.pendingGc(10));
+  assert.deepEqual(copy.session('w1'), log.state.session('w1'));
+  // Both continue the same way, including the session counter and client records.
+  const twin = new Log(copy);
+  Object.assign(twin, { index: log.index, seq: log.seq, nowMs: log.nowMs });
+  for (const l of [log, twin]) {
+    l.must({ op: 'openSession', path: '/a/b/f6', truncate: false });
+    l.must({ op: 'closeSession', sessionId: '@1' });
+    l.must({ op: 'create', path: '/a/new', mode: 0o600, uid: 0, gid: 0, exclusive: true });
+  }
+  assert.equal(twin.state.stateHash(), log.state.stateHash());
+  assert.equal(twin.state.statfs().pendingGc, 2, 'the orphan went to GC on its last close');
+});
+
+test('large states stream as many chunks, none above snapshotChunkBytesMax', () => {
+  const log = populated(30_000);
+  const workers = Array.from({ length: 4 }, (_, w) => ({ workerId: w + 1, address: `w${w}:1`, targets: Array.from({ length: 200 }, (_, t) => ({ targetId: 10_000 + w * 1000 + t, path: `/data/${t}` })) }));
+  for (const w of workers) log.must({ op: 'registerWorker', ...w });
+  // A chain table too big for one chunk: 40,000 chains of 4 targets.
+  const chains = Array.from({ length: 40_000 }, (_, i) => [0, 1, 2, 3].map((w) => 10_000 + w * 1000 + ((i + w) % 200)));
+  log.must({ op: 'publishChainTable', tableId: 9, version: 1, chains });
+  const chunks = [...log.state.snapshot()];
+  assert.ok(chunks.length > 5, `${chunks.length} chunks`);
+  for (const c of chunks) assert.ok(c.length <= snapshotChunkBytesMax, `chunk of ${c.length} bytes`);
+  const copy = MetaState.restore(chunks);
+  assert.equal(copy.stateHash(), log.state.stateHash());
+  assert.deepEqual(copy.chainTables().find((t) => t.tableId === 9)?.chains, chains);
+});
+
+test('snapshot is deterministic and canonical: equal states give equal bytes', () => {
+  const a = populated(50);
+  const b = populated(50);
+  assert.deepEqual([...a.state.snapshot()], [...b.state.snapshot()]);
+  // A restored copy re-snapshots to the very same bytes.
+  assert.deepEqual([...MetaState.restore(a.state.snapshot()).snapshot()], [...a.state.snapshot()]);
+  b.must({ op: 'noop' });
+  assert.notEqual(a.state.stateHash(), b.state.stateHash());
+});
+
+test('reading a snapshot while applying is refused', () => {
+  const log = populated(20);
+  const it = log.state.snapshot()[Symbol.iterator]();
+  it.next();
+  log.must({ op: 'noop' });
+  assert.throws(() => {
+    for (let r = it.next(); !r.done; r = it.next());
+  }, /the state changed while its snapshot was being read/);
+});
+
+test('damaged streams are refused: flipped bytes, lost, repeated, reordered or extra chunks, truncation', () => {
+  const chunks = [...populated(3000).state.snapshot()];
+  assert.ok(chunks.length >= 6);
+  const mid = 2;
+  for (const offset of [0, 5, Math.floor(chunks[mid].length / 2), chunks[mid].length - 1]) {
+    const bad = [...chunks];
+    bad[mid] = Uint8Array.from(chunks[mid]);
+    bad[mid][offset] ^= 0x40;
+    assert.match(corruptCode(bad), /corrupt metadata snapshot: chunk 2/);
+  }
+  assert.match(corruptCode(chunks.filter((_, i) => i !== mid)), /chunk 2 is numbered 3/);
+  assert.match(corruptCode([...chunks.slice(0, mid + 1), chunks[mid], ...chunks.slice(mid + 1)]), /numbered 2/);
+  assert.match(corruptCode([chunks[1], chunks[0], ...chunks.slice(2)]), /chunk 0 is numbered 1/);
+  assert.match(corruptCode(chunks.slice(0, -1)), /without its end chunk \(truncated\)/);
+  assert.match(corruptCode([...chunks, chunks[0]]), /follows the end chunk/);
+  assert.match(corruptCode([]), /the snapshot is empty/);
+  assert.match(corruptCode([new Uint8Array(snapshotChunkBytesMax + 1)]), /more than/);
+  assert.match(corruptCode([Uint8Array.from([1, 2, 3])]), /chunk 0/);
+});
+
+test('a header from another format version, or no header at all, is refused', () => {
+  const chunks = [...new MetaState().snapshot()];
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 2 }))), /format version 2, this build reads 1/);
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), magic: 'other' }))), /not a metadata snapshot/);
+  assert.match(corruptCode(chunks.slice(1)), /chunk 0 is numbered 1/);
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), counts: { ...(h as { counts: object }).counts, inodes: 2 } }))), /the header counts 2 inodes, the chunks hold 1/);
+});
+
+test('structural damage with valid checksums is refused: link counts, dangling dentries, cycles, sessions', () => {
+  const log = populated(10);
+  const chunks = [...log.state.snapshot()];
+  const inodesAt = chunks.findIndex((c) => kindOf(c) === 1);
+  const dentriesAt = chunks.findIndex((c) => kindOf(c) === 2);
+  const sessionsAt = chunks.findIndex((c) => kindOf(c) === 3);
+  type Rec = unknown[];
+  const editInode = (id: number, field: number, value: unknown) =>
+    rewriteChunk(chunks, inodesAt, (recs) => (recs as Rec[]).map((r) => (r[0] === id ? r.map((v, i) => (i === field ? value : v)) : r)));
+  const fileId = (log.state.stat('/a/b/f1') as { value: { inodeId: number } }).value.inodeId;
+  const dirB = (log.state.stat('/a/b') as { value: { inodeId: number } }).value.inodeId;
+  const dirC = (log.state.stat('/a/b/c') as { value: { inodeId: number } }).value.inodeId;
+  assert.match(corruptCode(editInode(fileId, 5, 2)), new RegExp(`inode ${fileId} has nlink 2 but 1 dentries`));
+  assert.match(corruptCode(editInode(dirB, 5, 7)), new RegExp(`directory ${dirB} has nlink 7, expected 3`));
+  assert.match(corruptCode(editInode(fileId, 11, null)), /a file without a layout/);
+  assert.match(corruptCode(editInode(fileId, 2, 0o17777)), /mode/);
+  assert.match(corruptCode(editInode(fileId, 1, 7)), /type/);
+  // A directory whose parent pointer disagrees with its dentry.
+  assert.match(corruptCode(editInode(dirC, 10, fileId)), /has parent/);
+  // A dentry pointing at a missing inode, and dentries out of order (a repeated name).
+  const dangling = rewriteChunk(chunks, dentriesAt, (recs) => (recs as Rec[]).map((r) => (r[1] === 'f1' ? [r[0], r[1], 99_999] : r)));
+  assert.match(corruptCode(dangling), /points to missing inode 99999/);
+  const repeated = rewriteChunk(chunks, dentriesAt, (recs) => [...(recs as Rec[]), (recs as Rec[]).at(-1)]);
+  assert.match(corruptCode(repeated), /out of order or repeated/);
+  const badName = rewriteChunk(chunks, dentriesAt, (recs) => (recs as Rec[]).map((r) => (r[1] === 'f1' ? [r[0], 'a/b', r[2]] : r)));
+  assert.match(corruptCode(badName), /out of order|contains '\/'/);
+  // A cycle: directory c re-parented as b's parent and b inside c, detached from the root.
+  const aId = (log.state.stat('/a') as { value: { inodeId: number } }).value.inodeId;
+  const detached = rewriteChunk(
+    rewriteChunk(chunks, inodesAt, (recs) => (recs as Rec[]).map((r) => (r[0] === dirB ? r.map((v, i) => (i === 10 ? dirC : v)) : r))),
+    dentriesAt,
+    (recs) => (recs as Rec[]).map((r) => (r[0] === aId && r[1] === 'b' ? [dirC, 'b', dirB] : r)).sort((x, y) => (x[0] as number) - (y[0] as number) || ((x[1] as string) < (y[1] as string) ? -1 : 1)),
+  );
+  assert.match(corruptCode(detached), /not reachable from the root|cycle|nlink/);
+  // A session counter behind a generated id, a session on a missing inode, an orphan without its session.
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), nextSessionNo: 1 }))), /session '@1' is not below the session counter 1/);
+  assert.match(corruptCode(rewriteChunk(chunks, sessionsAt, (recs) => (recs as Rec[]).map((r) => [r[0], 99_999, r[2], r[3]]))), /holds 99999, not a file/);
+  assert.match(corruptCode(rewriteChunk(chunks, sessionsAt, (recs) => (recs as Rec[]).filter((r) => r[0] === 'w1'))), /nlink 0 but is not an open file/);
+});
+
+// ---------------------------------------------------------------------------------------------
+
+const nameArb = fc.constantFrom('a', 'b', 'c');
+/** Short paths over few names, so that commands often find what they name. */
+const pathArb = fc
+  .oneof({ arbitrary: fc.tuple(nameArb), weight: 4 }, { arbitrary: fc.tuple(nameArb, nameArb), weight: 3 }, { arbitrary: fc.tuple(nameArb, nameArb, nameArb), weight: 1 })
+  .map((p) => `/${p.join('/')}`);
+const sessionIdArb = fc.constantFrom('s1', 's2', '@1', '@2', '@3');
+const w = (weight: number, arbitrary: fc.Arbitrary<Record<string, unknown>>) => ({ weight, arbitrary });
+const bodyArb: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
+  w(4, fc.record({ op: fc.constant('mkdir'), path: pathArb, mode: fc.constant(0o755), uid: fc.nat(3), gid: fc.nat(3), parents: fc.boolean() })),
+  w(6, fc.record({ op: fc.constant('create'), path: pathArb, mode: fc.constant(0o644), uid: fc.nat(3), gid: fc.nat(3), exclusive: fc.boolean() })),
+  w(2, fc.record({ op: fc.constant('unlink'), path: pathArb })),
+  w(2, fc.record({ op: fc.constant('rmdir'), path: pathArb })),
+  w(3, fc.record({ op: fc.constant('rename'), from: pathArb, to: pathArb })),
+  w(1, fc.record({ op: fc.constant('symlink'), path: pathArb, target: pathArb, uid: fc.constant(0), gid: fc.constant(0) })),
+  w(2, fc.record({ op: fc.constant('link'), existing: pathArb, path: pathArb })),
+  w(1, fc.record({ op: fc.constant('setattr'), path: pathArb, sizeBytes: fc.nat(1 << 30) })),
+  w(1, fc.record({ op: fc.constant('setattr'), path: pathArb, mode: fc.nat(0o7777), mtimeMs: fc.integer() })),
+  w(2, fc.record({ op: fc.constant('openSession'), path: pathArb, sessionId: fc.constantFrom('s1', 's2'), truncate: fc.boolean() })),
+  w(2, fc.record({ op: fc.constant('openSession'), path: pathArb, truncate: fc.constant(false) })),
+  w(3, fc.record({ op: fc.constant('closeSession'), sessionId: sessionIdArb, lengthBytes: fc.nat(1 << 20) })),
+  w(1, fc.record({ op: fc.constant('commitLength'), path: pathArb, lengthBytes: fc.nat(1 << 20) })),
+  w(1, fc.record({ op: fc.constant('commitLength'), inodeId: fc.integer({ min: 1, max: 20 }), lengthBytes: fc.nat(1 << 20) })),
+  w(1, fc.record({ op: fc.constant('gcDone'), inodeIds: fc.array(fc.integer({ min: 1, max: 20 }), { maxLength: 3 }) })),
+  w(1, fc.record({ op: fc.constant('registerWorker'), workerId: fc.integer({ min: 1, max: 3 }), address: fc.constant('h:1'), targets: fc.constantFrom([], [{ targetId: 1, path: '/x' }], [{ targetId: 2, path: '/y' }]) })),
+  w(1, fc.record({ op: fc.constant('setTargetState'), targetId: fc.integer({ min: 1, max: 2 }), state: fc.constantFrom('serving', 'offline') })),
+  w(1, fc.record({ op: fc.constant('publishChainTable'), tableId: fc.constant(1), version: fc.integer({ min: 1, max: 5 }), chains: fc.constantFrom([[1]], [[1, 2]], [[2], [1]]) })),
+  w(1, fc.record({ op: fc.constant('noop') })),
+);
+/** A command from one of three clients, sometimes a retry of that client's last seq, with time jumps. */
+const stepArb = fc.record({ body: bodyArb, client: fc.nat(2), retry: fc.boolean(), advanceMs: fc.oneof(fc.nat(20), fc.constant(500)) });
+
+test('property: a copy restored from a snapshot midway applies the rest to the same state', () => {
+  fc.assert(
+    fc.property(fc.array(stepArb, { minLength: 1, maxLength: 120, size: 'max' }), fc.nat(120), (steps, cutRaw) => {
+      const cut = cutRaw % (steps.length + 1);
+      const options = { clientIdleMsMax: 300, clientsMax: 2, sessionsMax: 4 };
+      const original = new MetaState(options);
+      let copy: MetaState | undefined;
+      const seqs = [0, 0, 0];
+      let nowMs = 0;
+      const results: unknown[][] = [[], []];
+      steps.forEach((step, i) => {
+        if (i === cut) copy = MetaState.restore(original.snapshot());
+        nowMs += step.advanceMs;
+        const seq = step.retry && seqs[step.client] > 0 ? seqs[step.client] : ++seqs[step.client];
+        const cmd = { ...step.body, clientId: `c${step.client}`, seq, nowMs } as MetaCommand;
+        results[0].push(original.apply(i + 1, cmd));
+        if (copy !== undefined) results[1].push(copy.apply(i + 1, cmd));
+      });
+      copy ??= MetaState.restore(original.snapshot());
+      assert.deepEqual(results[1], results[0].slice(cut), 'the copy answers the same');
+      assert.equal(copy.stateHash(), original.stateHash());
+      // And the end state passes every structural check of restore.
+      assert.equal(MetaState.restore(original.snapshot()).stateHash(), original.stateHash());
+    }),
+    { numRuns: 300 },
+  );
+});

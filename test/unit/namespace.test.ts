@@ -1,0 +1,502 @@
+// Tests of the namespace operations of MetaState: each operation's success path and error codes,
+// hard links, symlinks, setattr, sessions with orphans and the pending GC list, paged readdir,
+// and the cluster tables.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { MetaState, readdirLimitMax, rootInodeId } from '../../src/master/index.ts';
+import type { ClientStamp, FsErrorCode, InodeAttr, MetaCommand, MetaCommandOp, MetaResult, MetaValues } from '../../src/master/index.ts';
+
+type Body<C = MetaCommand> = C extends MetaCommand ? Omit<C, keyof ClientStamp> : never;
+
+/** A state with a clock and a client that numbers its commands. */
+class Fs {
+  readonly state: MetaState;
+  index = 0;
+  seq = 0;
+  nowMs = 1_000;
+
+  constructor(state = new MetaState()) {
+    this.state = state;
+  }
+
+  run(body: Body): MetaResult {
+    this.nowMs += 10;
+    return this.state.apply(++this.index, { ...body, clientId: 'test', seq: ++this.seq, nowMs: this.nowMs } as MetaCommand);
+  }
+
+  ok<K extends MetaCommandOp>(body: Body & { op: K }): MetaValues[K] {
+    const r = this.run(body);
+    assert.ok(r.ok, `${body.op} failed: ${r.ok ? '' : `${r.code} ${r.message}`}`);
+    return r.value as MetaValues[K];
+  }
+
+  fails(body: Body, code: FsErrorCode): string {
+    const r = this.run(body);
+    assert.ok(!r.ok, `${body.op} should fail with ${code}`);
+    assert.equal(r.code, code, r.message);
+    assert.ok(r.message.length > 0);
+    return r.message;
+  }
+
+  mkdir(path: string, parents = false): InodeAttr {
+    return this.ok({ op: 'mkdir', path, mode: 0o755, uid: 0, gid: 0, parents });
+  }
+
+  create(path: string, exclusive = true): InodeAttr {
+    return this.ok({ op: 'create', path, mode: 0o644, uid: 1000, gid: 100, exclusive }).inode;
+  }
+
+  stat(path: string): InodeAttr {
+    const r = this.state.stat(path);
+    assert.ok(r.ok, `stat ${path}: ${r.ok ? '' : r.message}`);
+    return r.value;
+  }
+
+  statCode(path: string): FsErrorCode | 'ok' {
+    const r = this.state.stat(path);
+    return r.ok ? 'ok' : r.code;
+  }
+
+  names(path: string): string[] {
+    const r = this.state.readdir(path, { limit: readdirLimitMax });
+    assert.ok(r.ok);
+    return r.value.entries.map((e) => e.name);
+  }
+
+  /** Restoring a snapshot runs every structural check: nlink counts, dentries, reachability. */
+  checkInvariants(): void {
+    assert.equal(MetaState.restore(this.state.snapshot()).stateHash(), this.state.stateHash());
+  }
+}
+
+test('a new state holds only the root', () => {
+  const fs = new Fs();
+  const root = fs.stat('/');
+  assert.equal(root.inodeId, rootInodeId);
+  assert.equal(root.type, 'dir');
+  assert.equal(root.nlink, 2);
+  assert.equal(root.parentId, rootInodeId);
+  assert.deepEqual(fs.names('/'), []);
+  assert.deepEqual(fs.state.statfs(), {
+    inodes: 1, files: 0, dirs: 1, symlinks: 0, logicalBytes: 0, sessions: 0, orphans: 0, pendingGc: 0, clients: 0, indexApplied: 0,
+  });
+});
+
+test('mkdir creates a directory, links it into its parent and stamps times', () => {
+  const fs = new Fs();
+  const a = fs.mkdir('/a');
+  assert.equal(a.type, 'dir');
+  assert.equal(a.nlink, 2);
+  assert.equal(a.parentId, rootInodeId);
+  assert.equal(a.mode, 0o755);
+  assert.equal(a.ctimeMs, fs.nowMs);
+  const root = fs.stat('/');
+  assert.equal(root.nlink, 3);
+  assert.equal(root.mtimeMs, fs.nowMs);
+  const b = fs.mkdir('/a/b');
+  assert.equal(b.parentId, a.inodeId);
+  assert.equal(b.inodeId, a.inodeId + 1, 'inode ids come from a counter');
+  assert.equal(fs.stat('/a').nlink, 3);
+  fs.checkInvariants();
+});
+
+test('mkdir errors: EEXIST, ENOENT without parents, ENOTDIR through a file', () => {
+  const fs = new Fs();
+  fs.mkdir('/a');
+  fs.create('/f');
+  fs.fails({ op: 'mkdir', path: '/a', mode: 0o755, uid: 0, gid: 0, parents: false }, 'EEXIST');
+  fs.fails({ op: 'mkdir', path: '/f', mode: 0o755, uid: 0, gid: 0, parents: false }, 'EEXIST');
+  fs.fails({ op: 'mkdir', path: '/', mode: 0o755, uid: 0, gid: 0, parents: false }, 'EEXIST');
+  fs.fails({ op: 'mkdir', path: '/x/y', mode: 0o755, uid: 0, gid: 0, parents: false }, 'ENOENT');
+  fs.fails({ op: 'mkdir', path: '/f/y', mode: 0o755, uid: 0, gid: 0, parents: false }, 'ENOTDIR');
+  fs.checkInvariants();
+});
+
+test('mkdir -p creates every missing ancestor, accepts an existing directory, and refuses files on the way', () => {
+  const fs = new Fs();
+  const c = fs.mkdir('/a/b/c', true);
+  assert.equal(fs.stat('/a/b').inodeId, c.parentId);
+  assert.equal(fs.stat('/a').nlink, 3);
+  assert.equal(fs.stat('/a/b').nlink, 3);
+  assert.equal(fs.stat('/a/b/c').nlink, 2);
+  assert.equal(fs.mkdir('/a/b/c', true).inodeId, c.inodeId, 'mkdir -p of an existing directory succeeds');
+  assert.equal(fs.mkdir('/', true).inodeId, rootInodeId);
+  fs.mkdir('/a/b/d/e', true);
+  assert.deepEqual(fs.names('/a/b'), ['c', 'd']);
+  fs.create('/a/file');
+  const before = fs.state.statfs().inodes;
+  fs.fails({ op: 'mkdir', path: '/a/file/x/y', mode: 0o755, uid: 0, gid: 0, parents: true }, 'ENOTDIR');
+  fs.fails({ op: 'mkdir', path: '/a/file', mode: 0o755, uid: 0, gid: 0, parents: true }, 'EEXIST');
+  assert.equal(fs.state.statfs().inodes, before, 'a failed mkdir -p creates nothing');
+  fs.checkInvariants();
+});
+
+test('create makes a file with the default layout or the given one; non-exclusive create opens an existing file', () => {
+  const fs = new Fs();
+  fs.mkdir('/d');
+  const f = fs.create('/d/f');
+  assert.equal(f.type, 'file');
+  assert.equal(f.nlink, 1);
+  assert.equal(f.sizeBytes, 0);
+  assert.equal(f.uid, 1000);
+  assert.equal(f.gid, 100);
+  assert.deepEqual(f.layout && { ...f.layout, shuffleSeed: 0 }, {
+    chunkSizeBytes: 4 * 1024 * 1024, stripeWidth: 1, chainTableId: 1, chainTableVersion: 0, shuffleSeed: 0,
+  });
+  const g = fs.create('/d/g');
+  assert.notEqual(g.layout?.shuffleSeed, f.layout?.shuffleSeed, 'default seeds differ per inode');
+  const layout = { chunkSizeBytes: 1 << 20, stripeWidth: 8, chainTableId: 3, chainTableVersion: 7, shuffleSeed: 42 };
+  const h = fs.ok({ op: 'create', path: '/d/h', mode: 0o600, uid: 0, gid: 0, exclusive: true, layout });
+  assert.deepEqual(h.inode.layout, layout);
+  assert.equal(h.created, true);
+  const again = fs.ok({ op: 'create', path: '/d/f', mode: 0o600, uid: 5, gid: 5, exclusive: false });
+  assert.equal(again.created, false);
+  assert.equal(again.inode.inodeId, f.inodeId);
+  assert.equal(again.inode.uid, 1000, 'opening an existing file changes nothing');
+  fs.fails({ op: 'create', path: '/d/f', mode: 0o644, uid: 0, gid: 0, exclusive: true }, 'EEXIST');
+  fs.fails({ op: 'create', path: '/d', mode: 0o644, uid: 0, gid: 0, exclusive: false }, 'EISDIR');
+  fs.fails({ op: 'create', path: '/', mode: 0o644, uid: 0, gid: 0, exclusive: false }, 'EISDIR');
+  fs.fails({ op: 'create', path: '/nope/f', mode: 0o644, uid: 0, gid: 0, exclusive: false }, 'ENOENT');
+  fs.fails({ op: 'create', path: '/d/f/x', mode: 0o644, uid: 0, gid: 0, exclusive: false }, 'ENOTDIR');
+  fs.ok({ op: 'symlink', path: '/d/s', target: 'f', uid: 0, gid: 0 });
+  fs.fails({ op: 'create', path: '/d/s', mode: 0o644, uid: 0, gid: 0, exclusive: false }, 'EEXIST');
+  fs.fails({ op: 'create', path: '/d/s/x', mode: 0o644, uid: 0, gid: 0, exclusive: false }, 'ENOTDIR');
+  assert.equal(fs.state.statfs().files, 3);
+  fs.checkInvariants();
+});
+
+test('a file created without a layout takes the current version of the default chain table', () => {
+  const fs = new Fs();
+  fs.ok({ op: 'registerWorker', workerId: 1, address: 'w1:9000', targets: [{ targetId: 11, path: '/data/1' }] });
+  fs.ok({ op: 'publishChainTable', tableId: 1, version: 4, chains: [[11]] });
+  assert.equal(fs.create('/f').layout?.chainTableVersion, 4);
+});
+
+test('unlink removes files and symlinks; a file goes to the pending GC list', () => {
+  const fs = new Fs();
+  fs.mkdir('/d');
+  const f = fs.create('/d/f');
+  fs.ok({ op: 'setattr', path: '/d/f', sizeBytes: 5000 });
+  fs.ok({ op: 'symlink', path: '/d/s', target: '/d/f', uid: 0, gid: 0 });
+  const r = fs.ok({ op: 'unlink', path: '/d/f' });
+  assert.deepEqual(r, { inodeId: f.inodeId, nlink: 0, pendingGc: true });
+  assert.equal(fs.statCode('/d/f'), 'ENOENT');
+  assert.equal(fs.state.statInode(f.inodeId).ok, false);
+  assert.deepEqual(fs.state.pendingGc(10), [{ inodeId: f.inodeId, layout: f.layout, sizeBytes: 5000, deletedMs: fs.nowMs }]);
+  assert.deepEqual(fs.ok({ op: 'unlink', path: '/d/s' }).pendingGc, false, 'symlinks have no chunks');
+  assert.deepEqual(fs.names('/d'), []);
+  assert.equal(fs.stat('/d').mtimeMs, fs.nowMs);
+  fs.fails({ op: 'unlink', path: '/d' }, 'EISDIR');
+  fs.fails({ op: 'unlink', path: '/' }, 'EISDIR');
+  fs.fails({ op: 'unlink', path: '/d/f' }, 'ENOENT');
+  fs.fails({ op: 'unlink', path: '/x/f' }, 'ENOENT');
+  fs.create('/g');
+  fs.fails({ op: 'unlink', path: '/g/x' }, 'ENOTDIR');
+  assert.equal(fs.state.statfs().logicalBytes, 0);
+  assert.deepEqual(fs.ok({ op: 'gcDone', inodeIds: [f.inodeId, 999] }), { removed: 1 });
+  assert.deepEqual(fs.state.pendingGc(10), []);
+  fs.checkInvariants();
+});
+
+test('rmdir removes empty directories only', () => {
+  const fs = new Fs();
+  fs.mkdir('/a/b', true);
+  fs.create('/f');
+  fs.fails({ op: 'rmdir', path: '/a' }, 'ENOTEMPTY');
+  fs.fails({ op: 'rmdir', path: '/f' }, 'ENOTDIR');
+  fs.fails({ op: 'rmdir', path: '/' }, 'EPERM');
+  fs.fails({ op: 'rmdir', path: '/zz' }, 'ENOENT');
+  fs.fails({ op: 'rmdir', path: '/f/zz' }, 'ENOTDIR');
+  const b = fs.stat('/a/b');
+  assert.deepEqual(fs.ok({ op: 'rmdir', path: '/a/b' }), { inodeId: b.inodeId });
+  assert.equal(fs.stat('/a').nlink, 2);
+  fs.ok({ op: 'rmdir', path: '/a' });
+  assert.equal(fs.stat('/').nlink, 2);
+  assert.deepEqual(fs.names('/'), ['f']);
+  assert.equal(fs.state.statfs().dirs, 1);
+  fs.checkInvariants();
+});
+
+test('hard links share one inode and count their names in nlink; directories cannot be linked', () => {
+  const fs = new Fs();
+  fs.mkdir('/a');
+  fs.mkdir('/b');
+  const f = fs.create('/a/f');
+  const linked = fs.ok({ op: 'link', existing: '/a/f', path: '/b/g' });
+  assert.equal(linked.inodeId, f.inodeId);
+  assert.equal(linked.nlink, 2);
+  assert.equal(fs.stat('/b/g').inodeId, f.inodeId);
+  fs.ok({ op: 'link', existing: '/b/g', path: '/a/h' });
+  assert.equal(fs.stat('/a/f').nlink, 3);
+  fs.ok({ op: 'setattr', path: '/a/h', sizeBytes: 10 });
+  assert.equal(fs.stat('/b/g').sizeBytes, 10, 'every name sees the one inode');
+  assert.deepEqual(fs.ok({ op: 'unlink', path: '/a/f' }), { inodeId: f.inodeId, nlink: 2, pendingGc: false });
+  assert.equal(fs.ok({ op: 'unlink', path: '/b/g' }).nlink, 1);
+  assert.equal(fs.stat('/a/h').nlink, 1);
+  assert.equal(fs.state.statfs().files, 1);
+  fs.fails({ op: 'link', existing: '/a', path: '/c' }, 'EPERM');
+  fs.fails({ op: 'link', existing: '/a/h', path: '/b' }, 'EEXIST');
+  fs.fails({ op: 'link', existing: '/a/h', path: '/' }, 'EEXIST');
+  fs.fails({ op: 'link', existing: '/zz', path: '/c' }, 'ENOENT');
+  fs.fails({ op: 'link', existing: '/a/h', path: '/zz/c' }, 'ENOENT');
+  fs.ok({ op: 'symlink', path: '/s', target: '/a/h', uid: 0, gid: 0 });
+  assert.equal(fs.ok({ op: 'link', existing: '/s', path: '/s2' }).type, 'symlink', 'a hard link to a symlink links the symlink itself');
+  assert.equal(fs.stat('/s').nlink, 2);
+  fs.checkInvariants();
+});
+
+test('symlink and readlink; the master never follows symlinks', () => {
+  const fs = new Fs();
+  fs.mkdir('/d');
+  const s = fs.ok({ op: 'symlink', path: '/d/s', target: '../x/ünï', uid: 0, gid: 0 });
+  assert.equal(s.type, 'symlink');
+  assert.equal(s.mode, 0o777);
+  assert.equal(s.sizeBytes, Buffer.byteLength('../x/ünï'));
+  assert.equal(s.target, '../x/ünï');
+  const r = fs.state.readlink('/d/s');
+  assert.ok(r.ok);
+  assert.equal(r.value, '../x/ünï');
+  const notLink = fs.state.readlink('/d');
+  assert.equal(notLink.ok ? 'ok' : notLink.code, 'EINVAL');
+  const missing = fs.state.readlink('/d/zz');
+  assert.equal(missing.ok ? 'ok' : missing.code, 'ENOENT');
+  fs.fails({ op: 'symlink', path: '/d/s', target: 'y', uid: 0, gid: 0 }, 'EEXIST');
+  fs.fails({ op: 'symlink', path: '/', target: 'y', uid: 0, gid: 0 }, 'EEXIST');
+  fs.fails({ op: 'symlink', path: '/zz/s', target: 'y', uid: 0, gid: 0 }, 'ENOENT');
+  fs.ok({ op: 'symlink', path: '/dl', target: '/d', uid: 0, gid: 0 });
+  assert.equal(fs.statCode('/dl/s'), 'ENOTDIR', 'a symlink in the middle of a path is not followed');
+  assert.equal(fs.stat('/d/s').type, 'symlink', 'stat does not follow the last component either');
+  fs.fails({ op: 'openSession', path: '/d/s', truncate: false }, 'EINVAL');
+  assert.equal(fs.state.statfs().symlinks, 2);
+  fs.checkInvariants();
+});
+
+test('setattr: chmod, chown, utimes, truncate; ctime moves on each', () => {
+  const fs = new Fs();
+  fs.mkdir('/d');
+  fs.create('/d/f');
+  const m = fs.ok({ op: 'setattr', path: '/d/f', mode: 0o4755 });
+  assert.equal(m.mode, 0o4755);
+  assert.equal(m.ctimeMs, fs.nowMs);
+  const o = fs.ok({ op: 'setattr', path: '/d/f', uid: 7, gid: 8 });
+  assert.deepEqual([o.uid, o.gid, o.mode], [7, 8, 0o4755]);
+  const u = fs.ok({ op: 'setattr', path: '/d/f', atimeMs: -5, mtimeMs: 123 });
+  assert.deepEqual([u.atimeMs, u.mtimeMs, u.ctimeMs], [-5, 123, fs.nowMs]);
+  const grown = fs.ok({ op: 'setattr', path: '/d/f', sizeBytes: 10_000 });
+  assert.equal(grown.sizeBytes, 10_000);
+  assert.equal(grown.mtimeMs, fs.nowMs);
+  assert.equal(fs.state.statfs().logicalBytes, 10_000);
+  assert.equal(fs.ok({ op: 'setattr', path: '/d/f', sizeBytes: 10 }).sizeBytes, 10);
+  assert.equal(fs.state.statfs().logicalBytes, 10);
+  const both = fs.ok({ op: 'setattr', path: '/d/f', sizeBytes: 0, mtimeMs: 77 });
+  assert.equal(both.mtimeMs, 77, 'an explicit mtime wins over the truncate stamp');
+  assert.equal(fs.ok({ op: 'setattr', path: '/d', mode: 0o700 }).mode, 0o700);
+  fs.fails({ op: 'setattr', path: '/d', sizeBytes: 0 }, 'EISDIR');
+  fs.ok({ op: 'symlink', path: '/s', target: 'x', uid: 0, gid: 0 });
+  fs.fails({ op: 'setattr', path: '/s', sizeBytes: 0 }, 'EINVAL');
+  fs.fails({ op: 'setattr', path: '/zz', mode: 0o600 }, 'ENOENT');
+  fs.checkInvariants();
+});
+
+test('sessions: open, commit lengths, close; a length only grows', () => {
+  const fs = new Fs();
+  const f = fs.create('/f');
+  const s = fs.ok({ op: 'openSession', path: '/f', truncate: false });
+  assert.equal(s.sessionId, '@1', 'generated ids come from a counter');
+  assert.equal(s.inode.inodeId, f.inodeId);
+  const got = fs.state.session('@1');
+  assert.ok(got.ok);
+  assert.deepEqual(got.value, { sessionId: '@1', inodeId: f.inodeId, clientId: 'test', openedMs: fs.nowMs });
+  assert.equal(fs.ok({ op: 'commitLength', path: '/f', lengthBytes: 4096 }).sizeBytes, 4096);
+  assert.equal(fs.ok({ op: 'commitLength', inodeId: f.inodeId, lengthBytes: 100 }).sizeBytes, 4096, 'high-water marks never shrink a file');
+  const closed = fs.ok({ op: 'closeSession', sessionId: '@1', lengthBytes: 8192 });
+  assert.equal(closed.inode.sizeBytes, 8192);
+  assert.equal(closed.pendingGc, false);
+  assert.equal(fs.state.statfs().sessions, 0);
+  fs.fails({ op: 'closeSession', sessionId: '@1' }, 'ENOENT');
+  const named = fs.ok({ op: 'openSession', path: '/f', sessionId: 'writer-1', truncate: true });
+  assert.equal(named.sessionId, 'writer-1');
+  assert.equal(named.inode.sizeBytes, 0, 'O_TRUNC');
+  fs.fails({ op: 'openSession', path: '/f', sessionId: 'writer-1', truncate: false }, 'EEXIST');
+  fs.mkdir('/d');
+  fs.fails({ op: 'openSession', path: '/d', truncate: false }, 'EISDIR');
+  fs.fails({ op: 'openSession', path: '/zz', truncate: false }, 'ENOENT');
+  fs.fails({ op: 'commitLength', path: '/d', lengthBytes: 1 }, 'EISDIR');
+  fs.fails({ op: 'commitLength', inodeId: 9999, lengthBytes: 1 }, 'ENOENT');
+  fs.fails({ op: 'commitLength', inodeId: rootInodeId, lengthBytes: 1 }, 'EISDIR');
+  fs.ok({ op: 'symlink', path: '/s', target: 'f', uid: 0, gid: 0 });
+  fs.fails({ op: 'commitLength', path: '/s', lengthBytes: 1 }, 'EINVAL');
+  fs.fails({ op: 'commitLength', inodeId: fs.stat('/s').inodeId, lengthBytes: 1 }, 'EINVAL');
+  fs.checkInvariants();
+});
+
+test('a file unlinked while open stays as an orphan until its last session closes, then goes to pending GC', () => {
+  const fs = new Fs();
+  const f = fs.create('/f');
+  fs.ok({ op: 'openSession', path: '/f', sessionId: 'a', truncate: false });
+  fs.ok({ op: 'openSession', path: '/f', sessionId: 'b', truncate: false });
+  assert.deepEqual(fs.ok({ op: 'unlink', path: '/f' }), { inodeId: f.inodeId, nlink: 0, pendingGc: false });
+  assert.equal(fs.statCode('/f'), 'ENOENT');
+  const orphan = fs.state.statInode(f.inodeId);
+  assert.ok(orphan.ok);
+  assert.equal(orphan.value.nlink, 0);
+  assert.equal(fs.state.statfs().orphans, 1);
+  assert.deepEqual(fs.state.pendingGc(10), []);
+  assert.equal(fs.ok({ op: 'commitLength', inodeId: f.inodeId, lengthBytes: 300 }).sizeBytes, 300, 'writers still commit by inode');
+  fs.checkInvariants();
+  assert.equal(fs.ok({ op: 'closeSession', sessionId: 'a', lengthBytes: 500 }).pendingGc, false);
+  assert.equal(fs.state.statfs().orphans, 1);
+  const last = fs.ok({ op: 'closeSession', sessionId: 'b' });
+  assert.equal(last.pendingGc, true);
+  assert.equal(last.inode.sizeBytes, 500);
+  assert.equal(fs.state.statfs().orphans, 0);
+  assert.equal(fs.state.statfs().files, 0);
+  assert.equal(fs.state.statfs().logicalBytes, 0);
+  assert.deepEqual(fs.state.pendingGc(10).map((g) => [g.inodeId, g.sizeBytes]), [[f.inodeId, 500]]);
+  fs.checkInvariants();
+});
+
+test('the session table is bounded by sessionsMax (EMFILE)', () => {
+  const fs = new Fs(new MetaState({ sessionsMax: 2 }));
+  fs.create('/f');
+  fs.ok({ op: 'openSession', path: '/f', truncate: false });
+  fs.ok({ op: 'openSession', path: '/f', truncate: false });
+  fs.fails({ op: 'openSession', path: '/f', truncate: false }, 'EMFILE');
+  fs.ok({ op: 'closeSession', sessionId: '@1' });
+  assert.equal(fs.ok({ op: 'openSession', path: '/f', truncate: false }).sessionId, '@3');
+});
+
+test('lookup, statInode and statfs', () => {
+  const fs = new Fs();
+  const d = fs.mkdir('/d');
+  const f = fs.create('/d/f');
+  fs.ok({ op: 'setattr', path: '/d/f', sizeBytes: 123 });
+  const l = fs.state.lookup(d.inodeId, 'f');
+  assert.ok(l.ok);
+  assert.equal(l.value.inodeId, f.inodeId);
+  const codes = [fs.state.lookup(d.inodeId, 'zz'), fs.state.lookup(f.inodeId, 'x'), fs.state.lookup(12345, 'x')].map((r) => (r.ok ? 'ok' : r.code));
+  assert.deepEqual(codes, ['ENOENT', 'ENOTDIR', 'ENOENT']);
+  assert.equal(fs.state.statInode(f.inodeId).ok, true);
+  const sf = fs.state.statfs();
+  assert.deepEqual([sf.inodes, sf.files, sf.dirs, sf.symlinks, sf.logicalBytes, sf.clients, sf.indexApplied], [3, 1, 2, 0, 123, 1, fs.index]);
+});
+
+test('query answers the same as the direct methods', () => {
+  const fs = new Fs();
+  fs.mkdir('/d');
+  fs.create('/d/f');
+  assert.deepEqual(fs.state.query({ op: 'stat', path: '/d/f' }), fs.state.stat('/d/f'));
+  assert.deepEqual(fs.state.query({ op: 'readdir', path: '/d', limit: 5 }), fs.state.readdir('/d', { limit: 5 }));
+  assert.deepEqual(fs.state.query({ op: 'readdir', path: '/d', after: 'e', limit: 5 }), fs.state.readdir('/d', { after: 'e', limit: 5 }));
+  assert.deepEqual(fs.state.query({ op: 'statfs' }), { ok: true, value: fs.state.statfs() });
+  assert.deepEqual(fs.state.query({ op: 'pendingGc', limit: 5 }), { ok: true, value: [] });
+  assert.deepEqual(fs.state.query({ op: 'workers' }), { ok: true, value: [] });
+});
+
+test('readdir pages through 10,000 entries in name order, whatever order they were created in', () => {
+  const fs = new Fs();
+  fs.mkdir('/big');
+  const names: string[] = [];
+  for (let i = 0; i < 10_000; i++) names.push(`n${((i * 7919) % 10_000).toString().padStart(5, '0')}`);
+  for (const name of names) fs.create(`/big/${name}`);
+  fs.mkdir('/big/zdir');
+  const seen: string[] = [];
+  let after: string | undefined;
+  let pages = 0;
+  for (;;) {
+    const r = fs.state.readdir('/big', after === undefined ? { limit: 333 } : { after, limit: 333 });
+    assert.ok(r.ok);
+    pages++;
+    assert.ok(r.value.entries.length <= 333);
+    seen.push(...r.value.entries.map((e) => e.name));
+    if (r.value.next === undefined) break;
+    assert.equal(r.value.next, r.value.entries.at(-1)?.name);
+    after = r.value.next;
+  }
+  assert.equal(pages, Math.ceil(10_001 / 333));
+  assert.deepEqual(seen, [...names, 'zdir'].sort());
+  const last = fs.state.readdir('/big', { after: 'n09999', limit: 10 });
+  assert.ok(last.ok);
+  assert.deepEqual(last.value.entries.map((e) => [e.name, e.type]), [['zdir', 'dir']]);
+  assert.equal(last.value.next, undefined);
+});
+
+test('readdir caps the page at readdirLimitMax, resumes after names that are gone, and refuses bad input', () => {
+  const fs = new Fs();
+  fs.mkdir('/d');
+  for (let i = 0; i < readdirLimitMax + 10; i++) fs.create(`/d/f${i.toString().padStart(5, '0')}`);
+  const page = fs.state.readdir('/d', { limit: 1_000_000 });
+  assert.ok(page.ok);
+  assert.equal(page.value.entries.length, readdirLimitMax);
+  assert.equal(page.value.next, `f${(readdirLimitMax - 1).toString().padStart(5, '0')}`);
+  fs.ok({ op: 'unlink', path: '/d/f00005' });
+  const resumed = fs.state.readdir('/d', { after: 'f00005', limit: 2 });
+  assert.ok(resumed.ok);
+  assert.deepEqual(resumed.value.entries.map((e) => e.name), ['f00006', 'f00007'], 'a cursor need not exist any more');
+  const empty = fs.state.readdir('/d', { after: 'zzz', limit: 2 });
+  assert.deepEqual(empty, { ok: true, value: { entries: [] } });
+  const codes = [
+    fs.state.readdir('/d/f00001', { limit: 1 }),
+    fs.state.readdir('/nope', { limit: 1 }),
+    fs.state.readdir('/d', { limit: 0 }),
+  ].map((r) => (r.ok ? 'ok' : r.code));
+  assert.deepEqual(codes, ['ENOTDIR', 'ENOENT', 'EINVAL']);
+});
+
+test('cluster tables: register workers, set target states, publish chain tables', () => {
+  const fs = new Fs();
+  const w1 = fs.ok({ op: 'registerWorker', workerId: 1, address: 'host-a:9000', targets: [{ targetId: 101, path: '/d1' }, { targetId: 102, path: '/d2' }] });
+  assert.deepEqual(w1.targets.map((t) => [t.targetId, t.state]), [[101, 'offline'], [102, 'offline']]);
+  fs.ok({ op: 'registerWorker', workerId: 2, address: 'host-b:9000', targets: [{ targetId: 201, path: '/d1' }] });
+  fs.ok({ op: 'registerWorker', workerId: 3, address: 'host-c:9000', targets: [{ targetId: 301, path: '/d1' }] });
+  fs.fails({ op: 'registerWorker', workerId: 2, address: 'host-b:9000', targets: [{ targetId: 101, path: '/x' }] }, 'EEXIST');
+  assert.deepEqual(fs.ok({ op: 'setTargetState', targetId: 101, state: 'serving' }).state, 'serving');
+  fs.fails({ op: 'setTargetState', targetId: 999, state: 'serving' }, 'ENOENT');
+  // Re-registration updates the address and paths, adds targets and keeps the others and their states.
+  const again = fs.ok({ op: 'registerWorker', workerId: 1, address: 'host-a:9001', targets: [{ targetId: 103, path: '/d3' }, { targetId: 102, path: '/d2b' }] });
+  assert.equal(again.address, 'host-a:9001');
+  assert.deepEqual(again.targets.map((t) => [t.targetId, t.path, t.state]), [[101, '/d1', 'serving'], [102, '/d2b', 'offline'], [103, '/d3', 'offline']]);
+  assert.equal(again.registeredMs < again.updatedMs, true);
+  assert.deepEqual(fs.ok({ op: 'publishChainTable', tableId: 1, version: 1, chains: [[101, 201, 301], [201, 301, 102]] }), { tableId: 1, version: 1 });
+  fs.fails({ op: 'publishChainTable', tableId: 1, version: 1, chains: [[101]] }, 'EINVAL');
+  fs.fails({ op: 'publishChainTable', tableId: 1, version: 2, chains: [[101, 999]] }, 'ENOENT');
+  fs.fails({ op: 'publishChainTable', tableId: 1, version: 2, chains: [[101, 102]] }, 'EINVAL');
+  fs.ok({ op: 'publishChainTable', tableId: 1, version: 3, chains: [[201, 101]] });
+  fs.ok({ op: 'publishChainTable', tableId: 2, version: 1, chains: [[301]] });
+  const tables = fs.state.chainTables();
+  assert.deepEqual(tables.map((t) => [t.tableId, t.version, t.chains]), [[1, 3, [[201, 101]]], [2, 1, [[301]]]]);
+  assert.ok(Object.isFrozen(tables[0].chains) && Object.isFrozen(tables[0].chains[0]), 'published tables are immutable');
+  assert.deepEqual(fs.state.workers().map((w) => w.workerId), [1, 2, 3]);
+  assert.deepEqual(fs.state.targets().map((t) => t.targetId), [101, 102, 103, 201, 301]);
+  fs.checkInvariants();
+});
+
+test('registerWorker is bounded by targetsPerWorkerMax across registrations', () => {
+  const fs = new Fs();
+  const batch = (from: number) => Array.from({ length: 200 }, (_, i) => ({ targetId: from + i, path: `/t${from + i}` }));
+  fs.ok({ op: 'registerWorker', workerId: 1, address: 'h:1', targets: batch(1) });
+  fs.fails({ op: 'registerWorker', workerId: 1, address: 'h:1', targets: batch(1001) }, 'EINVAL');
+});
+
+test('failed operations change nothing', () => {
+  const fs = new Fs();
+  fs.mkdir('/a/b', true);
+  fs.create('/a/f');
+  const twin = new Fs();
+  twin.mkdir('/a/b', true);
+  twin.create('/a/f');
+  const bad: Body[] = [
+    { op: 'rmdir', path: '/a' },
+    { op: 'rename', from: '/a', to: '/a/b/c' },
+    { op: 'create', path: '/a/f', mode: 0o644, uid: 0, gid: 0, exclusive: true },
+    { op: 'link', existing: '/a', path: '/x' },
+  ];
+  for (const body of bad) {
+    assert.equal(fs.run(body).ok, false);
+    assert.equal(twin.run({ op: 'noop' }).ok, true);
+  }
+  // The same indexes applied, failures on one side and noops on the other: the namespaces match.
+  assert.deepEqual(fs.state.statfs(), twin.state.statfs());
+  for (const path of ['/', '/a', '/a/b', '/a/f']) assert.deepEqual(fs.stat(path), twin.stat(path));
+});
