@@ -1,11 +1,90 @@
 #!/usr/bin/env node
-// The `cairn` command.
+// The `cairn` command: processes (master), a local cluster, file system and admin commands.
 
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { CairnError } from '../errors.ts';
+import { createLogger } from '../log.ts';
+import { startMaster } from '../master/server.ts';
+import { registerAdminCommands } from './admin-cmd.ts';
+import { defaultLocalDir, readLocalCluster } from './cluster-target.ts';
+import { configError, parseMasterConfig, parsePositiveInt } from './config.ts';
 import { runDemo } from './demo.ts';
+import { registerFsCommands } from './fs-cmd.ts';
+import { localDown, localStatus, localUp, type ProcessStatus } from './local.ts';
 
 const program = new Command();
-program.name('cairn').description('cairn: a distributed file system for large files (Raft-replicated metadata, CRAQ-replicated chunks)');
+program
+  .name('cairn')
+  .description('cairn: a distributed file system for large files (Raft-replicated metadata masters, CRAQ-replicated chunk workers)')
+  .showHelpAfterError();
+
+function addTargetOptions(c: Command): Command {
+  return c
+    .option('--masters <list>', 'master addresses host:port,... (or CAIRN_MASTERS)')
+    .option('--dir <path>', 'a local cluster\'s directory, used when no masters are given', defaultLocalDir())
+    .option('--secret <secret>', 'the cluster secret (or CAIRN_SECRET; a local cluster\'s is found in its directory)')
+    .option('--timeout-ms <ms>', 'how long to keep retrying when no leader answers', '15000');
+}
+
+program
+  .command('master')
+  .description('run one metadata master in the foreground')
+  .option('--id <n>', 'this master\'s id (a positive integer, unique in the cluster)')
+  .option('--dir <path>', 'directory for the WAL and snapshots')
+  .option('--listen <host:port>', 'address to serve on (and that peers use)')
+  .option('--peers <list>', 'founding masters as id=host:port,... including this one')
+  .option('--join', 'join an existing cluster (then add it with `cairn admin journal add`)')
+  .addOption(new Option('--secret <secret>', 'cluster secret for peer and client authentication (or CAIRN_SECRET)'))
+  .option('--tick-ms <ms>', 'Raft tick (heartbeat every 2 ticks, election after 12-24)')
+  .option('--checkpoint-every <entries>', 'snapshot the metadata after this many applied entries (default 50000)')
+  .option('--checkpoint-keep <entries>', 'log entries kept behind a snapshot for lagging peers (default 5000)')
+  .option('--config <file>', 'JSON file with any of these options')
+  .action(async (flags: Record<string, unknown>) => {
+    const cfg = parseMasterConfig(flags);
+    if (cfg.secret === undefined) console.error('cairn master: no --secret or CAIRN_SECRET: running without authentication (dev mode)');
+    const log = createLogger({ role: 'master', node: cfg.id });
+    const master = await startMaster({ ...cfg, log });
+    const stop = (sig: string): void => {
+      log.info({ signal: sig }, 'stopping');
+      void master.stop().then(() => process.exit(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+
+const local = program.command('local').description('a whole cluster as processes on this machine');
+local
+  .command('up')
+  .description('start a local cluster (and restart a stopped one in the same directory)')
+  .option('--masters <n>', 'how many masters', '3')
+  .option('--dir <path>', 'cluster directory', defaultLocalDir())
+  .option('--foreground', 'stay in the foreground with a status view; Ctrl-C stops the cluster')
+  .action(async (o: { masters: string; dir: string; foreground?: boolean }) => {
+    const cluster = await localUp({ dir: o.dir, masters: parsePositiveInt(o.masters, '--masters'), log: (l) => console.log(l) });
+    printStatus(await localStatus(cluster));
+    if (!o.foreground) {
+      console.log(`\ntry: npx cairn fs mkdir -p /data/set1 --dir ${o.dir}; npx cairn admin journal info --dir ${o.dir}; npx cairn local down --dir ${o.dir}`);
+      return;
+    }
+    await foreground(o.dir);
+  });
+local
+  .command('status')
+  .description('show each process: kind, id, address, pid, alive, journal role')
+  .option('--dir <path>', 'cluster directory', defaultLocalDir())
+  .option('--json', 'print JSON')
+  .action(async (o: { dir: string; json?: boolean }) => {
+    const cluster = readLocalCluster(o.dir);
+    if (cluster === undefined) throw configError(`no local cluster in ${o.dir}; start one with 'cairn local up --dir ${o.dir}'`);
+    const st = await localStatus(cluster);
+    if (o.json) console.log(JSON.stringify(st));
+    else printStatus(st);
+  });
+local
+  .command('down')
+  .description('stop a local cluster (its data stays)')
+  .option('--dir <path>', 'cluster directory', defaultLocalDir())
+  .action(async (o: { dir: string }) => localDown(o.dir, (l) => console.log(l)));
 
 program
   .command('demo')
@@ -15,7 +94,42 @@ program
     await runDemo({ dir: opts.dir, keep: opts.dir !== undefined, log: (line) => console.log(line) });
   });
 
+registerFsCommands(program, addTargetOptions);
+registerAdminCommands(program, addTargetOptions);
+
+function printStatus(st: ProcessStatus[]): void {
+  console.log('kind    id  address                pid      alive  role');
+  for (const p of st) {
+    console.log(`${p.kind.padEnd(7)} ${String(p.id).padEnd(3)} ${p.address.padEnd(22)} ${String(p.pid).padEnd(8)} ${String(p.alive).padEnd(6)} ${p.role ?? '-'}${p.term !== undefined ? ` (term ${p.term}, applied ${p.appliedIndex})` : ''}`);
+  }
+}
+
+async function foreground(dir: string): Promise<void> {
+  let stopping = false;
+  const stop = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    console.log('\nstopping the cluster...');
+    await localDown(dir, (l) => console.log(l));
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
+  console.log('\nCtrl-C stops the cluster. Status every 5 s:');
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 5_000));
+    if (stopping) return;
+    const cluster = readLocalCluster(dir);
+    if (cluster === undefined) return;
+    const st = await localStatus(cluster);
+    const leader = st.find((p) => p.role === 'leader');
+    console.log(`${new Date().toISOString()}  ${st.filter((p) => p.alive).length}/${st.length} alive, leader: ${leader ? `master ${leader.id} (term ${leader.term}, applied ${leader.appliedIndex})` : 'none'}`);
+  }
+}
+
 program.parseAsync().catch((err: unknown) => {
-  console.error(`cairn: ${err instanceof Error ? err.message : String(err)}`);
+  const code = (err as { code?: string }).code;
+  const message = err instanceof Error ? err.message : String(err);
+  console.error(`cairn: ${message}${code !== undefined && !(err instanceof CairnError && code === 'CAIRN_INVALID_ARGUMENT') ? ` (${code})` : ''}`);
   process.exitCode = 1;
 });

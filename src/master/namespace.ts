@@ -92,6 +92,11 @@ export class MetaState {
     return this.#t.indexApplied;
   }
 
+  /** Continues a state restored from a backup at this cluster's log position (the backup's own means nothing here). */
+  rebaseIndex(index: number): void {
+    this.#t.indexApplied = index;
+  }
+
   get options(): Readonly<MetaStateOptions> {
     return this.#t.options;
   }

@@ -1,0 +1,150 @@
+// `cairn admin ...`: the journal (members, leader, lag, transfer, membership, checkpoints) and
+// metadata backup and restore.
+
+import { readFile, writeFile } from 'node:fs/promises';
+import { crc32c } from '@node-rs/crc32';
+import type { Command } from 'commander';
+import type { MasterClient } from '../client/master-client.ts';
+import type { JournalStatus } from '../journal/journal.ts';
+import { connect, type TargetFlags } from './cluster-target.ts';
+import { configError, parseAddress, parsePositiveInt } from './config.ts';
+
+type Flags = TargetFlags & { json?: boolean };
+
+/** A backup file: magic, u32 crc32c of the body, body (the metadata snapshot's chunks). */
+const backupMagic = Buffer.from('CAIRNBK1');
+
+export function registerAdminCommands(program: Command, addTargetOptions: (c: Command) => Command): void {
+  const admin = program.command('admin').description('cluster administration');
+  const journal = admin.command('journal').description('the metadata journal');
+
+  addTargetOptions(journal.command('info').option('--json', 'print JSON'))
+    .description('members, leader, term, commit and applied index, each member\'s lag')
+    .action((o: Flags) => run(o, (c) => journalInfo(c, o)));
+
+  addTargetOptions(journal.command('transfer-leader').argument('<id>'))
+    .description('hand leadership to another voting master')
+    .action((id: string, o: Flags) =>
+      run(o, async (c) => {
+        const r = await c.call<{ leader?: { id: number; address: string } }>('admin.journal.transfer', { id: parsePositiveInt(id, 'id') });
+        console.log(`leader is now master ${r.leader?.id} at ${r.leader?.address}`);
+      }),
+    );
+
+  addTargetOptions(journal.command('add').argument('<id>').argument('<address>', 'host:port of the new master, started with --join'))
+    .description('add a master: it joins as a learner, catches up, then becomes a voter')
+    .action((id: string, address: string, o: Flags) =>
+      run(o, async (c) => {
+        await c.call('admin.journal.add', { id: parsePositiveInt(id, 'id'), address: parseAddress(address, 'address') });
+        console.log(`master ${id} at ${address} is a voter`);
+      }),
+    );
+
+  addTargetOptions(journal.command('remove').argument('<id>'))
+    .description('remove a master from the group')
+    .action((id: string, o: Flags) =>
+      run(o, async (c) => {
+        await c.call('admin.journal.remove', { id: parsePositiveInt(id, 'id') });
+        console.log(`master ${id} removed`);
+      }),
+    );
+
+  addTargetOptions(journal.command('checkpoint').option('--json', 'print JSON'))
+    .description('snapshot the metadata on every reachable master and let their WALs shrink')
+    .action((o: Flags) => run(o, (c) => checkpointAll(c, o)));
+
+  addTargetOptions(admin.command('backup').argument('<file>'))
+    .description('write a consistent snapshot of all metadata to a file')
+    .action((file: string, o: Flags) => run(o, (c) => backup(c, file)));
+
+  addTargetOptions(admin.command('restore').argument('<file>'))
+    .description('load a backup into a new, empty cluster')
+    .action((file: string, o: Flags) => run(o, (c) => restore(c, file)));
+}
+
+async function run(flags: Flags, fn: (c: MasterClient) => Promise<void>): Promise<void> {
+  const client = connect(flags);
+  try {
+    await fn(client);
+  } finally {
+    client.close();
+  }
+}
+
+async function leaderStatus(c: MasterClient): Promise<JournalStatus> {
+  // The leader knows every member's progress; a follower only its own.
+  const ping = await c.call<{ leader?: { address: string }; isLeader: boolean }>('master.ping', {});
+  const st = await c.call<JournalStatus>('admin.journal.info', {});
+  if (st.role === 'leader' || ping.leader?.address === undefined) return st;
+  return c.callAt<JournalStatus>(ping.leader.address, 'admin.journal.info', {});
+}
+
+async function journalInfo(c: MasterClient, o: Flags): Promise<void> {
+  const leader = await leaderStatus(c);
+  const views = await Promise.all(
+    leader.members.map(async (m) => {
+      try {
+        return { ...m, view: await c.callAt<JournalStatus>(m.address, 'admin.journal.info', {}) };
+      } catch (err) {
+        return { ...m, view: undefined, error: (err as Error).message };
+      }
+    }),
+  );
+  if (o.json) {
+    console.log(JSON.stringify({ leader: leader.leader, term: leader.term, commitIndex: leader.commitIndex, members: views }));
+    return;
+  }
+  console.log(`backend raft, leader master ${leader.leader?.id ?? '?'} at ${leader.leader?.address ?? '?'}, term ${leader.term}, commit ${leader.commitIndex}`);
+  console.log('id  address                role      state      applied   lag');
+  for (const m of views) {
+    const state = m.view === undefined ? 'down' : m.view.role;
+    const applied = m.view?.appliedIndex ?? '-';
+    const lag = m.lagEntries ?? (m.view === undefined ? '-' : Math.max(0, leader.commitIndex - m.view.appliedIndex));
+    console.log(`${String(m.id).padEnd(3)} ${m.address.padEnd(22)} ${m.role.padEnd(9)} ${state.padEnd(10)} ${String(applied).padEnd(9)} ${lag}`);
+  }
+}
+
+async function checkpointAll(c: MasterClient, o: Flags): Promise<void> {
+  const st = await leaderStatus(c);
+  const results = await Promise.all(
+    st.members.map(async (m) => {
+      try {
+        return { id: m.id, ...(await c.callAt<{ index: number }>(m.address, 'admin.journal.checkpoint', {})) };
+      } catch (err) {
+        return { id: m.id, error: (err as Error).message };
+      }
+    }),
+  );
+  if (o.json) console.log(JSON.stringify(results));
+  else for (const r of results) console.log('error' in r ? `master ${r.id}: failed: ${r.error}` : `master ${r.id}: checkpoint at index ${r.index}`);
+}
+
+async function backup(c: MasterClient, file: string): Promise<void> {
+  const { conn, address } = await leaderConnection(c);
+  const r = await conn.callRaw('admin.backup', {}, address);
+  if (r.payload === undefined) throw new Error('the master sent no backup data');
+  const header = Buffer.alloc(backupMagic.length + 4);
+  backupMagic.copy(header);
+  header.writeUInt32BE(crc32c(r.payload), backupMagic.length);
+  await writeFile(file, Buffer.concat([header, r.payload]));
+  const meta = r.body as { chunks: number; applied: number };
+  console.log(`backup of ${r.payload.length} bytes (${meta.chunks} chunks, as of journal index ${meta.applied}) written to ${file}`);
+}
+
+async function restore(c: MasterClient, file: string): Promise<void> {
+  const data = await readFile(file);
+  if (data.length < backupMagic.length + 4 || !data.subarray(0, backupMagic.length).equals(backupMagic)) {
+    throw configError(`${file} is not a cairn backup (bad magic)`);
+  }
+  const body = data.subarray(backupMagic.length + 4);
+  if (crc32c(body) !== data.readUInt32BE(backupMagic.length)) throw configError(`${file} is damaged: checksum mismatch`);
+  const { conn, address } = await leaderConnection(c);
+  const r = await conn.callRaw('admin.restore', {}, address, body);
+  console.log(`restored ${file}: ${JSON.stringify(r.body)}`);
+}
+
+async function leaderConnection(c: MasterClient): Promise<{ conn: MasterClient; address: string }> {
+  const st = await leaderStatus(c);
+  if (st.leader === undefined) throw new Error('no leader is known; retry in a moment');
+  return { conn: c, address: st.leader.address };
+}

@@ -1,0 +1,69 @@
+// Which cluster a command talks to: --masters, the CAIRN_MASTERS variable, or the record a local
+// cluster keeps in its directory (--dir, or the default directory). The secret comes along the same way.
+
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { MasterClient } from '../client/master-client.ts';
+import { configError, parseMasterList } from './config.ts';
+
+export interface LocalProcess {
+  kind: 'master' | 'worker';
+  id: number;
+  address: string;
+  pid: number;
+  dir: string;
+  log: string;
+}
+
+export interface LocalCluster {
+  secret: string;
+  createdAt: string;
+  processes: LocalProcess[];
+}
+
+export const clusterFileName = 'cluster.json';
+
+export function defaultLocalDir(): string {
+  return process.env.CAIRN_LOCAL_DIR ?? path.join(homedir(), '.cairn', 'local');
+}
+
+export function readLocalCluster(dir: string): LocalCluster | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path.join(dir, clusterFileName), 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    return JSON.parse(text) as LocalCluster;
+  } catch (err) {
+    throw configError(`${path.join(dir, clusterFileName)} is damaged (${(err as Error).message}); run 'cairn local down --dir ${dir}' and start again`);
+  }
+}
+
+export interface TargetFlags {
+  masters?: string;
+  dir?: string;
+  secret?: string;
+  timeoutMs?: string;
+}
+
+export function resolveTarget(flags: TargetFlags): { masters: string[]; secret: string | undefined } {
+  const explicit = flags.masters ?? process.env.CAIRN_MASTERS;
+  const dir = flags.dir ?? defaultLocalDir();
+  const local = explicit === undefined ? readLocalCluster(dir) : undefined;
+  const secret = flags.secret ?? process.env.CAIRN_SECRET ?? local?.secret;
+  if (explicit !== undefined) return { masters: parseMasterList(explicit), secret };
+  if (local === undefined) {
+    throw configError(`no cluster given: pass --masters host:port,..., set CAIRN_MASTERS, or start one with 'cairn local up' (looked in ${dir})`);
+  }
+  return { masters: local.processes.filter((p) => p.kind === 'master').map((p) => p.address), secret };
+}
+
+export function connect(flags: TargetFlags): MasterClient {
+  const t = resolveTarget(flags);
+  const deadlineMs = flags.timeoutMs === undefined ? undefined : Number(flags.timeoutMs);
+  if (deadlineMs !== undefined && !(deadlineMs > 0)) throw configError(`--timeout-ms must be a positive number, got '${flags.timeoutMs}'`);
+  return new MasterClient({ masters: t.masters, secret: t.secret, deadlineMs });
+}

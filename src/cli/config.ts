@@ -1,0 +1,107 @@
+// Configuration of cairn processes from flags, CAIRN_* environment variables, and an optional JSON
+// config file (in that order of precedence), validated with one-line errors that say what to fix.
+
+import { readFileSync } from 'node:fs';
+import { CairnError, ErrorCode } from '../errors.ts';
+
+export interface MasterConfig {
+  id: number;
+  dir: string;
+  listen: string;
+  /** Founding members, this one included; empty when the master joins an existing cluster. */
+  peers: Map<number, string>;
+  secret: string | undefined;
+  tickMs: number | undefined;
+  /** Checkpoint after this many applied entries, keeping this many behind it in the log. */
+  checkpointEvery: number | undefined;
+  checkpointKeep: number | undefined;
+}
+
+type Source = Record<string, unknown>;
+
+export function configError(message: string): CairnError {
+  return new CairnError(ErrorCode.InvalidArgument, message);
+}
+
+/** Merges flags over environment over config file for the given keys. */
+export function mergeSources(flags: Source, keys: string[], env: NodeJS.ProcessEnv = process.env): Source {
+  const file = typeof flags.config === 'string' ? readConfigFile(flags.config) : {};
+  const out: Source = {};
+  for (const key of keys) {
+    const envName = `CAIRN_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+    out[key] = flags[key] ?? env[envName] ?? file[key];
+  }
+  return out;
+}
+
+function readConfigFile(path: string): Source {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw configError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
+    return v as Source;
+  } catch (err) {
+    throw configError(`config file ${path} is not valid: ${(err as Error).message}`);
+  }
+}
+
+export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
+  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep'], env);
+  const id = parsePositiveInt(s.id, '--id');
+  if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
+  const listen = parseAddress(s.listen, '--listen');
+  const join = s.join === true || s.join === 'true' || s.join === '1';
+  const peers = join ? new Map<number, string>() : parsePeers(s.peers ?? `${id}=${listen}`);
+  if (!join && peers.get(id) === undefined) throw configError(`--peers must include this master (id ${id})`);
+  const secret = typeof s.secret === 'string' && s.secret !== '' ? s.secret : undefined;
+  const tickMs = s.tickMs === undefined ? undefined : parsePositiveInt(s.tickMs, '--tick-ms');
+  const checkpointEvery = s.checkpointEvery === undefined ? undefined : parsePositiveInt(s.checkpointEvery, '--checkpoint-every');
+  const checkpointKeep = s.checkpointKeep === undefined ? undefined : parseNonNegativeInt(s.checkpointKeep, '--checkpoint-keep');
+  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep };
+}
+
+export function parsePositiveInt(v: unknown, flag: string): number {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw configError(`${flag} must be a positive whole number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+export function parseNonNegativeInt(v: unknown, flag: string): number {
+  if (v === 0 || v === '0') return 0;
+  return parsePositiveInt(v, flag);
+}
+
+/** host:port with a port in 0..65535 (0 only where the OS may pick). */
+export function parseAddress(v: unknown, flag: string): string {
+  if (typeof v !== 'string') throw configError(`${flag} is required, as host:port`);
+  const m = /^([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(v);
+  if (m === null || Number(m[2]) > 65535) throw configError(`${flag} must be host:port, got '${v}'`);
+  return v;
+}
+
+/** "1=host:port,2=host:port" */
+export function parsePeers(v: unknown): Map<number, string> {
+  if (typeof v !== 'string' || v.trim() === '') throw configError('--peers must list the founding masters as id=host:port,...');
+  const peers = new Map<number, string>();
+  for (const part of v.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) throw configError(`--peers entry '${part}' must be id=host:port`);
+    const id = parsePositiveInt(part.slice(0, eq), '--peers id');
+    if (peers.has(id)) throw configError(`--peers names master ${id} twice`);
+    peers.set(id, parseAddress(part.slice(eq + 1), `--peers address of ${id}`));
+  }
+  return peers;
+}
+
+/** Master addresses for clients: --masters, CAIRN_MASTERS, or a local cluster's record. */
+export function parseMasterList(v: string): string[] {
+  const list = v.split(',').map((a) => a.trim()).filter((a) => a !== '');
+  for (const a of list) parseAddress(a, '--masters');
+  if (list.length === 0) throw configError('--masters must list at least one host:port');
+  return list;
+}

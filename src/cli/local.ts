@@ -1,0 +1,168 @@
+// `cairn local up|status|down`: a whole cluster as child processes on this machine, each with its
+// own directory and log under the cluster directory, recorded in cluster.json.
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, openSync, closeSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MasterClient } from '../client/master-client.ts';
+import type { JournalStatus } from '../journal/journal.ts';
+import { clusterFileName, readLocalCluster, type LocalCluster, type LocalProcess } from './cluster-target.ts';
+import { configError } from './config.ts';
+
+const mainScript = fileURLToPath(new URL('./main.ts', import.meta.url));
+const startDeadlineMs = 20_000;
+const stopGraceMs = 5_000;
+
+export interface ProcessStatus extends LocalProcess {
+  alive: boolean;
+  role?: string;
+  term?: number;
+  appliedIndex?: number;
+}
+
+export async function localUp(opts: { dir: string; masters: number; log: (line: string) => void }): Promise<LocalCluster> {
+  if (!(opts.masters >= 1 && opts.masters <= 7)) throw configError(`--masters must be 1 to 7, got ${opts.masters}`);
+  const existing = readLocalCluster(opts.dir);
+  if (existing !== undefined && existing.processes.every((p) => isAlive(p.pid))) {
+    throw configError(`a cluster is already running in ${opts.dir}; 'cairn local status --dir ${opts.dir}' shows it, 'cairn local down --dir ${opts.dir}' stops it`);
+  }
+  mkdirSync(opts.dir, { recursive: true });
+  const secret = existing?.secret ?? randomBytes(24).toString('base64url');
+  // A stopped cluster restarts with its members, addresses and data; a new one gets fresh ports.
+  const addresses = existing?.processes.filter((p) => p.kind === 'master').map((p) => p.address) ?? [];
+  if (existing === undefined) for (let i = 0; i < opts.masters; i++) addresses.push(`127.0.0.1:${await freePort()}`);
+  const peers = addresses.map((a, i) => `${i + 1}=${a}`).join(',');
+  const processes: LocalProcess[] = addresses.map((address, i) => {
+    const id = i + 1;
+    const running = existing?.processes.find((p) => p.kind === 'master' && p.id === id && isAlive(p.pid));
+    if (running !== undefined) return running;
+    const dir = path.join(opts.dir, `master-${id}`);
+    mkdirSync(dir, { recursive: true });
+    const log = path.join(dir, 'master.log');
+    const pid = spawnDetached(['master', '--id', String(id), '--dir', dir, '--listen', address, '--peers', peers], log, secret);
+    return { kind: 'master', id, address, pid, dir, log };
+  });
+  const cluster: LocalCluster = { secret, createdAt: existing?.createdAt ?? new Date().toISOString(), processes };
+  writeFileSync(path.join(opts.dir, clusterFileName), `${JSON.stringify(cluster, null, 2)}\n`, { mode: 0o600 });
+  const started = processes.filter((p) => !existing?.processes.some((e) => e.pid === p.pid)).length;
+  opts.log(`started ${started} of ${processes.length} masters (logs in ${opts.dir}/master-N/master.log); waiting for a leader...`);
+  await waitForLeader(cluster);
+  return cluster;
+}
+
+function spawnDetached(args: string[], logFile: string, secret: string): number {
+  const fd = openSync(logFile, 'a');
+  try {
+    const child = spawn(process.execPath, [mainScript, ...args], {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      env: { ...process.env, CAIRN_SECRET: secret },
+    });
+    child.unref();
+    if (child.pid === undefined) throw new Error(`could not start ${args[0]}`);
+    return child.pid;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function waitForLeader(cluster: LocalCluster): Promise<void> {
+  const client = clientFor(cluster, startDeadlineMs);
+  try {
+    await client.call('master.ping', {});
+    const start = Date.now();
+    for (;;) {
+      const st = await localStatus(cluster);
+      if (st.some((p) => p.role === 'leader') && st.every((p) => p.alive && p.role !== 'unreachable')) return;
+      const dead = st.filter((p) => !p.alive);
+      if (dead.length > 0) throw new Error(`master ${dead[0].id} exited; see ${dead[0].log}`);
+      if (Date.now() - start > startDeadlineMs) throw new Error(`no leader after ${startDeadlineMs} ms; see the logs under the cluster directory`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    client.close();
+  }
+}
+
+export async function localStatus(cluster: LocalCluster): Promise<ProcessStatus[]> {
+  const client = clientFor(cluster, 2_000);
+  try {
+    return await Promise.all(
+      cluster.processes.map(async (p): Promise<ProcessStatus> => {
+        const alive = isAlive(p.pid);
+        if (!alive || p.kind !== 'master') return { ...p, alive };
+        try {
+          const st = await client.callAt<JournalStatus>(p.address, 'admin.journal.info', {});
+          return { ...p, alive, role: st.role, term: st.term, appliedIndex: st.appliedIndex };
+        } catch {
+          return { ...p, alive, role: 'unreachable' };
+        }
+      }),
+    );
+  } finally {
+    client.close();
+  }
+}
+
+export async function localDown(dir: string, log: (line: string) => void): Promise<void> {
+  const cluster = readLocalCluster(dir);
+  if (cluster === undefined) {
+    log(`no local cluster in ${dir}`);
+    return;
+  }
+  for (const p of cluster.processes) if (isAlive(p.pid)) signal(p.pid, 'SIGTERM');
+  const start = Date.now();
+  while (cluster.processes.some((p) => isAlive(p.pid)) && Date.now() - start < stopGraceMs) await new Promise((r) => setTimeout(r, 50));
+  for (const p of cluster.processes) {
+    if (isAlive(p.pid)) {
+      signal(p.pid, 'SIGKILL');
+      log(`${p.kind} ${p.id} (pid ${p.pid}) did not stop in ${stopGraceMs} ms: killed`);
+    }
+  }
+  log(`stopped ${cluster.processes.length} processes; data kept in ${dir} ('cairn local up --dir ${dir}' restarts them)`);
+}
+
+/** Removes a stopped cluster's directory (data included). */
+export function localDestroy(dir: string): void {
+  const cluster = readLocalCluster(dir);
+  if (cluster?.processes.some((p) => isAlive(p.pid))) throw configError(`the cluster in ${dir} is running; 'cairn local down' first`);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function clientFor(cluster: LocalCluster, deadlineMs: number): MasterClient {
+  const masters = cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address);
+  return new MasterClient({ masters, secret: cluster.secret, deadlineMs, callTimeoutMs: 1_000 });
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
+
+/** A port the OS says is free now; the master binds it a moment later. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr !== null ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}

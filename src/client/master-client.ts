@@ -1,0 +1,112 @@
+// The client side of the masters: finds the leader among a list of addresses, follows NOT_LEADER
+// redirects, retries with backoff, and numbers mutations (client id, seq) so that a retried one is
+// applied once. Fails with a clear CAIRN_UNAVAILABLE when no leader answers in time.
+
+import { randomUUID } from 'node:crypto';
+import { CairnError, ErrorCode } from '../errors.ts';
+import { RpcClient } from '../rpc/index.ts';
+
+export interface MasterClientOptions {
+  masters: string[];
+  secret?: string;
+  /** How long one operation may keep retrying before it fails. */
+  deadlineMs?: number;
+  callTimeoutMs?: number;
+}
+
+const retryBackoffMs = { min: 20, max: 500 };
+const bulkCallTimeoutMs = 120_000;
+/** Codes after which another master (or the same one, later) may succeed. */
+const retryable = new Set<string>([ErrorCode.NotLeader, ErrorCode.Unavailable, ErrorCode.Timeout, ErrorCode.ProposalDropped, 'CAIRN_OVERLOADED', ErrorCode.TransferInProgress, ErrorCode.Busy]);
+
+export class MasterClient {
+  readonly clientId = randomUUID();
+  private seq = 0;
+  private readonly masters: string[];
+  private readonly conns = new Map<string, RpcClient>();
+  private leaderGuess: string | undefined;
+  private readonly opts: Required<Omit<MasterClientOptions, 'secret'>> & { secret?: string };
+
+  constructor(opts: MasterClientOptions) {
+    if (opts.masters.length === 0) throw new CairnError(ErrorCode.InvalidArgument, 'no master addresses given (use --masters host:port,... or CAIRN_MASTERS)');
+    this.masters = [...opts.masters];
+    this.opts = { deadlineMs: 15_000, callTimeoutMs: 5_000, ...opts };
+  }
+
+  /** A read-only call, answered by the leader after a ReadIndex barrier. */
+  query<T>(method: string, body: object): Promise<T> {
+    return this.call<T>(method, body);
+  }
+
+  /** A mutation: numbered once, retried with the same number until the leader answers. */
+  mutate<T>(method: string, body: object): Promise<T> {
+    const seq = ++this.seq;
+    return this.call<T>(method, { ...body, clientId: this.clientId, seq });
+  }
+
+  /** Calls one specific master (admin views of a single node). */
+  async callAt<T>(address: string, method: string, body: object): Promise<T> {
+    const r = await this.conn(address).call<T>(method, body, { timeoutMs: this.opts.callTimeoutMs });
+    return r.body;
+  }
+
+  /** One call to one master with a payload both ways (backups), and a long deadline. */
+  callRaw(method: string, body: object, address: string, payload?: Uint8Array): Promise<{ body: unknown; payload: Buffer | undefined }> {
+    return this.conn(address).call(method, body, { payload, timeoutMs: Math.max(this.opts.callTimeoutMs, bulkCallTimeoutMs) });
+  }
+
+  async call<T>(method: string, body: object): Promise<T> {
+    const deadline = Date.now() + this.opts.deadlineMs;
+    let backoff = retryBackoffMs.min;
+    let lastError: unknown;
+    let next = 0;
+    const tried = new Set<string>();
+    while (Date.now() < deadline) {
+      const address = this.leaderGuess ?? this.masters[next++ % this.masters.length];
+      tried.add(address);
+      try {
+        const timeoutMs = Math.max(1, Math.min(this.opts.callTimeoutMs, deadline - Date.now()));
+        const r = await this.conn(address).call<T>(method, body, { timeoutMs });
+        this.leaderGuess = address;
+        return r.body;
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? '';
+        if (!retryable.has(code)) throw err;
+        lastError = err;
+        this.leaderGuess = leaderAddress(err);
+        if (this.leaderGuess !== undefined && code === ErrorCode.NotLeader) continue; // a redirect costs no wait
+        await sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
+        backoff = Math.min(backoff * 2, retryBackoffMs.max);
+      }
+    }
+    const why = lastError instanceof Error ? lastError.message : 'no answer';
+    throw new CairnError(
+      ErrorCode.Unavailable,
+      `no leading master answered within ${this.opts.deadlineMs} ms (tried ${[...tried].join(', ')}; last: ${why}); is a majority of the masters running?`,
+    );
+  }
+
+  close(): void {
+    for (const c of this.conns.values()) c.close();
+    this.conns.clear();
+  }
+
+  private conn(address: string): RpcClient {
+    let c = this.conns.get(address);
+    if (c === undefined) {
+      c = new RpcClient(address, { secret: this.opts.secret, connectTimeoutMs: 2_000 });
+      this.conns.set(address, c);
+    }
+    return c;
+  }
+}
+
+function leaderAddress(err: unknown): string | undefined {
+  const details = (err as { details?: { leader?: { address?: unknown } } }).details;
+  const a = details?.leader?.address;
+  return typeof a === 'string' && a.length > 0 ? a : undefined;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,51 @@
+// The journal every metadata change goes through, whatever its backend (embedded Raft or
+// ZooKeeper): propose an entry, get the state machine's result once it is committed and applied.
+
+export interface NodeInfo {
+  id: number;
+  address: string;
+}
+
+export interface MemberStatus extends NodeInfo {
+  role: 'voter' | 'learner';
+  /** Known on the leader only: the member's last replicated index and how far it trails. */
+  matchIndex?: number;
+  lagEntries?: number;
+}
+
+export interface JournalStatus {
+  backend: 'raft' | 'zookeeper';
+  id: number;
+  role: 'leader' | 'follower' | 'candidate' | 'pre-candidate' | 'learner';
+  leader: NodeInfo | undefined;
+  term: number;
+  commitIndex: number;
+  appliedIndex: number;
+  firstIndex: number;
+  lastIndex: number;
+  snapshotIndex: number;
+  members: MemberStatus[];
+}
+
+/** The replicated state machine. `apply` must be deterministic: no clock, randomness or I/O. */
+export interface StateMachine {
+  apply(index: number, entry: Uint8Array): unknown;
+  snapshot(): Iterable<Uint8Array>;
+  restore(chunks: Iterable<Uint8Array>): void;
+}
+
+export interface Journal {
+  start(sm: StateMachine): Promise<void>;
+  /** Resolves with the apply result once committed and applied here; leader only. */
+  propose(entry: Uint8Array): Promise<unknown>;
+  /** After it resolves, a local read is linearizable (ReadIndex). */
+  readBarrier(): Promise<void>;
+  isLeader(): boolean;
+  leader(): NodeInfo | undefined;
+  status(): JournalStatus;
+  checkpoint(): Promise<number>;
+  addMember(id: number, address: string): Promise<void>;
+  removeMember(id: number): Promise<void>;
+  transferLeader(id: number): Promise<void>;
+  stop(): Promise<void>;
+}

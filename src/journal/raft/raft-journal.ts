@@ -1,0 +1,419 @@
+// The embedded Raft journal: a RaftDriver (core + WAL) whose messages travel over cairn's RPC,
+// with promises for proposals, ReadIndex barriers, membership changes, leadership transfer and
+// periodic checkpoints (state-machine snapshots that let the WAL shrink).
+
+import { Packr } from 'msgpackr';
+import { CairnError, ErrorCode } from '../../errors.ts';
+import { decodeConfChange } from '../../raft/confchange.ts';
+import { ConfChangeType, EntryType, Role, type Entry, type Message, type ReadState, type Snapshot } from '../../raft/types.ts';
+import type { RpcClient, RpcServer } from '../../rpc/index.ts';
+import type { Journal, JournalStatus, MemberStatus, NodeInfo, StateMachine } from '../journal.ts';
+import { RaftDriver } from './driver.ts';
+
+const packr = new Packr({ useRecords: false });
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export interface RaftJournalOptions {
+  id: number;
+  dir: string;
+  /** This master's RPC address, as peers reach it. */
+  address: string;
+  /** Founding members (id → address) of a new cluster; empty when joining an existing one. */
+  founders: Map<number, string>;
+  server: RpcServer;
+  connect(address: string): RpcClient;
+  tickMs?: number;
+  heartbeatTicks?: number;
+  electionTicks?: number;
+  /** Take a checkpoint after this many entries are applied since the last one. */
+  checkpointEveryEntries?: number;
+  /** Entries kept in the log behind a checkpoint, so briefly lagging peers need no snapshot. */
+  checkpointKeepEntries?: number;
+  proposalTimeoutMs?: number;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
+}
+
+/** LAN defaults: heartbeats every 50 ms, elections after 300-600 ms of silence. */
+export const raftJournalDefaults = {
+  tickMs: 25,
+  heartbeatTicks: 2,
+  electionTicks: 12,
+  checkpointEveryEntries: 50_000,
+  checkpointKeepEntries: 5_000,
+  proposalTimeoutMs: 10_000,
+};
+
+/** The largest journal entry: metadata commands are far smaller; backup chunks come close. */
+export const entryBytesMax = 8 << 20;
+/** Bytes of Raft messages to one peer in a single RPC call. */
+const sendBatchBytesMax = 4 << 20;
+const readsPendingMax = 4096;
+
+interface Pending {
+  term: number;
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+  timer: NodeJS.Timeout;
+}
+
+interface SnapshotEnvelope {
+  members: [number, string][];
+  chunks: Uint8Array[];
+}
+
+export class RaftJournal implements Journal {
+  private readonly opts: RaftJournalOptions & typeof raftJournalDefaults;
+  private driver: RaftDriver | undefined;
+  private sm: StateMachine | undefined;
+  private readonly addresses = new Map<number, string>();
+  private readonly peers = new Map<number, RpcClient>();
+  private readonly outbox = new Map<number, Message[]>();
+  private readonly pending = new Map<number, Pending>();
+  private readonly reads = new Map<number, { resolve(): void; reject(e: unknown): void; timer: NodeJS.Timeout }>();
+  private readonly readsReady: { index: number; resolve(): void }[] = [];
+  private readonly appliedWaiters: { index: number; resolve(): void }[] = [];
+  private nextReadId = 1;
+  private appliedSinceCheckpoint = 0;
+  private checkpointing: Promise<number> | undefined;
+  private stopped = false;
+
+  constructor(opts: RaftJournalOptions) {
+    this.opts = { ...raftJournalDefaults, ...stripUndefined(opts) } as RaftJournalOptions & typeof raftJournalDefaults;
+    for (const [id, addr] of opts.founders) this.addresses.set(id, addr);
+    this.addresses.set(opts.id, opts.address);
+  }
+
+  async start(sm: StateMachine): Promise<void> {
+    this.sm = sm;
+    this.opts.server.handle('raft.step', async (body) => {
+      for (const m of (body as { msgs: Message[] }).msgs) this.driver?.step(m);
+      return {};
+    });
+    this.driver = await RaftDriver.start({
+      dir: this.opts.dir,
+      raft: {
+        id: this.opts.id,
+        voters: [...this.opts.founders.keys()].sort((a, b) => a - b),
+        electionTicks: this.opts.electionTicks,
+        heartbeatTicks: this.opts.heartbeatTicks,
+        entryBytesMax: entryBytesMax,
+      },
+      tickMs: this.opts.tickMs,
+      send: (m) => this.enqueue(m),
+      apply: (e) => this.applyEntry(e),
+      restore: (snap) => this.restoreSnapshot(snap),
+      onSoftState: (s) => this.log('info', `role ${s.role}, leader ${s.leader || 'unknown'}`, { term: this.driver?.raft.term }),
+      onReadState: (r) => this.onReadState(r),
+      onError: (err) => this.log('error', `raft driver: ${String(err)}`),
+    });
+    if (this.driver.repair !== undefined) {
+      const r = this.driver.repair;
+      this.log('warn', `WAL tail repaired: ${r.truncatedBytes} bytes cut from ${r.segment}: ${r.problem}`);
+    }
+    for (const s of this.driver.skippedSnapshots) this.log('warn', `snapshot skipped: ${s}`);
+  }
+
+  /** What this journal's startup repaired, for operators and tests. */
+  repairs(): { walTruncatedBytes: number; problem?: string } {
+    const r = this.driver?.repair;
+    return r === undefined ? { walTruncatedBytes: 0 } : { walTruncatedBytes: r.truncatedBytes, problem: r.problem };
+  }
+
+  // ---- proposals -----------------------------------------------------------------------------
+
+  propose(entry: Uint8Array): Promise<unknown> {
+    const raft = this.raft();
+    const { index, term } = this.guard(() => raft.propose(entry));
+    this.driver!.kick();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(index);
+        reject(new CairnError(ErrorCode.Timeout, `proposal at index ${index} not committed within ${this.opts.proposalTimeoutMs} ms`));
+      }, this.opts.proposalTimeoutMs);
+      this.pending.set(index, { term, resolve, reject, timer });
+    });
+  }
+
+  private applyEntry(e: Entry): void {
+    let result: unknown;
+    if (e.type === EntryType.ConfChange) this.applyConfChange(e);
+    else if (e.data.length > 0) result = this.sm!.apply(e.index, e.data);
+    const p = this.pending.get(e.index);
+    if (p !== undefined) {
+      this.pending.delete(e.index);
+      clearTimeout(p.timer);
+      if (p.term === e.term) p.resolve(result);
+      else p.reject(new CairnError(ErrorCode.ProposalDropped, `entry ${e.index} was replaced by another leader's; retry`));
+    }
+    this.appliedSinceCheckpoint++;
+    this.releaseApplied(e.index);
+    if (this.appliedSinceCheckpoint >= this.opts.checkpointEveryEntries && this.checkpointing === undefined) {
+      queueMicrotask(() => void this.checkpoint().catch((err: unknown) => this.log('error', `checkpoint failed: ${String(err)}`)));
+    }
+  }
+
+  private applyConfChange(e: Entry): void {
+    const cc = decodeConfChange(e.data);
+    if (cc.type === ConfChangeType.Remove) {
+      this.peers.get(cc.node)?.close();
+      this.peers.delete(cc.node);
+      return;
+    }
+    if (cc.context.length > 0) this.addresses.set(cc.node, decoder.decode(cc.context));
+  }
+
+  private releaseApplied(index: number): void {
+    for (let i = this.appliedWaiters.length - 1; i >= 0; i--) {
+      if (this.appliedWaiters[i].index <= index) {
+        this.appliedWaiters[i].resolve();
+        this.appliedWaiters.splice(i, 1);
+      }
+    }
+    for (let i = this.readsReady.length - 1; i >= 0; i--) {
+      if (this.readsReady[i].index <= index) {
+        this.readsReady[i].resolve();
+        this.readsReady.splice(i, 1);
+      }
+    }
+  }
+
+  // ---- reads ---------------------------------------------------------------------------------
+
+  readBarrier(): Promise<void> {
+    const raft = this.raft();
+    if (raft.role !== Role.Leader) throw this.notLeader();
+    if (this.reads.size >= readsPendingMax) throw new CairnError(ErrorCode.Busy, `${readsPendingMax} reads are waiting; retry`);
+    const id = this.nextReadId++;
+    const ctx = new Uint8Array(4);
+    new DataView(ctx.buffer).setUint32(0, id);
+    raft.readIndex(ctx);
+    this.driver!.kick();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.reads.delete(id);
+        reject(new CairnError(ErrorCode.Timeout, 'read barrier: leadership not confirmed in time'));
+      }, this.opts.proposalTimeoutMs);
+      this.reads.set(id, { resolve, reject, timer });
+    });
+  }
+
+  private onReadState(r: ReadState): void {
+    const id = new DataView(r.context.buffer, r.context.byteOffset, r.context.byteLength).getUint32(0);
+    const waiter = this.reads.get(id);
+    if (waiter === undefined) return;
+    this.reads.delete(id);
+    clearTimeout(waiter.timer);
+    if (this.raft().log.applied >= r.index) waiter.resolve();
+    else this.readsReady.push({ index: r.index, resolve: waiter.resolve });
+  }
+
+  // ---- transport -----------------------------------------------------------------------------
+
+  private enqueue(m: Message): void {
+    const q = this.outbox.get(m.to);
+    if (q !== undefined) {
+      q.push(m);
+      return;
+    }
+    this.outbox.set(m.to, [m]);
+    // Messages of one Ready to one peer go out as one call, in order, on one connection.
+    queueMicrotask(() => this.flush(m.to));
+  }
+
+  private flush(to: number): void {
+    const msgs = this.outbox.get(to) ?? [];
+    this.outbox.delete(to);
+    const client = this.peer(to);
+    if (client === undefined || this.stopped) return;
+    let batch: Message[] = [];
+    let bytes = 0;
+    const send = (): void => {
+      const body = { msgs: batch };
+      // Raft tolerates loss: a failed send is retried by the protocol itself, not here.
+      client.call('raft.step', body, { timeoutMs: 5_000 }).catch(() => undefined);
+      batch = [];
+      bytes = 0;
+    };
+    for (const m of msgs) {
+      batch.push(m);
+      bytes += (m.entries?.reduce((n, e) => n + e.data.length + 24, 0) ?? 0) + (m.snapData?.length ?? 0) + 64;
+      if (bytes >= sendBatchBytesMax) send();
+    }
+    if (batch.length > 0) send();
+  }
+
+  private peer(id: number): RpcClient | undefined {
+    let c = this.peers.get(id);
+    if (c !== undefined) return c;
+    const addr = this.addresses.get(id);
+    if (addr === undefined) {
+      this.log('warn', `no address known for node ${id}; message dropped`);
+      return undefined;
+    }
+    c = this.opts.connect(addr);
+    this.peers.set(id, c);
+    return c;
+  }
+
+  // ---- snapshots -----------------------------------------------------------------------------
+
+  /** Snapshots the state machine at the applied index and lets the WAL drop what it covers. */
+  checkpoint(): Promise<number> {
+    if (this.checkpointing !== undefined) return this.checkpointing;
+    const driver = this.driver!;
+    // Taken synchronously, so the state and the applied index match.
+    const envelope: SnapshotEnvelope = { members: [...this.addresses], chunks: [...this.sm!.snapshot()] };
+    const data = packr.pack(envelope);
+    this.appliedSinceCheckpoint = 0;
+    this.checkpointing = driver.checkpoint(data, this.opts.checkpointKeepEntries).finally(() => {
+      this.checkpointing = undefined;
+    });
+    return this.checkpointing;
+  }
+
+  private restoreSnapshot(snap: Snapshot): void {
+    const env = packr.unpack(snap.data) as SnapshotEnvelope;
+    for (const [id, addr] of env.members) this.addresses.set(id, addr);
+    this.sm!.restore(env.chunks.map((c) => new Uint8Array(c)));
+    this.releaseApplied(snap.meta.index);
+  }
+
+  // ---- membership and leadership -------------------------------------------------------------
+
+  async addMember(id: number, address: string): Promise<void> {
+    const raft = this.raft();
+    const st = raft.status();
+    if (st.conf.voters.includes(id)) throw new CairnError(ErrorCode.InvalidArgument, `node ${id} is already a voter`);
+    if (!st.conf.learners.includes(id)) {
+      await this.waitApplied(this.guard(() => raft.proposeConfChange({ type: ConfChangeType.AddLearner, node: id }, encoder.encode(address))).index);
+    }
+    await this.waitCaughtUp(id);
+    await this.waitApplied(this.guard(() => this.raft().proposeConfChange({ type: ConfChangeType.AddVoter, node: id }, encoder.encode(address))).index);
+  }
+
+  async removeMember(id: number): Promise<void> {
+    const raft = this.raft();
+    await this.waitApplied(this.guard(() => raft.proposeConfChange({ type: ConfChangeType.Remove, node: id })).index);
+  }
+
+  async transferLeader(id: number): Promise<void> {
+    const raft = this.raft();
+    this.guard(() => raft.transferLeader(id));
+    this.driver!.kick();
+    await this.waitUntil(() => raft.leader === id, `leadership to move to node ${id}`);
+  }
+
+  private async waitCaughtUp(id: number): Promise<void> {
+    await this.waitUntil(() => {
+      const st = this.raft().status();
+      if (st.role !== Role.Leader) throw this.notLeader();
+      return (st.progress.get(id)?.match ?? 0) >= st.commit;
+    }, `node ${id} to catch up`);
+  }
+
+  private waitApplied(index: number): Promise<void> {
+    this.driver!.kick();
+    if (this.raft().log.applied >= index) return Promise.resolve();
+    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
+  }
+
+  private async waitUntil(cond: () => boolean, what: string): Promise<void> {
+    const deadline = Date.now() + this.opts.proposalTimeoutMs * 3;
+    while (!cond()) {
+      if (Date.now() > deadline) throw new CairnError(ErrorCode.Timeout, `timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, this.opts.tickMs));
+    }
+  }
+
+  // ---- status --------------------------------------------------------------------------------
+
+  isLeader(): boolean {
+    return this.driver?.raft.role === Role.Leader;
+  }
+
+  leader(): NodeInfo | undefined {
+    const id = this.driver?.raft.leader ?? 0;
+    if (id === 0) return undefined;
+    return { id, address: this.addresses.get(id) ?? '' };
+  }
+
+  status(): JournalStatus {
+    const st = this.raft().status();
+    const members: MemberStatus[] = [];
+    const add = (id: number, role: 'voter' | 'learner'): void => {
+      const m: MemberStatus = { id, address: this.addresses.get(id) ?? '', role };
+      const pr = st.progress.get(id);
+      if (pr !== undefined) {
+        m.matchIndex = pr.match;
+        m.lagEntries = Math.max(0, st.lastIndex - pr.match);
+      }
+      members.push(m);
+    };
+    for (const id of st.conf.voters) add(id, 'voter');
+    for (const id of st.conf.learners) add(id, 'learner');
+    const isLearner = st.conf.learners.includes(st.id);
+    return {
+      backend: 'raft',
+      id: st.id,
+      role: isLearner ? 'learner' : st.role,
+      leader: this.leader(),
+      term: st.term,
+      commitIndex: st.commit,
+      appliedIndex: st.applied,
+      firstIndex: st.firstIndex,
+      lastIndex: st.lastIndex,
+      snapshotIndex: this.raft().log.snapshot?.meta.index ?? 0,
+      members,
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.driver?.stop();
+    for (const c of this.peers.values()) c.close();
+    this.peers.clear();
+    const stopped = new CairnError(ErrorCode.Unavailable, 'journal stopped');
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(stopped);
+    }
+    this.pending.clear();
+    for (const r of this.reads.values()) {
+      clearTimeout(r.timer);
+      r.reject(stopped);
+    }
+    this.reads.clear();
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  private raft(): RaftDriver['raft'] {
+    if (this.driver === undefined || this.stopped) throw new CairnError(ErrorCode.Unavailable, 'journal is not running');
+    return this.driver.raft;
+  }
+
+  /** Runs a core call, turning NOT_LEADER into an error that carries the leader's address. */
+  private guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof CairnError && err.code === ErrorCode.NotLeader) throw this.notLeader();
+      throw err;
+    }
+  }
+
+  private notLeader(): CairnError {
+    const leader = this.leader();
+    const where = leader === undefined ? 'no leader is known yet; retry' : `the leader is node ${leader.id} at ${leader.address}`;
+    return new CairnError(ErrorCode.NotLeader, `master ${this.opts.id} is not the leader: ${where}`, { leader });
+  }
+
+  private log(level: 'info' | 'warn' | 'error', msg: string, ctx?: object): void {
+    this.opts.log?.(level, msg, { node: this.opts.id, ...ctx });
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

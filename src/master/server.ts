@@ -1,0 +1,134 @@
+// One metadata master: the RPC server, the Raft journal, and the metadata state machine behind the
+// services clients call. Mutations are stamped with the leader's clock and proposed; queries wait
+// for a ReadIndex barrier and read the local state.
+
+import { randomUUID } from 'node:crypto';
+import { Packr } from 'msgpackr';
+import { CairnError, ErrorCode } from '../errors.ts';
+import { RaftJournal } from '../journal/raft/raft-journal.ts';
+import { logCallback, type Logger } from '../log.ts';
+import { RpcClient, RpcServer, reply } from '../rpc/index.ts';
+import { validateCommand, validateQuery } from './commands.ts';
+import { MetaError } from './errors.ts';
+import type { MetaResult } from './namespace-state.ts';
+import {
+  MetaStateMachine,
+  encodeCommandEntry,
+  encodeRestoreBegin,
+  encodeRestoreChunk,
+  encodeRestoreCommit,
+} from './state-machine.ts';
+
+export interface MasterOptions {
+  id: number;
+  dir: string;
+  listen: string;
+  peers: Map<number, string>;
+  secret: string | undefined;
+  tickMs?: number;
+  checkpointEvery?: number;
+  checkpointKeep?: number;
+  log: Logger;
+}
+
+export interface Master {
+  address: string;
+  journal: RaftJournal;
+  sm: MetaStateMachine;
+  stop(): Promise<void>;
+}
+
+const backupPackr = new Packr({ useRecords: false });
+
+export async function startMaster(opts: MasterOptions): Promise<Master> {
+  const server = new RpcServer({ secret: opts.secret, log: logCallback(opts.log) });
+  const [host, portText] = splitAddress(opts.listen);
+  const bound = await server.listen(host, Number(portText));
+  const address = `${bound.host}:${bound.port}`;
+  const sm = new MetaStateMachine();
+  const journal = new RaftJournal({
+    id: opts.id,
+    dir: opts.dir,
+    address,
+    founders: opts.peers,
+    server,
+    connect: (a) => new RpcClient(a, { secret: opts.secret }),
+    tickMs: opts.tickMs,
+    checkpointEveryEntries: opts.checkpointEvery,
+    checkpointKeepEntries: opts.checkpointKeep,
+    log: logCallback(opts.log),
+  });
+  registerServices(server, journal, sm);
+  await journal.start(sm);
+  opts.log.info({ address, peers: Object.fromEntries(opts.peers) }, 'master started');
+  return {
+    address,
+    journal,
+    sm,
+    async stop() {
+      await server.close();
+      await journal.stop();
+    },
+  };
+}
+
+function registerServices(server: RpcServer, journal: RaftJournal, sm: MetaStateMachine): void {
+  server.handle('meta.mutate', async (body) => {
+    const cmd = validateCommand({ ...(body as object), nowMs: Date.now() });
+    return unwrap((await journal.propose(encodeCommandEntry(cmd))) as MetaResult<unknown>);
+  });
+  server.handle('meta.query', async (body) => {
+    const q = validateQuery(body);
+    await journal.readBarrier();
+    return unwrap(sm.query(q));
+  });
+  server.handle('master.ping', async () => ({ id: journal.status().id, leader: journal.leader(), isLeader: journal.isLeader() }));
+  server.handle('admin.journal.info', async () => journal.status());
+  server.handle('admin.journal.transfer', async (body) => {
+    await journal.transferLeader(requireId(body, 'id'));
+    return { leader: journal.leader() };
+  });
+  server.handle('admin.journal.add', async (body) => {
+    const b = body as { address?: unknown };
+    if (typeof b.address !== 'string') throw new CairnError(ErrorCode.InvalidArgument, 'address must be host:port');
+    await journal.addMember(requireId(body, 'id'), b.address);
+    return journal.status();
+  });
+  server.handle('admin.journal.remove', async (body) => {
+    await journal.removeMember(requireId(body, 'id'));
+    return journal.status();
+  });
+  server.handle('admin.journal.checkpoint', async () => ({ index: await journal.checkpoint() }));
+  server.handle('admin.stateHash', async () => ({ hash: sm.state.stateHash(), applied: journal.status().appliedIndex }));
+  server.handle('admin.backup', async () => {
+    await journal.readBarrier();
+    const chunks = [...sm.snapshot()];
+    return reply({ chunks: chunks.length, applied: journal.status().appliedIndex }, backupPackr.pack(chunks));
+  });
+  server.handle('admin.restore', async (_body, ctx) => {
+    if (ctx.payload === undefined) throw new CairnError(ErrorCode.InvalidArgument, 'restore needs the backup as payload');
+    const chunks = backupPackr.unpack(ctx.payload) as Uint8Array[];
+    const restoreId = randomUUID();
+    unwrap((await journal.propose(encodeRestoreBegin(restoreId))) as MetaResult<unknown>);
+    // One snapshot chunk per entry (chunks are about 1 MiB; the journal takes entries up to 8 MiB).
+    for (const c of chunks) unwrap((await journal.propose(encodeRestoreChunk(restoreId, c))) as MetaResult<unknown>);
+    return unwrap((await journal.propose(encodeRestoreCommit(restoreId))) as MetaResult<unknown>);
+  });
+}
+
+/** A failed result becomes an error with its POSIX code, which the RPC layer carries to the client. */
+function unwrap(r: MetaResult<unknown>): unknown {
+  if (r.ok) return r.value;
+  throw new MetaError(r.code, r.message);
+}
+
+function requireId(body: unknown, field: string): number {
+  const v = (body as Record<string, unknown>)[field];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new CairnError(ErrorCode.InvalidArgument, `${field} must be a positive integer`);
+  return v;
+}
+
+export function splitAddress(address: string): [string, string] {
+  const i = address.lastIndexOf(':');
+  return [address.slice(0, i).replace(/^\[|\]$/g, ''), address.slice(i + 1)];
+}

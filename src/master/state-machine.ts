@@ -1,0 +1,93 @@
+// The masters' replicated state machine as the journal sees it: log entries are metadata commands
+// or the steps of restoring a backup into an empty cluster. Pure: no clock, no I/O.
+
+import { Packr } from 'msgpackr';
+import type { StateMachine } from '../journal/journal.ts';
+import { encodeCommand, type MetaCommand, type MetaQuery } from './commands.ts';
+import { MetaState } from './namespace.ts';
+import { fail, ok, type MetaResult } from './namespace-state.ts';
+
+const EntryKind = { Command: 1, RestoreBegin: 2, RestoreChunk: 3, RestoreCommit: 4 } as const;
+const packr = new Packr({ useRecords: false });
+
+export function encodeCommandEntry(cmd: MetaCommand): Uint8Array {
+  return prefixed(EntryKind.Command, encodeCommand(cmd));
+}
+
+export function encodeRestoreBegin(restoreId: string): Uint8Array {
+  return prefixed(EntryKind.RestoreBegin, packr.pack({ restoreId }));
+}
+
+export function encodeRestoreChunk(restoreId: string, chunk: Uint8Array): Uint8Array {
+  return prefixed(EntryKind.RestoreChunk, packr.pack({ restoreId, chunk }));
+}
+
+export function encodeRestoreCommit(restoreId: string): Uint8Array {
+  return prefixed(EntryKind.RestoreCommit, packr.pack({ restoreId }));
+}
+
+function prefixed(kind: number, body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(body.length + 1);
+  out[0] = kind;
+  out.set(body, 1);
+  return out;
+}
+
+export class MetaStateMachine implements StateMachine {
+  state = new MetaState();
+  /** A backup being restored: chunks arrive as separate entries, then one commit swaps the state. */
+  private staging: { restoreId: string; chunks: Uint8Array[] } | undefined;
+
+  apply(index: number, entry: Uint8Array): MetaResult<unknown> {
+    const kind = entry[0];
+    const body = entry.subarray(1);
+    switch (kind) {
+      case EntryKind.Command:
+        return this.state.applyEntry(index, body);
+      case EntryKind.RestoreBegin: {
+        const { restoreId } = packr.unpack(body) as { restoreId: string };
+        this.staging = { restoreId, chunks: [] };
+        return ok({ restoreId });
+      }
+      case EntryKind.RestoreChunk: {
+        const { restoreId, chunk } = packr.unpack(body) as { restoreId: string; chunk: Uint8Array };
+        if (this.staging?.restoreId !== restoreId) return fail('EINVAL', `restore ${restoreId} was not begun (or another one replaced it)`);
+        this.staging.chunks.push(new Uint8Array(chunk));
+        return ok({ chunks: this.staging.chunks.length });
+      }
+      case EntryKind.RestoreCommit:
+        return this.commitRestore(index, (packr.unpack(body) as { restoreId: string }).restoreId);
+      default:
+        throw new Error(`invariant violated: unknown entry kind ${kind} at index ${index}`);
+    }
+  }
+
+  private commitRestore(index: number, restoreId: string): MetaResult<unknown> {
+    const staged = this.staging;
+    this.staging = undefined;
+    if (staged?.restoreId !== restoreId) return fail('EINVAL', `restore ${restoreId} was not begun`);
+    const fs = this.state.statfs();
+    if (fs.inodes > 1) return fail('ENOTEMPTY', 'restore needs an empty cluster: this one already holds files');
+    try {
+      const restored = MetaState.restore(staged.chunks);
+      restored.rebaseIndex(index);
+      this.state = restored;
+    } catch (err) {
+      return fail('EINVAL', `the backup is damaged: ${(err as Error).message}`);
+    }
+    return ok({ restoredAt: index, inodes: this.state.statfs().inodes });
+  }
+
+  query(q: MetaQuery): MetaResult<unknown> {
+    return this.state.query(q);
+  }
+
+  snapshot(): Iterable<Uint8Array> {
+    return this.state.snapshot();
+  }
+
+  restore(chunks: Iterable<Uint8Array>): void {
+    this.state = MetaState.restore(chunks);
+    this.staging = undefined;
+  }
+}
