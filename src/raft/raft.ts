@@ -33,6 +33,8 @@ export interface RaftConfig {
   id: NodeId;
   /** The founding voters of a new cluster; empty for a node that joins an existing one. */
   voters: NodeId[];
+  /** Opaque context recorded with each founder's bootstrap entry (its address), the same on every founder. */
+  founderContext?: (id: NodeId) => Uint8Array;
   /** Ticks without a leader before a node campaigns; randomized in [electionTicks, 2*electionTicks). */
   electionTicks?: number;
   heartbeatTicks?: number;
@@ -179,7 +181,7 @@ export class Raft {
     this.confHistory = [{ index: this.log.offsetIndex, conf: this.confState() }];
     // Term 0 means no hard state was ever durable (at most a torn first write), so nothing was
     // promised to anyone yet and bootstrapping again is safe.
-    if (this.term === 0 && this.log.snapshot === undefined && config.voters.length > 0) this.bootstrap(config.voters);
+    if (this.term === 0 && this.log.snapshot === undefined && config.voters.length > 0) this.bootstrap(config.voters, config.founderContext);
     this.applyConfChangesTo(this.log.committed);
     this.becomeFollower(this.term, 0);
     this.prevHardState = this.hardState();
@@ -191,12 +193,12 @@ export class Raft {
    * founding member writes the same entries, and a node that joins later learns the membership
    * from them (or from a snapshot), never from its own configuration.
    */
-  private bootstrap(voters: NodeId[]): void {
+  private bootstrap(voters: NodeId[], context?: (id: NodeId) => Uint8Array): void {
     const entries = voters.map((node, i) => ({
       term: 1,
       index: i + 1,
       type: EntryType.ConfChange,
-      data: encodeConfChange({ type: ConfChangeType.AddVoter, node }),
+      data: encodeConfChange({ type: ConfChangeType.AddVoter, node }, context?.(node)),
     }));
     this.log.append(entries);
     this.log.commitTo(entries.length);

@@ -87,7 +87,10 @@ export class RaftJournal implements Journal {
   async start(sm: StateMachine): Promise<void> {
     this.sm = sm;
     this.opts.server.handle('raft.step', async (body) => {
-      for (const m of (body as { msgs: Message[] }).msgs) this.driver?.step(m);
+      const b = body as { from?: number; address?: string; msgs: Message[] };
+      // A peer's own word for its address, in case no entry has told us yet (a new member).
+      if (typeof b.from === 'number' && typeof b.address === 'string' && !this.addresses.has(b.from)) this.addresses.set(b.from, b.address);
+      for (const m of b.msgs) this.driver?.step(m);
       return {};
     });
     this.driver = await RaftDriver.start({
@@ -95,6 +98,8 @@ export class RaftJournal implements Journal {
       raft: {
         id: this.opts.id,
         voters: [...this.opts.founders.keys()].sort((a, b) => a - b),
+        // Founders' addresses ride in the bootstrap entries, so a master that joins later learns them.
+        founderContext: (id) => encoder.encode(this.opts.founders.get(id) ?? ''),
         electionTicks: this.opts.electionTicks,
         heartbeatTicks: this.opts.heartbeatTicks,
         entryBytesMax: entryBytesMax,
@@ -229,7 +234,7 @@ export class RaftJournal implements Journal {
     let batch: Message[] = [];
     let bytes = 0;
     const send = (): void => {
-      const body = { msgs: batch };
+      const body = { from: this.opts.id, address: this.opts.address, msgs: batch };
       // Raft tolerates loss: a failed send is retried by the protocol itself, not here.
       client.call('raft.step', body, { timeoutMs: 5_000 }).catch(() => undefined);
       batch = [];
