@@ -623,6 +623,8 @@ class Simulation implements NodeObserver {
     this.checkLiveness();
     const lin = checkLinearizable(appendModel, this.history, { stepBudget: 2_000_000 });
     if (lin.result === 'illegal') this.fail('linearizability', lin.explanation);
+    // An inconclusive check proves nothing: it fails too, rather than passing unseen.
+    if (lin.result === 'unknown') this.fail('linearizability', `check inconclusive: ${lin.reason}`);
   }
 
   /** Once faults stop, a leader serves, every member converges, and every client makes progress. */
