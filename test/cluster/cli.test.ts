@@ -1,0 +1,91 @@
+// The `cairn` command as a user runs it: a local cluster, file system and admin commands, clear
+// errors, and a clear failure when no quorum is left.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { readLocalCluster } from '../../src/cli/cluster-target.ts';
+
+const run = promisify(execFile);
+const mainScript = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+async function cairn(args: string[], env: Record<string, string> = {}): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const r = await run(process.execPath, [mainScript, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
+    return { stdout: r.stdout, stderr: r.stderr, code: 0 };
+  } catch (err) {
+    const e = err as { stdout: string; stderr: string; code: number };
+    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
+  }
+}
+
+test('local up, fs and admin commands, local status and down', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-cli-'));
+  t.after(async () => {
+    await cairn(['local', 'down', '--dir', dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  const up = await cairn(['local', 'up', '--dir', dir]);
+  assert.equal(up.code, 0, up.stderr);
+  assert.match(up.stdout, /leader/);
+  const d = ['--dir', dir];
+
+  assert.equal((await cairn(['fs', 'mkdir', '-p', '/data/set1', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'touch', '/data/set1/a', '/data/set1/b', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'mv', '/data/set1/b', '/data/set1/c', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'ln', '-s', '/data/set1/a', '/data/link', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'ln', '/data/set1/a', '/data/hard', ...d])).code, 0);
+  const ls = JSON.parse((await cairn(['fs', 'ls', '/data/set1', '--json', ...d])).stdout) as { name: string }[];
+  assert.deepEqual(ls.map((e) => e.name), ['a', 'c']);
+  const stat = JSON.parse((await cairn(['fs', 'stat', '/data/set1/a', '--json', ...d])).stdout) as { nlink: number; type: string };
+  assert.equal(stat.type, 'file');
+  assert.equal(stat.nlink, 2);
+  const du = JSON.parse((await cairn(['fs', 'du', '/data', '--json', ...d])).stdout) as { files: number; dirs: number };
+  assert.equal(du.files, 3);
+  assert.equal(du.dirs, 2);
+
+  const missing = await cairn(['fs', 'stat', '/nope', ...d]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /^cairn: .*ENOENT/m);
+  const notEmpty = await cairn(['fs', 'rm', '/data', ...d]);
+  assert.match(notEmpty.stderr, /rm -r/);
+  assert.equal((await cairn(['fs', 'rm', '-r', '/data', ...d])).code, 0);
+  assert.deepEqual(JSON.parse((await cairn(['fs', 'ls', '/', '--json', ...d])).stdout), []);
+
+  const info = await cairn(['admin', 'journal', 'info', ...d]);
+  assert.equal(info.code, 0, info.stderr);
+  assert.match(info.stdout, /leader master \d at 127\.0\.0\.1:\d+, term \d+, commit \d+/);
+  assert.equal(info.stdout.trim().split('\n').length, 5, 'a header, a column line and 3 members');
+
+  const status = JSON.parse((await cairn(['local', 'status', '--json', ...d])).stdout) as { kind: string; alive: boolean; role: string }[];
+  assert.equal(status.length, 3);
+  assert.ok(status.every((p) => p.kind === 'master' && p.alive));
+  assert.equal(status.filter((p) => p.role === 'leader').length, 1);
+
+  // With two of three masters gone there is no quorum: a clear error, not a hang.
+  const cluster = readLocalCluster(dir)!;
+  for (const p of cluster.processes.slice(0, 2)) process.kill(p.pid, 'SIGKILL');
+  const start = Date.now();
+  const noQuorum = await cairn(['fs', 'mkdir', '/x', '--timeout-ms', '3000', ...d]);
+  assert.equal(noQuorum.code, 1);
+  assert.match(noQuorum.stderr, /no leading master answered within 3000 ms.*majority/);
+  assert.ok(Date.now() - start < 15_000);
+
+  const down = await cairn(['local', 'down', ...d]);
+  assert.match(down.stdout, /stopped 3 processes/);
+});
+
+test('bad arguments get a one-line error', async () => {
+  const r = await cairn(['master', '--id', 'zero', '--dir', '/tmp/x', '--listen', '127.0.0.1:1']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /--id must be a positive whole number/);
+  const r2 = await cairn(['fs', 'ls', '/', '--masters', 'nohost']);
+  assert.match(r2.stderr, /--masters must be host:port/);
+  const r3 = await cairn(['fs', 'ls', '/', '--dir', '/nonexistent-cairn-dir']);
+  assert.match(r3.stderr, /no cluster given/);
+});
