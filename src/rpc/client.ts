@@ -1,0 +1,286 @@
+// The client end of cairn's RPC: one lazily opened connection per server address, many calls
+// multiplexed over it, each with a deadline and optional cancellation; reconnects with backoff.
+
+import { ClientConnection, type ConnectionTarget } from './client-connection.ts';
+import { RpcError, RpcErrorCode } from './errors.ts';
+import { decodeBody, encodeBody, frameBytes, requestHeaderOverheadBytes, type Frame } from './frame.ts';
+import { connectTimeoutMsDefault, frameBytesMaxDefault, handshakeFrameBytesMax, inflightMaxDefault, methodLengthMax, reconnectBackoffMsDefault, timeoutMsDefault, timeoutMsMax } from './limits.ts';
+import { checkPositiveInt, checkSecret } from './options.ts';
+
+export interface RpcClientOptions {
+  /** Cluster secret; must match the server's, and be absent on both sides in dev mode. */
+  secret?: string;
+  connectTimeoutMs?: number;
+  frameBytesMax?: number;
+  inflightMax?: number;
+  reconnectBackoffMs?: { min: number; max: number };
+}
+
+export interface CallOptions {
+  payload?: Uint8Array;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface CallResult<T> {
+  body: T;
+  /** The response's raw payload, a view of the received bytes; undefined when empty. */
+  payload: Buffer | undefined;
+}
+
+interface PendingCall {
+  method: string;
+  /** Dropped once written, so a large request is not held while its response is awaited. */
+  body: Buffer;
+  payload: Uint8Array | undefined;
+  timeoutMs: number;
+  deadlineMs: number;
+  timer: NodeJS.Timeout | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+  /** 0 until sent. */
+  id: number;
+  resolve(result: CallResult<unknown>): void;
+  reject(err: RpcError): void;
+}
+
+const idMax = 0xffff_ffff;
+/** Beyond this many failed attempts in a row the backoff is at its maximum anyway. */
+const backoffExponentMax = 30;
+const emptyBody = Buffer.alloc(0);
+
+export function parseAddress(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(address.slice(colon + 1));
+  if (colon <= 0 || host.length === 0 || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new RpcError(RpcErrorCode.BadRequest, `bad address "${address}": expected host:port`);
+  }
+  return { host, port };
+}
+
+export class RpcClient {
+  private readonly target: ConnectionTarget;
+  private readonly inflightMax: number;
+  private readonly backoffMs: { min: number; max: number };
+  /** Calls waiting for a connection, in call order. */
+  private readonly waiting = new Set<PendingCall>();
+  /** Calls written to the current connection, by id. */
+  private readonly sent = new Map<number, PendingCall>();
+  private conn: ClientConnection | undefined;
+  private backoffTimer: NodeJS.Timeout | undefined;
+  private attemptsFailed = 0;
+  private lastId = 0;
+  private closed = false;
+
+  constructor(address: string, opts: RpcClientOptions = {}) {
+    checkSecret(opts.secret);
+    const { host, port } = parseAddress(address);
+    const backoff = opts.reconnectBackoffMs ?? reconnectBackoffMsDefault;
+    checkPositiveInt('reconnectBackoffMs.min', backoff.min);
+    checkPositiveInt('reconnectBackoffMs.max', backoff.max, backoff.min);
+    this.backoffMs = { min: backoff.min, max: backoff.max };
+    this.inflightMax = checkPositiveInt('inflightMax', opts.inflightMax ?? inflightMaxDefault);
+    this.target = {
+      address,
+      host,
+      port,
+      secret: opts.secret,
+      frameBytesMax: checkPositiveInt('frameBytesMax', opts.frameBytesMax ?? frameBytesMaxDefault, handshakeFrameBytesMax),
+      connectTimeoutMs: checkPositiveInt('connectTimeoutMs', opts.connectTimeoutMs ?? connectTimeoutMsDefault),
+    };
+  }
+
+  /** Calls in flight, waiting for a connection included. */
+  get inflight(): number {
+    return this.waiting.size + this.sent.size;
+  }
+
+  call<T = unknown>(method: string, body: unknown, opts: CallOptions = {}): Promise<CallResult<T>> {
+    let call: PendingCall;
+    const { promise, resolve, reject } = Promise.withResolvers<CallResult<T>>();
+    try {
+      call = this.prepare(method, body, opts, resolve as (r: CallResult<unknown>) => void, reject);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    call.timer = setTimeout(() => this.expire(call), call.timeoutMs);
+    if (opts.signal !== undefined) {
+      call.signal = opts.signal;
+      call.onAbort = () => this.cancel(call);
+      opts.signal.addEventListener('abort', call.onAbort, { once: true });
+    }
+    if (this.conn?.isReady) {
+      this.transmit(this.conn, call);
+    } else {
+      this.waiting.add(call);
+      this.ensureConnection();
+    }
+    return promise;
+  }
+
+  /** Rejects every pending call with CAIRN_UNAVAILABLE and closes the connection; later calls fail at once. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.backoffTimer);
+    this.backoffTimer = undefined;
+    const reason = new RpcError(RpcErrorCode.Unavailable, `client of ${this.target.address} closed`);
+    this.conn?.destroy(reason);
+    this.conn = undefined;
+    this.rejectAll(this.sent.values(), reason);
+    this.rejectAll(this.waiting.values(), reason);
+  }
+
+  private prepare(method: string, body: unknown, opts: CallOptions, resolve: PendingCall['resolve'], reject: PendingCall['reject']): PendingCall {
+    if (this.closed) throw new RpcError(RpcErrorCode.Unavailable, `client of ${this.target.address} is closed`);
+    if (typeof method !== 'string' || method.length === 0 || method.length > methodLengthMax) {
+      throw new RpcError(RpcErrorCode.BadRequest, `method names are 1..${methodLengthMax} characters`);
+    }
+    const timeoutMs = opts.timeoutMs ?? timeoutMsDefault;
+    if (!(timeoutMs > 0 && timeoutMs <= timeoutMsMax)) throw new RpcError(RpcErrorCode.BadRequest, `timeoutMs must be in (0, ${timeoutMsMax}], got ${timeoutMs}`);
+    if (opts.signal?.aborted) throw new RpcError(RpcErrorCode.Cancelled, `${method} cancelled before it was sent`);
+    if (this.inflight >= this.inflightMax) {
+      throw new RpcError(RpcErrorCode.Overloaded, `${this.inflight} calls in flight to ${this.target.address}, the limit (inflightMax)`, { inflightMax: this.inflightMax });
+    }
+    let encoded: Buffer;
+    try {
+      encoded = encodeBody(body);
+    } catch (err) {
+      throw new RpcError(RpcErrorCode.BadRequest, `${method}: body cannot be encoded: ${(err as Error).message}`);
+    }
+    const payloadBytes = opts.payload?.byteLength ?? 0;
+    const size = frameBytes(requestHeaderOverheadBytes + Buffer.byteLength(method), encoded.length, payloadBytes);
+    if (size > this.target.frameBytesMax) {
+      throw new RpcError(RpcErrorCode.FrameTooLarge, `${method}: request of about ${size} bytes exceeds frameBytesMax ${this.target.frameBytesMax}`, {
+        frameBytes: size,
+        frameBytesMax: this.target.frameBytesMax,
+      });
+    }
+    return {
+      method,
+      body: encoded,
+      payload: payloadBytes > 0 ? opts.payload : undefined,
+      timeoutMs,
+      deadlineMs: performance.now() + timeoutMs,
+      timer: undefined,
+      signal: undefined,
+      onAbort: undefined,
+      id: 0,
+      resolve,
+      reject,
+    };
+  }
+
+  private transmit(conn: ClientConnection, call: PendingCall): void {
+    const id = this.allocateId();
+    call.id = id;
+    this.sent.set(id, call);
+    // The deadline travels as the time left, so queueing for a connection does not extend it.
+    const timeoutMs = Math.max(1, Math.ceil(call.deadlineMs - performance.now()));
+    conn.send({ id, kind: 'req', method: call.method, timeoutMs }, call.body, call.payload);
+    call.body = emptyBody;
+    call.payload = undefined;
+  }
+
+  private allocateId(): number {
+    do this.lastId = this.lastId >= idMax ? 1 : this.lastId + 1;
+    while (this.sent.has(this.lastId));
+    return this.lastId;
+  }
+
+  /** Forgets a call, wherever it is; true if it was still pending. */
+  private finish(call: PendingCall): boolean {
+    const pending = call.id === 0 ? this.waiting.delete(call) : this.sent.get(call.id) === call && this.sent.delete(call.id);
+    clearTimeout(call.timer);
+    if (call.onAbort !== undefined) call.signal?.removeEventListener('abort', call.onAbort);
+    if (this.waiting.size === 0 && this.backoffTimer !== undefined) {
+      clearTimeout(this.backoffTimer);
+      this.backoffTimer = undefined;
+    }
+    return pending;
+  }
+
+  private expire(call: PendingCall): void {
+    if (!this.finish(call)) return;
+    const where = call.id === 0 ? 'waiting for a connection to' : 'waiting for';
+    call.reject(new RpcError(RpcErrorCode.Timeout, `${call.method} timed out after ${call.timeoutMs} ms ${where} ${this.target.address}`, { method: call.method, timeoutMs: call.timeoutMs }));
+  }
+
+  private cancel(call: PendingCall): void {
+    const wasSent = call.id !== 0;
+    if (!this.finish(call)) return;
+    if (wasSent && this.conn?.isReady) this.conn.send({ id: call.id, kind: 'cancel' }, emptyBody, undefined);
+    call.reject(new RpcError(RpcErrorCode.Cancelled, `${call.method} cancelled by the caller`, { method: call.method }));
+  }
+
+  private onResponse(frame: Frame): void {
+    const h = frame.header;
+    const call = this.sent.get(h.id);
+    // Unknown ids are answers to calls that timed out or were cancelled.
+    if (call === undefined || !this.finish(call)) return;
+    if (h.error !== undefined) {
+      call.reject(new RpcError(h.error.code, h.error.message, h.error.details ?? {}));
+      return;
+    }
+    let body: unknown;
+    try {
+      body = decodeBody(frame.body);
+    } catch (err) {
+      call.reject(new RpcError(RpcErrorCode.Internal, `${call.method}: malformed response body from ${this.target.address}: ${(err as Error).message}`));
+      return;
+    }
+    call.resolve({ body, payload: frame.payload });
+  }
+
+  private ensureConnection(): void {
+    if (this.closed || this.conn !== undefined || this.backoffTimer !== undefined) return;
+    if (this.attemptsFailed === 0) {
+      this.connect();
+      return;
+    }
+    this.backoffTimer = setTimeout(() => {
+      this.backoffTimer = undefined;
+      if (this.waiting.size > 0) this.connect();
+    }, this.backoffDelayMs());
+  }
+
+  /** min * 2^(n-1) capped at max, for n failed attempts in a row, with jitter over its upper half. */
+  private backoffDelayMs(): number {
+    const exponent = Math.min(this.attemptsFailed - 1, backoffExponentMax);
+    const ceiling = Math.min(this.backoffMs.max, this.backoffMs.min * 2 ** exponent);
+    return ceiling / 2 + (Math.random() * ceiling) / 2;
+  }
+
+  private connect(): void {
+    this.conn = new ClientConnection(this.target, {
+      onReady: (conn) => this.onReady(conn),
+      onResponse: (_conn, frame) => this.onResponse(frame),
+      onFail: (conn, err, attemptFailed) => this.onFail(conn, err, attemptFailed),
+    });
+  }
+
+  private onReady(conn: ClientConnection): void {
+    this.attemptsFailed = 0;
+    for (const call of this.waiting) {
+      this.waiting.delete(call);
+      this.transmit(conn, call);
+    }
+  }
+
+  private onFail(conn: ClientConnection, err: RpcError, attemptFailed: boolean): void {
+    if (this.conn !== conn) return;
+    this.conn = undefined;
+    this.rejectAll(this.sent.values(), err);
+    if (!attemptFailed) return;
+    // Calls waiting on this attempt fail now (fast, with the reason); the next call backs off.
+    this.attemptsFailed++;
+    this.rejectAll(this.waiting.values(), err);
+  }
+
+  private rejectAll(calls: Iterable<PendingCall>, err: RpcError): void {
+    for (const call of [...calls]) {
+      if (this.finish(call)) call.reject(err);
+    }
+  }
+}

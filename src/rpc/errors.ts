@@ -1,0 +1,42 @@
+// The RPC layer's error class and its own codes. Remote application codes (NOT_LEADER, ENOENT...)
+// travel through RpcError unchanged, so `code` is any string; the codes below are the transport's.
+
+export const RpcErrorCode = {
+  /** No connection to the peer, or it broke while the call was in flight: retry elsewhere or later. */
+  Unavailable: 'CAIRN_UNAVAILABLE',
+  /** The call's deadline passed before a response arrived. */
+  Timeout: 'CAIRN_TIMEOUT',
+  /** The caller aborted the call through its signal. */
+  Cancelled: 'CAIRN_CANCELLED',
+  /** The cluster secrets differ, or only one side has one. */
+  Unauthenticated: 'CAIRN_UNAUTHENTICATED',
+  /** A frame is larger than frameBytesMax. */
+  FrameTooLarge: 'CAIRN_FRAME_TOO_LARGE',
+  /** The server has no handler for the method. */
+  UnknownMethod: 'CAIRN_UNKNOWN_METHOD',
+  /** Too many calls in flight (client's inflightMax or the server's per-connection limit). */
+  Overloaded: 'CAIRN_OVERLOADED',
+  /** The handler failed without a code of its own; the server logged it. */
+  Internal: 'CAIRN_INTERNAL',
+  /** The request could not be encoded, decoded or was malformed. */
+  BadRequest: 'CAIRN_BAD_REQUEST',
+} as const;
+export type RpcErrorCode = (typeof RpcErrorCode)[keyof typeof RpcErrorCode];
+
+export class RpcError extends Error {
+  readonly code: string;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: string, message: string, details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = 'RpcError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}

@@ -1,0 +1,9 @@
+// cairn's RPC: framed, multiplexed request/response calls over TCP between masters, workers and
+// clients. The wire format is described in frame.ts, the handshake in auth.ts.
+
+export { RpcError, RpcErrorCode } from './errors.ts';
+export { reply, isReply, type CallContext, type Handler, type Reply } from './handler.ts';
+export { RpcServer, type RpcServerOptions } from './server.ts';
+export { RpcClient, type CallOptions, type CallResult, type RpcClientOptions } from './client.ts';
+export type { RpcLog } from './server-connection.ts';
+export * as rpcLimits from './limits.ts';

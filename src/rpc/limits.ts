@@ -1,0 +1,36 @@
+// Every bound of the RPC layer, in one place: sizes, counts and times, each with its unit.
+
+/** Largest frame on the wire, length prefix included (option `frameBytesMax`). */
+export const frameBytesMaxDefault = 64 * 2 ** 20;
+/** Largest frame a server accepts before the peer has authenticated: only a tiny 'auth' fits. */
+export const handshakeFrameBytesMax = 1024;
+/** Largest msgpack header; headers carry ids, a method name and an error, never data. */
+export const headerBytesMax = 64 * 1024;
+/** Longest method name, in UTF-16 code units. */
+export const methodLengthMax = 128;
+/** Longest error code and message a server sends; longer messages are cut. */
+export const errorCodeLengthMax = 128;
+export const errorMessageLengthMax = 4096;
+
+/** Calls a client keeps in flight, waiting for a connection included (option `inflightMax`). */
+export const inflightMaxDefault = 1024;
+/** Handlers a server runs at once per connection (option `inflightPerConnectionMax`). */
+export const inflightPerConnectionMaxDefault = 1024;
+
+/** Deadline of a call without `timeoutMs`, and of a request whose header has none. */
+export const timeoutMsDefault = 10_000;
+/** Longest deadline a call may ask for: a longer one is a bug (a lost unit conversion). */
+export const timeoutMsMax = 3_600_000;
+/** TCP connect plus handshake (option `connectTimeoutMs`). */
+export const connectTimeoutMsDefault = 5_000;
+/** Delay before reconnect attempt n (n >= 1 failed attempts in a row): min * 2^(n-1), capped at max. */
+export const reconnectBackoffMsDefault = { min: 50, max: 5_000 } as const;
+/** How long a server waits for a connecting peer to authenticate (option `authTimeoutMs`). */
+export const authTimeoutMsDefault = 5_000;
+/** After sending a last error frame, how long a socket waits for the peer to close before it is destroyed. */
+export const closeLingerMs = 1_000;
+
+/** Bodies up to this size are copied next to the header so that a frame is one write. */
+export const bodyInlineBytesMax = 4096;
+export const nonceBytes = 32;
+export const protocolVersion = 1;

@@ -1,0 +1,229 @@
+// One accepted connection of an RpcServer: the handshake, then dispatching requests to handlers
+// with their deadlines, cancellation and the per-connection in-flight limit.
+
+import type { Socket } from 'node:net';
+import { clientProof, isNonce, newNonce, proofMatches, serverProof } from './auth.ts';
+import { RpcError, RpcErrorCode, isPlainObject } from './errors.ts';
+import { FramedSocket, peerName } from './framed-socket.ts';
+import { decodeBody, encodeBody, encodeHeader, frameBytes, type Frame, type Header, type WireError } from './frame.ts';
+import { isReply, type CallContext, type Handler } from './handler.ts';
+import { errorCodeLengthMax, errorMessageLengthMax, handshakeFrameBytesMax, headerBytesMax, protocolVersion, timeoutMsDefault } from './limits.ts';
+
+export type RpcLog = (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
+
+/** What a connection needs from its server. */
+export interface ServerSettings {
+  secret: string | undefined;
+  frameBytesMax: number;
+  inflightPerConnectionMax: number;
+  authTimeoutMs: number;
+  handlers: ReadonlyMap<string, Handler>;
+  log: RpcLog;
+}
+
+interface RunningCall {
+  method: string;
+  controller: AbortController;
+  timer: NodeJS.Timeout;
+}
+
+const emptyBody = Buffer.alloc(0);
+
+export class ServerConnection {
+  readonly peer: string;
+  private readonly settings: ServerSettings;
+  private readonly framed: FramedSocket;
+  private readonly onClosed: (conn: ServerConnection) => void;
+  private readonly calls = new Map<number, RunningCall>();
+  private readonly serverNonce: Buffer | undefined;
+  private authenticated: boolean;
+  private authTimer: NodeJS.Timeout | undefined;
+
+  constructor(socket: Socket, settings: ServerSettings, onClosed: (conn: ServerConnection) => void) {
+    this.peer = peerName(socket);
+    this.settings = settings;
+    this.onClosed = onClosed;
+    this.authenticated = settings.secret === undefined;
+    // Until the peer proves the secret, only a frame the size of an 'auth' is accepted.
+    const limit = this.authenticated ? settings.frameBytesMax : handshakeFrameBytesMax;
+    this.framed = new FramedSocket(socket, limit, {
+      onFrame: (f) => this.onFrame(f),
+      onClose: (reason, violation) => this.onClose(reason, violation),
+    });
+    // Sent in dev mode too (without a nonce), so that a client configured with a secret fails fast.
+    this.serverNonce = this.authenticated ? undefined : newNonce();
+    const hello: Record<string, unknown> = { v: protocolVersion };
+    if (this.serverNonce !== undefined) hello.nonce = this.serverNonce;
+    this.send({ id: 0, kind: 'hello' }, encodeBody(hello), undefined);
+    if (!this.authenticated) {
+      this.authTimer = setTimeout(() => {
+        this.settings.log('warn', 'rpc: peer did not authenticate in time; closing', { peer: this.peer, authTimeoutMs: settings.authTimeoutMs });
+        this.framed.destroy(new RpcError(RpcErrorCode.Unauthenticated, 'authentication timed out'));
+      }, settings.authTimeoutMs);
+    }
+  }
+
+  /** Aborts every running handler and closes the socket now. */
+  destroy(reason: RpcError): void {
+    this.framed.destroy(reason);
+  }
+
+  private onFrame(frame: Frame): void {
+    const h = frame.header;
+    switch (h.kind) {
+      case 'req':
+        if (!this.authenticated) return this.refuseUnauthenticated(h.id);
+        return this.onRequest(h, frame);
+      case 'cancel':
+        if (!this.authenticated) return this.refuseUnauthenticated(h.id);
+        this.calls.get(h.id)?.controller.abort(new RpcError(RpcErrorCode.Cancelled, 'cancelled by the caller'));
+        return;
+      case 'auth':
+        if (this.authenticated) return this.violation(`unexpected 'auth' frame`);
+        return this.onAuth(frame);
+      default:
+        return this.violation(`a client does not send '${h.kind}' frames`);
+    }
+  }
+
+  private violation(message: string): void {
+    this.framed.destroy(new RpcError(RpcErrorCode.BadRequest, message), true);
+  }
+
+  private refuseUnauthenticated(id: number): void {
+    this.settings.log('warn', 'rpc: request before authentication; closing', { peer: this.peer });
+    this.refuse(id, 'this server requires the cluster secret; configure the same secret on the client');
+  }
+
+  /** Answers UNAUTHENTICATED, then closes once the answer has gone out. */
+  private refuse(id: number, message: string): void {
+    const error = { code: RpcErrorCode.Unauthenticated, message };
+    this.send({ id, kind: id === 0 ? 'auth' : 'res', error }, emptyBody, undefined);
+    this.framed.end(new RpcError(error.code, error.message));
+  }
+
+  private onAuth(frame: Frame): void {
+    const secret = this.settings.secret as string;
+    const serverNonce = this.serverNonce as Buffer;
+    let body: unknown;
+    try {
+      body = decodeBody(frame.body);
+    } catch {
+      body = undefined;
+    }
+    const clientNonce = isPlainObject(body) ? body.nonce : undefined;
+    if (!isPlainObject(body) || !isNonce(clientNonce) || !proofMatches(clientProof(secret, serverNonce, clientNonce), body.proof)) {
+      this.settings.log('warn', 'rpc: peer failed authentication (wrong cluster secret?); closing', { peer: this.peer });
+      return this.refuse(0, 'wrong cluster secret; configure the same secret on the client and the server');
+    }
+    clearTimeout(this.authTimer);
+    this.authenticated = true;
+    this.framed.frameBytesMax = this.settings.frameBytesMax;
+    this.send({ id: 0, kind: 'auth' }, encodeBody({ proof: serverProof(secret, clientNonce, serverNonce) }), undefined);
+  }
+
+  private onRequest(h: Header, frame: Frame): void {
+    const id = h.id;
+    const method = h.method as string;
+    if (this.calls.has(id)) return this.violation(`request id ${id} is already in flight`);
+    if (this.calls.size >= this.settings.inflightPerConnectionMax) {
+      return this.sendError(id, {
+        code: RpcErrorCode.Overloaded,
+        message: `${this.calls.size} calls in flight on this connection, the limit (inflightPerConnectionMax)`,
+        details: { inflightPerConnectionMax: this.settings.inflightPerConnectionMax },
+      });
+    }
+    const handler = this.settings.handlers.get(method);
+    if (handler === undefined) return this.sendError(id, { code: RpcErrorCode.UnknownMethod, message: `unknown method ${method}`, details: { method } });
+    let body: unknown;
+    try {
+      body = decodeBody(frame.body);
+    } catch (err) {
+      return this.sendError(id, { code: RpcErrorCode.BadRequest, message: (err as Error).message });
+    }
+    const controller = new AbortController();
+    const timeoutMs = h.timeoutMs ?? timeoutMsDefault;
+    const timer = setTimeout(() => controller.abort(new RpcError(RpcErrorCode.Timeout, `${method} passed its deadline of ${timeoutMs} ms`)), timeoutMs);
+    const call: RunningCall = { method, controller, timer };
+    this.calls.set(id, call);
+    const ctx: CallContext = { signal: controller.signal, peer: this.peer, payload: frame.payload };
+    let result: Promise<unknown>;
+    try {
+      result = Promise.resolve(handler(body, ctx));
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    result.then(
+      (value) => this.settle(id, call, value, undefined, false),
+      (err: unknown) => this.settle(id, call, undefined, err, true),
+    );
+  }
+
+  private settle(id: number, call: RunningCall, value: unknown, err: unknown, failed: boolean): void {
+    clearTimeout(call.timer);
+    if (this.calls.get(id) === call) this.calls.delete(id);
+    // Timed out, cancelled or disconnected: the caller has given up and will not read an answer.
+    if (call.controller.signal.aborted) return;
+    if (failed) return this.sendError(id, this.toWireError(call.method, err));
+    const body = isReply(value) ? value.body : value;
+    const payload = isReply(value) ? value.payload : undefined;
+    let encoded: Buffer;
+    try {
+      encoded = encodeBody(body);
+    } catch (e) {
+      this.settings.log('error', 'rpc: handler returned a body msgpack cannot encode', { peer: this.peer, method: call.method, err: String(e) });
+      return this.sendError(id, { code: RpcErrorCode.Internal, message: `${call.method}: response body cannot be encoded` });
+    }
+    const header = encodeHeader({ id, kind: 'res' });
+    const size = frameBytes(header.length, encoded.length, payload?.byteLength ?? 0);
+    if (size > this.settings.frameBytesMax) {
+      this.settings.log('warn', 'rpc: response exceeds frameBytesMax', { peer: this.peer, method: call.method, frameBytes: size });
+      return this.sendError(id, {
+        code: RpcErrorCode.FrameTooLarge,
+        message: `${call.method}: response of ${size} bytes exceeds frameBytesMax ${this.settings.frameBytesMax}`,
+        details: { frameBytes: size, frameBytesMax: this.settings.frameBytesMax },
+      });
+    }
+    this.framed.send(header, encoded, payload);
+  }
+
+  private toWireError(method: string, err: unknown): WireError {
+    const e = err as { code?: unknown; message?: unknown; details?: unknown } | null;
+    if (typeof e === 'object' && e !== null && typeof e.code === 'string' && e.code.length > 0 && e.code.length <= errorCodeLengthMax) {
+      const message = typeof e.message === 'string' ? e.message.slice(0, errorMessageLengthMax) : '';
+      return isPlainObject(e.details) ? { code: e.code, message, details: e.details } : { code: e.code, message };
+    }
+    this.settings.log('error', 'rpc: handler failed without an error code', { peer: this.peer, method, err: err instanceof Error ? err.stack : String(err) });
+    return { code: RpcErrorCode.Internal, message: `${method} failed on the server; see its log` };
+  }
+
+  private sendError(id: number, error: WireError): void {
+    let header: Buffer | undefined;
+    try {
+      header = encodeHeader({ id, kind: 'res', error });
+    } catch {
+      header = undefined;
+    }
+    if (header === undefined || header.length > headerBytesMax) {
+      this.settings.log('warn', 'rpc: error details too large or not encodable; sent without them', { peer: this.peer, code: error.code });
+      header = encodeHeader({ id, kind: 'res', error: { code: error.code, message: error.message.slice(0, errorMessageLengthMax) } });
+    }
+    this.framed.send(header, emptyBody, undefined);
+  }
+
+  private send(h: Header, body: Buffer, payload: Uint8Array | undefined): void {
+    this.framed.send(encodeHeader(h), body, payload);
+  }
+
+  private onClose(reason: RpcError | undefined, violation: boolean): void {
+    clearTimeout(this.authTimer);
+    if (violation) this.settings.log('warn', 'rpc: closing connection after a protocol violation', { peer: this.peer, code: reason?.code, reason: reason?.message });
+    const abort = reason ?? new RpcError(RpcErrorCode.Unavailable, 'connection closed by the peer');
+    for (const call of this.calls.values()) {
+      clearTimeout(call.timer);
+      call.controller.abort(abort.code === RpcErrorCode.Unavailable ? abort : new RpcError(RpcErrorCode.Unavailable, `connection closed: ${abort.message}`));
+    }
+    this.calls.clear();
+    this.onClosed(this);
+  }
+}

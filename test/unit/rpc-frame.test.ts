@@ -1,0 +1,122 @@
+// The RPC wire format (src/rpc/frame.ts): encoding, incremental decoding over any chunking, zero
+// copies of payloads, and rejection of malformed or oversized frames.
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import { RpcError, RpcErrorCode } from '../../src/rpc/errors.ts';
+import { FrameDecoder, decodeBody, decodeFrame, encodeBody, encodeHeader, frameParts, type Frame, type Header } from '../../src/rpc/frame.ts';
+import { bodyInlineBytesMax, headerBytesMax } from '../../src/rpc/limits.ts';
+
+function wire(h: Header, body: unknown, payload?: Uint8Array): Buffer {
+  return Buffer.concat(frameParts(encodeHeader(h), encodeBody(body), payload));
+}
+
+function decodeAll(chunks: Buffer[], frameBytesMax = 1 << 20): Frame[] {
+  const frames: Frame[] = [];
+  const d = new FrameDecoder(frameBytesMax, (raw) => frames.push(decodeFrame(raw)));
+  for (const c of chunks) d.push(c);
+  assert.equal(d.bufferedBytes, 0, 'every byte was delivered');
+  return frames;
+}
+
+function rpcCode(code: string): (err: unknown) => boolean {
+  return (err) => err instanceof RpcError && err.code === code;
+}
+
+test('a frame in one chunk decodes to views of that chunk: the payload is not copied', () => {
+  const payload = randomBytes(100_000);
+  const chunk = wire({ id: 7, kind: 'req', method: 'chunk.write', timeoutMs: 500 }, { chunk: [1, 2], tag: Buffer.from('ab') }, payload);
+  const [f] = decodeAll([chunk]);
+  assert.deepEqual(f.header, { id: 7, kind: 'req', method: 'chunk.write', timeoutMs: 500 });
+  assert.deepEqual(decodeBody(f.body), { chunk: [1, 2], tag: Buffer.from('ab') });
+  assert.ok(f.payload?.equals(payload));
+  assert.equal(f.payload?.buffer, chunk.buffer, 'payload is a view of the received chunk');
+});
+
+test('frames split at every byte boundary, or fed a byte at a time, decode identically', () => {
+  const frames = [
+    wire({ id: 1, kind: 'req', method: 'a' }, { x: 1 }, Buffer.from('hello')),
+    wire({ id: 1, kind: 'res' }, undefined),
+    wire({ id: 2, kind: 'res', error: { code: 'ENOENT', message: 'no such file', details: { path: '/a' } } }, undefined),
+    wire({ id: 3, kind: 'cancel' }, undefined),
+  ];
+  const stream = Buffer.concat(frames);
+  const expected = decodeAll([stream]);
+  assert.equal(expected.length, frames.length);
+  for (let cut = 1; cut < stream.length; cut++) {
+    assert.deepEqual(decodeAll([stream.subarray(0, cut), stream.subarray(cut)]), expected, `cut at ${cut}`);
+  }
+  const bytes = Array.from({ length: stream.length }, (_, i) => stream.subarray(i, i + 1));
+  assert.deepEqual(decodeAll(bytes), expected);
+});
+
+test('a large frame over many chunks is assembled with one copy per byte', () => {
+  const payload = randomBytes(3 * 2 ** 20 + 17);
+  const stream = wire({ id: 9, kind: 'res' }, { ok: true }, payload);
+  const chunks: Buffer[] = [];
+  for (let i = 0; i < stream.length; i += 65_536) chunks.push(stream.subarray(i, i + 65_536));
+  const [f] = decodeAll(chunks, 8 * 2 ** 20);
+  assert.ok(f.payload?.equals(payload));
+  assert.equal(f.payload?.buffer.byteLength, stream.length - 4, 'one buffer of exactly the frame size');
+});
+
+test('frameParts passes a large body and the payload by reference and inlines a small body', () => {
+  const payload = new Uint8Array(10);
+  const small = frameParts(encodeHeader({ id: 1, kind: 'res' }), encodeBody({ a: 1 }), undefined);
+  assert.equal(small.length, 1);
+  const bigBody = encodeBody({ blob: Buffer.alloc(bodyInlineBytesMax + 1) });
+  const big = frameParts(encodeHeader({ id: 1, kind: 'res' }), bigBody, payload);
+  assert.equal(big.length, 3);
+  assert.equal(big[1], bigBody);
+  assert.equal(big[2], payload);
+});
+
+test('an undefined body is zero bytes on the wire', () => {
+  assert.equal(encodeBody(undefined).length, 0);
+  assert.equal(decodeBody(Buffer.alloc(0)), undefined);
+  assert.throws(() => decodeBody(Buffer.from([0x92, 0x01])), rpcCode(RpcErrorCode.BadRequest));
+});
+
+test('the decoder refuses a length prefix above frameBytesMax before buffering anything', () => {
+  const d = new FrameDecoder(1024, () => assert.fail('no frame expected'));
+  const prefix = Buffer.alloc(4);
+  prefix.writeUInt32BE(1021);
+  assert.throws(() => d.push(prefix), (err) => err instanceof RpcError && err.code === RpcErrorCode.FrameTooLarge && err.details.frameBytes === 1025);
+  prefix.writeUInt32BE(3);
+  assert.throws(() => new FrameDecoder(1024, () => {}).push(prefix), rpcCode(RpcErrorCode.BadRequest));
+});
+
+test('malformed frames are rejected with CAIRN_BAD_REQUEST', () => {
+  const frame = (header: Buffer, rest = Buffer.alloc(4)) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(header.length);
+    return Buffer.concat([len, header, rest]);
+  };
+  const cases: [string, Buffer][] = [
+    ['not msgpack', frame(Buffer.from([0xc1]))],
+    ['trailing bytes in the header', frame(Buffer.from([0x01, 0x02]))],
+    ['header not a map', frame(encodeBody([1, 2]))],
+    ['unknown kind', frame(encodeBody({ id: 1, kind: 'bogus' }))],
+    ['negative id', frame(encodeBody({ id: -1, kind: 'res' }))],
+    ['request without a method', frame(encodeBody({ id: 1, kind: 'req' }))],
+    ['request with id 0', frame(encodeBody({ id: 0, kind: 'req', method: 'm' }))],
+    ['timeout out of range', frame(encodeBody({ id: 1, kind: 'req', method: 'm', timeoutMs: -5 }))],
+    ['error without code', frame(encodeBody({ id: 1, kind: 'res', error: { message: 'x' } }))],
+    ['body overruns the frame', frame(encodeBody({ id: 1, kind: 'res' }), Buffer.from([0, 0, 1, 0]))],
+    ['header overruns the frame', Buffer.from([0, 0, 0, 50, 0x80])],
+    ['header above headerBytesMax', Buffer.from([0, 1, 0, 1, 0x80, 0, 0, 0, 0])],
+    ['shorter than the fixed fields', Buffer.from([0, 0])],
+  ];
+  assert.ok(headerBytesMax < 0x0001_0001);
+  for (const [what, bytes] of cases) assert.throws(() => decodeFrame(bytes), rpcCode(RpcErrorCode.BadRequest), what);
+});
+
+test('a map key __proto__ in a header cannot change its prototype', () => {
+  const evil = Buffer.concat([Buffer.from([0x83]), encodeBody('id').subarray(0), encodeBody(1), encodeBody('kind'), encodeBody('res'), encodeBody('__proto__'), encodeBody({ polluted: 1 })]);
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(evil.length);
+  const f = decodeFrame(Buffer.concat([len, evil, Buffer.alloc(4)]));
+  assert.deepEqual(f.header, { id: 1, kind: 'res' });
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+});
