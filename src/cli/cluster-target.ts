@@ -11,6 +11,8 @@ export interface LocalProcess {
   kind: 'master' | 'worker';
   id: number;
   address: string;
+  /** /metrics and /healthz. */
+  http?: string;
   pid: number;
   dir: string;
   log: string;

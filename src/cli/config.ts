@@ -15,6 +15,7 @@ export interface MasterConfig {
   /** Checkpoint after this many applied entries, keeping this many behind it in the log. */
   checkpointEvery: number | undefined;
   checkpointKeep: number | undefined;
+  http: string | undefined;
 }
 
 type Source = Record<string, unknown>;
@@ -51,7 +52,7 @@ function readConfigFile(path: string): Source {
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
-  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep'], env);
+  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
   const listen = parseAddress(s.listen, '--listen');
@@ -62,7 +63,8 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   const tickMs = s.tickMs === undefined ? undefined : parsePositiveInt(s.tickMs, '--tick-ms');
   const checkpointEvery = s.checkpointEvery === undefined ? undefined : parsePositiveInt(s.checkpointEvery, '--checkpoint-every');
   const checkpointKeep = s.checkpointKeep === undefined ? undefined : parseNonNegativeInt(s.checkpointKeep, '--checkpoint-keep');
-  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep };
+  const http = s.http === undefined ? undefined : parseAddress(s.http, '--http');
+  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http };
 }
 
 export function parsePositiveInt(v: unknown, flag: string): number {

@@ -35,16 +35,21 @@ export async function localUp(opts: { dir: string; masters: number; log: (line: 
   const addresses = existing?.processes.filter((p) => p.kind === 'master').map((p) => p.address) ?? [];
   if (existing === undefined) for (let i = 0; i < opts.masters; i++) addresses.push(`127.0.0.1:${await freePort()}`);
   const peers = addresses.map((a, i) => `${i + 1}=${a}`).join(',');
-  const processes: LocalProcess[] = addresses.map((address, i) => {
+  const processes: LocalProcess[] = [];
+  for (const [i, address] of addresses.entries()) {
     const id = i + 1;
-    const running = existing?.processes.find((p) => p.kind === 'master' && p.id === id && isAlive(p.pid));
-    if (running !== undefined) return running;
+    const before = existing?.processes.find((p) => p.kind === 'master' && p.id === id);
+    if (before !== undefined && isAlive(before.pid)) {
+      processes.push(before);
+      continue;
+    }
     const dir = path.join(opts.dir, `master-${id}`);
     mkdirSync(dir, { recursive: true });
     const log = path.join(dir, 'master.log');
-    const pid = spawnDetached(['master', '--id', String(id), '--dir', dir, '--listen', address, '--peers', peers], log, secret);
-    return { kind: 'master', id, address, pid, dir, log };
-  });
+    const http = before?.http ?? `127.0.0.1:${await freePort()}`;
+    const pid = spawnDetached(['master', '--id', String(id), '--dir', dir, '--listen', address, '--peers', peers, '--http', http], log, secret);
+    processes.push({ kind: 'master', id, address, http, pid, dir, log });
+  }
   const cluster: LocalCluster = { secret, createdAt: existing?.createdAt ?? new Date().toISOString(), processes };
   writeFileSync(path.join(opts.dir, clusterFileName), `${JSON.stringify(cluster, null, 2)}\n`, { mode: 0o600 });
   const started = processes.filter((p) => !existing?.processes.some((e) => e.pid === p.pid)).length;

@@ -38,6 +38,7 @@ program
   .option('--tick-ms <ms>', 'Raft tick (heartbeat every 2 ticks, election after 12-24)')
   .option('--checkpoint-every <entries>', 'snapshot the metadata after this many applied entries (default 50000)')
   .option('--checkpoint-keep <entries>', 'log entries kept behind a snapshot for lagging peers (default 5000)')
+  .option('--http <host:port>', 'serve /metrics (Prometheus) and /healthz here')
   .option('--config <file>', 'JSON file with any of these options')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseMasterConfig(flags);

@@ -10,6 +10,7 @@ import { logCallback, type Logger } from '../log.ts';
 import { RpcClient, RpcServer, reply } from '../rpc/index.ts';
 import { validateCommand, validateQuery } from './commands.ts';
 import { MetaError } from './errors.ts';
+import { startHttp, type HttpEndpoint } from './http.ts';
 import type { MetaResult } from './namespace-state.ts';
 import {
   MetaStateMachine,
@@ -28,11 +29,14 @@ export interface MasterOptions {
   tickMs?: number;
   checkpointEvery?: number;
   checkpointKeep?: number;
+  /** Where to serve /metrics and /healthz; none when absent. */
+  http?: string;
   log: Logger;
 }
 
 export interface Master {
   address: string;
+  httpAddress: string | undefined;
   journal: RaftJournal;
   sm: MetaStateMachine;
   stop(): Promise<void>;
@@ -60,12 +64,19 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
   });
   registerServices(server, journal, sm);
   await journal.start(sm);
-  opts.log.info({ address, peers: Object.fromEntries(opts.peers) }, 'master started');
+  let http: HttpEndpoint | undefined;
+  if (opts.http !== undefined) {
+    const [h, p] = splitAddress(opts.http);
+    http = await startHttp(h, Number(p), journal, sm);
+  }
+  opts.log.info({ address, http: http?.address, peers: Object.fromEntries(opts.peers) }, 'master started');
   return {
     address,
+    httpAddress: http?.address,
     journal,
     sm,
     async stop() {
+      await http?.close();
       await server.close();
       await journal.stop();
     },

@@ -62,6 +62,11 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.match(info.stdout, /leader master \d at 127\.0\.0\.1:\d+, term \d+, commit \d+/);
   assert.equal(info.stdout.trim().split('\n').length, 5, 'a header, a column line and 3 members');
 
+  const http = readLocalCluster(dir)!.processes[0].http!;
+  const health = (await (await fetch(`http://${http}/healthz`)).json()) as { ok: boolean; term: number };
+  assert.ok(health.ok && health.term > 0);
+  assert.match(await (await fetch(`http://${http}/metrics`)).text(), /^cairn_journal_applied_index \d+$/m);
+
   const status = JSON.parse((await cairn(['local', 'status', '--json', ...d])).stdout) as { kind: string; alive: boolean; role: string }[];
   assert.equal(status.length, 3);
   assert.ok(status.every((p) => p.kind === 'master' && p.alive));
