@@ -6,7 +6,7 @@ import { crc32c } from '@node-rs/crc32';
 import type { Command } from 'commander';
 import type { MasterClient } from '../client/master-client.ts';
 import type { JournalStatus } from '../journal/journal.ts';
-import { connect, type TargetFlags } from './cluster-target.ts';
+import { withClient as run, type TargetFlags } from './cluster-target.ts';
 import { configError, parseAddress, parsePositiveInt } from './config.ts';
 
 type Flags = TargetFlags & { json?: boolean };
@@ -60,15 +60,6 @@ export function registerAdminCommands(program: Command, addTargetOptions: (c: Co
   addTargetOptions(admin.command('restore').argument('<file>'))
     .description('load a backup into a new, empty cluster')
     .action((file: string, o: Flags) => run(o, (c) => restore(c, file)));
-}
-
-async function run(flags: Flags, fn: (c: MasterClient) => Promise<void>): Promise<void> {
-  const client = connect(flags);
-  try {
-    await fn(client);
-  } finally {
-    client.close();
-  }
 }
 
 async function leaderStatus(c: MasterClient): Promise<JournalStatus> {

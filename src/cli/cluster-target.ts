@@ -69,3 +69,13 @@ export function connect(flags: TargetFlags): MasterClient {
   if (deadlineMs !== undefined && !(deadlineMs > 0)) throw configError(`--timeout-ms must be a positive number, got '${flags.timeoutMs}'`);
   return new MasterClient({ masters: t.masters, secret: t.secret, deadlineMs });
 }
+
+/** Runs `fn` with a client of the flags' cluster, closing it afterwards. */
+export async function withClient(flags: TargetFlags, fn: (c: MasterClient) => Promise<void>): Promise<void> {
+  const client = connect(flags);
+  try {
+    await fn(client);
+  } finally {
+    client.close();
+  }
+}

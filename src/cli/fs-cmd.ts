@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import type { MasterClient } from '../client/master-client.ts';
 import type { DirEntry, InodeAttr, ReaddirPage } from '../master/namespace-state.ts';
-import { connect, type TargetFlags } from './cluster-target.ts';
+import { withClient as run, type TargetFlags } from './cluster-target.ts';
 import { configError } from './config.ts';
 
 type Flags = TargetFlags & { json?: boolean };
@@ -56,15 +56,6 @@ export function registerFsCommands(program: Command, addTargetOptions: (c: Comma
   addTargetOptions(fs.command('du').argument('[path]', 'file or directory', '/').option('--json', 'print JSON'))
     .description('sum the logical size of a tree')
     .action((p: string, o: Flags) => run(o, async (c) => print(o, await du(c, p), (s) => `${s.bytes}\t${s.files} files\t${s.dirs} dirs\t${p}`)));
-}
-
-async function run(flags: Flags, fn: (c: MasterClient) => Promise<void>): Promise<void> {
-  const client = connect(flags);
-  try {
-    await fn(client);
-  } finally {
-    client.close();
-  }
 }
 
 function print<T>(flags: Flags, value: T, text: (v: T) => string): void {

@@ -1,11 +1,13 @@
 // The RPC layer's error class and its own codes. Remote application codes (NOT_LEADER, ENOENT...)
 // travel through RpcError unchanged, so `code` is any string; the codes below are the transport's.
 
+import { ErrorCode } from '../errors.ts';
+
 export const RpcErrorCode = {
   /** No connection to the peer, or it broke while the call was in flight: retry elsewhere or later. */
-  Unavailable: 'CAIRN_UNAVAILABLE',
+  Unavailable: ErrorCode.Unavailable,
   /** The call's deadline passed before a response arrived. */
-  Timeout: 'CAIRN_TIMEOUT',
+  Timeout: ErrorCode.Timeout,
   /** The caller aborted the call through its signal. */
   Cancelled: 'CAIRN_CANCELLED',
   /** The cluster secrets differ, or only one side has one. */
