@@ -44,7 +44,14 @@ program
     const cfg = parseMasterConfig(flags);
     if (cfg.secret === undefined) console.error('cairn master: no --secret or CAIRN_SECRET: running without authentication (dev mode)');
     const log = createLogger({ role: 'master', node: cfg.id });
-    const master = await startMaster({ ...cfg, log });
+    const master = await startMaster({
+      ...cfg,
+      log,
+      onFatal: () => {
+        log.fatal('the journal failed; exiting so that a supervisor restarts this master from its WAL');
+        process.exit(70);
+      },
+    });
     const stop = (sig: string): void => {
       log.info({ signal: sig }, 'stopping');
       void master.stop().then(() => process.exit(0));

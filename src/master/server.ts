@@ -27,6 +27,7 @@ export interface MasterOptions {
   peers: Map<number, string>;
   secret: string | undefined;
   tickMs?: number;
+  onFatal?: (err: unknown) => void;
   checkpointEvery?: number;
   checkpointKeep?: number;
   /** Where to serve /metrics and /healthz; none when absent. */
@@ -61,6 +62,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
     checkpointEveryEntries: opts.checkpointEvery,
     checkpointKeepEntries: opts.checkpointKeep,
     log: logCallback(opts.log),
+    onFatal: opts.onFatal,
   });
   registerServices(server, journal, sm);
   await journal.start(sm);

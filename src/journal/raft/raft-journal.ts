@@ -32,6 +32,8 @@ export interface RaftJournalOptions {
   checkpointKeepEntries?: number;
   proposalTimeoutMs?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
+  /** Called when the journal can no longer go on (a disk write failed, an invariant broke). */
+  onFatal?: (err: unknown) => void;
 }
 
 /** LAN defaults: heartbeats every 50 ms, elections after 300-600 ms of silence. */
@@ -110,7 +112,12 @@ export class RaftJournal implements Journal {
       restore: (snap) => this.restoreSnapshot(snap),
       onSoftState: (s) => this.log('info', `role ${s.role}, leader ${s.leader || 'unknown'}`, { term: this.driver?.raft.term }),
       onReadState: (r) => this.onReadState(r),
-      onError: (err) => this.log('error', `raft driver: ${String(err)}`),
+      onError: (err) => {
+        // A failed write or apply leaves the node's state unknown: stop serving rather than guess.
+        this.log('error', `raft driver failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+        this.stopped = true;
+        this.opts.onFatal?.(err);
+      },
     });
     if (this.driver.repair !== undefined) {
       const r = this.driver.repair;
