@@ -324,6 +324,7 @@ export class Raft {
       messages: this.msgs,
       readStates: this.readStates,
       mustSync: true,
+      sendBeforePersist: false,
     };
     if (!sameHardState(hs, this.prevHardState)) rd.hardState = hs;
     if (!sameSoftState(ss, this.prevSoftState)) rd.softState = ss;
@@ -331,6 +332,7 @@ export class Raft {
     // A moved commit index alone need not be synced: it can be learned again from the leader.
     const voteChanged = hs.term !== this.prevHardState.term || hs.vote !== this.prevHardState.vote;
     rd.mustSync = voteChanged || entries.length > 0 || snapshot !== undefined;
+    rd.sendBeforePersist = this.role === Role.Leader && !voteChanged && snapshot === undefined;
     this.msgs = [];
     this.readStates = [];
     const last = entries.length > 0 ? entries[entries.length - 1] : undefined;

@@ -124,8 +124,8 @@ export interface SoftState {
 
 /**
  * What the driver must do, in order: persist `hardState`, `entries` and `snapshot` (one fsync),
- * then send `messages`, apply `snapshot` then `committed` to the state machine, serve `readStates`
- * once applied, and call `advance()`.
+ * then send `messages` (or before persisting, when `sendBeforePersist`), apply `snapshot` then
+ * `committed` to the state machine, serve `readStates` once applied, and call `advance()`.
  */
 export interface Ready {
   softState?: SoftState;
@@ -138,6 +138,12 @@ export interface Ready {
   committed: Entry[];
   messages: Message[];
   readStates: ReadState[];
-  /** Messages that must wait for the persistence of this batch (all sends do, to be safe). */
+  /** Whether persisting this batch needs an fsync (entries, a snapshot, or a new term or vote). */
   mustSync: boolean;
+  /**
+   * The messages may go out before the batch is persisted: a leader whose term and vote are
+   * already durable replicates in parallel with its own disk write (Raft thesis §10.2.1); it
+   * counts itself toward a commit only after `advance()`.
+   */
+  sendBeforePersist: boolean;
 }

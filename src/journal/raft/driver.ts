@@ -1,6 +1,6 @@
 // Drives one Raft core on real time and a real disk: ticks on a timer, and for each Ready persists
-// to the WAL (one fsync per cycle), only then sends messages, applies committed entries, and
-// advances. The transport and the state machine are the caller's.
+// to the WAL (one fsync per cycle), then sends messages (a leader sends first: it replicates while
+// its own disk writes), applies committed entries, and advances. Transport and state machine are the caller's.
 
 import { Raft, type RaftConfig } from '../../raft/raft.ts';
 import type { Entry, Message, ReadState, Ready, Snapshot, SoftState } from '../../raft/types.ts';
@@ -80,9 +80,10 @@ export class RaftDriver {
   private async cycle(): Promise<void> {
     while (!this.stopped && this.raft.hasReady()) {
       const rd = this.raft.ready();
+      if (rd.sendBeforePersist) for (const m of rd.messages) this.opts.send(m);
       await this.persist(rd);
       if (this.stopped) return;
-      for (const m of rd.messages) this.opts.send(m);
+      if (!rd.sendBeforePersist) for (const m of rd.messages) this.opts.send(m);
       if (rd.softState !== undefined) this.opts.onSoftState?.(rd.softState);
       if (rd.snapshot !== undefined) await this.opts.restore?.(rd.snapshot);
       for (const e of rd.committed) this.opts.apply(e);
