@@ -14,6 +14,7 @@ export interface PendingRead {
 export class ReadOnly {
   private seq = 0;
   private broadcastSeq = 0;
+  private roundInFlight = false;
   private queue: PendingRead[] = [];
   /** Reads that arrived before the leader committed an entry of its term. */
   private deferred: { from: NodeId; context: Uint8Array }[] = [];
@@ -41,9 +42,13 @@ export class ReadOnly {
     return out;
   }
 
-  /** Whether reads arrived since the last heartbeat round went out. */
+  /**
+   * Whether a heartbeat round should go out now for reads that arrived since the last one. One
+   * round is in flight at a time: reads arriving meanwhile share the next, so a read load costs
+   * rounds per round trip, not per Ready. A lost round is covered by the periodic heartbeat.
+   */
   needsBroadcast(): boolean {
-    return this.seq > this.broadcastSeq;
+    return this.seq > this.broadcastSeq && !this.roundInFlight;
   }
 
   /** The newest read a heartbeat sent now would confirm; 0 when none waits. */
@@ -53,6 +58,7 @@ export class ReadOnly {
 
   markBroadcast(): void {
     this.broadcastSeq = this.seq;
+    this.roundInFlight = this.queue.length > 0;
   }
 
   /**
@@ -67,12 +73,15 @@ export class ReadOnly {
       if (r.acks.size >= quorum) confirmed = i;
     }
     if (confirmed < 0) return [];
-    return this.queue.splice(0, confirmed + 1);
+    const released = this.queue.splice(0, confirmed + 1);
+    if (released[released.length - 1].seq >= this.broadcastSeq) this.roundInFlight = false;
+    return released;
   }
 
   reset(): void {
     this.queue = [];
     this.deferred = [];
     this.broadcastSeq = this.seq;
+    this.roundInFlight = false;
   }
 }
