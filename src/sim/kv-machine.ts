@@ -47,8 +47,8 @@ export class KvMachine {
     this.lastSeq = new Map(s.lastSeq);
   }
 
-  /** A digest of the state, to compare replicas. */
+  /** A digest of the state (values and the exactly-once table), to compare replicas. */
   digest(): string {
-    return JSON.stringify([...this.data].sort());
+    return JSON.stringify([[...this.data].sort(), [...this.lastSeq].sort()]);
   }
 }

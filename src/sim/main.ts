@@ -1,10 +1,12 @@
 // `npm run sim`: runs many seeded simulations, or replays one with a readable trace.
-//   npm run sim -- --seeds 500            runs seeds 1..500 (or --from N)
+//   npm run sim -- --seeds 500            runs seeds 1..500 (or --from N); odd seeds kv, even seeds meta
+//   npm run sim -- --seeds 500 --workload meta   every seed runs the metadata state machine (or kv)
 //   npm run sim -- --seed 42 --trace      replays one run and prints every event
 //   npm run sim -- --seeds 200 --bug vote-twice   must fail: proves the checkers catch that bug
 
 import { parseArgs } from 'node:util';
 import { runSimulation, simBugs, type SimBug, type SimResult } from './simulation.ts';
+import { workloadNames, type WorkloadName } from './workload.ts';
 
 function main(): void {
   const { values } = parseArgs({
@@ -13,6 +15,7 @@ function main(): void {
       seed: { type: 'string' },
       from: { type: 'string', default: '1' },
       bug: { type: 'string' },
+      workload: { type: 'string' },
       trace: { type: 'boolean', default: false },
       'fault-ms': { type: 'string' },
       'calm-ms': { type: 'string' },
@@ -21,9 +24,13 @@ function main(): void {
   });
   const bug = values.bug;
   if (bug !== undefined && !simBugs.includes(bug as SimBug)) usage(`unknown --bug ${bug}; one of: ${simBugs.join(', ')}`);
+  const workload = values.workload;
+  if (workload !== undefined && !workloadNames.includes(workload as WorkloadName)) {
+    usage(`unknown --workload ${workload}; one of: ${workloadNames.join(', ')} (default: odd seeds kv, even seeds meta)`);
+  }
   const faultMs = optionalInt(values['fault-ms'], '--fault-ms');
   const calmMs = optionalInt(values['calm-ms'], '--calm-ms');
-  const common = { bug: bug as SimBug | undefined, faultMs, calmMs };
+  const common = { bug: bug as SimBug | undefined, workload: workload as WorkloadName | undefined, faultMs, calmMs };
 
   if (values.seed !== undefined) {
     const seed = parseInteger(values.seed, '--seed');
@@ -37,8 +44,10 @@ function main(): void {
   let passed = 0;
   let failed = 0;
   const started = performance.now();
+  const perWorkload = new Map<WorkloadName, number>();
   for (let seed = from; seed < from + count; seed++) {
     const r = runSimulation({ ...common, seed });
+    perWorkload.set(r.workload, (perWorkload.get(r.workload) ?? 0) + 1);
     if (r.ok) passed++;
     else {
       failed++;
@@ -47,16 +56,19 @@ function main(): void {
     }
     if ((seed - from + 1) % 100 === 0) console.error(`... ${seed - from + 1}/${count} seeds, ${((performance.now() - started) / 1000).toFixed(1)}s`);
   }
-  console.log(`${passed} passed, ${failed} failed`);
+  const mix = [...perWorkload].map(([w, n]) => `${n} ${w}`).join(', ');
+  console.log(`${passed} passed, ${failed} failed (${mix}) in ${((performance.now() - started) / 1000).toFixed(1)}s`);
   process.exitCode = failed === 0 ? 0 : 1;
 }
 
 function report(r: SimResult, verbose: boolean): void {
-  const head = `seed ${r.seed}: ${r.ok ? 'ok' : 'FAILED'} (${r.nodes} nodes, ${r.events} events, ${r.committed} committed, ${r.clientOps} client ops, trace ${r.traceHash})`;
+  const head = `seed ${r.seed}: ${r.ok ? 'ok' : 'FAILED'} (${r.workload}, ${r.nodes} nodes, ${r.events} events, ${r.committed} committed, ${r.clientOps} client ops, trace ${r.traceHash})`;
   console.log(head);
   if (r.ok) return;
   console.log(`  violated: ${r.violation}`);
-  console.log(`  replay: npm run sim -- --seed ${r.seed} --trace${process.argv.includes('--bug') ? ` --bug ${process.argv[process.argv.indexOf('--bug') + 1]}` : ''}`);
+  const bug = process.argv.includes('--bug') ? ` --bug ${process.argv[process.argv.indexOf('--bug') + 1]}` : '';
+  const workload = process.argv.includes('--workload') ? ` --workload ${r.workload}` : '';
+  console.log(`  replay: npm run sim -- --seed ${r.seed} --trace${workload}${bug}`);
   if (!verbose) {
     console.log('  last events:');
     for (const line of r.lastEvents) console.log(`    ${line}`);

@@ -1,47 +1,50 @@
 // One simulated master: the Raft core driven the way the real journal drives it (persist, sync,
-// send, apply, advance), a simulated disk, and the key-value state machine clients talk to.
+// send, apply, advance), a simulated disk, and the workload's state machine clients talk to.
 
 import { CairnError } from '../errors.ts';
 import { Raft, type RaftBug, type RaftConfig } from '../raft/raft.ts';
 import { EntryType, Role, type Entry, type Message, type Ready } from '../raft/types.ts';
 import { SimDisk } from './disk.ts';
-import { KvMachine, decodeCommand, encodeCommand, type KvCommand } from './kv-machine.ts';
 import type { Prng } from './prng.ts';
+import type { ReplicatedMachine, SimWorkload } from './workload.ts';
 
 /** Ready cycles without a disk wait in a row; more means the core never settles. */
 const readyCyclesMax = 100;
 
 /** Rules of the driver that tests can switch off, beside the Raft core's own. */
-export type DriverBug = 'no-fsync';
+export const driverBugs = ['no-fsync', 'no-snapshot-restore'] as const;
+export type DriverBug = (typeof driverBugs)[number];
 
-export interface ClientRequest {
+/** One attempt of a client operation; a write's retries carry the same seq. */
+export interface ClientRequest<I> {
   opId: number;
   attempt: number;
   client: number;
-  kind: 'append' | 'get';
-  key: string;
-  value: string;
   seq: number;
+  input: I;
 }
 
-export type ClientReply =
-  | { opId: number; attempt: number; ok: true; value?: string }
+export type ClientReply<O> =
+  | { opId: number; attempt: number; ok: true; output: O }
   | { opId: number; attempt: number; ok: false; leader: number; code: string };
 
 /** What the simulation observes of a node, for its checkers. */
 export interface NodeObserver {
-  onReady(node: SimNode, rd: Ready): void;
-  onApply(node: SimNode, e: Entry): void;
-  onRestart(node: SimNode, tornBytes: number): void;
+  onReady(node: AnySimNode, rd: Ready): void;
+  onApply(node: AnySimNode, e: Entry): void;
+  /** The state machine holds everything up to `index`: after applying it, or after restoring a snapshot of it. */
+  onStateAt(node: AnySimNode, index: number): void;
+  onRestart(node: AnySimNode, tornBytes: number): void;
 }
 
-export interface SimNodeEnv {
+export interface SimNodeEnv<I, O> {
   prng: Prng;
   now(): number;
   after(delayMs: number, run: () => void): void;
   send(m: Message): void;
-  reply(client: number, r: ClientReply): void;
-  diskLatencyMs(node: SimNode): number;
+  reply(client: number, r: ClientReply<O>): void;
+  diskLatencyMs(node: AnySimNode): number;
+  workload: SimWorkload<unknown, I, O>;
   observer: NodeObserver;
   raftConfig(id: number): Omit<RaftConfig, 'id' | 'rand'>;
   bugs: ReadonlySet<RaftBug | DriverBug>;
@@ -50,24 +53,28 @@ export interface SimNodeEnv {
   trace?: (line: string) => void;
 }
 
-export class SimNode {
+/** A node as the checkers see it: what they look at does not depend on the workload's types. */
+export type AnySimNode = SimNode<unknown, unknown>;
+
+export class SimNode<I, O> {
   readonly id: number;
   readonly disk = new SimDisk();
   raft!: Raft;
-  sm = new KvMachine();
+  sm: ReplicatedMachine<I, O>;
   alive = false;
   /** Bumped on every crash, so that events scheduled before it are ignored after it. */
   incarnation = 0;
   private busy = false;
-  private readonly env: SimNodeEnv;
-  private proposals = new Map<number, { term: number; req: ClientRequest }[]>();
-  private reads = new Map<number, ClientRequest>();
-  private readsWaiting: { index: number; req: ClientRequest }[] = [];
+  private readonly env: SimNodeEnv<I, O>;
+  private proposals = new Map<number, { term: number; req: ClientRequest<I> }[]>();
+  private reads = new Map<number, ClientRequest<I>>();
+  private readsWaiting: { index: number; req: ClientRequest<I> }[] = [];
   private nextReadId = 1;
 
-  constructor(id: number, env: SimNodeEnv) {
+  constructor(id: number, env: SimNodeEnv<I, O>) {
     this.id = id;
     this.env = env;
+    this.sm = env.workload.newMachine();
   }
 
   start(): void {
@@ -76,11 +83,12 @@ export class SimNode {
       ...this.env.raftConfig(this.id),
       id: this.id,
       rand: (n) => this.env.prng.int(n),
-      bugs: new Set([...this.env.bugs].filter((b): b is RaftBug => b !== 'no-fsync')),
+      bugs: new Set([...this.env.bugs].filter((b): b is RaftBug => !(driverBugs as readonly string[]).includes(b))),
     };
     this.raft = new Raft(cfg, restored);
-    this.sm = new KvMachine();
-    if (restored.snapshot !== undefined) this.sm.restore(restored.snapshot.data);
+    this.sm = this.env.workload.newMachine();
+    // With the bug, a restarted node forgets to load its snapshot and applies the later entries to an empty state.
+    if (restored.snapshot !== undefined && !this.env.bugs.has('no-snapshot-restore')) this.sm.restore(restored.snapshot.data);
     this.alive = true;
     this.busy = false;
     this.proposals.clear();
@@ -102,11 +110,11 @@ export class SimNode {
     this.pump();
   }
 
-  handleClient(req: ClientRequest): void {
+  handleClient(req: ClientRequest<I>): void {
     if (!this.alive) return;
     try {
-      if (req.kind === 'append') this.proposeAppend(req);
-      else this.startRead(req);
+      if (this.env.workload.isRead(req.input)) this.startRead(req);
+      else this.proposeWrite(req);
     } catch (err) {
       if (!(err instanceof CairnError)) throw err;
       this.env.reply(req.client, { opId: req.opId, attempt: req.attempt, ok: false, leader: this.raft.leader, code: err.code });
@@ -114,15 +122,16 @@ export class SimNode {
     this.pump();
   }
 
-  private proposeAppend(req: ClientRequest): void {
-    const cmd: KvCommand = { client: req.client, seq: req.seq, key: req.key, value: req.value };
-    const { index, term } = this.raft.propose(encodeCommand(cmd));
+  /** The proposing node stamps the write with its clock, as a real master does; here the clock is virtual. */
+  private proposeWrite(req: ClientRequest<I>): void {
+    const data = this.env.workload.entry(req.input, { clientId: req.client, seq: req.seq, nowMs: this.env.now() });
+    const { index, term } = this.raft.propose(data);
     const list = this.proposals.get(index) ?? [];
     list.push({ term, req });
     this.proposals.set(index, list);
   }
 
-  private startRead(req: ClientRequest): void {
+  private startRead(req: ClientRequest<I>): void {
     const id = this.nextReadId++;
     const ctx = new Uint8Array(4);
     new DataView(ctx.buffer).setUint32(0, id);
@@ -182,11 +191,13 @@ export class SimNode {
     if (rd.snapshot !== undefined) {
       this.sm.restore(rd.snapshot.data);
       this.env.trace?.(`n${this.id} restored snapshot at ${rd.snapshot.meta.index}`);
+      this.env.observer.onStateAt(this, rd.snapshot.meta.index);
     }
     for (const e of rd.committed) {
       this.env.observer.onApply(this, e);
-      if (e.type === EntryType.Normal && e.data.length > 0) this.sm.apply(decodeCommand(e.data));
-      this.answerProposals(e);
+      const result = e.type === EntryType.Normal && e.data.length > 0 ? this.sm.apply(e.index, e.data) : undefined;
+      this.env.observer.onStateAt(this, e.index);
+      this.answerProposals(e, result);
     }
     for (const rs of rd.readStates) {
       const id = new DataView(rs.context.buffer, rs.context.byteOffset, rs.context.byteLength).getUint32(0);
@@ -199,28 +210,26 @@ export class SimNode {
     this.answerReads(Math.max(applied, rd.snapshot?.meta.index ?? 0));
   }
 
-  private answerProposals(e: Entry): void {
+  private answerProposals(e: Entry, result: unknown): void {
     const list = this.proposals.get(e.index);
     if (list === undefined) return;
     this.proposals.delete(e.index);
     for (const p of list) {
       // Another leader's entry took this index: the proposal is lost, the client times out and retries.
       if (p.term !== e.term) continue;
-      this.env.reply(p.req.client, { opId: p.req.opId, attempt: p.req.attempt, ok: true });
+      const output = this.env.workload.writeOutput(p.req.input, result);
+      this.env.reply(p.req.client, { opId: p.req.opId, attempt: p.req.attempt, ok: true, output });
     }
   }
 
   private answerReads(applied: number): void {
-    const still: { index: number; req: ClientRequest }[] = [];
+    const still: { index: number; req: ClientRequest<I> }[] = [];
     for (const w of this.readsWaiting) {
       if (w.index > applied) {
         still.push(w);
         continue;
       }
-      const value = this.sm.get(w.req.key);
-      const reply: ClientReply = { opId: w.req.opId, attempt: w.req.attempt, ok: true };
-      if (value !== undefined) reply.value = value;
-      this.env.reply(w.req.client, reply);
+      this.env.reply(w.req.client, { opId: w.req.opId, attempt: w.req.attempt, ok: true, output: this.sm.read(w.req.input) });
     }
     this.readsWaiting = still;
   }

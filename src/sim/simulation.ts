@@ -1,4 +1,5 @@
-// One deterministic simulation run: N Raft nodes, clients appending and reading keys, and a seeded
+// One deterministic simulation run: N Raft nodes replicating a workload's state machine (a key-value
+// store, or the masters' metadata state machine), clients issuing its operations, and a seeded
 // schedule of faults (crashes, torn writes, partitions, loss, slow disks, membership changes and
 // leadership transfers). Checkers run on every step and at the end; the first violation stops the run.
 
@@ -6,17 +7,21 @@ import { ErrorCode } from '../errors.ts';
 import type { RaftBug } from '../raft/raft.ts';
 import { ConfChangeType, EntryType, Role, type Entry, type Message, type Ready } from '../raft/types.ts';
 import { EventQueue } from './event-queue.ts';
+import { kvWorkload } from './kv-workload.ts';
 import { checkLinearizable, type Operation } from './linearizability.ts';
-import { appendModel, type AppendInput, type AppendOutput } from './models.ts';
+import { metaWorkload } from './meta-workload.ts';
 import { SimNetwork, calmNetwork } from './network.ts';
-import { SimNode, type ClientReply, type ClientRequest, type DriverBug, type NodeObserver } from './node.ts';
+import { SimNode, type AnySimNode, type ClientReply, type ClientRequest, type DriverBug, type NodeObserver } from './node.ts';
 import { Prng } from './prng.ts';
+import { workloadForSeed, type SimWorkload, type WorkloadName } from './workload.ts';
 
 export type SimBug = RaftBug | DriverBug;
-export const simBugs: readonly SimBug[] = ['commit-old-term', 'vote-twice', 'stale-read', 'no-fsync'];
+export const simBugs: readonly SimBug[] = ['commit-old-term', 'vote-twice', 'stale-read', 'no-fsync', 'no-snapshot-restore'];
 
 export interface SimOptions {
   seed: number;
+  /** Absent: the seed picks (workloadForSeed). */
+  workload?: WorkloadName;
   bug?: SimBug;
   /** Virtual time with faults, then a calm phase in which the cluster must recover. */
   faultMs?: number;
@@ -26,6 +31,7 @@ export interface SimOptions {
 
 export interface SimResult {
   seed: number;
+  workload: WorkloadName;
   ok: boolean;
   /** The violated property and what showed it. */
   violation?: string;
@@ -69,30 +75,38 @@ class Violation extends Error {}
 
 const tickMs = 10;
 const clientTimeoutMs = 300;
-const clientKeys = ['a', 'b', 'c'];
+/** Replicas' state hashes are compared at every index that is a multiple of this (and at the end). */
+const stateHashEveryEntries = 16;
 
-interface ClientState {
+interface ClientState<I, O> {
   id: number;
   seq: number;
-  op: Operation<AppendInput, AppendOutput> | undefined;
-  req: ClientRequest | undefined;
+  op: Operation<I, O> | undefined;
+  req: ClientRequest<I> | undefined;
   leaderGuess: number;
   completedAfterCalm: number;
 }
 
 export function runSimulation(opts: SimOptions): SimResult {
-  return new Simulation(opts).run();
+  const name = opts.workload ?? workloadForSeed(opts.seed);
+  return name === 'meta' ? runWorkload(opts, metaWorkload) : runWorkload(opts, kvWorkload);
 }
 
-class Simulation implements NodeObserver {
+/** Runs one seed with the given workload (tests pass a deliberately broken one to see the checkers fail). */
+export function runWorkload<S, I, O>(opts: SimOptions, workload: SimWorkload<S, I, O>): SimResult {
+  return new Simulation(opts, workload).run();
+}
+
+class Simulation<S, I, O> implements NodeObserver {
+  private readonly workload: SimWorkload<S, I, O>;
   private readonly prng: Prng;
   private readonly faultPrng: Prng;
   private readonly queue = new EventQueue();
   private readonly net: SimNetwork;
-  private readonly nodes = new Map<number, SimNode>();
-  private readonly clients: ClientState[] = [];
-  private readonly history: Operation<AppendInput, AppendOutput>[] = [];
-  private readonly opts: Required<Omit<SimOptions, 'bug' | 'trace'>> & SimOptions;
+  private readonly nodes = new Map<number, SimNode<I, O>>();
+  private readonly clients: ClientState<I, O>[] = [];
+  private readonly history: Operation<I, O>[] = [];
+  private readonly opts: Required<Omit<SimOptions, 'bug' | 'trace' | 'workload'>> & SimOptions;
   private readonly bugs: ReadonlySet<SimBug>;
   private readonly slowDisk = new Set<number>();
   private nextOpId = 1;
@@ -107,13 +121,16 @@ class Simulation implements NodeObserver {
   private committedTerm: number[] = [0];
   private appliedData = new Map<number, Uint8Array>();
   private checkedCommit = new Map<number, number>();
+  /** The state hash of the first replica seen at an index, and which node it was. */
+  private stateAt = new Map<number, { node: number; hash: string }>();
   /** The leader's commit index shortly before the end: every member must have applied it. */
   private commitMark = 0;
   private calmAtMs: number;
   /** Longest pause between two faults: some seeds are storms, some drizzle. */
   private faultGapMs = 300;
 
-  constructor(opts: SimOptions) {
+  constructor(opts: SimOptions, workload: SimWorkload<S, I, O>) {
+    this.workload = workload;
     this.opts = { ...opts, faultMs: opts.faultMs ?? 6000, calmMs: opts.calmMs ?? 4000 };
     this.prng = new Prng(opts.seed);
     this.faultPrng = this.prng.fork();
@@ -136,8 +153,9 @@ class Simulation implements NodeObserver {
     const leaseRead = this.prng.chance(0.3);
     this.faultGapMs = this.prng.pick([80, 150, 300, 600]);
     for (let id = 1; id <= nodeCount; id++) {
-      const node = new SimNode(id, {
+      const node = new SimNode<I, O>(id, {
         prng: nodeEnvPrng,
+        workload: this.workload,
         now: () => this.queue.nowMs,
         after: (d, run) => this.queue.after(d, () => this.event(`n${id}`, run)),
         send: (m) => this.sendRaft(m),
@@ -163,7 +181,7 @@ class Simulation implements NodeObserver {
     }
     const clientCount = this.prng.range(2, 5);
     for (let c = 1; c <= clientCount; c++) {
-      const client: ClientState = { id: c, seq: 0, op: undefined, req: undefined, leaderGuess: 0, completedAfterCalm: 0 };
+      const client: ClientState<I, O> = { id: c, seq: 0, op: undefined, req: undefined, leaderGuess: 0, completedAfterCalm: 0 };
       this.clients.push(client);
       this.queue.after(this.prng.range(0, 50), () => this.event(`c${c}`, () => this.nextOp(client)));
     }
@@ -187,6 +205,7 @@ class Simulation implements NodeObserver {
   private result(violation: string | undefined): SimResult {
     return {
       seed: this.opts.seed,
+      workload: this.workload.name,
       ok: violation === undefined,
       violation,
       nodes: this.nodes.size,
@@ -239,7 +258,7 @@ class Simulation implements NodeObserver {
     this.net.send(m.from, m.to, () => this.event(describeMessage(m), () => to.receive(m)));
   }
 
-  private sendReply(from: number, client: number, r: ClientReply): void {
+  private sendReply(from: number, client: number, r: ClientReply<O>): void {
     // Clients sit outside the partitions but their links still lose and delay messages.
     this.queue.after(this.prng.range(1, 5), () => {
       if (this.prng.chance(this.net.conditions.dropRate / 2)) return;
@@ -249,36 +268,28 @@ class Simulation implements NodeObserver {
 
   // ---- clients -------------------------------------------------------------------------------
 
-  private nextOp(c: ClientState): void {
-    const key = this.prng.pick(clientKeys);
-    const append = this.prng.chance(0.6);
+  private nextOp(c: ClientState<I, O>): void {
     const opId = this.nextOpId++;
-    const input: AppendInput = append ? { kind: 'append', key, value: `${c.id}.${c.seq + 1};` } : { kind: 'get', key };
-    if (append) c.seq++;
+    const input = this.workload.nextInput(this.prng, c);
+    // Only writes take a seq: one op in flight per client, so seq n+1 goes out once seq n is answered.
+    if (!this.workload.isRead(input)) c.seq++;
     c.op = { clientId: c.id, input, call: this.queue.nowMs, ret: Infinity, output: undefined };
     this.history.push(c.op);
-    c.req = {
-      opId,
-      attempt: 0,
-      client: c.id,
-      kind: input.kind,
-      key,
-      value: input.kind === 'append' ? input.value : '',
-      seq: c.seq,
-    };
+    c.req = { opId, attempt: 0, client: c.id, seq: c.seq, input };
     this.sendRequest(c);
   }
 
-  private sendRequest(c: ClientState): void {
+  private sendRequest(c: ClientState<I, O>): void {
     const req = c.req!;
     req.attempt++;
     const ids = [...this.nodes.keys()];
     // Reads sometimes go to any node: followers forward ReadIndex, so they must stay linearizable.
-    const spread = req.kind === 'get' && this.prng.chance(0.3);
+    const spread = this.workload.isRead(req.input) && this.prng.chance(0.3);
     const target = c.leaderGuess !== 0 && !spread ? c.leaderGuess : this.prng.pick(ids);
     const node = this.nodes.get(target)!;
     const sent = { ...req };
-    this.queue.after(this.prng.range(1, 5), () => this.event(`c${c.id}->n${target} ${req.kind} op${req.opId}#${req.attempt}`, () => node.handleClient(sent)));
+    const what = `c${c.id}->n${target} ${this.workload.describe(req.input)} op${req.opId}#${req.attempt}`;
+    this.queue.after(this.prng.range(1, 5), () => this.event(what, () => node.handleClient(sent)));
     const attempt = req.attempt;
     this.queue.after(clientTimeoutMs, () =>
       this.event(`c${c.id} timeout op${req.opId}#${attempt}`, () => {
@@ -289,7 +300,7 @@ class Simulation implements NodeObserver {
     );
   }
 
-  private onReply(c: ClientState, r: ClientReply): void {
+  private onReply(c: ClientState<I, O>, r: ClientReply<O>): void {
     const req = c.req;
     if (req === undefined || req.opId !== r.opId) return; // an answer to an op already done
     if (!r.ok) {
@@ -300,15 +311,15 @@ class Simulation implements NodeObserver {
     }
     const op = c.op!;
     op.ret = this.queue.nowMs;
-    op.output = req.kind === 'append' ? { ok: true } : { value: r.value };
+    op.output = r.output;
     c.op = undefined;
     c.req = undefined;
     if (op.call >= this.calmAtMs) c.completedAfterCalm++;
-    this.count(req.kind === 'get' ? 'readsServed' : 'writesAcked');
+    this.count(this.workload.isRead(req.input) ? 'readsServed' : 'writesAcked');
     this.queue.after(this.prng.range(0, 20), () => this.event(`c${c.id} next`, () => this.nextOp(c)));
   }
 
-  private retryIfCurrent(c: ClientState, opId: number, attempt: number): void {
+  private retryIfCurrent(c: ClientState<I, O>, opId: number, attempt: number): void {
     if (c.req?.opId === opId && c.req.attempt === attempt) this.sendRequest(c);
   }
 
@@ -340,7 +351,7 @@ class Simulation implements NodeObserver {
    * Now and then a new leader fails right after taking writes, leaving entries of its term on too
    * few nodes: the raw material of the cases Raft §5.4.2 is about (Figure 8).
    */
-  private maybeCutShortLeadership(node: SimNode): void {
+  private maybeCutShortLeadership(node: AnySimNode): void {
     const p = this.faultPrng;
     if (this.queue.nowMs >= this.calmAtMs || !p.chance(0.3)) return;
     const inc = node.incarnation;
@@ -358,11 +369,11 @@ class Simulation implements NodeObserver {
     );
   }
 
-  private randomNode(): SimNode {
+  private randomNode(): SimNode<I, O> {
     return this.faultPrng.pick([...this.nodes.values()]);
   }
 
-  private crash(node: SimNode): void {
+  private crash(node: AnySimNode): void {
     const p = this.faultPrng;
     if (!node.alive) return;
     const tear = p.chance(0.5);
@@ -429,8 +440,8 @@ class Simulation implements NodeObserver {
     this.queue.after(this.faultPrng.range(200, 1500), () => this.event(`fast disk n${id}`, () => this.slowDisk.delete(id)));
   }
 
-  private leaderNode(): SimNode | undefined {
-    let best: SimNode | undefined;
+  private leaderNode(): SimNode<I, O> | undefined {
+    let best: SimNode<I, O> | undefined;
     for (const n of this.nodes.values()) if (n.isLeader() && (best === undefined || n.raft.term > best.raft.term)) best = n;
     return best;
   }
@@ -480,7 +491,7 @@ class Simulation implements NodeObserver {
 
   // ---- checkers ------------------------------------------------------------------------------
 
-  onRestart(node: SimNode, tornBytes: number): void {
+  onRestart(node: AnySimNode, tornBytes: number): void {
     this.checkedCommit.set(node.id, node.raft.log.committed);
     if (tornBytes > 0) {
       this.remember(`n${node.id} repaired a torn WAL tail of ${tornBytes} bytes`);
@@ -488,7 +499,7 @@ class Simulation implements NodeObserver {
     }
   }
 
-  onReady(node: SimNode, rd: Ready): void {
+  onReady(node: AnySimNode, rd: Ready): void {
     const raft = node.raft;
     if (rd.snapshot !== undefined) this.count('snapshotsInstalled');
     if (rd.softState?.role === Role.Leader) {
@@ -504,7 +515,7 @@ class Simulation implements NodeObserver {
     }
   }
 
-  onApply(node: SimNode, e: Entry): void {
+  onApply(node: AnySimNode, e: Entry): void {
     if (e.type === EntryType.ConfChange && e.index > this.bootstrapEntries && !this.appliedData.has(e.index)) this.count('membershipChanges');
     const seen = this.appliedData.get(e.index);
     if (seen === undefined) {
@@ -525,7 +536,7 @@ class Simulation implements NodeObserver {
   }
 
   /** A new leader's log holds every entry committed before it. */
-  private checkLeaderCompleteness(node: SimNode): void {
+  private checkLeaderCompleteness(node: AnySimNode): void {
     const log = node.raft.log;
     for (let i = log.offsetIndex + 1; i < this.committedTerm.length; i++) {
       const want = this.committedTerm[i];
@@ -540,7 +551,7 @@ class Simulation implements NodeObserver {
    * The majority is of the membership in force when the entry committed: one of those in effect
    * between the last commit index seen and the entry.
    */
-  private checkCommitDurable(node: SimNode, commit: number): void {
+  private checkCommitDurable(node: AnySimNode, commit: number): void {
     const raft = node.raft;
     const prevCommit = Math.max(raft.log.offsetIndex, this.checkedCommit.get(node.id) ?? 0);
     for (let i = prevCommit + 1; i <= commit; i++) {
@@ -567,7 +578,7 @@ class Simulation implements NodeObserver {
    * than a majority's (the premise of leader completeness, checked when the entry commits rather
    * than when a bad leader is elected).
    */
-  private checkCommittedEntrySafe(leader: SimNode, index: number, term: number): void {
+  private checkCommittedEntrySafe(leader: AnySimNode, index: number, term: number): void {
     const voters = leader.raft.confState().voters;
     const views = new Map(voters.map((id) => [id, this.logView(id)]));
     for (const [x, vx] of views) {
@@ -618,10 +629,25 @@ class Simulation implements NodeObserver {
     }
   }
 
+  onStateAt(node: AnySimNode, index: number): void {
+    if (index % stateHashEveryEntries === 0) this.checkStateAt(node, index);
+  }
+
+  /** Replicas that hold the same prefix of the log hold the same state (by the state machine's own hash). */
+  private checkStateAt(node: AnySimNode, index: number): void {
+    const hash = node.sm.stateHash();
+    const first = this.stateAt.get(index);
+    if (first === undefined) this.stateAt.set(index, { node: node.id, hash });
+    else if (first.hash !== hash) {
+      this.fail('state machine safety', `n${node.id} has state ${hash.slice(0, 16)} at index ${index}, n${first.node} had ${first.hash.slice(0, 16)}`);
+    }
+  }
+
   private checkEnd(): void {
     this.checkLogMatching();
+    for (const n of this.nodes.values()) if (n.alive) this.checkStateAt(n, n.raft.log.applied);
     this.checkLiveness();
-    const lin = checkLinearizable(appendModel, this.history, { stepBudget: 2_000_000 });
+    const lin = checkLinearizable(this.workload.model, this.history, { stepBudget: 2_000_000 });
     if (lin.result === 'illegal') this.fail('linearizability', lin.explanation);
     // An inconclusive check proves nothing: it fails too, rather than passing unseen.
     if (lin.result === 'unknown') this.fail('linearizability', `check inconclusive: ${lin.reason}`);

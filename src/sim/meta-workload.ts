@@ -1,0 +1,173 @@
+// The metadata workload: the masters' real state machine (MetaStateMachine) replicated by the
+// simulated nodes, with clients racing namespace operations over a handful of paths so that they
+// conflict (mkdir, exclusive create, unlink, rmdir, rename, setattr, stat, readdir), checked against
+// the namespace model as one history.
+
+import type { MetaCommand, SetattrCommand } from '../master/commands.ts';
+import type { InodeAttr, MetaResult } from '../master/namespace-state.ts';
+import { MetaStateMachine, encodeCommandEntry } from '../master/state-machine.ts';
+import {
+  describeNsInput,
+  isNsRead,
+  namespaceModel,
+  type NsAttr,
+  type NsErrorCode,
+  type NsInput,
+  type NsOutput,
+  type NsState,
+} from './namespace-model.ts';
+import type { Prng } from './prng.ts';
+import type { ReplicatedMachine, SimWorkload, WriteStamp } from './workload.ts';
+
+/** Few enough paths that operations collide, nested so that walks, rmdir and rename into a subtree matter. */
+const paths = ['/a', '/b', '/a/x', '/a/y', '/b/x', '/b/y'];
+const dirs = ['/', '/a', '/b'];
+const dirModes = [0o755, 0o700];
+const fileModes = [0o644, 0o600];
+const setModes = [0o600, 0o640, 0o644, 0o755];
+const sizes = [0, 1, 4096, 1 << 20];
+/** Larger than any directory here gets, so one page is the whole listing. */
+const readdirLimit = 1000;
+
+class MetaReplica implements ReplicatedMachine<NsInput, NsOutput> {
+  private sm = new MetaStateMachine();
+
+  apply(index: number, data: Uint8Array): MetaResult<unknown> {
+    return this.sm.apply(index, data);
+  }
+
+  read(input: NsInput): NsOutput {
+    const state = this.sm.state;
+    if (input.kind === 'stat') return attrOutput(state.stat(input.path));
+    if (input.kind !== 'readdir') throw new Error(`invariant violated: ${input.kind} is not a read`);
+    const page = state.readdir(input.path, { limit: readdirLimit });
+    if (!page.ok) return errorOutput(page);
+    if (page.value.next !== undefined) throw new Error(`invariant violated: readdir ${input.path} has more than ${readdirLimit} entries`);
+    return { code: 'ok', entries: page.value.entries.map((e) => `${e.name}:${e.type}`) };
+  }
+
+  snapshot(): Uint8Array {
+    return packChunks(this.sm.snapshot());
+  }
+
+  restore(data: Uint8Array): void {
+    this.sm = new MetaStateMachine();
+    this.sm.restore(unpackChunks(data));
+  }
+
+  stateHash(): string {
+    return this.sm.state.stateHash();
+  }
+}
+
+function errorOutput(r: { code: string }): NsOutput {
+  return { code: r.code as NsErrorCode };
+}
+
+function attrOf(a: InodeAttr): NsAttr {
+  if (a.type === 'symlink') throw new Error(`invariant violated: inode ${a.inodeId} is a symlink, which nobody made`);
+  return { type: a.type, mode: a.mode, sizeBytes: a.sizeBytes, nlink: a.nlink };
+}
+
+function attrOutput(r: MetaResult<InodeAttr>): NsOutput {
+  return r.ok ? { code: 'ok', attr: attrOf(r.value) } : errorOutput(r);
+}
+
+/** What the client learns from the result of its write, in the model's terms. */
+function writeOutput(input: NsInput, applied: unknown): NsOutput {
+  const r = applied as MetaResult<unknown>;
+  if (!r.ok) return errorOutput(r);
+  switch (input.kind) {
+    case 'mkdir':
+    case 'setattr':
+      return { code: 'ok', attr: attrOf(r.value as InodeAttr) };
+    case 'create': {
+      const v = r.value as { inode: InodeAttr; created: boolean };
+      return { code: 'ok', attr: attrOf(v.inode), created: v.created };
+    }
+    case 'rename':
+      return { code: 'ok', replaced: (r.value as { replaced: unknown }).replaced !== null };
+    default:
+      return { code: 'ok' };
+  }
+}
+
+function command(input: NsInput, stamp: WriteStamp): MetaCommand {
+  const s = { clientId: `c${stamp.clientId}`, seq: stamp.seq, nowMs: stamp.nowMs };
+  switch (input.kind) {
+    case 'mkdir':
+      return { op: 'mkdir', ...s, path: input.path, mode: input.mode, uid: 0, gid: 0, parents: false };
+    case 'create':
+      return { op: 'create', ...s, path: input.path, mode: input.mode, uid: 0, gid: 0, exclusive: input.exclusive };
+    case 'unlink':
+      return { op: 'unlink', ...s, path: input.path };
+    case 'rmdir':
+      return { op: 'rmdir', ...s, path: input.path };
+    case 'rename':
+      return { op: 'rename', ...s, from: input.from, to: input.to };
+    case 'setattr': {
+      const cmd: SetattrCommand = { op: 'setattr', ...s, path: input.path };
+      if (input.mode !== undefined) cmd.mode = input.mode;
+      if (input.sizeBytes !== undefined) cmd.sizeBytes = input.sizeBytes;
+      return cmd;
+    }
+    default:
+      throw new Error(`invariant violated: a ${input.kind} is not a write`);
+  }
+}
+
+function nextInput(prng: Prng): NsInput {
+  const roll = prng.int(100);
+  const path = prng.pick(paths);
+  if (roll < 10) return { kind: 'mkdir', path, mode: prng.pick(dirModes) };
+  if (roll < 26) return { kind: 'create', path, mode: prng.pick(fileModes), exclusive: prng.chance(0.8) };
+  if (roll < 35) return { kind: 'unlink', path };
+  if (roll < 46) return { kind: 'rmdir', path };
+  if (roll < 60) return { kind: 'rename', from: path, to: prng.pick(paths) };
+  if (roll < 70) {
+    const which = prng.int(3);
+    const input: Extract<NsInput, { kind: 'setattr' }> = { kind: 'setattr', path };
+    if (which !== 1) input.mode = prng.pick(setModes);
+    if (which !== 0) input.sizeBytes = prng.pick(sizes);
+    return input;
+  }
+  if (roll < 88) return { kind: 'stat', path };
+  return { kind: 'readdir', path: prng.pick(dirs) };
+}
+
+export const metaWorkload: SimWorkload<NsState, NsInput, NsOutput> = {
+  name: 'meta',
+  model: namespaceModel,
+  newMachine: () => new MetaReplica(),
+  nextInput,
+  isRead: isNsRead,
+  entry: (input, stamp) => encodeCommandEntry(command(input, stamp)),
+  writeOutput,
+  describe: describeNsInput,
+};
+
+// The state machine snapshots as a stream of chunks; the Raft core carries one blob. Each chunk
+// goes as a u32 length and its bytes.
+function packChunks(chunks: Iterable<Uint8Array>): Uint8Array {
+  const list = [...chunks];
+  const out = new Uint8Array(list.reduce((n, c) => n + 4 + c.length, 0));
+  const view = new DataView(out.buffer);
+  let at = 0;
+  for (const c of list) {
+    view.setUint32(at, c.length);
+    out.set(c, at + 4);
+    at += 4 + c.length;
+  }
+  return out;
+}
+
+function unpackChunks(data: Uint8Array): Uint8Array[] {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const chunks: Uint8Array[] = [];
+  for (let at = 0; at < data.length; ) {
+    const length = view.getUint32(at);
+    chunks.push(data.subarray(at + 4, at + 4 + length));
+    at += 4 + length;
+  }
+  return chunks;
+}
