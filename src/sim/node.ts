@@ -158,25 +158,27 @@ export class SimNode<I, O> {
       if (rd.snapshot !== undefined) this.disk.saveSnapshot(rd.snapshot);
       this.disk.write(rd.hardState, rd.entries);
       const noFsync = this.env.bugs.has('no-fsync');
-      if (noFsync) this.sendAll(rd.messages);
+      // A leader replicates while its own write is in flight, as the real driver does.
+      const early = noFsync || rd.sendBeforePersist;
+      if (early) this.sendAll(rd.messages);
       if (!rd.mustSync) {
-        this.finishReady(rd, noFsync);
+        this.finishReady(rd, noFsync, early);
         continue;
       }
       this.busy = true;
       const inc = this.incarnation;
       this.env.after(this.env.diskLatencyMs(this), () => {
         if (!this.alive || this.incarnation !== inc) return;
-        this.finishReady(rd, noFsync);
+        this.finishReady(rd, noFsync, early);
         this.pump();
       });
     }
   }
 
-  private finishReady(rd: Ready, noFsync: boolean): void {
+  private finishReady(rd: Ready, noFsync: boolean, sent: boolean): void {
     // With the bug, the page cache reaches the disk only now and then.
     if (!noFsync || this.env.prng.chance(0.3)) this.disk.sync();
-    if (!noFsync) this.sendAll(rd.messages);
+    if (!sent) this.sendAll(rd.messages);
     this.apply(rd);
     this.raft.advance();
     this.busy = false;
