@@ -90,16 +90,17 @@ export class RaftLog {
 
   /**
    * Appends entries that follow (prevIndex, prevTerm) from a leader; returns the last index they
-   * vouch for, or undefined when the previous entry does not match.
+   * vouch for and the first index written (0 when all were present already), or undefined when
+   * the previous entry does not match.
    */
-  maybeAppend(prevIndex: number, prevTerm: number, entries: Entry[]): number | undefined {
+  maybeAppend(prevIndex: number, prevTerm: number, entries: Entry[]): { lastNew: number; conflict: number } | undefined {
     if (!this.matchTerm(prevIndex, prevTerm)) return undefined;
     const conflict = this.findConflict(entries);
     if (conflict !== 0) {
       if (conflict <= this.committed) assert(false, `entry ${conflict} conflicts with the committed log (commit ${this.committed})`);
       this.append(entries.slice(conflict - entries[0].index));
     }
-    return prevIndex + entries.length;
+    return { lastNew: prevIndex + entries.length, conflict };
   }
 
   /** The index of the first entry that is new or conflicts with ours; 0 when all are present. */

@@ -130,9 +130,12 @@ export class Raft {
 
   private voters = new Set<NodeId>();
   private learners = new Set<NodeId>();
-  /** Membership as it was at each committed conf change, to stamp snapshots taken at older indexes. */
+  /**
+   * The membership after each conf change in the log, committed or not, above the one in force at
+   * the compaction point. A node always uses the newest (Raft thesis §4.1), so a restart with a
+   * stale commit index cannot bring back a configuration the cluster has left.
+   */
   private confHistory: { index: number; conf: ConfState }[] = [];
-  private confAppliedIndex = 0;
   /** A leader proposes no conf change until the one at this index is applied. */
   private pendingConfIndex = 0;
 
@@ -176,13 +179,11 @@ export class Raft {
     this.log = new RaftLog(restored?.snapshot, restored?.entries ?? [], hs.commit);
     this.term = hs.term;
     this.vote = hs.vote;
-    this.setConf(restored?.snapshot?.meta.conf ?? { voters: [], learners: [] });
-    this.confAppliedIndex = this.log.offsetIndex;
-    this.confHistory = [{ index: this.log.offsetIndex, conf: this.confState() }];
+    this.confHistory = [{ index: this.log.offsetIndex, conf: restored?.snapshot?.meta.conf ?? { voters: [], learners: [] } }];
     // Term 0 means no hard state was ever durable (at most a torn first write), so nothing was
     // promised to anyone yet and bootstrapping again is safe.
     if (this.term === 0 && this.log.snapshot === undefined && config.voters.length > 0) this.bootstrap(config.voters, config.founderContext);
-    this.applyConfChangesTo(this.log.committed);
+    this.rebuildConfFrom(this.log.offsetIndex + 1);
     this.becomeFollower(this.term, 0);
     this.prevHardState = this.hardState();
     this.prevSoftState = this.softState();
@@ -656,8 +657,10 @@ export class Raft {
       return;
     }
     const entries = m.entries ?? [];
-    const lastNew = this.log.maybeAppend(prevIndex, m.logTerm ?? 0, entries);
-    if (lastNew !== undefined) {
+    const appended = this.log.maybeAppend(prevIndex, m.logTerm ?? 0, entries);
+    if (appended !== undefined) {
+      const lastNew = appended.lastNew;
+      if (appended.conflict !== 0) this.confChangedFrom(appended.conflict, entries);
       this.commitTo(Math.min(m.commit ?? 0, lastNew));
       this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: lastNew });
       return;
@@ -721,9 +724,8 @@ export class Raft {
       return;
     }
     this.log.restore(snap);
+    this.confHistory = [{ index: snap.meta.index, conf: snap.meta.conf }];
     this.setConf(snap.meta.conf);
-    this.confAppliedIndex = snap.meta.index;
-    this.confHistory = [{ index: snap.meta.index, conf: this.confState() }];
   }
 
   // ---- leader --------------------------------------------------------------------------------
@@ -821,8 +823,12 @@ export class Raft {
       for (let i = before + 1; i <= index; i++) this.uncommittedBytes -= this.log.entry(i)?.data.length ?? 0;
       if (this.uncommittedBytes < 0) this.uncommittedBytes = 0;
     }
-    this.applyConfChangesTo(index);
     this.releaseCommittedReads();
+    const lastConf = this.confHistory[this.confHistory.length - 1];
+    if (this.role === Role.Leader && !this.voters.has(this.id) && index >= lastConf.index) {
+      // A leader that removed itself leads until the removal commits (thesis §4.2.2), then steps down.
+      this.becomeFollower(this.term, 0);
+    }
   }
 
   private appendEntry(type: EntryType, data: Uint8Array): Entry {
@@ -830,6 +836,7 @@ export class Raft {
     this.log.append([e]);
     this.uncommittedBytes += data.length;
     this.needAppendFlush = true;
+    if (type === EntryType.ConfChange) this.confChangedFrom(e.index, [e]);
     return e;
   }
 
@@ -1002,34 +1009,24 @@ export class Raft {
     }
   }
 
-  /** Applies membership changes committed up to `index`: a change takes effect once committed. */
-  private applyConfChangesTo(index: number): void {
-    while (this.confAppliedIndex < index) {
-      const i = ++this.confAppliedIndex;
-      const e = this.log.entry(i);
-      if (e !== undefined && e.type === EntryType.ConfChange) {
-        this.applyConfChange(decodeConfChange(e.data));
-        this.confHistory.push({ index: i, conf: this.confState() });
-      }
-    }
+  /** The log changed from `index` on (new or replaced entries): recompute membership if it may differ. */
+  private confChangedFrom(index: number, entries: Entry[]): void {
+    const lastConf = this.confHistory[this.confHistory.length - 1];
+    const touchesConf = lastConf.index >= index || entries.some((e) => e.index >= index && e.type === EntryType.ConfChange);
+    if (touchesConf) this.rebuildConfFrom(index);
   }
 
-  private applyConfChange(cc: ConfChange): void {
-    switch (cc.type) {
-      case ConfChangeType.AddLearner:
-        if (this.voters.has(cc.node)) return;
-        this.learners.add(cc.node);
-        break;
-      case ConfChangeType.AddVoter:
-        this.learners.delete(cc.node);
-        this.voters.add(cc.node);
-        break;
-      case ConfChangeType.Remove:
-        this.voters.delete(cc.node);
-        this.learners.delete(cc.node);
-        break;
+  /** Drops memberships recorded from `index` on and replays the conf changes in the log from there. */
+  private rebuildConfFrom(index: number): void {
+    while (this.confHistory.length > 1 && this.confHistory[this.confHistory.length - 1].index >= index) this.confHistory.pop();
+    let conf = this.confHistory[this.confHistory.length - 1].conf;
+    for (let i = Math.max(index, this.log.offsetIndex + 1); i <= this.log.lastIndex(); i++) {
+      const e = this.log.entry(i)!;
+      if (e.type !== EntryType.ConfChange) continue;
+      conf = nextConf(conf, decodeConfChange(e.data));
+      this.confHistory.push({ index: i, conf });
     }
-    this.syncProgressWithConf();
+    this.setConf(conf);
   }
 
   private setConf(conf: ConfState): void {
@@ -1050,15 +1047,10 @@ export class Raft {
       if (!this.voters.has(id) && !this.learners.has(id)) this.progress.delete(id);
     }
     if (this.transferee !== 0 && !this.voters.has(this.transferee)) this.transferee = 0;
-    if (!this.voters.has(this.id)) {
-      // A leader removed from the group steps down; the rest elect a new one.
-      this.becomeFollower(this.term, 0);
-      return;
-    }
     this.maybeCommit(); // a smaller quorum may already hold more
   }
 
-  /** Membership as of the committed changes up to `index` (for snapshots and checkers). */
+  /** Membership as of the conf changes in the log up to `index` (for snapshots and checkers). */
   confAt(index: number): ConfState {
     let conf = this.confHistory[0].conf;
     for (const h of this.confHistory) if (h.index <= index) conf = h.conf;
@@ -1070,6 +1062,27 @@ export class Raft {
     msg.from = this.id; // callers pass fresh objects: stamp, do not copy
     this.msgs.push(msg);
   }
+}
+
+/** The membership after one change. */
+function nextConf(conf: ConfState, cc: ConfChange): ConfState {
+  const voters = new Set(conf.voters);
+  const learners = new Set(conf.learners);
+  switch (cc.type) {
+    case ConfChangeType.AddLearner:
+      if (!voters.has(cc.node)) learners.add(cc.node);
+      break;
+    case ConfChangeType.AddVoter:
+      learners.delete(cc.node);
+      voters.add(cc.node);
+      break;
+    case ConfChangeType.Remove:
+      voters.delete(cc.node);
+      learners.delete(cc.node);
+      break;
+  }
+  const byId = (a: NodeId, b: NodeId): number => a - b;
+  return { voters: [...voters].sort(byId), learners: [...learners].sort(byId) };
 }
 
 function sameHardState(a: HardState, b: HardState): boolean {

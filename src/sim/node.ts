@@ -62,6 +62,8 @@ export class SimNode<I, O> {
   raft!: Raft;
   sm: ReplicatedMachine<I, O>;
   alive = false;
+  /** The last index the state machine holds; ahead of the core's applied index while a write is in flight. */
+  smIndex = 0;
   /** Bumped on every crash, so that events scheduled before it are ignored after it. */
   incarnation = 0;
   private busy = false;
@@ -87,6 +89,7 @@ export class SimNode<I, O> {
     };
     this.raft = new Raft(cfg, restored);
     this.sm = this.env.workload.newMachine();
+    this.smIndex = this.raft.log.applied;
     // With the bug, a restarted node forgets to load its snapshot and applies the later entries to an empty state.
     if (restored.snapshot !== undefined && !this.env.bugs.has('no-snapshot-restore')) this.sm.restore(restored.snapshot.data);
     this.alive = true;
@@ -155,16 +158,19 @@ export class SimNode<I, O> {
       if (cycles >= readyCyclesMax) throw new Error(`invariant violated: n${this.id} ready loop did not settle`);
       const rd = this.raft.ready();
       this.env.observer.onReady(this, rd);
-      if (rd.snapshot !== undefined) this.disk.saveSnapshot(rd.snapshot);
-      this.disk.write(rd.hardState, rd.entries);
       const noFsync = this.env.bugs.has('no-fsync');
-      // A leader replicates while its own write is in flight, as the real driver does.
+      // As the real driver: a leader replicates while its own write is in flight, and committed
+      // entries are applied without waiting for this node's write (the state machine is rebuilt
+      // from snapshot and log after a crash). A moved commit index alone is not persisted.
       const early = noFsync || rd.sendBeforePersist;
       if (early) this.sendAll(rd.messages);
+      this.apply(rd);
       if (!rd.mustSync) {
         this.finishReady(rd, noFsync, early);
         continue;
       }
+      if (rd.snapshot !== undefined) this.disk.saveSnapshot(rd.snapshot);
+      this.disk.write(rd.hardState, rd.entries);
       this.busy = true;
       const inc = this.incarnation;
       this.env.after(this.env.diskLatencyMs(this), () => {
@@ -177,9 +183,8 @@ export class SimNode<I, O> {
 
   private finishReady(rd: Ready, noFsync: boolean, sent: boolean): void {
     // With the bug, the page cache reaches the disk only now and then.
-    if (!noFsync || this.env.prng.chance(0.3)) this.disk.sync();
+    if (rd.mustSync && (!noFsync || this.env.prng.chance(0.3))) this.disk.sync();
     if (!sent) this.sendAll(rd.messages);
-    this.apply(rd);
     this.raft.advance();
     this.busy = false;
     this.maybeSnapshot();
@@ -195,7 +200,9 @@ export class SimNode<I, O> {
       this.env.trace?.(`n${this.id} restored snapshot at ${rd.snapshot.meta.index}`);
       this.env.observer.onStateAt(this, rd.snapshot.meta.index);
     }
+    if (rd.snapshot !== undefined) this.smIndex = rd.snapshot.meta.index;
     for (const e of rd.committed) {
+      this.smIndex = e.index;
       this.env.observer.onApply(this, e);
       const result = e.type === EntryType.Normal && e.data.length > 0 ? this.sm.apply(e.index, e.data) : undefined;
       this.env.observer.onStateAt(this, e.index);

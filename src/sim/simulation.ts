@@ -548,8 +548,8 @@ class Simulation<S, I, O> implements NodeObserver {
 
   /**
    * A leader commits only entries that a majority holds on disk, and never two terms at one index.
-   * The majority is of the membership in force when the entry committed: one of those in effect
-   * between the last commit index seen and the entry.
+   * The majority is of the membership the leader used when the entry committed: one of those in
+   * its log between the last commit index seen and its last entry.
    */
   private checkCommitDurable(node: AnySimNode, commit: number): void {
     const raft = node.raft;
@@ -562,8 +562,10 @@ class Simulation<S, I, O> implements NodeObserver {
       this.committedTerm[i] = term;
       let best = '';
       let ok = false;
-      for (let j = prevCommit; j < i && !ok; j++) {
-        const voters = raft.confAt(j).voters;
+      // A leader counts with the newest membership in its log, so any of those since the last commit may have decided.
+      const confs = [prevCommit, i - 1, i, raft.log.lastIndex()].map((j) => raft.confAt(j).voters);
+      for (const voters of confs) {
+        if (ok) break;
         const durable = voters.filter((v) => this.nodes.get(v)?.disk.hasDurable(i, term)).length;
         ok = durable >= Math.floor(voters.length / 2) + 1;
         best = `${durable} of ${voters.length} voters [${voters}]`;
@@ -645,7 +647,7 @@ class Simulation<S, I, O> implements NodeObserver {
 
   private checkEnd(): void {
     this.checkLogMatching();
-    for (const n of this.nodes.values()) if (n.alive) this.checkStateAt(n, n.raft.log.applied);
+    for (const n of this.nodes.values()) if (n.alive) this.checkStateAt(n, n.smIndex);
     this.checkLiveness();
     const lin = checkLinearizable(this.workload.model, this.history, { stepBudget: 2_000_000 });
     if (lin.result === 'illegal') this.fail('linearizability', lin.explanation);

@@ -1,6 +1,6 @@
-// Drives one Raft core on real time and a real disk: ticks on a timer, and for each Ready persists
-// to the WAL (one fsync per cycle), then sends messages (a leader sends first: it replicates while
-// its own disk writes), applies committed entries, and advances. Transport and state machine are the caller's.
+// Drives one Raft core on real time and a real disk: ticks on a timer, and for each Ready applies
+// what is committed, persists to the WAL (one fsync per cycle), sends messages (a leader sends
+// first: it replicates while its own disk writes), and advances. Transport and state machine are the caller's.
 
 import { Raft, type RaftConfig } from '../../raft/raft.ts';
 import type { Entry, Message, ReadState, Ready, Snapshot, SoftState } from '../../raft/types.ts';
@@ -27,6 +27,7 @@ export class RaftDriver {
   private readonly opts: RaftDriverOptions;
   private timer: NodeJS.Timeout | undefined;
   private cycling = false;
+  private checkpointsWaiting: { takeData: () => Uint8Array; keepEntries: number; resolve(i: number): void; reject(e: unknown): void }[] = [];
   private stopped = false;
   /** What opening found and fixed: a torn WAL tail cut off, snapshot files that failed their checksum. */
   readonly repair: WalRepair | undefined;
@@ -81,18 +82,23 @@ export class RaftDriver {
     while (!this.stopped && this.raft.hasReady()) {
       const rd = this.raft.ready();
       if (rd.sendBeforePersist) for (const m of rd.messages) this.opts.send(m);
-      await this.persist(rd);
-      if (this.stopped) return;
-      if (!rd.sendBeforePersist) for (const m of rd.messages) this.opts.send(m);
       if (rd.softState !== undefined) this.opts.onSoftState?.(rd.softState);
+      // The state machine lives in memory and is rebuilt from snapshot + WAL after a restart, so
+      // entries committed (durable on a majority) are applied without waiting for this node's write.
       if (rd.snapshot !== undefined) await this.opts.restore?.(rd.snapshot);
       for (const e of rd.committed) this.opts.apply(e);
       for (const r of rd.readStates) this.opts.onReadState?.(r);
+      await this.persist(rd);
+      if (this.stopped) return;
+      if (!rd.sendBeforePersist) for (const m of rd.messages) this.opts.send(m);
       this.raft.advance();
+      if (this.checkpointsWaiting.length > 0) this.runCheckpoints();
     }
   }
 
   private async persist(rd: Ready): Promise<void> {
+    // A moved commit index alone is not worth an fsync: it is learned again from the leader.
+    if (!rd.mustSync) return;
     if (rd.snapshot !== undefined) {
       await saveSnapshot(this.opts.dir, rd.snapshot);
       await this.wal.saveSnapshotMeta(rd.snapshot.meta);
@@ -101,10 +107,24 @@ export class RaftDriver {
   }
 
   /**
-   * Records a state-machine snapshot taken at the applied index, then frees the log it covers:
+   * Records a state-machine snapshot and frees the log it covers. `takeData` runs at a point where
+   * the state machine holds exactly the entries up to the applied index (between two Ready cycles),
    * the snapshot file is durable before the WAL says so, and WAL segments go only after that.
    */
-  async checkpoint(data: Uint8Array, keepEntries: number): Promise<number> {
+  checkpoint(takeData: () => Uint8Array, keepEntries: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.checkpointsWaiting.push({ takeData, keepEntries, resolve, reject });
+      if (!this.cycling) this.runCheckpoints();
+    });
+  }
+
+  private runCheckpoints(): void {
+    const waiting = this.checkpointsWaiting;
+    this.checkpointsWaiting = [];
+    for (const w of waiting) this.checkpointNow(w.takeData(), w.keepEntries).then(w.resolve, w.reject);
+  }
+
+  private async checkpointNow(data: Uint8Array, keepEntries: number): Promise<number> {
     const index = this.raft.log.applied;
     this.raft.compact(index, data, keepEntries);
     const snap = this.raft.log.snapshot!;

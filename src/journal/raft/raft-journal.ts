@@ -273,12 +273,12 @@ export class RaftJournal implements Journal {
   /** Snapshots the state machine at the applied index and lets the WAL drop what it covers. */
   checkpoint(): Promise<number> {
     if (this.checkpointing !== undefined) return this.checkpointing;
-    const driver = this.driver!;
-    // Taken synchronously, so the state and the applied index match.
-    const envelope: SnapshotEnvelope = { members: [...this.addresses], chunks: [...this.sm!.snapshot()] };
-    const data = packr.pack(envelope);
-    this.appliedSinceCheckpoint = 0;
-    this.checkpointing = driver.checkpoint(data, this.opts.checkpointKeepEntries).finally(() => {
+    const takeData = (): Uint8Array => {
+      this.appliedSinceCheckpoint = 0;
+      const envelope: SnapshotEnvelope = { members: [...this.addresses], chunks: [...this.sm!.snapshot()] };
+      return packr.pack(envelope);
+    };
+    this.checkpointing = this.driver!.checkpoint(takeData, this.opts.checkpointKeepEntries).finally(() => {
       this.checkpointing = undefined;
     });
     return this.checkpointing;
