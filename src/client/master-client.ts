@@ -14,7 +14,7 @@ export interface MasterClientOptions {
   callTimeoutMs?: number;
 }
 
-const retryBackoffMs = { min: 20, max: 500 };
+const retryBackoffMs = { min: 10, max: 200 };
 const bulkCallTimeoutMs = 120_000;
 /** Codes after which another master (or the same one, later) may succeed. */
 const retryable = new Set<string>([ErrorCode.NotLeader, ErrorCode.Unavailable, ErrorCode.Timeout, ErrorCode.ProposalDropped, 'CAIRN_OVERLOADED', ErrorCode.TransferInProgress, ErrorCode.Busy]);
