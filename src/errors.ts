@@ -17,17 +17,23 @@ export const ErrorCode = {
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-export class CairnError extends Error {
-  readonly code: ErrorCode;
+/**
+ * The shape of every cairn error: a stable `code` to branch on, a one-line message, and details.
+ * Components with their own registry (RPC, WAL, metadata) subclass it with their code type.
+ */
+export class CodedError<C extends string = string> extends Error {
+  readonly code: C;
   readonly details: Record<string, unknown>;
 
-  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}) {
-    super(message);
-    this.name = 'CairnError';
+  constructor(code: C, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
     this.code = code;
     this.details = details;
   }
 }
+
+export class CairnError extends CodedError<ErrorCode> {}
 
 /** Throws when an invariant does not hold: a broken invariant must stop the process, not corrupt data. */
 export function assert(condition: unknown, message: string): asserts condition {

@@ -1,6 +1,8 @@
 // The metadata error codes: POSIX-named codes for namespace results (clients map them straight to
 // errno), and one code for a damaged snapshot. Each code has one meaning; callers branch on `code`.
 
+import { CodedError } from '../errors.ts';
+
 /** Codes a namespace operation can answer with; an operation's failure is a result carrying one. */
 export const FsErrorCode = {
   ENOENT: 'ENOENT',
@@ -25,12 +27,8 @@ export const MetaErrorCode = {
 export type MetaErrorCode = (typeof MetaErrorCode)[keyof typeof MetaErrorCode];
 
 /** Thrown for input refused at the boundary and for corrupt snapshots; clients throw it for failed results. */
-export class MetaError extends Error {
-  readonly code: MetaErrorCode;
-
+export class MetaError extends CodedError<MetaErrorCode> {
   constructor(code: MetaErrorCode, message: string) {
-    super(message);
-    this.name = 'MetaError';
-    this.code = code;
+    super(code, message);
   }
 }

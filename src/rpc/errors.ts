@@ -1,7 +1,7 @@
 // The RPC layer's error class and its own codes. Remote application codes (NOT_LEADER, ENOENT...)
 // travel through RpcError unchanged, so `code` is any string; the codes below are the transport's.
 
-import { ErrorCode } from '../errors.ts';
+import { CodedError, ErrorCode } from '../errors.ts';
 
 export const RpcErrorCode = {
   /** No connection to the peer, or it broke while the call was in flight: retry elsewhere or later. */
@@ -25,17 +25,8 @@ export const RpcErrorCode = {
 } as const;
 export type RpcErrorCode = (typeof RpcErrorCode)[keyof typeof RpcErrorCode];
 
-export class RpcError extends Error {
-  readonly code: string;
-  readonly details: Record<string, unknown>;
-
-  constructor(code: string, message: string, details: Record<string, unknown> = {}) {
-    super(message);
-    this.name = 'RpcError';
-    this.code = code;
-    this.details = details;
-  }
-}
+/** Remote application codes pass through, so any string is a valid code here. */
+export class RpcError extends CodedError<string> {}
 
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;

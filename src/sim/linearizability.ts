@@ -3,6 +3,8 @@
 // without branching and candidates tried by deadline; pure, so the simulator, the process tests and the chaos
 // harness can all share it.
 
+import { CodedError } from '../errors.ts';
+
 /**
  * One client operation. `call` and `ret` are the times the client sent it and got the answer.
  * `ret = Infinity` with `output = undefined`: no answer ever came, the operation may or may not have taken effect.
@@ -71,13 +73,9 @@ export const LinearizabilityErrorCode = {
 } as const;
 export type LinearizabilityErrorCode = (typeof LinearizabilityErrorCode)[keyof typeof LinearizabilityErrorCode];
 
-export class LinearizabilityError extends Error {
-  readonly code: LinearizabilityErrorCode;
-
+export class LinearizabilityError extends CodedError<LinearizabilityErrorCode> {
   constructor(code: LinearizabilityErrorCode, message: string) {
-    super(message);
-    this.name = 'LinearizabilityError';
-    this.code = code;
+    super(code, message);
   }
 }
 

@@ -1,6 +1,8 @@
 // The error codes of the Raft journal (write-ahead log and snapshot files), one meaning each.
 // Callers branch on `err.code`, never on the message.
 
+import { CodedError } from '../../errors.ts';
+
 export const JournalErrorCode = {
   /** Bytes on disk fail verification where a torn write cannot explain them; restore the node from a peer. */
   WalCorrupt: 'CAIRN_WAL_CORRUPT',
@@ -20,12 +22,8 @@ export const JournalErrorCode = {
 } as const;
 export type JournalErrorCode = (typeof JournalErrorCode)[keyof typeof JournalErrorCode];
 
-export class JournalError extends Error {
-  readonly code: JournalErrorCode;
-
+export class JournalError extends CodedError<JournalErrorCode> {
   constructor(code: JournalErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'JournalError';
-    this.code = code;
+    super(code, message, {}, options);
   }
 }
