@@ -110,7 +110,10 @@ export class RaftJournal implements Journal {
       send: (m) => this.enqueue(m),
       apply: (e) => this.applyEntry(e),
       restore: (snap) => this.restoreSnapshot(snap),
-      onSoftState: (s) => this.log('info', `role ${s.role}, leader ${s.leader || 'unknown'}`, { term: this.driver?.raft.term }),
+      onSoftState: (s) => {
+        this.log('info', `role ${s.role}, leader ${s.leader || 'unknown'}`, { term: this.driver?.raft.term });
+        if (s.role !== Role.Leader) this.failPendingReads();
+      },
       onReadState: (r) => this.onReadState(r),
       onError: (err) => {
         // A failed write or apply leaves the node's state unknown: stop serving rather than guess.
@@ -208,6 +211,17 @@ export class RaftJournal implements Journal {
       }, this.opts.proposalTimeoutMs);
       this.reads.set(id, { resolve, reject, timer });
     });
+  }
+
+  /** Reads waiting for this node's leadership to be confirmed fail at once when it ends: the client retries elsewhere. */
+  private failPendingReads(): void {
+    if (this.reads.size === 0) return;
+    const err = this.notLeader();
+    for (const r of this.reads.values()) {
+      clearTimeout(r.timer);
+      r.reject(err);
+    }
+    this.reads.clear();
   }
 
   private onReadState(r: ReadState): void {
