@@ -41,9 +41,8 @@ class MetaReplica implements ReplicatedMachine<NsInput, NsOutput> {
     if (input.kind === 'stat') return attrOutput(state.stat(input.path));
     if (input.kind !== 'readdir') throw new Error(`invariant violated: ${input.kind} is not a read`);
     const page = state.readdir(input.path, { limit: readdirLimit });
-    if (!page.ok) return errorOutput(page);
-    if (page.value.next !== undefined) throw new Error(`invariant violated: readdir ${input.path} has more than ${readdirLimit} entries`);
-    return { code: 'ok', entries: page.value.entries.map((e) => `${e.name}:${e.type}`) };
+    if (page.ok && page.value.next !== undefined) throw new Error(`invariant violated: readdir ${input.path} has more than ${readdirLimit} entries`);
+    return nsReadOutput(input, page);
   }
 
   snapshot(): Uint8Array {
@@ -93,20 +92,24 @@ function writeOutput(input: NsInput, applied: unknown): NsOutput {
 }
 
 function command(input: NsInput, stamp: WriteStamp): MetaCommand {
-  const s = { clientId: `c${stamp.clientId}`, seq: stamp.seq, nowMs: stamp.nowMs };
+  return { ...nsCommandBody(input), clientId: `c${stamp.clientId}`, seq: stamp.seq, nowMs: stamp.nowMs } as MetaCommand;
+}
+
+/** A write as a metadata command without its stamp (the client and the leader add that). */
+export function nsCommandBody(input: NsInput): DistributiveOmit<MetaCommand, 'clientId' | 'seq' | 'nowMs'> {
   switch (input.kind) {
     case 'mkdir':
-      return { op: 'mkdir', ...s, path: input.path, mode: input.mode, uid: 0, gid: 0, parents: false };
+      return { op: 'mkdir', path: input.path, mode: input.mode, uid: 0, gid: 0, parents: false };
     case 'create':
-      return { op: 'create', ...s, path: input.path, mode: input.mode, uid: 0, gid: 0, exclusive: input.exclusive };
+      return { op: 'create', path: input.path, mode: input.mode, uid: 0, gid: 0, exclusive: input.exclusive };
     case 'unlink':
-      return { op: 'unlink', ...s, path: input.path };
+      return { op: 'unlink', path: input.path };
     case 'rmdir':
-      return { op: 'rmdir', ...s, path: input.path };
+      return { op: 'rmdir', path: input.path };
     case 'rename':
-      return { op: 'rename', ...s, from: input.from, to: input.to };
+      return { op: 'rename', from: input.from, to: input.to };
     case 'setattr': {
-      const cmd: SetattrCommand = { op: 'setattr', ...s, path: input.path };
+      const cmd: Omit<SetattrCommand, 'clientId' | 'seq' | 'nowMs'> = { op: 'setattr', path: input.path };
       if (input.mode !== undefined) cmd.mode = input.mode;
       if (input.sizeBytes !== undefined) cmd.sizeBytes = input.sizeBytes;
       return cmd;
@@ -115,6 +118,18 @@ function command(input: NsInput, stamp: WriteStamp): MetaCommand {
       throw new Error(`invariant violated: a ${input.kind} is not a write`);
   }
 }
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** What a stat or readdir answered (a result or an error code), in the model's terms. */
+export function nsReadOutput(input: NsInput, r: MetaResult<unknown>): NsOutput {
+  if (!r.ok) return errorOutput(r);
+  if (input.kind === 'stat') return { code: 'ok', attr: attrOf(r.value as InodeAttr) };
+  const page = r.value as { entries: { name: string; type: string }[] };
+  return { code: 'ok', entries: page.entries.map((e) => `${e.name}:${e.type}`) };
+}
+
+export { nextInput as nsNextInput, writeOutput as nsWriteOutput, readdirLimit as nsReaddirLimit };
 
 function nextInput(prng: Prng): NsInput {
   const roll = prng.int(100);
