@@ -81,6 +81,25 @@ test('a master that was down while the log was compacted catches up by snapshot'
   assert.equal((await listAll(c, '/s')).length, 1000);
 });
 
+test('every master killed at once restarts from its own checkpoint and WAL, losing nothing acknowledged', async (t) => {
+  const cluster = await TestCluster.start(t, { masters: 3, env: { CAIRN_CHECKPOINT_EVERY: '200', CAIRN_CHECKPOINT_KEEP: '10' } });
+  const c = cluster.client();
+  await mkdir(c, '/r');
+  await Promise.all(
+    Array.from({ length: 4 }, async (_, w) => {
+      const k = cluster.client();
+      for (let i = w; i < 1000; i += 4) await create(k, `/r/f${i}`);
+    }),
+  );
+  const before = await cluster.waitConverged();
+  for (const id of cluster.masters.keys()) assert.ok(((await cluster.status(id))?.snapshotIndex ?? 0) > 0, `master ${id} took checkpoints`);
+  for (const id of cluster.masters.keys()) await cluster.kill(id);
+  for (const id of cluster.masters.keys()) cluster.spawn(id);
+  await cluster.waitForLeader();
+  assert.equal(await cluster.waitConverged(), before, 'the same state after a full restart');
+  assert.equal((await listAll(cluster.client(), '/r')).length, 1000);
+});
+
 test('adding two masters, removing one and transferring leadership keep clients working', async (t) => {
   const cluster = await TestCluster.start(t, { masters: 3 });
   const admin = cluster.client({ deadlineMs: 60_000 });
