@@ -9,6 +9,7 @@ import { ConfChangeType, EntryType, Role, type Entry, type Message, type ReadSta
 import type { RpcClient, RpcServer } from '../../rpc/index.ts';
 import type { Journal, JournalStatus, MemberStatus, NodeInfo, StateMachine } from '../journal.ts';
 import { RaftDriver } from './driver.ts';
+import { checkMessages } from './message-check.ts';
 
 const packr = new Packr({ useRecords: false });
 const encoder = new TextEncoder();
@@ -89,10 +90,11 @@ export class RaftJournal implements Journal {
   async start(sm: StateMachine): Promise<void> {
     this.sm = sm;
     this.opts.server.handle('raft.step', async (body) => {
-      const b = body as { from?: number; address?: string; msgs: Message[] };
+      const msgs = checkMessages(body); // all or nothing: a bad message rejects the whole call
+      const b = body as { from?: unknown; address?: unknown };
       // A peer's own word for its address, in case no entry has told us yet (a new member).
       if (typeof b.from === 'number' && typeof b.address === 'string' && !this.addresses.has(b.from)) this.addresses.set(b.from, b.address);
-      for (const m of b.msgs) this.driver?.step(m);
+      for (const m of msgs) if (m.to === this.opts.id) this.driver?.step(m);
       return {};
     });
     this.driver = await RaftDriver.start({
@@ -257,7 +259,10 @@ export class RaftJournal implements Journal {
     const send = (): void => {
       const body = { from: this.opts.id, address: this.opts.address, msgs: batch };
       // Raft tolerates loss: a failed send is retried by the protocol itself, not here.
-      client.call('raft.step', body, { timeoutMs: 5_000 }).catch(() => undefined);
+      client.call('raft.step', body, { timeoutMs: 5_000 }).catch((err: unknown) => {
+        // Lost messages are Raft's business; refused ones mean the peers disagree on the protocol.
+        if ((err as { code?: string }).code === ErrorCode.InvalidArgument) this.log('error', `node ${to} refused our messages: ${(err as Error).message}`);
+      });
       batch = [];
       bytes = 0;
     };
