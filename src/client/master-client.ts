@@ -16,6 +16,8 @@ export interface MasterClientOptions {
 
 const retryBackoffMs = { min: 10, max: 200 };
 const bulkCallTimeoutMs = 120_000;
+/** How long a master that could not be reached is passed over. */
+const unreachableMs = 1_000;
 /** Codes after which another master (or the same one, later) may succeed. */
 const retryable = new Set<string>([ErrorCode.NotLeader, ErrorCode.Unavailable, ErrorCode.Timeout, ErrorCode.ProposalDropped, 'CAIRN_OVERLOADED', ErrorCode.TransferInProgress, ErrorCode.Busy]);
 
@@ -25,6 +27,9 @@ export class MasterClient {
   private readonly masters: string[];
   private readonly conns = new Map<string, RpcClient>();
   private leaderGuess: string | undefined;
+  private nextMaster = 0;
+  /** Masters that just failed to answer, skipped for a moment when others are left. */
+  private readonly unreachableUntil = new Map<string, number>();
   private readonly opts: Required<Omit<MasterClientOptions, 'secret'>> & { secret?: string };
 
   constructor(opts: MasterClientOptions) {
@@ -59,21 +64,24 @@ export class MasterClient {
     const deadline = Date.now() + this.opts.deadlineMs;
     let backoff = retryBackoffMs.min;
     let lastError: unknown;
-    let next = 0;
     const tried = new Set<string>();
     while (Date.now() < deadline) {
-      const address = this.leaderGuess ?? this.masters[next++ % this.masters.length];
+      const address = this.pickAddress();
       tried.add(address);
       try {
         const timeoutMs = Math.max(1, Math.min(this.opts.callTimeoutMs, deadline - Date.now()));
         const r = await this.conn(address).call<T>(method, body, { timeoutMs });
         this.leaderGuess = address;
+        this.unreachableUntil.delete(address);
         return r.body;
       } catch (err) {
         const code = (err as { code?: string }).code ?? '';
         if (!retryable.has(code)) throw err;
         lastError = err;
-        this.leaderGuess = leaderAddress(err);
+        if (code === ErrorCode.Unavailable) this.unreachableUntil.set(address, Date.now() + unreachableMs);
+        const redirect = leaderAddress(err);
+        // A follower may still name a leader that just died: do not go back to one we could not reach.
+        this.leaderGuess = redirect !== undefined && !this.isUnreachable(redirect) ? redirect : undefined;
         if (this.leaderGuess !== undefined && code === ErrorCode.NotLeader) continue; // a redirect costs no wait
         await sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
         backoff = Math.min(backoff * 2, retryBackoffMs.max);
@@ -84,6 +92,20 @@ export class MasterClient {
       ErrorCode.Unavailable,
       `no leading master answered within ${this.opts.deadlineMs} ms (tried ${[...tried].join(', ')}; last: ${why}); is a majority of the masters running?`,
     );
+  }
+
+  /** The known leader, else the next master in turn that did not just fail to answer. */
+  private pickAddress(): string {
+    if (this.leaderGuess !== undefined) return this.leaderGuess;
+    for (let i = 0; i < this.masters.length; i++) {
+      const a = this.masters[this.nextMaster++ % this.masters.length];
+      if (!this.isUnreachable(a)) return a;
+    }
+    return this.masters[this.nextMaster++ % this.masters.length];
+  }
+
+  private isUnreachable(address: string): boolean {
+    return (this.unreachableUntil.get(address) ?? 0) > Date.now();
   }
 
   close(): void {
