@@ -4,8 +4,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { crc32c } from '@node-rs/crc32';
 import type { Command } from 'commander';
-import type { MasterClient } from '../client/master-client.ts';
-import type { JournalStatus } from '../journal/journal.ts';
+import type { MasterClient } from '../client/index.ts';
+import type { JournalStatus } from '../journal/index.ts';
 import { withClient as run, type TargetFlags } from './cluster-target.ts';
 import { configError, parseAddress, parsePositiveInt } from './config.ts';
 

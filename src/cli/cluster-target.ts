@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { MasterClient } from '../client/master-client.ts';
+import { MasterClient } from '../client/index.ts';
 import { configError, parseMasterList } from './config.ts';
 
 export interface LocalProcess {

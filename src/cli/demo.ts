@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RaftDriver } from '../journal/raft/driver.ts';
-import { Role, type Entry, type Message } from '../raft/types.ts';
+import { Role, type Entry, type Message } from '../raft/index.ts';
 
 const ids = [1, 2, 3];
 const tickMs = 50;

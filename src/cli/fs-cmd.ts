@@ -1,8 +1,8 @@
 // `cairn fs ...`: namespace commands against the leading master (metadata only until workers land).
 
 import type { Command } from 'commander';
-import type { MasterClient } from '../client/master-client.ts';
-import type { DirEntry, InodeAttr, ReaddirPage } from '../master/namespace-state.ts';
+import type { MasterClient } from '../client/index.ts';
+import type { DirEntry, InodeAttr, ReaddirPage } from '../master/index.ts';
 import { withClient as run, type TargetFlags } from './cluster-target.ts';
 import { configError } from './config.ts';
 

@@ -7,8 +7,8 @@ import { mkdirSync, openSync, closeSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MasterClient } from '../client/master-client.ts';
-import type { JournalStatus } from '../journal/journal.ts';
+import { MasterClient } from '../client/index.ts';
+import type { JournalStatus } from '../journal/index.ts';
 import { clusterFileName, readLocalCluster, type LocalCluster, type LocalProcess } from './cluster-target.ts';
 import { configError } from './config.ts';
 

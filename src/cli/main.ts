@@ -4,7 +4,7 @@
 import { Command, Option } from 'commander';
 import { CairnError } from '../errors.ts';
 import { createLogger } from '../log.ts';
-import { startMaster } from '../master/server.ts';
+import { startMaster } from '../master/index.ts';
 import { registerAdminCommands } from './admin-cmd.ts';
 import { defaultLocalDir, readLocalCluster } from './cluster-target.ts';
 import { configError, parseMasterConfig, parsePositiveInt } from './config.ts';

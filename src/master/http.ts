@@ -2,7 +2,7 @@
 
 import { createServer, type Server } from 'node:http';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Journal } from '../journal/journal.ts';
+import type { Journal } from '../journal/index.ts';
 import type { MetaStateMachine } from './state-machine.ts';
 
 export interface HttpEndpoint {

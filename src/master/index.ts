@@ -89,3 +89,5 @@ export type {
   WorkerInfo,
 } from './namespace-state.ts';
 export { nameBytesMax, pathBytesMax, symlinkTargetBytesMax } from './paths.ts';
+export { MetaStateMachine, encodeCommandEntry, encodeRestoreBegin, encodeRestoreChunk, encodeRestoreCommit } from './state-machine.ts';
+export { startMaster, type Master, type MasterOptions } from './server.ts';

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { CairnError, ErrorCode } from '../errors.ts';
-import { RaftJournal } from '../journal/raft/raft-journal.ts';
+import { RaftJournal } from '../journal/index.ts';
 import { logCallback, type Logger } from '../log.ts';
 import { RpcClient, RpcServer, reply } from '../rpc/index.ts';
 import { validateCommand, validateQuery } from './commands.ts';

@@ -2,7 +2,7 @@
 // or the steps of restoring a backup into an empty cluster. Pure: no clock, no I/O.
 
 import { Packr } from 'msgpackr';
-import type { StateMachine } from '../journal/journal.ts';
+import type { StateMachine } from '../journal/index.ts';
 import { encodeCommand, type MetaCommand, type MetaQuery } from './commands.ts';
 import { MetaState } from './namespace.ts';
 import { fail, ok, type MetaResult } from './namespace-state.ts';

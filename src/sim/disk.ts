@@ -2,8 +2,8 @@
 // the production codec), snapshots as atomic files, and writes that are lost on a crash unless
 // synced. A crash may tear the last unsynced write, leaving a prefix of its bytes.
 
-import type { Entry, HardState, Snapshot } from '../raft/types.ts';
-import type { RestoredState } from '../raft/raft.ts';
+import type { Entry, HardState, Snapshot } from '../raft/index.ts';
+import type { RestoredState } from '../raft/index.ts';
 import {
   decodeRecords,
   emptyLogShape,

@@ -2,8 +2,8 @@
 // send, apply, advance), a simulated disk, and the workload's state machine clients talk to.
 
 import { CairnError } from '../errors.ts';
-import { Raft, type RaftBug, type RaftConfig } from '../raft/raft.ts';
-import { EntryType, Role, type Entry, type Message, type Ready } from '../raft/types.ts';
+import { Raft, type RaftBug, type RaftConfig } from '../raft/index.ts';
+import { EntryType, Role, type Entry, type Message, type Ready } from '../raft/index.ts';
 import { SimDisk } from './disk.ts';
 import type { Prng } from './prng.ts';
 import type { ReplicatedMachine, SimWorkload } from './workload.ts';

@@ -4,8 +4,8 @@
 // leadership transfers). Checkers run on every step and at the end; the first violation stops the run.
 
 import { ErrorCode } from '../errors.ts';
-import type { RaftBug } from '../raft/raft.ts';
-import { ConfChangeType, EntryType, Role, type Entry, type Message, type Ready } from '../raft/types.ts';
+import type { RaftBug } from '../raft/index.ts';
+import { ConfChangeType, EntryType, Role, type Entry, type Message, type Ready } from '../raft/index.ts';
 import { EventQueue } from './event-queue.ts';
 import { kvWorkload } from './kv-workload.ts';
 import { checkLinearizable, type Operation } from './linearizability.ts';

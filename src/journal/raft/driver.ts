@@ -2,9 +2,9 @@
 // what is committed, persists to the WAL (one fsync per cycle), sends messages (a leader sends
 // first: it replicates while its own disk writes), and advances. Transport and state machine are the caller's.
 
-import { Raft, type RaftConfig } from '../../raft/raft.ts';
-import type { Entry, Message, ReadState, Ready, Snapshot, SoftState } from '../../raft/types.ts';
-import type { RestoredState } from '../../raft/raft.ts';
+import { Raft, type RaftConfig } from '../../raft/index.ts';
+import type { Entry, Message, ReadState, Ready, Snapshot, SoftState } from '../../raft/index.ts';
+import type { RestoredState } from '../../raft/index.ts';
 import type { ReplayedState } from './wal-record.ts';
 import { loadNewestSnapshot, pruneSnapshots, saveSnapshot } from './snapshot-file.ts';
 import { Wal, type WalRepair } from './wal.ts';

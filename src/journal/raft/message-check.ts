@@ -2,7 +2,7 @@
 // still run a buggy or different version, and a malformed message must never corrupt the log.
 
 import { CairnError, ErrorCode } from '../../errors.ts';
-import { EntryType, MessageType, type Entry, type Message, type SnapshotMeta } from '../../raft/types.ts';
+import { EntryType, MessageType, type Entry, type Message, type SnapshotMeta } from '../../raft/index.ts';
 
 const messageTypes: ReadonlySet<string> = new Set(Object.values(MessageType));
 const entryTypes: ReadonlySet<number> = new Set(Object.values(EntryType));

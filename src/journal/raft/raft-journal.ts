@@ -4,8 +4,8 @@
 
 import { Packr } from 'msgpackr';
 import { CairnError, ErrorCode } from '../../errors.ts';
-import { decodeConfChange } from '../../raft/confchange.ts';
-import { ConfChangeType, EntryType, Role, type Entry, type Message, type ReadState, type Snapshot } from '../../raft/types.ts';
+import { decodeConfChange } from '../../raft/index.ts';
+import { ConfChangeType, EntryType, Role, type Entry, type Message, type ReadState, type Snapshot } from '../../raft/index.ts';
 import type { RpcClient, RpcServer } from '../../rpc/index.ts';
 import type { Journal, JournalStatus, MemberStatus, NodeInfo, StateMachine } from '../journal.ts';
 import { RaftDriver } from './driver.ts';

@@ -6,7 +6,7 @@ import { open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises'
 import path from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { pack, unpack } from 'msgpackr';
-import type { Snapshot, SnapshotMeta } from '../../raft/types.ts';
+import type { Snapshot, SnapshotMeta } from '../../raft/index.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
 import { ensureDir, syncDir, writeFully } from './fs-util.ts';
 import { confNodesMax } from './wal-record.ts';

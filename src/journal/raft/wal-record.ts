@@ -3,8 +3,8 @@
 
 import { Buffer } from 'node:buffer';
 import { crc32c } from '@node-rs/crc32';
-import { EntryType } from '../../raft/types.ts';
-import type { Entry, HardState, SnapshotMeta } from '../../raft/types.ts';
+import { EntryType } from '../../raft/index.ts';
+import type { Entry, HardState, SnapshotMeta } from '../../raft/index.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
 
 export type WalRecord =

@@ -5,7 +5,7 @@ import { Buffer } from 'node:buffer';
 import { open, readdir, readFile, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import type { Entry, HardState, SnapshotMeta } from '../../raft/types.ts';
+import type { Entry, HardState, SnapshotMeta } from '../../raft/index.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
 import { ensureDir, syncDir, writeFully } from './fs-util.ts';
 import { decodeRecords, encodeRecords, entriesRecords, replayLog, shapeAfterAppend, shapeAfterSnapshot } from './wal-record.ts';
