@@ -16,6 +16,7 @@ import { encodeCommandEntry } from '../src/master/state-machine.ts';
 import { CairnMasters, EtcdMembers, Load, ProcessGroup, findEtcd, longestGapMs, measureLoad, median, passThroughPolicy, sleep, sourceState, type LoadResult } from './cluster.ts';
 import { summarizeProfile, type ProfileSummary } from './cpuprofile.ts';
 import { Report, formatNumber } from './report.ts';
+import { nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './args.ts';
 
 export const description = 'replicated 256-byte writes/s, p50/p99 latency and leader-kill failover: 3 cairn masters beside a 3-member etcd';
 
@@ -96,29 +97,9 @@ function parseOptions(args: string[]): Options | undefined {
   };
 }
 
-function positiveInt(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new CairnError(ErrorCode.InvalidArgument, `${flag} must be a positive integer, got "${text}"`);
-  return n;
-}
 
-function nonNegativeInt(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) throw new CairnError(ErrorCode.InvalidArgument, `${flag} must be an integer >= 0, got "${text}"`);
-  return n;
-}
 
-function positiveNumber(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0) throw new CairnError(ErrorCode.InvalidArgument, `${flag} must be a positive number, got "${text}"`);
-  return n;
-}
 
-function nonNegativeNumber(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isFinite(n) || n < 0) throw new CairnError(ErrorCode.InvalidArgument, `${flag} must be a number >= 0, got "${text}"`);
-  return n;
-}
 
 // ---- the cairn operation -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import { CairnError, ErrorCode, assert } from '../src/errors.ts';
 import type { ReaddirPage } from '../src/master/namespace-state.ts';
 import { CairnMasters, EtcdMembers, ProcessGroup, findEtcd, measureLoad, sourceState, type LoadResult, type Operation } from './cluster.ts';
 import { Report, formatNumber } from './report.ts';
+import { nonNegativeNumber, positiveInt, positiveNumber } from './args.ts';
 
 export const description = 'creates/s, stats/s and readdirs/s (1000 entries) with 1 and 16 clients on 3 cairn masters, beside etcd';
 
@@ -71,23 +72,8 @@ function parseOptions(args: string[]): Options | undefined {
   };
 }
 
-function positiveInt(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new CairnError(ErrorCode.InvalidArgument, `${flag} must be a positive integer, got "${text}"`);
-  return n;
-}
 
-function positiveNumber(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0) throw new CairnError(ErrorCode.InvalidArgument, `${flag} must be a positive number, got "${text}"`);
-  return n;
-}
 
-function nonNegativeNumber(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isFinite(n) || n < 0) throw new CairnError(ErrorCode.InvalidArgument, `${flag} must be a number >= 0, got "${text}"`);
-  return n;
-}
 
 function entryName(i: number): string {
   return `f${String(i).padStart(6, '0')}`;

@@ -8,6 +8,7 @@ import { Raft, type RaftConfig } from '../src/raft/raft.ts';
 import { EntryType, Role, type Entry, type NodeId } from '../src/raft/types.ts';
 import { Prng } from '../src/sim/prng.ts';
 import { Report } from './report.ts';
+import { positiveInt } from './args.ts';
 
 export const description = 'committed entries/s through a 3-node in-memory Raft cluster (no disk), batched vs one-per-cycle, with a copy-loop anchor';
 
@@ -83,11 +84,6 @@ function parseOptions(args: string[]): Options | undefined {
   };
 }
 
-function positiveInt(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new CairnError(ErrorCode.InvalidArgument, `${flag} must be a positive integer, got "${text}"`);
-  return n;
-}
 
 /** What the driver saw during one measured phase. */
 interface PhaseStats {

@@ -10,6 +10,7 @@ import { CairnError, ErrorCode } from '../src/errors.ts';
 import { RpcClient, RpcServer, reply } from '../src/rpc/index.ts';
 import { encodeBody, encodeHeader, frameBytes } from '../src/rpc/frame.ts';
 import { Report } from './report.ts';
+import { positiveInt } from './args.ts';
 
 export const description = 'RPC echo calls/s (1 and 64 callers) and 1 MiB payload MB/s over 127.0.0.1, beside a plain socket echo of the same bytes';
 
@@ -64,11 +65,6 @@ function positive(text: string, flag: string): number {
   return n;
 }
 
-function positiveInt(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new CairnError(ErrorCode.InvalidArgument, `${flag} must be a positive integer, got "${text}"`);
-  return n;
-}
 
 // ---- the worker: an RPC echo server and a plain echo server ----
 
