@@ -2,8 +2,8 @@
 // errors, and a clear failure when no quorum is left.
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -72,6 +72,33 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.ok(status.every((p) => p.kind === 'master' && p.alive));
   assert.equal(status.filter((p) => p.role === 'leader').length, 1);
 
+  const checkpoint = await cairn(['admin', 'journal', 'checkpoint', ...d]);
+  assert.equal(checkpoint.stdout.match(/checkpoint at index \d+/g)?.length, 3, checkpoint.stdout + checkpoint.stderr);
+  const transfer = await cairn(['admin', 'journal', 'transfer-leader', String(status.findIndex((p) => p.role !== 'leader') + 1), ...d]);
+  assert.match(transfer.stdout, /leader is now master \d/);
+
+  // Backup to a file, refuse a damaged copy, restore into a second, empty cluster.
+  assert.equal((await cairn(['fs', 'mkdir', '-p', '/kept/deep', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'touch', '/kept/deep/f', ...d])).code, 0);
+  const file = path.join(dir, 'meta.bak');
+  const backup = await cairn(['admin', 'backup', file, ...d]);
+  assert.match(backup.stdout, /backup of \d+ bytes/, backup.stderr);
+  const damaged = path.join(dir, 'damaged.bak');
+  const bytes = await readFile(file);
+  bytes[bytes.length - 1] ^= 0xff;
+  await writeFile(damaged, bytes);
+  const dir2 = await mkdtemp(path.join(tmpdir(), 'cairn-cli-restore-'));
+  t.after(async () => {
+    await cairn(['local', 'down', '--dir', dir2]);
+    await rm(dir2, { recursive: true, force: true });
+  });
+  assert.equal((await cairn(['local', 'up', '--dir', dir2])).code, 0);
+  assert.match((await cairn(['admin', 'restore', damaged, '--dir', dir2])).stderr, /damaged: checksum mismatch/);
+  const restored = await cairn(['admin', 'restore', file, '--dir', dir2]);
+  assert.equal(restored.code, 0, restored.stderr);
+  assert.equal(JSON.parse((await cairn(['fs', 'stat', '/kept/deep/f', '--json', '--dir', dir2])).stdout).type, 'file');
+  assert.match((await cairn(['admin', 'restore', file, '--dir', dir2])).stderr, /needs an empty cluster/);
+
   // With two of three masters gone there is no quorum: a clear error, not a hang.
   const cluster = readLocalCluster(dir)!;
   for (const p of cluster.processes.slice(0, 2)) process.kill(p.pid, 'SIGKILL');
@@ -93,4 +120,24 @@ test('bad arguments get a one-line error', async () => {
   assert.match(r2.stderr, /--masters must be host:port/);
   const r3 = await cairn(['fs', 'ls', '/', '--dir', '/nonexistent-cairn-dir']);
   assert.match(r3.stderr, /no cluster given/);
+});
+
+test('npm start: the cluster in the foreground stops cleanly on Ctrl-C', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-fg-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const child = spawn(process.execPath, [mainScript, 'local', 'up', '--foreground', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const start = Date.now();
+  while (!out.includes('Ctrl-C stops the cluster')) {
+    assert.ok(Date.now() - start < 30_000, `the cluster did not come up:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const pids = readLocalCluster(dir)!.processes.map((p) => p.pid);
+  child.kill('SIGINT');
+  assert.equal(await exited, 0, out);
+  assert.match(out, /stopped 3 processes/);
+  for (const pid of pids) assert.throws(() => process.kill(pid, 0), `master pid ${pid} still runs`);
 });
