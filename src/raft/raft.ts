@@ -4,6 +4,7 @@
 
 import { CairnError, ErrorCode, assert } from '../errors.ts';
 import { decodeConfChange, encodeConfChange } from './confchange.ts';
+import { nextConf, validateConfChange } from './membership.ts';
 import { RaftLog } from './log.ts';
 import { Progress, ProgressState } from './progress.ts';
 import { VoteResult, committedIndex, tallyVotes } from './quorum.ts';
@@ -233,7 +234,7 @@ export class Raft {
     if (this.pendingConfIndex > this.log.applied) {
       throw new CairnError(ErrorCode.ConfChangePending, `a membership change at index ${this.pendingConfIndex} is still pending`);
     }
-    this.validateConfChange(cc);
+    validateConfChange(this.confState(), cc);
     const e = this.appendEntry(EntryType.ConfChange, data);
     this.pendingConfIndex = e.index;
     return { index: e.index, term: e.term };
@@ -994,21 +995,6 @@ export class Raft {
 
   // ---- membership ----------------------------------------------------------------------------
 
-  private validateConfChange(cc: ConfChange): void {
-    if (!(cc.node > 0)) throw new CairnError(ErrorCode.InvalidArgument, `invalid node id ${cc.node}`);
-    if (cc.type === ConfChangeType.Remove) {
-      if (!this.voters.has(cc.node) && !this.learners.has(cc.node)) {
-        throw new CairnError(ErrorCode.InvalidArgument, `node ${cc.node} is not a member`);
-      }
-      if (this.voters.has(cc.node) && this.voters.size === 1) {
-        throw new CairnError(ErrorCode.InvalidArgument, 'cannot remove the last voter');
-      }
-    }
-    if (cc.type === ConfChangeType.AddLearner && this.voters.has(cc.node)) {
-      throw new CairnError(ErrorCode.InvalidArgument, `node ${cc.node} is already a voter`);
-    }
-  }
-
   /** The log changed from `index` on (new or replaced entries): recompute membership if it may differ. */
   private confChangedFrom(index: number, entries: Entry[]): void {
     const lastConf = this.confHistory[this.confHistory.length - 1];
@@ -1062,27 +1048,6 @@ export class Raft {
     msg.from = this.id; // callers pass fresh objects: stamp, do not copy
     this.msgs.push(msg);
   }
-}
-
-/** The membership after one change. */
-function nextConf(conf: ConfState, cc: ConfChange): ConfState {
-  const voters = new Set(conf.voters);
-  const learners = new Set(conf.learners);
-  switch (cc.type) {
-    case ConfChangeType.AddLearner:
-      if (!voters.has(cc.node)) learners.add(cc.node);
-      break;
-    case ConfChangeType.AddVoter:
-      learners.delete(cc.node);
-      voters.add(cc.node);
-      break;
-    case ConfChangeType.Remove:
-      voters.delete(cc.node);
-      learners.delete(cc.node);
-      break;
-  }
-  const byId = (a: NodeId, b: NodeId): number => a - b;
-  return { voters: [...voters].sort(byId), learners: [...learners].sort(byId) };
 }
 
 function sameHardState(a: HardState, b: HardState): boolean {
