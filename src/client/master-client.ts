@@ -23,7 +23,8 @@ const retryable = new Set<string>([ErrorCode.NotLeader, ErrorCode.Unavailable, E
 
 export class MasterClient {
   readonly clientId = randomUUID();
-  private seq = 0;
+  private lanes = 0;
+  private readonly freeLanes: { id: string; seq: number }[] = [];
   private readonly masters: string[];
   private readonly conns = new Map<string, RpcClient>();
   private leaderGuess: string | undefined;
@@ -45,8 +46,11 @@ export class MasterClient {
 
   /** A mutation: numbered once, retried with the same number until the leader answers. */
   mutate<T>(method: string, body: object): Promise<T> {
-    const seq = ++this.seq;
-    return this.call<T>(method, { ...body, clientId: this.clientId, seq });
+    // The masters keep one answer per client id, for its newest seq: concurrent mutations each
+    // take their own id (a lane), so one never makes another's retry look stale.
+    const lane = this.freeLanes.pop() ?? { id: `${this.clientId}/${this.lanes++}`, seq: 0 };
+    lane.seq++;
+    return this.call<T>(method, { ...body, clientId: lane.id, seq: lane.seq }).finally(() => this.freeLanes.push(lane));
   }
 
   /** Calls one specific master (admin views of a single node). */
