@@ -83,7 +83,7 @@ export class SimDisk {
 
   /** Replays the durable bytes as a restarting node would, repairing a torn tail. */
   load(): LoadResult {
-    const all = concat(this.durable, this.durableBytes);
+    const all = Buffer.concat(this.durable, this.durableBytes);
     const decoded = decodeRecords(all);
     const records = decoded.records;
     this.durable = [all.subarray(0, decoded.validBytes)];
@@ -106,7 +106,7 @@ export class SimDisk {
   /** Rewrites the WAL without entries the snapshot covers, as deleting old segments would. */
   compact(hardState: HardState): void {
     if (this.unsynced.length > 0 || this.snapshot === undefined) return;
-    const { state } = replayLog(decodeRecords(concat(this.durable, this.durableBytes)).records);
+    const { state } = replayLog(decodeRecords(Buffer.concat(this.durable, this.durableBytes)).records);
     const after = state.entries.filter((e) => e.index > this.snapshot!.meta.index);
     const records: WalRecord[] = [{ kind: 'snapshot', meta: this.snapshot.meta }, { kind: 'hardState', hardState }];
     const contiguous = after.length > 0 && after[0].index === this.snapshot.meta.index + 1;
@@ -129,15 +129,4 @@ export class SimDisk {
       else if (r.kind === 'snapshot') this.shape = shapeAfterSnapshot(this.shape, r.meta);
     }
   }
-}
-
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
