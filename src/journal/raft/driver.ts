@@ -3,7 +3,7 @@
 // first: it replicates while its own disk writes), and advances. Transport and state machine are the caller's.
 
 import { Raft, type RaftConfig } from '../../raft/index.ts';
-import type { Entry, Message, ReadState, Ready, Snapshot, SoftState } from '../../raft/index.ts';
+import type { Entry, HardState, Message, ReadState, Ready, Snapshot, SoftState } from '../../raft/index.ts';
 import type { RestoredState } from '../../raft/index.ts';
 import type { ReplayedState } from './wal-record.ts';
 import { loadNewestSnapshot, pruneSnapshots, saveSnapshot } from './snapshot-file.ts';
@@ -27,6 +27,8 @@ export class RaftDriver {
   private readonly opts: RaftDriverOptions;
   private timer: NodeJS.Timeout | undefined;
   private cycling = false;
+  /** The newest hard state not yet written (commit-only Readies are not synced on their own). */
+  private hardStateUnsaved: HardState | undefined;
   private checkpointsWaiting: { takeData: () => Uint8Array; keepEntries: number; resolve(i: number): void; reject(e: unknown): void }[] = [];
   private stopped = false;
   /** What opening found and fixed: a torn WAL tail cut off, snapshot files that failed their checksum. */
@@ -97,13 +99,17 @@ export class RaftDriver {
   }
 
   private async persist(rd: Ready): Promise<void> {
-    // A moved commit index alone is not worth an fsync: it is learned again from the leader.
+    // A moved commit index alone is not worth an fsync: it is learned again from the leader. It
+    // rides along with the next synced write instead, so a restart can apply that far at once.
+    if (rd.hardState !== undefined) this.hardStateUnsaved = rd.hardState;
     if (!rd.mustSync) return;
     if (rd.snapshot !== undefined) {
       await saveSnapshot(this.opts.dir, rd.snapshot);
       await this.wal.saveSnapshotMeta(rd.snapshot.meta);
     }
-    await this.wal.save(rd.hardState, rd.entries);
+    const hardState = this.hardStateUnsaved;
+    this.hardStateUnsaved = undefined;
+    await this.wal.save(hardState, rd.entries);
   }
 
   /**

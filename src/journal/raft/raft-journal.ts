@@ -129,6 +129,8 @@ export class RaftJournal implements Journal {
       this.log('warn', `WAL tail repaired: ${r.truncatedBytes} bytes cut from ${r.segment}: ${r.problem}`);
     }
     for (const s of this.driver.skippedSnapshots) this.log('warn', `snapshot skipped: ${s}`);
+    // The WAL replay above may have applied more than a checkpoint's worth of entries.
+    this.maybeCheckpoint();
   }
 
   /** What this journal's startup repaired, for operators and tests. */
@@ -165,9 +167,16 @@ export class RaftJournal implements Journal {
     }
     this.appliedSinceCheckpoint++;
     this.releaseApplied(e.index);
-    if (this.appliedSinceCheckpoint >= this.opts.checkpointEveryEntries && this.checkpointing === undefined) {
-      queueMicrotask(() => void this.checkpoint().catch((err: unknown) => this.log('error', `checkpoint failed: ${String(err)}`)));
-    }
+    this.maybeCheckpoint();
+  }
+
+  /** Starts a checkpoint once enough entries were applied; none while the driver is still replaying the WAL. */
+  private maybeCheckpoint(): void {
+    if (this.appliedSinceCheckpoint < this.opts.checkpointEveryEntries || this.checkpointing !== undefined) return;
+    queueMicrotask(() => {
+      if (this.driver === undefined || this.stopped) return;
+      void this.checkpoint().catch((err: unknown) => this.log('error', `checkpoint failed: ${String(err)}`));
+    });
   }
 
   private applyConfChange(e: Entry): void {
