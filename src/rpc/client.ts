@@ -70,6 +70,8 @@ export class RpcClient {
   private conn: ClientConnection | undefined;
   private backoffTimer: NodeJS.Timeout | undefined;
   private attemptsFailed = 0;
+  /** performance.now() before which no new attempt starts (set by a failed attempt). */
+  private nextAttemptAt = 0;
   private lastId = 0;
   private closed = false;
 
@@ -235,14 +237,17 @@ export class RpcClient {
 
   private ensureConnection(): void {
     if (this.closed || this.conn !== undefined || this.backoffTimer !== undefined) return;
-    if (this.attemptsFailed === 0) {
+    // The backoff runs from the failed attempt, not from this call: calls with deadlines shorter
+    // than the backoff must not keep pushing the next attempt out.
+    const waitMs = this.nextAttemptAt - performance.now();
+    if (waitMs <= 0) {
       this.connect();
       return;
     }
     this.backoffTimer = setTimeout(() => {
       this.backoffTimer = undefined;
       if (this.waiting.size > 0) this.connect();
-    }, this.backoffDelayMs());
+    }, waitMs);
   }
 
   /** min * 2^(n-1) capped at max, for n failed attempts in a row, with jitter over its upper half. */
@@ -262,6 +267,7 @@ export class RpcClient {
 
   private onReady(conn: ClientConnection): void {
     this.attemptsFailed = 0;
+    this.nextAttemptAt = 0;
     for (const call of this.waiting) {
       this.waiting.delete(call);
       this.transmit(conn, call);
@@ -275,6 +281,7 @@ export class RpcClient {
     if (!attemptFailed) return;
     // Calls waiting on this attempt fail now (fast, with the reason); the next call backs off.
     this.attemptsFailed++;
+    this.nextAttemptAt = performance.now() + this.backoffDelayMs();
     this.rejectAll(this.waiting.values(), err);
   }
 

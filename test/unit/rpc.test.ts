@@ -211,6 +211,20 @@ test('reconnect attempts back off exponentially up to the bound', async (t) => {
   assert.ok(Math.max(...durations) < 1000, `durations ${durations.map((d) => d.toFixed(0))}`);
 });
 
+test('calls with deadlines shorter than the backoff still reconnect once the backoff has passed', async (t) => {
+  const port = await freePort();
+  const c = client(t, `127.0.0.1:${port}`, { reconnectBackoffMs: { min: 400, max: 400 } });
+  await assert.rejects(c.call('echo', 0), hasCode(RpcErrorCode.Unavailable)); // the next attempt waits 200-400 ms
+  await startServer(t, {}, port);
+  // Each call gives up after 50 ms; the backoff must run from the failure, not restart per call.
+  let answered = false;
+  for (let i = 0; i < 40 && !answered; i++) {
+    answered = await c.call('echo', i, { timeoutMs: 50 }).then(() => true, () => false);
+    if (!answered) await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.ok(answered, 'a call got through within 40 short-deadline tries');
+});
+
 test('a call made while a reconnect is pending waits for it, up to its own deadline', async (t) => {
   const port = await freePort();
   const c = client(t, `127.0.0.1:${port}`, { reconnectBackoffMs: { min: 300, max: 300 } });
