@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { CairnError, ErrorCode, assert } from '../src/errors.ts';
 import { Raft, type RaftConfig } from '../src/raft/raft.ts';
+import { snapshotBytes } from '../src/raft/snapshot-data.ts';
 import { EntryType, Role, type Entry, type NodeId } from '../src/raft/types.ts';
 import { Prng } from '../src/sim/prng.ts';
 import { Report } from './report.ts';
@@ -122,7 +123,7 @@ class Cluster {
   private readonly byId: Raft[] = [];
   private readonly appliedIndex: number[] = [];
   private readonly compactEveryEntries: number;
-  private readonly emptySnapshot = new Uint8Array(0);
+  private readonly emptySnapshot = snapshotBytes(new Uint8Array(0));
   leaderId: NodeId = 0;
   /** Payload entries the leader has applied (not the empty entry a new leader appends). */
   leaderAppliedEntries = 0;

@@ -15,6 +15,7 @@
 import { CairnError } from '../src/errors.ts';
 import { decodeConfChange } from '../src/raft/confchange.ts';
 import { Raft, type RaftConfig } from '../src/raft/raft.ts';
+import { readAllSnapshotData, snapshotBytes } from '../src/raft/snapshot-data.ts';
 import {
   ConfChangeType,
   EntryType,
@@ -204,7 +205,7 @@ export class Harness {
     const st = node.storage;
     const restored = { hardState: st.hardState, snapshot: st.snapshot, entries: st.entries.slice() };
     node.raft = new Raft(node.config, restored);
-    node.sm = st.snapshot !== undefined ? latin1(st.snapshot.data) : '';
+    node.sm = st.snapshot !== undefined ? latin1(readAllSnapshotData(st.snapshot.data)) : '';
     node.seen = undefined;
     this.noteChanges(node);
     const s = node.raft.status();
@@ -323,18 +324,18 @@ export class Harness {
     this.withNode(args, (node, raft) => {
       const index = Number(args[1]?.key);
       const keep = Number(args.find((a) => a.key === 'keep')?.values[0] ?? 0);
-      raft.compact(index, latin1Bytes(this.smAt(node, index)), keep);
+      raft.compact(index, snapshotBytes(latin1Bytes(this.smAt(node, index))), keep);
       const snap = raft.log.snapshot!;
       node.storage.snapshot = snap;
       node.storage.entries = node.storage.entries.filter((e) => e.index > raft.log.offsetIndex);
-      this.print(`snapshot ${snap.meta.term}/${snap.meta.index} ${fmtConf(snap.meta.conf)} data=${quote(snap.data)}; log=[${raft.log.firstIndex()},${raft.log.lastIndex()}]`);
+      this.print(`snapshot ${snap.meta.term}/${snap.meta.index} ${fmtConf(snap.meta.conf)} data=${quote(readAllSnapshotData(snap.data))}; log=[${raft.log.firstIndex()},${raft.log.lastIndex()}]`);
     });
   }
 
   /** The state machine as of `index`: the snapshot's data plus the normal entries up to there. */
   private smAt(node: Node, index: number): string {
     const raft = node.raft!;
-    let sm = node.storage.snapshot !== undefined ? latin1(node.storage.snapshot.data) : '';
+    let sm = node.storage.snapshot !== undefined ? latin1(readAllSnapshotData(node.storage.snapshot.data)) : '';
     const from = node.storage.snapshot?.meta.index ?? 0;
     for (let i = from + 1; i <= index; i++) {
       const e = raft.log.entry(i);
@@ -389,7 +390,7 @@ export class Harness {
   }
 
   private apply(node: Node, rd: Ready): void {
-    if (rd.snapshot !== undefined) node.sm = latin1(rd.snapshot.data);
+    if (rd.snapshot !== undefined) node.sm = latin1(readAllSnapshotData(rd.snapshot.data));
     for (const e of rd.committed) {
       const what = `${e.term}/${fmtEntryData(e)}`;
       const before = this.appliedAt.get(e.index);
@@ -585,7 +586,7 @@ function fmtReady(rd: Ready): string[] {
   if (rd.hardState !== undefined) out.push(`HardState Term:${rd.hardState.term} Vote:${rd.hardState.vote} Commit:${rd.hardState.commit}`);
   if (rd.snapshot !== undefined) {
     const s = rd.snapshot;
-    out.push(`Snapshot ${s.meta.term}/${s.meta.index} ${fmtConf(s.meta.conf)} data=${quote(s.data)}`);
+    out.push(`Snapshot ${s.meta.term}/${s.meta.index} ${fmtConf(s.meta.conf)} data=${quote(readAllSnapshotData(s.data))}`);
   }
   if (rd.entries.length > 0) out.push('Entries:', ...rd.entries.map(fmtEntry));
   if (rd.committed.length > 0) out.push('Committed:', ...rd.committed.map(fmtEntry));

@@ -5,3 +5,4 @@ export * from './types.ts';
 export { Raft, RaftBugs, type ProgressStatus, type RaftBug, type RaftConfig, type RaftStatus, type RestoredState } from './raft.ts';
 export { decodeConfChange, encodeConfChange } from './confchange.ts';
 export { ProgressState } from './progress.ts';
+export { chunkedSnapshotData, readAllSnapshotData, snapshotBytes } from './snapshot-data.ts';

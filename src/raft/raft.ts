@@ -9,6 +9,7 @@ import { RaftLog } from './log.ts';
 import { Progress, ProgressState } from './progress.ts';
 import { VoteResult, committedIndex, tallyVotes } from './quorum.ts';
 import { ReadOnly } from './read-only.ts';
+import { chunkedSnapshotData } from './snapshot-data.ts';
 import {
   ConfChangeType,
   EntryType,
@@ -23,6 +24,8 @@ import {
   type ReadState,
   type Ready,
   type Snapshot,
+  type SnapshotData,
+  type SnapshotMeta,
   type SoftState,
 } from './types.ts';
 
@@ -284,14 +287,30 @@ export class Raft {
    * Records a snapshot the state machine took at `index` (<= applied) and drops log entries up to
    * `index - keepEntries`, so slightly lagging followers still catch up from the log.
    */
-  compact(index: number, data: Uint8Array, keepEntries = 0): void {
-    assert(index <= this.log.applied, `snapshot at ${index} beyond applied ${this.log.applied}`);
+  compact(index: number, data: SnapshotData, keepEntries = 0): void {
     if (this.log.snapshot !== undefined && index <= this.log.snapshot.meta.index) return;
-    const term = this.log.term(index);
-    assert(term !== undefined, `snapshot at compacted index ${index}`);
-    this.log.snapshot = { meta: { index, term, conf: this.confAt(index) }, data };
+    this.log.snapshot = { meta: this.snapshotMeta(index), data };
     this.log.compactTo(Math.max(this.log.offsetIndex, index - keepEntries));
     this.confHistory = this.confHistory.filter((h, i) => i === this.confHistory.length - 1 || this.confHistory[i + 1].index > this.log.offsetIndex);
+  }
+
+  /** What a snapshot of the state machine at `index` (<= applied, not compacted) records. */
+  snapshotMeta(index: number): SnapshotMeta {
+    assert(index <= this.log.applied, `snapshot at ${index} beyond applied ${this.log.applied}`);
+    const term = this.log.term(index);
+    assert(term !== undefined, `snapshot at compacted index ${index}`);
+    return { index, term, conf: this.confAt(index) };
+  }
+
+  /**
+   * Swaps the bytes behind the current snapshot for an identical copy (the durable file, once a
+   * received snapshot is written), so the chunks it arrived in can be freed. False if it moved on.
+   */
+  replaceSnapshotData(index: number, data: SnapshotData): boolean {
+    const snap = this.log.snapshot;
+    if (snap === undefined || snap.meta.index !== index || snap.data.byteLength !== data.byteLength) return false;
+    this.log.snapshot = { meta: snap.meta, data };
+    return true;
   }
 
   hasReady(): boolean {
@@ -713,7 +732,7 @@ export class Raft {
       this.send({ type: MessageType.SnapResp, to: m.from, term: this.term, index: meta.index, snapOffset: 0 });
       return;
     }
-    this.restoreSnapshot({ meta, data: concatChunks(inc.chunks, inc.totalBytes) });
+    this.restoreSnapshot({ meta, data: chunkedSnapshotData(inc.chunks) });
     // Acknowledge the snapshot's index only: entries we hold beyond it are not vouched for here.
     this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: meta.index });
   }
@@ -922,17 +941,18 @@ export class Raft {
       pr.becomeSnapshot(snap.meta.index); // a newer snapshot replaced the one in transfer
     }
     const offset = pr.snapshot!.offsetAcked;
-    if (offset >= snap.data.length && snap.data.length > 0) return; // all sent: waiting for the install
-    const end = Math.min(offset + this.cfg.snapshotChunkBytes, snap.data.length);
+    const total = snap.data.byteLength;
+    if (offset >= total && total > 0) return; // all sent: waiting for the install
+    const end = Math.min(offset + this.cfg.snapshotChunkBytes, total);
     this.send({
       type: MessageType.Snap,
       to,
       term: this.term,
       snapshot: snap.meta,
       snapOffset: offset,
-      snapData: snap.data.subarray(offset, end),
-      snapDone: end === snap.data.length,
-      snapTotalBytes: snap.data.length,
+      snapData: snap.data.read(offset, end - offset),
+      snapDone: end === total,
+      snapTotalBytes: total,
     });
   }
 
@@ -1056,15 +1076,4 @@ function sameHardState(a: HardState, b: HardState): boolean {
 
 function sameSoftState(a: SoftState, b: SoftState): boolean {
   return a.leader === b.leader && a.role === b.role;
-}
-
-function concatChunks(chunks: Uint8Array[], total: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
 }

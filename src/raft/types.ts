@@ -35,9 +35,19 @@ export interface SnapshotMeta {
   conf: ConfState;
 }
 
+/**
+ * A snapshot's bytes, read in bounded pieces: in memory (see snapshot-data.ts) or in a file the
+ * driver keeps open, so a large state is never one giant buffer.
+ */
+export interface SnapshotData {
+  readonly byteLength: number;
+  /** `length` bytes from `offset`; the range must lie within `byteLength`. */
+  read(offset: number, length: number): Uint8Array;
+}
+
 export interface Snapshot {
   meta: SnapshotMeta;
-  data: Uint8Array;
+  data: SnapshotData;
 }
 
 export const ConfChangeType = {

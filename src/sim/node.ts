@@ -2,7 +2,7 @@
 // send, apply, advance), a simulated disk, and the workload's state machine clients talk to.
 
 import { CairnError } from '../errors.ts';
-import { Raft, type RaftBug, type RaftConfig } from '../raft/index.ts';
+import { Raft, readAllSnapshotData, snapshotBytes, type RaftBug, type RaftConfig } from '../raft/index.ts';
 import { EntryType, Role, type Entry, type Message, type Ready } from '../raft/index.ts';
 import { SimDisk } from './disk.ts';
 import type { Prng } from './prng.ts';
@@ -91,7 +91,7 @@ export class SimNode<I, O> {
     this.sm = this.env.workload.newMachine();
     this.smIndex = this.raft.log.applied;
     // With the bug, a restarted node forgets to load its snapshot and applies the later entries to an empty state.
-    if (restored.snapshot !== undefined && !this.env.bugs.has('no-snapshot-restore')) this.sm.restore(restored.snapshot.data);
+    if (restored.snapshot !== undefined && !this.env.bugs.has('no-snapshot-restore')) this.sm.restore(readAllSnapshotData(restored.snapshot.data));
     this.alive = true;
     this.busy = false;
     this.proposals.clear();
@@ -196,7 +196,7 @@ export class SimNode<I, O> {
 
   private apply(rd: Ready): void {
     if (rd.snapshot !== undefined) {
-      this.sm.restore(rd.snapshot.data);
+      this.sm.restore(readAllSnapshotData(rd.snapshot.data));
       this.env.trace?.(`n${this.id} restored snapshot at ${rd.snapshot.meta.index}`);
       this.env.observer.onStateAt(this, rd.snapshot.meta.index);
     }
@@ -248,7 +248,7 @@ export class SimNode<I, O> {
     const last = log.snapshot?.meta.index ?? 0;
     if (log.applied - last < this.env.snapshotEveryEntries) return;
     const keep = this.env.prng.int(8);
-    this.raft.compact(log.applied, this.sm.snapshot(), keep);
+    this.raft.compact(log.applied, snapshotBytes(this.sm.snapshot()), keep);
     this.disk.saveSnapshot(log.snapshot!);
     if (this.env.bugs.has('no-fsync')) return;
     this.disk.sync();

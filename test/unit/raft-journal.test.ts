@@ -1,7 +1,7 @@
 // RaftJournal on one real process: restart paths that the multi-process tests hit only by timing.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -23,15 +23,24 @@ class Counter implements StateMachine {
   }
 }
 
-async function openJournal(dir: string, checkpointEveryEntries: number): Promise<{ journal: RaftJournal; sm: Counter; close(): Promise<void> }> {
+interface Opened {
+  journal: RaftJournal;
+  sm: Counter;
+  address: string;
+  close(): Promise<void>;
+}
+
+/** A journal on its own RPC server; a founder of a one-node cluster unless `join` (then it waits to be added). */
+async function openJournal(dir: string, checkpointEveryEntries: number, opts: { id?: number; join?: boolean } = {}): Promise<Opened> {
+  const id = opts.id ?? 1;
   const server = new RpcServer({});
   const { port } = await server.listen('127.0.0.1', 0);
   const address = `127.0.0.1:${port}`;
   const journal = new RaftJournal({
-    id: 1,
+    id,
     dir,
     address,
-    founders: new Map([[1, address]]),
+    founders: opts.join === true ? new Map() : new Map([[id, address]]),
     server,
     connect: (a) => new RpcClient(a, {}),
     tickMs: 5,
@@ -42,6 +51,7 @@ async function openJournal(dir: string, checkpointEveryEntries: number): Promise
   return {
     journal,
     sm,
+    address,
     close: async () => {
       await journal.stop();
       await server.close();
@@ -51,6 +61,12 @@ async function openJournal(dir: string, checkpointEveryEntries: number): Promise
 
 async function waitLeader(j: RaftJournal): Promise<void> {
   for (let i = 0; i < 400 && j.status().leader?.id !== 1; i++) await new Promise((r) => setTimeout(r, 5));
+}
+
+async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-journal-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 test('a restart that replays more than a checkpoint interval of WAL checkpoints once the journal is up', async (t) => {
@@ -68,4 +84,70 @@ test('a restart that replays more than a checkpoint interval of WAL checkpoints 
   assert.equal(second.sm.count, 300, 'the WAL replay applied every entry');
   for (let i = 0; i < 200 && second.journal.status().snapshotIndex === 0; i++) await new Promise((r) => setTimeout(r, 5));
   assert.ok(second.journal.status().snapshotIndex >= 300, `checkpoint taken after the replay (snapshot index ${second.journal.status().snapshotIndex})`);
+});
+
+test('membership changes are idempotent, so a client may retry them after a timeout or failover', async (t) => {
+  const one = await openJournal(await tempDir(t), 1_000_000);
+  t.after(() => one.close());
+  await waitLeader(one.journal);
+  for (let i = 0; i < 20; i++) await one.journal.propose(Buffer.from(`e${i}`));
+  const two = await openJournal(await tempDir(t), 1_000_000, { id: 2, join: true });
+  t.after(() => two.close());
+  // A retry racing the first call, and one after it finished: all succeed, one member results.
+  await Promise.all([one.journal.addMember(2, two.address), one.journal.addMember(2, two.address)]);
+  await one.journal.addMember(2, two.address);
+  const voters = () => one.journal.status().members.filter((m) => m.role === 'voter').map((m) => m.id).sort();
+  assert.deepEqual(voters(), [1, 2]);
+  await assert.rejects(one.journal.addMember(2, '127.0.0.1:1'), /already a voter, at/);
+  await Promise.all([one.journal.removeMember(2), one.journal.removeMember(2)]);
+  await one.journal.removeMember(2);
+  assert.deepEqual(voters(), [1]);
+});
+
+/** A state of many 64 KiB chunks, restored one chunk at a time. */
+class Chunky implements StateMachine {
+  chunks: Buffer[] = [];
+  restoredFromArray = false;
+  apply(index: number, data: Uint8Array): unknown {
+    this.chunks.push(Buffer.alloc(64 * 1024, index & 0xff));
+    return data.length;
+  }
+  *snapshot(): Iterable<Uint8Array> {
+    yield* this.chunks;
+  }
+  restore(chunks: Iterable<Uint8Array>): void {
+    this.restoredFromArray = Array.isArray(chunks);
+    this.chunks = [];
+    for (const c of chunks) this.chunks.push(Buffer.from(c));
+  }
+}
+
+test('a checkpoint streams the state machine to a file, and a restart restores it chunk by chunk', async (t) => {
+  const dir = await tempDir(t);
+  const open = async (sm: Chunky) => {
+    const server = new RpcServer({});
+    const { port } = await server.listen('127.0.0.1', 0);
+    const address = `127.0.0.1:${port}`;
+    const journal = new RaftJournal({ id: 1, dir, address, founders: new Map([[1, address]]), server, connect: (a) => new RpcClient(a, {}), tickMs: 5, checkpointEveryEntries: 1_000_000 });
+    await journal.start(sm);
+    return { journal, close: async () => (await journal.stop(), await server.close()) };
+  };
+  const first = new Chunky();
+  const a = await open(first);
+  await waitLeader(a.journal);
+  for (let i = 0; i < 40; i++) await a.journal.propose(Buffer.from(`e${i}`));
+  const index = await a.journal.checkpoint();
+  assert.ok(index >= 40, `checkpoint at ${index}`);
+  const files = (await readdir(join(dir, 'snap'))).filter((f) => f.endsWith('.snap'));
+  assert.equal(files.length, 1);
+  // 40 chunks of 64 KiB plus frame headers and the member list.
+  assert.ok((await stat(join(dir, 'snap', files[0]))).size > 40 * 64 * 1024);
+  await a.close();
+
+  const second = new Chunky();
+  const b = await open(second);
+  t.after(() => b.close());
+  assert.equal(second.restoredFromArray, false, 'restore gets a lazy iterable, not an array of the whole state');
+  assert.equal(second.chunks.length, first.chunks.length);
+  assert.ok(second.chunks.every((c, i) => c.equals(first.chunks[i])));
 });

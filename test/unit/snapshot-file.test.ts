@@ -7,10 +7,12 @@ import path from 'node:path';
 import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import type { Snapshot } from '../../src/raft/types.ts';
+import { chunkedSnapshotData, readAllSnapshotData, snapshotBytes } from '../../src/raft/snapshot-data.ts';
 import {
-  decodeSnapshotFile,
+  SnapshotWriter,
   encodeSnapshotHeader,
   loadNewestSnapshot,
+  openVerified,
   pruneSnapshots,
   saveSnapshot,
   snapshotFileName,
@@ -23,28 +25,48 @@ async function tempDir(t: TestContext): Promise<string> {
 }
 
 function snap(index: number, term: number, text = `state at ${index}`): Snapshot {
-  return { meta: { index, term, conf: { voters: [1, 2, 3], learners: [7] } }, data: new TextEncoder().encode(text) };
+  return { meta: { index, term, conf: { voters: [1, 2, 3], learners: [7] } }, data: snapshotBytes(new TextEncoder().encode(text)) };
+}
+
+/** A save, as the path of the file it left (closed). */
+async function save(dir: string, s: Snapshot): Promise<string> {
+  const f = await saveSnapshot(dir, s);
+  f.close();
+  return f.path;
+}
+
+/** The newest snapshot loaded, as plain bytes (the file closed), with the skipped files. */
+async function loadNewest(dir: string): Promise<{ snapshot?: { meta: Snapshot['meta']; bytes: string }; skipped: string[] }> {
+  const { snapshot, file, skipped } = await loadNewestSnapshot(dir);
+  if (snapshot === undefined) return { skipped };
+  const bytes = new TextDecoder().decode(readAllSnapshotData(snapshot.data));
+  file?.close();
+  return { snapshot: { meta: snapshot.meta, bytes }, skipped };
+}
+
+function plain(s: Snapshot): { meta: Snapshot['meta']; bytes: string } {
+  return { meta: s.meta, bytes: new TextDecoder().decode(readAllSnapshotData(s.data)) };
 }
 
 test('a saved snapshot loads back unchanged, under its term-index name', async (t) => {
   const dir = await tempDir(t);
   const original = snap(2 ** 40 + 1, 2 ** 33);
-  const file = await saveSnapshot(dir, original);
+  const file = await save(dir, original);
   assert.equal(path.basename(file), '0000000200000000-0000010000000001.snap');
   assert.equal(path.basename(file), snapshotFileName(original.meta));
   assert.deepEqual(await readdir(path.join(dir, 'snap')), [path.basename(file)], 'no temporary file is left');
-  assert.deepEqual(await loadNewestSnapshot(dir), { snapshot: original, skipped: [] });
+  assert.deepEqual(await loadNewest(dir), { snapshot: plain(original), skipped: [] });
 });
 
 test('no snapshot directory means no snapshot', async (t) => {
   const dir = await tempDir(t);
-  assert.deepEqual(await loadNewestSnapshot(dir), { skipped: [] });
+  assert.deepEqual(await loadNewest(dir), { skipped: [] });
 });
 
 test('the newest is chosen by index, then term', async (t) => {
   const dir = await tempDir(t);
-  for (const s of [snap(10, 5), snap(30, 2), snap(30, 3), snap(20, 9)]) await saveSnapshot(dir, s);
-  assert.deepEqual((await loadNewestSnapshot(dir)).snapshot, snap(30, 3));
+  for (const s of [snap(10, 5), snap(30, 2), snap(30, 3), snap(20, 9)]) await save(dir, s);
+  assert.deepEqual((await loadNewest(dir)).snapshot, plain(snap(30, 3)));
 });
 
 test('a damaged newest snapshot is skipped with a reason, and the next one is used', async (t) => {
@@ -58,11 +80,11 @@ test('a damaged newest snapshot is skipped with a reason, and the next one is us
   ];
   for (const [label, hurt, reason] of damage) {
     const dir = await tempDir(t);
-    await saveSnapshot(dir, snap(5, 1));
-    const newest = await saveSnapshot(dir, snap(9, 2));
+    await save(dir, snap(5, 1));
+    const newest = await save(dir, snap(9, 2));
     await hurt(newest);
-    const { snapshot, skipped } = await loadNewestSnapshot(dir);
-    assert.deepEqual(snapshot, snap(5, 1), label);
+    const { snapshot, skipped } = await loadNewest(dir);
+    assert.deepEqual(snapshot, plain(snap(5, 1)), label);
     assert.equal(skipped.length, 1, label);
     assert.ok(skipped[0].startsWith(`${newest}: `), skipped[0]);
     assert.match(skipped[0], reason, label);
@@ -71,36 +93,69 @@ test('a damaged newest snapshot is skipped with a reason, and the next one is us
 
 test('a file whose name disagrees with its metadata is skipped', async (t) => {
   const dir = await tempDir(t);
-  const file = await saveSnapshot(dir, snap(5, 1));
+  const file = await save(dir, snap(5, 1));
   await rename(file, path.join(dir, 'snap', snapshotFileName(snap(6, 1).meta)));
-  const { snapshot, skipped } = await loadNewestSnapshot(dir);
+  const { snapshot, skipped } = await loadNewest(dir);
   assert.equal(snapshot, undefined);
   assert.match(skipped[0], /does not match the file name/);
 });
 
 test('all snapshots damaged: nothing loads, every file is reported', async (t) => {
   const dir = await tempDir(t);
-  const files = [await saveSnapshot(dir, snap(1, 1)), await saveSnapshot(dir, snap(2, 1))];
+  const files = [await save(dir, snap(1, 1)), await save(dir, snap(2, 1))];
   for (const file of files) await flip(file, -1);
-  const { snapshot, skipped } = await loadNewestSnapshot(dir);
+  const { snapshot, skipped } = await loadNewest(dir);
   assert.equal(snapshot, undefined);
   assert.equal(skipped.length, 2);
 });
 
-test('decode rejects foreign bytes and checks the metadata shape', () => {
-  assert.match(decodeSnapshotFile(new Uint8Array(64)) as string, /bad magic/);
+test('open rejects foreign bytes and checks the metadata shape', async (t) => {
+  const dir = await tempDir(t);
+  const file = (name: string) => path.join(dir, name);
+  await writeFile(file('foreign'), new Uint8Array(64));
+  assert.match(openVerified(file('foreign'), 'foreign') as string, /bad magic/);
   const good = snap(3, 1);
-  const bytes = Buffer.concat([encodeSnapshotHeader(good), good.data]);
-  assert.deepEqual(decodeSnapshotFile(bytes), good);
-  const badMeta: Snapshot = { meta: { ...good.meta, index: -1 }, data: good.data };
-  assert.match(decodeSnapshotFile(Buffer.concat([encodeSnapshotHeader(badMeta), badMeta.data])) as string, /lacks index/);
-  const empty: Snapshot = { meta: good.meta, data: new Uint8Array(0) };
-  assert.deepEqual(decodeSnapshotFile(encodeSnapshotHeader(empty)), empty);
+  const name = snapshotFileName(good.meta);
+  const data = readAllSnapshotData(good.data);
+  const { crc32c } = await import('@node-rs/crc32');
+  await writeFile(file(name), Buffer.concat([encodeSnapshotHeader(good.meta, data.length, crc32c(data)), data]));
+  const opened = openVerified(file(name), name);
+  assert.ok(typeof opened !== 'string', String(opened));
+  assert.deepEqual(plain(opened.snapshot()), plain(good));
+  opened.close();
+  assert.throws(() => opened.read(0, 1), /closed/);
+  await writeFile(file('bad'), Buffer.concat([encodeSnapshotHeader({ ...good.meta, index: -1 }, data.length, crc32c(data)), data]));
+  assert.match(openVerified(file('bad'), 'bad') as string, /lacks index/);
+  await writeFile(file(name), encodeSnapshotHeader(good.meta, 0, 0));
+  const empty = openVerified(file(name), name);
+  assert.ok(typeof empty !== 'string' && empty.byteLength === 0);
+  empty.close();
+});
+
+test('a snapshot written in many pieces reads back at any offset, and a received one keeps its chunking out of the file', async (t) => {
+  const dir = await tempDir(t);
+  const pieces = Array.from({ length: 50 }, (_, i) => new Uint8Array(1000 + i).fill(i));
+  const whole = Buffer.concat(pieces);
+  const w = await SnapshotWriter.create(dir);
+  w.begin(snap(7, 2).meta);
+  for (const p of pieces) w.write(p);
+  const f = await w.finish();
+  t.after(() => f.close());
+  assert.equal(f.byteLength, whole.length);
+  for (const [off, len] of [[0, 10], [999, 3], [12345, 20000], [whole.length - 5, 5], [whole.length, 0]]) {
+    assert.deepEqual(Buffer.from(f.read(off, len)), whole.subarray(off, off + len), `read at ${off}`);
+  }
+  assert.throws(() => f.read(whole.length - 1, 2), RangeError);
+  const chunked = chunkedSnapshotData(pieces);
+  assert.deepEqual(Buffer.from(chunked.read(995, 30)), whole.subarray(995, 1025), 'reads across chunk boundaries');
+  const received = await saveSnapshot(dir, { meta: snap(8, 2).meta, data: chunked });
+  t.after(() => received.close());
+  assert.deepEqual(Buffer.from(readAllSnapshotData(received)), whole);
 });
 
 test('pruneSnapshots keeps the newest ones and removes leftovers of crashed saves', async (t) => {
   const dir = await tempDir(t);
-  for (let i = 1; i <= 5; i++) await saveSnapshot(dir, snap(i * 10, 1));
+  for (let i = 1; i <= 5; i++) await save(dir, snap(i * 10, 1));
   const snapDir = path.join(dir, 'snap');
   await writeFile(path.join(snapDir, `${snapshotFileName(snap(60, 1).meta)}.tmp`), 'half written');
   const deleted = await pruneSnapshots(dir);

@@ -6,7 +6,8 @@ import { Raft, type RaftConfig } from '../../raft/index.ts';
 import type { Entry, HardState, Message, ReadState, Ready, Snapshot, SoftState } from '../../raft/index.ts';
 import type { RestoredState } from '../../raft/index.ts';
 import type { ReplayedState } from './wal-record.ts';
-import { loadNewestSnapshot, pruneSnapshots, saveSnapshot } from './snapshot-file.ts';
+import { SnapshotWriter, loadNewestSnapshot, pruneSnapshots, saveSnapshot, type SnapshotFile } from './snapshot-file.ts';
+import { CairnError, ErrorCode } from '../../errors.ts';
 import { Wal, type WalRepair } from './wal.ts';
 
 export interface RaftDriverOptions {
@@ -29,7 +30,12 @@ export class RaftDriver {
   private cycling = false;
   /** The newest hard state not yet written (commit-only Readies are not synced on their own). */
   private hardStateUnsaved: HardState | undefined;
-  private checkpointsWaiting: { takeData: () => Uint8Array; keepEntries: number; resolve(i: number): void; reject(e: unknown): void }[] = [];
+  /** Work that must see no Ready in flight (see betweenCycles). */
+  private betweenCyclesWaiting: { run(): void; reject(e: unknown): void }[] = [];
+  /** Checkpoints run one after another. */
+  private checkpointChain: Promise<unknown> = Promise.resolve();
+  /** Snapshot files held open; all but the core's current one are closed once replaced. */
+  private readonly snapshotFiles = new Set<SnapshotFile>();
   private stopped = false;
   /** What opening found and fixed: a torn WAL tail cut off, snapshot files that failed their checksum. */
   readonly repair: WalRepair | undefined;
@@ -45,7 +51,10 @@ export class RaftDriver {
 
   /** Opens the WAL and newest snapshot under `dir`, restores the core, and starts ticking. */
   static async start(opts: RaftDriverOptions): Promise<RaftDriver> {
-    const { snapshot, skipped } = await loadNewestSnapshot(opts.dir);
+    // Leftovers of snapshot writes a crash cut short go before anything else writes there (every
+    // complete snapshot stays: an older one is the fallback if the newest fails its checksum).
+    await pruneSnapshots(opts.dir, Number.MAX_SAFE_INTEGER);
+    const { snapshot, file, skipped } = await loadNewestSnapshot(opts.dir);
     const { wal, state, repair } = await Wal.open(opts.dir);
     if (snapshot !== undefined && (state.snapshot?.index ?? 0) < snapshot.meta.index) {
       // The snapshot file outlived the WAL record of it (a crash between the two writes): record
@@ -55,6 +64,7 @@ export class RaftDriver {
     const raft = new Raft({ ...opts.raft, rand: (n) => Math.floor(Math.random() * n) }, combine(state, snapshot));
     if (snapshot !== undefined) await opts.restore?.(snapshot);
     const d = new RaftDriver(raft, wal, opts, repair, skipped);
+    if (file !== undefined) d.snapshotFiles.add(file);
     d.timer = setInterval(() => {
       d.raft.tick();
       d.kick();
@@ -77,6 +87,7 @@ export class RaftDriver {
       .catch((err: unknown) => this.opts.onError(err))
       .finally(() => {
         this.cycling = false;
+        this.runBetweenCycles();
       });
   }
 
@@ -94,7 +105,7 @@ export class RaftDriver {
       if (this.stopped) return;
       if (!rd.sendBeforePersist) for (const m of rd.messages) this.opts.send(m);
       this.raft.advance();
-      if (this.checkpointsWaiting.length > 0) this.runCheckpoints();
+      this.runBetweenCycles();
     }
   }
 
@@ -104,8 +115,12 @@ export class RaftDriver {
     if (rd.hardState !== undefined) this.hardStateUnsaved = rd.hardState;
     if (!rd.mustSync) return;
     if (rd.snapshot !== undefined) {
-      await saveSnapshot(this.opts.dir, rd.snapshot);
+      const file = await saveSnapshot(this.opts.dir, rd.snapshot);
+      this.snapshotFiles.add(file);
       await this.wal.saveSnapshotMeta(rd.snapshot.meta);
+      // From now on the snapshot is read from its file; the chunks it arrived in can go.
+      this.raft.replaceSnapshotData(file.meta.index, file);
+      this.closeReplacedSnapshotFiles();
     }
     const hardState = this.hardStateUnsaved;
     this.hardStateUnsaved = undefined;
@@ -113,32 +128,77 @@ export class RaftDriver {
   }
 
   /**
-   * Records a state-machine snapshot and frees the log it covers. `takeData` runs at a point where
-   * the state machine holds exactly the entries up to the applied index (between two Ready cycles),
-   * the snapshot file is durable before the WAL says so, and WAL segments go only after that.
+   * Records a state-machine snapshot and frees the log it covers. `takeData` runs between two
+   * Ready cycles, where the state machine holds exactly the entries up to the applied index; its
+   * pieces go straight to the snapshot file, so the state is never copied into one buffer. The
+   * file is durable before the WAL says so, and WAL segments go only after that.
    */
-  checkpoint(takeData: () => Uint8Array, keepEntries: number): Promise<number> {
+  checkpoint(takeData: () => Iterable<Uint8Array>, keepEntries: number): Promise<number> {
+    const run = this.checkpointChain.then(() => this.checkpointOnce(takeData, keepEntries));
+    this.checkpointChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async checkpointOnce(takeData: () => Iterable<Uint8Array>, keepEntries: number): Promise<number> {
+    const writer = await SnapshotWriter.create(this.opts.dir);
+    let file: SnapshotFile;
+    try {
+      const wrote = await this.betweenCycles(() => {
+        const index = this.raft.log.applied;
+        if (index <= (this.raft.log.snapshot?.meta.index ?? 0)) return false; // nothing new since the last one
+        writer.begin(this.raft.snapshotMeta(index));
+        for (const piece of takeData()) writer.write(piece);
+        return true;
+      });
+      if (!wrote) {
+        await writer.abort();
+        return this.raft.log.snapshot?.meta.index ?? 0;
+      }
+      file = await writer.finish();
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+    this.snapshotFiles.add(file);
+    await this.betweenCycles(() => this.raft.compact(file.meta.index, file, keepEntries));
+    this.closeReplacedSnapshotFiles();
+    if (this.raft.log.snapshot?.data !== file) return file.meta.index; // a newer snapshot from the leader won
+    await this.wal.saveSnapshotMeta(file.meta);
+    await this.wal.releaseTo(Math.min(this.raft.log.offsetIndex, file.meta.index));
+    // Temporary files stay: a snapshot from the leader may be being written right now.
+    await pruneSnapshots(this.opts.dir, 2, { temporary: false });
+    return file.meta.index;
+  }
+
+  /** Runs `fn` when no Ready is in flight: now if idle, else right after the current one. */
+  private betweenCycles<T>(fn: () => T): Promise<T> {
+    if (this.stopped) return Promise.reject(new CairnError(ErrorCode.Unavailable, 'raft driver stopped'));
     return new Promise((resolve, reject) => {
-      this.checkpointsWaiting.push({ takeData, keepEntries, resolve, reject });
-      if (!this.cycling) this.runCheckpoints();
+      this.betweenCyclesWaiting.push({ run: () => resolve(fn()), reject });
+      if (!this.cycling) this.runBetweenCycles();
     });
   }
 
-  private runCheckpoints(): void {
-    const waiting = this.checkpointsWaiting;
-    this.checkpointsWaiting = [];
-    for (const w of waiting) this.checkpointNow(w.takeData(), w.keepEntries).then(w.resolve, w.reject);
+  private runBetweenCycles(): void {
+    const waiting = this.betweenCyclesWaiting;
+    if (waiting.length === 0) return;
+    this.betweenCyclesWaiting = [];
+    for (const w of waiting) {
+      try {
+        w.run();
+      } catch (err) {
+        w.reject(err);
+      }
+    }
   }
 
-  private async checkpointNow(data: Uint8Array, keepEntries: number): Promise<number> {
-    const index = this.raft.log.applied;
-    this.raft.compact(index, data, keepEntries);
-    const snap = this.raft.log.snapshot!;
-    await saveSnapshot(this.opts.dir, snap);
-    await this.wal.saveSnapshotMeta(snap.meta);
-    await this.wal.releaseTo(Math.min(this.raft.log.offsetIndex, snap.meta.index));
-    await pruneSnapshots(this.opts.dir, 2);
-    return index;
+  private closeReplacedSnapshotFiles(): void {
+    const current = this.raft.log.snapshot?.data;
+    for (const f of this.snapshotFiles) {
+      if (f === current) continue;
+      f.close();
+      this.snapshotFiles.delete(f);
+    }
   }
 
   walStats(): ReturnType<Wal['stats']> {
@@ -149,7 +209,11 @@ export class RaftDriver {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    const stopped = new CairnError(ErrorCode.Unavailable, 'raft driver stopped');
+    for (const w of this.betweenCyclesWaiting.splice(0)) w.reject(stopped);
     await this.wal.close();
+    for (const f of this.snapshotFiles) f.close();
+    this.snapshotFiles.clear();
   }
 }
 

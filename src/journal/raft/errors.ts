@@ -19,6 +19,8 @@ export const JournalErrorCode = {
   WalBadOption: 'CAIRN_WAL_BAD_OPTION',
   /** A snapshot whose data is larger than `snapshotDataBytesMax`. */
   SnapshotTooLarge: 'CAIRN_SNAPSHOT_TOO_LARGE',
+  /** A snapshot file that can no longer be read as written (closed, cut short, or failing its checksum). */
+  SnapshotCorrupt: 'CAIRN_SNAPSHOT_CORRUPT',
 } as const;
 export type JournalErrorCode = (typeof JournalErrorCode)[keyof typeof JournalErrorCode];
 

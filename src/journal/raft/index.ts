@@ -17,6 +17,8 @@ export {
   loadNewestSnapshot,
   pruneSnapshots,
   saveSnapshot,
+  SnapshotFile,
+  SnapshotWriter,
   snapshotDataBytesMax,
   snapshotFileName,
 } from './snapshot-file.ts';

@@ -9,7 +9,9 @@ import { ConfChangeType, EntryType, Role, type Entry, type Message, type ReadSta
 import type { RpcClient, RpcServer } from '../../rpc/index.ts';
 import type { Journal, JournalStatus, MemberStatus, NodeInfo, StateMachine } from '../journal.ts';
 import { RaftDriver } from './driver.ts';
+import { JournalError, JournalErrorCode } from './errors.ts';
 import { checkMessages } from './message-check.ts';
+import { framePieces, readFrames } from './snapshot-frames.ts';
 
 const packr = new Packr({ useRecords: false });
 const encoder = new TextEncoder();
@@ -60,10 +62,6 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-interface SnapshotEnvelope {
-  members: [number, string][];
-  chunks: Uint8Array[];
-}
 
 export class RaftJournal implements Journal {
   private readonly opts: RaftJournalOptions & typeof raftJournalDefaults;
@@ -79,6 +77,7 @@ export class RaftJournal implements Journal {
   private nextReadId = 1;
   private appliedSinceCheckpoint = 0;
   private checkpointing: Promise<number> | undefined;
+  private membershipChain: Promise<void> = Promise.resolve();
   private stopped = false;
 
   constructor(opts: RaftJournalOptions) {
@@ -301,10 +300,10 @@ export class RaftJournal implements Journal {
   /** Snapshots the state machine at the applied index and lets the WAL drop what it covers. */
   checkpoint(): Promise<number> {
     if (this.checkpointing !== undefined) return this.checkpointing;
-    const takeData = (): Uint8Array => {
+    // Frame 0 is the member addresses, then the state machine's own chunks, streamed to the file.
+    const takeData = (): Iterable<Uint8Array> => {
       this.appliedSinceCheckpoint = 0;
-      const envelope: SnapshotEnvelope = { members: [...this.addresses], chunks: [...this.sm!.snapshot()] };
-      return packr.pack(envelope);
+      return framePieces(this.snapshotFrames());
     };
     this.checkpointing = this.driver!.checkpoint(takeData, this.opts.checkpointKeepEntries).finally(() => {
       this.checkpointing = undefined;
@@ -312,29 +311,69 @@ export class RaftJournal implements Journal {
     return this.checkpointing;
   }
 
+  private *snapshotFrames(): Generator<Uint8Array> {
+    yield packr.pack([...this.addresses]);
+    yield* this.sm!.snapshot();
+  }
+
   private restoreSnapshot(snap: Snapshot): void {
-    const env = packr.unpack(snap.data) as SnapshotEnvelope;
-    for (const [id, addr] of env.members) this.addresses.set(id, addr);
-    this.sm!.restore(env.chunks.map((c) => new Uint8Array(c)));
+    const frames = readFrames(snap.data);
+    const first = frames.next();
+    if (first.done === true) throw new JournalError(JournalErrorCode.SnapshotCorrupt, `snapshot at ${snap.meta.index} has no member list`);
+    for (const [id, addr] of checkMembers(packr.unpack(first.value))) this.addresses.set(id, addr);
+    this.sm!.restore(frames);
     this.releaseApplied(snap.meta.index);
   }
 
   // ---- membership and leadership -------------------------------------------------------------
 
-  async addMember(id: number, address: string): Promise<void> {
-    const raft = this.raft();
-    const st = raft.status();
-    if (st.conf.voters.includes(id)) throw new CairnError(ErrorCode.InvalidArgument, `node ${id} is already a voter`);
-    if (!st.conf.learners.includes(id)) {
-      await this.waitApplied(this.guard(() => raft.proposeConfChange({ type: ConfChangeType.AddLearner, node: id }, encoder.encode(address))).index);
-    }
-    await this.waitCaughtUp(id);
-    await this.waitApplied(this.guard(() => this.raft().proposeConfChange({ type: ConfChangeType.AddVoter, node: id }, encoder.encode(address))).index);
+  /**
+   * Adds a node as a learner, waits for it to catch up, then makes it a voter. Idempotent, so a
+   * client may retry after a timeout or failover: a voter at the same address is already done.
+   */
+  addMember(id: number, address: string): Promise<void> {
+    return this.serializeMembership(async () => {
+      const st = this.raft().status();
+      if (st.conf.voters.includes(id)) {
+        const known = this.addresses.get(id);
+        if (known !== undefined && known !== address) throw new CairnError(ErrorCode.InvalidArgument, `node ${id} is already a voter, at ${known}`);
+        return;
+      }
+      if (!st.conf.learners.includes(id)) await this.changeConf({ type: ConfChangeType.AddLearner, node: id }, encoder.encode(address));
+      await this.waitCaughtUp(id);
+      await this.changeConf({ type: ConfChangeType.AddVoter, node: id }, encoder.encode(address));
+    });
   }
 
-  async removeMember(id: number): Promise<void> {
-    const raft = this.raft();
-    await this.waitApplied(this.guard(() => raft.proposeConfChange({ type: ConfChangeType.Remove, node: id })).index);
+  /** Removes a node; removing one that is not a member is already done. */
+  removeMember(id: number): Promise<void> {
+    return this.serializeMembership(async () => {
+      const { conf } = this.raft().status();
+      if (!conf.voters.includes(id) && !conf.learners.includes(id)) return;
+      await this.changeConf({ type: ConfChangeType.Remove, node: id });
+    });
+  }
+
+  /** One membership operation at a time on this master: a retried call waits for the first. */
+  private serializeMembership(op: () => Promise<void>): Promise<void> {
+    const run = this.membershipChain.then(op);
+    this.membershipChain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Proposes a conf change once the previous one (perhaps a former leader's) is applied. */
+  private async changeConf(cc: { type: ConfChangeType; node: number }, context?: Uint8Array): Promise<void> {
+    let index = 0;
+    await this.waitUntil(() => {
+      try {
+        index = this.guard(() => this.raft().proposeConfChange(cc, context)).index;
+        return true;
+      } catch (err) {
+        if (err instanceof CairnError && err.code === ErrorCode.ConfChangePending) return false;
+        throw err;
+      }
+    }, 'the previous membership change to be applied');
+    await this.waitApplied(index);
   }
 
   async transferLeader(id: number): Promise<void> {
@@ -452,6 +491,12 @@ export class RaftJournal implements Journal {
   private log(level: 'info' | 'warn' | 'error', msg: string, ctx?: object): void {
     this.opts.log?.(level, msg, { node: this.opts.id, ...ctx });
   }
+}
+
+function checkMembers(v: unknown): [number, string][] {
+  const ok = Array.isArray(v) && v.every((m) => Array.isArray(m) && m.length === 2 && Number.isSafeInteger(m[0]) && typeof m[1] === 'string');
+  if (!ok) throw new JournalError(JournalErrorCode.SnapshotCorrupt, 'snapshot member list is malformed');
+  return v as [number, string][];
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -1,20 +1,25 @@
-// Durable Raft snapshot files under `dir/snap`: written atomically, verified by checksums on load
-// so that a damaged newest snapshot falls back to an older one instead of poisoning the state.
+// Durable Raft snapshot files under `dir/snap`: streamed to disk piece by piece (never built as
+// one buffer), written atomically, verified by checksums on load so that a damaged newest snapshot
+// falls back to an older one, and then read back piecewise from the open file.
 
 import { Buffer } from 'node:buffer';
-import { open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { open, readdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { crc32c } from '@node-rs/crc32';
 import { pack, unpack } from 'msgpackr';
-import type { Snapshot, SnapshotMeta } from '../../raft/index.ts';
+import type { Snapshot, SnapshotData, SnapshotMeta } from '../../raft/index.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
-import { ensureDir, syncDir, writeFully } from './fs-util.ts';
+import { ensureDir, syncDir } from './fs-util.ts';
 import { confNodesMax } from './wal-record.ts';
 
-/** Snapshots are read whole into memory, so their size is bounded well below one read's limit. */
-export const snapshotDataBytesMax = 1024 * 1024 * 1024;
+/** A sanity bound on a snapshot's data: files are read in pieces, so it is not a memory bound. */
+export const snapshotDataBytesMax = 2 ** 40;
 /** Packed metadata is a few numbers and the membership lists. */
 export const snapshotMetaBytesMax = 256 * 1024;
+/** Bytes read at a time when verifying or copying a snapshot. */
+const pieceBytes = 4 << 20;
 
 const magic = 0x504e5343; // 'CSNP' little-endian
 const formatVersion = 1;
@@ -30,44 +35,163 @@ export function snapshotFileName(meta: SnapshotMeta): string {
 }
 
 /**
- * Writes `snap` to `dir/snap/<term>-<index>.snap` atomically: a temporary file, fsync, rename,
- * then fsync of the directory. Resolves to the file's path.
+ * A verified snapshot file held open: the core reads its data in bounded pieces (to send to a
+ * follower) and the state machine restores from it piece by piece. Close it once it is replaced.
  */
-export async function saveSnapshot(dir: string, snap: Snapshot): Promise<string> {
-  const snapDir = path.join(dir, 'snap');
-  await ensureDir(snapDir);
-  const file = path.join(snapDir, snapshotFileName(snap.meta));
-  const tmp = file + tmpSuffix;
-  const header = encodeSnapshotHeader(snap);
-  try {
-    const fh = await open(tmp, 'w');
-    try {
-      await writeFully(fh, header, 0);
-      await writeFully(fh, snap.data, header.length);
-      await fh.sync();
-    } finally {
-      await fh.close();
+export class SnapshotFile implements SnapshotData {
+  readonly path: string;
+  readonly meta: SnapshotMeta;
+  readonly byteLength: number;
+  private readonly dataStart: number;
+  private fd: number | undefined;
+
+  constructor(file: string, fd: number, meta: SnapshotMeta, dataStart: number, byteLength: number) {
+    this.path = file;
+    this.fd = fd;
+    this.meta = meta;
+    this.dataStart = dataStart;
+    this.byteLength = byteLength;
+  }
+
+  read(offset: number, length: number): Uint8Array {
+    if (this.fd === undefined) throw new JournalError(JournalErrorCode.SnapshotCorrupt, `snapshot ${this.path} was closed`);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.byteLength) {
+      throw new RangeError(`snapshot read [${offset}, +${length}) outside ${this.byteLength} bytes`);
     }
-    await rename(tmp, file);
+    return readFully(this.fd, length, this.dataStart + offset, this.path);
+  }
+
+  snapshot(): Snapshot {
+    return { meta: this.meta, data: this };
+  }
+
+  close(): void {
+    if (this.fd === undefined) return;
+    closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+/**
+ * Writes one snapshot: `begin` and `write` are synchronous (so a caller can stream a state machine
+ * at one consistent point without copying it), `finish` completes the header's checksums, fsyncs,
+ * renames the file into place as `<term>-<index>.snap`, fsyncs the directory, and opens it.
+ */
+export class SnapshotWriter {
+  private readonly snapDir: string;
+  private readonly tmp: string;
+  private fd: number | undefined;
+  private meta: SnapshotMeta | undefined;
+  private headerBytes = 0;
+  private bytes = 0;
+  private crc = 0;
+
+  private constructor(snapDir: string, tmp: string, fd: number) {
+    this.snapDir = snapDir;
+    this.tmp = tmp;
+    this.fd = fd;
+  }
+
+  /** Creates `dir/snap` if needed and opens a temporary file there. */
+  static async create(dir: string): Promise<SnapshotWriter> {
+    const snapDir = path.join(dir, 'snap');
+    await ensureDir(snapDir);
+    const tmp = path.join(snapDir, `${randomBytes(6).toString('hex')}${tmpSuffix}`);
+    return new SnapshotWriter(snapDir, tmp, openSync(tmp, 'wx'));
+  }
+
+  /** Writes the header (its sizes and checksums are filled in by `finish`). */
+  begin(meta: SnapshotMeta): void {
+    const fd = this.requireOpen();
+    if (this.meta !== undefined) throw new Error('snapshot writer: begin called twice');
+    const header = encodeSnapshotHeader(meta, 0, 0);
+    writeFullySync(fd, header, 0, this.tmp);
+    this.meta = meta;
+    this.headerBytes = header.length;
+  }
+
+  write(piece: Uint8Array): void {
+    const fd = this.requireOpen();
+    if (this.meta === undefined) throw new Error('snapshot writer: write before begin');
+    if (this.bytes + piece.byteLength > snapshotDataBytesMax) {
+      throw new JournalError(JournalErrorCode.SnapshotTooLarge, `snapshot data exceeds snapshotDataBytesMax (${snapshotDataBytesMax} bytes)`);
+    }
+    writeFullySync(fd, piece, this.headerBytes + this.bytes, this.tmp);
+    this.crc = crc32c(piece, this.crc);
+    this.bytes += piece.byteLength;
+  }
+
+  /** Copies a whole snapshot's data (one received from the leader) in bounded pieces. */
+  writeAll(data: SnapshotData): void {
+    for (let off = 0; off < data.byteLength; off += pieceBytes) this.write(data.read(off, Math.min(pieceBytes, data.byteLength - off)));
+  }
+
+  async finish(): Promise<SnapshotFile> {
+    const fd = this.requireOpen();
+    const meta = this.meta;
+    if (meta === undefined) throw new Error('snapshot writer: finish before begin');
+    const file = path.join(this.snapDir, snapshotFileName(meta));
+    try {
+      writeFullySync(fd, encodeSnapshotHeader(meta, this.bytes, this.crc), 0, this.tmp);
+      const fh = await open(this.tmp, 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      this.closeFd();
+      await rename(this.tmp, file);
+    } catch (err) {
+      await this.abort();
+      throw err;
+    }
+    await syncDir(this.snapDir);
+    const opened = openVerified(file, path.basename(file));
+    if (typeof opened === 'string') throw new JournalError(JournalErrorCode.SnapshotCorrupt, `snapshot ${file} fails verification right after writing: ${opened}`);
+    return opened;
+  }
+
+  /** Drops the temporary file (a failed or abandoned snapshot). */
+  async abort(): Promise<void> {
+    this.closeFd();
+    await unlink(this.tmp).catch(noop);
+  }
+
+  private requireOpen(): number {
+    if (this.fd === undefined) throw new Error('snapshot writer is closed');
+    return this.fd;
+  }
+
+  private closeFd(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+/** Writes `snap` (a received snapshot) as a file; resolves to the open file. */
+export async function saveSnapshot(dir: string, snap: Snapshot): Promise<SnapshotFile> {
+  const w = await SnapshotWriter.create(dir);
+  try {
+    w.begin(snap.meta);
+    w.writeAll(snap.data);
   } catch (err) {
-    await unlink(tmp).catch(noop);
+    await w.abort();
     throw err;
   }
-  await syncDir(snapDir);
-  return file;
+  return w.finish();
 }
 
 /**
  * The newest snapshot that verifies. Files that fail verification are passed over and listed in
  * `skipped` (one line each: file and reason) for the caller to log.
  */
-export async function loadNewestSnapshot(dir: string): Promise<{ snapshot?: Snapshot; skipped: string[] }> {
+export async function loadNewestSnapshot(dir: string): Promise<{ snapshot?: Snapshot; file?: SnapshotFile; skipped: string[] }> {
   const snapDir = path.join(dir, 'snap');
   const skipped: string[] = [];
   for (const name of await listSnapshotsNewestFirst(snapDir)) {
     const file = path.join(snapDir, name);
-    const result = await readSnapshotFile(file, name);
-    if (typeof result !== 'string') return { snapshot: result, skipped };
+    const result = openVerified(file, name);
+    if (typeof result !== 'string') return { snapshot: result.snapshot(), file: result, skipped };
     skipped.push(`${file}: ${result}`);
   }
   return { skipped };
@@ -75,13 +199,14 @@ export async function loadNewestSnapshot(dir: string): Promise<{ snapshot?: Snap
 
 /**
  * Deletes all but the `keep` newest snapshot files, and leftover temporary files from crashed
- * saves; so it must not run during a saveSnapshot(). Resolves to the deleted paths.
+ * saves unless `temporary` is false (it must be while a save may be running). Resolves to the
+ * deleted paths.
  */
-export async function pruneSnapshots(dir: string, keep = 2): Promise<string[]> {
+export async function pruneSnapshots(dir: string, keep = 2, opts: { temporary?: boolean } = {}): Promise<string[]> {
   if (!Number.isSafeInteger(keep) || keep < 1) throw new RangeError(`pruneSnapshots: keep must be >= 1, got ${keep}`);
   const snapDir = path.join(dir, 'snap');
   const names = await listSnapshotsNewestFirst(snapDir);
-  const leftovers = (await readdirOrEmpty(snapDir)).filter((name) => name.endsWith(tmpSuffix));
+  const leftovers = opts.temporary === false ? [] : (await readdirOrEmpty(snapDir)).filter((name) => name.endsWith(tmpSuffix));
   const doomed = [...names.slice(keep), ...leftovers].map((name) => path.join(snapDir, name));
   for (const file of doomed) await unlink(file);
   if (doomed.length > 0) await syncDir(snapDir);
@@ -89,52 +214,86 @@ export async function pruneSnapshots(dir: string, keep = 2): Promise<string[]> {
 }
 
 /** Header: fixed fields, then the packed metadata; the header crc covers both. */
-export function encodeSnapshotHeader(snap: Snapshot): Buffer {
-  if (snap.data.byteLength > snapshotDataBytesMax) {
-    throw new JournalError(
-      JournalErrorCode.SnapshotTooLarge,
-      `snapshot data of ${snap.data.byteLength} bytes exceeds snapshotDataBytesMax (${snapshotDataBytesMax})`,
-    );
+export function encodeSnapshotHeader(snapMeta: SnapshotMeta, dataBytes: number, dataCrc: number): Buffer {
+  if (dataBytes > snapshotDataBytesMax) {
+    throw new JournalError(JournalErrorCode.SnapshotTooLarge, `snapshot data of ${dataBytes} bytes exceeds snapshotDataBytesMax (${snapshotDataBytesMax})`);
   }
-  const { index, term, conf } = snap.meta;
+  const { index, term, conf } = snapMeta;
   const meta = pack({ index, term, conf: { voters: conf.voters, learners: conf.learners } });
   if (meta.length > snapshotMetaBytesMax) throw new RangeError(`snapshot metadata of ${meta.length} bytes is too large`);
   const header = Buffer.alloc(fixedHeaderBytes + meta.length);
   header.writeUInt32LE(magic, 0);
   header.writeUInt32LE(formatVersion, 4);
   header.writeUInt32LE(meta.length, 8);
-  header.writeUInt32LE(snap.data.byteLength >>> 0, 12);
-  header.writeUInt32LE(Math.floor(snap.data.byteLength / 2 ** 32), 16);
-  header.writeUInt32LE(crc32c(snap.data), 20);
+  header.writeUInt32LE(dataBytes >>> 0, 12);
+  header.writeUInt32LE(Math.floor(dataBytes / 2 ** 32), 16);
+  header.writeUInt32LE(dataCrc >>> 0, 20);
   meta.copy(header, fixedHeaderBytes);
   header.writeUInt32LE(headerCrc(header), headerCrcOffset);
   return header;
 }
 
-/** Verifies a whole snapshot file; returns the snapshot (data is a view into `input`) or why not. */
-export function decodeSnapshotFile(input: Uint8Array): Snapshot | string {
-  const buf = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-  if (buf.length < fixedHeaderBytes) return `file of ${buf.length} bytes is shorter than a header`;
-  if (buf.readUInt32LE(0) !== magic) return 'not a snapshot file (bad magic)';
-  if (buf.readUInt32LE(4) !== formatVersion) return `unknown format version ${buf.readUInt32LE(4)}`;
-  const metaBytes = buf.readUInt32LE(8);
-  const dataBytes = buf.readUInt32LE(16) * 2 ** 32 + buf.readUInt32LE(12);
-  if (metaBytes > snapshotMetaBytesMax || dataBytes > snapshotDataBytesMax) return 'declared sizes exceed the limits';
-  const dataStart = fixedHeaderBytes + metaBytes;
-  if (buf.length !== dataStart + dataBytes) return `file has ${buf.length} bytes, header declares ${dataStart + dataBytes}`;
-  if (headerCrc(buf.subarray(0, dataStart)) !== buf.readUInt32LE(headerCrcOffset)) return 'header crc mismatch';
-  const data = new Uint8Array(buf.buffer, buf.byteOffset + dataStart, dataBytes);
-  if (crc32c(data) !== buf.readUInt32LE(20)) return 'data crc mismatch';
-  const meta = parseMeta(buf.subarray(fixedHeaderBytes, dataStart));
-  return typeof meta === 'string' ? meta : { meta, data };
+/**
+ * Opens and verifies a snapshot file (header, metadata, the data's checksum read through in
+ * pieces, the name): the open file, or why it cannot be used.
+ */
+export function openVerified(file: string, name: string): SnapshotFile | string {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    return `cannot open: ${(err as Error).message}`;
+  }
+  let result: SnapshotFile | string;
+  try {
+    result = verify(fd, file, name);
+  } catch (err) {
+    result = `cannot read: ${(err as Error).message}`;
+  }
+  if (typeof result === 'string') closeSync(fd);
+  return result;
 }
 
-async function readSnapshotFile(file: string, name: string): Promise<Snapshot | string> {
-  const { size } = await stat(file);
-  if (size > fixedHeaderBytes + snapshotMetaBytesMax + snapshotDataBytesMax) return `file of ${size} bytes exceeds the limits`;
-  const result = decodeSnapshotFile(await readFile(file));
-  if (typeof result === 'string' || snapshotFileName(result.meta) === name) return result;
-  return `metadata (term ${result.meta.term}, index ${result.meta.index}) does not match the file name`;
+function verify(fd: number, file: string, name: string): SnapshotFile | string {
+  const size = fstatSync(fd).size;
+  if (size < fixedHeaderBytes) return `file of ${size} bytes is shorter than a header`;
+  const fixed = Buffer.from(readFully(fd, fixedHeaderBytes, 0, file));
+  if (fixed.readUInt32LE(0) !== magic) return 'not a snapshot file (bad magic)';
+  if (fixed.readUInt32LE(4) !== formatVersion) return `unknown format version ${fixed.readUInt32LE(4)}`;
+  const metaBytes = fixed.readUInt32LE(8);
+  const dataBytes = fixed.readUInt32LE(16) * 2 ** 32 + fixed.readUInt32LE(12);
+  if (metaBytes > snapshotMetaBytesMax || dataBytes > snapshotDataBytesMax) return 'declared sizes exceed the limits';
+  const dataStart = fixedHeaderBytes + metaBytes;
+  if (size !== dataStart + dataBytes) return `file has ${size} bytes, header declares ${dataStart + dataBytes}`;
+  const header = Buffer.concat([fixed, readFully(fd, metaBytes, fixedHeaderBytes, file)]);
+  if (headerCrc(header) !== header.readUInt32LE(headerCrcOffset)) return 'header crc mismatch';
+  let crc = 0;
+  for (let off = 0; off < dataBytes; off += pieceBytes) crc = crc32c(readFully(fd, Math.min(pieceBytes, dataBytes - off), dataStart + off, file), crc);
+  if (crc >>> 0 !== header.readUInt32LE(20)) return 'data crc mismatch';
+  const meta = parseMeta(header.subarray(fixedHeaderBytes));
+  if (typeof meta === 'string') return meta;
+  if (snapshotFileName(meta) !== name) return `metadata (term ${meta.term}, index ${meta.index}) does not match the file name`;
+  return new SnapshotFile(file, fd, meta, dataStart, dataBytes);
+}
+
+function readFully(fd: number, length: number, position: number, file: string): Buffer {
+  const buf = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, buf, done, length - done, position + done);
+    if (n <= 0) throw new JournalError(JournalErrorCode.SnapshotCorrupt, `snapshot ${file}: unexpected end of file at offset ${position + done}`);
+    done += n;
+  }
+  return buf;
+}
+
+function writeFullySync(fd: number, buf: Uint8Array, position: number, file: string): void {
+  let done = 0;
+  while (done < buf.byteLength) {
+    const n = writeSync(fd, buf, done, buf.byteLength - done, position + done);
+    if (n <= 0) throw new Error(`snapshot ${file}: write made no progress at offset ${position + done}`);
+    done += n;
+  }
 }
 
 /** The crc of the header's bytes other than the crc field itself. */
