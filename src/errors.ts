@@ -14,6 +14,8 @@ export const ErrorCode = {
   /** No leader or quorum answered in time: the cluster may be down or partitioned. */
   Unavailable: 'CAIRN_UNAVAILABLE',
   Timeout: 'CAIRN_TIMEOUT',
+  /** A data directory is held by another live process (its LOCK file); stop that process first. */
+  DirLocked: 'CAIRN_DIR_LOCKED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

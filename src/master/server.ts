@@ -9,6 +9,7 @@ import { RaftJournal } from '../journal/index.ts';
 import { logCallback, type Logger } from '../log.ts';
 import { RpcClient, RpcServer, reply } from '../rpc/index.ts';
 import { validateCommand, validateQuery } from './commands.ts';
+import { acquireDirLock } from './dir-lock.ts';
 import { MetaError } from './errors.ts';
 import { startHttp, type HttpEndpoint } from './http.ts';
 import type { MetaResult } from './namespace-state.ts';
@@ -46,43 +47,51 @@ export interface Master {
 const backupPackr = new Packr({ useRecords: false });
 
 export async function startMaster(opts: MasterOptions): Promise<Master> {
+  // Before anything listens or touches the WAL: a second process on one directory would corrupt it.
+  const lock = await acquireDirLock(opts.dir);
+  if (lock.note !== undefined) opts.log.warn({ dir: opts.dir }, lock.note);
   const server = new RpcServer({ secret: opts.secret, log: logCallback(opts.log) });
-  const [host, portText] = splitAddress(opts.listen);
-  const bound = await server.listen(host, Number(portText));
-  const address = `${bound.host}:${bound.port}`;
-  const sm = new MetaStateMachine();
-  const journal = new RaftJournal({
-    id: opts.id,
-    dir: opts.dir,
-    address,
-    founders: opts.peers,
-    server,
-    connect: (a) => new RpcClient(a, { secret: opts.secret }),
-    tickMs: opts.tickMs,
-    checkpointEveryEntries: opts.checkpointEvery,
-    checkpointKeepEntries: opts.checkpointKeep,
-    log: logCallback(opts.log),
-    onFatal: opts.onFatal,
-  });
-  registerServices(server, journal, sm);
-  await journal.start(sm);
+  let journal: RaftJournal | undefined;
   let http: HttpEndpoint | undefined;
-  if (opts.http !== undefined) {
-    const [h, p] = splitAddress(opts.http);
-    http = await startHttp(h, Number(p), journal, sm);
-  }
-  opts.log.info({ address, http: http?.address, peers: Object.fromEntries(opts.peers) }, 'master started');
-  return {
-    address,
-    httpAddress: http?.address,
-    journal,
-    sm,
-    async stop() {
-      await http?.close();
-      await server.close();
-      await journal.stop();
-    },
+  // The lock goes last, once nothing writes to the directory; a lock left behind by a failed stop
+  // is harmless, as the next start finds its pid dead.
+  const stop = async (): Promise<void> => {
+    await http?.close();
+    await server.close();
+    await journal?.stop();
+    await lock.release();
   };
+  try {
+    const [host, portText] = splitAddress(opts.listen);
+    const bound = await server.listen(host, Number(portText));
+    const address = `${bound.host}:${bound.port}`;
+    const sm = new MetaStateMachine();
+    journal = new RaftJournal({
+      id: opts.id,
+      dir: opts.dir,
+      address,
+      founders: opts.peers,
+      server,
+      connect: (a) => new RpcClient(a, { secret: opts.secret }),
+      tickMs: opts.tickMs,
+      checkpointEveryEntries: opts.checkpointEvery,
+      checkpointKeepEntries: opts.checkpointKeep,
+      log: logCallback(opts.log),
+      onFatal: opts.onFatal,
+    });
+    registerServices(server, journal, sm);
+    await journal.start(sm);
+    if (opts.http !== undefined) {
+      const [h, p] = splitAddress(opts.http);
+      http = await startHttp(h, Number(p), journal, sm);
+    }
+    opts.log.info({ address, http: http?.address, peers: Object.fromEntries(opts.peers) }, 'master started');
+    return { address, httpAddress: http?.address, journal, sm, stop };
+  } catch (err) {
+    // Stop what started, so that the process can exit and the next start finds the directory free.
+    await stop().catch(() => undefined);
+    throw err;
+  }
 }
 
 function registerServices(server: RpcServer, journal: RaftJournal, sm: MetaStateMachine): void {
