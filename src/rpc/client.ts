@@ -48,6 +48,9 @@ const idMax = 0xffff_ffff;
 /** Beyond this many failed attempts in a row the backoff is at its maximum anyway. */
 const backoffExponentMax = 30;
 const emptyBody = Buffer.alloc(0);
+/** One-way messages kept while a connection is being made. */
+const noticesQueuedMax = 1024;
+
 
 export function parseAddress(address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(':');
@@ -68,6 +71,8 @@ export class RpcClient {
   /** Calls written to the current connection, by id. */
   private readonly sent = new Map<number, PendingCall>();
   private conn: ClientConnection | undefined;
+  /** One-way messages waiting for a connection (bounded; lost if it fails, as messages may be). */
+  private notices: { method: string; body: Buffer; payload: Uint8Array | undefined }[] = [];
   private backoffTimer: NodeJS.Timeout | undefined;
   private attemptsFailed = 0;
   /** performance.now() before which no new attempt starts (set by a failed attempt). */
@@ -121,6 +126,23 @@ export class RpcClient {
     return promise;
   }
 
+  /**
+   * Sends a one-way message: no answer, no deadline, no delivery guarantee (a message waiting for a
+   * connection is dropped if the attempt fails, or beyond `noticesQueuedMax`). For protocols that
+   * tolerate loss, like Raft's, it saves the server a response per message. Bad arguments throw.
+   */
+  notify(method: string, body: unknown, payload?: Uint8Array): void {
+    if (this.closed) throw new RpcError(RpcErrorCode.Unavailable, `client of ${this.target.address} is closed`);
+    const { encoded, payload: raw } = this.encodeRequest(method, body, payload);
+    if (this.conn?.isReady) {
+      this.conn.send({ id: 0, kind: 'msg', method }, encoded, raw);
+      return;
+    }
+    if (this.notices.length >= noticesQueuedMax) this.notices.shift();
+    this.notices.push({ method, body: encoded, payload: raw });
+    this.ensureConnection();
+  }
+
   /** Rejects every pending call with CAIRN_UNAVAILABLE and closes the connection; later calls fail at once. */
   close(): void {
     if (this.closed) return;
@@ -130,39 +152,24 @@ export class RpcClient {
     const reason = new RpcError(RpcErrorCode.Unavailable, `client of ${this.target.address} closed`);
     this.conn?.destroy(reason);
     this.conn = undefined;
+    this.notices = [];
     this.rejectAll(this.sent.values(), reason);
     this.rejectAll(this.waiting.values(), reason);
   }
 
   private prepare(method: string, body: unknown, opts: CallOptions, resolve: PendingCall['resolve'], reject: PendingCall['reject']): PendingCall {
     if (this.closed) throw new RpcError(RpcErrorCode.Unavailable, `client of ${this.target.address} is closed`);
-    if (typeof method !== 'string' || method.length === 0 || method.length > methodLengthMax) {
-      throw new RpcError(RpcErrorCode.BadRequest, `method names are 1..${methodLengthMax} characters`);
-    }
     const timeoutMs = opts.timeoutMs ?? timeoutMsDefault;
     if (!(timeoutMs > 0 && timeoutMs <= timeoutMsMax)) throw new RpcError(RpcErrorCode.BadRequest, `timeoutMs must be in (0, ${timeoutMsMax}], got ${timeoutMs}`);
     if (opts.signal?.aborted) throw new RpcError(RpcErrorCode.Cancelled, `${method} cancelled before it was sent`);
     if (this.inflight >= this.inflightMax) {
       throw new RpcError(RpcErrorCode.Overloaded, `${this.inflight} calls in flight to ${this.target.address}, the limit (inflightMax)`, { inflightMax: this.inflightMax });
     }
-    let encoded: Buffer;
-    try {
-      encoded = encodeBody(body);
-    } catch (err) {
-      throw new RpcError(RpcErrorCode.BadRequest, `${method}: body cannot be encoded: ${(err as Error).message}`);
-    }
-    const payloadBytes = opts.payload?.byteLength ?? 0;
-    const size = frameBytes(requestHeaderOverheadBytes + Buffer.byteLength(method), encoded.length, payloadBytes);
-    if (size > this.target.frameBytesMax) {
-      throw new RpcError(RpcErrorCode.FrameTooLarge, `${method}: request of about ${size} bytes exceeds frameBytesMax ${this.target.frameBytesMax}`, {
-        frameBytes: size,
-        frameBytesMax: this.target.frameBytesMax,
-      });
-    }
+    const { encoded, payload } = this.encodeRequest(method, body, opts.payload);
     return {
       method,
       body: encoded,
-      payload: payloadBytes > 0 ? opts.payload : undefined,
+      payload,
       timeoutMs,
       deadlineMs: performance.now() + timeoutMs,
       timer: undefined,
@@ -172,6 +179,28 @@ export class RpcClient {
       resolve,
       reject,
     };
+  }
+
+  /** Checks the method name and the frame size, and encodes the body. */
+  private encodeRequest(method: string, body: unknown, payload: Uint8Array | undefined): { encoded: Buffer; payload: Uint8Array | undefined } {
+    if (typeof method !== 'string' || method.length === 0 || method.length > methodLengthMax) {
+      throw new RpcError(RpcErrorCode.BadRequest, `method names are 1..${methodLengthMax} characters`);
+    }
+    let encoded: Buffer;
+    try {
+      encoded = encodeBody(body);
+    } catch (err) {
+      throw new RpcError(RpcErrorCode.BadRequest, `${method}: body cannot be encoded: ${(err as Error).message}`);
+    }
+    const payloadBytes = payload?.byteLength ?? 0;
+    const size = frameBytes(requestHeaderOverheadBytes + Buffer.byteLength(method), encoded.length, payloadBytes);
+    if (size > this.target.frameBytesMax) {
+      throw new RpcError(RpcErrorCode.FrameTooLarge, `${method}: request of about ${size} bytes exceeds frameBytesMax ${this.target.frameBytesMax}`, {
+        frameBytes: size,
+        frameBytesMax: this.target.frameBytesMax,
+      });
+    }
+    return { encoded, payload: payloadBytes > 0 ? payload : undefined };
   }
 
   private transmit(conn: ClientConnection, call: PendingCall): void {
@@ -196,7 +225,7 @@ export class RpcClient {
     const pending = call.id === 0 ? this.waiting.delete(call) : this.sent.get(call.id) === call && this.sent.delete(call.id);
     clearTimeout(call.timer);
     if (call.onAbort !== undefined) call.signal?.removeEventListener('abort', call.onAbort);
-    if (this.waiting.size === 0 && this.backoffTimer !== undefined) {
+    if (this.waiting.size === 0 && this.notices.length === 0 && this.backoffTimer !== undefined) {
       clearTimeout(this.backoffTimer);
       this.backoffTimer = undefined;
     }
@@ -246,7 +275,7 @@ export class RpcClient {
     }
     this.backoffTimer = setTimeout(() => {
       this.backoffTimer = undefined;
-      if (this.waiting.size > 0) this.connect();
+      if (this.waiting.size > 0 || this.notices.length > 0) this.connect();
     }, waitMs);
   }
 
@@ -268,6 +297,8 @@ export class RpcClient {
   private onReady(conn: ClientConnection): void {
     this.attemptsFailed = 0;
     this.nextAttemptAt = 0;
+    for (const n of this.notices) conn.send({ id: 0, kind: 'msg', method: n.method }, n.body, n.payload);
+    this.notices = [];
     for (const call of this.waiting) {
       this.waiting.delete(call);
       this.transmit(conn, call);
@@ -282,6 +313,7 @@ export class RpcClient {
     // Calls waiting on this attempt fail now (fast, with the reason); the next call backs off.
     this.attemptsFailed++;
     this.nextAttemptAt = performance.now() + this.backoffDelayMs();
+    this.notices = [];
     this.rejectAll(this.waiting.values(), err);
   }
 

@@ -13,6 +13,8 @@
 //   req     client -> server; id > 0, method, timeoutMs (the time left of the caller's deadline)
 //   res     server -> client; same id; error set when the call failed (body and payload empty)
 //   cancel  client -> server; same id; the server aborts the handler's signal, sends nothing back
+//   msg     client -> server; id 0, method: a one-way message; the server runs the handler and
+//           sends nothing back (for traffic whose loss the protocol above already tolerates)
 //   hello   server -> client; id 0; sent on connect; body { v, nonce? }: a nonce when auth is on
 //   auth    client -> server: body { nonce, proof }; server -> client: body { proof } or error
 //
@@ -23,7 +25,7 @@ import { Packr } from 'msgpackr';
 import { RpcError, RpcErrorCode, isPlainObject } from './errors.ts';
 import { bodyInlineBytesMax, errorCodeLengthMax, headerBytesMax, methodLengthMax, timeoutMsMax } from './limits.ts';
 
-export const frameKinds = ['req', 'res', 'cancel', 'hello', 'auth'] as const;
+export const frameKinds = ['req', 'res', 'cancel', 'hello', 'auth', 'msg'] as const;
 export type FrameKind = (typeof frameKinds)[number];
 
 export interface WireError {
@@ -155,6 +157,7 @@ export function parseHeader(raw: unknown): Header {
   }
   if (error !== undefined) h.error = parseWireError(error);
   if (h.kind === 'req' && (h.method === undefined || h.id === 0)) throw malformed('a request needs a method and an id > 0');
+  if (h.kind === 'msg' && (h.method === undefined || h.id !== 0)) throw malformed('a one-way message needs a method and id 0');
   return h;
 }
 

@@ -33,4 +33,5 @@ export const closeLingerMs = 1_000;
 /** Bodies up to this size are copied next to the header so that a frame is one write. */
 export const bodyInlineBytesMax = 4096;
 export const nonceBytes = 32;
-export const protocolVersion = 1;
+/** 2: one-way 'msg' frames. */
+export const protocolVersion = 2;

@@ -38,6 +38,8 @@ export class ServerConnection {
   private readonly serverNonce: Buffer | undefined;
   private authenticated: boolean;
   private authTimer: NodeJS.Timeout | undefined;
+  /** Aborted when the connection closes: the signal one-way message handlers see. */
+  private readonly closedSignal = new AbortController();
 
   constructor(socket: Socket, settings: ServerSettings, onClosed: (conn: ServerConnection) => void) {
     this.peer = peerName(socket);
@@ -74,6 +76,9 @@ export class ServerConnection {
       case 'req':
         if (!this.authenticated) return this.refuseUnauthenticated(h.id);
         return this.onRequest(h, frame);
+      case 'msg':
+        if (!this.authenticated) return this.refuseUnauthenticated(0);
+        return this.onMessage(h, frame);
       case 'cancel':
         if (!this.authenticated) return this.refuseUnauthenticated(h.id);
         this.calls.get(h.id)?.controller.abort(new RpcError(RpcErrorCode.Cancelled, 'cancelled by the caller'));
@@ -159,6 +164,28 @@ export class ServerConnection {
     );
   }
 
+  /** A one-way message: the handler runs like a request's, and its result or error stays here. */
+  private onMessage(h: Header, frame: Frame): void {
+    const method = h.method as string;
+    const handler = this.settings.handlers.get(method);
+    const drop = (why: string): void => this.settings.log('warn', `rpc: one-way ${method} dropped: ${why}`, { peer: this.peer });
+    if (handler === undefined) return drop('unknown method');
+    let body: unknown;
+    try {
+      body = decodeBody(frame.body);
+    } catch (err) {
+      return drop((err as Error).message);
+    }
+    const ctx: CallContext = { signal: this.closedSignal.signal, peer: this.peer, payload: frame.payload };
+    let result: Promise<unknown>;
+    try {
+      result = Promise.resolve(handler(body, ctx));
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    result.catch((err: unknown) => drop(this.toWireError(method, err).message));
+  }
+
   private settle(id: number, call: RunningCall, value: unknown, err: unknown, failed: boolean): void {
     clearTimeout(call.timer);
     if (this.calls.get(id) === call) this.calls.delete(id);
@@ -224,6 +251,7 @@ export class ServerConnection {
       call.controller.abort(abort.code === RpcErrorCode.Unavailable ? abort : new RpcError(RpcErrorCode.Unavailable, `connection closed: ${abort.message}`));
     }
     this.calls.clear();
+    this.closedSignal.abort(new RpcError(RpcErrorCode.Unavailable, 'connection closed'));
     this.onClosed(this);
   }
 }

@@ -235,6 +235,46 @@ test('a call made while a reconnect is pending waits for it, up to its own deadl
   assert.equal((await c.call('echo', 2, { timeoutMs: 2000 })).body, 2);
 });
 
+test('notify: one-way messages arrive in order, queued while connecting, with no answer sent back', async (t) => {
+  const { server, address, logs } = await startServer(t);
+  const got: unknown[] = [];
+  let payloadBytes = 0;
+  server.handle('note', async (body, ctx) => {
+    got.push(body);
+    payloadBytes += ctx.payload?.length ?? 0;
+    return { ignored: true };
+  });
+  const c = client(t, address);
+  for (let i = 0; i < 100; i++) c.notify('note', i, i === 99 ? randomBytes(MiB) : undefined); // before any connection exists
+  assert.equal((await c.call('echo', 'after')).body, 'after'); // same connection: the notes went first
+  assert.deepEqual(got, Array.from({ length: 100 }, (_, i) => i));
+  assert.equal(payloadBytes, MiB);
+  assert.equal(c.inflight, 0, 'notes are not calls in flight');
+  // A failing or unknown one-way message is logged by the server; the connection serves on.
+  server.handle('bad', async () => {
+    throw new RpcError(RpcErrorCode.BadRequest, 'not this');
+  });
+  c.notify('bad', {});
+  c.notify('nowhere', {});
+  assert.equal((await c.call('echo', 2)).body, 2);
+  assert.ok(logs.some((l) => /one-way bad dropped: not this/.test(l)), logs.join('\n'));
+  assert.ok(logs.some((l) => /one-way nowhere dropped: unknown method/.test(l)), logs.join('\n'));
+  assert.throws(() => c.notify('', {}), hasCode(RpcErrorCode.BadRequest));
+});
+
+test('notify: a message to a server that is down is dropped, not queued forever', async (t) => {
+  const port = await freePort();
+  const c = client(t, `127.0.0.1:${port}`);
+  c.notify('note', 'lost');
+  await assert.rejects(c.call('echo', 1, { timeoutMs: 2000 }), hasCode(RpcErrorCode.Unavailable));
+  const { server } = await startServer(t, {}, port);
+  const got: unknown[] = [];
+  server.handle('note', async (body) => got.push(body));
+  c.notify('note', 'kept');
+  for (let i = 0; i < 100 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(got, ['kept']);
+});
+
 test('auth: the same secret on both sides lets calls through', async (t) => {
   const { address } = await startServer(t, { secret: 's3cret' });
   const c = client(t, address, { secret: 's3cret' });

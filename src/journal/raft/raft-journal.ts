@@ -266,11 +266,13 @@ export class RaftJournal implements Journal {
     let bytes = 0;
     const send = (): void => {
       const body = { from: this.opts.id, address: this.opts.address, msgs: batch };
-      // Raft tolerates loss: a failed send is retried by the protocol itself, not here.
-      client.call('raft.step', body, { timeoutMs: 5_000 }).catch((err: unknown) => {
-        // Lost messages are Raft's business; refused ones mean the peers disagree on the protocol.
-        if ((err as { code?: string }).code === ErrorCode.InvalidArgument) this.log('error', `node ${to} refused our messages: ${(err as Error).message}`);
-      });
+      // One-way: Raft tolerates loss (a lost message is resent by the protocol itself) and its
+      // answers are messages of their own, so a response per call would only cost system calls.
+      try {
+        client.notify('raft.step', body);
+      } catch (err) {
+        this.log('error', `messages to node ${to} cannot be sent: ${(err as Error).message}`);
+      }
       batch = [];
       bytes = 0;
     };
