@@ -1,264 +1,13 @@
-// Helpers shared by the benchmarks that run real processes on 127.0.0.1: a process group that owns
-// its children and temporary directory (stopped by PID, removed at the end, also on failure), three
-// cairn masters, a three-member etcd cluster as the anchor, and a closed-loop load runner.
+// Helpers shared by the benchmarks that run real processes on 127.0.0.1: a three-member etcd
+// cluster as the anchor, and a closed-loop load runner. The process group and the cairn masters
+// come from test/cluster/process-cluster.ts, which the process tests use too.
 
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Etcd3, type IOptions } from 'etcd3';
-import { MasterClient } from '../src/client/master-client.ts';
 import { freePort } from '../src/cli/local.ts';
-import type { JournalStatus } from '../src/journal/journal.ts';
-
-const mainScript = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-/** How long a process gets to exit after SIGTERM before it is killed. */
-const stopGraceMs = 5_000;
-const pollMs = 20;
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Polls `cond` until it holds; fails with `what` and optional context once `deadlineMs` passes. */
-export async function waitFor(cond: () => Promise<boolean> | boolean, what: string, deadlineMs: number, context?: () => Promise<string>): Promise<void> {
-  const start = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - start > deadlineMs) {
-      const extra = context === undefined ? '' : `\n${await context()}`;
-      throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}${extra}`);
-    }
-    await sleep(pollMs);
-  }
-}
-
-// ---- processes ---------------------------------------------------------------------------------
-
-/** Child processes and one temporary directory, all owned here: close() stops each by PID and removes the directory. */
-export class ProcessGroup {
-  readonly root: string;
-  private readonly children = new Set<ChildProcess>();
-  private closing: Promise<void> | undefined;
-  private readonly onSignal = (sig: NodeJS.Signals): void => {
-    void this.close().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
-  };
-
-  private constructor(root: string) {
-    this.root = root;
-    process.once('SIGINT', this.onSignal);
-    process.once('SIGTERM', this.onSignal);
-  }
-
-  static async create(prefix: string): Promise<ProcessGroup> {
-    return new ProcessGroup(await mkdtemp(path.join(tmpdir(), `${prefix}-`)));
-  }
-
-  /** Starts `command` with stdout and stderr appended to `logFile`. */
-  spawn(command: string, args: string[], logFile: string, env: Record<string, string> = {}): ChildProcess {
-    const fd = openSync(logFile, 'a');
-    try {
-      const child = spawn(command, args, { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
-      if (child.pid === undefined) throw new Error(`could not start ${command}; see ${logFile}`);
-      this.children.add(child);
-      child.once('exit', () => this.children.delete(child));
-      return child;
-    } finally {
-      closeSync(fd);
-    }
-  }
-
-  /** Sends `signal` to the child's PID and waits for it to exit; kill -9 by default. */
-  async stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL', graceMs = stopGraceMs): Promise<void> {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    process.kill(child.pid!, signal);
-    if (signal === 'SIGKILL') return exited;
-    const timer = setTimeout(() => {
-      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
-    }, graceMs);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  /** Stops every child still running (SIGTERM, then SIGKILL after a grace period) and removes the directory. */
-  close(): Promise<void> {
-    this.closing ??= (async () => {
-      process.off('SIGINT', this.onSignal);
-      process.off('SIGTERM', this.onSignal);
-      await Promise.all([...this.children].map((c) => this.stop(c, 'SIGTERM')));
-      await rm(this.root, { recursive: true, force: true });
-    })();
-    return this.closing;
-  }
-}
-
-async function logTail(file: string, lines: number): Promise<string> {
-  const text = await readFile(file, 'utf8').catch(() => '');
-  return `--- ${file} ---\n${text.trimEnd().split('\n').slice(-lines).join('\n')}`;
-}
-
-// ---- cairn masters -----------------------------------------------------------------------------
-
-export interface MasterProc {
-  id: number;
-  address: string;
-  dir: string;
-  log: string;
-  child: ChildProcess | undefined;
-}
-
-export interface MastersOptions {
-  count: number;
-  /** Extra node flags for master `id`, e.g. ['--cpu-prof', '--cpu-prof-dir', dir]. */
-  nodeArgs?: (id: number) => string[];
-}
-
-/** cairn masters as child processes (`cairn master`), each with its own directory and log file. */
-export class CairnMasters {
-  readonly secret = 'bench-secret';
-  readonly masters = new Map<number, MasterProc>();
-  private readonly procs: ProcessGroup;
-  private readonly nodeArgs: (id: number) => string[];
-  private peers = '';
-  private readonly clients: MasterClient[] = [];
-  private admin: MasterClient | undefined;
-
-  private constructor(procs: ProcessGroup, nodeArgs: (id: number) => string[]) {
-    this.procs = procs;
-    this.nodeArgs = nodeArgs;
-  }
-
-  static async start(procs: ProcessGroup, opts: MastersOptions): Promise<CairnMasters> {
-    const c = new CairnMasters(procs, opts.nodeArgs ?? (() => []));
-    const addresses: string[] = [];
-    for (let i = 0; i < opts.count; i++) addresses.push(`127.0.0.1:${await freePort()}`);
-    c.peers = addresses.map((a, i) => `${i + 1}=${a}`).join(',');
-    for (let i = 0; i < opts.count; i++) {
-      const id = i + 1;
-      const dir = path.join(procs.root, `master-${id}`);
-      c.masters.set(id, { id, address: addresses[i], dir, log: path.join(procs.root, `master-${id}.log`), child: undefined });
-      c.spawn(id);
-    }
-    await c.waitForLeader();
-    return c;
-  }
-
-  addresses(): string[] {
-    return [...this.masters.values()].map((m) => m.address);
-  }
-
-  /** PIDs of the running masters by name (master-N), for CPU accounting. */
-  pids(): Record<string, number> {
-    return Object.fromEntries([...this.masters.values()].filter((m) => m.child?.pid !== undefined).map((m) => [`master-${m.id}`, m.child!.pid!]));
-  }
-
-  spawn(id: number): void {
-    const m = this.master(id);
-    const args = [...this.nodeArgs(id), mainScript, 'master', '--id', String(id), '--dir', m.dir, '--listen', m.address, '--peers', this.peers];
-    m.child = this.procs.spawn(process.execPath, args, m.log, { CAIRN_SECRET: this.secret });
-  }
-
-  /** kill -9 by PID: nothing is flushed. */
-  async kill(id: number): Promise<void> {
-    const m = this.master(id);
-    if (m.child !== undefined) await this.procs.stop(m.child, 'SIGKILL');
-    m.child = undefined;
-  }
-
-  /** SIGTERM to every master: they exit cleanly (and write their CPU profiles, if asked to). */
-  async stopAll(): Promise<void> {
-    this.closeClients();
-    for (const m of this.masters.values()) {
-      if (m.child !== undefined) await this.procs.stop(m.child, 'SIGTERM');
-      m.child = undefined;
-    }
-  }
-
-  /** A client with its own client id: one outstanding mutation per client, so one per concurrent caller. */
-  client(opts: { deadlineMs?: number; callTimeoutMs?: number } = {}): MasterClient {
-    const c = new MasterClient({ masters: this.addresses(), secret: this.secret, deadlineMs: opts.deadlineMs ?? 30_000, callTimeoutMs: opts.callTimeoutMs ?? 5_000 });
-    this.clients.push(c);
-    return c;
-  }
-
-  async status(id: number): Promise<JournalStatus | undefined> {
-    try {
-      return await this.adminClient().callAt<JournalStatus>(this.master(id).address, 'admin.journal.info', {});
-    } catch {
-      return undefined;
-    }
-  }
-
-  async leaderId(): Promise<number | undefined> {
-    for (const m of this.masters.values()) {
-      if (m.child === undefined) continue;
-      const st = await this.status(m.id);
-      if (st?.role === 'leader') return m.id;
-    }
-    return undefined;
-  }
-
-  async waitForLeader(exclude?: number, deadlineMs = 30_000): Promise<number> {
-    let leader: number | undefined;
-    await waitFor(async () => {
-      leader = await this.leaderId();
-      return leader !== undefined && leader !== exclude;
-    }, 'a cairn leader', deadlineMs, () => this.logTails());
-    return leader!;
-  }
-
-  /** Waits until master `id` has applied everything the leader had committed when the wait began. */
-  async waitCaughtUp(id: number, deadlineMs = 60_000): Promise<void> {
-    const leader = await this.waitForLeader(undefined, deadlineMs);
-    const target = (await this.status(leader))?.commitIndex ?? 0;
-    await waitFor(async () => ((await this.status(id))?.appliedIndex ?? -1) >= target, `master ${id} to apply index ${target}`, deadlineMs, () => this.logTails());
-  }
-
-  async logTails(lines = 20): Promise<string> {
-    const tails = await Promise.all([...this.masters.values()].map((m) => logTail(m.log, lines)));
-    return tails.join('\n');
-  }
-
-  /** The journal's role changes logged since `sinceMs` (wall clock), in time order: the story of an election. */
-  async roleChangesSince(sinceMs: number, max = 20): Promise<string[]> {
-    const found: { at: number; line: string }[] = [];
-    for (const m of this.masters.values()) {
-      const text = await readFile(m.log, 'utf8').catch(() => '');
-      for (const line of text.split('\n')) {
-        if (!line.includes('"msg":"role ')) continue;
-        let rec: { time?: string; msg?: string; term?: number };
-        try {
-          rec = JSON.parse(line) as typeof rec;
-        } catch {
-          continue;
-        }
-        const at = Date.parse(rec.time ?? '');
-        if (at >= sinceMs) found.push({ at, line: `+${at - sinceMs} ms master-${m.id} term ${rec.term}: ${rec.msg}` });
-      }
-    }
-    return found.sort((a, b) => a.at - b.at).slice(0, max).map((f) => f.line);
-  }
-
-  closeClients(): void {
-    for (const c of this.clients) c.close();
-    this.clients.length = 0;
-    this.admin?.close();
-    this.admin = undefined;
-  }
-
-  private master(id: number): MasterProc {
-    const m = this.masters.get(id);
-    if (m === undefined) throw new Error(`no master ${id}`);
-    return m;
-  }
-
-  private adminClient(): MasterClient {
-    this.admin ??= new MasterClient({ masters: this.addresses(), secret: this.secret, callTimeoutMs: 1_000 });
-    return this.admin;
-  }
-}
+import { logTail, sleep, waitFor, waitForLeaderOf, type ProcessGroup } from '../test/cluster/process-cluster.ts';
 
 // ---- etcd (the anchor) -------------------------------------------------------------------------
 
@@ -408,13 +157,8 @@ export class EtcdMembers {
     return undefined;
   }
 
-  async waitForLeader(exclude?: string, deadlineMs = 30_000): Promise<string> {
-    let leader: string | undefined;
-    await waitFor(async () => {
-      leader = await this.leaderName();
-      return leader !== undefined && leader !== exclude;
-    }, 'an etcd leader', deadlineMs, () => this.logTails());
-    return leader!;
+  waitForLeader(exclude?: string, deadlineMs = 30_000): Promise<string> {
+    return waitForLeaderOf(() => this.leaderName(), exclude, 'an etcd leader', deadlineMs, () => this.logTails());
   }
 
   /** Waits until a put through member `name` alone succeeds: it has rejoined and knows the leader. */
@@ -435,7 +179,7 @@ export class EtcdMembers {
   }
 
   async logTails(lines = 20): Promise<string> {
-    const tails = await Promise.all([...this.members.values()].map((m) => logTail(m.log, lines)));
+    const tails = await Promise.all([...this.members.values()].map((m) => logTail(m.name, m.log, lines)));
     return tails.join('\n');
   }
 

@@ -13,7 +13,8 @@ import type { MasterClient } from '../src/client/master-client.ts';
 import { CairnError, ErrorCode } from '../src/errors.ts';
 import type { CreateCommand } from '../src/master/commands.ts';
 import { encodeCommandEntry } from '../src/master/state-machine.ts';
-import { CairnMasters, EtcdMembers, Load, ProcessGroup, findEtcd, longestGapMs, measureLoad, median, passThroughPolicy, sleep, sourceState, type LoadResult } from './cluster.ts';
+import { MasterCluster, ProcessGroup, sleep } from '../test/cluster/process-cluster.ts';
+import { EtcdMembers, Load, findEtcd, longestGapMs, measureLoad, median, passThroughPolicy, sourceState, type LoadResult } from './cluster.ts';
 import { summarizeProfile, type ProfileSummary } from './cpuprofile.ts';
 import { Report, formatNumber } from './report.ts';
 import { nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './args.ts';
@@ -140,7 +141,7 @@ class CairnWriters {
   private readonly next: number[];
   private readonly padBytes: number;
 
-  constructor(masters: CairnMasters, count: number, padBytes: number) {
+  constructor(masters: MasterCluster, count: number, padBytes: number) {
     this.clients = Array.from({ length: count }, () => masters.client({ callTimeoutMs: loadCallTimeoutMs }));
     this.next = new Array<number>(count).fill(0);
     this.padBytes = padBytes;
@@ -256,7 +257,7 @@ function masterId(name: string): number {
 }
 
 async function runCairn(procs: ProcessGroup, opts: Options, padBytes: number): Promise<SystemResult> {
-  const masters = await CairnMasters.start(procs, { count: memberCount });
+  const masters = await MasterCluster.start(procs, { count: memberCount });
   try {
     const setup = masters.client();
     await setup.mutate('meta.mutate', { op: 'mkdir', path: journalDir, mode: 0o755, uid: 0, gid: 0, parents: false });
@@ -393,7 +394,7 @@ async function measureDisk(dir: string, bytes: number): Promise<DiskResult> {
 // ---- profile mode ------------------------------------------------------------------------------
 
 async function runProfile(report: Report, procs: ProcessGroup, opts: Options, dir: string, padBytes: number): Promise<void> {
-  const masters = await CairnMasters.start(procs, {
+  const masters = await MasterCluster.start(procs, {
     count: memberCount,
     nodeArgs: (id) => ['--cpu-prof', '--cpu-prof-dir', path.join(dir, masterName(id))],
   });

@@ -8,7 +8,8 @@ import type { Etcd3 } from 'etcd3';
 import type { MasterClient } from '../src/client/master-client.ts';
 import { CairnError, ErrorCode, assert } from '../src/errors.ts';
 import type { ReaddirPage } from '../src/master/namespace-state.ts';
-import { CairnMasters, EtcdMembers, ProcessGroup, findEtcd, measureLoad, sourceState, type LoadResult, type Operation } from './cluster.ts';
+import { MasterCluster, ProcessGroup } from '../test/cluster/process-cluster.ts';
+import { EtcdMembers, findEtcd, measureLoad, sourceState, type LoadResult, type Operation } from './cluster.ts';
 import { Report, formatNumber } from './report.ts';
 import { nonNegativeNumber, positiveInt, positiveNumber } from './args.ts';
 
@@ -98,7 +99,7 @@ function key(op: OpName, clients: number): string {
 // ---- cairn -------------------------------------------------------------------------------------
 
 async function runCairn(procs: ProcessGroup, opts: Options): Promise<Results> {
-  const masters = await CairnMasters.start(procs, { count: memberCount });
+  const masters = await MasterCluster.start(procs, { count: memberCount });
   const results: Results = new Map();
   try {
     const maxClients = Math.max(fillClients, ...opts.clients);
