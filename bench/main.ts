@@ -12,7 +12,7 @@ export interface Benchmark {
   run(args: string[]): void | Promise<void>;
 }
 
-const notBenchmarks = new Set(['main', 'report', 'cluster', 'cpuprofile']);
+const notBenchmarks = new Set(['main', 'report', 'cluster', 'cpuprofile', 'args']);
 const namePattern = /^[a-z0-9][a-z0-9-]*$/;
 
 function benchmarkNames(): string[] {

@@ -264,8 +264,20 @@ export class MasterCluster {
       const first = hashes[0]!;
       hash = first.hash;
       return hashes.every((h) => h!.hash === first.hash && h!.applied === first.applied);
-    }, 'all masters to converge on one state hash', deadlineMs, () => this.logTails());
+    }, 'all masters to converge on one state hash', deadlineMs, async () => `${await this.journalViews()}\n${await this.logTails()}`);
     return hash;
+  }
+
+  /** What each running master says of its state and journal, or why it does not answer: for failure reports. */
+  async journalViews(): Promise<string> {
+    const lines: string[] = [];
+    for (const m of this.masters.values()) {
+      if (m.child === undefined) continue;
+      const h = await this.stateHash(m.id).then((v) => JSON.stringify(v), (e: unknown) => `no state hash: ${(e as Error).message}`);
+      const st = await this.status(m.id);
+      lines.push(`--- master ${m.id} now: ${h}; journal ${st === undefined ? 'does not answer' : JSON.stringify(st)}`);
+    }
+    return lines.join('\n');
   }
 
   /** Master `id`'s state hash, or undefined while it does not answer or its log holds entries beyond the hashed state. */
