@@ -51,6 +51,11 @@ export const raftJournalDefaults = {
 
 /** The largest journal entry: metadata commands are far smaller; backup chunks come close. */
 export const entryBytesMax = 8 << 20;
+/**
+ * The largest snapshot a follower accepts from the leader. Its chunks are held in memory until the
+ * last arrives, and the metadata it carries is held in memory anyway once restored.
+ */
+const incomingSnapshotBytesMax = 16 * 2 ** 30;
 /** Bytes of Raft messages to one peer in a single RPC call. */
 const sendBatchBytesMax = 4 << 20;
 const readsPendingMax = 4096;
@@ -106,6 +111,7 @@ export class RaftJournal implements Journal {
         electionTicks: this.opts.electionTicks,
         heartbeatTicks: this.opts.heartbeatTicks,
         entryBytesMax: entryBytesMax,
+        snapshotBytesMax: incomingSnapshotBytesMax,
       },
       tickMs: this.opts.tickMs,
       send: (m) => this.enqueue(m),
