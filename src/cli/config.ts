@@ -16,6 +16,7 @@ export interface MasterConfig {
   checkpointEvery: number | undefined;
   checkpointKeep: number | undefined;
   http: string | undefined;
+  leaseRead: boolean;
 }
 
 type Source = Record<string, unknown>;
@@ -52,7 +53,7 @@ function readConfigFile(path: string): Source {
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
-  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http'], env);
+  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
   const listen = parseAddress(s.listen, '--listen');
@@ -64,7 +65,14 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   const checkpointEvery = s.checkpointEvery === undefined ? undefined : parsePositiveInt(s.checkpointEvery, '--checkpoint-every');
   const checkpointKeep = s.checkpointKeep === undefined ? undefined : parseNonNegativeInt(s.checkpointKeep, '--checkpoint-keep');
   const http = s.http === undefined ? undefined : parseAddress(s.http, '--http');
-  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http };
+  const leaseRead = parseBool(s.leaseRead, '--lease-read');
+  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead };
+}
+
+function parseBool(v: unknown, flag: string): boolean {
+  if (v === undefined || v === false || v === 'false' || v === '0' || v === '') return false;
+  if (v === true || v === 'true' || v === '1') return true;
+  throw configError(`${flag} must be true or false (1 or 0), got ${JSON.stringify(v)}`);
 }
 
 export function parsePositiveInt(v: unknown, flag: string): number {

@@ -39,6 +39,7 @@ program
   .option('--checkpoint-every <entries>', 'snapshot the metadata after this many applied entries (default 50000)')
   .option('--checkpoint-keep <entries>', 'log entries kept behind a snapshot for lagging peers (default 5000)')
   .option('--http <host:port>', 'serve /metrics (Prometheus) and /healthz here')
+  .option('--lease-read', 'answer reads on the leader\'s lease (checked in real time) instead of a heartbeat round each')
   .option('--config <file>', 'JSON file with any of these options')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseMasterConfig(flags);

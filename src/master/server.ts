@@ -31,6 +31,8 @@ export interface MasterOptions {
   onFatal?: (err: unknown) => void;
   checkpointEvery?: number;
   checkpointKeep?: number;
+  /** Reads on the leader's lease instead of a heartbeat round each (off by default). */
+  leaseRead?: boolean;
   /** Where to serve /metrics and /healthz; none when absent. */
   http?: string;
   log: Logger;
@@ -76,6 +78,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
       tickMs: opts.tickMs,
       checkpointEveryEntries: opts.checkpointEvery,
       checkpointKeepEntries: opts.checkpointKeep,
+    leaseRead: opts.leaseRead,
       log: logCallback(opts.log),
       onFatal: opts.onFatal,
     });

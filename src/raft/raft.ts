@@ -48,6 +48,12 @@ export interface RaftConfig {
   checkQuorum?: boolean;
   /** Serve reads on the leader's lease instead of a heartbeat round; needs checkQuorum and bounded clock drift. */
   leaseRead?: boolean;
+  /**
+   * With leaseRead: the driver's check that the lease also holds in real time, since ticks stop
+   * while the process stalls. Asked whether less than `windowTicks` ticks of real time passed since
+   * the tick `ticksAgo` leader ticks back.
+   */
+  leaseHolds?: (ticksAgo: number, windowTicks: number) => boolean;
   entryBytesMax?: number;
   /** Bytes of entries in one append message. */
   appendBytesMax?: number;
@@ -124,6 +130,7 @@ export class Raft {
   readonly id: NodeId;
   private readonly cfg: Limits;
   private readonly rand: (n: number) => number;
+  private readonly leaseHolds: RaftConfig['leaseHolds'];
   private readonly bugs: ReadonlySet<RaftBug>;
 
   term = 0;
@@ -176,6 +183,7 @@ export class Raft {
     assert(this.cfg.heartbeatTicks > 0 && this.cfg.electionTicks > this.cfg.heartbeatTicks, 'electionTicks must exceed heartbeatTicks');
     assert(!this.cfg.leaseRead || this.cfg.checkQuorum, 'leaseRead needs checkQuorum');
     this.rand = config.rand;
+    this.leaseHolds = config.leaseHolds;
     this.bugs = config.bugs ?? new Set();
     this.readOnly = new ReadOnly(this.cfg.readQueueMax);
 
@@ -994,7 +1002,9 @@ export class Raft {
     const heard = [...this.voters].map((id) => (id === this.id ? this.tickCount : (this.progress.get(id)?.heardAtTick ?? -Infinity)));
     heard.sort((a, b) => b - a);
     const leaseStart = heard[Math.floor(this.voters.size / 2)];
-    return this.tickCount - leaseStart < this.cfg.electionTicks - 2;
+    const ticksAgo = this.tickCount - leaseStart;
+    const window = this.cfg.electionTicks - 2;
+    return ticksAgo < window && (this.leaseHolds?.(ticksAgo, window) ?? true);
   }
 
   private ackRead(from: NodeId, seq: number): void {

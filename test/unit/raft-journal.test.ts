@@ -151,3 +151,35 @@ test('a checkpoint streams the state machine to a file, and a restart restores i
   assert.equal(second.chunks.length, first.chunks.length);
   assert.ok(second.chunks.every((c, i) => c.equals(first.chunks[i])));
 });
+
+test('with lease reads on, a leader answers read barriers from its lease (3 members)', async (t) => {
+  const servers = await Promise.all(
+    [1, 2, 3].map(async () => {
+      const server = new RpcServer({});
+      const { port } = await server.listen('127.0.0.1', 0);
+      return { server, address: `127.0.0.1:${port}` };
+    }),
+  );
+  const founders = new Map(servers.map((s, i) => [i + 1, s.address]));
+  const journals = await Promise.all(
+    servers.map(async (s, i) => {
+      const journal = new RaftJournal({ id: i + 1, dir: await tempDir(t), address: s.address, founders, server: s.server, connect: (a) => new RpcClient(a, {}), tickMs: 5, leaseRead: true, proposalTimeoutMs: 2_000 });
+      await journal.start(new Counter());
+      t.after(async () => {
+        await journal.stop();
+        await s.server.close();
+      });
+      return journal;
+    }),
+  );
+  let leader: RaftJournal | undefined;
+  for (let i = 0; i < 400 && leader === undefined; i++) {
+    leader = journals.find((j) => j.isLeader());
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  assert.ok(leader !== undefined, 'a leader was elected');
+  await leader.propose(Buffer.from('w'));
+  await new Promise((r) => setTimeout(r, 100)); // heartbeats answered: the lease holds
+  for (let i = 0; i < 50; i++) await leader.readBarrier();
+  await Promise.all(Array.from({ length: 50 }, () => leader.readBarrier()));
+});

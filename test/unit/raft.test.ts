@@ -381,3 +381,38 @@ test(
     if (read !== undefined) assert.ok(read.index >= written, `read at ${read.index} misses write ${written}`);
   },
 );
+
+test(
+  'a leader whose ticks stopped (a stalled process) serves no lease read once real time says the lease is over',
+  () => {
+    for (const realTimeCheck of [false, true]) {
+      let stalled = false;
+      // The driver's real-time check: it fails once node 1's process has stalled past its lease.
+      const leaseHolds = (): boolean => !(realTimeCheck && stalled);
+      const c = new Cluster(3, { leaseRead: true, checkQuorum: true, preVote: true, leaseHolds }, 1);
+      c.elect(1);
+      c.node(1).tick(); // a heartbeat round that a majority answers starts node 1's lease
+      c.stabilize();
+      c.isolated.add(1);
+      stalled = true; // node 1 gets no ticks from here on; the others' clocks run
+      let written = 0;
+      for (let i = 0; i < 100 && written === 0; i++) {
+        c.node(2).tick();
+        c.node(3).tick();
+        c.stabilize();
+        const leader = [2, 3].find((id) => c.node(id).role === Role.Leader);
+        if (leader !== undefined && c.node(leader).status().commit > 4) {
+          written = c.node(leader).propose(bytes('w')).index;
+          c.stabilize();
+        }
+      }
+      assert.ok(written > 0, 'nodes 2 and 3 elected a leader and committed a write');
+      assert.equal(c.node(1).role, Role.Leader, 'node 1 still believes it leads');
+      c.node(1).readIndex(bytes('r'));
+      c.processReady(1);
+      const read = c.readStates.get(1)!.at(-1);
+      if (realTimeCheck) assert.equal(read, undefined, 'the read waits for a heartbeat round, which an isolated leader never completes');
+      else assert.ok(read !== undefined && read.index < written, 'without the real-time check, ticks alone let the stalled leader read stale state');
+    }
+  },
+);

@@ -8,7 +8,11 @@ import type { RestoredState } from '../../raft/index.ts';
 import type { ReplayedState } from './wal-record.ts';
 import { SnapshotWriter, loadNewestSnapshot, pruneSnapshots, saveSnapshot, type SnapshotFile } from './snapshot-file.ts';
 import { CairnError, ErrorCode } from '../../errors.ts';
+import { TickClock } from './tick-clock.ts';
 import { Wal, type WalRepair } from './wal.ts';
+
+/** Ticks of real time remembered for lease checks: more than any election timeout. */
+const tickClockKeepTicks = 1024;
 
 export interface RaftDriverOptions {
   dir: string;
@@ -61,11 +65,15 @@ export class RaftDriver {
       // it now, before anything else is appended after the entries it replaces.
       await wal.saveSnapshotMeta(snapshot.meta);
     }
-    const raft = new Raft({ ...opts.raft, rand: (n) => Math.floor(Math.random() * n) }, combine(state, snapshot));
+    // Lease reads are checked against real time too: ticks stop while this process stalls.
+    const clock = new TickClock(opts.tickMs, tickClockKeepTicks);
+    const leaseHolds = (ticksAgo: number, windowTicks: number): boolean => clock.within(ticksAgo, windowTicks);
+    const raft = new Raft({ ...opts.raft, leaseHolds, rand: (n) => Math.floor(Math.random() * n) }, combine(state, snapshot));
     if (snapshot !== undefined) await opts.restore?.(snapshot);
     const d = new RaftDriver(raft, wal, opts, repair, skipped);
     if (file !== undefined) d.snapshotFiles.add(file);
     d.timer = setInterval(() => {
+      clock.tick();
       d.raft.tick();
       d.kick();
     }, opts.tickMs);

@@ -34,6 +34,8 @@ export interface RaftJournalOptions {
   /** Entries kept in the log behind a checkpoint, so briefly lagging peers need no snapshot. */
   checkpointKeepEntries?: number;
   proposalTimeoutMs?: number;
+  /** Serve reads on the leader's lease (checked in real time) instead of a heartbeat round per read. */
+  leaseRead?: boolean;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
   /** Called when the journal can no longer go on (a disk write failed, an invariant broke). */
   onFatal?: (err: unknown) => void;
@@ -112,6 +114,7 @@ export class RaftJournal implements Journal {
         heartbeatTicks: this.opts.heartbeatTicks,
         entryBytesMax: entryBytesMax,
         snapshotBytesMax: incomingSnapshotBytesMax,
+        leaseRead: this.opts.leaseRead === true,
       },
       tickMs: this.opts.tickMs,
       send: (m) => this.enqueue(m),
@@ -218,15 +221,23 @@ export class RaftJournal implements Journal {
     const id = this.nextReadId++;
     const ctx = new Uint8Array(4);
     new DataView(ctx.buffer).setUint32(0, id);
-    raft.readIndex(ctx);
-    this.driver!.kick();
-    return new Promise((resolve, reject) => {
+    // The waiter goes in first: a lease read is answered within kick(), before this returns.
+    const done = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.reads.delete(id);
         reject(new CairnError(ErrorCode.Timeout, 'read barrier: leadership not confirmed in time'));
       }, this.opts.proposalTimeoutMs);
       this.reads.set(id, { resolve, reject, timer });
     });
+    try {
+      raft.readIndex(ctx);
+    } catch (err) {
+      clearTimeout(this.reads.get(id)?.timer);
+      this.reads.delete(id);
+      throw err;
+    }
+    this.driver!.kick();
+    return done;
   }
 
   /** Reads waiting for this node's leadership to be confirmed fail at once when it ends: the client retries elsewhere. */
