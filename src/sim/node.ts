@@ -4,15 +4,18 @@
 import { CairnError } from '../errors.ts';
 import { Raft, readAllSnapshotData, snapshotBytes, type RaftBug, type RaftConfig } from '../raft/index.ts';
 import { EntryType, Role, type Entry, type Message, type Ready } from '../raft/index.ts';
+import { TickClock } from '../journal/raft/tick-clock.ts';
 import { SimDisk } from './disk.ts';
 import type { Prng } from './prng.ts';
 import type { ReplicatedMachine, SimWorkload } from './workload.ts';
 
 /** Ready cycles without a disk wait in a row; more means the core never settles. */
 const readyCyclesMax = 100;
+/** Virtual milliseconds per tick. */
+const tickMs = 10;
 
 /** Rules of the driver that tests can switch off, beside the Raft core's own. */
-export const driverBugs = ['no-fsync', 'no-snapshot-restore'] as const;
+export const driverBugs = ['no-fsync', 'no-snapshot-restore', 'lease-ticks-only'] as const;
 export type DriverBug = (typeof driverBugs)[number];
 
 /** One attempt of a client operation; a write's retries carry the same seq. */
@@ -72,6 +75,11 @@ export class SimNode<I, O> {
   private reads = new Map<number, ClientRequest<I>>();
   private readsWaiting: { index: number; req: ClientRequest<I> }[] = [];
   private nextReadId = 1;
+  /** The real (virtual) time of recent ticks, for the lease check of the real driver. */
+  private clock = new TickClock(tickMs, 1024, () => 0);
+  /** While stalled (a GC pause, SIGSTOP) the node runs nothing: what arrives waits, in order. */
+  private stalledUntil = 0;
+  private stalledWork: { rank: number; run: () => void }[] = [];
 
   constructor(id: number, env: SimNodeEnv<I, O>) {
     this.id = id;
@@ -81,9 +89,13 @@ export class SimNode<I, O> {
 
   start(): void {
     const { restored, tornBytes } = this.disk.load();
+    this.clock = new TickClock(tickMs, 1024, () => this.env.now());
+    const clock = this.clock;
     const cfg: RaftConfig = {
       ...this.env.raftConfig(this.id),
       id: this.id,
+      // With the bug, the lease is counted in ticks only, which stop while the node stalls.
+      leaseHolds: this.env.bugs.has('lease-ticks-only') ? undefined : (ticksAgo, windowTicks) => clock.within(ticksAgo, windowTicks),
       rand: (n) => this.env.prng.int(n),
       bugs: new Set([...this.env.bugs].filter((b): b is RaftBug => !(driverBugs as readonly string[]).includes(b))),
     };
@@ -94,6 +106,8 @@ export class SimNode<I, O> {
     if (restored.snapshot !== undefined && !this.env.bugs.has('no-snapshot-restore')) this.sm.restore(readAllSnapshotData(restored.snapshot.data));
     this.alive = true;
     this.busy = false;
+    this.stalledUntil = 0;
+    this.stalledWork = [];
     this.proposals.clear();
     this.reads.clear();
     this.readsWaiting = [];
@@ -107,14 +121,46 @@ export class SimNode<I, O> {
     this.disk.crash(this.env.prng, tear);
   }
 
+  /**
+   * Stops the node for `ms` of virtual time, as a process paused by the OS or a long GC: no ticks,
+   * no messages handled, no disk completions. Then the work that piled up runs: the tick first (as
+   * Node runs timers before I/O), then client requests, then the rest, each in arrival order (the
+   * order in which a resumed process reads its sockets is not the order bytes arrived in; client
+   * requests first is the order that tests a stale leader hardest).
+   */
+  stall(ms: number): void {
+    if (!this.alive || this.stalled()) return;
+    this.stalledUntil = this.env.now() + ms;
+    const inc = this.incarnation;
+    this.env.after(ms, () => {
+      if (!this.alive || this.incarnation !== inc) return;
+      this.stalledUntil = 0;
+      const work = this.stalledWork;
+      this.stalledWork = [];
+      for (const w of work) w.run();
+    });
+  }
+
+  stalled(): boolean {
+    return this.env.now() < this.stalledUntil;
+  }
+
+  /** Runs `fn` now, or when the stall ends (`rank` 0 first: the tick, 1: client requests, 2: the rest). */
+  private whenRunning(fn: () => void, rank: 0 | 1 | 2 = 2): boolean {
+    if (!this.stalled()) return true;
+    const at = this.stalledWork.findIndex((w) => w.rank > rank);
+    this.stalledWork.splice(at === -1 ? this.stalledWork.length : at, 0, { rank, run: fn });
+    return false;
+  }
+
   receive(m: Message): void {
-    if (!this.alive) return;
+    if (!this.alive || !this.whenRunning(() => this.receive(m))) return;
     this.raft.step(m);
     this.pump();
   }
 
   handleClient(req: ClientRequest<I>): void {
-    if (!this.alive) return;
+    if (!this.alive || !this.whenRunning(() => this.handleClient(req), 1)) return;
     try {
       if (this.env.workload.isRead(req.input)) this.startRead(req);
       else this.proposeWrite(req);
@@ -144,11 +190,16 @@ export class SimNode<I, O> {
 
   private scheduleTick(): void {
     const inc = this.incarnation;
-    this.env.after(10, () => {
+    this.env.after(tickMs, () => {
       if (!this.alive || this.incarnation !== inc) return;
-      this.raft.tick();
-      this.pump();
-      this.scheduleTick();
+      const tick = (): void => {
+        this.clock.tick();
+        this.raft.tick();
+        this.pump();
+        this.scheduleTick();
+      };
+      // A stalled interval timer fires once when the process resumes, before any I/O.
+      if (this.whenRunning(tick, 0)) tick();
     });
   }
 
@@ -175,8 +226,11 @@ export class SimNode<I, O> {
       const inc = this.incarnation;
       this.env.after(this.env.diskLatencyMs(this), () => {
         if (!this.alive || this.incarnation !== inc) return;
-        this.finishReady(rd, noFsync, early);
-        this.pump();
+        const done = (): void => {
+          this.finishReady(rd, noFsync, early);
+          this.pump();
+        };
+        if (this.whenRunning(done)) done();
       });
     }
   }

@@ -16,7 +16,7 @@ import { Prng } from './prng.ts';
 import { workloadForSeed, type SimWorkload, type WorkloadName } from './workload.ts';
 
 export type SimBug = RaftBug | DriverBug;
-export const simBugs: readonly SimBug[] = ['commit-old-term', 'vote-twice', 'stale-read', 'no-fsync', 'no-snapshot-restore'];
+export const simBugs: readonly SimBug[] = ['commit-old-term', 'vote-twice', 'stale-read', 'no-fsync', 'no-snapshot-restore', 'lease-ticks-only'];
 
 export interface SimOptions {
   seed: number;
@@ -48,6 +48,7 @@ export interface SimResult {
 export interface SimStats {
   elections: number;
   crashes: number;
+  stalls: number;
   tornTailsRepaired: number;
   partitions: number;
   oneWayCuts: number;
@@ -61,6 +62,7 @@ export interface SimStats {
 export const emptyStats: SimStats = {
   elections: 0,
   crashes: 0,
+  stalls: 0,
   tornTailsRepaired: 0,
   partitions: 0,
   oneWayCuts: 0,
@@ -119,6 +121,8 @@ class Simulation<S, I, O> implements NodeObserver {
   // what the checkers know
   private leaderOfTerm = new Map<number, number>();
   private committedTerm: number[] = [0];
+  /** The term of the node that committed each index, as first seen (a follower's may be later). */
+  private committedInTerm: number[] = [0];
   private appliedData = new Map<number, Uint8Array>();
   private checkedCommit = new Map<number, number>();
   /** The state hash of the first replica seen at an index, and which node it was. */
@@ -150,7 +154,7 @@ class Simulation<S, I, O> implements NodeObserver {
     // Check-quorum stays on: without it a removed node that never heard of its removal disrupts
     // the cluster forever with ever higher terms (Raft thesis §4.2.3).
     const preVote = this.prng.chance(0.7);
-    const leaseRead = this.prng.chance(0.3);
+    const leaseRead = this.prng.chance(0.5);
     this.faultGapMs = this.prng.pick([80, 150, 300, 600]);
     for (let id = 1; id <= nodeCount; id++) {
       const node = new SimNode<I, O>(id, {
@@ -343,7 +347,8 @@ class Simulation<S, I, O> implements NodeObserver {
     else if (roll < 55) this.isolateLeader();
     else if (roll < 65) this.degradeNetwork();
     else if (roll < 72) this.slowDownDisk();
-    else if (roll < 82) this.transferLeader();
+    else if (roll < 80) this.transferLeader();
+    else if (roll < 90) this.stall(this.faultPrng.chance(0.7) ? (this.leaderNode() ?? this.randomNode()) : this.randomNode());
     else this.changeMembership();
   }
 
@@ -371,6 +376,14 @@ class Simulation<S, I, O> implements NodeObserver {
 
   private randomNode(): SimNode<I, O> {
     return this.faultPrng.pick([...this.nodes.values()]);
+  }
+
+  /** Pauses a node (GC, SIGSTOP): long enough, often, for the others to elect a new leader. */
+  private stall(node: AnySimNode): void {
+    const ms = this.faultPrng.range(20, 800);
+    this.remember(`stall n${node.id} for ${ms}ms`);
+    this.count('stalls');
+    node.stall(ms);
   }
 
   private crash(node: AnySimNode): void {
@@ -521,6 +534,7 @@ class Simulation<S, I, O> implements NodeObserver {
     if (seen === undefined) {
       this.appliedData.set(e.index, e.data);
       if (this.committedTerm[e.index] === undefined) this.committedTerm[e.index] = e.term;
+      this.committedInTerm[e.index] ??= node.raft.term;
     } else if (!sameBytes(seen, e.data)) {
       this.fail('state machine safety', `n${node.id} applied different data at index ${e.index}`);
     }
@@ -535,12 +549,16 @@ class Simulation<S, I, O> implements NodeObserver {
     this.leaderOfTerm.set(term, id);
   }
 
-  /** A new leader's log holds every entry committed before it. */
+  /**
+   * A new leader's log holds every entry committed in an earlier term. Entries committed in its
+   * own term or later are not its business: a leader that stalled may resume (and only then act as
+   * leader) after a later term committed entries it never heard of.
+   */
   private checkLeaderCompleteness(node: AnySimNode): void {
     const log = node.raft.log;
     for (let i = log.offsetIndex + 1; i < this.committedTerm.length; i++) {
       const want = this.committedTerm[i];
-      if (want === undefined) continue;
+      if (want === undefined || (this.committedInTerm[i] ?? Infinity) >= node.raft.term) continue;
       const have = log.term(i);
       if (have !== want) this.fail('leader completeness', `leader n${node.id} (term ${node.raft.term}) has term ${have} at committed index ${i} (term ${want})`);
     }
@@ -560,6 +578,7 @@ class Simulation<S, I, O> implements NodeObserver {
       const prev = this.committedTerm[i];
       if (prev !== undefined && prev !== term) this.fail('committed entry lost', `n${node.id} committed term ${term} at index ${i}, earlier committed term ${prev}`);
       this.committedTerm[i] = term;
+      this.committedInTerm[i] ??= raft.term;
       let best = '';
       let ok = false;
       // A leader counts with the newest membership in its log, so any of those since the last commit may have decided.

@@ -46,8 +46,17 @@ test('a seed replays exactly: same trace hash, same outcome, under each workload
   assert.notEqual(runSimulation({ seed: 5, workload: 'kv' }).traceHash, runSimulation({ seed: 5, workload: 'meta' }).traceHash);
 });
 
+/**
+ * A lease counted in ticks alone is wrong only when a stalled leader resumes, still in its lease by
+ * its ticks, and a client's read reaches it before any message of the newer term does; the kv
+ * workload's reads of a few hot keys see the stale value (seed 143), the namespace workload's have
+ * not within 700 seeds, so the bug is held to the kv workload.
+ */
+const bugWorkloads: Partial<Record<(typeof simBugs)[number], readonly string[]>> = { 'lease-ticks-only': ['kv'] };
+
 for (const workload of workloadNames) {
   for (const bug of simBugs) {
+    if (!(bugWorkloads[bug] ?? workloadNames).includes(workload)) continue;
     test(`bug '${bug}' is caught within ${bugSeedsMax} seeds of the ${workload} workload`, () => {
       for (let seed = 1; seed <= bugSeedsMax; seed++) {
         const r = runSimulation({ seed, bug, workload });
@@ -55,6 +64,7 @@ for (const workload of workloadNames) {
         assert.doesNotMatch(r.violation ?? '', /^crash:/, `bug ${bug} crashed the simulator instead of tripping a checker`);
         // Only the state hash comparison sees a replica that lost its snapshot before anyone reads the difference.
         if (bug === 'no-snapshot-restore') assert.match(r.violation ?? '', /^state machine safety: .* has state /);
+        if (bug === 'lease-ticks-only') assert.match(r.violation ?? '', /^linearizability: /);
         return;
       }
       assert.fail(`bug ${bug} went unnoticed for ${bugSeedsMax} seeds of the ${workload} workload`);
