@@ -3,7 +3,7 @@
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, openSync, closeSync, writeFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,8 @@ import { configError } from './config.ts';
 
 const mainScript = fileURLToPath(new URL('./main.ts', import.meta.url));
 const startDeadlineMs = 20_000;
+/** Tries at starting a new cluster whose ports another program took first. */
+const startAttemptsMax = 3;
 const stopGraceMs = 5_000;
 
 export interface ProcessStatus extends LocalProcess {
@@ -23,7 +25,7 @@ export interface ProcessStatus extends LocalProcess {
   appliedIndex?: number;
 }
 
-export async function localUp(opts: { dir: string; masters: number; log: (line: string) => void }): Promise<LocalCluster> {
+export async function localUp(opts: { dir: string; masters: number; log: (line: string) => void; attempt?: number }): Promise<LocalCluster> {
   if (!(opts.masters >= 1 && opts.masters <= 7)) throw configError(`--masters must be 1 to 7, got ${opts.masters}`);
   const existing = readLocalCluster(opts.dir);
   if (existing !== undefined && existing.processes.every((p) => isAlive(p.pid))) {
@@ -54,8 +56,24 @@ export async function localUp(opts: { dir: string; masters: number; log: (line: 
   writeFileSync(path.join(opts.dir, clusterFileName), `${JSON.stringify(cluster, null, 2)}\n`, { mode: 0o600 });
   const started = processes.filter((p) => !existing?.processes.some((e) => e.pid === p.pid)).length;
   opts.log(`started ${started} of ${processes.length} masters (logs in ${opts.dir}/master-N/master.log); waiting for a leader...`);
-  await waitForLeader(cluster);
+  try {
+    await waitForLeader(cluster);
+  } catch (err) {
+    // A free port can be taken by another program before a new master binds it: start afresh.
+    const attempt = opts.attempt ?? 1;
+    if (existing !== undefined || attempt >= startAttemptsMax || !portTaken(processes)) throw err;
+    opts.log('a port was taken by another program while the masters started; starting again on new ports');
+    for (const p of processes) if (isAlive(p.pid)) process.kill(p.pid, 'SIGKILL');
+    for (const p of processes) rmSync(p.dir, { recursive: true, force: true });
+    rmSync(path.join(opts.dir, clusterFileName), { force: true });
+    return localUp({ ...opts, attempt: attempt + 1 });
+  }
   return cluster;
+}
+
+/** Whether a master of a new cluster exited because its address was in use. */
+function portTaken(processes: LocalProcess[]): boolean {
+  return processes.some((p) => !isAlive(p.pid) && existsSync(p.log) && readFileSync(p.log, 'utf8').includes('EADDRINUSE'));
 }
 
 function spawnDetached(args: string[], logFile: string, secret: string): number {

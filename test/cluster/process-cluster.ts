@@ -4,6 +4,7 @@
 // conditions with deadlines (never fixed sleeps). No node:test here, so the benchmarks can use it.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,10 @@ import type { JournalStatus } from '../../src/journal/journal.ts';
 const mainScript = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 /** How long a process gets to exit after SIGTERM before it is killed. */
 const stopGraceMs = 5_000;
+/** Tries at starting a cluster whose ports another process took first. */
+const startAttemptsMax = 3;
+/** How long a starting cluster is watched for a master that exits (a port taken, a bad flag). */
+const startupWatchMs = 10_000;
 /** How often waitFor checks again; the failover times bench/journal.ts reports resolve to this. */
 const pollMs = 20;
 
@@ -138,7 +143,8 @@ export interface MasterClusterOptions {
 
 /** cairn masters as child processes (`cairn master`) of a ProcessGroup, each with its own directory and log file under the group's root. */
 export class MasterCluster {
-  readonly secret = 'cluster-secret';
+  /** Its own secret: a client that reached another test's master by a reused port is refused, not answered. */
+  readonly secret = randomBytes(16).toString('hex');
   readonly masters = new Map<number, MasterProc>();
   private readonly procs: ProcessGroup;
   private readonly env: Record<string, string>;
@@ -155,18 +161,45 @@ export class MasterCluster {
     this.deadlineMs = opts.deadlineMs ?? 30_000;
   }
 
-  /** Starts `opts.count` masters that know each other (`--peers`) and waits for a leader. */
+  /**
+   * Starts `opts.count` masters that know each other (`--peers`) and waits for a leader. A free
+   * port can be taken by another process before a master binds it (tests run in parallel): then
+   * the whole cluster starts again on new ports and fresh directories.
+   */
   static async start(procs: ProcessGroup, opts: MasterClusterOptions): Promise<MasterCluster> {
     const c = new MasterCluster(procs, opts);
-    const addresses: string[] = [];
-    for (let i = 0; i < opts.count; i++) addresses.push(`127.0.0.1:${await freePort()}`);
-    c.peers = addresses.map((a, i) => `${i + 1}=${a}`).join(',');
-    for (let i = 0; i < opts.count; i++) {
-      c.masters.set(i + 1, c.newMaster(i + 1, addresses[i], false));
-      c.spawn(i + 1);
+    for (let attempt = 1; ; attempt++) {
+      const addresses: string[] = [];
+      for (let i = 0; i < opts.count; i++) addresses.push(`127.0.0.1:${await freePort()}`);
+      c.peers = addresses.map((a, i) => `${i + 1}=${a}`).join(',');
+      for (let i = 0; i < opts.count; i++) {
+        c.masters.set(i + 1, c.newMaster(i + 1, addresses[i], false));
+        c.spawn(i + 1);
+      }
+      const lost = await c.firstToDie(startupWatchMs);
+      if (lost === undefined) break;
+      const why = (await readFile(c.master(lost).log, 'utf8').catch(() => '')).trim().split('\n').at(-1) ?? '';
+      if (attempt >= startAttemptsMax) throw new Error(`master ${lost} exited while the cluster started (attempt ${attempt}): ${why}`);
+      for (const id of c.masters.keys()) await c.kill(id);
+      for (const m of c.masters.values()) await rm(m.dir, { recursive: true, force: true });
+      c.masters.clear();
+      c.admin?.close();
+      c.admin = undefined;
     }
     await c.waitForLeader();
     return c;
+  }
+
+  /** The first master whose process exits within `ms`, or undefined once all are still up and serving. */
+  private async firstToDie(ms: number): Promise<number | undefined> {
+    const deadline = Date.now() + ms;
+    while (true) {
+      for (const m of this.masters.values()) if (m.child !== undefined && (m.child.exitCode !== null || m.child.signalCode !== null)) return m.id;
+      if (Date.now() > deadline) return undefined;
+      const up = await Promise.all([...this.masters.values()].map((m) => this.adminClient().callAt(m.address, 'master.ping', {}).then(() => true, () => false)));
+      if (up.every((u) => u)) return undefined;
+      await sleep(pollMs);
+    }
   }
 
   /** Adds a master process that joins later (`cairn master --join`); the caller adds it to the group. */
