@@ -61,7 +61,12 @@ export async function localUp(opts: { dir: string; masters: number; log: (line: 
   } catch (err) {
     // A free port can be taken by another program before a new master binds it: start afresh.
     const attempt = opts.attempt ?? 1;
-    if (existing !== undefined || attempt >= startAttemptsMax || !portTaken(processes)) throw err;
+    if (existing !== undefined) throw err; // the members that are up stay up: 'local status' shows them
+    if (attempt >= startAttemptsMax || !portTaken(processes)) {
+      // A new cluster that cannot start is not left half running; its logs stay for a look.
+      for (const p of processes) if (isAlive(p.pid)) process.kill(p.pid, 'SIGKILL');
+      throw err;
+    }
     opts.log('a port was taken by another program while the masters started; starting again on new ports');
     for (const p of processes) if (isAlive(p.pid)) process.kill(p.pid, 'SIGKILL');
     for (const p of processes) rmSync(p.dir, { recursive: true, force: true });

@@ -3,8 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -141,3 +141,30 @@ test('npm start: the cluster in the foreground stops cleanly on Ctrl-C', async (
   assert.match(out, /stopped 3 processes/);
   for (const pid of pids) assert.throws(() => process.kill(pid, 0), `master pid ${pid} still runs`);
 });
+
+test('a new local cluster that cannot start is stopped, not left half running', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-half-'));
+  t.after(async () => {
+    await cairn(['local', 'down', '--dir', dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  // Master 3's directory is held by a live process (this one), so master 3 exits at start.
+  await mkdir(path.join(dir, 'master-3'), { recursive: true });
+  await writeFile(path.join(dir, 'master-3', 'LOCK'), `${JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString(), host: hostname() })}\n`);
+  const up = await cairn(['local', 'up', '--dir', dir]);
+  assert.notEqual(up.code, 0);
+  assert.match(up.stderr, /master 3 exited/);
+  const cluster = readLocalCluster(dir);
+  assert.ok(cluster !== undefined);
+  for (let i = 0; i < 100 && cluster.processes.some((p) => isAlive(p.pid)); i++) await new Promise((r) => setTimeout(r, 50));
+  for (const p of cluster.processes) assert.equal(isAlive(p.pid), false, `master ${p.id} (pid ${p.pid}) was left running`);
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
