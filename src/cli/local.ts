@@ -64,11 +64,11 @@ export async function localUp(opts: { dir: string; masters: number; log: (line: 
     if (existing !== undefined) throw err; // the members that are up stay up: 'local status' shows them
     if (attempt >= startAttemptsMax || !portTaken(processes)) {
       // A new cluster that cannot start is not left half running; its logs stay for a look.
-      for (const p of processes) if (isAlive(p.pid)) process.kill(p.pid, 'SIGKILL');
+      for (const p of processes) signal(p.pid, 'SIGKILL');
       throw err;
     }
     opts.log('a port was taken by another program while the masters started; starting again on new ports');
-    for (const p of processes) if (isAlive(p.pid)) process.kill(p.pid, 'SIGKILL');
+    for (const p of processes) signal(p.pid, 'SIGKILL');
     for (const p of processes) rmSync(p.dir, { recursive: true, force: true });
     rmSync(path.join(opts.dir, clusterFileName), { force: true });
     return localUp({ ...opts, attempt: attempt + 1 });

@@ -41,6 +41,8 @@ export class RaftDriver {
   /** Snapshot files held open; all but the core's current one are closed once replaced. */
   private readonly snapshotFiles = new Set<SnapshotFile>();
   private stopped = false;
+  /** A Ready failed half way (a disk error): the core and the state machine may disagree, so nothing more runs. */
+  private failed = false;
   /** What opening found and fixed: a torn WAL tail cut off, snapshot files that failed their checksum. */
   readonly repair: WalRepair | undefined;
   readonly skippedSnapshots: string[];
@@ -89,10 +91,13 @@ export class RaftDriver {
 
   /** Runs ready cycles until the core has nothing more; one at a time. */
   kick(): void {
-    if (this.cycling || this.stopped) return;
+    if (this.cycling || this.stopped || this.failed) return;
     this.cycling = true;
     this.cycle()
-      .catch((err: unknown) => this.opts.onError(err))
+      .catch((err: unknown) => {
+        this.failed = true;
+        this.opts.onError(err);
+      })
       .finally(() => {
         this.cycling = false;
         this.runBetweenCycles();
@@ -180,7 +185,7 @@ export class RaftDriver {
 
   /** Runs `fn` when no Ready is in flight: now if idle, else right after the current one. */
   private betweenCycles<T>(fn: () => T): Promise<T> {
-    if (this.stopped) return Promise.reject(new CairnError(ErrorCode.Unavailable, 'raft driver stopped'));
+    if (this.stopped || this.failed) return Promise.reject(new CairnError(ErrorCode.Unavailable, 'raft driver stopped'));
     return new Promise((resolve, reject) => {
       this.betweenCyclesWaiting.push({ run: () => resolve(fn()), reject });
       if (!this.cycling) this.runBetweenCycles();
@@ -191,6 +196,11 @@ export class RaftDriver {
     const waiting = this.betweenCyclesWaiting;
     if (waiting.length === 0) return;
     this.betweenCyclesWaiting = [];
+    if (this.failed || this.stopped) {
+      // A checkpoint now could label state the core never advanced to with an older index.
+      for (const w of waiting) w.reject(new CairnError(ErrorCode.Unavailable, 'raft driver stopped after a failure'));
+      return;
+    }
     for (const w of waiting) {
       try {
         w.run();

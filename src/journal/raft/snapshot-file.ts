@@ -22,7 +22,8 @@ export const snapshotMetaBytesMax = 256 * 1024;
 const pieceBytes = 4 << 20;
 
 const magic = 0x504e5343; // 'CSNP' little-endian
-const formatVersion = 1;
+/** 2: the data is length-prefixed frames (version 1 held one msgpack envelope). */
+const formatVersion = 2;
 /** magic, version, meta length, data length (u64), data crc, header crc. */
 const fixedHeaderBytes = 28;
 const headerCrcOffset = 24;
@@ -146,9 +147,8 @@ export class SnapshotWriter {
       throw err;
     }
     await syncDir(this.snapDir);
-    const opened = openVerified(file, path.basename(file));
-    if (typeof opened === 'string') throw new JournalError(JournalErrorCode.SnapshotCorrupt, `snapshot ${file} fails verification right after writing: ${opened}`);
-    return opened;
+    // Its checksum was computed while writing: reading the whole file back would stall as long again.
+    return new SnapshotFile(file, openSync(file, 'r'), meta, this.headerBytes, this.bytes);
   }
 
   /** Drops the temporary file (a failed or abandoned snapshot). */
