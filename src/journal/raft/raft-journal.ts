@@ -352,6 +352,7 @@ export class RaftJournal implements Journal {
    */
   addMember(id: number, address: string): Promise<void> {
     return this.serializeMembership(async () => {
+      await this.settleLog();
       const st = this.raft().status();
       if (st.conf.voters.includes(id)) {
         const known = this.addresses.get(id);
@@ -367,6 +368,7 @@ export class RaftJournal implements Journal {
   /** Removes a node; removing one that is not a member is already done. */
   removeMember(id: number): Promise<void> {
     return this.serializeMembership(async () => {
+      await this.settleLog();
       const { conf } = this.raft().status();
       if (!conf.voters.includes(id) && !conf.learners.includes(id)) return;
       await this.changeConf({ type: ConfChangeType.Remove, node: id });
@@ -380,19 +382,33 @@ export class RaftJournal implements Journal {
     return run;
   }
 
+  /**
+   * Waits until everything in this leader's log is applied, so that the membership it reports is
+   * the committed one: an uncommitted change (a former leader's, say) may still be cut off.
+   */
+  private async settleLog(): Promise<void> {
+    const raft = this.raft();
+    if (raft.role !== Role.Leader) throw this.notLeader();
+    const last = raft.log.lastIndex();
+    await this.waitUntil(() => this.raft().log.applied >= last, 'the log to be applied');
+  }
+
   /** Proposes a conf change once the previous one (perhaps a former leader's) is applied. */
   private async changeConf(cc: { type: ConfChangeType; node: number }, context?: Uint8Array): Promise<void> {
-    let index = 0;
+    let at = { index: 0, term: 0 };
     await this.waitUntil(() => {
       try {
-        index = this.guard(() => this.raft().proposeConfChange(cc, context)).index;
+        at = this.guard(() => this.raft().proposeConfChange(cc, context));
         return true;
       } catch (err) {
         if (err instanceof CairnError && err.code === ErrorCode.ConfChangePending) return false;
         throw err;
       }
     }, 'the previous membership change to be applied');
-    await this.waitApplied(index);
+    await this.waitApplied(at.index);
+    // Another leader's entry may have taken the index: then the change did not happen.
+    const term = this.raft().log.term(at.index);
+    if (term !== undefined && term !== at.term) throw new CairnError(ErrorCode.ProposalDropped, `the membership change at index ${at.index} was replaced by another leader's entry; retry`);
   }
 
   async transferLeader(id: number): Promise<void> {
