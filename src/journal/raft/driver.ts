@@ -41,6 +41,8 @@ export class RaftDriver {
   /** Snapshot files held open; all but the core's current one are closed once replaced. */
   private readonly snapshotFiles = new Set<SnapshotFile>();
   private stopped = false;
+  /** The Ready loop running now, if any: stop() lets it finish its disk writes. */
+  private cycleDone: Promise<void> = Promise.resolve();
   /** A Ready failed half way (a disk error): the core and the state machine may disagree, so nothing more runs. */
   private failed = false;
   /** What opening found and fixed: a torn WAL tail cut off, snapshot files that failed their checksum. */
@@ -93,7 +95,7 @@ export class RaftDriver {
   kick(): void {
     if (this.cycling || this.stopped || this.failed) return;
     this.cycling = true;
-    this.cycle()
+    this.cycleDone = this.cycle()
       .catch((err: unknown) => {
         this.failed = true;
         this.opts.onError(err);
@@ -223,12 +225,16 @@ export class RaftDriver {
     return this.wal.stats();
   }
 
-  /** Stops ticking and closes the WAL; what was not persisted is lost, as in a crash. */
+  /** Stops ticking, lets a Ready or checkpoint in flight finish its writes, and closes the WAL. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
     const stopped = new CairnError(ErrorCode.Unavailable, 'raft driver stopped');
     for (const w of this.betweenCyclesWaiting.splice(0)) w.reject(stopped);
+    // A Ready or a checkpoint in flight finishes its writes first: closing the WAL under it would
+    // turn a clean stop into a write failure, and leave a snapshot file open.
+    await this.cycleDone;
+    await this.checkpointChain;
     await this.wal.close();
     for (const f of this.snapshotFiles) f.close();
     this.snapshotFiles.clear();
