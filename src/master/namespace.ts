@@ -3,6 +3,7 @@
 
 import { createHash } from 'node:crypto';
 import { assert } from '../errors.ts';
+import { upperBound } from '../sorted.ts';
 import { decodeCommand, pendingGcLimitMax, readdirLimitMax } from './commands.ts';
 import type { MetaCommand, MetaCommandOp, MetaQuery } from './commands.ts';
 import { FsErrorCode, MetaError } from './errors.ts';
@@ -164,7 +165,7 @@ export class MetaState {
     if (isFail(dir)) return dir;
     if (dir.children === null) return fail(FsErrorCode.ENOTDIR, `'${path}' is not a directory`);
     const names = sortedNamesOf(dir);
-    const start = options.after === undefined ? 0 : firstAfter(names, options.after);
+    const start = options.after === undefined ? 0 : upperBound(names, options.after);
     const end = Math.min(names.length, start + Math.min(options.limit, readdirLimitMax));
     const entries: DirEntry[] = [];
     for (let i = start; i < end; i++) {
@@ -266,16 +267,4 @@ export class MetaState {
     for (const chunk of writeSnapshot(this.#t)) hash.update(chunk);
     return hash.digest('hex');
   }
-}
-
-/** The index of the first name greater than `after` in a sorted list. */
-function firstAfter(names: string[], after: string): number {
-  let lo = 0;
-  let hi = names.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (names[mid] <= after) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

@@ -3,6 +3,7 @@
 
 import type { SnapshotData } from './types.ts';
 import { assert } from '../errors.ts';
+import { upperBound } from '../sorted.ts';
 
 /** Snapshot bytes held in memory as one array (small snapshots, tests, the simulator). */
 export function snapshotBytes(bytes: Uint8Array): SnapshotData {
@@ -47,16 +48,4 @@ export function readAllSnapshotData(data: SnapshotData): Uint8Array {
 
 function checkRange(offset: number, length: number, total: number): void {
   assert(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= total, `snapshot read [${offset}, +${length}) outside ${total} bytes`);
-}
-
-/** The number of `starts` at or below `x` (starts is sorted ascending). */
-function upperBound(starts: number[], x: number): number {
-  let lo = 0;
-  let hi = starts.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (starts[mid] <= x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
