@@ -91,24 +91,16 @@ export interface ChainTable {
 // ---------------------------------------------------------------------------------------------
 // Values handed out
 
-export interface InodeAttr {
+/** What stat answers: an inode's attributes, with the type-specific fields only where they apply. */
+export type InodeAttr = Pick<Inode, 'type' | 'mode' | 'uid' | 'gid' | 'nlink' | 'sizeBytes' | 'atimeMs' | 'mtimeMs' | 'ctimeMs'> & {
   inodeId: number;
-  type: InodeType;
-  mode: number;
-  uid: number;
-  gid: number;
-  nlink: number;
-  sizeBytes: number;
-  atimeMs: number;
-  mtimeMs: number;
-  ctimeMs: number;
   /** Directories only. */
   parentId?: number;
   /** Files only. */
   layout?: Layout;
   /** Symlinks only. */
   target?: string;
-}
+};
 
 export interface DirEntry {
   name: string;
