@@ -9,46 +9,33 @@ import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { MetaError, MetaState, snapshotChunkBytesMax } from '../../src/master/index.ts';
 import type { MetaCommand } from '../../src/master/index.ts';
+import { MetaFs } from '../meta-fs.ts';
 
 const packr = new Packr({ useRecords: false });
 
-class Log {
-  readonly state: MetaState;
-  index = 0;
-  seq = 0;
-  nowMs = 1_000;
-
-  constructor(state = new MetaState()) {
-    this.state = state;
-  }
-
-  run(body: Record<string, unknown>): ReturnType<MetaState['apply']> {
-    this.nowMs += 7;
-    return this.state.apply(++this.index, { ...body, clientId: 'snap', seq: ++this.seq, nowMs: this.nowMs } as MetaCommand);
-  }
-
-  must(body: Record<string, unknown>): void {
-    const r = this.run(body);
-    assert.ok(r.ok, `${String(body.op)}: ${r.ok ? '' : r.message}`);
+/** The snapshot tests' client: its own id and clock step, so their states are their own. */
+class Log extends MetaFs {
+  constructor(state?: MetaState) {
+    super({ clientId: 'snap', stepMs: 7, state });
   }
 }
 
 /** A state with something in every table. */
 function populated(files = 200): Log {
   const log = new Log();
-  log.must({ op: 'mkdir', path: '/a/b/c', mode: 0o755, uid: 1, gid: 1, parents: true });
-  for (let i = 0; i < files; i++) log.must({ op: 'create', path: `/a/b/f${i}`, mode: 0o644, uid: 2, gid: 2, exclusive: true });
-  log.must({ op: 'setattr', path: '/a/b/f1', sizeBytes: 123_456_789 });
-  log.must({ op: 'link', existing: '/a/b/f2', path: '/a/c-link' });
-  log.must({ op: 'symlink', path: '/a/s', target: '../a/b/ünïcode', uid: 0, gid: 0 });
-  log.must({ op: 'openSession', path: '/a/b/f3', sessionId: 'w1', truncate: false });
-  log.must({ op: 'openSession', path: '/a/b/f4', truncate: false });
-  log.must({ op: 'unlink', path: '/a/b/f4' }); // an orphan held by @1
-  log.must({ op: 'unlink', path: '/a/b/f5' }); // pending GC
-  log.must({ op: 'registerWorker', workerId: 1, address: 'a:1', targets: [{ targetId: 11, path: '/d1' }, { targetId: 12, path: '/d2' }] });
-  log.must({ op: 'registerWorker', workerId: 2, address: 'b:1', targets: [{ targetId: 21, path: '/d1' }] });
-  log.must({ op: 'setTargetState', targetId: 11, state: 'serving' });
-  log.must({ op: 'publishChainTable', tableId: 1, version: 2, chains: [[11, 21], [21, 12]] });
+  log.ok({ op: 'mkdir', path: '/a/b/c', mode: 0o755, uid: 1, gid: 1, parents: true });
+  for (let i = 0; i < files; i++) log.ok({ op: 'create', path: `/a/b/f${i}`, mode: 0o644, uid: 2, gid: 2, exclusive: true });
+  log.ok({ op: 'setattr', path: '/a/b/f1', sizeBytes: 123_456_789 });
+  log.ok({ op: 'link', existing: '/a/b/f2', path: '/a/c-link' });
+  log.ok({ op: 'symlink', path: '/a/s', target: '../a/b/ünïcode', uid: 0, gid: 0 });
+  log.ok({ op: 'openSession', path: '/a/b/f3', sessionId: 'w1', truncate: false });
+  log.ok({ op: 'openSession', path: '/a/b/f4', truncate: false });
+  log.ok({ op: 'unlink', path: '/a/b/f4' }); // an orphan held by @1
+  log.ok({ op: 'unlink', path: '/a/b/f5' }); // pending GC
+  log.ok({ op: 'registerWorker', workerId: 1, address: 'a:1', targets: [{ targetId: 11, path: '/d1' }, { targetId: 12, path: '/d2' }] });
+  log.ok({ op: 'registerWorker', workerId: 2, address: 'b:1', targets: [{ targetId: 21, path: '/d1' }] });
+  log.ok({ op: 'setTargetState', targetId: 11, state: 'serving' });
+  log.ok({ op: 'publishChainTable', tableId: 1, version: 2, chains: [[11, 21], [21, 12]] });
   for (let c = 0; c < 5; c++) log.state.apply(++log.index, { op: 'noop', clientId: `client-${c}`, seq: 3, nowMs: log.nowMs });
   log.run({ op: 'rmdir', path: '/a' }); // a failed result in the client table
   return log;
@@ -105,9 +92,9 @@ test('a populated state restores to the same hash, queries and counters', () => 
   const twin = new Log(copy);
   Object.assign(twin, { index: log.index, seq: log.seq, nowMs: log.nowMs });
   for (const l of [log, twin]) {
-    l.must({ op: 'openSession', path: '/a/b/f6', truncate: false });
-    l.must({ op: 'closeSession', sessionId: '@1' });
-    l.must({ op: 'create', path: '/a/new', mode: 0o600, uid: 0, gid: 0, exclusive: true });
+    l.ok({ op: 'openSession', path: '/a/b/f6', truncate: false });
+    l.ok({ op: 'closeSession', sessionId: '@1' });
+    l.ok({ op: 'create', path: '/a/new', mode: 0o600, uid: 0, gid: 0, exclusive: true });
   }
   assert.equal(twin.state.stateHash(), log.state.stateHash());
   assert.equal(twin.state.statfs().pendingGc, 2, 'the orphan went to GC on its last close');
@@ -116,10 +103,10 @@ test('a populated state restores to the same hash, queries and counters', () => 
 test('large states stream as many chunks, none above snapshotChunkBytesMax', () => {
   const log = populated(30_000);
   const workers = Array.from({ length: 4 }, (_, w) => ({ workerId: w + 1, address: `w${w}:1`, targets: Array.from({ length: 200 }, (_, t) => ({ targetId: 10_000 + w * 1000 + t, path: `/data/${t}` })) }));
-  for (const w of workers) log.must({ op: 'registerWorker', ...w });
+  for (const w of workers) log.ok({ op: 'registerWorker', ...w });
   // A chain table too big for one chunk: 40,000 chains of 4 targets.
   const chains = Array.from({ length: 40_000 }, (_, i) => [0, 1, 2, 3].map((w) => 10_000 + w * 1000 + ((i + w) % 200)));
-  log.must({ op: 'publishChainTable', tableId: 9, version: 1, chains });
+  log.ok({ op: 'publishChainTable', tableId: 9, version: 1, chains });
   const chunks = [...log.state.snapshot()];
   assert.ok(chunks.length > 5, `${chunks.length} chunks`);
   for (const c of chunks) assert.ok(c.length <= snapshotChunkBytesMax, `chunk of ${c.length} bytes`);
@@ -134,7 +121,7 @@ test('snapshot is deterministic and canonical: equal states give equal bytes', (
   assert.deepEqual([...a.state.snapshot()], [...b.state.snapshot()]);
   // A restored copy re-snapshots to the very same bytes.
   assert.deepEqual([...MetaState.restore(a.state.snapshot()).snapshot()], [...a.state.snapshot()]);
-  b.must({ op: 'noop' });
+  b.ok({ op: 'noop' });
   assert.notEqual(a.state.stateHash(), b.state.stateHash());
 });
 
@@ -142,7 +129,7 @@ test('reading a snapshot while applying is refused', () => {
   const log = populated(20);
   const it = log.state.snapshot()[Symbol.iterator]();
   it.next();
-  log.must({ op: 'noop' });
+  log.ok({ op: 'noop' });
   assert.throws(() => {
     for (let r = it.next(); !r.done; r = it.next());
   }, /the state changed while its snapshot was being read/);

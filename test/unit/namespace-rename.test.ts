@@ -4,56 +4,32 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { MetaState } from '../../src/master/index.ts';
-import type { FsErrorCode, InodeAttr, MetaCommand, RenameValue } from '../../src/master/index.ts';
+import type { FsErrorCode, InodeAttr, RenameValue } from '../../src/master/index.ts';
+import { MetaFs } from '../meta-fs.ts';
 
-class Fs {
-  readonly state = new MetaState();
-  index = 0;
-  nowMs = 1_000;
-
-  run(body: Record<string, unknown>): ReturnType<MetaState['apply']> {
-    this.nowMs += 10;
-    this.index++;
-    return this.state.apply(this.index, { ...body, clientId: 'c', seq: this.index, nowMs: this.nowMs } as MetaCommand);
+class Fs extends MetaFs {
+  constructor() {
+    super({ clientId: 'c', stepMs: 10 });
   }
 
   mkdir(path: string): InodeAttr {
-    const r = this.run({ op: 'mkdir', path, mode: 0o755, uid: 0, gid: 0, parents: true });
-    assert.ok(r.ok);
-    return r.value as InodeAttr;
+    return this.ok({ op: 'mkdir', path, mode: 0o755, uid: 0, gid: 0, parents: true });
   }
 
   create(path: string): InodeAttr {
-    const r = this.run({ op: 'create', path, mode: 0o644, uid: 0, gid: 0, exclusive: true });
-    assert.ok(r.ok, r.ok ? '' : r.message);
-    return (r.value as { inode: InodeAttr }).inode;
+    return this.ok({ op: 'create', path, mode: 0o644, uid: 0, gid: 0, exclusive: true }).inode;
   }
 
   rename(from: string, to: string): RenameValue {
-    const r = this.run({ op: 'rename', from, to });
-    assert.ok(r.ok, `rename ${from} ${to}: ${r.ok ? '' : `${r.code} ${r.message}`}`);
-    return r.value as RenameValue;
+    return this.ok({ op: 'rename', from, to });
   }
 
   renameFails(from: string, to: string, code: FsErrorCode): void {
-    const r = this.run({ op: 'rename', from, to });
-    assert.ok(!r.ok, `rename ${from} ${to} should fail with ${code}`);
-    assert.equal(r.code, code, r.message);
-  }
-
-  stat(path: string): InodeAttr {
-    const r = this.state.stat(path);
-    assert.ok(r.ok, `stat ${path}: ${r.ok ? '' : r.message}`);
-    return r.value;
+    this.fails({ op: 'rename', from, to }, code);
   }
 
   exists(path: string): boolean {
     return this.state.stat(path).ok;
-  }
-
-  checkInvariants(): void {
-    assert.equal(MetaState.restore(this.state.snapshot()).stateHash(), this.state.stateHash());
   }
 }
 

@@ -5,38 +5,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MetaState, readdirLimitMax, rootInodeId } from '../../src/master/index.ts';
-import type { ClientStamp, FsErrorCode, InodeAttr, MetaCommand, MetaCommandOp, MetaResult, MetaValues } from '../../src/master/index.ts';
-
-type Body<C = MetaCommand> = C extends MetaCommand ? Omit<C, keyof ClientStamp> : never;
+import type { InodeAttr } from '../../src/master/index.ts';
+import { MetaFs, type Body } from '../meta-fs.ts';
 
 /** A state with a clock and a client that numbers its commands. */
-class Fs {
-  readonly state: MetaState;
-  index = 0;
-  seq = 0;
-  nowMs = 1_000;
-
-  constructor(state = new MetaState()) {
-    this.state = state;
-  }
-
-  run(body: Body): MetaResult {
-    this.nowMs += 10;
-    return this.state.apply(++this.index, { ...body, clientId: 'test', seq: ++this.seq, nowMs: this.nowMs } as MetaCommand);
-  }
-
-  ok<K extends MetaCommandOp>(body: Body & { op: K }): MetaValues[K] {
-    const r = this.run(body);
-    assert.ok(r.ok, `${body.op} failed: ${r.ok ? '' : `${r.code} ${r.message}`}`);
-    return r.value as MetaValues[K];
-  }
-
-  fails(body: Body, code: FsErrorCode): string {
-    const r = this.run(body);
-    assert.ok(!r.ok, `${body.op} should fail with ${code}`);
-    assert.equal(r.code, code, r.message);
-    assert.ok(r.message.length > 0);
-    return r.message;
+class Fs extends MetaFs {
+  constructor(state?: MetaState) {
+    super({ clientId: 'test', stepMs: 10, state });
   }
 
   mkdir(path: string, parents = false): InodeAttr {
@@ -45,28 +20,6 @@ class Fs {
 
   create(path: string, exclusive = true): InodeAttr {
     return this.ok({ op: 'create', path, mode: 0o644, uid: 1000, gid: 100, exclusive }).inode;
-  }
-
-  stat(path: string): InodeAttr {
-    const r = this.state.stat(path);
-    assert.ok(r.ok, `stat ${path}: ${r.ok ? '' : r.message}`);
-    return r.value;
-  }
-
-  statCode(path: string): FsErrorCode | 'ok' {
-    const r = this.state.stat(path);
-    return r.ok ? 'ok' : r.code;
-  }
-
-  names(path: string): string[] {
-    const r = this.state.readdir(path, { limit: readdirLimitMax });
-    assert.ok(r.ok);
-    return r.value.entries.map((e) => e.name);
-  }
-
-  /** Restoring a snapshot runs every structural check: nlink counts, dentries, reachability. */
-  checkInvariants(): void {
-    assert.equal(MetaState.restore(this.state.snapshot()).stateHash(), this.state.stateHash());
   }
 }
 

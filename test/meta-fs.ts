@@ -1,0 +1,65 @@
+// A MetaState driven the way the journal drives it, for unit tests: each command gets the next log
+// index, the next seq of one client, and a clock that moves on by a fixed step.
+
+import assert from 'node:assert/strict';
+import { MetaState, readdirLimitMax } from '../src/master/index.ts';
+import type { ClientStamp, FsErrorCode, InodeAttr, MetaCommand, MetaCommandOp, MetaResult, MetaValues } from '../src/master/index.ts';
+
+/** A command without the stamp (client id, seq, clock) that the log adds. */
+export type Body<C = MetaCommand> = C extends MetaCommand ? Omit<C, keyof ClientStamp> : never;
+
+export class MetaFs {
+  readonly state: MetaState;
+  readonly clientId: string;
+  readonly stepMs: number;
+  index = 0;
+  seq = 0;
+  nowMs = 1_000;
+
+  constructor(opts: { clientId: string; stepMs: number; state?: MetaState }) {
+    this.clientId = opts.clientId;
+    this.stepMs = opts.stepMs;
+    this.state = opts.state ?? new MetaState();
+  }
+
+  run(body: Body): MetaResult {
+    this.nowMs += this.stepMs;
+    return this.state.apply(++this.index, { ...body, clientId: this.clientId, seq: ++this.seq, nowMs: this.nowMs } as MetaCommand);
+  }
+
+  ok<K extends MetaCommandOp>(body: Body & { op: K }): MetaValues[K] {
+    const r = this.run(body);
+    assert.ok(r.ok, `${body.op} failed: ${r.ok ? '' : `${r.code} ${r.message}`}`);
+    return r.value as MetaValues[K];
+  }
+
+  fails(body: Body, code: FsErrorCode): string {
+    const r = this.run(body);
+    assert.ok(!r.ok, `${body.op} should fail with ${code}`);
+    assert.equal(r.code, code, r.message);
+    assert.ok(r.message.length > 0);
+    return r.message;
+  }
+
+  stat(path: string): InodeAttr {
+    const r = this.state.stat(path);
+    assert.ok(r.ok, `stat ${path}: ${r.ok ? '' : r.message}`);
+    return r.value;
+  }
+
+  statCode(path: string): FsErrorCode | 'ok' {
+    const r = this.state.stat(path);
+    return r.ok ? 'ok' : r.code;
+  }
+
+  names(path: string): string[] {
+    const r = this.state.readdir(path, { limit: readdirLimitMax });
+    assert.ok(r.ok);
+    return r.value.entries.map((e) => e.name);
+  }
+
+  /** Restoring a snapshot runs every structural check: nlink counts, dentries, reachability. */
+  checkInvariants(): void {
+    assert.equal(MetaState.restore(this.state.snapshot()).stateHash(), this.state.stateHash());
+  }
+}
