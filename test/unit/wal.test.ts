@@ -263,13 +263,18 @@ test('an empty last segment, as after a crash while creating it, gets its header
   assert.equal(decodeRecords(await readFile(last)).records[0].kind, 'hardState');
 });
 
-test('corruption in a middle segment throws CAIRN_WAL_CORRUPT naming the file and offset', async (t) => {
-  const dir = await tempDir(t);
+/** A log of 20 entries in 512-byte segments (at least three); its options and segment files. */
+async function smallSegments(dir: string): Promise<{ opts: WalOptions; files: string[] }> {
   const opts = { segmentBytesMax: 512 };
   await withWal(dir, async (wal) => {
     for (let i = 1; i <= 20; i++) await wal.save(hs(1, 1, i), entries(i, i, 1, 100));
   }, opts);
-  const files = await segmentFiles(dir);
+  return { opts, files: await segmentFiles(dir) };
+}
+
+test('corruption in a middle segment throws CAIRN_WAL_CORRUPT naming the file and offset', async (t) => {
+  const dir = await tempDir(t);
+  const { opts, files } = await smallSegments(dir);
   assert.ok(files.length >= 3);
   const bytes = await readFile(files[1]);
   bytes[bytes.length - 10] ^= 0x40;
@@ -286,11 +291,7 @@ test('corruption in a middle segment throws CAIRN_WAL_CORRUPT naming the file an
 
 test('a missing middle segment throws CAIRN_WAL_CORRUPT', async (t) => {
   const dir = await tempDir(t);
-  const opts = { segmentBytesMax: 512 };
-  await withWal(dir, async (wal) => {
-    for (let i = 1; i <= 20; i++) await wal.save(hs(1, 1, i), entries(i, i, 1, 100));
-  }, opts);
-  const files = await segmentFiles(dir);
+  const { opts, files } = await smallSegments(dir);
   await rm(files[1]);
   await assert.rejects(Wal.open(dir, opts), corruptCode);
 });
