@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import type { Etcd3 } from 'etcd3';
 import type { MasterClient } from '../src/client/master-client.ts';
 import { CairnError, ErrorCode, assert } from '../src/errors.ts';
-import type { ReaddirPage } from '../src/master/namespace-state.ts';
+import type { ReaddirPage } from '../src/meta/namespace-state.ts';
 import { MasterCluster, ProcessGroup } from '../test/cluster/process-cluster.ts';
 import { EtcdMembers, findEtcd, measureLoad, sourceState, type LoadResult, type Operation } from './cluster.ts';
 import { Report, formatNumber } from './report.ts';

@@ -2,8 +2,8 @@
 // index, the next seq of one client, and a clock that moves on by a fixed step.
 
 import assert from 'node:assert/strict';
-import { MetaState, readdirLimitMax } from '../src/master/index.ts';
-import type { ClientStamp, FsErrorCode, InodeAttr, MetaCommand, MetaCommandOp, MetaResult, MetaValues } from '../src/master/index.ts';
+import { MetaState, readdirLimitMax } from '../src/meta/index.ts';
+import type { ClientStamp, FsErrorCode, InodeAttr, MetaCommand, MetaCommandOp, MetaResult, MetaValues } from '../src/meta/index.ts';
 
 /** A command without the stamp (client id, seq, clock) that the log adds. */
 export type Body<C = MetaCommand> = C extends MetaCommand ? Omit<C, keyof ClientStamp> : never;

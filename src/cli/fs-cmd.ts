@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import type { MasterClient } from '../client/index.ts';
-import type { DirEntry, InodeAttr, ReaddirPage } from '../master/index.ts';
+import type { DirEntry, InodeAttr, ReaddirPage } from '../meta/index.ts';
 import { withClient as run, type TargetFlags } from './cluster-target.ts';
 import { configError } from './config.ts';
 

@@ -3,7 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Journal } from '../journal/index.ts';
-import type { MetaStateMachine } from './state-machine.ts';
+import type { MetaStateMachine } from '../meta/state-machine.ts';
 
 export interface HttpEndpoint {
   address: string;

@@ -8,18 +8,18 @@ import { CairnError, ErrorCode } from '../errors.ts';
 import { RaftJournal } from '../journal/index.ts';
 import { logCallback, type Logger } from '../log.ts';
 import { RpcClient, RpcServer, reply } from '../rpc/index.ts';
-import { validateCommand, validateQuery } from './commands.ts';
+import { validateCommand, validateQuery } from '../meta/commands.ts';
 import { acquireDirLock } from './dir-lock.ts';
-import { MetaError } from './errors.ts';
+import { MetaError } from '../meta/errors.ts';
 import { startHttp, type HttpEndpoint } from './http.ts';
-import type { MetaResult } from './namespace-state.ts';
+import type { MetaResult } from '../meta/namespace-state.ts';
 import {
   MetaStateMachine,
   encodeCommandEntry,
   encodeRestoreBegin,
   encodeRestoreChunk,
   encodeRestoreCommit,
-} from './state-machine.ts';
+} from '../meta/state-machine.ts';
 
 export interface MasterOptions {
   id: number;

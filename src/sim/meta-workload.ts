@@ -3,9 +3,9 @@
 // conflict (mkdir, exclusive create, unlink, rmdir, rename, setattr, stat, readdir), checked against
 // the namespace model as one history.
 
-import type { MetaCommand, SetattrCommand } from '../master/index.ts';
-import type { InodeAttr, MetaResult } from '../master/index.ts';
-import { MetaStateMachine, encodeCommandEntry } from '../master/index.ts';
+import type { MetaCommand, SetattrCommand } from '../meta/index.ts';
+import type { InodeAttr, MetaResult } from '../meta/index.ts';
+import { MetaStateMachine, encodeCommandEntry } from '../meta/index.ts';
 import {
   describeNsInput,
   isNsRead,

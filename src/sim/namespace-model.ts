@@ -5,7 +5,7 @@
 import type { Model, Operation } from './linearizability.ts';
 
 export type NsType = 'file' | 'dir';
-/** The error codes namespace operations answer with (those of src/master/errors.ts they can reach). */
+/** The error codes namespace operations answer with (those of src/meta/errors.ts they can reach). */
 export type NsErrorCode = 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EINVAL';
 
 export type NsInput =

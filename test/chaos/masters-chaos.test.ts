@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { MasterClient } from '../../src/client/master-client.ts';
-import type { MetaResult } from '../../src/master/namespace-state.ts';
+import type { MetaResult } from '../../src/meta/namespace-state.ts';
 import { checkLinearizable, type Operation } from '../../src/sim/linearizability.ts';
 import { nsCommandBody, nsNextInput, nsReadOutput, nsReaddirLimit, nsWriteOutput } from '../../src/sim/meta-workload.ts';
 import { isNsRead, namespaceModel, type NsInput, type NsOutput } from '../../src/sim/namespace-model.ts';

@@ -6,7 +6,7 @@ import { appendFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import type { MasterClient } from '../../src/client/master-client.ts';
-import type { DirEntry, InodeAttr, ReaddirPage } from '../../src/master/namespace-state.ts';
+import type { DirEntry, InodeAttr, ReaddirPage } from '../../src/meta/namespace-state.ts';
 import { TestCluster, waitFor } from './harness.ts';
 
 const creates = Number(process.env.CAIRN_TEST_CREATES ?? 10_000);

@@ -13,8 +13,8 @@ import {
   MetaError,
   validateCommand,
   validateQuery,
-} from '../../src/master/index.ts';
-import type { MetaCommand } from '../../src/master/index.ts';
+} from '../../src/meta/index.ts';
+import type { MetaCommand } from '../../src/meta/index.ts';
 import { Packr } from 'msgpackr';
 
 const stamp = { clientId: 'client-1', seq: 1, nowMs: 1_700_000_000_000 };

@@ -3,8 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodeCommand, MetaState } from '../../src/master/index.ts';
-import type { MetaCommand, MetaStateOptions } from '../../src/master/index.ts';
+import { encodeCommand, MetaState } from '../../src/meta/index.ts';
+import type { MetaCommand, MetaStateOptions } from '../../src/meta/index.ts';
 
 class Log {
   readonly state: MetaState;

@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import { crc32c } from '@node-rs/crc32';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
-import { MetaError, MetaState, snapshotChunkBytesMax } from '../../src/master/index.ts';
-import type { MetaCommand } from '../../src/master/index.ts';
+import { MetaError, MetaState, snapshotChunkBytesMax } from '../../src/meta/index.ts';
+import type { MetaCommand } from '../../src/meta/index.ts';
 import { MetaFs } from '../meta-fs.ts';
 
 const packr = new Packr({ useRecords: false });

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import type { FsErrorCode, InodeAttr, RenameValue } from '../../src/master/index.ts';
+import type { FsErrorCode, InodeAttr, RenameValue } from '../../src/meta/index.ts';
 import { MetaFs } from '../meta-fs.ts';
 
 class Fs extends MetaFs {

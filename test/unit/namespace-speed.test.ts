@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import { test } from 'node:test';
-import { encodeCommand, MetaState } from '../../src/master/index.ts';
-import type { MetaCommand } from '../../src/master/index.ts';
+import { encodeCommand, MetaState } from '../../src/meta/index.ts';
+import type { MetaCommand } from '../../src/meta/index.ts';
 
 const files = 100_000;
 

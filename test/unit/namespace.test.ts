@@ -4,8 +4,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MetaState, readdirLimitMax, rootInodeId } from '../../src/master/index.ts';
-import type { InodeAttr } from '../../src/master/index.ts';
+import { MetaState, readdirLimitMax, rootInodeId } from '../../src/meta/index.ts';
+import type { InodeAttr } from '../../src/meta/index.ts';
 import { MetaFs, type Body } from '../meta-fs.ts';
 
 /** A state with a clock and a client that numbers its commands. */

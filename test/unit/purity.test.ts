@@ -1,4 +1,4 @@
-// Keeps the pure folders pure: no file under src/raft/, src/placement/ or src/sim/ may import I/O
+// Keeps the pure folders pure: no file under src/raft/, src/meta/, src/placement/ or src/sim/ may import I/O
 // or timer modules or read the clock or Math.random, so the simulator can always drive them.
 
 import assert from 'node:assert/strict';
@@ -7,9 +7,9 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 const repoRoot = path.resolve(import.meta.dirname, '../..');
-const pureDirs = ['src/raft', 'src/placement', 'src/sim'];
+const pureDirs = ['src/raft', 'src/meta', 'src/placement', 'src/sim'];
 /** A pure folder that must exist, so that a moved tree cannot make this test pass by finding nothing. */
-const requiredDirs = ['src/raft', 'src/sim'];
+const requiredDirs = ['src/raft', 'src/meta', 'src/sim'];
 
 /** Module specifiers a pure file may not import, with their subpaths (`node:fs/promises`). */
 const forbiddenModules = ['node:fs', 'node:net', 'node:child_process', 'node:timers', 'fs', 'net', 'child_process', 'timers'];
