@@ -6,6 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { nodeDisk } from '../io/node-disk.ts';
+import { systemClock } from '../io/system-clock.ts';
 import { RaftDriver } from '../journal/raft/driver.ts';
 import { Role, type Entry, type Message } from '../raft/index.ts';
 
@@ -65,6 +67,8 @@ export async function runDemo(opts: { dir?: string; keep: boolean; log: (line: s
 async function startNode(n: DemoNode, nodes: Map<number, DemoNode>, log: (line: string) => void): Promise<void> {
   n.applied = [];
   n.driver = await RaftDriver.start({
+    disk: nodeDisk,
+    clock: systemClock,
     dir: n.dir,
     raft: { id: n.id, voters: ids, electionTicks: 10, heartbeatTicks: 2 },
     tickMs,

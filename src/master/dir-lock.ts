@@ -11,6 +11,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CairnError, ErrorCode, assert } from '../errors.ts';
 import { ensureDir } from '../journal/raft/fs-util.ts';
+import { nodeDisk } from '../io/node-disk.ts';
 
 export const lockFileName = 'LOCK';
 /** A lock file is a line of JSON; anything longer is not one of ours. */
@@ -130,7 +131,7 @@ function newDirLock(lockPath: string, me: LockHolder, note: string | undefined):
 /** Creates `dir` like the WAL does and returns its real path, so two spellings of one directory share one lock. */
 async function prepareDir(dir: string): Promise<string> {
   try {
-    await ensureDir(dir);
+    await ensureDir(nodeDisk, dir);
     return await realpath(dir);
   } catch (err) {
     throw new CairnError(ErrorCode.InvalidArgument, `cannot use ${dir} as a data directory: ${(err as Error).message}`, { dir }, { cause: err });

@@ -10,6 +10,9 @@ import { logCallback, type Logger } from '../log.ts';
 import { RpcClient, RpcServer, reply } from '../rpc/index.ts';
 import { validateCommand, validateQuery } from '../meta/commands.ts';
 import { acquireDirLock } from './dir-lock.ts';
+import { nodeDisk } from '../io/node-disk.ts';
+import { rpcTransport } from '../io/rpc-transport.ts';
+import { systemClock } from '../io/system-clock.ts';
 import { MetaError } from '../meta/errors.ts';
 import { startHttp, type HttpEndpoint } from './http.ts';
 import type { MetaResult } from '../meta/namespace-state.ts';
@@ -73,8 +76,9 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
       dir: opts.dir,
       address,
       founders: opts.peers,
-      server,
-      connect: (a) => new RpcClient(a, { secret: opts.secret }),
+      transport: rpcTransport(server, { secret: opts.secret }),
+      disk: nodeDisk,
+      clock: systemClock,
       tickMs: opts.tickMs,
       checkpointEveryEntries: opts.checkpointEvery,
       checkpointKeepEntries: opts.checkpointKeep,

@@ -7,7 +7,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { RaftJournal } from '../../src/journal/index.ts';
 import type { StateMachine } from '../../src/journal/journal.ts';
-import { RpcClient, RpcServer } from '../../src/rpc/index.ts';
+import { RpcServer } from '../../src/rpc/index.ts';
+import { nodeDisk } from '../../src/io/node-disk.ts';
+import { rpcTransport } from '../../src/io/rpc-transport.ts';
+import { systemClock } from '../../src/io/system-clock.ts';
 
 /** Counts applied entries; a snapshot is the count. */
 class Counter implements StateMachine {
@@ -41,8 +44,7 @@ async function openJournal(dir: string, checkpointEveryEntries: number, opts: { 
     dir,
     address,
     founders: opts.join === true ? new Map() : new Map([[id, address]]),
-    server,
-    connect: (a) => new RpcClient(a, {}),
+    transport: rpcTransport(server), disk: nodeDisk, clock: systemClock,
     tickMs: 5,
     checkpointEveryEntries,
   });
@@ -128,7 +130,7 @@ test('a checkpoint streams the state machine to a file, and a restart restores i
     const server = new RpcServer({});
     const { port } = await server.listen('127.0.0.1', 0);
     const address = `127.0.0.1:${port}`;
-    const journal = new RaftJournal({ id: 1, dir, address, founders: new Map([[1, address]]), server, connect: (a) => new RpcClient(a, {}), tickMs: 5, checkpointEveryEntries: 1_000_000 });
+    const journal = new RaftJournal({ id: 1, dir, address, founders: new Map([[1, address]]), transport: rpcTransport(server), disk: nodeDisk, clock: systemClock, tickMs: 5, checkpointEveryEntries: 1_000_000 });
     await journal.start(sm);
     return { journal, close: async () => (await journal.stop(), await server.close()) };
   };
@@ -163,7 +165,7 @@ test('with lease reads on, a leader answers read barriers from its lease (3 memb
   const founders = new Map(servers.map((s, i) => [i + 1, s.address]));
   const journals = await Promise.all(
     servers.map(async (s, i) => {
-      const journal = new RaftJournal({ id: i + 1, dir: await tempDir(t), address: s.address, founders, server: s.server, connect: (a) => new RpcClient(a, {}), tickMs: 5, leaseRead: true, proposalTimeoutMs: 2_000 });
+      const journal = new RaftJournal({ id: i + 1, dir: await tempDir(t), address: s.address, founders, transport: rpcTransport(s.server), disk: nodeDisk, clock: systemClock, tickMs: 5, leaseRead: true, proposalTimeoutMs: 2_000 });
       await journal.start(new Counter());
       t.after(async () => {
         await journal.stop();

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import type { TestContext } from 'node:test';
+import { nodeDisk } from '../../src/io/node-disk.ts';
 import type { Snapshot } from '../../src/raft/types.ts';
 import { chunkedSnapshotData, readAllSnapshotData, snapshotBytes } from '../../src/raft/snapshot-data.ts';
 import {
@@ -30,14 +31,14 @@ function snap(index: number, term: number, text = `state at ${index}`): Snapshot
 
 /** A save, as the path of the file it left (closed). */
 async function save(dir: string, s: Snapshot): Promise<string> {
-  const f = await saveSnapshot(dir, s);
+  const f = await saveSnapshot(nodeDisk, dir, s);
   f.close();
   return f.path;
 }
 
 /** The newest snapshot loaded, as plain bytes (the file closed), with the skipped files. */
 async function loadNewest(dir: string): Promise<{ snapshot?: { meta: Snapshot['meta']; bytes: string }; skipped: string[] }> {
-  const { snapshot, file, skipped } = await loadNewestSnapshot(dir);
+  const { snapshot, file, skipped } = await loadNewestSnapshot(nodeDisk, dir);
   if (snapshot === undefined) return { skipped };
   const bytes = new TextDecoder().decode(readAllSnapshotData(snapshot.data));
   file?.close();
@@ -113,21 +114,21 @@ test('open rejects foreign bytes and checks the metadata shape', async (t) => {
   const dir = await tempDir(t);
   const file = (name: string) => path.join(dir, name);
   await writeFile(file('foreign'), new Uint8Array(64));
-  assert.match(openVerified(file('foreign'), 'foreign') as string, /bad magic/);
+  assert.match(openVerified(nodeDisk, file('foreign'), 'foreign') as string, /bad magic/);
   const good = snap(3, 1);
   const name = snapshotFileName(good.meta);
   const data = readAllSnapshotData(good.data);
   const { crc32c } = await import('@node-rs/crc32');
   await writeFile(file(name), Buffer.concat([encodeSnapshotHeader(good.meta, data.length, crc32c(data)), data]));
-  const opened = openVerified(file(name), name);
+  const opened = openVerified(nodeDisk, file(name), name);
   assert.ok(typeof opened !== 'string', String(opened));
   assert.deepEqual(plain(opened.snapshot()), plain(good));
   opened.close();
   assert.throws(() => opened.read(0, 1), /closed/);
   await writeFile(file('bad'), Buffer.concat([encodeSnapshotHeader({ ...good.meta, index: -1 }, data.length, crc32c(data)), data]));
-  assert.match(openVerified(file('bad'), 'bad') as string, /lacks index/);
+  assert.match(openVerified(nodeDisk, file('bad'), 'bad') as string, /lacks index/);
   await writeFile(file(name), encodeSnapshotHeader(good.meta, 0, 0));
-  const empty = openVerified(file(name), name);
+  const empty = openVerified(nodeDisk, file(name), name);
   assert.ok(typeof empty !== 'string' && empty.byteLength === 0);
   empty.close();
 });
@@ -136,7 +137,7 @@ test('a snapshot written in many pieces reads back at any offset, and a received
   const dir = await tempDir(t);
   const pieces = Array.from({ length: 50 }, (_, i) => new Uint8Array(1000 + i).fill(i));
   const whole = Buffer.concat(pieces);
-  const w = await SnapshotWriter.create(dir);
+  const w = await SnapshotWriter.create(nodeDisk, dir);
   w.begin(snap(7, 2).meta);
   for (const p of pieces) w.write(p);
   const f = await w.finish();
@@ -148,7 +149,7 @@ test('a snapshot written in many pieces reads back at any offset, and a received
   assert.throws(() => f.read(whole.length - 1, 2), RangeError);
   const chunked = chunkedSnapshotData(pieces);
   assert.deepEqual(Buffer.from(chunked.read(995, 30)), whole.subarray(995, 1025), 'reads across chunk boundaries');
-  const received = await saveSnapshot(dir, { meta: snap(8, 2).meta, data: chunked });
+  const received = await saveSnapshot(nodeDisk, dir, { meta: snap(8, 2).meta, data: chunked });
   t.after(() => received.close());
   assert.deepEqual(Buffer.from(readAllSnapshotData(received)), whole);
 });
@@ -158,14 +159,14 @@ test('pruneSnapshots keeps the newest ones and removes leftovers of crashed save
   for (let i = 1; i <= 5; i++) await save(dir, snap(i * 10, 1));
   const snapDir = path.join(dir, 'snap');
   await writeFile(path.join(snapDir, `${snapshotFileName(snap(60, 1).meta)}.tmp`), 'half written');
-  const deleted = await pruneSnapshots(dir);
+  const deleted = await pruneSnapshots(nodeDisk, dir);
   assert.equal(deleted.length, 4);
   assert.deepEqual((await readdir(snapDir)).sort(), [snapshotFileName(snap(40, 1).meta), snapshotFileName(snap(50, 1).meta)]);
-  assert.deepEqual(await pruneSnapshots(dir, 2), []);
-  await pruneSnapshots(dir, 1);
+  assert.deepEqual(await pruneSnapshots(nodeDisk, dir, 2), []);
+  await pruneSnapshots(nodeDisk, dir, 1);
   assert.deepEqual(await readdir(snapDir), [snapshotFileName(snap(50, 1).meta)]);
-  await assert.rejects(pruneSnapshots(dir, 0), RangeError);
-  assert.deepEqual(await pruneSnapshots(path.join(dir, 'nowhere')), []);
+  await assert.rejects(pruneSnapshots(nodeDisk, dir, 0), RangeError);
+  assert.deepEqual(await pruneSnapshots(nodeDisk, path.join(dir, 'nowhere')), []);
 });
 
 /** Flips one bit of the byte at `offset` (negative counts from the end). */

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import type { TestContext } from 'node:test';
+import { nodeDisk } from '../../src/io/node-disk.ts';
 import type { Entry, HardState, SnapshotMeta } from '../../src/raft/types.ts';
 import fc from 'fast-check';
 import { decodeRecords, replayLog, replayRecords, termAt } from '../../src/journal/raft/wal-record.ts';
@@ -35,7 +36,7 @@ async function segmentFiles(dir: string): Promise<string[]> {
 
 /** Opens, runs `body`, closes; the state is what a later reopen must reproduce. */
 async function withWal(dir: string, body: (wal: Wal) => Promise<void>, opts?: WalOptions): Promise<void> {
-  const { wal } = await Wal.open(dir, opts);
+  const { wal } = await Wal.open(nodeDisk, dir, opts);
   try {
     await body(wal);
   } finally {
@@ -44,7 +45,7 @@ async function withWal(dir: string, body: (wal: Wal) => Promise<void>, opts?: Wa
 }
 
 async function reopen(dir: string, opts?: WalOptions) {
-  const result = await Wal.open(dir, opts);
+  const result = await Wal.open(nodeDisk, dir, opts);
   await result.wal.close();
   return result;
 }
@@ -53,7 +54,7 @@ const corruptCode = (err: Error & { code?: string }) => err.code === 'CAIRN_WAL_
 
 test('a fresh log is empty, and saves survive a reopen', async (t) => {
   const dir = await tempDir(t);
-  const first = await Wal.open(dir);
+  const first = await Wal.open(nodeDisk, dir);
   assert.deepEqual(first.state, { hardState: hs(0, 0, 0), entries: [] });
   assert.equal(first.repair, undefined);
   await first.wal.save(hs(1, 1, 0), entries(1, 3, 1));
@@ -242,7 +243,7 @@ test('a last segment cut mid-record loses only the torn batch, and appending res
   const [file] = await segmentFiles(dir);
   await truncate(file, (await stat(file)).size - 5);
 
-  const { wal, state, repair } = await Wal.open(dir);
+  const { wal, state, repair } = await Wal.open(nodeDisk, dir);
   assert.deepEqual(state, { hardState: hs(1, 1, 0), entries: entries(1, 6, 1) });
   assert.match(repair!.problem, /^short frame at offset/);
   await wal.save(hs(1, 1, 7), entries(7, 7, 1));
@@ -256,7 +257,7 @@ test('an empty last segment, as after a crash while creating it, gets its header
   await withWal(dir, (wal) => wal.save(hs(1, 1, 1), entries(1, 2, 1, 100)), opts);
   const files = await segmentFiles(dir);
   await writeFile(path.join(dir, 'wal', `${(files.length).toString(16).padStart(16, '0')}.wal`), '');
-  const { wal, state } = await Wal.open(dir, opts);
+  const { wal, state } = await Wal.open(nodeDisk, dir, opts);
   assert.deepEqual(state, { hardState: hs(1, 1, 1), entries: entries(1, 2, 1, 100) });
   await wal.close();
   const last = (await segmentFiles(dir)).at(-1)!;
@@ -279,7 +280,7 @@ test('corruption in a middle segment throws CAIRN_WAL_CORRUPT naming the file an
   const bytes = await readFile(files[1]);
   bytes[bytes.length - 10] ^= 0x40;
   await writeFile(files[1], bytes);
-  await assert.rejects(Wal.open(dir, opts), (err: Error & { code?: string }) => {
+  await assert.rejects(Wal.open(nodeDisk, dir, opts), (err: Error & { code?: string }) => {
     assert.ok(corruptCode(err));
     assert.ok(err.message.includes(files[1]), err.message);
     assert.match(err.message, /crc mismatch at offset \d+/);
@@ -293,16 +294,16 @@ test('a missing middle segment throws CAIRN_WAL_CORRUPT', async (t) => {
   const dir = await tempDir(t);
   const { opts, files } = await smallSegments(dir);
   await rm(files[1]);
-  await assert.rejects(Wal.open(dir, opts), corruptCode);
+  await assert.rejects(Wal.open(nodeDisk, dir, opts), corruptCode);
 });
 
 test('a closed log refuses work, and bad options are refused', async (t) => {
   const dir = await tempDir(t);
-  const { wal } = await Wal.open(dir);
+  const { wal } = await Wal.open(nodeDisk, dir);
   await wal.close();
   await wal.close();
   await assert.rejects(wal.save(hs(1, 0, 0), []), (err: Error & { code?: string }) => err.code === 'CAIRN_WAL_CLOSED');
-  await assert.rejects(Wal.open(dir, { segmentBytesMax: 10 }), (err: Error & { code?: string }) => err.code === 'CAIRN_WAL_BAD_OPTION');
+  await assert.rejects(Wal.open(nodeDisk, dir, { segmentBytesMax: 10 }), (err: Error & { code?: string }) => err.code === 'CAIRN_WAL_BAD_OPTION');
 });
 
 /** One step of the model test, drawn as plain numbers and turned into a valid call below. */
@@ -327,7 +328,7 @@ test('property: any mix of saves, snapshots, releases and reopens replays to the
       const dir = path.join(root, String(run++));
       const opts = { segmentBytesMax };
       const written: WalRecord[] = [];
-      let { wal } = await Wal.open(dir, opts);
+      let { wal } = await Wal.open(nodeDisk, dir, opts);
       let term = 1;
       try {
         for (const step of steps) {
@@ -353,7 +354,7 @@ test('property: any mix of saves, snapshots, releases and reopens replays to the
             released += await wal.releaseTo(index);
           } else if (step.op === 'reopen') {
             await wal.close();
-            const opened = await Wal.open(dir, opts);
+            const opened = await Wal.open(nodeDisk, dir, opts);
             wal = opened.wal;
             assert.deepEqual(opened.state, replayRecords(written));
           }

@@ -1,6 +1,7 @@
-// Drives one Raft core on real time and a real disk: ticks on a timer, and for each Ready applies
-// what is committed, persists to the WAL (one fsync per cycle), sends messages (a leader sends
-// first: it replicates while its own disk writes), and advances. Transport and state machine are the caller's.
+// Drives one Raft core on a clock and a disk: ticks on a timer, and for each Ready applies what is
+// committed, persists to the WAL (one fsync per cycle), sends messages (a leader sends first: it
+// replicates while its own disk writes), and advances. Transport and state machine are the caller's.
+// Production passes the real disk and clock; the simulator passes its own, and runs this same code.
 
 import { Raft, type RaftConfig } from '../../raft/index.ts';
 import type { Entry, HardState, Message, ReadState, Ready, Snapshot, SoftState } from '../../raft/index.ts';
@@ -8,13 +9,23 @@ import type { RestoredState } from '../../raft/index.ts';
 import type { ReplayedState } from './wal-record.ts';
 import { SnapshotWriter, loadNewestSnapshot, pruneSnapshots, saveSnapshot, type SnapshotFile } from './snapshot-file.ts';
 import { CairnError, ErrorCode } from '../../errors.ts';
+import type { Clock, Disk, Timer } from '../../io/index.ts';
 import { TickClock } from './tick-clock.ts';
-import { Wal, type WalRepair } from './wal.ts';
+import { Wal, type WalBug, type WalRepair } from './wal.ts';
 
 /** Ticks of real time remembered for lease checks: more than any election timeout. */
 const tickClockKeepTicks = 1024;
 
+/**
+ * Rules of the driver that the simulator can switch off, to prove its checkers catch the breakage
+ * (as FoundationDB's BUGGIFY): never set outside the simulator.
+ */
+export const driverBugNames = ['ack-before-fsync', 'apply-before-commit', 'lease-ticks-only', 'no-snapshot-restore'] as const;
+export type DriverBug = (typeof driverBugNames)[number];
+
 export interface RaftDriverOptions {
+  disk: Disk;
+  clock: Clock;
   dir: string;
   raft: Omit<RaftConfig, 'rand'>;
   tickMs: number;
@@ -24,13 +35,18 @@ export interface RaftDriverOptions {
   onSoftState?(s: SoftState): void;
   onReadState?(r: ReadState): void;
   onError(err: unknown): void;
+  /** Sees every Ready before it is handled (the simulator's checkers, metrics). */
+  onReady?(rd: Ready): void;
+  bugs?: ReadonlySet<DriverBug | WalBug>;
 }
 
 export class RaftDriver {
   readonly raft: Raft;
   private readonly wal: Wal;
   private readonly opts: RaftDriverOptions;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
+  /** With the bug 'apply-before-commit': the last entry applied as soon as it was appended. */
+  private appliedEarly = 0;
   private cycling = false;
   /** The newest hard state not yet written (commit-only Readies are not synced on their own). */
   private hardStateUnsaved: HardState | undefined;
@@ -61,26 +77,29 @@ export class RaftDriver {
   static async start(opts: RaftDriverOptions): Promise<RaftDriver> {
     // Leftovers of snapshot writes a crash cut short go before anything else writes there (every
     // complete snapshot stays: an older one is the fallback if the newest fails its checksum).
-    await pruneSnapshots(opts.dir, Number.MAX_SAFE_INTEGER);
-    const { snapshot, file, skipped } = await loadNewestSnapshot(opts.dir);
-    const { wal, state, repair } = await Wal.open(opts.dir);
+    await pruneSnapshots(opts.disk, opts.dir, Number.MAX_SAFE_INTEGER);
+    const { snapshot, file, skipped } = await loadNewestSnapshot(opts.disk, opts.dir);
+    const walBugs = new Set([...(opts.bugs ?? [])].filter((b): b is WalBug => !(driverBugNames as readonly string[]).includes(b)));
+    const { wal, state, repair } = await Wal.open(opts.disk, opts.dir, { bugs: walBugs });
     if (snapshot !== undefined && (state.snapshot?.index ?? 0) < snapshot.meta.index) {
       // The snapshot file outlived the WAL record of it (a crash between the two writes): record
       // it now, before anything else is appended after the entries it replaces.
       await wal.saveSnapshotMeta(snapshot.meta);
     }
-    // Lease reads are checked against real time too: ticks stop while this process stalls.
-    const clock = new TickClock(opts.tickMs, tickClockKeepTicks);
-    const leaseHolds = (ticksAgo: number, windowTicks: number): boolean => clock.within(ticksAgo, windowTicks);
-    const raft = new Raft({ ...opts.raft, leaseHolds, rand: (n) => Math.floor(Math.random() * n) }, combine(state, snapshot));
-    if (snapshot !== undefined) await opts.restore?.(snapshot);
+    // Lease reads are checked against real time too: ticks stop while this process stalls. (With
+    // the bug, the lease is counted in ticks only.)
+    const clock = new TickClock(opts.tickMs, tickClockKeepTicks, () => opts.clock.now());
+    const leaseHolds = opts.bugs?.has('lease-ticks-only') ? undefined : (ticksAgo: number, windowTicks: number): boolean => clock.within(ticksAgo, windowTicks);
+    const raft = new Raft({ ...opts.raft, leaseHolds, rand: (n) => opts.clock.randomInt(n) }, combine(state, snapshot));
+    // With the bug, a restarted node forgets its snapshot and applies the later entries to an empty state.
+    if (snapshot !== undefined && !opts.bugs?.has('no-snapshot-restore')) await opts.restore?.(snapshot);
     const d = new RaftDriver(raft, wal, opts, repair, skipped);
     if (file !== undefined) d.snapshotFiles.add(file);
-    d.timer = setInterval(() => {
+    d.timer = opts.clock.every(opts.tickMs, () => {
       clock.tick();
       d.raft.tick();
       d.kick();
-    }, opts.tickMs);
+    });
     d.kick();
     return d;
   }
@@ -109,18 +128,38 @@ export class RaftDriver {
   private async cycle(): Promise<void> {
     while (!this.stopped && this.raft.hasReady()) {
       const rd = this.raft.ready();
-      if (rd.sendBeforePersist) for (const m of rd.messages) this.opts.send(m);
+      this.opts.onReady?.(rd);
+      // A leader replicates while its own write is in flight; a follower's acks wait for its fsync
+      // (with the bug, they do not: it acknowledges entries it may still lose).
+      const sendEarly = rd.sendBeforePersist || this.opts.bugs?.has('ack-before-fsync') === true;
+      if (sendEarly) for (const m of rd.messages) this.opts.send(m);
       if (rd.softState !== undefined) this.opts.onSoftState?.(rd.softState);
       // The state machine lives in memory and is rebuilt from snapshot + WAL after a restart, so
       // entries committed (durable on a majority) are applied without waiting for this node's write.
-      if (rd.snapshot !== undefined) await this.opts.restore?.(rd.snapshot);
-      for (const e of rd.committed) this.opts.apply(e);
+      if (rd.snapshot !== undefined) {
+        await this.opts.restore?.(rd.snapshot);
+        this.appliedEarly = 0;
+      }
+      this.applyCommitted(rd);
       for (const r of rd.readStates) this.opts.onReadState?.(r);
       await this.persist(rd);
       if (this.stopped) return;
-      if (!rd.sendBeforePersist) for (const m of rd.messages) this.opts.send(m);
+      if (!sendEarly) for (const m of rd.messages) this.opts.send(m);
       this.raft.advance();
       this.runBetweenCycles();
+    }
+  }
+
+  private applyCommitted(rd: Ready): void {
+    if (this.opts.bugs?.has('apply-before-commit') !== true) {
+      for (const e of rd.committed) this.opts.apply(e);
+      return;
+    }
+    // The bug: new entries are applied as soon as they reach the log, before any quorum holds them.
+    for (const e of [...rd.committed, ...rd.entries]) {
+      if (e.index <= this.appliedEarly) continue;
+      this.opts.apply(e);
+      this.appliedEarly = e.index;
     }
   }
 
@@ -130,7 +169,7 @@ export class RaftDriver {
     if (rd.hardState !== undefined) this.hardStateUnsaved = rd.hardState;
     if (!rd.mustSync) return;
     if (rd.snapshot !== undefined) {
-      const file = await saveSnapshot(this.opts.dir, rd.snapshot);
+      const file = await saveSnapshot(this.opts.disk, this.opts.dir, rd.snapshot);
       this.snapshotFiles.add(file);
       await this.wal.saveSnapshotMeta(rd.snapshot.meta);
       // From now on the snapshot is read from its file; the chunks it arrived in can go.
@@ -155,7 +194,7 @@ export class RaftDriver {
   }
 
   private async checkpointOnce(takeData: () => Iterable<Uint8Array>, keepEntries: number): Promise<number> {
-    const writer = await SnapshotWriter.create(this.opts.dir);
+    const writer = await SnapshotWriter.create(this.opts.disk, this.opts.dir);
     let file: SnapshotFile;
     try {
       const wrote = await this.betweenCycles(() => {
@@ -181,7 +220,7 @@ export class RaftDriver {
     await this.wal.saveSnapshotMeta(file.meta);
     await this.wal.releaseTo(Math.min(this.raft.log.offsetIndex, file.meta.index));
     // Temporary files stay: a snapshot from the leader may be being written right now.
-    await pruneSnapshots(this.opts.dir, 2, { temporary: false });
+    await pruneSnapshots(this.opts.disk, this.opts.dir, 2, { temporary: false });
     return file.meta.index;
   }
 
@@ -228,7 +267,7 @@ export class RaftDriver {
   /** Stops ticking, lets a Ready or checkpoint in flight finish its writes, and closes the WAL. */
   async stop(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.timer);
+    this.timer?.cancel();
     const stopped = new CairnError(ErrorCode.Unavailable, 'raft driver stopped');
     for (const w of this.betweenCyclesWaiting.splice(0)) w.reject(stopped);
     // A Ready or a checkpoint in flight finishes its writes first: closing the WAL under it would

@@ -5,10 +5,11 @@
 import { Packr } from 'msgpackr';
 import { CairnError, ErrorCode } from '../../errors.ts';
 import { decodeConfChange } from '../../raft/index.ts';
-import { ConfChangeType, EntryType, Role, type Entry, type Message, type ReadState, type Snapshot } from '../../raft/index.ts';
-import type { RpcClient, RpcServer } from '../../rpc/index.ts';
+import { ConfChangeType, EntryType, Role, type Entry, type Message, type ReadState, type Ready, type Snapshot } from '../../raft/index.ts';
+import type { Clock, Connection, Disk, Timer, Transport } from '../../io/index.ts';
 import type { Journal, JournalStatus, MemberStatus, NodeInfo, StateMachine } from '../journal.ts';
-import { RaftDriver } from './driver.ts';
+import { RaftDriver, type DriverBug } from './driver.ts';
+import type { WalBug } from './wal.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
 import { checkMessages } from './message-check.ts';
 import { framePieces, readFrames } from './snapshot-frames.ts';
@@ -24,8 +25,10 @@ export interface RaftJournalOptions {
   address: string;
   /** Founding members (id → address) of a new cluster; empty when joining an existing one. */
   founders: Map<number, string>;
-  server: RpcServer;
-  connect(address: string): RpcClient;
+  /** Serves this master's Raft messages and reaches its peers. */
+  transport: Transport;
+  disk: Disk;
+  clock: Clock;
   tickMs?: number;
   heartbeatTicks?: number;
   electionTicks?: number;
@@ -39,6 +42,18 @@ export interface RaftJournalOptions {
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
   /** Called when the journal can no longer go on (a disk write failed, an invariant broke). */
   onFatal?: (err: unknown) => void;
+  /** Sees every Ready and every applied entry: the simulator's checkers. */
+  observer?: JournalObserver;
+  /** Broken rules, for the simulator only (see driverBugNames, walBugNames). */
+  bugs?: ReadonlySet<DriverBug | WalBug>;
+}
+
+export interface JournalObserver {
+  onReady(rd: Ready): void;
+  /** Every entry, as it is applied (conf changes and empty entries too). */
+  onApply(e: Entry): void;
+  /** The state machine was replaced by a snapshot's. */
+  onRestore(snap: Snapshot): void;
 }
 
 /** LAN defaults: heartbeats every 50 ms, elections after 300-600 ms of silence. */
@@ -66,7 +81,7 @@ interface Pending {
   term: number;
   resolve(v: unknown): void;
   reject(e: unknown): void;
-  timer: NodeJS.Timeout;
+  timer: Timer;
 }
 
 
@@ -75,10 +90,10 @@ export class RaftJournal implements Journal {
   private driver: RaftDriver | undefined;
   private sm: StateMachine | undefined;
   private readonly addresses = new Map<number, string>();
-  private readonly peers = new Map<number, RpcClient>();
+  private readonly peers = new Map<number, Connection>();
   private readonly outbox = new Map<number, Message[]>();
   private readonly pending = new Map<number, Pending>();
-  private readonly reads = new Map<number, { resolve(): void; reject(e: unknown): void; timer: NodeJS.Timeout }>();
+  private readonly reads = new Map<number, { resolve(): void; reject(e: unknown): void; timer: Timer }>();
   private readonly readsReady: { index: number; resolve(): void }[] = [];
   private readonly appliedWaiters: { index: number; resolve(): void }[] = [];
   private nextReadId = 1;
@@ -95,7 +110,7 @@ export class RaftJournal implements Journal {
 
   async start(sm: StateMachine): Promise<void> {
     this.sm = sm;
-    this.opts.server.handle('raft.step', async (body) => {
+    this.opts.transport.handle('raft.step', async (body) => {
       const msgs = checkMessages(body); // all or nothing: a bad message rejects the whole call
       const b = body as { from?: unknown; address?: unknown };
       // A peer's own word for its address, in case no entry has told us yet (a new member).
@@ -104,7 +119,11 @@ export class RaftJournal implements Journal {
       return {};
     });
     this.driver = await RaftDriver.start({
+      disk: this.opts.disk,
+      clock: this.opts.clock,
       dir: this.opts.dir,
+      ...(this.opts.bugs !== undefined ? { bugs: this.opts.bugs } : {}),
+      ...(this.opts.observer !== undefined ? { onReady: this.opts.observer.onReady } : {}),
       raft: {
         id: this.opts.id,
         voters: [...this.opts.founders.keys()].sort((a, b) => a - b),
@@ -154,22 +173,23 @@ export class RaftJournal implements Journal {
     const { index, term } = this.guard(() => raft.propose(entry));
     this.driver!.kick();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.opts.clock.after(this.opts.proposalTimeoutMs, () => {
         this.pending.delete(index);
         reject(new CairnError(ErrorCode.Timeout, `proposal at index ${index} not committed within ${this.opts.proposalTimeoutMs} ms`));
-      }, this.opts.proposalTimeoutMs);
+      });
       this.pending.set(index, { term, resolve, reject, timer });
     });
   }
 
   private applyEntry(e: Entry): void {
     let result: unknown;
+    this.opts.observer?.onApply(e);
     if (e.type === EntryType.ConfChange) this.applyConfChange(e);
     else if (e.data.length > 0) result = this.sm!.apply(e.index, e.data);
     const p = this.pending.get(e.index);
     if (p !== undefined) {
       this.pending.delete(e.index);
-      clearTimeout(p.timer);
+      p.timer.cancel();
       if (p.term === e.term) p.resolve(result);
       else p.reject(new CairnError(ErrorCode.ProposalDropped, `entry ${e.index} was replaced by another leader's; retry`));
     }
@@ -223,16 +243,16 @@ export class RaftJournal implements Journal {
     new DataView(ctx.buffer).setUint32(0, id);
     // The waiter goes in first: a lease read is answered within kick(), before this returns.
     const done = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.opts.clock.after(this.opts.proposalTimeoutMs, () => {
         this.reads.delete(id);
         reject(new CairnError(ErrorCode.Timeout, 'read barrier: leadership not confirmed in time'));
-      }, this.opts.proposalTimeoutMs);
+      });
       this.reads.set(id, { resolve, reject, timer });
     });
     try {
       raft.readIndex(ctx);
     } catch (err) {
-      clearTimeout(this.reads.get(id)?.timer);
+      this.reads.get(id)?.timer.cancel();
       this.reads.delete(id);
       throw err;
     }
@@ -245,7 +265,7 @@ export class RaftJournal implements Journal {
     if (this.reads.size === 0) return;
     const err = this.notLeader();
     for (const r of this.reads.values()) {
-      clearTimeout(r.timer);
+      r.timer.cancel();
       r.reject(err);
     }
     this.reads.clear();
@@ -256,7 +276,7 @@ export class RaftJournal implements Journal {
     const waiter = this.reads.get(id);
     if (waiter === undefined) return;
     this.reads.delete(id);
-    clearTimeout(waiter.timer);
+    waiter.timer.cancel();
     if (this.raft().log.applied >= r.index) waiter.resolve();
     else this.readsReady.push({ index: r.index, resolve: waiter.resolve });
   }
@@ -301,7 +321,7 @@ export class RaftJournal implements Journal {
     if (batch.length > 0) send();
   }
 
-  private peer(id: number): RpcClient | undefined {
+  private peer(id: number): Connection | undefined {
     let c = this.peers.get(id);
     if (c !== undefined) return c;
     const addr = this.addresses.get(id);
@@ -309,7 +329,7 @@ export class RaftJournal implements Journal {
       this.log('warn', `no address known for node ${id}; message dropped`);
       return undefined;
     }
-    c = this.opts.connect(addr);
+    c = this.opts.transport.connect(addr);
     this.peers.set(id, c);
     return c;
   }
@@ -341,6 +361,7 @@ export class RaftJournal implements Journal {
     if (first.done === true) throw new JournalError(JournalErrorCode.SnapshotCorrupt, `snapshot at ${snap.meta.index} has no member list`);
     for (const [id, addr] of checkMembers(packr.unpack(first.value))) this.addresses.set(id, addr);
     this.sm!.restore(frames);
+    this.opts.observer?.onRestore(snap);
     this.releaseApplied(snap.meta.index);
   }
 
@@ -433,10 +454,10 @@ export class RaftJournal implements Journal {
   }
 
   private async waitUntil(cond: () => boolean, what: string): Promise<void> {
-    const deadline = Date.now() + this.opts.proposalTimeoutMs * 3;
+    const deadline = this.opts.clock.now() + this.opts.proposalTimeoutMs * 3;
     while (!cond()) {
-      if (Date.now() > deadline) throw new CairnError(ErrorCode.Timeout, `timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, this.opts.tickMs));
+      if (this.opts.clock.now() > deadline) throw new CairnError(ErrorCode.Timeout, `timed out waiting for ${what}`);
+      await this.opts.clock.sleep(this.opts.tickMs);
     }
   }
 
@@ -489,12 +510,12 @@ export class RaftJournal implements Journal {
     this.peers.clear();
     const stopped = new CairnError(ErrorCode.Unavailable, 'journal stopped');
     for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
+      p.timer.cancel();
       p.reject(stopped);
     }
     this.pending.clear();
     for (const r of this.reads.values()) {
-      clearTimeout(r.timer);
+      r.timer.cancel();
       r.reject(stopped);
     }
     this.reads.clear();

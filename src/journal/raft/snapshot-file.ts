@@ -3,15 +3,13 @@
 // falls back to an older one, and then read back piecewise from the open file.
 
 import { Buffer } from 'node:buffer';
-import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
-import { open, readdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { isErrno, type Disk, type DiskFile } from '../../io/index.ts';
 import { crc32c } from '@node-rs/crc32';
 import { pack, unpack } from 'msgpackr';
 import type { Snapshot, SnapshotData, SnapshotMeta } from '../../raft/index.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
-import { ensureDir, syncDir } from './fs-util.ts';
+import { ensureDir } from './fs-util.ts';
 import { confNodesMax } from './wal-record.ts';
 
 /** A sanity bound on a snapshot's data: files are read in pieces, so it is not a memory bound. */
@@ -29,6 +27,7 @@ const fixedHeaderBytes = 28;
 const headerCrcOffset = 24;
 const namePattern = /^([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
 const tmpSuffix = '.tmp';
+let tmpCounter = 0;
 
 /** The file name of a snapshot: term then index, 16 hex digits each. */
 export function snapshotFileName(meta: SnapshotMeta): string {
@@ -44,9 +43,9 @@ export class SnapshotFile implements SnapshotData {
   readonly meta: SnapshotMeta;
   readonly byteLength: number;
   private readonly dataStart: number;
-  private fd: number | undefined;
+  private fd: DiskFile | undefined;
 
-  constructor(file: string, fd: number, meta: SnapshotMeta, dataStart: number, byteLength: number) {
+  constructor(file: string, fd: DiskFile, meta: SnapshotMeta, dataStart: number, byteLength: number) {
     this.path = file;
     this.fd = fd;
     this.meta = meta;
@@ -59,7 +58,7 @@ export class SnapshotFile implements SnapshotData {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.byteLength) {
       throw new RangeError(`snapshot read [${offset}, +${length}) outside ${this.byteLength} bytes`);
     }
-    return readFully(this.fd, length, this.dataStart + offset, this.path);
+    return readFully(this.fd, length, this.dataStart + offset);
   }
 
   snapshot(): Snapshot {
@@ -68,7 +67,7 @@ export class SnapshotFile implements SnapshotData {
 
   close(): void {
     if (this.fd === undefined) return;
-    closeSync(this.fd);
+    this.fd.closeSync();
     this.fd = undefined;
   }
 }
@@ -79,26 +78,35 @@ export class SnapshotFile implements SnapshotData {
  * renames the file into place as `<term>-<index>.snap`, fsyncs the directory, and opens it.
  */
 export class SnapshotWriter {
+  private readonly disk: Disk;
   private readonly snapDir: string;
   private readonly tmp: string;
-  private fd: number | undefined;
+  private fd: DiskFile | undefined;
   private meta: SnapshotMeta | undefined;
   private headerBytes = 0;
   private bytes = 0;
   private crc = 0;
 
-  private constructor(snapDir: string, tmp: string, fd: number) {
+  private constructor(disk: Disk, snapDir: string, tmp: string, fd: DiskFile) {
+    this.disk = disk;
     this.snapDir = snapDir;
     this.tmp = tmp;
     this.fd = fd;
   }
 
   /** Creates `dir/snap` if needed and opens a temporary file there. */
-  static async create(dir: string): Promise<SnapshotWriter> {
+  static async create(disk: Disk, dir: string): Promise<SnapshotWriter> {
     const snapDir = path.join(dir, 'snap');
-    await ensureDir(snapDir);
-    const tmp = path.join(snapDir, `${randomBytes(6).toString('hex')}${tmpSuffix}`);
-    return new SnapshotWriter(snapDir, tmp, openSync(tmp, 'wx'));
+    await ensureDir(disk, snapDir);
+    // Names come from a counter: a leftover of an earlier process is skipped (or pruned at start).
+    for (;;) {
+      const tmp = path.join(snapDir, `${(tmpCounter++).toString(16).padStart(8, '0')}${tmpSuffix}`);
+      try {
+        return new SnapshotWriter(disk, snapDir, tmp, await disk.open(tmp, 'create'));
+      } catch (err) {
+        if (!isErrno(err, 'EEXIST')) throw err;
+      }
+    }
   }
 
   /** Writes the header (its sizes and checksums are filled in by `finish`). */
@@ -106,7 +114,7 @@ export class SnapshotWriter {
     const fd = this.requireOpen();
     if (this.meta !== undefined) throw new Error('snapshot writer: begin called twice');
     const header = encodeSnapshotHeader(meta, 0, 0);
-    writeFullySync(fd, header, 0, this.tmp);
+    fd.writeSync(header, 0);
     this.meta = meta;
     this.headerBytes = header.length;
   }
@@ -117,7 +125,7 @@ export class SnapshotWriter {
     if (this.bytes + piece.byteLength > snapshotDataBytesMax) {
       throw new JournalError(JournalErrorCode.SnapshotTooLarge, `snapshot data exceeds snapshotDataBytesMax (${snapshotDataBytesMax} bytes)`);
     }
-    writeFullySync(fd, piece, this.headerBytes + this.bytes, this.tmp);
+    fd.writeSync(piece, this.headerBytes + this.bytes);
     this.crc = crc32c(piece, this.crc);
     this.bytes += piece.byteLength;
   }
@@ -133,44 +141,40 @@ export class SnapshotWriter {
     if (meta === undefined) throw new Error('snapshot writer: finish before begin');
     const file = path.join(this.snapDir, snapshotFileName(meta));
     try {
-      writeFullySync(fd, encodeSnapshotHeader(meta, this.bytes, this.crc), 0, this.tmp);
-      const fh = await open(this.tmp, 'r+');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      this.closeFd();
-      await rename(this.tmp, file);
+      fd.writeSync(encodeSnapshotHeader(meta, this.bytes, this.crc), 0);
+      await fd.sync();
+      await this.closeFd();
+      await this.disk.rename(this.tmp, file);
     } catch (err) {
       await this.abort();
       throw err;
     }
-    await syncDir(this.snapDir);
+    await this.disk.syncDir(this.snapDir);
     // Its checksum was computed while writing: reading the whole file back would stall as long again.
-    return new SnapshotFile(file, openSync(file, 'r'), meta, this.headerBytes, this.bytes);
+    return new SnapshotFile(file, this.disk.openSync(file, 'read'), meta, this.headerBytes, this.bytes);
   }
 
   /** Drops the temporary file (a failed or abandoned snapshot). */
   async abort(): Promise<void> {
-    this.closeFd();
-    await unlink(this.tmp).catch(noop);
+    await this.closeFd().catch(noop);
+    await this.disk.unlink(this.tmp).catch(noop);
   }
 
-  private requireOpen(): number {
+  private requireOpen(): DiskFile {
     if (this.fd === undefined) throw new Error('snapshot writer is closed');
     return this.fd;
   }
 
-  private closeFd(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
+  private async closeFd(): Promise<void> {
+    const fd = this.fd;
     this.fd = undefined;
+    await fd?.close();
   }
 }
 
 /** Writes `snap` (a received snapshot) as a file; resolves to the open file. */
-export async function saveSnapshot(dir: string, snap: Snapshot): Promise<SnapshotFile> {
-  const w = await SnapshotWriter.create(dir);
+export async function saveSnapshot(disk: Disk, dir: string, snap: Snapshot): Promise<SnapshotFile> {
+  const w = await SnapshotWriter.create(disk, dir);
   try {
     w.begin(snap.meta);
     w.writeAll(snap.data);
@@ -185,12 +189,12 @@ export async function saveSnapshot(dir: string, snap: Snapshot): Promise<Snapsho
  * The newest snapshot that verifies. Files that fail verification are passed over and listed in
  * `skipped` (one line each: file and reason) for the caller to log.
  */
-export async function loadNewestSnapshot(dir: string): Promise<{ snapshot?: Snapshot; file?: SnapshotFile; skipped: string[] }> {
+export async function loadNewestSnapshot(disk: Disk, dir: string): Promise<{ snapshot?: Snapshot; file?: SnapshotFile; skipped: string[] }> {
   const snapDir = path.join(dir, 'snap');
   const skipped: string[] = [];
-  for (const name of await listSnapshotsNewestFirst(snapDir)) {
+  for (const name of await listSnapshotsNewestFirst(disk, snapDir)) {
     const file = path.join(snapDir, name);
-    const result = openVerified(file, name);
+    const result = openVerified(disk, file, name);
     if (typeof result !== 'string') return { snapshot: result.snapshot(), file: result, skipped };
     skipped.push(`${file}: ${result}`);
   }
@@ -202,14 +206,14 @@ export async function loadNewestSnapshot(dir: string): Promise<{ snapshot?: Snap
  * saves unless `temporary` is false (it must be while a save may be running). Resolves to the
  * deleted paths.
  */
-export async function pruneSnapshots(dir: string, keep = 2, opts: { temporary?: boolean } = {}): Promise<string[]> {
+export async function pruneSnapshots(disk: Disk, dir: string, keep = 2, opts: { temporary?: boolean } = {}): Promise<string[]> {
   if (!Number.isSafeInteger(keep) || keep < 1) throw new RangeError(`pruneSnapshots: keep must be >= 1, got ${keep}`);
   const snapDir = path.join(dir, 'snap');
-  const names = await listSnapshotsNewestFirst(snapDir);
-  const leftovers = opts.temporary === false ? [] : (await readdirOrEmpty(snapDir)).filter((name) => name.endsWith(tmpSuffix));
+  const names = await listSnapshotsNewestFirst(disk, snapDir);
+  const leftovers = opts.temporary === false ? [] : (await readdirOrEmpty(disk, snapDir)).filter((name) => name.endsWith(tmpSuffix));
   const doomed = [...names.slice(keep), ...leftovers].map((name) => path.join(snapDir, name));
-  for (const file of doomed) await unlink(file);
-  if (doomed.length > 0) await syncDir(snapDir);
+  for (const file of doomed) await disk.unlink(file);
+  if (doomed.length > 0) await disk.syncDir(snapDir);
   return doomed;
 }
 
@@ -237,10 +241,10 @@ export function encodeSnapshotHeader(snapMeta: SnapshotMeta, dataBytes: number, 
  * Opens and verifies a snapshot file (header, metadata, the data's checksum read through in
  * pieces, the name): the open file, or why it cannot be used.
  */
-export function openVerified(file: string, name: string): SnapshotFile | string {
-  let fd: number;
+export function openVerified(disk: Disk, file: string, name: string): SnapshotFile | string {
+  let fd: DiskFile;
   try {
-    fd = openSync(file, 'r');
+    fd = disk.openSync(file, 'read');
   } catch (err) {
     return `cannot open: ${(err as Error).message}`;
   }
@@ -250,14 +254,14 @@ export function openVerified(file: string, name: string): SnapshotFile | string 
   } catch (err) {
     result = `cannot read: ${(err as Error).message}`;
   }
-  if (typeof result === 'string') closeSync(fd);
+  if (typeof result === 'string') fd.closeSync();
   return result;
 }
 
-function verify(fd: number, file: string, name: string): SnapshotFile | string {
-  const size = fstatSync(fd).size;
+function verify(fd: DiskFile, file: string, name: string): SnapshotFile | string {
+  const size = fd.sizeSync();
   if (size < fixedHeaderBytes) return `file of ${size} bytes is shorter than a header`;
-  const fixed = Buffer.from(readFully(fd, fixedHeaderBytes, 0, file));
+  const fixed = readFully(fd, fixedHeaderBytes, 0);
   if (fixed.readUInt32LE(0) !== magic) return 'not a snapshot file (bad magic)';
   if (fixed.readUInt32LE(4) !== formatVersion) return `unknown format version ${fixed.readUInt32LE(4)}`;
   const metaBytes = fixed.readUInt32LE(8);
@@ -265,10 +269,10 @@ function verify(fd: number, file: string, name: string): SnapshotFile | string {
   if (metaBytes > snapshotMetaBytesMax || dataBytes > snapshotDataBytesMax) return 'declared sizes exceed the limits';
   const dataStart = fixedHeaderBytes + metaBytes;
   if (size !== dataStart + dataBytes) return `file has ${size} bytes, header declares ${dataStart + dataBytes}`;
-  const header = Buffer.concat([fixed, readFully(fd, metaBytes, fixedHeaderBytes, file)]);
+  const header = Buffer.concat([fixed, readFully(fd, metaBytes, fixedHeaderBytes)]);
   if (headerCrc(header) !== header.readUInt32LE(headerCrcOffset)) return 'header crc mismatch';
   let crc = 0;
-  for (let off = 0; off < dataBytes; off += pieceBytes) crc = crc32c(readFully(fd, Math.min(pieceBytes, dataBytes - off), dataStart + off, file), crc);
+  for (let off = 0; off < dataBytes; off += pieceBytes) crc = crc32c(readFully(fd, Math.min(pieceBytes, dataBytes - off), dataStart + off), crc);
   if (crc >>> 0 !== header.readUInt32LE(20)) return 'data crc mismatch';
   const meta = parseMeta(header.subarray(fixedHeaderBytes));
   if (typeof meta === 'string') return meta;
@@ -276,23 +280,14 @@ function verify(fd: number, file: string, name: string): SnapshotFile | string {
   return new SnapshotFile(file, fd, meta, dataStart, dataBytes);
 }
 
-function readFully(fd: number, length: number, position: number, file: string): Buffer {
-  const buf = Buffer.allocUnsafe(length);
-  let done = 0;
-  while (done < length) {
-    const n = readSync(fd, buf, done, length - done, position + done);
-    if (n <= 0) throw new JournalError(JournalErrorCode.SnapshotCorrupt, `snapshot ${file}: unexpected end of file at offset ${position + done}`);
-    done += n;
-  }
-  return buf;
-}
-
-function writeFullySync(fd: number, buf: Uint8Array, position: number, file: string): void {
-  let done = 0;
-  while (done < buf.byteLength) {
-    const n = writeSync(fd, buf, done, buf.byteLength - done, position + done);
-    if (n <= 0) throw new Error(`snapshot ${file}: write made no progress at offset ${position + done}`);
-    done += n;
+/** A short file is damage: the snapshot's size was checked against its header when it was opened. */
+function readFully(fd: DiskFile, length: number, position: number): Buffer {
+  try {
+    const bytes = fd.readSync(length, position);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  } catch (err) {
+    if (!isErrno(err, 'EOF')) throw err;
+    throw new JournalError(JournalErrorCode.SnapshotCorrupt, `snapshot ${fd.path}: ${(err as Error).message}`);
   }
 }
 
@@ -326,8 +321,8 @@ function isNodeList(list: unknown): list is number[] {
 }
 
 /** Newest first: by index, then term. */
-async function listSnapshotsNewestFirst(snapDir: string): Promise<string[]> {
-  const parsed = (await readdirOrEmpty(snapDir)).flatMap((name) => {
+async function listSnapshotsNewestFirst(disk: Disk, snapDir: string): Promise<string[]> {
+  const parsed = (await readdirOrEmpty(disk, snapDir)).flatMap((name) => {
     const match = namePattern.exec(name);
     return match ? [{ name, term: parseInt(match[1], 16), index: parseInt(match[2], 16) }] : [];
   });
@@ -335,11 +330,11 @@ async function listSnapshotsNewestFirst(snapDir: string): Promise<string[]> {
   return parsed.map((p) => p.name);
 }
 
-async function readdirOrEmpty(dir: string): Promise<string[]> {
+async function readdirOrEmpty(disk: Disk, dir: string): Promise<string[]> {
   try {
-    return await readdir(dir);
+    return await disk.readdir(dir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if (isErrno(err, 'ENOENT')) return [];
     throw err;
   }
 }

@@ -2,12 +2,11 @@
 // saved batch, repair of a torn tail on open, and deletion of segments a durable snapshot covers.
 
 import { Buffer } from 'node:buffer';
-import { open, readdir, readFile, unlink } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { isErrno, type Disk, type DiskFile } from '../../io/index.ts';
 import type { Entry, HardState, SnapshotMeta } from '../../raft/index.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
-import { ensureDir, syncDir, writeFully } from './fs-util.ts';
+import { ensureDir } from './fs-util.ts';
 import { decodeRecords, encodeRecords, entriesRecords, replayLog, shapeAfterAppend, shapeAfterSnapshot } from './wal-record.ts';
 import type { LogShape, ReplayedState, WalRecord } from './wal-record.ts';
 
@@ -17,9 +16,14 @@ export const segmentBytesMaxLimit = 1024 * 1024 * 1024;
 /** Tiny segments are only for tests; a segment always takes at least one batch whatever its size. */
 export const segmentBytesMaxMin = 128;
 
+/** Rules the simulator can switch off to prove its checkers catch the breakage; never set elsewhere. */
+export const walBugNames = ['skip-torn-tail-truncate', 'ignore-fsync-error'] as const;
+export type WalBug = (typeof walBugNames)[number];
+
 export interface WalOptions {
   /** A segment rolls before a batch would take it past this size (a lone batch may exceed it). */
   segmentBytesMax?: number;
+  bugs?: ReadonlySet<WalBug>;
 }
 
 export interface WalRepair {
@@ -55,10 +59,12 @@ interface Segment {
 }
 
 interface WalInit {
+  disk: Disk;
+  bugs: ReadonlySet<WalBug>;
   walDir: string;
   segmentBytesMax: number;
   segments: Segment[];
-  fh: FileHandle;
+  fh: DiskFile;
   sizeBytes: number;
   state: ReplayedState;
   shape: LogShape;
@@ -68,11 +74,13 @@ interface WalInit {
 const segmentNamePattern = /^[0-9a-f]{16}\.wal$/;
 
 export class Wal {
+  readonly #disk: Disk;
+  readonly #bugs: ReadonlySet<WalBug>;
   readonly #walDir: string;
   readonly #segmentBytesMax: number;
   readonly #segments: Segment[];
   readonly #stats: WalStats;
-  #fh: FileHandle;
+  #fh: DiskFile;
   #sizeBytes: number;
   /** Size of the current segment's header: a segment holding only its header never rolls. */
   #headerBytes = 0;
@@ -85,6 +93,8 @@ export class Wal {
   #closing: Promise<void> | undefined;
 
   private constructor(init: WalInit) {
+    this.#disk = init.disk;
+    this.#bugs = init.bugs;
     this.#walDir = init.walDir;
     this.#segmentBytesMax = init.segmentBytesMax;
     this.#segments = init.segments;
@@ -100,16 +110,17 @@ export class Wal {
    * Opens (or creates) the log under `dir/wal` and replays it. A bad tail in the last segment is
    * a torn write: it is cut off on disk and reported. Bad bytes anywhere else throw CAIRN_WAL_CORRUPT.
    */
-  static async open(dir: string, opts: WalOptions = {}): Promise<WalOpenResult> {
+  static async open(disk: Disk, dir: string, opts: WalOptions = {}): Promise<WalOpenResult> {
     const segmentBytesMax = checkSegmentBytesMax(opts.segmentBytesMax ?? segmentBytesMaxDefault);
     const walDir = path.join(dir, 'wal');
-    const stats: WalStats = { bytesWritten: 0, syncs: 0, dirSyncs: await ensureDir(walDir), segments: 0 };
-    const seqs = await listSegmentSeqs(walDir);
+    const stats: WalStats = { bytesWritten: 0, syncs: 0, dirSyncs: await ensureDir(disk, walDir), segments: 0 };
+    const seqs = await listSegmentSeqs(disk, walDir);
     if (seqs.length === 0) seqs.push(0);
-    const loaded = await loadSegments(walDir, seqs, stats);
+    const bugs = opts.bugs ?? new Set();
+    const loaded = await loadSegments(disk, walDir, seqs, stats, bugs);
     try {
       const { state, shape } = replayOrThrow(walDir, loaded.records);
-      const wal = new Wal({ walDir, segmentBytesMax, ...loaded, state, shape, stats });
+      const wal = new Wal({ disk, bugs, walDir, segmentBytesMax, ...loaded, state, shape, stats });
       if (loaded.sizeBytes === 0) await wal.#serial(() => wal.#writeHeader());
       return loaded.repair ? { wal, state, repair: loaded.repair } : { wal, state };
     } catch (err) {
@@ -166,7 +177,7 @@ export class Wal {
       const deletable = releasableCount(this.#segments, index);
       // Oldest first, so a crash part way leaves a contiguous run of segments.
       for (let i = 0; i < deletable; i++) {
-        await unlink(this.#segments[0].file);
+        await this.#disk.unlink(this.#segments[0].file);
         this.#segments.shift();
       }
       if (deletable > 0) await this.#syncDir();
@@ -238,10 +249,10 @@ export class Wal {
   }
 
   async #write(buf: Uint8Array): Promise<void> {
-    await writeFully(this.#fh, buf, this.#sizeBytes);
+    await this.#fh.write(buf, this.#sizeBytes);
     this.#sizeBytes += buf.byteLength;
     this.#stats.bytesWritten += buf.byteLength;
-    await this.#fh.datasync();
+    await this.#sync(this.#fh);
     this.#stats.syncs++;
   }
 
@@ -269,10 +280,10 @@ export class Wal {
     const buf = Buffer.concat([header, batch]);
     const seq = this.#currentSegment().seq + 1;
     const file = segmentPath(this.#walDir, seq);
-    const fh = await open(file, 'wx');
+    const fh = await this.#disk.open(file, 'create');
     try {
-      await writeFully(fh, buf, 0);
-      await fh.datasync();
+      await fh.write(buf, 0);
+      await this.#sync(fh);
     } catch (err) {
       await fh.close().catch(noop);
       throw err;
@@ -289,8 +300,21 @@ export class Wal {
     await this.#syncDir();
   }
 
+  /**
+   * After a failed fsync the kernel may have dropped the dirty pages and marked them clean, so a
+   * retry would "succeed" without the data (PostgreSQL's fsyncgate): the error stops the log, and a
+   * restart recovers what is durable. With the bug, the error is ignored.
+   */
+  async #sync(fh: DiskFile): Promise<void> {
+    try {
+      await fh.sync();
+    } catch (err) {
+      if (!this.#bugs.has('ignore-fsync-error')) throw err;
+    }
+  }
+
   async #syncDir(): Promise<void> {
-    await syncDir(this.#walDir);
+    await this.#disk.syncDir(this.#walDir);
     this.#stats.dirSyncs++;
   }
 }
@@ -299,29 +323,33 @@ interface LoadedSegments {
   records: WalRecord[];
   segments: Segment[];
   /** The last segment, open for appending. */
-  fh: FileHandle;
+  fh: DiskFile;
   sizeBytes: number;
   repair?: WalRepair;
 }
 
 /** Reads every segment in order; only the last may have a bad tail, which is cut off. */
-async function loadSegments(walDir: string, seqs: number[], stats: WalStats): Promise<LoadedSegments> {
+async function loadSegments(disk: Disk, walDir: string, seqs: number[], stats: WalStats, bugs: ReadonlySet<WalBug>): Promise<LoadedSegments> {
   const records: WalRecord[] = [];
   const segments: Segment[] = [];
   for (const seq of seqs.slice(0, -1)) {
     const file = segmentPath(walDir, seq);
-    const decoded = decodeRecords(await readFile(file));
+    const decoded = decodeRecords(await disk.readFile(file));
     if (decoded.problem) throw corrupt(file, `${decoded.problem}; it is not the last segment, so no torn write explains it`);
     appendAll(records, decoded.records);
     segments.push({ seq, file, ...summarize(decoded.records) });
   }
   const seq = seqs[seqs.length - 1];
   const file = segmentPath(walDir, seq);
-  const last = await openLastSegment(file, stats);
+  const last = await openLastSegment(disk, file, stats);
   try {
-    const decoded = decodeRecords(await last.readFile());
+    const decoded = decodeRecords(await last.read(await last.size(), 0));
     appendAll(records, decoded.records);
     segments.push({ seq, file, ...summarize(decoded.records) });
+    if (decoded.problem && bugs.has('skip-torn-tail-truncate')) {
+      // The bug: the torn bytes stay, and the next batch is appended after them.
+      return { records, segments, fh: last, sizeBytes: decoded.validBytes + decoded.tornBytes };
+    }
     const repair = decoded.problem ? await truncateTail(last, file, decoded.validBytes, decoded.tornBytes, decoded.problem) : undefined;
     if (repair) stats.syncs++;
     return { records, segments, fh: last, sizeBytes: decoded.validBytes, ...(repair ? { repair } : {}) };
@@ -332,19 +360,19 @@ async function loadSegments(walDir: string, seqs: number[], stats: WalStats): Pr
 }
 
 /** Opens the last segment for writing, creating it (and syncing the directory) if it is new. */
-async function openLastSegment(file: string, stats: WalStats): Promise<FileHandle> {
+async function openLastSegment(disk: Disk, file: string, stats: WalStats): Promise<DiskFile> {
   try {
-    return await open(file, 'r+');
+    return await disk.open(file, 'update');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if (!isErrno(err, 'ENOENT')) throw err;
   }
-  const fh = await open(file, 'wx+');
-  await syncDir(path.dirname(file));
+  const fh = await disk.open(file, 'create');
+  await disk.syncDir(path.dirname(file));
   stats.dirSyncs++;
   return fh;
 }
 
-async function truncateTail(fh: FileHandle, file: string, validBytes: number, tornBytes: number, problem: string): Promise<WalRepair> {
+async function truncateTail(fh: DiskFile, file: string, validBytes: number, tornBytes: number, problem: string): Promise<WalRepair> {
   await fh.truncate(validBytes);
   await fh.sync();
   return { segment: file, truncatedBytes: tornBytes, problem };
@@ -405,8 +433,8 @@ function firstSnapshotAbove(segments: Segment[], from: number, index: number): n
 }
 
 /** Segment numbers in order; a gap means a segment went missing, which replay cannot survive. */
-async function listSegmentSeqs(walDir: string): Promise<number[]> {
-  const names = (await readdir(walDir)).filter((name) => segmentNamePattern.test(name));
+async function listSegmentSeqs(disk: Disk, walDir: string): Promise<number[]> {
+  const names = (await disk.readdir(walDir)).filter((name) => segmentNamePattern.test(name));
   const seqs = names.map((name) => parseInt(name.slice(0, 16), 16)).sort((a, b) => a - b);
   for (let i = 1; i < seqs.length; i++) {
     if (seqs[i] !== seqs[i - 1] + 1) {

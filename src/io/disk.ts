@@ -1,0 +1,52 @@
+// The file operations cairn's durable state goes through (the WAL, snapshot files and, next, the
+// chunk store). Production passes the node:fs implementation (node-disk.ts); the simulator passes
+// its own, which loses unsynced writes, tears them and fails operations on command.
+//
+// Errors carry Node's errno codes (`err.code`: ENOENT, EEXIST, ENOSPC, EIO), whichever side made them.
+
+/** An open file. Positions are explicit; every write is whole (a short write is retried inside). */
+export interface DiskFile {
+  readonly path: string;
+  write(buf: Uint8Array, position: number): Promise<void>;
+  /** For writers that must stream at one consistent point (a state machine's snapshot). */
+  writeSync(buf: Uint8Array, position: number): void;
+  /** Exactly `length` bytes; fewer available is an error. */
+  read(length: number, position: number): Promise<Uint8Array>;
+  readSync(length: number, position: number): Uint8Array;
+  size(): Promise<number>;
+  sizeSync(): number;
+  truncate(length: number): Promise<void>;
+  /** fdatasync: the data written so far survives a crash. Once it fails, the file's state is unknown. */
+  sync(): Promise<void>;
+  close(): Promise<void>;
+  closeSync(): void;
+}
+
+/** How a file is opened: read only, read-write existing, create new exclusively (read-write). */
+export type OpenMode = 'read' | 'update' | 'create';
+
+export interface DiskSpace {
+  bytesTotal: number;
+  bytesFree: number;
+}
+
+export interface Disk {
+  open(path: string, mode: OpenMode): Promise<DiskFile>;
+  openSync(path: string, mode: OpenMode): DiskFile;
+  readFile(path: string): Promise<Uint8Array>;
+  /** Names in a directory; ENOENT if it does not exist. */
+  readdir(path: string): Promise<string[]>;
+  /** Creates the directory and missing parents; resolves to the top one it created, if any. */
+  mkdirs(path: string): Promise<string | undefined>;
+  /** Atomic replace within one file system; durable once the directory is synced. */
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  /** Makes the names in a directory (created, renamed, deleted files) durable. */
+  syncDir(path: string): Promise<void>;
+  statfs(path: string): Promise<DiskSpace>;
+}
+
+/** True for an error carrying the given errno code. */
+export function isErrno(err: unknown, code: string): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+}

@@ -1,0 +1,141 @@
+// The Disk of a real process: node:fs, with whole writes and reads, fdatasync, and directory fsync.
+
+import { Buffer } from 'node:buffer';
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { mkdir, open, readFile, readdir, rename, statfs, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import type { Disk, DiskFile, DiskSpace, OpenMode } from './disk.ts';
+
+const flags: Record<OpenMode, string> = { read: 'r', update: 'r+', create: 'wx+' };
+
+class NodeFile implements DiskFile {
+  readonly path: string;
+  private readonly fh: FileHandle | undefined;
+  private fd: number | undefined;
+
+  constructor(file: string, fh: FileHandle | undefined, fd: number) {
+    this.path = file;
+    this.fh = fh;
+    this.fd = fd;
+  }
+
+  async write(buf: Uint8Array, position: number): Promise<void> {
+    if (this.fh === undefined) return this.writeSync(buf, position);
+    const fh = this.handle();
+    for (let done = 0; done < buf.byteLength; ) {
+      const { bytesWritten } = await fh.write(buf, done, buf.byteLength - done, position + done);
+      if (bytesWritten <= 0) throw new Error(`${this.path}: write made no progress at offset ${position + done}`);
+      done += bytesWritten;
+    }
+  }
+
+  writeSync(buf: Uint8Array, position: number): void {
+    const fd = this.descriptor();
+    for (let done = 0; done < buf.byteLength; ) {
+      const n = writeSync(fd, buf, done, buf.byteLength - done, position + done);
+      if (n <= 0) throw new Error(`${this.path}: write made no progress at offset ${position + done}`);
+      done += n;
+    }
+  }
+
+  async read(length: number, position: number): Promise<Uint8Array> {
+    if (this.fh === undefined) return this.readSync(length, position);
+    const fh = this.handle();
+    const buf = Buffer.allocUnsafe(length);
+    for (let done = 0; done < length; ) {
+      const { bytesRead } = await fh.read(buf, done, length - done, position + done);
+      if (bytesRead <= 0) throw endOfFile(this.path, position + done);
+      done += bytesRead;
+    }
+    return buf;
+  }
+
+  readSync(length: number, position: number): Uint8Array {
+    const fd = this.descriptor();
+    const buf = Buffer.allocUnsafe(length);
+    for (let done = 0; done < length; ) {
+      const n = readSync(fd, buf, done, length - done, position + done);
+      if (n <= 0) throw endOfFile(this.path, position + done);
+      done += n;
+    }
+    return buf;
+  }
+
+  async size(): Promise<number> {
+    if (this.fh === undefined) return this.sizeSync();
+    return (await this.handle().stat()).size;
+  }
+
+  sizeSync(): number {
+    return fstatSync(this.descriptor()).size;
+  }
+
+  truncate(length: number): Promise<void> {
+    return this.handle().truncate(length);
+  }
+
+  sync(): Promise<void> {
+    return this.handle().datasync();
+  }
+
+  async close(): Promise<void> {
+    if (this.fd === undefined) return;
+    this.fd = undefined;
+    if (this.fh !== undefined) await this.fh.close();
+  }
+
+  closeSync(): void {
+    if (this.fd === undefined) return;
+    const fd = this.fd;
+    this.fd = undefined;
+    if (this.fh === undefined) closeSync(fd);
+    else void this.fh.close();
+  }
+
+  private handle(): FileHandle {
+    if (this.fd === undefined || this.fh === undefined) throw closed(this.path, this.fd === undefined);
+    return this.fh;
+  }
+
+
+  private descriptor(): number {
+    if (this.fd === undefined) throw closed(this.path, true);
+    return this.fd;
+  }
+}
+
+function endOfFile(file: string, offset: number): Error {
+  return Object.assign(new Error(`${file}: unexpected end of file at offset ${offset}`), { code: 'EOF' });
+}
+
+function closed(file: string, isClosed: boolean): Error {
+  return new Error(isClosed ? `${file}: used after close` : `${file}: opened synchronously: truncate and sync need an asynchronous open`);
+}
+
+export const nodeDisk: Disk = {
+  async open(file, mode) {
+    const fh = await open(file, flags[mode]);
+    return new NodeFile(file, fh, fh.fd);
+  },
+  openSync(file, mode) {
+    // A synchronously opened file answers reads, writes and size; truncate and sync need open().
+    return new NodeFile(file, undefined, openSync(file, flags[mode]));
+  },
+  readFile: (file) => readFile(file),
+  readdir: (dir) => readdir(dir),
+  mkdirs: (dir) => mkdir(dir, { recursive: true }),
+  rename: (from, to) => rename(from, to),
+  unlink: (file) => unlink(file),
+  async syncDir(dir) {
+    const fh = await open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  },
+  async statfs(dir): Promise<DiskSpace> {
+    const s = await statfs(dir);
+    return { bytesTotal: s.blocks * s.bsize, bytesFree: s.bavail * s.bsize };
+  },
+};
