@@ -78,6 +78,7 @@ async function startNode(n: DemoNode, nodes: Map<number, DemoNode>, log: (line: 
     },
     onError: (err) => log(`node ${n.id}: ${String(err)}`),
   });
+  n.driver.kick();
   if (n.driver.repair !== undefined) log(`node ${n.id}: repaired WAL tail (${n.driver.repair.truncatedBytes} bytes): ${n.driver.repair.problem}`);
   for (const s of n.driver.skippedSnapshots) log(`node ${n.id}: skipped snapshot ${s}`);
 }

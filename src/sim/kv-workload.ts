@@ -1,6 +1,7 @@
 // The key-value workload: clients append unique strings to three keys and read them back, checked
 // against the append-only model per key, so lost or duplicated writes show.
 
+import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { KvMachine, decodeCommand, encodeCommand } from './kv-machine.ts';
 import { appendModel, type AppendInput, type AppendOutput, type AppendState } from './models.ts';
@@ -19,13 +20,13 @@ class KvReplica implements ReplicatedMachine<AppendInput, AppendOutput> {
     return { value: this.sm.get(input.key) };
   }
 
-  snapshot(): Uint8Array {
-    return this.sm.snapshot();
+  snapshot(): Iterable<Uint8Array> {
+    return [this.sm.snapshot()];
   }
 
-  restore(data: Uint8Array): void {
+  restore(chunks: Iterable<Uint8Array>): void {
     this.sm = new KvMachine();
-    this.sm.restore(data);
+    this.sm.restore(Buffer.concat([...chunks]));
   }
 
   stateHash(): string {

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { runSimulation, simBugs, type SimBug, type SimResult } from './simulation.ts';
 import { workloadNames, type WorkloadName } from './workload.ts';
 
-function main(): void {
+async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       seeds: { type: 'string' },
@@ -34,7 +34,7 @@ function main(): void {
 
   if (values.seed !== undefined) {
     const seed = parseInteger(values.seed, '--seed');
-    const r = runSimulation({ ...common, seed, trace: values.trace ? (line) => console.log(line) : undefined });
+    const r = await runSimulation({ ...common, seed, trace: values.trace ? (line) => console.log(line) : undefined });
     report(r, true);
     process.exitCode = r.ok ? 0 : 1;
     return;
@@ -46,7 +46,7 @@ function main(): void {
   const started = performance.now();
   const perWorkload = new Map<WorkloadName, number>();
   for (let seed = from; seed < from + count; seed++) {
-    const r = runSimulation({ ...common, seed });
+    const r = await runSimulation({ ...common, seed });
     perWorkload.set(r.workload, (perWorkload.get(r.workload) ?? 0) + 1);
     if (r.ok) passed++;
     else {
@@ -91,4 +91,4 @@ function usage(message: string): never {
   process.exit(2);
 }
 
-main();
+await main();

@@ -45,13 +45,13 @@ class MetaReplica implements ReplicatedMachine<NsInput, NsOutput> {
     return nsReadOutput(input, page);
   }
 
-  snapshot(): Uint8Array {
-    return packChunks(this.sm.snapshot());
+  snapshot(): Iterable<Uint8Array> {
+    return this.sm.snapshot();
   }
 
-  restore(data: Uint8Array): void {
+  restore(chunks: Iterable<Uint8Array>): void {
     this.sm = new MetaStateMachine();
-    this.sm.restore(unpackChunks(data));
+    this.sm.restore(chunks);
   }
 
   stateHash(): string {
@@ -160,29 +160,3 @@ export const metaWorkload: SimWorkload<NsState, NsInput, NsOutput> = {
   writeOutput,
   describe: describeNsInput,
 };
-
-// The state machine snapshots as a stream of chunks; the Raft core carries one blob. Each chunk
-// goes as a u32 length and its bytes.
-function packChunks(chunks: Iterable<Uint8Array>): Uint8Array {
-  const list = [...chunks];
-  const out = new Uint8Array(list.reduce((n, c) => n + 4 + c.length, 0));
-  const view = new DataView(out.buffer);
-  let at = 0;
-  for (const c of list) {
-    view.setUint32(at, c.length);
-    out.set(c, at + 4);
-    at += 4 + c.length;
-  }
-  return out;
-}
-
-function unpackChunks(data: Uint8Array): Uint8Array[] {
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const chunks: Uint8Array[] = [];
-  for (let at = 0; at < data.length; ) {
-    const length = view.getUint32(at);
-    chunks.push(data.subarray(at + 4, at + 4 + length));
-    at += 4 + length;
-  }
-  return chunks;
-}

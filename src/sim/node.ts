@@ -1,22 +1,26 @@
-// One simulated master: the Raft core driven the way the real journal drives it (persist, sync,
-// send, apply, advance), a simulated disk, and the workload's state machine clients talk to.
+// One simulated master: the production RaftJournal (its RaftDriver, WAL and snapshot files) on a
+// simulated disk, clock and transport, replicating the workload's state machine and answering the
+// simulated clients through the journal's own propose and read barrier.
 
-import { CairnError } from '../errors.ts';
-import { Raft, readAllSnapshotData, snapshotBytes, type RaftBug, type RaftConfig } from '../raft/index.ts';
-import { EntryType, Role, type Entry, type Message, type Ready } from '../raft/index.ts';
-import { TickClock } from '../journal/raft/tick-clock.ts';
-import { SimDisk } from './disk.ts';
+import { CodedError, ErrorCode } from '../errors.ts';
+import type { Entry, Raft, RaftBug, Ready, Snapshot } from '../raft/index.ts';
+import { RaftBugs, Role } from '../raft/index.ts';
+import { RaftJournal, type RaftJournalOptions } from '../journal/raft/raft-journal.ts';
+import type { DriverBug } from '../journal/raft/driver.ts';
+import type { WalBug } from '../journal/raft/wal.ts';
+import { DurableLog } from './durable-log.ts';
 import type { Prng } from './prng.ts';
+import { SimClock } from './sim-clock.ts';
+import { SimFs } from './sim-fs.ts';
+import { SimTransport, simAddress, type SimWire } from './sim-transport.ts';
 import type { ReplicatedMachine, SimWorkload } from './workload.ts';
 
-/** Ready cycles without a disk wait in a row; more means the core never settles. */
-const readyCyclesMax = 100;
 /** Virtual milliseconds per tick. */
-const tickMs = 10;
+export const tickMs = 10;
 
-/** Rules of the driver that tests can switch off, beside the Raft core's own. */
-export const driverBugs = ['no-fsync', 'no-snapshot-restore', 'lease-ticks-only'] as const;
-export type DriverBug = (typeof driverBugs)[number];
+export type JournalBug = DriverBug | WalBug;
+/** A disk that acknowledges fsyncs it did not do (70% of them): not a rule of cairn's, but the checkers must see it. */
+export type DiskBug = 'no-fsync';
 
 /** One attempt of a client operation; a write's retries carry the same seq. */
 export interface ClientRequest<I> {
@@ -38,22 +42,29 @@ export interface NodeObserver {
   /** The state machine holds everything up to `index`: after applying it, or after restoring a snapshot of it. */
   onStateAt(node: AnySimNode, index: number): void;
   onRestart(node: AnySimNode, tornBytes: number): void;
+  /** The journal gave up (a failed fsync): the process exits, as a master does. */
+  onFatal(node: AnySimNode, err: unknown): void;
+  /** The node refused to start (damaged data it cannot repair alone). */
+  onRefused(node: AnySimNode, err: unknown): void;
+  /** Production code threw something it should not have: a bug. */
+  onBug(node: AnySimNode, err: unknown): void;
 }
 
 export interface SimNodeEnv<I, O> {
   prng: Prng;
   now(): number;
-  after(delayMs: number, run: () => void): void;
-  send(m: Message): void;
+  /** Schedules an event of the simulation (counted and traced as `what`). */
+  after(delayMs: number, what: string, run: () => void): void;
+  wire: SimWire;
   reply(client: number, r: ClientReply<O>): void;
-  diskLatencyMs(node: AnySimNode): number;
+  syncLatencyMs(node: AnySimNode): number;
+  syncFails(node: AnySimNode, path: string): boolean;
   workload: SimWorkload<unknown, I, O>;
   observer: NodeObserver;
-  raftConfig(id: number): Omit<RaftConfig, 'id' | 'rand'>;
-  bugs: ReadonlySet<RaftBug | DriverBug>;
-  /** Take a snapshot once this many entries were applied since the last one. */
-  snapshotEveryEntries: number;
-  trace?: (line: string) => void;
+  /** Founding voters (id → address) of a node that starts a cluster; empty for one that joins later. */
+  founders(id: number): Map<number, string>;
+  journal: Pick<RaftJournalOptions, 'electionTicks' | 'heartbeatTicks' | 'checkpointEveryEntries' | 'checkpointKeepEntries' | 'proposalTimeoutMs' | 'leaseRead' | 'raftTuning' | 'walSegmentBytesMax'>;
+  bugs: ReadonlySet<RaftBug | JournalBug | DiskBug>;
 }
 
 /** A node as the checkers see it: what they look at does not depend on the workload's types. */
@@ -61,78 +72,123 @@ export type AnySimNode = SimNode<unknown, unknown>;
 
 export class SimNode<I, O> {
   readonly id: number;
-  readonly disk = new SimDisk();
-  raft!: Raft;
+  readonly dir: string;
+  readonly fs = new SimFs();
+  /** What a crash now would leave of the log: the checkers' view of this node's disk. */
+  readonly durable: DurableLog;
+  readonly clockRate: number;
+  private readonly clockOriginMs: number;
+  journal: RaftJournal | undefined;
   sm: ReplicatedMachine<I, O>;
+  /** The process runs (it may still be opening its journal). */
   alive = false;
-  /** The last index the state machine holds; ahead of the core's applied index while a write is in flight. */
+  /** The last index the state machine holds. */
   smIndex = 0;
-  /** Bumped on every crash, so that events scheduled before it are ignored after it. */
+  /** Bumped on every start and crash, so that work scheduled by an earlier process is dropped. */
   incarnation = 0;
-  private busy = false;
   private readonly env: SimNodeEnv<I, O>;
-  private proposals = new Map<number, { term: number; req: ClientRequest<I> }[]>();
-  private reads = new Map<number, ClientRequest<I>>();
-  private readsWaiting: { index: number; req: ClientRequest<I> }[] = [];
-  private nextReadId = 1;
-  /** The real (virtual) time of recent ticks, for the lease check of the real driver. */
-  private clock = new TickClock(tickMs, 1024, () => 0);
   /** While stalled (a GC pause, SIGSTOP) the node runs nothing: what arrives waits, in order. */
   private stalledUntil = 0;
   private stalledWork: { rank: number; run: () => void }[] = [];
+  transport: SimTransport | undefined;
+  /** The running process's clock: the proposing master stamps its own wall time into commands. */
+  private clock: SimClock | undefined;
 
-  constructor(id: number, env: SimNodeEnv<I, O>) {
+  constructor(id: number, env: SimNodeEnv<I, O>, clockRate: number, clockOriginMs: number) {
     this.id = id;
     this.env = env;
+    this.dir = `/n${id}`;
+    this.durable = new DurableLog(this.fs, this.dir);
+    this.clockRate = clockRate;
+    this.clockOriginMs = clockOriginMs;
     this.sm = env.workload.newMachine();
   }
 
-  start(): void {
-    const { restored, tornBytes } = this.disk.load();
-    this.clock = new TickClock(tickMs, 1024, () => this.env.now());
-    const clock = this.clock;
-    const cfg: RaftConfig = {
-      ...this.env.raftConfig(this.id),
-      id: this.id,
-      // With the bug, the lease is counted in ticks only, which stop while the node stalls.
-      leaseHolds: this.env.bugs.has('lease-ticks-only') ? undefined : (ticksAgo, windowTicks) => clock.within(ticksAgo, windowTicks),
-      rand: (n) => this.env.prng.int(n),
-      bugs: new Set([...this.env.bugs].filter((b): b is RaftBug => !(driverBugs as readonly string[]).includes(b))),
-    };
-    this.raft = new Raft(cfg, restored);
-    this.sm = this.env.workload.newMachine();
-    this.smIndex = this.raft.log.applied;
-    // With the bug, a restarted node forgets to load its snapshot and applies the later entries to an empty state.
-    if (restored.snapshot !== undefined && !this.env.bugs.has('no-snapshot-restore')) this.sm.restore(readAllSnapshotData(restored.snapshot.data));
-    this.alive = true;
-    this.busy = false;
-    this.stalledUntil = 0;
-    this.stalledWork = [];
-    this.proposals.clear();
-    this.reads.clear();
-    this.readsWaiting = [];
-    this.env.observer.onRestart(this, tornBytes);
-    this.scheduleTick();
+  /** The Raft core, while the journal runs. */
+  get raft(): Raft {
+    const core = this.journal?.core();
+    if (core === undefined) throw new Error(`invariant violated: n${this.id} has no running core`);
+    return core;
   }
 
+  /** Up, with its journal open. */
+  running(): boolean {
+    return this.alive && this.journal?.core() !== undefined;
+  }
+
+  start(): void {
+    const inc = ++this.incarnation;
+    this.alive = true;
+    this.stalledUntil = 0;
+    this.stalledWork = [];
+    const live = (): boolean => this.alive && this.incarnation === inc;
+    const disk = this.fs.attach({
+      later: (ms, fn) => this.later(inc, ms, 'disk', fn, 2),
+      syncLatencyMs: () => this.env.syncLatencyMs(this),
+      syncFails: (path) => this.env.syncFails(this, path),
+      syncLies: () => this.env.bugs.has('no-fsync') && !this.env.prng.chance(0.3),
+    });
+    const clock = (this.clock = new SimClock({ nowMs: () => this.env.now(), later: (ms, fn) => this.later(inc, ms, 'timer', fn, 0) }, this.clockRate, this.clockOriginMs, this.env.prng));
+    this.transport = new SimTransport(this.env.wire, this.id, live);
+    this.sm = this.env.workload.newMachine();
+    this.smIndex = 0;
+    const obs = this.env.observer;
+    const journal = new RaftJournal({
+      ...this.env.journal,
+      id: this.id,
+      dir: this.dir,
+      address: simAddress(this.id),
+      founders: this.env.founders(this.id),
+      transport: this.transport,
+      disk,
+      clock,
+      tickMs,
+      bugs: new Set([...this.env.bugs].filter((b): b is JournalBug => !isRaftBug(b) && b !== 'no-fsync')),
+      raftTuning: { ...this.env.journal.raftTuning, bugs: new Set([...this.env.bugs].filter(isRaftBug)) },
+      observer: {
+        onReady: (rd) => live() && obs.onReady(this, rd),
+        onApply: (e) => live() && this.applied(e),
+        onRestore: (snap) => live() && this.restored(snap),
+      },
+      onFatal: (err) => live() && obs.onFatal(this, err),
+    });
+    this.journal = journal;
+    journal.start(this.sm).then(
+      () => live() && obs.onRestart(this, journal.repairs().walTruncatedBytes),
+      (err: unknown) => live() && obs.onRefused(this, err),
+    );
+  }
+
+  private applied(e: Entry): void {
+    this.smIndex = e.index;
+    this.env.observer.onApply(this, e);
+    this.env.observer.onStateAt(this, e.index);
+  }
+
+  private restored(snap: Snapshot): void {
+    this.smIndex = snap.meta.index;
+    this.env.observer.onStateAt(this, snap.meta.index);
+  }
+
+  /** The process dies: what it had not synced is lost, the last writes perhaps torn. */
   crash(tear: boolean): void {
     this.alive = false;
     this.incarnation++;
-    this.disk.crash(this.env.prng, tear);
+    this.journal = undefined;
+    this.transport = undefined;
+    this.fs.crash(this.env.prng, tear);
   }
 
   /**
    * Stops the node for `ms` of virtual time, as a process paused by the OS or a long GC: no ticks,
-   * no messages handled, no disk completions. Then the work that piled up runs: the tick first (as
-   * Node runs timers before I/O), then client requests, then the rest, each in arrival order (the
-   * order in which a resumed process reads its sockets is not the order bytes arrived in; client
-   * requests first is the order that tests a stale leader hardest).
+   * no messages handled, no disk completions. Then the work that piled up runs: timers first (as
+   * Node runs timers before I/O), then client requests, then the rest, each in arrival order.
    */
   stall(ms: number): void {
     if (!this.alive || this.stalled()) return;
     this.stalledUntil = this.env.now() + ms;
     const inc = this.incarnation;
-    this.env.after(ms, () => {
+    this.env.after(ms, `n${this.id} resumes`, () => {
       if (!this.alive || this.incarnation !== inc) return;
       this.stalledUntil = 0;
       const work = this.stalledWork;
@@ -145,171 +201,87 @@ export class SimNode<I, O> {
     return this.env.now() < this.stalledUntil;
   }
 
-  /** Runs `fn` now, or when the stall ends (`rank` 0 first: the tick, 1: client requests, 2: the rest). */
-  private whenRunning(fn: () => void, rank: 0 | 1 | 2 = 2): boolean {
-    if (!this.stalled()) return true;
-    const at = this.stalledWork.findIndex((w) => w.rank > rank);
-    this.stalledWork.splice(at === -1 ? this.stalledWork.length : at, 0, { rank, run: fn });
-    return false;
-  }
-
-  receive(m: Message): void {
-    if (!this.alive || !this.whenRunning(() => this.receive(m))) return;
-    this.raft.step(m);
-    this.pump();
-  }
-
-  handleClient(req: ClientRequest<I>): void {
-    if (!this.alive || !this.whenRunning(() => this.handleClient(req), 1)) return;
-    try {
-      if (this.env.workload.isRead(req.input)) this.startRead(req);
-      else this.proposeWrite(req);
-    } catch (err) {
-      if (!(err instanceof CairnError)) throw err;
-      this.env.reply(req.client, { opId: req.opId, attempt: req.attempt, ok: false, leader: this.raft.leader, code: err.code });
-    }
-    this.pump();
-  }
-
-  /** The proposing node stamps the write with its clock, as a real master does; here the clock is virtual. */
-  private proposeWrite(req: ClientRequest<I>): void {
-    const data = this.env.workload.entry(req.input, { clientId: req.client, seq: req.seq, nowMs: this.env.now() });
-    const { index, term } = this.raft.propose(data);
-    const list = this.proposals.get(index) ?? [];
-    list.push({ term, req });
-    this.proposals.set(index, list);
-  }
-
-  private startRead(req: ClientRequest<I>): void {
-    const id = this.nextReadId++;
-    const ctx = new Uint8Array(4);
-    new DataView(ctx.buffer).setUint32(0, id);
-    this.raft.readIndex(ctx);
-    this.reads.set(id, req);
-  }
-
-  private scheduleTick(): void {
-    const inc = this.incarnation;
-    this.env.after(tickMs, () => {
+  /** Runs `fn` after `ms` in the process `inc`, unless it died: timers rank 0, client requests 1, the rest 2. */
+  private later(inc: number, ms: number, what: string, fn: () => void, rank: 0 | 1 | 2): void {
+    this.env.after(ms, `n${this.id} ${what}`, () => {
       if (!this.alive || this.incarnation !== inc) return;
-      const tick = (): void => {
-        this.clock.tick();
-        this.raft.tick();
-        this.pump();
-        this.scheduleTick();
-      };
-      // A stalled interval timer fires once when the process resumes, before any I/O.
-      if (this.whenRunning(tick, 0)) tick();
+      this.runOrQueue(fn, rank);
     });
   }
 
-  /** Runs ready cycles while they are due: those that must sync wait for the disk, others run now. */
-  pump(): void {
-    for (let cycles = 0; this.alive && !this.busy && this.raft.hasReady(); cycles++) {
-      if (cycles >= readyCyclesMax) throw new Error(`invariant violated: n${this.id} ready loop did not settle`);
-      const rd = this.raft.ready();
-      this.env.observer.onReady(this, rd);
-      const noFsync = this.env.bugs.has('no-fsync');
-      // As the real driver: a leader replicates while its own write is in flight, and committed
-      // entries are applied without waiting for this node's write (the state machine is rebuilt
-      // from snapshot and log after a crash). A moved commit index alone is not persisted.
-      const early = noFsync || rd.sendBeforePersist;
-      if (early) this.sendAll(rd.messages);
-      this.apply(rd);
-      if (!rd.mustSync) {
-        this.finishReady(rd, noFsync, early);
-        continue;
-      }
-      if (rd.snapshot !== undefined) this.disk.saveSnapshot(rd.snapshot);
-      this.disk.write(rd.hardState, rd.entries);
-      this.busy = true;
-      const inc = this.incarnation;
-      this.env.after(this.env.diskLatencyMs(this), () => {
-        if (!this.alive || this.incarnation !== inc) return;
-        const done = (): void => {
-          this.finishReady(rd, noFsync, early);
-          this.pump();
-        };
-        if (this.whenRunning(done)) done();
-      });
-    }
+  /** Runs `fn` on the current process after `ms` (an RPC deadline of the transport). */
+  laterCurrent(ms: number, fn: () => void): void {
+    if (this.alive) this.later(this.incarnation, ms, 'deadline', fn, 0);
   }
 
-  private finishReady(rd: Ready, noFsync: boolean, sent: boolean): void {
-    // With the bug, the page cache reaches the disk only now and then.
-    if (rd.mustSync && (!noFsync || this.env.prng.chance(0.3))) this.disk.sync();
-    if (!sent) this.sendAll(rd.messages);
-    this.raft.advance();
-    this.busy = false;
-    this.maybeSnapshot();
+  /** A message arrives: handled now, or when a stall ends. */
+  deliver(fn: () => void): void {
+    if (this.alive) this.runOrQueue(fn, 2);
   }
 
-  private sendAll(messages: Message[]): void {
-    for (const m of messages) this.env.send(m);
+  private runOrQueue(fn: () => void, rank: number): void {
+    if (!this.stalled()) {
+      fn();
+      return;
+    }
+    const at = this.stalledWork.findIndex((w) => w.rank > rank);
+    this.stalledWork.splice(at === -1 ? this.stalledWork.length : at, 0, { rank, run: fn });
   }
 
-  private apply(rd: Ready): void {
-    if (rd.snapshot !== undefined) {
-      this.sm.restore(readAllSnapshotData(rd.snapshot.data));
-      this.env.trace?.(`n${this.id} restored snapshot at ${rd.snapshot.meta.index}`);
-      this.env.observer.onStateAt(this, rd.snapshot.meta.index);
-    }
-    if (rd.snapshot !== undefined) this.smIndex = rd.snapshot.meta.index;
-    for (const e of rd.committed) {
-      this.smIndex = e.index;
-      this.env.observer.onApply(this, e);
-      const result = e.type === EntryType.Normal && e.data.length > 0 ? this.sm.apply(e.index, e.data) : undefined;
-      this.env.observer.onStateAt(this, e.index);
-      this.answerProposals(e, result);
-    }
-    for (const rs of rd.readStates) {
-      const id = new DataView(rs.context.buffer, rs.context.byteOffset, rs.context.byteLength).getUint32(0);
-      const req = this.reads.get(id);
-      if (req === undefined) continue;
-      this.reads.delete(id);
-      this.readsWaiting.push({ index: rs.index, req });
-    }
-    const applied = rd.committed.length > 0 ? rd.committed[rd.committed.length - 1].index : this.raft.log.applied;
-    this.answerReads(Math.max(applied, rd.snapshot?.meta.index ?? 0));
+  handleClient(req: ClientRequest<I>): void {
+    if (!this.alive) return;
+    this.runOrQueue(() => this.serveClient(req), 1);
   }
 
-  private answerProposals(e: Entry, result: unknown): void {
-    const list = this.proposals.get(e.index);
-    if (list === undefined) return;
-    this.proposals.delete(e.index);
-    for (const p of list) {
-      // Another leader's entry took this index: the proposal is lost, the client times out and retries.
-      if (p.term !== e.term) continue;
-      const output = this.env.workload.writeOutput(p.req.input, result);
-      this.env.reply(p.req.client, { opId: p.req.opId, attempt: p.req.attempt, ok: true, output });
+  /** As a master serves a client: writes through propose, reads after a read barrier. */
+  private serveClient(req: ClientRequest<I>): void {
+    const journal = this.journal;
+    const inc = this.incarnation;
+    const live = (): boolean => this.alive && this.incarnation === inc;
+    if (journal === undefined || journal.core() === undefined) {
+      this.fail(req, ErrorCode.Unavailable, 0);
+      return;
     }
+    const { workload } = this.env;
+    const isRead = workload.isRead(req.input);
+    let done: Promise<unknown>;
+    try {
+      if (isRead) done = journal.readBarrier();
+      else done = journal.propose(workload.entry(req.input, { clientId: req.client, seq: req.seq, nowMs: this.clock!.wallNow() }));
+    } catch (err) {
+      this.failWith(req, err);
+      return;
+    }
+    done.then(
+      (result) => {
+        if (!live()) return;
+        const output = isRead ? this.sm.read(req.input) : workload.writeOutput(req.input, result);
+        this.env.reply(req.client, { opId: req.opId, attempt: req.attempt, ok: true, output });
+      },
+      (err: unknown) => live() && this.failWith(req, err),
+    );
   }
 
-  private answerReads(applied: number): void {
-    const still: { index: number; req: ClientRequest<I> }[] = [];
-    for (const w of this.readsWaiting) {
-      if (w.index > applied) {
-        still.push(w);
-        continue;
-      }
-      this.env.reply(w.req.client, { opId: w.req.opId, attempt: w.req.attempt, ok: true, output: this.sm.read(w.req.input) });
+  private failWith(req: ClientRequest<I>, err: unknown): void {
+    if (!(err instanceof CodedError)) {
+      this.env.observer.onBug(this, err);
+      return;
     }
-    this.readsWaiting = still;
+    const leader = (err.details.leader as { id?: number } | undefined)?.id ?? 0;
+    this.fail(req, err.code, leader);
   }
 
-  private maybeSnapshot(): void {
-    const log = this.raft.log;
-    const last = log.snapshot?.meta.index ?? 0;
-    if (log.applied - last < this.env.snapshotEveryEntries) return;
-    const keep = this.env.prng.int(8);
-    this.raft.compact(log.applied, snapshotBytes(this.sm.snapshot()), keep);
-    this.disk.saveSnapshot(log.snapshot!);
-    if (this.env.bugs.has('no-fsync')) return;
-    this.disk.sync();
-    this.disk.compact(this.raft.hardState());
+  private fail(req: ClientRequest<I>, code: string, leader: number): void {
+    this.env.reply(req.client, { opId: req.opId, attempt: req.attempt, ok: false, leader, code });
   }
 
   isLeader(): boolean {
-    return this.alive && this.raft.role === Role.Leader;
+    return this.running() && this.raft.role === Role.Leader;
   }
+}
+
+const raftBugNames: ReadonlySet<string> = new Set(RaftBugs);
+
+function isRaftBug(b: string): b is RaftBug {
+  return raftBugNames.has(b);
 }

@@ -3,20 +3,28 @@
 // schedule of faults (crashes, torn writes, partitions, loss, slow disks, membership changes and
 // leadership transfers). Checkers run on every step and at the end; the first violation stops the run.
 
-import { ErrorCode } from '../errors.ts';
+import { CodedError, ErrorCode } from '../errors.ts';
+import { isErrno } from '../io/index.ts';
+import { driverBugNames } from '../journal/raft/driver.ts';
+import { walBugNames } from '../journal/raft/wal.ts';
 import type { RaftBug } from '../raft/index.ts';
-import { ConfChangeType, EntryType, Role, type Entry, type Message, type Ready } from '../raft/index.ts';
+import { EntryType, RaftBugs, Role, type Entry, type Message, type Ready } from '../raft/index.ts';
 import { EventQueue } from './event-queue.ts';
 import { kvWorkload } from './kv-workload.ts';
 import { checkLinearizable, type Operation } from './linearizability.ts';
 import { metaWorkload } from './meta-workload.ts';
 import { SimNetwork, calmNetwork } from './network.ts';
-import { SimNode, type AnySimNode, type ClientReply, type ClientRequest, type DriverBug, type NodeObserver } from './node.ts';
+import { SimNode, type AnySimNode, type ClientReply, type ClientRequest, type DiskBug, type JournalBug, type NodeObserver } from './node.ts';
 import { Prng } from './prng.ts';
+import { quiesce } from './quiesce.ts';
+import { clockDriftBound } from './sim-clock.ts';
+import { simAddress, type SimWire } from './sim-transport.ts';
+import type { Handler } from '../rpc/handler.ts';
 import { workloadForSeed, type SimWorkload, type WorkloadName } from './workload.ts';
 
-export type SimBug = RaftBug | DriverBug;
-export const simBugs: readonly SimBug[] = ['commit-old-term', 'vote-twice', 'stale-read', 'no-fsync', 'no-snapshot-restore', 'lease-ticks-only'];
+export type SimBug = RaftBug | JournalBug | DiskBug;
+/** Every rule the simulator can break: the core's, the driver's and the WAL's, and a lying disk. */
+export const simBugs: readonly SimBug[] = [...RaftBugs, 'no-fsync', ...driverBugNames, ...walBugNames];
 
 export interface SimOptions {
   seed: number;
@@ -50,6 +58,7 @@ export interface SimStats {
   crashes: number;
   stalls: number;
   tornTailsRepaired: number;
+  fsyncErrors: number;
   partitions: number;
   oneWayCuts: number;
   transfers: number;
@@ -64,6 +73,7 @@ export const emptyStats: SimStats = {
   crashes: 0,
   stalls: 0,
   tornTailsRepaired: 0,
+  fsyncErrors: 0,
   partitions: 0,
   oneWayCuts: 0,
   transfers: 0,
@@ -89,17 +99,17 @@ interface ClientState<I, O> {
   completedAfterCalm: number;
 }
 
-export function runSimulation(opts: SimOptions): SimResult {
+export function runSimulation(opts: SimOptions): Promise<SimResult> {
   const name = opts.workload ?? workloadForSeed(opts.seed);
   return name === 'meta' ? runWorkload(opts, metaWorkload) : runWorkload(opts, kvWorkload);
 }
 
 /** Runs one seed with the given workload (tests pass a deliberately broken one to see the checkers fail). */
-export function runWorkload<S, I, O>(opts: SimOptions, workload: SimWorkload<S, I, O>): SimResult {
+export function runWorkload<S, I, O>(opts: SimOptions, workload: SimWorkload<S, I, O>): Promise<SimResult> {
   return new Simulation(opts, workload).run();
 }
 
-class Simulation<S, I, O> implements NodeObserver {
+class Simulation<S, I, O> implements NodeObserver, SimWire {
   private readonly workload: SimWorkload<S, I, O>;
   private readonly prng: Prng;
   private readonly faultPrng: Prng;
@@ -117,6 +127,10 @@ class Simulation<S, I, O> implements NodeObserver {
   private events = 0;
   private hash = 0x811c9dc5;
   private recent: string[] = [];
+  /** The first violation found; kept here too because a check may fail inside production code that catches errors. */
+  private violation: Violation | undefined;
+  /** Nodes whose next fsync fails with EIO. */
+  private readonly fsyncFailing = new Set<number>();
 
   // what the checkers know
   private leaderOfTerm = new Map<number, number>();
@@ -143,10 +157,10 @@ class Simulation<S, I, O> implements NodeObserver {
     this.calmAtMs = this.opts.faultMs;
   }
 
-  run(): SimResult {
+  async run(): Promise<SimResult> {
     const nodeCount = this.prng.range(3, 7);
     const voterCount = nodeCount >= 5 && this.prng.chance(0.5) ? 5 : 3;
-    const voters = Array.from({ length: voterCount }, (_, i) => i + 1);
+    const founders = new Map(Array.from({ length: voterCount }, (_, i) => [i + 1, simAddress(i + 1)] as const));
     this.bootstrapEntries = voterCount;
     const nodeEnvPrng = this.prng.fork();
     // Small appends split batches, so that acks cover old-term entries without the new leader's own.
@@ -156,30 +170,39 @@ class Simulation<S, I, O> implements NodeObserver {
     const preVote = this.prng.chance(0.7);
     const leaseRead = this.prng.chance(0.5);
     this.faultGapMs = this.prng.pick([80, 150, 300, 600]);
+    const checkpointKeepEntries = this.prng.int(8);
+    // Small segments, so that rolls, releases and their crashes happen in every run.
+    const walSegmentBytesMax = this.prng.pick([512, 4096, 65536]);
     for (let id = 1; id <= nodeCount; id++) {
-      const node = new SimNode<I, O>(id, {
-        prng: nodeEnvPrng,
-        workload: this.workload,
-        now: () => this.queue.nowMs,
-        after: (d, run) => this.queue.after(d, () => this.event(`n${id}`, run)),
-        send: (m) => this.sendRaft(m),
-        reply: (client, r) => this.sendReply(id, client, r),
-        diskLatencyMs: (n) => (this.slowDisk.has(n.id) ? this.prng.range(20, 80) : this.prng.range(1, 4)),
-        observer: this,
-        raftConfig: (nid) => ({
-          voters: nid <= voterCount ? voters : [],
-          electionTicks: 10,
-          heartbeatTicks: 2,
-          snapshotChunkBytes: 256,
-          appendBytesMax,
-          preVote,
-          leaseRead,
-          inflightMsgsMax: 8,
-        }),
-        bugs: this.bugs,
-        snapshotEveryEntries: 40,
-        trace: this.opts.trace,
-      });
+      const rate = 1 + (this.prng.float() * 2 - 1) * clockDriftBound;
+      const node = new SimNode<I, O>(
+        id,
+        {
+          prng: nodeEnvPrng,
+          workload: this.workload,
+          now: () => this.queue.nowMs,
+          after: (d, what, run) => this.queue.after(d, () => this.event(what, run)),
+          wire: this,
+          reply: (client, r) => this.sendReply(id, client, r),
+          syncLatencyMs: (n) => (this.slowDisk.has(n.id) ? this.prng.range(20, 80) : this.prng.range(1, 4)),
+          syncFails: (n) => this.fsyncFailing.delete(n.id),
+          observer: this,
+          founders: (nid) => (nid <= voterCount ? founders : new Map()),
+          journal: {
+            electionTicks: 10,
+            heartbeatTicks: 2,
+            checkpointEveryEntries: 40,
+            checkpointKeepEntries,
+            proposalTimeoutMs: 1000,
+            leaseRead,
+            walSegmentBytesMax,
+            raftTuning: { snapshotChunkBytes: 256, appendBytesMax, preVote, inflightMsgsMax: 8 },
+          },
+          bugs: this.bugs,
+        },
+        rate,
+        this.prng.range(0, 1_000_000),
+      );
       this.nodes.set(id, node);
       node.start();
     }
@@ -195,13 +218,16 @@ class Simulation<S, I, O> implements NodeObserver {
     this.queue.at(endMs - 1000, () => this.event('mark commit', () => (this.commitMark = this.leaderNode()?.raft.log.committed ?? 0)));
     try {
       while (this.queue.runNext(endMs)) {
-        /* each event runs its checks */
+        // The production code awaits: let everything the event set off run before time moves on.
+        await quiesce();
+        if (this.violation !== undefined) throw this.violation;
       }
       this.checkEnd();
       return this.result(undefined);
     } catch (err) {
-      if (err instanceof Violation) return this.result(err.message);
-      const e = err as Error;
+      const v = this.violation ?? err;
+      if (v instanceof Violation) return this.result(v.message);
+      const e = v as Error;
       return this.result(`crash: ${e.stack ?? e.message}`);
     }
   }
@@ -251,15 +277,36 @@ class Simulation<S, I, O> implements NodeObserver {
   }
 
   private fail(property: string, detail: string): never {
-    throw new Violation(`${property}: ${detail}`);
+    throw this.report(property, detail);
+  }
+
+  /** Records a violation without throwing: for callbacks that run inside the production code's promises. */
+  private report(property: string, detail: string): Violation {
+    const v = new Violation(`${property}: ${detail}`);
+    this.violation ??= v;
+    return v;
   }
 
   // ---- network -------------------------------------------------------------------------------
 
-  private sendRaft(m: Message): void {
-    const to = this.nodes.get(m.to);
-    if (to === undefined) return;
-    this.net.send(m.from, m.to, () => this.event(describeMessage(m), () => to.receive(m)));
+  send(from: number, to: number, what: string, deliver: () => void): void {
+    const node = this.nodes.get(to);
+    if (node === undefined) return;
+    this.net.send(from, to, () => this.event(`n${from}->n${to} ${what}`, () => node.deliver(deliver)));
+  }
+
+  handler(node: number, method: string): Handler | undefined {
+    const n = this.nodes.get(node);
+    return n?.alive ? n.transport?.handlers.get(method) : undefined;
+  }
+
+  later(node: number, ms: number, fn: () => void): void {
+    this.nodes.get(node)?.laterCurrent(ms, fn);
+  }
+
+  describe(method: string, body: unknown): string {
+    const msgs = (body as { msgs?: Message[] } | undefined)?.msgs;
+    return method === 'raft.step' && Array.isArray(msgs) ? msgs.map(describeMessage).join(', ') : method;
   }
 
   private sendReply(from: number, client: number, r: ClientReply<O>): void {
@@ -348,7 +395,8 @@ class Simulation<S, I, O> implements NodeObserver {
     else if (roll < 65) this.degradeNetwork();
     else if (roll < 72) this.slowDownDisk();
     else if (roll < 80) this.transferLeader();
-    else if (roll < 90) this.stall(this.faultPrng.chance(0.7) ? (this.leaderNode() ?? this.randomNode()) : this.randomNode());
+    else if (roll < 88) this.stall(this.faultPrng.chance(0.7) ? (this.leaderNode() ?? this.randomNode()) : this.randomNode());
+    else if (roll < 92) this.failFsync(this.faultPrng.chance(0.5) ? (this.leaderNode() ?? this.randomNode()) : this.randomNode());
     else this.changeMembership();
   }
 
@@ -386,10 +434,10 @@ class Simulation<S, I, O> implements NodeObserver {
     node.stall(ms);
   }
 
-  private crash(node: AnySimNode): void {
+  private crash(node: AnySimNode, tearable = true): void {
     const p = this.faultPrng;
     if (!node.alive) return;
-    const tear = p.chance(0.5);
+    const tear = tearable && p.chance(0.5);
     this.remember(`crash n${node.id}${tear ? ' (torn write)' : ''}`);
     this.count('crashes');
     node.crash(tear);
@@ -467,31 +515,37 @@ class Simulation<S, I, O> implements NodeObserver {
     const to = this.faultPrng.pick(voters);
     this.remember(`transfer leader n${leader.id} -> n${to}`);
     this.count('transfers');
-    leader.raft.transferLeader(to);
-    leader.pump();
+    leader.journal!.transferLeader(to).catch((err: unknown) => this.expectCoded(leader, err));
   }
 
-  /** Adds a node as learner, promotes a caught-up learner, or removes a voter (keeping 3 or more). */
+  /**
+   * Adds a node (as a learner, then a voter once caught up) or removes a voter (keeping 3 or more),
+   * through the journal's own membership calls, as `cairn admin journal add|remove` does.
+   */
   private changeMembership(): void {
     const leader = this.leaderNode();
     if (leader === undefined) return;
     const st = leader.raft.status();
     const members = new Set([...st.conf.voters, ...st.conf.learners]);
     const outsiders = [...this.nodes.keys()].filter((id) => !members.has(id));
-    const caughtUp = st.conf.learners.filter((id) => (st.progress.get(id)?.match ?? 0) >= st.commit);
     const p = this.faultPrng;
-    let change: { type: ConfChangeType; node: number } | undefined;
-    if (caughtUp.length > 0 && p.chance(0.6)) change = { type: ConfChangeType.AddVoter, node: p.pick(caughtUp) };
-    else if (outsiders.length > 0 && p.chance(0.6)) change = { type: ConfChangeType.AddLearner, node: p.pick(outsiders) };
-    else if (st.conf.voters.length > 3) change = { type: ConfChangeType.Remove, node: p.pick(st.conf.voters) };
-    if (change === undefined) return;
-    try {
-      leader.raft.proposeConfChange(change);
-      this.remember(`propose conf change ${['add-learner', 'add-voter', 'remove'][change.type]} n${change.node} on n${leader.id}`);
-      leader.pump();
-    } catch {
-      /* refused (one already pending): try another time */
+    const journal = leader.journal!;
+    if (outsiders.length > 0 && p.chance(0.6)) {
+      const id = p.pick(outsiders);
+      this.remember(`add member n${id} on n${leader.id}`);
+      journal.addMember(id, simAddress(id)).catch((err: unknown) => this.expectCoded(leader, err));
+    } else if (st.conf.voters.length > 3) {
+      const id = p.pick(st.conf.voters);
+      this.remember(`remove member n${id} on n${leader.id}`);
+      journal.removeMember(id).catch((err: unknown) => this.expectCoded(leader, err));
     }
+  }
+
+  /** The next fsync on a node fails with EIO: its journal must stop, and a restart recovers what is durable. */
+  private failFsync(node: AnySimNode): void {
+    if (!node.running()) return;
+    this.remember(`fsync of n${node.id} will fail (EIO)`);
+    this.fsyncFailing.add(node.id);
   }
 
   private calm(): void {
@@ -503,6 +557,30 @@ class Simulation<S, I, O> implements NodeObserver {
   }
 
   // ---- checkers ------------------------------------------------------------------------------
+
+  onFatal(node: AnySimNode, err: unknown): void {
+    if (!causedBy(err, 'EIO')) {
+      this.report('journal failed', `n${node.id}'s journal stopped on its own check: ${describeError(err)}`);
+      return;
+    }
+    // As a master does: the process exits, and is started again later.
+    this.remember(`n${node.id} stops after a failed fsync`);
+    this.count('fsyncErrors');
+    this.crash(node, false);
+  }
+
+  onRefused(node: AnySimNode, err: unknown): void {
+    this.report('recovery', `n${node.id} refused to start though its disk was never damaged: ${describeError(err)}`);
+  }
+
+  /** A membership change or transfer may fail under faults (lost leadership, timeouts) with a coded error; anything else is a bug. */
+  private expectCoded(node: AnySimNode, err: unknown): void {
+    if (!(err instanceof CodedError)) this.onBug(node, err);
+  }
+
+  onBug(node: AnySimNode, err: unknown): void {
+    this.report('crash', `n${node.id}: ${describeError(err)}`);
+  }
 
   onRestart(node: AnySimNode, tornBytes: number): void {
     this.checkedCommit.set(node.id, node.raft.log.committed);
@@ -585,7 +663,7 @@ class Simulation<S, I, O> implements NodeObserver {
       const confs = [prevCommit, i - 1, i, raft.log.lastIndex()].map((j) => raft.confAt(j).voters);
       for (const voters of confs) {
         if (ok) break;
-        const durable = voters.filter((v) => this.nodes.get(v)?.disk.hasDurable(i, term)).length;
+        const durable = voters.filter((v) => this.nodes.get(v)?.durable.hasDurable(i, term)).length;
         ok = durable >= Math.floor(voters.length / 2) + 1;
         best = `${durable} of ${voters.length} voters [${voters}]`;
       }
@@ -620,17 +698,17 @@ class Simulation<S, I, O> implements NodeObserver {
   /** A node's log as it would campaign with now: in memory while up, on disk while down. */
   private logView(id: number): { has(index: number, term: number): boolean; lastIndex: number; lastTerm: number } {
     const n = this.nodes.get(id)!;
-    if (n.alive) {
+    if (n.running()) {
       const log = n.raft.log;
       return { has: (i, t) => i <= log.offsetIndex || log.term(i) === t, lastIndex: log.lastIndex(), lastTerm: log.lastTerm() };
     }
-    const last = n.disk.lastDurable();
-    return { has: (i, t) => n.disk.hasDurable(i, t), lastIndex: last.index, lastTerm: last.term };
+    const last = n.durable.lastDurable();
+    return { has: (i, t) => n.durable.hasDurable(i, t), lastIndex: last.index, lastTerm: last.term };
   }
 
   /** Logs agree: the same (index, term) means the same entry and the same history before it. */
   private checkLogMatching(): void {
-    const alive = [...this.nodes.values()].filter((n) => n.alive);
+    const alive = [...this.nodes.values()].filter((n) => n.running());
     for (let a = 0; a < alive.length; a++) {
       for (let b = a + 1; b < alive.length; b++) {
         const la = alive[a].raft.log;
@@ -666,7 +744,7 @@ class Simulation<S, I, O> implements NodeObserver {
 
   private checkEnd(): void {
     this.checkLogMatching();
-    for (const n of this.nodes.values()) if (n.alive) this.checkStateAt(n, n.smIndex);
+    for (const n of this.nodes.values()) if (n.running()) this.checkStateAt(n, n.smIndex);
     this.checkLiveness();
     const lin = checkLinearizable(this.workload.model, this.history, { stepBudget: 2_000_000 });
     if (lin.result === 'illegal') this.fail('linearizability', lin.explanation);
@@ -681,6 +759,7 @@ class Simulation<S, I, O> implements NodeObserver {
     const st = leader.raft.status();
     for (const id of [...st.conf.voters, ...st.conf.learners]) {
       const n = this.nodes.get(id)!;
+      if (!n.running()) this.fail('liveness', `member n${id} is not running at the end`);
       if (n.raft.log.applied < this.commitMark) {
         this.fail('liveness', `n${id} applied ${n.raft.log.applied}, the leader had committed ${this.commitMark} a second before the end`);
       }
@@ -706,4 +785,16 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+
+function causedBy(err: unknown, code: string): boolean {
+  for (let e: unknown = err, depth = 0; e !== undefined && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isErrno(e, code)) return true;
+  }
+  return false;
+}
+
+function describeError(err: unknown): string {
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
 }

@@ -3,6 +3,7 @@
 // the history is checked against, and the generator of client operations. The simulator runs one
 // workload per run; the Raft core, the faults and the checkers do not depend on which.
 
+import type { StateMachine } from '../journal/journal.ts';
 import type { Model } from './linearizability.ts';
 import type { Prng } from './prng.ts';
 
@@ -16,14 +17,10 @@ export interface WriteStamp {
   nowMs: number;
 }
 
-/** The state every node replicates: applied in log order, snapshotted into one blob, hashed to compare replicas. */
-export interface ReplicatedMachine<I, O> {
-  /** Applies the normal entry at `index` (indexes only grow, with gaps) and returns its result. */
-  apply(index: number, data: Uint8Array): unknown;
+/** The state every node replicates (the journal's StateMachine), readable by clients and hashed to compare replicas. */
+export interface ReplicatedMachine<I, O> extends StateMachine {
   /** The answer to a read from local state; the node calls it once it has applied the read index. */
   read(input: I): O;
-  snapshot(): Uint8Array;
-  restore(data: Uint8Array): void;
   /** Equal on replicas that applied the same entries. */
   stateHash(): string;
 }

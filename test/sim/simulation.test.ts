@@ -18,10 +18,10 @@ function describeFailure(r: SimResult): string {
   return `seed ${r.seed} (${r.workload}) violated ${r.violation}\nreplay: npm run sim -- --seed ${r.seed} --workload ${r.workload} --trace\n${r.lastEvents.join('\n')}`;
 }
 
-test(`${seeds} seeds (odd kv, even meta) pass every safety, linearizability and liveness checker`, () => {
+test(`${seeds} seeds (odd kv, even meta) pass every safety, linearizability and liveness checker`, async () => {
   const total = new Map<WorkloadName, SimStats>(workloadNames.map((w) => [w, { ...emptyStats }]));
   for (let seed = 1; seed <= seeds; seed++) {
-    const r = runSimulation({ seed });
+    const r = await runSimulation({ seed });
     assert.ok(r.ok, describeFailure(r));
     const sum = total.get(r.workload)!;
     for (const k of Object.keys(sum) as (keyof SimStats)[]) sum[k] += r.stats[k];
@@ -32,18 +32,18 @@ test(`${seeds} seeds (odd kv, even meta) pass every safety, linearizability and 
   }
 });
 
-test('a seed replays exactly: same trace hash, same outcome, under each workload', () => {
+test('a seed replays exactly: same trace hash, same outcome, under each workload', async () => {
   const cases: SimOptions[] = [{ seed: 3 }, { seed: 77 }, { seed: 4 }, { seed: 78 }, { seed: 5, workload: 'meta' }];
   for (const opts of cases) {
-    const a = runSimulation(opts);
-    const b = runSimulation(opts);
+    const a = await runSimulation(opts);
+    const b = await runSimulation(opts);
     assert.equal(a.traceHash, b.traceHash, `seed ${opts.seed}`);
     assert.equal(a.events, b.events);
     assert.deepEqual(a.stats, b.stats);
     assert.equal(a.workload, opts.workload ?? (opts.seed % 2 === 1 ? 'kv' : 'meta'));
   }
-  assert.notEqual(runSimulation({ seed: 3 }).traceHash, runSimulation({ seed: 4 }).traceHash);
-  assert.notEqual(runSimulation({ seed: 5, workload: 'kv' }).traceHash, runSimulation({ seed: 5, workload: 'meta' }).traceHash);
+  assert.notEqual((await runSimulation({ seed: 3 })).traceHash, (await runSimulation({ seed: 4 })).traceHash);
+  assert.notEqual((await runSimulation({ seed: 5, workload: 'kv' })).traceHash, (await runSimulation({ seed: 5, workload: 'meta' })).traceHash);
 });
 
 /**
@@ -57,9 +57,9 @@ const bugWorkloads: Partial<Record<(typeof simBugs)[number], readonly string[]>>
 for (const workload of workloadNames) {
   for (const bug of simBugs) {
     if (!(bugWorkloads[bug] ?? workloadNames).includes(workload)) continue;
-    test(`bug '${bug}' is caught within ${bugSeedsMax} seeds of the ${workload} workload`, () => {
+    test(`bug '${bug}' is caught within ${bugSeedsMax} seeds of the ${workload} workload`, async () => {
       for (let seed = 1; seed <= bugSeedsMax; seed++) {
-        const r = runSimulation({ seed, bug, workload });
+        const r = await runSimulation({ seed, bug, workload });
         if (r.ok) continue;
         assert.doesNotMatch(r.violation ?? '', /^crash:/, `bug ${bug} crashed the simulator instead of tripping a checker`);
         // Only the state hash comparison sees a replica that lost its snapshot before anyone reads the difference.
@@ -72,7 +72,7 @@ for (const workload of workloadNames) {
   }
 }
 
-test('a namespace model that gets rename wrong fails the linearizability check', () => {
+test('a namespace model that gets rename wrong fails the linearizability check', async () => {
   // The wrong specification: rename never replaces an existing target.
   const wrongModel: typeof namespaceModel = {
     ...namespaceModel,
@@ -84,7 +84,7 @@ test('a namespace model that gets rename wrong fails the linearizability check',
     },
   };
   for (let seed = 1; seed <= 20; seed++) {
-    const r = runWorkload({ seed }, { ...metaWorkload, model: wrongModel });
+    const r = await runWorkload({ seed }, { ...metaWorkload, model: wrongModel });
     if (r.ok) continue;
     assert.match(r.violation ?? '', /^linearizability: not linearizable/);
     assert.match(r.violation ?? '', /rename\(/);

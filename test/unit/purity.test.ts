@@ -35,9 +35,12 @@ const forbiddenCalls: CallRule[] = [
 /** Files allowed one named rule, with the reason. Keep this list short and explicit. */
 const exceptions: { file: string; rule: string; why: string }[] = [
   { file: 'src/sim/main.ts', rule: 'performance.now(', why: 'the CLI reports how long the seeds took; simulations never see it' },
+  { file: 'src/sim/quiesce.ts', rule: 'setImmediate(', why: 'waits for the microtask queue to drain between virtual events; no virtual time depends on it' },
 ];
 
 const importPattern = /(?:\bfrom\s*|\bimport\s*\(\s*|\brequire\s*\(\s*|^\s*import\s+)(['"])([^'"]+)\1/g;
+/** Value imports and re-exports (not `import type`), possibly over several lines: what loads a module at run time. */
+const valueImportPattern = /(?:^|;|\n)\s*(?:import|export)\s+(?!type\b)(?:[^'";]*?\bfrom\s*)?(['"])([^'"]+)\1/g;
 
 interface Violation {
   file: string;
@@ -115,6 +118,45 @@ test('pure folders import no I/O or timers and read no clock or Math.random', ()
   assert.ok(files.includes('src/raft/raft.ts'), `the scan did not find src/raft/raft.ts (found ${files.length} files)`);
   const violations = files.flatMap((f) => checkSource(f, readFileSync(path.join(repoRoot, f), 'utf8')));
   assert.deepEqual(violations.map(describe), [], `impure code in a pure folder:\n${violations.map(describe).join('\n')}`);
+});
+
+/** The relative modules `file` loads at run time, as repository paths. */
+function valueImports(file: string, source: string): string[] {
+  const out: string[] = [];
+  for (const m of stripComments(source).matchAll(valueImportPattern)) {
+    if (!m[2].startsWith('.')) continue;
+    out.push(path.posix.normalize(path.posix.join(path.posix.dirname(file), m[2])));
+  }
+  return out;
+}
+
+/** Every file a pure folder loads, directly or through other modules (type-only imports load nothing). */
+function reachedFrom(roots: string[]): Map<string, string> {
+  const via = new Map<string, string>(roots.map((f) => [f, f]));
+  const queue = [...roots];
+  while (queue.length > 0) {
+    const file = queue.shift()!;
+    for (const dep of valueImports(file, readFileSync(path.join(repoRoot, file), 'utf8'))) {
+      if (via.has(dep)) continue;
+      via.set(dep, `${via.get(file)} -> ${dep}`);
+      queue.push(dep);
+    }
+  }
+  return via;
+}
+
+test('nothing a pure folder loads, however indirectly, does I/O, reads the clock or draws random numbers', () => {
+  const reached = reachedFrom(pureDirs.flatMap(tsFilesUnder));
+  assert.ok(reached.has('src/journal/raft/driver.ts'), 'the simulator should load the real Raft driver');
+  assert.ok(reached.has('src/journal/raft/wal.ts'), 'the simulator should load the real WAL');
+  const violations = [...reached.keys()].flatMap((f) => checkSource(f, readFileSync(path.join(repoRoot, f), 'utf8')).map((v) => ({ ...v, via: reached.get(f)! })));
+  const lines = violations.map((v) => `${describe(v)}\n    loaded by ${v.via}`);
+  assert.deepEqual(lines, [], `impure code reached from a pure folder:\n${lines.join('\n')}`);
+});
+
+test('the import scan sees value imports and re-exports, not type-only ones', () => {
+  const src = "import { a } from './a.ts';\nimport type { B } from './b.ts';\nexport { c } from '../c.ts';\nexport type { D } from './d.ts';\nimport {\n  e,\n} from './e.ts';\nimport './f.ts';";
+  assert.deepEqual(valueImports('src/sim/x.ts', src), ['src/sim/a.ts', 'src/c.ts', 'src/sim/e.ts', 'src/sim/f.ts']);
 });
 
 test('every exception names an existing file and a known rule', () => {

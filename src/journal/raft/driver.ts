@@ -38,6 +38,7 @@ export interface RaftDriverOptions {
   /** Sees every Ready before it is handled (the simulator's checkers, metrics). */
   onReady?(rd: Ready): void;
   bugs?: ReadonlySet<DriverBug | WalBug>;
+  walSegmentBytesMax?: number;
 }
 
 export class RaftDriver {
@@ -73,14 +74,15 @@ export class RaftDriver {
     this.skippedSnapshots = skipped;
   }
 
-  /** Opens the WAL and newest snapshot under `dir`, restores the core, and starts ticking. */
+  /** Opens the WAL and newest snapshot under `dir`, restores the core, and starts ticking; then call kick(). */
   static async start(opts: RaftDriverOptions): Promise<RaftDriver> {
     // Leftovers of snapshot writes a crash cut short go before anything else writes there (every
     // complete snapshot stays: an older one is the fallback if the newest fails its checksum).
     await pruneSnapshots(opts.disk, opts.dir, Number.MAX_SAFE_INTEGER);
     const { snapshot, file, skipped } = await loadNewestSnapshot(opts.disk, opts.dir);
     const walBugs = new Set([...(opts.bugs ?? [])].filter((b): b is WalBug => !(driverBugNames as readonly string[]).includes(b)));
-    const { wal, state, repair } = await Wal.open(opts.disk, opts.dir, { bugs: walBugs });
+    const walOptions = { bugs: walBugs, ...(opts.walSegmentBytesMax !== undefined ? { segmentBytesMax: opts.walSegmentBytesMax } : {}) };
+    const { wal, state, repair } = await Wal.open(opts.disk, opts.dir, walOptions);
     if (snapshot !== undefined && (state.snapshot?.index ?? 0) < snapshot.meta.index) {
       // The snapshot file outlived the WAL record of it (a crash between the two writes): record
       // it now, before anything else is appended after the entries it replaces.
@@ -100,7 +102,7 @@ export class RaftDriver {
       d.raft.tick();
       d.kick();
     });
-    d.kick();
+    // No Ready runs yet: the caller kicks once it holds the driver, so its callbacks can use it.
     return d;
   }
 

@@ -4,7 +4,7 @@
 
 import { Packr } from 'msgpackr';
 import { CairnError, ErrorCode } from '../../errors.ts';
-import { decodeConfChange } from '../../raft/index.ts';
+import { decodeConfChange, type RaftConfig } from '../../raft/index.ts';
 import { ConfChangeType, EntryType, Role, type Entry, type Message, type ReadState, type Ready, type Snapshot } from '../../raft/index.ts';
 import type { Clock, Connection, Disk, Timer, Transport } from '../../io/index.ts';
 import type { Journal, JournalStatus, MemberStatus, NodeInfo, StateMachine } from '../journal.ts';
@@ -46,6 +46,10 @@ export interface RaftJournalOptions {
   observer?: JournalObserver;
   /** Broken rules, for the simulator only (see driverBugNames, walBugNames). */
   bugs?: ReadonlySet<DriverBug | WalBug>;
+  /** WAL segment size (the default is for production; tests and the simulator roll segments sooner). */
+  walSegmentBytesMax?: number;
+  /** Core settings beyond the journal's own (flow control, chunk sizes, pre-vote): tests and the simulator. */
+  raftTuning?: Partial<Omit<RaftConfig, 'id' | 'voters' | 'rand' | 'leaseHolds'>>;
 }
 
 export interface JournalObserver {
@@ -123,6 +127,7 @@ export class RaftJournal implements Journal {
       clock: this.opts.clock,
       dir: this.opts.dir,
       ...(this.opts.bugs !== undefined ? { bugs: this.opts.bugs } : {}),
+      ...(this.opts.walSegmentBytesMax !== undefined ? { walSegmentBytesMax: this.opts.walSegmentBytesMax } : {}),
       ...(this.opts.observer !== undefined ? { onReady: this.opts.observer.onReady } : {}),
       raft: {
         id: this.opts.id,
@@ -134,6 +139,7 @@ export class RaftJournal implements Journal {
         entryBytesMax: entryBytesMax,
         snapshotBytesMax: incomingSnapshotBytesMax,
         leaseRead: this.opts.leaseRead === true,
+        ...this.opts.raftTuning,
       },
       tickMs: this.opts.tickMs,
       send: (m) => this.enqueue(m),
@@ -151,6 +157,7 @@ export class RaftJournal implements Journal {
         this.opts.onFatal?.(err);
       },
     });
+    this.driver.kick();
     if (this.driver.repair !== undefined) {
       const r = this.driver.repair;
       this.log('warn', `WAL tail repaired: ${r.truncatedBytes} bytes cut from ${r.segment}: ${r.problem}`);
@@ -158,6 +165,11 @@ export class RaftJournal implements Journal {
     for (const s of this.driver.skippedSnapshots) this.log('warn', `snapshot skipped: ${s}`);
     // The WAL replay above may have applied more than a checkpoint's worth of entries.
     this.maybeCheckpoint();
+  }
+
+  /** The Raft core, once started: for status and the simulator's checkers. Do not drive it directly. */
+  core(): RaftDriver['raft'] | undefined {
+    return this.driver?.raft;
   }
 
   /** What this journal's startup repaired, for operators and tests. */
@@ -183,9 +195,9 @@ export class RaftJournal implements Journal {
 
   private applyEntry(e: Entry): void {
     let result: unknown;
-    this.opts.observer?.onApply(e);
     if (e.type === EntryType.ConfChange) this.applyConfChange(e);
     else if (e.data.length > 0) result = this.sm!.apply(e.index, e.data);
+    this.opts.observer?.onApply(e);
     const p = this.pending.get(e.index);
     if (p !== undefined) {
       this.pending.delete(e.index);

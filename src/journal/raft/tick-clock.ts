@@ -8,7 +8,7 @@ export class TickClock {
   private readonly tickMs: number;
   private readonly now: () => number;
 
-  constructor(tickMs: number, keepTicks: number, now: () => number = () => performance.now()) {
+  constructor(tickMs: number, keepTicks: number, now: () => number) {
     this.tickMs = tickMs;
     this.times = new Float64Array(keepTicks);
     this.now = now;
