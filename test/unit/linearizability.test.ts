@@ -178,7 +178,7 @@ test('append: concurrent appends in either order, a duplicated or lost append is
   assert.equal(checkLinearizable(appendModel, [{ ...read(3, 'g', '', 0, 1), output: { value: undefined } }]).result, 'ok');
 });
 
-test('append pin: step takes an append that leaves a prefix of the longest read or extends it', () => {
+test('append pin: step takes an append that leaves a prefix of the longest read or extends it, and merges states past it', () => {
   const pinned: AppendInput = { kind: 'append', key: 'f', value: '', longestRead: 'abc' };
   const stateOf = (text: string): AppendState => appendModel.step(appendModel.init(), { kind: 'append', key: 'f', value: text }, undefined).state;
   const fits = (text: string, value: string): boolean => appendModel.step(stateOf(text), { ...pinned, value }, { ok: true }).ok;
@@ -189,6 +189,16 @@ test('append pin: step takes an append that leaves a prefix of the longest read 
   for (const [text, value] of [['', 'b'], ['a', 'c'], ['a', 'bcd'], ['x', 'b'], ['xb', 'c'], ['xyz', 'd'], ['abx', 'd']]) {
     assert.ok(!fits(text, value), `${text} + ${value}`);
   }
+  // Only texts longer than the read are past it, and those are all equal to one another.
+  const after = (text: string, value: string): AppendState => appendModel.step(stateOf(text), { ...pinned, value }, { ok: true }).state;
+  assert.equal(after('ab', 'c').pastReads, undefined);
+  const [p1, p2] = [after('abc', 'd'), after('abc', 'xyz')];
+  assert.deepEqual([p1.text, p1.pastReads, p2.pastReads], ['abcd', true, true]);
+  assert.ok(appendModel.equal(p1, p2));
+  assert.equal(appendModel.key(p1), appendModel.key(p2));
+  assert.ok(!appendModel.equal(p1, stateOf('abcd')));
+  assert.ok(!appendModel.equal(after('ab', 'c'), p1) && !appendModel.equal(p1, after('ab', 'c')));
+  assert.ok(appendModel.equal(after('ab', 'c'), stateOf('abc')));
 });
 
 test('append pin: orders that fit the longest read stay ok, also past it and with ambiguous values', () => {
@@ -457,8 +467,8 @@ function withOutput(history: AppendOp[], index: number, value: string): AppendOp
   return changed;
 }
 
-// The simulator gave up on this history at 2,000,000 steps (deciding it took between 2,500,000 and 3,000,000): 7 clients appended
-// to key a with few reads in between, so every order of those appends was tried until a read refuted it.
+// The simulator gave up on this history at 2,000,000 steps (deciding it took 2,500,000 to 3,000,000): 7 clients
+// appended to key a with few reads in between, so every order of those appends was tried until a read refuted it.
 test('seed 9649 (kv, 1,082 operations, 378 on key a) is ok within 5,000 steps (1,267); unpinned not within 100,000', () => {
   const history = loadAppendHistory('seed-9649-kv.json');
   assert.equal(history.length, 1082);
@@ -500,6 +510,22 @@ test('append: 2,000 operations on one key are ok within 5,000 steps (4,840); a l
   assertIllegal(checkLinearizable(appendModel, lost, { stepBudget: 10_000 }));
   assert.equal(checkLinearizable(appendUnpinnedModel, history, { stepBudget: 100_000 }).result, 'unknown');
   t.diagnostic(`2,000 append ops, one key: ok in ${okMs.toFixed(1)} ms`);
+});
+
+test('append: lost appends that no read saw cost a configuration per set of them, not per order', () => {
+  // Ten concurrent appends, all answered before a read that saw none of them: illegal, after trying every set of
+  // them that could go before the read (10! orders before the states past the read were made equal).
+  const history = [append(50, 'f', 's;', 0, 1)];
+  for (let i = 0; i < 10; i++) history.push(append(i, 'f', `${i};`, 2, 10));
+  history.push(read(99, 'f', 's;', 20, 21));
+  assertIllegal(checkLinearizable(appendModel, history, { stepBudget: 10_000 })); // 6,147
+  assert.equal(checkLinearizable(appendModel, history.slice(0, -1), { stepBudget: 20 }).result, 'ok');
+  const textEqual: Model<AppendState, AppendInput, AppendOutput> = {
+    ...appendModel,
+    equal: (a, b) => a.hash === b.hash && a.text === b.text,
+    key: (state) => `${state.text.length}:${state.hash}`,
+  };
+  assert.equal(checkLinearizable(textEqual, history, { stepBudget: 200_000 }).result, 'unknown');
 });
 
 // ---- Properties ----
@@ -619,8 +645,8 @@ test('property: on small append histories with corrupted reads the checker agree
   );
 });
 
-// The pin relies on no property of the values: here they are prefixes of one another, repeated, or empty, and
-// reads are corrupted into any short text.
+// The pin and the equal states past the longest read rely on no property of the values: here they are prefixes of
+// one another, repeated, or empty, and reads are corrupted into any short text.
 test('property: on small append histories with ambiguous values the checker agrees with brute force', () => {
   const values = ['a', 'b', 'ab', 'ba', 'aa', ''];
   fc.assert(
