@@ -16,6 +16,7 @@ import {
   kvModel,
   type AppendInput,
   type AppendOutput,
+  type AppendState,
   type KvInput,
   type KvOutput,
 } from '../../src/sim/models.ts';
@@ -40,6 +41,15 @@ function append(clientId: number, key: string, value: string, call: number, ret:
 function read(clientId: number, key: string, value: string, call: number, ret: number): AppendOp {
   return { clientId, input: { kind: 'get', key }, call, ret, output: { value } };
 }
+
+/** appendModel as it was before appends were pinned to the longest read: its partition's copies lose the pin. */
+const appendUnpinnedModel: Model<AppendState, AppendInput, AppendOutput> = {
+  ...appendModel,
+  partition: (history) =>
+    appendModel.partition!(history).map((ops) =>
+      ops.map((op) => (op.input.kind === 'append' ? { ...op, input: { kind: 'append', key: op.input.key, value: op.input.value } } : op)),
+    ),
+};
 
 function assertIllegal<I, O>(result: CheckResult<I, O>): Extract<CheckResult<I, O>, { result: 'illegal' }> {
   assert.equal(result.result, 'illegal', JSON.stringify(result));
@@ -166,6 +176,79 @@ test('append: concurrent appends in either order, a duplicated or lost append is
   assertIllegal(checkLinearizable(appendModel, [...base, maybe, read(3, 'f', 'abcc', 11, 12)]));
   // An absent key reads as the empty string either way.
   assert.equal(checkLinearizable(appendModel, [{ ...read(3, 'g', '', 0, 1), output: { value: undefined } }]).result, 'ok');
+});
+
+test('append pin: step takes an append that leaves a prefix of the longest read or extends it, and merges states past it', () => {
+  const pinned: AppendInput = { kind: 'append', key: 'f', value: '', longestRead: 'abc' };
+  const stateOf = (text: string): AppendState => appendModel.step(appendModel.init(), { kind: 'append', key: 'f', value: text }, undefined).state;
+  const fits = (text: string, value: string): boolean => appendModel.step(stateOf(text), { ...pinned, value }, { ok: true }).ok;
+  for (const [text, value] of [['', 'a'], ['', 'abc'], ['a', 'bc'], ['ab', 'c'], ['abc', 'd'], ['abcd', 'xy'], ['a', '']]) {
+    assert.ok(fits(text, value), `${text} + ${value}`);
+  }
+  // Not at the read's next position, running past its end, or on a text that neither is a prefix of it nor extends it.
+  for (const [text, value] of [['', 'b'], ['a', 'c'], ['a', 'bcd'], ['x', 'b'], ['xb', 'c'], ['xyz', 'd'], ['abx', 'd']]) {
+    assert.ok(!fits(text, value), `${text} + ${value}`);
+  }
+  // Only texts longer than the read are past it, and those are all equal to one another.
+  const after = (text: string, value: string): AppendState => appendModel.step(stateOf(text), { ...pinned, value }, { ok: true }).state;
+  assert.equal(after('ab', 'c').pastReads, undefined);
+  const [p1, p2] = [after('abc', 'd'), after('abc', 'xyz')];
+  assert.deepEqual([p1.text, p1.pastReads, p2.pastReads], ['abcd', true, true]);
+  assert.ok(appendModel.equal(p1, p2));
+  assert.equal(appendModel.key(p1), appendModel.key(p2));
+  assert.ok(!appendModel.equal(p1, stateOf('abcd')));
+  assert.ok(!appendModel.equal(after('ab', 'c'), p1) && !appendModel.equal(p1, after('ab', 'c')));
+  assert.ok(appendModel.equal(after('ab', 'c'), stateOf('abc')));
+});
+
+test('append pin: orders that fit the longest read stay ok, also past it and with ambiguous values', () => {
+  const ok = (history: AppendOp[]) => assert.deepEqual(checkLinearizable(appendModel, history), { result: 'ok' }, JSON.stringify(history));
+  // Past the longest read: an append after the last read, and one concurrent with it that it did not see.
+  ok([append(1, 'f', 'a', 0, 1), read(2, 'f', 'a', 2, 3), append(1, 'f', 'b', 4, 5)]);
+  ok([append(1, 'f', 'a', 0, 1), append(3, 'f', 'b', 2, 10), read(2, 'f', 'a', 3, 4), read(2, 'f', 'a', 5, 6)]);
+  // An append that never returned but was read goes where the read puts it.
+  ok([append(1, 'f', 'a', 0, 1), append(3, 'f', 'b', 2, Infinity), read(2, 'f', 'a', 3, 4), read(2, 'f', 'ab', 5, 6)]);
+  // Values that are prefixes of each other ('a' and 'ab' both fit 'aba' first), and equal values.
+  ok([append(1, 'f', 'a', 0, 10), append(2, 'f', 'ab', 0, 10), read(3, 'f', 'aba', 11, 12)]);
+  ok([append(1, 'f', 'a', 0, 10), append(2, 'f', 'ab', 0, 10), read(3, 'f', 'aab', 11, 12)]);
+  ok([append(1, 'f', 'x', 0, 10), append(2, 'f', 'x', 0, 10), read(3, 'f', 'x', 5, 6), read(3, 'f', 'xx', 11, 12)]);
+  // An empty value fits anywhere; an absent key reads as ''.
+  ok([append(1, 'f', '', 0, 1), { ...read(2, 'f', '', 2, 3), output: { value: undefined } }, append(1, 'f', 'a', 4, 5)]);
+});
+
+test('append pin: lost, reordered, repeated and diverging appends are still illegal', () => {
+  const illegal = (history: AppendOp[]) => assertIllegal(checkLinearizable(appendModel, history));
+  // Lost: 'a' returned before the read was sent.
+  illegal([append(1, 'f', 'a', 0, 1), append(2, 'f', 'b', 0, 10), read(3, 'f', 'b', 5, 12)]);
+  // Against real time: 'a' returned before 'b' was sent, the read has them the other way round.
+  illegal([append(1, 'f', 'a', 0, 1), append(2, 'f', 'b', 2, 3), read(3, 'f', 'ba', 4, 5)]);
+  // Two reads that are not prefixes of one another, with equal or different lengths.
+  const both = [append(1, 'f', 'a', 0, 10), append(2, 'f', 'b', 0, 10)];
+  illegal([...both, read(3, 'f', 'ab', 11, 12), read(3, 'f', 'ba', 13, 14)]);
+  illegal([...both, read(3, 'f', 'ab', 11, 12), read(3, 'f', 'b', 13, 14)]);
+  // A read that went back in time, and one that saw an append twice or one nobody made.
+  illegal([...both, read(3, 'f', 'ab', 11, 12), read(3, 'f', 'a', 13, 14)]);
+  illegal([...both, read(3, 'f', 'abb', 11, 12)]);
+  illegal([...both, read(3, 'f', 'abc', 11, 12)]);
+  // An append past the longest read while a read that must follow it is still to come.
+  illegal([append(1, 'f', 'a', 0, 1), read(2, 'f', 'a', 2, 3), append(1, 'f', 'b', 4, 5), read(2, 'f', 'a', 6, 7)]);
+  // A value that would run past the longest read: 'ab' cannot go before the read of 'a' or after it.
+  illegal([append(1, 'f', 'ab', 0, 1), read(2, 'f', 'a', 2, 3)]);
+});
+
+test('append pin: a chain of overlapping appends read once at the end takes linear steps, not exponential', () => {
+  // Append i overlaps i-1 and i+1; the read says each pair went in reverse. Unpinned, every order of the chain
+  // that real time allows is tried before the read (20 appends: 90,126 steps; 40: over 2,000,000).
+  const chain = (n: number, order = (i: number) => (i % 2 === 0 ? i + 1 : i - 1)): AppendOp[] => {
+    const history = Array.from({ length: n }, (_, i) => append(i % 2, 'f', `${i};`, 2 * i, 2 * i + 3));
+    const seen = Array.from({ length: n }, (_, i) => `${order(i)};`).join('');
+    return [...history, read(9, 'f', seen, 2 * n + 5, 2 * n + 6)];
+  };
+  assert.equal(checkLinearizable(appendModel, chain(40), { stepBudget: 100 }).result, 'ok'); // 61
+  assert.equal(checkLinearizable(appendUnpinnedModel, chain(20), { stepBudget: 10_000 }).result, 'unknown');
+  // Read as 1;2;3;0;5;4;...: 2 before 0, although 0 returned before 2 was sent. Found illegal as fast.
+  const wrong = chain(40, (i) => [1, 2, 3, 0][i] ?? (i % 2 === 0 ? i + 1 : i - 1));
+  assertIllegal(checkLinearizable(appendModel, wrong, { stepBudget: 100 }));
 });
 
 test('malformed operations and options are rejected with a code', () => {
@@ -345,6 +428,106 @@ test('the budget is shared by all partitions, and small partitions are checked f
   assert.equal(checkLinearizable(kvModel, [...big, ...okSmall], { stepBudget: 2000 }).result, 'unknown');
 });
 
+// ---- Append histories: recorded and generated ----
+
+/** One operation as test/testdata/linearizability/*.json stores it (see the README there). */
+interface RecordedOp {
+  clientId: number;
+  input: AppendInput;
+  call: number;
+  ret: number | null; // null: never returned (Infinity)
+  output?: { ok: true } | { value: string | null }; // absent: not recorded; value null: the key was absent
+}
+
+function loadAppendHistory(name: string): AppendOp[] {
+  const text = readFileSync(new URL(`../testdata/linearizability/${name}`, import.meta.url), 'utf8');
+  return (JSON.parse(text) as RecordedOp[]).map(({ clientId, input, call, ret, output }) => ({
+    clientId,
+    input,
+    call,
+    ret: ret ?? Infinity,
+    output: output === undefined ? undefined : 'value' in output ? { value: output.value ?? undefined } : output,
+  }));
+}
+
+/** The read with the longest text, and where it is: the one that pins the appends of its key. */
+function longestRead(history: AppendOp[], key: string): { index: number; text: string } {
+  let best = { index: -1, text: '' };
+  history.forEach((op, index) => {
+    if (op.input.key !== key || op.output === undefined || !('value' in op.output)) return;
+    const text = op.output.value ?? '';
+    if (best.index < 0 || text.length > best.text.length) best = { index, text };
+  });
+  return best;
+}
+
+function withOutput(history: AppendOp[], index: number, value: string): AppendOp[] {
+  const changed = history.slice();
+  changed[index] = { ...history[index], output: { value } };
+  return changed;
+}
+
+// The simulator gave up on this history at 2,000,000 steps (deciding it took 2,500,000 to 3,000,000): 7 clients
+// appended to key a with few reads in between, so every order of those appends was tried until a read refuted it.
+test('seed 9649 (kv, 1,082 operations, 378 on key a) is ok within 5,000 steps (1,267); unpinned not within 100,000', () => {
+  const history = loadAppendHistory('seed-9649-kv.json');
+  assert.equal(history.length, 1082);
+  assert.deepEqual(checkLinearizable(appendModel, history, { stepBudget: 5_000 }), { result: 'ok' });
+  assert.equal(checkLinearizable(appendUnpinnedModel, history, { stepBudget: 100_000 }).result, 'unknown');
+});
+
+test('seed 9649 with a lost or reordered append on key a is illegal within 5,000 steps', () => {
+  const history = loadAppendHistory('seed-9649-kv.json');
+  const { index, text } = longestRead(history, 'a');
+  const values = text.split(';').slice(0, -1).map((v) => `${v};`);
+  assert.equal(values.length, 233);
+  // Lost: the longest read misses the 101st append, which returned long before it and which earlier reads saw.
+  const lost = withOutput(history, index, values.filter((_, i) => i !== 100).join(''));
+  const r = assertIllegal(checkLinearizable(appendModel, lost, { stepBudget: 5_000 })); // 1,638
+  assert.equal(r.partitionIndex, 0);
+  // Reordered: two appends swapped in the last read, which every earlier read that saw both contradicts.
+  const swapped = values.slice();
+  [swapped[50], swapped[51]] = [swapped[51], swapped[50]];
+  assertIllegal(checkLinearizable(appendModel, withOutput(history, index, swapped.join('')), { stepBudget: 5_000 })); // 1,021
+});
+
+/** Like registerHistory, with appends of unique values in place of puts, against the append model. */
+function appendHistory(seed: number, opCount: number, clients: number, keys: number, lostPercent: number): AppendOp[] {
+  const plans = planRegister(seed, opCount, clients, keys, lostPercent).map((p): Planned<AppendInput> => ({
+    ...p,
+    input: p.input.kind === 'put' ? { kind: 'append', key: p.input.key, value: `${p.input.value};` } : p.input,
+  }));
+  return execute(appendModel, plans, (input) => input.key, (state, input) => (input.kind === 'append' ? { ok: true } : { value: state.text }));
+}
+
+test('append: 2,000 operations on one key are ok within 5,000 steps (4,840); a lost append is illegal within 10,000 (7,300)', (t) => {
+  const history = appendHistory(11, 2000, 8, 1, 2);
+  const started = performance.now();
+  assert.deepEqual(checkLinearizable(appendModel, history, { stepBudget: 5_000 }), { result: 'ok' });
+  const okMs = performance.now() - started;
+  const { index, text } = longestRead(history, 'k0');
+  const lost = withOutput(history, index, text.replace(/^((?:[^;]*;){500})[^;]*;/, '$1'));
+  assertIllegal(checkLinearizable(appendModel, lost, { stepBudget: 10_000 }));
+  assert.equal(checkLinearizable(appendUnpinnedModel, history, { stepBudget: 100_000 }).result, 'unknown');
+  t.diagnostic(`2,000 append ops, one key: ok in ${okMs.toFixed(1)} ms`);
+});
+
+test('append: lost appends that no read saw cost a configuration per set of them, not per order', () => {
+  // Ten concurrent appends, all answered before a read that saw none of them: illegal, after trying every set of
+  // them that could go before the read (10! orders before the states past the read were made equal).
+  const history = [append(50, 'f', 's;', 0, 1)];
+  for (let i = 0; i < 10; i++) history.push(append(i, 'f', `${i};`, 2, 10));
+  history.push(read(99, 'f', 's;', 20, 21));
+  assertIllegal(checkLinearizable(appendModel, history, { stepBudget: 10_000 })); // 6,147
+  assert.equal(checkLinearizable(appendModel, history.slice(0, -1), { stepBudget: 20 }).result, 'ok');
+  const textEqual: Model<AppendState, AppendInput, AppendOutput> = {
+    ...appendModel,
+    equal: (a, b) => a.hash === b.hash && a.text === b.text,
+    key: (state) => `${state.text.length}:${state.hash}`,
+  };
+  assert.equal(checkLinearizable(textEqual, history, { stepBudget: 200_000 }).result, 'unknown');
+});
+
 // ---- Properties ----
 
 const planArb = fc.record({
@@ -459,6 +642,32 @@ test('property: on small append histories with corrupted reads the checker agree
       },
     ),
     { numRuns: 2000, seed: 0xa99 },
+  );
+});
+
+// The pin and the equal states past the longest read rely on no property of the values: here they are prefixes of
+// one another, repeated, or empty, and reads are corrupted into any short text.
+test('property: on small append histories with ambiguous values the checker agrees with brute force', () => {
+  const values = ['a', 'b', 'ab', 'ba', 'aa', ''];
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(planArb.map((s) => ({ ...s, key: 'a' as const })), fc.nat()), { minLength: 1, maxLength: 7 }),
+      fc.array(fc.tuple(fc.nat(), fc.string({ unit: fc.constantFrom('a', 'b'), maxLength: 6 })), { maxLength: 2 }),
+      (specsWithValues, corruptions) => {
+        const specs = specsWithValues.map(([spec]) => spec);
+        const inputOf = (spec: PlanSpec, i: number): AppendInput =>
+          spec.kind === 'write' ? { kind: 'append', key: spec.key, value: values[specsWithValues[i][1] % values.length] } : { kind: 'get', key: spec.key };
+        const history = execute(appendModel, toPlans(specs, inputOf), (input) => input.key, appendOutputOf);
+        for (const [at, value] of corruptions) {
+          const i = at % history.length;
+          if (history[i].input.kind === 'get' && history[i].output !== undefined) history[i] = { ...history[i], output: { value } };
+        }
+        const expected = bruteForce(appendModel, history) ? 'ok' : 'illegal';
+        assert.equal(checkLinearizable(appendModel, history).result, expected);
+        assert.equal(checkLinearizable(appendModel, history, { memoEntriesMax: 0 }).result, expected);
+      },
+    ),
+    { numRuns: 3000, seed: 0x9649 },
   );
 });
 
