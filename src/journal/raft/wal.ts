@@ -6,10 +6,10 @@ import { open, readdir, readFile, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Entry, HardState, SnapshotMeta } from '../../raft/index.ts';
-import { JournalError, JournalErrorCode } from './errors.ts';
+import { JournalError, JournalErrorCode, rebuildFromPeersHint } from './errors.ts';
 import { ensureDir, syncDir, writeFully } from './fs-util.ts';
 import { decodeRecords, encodeRecords, entriesRecords, replayLog, shapeAfterAppend, shapeAfterSnapshot } from './wal-record.ts';
-import type { LogShape, ReplayedState, WalRecord } from './wal-record.ts';
+import type { DecodeResult, LogShape, ReplayedState, WalRecord } from './wal-record.ts';
 
 export const segmentBytesMaxDefault = 64 * 1024 * 1024;
 /** Segments are read whole on open, so they must stay well below what one read returns. */
@@ -311,7 +311,7 @@ async function loadSegments(walDir: string, seqs: number[], stats: WalStats): Pr
   for (const seq of seqs.slice(0, -1)) {
     const file = segmentPath(walDir, seq);
     const decoded = decodeRecords(await readFile(file));
-    if (decoded.problem) throw corrupt(file, `${decoded.problem}; it is not the last segment, so no torn write explains it`);
+    if (decoded.problem) throw damaged(file, decoded, 'it is not the last segment, so no torn write explains it');
     appendAll(records, decoded.records);
     segments.push({ seq, file, ...summarize(decoded.records) });
   }
@@ -320,6 +320,9 @@ async function loadSegments(walDir: string, seqs: number[], stats: WalStats): Pr
   const last = await openLastSegment(file, stats);
   try {
     const decoded = decodeRecords(await last.readFile());
+    if (decoded.validRecordAfter !== undefined) {
+      throw damaged(file, decoded, `a valid record follows at offset ${decoded.validRecordAfter}, so no torn write explains it; nothing was truncated`);
+    }
     appendAll(records, decoded.records);
     segments.push({ seq, file, ...summarize(decoded.records) });
     const repair = decoded.problem ? await truncateTail(last, file, decoded.validBytes, decoded.tornBytes, decoded.problem) : undefined;
@@ -357,7 +360,7 @@ function replayOrThrow(walDir: string, records: WalRecord[]): ReturnType<typeof 
     if (!(err instanceof JournalError)) throw err;
     throw new JournalError(
       JournalErrorCode.WalCorrupt,
-      `wal in ${walDir} does not replay to a valid log (${err.message}); restore this node's data from a peer`,
+      `wal in ${walDir} does not replay to a valid log (${err.message}); ${rebuildFromPeersHint}`,
       { cause: err },
     );
   }
@@ -422,10 +425,14 @@ function segmentPath(walDir: string, seq: number): string {
 }
 
 function corrupt(file: string, problem: string): JournalError {
-  return new JournalError(
-    JournalErrorCode.WalCorrupt,
-    `wal segment ${file} is corrupt: ${problem}; restore this node's data from a peer`,
-  );
+  return new JournalError(JournalErrorCode.WalCorrupt, `wal segment ${file} is corrupt: ${problem}; ${rebuildFromPeersHint}`);
+}
+
+/** The record at `decoded.validBytes` is bad and no torn write explains it. */
+function damaged(file: string, decoded: DecodeResult, why: string): JournalError {
+  const at = decoded.validBytes;
+  const problem = (decoded.problem ?? 'bad record').replace(` at offset ${at}`, '');
+  return corrupt(file, `damaged at offset ${at} (${problem}); ${why}`);
 }
 
 function checkSegmentBytesMax(n: number): number {
