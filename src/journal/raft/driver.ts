@@ -8,6 +8,7 @@ import type { RestoredState } from '../../raft/index.ts';
 import type { ReplayedState } from './wal-record.ts';
 import { SnapshotWriter, loadNewestSnapshot, pruneSnapshots, saveSnapshot, type SnapshotFile } from './snapshot-file.ts';
 import { CairnError, ErrorCode } from '../../errors.ts';
+import { checkSnapshotReachesWal } from './snapshot-gap.ts';
 import { TickClock } from './tick-clock.ts';
 import { Wal, type WalRepair } from './wal.ts';
 
@@ -63,7 +64,17 @@ export class RaftDriver {
     // complete snapshot stays: an older one is the fallback if the newest fails its checksum).
     await pruneSnapshots(opts.dir, Number.MAX_SAFE_INTEGER);
     const { snapshot, file, skipped } = await loadNewestSnapshot(opts.dir);
-    const { wal, state, repair } = await Wal.open(opts.dir);
+    const { wal, state, repair } = await Wal.open(opts.dir).catch((err: unknown) => {
+      file?.close();
+      throw err;
+    });
+    try {
+      checkSnapshotReachesWal(state.snapshot, snapshot?.meta, skipped, opts.dir);
+    } catch (err) {
+      file?.close();
+      await wal.close();
+      throw err;
+    }
     if (snapshot !== undefined && (state.snapshot?.index ?? 0) < snapshot.meta.index) {
       // The snapshot file outlived the WAL record of it (a crash between the two writes): record
       // it now, before anything else is appended after the entries it replaces.
