@@ -12,6 +12,7 @@ import { validateCommand, validateQuery } from './commands.ts';
 import { acquireDirLock } from './dir-lock.ts';
 import { MetaError } from './errors.ts';
 import { startHttp, type HttpEndpoint } from './http.ts';
+import { refusalToStart } from './rebuild.ts';
 import type { MetaResult } from './namespace-state.ts';
 import {
   MetaStateMachine,
@@ -93,7 +94,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
   } catch (err) {
     // Stop what started, so that the process can exit and the next start finds the directory free.
     await stop().catch(() => undefined);
-    throw err;
+    throw refusalToStart(err, opts);
   }
 }
 
