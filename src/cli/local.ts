@@ -3,12 +3,13 @@
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MasterClient } from '../client/index.ts';
 import type { JournalStatus } from '../journal/index.ts';
+import { isRebuildCode, localRebuildSteps, stepsMarker } from '../master/rebuild.ts';
 import { clusterFileName, readLocalCluster, type LocalCluster, type LocalProcess } from './cluster-target.ts';
 import { configError } from './config.ts';
 
@@ -38,6 +39,8 @@ export async function localUp(opts: { dir: string; masters: number; log: (line: 
   if (existing === undefined) for (let i = 0; i < opts.masters; i++) addresses.push(`127.0.0.1:${await freePort()}`);
   const peers = addresses.map((a, i) => `${i + 1}=${a}`).join(',');
   const processes: LocalProcess[] = [];
+  /** Where each started master's log stood before it started: its exit line comes after. */
+  const logStarts = new Map<number, number>();
   for (const [i, address] of addresses.entries()) {
     const id = i + 1;
     const before = existing?.processes.find((p) => p.kind === 'master' && p.id === id);
@@ -46,10 +49,15 @@ export async function localUp(opts: { dir: string; masters: number; log: (line: 
       continue;
     }
     const dir = path.join(opts.dir, `master-${id}`);
+    // A member of an existing cluster without a WAL is being rebuilt (docs/masters.md): it joins
+    // empty and waits to be added back, instead of founding the cluster again.
+    const join = existing !== undefined && !existsSync(path.join(dir, 'wal'));
     mkdirSync(dir, { recursive: true });
     const log = path.join(dir, 'master.log');
     const http = before?.http ?? `127.0.0.1:${await freePort()}`;
-    const pid = spawnDetached(['master', '--id', String(id), '--dir', dir, '--listen', address, '--peers', peers, '--http', http], log, secret);
+    const members = join ? ['--join'] : ['--peers', peers];
+    logStarts.set(id, existsSync(log) ? statSync(log).size : 0);
+    const pid = spawnDetached(['master', '--id', String(id), '--dir', dir, '--listen', address, ...members, '--http', http], log, secret);
     processes.push({ kind: 'master', id, address, http, pid, dir, log });
   }
   const cluster: LocalCluster = { secret, createdAt: existing?.createdAt ?? new Date().toISOString(), processes };
@@ -57,7 +65,7 @@ export async function localUp(opts: { dir: string; masters: number; log: (line: 
   const started = processes.filter((p) => !existing?.processes.some((e) => e.pid === p.pid)).length;
   opts.log(`started ${started} of ${processes.length} masters (logs in ${opts.dir}/master-N/master.log); waiting for a leader...`);
   try {
-    await waitForLeader(cluster);
+    await waitForLeader(cluster, opts.dir, logStarts);
   } catch (err) {
     // A free port can be taken by another program before a new master binds it: start afresh.
     const attempt = opts.attempt ?? 1;
@@ -97,7 +105,7 @@ function spawnDetached(args: string[], logFile: string, secret: string): number 
   }
 }
 
-async function waitForLeader(cluster: LocalCluster): Promise<void> {
+async function waitForLeader(cluster: LocalCluster, clusterDir: string, logStarts: Map<number, number>): Promise<void> {
   const client = clientFor(cluster, startDeadlineMs);
   try {
     await client.call('master.ping', {});
@@ -106,13 +114,51 @@ async function waitForLeader(cluster: LocalCluster): Promise<void> {
       const st = await localStatus(cluster);
       if (st.some((p) => p.role === 'leader') && st.every((p) => p.alive && p.role !== 'unreachable')) return;
       const dead = st.filter((p) => !p.alive);
-      if (dead.length > 0) throw new Error(`master ${dead[0].id} exited; see ${dead[0].log}`);
+      if (dead.length > 0) throw new Error(exitReport(dead[0], clusterDir, logStarts.get(dead[0].id) ?? 0));
       if (Date.now() - start > startDeadlineMs) throw new Error(`no leader after ${startDeadlineMs} ms; see the logs under the cluster directory`);
       await new Promise((r) => setTimeout(r, 100));
     }
   } finally {
     client.close();
   }
+}
+
+/**
+ * Why a master exited, from the one-line error it wrote last. A master that refuses to start
+ * because its data is unusable gets the rebuild steps for this local cluster.
+ */
+function exitReport(p: LocalProcess, clusterDir: string, logStart: number): string {
+  const line = lastErrorLine(p.log, logStart);
+  if (line === undefined) return `master ${p.id} exited; see ${p.log}`;
+  const code = /\((CAIRN_[A-Z_]+)\)$/.exec(line)?.[1] ?? '';
+  const steps = line.indexOf(stepsMarker);
+  if (!isRebuildCode(code) || steps < 0) return `master ${p.id} exited: ${line}; see ${p.log}`;
+  const why = line.slice(0, steps).trim();
+  return `${why} For this local cluster, in this order: ${localRebuildSteps(p.id, clusterDir, p.dir, p.address)} (${code}; log: ${p.log})`;
+}
+
+/** Enough of a log's end to hold the exit line, however long the log has grown. */
+const logTailBytes = 64 * 1024;
+
+/** The last `cairn: ...` line (what `cairn master` prints when it fails) written to a log after `from`, without the prefix. */
+function lastErrorLine(file: string, from: number): string | undefined {
+  let text: string;
+  try {
+    const fd = openSync(file, 'r');
+    try {
+      const size = fstatSync(fd).size;
+      const start = Math.max(from, size - logTailBytes);
+      const buf = Buffer.alloc(Math.max(0, size - start));
+      readSync(fd, buf, 0, buf.length, start);
+      text = buf.toString('utf8');
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  const line = text.split('\n').findLast((l) => l.startsWith('cairn: '));
+  return line?.slice('cairn: '.length).trim();
 }
 
 export async function localStatus(cluster: LocalCluster): Promise<ProcessStatus[]> {

@@ -5,12 +5,16 @@ import { Command, Option } from 'commander';
 import { CairnError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { startMaster } from '../master/index.ts';
+import { needsRebuild } from '../master/rebuild.ts';
 import { registerAdminCommands } from './admin-cmd.ts';
 import { defaultLocalDir, readLocalCluster } from './cluster-target.ts';
 import { configError, parseMasterConfig, parsePositiveInt } from './config.ts';
 import { runDemo } from './demo.ts';
 import { registerFsCommands } from './fs-cmd.ts';
 import { localDown, localStatus, localUp, type ProcessStatus } from './local.ts';
+
+/** sysexits' EX_DATAERR: the master's own data is unusable (see docs/masters.md, 'Rebuilding a master'). */
+const exitDataError = 65;
 
 const program = new Command();
 program
@@ -140,5 +144,6 @@ program.parseAsync().catch((err: unknown) => {
   const code = (err as { code?: string }).code;
   const message = err instanceof Error ? err.message : String(err);
   console.error(`cairn: ${message}${code !== undefined && !(err instanceof CairnError && code === 'CAIRN_INVALID_ARGUMENT') ? ` (${code})` : ''}`);
-  process.exitCode = 1;
+  // A master whose data must be rebuilt exits with its own status, so a supervisor can stop retrying.
+  process.exitCode = needsRebuild(err) ? exitDataError : 1;
 });

@@ -15,6 +15,7 @@ import { rpcTransport } from '../io/rpc-transport.ts';
 import { systemClock } from '../io/system-clock.ts';
 import { MetaError } from '../meta/errors.ts';
 import { startHttp, type HttpEndpoint } from './http.ts';
+import { refusalToStart } from './rebuild.ts';
 import type { MetaResult } from '../meta/namespace-state.ts';
 import {
   MetaStateMachine,
@@ -97,7 +98,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
   } catch (err) {
     // Stop what started, so that the process can exit and the next start finds the directory free.
     await stop().catch(() => undefined);
-    throw err;
+    throw refusalToStart(err, opts);
   }
 }
 

@@ -121,12 +121,46 @@ test('problems name their cause and offset', () => {
   assert.equal(decodeRecords(crcBad).problem, `crc mismatch at offset ${one.length}`);
 });
 
-test('a bad frame followed by a valid one is flagged as possible corruption', () => {
+test('a bad frame followed by a valid record reports where that record starts', () => {
   const damaged = Buffer.from(encodeRecords(sample.slice(0, 3)));
   damaged[frameHeaderBytes + 2] ^= 1;
   const decoded = decodeRecords(damaged);
   assert.equal(decoded.validBytes, 0);
-  assert.match(decoded.problem!, /^crc mismatch at offset 0; a valid frame follows at offset 33/);
+  assert.equal(decoded.problem, 'crc mismatch at offset 0');
+  assert.equal(decoded.validRecordAfter, 33);
+});
+
+test('a valid record is found after a bad frame whose length itself was damaged', () => {
+  const damaged = Buffer.from(encodeRecords(sample.slice(0, 3)));
+  damaged.writeUInt32LE(0xffff_fff0, 0);
+  const decoded = decodeRecords(damaged);
+  assert.match(decoded.problem!, /^oversized frame at offset 0/);
+  assert.equal(decoded.validRecordAfter, 33);
+  damaged.writeUInt32LE(20, 0); // now it ends inside the record after it
+  assert.equal(decodeRecords(damaged).validRecordAfter, 33);
+});
+
+/** Batches as the WAL writes them (a segment header, saves, a snapshot marker); the last is one frame. */
+const batches: WalRecord[][] = [
+  [sample[0]],
+  [{ kind: 'entries', entries: entries(1, 4, 1) }, { kind: 'hardState', hardState: hs(1, 1, 2) }],
+  [{ kind: 'snapshot', meta: meta(2, 1) }],
+  [{ kind: 'entries', entries: [entry(5, 2, 'y'.repeat(200))] }, { kind: 'hardState', hardState: hs(2, 1, 4) }],
+  [{ kind: 'hardState', hardState: hs(2, 1, 5) }],
+];
+
+test('8 bytes overwritten anywhere before the last batch leave a valid record after them; reaching into the last one, none', () => {
+  const parts = batches.map(encodeRecords);
+  const full = Buffer.concat(parts);
+  const lastStart = full.length - parts[parts.length - 1].length;
+  for (let offset = 0; offset < full.length - 8; offset++) {
+    const damaged = Buffer.from(full);
+    for (let i = offset; i < offset + 8; i++) damaged[i] ^= 0xa5;
+    const decoded = decodeRecords(damaged);
+    assert.ok(decoded.problem !== undefined && decoded.validBytes <= offset, `offset ${offset}`);
+    if (offset + 8 <= lastStart) assert.ok(decoded.validRecordAfter !== undefined && decoded.validRecordAfter > offset, `offset ${offset}: ${decoded.problem}`);
+    else assert.equal(decoded.validRecordAfter, undefined, `offset ${offset}`);
+  }
 });
 
 test('a long run of bad frames is reported without deep recursion', () => {
@@ -262,6 +296,7 @@ test('property: records round-trip, and any cut keeps a prefix of whole records'
       const decoded = decodeRecords(buf.subarray(0, cut));
       assert.deepEqual(decoded.records, records.slice(0, decoded.records.length));
       assert.equal(decoded.validBytes + decoded.tornBytes, cut);
+      assert.equal(decoded.validRecordAfter, undefined, 'a cut leaves no valid record after the bad frame');
       assert.deepEqual(encodeRecords(decoded.records), buf.subarray(0, decoded.validBytes));
     }),
   );

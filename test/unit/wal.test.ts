@@ -264,6 +264,73 @@ test('an empty last segment, as after a crash while creating it, gets its header
   assert.equal(decodeRecords(await readFile(last)).records[0].kind, 'hardState');
 });
 
+/** A one-segment log of 20 batches (entries, then the hard state); its file and the state it holds. */
+async function oneSegment(dir: string): Promise<{ file: string; bytes: Buffer }> {
+  await withWal(dir, async (wal) => {
+    for (let i = 1; i <= 20; i++) await wal.save(hs(2, 1, i - 1), entries(i, i, 2, 100));
+  });
+  const [file] = await segmentFiles(dir);
+  return { file, bytes: await readFile(file) };
+}
+
+/** Overwrites `count` bytes of `file` at `offset` with their complement, as `dd` of other data would. */
+async function overwrite(file: string, offset: number, count: number): Promise<Buffer> {
+  const bytes = await readFile(file);
+  for (let i = offset; i < offset + count; i++) bytes[i] ^= 0xff;
+  await writeFile(file, bytes);
+  return bytes;
+}
+
+test('damage in the middle of the last segment, with valid records after it, is corruption: nothing is cut', async (t) => {
+  const dir = await tempDir(t);
+  const { file, bytes } = await oneSegment(dir);
+  // In an entry's data, then across a frame header (so the length itself is wrong).
+  const frameAt = decodeRecords(bytes.subarray(0, Math.floor(bytes.length / 2))).validBytes;
+  for (const offset of [Math.floor(bytes.length / 2), frameAt - 4]) {
+    await writeFile(file, bytes);
+    const damaged = await overwrite(file, offset, 8);
+    await assert.rejects(Wal.open(nodeDisk, dir), (err: Error & { code?: string }) => {
+      assert.ok(corruptCode(err), err.message);
+      assert.ok(err.message.includes(file), err.message);
+      const at = Number(/damaged at offset (\d+)/.exec(err.message)?.[1]);
+      assert.ok(at <= offset && offset < at + 200, `damage at ${offset}, reported at ${at}: ${err.message}`);
+      assert.match(err.message, /a valid record follows at offset \d+/);
+      assert.match(err.message, /rebuild it from its peers/);
+      assert.doesNotMatch(err.message, /\n/);
+      return true;
+    });
+    assert.deepEqual(await readFile(file), damaged, `offset ${offset}: the segment is left exactly as it was`);
+  }
+});
+
+test('damage in the last batch with nothing valid after it is a torn tail: cut off as before', async (t) => {
+  const dir = await tempDir(t);
+  await withWal(dir, async (wal) => {
+    await wal.save(hs(1, 1, 0), entries(1, 3, 1, 100));
+    await wal.save(undefined, entries(4, 6, 1, 100));
+  });
+  const [file] = await segmentFiles(dir);
+  const size = (await stat(file)).size;
+  await overwrite(file, size - 200, 8);
+  const { state, repair } = await reopen(dir);
+  assert.deepEqual(state, { hardState: hs(1, 1, 0), entries: entries(1, 3, 1, 100) });
+  assert.ok(repair !== undefined && repair.truncatedBytes > 200, JSON.stringify(repair));
+  assert.equal((await stat(file)).size, size - repair.truncatedBytes);
+});
+
+test('a flipped bit in the very last frame is a torn tail: cut off', async (t) => {
+  const dir = await tempDir(t);
+  const { file, bytes } = await oneSegment(dir);
+  const damaged = Buffer.from(bytes);
+  damaged[damaged.length - 3] ^= 0x10;
+  await writeFile(file, damaged);
+  const { state, repair } = await reopen(dir);
+  // The last frame is the last batch's hard state: its entries stay, the hard state before it wins.
+  assert.deepEqual(state, { hardState: hs(2, 1, 18), entries: entries(1, 20, 2, 100) });
+  assert.match(repair!.problem, /^crc mismatch at offset/);
+  assert.deepEqual(await readFile(file), bytes.subarray(0, bytes.length - repair!.truncatedBytes));
+});
+
 /** A log of 20 entries in 512-byte segments (at least three); its options and segment files. */
 async function smallSegments(dir: string): Promise<{ opts: WalOptions; files: string[] }> {
   const opts = { segmentBytesMax: 512 };
@@ -283,7 +350,9 @@ test('corruption in a middle segment throws CAIRN_WAL_CORRUPT naming the file an
   await assert.rejects(Wal.open(nodeDisk, dir, opts), (err: Error & { code?: string }) => {
     assert.ok(corruptCode(err));
     assert.ok(err.message.includes(files[1]), err.message);
-    assert.match(err.message, /crc mismatch at offset \d+/);
+    const at = Number(/damaged at offset (\d+) \(crc mismatch\)/.exec(err.message)?.[1]);
+    assert.ok(at <= bytes.length - 10 && at > 0, err.message);
+    assert.match(err.message, /not the last segment.*rebuild it from its peers/);
     assert.doesNotMatch(err.message, /\n/);
     return true;
   });

@@ -10,6 +10,7 @@ import type { ReplayedState } from './wal-record.ts';
 import { SnapshotWriter, loadNewestSnapshot, pruneSnapshots, saveSnapshot, type SnapshotFile } from './snapshot-file.ts';
 import { CairnError, ErrorCode } from '../../errors.ts';
 import type { Clock, Disk, Timer } from '../../io/index.ts';
+import { checkSnapshotReachesWal } from './snapshot-gap.ts';
 import { TickClock } from './tick-clock.ts';
 import { Wal, type WalBug, type WalRepair } from './wal.ts';
 
@@ -82,7 +83,17 @@ export class RaftDriver {
     const { snapshot, file, skipped } = await loadNewestSnapshot(opts.disk, opts.dir);
     const walBugs = new Set([...(opts.bugs ?? [])].filter((b): b is WalBug => !(driverBugNames as readonly string[]).includes(b)));
     const walOptions = { bugs: walBugs, ...(opts.walSegmentBytesMax !== undefined ? { segmentBytesMax: opts.walSegmentBytesMax } : {}) };
-    const { wal, state, repair } = await Wal.open(opts.disk, opts.dir, walOptions);
+    const { wal, state, repair } = await Wal.open(opts.disk, opts.dir, walOptions).catch((err: unknown) => {
+      file?.close();
+      throw err;
+    });
+    try {
+      checkSnapshotReachesWal(state.snapshot, snapshot?.meta, skipped, opts.dir);
+    } catch (err) {
+      file?.close();
+      await wal.close();
+      throw err;
+    }
     if (snapshot !== undefined && (state.snapshot?.index ?? 0) < snapshot.meta.index) {
       // The snapshot file outlived the WAL record of it (a crash between the two writes): record
       // it now, before anything else is appended after the entries it replaces.

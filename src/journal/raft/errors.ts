@@ -29,3 +29,10 @@ export class JournalError extends CodedError<JournalErrorCode> {
     super(code, message, {}, options);
   }
 }
+
+/**
+ * How every CAIRN_WAL_CORRUPT and CAIRN_SNAPSHOT_CORRUPT met at start ends: the node's own copy of
+ * the log is not to be trusted, so it is rebuilt from its peers. The master adds the commands for
+ * its own id, directory and address.
+ */
+export const rebuildFromPeersHint = "this node cannot restart from its own data: rebuild it from its peers (docs/masters.md, 'Rebuilding a master')";

@@ -19,6 +19,12 @@ export interface DecodeResult {
   /** Bytes from the first bad frame to the end: a torn write, or corruption. */
   tornBytes: number;
   problem?: string;
+  /**
+   * Where the first whole, verified record after the bad frame starts, if one does. A torn write
+   * damages only the end of the last batch and leaves nothing valid behind it, so a record here
+   * means bytes that were once durable went bad: corruption, not a tail to cut.
+   */
+  validRecordAfter?: number;
 }
 
 export interface ReplayedState {
@@ -36,6 +42,7 @@ export const confNodesMax = 1024;
 export const frameHeaderBytes = 8;
 
 const kindCode = { hardState: 1, entries: 2, snapshot: 3 } as const;
+const kindCodes: ReadonlySet<number> = new Set(Object.values(kindCode));
 const u53Bytes = 8;
 const hardStatePayloadBytes = 1 + 3 * u53Bytes;
 const entriesPayloadBaseBytes = 1 + 4;
@@ -161,15 +168,12 @@ export function decodeRecords(input: Uint8Array): DecodeResult {
   let off = 0;
   while (off < buf.length) {
     const frame = checkFrame(buf, off);
-    if ('problem' in frame) {
-      const note = frame.end === undefined ? '' : validFrameNote(buf, frame.end);
-      return tornAt(records, buf, off, frame.problem + note);
-    }
+    if ('problem' in frame) return tornAt(records, buf, off, frame.problem, frame.end);
     try {
       records.push(parsePayload(buf, frame.start, frame.end));
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err;
-      return tornAt(records, buf, off, `bad record at offset ${off}: ${err.message}${validFrameNote(buf, frame.end)}`);
+      return tornAt(records, buf, off, `bad record at offset ${off}: ${err.message}`, frame.end);
     }
     off = frame.end;
   }
@@ -203,17 +207,46 @@ function checkFrame(buf: Buffer, off: number): Frame | BadFrame {
   return { start, end };
 }
 
-/**
- * A torn write leaves garbage up to the end of the file, while a verified frame right after a bad
- * one hints at corruption of data that was once durable; say so, since only the caller can decide.
- */
-function validFrameNote(buf: Buffer, next: number): string {
-  if (next >= buf.length || 'problem' in checkFrame(buf, next)) return '';
-  return `; a valid frame follows at offset ${next}, so this may be corruption rather than a torn write`;
+function tornAt(records: WalRecord[], buf: Buffer, off: number, problem: string, badEnd: number | undefined): DecodeResult {
+  const result: DecodeResult = { records, validBytes: off, tornBytes: buf.length - off, problem };
+  const after = findRecordAfter(buf, off, badEnd);
+  if (after !== undefined) result.validRecordAfter = after;
+  return result;
 }
 
-function tornAt(records: WalRecord[], buf: Buffer, off: number, problem: string): DecodeResult {
-  return { records, validBytes: off, tornBytes: buf.length - off, problem };
+/**
+ * The first offset after the bad frame at `badOff` where a whole record verifies and parses. It
+ * is looked for first where the bad frame's length says the next frame starts, then at every byte,
+ * since the length may be what was damaged. Only candidates whose record kind is plausible and
+ * that end where another frame could begin are checksummed, so garbage costs little.
+ */
+function findRecordAfter(buf: Buffer, badOff: number, badEnd: number | undefined): number | undefined {
+  if (badEnd !== undefined && isRecordAt(buf, badEnd)) return badEnd;
+  for (let off = badOff + 1; off + frameHeaderBytes < buf.length; off++) if (isRecordAt(buf, off)) return off;
+  return undefined;
+}
+
+function isRecordAt(buf: Buffer, off: number): boolean {
+  if (!plausibleFrameStart(buf, off) || off + frameHeaderBytes >= buf.length) return false;
+  const len = buf.readUInt32LE(off);
+  if (len > buf.length - off - frameHeaderBytes || !plausibleFrameStart(buf, off + frameHeaderBytes + len)) return false;
+  const frame = checkFrame(buf, off);
+  if ('problem' in frame) return false;
+  try {
+    parsePayload(buf, frame.start, frame.end);
+    return true;
+  } catch (err) {
+    if (err instanceof DecodeError) return false;
+    throw err;
+  }
+}
+
+/** Whether a frame (whole or torn) could start at `off`: the end, a partial header, or a sane length and kind. */
+function plausibleFrameStart(buf: Buffer, off: number): boolean {
+  if (buf.length - off < frameHeaderBytes) return true;
+  const len = buf.readUInt32LE(off);
+  if (len === 0 || len > recordBytesMax) return false;
+  return off + frameHeaderBytes >= buf.length || kindCodes.has(buf[off + frameHeaderBytes]);
 }
 
 /** A payload that passed its checksum but does not parse: a bug or a format mismatch. */

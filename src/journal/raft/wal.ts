@@ -5,10 +5,10 @@ import { Buffer } from 'node:buffer';
 import path from 'node:path';
 import { isErrno, type Disk, type DiskFile } from '../../io/index.ts';
 import type { Entry, HardState, SnapshotMeta } from '../../raft/index.ts';
-import { JournalError, JournalErrorCode } from './errors.ts';
+import { JournalError, JournalErrorCode, rebuildFromPeersHint } from './errors.ts';
 import { ensureDir } from './fs-util.ts';
 import { decodeRecords, encodeRecords, entriesRecords, replayLog, shapeAfterAppend, shapeAfterSnapshot } from './wal-record.ts';
-import type { LogShape, ReplayedState, WalRecord } from './wal-record.ts';
+import type { DecodeResult, LogShape, ReplayedState, WalRecord } from './wal-record.ts';
 
 export const segmentBytesMaxDefault = 64 * 1024 * 1024;
 /** Segments are read whole on open, so they must stay well below what one read returns. */
@@ -335,7 +335,7 @@ async function loadSegments(disk: Disk, walDir: string, seqs: number[], stats: W
   for (const seq of seqs.slice(0, -1)) {
     const file = segmentPath(walDir, seq);
     const decoded = decodeRecords(await disk.readFile(file));
-    if (decoded.problem) throw corrupt(file, `${decoded.problem}; it is not the last segment, so no torn write explains it`);
+    if (decoded.problem) throw damaged(file, decoded, 'it is not the last segment, so no torn write explains it');
     appendAll(records, decoded.records);
     segments.push({ seq, file, ...summarize(decoded.records) });
   }
@@ -344,6 +344,9 @@ async function loadSegments(disk: Disk, walDir: string, seqs: number[], stats: W
   const last = await openLastSegment(disk, file, stats);
   try {
     const decoded = decodeRecords(await last.read(await last.size(), 0));
+    if (decoded.validRecordAfter !== undefined) {
+      throw damaged(file, decoded, `a valid record follows at offset ${decoded.validRecordAfter}, so no torn write explains it; nothing was truncated`);
+    }
     appendAll(records, decoded.records);
     segments.push({ seq, file, ...summarize(decoded.records) });
     if (decoded.problem && bugs.has('skip-torn-tail-truncate')) {
@@ -385,7 +388,7 @@ function replayOrThrow(walDir: string, records: WalRecord[]): ReturnType<typeof 
     if (!(err instanceof JournalError)) throw err;
     throw new JournalError(
       JournalErrorCode.WalCorrupt,
-      `wal in ${walDir} does not replay to a valid log (${err.message}); restore this node's data from a peer`,
+      `wal in ${walDir} does not replay to a valid log (${err.message}); ${rebuildFromPeersHint}`,
       { cause: err },
     );
   }
@@ -450,10 +453,14 @@ function segmentPath(walDir: string, seq: number): string {
 }
 
 function corrupt(file: string, problem: string): JournalError {
-  return new JournalError(
-    JournalErrorCode.WalCorrupt,
-    `wal segment ${file} is corrupt: ${problem}; restore this node's data from a peer`,
-  );
+  return new JournalError(JournalErrorCode.WalCorrupt, `wal segment ${file} is corrupt: ${problem}; ${rebuildFromPeersHint}`);
+}
+
+/** The record at `decoded.validBytes` is bad and no torn write explains it. */
+function damaged(file: string, decoded: DecodeResult, why: string): JournalError {
+  const at = decoded.validBytes;
+  const problem = (decoded.problem ?? 'bad record').replace(` at offset ${at}`, '');
+  return corrupt(file, `damaged at offset ${at} (${problem}); ${why}`);
 }
 
 function checkSegmentBytesMax(n: number): number {

@@ -1,0 +1,71 @@
+// What a master says when its own disk cannot be trusted (a corrupt WAL, a snapshot the WAL no
+// longer connects to): it refuses to start, and names the commands that rebuild it from its peers.
+
+import { JournalError, JournalErrorCode } from '../journal/raft/errors.ts';
+
+export interface RebuildTarget {
+  id: number;
+  dir: string;
+  /** The address it serves on, which is also the one its peers use. */
+  listen: string;
+  /** Founding members (id → address); empty for a master that joined later. */
+  peers: Map<number, string>;
+  secret: string | undefined;
+}
+
+/** The codes that mean "this node's data must not be used": only a rebuild from its peers helps. */
+const mustRebuild: ReadonlySet<string> = new Set([JournalErrorCode.WalCorrupt, JournalErrorCode.SnapshotCorrupt]);
+
+export function needsRebuild(err: unknown): err is JournalError {
+  return err instanceof JournalError && isRebuildCode(err.code);
+}
+
+export function isRebuildCode(code: string): boolean {
+  return mustRebuild.has(code);
+}
+
+/**
+ * The error a master exits with when `err` means its data is unusable: the same code, the cause's
+ * message, and the steps for this master, in one line. Other errors pass through unchanged.
+ */
+export function refusalToStart(err: unknown, m: RebuildTarget): unknown {
+  if (!needsRebuild(err)) return err;
+  return new JournalError(err.code, `master ${m.id} refuses to start: ${err.message}. ${stepsMarker} ${rebuildSteps(m)}`, { cause: err });
+}
+
+/** Where the steps begin in the message, so that `cairn local up` can give its own instead. */
+export const stepsMarker = 'Steps, in this order:';
+
+/**
+ * Remove first: a master with an empty directory that is still a voter would vote and acknowledge
+ * with no memory of what it voted for or stored. Re-added, it starts as a learner with a fresh
+ * progress on the leader. The old directory is kept aside for a look, never started again.
+ */
+export function rebuildSteps(m: RebuildTarget): string {
+  const others = [...m.peers].filter(([id]) => id !== m.id).map(([, addr]) => addr);
+  const masters = `--masters ${others.length > 0 ? others.join(',') : '<another-master-host:port>'}`;
+  const dir = shellWord(m.dir);
+  const aside = shellWord(`${m.dir}.corrupt`);
+  const secret = m.secret === undefined ? '' : ' (the admin commands need the cluster secret in CAIRN_SECRET)';
+  return (
+    `1) cairn admin journal remove ${m.id} ${masters}; ` +
+    `2) mv ${dir} ${aside}; ` +
+    `3) cairn master --id ${m.id} --dir ${dir} --listen ${m.listen} --join, with its other flags; ` +
+    `4) cairn admin journal add ${m.id} ${m.listen} ${masters}${secret}`
+  );
+}
+
+/** The same steps for a master of a `cairn local` cluster, which `local up` restarts with --join once its directory is gone. */
+export function localRebuildSteps(id: number, clusterDir: string, masterDir: string, address: string): string {
+  const c = shellWord(clusterDir);
+  return (
+    `1) cairn admin journal remove ${id} --dir ${c}; ` +
+    `2) mv ${shellWord(masterDir)} ${shellWord(`${masterDir}.corrupt`)}; ` +
+    `3) cairn local up --dir ${c}; ` +
+    `4) cairn admin journal add ${id} ${address} --dir ${c}`
+  );
+}
+
+function shellWord(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
