@@ -12,6 +12,7 @@ import {
   type LogShape,
   type WalRecord,
 } from '../journal/raft/wal-record.ts';
+import type { HardState } from '../raft/index.ts';
 import type { SimFs } from './sim-fs.ts';
 
 const snapshotNamePattern = /^([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
@@ -36,6 +37,7 @@ export class DurableLog {
   private midLogStart = true;
   private snapFileIndex = 0;
   private snapFileTerm = 0;
+  private hardStateNow: HardState = { term: 0, vote: 0, commit: 0 };
 
   constructor(fs: SimFs, dir: string) {
     this.fs = fs;
@@ -47,15 +49,32 @@ export class DurableLog {
   hasDurable(index: number, term: number): boolean {
     this.refresh();
     if (index <= this.snapshotIndex()) return true;
-    return termAt(this.shape, index) === term;
+    return !this.walDiscarded() && termAt(this.shape, index) === term;
   }
 
   /** The (index, term) of the last durable entry: the log a node would campaign with after a crash. */
   lastDurable(): { index: number; term: number } {
     this.refresh();
-    if (this.snapFileIndex > this.shape.lastIndex) return { index: this.snapFileIndex, term: this.snapFileTerm };
+    if (this.walDiscarded() || this.snapFileIndex > this.shape.lastIndex) return { index: this.snapFileIndex, term: this.snapFileTerm };
     const index = Math.max(this.shape.lastIndex, this.shape.snapshot?.index ?? 0);
     return { index, term: termAt(this.shape, index) ?? 0 };
+  }
+
+  /**
+   * A snapshot file newer than the WAL's record of it whose history the WAL's entries do not
+   * continue: a restart keeps none of them (RaftDriver's combine()).
+   */
+  private walDiscarded(): boolean {
+    if (this.snapFileIndex <= (this.shape.snapshot?.index ?? 0)) return false;
+    const at = termAt(this.shape, this.snapFileIndex);
+    const continues = at === undefined ? this.shape.firstIndex === this.snapFileIndex + 1 && this.shape.lastIndex >= this.shape.firstIndex : at === this.snapFileTerm;
+    return !continues;
+  }
+
+  /** The term and vote a restart would find. */
+  hardState(): HardState {
+    this.refresh();
+    return this.hardStateNow;
   }
 
   private snapshotIndex(): number {
@@ -73,6 +92,7 @@ export class DurableLog {
       this.segments = [];
       this.shape = emptyLogShape();
       this.midLogStart = true;
+      this.hardStateNow = { term: 0, vote: 0, commit: 0 };
     }
     for (let i = 0; i < files.length; i++) {
       const f = files[i];
@@ -97,6 +117,8 @@ export class DurableLog {
           this.midLogStart = false;
         } else if (r.kind === 'snapshot') {
           this.shape = shapeAfterSnapshot(this.shape, r.meta);
+        } else if (r.kind === 'hardState') {
+          this.hardStateNow = r.hardState;
         }
       }
     } catch {

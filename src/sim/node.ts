@@ -11,7 +11,7 @@ import type { WalBug } from '../journal/raft/wal.ts';
 import { DurableLog } from './durable-log.ts';
 import type { Prng } from './prng.ts';
 import { SimClock } from './sim-clock.ts';
-import { SimFs } from './sim-fs.ts';
+import { SimFs, type SimFsOp } from './sim-fs.ts';
 import { SimTransport, simAddress, type SimWire } from './sim-transport.ts';
 import type { ReplicatedMachine, SimWorkload } from './workload.ts';
 
@@ -59,6 +59,7 @@ export interface SimNodeEnv<I, O> {
   reply(client: number, r: ClientReply<O>): void;
   syncLatencyMs(node: AnySimNode): number;
   syncFails(node: AnySimNode, path: string): boolean;
+  onDiskOp(node: AnySimNode, op: SimFsOp, path: string): void;
   workload: SimWorkload<unknown, I, O>;
   observer: NodeObserver;
   /** Founding voters (id → address) of a node that starts a cluster; empty for one that joins later. */
@@ -80,6 +81,8 @@ export class SimNode<I, O> {
   private readonly clockOriginMs: number;
   journal: RaftJournal | undefined;
   sm: ReplicatedMachine<I, O>;
+  /** Its data was wiped after it refused to start: it joins again empty, to be added by the leader. */
+  rebuilt = false;
   /** The process runs (it may still be opening its journal). */
   alive = false;
   /** The last index the state machine holds. */
@@ -127,6 +130,7 @@ export class SimNode<I, O> {
       syncLatencyMs: () => this.env.syncLatencyMs(this),
       syncFails: (path) => this.env.syncFails(this, path),
       syncLies: () => this.env.bugs.has('no-fsync') && !this.env.prng.chance(0.3),
+      onOp: (op, path) => this.env.onDiskOp(this, op, path),
     });
     const clock = (this.clock = new SimClock({ nowMs: () => this.env.now(), later: (ms, fn) => this.later(inc, ms, 'timer', fn, 0) }, this.clockRate, this.clockOriginMs, this.env.prng));
     this.transport = new SimTransport(this.env.wire, this.id, live);
@@ -138,7 +142,7 @@ export class SimNode<I, O> {
       id: this.id,
       dir: this.dir,
       address: simAddress(this.id),
-      founders: this.env.founders(this.id),
+      founders: this.rebuilt ? new Map() : this.env.founders(this.id),
       transport: this.transport,
       disk,
       clock,

@@ -103,7 +103,11 @@ export interface SimFsHost {
   syncFails(path: string): boolean;
   /** Whether this fsync returns success without reaching the disk (a lying disk: the bug 'no-fsync'). */
   syncLies(): boolean;
+  /** Sees each changing operation as it starts: the simulation may crash the node right there. */
+  onOp(op: SimFsOp, path: string): void;
 }
+
+export type SimFsOp = 'create' | 'write' | 'truncate' | 'rename' | 'unlink' | 'sync';
 
 export class SimFs {
   private names = new Map<string, Inode>();
@@ -240,11 +244,17 @@ class SimDiskView implements Disk {
   }
 
   open(file: string, mode: OpenMode): Promise<DiskFile> {
+    if (mode === 'create') this.op('create', file);
     return this.run(() => new SimFile(this, file, this.fs.open(file, mode)));
   }
 
   openSync(file: string, mode: OpenMode): DiskFile {
+    if (mode === 'create') this.op('create', file);
     return this.runSync(() => new SimFile(this, file, this.fs.open(file, mode)));
+  }
+
+  op(kind: SimFsOp, file: string): void {
+    if (this.fs.live(this.incarnation)) this.host.onOp(kind, file);
   }
 
   readFile(file: string): Promise<Uint8Array> {
@@ -263,10 +273,12 @@ class SimDiskView implements Disk {
   }
 
   rename(from: string, to: string): Promise<void> {
+    this.op('rename', to);
     return this.run(() => this.fs.rename(from, to));
   }
 
   unlink(file: string): Promise<void> {
+    this.op('unlink', file);
     return this.run(() => this.fs.unlink(file));
   }
 
@@ -279,6 +291,7 @@ class SimDiskView implements Disk {
   }
 
   syncFile(file: string, f: Inode): Promise<void> {
+    this.op('sync', file);
     const fails = this.host.syncFails(file);
     const lies = !fails && this.host.syncLies();
     return this.slow(() => {
@@ -333,10 +346,12 @@ class SimFile implements DiskFile {
   }
 
   write(buf: Uint8Array, position: number): Promise<void> {
+    this.view.op('write', this.path);
     return this.view.run(() => this.open().write(buf, position));
   }
 
   writeSync(buf: Uint8Array, position: number): void {
+    this.view.op('write', this.path);
     this.view.runSync(() => this.open().write(buf, position));
   }
 
@@ -357,6 +372,7 @@ class SimFile implements DiskFile {
   }
 
   truncate(length: number): Promise<void> {
+    this.view.op('truncate', this.path);
     return this.view.run(() => this.open().truncate(length));
   }
 

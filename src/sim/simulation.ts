@@ -8,7 +8,7 @@ import { isErrno } from '../io/index.ts';
 import { driverBugNames } from '../journal/raft/driver.ts';
 import { walBugNames } from '../journal/raft/wal.ts';
 import type { RaftBug } from '../raft/index.ts';
-import { EntryType, RaftBugs, Role, type Entry, type Message, type Ready } from '../raft/index.ts';
+import { EntryType, RaftBugs, Role, type Entry, type HardState, type Message, type Ready } from '../raft/index.ts';
 import { EventQueue } from './event-queue.ts';
 import { kvWorkload } from './kv-workload.ts';
 import { checkLinearizable, type Operation } from './linearizability.ts';
@@ -18,6 +18,7 @@ import { SimNode, type AnySimNode, type ClientReply, type ClientRequest, type Di
 import { Prng } from './prng.ts';
 import { quiesce } from './quiesce.ts';
 import { clockDriftBound } from './sim-clock.ts';
+import type { SimFs, SimFsOp } from './sim-fs.ts';
 import { simAddress, type SimWire } from './sim-transport.ts';
 import type { Handler } from '../rpc/handler.ts';
 import { workloadForSeed, type SimWorkload, type WorkloadName } from './workload.ts';
@@ -59,6 +60,12 @@ export interface SimStats {
   stalls: number;
   tornTailsRepaired: number;
   fsyncErrors: number;
+  crashesMidRoll: number;
+  crashesMidSnapshot: number;
+  crashesMidRelease: number;
+  bitFlips: number;
+  refusedStarts: number;
+  rebuilds: number;
   partitions: number;
   oneWayCuts: number;
   transfers: number;
@@ -74,6 +81,12 @@ export const emptyStats: SimStats = {
   stalls: 0,
   tornTailsRepaired: 0,
   fsyncErrors: 0,
+  crashesMidRoll: 0,
+  crashesMidSnapshot: 0,
+  crashesMidRelease: 0,
+  bitFlips: 0,
+  refusedStarts: 0,
+  rebuilds: 0,
   partitions: 0,
   oneWayCuts: 0,
   transfers: 0,
@@ -131,6 +144,16 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   private violation: Violation | undefined;
   /** Nodes whose next fsync fails with EIO. */
   private readonly fsyncFailing = new Set<number>();
+  /** Nodes to crash at the next disk operation of a kind: in a segment roll, a snapshot write, a segment release. */
+  private readonly crashPoints = new Map<number, CrashPoint>();
+  /** What each crashed node left on its disk: a restart must find at least this (term, vote, log). */
+  private readonly durableAtCrash = new Map<number, { hardState: HardState; last: { index: number; term: number } }>();
+  /** Nodes whose disk rotted while down, with the file hit: they may refuse to start, naming it. */
+  private readonly damaged = new Map<number, string>();
+  /** Nodes that refused to start: the cluster removes them, they are wiped and added back (docs/masters.md). */
+  private readonly refused = new Set<number>();
+  /** Rebuilt nodes not yet voters again. */
+  private readonly rejoining = new Set<number>();
 
   // what the checkers know
   private leaderOfTerm = new Map<number, number>();
@@ -186,6 +209,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
           reply: (client, r) => this.sendReply(id, client, r),
           syncLatencyMs: (n) => (this.slowDisk.has(n.id) ? this.prng.range(20, 80) : this.prng.range(1, 4)),
           syncFails: (n) => this.fsyncFailing.delete(n.id),
+          onDiskOp: (n, op, path) => this.onDiskOp(n, op, path),
           observer: this,
           founders: (nid) => (nid <= voterCount ? founders : new Map()),
           journal: {
@@ -388,15 +412,17 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   private injectFault(): void {
     const p = this.faultPrng;
     const roll = p.int(100);
-    if (roll < 15) this.crash(this.randomNode());
-    else if (roll < 30) this.crash(this.leaderNode() ?? this.randomNode());
-    else if (roll < 40) this.randomPartition();
-    else if (roll < 55) this.isolateLeader();
-    else if (roll < 65) this.degradeNetwork();
-    else if (roll < 72) this.slowDownDisk();
-    else if (roll < 80) this.transferLeader();
-    else if (roll < 88) this.stall(this.faultPrng.chance(0.7) ? (this.leaderNode() ?? this.randomNode()) : this.randomNode());
-    else if (roll < 92) this.failFsync(this.faultPrng.chance(0.5) ? (this.leaderNode() ?? this.randomNode()) : this.randomNode());
+    if (roll < 13) this.crash(this.randomNode());
+    else if (roll < 26) this.crash(this.leaderNode() ?? this.randomNode());
+    else if (roll < 35) this.randomPartition();
+    else if (roll < 48) this.isolateLeader();
+    else if (roll < 57) this.degradeNetwork();
+    else if (roll < 63) this.slowDownDisk();
+    else if (roll < 70) this.transferLeader();
+    else if (roll < 78) this.stall(this.faultPrng.chance(0.7) ? (this.leaderNode() ?? this.randomNode()) : this.randomNode());
+    else if (roll < 82) this.failFsync(this.faultPrng.chance(0.5) ? (this.leaderNode() ?? this.randomNode()) : this.randomNode());
+    else if (roll < 88) this.armCrashPoint(this.faultPrng.chance(0.5) ? (this.leaderNode() ?? this.randomNode()) : this.randomNode());
+    else if (roll < 93) this.rot();
     else this.changeMembership();
   }
 
@@ -441,12 +467,87 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     this.remember(`crash n${node.id}${tear ? ' (torn write)' : ''}`);
     this.count('crashes');
     node.crash(tear);
+    this.crashPoints.delete(node.id);
+    this.durableAtCrash.set(node.id, { hardState: node.durable.hardState(), last: node.durable.lastDurable() });
     const inc = node.incarnation;
     this.queue.after(p.range(20, 1500), () =>
       this.event(`restart n${node.id}`, () => {
-        if (!node.alive && node.incarnation === inc) node.start();
+        if (!node.alive && node.incarnation === inc && !this.refused.has(node.id)) node.start();
       }),
     );
+  }
+
+  /** The node crashes at its next disk operation of a kind: mid segment roll, mid snapshot write (checkpoint or install), mid release. */
+  private armCrashPoint(node: AnySimNode): void {
+    if (!node.running()) return;
+    const point = this.faultPrng.pick(crashPointNames);
+    this.remember(`n${node.id} will crash in its next ${point}`);
+    this.crashPoints.set(node.id, point);
+  }
+
+  private onDiskOp(node: AnySimNode, op: SimFsOp, path: string): void {
+    const point = this.crashPoints.get(node.id);
+    if (point === undefined || !matchesCrashPoint(point, op, path)) return;
+    this.crashPoints.delete(node.id);
+    this.count(point === 'roll' ? 'crashesMidRoll' : point === 'snapshot' ? 'crashesMidSnapshot' : 'crashesMidRelease');
+    const inc = node.incarnation;
+    // The operation itself goes ahead; the process dies before anything after it.
+    this.queue.after(0, () => this.event(`crash n${node.id} during ${op} ${path}`, () => node.incarnation === inc && this.crash(node)));
+  }
+
+  /**
+   * A bit flips at rest on a node that is down: in a WAL segment (not in the last record of the
+   * last one, where damage cannot be told from a torn write) or a snapshot file. The node must find
+   * it: start without it (an older snapshot), or refuse to start naming the file.
+   */
+  private rot(): void {
+    const p = this.faultPrng;
+    // One damaged node at a time: losing the data of a majority is beyond what any quorum system survives.
+    if (this.damaged.size > 0 || this.refused.size > 0 || this.rejoining.size > 0) return;
+    const down = [...this.nodes.values()].filter((n) => !n.alive);
+    if (down.length === 0) return;
+    const node = p.pick(down);
+    const targets = flippable(node.fs, node.dir);
+    if (targets.length === 0) return;
+    const t = p.pick(targets);
+    const offset = p.int(t.bytes);
+    node.fs.flipBit(t.path, offset, p.int(8));
+    this.damaged.set(node.id, t.path);
+    this.remember(`bit flip in ${t.path} at ${offset} (n${node.id} is down)`);
+    this.count('bitFlips');
+  }
+
+  /** Removes a node that refused to start, wipes it, starts it empty and adds it back: the documented rebuild. */
+  private scheduleRebuild(): void {
+    this.queue.after(100, () => this.event('rebuild', () => this.rebuildStep()));
+  }
+
+  private rebuildStep(): void {
+    if (this.refused.size === 0 && this.rejoining.size === 0) return;
+    this.scheduleRebuild();
+    const leader = this.leaderNode();
+    if (leader === undefined) return;
+    const { conf } = leader.raft.status();
+    for (const id of this.refused) {
+      if (conf.voters.includes(id) || conf.learners.includes(id)) {
+        leader.journal!.removeMember(id).catch((err: unknown) => this.expectCoded(leader, err));
+        continue;
+      }
+      const node = this.nodes.get(id)!;
+      this.refused.delete(id);
+      this.damaged.delete(id);
+      this.durableAtCrash.delete(id);
+      node.fs.wipe();
+      node.rebuilt = true;
+      this.rejoining.add(id);
+      this.remember(`rebuild n${id}: removed, wiped, starting empty`);
+      this.count('rebuilds');
+      node.start();
+    }
+    for (const id of this.rejoining) {
+      if (conf.voters.includes(id)) this.rejoining.delete(id);
+      else if (this.nodes.get(id)!.running()) leader.journal!.addMember(id, simAddress(id)).catch((err: unknown) => this.expectCoded(leader, err));
+    }
   }
 
   private randomPartition(): void {
@@ -552,7 +653,9 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     this.net.heal();
     this.net.conditions = calmNetwork;
     this.slowDisk.clear();
-    for (const n of this.nodes.values()) if (!n.alive) n.start();
+    this.crashPoints.clear();
+    this.fsyncFailing.clear();
+    for (const n of this.nodes.values()) if (!n.alive && !this.refused.has(n.id)) n.start();
     this.remember('calm: faults stop, all nodes up');
   }
 
@@ -570,7 +673,22 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   }
 
   onRefused(node: AnySimNode, err: unknown): void {
-    this.report('recovery', `n${node.id} refused to start though its disk was never damaged: ${describeError(err)}`);
+    const file = this.damaged.get(node.id);
+    if (file === undefined) {
+      this.report('recovery', `n${node.id} refused to start though its disk was never damaged: ${describeError(err)}`);
+      return;
+    }
+    const code = err instanceof CodedError ? err.code : '';
+    const message = err instanceof Error ? err.message : String(err);
+    if ((code !== 'CAIRN_WAL_CORRUPT' && code !== 'CAIRN_SNAPSHOT_CORRUPT') || !message.includes(file.slice(0, file.lastIndexOf('/')))) {
+      this.report('recovery', `n${node.id} refused to start over the damaged ${file} without naming it: ${describeError(err)}`);
+      return;
+    }
+    this.remember(`n${node.id} refused to start: ${code}`);
+    this.count('refusedStarts');
+    node.crash(false);
+    this.refused.add(node.id);
+    this.scheduleRebuild();
   }
 
   /** A membership change or transfer may fail under faults (lost leadership, timeouts) with a coded error; anything else is a bug. */
@@ -583,6 +701,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   }
 
   onRestart(node: AnySimNode, tornBytes: number): void {
+    this.checkRecovered(node);
     this.checkedCommit.set(node.id, node.raft.log.committed);
     if (tornBytes > 0) {
       this.remember(`n${node.id} repaired a torn WAL tail of ${tornBytes} bytes`);
@@ -618,6 +737,24 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     }
     if (this.committedTerm[e.index] !== undefined && this.committedTerm[e.index] !== e.term) {
       this.fail('state machine safety', `n${node.id} applied term ${e.term} at index ${e.index}, committed was term ${this.committedTerm[e.index]}`);
+    }
+  }
+
+  /** A restart finds everything its disk held at the crash: the term and vote never go back, no durable entry is lost. */
+  private checkRecovered(node: AnySimNode): void {
+    const before = this.durableAtCrash.get(node.id);
+    this.durableAtCrash.delete(node.id);
+    if (before === undefined) return;
+    const raft = node.raft;
+    const { term, vote } = before.hardState;
+    if (raft.term < term) this.fail('recovery', `n${node.id} restarted at term ${raft.term}, its disk held term ${term}`);
+    if (raft.term === term && vote !== 0 && raft.hardState().vote !== vote) {
+      this.fail('recovery', `n${node.id} restarted with vote ${raft.hardState().vote} in term ${term}, its disk held a vote for ${vote}`);
+    }
+    const { index, term: lastTerm } = before.last;
+    const log = raft.log;
+    if (index > log.offsetIndex && log.term(index) !== lastTerm) {
+      this.fail('recovery', `n${node.id} restarted without entry ${index} (term ${lastTerm}) that was on its disk (its log ends at ${log.lastIndex()})`);
     }
   }
 
@@ -797,4 +934,38 @@ function causedBy(err: unknown, code: string): boolean {
 
 function describeError(err: unknown): string {
   return err instanceof Error ? (err.stack ?? err.message) : String(err);
+}
+
+const crashPointNames = ['roll', 'snapshot', 'release'] as const;
+type CrashPoint = (typeof crashPointNames)[number];
+
+function matchesCrashPoint(point: CrashPoint, op: SimFsOp, path: string): boolean {
+  if (point === 'roll') return op === 'create' && path.endsWith('.wal') && !path.endsWith('/0000000000000000.wal');
+  if (point === 'snapshot') return op === 'write' && path.includes('/snap/') && path.endsWith('.tmp');
+  return op === 'unlink' && path.endsWith('.wal');
+}
+
+/** Files a bit may flip in, and how many of their leading bytes: all of a snapshot, a WAL segment but its last record. */
+function flippable(fs: SimFs, dir: string): { path: string; bytes: number }[] {
+  const out: { path: string; bytes: number }[] = [];
+  const segments = fs.durableFiles(`${dir}/wal`).filter((f) => f.name.endsWith('.wal'));
+  segments.forEach((f, i) => {
+    const bytes = i === segments.length - 1 ? lastFrameStart(f.bytes) : f.bytes.length;
+    if (bytes > 0) out.push({ path: `${dir}/wal/${f.name}`, bytes });
+  });
+  for (const f of fs.durableFiles(`${dir}/snap`)) if (f.name.endsWith('.snap') && f.bytes.length > 0) out.push({ path: `${dir}/snap/${f.name}`, bytes: f.bytes.length });
+  return out;
+}
+
+/** Where the last whole frame (u32 length, u32 crc, payload) of a segment starts. */
+function lastFrameStart(bytes: Uint8Array): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let last = 0;
+  for (let off = 0; off + 8 <= bytes.length; ) {
+    const next = off + 8 + view.getUint32(off, true);
+    if (next > bytes.length) break;
+    last = off;
+    off = next;
+  }
+  return last;
 }

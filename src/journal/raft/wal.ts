@@ -17,7 +17,7 @@ export const segmentBytesMaxLimit = 1024 * 1024 * 1024;
 export const segmentBytesMaxMin = 128;
 
 /** Rules the simulator can switch off to prove its checkers catch the breakage; never set elsewhere. */
-export const walBugNames = ['skip-torn-tail-truncate', 'ignore-fsync-error'] as const;
+export const walBugNames = ['skip-torn-tail-truncate', 'ignore-fsync-error', 'corrupt-as-torn'] as const;
 export type WalBug = (typeof walBugNames)[number];
 
 export interface WalOptions {
@@ -344,7 +344,8 @@ async function loadSegments(disk: Disk, walDir: string, seqs: number[], stats: W
   const last = await openLastSegment(disk, file, stats);
   try {
     const decoded = decodeRecords(await last.read(await last.size(), 0));
-    if (decoded.validRecordAfter !== undefined) {
+    // With the bug, damage in the middle is cut off like a torn tail, with everything after it.
+    if (decoded.validRecordAfter !== undefined && !bugs.has('corrupt-as-torn')) {
       throw damaged(file, decoded, `a valid record follows at offset ${decoded.validRecordAfter}, so no torn write explains it; nothing was truncated`);
     }
     appendAll(records, decoded.records);
