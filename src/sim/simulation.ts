@@ -8,13 +8,13 @@ import { isErrno } from '../io/index.ts';
 import { driverBugNames } from '../journal/raft/driver.ts';
 import { walBugNames } from '../journal/raft/wal.ts';
 import type { RaftBug } from '../raft/index.ts';
-import { EntryType, RaftBugs, Role, type Entry, type HardState, type Message, type Ready } from '../raft/index.ts';
+import { ConfChangeType, EntryType, RaftBugs, Role, decodeConfChange, type Entry, type HardState, type Message, type Ready } from '../raft/index.ts';
 import { EventQueue } from './event-queue.ts';
 import { kvWorkload } from './kv-workload.ts';
 import { checkLinearizable, type Operation } from './linearizability.ts';
 import { metaWorkload } from './meta-workload.ts';
 import { SimNetwork, calmNetwork } from './network.ts';
-import { SimNode, type AnySimNode, type ClientReply, type ClientRequest, type DiskBug, type JournalBug, type NodeObserver } from './node.ts';
+import { SimNode, type AnySimNode, type ClientReply, type ClientRequest, type DiskBug, type JournalBug, type NodeObserver, type SimNodeEnv } from './node.ts';
 import { Prng } from './prng.ts';
 import { quiesce } from './quiesce.ts';
 import { clockDriftBound } from './sim-clock.ts';
@@ -152,8 +152,16 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   private readonly damaged = new Map<number, string>();
   /** Nodes that refused to start: the cluster removes them, they are wiped and added back (docs/masters.md). */
   private readonly refused = new Set<number>();
-  /** Rebuilt nodes not yet voters again. */
+  /** Rebuilt nodes (under new ids) not yet voters. */
   private readonly rejoining = new Set<number>();
+  /** Ids removed from the cluster: never added again (a removed id is never reused). */
+  private readonly removedIds = new Set<number>();
+  /** Nodes whose data was set aside after a refused start: never started again. */
+  private readonly retired = new Set<number>();
+  /** Starts a node with a new id (set up by run()). */
+  private newNode: (id: number) => SimNode<I, O> = () => {
+    throw new Error('invariant violated: newNode before run');
+  };
 
   // what the checkers know
   private leaderOfTerm = new Map<number, number>();
@@ -196,40 +204,39 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     const checkpointKeepEntries = this.prng.int(8);
     // Small segments, so that rolls, releases and their crashes happen in every run.
     const walSegmentBytesMax = this.prng.pick([512, 4096, 65536]);
-    for (let id = 1; id <= nodeCount; id++) {
+    const journal: SimNodeEnv<I, O>['journal'] = {
+      electionTicks: 10,
+      heartbeatTicks: 2,
+      checkpointEveryEntries: 40,
+      checkpointKeepEntries,
+      proposalTimeoutMs: 1000,
+      leaseRead,
+      walSegmentBytesMax,
+      raftTuning: { snapshotChunkBytes: 256, appendBytesMax, preVote, inflightMsgsMax: 8 },
+    };
+    this.newNode = (id) => {
       const rate = 1 + (this.prng.float() * 2 - 1) * clockDriftBound;
-      const node = new SimNode<I, O>(
-        id,
-        {
-          prng: nodeEnvPrng,
-          workload: this.workload,
-          now: () => this.queue.nowMs,
-          after: (d, what, run) => this.queue.after(d, () => this.event(what, run)),
-          wire: this,
-          reply: (client, r) => this.sendReply(id, client, r),
-          syncLatencyMs: (n) => (this.slowDisk.has(n.id) ? this.prng.range(20, 80) : this.prng.range(1, 4)),
-          syncFails: (n) => this.fsyncFailing.delete(n.id),
-          onDiskOp: (n, op, path) => this.onDiskOp(n, op, path),
-          observer: this,
-          founders: (nid) => (nid <= voterCount ? founders : new Map()),
-          journal: {
-            electionTicks: 10,
-            heartbeatTicks: 2,
-            checkpointEveryEntries: 40,
-            checkpointKeepEntries,
-            proposalTimeoutMs: 1000,
-            leaseRead,
-            walSegmentBytesMax,
-            raftTuning: { snapshotChunkBytes: 256, appendBytesMax, preVote, inflightMsgsMax: 8 },
-          },
-          bugs: this.bugs,
-        },
-        rate,
-        this.prng.range(0, 1_000_000),
-      );
+      const env: SimNodeEnv<I, O> = {
+        prng: nodeEnvPrng,
+        workload: this.workload,
+        now: () => this.queue.nowMs,
+        after: (d, what, run) => this.queue.after(d, () => this.event(what, run)),
+        wire: this,
+        reply: (client, r) => this.sendReply(id, client, r),
+        syncLatencyMs: (n) => (this.slowDisk.has(n.id) ? this.prng.range(20, 80) : this.prng.range(1, 4)),
+        syncFails: (n) => this.fsyncFailing.delete(n.id),
+        onDiskOp: (n, op, path) => this.onDiskOp(n, op, path),
+        observer: this,
+        founders: (nid) => (nid <= voterCount ? founders : new Map()),
+        journal,
+        bugs: this.bugs,
+      };
+      const node = new SimNode<I, O>(id, env, rate, this.prng.range(0, 1_000_000));
       this.nodes.set(id, node);
       node.start();
-    }
+      return node;
+    };
+    for (let id = 1; id <= nodeCount; id++) this.newNode(id);
     const clientCount = this.prng.range(2, 5);
     for (let c = 1; c <= clientCount; c++) {
       const client: ClientState<I, O> = { id: c, seq: 0, op: undefined, req: undefined, leaderGuess: 0, completedAfterCalm: 0 };
@@ -357,7 +364,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   private sendRequest(c: ClientState<I, O>): void {
     const req = c.req!;
     req.attempt++;
-    const ids = [...this.nodes.keys()];
+    const ids = [...this.nodes.keys()].filter((id) => !this.retired.has(id));
     // Reads sometimes go to any node: followers forward ReadIndex, so they must stay linearizable.
     const spread = this.workload.isRead(req.input) && this.prng.chance(0.3);
     const target = c.leaderGuess !== 0 && !spread ? c.leaderGuess : this.prng.pick(ids);
@@ -472,7 +479,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     const inc = node.incarnation;
     this.queue.after(p.range(20, 1500), () =>
       this.event(`restart n${node.id}`, () => {
-        if (!node.alive && node.incarnation === inc && !this.refused.has(node.id)) node.start();
+        if (!node.alive && node.incarnation === inc && !this.refused.has(node.id) && !this.retired.has(node.id)) node.start();
       }),
     );
   }
@@ -509,7 +516,9 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     const node = p.pick(down);
     const targets = flippable(node.fs, node.dir);
     if (targets.length === 0) return;
-    const t = p.pick(targets);
+    // Half the time the last segment, where damage must not be taken for a torn tail.
+    const lastSegment = targets.filter((t) => t.last);
+    const t = lastSegment.length > 0 && p.chance(0.5) ? lastSegment[0] : p.pick(targets);
     const offset = p.int(t.bytes);
     node.fs.flipBit(t.path, offset, p.int(8));
     this.damaged.set(node.id, t.path);
@@ -533,16 +542,13 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
         leader.journal!.removeMember(id).catch((err: unknown) => this.expectCoded(leader, err));
         continue;
       }
-      const node = this.nodes.get(id)!;
+      // Its disk is set aside for good; the machine comes back empty under a new id.
       this.refused.delete(id);
-      this.damaged.delete(id);
-      this.durableAtCrash.delete(id);
-      node.fs.wipe();
-      node.rebuilt = true;
-      this.rejoining.add(id);
-      this.remember(`rebuild n${id}: removed, wiped, starting empty`);
+      this.retired.add(id);
+      const fresh = this.newNode(Math.max(...this.nodes.keys()) + 1);
+      this.rejoining.add(fresh.id);
+      this.remember(`rebuild n${id}: removed; its data is set aside; n${fresh.id} starts empty in its place`);
       this.count('rebuilds');
-      node.start();
     }
     for (const id of this.rejoining) {
       if (conf.voters.includes(id)) this.rejoining.delete(id);
@@ -628,7 +634,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     if (leader === undefined) return;
     const st = leader.raft.status();
     const members = new Set([...st.conf.voters, ...st.conf.learners]);
-    const outsiders = [...this.nodes.keys()].filter((id) => !members.has(id));
+    const outsiders = [...this.nodes.keys()].filter((id) => !members.has(id) && !this.removedIds.has(id) && !this.rejoining.has(id) && !this.refused.has(id) && !this.retired.has(id));
     const p = this.faultPrng;
     const journal = leader.journal!;
     if (outsiders.length > 0 && p.chance(0.6)) {
@@ -655,7 +661,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     this.slowDisk.clear();
     this.crashPoints.clear();
     this.fsyncFailing.clear();
-    for (const n of this.nodes.values()) if (!n.alive && !this.refused.has(n.id)) n.start();
+    for (const n of this.nodes.values()) if (!n.alive && !this.refused.has(n.id) && !this.retired.has(n.id)) n.start();
     this.remember('calm: faults stop, all nodes up');
   }
 
@@ -673,6 +679,11 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   }
 
   onRefused(node: AnySimNode, err: unknown): void {
+    // A failed fsync while opening (repairing a torn tail, say) is not a refusal: the start fails and is tried again.
+    if (causedBy(err, 'EIO')) {
+      this.onFatal(node, err);
+      return;
+    }
     const file = this.damaged.get(node.id);
     if (file === undefined) {
       this.report('recovery', `n${node.id} refused to start though its disk was never damaged: ${describeError(err)}`);
@@ -701,7 +712,13 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   }
 
   onRestart(node: AnySimNode, tornBytes: number): void {
-    this.checkRecovered(node);
+    // Runs in a promise callback of the node's start: a violation is recorded, not thrown.
+    try {
+      this.checkRecovered(node);
+    } catch (err) {
+      if (!(err instanceof Violation)) throw err;
+      return;
+    }
     this.checkedCommit.set(node.id, node.raft.log.committed);
     if (tornBytes > 0) {
       this.remember(`n${node.id} repaired a torn WAL tail of ${tornBytes} bytes`);
@@ -726,7 +743,11 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   }
 
   onApply(node: AnySimNode, e: Entry): void {
-    if (e.type === EntryType.ConfChange && e.index > this.bootstrapEntries && !this.appliedData.has(e.index)) this.count('membershipChanges');
+    if (e.type === EntryType.ConfChange && e.index > this.bootstrapEntries && !this.appliedData.has(e.index)) {
+      this.count('membershipChanges');
+      const cc = decodeConfChange(e.data);
+      if (cc.type === ConfChangeType.Remove) this.removedIds.add(cc.node);
+    }
     const seen = this.appliedData.get(e.index);
     if (seen === undefined) {
       this.appliedData.set(e.index, e.data);
@@ -946,14 +967,17 @@ function matchesCrashPoint(point: CrashPoint, op: SimFsOp, path: string): boolea
 }
 
 /** Files a bit may flip in, and how many of their leading bytes: all of a snapshot, a WAL segment but its last record. */
-function flippable(fs: SimFs, dir: string): { path: string; bytes: number }[] {
-  const out: { path: string; bytes: number }[] = [];
+function flippable(fs: SimFs, dir: string): { path: string; bytes: number; last: boolean }[] {
+  const out: { path: string; bytes: number; last: boolean }[] = [];
   const segments = fs.durableFiles(`${dir}/wal`).filter((f) => f.name.endsWith('.wal'));
   segments.forEach((f, i) => {
-    const bytes = i === segments.length - 1 ? lastFrameStart(f.bytes) : f.bytes.length;
-    if (bytes > 0) out.push({ path: `${dir}/wal/${f.name}`, bytes });
+    const last = i === segments.length - 1;
+    const bytes = last ? lastFrameStart(f.bytes) : f.bytes.length;
+    if (bytes > 0) out.push({ path: `${dir}/wal/${f.name}`, bytes, last });
   });
-  for (const f of fs.durableFiles(`${dir}/snap`)) if (f.name.endsWith('.snap') && f.bytes.length > 0) out.push({ path: `${dir}/snap/${f.name}`, bytes: f.bytes.length });
+  for (const f of fs.durableFiles(`${dir}/snap`)) {
+    if (f.name.endsWith('.snap') && f.bytes.length > 0) out.push({ path: `${dir}/snap/${f.name}`, bytes: f.bytes.length, last: false });
+  }
   return out;
 }
 
