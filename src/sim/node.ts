@@ -64,7 +64,7 @@ export interface SimNodeEnv<I, O> {
   observer: NodeObserver;
   /** Founding voters (id → address) of a node that starts a cluster; empty for one that joins later. */
   founders(id: number): Map<number, string>;
-  journal: Pick<RaftJournalOptions, 'electionTicks' | 'heartbeatTicks' | 'checkpointEveryEntries' | 'checkpointKeepEntries' | 'proposalTimeoutMs' | 'leaseRead' | 'raftTuning' | 'walSegmentBytesMax'>;
+  journal: Pick<RaftJournalOptions, 'electionTicks' | 'heartbeatTicks' | 'checkpointEveryEntries' | 'checkpointKeepEntries' | 'proposalTimeoutMs' | 'leaseRead' | 'raftTuning' | 'walSegmentBytesMax' | 'diskReserveBytes' | 'diskCheckMs'>;
   bugs: ReadonlySet<RaftBug | JournalBug | DiskBug>;
 }
 

@@ -119,9 +119,39 @@ export class SimFs {
   private incarnation = 0;
   syncs = 0;
   readonly bytesTotal: number;
+  /** Bytes the files may take in all: below bytesTotal while the disk is (made) full. */
+  private capacity = Infinity;
 
   constructor(bytesTotal = 1 << 30) {
     this.bytesTotal = bytesTotal;
+  }
+
+  /** The disk fills up, leaving `freeBytes`: writes that grow files past it fail with ENOSPC. */
+  fill(freeBytes: number): void {
+    this.capacity = this.usedBytes() + freeBytes;
+  }
+
+  /** Space comes back. */
+  unfill(): void {
+    this.capacity = Infinity;
+  }
+
+  bytesFree(): number {
+    return Math.max(0, Math.min(this.bytesTotal, this.capacity) - this.usedBytes());
+  }
+
+  /** Writes what fits of `buf`; throws ENOSPC if not all of it did (a short write, then the error). */
+  writeWithin(f: Inode, buf: Uint8Array, offset: number): void {
+    if (this.capacity !== Infinity) {
+      const growth = Math.max(0, offset + buf.byteLength - f.size);
+      const free = this.bytesFree();
+      if (growth > free) {
+        const fits = buf.byteLength - (growth - free);
+        if (fits > 0) f.write(buf.subarray(0, fits), offset);
+        throw errno('ENOSPC', `no space left on device (${free} bytes free)`);
+      }
+    }
+    f.write(buf, offset);
   }
 
   /** The disk as a newly started process sees it. */
@@ -233,7 +263,7 @@ export class SimFs {
 
 /** One process's handle on the file system: after that process crashes, its calls never return. */
 class SimDiskView implements Disk {
-  private readonly fs: SimFs;
+  readonly fs: SimFs;
   private readonly incarnation: number;
   private readonly host: SimFsHost;
 
@@ -287,7 +317,7 @@ class SimDiskView implements Disk {
   }
 
   statfs(): Promise<DiskSpace> {
-    return this.run(() => ({ bytesTotal: this.fs.bytesTotal, bytesFree: Math.max(0, this.fs.bytesTotal - this.fs.usedBytes()) }));
+    return this.run(() => ({ bytesTotal: this.fs.bytesTotal, bytesFree: this.fs.bytesFree() }));
   }
 
   syncFile(file: string, f: Inode): Promise<void> {
@@ -347,12 +377,12 @@ class SimFile implements DiskFile {
 
   write(buf: Uint8Array, position: number): Promise<void> {
     this.view.op('write', this.path);
-    return this.view.run(() => this.open().write(buf, position));
+    return this.view.run(() => this.view.fs.writeWithin(this.open(), buf, position));
   }
 
   writeSync(buf: Uint8Array, position: number): void {
     this.view.op('write', this.path);
-    this.view.runSync(() => this.open().write(buf, position));
+    this.view.runSync(() => this.view.fs.writeWithin(this.open(), buf, position));
   }
 
   read(length: number, position: number): Promise<Uint8Array> {

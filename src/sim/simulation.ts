@@ -64,6 +64,8 @@ export interface SimStats {
   crashesMidSnapshot: number;
   crashesMidRelease: number;
   bitFlips: number;
+  disksFilled: number;
+  diskFullHandoffs: number;
   refusedStarts: number;
   rebuilds: number;
   partitions: number;
@@ -85,6 +87,8 @@ export const emptyStats: SimStats = {
   crashesMidSnapshot: 0,
   crashesMidRelease: 0,
   bitFlips: 0,
+  disksFilled: 0,
+  diskFullHandoffs: 0,
   refusedStarts: 0,
   rebuilds: 0,
   partitions: 0,
@@ -142,6 +146,8 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   private recent: string[] = [];
   /** The first violation found; kept here too because a check may fail inside production code that catches errors. */
   private violation: Violation | undefined;
+  /** Nodes whose disk is full now. */
+  private readonly filled = new Set<number>();
   /** Nodes whose next fsync fails with EIO. */
   private readonly fsyncFailing = new Set<number>();
   /** Nodes to crash at the next disk operation of a kind: in a segment roll, a snapshot write, a segment release. */
@@ -212,6 +218,8 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
       proposalTimeoutMs: 1000,
       leaseRead,
       walSegmentBytesMax,
+      diskReserveBytes: diskReserveBytes,
+      diskCheckMs: 50,
       raftTuning: { snapshotChunkBytes: 256, appendBytesMax, preVote, inflightMsgsMax: 8 },
     };
     this.newNode = (id) => {
@@ -430,6 +438,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     else if (roll < 82) this.failFsync(this.faultPrng.chance(0.5) ? (this.leaderNode() ?? this.randomNode()) : this.randomNode());
     else if (roll < 88) this.armCrashPoint(this.faultPrng.chance(0.5) ? (this.leaderNode() ?? this.randomNode()) : this.randomNode());
     else if (roll < 93) this.rot();
+    else if (roll < 96) this.fillDisk(this.faultPrng.chance(0.6) ? (this.leaderNode() ?? this.randomNode()) : this.randomNode());
     else this.changeMembership();
   }
 
@@ -473,9 +482,10 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     const tear = tearable && p.chance(0.5);
     this.remember(`crash n${node.id}${tear ? ' (torn write)' : ''}`);
     this.count('crashes');
+    // What was synced before the crash: a torn write may leave more, but nothing of it was promised.
+    this.durableAtCrash.set(node.id, { hardState: node.durable.hardState(), last: node.durable.lastDurable() });
     node.crash(tear);
     this.crashPoints.delete(node.id);
-    this.durableAtCrash.set(node.id, { hardState: node.durable.hardState(), last: node.durable.lastDurable() });
     const inc = node.incarnation;
     this.queue.after(p.range(20, 1500), () =>
       this.event(`restart n${node.id}`, () => {
@@ -500,6 +510,26 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     const inc = node.incarnation;
     // The operation itself goes ahead; the process dies before anything after it.
     this.queue.after(0, () => this.event(`crash n${node.id} during ${op} ${path}`, () => node.incarnation === inc && this.crash(node)));
+  }
+
+  /**
+   * A node's disk fills up (another tenant, a runaway log), leaving less than the journal's reserve
+   * or nothing at all, then space comes back. The node must refuse writes with CAIRN_DISK_FULL and,
+   * if it leads, hand leadership over; it must lose nothing and resume by itself.
+   */
+  private fillDisk(node: AnySimNode): void {
+    if (this.filled.has(node.id)) return;
+    const free = this.faultPrng.chance(0.5) ? 0 : this.faultPrng.int(diskReserveBytes);
+    node.fs.fill(free);
+    this.filled.add(node.id);
+    this.remember(`disk of n${node.id} full (${free} bytes free)`);
+    this.count('disksFilled');
+    this.queue.after(this.faultPrng.range(200, 1500), () => this.event(`disk of n${node.id} has space again`, () => this.unfill(node)));
+  }
+
+  private unfill(node: AnySimNode): void {
+    node.fs.unfill();
+    this.filled.delete(node.id);
   }
 
   /**
@@ -661,6 +691,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     this.slowDisk.clear();
     this.crashPoints.clear();
     this.fsyncFailing.clear();
+    for (const id of this.filled) this.unfill(this.nodes.get(id)!);
     for (const n of this.nodes.values()) if (!n.alive && !this.refused.has(n.id) && !this.retired.has(n.id)) n.start();
     this.remember('calm: faults stop, all nodes up');
   }
@@ -680,8 +711,9 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
 
   onRefused(node: AnySimNode, err: unknown): void {
     // A failed fsync while opening (repairing a torn tail, say) is not a refusal: the start fails and is tried again.
-    if (causedBy(err, 'EIO')) {
-      this.onFatal(node, err);
+    if (causedBy(err, 'EIO') || causedBy(err, 'ENOSPC')) {
+      this.remember(`n${node.id} could not start: ${describeError(err).split('\n')[0]}`);
+      this.crash(node, false);
       return;
     }
     const file = this.damaged.get(node.id);
@@ -729,6 +761,9 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   onReady(node: AnySimNode, rd: Ready): void {
     const raft = node.raft;
     if (rd.snapshot !== undefined) this.count('snapshotsInstalled');
+    if (rd.softState !== undefined && rd.softState.role !== Role.Leader && this.filled.has(node.id) && this.leaderOfTerm.get(raft.term - 1) === node.id) {
+      this.count('diskFullHandoffs');
+    }
     if (rd.softState?.role === Role.Leader) {
       this.checkElectionSafety(node.id, raft.term);
       this.checkLeaderCompleteness(node);
@@ -957,6 +992,8 @@ function describeError(err: unknown): string {
   return err instanceof Error ? (err.stack ?? err.message) : String(err);
 }
 
+/** The journal's free-space reserve on the simulated disks: small, so a filled disk crosses it. */
+const diskReserveBytes = 1024;
 const crashPointNames = ['roll', 'snapshot', 'release'] as const;
 type CrashPoint = (typeof crashPointNames)[number];
 

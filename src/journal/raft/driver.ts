@@ -9,11 +9,14 @@ import type { RestoredState } from '../../raft/index.ts';
 import type { ReplayedState } from './wal-record.ts';
 import { SnapshotWriter, loadNewestSnapshot, pruneSnapshots, saveSnapshot, type SnapshotFile } from './snapshot-file.ts';
 import { CairnError, ErrorCode } from '../../errors.ts';
-import type { Clock, Disk, Timer } from '../../io/index.ts';
+import { isErrno, type Clock, type Disk, type Timer } from '../../io/index.ts';
+import { JournalError, JournalErrorCode } from './errors.ts';
 import { checkSnapshotReachesWal } from './snapshot-gap.ts';
 import { TickClock } from './tick-clock.ts';
 import { Wal, type WalBug, type WalRepair } from './wal.ts';
 
+/** How long a Ready waits before its writes are tried again on a full disk. */
+export const diskFullRetryMs = 100;
 /** Ticks of real time remembered for lease checks: more than any election timeout. */
 const tickClockKeepTicks = 1024;
 
@@ -38,6 +41,8 @@ export interface RaftDriverOptions {
   onError(err: unknown): void;
   /** Sees every Ready before it is handled (the simulator's checkers, metrics). */
   onReady?(rd: Ready): void;
+  /** A write found the disk full: the driver waits and tries again (`attempt` counts the tries). */
+  onDiskFull?(err: unknown, attempt: number): void;
   bugs?: ReadonlySet<DriverBug | WalBug>;
   walSegmentBytesMax?: number;
 }
@@ -155,7 +160,7 @@ export class RaftDriver {
       }
       this.applyCommitted(rd);
       for (const r of rd.readStates) this.opts.onReadState?.(r);
-      await this.persist(rd);
+      await this.persistRetrying(rd);
       if (this.stopped) return;
       if (!sendEarly) for (const m of rd.messages) this.opts.send(m);
       this.raft.advance();
@@ -176,22 +181,42 @@ export class RaftDriver {
     }
   }
 
-  private async persist(rd: Ready): Promise<void> {
+  /**
+   * Persists a Ready; a full disk is waited out (the same writes are tried again every
+   * diskFullRetryMs, as nothing of a failed one stays), so the node stalls but loses nothing and
+   * resumes by itself once space is freed. Any other failure ends the driver.
+   */
+  private async persistRetrying(rd: Ready): Promise<void> {
     // A moved commit index alone is not worth an fsync: it is learned again from the leader. It
     // rides along with the next synced write instead, so a restart can apply that far at once.
     if (rd.hardState !== undefined) this.hardStateUnsaved = rd.hardState;
     if (!rd.mustSync) return;
-    if (rd.snapshot !== undefined) {
+    const progress = { snapshotSaved: rd.snapshot === undefined };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.persist(rd, progress);
+        return;
+      } catch (err) {
+        if (!isDiskFull(err) || this.stopped) throw err;
+        this.opts.onDiskFull?.(err, attempt);
+        await this.opts.clock.sleep(diskFullRetryMs);
+        if (this.stopped) return;
+      }
+    }
+  }
+
+  private async persist(rd: Ready, progress: { snapshotSaved: boolean }): Promise<void> {
+    if (!progress.snapshotSaved && rd.snapshot !== undefined) {
       const file = await saveSnapshot(this.opts.disk, this.opts.dir, rd.snapshot);
       this.snapshotFiles.add(file);
       await this.wal.saveSnapshotMeta(rd.snapshot.meta);
+      progress.snapshotSaved = true;
       // From now on the snapshot is read from its file; the chunks it arrived in can go.
       this.raft.replaceSnapshotData(file.meta.index, file);
       this.closeReplacedSnapshotFiles();
     }
-    const hardState = this.hardStateUnsaved;
+    await this.wal.save(this.hardStateUnsaved, rd.entries);
     this.hardStateUnsaved = undefined;
-    await this.wal.save(hardState, rd.entries);
   }
 
   /**
@@ -305,4 +330,9 @@ export function combine(wal: ReplayedState, snapshot: Snapshot | undefined): Res
   const continues = at === undefined ? wal.entries[0]?.index === index + 1 : at.term === term;
   const entries = continues ? wal.entries.filter((e) => e.index > index) : [];
   return { hardState: wal.hardState, entries, snapshot };
+}
+
+/** A write that failed for want of space, whole (nothing of it stays): it may be tried again. */
+export function isDiskFull(err: unknown): boolean {
+  return (err instanceof JournalError && err.code === JournalErrorCode.DiskFull) || isErrno(err, 'ENOSPC');
 }

@@ -15,6 +15,11 @@ export const JournalErrorCode = {
   /** An earlier write or sync failed; what reached the disk is unknown, so the log refuses more work. */
   WalFailed: 'CAIRN_WAL_FAILED',
   WalClosed: 'CAIRN_WAL_CLOSED',
+  /**
+   * A write found no space on the device. Nothing of it stays (the file is cut back), so the same
+   * write may be tried again once space is freed; unlike a failed sync, it does not stop the log.
+   */
+  DiskFull: 'CAIRN_DISK_FULL',
   /** A segment size option outside the supported range. */
   WalBadOption: 'CAIRN_WAL_BAD_OPTION',
   /** A snapshot whose data is larger than `snapshotDataBytesMax`. */

@@ -39,6 +39,14 @@ export interface RaftJournalOptions {
   proposalTimeoutMs?: number;
   /** Serve reads on the leader's lease (checked in real time) instead of a heartbeat round per read. */
   leaseRead?: boolean;
+  /**
+   * Free bytes kept in reserve on the journal's disk: below it the master takes no writes (they
+   * fail with CAIRN_DISK_FULL) and a leader hands leadership to a follower; it resumes by itself
+   * once space is freed.
+   */
+  diskReserveBytes?: number;
+  /** How often free space is checked. */
+  diskCheckMs?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
   /** Called when the journal can no longer go on (a disk write failed, an invariant broke). */
   onFatal?: (err: unknown) => void;
@@ -68,6 +76,8 @@ export const raftJournalDefaults = {
   checkpointEveryEntries: 50_000,
   checkpointKeepEntries: 5_000,
   proposalTimeoutMs: 10_000,
+  diskReserveBytes: 32 * 1024 * 1024,
+  diskCheckMs: 1_000,
 };
 
 /** The largest journal entry: metadata commands are far smaller; backup chunks come close. */
@@ -105,6 +115,10 @@ export class RaftJournal implements Journal {
   private checkpointing: Promise<number> | undefined;
   private membershipChain: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** Why the disk counts as full (free space below the reserve, or a write that found no space); undefined when not. */
+  private diskFull: string | undefined;
+  private diskTimer: Timer | undefined;
+  private handingOff = false;
 
   constructor(opts: RaftJournalOptions) {
     this.opts = { ...raftJournalDefaults, ...stripUndefined(opts) } as RaftJournalOptions & typeof raftJournalDefaults;
@@ -150,6 +164,7 @@ export class RaftJournal implements Journal {
         if (s.role !== Role.Leader) this.failPendingReads();
       },
       onReadState: (r) => this.onReadState(r),
+      onDiskFull: (_err, attempt) => this.noteDiskFull(`a write found no space on the device (try ${attempt})`),
       onError: (err) => {
         // A failed write or apply leaves the node's state unknown: stop serving rather than guess.
         this.log('error', `raft driver failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
@@ -158,6 +173,7 @@ export class RaftJournal implements Journal {
       },
     });
     this.driver.kick();
+    this.diskTimer = this.opts.clock.every(this.opts.diskCheckMs, () => void this.checkDiskSpace());
     if (this.driver.repair !== undefined) {
       const r = this.driver.repair;
       this.log('warn', `WAL tail repaired: ${r.truncatedBytes} bytes cut from ${r.segment}: ${r.problem}`);
@@ -182,6 +198,7 @@ export class RaftJournal implements Journal {
 
   propose(entry: Uint8Array): Promise<unknown> {
     const raft = this.raft();
+    this.refuseIfDiskFull();
     const { index, term } = this.guard(() => raft.propose(entry));
     this.driver!.kick();
     return new Promise((resolve, reject) => {
@@ -242,6 +259,50 @@ export class RaftJournal implements Journal {
         this.readsReady.splice(i, 1);
       }
     }
+  }
+
+  // ---- disk space ----------------------------------------------------------------------------
+
+  private async checkDiskSpace(): Promise<void> {
+    let free: number;
+    try {
+      free = (await this.opts.disk.statfs(this.opts.dir)).bytesFree;
+    } catch (err) {
+      this.log('warn', `cannot read the free space of ${this.opts.dir}: ${String(err)}`);
+      return;
+    }
+    if (this.stopped) return;
+    const reserve = this.opts.diskReserveBytes;
+    if (free < reserve) this.noteDiskFull(`${free} bytes free in ${this.opts.dir}, ${reserve} kept in reserve`);
+    else if (this.diskFull !== undefined) {
+      this.log('info', `disk space is back (${free} bytes free): taking writes again`);
+      this.diskFull = undefined;
+    }
+  }
+
+  /** Refuses writes from now on; a leader hands leadership to the follower that holds most of its log. */
+  private noteDiskFull(why: string): void {
+    if (this.diskFull === undefined) this.log('error', `disk full: ${why}; no writes until space is freed`);
+    this.diskFull = why;
+    const raft = this.driver?.raft;
+    if (raft === undefined || raft.role !== Role.Leader || this.handingOff) return;
+    const st = raft.status();
+    let best: number | undefined;
+    for (const id of st.conf.voters) {
+      if (id === st.id) continue;
+      if (best === undefined || (st.progress.get(id)?.match ?? 0) > (st.progress.get(best)?.match ?? 0)) best = id;
+    }
+    if (best === undefined) return;
+    this.handingOff = true;
+    this.log('warn', `disk full: handing leadership to node ${best}`);
+    this.transferLeader(best)
+      .catch((err: unknown) => this.log('warn', `leadership hand-off to node ${best} failed: ${String(err)}`))
+      .finally(() => (this.handingOff = false));
+  }
+
+  private refuseIfDiskFull(): void {
+    if (this.diskFull === undefined) return;
+    throw new JournalError(JournalErrorCode.DiskFull, `master ${this.opts.id} takes no writes: its disk is full (${this.diskFull}); free space on it, or retry on another master`);
   }
 
   // ---- reads ---------------------------------------------------------------------------------
@@ -428,6 +489,7 @@ export class RaftJournal implements Journal {
 
   /** Proposes a conf change once the previous one (perhaps a former leader's) is applied. */
   private async changeConf(cc: { type: ConfChangeType; node: number }, context?: Uint8Array): Promise<void> {
+    this.refuseIfDiskFull();
     let at = { index: 0, term: 0 };
     await this.waitUntil(() => {
       try {
@@ -517,6 +579,7 @@ export class RaftJournal implements Journal {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.diskTimer?.cancel();
     await this.driver?.stop();
     for (const c of this.peers.values()) c.close();
     this.peers.clear();

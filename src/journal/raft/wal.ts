@@ -231,6 +231,7 @@ export class Wal {
       if (rolls) await this.#roll(batch);
       else await this.#write(batch);
     } catch (err) {
+      if (err instanceof JournalError && err.code === JournalErrorCode.DiskFull) throw err;
       this.#failure = err;
       throw err;
     }
@@ -249,7 +250,14 @@ export class Wal {
   }
 
   async #write(buf: Uint8Array): Promise<void> {
-    await this.#fh.write(buf, this.#sizeBytes);
+    try {
+      await this.#fh.write(buf, this.#sizeBytes);
+    } catch (err) {
+      if (!isErrno(err, 'ENOSPC')) throw err;
+      // Cut what part of the batch landed, so the segment ends on a whole record again.
+      await this.#fh.truncate(this.#sizeBytes);
+      throw diskFull(this.#fh.path, err);
+    }
     this.#sizeBytes += buf.byteLength;
     this.#stats.bytesWritten += buf.byteLength;
     await this.#sync(this.#fh);
@@ -286,7 +294,10 @@ export class Wal {
       await this.#sync(fh);
     } catch (err) {
       await fh.close().catch(noop);
-      throw err;
+      if (!isErrno(err, 'ENOSPC')) throw err;
+      // The new segment never became part of the log: it goes, and the roll can be tried again.
+      await this.#disk.unlink(file);
+      throw diskFull(file, err);
     }
     this.#stats.bytesWritten += buf.length;
     this.#stats.syncs++;
@@ -451,6 +462,10 @@ async function listSegmentSeqs(disk: Disk, walDir: string): Promise<number[]> {
 function segmentPath(walDir: string, seq: number): string {
   if (!Number.isSafeInteger(seq) || seq < 0) throw new Error(`wal invariant: bad segment number ${seq}`);
   return path.join(walDir, `${seq.toString(16).padStart(16, '0')}.wal`);
+}
+
+function diskFull(file: string, cause: unknown): JournalError {
+  return new JournalError(JournalErrorCode.DiskFull, `wal: no space left to write ${file}; the write can be tried again once space is freed`, { cause });
 }
 
 function corrupt(file: string, problem: string): JournalError {
