@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CairnError, ErrorCode } from '../../src/errors.ts';
+import { encodeConfChange } from '../../src/raft/confchange.ts';
 import { Raft, type RaftConfig, type RestoredState } from '../../src/raft/raft.ts';
 import {
   ConfChangeType,
@@ -31,6 +32,7 @@ type Options = Partial<Omit<RaftConfig, 'id' | 'voters' | 'rand'>>;
  */
 class Cluster {
   readonly nodes = new Map<number, Raft>();
+  private readonly configs = new Map<number, RaftConfig>();
   readonly stored = new Map<number, RestoredState>();
   readonly readStates = new Map<number, ReadState[]>();
   readonly applied = new Map<number, Entry[]>();
@@ -38,16 +40,24 @@ class Cluster {
   /** Nodes whose messages, both ways, are dropped. */
   readonly isolated = new Set<number>();
 
+  /** Nodes start as if they had run a while (no vote hold), so a test can elect a leader at once. */
   constructor(count: number, options: Options = {}, seed = 1) {
     const voters = Array.from({ length: count }, (_, i) => i + 1);
     for (const id of voters) {
       const prng = new Prng(seed * 100 + id);
-      const config: RaftConfig = { electionTicks: 10, heartbeatTicks: 1, ...options, id, voters, rand: (n) => prng.int(n) };
+      const config: RaftConfig = { electionTicks: 10, heartbeatTicks: 1, voteHoldTicks: 0, ...options, id, voters, rand: (n) => prng.int(n) };
+      this.configs.set(id, config);
       this.nodes.set(id, new Raft(config));
       this.stored.set(id, { hardState: { term: 0, vote: 0, commit: 0 }, entries: [] });
       this.readStates.set(id, []);
       this.applied.set(id, []);
     }
+  }
+
+  /** Restarts `id` from what it persisted, as a fresh process: it holds its votes for an election timeout. */
+  restart(id: number): void {
+    const st = this.stored.get(id)!;
+    this.nodes.set(id, new Raft({ ...this.configs.get(id)!, voteHoldTicks: undefined }, { hardState: st.hardState, entries: st.entries.slice() }));
   }
 
   node(id: number): Raft {
@@ -269,7 +279,8 @@ test('a restart from the persisted state keeps term, vote, log, commit and membe
 
   const st = c.stored.get(1)!;
   const before = c.node(1).status();
-  const r = new Raft({ id: 1, voters: [1, 2, 3], rand: () => 0 }, { hardState: st.hardState, entries: st.entries.slice() });
+  // No vote hold, so that the vote below is refused for the vote already given, not for the hold.
+  const r = new Raft({ id: 1, voters: [1, 2, 3], rand: () => 0, voteHoldTicks: 0 }, { hardState: st.hardState, entries: st.entries.slice() });
   const after = r.status();
   assert.equal(after.role, Role.Follower);
   assert.deepEqual([after.term, after.vote, after.commit, after.lastIndex], [before.term, before.vote, before.commit, before.lastIndex]);
@@ -294,6 +305,75 @@ test('a node votes at most once per term, and only for a log at least as up to d
   const rd = r.ready();
   assert.deepEqual(rd.messages.map((m) => [m.to, m.term, m.reject]), [[1, 2, false], [2, 2, true], [2, 3, true]]);
   assert.deepEqual(rd.hardState, { term: 3, vote: 0, commit: 3 });
+});
+
+// ---- the vote hold after a start --------------------------------------------------------------------
+
+/** Node 3 of (1 2 3) restarted at term 2 with the bootstrap log; its election timeout is 19 ticks. */
+function restartedNode(): Raft {
+  const entries: Entry[] = [1, 2, 3].map((node) => ({ index: node, term: 1, type: EntryType.ConfChange, data: encodeConfChange({ type: ConfChangeType.AddVoter, node }) }));
+  return new Raft({ id: 3, voters: [], electionTicks: 10, rand: (n) => n - 1 }, { hardState: { term: 2, vote: 1, commit: 3 }, entries });
+}
+
+function answers(r: Raft): [string, number, boolean][] {
+  const rd = r.ready();
+  r.advance();
+  return rd.messages.map((m) => [m.type, m.term, m.reject ?? false]);
+}
+
+test('a node that starts holds its votes, pre-votes and own campaign for an election timeout', () => {
+  const r = restartedNode();
+  const ask = (type: MessageType): void => r.step({ type, from: 2, to: 3, term: 3, index: 3, logTerm: 1 });
+  r.campaign();
+  assert.equal(r.role, Role.Follower, 'no campaign, which would be a vote for itself');
+  for (let i = 0; i < 9; i++) r.tick();
+  ask(MessageType.PreVote);
+  ask(MessageType.Vote);
+  assert.deepEqual(answers(r), [[MessageType.PreVoteResp, 2, true]], 'the pre-vote is refused, the vote ignored');
+  assert.equal(r.term, 2, 'a held vote request does not raise the term');
+  r.tick(); // the tenth: one election timeout since the start
+  ask(MessageType.PreVote);
+  ask(MessageType.Vote);
+  assert.deepEqual(answers(r), [[MessageType.PreVoteResp, 3, false], [MessageType.VoteResp, 3, false]]);
+  assert.equal(r.vote, 2);
+});
+
+test('a leadership transfer is not held: a started node grants a forced vote and campaigns on TimeoutNow', () => {
+  const r = restartedNode();
+  r.step({ type: MessageType.Vote, from: 2, to: 3, term: 3, index: 3, logTerm: 1, force: true });
+  assert.deepEqual(answers(r), [[MessageType.VoteResp, 3, false]]);
+  const t = restartedNode();
+  t.step({ type: MessageType.TimeoutNow, from: 1, to: 3, term: 2 });
+  assert.equal(t.role, Role.Candidate);
+});
+
+test('a follower that restarts does not elect a new leader while the old leader reads on a lease that counted it', () => {
+  const c = new Cluster(3, { leaseRead: true, checkQuorum: true, preVote: true });
+  c.elect(1);
+  c.isolated.add(3); // node 1's lease rests on node 2's acknowledgements alone
+  for (let i = 0; i < 12; i++) c.tickAll();
+  assert.equal(c.node(1).role, Role.Leader);
+  c.restart(2);
+  c.isolated.clear();
+  c.isolated.add(1);
+  c.node(3).campaign(); // node 3 has not heard from a leader for long: as if its timeout fired now
+  c.stabilize();
+  let written = 0;
+  for (let ticks = 0; ticks <= 40 && written === 0; ticks++) {
+    const leader = [2, 3].find((id) => c.node(id).role === Role.Leader);
+    if (leader !== undefined) {
+      written = c.node(leader).propose(bytes('w')).index;
+      c.stabilize();
+      assert.equal(c.node(leader).status().commit, written);
+      if (c.node(1).role !== Role.Leader) break;
+      c.node(1).readIndex(bytes('r'));
+      c.processReady(1);
+      const read = c.readStates.get(1)!.at(-1);
+      if (read !== undefined) assert.ok(read.index >= written, `node 1 read at ${read.index} on its lease, missing write ${written} (after ${ticks} ticks)`);
+    }
+    c.tickAll();
+  }
+  assert.ok(written > 0, 'nodes 2 and 3 elected a leader once node 2 stopped holding its vote');
 });
 
 // ---- regressions: bugs found in review ----------------------------------------------------------------------
