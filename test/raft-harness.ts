@@ -3,7 +3,7 @@
 // recipient's inbox until a script delivers them, and every step prints a deterministic trace.
 //
 // Commands (ID is a node id; [ID...] defaults to every node):
-//   add-nodes N [voters=(1,2,3)] [pre-vote=B] [check-quorum=B] [lease-read=B] [election-ticks=N] ...
+//   add-nodes N [voters=(1,2,3)] [aged=B] [pre-vote=B] [check-quorum=B] [lease-read=B] [election-ticks=N] ...
 //   campaign ID | tick-election ID | tick-heartbeat ID | tick ID N
 //   propose ID DATA | propose-conf-change ID add-learner|add-voter|remove NODE
 //   read-index ID CTX | transfer-leader FROM TO | compact ID INDEX [keep=N]
@@ -11,6 +11,9 @@
 //   status ID | raft-log ID | crash ID... | restart ID... | partition ID... | heal
 // `partition` cuts the listed nodes off from the rest (messages across are dropped on delivery);
 // a crash loses the node's inbox and anything not yet persisted; a restart rebuilds it from storage.
+// A node that starts holds its votes for an election timeout (`voteHoldTicks`); `add-nodes` starts
+// nodes aged, as if they had been running for longer (so a script can elect a leader at once),
+// unless `aged=false`. A restarted node is always fresh.
 
 import { CairnError } from '../src/errors.ts';
 import { decodeConfChange } from '../src/raft/confchange.ts';
@@ -53,6 +56,8 @@ interface Storage {
 interface Node {
   id: number;
   config: RaftConfig;
+  /** Starts the first time without the vote hold, as a node that has been running a while. */
+  aged: boolean;
   raft: Raft | undefined; // undefined while crashed
   storage: Storage;
   /** The state machine: the data of applied normal entries, joined by commas. */
@@ -65,6 +70,7 @@ interface Node {
 }
 
 const configKeys: Record<string, keyof Config> = {
+  'vote-hold-ticks': 'voteHoldTicks',
   'pre-vote': 'preVote',
   'check-quorum': 'checkQuorum',
   'lease-read': 'leaseRead',
@@ -168,8 +174,9 @@ export class Harness {
     const votersArg = args.find((a) => a.key === 'voters');
     const voters = votersArg !== undefined ? votersArg.values.map(Number) : first === 1 ? ids : [];
     const options: Config = { ...harnessDefaults };
+    const aged = args.find((a) => a.key === 'aged')?.values[0] !== 'false';
     for (const a of args.slice(1)) {
-      if (a.key === 'voters') continue;
+      if (a.key === 'voters' || a.key === 'aged') continue;
       const key = configKeys[a.key];
       if (key === undefined) throw new Error(`unknown add-nodes option ${a.key}`);
       const v = a.values[0];
@@ -185,6 +192,7 @@ export class Harness {
       const node: Node = {
         id,
         config: { ...options, id, voters, rand },
+        aged,
         raft: undefined,
         storage: { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: undefined, entries: [] },
         sm: '',
@@ -204,7 +212,9 @@ export class Harness {
   private start(node: Node): void {
     const st = node.storage;
     const restored = { hardState: st.hardState, snapshot: st.snapshot, entries: st.entries.slice() };
-    node.raft = new Raft(node.config, restored);
+    const config = node.aged ? { ...node.config, voteHoldTicks: 0 } : node.config;
+    node.aged = false; // a restart is a fresh start
+    node.raft = new Raft(config, restored);
     node.sm = st.snapshot !== undefined ? latin1(readAllSnapshotData(st.snapshot.data)) : '';
     node.seen = undefined;
     this.noteChanges(node);

@@ -54,6 +54,13 @@ export interface RaftConfig {
    * the tick `ticksAgo` leader ticks back.
    */
   leaseHolds?: (ticksAgo: number, windowTicks: number) => boolean;
+  /**
+   * Ticks after it starts during which a node neither votes nor campaigns, except in a leadership
+   * transfer: it may have acknowledged a leader's heartbeat just before it went down, and that
+   * leader's lease counts on it voting for no one else for an election timeout. Defaults to
+   * electionTicks; only tests that begin with a cluster already running set it lower.
+   */
+  voteHoldTicks?: number;
   entryBytesMax?: number;
   /** Bytes of entries in one append message. */
   appendBytesMax?: number;
@@ -132,6 +139,7 @@ export class Raft {
   private readonly rand: (n: number) => number;
   private readonly leaseHolds: RaftConfig['leaseHolds'];
   private readonly bugs: ReadonlySet<RaftBug>;
+  private readonly voteHoldTicks: number;
 
   term = 0;
   vote: NodeId = 0;
@@ -155,6 +163,8 @@ export class Raft {
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
   private randomizedElectionTimeout = 0;
+  /** Ticks since this node started, counted up to voteHoldTicks. */
+  private ticksSinceStart = 0;
   private transferee: NodeId = 0;
   private uncommittedBytes = 0;
   private needAppendFlush = false;
@@ -185,6 +195,8 @@ export class Raft {
     this.rand = config.rand;
     this.leaseHolds = config.leaseHolds;
     this.bugs = config.bugs ?? new Set();
+    this.voteHoldTicks = config.voteHoldTicks ?? this.cfg.electionTicks;
+    assert(this.voteHoldTicks >= 0, 'voteHoldTicks must not be negative');
     this.readOnly = new ReadOnly(this.cfg.readQueueMax);
 
     const hs = restored?.hardState ?? { term: 0, vote: 0, commit: 0 };
@@ -221,13 +233,14 @@ export class Raft {
   // ---- public API ----------------------------------------------------------------------------
 
   tick(): void {
+    if (this.ticksSinceStart < this.voteHoldTicks) this.ticksSinceStart++;
     if (this.role === Role.Leader) this.tickLeader();
     else this.tickElection();
   }
 
-  /** Starts an election now (as if the election timeout fired). */
+  /** Starts an election now (as if the election timeout fired); a node still holding its votes does not. */
   campaign(): void {
-    if (!this.promotable() || this.role === Role.Leader) return;
+    if (!this.promotable() || this.role === Role.Leader || this.holdsVotes()) return;
     this.startCampaign(this.cfg.preVote ? 'pre-vote' : 'vote');
   }
 
@@ -582,10 +595,11 @@ export class Raft {
   private handleVoteRequest(m: Message): void {
     const pre = m.type === MessageType.PreVote;
     const canVote =
-      this.bugs.has('vote-twice') ||
-      this.vote === m.from ||
-      (this.vote === 0 && this.leader === 0) ||
-      (pre && m.term > this.term);
+      (!this.holdsVotes() || m.force === true) &&
+      (this.bugs.has('vote-twice') ||
+        this.vote === m.from ||
+        (this.vote === 0 && this.leader === 0) ||
+        (pre && m.term > this.term));
     const upToDate = this.log.isUpToDate(m.index ?? 0, m.logTerm ?? 0);
     const respType = pre ? MessageType.PreVoteResp : MessageType.VoteResp;
     if (canVote && upToDate) {
@@ -608,6 +622,9 @@ export class Raft {
     if (m.term > this.term) {
       const isVote = m.type === MessageType.Vote || m.type === MessageType.PreVote;
       if (isVote && !m.force && this.inLease()) return false;
+      // A vote this node holds back does not raise its term either (an answer at our older term
+      // would not count); a held pre-vote goes on to be refused, which the pre-candidate counts.
+      if (m.type === MessageType.Vote && !m.force && this.holdsVotes()) return false;
       if (m.type === MessageType.PreVote) return true;
       if (m.type === MessageType.PreVoteResp && !m.reject) return true;
       const fromLeader = m.type === MessageType.App || m.type === MessageType.Heartbeat || m.type === MessageType.Snap;
@@ -624,6 +641,14 @@ export class Raft {
       return false;
     }
     return true;
+  }
+
+  /**
+   * A node that just started refuses votes for an election timeout: before it went down it may have
+   * acknowledged a leader whose lease still counts on it (see leaseValid).
+   */
+  private holdsVotes(): boolean {
+    return this.ticksSinceStart < this.voteHoldTicks;
   }
 
   /** A node that heard from a leader within the election timeout refuses to help depose it. */
@@ -994,8 +1019,9 @@ export class Raft {
 
   /**
    * The leader lease: a majority answered a heartbeat sent at tick T, so none of them votes for
-   * another leader before T + electionTicks of its own clock. Two ticks of margin cover clock drift,
-   * and a leadership transfer (whose forced votes ignore leases) voids it for two timeouts.
+   * another leader before T + electionTicks of its own clock, not even after a restart (holdsVotes).
+   * Two ticks of margin cover clock drift, and a leadership transfer (whose forced votes ignore
+   * leases) voids it for two timeouts.
    */
   private leaseValid(): boolean {
     if (this.transferee !== 0 || this.tickCount < this.leaseBlockedUntilTick) return false;

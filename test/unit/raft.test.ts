@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CairnError, ErrorCode } from '../../src/errors.ts';
+import { encodeConfChange } from '../../src/raft/confchange.ts';
+import { readAllSnapshotData, snapshotBytes } from '../../src/raft/snapshot-data.ts';
 import { Raft, type RaftConfig, type RestoredState } from '../../src/raft/raft.ts';
 import {
   ConfChangeType,
@@ -31,6 +33,7 @@ type Options = Partial<Omit<RaftConfig, 'id' | 'voters' | 'rand'>>;
  */
 class Cluster {
   readonly nodes = new Map<number, Raft>();
+  private readonly configs = new Map<number, RaftConfig>();
   readonly stored = new Map<number, RestoredState>();
   readonly readStates = new Map<number, ReadState[]>();
   readonly applied = new Map<number, Entry[]>();
@@ -38,16 +41,40 @@ class Cluster {
   /** Nodes whose messages, both ways, are dropped. */
   readonly isolated = new Set<number>();
 
+  /** Nodes start as if they had run a while (no vote hold), so a test can elect a leader at once. */
+  private readonly options: Options;
+  private readonly seed: number;
+
   constructor(count: number, options: Options = {}, seed = 1) {
+    this.options = options;
+    this.seed = seed;
     const voters = Array.from({ length: count }, (_, i) => i + 1);
-    for (const id of voters) {
-      const prng = new Prng(seed * 100 + id);
-      const config: RaftConfig = { electionTicks: 10, heartbeatTicks: 1, ...options, id, voters, rand: (n) => prng.int(n) };
-      this.nodes.set(id, new Raft(config));
-      this.stored.set(id, { hardState: { term: 0, vote: 0, commit: 0 }, entries: [] });
-      this.readStates.set(id, []);
-      this.applied.set(id, []);
+    for (const id of voters) this.start(id, voters);
+  }
+
+  private start(id: number, voters: number[]): void {
+    const prng = new Prng(this.seed * 100 + id);
+    const config: RaftConfig = { electionTicks: 10, heartbeatTicks: 1, voteHoldTicks: 0, ...this.options, id, voters, rand: (n) => prng.int(n) };
+    this.configs.set(id, config);
+    this.nodes.set(id, new Raft(config));
+    this.stored.set(id, { hardState: { term: 0, vote: 0, commit: 0 }, entries: [] });
+    this.readStates.set(id, []);
+    this.applied.set(id, []);
+  }
+
+  /** Starts nodes with no log and has leader 1 add them as learners; they catch up. */
+  addLearners(...ids: number[]): void {
+    for (const id of ids) {
+      this.start(id, []);
+      this.node(1).proposeConfChange({ type: ConfChangeType.AddLearner, node: id });
+      this.stabilize();
     }
+  }
+
+  /** Restarts `id` from what it persisted, as a fresh process: it holds its votes for an election timeout. */
+  restart(id: number): void {
+    const st = this.stored.get(id)!;
+    this.nodes.set(id, new Raft({ ...this.configs.get(id)!, voteHoldTicks: undefined }, { hardState: st.hardState, entries: st.entries.slice() }));
   }
 
   node(id: number): Raft {
@@ -74,6 +101,11 @@ class Cluster {
     this.readStates.get(id)!.push(...rd.readStates);
     r.advance();
     return true;
+  }
+
+  /** Drops waiting messages that pass `filter`, as a lossy network would. */
+  drop(filter: (m: Message) => boolean): void {
+    this.inbox = this.inbox.filter((m) => !filter(m));
   }
 
   deliver(filter: (m: Message) => boolean = () => true): boolean {
@@ -228,9 +260,165 @@ test('reads deferred until the leader commits in its term count against readQueu
   assert.deepEqual(c.readStates.get(1)!.map((r) => [r.index, text(r.context)]), [[4, 'a']]);
 });
 
+test('a leader of five answers a read once two followers acknowledged its heartbeat, not one', () => {
+  const c = new Cluster(5);
+  c.elect(1);
+  c.node(1).readIndex(bytes('r'));
+  c.processReady(1); // the heartbeat round goes out
+  const ackFrom = (id: number): void => {
+    c.deliver((m) => m.to === id && m.type === MessageType.Heartbeat);
+    c.processReady(id);
+    c.deliver((m) => m.from === id && m.to === 1);
+    c.processReady(1);
+  };
+  ackFrom(2);
+  assert.deepEqual(c.readStates.get(1), [], 'the leader and one follower are 2 of 5, no quorum');
+  ackFrom(3);
+  assert.deepEqual(c.readStates.get(1)!.map((r) => [r.index, text(r.context)]), [[6, 'r']]);
+});
+
+test('a heartbeat round confirms only the reads that arrived before it was sent', () => {
+  const c = new Cluster(3);
+  c.elect(1);
+  c.node(1).readIndex(bytes('a'));
+  c.processReady(1); // the round for 'a' goes out
+  c.node(1).readIndex(bytes('b')); // waits for the next round
+  c.processReady(1);
+  c.deliver();
+  c.processReady(2);
+  c.processReady(3);
+  c.deliver();
+  c.processReady(1);
+  assert.deepEqual(c.readStates.get(1)!.map((r) => text(r.context)), ['a']);
+  c.stabilize();
+  assert.deepEqual(c.readStates.get(1)!.map((r) => text(r.context)), ['a', 'b']);
+});
+
+test('a learner\'s heartbeat acknowledgement does not count toward a read quorum', () => {
+  const c = new Cluster(3);
+  c.elect(1);
+  c.addLearners(4);
+  c.isolated.add(2).add(3);
+  c.node(1).readIndex(bytes('r'));
+  c.stabilize();
+  assert.deepEqual(c.readStates.get(1), [], 'the leader and a learner are no quorum of voters');
+  c.isolated.clear();
+  c.tickAll(); // the periodic heartbeat carries the read again
+  assert.deepEqual(c.readStates.get(1)!.map((r) => text(r.context)), ['r']);
+});
+
+test('a lease runs electionTicks - 2 ticks from the sending of the heartbeat a majority answered, not from the answers', () => {
+  const c = new Cluster(3, { leaseRead: true, checkQuorum: true });
+  c.elect(1);
+  const r = c.node(1);
+  const tickLeader = (ticks: number): void => {
+    for (let i = 0; i < ticks; i++) {
+      r.tick();
+      c.processReady(1);
+    }
+    c.drop((m) => m.type === MessageType.Heartbeat && m.hbTick !== 1); // only the first round gets through
+  };
+  const servedAtOnce = (ctx: string): boolean => {
+    r.readIndex(bytes(ctx));
+    c.processReady(1);
+    return c.readStates.get(1)!.some((rs) => text(rs.context) === ctx);
+  };
+  tickLeader(4); // rounds at leader ticks 1..4
+  c.deliver();
+  c.processReady(2);
+  c.processReady(3);
+  c.deliver(); // the answers to the round of tick 1 arrive at tick 4
+  tickLeader(4);
+  assert.ok(servedAtOnce('at 8'), 'tick 8: 7 ticks after the round');
+  tickLeader(1);
+  assert.equal(servedAtOnce('at 9'), false, 'tick 9: 8 ticks after the round, the lease is over');
+});
+
+test(
+  'a leader that sent TimeoutNow serves no lease read after it abandoned the transfer, while acknowledgements from before still count',
+  () => {
+    const c = new Cluster(3, { leaseRead: true, checkQuorum: true });
+    c.elect(1);
+    c.isolated.add(2);
+    c.node(1).propose(bytes('x')); // node 2 lags: the transfer must first catch it up
+    c.stabilize();
+    c.node(1).transferLeader(2);
+    for (let i = 0; i < 4; i++) c.tickAll();
+    c.isolated.clear();
+    // Tick 5: node 3 answers the heartbeat (a fresh lease), node 2 catches up and gets TimeoutNow.
+    c.node(1).tick();
+    for (let i = 0; i < 10 && c.node(2).role === Role.Follower; i++) {
+      for (const id of [1, 2, 3]) c.processReady(id);
+      c.deliver();
+    }
+    assert.equal(c.node(2).role, Role.Candidate);
+    c.isolated.add(1);
+    c.stabilize(); // node 2 campaigns with a forced vote, which node 3 grants despite its lease
+    assert.equal(c.node(2).role, Role.Leader);
+    const written = c.node(2).propose(bytes('w')).index;
+    c.stabilize();
+    assert.equal(c.node(2).status().commit, written);
+    for (let i = 0; i < 5; i++) c.node(1).tick(); // tick 10: the transfer is abandoned, node 3's answer of tick 5 is recent
+    assert.equal(c.node(1).role, Role.Leader);
+    assert.equal(c.node(1).status().transferee, 0);
+    c.node(1).readIndex(bytes('r'));
+    c.processReady(1);
+    const read = c.readStates.get(1)!.at(-1);
+    if (read !== undefined) assert.ok(read.index >= written, `read at ${read.index} misses write ${written}`);
+  },
+);
+
 test('a read on a node that knows no leader fails with CAIRN_NOT_LEADER', () => {
   const c = new Cluster(3);
   assertCode(() => c.node(2).readIndex(bytes('x')), ErrorCode.NotLeader);
+});
+
+// ---- membership ---------------------------------------------------------------------------------
+
+test('learners count toward neither a commit nor check-quorum', () => {
+  const c = new Cluster(3, { checkQuorum: true });
+  c.elect(1);
+  c.addLearners(4, 5);
+  c.isolated.add(2).add(3);
+  const { index } = c.node(1).propose(bytes('x'));
+  c.stabilize();
+  assert.equal(c.node(4).status().lastIndex, index, 'the learners hold the entry');
+  assert.ok(c.node(1).status().commit < index, 'the leader and two learners are no majority of voters');
+  // The first check, one election timeout on, still counts what the voters sent before the cut.
+  for (let i = 0; i < 10; i++) c.tickAll();
+  assert.equal(c.node(1).role, Role.Leader);
+  for (let i = 0; i < 10; i++) c.tickAll();
+  assert.equal(c.node(1).role, Role.Follower, 'heard from no voter in an election timeout: steps down');
+});
+
+test('a leader that removes itself leads until the removal commits, not when an earlier entry commits', () => {
+  const c = new Cluster(3, { appendBytesMax: 1 });
+  c.elect(1);
+  const x = c.node(1).propose(bytes('x')).index;
+  c.node(1).proposeConfChange({ type: ConfChangeType.Remove, node: 1 });
+  c.processReady(1);
+  c.deliver((m) => m.type === MessageType.App && m.entries?.[0]?.index === x);
+  c.drop((m) => m.type === MessageType.App);
+  c.processReady(2);
+  c.processReady(3);
+  c.deliver();
+  assert.equal(c.node(1).status().commit, x);
+  assert.equal(c.node(1).role, Role.Leader);
+  c.tickAll(); // the removal goes out again with the heartbeat round and commits
+  assert.equal(c.node(1).role, Role.Follower);
+  assert.deepEqual(c.node(2).status().conf.voters, [2, 3]);
+});
+
+test('a node with a received snapshot not yet persisted does not campaign', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0, voteHoldTicks: 0 }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+  const meta = { index: 10, term: 2, conf: { voters: [1, 2, 3], learners: [] } };
+  r.step({ type: MessageType.Snap, from: 1, to: 3, term: 2, snapshot: meta, snapOffset: 0, snapData: bytes('s'), snapDone: true, snapTotalBytes: 1 });
+  r.campaign();
+  assert.equal(r.role, Role.Follower);
+  r.ready();
+  r.advance();
+  r.campaign();
+  assert.equal(r.role, Role.PreCandidate);
 });
 
 // ---- the driver contract -------------------------------------------------------------------------
@@ -269,7 +457,8 @@ test('a restart from the persisted state keeps term, vote, log, commit and membe
 
   const st = c.stored.get(1)!;
   const before = c.node(1).status();
-  const r = new Raft({ id: 1, voters: [1, 2, 3], rand: () => 0 }, { hardState: st.hardState, entries: st.entries.slice() });
+  // No vote hold, so that the vote below is refused for the vote already given, not for the hold.
+  const r = new Raft({ id: 1, voters: [1, 2, 3], rand: () => 0, voteHoldTicks: 0 }, { hardState: st.hardState, entries: st.entries.slice() });
   const after = r.status();
   assert.equal(after.role, Role.Follower);
   assert.deepEqual([after.term, after.vote, after.commit, after.lastIndex], [before.term, before.vote, before.commit, before.lastIndex]);
@@ -294,6 +483,215 @@ test('a node votes at most once per term, and only for a log at least as up to d
   const rd = r.ready();
   assert.deepEqual(rd.messages.map((m) => [m.to, m.term, m.reject]), [[1, 2, false], [2, 2, true], [2, 3, true]]);
   assert.deepEqual(rd.hardState, { term: 3, vote: 0, commit: 3 });
+});
+
+// ---- log and snapshot rules on a follower ------------------------------------------------------------
+
+const emptyEntry = (index: number, term: number): Entry => ({ index, term, type: EntryType.Normal, data: new Uint8Array(0) });
+const confEntry = (index: number, term: number, type: ConfChangeType, node: number): Entry => ({ index, term, type: EntryType.ConfChange, data: encodeConfChange({ type, node }) });
+const founders = [1, 2, 3].map((node) => confEntry(node, 1, ConfChangeType.AddVoter, node));
+
+test('a follower whose uncommitted membership entry is overwritten by a new leader goes back to the membership before it', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+  const app = (from: number, term: number, prev: Entry, entries: Entry[]): void =>
+    r.step({ type: MessageType.App, from, to: 3, term, index: prev.index, logTerm: prev.term, commit: 3, entries });
+  app(1, 2, founders[2], [emptyEntry(4, 2), confEntry(5, 2, ConfChangeType.AddLearner, 4), confEntry(6, 2, ConfChangeType.Remove, 2)]);
+  assert.deepEqual(r.confState(), { voters: [1, 3], learners: [4] }, 'a node uses membership entries as soon as they are appended');
+  // Leader 2 of term 3 never had entries 5 and 6: its own entry 5 replaces them.
+  app(2, 3, emptyEntry(4, 2), [emptyEntry(5, 3)]);
+  assert.deepEqual(r.log.entries.map((e) => `${e.term}/${e.index}`), ['1/1', '1/2', '1/3', '2/4', '3/5']);
+  assert.deepEqual(r.confState(), { voters: [1, 2, 3], learners: [] });
+  assert.deepEqual(r.confAt(6), { voters: [1, 2, 3], learners: [] }, 'no trace of the overwritten changes in the history');
+});
+
+test('a follower refuses an append from a deposed leader of an older term and tells it the newer term', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 3, vote: 2, commit: 3 }, entries: [...founders, emptyEntry(4, 3)] });
+  r.step({ type: MessageType.App, from: 1, to: 3, term: 2, index: 3, logTerm: 1, commit: 3, entries: [emptyEntry(4, 2), emptyEntry(5, 2)] });
+  const rd = r.ready();
+  r.advance();
+  assert.deepEqual(rd.messages.map((m) => [m.type, m.to, m.term, m.index]), [[MessageType.AppResp, 1, 3, undefined]]);
+  assert.deepEqual(r.log.entries.map((e) => `${e.term}/${e.index}`), ['1/1', '1/2', '1/3', '3/4']);
+  assert.deepEqual([r.term, r.leader], [3, 0]);
+});
+
+test('a follower commits only what the leader vouched for: up to the last entry of the append, or its match in a heartbeat', () => {
+  // Node 3 holds 2/4 and 2/5 from leader 1 of term 2; leader 2 of term 3 shares 2/4 but not 2/5.
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 3, vote: 2, commit: 3 }, entries: [...founders, emptyEntry(4, 2), emptyEntry(5, 2)] });
+  r.step({ type: MessageType.App, from: 2, to: 3, term: 3, index: 3, logTerm: 1, commit: 3, entries: [emptyEntry(4, 2)] });
+  assert.equal(r.status().commit, 3);
+  r.step({ type: MessageType.Heartbeat, from: 2, to: 3, term: 3, commit: 4 });
+  assert.equal(r.status().commit, 4, 'the heartbeat carries the commit index');
+  // The leader committed 6, but this append vouches for entries up to 4 only: 2/5 is not the leader's.
+  r.step({ type: MessageType.App, from: 2, to: 3, term: 3, index: 4, logTerm: 2, commit: 6, entries: [] });
+  assert.equal(r.status().commit, 4);
+});
+
+test('a follower ignores a snapshot at or below its commit index: it neither rolls back nor fetches it', () => {
+  const conf = { voters: [1, 2, 3], learners: [] };
+  const own = { meta: { index: 9, term: 2, conf }, data: snapshotBytes(bytes('state at 9')) };
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 10 }, snapshot: own, entries: [emptyEntry(10, 2)] });
+  r.ready();
+  r.advance();
+  const snap = (index: number, done: boolean): Message => ({
+    type: MessageType.Snap, from: 1, to: 3, term: 2, snapshot: { index, term: 2, conf }, snapOffset: 0, snapData: bytes('s'), snapDone: done, snapTotalBytes: done ? 1 : 2,
+  });
+  // A delayed snapshot older than the one this node compacted to: restoring it would move the
+  // commit index and the state machine back.
+  r.step(snap(8, true));
+  let rd = r.ready();
+  r.advance();
+  assert.equal(rd.snapshot, undefined);
+  assert.deepEqual(rd.messages.map((m) => [m.type, m.index]), [[MessageType.AppResp, 10]]);
+  assert.deepEqual([r.status().commit, r.status().firstIndex, r.status().lastIndex], [10, 10, 10]);
+  // One at the commit index: answered at its first chunk, so the leader does not send the rest.
+  r.step(snap(10, false));
+  rd = r.ready();
+  r.advance();
+  assert.deepEqual(rd.messages.map((m) => [m.type, m.index]), [[MessageType.AppResp, 10]]);
+});
+
+test('a follower that holds the snapshot\'s last entry keeps the entries after it instead of restoring', () => {
+  const entries = [...founders, ...[4, 5, 6, 7, 8].map((i) => emptyEntry(i, 2))];
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 4 }, entries });
+  const meta = { index: 6, term: 2, conf: { voters: [1, 2, 3], learners: [] } };
+  r.step({ type: MessageType.Snap, from: 1, to: 3, term: 2, snapshot: meta, snapOffset: 0, snapData: bytes('s'), snapDone: true, snapTotalBytes: 1 });
+  const rd = r.ready();
+  assert.equal(rd.snapshot, undefined, 'entries 7 and 8 may count toward a commit on the leader: they must stay');
+  assert.deepEqual([r.status().commit, r.status().lastIndex], [6, 8]);
+});
+
+test('a follower installs a snapshot only from contiguous chunks of one transfer, once all bytes arrived', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0, snapshotBytesMax: 9 }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+  const meta = { index: 10, term: 2, conf: { voters: [1, 2, 3], learners: [] } };
+  const chunk = (offset: number, data: string, done: boolean, total = 9): void =>
+    r.step({ type: MessageType.Snap, from: 1, to: 3, term: 2, snapshot: meta, snapOffset: offset, snapData: bytes(data), snapDone: done, snapTotalBytes: total });
+  const replies = (): [string, number | undefined, boolean][] => {
+    const rd = r.ready();
+    r.advance();
+    assert.equal(rd.snapshot, undefined);
+    return rd.messages.map((m) => [m.type, m.snapOffset ?? m.index, m.reject ?? false]);
+  };
+  chunk(0, 'aaaa', false, 10);
+  assert.deepEqual(replies(), [[MessageType.SnapResp, 0, true]], 'larger than snapshotBytesMax: refused');
+  chunk(0, 'aaaa', false);
+  chunk(8, 'c', true); // out of order: the follower says where to resume
+  assert.deepEqual(replies(), [[MessageType.SnapResp, 4, false], [MessageType.SnapResp, 4, false]]);
+  chunk(4, 'bb', true); // marked done, but 3 bytes short
+  assert.deepEqual(replies(), [[MessageType.SnapResp, 0, false]]);
+  chunk(0, 'aaaa', false);
+  chunk(4, 'bbbb', false);
+  chunk(8, 'c', true);
+  const rd = r.ready();
+  assert.equal(rd.snapshot?.meta.index, 10);
+  assert.equal(text(readAllSnapshotData(rd.snapshot!.data)), 'aaaabbbbc');
+});
+
+test('compact keeps keepEntries entries before the snapshot index, and refuses to snapshot beyond applied', () => {
+  const c = new Cluster(3);
+  c.elect(1);
+  for (const x of ['x', 'y', 'z']) c.node(1).propose(bytes(x));
+  c.stabilize();
+  const r = c.node(1);
+  assert.equal(r.status().applied, 7);
+  assert.throws(() => r.compact(8, snapshotBytes(bytes('s'))), /snapshot at 8 beyond applied 7/);
+  r.compact(7, snapshotBytes(bytes('s')), 2);
+  assert.deepEqual([r.status().firstIndex, r.log.snapshot?.meta.index], [6, 7]);
+});
+
+// ---- the vote hold after a start --------------------------------------------------------------------
+
+/** Node 3 of (1 2 3) restarted at term 2 with the bootstrap log; its election timeout is 19 ticks. */
+function restartedNode(): Raft {
+  return new Raft({ id: 3, voters: [], electionTicks: 10, rand: (n) => n - 1 }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+}
+
+function answers(r: Raft): [string, number, boolean][] {
+  const rd = r.ready();
+  r.advance();
+  return rd.messages.map((m) => [m.type, m.term, m.reject ?? false]);
+}
+
+test('a node that starts holds its votes, pre-votes and own campaign for an election timeout', () => {
+  const r = restartedNode();
+  const ask = (type: MessageType): void => r.step({ type, from: 2, to: 3, term: 3, index: 3, logTerm: 1 });
+  r.campaign();
+  assert.equal(r.role, Role.Follower, 'no campaign, which would be a vote for itself');
+  for (let i = 0; i < 9; i++) r.tick();
+  ask(MessageType.PreVote);
+  ask(MessageType.Vote);
+  assert.deepEqual(answers(r), [[MessageType.PreVoteResp, 2, true]], 'the pre-vote is refused, the vote ignored');
+  assert.equal(r.term, 2, 'a held vote request does not raise the term');
+  r.tick(); // the tenth: one election timeout since the start
+  ask(MessageType.PreVote);
+  ask(MessageType.Vote);
+  assert.deepEqual(answers(r), [[MessageType.PreVoteResp, 3, false], [MessageType.VoteResp, 3, false]]);
+  assert.equal(r.vote, 2);
+});
+
+test('a leadership transfer is not held: a started node grants a forced vote and campaigns on TimeoutNow', () => {
+  const r = restartedNode();
+  r.step({ type: MessageType.Vote, from: 2, to: 3, term: 3, index: 3, logTerm: 1, force: true });
+  assert.deepEqual(answers(r), [[MessageType.VoteResp, 3, false]]);
+  const t = restartedNode();
+  t.step({ type: MessageType.TimeoutNow, from: 1, to: 3, term: 2 });
+  assert.equal(t.role, Role.Candidate);
+});
+
+test('a follower that restarts does not elect a new leader while the old leader reads on a lease that counted it', () => {
+  const c = new Cluster(3, { leaseRead: true, checkQuorum: true, preVote: true });
+  c.elect(1);
+  c.isolated.add(3); // node 1's lease rests on node 2's acknowledgements alone
+  for (let i = 0; i < 12; i++) c.tickAll();
+  assert.equal(c.node(1).role, Role.Leader);
+  c.restart(2);
+  c.isolated.clear();
+  c.isolated.add(1);
+  c.node(3).campaign(); // node 3 has not heard from a leader for long: as if its timeout fired now
+  c.stabilize();
+  let written = 0;
+  for (let ticks = 0; ticks <= 40 && written === 0; ticks++) {
+    const leader = [2, 3].find((id) => c.node(id).role === Role.Leader);
+    if (leader !== undefined) {
+      written = c.node(leader).propose(bytes('w')).index;
+      c.stabilize();
+      assert.equal(c.node(leader).status().commit, written);
+      if (c.node(1).role !== Role.Leader) break;
+      c.node(1).readIndex(bytes('r'));
+      c.processReady(1);
+      const read = c.readStates.get(1)!.at(-1);
+      if (read !== undefined) assert.ok(read.index >= written, `node 1 read at ${read.index} on its lease, missing write ${written} (after ${ticks} ticks)`);
+    }
+    c.tickAll();
+  }
+  assert.ok(written > 0, 'nodes 2 and 3 elected a leader once node 2 stopped holding its vote');
+});
+
+// ---- votes ------------------------------------------------------------------------------------------
+
+test('a vote goes only to a log with a newer last term, or the same last term and at least our length', () => {
+  // Node 3's log ends at 2/5.
+  const r = new Raft({ id: 3, voters: [], rand: () => 0, preVote: false, checkQuorum: false, voteHoldTicks: 0 }, { hardState: { term: 2, vote: 0, commit: 3 }, entries: [...founders, emptyEntry(4, 2), emptyEntry(5, 2)] });
+  const ask = (term: number, logTerm: number, index: number): void => r.step({ type: MessageType.Vote, from: 1, to: 3, term, index, logTerm });
+  ask(3, 1, 9); // longer, but of an older term
+  ask(4, 2, 4); // same last term, shorter
+  ask(5, 2, 5); // same last term and length
+  ask(6, 3, 4); // newer last term, shorter
+  assert.deepEqual(answers(r), [
+    [MessageType.VoteResp, 3, true],
+    [MessageType.VoteResp, 4, true],
+    [MessageType.VoteResp, 5, false],
+    [MessageType.VoteResp, 6, false],
+  ]);
+});
+
+test('a follower that knows the leader of its term grants no vote or pre-vote in that term, though it never voted', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0, checkQuorum: false, voteHoldTicks: 0 }, { hardState: { term: 1, vote: 0, commit: 3 }, entries: founders });
+  r.step({ type: MessageType.App, from: 1, to: 3, term: 2, index: 3, logTerm: 1, commit: 3, entries: [] });
+  answers(r);
+  assert.deepEqual([r.term, r.vote, r.leader], [2, 0, 1]);
+  r.step({ type: MessageType.Vote, from: 2, to: 3, term: 2, index: 3, logTerm: 1 });
+  r.step({ type: MessageType.PreVote, from: 2, to: 3, term: 2, index: 3, logTerm: 1 });
+  assert.deepEqual(answers(r), [[MessageType.VoteResp, 2, true], [MessageType.PreVoteResp, 2, true]]);
 });
 
 // ---- regressions: bugs found in review ----------------------------------------------------------------------
