@@ -162,6 +162,10 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   private readonly rejoining = new Set<number>();
   /** Ids removed from the cluster: never added again (a removed id is never reused). */
   private readonly removedIds = new Set<number>();
+  /** Refused nodes whose removal is being proposed, and those whose removal has committed. */
+  private readonly removing = new Map<number, { node: AnySimNode; incarnation: number }>();
+  private readonly adding = new Map<number, { node: AnySimNode; incarnation: number }>();
+  private readonly removalCommitted = new Set<number>();
   /** Nodes whose data was set aside after a refused start: never started again. */
   private readonly retired = new Set<number>();
   /** Starts a node with a new id (set up by run()). */
@@ -561,15 +565,33 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     this.queue.after(100, () => this.event('rebuild', () => this.rebuildStep()));
   }
 
+  /** A membership call for `id` is in flight on a process still running (one on a dead process never settles). */
+  private settling(calls: Map<number, { node: AnySimNode; incarnation: number }>, id: number): boolean {
+    const c = calls.get(id);
+    return c !== undefined && c.node.alive && c.node.incarnation === c.incarnation;
+  }
+
   private rebuildStep(): void {
     if (this.refused.size === 0 && this.rejoining.size === 0) return;
     this.scheduleRebuild();
     const leader = this.leaderNode();
     if (leader === undefined) return;
-    const { conf } = leader.raft.status();
     for (const id of this.refused) {
-      if (conf.voters.includes(id) || conf.learners.includes(id)) {
-        leader.journal!.removeMember(id).catch((err: unknown) => this.expectCoded(leader, err));
+      // Only a committed removal counts (a removal the leader has only proposed may be rolled back).
+      if (!this.removalCommitted.has(id)) {
+        // A call on a process that died since never settles: then ask the current leader again.
+        if (this.settling(this.removing, id)) continue;
+        this.removing.set(id, { node: leader, incarnation: leader.incarnation });
+        leader
+          .journal!.removeMember(id)
+          .then(
+            () => this.removalCommitted.add(id),
+            (err: unknown) => {
+              this.remember(`removing n${id} failed: ${err instanceof Error ? err.message : String(err)}`);
+              this.expectCoded(leader, err);
+            },
+          )
+          .finally(() => this.removing.delete(id));
         continue;
       }
       // Its disk is set aside for good; the machine comes back empty under a new id.
@@ -580,9 +602,16 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
       this.remember(`rebuild n${id}: removed; its data is set aside; n${fresh.id} starts empty in its place`);
       this.count('rebuilds');
     }
+    const { conf } = leader.raft.status();
     for (const id of this.rejoining) {
       if (conf.voters.includes(id)) this.rejoining.delete(id);
-      else if (this.nodes.get(id)!.running()) leader.journal!.addMember(id, simAddress(id)).catch((err: unknown) => this.expectCoded(leader, err));
+      else if (this.nodes.get(id)!.running() && !this.settling(this.adding, id)) {
+        this.adding.set(id, { node: leader, incarnation: leader.incarnation });
+        leader
+          .journal!.addMember(id, simAddress(id))
+          .catch((err: unknown) => this.expectCoded(leader, err))
+          .finally(() => this.adding.delete(id));
+      }
     }
   }
 
