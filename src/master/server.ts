@@ -7,7 +7,7 @@ import { Packr } from 'msgpackr';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { RaftJournal } from '../journal/index.ts';
 import { logCallback, type Logger } from '../log.ts';
-import { RpcClient, RpcServer, reply } from '../rpc/index.ts';
+import { RpcServer, reply } from '../rpc/index.ts';
 import { validateCommand, validateQuery } from '../meta/commands.ts';
 import { acquireDirLock } from './dir-lock.ts';
 import { nodeDisk } from '../io/node-disk.ts';

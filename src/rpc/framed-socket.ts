@@ -3,7 +3,7 @@
 
 import type { Socket } from 'node:net';
 import { RpcError, RpcErrorCode } from './errors.ts';
-import { FrameDecoder, decodeFrame, frameParts, type Frame, type Header } from './frame.ts';
+import { FrameDecoder, decodeFrame, frameParts, type Frame } from './frame.ts';
 import { closeLingerMs } from './limits.ts';
 
 export interface FramedSocketEvents {
