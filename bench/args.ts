@@ -4,7 +4,7 @@ import { CairnError, ErrorCode } from '../src/errors.ts';
 
 function parsed(text: string, flag: string, ok: (n: number) => boolean, what: string): number {
   const n = Number(text);
-  if (!ok(n)) throw new CairnError(ErrorCode.InvalidArgument, `${flag} must be ${what}, got "${text}"`);
+  if (!ok(n)) throw new CairnError(ErrorCode.BadOption, `${flag} must be ${what}, got "${text}"`);
   return n;
 }
 

@@ -63,7 +63,7 @@ function parseOptions(args: string[]): Options | undefined {
     return undefined;
   }
   const dirEntries = positiveInt(values['dir-entries'], '--dir-entries');
-  if (dirEntries > 1000) throw new CairnError(ErrorCode.InvalidArgument, `--dir-entries must be at most 1000 (the masters' readdir page limit), got ${dirEntries}`);
+  if (dirEntries > 1000) throw new CairnError(ErrorCode.BadOption, `--dir-entries must be at most 1000 (the masters' readdir page limit), got ${dirEntries}`);
   return {
     seconds: positiveNumber(values.seconds, '--seconds'),
     warmupSeconds: nonNegativeNumber(values.warmup, '--warmup'),

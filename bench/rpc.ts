@@ -61,7 +61,7 @@ function parseOptions(args: string[]): Options | undefined {
 
 function positive(text: string, flag: string): number {
   const n = Number(text);
-  if (!(n > 0) || !Number.isFinite(n)) throw new CairnError(ErrorCode.InvalidArgument, `${flag} must be a positive number, got "${text}"`);
+  if (!(n > 0) || !Number.isFinite(n)) throw new CairnError(ErrorCode.BadOption, `${flag} must be a positive number, got "${text}"`);
   return n;
 }
 

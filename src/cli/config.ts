@@ -22,7 +22,7 @@ export interface MasterConfig {
 type Source = Record<string, unknown>;
 
 export function configError(message: string): CairnError {
-  return new CairnError(ErrorCode.InvalidArgument, message);
+  return new CairnError(ErrorCode.BadOption, message);
 }
 
 /** Merges flags over environment over config file for the given keys. */
@@ -43,13 +43,14 @@ function readConfigFile(path: string): Source {
   } catch (err) {
     throw configError(`cannot read config file ${path}: ${(err as Error).message}`);
   }
+  let v: unknown;
   try {
-    const v: unknown = JSON.parse(text);
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Source;
+    v = JSON.parse(text);
   } catch (err) {
     throw configError(`config file ${path} is not valid: ${(err as Error).message}`);
   }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw configError(`config file ${path} is not valid: not a JSON object`);
+  return v as Source;
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {

@@ -54,7 +54,7 @@ export type {
   TargetSpec,
   UnlinkCommand,
 } from './commands.ts';
-export { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
+export { FsErrorCode, MetaError, MetaErrorCode, ResultErrorCode } from './errors.ts';
 export { MetaState } from './namespace.ts';
 export type { ReaddirOptions } from './namespace.ts';
 export { snapshotChunkBytesMax, snapshotFormatVersion } from './namespace-snapshot.ts';

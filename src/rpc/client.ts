@@ -57,7 +57,7 @@ export function parseAddress(address: string): { host: string; port: number } {
   const host = address.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
   const port = Number(address.slice(colon + 1));
   if (colon <= 0 || host.length === 0 || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new RpcError(RpcErrorCode.BadRequest, `bad address "${address}": expected host:port`);
+    throw new RpcError(RpcErrorCode.BadOption, `bad address "${address}": expected host:port`);
   }
   return { host, port };
 }
@@ -160,7 +160,7 @@ export class RpcClient {
   private prepare(method: string, body: unknown, opts: CallOptions, resolve: PendingCall['resolve'], reject: PendingCall['reject']): PendingCall {
     if (this.closed) throw new RpcError(RpcErrorCode.Unavailable, `client of ${this.target.address} is closed`);
     const timeoutMs = opts.timeoutMs ?? timeoutMsDefault;
-    if (!(timeoutMs > 0 && timeoutMs <= timeoutMsMax)) throw new RpcError(RpcErrorCode.BadRequest, `timeoutMs must be in (0, ${timeoutMsMax}], got ${timeoutMs}`);
+    if (!(timeoutMs > 0 && timeoutMs <= timeoutMsMax)) throw new RpcError(RpcErrorCode.BadOption, `timeoutMs must be in (0, ${timeoutMsMax}], got ${timeoutMs}`);
     if (opts.signal?.aborted) throw new RpcError(RpcErrorCode.Cancelled, `${method} cancelled before it was sent`);
     if (this.inflight >= this.inflightMax) {
       throw new RpcError(RpcErrorCode.Overloaded, `${this.inflight} calls in flight to ${this.target.address}, the limit (inflightMax)`, { inflightMax: this.inflightMax });

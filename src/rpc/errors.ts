@@ -18,10 +18,14 @@ export const RpcErrorCode = {
   UnknownMethod: 'CAIRN_UNKNOWN_METHOD',
   /** Too many calls in flight (client's inflightMax or the server's per-connection limit). */
   Overloaded: 'CAIRN_OVERLOADED',
-  /** The handler failed without a code of its own; the server logged it. */
+  /** The server failed without a code of its own (its handler threw one, logged there, or its answer is malformed). */
   Internal: 'CAIRN_INTERNAL',
-  /** The request could not be encoded, decoded or was malformed. */
+  /** A request or message that cannot be encoded or decoded, or is malformed (a frame, a body, a peer's Raft message). */
   BadRequest: 'CAIRN_BAD_REQUEST',
+  /** An RpcServer or RpcClient option, a call's timeoutMs, or a client's address that is out of range. */
+  BadOption: ErrorCode.BadOption,
+  /** A handler registered twice or under a bad name, listen() called twice. */
+  InvalidArgument: ErrorCode.InvalidArgument,
 } as const;
 export type RpcErrorCode = (typeof RpcErrorCode)[keyof typeof RpcErrorCode];
 

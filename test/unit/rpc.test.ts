@@ -427,8 +427,8 @@ test('limit inflightPerConnectionMax: the server answers CAIRN_OVERLOADED beyond
 
 test('limit timeoutMsMax: a longer deadline is refused locally', async (t) => {
   const c = client(t, '127.0.0.1:1');
-  await assert.rejects(c.call('echo', {}, { timeoutMs: rpcLimits.timeoutMsMax + 1 }), hasCode(RpcErrorCode.BadRequest));
-  await assert.rejects(c.call('echo', {}, { timeoutMs: 0 }), hasCode(RpcErrorCode.BadRequest));
+  await assert.rejects(c.call('echo', {}, { timeoutMs: rpcLimits.timeoutMsMax + 1 }), hasCode(RpcErrorCode.BadOption));
+  await assert.rejects(c.call('echo', {}, { timeoutMs: 0 }), hasCode(RpcErrorCode.BadOption));
 });
 
 test('limit headerBytesMax: a peer announcing a larger header is disconnected', async (t) => {
@@ -513,9 +513,14 @@ test('server.close() aborts running handlers and fails their calls with CAIRN_UN
   await assert.rejects(inFlight, hasCode(RpcErrorCode.Unavailable));
 });
 
-test('bad options fail at construction', () => {
-  assert.throws(() => new RpcClient('no-port'), hasCode(RpcErrorCode.BadRequest));
-  assert.throws(() => new RpcClient('127.0.0.1:1', { secret: '' }), hasCode(RpcErrorCode.BadRequest));
-  assert.throws(() => new RpcServer({ inflightPerConnectionMax: 0 }), hasCode(RpcErrorCode.BadRequest));
-  assert.throws(() => new RpcServer().handle('', async () => 1), hasCode(RpcErrorCode.BadRequest));
+test('bad options fail at construction with CAIRN_BAD_OPTION, misuse with CAIRN_INVALID_ARGUMENT', async () => {
+  assert.throws(() => new RpcClient('no-port'), hasCode(RpcErrorCode.BadOption));
+  assert.throws(() => new RpcClient('127.0.0.1:1', { secret: '' }), hasCode(RpcErrorCode.BadOption));
+  assert.throws(() => new RpcServer({ inflightPerConnectionMax: 0 }), hasCode(RpcErrorCode.BadOption));
+  assert.throws(() => new RpcServer().handle('', async () => 1), hasCode(RpcErrorCode.InvalidArgument));
+  const server = new RpcServer();
+  server.handle('m', async () => 1);
+  assert.throws(() => server.handle('m', async () => 2), hasCode(RpcErrorCode.InvalidArgument));
+  await server.close();
+  await assert.rejects(server.listen('127.0.0.1', 0), hasCode(RpcErrorCode.InvalidArgument));
 });
