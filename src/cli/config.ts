@@ -2,6 +2,7 @@
 // config file (in that order of precedence), validated with one-line errors that say what to fix.
 
 import { readFileSync } from 'node:fs';
+import { parseAddress as parseHostPort } from '../address.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 
 export interface MasterConfig {
@@ -57,15 +58,15 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
-  const listen = parseAddress(s.listen, '--listen');
+  const listen = parseAddress(s.listen, '--listen', { portZero: true });
   const join = s.join === true || s.join === 'true' || s.join === '1';
-  const peers = join ? new Map<number, string>() : parsePeers(s.peers ?? `${id}=${listen}`);
+  const peers = join ? new Map<number, string>() : s.peers === undefined ? new Map([[id, listen]]) : parsePeers(s.peers);
   if (!join && peers.get(id) === undefined) throw configError(`--peers must include this master (id ${id})`);
   const secret = typeof s.secret === 'string' && s.secret !== '' ? s.secret : undefined;
   const tickMs = s.tickMs === undefined ? undefined : parsePositiveInt(s.tickMs, '--tick-ms');
   const checkpointEvery = s.checkpointEvery === undefined ? undefined : parsePositiveInt(s.checkpointEvery, '--checkpoint-every');
   const checkpointKeep = s.checkpointKeep === undefined ? undefined : parseNonNegativeInt(s.checkpointKeep, '--checkpoint-keep');
-  const http = s.http === undefined ? undefined : parseAddress(s.http, '--http');
+  const http = s.http === undefined ? undefined : parseAddress(s.http, '--http', { portZero: true });
   const leaseRead = parseBool(s.leaseRead, '--lease-read');
   return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead };
 }
@@ -87,11 +88,11 @@ export function parseNonNegativeInt(v: unknown, flag: string): number {
   return parsePositiveInt(v, flag);
 }
 
-/** host:port with a port in 0..65535 (0 only where the OS may pick). */
-export function parseAddress(v: unknown, flag: string): string {
+/** host:port (see src/address.ts); port 0 only with `portZero`, where the OS may pick. */
+export function parseAddress(v: unknown, flag: string, opts: { portZero?: boolean } = {}): string {
   if (typeof v !== 'string') throw configError(`${flag} is required, as host:port`);
-  const m = /^([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(v);
-  if (m === null || Number(m[2]) > 65535) throw configError(`${flag} must be host:port, got '${v}'`);
+  const parsed = parseHostPort(v, opts);
+  if ('problem' in parsed) throw configError(`${flag} must be host:port, got '${v}': ${parsed.problem}`);
   return v;
 }
 

@@ -4,6 +4,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { Packr } from 'msgpackr';
+import { formatAddress, parseAddress, type HostPort } from '../address.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { RaftJournal } from '../journal/index.ts';
 import { logCallback, type Logger } from '../log.ts';
@@ -68,9 +69,9 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
     await lock.release();
   };
   try {
-    const [host, portText] = splitAddress(opts.listen);
-    const bound = await server.listen(host, Number(portText));
-    const address = `${bound.host}:${bound.port}`;
+    const listen = optionAddress(opts.listen, 'listen');
+    const bound = await server.listen(listen.host, listen.port);
+    const address = formatAddress(bound.host, bound.port);
     const sm = new MetaStateMachine();
     journal = new RaftJournal({
       id: opts.id,
@@ -90,8 +91,8 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
     registerServices(server, journal, sm);
     await journal.start(sm);
     if (opts.http !== undefined) {
-      const [h, p] = splitAddress(opts.http);
-      http = await startHttp(h, Number(p), journal, sm);
+      const at = optionAddress(opts.http, 'http');
+      http = await startHttp(at.host, at.port, journal, sm);
     }
     opts.log.info({ address, http: http?.address, peers: Object.fromEntries(opts.peers) }, 'master started');
     return { address, httpAddress: http?.address, journal, sm, stop };
@@ -119,9 +120,7 @@ function registerServices(server: RpcServer, journal: RaftJournal, sm: MetaState
     return { leader: journal.leader() };
   });
   server.handle('admin.journal.add', async (body) => {
-    const b = body as { address?: unknown };
-    if (typeof b.address !== 'string') throw new CairnError(ErrorCode.InvalidArgument, 'address must be host:port');
-    await journal.addMember(requireId(body, 'id'), b.address);
+    await journal.addMember(requireId(body, 'id'), requireAddress(body, 'address'));
     return journal.status();
   });
   server.handle('admin.journal.remove', async (body) => {
@@ -158,7 +157,16 @@ function requireId(body: unknown, field: string): number {
   return v;
 }
 
-export function splitAddress(address: string): [string, string] {
-  const i = address.lastIndexOf(':');
-  return [address.slice(0, i).replace(/^\[|\]$/g, ''), address.slice(i + 1)];
+function requireAddress(body: unknown, field: string): string {
+  const v = (body as Record<string, unknown>)[field];
+  const parsed = typeof v === 'string' ? parseAddress(v) : { problem: `got ${v === undefined ? 'nothing' : typeof v}` };
+  if ('problem' in parsed) throw new CairnError(ErrorCode.InvalidArgument, `${field} must be host:port: ${parsed.problem}`);
+  return v as string;
+}
+
+/** An address to listen on (port 0: the OS picks). */
+function optionAddress(address: string, option: string): HostPort {
+  const parsed = parseAddress(address, { portZero: true });
+  if ('problem' in parsed) throw new CairnError(ErrorCode.BadOption, `${option} must be host:port, got '${address}': ${parsed.problem}`);
+  return parsed;
 }

@@ -83,6 +83,24 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+test('an IPv6 address: a client of [::1]:port reaches a server on ::1, which names the peer in brackets', async (t) => {
+  const server = new RpcServer();
+  t.after(() => server.close());
+  let peer = '';
+  server.handle('peer', async (_body, ctx) => (peer = ctx.peer));
+  let bound: { host: string; port: number };
+  try {
+    bound = await server.listen('::1', 0);
+  } catch (err) {
+    t.skip(`no IPv6 loopback here: ${(err as Error).message}`);
+    return;
+  }
+  assert.equal(bound.host, '::1');
+  const c = client(t, `[::1]:${bound.port}`);
+  assert.equal((await c.call('peer', {})).body, peer);
+  assert.match(peer, /^\[::1\]:\d+$/);
+});
+
 test('round trip: a body and a 4 MiB payload come back byte for byte', async (t) => {
   const { server, address } = await startServer(t);
   let seenPeer = '';
