@@ -27,7 +27,7 @@ export function configError(message: string): CairnError {
 }
 
 /** Merges flags over environment over config file for the given keys. */
-export function mergeSources(flags: Source, keys: string[], env: NodeJS.ProcessEnv = process.env): Source {
+function mergeSources(flags: Source, keys: string[], env: NodeJS.ProcessEnv = process.env): Source {
   const file = typeof flags.config === 'string' ? readConfigFile(flags.config) : {};
   const out: Source = {};
   for (const key of keys) {
@@ -83,7 +83,7 @@ export function parsePositiveInt(v: unknown, flag: string): number {
   return n;
 }
 
-export function parseNonNegativeInt(v: unknown, flag: string): number {
+function parseNonNegativeInt(v: unknown, flag: string): number {
   if (v === 0 || v === '0') return 0;
   return parsePositiveInt(v, flag);
 }
@@ -97,7 +97,7 @@ export function parseAddress(v: unknown, flag: string, opts: { portZero?: boolea
 }
 
 /** "1=host:port,2=host:port" */
-export function parsePeers(v: unknown): Map<number, string> {
+function parsePeers(v: unknown): Map<number, string> {
   if (typeof v !== 'string' || v.trim() === '') throw configError('--peers must list the founding masters as id=host:port,...');
   const peers = new Map<number, string>();
   for (const part of v.split(',')) {

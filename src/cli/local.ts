@@ -200,19 +200,12 @@ export async function localDown(dir: string, log: (line: string) => void): Promi
   log(`stopped ${cluster.processes.length} processes; data kept in ${dir} ('cairn local up --dir ${dir}' restarts them)`);
 }
 
-/** Removes a stopped cluster's directory (data included). */
-export function localDestroy(dir: string): void {
-  const cluster = readLocalCluster(dir);
-  if (cluster?.processes.some((p) => isAlive(p.pid))) throw configError(`the cluster in ${dir} is running; 'cairn local down' first`);
-  rmSync(dir, { recursive: true, force: true });
-}
-
 function clientFor(cluster: LocalCluster, deadlineMs: number): MasterClient {
   const masters = cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address);
   return new MasterClient({ masters, secret: cluster.secret, deadlineMs, callTimeoutMs: 1_000 });
 }
 
-export function isAlive(pid: number): boolean {
+function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -18,9 +18,9 @@ export const lockFileName = 'LOCK';
 /** A lock file is a line of JSON; anything longer is not one of ours. */
 export const lockFileBytesMax = 4096;
 /** Rounds of (create, find a stale lock, remove it) before giving up to a crowd of starters. */
-export const acquireAttemptsMax = 16;
+const acquireAttemptsMax = 16;
 /** The wait before the next round while another starter is removing a stale lock. */
-export const acquireRetryDelayMs = 10;
+const acquireRetryDelayMs = 10;
 
 export interface LockHolder {
   pid: number;

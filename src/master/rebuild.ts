@@ -41,7 +41,7 @@ export const stepsMarker = 'Steps, in this order:';
  * with no memory of what it voted for or stored. Re-added, it starts as a learner with a fresh
  * progress on the leader. The old directory is kept aside for a look, never started again.
  */
-export function rebuildSteps(m: RebuildTarget): string {
+function rebuildSteps(m: RebuildTarget): string {
   const others = [...m.peers].filter(([id]) => id !== m.id).map(([, addr]) => addr);
   const masters = `--masters ${others.length > 0 ? others.join(',') : '<another-master-host:port>'}`;
   const dir = shellWord(m.dir);

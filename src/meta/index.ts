@@ -26,7 +26,6 @@ export {
   targetsPerWorkerMax,
   TargetState,
   validateCommand,
-  validateLayout,
   validateQuery,
 } from './commands.ts';
 export type {
@@ -89,4 +88,4 @@ export type {
   WorkerInfo,
 } from './namespace-state.ts';
 export { nameBytesMax, pathBytesMax, symlinkTargetBytesMax } from './paths.ts';
-export { MetaStateMachine, encodeCommandEntry, encodeRestoreBegin, encodeRestoreChunk, encodeRestoreCommit } from './state-machine.ts';
+export { MetaStateMachine, encodeCommandEntry } from './state-machine.ts';

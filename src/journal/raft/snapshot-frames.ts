@@ -7,7 +7,7 @@ import type { SnapshotData } from '../../raft/index.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
 
 /** No frame is larger: state-machine chunks are about 1 MiB; this catches garbage lengths. */
-export const frameBytesMax = 256 << 20;
+const frameBytesMax = 256 << 20;
 
 /** Each frame as its length prefix and then its bytes (no copy of the frame). */
 export function* framePieces(frames: Iterable<Uint8Array>): Generator<Uint8Array> {
