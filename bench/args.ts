@@ -20,6 +20,11 @@ export function positiveNumber(text: string, flag: string): number {
   return parsed(text, flag, (n) => Number.isFinite(n) && n > 0, 'a positive number');
 }
 
+/** A comma-separated list of positive integers (`1,16,64`). */
+export function positiveIntList(text: string, flag: string): number[] {
+  return text.split(',').map((item) => positiveInt(item.trim(), flag));
+}
+
 export function nonNegativeNumber(text: string, flag: string): number {
   return parsed(text, flag, (n) => Number.isFinite(n) && n >= 0, 'a number >= 0');
 }

@@ -4,21 +4,10 @@
 import { readFileSync } from 'node:fs';
 import { parseAddress as parseHostPort } from '../address.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
+import type { MasterOptions } from '../master/server.ts';
 
-export interface MasterConfig {
-  id: number;
-  dir: string;
-  listen: string;
-  /** Founding members, this one included; empty when the master joins an existing cluster. */
-  peers: Map<number, string>;
-  secret: string | undefined;
-  tickMs: number | undefined;
-  /** Checkpoint after this many applied entries, keeping this many behind it in the log. */
-  checkpointEvery: number | undefined;
-  checkpointKeep: number | undefined;
-  http: string | undefined;
-  leaseRead: boolean;
-}
+/** A master's options as flags, environment and config file give them (the process adds its logger). */
+export type MasterConfig = Omit<MasterOptions, 'log' | 'onFatal'>;
 
 type Source = Record<string, unknown>;
 

@@ -28,12 +28,16 @@ import {
 
 export interface MasterOptions {
   id: number;
+  /** The WAL, snapshots and LOCK file. */
   dir: string;
+  /** The address it serves on, which is also the one its peers use; port 0 lets the OS pick. */
   listen: string;
+  /** Founding members (id → address), this one included; empty for a master that joins an existing cluster. */
   peers: Map<number, string>;
   secret: string | undefined;
   tickMs?: number;
   onFatal?: (err: unknown) => void;
+  /** Checkpoint after this many applied entries, keeping this many behind it in the log. */
   checkpointEvery?: number;
   checkpointKeep?: number;
   /** Reads on the leader's lease instead of a heartbeat round each (off by default). */

@@ -3,6 +3,7 @@
 
 import { Packr } from 'msgpackr';
 import { parseAddress } from '../address.ts';
+import { isPlainObject } from '../plain-object.ts';
 import { MetaError, MetaErrorCode } from './errors.ts';
 import { checkPath, nameProblem, symlinkTargetBytesMax, utf8Bytes } from './paths.ts';
 
@@ -210,12 +211,6 @@ function describe(v: unknown): string {
   if (typeof v === 'string') return `string '${v.length > 40 ? `${v.slice(0, 40)}...` : v}'`;
   if (typeof v === 'number') return `number ${v}`;
   return typeof v;
-}
-
-function isPlainObject(x: unknown): x is Obj {
-  if (typeof x !== 'object' || x === null || Array.isArray(x) || x instanceof Uint8Array) return false;
-  const proto: unknown = Object.getPrototypeOf(x);
-  return proto === Object.prototype || proto === null;
 }
 
 /** Reads fields of one object; `done()` refuses any field nobody read, so typos fail loudly. */

@@ -39,8 +39,4 @@ export const MetaErrorCode = {
 export type MetaErrorCode = (typeof MetaErrorCode)[keyof typeof MetaErrorCode];
 
 /** Thrown for input refused at the boundary and for corrupt snapshots; clients throw it for failed results. */
-export class MetaError extends CodedError<MetaErrorCode> {
-  constructor(code: MetaErrorCode, message: string) {
-    super(code, message);
-  }
-}
+export class MetaError extends CodedError<MetaErrorCode> {}

@@ -22,7 +22,8 @@
 // header), decoded as a view of the received bytes, never through msgpack.
 
 import { Packr } from 'msgpackr';
-import { RpcError, RpcErrorCode, isPlainObject } from './errors.ts';
+import { isPlainObject } from '../plain-object.ts';
+import { RpcError, RpcErrorCode } from './errors.ts';
 import { bodyInlineBytesMax, errorCodeLengthMax, headerBytesMax, methodLengthMax, timeoutMsMax } from './limits.ts';
 
 const frameKinds = ['req', 'res', 'cancel', 'hello', 'auth', 'msg'] as const;

@@ -11,8 +11,4 @@ export const LinearizabilityErrorCode = {
 } as const;
 export type LinearizabilityErrorCode = (typeof LinearizabilityErrorCode)[keyof typeof LinearizabilityErrorCode];
 
-export class LinearizabilityError extends CodedError<LinearizabilityErrorCode> {
-  constructor(code: LinearizabilityErrorCode, message: string) {
-    super(code, message);
-  }
-}
+export class LinearizabilityError extends CodedError<LinearizabilityErrorCode> {}
