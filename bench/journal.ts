@@ -130,7 +130,7 @@ function pathPadding(entryBytes: number): number {
   const estimate = entryBytes - sampleEntryBytes(0);
   const pad = [estimate, estimate - 1, estimate - 2].find((p) => p >= 0 && sampleEntryBytes(p) === entryBytes);
   if (pad === undefined) {
-    throw new CairnError(ErrorCode.InvalidArgument, `--entry-bytes ${entryBytes}: a create entry cannot have exactly that size (the smallest is ${sampleEntryBytes(0)} bytes)`);
+    throw new CairnError(ErrorCode.BadOption, `--entry-bytes ${entryBytes}: a create entry cannot have exactly that size (the smallest is ${sampleEntryBytes(0)} bytes)`);
   }
   return pad;
 }

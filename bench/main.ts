@@ -60,7 +60,7 @@ async function main(): Promise<void> {
 /** Bad command-line arguments: one line for the user, not a stack trace. */
 function isUsageError(err: unknown): err is Error & { code: string } {
   if (!(err instanceof Error) || !('code' in err) || typeof err.code !== 'string') return false;
-  return err.code.startsWith('ERR_PARSE_ARGS_') || err.code === ErrorCode.InvalidArgument;
+  return err.code.startsWith('ERR_PARSE_ARGS_') || err.code === ErrorCode.BadOption;
 }
 
 await main();

@@ -11,7 +11,7 @@ import type { ReaddirPage } from '../src/meta/namespace-state.ts';
 import { MasterCluster, ProcessGroup } from '../test/cluster/process-cluster.ts';
 import { EtcdMembers, findEtcd, measureLoad, sourceState, type LoadResult, type Operation } from './cluster.ts';
 import { Report, formatNumber } from './report.ts';
-import { nonNegativeNumber, positiveInt, positiveNumber } from './args.ts';
+import { nonNegativeNumber, positiveInt, positiveIntList, positiveNumber } from './args.ts';
 
 export const description = 'creates/s, stats/s and readdirs/s (1000 entries) with 1 and 16 clients on 3 cairn masters, beside etcd';
 
@@ -63,11 +63,11 @@ function parseOptions(args: string[]): Options | undefined {
     return undefined;
   }
   const dirEntries = positiveInt(values['dir-entries'], '--dir-entries');
-  if (dirEntries > 1000) throw new CairnError(ErrorCode.InvalidArgument, `--dir-entries must be at most 1000 (the masters' readdir page limit), got ${dirEntries}`);
+  if (dirEntries > 1000) throw new CairnError(ErrorCode.BadOption, `--dir-entries must be at most 1000 (the masters' readdir page limit), got ${dirEntries}`);
   return {
     seconds: positiveNumber(values.seconds, '--seconds'),
     warmupSeconds: nonNegativeNumber(values.warmup, '--warmup'),
-    clients: values.clients.split(',').map((c) => positiveInt(c.trim(), '--clients')),
+    clients: positiveIntList(values.clients, '--clients'),
     dirEntries,
     anchor: !values['no-anchor'],
   };

@@ -6,11 +6,10 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { CairnError, ErrorCode } from '../src/errors.ts';
 import { RpcClient, RpcServer, reply } from '../src/rpc/index.ts';
 import { encodeBody, encodeHeader, frameBytes } from '../src/rpc/frame.ts';
 import { Report } from './report.ts';
-import { positiveInt } from './args.ts';
+import { positiveInt, positiveIntList, positiveNumber } from './args.ts';
 
 export const description = 'RPC echo calls/s (1 and 64 callers) and 1 MiB payload MB/s over 127.0.0.1, beside a plain socket echo of the same bytes';
 
@@ -51,19 +50,14 @@ function parseOptions(args: string[]): Options | undefined {
     return undefined;
   }
   return {
-    seconds: positive(values.seconds, '--seconds'),
-    warmupSeconds: positive(values.warmup, '--warmup'),
-    callers: values.callers.split(',').map((c) => positiveInt(c, '--callers')),
+    seconds: positiveNumber(values.seconds, '--seconds'),
+    warmupSeconds: positiveNumber(values.warmup, '--warmup'),
+    callers: positiveIntList(values.callers, '--callers'),
     payloadBytes: positiveInt(values['payload-bytes'], '--payload-bytes'),
-    payloadCallers: values['payload-callers'].split(',').map((c) => positiveInt(c, '--payload-callers')),
+    payloadCallers: positiveIntList(values['payload-callers'], '--payload-callers'),
   };
 }
 
-function positive(text: string, flag: string): number {
-  const n = Number(text);
-  if (!(n > 0) || !Number.isFinite(n)) throw new CairnError(ErrorCode.InvalidArgument, `${flag} must be a positive number, got "${text}"`);
-  return n;
-}
 
 
 // ---- the worker: an RPC echo server and a plain echo server ----

@@ -1,21 +1,40 @@
-// cairn's shared error codes (components with their own registry, such as the WAL's in
-// journal/raft/errors.ts, list theirs there). Each code has one meaning and is never reused;
-// callers branch on `err.code`, never on the message.
+// cairn's shared error codes. A component with codes of its own lists them in its own errors.ts
+// (rpc/, journal/raft/, meta/, sim/), and a code is listed in one registry only: a test checks
+// that, and that no code is written as a string anywhere else. Each code has one meaning and is
+// never reused; callers branch on `err.code`, never on the message.
 
 export const ErrorCode = {
+  /** This node is not the Raft leader; `details.leader` names the one it knows, if any. Retry there. */
   NotLeader: 'CAIRN_NOT_LEADER',
+  /** One proposed entry is larger than the core's entryBytesMax. */
   EntryTooLarge: 'CAIRN_ENTRY_TOO_LARGE',
+  /** A bounded queue is full (uncommitted bytes, pending reads): retry later. */
   Busy: 'CAIRN_BUSY',
+  /** A membership change is still pending; one at a time. */
   ConfChangePending: 'CAIRN_CONF_CHANGE_PENDING',
+  /** Leadership is moving to another node: retry in a moment. */
   TransferInProgress: 'CAIRN_TRANSFER_IN_PROGRESS',
+  /**
+   * A call's argument the callee refuses although it is well formed (a node that is not a member,
+   * an id that is not a positive integer): fix the call. Malformed requests are CAIRN_BAD_REQUEST,
+   * bad options CAIRN_BAD_OPTION.
+   */
   InvalidArgument: 'CAIRN_INVALID_ARGUMENT',
+  /**
+   * An option, flag or configuration value outside what a process, command or constructor accepts
+   * (a port out of range, a missing --dir, a secret that is empty): fix the configuration.
+   */
+  BadOption: 'CAIRN_BAD_OPTION',
   /** A proposal's log position was taken by another leader's entry: retry with the same (client, seq). */
   ProposalDropped: 'CAIRN_PROPOSAL_DROPPED',
   /** No leader or quorum answered in time: the cluster may be down or partitioned. */
   Unavailable: 'CAIRN_UNAVAILABLE',
+  /** An operation's deadline passed before it completed; it may still take effect. */
   Timeout: 'CAIRN_TIMEOUT',
   /** A data directory is held by another live process (its LOCK file); stop that process first. */
   DirLocked: 'CAIRN_DIR_LOCKED',
+  /** A process a command started (`cairn local up`'s masters) could not start or exited; the message names its log. */
+  ProcessFailed: 'CAIRN_PROCESS_FAILED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -2,8 +2,8 @@
 // index, the next seq of one client, and a clock that moves on by a fixed step.
 
 import assert from 'node:assert/strict';
-import { MetaState, readdirLimitMax } from '../src/meta/index.ts';
-import type { ClientStamp, FsErrorCode, InodeAttr, MetaCommand, MetaCommandOp, MetaResult, MetaValues } from '../src/meta/index.ts';
+import { MetaState, readdirLimitMax, type ResultErrorCode } from '../src/meta/index.ts';
+import type { ClientStamp, InodeAttr, MetaCommand, MetaCommandOp, MetaResult, MetaValues } from '../src/meta/index.ts';
 
 /** A command without the stamp (client id, seq, clock) that the log adds. */
 export type Body<C = MetaCommand> = C extends MetaCommand ? Omit<C, keyof ClientStamp> : never;
@@ -33,7 +33,7 @@ export class MetaFs {
     return r.value as MetaValues[K];
   }
 
-  fails(body: Body, code: FsErrorCode): string {
+  fails(body: Body, code: ResultErrorCode): string {
     const r = this.run(body);
     assert.ok(!r.ok, `${body.op} should fail with ${code}`);
     assert.equal(r.code, code, r.message);
@@ -47,7 +47,7 @@ export class MetaFs {
     return r.value;
   }
 
-  statCode(path: string): FsErrorCode | 'ok' {
+  statCode(path: string): ResultErrorCode | 'ok' {
     const r = this.state.stat(path);
     return r.ok ? 'ok' : r.code;
   }

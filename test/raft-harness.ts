@@ -118,7 +118,7 @@ export class Harness {
       case 'add-nodes':
         return this.addNodes(args);
       case 'campaign':
-        return this.withNode(args, (n, r) => r.campaign());
+        return this.withNode(args, (_n, r) => r.campaign());
       case 'tick-election':
         return this.tickElection(args);
       case 'tick-heartbeat':
@@ -136,13 +136,13 @@ export class Harness {
       case 'stabilize':
         return this.stabilize(args);
       case 'status':
-        return this.withNode(args, (n, r) => this.printStatus(r));
+        return this.withNode(args, (_n, r) => this.printStatus(r));
       case 'raft-log':
-        return this.withNode(args, (n, r) => this.printLog(r));
+        return this.withNode(args, (_n, r) => this.printLog(r));
       case 'read-index':
-        return this.withNode(args, (n, r) => r.readIndex(utf8(args[1]?.key ?? '')));
+        return this.withNode(args, (_n, r) => r.readIndex(utf8(args[1]?.key ?? '')));
       case 'transfer-leader':
-        return this.withNode(args, (n, r) => r.transferLeader(Number(args[1]?.key)));
+        return this.withNode(args, (_n, r) => r.transferLeader(Number(args[1]?.key)));
       case 'compact':
         return this.compact(args);
       case 'crash':
@@ -308,7 +308,7 @@ export class Harness {
   // ---- proposals -------------------------------------------------------------------------------
 
   private propose(args: Arg[]): void {
-    this.withNode(args, (node, raft) => {
+    this.withNode(args, (_node, raft) => {
       const { index, term } = raft.propose(utf8(args[1]?.key ?? ''));
       this.print(`proposed ${term}/${index}`);
     });
@@ -323,7 +323,7 @@ export class Harness {
     };
     const type = types[args[1]?.key ?? ''];
     if (type === undefined) throw new Error(`unknown conf change ${args[1]?.key}`);
-    this.withNode(args, (node, raft) => {
+    this.withNode(args, (_node, raft) => {
       const { index, term } = raft.proposeConfChange({ type, node: Number(args[2]?.key) });
       this.print(`proposed ${term}/${index}`);
     });

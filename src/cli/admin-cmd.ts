@@ -5,7 +5,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { crc32c } from '@node-rs/crc32';
 import type { Command } from 'commander';
 import type { MasterClient } from '../client/index.ts';
+import { CairnError, ErrorCode } from '../errors.ts';
 import type { JournalStatus } from '../journal/index.ts';
+import { MetaError, MetaErrorCode } from '../meta/index.ts';
+import { RpcError, RpcErrorCode } from '../rpc/index.ts';
 import { withClient as run, type TargetFlags } from './cluster-target.ts';
 import { configError, parseAddress, parsePositiveInt } from './config.ts';
 
@@ -113,7 +116,7 @@ async function checkpointAll(c: MasterClient, o: Flags): Promise<void> {
 async function backup(c: MasterClient, file: string): Promise<void> {
   const { conn, address } = await leaderConnection(c);
   const r = await conn.callRaw('admin.backup', {}, address);
-  if (r.payload === undefined) throw new Error('the master sent no backup data');
+  if (r.payload === undefined) throw new RpcError(RpcErrorCode.Internal, `the master at ${address} answered admin.backup without the backup data`);
   const header = Buffer.alloc(backupMagic.length + 4);
   backupMagic.copy(header);
   header.writeUInt32BE(crc32c(r.payload), backupMagic.length);
@@ -128,7 +131,7 @@ async function restore(c: MasterClient, file: string): Promise<void> {
     throw configError(`${file} is not a cairn backup (bad magic)`);
   }
   const body = data.subarray(backupMagic.length + 4);
-  if (crc32c(body) !== data.readUInt32BE(backupMagic.length)) throw configError(`${file} is damaged: checksum mismatch`);
+  if (crc32c(body) !== data.readUInt32BE(backupMagic.length)) throw new MetaError(MetaErrorCode.SnapshotCorrupt, `${file} is damaged: checksum mismatch`);
   const { conn, address } = await leaderConnection(c);
   const r = await conn.callRaw('admin.restore', {}, address, body);
   console.log(`restored ${file}: ${JSON.stringify(r.body)}`);
@@ -136,6 +139,6 @@ async function restore(c: MasterClient, file: string): Promise<void> {
 
 async function leaderConnection(c: MasterClient): Promise<{ conn: MasterClient; address: string }> {
   const st = await leaderStatus(c);
-  if (st.leader === undefined) throw new Error('no leader is known; retry in a moment');
+  if (st.leader === undefined) throw new CairnError(ErrorCode.Unavailable, 'no leader is known; retry in a moment');
   return { conn: c, address: st.leader.address };
 }

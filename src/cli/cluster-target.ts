@@ -51,7 +51,7 @@ export interface TargetFlags {
   timeoutMs?: string;
 }
 
-export function resolveTarget(flags: TargetFlags): { masters: string[]; secret: string | undefined } {
+function resolveTarget(flags: TargetFlags): { masters: string[]; secret: string | undefined } {
   const explicit = flags.masters ?? process.env.CAIRN_MASTERS;
   const dir = flags.dir ?? defaultLocalDir();
   const local = explicit === undefined ? readLocalCluster(dir) : undefined;
@@ -63,7 +63,7 @@ export function resolveTarget(flags: TargetFlags): { masters: string[]; secret: 
   return { masters: local.processes.filter((p) => p.kind === 'master').map((p) => p.address), secret };
 }
 
-export function connect(flags: TargetFlags): MasterClient {
+function connect(flags: TargetFlags): MasterClient {
   const t = resolveTarget(flags);
   const deadlineMs = flags.timeoutMs === undefined ? undefined : Number(flags.timeoutMs);
   if (deadlineMs !== undefined && !(deadlineMs > 0)) throw configError(`--timeout-ms must be a positive number, got '${flags.timeoutMs}'`);

@@ -2,31 +2,21 @@
 // config file (in that order of precedence), validated with one-line errors that say what to fix.
 
 import { readFileSync } from 'node:fs';
+import { parseAddress as parseHostPort } from '../address.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
+import type { MasterOptions } from '../master/server.ts';
 
-export interface MasterConfig {
-  id: number;
-  dir: string;
-  listen: string;
-  /** Founding members, this one included; empty when the master joins an existing cluster. */
-  peers: Map<number, string>;
-  secret: string | undefined;
-  tickMs: number | undefined;
-  /** Checkpoint after this many applied entries, keeping this many behind it in the log. */
-  checkpointEvery: number | undefined;
-  checkpointKeep: number | undefined;
-  http: string | undefined;
-  leaseRead: boolean;
-}
+/** A master's options as flags, environment and config file give them (the process adds its logger). */
+export type MasterConfig = Omit<MasterOptions, 'log' | 'onFatal'>;
 
 type Source = Record<string, unknown>;
 
 export function configError(message: string): CairnError {
-  return new CairnError(ErrorCode.InvalidArgument, message);
+  return new CairnError(ErrorCode.BadOption, message);
 }
 
 /** Merges flags over environment over config file for the given keys. */
-export function mergeSources(flags: Source, keys: string[], env: NodeJS.ProcessEnv = process.env): Source {
+function mergeSources(flags: Source, keys: string[], env: NodeJS.ProcessEnv = process.env): Source {
   const file = typeof flags.config === 'string' ? readConfigFile(flags.config) : {};
   const out: Source = {};
   for (const key of keys) {
@@ -43,28 +33,29 @@ function readConfigFile(path: string): Source {
   } catch (err) {
     throw configError(`cannot read config file ${path}: ${(err as Error).message}`);
   }
+  let v: unknown;
   try {
-    const v: unknown = JSON.parse(text);
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Source;
+    v = JSON.parse(text);
   } catch (err) {
     throw configError(`config file ${path} is not valid: ${(err as Error).message}`);
   }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw configError(`config file ${path} is not valid: not a JSON object`);
+  return v as Source;
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
   const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
-  const listen = parseAddress(s.listen, '--listen');
+  const listen = parseAddress(s.listen, '--listen', { portZero: true });
   const join = s.join === true || s.join === 'true' || s.join === '1';
-  const peers = join ? new Map<number, string>() : parsePeers(s.peers ?? `${id}=${listen}`);
+  const peers = join ? new Map<number, string>() : s.peers === undefined ? new Map([[id, listen]]) : parsePeers(s.peers);
   if (!join && peers.get(id) === undefined) throw configError(`--peers must include this master (id ${id})`);
   const secret = typeof s.secret === 'string' && s.secret !== '' ? s.secret : undefined;
   const tickMs = s.tickMs === undefined ? undefined : parsePositiveInt(s.tickMs, '--tick-ms');
   const checkpointEvery = s.checkpointEvery === undefined ? undefined : parsePositiveInt(s.checkpointEvery, '--checkpoint-every');
   const checkpointKeep = s.checkpointKeep === undefined ? undefined : parseNonNegativeInt(s.checkpointKeep, '--checkpoint-keep');
-  const http = s.http === undefined ? undefined : parseAddress(s.http, '--http');
+  const http = s.http === undefined ? undefined : parseAddress(s.http, '--http', { portZero: true });
   const leaseRead = parseBool(s.leaseRead, '--lease-read');
   return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead };
 }
@@ -81,21 +72,21 @@ export function parsePositiveInt(v: unknown, flag: string): number {
   return n;
 }
 
-export function parseNonNegativeInt(v: unknown, flag: string): number {
+function parseNonNegativeInt(v: unknown, flag: string): number {
   if (v === 0 || v === '0') return 0;
   return parsePositiveInt(v, flag);
 }
 
-/** host:port with a port in 0..65535 (0 only where the OS may pick). */
-export function parseAddress(v: unknown, flag: string): string {
+/** host:port (see src/address.ts); port 0 only with `portZero`, where the OS may pick. */
+export function parseAddress(v: unknown, flag: string, opts: { portZero?: boolean } = {}): string {
   if (typeof v !== 'string') throw configError(`${flag} is required, as host:port`);
-  const m = /^([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(v);
-  if (m === null || Number(m[2]) > 65535) throw configError(`${flag} must be host:port, got '${v}'`);
+  const parsed = parseHostPort(v, opts);
+  if ('problem' in parsed) throw configError(`${flag} must be host:port, got '${v}': ${parsed.problem}`);
   return v;
 }
 
 /** "1=host:port,2=host:port" */
-export function parsePeers(v: unknown): Map<number, string> {
+function parsePeers(v: unknown): Map<number, string> {
   if (typeof v !== 'string' || v.trim() === '') throw configError('--peers must list the founding masters as id=host:port,...');
   const peers = new Map<number, string>();
   for (const part of v.split(',')) {

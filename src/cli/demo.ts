@@ -6,6 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { CairnError, ErrorCode, assert } from '../errors.ts';
 import { nodeDisk } from '../io/node-disk.ts';
 import { systemClock } from '../io/system-clock.ts';
 import { RaftDriver } from '../journal/raft/driver.ts';
@@ -56,7 +57,7 @@ export async function runDemo(opts: { dir?: string; keep: boolean; log: (line: s
     await waitFor(() => nodes.get(first)!.applied.length === nodes.get(second)!.applied.length, `node ${first} to catch up`);
     const same = ids.every((id) => nodes.get(id)!.applied.join() === nodes.get(second)!.applied.join());
     log(`node ${first} caught up: ${nodes.get(first)!.applied.length} entries applied on every node, logs identical: ${same}`);
-    if (!same) throw new Error('the nodes applied different entries');
+    assert(same, 'the nodes applied different entries');
   } finally {
     process.removeListener('SIGINT', onSignal);
     await stopAll();
@@ -104,7 +105,7 @@ async function waitForLeader(nodes: Map<number, DemoNode>, not: number): Promise
 async function waitFor(cond: () => boolean, what: string): Promise<void> {
   const start = performance.now();
   while (!cond()) {
-    if (performance.now() - start > deadlineMs) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
+    if (performance.now() - start > deadlineMs) throw new CairnError(ErrorCode.Timeout, `timed out after ${deadlineMs} ms waiting for ${what}`);
     await sleep(10);
   }
 }

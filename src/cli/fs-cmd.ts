@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import type { MasterClient } from '../client/index.ts';
-import type { DirEntry, InodeAttr, ReaddirPage } from '../meta/index.ts';
+import { FsErrorCode, MetaError, type DirEntry, type InodeAttr, type ReaddirPage } from '../meta/index.ts';
 import { withClient as run, type TargetFlags } from './cluster-target.ts';
 import { configError } from './config.ts';
 
@@ -93,7 +93,7 @@ async function touch(c: MasterClient, path: string): Promise<unknown> {
   try {
     return await c.mutate('meta.mutate', { op: 'create', path, mode: 0o644, uid, gid, exclusive: true });
   } catch (err) {
-    if ((err as { code?: string }).code !== 'EEXIST') throw err;
+    if ((err as { code?: string }).code !== FsErrorCode.EEXIST) throw err;
     const now = Date.now();
     return c.mutate('meta.mutate', { op: 'setattr', path, atimeMs: now, mtimeMs: now });
   }
@@ -105,7 +105,7 @@ async function rm(c: MasterClient, path: string, recursive: boolean): Promise<vo
     await c.mutate('meta.mutate', { op: 'unlink', path });
     return;
   }
-  if (!recursive) throw Object.assign(new Error(`${path} is a directory (use rm -r)`), { code: 'EISDIR' });
+  if (!recursive) throw new MetaError(FsErrorCode.EISDIR, `${path} is a directory (use rm -r)`);
   for (;;) {
     const children: DirEntry[] = [];
     for await (const e of listAll(c, path)) children.push(e);

@@ -11,6 +11,7 @@ import { MasterClient } from '../client/index.ts';
 import type { JournalStatus } from '../journal/index.ts';
 import { isRebuildCode, localRebuildSteps, stepsMarker } from '../master/rebuild.ts';
 import { clusterFileName, readLocalCluster, type LocalCluster, type LocalProcess } from './cluster-target.ts';
+import { CairnError, ErrorCode, assert } from '../errors.ts';
 import { configError } from './config.ts';
 
 const mainScript = fileURLToPath(new URL('./main.ts', import.meta.url));
@@ -98,7 +99,7 @@ function spawnDetached(args: string[], logFile: string, secret: string): number 
       env: { ...process.env, CAIRN_SECRET: secret },
     });
     child.unref();
-    if (child.pid === undefined) throw new Error(`could not start ${args[0]}`);
+    if (child.pid === undefined) throw new CairnError(ErrorCode.ProcessFailed, `could not start ${args[0]} (${process.execPath} ${mainScript}); see ${logFile}`);
     return child.pid;
   } finally {
     closeSync(fd);
@@ -114,8 +115,8 @@ async function waitForLeader(cluster: LocalCluster, clusterDir: string, logStart
       const st = await localStatus(cluster);
       if (st.some((p) => p.role === 'leader') && st.every((p) => p.alive && p.role !== 'unreachable')) return;
       const dead = st.filter((p) => !p.alive);
-      if (dead.length > 0) throw new Error(exitReport(dead[0], clusterDir, logStarts.get(dead[0].id) ?? 0));
-      if (Date.now() - start > startDeadlineMs) throw new Error(`no leader after ${startDeadlineMs} ms; see the logs under the cluster directory`);
+      if (dead.length > 0) throw new CairnError(ErrorCode.ProcessFailed, exitReport(dead[0], clusterDir, logStarts.get(dead[0].id) ?? 0));
+      if (Date.now() - start > startDeadlineMs) throw new CairnError(ErrorCode.Unavailable, `no leader after ${startDeadlineMs} ms; see the logs under the cluster directory`);
       await new Promise((r) => setTimeout(r, 100));
     }
   } finally {
@@ -199,19 +200,12 @@ export async function localDown(dir: string, log: (line: string) => void): Promi
   log(`stopped ${cluster.processes.length} processes; data kept in ${dir} ('cairn local up --dir ${dir}' restarts them)`);
 }
 
-/** Removes a stopped cluster's directory (data included). */
-export function localDestroy(dir: string): void {
-  const cluster = readLocalCluster(dir);
-  if (cluster?.processes.some((p) => isAlive(p.pid))) throw configError(`the cluster in ${dir} is running; 'cairn local down' first`);
-  rmSync(dir, { recursive: true, force: true });
-}
-
 function clientFor(cluster: LocalCluster, deadlineMs: number): MasterClient {
   const masters = cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address);
   return new MasterClient({ masters, secret: cluster.secret, deadlineMs, callTimeoutMs: 1_000 });
 }
 
-export function isAlive(pid: number): boolean {
+function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -236,7 +230,8 @@ export function freePort(): Promise<number> {
     srv.on('error', reject);
     srv.listen(0, '127.0.0.1', () => {
       const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr !== null ? resolve(addr.port) : reject(new Error('no port'))));
+      assert(typeof addr === 'object' && addr !== null, 'a TCP server listening has a port');
+      srv.close(() => resolve(addr.port));
     });
   });
 }

@@ -2,7 +2,7 @@
 // The `cairn` command: processes (master), a local cluster, file system and admin commands.
 
 import { Command, Option } from 'commander';
-import { CairnError } from '../errors.ts';
+import { CairnError, ErrorCode } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { startMaster } from '../master/index.ts';
 import { needsRebuild } from '../master/rebuild.ts';
@@ -143,7 +143,9 @@ async function foreground(dir: string): Promise<void> {
 program.parseAsync().catch((err: unknown) => {
   const code = (err as { code?: string }).code;
   const message = err instanceof Error ? err.message : String(err);
-  console.error(`cairn: ${message}${code !== undefined && !(err instanceof CairnError && code === 'CAIRN_INVALID_ARGUMENT') ? ` (${code})` : ''}`);
+  // A bad flag's message says all there is; other codes are for scripts and bug reports.
+  const badOption = err instanceof CairnError && code === ErrorCode.BadOption;
+  console.error(`cairn: ${message}${code !== undefined && !badOption ? ` (${code})` : ''}`);
   // A master whose data must be rebuilt exits with its own status, so a supervisor can stop retrying.
   process.exitCode = needsRebuild(err) ? exitDataError : 1;
 });

@@ -4,7 +4,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { CairnError, ErrorCode } from '../errors.ts';
-import { RpcClient } from '../rpc/index.ts';
+import { RpcClient, RpcErrorCode } from '../rpc/index.ts';
 
 export interface MasterClientOptions {
   masters: string[];
@@ -19,7 +19,7 @@ const bulkCallTimeoutMs = 120_000;
 /** How long a master that could not be reached is passed over. */
 const unreachableMs = 1_000;
 /** Codes after which another master (or the same one, later) may succeed. */
-const retryable = new Set<string>([ErrorCode.NotLeader, ErrorCode.Unavailable, ErrorCode.Timeout, ErrorCode.ProposalDropped, 'CAIRN_OVERLOADED', ErrorCode.TransferInProgress, ErrorCode.Busy]);
+const retryable = new Set<string>([ErrorCode.NotLeader, ErrorCode.Unavailable, ErrorCode.Timeout, ErrorCode.ProposalDropped, RpcErrorCode.Overloaded, ErrorCode.TransferInProgress, ErrorCode.Busy]);
 
 export class MasterClient {
   readonly clientId = randomUUID();
@@ -34,7 +34,7 @@ export class MasterClient {
   private readonly opts: Required<Omit<MasterClientOptions, 'secret'>> & { secret?: string };
 
   constructor(opts: MasterClientOptions) {
-    if (opts.masters.length === 0) throw new CairnError(ErrorCode.InvalidArgument, 'no master addresses given (use --masters host:port,... or CAIRN_MASTERS)');
+    if (opts.masters.length === 0) throw new CairnError(ErrorCode.BadOption, 'no master addresses given (use --masters host:port,... or CAIRN_MASTERS)');
     this.masters = [...opts.masters];
     this.opts = { deadlineMs: 15_000, callTimeoutMs: 5_000, ...opts };
   }

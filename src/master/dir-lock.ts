@@ -11,15 +11,16 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CairnError, ErrorCode, assert } from '../errors.ts';
 import { ensureDir } from '../journal/raft/fs-util.ts';
+import { isErrno } from '../io/index.ts';
 import { nodeDisk } from '../io/node-disk.ts';
 
 export const lockFileName = 'LOCK';
 /** A lock file is a line of JSON; anything longer is not one of ours. */
 export const lockFileBytesMax = 4096;
 /** Rounds of (create, find a stale lock, remove it) before giving up to a crowd of starters. */
-export const acquireAttemptsMax = 16;
+const acquireAttemptsMax = 16;
 /** The wait before the next round while another starter is removing a stale lock. */
-export const acquireRetryDelayMs = 10;
+const acquireRetryDelayMs = 10;
 
 export interface LockHolder {
   pid: number;
@@ -134,7 +135,7 @@ async function prepareDir(dir: string): Promise<string> {
     await ensureDir(nodeDisk, dir);
     return await realpath(dir);
   } catch (err) {
-    throw new CairnError(ErrorCode.InvalidArgument, `cannot use ${dir} as a data directory: ${(err as Error).message}`, { dir }, { cause: err });
+    throw new CairnError(ErrorCode.BadOption, `cannot use ${dir} as a data directory: ${(err as Error).message}`, { dir }, { cause: err });
   }
 }
 
@@ -144,7 +145,7 @@ async function linkExclusive(from: string, to: string): Promise<boolean> {
     await link(from, to);
     return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    if (isErrno(err, 'EEXIST')) return false;
     throw err;
   }
 }
@@ -159,7 +160,7 @@ async function removeIfUnchanged(file: string, stale: FoundLock, dir: string): P
   try {
     await rename(file, aside);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if (isErrno(err, 'ENOENT')) return;
     throw err;
   }
   const moved = await readLock(aside);
@@ -180,7 +181,7 @@ async function readLock(file: string): Promise<FoundLock | undefined> {
   try {
     fh = await open(file, 'r');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (isErrno(err, 'ENOENT')) return undefined;
     throw err;
   }
   try {
@@ -216,7 +217,7 @@ async function pidAlive(pid: number): Promise<boolean> {
   try {
     process.kill(pid, 0);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+    if (!isErrno(err, 'EPERM')) return false;
   }
   return !(await isZombie(pid));
 }

@@ -2,6 +2,7 @@
 
 import { createServer, type Server } from 'node:http';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { formatAddress } from '../address.ts';
 import type { Journal } from '../journal/index.ts';
 import type { MetaStateMachine } from '../meta/state-machine.ts';
 
@@ -52,7 +53,7 @@ export async function startHttp(host: string, port: number, journal: Journal, sm
   const addr = server.address();
   const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
   return {
-    address: `${host}:${bound}`,
+    address: formatAddress(host, bound),
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

@@ -2,16 +2,10 @@
 // longer connects to): it refuses to start, and names the commands that rebuild it from its peers.
 
 import { JournalError, JournalErrorCode } from '../journal/raft/errors.ts';
+import type { MasterOptions } from './server.ts';
 
-export interface RebuildTarget {
-  id: number;
-  dir: string;
-  /** The address it serves on, which is also the one its peers use. */
-  listen: string;
-  /** Founding members (id → address); empty for a master that joined later. */
-  peers: Map<number, string>;
-  secret: string | undefined;
-}
+/** What the steps name: the master's id, directory and address, its peers and whether it has a secret. */
+export type RebuildTarget = Pick<MasterOptions, 'id' | 'dir' | 'listen' | 'peers' | 'secret'>;
 
 /** The codes that mean "this node's data must not be used": only a rebuild from its peers helps. */
 const mustRebuild: ReadonlySet<string> = new Set([JournalErrorCode.WalCorrupt, JournalErrorCode.SnapshotCorrupt]);
@@ -41,7 +35,7 @@ export const stepsMarker = 'Steps, in this order:';
  * with no memory of what it voted for or stored. Re-added, it starts as a learner with a fresh
  * progress on the leader. The old directory is kept aside for a look, never started again.
  */
-export function rebuildSteps(m: RebuildTarget): string {
+function rebuildSteps(m: RebuildTarget): string {
   const others = [...m.peers].filter(([id]) => id !== m.id).map(([, addr]) => addr);
   const masters = `--masters ${others.length > 0 ? others.join(',') : '<another-master-host:port>'}`;
   const dir = shellWord(m.dir);

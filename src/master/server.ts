@@ -4,10 +4,11 @@
 
 import { randomUUID } from 'node:crypto';
 import { Packr } from 'msgpackr';
+import { formatAddress, parseAddress, type HostPort } from '../address.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { RaftJournal } from '../journal/index.ts';
 import { logCallback, type Logger } from '../log.ts';
-import { RpcClient, RpcServer, reply } from '../rpc/index.ts';
+import { RpcServer, reply } from '../rpc/index.ts';
 import { validateCommand, validateQuery } from '../meta/commands.ts';
 import { acquireDirLock } from './dir-lock.ts';
 import { nodeDisk } from '../io/node-disk.ts';
@@ -27,12 +28,16 @@ import {
 
 export interface MasterOptions {
   id: number;
+  /** The WAL, snapshots and LOCK file. */
   dir: string;
+  /** The address it serves on, which is also the one its peers use; port 0 lets the OS pick. */
   listen: string;
+  /** Founding members (id → address), this one included; empty for a master that joins an existing cluster. */
   peers: Map<number, string>;
   secret: string | undefined;
   tickMs?: number;
   onFatal?: (err: unknown) => void;
+  /** Checkpoint after this many applied entries, keeping this many behind it in the log. */
   checkpointEvery?: number;
   checkpointKeep?: number;
   /** Reads on the leader's lease instead of a heartbeat round each (off by default). */
@@ -68,9 +73,9 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
     await lock.release();
   };
   try {
-    const [host, portText] = splitAddress(opts.listen);
-    const bound = await server.listen(host, Number(portText));
-    const address = `${bound.host}:${bound.port}`;
+    const listen = optionAddress(opts.listen, 'listen');
+    const bound = await server.listen(listen.host, listen.port);
+    const address = formatAddress(bound.host, bound.port);
     const sm = new MetaStateMachine();
     journal = new RaftJournal({
       id: opts.id,
@@ -90,8 +95,8 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
     registerServices(server, journal, sm);
     await journal.start(sm);
     if (opts.http !== undefined) {
-      const [h, p] = splitAddress(opts.http);
-      http = await startHttp(h, Number(p), journal, sm);
+      const at = optionAddress(opts.http, 'http');
+      http = await startHttp(at.host, at.port, journal, sm);
     }
     opts.log.info({ address, http: http?.address, peers: Object.fromEntries(opts.peers) }, 'master started');
     return { address, httpAddress: http?.address, journal, sm, stop };
@@ -119,9 +124,7 @@ function registerServices(server: RpcServer, journal: RaftJournal, sm: MetaState
     return { leader: journal.leader() };
   });
   server.handle('admin.journal.add', async (body) => {
-    const b = body as { address?: unknown };
-    if (typeof b.address !== 'string') throw new CairnError(ErrorCode.InvalidArgument, 'address must be host:port');
-    await journal.addMember(requireId(body, 'id'), b.address);
+    await journal.addMember(requireId(body, 'id'), requireAddress(body, 'address'));
     return journal.status();
   });
   server.handle('admin.journal.remove', async (body) => {
@@ -158,7 +161,16 @@ function requireId(body: unknown, field: string): number {
   return v;
 }
 
-export function splitAddress(address: string): [string, string] {
-  const i = address.lastIndexOf(':');
-  return [address.slice(0, i).replace(/^\[|\]$/g, ''), address.slice(i + 1)];
+function requireAddress(body: unknown, field: string): string {
+  const v = (body as Record<string, unknown>)[field];
+  const parsed = typeof v === 'string' ? parseAddress(v) : { problem: `got ${v === undefined ? 'nothing' : typeof v}` };
+  if ('problem' in parsed) throw new CairnError(ErrorCode.InvalidArgument, `${field} must be host:port: ${parsed.problem}`);
+  return v as string;
+}
+
+/** An address to listen on (port 0: the OS picks). */
+function optionAddress(address: string, option: string): HostPort {
+  const parsed = parseAddress(address, { portZero: true });
+  if ('problem' in parsed) throw new CairnError(ErrorCode.BadOption, `${option} must be host:port, got '${address}': ${parsed.problem}`);
+  return parsed;
 }

@@ -2,6 +2,8 @@
 // validation at the boundary (RPC, log entries), and their msgpack encoding.
 
 import { Packr } from 'msgpackr';
+import { parseAddress } from '../address.ts';
+import { isPlainObject } from '../plain-object.ts';
 import { MetaError, MetaErrorCode } from './errors.ts';
 import { checkPath, nameProblem, symlinkTargetBytesMax, utf8Bytes } from './paths.ts';
 
@@ -209,12 +211,6 @@ function describe(v: unknown): string {
   if (typeof v === 'string') return `string '${v.length > 40 ? `${v.slice(0, 40)}...` : v}'`;
   if (typeof v === 'number') return `number ${v}`;
   return typeof v;
-}
-
-function isPlainObject(x: unknown): x is Obj {
-  if (typeof x !== 'object' || x === null || Array.isArray(x) || x instanceof Uint8Array) return false;
-  const proto: unknown = Object.getPrototypeOf(x);
-  return proto === Object.prototype || proto === null;
 }
 
 /** Reads fields of one object; `done()` refuses any field nobody read, so typos fail loudly. */
@@ -486,14 +482,11 @@ const commandReaders: Record<MetaCommandOp, CommandReader> = {
   }),
 };
 
-/** `host:port`, port 1 to 65535; the host is not resolved here. */
+/** `host:port`, port 1 to 65535 (src/address.ts); the host is not resolved here. */
 function validateAddress(f: Fields): string {
   const address = f.str('address', addressBytesMax);
-  const colon = address.lastIndexOf(':');
-  const port = Number(address.slice(colon + 1));
-  if (colon <= 0 || !/^\d+$/.test(address.slice(colon + 1)) || port < 1 || port > 65535) {
-    throw invalid(`${f.where}: 'address' must be host:port, not '${address}'`);
-  }
+  const parsed = parseAddress(address);
+  if ('problem' in parsed) throw invalid(`${f.where}: 'address' must be host:port, not '${address}': ${parsed.problem}`);
   return address;
 }
 

@@ -1,5 +1,5 @@
 // The metadata error codes: POSIX-named codes for namespace results (clients map them straight to
-// errno), and one code for a damaged snapshot. Each code has one meaning; callers branch on `code`.
+// errno), one for a stale (clientId, seq), and one for a damaged snapshot. Each code has one meaning; callers branch on `code`.
 
 import { CodedError } from '../errors.ts';
 
@@ -10,7 +10,7 @@ export const FsErrorCode = {
   ENOTDIR: 'ENOTDIR',
   EISDIR: 'EISDIR',
   ENOTEMPTY: 'ENOTEMPTY',
-  /** Bad input, a stale (clientId, seq), or an operation the namespace refuses (rename into itself). */
+  /** Bad input, or an operation the namespace refuses (rename into itself). */
   EINVAL: 'EINVAL',
   ENAMETOOLONG: 'ENAMETOOLONG',
   EPERM: 'EPERM',
@@ -19,16 +19,24 @@ export const FsErrorCode = {
 } as const;
 export type FsErrorCode = (typeof FsErrorCode)[keyof typeof FsErrorCode];
 
-export const MetaErrorCode = {
+/** What a command can answer with: a namespace code, or that its (clientId, seq) is stale. */
+export const ResultErrorCode = {
   ...FsErrorCode,
+  /**
+   * The command's seq is older than the newest one applied for its clientId: a late duplicate of a
+   * command whose answer its client already had. Not applied; a client that wants several commands
+   * in flight uses several clientIds.
+   */
+  StaleSeq: 'CAIRN_STALE_SEQ',
+} as const;
+export type ResultErrorCode = (typeof ResultErrorCode)[keyof typeof ResultErrorCode];
+
+export const MetaErrorCode = {
+  ...ResultErrorCode,
   /** A snapshot stream failed its checksums or structural checks. */
   SnapshotCorrupt: 'CAIRN_META_SNAPSHOT_CORRUPT',
 } as const;
 export type MetaErrorCode = (typeof MetaErrorCode)[keyof typeof MetaErrorCode];
 
 /** Thrown for input refused at the boundary and for corrupt snapshots; clients throw it for failed results. */
-export class MetaError extends CodedError<MetaErrorCode> {
-  constructor(code: MetaErrorCode, message: string) {
-    super(code, message);
-  }
-}
+export class MetaError extends CodedError<MetaErrorCode> {}

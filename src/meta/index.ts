@@ -26,7 +26,6 @@ export {
   targetsPerWorkerMax,
   TargetState,
   validateCommand,
-  validateLayout,
   validateQuery,
 } from './commands.ts';
 export type {
@@ -54,7 +53,7 @@ export type {
   TargetSpec,
   UnlinkCommand,
 } from './commands.ts';
-export { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
+export { FsErrorCode, MetaError, MetaErrorCode, ResultErrorCode } from './errors.ts';
 export { MetaState } from './namespace.ts';
 export type { ReaddirOptions } from './namespace.ts';
 export { snapshotChunkBytesMax, snapshotFormatVersion } from './namespace-snapshot.ts';
@@ -89,4 +88,4 @@ export type {
   WorkerInfo,
 } from './namespace-state.ts';
 export { nameBytesMax, pathBytesMax, symlinkTargetBytesMax } from './paths.ts';
-export { MetaStateMachine, encodeCommandEntry, encodeRestoreBegin, encodeRestoreChunk, encodeRestoreCommit } from './state-machine.ts';
+export { MetaStateMachine, encodeCommandEntry } from './state-machine.ts';

@@ -8,11 +8,11 @@ import { FsErrorCode } from './errors.ts';
 import { fail, ok } from './namespace-state.ts';
 import type { ChainTableInfo, MetaResult, MetaTables, MetaValues, Target, TargetInfo, Worker, WorkerInfo } from './namespace-state.ts';
 
-export function targetInfo(target: Target): TargetInfo {
+function targetInfo(target: Target): TargetInfo {
   return { targetId: target.targetId, workerId: target.workerId, path: target.path, state: target.state };
 }
 
-export function workerInfo(t: MetaTables, worker: Worker): WorkerInfo {
+function workerInfo(t: MetaTables, worker: Worker): WorkerInfo {
   const targets = worker.targetIds.map((id) => {
     const target = t.targets.get(id);
     assert(target !== undefined, `worker ${worker.workerId} lists missing target ${id}`);

@@ -2,7 +2,7 @@
 // its results and queries return. Internal records are mutable; values handed out are copies.
 
 import type { Layout, TargetState } from './commands.ts';
-import type { FsErrorCode } from './errors.ts';
+import type { ResultErrorCode } from './errors.ts';
 
 export type InodeType = 'file' | 'dir' | 'symlink';
 
@@ -208,7 +208,7 @@ export interface MetaOk<V> {
 }
 export interface MetaFail {
   ok: false;
-  code: FsErrorCode;
+  code: ResultErrorCode;
   message: string;
 }
 /** Errors are results: a failed operation changes nothing and answers with a code. */
@@ -218,7 +218,7 @@ export function ok<V>(value: V): MetaOk<V> {
   return { ok: true, value };
 }
 
-export function fail(code: FsErrorCode, message: string): MetaFail {
+export function fail(code: ResultErrorCode, message: string): MetaFail {
   return { ok: false, code, message };
 }
 

@@ -68,6 +68,15 @@ function resolveParent(t: MetaTables, path: string): ParentAndName | MetaFail {
   return { parent, name: names[names.length - 1] };
 }
 
+/** Where a new entry at `path` goes: its directory and name, or EEXIST when the name is taken. */
+function resolveFreeName(t: MetaTables, path: string): ParentAndName | MetaFail {
+  if (path === '/') return fail(FsErrorCode.EEXIST, `'/' exists`);
+  const at = resolveParent(t, path);
+  if (isFail(at)) return at;
+  if (at.parent.children?.has(at.name)) return fail(FsErrorCode.EEXIST, `'${path}' exists`);
+  return at;
+}
+
 function addEntry(t: MetaTables, parent: Inode, name: string, child: Inode, nowMs: number): void {
   assert(parent.children !== null && !parent.children.has(name), `adding '${name}' to ${parent.id}`);
   parent.children.set(name, child.id);
@@ -303,10 +312,8 @@ export function rename(t: MetaTables, cmd: RenameCommand): Result<'rename'> {
 }
 
 export function symlink(t: MetaTables, cmd: SymlinkCommand): Result<'symlink'> {
-  if (cmd.path === '/') return fail(FsErrorCode.EEXIST, `'/' exists`);
-  const at = resolveParent(t, cmd.path);
+  const at = resolveFreeName(t, cmd.path);
   if (isFail(at)) return at;
-  if (at.parent.children?.has(at.name)) return fail(FsErrorCode.EEXIST, `'${cmd.path}' exists`);
   const inode = newInode(newId(t), 'symlink', 0o777, cmd.uid, cmd.gid, cmd.nowMs);
   inode.target = cmd.target;
   inode.sizeBytes = utf8Bytes(cmd.target);
@@ -319,10 +326,8 @@ export function link(t: MetaTables, cmd: LinkCommand): Result<'link'> {
   const source = resolve(t, cmd.existing);
   if (isFail(source)) return source;
   if (source.type === 'dir') return fail(FsErrorCode.EPERM, `'${cmd.existing}' is a directory: no hard links to directories`);
-  if (cmd.path === '/') return fail(FsErrorCode.EEXIST, `'/' exists`);
-  const at = resolveParent(t, cmd.path);
+  const at = resolveFreeName(t, cmd.path);
   if (isFail(at)) return at;
-  if (at.parent.children?.has(at.name)) return fail(FsErrorCode.EEXIST, `'${cmd.path}' exists`);
   addEntry(t, at.parent, at.name, source, cmd.nowMs);
   source.nlink++;
   source.ctimeMs = cmd.nowMs;

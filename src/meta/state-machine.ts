@@ -5,6 +5,8 @@ import { Packr } from 'msgpackr';
 import type { StateMachine } from '../journal/index.ts';
 import { encodeCommand, type MetaCommand, type MetaQuery } from './commands.ts';
 import { MetaState } from './namespace.ts';
+import { assert } from '../errors.ts';
+import { FsErrorCode } from './errors.ts';
 import { fail, ok, type MetaResult } from './namespace-state.ts';
 
 const EntryKind = { Command: 1, RestoreBegin: 2, RestoreChunk: 3, RestoreCommit: 4 } as const;
@@ -51,29 +53,29 @@ export class MetaStateMachine implements StateMachine {
       }
       case EntryKind.RestoreChunk: {
         const { restoreId, chunk } = packr.unpack(body) as { restoreId: string; chunk: Uint8Array };
-        if (this.staging?.restoreId !== restoreId) return fail('EINVAL', `restore ${restoreId} was not begun (or another one replaced it)`);
+        if (this.staging?.restoreId !== restoreId) return fail(FsErrorCode.EINVAL, `restore ${restoreId} was not begun (or another one replaced it)`);
         this.staging.chunks.push(new Uint8Array(chunk));
         return ok({ chunks: this.staging.chunks.length });
       }
       case EntryKind.RestoreCommit:
         return this.commitRestore(index, (packr.unpack(body) as { restoreId: string }).restoreId);
       default:
-        throw new Error(`invariant violated: unknown entry kind ${kind} at index ${index}`);
+        assert(false, `unknown entry kind ${kind} at index ${index}`);
     }
   }
 
   private commitRestore(index: number, restoreId: string): MetaResult<unknown> {
     const staged = this.staging;
     this.staging = undefined;
-    if (staged?.restoreId !== restoreId) return fail('EINVAL', `restore ${restoreId} was not begun`);
+    if (staged?.restoreId !== restoreId) return fail(FsErrorCode.EINVAL, `restore ${restoreId} was not begun`);
     const fs = this.state.statfs();
-    if (fs.inodes > 1) return fail('ENOTEMPTY', 'restore needs an empty cluster: this one already holds files');
+    if (fs.inodes > 1) return fail(FsErrorCode.ENOTEMPTY, 'restore needs an empty cluster: this one already holds files');
     try {
       const restored = MetaState.restore(staged.chunks);
       restored.rebaseIndex(index);
       this.state = restored;
     } catch (err) {
-      return fail('EINVAL', `the backup is damaged: ${(err as Error).message}`);
+      return fail(FsErrorCode.EINVAL, `the backup is damaged: ${(err as Error).message}`);
     }
     return ok({ restoredAt: index, inodes: this.state.statfs().inodes });
   }

@@ -312,7 +312,7 @@ export class Raft {
     if (this.log.snapshot !== undefined && index <= this.log.snapshot.meta.index) return;
     this.log.snapshot = { meta: this.snapshotMeta(index), data };
     this.log.compactTo(Math.max(this.log.offsetIndex, index - keepEntries));
-    this.confHistory = this.confHistory.filter((h, i) => i === this.confHistory.length - 1 || this.confHistory[i + 1].index > this.log.offsetIndex);
+    this.confHistory = this.confHistory.filter((_h, i) => i === this.confHistory.length - 1 || this.confHistory[i + 1].index > this.log.offsetIndex);
   }
 
   /** What a snapshot of the state machine at `index` (<= applied, not compacted) records. */

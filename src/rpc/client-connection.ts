@@ -3,7 +3,8 @@
 
 import net from 'node:net';
 import { clientProof, isNonce, newNonce, proofMatches, serverProof } from './auth.ts';
-import { RpcError, RpcErrorCode, isPlainObject } from './errors.ts';
+import { isPlainObject } from '../plain-object.ts';
+import { RpcError, RpcErrorCode } from './errors.ts';
 import { FramedSocket } from './framed-socket.ts';
 import { decodeBody, encodeBody, encodeHeader, type Frame, type Header } from './frame.ts';
 import { protocolVersion } from './limits.ts';

@@ -1,6 +1,7 @@
 // The client end of cairn's RPC: one lazily opened connection per server address, many calls
 // multiplexed over it, each with a deadline and optional cancellation; reconnects with backoff.
 
+import { parseAddress } from '../address.ts';
 import { ClientConnection, type ConnectionTarget } from './client-connection.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
 import { decodeBody, encodeBody, frameBytes, requestHeaderOverheadBytes, type Frame } from './frame.ts';
@@ -51,17 +52,6 @@ const emptyBody = Buffer.alloc(0);
 /** One-way messages kept while a connection is being made. */
 const noticesQueuedMax = 1024;
 
-
-export function parseAddress(address: string): { host: string; port: number } {
-  const colon = address.lastIndexOf(':');
-  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
-  const port = Number(address.slice(colon + 1));
-  if (colon <= 0 || host.length === 0 || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new RpcError(RpcErrorCode.BadRequest, `bad address "${address}": expected host:port`);
-  }
-  return { host, port };
-}
-
 export class RpcClient {
   private readonly target: ConnectionTarget;
   private readonly inflightMax: number;
@@ -82,7 +72,9 @@ export class RpcClient {
 
   constructor(address: string, opts: RpcClientOptions = {}) {
     checkSecret(opts.secret);
-    const { host, port } = parseAddress(address);
+    const parsed = parseAddress(address);
+    if ('problem' in parsed) throw new RpcError(RpcErrorCode.BadOption, `bad address "${address}": ${parsed.problem}`);
+    const { host, port } = parsed;
     const backoff = opts.reconnectBackoffMs ?? reconnectBackoffMsDefault;
     checkPositiveInt('reconnectBackoffMs.min', backoff.min);
     checkPositiveInt('reconnectBackoffMs.max', backoff.max, backoff.min);
@@ -160,7 +152,7 @@ export class RpcClient {
   private prepare(method: string, body: unknown, opts: CallOptions, resolve: PendingCall['resolve'], reject: PendingCall['reject']): PendingCall {
     if (this.closed) throw new RpcError(RpcErrorCode.Unavailable, `client of ${this.target.address} is closed`);
     const timeoutMs = opts.timeoutMs ?? timeoutMsDefault;
-    if (!(timeoutMs > 0 && timeoutMs <= timeoutMsMax)) throw new RpcError(RpcErrorCode.BadRequest, `timeoutMs must be in (0, ${timeoutMsMax}], got ${timeoutMs}`);
+    if (!(timeoutMs > 0 && timeoutMs <= timeoutMsMax)) throw new RpcError(RpcErrorCode.BadOption, `timeoutMs must be in (0, ${timeoutMsMax}], got ${timeoutMs}`);
     if (opts.signal?.aborted) throw new RpcError(RpcErrorCode.Cancelled, `${method} cancelled before it was sent`);
     if (this.inflight >= this.inflightMax) {
       throw new RpcError(RpcErrorCode.Overloaded, `${this.inflight} calls in flight to ${this.target.address}, the limit (inflightMax)`, { inflightMax: this.inflightMax });

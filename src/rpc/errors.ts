@@ -18,18 +18,16 @@ export const RpcErrorCode = {
   UnknownMethod: 'CAIRN_UNKNOWN_METHOD',
   /** Too many calls in flight (client's inflightMax or the server's per-connection limit). */
   Overloaded: 'CAIRN_OVERLOADED',
-  /** The handler failed without a code of its own; the server logged it. */
+  /** The server failed without a code of its own (its handler threw one, logged there, or its answer is malformed). */
   Internal: 'CAIRN_INTERNAL',
-  /** The request could not be encoded, decoded or was malformed. */
+  /** A request or message that cannot be encoded or decoded, or is malformed (a frame, a body, a peer's Raft message). */
   BadRequest: 'CAIRN_BAD_REQUEST',
+  /** An RpcServer or RpcClient option, a call's timeoutMs, or a client's address that is out of range. */
+  BadOption: ErrorCode.BadOption,
+  /** A handler registered twice or under a bad name, listen() called twice. */
+  InvalidArgument: ErrorCode.InvalidArgument,
 } as const;
 export type RpcErrorCode = (typeof RpcErrorCode)[keyof typeof RpcErrorCode];
 
 /** Remote application codes pass through, so any string is a valid code here. */
 export class RpcError extends CodedError<string> {}
-
-export function isPlainObject(v: unknown): v is Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
-  const proto: unknown = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}

@@ -22,10 +22,11 @@
 // header), decoded as a view of the received bytes, never through msgpack.
 
 import { Packr } from 'msgpackr';
-import { RpcError, RpcErrorCode, isPlainObject } from './errors.ts';
+import { isPlainObject } from '../plain-object.ts';
+import { RpcError, RpcErrorCode } from './errors.ts';
 import { bodyInlineBytesMax, errorCodeLengthMax, headerBytesMax, methodLengthMax, timeoutMsMax } from './limits.ts';
 
-export const frameKinds = ['req', 'res', 'cancel', 'hello', 'auth', 'msg'] as const;
+const frameKinds = ['req', 'res', 'cancel', 'hello', 'auth', 'msg'] as const;
 export type FrameKind = (typeof frameKinds)[number];
 
 export interface WireError {
@@ -51,7 +52,7 @@ export interface Frame {
 
 const lengthBytes = 4;
 /** frameLength, headerLength and bodyLength fields. */
-export const frameFixedBytes = 3 * lengthBytes;
+const frameFixedBytes = 3 * lengthBytes;
 /** A request header's size beyond its method name's UTF-8 bytes, as an upper bound (msgpack of the other fields). */
 export const requestHeaderOverheadBytes = 64;
 const idMax = 0xffff_ffff;
@@ -141,7 +142,7 @@ export function decodeFrame(frame: Buffer): Frame {
 }
 
 /** Validates a decoded header at the boundary: everything past this trusts its types. */
-export function parseHeader(raw: unknown): Header {
+function parseHeader(raw: unknown): Header {
   if (!isPlainObject(raw)) throw malformed('header is not a map');
   const { id, kind, method, timeoutMs, error } = raw;
   if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > idMax) throw malformed(`bad id ${String(id)}`);

@@ -2,8 +2,9 @@
 // the socket: whoever closes it (the owner, the peer, a malformed frame) the owner hears once.
 
 import type { Socket } from 'node:net';
+import { formatAddress } from '../address.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
-import { FrameDecoder, decodeFrame, frameParts, type Frame, type Header } from './frame.ts';
+import { FrameDecoder, decodeFrame, frameParts, type Frame } from './frame.ts';
 import { closeLingerMs } from './limits.ts';
 
 export interface FramedSocketEvents {
@@ -16,8 +17,7 @@ export interface FramedSocketEvents {
 }
 
 export function peerName(socket: Socket): string {
-  const host = socket.remoteAddress ?? 'unknown';
-  return `${host.includes(':') ? `[${host}]` : host}:${socket.remotePort ?? 0}`;
+  return formatAddress(socket.remoteAddress ?? 'unknown', socket.remotePort ?? 0);
 }
 
 export class FramedSocket {

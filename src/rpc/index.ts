@@ -2,7 +2,7 @@
 // clients. The wire format is described in frame.ts, the handshake in auth.ts.
 
 export { RpcError, RpcErrorCode } from './errors.ts';
-export { reply, isReply, type CallContext, type Handler, type Reply } from './handler.ts';
+export { reply, type CallContext, type Handler, type Reply } from './handler.ts';
 export { RpcServer, type RpcServerOptions } from './server.ts';
 export { RpcClient, type CallOptions, type CallResult, type RpcClientOptions } from './client.ts';
 export type { RpcLog } from './server-connection.ts';

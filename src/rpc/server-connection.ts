@@ -3,7 +3,8 @@
 
 import type { Socket } from 'node:net';
 import { clientProof, isNonce, newNonce, proofMatches, serverProof } from './auth.ts';
-import { RpcError, RpcErrorCode, isPlainObject } from './errors.ts';
+import { isPlainObject } from '../plain-object.ts';
+import { RpcError, RpcErrorCode } from './errors.ts';
 import { FramedSocket, peerName } from './framed-socket.ts';
 import { decodeBody, encodeBody, encodeHeader, frameBytes, type Frame, type Header, type WireError } from './frame.ts';
 import { isReply, type CallContext, type Handler } from './handler.ts';

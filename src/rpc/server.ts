@@ -42,14 +42,14 @@ export class RpcServer {
   }
 
   handle(method: string, handler: Handler): void {
-    if (method.length === 0 || method.length > methodLengthMax) throw new RpcError(RpcErrorCode.BadRequest, `method names are 1..${methodLengthMax} characters`);
-    if (this.handlers.has(method)) throw new RpcError(RpcErrorCode.BadRequest, `method ${method} already has a handler`);
+    if (method.length === 0 || method.length > methodLengthMax) throw new RpcError(RpcErrorCode.InvalidArgument, `method names are 1..${methodLengthMax} characters`);
+    if (this.handlers.has(method)) throw new RpcError(RpcErrorCode.InvalidArgument, `method ${method} already has a handler`);
     this.handlers.set(method, handler);
   }
 
   /** Starts listening; port 0 lets the OS pick one. Resolves with the address actually bound. */
   listen(host: string, port: number): Promise<{ host: string; port: number }> {
-    if (this.server !== undefined || this.closing) return Promise.reject(new RpcError(RpcErrorCode.BadRequest, 'listen() may be called once, before close()'));
+    if (this.server !== undefined || this.closing) return Promise.reject(new RpcError(RpcErrorCode.InvalidArgument, 'listen() may be called once, before close()'));
     const server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
     this.server = server;
     return new Promise((resolve, reject) => {

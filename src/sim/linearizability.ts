@@ -3,7 +3,7 @@
 // without branching and candidates tried by deadline; pure, so the simulator, the process tests and the chaos
 // harness can all share it.
 
-import { CodedError } from '../errors.ts';
+import { LinearizabilityError, LinearizabilityErrorCode } from './errors.ts';
 
 /**
  * One client operation. `call` and `ret` are the times the client sent it and got the answer.
@@ -64,20 +64,6 @@ export const stepBudgetDefault = 5_000_000;
 export const memoEntriesMaxDefault = 16_000_000;
 /** How many operations of the longest prefix the explanation lists (the result carries all of them). */
 export const explainPrefixTailMax = 10;
-
-export const LinearizabilityErrorCode = {
-  /** An operation with a non-finite call time, ret < call, or an output although it never returned. */
-  BadOperation: 'CAIRN_LIN_BAD_OPERATION',
-  /** A stepBudget or memoEntriesMax that is not a non-negative integer. */
-  BadOption: 'CAIRN_LIN_BAD_OPTION',
-} as const;
-export type LinearizabilityErrorCode = (typeof LinearizabilityErrorCode)[keyof typeof LinearizabilityErrorCode];
-
-export class LinearizabilityError extends CodedError<LinearizabilityErrorCode> {
-  constructor(code: LinearizabilityErrorCode, message: string) {
-    super(code, message);
-  }
-}
 
 export function checkLinearizable<S, I, O>(
   model: Model<S, I, O>,

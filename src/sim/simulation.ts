@@ -102,7 +102,6 @@ export const emptyStats: SimStats = {
 
 class Violation extends Error {}
 
-const tickMs = 10;
 const clientTimeoutMs = 300;
 /** Replicas' state hashes are compared at every index that is a multiple of this (and at the end). */
 const stateHashEveryEntries = 16;

@@ -3,6 +3,8 @@
 // when it fails.
 
 import type { TestContext } from 'node:test';
+import type { MasterClient } from '../../src/client/master-client.ts';
+import type { DirEntry, ReaddirPage } from '../../src/meta/namespace-state.ts';
 import { MasterCluster, ProcessGroup } from './process-cluster.ts';
 
 export { waitFor, type MasterProc } from './process-cluster.ts';
@@ -30,3 +32,15 @@ export const TestCluster = {
     return cluster;
   },
 };
+
+/** Every entry of a directory, read page by page. */
+export async function listAll(c: MasterClient, dir: string): Promise<DirEntry[]> {
+  const out: DirEntry[] = [];
+  let after: string | undefined;
+  do {
+    const page = await c.query<ReaddirPage>('meta.query', { op: 'readdir', path: dir, limit: 1000, ...(after === undefined ? {} : { after }) });
+    out.push(...page.entries);
+    after = page.next;
+  } while (after !== undefined);
+  return out;
+}

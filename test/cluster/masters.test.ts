@@ -6,8 +6,8 @@ import { appendFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import type { MasterClient } from '../../src/client/master-client.ts';
-import type { DirEntry, InodeAttr, ReaddirPage } from '../../src/meta/namespace-state.ts';
-import { TestCluster, waitFor } from './harness.ts';
+import type { InodeAttr } from '../../src/meta/namespace-state.ts';
+import { TestCluster, listAll, waitFor } from './harness.ts';
 
 const creates = Number(process.env.CAIRN_TEST_CREATES ?? 10_000);
 const writers = 8;
@@ -18,17 +18,6 @@ async function mkdir(c: MasterClient, p: string): Promise<void> {
 
 async function create(c: MasterClient, p: string): Promise<void> {
   await c.mutate('meta.mutate', { op: 'create', path: p, mode: 0o644, uid: 0, gid: 0, exclusive: true });
-}
-
-async function listAll(c: MasterClient, dir: string): Promise<DirEntry[]> {
-  const out: DirEntry[] = [];
-  let after: string | undefined;
-  do {
-    const page = await c.query<ReaddirPage>('meta.query', { op: 'readdir', path: dir, limit: 1000, ...(after === undefined ? {} : { after }) });
-    out.push(...page.entries);
-    after = page.next;
-  } while (after !== undefined);
-  return out;
 }
 
 test(`3 masters: ${creates} creates from ${writers} clients survive kill -9 of the leader, exactly once`, async (t) => {

@@ -60,7 +60,7 @@ test('acquire creates the directory and a LOCK naming this process; release remo
 test('a data directory that is a file is refused as an invalid argument', async (t) => {
   const file = path.join(await tempDir(t), 'not-a-dir');
   await writeFile(file, '');
-  await assert.rejects(acquireDirLock(file), (err: unknown) => err instanceof CairnError && err.code === ErrorCode.InvalidArgument && err.message.startsWith(`cannot use ${file} as a data directory`));
+  await assert.rejects(acquireDirLock(file), (err: unknown) => err instanceof CairnError && err.code === ErrorCode.BadOption && err.message.startsWith(`cannot use ${file} as a data directory`));
 });
 
 test('a second acquire in this process is refused while the first holds the directory', async (t) => {

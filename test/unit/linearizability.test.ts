@@ -6,11 +6,11 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import {
   checkLinearizable,
-  LinearizabilityErrorCode,
   type CheckResult,
   type Model,
   type Operation,
 } from '../../src/sim/linearizability.ts';
+import { LinearizabilityErrorCode } from '../../src/sim/errors.ts';
 import {
   appendModel,
   kvModel,

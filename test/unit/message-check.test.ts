@@ -13,7 +13,7 @@ test('well-formed messages pass unchanged', () => {
   assert.deepEqual(checkMessages({ msgs: [app, heartbeat, snap] }), [app, heartbeat, snap]);
 });
 
-test('malformed messages are refused with CAIRN_INVALID_ARGUMENT', () => {
+test('malformed messages are refused with CAIRN_BAD_REQUEST', () => {
   const bad: unknown[] = [
     undefined,
     { msgs: 'nope' },
@@ -31,5 +31,5 @@ test('malformed messages are refused with CAIRN_INVALID_ARGUMENT', () => {
     { msgs: [{ type: 'snap', from: 1, to: 2, term: 3, snapshot: { index: 1, term: 1, conf: { voters: [0], learners: [] } }, snapData: new Uint8Array(1) }] },
     { msgs: new Array(messagesPerCallMax + 1).fill(app) },
   ];
-  for (const b of bad) assert.throws(() => checkMessages(b), { code: 'CAIRN_INVALID_ARGUMENT' }, JSON.stringify(b)?.slice(0, 80));
+  for (const b of bad) assert.throws(() => checkMessages(b), { code: 'CAIRN_BAD_REQUEST' }, JSON.stringify(b)?.slice(0, 80));
 });

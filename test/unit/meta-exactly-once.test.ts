@@ -46,12 +46,12 @@ test('a failed result is remembered too, and a retry does not re-run it after th
   assert.equal(log.state.stat('/f').ok, true, 'the retry did not unlink the new file');
 });
 
-test('a seq older than the last applied one is answered "stale" with EINVAL and not applied', () => {
+test('a seq older than the last applied one is answered CAIRN_STALE_SEQ and not applied', () => {
   const log = new Log();
   log.apply(create('c1', 5, 1, '/a'));
   const stale = log.apply(create('c1', 4, 2, '/b'));
   assert.ok(!stale.ok);
-  assert.equal(stale.code, 'EINVAL');
+  assert.equal(stale.code, 'CAIRN_STALE_SEQ');
   assert.match(stale.message, /stale request: client 'c1' seq 4 is older than its last applied seq 5/);
   assert.equal(log.state.stat('/b').ok, false);
   // The record still answers its own seq, and gaps in seqs are allowed.

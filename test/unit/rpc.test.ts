@@ -83,6 +83,24 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+test('an IPv6 address: a client of [::1]:port reaches a server on ::1, which names the peer in brackets', async (t) => {
+  const server = new RpcServer();
+  t.after(() => server.close());
+  let peer = '';
+  server.handle('peer', async (_body, ctx) => (peer = ctx.peer));
+  let bound: { host: string; port: number };
+  try {
+    bound = await server.listen('::1', 0);
+  } catch (err) {
+    t.skip(`no IPv6 loopback here: ${(err as Error).message}`);
+    return;
+  }
+  assert.equal(bound.host, '::1');
+  const c = client(t, `[::1]:${bound.port}`);
+  assert.equal((await c.call('peer', {})).body, peer);
+  assert.match(peer, /^\[::1\]:\d+$/);
+});
+
 test('round trip: a body and a 4 MiB payload come back byte for byte', async (t) => {
   const { server, address } = await startServer(t);
   let seenPeer = '';
@@ -427,8 +445,8 @@ test('limit inflightPerConnectionMax: the server answers CAIRN_OVERLOADED beyond
 
 test('limit timeoutMsMax: a longer deadline is refused locally', async (t) => {
   const c = client(t, '127.0.0.1:1');
-  await assert.rejects(c.call('echo', {}, { timeoutMs: rpcLimits.timeoutMsMax + 1 }), hasCode(RpcErrorCode.BadRequest));
-  await assert.rejects(c.call('echo', {}, { timeoutMs: 0 }), hasCode(RpcErrorCode.BadRequest));
+  await assert.rejects(c.call('echo', {}, { timeoutMs: rpcLimits.timeoutMsMax + 1 }), hasCode(RpcErrorCode.BadOption));
+  await assert.rejects(c.call('echo', {}, { timeoutMs: 0 }), hasCode(RpcErrorCode.BadOption));
 });
 
 test('limit headerBytesMax: a peer announcing a larger header is disconnected', async (t) => {
@@ -513,9 +531,14 @@ test('server.close() aborts running handlers and fails their calls with CAIRN_UN
   await assert.rejects(inFlight, hasCode(RpcErrorCode.Unavailable));
 });
 
-test('bad options fail at construction', () => {
-  assert.throws(() => new RpcClient('no-port'), hasCode(RpcErrorCode.BadRequest));
-  assert.throws(() => new RpcClient('127.0.0.1:1', { secret: '' }), hasCode(RpcErrorCode.BadRequest));
-  assert.throws(() => new RpcServer({ inflightPerConnectionMax: 0 }), hasCode(RpcErrorCode.BadRequest));
-  assert.throws(() => new RpcServer().handle('', async () => 1), hasCode(RpcErrorCode.BadRequest));
+test('bad options fail at construction with CAIRN_BAD_OPTION, misuse with CAIRN_INVALID_ARGUMENT', async () => {
+  assert.throws(() => new RpcClient('no-port'), hasCode(RpcErrorCode.BadOption));
+  assert.throws(() => new RpcClient('127.0.0.1:1', { secret: '' }), hasCode(RpcErrorCode.BadOption));
+  assert.throws(() => new RpcServer({ inflightPerConnectionMax: 0 }), hasCode(RpcErrorCode.BadOption));
+  assert.throws(() => new RpcServer().handle('', async () => 1), hasCode(RpcErrorCode.InvalidArgument));
+  const server = new RpcServer();
+  server.handle('m', async () => 1);
+  assert.throws(() => server.handle('m', async () => 2), hasCode(RpcErrorCode.InvalidArgument));
+  await server.close();
+  await assert.rejects(server.listen('127.0.0.1', 0), hasCode(RpcErrorCode.InvalidArgument));
 });

@@ -22,7 +22,7 @@ export const JournalErrorCode = {
   DiskFull: 'CAIRN_DISK_FULL',
   /** A segment size option outside the supported range. */
   WalBadOption: 'CAIRN_WAL_BAD_OPTION',
-  /** A snapshot whose data is larger than `snapshotDataBytesMax`. */
+  /** A snapshot whose data is larger than `snapshotDataBytesMax`, or whose metadata is larger than `snapshotMetaBytesMax`. */
   SnapshotTooLarge: 'CAIRN_SNAPSHOT_TOO_LARGE',
   /** A snapshot file that can no longer be read as written (closed, cut short, or failing its checksum). */
   SnapshotCorrupt: 'CAIRN_SNAPSHOT_CORRUPT',

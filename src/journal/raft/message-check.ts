@@ -1,7 +1,7 @@
 // Checks Raft messages arriving from peers before they reach the core: an authenticated peer can
 // still run a buggy or different version, and a malformed message must never corrupt the log.
 
-import { CairnError, ErrorCode } from '../../errors.ts';
+import { RpcError, RpcErrorCode } from '../../rpc/errors.ts';
 import { EntryType, MessageType, type Entry, type Message, type SnapshotMeta } from '../../raft/index.ts';
 
 const messageTypes: ReadonlySet<string> = new Set(Object.values(MessageType));
@@ -64,5 +64,5 @@ function isCount(v: unknown): v is number {
 }
 
 function bad(message: string): never {
-  throw new CairnError(ErrorCode.InvalidArgument, `bad raft message: ${message}`);
+  throw new RpcError(RpcErrorCode.BadRequest, `bad raft message: ${message}`);
 }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { isErrno, type Disk, type DiskFile } from '../../io/index.ts';
 import { crc32c } from '@node-rs/crc32';
 import { pack, unpack } from 'msgpackr';
+import { assert } from '../../errors.ts';
 import type { Snapshot, SnapshotData, SnapshotMeta } from '../../raft/index.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
 import { ensureDir } from './fs-util.ts';
@@ -55,9 +56,10 @@ export class SnapshotFile implements SnapshotData {
 
   read(offset: number, length: number): Uint8Array {
     if (this.fd === undefined) throw new JournalError(JournalErrorCode.SnapshotCorrupt, `snapshot ${this.path} was closed`);
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.byteLength) {
-      throw new RangeError(`snapshot read [${offset}, +${length}) outside ${this.byteLength} bytes`);
-    }
+    assert(
+      Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= this.byteLength,
+      `snapshot read [${offset}, +${length}) outside ${this.byteLength} bytes`,
+    );
     return readFully(this.fd, length, this.dataStart + offset);
   }
 
@@ -112,7 +114,7 @@ export class SnapshotWriter {
   /** Writes the header (its sizes and checksums are filled in by `finish`). */
   begin(meta: SnapshotMeta): void {
     const fd = this.requireOpen();
-    if (this.meta !== undefined) throw new Error('snapshot writer: begin called twice');
+    assert(this.meta === undefined, 'snapshot writer: begin called twice');
     const header = encodeSnapshotHeader(meta, 0, 0);
     fd.writeSync(header, 0);
     this.meta = meta;
@@ -121,7 +123,7 @@ export class SnapshotWriter {
 
   write(piece: Uint8Array): void {
     const fd = this.requireOpen();
-    if (this.meta === undefined) throw new Error('snapshot writer: write before begin');
+    assert(this.meta !== undefined, 'snapshot writer: write before begin');
     if (this.bytes + piece.byteLength > snapshotDataBytesMax) {
       throw new JournalError(JournalErrorCode.SnapshotTooLarge, `snapshot data exceeds snapshotDataBytesMax (${snapshotDataBytesMax} bytes)`);
     }
@@ -138,7 +140,7 @@ export class SnapshotWriter {
   async finish(): Promise<SnapshotFile> {
     const fd = this.requireOpen();
     const meta = this.meta;
-    if (meta === undefined) throw new Error('snapshot writer: finish before begin');
+    assert(meta !== undefined, 'snapshot writer: finish before begin');
     const file = path.join(this.snapDir, snapshotFileName(meta));
     try {
       fd.writeSync(encodeSnapshotHeader(meta, this.bytes, this.crc), 0);
@@ -161,7 +163,7 @@ export class SnapshotWriter {
   }
 
   private requireOpen(): DiskFile {
-    if (this.fd === undefined) throw new Error('snapshot writer is closed');
+    assert(this.fd !== undefined, 'snapshot writer is closed');
     return this.fd;
   }
 
@@ -207,7 +209,7 @@ export async function loadNewestSnapshot(disk: Disk, dir: string): Promise<{ sna
  * deleted paths.
  */
 export async function pruneSnapshots(disk: Disk, dir: string, keep = 2, opts: { temporary?: boolean } = {}): Promise<string[]> {
-  if (!Number.isSafeInteger(keep) || keep < 1) throw new RangeError(`pruneSnapshots: keep must be >= 1, got ${keep}`);
+  assert(Number.isSafeInteger(keep) && keep >= 1, `pruneSnapshots: keep must be >= 1, got ${keep}`);
   const snapDir = path.join(dir, 'snap');
   const names = await listSnapshotsNewestFirst(disk, snapDir);
   const leftovers = opts.temporary === false ? [] : (await readdirOrEmpty(disk, snapDir)).filter((name) => name.endsWith(tmpSuffix));
@@ -224,7 +226,9 @@ export function encodeSnapshotHeader(snapMeta: SnapshotMeta, dataBytes: number, 
   }
   const { index, term, conf } = snapMeta;
   const meta = pack({ index, term, conf: { voters: conf.voters, learners: conf.learners } });
-  if (meta.length > snapshotMetaBytesMax) throw new RangeError(`snapshot metadata of ${meta.length} bytes is too large`);
+  if (meta.length > snapshotMetaBytesMax) {
+    throw new JournalError(JournalErrorCode.SnapshotTooLarge, `snapshot metadata of ${meta.length} bytes exceeds snapshotMetaBytesMax (${snapshotMetaBytesMax})`);
+  }
   const header = Buffer.alloc(fixedHeaderBytes + meta.length);
   header.writeUInt32LE(magic, 0);
   header.writeUInt32LE(formatVersion, 4);
@@ -340,7 +344,7 @@ async function readdirOrEmpty(disk: Disk, dir: string): Promise<string[]> {
 }
 
 function hex16(n: number): string {
-  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`snapshot term and index must be safe integers, got ${n}`);
+  assert(Number.isSafeInteger(n) && n >= 0, `snapshot term and index must be safe integers, got ${n}`);
   return n.toString(16).padStart(16, '0');
 }
 

@@ -2,16 +2,17 @@
 // bytes), written and read one at a time so neither side ever holds the snapshot as one buffer.
 
 import { Buffer } from 'node:buffer';
+import { assert } from '../../errors.ts';
 import type { SnapshotData } from '../../raft/index.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
 
 /** No frame is larger: state-machine chunks are about 1 MiB; this catches garbage lengths. */
-export const frameBytesMax = 256 << 20;
+const frameBytesMax = 256 << 20;
 
 /** Each frame as its length prefix and then its bytes (no copy of the frame). */
 export function* framePieces(frames: Iterable<Uint8Array>): Generator<Uint8Array> {
   for (const f of frames) {
-    if (f.byteLength > frameBytesMax) throw new RangeError(`snapshot frame of ${f.byteLength} bytes exceeds ${frameBytesMax}`);
+    assert(f.byteLength <= frameBytesMax, `snapshot frame of ${f.byteLength} bytes exceeds ${frameBytesMax}`);
     const len = Buffer.allocUnsafe(4);
     len.writeUInt32LE(f.byteLength, 0);
     yield len;

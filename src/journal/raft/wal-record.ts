@@ -3,6 +3,7 @@
 
 import { Buffer } from 'node:buffer';
 import { crc32c } from '@node-rs/crc32';
+import { assert } from '../../errors.ts';
 import { EntryType } from '../../raft/index.ts';
 import type { Entry, HardState, SnapshotMeta } from '../../raft/index.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
@@ -505,8 +506,4 @@ function assertRun(entries: Entry[]): void {
 
 function badAppend(message: string): never {
   throw new JournalError(JournalErrorCode.WalBadAppend, `wal: ${message}`);
-}
-
-function assert(condition: boolean, message: string): asserts condition {
-  if (!condition) throw new Error(`wal-record invariant: ${message}`);
 }

@@ -4,6 +4,7 @@
 import { Buffer } from 'node:buffer';
 import path from 'node:path';
 import { isErrno, type Disk, type DiskFile } from '../../io/index.ts';
+import { assert } from '../../errors.ts';
 import type { Entry, HardState, SnapshotMeta } from '../../raft/index.ts';
 import { JournalError, JournalErrorCode, rebuildFromPeersHint } from './errors.ts';
 import { ensureDir } from './fs-util.ts';
@@ -460,7 +461,7 @@ async function listSegmentSeqs(disk: Disk, walDir: string): Promise<number[]> {
 }
 
 function segmentPath(walDir: string, seq: number): string {
-  if (!Number.isSafeInteger(seq) || seq < 0) throw new Error(`wal invariant: bad segment number ${seq}`);
+  assert(Number.isSafeInteger(seq) && seq >= 0, `bad wal segment number ${seq}`);
   return path.join(walDir, `${seq.toString(16).padStart(16, '0')}.wal`);
 }
 

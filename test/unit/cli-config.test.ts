@@ -1,0 +1,30 @@
+// Tests of the CLI's configuration parsing (src/cli/config.ts): flags over environment over file,
+// and one-line CAIRN_BAD_OPTION errors naming the flag.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseMasterConfig, parseMasterList } from '../../src/cli/config.ts';
+import { ErrorCode } from '../../src/errors.ts';
+
+const badOption = (message: RegExp) => (err: unknown) => {
+  assert.equal((err as { code?: string }).code, ErrorCode.BadOption);
+  assert.match((err as Error).message, message);
+  return true;
+};
+
+test('a master listens on host:port or [IPv6]:port, port 0 letting the OS pick; it founds a cluster of itself by default', () => {
+  const cfg = parseMasterConfig({ id: '2', dir: '/d', listen: '[::1]:0' }, {});
+  assert.equal(cfg.listen, '[::1]:0');
+  assert.deepEqual([...cfg.peers], [[2, '[::1]:0']]);
+  const env = parseMasterConfig({ id: '1', dir: '/d' }, { CAIRN_LISTEN: '127.0.0.1:7001', CAIRN_PEERS: '1=127.0.0.1:7001,2=[::1]:7002' });
+  assert.deepEqual([...env.peers], [[1, '127.0.0.1:7001'], [2, '[::1]:7002']]);
+});
+
+test('bad addresses and values fail with CAIRN_BAD_OPTION naming the flag', () => {
+  assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: '::1:7000' }, {}), badOption(/--listen must be host:port, got '::1:7000': .*brackets/));
+  assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1', peers: '1=h:1,2=h:0' }, {}), badOption(/--peers address of 2 must be host:port/));
+  assert.throws(() => parseMasterConfig({ id: '0', dir: '/d', listen: 'h:1' }, {}), badOption(/--id must be a positive whole number/));
+  assert.throws(() => parseMasterList('h:1,nohost'), badOption(/--masters must be host:port, got 'nohost': no port/));
+  assert.throws(() => parseMasterList('h:0'), badOption(/--masters must be host:port, got 'h:0'/));
+  assert.deepEqual(parseMasterList(' h:1, [::1]:2 '), ['h:1', '[::1]:2']);
+});
