@@ -2,6 +2,7 @@
 // messages cross the simulated network (delay, loss, duplication, partitions). A message is handed
 // to whatever process listens at its address when it arrives, as on a real network.
 
+import { CairnError, ErrorCode } from '../errors.ts';
 import { RpcError, RpcErrorCode } from '../rpc/errors.ts';
 import type { CallOptions, CallResult } from '../rpc/client.ts';
 import type { CallContext, Handler } from '../rpc/handler.ts';
@@ -28,7 +29,7 @@ export function simAddress(id: number): string {
 
 export function simNodeId(address: string): number {
   const m = /^n([1-9][0-9]*)$/.exec(address);
-  if (m === null) throw new RpcError(RpcErrorCode.BadRequest, `not a simulated node's address: ${address}`);
+  if (m === null) throw new CairnError(ErrorCode.BadOption, `not a simulated node's address: ${address}`);
   return Number(m[1]);
 }
 

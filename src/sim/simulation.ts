@@ -7,6 +7,7 @@ import { CodedError, ErrorCode } from '../errors.ts';
 import { isErrno } from '../io/index.ts';
 import { driverBugNames } from '../journal/raft/driver.ts';
 import { walBugNames } from '../journal/raft/wal.ts';
+import { JournalErrorCode } from '../journal/raft/errors.ts';
 import type { RaftBug } from '../raft/index.ts';
 import { ConfChangeType, EntryType, RaftBugs, Role, decodeConfChange, type Entry, type HardState, type Message, type Ready } from '../raft/index.ts';
 import { EventQueue } from './event-queue.ts';
@@ -751,7 +752,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     }
     const code = err instanceof CodedError ? err.code : '';
     const message = err instanceof Error ? err.message : String(err);
-    if ((code !== 'CAIRN_WAL_CORRUPT' && code !== 'CAIRN_SNAPSHOT_CORRUPT') || !message.includes(file.slice(0, file.lastIndexOf('/')))) {
+    if ((code !== JournalErrorCode.WalCorrupt && code !== JournalErrorCode.SnapshotCorrupt) || !message.includes(file.slice(0, file.lastIndexOf('/')))) {
       this.report('recovery', `n${node.id} refused to start over the damaged ${file} without naming it: ${describeError(err)}`);
       return;
     }
