@@ -1,7 +1,8 @@
 // The Disk of a real process: node:fs, with whole writes and reads, fdatasync, and directory fsync.
 
 import { Buffer } from 'node:buffer';
-import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { close, closeSync, fdatasync, fstatSync, ftruncate, openSync, readSync, writeSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { mkdir, open, readFile, readdir, rename, statfs, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import type { Disk, DiskFile, DiskSpace, OpenMode } from './disk.ts';
@@ -71,17 +72,21 @@ class NodeFile implements DiskFile {
   }
 
   truncate(length: number): Promise<void> {
+    if (this.fh === undefined) return ftruncateAsync(this.descriptor(), length);
     return this.handle().truncate(length);
   }
 
   sync(): Promise<void> {
+    if (this.fh === undefined) return fdatasyncAsync(this.descriptor());
     return this.handle().datasync();
   }
 
   async close(): Promise<void> {
     if (this.fd === undefined) return;
+    const fd = this.fd;
     this.fd = undefined;
     if (this.fh !== undefined) await this.fh.close();
+    else await closeAsync(fd);
   }
 
   closeSync(): void {
@@ -93,13 +98,13 @@ class NodeFile implements DiskFile {
   }
 
   private handle(): FileHandle {
-    if (this.fd === undefined || this.fh === undefined) throw closed(this.path, this.fd === undefined);
+    if (this.fd === undefined || this.fh === undefined) throw closed(this.path);
     return this.fh;
   }
 
 
   private descriptor(): number {
-    if (this.fd === undefined) throw closed(this.path, true);
+    if (this.fd === undefined) throw closed(this.path);
     return this.fd;
   }
 }
@@ -108,8 +113,12 @@ function endOfFile(file: string, offset: number): Error {
   return Object.assign(new Error(`${file}: unexpected end of file at offset ${offset}`), { code: 'EOF' });
 }
 
-function closed(file: string, isClosed: boolean): Error {
-  return new Error(isClosed ? `${file}: used after close` : `${file}: opened synchronously: truncate and sync need an asynchronous open`);
+const fdatasyncAsync = promisify(fdatasync);
+const ftruncateAsync = promisify(ftruncate);
+const closeAsync = promisify(close);
+
+function closed(file: string): Error {
+  return Object.assign(new Error(`${file}: used after close`), { code: 'EBADF' });
 }
 
 export const nodeDisk: Disk = {
@@ -118,7 +127,6 @@ export const nodeDisk: Disk = {
     return new NodeFile(file, fh, fh.fd);
   },
   openSync(file, mode) {
-    // A synchronously opened file answers reads, writes and size; truncate and sync need open().
     return new NodeFile(file, undefined, openSync(file, flags[mode]));
   },
   readFile: (file) => readFile(file),

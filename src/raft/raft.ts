@@ -9,7 +9,7 @@ import { RaftLog } from './log.ts';
 import { Progress, ProgressState } from './progress.ts';
 import { VoteResult, committedIndex, tallyVotes } from './quorum.ts';
 import { ReadOnly } from './read-only.ts';
-import { chunkedSnapshotData } from './snapshot-data.ts';
+import { memorySnapshotSink } from './snapshot-data.ts';
 import {
   ConfChangeType,
   EntryType,
@@ -24,13 +24,15 @@ import {
   type ReadState,
   type Ready,
   type Snapshot,
+  type IncomingSnapshotData,
   type SnapshotData,
+  type SnapshotSink,
   type SnapshotMeta,
   type SoftState,
 } from './types.ts';
 
 /** Rules that tests can switch off one at a time to prove the checkers catch them. */
-export const RaftBugs = ['commit-old-term', 'vote-twice', 'stale-read'] as const;
+export const RaftBugs = ['commit-old-term', 'vote-twice', 'stale-read', 'lease-too-long', 'read-quorum-short', 'old-snapshot', 'no-conf-rollback'] as const;
 export type RaftBug = (typeof RaftBugs)[number];
 
 export interface RaftConfig {
@@ -70,6 +72,8 @@ export interface RaftConfig {
   uncommittedBytesMax?: number;
   snapshotChunkBytes?: number;
   snapshotBytesMax?: number;
+  /** Where incoming snapshots are written as their chunks arrive; in memory by default. */
+  snapshotSink?: SnapshotSink;
   /** Bytes of committed entries handed out in one Ready. */
   applyBytesMax?: number;
   readQueueMax?: number;
@@ -129,7 +133,7 @@ interface IncomingSnapshot {
   index: number;
   term: number;
   totalBytes: number;
-  chunks: Uint8Array[];
+  data: IncomingSnapshotData;
   receivedBytes: number;
 }
 
@@ -138,6 +142,7 @@ export class Raft {
   private readonly cfg: Limits;
   private readonly rand: (n: number) => number;
   private readonly leaseHolds: RaftConfig['leaseHolds'];
+  private readonly snapshotSink: SnapshotSink;
   private readonly bugs: ReadonlySet<RaftBug>;
   private readonly voteHoldTicks: number;
 
@@ -194,6 +199,7 @@ export class Raft {
     assert(!this.cfg.leaseRead || this.cfg.checkQuorum, 'leaseRead needs checkQuorum');
     this.rand = config.rand;
     this.leaseHolds = config.leaseHolds;
+    this.snapshotSink = config.snapshotSink ?? memorySnapshotSink;
     this.bugs = config.bugs ?? new Set();
     this.voteHoldTicks = config.voteHoldTicks ?? this.cfg.electionTicks;
     assert(this.voteHoldTicks >= 0, 'voteHoldTicks must not be negative');
@@ -732,8 +738,8 @@ export class Raft {
 
   private handleSnapshotChunk(m: Message): void {
     const meta = m.snapshot!;
-    if (meta.index <= this.log.committed) {
-      this.incomingSnapshot = undefined;
+    if (meta.index <= this.log.committed && !this.bugs.has('old-snapshot')) {
+      this.dropIncomingSnapshot();
       this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: this.log.committed });
       return;
     }
@@ -744,30 +750,54 @@ export class Raft {
       this.send({ type: MessageType.SnapResp, to: m.from, term: this.term, index: meta.index, snapOffset: 0, reject: true });
       return;
     }
+    let data: SnapshotData;
+    try {
+      const inc = this.receiveSnapshotChunk(m, meta, offset, total);
+      if (inc === undefined) return;
+      data = inc.data.complete();
+    } catch {
+      // The sink failed (a full disk, say): drop this snapshot and refuse it, so the leader backs off.
+      this.dropIncomingSnapshot();
+      this.send({ type: MessageType.SnapResp, to: m.from, term: this.term, index: meta.index, snapOffset: 0, reject: true });
+      return;
+    }
+    this.restoreSnapshot({ meta, data });
+    // Acknowledge the snapshot's index only: entries we hold beyond it are not vouched for here.
+    this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: meta.index });
+  }
+
+  /** Takes one chunk; returns the snapshot once its last chunk is in, or undefined (answered already). */
+  private receiveSnapshotChunk(m: Message, meta: SnapshotMeta, offset: number, total: number): IncomingSnapshot | undefined {
     if (offset === 0) {
-      this.incomingSnapshot = { index: meta.index, term: meta.term, totalBytes: total, chunks: [], receivedBytes: 0 };
+      this.dropIncomingSnapshot();
+      const data = this.snapshotSink.begin(meta, total);
+      this.incomingSnapshot = { index: meta.index, term: meta.term, totalBytes: total, data, receivedBytes: 0 };
     }
     const inc = this.incomingSnapshot;
     if (inc === undefined || inc.index !== meta.index || inc.term !== meta.term || inc.receivedBytes !== offset) {
       const expected = inc !== undefined && inc.index === meta.index && inc.term === meta.term ? inc.receivedBytes : 0;
       this.send({ type: MessageType.SnapResp, to: m.from, term: this.term, index: meta.index, snapOffset: expected });
-      return;
+      return undefined;
     }
     const chunk = m.snapData ?? new Uint8Array(0);
-    inc.chunks.push(chunk);
+    inc.data.write(chunk);
     inc.receivedBytes += chunk.length;
     if (!m.snapDone) {
       this.send({ type: MessageType.SnapResp, to: m.from, term: this.term, index: meta.index, snapOffset: inc.receivedBytes });
-      return;
+      return undefined;
     }
     this.incomingSnapshot = undefined;
     if (inc.receivedBytes !== inc.totalBytes) {
+      inc.data.abort();
       this.send({ type: MessageType.SnapResp, to: m.from, term: this.term, index: meta.index, snapOffset: 0 });
-      return;
+      return undefined;
     }
-    this.restoreSnapshot({ meta, data: chunkedSnapshotData(inc.chunks) });
-    // Acknowledge the snapshot's index only: entries we hold beyond it are not vouched for here.
-    this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: meta.index });
+    return inc;
+  }
+
+  private dropIncomingSnapshot(): void {
+    this.incomingSnapshot?.data.abort();
+    this.incomingSnapshot = undefined;
   }
 
   private restoreSnapshot(snap: Snapshot): void {
@@ -1029,12 +1059,13 @@ export class Raft {
     heard.sort((a, b) => b - a);
     const leaseStart = heard[Math.floor(this.voters.size / 2)];
     const ticksAgo = this.tickCount - leaseStart;
-    const window = this.cfg.electionTicks - 2;
+    // With the bug, the lease runs twice as long as the voters' promise not to elect anyone else.
+    const window = (this.cfg.electionTicks - 2) * (this.bugs.has('lease-too-long') ? 2 : 1);
     return ticksAgo < window && (this.leaseHolds?.(ticksAgo, window) ?? true);
   }
 
   private ackRead(from: NodeId, seq: number): void {
-    const quorum = Math.floor(this.voters.size / 2) + 1;
+    const quorum = Math.floor(this.voters.size / 2) + 1 - (this.bugs.has('read-quorum-short') ? 1 : 0);
     for (const r of this.readOnly.ack(from, seq, quorum)) this.answerRead(r.from, r.index, r.context);
   }
 
@@ -1054,7 +1085,9 @@ export class Raft {
   /** The log changed from `index` on (new or replaced entries): recompute membership if it may differ. */
   private confChangedFrom(index: number, entries: Entry[]): void {
     const lastConf = this.confHistory[this.confHistory.length - 1];
-    const touchesConf = lastConf.index >= index || entries.some((e) => e.index >= index && e.type === EntryType.ConfChange);
+    // With the bug, a membership entry that a new leader's entries replace stays in force.
+    const truncatesConf = lastConf.index >= index && !this.bugs.has('no-conf-rollback');
+    const touchesConf = truncatesConf || entries.some((e) => e.index >= index && e.type === EntryType.ConfChange);
     if (touchesConf) this.rebuildConfFrom(index);
   }
 

@@ -1,7 +1,7 @@
 // A snapshot's bytes, read piece by piece. The core only ever reads bounded chunks of a snapshot
 // (to send them to a follower), so the bytes can live in a file instead of one giant buffer.
 
-import type { SnapshotData } from './types.ts';
+import type { IncomingSnapshotData, SnapshotData, SnapshotSink } from './types.ts';
 import { assert } from '../errors.ts';
 import { upperBound } from '../sorted.ts';
 
@@ -40,6 +40,18 @@ export function chunkedSnapshotData(chunks: readonly Uint8Array[]): SnapshotData
     },
   };
 }
+
+/** Keeps an incoming snapshot's chunks in memory: tests and scenarios; real nodes pass a file-backed sink. */
+export const memorySnapshotSink: SnapshotSink = {
+  begin(): IncomingSnapshotData {
+    const chunks: Uint8Array[] = [];
+    return {
+      write: (chunk) => void chunks.push(chunk),
+      complete: () => chunkedSnapshotData(chunks),
+      abort: () => void (chunks.length = 0),
+    };
+  },
+};
 
 /** All of a snapshot's bytes in one array: for small snapshots only (tests, the simulator). */
 export function readAllSnapshotData(data: SnapshotData): Uint8Array {

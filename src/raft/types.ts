@@ -50,6 +50,25 @@ export interface Snapshot {
   data: SnapshotData;
 }
 
+/**
+ * Where a follower puts the chunks of a snapshot arriving from the leader, as they arrive: the
+ * driver writes them to a temporary file, so memory stays bounded whatever the snapshot's size.
+ * Calls are synchronous (the core makes them while it steps a message); a call that throws makes
+ * the core drop that snapshot and refuse it, so the leader backs off and sends it again later.
+ */
+export interface SnapshotSink {
+  begin(meta: SnapshotMeta, totalBytes: number): IncomingSnapshotData;
+}
+
+export interface IncomingSnapshotData {
+  /** Appends the next chunk. */
+  write(chunk: Uint8Array): void;
+  /** Every byte arrived: the snapshot's data, read in pieces from wherever it was written. */
+  complete(): SnapshotData;
+  /** Abandoned (a newer snapshot, a gap, a failure): what was written goes. */
+  abort(): void;
+}
+
 export const ConfChangeType = {
   AddLearner: 0,
   AddVoter: 1, // adds a new voter or promotes a learner

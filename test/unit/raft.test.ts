@@ -16,6 +16,7 @@ import {
   type Entry,
   type Message,
   type ReadState,
+  type SnapshotSink,
 } from '../../src/raft/types.ts';
 import { Prng } from '../../src/sim/prng.ts';
 
@@ -584,6 +585,49 @@ test('a follower installs a snapshot only from contiguous chunks of one transfer
   const rd = r.ready();
   assert.equal(rd.snapshot?.meta.index, 10);
   assert.equal(text(readAllSnapshotData(rd.snapshot!.data)), 'aaaabbbbc');
+});
+
+test('a follower hands each snapshot chunk to its sink as it arrives, keeps none itself, and refuses a snapshot its sink fails', () => {
+  const events: string[] = [];
+  let failWrites = false;
+  const sink: SnapshotSink = {
+    begin: (m, total) => {
+      events.push(`begin ${m.index} ${total}`);
+      const chunks: string[] = [];
+      return {
+        write: (c) => {
+          if (failWrites) throw new Error('ENOSPC');
+          events.push(`write ${text(c)}`);
+          chunks.push(text(c));
+        },
+        complete: () => snapshotBytes(bytes(chunks.join(''))),
+        abort: () => void events.push('abort'),
+      };
+    },
+  };
+  const r = new Raft({ id: 3, voters: [], rand: () => 0, snapshotSink: sink }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+  const meta = { index: 10, term: 2, conf: { voters: [1, 2, 3], learners: [] } };
+  const chunk = (offset: number, data: string, done: boolean): void =>
+    r.step({ type: MessageType.Snap, from: 1, to: 3, term: 2, snapshot: meta, snapOffset: offset, snapData: bytes(data), snapDone: done, snapTotalBytes: 6 });
+  chunk(0, 'aa', false);
+  assert.deepEqual(events, ['begin 10 6', 'write aa'], 'the first chunk reaches the sink at once');
+  chunk(2, 'bb', false);
+  chunk(0, 'aa', false); // the leader starts over: the half-received one is dropped
+  assert.deepEqual(events.slice(2), ['write bb', 'abort', 'begin 10 6', 'write aa']);
+  r.ready();
+  r.advance();
+  failWrites = true;
+  chunk(2, 'bb', false);
+  const refused = r.ready();
+  r.advance();
+  assert.deepEqual(refused.messages.map((m) => [m.type, m.snapOffset, m.reject]), [[MessageType.SnapResp, 0, true]], 'a failing sink refuses the snapshot');
+  assert.equal(events[events.length - 1], 'abort');
+  failWrites = false;
+  chunk(0, 'aa', false);
+  chunk(2, 'bb', false);
+  chunk(4, 'cc', true);
+  const rd = r.ready();
+  assert.equal(text(readAllSnapshotData(rd.snapshot!.data)), 'aabbcc');
 });
 
 test('compact keeps keepEntries entries before the snapshot index, and refuses to snapshot beyond applied', () => {

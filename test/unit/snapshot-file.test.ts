@@ -1,7 +1,7 @@
 // Tests of durable snapshot files: atomic save, verified load that skips damaged files, pruning.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -12,6 +12,7 @@ import { chunkedSnapshotData, readAllSnapshotData, snapshotBytes } from '../../s
 import {
   SnapshotWriter,
   encodeSnapshotHeader,
+  fileSnapshotSink,
   loadNewestSnapshot,
   openVerified,
   pruneSnapshots,
@@ -175,3 +176,33 @@ async function flip(file: string, offset: number): Promise<void> {
   bytes[offset < 0 ? bytes.length + offset : offset] ^= 0x10;
   await writeFile(file, bytes);
 }
+
+test('a snapshot streamed in from the leader is on disk chunk by chunk, reads back once complete, and finishes under its name', async (t) => {
+  const dir = await tempDir(t);
+  await mkdir(path.join(dir, 'snap'));
+  const meta = snap(42, 3).meta;
+  const sink = fileSnapshotSink(nodeDisk, dir);
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  const incoming = sink.begin(meta, 3 * chunk.length);
+  const [tmp] = await readdir(path.join(dir, 'snap'));
+  assert.match(tmp, /\.tmp$/);
+  incoming.write(chunk);
+  const afterOne = (await stat(path.join(dir, 'snap', tmp))).size;
+  incoming.write(chunk);
+  assert.equal((await stat(path.join(dir, 'snap', tmp))).size, afterOne + chunk.length, 'each chunk goes to the file as it arrives');
+  incoming.write(Buffer.alloc(chunk.length, 9));
+  const data = incoming.complete();
+  assert.equal(data.byteLength, 3 * chunk.length);
+  assert.deepEqual([...data.read(2 * chunk.length - 1, 2)], [7, 9]);
+  const file = await (incoming as unknown as { finish(): Promise<{ path: string; close(): void }> }).finish();
+  file.close();
+  assert.equal(path.basename(file.path), snapshotFileName(meta));
+  const opened = openVerified(nodeDisk, file.path, snapshotFileName(meta));
+  assert.notEqual(typeof opened, 'string', String(opened));
+  if (typeof opened !== 'string') opened.close();
+  const abandoned = sink.begin(snap(50, 3).meta, 10);
+  abandoned.write(Buffer.from('x'));
+  abandoned.abort();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual((await readdir(path.join(dir, 'snap'))).filter((n) => n.endsWith('.tmp')), [], 'an abandoned one leaves no file');
+});

@@ -7,7 +7,9 @@ import { Raft, type RaftConfig } from '../../raft/index.ts';
 import type { Entry, HardState, Message, ReadState, Ready, Snapshot, SoftState } from '../../raft/index.ts';
 import type { RestoredState } from '../../raft/index.ts';
 import type { ReplayedState } from './wal-record.ts';
-import { SnapshotWriter, loadNewestSnapshot, pruneSnapshots, saveSnapshot, type SnapshotFile } from './snapshot-file.ts';
+import path from 'node:path';
+import { ensureDir } from './fs-util.ts';
+import { IncomingSnapshotFile, SnapshotWriter, fileSnapshotSink, loadNewestSnapshot, pruneSnapshots, saveSnapshot, type SnapshotFile } from './snapshot-file.ts';
 import { CairnError, ErrorCode } from '../../errors.ts';
 import { isErrno, type Clock, type Disk, type Timer } from '../../io/index.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
@@ -108,7 +110,10 @@ export class RaftDriver {
     // the bug, the lease is counted in ticks only.)
     const clock = new TickClock(opts.tickMs, tickClockKeepTicks, () => opts.clock.now());
     const leaseHolds = opts.bugs?.has('lease-ticks-only') ? undefined : (ticksAgo: number, windowTicks: number): boolean => clock.within(ticksAgo, windowTicks);
-    const raft = new Raft({ ...opts.raft, leaseHolds, rand: (n) => opts.clock.randomInt(n) }, combine(state, snapshot));
+    // Snapshots from the leader stream into temporary files there as their chunks arrive.
+    await ensureDir(opts.disk, path.join(opts.dir, 'snap'));
+    const snapshotSink = fileSnapshotSink(opts.disk, opts.dir);
+    const raft = new Raft({ ...opts.raft, leaseHolds, snapshotSink, rand: (n) => opts.clock.randomInt(n) }, combine(state, snapshot));
     // With the bug, a restarted node forgets its snapshot and applies the later entries to an empty state.
     if (snapshot !== undefined && !opts.bugs?.has('no-snapshot-restore')) await opts.restore?.(snapshot);
     const d = new RaftDriver(raft, wal, opts, repair, skipped);
@@ -207,7 +212,9 @@ export class RaftDriver {
 
   private async persist(rd: Ready, progress: { snapshotSaved: boolean }): Promise<void> {
     if (!progress.snapshotSaved && rd.snapshot !== undefined) {
-      const file = await saveSnapshot(this.opts.disk, this.opts.dir, rd.snapshot);
+      // A snapshot from the leader is already in a file of its own; one made here is copied to one.
+      const data = rd.snapshot.data;
+      const file = data instanceof IncomingSnapshotFile ? await data.finish() : await saveSnapshot(this.opts.disk, this.opts.dir, rd.snapshot);
       this.snapshotFiles.add(file);
       await this.wal.saveSnapshotMeta(rd.snapshot.meta);
       progress.snapshotSaved = true;

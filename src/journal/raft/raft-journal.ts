@@ -83,8 +83,9 @@ export const raftJournalDefaults = {
 /** The largest journal entry: metadata commands are far smaller; backup chunks come close. */
 export const entryBytesMax = 8 << 20;
 /**
- * The largest snapshot a follower accepts from the leader. Its chunks are held in memory until the
- * last arrives, and the metadata it carries is held in memory anyway once restored.
+ * The largest snapshot a follower accepts from the leader. Its chunks go to a file as they arrive
+ * (the driver's snapshot sink), so this bounds disk, not memory; the metadata it carries is held in
+ * memory anyway once restored.
  */
 const incomingSnapshotBytesMax = 16 * 2 ** 30;
 /** Bytes of Raft messages to one peer in a single RPC call. */

@@ -8,7 +8,7 @@ import { isErrno, type Disk, type DiskFile } from '../../io/index.ts';
 import { crc32c } from '@node-rs/crc32';
 import { pack, unpack } from 'msgpackr';
 import { assert } from '../../errors.ts';
-import type { Snapshot, SnapshotData, SnapshotMeta } from '../../raft/index.ts';
+import type { IncomingSnapshotData, Snapshot, SnapshotData, SnapshotMeta, SnapshotSink } from '../../raft/index.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
 import { ensureDir } from './fs-util.ts';
 import { confNodesMax } from './wal-record.ts';
@@ -29,6 +29,10 @@ const headerCrcOffset = 24;
 const namePattern = /^([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
 const tmpSuffix = '.tmp';
 let tmpCounter = 0;
+
+function tmpName(snapDir: string): string {
+  return path.join(snapDir, `${(tmpCounter++).toString(16).padStart(8, '0')}${tmpSuffix}`);
+}
 
 /** The file name of a snapshot: term then index, 16 hex digits each. */
 export function snapshotFileName(meta: SnapshotMeta): string {
@@ -102,13 +106,36 @@ export class SnapshotWriter {
     await ensureDir(disk, snapDir);
     // Names come from a counter: a leftover of an earlier process is skipped (or pruned at start).
     for (;;) {
-      const tmp = path.join(snapDir, `${(tmpCounter++).toString(16).padStart(8, '0')}${tmpSuffix}`);
+      const tmp = tmpName(snapDir);
       try {
         return new SnapshotWriter(disk, snapDir, tmp, await disk.open(tmp, 'create'));
       } catch (err) {
         if (!isErrno(err, 'EEXIST')) throw err;
       }
     }
+  }
+
+  /** As create(), synchronously, in an existing `snapDir`: for a snapshot streamed in while the core steps a message. */
+  static createSync(disk: Disk, snapDir: string): SnapshotWriter {
+    for (;;) {
+      const tmp = tmpName(snapDir);
+      try {
+        return new SnapshotWriter(disk, snapDir, tmp, disk.openSync(tmp, 'create'));
+      } catch (err) {
+        if (!isErrno(err, 'EEXIST')) throw err;
+      }
+    }
+  }
+
+  /** Bytes of the data written so far: `length` from `offset`. */
+  readData(offset: number, length: number): Uint8Array {
+    const fd = this.requireOpen();
+    assert(offset >= 0 && length >= 0 && offset + length <= this.bytes, `snapshot read [${offset}, +${length}) outside ${this.bytes} bytes written`);
+    return readFully(fd, length, this.headerBytes + offset);
+  }
+
+  get dataBytes(): number {
+    return this.bytes;
   }
 
   /** Writes the header (its sizes and checksums are filled in by `finish`). */
@@ -172,6 +199,65 @@ export class SnapshotWriter {
     this.fd = undefined;
     await fd?.close();
   }
+}
+
+/**
+ * A snapshot arriving from the leader, written to a temporary file chunk by chunk as it arrives
+ * (so a follower's memory stays bounded whatever the snapshot's size), read back from that file
+ * once complete, and made durable under its own name by finish().
+ */
+export class IncomingSnapshotFile implements IncomingSnapshotData, SnapshotData {
+  private readonly writer: SnapshotWriter;
+  private completed = false;
+
+  constructor(writer: SnapshotWriter) {
+    this.writer = writer;
+  }
+
+  get byteLength(): number {
+    return this.writer.dataBytes;
+  }
+
+  write(chunk: Uint8Array): void {
+    assert(!this.completed, 'incoming snapshot: write after complete');
+    this.writer.write(chunk);
+  }
+
+  complete(): SnapshotData {
+    this.completed = true;
+    return this;
+  }
+
+  read(offset: number, length: number): Uint8Array {
+    return this.writer.readData(offset, length);
+  }
+
+  abort(): void {
+    void this.writer.abort();
+  }
+
+  /** Completes the header, syncs, and renames the file into place; resolves to the open file. */
+  finish(): Promise<SnapshotFile> {
+    assert(this.completed, 'incoming snapshot: finish before complete');
+    return this.writer.finish();
+  }
+}
+
+/** The sink a node's core streams incoming snapshots into: temporary files in `dir/snap` (which must exist). */
+export function fileSnapshotSink(disk: Disk, dir: string): SnapshotSink {
+  const snapDir = path.join(dir, 'snap');
+  return {
+    begin(meta) {
+      const writer = SnapshotWriter.createSync(disk, snapDir);
+      try {
+        writer.begin(meta);
+      } catch (err) {
+        void writer.abort();
+        throw err;
+      }
+      return new IncomingSnapshotFile(writer);
+    },
+  };
 }
 
 /** Writes `snap` (a received snapshot) as a file; resolves to the open file. */
