@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CairnError, ErrorCode } from '../../src/errors.ts';
-import { encodeConfChange } from '../../src/raft/confchange.ts';
+import { decodeConfChange, encodeConfChange } from '../../src/raft/confchange.ts';
+import { nextConf } from '../../src/raft/membership.ts';
 import { readAllSnapshotData, snapshotBytes } from '../../src/raft/snapshot-data.ts';
 import { Raft, type RaftConfig, type RestoredState } from '../../src/raft/raft.ts';
 import {
@@ -376,6 +377,14 @@ test('a read on a node that knows no leader fails with CAIRN_NOT_LEADER', () => 
 
 // ---- membership ---------------------------------------------------------------------------------
 
+test('membership entries: a removed learner leaves the learners, and an entry keeps its context and rejects garbage', () => {
+  assert.deepEqual(nextConf({ voters: [1, 2, 3], learners: [4] }, { type: ConfChangeType.Remove, node: 4 }), { voters: [1, 2, 3], learners: [] });
+  const cc = decodeConfChange(encodeConfChange({ type: ConfChangeType.AddVoter, node: 7 }, bytes('10.0.0.7:7000')));
+  assert.deepEqual([cc.type, cc.node, text(cc.context)], [ConfChangeType.AddVoter, 7, '10.0.0.7:7000']);
+  assertCode(() => decodeConfChange(new Uint8Array(4)), ErrorCode.InvalidArgument);
+  assertCode(() => decodeConfChange(Uint8Array.of(9, 0, 0, 0, 7)), ErrorCode.InvalidArgument);
+});
+
 test('learners count toward neither a commit nor check-quorum', () => {
   const c = new Cluster(3, { checkQuorum: true });
   c.elect(1);
@@ -503,6 +512,17 @@ test('a follower whose uncommitted membership entry is overwritten by a new lead
   assert.deepEqual(r.log.entries.map((e) => `${e.term}/${e.index}`), ['1/1', '1/2', '1/3', '2/4', '3/5']);
   assert.deepEqual(r.confState(), { voters: [1, 2, 3], learners: [] });
   assert.deepEqual(r.confAt(6), { voters: [1, 2, 3], learners: [] }, 'no trace of the overwritten changes in the history');
+});
+
+test('entries replaced while their Ready is in flight are persisted again, not marked durable by advance()', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+  r.step({ type: MessageType.App, from: 1, to: 3, term: 2, index: 3, logTerm: 1, commit: 3, entries: [emptyEntry(4, 2), emptyEntry(5, 2)] });
+  assert.deepEqual(r.ready().entries.map((e) => `${e.term}/${e.index}`), ['2/4', '2/5']);
+  // Before the driver finishes that Ready, leader 2 of term 3 replaces entry 5.
+  r.step({ type: MessageType.App, from: 2, to: 3, term: 3, index: 4, logTerm: 2, commit: 3, entries: [emptyEntry(5, 3)] });
+  r.advance();
+  // Entry 4 comes again too: advance() only marks durable a Ready whose last entry is still in the log.
+  assert.deepEqual(r.ready().entries.map((e) => `${e.term}/${e.index}`), ['2/4', '3/5']);
 });
 
 test('a follower refuses an append from a deposed leader of an older term and tells it the newer term', () => {
