@@ -32,7 +32,7 @@ import {
 } from './types.ts';
 
 /** Rules that tests can switch off one at a time to prove the checkers catch them. */
-export const RaftBugs = ['commit-old-term', 'vote-twice', 'stale-read', 'lease-too-long', 'read-quorum-short', 'old-snapshot', 'no-conf-rollback'] as const;
+export const RaftBugs = ['commit-old-term', 'vote-twice', 'stale-read'] as const;
 export type RaftBug = (typeof RaftBugs)[number];
 
 export interface RaftConfig {
@@ -738,7 +738,7 @@ export class Raft {
 
   private handleSnapshotChunk(m: Message): void {
     const meta = m.snapshot!;
-    if (meta.index <= this.log.committed && !this.bugs.has('old-snapshot')) {
+    if (meta.index <= this.log.committed) {
       this.dropIncomingSnapshot();
       this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: this.log.committed });
       return;
@@ -1059,13 +1059,12 @@ export class Raft {
     heard.sort((a, b) => b - a);
     const leaseStart = heard[Math.floor(this.voters.size / 2)];
     const ticksAgo = this.tickCount - leaseStart;
-    // With the bug, the lease runs twice as long as the voters' promise not to elect anyone else.
-    const window = (this.cfg.electionTicks - 2) * (this.bugs.has('lease-too-long') ? 2 : 1);
+    const window = this.cfg.electionTicks - 2;
     return ticksAgo < window && (this.leaseHolds?.(ticksAgo, window) ?? true);
   }
 
   private ackRead(from: NodeId, seq: number): void {
-    const quorum = Math.floor(this.voters.size / 2) + 1 - (this.bugs.has('read-quorum-short') ? 1 : 0);
+    const quorum = Math.floor(this.voters.size / 2) + 1;
     for (const r of this.readOnly.ack(from, seq, quorum)) this.answerRead(r.from, r.index, r.context);
   }
 
@@ -1085,9 +1084,7 @@ export class Raft {
   /** The log changed from `index` on (new or replaced entries): recompute membership if it may differ. */
   private confChangedFrom(index: number, entries: Entry[]): void {
     const lastConf = this.confHistory[this.confHistory.length - 1];
-    // With the bug, a membership entry that a new leader's entries replace stays in force.
-    const truncatesConf = lastConf.index >= index && !this.bugs.has('no-conf-rollback');
-    const touchesConf = truncatesConf || entries.some((e) => e.index >= index && e.type === EntryType.ConfChange);
+    const touchesConf = lastConf.index >= index || entries.some((e) => e.index >= index && e.type === EntryType.ConfChange);
     if (touchesConf) this.rebuildConfFrom(index);
   }
 

@@ -197,7 +197,13 @@ export class SimNode<I, O> {
       this.stalledUntil = 0;
       const work = this.stalledWork;
       this.stalledWork = [];
-      for (const w of work) w.run();
+      // Each piece is a callback of its own, as in Node's event loop: what it sets off (promise
+      // continuations) runs before the next one.
+      for (const w of work) {
+        this.env.after(0, `n${this.id} resumed work`, () => {
+          if (this.alive && this.incarnation === inc) w.run();
+        });
+      }
     });
   }
 

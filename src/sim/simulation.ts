@@ -410,7 +410,10 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     c.req = undefined;
     if (op.call >= this.calmAtMs) c.completedAfterCalm++;
     this.count(this.workload.isRead(req.input) ? 'readsServed' : 'writesAcked');
-    this.queue.after(this.prng.range(0, 20), () => this.event(`c${c.id} next`, () => this.nextOp(c)));
+    // Now and then a client pauses before its next operation, still trusting the leader it last
+    // heard from: the one that finds a deposed (stalled) leader whose lease must have run out.
+    const thinkMs = this.prng.chance(0.15) ? this.prng.range(100, 600) : this.prng.range(0, 20);
+    this.queue.after(thinkMs, () => this.event(`c${c.id} next`, () => this.nextOp(c)));
   }
 
   private retryIfCurrent(c: ClientState<I, O>, opId: number, attempt: number): void {
