@@ -71,6 +71,19 @@ export class DurableLog {
     return !continues;
   }
 
+  /** What the log holds now, fixed: the checkers' view of a node whose disk then rots (a lost replica, not a lost promise). */
+  freeze(): { hasDurable(index: number, term: number): boolean; lastDurable(): { index: number; term: number } } {
+    this.refresh();
+    const shape = { ...this.shape, termRuns: [...this.shape.termRuns] };
+    const snapshotIndex = this.snapshotIndex();
+    const discarded = this.walDiscarded();
+    const last = this.lastDurable();
+    return {
+      hasDurable: (index, term) => index <= snapshotIndex || (!discarded && termAt(shape, index) === term),
+      lastDurable: () => last,
+    };
+  }
+
   /** The term and vote a restart would find. */
   hardState(): HardState {
     this.refresh();

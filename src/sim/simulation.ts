@@ -19,6 +19,7 @@ import { SimNode, type AnySimNode, type ClientReply, type ClientRequest, type Di
 import { Prng } from './prng.ts';
 import { quiesce } from './quiesce.ts';
 import { clockDriftBound } from './sim-clock.ts';
+import type { DurableLog } from './durable-log.ts';
 import type { SimFs, SimFsOp } from './sim-fs.ts';
 import { simAddress, type SimWire } from './sim-transport.ts';
 import type { Handler } from '../rpc/handler.ts';
@@ -154,6 +155,11 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   private readonly crashPoints = new Map<number, CrashPoint>();
   /** What each crashed node left on its disk: a restart must find at least this (term, vote, log). */
   private readonly durableAtCrash = new Map<number, { hardState: HardState; last: { index: number; term: number } }>();
+  /**
+   * A rotted node's log as it was before the bit flipped: its acknowledgements were honest, the
+   * flip lost a replica (the fault), not a promise, so the checkers count what it held.
+   */
+  private readonly beforeRot = new Map<number, ReturnType<DurableLog['freeze']>>();
   /** Nodes whose disk rotted while down, with the file hit: they may refuse to start, naming it. */
   private readonly damaged = new Map<number, string>();
   /** Nodes that refused to start: the cluster removes them, they are wiped and added back (docs/masters.md). */
@@ -557,6 +563,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     const lastSegment = targets.filter((t) => t.last);
     const t = lastSegment.length > 0 && p.chance(0.5) ? lastSegment[0] : p.pick(targets);
     const offset = p.int(t.bytes);
+    this.beforeRot.set(node.id, node.durable.freeze());
     node.fs.flipBit(t.path, offset, p.int(8));
     this.damaged.set(node.id, t.path);
     this.remember(`bit flip in ${t.path} at ${offset} (n${node.id} is down)`);
@@ -775,7 +782,13 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     this.report('crash', `n${node.id}: ${describeError(err)}`);
   }
 
+  /** What a node holds for sure: its disk now, or for a rotted one, what it held before. */
+  private durableView(id: number): Pick<DurableLog, 'hasDurable' | 'lastDurable'> | undefined {
+    return this.beforeRot.get(id) ?? this.nodes.get(id)?.durable;
+  }
+
   onRestart(node: AnySimNode, tornBytes: number): void {
+    this.beforeRot.delete(node.id);
     // Runs in a promise callback of the node's start: a violation is recorded, not thrown.
     try {
       this.checkRecovered(node);
@@ -888,7 +901,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
       const confs = [prevCommit, i - 1, i, raft.log.lastIndex()].map((j) => raft.confAt(j).voters);
       for (const voters of confs) {
         if (ok) break;
-        const durable = voters.filter((v) => this.nodes.get(v)?.durable.hasDurable(i, term)).length;
+        const durable = voters.filter((v) => this.durableView(v)?.hasDurable(i, term)).length;
         ok = durable >= Math.floor(voters.length / 2) + 1;
         best = `${durable} of ${voters.length} voters [${voters}]`;
       }
@@ -927,8 +940,9 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
       const log = n.raft.log;
       return { has: (i, t) => i <= log.offsetIndex || log.term(i) === t, lastIndex: log.lastIndex(), lastTerm: log.lastTerm() };
     }
-    const last = n.durable.lastDurable();
-    return { has: (i, t) => n.durable.hasDurable(i, t), lastIndex: last.index, lastTerm: last.term };
+    const view = this.durableView(id)!;
+    const last = view.lastDurable();
+    return { has: (i, t) => view.hasDurable(i, t), lastIndex: last.index, lastTerm: last.term };
   }
 
   /** Logs agree: the same (index, term) means the same entry and the same history before it. */
