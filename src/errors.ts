@@ -16,6 +16,8 @@ export const ErrorCode = {
   Timeout: 'CAIRN_TIMEOUT',
   /** A data directory is held by another live process (its LOCK file); stop that process first. */
   DirLocked: 'CAIRN_DIR_LOCKED',
+  /** The id was removed from the cluster and can never be added again: a rebuilt master needs a new id. */
+  IdRemoved: 'CAIRN_ID_REMOVED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
