@@ -35,6 +35,8 @@ export const ErrorCode = {
   DirLocked: 'CAIRN_DIR_LOCKED',
   /** A process a command started (`cairn local up`'s masters) could not start or exited; the message names its log. */
   ProcessFailed: 'CAIRN_PROCESS_FAILED',
+  /** The id was removed from the cluster and can never be added again: a rebuilt master needs a new id. */
+  IdRemoved: 'CAIRN_ID_REMOVED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -9,7 +9,7 @@ import { CairnError, ErrorCode } from '../errors.ts';
 import type { JournalStatus } from '../journal/index.ts';
 import { MetaError, MetaErrorCode } from '../meta/index.ts';
 import { RpcError, RpcErrorCode } from '../rpc/index.ts';
-import { withClient as run, type TargetFlags } from './cluster-target.ts';
+import { defaultLocalDir, readLocalCluster, withClient as run, type TargetFlags } from './cluster-target.ts';
 import { configError, parseAddress, parsePositiveInt } from './config.ts';
 
 type Flags = TargetFlags & { json?: boolean };
@@ -34,12 +34,14 @@ export function registerAdminCommands(program: Command, addTargetOptions: (c: Co
       }),
     );
 
-  addTargetOptions(journal.command('add').argument('<id>').argument('<address>', 'host:port of the new master, started with --join'))
-    .description('add a master: it joins as a learner, catches up, then becomes a voter')
-    .action((id: string, address: string, o: Flags) =>
+  addTargetOptions(journal.command('add').argument('<id>').argument('[address]', 'host:port of the new master, started with --join (a local cluster\'s own masters: found in its record)'))
+    .description('add a master under an id the cluster never had: it joins as a learner, catches up, then becomes a voter')
+    .action((id: string, address: string | undefined, o: Flags) =>
       run(o, async (c) => {
-        await c.call('admin.journal.add', { id: parsePositiveInt(id, 'id'), address: parseAddress(address, 'address') });
-        console.log(`master ${id} at ${address} is a voter`);
+        const n = parsePositiveInt(id, 'id');
+        const at = address === undefined ? localAddress(n, o) : parseAddress(address, 'address');
+        await c.call('admin.journal.add', { id: n, address: at });
+        console.log(`master ${id} at ${at} is a voter`);
       }),
     );
 
@@ -47,8 +49,8 @@ export function registerAdminCommands(program: Command, addTargetOptions: (c: Co
     .description('remove a master from the group')
     .action((id: string, o: Flags) =>
       run(o, async (c) => {
-        await c.call('admin.journal.remove', { id: parsePositiveInt(id, 'id') });
-        console.log(`master ${id} removed`);
+        const st = await c.call<JournalStatus>('admin.journal.remove', { id: parsePositiveInt(id, 'id') });
+        console.log(`master ${id} removed; a master that replaces it needs a new id, such as ${unusedId(st)} (${id} is never added back)`);
       }),
     );
 
@@ -63,6 +65,20 @@ export function registerAdminCommands(program: Command, addTargetOptions: (c: Co
   addTargetOptions(admin.command('restore').argument('<file>'))
     .description('load a backup into a new, empty cluster')
     .action((file: string, o: Flags) => run(o, (c) => restore(c, file)));
+}
+
+/** An id above every id the cluster has had: its members' and its removed ones. */
+function unusedId(st: JournalStatus): number {
+  return Math.max(0, ...st.members.map((m) => m.id), ...(st.removedIds ?? [])) + 1;
+}
+
+/** A master's address from the record of the local cluster the flags point at (`local up --join` wrote it there). */
+function localAddress(id: number, o: Flags): string {
+  if (o.masters !== undefined || process.env.CAIRN_MASTERS !== undefined) throw configError(`give master ${id}'s address: host:port, as it was started with --listen`);
+  const dir = o.dir ?? defaultLocalDir();
+  const p = readLocalCluster(dir)?.processes.find((x) => x.kind === 'master' && x.id === id);
+  if (p === undefined) throw configError(`master ${id} is not in the local cluster in ${dir}: start it with 'cairn local up --dir ${dir} --join ${id}', or give its address`);
+  return p.address;
 }
 
 async function leaderStatus(c: MasterClient): Promise<JournalStatus> {
@@ -85,7 +101,7 @@ async function journalInfo(c: MasterClient, o: Flags): Promise<void> {
     }),
   );
   if (o.json) {
-    console.log(JSON.stringify({ leader: leader.leader, term: leader.term, commitIndex: leader.commitIndex, members: views }));
+    console.log(JSON.stringify({ leader: leader.leader, term: leader.term, commitIndex: leader.commitIndex, members: views, removedIds: leader.removedIds ?? [] }));
     return;
   }
   console.log(`backend raft, leader master ${leader.leader?.id ?? '?'} at ${leader.leader?.address ?? '?'}, term ${leader.term}, commit ${leader.commitIndex}`);
@@ -96,6 +112,7 @@ async function journalInfo(c: MasterClient, o: Flags): Promise<void> {
     const lag = m.lagEntries ?? (m.view === undefined ? '-' : Math.max(0, leader.commitIndex - m.view.appliedIndex));
     console.log(`${String(m.id).padEnd(3)} ${m.address.padEnd(22)} ${m.role.padEnd(9)} ${state.padEnd(10)} ${String(applied).padEnd(9)} ${lag}`);
   }
+  if ((leader.removedIds ?? []).length > 0) console.log(`removed, never added back: ${leader.removedIds.join(', ')}; a new master takes an id from ${unusedId(leader)} up`);
 }
 
 async function checkpointAll(c: MasterClient, o: Flags): Promise<void> {

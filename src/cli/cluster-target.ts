@@ -21,6 +21,8 @@ export interface LocalProcess {
 export interface LocalCluster {
   secret: string;
   createdAt: string;
+  /** The masters that founded the cluster (id, address); absent in records written before they were kept. */
+  founders?: [number, string][];
   processes: LocalProcess[];
 }
 

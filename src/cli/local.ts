@@ -3,7 +3,7 @@
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,41 +27,44 @@ export interface ProcessStatus extends LocalProcess {
   appliedIndex?: number;
 }
 
-export async function localUp(opts: { dir: string; masters: number; log: (line: string) => void; attempt?: number }): Promise<LocalCluster> {
+export async function localUp(opts: { dir: string; masters: number; join?: number; log: (line: string) => void; attempt?: number }): Promise<LocalCluster> {
   if (!(opts.masters >= 1 && opts.masters <= 7)) throw configError(`--masters must be 1 to 7, got ${opts.masters}`);
   const existing = readLocalCluster(opts.dir);
-  if (existing !== undefined && existing.processes.every((p) => isAlive(p.pid))) {
+  if (existing === undefined && opts.join !== undefined) throw configError(`--join adds a master to an existing cluster, and there is none in ${opts.dir}`);
+  if (existing !== undefined && opts.join === undefined && existing.processes.every((p) => isAlive(p.pid))) {
     throw configError(`a cluster is already running in ${opts.dir}; 'cairn local status --dir ${opts.dir}' shows it, 'cairn local down --dir ${opts.dir}' stops it`);
   }
   mkdirSync(opts.dir, { recursive: true });
   const secret = existing?.secret ?? randomBytes(24).toString('base64url');
-  // A stopped cluster restarts with its members, addresses and data; a new one gets fresh ports.
-  const addresses = existing?.processes.filter((p) => p.kind === 'master').map((p) => p.address) ?? [];
-  if (existing === undefined) for (let i = 0; i < opts.masters; i++) addresses.push(`127.0.0.1:${await freePort()}`);
-  const peers = addresses.map((a, i) => `${i + 1}=${a}`).join(',');
+  // A new cluster gets fresh ports; a stopped one restarts with its members, addresses and data.
+  const founders = existing === undefined ? await newFounders(opts.masters) : foundersOf(existing);
+  const ids = existing === undefined ? [...founders.keys()] : mastersOf(opts.dir, existing, opts.join, opts.log);
+  const peers = [...founders].map(([id, a]) => `${id}=${a}`).join(',');
   const processes: LocalProcess[] = [];
   /** Where each started master's log stood before it started: its exit line comes after. */
   const logStarts = new Map<number, number>();
-  for (const [i, address] of addresses.entries()) {
-    const id = i + 1;
+  for (const id of ids) {
     const before = existing?.processes.find((p) => p.kind === 'master' && p.id === id);
     if (before !== undefined && isAlive(before.pid)) {
       processes.push(before);
       continue;
     }
     const dir = path.join(opts.dir, `master-${id}`);
-    // A member of an existing cluster without a WAL is being rebuilt (docs/masters.md): it joins
-    // empty and waits to be added back, instead of founding the cluster again.
-    const join = existing !== undefined && !existsSync(path.join(dir, 'wal'));
+    // Only a founder with a WAL may be given the founders: an empty one would found the cluster
+    // again. Any other master joins: one without a WAL is new (a rebuilt master has a new id,
+    // docs/masters.md), and waits to be added; one with a WAL restarts from it.
+    const join = existing !== undefined && (!founders.has(id) || !existsSync(path.join(dir, 'wal')));
     mkdirSync(dir, { recursive: true });
     const log = path.join(dir, 'master.log');
+    const address = before?.address ?? founders.get(id) ?? `127.0.0.1:${await freePort()}`;
     const http = before?.http ?? `127.0.0.1:${await freePort()}`;
     const members = join ? ['--join'] : ['--peers', peers];
     logStarts.set(id, existsSync(log) ? statSync(log).size : 0);
     const pid = spawnDetached(['master', '--id', String(id), '--dir', dir, '--listen', address, ...members, '--http', http], log, secret);
     processes.push({ kind: 'master', id, address, http, pid, dir, log });
+    if (id === opts.join) opts.log(`master ${id} starts empty at ${address} and joins; 'cairn admin journal add ${id} --dir ${opts.dir}' makes it a member`);
   }
-  const cluster: LocalCluster = { secret, createdAt: existing?.createdAt ?? new Date().toISOString(), processes };
+  const cluster: LocalCluster = { secret, createdAt: existing?.createdAt ?? new Date().toISOString(), founders: [...founders], processes };
   writeFileSync(path.join(opts.dir, clusterFileName), `${JSON.stringify(cluster, null, 2)}\n`, { mode: 0o600 });
   const started = processes.filter((p) => !existing?.processes.some((e) => e.pid === p.pid)).length;
   opts.log(`started ${started} of ${processes.length} masters (logs in ${opts.dir}/master-N/master.log); waiting for a leader...`);
@@ -83,6 +86,54 @@ export async function localUp(opts: { dir: string; masters: number; log: (line: 
     return localUp({ ...opts, attempt: attempt + 1 });
   }
   return cluster;
+}
+
+async function newFounders(count: number): Promise<Map<number, string>> {
+  const founders = new Map<number, string>();
+  for (let id = 1; id <= count; id++) founders.set(id, `127.0.0.1:${await freePort()}`);
+  return founders;
+}
+
+/** The founding masters (a record written before founders were kept: its masters, which were the founders then). */
+function foundersOf(c: LocalCluster): Map<number, string> {
+  return new Map(c.founders ?? c.processes.filter((p) => p.kind === 'master').map((p) => [p.id, p.address]));
+}
+
+const masterDirName = /^master-(\d+)$/;
+
+/**
+ * The masters of an existing local cluster: one per D/master-N directory (a directory moved aside,
+ * such as master-2.corrupt, is none), plus `join`, a new one. Ids are never reused, so the new id
+ * must be one no directory or record of this cluster has had.
+ */
+function mastersOf(dir: string, c: LocalCluster, join: number | undefined, log: (line: string) => void): number[] {
+  const ids = readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && masterDirName.test(e.name))
+    .map((e) => Number(masterDirName.exec(e.name)![1]));
+  for (const p of c.processes) {
+    if (p.kind === 'master' && !ids.includes(p.id)) log(`master ${p.id} is not started: ${path.join(dir, `master-${p.id}`)} is gone (docs/masters.md, 'Rebuilding a master')`);
+  }
+  if (join !== undefined) {
+    if (usedLocalIds(dir, c).has(join)) throw configError(`master ${join} already exists or existed in ${dir}, and ids are never reused: --join ${unusedLocalId(dir, c)}`);
+    ids.push(join);
+  }
+  if (ids.length === 0) throw configError(`no master directories (master-N) in ${dir}; 'cairn local down --dir ${dir}' and start a new cluster elsewhere`);
+  return ids.sort((a, b) => a - b);
+}
+
+/** Every id this local cluster has recorded or kept a directory for, also one moved aside. */
+function usedLocalIds(dir: string, c: LocalCluster): Set<number> {
+  const ids = new Set([...foundersOf(c).keys(), ...c.processes.map((p) => p.id)]);
+  for (const name of readdirSync(dir)) {
+    const m = /^master-(\d+)(?:$|\.)/.exec(name);
+    if (m !== null) ids.add(Number(m[1]));
+  }
+  return ids;
+}
+
+/** An id for a new master of this local cluster: above every id it has had. */
+export function unusedLocalId(dir: string, c: LocalCluster): number {
+  return Math.max(0, ...usedLocalIds(dir, c)) + 1;
 }
 
 /** Whether a master of a new cluster exited because its address was in use. */
@@ -115,7 +166,7 @@ async function waitForLeader(cluster: LocalCluster, clusterDir: string, logStart
       const st = await localStatus(cluster);
       if (st.some((p) => p.role === 'leader') && st.every((p) => p.alive && p.role !== 'unreachable')) return;
       const dead = st.filter((p) => !p.alive);
-      if (dead.length > 0) throw new CairnError(ErrorCode.ProcessFailed, exitReport(dead[0], clusterDir, logStarts.get(dead[0].id) ?? 0));
+      if (dead.length > 0) throw new CairnError(ErrorCode.ProcessFailed, exitReport(dead[0], clusterDir, unusedLocalId(clusterDir, cluster), logStarts.get(dead[0].id) ?? 0));
       if (Date.now() - start > startDeadlineMs) throw new CairnError(ErrorCode.Unavailable, `no leader after ${startDeadlineMs} ms; see the logs under the cluster directory`);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -128,14 +179,14 @@ async function waitForLeader(cluster: LocalCluster, clusterDir: string, logStart
  * Why a master exited, from the one-line error it wrote last. A master that refuses to start
  * because its data is unusable gets the rebuild steps for this local cluster.
  */
-function exitReport(p: LocalProcess, clusterDir: string, logStart: number): string {
+function exitReport(p: LocalProcess, clusterDir: string, newId: number, logStart: number): string {
   const line = lastErrorLine(p.log, logStart);
   if (line === undefined) return `master ${p.id} exited; see ${p.log}`;
   const code = /\((CAIRN_[A-Z_]+)\)$/.exec(line)?.[1] ?? '';
   const steps = line.indexOf(stepsMarker);
   if (!isRebuildCode(code) || steps < 0) return `master ${p.id} exited: ${line}; see ${p.log}`;
   const why = line.slice(0, steps).trim();
-  return `${why} For this local cluster, in this order: ${localRebuildSteps(p.id, clusterDir, p.dir, p.address)} (${code}; log: ${p.log})`;
+  return `${why} For this local cluster, in this order: ${localRebuildSteps(p.id, newId, clusterDir, p.dir)} (${code}; log: ${p.log})`;
 }
 
 /** Enough of a log's end to hold the exit line, however long the log has grown. */

@@ -68,12 +68,14 @@ program
 const local = program.command('local').description('a whole cluster as processes on this machine');
 local
   .command('up')
-  .description('start a local cluster (and restart a stopped one in the same directory)')
+  .description('start a local cluster (and restart a stopped one in the same directory: a master per master-N directory)')
   .option('--masters <n>', 'how many masters', '3')
   .option('--dir <path>', 'cluster directory', defaultLocalDir())
+  .option('--join <id>', 'also start a new, empty master with this id (one the cluster never had), which joins; then add it with `cairn admin journal add ID`')
   .option('--foreground', 'stay in the foreground with a status view; Ctrl-C stops the cluster')
-  .action(async (o: { masters: string; dir: string; foreground?: boolean }) => {
-    const cluster = await localUp({ dir: o.dir, masters: parsePositiveInt(o.masters, '--masters'), log: (l) => console.log(l) });
+  .action(async (o: { masters: string; dir: string; join?: string; foreground?: boolean }) => {
+    const join = o.join === undefined ? undefined : parsePositiveInt(o.join, '--join');
+    const cluster = await localUp({ dir: o.dir, masters: parsePositiveInt(o.masters, '--masters'), ...(join === undefined ? {} : { join }), log: (l) => console.log(l) });
     printStatus(await localStatus(cluster));
     if (!o.foreground) {
       console.log(`\ntry: npx cairn fs mkdir -p /data/set1 --dir ${o.dir}; npx cairn admin journal info --dir ${o.dir}; npx cairn local down --dir ${o.dir}`);

@@ -25,6 +25,8 @@ export interface JournalStatus {
   lastIndex: number;
   snapshotIndex: number;
   members: MemberStatus[];
+  /** Ids removed from the cluster as of the applied index: never added back, so a new master needs another. */
+  removedIds: number[];
 }
 
 /** The replicated state machine. `apply` must be deterministic: no clock, randomness or I/O. */

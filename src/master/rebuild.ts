@@ -30,10 +30,16 @@ export function refusalToStart(err: unknown, m: RebuildTarget): unknown {
 /** Where the steps begin in the message, so that `cairn local up` can give its own instead. */
 export const stepsMarker = 'Steps, in this order:';
 
+/** Stands for the rebuilt master's id in the steps: `cairn admin journal remove` prints one to use. */
+export const newIdPlaceholder = '<new-id>';
+
 /**
  * Remove first: a master with an empty directory that is still a voter would vote and acknowledge
- * with no memory of what it voted for or stored. Re-added, it starts as a learner with a fresh
- * progress on the leader. The old directory is kept aside for a look, never started again.
+ * with no memory of what it voted for or stored. It comes back under a new id, never its old one:
+ * an empty server under an old id takes the log's first entries for the membership (the founders'
+ * bootstrap entries make master 1 a voter at index 1, alone), so it could elect itself. Added, it
+ * starts as a learner with a fresh progress on the leader. The old directory is kept aside for a
+ * look, never started again.
  */
 function rebuildSteps(m: RebuildTarget): string {
   const others = [...m.peers].filter(([id]) => id !== m.id).map(([, addr]) => addr);
@@ -42,21 +48,24 @@ function rebuildSteps(m: RebuildTarget): string {
   const aside = shellWord(`${m.dir}.corrupt`);
   const secret = m.secret === undefined ? '' : ' (the admin commands need the cluster secret in CAIRN_SECRET)';
   return (
-    `1) cairn admin journal remove ${m.id} ${masters}; ` +
+    `1) cairn admin journal remove ${m.id} ${masters}, which prints an unused id, ${newIdPlaceholder} below (${m.id} is never used again); ` +
     `2) mv ${dir} ${aside}; ` +
-    `3) cairn master --id ${m.id} --dir ${dir} --listen ${m.listen} --join, with its other flags; ` +
-    `4) cairn admin journal add ${m.id} ${m.listen} ${masters}${secret}`
+    `3) cairn master --id ${newIdPlaceholder} --dir ${dir} --listen ${m.listen} --join, with its other flags; ` +
+    `4) cairn admin journal add ${newIdPlaceholder} ${m.listen} ${masters}${secret}`
   );
 }
 
-/** The same steps for a master of a `cairn local` cluster, which `local up` restarts with --join once its directory is gone. */
-export function localRebuildSteps(id: number, clusterDir: string, masterDir: string, address: string): string {
+/**
+ * The same steps for a master of a `cairn local` cluster: `local up --join` starts the new master
+ * in D/master-<newId>, and `add` finds its address in the cluster's record.
+ */
+export function localRebuildSteps(id: number, newId: number, clusterDir: string, masterDir: string): string {
   const c = shellWord(clusterDir);
   return (
     `1) cairn admin journal remove ${id} --dir ${c}; ` +
     `2) mv ${shellWord(masterDir)} ${shellWord(`${masterDir}.corrupt`)}; ` +
-    `3) cairn local up --dir ${c}; ` +
-    `4) cairn admin journal add ${id} ${address} --dir ${c}`
+    `3) cairn local up --dir ${c} --join ${newId}; ` +
+    `4) cairn admin journal add ${newId} --dir ${c}`
   );
 }
 

@@ -5,7 +5,9 @@ import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { ErrorCode } from '../../src/errors.ts';
 import { RaftJournal } from '../../src/journal/index.ts';
+import { ConfChangeType } from '../../src/raft/index.ts';
 import type { StateMachine } from '../../src/journal/journal.ts';
 import { RpcServer } from '../../src/rpc/index.ts';
 import { nodeDisk } from '../../src/io/node-disk.ts';
@@ -21,8 +23,8 @@ class Counter implements StateMachine {
   *snapshot(): Iterable<Uint8Array> {
     yield Buffer.from(String(this.count));
   }
-  restore(chunks: Uint8Array[]): void {
-    this.count = Number(Buffer.concat(chunks).toString());
+  restore(chunks: Iterable<Uint8Array>): void {
+    this.count = Number(Buffer.concat([...chunks]).toString());
   }
 }
 
@@ -34,7 +36,7 @@ interface Opened {
 }
 
 /** A journal on its own RPC server; a founder of a one-node cluster unless `join` (then it waits to be added). */
-async function openJournal(dir: string, checkpointEveryEntries: number, opts: { id?: number; join?: boolean } = {}): Promise<Opened> {
+async function openJournal(dir: string, checkpointEveryEntries: number, opts: { id?: number; join?: boolean; log?: (level: string, msg: string) => void } = {}): Promise<Opened> {
   const id = opts.id ?? 1;
   const server = new RpcServer({});
   const { port } = await server.listen('127.0.0.1', 0);
@@ -47,6 +49,7 @@ async function openJournal(dir: string, checkpointEveryEntries: number, opts: { 
     transport: rpcTransport(server), disk: nodeDisk, clock: systemClock,
     tickMs: 5,
     checkpointEveryEntries,
+    ...(opts.log === undefined ? {} : { log: opts.log }),
   });
   const sm = new Counter();
   await journal.start(sm);
@@ -104,6 +107,64 @@ test('membership changes are idempotent, so a client may retry them after a time
   await Promise.all([one.journal.removeMember(2), one.journal.removeMember(2)]);
   await one.journal.removeMember(2);
   assert.deepEqual(voters(), [1]);
+});
+
+test('a removed id is never added back, also after a checkpoint and a restart, and its messages are dropped', async (t) => {
+  const dir = await tempDir(t);
+  const warnings: string[] = [];
+  const one = await openJournal(dir, 1_000_000, { log: (level, msg) => level === 'warn' && warnings.push(msg) });
+  await waitLeader(one.journal);
+  const two = await openJournal(await tempDir(t), 1_000_000, { id: 2, join: true });
+  t.after(() => two.close());
+  await one.journal.addMember(2, two.address);
+  await one.journal.removeMember(2);
+  const refused = (err: { code?: string; message?: string }): boolean => {
+    assert.equal(err.code, ErrorCode.IdRemoved);
+    assert.match(err.message ?? '', /^master 2 was removed from this cluster .*: start the rebuilt master with a new --id, such as 3, and add that id$/);
+    return true;
+  };
+  await assert.rejects(one.journal.addMember(2, two.address), refused);
+  await assert.rejects(one.journal.addMember(2, '127.0.0.1:1'), refused);
+  assert.deepEqual(one.journal.status().removedIds, [2]);
+
+  // The removed node, still running, says a newer term: without the drop the leader would step down to it.
+  const term = one.journal.status().term;
+  const sender = new RpcServer({});
+  t.after(() => sender.close());
+  const conn = rpcTransport(sender).connect(one.address);
+  t.after(() => conn.close());
+  conn.notify('raft.step', { from: 2, address: two.address, msgs: [{ type: 'heartbeat', from: 2, to: 1, term: term + 5, commit: 0 }] });
+  for (let i = 0; i < 200 && warnings.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(warnings, ['messages from node 2, removed from the cluster, are dropped; stop that process']);
+  assert.equal(one.journal.status().term, term);
+  assert.ok(one.journal.isLeader());
+
+  // The removal is behind the checkpoint, so the restarted journal knows of it from frame 0 only.
+  const removedAt = one.journal.status().appliedIndex;
+  assert.ok((await one.journal.checkpoint()) >= removedAt);
+  await one.close();
+  const again = await openJournal(dir, 1_000_000);
+  t.after(() => again.close());
+  assert.deepEqual(again.journal.status().removedIds, [2]);
+  await waitLeader(again.journal);
+  await assert.rejects(again.journal.addMember(2, two.address), refused);
+});
+
+test('an add after a removal, as logs written before ids were kept removed hold, makes the id a member again', async (t) => {
+  const one = await openJournal(await tempDir(t), 1_000_000);
+  t.after(() => one.close());
+  await waitLeader(one.journal);
+  // Proposed on the core directly, as the journal no longer does: a learner, removed, then added back.
+  const applied = async (at: { index: number }): Promise<void> => {
+    for (let i = 0; i < 400 && one.journal.status().appliedIndex < at.index; i++) await new Promise((r) => setTimeout(r, 5));
+  };
+  await one.journal.propose(Buffer.from('e')); // the new leader's own entry is applied: conf changes may follow
+  await applied(one.journal.core()!.proposeConfChange({ type: ConfChangeType.AddLearner, node: 2 }, Buffer.from('127.0.0.1:1')));
+  await one.journal.removeMember(2);
+  assert.deepEqual(one.journal.status().removedIds, [2]);
+  await applied(one.journal.core()!.proposeConfChange({ type: ConfChangeType.AddLearner, node: 2 }, Buffer.from('127.0.0.1:1')));
+  assert.deepEqual(one.journal.status().removedIds, []);
+  assert.deepEqual(one.journal.status().members.map((m) => [m.id, m.role]), [[1, 'voter'], [2, 'learner']]);
 });
 
 /** A state of many 64 KiB chunks, restored one chunk at a time. */

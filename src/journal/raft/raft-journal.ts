@@ -2,7 +2,6 @@
 // with promises for proposals, ReadIndex barriers, membership changes, leadership transfer and
 // periodic checkpoints (state-machine snapshots that let the WAL shrink).
 
-import { Packr } from 'msgpackr';
 import { CairnError, ErrorCode } from '../../errors.ts';
 import { decodeConfChange, type RaftConfig } from '../../raft/index.ts';
 import { ConfChangeType, EntryType, Role, type Entry, type Message, type ReadState, type Ready, type Snapshot } from '../../raft/index.ts';
@@ -11,10 +10,10 @@ import type { Journal, JournalStatus, MemberStatus, NodeInfo, StateMachine } fro
 import { RaftDriver, type DriverBug } from './driver.ts';
 import type { WalBug } from './wal.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
+import { decodeMemberFrame, encodeMemberFrame } from './member-frame.ts';
 import { checkMessages } from './message-check.ts';
 import { framePieces, readFrames } from './snapshot-frames.ts';
 
-const packr = new Packr({ useRecords: false });
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -105,6 +104,14 @@ export class RaftJournal implements Journal {
   private driver: RaftDriver | undefined;
   private sm: StateMachine | undefined;
   private readonly addresses = new Map<number, string>();
+  /**
+   * Ids removed from the cluster, never to be added again: a server that comes back under an id
+   * must still hold that id's votes and log (docs/masters.md, 'Rebuilding a master'). Kept from
+   * applied entries and snapshots, so every replica holds the same set at the same index.
+   */
+  private readonly removedIds = new Set<number>();
+  /** Removed ids whose messages were dropped, each logged once. */
+  private readonly removedHeard = new Set<number>();
   private readonly peers = new Map<number, Connection>();
   private readonly outbox = new Map<number, Message[]>();
   private readonly pending = new Map<number, Pending>();
@@ -133,8 +140,12 @@ export class RaftJournal implements Journal {
       const msgs = checkMessages(body); // all or nothing: a bad message rejects the whole call
       const b = body as { from?: unknown; address?: unknown };
       // A peer's own word for its address, in case no entry has told us yet (a new member).
-      if (typeof b.from === 'number' && typeof b.address === 'string' && !this.addresses.has(b.from)) this.addresses.set(b.from, b.address);
-      for (const m of msgs) if (m.to === this.opts.id) this.driver?.step(m);
+      if (typeof b.from === 'number' && typeof b.address === 'string' && !this.addresses.has(b.from) && !this.removedIds.has(b.from)) this.addresses.set(b.from, b.address);
+      for (const m of msgs) {
+        if (m.to !== this.opts.id) continue;
+        if (this.removedIds.has(m.from)) this.droppedFromRemoved(m.from, b.address);
+        else this.driver?.step(m);
+      }
       return {};
     });
     this.driver = await RaftDriver.start({
@@ -240,11 +251,25 @@ export class RaftJournal implements Journal {
   private applyConfChange(e: Entry): void {
     const cc = decodeConfChange(e.data);
     if (cc.type === ConfChangeType.Remove) {
+      this.removedIds.add(cc.node);
       this.peers.get(cc.node)?.close();
       this.peers.delete(cc.node);
       return;
     }
+    // addMember refuses removed ids; an add after a removal comes from a log written before that
+    // rule (the old rebuild reused ids), and the member it made is a member, whose messages count.
+    this.removedIds.delete(cc.node);
     if (cc.context.length > 0) this.addresses.set(cc.node, decoder.decode(cc.context));
+  }
+
+  /**
+   * A removed node that still runs (it missed its removal, or an old machine came back with its
+   * disk) must not take part: its votes and acknowledgements speak for a log the cluster let go.
+   */
+  private droppedFromRemoved(from: number, address: unknown): void {
+    if (this.removedHeard.has(from)) return;
+    this.removedHeard.add(from);
+    this.log('warn', `messages from node ${from}, removed from the cluster, are dropped; stop that process`, { from, address });
   }
 
   private releaseApplied(index: number): void {
@@ -413,7 +438,7 @@ export class RaftJournal implements Journal {
   /** Snapshots the state machine at the applied index and lets the WAL drop what it covers. */
   checkpoint(): Promise<number> {
     if (this.checkpointing !== undefined) return this.checkpointing;
-    // Frame 0 is the member addresses, then the state machine's own chunks, streamed to the file.
+    // Frame 0 is the member addresses and removed ids, then the state machine's own chunks, streamed to the file.
     const takeData = (): Iterable<Uint8Array> => {
       this.appliedSinceCheckpoint = 0;
       return framePieces(this.snapshotFrames());
@@ -425,7 +450,7 @@ export class RaftJournal implements Journal {
   }
 
   private *snapshotFrames(): Generator<Uint8Array> {
-    yield packr.pack([...this.addresses]);
+    yield encodeMemberFrame({ addresses: [...this.addresses], removedIds: [...this.removedIds].sort((a, b) => a - b) });
     yield* this.sm!.snapshot();
   }
 
@@ -433,7 +458,10 @@ export class RaftJournal implements Journal {
     const frames = readFrames(snap.data);
     const first = frames.next();
     if (first.done === true) throw new JournalError(JournalErrorCode.SnapshotCorrupt, `snapshot at ${snap.meta.index} has no member list`);
-    for (const [id, addr] of checkMembers(packr.unpack(first.value))) this.addresses.set(id, addr);
+    const members = decodeMemberFrame(first.value);
+    for (const [id, addr] of members.addresses) this.addresses.set(id, addr);
+    this.removedIds.clear();
+    for (const id of members.removedIds) this.removedIds.add(id);
     this.sm!.restore(frames);
     this.opts.observer?.onRestore(snap);
     this.releaseApplied(snap.meta.index);
@@ -448,6 +476,7 @@ export class RaftJournal implements Journal {
   addMember(id: number, address: string): Promise<void> {
     return this.serializeMembership(async () => {
       await this.settleLog();
+      if (this.removedIds.has(id)) throw this.idRemoved(id);
       const st = this.raft().status();
       if (st.conf.voters.includes(id)) {
         const known = this.addresses.get(id);
@@ -458,6 +487,22 @@ export class RaftJournal implements Journal {
       await this.waitCaughtUp(id);
       await this.changeConf({ type: ConfChangeType.AddVoter, node: id }, encoder.encode(address));
     });
+  }
+
+  /**
+   * A removed id never comes back (as etcd never reuses a removed member's id): an empty server
+   * under an old id would take the cluster's first entries for the current membership. The
+   * bootstrap entries make id 1 a voter at index 1, so a rebuilt master 1 that has received only
+   * that entry counts itself a cluster of one, elects itself, and overwrites committed entries.
+   */
+  private idRemoved(id: number): CairnError {
+    const { conf } = this.raft().status();
+    const unused = Math.max(id, ...conf.voters, ...conf.learners, ...this.removedIds) + 1;
+    return new CairnError(
+      ErrorCode.IdRemoved,
+      `master ${id} was removed from this cluster and a removed id is never added back: start the rebuilt master with a new --id, such as ${unused}, and add that id`,
+      { id, unused },
+    );
   }
 
   /** Removes a node; removing one that is not a member is already done. */
@@ -575,6 +620,7 @@ export class RaftJournal implements Journal {
       lastIndex: st.lastIndex,
       snapshotIndex: this.raft().log.snapshot?.meta.index ?? 0,
       members,
+      removedIds: [...this.removedIds].sort((a, b) => a - b),
     };
   }
 
@@ -623,12 +669,6 @@ export class RaftJournal implements Journal {
   private log(level: 'info' | 'warn' | 'error', msg: string, ctx?: object): void {
     this.opts.log?.(level, msg, { node: this.opts.id, ...ctx });
   }
-}
-
-function checkMembers(v: unknown): [number, string][] {
-  const ok = Array.isArray(v) && v.every((m) => Array.isArray(m) && m.length === 2 && Number.isSafeInteger(m[0]) && typeof m[1] === 'string');
-  if (!ok) throw new JournalError(JournalErrorCode.SnapshotCorrupt, 'snapshot member list is malformed');
-  return v as [number, string][];
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
