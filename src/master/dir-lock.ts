@@ -10,7 +10,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CairnError, ErrorCode, assert } from '../errors.ts';
-import { ensureDir } from '../journal/raft/fs-util.ts';
+import { ensureDir } from '../io/ensure-dir.ts';
 import { isErrno } from '../io/index.ts';
 import { nodeDisk } from '../io/node-disk.ts';
 

@@ -6,14 +6,12 @@ import { randomUUID } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { formatAddress, parseAddress, type HostPort } from '../address.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
-import { RaftJournal } from '../journal/index.ts';
+import type { Journal } from '../journal/index.ts';
+import { openJournal } from '../journal/open-journal.ts';
 import { logCallback, type Logger } from '../log.ts';
 import { RpcServer, reply } from '../rpc/index.ts';
 import { validateCommand, validateQuery } from '../meta/commands.ts';
 import { acquireDirLock } from './dir-lock.ts';
-import { nodeDisk } from '../io/node-disk.ts';
-import { rpcTransport } from '../io/rpc-transport.ts';
-import { systemClock } from '../io/system-clock.ts';
 import { MetaError } from '../meta/errors.ts';
 import { startHttp, type HttpEndpoint } from './http.ts';
 import { refusalToStart } from './rebuild.ts';
@@ -50,7 +48,7 @@ export interface MasterOptions {
 export interface Master {
   address: string;
   httpAddress: string | undefined;
-  journal: RaftJournal;
+  journal: Journal;
   sm: MetaStateMachine;
   stop(): Promise<void>;
 }
@@ -62,7 +60,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
   const lock = await acquireDirLock(opts.dir);
   if (lock.note !== undefined) opts.log.warn({ dir: opts.dir }, lock.note);
   const server = new RpcServer({ secret: opts.secret, log: logCallback(opts.log) });
-  let journal: RaftJournal | undefined;
+  let journal: Journal | undefined;
   let http: HttpEndpoint | undefined;
   // The lock goes last, once nothing writes to the directory; a lock left behind by a failed stop
   // is harmless, as the next start finds its pid dead.
@@ -77,18 +75,18 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
     const bound = await server.listen(listen.host, listen.port);
     const address = formatAddress(bound.host, bound.port);
     const sm = new MetaStateMachine();
-    journal = new RaftJournal({
+    journal = openJournal({
+      backend: 'raft',
+      server,
+      secret: opts.secret,
       id: opts.id,
       dir: opts.dir,
       address,
       founders: opts.peers,
-      transport: rpcTransport(server, { secret: opts.secret }),
-      disk: nodeDisk,
-      clock: systemClock,
       tickMs: opts.tickMs,
       checkpointEveryEntries: opts.checkpointEvery,
       checkpointKeepEntries: opts.checkpointKeep,
-    leaseRead: opts.leaseRead,
+      leaseRead: opts.leaseRead,
       log: logCallback(opts.log),
       onFatal: opts.onFatal,
     });
@@ -107,7 +105,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
   }
 }
 
-function registerServices(server: RpcServer, journal: RaftJournal, sm: MetaStateMachine): void {
+function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMachine): void {
   server.handle('meta.mutate', async (body) => {
     const cmd = validateCommand({ ...(body as object), nowMs: Date.now() });
     return unwrap((await journal.propose(encodeCommandEntry(cmd))) as MetaResult<unknown>);

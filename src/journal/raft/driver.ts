@@ -8,7 +8,7 @@ import type { Entry, HardState, Message, ReadState, Ready, Snapshot, SoftState }
 import type { RestoredState } from '../../raft/index.ts';
 import type { ReplayedState } from './wal-record.ts';
 import path from 'node:path';
-import { ensureDir } from './fs-util.ts';
+import { ensureDir } from '../../io/ensure-dir.ts';
 import { IncomingSnapshotFile, SnapshotWriter, fileSnapshotSink, loadNewestSnapshot, pruneSnapshots, saveSnapshot, type SnapshotFile } from './snapshot-file.ts';
 import { CairnError, ErrorCode } from '../../errors.ts';
 import { isErrno, type Clock, type Disk, type Timer } from '../../io/index.ts';

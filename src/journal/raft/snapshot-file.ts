@@ -10,7 +10,7 @@ import { pack, unpack } from 'msgpackr';
 import { assert } from '../../errors.ts';
 import type { IncomingSnapshotData, Snapshot, SnapshotData, SnapshotMeta, SnapshotSink } from '../../raft/index.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
-import { ensureDir } from './fs-util.ts';
+import { ensureDir } from '../../io/ensure-dir.ts';
 import { confNodesMax } from './wal-record.ts';
 
 /** A sanity bound on a snapshot's data: files are read in pieces, so it is not a memory bound. */

@@ -7,7 +7,7 @@ import { isErrno, type Disk, type DiskFile } from '../../io/index.ts';
 import { assert } from '../../errors.ts';
 import type { Entry, HardState, SnapshotMeta } from '../../raft/index.ts';
 import { JournalError, JournalErrorCode, rebuildFromPeersHint } from './errors.ts';
-import { ensureDir } from './fs-util.ts';
+import { ensureDir } from '../../io/ensure-dir.ts';
 import { decodeRecords, encodeRecords, entriesRecords, replayLog, shapeAfterAppend, shapeAfterSnapshot } from './wal-record.ts';
 import type { DecodeResult, LogShape, ReplayedState, WalRecord } from './wal-record.ts';
 

@@ -1,7 +1,8 @@
-// Directory creation that survives a crash, shared by the WAL and the snapshot files.
+// Directory creation that survives a crash: each directory it creates is made durable in its
+// parent. Shared by the WAL, the snapshot files and the directory lock.
 
 import path from 'node:path';
-import type { Disk } from '../../io/index.ts';
+import type { Disk } from './disk.ts';
 
 /** Creates `dir` and any missing parents, syncing the parent of each one it creates; resolves to the syncs made. */
 export async function ensureDir(disk: Disk, dir: string): Promise<number> {
