@@ -115,6 +115,8 @@ interface ClientState<I, O> {
   req: ClientRequest<I> | undefined;
   leaderGuess: number;
   completedAfterCalm: number;
+  /** Reads only when a fault sends it (see probeStalledLeader), and has no operation loop of its own. */
+  probe?: boolean;
 }
 
 export function runSimulation(opts: SimOptions): Promise<SimResult> {
@@ -174,6 +176,8 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   private readonly removalCommitted = new Set<number>();
   /** Nodes whose data was set aside after a refused start: never started again. */
   private readonly retired = new Set<number>();
+  /** The client that reads from stalled leaders (probeStalledLeader). */
+  private probe: ClientState<I, O> | undefined;
   /** Starts a node with a new id (set up by run()). */
   private newNode: (id: number) => SimNode<I, O> = () => {
     throw new Error('invariant violated: newNode before run');
@@ -261,6 +265,8 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
       this.clients.push(client);
       this.queue.after(this.prng.range(0, 50), () => this.event(`c${c}`, () => this.nextOp(client)));
     }
+    this.probe = { id: clientCount + 1, seq: 0, op: undefined, req: undefined, leaderGuess: 0, completedAfterCalm: 0, probe: true };
+    this.clients.push(this.probe);
     this.scheduleFault();
     this.queue.at(this.calmAtMs, () => this.event('calm', () => this.calm()));
     const endMs = this.opts.faultMs + this.opts.calmMs;
@@ -383,8 +389,8 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     const req = c.req!;
     req.attempt++;
     const ids = [...this.nodes.keys()].filter((id) => !this.retired.has(id));
-    // Reads sometimes go to any node: followers forward ReadIndex, so they must stay linearizable.
-    const spread = this.workload.isRead(req.input) && this.prng.chance(0.3);
+    // Reads sometimes go to any node (a follower answers NOT_LEADER); a probe's first try goes where it was sent.
+    const spread = this.workload.isRead(req.input) && this.prng.chance(0.3) && !(c.probe === true && req.attempt === 1);
     const target = c.leaderGuess !== 0 && !spread ? c.leaderGuess : this.prng.pick(ids);
     const node = this.nodes.get(target)!;
     const sent = { ...req };
@@ -416,6 +422,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     c.req = undefined;
     if (op.call >= this.calmAtMs) c.completedAfterCalm++;
     this.count(this.workload.isRead(req.input) ? 'readsServed' : 'writesAcked');
+    if (c.probe) return;
     // Now and then a client pauses before its next operation, still trusting the leader it last
     // heard from: the one that finds a deposed (stalled) leader whose lease must have run out.
     const thinkMs = this.prng.chance(0.15) ? this.prng.range(100, 600) : this.prng.range(0, 20);
@@ -486,7 +493,36 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     const ms = this.faultPrng.range(20, 800);
     this.remember(`stall n${node.id} for ${ms}ms`);
     this.count('stalls');
+    const wasLeader = node.isLeader();
     node.stall(ms);
+    if (wasLeader && ms > 300) this.probeStalledLeader(node, ms);
+  }
+
+  /**
+   * While a leader is stalled long enough for another to be elected and take writes, a client that
+   * still trusts it (idle since its last answer, say) sends it a read: when it resumes, its lease
+   * must have run out in real time, or the read returns what the new leader has overwritten.
+   */
+  private probeStalledLeader(node: AnySimNode, stallMs: number): void {
+    const c = this.probe!;
+    if (c.op !== undefined) return;
+    const at = this.faultPrng.range(250, stallMs - 20);
+    this.queue.after(at, () =>
+      this.event(`c${c.id} probes n${node.id}`, () => {
+        if (c.op !== undefined) return;
+        let input: I | undefined;
+        for (let i = 0; i < 32 && input === undefined; i++) {
+          const x = this.workload.nextInput(this.faultPrng, c);
+          if (this.workload.isRead(x)) input = x;
+        }
+        if (input === undefined) return;
+        c.op = { clientId: c.id, input, call: this.queue.nowMs, ret: Infinity, output: undefined };
+        this.history.push(c.op);
+        c.req = { opId: this.nextOpId++, attempt: 0, client: c.id, seq: c.seq, input };
+        c.leaderGuess = node.id;
+        this.sendRequest(c);
+      }),
+    );
   }
 
   private crash(node: AnySimNode, tearable = true): void {
@@ -1004,7 +1040,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
       }
     }
     for (const c of this.clients) {
-      if (c.completedAfterCalm === 0) this.fail('liveness', `client ${c.id} completed no operation after faults stopped`);
+      if (c.completedAfterCalm === 0 && !c.probe) this.fail('liveness', `client ${c.id} completed no operation after faults stopped`);
     }
   }
 }
