@@ -50,4 +50,5 @@ export const kvWorkload: SimWorkload<AppendState, AppendInput, AppendOutput> = {
   },
   writeOutput: () => ({ ok: true }),
   describe: (input) => `${input.kind} ${input.key}`,
+  readAfter: (input) => ({ kind: 'get', key: input.key }),
 };

@@ -159,4 +159,5 @@ export const metaWorkload: SimWorkload<NsState, NsInput, NsOutput> = {
   entry: (input, stamp) => encodeCommandEntry(command(input, stamp)),
   writeOutput,
   describe: describeNsInput,
+  readAfter: (input) => ({ kind: 'stat', path: input.kind === 'rename' ? input.to : input.path }),
 };

@@ -176,8 +176,10 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   private readonly removalCommitted = new Set<number>();
   /** Nodes whose data was set aside after a refused start: never started again. */
   private readonly retired = new Set<number>();
-  /** The client that reads from stalled leaders (probeStalledLeader). */
-  private probe: ClientState<I, O> | undefined;
+  /** The newest acknowledged write, and which node acknowledged it. */
+  private lastWrite: { input: I; at: number; node: number } | undefined;
+  /** Clients that read from stalled leaders (probeStalledLeader). */
+  private readonly probes: ClientState<I, O>[] = [];
   /** Starts a node with a new id (set up by run()). */
   private newNode: (id: number) => SimNode<I, O> = () => {
     throw new Error('invariant violated: newNode before run');
@@ -223,7 +225,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     this.faultGapMs = this.prng.pick([80, 150, 300, 600]);
     const checkpointKeepEntries = this.prng.int(8);
     // Small segments, so that rolls, releases and their crashes happen in every run.
-    const walSegmentBytesMax = this.prng.pick([512, 4096, 65536]);
+    const walSegmentBytesMax = this.prng.pick([512, 2048, 16384]);
     const journal: SimNodeEnv<I, O>['journal'] = {
       electionTicks: 10,
       heartbeatTicks: 2,
@@ -265,8 +267,11 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
       this.clients.push(client);
       this.queue.after(this.prng.range(0, 50), () => this.event(`c${c}`, () => this.nextOp(client)));
     }
-    this.probe = { id: clientCount + 1, seq: 0, op: undefined, req: undefined, leaderGuess: 0, completedAfterCalm: 0, probe: true };
-    this.clients.push(this.probe);
+    for (let i = 1; i <= probeClients; i++) {
+      const probe: ClientState<I, O> = { id: clientCount + i, seq: 0, op: undefined, req: undefined, leaderGuess: 0, completedAfterCalm: 0, probe: true };
+      this.probes.push(probe);
+      this.clients.push(probe);
+    }
     this.scheduleFault();
     this.queue.at(this.calmAtMs, () => this.event('calm', () => this.calm()));
     const endMs = this.opts.faultMs + this.opts.calmMs;
@@ -368,7 +373,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     // Clients sit outside the partitions but their links still lose and delay messages.
     this.queue.after(this.prng.range(1, 5), () => {
       if (this.prng.chance(this.net.conditions.dropRate / 2)) return;
-      this.event(`n${from}->c${client} reply op${r.opId}${r.ok ? ' ok' : ` ${r.code}`}`, () => this.onReply(this.clients[client - 1], r));
+      this.event(`n${from}->c${client} reply op${r.opId}${r.ok ? ' ok' : ` ${r.code}`}`, () => this.onReply(this.clients[client - 1], r, from));
     });
   }
 
@@ -406,7 +411,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     );
   }
 
-  private onReply(c: ClientState<I, O>, r: ClientReply<O>): void {
+  private onReply(c: ClientState<I, O>, r: ClientReply<O>, from: number): void {
     const req = c.req;
     if (req === undefined || req.opId !== r.opId) return; // an answer to an op already done
     if (!r.ok) {
@@ -422,11 +427,9 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     c.req = undefined;
     if (op.call >= this.calmAtMs) c.completedAfterCalm++;
     this.count(this.workload.isRead(req.input) ? 'readsServed' : 'writesAcked');
+    if (!this.workload.isRead(req.input)) this.lastWrite = { input: req.input, at: this.queue.nowMs, node: from };
     if (c.probe) return;
-    // Now and then a client pauses before its next operation, still trusting the leader it last
-    // heard from: the one that finds a deposed (stalled) leader whose lease must have run out.
-    const thinkMs = this.prng.chance(0.15) ? this.prng.range(100, 600) : this.prng.range(0, 20);
-    this.queue.after(thinkMs, () => this.event(`c${c.id} next`, () => this.nextOp(c)));
+    this.queue.after(this.prng.range(0, 20), () => this.event(`c${c.id} next`, () => this.nextOp(c)));
   }
 
   private retryIfCurrent(c: ClientState<I, O>, opId: number, attempt: number): void {
@@ -495,7 +498,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     this.count('stalls');
     const wasLeader = node.isLeader();
     node.stall(ms);
-    if (wasLeader && ms > 300) this.probeStalledLeader(node, ms);
+    if (wasLeader && ms > 300) for (const c of this.probes) this.probeStalledLeader(c, node, ms);
   }
 
   /**
@@ -503,14 +506,16 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
    * still trusts it (idle since its last answer, say) sends it a read: when it resumes, its lease
    * must have run out in real time, or the read returns what the new leader has overwritten.
    */
-  private probeStalledLeader(node: AnySimNode, stallMs: number): void {
-    const c = this.probe!;
+  private probeStalledLeader(c: ClientState<I, O>, node: AnySimNode, stallMs: number): void {
     if (c.op !== undefined) return;
+    const stalledAt = this.queue.nowMs;
     const at = this.faultPrng.range(250, stallMs - 20);
     this.queue.after(at, () =>
       this.event(`c${c.id} probes n${node.id}`, () => {
         if (c.op !== undefined) return;
-        let input: I | undefined;
+        // It reads what the newest write acknowledged by another node changed, if one came in the stall.
+        const w = this.lastWrite;
+        let input: I | undefined = w !== undefined && w.at > stalledAt && w.node !== node.id ? this.workload.readAfter(w.input) : undefined;
         for (let i = 0; i < 32 && input === undefined; i++) {
           const x = this.workload.nextInput(this.faultPrng, c);
           if (this.workload.isRead(x)) input = x;
@@ -546,7 +551,8 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   /** The node crashes at its next disk operation of a kind: mid segment roll, mid snapshot write (checkpoint or install), mid release. */
   private armCrashPoint(node: AnySimNode): void {
     if (!node.running()) return;
-    const point = this.faultPrng.pick(crashPointNames);
+    // Releases come only after a checkpoint, so they get the most chances.
+    const point = this.faultPrng.pick(['roll', 'snapshot', 'release', 'release'] as const);
     this.remember(`n${node.id} will crash in its next ${point}`);
     this.crashPoints.set(node.id, point);
   }
@@ -1074,6 +1080,8 @@ function describeError(err: unknown): string {
   return err instanceof Error ? (err.stack ?? err.message) : String(err);
 }
 
+/** Clients that read from a stalled leader, at different moments of its stall. */
+const probeClients = 3;
 /** The journal's free-space reserve on the simulated disks: small, so a filled disk crosses it. */
 const diskReserveBytes = 1024;
 const crashPointNames = ['roll', 'snapshot', 'release'] as const;

@@ -39,6 +39,8 @@ export interface SimWorkload<S, I, O> {
   writeOutput(input: I, applied: unknown): O;
   /** A few words for traces. */
   describe(input: I): string;
+  /** A read that would see what the write `input` did: the simulator's probes read it from a deposed leader. */
+  readAfter(input: I): I;
 }
 
 /** Without --workload, a seed picks its own: odd seeds run kv, even seeds meta, so any range covers both. */
