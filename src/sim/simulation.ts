@@ -617,10 +617,13 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     this.queue.after(100, () => this.event('rebuild', () => this.rebuildStep()));
   }
 
-  /** A membership call for `id` is in flight on a process still running (one on a dead process never settles). */
-  private settling(calls: Map<number, { node: AnySimNode; incarnation: number }>, id: number): boolean {
+  /**
+   * A membership call for `id` is in flight on the current leader's process. One on a process that
+   * died never settles, and one on a deposed leader only times out: then the current leader is asked.
+   */
+  private settling(calls: Map<number, { node: AnySimNode; incarnation: number }>, id: number, leader: AnySimNode): boolean {
     const c = calls.get(id);
-    return c !== undefined && c.node.alive && c.node.incarnation === c.incarnation;
+    return c !== undefined && c.node === leader && c.node.alive && c.node.incarnation === c.incarnation;
   }
 
   private rebuildStep(): void {
@@ -632,7 +635,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
       // Only a committed removal counts (a removal the leader has only proposed may be rolled back).
       if (!this.removalCommitted.has(id)) {
         // A call on a process that died since never settles: then ask the current leader again.
-        if (this.settling(this.removing, id)) continue;
+        if (this.settling(this.removing, id, leader)) continue;
         this.removing.set(id, { node: leader, incarnation: leader.incarnation });
         leader
           .journal!.removeMember(id)
@@ -657,7 +660,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     const { conf } = leader.raft.status();
     for (const id of this.rejoining) {
       if (conf.voters.includes(id)) this.rejoining.delete(id);
-      else if (this.nodes.get(id)!.running() && !this.settling(this.adding, id)) {
+      else if (this.nodes.get(id)!.running() && !this.settling(this.adding, id, leader)) {
         this.adding.set(id, { node: leader, incarnation: leader.incarnation });
         leader
           .journal!.addMember(id, simAddress(id))

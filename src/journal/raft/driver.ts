@@ -17,6 +17,12 @@ import { checkSnapshotReachesWal } from './snapshot-gap.ts';
 import { TickClock } from './tick-clock.ts';
 import { Wal, type WalBug, type WalRepair } from './wal.ts';
 
+/** How far persisting a Ready's snapshot got: the file written, then recorded in the WAL. */
+interface SnapshotProgress {
+  file?: SnapshotFile;
+  recorded: boolean;
+}
+
 /** How long a Ready waits before its writes are tried again on a full disk. */
 export const diskFullRetryMs = 100;
 /** Ticks of real time remembered for lease checks: more than any election timeout. */
@@ -196,7 +202,7 @@ export class RaftDriver {
     // rides along with the next synced write instead, so a restart can apply that far at once.
     if (rd.hardState !== undefined) this.hardStateUnsaved = rd.hardState;
     if (!rd.mustSync) return;
-    const progress = { snapshotSaved: rd.snapshot === undefined };
+    const progress: SnapshotProgress = { recorded: rd.snapshot === undefined };
     for (let attempt = 1; ; attempt++) {
       try {
         await this.persist(rd, progress);
@@ -210,16 +216,19 @@ export class RaftDriver {
     }
   }
 
-  private async persist(rd: Ready, progress: { snapshotSaved: boolean }): Promise<void> {
-    if (!progress.snapshotSaved && rd.snapshot !== undefined) {
-      // A snapshot from the leader is already in a file of its own; one made here is copied to one.
-      const data = rd.snapshot.data;
-      const file = data instanceof IncomingSnapshotFile ? await data.finish() : await saveSnapshot(this.opts.disk, this.opts.dir, rd.snapshot);
-      this.snapshotFiles.add(file);
+  /** Persists a Ready; `progress` remembers how far a try got, so a retry redoes only the rest. */
+  private async persist(rd: Ready, progress: SnapshotProgress): Promise<void> {
+    if (!progress.recorded && rd.snapshot !== undefined) {
+      if (progress.file === undefined) {
+        // A snapshot from the leader is already in a file of its own; one made here is copied to one.
+        const data = rd.snapshot.data;
+        progress.file = data instanceof IncomingSnapshotFile ? await data.finish() : await saveSnapshot(this.opts.disk, this.opts.dir, rd.snapshot);
+        this.snapshotFiles.add(progress.file);
+      }
       await this.wal.saveSnapshotMeta(rd.snapshot.meta);
-      progress.snapshotSaved = true;
+      progress.recorded = true;
       // From now on the snapshot is read from its file; the chunks it arrived in can go.
-      this.raft.replaceSnapshotData(file.meta.index, file);
+      this.raft.replaceSnapshotData(progress.file.meta.index, progress.file);
       this.closeReplacedSnapshotFiles();
     }
     await this.wal.save(this.hardStateUnsaved, rd.entries);
