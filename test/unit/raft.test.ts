@@ -878,3 +878,35 @@ test(
     }
   },
 );
+
+// ---- mutation testing of raft.ts: tests that kill surviving mutants -------------------------------------
+
+test('a leader that steps down drops its pending reads: led again in a later term, it answers none of them', () => {
+  const c = new Cluster(3, { preVote: false, checkQuorum: false });
+  c.elect(1);
+  c.isolated.add(1);
+  c.node(1).readIndex(bytes('old')); // its heartbeat round is lost: node 1 no longer leads
+  c.processReady(1);
+  c.elect(2);
+  const written = c.node(2).propose(bytes('w')).index;
+  c.stabilize();
+  assert.equal(c.node(2).status().commit, written);
+  c.isolated.clear();
+  c.tickAll(); // node 2's heartbeat deposes node 1, which catches up
+  assert.equal(c.node(1).role, Role.Follower);
+  c.elect(1); // a new term: its heartbeat rounds must not confirm the read of the old one
+  c.tickAll();
+  const old = c.readStates.get(1)!.filter((r) => text(r.context) === 'old');
+  assert.deepEqual(old.map((r) => r.index).filter((i) => i < written), [], `a read of the old term answered below write ${written}`);
+});
+
+test('check-quorum: a leader of three that hears from one follower keeps leading, timeout after timeout', () => {
+  const c = new Cluster(3, { checkQuorum: true });
+  c.elect(1);
+  c.isolated.add(3);
+  for (let i = 0; i < 3 * 10; i++) c.tickAll();
+  assert.equal(c.node(1).role, Role.Leader, 'itself and node 2 are a quorum');
+  c.isolated.add(2);
+  for (let i = 0; i < 2 * 10; i++) c.tickAll();
+  assert.equal(c.node(1).role, Role.Follower, 'alone it steps down');
+});
