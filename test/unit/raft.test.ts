@@ -910,3 +910,67 @@ test('check-quorum: a leader of three that hears from one follower keeps leading
   for (let i = 0; i < 2 * 10; i++) c.tickAll();
   assert.equal(c.node(1).role, Role.Follower, 'alone it steps down');
 });
+
+test('a follower appends no chunk of another snapshot to the one it receives, and says where each transfer starts over', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+  const conf = { voters: [1, 2, 3], learners: [] };
+  const chunk = (index: number, offset: number, data: string, done: boolean): void =>
+    r.step({ type: MessageType.Snap, from: 1, to: 3, term: 2, snapshot: { index, term: 2, conf }, snapOffset: offset, snapData: bytes(data), snapDone: done, snapTotalBytes: 4 });
+  const replies = (): [string, number | undefined, number | undefined, boolean][] => {
+    const rd = r.ready();
+    r.advance();
+    assert.equal(rd.snapshot, undefined);
+    return rd.messages.map((m) => [m.type, m.index, m.snapOffset, m.reject ?? false]);
+  };
+  chunk(12, 2, 'XY', true); // no transfer under way: start over, it is no refusal
+  assert.deepEqual(replies(), [[MessageType.SnapResp, 12, 0, false]]);
+  chunk(10, 0, 'ab', false);
+  chunk(12, 2, 'XY', true); // a delayed chunk of snapshot 12, at the offset snapshot 10 reached
+  assert.deepEqual(replies(), [[MessageType.SnapResp, 10, 2, false], [MessageType.SnapResp, 12, 0, false]]);
+  chunk(10, 2, 'cd', true);
+  const rd = r.ready();
+  assert.equal(rd.snapshot?.meta.index, 10);
+  assert.equal(text(readAllSnapshotData(rd.snapshot!.data)), 'abcd');
+});
+
+test('a snapshot records the membership at its index after earlier compactions, and compact never goes back', () => {
+  // Entries 1-3 found (1 2 3); 5 adds learner 4, 10 adds learner 5; all committed.
+  const entries = [...founders];
+  for (let i = 4; i <= 10; i++) entries.push(i === 5 ? confEntry(5, 2, ConfChangeType.AddLearner, 4) : i === 10 ? confEntry(10, 2, ConfChangeType.AddLearner, 5) : emptyEntry(i, 2));
+  const r = new Raft({ id: 1, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 10 }, entries });
+  r.ready();
+  r.advance();
+  assert.equal(r.status().applied, 10);
+  r.compact(7, snapshotBytes(bytes('s7')));
+  r.compact(8, snapshotBytes(bytes('s8')));
+  assert.deepEqual(r.log.snapshot?.meta, { index: 8, term: 2, conf: { voters: [1, 2, 3], learners: [4] } });
+  r.compact(9, snapshotBytes(bytes('s9')), 3); // keeps entries 7..9
+  r.compact(8, snapshotBytes(bytes('s8 again')));
+  assert.equal(r.log.snapshot?.meta.index, 9, 'an older snapshot does not replace a newer one');
+  assert.deepEqual(r.confAt(9), { voters: [1, 2, 3], learners: [4] });
+});
+
+test('a learner that gets TimeoutNow does not campaign', () => {
+  const r = new Raft({ id: 4, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 0, commit: 4 }, entries: [...founders, confEntry(4, 2, ConfChangeType.AddLearner, 4)] });
+  r.step({ type: MessageType.TimeoutNow, from: 1, to: 4, term: 2 });
+  assert.deepEqual([r.role, r.term], [Role.Follower, 2]);
+});
+
+test('a follower answers a delayed append below its commit index with its commit index', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 5 }, entries: [...founders, emptyEntry(4, 2), emptyEntry(5, 2)] });
+  r.step({ type: MessageType.App, from: 1, to: 3, term: 2, index: 3, logTerm: 1, commit: 4, entries: [emptyEntry(4, 2)] });
+  assert.deepEqual(r.ready().messages.map((m) => [m.type, m.index, m.reject ?? false]), [[MessageType.AppResp, 5, false]]);
+});
+
+test('a leader sends TimeoutNow only once the transferee holds its whole log', () => {
+  const c = new Cluster(3, { appendBytesMax: 30 }); // one entry per append
+  c.elect(1);
+  c.isolated.add(3);
+  for (const x of ['x', 'y', 'z']) c.node(1).propose(bytes(x));
+  c.stabilize();
+  c.isolated.clear();
+  c.node(1).transferLeader(3);
+  c.stabilize();
+  assert.equal(c.node(3).role, Role.Leader);
+  assert.equal(c.node(3).status().term, 3, 'one election, won at once');
+});
