@@ -974,3 +974,26 @@ test('a leader sends TimeoutNow only once the transferee holds its whole log', (
   assert.equal(c.node(3).role, Role.Leader);
   assert.equal(c.node(3).status().term, 3, 'one election, won at once');
 });
+
+test('a follower aborts the sink of a snapshot it drops: one that came short, or one its commit index passed', () => {
+  const events: string[] = [];
+  const sink: SnapshotSink = {
+    begin: (m, total) => {
+      events.push(`begin ${m.index} ${total}`);
+      return { write: (c) => void events.push(`write ${text(c)}`), complete: () => snapshotBytes(bytes('')), abort: () => void events.push('abort') };
+    },
+  };
+  const r = new Raft({ id: 3, voters: [], rand: () => 0, snapshotSink: sink }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+  const meta = { index: 5, term: 2, conf: { voters: [1, 2, 3], learners: [] } };
+  const chunk = (offset: number, data: string, done: boolean): void =>
+    r.step({ type: MessageType.Snap, from: 1, to: 3, term: 2, snapshot: meta, snapOffset: offset, snapData: bytes(data), snapDone: done, snapTotalBytes: 4 });
+  chunk(0, 'aa', false);
+  chunk(2, 'b', true); // one byte short
+  assert.deepEqual(events, ['begin 5 4', 'write aa', 'write b', 'abort']);
+  chunk(0, 'aa', false);
+  // Meanwhile the log reaches and commits index 5: the snapshot is of no use any more.
+  r.step({ type: MessageType.App, from: 1, to: 3, term: 2, index: 3, logTerm: 1, commit: 5, entries: [emptyEntry(4, 2), emptyEntry(5, 2)] });
+  chunk(2, 'bb', true);
+  assert.deepEqual(events.slice(4), ['begin 5 4', 'write aa', 'abort']);
+  assert.equal(r.ready().snapshot, undefined);
+});
