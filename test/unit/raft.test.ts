@@ -997,3 +997,66 @@ test('a follower aborts the sink of a snapshot it drops: one that came short, or
   assert.deepEqual(events.slice(4), ['begin 5 4', 'write aa', 'abort']);
   assert.equal(r.ready().snapshot, undefined);
 });
+
+test('a lease needs heartbeat answers from a majority whichever node leads, in a group of three or five', () => {
+  // Group size, leader, followers that keep answering after the first round; the rest are cut off.
+  for (const [size, leader, answering] of [[3, 2, []], [3, 3, []], [5, 1, [3]], [5, 4, [2]]] as [number, number, number[]][]) {
+    const c = new Cluster(size, { leaseRead: true, checkQuorum: true });
+    c.elect(leader);
+    const r = c.node(leader);
+    c.tickAll(); // every follower answers the round of leader tick 1
+    for (let id = 1; id <= size; id++) if (id !== leader && !answering.includes(id)) c.isolated.add(id);
+    const servedAtOnce = (ctx: string): boolean => {
+      r.readIndex(bytes(ctx));
+      c.processReady(leader);
+      return c.readStates.get(leader)!.some((rs) => text(rs.context) === ctx);
+    };
+    for (let i = 0; i < 7; i++) {
+      r.tick();
+      c.stabilize();
+    }
+    assert.ok(servedAtOnce('at 8'), `${size}/${leader}: 7 ticks after the round a majority answered`);
+    r.tick();
+    c.stabilize();
+    assert.equal(servedAtOnce('at 9'), false, `${size}/${leader}: answers since then came from a minority: no lease`);
+  }
+});
+
+test('a follower whose newest membership entry is the first entry a new leader replaces goes back to the membership before it', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+  r.step({ type: MessageType.App, from: 1, to: 3, term: 2, index: 3, logTerm: 1, commit: 3, entries: [emptyEntry(4, 2), confEntry(5, 2, ConfChangeType.AddLearner, 4)] });
+  assert.deepEqual(r.confState(), { voters: [1, 2, 3], learners: [4] });
+  r.step({ type: MessageType.App, from: 2, to: 3, term: 3, index: 4, logTerm: 2, commit: 3, entries: [emptyEntry(5, 3)] });
+  assert.deepEqual(r.confState(), { voters: [1, 2, 3], learners: [] });
+});
+
+test('a snapshot taken between membership changes records the membership at its index, on the leader and a follower', () => {
+  const c = new Cluster(3);
+  c.elect(1);
+  c.addLearners(4, 5); // entries 5 and 6
+  c.node(1).proposeConfChange({ type: ConfChangeType.Remove, node: 5 }); // entry 7
+  c.stabilize();
+  const learnersAt = [[], [4], [4, 5], [4], [4]]; // at indexes 4 to 8
+  for (const id of [1, 2]) {
+    assert.deepEqual([4, 5, 6, 7, 8].map((i) => c.node(id).confAt(i).learners), learnersAt);
+    c.node(id).compact(5, snapshotBytes(bytes('s')));
+    assert.deepEqual(c.node(id).log.snapshot?.meta.conf, { voters: [1, 2, 3], learners: [4] });
+    assert.deepEqual(c.node(id).confState(), { voters: [1, 2, 3], learners: [4] });
+  }
+});
+
+test('a leader ignores answers from a node outside its membership', () => {
+  const c = new Cluster(3);
+  c.elect(1);
+  const r = c.node(1);
+  for (const type of [MessageType.AppResp, MessageType.HeartbeatResp, MessageType.SnapResp]) r.step({ type, from: 9, to: 1, term: r.term, index: 4 });
+  assert.equal(r.role, Role.Leader);
+});
+
+test('the only voter answers a read at once', () => {
+  const c = new Cluster(1);
+  c.elect(1);
+  c.node(1).readIndex(bytes('r'));
+  c.processReady(1);
+  assert.deepEqual(c.readStates.get(1)!.map((rs) => [rs.index, text(rs.context)]), [[c.node(1).status().commit, 'r']]);
+});
