@@ -1060,3 +1060,21 @@ test('the only voter answers a read at once', () => {
   c.processReady(1);
   assert.deepEqual(c.readStates.get(1)!.map((rs) => [rs.index, text(rs.context)]), [[c.node(1).status().commit, 'r']]);
 });
+
+test('a vote granted in the current term is synced before its answer goes out', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0, preVote: false, checkQuorum: false, voteHoldTicks: 0 }, { hardState: { term: 2, vote: 0, commit: 3 }, entries: founders });
+  r.step({ type: MessageType.Vote, from: 1, to: 3, term: 2, index: 3, logTerm: 1 });
+  const rd = r.ready();
+  assert.deepEqual(rd.messages.map((m) => [m.type, m.reject ?? false]), [[MessageType.VoteResp, false]]);
+  assert.deepEqual([rd.hardState?.vote, rd.mustSync, rd.sendBeforePersist], [1, true, false]);
+});
+
+test('a node that leads as soon as it campaigns (the only voter) persists its new term before it sends', () => {
+  const r = new Raft({ id: 1, voters: [1], rand: () => 0, voteHoldTicks: 0 });
+  r.ready();
+  r.advance();
+  r.campaign();
+  assert.equal(r.role, Role.Leader);
+  const rd = r.ready();
+  assert.deepEqual([rd.hardState?.term, rd.hardState?.vote, rd.mustSync, rd.sendBeforePersist], [2, 1, true, false]);
+});
