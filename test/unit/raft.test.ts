@@ -1078,3 +1078,17 @@ test('a node that leads as soon as it campaigns (the only voter) persists its ne
   const rd = r.ready();
   assert.deepEqual([rd.hardState?.term, rd.hardState?.vote, rd.mustSync, rd.sendBeforePersist], [2, 1, true, false]);
 });
+
+test('a snapshot that arrives while a Ready is in flight comes out in the next Ready, not lost by advance()', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+  r.step({ type: MessageType.App, from: 1, to: 3, term: 2, index: 3, logTerm: 1, commit: 3, entries: [emptyEntry(4, 2)] });
+  const first = r.ready();
+  assert.equal(first.snapshot, undefined);
+  const meta = { index: 10, term: 2, conf: { voters: [1, 2, 3], learners: [] } };
+  r.step({ type: MessageType.Snap, from: 1, to: 3, term: 2, snapshot: meta, snapOffset: 0, snapData: bytes('s'), snapDone: true, snapTotalBytes: 1 });
+  r.advance();
+  const rd = r.ready();
+  assert.equal(rd.snapshot?.meta.index, 10, 'the driver must persist and restore it');
+  r.advance();
+  assert.equal(r.status().applied, 10);
+});
