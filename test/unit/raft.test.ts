@@ -878,3 +878,217 @@ test(
     }
   },
 );
+
+// ---- mutation testing of raft.ts: tests that kill surviving mutants -------------------------------------
+
+test('a leader that steps down drops its pending reads: led again in a later term, it answers none of them', () => {
+  const c = new Cluster(3, { preVote: false, checkQuorum: false });
+  c.elect(1);
+  c.isolated.add(1);
+  c.node(1).readIndex(bytes('old')); // its heartbeat round is lost: node 1 no longer leads
+  c.processReady(1);
+  c.elect(2);
+  const written = c.node(2).propose(bytes('w')).index;
+  c.stabilize();
+  assert.equal(c.node(2).status().commit, written);
+  c.isolated.clear();
+  c.tickAll(); // node 2's heartbeat deposes node 1, which catches up
+  assert.equal(c.node(1).role, Role.Follower);
+  c.elect(1); // a new term: its heartbeat rounds must not confirm the read of the old one
+  c.tickAll();
+  const old = c.readStates.get(1)!.filter((r) => text(r.context) === 'old');
+  assert.deepEqual(old.map((r) => r.index).filter((i) => i < written), [], `a read of the old term answered below write ${written}`);
+});
+
+test('check-quorum: a leader of three that hears from one follower keeps leading, timeout after timeout', () => {
+  const c = new Cluster(3, { checkQuorum: true });
+  c.elect(1);
+  c.isolated.add(3);
+  for (let i = 0; i < 3 * 10; i++) c.tickAll();
+  assert.equal(c.node(1).role, Role.Leader, 'itself and node 2 are a quorum');
+  c.isolated.add(2);
+  for (let i = 0; i < 2 * 10; i++) c.tickAll();
+  assert.equal(c.node(1).role, Role.Follower, 'alone it steps down');
+});
+
+test('a follower appends no chunk of another snapshot to the one it receives, and says where each transfer starts over', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+  const conf = { voters: [1, 2, 3], learners: [] };
+  const chunk = (index: number, offset: number, data: string, done: boolean): void =>
+    r.step({ type: MessageType.Snap, from: 1, to: 3, term: 2, snapshot: { index, term: 2, conf }, snapOffset: offset, snapData: bytes(data), snapDone: done, snapTotalBytes: 4 });
+  const replies = (): [string, number | undefined, number | undefined, boolean][] => {
+    const rd = r.ready();
+    r.advance();
+    assert.equal(rd.snapshot, undefined);
+    return rd.messages.map((m) => [m.type, m.index, m.snapOffset, m.reject ?? false]);
+  };
+  chunk(12, 2, 'XY', true); // no transfer under way: start over, it is no refusal
+  assert.deepEqual(replies(), [[MessageType.SnapResp, 12, 0, false]]);
+  chunk(10, 0, 'ab', false);
+  chunk(12, 2, 'XY', true); // a delayed chunk of snapshot 12, at the offset snapshot 10 reached
+  assert.deepEqual(replies(), [[MessageType.SnapResp, 10, 2, false], [MessageType.SnapResp, 12, 0, false]]);
+  chunk(10, 2, 'cd', true);
+  const rd = r.ready();
+  assert.equal(rd.snapshot?.meta.index, 10);
+  assert.equal(text(readAllSnapshotData(rd.snapshot!.data)), 'abcd');
+});
+
+test('a snapshot records the membership at its index after earlier compactions, and compact never goes back', () => {
+  // Entries 1-3 found (1 2 3); 5 adds learner 4, 10 adds learner 5; all committed.
+  const entries = [...founders];
+  for (let i = 4; i <= 10; i++) entries.push(i === 5 ? confEntry(5, 2, ConfChangeType.AddLearner, 4) : i === 10 ? confEntry(10, 2, ConfChangeType.AddLearner, 5) : emptyEntry(i, 2));
+  const r = new Raft({ id: 1, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 10 }, entries });
+  r.ready();
+  r.advance();
+  assert.equal(r.status().applied, 10);
+  r.compact(7, snapshotBytes(bytes('s7')));
+  r.compact(8, snapshotBytes(bytes('s8')));
+  assert.deepEqual(r.log.snapshot?.meta, { index: 8, term: 2, conf: { voters: [1, 2, 3], learners: [4] } });
+  r.compact(9, snapshotBytes(bytes('s9')), 3); // keeps entries 7..9
+  r.compact(8, snapshotBytes(bytes('s8 again')));
+  assert.equal(r.log.snapshot?.meta.index, 9, 'an older snapshot does not replace a newer one');
+  assert.deepEqual(r.confAt(9), { voters: [1, 2, 3], learners: [4] });
+});
+
+test('a learner that gets TimeoutNow does not campaign', () => {
+  const r = new Raft({ id: 4, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 0, commit: 4 }, entries: [...founders, confEntry(4, 2, ConfChangeType.AddLearner, 4)] });
+  r.step({ type: MessageType.TimeoutNow, from: 1, to: 4, term: 2 });
+  assert.deepEqual([r.role, r.term], [Role.Follower, 2]);
+});
+
+test('a follower answers a delayed append below its commit index with its commit index', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 5 }, entries: [...founders, emptyEntry(4, 2), emptyEntry(5, 2)] });
+  r.step({ type: MessageType.App, from: 1, to: 3, term: 2, index: 3, logTerm: 1, commit: 4, entries: [emptyEntry(4, 2)] });
+  assert.deepEqual(r.ready().messages.map((m) => [m.type, m.index, m.reject ?? false]), [[MessageType.AppResp, 5, false]]);
+});
+
+test('a leader sends TimeoutNow only once the transferee holds its whole log', () => {
+  const c = new Cluster(3, { appendBytesMax: 30 }); // one entry per append
+  c.elect(1);
+  c.isolated.add(3);
+  for (const x of ['x', 'y', 'z']) c.node(1).propose(bytes(x));
+  c.stabilize();
+  c.isolated.clear();
+  c.node(1).transferLeader(3);
+  c.stabilize();
+  assert.equal(c.node(3).role, Role.Leader);
+  assert.equal(c.node(3).status().term, 3, 'one election, won at once');
+});
+
+test('a follower aborts the sink of a snapshot it drops: one that came short, or one its commit index passed', () => {
+  const events: string[] = [];
+  const sink: SnapshotSink = {
+    begin: (m, total) => {
+      events.push(`begin ${m.index} ${total}`);
+      return { write: (c) => void events.push(`write ${text(c)}`), complete: () => snapshotBytes(bytes('')), abort: () => void events.push('abort') };
+    },
+  };
+  const r = new Raft({ id: 3, voters: [], rand: () => 0, snapshotSink: sink }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+  const meta = { index: 5, term: 2, conf: { voters: [1, 2, 3], learners: [] } };
+  const chunk = (offset: number, data: string, done: boolean): void =>
+    r.step({ type: MessageType.Snap, from: 1, to: 3, term: 2, snapshot: meta, snapOffset: offset, snapData: bytes(data), snapDone: done, snapTotalBytes: 4 });
+  chunk(0, 'aa', false);
+  chunk(2, 'b', true); // one byte short
+  assert.deepEqual(events, ['begin 5 4', 'write aa', 'write b', 'abort']);
+  chunk(0, 'aa', false);
+  // Meanwhile the log reaches and commits index 5: the snapshot is of no use any more.
+  r.step({ type: MessageType.App, from: 1, to: 3, term: 2, index: 3, logTerm: 1, commit: 5, entries: [emptyEntry(4, 2), emptyEntry(5, 2)] });
+  chunk(2, 'bb', true);
+  assert.deepEqual(events.slice(4), ['begin 5 4', 'write aa', 'abort']);
+  assert.equal(r.ready().snapshot, undefined);
+});
+
+test('a lease needs heartbeat answers from a majority whichever node leads, in a group of three or five', () => {
+  // Group size, leader, followers that keep answering after the first round; the rest are cut off.
+  for (const [size, leader, answering] of [[3, 2, []], [3, 3, []], [5, 1, [3]], [5, 4, [2]]] as [number, number, number[]][]) {
+    const c = new Cluster(size, { leaseRead: true, checkQuorum: true });
+    c.elect(leader);
+    const r = c.node(leader);
+    c.tickAll(); // every follower answers the round of leader tick 1
+    for (let id = 1; id <= size; id++) if (id !== leader && !answering.includes(id)) c.isolated.add(id);
+    const servedAtOnce = (ctx: string): boolean => {
+      r.readIndex(bytes(ctx));
+      c.processReady(leader);
+      return c.readStates.get(leader)!.some((rs) => text(rs.context) === ctx);
+    };
+    for (let i = 0; i < 7; i++) {
+      r.tick();
+      c.stabilize();
+    }
+    assert.ok(servedAtOnce('at 8'), `${size}/${leader}: 7 ticks after the round a majority answered`);
+    r.tick();
+    c.stabilize();
+    assert.equal(servedAtOnce('at 9'), false, `${size}/${leader}: answers since then came from a minority: no lease`);
+  }
+});
+
+test('a follower whose newest membership entry is the first entry a new leader replaces goes back to the membership before it', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+  r.step({ type: MessageType.App, from: 1, to: 3, term: 2, index: 3, logTerm: 1, commit: 3, entries: [emptyEntry(4, 2), confEntry(5, 2, ConfChangeType.AddLearner, 4)] });
+  assert.deepEqual(r.confState(), { voters: [1, 2, 3], learners: [4] });
+  r.step({ type: MessageType.App, from: 2, to: 3, term: 3, index: 4, logTerm: 2, commit: 3, entries: [emptyEntry(5, 3)] });
+  assert.deepEqual(r.confState(), { voters: [1, 2, 3], learners: [] });
+});
+
+test('a snapshot taken between membership changes records the membership at its index, on the leader and a follower', () => {
+  const c = new Cluster(3);
+  c.elect(1);
+  c.addLearners(4, 5); // entries 5 and 6
+  c.node(1).proposeConfChange({ type: ConfChangeType.Remove, node: 5 }); // entry 7
+  c.stabilize();
+  const learnersAt = [[], [4], [4, 5], [4], [4]]; // at indexes 4 to 8
+  for (const id of [1, 2]) {
+    assert.deepEqual([4, 5, 6, 7, 8].map((i) => c.node(id).confAt(i).learners), learnersAt);
+    c.node(id).compact(5, snapshotBytes(bytes('s')));
+    assert.deepEqual(c.node(id).log.snapshot?.meta.conf, { voters: [1, 2, 3], learners: [4] });
+    assert.deepEqual(c.node(id).confState(), { voters: [1, 2, 3], learners: [4] });
+  }
+});
+
+test('a leader ignores answers from a node outside its membership', () => {
+  const c = new Cluster(3);
+  c.elect(1);
+  const r = c.node(1);
+  for (const type of [MessageType.AppResp, MessageType.HeartbeatResp, MessageType.SnapResp]) r.step({ type, from: 9, to: 1, term: r.term, index: 4 });
+  assert.equal(r.role, Role.Leader);
+});
+
+test('the only voter answers a read at once', () => {
+  const c = new Cluster(1);
+  c.elect(1);
+  c.node(1).readIndex(bytes('r'));
+  c.processReady(1);
+  assert.deepEqual(c.readStates.get(1)!.map((rs) => [rs.index, text(rs.context)]), [[c.node(1).status().commit, 'r']]);
+});
+
+test('a vote granted in the current term is synced before its answer goes out', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0, preVote: false, checkQuorum: false, voteHoldTicks: 0 }, { hardState: { term: 2, vote: 0, commit: 3 }, entries: founders });
+  r.step({ type: MessageType.Vote, from: 1, to: 3, term: 2, index: 3, logTerm: 1 });
+  const rd = r.ready();
+  assert.deepEqual(rd.messages.map((m) => [m.type, m.reject ?? false]), [[MessageType.VoteResp, false]]);
+  assert.deepEqual([rd.hardState?.vote, rd.mustSync, rd.sendBeforePersist], [1, true, false]);
+});
+
+test('a node that leads as soon as it campaigns (the only voter) persists its new term before it sends', () => {
+  const r = new Raft({ id: 1, voters: [1], rand: () => 0, voteHoldTicks: 0 });
+  r.ready();
+  r.advance();
+  r.campaign();
+  assert.equal(r.role, Role.Leader);
+  const rd = r.ready();
+  assert.deepEqual([rd.hardState?.term, rd.hardState?.vote, rd.mustSync, rd.sendBeforePersist], [2, 1, true, false]);
+});
+
+test('a snapshot that arrives while a Ready is in flight comes out in the next Ready, not lost by advance()', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+  r.step({ type: MessageType.App, from: 1, to: 3, term: 2, index: 3, logTerm: 1, commit: 3, entries: [emptyEntry(4, 2)] });
+  const first = r.ready();
+  assert.equal(first.snapshot, undefined);
+  const meta = { index: 10, term: 2, conf: { voters: [1, 2, 3], learners: [] } };
+  r.step({ type: MessageType.Snap, from: 1, to: 3, term: 2, snapshot: meta, snapOffset: 0, snapData: bytes('s'), snapDone: true, snapTotalBytes: 1 });
+  r.advance();
+  const rd = r.ready();
+  assert.equal(rd.snapshot?.meta.index, 10, 'the driver must persist and restore it');
+  r.advance();
+  assert.equal(r.status().applied, 10);
+});
