@@ -117,7 +117,6 @@ export class SimFs {
   generation = 0;
   /** The process using the disk; calls from an earlier (crashed) one never complete. */
   private incarnation = 0;
-  syncs = 0;
   readonly bytesTotal: number;
   /** Bytes the files may take in all: below bytesTotal while the disk is (made) full. */
   private capacity = Infinity;
@@ -186,14 +185,6 @@ export class SimFs {
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  /** Everything is gone: the operator wiped the node's data directory. */
-  wipe(): void {
-    this.incarnation++;
-    this.names.clear();
-    this.durableNames.clear();
-    this.generation++;
-  }
-
   // ---- operations of the current process -----------------------------------------------------
 
   live(incarnation: number): boolean {
@@ -248,7 +239,6 @@ export class SimFs {
   }
 
   syncFile(f: Inode, ok: boolean): void {
-    this.syncs++;
     if (ok) f.sync();
     else f.dropPending();
     this.generation++;

@@ -551,8 +551,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   /** The node crashes at its next disk operation of a kind: mid segment roll, mid snapshot write (checkpoint or install), mid release. */
   private armCrashPoint(node: AnySimNode): void {
     if (!node.running()) return;
-    // Releases come only after a checkpoint, so they get the most chances.
-    const point = this.faultPrng.pick(['roll', 'snapshot', 'release', 'release'] as const);
+    const point = this.faultPrng.pick(crashPointDraws);
     this.remember(`n${node.id} will crash in its next ${point}`);
     this.crashPoints.set(node.id, point);
   }
@@ -1087,8 +1086,9 @@ function describeError(err: unknown): string {
 const probeClients = 3;
 /** The journal's free-space reserve on the simulated disks: small, so a filled disk crosses it. */
 const diskReserveBytes = 1024;
-const crashPointNames = ['roll', 'snapshot', 'release'] as const;
-type CrashPoint = (typeof crashPointNames)[number];
+type CrashPoint = 'roll' | 'snapshot' | 'release';
+/** Releases come only after a checkpoint, so they get the most chances. */
+const crashPointDraws: readonly CrashPoint[] = ['roll', 'snapshot', 'release', 'release'];
 
 function matchesCrashPoint(point: CrashPoint, op: SimFsOp, path: string): boolean {
   if (point === 'roll') return op === 'create' && path.endsWith('.wal') && !path.endsWith('/0000000000000000.wal');

@@ -95,8 +95,7 @@ export class RaftDriver {
     await pruneSnapshots(opts.disk, opts.dir, Number.MAX_SAFE_INTEGER);
     const { snapshot, file, skipped } = await loadNewestSnapshot(opts.disk, opts.dir);
     const walBugs = new Set([...(opts.bugs ?? [])].filter((b): b is WalBug => !(driverBugNames as readonly string[]).includes(b)));
-    const walOptions = { bugs: walBugs, ...(opts.walSegmentBytesMax !== undefined ? { segmentBytesMax: opts.walSegmentBytesMax } : {}) };
-    const { wal, state, repair } = await Wal.open(opts.disk, opts.dir, walOptions).catch((err: unknown) => {
+    const { wal, state, repair } = await Wal.open(opts.disk, opts.dir, { bugs: walBugs, segmentBytesMax: opts.walSegmentBytesMax }).catch((err: unknown) => {
       file?.close();
       throw err;
     });

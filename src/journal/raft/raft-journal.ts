@@ -152,9 +152,9 @@ export class RaftJournal implements Journal {
       disk: this.opts.disk,
       clock: this.opts.clock,
       dir: this.opts.dir,
-      ...(this.opts.bugs !== undefined ? { bugs: this.opts.bugs } : {}),
-      ...(this.opts.walSegmentBytesMax !== undefined ? { walSegmentBytesMax: this.opts.walSegmentBytesMax } : {}),
-      ...(this.opts.observer !== undefined ? { onReady: this.opts.observer.onReady } : {}),
+      bugs: this.opts.bugs,
+      walSegmentBytesMax: this.opts.walSegmentBytesMax,
+      onReady: this.opts.observer?.onReady,
       raft: {
         id: this.opts.id,
         voters: [...this.opts.founders.keys()].sort((a, b) => a - b),
