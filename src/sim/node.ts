@@ -10,6 +10,7 @@ import type { DriverBug } from '../journal/raft/driver.ts';
 import type { WalBug } from '../journal/raft/wal.ts';
 import { DurableLog } from './durable-log.ts';
 import type { Prng } from './prng.ts';
+import type { EventText } from './simulation.ts';
 import { SimClock } from './sim-clock.ts';
 import { SimFs, type SimFsOp } from './sim-fs.ts';
 import { SimTransport, simAddress, type SimWire } from './sim-transport.ts';
@@ -54,7 +55,7 @@ export interface SimNodeEnv<I, O> {
   prng: Prng;
   now(): number;
   /** Schedules an event of the simulation (counted and traced as `what`). */
-  after(delayMs: number, what: string, run: () => void): void;
+  after(delayMs: number, what: EventText, run: () => void): void;
   wire: SimWire;
   reply(client: number, r: ClientReply<O>): void;
   syncLatencyMs(node: AnySimNode): number;
@@ -192,7 +193,7 @@ export class SimNode<I, O> {
     if (!this.alive || this.stalled()) return;
     this.stalledUntil = this.env.now() + ms;
     const inc = this.incarnation;
-    this.env.after(ms, `n${this.id} resumes`, () => {
+    this.env.after(ms, () => `n${this.id} resumes`, () => {
       if (!this.alive || this.incarnation !== inc) return;
       this.stalledUntil = 0;
       const work = this.stalledWork;
@@ -200,7 +201,7 @@ export class SimNode<I, O> {
       // Each piece is a callback of its own, as in Node's event loop: what it sets off (promise
       // continuations) runs before the next one.
       for (const w of work) {
-        this.env.after(0, `n${this.id} resumed work`, () => {
+        this.env.after(0, () => `n${this.id} resumed work`, () => {
           if (this.alive && this.incarnation === inc) w.run();
         });
       }
@@ -213,7 +214,7 @@ export class SimNode<I, O> {
 
   /** Runs `fn` after `ms` in the process `inc`, unless it died: timers rank 0, client requests 1, the rest 2. */
   private later(inc: number, ms: number, what: string, fn: () => void, rank: 0 | 1 | 2): void {
-    this.env.after(ms, `n${this.id} ${what}`, () => {
+    this.env.after(ms, () => `n${this.id} ${what}`, () => {
       if (!this.alive || this.incarnation !== inc) return;
       this.runOrQueue(fn, rank);
     });

@@ -19,6 +19,8 @@ class Inode {
   size = 0;
   /** The bytes that survive a crash. */
   durable: Uint8Array = new Uint8Array(0);
+  /** The buffer `durable` is a view of, with room to grow at the end. */
+  private durableSpace: Uint8Array = this.durable;
   /** Bumped whenever the durable bytes change other than by growing at the end. */
   durableEpoch = 0;
   /** What was done since the last sync, in order: a torn crash keeps a prefix of it. */
@@ -50,16 +52,37 @@ class Inode {
   /** The cache reaches the disk. */
   sync(): void {
     if (this.pending.length === 0 && this.lost.length === 0) return;
+    if (this.lost.length === 0 && this.pending.every((op) => op.kind === 'write' && op.offset >= this.durable.length)) {
+      this.appendDurable();
+      return;
+    }
     const next = this.data.slice(0, this.size);
     for (const l of this.lost) {
       // Dropped pages: the disk keeps what it had there before (zeros past its old end).
       for (let i = l.offset; i < Math.min(l.offset + l.length, next.length); i++) next[i] = i < this.durable.length ? this.durable[i] : 0;
     }
-    const grewOnly = this.lost.length === 0 && this.pending.every((op) => op.kind === 'write' && op.offset >= this.durable.length);
-    if (!grewOnly) this.durableEpoch++;
+    this.durableEpoch++;
     this.durable = next;
+    this.durableSpace = next;
     this.pending = [];
     this.lost = [];
+  }
+
+  /**
+   * The common case of a log: only bytes past the durable end were written. They are copied after
+   * the durable bytes, into spare room when there is some, instead of copying the whole file; the
+   * durable view handed out before keeps its length, so it still shows what it showed.
+   */
+  private appendDurable(): void {
+    const from = this.durable.length;
+    if (this.size > this.durableSpace.length) {
+      const grown = new Uint8Array(Math.max(this.size, this.durableSpace.length * 2));
+      grown.set(this.durable);
+      this.durableSpace = grown;
+    }
+    this.durableSpace.set(this.data.subarray(from, this.size), from);
+    this.durable = this.durableSpace.subarray(0, this.size);
+    this.pending = [];
   }
 
   /** The fsync failed: the unsynced writes never reach the disk, though reads still see them. */
@@ -83,6 +106,7 @@ class Inode {
     });
     this.pending = [];
     this.durable = this.data.slice(0, this.size);
+    this.durableSpace = this.durable;
     this.durableEpoch++;
   }
 

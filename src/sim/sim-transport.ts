@@ -12,7 +12,7 @@ import { isReply } from '../rpc/handler.ts';
 /** What the transport needs of the simulation. */
 export interface SimWire {
   /** Carries a message from node `from` to node `to`; `deliver` runs there (if it arrives and the node is up). */
-  send(from: number, to: number, what: string, deliver: () => void): void;
+  send(from: number, to: number, what: () => string, deliver: () => void): void;
   /** The handler a node's current process serves `method` with, if any. */
   handler(node: number, method: string): Handler | undefined;
   /** Runs `fn` after `ms` on node `node`'s current process, unless it died meanwhile. */
@@ -55,7 +55,7 @@ export class SimTransport implements Transport {
     const { wire, from, live } = this;
     let closed = false;
     const run = (method: string, body: unknown, payload: Uint8Array | undefined, answer?: (r: CallResult<unknown>) => void, fail?: (e: unknown) => void): void => {
-      wire.send(from, to, wire.describe(method, body), () => {
+      wire.send(from, to, () => wire.describe(method, body), () => {
         const h = wire.handler(to, method);
         if (h === undefined) return;
         const ctx: CallContext = { signal: new AbortController().signal, peer: simAddress(from), payload: payload as CallContext['payload'] };
@@ -65,10 +65,10 @@ export class SimTransport implements Transport {
             (result) => {
               if (answer === undefined) return;
               const r = isReply(result) ? { body: result.body, payload: result.payload } : { body: result, payload: undefined };
-              wire.send(to, from, `${method} reply`, () => live() && answer(r as CallResult<unknown>));
+              wire.send(to, from, () => `${method} reply`, () => live() && answer(r as CallResult<unknown>));
             },
             (err: unknown) => {
-              if (fail !== undefined) wire.send(to, from, `${method} error`, () => live() && fail(err));
+              if (fail !== undefined) wire.send(to, from, () => `${method} error`, () => live() && fail(err));
             },
           );
       });

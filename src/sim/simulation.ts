@@ -10,6 +10,7 @@ import { walBugNames } from '../journal/raft/wal.ts';
 import { JournalErrorCode } from '../journal/raft/errors.ts';
 import type { RaftBug } from '../raft/index.ts';
 import { ConfChangeType, EntryType, RaftBugs, Role, decodeConfChange, type Entry, type HardState, type Message, type Ready } from '../raft/index.ts';
+import { quorumSize } from '../raft/quorum.ts';
 import { EventQueue } from './event-queue.ts';
 import { kvWorkload } from './kv-workload.ts';
 import { checkLinearizable, type Operation } from './linearizability.ts';
@@ -17,7 +18,7 @@ import { metaWorkload } from './meta-workload.ts';
 import { SimNetwork, calmNetwork } from './network.ts';
 import { SimNode, type AnySimNode, type ClientReply, type ClientRequest, type DiskBug, type JournalBug, type NodeObserver, type SimNodeEnv } from './node.ts';
 import { Prng } from './prng.ts';
-import { quiesce } from './quiesce.ts';
+import { runEventsQuiescing } from './quiesce.ts';
 import { clockDriftBound } from './sim-clock.ts';
 import type { DurableLog } from './durable-log.ts';
 import type { SimFs, SimFsOp } from './sim-fs.ts';
@@ -107,6 +108,15 @@ class Violation extends Error {}
 const clientTimeoutMs = 300;
 /** Replicas' state hashes are compared at every index that is a multiple of this (and at the end). */
 const stateHashEveryEntries = 16;
+/** How many of the last events a failure report shows. */
+const recentEventsMax = 30;
+
+/** An event's text for traces and reports; a function builds it only when one is printed. */
+export type EventText = string | (() => string);
+
+function traceLine(atMs: number, what: EventText): string {
+  return `${atMs.toString().padStart(6)}ms ${typeof what === 'string' ? what : what()}`;
+}
 
 interface ClientState<I, O> {
   id: number;
@@ -146,7 +156,10 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   private bootstrapEntries = 0;
   private events = 0;
   private hash = 0x811c9dc5;
-  private recent: string[] = [];
+  /** The last events, as a ring: their texts are built only when a report or a trace needs them. */
+  private readonly recentAt: number[] = [];
+  private readonly recentText: EventText[] = [];
+  private recentNext = 0;
   /** The first violation found; kept here too because a check may fail inside production code that catches errors. */
   private violation: Violation | undefined;
   /** Nodes whose disk is full now. */
@@ -244,7 +257,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
         prng: nodeEnvPrng,
         workload: this.workload,
         now: () => this.queue.nowMs,
-        after: (d, what, run) => this.queue.after(d, () => this.event(what, run)),
+        after: (d, what, run) => this.queue.after(d, () => this.event(what, run, id)),
         wire: this,
         reply: (client, r) => this.sendReply(id, client, r),
         syncLatencyMs: (n) => (this.slowDisk.has(n.id) ? this.prng.range(20, 80) : this.prng.range(1, 4)),
@@ -277,11 +290,8 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     const endMs = this.opts.faultMs + this.opts.calmMs;
     this.queue.at(endMs - 1000, () => this.event('mark commit', () => (this.commitMark = this.leaderNode()?.raft.log.committed ?? 0)));
     try {
-      while (this.queue.runNext(endMs)) {
-        // The production code awaits: let everything the event set off run before time moves on.
-        await quiesce();
-        if (this.violation !== undefined) throw this.violation;
-      }
+      await runEventsQuiescing(() => this.violation === undefined && this.queue.runNext(endMs));
+      if (this.violation !== undefined) throw this.violation;
       this.checkEnd();
       return this.result(undefined);
     } catch (err) {
@@ -303,25 +313,36 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
       committed: this.committedTerm.length - 1,
       events: this.events,
       traceHash: (this.hash >>> 0).toString(16).padStart(8, '0'),
-      lastEvents: this.recent,
+      lastEvents: this.recentEvents(),
       stats: this.stats,
     };
   }
 
-  /** Every event goes through here: it is counted, hashed into the trace, and traced. */
-  private event(what: string, run: () => void): void {
+  /**
+   * Every event goes through here: it is counted, hashed into the trace, and traced. An event whose
+   * text is built lazily (messages, timers: most events) is hashed by its time and `key` instead.
+   */
+  private event(what: EventText, run: () => void, key = 0): void {
     this.events++;
     this.mix(this.queue.nowMs);
-    this.mixString(what);
-    if (this.opts.trace !== undefined || this.recent.length >= 0) this.remember(what);
+    if (typeof what === 'string') this.mixString(what);
+    else this.mix(key);
+    this.remember(what);
     run();
   }
 
-  private remember(line: string): void {
-    const text = `${this.queue.nowMs.toString().padStart(6)}ms ${line}`;
-    this.opts.trace?.(text);
-    this.recent.push(text);
-    if (this.recent.length > 30) this.recent.shift();
+  private remember(what: EventText): void {
+    if (this.opts.trace !== undefined) this.opts.trace(traceLine(this.queue.nowMs, what));
+    const i = this.recentNext;
+    this.recentAt[i] = this.queue.nowMs;
+    this.recentText[i] = what;
+    this.recentNext = (i + 1) % recentEventsMax;
+  }
+
+  private recentEvents(): string[] {
+    const n = this.recentText.length;
+    const start = n < recentEventsMax ? 0 : this.recentNext;
+    return Array.from({ length: n }, (_, k) => traceLine(this.recentAt[(start + k) % n], this.recentText[(start + k) % n]));
   }
 
   private mix(n: number): void {
@@ -349,10 +370,10 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
 
   // ---- network -------------------------------------------------------------------------------
 
-  send(from: number, to: number, what: string, deliver: () => void): void {
+  send(from: number, to: number, what: () => string, deliver: () => void): void {
     const node = this.nodes.get(to);
     if (node === undefined) return;
-    this.net.send(from, to, () => this.event(`n${from}->n${to} ${what}`, () => node.deliver(deliver)));
+    this.net.send(from, to, () => this.event(() => `n${from}->n${to} ${what()}`, () => node.deliver(deliver), from * 1024 + to));
   }
 
   handler(node: number, method: string): Handler | undefined {
@@ -939,17 +960,13 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
       if (prev !== undefined && prev !== term) this.fail('committed entry lost', `n${node.id} committed term ${term} at index ${i}, earlier committed term ${prev}`);
       this.committedTerm[i] = term;
       this.committedInTerm[i] ??= raft.term;
-      let best = '';
-      let ok = false;
       // A leader counts with the newest membership in its log, so any of those since the last commit may have decided.
       const confs = [prevCommit, i - 1, i, raft.log.lastIndex()].map((j) => raft.confAt(j).voters);
-      for (const voters of confs) {
-        if (ok) break;
-        const durable = voters.filter((v) => this.durableView(v)?.hasDurable(i, term)).length;
-        ok = durable >= Math.floor(voters.length / 2) + 1;
-        best = `${durable} of ${voters.length} voters [${voters}]`;
+      const holders = (voters: readonly number[]): number => voters.filter((v) => this.durableView(v)?.hasDurable(i, term)).length;
+      if (!confs.some((voters) => holders(voters) >= quorumSize(voters.length))) {
+        const last = confs[confs.length - 1];
+        this.fail('commit durability', `n${node.id} committed index ${i} (term ${term}) held on disk by ${holders(last)} of ${last.length} voters [${last}]`);
       }
-      if (!ok) this.fail('commit durability', `n${node.id} committed index ${i} (term ${term}) held on disk by ${best}`);
       this.checkCommittedEntrySafe(node, i, term);
     }
   }
