@@ -9,7 +9,7 @@ import { test } from 'node:test';
 
 const repoRoot = path.resolve(import.meta.dirname, '../..');
 /** The registries that must exist, so that a moved tree cannot make these tests pass by finding nothing. */
-const requiredRegistries = ['src/errors.ts', 'src/rpc/errors.ts', 'src/journal/raft/errors.ts', 'src/meta/errors.ts', 'src/sim/errors.ts'];
+const requiredRegistries = ['src/errors.ts', 'src/rpc/errors.ts', 'src/journal/raft/errors.ts', 'src/meta/errors.ts', 'src/sim/errors.ts', 'src/worker/errors.ts'];
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(path.join(repoRoot, dir), { withFileTypes: true }).flatMap((e) => {

@@ -1,0 +1,28 @@
+// The data path's error codes: what workers answer clients and each other, and what the chunk
+// store reports about its disk. Each code has one meaning; clients branch on `code`.
+
+import { CodedError } from '../errors.ts';
+
+export const WorkerErrorCode = {
+  /** The request names an older (or newer) chain version than the worker's: refresh the routing and retry. */
+  StaleChainVersion: 'STALE_CHAIN_VERSION',
+  /** The payload's CRC32C does not match the one sent with it: nothing was stored. */
+  ChecksumMismatch: 'CHECKSUM_MISMATCH',
+  /** A malformed request: a bad chunk id, offset, length or version. Nothing was done. */
+  InvalidArgument: 'INVALID_ARGUMENT',
+  /** The replica holds a pending version of the chunk: read from the tail, or retry. */
+  ChunkDirty: 'CHUNK_DIRTY',
+  /** The chunk does not exist on this replica. */
+  ChunkNotFound: 'CHUNK_NOT_FOUND',
+  /** Stored bytes failed their checksum: the replica does not serve them; another replica may. */
+  ChunkCorrupt: 'CAIRN_CHUNK_CORRUPT',
+  /** This target cannot take the request in its state (not serving, not the head for a write, out of space). */
+  TargetUnavailable: 'TARGET_UNAVAILABLE',
+  /** A target directory belongs to another cluster, worker or target, or its identity file is damaged. */
+  TargetForeign: 'CAIRN_TARGET_FOREIGN',
+  /** The target's disk has no room for the write. */
+  TargetFull: 'CAIRN_TARGET_FULL',
+} as const;
+export type WorkerErrorCode = (typeof WorkerErrorCode)[keyof typeof WorkerErrorCode];
+
+export class WorkerError extends CodedError<WorkerErrorCode> {}
