@@ -23,6 +23,7 @@ export const sessionIdBytesMax = 128;
 export const generatedSessionPrefix = '@';
 export const addressBytesMax = 256;
 export const targetPathBytesMax = 4096;
+export const domainBytesMax = 256;
 export const targetsPerWorkerMax = 256;
 export const chainsPerTableMax = 65_536;
 export const chainLengthMax = 16;
@@ -143,26 +144,38 @@ export interface GcDoneCommand extends ClientStamp {
 export interface TargetSpec {
   targetId: number;
   path: string;
+  capacityBytes: number;
 }
 export interface RegisterWorkerCommand extends ClientStamp {
   op: 'registerWorker';
   workerId: number;
   address: string;
+  domain: string;
   targets: TargetSpec[];
 }
-export interface SetTargetStateCommand extends ClientStamp {
-  op: 'setTargetState';
-  targetId: number;
-  state: TargetState;
+export interface NewChain {
+  chainId: number;
+  /** Head first; every target known, in no chain yet, each on its own worker. */
+  targetIds: number[];
 }
-export interface PublishChainTableCommand extends ClientStamp {
-  op: 'publishChainTable';
+/** Appends new chains to a chain table (made if absent): its version goes up by one. */
+export interface AddChainsCommand extends ClientStamp {
+  op: 'addChains';
   tableId: number;
-  version: number;
-  /** Each chain: target ids, head first. */
-  chains: number[][];
+  chains: NewChain[];
 }
-
+export interface ChainUpdate {
+  chainId: number;
+  /** The chain's version this update was computed from: a newer one refuses it (EAGAIN). */
+  version: number;
+  /** The new members in order with their states, sorted by state (serving first, offline last). */
+  targets: { targetId: number; state: TargetState }[];
+}
+/** The cluster manager's decisions: new states, orders or members of chains, all or none. */
+export interface UpdateChainsCommand extends ClientStamp {
+  op: 'updateChains';
+  chains: ChainUpdate[];
+}
 export type MetaCommand =
   | NoopCommand
   | MkdirCommand
@@ -178,8 +191,8 @@ export type MetaCommand =
   | CommitLengthCommand
   | GcDoneCommand
   | RegisterWorkerCommand
-  | SetTargetStateCommand
-  | PublishChainTableCommand;
+  | AddChainsCommand
+  | UpdateChainsCommand;
 export type MetaCommandOp = MetaCommand['op'];
 
 export type MetaQuery =
@@ -191,7 +204,9 @@ export type MetaQuery =
   | { op: 'statfs' }
   | { op: 'workers' }
   | { op: 'targets' }
+  | { op: 'chains' }
   | { op: 'chainTables' }
+  | { op: 'routing' }
   | { op: 'session'; sessionId: string }
   | { op: 'pendingGc'; limit: number };
 export type MetaQueryOp = MetaQuery['op'];
@@ -350,7 +365,7 @@ function validateTargets(f: Fields): TargetSpec[] {
   const seen = new Set<number>();
   return f.array('targets', targetsPerWorkerMax).map((t, i) => {
     const tf = new Fields(t, `${f.where}: targets[${i}]`);
-    const spec = { targetId: tf.int('targetId', 1, idMax), path: tf.str('path', targetPathBytesMax) };
+    const spec = { targetId: tf.int('targetId', 1, idMax), path: tf.str('path', targetPathBytesMax), capacityBytes: tf.int('capacityBytes', 0, Number.MAX_SAFE_INTEGER) };
     tf.done();
     if (seen.has(spec.targetId)) throw invalid(`${f.where}: target ${spec.targetId} is listed twice`);
     seen.add(spec.targetId);
@@ -358,16 +373,52 @@ function validateTargets(f: Fields): TargetSpec[] {
   });
 }
 
-function validateChains(f: Fields): number[][] {
-  return f.array('chains', chainsPerTableMax).map((chain, i) => {
-    const key = `chains[${i}]`;
-    if (!Array.isArray(chain)) throw invalid(`${f.where}: '${key}' must be an array, not ${describe(chain)}`);
-    if (chain.length === 0 || chain.length > chainLengthMax) {
-      throw invalid(`${f.where}: '${key}' has ${chain.length} targets, not 1 to ${chainLengthMax}`);
-    }
-    const ids = chain.map((t, j) => f.checkInt(`${key}[${j}]`, t, 1, idMax));
-    if (new Set(ids).size !== ids.length) throw invalid(`${f.where}: '${key}' lists a target twice`);
-    return ids;
+function targetIdList(f: Fields, key: string, v: unknown): number[] {
+  if (!Array.isArray(v)) throw invalid(`${f.where}: '${key}' must be an array, not ${describe(v)}`);
+  if (v.length === 0 || v.length > chainLengthMax) throw invalid(`${f.where}: '${key}' has ${v.length} targets, not 1 to ${chainLengthMax}`);
+  const ids = v.map((t, j) => f.checkInt(`${key}[${j}]`, t, 1, idMax));
+  if (new Set(ids).size !== ids.length) throw invalid(`${f.where}: '${key}' lists a target twice`);
+  return ids;
+}
+
+function validateNewChains(f: Fields): NewChain[] {
+  const seen = new Set<number>();
+  return f.array('chains', chainsPerTableMax).map((c, i) => {
+    const cf = new Fields(c, `${f.where}: chains[${i}]`);
+    const chain = { chainId: cf.int('chainId', 1, idMax), targetIds: targetIdList(cf, 'targetIds', cf.req('targetIds')) };
+    cf.done();
+    if (seen.has(chain.chainId)) throw invalid(`${f.where}: chain ${chain.chainId} is listed twice`);
+    seen.add(chain.chainId);
+    return chain;
+  });
+}
+
+function validateTargetState(f: Fields, key: string, v: unknown): TargetState {
+  if (typeof v !== 'string' || !targetStates.includes(v)) {
+    throw invalid(`${f.where}: '${key}' must be one of ${targetStates.join(', ')}, not ${describe(v)}`);
+  }
+  return v as TargetState;
+}
+
+function validateChainUpdates(f: Fields): ChainUpdate[] {
+  const seen = new Set<number>();
+  return f.array('chains', chainsPerTableMax).map((c, i) => {
+    const cf = new Fields(c, `${f.where}: chains[${i}]`);
+    const chainId = cf.int('chainId', 1, idMax);
+    const version = cf.int('version', 1, Number.MAX_SAFE_INTEGER);
+    const raw = cf.array('targets', chainLengthMax);
+    if (raw.length === 0) throw invalid(`${cf.where}: 'targets' is empty`);
+    const targets = raw.map((t, j) => {
+      const tf = new Fields(t, `${cf.where}: targets[${j}]`);
+      const member = { targetId: tf.int('targetId', 1, idMax), state: validateTargetState(tf, 'state', tf.req('state')) };
+      tf.done();
+      return member;
+    });
+    cf.done();
+    if (new Set(targets.map((t) => t.targetId)).size !== targets.length) throw invalid(`${cf.where}: a target is listed twice`);
+    if (seen.has(chainId)) throw invalid(`${f.where}: chain ${chainId} is listed twice`);
+    seen.add(chainId);
+    return { chainId, version, targets };
   });
 }
 
@@ -463,23 +514,11 @@ const commandReaders: Record<MetaCommandOp, CommandReader> = {
     ...s,
     workerId: f.int('workerId', 1, idMax),
     address: validateAddress(f),
+    domain: f.raw('domain') === '' ? '' : (f.optStr('domain', domainBytesMax) ?? ''),
     targets: validateTargets(f),
   }),
-  setTargetState: (f, s) => {
-    const targetId = f.int('targetId', 1, idMax);
-    const state = f.req('state');
-    if (typeof state !== 'string' || !targetStates.includes(state)) {
-      throw invalid(`${f.where}: 'state' must be one of ${targetStates.join(', ')}, not ${describe(state)}`);
-    }
-    return { op: 'setTargetState', ...s, targetId, state: state as TargetState };
-  },
-  publishChainTable: (f, s) => ({
-    op: 'publishChainTable',
-    ...s,
-    tableId: f.int('tableId', 1, idMax),
-    version: f.int('version', 1, idMax),
-    chains: validateChains(f),
-  }),
+  addChains: (f, s) => ({ op: 'addChains', ...s, tableId: f.int('tableId', 1, idMax), chains: validateNewChains(f) }),
+  updateChains: (f, s) => ({ op: 'updateChains', ...s, chains: validateChainUpdates(f) }),
 };
 
 /** `host:port`, port 1 to 65535 (src/address.ts); the host is not resolved here. */
@@ -538,7 +577,9 @@ const queryReaders: Record<MetaQueryOp, (f: Fields) => MetaQuery> = {
   statfs: () => ({ op: 'statfs' }),
   workers: () => ({ op: 'workers' }),
   targets: () => ({ op: 'targets' }),
+  chains: () => ({ op: 'chains' }),
   chainTables: () => ({ op: 'chainTables' }),
+  routing: () => ({ op: 'routing' }),
   session: (f) => ({ op: 'session', sessionId: f.str('sessionId', sessionIdBytesMax) }),
   pendingGc: (f) => ({ op: 'pendingGc', limit: f.int('limit', 1, Number.MAX_SAFE_INTEGER) }),
 };

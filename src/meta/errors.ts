@@ -16,6 +16,8 @@ export const FsErrorCode = {
   EPERM: 'EPERM',
   /** A table with a named limit is full (open sessions). */
   EMFILE: 'EMFILE',
+  /** The command was computed from a state that changed since (a chain's version moved on): recompute and retry. */
+  EAGAIN: 'EAGAIN',
 } as const;
 export type FsErrorCode = (typeof FsErrorCode)[keyof typeof FsErrorCode];
 

@@ -43,12 +43,14 @@ export type {
   MkdirCommand,
   NoopCommand,
   OpenSessionCommand,
-  PublishChainTableCommand,
+  AddChainsCommand,
+  UpdateChainsCommand,
+  ChainUpdate,
+  NewChain,
   RegisterWorkerCommand,
   RenameCommand,
   RmdirCommand,
   SetattrCommand,
-  SetTargetStateCommand,
   SymlinkCommand,
   TargetSpec,
   UnlinkCommand,
@@ -64,7 +66,10 @@ export {
   rootInodeId,
   sessionsMaxDefault,
 } from './namespace-state.ts';
+export { LocalState, inChainOrder, localStates, nextChainMembers, sameMembers } from './chain-states.ts';
+export type { ChainMember } from './chain-states.ts';
 export type {
+  ChainInfo,
   ChainTableInfo,
   CloseSessionValue,
   CreateValue,
@@ -80,6 +85,7 @@ export type {
   MetaValues,
   ReaddirPage,
   RenameValue,
+  RoutingInfo,
   Session,
   SessionValue,
   StatFs,

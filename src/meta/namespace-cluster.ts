@@ -1,30 +1,28 @@
-// The cluster tables apply keeps beside the namespace: workers and their targets, target states,
-// and the published chain tables. The leader's cluster manager decides; these commands record it.
+// The cluster tables apply keeps beside the namespace: workers and their targets, chains with
+// their members and versions, and chain tables. The leader's cluster manager decides; these
+// commands record it, and refuse anything that would break the tables' invariants.
 
 import { assert } from '../errors.ts';
-import { targetsPerWorkerMax } from './commands.ts';
-import type { PublishChainTableCommand, RegisterWorkerCommand, SetTargetStateCommand } from './commands.ts';
+import { TargetState, targetsPerWorkerMax } from './commands.ts';
+import type { AddChainsCommand, RegisterWorkerCommand, UpdateChainsCommand } from './commands.ts';
+import { inChainOrder } from './chain-states.ts';
 import { FsErrorCode } from './errors.ts';
 import { fail, ok } from './namespace-state.ts';
-import type { ChainTableInfo, MetaResult, MetaTables, MetaValues, Target, TargetInfo, Worker, WorkerInfo } from './namespace-state.ts';
-
-function targetInfo(target: Target): TargetInfo {
-  return { targetId: target.targetId, workerId: target.workerId, path: target.path, state: target.state };
-}
+import type { Chain, ChainInfo, ChainTableInfo, MetaResult, MetaTables, MetaValues, RoutingInfo, TargetInfo, Worker, WorkerInfo } from './namespace-state.ts';
 
 function workerInfo(t: MetaTables, worker: Worker): WorkerInfo {
   const targets = worker.targetIds.map((id) => {
     const target = t.targets.get(id);
     assert(target !== undefined, `worker ${worker.workerId} lists missing target ${id}`);
-    return targetInfo(target);
+    return { ...target };
   });
-  return { workerId: worker.workerId, address: worker.address, targets, registeredMs: worker.registeredMs, updatedMs: worker.updatedMs };
+  return { workerId: worker.workerId, address: worker.address, domain: worker.domain, targets, registeredMs: worker.registeredMs, updatedMs: worker.updatedMs };
 }
 
 /**
- * Adds a worker or updates its address and the paths of the listed targets. Targets are never
- * dropped here: a target missing from a later registration keeps its record (and its state).
- * A new target starts `offline` until the cluster manager sets its state.
+ * Adds a worker or updates its address, domain and the listed targets' paths and capacities.
+ * Targets are never dropped here: a target missing from a later registration keeps its record,
+ * its chain and its state. A new target starts `offline`, in no chain.
  */
 export function registerWorker(t: MetaTables, cmd: RegisterWorkerCommand): MetaResult<MetaValues['registerWorker']> {
   const worker = t.workers.get(cmd.workerId);
@@ -39,46 +37,110 @@ export function registerWorker(t: MetaTables, cmd: RegisterWorkerCommand): MetaR
   if (known.size > targetsPerWorkerMax) {
     return fail(FsErrorCode.EINVAL, `worker ${cmd.workerId} would have ${known.size} targets, more than ${targetsPerWorkerMax}`);
   }
-  const record: Worker = worker ?? { workerId: cmd.workerId, address: cmd.address, targetIds: [], registeredMs: cmd.nowMs, updatedMs: cmd.nowMs };
+  const record: Worker = worker ?? { workerId: cmd.workerId, address: cmd.address, domain: cmd.domain, targetIds: [], registeredMs: cmd.nowMs, updatedMs: cmd.nowMs };
   record.address = cmd.address;
+  record.domain = cmd.domain;
   record.updatedMs = cmd.nowMs;
   record.targetIds = [...known].sort((a, b) => a - b);
   t.workers.set(cmd.workerId, record);
   for (const spec of cmd.targets) {
     const target = t.targets.get(spec.targetId);
-    if (target !== undefined) target.path = spec.path;
-    else t.targets.set(spec.targetId, { targetId: spec.targetId, workerId: cmd.workerId, path: spec.path, state: 'offline' });
+    if (target !== undefined) {
+      target.path = spec.path;
+      target.capacityBytes = spec.capacityBytes;
+    } else {
+      t.targets.set(spec.targetId, { targetId: spec.targetId, workerId: cmd.workerId, path: spec.path, capacityBytes: spec.capacityBytes, state: TargetState.Offline, chainId: 0 });
+    }
   }
+  t.routingVersion++;
   return ok(workerInfo(t, record));
 }
 
-export function setTargetState(t: MetaTables, cmd: SetTargetStateCommand): MetaResult<MetaValues['setTargetState']> {
-  const target = t.targets.get(cmd.targetId);
-  if (target === undefined) return fail(FsErrorCode.ENOENT, `no target ${cmd.targetId}`);
-  target.state = cmd.state;
-  return ok(targetInfo(target));
+/** Why these targets cannot form a chain (unknown, or two on one worker), or undefined. */
+function membersProblem(t: MetaTables, chainId: number, targetIds: readonly number[]): string | undefined {
+  const workers = new Set<number>();
+  for (const id of targetIds) {
+    const target = t.targets.get(id);
+    if (target === undefined) return `chain ${chainId} names unknown target ${id}`;
+    if (target.chainId !== 0 && target.chainId !== chainId) return `target ${id} is already in chain ${target.chainId}`;
+    if (workers.has(target.workerId)) return `chain ${chainId} has two targets on worker ${target.workerId}`;
+    workers.add(target.workerId);
+  }
+  return undefined;
 }
 
-/** Replaces a chain table with a newer version; every target must be known, each chain on distinct workers. */
-export function publishChainTable(t: MetaTables, cmd: PublishChainTableCommand): MetaResult<MetaValues['publishChainTable']> {
-  const current = t.chainTables.get(cmd.tableId);
-  if (current !== undefined && cmd.version <= current.version) {
-    return fail(FsErrorCode.EINVAL, `chain table ${cmd.tableId} version ${cmd.version} is not newer than ${current.version}`);
-  }
-  for (let i = 0; i < cmd.chains.length; i++) {
-    const workers = new Set<number>();
-    for (const targetId of cmd.chains[i]) {
-      const target = t.targets.get(targetId);
-      if (target === undefined) return fail(FsErrorCode.ENOENT, `chain ${i} names unknown target ${targetId}`);
-      if (workers.has(target.workerId)) {
-        return fail(FsErrorCode.EINVAL, `chain ${i} has two targets on worker ${target.workerId}`);
-      }
-      workers.add(target.workerId);
+/** New chains, all members serving (their targets are empty, so they agree), appended to a table. */
+export function addChains(t: MetaTables, cmd: AddChainsCommand): MetaResult<MetaValues['addChains']> {
+  if (cmd.chains.length === 0) return fail(FsErrorCode.EINVAL, 'no chains to add');
+  const claimed = new Set<number>();
+  for (const chain of cmd.chains) {
+    if (t.chains.has(chain.chainId)) return fail(FsErrorCode.EEXIST, `chain ${chain.chainId} exists`);
+    const problem = membersProblem(t, chain.chainId, chain.targetIds);
+    if (problem !== undefined) return fail(problem.includes('unknown') ? FsErrorCode.ENOENT : FsErrorCode.EINVAL, problem);
+    for (const id of chain.targetIds) {
+      if (claimed.has(id)) return fail(FsErrorCode.EINVAL, `target ${id} is in two of the new chains`);
+      claimed.add(id);
     }
   }
-  const chains = Object.freeze(cmd.chains.map((chain) => Object.freeze([...chain])));
-  t.chainTables.set(cmd.tableId, Object.freeze({ tableId: cmd.tableId, version: cmd.version, chains, publishedMs: cmd.nowMs }));
-  return ok({ tableId: cmd.tableId, version: cmd.version });
+  for (const chain of cmd.chains) {
+    t.chains.set(chain.chainId, Object.freeze({ chainId: chain.chainId, version: 1, targetIds: Object.freeze([...chain.targetIds]) }));
+    for (const id of chain.targetIds) {
+      const target = t.targets.get(id)!;
+      target.chainId = chain.chainId;
+      target.state = TargetState.Serving;
+    }
+  }
+  const table = t.chainTables.get(cmd.tableId);
+  const chainIds = Object.freeze([...(table?.chainIds ?? []), ...cmd.chains.map((c) => c.chainId)]);
+  const version = (table?.version ?? 0) + 1;
+  t.chainTables.set(
+    cmd.tableId,
+    Object.freeze({ tableId: cmd.tableId, version, chainIds, chainCounts: Object.freeze([...(table?.chainCounts ?? []), chainIds.length]), publishedMs: cmd.nowMs }),
+  );
+  t.routingVersion++;
+  return ok({ tableId: cmd.tableId, version });
+}
+
+/**
+ * New members, order and states for chains, each checked against the version it was computed
+ * from; all apply or none. A member may be replaced by a target in no chain (a new disk after a
+ * loss); a dropped member leaves the chain offline. At most one member syncs.
+ */
+export function updateChains(t: MetaTables, cmd: UpdateChainsCommand): MetaResult<MetaValues['updateChains']> {
+  for (const update of cmd.chains) {
+    const chain = t.chains.get(update.chainId);
+    if (chain === undefined) return fail(FsErrorCode.ENOENT, `no chain ${update.chainId}`);
+    if (chain.version !== update.version) {
+      return fail(FsErrorCode.EAGAIN, `chain ${update.chainId} is at version ${chain.version}, the update was made for ${update.version}`);
+    }
+    const problem = membersProblem(t, update.chainId, update.targets.map((m) => m.targetId));
+    if (problem !== undefined) return fail(problem.includes('unknown') ? FsErrorCode.ENOENT : FsErrorCode.EINVAL, problem);
+    if (!inChainOrder(update.targets)) return fail(FsErrorCode.EINVAL, `chain ${update.chainId}: members are not ordered serving, lastsrv, syncing, waiting, offline`);
+    if (update.targets.filter((m) => m.state === TargetState.Syncing).length > 1) {
+      return fail(FsErrorCode.EINVAL, `chain ${update.chainId}: more than one member syncing`);
+    }
+  }
+  const changed: ChainInfo[] = [];
+  for (const update of cmd.chains) {
+    const chain = t.chains.get(update.chainId)!;
+    const kept = new Set(update.targets.map((m) => m.targetId));
+    for (const id of chain.targetIds) {
+      if (kept.has(id)) continue;
+      const dropped = t.targets.get(id)!;
+      dropped.chainId = 0;
+      dropped.state = TargetState.Offline;
+    }
+    for (const m of update.targets) {
+      const target = t.targets.get(m.targetId)!;
+      target.chainId = update.chainId;
+      target.state = m.state;
+    }
+    const next: Chain = Object.freeze({ chainId: chain.chainId, version: chain.version + 1, targetIds: Object.freeze(update.targets.map((m) => m.targetId)) });
+    t.chains.set(chain.chainId, next);
+    changed.push(next);
+  }
+  t.routingVersion++;
+  return ok({ chains: changed });
 }
 
 export function sortedWorkers(t: MetaTables): WorkerInfo[] {
@@ -86,10 +148,24 @@ export function sortedWorkers(t: MetaTables): WorkerInfo[] {
 }
 
 export function sortedTargets(t: MetaTables): TargetInfo[] {
-  return [...t.targets.values()].sort((a, b) => a.targetId - b.targetId).map(targetInfo);
+  return [...t.targets.values()].sort((a, b) => a.targetId - b.targetId).map((x) => ({ ...x }));
 }
 
-/** Chain tables are frozen when published, so they are handed out without copying. */
+/** Chains and tables are replaced, never changed, so they are handed out without copying. */
+export function sortedChains(t: MetaTables): ChainInfo[] {
+  return [...t.chains.values()].sort((a, b) => a.chainId - b.chainId);
+}
+
 export function sortedChainTables(t: MetaTables): ChainTableInfo[] {
   return [...t.chainTables.values()].sort((a, b) => a.tableId - b.tableId);
+}
+
+export function routing(t: MetaTables): RoutingInfo {
+  return {
+    routingVersion: t.routingVersion,
+    workers: [...t.workers.values()].sort((a, b) => a.workerId - b.workerId).map((w) => ({ workerId: w.workerId, address: w.address })),
+    targets: sortedTargets(t),
+    chains: sortedChains(t),
+    tables: sortedChainTables(t),
+  };
 }

@@ -3,7 +3,7 @@
 //
 // Each chunk is [chunkNo, kind, body bytes, crc32c(body)]; the body is a msgpack header, batch of
 // records, or end marker. Kinds come in a fixed order: header, inodes, dentries, sessions, pending
-// GC, clients, workers, targets, chain tables, end. Records are tuples to keep chunks small, and
+// GC, clients, workers, targets, chains, chain tables, end. Records are tuples to keep chunks small, and
 // are written in a canonical order, so equal states give equal bytes (stateHash relies on it).
 
 import { crc32c } from '@node-rs/crc32';
@@ -11,11 +11,13 @@ import { assert } from '../errors.ts';
 import { fileSizeBytesMax, generatedSessionPrefix, idMax, metaPackr, modeMax, validateLayout } from './commands.ts';
 import type { Layout, TargetState } from './commands.ts';
 import { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
+import { inChainOrder } from './chain-states.ts';
 import { MetaTables, rootInodeId } from './namespace-state.ts';
 import type { ClientRecord, Inode, InodeType, MetaResult, MetaStateOptions } from './namespace-state.ts';
 import { nameProblem, utf8Bytes } from './paths.ts';
 
-export const snapshotFormatVersion = 1;
+/** 2: chains with their own ids and versions, tables of chain ids (1 held tables of target lists). */
+export const snapshotFormatVersion = 2;
 export const snapshotChunkBytesMax = 1024 * 1024;
 const snapshotMagic = 'cairn-meta';
 /** Record sizes are estimated from above; the margin leaves room for the chunk's framing. */
@@ -32,8 +34,9 @@ const Kind = {
   Clients: 5,
   Workers: 6,
   Targets: 7,
-  ChainTables: 8,
-  End: 9,
+  Chains: 8,
+  ChainTables: 9,
+  End: 10,
 } as const;
 type Kind = (typeof Kind)[keyof typeof Kind];
 
@@ -48,6 +51,7 @@ interface Header {
   clockMs: number;
   nextInodeId: number;
   nextSessionNo: number;
+  routingVersion: number;
   options: MetaStateOptions;
   counts: Counts;
 }
@@ -60,6 +64,7 @@ interface Counts {
   clients: number;
   workers: number;
   targets: number;
+  chains: number;
   chainTables: number;
 }
 
@@ -72,6 +77,7 @@ function countsOf(t: MetaTables): Counts {
     clients: t.clients.size,
     workers: t.workers.size,
     targets: t.targets.size,
+    chains: t.chains.size,
     chainTables: t.chainTables.size,
   };
 }
@@ -124,10 +130,12 @@ function* dentryRecords(t: MetaTables): Generator<unknown[]> {
   }
 }
 
+/** A table in parts: each carries up to chainsPerRecord of its chain ids and of its per-version counts. */
 function* chainTableRecords(t: MetaTables): Generator<unknown[]> {
   for (const table of [...t.chainTables.values()].sort((a, b) => a.tableId - b.tableId)) {
-    for (let first = 0; first === 0 || first < table.chains.length; first += chainsPerRecord) {
-      yield [table.tableId, table.version, table.publishedMs, first, table.chains.length, table.chains.slice(first, first + chainsPerRecord)];
+    const slice = (xs: readonly number[], first: number): number[] => xs.slice(first, first + chainsPerRecord);
+    for (let first = 0; first === 0 || first < table.chainIds.length; first += chainsPerRecord) {
+      yield [table.tableId, table.version, table.publishedMs, first, table.chainIds.length, slice(table.chainIds, first), slice(table.chainCounts, first)];
     }
   }
 }
@@ -139,9 +147,11 @@ function* sections(t: MetaTables): Generator<[Kind, Iterable<unknown[]>]> {
   yield [Kind.PendingGc, [...t.pendingGc.values()].map((g) => [g.inodeId, layoutTuple(g.layout), g.sizeBytes, g.deletedMs])];
   yield [Kind.Clients, [...t.clients].map(([id, c]) => [id, c.seq, c.lastUsedMs, c.result])];
   const workers = [...t.workers.values()].sort((a, b) => a.workerId - b.workerId);
-  yield [Kind.Workers, workers.map((w) => [w.workerId, w.address, w.registeredMs, w.updatedMs, w.targetIds])];
+  yield [Kind.Workers, workers.map((w) => [w.workerId, w.address, w.domain, w.registeredMs, w.updatedMs, w.targetIds])];
   const targets = [...t.targets.values()].sort((a, b) => a.targetId - b.targetId);
-  yield [Kind.Targets, targets.map((x) => [x.targetId, x.workerId, x.path, x.state])];
+  yield [Kind.Targets, targets.map((x) => [x.targetId, x.workerId, x.path, x.capacityBytes, x.state, x.chainId])];
+  const chains = [...t.chains.values()].sort((a, b) => a.chainId - b.chainId);
+  yield [Kind.Chains, chains.map((c) => [c.chainId, c.version, c.targetIds])];
   yield [Kind.ChainTables, chainTableRecords(t)];
 }
 
@@ -183,6 +193,7 @@ export function* writeSnapshot(t: MetaTables): Generator<Uint8Array> {
     clockMs: t.clockMs,
     nextInodeId: t.nextInodeId,
     nextSessionNo: t.nextSessionNo,
+    routingVersion: t.routingVersion,
     options: { ...t.options },
     counts: countsOf(t),
   };
@@ -248,7 +259,7 @@ function readHeader(body: unknown): Header {
   const o = obj(h.options, 'header options');
   const c = obj(h.counts, 'header counts');
   const counts = {} as Counts;
-  for (const key of ['inodes', 'dentries', 'sessions', 'pendingGc', 'clients', 'workers', 'targets', 'chainTables'] as const) {
+  for (const key of ['inodes', 'dentries', 'sessions', 'pendingGc', 'clients', 'workers', 'targets', 'chains', 'chainTables'] as const) {
     counts[key] = int(c[key], `header count ${key}`);
   }
   return {
@@ -258,6 +269,7 @@ function readHeader(body: unknown): Header {
     clockMs: int(h.clockMs, 'clockMs'),
     nextInodeId: int(h.nextInodeId, 'nextInodeId', rootInodeId + 1),
     nextSessionNo: int(h.nextSessionNo, 'nextSessionNo', 1),
+    routingVersion: int(h.routingVersion, 'routingVersion'),
     options: {
       clientIdleMsMax: int(o.clientIdleMsMax, 'clientIdleMsMax'),
       clientsMax: int(o.clientsMax, 'clientsMax', 1),
@@ -276,7 +288,7 @@ class SnapshotBuilder {
   private lastClientUsedMs = 0;
   /** Dentries naming each inode. */
   private readonly links = new Map<number, number>();
-  private tableParts = new Map<number, { version: number; total: number; chains: number[][] }>();
+  private tableParts = new Map<number, { version: number; total: number; chainIds: number[]; chainCounts: number[] }>();
 
   constructor(header: Header) {
     this.header = header;
@@ -285,6 +297,7 @@ class SnapshotBuilder {
     this.t.clockMs = header.clockMs;
     this.t.nextInodeId = header.nextInodeId;
     this.t.nextSessionNo = header.nextSessionNo;
+    this.t.routingVersion = header.routingVersion;
   }
 
   add(kind: Kind, records: unknown[]): void {
@@ -296,6 +309,7 @@ class SnapshotBuilder {
       else if (kind === Kind.Clients) this.client(r);
       else if (kind === Kind.Workers) this.worker(r);
       else if (kind === Kind.Targets) this.target(r);
+      else if (kind === Kind.Chains) this.chain(r);
       else if (kind === Kind.ChainTables) this.chainTablePart(r);
       else throw corrupt(`records in a chunk of kind ${kind}`);
     }
@@ -401,13 +415,15 @@ class SnapshotBuilder {
   }
 
   private worker(r: unknown): void {
-    const [idRaw, addressRaw, registeredRaw, updatedRaw, targetsRaw] = tuple(r, 5, 'worker record');
+    const [idRaw, addressRaw, domainRaw, registeredRaw, updatedRaw, targetsRaw] = tuple(r, 6, 'worker record');
     const workerId = int(idRaw, 'worker id', 1, idMax);
     check(!this.t.workers.has(workerId), `worker ${workerId} is repeated`);
     check(Array.isArray(targetsRaw), `worker ${workerId} targets are not a list`);
+    check(typeof domainRaw === 'string', `worker ${workerId} domain is not a string`);
     this.t.workers.set(workerId, {
       workerId,
       address: str(addressRaw, `worker ${workerId} address`),
+      domain: domainRaw,
       registeredMs: time(registeredRaw, `worker ${workerId} registered`),
       updatedMs: time(updatedRaw, `worker ${workerId} updated`),
       targetIds: targetsRaw.map((x) => int(x, `worker ${workerId} target`, 1, idMax)),
@@ -415,44 +431,74 @@ class SnapshotBuilder {
   }
 
   private target(r: unknown): void {
-    const [idRaw, workerRaw, pathRaw, stateRaw] = tuple(r, 4, 'target record');
+    const [idRaw, workerRaw, pathRaw, capacityRaw, stateRaw, chainRaw] = tuple(r, 6, 'target record');
     const targetId = int(idRaw, 'target id', 1, idMax);
     check(!this.t.targets.has(targetId), `target ${targetId} is repeated`);
     const workerId = int(workerRaw, `target ${targetId} worker`, 1, idMax);
     check(this.t.workers.get(workerId)?.targetIds.includes(targetId) === true, `target ${targetId}: worker ${workerId} does not list it`);
     check(typeof stateRaw === 'string' && targetStateNames.includes(stateRaw), `target ${targetId} state ${String(stateRaw)}`);
-    this.t.targets.set(targetId, { targetId, workerId, path: str(pathRaw, `target ${targetId} path`), state: stateRaw as TargetState });
+    this.t.targets.set(targetId, {
+      targetId,
+      workerId,
+      path: str(pathRaw, `target ${targetId} path`),
+      capacityBytes: int(capacityRaw, `target ${targetId} capacity`),
+      state: stateRaw as TargetState,
+      chainId: int(chainRaw, `target ${targetId} chain`, 0, idMax),
+    });
+  }
+
+  private chain(r: unknown): void {
+    const [idRaw, versionRaw, targetsRaw] = tuple(r, 3, 'chain record');
+    const chainId = int(idRaw, 'chain id', 1, idMax);
+    const what = `chain ${chainId}`;
+    check(!this.t.chains.has(chainId), `${what} is repeated`);
+    check(Array.isArray(targetsRaw) && targetsRaw.length > 0, `${what} has no list of targets`);
+    const workers = new Set<number>();
+    const targetIds = targetsRaw.map((x) => {
+      const targetId = int(x, `${what} target`, 1, idMax);
+      const target = this.t.targets.get(targetId);
+      check(target !== undefined && target.chainId === chainId, `${what} names target ${targetId}, which is not in it`);
+      check(!workers.has(target.workerId), `${what} has two targets on worker ${target.workerId}`);
+      workers.add(target.workerId);
+      return { targetId, state: target.state };
+    });
+    check(inChainOrder(targetIds), `${what} is not ordered by state`);
+    this.t.chains.set(chainId, Object.freeze({ chainId, version: int(versionRaw, `${what} version`, 1), targetIds: Object.freeze(targetIds.map((m) => m.targetId)) }));
   }
 
   private chainTablePart(r: unknown): void {
-    const [idRaw, versionRaw, publishedRaw, firstRaw, totalRaw, chainsRaw] = tuple(r, 6, 'chain table record');
+    const [idRaw, versionRaw, publishedRaw, firstRaw, totalRaw, chainIdsRaw, countsRaw] = tuple(r, 7, 'chain table record');
     const tableId = int(idRaw, 'chain table id', 1, idMax);
     const what = `chain table ${tableId}`;
     const version = int(versionRaw, `${what} version`, 1, idMax);
     const total = int(totalRaw, `${what} chain count`);
     const first = int(firstRaw, `${what} part`);
-    check(Array.isArray(chainsRaw), `${what} chains are not a list`);
-    const chains = chainsRaw.map((chain, i) => {
-      check(Array.isArray(chain) && chain.length > 0, `${what} chain ${first + i} is not a list of targets`);
-      return chain.map((x) => {
-        const targetId = int(x, `${what} chain ${first + i} target`, 1, idMax);
-        check(this.t.targets.has(targetId), `${what} chain ${first + i} names missing target ${targetId}`);
-        return targetId;
-      });
+    check(Array.isArray(chainIdsRaw) && Array.isArray(countsRaw), `${what} part is not two lists`);
+    const chainIds = chainIdsRaw.map((x) => {
+      const chainId = int(x, `${what} chain`, 1, idMax);
+      check(this.t.chains.has(chainId), `${what} names missing chain ${chainId}`);
+      return chainId;
     });
+    const counts = countsRaw.map((x) => int(x, `${what} chain count of a version`, 1, total));
     let part = this.tableParts.get(tableId);
     if (first === 0) {
       check(part === undefined && !this.t.chainTables.has(tableId), `${what} is repeated`);
-      part = { version, total, chains: [] };
+      part = { version, total, chainIds: [], chainCounts: [] };
       this.tableParts.set(tableId, part);
     }
-    check(part !== undefined && part.version === version && part.total === total && part.chains.length === first, `${what} part at ${first} does not continue it`);
-    part.chains.push(...chains);
-    check(part.chains.length <= total, `${what} has more than ${total} chains`);
-    if (part.chains.length === total) {
+    check(part !== undefined && part.version === version && part.total === total && part.chainIds.length === first, `${what} part at ${first} does not continue it`);
+    part.chainIds.push(...chainIds);
+    part.chainCounts.push(...counts);
+    check(part.chainIds.length <= total, `${what} has more than ${total} chains`);
+    if (part.chainIds.length === total) {
       this.tableParts.delete(tableId);
-      const frozen = Object.freeze(part.chains.map((c) => Object.freeze(c)));
-      this.t.chainTables.set(tableId, Object.freeze({ tableId, version, chains: frozen, publishedMs: time(publishedRaw, `${what} published`) }));
+      const c = part.chainCounts;
+      check(c.length === version && c[c.length - 1] === total && c.every((n, i) => i === 0 || n > c[i - 1]), `${what} has inconsistent per-version chain counts`);
+      check(new Set(part.chainIds).size === total, `${what} lists a chain twice`);
+      this.t.chainTables.set(
+        tableId,
+        Object.freeze({ tableId, version, chainIds: Object.freeze(part.chainIds), chainCounts: Object.freeze(c), publishedMs: time(publishedRaw, `${what} published`) }),
+      );
     }
   }
 
@@ -478,6 +524,9 @@ class SnapshotBuilder {
     check(reached === t.dirs, `${t.dirs - reached} directories are not reachable from the root`);
     for (const worker of t.workers.values()) {
       for (const id of worker.targetIds) check(t.targets.get(id)?.workerId === worker.workerId, `worker ${worker.workerId} lists target ${id} it does not own`);
+    }
+    for (const target of t.targets.values()) {
+      if (target.chainId !== 0) check(t.chains.get(target.chainId)?.targetIds.includes(target.targetId) === true, `target ${target.targetId} is not in its chain ${target.chainId}`);
     }
     check(t.sessions.size <= t.options.sessionsMax && t.clients.size <= t.options.clientsMax, 'a table exceeds its limit');
     const counts = countsOf(t);

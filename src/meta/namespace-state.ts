@@ -69,6 +69,8 @@ export interface ClientRecord {
 export interface Worker {
   workerId: number;
   address: string;
+  /** Failure domain (rack, power feed): chains avoid two replicas in one when they can. '' when not given. */
+  domain: string;
   targetIds: number[];
   registeredMs: number;
   updatedMs: number;
@@ -78,13 +80,34 @@ export interface Target {
   targetId: number;
   workerId: number;
   path: string;
+  capacityBytes: number;
+  /** The public state the cluster manager gave it (serving, syncing, ...). */
   state: TargetState;
+  /** The chain it is a replica in; 0 while in none. */
+  chainId: number;
 }
 
+/**
+ * A replicated chain: its targets in order (the first serving one is the head, writes flow to the
+ * last), kept sorted by state: serving, lastsrv, syncing, waiting, offline. The version goes up on
+ * every change of its members, their order or their states.
+ */
+export interface Chain {
+  chainId: number;
+  version: number;
+  targetIds: readonly number[];
+}
+
+/**
+ * The chains files are striped over. Chains are only ever appended, so a file's layout names a
+ * version and sees the first chainCounts[version - 1] chains, whatever came later.
+ */
 export interface ChainTable {
   tableId: number;
   version: number;
-  chains: readonly (readonly number[])[];
+  chainIds: readonly number[];
+  /** Chains in each version: chainCounts[v - 1] for version v. */
+  chainCounts: readonly number[];
   publishedMs: number;
 }
 
@@ -159,26 +182,30 @@ export interface CloseSessionValue {
   pendingGc: boolean;
 }
 
-export interface TargetInfo {
-  targetId: number;
-  workerId: number;
-  path: string;
-  state: TargetState;
-}
+export type TargetInfo = Readonly<Target>;
 
 export interface WorkerInfo {
   workerId: number;
   address: string;
+  domain: string;
   targets: TargetInfo[];
   registeredMs: number;
   updatedMs: number;
 }
 
-export interface ChainTableInfo {
-  tableId: number;
-  version: number;
-  chains: readonly (readonly number[])[];
-  publishedMs: number;
+export type ChainInfo = Readonly<Chain>;
+export type ChainTableInfo = Readonly<ChainTable>;
+
+/**
+ * Everything a client or worker needs to route chunk requests, as one consistent picture: the
+ * version goes up with every change to workers, targets, chains or tables.
+ */
+export interface RoutingInfo {
+  routingVersion: number;
+  workers: { workerId: number; address: string }[];
+  targets: TargetInfo[];
+  chains: ChainInfo[];
+  tables: ChainTableInfo[];
 }
 
 /** The value each command answers with when it succeeds. */
@@ -197,8 +224,8 @@ export interface MetaValues {
   commitLength: InodeAttr;
   gcDone: { removed: number };
   registerWorker: WorkerInfo;
-  setTargetState: TargetInfo;
-  publishChainTable: { tableId: number; version: number };
+  addChains: { tableId: number; version: number };
+  updateChains: { chains: ChainInfo[] };
 }
 export type MetaValue = MetaValues[keyof MetaValues];
 
@@ -247,7 +274,10 @@ export class MetaTables {
   readonly clients = new Map<string, ClientRecord>();
   readonly workers = new Map<number, Worker>();
   readonly targets = new Map<number, Target>();
+  readonly chains = new Map<number, Chain>();
   readonly chainTables = new Map<number, ChainTable>();
+  /** Bumped by every change to workers, targets, chains or tables. */
+  routingVersion = 0;
   files = 0;
   dirs = 0;
   symlinks = 0;

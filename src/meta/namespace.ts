@@ -7,7 +7,7 @@ import { upperBound } from '../sorted.ts';
 import { decodeCommand, pendingGcLimitMax, readdirLimitMax } from './commands.ts';
 import type { MetaCommand, MetaCommandOp, MetaQuery } from './commands.ts';
 import { FsErrorCode, MetaError } from './errors.ts';
-import { publishChainTable, registerWorker, setTargetState, sortedChainTables, sortedTargets, sortedWorkers } from './namespace-cluster.ts';
+import { addChains, registerWorker, routing, sortedChains, sortedChainTables, sortedTargets, sortedWorkers, updateChains } from './namespace-cluster.ts';
 import { answerSeen, evictClients, remember } from './namespace-clients.ts';
 import { readSnapshot, sortedNamesOf, writeSnapshot } from './namespace-snapshot.ts';
 import {
@@ -21,6 +21,7 @@ import {
   sessionsMaxDefault,
 } from './namespace-state.ts';
 import type {
+  ChainInfo,
   ChainTableInfo,
   DirEntry,
   GcEntry,
@@ -29,6 +30,7 @@ import type {
   MetaStateOptions,
   MetaValues,
   ReaddirPage,
+  RoutingInfo,
   Session,
   StatFs,
   TargetInfo,
@@ -53,8 +55,8 @@ const handlers: Record<MetaCommandOp, Handler> = {
   commitLength: tree.commitLength,
   gcDone: tree.gcDone,
   registerWorker,
-  setTargetState,
-  publishChainTable,
+  addChains,
+  updateChains,
 };
 
 export interface ReaddirOptions {
@@ -222,8 +224,21 @@ export class MetaState {
     return sortedTargets(this.#t);
   }
 
+  chains(): ChainInfo[] {
+    return sortedChains(this.#t);
+  }
+
   chainTables(): ChainTableInfo[] {
     return sortedChainTables(this.#t);
+  }
+
+  /** Workers' addresses, targets, chains and tables in one consistent picture, with its version. */
+  routing(): RoutingInfo {
+    return routing(this.#t);
+  }
+
+  get routingVersion(): number {
+    return this.#t.routingVersion;
   }
 
   /** Answers a validated query (see validateQuery); the RPC layer's single entry point. */
@@ -245,8 +260,12 @@ export class MetaState {
         return ok(this.workers());
       case 'targets':
         return ok(this.targets());
+      case 'chains':
+        return ok(this.chains());
       case 'chainTables':
         return ok(this.chainTables());
+      case 'routing':
+        return ok(this.routing());
       case 'session':
         return this.session(q.sessionId);
       case 'pendingGc':

@@ -52,9 +52,10 @@ const valid: MetaCommand[] = [
   { op: 'commitLength', ...stamp, path: '/a/f', lengthBytes: 10 },
   { op: 'commitLength', ...stamp, inodeId: 7, lengthBytes: 10 },
   { op: 'gcDone', ...stamp, inodeIds: [3, 4] },
-  { op: 'registerWorker', ...stamp, workerId: 1, address: '[::1]:9000', targets: [{ targetId: 1, path: '/data' }] },
-  { op: 'setTargetState', ...stamp, targetId: 1, state: 'lastsrv' },
-  { op: 'publishChainTable', ...stamp, tableId: 1, version: 1, chains: [[1, 2, 3], [2, 3, 1]] },
+  { op: 'registerWorker', ...stamp, workerId: 1, address: '[::1]:9000', domain: 'rack-1', targets: [{ targetId: 1, path: '/data', capacityBytes: 1 << 30 }] },
+  { op: 'registerWorker', ...stamp, workerId: 2, address: 'h:1', domain: '', targets: [] },
+  { op: 'addChains', ...stamp, tableId: 1, chains: [{ chainId: 1, targetIds: [1, 2, 3] }, { chainId: 2, targetIds: [4, 5, 6] }] },
+  { op: 'updateChains', ...stamp, chains: [{ chainId: 1, version: 3, targets: [{ targetId: 2, state: 'serving' }, { targetId: 1, state: 'lastsrv' }] }] },
 ];
 
 test('every valid command passes validation unchanged and round-trips through msgpack', () => {
@@ -167,17 +168,26 @@ test('cluster commands: ids, addresses, states and chains are checked', () => {
   refused(reg({ address: 'h:0' }), 'EINVAL', /host:port/);
   refused(reg({ address: 'h:70000' }), 'EINVAL', /host:port/);
   refused(reg({ address: ':80' }), 'EINVAL', /host:port/);
-  refused(reg({ targets: [{ targetId: 1, path: '/a' }, { targetId: 1, path: '/b' }] }), 'EINVAL', /target 1 is listed twice/);
-  refused(reg({ targets: [{ targetId: 1 }] }), 'EINVAL', /targets\[0\]: missing field 'path'/);
-  refused(reg({ targets: Array.from({ length: 257 }, (_, i) => ({ targetId: i + 1, path: '/t' })) }), 'EINVAL', /257 items, more than 256/);
-  refused({ op: 'setTargetState', ...stamp, targetId: 1, state: 'happy' }, 'EINVAL', /'state' must be one of serving, syncing, waiting, lastsrv, offline/);
-  const pub = (chains: unknown) => ({ op: 'publishChainTable', ...stamp, tableId: 1, version: 1, chains });
-  refused(pub([[1, 2], []]), 'EINVAL', /'chains\[1\]' has 0 targets/);
-  refused(pub([[1, 1]]), 'EINVAL', /lists a target twice/);
-  refused(pub([[1, -2]]), 'EINVAL', /'chains\[0\]\[1\]' = -2/);
-  refused(pub([Array.from({ length: chainLengthMax + 1 }, (_, i) => i + 1)]), 'EINVAL', /has 17 targets/);
-  refused(pub('x'), 'EINVAL', /'chains' must be an array/);
-  refused({ op: 'publishChainTable', ...stamp, tableId: 1, version: 0, chains: [] }, 'EINVAL', /'version' = 0/);
+  refused(reg({ targets: [{ targetId: 1, path: '/a', capacityBytes: 0 }, { targetId: 1, path: '/b', capacityBytes: 0 }] }), 'EINVAL', /target 1 is listed twice/);
+  refused(reg({ targets: [{ targetId: 1, capacityBytes: 0 }] }), 'EINVAL', /targets\[0\]: missing field 'path'/);
+  refused(reg({ targets: [{ targetId: 1, path: '/a' }] }), 'EINVAL', /targets\[0\]: missing field 'capacityBytes'/);
+  refused(reg({ targets: [{ targetId: 1, path: '/a', capacityBytes: -1 }] }), 'EINVAL', /'capacityBytes' = -1/);
+  refused(reg({ targets: Array.from({ length: 257 }, (_, i) => ({ targetId: i + 1, path: '/t', capacityBytes: 0 })) }), 'EINVAL', /257 items, more than 256/);
+  refused(reg({ domain: 'x'.repeat(300) }), 'ENAMETOOLONG', /'domain'/);
+  assert.equal((validateCommand(reg({})) as { domain: string }).domain, '', 'no domain is the empty one');
+  const add = (chains: unknown) => ({ op: 'addChains', ...stamp, tableId: 1, chains });
+  refused(add([{ chainId: 1, targetIds: [1, 2] }, { chainId: 2, targetIds: [] }]), 'EINVAL', /'targetIds' has 0 targets/);
+  refused(add([{ chainId: 1, targetIds: [1, 1] }]), 'EINVAL', /lists a target twice/);
+  refused(add([{ chainId: 1, targetIds: [1, -2] }]), 'EINVAL', /'targetIds\[1\]' = -2/);
+  refused(add([{ chainId: 1, targetIds: Array.from({ length: chainLengthMax + 1 }, (_, i) => i + 1) }]), 'EINVAL', /has 17 targets/);
+  refused(add([{ chainId: 1, targetIds: [1] }, { chainId: 1, targetIds: [2] }]), 'EINVAL', /chain 1 is listed twice/);
+  refused(add('x'), 'EINVAL', /'chains' must be an array/);
+  refused(add([{ chainId: 0, targetIds: [1] }]), 'EINVAL', /'chainId' = 0/);
+  const upd = (targets: unknown, version = 1) => ({ op: 'updateChains', ...stamp, chains: [{ chainId: 1, version, targets }] });
+  refused(upd([{ targetId: 1, state: 'happy' }]), 'EINVAL', /'state' must be one of serving, syncing, waiting, lastsrv, offline/);
+  refused(upd([]), 'EINVAL', /'targets' is empty/);
+  refused(upd([{ targetId: 1, state: 'serving' }, { targetId: 1, state: 'offline' }]), 'EINVAL', /listed twice/);
+  refused(upd([{ targetId: 1, state: 'serving' }], 0), 'EINVAL', /'version' = 0/);
 });
 
 test('decodeCommand refuses garbage, trailing bytes, oversized entries and invalid content with EINVAL', () => {

@@ -32,10 +32,11 @@ function populated(files = 200): Log {
   log.ok({ op: 'openSession', path: '/a/b/f4', truncate: false });
   log.ok({ op: 'unlink', path: '/a/b/f4' }); // an orphan held by @1
   log.ok({ op: 'unlink', path: '/a/b/f5' }); // pending GC
-  log.ok({ op: 'registerWorker', workerId: 1, address: 'a:1', targets: [{ targetId: 11, path: '/d1' }, { targetId: 12, path: '/d2' }] });
-  log.ok({ op: 'registerWorker', workerId: 2, address: 'b:1', targets: [{ targetId: 21, path: '/d1' }] });
-  log.ok({ op: 'setTargetState', targetId: 11, state: 'serving' });
-  log.ok({ op: 'publishChainTable', tableId: 1, version: 2, chains: [[11, 21], [21, 12]] });
+  log.ok({ op: 'registerWorker', workerId: 1, address: 'a:1', domain: 'r1', targets: [{ targetId: 11, path: '/d1', capacityBytes: 100 }, { targetId: 12, path: '/d2', capacityBytes: 100 }] });
+  log.ok({ op: 'registerWorker', workerId: 2, address: 'b:1', domain: '', targets: [{ targetId: 21, path: '/d1', capacityBytes: 200 }, { targetId: 22, path: '/d2', capacityBytes: 0 }] });
+  log.ok({ op: 'addChains', tableId: 1, chains: [{ chainId: 1, targetIds: [11, 21] }] });
+  log.ok({ op: 'addChains', tableId: 1, chains: [{ chainId: 2, targetIds: [22, 12] }] });
+  log.ok({ op: 'updateChains', chains: [{ chainId: 1, version: 1, targets: [{ targetId: 21, state: 'serving' }, { targetId: 11, state: 'offline' }] }] });
   for (let c = 0; c < 5; c++) log.state.apply(++log.index, { op: 'noop', clientId: `client-${c}`, seq: 3, nowMs: log.nowMs });
   log.run({ op: 'rmdir', path: '/a' }); // a failed result in the client table
   return log;
@@ -102,17 +103,28 @@ test('a populated state restores to the same hash, queries and counters', () => 
 
 test('large states stream as many chunks, none above snapshotChunkBytesMax', () => {
   const log = populated(30_000);
-  const workers = Array.from({ length: 4 }, (_, w) => ({ workerId: w + 1, address: `w${w}:1`, targets: Array.from({ length: 200 }, (_, t) => ({ targetId: 10_000 + w * 1000 + t, path: `/data/${t}` })) }));
+  const targetsPerWorker = 250;
+  const workers = Array.from({ length: 160 }, (_, w) => ({
+    workerId: w + 1,
+    address: `w${w}:1`,
+    domain: '',
+    targets: Array.from({ length: targetsPerWorker }, (_, t) => ({ targetId: 100_000 + w * 1000 + t, path: `/data/${t}`, capacityBytes: 1 << 40 })),
+  }));
   for (const w of workers) log.ok({ op: 'registerWorker', ...w });
-  // A chain table too big for one chunk: 40,000 chains of 4 targets.
-  const chains = Array.from({ length: 40_000 }, (_, i) => [0, 1, 2, 3].map((w) => 10_000 + w * 1000 + ((i + w) % 200)));
-  log.ok({ op: 'publishChainTable', tableId: 9, version: 1, chains });
+  // A chain table too big for one chunk: 10,000 chains of 4 targets, added in two versions.
+  const chainIds = Array.from({ length: 10_000 }, (_, i) => 1000 + i);
+  const chain = (i: number) => ({ chainId: 1000 + i, targetIds: [0, 1, 2, 3].map((k) => 100_000 + ((4 * i + k) % 160) * 1000 + Math.floor((4 * i + k) / 160)) });
+  log.ok({ op: 'addChains', tableId: 9, chains: chainIds.slice(0, 6000).map((_, i) => chain(i)) });
+  log.ok({ op: 'addChains', tableId: 9, chains: chainIds.slice(6000).map((_, i) => chain(6000 + i)) });
   const chunks = [...log.state.snapshot()];
   assert.ok(chunks.length > 5, `${chunks.length} chunks`);
   for (const c of chunks) assert.ok(c.length <= snapshotChunkBytesMax, `chunk of ${c.length} bytes`);
   const copy = MetaState.restore(chunks);
   assert.equal(copy.stateHash(), log.state.stateHash());
-  assert.deepEqual(copy.chainTables().find((t) => t.tableId === 9)?.chains, chains);
+  const table = copy.chainTables().find((t) => t.tableId === 9);
+  assert.deepEqual(table?.chainIds, chainIds);
+  assert.deepEqual(table?.chainCounts, [6000, 10_000]);
+  assert.deepEqual(copy.routing(), log.state.routing());
 });
 
 test('snapshot is deterministic and canonical: equal states give equal bytes', () => {
@@ -157,7 +169,7 @@ test('damaged streams are refused: flipped bytes, lost, repeated, reordered or e
 
 test('a header from another format version, or no header at all, is refused', () => {
   const chunks = [...new MetaState().snapshot()];
-  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 2 }))), /format version 2, this build reads 1/);
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 3 }))), /format version 3, this build reads 2/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), magic: 'other' }))), /not a metadata snapshot/);
   assert.match(corruptCode(chunks.slice(1)), /chunk 0 is numbered 1/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), counts: { ...(h as { counts: object }).counts, inodes: 2 } }))), /the header counts 2 inodes, the chunks hold 1/);
@@ -228,9 +240,14 @@ const bodyArb: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
   w(1, fc.record({ op: fc.constant('commitLength'), path: pathArb, lengthBytes: fc.nat(1 << 20) })),
   w(1, fc.record({ op: fc.constant('commitLength'), inodeId: fc.integer({ min: 1, max: 20 }), lengthBytes: fc.nat(1 << 20) })),
   w(1, fc.record({ op: fc.constant('gcDone'), inodeIds: fc.array(fc.integer({ min: 1, max: 20 }), { maxLength: 3 }) })),
-  w(1, fc.record({ op: fc.constant('registerWorker'), workerId: fc.integer({ min: 1, max: 3 }), address: fc.constant('h:1'), targets: fc.constantFrom([], [{ targetId: 1, path: '/x' }], [{ targetId: 2, path: '/y' }]) })),
-  w(1, fc.record({ op: fc.constant('setTargetState'), targetId: fc.integer({ min: 1, max: 2 }), state: fc.constantFrom('serving', 'offline') })),
-  w(1, fc.record({ op: fc.constant('publishChainTable'), tableId: fc.constant(1), version: fc.integer({ min: 1, max: 5 }), chains: fc.constantFrom([[1]], [[1, 2]], [[2], [1]]) })),
+  w(1, fc.record({ op: fc.constant('registerWorker'), workerId: fc.integer({ min: 1, max: 3 }), address: fc.constant('h:1'), domain: fc.constantFrom('', 'r1'), targets: fc.constantFrom([], [{ targetId: 1, path: '/x', capacityBytes: 5 }], [{ targetId: 2, path: '/y', capacityBytes: 0 }], [{ targetId: 3, path: '/z', capacityBytes: 1 }]) })),
+  w(1, fc.record({ op: fc.constant('addChains'), tableId: fc.constantFrom(1, 2), chains: fc.constantFrom([{ chainId: 1, targetIds: [1] }], [{ chainId: 2, targetIds: [1, 2] }], [{ chainId: 3, targetIds: [2, 3] }, { chainId: 4, targetIds: [1] }]) })),
+  w(1, fc.record({ op: fc.constant('updateChains'), chains: fc.constantFrom(
+    [{ chainId: 1, version: 1, targets: [{ targetId: 1, state: 'offline' }] }],
+    [{ chainId: 2, version: 1, targets: [{ targetId: 2, state: 'serving' }, { targetId: 1, state: 'offline' }] }],
+    [{ chainId: 2, version: 2, targets: [{ targetId: 2, state: 'serving' }, { targetId: 1, state: 'syncing' }] }],
+    [{ chainId: 3, version: 1, targets: [{ targetId: 3, state: 'lastsrv' }] }],
+  ) })),
   w(1, fc.record({ op: fc.constant('noop') })),
 );
 /** A command from one of three clients, sometimes a retry of that client's last seq, with time jumps. */

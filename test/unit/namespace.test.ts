@@ -121,9 +121,9 @@ test('create makes a file with the default layout or the given one; non-exclusiv
 
 test('a file created without a layout takes the current version of the default chain table', () => {
   const fs = new Fs();
-  fs.ok({ op: 'registerWorker', workerId: 1, address: 'w1:9000', targets: [{ targetId: 11, path: '/data/1' }] });
-  fs.ok({ op: 'publishChainTable', tableId: 1, version: 4, chains: [[11]] });
-  assert.equal(fs.create('/f').layout?.chainTableVersion, 4);
+  fs.ok({ op: 'registerWorker', workerId: 1, address: 'w1:9000', domain: '', targets: [11, 12, 13].map((targetId) => ({ targetId, path: `/data/${targetId}`, capacityBytes: 0 })) });
+  for (const id of [11, 12, 13]) fs.ok({ op: 'addChains', tableId: 1, chains: [{ chainId: id, targetIds: [id] }] });
+  assert.equal(fs.create('/f').layout?.chainTableVersion, 3);
 });
 
 test('unlink removes files and symlinks; a file goes to the pending GC list', () => {
@@ -397,39 +397,59 @@ test('readdir caps the page at readdirLimitMax, resumes after names that are gon
   assert.deepEqual(codes, ['ENOTDIR', 'ENOENT', 'EINVAL']);
 });
 
-test('cluster tables: register workers, set target states, publish chain tables', () => {
+test('cluster tables: register workers, add chains, update chains', () => {
   const fs = new Fs();
-  const w1 = fs.ok({ op: 'registerWorker', workerId: 1, address: 'host-a:9000', targets: [{ targetId: 101, path: '/d1' }, { targetId: 102, path: '/d2' }] });
-  assert.deepEqual(w1.targets.map((t) => [t.targetId, t.state]), [[101, 'offline'], [102, 'offline']]);
-  fs.ok({ op: 'registerWorker', workerId: 2, address: 'host-b:9000', targets: [{ targetId: 201, path: '/d1' }] });
-  fs.ok({ op: 'registerWorker', workerId: 3, address: 'host-c:9000', targets: [{ targetId: 301, path: '/d1' }] });
-  fs.fails({ op: 'registerWorker', workerId: 2, address: 'host-b:9000', targets: [{ targetId: 101, path: '/x' }] }, 'EEXIST');
-  assert.deepEqual(fs.ok({ op: 'setTargetState', targetId: 101, state: 'serving' }).state, 'serving');
-  fs.fails({ op: 'setTargetState', targetId: 999, state: 'serving' }, 'ENOENT');
+  const spec = (targetId: number, path = `/d${targetId}`) => ({ targetId, path, capacityBytes: 1000 });
+  const w1 = fs.ok({ op: 'registerWorker', workerId: 1, address: 'host-a:9000', domain: 'rack-1', targets: [spec(101), spec(102)] });
+  assert.deepEqual(w1.targets.map((t) => [t.targetId, t.state, t.chainId]), [[101, 'offline', 0], [102, 'offline', 0]]);
+  fs.ok({ op: 'registerWorker', workerId: 2, address: 'host-b:9000', domain: 'rack-2', targets: [spec(201), spec(202)] });
+  fs.ok({ op: 'registerWorker', workerId: 3, address: 'host-c:9000', domain: 'rack-3', targets: [spec(301), spec(302)] });
+  fs.fails({ op: 'registerWorker', workerId: 2, address: 'host-b:9000', domain: '', targets: [spec(101)] }, 'EEXIST');
   // Re-registration updates the address and paths, adds targets and keeps the others and their states.
-  const again = fs.ok({ op: 'registerWorker', workerId: 1, address: 'host-a:9001', targets: [{ targetId: 103, path: '/d3' }, { targetId: 102, path: '/d2b' }] });
+  const again = fs.ok({ op: 'registerWorker', workerId: 1, address: 'host-a:9001', domain: 'rack-1', targets: [spec(103), spec(102, '/d2b')] });
   assert.equal(again.address, 'host-a:9001');
-  assert.deepEqual(again.targets.map((t) => [t.targetId, t.path, t.state]), [[101, '/d1', 'serving'], [102, '/d2b', 'offline'], [103, '/d3', 'offline']]);
+  assert.deepEqual(again.targets.map((t) => [t.targetId, t.path]), [[101, '/d101'], [102, '/d2b'], [103, '/d103']]);
   assert.equal(again.registeredMs < again.updatedMs, true);
-  assert.deepEqual(fs.ok({ op: 'publishChainTable', tableId: 1, version: 1, chains: [[101, 201, 301], [201, 301, 102]] }), { tableId: 1, version: 1 });
-  fs.fails({ op: 'publishChainTable', tableId: 1, version: 1, chains: [[101]] }, 'EINVAL');
-  fs.fails({ op: 'publishChainTable', tableId: 1, version: 2, chains: [[101, 999]] }, 'ENOENT');
-  fs.fails({ op: 'publishChainTable', tableId: 1, version: 2, chains: [[101, 102]] }, 'EINVAL');
-  fs.ok({ op: 'publishChainTable', tableId: 1, version: 3, chains: [[201, 101]] });
-  fs.ok({ op: 'publishChainTable', tableId: 2, version: 1, chains: [[301]] });
-  const tables = fs.state.chainTables();
-  assert.deepEqual(tables.map((t) => [t.tableId, t.version, t.chains]), [[1, 3, [[201, 101]]], [2, 1, [[301]]]]);
-  assert.ok(Object.isFrozen(tables[0].chains) && Object.isFrozen(tables[0].chains[0]), 'published tables are immutable');
-  assert.deepEqual(fs.state.workers().map((w) => w.workerId), [1, 2, 3]);
-  assert.deepEqual(fs.state.targets().map((t) => t.targetId), [101, 102, 103, 201, 301]);
+
+  assert.deepEqual(fs.ok({ op: 'addChains', tableId: 1, chains: [{ chainId: 1, targetIds: [101, 201, 301] }] }), { tableId: 1, version: 1 });
+  fs.fails({ op: 'addChains', tableId: 1, chains: [{ chainId: 1, targetIds: [102, 202, 302] }] }, 'EEXIST');
+  fs.fails({ op: 'addChains', tableId: 1, chains: [{ chainId: 2, targetIds: [102, 999] }] }, 'ENOENT');
+  fs.fails({ op: 'addChains', tableId: 1, chains: [{ chainId: 2, targetIds: [102, 103] }] }, 'EINVAL'); // one worker twice
+  fs.fails({ op: 'addChains', tableId: 1, chains: [{ chainId: 2, targetIds: [102, 201] }] }, 'EINVAL'); // 201 is in chain 1
+  fs.fails({ op: 'addChains', tableId: 1, chains: [{ chainId: 2, targetIds: [102, 202] }, { chainId: 3, targetIds: [302, 202] }] }, 'EINVAL');
+  assert.deepEqual(fs.ok({ op: 'addChains', tableId: 1, chains: [{ chainId: 2, targetIds: [202, 302, 102] }] }), { tableId: 1, version: 2 });
+  const table = fs.state.chainTables()[0];
+  assert.deepEqual([table.chainIds, table.chainCounts], [[1, 2], [1, 2]]);
+  assert.ok(Object.isFrozen(table) && Object.isFrozen(table.chainIds), 'published tables are immutable');
+  assert.deepEqual(fs.state.targets().filter((t) => t.chainId === 1).map((t) => t.state), ['serving', 'serving', 'serving']);
+
+  // The manager's update: 301 failed and moves to the end; the chain's version goes up, the table's does not.
+  const update = { chainId: 1, version: 1, targets: [{ targetId: 101, state: 'serving' as const }, { targetId: 201, state: 'serving' as const }, { targetId: 301, state: 'offline' as const }] };
+  assert.deepEqual(fs.ok({ op: 'updateChains', chains: [update] }).chains.map((c) => [c.chainId, c.version, c.targetIds]), [[1, 2, [101, 201, 301]]]);
+  fs.fails({ op: 'updateChains', chains: [update] }, 'EAGAIN'); // made for version 1
+  const v2 = (targets: { targetId: number; state: 'serving' | 'syncing' | 'waiting' | 'offline' | 'lastsrv' }[]) => ({ op: 'updateChains' as const, chains: [{ chainId: 1, version: 2, targets }] });
+  fs.fails(v2([{ targetId: 301, state: 'offline' }, { targetId: 101, state: 'serving' }]), 'EINVAL'); // not ordered by state
+  fs.fails(v2([{ targetId: 101, state: 'syncing' }, { targetId: 201, state: 'syncing' }]), 'EINVAL'); // two syncing
+  fs.fails(v2([{ targetId: 101, state: 'serving' }, { targetId: 202, state: 'serving' }]), 'EINVAL'); // 202 is in chain 2
+  fs.fails(v2([{ targetId: 101, state: 'serving' }, { targetId: 999, state: 'serving' }]), 'ENOENT');
+  // 301 is replaced by a new target: it leaves the chain, offline; the new one waits.
+  fs.ok({ op: 'registerWorker', workerId: 4, address: 'host-d:9000', domain: 'rack-4', targets: [spec(401)] });
+  fs.ok(v2([{ targetId: 101, state: 'serving' }, { targetId: 201, state: 'serving' }, { targetId: 401, state: 'waiting' }]));
+  const byId = new Map(fs.state.targets().map((t) => [t.targetId, t]));
+  assert.deepEqual([byId.get(301)?.chainId, byId.get(301)?.state, byId.get(401)?.chainId, byId.get(401)?.state], [0, 'offline', 1, 'waiting']);
+  assert.equal(fs.state.chainTables()[0].version, 2);
+  const routing = fs.state.routing();
+  assert.deepEqual(routing.chains.map((c) => [c.chainId, c.version]), [[1, 3], [2, 1]]);
+  assert.deepEqual(routing.workers.map((w) => w.workerId), [1, 2, 3, 4]);
+  assert.ok(routing.routingVersion > 0);
   fs.checkInvariants();
 });
 
 test('registerWorker is bounded by targetsPerWorkerMax across registrations', () => {
   const fs = new Fs();
-  const batch = (from: number) => Array.from({ length: 200 }, (_, i) => ({ targetId: from + i, path: `/t${from + i}` }));
-  fs.ok({ op: 'registerWorker', workerId: 1, address: 'h:1', targets: batch(1) });
-  fs.fails({ op: 'registerWorker', workerId: 1, address: 'h:1', targets: batch(1001) }, 'EINVAL');
+  const batch = (from: number) => Array.from({ length: 200 }, (_, i) => ({ targetId: from + i, path: `/t${from + i}`, capacityBytes: 0 }));
+  fs.ok({ op: 'registerWorker', workerId: 1, address: 'h:1', domain: '', targets: batch(1) });
+  fs.fails({ op: 'registerWorker', workerId: 1, address: 'h:1', domain: '', targets: batch(1001) }, 'EINVAL');
 });
 
 test('failed operations change nothing', () => {

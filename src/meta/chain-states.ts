@@ -1,0 +1,84 @@
+// The cluster manager's rule for target states (3FS's generateNewChain): from a chain's members
+// with their public states, and what each target's worker reports, the chain's next members.
+// Pure: the leading master calls it every second and journals what changed.
+//
+// | public state | alive (up-to-date or online)                          | dead (offline, or restarted)            |
+// |--------------|--------------------------------------------------------|-----------------------------------------|
+// | serving      | serving                                                | lastsrv if no serving is left (the first such in chain order), else offline |
+// | lastsrv      | serving if no serving is left, else offline            | lastsrv, or offline once another serves |
+// | syncing      | up-to-date: serving; online: syncing if one serves, else waiting | offline                       |
+// | waiting      | syncing if one serves and none syncs yet, else waiting | offline                                 |
+// | offline      | as waiting                                             | offline                                 |
+//
+// Members are then ordered serving, lastsrv, syncing, waiting, offline (stable within a state), so
+// the head is the first serving target and a failed one moves to the end. At most one target per
+// chain syncs at a time. A chain with no serving target is unavailable, never wrong: it waits for
+// its lastsrv, the one that served last and so holds every acknowledged write.
+
+import { TargetState } from './commands.ts';
+
+/** What a worker reports about one of its targets. */
+export const LocalState = {
+  /** Holds every committed write of its chain: serving, or done syncing. */
+  UpToDate: 'up-to-date',
+  /** Running, but may lack writes (just started, or being synced). */
+  Online: 'online',
+  /** Not running, not heard from within the timeout, or restarted since its state was set. */
+  Offline: 'offline',
+} as const;
+export type LocalState = (typeof LocalState)[keyof typeof LocalState];
+export const localStates: readonly string[] = Object.values(LocalState);
+
+export interface ChainMember {
+  targetId: number;
+  state: TargetState;
+}
+
+const stateRank: Record<TargetState, number> = { serving: 0, lastsrv: 1, syncing: 2, waiting: 3, offline: 4 };
+
+/** Whether members are in the order chains keep: by state, serving first. */
+export function inChainOrder(members: readonly ChainMember[]): boolean {
+  return members.every((m, i) => i === 0 || stateRank[members[i - 1].state] <= stateRank[m.state]);
+}
+
+/** The chain's next members (new objects, in chain order); equal to the old ones when nothing changes. */
+export function nextChainMembers(members: readonly ChainMember[], local: (targetId: number) => LocalState): ChainMember[] {
+  const next = new Map<number, TargetState>();
+  const alive = (m: ChainMember): boolean => local(m.targetId) !== LocalState.Offline;
+  const serving = (): boolean => [...next.values()].includes(TargetState.Serving);
+  const byOld = (state: TargetState): ChainMember[] => members.filter((m) => m.state === state);
+
+  const deadServing: ChainMember[] = [];
+  for (const m of byOld(TargetState.Serving)) {
+    if (alive(m)) next.set(m.targetId, TargetState.Serving);
+    else deadServing.push(m);
+  }
+  deadServing.forEach((m, i) => next.set(m.targetId, i === 0 && !serving() ? TargetState.LastServing : TargetState.Offline));
+  for (const m of byOld(TargetState.LastServing)) {
+    if (serving()) next.set(m.targetId, TargetState.Offline);
+    else next.set(m.targetId, alive(m) ? TargetState.Serving : TargetState.LastServing);
+  }
+  for (const m of byOld(TargetState.Syncing)) {
+    const report = local(m.targetId);
+    if (report === LocalState.UpToDate) next.set(m.targetId, TargetState.Serving);
+    else if (report === LocalState.Online) next.set(m.targetId, serving() ? TargetState.Syncing : TargetState.Waiting);
+    else next.set(m.targetId, TargetState.Offline);
+  }
+  for (const m of members.filter((x) => x.state === TargetState.Waiting || x.state === TargetState.Offline)) {
+    if (!alive(m)) next.set(m.targetId, TargetState.Offline);
+    else if (serving() && ![...next.values()].includes(TargetState.Syncing)) next.set(m.targetId, TargetState.Syncing);
+    else next.set(m.targetId, TargetState.Waiting);
+  }
+  // A target that served last is only needed while nobody serves.
+  if (serving()) for (const [id, state] of next) if (state === TargetState.LastServing) next.set(id, TargetState.Offline);
+
+  const order = new Map(members.map((m, i) => [m.targetId, i]));
+  return members
+    .map((m) => ({ targetId: m.targetId, state: next.get(m.targetId)! }))
+    .sort((a, b) => stateRank[a.state] - stateRank[b.state] || order.get(a.targetId)! - order.get(b.targetId)!);
+}
+
+/** Whether two member lists are the same targets in the same order with the same states. */
+export function sameMembers(a: readonly ChainMember[], b: readonly ChainMember[]): boolean {
+  return a.length === b.length && a.every((m, i) => m.targetId === b[i].targetId && m.state === b[i].state);
+}

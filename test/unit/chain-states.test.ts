@@ -1,0 +1,105 @@
+// The cluster manager's target-state rule: the table in src/meta/chain-states.ts, case by case,
+// and properties over random chains (order, one syncing, nobody serves without the data).
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { inChainOrder, LocalState, nextChainMembers, type ChainMember } from '../../src/meta/index.ts';
+import type { TargetState } from '../../src/meta/commands.ts';
+
+const S = 'serving', L = 'lastsrv', Y = 'syncing', W = 'waiting', O = 'offline';
+const up = LocalState.UpToDate, on = LocalState.Online, off = LocalState.Offline;
+
+/** Runs the rule on members written as [id, state] with reports by id; returns [id, state] pairs. */
+function next(members: [number, TargetState][], reports: Record<number, LocalState>): [number, TargetState][] {
+  const out = nextChainMembers(members.map(([targetId, state]) => ({ targetId, state })), (id) => reports[id] ?? off);
+  return out.map((m) => [m.targetId, m.state]);
+}
+
+test('a healthy chain stays as it is', () => {
+  assert.deepEqual(next([[1, S], [2, S], [3, S]], { 1: up, 2: up, 3: up }), [[1, S], [2, S], [3, S]]);
+});
+
+test('a dead member goes offline and to the end; the head is the first serving one', () => {
+  assert.deepEqual(next([[1, S], [2, S], [3, S]], { 1: off, 2: up, 3: up }), [[2, S], [3, S], [1, O]]);
+  assert.deepEqual(next([[1, S], [2, S], [3, S]], { 1: up, 2: off, 3: on }), [[1, S], [3, S], [2, O]]);
+});
+
+test('when the last serving members die, the first of them becomes lastsrv and the chain waits for it', () => {
+  assert.deepEqual(next([[1, S], [2, S], [3, O]], { 1: off, 2: off, 3: on }), [[1, L], [3, W], [2, O]]);
+  // Only the lastsrv holds every acknowledged write: the others wait for it.
+  assert.deepEqual(next([[1, L], [3, W], [2, O]], { 1: off, 2: on, 3: on }), [[1, L], [3, W], [2, W]]);
+  assert.deepEqual(next([[1, L], [3, W], [2, W]], { 1: on, 2: on, 3: on }), [[1, S], [3, Y], [2, W]]);
+});
+
+test('a returning member syncs, one at a time, and serves once up to date', () => {
+  assert.deepEqual(next([[1, S], [2, O], [3, O]], { 1: up, 2: on, 3: on }), [[1, S], [2, Y], [3, W]]);
+  assert.deepEqual(next([[1, S], [2, Y], [3, W]], { 1: up, 2: on, 3: on }), [[1, S], [2, Y], [3, W]]);
+  assert.deepEqual(next([[1, S], [2, Y], [3, W]], { 1: up, 2: up, 3: on }), [[1, S], [2, S], [3, Y]]);
+  assert.deepEqual(next([[1, S], [2, S], [3, Y]], { 1: up, 2: up, 3: up }), [[1, S], [2, S], [3, S]]);
+});
+
+test('a syncing member whose source died waits; one that died goes offline', () => {
+  assert.deepEqual(next([[1, S], [2, Y]], { 1: off, 2: on }), [[1, L], [2, W]]);
+  assert.deepEqual(next([[1, S], [2, Y], [3, W]], { 1: up, 2: off, 3: on }), [[1, S], [3, Y], [2, O]]);
+});
+
+test('a lastsrv goes offline once another member serves', () => {
+  assert.deepEqual(next([[2, S], [1, L]], { 1: on, 2: up }), [[2, S], [1, O]]);
+  assert.deepEqual(next([[2, S], [1, L]], { 1: off, 2: up }), [[2, S], [1, O]]);
+});
+
+const stateArb = fc.constantFrom<TargetState>(S, L, Y, W, O);
+const reportArb = fc.constantFrom<LocalState>(up, on, off);
+/** Chains as the manager keeps them: in order, at most one syncing, no lastsrv beside a serving member. */
+const chainArb = fc
+  .array(fc.tuple(stateArb, reportArb), { minLength: 1, maxLength: 5 })
+  .map((xs) => xs.map(([state, report], i) => ({ targetId: i + 1, state, report })))
+  .filter((xs) => xs.filter((m) => m.state === Y).length <= 1 && !(xs.some((m) => m.state === S) && xs.some((m) => m.state === L)) && xs.filter((m) => m.state === L).length <= 1)
+  .map((xs) => [...xs].sort((a, b) => 'SLYWO'.indexOf(letter(a.state)) - 'SLYWO'.indexOf(letter(b.state))));
+
+function letter(s: TargetState): string {
+  return { serving: 'S', lastsrv: 'L', syncing: 'Y', waiting: 'W', offline: 'O' }[s];
+}
+
+test('property: members stay the same set, in chain order, with at most one syncing', () => {
+  fc.assert(
+    fc.property(chainArb, (chain) => {
+      const out = nextChainMembers(chain, (id) => chain.find((m) => m.targetId === id)?.report ?? off);
+      assert.deepEqual(out.map((m) => m.targetId).sort(), chain.map((m) => m.targetId).sort());
+      assert.ok(inChainOrder(out));
+      assert.ok(out.filter((m) => m.state === Y).length <= 1);
+      assert.ok(!(out.some((m) => m.state === S) && out.some((m) => m.state === L)), 'no lastsrv beside a serving member');
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('property: only a member that holds every write comes to serve', () => {
+  fc.assert(
+    fc.property(chainArb, (chain) => {
+      const report = new Map(chain.map((m) => [m.targetId, m.report]));
+      const before = new Map(chain.map((m) => [m.targetId, m.state]));
+      for (const m of nextChainMembers(chain, (id) => report.get(id)!)) {
+        if (m.state !== S) continue;
+        const was = before.get(m.targetId);
+        const mayServe = was === S || (was === L && !chain.some((x) => x.state === S)) || (was === Y && report.get(m.targetId) === up);
+        assert.ok(mayServe, `target ${m.targetId} went from ${was} to serving`);
+        assert.notEqual(report.get(m.targetId), off, 'a dead member never serves');
+      }
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('property: with reports unchanged the chain settles within two steps', () => {
+  fc.assert(
+    fc.property(chainArb, (chain) => {
+      const report = new Map(chain.map((m) => [m.targetId, m.report === up ? on : m.report]));
+      const step = (ms: ChainMember[]) => nextChainMembers(ms, (id) => report.get(id)!);
+      const two = step(step(chain));
+      assert.deepEqual(step(two), two);
+    }),
+    { numRuns: 2000 },
+  );
+});
