@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { CairnError, ErrorCode } from '../../src/errors.ts';
 import { decodeConfChange, encodeConfChange } from '../../src/raft/confchange.ts';
 import { nextConf } from '../../src/raft/membership.ts';
+import { ProgressState } from '../../src/raft/progress.ts';
 import { readAllSnapshotData, snapshotBytes } from '../../src/raft/snapshot-data.ts';
 import { Raft, type RaftConfig, type RestoredState } from '../../src/raft/raft.ts';
 import {
@@ -1091,4 +1092,120 @@ test('a snapshot that arrives while a Ready is in flight comes out in the next R
   assert.equal(rd.snapshot?.meta.index, 10, 'the driver must persist and restore it');
   r.advance();
   assert.equal(r.status().applied, 10);
+});
+
+// ---- mutation testing, run E: the constructor, snapshot bytes, the snapshot sender --------------------
+
+/** A node that applied founders and entries 4..10 (term 2), so it may snapshot anywhere up to 10. */
+function appliedTo10(): Raft {
+  const entries = [...founders];
+  for (let i = 4; i <= 10; i++) entries.push(emptyEntry(i, 2));
+  const r = new Raft({ id: 1, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 10 }, entries });
+  r.ready();
+  r.advance();
+  return r;
+}
+
+const snapshotText = (r: Raft): string => text(readAllSnapshotData(r.log.snapshot!.data));
+
+test('replaceSnapshotData swaps the bytes of the current snapshot only for a copy of its index and size', () => {
+  const r = appliedTo10();
+  assert.equal(r.replaceSnapshotData(7, snapshotBytes(bytes('state 7'))), false, 'no snapshot yet');
+  assert.equal(r.log.snapshot, undefined);
+  r.compact(7, snapshotBytes(bytes('state 7')));
+  // The driver writes snapshot 7 to a file while the node moves on to snapshot 9, of the same size:
+  // the file of 7 must not become the bytes of 9, or a follower would install state 7 as index 9.
+  r.compact(9, snapshotBytes(bytes('state 9')));
+  const meta = r.log.snapshot!.meta;
+  assert.equal(r.replaceSnapshotData(7, snapshotBytes(bytes('state 7'))), false, 'the snapshot moved on');
+  assert.equal(r.replaceSnapshotData(9, snapshotBytes(bytes('state 9 and more'))), false, 'not a copy: another size');
+  assert.equal(snapshotText(r), 'state 9');
+  assert.equal(r.replaceSnapshotData(9, snapshotBytes(bytes('STATE 9'))), true);
+  assert.equal(snapshotText(r), 'STATE 9');
+  assert.deepEqual(r.log.snapshot!.meta, meta);
+  assert.deepEqual(meta, { index: 9, term: 2, conf: { voters: [1, 2, 3], learners: [] } });
+});
+
+test('snapshotMeta refuses an index compacted away', () => {
+  const r = appliedTo10();
+  r.compact(7, snapshotBytes(bytes('s')));
+  assert.throws(() => r.snapshotMeta(6), /snapshot at compacted index 6/);
+  assert.deepEqual(r.snapshotMeta(7), { index: 7, term: 2, conf: { voters: [1, 2, 3], learners: [] } });
+});
+
+test('a configuration that breaks a rule the core relies on is refused when the node is made', () => {
+  const make = (c: Partial<RaftConfig>): Raft => new Raft({ id: 1, voters: [1, 2, 3], rand: () => 0, ...c });
+  assert.throws(() => make({ id: 0 }), /node id must be positive/);
+  assert.throws(() => make({ heartbeatTicks: 0 }), /electionTicks must exceed heartbeatTicks/);
+  assert.throws(() => make({ heartbeatTicks: 3, electionTicks: 3 }), /electionTicks must exceed heartbeatTicks/);
+  // A lease is safe only because a leader that stops hearing from a majority steps down.
+  assert.throws(() => make({ leaseRead: true, checkQuorum: false }), /leaseRead needs checkQuorum/);
+  assert.throws(() => make({ voteHoldTicks: -1 }), /voteHoldTicks must not be negative/);
+  for (const ok of [{ heartbeatTicks: 2, electionTicks: 3 }, { leaseRead: true, checkQuorum: true }, { voteHoldTicks: 0 }]) make(ok);
+});
+
+test('the log a node is restored from must be contiguous from its snapshot and hold the commit index', () => {
+  const conf = { voters: [1, 2, 3], learners: [] };
+  const snapshot = { meta: { index: 10, term: 2, conf }, data: snapshotBytes(bytes('s')) };
+  const restore = (st: RestoredState): Raft => new Raft({ id: 1, voters: [], rand: () => 0 }, st);
+  assert.throws(() => restore({ hardState: { term: 2, vote: 1, commit: 4 }, entries: founders }), /commit 4 is beyond the last index 3/);
+  assert.throws(() => restore({ hardState: { term: 2, vote: 1, commit: 10 }, snapshot, entries: [emptyEntry(12, 2)] }), /restored log is not contiguous at 12/);
+  assert.throws(() => restore({ hardState: { term: 2, vote: 1, commit: 10 }, snapshot, entries: [emptyEntry(10, 2), emptyEntry(11, 2)] }), /restored log is not contiguous at 10/);
+  assert.throws(() => restore({ hardState: { term: 2, vote: 1, commit: 0 }, entries: founders.slice(1) }), /restored log is not contiguous at 2/);
+  const r = restore({ hardState: { term: 2, vote: 1, commit: 10 }, snapshot, entries: [emptyEntry(11, 2)] });
+  assert.deepEqual([r.status().firstIndex, r.status().lastIndex, r.status().commit, r.status().applied], [11, 11, 10, 10]);
+});
+
+test('a node restored from a snapshot never bootstraps, even with no durable term; a node with no log has no members', () => {
+  const conf = { voters: [1, 2, 3], learners: [4] };
+  const snapshot = { meta: { index: 10, term: 2, conf }, data: snapshotBytes(bytes('s')) };
+  const r = new Raft({ id: 1, voters: [1, 2, 3], rand: () => 0 }, { hardState: { term: 0, vote: 0, commit: 0 }, snapshot, entries: [] });
+  assert.deepEqual([r.status().firstIndex, r.status().lastIndex, r.status().commit, r.term], [11, 10, 10, 0]);
+  assert.deepEqual(r.confState(), conf);
+  const joiner = new Raft({ id: 4, voters: [], rand: () => 0 });
+  assert.deepEqual([joiner.status().lastIndex, joiner.term], [0, 0]);
+  assert.deepEqual(joiner.confAt(0), { voters: [], learners: [] });
+});
+
+test('a leader that compacts again while it streams a snapshot starts the newer one over, and the follower installs that one', () => {
+  const c = new Cluster(3, { snapshotChunkBytes: 4 });
+  c.elect(1);
+  const leader = c.node(1);
+  c.isolated.add(3);
+  for (const x of ['x', 'y']) leader.propose(bytes(x));
+  c.stabilize();
+  leader.compact(6, snapshotBytes(bytes('aaaabbbbcccc')));
+  c.isolated.clear();
+  leader.tick(); // node 3 answers the heartbeat, refuses the append and is sent snapshot 6
+  for (let round = 0; round < 10; round++) {
+    for (const id of [1, 2, 3]) c.processReady(id);
+    c.drop((m) => m.type === MessageType.Snap && (m.snapOffset ?? 0) > 0); // it gets the first chunk only
+    c.deliver();
+  }
+  assert.equal(leader.status().progress.get(3)?.state, ProgressState.Snapshot);
+  c.isolated.add(3);
+  for (const x of ['z', 'w']) leader.propose(bytes(x));
+  c.stabilize();
+  leader.compact(8, snapshotBytes(bytes('AAAABBBB')));
+  c.isolated.clear();
+  for (let i = 0; i < 2 * 10; i++) c.tickAll();
+  const follower = c.node(3);
+  assert.equal(follower.log.snapshot?.meta.index, 8, 'the transfer of snapshot 6 went on with the bytes of 8, or stalled');
+  assert.equal(snapshotText(follower), 'AAAABBBB');
+  assert.equal(follower.status().lastIndex, leader.status().lastIndex);
+});
+
+test('an empty snapshot is streamed too: one chunk of no bytes', () => {
+  const c = new Cluster(3);
+  c.elect(1);
+  const leader = c.node(1);
+  c.isolated.add(3);
+  for (const x of ['x', 'y']) leader.propose(bytes(x));
+  c.stabilize();
+  leader.compact(6, snapshotBytes(new Uint8Array(0)));
+  c.isolated.clear();
+  for (let i = 0; i < 2 * 10; i++) c.tickAll();
+  assert.equal(c.node(3).log.snapshot?.meta.index, 6);
+  assert.equal(c.node(3).log.snapshot?.data.byteLength, 0);
+  assert.equal(c.node(3).status().applied, 6);
 });
