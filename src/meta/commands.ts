@@ -3,9 +3,9 @@
 
 import { Packr } from 'msgpackr';
 import { parseAddress } from '../address.ts';
-import { isPlainObject } from '../plain-object.ts';
+import { describe, Fields } from '../fields.ts';
 import { MetaError, MetaErrorCode } from './errors.ts';
-import { checkPath, nameProblem, symlinkTargetBytesMax, utf8Bytes } from './paths.ts';
+import { checkPath, nameProblem, symlinkTargetBytesMax } from './paths.ts';
 
 export const chunkSizeBytesMin = 64 * 1024;
 export const chunkSizeBytesMax = 64 * 1024 * 1024;
@@ -214,91 +214,19 @@ export type MetaQueryOp = MetaQuery['op'];
 // ---------------------------------------------------------------------------------------------
 // Field readers: each checks one field of an untrusted object and names it in its message.
 
-type Obj = Record<string, unknown>;
-
 function invalid(message: string): MetaError {
   return new MetaError(MetaErrorCode.EINVAL, message);
 }
 
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return `string '${v.length > 40 ? `${v.slice(0, 40)}...` : v}'`;
-  if (typeof v === 'number') return `number ${v}`;
-  return typeof v;
-}
+/** Field readers that fail with MetaError: EINVAL, or ENAMETOOLONG for an overlong string. */
+const metaFieldErrors = {
+  invalid,
+  tooLong: (message: string) => new MetaError(MetaErrorCode.ENAMETOOLONG, message),
+};
 
-/** Reads fields of one object; `done()` refuses any field nobody read, so typos fail loudly. */
-class Fields {
-  readonly obj: Obj;
-  readonly where: string;
-  private readonly seen = new Set<string>();
-
+class MetaFields extends Fields {
   constructor(x: unknown, where: string) {
-    if (!isPlainObject(x)) throw invalid(`${where} must be an object, not ${describe(x)}`);
-    this.obj = x;
-    this.where = where;
-  }
-
-  has(key: string): boolean {
-    return this.obj[key] !== undefined;
-  }
-
-  raw(key: string): unknown {
-    this.seen.add(key);
-    return this.obj[key];
-  }
-
-  /** The field, or throws that it is missing. */
-  req(key: string): unknown {
-    const v = this.raw(key);
-    if (v === undefined) throw invalid(`${this.where}: missing field '${key}'`);
-    return v;
-  }
-
-  int(key: string, min: number, max: number): number {
-    return this.checkInt(key, this.req(key), min, max);
-  }
-
-  optInt(key: string, min: number, max: number): number | undefined {
-    const v = this.raw(key);
-    return v === undefined ? undefined : this.checkInt(key, v, min, max);
-  }
-
-  checkInt(key: string, v: unknown, min: number, max: number): number {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
-      throw invalid(`${this.where}: '${key}' must be an integer, not ${describe(v)}`);
-    }
-    if (v < min || v > max) throw invalid(`${this.where}: '${key}' = ${v} is out of range [${min}, ${max}]`);
-    return v;
-  }
-
-  bool(key: string, fallback?: boolean): boolean {
-    const v = this.raw(key);
-    if (v === undefined && fallback !== undefined) return fallback;
-    if (typeof v !== 'boolean') throw invalid(`${this.where}: '${key}' must be a boolean, not ${describe(v)}`);
-    return v;
-  }
-
-  str(key: string, bytesMax: number): string {
-    return this.checkStr(key, this.req(key), bytesMax);
-  }
-
-  optStr(key: string, bytesMax: number): string | undefined {
-    const v = this.raw(key);
-    return v === undefined ? undefined : this.checkStr(key, v, bytesMax);
-  }
-
-  checkStr(key: string, v: unknown, bytesMax: number): string {
-    if (typeof v !== 'string') throw invalid(`${this.where}: '${key}' must be a string, not ${describe(v)}`);
-    if (v.length === 0) throw invalid(`${this.where}: '${key}' is empty`);
-    if (v.includes('\0')) throw invalid(`${this.where}: '${key}' contains NUL`);
-    if (!v.isWellFormed()) throw invalid(`${this.where}: '${key}' is not valid Unicode (lone surrogate)`);
-    const bytes = utf8Bytes(v);
-    if (bytes > bytesMax) {
-      throw new MetaError(MetaErrorCode.ENAMETOOLONG, `${this.where}: '${key}' of ${bytes} bytes is longer than ${bytesMax}`);
-    }
-    return v;
+    super(x, where, metaFieldErrors);
   }
 
   path(key: string): string {
@@ -311,25 +239,12 @@ class Fields {
   optPath(key: string): string | undefined {
     return this.has(key) ? this.path(key) : undefined;
   }
-
-  array(key: string, lengthMax: number): unknown[] {
-    const v = this.req(key);
-    if (!Array.isArray(v)) throw invalid(`${this.where}: '${key}' must be an array, not ${describe(v)}`);
-    if (v.length > lengthMax) throw invalid(`${this.where}: '${key}' has ${v.length} items, more than ${lengthMax}`);
-    return v;
-  }
-
-  done(): void {
-    for (const key of Object.keys(this.obj)) {
-      if (!this.seen.has(key)) throw invalid(`${this.where}: unknown field '${key}'`);
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Commands
 
-function stamp(f: Fields): ClientStamp {
+function stamp(f: MetaFields): ClientStamp {
   return {
     clientId: f.str('clientId', clientIdBytesMax),
     seq: f.int('seq', 1, Number.MAX_SAFE_INTEGER),
@@ -337,7 +252,7 @@ function stamp(f: Fields): ClientStamp {
   };
 }
 
-function owner(f: Fields): { uid: number; gid: number } {
+function owner(f: MetaFields): { uid: number; gid: number } {
   return { uid: f.int('uid', 0, idMax), gid: f.int('gid', 0, idMax) };
 }
 
@@ -347,7 +262,7 @@ function isPowerOfTwo(n: number): boolean {
 
 /** A layout from untrusted input, with the defaults for chunk size and stripe width filled in. */
 export function validateLayout(x: unknown, where = 'layout'): Layout {
-  const f = new Fields(x, where);
+  const f = new MetaFields(x, where);
   const chunkSizeBytes = f.optInt('chunkSizeBytes', chunkSizeBytesMin, chunkSizeBytesMax) ?? chunkSizeBytesDefault;
   if (!isPowerOfTwo(chunkSizeBytes)) throw invalid(`${where}: 'chunkSizeBytes' = ${chunkSizeBytes} is not a power of two`);
   const layout: Layout = {
@@ -361,10 +276,10 @@ export function validateLayout(x: unknown, where = 'layout'): Layout {
   return layout;
 }
 
-function validateTargets(f: Fields): TargetSpec[] {
+function validateTargets(f: MetaFields): TargetSpec[] {
   const seen = new Set<number>();
   return f.array('targets', targetsPerWorkerMax).map((t, i) => {
-    const tf = new Fields(t, `${f.where}: targets[${i}]`);
+    const tf = new MetaFields(t, `${f.where}: targets[${i}]`);
     const spec = { targetId: tf.int('targetId', 1, idMax), path: tf.str('path', targetPathBytesMax), capacityBytes: tf.int('capacityBytes', 0, Number.MAX_SAFE_INTEGER) };
     tf.done();
     if (seen.has(spec.targetId)) throw invalid(`${f.where}: target ${spec.targetId} is listed twice`);
@@ -373,7 +288,7 @@ function validateTargets(f: Fields): TargetSpec[] {
   });
 }
 
-function targetIdList(f: Fields, key: string, v: unknown): number[] {
+function targetIdList(f: MetaFields, key: string, v: unknown): number[] {
   if (!Array.isArray(v)) throw invalid(`${f.where}: '${key}' must be an array, not ${describe(v)}`);
   if (v.length === 0 || v.length > chainLengthMax) throw invalid(`${f.where}: '${key}' has ${v.length} targets, not 1 to ${chainLengthMax}`);
   const ids = v.map((t, j) => f.checkInt(`${key}[${j}]`, t, 1, idMax));
@@ -381,10 +296,10 @@ function targetIdList(f: Fields, key: string, v: unknown): number[] {
   return ids;
 }
 
-function validateNewChains(f: Fields): NewChain[] {
+function validateNewChains(f: MetaFields): NewChain[] {
   const seen = new Set<number>();
   return f.array('chains', chainsPerTableMax).map((c, i) => {
-    const cf = new Fields(c, `${f.where}: chains[${i}]`);
+    const cf = new MetaFields(c, `${f.where}: chains[${i}]`);
     const chain = { chainId: cf.int('chainId', 1, idMax), targetIds: targetIdList(cf, 'targetIds', cf.req('targetIds')) };
     cf.done();
     if (seen.has(chain.chainId)) throw invalid(`${f.where}: chain ${chain.chainId} is listed twice`);
@@ -393,23 +308,23 @@ function validateNewChains(f: Fields): NewChain[] {
   });
 }
 
-function validateTargetState(f: Fields, key: string, v: unknown): TargetState {
+function validateTargetState(f: MetaFields, key: string, v: unknown): TargetState {
   if (typeof v !== 'string' || !targetStates.includes(v)) {
     throw invalid(`${f.where}: '${key}' must be one of ${targetStates.join(', ')}, not ${describe(v)}`);
   }
   return v as TargetState;
 }
 
-function validateChainUpdates(f: Fields): ChainUpdate[] {
+function validateChainUpdates(f: MetaFields): ChainUpdate[] {
   const seen = new Set<number>();
   return f.array('chains', chainsPerTableMax).map((c, i) => {
-    const cf = new Fields(c, `${f.where}: chains[${i}]`);
+    const cf = new MetaFields(c, `${f.where}: chains[${i}]`);
     const chainId = cf.int('chainId', 1, idMax);
     const version = cf.int('version', 1, Number.MAX_SAFE_INTEGER);
     const raw = cf.array('targets', chainLengthMax);
     if (raw.length === 0) throw invalid(`${cf.where}: 'targets' is empty`);
     const targets = raw.map((t, j) => {
-      const tf = new Fields(t, `${cf.where}: targets[${j}]`);
+      const tf = new MetaFields(t, `${cf.where}: targets[${j}]`);
       const member = { targetId: tf.int('targetId', 1, idMax), state: validateTargetState(tf, 'state', tf.req('state')) };
       tf.done();
       return member;
@@ -422,7 +337,7 @@ function validateChainUpdates(f: Fields): ChainUpdate[] {
   });
 }
 
-type CommandReader = (f: Fields, s: ClientStamp) => MetaCommand;
+type CommandReader = (f: MetaFields, s: ClientStamp) => MetaCommand;
 
 const commandReaders: Record<MetaCommandOp, CommandReader> = {
   noop: (_f, s) => ({ op: 'noop', ...s }),
@@ -522,14 +437,14 @@ const commandReaders: Record<MetaCommandOp, CommandReader> = {
 };
 
 /** `host:port`, port 1 to 65535 (src/address.ts); the host is not resolved here. */
-function validateAddress(f: Fields): string {
+function validateAddress(f: MetaFields): string {
   const address = f.str('address', addressBytesMax);
   const parsed = parseAddress(address);
   if ('problem' in parsed) throw invalid(`${f.where}: 'address' must be host:port, not '${address}': ${parsed.problem}`);
   return address;
 }
 
-function opOf(f: Fields, readers: Record<string, unknown>, kind: string): string {
+function opOf(f: MetaFields, readers: Record<string, unknown>, kind: string): string {
   const op = f.req('op');
   if (typeof op !== 'string' || !Object.hasOwn(readers, op)) {
     throw invalid(`${f.where}: unknown ${kind} op ${describe(op)} (known: ${Object.keys(readers).join(', ')})`);
@@ -542,8 +457,8 @@ function opOf(f: Fields, readers: Record<string, unknown>, kind: string): string
  * defaults filled in. Throws a MetaError (EINVAL, or ENAMETOOLONG for a long name or path).
  */
 export function validateCommand(x: unknown): MetaCommand {
-  const op = opOf(new Fields(x, 'command'), commandReaders, 'command') as MetaCommandOp;
-  const where = new Fields(x, `${op} command`);
+  const op = opOf(new MetaFields(x, 'command'), commandReaders, 'command') as MetaCommandOp;
+  const where = new MetaFields(x, `${op} command`);
   where.raw('op');
   const cmd = commandReaders[op](where, stamp(where));
   where.done();
@@ -553,7 +468,7 @@ export function validateCommand(x: unknown): MetaCommand {
 // ---------------------------------------------------------------------------------------------
 // Queries
 
-const queryReaders: Record<MetaQueryOp, (f: Fields) => MetaQuery> = {
+const queryReaders: Record<MetaQueryOp, (f: MetaFields) => MetaQuery> = {
   stat: (f) => ({ op: 'stat', path: f.path('path') }),
   statInode: (f) => ({ op: 'statInode', inodeId: f.int('inodeId', 1, Number.MAX_SAFE_INTEGER) }),
   lookup: (f) => {
@@ -586,8 +501,8 @@ const queryReaders: Record<MetaQueryOp, (f: Fields) => MetaQuery> = {
 
 /** A well-formed query from untrusted input; throws a MetaError like validateCommand. */
 export function validateQuery(x: unknown): MetaQuery {
-  const op = opOf(new Fields(x, 'query'), queryReaders, 'query') as MetaQueryOp;
-  const where = new Fields(x, `${op} query`);
+  const op = opOf(new MetaFields(x, 'query'), queryReaders, 'query') as MetaQueryOp;
+  const where = new MetaFields(x, `${op} query`);
   where.raw('op');
   const q = queryReaders[op](where);
   where.done();

@@ -14,7 +14,8 @@ import { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
 import { inChainOrder } from './chain-states.ts';
 import { MetaTables, rootInodeId } from './namespace-state.ts';
 import type { ClientRecord, Inode, InodeType, MetaResult, MetaStateOptions } from './namespace-state.ts';
-import { nameProblem, utf8Bytes } from './paths.ts';
+import { utf8Bytes } from '../fields.ts';
+import { nameProblem } from './paths.ts';
 
 /** 2: chains with their own ids and versions, tables of chain ids (1 held tables of target lists). */
 export const snapshotFormatVersion = 2;

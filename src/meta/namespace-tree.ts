@@ -21,7 +21,8 @@ import type {
 import { FsErrorCode } from './errors.ts';
 import { attrOf, defaultChainTableId, fail, isFail, newInode, ok, rootInodeId } from './namespace-state.ts';
 import type { Inode, MetaFail, MetaResult, MetaTables, MetaValues, UnlinkValue } from './namespace-state.ts';
-import { pathNames, utf8Bytes } from './paths.ts';
+import { utf8Bytes } from '../fields.ts';
+import { pathNames } from './paths.ts';
 
 type Result<K extends keyof MetaValues> = MetaResult<MetaValues[K]>;
 

@@ -6,26 +6,13 @@
 // never follows them).
 
 import { MetaError, MetaErrorCode } from './errors.ts';
+import { utf8Bytes } from '../fields.ts';
 
 export const nameBytesMax = 255;
 export const pathBytesMax = 4096;
 export const symlinkTargetBytesMax = 4096;
 
 /** UTF-8 length of a well-formed string, without encoding it. */
-export function utf8Bytes(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff) {
-      n += 4;
-      i++;
-    } else n += 3;
-  }
-  return n;
-}
-
 /** The problem with `name` as a directory entry name, or undefined if it is valid. */
 export function nameProblem(name: string): MetaError | undefined {
   if (name.length === 0) return new MetaError(MetaErrorCode.EINVAL, 'empty name');
