@@ -4,6 +4,8 @@
 
 import { randomUUID } from 'node:crypto';
 import { CairnError, ErrorCode } from '../errors.ts';
+import type { Clock, Connection } from '../io/index.ts';
+import { systemClock } from '../io/system-clock.ts';
 import { RpcClient, RpcErrorCode } from '../rpc/index.ts';
 
 export interface MasterClientOptions {
@@ -12,6 +14,11 @@ export interface MasterClientOptions {
   /** How long one operation may keep retrying before it fails. */
   deadlineMs?: number;
   callTimeoutMs?: number;
+  /** How to reach an address: TCP RPC by default; a simulated network in the simulator. */
+  connect?: (address: string) => Connection;
+  clock?: Clock;
+  /** Names this client's mutations (exactly-once); a random UUID by default. */
+  clientId?: string;
 }
 
 const retryBackoffMs = { min: 10, max: 200 };
@@ -22,21 +29,26 @@ const unreachableMs = 1_000;
 const retryable = new Set<string>([ErrorCode.NotLeader, ErrorCode.Unavailable, ErrorCode.Timeout, ErrorCode.ProposalDropped, RpcErrorCode.Overloaded, ErrorCode.TransferInProgress, ErrorCode.Busy]);
 
 export class MasterClient {
-  readonly clientId = randomUUID();
+  readonly clientId: string;
   private lanes = 0;
   private readonly freeLanes: { id: string; seq: number }[] = [];
   private readonly masters: string[];
-  private readonly conns = new Map<string, RpcClient>();
+  private readonly conns = new Map<string, Connection>();
   private leaderGuess: string | undefined;
   private nextMaster = 0;
   /** Masters that just failed to answer, skipped for a moment when others are left. */
   private readonly unreachableUntil = new Map<string, number>();
-  private readonly opts: Required<Omit<MasterClientOptions, 'secret'>> & { secret?: string };
+  private readonly opts: { deadlineMs: number; callTimeoutMs: number };
+  private readonly clock: Clock;
+  private readonly connect: (address: string) => Connection;
 
   constructor(opts: MasterClientOptions) {
     if (opts.masters.length === 0) throw new CairnError(ErrorCode.BadOption, 'no master addresses given (use --masters host:port,... or CAIRN_MASTERS)');
     this.masters = [...opts.masters];
-    this.opts = { deadlineMs: 15_000, callTimeoutMs: 5_000, ...opts };
+    this.opts = { deadlineMs: opts.deadlineMs ?? 15_000, callTimeoutMs: opts.callTimeoutMs ?? 5_000 };
+    this.clock = opts.clock ?? systemClock;
+    this.clientId = opts.clientId ?? randomUUID();
+    this.connect = opts.connect ?? ((address) => new RpcClient(address, { secret: opts.secret, connectTimeoutMs: 2_000 }));
   }
 
   /** A read-only call, answered by the leader after a ReadIndex barrier. */
@@ -65,15 +77,15 @@ export class MasterClient {
   }
 
   async call<T>(method: string, body: object): Promise<T> {
-    const deadline = Date.now() + this.opts.deadlineMs;
+    const deadline = this.clock.now() + this.opts.deadlineMs;
     let backoff = retryBackoffMs.min;
     let lastError: unknown;
     const tried = new Set<string>();
-    while (Date.now() < deadline) {
+    while (this.clock.now() < deadline) {
       const address = this.pickAddress();
       tried.add(address);
       try {
-        const timeoutMs = Math.max(1, Math.min(this.opts.callTimeoutMs, deadline - Date.now()));
+        const timeoutMs = Math.max(1, Math.min(this.opts.callTimeoutMs, deadline - this.clock.now()));
         const r = await this.conn(address).call<T>(method, body, { timeoutMs });
         this.leaderGuess = address;
         this.unreachableUntil.delete(address);
@@ -82,12 +94,12 @@ export class MasterClient {
         const code = (err as { code?: string }).code ?? '';
         if (!retryable.has(code)) throw err;
         lastError = err;
-        if (code === ErrorCode.Unavailable) this.unreachableUntil.set(address, Date.now() + unreachableMs);
+        if (code === ErrorCode.Unavailable) this.unreachableUntil.set(address, this.clock.now() + unreachableMs);
         const redirect = leaderAddress(err);
         // A follower may still name a leader that just died: do not go back to one we could not reach.
         this.leaderGuess = redirect !== undefined && !this.isUnreachable(redirect) ? redirect : undefined;
         if (this.leaderGuess !== undefined && code === ErrorCode.NotLeader) continue; // a redirect costs no wait
-        await sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
+        await this.clock.sleep(Math.min(backoff, Math.max(0, deadline - this.clock.now())));
         backoff = Math.min(backoff * 2, retryBackoffMs.max);
       }
     }
@@ -109,7 +121,7 @@ export class MasterClient {
   }
 
   private isUnreachable(address: string): boolean {
-    return (this.unreachableUntil.get(address) ?? 0) > Date.now();
+    return (this.unreachableUntil.get(address) ?? 0) > this.clock.now();
   }
 
   close(): void {
@@ -117,10 +129,10 @@ export class MasterClient {
     this.conns.clear();
   }
 
-  private conn(address: string): RpcClient {
+  private conn(address: string): Connection {
     let c = this.conns.get(address);
     if (c === undefined) {
-      c = new RpcClient(address, { secret: this.opts.secret, connectTimeoutMs: 2_000 });
+      c = this.connect(address);
       this.conns.set(address, c);
     }
     return c;
@@ -131,8 +143,4 @@ function leaderAddress(err: unknown): string | undefined {
   const details = (err as { details?: { leader?: { address?: unknown } } }).details;
   const a = details?.leader?.address;
   return typeof a === 'string' && a.length > 0 ? a : undefined;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
