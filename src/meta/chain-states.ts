@@ -72,13 +72,37 @@ export function nextChainMembers(members: readonly ChainMember[], local: (target
   // A target that served last is only needed while nobody serves.
   if (serving()) for (const [id, state] of next) if (state === TargetState.LastServing) next.set(id, TargetState.Offline);
 
-  const order = new Map(members.map((m, i) => [m.targetId, i]));
-  return members
-    .map((m) => ({ targetId: m.targetId, state: next.get(m.targetId)! }))
-    .sort((a, b) => stateRank[a.state] - stateRank[b.state] || order.get(a.targetId)! - order.get(b.targetId)!);
+  return inStateOrder(members, members.map((m) => ({ targetId: m.targetId, state: next.get(m.targetId)! })));
+}
+
+/** `next` sorted by state, members of one state kept in their order in `before`. */
+function inStateOrder(before: readonly ChainMember[], next: ChainMember[]): ChainMember[] {
+  const order = new Map(before.map((m, i) => [m.targetId, i]));
+  return next.sort((a, b) => stateRank[a.state] - stateRank[b.state] || order.get(a.targetId)! - order.get(b.targetId)!);
 }
 
 /** Whether two member lists are the same targets in the same order with the same states. */
 export function sameMembers(a: readonly ChainMember[], b: readonly ChainMember[]): boolean {
   return a.length === b.length && a.every((m, i) => m.targetId === b[i].targetId && m.state === b[i].state);
+}
+
+/**
+ * A worker restarted: its members may have lost writes that were in flight, so they stop serving
+ * until they resync. A serving member becomes offline, or lastsrv when no other member serves
+ * (it still holds every acknowledged write: a write is acknowledged only once every member has it
+ * on disk); a syncing member becomes offline and starts over. Other members keep their states.
+ */
+export function markRestarted(members: readonly ChainMember[], restarted: ReadonlySet<number>): ChainMember[] {
+  const othersServe = members.some((m) => m.state === TargetState.Serving && !restarted.has(m.targetId));
+  let lastServing = false;
+  const next = members.map((m): ChainMember => {
+    if (!restarted.has(m.targetId)) return { ...m };
+    if (m.state === TargetState.Serving && !othersServe && !lastServing) {
+      lastServing = true;
+      return { targetId: m.targetId, state: TargetState.LastServing };
+    }
+    if (m.state === TargetState.Serving || m.state === TargetState.Syncing || m.state === TargetState.Waiting) return { targetId: m.targetId, state: TargetState.Offline };
+    return { ...m };
+  });
+  return inStateOrder(members, next);
 }

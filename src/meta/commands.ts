@@ -24,6 +24,7 @@ export const generatedSessionPrefix = '@';
 export const addressBytesMax = 256;
 export const targetPathBytesMax = 4096;
 export const domainBytesMax = 256;
+export const instanceBytesMax = 128;
 export const targetsPerWorkerMax = 256;
 export const chainsPerTableMax = 65_536;
 export const chainLengthMax = 16;
@@ -149,6 +150,8 @@ export interface TargetSpec {
 export interface RegisterWorkerCommand extends ClientStamp {
   op: 'registerWorker';
   workerId: number;
+  /** Random per process start: a new one means the worker restarted (and its replicas must resync). */
+  instance: string;
   address: string;
   domain: string;
   targets: TargetSpec[];
@@ -428,6 +431,7 @@ const commandReaders: Record<MetaCommandOp, CommandReader> = {
     op: 'registerWorker',
     ...s,
     workerId: f.int('workerId', 1, idMax),
+    instance: f.str('instance', instanceBytesMax),
     address: validateAddress(f),
     domain: f.raw('domain') === '' ? '' : (f.optStr('domain', domainBytesMax) ?? ''),
     targets: validateTargets(f),

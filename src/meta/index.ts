@@ -66,7 +66,8 @@ export {
   rootInodeId,
   sessionsMaxDefault,
 } from './namespace-state.ts';
-export { LocalState, inChainOrder, localStates, nextChainMembers, sameMembers } from './chain-states.ts';
+export { Routing } from './routing.ts';
+export { LocalState, inChainOrder, localStates, markRestarted, nextChainMembers, sameMembers } from './chain-states.ts';
 export type { ChainMember } from './chain-states.ts';
 export type {
   ChainInfo,

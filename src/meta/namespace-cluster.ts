@@ -5,7 +5,7 @@
 import { assert } from '../errors.ts';
 import { TargetState, targetsPerWorkerMax } from './commands.ts';
 import type { AddChainsCommand, RegisterWorkerCommand, UpdateChainsCommand } from './commands.ts';
-import { inChainOrder } from './chain-states.ts';
+import { inChainOrder, markRestarted, sameMembers, type ChainMember } from './chain-states.ts';
 import { FsErrorCode } from './errors.ts';
 import { fail, ok } from './namespace-state.ts';
 import type { Chain, ChainInfo, ChainTableInfo, MetaResult, MetaTables, MetaValues, RoutingInfo, TargetInfo, Worker, WorkerInfo } from './namespace-state.ts';
@@ -16,13 +16,15 @@ function workerInfo(t: MetaTables, worker: Worker): WorkerInfo {
     assert(target !== undefined, `worker ${worker.workerId} lists missing target ${id}`);
     return { ...target };
   });
-  return { workerId: worker.workerId, address: worker.address, domain: worker.domain, targets, registeredMs: worker.registeredMs, updatedMs: worker.updatedMs };
+  return { workerId: worker.workerId, instance: worker.instance, address: worker.address, domain: worker.domain, targets, registeredMs: worker.registeredMs, updatedMs: worker.updatedMs };
 }
 
 /**
  * Adds a worker or updates its address, domain and the listed targets' paths and capacities.
  * Targets are never dropped here: a target missing from a later registration keeps its record,
- * its chain and its state. A new target starts `offline`, in no chain.
+ * its chain and its state. A new target starts `offline`, in no chain. A new instance (the worker
+ * restarted) takes its targets out of serving at once, in this same command, so that no master
+ * and no client reads from them until they have resynced (see markRestarted).
  */
 export function registerWorker(t: MetaTables, cmd: RegisterWorkerCommand): MetaResult<MetaValues['registerWorker']> {
   const worker = t.workers.get(cmd.workerId);
@@ -37,7 +39,9 @@ export function registerWorker(t: MetaTables, cmd: RegisterWorkerCommand): MetaR
   if (known.size > targetsPerWorkerMax) {
     return fail(FsErrorCode.EINVAL, `worker ${cmd.workerId} would have ${known.size} targets, more than ${targetsPerWorkerMax}`);
   }
-  const record: Worker = worker ?? { workerId: cmd.workerId, address: cmd.address, domain: cmd.domain, targetIds: [], registeredMs: cmd.nowMs, updatedMs: cmd.nowMs };
+  const restarted = worker !== undefined && worker.instance !== cmd.instance;
+  const record: Worker = worker ?? { workerId: cmd.workerId, instance: cmd.instance, address: cmd.address, domain: cmd.domain, targetIds: [], registeredMs: cmd.nowMs, updatedMs: cmd.nowMs };
+  record.instance = cmd.instance;
   record.address = cmd.address;
   record.domain = cmd.domain;
   record.updatedMs = cmd.nowMs;
@@ -52,8 +56,20 @@ export function registerWorker(t: MetaTables, cmd: RegisterWorkerCommand): MetaR
       t.targets.set(spec.targetId, { targetId: spec.targetId, workerId: cmd.workerId, path: spec.path, capacityBytes: spec.capacityBytes, state: TargetState.Offline, chainId: 0 });
     }
   }
+  if (restarted) takeOutRestarted(t, new Set(record.targetIds));
   t.routingVersion++;
   return ok(workerInfo(t, record));
+}
+
+function takeOutRestarted(t: MetaTables, targetIds: ReadonlySet<number>): void {
+  const chainIds = new Set([...targetIds].map((id) => t.targets.get(id)!.chainId).filter((id) => id !== 0));
+  for (const chainId of chainIds) {
+    const chain = t.chains.get(chainId)!;
+    const members = chain.targetIds.map((id) => ({ targetId: id, state: t.targets.get(id)!.state }));
+    const next = markRestarted(members, targetIds);
+    if (sameMembers(members, next)) continue;
+    setMembers(t, chain, next);
+  }
 }
 
 /** Why these targets cannot form a chain (unknown, or two on one worker), or undefined. */
@@ -120,27 +136,28 @@ export function updateChains(t: MetaTables, cmd: UpdateChainsCommand): MetaResul
       return fail(FsErrorCode.EINVAL, `chain ${update.chainId}: more than one member syncing`);
     }
   }
-  const changed: ChainInfo[] = [];
-  for (const update of cmd.chains) {
-    const chain = t.chains.get(update.chainId)!;
-    const kept = new Set(update.targets.map((m) => m.targetId));
-    for (const id of chain.targetIds) {
-      if (kept.has(id)) continue;
-      const dropped = t.targets.get(id)!;
-      dropped.chainId = 0;
-      dropped.state = TargetState.Offline;
-    }
-    for (const m of update.targets) {
-      const target = t.targets.get(m.targetId)!;
-      target.chainId = update.chainId;
-      target.state = m.state;
-    }
-    const next: Chain = Object.freeze({ chainId: chain.chainId, version: chain.version + 1, targetIds: Object.freeze(update.targets.map((m) => m.targetId)) });
-    t.chains.set(chain.chainId, next);
-    changed.push(next);
-  }
+  const changed = cmd.chains.map((update) => setMembers(t, t.chains.get(update.chainId)!, update.targets));
   t.routingVersion++;
   return ok({ chains: changed });
+}
+
+/** Replaces a chain's members (checked by the caller) and bumps its version; dropped ones leave it offline. */
+function setMembers(t: MetaTables, chain: Chain, members: readonly ChainMember[]): Chain {
+  const kept = new Set(members.map((m) => m.targetId));
+  for (const id of chain.targetIds) {
+    if (kept.has(id)) continue;
+    const dropped = t.targets.get(id)!;
+    dropped.chainId = 0;
+    dropped.state = TargetState.Offline;
+  }
+  for (const m of members) {
+    const target = t.targets.get(m.targetId)!;
+    target.chainId = chain.chainId;
+    target.state = m.state;
+  }
+  const next: Chain = Object.freeze({ chainId: chain.chainId, version: chain.version + 1, targetIds: Object.freeze(members.map((m) => m.targetId)) });
+  t.chains.set(chain.chainId, next);
+  return next;
 }
 
 export function sortedWorkers(t: MetaTables): WorkerInfo[] {

@@ -148,7 +148,7 @@ function* sections(t: MetaTables): Generator<[Kind, Iterable<unknown[]>]> {
   yield [Kind.PendingGc, [...t.pendingGc.values()].map((g) => [g.inodeId, layoutTuple(g.layout), g.sizeBytes, g.deletedMs])];
   yield [Kind.Clients, [...t.clients].map(([id, c]) => [id, c.seq, c.lastUsedMs, c.result])];
   const workers = [...t.workers.values()].sort((a, b) => a.workerId - b.workerId);
-  yield [Kind.Workers, workers.map((w) => [w.workerId, w.address, w.domain, w.registeredMs, w.updatedMs, w.targetIds])];
+  yield [Kind.Workers, workers.map((w) => [w.workerId, w.instance, w.address, w.domain, w.registeredMs, w.updatedMs, w.targetIds])];
   const targets = [...t.targets.values()].sort((a, b) => a.targetId - b.targetId);
   yield [Kind.Targets, targets.map((x) => [x.targetId, x.workerId, x.path, x.capacityBytes, x.state, x.chainId])];
   const chains = [...t.chains.values()].sort((a, b) => a.chainId - b.chainId);
@@ -416,13 +416,14 @@ class SnapshotBuilder {
   }
 
   private worker(r: unknown): void {
-    const [idRaw, addressRaw, domainRaw, registeredRaw, updatedRaw, targetsRaw] = tuple(r, 6, 'worker record');
+    const [idRaw, instanceRaw, addressRaw, domainRaw, registeredRaw, updatedRaw, targetsRaw] = tuple(r, 7, 'worker record');
     const workerId = int(idRaw, 'worker id', 1, idMax);
     check(!this.t.workers.has(workerId), `worker ${workerId} is repeated`);
     check(Array.isArray(targetsRaw), `worker ${workerId} targets are not a list`);
     check(typeof domainRaw === 'string', `worker ${workerId} domain is not a string`);
     this.t.workers.set(workerId, {
       workerId,
+      instance: str(instanceRaw, `worker ${workerId} instance`),
       address: str(addressRaw, `worker ${workerId} address`),
       domain: domainRaw,
       registeredMs: time(registeredRaw, `worker ${workerId} registered`),

@@ -68,6 +68,8 @@ export interface ClientRecord {
 
 export interface Worker {
   workerId: number;
+  /** The process that registered last (random per start). */
+  instance: string;
   address: string;
   /** Failure domain (rack, power feed): chains avoid two replicas in one when they can. '' when not given. */
   domain: string;
@@ -186,6 +188,7 @@ export type TargetInfo = Readonly<Target>;
 
 export interface WorkerInfo {
   workerId: number;
+  instance: string;
   address: string;
   domain: string;
   targets: TargetInfo[];

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { inChainOrder, LocalState, nextChainMembers, type ChainMember } from '../../src/meta/index.ts';
+import { inChainOrder, LocalState, markRestarted, nextChainMembers, type ChainMember } from '../../src/meta/index.ts';
 import type { TargetState } from '../../src/meta/commands.ts';
 
 const S = 'serving', L = 'lastsrv', Y = 'syncing', W = 'waiting', O = 'offline';
@@ -102,4 +102,14 @@ test('property: with reports unchanged the chain settles within two steps', () =
     }),
     { numRuns: 2000 },
   );
+});
+
+test('a restarted worker: its serving members go offline, or lastsrv when nobody else serves', () => {
+  const run = (members: [number, TargetState][], restarted: number[]) =>
+    markRestarted(members.map(([targetId, state]) => ({ targetId, state })), new Set(restarted)).map((m) => [m.targetId, m.state]);
+  assert.deepEqual(run([[1, S], [2, S], [3, S]], [1]), [[2, S], [3, S], [1, O]]);
+  assert.deepEqual(run([[1, S], [2, O]], [1]), [[1, L], [2, O]]);
+  assert.deepEqual(run([[1, S], [2, S]], [1, 2]), [[1, L], [2, O]]);
+  assert.deepEqual(run([[1, S], [2, Y], [3, W]], [2, 3]), [[1, S], [2, O], [3, O]]);
+  assert.deepEqual(run([[1, L], [2, O]], [1]), [[1, L], [2, O]], 'a lastsrv stays the one to wait for');
 });

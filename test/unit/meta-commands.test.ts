@@ -52,8 +52,8 @@ const valid: MetaCommand[] = [
   { op: 'commitLength', ...stamp, path: '/a/f', lengthBytes: 10 },
   { op: 'commitLength', ...stamp, inodeId: 7, lengthBytes: 10 },
   { op: 'gcDone', ...stamp, inodeIds: [3, 4] },
-  { op: 'registerWorker', ...stamp, workerId: 1, address: '[::1]:9000', domain: 'rack-1', targets: [{ targetId: 1, path: '/data', capacityBytes: 1 << 30 }] },
-  { op: 'registerWorker', ...stamp, workerId: 2, address: 'h:1', domain: '', targets: [] },
+  { op: 'registerWorker', ...stamp, workerId: 1, instance: 'i1', address: '[::1]:9000', domain: 'rack-1', targets: [{ targetId: 1, path: '/data', capacityBytes: 1 << 30 }] },
+  { op: 'registerWorker', ...stamp, workerId: 2, instance: 'i1', address: 'h:1', domain: '', targets: [] },
   { op: 'addChains', ...stamp, tableId: 1, chains: [{ chainId: 1, targetIds: [1, 2, 3] }, { chainId: 2, targetIds: [4, 5, 6] }] },
   { op: 'updateChains', ...stamp, chains: [{ chainId: 1, version: 3, targets: [{ targetId: 2, state: 'serving' }, { targetId: 1, state: 'lastsrv' }] }] },
 ];
@@ -162,7 +162,7 @@ test('layouts: chunk size a power of two in 64 KiB..64 MiB, stripe width >= 1, i
 });
 
 test('cluster commands: ids, addresses, states and chains are checked', () => {
-  const reg = (extra: object) => ({ op: 'registerWorker', ...stamp, workerId: 1, address: 'h:1', targets: [], ...extra });
+  const reg = (extra: object) => ({ op: 'registerWorker', ...stamp, workerId: 1, instance: 'i1', address: 'h:1', targets: [], ...extra });
   refused(reg({ workerId: 0 }), 'EINVAL', /'workerId' = 0/);
   refused(reg({ address: 'nohost' }), 'EINVAL', /'address' must be host:port/);
   refused(reg({ address: 'h:0' }), 'EINVAL', /host:port/);

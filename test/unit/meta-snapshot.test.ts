@@ -32,8 +32,8 @@ function populated(files = 200): Log {
   log.ok({ op: 'openSession', path: '/a/b/f4', truncate: false });
   log.ok({ op: 'unlink', path: '/a/b/f4' }); // an orphan held by @1
   log.ok({ op: 'unlink', path: '/a/b/f5' }); // pending GC
-  log.ok({ op: 'registerWorker', workerId: 1, address: 'a:1', domain: 'r1', targets: [{ targetId: 11, path: '/d1', capacityBytes: 100 }, { targetId: 12, path: '/d2', capacityBytes: 100 }] });
-  log.ok({ op: 'registerWorker', workerId: 2, address: 'b:1', domain: '', targets: [{ targetId: 21, path: '/d1', capacityBytes: 200 }, { targetId: 22, path: '/d2', capacityBytes: 0 }] });
+  log.ok({ op: 'registerWorker', workerId: 1, instance: 'i1', address: 'a:1', domain: 'r1', targets: [{ targetId: 11, path: '/d1', capacityBytes: 100 }, { targetId: 12, path: '/d2', capacityBytes: 100 }] });
+  log.ok({ op: 'registerWorker', workerId: 2, instance: 'i1', address: 'b:1', domain: '', targets: [{ targetId: 21, path: '/d1', capacityBytes: 200 }, { targetId: 22, path: '/d2', capacityBytes: 0 }] });
   log.ok({ op: 'addChains', tableId: 1, chains: [{ chainId: 1, targetIds: [11, 21] }] });
   log.ok({ op: 'addChains', tableId: 1, chains: [{ chainId: 2, targetIds: [22, 12] }] });
   log.ok({ op: 'updateChains', chains: [{ chainId: 1, version: 1, targets: [{ targetId: 21, state: 'serving' }, { targetId: 11, state: 'offline' }] }] });
@@ -106,6 +106,7 @@ test('large states stream as many chunks, none above snapshotChunkBytesMax', () 
   const targetsPerWorker = 250;
   const workers = Array.from({ length: 160 }, (_, w) => ({
     workerId: w + 1,
+    instance: `i${w}`,
     address: `w${w}:1`,
     domain: '',
     targets: Array.from({ length: targetsPerWorker }, (_, t) => ({ targetId: 100_000 + w * 1000 + t, path: `/data/${t}`, capacityBytes: 1 << 40 })),
@@ -240,7 +241,7 @@ const bodyArb: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
   w(1, fc.record({ op: fc.constant('commitLength'), path: pathArb, lengthBytes: fc.nat(1 << 20) })),
   w(1, fc.record({ op: fc.constant('commitLength'), inodeId: fc.integer({ min: 1, max: 20 }), lengthBytes: fc.nat(1 << 20) })),
   w(1, fc.record({ op: fc.constant('gcDone'), inodeIds: fc.array(fc.integer({ min: 1, max: 20 }), { maxLength: 3 }) })),
-  w(1, fc.record({ op: fc.constant('registerWorker'), workerId: fc.integer({ min: 1, max: 3 }), address: fc.constant('h:1'), domain: fc.constantFrom('', 'r1'), targets: fc.constantFrom([], [{ targetId: 1, path: '/x', capacityBytes: 5 }], [{ targetId: 2, path: '/y', capacityBytes: 0 }], [{ targetId: 3, path: '/z', capacityBytes: 1 }]) })),
+  w(1, fc.record({ op: fc.constant('registerWorker'), workerId: fc.integer({ min: 1, max: 3 }), instance: fc.constantFrom('a', 'b'), address: fc.constant('h:1'), domain: fc.constantFrom('', 'r1'), targets: fc.constantFrom([], [{ targetId: 1, path: '/x', capacityBytes: 5 }], [{ targetId: 2, path: '/y', capacityBytes: 0 }], [{ targetId: 3, path: '/z', capacityBytes: 1 }]) })),
   w(1, fc.record({ op: fc.constant('addChains'), tableId: fc.constantFrom(1, 2), chains: fc.constantFrom([{ chainId: 1, targetIds: [1] }], [{ chainId: 2, targetIds: [1, 2] }], [{ chainId: 3, targetIds: [2, 3] }, { chainId: 4, targetIds: [1] }]) })),
   w(1, fc.record({ op: fc.constant('updateChains'), chains: fc.constantFrom(
     [{ chainId: 1, version: 1, targets: [{ targetId: 1, state: 'offline' }] }],

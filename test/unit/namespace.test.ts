@@ -121,7 +121,7 @@ test('create makes a file with the default layout or the given one; non-exclusiv
 
 test('a file created without a layout takes the current version of the default chain table', () => {
   const fs = new Fs();
-  fs.ok({ op: 'registerWorker', workerId: 1, address: 'w1:9000', domain: '', targets: [11, 12, 13].map((targetId) => ({ targetId, path: `/data/${targetId}`, capacityBytes: 0 })) });
+  fs.ok({ op: 'registerWorker', workerId: 1, instance: 'i1', address: 'w1:9000', domain: '', targets: [11, 12, 13].map((targetId) => ({ targetId, path: `/data/${targetId}`, capacityBytes: 0 })) });
   for (const id of [11, 12, 13]) fs.ok({ op: 'addChains', tableId: 1, chains: [{ chainId: id, targetIds: [id] }] });
   assert.equal(fs.create('/f').layout?.chainTableVersion, 3);
 });
@@ -400,13 +400,13 @@ test('readdir caps the page at readdirLimitMax, resumes after names that are gon
 test('cluster tables: register workers, add chains, update chains', () => {
   const fs = new Fs();
   const spec = (targetId: number, path = `/d${targetId}`) => ({ targetId, path, capacityBytes: 1000 });
-  const w1 = fs.ok({ op: 'registerWorker', workerId: 1, address: 'host-a:9000', domain: 'rack-1', targets: [spec(101), spec(102)] });
+  const w1 = fs.ok({ op: 'registerWorker', workerId: 1, instance: 'i1', address: 'host-a:9000', domain: 'rack-1', targets: [spec(101), spec(102)] });
   assert.deepEqual(w1.targets.map((t) => [t.targetId, t.state, t.chainId]), [[101, 'offline', 0], [102, 'offline', 0]]);
-  fs.ok({ op: 'registerWorker', workerId: 2, address: 'host-b:9000', domain: 'rack-2', targets: [spec(201), spec(202)] });
-  fs.ok({ op: 'registerWorker', workerId: 3, address: 'host-c:9000', domain: 'rack-3', targets: [spec(301), spec(302)] });
-  fs.fails({ op: 'registerWorker', workerId: 2, address: 'host-b:9000', domain: '', targets: [spec(101)] }, 'EEXIST');
+  fs.ok({ op: 'registerWorker', workerId: 2, instance: 'i1', address: 'host-b:9000', domain: 'rack-2', targets: [spec(201), spec(202)] });
+  fs.ok({ op: 'registerWorker', workerId: 3, instance: 'i1', address: 'host-c:9000', domain: 'rack-3', targets: [spec(301), spec(302)] });
+  fs.fails({ op: 'registerWorker', workerId: 2, instance: 'i1', address: 'host-b:9000', domain: '', targets: [spec(101)] }, 'EEXIST');
   // Re-registration updates the address and paths, adds targets and keeps the others and their states.
-  const again = fs.ok({ op: 'registerWorker', workerId: 1, address: 'host-a:9001', domain: 'rack-1', targets: [spec(103), spec(102, '/d2b')] });
+  const again = fs.ok({ op: 'registerWorker', workerId: 1, instance: 'i1', address: 'host-a:9001', domain: 'rack-1', targets: [spec(103), spec(102, '/d2b')] });
   assert.equal(again.address, 'host-a:9001');
   assert.deepEqual(again.targets.map((t) => [t.targetId, t.path]), [[101, '/d101'], [102, '/d2b'], [103, '/d103']]);
   assert.equal(again.registeredMs < again.updatedMs, true);
@@ -433,7 +433,7 @@ test('cluster tables: register workers, add chains, update chains', () => {
   fs.fails(v2([{ targetId: 101, state: 'serving' }, { targetId: 202, state: 'serving' }]), 'EINVAL'); // 202 is in chain 2
   fs.fails(v2([{ targetId: 101, state: 'serving' }, { targetId: 999, state: 'serving' }]), 'ENOENT');
   // 301 is replaced by a new target: it leaves the chain, offline; the new one waits.
-  fs.ok({ op: 'registerWorker', workerId: 4, address: 'host-d:9000', domain: 'rack-4', targets: [spec(401)] });
+  fs.ok({ op: 'registerWorker', workerId: 4, instance: 'i1', address: 'host-d:9000', domain: 'rack-4', targets: [spec(401)] });
   fs.ok(v2([{ targetId: 101, state: 'serving' }, { targetId: 201, state: 'serving' }, { targetId: 401, state: 'waiting' }]));
   const byId = new Map(fs.state.targets().map((t) => [t.targetId, t]));
   assert.deepEqual([byId.get(301)?.chainId, byId.get(301)?.state, byId.get(401)?.chainId, byId.get(401)?.state], [0, 'offline', 1, 'waiting']);
@@ -445,11 +445,24 @@ test('cluster tables: register workers, add chains, update chains', () => {
   fs.checkInvariants();
 });
 
+test('a worker that registers with a new instance (it restarted) stops serving its members in the same command', () => {
+  const fs = new Fs();
+  for (const w of [1, 2, 3]) fs.ok({ op: 'registerWorker', workerId: w, instance: 'first', address: `h${w}:1`, domain: '', targets: [{ targetId: w, path: '/d', capacityBytes: 0 }] });
+  fs.ok({ op: 'addChains', tableId: 1, chains: [{ chainId: 7, targetIds: [1, 2, 3] }] });
+  fs.ok({ op: 'registerWorker', workerId: 2, instance: 'first', address: 'h2:1', domain: '', targets: [] });
+  assert.equal(fs.state.chains()[0].version, 1, 'the same instance again changes nothing');
+  fs.ok({ op: 'registerWorker', workerId: 2, instance: 'second', address: 'h2:1', domain: '', targets: [] });
+  const chain = fs.state.chains()[0];
+  assert.deepEqual([chain.version, chain.targetIds], [2, [1, 3, 2]]);
+  assert.equal(fs.state.targets().find((t) => t.targetId === 2)?.state, 'offline');
+  fs.checkInvariants();
+});
+
 test('registerWorker is bounded by targetsPerWorkerMax across registrations', () => {
   const fs = new Fs();
   const batch = (from: number) => Array.from({ length: 200 }, (_, i) => ({ targetId: from + i, path: `/t${from + i}`, capacityBytes: 0 }));
-  fs.ok({ op: 'registerWorker', workerId: 1, address: 'h:1', domain: '', targets: batch(1) });
-  fs.fails({ op: 'registerWorker', workerId: 1, address: 'h:1', domain: '', targets: batch(1001) }, 'EINVAL');
+  fs.ok({ op: 'registerWorker', workerId: 1, instance: 'i1', address: 'h:1', domain: '', targets: batch(1) });
+  fs.fails({ op: 'registerWorker', workerId: 1, instance: 'i1', address: 'h:1', domain: '', targets: batch(1001) }, 'EINVAL');
 });
 
 test('failed operations change nothing', () => {

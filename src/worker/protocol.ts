@@ -1,0 +1,145 @@
+// What clients and workers send each other on the data path, and what workers tell the masters:
+// the bodies of each RPC, checked field by field at the boundary. Chunk bytes travel as the raw
+// payload of the call, never inside the body.
+
+import { chunkSizeBytesMax, idMax } from '../meta/commands.ts';
+import { localStates, type LocalState } from '../meta/chain-states.ts';
+import { Fields } from '../fields.ts';
+import { WorkerError, WorkerErrorCode } from './errors.ts';
+
+export const WorkerMethod = {
+  /** Client → head, and each member → its successor: stage, forward, commit. */
+  write: 'chunk.write',
+  read: 'chunk.read',
+  /** Chunk metadata of a target, for its predecessor's resync. */
+  syncList: 'chunk.syncList',
+  /** Removes the chunks of deleted files (garbage collection). */
+  remove: 'chunk.remove',
+} as const;
+
+export const MasterWorkerMethod = {
+  register: 'worker.register',
+  heartbeat: 'worker.heartbeat',
+  routing: 'cluster.routing',
+} as const;
+
+export interface ChunkRef {
+  inodeId: number;
+  index: number;
+}
+
+export interface WriteRequest extends ChunkRef {
+  chainId: number;
+  /** The chain version the sender routed by: a different one is refused (STALE_CHAIN_VERSION). */
+  chainVersion: number;
+  offset: number;
+  /** CRC32C of the payload. */
+  crc32c: number;
+  /** Set by the head when it forwards: the version every member stages (commit version + 1 at the head). */
+  updateVersion?: number;
+  /** The payload is the whole chunk (resync, or a write forwarded to a member being synced). */
+  replace?: boolean;
+}
+
+export interface WriteReply {
+  commitVersion: number;
+  lengthBytes: number;
+  /** CRC32C of the whole chunk after the write: equal on every member. */
+  crc32c: number;
+}
+
+export interface ReadRequest extends ChunkRef {
+  chainId: number;
+  chainVersion: number;
+  offset: number;
+  length: number;
+}
+
+/** The bytes come as the payload: [offset, min(offset + length, lengthBytes)). */
+export interface ReadReply {
+  lengthBytes: number;
+  commitVersion: number;
+}
+
+export interface TargetReport {
+  targetId: number;
+  localState: LocalState;
+  capacityBytes: number;
+  usedBytes: number;
+  chunks: number;
+}
+
+export interface HeartbeatRequest {
+  workerId: number;
+  /** Random per process start: a new one tells the masters the worker restarted. */
+  instance: string;
+  /** The routing version the worker holds: the answer carries a newer picture if there is one. */
+  routingVersion: number;
+  targets: TargetReport[];
+}
+
+/** Largest payload of one write or read: a whole chunk of the largest size. */
+export const payloadBytesMax = chunkSizeBytesMax;
+const instanceBytesMax = 128;
+
+const workerFieldErrors = {
+  invalid: (message: string) => new WorkerError(WorkerErrorCode.InvalidArgument, message),
+  tooLong: (message: string) => new WorkerError(WorkerErrorCode.InvalidArgument, message),
+};
+
+function chunkRef(f: Fields): ChunkRef {
+  return { inodeId: f.int('inodeId', 1, Number.MAX_SAFE_INTEGER), index: f.int('index', 0, 0xffff_ffff) };
+}
+
+function routed(f: Fields): { chainId: number; chainVersion: number } {
+  return { chainId: f.int('chainId', 1, idMax), chainVersion: f.int('chainVersion', 1, Number.MAX_SAFE_INTEGER) };
+}
+
+/** A write from untrusted input; `payloadBytes` is the length of the payload that came with it. */
+export function validateWrite(x: unknown, payloadBytes: number): WriteRequest {
+  const f = new Fields(x, 'chunk write', workerFieldErrors);
+  const req: WriteRequest = { ...routed(f), ...chunkRef(f), offset: f.int('offset', 0, chunkSizeBytesMax), crc32c: f.int('crc32c', 0, 0xffff_ffff) };
+  const updateVersion = f.optInt('updateVersion', 1, Number.MAX_SAFE_INTEGER);
+  if (updateVersion !== undefined) req.updateVersion = updateVersion;
+  if (f.bool('replace', false)) req.replace = true;
+  f.done();
+  if (req.offset + payloadBytes > chunkSizeBytesMax) {
+    throw workerFieldErrors.invalid(`chunk write: offset ${req.offset} + ${payloadBytes} bytes passes the largest chunk size, ${chunkSizeBytesMax}`);
+  }
+  if (req.replace === true && req.offset !== 0) throw workerFieldErrors.invalid('chunk write: a whole-chunk replace starts at offset 0');
+  return req;
+}
+
+export function validateRead(x: unknown): ReadRequest {
+  const f = new Fields(x, 'chunk read', workerFieldErrors);
+  const req: ReadRequest = { ...routed(f), ...chunkRef(f), offset: f.int('offset', 0, chunkSizeBytesMax), length: f.int('length', 0, payloadBytesMax) };
+  f.done();
+  return req;
+}
+
+export function validateHeartbeat(x: unknown): HeartbeatRequest {
+  const f = new Fields(x, 'heartbeat', workerFieldErrors);
+  const req: HeartbeatRequest = {
+    workerId: f.int('workerId', 1, idMax),
+    instance: f.str('instance', instanceBytesMax),
+    routingVersion: f.int('routingVersion', 0, Number.MAX_SAFE_INTEGER),
+    targets: f.array('targets', 256).map((t, i) => {
+      const tf = f.nested(t, `heartbeat: targets[${i}]`);
+      const localState = tf.req('localState');
+      if (typeof localState !== 'string' || !localStates.includes(localState)) {
+        throw workerFieldErrors.invalid(`${tf.where}: 'localState' must be one of ${localStates.join(', ')}`);
+      }
+      const report: TargetReport = {
+        targetId: tf.int('targetId', 1, idMax),
+        localState: localState as LocalState,
+        capacityBytes: tf.int('capacityBytes', 0, Number.MAX_SAFE_INTEGER),
+        usedBytes: tf.int('usedBytes', 0, Number.MAX_SAFE_INTEGER),
+        chunks: tf.int('chunks', 0, Number.MAX_SAFE_INTEGER),
+      };
+      tf.done();
+      return report;
+    }),
+  };
+  f.done();
+  return req;
+}
