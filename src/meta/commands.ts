@@ -25,6 +25,7 @@ export const addressBytesMax = 256;
 export const targetPathBytesMax = 4096;
 export const domainBytesMax = 256;
 export const instanceBytesMax = 128;
+export const clusterIdBytesMax = 128;
 export const targetsPerWorkerMax = 256;
 export const chainsPerTableMax = 65_536;
 export const chainLengthMax = 16;
@@ -62,6 +63,11 @@ export interface ClientStamp {
 
 export interface NoopCommand extends ClientStamp {
   op: 'noop';
+}
+/** Names the cluster once (workers write it into their targets): a second, different name is refused. */
+export interface InitClusterCommand extends ClientStamp {
+  op: 'initCluster';
+  clusterId: string;
 }
 export interface MkdirCommand extends ClientStamp {
   op: 'mkdir';
@@ -181,6 +187,7 @@ export interface UpdateChainsCommand extends ClientStamp {
 }
 export type MetaCommand =
   | NoopCommand
+  | InitClusterCommand
   | MkdirCommand
   | CreateCommand
   | UnlinkCommand
@@ -344,6 +351,7 @@ type CommandReader = (f: MetaFields, s: ClientStamp) => MetaCommand;
 
 const commandReaders: Record<MetaCommandOp, CommandReader> = {
   noop: (_f, s) => ({ op: 'noop', ...s }),
+  initCluster: (f, s) => ({ op: 'initCluster', ...s, clusterId: f.str('clusterId', clusterIdBytesMax) }),
   mkdir: (f, s) => ({
     op: 'mkdir',
     ...s,

@@ -4,11 +4,17 @@
 
 import { assert } from '../errors.ts';
 import { TargetState, targetsPerWorkerMax } from './commands.ts';
-import type { AddChainsCommand, RegisterWorkerCommand, UpdateChainsCommand } from './commands.ts';
+import type { AddChainsCommand, InitClusterCommand, RegisterWorkerCommand, UpdateChainsCommand } from './commands.ts';
 import { inChainOrder, markRestarted, sameMembers, type ChainMember } from './chain-states.ts';
 import { FsErrorCode } from './errors.ts';
 import { fail, ok } from './namespace-state.ts';
 import type { Chain, ChainInfo, ChainTableInfo, MetaResult, MetaTables, MetaValues, RoutingInfo, TargetInfo, Worker, WorkerInfo } from './namespace-state.ts';
+
+export function initCluster(t: MetaTables, cmd: InitClusterCommand): MetaResult<MetaValues['initCluster']> {
+  if (t.clusterId !== '' && t.clusterId !== cmd.clusterId) return fail(FsErrorCode.EEXIST, `the cluster is named ${t.clusterId} already`);
+  t.clusterId = cmd.clusterId;
+  return ok({ clusterId: t.clusterId });
+}
 
 function workerInfo(t: MetaTables, worker: Worker): WorkerInfo {
   const targets = worker.targetIds.map((id) => {
@@ -179,6 +185,7 @@ export function sortedChainTables(t: MetaTables): ChainTableInfo[] {
 
 export function routing(t: MetaTables): RoutingInfo {
   return {
+    clusterId: t.clusterId,
     routingVersion: t.routingVersion,
     workers: [...t.workers.values()].sort((a, b) => a.workerId - b.workerId).map((w) => ({ workerId: w.workerId, address: w.address })),
     targets: sortedTargets(t),

@@ -52,6 +52,7 @@ interface Header {
   clockMs: number;
   nextInodeId: number;
   nextSessionNo: number;
+  clusterId: string;
   routingVersion: number;
   options: MetaStateOptions;
   counts: Counts;
@@ -194,6 +195,7 @@ export function* writeSnapshot(t: MetaTables): Generator<Uint8Array> {
     clockMs: t.clockMs,
     nextInodeId: t.nextInodeId,
     nextSessionNo: t.nextSessionNo,
+    clusterId: t.clusterId,
     routingVersion: t.routingVersion,
     options: { ...t.options },
     counts: countsOf(t),
@@ -253,6 +255,11 @@ function layoutFrom(v: unknown, what: string): Layout {
   }
 }
 
+function clusterIdOf(v: unknown): string {
+  check(typeof v === 'string', 'the cluster id is not a string');
+  return v;
+}
+
 function readHeader(body: unknown): Header {
   const h = obj(body, 'header');
   check(h.magic === snapshotMagic, `not a metadata snapshot (magic ${String(h.magic)})`);
@@ -270,6 +277,7 @@ function readHeader(body: unknown): Header {
     clockMs: int(h.clockMs, 'clockMs'),
     nextInodeId: int(h.nextInodeId, 'nextInodeId', rootInodeId + 1),
     nextSessionNo: int(h.nextSessionNo, 'nextSessionNo', 1),
+    clusterId: clusterIdOf(h.clusterId),
     routingVersion: int(h.routingVersion, 'routingVersion'),
     options: {
       clientIdleMsMax: int(o.clientIdleMsMax, 'clientIdleMsMax'),
@@ -299,6 +307,7 @@ class SnapshotBuilder {
     this.t.nextInodeId = header.nextInodeId;
     this.t.nextSessionNo = header.nextSessionNo;
     this.t.routingVersion = header.routingVersion;
+    this.t.clusterId = header.clusterId;
   }
 
   add(kind: Kind, records: unknown[]): void {

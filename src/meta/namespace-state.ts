@@ -204,6 +204,8 @@ export type ChainTableInfo = Readonly<ChainTable>;
  * version goes up with every change to workers, targets, chains or tables.
  */
 export interface RoutingInfo {
+  /** '' until the first leader names the cluster. */
+  clusterId: string;
   routingVersion: number;
   workers: { workerId: number; address: string }[];
   targets: TargetInfo[];
@@ -214,6 +216,7 @@ export interface RoutingInfo {
 /** The value each command answers with when it succeeds. */
 export interface MetaValues {
   noop: null;
+  initCluster: { clusterId: string };
   mkdir: InodeAttr;
   create: CreateValue;
   unlink: UnlinkValue;
@@ -266,6 +269,8 @@ export class MetaTables {
   clockMs = 0;
   nextInodeId = rootInodeId + 1;
   nextSessionNo = 1;
+  /** Set once by initCluster; '' before. */
+  clusterId = '';
   readonly inodes = new Map<number, Inode>();
   readonly sessions = new Map<string, Session>();
   /** Open sessions per inode. */

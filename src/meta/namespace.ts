@@ -7,7 +7,7 @@ import { upperBound } from '../sorted.ts';
 import { decodeCommand, pendingGcLimitMax, readdirLimitMax } from './commands.ts';
 import type { MetaCommand, MetaCommandOp, MetaQuery } from './commands.ts';
 import { FsErrorCode, MetaError } from './errors.ts';
-import { addChains, registerWorker, routing, sortedChains, sortedChainTables, sortedTargets, sortedWorkers, updateChains } from './namespace-cluster.ts';
+import { addChains, initCluster, registerWorker, routing, sortedChains, sortedChainTables, sortedTargets, sortedWorkers, updateChains } from './namespace-cluster.ts';
 import { answerSeen, evictClients, remember } from './namespace-clients.ts';
 import { readSnapshot, sortedNamesOf, writeSnapshot } from './namespace-snapshot.ts';
 import {
@@ -42,6 +42,7 @@ type Handler = (t: MetaTables, cmd: never) => MetaResult;
 
 const handlers: Record<MetaCommandOp, Handler> = {
   noop: () => ok(null),
+  initCluster,
   mkdir: tree.mkdir,
   create: tree.create,
   unlink: tree.unlink,

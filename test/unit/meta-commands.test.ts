@@ -52,6 +52,7 @@ const valid: MetaCommand[] = [
   { op: 'commitLength', ...stamp, path: '/a/f', lengthBytes: 10 },
   { op: 'commitLength', ...stamp, inodeId: 7, lengthBytes: 10 },
   { op: 'gcDone', ...stamp, inodeIds: [3, 4] },
+  { op: 'initCluster', ...stamp, clusterId: 'c0ffee' },
   { op: 'registerWorker', ...stamp, workerId: 1, instance: 'i1', address: '[::1]:9000', domain: 'rack-1', targets: [{ targetId: 1, path: '/data', capacityBytes: 1 << 30 }] },
   { op: 'registerWorker', ...stamp, workerId: 2, instance: 'i1', address: 'h:1', domain: '', targets: [] },
   { op: 'addChains', ...stamp, tableId: 1, chains: [{ chainId: 1, targetIds: [1, 2, 3] }, { chainId: 2, targetIds: [4, 5, 6] }] },

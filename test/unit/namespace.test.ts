@@ -458,6 +458,15 @@ test('a worker that registers with a new instance (it restarted) stops serving i
   fs.checkInvariants();
 });
 
+test('the cluster is named once', () => {
+  const fs = new Fs();
+  assert.equal(fs.state.routing().clusterId, '');
+  fs.ok({ op: 'initCluster', clusterId: 'one' });
+  fs.ok({ op: 'initCluster', clusterId: 'one' });
+  fs.fails({ op: 'initCluster', clusterId: 'two' }, 'EEXIST');
+  assert.equal(MetaState.restore(fs.state.snapshot()).routing().clusterId, 'one');
+});
+
 test('registerWorker is bounded by targetsPerWorkerMax across registrations', () => {
   const fs = new Fs();
   const batch = (from: number) => Array.from({ length: 200 }, (_, i) => ({ targetId: from + i, path: `/t${from + i}`, capacityBytes: 0 }));
