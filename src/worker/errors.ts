@@ -12,6 +12,11 @@ export const WorkerErrorCode = {
   InvalidArgument: 'INVALID_ARGUMENT',
   /** The replica holds a pending version of the chunk: read from the tail, or retry. */
   ChunkDirty: 'CHUNK_DIRTY',
+  /**
+   * A forwarded write names a version this replica already holds with other content, or one it
+   * cannot build on (it lacks the versions before): the sender resends the whole chunk.
+   */
+  ChunkDiverged: 'CAIRN_CHUNK_DIVERGED',
   /** The chunk does not exist on this replica. */
   ChunkNotFound: 'CHUNK_NOT_FOUND',
   /** Stored bytes failed their checksum: the replica does not serve them; another replica may. */
@@ -22,6 +27,10 @@ export const WorkerErrorCode = {
   TargetForeign: 'CAIRN_TARGET_FOREIGN',
   /** The target's disk has no room for the write. */
   TargetFull: 'CAIRN_TARGET_FULL',
+  /** Another process runs as this worker id (it heartbeats with another instance): a second `--id` is refused. */
+  WorkerDuplicate: 'CAIRN_WORKER_DUPLICATE',
+  /** The masters do not know this worker process (a new leader, or another instance registered since): register again. */
+  WorkerNotRegistered: 'CAIRN_WORKER_NOT_REGISTERED',
 } as const;
 export type WorkerErrorCode = (typeof WorkerErrorCode)[keyof typeof WorkerErrorCode];
 

@@ -13,7 +13,9 @@ export const WorkerMethod = {
   read: 'chunk.read',
   /** Chunk metadata of a target, for its predecessor's resync. */
   syncList: 'chunk.syncList',
-  /** Removes the chunks of deleted files (garbage collection). */
+  /** The predecessor's resync of a syncing target is complete. */
+  syncDone: 'chunk.syncDone',
+  /** Removes chunks: of deleted files (garbage collection), or ones a resync found only on the target. */
   remove: 'chunk.remove',
 } as const;
 
@@ -39,6 +41,8 @@ export interface WriteRequest extends ChunkRef {
   updateVersion?: number;
   /** The payload is the whole chunk (resync, or a write forwarded to a member being synced). */
   replace?: boolean;
+  /** Set on forwards: CRC32C of the whole chunk at `updateVersion`, to tell a retried write from another one. */
+  chunkCrc32c?: number;
 }
 
 export interface WriteReply {
@@ -60,6 +64,40 @@ export interface ReadReply {
   lengthBytes: number;
   commitVersion: number;
 }
+
+/** Names one target of a chain at a chain version: the resync and removal calls. */
+export interface TargetCall {
+  chainId: number;
+  chainVersion: number;
+  targetId: number;
+}
+
+export interface SyncListRequest extends TargetCall {
+  /** Chunks after this one (`inodeId:index` order), for the next page. */
+  after?: ChunkRef;
+  limit: number;
+}
+
+export interface SyncEntry extends ChunkRef {
+  commitVersion: number;
+  lengthBytes: number;
+  crc32c: number;
+  /** It holds a pending version too. */
+  pending: boolean;
+}
+
+export interface SyncListReply {
+  chunks: SyncEntry[];
+  /** More chunks follow. */
+  more: boolean;
+}
+
+export interface RemoveRequest extends TargetCall {
+  chunks: ChunkRef[];
+}
+
+export const syncListLimitMax = 4096;
+export const removeChunksMax = 4096;
 
 export interface TargetReport {
   targetId: number;
@@ -102,6 +140,8 @@ export function validateWrite(x: unknown, payloadBytes: number): WriteRequest {
   const updateVersion = f.optInt('updateVersion', 1, Number.MAX_SAFE_INTEGER);
   if (updateVersion !== undefined) req.updateVersion = updateVersion;
   if (f.bool('replace', false)) req.replace = true;
+  const chunkCrc = f.optInt('chunkCrc32c', 0, 0xffff_ffff);
+  if (chunkCrc !== undefined) req.chunkCrc32c = chunkCrc;
   f.done();
   if (req.offset + payloadBytes > chunkSizeBytesMax) {
     throw workerFieldErrors.invalid(`chunk write: offset ${req.offset} + ${payloadBytes} bytes passes the largest chunk size, ${chunkSizeBytesMax}`);
@@ -113,6 +153,44 @@ export function validateWrite(x: unknown, payloadBytes: number): WriteRequest {
 export function validateRead(x: unknown): ReadRequest {
   const f = new Fields(x, 'chunk read', workerFieldErrors);
   const req: ReadRequest = { ...routed(f), ...chunkRef(f), offset: f.int('offset', 0, chunkSizeBytesMax), length: f.int('length', 0, payloadBytesMax) };
+  f.done();
+  return req;
+}
+
+function targetCall(f: Fields): TargetCall {
+  return { ...routed(f), targetId: f.int('targetId', 1, idMax) };
+}
+
+export function validateTargetCall(x: unknown): TargetCall {
+  const f = new Fields(x, 'target call', workerFieldErrors);
+  const call = targetCall(f);
+  f.done();
+  return call;
+}
+
+export function validateSyncList(x: unknown): SyncListRequest {
+  const f = new Fields(x, 'sync list', workerFieldErrors);
+  const req: SyncListRequest = { ...targetCall(f), limit: f.int('limit', 1, syncListLimitMax) };
+  if (f.has('after')) {
+    const af = f.nested(f.raw('after'), 'sync list: after');
+    req.after = chunkRef(af);
+    af.done();
+  }
+  f.done();
+  return req;
+}
+
+export function validateRemove(x: unknown): RemoveRequest {
+  const f = new Fields(x, 'chunk remove', workerFieldErrors);
+  const req: RemoveRequest = {
+    ...targetCall(f),
+    chunks: f.array('chunks', removeChunksMax).map((c, i) => {
+      const cf = f.nested(c, `chunk remove: chunks[${i}]`);
+      const ref = chunkRef(cf);
+      cf.done();
+      return ref;
+    }),
+  };
   f.done();
   return req;
 }

@@ -1,0 +1,232 @@
+// The leading master as cluster manager (3FS's mgmtd): it takes workers' registrations and
+// heartbeats, decides target states every heartbeat interval (src/meta/chain-states.ts) and journals
+// what changed, and builds chains from targets that are in none (src/placement/). Heartbeats stay
+// in the leader's memory; only decisions go through the journal.
+//
+// Timing (docs/data-path.md): heartbeats every heartbeatMs; a worker not heard from for
+// offlineTimeoutMs is offline. A new leader knows nothing of the heartbeats its predecessor saw,
+// so it waits one full offlineTimeoutMs of fresh heartbeats before it decides anything. A worker
+// that hears from no master for half the timeout stops serving, so it is silent before anyone
+// counts it out.
+
+import type { Clock, Timer } from '../io/index.ts';
+import type { Journal } from '../journal/index.ts';
+import { validateCommand, type ChainUpdate, type MetaCommand } from '../meta/commands.ts';
+import { LocalState, nextChainMembers, sameMembers } from '../meta/chain-states.ts';
+import { MetaError } from '../meta/errors.ts';
+import { defaultChainTableId, type MetaResult, type RoutingInfo } from '../meta/namespace-state.ts';
+import type { MetaState } from '../meta/namespace.ts';
+import { encodeCommandEntry } from '../meta/state-machine.ts';
+import { extendChains, type PlacementTarget } from '../placement/index.ts';
+import { CairnError, ErrorCode } from '../errors.ts';
+import { validateHeartbeat, type TargetReport } from '../worker/protocol.ts';
+import { WorkerError, WorkerErrorCode } from '../worker/errors.ts';
+
+export interface ClusterTiming {
+  heartbeatMs: number;
+  offlineTimeoutMs: number;
+}
+
+/** Heartbeats every second; offline after 5 s, well past a master failover (about 1 s). */
+export const clusterTimingDefault: ClusterTiming = { heartbeatMs: 1_000, offlineTimeoutMs: 5_000 };
+export const replicationDefault = 3;
+
+export interface ClusterManagerOptions {
+  masterId: number;
+  journal: Journal;
+  /** The applied metadata (read without a barrier: the leader's own state). */
+  state: () => MetaState;
+  clock: Clock;
+  replication: number;
+  timing: ClusterTiming;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
+}
+
+export interface RegisterReply {
+  clusterId: string;
+  routing: RoutingInfo;
+  timing: ClusterTiming;
+}
+
+export interface HeartbeatReply {
+  /** Present when the worker's routing version is not the current one. */
+  routing?: RoutingInfo;
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+interface Seen {
+  instance: string;
+  atMs: number;
+  reports: Map<number, TargetReport>;
+}
+
+/** Unassigned targets must stay the same this long before chains are made of them. */
+const settleHeartbeats = 2;
+
+export class ClusterManager {
+  private readonly opts: ClusterManagerOptions;
+  private readonly seen = new Map<number, Seen>();
+  /** This master's current leadership: since when, in which term, and its proposals' numbering. */
+  private leading: { sinceMs: number; term: number; seq: number } | undefined;
+  private timer: Timer | undefined;
+  private busy = false;
+  /** Proposals go one at a time: they share a client id, whose seq must not arrive out of order. */
+  private proposals: Promise<unknown> = Promise.resolve();
+  private freeTargets = { key: '', sinceMs: 0 };
+  private lastPlacementNote = '';
+
+  constructor(opts: ClusterManagerOptions) {
+    this.opts = opts;
+  }
+
+  start(): void {
+    this.timer = this.opts.clock.every(this.opts.timing.heartbeatMs, () => {
+      this.round().catch((err: unknown) => this.opts.log?.('warn', 'cluster manager round failed', { err: String(err) }));
+    });
+  }
+
+  stop(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+  }
+
+  /** worker.register: journals the worker and its targets; refuses a second process with the same id. */
+  async register(body: unknown): Promise<RegisterReply> {
+    this.requireLeader();
+    const cmd = validateCommand({ ...(body as object), op: 'registerWorker', clientId: 'unstamped', seq: 1, nowMs: 0 });
+    if (cmd.op !== 'registerWorker') throw new CairnError(ErrorCode.InvalidArgument, 'not a registration');
+    const now = this.opts.clock.now();
+    const other = this.seen.get(cmd.workerId);
+    if (other !== undefined && other.instance !== cmd.instance && now - other.atMs < this.opts.timing.offlineTimeoutMs) {
+      throw new WorkerError(
+        WorkerErrorCode.WorkerDuplicate,
+        `worker ${cmd.workerId} is already running (heard from ${now - other.atMs} ms ago); a second process with the same --id is refused, and a restarted one is let in once the old one has been silent for ${this.opts.timing.offlineTimeoutMs} ms`,
+      );
+    }
+    const { clientId: _c, seq: _s, nowMs: _n, ...registration } = cmd;
+    await this.propose(registration);
+    this.seen.set(cmd.workerId, { instance: cmd.instance, atMs: this.opts.clock.now(), reports: new Map() });
+    const state = this.opts.state();
+    return { clusterId: state.routing().clusterId, routing: state.routing(), timing: this.opts.timing };
+  }
+
+  /** worker.heartbeat: recorded in memory; answers with newer routing when there is some. */
+  heartbeat(body: unknown): HeartbeatReply {
+    this.requireLeader();
+    const hb = validateHeartbeat(body);
+    const state = this.opts.state();
+    const worker = state.workers().find((w) => w.workerId === hb.workerId);
+    if (worker === undefined || worker.instance !== hb.instance) {
+      throw new WorkerError(WorkerErrorCode.WorkerNotRegistered, `worker ${hb.workerId} (instance ${hb.instance}) is not the registered one: register again`);
+    }
+    this.seen.set(hb.workerId, { instance: hb.instance, atMs: this.opts.clock.now(), reports: new Map(hb.targets.map((t) => [t.targetId, t])) });
+    return hb.routingVersion === state.routingVersion ? {} : { routing: state.routing() };
+  }
+
+  /** One decision round; exported for tests, which drive it with a hand-moved clock. */
+  async round(): Promise<void> {
+    if (!this.opts.journal.isLeader()) {
+      this.leading = undefined;
+      this.seen.clear();
+      return;
+    }
+    const term = this.opts.journal.status().term;
+    const now = this.opts.clock.now();
+    if (this.leading?.term !== term) this.leading = { sinceMs: now, term, seq: 0 };
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      if (this.opts.state().routing().clusterId === '') await this.propose({ op: 'initCluster', clusterId: this.newClusterId() });
+      // A new leader has not seen a full timeout of heartbeats: silence proves nothing yet.
+      if (now - this.leading.sinceMs < this.opts.timing.offlineTimeoutMs) return;
+      await this.updateStates(now);
+      await this.makeChains(now);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private localState(targetId: number, workerId: number, now: number): LocalState {
+    const seen = this.seen.get(workerId);
+    if (seen === undefined || now - seen.atMs > this.opts.timing.offlineTimeoutMs) return LocalState.Offline;
+    return seen.reports.get(targetId)?.localState ?? LocalState.Offline;
+  }
+
+  private async updateStates(now: number): Promise<void> {
+    const state = this.opts.state();
+    const targets = new Map(state.targets().map((t) => [t.targetId, t]));
+    const updates: ChainUpdate[] = [];
+    for (const chain of state.chains()) {
+      const members = chain.targetIds.map((id) => ({ targetId: id, state: targets.get(id)!.state }));
+      const next = nextChainMembers(members, (id) => this.localState(id, targets.get(id)!.workerId, now));
+      if (!sameMembers(members, next)) updates.push({ chainId: chain.chainId, version: chain.version, targets: next });
+    }
+    if (updates.length === 0) return;
+    this.opts.log?.('info', 'chain states change', { chains: updates.map((u) => ({ chain: u.chainId, members: u.targets.map((m) => `${m.targetId}:${m.state}`).join(' ') })) });
+    // EAGAIN (a chain moved on meanwhile) is fine: the next round recomputes from the new state.
+    await this.propose({ op: 'updateChains', chains: updates }, true);
+  }
+
+  /** Chains from live targets in none, once that set has stayed the same for a couple of heartbeats. */
+  private async makeChains(now: number): Promise<void> {
+    const state = this.opts.state();
+    const workers = new Map(state.workers().map((w) => [w.workerId, w]));
+    const live = state.targets().filter((t) => this.localState(t.targetId, t.workerId, now) !== LocalState.Offline);
+    const free = live.filter((t) => t.chainId === 0);
+    const key = free.map((t) => t.targetId).join(',');
+    if (key !== this.freeTargets.key) this.freeTargets = { key, sinceMs: now };
+    if (free.length === 0 || now - this.freeTargets.sinceMs < settleHeartbeats * this.opts.timing.heartbeatMs) return;
+    const chains = state.chains();
+    const existing = chains.map((c) => c.targetIds);
+    const inChains = state.targets().filter((t) => t.chainId !== 0);
+    const asPlaced = (t: { targetId: number; workerId: number; capacityBytes: number }): PlacementTarget => ({
+      targetId: t.targetId,
+      workerId: t.workerId,
+      domain: workers.get(t.workerId)?.domain || undefined,
+      capacityBytes: t.capacityBytes,
+    });
+    const plan = extendChains(existing, [...inChains, ...free].map(asPlaced), this.opts.replication);
+    const added = plan.chains.slice(existing.length);
+    if (added.length === 0) {
+      const note = `${free.length} free targets make no chain of ${this.opts.replication}: ${plan.unused.map((u) => `${u.targetId} (${u.reason})`).join(', ')}`;
+      if (note !== this.lastPlacementNote) this.opts.log?.('info', note);
+      this.lastPlacementNote = note;
+      return;
+    }
+    let nextId = chains.reduce((m, c) => Math.max(m, c.chainId), 0) + 1;
+    const newChains = added.map((targetIds) => ({ chainId: nextId++, targetIds }));
+    this.opts.log?.('info', 'new chains', { chains: newChains.map((c) => `${c.chainId}: ${c.targetIds.join(' ')}`) });
+    await this.propose({ op: 'addChains', tableId: defaultChainTableId, chains: newChains });
+  }
+
+  /**
+   * Proposes a command stamped by this leadership (one client id per term, seq in order), one at a
+   * time; a refused one throws, unless `again` accepts EAGAIN (recomputed next round).
+   */
+  private propose(body: DistributiveOmit<MetaCommand, 'clientId' | 'seq' | 'nowMs'>, again = false): Promise<void> {
+    const run = async (): Promise<void> => {
+      const term = this.opts.journal.status().term;
+      if (this.leading?.term !== term) this.leading = { sinceMs: this.opts.clock.now(), term, seq: 0 };
+      const cmd = { ...body, clientId: `cluster-manager/${this.opts.masterId}/${term}`, seq: ++this.leading.seq, nowMs: this.opts.clock.wallNow() } as MetaCommand;
+      const result = (await this.opts.journal.propose(encodeCommandEntry(cmd))) as MetaResult;
+      if (result.ok || (again && result.code === 'EAGAIN')) return;
+      throw new MetaError(result.code, result.message);
+    };
+    const done = this.proposals.then(run, run);
+    this.proposals = done.catch(() => undefined);
+    return done;
+  }
+
+  private requireLeader(): void {
+    if (this.opts.journal.isLeader()) return;
+    const leader = this.opts.journal.leader();
+    throw new CairnError(ErrorCode.NotLeader, `master ${this.opts.masterId} is not the leader`, { leader });
+  }
+
+  private newClusterId(): string {
+    let id = '';
+    for (let i = 0; i < 4; i++) id += this.opts.clock.randomInt(0x1_0000_0000).toString(16).padStart(8, '0');
+    return id;
+  }
+}

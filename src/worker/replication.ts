@@ -1,0 +1,232 @@
+// CRAQ chain replication on one worker (3FS's storage operator): a write enters at the chain's
+// head, which locks the chunk, names the next version and stages it; each member forwards to its
+// successor and commits once the successor answered, so the tail commits first and the
+// acknowledgement travels back to the head. Reads go to any serving member; one holding a pending
+// version answers CHUNK_DIRTY, except the tail, whose committed version is the newest anyone has
+// acknowledged. A write forwarded to a member being synced carries the whole chunk.
+//
+// A member never drops a pending version on its own: it stays dirty until a later write commits
+// or replaces it, so a read never sees a version go back (the tail may already serve it).
+
+import { crc32c } from '@node-rs/crc32';
+import { CodedError } from '../errors.ts';
+import type { Clock, Connection } from '../io/index.ts';
+import { TargetState } from '../meta/commands.ts';
+import type { Routing } from '../meta/routing.ts';
+import type { TargetInfo } from '../meta/namespace-state.ts';
+import { reply, type Reply } from '../rpc/handler.ts';
+import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
+import { WorkerError, WorkerErrorCode } from './errors.ts';
+import { KeyedLock } from './keyed-lock.ts';
+import { validateRead, validateRemove, validateSyncList, validateWrite, WorkerMethod } from './protocol.ts';
+import type { ChunkRef, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';
+
+export interface ReplicaHost {
+  clock: Clock;
+  /** The newest routing this worker has, if any. */
+  routing(): Routing | undefined;
+  /** Whether this worker may serve at all (it heard from a master within half the offline timeout). */
+  serving(): boolean;
+  store(targetId: number): ChunkStore | undefined;
+  /** A connection to a peer worker. */
+  connect(address: string): Connection;
+  /** How long a member keeps trying to forward before it gives the write up (pending stays). */
+  forwardDeadlineMs: number;
+  /** How long one forward call may take. */
+  callTimeoutMs: number;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
+}
+
+const emptyPayload = new Uint8Array(0);
+const retryBackoffMs = { min: 20, max: 500 };
+
+export function chunkLockKey(targetId: number, id: ChunkRef): string {
+  return `${targetId}:${id.inodeId}:${id.index}`;
+}
+
+export class ChainReplica {
+  readonly lock = new KeyedLock();
+  private readonly host: ReplicaHost;
+
+  constructor(host: ReplicaHost) {
+    this.host = host;
+  }
+
+  // ---- writes ----------------------------------------------------------------------------------
+
+  async write(body: unknown, payload: Uint8Array | undefined): Promise<WriteReply> {
+    const data = payload ?? emptyPayload;
+    const req = validateWrite(body, data.length);
+    const { me, store } = this.member(req, 'write');
+    if (crc32c(data) !== req.crc32c) {
+      throw new WorkerError(WorkerErrorCode.ChecksumMismatch, `chunk write to target ${me.targetId}: the payload's CRC32C is not ${req.crc32c}; nothing was stored`);
+    }
+    const routing = this.host.routing()!;
+    if (req.updateVersion === undefined && routing.writeMembers(req.chainId)[0]?.targetId !== me.targetId) {
+      const head = routing.writeMembers(req.chainId)[0];
+      throw new WorkerError(WorkerErrorCode.TargetUnavailable, `target ${me.targetId} is not the head of chain ${req.chainId}${head === undefined ? '' : `; the head is target ${head.targetId}`}`);
+    }
+    const id = { inodeId: req.inodeId, index: req.index };
+    return this.lock.with(chunkLockKey(me.targetId, id), async () => {
+      const meta = store.get(id);
+      const version = req.updateVersion ?? (meta?.commitVersion ?? 0) + 1;
+      if (req.updateVersion !== undefined && req.replace !== true) {
+        const same = this.alreadyHas(meta, req);
+        if (same !== undefined) return same;
+      }
+      if (req.replace === true && meta !== undefined && version < meta.commitVersion) {
+        // A resync brings the predecessor's version, which wins over a newer one never acknowledged.
+        await store.remove(id);
+      }
+      const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace });
+      await this.forward(me, req, version, staged, data);
+      const committed = await store.commit(id, version);
+      return { commitVersion: committed.commitVersion, lengthBytes: committed.lengthBytes, crc32c: committed.crc32c };
+    });
+  }
+
+  /**
+   * A forwarded partial write: answered at once if this member committed that very version (a
+   * retry), refused as diverged if it cannot build on what it holds (the sender then sends the
+   * whole chunk), else undefined: stage it.
+   */
+  private alreadyHas(meta: ChunkMeta | undefined, req: WriteRequest): WriteReply | undefined {
+    const v = req.updateVersion!;
+    const committed = meta?.commitVersion ?? 0;
+    if (meta !== undefined && v === committed && req.chunkCrc32c === meta.crc32c) {
+      return { commitVersion: meta.commitVersion, lengthBytes: meta.lengthBytes, crc32c: meta.crc32c };
+    }
+    if (v !== committed + 1) {
+      throw new WorkerError(WorkerErrorCode.ChunkDiverged, `chunk ${req.inodeId}:${req.index} holds committed version ${committed}; version ${v} cannot build on it`);
+    }
+    return undefined;
+  }
+
+  /**
+   * Hands the staged version to the successor until it answers: retried through routing changes
+   * (a new successor, a member that became the tail) until the deadline; then the write fails
+   * and the version stays pending here.
+   */
+  private async forward(me: TargetInfo, req: WriteRequest, version: number, staged: ChunkMeta, data: Uint8Array): Promise<void> {
+    const deadline = this.host.clock.now() + this.host.forwardDeadlineMs;
+    const id = { inodeId: req.inodeId, index: req.index };
+    let whole = req.replace === true;
+    let backoff = retryBackoffMs.min;
+    for (;;) {
+      const routing = this.host.routing();
+      const chain = routing?.chain(req.chainId);
+      if (routing === undefined || chain === undefined || !routing.writeMembers(req.chainId).some((t) => t.targetId === me.targetId)) {
+        throw new WorkerError(WorkerErrorCode.TargetUnavailable, `target ${me.targetId} left the write path of chain ${req.chainId}; the write stays pending there`);
+      }
+      const next = routing.successor(req.chainId, me.targetId);
+      if (next === undefined) return;
+      const sendWhole = whole || next.state === TargetState.Syncing;
+      const payload = sendWhole ? await this.host.store(me.targetId)!.readPending(id) : data;
+      const body: WriteRequest = {
+        chainId: req.chainId,
+        chainVersion: chain.version,
+        inodeId: req.inodeId,
+        index: req.index,
+        offset: sendWhole ? 0 : req.offset,
+        crc32c: sendWhole ? crc32c(payload) : req.crc32c,
+        updateVersion: version,
+        chunkCrc32c: staged.pending?.crc32c ?? staged.crc32c,
+      };
+      if (sendWhole) body.replace = true;
+      try {
+        await this.peer(next).call(WorkerMethod.write, body, { payload, timeoutMs: this.host.callTimeoutMs });
+        return;
+      } catch (err) {
+        const code = err instanceof CodedError ? err.code : (err as { code?: string }).code;
+        if (code === WorkerErrorCode.ChunkDiverged) whole = true;
+        if (this.host.clock.now() >= deadline) {
+          throw new WorkerError(WorkerErrorCode.TargetUnavailable, `chain ${req.chainId}: target ${next.targetId} did not take version ${version} of chunk ${req.inodeId}:${req.index} in time (${String((err as Error).message)}); the write stays pending`);
+        }
+        if (code !== WorkerErrorCode.ChunkDiverged) {
+          await this.host.clock.sleep(backoff);
+          backoff = Math.min(backoff * 2, retryBackoffMs.max);
+        }
+      }
+    }
+  }
+
+  // ---- reads -----------------------------------------------------------------------------------
+
+  async read(body: unknown): Promise<Reply> {
+    const req = validateRead(body);
+    const { me, store } = this.member(req, 'read');
+    const id = { inodeId: req.inodeId, index: req.index };
+    const meta = store.get(id);
+    if (meta === undefined || meta.commitVersion === 0) {
+      throw new WorkerError(WorkerErrorCode.ChunkNotFound, `target ${me.targetId} holds no chunk ${req.inodeId}:${req.index}`);
+    }
+    const members = this.host.routing()!.readMembers(req.chainId);
+    const tail = members[members.length - 1]?.targetId === me.targetId;
+    if (meta.pending !== undefined && !tail) {
+      throw new WorkerError(WorkerErrorCode.ChunkDirty, `target ${me.targetId} holds a pending version of chunk ${req.inodeId}:${req.index}: read from the tail`);
+    }
+    const data = await store.read(id, req.offset, req.length);
+    return reply({ lengthBytes: meta.lengthBytes, commitVersion: meta.commitVersion }, data);
+  }
+
+  // ---- resync and removal ----------------------------------------------------------------------
+
+  /** The chunks a target holds, a page at a time, for its predecessor's resync. */
+  syncList(body: unknown): SyncListReply {
+    const req = validateSyncList(body);
+    const { store } = this.member(req, 'sync');
+    const after = req.after;
+    const all = store
+      .list()
+      .filter((m) => after === undefined || compareChunks(m.id, after) > 0)
+      .sort((a, b) => compareChunks(a.id, b.id));
+    const page = all.slice(0, req.limit);
+    return {
+      chunks: page.map((m) => ({ inodeId: m.id.inodeId, index: m.id.index, commitVersion: m.commitVersion, lengthBytes: m.lengthBytes, crc32c: m.crc32c, pending: m.pending !== undefined })),
+      more: all.length > page.length,
+    };
+  }
+
+  async remove(body: unknown): Promise<{ removed: number }> {
+    const req = validateRemove(body);
+    const { me, store } = this.member(req, 'sync');
+    let removed = 0;
+    for (const id of req.chunks) {
+      if (await this.lock.with(chunkLockKey(me.targetId, id), () => store.remove(id))) removed++;
+    }
+    return { removed };
+  }
+
+  /**
+   * The local target `targetId` of chain `call.chainId`, checked against the routing: the chain
+   * version must match, and the target must be in a state that takes this kind of request.
+   */
+  member(call: { chainId: number; chainVersion: number; targetId?: number }, kind: 'write' | 'read' | 'sync'): { me: TargetInfo; store: ChunkStore } {
+    if (!this.host.serving()) throw new WorkerError(WorkerErrorCode.TargetUnavailable, 'this worker has not heard from a master recently and serves nothing until it does');
+    const routing = this.host.routing();
+    const chain = routing?.chain(call.chainId);
+    if (routing === undefined || chain === undefined || chain.version !== call.chainVersion) {
+      throw new WorkerError(WorkerErrorCode.StaleChainVersion, `chain ${call.chainId} is at version ${chain?.version ?? 'unknown'} here, the request routed by ${call.chainVersion}`, { chainVersion: chain?.version });
+    }
+    const allowed = kind === 'read' ? [TargetState.Serving] : [TargetState.Serving, TargetState.Syncing];
+    const mine = chain.targetIds
+      .map((id) => routing.target(id))
+      .filter((t): t is TargetInfo => t !== undefined && this.host.store(t.targetId) !== undefined && (call.targetId === undefined || t.targetId === call.targetId));
+    const me = mine.find((t) => allowed.includes(t.state));
+    if (me === undefined) {
+      const states = mine.map((t) => `target ${t.targetId} is ${t.state}`).join(', ');
+      throw new WorkerError(WorkerErrorCode.TargetUnavailable, `this worker has no target of chain ${call.chainId} that takes a ${kind}${states === '' ? '' : ` (${states})`}`);
+    }
+    return { me, store: this.host.store(me.targetId)! };
+  }
+
+  peer(target: TargetInfo): Connection {
+    const address = this.host.routing()?.workerAddress(target.workerId);
+    if (address === undefined) throw new WorkerError(WorkerErrorCode.TargetUnavailable, `no address known for worker ${target.workerId}`);
+    return this.host.connect(address);
+  }
+}
+
+export function compareChunks(a: ChunkRef, b: ChunkRef): number {
+  return a.inodeId - b.inodeId || a.index - b.index;
+}

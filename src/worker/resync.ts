@@ -1,0 +1,116 @@
+// Resync of a returning target (3FS's ResyncWorker): the member before it on the write path (the
+// chain's last serving member) lists the target's chunks, sends each chunk it holds differently as
+// a whole-chunk replace, removes the ones only the target holds, and then tells it it is done; the
+// target reports up-to-date and the cluster manager makes it serving. New writes reach the
+// target meanwhile (forwarded whole), and each chunk is sent under the chain's per-chunk lock, so a
+// write and the resync of one chunk never cross.
+
+import { crc32c } from '@node-rs/crc32';
+import { TargetState } from '../meta/commands.ts';
+import type { TargetInfo } from '../meta/namespace-state.ts';
+import type { Routing } from '../meta/routing.ts';
+import { chunkLockKey, compareChunks, type ChainReplica, type ReplicaHost } from './replication.ts';
+import { removeChunksMax, syncListLimitMax, WorkerMethod, type ChunkRef, type SyncEntry, type SyncListReply, type WriteRequest } from './protocol.ts';
+
+export interface ResyncStats {
+  sent: number;
+  removed: number;
+  same: number;
+}
+
+export class Resyncer {
+  private readonly replica: ChainReplica;
+  private readonly host: ReplicaHost;
+  /** Runs by chain, chain version and target: one per chain version. */
+  private readonly running = new Map<string, Promise<void>>();
+
+  constructor(replica: ChainReplica, host: ReplicaHost) {
+    this.replica = replica;
+    this.host = host;
+  }
+
+  /** Starts a resync for every syncing target whose predecessor is one of ours. */
+  onRouting(routing: Routing): void {
+    for (const chain of routing.info.chains) {
+      for (const id of chain.targetIds) {
+        const me = routing.target(id);
+        if (me === undefined || me.state !== TargetState.Serving || this.host.store(id) === undefined) continue;
+        const next = routing.successor(chain.chainId, id);
+        if (next?.state !== TargetState.Syncing) continue;
+        const key = `${chain.chainId}:${chain.version}:${next.targetId}`;
+        if (this.running.has(key)) continue;
+        const run = this.run(me, next, chain.chainId, chain.version)
+          .then((stats) => this.host.log?.('info', 'resync done', { chain: chain.chainId, target: next.targetId, ...stats }))
+          .catch((err: unknown) => this.host.log?.('warn', 'resync stopped', { chain: chain.chainId, target: next.targetId, err: String((err as Error).message ?? err) }));
+        this.running.set(key, run);
+        void run.finally(() => this.running.delete(key));
+      }
+    }
+  }
+
+  /** Waits for the runs in progress (tests and shutdown). */
+  async idle(): Promise<void> {
+    await Promise.all(this.running.values());
+  }
+
+  private async run(me: TargetInfo, target: TargetInfo, chainId: number, chainVersion: number): Promise<ResyncStats> {
+    const store = this.host.store(me.targetId)!;
+    const conn = this.replica.peer(target);
+    const call = { chainId, chainVersion, targetId: target.targetId };
+    const remote = new Map<string, SyncEntry>();
+    let after: ChunkRef | undefined;
+    for (;;) {
+      const page = (await conn.call<SyncListReply>(WorkerMethod.syncList, { ...call, limit: syncListLimitMax, ...(after === undefined ? {} : { after }) }, { timeoutMs: this.host.callTimeoutMs })).body;
+      for (const c of page.chunks) remote.set(refKey(c), c);
+      if (!page.more || page.chunks.length === 0) break;
+      after = page.chunks[page.chunks.length - 1];
+    }
+    const stats: ResyncStats = { sent: 0, removed: 0, same: 0 };
+    for (const local of store.list().sort((a, b) => compareChunks(a.id, b.id))) {
+      if (local.commitVersion === 0) continue;
+      const r = remote.get(refKey(local.id));
+      remote.delete(refKey(local.id));
+      if (r !== undefined && !r.pending && r.commitVersion === local.commitVersion && r.crc32c === local.crc32c && r.lengthBytes === local.lengthBytes) {
+        stats.same++;
+        continue;
+      }
+      await this.replica.lock.with(chunkLockKey(me.targetId, local.id), async () => {
+        const { meta, data } = await store.readWhole(local.id);
+        const body: WriteRequest = {
+          chainId,
+          chainVersion,
+          inodeId: local.id.inodeId,
+          index: local.id.index,
+          offset: 0,
+          crc32c: crc32c(data),
+          updateVersion: meta.commitVersion,
+          replace: true,
+          chunkCrc32c: meta.crc32c,
+        };
+        await conn.call(WorkerMethod.write, body, { payload: data, timeoutMs: this.host.callTimeoutMs });
+      });
+      stats.sent++;
+    }
+    // Chunks only the target holds: gone here (deleted, or never acknowledged). A write that makes
+    // one meanwhile holds its lock here first, so check again under the lock.
+    const only = [...remote.values()];
+    for (let i = 0; i < only.length; i += removeChunksMax) {
+      const batch = only.slice(i, i + removeChunksMax);
+      const gone: ChunkRef[] = [];
+      for (const c of batch) {
+        await this.replica.lock.with(chunkLockKey(me.targetId, c), async () => {
+          if (store.get(c) !== undefined) return;
+          await conn.call(WorkerMethod.remove, { ...call, chunks: [{ inodeId: c.inodeId, index: c.index }] }, { timeoutMs: this.host.callTimeoutMs });
+          gone.push(c);
+        });
+      }
+      stats.removed += gone.length;
+    }
+    await conn.call(WorkerMethod.syncDone, call, { timeoutMs: this.host.callTimeoutMs });
+    return stats;
+  }
+}
+
+function refKey(c: ChunkRef): string {
+  return `${c.inodeId}:${c.index}`;
+}
