@@ -97,7 +97,7 @@ function plan(existing: readonly (readonly number[])[], targets: readonly Placem
   for (const w of members) chainCounts[w]++;
   incidences += (members.length / replication) * ((replication * (replication - 1)) / 2);
   const target = pairTarget(incidences, eligiblePairs(shape, chainCounts));
-  const limits = { movesMax, stallMovesMax: Math.max(50_000, 100 * members.length) };
+  const limits = { movesMax, stallMovesMax: Math.max(50_000, 100 * members.length), roundsMax: 4 };
   improvePairs(shape, members, 0, target, new PlacementPrng(seed), limits);
   balancePositions(members, replication, shape.workerCount);
   return {

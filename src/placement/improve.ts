@@ -8,8 +8,9 @@ import type { Shape } from './greedy.ts';
 export interface ImproveLimits {
   /** Moves tried at most. */
   movesMax: number;
-  /** Stop after this many moves without a new best. */
+  /** A round ends after this many moves without a new best; the next starts again from the best. */
   stallMovesMax: number;
+  roundsMax: number;
 }
 
 /** Where the search aims: the least sum of squares, and the pair count above which a pair is too hot. */
@@ -20,6 +21,8 @@ export interface PairTarget {
 
 /** Proposals look this many times for a member in a too-hot pair before taking any member. */
 const hotTries = 8;
+/** Worsening by 2 (the least a swap can) is accepted with probability e^-10 at first, less later. */
+const temperatureMax = 0.2;
 
 /** Sum of squared pair counts over all pairs (each counted once). */
 export function pairSquares(pairs: Uint16Array, v: number): number {
@@ -92,11 +95,29 @@ export function improvePairs(shape: Shape, members: Int32Array, first: number, t
   const chains = members.length / r;
   if (chains - first < 2 || r < 2) return;
   const sw = new Swapper(shape, members);
-  let score = pairSquares(shape.pairs, shape.workerCount);
-  let best = score;
-  let bestMembers = members.slice();
-  let sinceBest = 0;
-  for (let move = 0; move < limits.movesMax && best > target.floor && sinceBest < limits.stallMovesMax; move++) {
+  const search: Search = { score: pairSquares(shape.pairs, shape.workerCount), best: 0, bestMembers: members.slice(), moves: 0 };
+  search.best = search.score;
+  for (let round = 0; round < limits.roundsMax && search.best > target.floor && search.moves < limits.movesMax; round++) {
+    if (search.score !== search.best) restore(sw, search);
+    anneal(sw, search, first, target, prng, limits, temperatureMax * (1 + round));
+  }
+  if (search.score !== search.best) restore(sw, search);
+}
+
+interface Search {
+  score: number;
+  best: number;
+  bestMembers: Int32Array;
+  moves: number;
+}
+
+/** One annealing round: runs until the floor, the move budget, or a stall. */
+function anneal(sw: Swapper, search: Search, first: number, target: PairTarget, prng: PlacementPrng, limits: ImproveLimits, heat: number): void {
+  const { members } = sw;
+  const r = sw.shape.replication;
+  const chains = members.length / r;
+  for (let sinceBest = 0; search.moves < limits.movesMax && search.best > target.floor && sinceBest < limits.stallMovesMax; sinceBest++) {
+    const move = search.moves++;
     let a = first + prng.int(chains - first);
     let i = prng.int(r);
     for (let tries = 0; tries < hotTries && !sw.isHot(a, i, target.hot); tries++) {
@@ -107,27 +128,27 @@ export function improvePairs(shape: Shape, members: Int32Array, first: number, t
     const j = prng.int(r);
     const x = members[a * r + i];
     const y = members[b * r + j];
-    sinceBest++;
     if (a === b || x === y || !sw.fits(a, i, y) || !sw.fits(b, j, x)) continue;
     const delta = sw.replace(a, i, y) + sw.replace(b, j, x);
-    const temperature = 0.2 * (1 - move / limits.movesMax);
+    const temperature = heat * (1 - move / limits.movesMax);
     if (delta <= 0 || prng.float() < Math.exp(-delta / temperature)) {
-      score += delta;
-      if (score < best) {
-        best = score;
-        bestMembers = members.slice();
-        sinceBest = 0;
+      search.score += delta;
+      if (search.score < search.best) {
+        search.best = search.score;
+        search.bestMembers = members.slice();
+        sinceBest = -1;
       }
     } else {
       sw.replace(b, j, y);
       sw.replace(a, i, x);
     }
   }
-  if (score !== best) restore(sw, bestMembers);
 }
 
 /** Puts the best members back, keeping the pair counts in step. */
-function restore(sw: Swapper, bestMembers: Int32Array): void {
+function restore(sw: Swapper, search: Search): void {
+  const { bestMembers } = search;
+  search.score = search.best;
   const r = sw.shape.replication;
   for (let c = 0; c < bestMembers.length / r; c++) {
     for (let i = 0; i < r; i++) {
