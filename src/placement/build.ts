@@ -42,7 +42,7 @@ export interface PlacementOptions {
 }
 
 /** Local-search budget: enough to find the small exact designs, bounded for large clusters. */
-export const movesMaxDefault = 1_500_000;
+export const movesMaxDefault = 1_000_000;
 const defaultSeed = 0x5eed;
 
 export function buildChains(targets: readonly PlacementTarget[], replication: number, opts: PlacementOptions = {}): ChainPlan {
