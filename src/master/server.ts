@@ -14,6 +14,9 @@ import { validateCommand, validateQuery } from '../meta/commands.ts';
 import { acquireDirLock } from './dir-lock.ts';
 import { MetaError } from '../meta/errors.ts';
 import { startHttp, type HttpEndpoint } from './http.ts';
+import { ClusterManager, clusterTimingDefault, replicationDefault, type ClusterTiming } from './cluster-manager.ts';
+import { systemClock } from '../io/system-clock.ts';
+import { MasterWorkerMethod } from '../worker/protocol.ts';
 import { refusalToStart } from './rebuild.ts';
 import type { MetaResult } from '../meta/namespace-state.ts';
 import {
@@ -42,6 +45,10 @@ export interface MasterOptions {
   leaseRead?: boolean;
   /** Where to serve /metrics and /healthz; none when absent. */
   http?: string;
+  /** Replicas per chain the cluster manager builds (default 3). */
+  replication?: number;
+  /** Heartbeat interval and offline timeout of workers (defaults 1 s and 5 s). */
+  timing?: ClusterTiming;
   log: Logger;
 }
 
@@ -62,9 +69,11 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
   const server = new RpcServer({ secret: opts.secret, log: logCallback(opts.log) });
   let journal: Journal | undefined;
   let http: HttpEndpoint | undefined;
+  let stopManager = (): void => undefined;
   // The lock goes last, once nothing writes to the directory; a lock left behind by a failed stop
   // is harmless, as the next start finds its pid dead.
   const stop = async (): Promise<void> => {
+    stopManager();
     await http?.close();
     await server.close();
     await journal?.stop();
@@ -90,8 +99,19 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
       log: logCallback(opts.log),
       onFatal: opts.onFatal,
     });
-    registerServices(server, journal, sm);
+    const manager = new ClusterManager({
+      masterId: opts.id,
+      journal,
+      state: () => sm.state,
+      clock: systemClock,
+      replication: opts.replication ?? replicationDefault,
+      timing: opts.timing ?? clusterTimingDefault,
+      log: logCallback(opts.log),
+    });
+    stopManager = () => manager.stop();
+    registerServices(server, journal, sm, manager);
     await journal.start(sm);
+    manager.start();
     if (opts.http !== undefined) {
       const at = optionAddress(opts.http, 'http');
       http = await startHttp(at.host, at.port, journal, sm);
@@ -105,10 +125,20 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
   }
 }
 
-function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMachine): void {
+/** Commands only the cluster manager proposes: a client sending one through meta.mutate is refused. */
+const managerOps: ReadonlySet<string> = new Set(['registerWorker', 'addChains', 'updateChains', 'initCluster']);
+
+function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMachine, manager: ClusterManager): void {
   server.handle('meta.mutate', async (body) => {
     const cmd = validateCommand({ ...(body as object), nowMs: Date.now() });
+    if (managerOps.has(cmd.op)) throw new CairnError(ErrorCode.InvalidArgument, `${cmd.op} is the cluster manager's; workers register with ${MasterWorkerMethod.register}`);
     return unwrap((await journal.propose(encodeCommandEntry(cmd))) as MetaResult<unknown>);
+  });
+  server.handle(MasterWorkerMethod.register, (body) => manager.register(body));
+  server.handle(MasterWorkerMethod.heartbeat, async (body) => manager.heartbeat(body));
+  server.handle(MasterWorkerMethod.routing, async () => {
+    await journal.readBarrier();
+    return sm.state.routing();
   });
   server.handle('meta.query', async (body) => {
     const q = validateQuery(body);

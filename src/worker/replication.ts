@@ -208,7 +208,7 @@ export class ChainReplica {
     if (routing === undefined || chain === undefined || chain.version !== call.chainVersion) {
       throw new WorkerError(WorkerErrorCode.StaleChainVersion, `chain ${call.chainId} is at version ${chain?.version ?? 'unknown'} here, the request routed by ${call.chainVersion}`, { chainVersion: chain?.version });
     }
-    const allowed = kind === 'read' ? [TargetState.Serving] : [TargetState.Serving, TargetState.Syncing];
+    const allowed: TargetState[] = kind === 'read' ? [TargetState.Serving] : [TargetState.Serving, TargetState.Syncing];
     const mine = chain.targetIds
       .map((id) => routing.target(id))
       .filter((t): t is TargetInfo => t !== undefined && this.host.store(t.targetId) !== undefined && (call.targetId === undefined || t.targetId === call.targetId));

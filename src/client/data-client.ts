@@ -1,0 +1,174 @@
+// The client's data path: chunk reads and writes routed by the published chain tables, retried
+// through chain changes, and file readers and writers striped by a file's layout with many chunk
+// requests in flight and a bound on the memory they hold.
+//
+// Routing: chunk i of a file lives on chain chainOfChunk(fileChains(table's chains at the layout's
+// version, stripe width, seed), i). Writes go to the chain's head; reads to one of its serving
+// members, spread by chunk, falling back to the others (and to the tail when a member holds a
+// pending version). A stale chain version or an unavailable member refreshes the routing from the
+// masters and retries, until the operation's deadline.
+
+import { crc32c } from '@node-rs/crc32';
+import { CairnError, CodedError, ErrorCode } from '../errors.ts';
+import type { Clock, Connection } from '../io/index.ts';
+import type { Layout } from '../meta/commands.ts';
+import type { RoutingInfo } from '../meta/namespace-state.ts';
+import { Routing } from '../meta/routing.ts';
+import { chainOfChunk, fileChains } from '../placement/index.ts';
+import { RpcErrorCode } from '../rpc/index.ts';
+import { WorkerErrorCode } from '../worker/errors.ts';
+import { MasterWorkerMethod, WorkerMethod, type ReadReply, type ReadRequest, type WriteRequest } from '../worker/protocol.ts';
+import type { MasterClient } from './master-client.ts';
+
+export interface DataClientOptions {
+  master: MasterClient;
+  connect: (address: string) => Connection;
+  clock: Clock;
+  /** How long one chunk operation keeps retrying through failures before it fails (EIO). */
+  retryDeadlineMs?: number;
+  callTimeoutMs?: number;
+}
+
+/** What a read of one chunk found. */
+export type ChunkRead = { found: true; data: Uint8Array; lengthBytes: number } | { found: false };
+
+const retryBackoffMs = { min: 50, max: 1_000 };
+/** Codes after which another member, or fresh routing, may succeed. */
+const retryable: ReadonlySet<string> = new Set([
+  WorkerErrorCode.StaleChainVersion,
+  WorkerErrorCode.TargetUnavailable,
+  WorkerErrorCode.ChunkDirty,
+  WorkerErrorCode.ChunkCorrupt,
+  WorkerErrorCode.ChecksumMismatch,
+  ErrorCode.Unavailable,
+  ErrorCode.Timeout,
+  RpcErrorCode.Overloaded,
+]);
+
+export class DataClient {
+  private readonly opts: Required<DataClientOptions>;
+  private routingNow: Routing | undefined;
+  private refreshing: Promise<Routing> | undefined;
+  private readonly conns = new Map<string, Connection>();
+  /** Bad replicas readers met: reported so an operator (and the scrubber) can repair them. */
+  readonly corruptSeen: { chainId: number; targetId: number; inodeId: number; index: number; message: string }[] = [];
+
+  constructor(opts: DataClientOptions) {
+    this.opts = { retryDeadlineMs: 60_000, callTimeoutMs: 15_000, ...opts };
+  }
+
+  /** The routing, fetched once and refreshed when a request finds it stale. */
+  async routing(): Promise<Routing> {
+    return this.routingNow ?? this.refresh();
+  }
+
+  /** Fetches the routing from the leader; concurrent callers share one fetch. */
+  refresh(): Promise<Routing> {
+    this.refreshing ??= this.opts.master
+      .query<RoutingInfo>(MasterWorkerMethod.routing, {})
+      .then((info) => {
+        if (this.routingNow === undefined || info.routingVersion >= this.routingNow.version) this.routingNow = new Routing(info);
+        return this.routingNow;
+      })
+      .finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  /** The chain holding chunk `index` of a file with this layout. */
+  chainOf(routing: Routing, layout: Layout, index: number): number {
+    const chains = routing.tableChains(layout.chainTableId, layout.chainTableVersion);
+    if (chains === undefined || chains.length === 0) {
+      throw new CairnError(ErrorCode.Unavailable, `chain table ${layout.chainTableId} has no chains at version ${layout.chainTableVersion}: the file was made before any worker joined; write a new file`);
+    }
+    return chainOfChunk(fileChains(chains, layout.stripeWidth, layout.shuffleSeed), index);
+  }
+
+  /** Writes `data` at `offset` of chunk `index` through its chain's head; resolves once every member has it on disk. */
+  async writeChunk(layout: Layout, inodeId: number, index: number, offset: number, data: Uint8Array): Promise<void> {
+    const checksum = crc32c(data);
+    await this.retrying(`write of chunk ${index} of inode ${inodeId}`, async (routing) => {
+      const chainId = this.chainOf(routing, layout, index);
+      const chain = routing.chain(chainId)!;
+      const head = routing.writeMembers(chainId)[0];
+      if (head === undefined) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
+      const body: WriteRequest = { chainId, chainVersion: chain.version, inodeId, index, offset, crc32c: checksum };
+      await this.conn(routing, head.workerId).call(WorkerMethod.write, body, { payload: data, timeoutMs: this.opts.callTimeoutMs });
+    });
+  }
+
+  /**
+   * Reads [offset, offset + length) of chunk `index` from a serving member (spread by chunk),
+   * trying the others on failure. `found: false` when every serving member lacks the chunk.
+   */
+  async readChunk(layout: Layout, inodeId: number, index: number, offset: number, length: number): Promise<ChunkRead> {
+    return this.retrying(`read of chunk ${index} of inode ${inodeId}`, async (routing) => {
+      const chainId = this.chainOf(routing, layout, index);
+      const chain = routing.chain(chainId)!;
+      const members = routing.readMembers(chainId);
+      if (members.length === 0) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
+      const first = (inodeId + index) % members.length;
+      const order = [...members.slice(first), ...members.slice(0, first)];
+      const body: ReadRequest = { chainId, chainVersion: chain.version, inodeId, index, offset, length };
+      let missing = 0;
+      let lastError: unknown;
+      for (let i = 0; i < order.length; i++) {
+        const member = order[i];
+        try {
+          const r = await this.conn(routing, member.workerId).call<ReadReply>(WorkerMethod.read, body, { timeoutMs: this.opts.callTimeoutMs });
+          return { found: true, data: r.payload ?? new Uint8Array(0), lengthBytes: r.body.lengthBytes };
+        } catch (err) {
+          const code = codeOf(err);
+          if (code === WorkerErrorCode.ChunkNotFound) missing++;
+          else if (code === WorkerErrorCode.ChunkCorrupt) this.corruptSeen.push({ chainId, targetId: member.targetId, inodeId, index, message: (err as Error).message });
+          else if (code === WorkerErrorCode.ChunkDirty && member !== members[members.length - 1] && !order.slice(i + 1).includes(members[members.length - 1])) {
+            order.push(members[members.length - 1]); // the tail answers with the newest acknowledged version
+          } else if (code === WorkerErrorCode.StaleChainVersion) throw err;
+          lastError = err;
+        }
+      }
+      if (missing === order.length) return { found: false };
+      throw lastError;
+    });
+  }
+
+  /** Runs `op` with fresh routing after each retryable failure, until the deadline; then fails with EIO. */
+  private async retrying<T>(what: string, op: (routing: Routing) => Promise<T>): Promise<T> {
+    const deadline = this.opts.clock.now() + this.opts.retryDeadlineMs;
+    let backoff = retryBackoffMs.min;
+    let routing = await this.routing();
+    for (;;) {
+      try {
+        return await op(routing);
+      } catch (err) {
+        const code = codeOf(err);
+        if (!retryable.has(code)) throw err;
+        if (this.opts.clock.now() >= deadline) {
+          throw new CairnError(ErrorCode.Unavailable, `${what} failed for ${this.opts.retryDeadlineMs} ms: ${(err as Error).message}`, { errno: 'EIO' });
+        }
+        await this.opts.clock.sleep(backoff);
+        backoff = Math.min(backoff * 2, retryBackoffMs.max);
+        routing = await this.refresh().catch(() => routing);
+      }
+    }
+  }
+
+  private conn(routing: Routing, workerId: number): Connection {
+    const address = routing.workerAddress(workerId);
+    if (address === undefined) throw new CairnError(ErrorCode.Unavailable, `no address known for worker ${workerId}`);
+    let c = this.conns.get(address);
+    if (c === undefined) {
+      c = this.opts.connect(address);
+      this.conns.set(address, c);
+    }
+    return c;
+  }
+
+  close(): void {
+    for (const c of this.conns.values()) c.close();
+    this.conns.clear();
+  }
+}
+
+function codeOf(err: unknown): string {
+  return err instanceof CodedError ? err.code : String((err as { code?: unknown }).code ?? '');
+}

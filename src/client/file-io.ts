@@ -1,0 +1,147 @@
+// Files over the data path: a writer that gathers bytes into chunk-sized writes and keeps several
+// in flight within a memory bound, and a reader that fetches the chunks a range covers in parallel
+// (reading ahead on a stream). Holes (chunks never written) read as zeros, as do bytes past a
+// chunk's end but within the file's length.
+
+import type { Layout } from '../meta/commands.ts';
+import { chunkRange } from '../placement/index.ts';
+import { assert } from '../errors.ts';
+import type { DataClient } from './data-client.ts';
+
+/** Bytes a writer or reader holds in flight at most: a stated bound whatever the file size. */
+export const streamBytesMaxDefault = 64 * 1024 * 1024;
+
+export interface FileRef {
+  inodeId: number;
+  layout: Layout;
+}
+
+/**
+ * Writes a file through its chunks. Sequential writes are gathered into whole chunks; each full
+ * chunk is sent at once, and at most `streamBytesMax` bytes are in flight (waiting for an answer
+ * or gathering). `flush` waits for all of them; the high-water mark is what the caller commits as
+ * the file's length on close.
+ */
+export class FileWriter {
+  readonly file: FileRef;
+  private readonly client: DataClient;
+  private readonly bytesMax: number;
+  private inflightBytes = 0;
+  private readonly inflight = new Set<Promise<void>>();
+  private failure: unknown;
+  /** The chunk being gathered: its index, where its bytes start in the chunk, and the parts. */
+  private gather: { index: number; start: number; parts: Uint8Array[]; bytes: number } | undefined;
+  private waiters: (() => void)[] = [];
+  highWater = 0;
+
+  constructor(client: DataClient, file: FileRef, opts: { streamBytesMax?: number } = {}) {
+    this.client = client;
+    this.file = file;
+    this.bytesMax = Math.max(opts.streamBytesMax ?? streamBytesMaxDefault, file.layout.chunkSizeBytes);
+  }
+
+  /** Writes `data` at `offset` (the bytes are copied only when they join a partly gathered chunk). */
+  async write(data: Uint8Array, offset: number): Promise<void> {
+    this.check();
+    for (const piece of chunkRange(this.file.layout, offset, data.length)) {
+      const start = piece.chunkIndex * this.file.layout.chunkSizeBytes + piece.offsetInChunk - offset;
+      const bytes = data.subarray(start, start + piece.length);
+      const g = this.gather;
+      if (g !== undefined && (g.index !== piece.chunkIndex || g.start + g.bytes !== piece.offsetInChunk)) await this.send();
+      if (this.gather === undefined) this.gather = { index: piece.chunkIndex, start: piece.offsetInChunk, parts: [], bytes: 0 };
+      this.gather.parts.push(bytes);
+      this.gather.bytes += bytes.length;
+      if (this.gather.start + this.gather.bytes === this.file.layout.chunkSizeBytes) await this.send();
+    }
+    this.highWater = Math.max(this.highWater, offset + data.length);
+  }
+
+  /** Sends what is gathered and waits until every write is on all replicas' disks. */
+  async flush(): Promise<void> {
+    await this.send();
+    while (this.inflight.size > 0) await Promise.race(this.inflight);
+    this.check();
+  }
+
+  private async send(): Promise<void> {
+    const g = this.gather;
+    if (g === undefined) return;
+    this.gather = undefined;
+    while (this.inflightBytes + g.bytes > this.bytesMax && this.inflight.size > 0) await new Promise<void>((r) => this.waiters.push(r));
+    this.check();
+    const data = g.parts.length === 1 ? g.parts[0] : Buffer.concat(g.parts);
+    this.inflightBytes += data.length;
+    const p = this.client
+      .writeChunk(this.file.layout, this.file.inodeId, g.index, g.start, data)
+      .catch((err: unknown) => {
+        this.failure ??= err;
+      })
+      .finally(() => {
+        this.inflightBytes -= data.length;
+        this.inflight.delete(p);
+        for (const w of this.waiters.splice(0)) w();
+      });
+    this.inflight.add(p);
+  }
+
+  private check(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+}
+
+/** Reads a file of a known length through its chunks. */
+export class FileReader {
+  readonly file: FileRef;
+  readonly sizeBytes: number;
+  private readonly client: DataClient;
+  private readonly bytesMax: number;
+
+  constructor(client: DataClient, file: FileRef, sizeBytes: number, opts: { streamBytesMax?: number } = {}) {
+    this.client = client;
+    this.file = file;
+    this.sizeBytes = sizeBytes;
+    this.bytesMax = Math.max(opts.streamBytesMax ?? streamBytesMaxDefault, file.layout.chunkSizeBytes);
+  }
+
+  /** [offset, offset + length) clamped to the file: the chunks fetched in parallel. */
+  async read(offset: number, length: number): Promise<Buffer> {
+    const end = Math.min(offset + length, this.sizeBytes);
+    if (end <= offset) return Buffer.alloc(0);
+    const parts: Buffer[] = [];
+    for await (const part of this.stream(offset, end - offset)) parts.push(part);
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  }
+
+  /** The range as consecutive pieces, one per chunk, fetched ahead within the memory bound. */
+  async *stream(offset = 0, length = this.sizeBytes - offset): AsyncGenerator<Buffer> {
+    const end = Math.min(offset + length, this.sizeBytes);
+    if (end <= offset) return;
+    const pieces = chunkRange(this.file.layout, offset, end - offset);
+    const ahead = Math.max(1, Math.floor(this.bytesMax / this.file.layout.chunkSizeBytes));
+    const pending: Promise<Buffer>[] = [];
+    let next = 0;
+    const fetch = (): void => {
+      const p = pieces[next++];
+      const got = this.readPiece(p.chunkIndex, p.offsetInChunk, p.length);
+      got.catch(() => undefined); // awaited in order below; do not let a later failure go unhandled
+      pending.push(got);
+    };
+    while (next < pieces.length && pending.length < ahead) fetch();
+    while (pending.length > 0) {
+      const part = await pending.shift()!;
+      if (next < pieces.length) fetch();
+      yield part;
+    }
+  }
+
+  /** One piece: the chunk's bytes, zeros for a hole and past the chunk's end. */
+  private async readPiece(index: number, offsetInChunk: number, length: number): Promise<Buffer> {
+    const r = await this.client.readChunk(this.file.layout, this.file.inodeId, index, offsetInChunk, length);
+    if (!r.found) return Buffer.alloc(length);
+    if (r.data.length === length) return Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
+    assert(r.data.length < length, `chunk ${index} answered ${r.data.length} bytes for ${length}`);
+    const out = Buffer.alloc(length);
+    out.set(r.data);
+    return out;
+  }
+}

@@ -1,0 +1,291 @@
+// One storage worker: its targets (a chunk store per data directory), the chain replication
+// service, and its life with the masters: it registers, heartbeats every interval with each
+// target's local state and space, follows the routing the leader publishes, resyncs successors
+// that return, and stops serving when it has not heard from a master for half the offline timeout.
+// All I/O goes through the injected Disk, Clock and Transport, so the simulator runs this code.
+
+import path from 'node:path';
+import { MasterClient } from '../client/master-client.ts';
+import { CairnError, ErrorCode } from '../errors.ts';
+import type { Clock, Disk, Timer, Transport } from '../io/index.ts';
+import { isErrno } from '../io/index.ts';
+import { LocalState } from '../meta/chain-states.ts';
+import { TargetState } from '../meta/commands.ts';
+import type { RoutingInfo } from '../meta/namespace-state.ts';
+import { Routing } from '../meta/routing.ts';
+import type { ClusterTiming, HeartbeatReply, RegisterReply } from '../master/cluster-manager.ts';
+import { ChunkStore } from './chunk-store.ts';
+import { WorkerError, WorkerErrorCode } from './errors.ts';
+import { MasterWorkerMethod, validateTargetCall, WorkerMethod, type HeartbeatRequest, type TargetReport } from './protocol.ts';
+import { ChainReplica, type ReplicaHost } from './replication.ts';
+import { Resyncer } from './resync.ts';
+import { decodeIdentity, describeIdentity, identityFileName, type TargetIdentity } from './target-identity.ts';
+
+export interface WorkerOptions {
+  id: number;
+  /** The address peers and clients reach this worker at (what it listens on). */
+  address: string;
+  masters: string[];
+  /** Data directories, one target each. */
+  targetDirs: string[];
+  /** Failure domain (rack); chains avoid two replicas in one. */
+  domain?: string;
+  /** Random per process start (a restart is a new instance). */
+  instance: string;
+  disk: Disk;
+  clock: Clock;
+  transport: Transport;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
+}
+
+interface LocalTarget {
+  targetId: number;
+  dir: string;
+  store: ChunkStore;
+}
+
+/** Target ids are the worker id times this plus 1 to targetsPerWorkerMax: unique without asking anyone. */
+const targetIdBase = 1000;
+const targetsPerWorker = 256;
+const callTimeoutMs = 5_000;
+/** How long a restarted worker waits for its previous instance's heartbeats to age out before it gives up. */
+const duplicateWaitMarginMs = 5_000;
+
+export class StorageWorker {
+  readonly opts: WorkerOptions;
+  readonly master: MasterClient;
+  readonly replica: ChainReplica;
+  readonly resync: Resyncer;
+  private readonly targets = new Map<number, LocalTarget>();
+  private routingNow: Routing | undefined;
+  private timing: ClusterTiming | undefined;
+  private lastContactMs = -Infinity;
+  private heartbeatTimer: Timer | undefined;
+  private heartbeating = false;
+  /** Targets whose predecessor finished their resync, at the chain version it ran for. */
+  private readonly synced = new Map<number, number>();
+  private stopped = false;
+
+  private constructor(opts: WorkerOptions) {
+    this.opts = opts;
+    this.master = new MasterClient({ masters: opts.masters, connect: (a) => opts.transport.connect(a), clock: opts.clock, clientId: `worker-${opts.id}-${opts.instance}` });
+    const host: ReplicaHost = {
+      clock: opts.clock,
+      routing: () => this.routingNow,
+      serving: () => this.serving(),
+      store: (id) => this.targets.get(id)?.store,
+      connect: (address) => this.peer(address),
+      forwardDeadlineMs: 10_000,
+      callTimeoutMs,
+      log: opts.log,
+    };
+    this.replica = new ChainReplica(host);
+    this.resync = new Resyncer(this.replica, host);
+  }
+
+  /** Opens the targets, registers with the leading master and starts serving and heartbeating. */
+  static async start(opts: WorkerOptions): Promise<StorageWorker> {
+    const w = new StorageWorker(opts);
+    try {
+      await w.openTargets();
+      w.serve();
+      await w.register();
+      w.heartbeatTimer = opts.clock.every(w.timing!.heartbeatMs, () => void w.heartbeat());
+      return w;
+    } catch (err) {
+      await w.stop();
+      throw err;
+    }
+  }
+
+  get routing(): Routing | undefined {
+    return this.routingNow;
+  }
+
+  /** Serving needs a master's word within half the offline timeout: by then the masters may count this worker out. */
+  serving(): boolean {
+    if (this.stopped || this.timing === undefined) return false;
+    return this.opts.clock.now() - this.lastContactMs < this.timing.offlineTimeoutMs / 2;
+  }
+
+  localTargets(): { targetId: number; dir: string }[] {
+    return [...this.targets.values()].map((t) => ({ targetId: t.targetId, dir: t.dir }));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.heartbeatTimer?.cancel();
+    this.master.close();
+    for (const c of this.peers.values()) c.close();
+    this.peers.clear();
+    await Promise.all([...this.targets.values()].map((t) => t.store.close()));
+  }
+
+  // ---- start-up ---------------------------------------------------------------------------------
+
+  /**
+   * Reads each directory's identity; a new directory gets the next free target id once the
+   * cluster's name is known. A directory of another cluster or worker is refused, and so is an
+   * empty one at the path of a target the masters still count on (its data is gone).
+   */
+  private async openTargets(): Promise<void> {
+    const dirs = this.opts.targetDirs.map((d) => path.resolve(d));
+    if (dirs.length === 0) throw new CairnError(ErrorCode.BadOption, 'a worker needs at least one --target directory');
+    if (dirs.length > targetsPerWorker) throw new CairnError(ErrorCode.BadOption, `a worker takes at most ${targetsPerWorker} targets, got ${dirs.length}`);
+    const twice = dirs.find((d, i) => dirs.indexOf(d) !== i);
+    if (twice !== undefined) throw new CairnError(ErrorCode.BadOption, `--target ${twice} is given twice`);
+    const routing = await this.clusterRouting();
+    const known = routing.targets.filter((t) => t.workerId === this.opts.id);
+    const found = await Promise.all(dirs.map((dir) => readTargetIdentity(this.opts.disk, dir)));
+    const used = new Set([...known.map((t) => t.targetId), ...found.flatMap((f) => (f === undefined ? [] : [f.targetId]))]);
+    let next = this.opts.id * targetIdBase + 1;
+    for (let i = 0; i < dirs.length; i++) {
+      const dir = dirs[i];
+      let identity = found[i];
+      if (identity !== undefined && (identity.clusterId !== routing.clusterId || identity.workerId !== this.opts.id)) {
+        throw new WorkerError(WorkerErrorCode.TargetForeign, `${dir} holds ${describeIdentity(identity)}, but this is worker ${this.opts.id} of cluster ${JSON.stringify(routing.clusterId)}: point the worker at its own directories`, { dir });
+      }
+      if (identity === undefined) {
+        const lost = known.find((t) => t.path === dir && t.chainId !== 0);
+        if (lost !== undefined) {
+          throw new WorkerError(
+            WorkerErrorCode.TargetForeign,
+            `${dir} was target ${lost.targetId} of chain ${lost.chainId} but holds no ${identityFileName} now: its data is gone. Its chain keeps serving from the other replicas; to reuse the disk, give the worker another path for it (a new target) and let the masters drop target ${lost.targetId}`,
+            { dir, targetId: lost.targetId },
+          );
+        }
+        while (used.has(next)) next++;
+        if (next > this.opts.id * targetIdBase + targetsPerWorker) throw new CairnError(ErrorCode.BadOption, `worker ${this.opts.id} has no free target id left`);
+        identity = { clusterId: routing.clusterId, workerId: this.opts.id, targetId: next };
+        used.add(next);
+      }
+      const store = await ChunkStore.open(this.opts.disk, dir, { identity, log: this.opts.log });
+      this.targets.set(identity.targetId, { targetId: identity.targetId, dir, store });
+    }
+  }
+
+  /** The routing picture, once the cluster has a name (the first leader gives it one within a heartbeat). */
+  private async clusterRouting(): Promise<RoutingInfo> {
+    for (let attempt = 0; ; attempt++) {
+      const routing = await this.master.query<RoutingInfo>(MasterWorkerMethod.routing, {});
+      if (routing.clusterId !== '') return routing;
+      if (attempt > 50) throw new CairnError(ErrorCode.Unavailable, 'the masters have not named the cluster yet: is a leader running its cluster manager?');
+      await this.opts.clock.sleep(200);
+    }
+  }
+
+  private async register(): Promise<void> {
+    const body = {
+      workerId: this.opts.id,
+      instance: this.opts.instance,
+      address: this.opts.address,
+      ...(this.opts.domain === undefined ? {} : { domain: this.opts.domain }),
+      targets: await Promise.all([...this.targets.values()].map(async (t) => ({ targetId: t.targetId, path: t.dir, capacityBytes: (await this.opts.disk.statfs(t.dir)).bytesTotal }))),
+    };
+    const started = this.opts.clock.now();
+    for (;;) {
+      try {
+        const reply = await this.master.call<RegisterReply>(MasterWorkerMethod.register, body);
+        this.timing = reply.timing;
+        this.lastContactMs = this.opts.clock.now();
+        this.setRouting(reply.routing);
+        this.opts.log?.('info', 'worker registered', { worker: this.opts.id, targets: [...this.targets.keys()] });
+        return;
+      } catch (err) {
+        // A restarted worker waits for its old instance's heartbeats to age out; a real duplicate never does.
+        if ((err as { code?: string }).code !== WorkerErrorCode.WorkerDuplicate) throw err;
+        if (this.opts.clock.now() - started > 5_000 + duplicateWaitMarginMs) throw err;
+        await this.opts.clock.sleep(500);
+      }
+    }
+  }
+
+  // ---- serving ----------------------------------------------------------------------------------
+
+  private serve(): void {
+    const t = this.opts.transport;
+    t.handle(WorkerMethod.write, (body, ctx) => this.replica.write(body, ctx.payload));
+    t.handle(WorkerMethod.read, async (body) => this.replica.read(body));
+    t.handle(WorkerMethod.syncList, async (body) => this.replica.syncList(body));
+    t.handle(WorkerMethod.remove, (body) => this.replica.remove(body));
+    t.handle(WorkerMethod.syncDone, async (body) => {
+      const call = validateTargetCall(body);
+      const { me } = this.replica.member(call, 'sync');
+      this.synced.set(me.targetId, call.chainVersion);
+      this.opts.log?.('info', 'target synced', { target: me.targetId, chain: call.chainId });
+      return {};
+    });
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.heartbeating || this.stopped) return;
+    this.heartbeating = true;
+    try {
+      const body: HeartbeatRequest = { workerId: this.opts.id, instance: this.opts.instance, routingVersion: this.routingNow?.version ?? 0, targets: await this.reports() };
+      const reply = await this.master.call<HeartbeatReply>(MasterWorkerMethod.heartbeat, body);
+      this.lastContactMs = this.opts.clock.now();
+      if (reply.routing !== undefined) this.setRouting(reply.routing);
+    } catch (err) {
+      if ((err as { code?: string }).code === WorkerErrorCode.WorkerNotRegistered) {
+        await this.register().catch((e: unknown) => this.opts.log?.('error', 'registering again failed', { err: String(e) }));
+      } else if (!this.stopped) {
+        this.opts.log?.('warn', 'heartbeat failed', { err: (err as Error).message });
+      }
+    } finally {
+      this.heartbeating = false;
+    }
+  }
+
+  /** What each target reports: up-to-date when it serves or its resync finished at the current chain version. */
+  private reports(): Promise<TargetReport[]> {
+    return Promise.all(
+      [...this.targets.values()].map(async (t) => {
+        const usage = t.store.usage();
+        const space = await this.opts.disk.statfs(t.dir).catch(() => ({ bytesTotal: 0, bytesFree: 0 }));
+        return { targetId: t.targetId, localState: this.localState(t.targetId), capacityBytes: space.bytesTotal, usedBytes: usage.bytesUsed, chunks: usage.chunks };
+      }),
+    );
+  }
+
+  private localState(targetId: number): LocalState {
+    const routing = this.routingNow;
+    const info = routing?.target(targetId);
+    if (info === undefined || routing === undefined) return LocalState.Online;
+    if (info.state === TargetState.Serving) return LocalState.UpToDate;
+    const chain = routing.chain(info.chainId);
+    if (info.state === TargetState.Syncing && chain !== undefined && this.synced.get(targetId) === chain.version) return LocalState.UpToDate;
+    return LocalState.Online;
+  }
+
+  private setRouting(info: RoutingInfo): void {
+    if (this.routingNow !== undefined && info.routingVersion <= this.routingNow.version) return;
+    this.routingNow = new Routing(info);
+    this.resync.onRouting(this.routingNow);
+  }
+
+  private readonly peers = new Map<string, ReturnType<Transport['connect']>>();
+
+  private peer(address: string): ReturnType<Transport['connect']> {
+    let c = this.peers.get(address);
+    if (c === undefined) {
+      c = this.opts.transport.connect(address);
+      this.peers.set(address, c);
+    }
+    return c;
+  }
+}
+
+/** The identity in `dir`, undefined if it has none (or does not exist); a damaged one is refused. */
+export async function readTargetIdentity(disk: Disk, dir: string): Promise<TargetIdentity | undefined> {
+  const file = path.join(dir, identityFileName);
+  let bytes: Uint8Array;
+  try {
+    bytes = await disk.readFile(file);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+  const found = decodeIdentity(bytes);
+  if (typeof found === 'string') throw new WorkerError(WorkerErrorCode.TargetForeign, `${file} is damaged (${found}): restore it, or wipe the directory to make it a new target`, { file });
+  return found;
+}
