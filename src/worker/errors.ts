@@ -22,6 +22,12 @@ export const WorkerErrorCode = {
   TargetForeign: 'CAIRN_TARGET_FOREIGN',
   /** The target's disk has no room for the write. */
   TargetFull: 'CAIRN_TARGET_FULL',
+  /**
+   * The target's disk failed an fsync: what it wrote since the last good one is in an unknown state,
+   * so the target takes no more writes (an fsync is never retried) until the worker restarts and
+   * re-reads it. Reads of committed chunks still answer, verified by their checksums.
+   */
+  TargetFailed: 'CAIRN_TARGET_FAILED',
 } as const;
 export type WorkerErrorCode = (typeof WorkerErrorCode)[keyof typeof WorkerErrorCode];
 
