@@ -242,7 +242,7 @@ export class ChunkStore {
     return { chunks: this.entries.size, bytesUsed };
   }
 
-  /** Waits for queued operations and refuses new ones. */
+  /** Refuses new operations and waits for the queued ones to finish. */
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all([...this.queues.values()].map((q) => q.tail));
@@ -593,6 +593,7 @@ export class ChunkStore {
 
   /** Runs `fn` after the chunk's earlier operations: the store stays whole even if callers do not lock. */
   private serial<T>(id: ChunkId, fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(closedError(this.dir));
     const key = chunkKey(id);
     let q = this.queues.get(key);
     if (q === undefined) {
@@ -612,8 +613,8 @@ export class ChunkStore {
     return result;
   }
 
+  /** Checked when an operation runs, not when it is queued: a failure in between stops it. */
   private checkWritable(): void {
-    if (this.closed) throw closedError(this.dir);
     if (this.failure !== undefined) throw new WorkerError(WorkerErrorCode.TargetFailed, this.failure.message, this.failure.details, { cause: this.failure });
   }
 

@@ -244,7 +244,11 @@ test('a chunk queue past chunkQueueMax refuses with CAIRN_BUSY; unlocked callers
   // The second stage replaced the first, as if they had been serialized.
   await store.commit(A, 1);
   assert.deepEqual(await content(store, A), bytes(100, 2));
+  // Close lets queued operations finish and refuses new ones.
+  const queued = store.stage(A, { version: 2, chainVersion: 1, offset: 0, data: bytes(1, 3) });
   await store.close();
+  assert.equal((await queued).updateVersion, 2);
+  await assert.rejects(store.commit(A, 2), code(WorkerErrorCode.TargetUnavailable));
 });
 
 // ---- crashes ---------------------------------------------------------------------------------------
@@ -452,7 +456,7 @@ test('identity: created once, matched after, another target refused, a damaged f
   await store.close();
   const decoded = decodeIdentity(await node.disk().readFile(`${DIR}/target.id`));
   assert.deepEqual(decoded, identity);
-  (await openSim(node)).close();
+  await (await openSim(node)).close();
   for (const other of [{ ...identity, clusterId: 'cluster-b' }, { ...identity, workerId: 2 }, { ...identity, targetId: 12 }]) {
     await assert.rejects(ChunkStore.open(node.disk(), DIR, { identity: other }), (err: Error & { code?: string }) => {
       assert.equal(err.code, WorkerErrorCode.TargetForeign);
