@@ -321,8 +321,11 @@ export class ChunkStore {
     const f = await this.disk.open(file, 'read');
     try {
       const h = await this.readHeaderOf(f, file);
-      const data = typeof h === 'string' ? undefined : await f.read(h.lengthBytes, h.headerBytes);
-      const bad = typeof h === 'string' || data === undefined ? 0 : firstBadBlock(h, data, 0) ?? (crc32c(data) === h.crc32c ? undefined : 0);
+      let bad: number | undefined = 0;
+      if (typeof h !== 'string') {
+        const data = await f.read(h.lengthBytes, h.headerBytes);
+        bad = firstBadBlock(h, data, 0) ?? (crc32c(data) === h.crc32c ? undefined : 0);
+      }
       if (bad !== undefined) {
         e.pending = undefined;
         this.forgetIfEmpty(e);
