@@ -131,7 +131,10 @@ test('stage and commit, then read back; partial overwrite, growth, holes, replac
   assert.equal(store.get(A)?.lengthBytes, 160 * KiB);
 
   // A range, a range past the end, and a range entirely past it.
-  assert.deepEqual(Uint8Array.from(await store.read(A, 65 * KiB, 3)), expected.subarray(65 * KiB, 65 * KiB + 3));
+  const small = await store.read(A, 65 * KiB, 3);
+  assert.deepEqual(Uint8Array.from(small), expected.subarray(65 * KiB, 65 * KiB + 3));
+  assert.equal(small.buffer.byteLength, 64 * KiB, 'one block was read, and the range is a view of it');
+  assert.equal(small.byteOffset, 1 * KiB);
   assert.deepEqual(Uint8Array.from(await store.read(A, 159 * KiB, 4 * KiB)), expected.subarray(159 * KiB));
   assert.equal((await store.read(A, 200 * KiB, 10)).byteLength, 0);
 
@@ -143,9 +146,9 @@ test('stage and commit, then read back; partial overwrite, growth, holes, replac
   assert.ok(b?.subarray(0, 100 * KiB).every((x) => x === 0));
 
   // Replace: exactly the new data, even if shorter.
-  const small = bytes(3 * KiB, 5);
-  await write(store, A, 0, small, true);
-  assert.deepEqual(await content(store, A), small);
+  const replacement = bytes(3 * KiB, 5);
+  await write(store, A, 0, replacement, true);
+  assert.deepEqual(await content(store, A), replacement);
   await store.close();
 });
 
