@@ -494,7 +494,10 @@ export class ChunkStore {
 
   /** Creates `file` with `bytes` and fdatasyncs it; on failure the file is removed. */
   private async writeDurably(file: string, bytes: Uint8Array): Promise<void> {
-    const f = await this.createFile(file);
+    // A file system out of inodes fails the create itself with ENOSPC.
+    const f = await this.createFile(file).catch((err: unknown) => {
+      throw spaceError(err, this.dir);
+    });
     let ok = false;
     try {
       try {
