@@ -31,6 +31,12 @@ export const WorkerErrorCode = {
   WorkerDuplicate: 'CAIRN_WORKER_DUPLICATE',
   /** The masters do not know this worker process (a new leader, or another instance registered since): register again. */
   WorkerNotRegistered: 'CAIRN_WORKER_NOT_REGISTERED',
+  /**
+   * The target's disk failed an fsync: what it wrote since the last good one is in an unknown state,
+   * so the target takes no more writes (an fsync is never retried) until the worker restarts and
+   * re-reads it. Reads of committed chunks still answer, verified by their checksums.
+   */
+  TargetFailed: 'CAIRN_TARGET_FAILED',
 } as const;
 export type WorkerErrorCode = (typeof WorkerErrorCode)[keyof typeof WorkerErrorCode];
 

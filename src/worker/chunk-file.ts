@@ -1,0 +1,182 @@
+// The on-disk form of one chunk version: its file name, and a file that is a checksummed header
+// followed by the data at a 4 KiB-aligned offset, with one CRC32C per data block so that a small
+// read verifies only the blocks it touches. Pure: no I/O.
+
+import { crc32c } from '@node-rs/crc32';
+import { assert } from '../errors.ts';
+
+/** A chunk: the `index`-th chunk of the file `inodeId`. */
+export interface ChunkId {
+  inodeId: number;
+  index: number;
+}
+
+export const inodeIdMax = Number.MAX_SAFE_INTEGER;
+export const chunkIndexMax = 0xffff_ffff;
+
+/** 'CRNC' read as a little-endian u32. */
+const magic = 0x434e_5243;
+export const chunkFileFormat = 1;
+/** Data starts at a multiple of this, so that data reads stay page-aligned. */
+export const headerAlignBytes = 4096;
+/** magic u32, format u16, reserved u16, inode u64, index u32, block size u32, version u64, chain version u64, length u32, crc u32, headerBytes u32, block count u32. */
+const fixedBytes = 56;
+
+export type ChunkFileState = 'chunk' | 'pending';
+
+/** What a header says about the version in its file. */
+export interface ChunkHeader {
+  inodeId: number;
+  index: number;
+  version: number;
+  chainVersion: number;
+  lengthBytes: number;
+  blockSizeBytes: number;
+  /** CRC32C of the whole data. */
+  crc32c: number;
+  /** CRC32C of each data block; the last block may be short. */
+  blockCrcs: Uint32Array;
+  /** Where the data starts: the header's size rounded up to headerAlignBytes. */
+  headerBytes: number;
+}
+
+export function isValidChunkId(id: ChunkId): boolean {
+  return Number.isSafeInteger(id.inodeId) && id.inodeId >= 1 && Number.isSafeInteger(id.index) && id.index >= 0 && id.index <= chunkIndexMax;
+}
+
+/** `<inode, 16 hex>-<index, 8 hex>`: the key of a chunk in memory and the start of its file names. */
+export function chunkKey(id: ChunkId): string {
+  return `${id.inodeId.toString(16).padStart(16, '0')}-${id.index.toString(16).padStart(8, '0')}`;
+}
+
+/** The fan-out directory of an inode's chunks: its low byte in hex, so that sequential inodes spread. */
+export function fanoutDirName(inodeId: number): string {
+  return (inodeId % 256).toString(16).padStart(2, '0');
+}
+
+export function chunkFileName(id: ChunkId, version: number, state: ChunkFileState): string {
+  return `${chunkKey(id)}.${version}.${state}`;
+}
+
+const namePattern = /^([0-9a-f]{16})-([0-9a-f]{8})\.([1-9][0-9]{0,15})\.(chunk|pending)$/;
+
+/** The chunk, version and state a file name stands for; undefined for any other name. */
+export function parseChunkFileName(name: string): { id: ChunkId; version: number; state: ChunkFileState } | undefined {
+  const m = namePattern.exec(name);
+  if (m === null) return undefined;
+  const id = { inodeId: Number.parseInt(m[1], 16), index: Number.parseInt(m[2], 16) };
+  const version = Number(m[3]);
+  if (!isValidChunkId(id) || !Number.isSafeInteger(version)) return undefined;
+  return { id, version, state: m[4] as ChunkFileState };
+}
+
+export function blockCount(lengthBytes: number, blockSizeBytes: number): number {
+  return Math.ceil(lengthBytes / blockSizeBytes);
+}
+
+export function headerBytesFor(lengthBytes: number, blockSizeBytes: number): number {
+  const bytes = fixedBytes + 4 * blockCount(lengthBytes, blockSizeBytes) + 4;
+  return Math.ceil(bytes / headerAlignBytes) * headerAlignBytes;
+}
+
+export interface ChunkFileFields {
+  id: ChunkId;
+  version: number;
+  chainVersion: number;
+  lengthBytes: number;
+  blockSizeBytes: number;
+}
+
+/**
+ * A whole chunk file in one buffer: `fill` writes the data into the (zeroed) data area, then the
+ * checksums are computed and the header written. One buffer means one write, so a torn write
+ * leaves a short file, which the length check catches.
+ */
+export function buildChunkFile(fields: ChunkFileFields, fill: (data: Uint8Array) => void): { bytes: Uint8Array; header: ChunkHeader } {
+  const { id, version, chainVersion, lengthBytes, blockSizeBytes } = fields;
+  assert(lengthBytes <= 0xffff_ffff, `chunk length ${lengthBytes} fits a u32`);
+  const headerBytes = headerBytesFor(lengthBytes, blockSizeBytes);
+  const bytes = new Uint8Array(headerBytes + lengthBytes);
+  const data = bytes.subarray(headerBytes);
+  fill(data);
+  const blockCrcs = new Uint32Array(blockCount(lengthBytes, blockSizeBytes));
+  for (let b = 0; b < blockCrcs.length; b++) blockCrcs[b] = crc32c(data.subarray(b * blockSizeBytes, (b + 1) * blockSizeBytes));
+  const header: ChunkHeader = { inodeId: id.inodeId, index: id.index, version, chainVersion, lengthBytes, blockSizeBytes, crc32c: crc32c(data), blockCrcs, headerBytes };
+  encodeHeader(header, bytes);
+  return { bytes, header };
+}
+
+function encodeHeader(h: ChunkHeader, out: Uint8Array): void {
+  const v = new DataView(out.buffer, out.byteOffset, h.headerBytes);
+  v.setUint32(0, magic, true);
+  v.setUint16(4, chunkFileFormat, true);
+  v.setUint16(6, 0, true);
+  v.setBigUint64(8, BigInt(h.inodeId), true);
+  v.setUint32(16, h.index, true);
+  v.setUint32(20, h.blockSizeBytes, true);
+  v.setBigUint64(24, BigInt(h.version), true);
+  v.setBigUint64(32, BigInt(h.chainVersion), true);
+  v.setUint32(40, h.lengthBytes, true);
+  v.setUint32(44, h.crc32c, true);
+  v.setUint32(48, h.headerBytes, true);
+  v.setUint32(52, h.blockCrcs.length, true);
+  let off = fixedBytes;
+  for (const c of h.blockCrcs) {
+    v.setUint32(off, c, true);
+    off += 4;
+  }
+  v.setUint32(off, crc32c(out.subarray(0, off)), true);
+}
+
+/** How many bytes the header starting `buf` says it has (to read the rest), or a problem. */
+export function peekHeaderBytes(buf: Uint8Array): number | string {
+  if (buf.byteLength < fixedBytes) return `file too short for a chunk header (${buf.byteLength} bytes)`;
+  const v = new DataView(buf.buffer, buf.byteOffset, fixedBytes);
+  if (v.getUint32(0, true) !== magic) return 'bad magic';
+  if (v.getUint16(4, true) !== chunkFileFormat) return `unknown format ${v.getUint16(4, true)}`;
+  const headerBytes = v.getUint32(48, true);
+  if (headerBytes < headerAlignBytes || headerBytes % headerAlignBytes !== 0) return `bad header size ${headerBytes}`;
+  return headerBytes;
+}
+
+/** The header at the start of `buf` (which holds at least its headerBytes), or what is wrong with it. */
+export function decodeHeader(buf: Uint8Array): ChunkHeader | string {
+  const headerBytes = peekHeaderBytes(buf);
+  if (typeof headerBytes === 'string') return headerBytes;
+  if (buf.byteLength < headerBytes) return `header of ${headerBytes} bytes cut at ${buf.byteLength}`;
+  const v = new DataView(buf.buffer, buf.byteOffset, headerBytes);
+  const blocks = v.getUint32(52, true);
+  const crcAt = fixedBytes + 4 * blocks;
+  if (crcAt + 4 > headerBytes) return `block count ${blocks} does not fit the header`;
+  if (crc32c(buf.subarray(0, crcAt)) !== v.getUint32(crcAt, true)) return 'header checksum mismatch';
+  const h: ChunkHeader = {
+    inodeId: Number(v.getBigUint64(8, true)),
+    index: v.getUint32(16, true),
+    blockSizeBytes: v.getUint32(20, true),
+    version: Number(v.getBigUint64(24, true)),
+    chainVersion: Number(v.getBigUint64(32, true)),
+    lengthBytes: v.getUint32(40, true),
+    crc32c: v.getUint32(44, true),
+    headerBytes,
+    blockCrcs: new Uint32Array(blocks),
+  };
+  for (let b = 0; b < blocks; b++) h.blockCrcs[b] = v.getUint32(fixedBytes + 4 * b, true);
+  // A checksummed header can still be wrong if the writer was: check it is self-consistent.
+  const bs = h.blockSizeBytes;
+  if (bs < 512 || (bs & (bs - 1)) !== 0) return `bad block size ${bs}`;
+  if (blocks !== blockCount(h.lengthBytes, bs) || headerBytes !== headerBytesFor(h.lengthBytes, bs)) return 'block count or header size disagrees with the length';
+  if (!isValidChunkId(h) || !Number.isSafeInteger(h.version) || h.version < 1 || !Number.isSafeInteger(h.chainVersion)) return 'bad chunk id or version';
+  return h;
+}
+
+/**
+ * Checks the blocks of `data` (the file's data from block `firstBlock` on, any length up to the
+ * end of the data): undefined if they match, else the data offset of the first bad block.
+ */
+export function firstBadBlock(h: ChunkHeader, data: Uint8Array, firstBlock: number): number | undefined {
+  const bs = h.blockSizeBytes;
+  for (let off = 0, b = firstBlock; off < data.byteLength; off += bs, b++) {
+    if (crc32c(data.subarray(off, off + bs)) !== h.blockCrcs[b]) return b * bs;
+  }
+  return undefined;
+}
