@@ -10,7 +10,8 @@ import { checkPath, nameProblem, symlinkTargetBytesMax } from './paths.ts';
 export const chunkSizeBytesMin = 64 * 1024;
 export const chunkSizeBytesMax = 64 * 1024 * 1024;
 export const chunkSizeBytesDefault = 4 * 1024 * 1024;
-export const stripeWidthDefault = 1;
+/** Chains a file is striped over by default (fewer when the table has fewer): bandwidth from many workers. */
+export const stripeWidthDefault = 16;
 export const stripeWidthMax = 4096;
 /** Mode holds permission bits only (with setuid, setgid, sticky); the type is separate. */
 export const modeMax = 0o7777;

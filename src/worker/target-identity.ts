@@ -8,6 +8,8 @@ import { crc32c } from '@node-rs/crc32';
 import type { Disk } from '../io/index.ts';
 import { isErrno } from '../io/index.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
+/** The worker process's directory lock (src/master/dir-lock.ts): a target directory may hold it before it has an identity. */
+const lockFileName = 'LOCK';
 
 export interface TargetIdentity {
   clusterId: string;
@@ -19,7 +21,7 @@ export const identityFileName = 'target.id';
 export const identityTempName = 'target.id.tmp';
 const identityFormat = 1;
 /** Names a new target directory may already hold: a temp file from a crashed creation, a mount's lost+found. */
-const allowedInNewDir = new Set([identityTempName, 'lost+found']);
+const allowedInNewDir = new Set([identityTempName, 'lost+found', lockFileName]);
 
 export function describeIdentity(id: TargetIdentity): string {
   return `cluster ${JSON.stringify(id.clusterId)} worker ${id.workerId} target ${id.targetId}`;

@@ -1,0 +1,63 @@
+// Whole-file operations over the metadata and data clients: put (written under a temporary name
+// and renamed into place, so a reader never sees half a file and a failed put leaves nothing) and
+// get (streamed, chunks read ahead).
+
+import { randomBytes } from 'node:crypto';
+import type { CloseSessionValue, InodeAttr, SessionValue } from '../meta/index.ts';
+import { CairnError, ErrorCode } from '../errors.ts';
+import type { DataClient } from './data-client.ts';
+import { FileReader, FileWriter } from './file-io.ts';
+import type { MasterClient } from './master-client.ts';
+
+export interface PutOptions {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  /** Layout fields to use instead of the defaults (chunk size, stripe width). */
+  layout?: { chunkSizeBytes?: number; stripeWidth?: number };
+  onProgress?: (bytes: number) => void;
+  streamBytesMax?: number;
+}
+
+/** Writes `source` as the file at `path`, replacing any file there at once when complete. */
+export async function putFile(meta: MasterClient, data: DataClient, path: string, source: AsyncIterable<Uint8Array>, opts: PutOptions = {}): Promise<InodeAttr> {
+  const slash = path.lastIndexOf('/');
+  const temp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.cairn-put-${randomBytes(6).toString('hex')}`;
+  const routing = await data.routing();
+  const layout = opts.layout === undefined ? undefined : { chainTableId: 1, chainTableVersion: routing.info.tables.find((t) => t.tableId === 1)?.version ?? 0, shuffleSeed: randomBytes(4).readUInt32LE(0), ...opts.layout };
+  await meta.mutate('meta.mutate', { op: 'create', path: temp, mode: opts.mode ?? 0o644, uid: opts.uid ?? 0, gid: opts.gid ?? 0, exclusive: true, ...(layout === undefined ? {} : { layout }) });
+  let session: SessionValue | undefined;
+  try {
+    session = await meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path: temp, truncate: false });
+    const file = fileRef(session.inode, temp);
+    const writer = new FileWriter(data, file, { streamBytesMax: opts.streamBytesMax });
+    let position = 0;
+    for await (const buf of source) {
+      await writer.write(buf, position);
+      position += buf.length;
+      opts.onProgress?.(position);
+    }
+    await writer.flush();
+    await meta.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: session.sessionId, lengthBytes: writer.highWater });
+    session = undefined;
+    await meta.mutate('meta.mutate', { op: 'rename', from: temp, to: path });
+    return await meta.query<InodeAttr>('meta.query', { op: 'stat', path });
+  } catch (err) {
+    // Leave nothing behind: the temporary file goes (its chunks to garbage collection).
+    if (session !== undefined) await meta.mutate('meta.mutate', { op: 'closeSession', sessionId: session.sessionId }).catch(() => undefined);
+    await meta.mutate('meta.mutate', { op: 'unlink', path: temp }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The file at `path` as a stream of buffers, with its attributes. */
+export async function getFile(meta: MasterClient, data: DataClient, path: string, opts: { streamBytesMax?: number } = {}): Promise<{ attr: InodeAttr; chunks: AsyncGenerator<Buffer> }> {
+  const attr = await meta.query<InodeAttr>('meta.query', { op: 'stat', path });
+  const reader = new FileReader(data, fileRef(attr, path), attr.sizeBytes, opts);
+  return { attr, chunks: reader.stream() };
+}
+
+function fileRef(attr: InodeAttr, path: string): { inodeId: number; layout: NonNullable<InodeAttr['layout']> } {
+  if (attr.type !== 'file' || attr.layout === undefined) throw new CairnError(ErrorCode.InvalidArgument, `${path} is not a regular file`);
+  return { inodeId: attr.inodeId, layout: attr.layout };
+}
