@@ -18,7 +18,11 @@ export interface ResyncStats {
   same: number;
 }
 
+/** Wait before a resync that failed is tried again. */
+const resyncRetryMs = 500;
+
 export class Resyncer {
+  private stopped = false;
   private readonly replica: ChainReplica;
   private readonly host: ReplicaHost;
   /** Runs by chain, chain version and target: one per chain version. */
@@ -39,13 +43,29 @@ export class Resyncer {
         if (next?.state !== TargetState.Syncing) continue;
         const key = `${chain.chainId}:${chain.version}:${next.targetId}`;
         if (this.running.has(key)) continue;
-        const run = this.run(me, next, chain.chainId, chain.version)
-          .then((stats) => this.host.log?.('info', 'resync done', { chain: chain.chainId, target: next.targetId, ...stats }))
-          .catch((err: unknown) => this.host.log?.('warn', 'resync stopped', { chain: chain.chainId, target: next.targetId, err: String((err as Error).message ?? err) }));
+        const run = this.run(me, next, chain.chainId, chain.version).then(
+          (stats) => this.host.log?.('info', 'resync done', { chain: chain.chainId, target: next.targetId, ...stats }),
+          async (err: unknown) => {
+            // Often the target's worker has not seen this chain version yet: try again shortly,
+            // with whatever routing this worker has by then.
+            this.host.log?.('info', 'resync stopped; retrying', { chain: chain.chainId, target: next.targetId, err: String((err as Error).message ?? err) });
+            await this.host.clock.sleep(resyncRetryMs);
+            retry = true;
+          },
+        );
+        let retry = false;
         this.running.set(key, run);
-        void run.finally(() => this.running.delete(key));
+        void run.finally(() => {
+          this.running.delete(key);
+          const now = this.host.routing();
+          if (retry && now !== undefined && !this.stopped) this.onRouting(now);
+        });
       }
     }
+  }
+
+  stop(): void {
+    this.stopped = true;
   }
 
   /** Waits for the runs in progress (tests and shutdown). */

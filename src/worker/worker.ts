@@ -114,6 +114,7 @@ export class StorageWorker {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.resync.stop();
     this.heartbeatTimer?.cancel();
     this.master.close();
     for (const c of this.peers.values()) c.close();
