@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import {
   chainLengthMax,
   chunkSizeBytesDefault,
+  stripeWidthDefault,
   commandBytesMax,
   decodeCommand,
   encodeCommand,
@@ -73,7 +74,7 @@ test('validation fills in defaults and returns a fresh object', () => {
   const cmd = validateCommand(input);
   assert.deepEqual(cmd, {
     op: 'create', ...stamp, path: '/f', mode: 0o644, uid: 0, gid: 0, exclusive: false,
-    layout: { chunkSizeBytes: chunkSizeBytesDefault, stripeWidth: 1, chainTableId: 2, chainTableVersion: 0, shuffleSeed: 9 },
+    layout: { chunkSizeBytes: chunkSizeBytesDefault, stripeWidth: stripeWidthDefault, chainTableId: 2, chainTableVersion: 0, shuffleSeed: 9 },
   });
   assert.notEqual(cmd, input);
   assert.deepEqual(validateCommand({ op: 'mkdir', ...stamp, path: '/d', mode: 0o755, uid: 0, gid: 0 }), {

@@ -95,7 +95,7 @@ test('create makes a file with the default layout or the given one; non-exclusiv
   assert.equal(f.uid, 1000);
   assert.equal(f.gid, 100);
   assert.deepEqual(f.layout && { ...f.layout, shuffleSeed: 0 }, {
-    chunkSizeBytes: 4 * 1024 * 1024, stripeWidth: 1, chainTableId: 1, chainTableVersion: 0, shuffleSeed: 0,
+    chunkSizeBytes: 4 * 1024 * 1024, stripeWidth: 16, chainTableId: 1, chainTableVersion: 0, shuffleSeed: 0,
   });
   const g = fs.create('/d/g');
   assert.notEqual(g.layout?.shuffleSeed, f.layout?.shuffleSeed, 'default seeds differ per inode');
