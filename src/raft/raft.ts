@@ -32,7 +32,7 @@ import {
 } from './types.ts';
 
 /** Rules that tests can switch off one at a time to prove the checkers catch them. */
-export const RaftBugs = ['commit-old-term', 'vote-twice', 'stale-read'] as const;
+export const RaftBugs = ['commit-old-term', 'vote-twice', 'stale-read', 'lease-ignores-drift', 'read-quorum-short', 'install-old-snapshot'] as const;
 export type RaftBug = (typeof RaftBugs)[number];
 
 export interface RaftConfig {
@@ -56,6 +56,12 @@ export interface RaftConfig {
    * the tick `ticksAgo` leader ticks back.
    */
   leaseHolds?: (ticksAgo: number, windowTicks: number) => boolean;
+  /**
+   * With leaseRead: how far any node's clock rate may stray from true time, as a fraction (0.04:
+   * within 4%). The lease is shortened so that it ends, on the slowest clock, before a follower
+   * with the fastest clock may vote for someone else.
+   */
+  clockDriftMax?: number;
   /**
    * Ticks after it starts during which a node neither votes nor campaigns, except in a leadership
    * transfer: it may have acknowledged a leader's heartbeat just before it went down, and that
@@ -115,6 +121,7 @@ const defaults = {
   preVote: true,
   checkQuorum: true,
   leaseRead: false,
+  clockDriftMax: 0.04,
   entryBytesMax: 1 << 20,
   appendBytesMax: 1 << 20,
   inflightMsgsMax: 256,
@@ -197,6 +204,7 @@ export class Raft {
     }
     assert(this.cfg.heartbeatTicks > 0 && this.cfg.electionTicks > this.cfg.heartbeatTicks, 'electionTicks must exceed heartbeatTicks');
     assert(!this.cfg.leaseRead || this.cfg.checkQuorum, 'leaseRead needs checkQuorum');
+    assert(this.cfg.clockDriftMax >= 0 && this.cfg.clockDriftMax < 1, `clockDriftMax ${this.cfg.clockDriftMax} is not a fraction in [0, 1)`);
     this.rand = config.rand;
     this.leaseHolds = config.leaseHolds;
     this.snapshotSink = config.snapshotSink ?? memorySnapshotSink;
@@ -738,7 +746,7 @@ export class Raft {
 
   private handleSnapshotChunk(m: Message): void {
     const meta = m.snapshot!;
-    if (meta.index <= this.log.committed) {
+    if (meta.index <= this.log.committed && !this.bugs.has('install-old-snapshot')) {
       this.dropIncomingSnapshot();
       this.send({ type: MessageType.AppResp, to: m.from, term: this.term, index: this.log.committed });
       return;
@@ -1049,9 +1057,10 @@ export class Raft {
 
   /**
    * The leader lease: a majority answered a heartbeat sent at tick T, so none of them votes for
-   * another leader before T + electionTicks of its own clock, not even after a restart (holdsVotes).
-   * Two ticks of margin cover clock drift, and a leadership transfer (whose forced votes ignore
-   * leases) voids it for two timeouts.
+   * another leader before electionTicks of its own ticks after it arrived (more than
+   * electionTicks - 1 tick periods), not even after a restart (holdsVotes). The window is that,
+   * shrunk by the clock drift bound (leaseWindowTicks), and a leadership transfer (whose forced
+   * votes ignore leases) voids it for two timeouts.
    */
   private leaseValid(): boolean {
     if (this.transferee !== 0 || this.tickCount < this.leaseBlockedUntilTick) return false;
@@ -1059,12 +1068,14 @@ export class Raft {
     heard.sort((a, b) => b - a);
     const leaseStart = heard[Math.floor(this.voters.size / 2)];
     const ticksAgo = this.tickCount - leaseStart;
-    const window = this.cfg.electionTicks - 2;
+    // With the bug, the lease assumes every clock runs at one rate.
+    const window = leaseWindowTicks(this.cfg.electionTicks, this.bugs.has('lease-ignores-drift') ? 0 : this.cfg.clockDriftMax);
     return ticksAgo < window && (this.leaseHolds?.(ticksAgo, window) ?? true);
   }
 
   private ackRead(from: NodeId, seq: number): void {
-    const quorum = Math.floor(this.voters.size / 2) + 1;
+    // With the bug, a read is confirmed by one node fewer than a majority.
+    const quorum = Math.floor(this.voters.size / 2) + (this.bugs.has('read-quorum-short') ? 0 : 1);
     for (const r of this.readOnly.ack(from, seq, quorum)) this.answerRead(r.from, r.index, r.context);
   }
 
@@ -1134,6 +1145,15 @@ export class Raft {
     msg.from = this.id; // callers pass fresh objects: stamp, do not copy
     this.msgs.push(msg);
   }
+}
+
+/**
+ * Ticks a lease lasts on the leader's clock: a follower's promise lasts more than
+ * electionTicks - 1 of its tick periods, and the leader's clock may run slower than the follower's
+ * by a factor of up to (1 + drift) / (1 - drift). 8 for 10 election ticks and drift up to 5.8%.
+ */
+export function leaseWindowTicks(electionTicks: number, clockDriftMax: number): number {
+  return Math.floor(((electionTicks - 1) * (1 - clockDriftMax)) / (1 + clockDriftMax));
 }
 
 function sameHardState(a: HardState, b: HardState): boolean {

@@ -67,6 +67,8 @@ export interface SimNodeEnv<I, O> {
   founders(id: number): Map<number, string>;
   journal: Pick<RaftJournalOptions, 'electionTicks' | 'heartbeatTicks' | 'checkpointEveryEntries' | 'checkpointKeepEntries' | 'proposalTimeoutMs' | 'leaseRead' | 'raftTuning' | 'walSegmentBytesMax' | 'diskReserveBytes' | 'diskCheckMs'>;
   bugs: ReadonlySet<RaftBug | JournalBug | DiskBug>;
+  /** How far clock rates may stray from 1 in this run (the default bound when absent). */
+  clockDriftMax?: number;
 }
 
 /** A node as the checkers see it: what they look at does not depend on the workload's types. */
@@ -133,7 +135,7 @@ export class SimNode<I, O> {
       syncLies: () => this.env.bugs.has('no-fsync') && !this.env.prng.chance(0.3),
       onOp: (op, path) => this.env.onDiskOp(this, op, path),
     });
-    const clock = (this.clock = new SimClock({ nowMs: () => this.env.now(), later: (ms, fn) => this.later(inc, ms, 'timer', fn, 0) }, this.clockRate, this.clockOriginMs, this.env.prng));
+    const clock = (this.clock = new SimClock({ nowMs: () => this.env.now(), later: (ms, fn) => this.later(inc, ms, 'timer', fn, 0) }, this.clockRate, this.clockOriginMs, this.env.prng, this.env.clockDriftMax));
     this.transport = new SimTransport(this.env.wire, this.id, live);
     this.sm = this.env.workload.newMachine();
     this.smIndex = 0;

@@ -23,8 +23,9 @@ export class SimClock implements Clock {
   private readonly originMs: number;
   private readonly prng: Prng;
 
-  constructor(host: ClockHost, rate: number, originMs: number, prng: Prng) {
-    if (!(Math.abs(rate - 1) <= clockDriftBound)) throw new RangeError(`clock rate ${rate} strays more than ${clockDriftBound} from 1`);
+  /** `driftBound`: the bound this run states (the lease is sized for it), clockDriftBound unless a seed widens it. */
+  constructor(host: ClockHost, rate: number, originMs: number, prng: Prng, driftBound = clockDriftBound) {
+    if (!(Math.abs(rate - 1) <= driftBound)) throw new RangeError(`clock rate ${rate} strays more than ${driftBound} from 1`);
     this.host = host;
     this.rate = rate;
     this.originMs = originMs;

@@ -193,6 +193,8 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   private lastWrite: { input: I; at: number; node: number } | undefined;
   /** Clients that read from stalled leaders (probeStalledLeader). */
   private readonly probes: ClientState<I, O>[] = [];
+  /** With the clock-drift family: a client that writes through a new leader and two that read from the old one (probeIsolatedLeader). */
+  private readonly driftProbes: ClientState<I, O>[] = [];
   /** Starts a node with a new id (set up by run()). */
   private newNode: (id: number) => SimNode<I, O> = () => {
     throw new Error('invariant violated: newNode before run');
@@ -212,6 +214,15 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   private calmAtMs: number;
   /** Longest pause between two faults: some seeds are storms, some drizzle. */
   private faultGapMs = 300;
+  /** The targeted fault family of this seed, if any (gapFamilyFor), and its own random stream. */
+  private readonly family: GapFamily | undefined;
+  private readonly gapPrng: Prng;
+  /** With the snapshot-replay family: the chunks of the newest snapshot transfer to each node, to deliver again later. */
+  private readonly snapStreams = new Map<number, { index: number; delivers: (() => void)[] }>();
+  /** A partition that a targeted fault needs to last: heals by other faults leave it in place. */
+  private heldPartition: { a: number[]; b: number[]; untilMs: number } | undefined;
+  /** No other faults until then: a targeted scenario is playing out. */
+  private scenarioUntilMs = 0;
 
   constructor(opts: SimOptions, workload: SimWorkload<S, I, O>) {
     this.workload = workload;
@@ -221,11 +232,16 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     this.net = new SimNetwork(this.queue, this.prng.fork());
     this.bugs = new Set(opts.bug !== undefined ? [opts.bug] : []);
     this.calmAtMs = this.opts.faultMs;
+    this.family = gapFamilyFor(opts.seed);
+    this.gapPrng = new Prng(gapSeed(opts.seed));
   }
 
   async run(): Promise<SimResult> {
-    const nodeCount = this.prng.range(3, 7);
-    const voterCount = nodeCount >= 5 && this.prng.chance(0.5) ? 5 : 3;
+    const family = this.family;
+    let nodeCount = this.prng.range(3, 7);
+    let voterCount = nodeCount >= 5 && this.prng.chance(0.5) ? 5 : 3;
+    // A read quorum one short only shows with 5 voters (with 3, one answer is a majority either way).
+    if (family === 'minority-stall') [nodeCount, voterCount] = [Math.max(nodeCount, 5), 5];
     const founders = new Map(Array.from({ length: voterCount }, (_, i) => [i + 1, simAddress(i + 1)] as const));
     this.bootstrapEntries = voterCount;
     const nodeEnvPrng = this.prng.fork();
@@ -233,8 +249,11 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     const appendBytesMax = this.prng.pick([1, 1, 256, 4096]);
     // Check-quorum stays on: without it a removed node that never heard of its removal disrupts
     // the cluster forever with ever higher terms (Raft thesis §4.2.3).
-    const preVote = this.prng.chance(0.7);
-    const leaseRead = this.prng.chance(0.5);
+    // A follower cut off with a stalled leader stays in its term only with pre-vote; and without it,
+    // a fast clock with a stale log keeps raising the term before a slow one with the newest log campaigns.
+    const preVote = this.prng.chance(0.7) || family === 'minority-stall' || family === 'clock-drift';
+    const leaseRead = family === 'minority-stall' ? false : family === 'clock-drift' || this.prng.chance(0.5);
+    const clockDriftMax = family === 'clock-drift' ? driftFamilyBound : clockDriftBound;
     this.faultGapMs = this.prng.pick([80, 150, 300, 600]);
     const checkpointKeepEntries = this.prng.int(8);
     // Small segments, so that rolls, releases and their crashes happen in every run.
@@ -242,17 +261,19 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     const journal: SimNodeEnv<I, O>['journal'] = {
       electionTicks: 10,
       heartbeatTicks: 2,
-      checkpointEveryEntries: 40,
+      // More checkpoints, so that a follower has compacted past a snapshot delivered again.
+      checkpointEveryEntries: family === 'snapshot-replay' ? 16 : 40,
       checkpointKeepEntries,
       proposalTimeoutMs: 1000,
       leaseRead,
       walSegmentBytesMax,
       diskReserveBytes: diskReserveBytes,
       diskCheckMs: 50,
-      raftTuning: { snapshotChunkBytes: 256, appendBytesMax, preVote, inflightMsgsMax: 8 },
+      raftTuning: { snapshotChunkBytes: 256, appendBytesMax, preVote, inflightMsgsMax: 8, clockDriftMax },
     };
     this.newNode = (id) => {
-      const rate = 1 + (this.prng.float() * 2 - 1) * clockDriftBound;
+      const drift = this.prng.float() * 2 - 1;
+      const rate = 1 + (family === 'clock-drift' ? driftFamilyDrift(id, drift) : drift) * clockDriftMax;
       const env: SimNodeEnv<I, O> = {
         prng: nodeEnvPrng,
         workload: this.workload,
@@ -267,6 +288,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
         founders: (nid) => (nid <= voterCount ? founders : new Map()),
         journal,
         bugs: this.bugs,
+        clockDriftMax,
       };
       const node = new SimNode<I, O>(id, env, rate, this.prng.range(0, 1_000_000));
       this.nodes.set(id, node);
@@ -283,6 +305,11 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     for (let i = 1; i <= probeClients; i++) {
       const probe: ClientState<I, O> = { id: clientCount + i, seq: 0, op: undefined, req: undefined, leaderGuess: 0, completedAfterCalm: 0, probe: true };
       this.probes.push(probe);
+      this.clients.push(probe);
+    }
+    for (let i = 1; family === 'clock-drift' && i <= probeClients; i++) {
+      const probe: ClientState<I, O> = { id: this.clients.length + 1, seq: 0, op: undefined, req: undefined, leaderGuess: 0, completedAfterCalm: 0, probe: true };
+      this.driftProbes.push(probe);
       this.clients.push(probe);
     }
     this.scheduleFault();
@@ -373,6 +400,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   send(from: number, to: number, what: () => string, deliver: () => void): void {
     const node = this.nodes.get(to);
     if (node === undefined) return;
+    if (this.family === 'snapshot-replay') this.recordSnapshotChunk(to, what(), deliver);
     this.net.send(from, to, () => this.event(() => `n${from}->n${to} ${what()}`, () => node.deliver(deliver), from * 1024 + to));
   }
 
@@ -469,6 +497,12 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   }
 
   private injectFault(): void {
+    // A targeted scenario plays out undisturbed.
+    if (this.queue.nowMs < this.scenarioUntilMs) return;
+    if (this.family !== undefined && this.gapPrng.chance(gapFaultShare)) {
+      this.injectGapFault(this.family);
+      return;
+    }
     const p = this.faultPrng;
     const roll = p.int(100);
     if (roll < 13) this.crash(this.randomNode());
@@ -542,11 +576,139 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
           if (this.workload.isRead(x)) input = x;
         }
         if (input === undefined) return;
-        c.op = { clientId: c.id, input, call: this.queue.nowMs, ret: Infinity, output: undefined };
-        this.history.push(c.op);
-        c.req = { opId: this.nextOpId++, attempt: 0, client: c.id, seq: c.seq, input };
-        c.leaderGuess = node.id;
-        this.sendRequest(c);
+        this.sendProbe(c, node, input);
+      }),
+    );
+  }
+
+  /** A probe client sends `input` to `node`, as one that trusts it as the leader. */
+  private sendProbe(c: ClientState<I, O>, node: AnySimNode, input: I): void {
+    if (!this.workload.isRead(input)) c.seq++;
+    c.op = { clientId: c.id, input, call: this.queue.nowMs, ret: Infinity, output: undefined };
+    this.history.push(c.op);
+    c.req = { opId: this.nextOpId++, attempt: 0, client: c.id, seq: c.seq, input };
+    c.leaderGuess = node.id;
+    this.sendRequest(c);
+  }
+
+  // ---- targeted fault families ---------------------------------------------------------------
+
+  private injectGapFault(family: GapFamily): void {
+    if (family === 'minority-stall') this.stallOnMinority();
+    else if (family === 'snapshot-replay') this.replaySnapshot();
+    else this.isolateSlowLeader();
+  }
+
+  /**
+   * Stalls the leader while it and followers, one short of a majority, are cut off from the other
+   * voters (a GC pause during a partition). The followers, with pre-vote, stay in the leader's
+   * term; when the leader resumes, probe clients read from it what the majority side wrote
+   * meanwhile: a read that side confirms is stale.
+   */
+  private stallOnMinority(): void {
+    const p = this.gapPrng;
+    const leader = this.leaderNode();
+    if (leader === undefined) return;
+    const voters = leader.raft.confState().voters;
+    const followers = voters.filter((v) => v !== leader.id && this.nodes.get(v)!.running());
+    // The largest minority, with every other voter up to elect a leader and take writes meanwhile
+    // (with an even number of voters, one short of a majority is half, which leaves the rest short too).
+    if (voters.length < 5 || voters.length % 2 === 0 || followers.length < voters.length - 1) return;
+    const side = [leader.id];
+    while (side.length < Math.floor(voters.length / 2)) side.push(followers.splice(p.int(followers.length), 1)[0]);
+    const others = [...this.nodes.keys()].filter((id) => !side.includes(id));
+    const ms = p.range(450, 800);
+    this.holdPartition(side, others, ms + p.range(100, 400));
+    this.count('partitions');
+    this.remember(`stall n${leader.id} for ${ms}ms, cut off with its followers: [${side}] | [${others}]`);
+    this.count('stalls');
+    leader.stall(ms);
+    for (const c of this.probes) this.probeStalledLeader(c, leader, ms);
+  }
+
+  /** Keeps the messages of the newest snapshot transfer to each node (a transfer that starts over replaces them). */
+  private recordSnapshotChunk(to: number, what: string, deliver: () => void): void {
+    const m = /snap@(\d+)\+(\d+)/.exec(what);
+    if (m === null) return;
+    const index = Number(m[1]);
+    let s = this.snapStreams.get(to);
+    if (s === undefined || s.index !== index || m[2] === '0') this.snapStreams.set(to, (s = { index, delivers: [] }));
+    if (s.delivers.length < snapshotReplayChunksMax) s.delivers.push(deliver);
+  }
+
+  /**
+   * The network delivers a whole snapshot transfer to a node again, late (delayed duplicates):
+   * by then the node has usually applied and compacted past it, and must not install it.
+   */
+  private replaySnapshot(): void {
+    const targets = [...this.snapStreams].filter(([id]) => this.nodes.get(id)!.running());
+    if (targets.length === 0) return;
+    const [id, stream] = this.gapPrng.pick(targets);
+    this.snapStreams.delete(id);
+    const node = this.nodes.get(id)!;
+    this.remember(`deliver ${stream.delivers.length} snapshot messages (snap@${stream.index}) to n${id} again`);
+    stream.delivers.forEach((d, i) => this.queue.after(1 + i, () => this.event(`n${id} gets snap@${stream.index} again`, () => node.deliver(d))));
+  }
+
+  /**
+   * Cuts off a lease-read leader whose clock runs slow (at the edge of the bound), and moves
+   * leadership to such a node when the leader's runs fast. A client that learned of the new leader
+   * writes through it, and the probe clients, which still trust the old one, then read from it
+   * what that write changed: its lease must have run out by then on the fastest follower's clock.
+   */
+  private isolateSlowLeader(): void {
+    const p = this.gapPrng;
+    const leader = this.leaderNode();
+    if (leader === undefined) return;
+    if (leader.clockRate >= 1) {
+      const slow = leader.raft.confState().voters.filter((v) => this.nodes.get(v)!.clockRate < 1 && this.nodes.get(v)!.running());
+      if (slow.length === 0) return;
+      const to = p.pick(slow);
+      this.remember(`transfer leader n${leader.id} -> n${to} (slow clock)`);
+      this.count('transfers');
+      leader.journal!.transferLeader(to).catch((err: unknown) => this.expectCoded(leader, err));
+      // Once it leads and its lease stands, it is cut off.
+      const ms = p.range(100, 300);
+      this.scenarioUntilMs = this.queue.nowMs + ms;
+      this.queue.after(ms, () => this.event('isolate slow-clock leader?', () => this.queue.nowMs < this.calmAtMs && this.leaderNode()?.clockRate! < 1 && this.isolateSlowLeader()));
+      return;
+    }
+    // The others must be able to elect a leader at once.
+    const voters = leader.raft.confState().voters;
+    if (voters.filter((v) => v !== leader.id && this.nodes.get(v)!.running()).length < Math.floor(voters.length / 2) + 1) return;
+    const others = [...this.nodes.keys()].filter((id) => id !== leader.id);
+    this.holdPartition([leader.id], others, p.range(300, 600));
+    this.remember(`isolate slow-clock leader n${leader.id}: [${leader.id}] | [${others}]`);
+    this.count('partitions');
+    this.probeIsolatedLeader(leader, this.queue.nowMs, isolatedProbePolls);
+  }
+
+  /**
+   * Every few ms: while another node leads, the first probe writes through it, again and again
+   * (many namespace operations fail and change nothing); after each write acknowledged by another
+   * node, the other probes read from `old` what it changed.
+   */
+  private probeIsolatedLeader(old: AnySimNode, since: number, polls: number, readAfterMs = since): void {
+    const [writer, ...readers] = this.driftProbes;
+    this.queue.after(isolatedProbePollMs, () =>
+      this.event(`probes watch n${old.id}`, () => {
+        const w = this.lastWrite;
+        let readFor = readAfterMs;
+        if (w !== undefined && w.at > readFor && w.node !== old.id) {
+          readFor = w.at;
+          const input = this.workload.readAfter(w.input);
+          for (const c of readers) if (c.op === undefined) this.sendProbe(c, old, input);
+        }
+        const leader = this.leaderNode();
+        if (leader !== undefined && leader !== old && writer.op === undefined) {
+          for (let i = 0; i < 32; i++) {
+            const x = this.workload.nextInput(this.gapPrng, writer);
+            if (this.workload.isRead(x)) continue;
+            this.sendProbe(writer, leader, x);
+            break;
+          }
+        }
+        if (polls > 1 && this.queue.nowMs < this.calmAtMs) this.probeIsolatedLeader(old, since, polls - 1, readFor);
       }),
     );
   }
@@ -725,7 +887,24 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   }
 
   private scheduleHeal(): void {
-    this.queue.after(this.faultPrng.range(100, 2000), () => this.event('heal', () => this.net.heal()));
+    this.queue.after(this.faultPrng.range(100, 2000), () => this.event('heal', () => this.heal()));
+  }
+
+  /** Heals the network, except a partition a targeted fault holds until its scenario has played out. */
+  private heal(): void {
+    this.net.heal();
+    const held = this.heldPartition;
+    if (held === undefined) return;
+    if (this.queue.nowMs < held.untilMs) this.net.partition(held.a, held.b);
+    else this.heldPartition = undefined;
+  }
+
+  /** Cuts `a` off from `b` until `ms` from now, whatever other faults heal meanwhile. */
+  private holdPartition(a: number[], b: number[], ms: number): void {
+    this.net.partition(a, b);
+    this.heldPartition = { a, b, untilMs: this.queue.nowMs + ms };
+    this.scenarioUntilMs = this.queue.nowMs + ms;
+    this.queue.after(ms, () => this.event('heal', () => this.heal()));
   }
 
   private degradeNetwork(): void {
@@ -790,6 +969,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   }
 
   private calm(): void {
+    this.heldPartition = undefined;
     this.net.heal();
     this.net.conditions = calmNetwork;
     this.slowDisk.clear();
@@ -1101,6 +1281,39 @@ function describeError(err: unknown): string {
 
 /** Clients that read from a stalled leader, at different moments of its stall. */
 const probeClients = 3;
+
+/**
+ * Fault families aimed at rules the general schedule reaches too rarely (docs/raft.md, "What the
+ * seeds reach"): a leader stalled with one follower on the minority side of 5 voters with ReadIndex
+ * reads; snapshot transfers delivered again late; clock rates at the edges of a wide bound with a
+ * lease-read leader cut off.
+ */
+type GapFamily = 'minority-stall' | 'snapshot-replay' | 'clock-drift';
+const gapFamilies: readonly GapFamily[] = ['minority-stall', 'snapshot-replay', 'clock-drift'];
+/** Each family runs in one seed of this many; the other seeds run the general schedule alone, as before the families. */
+const gapFamilyOneIn = 8;
+/** In a family's seed, the share of faults that are the family's. */
+const gapFaultShare = 0.3;
+/** The clock-drift family's bound: rates within ±50% (the lease is sized for it: 3 of 10 election ticks). */
+const driftFamilyBound = 0.5;
+const snapshotReplayChunksMax = 256;
+const isolatedProbePollMs = 3;
+const isolatedProbePolls = 100;
+
+/** A stream of its own, so that the general schedule's draws stay as they were. */
+function gapSeed(seed: number): number {
+  return (Math.imul(seed, 0x9e3779b1) ^ 0x7f4a7c15) >>> 0;
+}
+
+function gapFamilyFor(seed: number): GapFamily | undefined {
+  return gapFamilies[new Prng(gapSeed(seed) ^ 0x2545f491).int(gapFamilyOneIn)];
+}
+
+/** n1's clock runs slow, the others' fast, each near the bound: `drift` in [-1, 1) only moves it a little. */
+function driftFamilyDrift(id: number, drift: number): number {
+  const edge = 0.9 + 0.1 * Math.abs(drift);
+  return id === 1 ? -edge : edge;
+}
 /** The journal's free-space reserve on the simulated disks: small, so a filled disk crosses it. */
 const diskReserveBytes = 1024;
 type CrashPoint = 'roll' | 'snapshot' | 'release';

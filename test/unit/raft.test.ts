@@ -9,7 +9,7 @@ import { decodeConfChange, encodeConfChange } from '../../src/raft/confchange.ts
 import { nextConf } from '../../src/raft/membership.ts';
 import { ProgressState } from '../../src/raft/progress.ts';
 import { readAllSnapshotData, snapshotBytes } from '../../src/raft/snapshot-data.ts';
-import { Raft, type RaftConfig, type RestoredState } from '../../src/raft/raft.ts';
+import { Raft, leaseWindowTicks, type RaftConfig, type RestoredState } from '../../src/raft/raft.ts';
 import {
   ConfChangeType,
   EntryType,
@@ -335,6 +335,44 @@ test('a lease runs electionTicks - 2 ticks from the sending of the heartbeat a m
   assert.ok(servedAtOnce('at 8'), 'tick 8: 7 ticks after the round');
   tickLeader(1);
   assert.equal(servedAtOnce('at 9'), false, 'tick 9: 8 ticks after the round, the lease is over');
+});
+
+test('the lease window shrinks with the clock drift bound, so the slowest leader clock stops before the fastest follower may vote', () => {
+  // A follower's promise lasts more than electionTicks - 1 of its periods after the heartbeat came.
+  for (const electionTicks of [5, 10, 12, 30]) {
+    for (const drift of [0, 0.01, 0.04, 0.05, 0.2, 0.5]) {
+      const w = leaseWindowTicks(electionTicks, drift);
+      assert.ok(w / (1 - drift) <= (electionTicks - 1) / (1 + drift), `${w} ticks at ${electionTicks} election ticks, drift ${drift}`);
+      assert.ok((w + 1) / (1 - drift) > (electionTicks - 1) / (1 + drift), `${w} ticks is not the longest safe window`);
+    }
+  }
+  // The defaults keep electionTicks - 2 for the simulator's 10 ticks and the masters' 12.
+  assert.equal(leaseWindowTicks(10, 0.04), 8);
+  assert.equal(leaseWindowTicks(12, 0.04), 10);
+  assert.equal(leaseWindowTicks(10, 0.5), 3);
+  assert.equal(leaseWindowTicks(10, 0), 9, 'a lease that ignores drift runs to the edge of the promise');
+});
+
+test('a lease sized for a wider clock drift bound ends sooner', () => {
+  const c = new Cluster(3, { leaseRead: true, checkQuorum: true, clockDriftMax: 0.5 });
+  c.elect(1);
+  const r = c.node(1);
+  r.tick();
+  c.stabilize(); // a heartbeat round at tick 1, answered
+  const servedAtOnce = (ctx: string): boolean => {
+    r.readIndex(bytes(ctx));
+    c.processReady(1);
+    return c.readStates.get(1)!.some((rs) => text(rs.context) === ctx);
+  };
+  c.isolated.add(1);
+  for (let i = 0; i < 2; i++) {
+    r.tick();
+    c.processReady(1);
+  }
+  assert.ok(servedAtOnce('at 3'), 'tick 3: 2 ticks after the round');
+  r.tick();
+  c.processReady(1);
+  assert.equal(servedAtOnce('at 4'), false, 'tick 4: 3 ticks after the round, a lease of 3 ticks is over');
 });
 
 test(
