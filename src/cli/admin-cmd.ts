@@ -10,6 +10,7 @@ import type { JournalStatus } from '../journal/index.ts';
 import { MetaError, MetaErrorCode } from '../meta/index.ts';
 import { RpcError, RpcErrorCode } from '../rpc/index.ts';
 import { defaultLocalDir, readLocalCluster, withClient as run, type TargetFlags } from './cluster-target.ts';
+import { registerClusterCommands } from './cluster-cmd.ts';
 import { configError, parseAddress, parsePositiveInt } from './config.ts';
 
 type Flags = TargetFlags & { json?: boolean };
@@ -65,6 +66,8 @@ export function registerAdminCommands(program: Command, addTargetOptions: (c: Co
   addTargetOptions(admin.command('restore').argument('<file>'))
     .description('load a backup into a new, empty cluster')
     .action((file: string, o: Flags) => run(o, (c) => restore(c, file)));
+
+  registerClusterCommands(admin, addTargetOptions);
 }
 
 /** An id above every id the cluster has had: its members' and its removed ones. */

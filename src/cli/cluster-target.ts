@@ -4,7 +4,10 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { MasterClient } from '../client/index.ts';
+import { DataClient, MasterClient } from '../client/index.ts';
+import { systemClock } from '../io/system-clock.ts';
+import { RpcClient } from '../rpc/index.ts';
+import { workerFrameBytesMax } from '../worker/process.ts';
 import { configError, parseMasterList } from './config.ts';
 
 export interface LocalProcess {
@@ -70,6 +73,19 @@ function connect(flags: TargetFlags): MasterClient {
   const deadlineMs = flags.timeoutMs === undefined ? undefined : Number(flags.timeoutMs);
   if (deadlineMs !== undefined && !(deadlineMs > 0)) throw configError(`--timeout-ms must be a positive number, got '${flags.timeoutMs}'`);
   return new MasterClient({ masters: t.masters, secret: t.secret, deadlineMs });
+}
+
+/** Runs `fn` with the metadata and data clients of the flags' cluster, closing them afterwards. */
+export async function withClients(flags: TargetFlags, fn: (meta: MasterClient, data: DataClient) => Promise<void>): Promise<void> {
+  const t = resolveTarget(flags);
+  const meta = connect(flags);
+  const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: t.secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
+  try {
+    await fn(meta, data);
+  } finally {
+    data.close();
+    meta.close();
+  }
 }
 
 /** Runs `fn` with a client of the flags' cluster, closing it afterwards. */

@@ -4,10 +4,14 @@
 import { readFileSync } from 'node:fs';
 import { parseAddress as parseHostPort } from '../address.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
+import { replicationMax } from '../placement/index.ts';
 import type { MasterOptions } from '../master/server.ts';
+import type { WorkerProcessOptions } from '../worker/process.ts';
 
 /** A master's options as flags, environment and config file give them (the process adds its logger). */
 export type MasterConfig = Omit<MasterOptions, 'log' | 'onFatal'>;
+/** A worker's options as flags, environment and config file give them. */
+export type WorkerConfig = Omit<WorkerProcessOptions, 'log'>;
 
 type Source = Record<string, unknown>;
 
@@ -44,7 +48,7 @@ function readConfigFile(path: string): Source {
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
-  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead'], env);
+  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
@@ -57,7 +61,27 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   const checkpointKeep = s.checkpointKeep === undefined ? undefined : parseNonNegativeInt(s.checkpointKeep, '--checkpoint-keep');
   const http = s.http === undefined ? undefined : parseAddress(s.http, '--http', { portZero: true });
   const leaseRead = parseBool(s.leaseRead, '--lease-read');
-  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead };
+  const replication = s.replication === undefined ? undefined : parsePositiveInt(s.replication, '--replication');
+  if (replication !== undefined && replication > replicationMax) throw configError(`--replication must be 1 to ${replicationMax}, got ${replication}`);
+  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication };
+}
+
+/** `cairn worker`: --target is repeated on the command line, comma-separated in CAIRN_TARGETS, a list in the config file. */
+export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  const s = mergeSources(flags, ['id', 'listen', 'masters', 'secret', 'http', 'domain'], env);
+  const id = parsePositiveInt(s.id, '--id');
+  const listen = parseAddress(s.listen, '--listen', { portZero: true });
+  if (typeof s.masters !== 'string') throw configError('--masters is required: the masters as host:port,...');
+  const masters = parseMasterList(s.masters);
+  const file = typeof flags.config === 'string' ? readConfigFile(flags.config) : {};
+  const given = Array.isArray(flags.target) && flags.target.length > 0 ? flags.target : env.CAIRN_TARGETS !== undefined ? env.CAIRN_TARGETS.split(',') : file.targets;
+  if (!Array.isArray(given) || given.length === 0 || !given.every((d) => typeof d === 'string' && d.trim() !== '')) {
+    throw configError('--target is required: one data directory per target (repeat --target for more)');
+  }
+  const secret = typeof s.secret === 'string' && s.secret !== '' ? s.secret : undefined;
+  const http = s.http === undefined ? undefined : parseAddress(s.http, '--http', { portZero: true });
+  const domain = typeof s.domain === 'string' && s.domain !== '' ? s.domain : undefined;
+  return { id, listen, masters, targets: given.map((d: string) => d.trim()), secret, http, domain };
 }
 
 function parseBool(v: unknown, flag: string): boolean {

@@ -1,10 +1,17 @@
-// `cairn fs ...`: namespace commands against the leading master (metadata only until workers land).
+// `cairn fs ...`: namespace commands against the leading master, and file data through the workers
+// (put, get, cat, cp) with progress bars on long transfers.
 
 import type { Command } from 'commander';
-import type { MasterClient } from '../client/index.ts';
-import { FsErrorCode, MetaError, type DirEntry, type InodeAttr, type ReaddirPage } from '../meta/index.ts';
-import { withClient as run, type TargetFlags } from './cluster-target.ts';
-import { configError } from './config.ts';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { stat as localStat } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { SingleBar } from 'cli-progress';
+import { getFile, putFile, type DataClient, type MasterClient } from '../client/index.ts';
+import { FsErrorCode, MetaError, type DirEntry, type InodeAttr, type Layout, type ReaddirPage, type Routing } from '../meta/index.ts';
+import { fileChains } from '../placement/index.ts';
+import { withClient as run, withClients, type TargetFlags } from './cluster-target.ts';
+import { configError, parsePositiveInt } from './config.ts';
 
 type Flags = TargetFlags & { json?: boolean };
 
@@ -13,7 +20,31 @@ const uid = process.getuid?.() ?? 0;
 const gid = process.getgid?.() ?? 0;
 
 export function registerFsCommands(program: Command, addTargetOptions: (c: Command) => Command): void {
-  const fs = program.command('fs').description('file system commands (metadata only until workers land)');
+  const fs = program.command('fs').description('file system commands');
+
+  addTargetOptions(fs.command('put').argument('<local>', 'local file, or - for standard input').argument('<path>', 'cairn path (a directory: the file keeps its name)').option('-q, --quiet', 'no progress bar').option('--chunk-size <bytes>', 'chunk size, a power of two in 64 KiB..64 MiB').option('--stripe <n>', 'chains to stripe the file over').option('--json', 'print JSON'))
+    .description('store a local file (written under a temporary name, then renamed into place)')
+    .action((local: string, p: string, o: Flags & TransferFlags & { chunkSize?: string; stripe?: string }) => withClients(o, async (meta, data) => print(o, await put(meta, data, local, p, o), (a) => `${p}: ${a.sizeBytes} bytes`)));
+
+  addTargetOptions(fs.command('get').argument('<path>').argument('<local>', 'local file, or - for standard output').option('-q, --quiet', 'no progress bar'))
+    .description('read a file into a local file')
+    .action((p: string, local: string, o: Flags & TransferFlags) => withClients(o, (meta, data) => get(meta, data, p, local, o)));
+
+  addTargetOptions(fs.command('cat').argument('<paths...>'))
+    .description('write files to standard output')
+    .action((paths: string[], o: Flags) => withClients(o, async (meta, data) => { for (const p of paths) await get(meta, data, p, '-', { quiet: true }); }));
+
+  addTargetOptions(fs.command('cp').argument('<from>').argument('<to>').option('-q, --quiet', 'no progress bar').option('--json', 'print JSON'))
+    .description('copy a file within cairn')
+    .action((from: string, to: string, o: Flags & TransferFlags) =>
+      withClients(o, async (meta, data) => {
+        const { attr, chunks } = await getFile(meta, data, from);
+        const bar = progress(o, attr.sizeBytes, `${from} -> ${to}`);
+        const copied = await putFile(meta, data, await intoDir(meta, to, from), chunks, { mode: attr.mode, uid, gid, layout: { chunkSizeBytes: attr.layout!.chunkSizeBytes }, onProgress: (n) => bar?.update(n) });
+        bar?.stop();
+        print(o, copied, (a) => `${to}: ${a.sizeBytes} bytes`);
+      }),
+    );
 
   addTargetOptions(fs.command('ls').argument('[path]', 'directory or file', '/').option('-l, --long', 'show type, mode, size and time').option('--json', 'print JSON'))
     .description('list a directory')
@@ -33,8 +64,14 @@ export function registerFsCommands(program: Command, addTargetOptions: (c: Comma
     .action((paths: string[], o: Flags) => run(o, async (c) => { for (const p of paths) print(o, await touch(c, p), () => ''); }));
 
   addTargetOptions(fs.command('stat').argument('<path>').option('--json', 'print JSON'))
-    .description('show an inode\'s attributes')
-    .action((p: string, o: Flags) => run(o, async (c) => print(o, await c.query<InodeAttr>('meta.query', { op: 'stat', path: p }), (a) => formatStat(p, a))));
+    .description('show an inode\'s attributes, and for a file its layout and the chains it is striped over')
+    .action((p: string, o: Flags) =>
+      withClients(o, async (meta, data) => {
+        const a = await meta.query<InodeAttr>('meta.query', { op: 'stat', path: p });
+        const chains = a.layout === undefined ? undefined : stripeOf(await data.routing(), a.layout);
+        print(o, chains === undefined ? a : { ...a, chains }, () => formatStat(p, a, chains));
+      }),
+    );
 
   addTargetOptions(fs.command('rm').argument('<paths...>').option('-r, --recursive', 'remove directories and their contents').option('--json', 'print JSON'))
     .description('remove files, symlinks and (with -r) directories')
@@ -147,7 +184,78 @@ function formatLong(name: string, a: InodeAttr): string {
   return `${typeChar[a.type] ?? '?'}${mode} ${String(a.nlink).padStart(3)} ${String(a.uid).padStart(5)} ${String(a.gid).padStart(5)} ${String(a.sizeBytes).padStart(12)} ${time} ${name}${a.type === 'dir' ? '/' : ''}${link}`;
 }
 
-function formatStat(path: string, a: InodeAttr): string {
+interface TransferFlags {
+  quiet?: boolean;
+}
+
+/** A progress bar on standard error for a long transfer; none when quiet, not a terminal, or small. */
+function progress(o: TransferFlags, total: number, label: string): SingleBar | undefined {
+  if (o.quiet === true || !process.stderr.isTTY || total < progressBytesMin) return undefined;
+  const bar = new SingleBar({ stream: process.stderr, format: `${label} [{bar}] {percentage}% {value}/{total} bytes {speed} | eta {eta}s`, hideCursor: true }, undefined);
+  const started = Date.now();
+  bar.start(total, 0, { speed: '' });
+  const update = bar.update.bind(bar);
+  bar.update = ((n: number) => update(n, { speed: `${((n / Math.max(1, Date.now() - started)) * 1000 / 2 ** 20).toFixed(1)} MiB/s` })) as typeof bar.update;
+  return bar;
+}
+
+const progressBytesMin = 8 * 2 ** 20;
+
+/** `to` itself, or `to/<name of from>` when `to` is a directory. */
+async function intoDir(meta: MasterClient, to: string, from: string): Promise<string> {
+  try {
+    const a = await meta.query<InodeAttr>('meta.query', { op: 'stat', path: to });
+    if (a.type === 'dir') return join(to, path.posix.basename(from));
+  } catch (err) {
+    if ((err as { code?: string }).code !== FsErrorCode.ENOENT) throw err;
+  }
+  return to;
+}
+
+async function put(meta: MasterClient, data: DataClient, local: string, p: string, o: TransferFlags & { chunkSize?: string; stripe?: string }): Promise<InodeAttr> {
+  const size = local === '-' ? 0 : (await localStat(local)).size;
+  const target = await intoDir(meta, p, local === '-' ? 'stdin' : local);
+  const layout: { chunkSizeBytes?: number; stripeWidth?: number } = {};
+  if (o.chunkSize !== undefined) layout.chunkSizeBytes = parsePositiveInt(o.chunkSize, '--chunk-size');
+  if (o.stripe !== undefined) layout.stripeWidth = parsePositiveInt(o.stripe, '--stripe');
+  const source = local === '-' ? process.stdin : createReadStream(local, { highWaterMark: 4 * 2 ** 20 });
+  const bar = progress(o, size, target);
+  try {
+    return await putFile(meta, data, target, source, { mode: 0o644, uid, gid, ...(Object.keys(layout).length === 0 ? {} : { layout }), onProgress: (n) => bar?.update(n) });
+  } finally {
+    bar?.stop();
+  }
+}
+
+async function get(meta: MasterClient, data: DataClient, p: string, local: string, o: TransferFlags): Promise<void> {
+  const { attr, chunks } = await getFile(meta, data, p);
+  const bar = progress(o, attr.sizeBytes, p);
+  let done = 0;
+  async function* counted(): AsyncGenerator<Buffer> {
+    for await (const c of chunks) {
+      done += c.length;
+      bar?.update(done);
+      yield c;
+    }
+  }
+  try {
+    await pipeline(counted(), local === '-' ? process.stdout : createWriteStream(local));
+  } finally {
+    bar?.stop();
+  }
+}
+
+/** The chains a file's chunks go to, in stripe order, with their members. */
+function stripeOf(routing: Routing, layout: Layout): { chainId: number; version: number; targets: string }[] | undefined {
+  const chains = routing.tableChains(layout.chainTableId, layout.chainTableVersion);
+  if (chains === undefined || chains.length === 0) return undefined;
+  return fileChains(chains, layout.stripeWidth, layout.shuffleSeed).map((id) => {
+    const chain = routing.chain(id);
+    return { chainId: id, version: chain?.version ?? 0, targets: (chain?.targetIds ?? []).map((t) => `${t}:${routing.target(t)?.state ?? '?'}`).join(' ') };
+  });
+}
+
+function formatStat(path: string, a: InodeAttr, chains?: { chainId: number; version: number; targets: string }[]): string {
   const lines = [
     `path:   ${path}`,
     `inode:  ${a.inodeId}  type: ${a.type}  links: ${a.nlink}`,
@@ -159,5 +267,6 @@ function formatStat(path: string, a: InodeAttr): string {
   ];
   if (a.layout !== undefined) lines.push(`layout: chunk ${a.layout.chunkSizeBytes} bytes, stripe ${a.layout.stripeWidth}, chain table ${a.layout.chainTableId} v${a.layout.chainTableVersion}`);
   if (a.target !== undefined) lines.push(`target: ${a.target}`);
+  for (const [i, c] of (chains ?? []).entries()) lines.push(`${i === 0 ? 'chains: ' : '        '}${c.chainId} v${c.version}: ${c.targets}`);
   return lines.join('\n');
 }

@@ -5,10 +5,11 @@ import { Command, Option } from 'commander';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { startMaster } from '../master/index.ts';
+import { startWorkerProcess } from '../worker/process.ts';
 import { needsRebuild } from '../master/rebuild.ts';
 import { registerAdminCommands } from './admin-cmd.ts';
 import { defaultLocalDir, readLocalCluster } from './cluster-target.ts';
-import { configError, parseMasterConfig, parsePositiveInt } from './config.ts';
+import { configError, parseMasterConfig, parsePositiveInt, parseWorkerConfig } from './config.ts';
 import { runDemo } from './demo.ts';
 import { registerFsCommands } from './fs-cmd.ts';
 import { localDown, localStatus, localUp, type ProcessStatus } from './local.ts';
@@ -44,6 +45,7 @@ program
   .option('--checkpoint-keep <entries>', 'log entries kept behind a snapshot for lagging peers (default 5000)')
   .option('--http <host:port>', 'serve /metrics (Prometheus) and /healthz here')
   .option('--lease-read', 'answer reads on the leader\'s lease (checked in real time) instead of a heartbeat round each')
+  .option('--replication <n>', 'replicas per chain the cluster manager builds from workers\' targets (default 3)')
   .option('--config <file>', 'JSON file with any of these options')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseMasterConfig(flags);
@@ -60,6 +62,30 @@ program
     const stop = (sig: string): void => {
       log.info({ signal: sig }, 'stopping');
       void master.stop().then(() => process.exit(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+
+program
+  .command('worker')
+  .description('run one storage worker in the foreground: one target per --target data directory')
+  .option('--id <n>', 'this worker\'s id (a positive integer, unique in the cluster)')
+  .option('--listen <host:port>', 'address to serve chunks on (and that clients and peers use)')
+  .option('--masters <list>', 'master addresses host:port,... (or CAIRN_MASTERS)')
+  .option('--target <dir>', 'a data directory: one target each (repeat for more; or CAIRN_TARGETS=a,b)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('--domain <name>', 'failure domain (rack, power feed): chains avoid two replicas in one')
+  .addOption(new Option('--secret <secret>', 'cluster secret (or CAIRN_SECRET)'))
+  .option('--http <host:port>', 'serve /metrics (Prometheus) and /healthz here')
+  .option('--config <file>', 'JSON file with any of these options ("targets": [...])')
+  .action(async (flags: Record<string, unknown>) => {
+    const cfg = parseWorkerConfig(flags);
+    if (cfg.secret === undefined) console.error('cairn worker: no --secret or CAIRN_SECRET: running without authentication (dev mode)');
+    const log = createLogger({ role: 'worker', node: cfg.id });
+    const worker = await startWorkerProcess({ ...cfg, log });
+    const stop = (sig: string): void => {
+      log.info({ signal: sig }, 'stopping');
+      void worker.stop().then(() => process.exit(0));
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

@@ -1,3 +1,6 @@
-// The client library: how every front-end reaches the masters.
+// The client library: how every front-end reaches the masters (metadata) and the workers (data).
 
 export { MasterClient, type MasterClientOptions } from './master-client.ts';
+export { DataClient, type DataClientOptions } from './data-client.ts';
+export { FileReader, FileWriter, streamBytesMaxDefault, type FileRef } from './file-io.ts';
+export { getFile, putFile, type PutOptions } from './files.ts';

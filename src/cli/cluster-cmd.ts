@@ -1,0 +1,94 @@
+// `cairn admin nodes|targets|chains|report`: the cluster manager's view of workers, targets and
+// chains, as tables or JSON.
+
+import type { Command } from 'commander';
+import type { MasterClient } from '../client/index.ts';
+import type { ChainInfo, RoutingInfo, TargetInfo, WorkerInfo } from '../meta/index.ts';
+import { chainBalance, formatBalance } from '../placement/index.ts';
+import { withClient as run, type TargetFlags } from './cluster-target.ts';
+
+type Flags = TargetFlags & { json?: boolean };
+
+export function registerClusterCommands(admin: Command, addTargetOptions: (c: Command) => Command): void {
+  addTargetOptions(admin.command('nodes').option('--json', 'print JSON'))
+    .description('workers: address, failure domain, targets and their states')
+    .action((o: Flags) =>
+      run(o, async (c) => {
+        const workers = await c.query<WorkerInfo[]>('meta.query', { op: 'workers' });
+        if (o.json) return console.log(JSON.stringify(workers));
+        console.log(table(['worker', 'address', 'domain', 'targets', 'registered'], workers.map((w) => [w.workerId, w.address, w.domain || '-', w.targets.map((t) => `${t.targetId}:${t.state}`).join(' '), new Date(w.registeredMs).toISOString()])));
+      }),
+    );
+
+  addTargetOptions(admin.command('targets').option('--json', 'print JSON'))
+    .description('targets: worker, chain, public state, capacity, path')
+    .action((o: Flags) =>
+      run(o, async (c) => {
+        const targets = await c.query<TargetInfo[]>('meta.query', { op: 'targets' });
+        if (o.json) return console.log(JSON.stringify(targets));
+        console.log(table(['target', 'worker', 'chain', 'state', 'capacity', 'path'], targets.map((t) => [t.targetId, t.workerId, t.chainId || '-', t.state, formatBytes(t.capacityBytes), t.path])));
+      }),
+    );
+
+  addTargetOptions(admin.command('chains').option('--json', 'print JSON').option('--balance', 'how evenly workers share chains and positions'))
+    .description('chains: version and members in order (head first) with their states')
+    .action((o: Flags & { balance?: boolean }) =>
+      run(o, async (c) => {
+        const routing = await c.query<RoutingInfo>('cluster.routing', {});
+        const balance = chainBalance(routing.chains.map((ch) => ch.targetIds), routing.targets.map((t) => ({ targetId: t.targetId, workerId: t.workerId, capacityBytes: t.capacityBytes })));
+        if (o.json) return console.log(JSON.stringify(o.balance ? { chains: routing.chains, balance } : routing.chains));
+        console.log(table(['chain', 'version', 'members'], routing.chains.map((ch) => [ch.chainId, ch.version, members(routing, ch)])));
+        if (o.balance) console.log(`\n${formatBalance(balance)}`);
+      }),
+    );
+
+  addTargetOptions(admin.command('report').option('--json', 'print JSON'))
+    .description('the cluster at a glance: masters, workers, targets by state, chains that are degraded or unavailable')
+    .action((o: Flags) => run(o, (c) => report(c, o)));
+}
+
+async function report(c: MasterClient, o: Flags): Promise<void> {
+  const routing = await c.query<RoutingInfo>('cluster.routing', {});
+  const byState: Record<string, number> = {};
+  for (const t of routing.targets) byState[t.state] = (byState[t.state] ?? 0) + 1;
+  const state = (id: number): string => routing.targets.find((t) => t.targetId === id)?.state ?? 'unknown';
+  const unavailable = routing.chains.filter((ch) => !ch.targetIds.some((id) => state(id) === 'serving'));
+  const degraded = routing.chains.filter((ch) => !unavailable.includes(ch) && ch.targetIds.some((id) => state(id) !== 'serving'));
+  const summary = {
+    clusterId: routing.clusterId,
+    routingVersion: routing.routingVersion,
+    workers: routing.workers.length,
+    targets: routing.targets.length,
+    targetsByState: byState,
+    chains: routing.chains.length,
+    chainsDegraded: degraded.map((ch) => ch.chainId),
+    chainsUnavailable: unavailable.map((ch) => ch.chainId),
+    capacityBytes: routing.targets.reduce((n, t) => n + t.capacityBytes, 0),
+  };
+  if (o.json) return console.log(JSON.stringify(summary));
+  console.log(`cluster ${summary.clusterId || '(not named yet)'}, routing version ${summary.routingVersion}`);
+  console.log(`workers: ${summary.workers}, targets: ${summary.targets} (${Object.entries(byState).map(([s, n]) => `${n} ${s}`).join(', ') || 'none'}), raw capacity ${formatBytes(summary.capacityBytes)}`);
+  console.log(`chains: ${summary.chains}, degraded: ${degraded.length === 0 ? 'none' : degraded.map((ch) => `${ch.chainId} (${members(routing, ch)})`).join(', ')}`);
+  if (unavailable.length > 0) console.log(`UNAVAILABLE (no serving member; waiting for its lastsrv): ${unavailable.map((ch) => `${ch.chainId} (${members(routing, ch)})`).join(', ')}`);
+}
+
+function members(routing: RoutingInfo, chain: ChainInfo): string {
+  return chain.targetIds.map((id) => `${id}:${routing.targets.find((t) => t.targetId === id)?.state ?? '?'}`).join(' ');
+}
+
+function table(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
+  return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');
+}
+
+function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
