@@ -26,6 +26,8 @@ export interface LocalCluster {
   createdAt: string;
   /** The masters that founded the cluster (id, address); absent in records written before they were kept. */
   founders?: [number, string][];
+  /** Workers, targets per worker and replication it was made with; absent in records of metadata-only clusters made before workers. */
+  shape?: { workers: number; targetsPerWorker: number; replication: number };
   processes: LocalProcess[];
 }
 

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MasterClient } from '../client/index.ts';
 import type { JournalStatus } from '../journal/index.ts';
+import type { RoutingInfo } from '../meta/index.ts';
 import { isRebuildCode, localRebuildSteps, stepsMarker } from '../master/rebuild.ts';
 import { clusterFileName, readLocalCluster, type LocalCluster, type LocalProcess } from './cluster-target.ts';
 import { CairnError, ErrorCode, assert } from '../errors.ts';
@@ -25,11 +26,36 @@ export interface ProcessStatus extends LocalProcess {
   role?: string;
   term?: number;
   appliedIndex?: number;
+  /** Workers: their targets with the public state the masters give them. */
+  targets?: { targetId: number; state: string; chainId: number; path: string }[];
 }
 
-export async function localUp(opts: { dir: string; masters: number; join?: number; log: (line: string) => void; attempt?: number }): Promise<LocalCluster> {
+export interface LocalUpOptions {
+  dir: string;
+  masters: number;
+  /** Storage workers (0: metadata only). */
+  workers: number;
+  targetsPerWorker: number;
+  replication: number;
+  join?: number;
+  log: (line: string) => void;
+  attempt?: number;
+}
+
+/** How long `local up` waits for the workers' chains to serve. */
+const chainsDeadlineMs = 30_000;
+
+export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
   if (!(opts.masters >= 1 && opts.masters <= 7)) throw configError(`--masters must be 1 to 7, got ${opts.masters}`);
   const existing = readLocalCluster(opts.dir);
+  // A stopped cluster restarts with the shape it was made with.
+  const shape = existing?.shape ?? { workers: opts.workers, targetsPerWorker: opts.targetsPerWorker, replication: opts.replication };
+  if (!(shape.workers >= 0 && shape.workers <= 64)) throw configError(`--workers must be 0 to 64, got ${shape.workers}`);
+  if (!(shape.targetsPerWorker >= 1 && shape.targetsPerWorker <= 16)) throw configError(`--targets-per-worker must be 1 to 16, got ${shape.targetsPerWorker}`);
+  if (!(shape.replication >= 1 && shape.replication <= 16)) throw configError(`--replication must be 1 to 16, got ${shape.replication}`);
+  if (shape.workers > 0 && shape.workers < shape.replication) {
+    throw configError(`--replication ${shape.replication} needs at least ${shape.replication} workers (a chain's replicas are on distinct workers), got --workers ${shape.workers}`);
+  }
   if (existing === undefined && opts.join !== undefined) throw configError(`--join adds a master to an existing cluster, and there is none in ${opts.dir}`);
   if (existing !== undefined && opts.join === undefined && existing.processes.every((p) => isAlive(p.pid))) {
     throw configError(`a cluster is already running in ${opts.dir}; 'cairn local status --dir ${opts.dir}' shows it, 'cairn local down --dir ${opts.dir}' stops it`);
@@ -60,11 +86,11 @@ export async function localUp(opts: { dir: string; masters: number; join?: numbe
     const http = before?.http ?? `127.0.0.1:${await freePort()}`;
     const members = join ? ['--join'] : ['--peers', peers];
     logStarts.set(id, existsSync(log) ? statSync(log).size : 0);
-    const pid = spawnDetached(['master', '--id', String(id), '--dir', dir, '--listen', address, ...members, '--http', http], log, secret);
+    const pid = spawnDetached(['master', '--id', String(id), '--dir', dir, '--listen', address, ...members, '--http', http, '--replication', String(shape.replication)], log, secret);
     processes.push({ kind: 'master', id, address, http, pid, dir, log });
     if (id === opts.join) opts.log(`master ${id} starts empty at ${address} and joins; 'cairn admin journal add ${id} --dir ${opts.dir}' makes it a member`);
   }
-  const cluster: LocalCluster = { secret, createdAt: existing?.createdAt ?? new Date().toISOString(), founders: [...founders], processes };
+  const cluster: LocalCluster = { secret, createdAt: existing?.createdAt ?? new Date().toISOString(), founders: [...founders], shape, processes };
   writeFileSync(path.join(opts.dir, clusterFileName), `${JSON.stringify(cluster, null, 2)}\n`, { mode: 0o600 });
   const started = processes.filter((p) => !existing?.processes.some((e) => e.pid === p.pid)).length;
   opts.log(`started ${started} of ${processes.length} masters (logs in ${opts.dir}/master-N/master.log); waiting for a leader...`);
@@ -85,7 +111,49 @@ export async function localUp(opts: { dir: string; masters: number; join?: numbe
     rmSync(path.join(opts.dir, clusterFileName), { force: true });
     return localUp({ ...opts, attempt: attempt + 1 });
   }
+  if (shape.workers > 0) await startWorkers(cluster, opts.dir, existing, opts.log);
   return cluster;
+}
+
+/** Starts the workers (each with its targets under D/worker-N) and waits until every chain serves. */
+async function startWorkers(cluster: LocalCluster, clusterDir: string, existing: LocalCluster | undefined, log: (line: string) => void): Promise<void> {
+  const shape = cluster.shape!;
+  const masters = cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address).join(',');
+  for (let id = 1; id <= shape.workers; id++) {
+    const before = existing?.processes.find((p) => p.kind === 'worker' && p.id === id);
+    if (before !== undefined && isAlive(before.pid)) {
+      cluster.processes.push(before);
+      continue;
+    }
+    const dir = path.join(clusterDir, `worker-${id}`);
+    mkdirSync(dir, { recursive: true });
+    const targets = Array.from({ length: shape.targetsPerWorker }, (_, i) => ['--target', path.join(dir, `target-${i + 1}`)]).flat();
+    const address = before?.address ?? `127.0.0.1:${await freePort()}`;
+    const http = before?.http ?? `127.0.0.1:${await freePort()}`;
+    const logFile = path.join(dir, 'worker.log');
+    const pid = spawnDetached(['worker', '--id', String(id), '--listen', address, '--masters', masters, ...targets, '--http', http], logFile, cluster.secret);
+    cluster.processes.push({ kind: 'worker', id, address, http, pid, dir, log: logFile });
+  }
+  writeFileSync(path.join(clusterDir, clusterFileName), `${JSON.stringify(cluster, null, 2)}\n`, { mode: 0o600 });
+  log(`started ${shape.workers} workers with ${shape.targetsPerWorker} targets each (logs in ${clusterDir}/worker-N/worker.log); waiting for their chains...`);
+  const client = clientFor(cluster, startDeadlineMs);
+  try {
+    const start = Date.now();
+    const want = Math.floor((shape.workers * shape.targetsPerWorker) / shape.replication);
+    for (;;) {
+      const dead = cluster.processes.filter((p) => p.kind === 'worker' && !isAlive(p.pid));
+      if (dead.length > 0) throw new CairnError(ErrorCode.ProcessFailed, `worker ${dead[0].id} exited: ${lastErrorLine(dead[0].log, 0) ?? 'no error line'}; see ${dead[0].log}`);
+      const routing = await client.query<RoutingInfo>('cluster.routing', {});
+      const serving = (id: number): boolean => routing.targets.some((t) => t.targetId === id && t.state === 'serving');
+      if (routing.chains.length >= want && routing.chains.every((c) => c.targetIds.every(serving))) return;
+      if (Date.now() - start > chainsDeadlineMs) {
+        throw new CairnError(ErrorCode.Unavailable, `after ${chainsDeadlineMs} ms: ${routing.chains.length} of ${want} chains, not all serving; see the worker logs under ${clusterDir}`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    client.close();
+  }
 }
 
 async function newFounders(count: number): Promise<Map<number, string>> {
@@ -216,10 +284,15 @@ function lastErrorLine(file: string, from: number): string | undefined {
 export async function localStatus(cluster: LocalCluster): Promise<ProcessStatus[]> {
   const client = clientFor(cluster, 2_000);
   try {
+    const routing = cluster.processes.some((p) => p.kind === 'worker') ? await client.query<RoutingInfo>('cluster.routing', {}).catch(() => undefined) : undefined;
     return await Promise.all(
       cluster.processes.map(async (p): Promise<ProcessStatus> => {
         const alive = isAlive(p.pid);
-        if (!alive || p.kind !== 'master') return { ...p, alive };
+        if (p.kind === 'worker') {
+          const targets = routing?.targets.filter((t) => t.workerId === p.id).map((t) => ({ targetId: t.targetId, state: t.state, chainId: t.chainId, path: t.path }));
+          return { ...p, alive, ...(targets === undefined ? {} : { targets }) };
+        }
+        if (!alive) return { ...p, alive };
         try {
           const st = await client.callAt<JournalStatus>(p.address, 'admin.journal.info', {});
           return { ...p, alive, role: st.role, term: st.term, appliedIndex: st.appliedIndex };

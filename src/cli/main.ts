@@ -96,15 +96,26 @@ local
   .command('up')
   .description('start a local cluster (and restart a stopped one in the same directory: a master per master-N directory)')
   .option('--masters <n>', 'how many masters', '3')
+  .option('--workers <n>', 'how many storage workers (0: metadata only)', '3')
+  .option('--targets-per-worker <n>', 'data directories (targets) per worker', '2')
+  .option('--replication <n>', 'replicas per chain', '3')
   .option('--dir <path>', 'cluster directory', defaultLocalDir())
   .option('--join <id>', 'also start a new, empty master with this id (one the cluster never had), which joins; then add it with `cairn admin journal add ID`')
   .option('--foreground', 'stay in the foreground with a status view; Ctrl-C stops the cluster')
-  .action(async (o: { masters: string; dir: string; join?: string; foreground?: boolean }) => {
+  .action(async (o: { masters: string; workers: string; targetsPerWorker: string; replication: string; dir: string; join?: string; foreground?: boolean }) => {
     const join = o.join === undefined ? undefined : parsePositiveInt(o.join, '--join');
-    const cluster = await localUp({ dir: o.dir, masters: parsePositiveInt(o.masters, '--masters'), ...(join === undefined ? {} : { join }), log: (l) => console.log(l) });
+    const cluster = await localUp({
+      dir: o.dir,
+      masters: parsePositiveInt(o.masters, '--masters'),
+      workers: o.workers === '0' ? 0 : parsePositiveInt(o.workers, '--workers'),
+      targetsPerWorker: parsePositiveInt(o.targetsPerWorker, '--targets-per-worker'),
+      replication: parsePositiveInt(o.replication, '--replication'),
+      ...(join === undefined ? {} : { join }),
+      log: (l) => console.log(l),
+    });
     printStatus(await localStatus(cluster));
     if (!o.foreground) {
-      console.log(`\ntry: npx cairn fs mkdir -p /data/set1 --dir ${o.dir}; npx cairn admin journal info --dir ${o.dir}; npx cairn local down --dir ${o.dir}`);
+      console.log(`\ntry: npx cairn fs put ./some-file /some-file --dir ${o.dir}; npx cairn fs get /some-file ./copy --dir ${o.dir}; npx cairn admin targets --dir ${o.dir}; npx cairn local down --dir ${o.dir}`);
       return;
     }
     await foreground(o.dir);
@@ -139,9 +150,10 @@ registerFsCommands(program, addTargetOptions);
 registerAdminCommands(program, addTargetOptions);
 
 function printStatus(st: ProcessStatus[]): void {
-  console.log('kind    id  address                pid      alive  role');
+  console.log('kind    id  address                pid      alive  role / targets');
   for (const p of st) {
-    console.log(`${p.kind.padEnd(7)} ${String(p.id).padEnd(3)} ${p.address.padEnd(22)} ${String(p.pid).padEnd(8)} ${String(p.alive).padEnd(6)} ${p.role ?? '-'}${p.term !== undefined ? ` (term ${p.term}, applied ${p.appliedIndex})` : ''}`);
+    const detail = p.kind === 'worker' ? (p.targets ?? []).map((t) => `${t.targetId}:${t.state}`).join(' ') || '-' : `${p.role ?? '-'}${p.term !== undefined ? ` (term ${p.term}, applied ${p.appliedIndex})` : ''}`;
+    console.log(`${p.kind.padEnd(7)} ${String(p.id).padEnd(3)} ${p.address.padEnd(22)} ${String(p.pid).padEnd(8)} ${String(p.alive).padEnd(6)} ${detail}`);
   }
 }
 
