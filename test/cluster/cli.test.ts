@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -67,10 +68,34 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.ok(health.ok && health.term > 0);
   assert.match(await (await fetch(`http://${http}/metrics`)).text(), /^cairn_journal_applied_index \d+$/m);
 
-  const status = JSON.parse((await cairn(['local', 'status', '--json', ...d])).stdout) as { kind: string; alive: boolean; role: string }[];
-  assert.equal(status.length, 3);
-  assert.ok(status.every((p) => p.kind === 'master' && p.alive));
+  const status = JSON.parse((await cairn(['local', 'status', '--json', ...d])).stdout) as { kind: string; alive: boolean; role: string; pid: number; targets?: { state: string }[] }[];
+  assert.deepEqual(status.map((p) => p.kind), ['master', 'master', 'master', 'worker', 'worker', 'worker']);
+  assert.ok(status.every((p) => p.alive && p.pid > 0));
   assert.equal(status.filter((p) => p.role === 'leader').length, 1);
+  assert.ok(status.filter((p) => p.kind === 'worker').every((p) => p.targets?.length === 2 && p.targets.every((x) => x.state === 'serving')));
+
+  // File data through the workers: put, get, cat, cp, and what the cluster manager shows.
+  const local = path.join(dir, 'local.bin');
+  const body = randomBytes(5 * 1024 * 1024 + 123);
+  await writeFile(local, body);
+  const put = await cairn(['fs', 'put', local, '/blob', '--json', ...d]);
+  assert.equal(put.code, 0, put.stderr);
+  assert.equal(JSON.parse(put.stdout).sizeBytes, body.length);
+  assert.equal((await cairn(['fs', 'get', '/blob', path.join(dir, 'back.bin'), ...d])).code, 0);
+  assert.ok((await readFile(path.join(dir, 'back.bin'))).equals(body), 'get returns the bytes put');
+  assert.equal((await cairn(['fs', 'cp', '/blob', '/blob2', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'put', local, '/', ...d])).code, 0, 'put into a directory keeps the name');
+  const copied = await cairn(['fs', 'stat', '/local.bin', '--json', ...d]);
+  assert.equal(JSON.parse(copied.stdout).sizeBytes, body.length);
+  const withChains = JSON.parse((await cairn(['fs', 'stat', '/blob2', '--json', ...d])).stdout) as { chains: { chainId: number }[] };
+  assert.equal(withChains.chains.length, 2, 'the stripe covers both chains');
+  const targets = JSON.parse((await cairn(['admin', 'targets', '--json', ...d])).stdout) as { state: string }[];
+  assert.equal(targets.length, 6);
+  const report = JSON.parse((await cairn(['admin', 'report', '--json', ...d])).stdout) as { chains: number; chainsDegraded: number[] };
+  assert.deepEqual([report.chains, report.chainsDegraded], [2, []]);
+  assert.match((await cairn(['admin', 'chains', '--balance', ...d])).stdout, /pair shares/);
+  const workerHttp = status.find((p) => p.kind === 'worker') as unknown as { http: string };
+  assert.equal(((await (await fetch(`http://${workerHttp.http}/healthz`)).json()) as { serving: boolean }).serving, true);
 
   const checkpoint = await cairn(['admin', 'journal', 'checkpoint', ...d]);
   assert.equal(checkpoint.stdout.match(/checkpoint at index \d+/g)?.length, 3, checkpoint.stdout + checkpoint.stderr);
@@ -92,7 +117,7 @@ test('local up, fs and admin commands, local status and down', async (t) => {
     await cairn(['local', 'down', '--dir', dir2]);
     await rm(dir2, { recursive: true, force: true });
   });
-  assert.equal((await cairn(['local', 'up', '--dir', dir2])).code, 0);
+  assert.equal((await cairn(['local', 'up', '--workers', '0', '--dir', dir2])).code, 0);
   assert.match((await cairn(['admin', 'restore', damaged, '--dir', dir2])).stderr, /damaged: checksum mismatch/);
   const restored = await cairn(['admin', 'restore', file, '--dir', dir2]);
   assert.equal(restored.code, 0, restored.stderr);
@@ -109,7 +134,7 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.ok(Date.now() - start < 15_000);
 
   const down = await cairn(['local', 'down', ...d]);
-  assert.match(down.stdout, /stopped 3 processes/);
+  assert.match(down.stdout, /stopped 6 processes/);
 });
 
 test('bad arguments get a one-line error', async () => {
@@ -138,8 +163,8 @@ test('npm start: the cluster in the foreground stops cleanly on Ctrl-C', async (
   const pids = readLocalCluster(dir)!.processes.map((p) => p.pid);
   child.kill('SIGINT');
   assert.equal(await exited, 0, out);
-  assert.match(out, /stopped 3 processes/);
-  for (const pid of pids) assert.throws(() => process.kill(pid, 0), `master pid ${pid} still runs`);
+  assert.match(out, /stopped 6 processes/);
+  for (const pid of pids) assert.throws(() => process.kill(pid, 0), `pid ${pid} still runs`);
 });
 
 test('a new local cluster that cannot start is stopped, not left half running', async (t) => {

@@ -163,7 +163,7 @@ test('a local cluster: the local steps rebuild a master under a new id, and loca
     await cairn(`cairn local down ${d}`);
     await rm(dir, { recursive: true, force: true });
   });
-  await cairnOk(`cairn local up ${d}`);
+  await cairnOk(`cairn local up ${d} --workers 0`);
   const record = readLocalCluster(dir)!;
   const client = (): MasterClient => new MasterClient({ masters: readLocalCluster(dir)!.processes.map((p) => p.address), secret: record.secret, deadlineMs: 20_000 });
   const c = client();
