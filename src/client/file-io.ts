@@ -5,7 +5,8 @@
 
 import type { Layout } from '../meta/commands.ts';
 import { chunkRange } from '../placement/index.ts';
-import { assert } from '../errors.ts';
+import { assert, CairnError, ErrorCode } from '../errors.ts';
+import { inRanges, RangeSet } from '../meta/chunk-ranges.ts';
 import type { DataClient } from './data-client.ts';
 
 /** Bytes a writer or reader holds in flight at most: a stated bound whatever the file size. */
@@ -14,6 +15,8 @@ export const streamBytesMaxDefault = 64 * 1024 * 1024;
 export interface FileRef {
   inodeId: number;
   layout: Layout;
+  /** The chunks ever written (ranges, as the masters record them); null: not tracked, absent chunks are holes. */
+  chunks?: number[] | null;
 }
 
 /**
@@ -33,6 +36,8 @@ export class FileWriter {
   private gather: { index: number; start: number; parts: Uint8Array[]; bytes: number } | undefined;
   private waiters: (() => void)[] = [];
   highWater = 0;
+  /** The chunks this writer wrote: reported on close so that readers know them from holes. */
+  readonly written = new RangeSet();
 
   constructor(client: DataClient, file: FileRef, opts: { streamBytesMax?: number } = {}) {
     this.client = client;
@@ -49,6 +54,7 @@ export class FileWriter {
       const g = this.gather;
       if (g !== undefined && (g.index !== piece.chunkIndex || g.start + g.bytes !== piece.offsetInChunk)) await this.send();
       if (this.gather === undefined) this.gather = { index: piece.chunkIndex, start: piece.offsetInChunk, parts: [], bytes: 0 };
+      this.written.add(piece.chunkIndex);
       this.gather.parts.push(bytes);
       this.gather.bytes += bytes.length;
       if (this.gather.start + this.gather.bytes === this.file.layout.chunkSizeBytes) await this.send();
@@ -134,10 +140,19 @@ export class FileReader {
     }
   }
 
-  /** One piece: the chunk's bytes, zeros for a hole and past the chunk's end. */
+  /**
+   * One piece: the chunk's bytes, zeros for a hole and past the chunk's end. A chunk the masters
+   * record as written that no replica holds is lost: EIO, never zeros.
+   */
   private async readPiece(index: number, offsetInChunk: number, length: number): Promise<Buffer> {
+    const chunks = this.file.chunks;
+    const recorded = chunks !== undefined && chunks !== null;
+    if (recorded && !inRanges(chunks, index)) return Buffer.alloc(length);
     const r = await this.client.readChunk(this.file.layout, this.file.inodeId, index, offsetInChunk, length);
-    if (!r.found) return Buffer.alloc(length);
+    if (!r.found) {
+      if (!recorded) return Buffer.alloc(length);
+      throw new CairnError(ErrorCode.Unavailable, `chunk ${index} of inode ${this.file.inodeId} was written but no replica holds it: its data is lost`, { errno: 'EIO', inodeId: this.file.inodeId, chunk: index });
+    }
     if (r.data.length === length) return Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
     assert(r.data.length < length, `chunk ${index} answered ${r.data.length} bytes for ${length}`);
     const out = Buffer.alloc(length);

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { CloseSessionValue, InodeAttr, SessionValue } from '../meta/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import type { DataClient } from './data-client.ts';
-import { FileReader, FileWriter } from './file-io.ts';
+import { FileReader, FileWriter, type FileRef } from './file-io.ts';
 import type { MasterClient } from './master-client.ts';
 
 export interface PutOptions {
@@ -38,7 +38,7 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
       opts.onProgress?.(position);
     }
     await writer.flush();
-    await meta.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: session.sessionId, lengthBytes: writer.highWater });
+    await meta.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: session.sessionId, lengthBytes: writer.highWater, chunks: writer.written.toArray() });
     session = undefined;
     await meta.mutate('meta.mutate', { op: 'rename', from: temp, to: path });
     return await meta.query<InodeAttr>('meta.query', { op: 'stat', path });
@@ -57,7 +57,7 @@ export async function getFile(meta: MasterClient, data: DataClient, path: string
   return { attr, chunks: reader.stream() };
 }
 
-function fileRef(attr: InodeAttr, path: string): { inodeId: number; layout: NonNullable<InodeAttr['layout']> } {
+function fileRef(attr: InodeAttr, path: string): FileRef {
   if (attr.type !== 'file' || attr.layout === undefined) throw new CairnError(ErrorCode.InvalidArgument, `${path} is not a regular file`);
-  return { inodeId: attr.inodeId, layout: attr.layout };
+  return { inodeId: attr.inodeId, layout: attr.layout, chunks: attr.chunks ?? null };
 }

@@ -5,6 +5,7 @@ import { Packr } from 'msgpackr';
 import { parseAddress } from '../address.ts';
 import { describe, Fields } from '../fields.ts';
 import { MetaError, MetaErrorCode } from './errors.ts';
+import { chunkRangesMax, rangesProblem } from './chunk-ranges.ts';
 import { checkPath, nameProblem, symlinkTargetBytesMax } from './paths.ts';
 
 export const chunkSizeBytesMin = 64 * 1024;
@@ -136,6 +137,8 @@ export interface CloseSessionCommand extends ClientStamp {
   op: 'closeSession';
   sessionId: string;
   lengthBytes?: number;
+  /** The chunks the writer wrote, as ranges (src/meta/chunk-ranges.ts); null: too many to list, stop tracking the file's chunks. */
+  chunks?: number[] | null;
 }
 /** Names its file by path or, for a file that may be unlinked while open, by inode id: exactly one. */
 export interface CommitLengthCommand extends ClientStamp {
@@ -143,6 +146,7 @@ export interface CommitLengthCommand extends ClientStamp {
   path?: string;
   inodeId?: number;
   lengthBytes: number;
+  chunks?: number[] | null;
 }
 /** The chunks of these deleted files are gone: drop them from the pending GC list. */
 export interface GcDoneCommand extends ClientStamp {
@@ -348,6 +352,15 @@ function validateChainUpdates(f: MetaFields): ChainUpdate[] {
   });
 }
 
+function optChunkRanges(f: MetaFields): number[] | null | undefined {
+  if (f.raw('chunks') === null) return null;
+  if (!f.has('chunks')) return undefined;
+  const v = f.array('chunks', 2 * chunkRangesMax);
+  const problem = rangesProblem(v);
+  if (problem !== undefined) throw invalid(`${f.where}: 'chunks' must be sorted, disjoint ranges of chunk indexes: ${problem}`);
+  return v as number[];
+}
+
 type CommandReader = (f: MetaFields, s: ClientStamp) => MetaCommand;
 
 const commandReaders: Record<MetaCommandOp, CommandReader> = {
@@ -420,6 +433,8 @@ const commandReaders: Record<MetaCommandOp, CommandReader> = {
     const cmd: CloseSessionCommand = { op: 'closeSession', ...s, sessionId: f.str('sessionId', sessionIdBytesMax) };
     const lengthBytes = f.optInt('lengthBytes', 0, fileSizeBytesMax);
     if (lengthBytes !== undefined) cmd.lengthBytes = lengthBytes;
+    const chunks = optChunkRanges(f);
+    if (chunks !== undefined) cmd.chunks = chunks;
     return cmd;
   },
   commitLength: (f, s) => {
@@ -429,6 +444,8 @@ const commandReaders: Record<MetaCommandOp, CommandReader> = {
     const cmd: CommitLengthCommand = { op: 'commitLength', ...s, lengthBytes: f.int('lengthBytes', 0, fileSizeBytesMax) };
     if (path !== undefined) cmd.path = path;
     if (inodeId !== undefined) cmd.inodeId = inodeId;
+    const chunks = optChunkRanges(f);
+    if (chunks !== undefined) cmd.chunks = chunks;
     return cmd;
   },
   gcDone: (f, s) => ({

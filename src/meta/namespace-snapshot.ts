@@ -12,6 +12,7 @@ import { fileSizeBytesMax, generatedSessionPrefix, idMax, metaPackr, modeMax, va
 import type { Layout, TargetState } from './commands.ts';
 import { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
 import { inChainOrder } from './chain-states.ts';
+import { rangesProblem } from './chunk-ranges.ts';
 import { MetaTables, rootInodeId } from './namespace-state.ts';
 import type { ClientRecord, Inode, InodeType, MetaResult, MetaStateOptions } from './namespace-state.ts';
 import { utf8Bytes } from '../fields.ts';
@@ -114,7 +115,7 @@ function* inodeRecords(t: MetaTables): Generator<unknown[]> {
     assert(i.id > prev, `inode map out of id order at ${i.id}`);
     prev = i.id;
     const layout = i.layout === null ? null : layoutTuple(i.layout);
-    yield [i.id, inodeTypes.indexOf(i.type), i.mode, i.uid, i.gid, i.nlink, i.sizeBytes, i.atimeMs, i.mtimeMs, i.ctimeMs, i.parentId, layout, i.target];
+    yield [i.id, inodeTypes.indexOf(i.type), i.mode, i.uid, i.gid, i.nlink, i.sizeBytes, i.atimeMs, i.mtimeMs, i.ctimeMs, i.parentId, layout, i.target, i.chunks];
   }
 }
 
@@ -146,7 +147,7 @@ function* sections(t: MetaTables): Generator<[Kind, Iterable<unknown[]>]> {
   yield [Kind.Inodes, inodeRecords(t)];
   yield [Kind.Dentries, dentryRecords(t)];
   yield [Kind.Sessions, [...t.sessions.values()].map((s) => [s.sessionId, s.inodeId, s.clientId, s.openedMs])];
-  yield [Kind.PendingGc, [...t.pendingGc.values()].map((g) => [g.inodeId, layoutTuple(g.layout), g.sizeBytes, g.deletedMs])];
+  yield [Kind.PendingGc, [...t.pendingGc.values()].map((g) => [g.inodeId, layoutTuple(g.layout), g.chunks, g.sizeBytes, g.deletedMs])];
   yield [Kind.Clients, [...t.clients].map(([id, c]) => [id, c.seq, c.lastUsedMs, c.result])];
   const workers = [...t.workers.values()].sort((a, b) => a.workerId - b.workerId);
   yield [Kind.Workers, workers.map((w) => [w.workerId, w.instance, w.address, w.domain, w.registeredMs, w.updatedMs, w.targetIds])];
@@ -246,6 +247,14 @@ function obj(v: unknown, what: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
+function chunksOf(v: unknown, what: string): number[] | null {
+  if (v === null) return null;
+  check(Array.isArray(v), `${what} is not a list`);
+  const problem = rangesProblem(v);
+  check(problem === undefined, `${what}: ${problem}`);
+  return v as number[];
+}
+
 function layoutFrom(v: unknown, what: string): Layout {
   const [chunkSizeBytes, stripeWidth, chainTableId, chainTableVersion, shuffleSeed] = tuple(v, 5, what);
   try {
@@ -326,7 +335,7 @@ class SnapshotBuilder {
   }
 
   private inode(r: unknown): void {
-    const [idRaw, typeRaw, mode, uid, gid, nlink, size, atime, mtime, ctime, parentRaw, layoutRaw, targetRaw] = tuple(r, 13, 'inode record');
+    const [idRaw, typeRaw, mode, uid, gid, nlink, size, atime, mtime, ctime, parentRaw, layoutRaw, targetRaw, chunksRaw] = tuple(r, 14, 'inode record');
     const id = int(idRaw, 'inode id', 1, this.t.nextInodeId - 1);
     const what = `inode ${id}`;
     check(id > this.lastInodeId, `${what} is out of order or repeated`);
@@ -346,12 +355,14 @@ class SnapshotBuilder {
       parentId: int(parentRaw, `${what} parent`),
       layout: layoutRaw === null ? null : layoutFrom(layoutRaw, `${what} layout`),
       target: targetRaw === null ? null : str(targetRaw, `${what} target`),
+      chunks: chunksOf(chunksRaw, `${what} chunks`),
       children: type === 'dir' ? new Map() : null,
       sortedNames: type === 'dir' ? [] : null,
     };
     check((inode.layout !== null) === (type === 'file'), `${what}: a ${type} ${inode.layout === null ? 'without' : 'with'} a layout`);
     check((inode.target !== null) === (type === 'symlink'), `${what}: a ${type} ${inode.target === null ? 'without' : 'with'} a target`);
     check((inode.parentId !== 0) === (type === 'dir'), `${what}: a ${type} with parent ${inode.parentId}`);
+    check(type === 'file' || inode.chunks === null, `${what}: a ${type} with chunks`);
     if (type === 'dir') check(inode.sizeBytes === 0, `${what}: a directory of size ${inode.sizeBytes}`);
     if (inode.target !== null) check(inode.sizeBytes === utf8Bytes(inode.target), `${what}: size does not match its target`);
     this.t.inodes.set(id, inode);
@@ -401,12 +412,13 @@ class SnapshotBuilder {
   }
 
   private gcEntry(r: unknown): void {
-    const [idRaw, layoutRaw, sizeRaw, deletedRaw] = tuple(r, 4, 'pending GC record');
+    const [idRaw, layoutRaw, chunksRaw, sizeRaw, deletedRaw] = tuple(r, 5, 'pending GC record');
     const inodeId = int(idRaw, 'pending GC inode', 2, this.t.nextInodeId - 1);
     check(!this.t.inodes.has(inodeId) && !this.t.pendingGc.has(inodeId), `pending GC inode ${inodeId} is live or repeated`);
     const entry = {
       inodeId,
       layout: layoutFrom(layoutRaw, `pending GC inode ${inodeId} layout`),
+      chunks: chunksOf(chunksRaw, `pending GC inode ${inodeId} chunks`),
       sizeBytes: int(sizeRaw, `pending GC inode ${inodeId} size`, 0, fileSizeBytesMax),
       deletedMs: time(deletedRaw, `pending GC inode ${inodeId} time`),
     };

@@ -39,6 +39,8 @@ export interface Inode {
   /** Directories: the directory holding them (the root holds itself); others 0. */
   parentId: number;
   layout: Layout | null;
+  /** Files: the chunks ever written, as ranges (src/meta/chunk-ranges.ts); null when untracked (too scattered) or not a file. */
+  chunks: number[] | null;
   target: string | null;
   children: Map<string, number> | null;
   /** Directories: the children's names sorted, built on demand for readdir; null when stale. */
@@ -56,6 +58,8 @@ export interface Session {
 export interface GcEntry {
   inodeId: number;
   layout: Layout;
+  /** The chunks to remove as ranges; null: unknown, remove every chunk of the inode. */
+  chunks: number[] | null;
   sizeBytes: number;
   deletedMs: number;
 }
@@ -123,6 +127,8 @@ export type InodeAttr = Pick<Inode, 'type' | 'mode' | 'uid' | 'gid' | 'nlink' | 
   parentId?: number;
   /** Files only. */
   layout?: Layout;
+  /** Files only: the chunks ever written (ranges of chunk indexes), null when not tracked. */
+  chunks?: number[] | null;
   /** Symlinks only. */
   target?: string;
 };
@@ -311,6 +317,7 @@ export function newInode(id: number, type: InodeType, mode: number, uid: number,
     ctimeMs: nowMs,
     parentId: 0,
     layout: null,
+    chunks: type === 'file' ? [] : null,
     target: null,
     children: type === 'dir' ? new Map() : null,
     sortedNames: type === 'dir' ? [] : null,
@@ -332,6 +339,7 @@ export function attrOf(inode: Inode): InodeAttr {
   };
   if (inode.type === 'dir') attr.parentId = inode.parentId;
   if (inode.layout !== null) attr.layout = { ...inode.layout };
+  if (inode.type === 'file') attr.chunks = inode.chunks === null ? null : [...inode.chunks];
   if (inode.target !== null) attr.target = inode.target;
   return attr;
 }

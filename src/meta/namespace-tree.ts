@@ -22,6 +22,7 @@ import { FsErrorCode } from './errors.ts';
 import { attrOf, defaultChainTableId, fail, isFail, newInode, ok, rootInodeId } from './namespace-state.ts';
 import type { Inode, MetaFail, MetaResult, MetaTables, MetaValues, UnlinkValue } from './namespace-state.ts';
 import { utf8Bytes } from '../fields.ts';
+import { mergeRanges, trimRanges } from './chunk-ranges.ts';
 import { pathNames } from './paths.ts';
 
 type Result<K extends keyof MetaValues> = MetaResult<MetaValues[K]>;
@@ -130,14 +131,25 @@ function deleteInode(t: MetaTables, inode: Inode): void {
 
 function setSize(t: MetaTables, inode: Inode, sizeBytes: number): void {
   t.logicalBytes += sizeBytes - inode.sizeBytes;
+  // A cut file forgets its chunks past the new end (their bytes stay on the workers until a
+  // collection of truncated chunks exists: docs/data-path.md).
+  if (sizeBytes < inode.sizeBytes && inode.chunks !== null && inode.layout !== null) {
+    inode.chunks = trimRanges(inode.chunks, Math.ceil(sizeBytes / inode.layout.chunkSizeBytes));
+  }
   inode.sizeBytes = sizeBytes;
+}
+
+/** Adds what a writer reports it wrote; too scattered a file stops being tracked. */
+function recordChunks(inode: Inode, written: number[] | null | undefined): void {
+  if (written === undefined || inode.chunks === null) return;
+  inode.chunks = written === null ? null : mergeRanges(inode.chunks, written);
 }
 
 /** The file's chunks are free: forget the inode and put it on the pending GC list. */
 function releaseFile(t: MetaTables, inode: Inode, nowMs: number): void {
   assert(inode.layout !== null, `file ${inode.id} has no layout`);
   deleteInode(t, inode);
-  t.pendingGc.set(inode.id, { inodeId: inode.id, layout: inode.layout, sizeBytes: inode.sizeBytes, deletedMs: nowMs });
+  t.pendingGc.set(inode.id, { inodeId: inode.id, layout: inode.layout, chunks: inode.chunks, sizeBytes: inode.sizeBytes, deletedMs: nowMs });
 }
 
 /** Drops one link of a file or symlink whose dentry is already gone. */
@@ -394,6 +406,7 @@ export function closeSession(t: MetaTables, cmd: CloseSessionCommand): Result<'c
   const session = t.sessions.get(cmd.sessionId);
   if (session === undefined) return fail(FsErrorCode.ENOENT, `no open session '${cmd.sessionId}'`);
   const inode = inodeOf(t, session.inodeId);
+  recordChunks(inode, cmd.chunks);
   if (cmd.lengthBytes !== undefined) commitGrowth(t, inode, cmd.lengthBytes, cmd.nowMs);
   t.sessions.delete(cmd.sessionId);
   const left = (t.sessionsByInode.get(inode.id) ?? 0) - 1;
@@ -421,6 +434,7 @@ export function commitLength(t: MetaTables, cmd: CommitLengthCommand): Result<'c
     else inode = found;
   }
   if (isFail(inode)) return inode;
+  recordChunks(inode, cmd.chunks);
   commitGrowth(t, inode, cmd.lengthBytes, cmd.nowMs);
   return ok(attrOf(inode));
 }

@@ -212,7 +212,7 @@ export class MetaState {
     const count = Math.min(Math.max(0, limit), pendingGcLimitMax);
     for (const g of this.#t.pendingGc.values()) {
       if (out.length >= count) break;
-      out.push({ ...g, layout: { ...g.layout } });
+      out.push({ ...g, layout: { ...g.layout }, chunks: g.chunks === null ? null : [...g.chunks] });
     }
     return out;
   }

@@ -9,12 +9,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { DataClient } from '../../src/client/data-client.ts';
+import { FileReader, FileWriter } from '../../src/client/file-io.ts';
 import { getFile, putFile } from '../../src/client/files.ts';
 import { MasterClient } from '../../src/client/master-client.ts';
 import { systemClock } from '../../src/io/system-clock.ts';
 import { createLogger } from '../../src/log.ts';
 import { startMaster, type Master } from '../../src/master/index.ts';
-import type { ChainInfo, RoutingInfo } from '../../src/meta/index.ts';
+import type { ChainInfo, RoutingInfo, SessionValue } from '../../src/meta/index.ts';
 import { RpcClient } from '../../src/rpc/index.ts';
 import { startWorkerProcess, workerFrameBytesMax, type WorkerProcess } from '../../src/worker/process.ts';
 import { freePort } from '../../src/cli/local.ts';
@@ -129,4 +130,50 @@ test('a worker that stops during writes: writes go on, it returns, resyncs, and 
   c.workers[1] = await startWorkerProcess({ id: 2, listen: '127.0.0.1:0', masters: [c.master.address], targets, secret, log });
   await waitFor(async () => (await replicasAgree(c)) === undefined, 'resync', 20_000, async () => (await replicasAgree(c)) ?? '');
   for (const [name, body] of files) assert.equal(sha(await readAll(c, name)), sha(body), name);
+});
+
+test('holes read as zeros; a chunk written but lost on every replica is an error, never zeros', async (t) => {
+  const c = await startCluster(t);
+  const chunk = 64 * 1024;
+  const layout = { chunkSizeBytes: chunk, stripeWidth: 2 };
+  // A sparse file: bytes in chunk 0 and chunk 5, nothing between.
+  const routing = await c.data.routing();
+  await c.meta.mutate('meta.mutate', { op: 'create', path: '/sparse', mode: 0o644, uid: 0, gid: 0, exclusive: true, layout: { ...layout, chainTableId: 1, chainTableVersion: routing.info.tables[0].version, shuffleSeed: 7 } });
+  const s = await c.meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path: '/sparse', truncate: false });
+  const writer = new FileWriter(c.data, { inodeId: s.inode.inodeId, layout: s.inode.layout! });
+  const head = randomBytes(1000);
+  const tail = randomBytes(3000);
+  await writer.write(head, 10);
+  await writer.write(tail, 5 * chunk + 100);
+  await writer.flush();
+  await c.meta.mutate('meta.mutate', { op: 'closeSession', sessionId: s.sessionId, lengthBytes: writer.highWater, chunks: writer.written.toArray() });
+  const expected = Buffer.alloc(5 * chunk + 3100);
+  expected.set(head, 10);
+  expected.set(tail, 5 * chunk + 100);
+  assert.ok((await readAll(c, '/sparse')).equals(expected), 'holes read as zeros');
+  // Chunk 5's files gone from every replica: the masters know it was written, so reading it fails.
+  const { rm: remove, readdir } = await import('node:fs/promises');
+  let removed = 0;
+  for (const w of c.workers) {
+    for (const target of w.worker.localTargets()) {
+      for (const sub of await readdir(path.join(target.dir, 'chunks')).catch(() => [] as string[])) {
+        for (const name of await readdir(path.join(target.dir, 'chunks', sub))) {
+          if (name.startsWith(`${s.inode.inodeId.toString(16).padStart(16, '0')}-00000005.`)) {
+            await remove(path.join(target.dir, 'chunks', sub, name));
+            removed++;
+          }
+        }
+      }
+    }
+  }
+  assert.equal(removed, 3, 'one copy on each replica');
+  for (const w of c.workers) await w.stop();
+  for (let i = 0; i < c.workers.length; i++) {
+    const log = createLogger({ test: 'data-path' }, 'warn');
+    c.workers[i] = await startWorkerProcess({ id: i + 1, listen: '127.0.0.1:0', masters: [c.master.address], targets: c.workers[i].worker.localTargets().map((x) => x.dir), secret, log });
+  }
+  await waitFor(async () => (await replicasAgree(c)) === undefined, 'chains serve again', 20_000, async () => (await replicasAgree(c)) ?? '');
+  const reader = new FileReader(c.data, { inodeId: s.inode.inodeId, layout: s.inode.layout!, chunks: writer.written.toArray() }, expected.length);
+  assert.ok((await reader.read(0, chunk)).equals(expected.subarray(0, chunk)), 'the other chunks still read');
+  await assert.rejects(reader.read(5 * chunk, 100), (err: Error & { details?: { errno?: string } }) => err.details?.errno === 'EIO' && /no replica holds it/.test(err.message));
 });

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MetaState, readdirLimitMax, rootInodeId } from '../../src/meta/index.ts';
+import { MetaState, readdirLimitMax, rootInodeId, validateCommand } from '../../src/meta/index.ts';
 import type { InodeAttr } from '../../src/meta/index.ts';
 import { MetaFs, type Body } from '../meta-fs.ts';
 
@@ -136,7 +136,7 @@ test('unlink removes files and symlinks; a file goes to the pending GC list', ()
   assert.deepEqual(r, { inodeId: f.inodeId, nlink: 0, pendingGc: true });
   assert.equal(fs.statCode('/d/f'), 'ENOENT');
   assert.equal(fs.state.statInode(f.inodeId).ok, false);
-  assert.deepEqual(fs.state.pendingGc(10), [{ inodeId: f.inodeId, layout: f.layout, sizeBytes: 5000, deletedMs: fs.nowMs }]);
+  assert.deepEqual(fs.state.pendingGc(10), [{ inodeId: f.inodeId, layout: f.layout, chunks: [], sizeBytes: 5000, deletedMs: fs.nowMs }]);
   assert.deepEqual(fs.ok({ op: 'unlink', path: '/d/s' }).pendingGc, false, 'symlinks have no chunks');
   assert.deepEqual(fs.names('/d'), []);
   assert.equal(fs.stat('/d').mtimeMs, fs.nowMs);
@@ -465,6 +465,25 @@ test('the cluster is named once', () => {
   fs.ok({ op: 'initCluster', clusterId: 'one' });
   fs.fails({ op: 'initCluster', clusterId: 'two' }, 'EEXIST');
   assert.equal(MetaState.restore(fs.state.snapshot()).routing().clusterId, 'one');
+});
+
+test('a file records the chunks its writers report; truncation forgets those past the end; too many stop the record', () => {
+  const fs = new Fs();
+  const f = fs.create('/f');
+  assert.deepEqual(f.chunks, []);
+  const s = fs.ok({ op: 'openSession', path: '/f', truncate: false });
+  fs.ok({ op: 'commitLength', path: '/f', lengthBytes: 3 * 4 * 1024 * 1024, chunks: [0, 2] });
+  fs.ok({ op: 'closeSession', sessionId: s.sessionId, lengthBytes: 10 * 4 * 1024 * 1024, chunks: [1, 3, 7, 10] });
+  assert.deepEqual(fs.stat('/f').chunks, [0, 3, 7, 10]);
+  assert.throws(() => validateCommand({ op: 'commitLength', clientId: 'c', seq: 1, nowMs: 0, path: '/f', lengthBytes: 1, chunks: [2, 1] }), /'chunks' must be sorted, disjoint ranges/);
+  fs.ok({ op: 'setattr', path: '/f', sizeBytes: 8 * 4 * 1024 * 1024 + 1 });
+  assert.deepEqual(fs.stat('/f').chunks, [0, 3, 7, 9], 'chunk 8 holds the last byte');
+  assert.deepEqual((MetaState.restore(fs.state.snapshot()).stat('/f') as { value: InodeAttr }).value.chunks, [0, 3, 7, 9]);
+  fs.ok({ op: 'commitLength', path: '/f', lengthBytes: 1, chunks: null });
+  assert.equal(fs.stat('/f').chunks, null);
+  fs.ok({ op: 'unlink', path: '/f' });
+  assert.equal(fs.state.pendingGc(10)[0].chunks, null);
+  fs.checkInvariants();
 });
 
 test('registerWorker is bounded by targetsPerWorkerMax across registrations', () => {
