@@ -9,7 +9,8 @@
 // that hears from no master for half the timeout stops serving, so it is silent before anyone
 // counts it out.
 
-import type { Clock, Timer } from '../io/index.ts';
+import type { Clock, Connection, Timer } from '../io/index.ts';
+import { collectChunks } from './chunk-gc.ts';
 import type { Journal } from '../journal/index.ts';
 import { validateCommand, type ChainUpdate, type MetaCommand } from '../meta/commands.ts';
 import { LocalState, nextChainMembers, sameMembers } from '../meta/chain-states.ts';
@@ -39,6 +40,8 @@ export interface ClusterManagerOptions {
   clock: Clock;
   replication: number;
   timing: ClusterTiming;
+  /** Connections to workers, for garbage collection; none: chunks of deleted files are not collected. */
+  connect?: (address: string) => Connection;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
 }
 
@@ -61,6 +64,9 @@ interface Seen {
   reports: Map<number, TargetReport>;
 }
 
+/** Deleted files whose chunks one round collects. */
+const gcFilesPerRound = 64;
+
 /** Unassigned targets must stay the same this long before chains are made of them. */
 const settleHeartbeats = 2;
 
@@ -75,6 +81,7 @@ export class ClusterManager {
   private proposals: Promise<unknown> = Promise.resolve();
   private freeTargets = { key: '', sinceMs: 0 };
   private lastPlacementNote = '';
+  private readonly workerConns = new Map<string, Connection>();
 
   constructor(opts: ClusterManagerOptions) {
     this.opts = opts;
@@ -89,6 +96,8 @@ export class ClusterManager {
   stop(): void {
     this.timer?.cancel();
     this.timer = undefined;
+    for (const c of this.workerConns.values()) c.close();
+    this.workerConns.clear();
   }
 
   /** worker.register: journals the worker and its targets; refuses a second process with the same id. */
@@ -142,6 +151,7 @@ export class ClusterManager {
       if (now - this.leading.sinceMs < this.opts.timing.offlineTimeoutMs) return;
       await this.updateStates(now);
       await this.makeChains(now);
+      await this.collectGarbage();
     } finally {
       this.busy = false;
     }
@@ -198,6 +208,26 @@ export class ClusterManager {
     const newChains = added.map((targetIds) => ({ chainId: nextId++, targetIds }));
     this.opts.log?.('info', 'new chains', { chains: newChains.map((c) => `${c.chainId}: ${c.targetIds.join(' ')}`) });
     await this.propose({ op: 'addChains', tableId: defaultChainTableId, chains: newChains });
+  }
+
+  /** Removes the chunks of a batch of deleted files from the workers, then journals which are gone. */
+  private async collectGarbage(): Promise<void> {
+    if (this.opts.connect === undefined) return;
+    const state = this.opts.state();
+    const entries = state.pendingGc(gcFilesPerRound);
+    if (entries.length === 0) return;
+    const pass = await collectChunks(entries, state.routing(), (a) => this.worker(a), this.opts.timing.offlineTimeoutMs);
+    if (pass.done.length > 0) await this.propose({ op: 'gcDone', inodeIds: pass.done });
+    if (pass.left > 0) this.opts.log?.('info', 'garbage collection left files for a later round', { left: pass.left });
+  }
+
+  private worker(address: string): Connection {
+    let c = this.workerConns.get(address);
+    if (c === undefined) {
+      c = this.opts.connect!(address);
+      this.workerConns.set(address, c);
+    }
+    return c;
   }
 
   /**

@@ -9,7 +9,7 @@ import { CairnError, ErrorCode } from '../errors.ts';
 import type { Journal } from '../journal/index.ts';
 import { openJournal } from '../journal/open-journal.ts';
 import { logCallback, type Logger } from '../log.ts';
-import { RpcServer, reply } from '../rpc/index.ts';
+import { RpcClient, RpcServer, reply } from '../rpc/index.ts';
 import { validateCommand, validateQuery } from '../meta/commands.ts';
 import { acquireDirLock } from './dir-lock.ts';
 import { MetaError } from '../meta/errors.ts';
@@ -17,6 +17,7 @@ import { startHttp, type HttpEndpoint } from './http.ts';
 import { ClusterManager, clusterTimingDefault, replicationDefault, type ClusterTiming } from './cluster-manager.ts';
 import { systemClock } from '../io/system-clock.ts';
 import { MasterWorkerMethod } from '../worker/protocol.ts';
+import { workerFrameBytesMax } from '../worker/process.ts';
 import { refusalToStart } from './rebuild.ts';
 import type { MetaResult } from '../meta/namespace-state.ts';
 import {
@@ -106,6 +107,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
       clock: systemClock,
       replication: opts.replication ?? replicationDefault,
       timing: opts.timing ?? clusterTimingDefault,
+      connect: (address) => new RpcClient(address, { secret: opts.secret, frameBytesMax: workerFrameBytesMax }),
       log: logCallback(opts.log),
     });
     stopManager = () => manager.stop();

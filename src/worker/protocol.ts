@@ -17,6 +17,7 @@ export const WorkerMethod = {
   syncDone: 'chunk.syncDone',
   /** Removes chunks: of deleted files (garbage collection), or ones a resync found only on the target. */
   remove: 'chunk.remove',
+  removeInodes: 'chunk.removeInodes',
 } as const;
 
 export const MasterWorkerMethod = {
@@ -94,6 +95,11 @@ export interface SyncListReply {
 
 export interface RemoveRequest extends TargetCall {
   chunks: ChunkRef[];
+}
+
+/** Removes every chunk of these files from the target (files whose written chunks were not recorded). */
+export interface RemoveInodesRequest extends TargetCall {
+  inodeIds: number[];
 }
 
 export const syncListLimitMax = 4096;
@@ -191,6 +197,13 @@ export function validateRemove(x: unknown): RemoveRequest {
       return ref;
     }),
   };
+  f.done();
+  return req;
+}
+
+export function validateRemoveInodes(x: unknown): RemoveInodesRequest {
+  const f = new Fields(x, 'chunk remove inodes', workerFieldErrors);
+  const req: RemoveInodesRequest = { ...targetCall(f), inodeIds: f.array('inodeIds', removeChunksMax).map((id, i) => f.checkInt(`inodeIds[${i}]`, id, 1, Number.MAX_SAFE_INTEGER)) };
   f.done();
   return req;
 }

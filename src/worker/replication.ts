@@ -18,7 +18,7 @@ import { reply, type Reply } from '../rpc/handler.ts';
 import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
 import { KeyedLock } from './keyed-lock.ts';
-import { validateRead, validateRemove, validateSyncList, validateWrite, WorkerMethod } from './protocol.ts';
+import { validateRead, validateRemove, validateRemoveInodes, validateSyncList, validateWrite, WorkerMethod } from './protocol.ts';
 import type { ChunkRef, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';
 
 export interface ReplicaHost {
@@ -194,6 +194,14 @@ export class ChainReplica {
     for (const id of req.chunks) {
       if (await this.lock.with(chunkLockKey(me.targetId, id), () => store.remove(id))) removed++;
     }
+    return { removed };
+  }
+
+  async removeInodes(body: unknown): Promise<{ removed: number }> {
+    const req = validateRemoveInodes(body);
+    const { store } = this.member(req, 'sync');
+    let removed = 0;
+    for (const inodeId of req.inodeIds) removed += await store.removeInode(inodeId);
     return { removed };
   }
 

@@ -108,8 +108,8 @@ export class StorageWorker {
     return this.opts.clock.now() - this.lastContactMs < this.timing.offlineTimeoutMs / 2;
   }
 
-  localTargets(): { targetId: number; dir: string }[] {
-    return [...this.targets.values()].map((t) => ({ targetId: t.targetId, dir: t.dir }));
+  localTargets(): { targetId: number; dir: string; chunks: number; bytesUsed: number }[] {
+    return [...this.targets.values()].map((t) => ({ targetId: t.targetId, dir: t.dir, ...t.store.usage() }));
   }
 
   async stop(): Promise<void> {
@@ -209,6 +209,7 @@ export class StorageWorker {
     t.handle(WorkerMethod.read, async (body) => this.replica.read(body));
     t.handle(WorkerMethod.syncList, async (body) => this.replica.syncList(body));
     t.handle(WorkerMethod.remove, (body) => this.replica.remove(body));
+    t.handle(WorkerMethod.removeInodes, (body) => this.replica.removeInodes(body));
     t.handle(WorkerMethod.syncDone, async (body) => {
       const call = validateTargetCall(body);
       const { me } = this.replica.member(call, 'sync');

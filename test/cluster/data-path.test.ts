@@ -177,3 +177,16 @@ test('holes read as zeros; a chunk written but lost on every replica is an error
   assert.ok((await reader.read(0, chunk)).equals(expected.subarray(0, chunk)), 'the other chunks still read');
   await assert.rejects(reader.read(5 * chunk, 100), (err: Error & { details?: { errno?: string } }) => err.details?.errno === 'EIO' && /no replica holds it/.test(err.message));
 });
+
+test('chunks of deleted and replaced files are collected from every replica', async (t) => {
+  const c = await startCluster(t);
+  const chunk = 64 * 1024;
+  const chunksOnWorkers = (): number => c.workers.reduce((n, w) => n + w.worker.localTargets().reduce((m, x) => m + x.chunks, 0), 0);
+  await putFile(c.meta, c.data, '/a', pieces(randomBytes(5 * chunk), 1 << 20), { layout: { chunkSizeBytes: chunk } });
+  await putFile(c.meta, c.data, '/b', pieces(randomBytes(3 * chunk), 1 << 20), { layout: { chunkSizeBytes: chunk } });
+  assert.equal(chunksOnWorkers(), 8 * 3);
+  await putFile(c.meta, c.data, '/b', pieces(randomBytes(2 * chunk), 1 << 20), { layout: { chunkSizeBytes: chunk } }); // replaces the old /b
+  await c.meta.mutate('meta.mutate', { op: 'unlink', path: '/a' });
+  await waitFor(() => chunksOnWorkers() === 2 * 3, 'collection', 10_000, async () => `${chunksOnWorkers()} chunks left`);
+  await waitFor(async () => (await c.meta.query<unknown[]>('meta.query', { op: 'pendingGc', limit: 10 })).length === 0, 'gcDone', 10_000);
+});
