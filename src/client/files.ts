@@ -20,7 +20,7 @@ export interface PutOptions {
 }
 
 /** Writes `source` as the file at `path`, replacing any file there at once when complete. */
-export async function putFile(meta: MasterClient, data: DataClient, path: string, source: AsyncIterable<Uint8Array>, opts: PutOptions = {}): Promise<InodeAttr> {
+export async function putFile(meta: MasterClient, data: DataClient, path: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: PutOptions = {}): Promise<InodeAttr> {
   const slash = path.lastIndexOf('/');
   const temp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.cairn-put-${randomBytes(6).toString('hex')}`;
   const routing = await data.routing();

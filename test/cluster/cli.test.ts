@@ -164,6 +164,7 @@ test('npm start: the cluster in the foreground stops cleanly on Ctrl-C', async (
   child.kill('SIGINT');
   assert.equal(await exited, 0, out);
   assert.match(out, /stopped 6 processes/);
+  assert.match(out, /demo: wrote \/demo\/hello\.bin \(32 MiB, 3 replicas\) in \d+ ms \(\d+ MiB\/s\), read it back in \d+ ms \(\d+ MiB\/s\): identical/);
   for (const pid of pids) assert.throws(() => process.kill(pid, 0), `pid ${pid} still runs`);
 });
 
