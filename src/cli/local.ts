@@ -212,7 +212,10 @@ function portTaken(processes: LocalProcess[]): boolean {
 function spawnDetached(args: string[], logFile: string, secret: string): number {
   const fd = openSync(logFile, 'a');
   try {
-    const child = spawn(process.execPath, [mainScript, ...args], {
+    // CAIRN_CPU_PROF_DIR: every process writes a V8 CPU profile there when it exits (benchmarks).
+    const prof = process.env.CAIRN_CPU_PROF_DIR;
+    const nodeArgs = prof === undefined || prof === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`];
+    const child = spawn(process.execPath, [...nodeArgs, mainScript, ...args], {
       detached: true,
       stdio: ['ignore', fd, fd],
       env: { ...process.env, CAIRN_SECRET: secret },

@@ -88,7 +88,8 @@ export interface ChunkFileFields {
 }
 
 /**
- * A whole chunk file in one buffer: `fill` writes the data into the (zeroed) data area, then the
+ * A whole chunk file in one buffer: `fill` writes every byte of the data area (it is not zeroed
+ * first: a chunk is written at full disk speed, and a second pass over it costs), then the
  * checksums are computed and the header written. One buffer means one write, so a torn write
  * leaves a short file, which the length check catches.
  */
@@ -96,7 +97,8 @@ export function buildChunkFile(fields: ChunkFileFields, fill: (data: Uint8Array)
   const { id, version, chainVersion, lengthBytes, blockSizeBytes } = fields;
   assert(lengthBytes <= 0xffff_ffff, `chunk length ${lengthBytes} fits a u32`);
   const headerBytes = headerBytesFor(lengthBytes, blockSizeBytes);
-  const bytes = new Uint8Array(headerBytes + lengthBytes);
+  const bytes = Buffer.allocUnsafe(headerBytes + lengthBytes);
+  bytes.fill(0, 0, headerBytes);
   const data = bytes.subarray(headerBytes);
   fill(data);
   const blockCrcs = new Uint32Array(blockCount(lengthBytes, blockSizeBytes));

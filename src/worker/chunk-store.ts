@@ -275,7 +275,9 @@ export class ChunkStore {
     const fields = { id, version: req.version, chainVersion: req.chainVersion, lengthBytes, blockSizeBytes: this.opts.blockSizeBytes };
     const { bytes, header } = buildChunkFile(fields, (data) => {
       data.set(old);
-      data.set(req.data, replace ? 0 : req.offset);
+      const at = replace ? 0 : req.offset;
+      if (at > old.byteLength) data.fill(0, old.byteLength, at); // a gap reads as zeros
+      data.set(req.data, at);
     });
     await this.makeFanoutDir(id.inodeId);
     if (e.pending !== undefined) await this.dropPending(e);
