@@ -7,7 +7,7 @@ import { stat as localStat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { SingleBar } from 'cli-progress';
-import { getFile, putFile, type DataClient, type MasterClient } from '../client/index.ts';
+import { getFile, putFile, truncateFile, type DataClient, type MasterClient } from '../client/index.ts';
 import { FsErrorCode, MetaError, type DirEntry, type InodeAttr, type Layout, type ReaddirPage, type Routing } from '../meta/index.ts';
 import { fileChains } from '../placement/index.ts';
 import { withClient as run, withClients, type TargetFlags } from './cluster-target.ts';
@@ -29,6 +29,12 @@ export function registerFsCommands(program: Command, addTargetOptions: (c: Comma
   addTargetOptions(fs.command('get').argument('<path>').argument('<local>', 'local file, or - for standard output').option('-q, --quiet', 'no progress bar'))
     .description('read a file into a local file')
     .action((p: string, local: string, o: Flags & TransferFlags) => withClients(o, (meta, data) => get(meta, data, p, local, o)));
+
+  addTargetOptions(fs.command('truncate').argument('<path>').argument('<size>', 'new length in bytes').option('--json', 'print JSON'))
+    .description('set a file\'s length: cutting removes the data past the new end from the workers; growing adds a hole')
+    .action((p: string, size: string, o: Flags) =>
+      withClients(o, async (meta, data) => print(o, await truncateFile(meta, data, p, size === '0' ? 0 : parsePositiveInt(size, 'size')), (a) => `${p}: ${a.sizeBytes} bytes`)),
+    );
 
   addTargetOptions(fs.command('cat').argument('<paths...>'))
     .description('write files to standard output')

@@ -17,7 +17,7 @@ import { Routing } from '../meta/routing.ts';
 import { chainOfChunk, fileChains } from '../placement/index.ts';
 import { RpcErrorCode } from '../rpc/index.ts';
 import { WorkerErrorCode } from '../worker/errors.ts';
-import { MasterWorkerMethod, WorkerMethod, type ReadReply, type ReadRequest, type WriteRequest } from '../worker/protocol.ts';
+import { MasterWorkerMethod, removeChunksMax, WorkerMethod, type ReadReply, type ReadRequest, type WriteRequest } from '../worker/protocol.ts';
 import type { MasterClient } from './master-client.ts';
 
 export interface DataClientOptions {
@@ -129,6 +129,45 @@ export class DataClient {
       if (missing === order.length) return { found: false };
       throw lastError;
     });
+  }
+
+  /** Cuts chunk `index` to `lengthBytes` through its chain (a versioned write like any other). */
+  async truncateChunk(layout: Layout, inodeId: number, index: number, lengthBytes: number): Promise<void> {
+    await this.retrying(`truncate of chunk ${index} of inode ${inodeId}`, async (routing) => {
+      const chainId = this.chainOf(routing, layout, index);
+      const head = routing.writeMembers(chainId)[0];
+      if (head === undefined) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
+      const body: WriteRequest = { chainId, chainVersion: routing.chain(chainId)!.version, inodeId, index, offset: lengthBytes, crc32c: crc32c(new Uint8Array(0)), truncate: true };
+      await this.conn(routing, head.workerId).call(WorkerMethod.write, body, { timeoutMs: this.opts.callTimeoutMs });
+    });
+  }
+
+  /**
+   * Removes chunks from every member on their chains' write paths (a member offline now loses
+   * them in its resync, which removes what its predecessor lacks).
+   */
+  async removeChunks(layout: Layout, inodeId: number, indexes: Iterable<number>): Promise<void> {
+    const routing0 = await this.routing();
+    const byChain = new Map<number, { inodeId: number; index: number }[]>();
+    for (const index of indexes) {
+      const chainId = this.chainOf(routing0, layout, index);
+      let list = byChain.get(chainId);
+      if (list === undefined) byChain.set(chainId, (list = []));
+      list.push({ inodeId, index });
+    }
+    for (const [chainId, chunks] of byChain) {
+      for (let i = 0; i < chunks.length; i += removeChunksMax) {
+        const batch = chunks.slice(i, i + removeChunksMax);
+        await this.retrying(`removal of ${batch.length} chunks of inode ${inodeId}`, async (routing) => {
+          const chain = routing.chain(chainId);
+          const members = routing.writeMembers(chainId);
+          if (chain === undefined || members.length === 0) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
+          for (const m of members) {
+            await this.conn(routing, m.workerId).call(WorkerMethod.remove, { chainId, chainVersion: chain.version, targetId: m.targetId, chunks: batch }, { timeoutMs: this.opts.callTimeoutMs });
+          }
+        });
+      }
+    }
   }
 
   /** Runs `op` with fresh routing after each retryable failure, until the deadline; then fails with EIO. */

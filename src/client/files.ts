@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { CloseSessionValue, InodeAttr, SessionValue } from '../meta/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
+import { inRanges } from '../meta/chunk-ranges.ts';
 import type { DataClient } from './data-client.ts';
 import { FileReader, FileWriter, type FileRef } from './file-io.ts';
 import type { MasterClient } from './master-client.ts';
@@ -47,6 +48,34 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
     if (session !== undefined) await meta.mutate('meta.mutate', { op: 'closeSession', sessionId: session.sessionId }).catch(() => undefined);
     await meta.mutate('meta.mutate', { op: 'unlink', path: temp }).catch(() => undefined);
     throw err;
+  }
+}
+
+/**
+ * Sets a file's length. Cutting it first removes the chunks past the new end from the workers and
+ * cuts the chunk the end falls in (under a session, so the chunks are not collected meanwhile),
+ * then commits the length: old bytes never come back when the file grows again.
+ */
+export async function truncateFile(meta: MasterClient, data: DataClient, path: string, sizeBytes: number): Promise<InodeAttr> {
+  const session = await meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path, truncate: false });
+  try {
+    const file = fileRef(session.inode, path);
+    const old = session.inode.sizeBytes;
+    if (sizeBytes < old) {
+      const cs = file.layout.chunkSizeBytes;
+      const firstWhole = Math.ceil(sizeBytes / cs);
+      const written = (index: number): boolean => file.chunks === null || file.chunks === undefined || inRanges(file.chunks, index);
+      const beyond: number[] = [];
+      const lastOld = Math.ceil(old / cs);
+      if (file.chunks === null || file.chunks === undefined) for (let i = firstWhole; i < lastOld; i++) beyond.push(i);
+      else for (let r = 0; r < file.chunks.length; r += 2) for (let i = Math.max(firstWhole, file.chunks[r]); i < file.chunks[r + 1]; i++) beyond.push(i);
+      await data.removeChunks(file.layout, file.inodeId, beyond);
+      const cut = Math.floor(sizeBytes / cs);
+      if (sizeBytes % cs !== 0 && written(cut)) await data.truncateChunk(file.layout, file.inodeId, cut, sizeBytes % cs);
+    }
+    return await meta.mutate<InodeAttr>('meta.mutate', { op: 'setattr', path, sizeBytes, chunksTrimmed: true });
+  } finally {
+    await meta.mutate('meta.mutate', { op: 'closeSession', sessionId: session.sessionId }).catch(() => undefined);
   }
 }
 

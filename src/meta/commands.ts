@@ -124,6 +124,12 @@ export interface SetattrCommand extends ClientStamp {
   mtimeMs?: number;
   /** Truncate (or extend with a hole) to this length. */
   sizeBytes?: number;
+  /**
+   * The client removed (or cut) the file's chunks past `sizeBytes` on the workers first. A shrink
+   * that would leave written chunks behind is refused without it: their old bytes would come back
+   * when the file grows again. The client library's truncateFile does this.
+   */
+  chunksTrimmed?: boolean;
 }
 export interface OpenSessionCommand extends ClientStamp {
   op: 'openSession';
@@ -132,6 +138,8 @@ export interface OpenSessionCommand extends ClientStamp {
   sessionId?: string;
   /** O_TRUNC: the length drops to 0 when the session opens. */
   truncate: boolean;
+  /** As setattr's: the client already removed the file's chunks (needed to truncate a file that has some). */
+  chunksTrimmed?: boolean;
 }
 export interface CloseSessionCommand extends ClientStamp {
   op: 'closeSession';
@@ -412,6 +420,7 @@ const commandReaders: Record<MetaCommandOp, CommandReader> = {
     if (atimeMs !== undefined) cmd.atimeMs = atimeMs;
     if (mtimeMs !== undefined) cmd.mtimeMs = mtimeMs;
     if (sizeBytes !== undefined) cmd.sizeBytes = sizeBytes;
+    if (f.bool('chunksTrimmed', false)) cmd.chunksTrimmed = true;
     f.done(); // an unknown field ('size') explains more than "nothing to change"
     if ([mode, uid, gid, atimeMs, mtimeMs, sizeBytes].every((v) => v === undefined)) {
       throw invalid(`${f.where}: nothing to change (give mode, uid, gid, atimeMs, mtimeMs or sizeBytes)`);
@@ -420,6 +429,7 @@ const commandReaders: Record<MetaCommandOp, CommandReader> = {
   },
   openSession: (f, s) => {
     const cmd: OpenSessionCommand = { op: 'openSession', ...s, path: f.path('path'), truncate: f.bool('truncate', false) };
+    if (f.bool('chunksTrimmed', false)) cmd.chunksTrimmed = true;
     const sessionId = f.optStr('sessionId', sessionIdBytesMax);
     if (sessionId !== undefined) {
       if (sessionId.startsWith(generatedSessionPrefix)) {

@@ -22,7 +22,7 @@ import { FsErrorCode } from './errors.ts';
 import { attrOf, defaultChainTableId, fail, isFail, newInode, ok, rootInodeId } from './namespace-state.ts';
 import type { Inode, MetaFail, MetaResult, MetaTables, MetaValues, UnlinkValue } from './namespace-state.ts';
 import { utf8Bytes } from '../fields.ts';
-import { mergeRanges, trimRanges } from './chunk-ranges.ts';
+import { inRanges, mergeRanges, trimRanges } from './chunk-ranges.ts';
 import { pathNames } from './paths.ts';
 
 type Result<K extends keyof MetaValues> = MetaResult<MetaValues[K]>;
@@ -137,6 +137,24 @@ function setSize(t: MetaTables, inode: Inode, sizeBytes: number): void {
     inode.chunks = trimRanges(inode.chunks, Math.ceil(sizeBytes / inode.layout.chunkSizeBytes));
   }
   inode.sizeBytes = sizeBytes;
+}
+
+/**
+ * Whether the file may hold written bytes at or past `sizeBytes` on the workers: a recorded chunk
+ * past the cut, or the chunk the cut falls in. An untracked file is assumed to.
+ */
+function holdsDataFrom(inode: Inode, sizeBytes: number): boolean {
+  if (inode.layout === null || sizeBytes >= inode.sizeBytes) return false;
+  if (inode.chunks === null) return true;
+  const cs = inode.layout.chunkSizeBytes;
+  const firstWhole = Math.ceil(sizeBytes / cs);
+  const last = inode.chunks[inode.chunks.length - 1];
+  if (last !== undefined && last > firstWhole) return true;
+  return sizeBytes % cs !== 0 && inRanges(inode.chunks, Math.floor(sizeBytes / cs));
+}
+
+function untrimmed(path: string, sizeBytes: number): MetaFail {
+  return fail(FsErrorCode.EINVAL, `'${path}' holds data past byte ${sizeBytes}: truncate it through the client library (cairn fs truncate), which removes those chunks from the workers first`);
 }
 
 /** Adds what a writer reports it wrote; too scattered a file stops being tracked. */
@@ -353,6 +371,7 @@ export function setattr(t: MetaTables, cmd: SetattrCommand): Result<'setattr'> {
   if (cmd.sizeBytes !== undefined) {
     if (inode.type === 'dir') return fail(FsErrorCode.EISDIR, `'${cmd.path}' is a directory: cannot truncate`);
     if (inode.type === 'symlink') return fail(FsErrorCode.EINVAL, `'${cmd.path}' is a symlink: cannot truncate`);
+    if (!cmd.chunksTrimmed && holdsDataFrom(inode, cmd.sizeBytes)) return untrimmed(cmd.path, cmd.sizeBytes);
     setSize(t, inode, cmd.sizeBytes);
     inode.mtimeMs = cmd.nowMs;
   }
@@ -377,6 +396,7 @@ function resolveFile(t: MetaTables, path: string): Inode | MetaFail {
 export function openSession(t: MetaTables, cmd: OpenSessionCommand): Result<'openSession'> {
   const inode = resolveFile(t, cmd.path);
   if (isFail(inode)) return inode;
+  if (cmd.truncate && !cmd.chunksTrimmed && holdsDataFrom(inode, 0)) return untrimmed(cmd.path, 0);
   if (t.sessions.size >= t.options.sessionsMax) {
     return fail(FsErrorCode.EMFILE, `${t.sessions.size} sessions are open, the limit (sessionsMax)`);
   }

@@ -41,6 +41,8 @@ export interface StageRequest {
   data: Uint8Array;
   /** The new content is exactly `data` (offset 0): resync and full-chunk writes. */
   replace?: boolean;
+  /** The new content is the committed content cut (or zero-extended) to `offset` bytes; `data` is empty. */
+  truncate?: boolean;
 }
 
 export interface PendingMeta {
@@ -271,10 +273,10 @@ export class ChunkStore {
       throw invalid(`chunk ${key}: cannot stage version ${req.version}${replace ? ' (replace)' : ''} over committed version ${commitVersion}`);
     }
     const old = replace || e.committed === undefined ? new Uint8Array(0) : await this.readVerified(e, e.committed, 0, e.committed.lengthBytes, false);
-    const lengthBytes = replace ? req.data.byteLength : Math.max(old.byteLength, req.offset + req.data.byteLength);
+    const lengthBytes = replace ? req.data.byteLength : req.truncate === true ? req.offset : Math.max(old.byteLength, req.offset + req.data.byteLength);
     const fields = { id, version: req.version, chainVersion: req.chainVersion, lengthBytes, blockSizeBytes: this.opts.blockSizeBytes };
     const { bytes, header } = buildChunkFile(fields, (data) => {
-      data.set(old);
+      data.set(old.subarray(0, lengthBytes));
       const at = replace ? 0 : req.offset;
       if (at > old.byteLength) data.fill(0, old.byteLength, at); // a gap reads as zeros
       data.set(req.data, at);
@@ -647,6 +649,7 @@ export class ChunkStore {
     if (!isCount(req.offset)) throw invalid(`bad offset ${req.offset}`);
     if (!(req.data instanceof Uint8Array)) throw invalid('data is not a Uint8Array');
     if (req.replace === true && req.offset !== 0) throw invalid(`a replace writes the whole chunk: offset must be 0, not ${req.offset}`);
+    if (req.truncate === true && (req.replace === true || req.data.byteLength !== 0)) throw invalid('a truncate carries no data and replaces nothing');
     const end = req.offset + req.data.byteLength;
     if (end > this.opts.chunkSizeBytesMax) throw invalid(`chunk ${chunkKey(id)}: write ends at ${end}, past chunkSizeBytesMax ${this.opts.chunkSizeBytesMax}`);
   }

@@ -42,6 +42,8 @@ export interface WriteRequest extends ChunkRef {
   updateVersion?: number;
   /** The payload is the whole chunk (resync, or a write forwarded to a member being synced). */
   replace?: boolean;
+  /** Cuts the chunk to `offset` bytes (a file truncated inside it); no payload. */
+  truncate?: boolean;
   /** Set on forwards: CRC32C of the whole chunk at `updateVersion`, to tell a retried write from another one. */
   chunkCrc32c?: number;
 }
@@ -146,6 +148,7 @@ export function validateWrite(x: unknown, payloadBytes: number): WriteRequest {
   const updateVersion = f.optInt('updateVersion', 1, Number.MAX_SAFE_INTEGER);
   if (updateVersion !== undefined) req.updateVersion = updateVersion;
   if (f.bool('replace', false)) req.replace = true;
+  if (f.bool('truncate', false)) req.truncate = true;
   const chunkCrc = f.optInt('chunkCrc32c', 0, 0xffff_ffff);
   if (chunkCrc !== undefined) req.chunkCrc32c = chunkCrc;
   f.done();
@@ -153,6 +156,7 @@ export function validateWrite(x: unknown, payloadBytes: number): WriteRequest {
     throw workerFieldErrors.invalid(`chunk write: offset ${req.offset} + ${payloadBytes} bytes passes the largest chunk size, ${chunkSizeBytesMax}`);
   }
   if (req.replace === true && req.offset !== 0) throw workerFieldErrors.invalid('chunk write: a whole-chunk replace starts at offset 0');
+  if (req.truncate === true && (req.replace === true || payloadBytes !== 0)) throw workerFieldErrors.invalid('chunk write: a truncate carries no payload and replaces nothing');
   return req;
 }
 

@@ -78,7 +78,7 @@ export class ChainReplica {
         // A resync brings the predecessor's version, which wins over a newer one never acknowledged.
         await store.remove(id);
       }
-      const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace });
+      const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace, truncate: req.truncate });
       await this.forward(me, req, version, staged, data);
       const committed = await store.commit(id, version);
       return { commitVersion: committed.commitVersion, lengthBytes: committed.lengthBytes, crc32c: committed.crc32c };
@@ -133,6 +133,7 @@ export class ChainReplica {
         chunkCrc32c: staged.pending?.crc32c ?? staged.crc32c,
       };
       if (sendWhole) body.replace = true;
+      else if (req.truncate === true) body.truncate = true;
       try {
         await this.peer(next).call(WorkerMethod.write, body, { payload, timeoutMs: this.host.callTimeoutMs });
         return;

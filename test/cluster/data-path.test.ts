@@ -10,7 +10,7 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { DataClient } from '../../src/client/data-client.ts';
 import { FileReader, FileWriter } from '../../src/client/file-io.ts';
-import { getFile, putFile } from '../../src/client/files.ts';
+import { getFile, putFile, truncateFile } from '../../src/client/files.ts';
 import { MasterClient } from '../../src/client/master-client.ts';
 import { systemClock } from '../../src/io/system-clock.ts';
 import { createLogger } from '../../src/log.ts';
@@ -189,4 +189,30 @@ test('chunks of deleted and replaced files are collected from every replica', as
   await c.meta.mutate('meta.mutate', { op: 'unlink', path: '/a' });
   await waitFor(() => chunksOnWorkers() === 2 * 3, 'collection', 10_000, async () => `${chunksOnWorkers()} chunks left`);
   await waitFor(async () => (await c.meta.query<unknown[]>('meta.query', { op: 'pendingGc', limit: 10 })).length === 0, 'gcDone', 10_000);
+});
+
+test('truncation removes and cuts chunks first, so old bytes never come back when the file grows', async (t) => {
+  const c = await startCluster(t);
+  const chunk = 64 * 1024;
+  const body = randomBytes(5 * chunk);
+  await putFile(c.meta, c.data, '/t', pieces(body, 1 << 20), { layout: { chunkSizeBytes: chunk } });
+  const shrink = await c.meta.mutate('meta.mutate', { op: 'setattr', path: '/t', sizeBytes: 10 }).then(() => 'ok', (err: Error) => err.message);
+  assert.match(shrink, /holds data past byte 10: truncate it through the client library/);
+  const cut = 2 * chunk + 1000;
+  assert.equal((await truncateFile(c.meta, c.data, '/t', cut)).sizeBytes, cut);
+  const chunksOnWorkers = (): number => c.workers.reduce((n, w) => n + w.worker.localTargets().reduce((m, x) => m + x.chunks, 0), 0);
+  assert.equal(chunksOnWorkers(), 3 * 3, 'chunks 3 and 4 gone from every replica');
+  // Grow it again with a write past the old data: everything between reads as zeros.
+  const s = await c.meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path: '/t', truncate: false });
+  const writer = new FileWriter(c.data, { inodeId: s.inode.inodeId, layout: s.inode.layout! });
+  const tail = randomBytes(100);
+  await writer.write(tail, 4 * chunk + 500);
+  await writer.flush();
+  await c.meta.mutate('meta.mutate', { op: 'closeSession', sessionId: s.sessionId, lengthBytes: writer.highWater, chunks: writer.written.toArray() });
+  const expected = Buffer.alloc(4 * chunk + 600);
+  expected.set(body.subarray(0, cut));
+  expected.set(tail, 4 * chunk + 500);
+  assert.ok((await readAll(c, '/t')).equals(expected), 'no old bytes past the cut');
+  assert.equal((await truncateFile(c.meta, c.data, '/t', 0)).sizeBytes, 0);
+  assert.equal((await readAll(c, '/t')).length, 0);
 });

@@ -476,7 +476,7 @@ test('a file records the chunks its writers report; truncation forgets those pas
   fs.ok({ op: 'closeSession', sessionId: s.sessionId, lengthBytes: 10 * 4 * 1024 * 1024, chunks: [1, 3, 7, 10] });
   assert.deepEqual(fs.stat('/f').chunks, [0, 3, 7, 10]);
   assert.throws(() => validateCommand({ op: 'commitLength', clientId: 'c', seq: 1, nowMs: 0, path: '/f', lengthBytes: 1, chunks: [2, 1] }), /'chunks' must be sorted, disjoint ranges/);
-  fs.ok({ op: 'setattr', path: '/f', sizeBytes: 8 * 4 * 1024 * 1024 + 1 });
+  fs.ok({ op: 'setattr', path: '/f', sizeBytes: 8 * 4 * 1024 * 1024 + 1, chunksTrimmed: true });
   assert.deepEqual(fs.stat('/f').chunks, [0, 3, 7, 9], 'chunk 8 holds the last byte');
   assert.deepEqual((MetaState.restore(fs.state.snapshot()).stat('/f') as { value: InodeAttr }).value.chunks, [0, 3, 7, 9]);
   fs.ok({ op: 'commitLength', path: '/f', lengthBytes: 1, chunks: null });
@@ -484,6 +484,25 @@ test('a file records the chunks its writers report; truncation forgets those pas
   fs.ok({ op: 'unlink', path: '/f' });
   assert.equal(fs.state.pendingGc(10)[0].chunks, null);
   fs.checkInvariants();
+});
+
+test('a file with written chunks past the cut is truncated only by a client that removed them first', () => {
+  const fs = new Fs();
+  fs.create('/f');
+  const mib4 = 4 * 1024 * 1024;
+  const s = fs.ok({ op: 'openSession', path: '/f', truncate: false });
+  fs.ok({ op: 'closeSession', sessionId: s.sessionId, lengthBytes: 3 * mib4, chunks: [0, 3] });
+  fs.fails({ op: 'setattr', path: '/f', sizeBytes: mib4 + 1 }, 'EINVAL');
+  fs.fails({ op: 'openSession', path: '/f', truncate: true }, 'EINVAL');
+  fs.ok({ op: 'setattr', path: '/f', sizeBytes: 2 * mib4 + 5, chunksTrimmed: true });
+  fs.ok({ op: 'setattr', path: '/f', sizeBytes: 2 * mib4 + 5 + 7 }); // growing needs nothing
+  fs.ok({ op: 'setattr', path: '/f', sizeBytes: 2 * mib4, chunksTrimmed: true });
+  fs.ok({ op: 'setattr', path: '/f', sizeBytes: 2 * mib4 - 1, chunksTrimmed: true });
+  assert.deepEqual(fs.stat('/f').chunks, [0, 2]);
+  fs.create('/empty');
+  fs.ok({ op: 'setattr', path: '/empty', sizeBytes: 100 });
+  fs.ok({ op: 'setattr', path: '/empty', sizeBytes: 1 }); // a hole: nothing was written, nothing to remove
+  fs.ok({ op: 'openSession', path: '/empty', truncate: true });
 });
 
 test('registerWorker is bounded by targetsPerWorkerMax across registrations', () => {
