@@ -1,15 +1,11 @@
 // A master's HTTP face for operators: /metrics in Prometheus text format and /healthz.
 
-import { createServer, type Server } from 'node:http';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { formatAddress } from '../address.ts';
 import type { Journal } from '../journal/index.ts';
 import type { MetaStateMachine } from '../meta/state-machine.ts';
+import { startOpsHttp, type HttpEndpoint } from '../ops-http.ts';
 
-export interface HttpEndpoint {
-  address: string;
-  close(): Promise<void>;
-}
+export type { HttpEndpoint };
 
 export async function startHttp(host: string, port: number, journal: Journal, sm: MetaStateMachine): Promise<HttpEndpoint> {
   const registry = new Registry();
@@ -29,31 +25,8 @@ export async function startHttp(host: string, port: number, journal: Journal, sm
   gauge('cairn_meta_inodes', 'inodes in the namespace', () => sm.state.statfs().inodes);
   gauge('cairn_meta_logical_bytes', 'sum of file lengths', () => sm.state.statfs().logicalBytes);
 
-  const server: Server = createServer((req, res) => {
-    if (req.url === '/metrics') {
-      registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-        (err: unknown) => res.writeHead(500).end(String(err)),
-      );
-      return;
-    }
-    if (req.url === '/healthz') {
-      const st = journal.status();
-      const healthy = st.leader !== undefined;
-      res.writeHead(healthy ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ ok: healthy, role: st.role, leader: st.leader, term: st.term, appliedIndex: st.appliedIndex }));
-      return;
-    }
-    res.writeHead(404).end('try /metrics or /healthz\n');
+  return startOpsHttp(host, port, registry, () => {
+    const st = journal.status();
+    return { ok: st.leader !== undefined, role: st.role, leader: st.leader, term: st.term, appliedIndex: st.appliedIndex };
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  const addr = server.address();
-  const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
-  return {
-    address: formatAddress(host, bound),
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
 }

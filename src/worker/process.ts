@@ -2,7 +2,6 @@
 // directory locked against a second process, and /metrics and /healthz over HTTP.
 
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { formatAddress, parseAddress } from '../address.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
@@ -12,6 +11,7 @@ import { systemClock } from '../io/system-clock.ts';
 import { logCallback, type Logger } from '../log.ts';
 import { acquireDirLock, type DirLock } from '../master/dir-lock.ts';
 import { chunkSizeBytesMax } from '../meta/commands.ts';
+import { startOpsHttp, type HttpEndpoint } from '../ops-http.ts';
 import { RpcServer } from '../rpc/index.ts';
 import { StorageWorker } from './worker.ts';
 
@@ -40,9 +40,9 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
   const locks: DirLock[] = [];
   const server = new RpcServer({ secret: opts.secret, frameBytesMax: workerFrameBytesMax, log: logCallback(opts.log) });
   let worker: StorageWorker | undefined;
-  let http: Server | undefined;
+  let http: HttpEndpoint | undefined;
   const stop = async (): Promise<void> => {
-    if (http !== undefined) await new Promise<void>((r) => http!.close(() => r()));
+    await http?.close();
     await server.close();
     await worker?.stop();
     for (const l of locks) await l.release();
@@ -69,12 +69,8 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
       transport: rpcTransport(server, { secret: opts.secret, frameBytesMax: workerFrameBytesMax }),
       log: logCallback(opts.log),
     });
-    let httpAddress: string | undefined;
-    if (opts.http !== undefined) {
-      const h = await startWorkerHttp(opts.http, worker);
-      http = h.server;
-      httpAddress = h.address;
-    }
+    if (opts.http !== undefined) http = await startWorkerHttp(opts.http, worker);
+    const httpAddress = http?.address;
     opts.log.info({ address, http: httpAddress, targets: worker.localTargets() }, 'worker started');
     return { address, httpAddress, worker, stop };
   } catch (err) {
@@ -83,33 +79,12 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
   }
 }
 
-async function startWorkerHttp(listen: string, worker: StorageWorker): Promise<{ server: Server; address: string }> {
+async function startWorkerHttp(listen: string, worker: StorageWorker): Promise<HttpEndpoint> {
   const at = parseAddress(listen, { portZero: true });
   if ('problem' in at) throw new CairnError(ErrorCode.BadOption, `--http must be host:port: ${at.problem}`);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'cairn_worker_' });
   new Gauge({ name: 'cairn_worker_serving', help: '1 while the worker serves (it heard from a master recently)', registers: [registry], collect() { this.set(worker.serving() ? 1 : 0); } });
   new Gauge({ name: 'cairn_worker_routing_version', help: 'routing version the worker follows', registers: [registry], collect() { this.set(worker.routing?.version ?? 0); } });
-  const server = createServer((req, res) => {
-    if (req.url === '/metrics') {
-      registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-        (err: unknown) => res.writeHead(500).end(String(err)),
-      );
-      return;
-    }
-    if (req.url === '/healthz') {
-      const serving = worker.serving();
-      res.writeHead(serving ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ ok: serving, serving, routingVersion: worker.routing?.version ?? 0, targets: worker.localTargets() }));
-      return;
-    }
-    res.writeHead(404).end('try /metrics or /healthz\n');
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(at.port, at.host, () => resolve());
-  });
-  const addr = server.address();
-  return { server, address: formatAddress(at.host, typeof addr === 'object' && addr !== null ? addr.port : at.port) };
+  return startOpsHttp(at.host, at.port, registry, () => ({ ok: worker.serving(), serving: worker.serving(), routingVersion: worker.routing?.version ?? 0, targets: worker.localTargets() }));
 }
