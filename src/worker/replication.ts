@@ -35,7 +35,17 @@ export interface ReplicaHost {
   /** How long one forward call may take. */
   callTimeoutMs: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
+  /** Rules to break on purpose (the simulator's `--bug`); none outside it. */
+  bugs?: ReadonlySet<ReplicaBug>;
 }
+
+/**
+ * The data path's rules the simulator can switch off (docs/data-path-sim.md): a member that commits
+ * and answers before its successor did, a non-tail replica that serves its committed version while
+ * it holds a pending one, and a resync that leaves a chunk the target holds at an older version.
+ */
+export const replicaBugNames = ['ack-before-tail-commit', 'serve-pending-as-clean', 'resync-skip-stale'] as const;
+export type ReplicaBug = (typeof replicaBugNames)[number];
 
 const emptyPayload = new Uint8Array(0);
 const retryBackoffMs = { min: 20, max: 500 };
@@ -47,9 +57,14 @@ export function chunkLockKey(targetId: number, id: ChunkRef): string {
 export class ChainReplica {
   readonly lock = new KeyedLock();
   private readonly host: ReplicaHost;
+  /** Bug switches, read once: off, they cost one boolean test. */
+  private readonly ackEarly: boolean;
+  private readonly servePending: boolean;
 
   constructor(host: ReplicaHost) {
     this.host = host;
+    this.ackEarly = host.bugs?.has('ack-before-tail-commit') === true;
+    this.servePending = host.bugs?.has('serve-pending-as-clean') === true;
   }
 
   // ---- writes ----------------------------------------------------------------------------------
@@ -79,7 +94,8 @@ export class ChainReplica {
         await store.remove(id);
       }
       const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace });
-      await this.forward(me, req, version, staged, data);
+      if (this.ackEarly) void this.forward(me, req, version, staged, data).catch(() => undefined);
+      else await this.forward(me, req, version, staged, data);
       const committed = await store.commit(id, version);
       return { commitVersion: committed.commitVersion, lengthBytes: committed.lengthBytes, crc32c: committed.crc32c };
     });
@@ -162,7 +178,7 @@ export class ChainReplica {
     }
     const members = this.host.routing()!.readMembers(req.chainId);
     const tail = members[members.length - 1]?.targetId === me.targetId;
-    if (meta.pending !== undefined && !tail) {
+    if (meta.pending !== undefined && !tail && !this.servePending) {
       throw new WorkerError(WorkerErrorCode.ChunkDirty, `target ${me.targetId} holds a pending version of chunk ${req.inodeId}:${req.index}: read from the tail`);
     }
     const data = await store.read(id, req.offset, req.length);
