@@ -181,8 +181,33 @@ export class ChainReplica {
     if (meta.pending !== undefined && !tail && !this.servePending) {
       throw new WorkerError(WorkerErrorCode.ChunkDirty, `target ${me.targetId} holds a pending version of chunk ${req.inodeId}:${req.index}: read from the tail`);
     }
+    const now = meta.pending !== undefined && tail ? await this.commitAtTail(me, store, id) : meta;
     const data = await store.read(id, req.offset, req.length);
-    return reply({ lengthBytes: meta.lengthBytes, commitVersion: meta.commitVersion }, data);
+    return reply({ lengthBytes: now.lengthBytes, commitVersion: now.commitVersion }, data);
+  }
+
+  /**
+   * A tail holding a pending version took it from its predecessor and kept it when the write's
+   * forward gave up, or held it when a chain change made it the tail: the tail before it may have
+   * committed and served that version. Serving the older committed one would let a read see the
+   * chunk go back, so the tail commits the pending version first (it has no successor to wait for).
+   */
+  private async commitAtTail(me: TargetInfo, store: ChunkStore, id: ChunkRef): Promise<ChunkMeta> {
+    return this.lock.with(chunkLockKey(me.targetId, id), async () => {
+      const m = store.get(id);
+      if (m?.pending === undefined) return m ?? this.missing(me, id);
+      try {
+        return await store.commit(id, m.pending.version);
+      } catch (err) {
+        // A recovered pending version that fails its checksums was never synced, so never forwarded: it is dropped.
+        if (!(err instanceof WorkerError && err.code === WorkerErrorCode.ChunkCorrupt)) throw err;
+        return store.get(id) ?? this.missing(me, id);
+      }
+    });
+  }
+
+  private missing(me: TargetInfo, id: ChunkRef): never {
+    throw new WorkerError(WorkerErrorCode.ChunkNotFound, `target ${me.targetId} holds no chunk ${id.inodeId}:${id.index}`);
   }
 
   // ---- resync and removal ----------------------------------------------------------------------
