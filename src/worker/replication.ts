@@ -19,7 +19,7 @@ import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
 import { KeyedLock } from './keyed-lock.ts';
 import { validateRead, validateRemove, validateSyncList, validateWrite, WorkerMethod } from './protocol.ts';
-import type { ChunkRef, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';
+import type { ChunkRef, SyncEntry, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';
 
 export interface ReplicaHost {
   clock: Clock;
@@ -212,8 +212,12 @@ export class ChainReplica {
 
   // ---- resync and removal ----------------------------------------------------------------------
 
-  /** The chunks a target holds, a page at a time, for its predecessor's resync. */
-  syncList(body: unknown): SyncListReply {
+  /**
+   * The chunks a target holds, a page at a time, for its predecessor's resync. Each committed chunk
+   * is verified first: damage at rest (a flipped bit) leaves the metadata as it was, and a chunk
+   * listed as damaged is sent again whole, where one listed as matching would stay damaged.
+   */
+  async syncList(body: unknown): Promise<SyncListReply> {
     const req = validateSyncList(body);
     const { store } = this.member(req, 'sync');
     const after = req.after;
@@ -222,10 +226,12 @@ export class ChainReplica {
       .filter((m) => after === undefined || compareChunks(m.id, after) > 0)
       .sort((a, b) => compareChunks(a.id, b.id));
     const page = all.slice(0, req.limit);
-    return {
-      chunks: page.map((m) => ({ inodeId: m.id.inodeId, index: m.id.index, commitVersion: m.commitVersion, lengthBytes: m.lengthBytes, crc32c: m.crc32c, pending: m.pending !== undefined })),
-      more: all.length > page.length,
-    };
+    const chunks: SyncEntry[] = [];
+    for (const m of page) {
+      const corrupt = m.corrupt !== undefined || (m.commitVersion > 0 && !(await store.scrub(m.id)).ok);
+      chunks.push({ inodeId: m.id.inodeId, index: m.id.index, commitVersion: m.commitVersion, lengthBytes: m.lengthBytes, crc32c: m.crc32c, pending: m.pending !== undefined, corrupt });
+    }
+    return { chunks, more: all.length > page.length };
   }
 
   async remove(body: unknown): Promise<{ removed: number }> {

@@ -94,8 +94,8 @@ export class Resyncer {
       if (local.commitVersion === 0) continue;
       const r = remote.get(refKey(local.id));
       remote.delete(refKey(local.id));
-      const same = r !== undefined && !r.pending && r.commitVersion === local.commitVersion && r.crc32c === local.crc32c && r.lengthBytes === local.lengthBytes;
-      if (same || (this.skipStale && r !== undefined && !r.pending && r.commitVersion < local.commitVersion)) {
+      const same = r !== undefined && !r.pending && !r.corrupt && r.commitVersion === local.commitVersion && r.crc32c === local.crc32c && r.lengthBytes === local.lengthBytes;
+      if (same || (this.skipStale && r !== undefined && !r.pending && !r.corrupt && r.commitVersion < local.commitVersion)) {
         stats.same++;
         continue;
       }

@@ -219,7 +219,7 @@ export class StorageWorker {
     const t = this.opts.transport;
     t.handle(WorkerMethod.write, (body, ctx) => this.replica.write(body, ctx.payload));
     t.handle(WorkerMethod.read, async (body) => this.replica.read(body));
-    t.handle(WorkerMethod.syncList, async (body) => this.replica.syncList(body));
+    t.handle(WorkerMethod.syncList, (body) => this.replica.syncList(body));
     t.handle(WorkerMethod.remove, (body) => this.replica.remove(body));
     t.handle(WorkerMethod.syncDone, async (body) => {
       const call = validateTargetCall(body);
