@@ -261,6 +261,8 @@ export class StorageWorker {
   }
 
   private localState(targetId: number): LocalState {
+    // A target that refuses writes must leave the write path, or every write to its chain fails.
+    if (this.targets.get(targetId)?.store.failed === true) return LocalState.Offline;
     const routing = this.routingNow;
     const info = routing?.target(targetId);
     if (info === undefined || routing === undefined) return LocalState.Online;
