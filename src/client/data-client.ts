@@ -40,6 +40,10 @@ const retryable: ReadonlySet<string> = new Set([
   WorkerErrorCode.ChunkDirty,
   WorkerErrorCode.ChunkCorrupt,
   WorkerErrorCode.ChecksumMismatch,
+  // The target leaves the write path within a heartbeat round (it reports itself offline).
+  WorkerErrorCode.TargetFailed,
+  WorkerErrorCode.TargetFull,
+  ErrorCode.Busy,
   ErrorCode.Unavailable,
   ErrorCode.Timeout,
   RpcErrorCode.Overloaded,
