@@ -7,7 +7,7 @@ import { CodedError } from '../errors.ts';
 import { RaftJournal, type RaftJournalOptions } from '../journal/raft/raft-journal.ts';
 import { ClusterManager, type ClusterTiming } from '../master/cluster-manager.ts';
 import { MetaStateMachine } from '../meta/state-machine.ts';
-import { MasterClient } from '../client/master-client.ts';
+import { MasterCalls } from '../client/master-calls.ts';
 import { DataClient } from '../client/data-client.ts';
 import type { Disk } from '../io/index.ts';
 import { StorageWorker } from '../worker/worker.ts';
@@ -251,7 +251,7 @@ export class ClientProcess extends SimProcess {
     super(id, env, clockRate, clockOriginMs);
     const { clock, transport } = this.boot();
     const connect = (a: string) => transport.connect(a);
-    const master = new MasterClient({ masters: env.masters, connect, clock, clientId: `client-${id}`, deadlineMs: env.retryDeadlineMs, callTimeoutMs: env.callTimeoutMs });
+    const master = new MasterCalls({ masters: env.masters, connect, clock, clientId: `client-${id}`, deadlineMs: env.retryDeadlineMs, callTimeoutMs: env.callTimeoutMs });
     this.data = new DataClient({ master, connect, clock, retryDeadlineMs: env.retryDeadlineMs, callTimeoutMs: env.callTimeoutMs });
   }
 }

@@ -5,7 +5,7 @@
 // All I/O goes through the injected Disk, Clock and Transport, so the simulator runs this code.
 
 import path from 'node:path';
-import { MasterClient } from '../client/master-client.ts';
+import { MasterCalls } from '../client/master-calls.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import type { Clock, Disk, Timer, Transport } from '../io/index.ts';
 import { isErrno } from '../io/index.ts';
@@ -59,7 +59,7 @@ const duplicateWaitMarginMs = 5_000;
 
 export class StorageWorker {
   readonly opts: WorkerOptions;
-  readonly master: MasterClient;
+  readonly master: MasterCalls;
   readonly replica: ChainReplica;
   readonly resync: Resyncer;
   private readonly targets = new Map<number, LocalTarget>();
@@ -74,7 +74,7 @@ export class StorageWorker {
 
   private constructor(opts: WorkerOptions) {
     this.opts = opts;
-    this.master = new MasterClient({ masters: opts.masters, connect: (a) => opts.transport.connect(a), clock: opts.clock, clientId: `worker-${opts.id}-${opts.instance}`, callTimeoutMs: opts.callTimeoutMs });
+    this.master = new MasterCalls({ masters: opts.masters, connect: (a) => opts.transport.connect(a), clock: opts.clock, clientId: `worker-${opts.id}-${opts.instance}`, callTimeoutMs: opts.callTimeoutMs });
     const host: ReplicaHost = {
       clock: opts.clock,
       routing: () => this.routingNow,
