@@ -15,13 +15,13 @@ import type { Layout } from '../meta/commands.ts';
 import type { RoutingInfo } from '../meta/namespace-state.ts';
 import { Routing } from '../meta/routing.ts';
 import { chainOfChunk, fileChains } from '../placement/index.ts';
-import { RpcErrorCode } from '../rpc/index.ts';
+import { RpcErrorCode } from '../rpc/errors.ts';
 import { WorkerErrorCode } from '../worker/errors.ts';
 import { MasterWorkerMethod, removeChunksMax, WorkerMethod, type ReadReply, type ReadRequest, type WriteRequest } from '../worker/protocol.ts';
-import type { MasterClient } from './master-client.ts';
+import type { MasterCalls } from './master-calls.ts';
 
 export interface DataClientOptions {
-  master: MasterClient;
+  master: MasterCalls;
   connect: (address: string) => Connection;
   clock: Clock;
   /** How long one chunk operation keeps retrying through failures before it fails (EIO). */
@@ -40,6 +40,10 @@ const retryable: ReadonlySet<string> = new Set([
   WorkerErrorCode.ChunkDirty,
   WorkerErrorCode.ChunkCorrupt,
   WorkerErrorCode.ChecksumMismatch,
+  // The target leaves the write path within a heartbeat round (it reports itself offline).
+  WorkerErrorCode.TargetFailed,
+  WorkerErrorCode.TargetFull,
+  ErrorCode.Busy,
   ErrorCode.Unavailable,
   ErrorCode.Timeout,
   RpcErrorCode.Overloaded,

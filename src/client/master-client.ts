@@ -1,146 +1,27 @@
-// The client side of the masters: finds the leader among a list of addresses, follows NOT_LEADER
-// redirects, retries with backoff, and numbers mutations (client id, seq) so that a retried one is
-// applied once. Fails with a clear CAIRN_UNAVAILABLE when no leader answers in time.
+// The client side of the masters as processes use it: MasterCalls (master-calls.ts) over TCP RPC,
+// with the system clock and a random client id unless told otherwise.
 
 import { randomUUID } from 'node:crypto';
-import { CairnError, ErrorCode } from '../errors.ts';
 import type { Clock, Connection } from '../io/index.ts';
 import { systemClock } from '../io/system-clock.ts';
-import { RpcClient, RpcErrorCode } from '../rpc/index.ts';
+import { RpcClient } from '../rpc/index.ts';
+import { MasterCalls, type MasterCallsOptions } from './master-calls.ts';
 
-export interface MasterClientOptions {
-  masters: string[];
-  secret?: string;
-  /** How long one operation may keep retrying before it fails. */
-  deadlineMs?: number;
-  callTimeoutMs?: number;
-  /** How to reach an address: TCP RPC by default; a simulated network in the simulator. */
+export interface MasterClientOptions extends Omit<MasterCallsOptions, 'connect' | 'clock' | 'clientId'> {
+  /** How to reach an address: TCP RPC by default. */
   connect?: (address: string) => Connection;
   clock?: Clock;
   /** Names this client's mutations (exactly-once); a random UUID by default. */
   clientId?: string;
 }
 
-const retryBackoffMs = { min: 10, max: 200 };
-const bulkCallTimeoutMs = 120_000;
-/** How long a master that could not be reached is passed over. */
-const unreachableMs = 1_000;
-/** Codes after which another master (or the same one, later) may succeed. */
-const retryable = new Set<string>([ErrorCode.NotLeader, ErrorCode.Unavailable, ErrorCode.Timeout, ErrorCode.ProposalDropped, RpcErrorCode.Overloaded, ErrorCode.TransferInProgress, ErrorCode.Busy]);
-
-export class MasterClient {
-  readonly clientId: string;
-  private lanes = 0;
-  private readonly freeLanes: { id: string; seq: number }[] = [];
-  private readonly masters: string[];
-  private readonly conns = new Map<string, Connection>();
-  private leaderGuess: string | undefined;
-  private nextMaster = 0;
-  /** Masters that just failed to answer, skipped for a moment when others are left. */
-  private readonly unreachableUntil = new Map<string, number>();
-  private readonly opts: { deadlineMs: number; callTimeoutMs: number };
-  private readonly clock: Clock;
-  private readonly connect: (address: string) => Connection;
-
+export class MasterClient extends MasterCalls {
   constructor(opts: MasterClientOptions) {
-    if (opts.masters.length === 0) throw new CairnError(ErrorCode.BadOption, 'no master addresses given (use --masters host:port,... or CAIRN_MASTERS)');
-    this.masters = [...opts.masters];
-    this.opts = { deadlineMs: opts.deadlineMs ?? 15_000, callTimeoutMs: opts.callTimeoutMs ?? 5_000 };
-    this.clock = opts.clock ?? systemClock;
-    this.clientId = opts.clientId ?? randomUUID();
-    this.connect = opts.connect ?? ((address) => new RpcClient(address, { secret: opts.secret, connectTimeoutMs: 2_000 }));
+    super({
+      ...opts,
+      clock: opts.clock ?? systemClock,
+      clientId: opts.clientId ?? randomUUID(),
+      connect: opts.connect ?? ((address) => new RpcClient(address, { secret: opts.secret, connectTimeoutMs: 2_000 })),
+    });
   }
-
-  /** A read-only call, answered by the leader after a ReadIndex barrier. */
-  query<T>(method: string, body: object): Promise<T> {
-    return this.call<T>(method, body);
-  }
-
-  /** A mutation: numbered once, retried with the same number until the leader answers. */
-  mutate<T>(method: string, body: object): Promise<T> {
-    // The masters keep one answer per client id, for its newest seq: concurrent mutations each
-    // take their own id (a lane), so one never makes another's retry look stale.
-    const lane = this.freeLanes.pop() ?? { id: `${this.clientId}/${this.lanes++}`, seq: 0 };
-    lane.seq++;
-    return this.call<T>(method, { ...body, clientId: lane.id, seq: lane.seq }).finally(() => this.freeLanes.push(lane));
-  }
-
-  /** Calls one specific master (admin views of a single node). */
-  async callAt<T>(address: string, method: string, body: object): Promise<T> {
-    const r = await this.conn(address).call<T>(method, body, { timeoutMs: this.opts.callTimeoutMs });
-    return r.body;
-  }
-
-  /** One call to one master with a payload both ways (backups), and a long deadline. */
-  callRaw(method: string, body: object, address: string, payload?: Uint8Array): Promise<{ body: unknown; payload: Buffer | undefined }> {
-    return this.conn(address).call(method, body, { payload, timeoutMs: Math.max(this.opts.callTimeoutMs, bulkCallTimeoutMs) });
-  }
-
-  async call<T>(method: string, body: object): Promise<T> {
-    const deadline = this.clock.now() + this.opts.deadlineMs;
-    let backoff = retryBackoffMs.min;
-    let lastError: unknown;
-    const tried = new Set<string>();
-    while (this.clock.now() < deadline) {
-      const address = this.pickAddress();
-      tried.add(address);
-      try {
-        const timeoutMs = Math.max(1, Math.min(this.opts.callTimeoutMs, deadline - this.clock.now()));
-        const r = await this.conn(address).call<T>(method, body, { timeoutMs });
-        this.leaderGuess = address;
-        this.unreachableUntil.delete(address);
-        return r.body;
-      } catch (err) {
-        const code = (err as { code?: string }).code ?? '';
-        if (!retryable.has(code)) throw err;
-        lastError = err;
-        if (code === ErrorCode.Unavailable) this.unreachableUntil.set(address, this.clock.now() + unreachableMs);
-        const redirect = leaderAddress(err);
-        // A follower may still name a leader that just died: do not go back to one we could not reach.
-        this.leaderGuess = redirect !== undefined && !this.isUnreachable(redirect) ? redirect : undefined;
-        if (this.leaderGuess !== undefined && code === ErrorCode.NotLeader) continue; // a redirect costs no wait
-        await this.clock.sleep(Math.min(backoff, Math.max(0, deadline - this.clock.now())));
-        backoff = Math.min(backoff * 2, retryBackoffMs.max);
-      }
-    }
-    const why = lastError instanceof Error ? lastError.message : 'no answer';
-    throw new CairnError(
-      ErrorCode.Unavailable,
-      `no leading master answered within ${this.opts.deadlineMs} ms (tried ${[...tried].join(', ')}; last: ${why}); is a majority of the masters running?`,
-    );
-  }
-
-  /** The known leader, else the next master in turn that did not just fail to answer. */
-  private pickAddress(): string {
-    if (this.leaderGuess !== undefined) return this.leaderGuess;
-    for (let i = 0; i < this.masters.length; i++) {
-      const a = this.masters[this.nextMaster++ % this.masters.length];
-      if (!this.isUnreachable(a)) return a;
-    }
-    return this.masters[this.nextMaster++ % this.masters.length];
-  }
-
-  private isUnreachable(address: string): boolean {
-    return (this.unreachableUntil.get(address) ?? 0) > this.clock.now();
-  }
-
-  close(): void {
-    for (const c of this.conns.values()) c.close();
-    this.conns.clear();
-  }
-
-  private conn(address: string): Connection {
-    let c = this.conns.get(address);
-    if (c === undefined) {
-      c = this.connect(address);
-      this.conns.set(address, c);
-    }
-    return c;
-  }
-}
-
-function leaderAddress(err: unknown): string | undefined {
-  const details = (err as { details?: { leader?: { address?: unknown } } }).details;
-  const a = details?.leader?.address;
-  return typeof a === 'string' && a.length > 0 ? a : undefined;
 }

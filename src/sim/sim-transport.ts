@@ -22,13 +22,13 @@ export interface SimWire {
 
 const callTimeoutMsDefault = 5_000;
 
-/** Simulated nodes are reached at `n<id>`. */
+/** Simulated nodes are reached at `n<id>`, or `n<id>:<port>` where the production code wants host:port (workers). */
 export function simAddress(id: number): string {
   return `n${id}`;
 }
 
 export function simNodeId(address: string): number {
-  const m = /^n([1-9][0-9]*)$/.exec(address);
+  const m = /^n([1-9][0-9]*)(?::[0-9]{1,5})?$/.exec(address);
   if (m === null) throw new CairnError(ErrorCode.BadOption, `not a simulated node's address: ${address}`);
   return Number(m[1]);
 }

@@ -25,10 +25,12 @@ import type { SimFs, SimFsOp } from './sim-fs.ts';
 import { simAddress, type SimWire } from './sim-transport.ts';
 import type { Handler } from '../rpc/handler.ts';
 import { workloadForSeed, type SimWorkload, type WorkloadName } from './workload.ts';
+import { runDataSimulation, type DataStats } from './data-simulation.ts';
+import { replicaBugNames, type ReplicaBug } from '../worker/replication.ts';
 
-export type SimBug = RaftBug | JournalBug | DiskBug;
-/** Every rule the simulator can break: the core's, the driver's and the WAL's, and a lying disk. */
-export const simBugs: readonly SimBug[] = [...RaftBugs, 'no-fsync', ...driverBugNames, ...walBugNames];
+export type SimBug = RaftBug | JournalBug | DiskBug | ReplicaBug;
+/** Every rule the simulator can break: the core's, the driver's and the WAL's, a lying disk, and the data path's (the data workload's). */
+export const simBugs: readonly SimBug[] = [...RaftBugs, 'no-fsync', ...driverBugNames, ...walBugNames, ...replicaBugNames];
 
 export interface SimOptions {
   seed: number;
@@ -54,6 +56,8 @@ export interface SimResult {
   traceHash: string;
   lastEvents: string[];
   stats: SimStats;
+  /** The data workload's own counts (its `stats` stay empty). */
+  dataStats?: DataStats;
 }
 
 /** How often each fault and feature occurred: tests assert that the bounded runs exercise them all. */
@@ -131,6 +135,7 @@ interface ClientState<I, O> {
 
 export function runSimulation(opts: SimOptions): Promise<SimResult> {
   const name = opts.workload ?? workloadForSeed(opts.seed);
+  if (name === 'data') return runDataSimulation(opts);
   return name === 'meta' ? runWorkload(opts, metaWorkload) : runWorkload(opts, kvWorkload);
 }
 
@@ -149,7 +154,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   private readonly clients: ClientState<I, O>[] = [];
   private readonly history: Operation<I, O>[] = [];
   private readonly opts: Required<Omit<SimOptions, 'bug' | 'trace' | 'workload'>> & SimOptions;
-  private readonly bugs: ReadonlySet<SimBug>;
+  private readonly bugs: ReadonlySet<RaftBug | JournalBug | DiskBug>;
   private readonly slowDisk = new Set<number>();
   private nextOpId = 1;
   private readonly stats: SimStats = { ...emptyStats };
@@ -230,7 +235,8 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     this.prng = new Prng(opts.seed);
     this.faultPrng = this.prng.fork();
     this.net = new SimNetwork(this.queue, this.prng.fork());
-    this.bugs = new Set(opts.bug !== undefined ? [opts.bug] : []);
+    // The data path's bugs have nothing to break here.
+    this.bugs = new Set(opts.bug !== undefined && !(replicaBugNames as readonly string[]).includes(opts.bug) ? [opts.bug as RaftBug | JournalBug | DiskBug] : []);
     this.calmAtMs = this.opts.faultMs;
     this.family = gapFamilyFor(opts.seed);
     this.gapPrng = new Prng(gapSeed(opts.seed));

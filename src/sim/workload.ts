@@ -7,7 +7,8 @@ import type { StateMachine } from '../journal/journal.ts';
 import type { Model } from './linearizability.ts';
 import type { Prng } from './prng.ts';
 
-export const workloadNames = ['kv', 'meta'] as const;
+/** `data` runs the data path (data-simulation.ts) and only when asked for: seeds pick kv or meta. */
+export const workloadNames = ['kv', 'meta', 'data'] as const;
 export type WorkloadName = (typeof workloadNames)[number];
 
 /** Stamped on every write by the node that proposes it: exactly-once identity and the virtual clock. */
@@ -44,6 +45,6 @@ export interface SimWorkload<S, I, O> {
 }
 
 /** Without --workload, a seed picks its own: odd seeds run kv, even seeds meta, so any range covers both. */
-export function workloadForSeed(seed: number): WorkloadName {
+export function workloadForSeed(seed: number): 'kv' | 'meta' {
   return seed % 2 === 1 ? 'kv' : 'meta';
 }

@@ -246,6 +246,11 @@ export class ChunkStore {
     return [...this.entries.keys()].sort().map((k) => metaOf(this.entries.get(k) as Entry));
   }
 
+  /** A failed fsync stopped the store: it takes no writes until the worker restarts. */
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
   usage(): { chunks: number; bytesUsed: number } {
     let bytesUsed = 0;
     for (const e of this.entries.values()) {

@@ -87,6 +87,8 @@ export interface SyncEntry extends ChunkRef {
   crc32c: number;
   /** It holds a pending version too. */
   pending: boolean;
+  /** Its committed version fails its checksums: the resync sends it again. */
+  corrupt: boolean;
 }
 
 export interface SyncListReply {

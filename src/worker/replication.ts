@@ -19,7 +19,7 @@ import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
 import { KeyedLock } from './keyed-lock.ts';
 import { validateRead, validateRemove, validateRemoveInodes, validateSyncList, validateWrite, WorkerMethod } from './protocol.ts';
-import type { ChunkRef, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';
+import type { ChunkRef, SyncEntry, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';
 
 export interface ReplicaHost {
   clock: Clock;
@@ -35,7 +35,17 @@ export interface ReplicaHost {
   /** How long one forward call may take. */
   callTimeoutMs: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
+  /** Rules to break on purpose (the simulator's `--bug`); none outside it. */
+  bugs?: ReadonlySet<ReplicaBug>;
 }
+
+/**
+ * The data path's rules the simulator can switch off (docs/data-path-sim.md): a member that commits
+ * and answers before its successor did, a non-tail replica that serves its committed version while
+ * it holds a pending one, and a resync that leaves a chunk the target holds at an older version.
+ */
+export const replicaBugNames = ['ack-before-tail-commit', 'serve-pending-as-clean', 'resync-skip-stale'] as const;
+export type ReplicaBug = (typeof replicaBugNames)[number];
 
 const emptyPayload = new Uint8Array(0);
 const retryBackoffMs = { min: 20, max: 500 };
@@ -47,9 +57,14 @@ export function chunkLockKey(targetId: number, id: ChunkRef): string {
 export class ChainReplica {
   readonly lock = new KeyedLock();
   private readonly host: ReplicaHost;
+  /** Bug switches, read once: off, they cost one boolean test. */
+  private readonly ackEarly: boolean;
+  private readonly servePending: boolean;
 
   constructor(host: ReplicaHost) {
     this.host = host;
+    this.ackEarly = host.bugs?.has('ack-before-tail-commit') === true;
+    this.servePending = host.bugs?.has('serve-pending-as-clean') === true;
   }
 
   // ---- writes ----------------------------------------------------------------------------------
@@ -79,7 +94,8 @@ export class ChainReplica {
         await store.remove(id);
       }
       const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace, truncate: req.truncate });
-      await this.forward(me, req, version, staged, data);
+      if (this.ackEarly) void this.forward(me, req, version, staged, data).catch(() => undefined);
+      else await this.forward(me, req, version, staged, data);
       const committed = await store.commit(id, version);
       return { commitVersion: committed.commitVersion, lengthBytes: committed.lengthBytes, crc32c: committed.crc32c };
     });
@@ -163,17 +179,46 @@ export class ChainReplica {
     }
     const members = this.host.routing()!.readMembers(req.chainId);
     const tail = members[members.length - 1]?.targetId === me.targetId;
-    if (meta.pending !== undefined && !tail) {
+    if (meta.pending !== undefined && !tail && !this.servePending) {
       throw new WorkerError(WorkerErrorCode.ChunkDirty, `target ${me.targetId} holds a pending version of chunk ${req.inodeId}:${req.index}: read from the tail`);
     }
+    const now = meta.pending !== undefined && tail ? await this.commitAtTail(me, store, id) : meta;
     const data = await store.read(id, req.offset, req.length);
-    return reply({ lengthBytes: meta.lengthBytes, commitVersion: meta.commitVersion }, data);
+    return reply({ lengthBytes: now.lengthBytes, commitVersion: now.commitVersion }, data);
+  }
+
+  /**
+   * A tail holding a pending version took it from its predecessor and kept it when the write's
+   * forward gave up, or held it when a chain change made it the tail: the tail before it may have
+   * committed and served that version. Serving the older committed one would let a read see the
+   * chunk go back, so the tail commits the pending version first (it has no successor to wait for).
+   */
+  private async commitAtTail(me: TargetInfo, store: ChunkStore, id: ChunkRef): Promise<ChunkMeta> {
+    return this.lock.with(chunkLockKey(me.targetId, id), async () => {
+      const m = store.get(id);
+      if (m?.pending === undefined) return m ?? this.missing(me, id);
+      try {
+        return await store.commit(id, m.pending.version);
+      } catch (err) {
+        // A recovered pending version that fails its checksums was never synced, so never forwarded: it is dropped.
+        if (!(err instanceof WorkerError && err.code === WorkerErrorCode.ChunkCorrupt)) throw err;
+        return store.get(id) ?? this.missing(me, id);
+      }
+    });
+  }
+
+  private missing(me: TargetInfo, id: ChunkRef): never {
+    throw new WorkerError(WorkerErrorCode.ChunkNotFound, `target ${me.targetId} holds no chunk ${id.inodeId}:${id.index}`);
   }
 
   // ---- resync and removal ----------------------------------------------------------------------
 
-  /** The chunks a target holds, a page at a time, for its predecessor's resync. */
-  syncList(body: unknown): SyncListReply {
+  /**
+   * The chunks a target holds, a page at a time, for its predecessor's resync. Each committed chunk
+   * is verified first: damage at rest (a flipped bit) leaves the metadata as it was, and a chunk
+   * listed as damaged is sent again whole, where one listed as matching would stay damaged.
+   */
+  async syncList(body: unknown): Promise<SyncListReply> {
     const req = validateSyncList(body);
     const { store } = this.member(req, 'sync');
     const after = req.after;
@@ -182,10 +227,12 @@ export class ChainReplica {
       .filter((m) => after === undefined || compareChunks(m.id, after) > 0)
       .sort((a, b) => compareChunks(a.id, b.id));
     const page = all.slice(0, req.limit);
-    return {
-      chunks: page.map((m) => ({ inodeId: m.id.inodeId, index: m.id.index, commitVersion: m.commitVersion, lengthBytes: m.lengthBytes, crc32c: m.crc32c, pending: m.pending !== undefined })),
-      more: all.length > page.length,
-    };
+    const chunks: SyncEntry[] = [];
+    for (const m of page) {
+      const corrupt = m.corrupt !== undefined || (m.commitVersion > 0 && !(await store.scrub(m.id)).ok);
+      chunks.push({ inodeId: m.id.inodeId, index: m.id.index, commitVersion: m.commitVersion, lengthBytes: m.lengthBytes, crc32c: m.crc32c, pending: m.pending !== undefined, corrupt });
+    }
+    return { chunks, more: all.length > page.length };
   }
 
   async remove(body: unknown): Promise<{ removed: number }> {

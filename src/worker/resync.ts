@@ -28,9 +28,13 @@ export class Resyncer {
   /** Runs by chain, chain version and target: one per chain version. */
   private readonly running = new Map<string, Promise<void>>();
 
+  /** The bug switch 'resync-skip-stale' (simulator only). */
+  private readonly skipStale: boolean;
+
   constructor(replica: ChainReplica, host: ReplicaHost) {
     this.replica = replica;
     this.host = host;
+    this.skipStale = host.bugs?.has('resync-skip-stale') === true;
   }
 
   /** Starts a resync for every syncing target whose predecessor is one of ours. */
@@ -90,7 +94,8 @@ export class Resyncer {
       if (local.commitVersion === 0) continue;
       const r = remote.get(refKey(local.id));
       remote.delete(refKey(local.id));
-      if (r !== undefined && !r.pending && r.commitVersion === local.commitVersion && r.crc32c === local.crc32c && r.lengthBytes === local.lengthBytes) {
+      const same = r !== undefined && !r.pending && !r.corrupt && r.commitVersion === local.commitVersion && r.crc32c === local.crc32c && r.lengthBytes === local.lengthBytes;
+      if (same || (this.skipStale && r !== undefined && !r.pending && !r.corrupt && r.commitVersion < local.commitVersion)) {
         stats.same++;
         continue;
       }

@@ -5,7 +5,7 @@
 // All I/O goes through the injected Disk, Clock and Transport, so the simulator runs this code.
 
 import path from 'node:path';
-import { MasterClient } from '../client/master-client.ts';
+import { MasterCalls } from '../client/master-calls.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import type { Clock, Disk, Timer, Transport } from '../io/index.ts';
 import { isErrno } from '../io/index.ts';
@@ -17,7 +17,7 @@ import type { ClusterTiming, HeartbeatReply, RegisterReply } from '../master/clu
 import { ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
 import { MasterWorkerMethod, validateTargetCall, WorkerMethod, type HeartbeatRequest, type TargetReport } from './protocol.ts';
-import { ChainReplica, type ReplicaHost } from './replication.ts';
+import { ChainReplica, type ReplicaBug, type ReplicaHost } from './replication.ts';
 import { Resyncer } from './resync.ts';
 import { decodeIdentity, describeIdentity, identityFileName, type TargetIdentity } from './target-identity.ts';
 
@@ -36,6 +36,12 @@ export interface WorkerOptions {
   clock: Clock;
   transport: Transport;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
+  /** How long one call to a peer or master may take (default 5 s). */
+  callTimeoutMs?: number;
+  /** How long a member keeps forwarding a write before it gives up (default 10 s). */
+  forwardDeadlineMs?: number;
+  /** Data-path rules to break on purpose: the simulator's `--bug`. */
+  bugs?: ReadonlySet<ReplicaBug>;
 }
 
 interface LocalTarget {
@@ -53,7 +59,7 @@ const duplicateWaitMarginMs = 5_000;
 
 export class StorageWorker {
   readonly opts: WorkerOptions;
-  readonly master: MasterClient;
+  readonly master: MasterCalls;
   readonly replica: ChainReplica;
   readonly resync: Resyncer;
   private readonly targets = new Map<number, LocalTarget>();
@@ -68,16 +74,17 @@ export class StorageWorker {
 
   private constructor(opts: WorkerOptions) {
     this.opts = opts;
-    this.master = new MasterClient({ masters: opts.masters, connect: (a) => opts.transport.connect(a), clock: opts.clock, clientId: `worker-${opts.id}-${opts.instance}` });
+    this.master = new MasterCalls({ masters: opts.masters, connect: (a) => opts.transport.connect(a), clock: opts.clock, clientId: `worker-${opts.id}-${opts.instance}`, callTimeoutMs: opts.callTimeoutMs });
     const host: ReplicaHost = {
       clock: opts.clock,
       routing: () => this.routingNow,
       serving: () => this.serving(),
       store: (id) => this.targets.get(id)?.store,
       connect: (address) => this.peer(address),
-      forwardDeadlineMs: 10_000,
-      callTimeoutMs,
+      forwardDeadlineMs: opts.forwardDeadlineMs ?? 10_000,
+      callTimeoutMs: opts.callTimeoutMs ?? callTimeoutMs,
       log: opts.log,
+      bugs: opts.bugs,
     };
     this.replica = new ChainReplica(host);
     this.resync = new Resyncer(this.replica, host);
@@ -106,6 +113,11 @@ export class StorageWorker {
   serving(): boolean {
     if (this.stopped || this.timing === undefined) return false;
     return this.opts.clock.now() - this.lastContactMs < this.timing.offlineTimeoutMs / 2;
+  }
+
+  /** The chunk store of a local target: tests and the simulator's checkers look inside. */
+  store(targetId: number): ChunkStore | undefined {
+    return this.targets.get(targetId)?.store;
   }
 
   localTargets(): { targetId: number; dir: string; chunks: number; bytesUsed: number }[] {
@@ -207,7 +219,7 @@ export class StorageWorker {
     const t = this.opts.transport;
     t.handle(WorkerMethod.write, (body, ctx) => this.replica.write(body, ctx.payload));
     t.handle(WorkerMethod.read, async (body) => this.replica.read(body));
-    t.handle(WorkerMethod.syncList, async (body) => this.replica.syncList(body));
+    t.handle(WorkerMethod.syncList, (body) => this.replica.syncList(body));
     t.handle(WorkerMethod.remove, (body) => this.replica.remove(body));
     t.handle(WorkerMethod.removeInodes, (body) => this.replica.removeInodes(body));
     t.handle(WorkerMethod.syncDone, async (body) => {
@@ -250,6 +262,8 @@ export class StorageWorker {
   }
 
   private localState(targetId: number): LocalState {
+    // A target that refuses writes must leave the write path, or every write to its chain fails.
+    if (this.targets.get(targetId)?.store.failed === true) return LocalState.Offline;
     const routing = this.routingNow;
     const info = routing?.target(targetId);
     if (info === undefined || routing === undefined) return LocalState.Online;

@@ -19,7 +19,7 @@ function describeFailure(r: SimResult): string {
 }
 
 test(`${seeds} seeds (odd kv, even meta) pass every safety, linearizability and liveness checker`, async () => {
-  const total = new Map<WorkloadName, SimStats>(workloadNames.map((w) => [w, { ...emptyStats }]));
+  const total = new Map<WorkloadName, SimStats>((['kv', 'meta'] as const).map((w) => [w, { ...emptyStats }]));
   for (let seed = 1; seed <= seeds; seed++) {
     const r = await runSimulation({ seed });
     assert.ok(r.ok, describeFailure(r));
@@ -75,6 +75,13 @@ const catchingSeeds: Record<SimBug, Partial<Record<WorkloadName, number>> & { pr
   'install-old-snapshot': { kv: 93, meta: 62, property: /^journal failed: / },
   // Clocks at the edges of ±50%, a slow-clock lease leader cut off; probe clients read from it after a write elsewhere.
   'lease-ignores-drift': { kv: 101, meta: 101, property: /^linearizability: / },
+  // The data path's (docs/data-path-sim.md): the data workload only.
+  // The head acknowledges before the tail has the version: a read from the tail returns the older one.
+  'ack-before-tail-commit': { data: 1, property: /^linearizability: / },
+  // A middle member answers with its committed version while the tail already serves the pending one.
+  'serve-pending-as-clean': { data: 14, property: /^linearizability: / },
+  // A returning target keeps an old version of a chunk and serves it once the resync calls it done.
+  'resync-skip-stale': { data: 3, property: /^(linearizability|replicas agree): / },
 };
 
 for (const [bug, pinned] of Object.entries(catchingSeeds) as [SimBug, (typeof catchingSeeds)[keyof typeof catchingSeeds]][]) {
@@ -106,6 +113,49 @@ test('seeds that once failed pass', async () => {
     const r = await runSimulation({ seed });
     assert.ok(r.ok, `${what}: ${describeFailure(r)}`);
   }
+});
+
+/** The data workload (data-simulation.ts): seeds 1..dataSeeds, run only with --workload data. */
+const dataSeeds = Number(process.env.CAIRN_SIM_DATA_SEEDS ?? 50);
+/**
+ * Data seeds that fail for gaps not fixed yet (docs/data-path-sim.md, "Known gaps"): 27, a write
+ * the DataClient retried after an ambiguous failure took effect twice, the second time after
+ * another client's acknowledged write (readers see A, B, A); 35, a client completed nothing after
+ * the calm began (not investigated). They must still fail, so that a fix shows here.
+ */
+const knownDataFailures = new Set([27, 35]);
+
+test(`${dataSeeds} data-path seeds pass every checker (but the known gaps)`, async () => {
+  const sum: Record<string, number> = {};
+  for (let seed = 1; seed <= dataSeeds; seed++) {
+    const r = await runSimulation({ seed, workload: 'data' });
+    if (knownDataFailures.has(seed)) {
+      assert.equal(r.ok, false, `data seed ${seed} is listed as a known failure but passes: take it off the list`);
+      continue;
+    }
+    assert.ok(r.ok, describeFailure(r));
+    for (const [k, v] of Object.entries(r.dataStats!)) sum[k] = (sum[k] ?? 0) + v;
+  }
+  // corruptReadsSeen may stay 0: a returning target's damaged chunks are resent before it serves.
+  for (const [k, v] of Object.entries(sum)) assert.ok(v > 0 || k === 'corruptReadsSeen', `no ${k} happened in ${dataSeeds} data seeds`);
+});
+
+/** Data seeds that once failed, each for a bug since fixed in the worker. */
+const dataRegressionSeeds: { seed: number; what: string }[] = [
+  { seed: 32, what: 'a new tail served its committed version while it held a pending one an earlier tail had served' },
+  { seed: 19, what: 'a target whose fsync failed stayed on its chain\'s write path and failed every write' },
+  { seed: 22, what: 'a resync left a replica with a flipped bit as it was' },
+];
+
+test('data seeds that once failed pass', async () => {
+  for (const { seed, what } of dataRegressionSeeds) {
+    const r = await runSimulation({ seed, workload: 'data' });
+    assert.ok(r.ok, `${what}: ${describeFailure(r)}`);
+  }
+  const a = await runSimulation({ seed: 7, workload: 'data' });
+  const b = await runSimulation({ seed: 7, workload: 'data' });
+  assert.equal(a.traceHash, b.traceHash, 'a data seed replays exactly');
+  assert.equal(a.events, b.events);
 });
 
 test('a namespace model that gets rename wrong fails the linearizability check', async () => {
