@@ -90,6 +90,24 @@ async function startWorkerHttp(listen: string, worker: StorageWorker): Promise<{
   collectDefaultMetrics({ register: registry, prefix: 'cairn_worker_' });
   new Gauge({ name: 'cairn_worker_serving', help: '1 while the worker serves (it heard from a master recently)', registers: [registry], collect() { this.set(worker.serving() ? 1 : 0); } });
   new Gauge({ name: 'cairn_worker_routing_version', help: 'routing version the worker follows', registers: [registry], collect() { this.set(worker.routing?.version ?? 0); } });
+  new Gauge({
+    name: 'cairn_worker_chunks_corrupt',
+    help: 'chunks whose committed version failed its checksum (or whose file is damaged or missing) and is not served, by target',
+    labelNames: ['target'],
+    registers: [registry],
+    collect() {
+      for (const c of worker.corruption()) this.set({ target: String(c.targetId) }, c.now);
+    },
+  });
+  new Gauge({
+    name: 'cairn_worker_chunks_corrupt_detected',
+    help: 'chunk versions found corrupt since the worker started, by target (never decreases)',
+    labelNames: ['target'],
+    registers: [registry],
+    collect() {
+      for (const c of worker.corruption()) this.set({ target: String(c.targetId) }, c.detected);
+    },
+  });
   const server = createServer((req, res) => {
     if (req.url === '/metrics') {
       registry.metrics().then(
@@ -101,7 +119,9 @@ async function startWorkerHttp(listen: string, worker: StorageWorker): Promise<{
     if (req.url === '/healthz') {
       const serving = worker.serving();
       res.writeHead(serving ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ ok: serving, serving, routingVersion: worker.routing?.version ?? 0, targets: worker.localTargets() }));
+      const corrupt = new Map(worker.corruption().map((c) => [c.targetId, c.now]));
+      const targets = worker.localTargets().map((t) => ({ ...t, chunksCorrupt: corrupt.get(t.targetId) ?? 0 }));
+      res.end(JSON.stringify({ ok: serving, serving, routingVersion: worker.routing?.version ?? 0, targets }));
       return;
     }
     res.writeHead(404).end('try /metrics or /healthz\n');

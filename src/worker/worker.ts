@@ -112,6 +112,11 @@ export class StorageWorker {
     return [...this.targets.values()].map((t) => ({ targetId: t.targetId, dir: t.dir }));
   }
 
+  /** Each target's corrupt chunks: not served now, and found since start (ChunkStore.corruption). */
+  corruption(): { targetId: number; now: number; detected: number }[] {
+    return [...this.targets.values()].map((t) => ({ targetId: t.targetId, ...t.store.corruption() }));
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.resync.stop();
