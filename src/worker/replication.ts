@@ -19,7 +19,8 @@ import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
 import { KeyedLock } from './keyed-lock.ts';
 import { validateRead, validateRemove, validateSyncList, validateWrite, WorkerMethod } from './protocol.ts';
-import type { ChunkRef, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';
+import type { ChunkRef, ReadReply, ReadRequest, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';
+import { chunkSizeBytesMax } from '../meta/commands.ts';
 
 export interface ReplicaHost {
   clock: Clock;
@@ -68,7 +69,8 @@ export class ChainReplica {
     }
     const id = { inodeId: req.inodeId, index: req.index };
     return this.lock.with(chunkLockKey(me.targetId, id), async () => {
-      const meta = store.get(id);
+      let meta = store.get(id);
+      if (req.updateVersion === undefined && req.replace !== true && meta?.corrupt !== undefined) meta = await this.repairFromPeer(me, req.chainId, meta, store);
       const version = req.updateVersion ?? (meta?.commitVersion ?? 0) + 1;
       if (req.updateVersion !== undefined && req.replace !== true) {
         const same = this.alreadyHas(meta, req);
@@ -99,7 +101,44 @@ export class ChainReplica {
     if (v !== committed + 1) {
       throw new WorkerError(WorkerErrorCode.ChunkDiverged, `chunk ${req.inodeId}:${req.index} holds committed version ${committed}; version ${v} cannot build on it`);
     }
+    if (meta?.corrupt !== undefined) {
+      // The whole new version from the predecessor replaces the damaged one.
+      throw new WorkerError(WorkerErrorCode.ChunkDiverged, `chunk ${req.inodeId}:${req.index} version ${committed} is corrupt here; version ${v} cannot build on it`);
+    }
     return undefined;
+  }
+
+  /**
+   * The head holds a corrupt committed version a partial write must build on: it copies that
+   * version from another serving member (which holds it too: every write passes the head, under
+   * this chunk's lock), checked against the checksum its header recorded, and commits it over the
+   * damaged file. Without this, a chunk damaged on its head could never be written again.
+   */
+  private async repairFromPeer(me: TargetInfo, chainId: number, meta: ChunkMeta, store: ChunkStore): Promise<ChunkMeta> {
+    const routing = this.host.routing()!;
+    const chain = routing.chain(chainId)!;
+    const id = meta.id;
+    const body: ReadRequest = { chainId, chainVersion: chain.version, inodeId: id.inodeId, index: id.index, offset: 0, length: chunkSizeBytesMax };
+    const problems: string[] = [];
+    for (const peer of routing.readMembers(chainId).filter((t) => t.targetId !== me.targetId)) {
+      try {
+        const r = await this.peer(peer).call<ReadReply>(WorkerMethod.read, body, { timeoutMs: this.host.callTimeoutMs });
+        const data = r.payload ?? emptyPayload;
+        // A damaged header left no checksum (recorded as length 0, CRC 0): the version must still match.
+        const headerLost = meta.lengthBytes === 0 && meta.crc32c === 0;
+        if (r.body.commitVersion !== meta.commitVersion || (!headerLost && crc32c(data) !== meta.crc32c)) {
+          problems.push(`target ${peer.targetId} holds version ${r.body.commitVersion} with other content`);
+          continue;
+        }
+        await store.stage(id, { version: meta.commitVersion, chainVersion: chain.version, offset: 0, data, replace: true });
+        const repaired = await store.commit(id, meta.commitVersion);
+        this.host.log?.('warn', 'repaired a corrupt chunk from a peer', { chain: chainId, target: me.targetId, from: peer.targetId, chunk: `${id.inodeId}:${id.index}`, version: meta.commitVersion });
+        return repaired;
+      } catch (err) {
+        problems.push(`target ${peer.targetId}: ${(err as Error).message}`);
+      }
+    }
+    throw new WorkerError(WorkerErrorCode.ChunkCorrupt, `chunk ${id.inodeId}:${id.index} version ${meta.commitVersion} is corrupt on target ${me.targetId}, the head of chain ${chainId}, and no other member gave a good copy (${problems.join('; ') || 'none serves'}); a write must wait for one`, { chunk: `${id.inodeId}:${id.index}` });
   }
 
   /**

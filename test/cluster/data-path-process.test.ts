@@ -327,51 +327,84 @@ test('kill -9 of the leading master during writes: writes go on once another lea
   t.diagnostic(`${w.acked.size} files acknowledged and read back`);
 });
 
-test('a flipped byte in a stored chunk: the read catches it, another replica serves the data, the worker reports it', async (t) => {
+/** Flips one data byte of the stored chunk file of chunk `index` of `inodeId` on the target at `targetPath`; returns the file's name. */
+async function flipChunkByte(targetPath: string, inodeId: number, index: number, rand: (n: number) => number): Promise<string> {
+  const fanout = path.join(targetPath, 'chunks', (inodeId % 256).toString(16).padStart(2, '0'));
+  const prefix = chunkFileName({ inodeId, index }, 1, 'chunk').split('.')[0];
+  const name = (await readdir(fanout)).find((f) => f.startsWith(`${prefix}.`) && f.endsWith('.chunk'));
+  assert.ok(name !== undefined, `chunk ${index} of inode ${inodeId} is stored under ${targetPath}`);
+  const file = path.join(fanout, name);
+  const stored = await readFile(file);
+  stored[4096 + rand(chunkBytes)] ^= 0x5a; // data starts after the 4 KiB header
+  await writeFile(file, stored);
+  return name;
+}
+
+test('a flipped byte in a stored chunk: the read catches it, another replica serves the data, the worker reports it, and a write repairs it', async (t) => {
   const rand = seeded(t);
   const c = await DataCluster.start(t, shape);
   const client = c.client();
   const body = randomBytes(8 * chunkBytes + 123);
   const attr = await putFile(client.meta, client.data, '/victim', pieces(body, 100 * KiB), { layout: { chunkSizeBytes: chunkBytes, stripeWidth: 2 } });
-  // The replica the client reads chunk `index` from first (DataClient.readChunk spreads reads by chunk).
-  const index = rand(8);
   const info = await c.routing();
   const routing = new Routing(info);
   const layout = attr.layout!;
-  const chainId = chainOfChunk(fileChains(routing.tableChains(layout.chainTableId, layout.chainTableVersion)!, layout.stripeWidth, layout.shuffleSeed), index);
-  const members = routing.readMembers(chainId);
-  const target = members[(attr.inodeId + index) % members.length];
-  const targetPath = info.targets.find((x) => x.targetId === target.targetId)!.path;
-  const fanout = path.join(targetPath, 'chunks', (attr.inodeId % 256).toString(16).padStart(2, '0'));
-  const name = (await readdir(fanout)).find((f) => f.startsWith(chunkFileName({ inodeId: attr.inodeId, index }, 1, 'chunk').split('.')[0]) && f.endsWith('.chunk'));
-  assert.ok(name !== undefined, `chunk ${index} is on target ${target.targetId}`);
-  const file = path.join(fanout, name);
-  const stored = await readFile(file);
-  const at = 4096 + rand(chunkBytes);
-  stored[at] ^= 0x5a;
-  await writeFile(file, stored);
-  t.diagnostic(`flipped byte ${at} of ${file} (chunk ${index}, target ${target.targetId} of chain ${chainId}, worker ${target.workerId})`);
+  const chains = fileChains(routing.tableChains(layout.chainTableId, layout.chainTableVersion)!, layout.stripeWidth, layout.shuffleSeed);
+  // The replica the client reads a chunk from first (DataClient.readChunk spreads reads by chunk):
+  // damage one chunk where that is the chain's head and one where it is another member.
+  const damaged: { index: number; chainId: number; targetId: number; workerId: number; file: string; head: boolean }[] = [];
+  for (const head of [true, false]) {
+    const index = [0, 1, 2, 3, 4, 5, 6, 7].find((i) => ((attr.inodeId + i) % 3 === 0) === head && !damaged.some((d) => d.index === i))!;
+    const chainId = chainOfChunk(chains, index);
+    const members = routing.readMembers(chainId);
+    const target = members[(attr.inodeId + index) % members.length];
+    const file = await flipChunkByte(info.targets.find((x) => x.targetId === target.targetId)!.path, attr.inodeId, index, rand);
+    damaged.push({ index, chainId, targetId: target.targetId, workerId: target.workerId, file, head });
+    t.diagnostic(`flipped a byte of ${file}: chunk ${index}, target ${target.targetId} (${head ? 'head' : 'not head'}) of chain ${chainId}, worker ${target.workerId}`);
+  }
 
-  // Straight to that replica: refused with the code, never the bad bytes.
-  const conn = new RpcClient(c.worker(target.workerId).address, { secret: c.masters.secret });
-  t.after(() => conn.close());
-  const chain = info.chains.find((x) => x.chainId === chainId)!;
-  const direct = await conn.call('chunk.read', { chainId, chainVersion: chain.version, inodeId: attr.inodeId, index, offset: 0, length: chunkBytes }).then(() => undefined, (err: unknown) => err as { code?: string });
-  assert.equal(direct?.code, WorkerErrorCode.ChunkCorrupt, 'the replica refuses the chunk');
+  // Straight to the replica: refused with the code, never the bad bytes.
+  for (const d of damaged) {
+    const conn = new RpcClient(c.worker(d.workerId).address, { secret: c.masters.secret });
+    const chain = info.chains.find((x) => x.chainId === d.chainId)!;
+    const direct = await conn.call('chunk.read', { chainId: d.chainId, chainVersion: chain.version, inodeId: attr.inodeId, index: d.index, offset: 0, length: chunkBytes }).then(() => undefined, (err: unknown) => err as { code?: string });
+    conn.close();
+    assert.equal(direct?.code, WorkerErrorCode.ChunkCorrupt, `target ${d.targetId} refuses chunk ${d.index}`);
+  }
 
-  // Through the client: the data is whole, served by another replica; the bad one is recorded.
+  // Through the client: the data is whole, served by other replicas; the bad ones are recorded.
   const reader = c.client();
   assert.equal(sha(await readBack(reader, '/victim')), sha(body), 'the file reads back intact');
-  assert.deepEqual(reader.data.corruptSeen.map((x) => [x.chainId, x.targetId, x.inodeId, x.index]), [[chainId, target.targetId, attr.inodeId, index]]);
+  const seen = reader.data.corruptSeen.map((x) => [x.chainId, x.targetId, x.inodeId, x.index]);
+  assert.deepEqual(seen.sort(), damaged.map((d) => [d.chainId, d.targetId, attr.inodeId, d.index]).sort());
 
-  // The worker reports it: a warning in its log, its gauges and /healthz.
-  const metrics = await c.metrics(target.workerId);
-  assert.match(metrics, new RegExp(`^cairn_worker_chunks_corrupt\\{target="${target.targetId}"\\} 1$`, 'm'));
-  assert.match(metrics, new RegExp(`^cairn_worker_chunks_corrupt_detected\\{target="${target.targetId}"\\} 1$`, 'm'));
-  const others = [...c.workers.keys()].filter((id) => id !== target.workerId);
-  for (const id of others) assert.doesNotMatch(await c.metrics(id), /^cairn_worker_chunks_corrupt\{.*\} [1-9]/m, `worker ${id} holds no corrupt chunk`);
-  const health = (await (await fetch(`http://${c.worker(target.workerId).http}/healthz`)).json()) as { targets: { targetId: number; chunksCorrupt: number }[] };
-  assert.equal(health.targets.find((x) => x.targetId === target.targetId)?.chunksCorrupt, 1);
-  const log = await readFile(c.worker(target.workerId).log, 'utf8');
-  assert.ok(log.split('\n').some((l) => l.includes('"msg":"chunk corrupt"') && l.includes(name)), 'the worker logs the corrupt chunk file');
+  // The workers report them: a warning in the log, the gauges and /healthz.
+  const perTarget = new Map<number, number>();
+  for (const d of damaged) perTarget.set(d.targetId, (perTarget.get(d.targetId) ?? 0) + 1);
+  for (const [id, w] of c.workers) {
+    const metrics = await c.metrics(id);
+    for (const x of info.targets.filter((x) => x.workerId === id)) {
+      const n = perTarget.get(x.targetId) ?? 0;
+      assert.match(metrics, new RegExp(`^cairn_worker_chunks_corrupt\\{target="${x.targetId}"\\} ${n}$`, 'm'), `worker ${id}, target ${x.targetId}`);
+      assert.match(metrics, new RegExp(`^cairn_worker_chunks_corrupt_detected\\{target="${x.targetId}"\\} ${n}$`, 'm'));
+    }
+    const health = (await (await fetch(`http://${w.http}/healthz`)).json()) as { targets: { targetId: number; chunksCorrupt: number }[] };
+    for (const x of health.targets) assert.equal(x.chunksCorrupt, perTarget.get(x.targetId) ?? 0);
+  }
+  for (const d of damaged) {
+    const log = await readFile(c.worker(d.workerId).log, 'utf8');
+    assert.ok(log.split('\n').some((l) => l.includes('"msg":"chunk corrupt"') && l.includes(d.file)), `worker ${d.workerId} logs ${d.file}`);
+  }
+
+  // A write into a damaged chunk (a few bytes in its middle) succeeds, and leaves every replica whole.
+  const writer = c.client();
+  for (const d of damaged) {
+    const patch = randomBytes(1000);
+    const offset = 100 + rand(chunkBytes - 1100);
+    await writer.data.writeChunk(layout, attr.inodeId, d.index, offset, patch);
+    patch.copy(body, d.index * chunkBytes + offset);
+  }
+  assert.equal(sha(await readBack(c.client(), '/victim')), sha(body), 'the file reads back with the writes');
+  for (const id of c.workers.keys()) assert.doesNotMatch(await c.metrics(id), /^cairn_worker_chunks_corrupt\{.*\} [1-9]/m, `worker ${id} holds no corrupt chunk now`);
+  await waitAgreed(c, undefined, 'after the writes');
 });
