@@ -109,12 +109,14 @@ export class ChainReplica {
   }
 
   /**
-   * The head holds a corrupt committed version a partial write must build on: it copies that
-   * version from another serving member (which holds it too: every write passes the head, under
-   * this chunk's lock), checked against the checksum its header recorded, and commits it over the
-   * damaged file. Without this, a chunk damaged on its head could never be written again.
+   * A member holds a corrupt committed version that it must build on (the head, for a partial
+   * write) or send (a resync's source): it copies that version from another serving member (which
+   * holds it too: every write passes the head, under this chunk's lock, which the caller holds),
+   * checked against the checksum its header recorded, and commits it over the damaged file.
+   * Without this, a chunk damaged on its head could never be written again, and a returning
+   * member whose source holds a damaged chunk would never finish its resync.
    */
-  private async repairFromPeer(me: TargetInfo, chainId: number, meta: ChunkMeta, store: ChunkStore): Promise<ChunkMeta> {
+  async repairFromPeer(me: TargetInfo, chainId: number, meta: ChunkMeta, store: ChunkStore): Promise<ChunkMeta> {
     const routing = this.host.routing()!;
     const chain = routing.chain(chainId)!;
     const id = meta.id;
@@ -138,7 +140,7 @@ export class ChainReplica {
         problems.push(`target ${peer.targetId}: ${(err as Error).message}`);
       }
     }
-    throw new WorkerError(WorkerErrorCode.ChunkCorrupt, `chunk ${id.inodeId}:${id.index} version ${meta.commitVersion} is corrupt on target ${me.targetId}, the head of chain ${chainId}, and no other member gave a good copy (${problems.join('; ') || 'none serves'}); a write must wait for one`, { chunk: `${id.inodeId}:${id.index}` });
+    throw new WorkerError(WorkerErrorCode.ChunkCorrupt, `chunk ${id.inodeId}:${id.index} version ${meta.commitVersion} is corrupt on target ${me.targetId} of chain ${chainId}, and no other member gave a good copy (${problems.join('; ') || 'none serves'})`, { chunk: `${id.inodeId}:${id.index}` });
   }
 
   /**

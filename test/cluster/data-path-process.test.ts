@@ -408,3 +408,28 @@ test('a flipped byte in a stored chunk: the read catches it, another replica ser
   for (const id of c.workers.keys()) assert.doesNotMatch(await c.metrics(id), /^cairn_worker_chunks_corrupt\{.*\} [1-9]/m, `worker ${id} holds no corrupt chunk now`);
   await waitAgreed(c, undefined, 'after the writes');
 });
+
+test('a returning worker\'s resync source holds a corrupt chunk: the source repairs it from another member and the resync completes', async (t) => {
+  const rand = seeded(t);
+  const c = await DataCluster.start(t, shape);
+  const tail = await chainMember(c, 'tail');
+  const middle = await chainMember(c, 'middle');
+  await c.killWorker(tail.workerId);
+  await waitFor(async () => (await c.routing()).targets.filter((x) => x.workerId === tail.workerId).every((x) => x.state === 'offline'), `worker ${tail.workerId}'s targets to go offline`, 30_000, () => c.logTails());
+  // Written while the tail is away: its resync must send these chunks, from the middle (now the last serving member).
+  const client = c.client();
+  const body = randomBytes(6 * chunkBytes + 5);
+  const attr = await putFile(client.meta, client.data, '/while-away', pieces(body, 100 * KiB), { layout: { chunkSizeBytes: chunkBytes, stripeWidth: 2 } });
+  const info = await c.routing();
+  const routing = new Routing(info);
+  const layout = attr.layout!;
+  const chains = fileChains(routing.tableChains(layout.chainTableId, layout.chainTableVersion)!, layout.stripeWidth, layout.shuffleSeed);
+  const index = [0, 1, 2, 3, 4, 5].find((i) => chainOfChunk(chains, i) === middle.chainId)!;
+  const file = await flipChunkByte(info.targets.find((x) => x.targetId === middle.targetId)!.path, attr.inodeId, index, rand);
+  t.diagnostic(`worker ${tail.workerId} (tail of chain ${tail.chainId}) down; flipped a byte of ${file} on the middle, target ${middle.targetId}`);
+  await c.startWorker(tail.workerId);
+  await waitFor(() => c.allServing(), `worker ${tail.workerId}'s targets to finish their resync and serve`, 30_000, () => c.logTails());
+  await waitAgreed(c, undefined, 'after the resync');
+  assert.doesNotMatch(await c.metrics(middle.workerId), /^cairn_worker_chunks_corrupt\{.*\} [1-9]/m, 'the source repaired its chunk');
+  assert.equal(sha(await readBack(c.client(), '/while-away')), sha(body));
+});
