@@ -284,6 +284,7 @@ test('kill -9 of a chain\'s head, middle and tail in turn during writes: no ackn
   const rand = seeded(t);
   const c = await DataCluster.start(t, shape);
   const w = await startWriters(t, c, rand);
+  const reader = c.client();
   await w.more(filesPerFault, 'before any fault');
   for (const role of ['head', 'middle', 'tail'] as const) {
     const victim = await chainMember(c, role);
@@ -292,7 +293,10 @@ test('kill -9 of a chain\'s head, middle and tail in turn during writes: no ackn
     await waitFor(async () => (await c.routing()).targets.filter((x) => x.workerId === victim.workerId).every((x) => x.state === 'offline'), `worker ${victim.workerId}'s targets to go offline`, 30_000, () => c.logTails());
     const seen = (await adminTargets(c)).filter((x) => x.workerId === victim.workerId);
     assert.ok(seen.length === 2 && seen.every((x) => x.state === 'offline'), `admin targets shows them offline: ${JSON.stringify(seen)}`);
+    const ackedBefore = w.acked.size;
     await w.more(filesPerFault, `with worker ${victim.workerId} down`);
+    const whileDown = new Map([...w.acked].slice(ackedBefore));
+    assert.deepEqual(await verify(reader, whileDown), [], `files acknowledged with worker ${victim.workerId} down read back from the other replicas`);
     await c.startWorker(victim.workerId);
     await waitFor(() => c.allServing(), `worker ${victim.workerId}'s targets to serve again`, 60_000, () => c.logTails());
     await waitAgreed(c, w, `after worker ${victim.workerId} returned`);
@@ -301,7 +305,6 @@ test('kill -9 of a chain\'s head, middle and tail in turn during writes: no ackn
   await w.stop();
   assert.deepEqual(w.failures, []);
   await waitAgreed(c, undefined, 'at the end');
-  const reader = c.client();
   assert.deepEqual(await verify(reader, w.acked), [], 'every acknowledged file reads back intact');
   t.diagnostic(`${w.acked.size} files acknowledged and read back`);
 });
@@ -312,6 +315,7 @@ test('kill -9 of the leading master during writes: writes go on once another lea
   const w = await startWriters(t, c, rand);
   await w.more(filesPerFault, 'before the failover');
   const leader = await c.masters.waitForLeader();
+  const before = await c.routing();
   t.diagnostic(`killing master ${leader}, the leader`);
   await c.masters.kill(leader);
   const next = await c.masters.waitForLeader(leader);
@@ -319,6 +323,9 @@ test('kill -9 of the leading master during writes: writes go on once another lea
   c.masters.spawn(leader);
   await c.masters.waitCaughtUp(leader);
   await w.more(filesPerFault, `with master ${leader} back`);
+  const after = await c.routing();
+  // A new leader waits a full offline timeout of fresh heartbeats before it judges a worker.
+  assert.equal(after.routingVersion, before.routingVersion, 'the failover took no target out of its chain');
   await w.stop();
   assert.deepEqual(w.failures, []);
   await waitFor(() => c.allServing(), 'every target serving', 30_000, () => c.logTails());
