@@ -111,8 +111,9 @@ export class ChainReplica {
   /**
    * A member holds a corrupt committed version that it must build on (the head, for a partial
    * write) or send (a resync's source): it copies that version from another serving member (which
-   * holds it too: every write passes the head, under this chunk's lock, which the caller holds),
-   * checked against the checksum its header recorded, and commits it over the damaged file.
+   * holds it, or the pending version this member staged and the others committed: every write
+   * passes the head under this chunk's lock, which the caller holds), checked against the checksum
+   * recorded here, and commits it over the damaged file.
    * Without this, a chunk damaged on its head could never be written again, and a returning
    * member whose source holds a damaged chunk would never finish its resync.
    */
@@ -126,15 +127,19 @@ export class ChainReplica {
       try {
         const r = await this.peer(peer).call<ReadReply>(WorkerMethod.read, body, { timeoutMs: this.host.callTimeoutMs });
         const data = r.payload ?? emptyPayload;
-        // A damaged header left no checksum (recorded as length 0, CRC 0): the version must still match.
-        const headerLost = meta.lengthBytes === 0 && meta.crc32c === 0;
-        if (r.body.commitVersion !== meta.commitVersion || (!headerLost && crc32c(data) !== meta.crc32c)) {
-          problems.push(`target ${peer.targetId} holds version ${r.body.commitVersion} with other content`);
+        const version = r.body.commitVersion;
+        // The peer may hold this member's committed version or, if a write failed after the others
+        // committed it, its pending one: either is taken, checked against the CRC recorded here. A
+        // damaged header left no CRC (recorded as length 0, CRC 0): then the version must match.
+        const expected = version === meta.commitVersion ? meta.crc32c : version === meta.pending?.version ? meta.pending.crc32c : undefined;
+        const headerLost = version === meta.commitVersion && meta.lengthBytes === 0 && meta.crc32c === 0;
+        if (expected === undefined || (!headerLost && crc32c(data) !== expected)) {
+          problems.push(`target ${peer.targetId} holds version ${version} with other content`);
           continue;
         }
-        await store.stage(id, { version: meta.commitVersion, chainVersion: chain.version, offset: 0, data, replace: true });
-        const repaired = await store.commit(id, meta.commitVersion);
-        this.host.log?.('warn', 'repaired a corrupt chunk from a peer', { chain: chainId, target: me.targetId, from: peer.targetId, chunk: `${id.inodeId}:${id.index}`, version: meta.commitVersion });
+        await store.stage(id, { version, chainVersion: chain.version, offset: 0, data, replace: true });
+        const repaired = await store.commit(id, version);
+        this.host.log?.('warn', 'repaired a corrupt chunk from a peer', { chain: chainId, target: me.targetId, from: peer.targetId, chunk: `${id.inodeId}:${id.index}`, version });
         return repaired;
       } catch (err) {
         problems.push(`target ${peer.targetId}: ${(err as Error).message}`);
