@@ -6,6 +6,7 @@ import { parseAddress as parseHostPort } from '../address.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { replicationMax } from '../placement/index.ts';
 import type { MasterOptions } from '../master/server.ts';
+import { clusterTimingDefault, offlineTimeoutPerHeartbeatMin, type ClusterTiming } from '../master/cluster-manager.ts';
 import type { WorkerProcessOptions } from '../worker/process.ts';
 
 /** A master's options as flags, environment and config file give them (the process adds its logger). */
@@ -48,7 +49,7 @@ function readConfigFile(path: string): Source {
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
-  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication'], env);
+  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
@@ -63,7 +64,23 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   const leaseRead = parseBool(s.leaseRead, '--lease-read');
   const replication = s.replication === undefined ? undefined : parsePositiveInt(s.replication, '--replication');
   if (replication !== undefined && replication > replicationMax) throw configError(`--replication must be 1 to ${replicationMax}, got ${replication}`);
-  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication };
+  const timing = parseTiming(s.heartbeatMs, s.offlineTimeoutMs);
+  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }) };
+}
+
+/**
+ * Worker heartbeat interval and offline timeout, each defaulting on its own. A worker stops serving
+ * after half the timeout without a master's answer, so the timeout must span a few heartbeats or
+ * healthy workers would flap: at least offlineTimeoutPerHeartbeatMin of them.
+ */
+function parseTiming(heartbeat: unknown, offline: unknown): ClusterTiming | undefined {
+  if (heartbeat === undefined && offline === undefined) return undefined;
+  const heartbeatMs = heartbeat === undefined ? clusterTimingDefault.heartbeatMs : parsePositiveInt(heartbeat, '--heartbeat-ms');
+  const offlineTimeoutMs = offline === undefined ? clusterTimingDefault.offlineTimeoutMs : parsePositiveInt(offline, '--offline-timeout-ms');
+  if (offlineTimeoutMs < offlineTimeoutPerHeartbeatMin * heartbeatMs) {
+    throw configError(`--offline-timeout-ms must be at least ${offlineTimeoutPerHeartbeatMin} heartbeats (--heartbeat-ms ${heartbeatMs}): at least ${offlineTimeoutPerHeartbeatMin * heartbeatMs}, got ${offlineTimeoutMs}`);
+  }
+  return { heartbeatMs, offlineTimeoutMs };
 }
 
 /** `cairn worker`: --target is repeated on the command line, comma-separated in CAIRN_TARGETS, a list in the config file. */

@@ -48,6 +48,8 @@ program
   .option('--http <host:port>', 'serve /metrics (Prometheus) and /healthz here')
   .option('--lease-read', 'answer reads on the leader\'s lease (checked in real time) instead of a heartbeat round each')
   .option('--replication <n>', 'replicas per chain the cluster manager builds from workers\' targets (default 3)')
+  .option('--heartbeat-ms <ms>', 'how often workers heartbeat (default 1000)')
+  .option('--offline-timeout-ms <ms>', 'a worker silent this long has its targets taken offline; at least 4 heartbeats (default 5000)')
   .option('--config <file>', 'JSON file with any of these options')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseMasterConfig(flags);

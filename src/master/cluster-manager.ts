@@ -30,6 +30,8 @@ export interface ClusterTiming {
 
 /** Heartbeats every second; offline after 5 s, well past a master failover (about 1 s). */
 export const clusterTimingDefault: ClusterTiming = { heartbeatMs: 1_000, offlineTimeoutMs: 5_000 };
+/** A worker stops serving at half the offline timeout: a shorter one would make a healthy worker flap. */
+export const offlineTimeoutPerHeartbeatMin = 4;
 export const replicationDefault = 3;
 
 export interface ClusterManagerOptions {
@@ -111,6 +113,7 @@ export class ClusterManager {
       throw new WorkerError(
         WorkerErrorCode.WorkerDuplicate,
         `worker ${cmd.workerId} is already running (heard from ${now - other.atMs} ms ago); a second process with the same --id is refused, and a restarted one is let in once the old one has been silent for ${this.opts.timing.offlineTimeoutMs} ms`,
+        { offlineTimeoutMs: this.opts.timing.offlineTimeoutMs },
       );
     }
     const { clientId: _c, seq: _s, nowMs: _n, ...registration } = cmd;

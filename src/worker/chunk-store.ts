@@ -111,6 +111,8 @@ export class ChunkStore {
   private readonly dirSyncs: DirSyncGroup;
   /** Fan-out directories known to exist (durably). */
   private readonly madeDirs = new Map<string, Promise<void>>();
+  /** Committed versions found corrupt since the store opened. */
+  private corruptDetected = 0;
   /** Set by the first failed fsync: from then on the store refuses writes. */
   private failure: WorkerError | undefined;
   private closed = false;
@@ -249,6 +251,17 @@ export class ChunkStore {
   /** A failed fsync stopped the store: it takes no writes until the worker restarts. */
   get failed(): boolean {
     return this.failure !== undefined;
+  }
+
+  /**
+   * Chunks whose committed version failed a check and is not served until a new version replaces
+   * it (`now`), and checks failed since the store opened (`detected`: a chunk counts once per
+   * version found bad). A scan, so that the count cannot drift from the entries.
+   */
+  corruption(): { now: number; detected: number } {
+    let now = 0;
+    for (const e of this.entries.values()) if (e.corrupt !== undefined) now++;
+    return { now, detected: this.corruptDetected };
   }
 
   usage(): { chunks: number; bytesUsed: number } {
@@ -421,7 +434,10 @@ export class ChunkStore {
   private markCorrupt(e: Entry, c: Version, file: string, offset: number, problem: string): WorkerError {
     const what = `${file} at offset ${offset}: ${problem}`;
     // Only the version that was read: a commit may have replaced it meanwhile.
-    if (e.committed === c && this.entries.get(chunkKey(e.id)) === e) e.corrupt = what;
+    if (e.committed === c && this.entries.get(chunkKey(e.id)) === e && e.corrupt === undefined) {
+      e.corrupt = what;
+      this.corruptDetected++;
+    }
     this.opts.log('warn', 'chunk corrupt', { dir: this.dir, chunk: chunkKey(e.id), version: c.version, file, offset, problem });
     return corruptError(e.id, c, what, { file, offset });
   }
@@ -477,6 +493,7 @@ export class ChunkStore {
         // Committed files are synced before their name is: a bad one is damage, not a torn write.
         e.committed = { version: newest, chainVersion: 0, lengthBytes: 0, crc32c: 0, headerBytes: 0 };
         e.corrupt = `${file}: ${h}`;
+        this.corruptDetected++;
         this.opts.log('warn', 'committed chunk file has a damaged header; listed corrupt', { dir: this.dir, file, problem: h });
       } else {
         e.committed = versionOf(h);

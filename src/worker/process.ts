@@ -86,5 +86,27 @@ async function startWorkerHttp(listen: string, worker: StorageWorker): Promise<H
   collectDefaultMetrics({ register: registry, prefix: 'cairn_worker_' });
   new Gauge({ name: 'cairn_worker_serving', help: '1 while the worker serves (it heard from a master recently)', registers: [registry], collect() { this.set(worker.serving() ? 1 : 0); } });
   new Gauge({ name: 'cairn_worker_routing_version', help: 'routing version the worker follows', registers: [registry], collect() { this.set(worker.routing?.version ?? 0); } });
-  return startOpsHttp(at.host, at.port, registry, () => ({ ok: worker.serving(), serving: worker.serving(), routingVersion: worker.routing?.version ?? 0, targets: worker.localTargets() }));
+  new Gauge({
+    name: 'cairn_worker_chunks_corrupt',
+    help: 'chunks whose committed version failed its checksum (or whose file is damaged or missing) and is not served, by target',
+    labelNames: ['target'],
+    registers: [registry],
+    collect() {
+      for (const c of worker.corruption()) this.set({ target: String(c.targetId) }, c.now);
+    },
+  });
+  new Gauge({
+    name: 'cairn_worker_chunks_corrupt_detected',
+    help: 'chunk versions found corrupt since the worker started, by target (never decreases)',
+    labelNames: ['target'],
+    registers: [registry],
+    collect() {
+      for (const c of worker.corruption()) this.set({ target: String(c.targetId) }, c.detected);
+    },
+  });
+  return startOpsHttp(at.host, at.port, registry, () => {
+    const corrupt = new Map(worker.corruption().map((c) => [c.targetId, c.now]));
+    const targets = worker.localTargets().map((t) => ({ ...t, chunksCorrupt: corrupt.get(t.targetId) ?? 0 }));
+    return { ok: worker.serving(), serving: worker.serving(), routingVersion: worker.routing?.version ?? 0, targets };
+  });
 }

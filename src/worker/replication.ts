@@ -19,7 +19,8 @@ import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
 import { KeyedLock } from './keyed-lock.ts';
 import { validateRead, validateRemove, validateRemoveInodes, validateSyncList, validateWrite, WorkerMethod } from './protocol.ts';
-import type { ChunkRef, SyncEntry, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';
+import type { ChunkRef, ReadReply, ReadRequest, SyncEntry, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';
+import { chunkSizeBytesMax } from '../meta/commands.ts';
 
 export interface ReplicaHost {
   clock: Clock;
@@ -83,7 +84,8 @@ export class ChainReplica {
     }
     const id = { inodeId: req.inodeId, index: req.index };
     return this.lock.with(chunkLockKey(me.targetId, id), async () => {
-      const meta = store.get(id);
+      let meta = store.get(id);
+      if (req.updateVersion === undefined && req.replace !== true && meta?.corrupt !== undefined) meta = await this.repairFromPeer(me, req.chainId, meta, store);
       const version = req.updateVersion ?? (meta?.commitVersion ?? 0) + 1;
       if (req.updateVersion !== undefined && req.replace !== true) {
         const same = this.alreadyHas(meta, req);
@@ -115,7 +117,51 @@ export class ChainReplica {
     if (v !== committed + 1) {
       throw new WorkerError(WorkerErrorCode.ChunkDiverged, `chunk ${req.inodeId}:${req.index} holds committed version ${committed}; version ${v} cannot build on it`);
     }
+    if (meta?.corrupt !== undefined) {
+      // The whole new version from the predecessor replaces the damaged one.
+      throw new WorkerError(WorkerErrorCode.ChunkDiverged, `chunk ${req.inodeId}:${req.index} version ${committed} is corrupt here; version ${v} cannot build on it`);
+    }
     return undefined;
+  }
+
+  /**
+   * A member holds a corrupt committed version that it must build on (the head, for a partial
+   * write) or send (a resync's source): it copies that version from another serving member (which
+   * holds it, or the pending version this member staged and the others committed: every write
+   * passes the head under this chunk's lock, which the caller holds), checked against the checksum
+   * recorded here, and commits it over the damaged file.
+   * Without this, a chunk damaged on its head could never be written again, and a returning
+   * member whose source holds a damaged chunk would never finish its resync.
+   */
+  async repairFromPeer(me: TargetInfo, chainId: number, meta: ChunkMeta, store: ChunkStore): Promise<ChunkMeta> {
+    const routing = this.host.routing()!;
+    const chain = routing.chain(chainId)!;
+    const id = meta.id;
+    const body: ReadRequest = { chainId, chainVersion: chain.version, inodeId: id.inodeId, index: id.index, offset: 0, length: chunkSizeBytesMax };
+    const problems: string[] = [];
+    for (const peer of routing.readMembers(chainId).filter((t) => t.targetId !== me.targetId)) {
+      try {
+        const r = await this.peer(peer).call<ReadReply>(WorkerMethod.read, body, { timeoutMs: this.host.callTimeoutMs });
+        const data = r.payload ?? emptyPayload;
+        const version = r.body.commitVersion;
+        // The peer may hold this member's committed version or, if a write failed after the others
+        // committed it, its pending one: either is taken, checked against the CRC recorded here. A
+        // damaged header left no CRC (recorded as length 0, CRC 0): then the version must match.
+        const expected = version === meta.commitVersion ? meta.crc32c : version === meta.pending?.version ? meta.pending.crc32c : undefined;
+        const headerLost = version === meta.commitVersion && meta.lengthBytes === 0 && meta.crc32c === 0;
+        if (expected === undefined || (!headerLost && crc32c(data) !== expected)) {
+          problems.push(`target ${peer.targetId} holds version ${version} with other content`);
+          continue;
+        }
+        await store.stage(id, { version, chainVersion: chain.version, offset: 0, data, replace: true });
+        const repaired = await store.commit(id, version);
+        this.host.log?.('warn', 'repaired a corrupt chunk from a peer', { chain: chainId, target: me.targetId, from: peer.targetId, chunk: `${id.inodeId}:${id.index}`, version });
+        return repaired;
+      } catch (err) {
+        problems.push(`target ${peer.targetId}: ${(err as Error).message}`);
+      }
+    }
+    throw new WorkerError(WorkerErrorCode.ChunkCorrupt, `chunk ${id.inodeId}:${id.index} version ${meta.commitVersion} is corrupt on target ${me.targetId} of chain ${chainId}, and no other member gave a good copy (${problems.join('; ') || 'none serves'})`, { chunk: `${id.inodeId}:${id.index}` });
   }
 
   /**

@@ -10,6 +10,8 @@ import { TargetState } from '../meta/commands.ts';
 import type { TargetInfo } from '../meta/namespace-state.ts';
 import type { Routing } from '../meta/routing.ts';
 import { chunkLockKey, compareChunks, type ChainReplica, type ReplicaHost } from './replication.ts';
+import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
+import { WorkerErrorCode } from './errors.ts';
 import { removeChunksMax, syncListLimitMax, WorkerMethod, type ChunkRef, type SyncEntry, type SyncListReply, type WriteRequest } from './protocol.ts';
 
 export interface ResyncStats {
@@ -77,6 +79,18 @@ export class Resyncer {
     await Promise.all(this.running.values());
   }
 
+  /** A chunk to send, copied from another member first if it is corrupt here (the caller holds its lock). */
+  private async readOrRepair(me: TargetInfo, chainId: number, store: ChunkStore, id: ChunkRef): Promise<{ meta: ChunkMeta; data: Uint8Array }> {
+    try {
+      return await store.readWhole(id);
+    } catch (err) {
+      const meta = store.get(id);
+      if ((err as { code?: string }).code !== WorkerErrorCode.ChunkCorrupt || meta === undefined) throw err;
+      await this.replica.repairFromPeer(me, chainId, meta, store);
+      return store.readWhole(id);
+    }
+  }
+
   private async run(me: TargetInfo, target: TargetInfo, chainId: number, chainVersion: number): Promise<ResyncStats> {
     const store = this.host.store(me.targetId)!;
     const conn = this.replica.peer(target);
@@ -100,7 +114,7 @@ export class Resyncer {
         continue;
       }
       await this.replica.lock.with(chunkLockKey(me.targetId, local.id), async () => {
-        const { meta, data } = await store.readWhole(local.id);
+        const { meta, data } = await this.readOrRepair(me, chainId, store, local.id);
         const body: WriteRequest = {
           chainId,
           chainVersion,

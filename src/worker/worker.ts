@@ -13,7 +13,7 @@ import { LocalState } from '../meta/chain-states.ts';
 import { TargetState } from '../meta/commands.ts';
 import type { RoutingInfo } from '../meta/namespace-state.ts';
 import { Routing } from '../meta/routing.ts';
-import type { ClusterTiming, HeartbeatReply, RegisterReply } from '../master/cluster-manager.ts';
+import { clusterTimingDefault, type ClusterTiming, type HeartbeatReply, type RegisterReply } from '../master/cluster-manager.ts';
 import { ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
 import { MasterWorkerMethod, validateTargetCall, WorkerMethod, type HeartbeatRequest, type TargetReport } from './protocol.ts';
@@ -124,6 +124,11 @@ export class StorageWorker {
     return [...this.targets.values()].map((t) => ({ targetId: t.targetId, dir: t.dir, ...t.store.usage() }));
   }
 
+  /** Each target's corrupt chunks: not served now, and found since start (ChunkStore.corruption). */
+  corruption(): { targetId: number; now: number; detected: number }[] {
+    return [...this.targets.values()].map((t) => ({ targetId: t.targetId, ...t.store.corruption() }));
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.resync.stop();
@@ -207,7 +212,10 @@ export class StorageWorker {
       } catch (err) {
         // A restarted worker waits for its old instance's heartbeats to age out; a real duplicate never does.
         if ((err as { code?: string }).code !== WorkerErrorCode.WorkerDuplicate) throw err;
-        if (this.opts.clock.now() - started > 5_000 + duplicateWaitMarginMs) throw err;
+        // The masters' offline timeout is configurable and not known before registering: the refusal says it.
+        const timeout = (err as { details?: { offlineTimeoutMs?: unknown } }).details?.offlineTimeoutMs;
+        const offlineTimeoutMs = typeof timeout === 'number' && Number.isFinite(timeout) && timeout > 0 ? timeout : clusterTimingDefault.offlineTimeoutMs;
+        if (this.opts.clock.now() - started > offlineTimeoutMs + duplicateWaitMarginMs) throw err;
         await this.opts.clock.sleep(500);
       }
     }

@@ -401,11 +401,14 @@ test('a flipped data bit: reads of other blocks pass until it is read, then the 
   assert.match(err.message, /chunks\/01\/0000000000000001-00000000\.1\.chunk at offset 135168/);
   assert.match(store.get(A)?.corrupt ?? '', /fails its CRC32C/);
   assert.deepEqual(logs, ['warn chunk corrupt']);
+  assert.deepEqual(store.corruption(), { now: 1, detected: 1 });
   await assert.rejects(store.read(A, 0, 10), code(WorkerErrorCode.ChunkCorrupt), 'a corrupt chunk is not served');
+  assert.deepEqual(store.corruption(), { now: 1, detected: 1 }, 'counted once, however often it is read');
   await assert.rejects(store.stage(A, { version: 2, chainVersion: 1, offset: 0, data: bytes(1, 1) }), code(WorkerErrorCode.ChunkCorrupt), 'nor copied into a new version');
   // A replace (resync from another replica) repairs it.
   await write(store, A, 0, data, true);
   assert.equal(store.get(A)?.corrupt, undefined);
+  assert.deepEqual(store.corruption(), { now: 0, detected: 1 });
   assert.deepEqual(await content(store, A), data);
   await store.close();
 });
@@ -445,6 +448,7 @@ test('a flipped header bit: the chunk is listed corrupt after reopen, with a war
   const m = store.get(A);
   assert.equal(m?.commitVersion, 2, 'the version comes from the file name');
   assert.match(m?.corrupt ?? '', /header checksum mismatch/);
+  assert.deepEqual(store.corruption(), { now: 1, detected: 1 });
   await assert.rejects(store.read(A, 0, 1), code(WorkerErrorCode.ChunkCorrupt));
   await write(store, A, 0, bytes(10, 55), true);
   assert.deepEqual(await content(store, A), bytes(10, 55));

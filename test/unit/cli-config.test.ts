@@ -28,3 +28,11 @@ test('bad addresses and values fail with CAIRN_BAD_OPTION naming the flag', () =
   assert.throws(() => parseMasterList('h:0'), badOption(/--masters must be host:port, got 'h:0'/));
   assert.deepEqual(parseMasterList(' h:1, [::1]:2 '), ['h:1', '[::1]:2']);
 });
+
+test('worker heartbeat timing: defaults when absent, each defaulting on its own, the timeout at least 4 heartbeats', () => {
+  assert.equal(parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1' }, {}).timing, undefined);
+  assert.deepEqual(parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1' }, { CAIRN_HEARTBEAT_MS: '250', CAIRN_OFFLINE_TIMEOUT_MS: '2000' }).timing, { heartbeatMs: 250, offlineTimeoutMs: 2000 });
+  assert.deepEqual(parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1', heartbeatMs: '500' }, {}).timing, { heartbeatMs: 500, offlineTimeoutMs: 5000 });
+  assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1', offlineTimeoutMs: '3000' }, {}), badOption(/--offline-timeout-ms must be at least 4 heartbeats \(--heartbeat-ms 1000\): at least 4000, got 3000/));
+  assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1', heartbeatMs: '0' }, {}), badOption(/--heartbeat-ms must be a positive whole number/));
+});
