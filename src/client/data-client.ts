@@ -90,12 +90,14 @@ export class DataClient {
   /** Writes `data` at `offset` of chunk `index` through its chain's head; resolves once every member has it on disk. */
   async writeChunk(layout: Layout, inodeId: number, index: number, offset: number, data: Uint8Array): Promise<void> {
     const checksum = crc32c(data);
+    // One id for every attempt: a head that already applied this write answers without applying it twice.
+    const writeId = this.newWriteId();
     await this.retrying(`write of chunk ${index} of inode ${inodeId}`, async (routing) => {
       const chainId = this.chainOf(routing, layout, index);
       const chain = routing.chain(chainId)!;
       const head = routing.writeMembers(chainId)[0];
       if (head === undefined) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
-      const body: WriteRequest = { chainId, chainVersion: chain.version, inodeId, index, offset, crc32c: checksum };
+      const body: WriteRequest = { chainId, chainVersion: chain.version, inodeId, index, offset, crc32c: checksum, writeId };
       await this.conn(routing, head.workerId).call(WorkerMethod.write, body, { payload: data, timeoutMs: this.opts.callTimeoutMs });
     });
   }
@@ -193,6 +195,12 @@ export class DataClient {
         routing = await this.refresh().catch(() => routing);
       }
     }
+  }
+
+  /** 64 random bits as 16 hex digits, from the injected clock's randomness (seeded in the simulator). */
+  private newWriteId(): string {
+    const r = this.opts.clock;
+    return (r.randomInt(0x1_0000_0000).toString(16).padStart(8, '0') + r.randomInt(0x1_0000_0000).toString(16).padStart(8, '0'));
   }
 
   private conn(routing: Routing, workerId: number): Connection {

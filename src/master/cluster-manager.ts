@@ -160,10 +160,14 @@ export class ClusterManager {
     }
   }
 
-  private localState(targetId: number, workerId: number, now: number): LocalState {
+  private localState(targetId: number, workerId: number, now: number, chainVersion: number): LocalState {
     const seen = this.seen.get(workerId);
     if (seen === undefined || now - seen.atMs > this.opts.timing.offlineTimeoutMs) return LocalState.Offline;
-    return seen.reports.get(targetId)?.localState ?? LocalState.Offline;
+    const report = seen.reports.get(targetId);
+    if (report === undefined) return LocalState.Offline;
+    // Up to date as of an older chain version proves nothing about this one.
+    if (report.localState === LocalState.UpToDate && report.chainVersion !== chainVersion) return LocalState.Online;
+    return report.localState;
   }
 
   private async updateStates(now: number): Promise<void> {
@@ -172,7 +176,7 @@ export class ClusterManager {
     const updates: ChainUpdate[] = [];
     for (const chain of state.chains()) {
       const members = chain.targetIds.map((id) => ({ targetId: id, state: targets.get(id)!.state }));
-      const next = nextChainMembers(members, (id) => this.localState(id, targets.get(id)!.workerId, now));
+      const next = nextChainMembers(members, (id) => this.localState(id, targets.get(id)!.workerId, now, chain.version));
       if (!sameMembers(members, next)) updates.push({ chainId: chain.chainId, version: chain.version, targets: next });
     }
     if (updates.length === 0) return;
@@ -185,7 +189,7 @@ export class ClusterManager {
   private async makeChains(now: number): Promise<void> {
     const state = this.opts.state();
     const workers = new Map(state.workers().map((w) => [w.workerId, w]));
-    const live = state.targets().filter((t) => this.localState(t.targetId, t.workerId, now) !== LocalState.Offline);
+    const live = state.targets().filter((t) => this.localState(t.targetId, t.workerId, now, 0) !== LocalState.Offline);
     const free = live.filter((t) => t.chainId === 0);
     const key = free.map((t) => t.targetId).join(',');
     if (key !== this.freeTargets.key) this.freeTargets = { key, sinceMs: now };

@@ -36,9 +36,15 @@ export class Routing {
     return this.addresses.get(workerId);
   }
 
-  /** The members a write passes through, head first: serving ones, then the one syncing. */
+  /**
+   * The members a write passes through, head first: serving ones, then the one syncing. None when
+   * no member serves: a syncing member lacks writes, so it must never head a chain (the chain is
+   * unavailable until its lastsrv returns).
+   */
   writeMembers(chainId: number): TargetInfo[] {
-    return this.members(chainId).filter((t) => t.state === TargetState.Serving || t.state === TargetState.Syncing);
+    const members = this.members(chainId);
+    if (!members.some((t) => t.state === TargetState.Serving)) return [];
+    return members.filter((t) => t.state === TargetState.Serving || t.state === TargetState.Syncing);
   }
 
   /** The members that may answer reads: serving ones, the tail last. */

@@ -16,10 +16,14 @@ export const chunkIndexMax = 0xffff_ffff;
 
 /** 'CRNC' read as a little-endian u32. */
 const magic = 0x434e_5243;
-export const chunkFileFormat = 1;
+/** 2: the header also lists the ids of the writes that made the last versions. */
+export const chunkFileFormat = 2;
+/** Writes a version remembers (its own and those before it): a client's retry of one of them is recognised. */
+export const writeIdsMax = 8;
+const writeIdPattern = /^[0-9a-f]{16}$/;
 /** Data starts at a multiple of this, so that data reads stay page-aligned. */
 export const headerAlignBytes = 4096;
-/** magic u32, format u16, reserved u16, inode u64, index u32, block size u32, version u64, chain version u64, length u32, crc u32, headerBytes u32, block count u32. */
+/** magic u32, format u16, write-id count u16, inode u64, index u32, block size u32, version u64, chain version u64, length u32, crc u32, headerBytes u32, block count u32; then block CRCs, write ids (u64 each), header CRC. */
 const fixedBytes = 56;
 
 export type ChunkFileState = 'chunk' | 'pending';
@@ -38,6 +42,13 @@ export interface ChunkHeader {
   blockCrcs: Uint32Array;
   /** Where the data starts: the header's size rounded up to headerAlignBytes. */
   headerBytes: number;
+  /** The ids (16 hex digits) of the writes that made this version and the ones before it, oldest first. */
+  writeIds: string[];
+}
+
+/** Whether `id` is a write id: 16 lowercase hex digits (64 random bits). */
+export function isWriteId(id: unknown): id is string {
+  return typeof id === 'string' && writeIdPattern.test(id);
 }
 
 export function isValidChunkId(id: ChunkId): boolean {
@@ -74,8 +85,8 @@ export function blockCount(lengthBytes: number, blockSizeBytes: number): number 
   return Math.ceil(lengthBytes / blockSizeBytes);
 }
 
-export function headerBytesFor(lengthBytes: number, blockSizeBytes: number): number {
-  const bytes = fixedBytes + 4 * blockCount(lengthBytes, blockSizeBytes) + 4;
+export function headerBytesFor(lengthBytes: number, blockSizeBytes: number, writeIds = 0): number {
+  const bytes = fixedBytes + 4 * blockCount(lengthBytes, blockSizeBytes) + 8 * writeIds + 4;
   return Math.ceil(bytes / headerAlignBytes) * headerAlignBytes;
 }
 
@@ -85,6 +96,8 @@ export interface ChunkFileFields {
   chainVersion: number;
   lengthBytes: number;
   blockSizeBytes: number;
+  /** At most writeIdsMax, oldest first; none for versions not made by a client's write. */
+  writeIds?: readonly string[];
 }
 
 /**
@@ -95,15 +108,17 @@ export interface ChunkFileFields {
  */
 export function buildChunkFile(fields: ChunkFileFields, fill: (data: Uint8Array) => void): { bytes: Uint8Array; header: ChunkHeader } {
   const { id, version, chainVersion, lengthBytes, blockSizeBytes } = fields;
+  const writeIds = [...(fields.writeIds ?? [])];
   assert(lengthBytes <= 0xffff_ffff, `chunk length ${lengthBytes} fits a u32`);
-  const headerBytes = headerBytesFor(lengthBytes, blockSizeBytes);
+  assert(writeIds.length <= writeIdsMax && writeIds.every(isWriteId), `write ids ${writeIds.join(',')} are at most ${writeIdsMax} of 16 hex digits`);
+  const headerBytes = headerBytesFor(lengthBytes, blockSizeBytes, writeIds.length);
   const bytes = Buffer.allocUnsafe(headerBytes + lengthBytes);
   bytes.fill(0, 0, headerBytes);
   const data = bytes.subarray(headerBytes);
   fill(data);
   const blockCrcs = new Uint32Array(blockCount(lengthBytes, blockSizeBytes));
   for (let b = 0; b < blockCrcs.length; b++) blockCrcs[b] = crc32c(data.subarray(b * blockSizeBytes, (b + 1) * blockSizeBytes));
-  const header: ChunkHeader = { inodeId: id.inodeId, index: id.index, version, chainVersion, lengthBytes, blockSizeBytes, crc32c: crc32c(data), blockCrcs, headerBytes };
+  const header: ChunkHeader = { inodeId: id.inodeId, index: id.index, version, chainVersion, lengthBytes, blockSizeBytes, crc32c: crc32c(data), blockCrcs, headerBytes, writeIds };
   encodeHeader(header, bytes);
   return { bytes, header };
 }
@@ -112,7 +127,7 @@ function encodeHeader(h: ChunkHeader, out: Uint8Array): void {
   const v = new DataView(out.buffer, out.byteOffset, h.headerBytes);
   v.setUint32(0, magic, true);
   v.setUint16(4, chunkFileFormat, true);
-  v.setUint16(6, 0, true);
+  v.setUint16(6, h.writeIds.length, true);
   v.setBigUint64(8, BigInt(h.inodeId), true);
   v.setUint32(16, h.index, true);
   v.setUint32(20, h.blockSizeBytes, true);
@@ -126,6 +141,10 @@ function encodeHeader(h: ChunkHeader, out: Uint8Array): void {
   for (const c of h.blockCrcs) {
     v.setUint32(off, c, true);
     off += 4;
+  }
+  for (const w of h.writeIds) {
+    v.setBigUint64(off, BigInt(`0x${w}`), true);
+    off += 8;
   }
   v.setUint32(off, crc32c(out.subarray(0, off)), true);
 }
@@ -148,7 +167,9 @@ export function decodeHeader(buf: Uint8Array): ChunkHeader | string {
   if (buf.byteLength < headerBytes) return `header of ${headerBytes} bytes cut at ${buf.byteLength}`;
   const v = new DataView(buf.buffer, buf.byteOffset, headerBytes);
   const blocks = v.getUint32(52, true);
-  const crcAt = fixedBytes + 4 * blocks;
+  const writes = v.getUint16(6, true);
+  if (writes > writeIdsMax) return `${writes} write ids, more than ${writeIdsMax}`;
+  const crcAt = fixedBytes + 4 * blocks + 8 * writes;
   if (crcAt + 4 > headerBytes) return `block count ${blocks} does not fit the header`;
   if (crc32c(buf.subarray(0, crcAt)) !== v.getUint32(crcAt, true)) return 'header checksum mismatch';
   const h: ChunkHeader = {
@@ -161,12 +182,14 @@ export function decodeHeader(buf: Uint8Array): ChunkHeader | string {
     crc32c: v.getUint32(44, true),
     headerBytes,
     blockCrcs: new Uint32Array(blocks),
+    writeIds: [],
   };
   for (let b = 0; b < blocks; b++) h.blockCrcs[b] = v.getUint32(fixedBytes + 4 * b, true);
+  for (let w = 0; w < writes; w++) h.writeIds.push(v.getBigUint64(fixedBytes + 4 * blocks + 8 * w, true).toString(16).padStart(16, '0'));
   // A checksummed header can still be wrong if the writer was: check it is self-consistent.
   const bs = h.blockSizeBytes;
   if (bs < 512 || (bs & (bs - 1)) !== 0) return `bad block size ${bs}`;
-  if (blocks !== blockCount(h.lengthBytes, bs) || headerBytes !== headerBytesFor(h.lengthBytes, bs)) return 'block count or header size disagrees with the length';
+  if (blocks !== blockCount(h.lengthBytes, bs) || headerBytes !== headerBytesFor(h.lengthBytes, bs, writes)) return 'block count or header size disagrees with the length';
   if (!isValidChunkId(h) || !Number.isSafeInteger(h.version) || h.version < 1 || !Number.isSafeInteger(h.chainVersion)) return 'bad chunk id or version';
   return h;
 }

@@ -9,7 +9,7 @@ import { CairnError, ErrorCode, assert } from '../errors.ts';
 import type { Disk, DiskFile } from '../io/index.ts';
 import { isErrno } from '../io/index.ts';
 import { ensureDir } from '../io/ensure-dir.ts';
-import { buildChunkFile, chunkFileName, chunkKey, decodeHeader, fanoutDirName, firstBadBlock, headerAlignBytes, isValidChunkId, parseChunkFileName, peekHeaderBytes } from './chunk-file.ts';
+import { buildChunkFile, chunkFileName, chunkKey, decodeHeader, fanoutDirName, firstBadBlock, headerAlignBytes, isValidChunkId, isWriteId, parseChunkFileName, peekHeaderBytes, writeIdsMax } from './chunk-file.ts';
 import type { ChunkFileState, ChunkHeader, ChunkId } from './chunk-file.ts';
 import { DirSyncGroup } from './dir-sync.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
@@ -43,6 +43,8 @@ export interface StageRequest {
   replace?: boolean;
   /** The new content is the committed content cut (or zero-extended) to `offset` bytes; `data` is empty. */
   truncate?: boolean;
+  /** The ids of the writes that made this version and those before it (at most writeIdsMax, oldest first). */
+  writeIds?: readonly string[];
 }
 
 export interface PendingMeta {
@@ -50,6 +52,7 @@ export interface PendingMeta {
   chainVersion: number;
   lengthBytes: number;
   crc32c: number;
+  writeIds: readonly string[];
 }
 
 export interface ChunkMeta {
@@ -63,6 +66,8 @@ export interface ChunkMeta {
   lengthBytes: number;
   /** CRC32C of the whole committed content. */
   crc32c: number;
+  /** The writes that made the committed version and those before it, oldest first. */
+  writeIds: readonly string[];
   pending: PendingMeta | undefined;
   /** Why the committed version cannot be served (a failed checksum, a damaged header); undefined if it can. */
   corrupt: string | undefined;
@@ -84,6 +89,7 @@ interface Version {
   lengthBytes: number;
   crc32c: number;
   headerBytes: number;
+  writeIds: readonly string[];
 }
 
 interface Entry {
@@ -148,7 +154,7 @@ export class ChunkStore {
 
   /**
    * Writes a pending version: the committed content with `data` at `offset` (zeros fill a gap), or
-   * exactly `data` with `replace`. Resolves once the file is fdatasynced. Replaces any pending version.
+   * exactly `data` with `replace`. Resolves once the file is fdatasynced and its name durable. Replaces any pending version.
    */
   async stage(id: ChunkId, req: StageRequest): Promise<ChunkMeta> {
     this.checkId(id);
@@ -292,7 +298,7 @@ export class ChunkStore {
     }
     const old = replace || e.committed === undefined ? new Uint8Array(0) : await this.readVerified(e, e.committed, 0, e.committed.lengthBytes, false);
     const lengthBytes = replace ? req.data.byteLength : req.truncate === true ? req.offset : Math.max(old.byteLength, req.offset + req.data.byteLength);
-    const fields = { id, version: req.version, chainVersion: req.chainVersion, lengthBytes, blockSizeBytes: this.opts.blockSizeBytes };
+    const fields = { id, version: req.version, chainVersion: req.chainVersion, lengthBytes, blockSizeBytes: this.opts.blockSizeBytes, writeIds: req.writeIds };
     const { bytes, header } = buildChunkFile(fields, (data) => {
       data.set(old.subarray(0, lengthBytes));
       const at = replace ? 0 : req.offset;
@@ -303,6 +309,9 @@ export class ChunkStore {
     if (e.pending !== undefined) await this.dropPending(e);
     try {
       await this.writeDurably(this.filePath(id, req.version, 'pending'), bytes);
+      // The pending version's name is made durable too: a member that crashes after forwarding it
+      // may have let the tail commit and serve it, so it must still hold it when it returns.
+      await this.syncDir(this.fanoutPath(id.inodeId));
     } finally {
       this.forgetIfEmpty(e);
     }
@@ -325,7 +334,7 @@ export class ChunkStore {
     const old = e.committed;
     await this.disk.rename(pendingFile, this.filePath(id, version, 'chunk'));
     await this.syncDir(this.fanoutPath(id.inodeId));
-    e.committed = { version, chainVersion: p.chainVersion, lengthBytes: p.lengthBytes, crc32c: p.crc32c, headerBytes: p.headerBytes };
+    e.committed = { version, chainVersion: p.chainVersion, lengthBytes: p.lengthBytes, crc32c: p.crc32c, headerBytes: p.headerBytes, writeIds: p.writeIds };
     e.pending = undefined;
     e.corrupt = undefined;
     // The new version is durable; a leftover old file is removed at the next open if this fails.
@@ -491,7 +500,7 @@ export class ChunkStore {
       const h = await this.checkFile(file, id, newest);
       if (typeof h === 'string') {
         // Committed files are synced before their name is: a bad one is damage, not a torn write.
-        e.committed = { version: newest, chainVersion: 0, lengthBytes: 0, crc32c: 0, headerBytes: 0 };
+        e.committed = { version: newest, chainVersion: 0, lengthBytes: 0, crc32c: 0, headerBytes: 0, writeIds: [] };
         e.corrupt = `${file}: ${h}`;
         this.corruptDetected++;
         this.opts.log('warn', 'committed chunk file has a damaged header; listed corrupt', { dir: this.dir, file, problem: h });
@@ -672,6 +681,8 @@ export class ChunkStore {
     if (!(req.data instanceof Uint8Array)) throw invalid('data is not a Uint8Array');
     if (req.replace === true && req.offset !== 0) throw invalid(`a replace writes the whole chunk: offset must be 0, not ${req.offset}`);
     if (req.truncate === true && (req.replace === true || req.data.byteLength !== 0)) throw invalid('a truncate carries no data and replaces nothing');
+    const ids = req.writeIds ?? [];
+    if (ids.length > writeIdsMax || !ids.every(isWriteId)) throw invalid(`write ids must be at most ${writeIdsMax} of 16 hex digits`);
     const end = req.offset + req.data.byteLength;
     if (end > this.opts.chunkSizeBytesMax) throw invalid(`chunk ${chunkKey(id)}: write ends at ${end}, past chunkSizeBytesMax ${this.opts.chunkSizeBytesMax}`);
   }
@@ -688,13 +699,14 @@ function metaOf(e: Entry): ChunkMeta {
     chainVersion: c?.chainVersion ?? 0,
     lengthBytes: c?.lengthBytes ?? 0,
     crc32c: c?.crc32c ?? 0,
-    pending: p === undefined ? undefined : { version: p.version, chainVersion: p.chainVersion, lengthBytes: p.lengthBytes, crc32c: p.crc32c },
+    writeIds: c?.writeIds ?? [],
+    pending: p === undefined ? undefined : { version: p.version, chainVersion: p.chainVersion, lengthBytes: p.lengthBytes, crc32c: p.crc32c, writeIds: p.writeIds },
     corrupt: e.corrupt,
   };
 }
 
 function versionOf(h: ChunkHeader): Version {
-  return { version: h.version, chainVersion: h.chainVersion, lengthBytes: h.lengthBytes, crc32c: h.crc32c, headerBytes: h.headerBytes };
+  return { version: h.version, chainVersion: h.chainVersion, lengthBytes: h.lengthBytes, crc32c: h.crc32c, headerBytes: h.headerBytes, writeIds: h.writeIds };
 }
 
 async function readOrCorrupt(f: DiskFile, length: number, position: number, corrupt: (problem: string) => WorkerError): Promise<Uint8Array> {

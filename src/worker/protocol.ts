@@ -5,6 +5,7 @@
 import { chunkSizeBytesMax, idMax } from '../meta/commands.ts';
 import { localStates, type LocalState } from '../meta/chain-states.ts';
 import { Fields } from '../fields.ts';
+import { isWriteId, writeIdsMax } from './chunk-file.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
 
 export const WorkerMethod = {
@@ -46,6 +47,10 @@ export interface WriteRequest extends ChunkRef {
   truncate?: boolean;
   /** Set on forwards: CRC32C of the whole chunk at `updateVersion`, to tell a retried write from another one. */
   chunkCrc32c?: number;
+  /** A client's id for this write (16 hex digits), the same on its retries: a head that applied it answers without applying it again. */
+  writeId?: string;
+  /** Set on forwards: the write ids the new version remembers (oldest first). */
+  writeIds?: string[];
 }
 
 export interface WriteReply {
@@ -112,6 +117,12 @@ export const removeChunksMax = 4096;
 export interface TargetReport {
   targetId: number;
   localState: LocalState;
+  /**
+   * The version of the target's chain the local state was judged at (0: none known). An
+   * up-to-date claim counts only at the chain's current version: a worker with stale routing
+   * (partitioned, stalled) could otherwise claim a resync it never had.
+   */
+  chainVersion: number;
   capacityBytes: number;
   usedBytes: number;
   chunks: number;
@@ -153,6 +164,16 @@ export function validateWrite(x: unknown, payloadBytes: number): WriteRequest {
   if (f.bool('truncate', false)) req.truncate = true;
   const chunkCrc = f.optInt('chunkCrc32c', 0, 0xffff_ffff);
   if (chunkCrc !== undefined) req.chunkCrc32c = chunkCrc;
+  if (f.has('writeId')) {
+    const id = f.raw('writeId');
+    if (!isWriteId(id)) throw workerFieldErrors.invalid(`chunk write: 'writeId' must be 16 hex digits`);
+    req.writeId = id;
+  }
+  if (f.has('writeIds')) {
+    const ids = f.array('writeIds', writeIdsMax);
+    if (!ids.every(isWriteId)) throw workerFieldErrors.invalid(`chunk write: 'writeIds' must be write ids of 16 hex digits`);
+    req.writeIds = ids as string[];
+  }
   f.done();
   if (req.offset + payloadBytes > chunkSizeBytesMax) {
     throw workerFieldErrors.invalid(`chunk write: offset ${req.offset} + ${payloadBytes} bytes passes the largest chunk size, ${chunkSizeBytesMax}`);
@@ -229,6 +250,7 @@ export function validateHeartbeat(x: unknown): HeartbeatRequest {
       const report: TargetReport = {
         targetId: tf.int('targetId', 1, idMax),
         localState: localState as LocalState,
+        chainVersion: tf.int('chainVersion', 0, Number.MAX_SAFE_INTEGER),
         capacityBytes: tf.int('capacityBytes', 0, Number.MAX_SAFE_INTEGER),
         usedBytes: tf.int('usedBytes', 0, Number.MAX_SAFE_INTEGER),
         chunks: tf.int('chunks', 0, Number.MAX_SAFE_INTEGER),

@@ -21,6 +21,7 @@ import { KeyedLock } from './keyed-lock.ts';
 import { validateRead, validateRemove, validateRemoveInodes, validateSyncList, validateWrite, WorkerMethod } from './protocol.ts';
 import type { ChunkRef, ReadReply, ReadRequest, SyncEntry, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';
 import { chunkSizeBytesMax } from '../meta/commands.ts';
+import { writeIdsMax } from './chunk-file.ts';
 
 export interface ReplicaHost {
   clock: Clock;
@@ -85,8 +86,17 @@ export class ChainReplica {
     const id = { inodeId: req.inodeId, index: req.index };
     return this.lock.with(chunkLockKey(me.targetId, id), async () => {
       let meta = store.get(id);
-      if (req.updateVersion === undefined && req.replace !== true && meta?.corrupt !== undefined) meta = await this.repairFromPeer(me, req.chainId, meta, store);
+      const atHead = req.updateVersion === undefined;
+      // A version whose forward gave up may be committed further down and seen by readers: it is
+      // finished before anything builds on the committed one (and a retry of it is then known).
+      if (atHead && meta?.pending !== undefined) meta = await this.finishPending(me, req.chainId, meta, store);
+      if (atHead && req.writeId !== undefined && meta !== undefined && meta.writeIds.includes(req.writeId)) {
+        return { commitVersion: meta.commitVersion, lengthBytes: meta.lengthBytes, crc32c: meta.crc32c };
+      }
+      if (atHead && req.replace !== true && meta?.corrupt !== undefined) meta = await this.repairFromPeer(me, req.chainId, meta, store);
       const version = req.updateVersion ?? (meta?.commitVersion ?? 0) + 1;
+      // The head adds this write's id to those the chunk remembers; the others take the head's list.
+      const writeIds = atHead ? [...(meta?.writeIds ?? []), ...(req.writeId === undefined ? [] : [req.writeId])].slice(-writeIdsMax) : (req.writeIds ?? []);
       if (req.updateVersion !== undefined && req.replace !== true) {
         const same = this.alreadyHas(meta, req);
         if (same !== undefined) return same;
@@ -95,12 +105,25 @@ export class ChainReplica {
         // A resync brings the predecessor's version, which wins over a newer one never acknowledged.
         await store.remove(id);
       }
-      const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace, truncate: req.truncate });
+      const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace, truncate: req.truncate, writeIds });
       if (this.ackEarly) void this.forward(me, req, version, staged, data).catch(() => undefined);
       else await this.forward(me, req, version, staged, data);
       const committed = await store.commit(id, version);
       return { commitVersion: committed.commitVersion, lengthBytes: committed.lengthBytes, crc32c: committed.crc32c };
     });
+  }
+
+  /**
+   * Drives the head's pending version (left by a write whose forward gave up) through the chain,
+   * whole, and commits it: the members after the head may already have committed it and served it.
+   */
+  private async finishPending(me: TargetInfo, chainId: number, meta: ChunkMeta, store: ChunkStore): Promise<ChunkMeta> {
+    const p = meta.pending!;
+    const data = await store.readPending(meta.id);
+    const chain = this.host.routing()?.chain(chainId);
+    const req: WriteRequest = { chainId, chainVersion: chain?.version ?? 0, inodeId: meta.id.inodeId, index: meta.id.index, offset: 0, crc32c: crc32c(data), replace: true };
+    await this.forward(me, req, p.version, meta, data);
+    return store.commit(meta.id, p.version);
   }
 
   /**
@@ -153,7 +176,8 @@ export class ChainReplica {
           problems.push(`target ${peer.targetId} holds version ${version} with other content`);
           continue;
         }
-        await store.stage(id, { version, chainVersion: chain.version, offset: 0, data, replace: true });
+        const writeIds = version === meta.commitVersion ? meta.writeIds : (meta.pending?.writeIds ?? []);
+        await store.stage(id, { version, chainVersion: chain.version, offset: 0, data, replace: true, writeIds });
         const repaired = await store.commit(id, version);
         this.host.log?.('warn', 'repaired a corrupt chunk from a peer', { chain: chainId, target: me.targetId, from: peer.targetId, chunk: `${id.inodeId}:${id.index}`, version });
         return repaired;
@@ -193,6 +217,7 @@ export class ChainReplica {
         crc32c: sendWhole ? crc32c(payload) : req.crc32c,
         updateVersion: version,
         chunkCrc32c: staged.pending?.crc32c ?? staged.crc32c,
+        writeIds: [...(staged.pending?.writeIds ?? staged.writeIds)],
       };
       if (sendWhole) body.replace = true;
       else if (req.truncate === true) body.truncate = true;

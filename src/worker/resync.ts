@@ -104,17 +104,21 @@ export class Resyncer {
       after = page.chunks[page.chunks.length - 1];
     }
     const stats: ResyncStats = { sent: 0, removed: 0, same: 0 };
-    for (const local of store.list().sort((a, b) => compareChunks(a.id, b.id))) {
-      if (local.commitVersion === 0) continue;
-      const r = remote.get(refKey(local.id));
-      remote.delete(refKey(local.id));
-      const same = r !== undefined && !r.pending && !r.corrupt && r.commitVersion === local.commitVersion && r.crc32c === local.crc32c && r.lengthBytes === local.lengthBytes;
-      if (same || (this.skipStale && r !== undefined && !r.pending && !r.corrupt && r.commitVersion < local.commitVersion)) {
-        stats.same++;
-        continue;
-      }
-      await this.replica.lock.with(chunkLockKey(me.targetId, local.id), async () => {
-        const { meta, data } = await this.readOrRepair(me, chainId, store, local.id);
+    for (const listed of store.list().sort((a, b) => compareChunks(a.id, b.id))) {
+      const r = remote.get(refKey(listed.id));
+      remote.delete(refKey(listed.id));
+      // Decided under the chunk's lock, from what the chunk holds then: a write that was under
+      // way when the list was taken may have committed a newer version since (one the target,
+      // not yet on the write path then, never got).
+      const sent = await this.replica.lock.with(chunkLockKey(me.targetId, listed.id), async () => {
+        const local = store.get(listed.id);
+        if (local === undefined || (local.commitVersion === 0 && local.pending === undefined)) return false;
+        const same = r !== undefined && !r.pending && !r.corrupt && local.pending === undefined && r.commitVersion === local.commitVersion && r.crc32c === local.crc32c && r.lengthBytes === local.lengthBytes;
+        if (same || (this.skipStale && r !== undefined && !r.pending && !r.corrupt && r.commitVersion < local.commitVersion)) return false;
+        // A version left pending here by a write whose forward gave up may have been committed
+        // and served further down: the target gets that one, so it never serves older content.
+        const p = local.pending;
+        const { meta, data } = p !== undefined ? { meta: local, data: await store.readPending(local.id) } : await this.readOrRepair(me, chainId, store, local.id);
         const body: WriteRequest = {
           chainId,
           chainVersion,
@@ -122,13 +126,16 @@ export class Resyncer {
           index: local.id.index,
           offset: 0,
           crc32c: crc32c(data),
-          updateVersion: meta.commitVersion,
+          updateVersion: p?.version ?? meta.commitVersion,
           replace: true,
-          chunkCrc32c: meta.crc32c,
+          chunkCrc32c: p?.crc32c ?? meta.crc32c,
+          writeIds: [...(p?.writeIds ?? meta.writeIds)],
         };
         await conn.call(WorkerMethod.write, body, { payload: data, timeoutMs: this.host.callTimeoutMs });
+        return true;
       });
-      stats.sent++;
+      if (sent) stats.sent++;
+      else stats.same++;
     }
     // Chunks only the target holds: gone here (deleted, or never acknowledged). A write that makes
     // one meanwhile holds its lock here first, so check again under the lock.

@@ -264,7 +264,9 @@ export class StorageWorker {
       [...this.targets.values()].map(async (t) => {
         const usage = t.store.usage();
         const space = await this.opts.disk.statfs(t.dir).catch(() => ({ bytesTotal: 0, bytesFree: 0 }));
-        return { targetId: t.targetId, localState: this.localState(t.targetId), capacityBytes: space.bytesTotal, usedBytes: usage.bytesUsed, chunks: usage.chunks };
+        const info = this.routingNow?.target(t.targetId);
+        const chainVersion = info === undefined ? 0 : (this.routingNow?.chain(info.chainId)?.version ?? 0);
+        return { targetId: t.targetId, localState: this.localState(t.targetId), chainVersion, capacityBytes: space.bytesTotal, usedBytes: usage.bytesUsed, chunks: usage.chunks };
       }),
     );
   }

@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { crc32c } from '@node-rs/crc32';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -215,4 +216,24 @@ test('truncation removes and cuts chunks first, so old bytes never come back whe
   assert.ok((await readAll(c, '/t')).equals(expected), 'no old bytes past the cut');
   assert.equal((await truncateFile(c.meta, c.data, '/t', 0)).sizeBytes, 0);
   assert.equal((await readAll(c, '/t')).length, 0);
+});
+
+test('a chunk write retried with its write id takes effect once, even after another write landed', async (t) => {
+  const c = await startCluster(t);
+  const routing = await c.data.routing();
+  const chain = routing.info.chains[0];
+  const head = routing.writeMembers(chain.chainId)[0];
+  const conn = new RpcClient(routing.workerAddress(head.workerId)!, { secret, frameBytesMax: workerFrameBytesMax });
+  t.after(() => conn.close());
+  const write = (bytes: Buffer, writeId: string) =>
+    conn.call<{ commitVersion: number }>('chunk.write', { chainId: chain.chainId, chainVersion: chain.version, inodeId: 4242, index: 0, offset: 0, crc32c: crc32c(bytes), writeId }, { payload: bytes });
+  const a = Buffer.from('first write');
+  const b = Buffer.from('second write');
+  assert.equal((await write(a, '00000000000000a1')).body.commitVersion, 1);
+  assert.equal((await write(b, '00000000000000b2')).body.commitVersion, 2);
+  // The first write again (a client retrying after a lost answer): answered, not applied again.
+  assert.equal((await write(a, '00000000000000a1')).body.commitVersion, 2);
+  const read = await conn.call('chunk.read', { chainId: chain.chainId, chainVersion: chain.version, inodeId: 4242, index: 0, offset: 0, length: 100 });
+  assert.equal(read.payload?.toString(), 'second write');
+  await assert.rejects(write(a, 'not-hex'), /'writeId' must be 16 hex digits/);
 });

@@ -110,13 +110,14 @@ test('stage and commit, then read back; partial overwrite, growth, holes, replac
   const node = new SimNode();
   const store = await openSim(node);
   const v1 = bytes(150 * KiB, 1);
-  await store.stage(A, { version: 1, chainVersion: 7, offset: 0, data: v1 });
+  await store.stage(A, { version: 1, chainVersion: 7, offset: 0, data: v1, writeIds: ['00000000000000aa'] });
   const staged = store.get(A);
   assert.equal(staged?.commitVersion, 0);
   assert.equal(staged?.updateVersion, 1);
   await assert.rejects(store.read(A, 0, 10), code(WorkerErrorCode.ChunkNotFound), 'a pending version is not readable');
   const m1 = await store.commit(A, 1);
-  assert.deepEqual({ ...m1, crc32c: 0 }, { id: A, commitVersion: 1, updateVersion: 1, chainVersion: 7, lengthBytes: v1.byteLength, crc32c: 0, pending: undefined, corrupt: undefined });
+  assert.deepEqual({ ...m1, crc32c: 0 }, { id: A, commitVersion: 1, updateVersion: 1, chainVersion: 7, lengthBytes: v1.byteLength, crc32c: 0, writeIds: ['00000000000000aa'], pending: undefined, corrupt: undefined });
+  await assert.rejects(store.stage(A, { version: 2, chainVersion: 7, offset: 0, data: v1, writeIds: ['not-an-id'] }), code(WorkerErrorCode.InvalidArgument));
   assert.deepEqual(await content(store, A), v1);
 
   // A partial overwrite across a block boundary, then growth past the end.
@@ -184,7 +185,7 @@ test('versions, offsets and ids out of bounds are refused; pending versions are 
   // The end of the chunk is allowed; a second stage of the same version replaces the first.
   await store.stage(A, { version: 1, chainVersion: 1, offset: 256 * KiB - 1000, data: d });
   await store.stage(A, { version: 1, chainVersion: 2, offset: 0, data: d });
-  assert.deepEqual(node.fs.durableFiles(`${DIR}/chunks/01`), [], 'nothing is durable by name before a commit');
+  assert.deepEqual(node.fs.durableFiles(`${DIR}/chunks/01`).map((f) => f.name), [chunkFileName(A, 1, 'pending')], 'a staged version is durable by name: it outlives a crash, still pending');
   await store.commit(A, 1);
   assert.deepEqual(await content(store, A), d);
   assert.equal(store.get(A)?.chainVersion, 2);
