@@ -157,9 +157,17 @@ function untrimmed(path: string, sizeBytes: number): MetaFail {
   return fail(FsErrorCode.EINVAL, `'${path}' holds data past byte ${sizeBytes}: truncate it through the client library (cairn fs truncate), which removes those chunks from the workers first`);
 }
 
-/** Adds what a writer reports it wrote; too scattered a file stops being tracked. */
-function recordChunks(inode: Inode, written: number[] | null | undefined): void {
-  if (written === undefined || inode.chunks === null) return;
+/**
+ * Adds what a writer reports it wrote; too scattered a file stops being tracked. A writer that
+ * commits a length without saying which chunks it wrote (an older or simpler client) makes the
+ * file untracked too: its data must never read as holes.
+ */
+function recordChunks(inode: Inode, written: number[] | null | undefined, lengthBytes: number | undefined): void {
+  if (inode.chunks === null) return;
+  if (written === undefined) {
+    if (lengthBytes !== undefined) inode.chunks = null;
+    return;
+  }
   inode.chunks = written === null ? null : mergeRanges(inode.chunks, written);
 }
 
@@ -426,7 +434,7 @@ export function closeSession(t: MetaTables, cmd: CloseSessionCommand): Result<'c
   const session = t.sessions.get(cmd.sessionId);
   if (session === undefined) return fail(FsErrorCode.ENOENT, `no open session '${cmd.sessionId}'`);
   const inode = inodeOf(t, session.inodeId);
-  recordChunks(inode, cmd.chunks);
+  recordChunks(inode, cmd.chunks, cmd.lengthBytes);
   if (cmd.lengthBytes !== undefined) commitGrowth(t, inode, cmd.lengthBytes, cmd.nowMs);
   t.sessions.delete(cmd.sessionId);
   const left = (t.sessionsByInode.get(inode.id) ?? 0) - 1;
@@ -454,7 +462,7 @@ export function commitLength(t: MetaTables, cmd: CommitLengthCommand): Result<'c
     else inode = found;
   }
   if (isFail(inode)) return inode;
-  recordChunks(inode, cmd.chunks);
+  recordChunks(inode, cmd.chunks, cmd.lengthBytes);
   commitGrowth(t, inode, cmd.lengthBytes, cmd.nowMs);
   return ok(attrOf(inode));
 }

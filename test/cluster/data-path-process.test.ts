@@ -130,7 +130,7 @@ async function writeSpec(c: Client, spec: FileSpec, rand: (n: number) => number)
   const writer = new FileWriter(c.data, { inodeId: session.inode.inodeId, layout: session.inode.layout! });
   for (const e of spec.extents) await writer.write(spec.body.subarray(e.offset, e.offset + e.length), e.offset);
   await writer.flush();
-  await c.meta.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: session.sessionId, lengthBytes: writer.highWater });
+  await c.meta.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: session.sessionId, lengthBytes: writer.highWater, chunks: writer.written.toArray() });
 }
 
 async function readBack(c: Client, name: string): Promise<Buffer> {

@@ -220,6 +220,8 @@ test('truncation removes and cuts chunks first, so old bytes never come back whe
 
 test('a chunk write retried with its write id takes effect once, even after another write landed', async (t) => {
   const c = await startCluster(t);
+  // Workers learn of the chains with their next heartbeat: wait until each one has.
+  await waitFor(async () => (await replicasAgree(c)) === undefined, 'workers know the chains', 10_000, async () => (await replicasAgree(c)) ?? '');
   const routing = await c.data.routing();
   const chain = routing.info.chains[0];
   const head = routing.writeMembers(chain.chainId)[0];

@@ -268,7 +268,7 @@ test('sessions: open, commit lengths, close; a length only grows', () => {
   assert.equal(closed.pendingGc, false);
   assert.equal(fs.state.statfs().sessions, 0);
   fs.fails({ op: 'closeSession', sessionId: '@1' }, 'ENOENT');
-  const named = fs.ok({ op: 'openSession', path: '/f', sessionId: 'writer-1', truncate: true });
+  const named = fs.ok({ op: 'openSession', path: '/f', sessionId: 'writer-1', truncate: true, chunksTrimmed: true });
   assert.equal(named.sessionId, 'writer-1');
   assert.equal(named.inode.sizeBytes, 0, 'O_TRUNC');
   fs.fails({ op: 'openSession', path: '/f', sessionId: 'writer-1', truncate: false }, 'EEXIST');
@@ -484,6 +484,18 @@ test('a file records the chunks its writers report; truncation forgets those pas
   fs.ok({ op: 'unlink', path: '/f' });
   assert.equal(fs.state.pendingGc(10)[0].chunks, null);
   fs.checkInvariants();
+});
+
+test('a writer that commits a length without listing its chunks makes the file untracked, never holes', () => {
+  const fs = new Fs();
+  fs.create('/f');
+  const s = fs.ok({ op: 'openSession', path: '/f', truncate: false });
+  fs.ok({ op: 'closeSession', sessionId: s.sessionId, lengthBytes: 100 });
+  assert.equal(fs.stat('/f').chunks, null);
+  fs.create('/g');
+  const t = fs.ok({ op: 'openSession', path: '/g', truncate: false });
+  fs.ok({ op: 'closeSession', sessionId: t.sessionId });
+  assert.deepEqual(fs.stat('/g').chunks, [], 'a session that commits nothing changes nothing');
 });
 
 test('a file with written chunks past the cut is truncated only by a client that removed them first', () => {
