@@ -14,7 +14,8 @@ import { StorageWorker } from '../worker/worker.ts';
 import { MasterWorkerMethod } from '../worker/protocol.ts';
 import type { ReplicaBug } from '../worker/replication.ts';
 import type { Prng } from './prng.ts';
-import type { EventText } from './simulation.ts';
+import { StallQueue } from './stall-queue.ts';
+import type { EventText } from './event-trace.ts';
 import { SimClock } from './sim-clock.ts';
 import { SimFs, type SimFsOp } from './sim-fs.ts';
 import { SimTransport, simAddress, type SimWire } from './sim-transport.ts';
@@ -46,8 +47,7 @@ export class SimProcess {
   clock: SimClock | undefined;
   protected readonly env: ProcessEnv;
   private readonly clockOriginMs: number;
-  private stalledUntil = 0;
-  private stalledWork: { rank: number; run: () => void }[] = [];
+  private readonly stalls = new StallQueue();
 
   constructor(id: number, env: ProcessEnv, clockRate: number, clockOriginMs: number) {
     this.id = id;
@@ -60,8 +60,7 @@ export class SimProcess {
   protected boot(): { disk: Disk; clock: SimClock; transport: SimTransport; live: () => boolean } {
     const inc = ++this.incarnation;
     this.alive = true;
-    this.stalledUntil = 0;
-    this.stalledWork = [];
+    this.stalls.clear();
     const live = (): boolean => this.alive && this.incarnation === inc;
     const disk = this.fs.attach({
       later: (ms, fn) => this.later(inc, ms, 'disk', fn, 2),
@@ -86,19 +85,17 @@ export class SimProcess {
   /** Runs nothing for `ms` (GC, SIGSTOP); then what piled up runs, timers first, each as its own callback. */
   stall(ms: number): void {
     if (!this.alive || this.stalled()) return;
-    this.stalledUntil = this.env.now() + ms;
+    this.stalls.begin(this.env.now(), ms);
     const inc = this.incarnation;
     this.env.after(ms, `p${this.id} resumes`, () => {
       if (!this.alive || this.incarnation !== inc) return;
-      this.stalledUntil = 0;
-      const work = this.stalledWork;
-      this.stalledWork = [];
-      for (const w of work) this.env.after(0, `p${this.id} resumed work`, () => this.alive && this.incarnation === inc && w.run());
+      const work = this.stalls.end();
+      for (const w of work) this.env.after(0, `p${this.id} resumed work`, () => this.alive && this.incarnation === inc && w());
     });
   }
 
   stalled(): boolean {
-    return this.env.now() < this.stalledUntil;
+    return this.stalls.stalled(this.env.now());
   }
 
   private later(inc: number, ms: number, what: string, fn: () => void, rank: number): void {
@@ -118,12 +115,7 @@ export class SimProcess {
   }
 
   private runOrQueue(fn: () => void, rank: number): void {
-    if (!this.stalled()) {
-      fn();
-      return;
-    }
-    const at = this.stalledWork.findIndex((w) => w.rank > rank);
-    this.stalledWork.splice(at === -1 ? this.stalledWork.length : at, 0, { rank, run: fn });
+    this.stalls.runOrQueue(this.env.now(), fn, rank);
   }
 }
 

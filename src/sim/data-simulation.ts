@@ -29,7 +29,8 @@ import { runEventsQuiescing } from './quiesce.ts';
 import { clockDriftBound } from './sim-clock.ts';
 import type { SimFsOp } from './sim-fs.ts';
 import { simAddress, type SimWire } from './sim-transport.ts';
-import { emptyStats, type EventText, type SimOptions, type SimResult } from './simulation.ts';
+import { EventTrace, type EventText } from './event-trace.ts';
+import { emptyStats, type SimOptions, type SimResult } from './simulation.ts';
 
 /** How often each data-path fault and outcome occurred: the bounded test asserts they all did. */
 export interface DataStats {
@@ -85,7 +86,6 @@ const files = [101, 102];
 const chunksPerFile = 3;
 /** Most workers down at once: a chain of three keeps a member more often than not. */
 const workersDownMax = 2;
-const recentEventsMax = 30;
 
 class Violation extends Error {}
 
@@ -124,11 +124,7 @@ class DataSimulation implements SimWire {
   private readonly stats: DataStats = { ...emptyDataStats };
   private readonly bugs: ReadonlySet<ReplicaBug>;
   private layout!: Layout;
-  private events = 0;
-  private hash = 0x811c9dc5;
-  private readonly recentAt: number[] = [];
-  private readonly recentText: EventText[] = [];
-  private recentNext = 0;
+  private readonly trace: EventTrace;
   private violation: Violation | undefined;
   private readonly slowDisk = new Set<number>();
   private readonly fsyncFailing = new Set<number>();
@@ -150,6 +146,7 @@ class DataSimulation implements SimWire {
     this.prng = new Prng(opts.seed);
     this.faultPrng = this.prng.fork();
     this.net = new SimNetwork(this.queue, this.prng.fork());
+    this.trace = new EventTrace(() => this.queue.nowMs, opts.trace);
     const bugs = opts.bug !== undefined && (dataBugs as readonly string[]).includes(opts.bug) ? [opts.bug as ReplicaBug] : [];
     this.bugs = new Set(bugs);
     this.calmAtMs = Math.max(this.opts.faultMs, setupMs);
@@ -266,9 +263,9 @@ class DataSimulation implements SimWire {
       nodes: this.procs.size,
       clientOps: this.history.length,
       committed: this.stats.writesAcked,
-      events: this.events,
-      traceHash: (this.hash >>> 0).toString(16).padStart(8, '0'),
-      lastEvents: this.recentEvents(),
+      events: this.trace.events,
+      traceHash: this.trace.hashHex(),
+      lastEvents: this.trace.recentEvents(),
       stats: { ...emptyStats },
       dataStats: this.stats,
     };
@@ -277,36 +274,12 @@ class DataSimulation implements SimWire {
   // ---- events and traces -----------------------------------------------------------------------
 
   private event(what: EventText, run: () => void): void {
-    this.events++;
-    this.mix(this.queue.nowMs);
-    if (typeof what === 'string') this.mixString(what);
-    this.remember(what);
+    this.trace.event(what);
     run();
   }
 
   private remember(what: EventText): void {
-    if (this.opts.trace !== undefined) this.opts.trace(`${this.queue.nowMs.toString().padStart(6)}ms ${typeof what === 'string' ? what : what()}`);
-    const i = this.recentNext;
-    this.recentAt[i] = this.queue.nowMs;
-    this.recentText[i] = what;
-    this.recentNext = (i + 1) % recentEventsMax;
-  }
-
-  private recentEvents(): string[] {
-    const n = this.recentText.length;
-    const start = n < recentEventsMax ? 0 : this.recentNext;
-    return Array.from({ length: n }, (_, k) => {
-      const t = this.recentText[(start + k) % n];
-      return `${this.recentAt[(start + k) % n].toString().padStart(6)}ms ${typeof t === 'string' ? t : t()}`;
-    });
-  }
-
-  private mix(n: number): void {
-    this.hash = Math.imul(this.hash ^ (n | 0), 0x01000193);
-  }
-
-  private mixString(s: string): void {
-    for (let i = 0; i < s.length; i++) this.mix(s.charCodeAt(i));
+    this.trace.remember(what);
   }
 
   private fail(property: string, detail: string): never {
@@ -325,7 +298,7 @@ class DataSimulation implements SimWire {
     const p = this.procs.get(to);
     if (p === undefined) return;
     this.net.send(from, to, () => {
-      this.mix(from * 1024 + to);
+      this.trace.mix(from * 1024 + to);
       this.event(() => `p${from}->p${to} ${what()}`, () => p.deliver(deliver));
     });
   }

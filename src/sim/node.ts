@@ -10,7 +10,8 @@ import type { DriverBug } from '../journal/raft/driver.ts';
 import type { WalBug } from '../journal/raft/wal.ts';
 import { DurableLog } from './durable-log.ts';
 import type { Prng } from './prng.ts';
-import type { EventText } from './simulation.ts';
+import { StallQueue } from './stall-queue.ts';
+import type { EventText } from './event-trace.ts';
 import { SimClock } from './sim-clock.ts';
 import { SimFs, type SimFsOp } from './sim-fs.ts';
 import { SimTransport, simAddress, type SimWire } from './sim-transport.ts';
@@ -94,8 +95,7 @@ export class SimNode<I, O> {
   incarnation = 0;
   private readonly env: SimNodeEnv<I, O>;
   /** While stalled (a GC pause, SIGSTOP) the node runs nothing: what arrives waits, in order. */
-  private stalledUntil = 0;
-  private stalledWork: { rank: number; run: () => void }[] = [];
+  private readonly stalls = new StallQueue();
   transport: SimTransport | undefined;
   /** The running process's clock: the proposing master stamps its own wall time into commands. */
   private clock: SimClock | undefined;
@@ -125,8 +125,7 @@ export class SimNode<I, O> {
   start(): void {
     const inc = ++this.incarnation;
     this.alive = true;
-    this.stalledUntil = 0;
-    this.stalledWork = [];
+    this.stalls.clear();
     const live = (): boolean => this.alive && this.incarnation === inc;
     const disk = this.fs.attach({
       later: (ms, fn) => this.later(inc, ms, 'disk', fn, 2),
@@ -193,25 +192,23 @@ export class SimNode<I, O> {
    */
   stall(ms: number): void {
     if (!this.alive || this.stalled()) return;
-    this.stalledUntil = this.env.now() + ms;
+    this.stalls.begin(this.env.now(), ms);
     const inc = this.incarnation;
     this.env.after(ms, () => `n${this.id} resumes`, () => {
       if (!this.alive || this.incarnation !== inc) return;
-      this.stalledUntil = 0;
-      const work = this.stalledWork;
-      this.stalledWork = [];
+      const work = this.stalls.end();
       // Each piece is a callback of its own, as in Node's event loop: what it sets off (promise
       // continuations) runs before the next one.
       for (const w of work) {
         this.env.after(0, () => `n${this.id} resumed work`, () => {
-          if (this.alive && this.incarnation === inc) w.run();
+          if (this.alive && this.incarnation === inc) w();
         });
       }
     });
   }
 
   stalled(): boolean {
-    return this.env.now() < this.stalledUntil;
+    return this.stalls.stalled(this.env.now());
   }
 
   /** Runs `fn` after `ms` in the process `inc`, unless it died: timers rank 0, client requests 1, the rest 2. */
@@ -233,12 +230,7 @@ export class SimNode<I, O> {
   }
 
   private runOrQueue(fn: () => void, rank: number): void {
-    if (!this.stalled()) {
-      fn();
-      return;
-    }
-    const at = this.stalledWork.findIndex((w) => w.rank > rank);
-    this.stalledWork.splice(at === -1 ? this.stalledWork.length : at, 0, { rank, run: fn });
+    this.stalls.runOrQueue(this.env.now(), fn, rank);
   }
 
   handleClient(req: ClientRequest<I>): void {

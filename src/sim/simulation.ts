@@ -12,6 +12,7 @@ import type { RaftBug } from '../raft/index.ts';
 import { ConfChangeType, EntryType, RaftBugs, Role, decodeConfChange, type Entry, type HardState, type Message, type Ready } from '../raft/index.ts';
 import { quorumSize } from '../raft/quorum.ts';
 import { EventQueue } from './event-queue.ts';
+import { EventTrace, type EventText } from './event-trace.ts';
 import { kvWorkload } from './kv-workload.ts';
 import { checkLinearizable, type Operation } from './linearizability.ts';
 import { metaWorkload } from './meta-workload.ts';
@@ -112,15 +113,6 @@ class Violation extends Error {}
 const clientTimeoutMs = 300;
 /** Replicas' state hashes are compared at every index that is a multiple of this (and at the end). */
 const stateHashEveryEntries = 16;
-/** How many of the last events a failure report shows. */
-const recentEventsMax = 30;
-
-/** An event's text for traces and reports; a function builds it only when one is printed. */
-export type EventText = string | (() => string);
-
-function traceLine(atMs: number, what: EventText): string {
-  return `${atMs.toString().padStart(6)}ms ${typeof what === 'string' ? what : what()}`;
-}
 
 interface ClientState<I, O> {
   id: number;
@@ -159,12 +151,8 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
   private nextOpId = 1;
   private readonly stats: SimStats = { ...emptyStats };
   private bootstrapEntries = 0;
-  private events = 0;
-  private hash = 0x811c9dc5;
   /** The last events, as a ring: their texts are built only when a report or a trace needs them. */
-  private readonly recentAt: number[] = [];
-  private readonly recentText: EventText[] = [];
-  private recentNext = 0;
+  private readonly trace: EventTrace;
   /** The first violation found; kept here too because a check may fail inside production code that catches errors. */
   private violation: Violation | undefined;
   /** Nodes whose disk is full now. */
@@ -235,6 +223,7 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     this.prng = new Prng(opts.seed);
     this.faultPrng = this.prng.fork();
     this.net = new SimNetwork(this.queue, this.prng.fork());
+    this.trace = new EventTrace(() => this.queue.nowMs, opts.trace);
     // The data path's bugs have nothing to break here.
     this.bugs = new Set(opts.bug !== undefined && !(replicaBugNames as readonly string[]).includes(opts.bug) ? [opts.bug as RaftBug | JournalBug | DiskBug] : []);
     this.calmAtMs = this.opts.faultMs;
@@ -344,9 +333,9 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
       nodes: this.nodes.size,
       clientOps: this.history.length,
       committed: this.committedTerm.length - 1,
-      events: this.events,
-      traceHash: (this.hash >>> 0).toString(16).padStart(8, '0'),
-      lastEvents: this.recentEvents(),
+      events: this.trace.events,
+      traceHash: this.trace.hashHex(),
+      lastEvents: this.trace.recentEvents(),
       stats: this.stats,
     };
   }
@@ -356,34 +345,12 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
    * text is built lazily (messages, timers: most events) is hashed by its time and `key` instead.
    */
   private event(what: EventText, run: () => void, key = 0): void {
-    this.events++;
-    this.mix(this.queue.nowMs);
-    if (typeof what === 'string') this.mixString(what);
-    else this.mix(key);
-    this.remember(what);
+    this.trace.event(what, key);
     run();
   }
 
   private remember(what: EventText): void {
-    if (this.opts.trace !== undefined) this.opts.trace(traceLine(this.queue.nowMs, what));
-    const i = this.recentNext;
-    this.recentAt[i] = this.queue.nowMs;
-    this.recentText[i] = what;
-    this.recentNext = (i + 1) % recentEventsMax;
-  }
-
-  private recentEvents(): string[] {
-    const n = this.recentText.length;
-    const start = n < recentEventsMax ? 0 : this.recentNext;
-    return Array.from({ length: n }, (_, k) => traceLine(this.recentAt[(start + k) % n], this.recentText[(start + k) % n]));
-  }
-
-  private mix(n: number): void {
-    this.hash = Math.imul(this.hash ^ (n | 0), 0x01000193);
-  }
-
-  private mixString(s: string): void {
-    for (let i = 0; i < s.length; i++) this.mix(s.charCodeAt(i));
+    this.trace.remember(what);
   }
 
   private count(name: keyof SimStats): void {
