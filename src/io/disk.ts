@@ -8,6 +8,8 @@
 export interface DiskFile {
   readonly path: string;
   write(buf: Uint8Array, position: number): Promise<void>;
+  /** The buffers one after another from `position`, in one system call when it takes them all (no copy into one buffer first). */
+  writev(bufs: readonly Uint8Array[], position: number): Promise<void>;
   /** For writers that must stream at one consistent point (a state machine's snapshot). */
   writeSync(buf: Uint8Array, position: number): void;
   /** Exactly `length` bytes; fewer available is an error. */

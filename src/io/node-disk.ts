@@ -30,6 +30,30 @@ class NodeFile implements DiskFile {
     }
   }
 
+  async writev(bufs: readonly Uint8Array[], position: number): Promise<void> {
+    if (this.fh === undefined) {
+      for (const b of bufs) {
+        this.writeSync(b, position);
+        position += b.byteLength;
+      }
+      return;
+    }
+    const fh = this.handle();
+    let rest = bufs.filter((b) => b.byteLength > 0);
+    while (rest.length > 0) {
+      const { bytesWritten } = await fh.writev(rest as Uint8Array[], position);
+      if (bytesWritten <= 0) throw new Error(`${this.path}: write made no progress at offset ${position}`);
+      position += bytesWritten;
+      // A short write: go on from the first byte not written.
+      let skip = bytesWritten;
+      while (rest.length > 0 && skip >= rest[0].byteLength) {
+        skip -= rest[0].byteLength;
+        rest = rest.slice(1);
+      }
+      if (rest.length > 0 && skip > 0) rest = [rest[0].subarray(skip), ...rest.slice(1)];
+    }
+  }
+
   writeSync(buf: Uint8Array, position: number): void {
     const fd = this.descriptor();
     for (let done = 0; done < buf.byteLength; ) {

@@ -399,6 +399,17 @@ class SimFile implements DiskFile {
     this.view.runSync(() => this.view.fs.writeWithin(this.open(), buf, position));
   }
 
+  /** One write of the buffers joined: a crash tears it like any other single write. */
+  writev(bufs: readonly Uint8Array[], position: number): Promise<void> {
+    const joined = new Uint8Array(bufs.reduce((n, b) => n + b.byteLength, 0));
+    let at = 0;
+    for (const b of bufs) {
+      joined.set(b, at);
+      at += b.byteLength;
+    }
+    return this.write(joined, position);
+  }
+
   read(length: number, position: number): Promise<Uint8Array> {
     return this.view.run(() => this.open().read(length, position));
   }

@@ -101,25 +101,52 @@ export interface ChunkFileFields {
 }
 
 /**
- * A whole chunk file in one buffer: `fill` writes every byte of the data area (it is not zeroed
- * first: a chunk is written at full disk speed, and a second pass over it costs), then the
- * checksums are computed and the header written. One buffer means one write, so a torn write
- * leaves a short file, which the length check catches.
+ * A chunk file's header for data given as consecutive parts (the old content around a new piece,
+ * or the payload alone): the checksums are computed over the parts as one, so the file is written
+ * with one vectored write of the header and the parts, without copying them into one buffer.
  */
-export function buildChunkFile(fields: ChunkFileFields, fill: (data: Uint8Array) => void): { bytes: Uint8Array; header: ChunkHeader } {
+export function buildChunkHeader(fields: ChunkFileFields, parts: readonly Uint8Array[]): { bytes: Uint8Array; header: ChunkHeader } {
   const { id, version, chainVersion, lengthBytes, blockSizeBytes } = fields;
   const writeIds = [...(fields.writeIds ?? [])];
   assert(lengthBytes <= 0xffff_ffff, `chunk length ${lengthBytes} fits a u32`);
   assert(writeIds.length <= writeIdsMax && writeIds.every(isWriteId), `write ids ${writeIds.join(',')} are at most ${writeIdsMax} of 16 hex digits`);
+  assert(parts.reduce((n, p) => n + p.byteLength, 0) === lengthBytes, `the parts hold ${lengthBytes} bytes`);
   const headerBytes = headerBytesFor(lengthBytes, blockSizeBytes, writeIds.length);
-  const bytes = Buffer.allocUnsafe(headerBytes + lengthBytes);
-  bytes.fill(0, 0, headerBytes);
-  const data = bytes.subarray(headerBytes);
-  fill(data);
   const blockCrcs = new Uint32Array(blockCount(lengthBytes, blockSizeBytes));
-  for (let b = 0; b < blockCrcs.length; b++) blockCrcs[b] = crc32c(data.subarray(b * blockSizeBytes, (b + 1) * blockSizeBytes));
-  const header: ChunkHeader = { inodeId: id.inodeId, index: id.index, version, chainVersion, lengthBytes, blockSizeBytes, crc32c: crc32c(data), blockCrcs, headerBytes, writeIds };
+  let whole = 0;
+  let block = 0;
+  let inBlock = 0;
+  let crc = 0;
+  for (const part of parts) {
+    for (let off = 0; off < part.byteLength; ) {
+      const take = Math.min(blockSizeBytes - inBlock, part.byteLength - off);
+      const slice = part.subarray(off, off + take);
+      crc = crc32c(slice, crc);
+      whole = crc32c(slice, whole);
+      inBlock += take;
+      off += take;
+      if (inBlock === blockSizeBytes) {
+        blockCrcs[block++] = crc;
+        crc = 0;
+        inBlock = 0;
+      }
+    }
+  }
+  if (inBlock > 0) blockCrcs[block++] = crc;
+  const header: ChunkHeader = { inodeId: id.inodeId, index: id.index, version, chainVersion, lengthBytes, blockSizeBytes, crc32c: whole, blockCrcs, headerBytes, writeIds };
+  const bytes = new Uint8Array(headerBytes);
   encodeHeader(header, bytes);
+  return { bytes, header };
+}
+
+/** A whole chunk file in one buffer (tests plant files with it): header, then `data`. */
+export function buildChunkFile(fields: ChunkFileFields, fill: (data: Uint8Array) => void): { bytes: Uint8Array; header: ChunkHeader } {
+  const data = new Uint8Array(fields.lengthBytes);
+  fill(data);
+  const { bytes: head, header } = buildChunkHeader(fields, [data]);
+  const bytes = new Uint8Array(head.byteLength + data.byteLength);
+  bytes.set(head);
+  bytes.set(data, head.byteLength);
   return { bytes, header };
 }
 

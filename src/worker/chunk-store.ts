@@ -9,7 +9,7 @@ import { CairnError, ErrorCode, assert } from '../errors.ts';
 import type { Disk, DiskFile } from '../io/index.ts';
 import { isErrno } from '../io/index.ts';
 import { ensureDir } from '../io/ensure-dir.ts';
-import { buildChunkFile, chunkFileName, chunkKey, decodeHeader, fanoutDirName, firstBadBlock, headerAlignBytes, isValidChunkId, isWriteId, parseChunkFileName, peekHeaderBytes, writeIdsMax } from './chunk-file.ts';
+import { buildChunkHeader, chunkFileName, chunkKey, decodeHeader, fanoutDirName, firstBadBlock, headerAlignBytes, isValidChunkId, isWriteId, parseChunkFileName, peekHeaderBytes, writeIdsMax } from './chunk-file.ts';
 import type { ChunkFileState, ChunkHeader, ChunkId } from './chunk-file.ts';
 import { DirSyncGroup } from './dir-sync.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
@@ -299,16 +299,12 @@ export class ChunkStore {
     const old = replace || e.committed === undefined ? new Uint8Array(0) : await this.readVerified(e, e.committed, 0, e.committed.lengthBytes, false);
     const lengthBytes = replace ? req.data.byteLength : req.truncate === true ? req.offset : Math.max(old.byteLength, req.offset + req.data.byteLength);
     const fields = { id, version: req.version, chainVersion: req.chainVersion, lengthBytes, blockSizeBytes: this.opts.blockSizeBytes, writeIds: req.writeIds };
-    const { bytes, header } = buildChunkFile(fields, (data) => {
-      data.set(old.subarray(0, lengthBytes));
-      const at = replace ? 0 : req.offset;
-      if (at > old.byteLength) data.fill(0, old.byteLength, at); // a gap reads as zeros
-      data.set(req.data, at);
-    });
+    const parts = contentParts(old, replace ? 0 : req.offset, req.data, lengthBytes);
+    const { bytes, header } = buildChunkHeader(fields, parts);
     await this.makeFanoutDir(id.inodeId);
     if (e.pending !== undefined) await this.dropPending(e);
     try {
-      await this.writeDurably(this.filePath(id, req.version, 'pending'), bytes);
+      await this.writeDurably(this.filePath(id, req.version, 'pending'), [bytes, ...parts]);
       // The pending version's name is made durable too: a member that crashes after forwarding it
       // may have let the tail commit and serve it, so it must still hold it when it returns.
       await this.syncDir(this.fanoutPath(id.inodeId));
@@ -539,7 +535,7 @@ export class ChunkStore {
   // ---- disk helpers --------------------------------------------------------------------------------
 
   /** Creates `file` with `bytes` and fdatasyncs it; on failure the file is removed. */
-  private async writeDurably(file: string, bytes: Uint8Array): Promise<void> {
+  private async writeDurably(file: string, parts: readonly Uint8Array[]): Promise<void> {
     // A file system out of inodes fails the create itself with ENOSPC.
     const f = await this.createFile(file).catch((err: unknown) => {
       throw spaceError(err, this.dir);
@@ -547,7 +543,7 @@ export class ChunkStore {
     let ok = false;
     try {
       try {
-        await f.write(bytes, 0);
+        await f.writev(parts, 0);
       } catch (err) {
         throw spaceError(err, this.dir);
       }
@@ -686,6 +682,24 @@ export class ChunkStore {
     const end = req.offset + req.data.byteLength;
     if (end > this.opts.chunkSizeBytesMax) throw invalid(`chunk ${chunkKey(id)}: write ends at ${end}, past chunkSizeBytesMax ${this.opts.chunkSizeBytesMax}`);
   }
+}
+
+/**
+ * A new version's content as parts of the buffers it comes from, copying nothing: the old content
+ * before `at`, zeros for a gap past its end, `data`, and the old content after it, cut to `length`
+ * (a truncate passes no data and a shorter length).
+ */
+function contentParts(old: Uint8Array, at: number, data: Uint8Array, length: number): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  const add = (p: Uint8Array): void => {
+    if (p.byteLength > 0) parts.push(p);
+  };
+  add(old.subarray(0, Math.min(at, old.byteLength, length)));
+  if (at > old.byteLength) add(new Uint8Array(Math.min(at, length) - old.byteLength));
+  add(data.subarray(0, Math.max(0, Math.min(data.byteLength, length - at))));
+  const after = at + data.byteLength;
+  if (after < Math.min(old.byteLength, length)) add(old.subarray(after, Math.min(old.byteLength, length)));
+  return parts;
 }
 
 function metaOf(e: Entry): ChunkMeta {

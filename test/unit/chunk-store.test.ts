@@ -669,3 +669,21 @@ test('random stages, commits, aborts and removes with crashes anywhere match a m
   // Each run is a fresh simulated disk, so runs are cheap: 300 of up to 30 steps take about a second.
   await fc.assert(fc.asyncProperty(fc.array(stepArb, { minLength: 5, maxLength: 30 }), runModel), { numRuns: Number(process.env.CAIRN_CHUNK_PROPERTY_RUNS ?? 300) });
 });
+
+test('a truncate version cuts the committed content, or extends it with zeros', async () => {
+  const node = new SimNode();
+  const store = await openSim(node);
+  const data = bytes(150 * KiB, 3);
+  await store.stage(A, { version: 1, chainVersion: 1, offset: 0, data });
+  await store.commit(A, 1);
+  await store.stage(A, { version: 2, chainVersion: 1, offset: 70 * KiB, data: new Uint8Array(0), truncate: true });
+  await store.commit(A, 2);
+  assert.deepEqual(await content(store, A), data.subarray(0, 70 * KiB));
+  await store.stage(A, { version: 3, chainVersion: 1, offset: 100 * KiB, data: new Uint8Array(0), truncate: true });
+  await store.commit(A, 3);
+  const grown = new Uint8Array(100 * KiB);
+  grown.set(data.subarray(0, 70 * KiB));
+  assert.deepEqual(await content(store, A), grown);
+  await assert.rejects(store.stage(A, { version: 4, chainVersion: 1, offset: 1, data: bytes(1, 1), truncate: true }), code(WorkerErrorCode.InvalidArgument));
+  await store.close();
+});
