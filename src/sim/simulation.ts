@@ -1072,7 +1072,10 @@ class Simulation<S, I, O> implements NodeObserver, SimWire {
     }
     const { index, term: lastTerm } = before.last;
     const log = raft.log;
-    if (index > log.offsetIndex && log.term(index) !== lastTerm) {
+    // A newer leader's entry at that index is no loss: a torn write after the sync can keep the
+    // entries a follower appended from it (not yet its term), and they replace an uncommitted tail.
+    const now = log.term(index);
+    if (index > log.offsetIndex && (now === undefined || now < lastTerm)) {
       this.fail('recovery', `n${node.id} restarted without entry ${index} (term ${lastTerm}) that was on its disk (its log ends at ${log.lastIndex()})`);
     }
   }
