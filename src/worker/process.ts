@@ -23,6 +23,8 @@ export interface WorkerProcessOptions {
   secret: string | undefined;
   domain?: string;
   http?: string;
+  /** Chunks per page of a resync's listing (tests). */
+  syncPageChunks?: number;
   log: Logger;
 }
 
@@ -68,6 +70,7 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
       clock: systemClock,
       transport: rpcTransport(server, { secret: opts.secret, frameBytesMax: workerFrameBytesMax }),
       log: logCallback(opts.log),
+      ...(opts.syncPageChunks === undefined ? {} : { syncPageChunks: opts.syncPageChunks }),
     });
     if (opts.http !== undefined) http = await startWorkerHttp(opts.http, worker);
     const httpAddress = http?.address;

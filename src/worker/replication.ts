@@ -34,6 +34,8 @@ export interface ReplicaHost {
   connect(address: string): Connection;
   /** How long a member keeps trying to forward before it gives the write up (pending stays). */
   forwardDeadlineMs: number;
+  /** Chunks per page of a resync's listing of its target. */
+  syncPageChunks: number;
   /** How long one forward call may take. */
   callTimeoutMs: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;

@@ -12,7 +12,7 @@ import type { Routing } from '../meta/routing.ts';
 import { chunkLockKey, compareChunks, type ChainReplica, type ReplicaHost } from './replication.ts';
 import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
 import { WorkerErrorCode } from './errors.ts';
-import { removeChunksMax, syncListLimitMax, WorkerMethod, type ChunkRef, type SyncEntry, type SyncListReply, type WriteRequest } from './protocol.ts';
+import { removeChunksMax, WorkerMethod, type ChunkRef, type SyncEntry, type SyncListReply, type WriteRequest } from './protocol.ts';
 
 export interface ResyncStats {
   sent: number;
@@ -98,10 +98,12 @@ export class Resyncer {
     const remote = new Map<string, SyncEntry>();
     let after: ChunkRef | undefined;
     for (;;) {
-      const page = (await conn.call<SyncListReply>(WorkerMethod.syncList, { ...call, limit: syncListLimitMax, ...(after === undefined ? {} : { after }) }, { timeoutMs: this.host.callTimeoutMs })).body;
+      const page = (await conn.call<SyncListReply>(WorkerMethod.syncList, { ...call, limit: this.host.syncPageChunks, ...(after === undefined ? {} : { after }) }, { timeoutMs: this.host.callTimeoutMs })).body;
       for (const c of page.chunks) remote.set(refKey(c), c);
       if (!page.more || page.chunks.length === 0) break;
-      after = page.chunks[page.chunks.length - 1];
+      // The next page starts after the last chunk: the cursor is its id only.
+      const last = page.chunks[page.chunks.length - 1];
+      after = { inodeId: last.inodeId, index: last.index };
     }
     const stats: ResyncStats = { sent: 0, removed: 0, same: 0 };
     for (const listed of store.list().sort((a, b) => compareChunks(a.id, b.id))) {

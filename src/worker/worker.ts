@@ -16,7 +16,7 @@ import { Routing } from '../meta/routing.ts';
 import { clusterTimingDefault, type ClusterTiming, type HeartbeatReply, type RegisterReply } from '../master/cluster-manager.ts';
 import { ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
-import { MasterWorkerMethod, validateTargetCall, WorkerMethod, type HeartbeatRequest, type TargetReport } from './protocol.ts';
+import { MasterWorkerMethod, syncListLimitMax, validateTargetCall, WorkerMethod, type HeartbeatRequest, type TargetReport } from './protocol.ts';
 import { ChainReplica, type ReplicaBug, type ReplicaHost } from './replication.ts';
 import { Resyncer } from './resync.ts';
 import { decodeIdentity, describeIdentity, identityFileName, type TargetIdentity } from './target-identity.ts';
@@ -42,6 +42,8 @@ export interface WorkerOptions {
   forwardDeadlineMs?: number;
   /** Data-path rules to break on purpose: the simulator's `--bug`. */
   bugs?: ReadonlySet<ReplicaBug>;
+  /** Chunks per page of a resync's listing (default the most a page may hold; tests make it small to page). */
+  syncPageChunks?: number;
 }
 
 interface LocalTarget {
@@ -85,6 +87,7 @@ export class StorageWorker {
       callTimeoutMs: opts.callTimeoutMs ?? callTimeoutMs,
       log: opts.log,
       bugs: opts.bugs,
+      syncPageChunks: opts.syncPageChunks ?? syncListLimitMax,
     };
     this.replica = new ChainReplica(host);
     this.resync = new Resyncer(this.replica, host);

@@ -160,7 +160,8 @@ export class DataCluster {
             const pending = r.body.chunks.find((c) => c.pending);
             if (pending !== undefined) return `chain ${chain.chainId}: target ${targetId} holds chunk ${pending.inodeId}:${pending.index} pending`;
             if (!r.body.more || r.body.chunks.length === 0) break;
-            after = r.body.chunks[r.body.chunks.length - 1];
+            const last = r.body.chunks[r.body.chunks.length - 1];
+            after = { inodeId: last.inodeId, index: last.index };
           }
           lists.push(JSON.stringify(chunks));
         } catch (err) {

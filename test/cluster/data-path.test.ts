@@ -46,7 +46,7 @@ async function startCluster(t: TestContext, workers = 3, targetsPerWorker = 2): 
   });
   for (let w = 1; w <= workers; w++) {
     const targets = Array.from({ length: targetsPerWorker }, (_, i) => path.join(dir, `worker-${w}`, `t${i}`));
-    started.push(await startWorkerProcess({ id: w, listen: '127.0.0.1:0', masters: [master.address], targets, secret, log }));
+    started.push(await startWorkerProcess({ id: w, listen: '127.0.0.1:0', masters: [master.address], targets, secret, log, syncPageChunks: 3 }));
   }
   const meta = new MasterClient({ masters: [master.address], secret });
   const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
@@ -128,7 +128,8 @@ test('a worker that stops during writes: writes go on, it returns, resyncs, and 
   const routing = await c.meta.query<RoutingInfo>('cluster.routing', {});
   assert.ok(routing.targets.filter((x) => x.workerId === 2).every((x) => x.state === 'offline' || x.state === 'lastsrv'), 'its targets are out');
   const log = createLogger({ test: 'data-path' }, 'warn');
-  c.workers[1] = await startWorkerProcess({ id: 2, listen: '127.0.0.1:0', masters: [c.master.address], targets, secret, log });
+  // Small resync pages, so that the listing of the returning target takes many.
+  c.workers[1] = await startWorkerProcess({ id: 2, listen: '127.0.0.1:0', masters: [c.master.address], targets, secret, log, syncPageChunks: 3 });
   await waitFor(async () => (await replicasAgree(c)) === undefined, 'resync', 20_000, async () => (await replicasAgree(c)) ?? '');
   for (const [name, body] of files) assert.equal(sha(await readAll(c, name)), sha(body), name);
 });
