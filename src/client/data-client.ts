@@ -14,7 +14,7 @@ import type { Clock, Connection } from '../io/index.ts';
 import type { Layout } from '../meta/commands.ts';
 import type { RoutingInfo } from '../meta/namespace-state.ts';
 import { Routing } from '../meta/routing.ts';
-import { chainOfChunk, fileChains } from '../placement/index.ts';
+import { chainOfChunk, chunksByChain, fileChains } from '../placement/index.ts';
 import { RpcErrorCode } from '../rpc/errors.ts';
 import { WorkerErrorCode } from '../worker/errors.ts';
 import { MasterWorkerMethod, removeChunksMax, WorkerMethod, type ReadReply, type ReadRequest, type WriteRequest } from '../worker/protocol.ts';
@@ -33,6 +33,8 @@ export interface DataClientOptions {
 export type ChunkRead = { found: true; data: Uint8Array; lengthBytes: number } | { found: false };
 
 const retryBackoffMs = { min: 50, max: 1_000 };
+/** Layouts whose stripes are kept (a cache: emptied when full). */
+const stripesCachedMax = 1024;
 /** Codes after which another member, or fresh routing, may succeed. */
 const retryable: ReadonlySet<string> = new Set([
   WorkerErrorCode.StaleChainVersion,
@@ -54,6 +56,7 @@ export class DataClient {
   private routingNow: Routing | undefined;
   private refreshing: Promise<Routing> | undefined;
   private readonly conns = new Map<string, Connection>();
+  private readonly stripes = new Map<string, readonly number[]>();
   /** Bad replicas readers met: reported so an operator (and the scrubber) can repair them. */
   readonly corruptSeen: { chainId: number; targetId: number; inodeId: number; index: number; message: string }[] = [];
 
@@ -80,11 +83,26 @@ export class DataClient {
 
   /** The chain holding chunk `index` of a file with this layout. */
   chainOf(routing: Routing, layout: Layout, index: number): number {
-    const chains = routing.tableChains(layout.chainTableId, layout.chainTableVersion);
-    if (chains === undefined || chains.length === 0) {
-      throw new CairnError(ErrorCode.Unavailable, `chain table ${layout.chainTableId} has no chains at version ${layout.chainTableVersion}: the file was made before any worker joined; write a new file`);
+    return chainOfChunk(this.stripeOf(routing, layout), index);
+  }
+
+  /**
+   * The chains a layout stripes over, shuffled once per layout rather than per chunk: a table's
+   * chains at a version never change (chains are only appended), so the stripe never goes stale.
+   */
+  private stripeOf(routing: Routing, layout: Layout): readonly number[] {
+    const key = `${layout.chainTableId}:${layout.chainTableVersion}:${layout.stripeWidth}:${layout.shuffleSeed}`;
+    let stripe = this.stripes.get(key);
+    if (stripe === undefined) {
+      const chains = routing.tableChains(layout.chainTableId, layout.chainTableVersion);
+      if (chains === undefined || chains.length === 0) {
+        throw new CairnError(ErrorCode.Unavailable, `chain table ${layout.chainTableId} has no chains at version ${layout.chainTableVersion}: the file was made before any worker joined; write a new file`);
+      }
+      stripe = fileChains(chains, layout.stripeWidth, layout.shuffleSeed);
+      if (this.stripes.size >= stripesCachedMax) this.stripes.clear();
+      this.stripes.set(key, stripe);
     }
-    return chainOfChunk(fileChains(chains, layout.stripeWidth, layout.shuffleSeed), index);
+    return stripe;
   }
 
   /** Writes `data` at `offset` of chunk `index` through its chain's head; resolves once every member has it on disk. */
@@ -153,15 +171,9 @@ export class DataClient {
    * them in its resync, which removes what its predecessor lacks).
    */
   async removeChunks(layout: Layout, inodeId: number, indexes: Iterable<number>): Promise<void> {
-    const routing0 = await this.routing();
-    const byChain = new Map<number, { inodeId: number; index: number }[]>();
-    for (const index of indexes) {
-      const chainId = this.chainOf(routing0, layout, index);
-      let list = byChain.get(chainId);
-      if (list === undefined) byChain.set(chainId, (list = []));
-      list.push({ inodeId, index });
-    }
-    for (const [chainId, chunks] of byChain) {
+    const byChain = chunksByChain(this.stripeOf(await this.routing(), layout), indexes);
+    for (const [chainId, list] of byChain) {
+      const chunks = list.map((index) => ({ inodeId, index }));
       for (let i = 0; i < chunks.length; i += removeChunksMax) {
         const batch = chunks.slice(i, i + removeChunksMax);
         await this.retrying(`removal of ${batch.length} chunks of inode ${inodeId}`, async (routing) => {

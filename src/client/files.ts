@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { CloseSessionValue, InodeAttr, SessionValue } from '../meta/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
-import { inRanges } from '../meta/chunk-ranges.ts';
+import { indexesIn, inRanges } from '../meta/chunk-ranges.ts';
 import type { DataClient } from './data-client.ts';
 import { FileReader, FileWriter, type FileRef } from './file-io.ts';
 import type { MasterClient } from './master-client.ts';
@@ -65,11 +65,9 @@ export async function truncateFile(meta: MasterClient, data: DataClient, path: s
       const cs = file.layout.chunkSizeBytes;
       const firstWhole = Math.ceil(sizeBytes / cs);
       const written = (index: number): boolean => file.chunks === null || file.chunks === undefined || inRanges(file.chunks, index);
-      const beyond: number[] = [];
-      const lastOld = Math.ceil(old / cs);
-      if (file.chunks === null || file.chunks === undefined) for (let i = firstWhole; i < lastOld; i++) beyond.push(i);
-      else for (let r = 0; r < file.chunks.length; r += 2) for (let i = Math.max(firstWhole, file.chunks[r]); i < file.chunks[r + 1]; i++) beyond.push(i);
-      await data.removeChunks(file.layout, file.inodeId, beyond);
+      // Untracked: every chunk the old length reached.
+      const recorded = file.chunks ?? [0, Math.ceil(old / cs)];
+      await data.removeChunks(file.layout, file.inodeId, indexesIn(recorded, firstWhole));
       const cut = Math.floor(sizeBytes / cs);
       if (sizeBytes % cs !== 0 && written(cut)) await data.truncateChunk(file.layout, file.inodeId, cut, sizeBytes % cs);
     }

@@ -7,7 +7,8 @@
 import type { Connection } from '../io/index.ts';
 import type { GcEntry, RoutingInfo } from '../meta/namespace-state.ts';
 import { Routing } from '../meta/routing.ts';
-import { chainOfChunk, fileChains } from '../placement/index.ts';
+import { chunksByChain, fileChains } from '../placement/index.ts';
+import { indexesIn } from '../meta/chunk-ranges.ts';
 import { removeChunksMax, WorkerMethod, type ChunkRef } from '../worker/protocol.ts';
 
 export interface GcPass {
@@ -40,16 +41,7 @@ async function collectFile(entry: GcEntry, routing: Routing, connect: (address: 
   // The chunks on each chain: listed from the record, or (untracked) every chunk of the inode.
   const byChain = new Map<number, ChunkRef[] | 'all'>();
   if (entry.chunks === null) for (const chainId of stripe) byChain.set(chainId, 'all');
-  else {
-    for (let i = 0; i < entry.chunks.length; i += 2) {
-      for (let index = entry.chunks[i]; index < entry.chunks[i + 1]; index++) {
-        const chainId = chainOfChunk(stripe, index);
-        let list = byChain.get(chainId);
-        if (list === undefined) byChain.set(chainId, (list = []));
-        if (list !== 'all') list.push({ inodeId: entry.inodeId, index });
-      }
-    }
-  }
+  else for (const [chainId, indexes] of chunksByChain(stripe, indexesIn(entry.chunks))) byChain.set(chainId, indexes.map((index) => ({ inodeId: entry.inodeId, index })));
   for (const [chainId, chunks] of byChain) {
     const chain = routing.chain(chainId);
     const members = routing.writeMembers(chainId);

@@ -63,6 +63,11 @@ export function inRanges(a: readonly number[], index: number): boolean {
   return false;
 }
 
+/** The chunk indexes the ranges hold, from `from` on, in order. */
+export function* indexesIn(ranges: readonly number[], from = 0): Generator<number> {
+  for (let r = 0; r < ranges.length; r += 2) for (let i = Math.max(from, ranges[r]); i < ranges[r + 1]; i++) yield i;
+}
+
 /** Builds ranges from chunk indexes in any order (a writer's record of what it wrote). */
 export class RangeSet {
   private ranges: number[] | null = [];

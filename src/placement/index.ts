@@ -5,4 +5,4 @@
 export { replicationMax, targetsMax, targetsPerWorkerMax, workersMax, type PlacementTarget } from './cluster.ts';
 export { buildChains, extendChains, movesMaxDefault, UnusedReason, type ChainPlan, type PlacementOptions, type UnusedTarget } from './build.ts';
 export { chainBalance, formatBalance, type ChainBalance, type Range } from './balance.ts';
-export { chainOfChunk, chunkRange, chunkRangePiecesMax, fileChains, type ChunkPiece } from './stripe.ts';
+export { chainOfChunk, chunksByChain, chunkRange, chunkRangePiecesMax, fileChains, type ChunkPiece } from './stripe.ts';

@@ -51,6 +51,18 @@ export function chainOfChunk(stripe: readonly number[], chunkIndex: number): num
   return stripe[chunkIndex % stripe.length];
 }
 
+/** Chunk indexes grouped by the chain of this stripe that holds them, each group in the order given. */
+export function chunksByChain(stripe: readonly number[], chunkIndexes: Iterable<number>): Map<number, number[]> {
+  const byChain = new Map<number, number[]>();
+  for (const index of chunkIndexes) {
+    const chainId = chainOfChunk(stripe, index);
+    let list = byChain.get(chainId);
+    if (list === undefined) byChain.set(chainId, (list = []));
+    list.push(index);
+  }
+  return byChain;
+}
+
 /** The chunk pieces bytes [offset, offset + length) cover, in order; none for length 0. */
 export function chunkRange(layout: Pick<Layout, 'chunkSizeBytes'>, offset: number, length: number): ChunkPiece[] {
   const size = layout.chunkSizeBytes;
