@@ -160,10 +160,20 @@ export class ClusterManager {
     }
   }
 
-  private localState(targetId: number, workerId: number, now: number, chainVersion: number): LocalState {
+  /** The target's worker was heard from within the timeout and reported it running. */
+  private alive(targetId: number, workerId: number, now: number): boolean {
+    const report = this.report(targetId, workerId, now);
+    return report !== undefined && report.localState !== LocalState.Offline;
+  }
+
+  private report(targetId: number, workerId: number, now: number): TargetReport | undefined {
     const seen = this.seen.get(workerId);
-    if (seen === undefined || now - seen.atMs > this.opts.timing.offlineTimeoutMs) return LocalState.Offline;
-    const report = seen.reports.get(targetId);
+    if (seen === undefined || now - seen.atMs > this.opts.timing.offlineTimeoutMs) return undefined;
+    return seen.reports.get(targetId);
+  }
+
+  private localState(targetId: number, workerId: number, now: number, chainVersion: number): LocalState {
+    const report = this.report(targetId, workerId, now);
     if (report === undefined) return LocalState.Offline;
     // Up to date as of an older chain version proves nothing about this one.
     if (report.localState === LocalState.UpToDate && report.chainVersion !== chainVersion) return LocalState.Online;
@@ -189,7 +199,7 @@ export class ClusterManager {
   private async makeChains(now: number): Promise<void> {
     const state = this.opts.state();
     const workers = new Map(state.workers().map((w) => [w.workerId, w]));
-    const live = state.targets().filter((t) => this.localState(t.targetId, t.workerId, now, 0) !== LocalState.Offline);
+    const live = state.targets().filter((t) => this.alive(t.targetId, t.workerId, now));
     const free = live.filter((t) => t.chainId === 0);
     const key = free.map((t) => t.targetId).join(',');
     if (key !== this.freeTargets.key) this.freeTargets = { key, sinceMs: now };

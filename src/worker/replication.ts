@@ -21,7 +21,7 @@ import { KeyedLock } from './keyed-lock.ts';
 import { validateRead, validateRemove, validateRemoveInodes, validateSyncList, validateWrite, WorkerMethod } from './protocol.ts';
 import type { ChunkRef, ReadReply, ReadRequest, SyncEntry, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';
 import { chunkSizeBytesMax } from '../meta/commands.ts';
-import { writeIdsMax } from './chunk-file.ts';
+import { chunkKey, writeIdsMax } from './chunk-file.ts';
 
 export interface ReplicaHost {
   clock: Clock;
@@ -55,7 +55,7 @@ const emptyPayload = new Uint8Array(0);
 const retryBackoffMs = { min: 20, max: 500 };
 
 export function chunkLockKey(targetId: number, id: ChunkRef): string {
-  return `${targetId}:${id.inodeId}:${id.index}`;
+  return `${targetId}:${chunkKey(id)}`;
 }
 
 export class ChainReplica {

@@ -9,6 +9,7 @@ import { crc32c } from '@node-rs/crc32';
 import { TargetState } from '../meta/commands.ts';
 import type { TargetInfo } from '../meta/namespace-state.ts';
 import type { Routing } from '../meta/routing.ts';
+import { chunkKey } from './chunk-file.ts';
 import { chunkLockKey, compareChunks, type ChainReplica, type ReplicaHost } from './replication.ts';
 import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
 import { WorkerErrorCode } from './errors.ts';
@@ -99,7 +100,7 @@ export class Resyncer {
     let after: ChunkRef | undefined;
     for (;;) {
       const page = (await conn.call<SyncListReply>(WorkerMethod.syncList, { ...call, limit: this.host.syncPageChunks, ...(after === undefined ? {} : { after }) }, { timeoutMs: this.host.callTimeoutMs })).body;
-      for (const c of page.chunks) remote.set(refKey(c), c);
+      for (const c of page.chunks) remote.set(chunkKey(c), c);
       if (!page.more || page.chunks.length === 0) break;
       // The next page starts after the last chunk: the cursor is its id only.
       const last = page.chunks[page.chunks.length - 1];
@@ -107,8 +108,8 @@ export class Resyncer {
     }
     const stats: ResyncStats = { sent: 0, removed: 0, same: 0 };
     for (const listed of store.list().sort((a, b) => compareChunks(a.id, b.id))) {
-      const r = remote.get(refKey(listed.id));
-      remote.delete(refKey(listed.id));
+      const r = remote.get(chunkKey(listed.id));
+      remote.delete(chunkKey(listed.id));
       // Decided under the chunk's lock, from what the chunk holds then: a write that was under
       // way when the list was taken may have committed a newer version since (one the target,
       // not yet on the write path then, never got).
@@ -157,8 +158,4 @@ export class Resyncer {
     await conn.call(WorkerMethod.syncDone, call, { timeoutMs: this.host.callTimeoutMs });
     return stats;
   }
-}
-
-function refKey(c: ChunkRef): string {
-  return `${c.inodeId}:${c.index}`;
 }
