@@ -4,6 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { formatBytes } from '../src/bytes.ts';
 
 export interface Machine {
   cpuModel: string;
@@ -112,15 +113,4 @@ export function formatNumber(v: number): string {
   if (abs >= 100) return v.toFixed(1);
   if (abs >= 1) return v.toFixed(2);
   return v.toPrecision(3);
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
 }

@@ -138,41 +138,9 @@ export class DataCluster {
     return (await fetch(`http://${this.worker(id).http}/metrics`)).text();
   }
 
-  /**
-   * Undefined when every chain's members hold the same chunks, versions, lengths and checksums with
-   * nothing pending (what resync must reach, and a quiet chain must show); else what differs.
-   */
+  /** This cluster's chains as replicasDiffer (below) sees them. */
   async replicasDiffer(): Promise<string | undefined> {
-    const routing = await this.routing();
-    const address = new Map(routing.workers.map((w) => [w.workerId, w.address]));
-    for (const chain of routing.chains) {
-      const lists: string[] = [];
-      for (const targetId of chain.targetIds) {
-        const target = routing.targets.find((x) => x.targetId === targetId)!;
-        if (target.state !== 'serving') return `chain ${chain.chainId}: target ${targetId} is ${target.state}`;
-        const conn = new RpcClient(address.get(target.workerId)!, { secret: this.masters.secret });
-        try {
-          const chunks: unknown[] = [];
-          let after: { inodeId: number; index: number } | undefined;
-          for (;;) {
-            const r = await conn.call<{ chunks: { inodeId: number; index: number; pending: boolean }[]; more: boolean }>('chunk.syncList', { chainId: chain.chainId, chainVersion: chain.version, targetId, limit: 4096, ...(after === undefined ? {} : { after }) });
-            chunks.push(...r.body.chunks);
-            const pending = r.body.chunks.find((c) => c.pending);
-            if (pending !== undefined) return `chain ${chain.chainId}: target ${targetId} holds chunk ${pending.inodeId}:${pending.index} pending`;
-            if (!r.body.more || r.body.chunks.length === 0) break;
-            const last = r.body.chunks[r.body.chunks.length - 1];
-            after = { inodeId: last.inodeId, index: last.index };
-          }
-          lists.push(JSON.stringify(chunks));
-        } catch (err) {
-          return `chain ${chain.chainId}: target ${targetId}: ${(err as Error).message}`;
-        } finally {
-          conn.close();
-        }
-      }
-      if (new Set(lists).size !== 1) return `chain ${chain.chainId}: members ${chain.targetIds.join(', ')} differ (${lists.map((l) => (JSON.parse(l) as unknown[]).length).join(', ')} chunks)`;
-    }
-    return undefined;
+    return replicasDiffer(await this.routing(), this.masters.secret);
   }
 
   async logTails(lines = 30): Promise<string> {
@@ -194,6 +162,42 @@ function startLine(text: string): { address: string; http: string } | undefined 
     if (!line.includes('"msg":"worker started"')) continue;
     const rec = JSON.parse(line) as { address?: string; http?: string };
     if (typeof rec.address === 'string' && typeof rec.http === 'string') return { address: rec.address, http: rec.http };
+  }
+  return undefined;
+}
+
+/**
+ * Undefined when every chain's members hold the same chunks, versions, lengths and checksums with
+ * nothing pending (what resync must reach, and a quiet chain must show); else what differs.
+ */
+export async function replicasDiffer(routing: RoutingInfo, secret: string | undefined): Promise<string | undefined> {
+  const address = new Map(routing.workers.map((w) => [w.workerId, w.address]));
+  for (const chain of routing.chains) {
+    const lists: string[] = [];
+    for (const targetId of chain.targetIds) {
+      const target = routing.targets.find((x) => x.targetId === targetId)!;
+      if (target.state !== 'serving') return `chain ${chain.chainId}: target ${targetId} is ${target.state}`;
+      const conn = new RpcClient(address.get(target.workerId)!, { secret });
+      try {
+        const chunks: unknown[] = [];
+        let after: { inodeId: number; index: number } | undefined;
+        for (;;) {
+          const r = await conn.call<{ chunks: { inodeId: number; index: number; pending: boolean }[]; more: boolean }>('chunk.syncList', { chainId: chain.chainId, chainVersion: chain.version, targetId, limit: 4096, ...(after === undefined ? {} : { after }) });
+          chunks.push(...r.body.chunks);
+          const pending = r.body.chunks.find((c) => c.pending);
+          if (pending !== undefined) return `chain ${chain.chainId}: target ${targetId} holds chunk ${pending.inodeId}:${pending.index} pending`;
+          if (!r.body.more || r.body.chunks.length === 0) break;
+          const last = r.body.chunks[r.body.chunks.length - 1];
+          after = { inodeId: last.inodeId, index: last.index };
+        }
+        lists.push(JSON.stringify(chunks));
+      } catch (err) {
+        return `chain ${chain.chainId}: target ${targetId}: ${(err as Error).message}`;
+      } finally {
+        conn.close();
+      }
+    }
+    if (new Set(lists).size !== 1) return `chain ${chain.chainId}: members ${chain.targetIds.join(', ')} differ (${lists.map((l) => (JSON.parse(l) as unknown[]).length).join(', ')} chunks)`;
   }
   return undefined;
 }

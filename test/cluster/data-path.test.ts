@@ -20,6 +20,7 @@ import type { ChainInfo, RoutingInfo, SessionValue } from '../../src/meta/index.
 import { RpcClient } from '../../src/rpc/index.ts';
 import { startWorkerProcess, workerFrameBytesMax, type WorkerProcess } from '../../src/worker/process.ts';
 import { freePort } from '../../src/cli/local.ts';
+import { replicasDiffer } from './data-cluster.ts';
 import { waitFor } from './harness.ts';
 
 const secret = randomBytes(16).toString('hex');
@@ -88,26 +89,7 @@ test('files of many sizes go in and come back the same, from every replica', asy
 
 /** Every chain's members hold the same chunks, versions and checksums (what resync must reach). */
 async function replicasAgree(c: Cluster): Promise<string | undefined> {
-  const routing = await c.meta.query<RoutingInfo>('cluster.routing', {});
-  const address = new Map(routing.workers.map((w) => [w.workerId, w.address]));
-  for (const chain of routing.chains) {
-    const lists: string[] = [];
-    for (const targetId of chain.targetIds) {
-      const target = routing.targets.find((x) => x.targetId === targetId)!;
-      if (target.state !== 'serving') return `chain ${chain.chainId}: target ${targetId} is ${target.state}`;
-      const conn = new RpcClient(address.get(target.workerId)!, { secret });
-      try {
-        const r = await conn.call<{ chunks: { inodeId: number; index: number; commitVersion: number; crc32c: number; lengthBytes: number; pending: boolean }[] }>('chunk.syncList', { chainId: chain.chainId, chainVersion: chain.version, targetId, limit: 4096 });
-        lists.push(JSON.stringify(r.body.chunks));
-      } catch (err) {
-        return `chain ${chain.chainId}: target ${targetId}: ${(err as Error).message}`;
-      } finally {
-        conn.close();
-      }
-    }
-    if (new Set(lists).size !== 1) return `chain ${chain.chainId}: members differ`;
-  }
-  return undefined;
+  return replicasDiffer(await c.meta.query<RoutingInfo>('cluster.routing', {}), secret);
 }
 
 test('a worker that stops during writes: writes go on, it returns, resyncs, and every replica matches', async (t) => {
