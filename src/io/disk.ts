@@ -12,8 +12,11 @@ export interface DiskFile {
   writev(bufs: readonly Uint8Array[], position: number): Promise<void>;
   /** For writers that must stream at one consistent point (a state machine's snapshot). */
   writeSync(buf: Uint8Array, position: number): void;
-  /** Exactly `length` bytes; fewer available is an error. */
-  read(length: number, position: number): Promise<Uint8Array>;
+  /**
+   * Exactly `length` bytes; fewer available is an error. With `into` (at least `length` bytes),
+   * they are read into it and its first `length` bytes returned, so a caller can reuse buffers.
+   */
+  read(length: number, position: number, into?: Uint8Array): Promise<Uint8Array>;
   readSync(length: number, position: number): Uint8Array;
   size(): Promise<number>;
   sizeSync(): number;

@@ -63,10 +63,10 @@ class NodeFile implements DiskFile {
     }
   }
 
-  async read(length: number, position: number): Promise<Uint8Array> {
-    if (this.fh === undefined) return this.readSync(length, position);
+  async read(length: number, position: number, into?: Uint8Array): Promise<Uint8Array> {
+    if (this.fh === undefined) return readInto(this.readSync(length, position), into);
     const fh = this.handle();
-    const buf = Buffer.allocUnsafe(length);
+    const buf = into === undefined ? Buffer.allocUnsafe(length) : intoView(into, length);
     for (let done = 0; done < length; ) {
       const { bytesRead } = await fh.read(buf, done, length - done, position + done);
       if (bytesRead <= 0) throw endOfFile(this.path, position + done);
@@ -171,3 +171,16 @@ export const nodeDisk: Disk = {
     return { bytesTotal: s.blocks * s.bsize, bytesFree: s.bavail * s.bsize };
   },
 };
+
+/** The first `length` bytes of `into`, which must hold them. */
+function intoView(into: Uint8Array, length: number): Uint8Array {
+  if (into.byteLength < length) throw new RangeError(`read of ${length} bytes into a buffer of ${into.byteLength}`);
+  return into.subarray(0, length);
+}
+
+function readInto(data: Uint8Array, into: Uint8Array | undefined): Uint8Array {
+  if (into === undefined) return data;
+  const view = intoView(into, data.byteLength);
+  view.set(data);
+  return view;
+}

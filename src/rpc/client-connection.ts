@@ -1,7 +1,6 @@
 // One TCP connection of an RpcClient: connect, the handshake (mutual HMAC when a secret is set),
 // then responses handed to the client. It reports exactly one failure, and never retries itself.
 
-import net from 'node:net';
 import { clientProof, isNonce, newNonce, proofMatches, serverProof } from './auth.ts';
 import { isPlainObject } from '../plain-object.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
@@ -42,12 +41,11 @@ export class ClientConnection {
   constructor(target: ConnectionTarget, events: ConnectionEvents) {
     this.target = target;
     this.events = events;
-    const socket = net.connect({ host: target.host, port: target.port, noDelay: true });
-    this.framed = new FramedSocket(socket, target.frameBytesMax, {
+    this.framed = new FramedSocket({ host: target.host, port: target.port }, target.frameBytesMax, {
       onFrame: (f) => this.onFrame(f),
       onClose: (reason) => this.fail(this.closeError(reason), false),
     });
-    socket.once('connect', () => this.onConnect());
+    this.framed.socket.once('connect', () => this.onConnect());
     this.connectTimer = setTimeout(
       () => this.fail(new RpcError(RpcErrorCode.Unavailable, `connecting to ${target.address} timed out after ${target.connectTimeoutMs} ms`), true),
       target.connectTimeoutMs,

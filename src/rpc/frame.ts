@@ -171,10 +171,17 @@ function parseWireError(raw: unknown): WireError {
   return details === undefined ? { code, message } : { code, message, details };
 }
 
+/** Where reads land while no frame is partly received (the frame prefix and small frames). */
+const scratchBytes = 64 * 1024;
+
 /**
- * Cuts a byte stream into frames. A frame inside one chunk is a view of that chunk (no copy); a
- * frame spread over chunks is copied once into a buffer of its exact size, allocated when its
- * length is known. So each byte is copied at most once, whatever the chunk sizes.
+ * Cuts a byte stream into frames, fed in one of two ways:
+ * - `push(chunk)`: a frame inside one chunk is a view of that chunk (no copy); a frame spread over
+ *   chunks is copied once into a buffer of its exact size, allocated when its length is known.
+ * - `readTarget()` then `received(n)`, for a socket that reads into buffers it is given: once a
+ *   frame's length is known the socket reads the rest straight into the frame's own buffer, so a
+ *   large payload is never copied in user space; frames that fit in the scratch buffer the reads
+ *   otherwise land in are copied out of it (the scratch is reused).
  */
 export class FrameDecoder {
   /** Checked against each incoming length prefix; raised by the server once the peer authenticated. */
@@ -185,6 +192,7 @@ export class FrameDecoder {
   private partial: Buffer | undefined;
   private partialFilled = 0;
   private stopped = false;
+  private scratch: Buffer | undefined;
 
   constructor(frameBytesMax: number, onFrame: (frame: Buffer) => void) {
     this.frameBytesMax = frameBytesMax;
@@ -202,8 +210,29 @@ export class FrameDecoder {
     return this.prefixFilled + this.partialFilled;
   }
 
-  /** Feeds one chunk; throws RpcError(FrameTooLarge or BadRequest) on a bad length prefix. */
-  push(chunk: Buffer): void {
+  /** Where the next read should land: the unfilled rest of a partly received frame, else the scratch buffer. */
+  readTarget(): Buffer {
+    if (this.partial !== undefined) return this.partial.subarray(this.partialFilled);
+    this.scratch ??= Buffer.allocUnsafe(scratchBytes);
+    return this.scratch;
+  }
+
+  /** `n` bytes were read into the buffer `readTarget()` returned; throws as `push` does. */
+  received(n: number): void {
+    if (this.stopped || n <= 0) return;
+    if (this.partial !== undefined) {
+      this.partialFilled += n;
+      if (this.partialFilled === this.partial.length) this.deliverPartial();
+      return;
+    }
+    this.push((this.scratch as Buffer).subarray(0, n), true);
+  }
+
+  /**
+   * Feeds one chunk; throws RpcError(FrameTooLarge or BadRequest) on a bad length prefix.
+   * `transient`: the chunk's memory is reused after this call, so frames are copied out of it.
+   */
+  push(chunk: Buffer, transient = false): void {
     let offset = 0;
     while (offset < chunk.length && !this.stopped) {
       if (this.partial !== undefined) {
@@ -225,7 +254,8 @@ export class FrameDecoder {
       }
       this.checkLength(frameLength);
       if (chunk.length - offset >= frameLength) {
-        this.onFrame(chunk.subarray(offset, offset + frameLength));
+        const frame = chunk.subarray(offset, offset + frameLength);
+        this.onFrame(transient ? Buffer.from(frame) : frame);
         offset += frameLength;
       } else {
         this.partial = Buffer.allocUnsafe(frameLength);
@@ -249,11 +279,14 @@ export class FrameDecoder {
     const n = Math.min(partial.length - this.partialFilled, chunk.length - offset);
     chunk.copy(partial, this.partialFilled, offset, offset + n);
     this.partialFilled += n;
-    if (this.partialFilled === partial.length) {
-      this.partial = undefined;
-      this.partialFilled = 0;
-      this.onFrame(partial);
-    }
+    if (this.partialFilled === partial.length) this.deliverPartial();
     return offset + n;
+  }
+
+  private deliverPartial(): void {
+    const frame = this.partial as Buffer;
+    this.partial = undefined;
+    this.partialFilled = 0;
+    this.onFrame(frame);
   }
 }

@@ -1,7 +1,7 @@
 // A TCP socket that sends and receives whole frames, shared by both ends of a connection. It owns
 // the socket: whoever closes it (the owner, the peer, a malformed frame) the owner hears once.
 
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import { formatAddress } from '../address.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
 import { FrameDecoder, decodeFrame, frameParts, type Frame } from './frame.ts';
@@ -29,12 +29,30 @@ export class FramedSocket {
   private lingerTimer: NodeJS.Timeout | undefined;
   private corked = false;
 
-  constructor(socket: Socket, frameBytesMax: number, events: FramedSocketEvents) {
-    this.socket = socket;
+  /**
+   * Over an accepted socket, or a new connection to `target`. A connection made here reads each
+   * frame's bytes straight into the frame's buffer (`onread`), so large payloads arrive uncopied;
+   * an accepted socket cannot be given read buffers in Node, and gets its bytes as 'data' chunks.
+   */
+  constructor(target: Socket | { host: string; port: number }, frameBytesMax: number, events: FramedSocketEvents) {
     this.events = events;
-    this.decoder = new FrameDecoder(frameBytesMax, (raw) => this.events.onFrame(decodeFrame(raw)));
+    const decoder = new FrameDecoder(frameBytesMax, (raw) => this.events.onFrame(decodeFrame(raw)));
+    this.decoder = decoder;
+    if (target instanceof net.Socket) {
+      this.socket = target;
+      target.on('data', (chunk: Buffer) => this.onData(chunk));
+    } else {
+      this.socket = net.connect({
+        host: target.host,
+        port: target.port,
+        onread: { buffer: () => decoder.readTarget(), callback: (n: number) => {
+          this.onRead(n);
+          return true;
+        } },
+      });
+    }
+    const socket = this.socket;
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => {
       this.socketError ??= err;
     });
@@ -52,16 +70,25 @@ export class FramedSocket {
   /**
    * Queues one frame; a no-op once closed (the owner has already been told). Frames sent in the
    * same tick leave together in one writev when the tick ends, so many concurrent calls cost one
-   * system call, not one each; a payload goes out from the caller's buffer, uncopied.
+   * system call, not one each; a payload goes out from the caller's buffer, uncopied. `onSent` is
+   * called once the frame's buffers are no longer referenced: written to the kernel, or dropped.
    */
-  send(header: Buffer, body: Buffer, payload: Uint8Array | undefined): void {
-    if (this.closed) return;
+  send(header: Buffer, body: Buffer, payload: Uint8Array | undefined, onSent?: () => void): void {
+    if (this.closed) {
+      onSent?.();
+      return;
+    }
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       process.nextTick(this.uncork);
     }
-    for (const p of frameParts(header, body, payload)) this.socket.write(p);
+    const parts = frameParts(header, body, payload);
+    const last = parts.length - 1;
+    for (let i = 0; i < last; i++) this.socket.write(parts[i]);
+    // Writes complete in order, so the last part's callback means all of them are done.
+    if (onSent === undefined) this.socket.write(parts[last]);
+    else this.socket.write(parts[last], () => onSent());
   }
 
   private readonly uncork = (): void => {
@@ -98,8 +125,21 @@ export class FramedSocket {
     try {
       this.decoder.push(chunk);
     } catch (err) {
-      const reason = err instanceof RpcError ? err : new RpcError(RpcErrorCode.Internal, String(err));
-      this.destroy(reason, true);
+      this.violated(err);
     }
+  }
+
+  private onRead(n: number): void {
+    if (this.closed) return;
+    try {
+      this.decoder.received(n);
+    } catch (err) {
+      this.violated(err);
+    }
+  }
+
+  private violated(err: unknown): void {
+    const reason = err instanceof RpcError ? err : new RpcError(RpcErrorCode.Internal, String(err));
+    this.destroy(reason, true);
   }
 }

@@ -23,14 +23,19 @@ export interface Reply {
   readonly [replyBrand]: true;
   readonly body: unknown;
   readonly payload: Uint8Array | undefined;
+  /**
+   * Called once the RPC layer no longer needs the payload's memory: its bytes were handed to the
+   * socket, or the reply was dropped (caller gone, connection closed). Lets a server reuse buffers.
+   */
+  readonly onSent: (() => void) | undefined;
 }
 
 /**
  * Marks a handler's result as body plus raw payload. A plain `{ body, payload }` object returned
  * by a handler is a body like any other, so no response shape is ambiguous.
  */
-export function reply(body: unknown, payload?: Uint8Array): Reply {
-  return { [replyBrand]: true, body, payload };
+export function reply(body: unknown, payload?: Uint8Array, onSent?: () => void): Reply {
+  return { [replyBrand]: true, body, payload, onSent };
 }
 
 export function isReply(v: unknown): v is Reply {

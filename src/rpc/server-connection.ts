@@ -190,9 +190,19 @@ export class ServerConnection {
   private settle(id: number, call: RunningCall, value: unknown, err: unknown, failed: boolean): void {
     clearTimeout(call.timer);
     if (this.calls.get(id) === call) this.calls.delete(id);
+    const onSent = isReply(value) ? value.onSent : undefined;
+    // The payload's buffer goes back to its owner on every path: sent, or dropped here.
+    if (!this.respond(id, call, value, err, failed, onSent)) onSent?.();
+  }
+
+  /** Sends the call's answer; true when the payload went out with `onSent` attached. */
+  private respond(id: number, call: RunningCall, value: unknown, err: unknown, failed: boolean, onSent: (() => void) | undefined): boolean {
     // Timed out, cancelled or disconnected: the caller has given up and will not read an answer.
-    if (call.controller.signal.aborted) return;
-    if (failed) return this.sendError(id, this.toWireError(call.method, err));
+    if (call.controller.signal.aborted) return false;
+    if (failed) {
+      this.sendError(id, this.toWireError(call.method, err));
+      return false;
+    }
     const body = isReply(value) ? value.body : value;
     const payload = isReply(value) ? value.payload : undefined;
     let encoded: Buffer;
@@ -200,19 +210,22 @@ export class ServerConnection {
       encoded = encodeBody(body);
     } catch (e) {
       this.settings.log('error', 'rpc: handler returned a body msgpack cannot encode', { peer: this.peer, method: call.method, err: String(e) });
-      return this.sendError(id, { code: RpcErrorCode.Internal, message: `${call.method}: response body cannot be encoded` });
+      this.sendError(id, { code: RpcErrorCode.Internal, message: `${call.method}: response body cannot be encoded` });
+      return false;
     }
     const header = encodeHeader({ id, kind: 'res' });
     const size = frameBytes(header.length, encoded.length, payload?.byteLength ?? 0);
     if (size > this.settings.frameBytesMax) {
       this.settings.log('warn', 'rpc: response exceeds frameBytesMax', { peer: this.peer, method: call.method, frameBytes: size });
-      return this.sendError(id, {
+      this.sendError(id, {
         code: RpcErrorCode.FrameTooLarge,
         message: `${call.method}: response of ${size} bytes exceeds frameBytesMax ${this.settings.frameBytesMax}`,
         details: { frameBytes: size, frameBytesMax: this.settings.frameBytesMax },
       });
+      return false;
     }
-    this.framed.send(header, encoded, payload);
+    this.framed.send(header, encoded, payload, onSent);
+    return true;
   }
 
   private toWireError(method: string, err: unknown): WireError {

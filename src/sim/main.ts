@@ -8,8 +8,25 @@ import { parseArgs } from 'node:util';
 import { runSimulation, simBugs, type SimBug, type SimResult } from './simulation.ts';
 import { workloadNames, type WorkloadName } from './workload.ts';
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
+const help = `usage: npm run sim -- [options]
+  --seeds N          run N seeds (default 100), starting at --from (default 1)
+  --seed S           replay one seed (add --trace to print every event)
+  --workload NAME    ${workloadNames.join(', ')} (default: odd seeds kv, even seeds meta)
+  --bug NAME         plant a known bug; the checkers must catch it: ${simBugs.join(', ')}
+  --fault-ms N       length of the fault phase; --calm-ms N: of the calm phase after it
+  --keep-going       run every seed even after a failure
+  --help             this text`;
+
+function parseOptions(): ReturnType<typeof parseSimArgs> {
+  try {
+    return parseSimArgs();
+  } catch (err) {
+    usage(`${(err as Error).message}\n${help}`);
+  }
+}
+
+function parseSimArgs() {
+  return parseArgs({
     options: {
       seeds: { type: 'string' },
       seed: { type: 'string' },
@@ -20,8 +37,17 @@ async function main(): Promise<void> {
       'fault-ms': { type: 'string' },
       'calm-ms': { type: 'string' },
       'keep-going': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
     },
   });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseOptions();
+  if (values.help) {
+    console.log(help);
+    return;
+  }
   const bug = values.bug;
   if (bug !== undefined && !simBugs.includes(bug as SimBug)) usage(`unknown --bug ${bug}; one of: ${simBugs.join(', ')}`);
   const workload = values.workload;

@@ -410,8 +410,14 @@ class SimFile implements DiskFile {
     return this.write(joined, position);
   }
 
-  read(length: number, position: number): Promise<Uint8Array> {
-    return this.view.run(() => this.open().read(length, position));
+  read(length: number, position: number, into?: Uint8Array): Promise<Uint8Array> {
+    return this.view.run(() => {
+      const data = this.open().read(length, position);
+      if (into === undefined) return data;
+      if (into.byteLength < length) throw new RangeError(`read of ${length} bytes into a buffer of ${into.byteLength}`);
+      into.set(data);
+      return into.subarray(0, length);
+    });
   }
 
   readSync(length: number, position: number): Uint8Array {

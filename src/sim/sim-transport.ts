@@ -63,8 +63,15 @@ export class SimTransport implements Transport {
           .then(() => h(body, ctx))
           .then(
             (result) => {
+              if (isReply(result)) {
+                // As on TCP, the caller gets its own copy of the payload and the server its buffer back.
+                const r = { body: result.body, payload: result.payload === undefined ? undefined : Buffer.from(result.payload) };
+                result.onSent?.();
+                if (answer !== undefined) wire.send(to, from, () => `${method} reply`, () => live() && answer(r as CallResult<unknown>));
+                return;
+              }
               if (answer === undefined) return;
-              const r = isReply(result) ? { body: result.body, payload: result.payload } : { body: result, payload: undefined };
+              const r = { body: result, payload: undefined };
               wire.send(to, from, () => `${method} reply`, () => live() && answer(r as CallResult<unknown>));
             },
             (err: unknown) => {

@@ -207,10 +207,14 @@ export class ChunkStore {
    * `length` bytes of the committed content from `offset`, fewer past its end. Reads and verifies
    * only the blocks covering the range, and returns a view of the read buffer.
    */
-  async read(id: ChunkId, offset: number, length: number): Promise<Uint8Array> {
+  /**
+   * Committed bytes [offset, offset + length), every block they touch verified. `buffer`, when
+   * given, supplies the memory to read into (a pool's); the result is a view of what it returned.
+   */
+  async read(id: ChunkId, offset: number, length: number, buffer?: (bytes: number) => Uint8Array): Promise<Uint8Array> {
     this.checkId(id);
     if (!isCount(offset) || !isCount(length)) throw invalid(`bad read range: offset ${offset}, length ${length}`);
-    return this.readCommitted(id, (c) => ({ offset, end: Math.min(offset + length, c.lengthBytes), whole: false }));
+    return this.readCommitted(id, (c) => ({ offset, end: Math.min(offset + length, c.lengthBytes), whole: false }), buffer);
   }
 
   /** The whole committed content, every block and the whole-data checksum verified (for resync). */
@@ -379,7 +383,7 @@ export class ChunkStore {
   // ---- reading and verifying ---------------------------------------------------------------------
 
   /** Reads the committed version's range `pick` chooses, retrying if a commit replaced the file meanwhile. */
-  private async readCommitted(id: ChunkId, pick: (c: Version) => { offset: number; end: number; whole: boolean }): Promise<Uint8Array> {
+  private async readCommitted(id: ChunkId, pick: (c: Version) => { offset: number; end: number; whole: boolean }, buffer?: (bytes: number) => Uint8Array): Promise<Uint8Array> {
     if (this.closed) throw closedError(this.dir);
     const key = chunkKey(id);
     for (let attempt = 1; ; attempt++) {
@@ -390,7 +394,7 @@ export class ChunkStore {
       const { offset, end, whole } = pick(c);
       if (end <= offset && !whole) return new Uint8Array(0);
       try {
-        return await this.readVerified(e, c, offset, end, whole);
+        return await this.readVerified(e, c, offset, end, whole, 'chunk', buffer);
       } catch (err) {
         if (!isErrno(err, 'ENOENT')) throw err;
         if (this.entries.get(key)?.committed !== c && attempt < readAttemptsMax) continue;
@@ -400,7 +404,7 @@ export class ChunkStore {
   }
 
   /** Data bytes [offset, end) of version `c`, every block they touch verified; `whole` also checks the whole-data CRC. */
-  private async readVerified(e: Entry, c: Version, offset: number, end: number, whole: boolean, state: ChunkFileState = 'chunk'): Promise<Uint8Array> {
+  private async readVerified(e: Entry, c: Version, offset: number, end: number, whole: boolean, state: ChunkFileState = 'chunk', buffer?: (bytes: number) => Uint8Array): Promise<Uint8Array> {
     if (e.corrupt !== undefined && state === 'chunk') throw corruptError(e.id, c, e.corrupt);
     const file = this.filePath(e.id, c.version, state);
     const f = await this.disk.open(file, 'read');
@@ -413,7 +417,8 @@ export class ChunkStore {
       const bs = h.blockSizeBytes;
       const firstBlock = Math.floor(offset / bs);
       const from = firstBlock * bs;
-      const buf = await readOrCorrupt(f, Math.min(Math.ceil(to / bs) * bs, h.lengthBytes) - from, h.headerBytes + from, (problem) => this.markCorrupt(e, c, file, h.headerBytes + from, problem));
+      const bytes = Math.min(Math.ceil(to / bs) * bs, h.lengthBytes) - from;
+      const buf = await readOrCorrupt(f, bytes, h.headerBytes + from, buffer?.(bytes), (problem) => this.markCorrupt(e, c, file, h.headerBytes + from, problem));
       const bad = firstBadBlock(h, buf, firstBlock);
       if (bad !== undefined) throw this.markCorrupt(e, c, file, h.headerBytes + bad, `data block at offset ${bad} fails its CRC32C`);
       if (whole && crc32c(buf) !== h.crc32c) throw this.markCorrupt(e, c, file, h.headerBytes, 'whole-data CRC32C mismatch');
@@ -723,9 +728,9 @@ function versionOf(h: ChunkHeader): Version {
   return { version: h.version, chainVersion: h.chainVersion, lengthBytes: h.lengthBytes, crc32c: h.crc32c, headerBytes: h.headerBytes, writeIds: h.writeIds };
 }
 
-async function readOrCorrupt(f: DiskFile, length: number, position: number, corrupt: (problem: string) => WorkerError): Promise<Uint8Array> {
+async function readOrCorrupt(f: DiskFile, length: number, position: number, into: Uint8Array | undefined, corrupt: (problem: string) => WorkerError): Promise<Uint8Array> {
   try {
-    return await f.read(length, position);
+    return await f.read(length, position, into);
   } catch (err) {
     if (isErrno(err, 'EOF')) throw corrupt('file shorter than its header says');
     throw err;

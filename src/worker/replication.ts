@@ -17,8 +17,9 @@ import type { TargetInfo } from '../meta/namespace-state.ts';
 import { reply, type Reply } from '../rpc/handler.ts';
 import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
+import { BufferPool } from './buffer-pool.ts';
 import { KeyedLock } from './keyed-lock.ts';
-import { validateRead, validateRemove, validateRemoveInodes, validateSyncList, validateWrite, WorkerMethod } from './protocol.ts';
+import { payloadBytesMax, validateRead, validateRemove, validateRemoveInodes, validateSyncList, validateWrite, WorkerMethod } from './protocol.ts';
 import type { ChunkRef, ReadReply, ReadRequest, SyncEntry, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';
 import { chunkSizeBytesMax } from '../meta/commands.ts';
 import { chunkKey, writeIdsMax } from './chunk-file.ts';
@@ -53,6 +54,8 @@ export type ReplicaBug = (typeof replicaBugNames)[number];
 
 const emptyPayload = new Uint8Array(0);
 const retryBackoffMs = { min: 20, max: 500 };
+/** Read buffers a worker keeps between reads: sixteen 4 MiB chunks' worth. */
+const readBuffersIdleBytesMax = 512 * 1024 * 1024;
 
 export function chunkLockKey(targetId: number, id: ChunkRef): string {
   return `${targetId}:${chunkKey(id)}`;
@@ -64,6 +67,7 @@ export class ChainReplica {
   /** Bug switches, read once: off, they cost one boolean test. */
   private readonly ackEarly: boolean;
   private readonly servePending: boolean;
+  private readonly readBuffers = new BufferPool({ idleBytesMax: readBuffersIdleBytesMax, classBytesMax: payloadBytesMax });
 
   constructor(host: ReplicaHost) {
     this.host = host;
@@ -256,8 +260,16 @@ export class ChainReplica {
       throw new WorkerError(WorkerErrorCode.ChunkDirty, `target ${me.targetId} holds a pending version of chunk ${req.inodeId}:${req.index}: read from the tail`);
     }
     const now = meta.pending !== undefined && tail ? await this.commitAtTail(me, store, id) : meta;
-    const data = await store.read(id, req.offset, req.length);
-    return reply({ lengthBytes: now.lengthBytes, commitVersion: now.commitVersion }, data);
+    // The bytes are read into a pooled buffer, which goes back once the reply has left for the socket.
+    let lent = undefined as Buffer | undefined;
+    try {
+      const data = await store.read(id, req.offset, req.length, (n) => (lent = this.readBuffers.take(n)));
+      const sent = lent;
+      lent = undefined;
+      return reply({ lengthBytes: now.lengthBytes, commitVersion: now.commitVersion }, data, sent === undefined ? undefined : () => this.readBuffers.give(sent));
+    } finally {
+      if (lent !== undefined) this.readBuffers.give(lent);
+    }
   }
 
   /**

@@ -61,6 +61,47 @@ test('a large frame over many chunks is assembled with one copy per byte', () =>
   assert.equal(f.payload?.buffer.byteLength, stream.length - 4, 'one buffer of exactly the frame size');
 });
 
+/** Feeds `stream` the way a socket with `onread` does: each read fills at most `readMax` bytes of the decoder's read target. */
+function decodeByReads(stream: Buffer, readMax: number, frameBytesMax = 8 * 2 ** 20): { frames: Frame[]; targets: Buffer[] } {
+  const frames: Frame[] = [];
+  const targets: Buffer[] = [];
+  const d = new FrameDecoder(frameBytesMax, (raw) => frames.push(decodeFrame(raw)));
+  for (let at = 0; at < stream.length; ) {
+    const target = d.readTarget();
+    targets.push(target);
+    const n = Math.min(readMax, target.length, stream.length - at);
+    stream.copy(target, 0, at, at + n);
+    at += n;
+    d.received(n);
+  }
+  assert.equal(d.bufferedBytes, 0, 'every byte was delivered');
+  return { frames, targets };
+}
+
+test('reads into the decoder targets: a large payload lands in the frame buffer, small frames are copied out of the reused scratch', () => {
+  const payload = randomBytes(3 * 2 ** 20 + 17);
+  const stream = Buffer.concat([
+    wire({ id: 1, kind: 'res' }, { a: 1 }, Buffer.from('small')),
+    wire({ id: 2, kind: 'res' }, { ok: true }, payload),
+    wire({ id: 3, kind: 'res' }, { b: 2 }),
+  ]);
+  for (const readMax of [1, 7, 4096, 65_536, 1 << 22]) {
+    if (readMax === 1 && stream.length > 1 << 20) continue; // a byte at a time is covered below
+    const { frames, targets } = decodeByReads(stream, readMax);
+    assert.deepEqual(frames.map((f) => f.header.id), [1, 2, 3], `reads of ${readMax}`);
+    assert.ok(frames[1].payload?.equals(payload));
+    assert.equal(String(frames[0].payload), 'small');
+    assert.deepEqual(decodeBody(frames[2].body), { b: 2 });
+    // The big frame's buffer was the target of the reads after its first one: no user-space copy.
+    assert.ok(targets.some((t) => t.buffer === frames[1].payload?.buffer), 'reads went straight into the frame');
+    // Frames delivered from the scratch do not change when the scratch is written again.
+    const scratch = targets[0];
+    assert.notEqual(frames[0].payload?.buffer, scratch.buffer);
+  }
+  const small = Buffer.concat([wire({ id: 4, kind: 'req', method: 'm' }, { x: [1, 2] }, Buffer.from('p')), wire({ id: 5, kind: 'cancel' }, undefined)]);
+  assert.deepEqual(decodeByReads(small, 1).frames, decodeAll([small]));
+});
+
 test('frameParts passes a large body and the payload by reference and inlines a small body', () => {
   const payload = new Uint8Array(10);
   const small = frameParts(encodeHeader({ id: 1, kind: 'res' }), encodeBody({ a: 1 }), undefined);

@@ -542,3 +542,27 @@ test('bad options fail at construction with CAIRN_BAD_OPTION, misuse with CAIRN_
   await server.close();
   await assert.rejects(server.listen('127.0.0.1', 0), hasCode(RpcErrorCode.InvalidArgument));
 });
+
+test('reply onSent: called once the payload is written, and also when the reply is dropped or refused', async (t) => {
+  const { server, address } = await startServer(t, { frameBytesMax: 4 * MiB });
+  const events: string[] = [];
+  const payload = randomBytes(3 * MiB);
+  server.handle('download', async (body) => reply({}, (body as { big: boolean }).big ? new Uint8Array(5 * MiB) : payload, () => events.push(`sent ${String((body as { tag: string }).tag)}`)));
+  const { promise: release, resolve: go } = Promise.withResolvers<void>();
+  server.handle('slow', async () => {
+    await release;
+    return reply({}, payload, () => events.push('sent slow'));
+  });
+  const c = client(t, address, { frameBytesMax: 8 * MiB });
+  const r = await c.call('download', { tag: 'a', big: false });
+  assert.ok(r.payload?.equals(payload), 'the bytes arrive intact');
+  assert.deepEqual(events, ['sent a']);
+  // Refused by the server's own limit: an error goes out instead, and the buffer is given back.
+  await assert.rejects(c.call('download', { tag: 'b', big: true }), hasCode(RpcErrorCode.FrameTooLarge));
+  assert.deepEqual(events, ['sent a', 'sent b']);
+  // The caller gave up before the handler answered: nothing is sent, the buffer is given back.
+  await assert.rejects(c.call('slow', {}, { timeoutMs: 50 }), hasCode(RpcErrorCode.Timeout));
+  go();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.deepEqual(events, ['sent a', 'sent b', 'sent slow']);
+});

@@ -1,0 +1,42 @@
+// The worker's pool of read buffers (src/worker/buffer-pool.ts): size classes, reuse, the idle cap,
+// and that a buffer given back twice is never handed to two readers.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { BufferPool } from '../../src/worker/buffer-pool.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+test('take rounds up to a power-of-two class of at least 64 KiB and reuses what was given back', () => {
+  const pool = new BufferPool({ idleBytesMax: 16 * MiB, classBytesMax: 4 * MiB });
+  const a = pool.take(1);
+  assert.equal(a.length, 64 * KiB);
+  const b = pool.take(3 * MiB + 1);
+  assert.equal(b.length, 4 * MiB);
+  pool.give(b);
+  assert.equal(pool.idleBytesNow, 4 * MiB);
+  assert.equal(pool.take(4 * MiB), b, 'the same class is reused');
+  assert.notEqual(pool.take(4 * MiB), b, 'and not handed out twice');
+  assert.equal(pool.take(5 * MiB).length, 5 * MiB, 'above the largest class: exactly the size, not pooled');
+});
+
+test('a buffer given back twice is pooled once; foreign buffers and views are ignored; idle memory is capped', () => {
+  const pool = new BufferPool({ idleBytesMax: 2 * MiB, classBytesMax: 4 * MiB });
+  const a = pool.take(MiB);
+  pool.give(a);
+  pool.give(a);
+  assert.equal(pool.idleBytesNow, MiB);
+  const first = pool.take(MiB);
+  const second = pool.take(MiB);
+  assert.equal(first, a);
+  assert.notEqual(second, a, 'the double give did not hand it out again');
+  pool.give(Buffer.alloc(100));
+  pool.give(first.subarray(0, 64 * KiB));
+  assert.equal(pool.idleBytesNow, 0);
+  pool.give(first);
+  pool.give(second);
+  assert.equal(pool.idleBytesNow, 2 * MiB);
+  pool.give(Buffer.allocUnsafeSlow(MiB));
+  assert.equal(pool.idleBytesNow, 2 * MiB, 'the cap holds');
+});
