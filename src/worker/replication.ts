@@ -54,8 +54,8 @@ export type ReplicaBug = (typeof replicaBugNames)[number];
 
 const emptyPayload = new Uint8Array(0);
 const retryBackoffMs = { min: 20, max: 500 };
-/** Read buffers a worker keeps between reads: sixteen 4 MiB chunks' worth. */
-const readBuffersIdleBytesMax = 512 * 1024 * 1024;
+/** Read buffers a worker keeps between reads (32 chunks of 4 MiB); a peak above it allocates, and the GC takes the extra back. */
+const readBuffersIdleBytesMax = 128 * 1024 * 1024;
 
 export function chunkLockKey(targetId: number, id: ChunkRef): string {
   return `${targetId}:${chunkKey(id)}`;
