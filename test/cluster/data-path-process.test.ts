@@ -272,14 +272,19 @@ test('files of many sizes and sparse files from 4 concurrent clients come back b
   await waitAgreed(c, undefined, 'after the writes');
 });
 
-/** The target at `role` in chain 1 (head: first serving member) and its worker. */
-async function chainMember(c: DataCluster, role: 'head' | 'middle' | 'tail'): Promise<{ targetId: number; workerId: number; chainId: number }> {
+/**
+ * The target at `role` (head: first serving member) of a whole chain, and its worker: the first
+ * chain where that worker is not in `exclude`, so that a run kills a different worker per role.
+ */
+async function chainMember(c: DataCluster, role: 'head' | 'middle' | 'tail', exclude: ReadonlySet<number> = new Set()): Promise<{ targetId: number; workerId: number; chainId: number }> {
   const r = await c.routing();
-  const chain = r.chains[0];
-  const serving = chain.targetIds.map((id) => r.targets.find((x) => x.targetId === id)!).filter((x) => x.state === 'serving');
-  assert.equal(serving.length, 3, `chain ${chain.chainId} is whole: ${JSON.stringify(chain)}`);
-  const target = serving[{ head: 0, middle: 1, tail: 2 }[role]];
-  return { targetId: target.targetId, workerId: target.workerId, chainId: chain.chainId };
+  for (const chain of r.chains) {
+    const serving = chain.targetIds.map((id) => r.targets.find((x) => x.targetId === id)!).filter((x) => x.state === 'serving');
+    assert.equal(serving.length, 3, `chain ${chain.chainId} is whole: ${JSON.stringify(chain)}`);
+    const target = serving[{ head: 0, middle: 1, tail: 2 }[role]];
+    if (!exclude.has(target.workerId)) return { targetId: target.targetId, workerId: target.workerId, chainId: chain.chainId };
+  }
+  assert.fail(`no chain has a ${role} outside workers ${[...exclude].join(', ')}: ${JSON.stringify(r.chains)}`);
 }
 
 test('kill -9 of a chain\'s head, middle and tail in turn during writes, then a restart at once: no acknowledged write is lost, and each returns through resync', async (t) => {
@@ -288,8 +293,10 @@ test('kill -9 of a chain\'s head, middle and tail in turn during writes, then a 
   const w = await startWriters(t, c, rand);
   const reader = c.client();
   await w.more(filesPerFault, 'before any fault');
+  const killed = new Set<number>();
   for (const role of ['head', 'middle', 'tail'] as const) {
-    const victim = await chainMember(c, role);
+    const victim = await chainMember(c, role, killed);
+    killed.add(victim.workerId);
     t.diagnostic(`killing worker ${victim.workerId}, the ${role} of chain ${victim.chainId} (target ${victim.targetId})`);
     await c.killWorker(victim.workerId);
     await waitFor(async () => (await c.routing()).targets.filter((x) => x.workerId === victim.workerId).every((x) => x.state === 'offline'), `worker ${victim.workerId}'s targets to go offline`, 30_000, () => c.logTails());
@@ -314,6 +321,7 @@ test('kill -9 of a chain\'s head, middle and tail in turn during writes, then a 
   await waitAgreed(c, w, `after worker ${quick.workerId} restarted at once`);
   await w.more(filesPerFault, `after worker ${quick.workerId} restarted at once`);
   await w.stop();
+  assert.equal(killed.size, 3, 'the head, the middle and the tail were three different workers');
   assert.deepEqual(w.failures, []);
   await waitAgreed(c, undefined, 'at the end');
   assert.deepEqual(await verify(reader, w.acked), [], 'every acknowledged file reads back intact');
