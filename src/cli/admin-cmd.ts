@@ -103,17 +103,21 @@ async function journalInfo(c: MasterClient, o: Flags): Promise<void> {
       }
     }),
   );
+  const zk = leader.backend === 'zookeeper';
   if (o.json) {
-    console.log(JSON.stringify({ leader: leader.leader, term: leader.term, commitIndex: leader.commitIndex, members: views, removedIds: leader.removedIds ?? [] }));
+    console.log(JSON.stringify({ backend: leader.backend, leader: leader.leader, term: leader.term, commitIndex: leader.commitIndex, lastIndex: leader.lastIndex, zookeeper: leader.zookeeper, members: views, removedIds: leader.removedIds ?? [] }));
     return;
   }
-  console.log(`backend raft, leader master ${leader.leader?.id ?? '?'} at ${leader.leader?.address ?? '?'}, term ${leader.term}, commit ${leader.commitIndex}`);
-  console.log('id  address                role      state      applied   lag');
+  // The ZooKeeper journal's term is its epoch: the version of the znode each new leader bumps.
+  console.log(`backend ${leader.backend}, leader master ${leader.leader?.id ?? '?'} at ${leader.leader?.address ?? '?'}, ${zk ? 'epoch' : 'term'} ${leader.term}, commit ${leader.commitIndex}, last index ${leader.lastIndex}`);
+  if (leader.zookeeper !== undefined) console.log(`ensemble ${leader.zookeeper.ensemble}, root ${leader.zookeeper.root} (masters listed are those connected now)`);
+  console.log(`id  address                role      state      applied   lag${zk ? '       session' : ''}`);
   for (const m of views) {
     const state = m.view === undefined ? 'down' : m.view.role;
     const applied = m.view?.appliedIndex ?? '-';
     const lag = m.lagEntries ?? (m.view === undefined ? '-' : Math.max(0, leader.commitIndex - m.view.appliedIndex));
-    console.log(`${String(m.id).padEnd(3)} ${m.address.padEnd(22)} ${m.role.padEnd(9)} ${state.padEnd(10)} ${String(applied).padEnd(9)} ${lag}`);
+    const session = zk ? `  ${String(lag).padEnd(9)} ${m.view?.zookeeper?.session ?? '-'}` : ` ${lag}`;
+    console.log(`${String(m.id).padEnd(3)} ${m.address.padEnd(22)} ${m.role.padEnd(9)} ${state.padEnd(10)} ${String(applied).padEnd(9)}${session}`);
   }
   if ((leader.removedIds ?? []).length > 0) console.log(`removed, never added back: ${leader.removedIds.join(', ')}; a new master takes an id from ${unusedId(leader)} up`);
 }

@@ -49,7 +49,7 @@ function readConfigFile(path: string): Source {
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
-  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs'], env);
+  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
@@ -65,7 +65,25 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   const replication = s.replication === undefined ? undefined : parsePositiveInt(s.replication, '--replication');
   if (replication !== undefined && replication > replicationMax) throw configError(`--replication must be 1 to ${replicationMax}, got ${replication}`);
   const timing = parseTiming(s.heartbeatMs, s.offlineTimeoutMs);
-  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }) };
+  const zookeeper = parseZooKeeper(s);
+  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }) };
+}
+
+/** `--journal zookeeper --zk HOST:PORT,... --zk-cluster ID`; undefined for the Raft journal (the default). */
+function parseZooKeeper(s: Source): MasterConfig['zookeeper'] {
+  const backend = s.journal ?? 'raft';
+  if (backend !== 'raft' && backend !== 'zookeeper') throw configError(`--journal must be raft or zookeeper, got ${JSON.stringify(backend)}`);
+  if (backend === 'raft') {
+    if (s.zk !== undefined || s.zkCluster !== undefined) throw configError('--zk and --zk-cluster apply to --journal zookeeper only');
+    return undefined;
+  }
+  if (typeof s.zk !== 'string' || s.zk === '') throw configError('--journal zookeeper needs --zk: the ZooKeeper ensemble as host:port,host:port,...');
+  for (const server of s.zk.split(',')) parseAddress(server.trim(), '--zk');
+  if (typeof s.zkCluster !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(s.zkCluster)) {
+    throw configError(`--journal zookeeper needs --zk-cluster: the cluster's name in ZooKeeper (1-64 letters, digits, '-' or '_'), got ${JSON.stringify(s.zkCluster)}`);
+  }
+  const sessionTimeoutMs = s.zkSessionTimeoutMs === undefined ? undefined : parsePositiveInt(s.zkSessionTimeoutMs, '--zk-session-timeout-ms');
+  return { connect: s.zk.split(',').map((x) => x.trim()).join(','), clusterId: s.zkCluster, ...(sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs }) };
 }
 
 /**

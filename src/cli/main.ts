@@ -50,6 +50,10 @@ program
   .option('--replication <n>', 'replicas per chain the cluster manager builds from workers\' targets (default 3)')
   .option('--heartbeat-ms <ms>', 'how often workers heartbeat (default 1000)')
   .option('--offline-timeout-ms <ms>', 'a worker silent this long has its targets taken offline; at least 4 heartbeats (default 5000)')
+  .option('--journal <backend>', 'raft (default: the embedded Raft journal) or zookeeper')
+  .option('--zk <list>', 'with --journal zookeeper: the ZooKeeper ensemble as host:port,host:port,...')
+  .option('--zk-cluster <id>', 'with --journal zookeeper: the cluster\'s name in ZooKeeper (its znodes live under /cairn/<id>)')
+  .option('--zk-session-timeout-ms <ms>', 'with --journal zookeeper: the ZooKeeper session timeout, which bounds failover (default 2000)')
   .option('--config <file>', 'JSON file with any of these options')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseMasterConfig(flags);

@@ -27,6 +27,8 @@ export interface JournalStatus {
   members: MemberStatus[];
   /** Ids removed from the cluster as of the applied index: never added back, so a new master needs another. */
   removedIds: number[];
+  /** The ZooKeeper journal's connection: the ensemble, the cluster's root, the session's state and id. */
+  zookeeper?: { ensemble: string; root: string; session: string; sessionId: string | undefined };
 }
 
 /** The replicated state machine. `apply` must be deterministic: no clock, randomness or I/O. */

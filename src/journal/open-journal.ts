@@ -1,5 +1,5 @@
 // Opens the journal a master runs on, by backend, on the real disk, clock and RPC: the embedded
-// Raft journal today (ZooKeeper comes next). The master sees only the `Journal` interface.
+// Raft journal (the default) or the ZooKeeper one. The master sees only the `Journal` interface.
 
 import { nodeDisk } from '../io/node-disk.ts';
 import { rpcTransport } from '../io/rpc-transport.ts';
@@ -7,15 +7,24 @@ import { systemClock } from '../io/system-clock.ts';
 import type { RpcServer } from '../rpc/index.ts';
 import type { Journal } from './journal.ts';
 import { RaftJournal, type RaftJournalOptions } from './raft/raft-journal.ts';
+import { ZkJournal, type ZkJournalOptions } from './zookeeper/zk-journal.ts';
 
-export type JournalBackend = 'raft';
+export const journalBackends = ['raft', 'zookeeper'] as const;
+export type JournalBackend = (typeof journalBackends)[number];
 
-export type OpenJournalOptions = { backend: JournalBackend; server: RpcServer; secret?: string } & Omit<RaftJournalOptions, 'transport' | 'disk' | 'clock' | 'bugs' | 'observer'>;
+export type OpenJournalOptions =
+  | ({ backend: 'raft'; server: RpcServer; secret?: string } & Omit<RaftJournalOptions, 'transport' | 'disk' | 'clock' | 'bugs' | 'observer'>)
+  | ({ backend: 'zookeeper' } & ZkJournalOptions);
 
 export function openJournal(opts: OpenJournalOptions): Journal {
-  const { backend, server, secret, ...raft } = opts;
-  switch (backend) {
-    case 'raft':
+  switch (opts.backend) {
+    case 'raft': {
+      const { backend: _, server, secret, ...raft } = opts;
       return new RaftJournal({ ...raft, transport: rpcTransport(server, secret === undefined ? {} : { secret }), disk: nodeDisk, clock: systemClock });
+    }
+    case 'zookeeper': {
+      const { backend: _, ...zk } = opts;
+      return new ZkJournal(zk);
+    }
   }
 }

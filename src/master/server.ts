@@ -50,6 +50,8 @@ export interface MasterOptions {
   replication?: number;
   /** Heartbeat interval and offline timeout of workers (defaults 1 s and 5 s). */
   timing?: ClusterTiming;
+  /** The journal's backend: the embedded Raft journal when absent, else ZooKeeper at this ensemble. */
+  zookeeper?: { connect: string; clusterId: string; sessionTimeoutMs?: number };
   log: Logger;
 }
 
@@ -85,21 +87,34 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
     const bound = await server.listen(listen.host, listen.port);
     const address = formatAddress(bound.host, bound.port);
     const sm = new MetaStateMachine();
-    journal = openJournal({
-      backend: 'raft',
-      server,
-      secret: opts.secret,
-      id: opts.id,
-      dir: opts.dir,
-      address,
-      founders: opts.peers,
-      tickMs: opts.tickMs,
-      checkpointEveryEntries: opts.checkpointEvery,
-      checkpointKeepEntries: opts.checkpointKeep,
-      leaseRead: opts.leaseRead,
-      log: logCallback(opts.log),
-      onFatal: opts.onFatal,
-    });
+    journal =
+      opts.zookeeper === undefined
+        ? openJournal({
+            backend: 'raft',
+            server,
+            secret: opts.secret,
+            id: opts.id,
+            dir: opts.dir,
+            address,
+            founders: opts.peers,
+            tickMs: opts.tickMs,
+            checkpointEveryEntries: opts.checkpointEvery,
+            checkpointKeepEntries: opts.checkpointKeep,
+            leaseRead: opts.leaseRead,
+            log: logCallback(opts.log),
+            onFatal: opts.onFatal,
+          })
+        : openJournal({
+            backend: 'zookeeper',
+            id: opts.id,
+            address,
+            connect: opts.zookeeper.connect,
+            clusterId: opts.zookeeper.clusterId,
+            sessionTimeoutMs: opts.zookeeper.sessionTimeoutMs,
+            secret: opts.secret,
+            log: logCallback(opts.log),
+            onFatal: opts.onFatal,
+          });
     const manager = new ClusterManager({
       masterId: opts.id,
       journal,

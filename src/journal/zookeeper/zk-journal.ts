@@ -1,0 +1,636 @@
+// The ZooKeeper journal: the masters' log kept in a ZooKeeper ensemble, fenced, so that it needs
+// no shared file system and a deposed leader can never append. See docs/journal.md.
+//
+// Under the cluster's root (/cairn/<cluster-id>):
+//   /config              { version, bucketEntriesMax }, written once when the cluster is made
+//   /epoch               { id, address } of the leader; its znode version is the epoch
+//   /election/m-NNN      one ephemeral sequential znode per running master; the lowest leads
+//   /members/<id>        ephemeral: { id, address, session } of each running master
+//   /log/bNNN/e-NNN      the log: batches of entries (batch.ts), bucketEntriesMax per bucket
+//
+// The leader bumps /epoch when it takes over, then appends each batch with a multi that checks
+// the epoch's version: once another master has taken over, no append of the old leader succeeds.
+// Standby masters tail the log (watches plus reads) and apply it as it grows.
+
+import { CairnError, ErrorCode } from '../../errors.ts';
+import type { Journal, JournalStatus, MemberStatus, NodeInfo, StateMachine } from '../journal.ts';
+import { batchOverheadBytes, decodeBatch, encodeBatch, entryOverheadBytes } from './batch.ts';
+import { isZk, ZkError, ZkSession, type Op } from './zk-session.ts';
+
+export interface ZkJournalOptions {
+  id: number;
+  /** This master's RPC address, as clients and peers reach it. */
+  address: string;
+  /** host:port,host:port,... of the ZooKeeper ensemble. */
+  connect: string;
+  /** Names the cluster's root, /cairn/<clusterId>. */
+  clusterId: string;
+  /** The cluster secret: the cluster's znodes are readable and writable only with it. */
+  secret?: string;
+  sessionTimeoutMs?: number;
+  /** One ZooKeeper operation's deadline. */
+  opTimeoutMs?: number;
+  /** Largest batch (znode) written; ZooKeeper refuses requests above jute.maxbuffer (1 MiB by default). */
+  batchBytesMax?: number;
+  /** Batches per bucket znode, fixed when the cluster is made (getChildren replies must stay well under 1 MiB). */
+  bucketEntriesMax?: number;
+  /** Appends in flight at once (pipelined on the one session, which ZooKeeper keeps in order). */
+  inflightBatchesMax?: number;
+  proposalTimeoutMs?: number;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
+  /** Called when the journal can no longer go on (a damaged log). */
+  onFatal?: (err: unknown) => void;
+}
+
+export const zkJournalDefaults = {
+  // Failover waits for the old leader's session to expire: this bounds it (see docs/journal.md).
+  sessionTimeoutMs: 2_000,
+  opTimeoutMs: 5_000,
+  batchBytesMax: 1_000_000,
+  bucketEntriesMax: 10_000,
+  inflightBatchesMax: 8,
+  proposalTimeoutMs: 10_000,
+};
+
+type Role = 'leader' | 'follower' | 'candidate';
+
+interface Proposal {
+  entry: Uint8Array;
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+  timer: NodeJS.Timeout;
+}
+
+interface InflightBatch {
+  firstIndex: number;
+  proposals: Proposal[];
+  done: boolean;
+  error?: unknown;
+}
+
+/** A position in the log: bucket number and sequence number within it. */
+interface Cursor {
+  bucket: number;
+  seq: number;
+}
+
+const logConfigVersion = 1;
+
+function pad10(n: number): string {
+  return String(n).padStart(10, '0');
+}
+
+function bucketPath(bucket: number): string {
+  return `/log/b${pad10(bucket)}`;
+}
+
+function seqOf(name: string): number {
+  return Number(name.slice(name.lastIndexOf('-') + 1));
+}
+
+function json(v: unknown): Buffer {
+  return Buffer.from(JSON.stringify(v));
+}
+
+function parseInfo(data: Buffer): NodeInfo | undefined {
+  try {
+    const v = JSON.parse(data.toString('utf8')) as { id?: unknown; address?: unknown };
+    if (typeof v.id === 'number' && typeof v.address === 'string') return { id: v.id, address: v.address };
+  } catch {
+    // an empty or foreign znode: no leader named
+  }
+  return undefined;
+}
+
+export class ZkJournal implements Journal {
+  private readonly opts: ZkJournalOptions & typeof zkJournalDefaults;
+  private zk: ZkSession | undefined;
+  private sm: StateMachine | undefined;
+  private role: Role = 'follower';
+  private stopped = false;
+  /** The epoch this master holds as leader, or the newest one seen. */
+  private epoch = 0;
+  private leaderInfo: NodeInfo | undefined;
+  private bucketEntriesMax = 0;
+  private applied = 0;
+  /** The next log position to read (everything before it is applied). */
+  private readCursor: Cursor = { bucket: 0, seq: 0 };
+  /** The leader's next position to write, ahead of readCursor by the batches in flight. */
+  private writeCursor: Cursor = { bucket: 0, seq: 0 };
+  /** Whether the bucket at writeCursor still has to be created (by the append that opens it). */
+  private writeBucketMissing = false;
+  private nextIndex = 1;
+  private readonly queue: Proposal[] = [];
+  private readonly inflight: InflightBatch[] = [];
+  private flushScheduled = false;
+  private catchingUp: Promise<void> | undefined;
+  private catchUpAgain = false;
+  private electionNode: string | undefined;
+  private members: NodeInfo[] = [];
+  private barrierWaiters: { resolve(): void; reject(e: unknown): void }[] = [];
+  private barrierRunning = false;
+  /** When a check of the epoch last succeeded (leader only): a leader out of touch longer stops serving. */
+  private lastConfirmedAt = 0;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private sessionState = 'DISCONNECTED';
+  private restarting: Promise<void> | undefined;
+
+  constructor(opts: ZkJournalOptions) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(opts.clusterId)) {
+      throw new CairnError(ErrorCode.BadOption, `ZooKeeper cluster id ${JSON.stringify(opts.clusterId)} must be 1-64 letters, digits, '-' or '_'`);
+    }
+    const defined = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
+    this.opts = { ...zkJournalDefaults, ...defined } as ZkJournalOptions & typeof zkJournalDefaults;
+  }
+
+  private get root(): string {
+    return `/cairn/${this.opts.clusterId}`;
+  }
+
+  async start(sm: StateMachine): Promise<void> {
+    this.sm = sm;
+    await this.openSession();
+  }
+
+  /** A new session: layout, membership, the log replayed, then the election. */
+  private async openSession(): Promise<void> {
+    const zk = await ZkSession.open(
+      { connect: this.opts.connect, root: this.root, sessionTimeoutMs: this.opts.sessionTimeoutMs, opTimeoutMs: this.opts.opTimeoutMs, secret: this.opts.secret },
+      Math.max(this.opts.opTimeoutMs, 2 * this.opts.sessionTimeoutMs),
+      (state) => this.onSessionState(state),
+    );
+    this.zk = zk;
+    this.sessionState = zk.state;
+    await this.ensureLayout(zk);
+    await this.register(zk);
+    await this.watchEpoch();
+    await this.watchMembers();
+    await this.catchUp();
+    this.electionNode = (await zk.create('/election/m-', json({ id: this.opts.id, address: this.opts.address }), 'ephemeral-sequential')).slice('/election/'.length);
+    this.log('info', `zookeeper journal: session ${zk.sessionId} on ${this.opts.connect}, root ${this.root}, applied ${this.applied}`);
+    void this.elect();
+  }
+
+  private async ensureLayout(zk: ZkSession): Promise<void> {
+    for (const p of ['/election', '/members', '/log', bucketPath(0)]) await zk.ensure(p, Buffer.alloc(0));
+    await zk.ensure('/epoch', Buffer.alloc(0));
+    await zk.ensure('/config', json({ version: logConfigVersion, bucketEntriesMax: this.opts.bucketEntriesMax }));
+    const config = JSON.parse((await zk.getData('/config')).data.toString('utf8')) as { version?: unknown; bucketEntriesMax?: unknown };
+    if (config.version !== logConfigVersion || typeof config.bucketEntriesMax !== 'number' || !(config.bucketEntriesMax > 0)) {
+      throw new CairnError(ErrorCode.BadOption, `${this.root}/config holds ${JSON.stringify(config)}: not a cairn journal of version ${logConfigVersion}`);
+    }
+    this.bucketEntriesMax = config.bucketEntriesMax;
+  }
+
+  /**
+   * Announces this master. A znode left by this id's previous process lives until that session
+   * expires: wait it out; one that stays is another live master with the same id.
+   */
+  private async register(zk: ZkSession): Promise<void> {
+    const path = `/members/${this.opts.id}`;
+    const deadline = Date.now() + 2 * this.opts.sessionTimeoutMs + 1_000;
+    for (;;) {
+      try {
+        await zk.create(path, json({ id: this.opts.id, address: this.opts.address, session: zk.sessionId }), 'ephemeral');
+        return;
+      } catch (err) {
+        if (!isZk(err, 'NODE_EXISTS')) throw err;
+        if (Date.now() > deadline) {
+          const other = await zk.getData(path).catch(() => undefined);
+          throw new CairnError(ErrorCode.BadOption, `another master with id ${this.opts.id} is connected to ${this.root} (${other?.data.toString('utf8') ?? 'unknown'}): give each master its own --id`);
+        }
+        await sleep(200);
+      }
+    }
+  }
+
+  private onSessionState(state: string): void {
+    this.sessionState = state;
+    if (state === 'EXPIRED') {
+      // The session's ephemeral znodes are gone, so another master may lead already: stop at once.
+      this.log('warn', 'zookeeper session expired: this master stops serving and rejoins');
+      this.stepDown(new CairnError(ErrorCode.NotLeader, `master ${this.opts.id} lost its ZooKeeper session`));
+      void this.restartSession();
+    }
+  }
+
+  private restartSession(): Promise<void> {
+    this.restarting ??= (async () => {
+      this.zk?.close();
+      this.zk = undefined;
+      this.electionNode = undefined;
+      while (!this.stopped) {
+        try {
+          await this.openSession();
+          return;
+        } catch (err) {
+          this.log('warn', `zookeeper: cannot open a new session yet: ${(err as Error).message}`);
+          (this.zk as ZkSession | undefined)?.close(); // openSession may have got as far as a session
+          this.zk = undefined;
+          await sleep(1_000);
+        }
+      }
+    })().finally(() => {
+      this.restarting = undefined;
+    });
+    return this.restarting;
+  }
+
+  // ---- leadership ----------------------------------------------------------------------------
+
+  /** The election recipe: the lowest sequence number leads; each other master watches the one just below it. */
+  private async elect(): Promise<void> {
+    const zk = this.zk;
+    if (this.stopped || zk === undefined || this.electionNode === undefined) return;
+    try {
+      const children = (await zk.getChildren('/election')).sort((a, b) => seqOf(a) - seqOf(b));
+      const i = children.indexOf(this.electionNode);
+      if (i < 0) return; // our node is gone: the session expired, and a new one is on its way
+      if (i === 0) return await this.takeLead(zk);
+      const before = `/election/${children[i - 1]}`;
+      const present = await zk.exists(before, () => void this.elect());
+      if (!present) return await this.elect();
+    } catch (err) {
+      if (this.role === 'candidate') this.role = 'follower';
+      if (this.zk !== zk) return;
+      this.log('warn', `zookeeper election: ${(err as Error).message}; retrying`);
+      setTimeout(() => void this.elect(), 500);
+    }
+  }
+
+  private async takeLead(zk: ZkSession): Promise<void> {
+    this.role = 'candidate';
+    const { version } = await zk.getData('/epoch');
+    // Taking the next epoch fences every append of the masters that led before.
+    this.epoch = await zk.setData('/epoch', json({ id: this.opts.id, address: this.opts.address }), version);
+    await this.catchUp(); // the log cannot grow under us any more: read it to its end
+    if (this.zk !== zk || this.role !== 'candidate') return;
+    this.writeCursor = { ...this.readCursor };
+    this.writeBucketMissing = !(await zk.exists(bucketPath(this.writeCursor.bucket)));
+    this.nextIndex = this.applied + 1;
+    this.leaderInfo = { id: this.opts.id, address: this.opts.address };
+    this.lastConfirmedAt = Date.now();
+    this.role = 'leader';
+    this.heartbeat = setInterval(() => void this.confirmEpoch().catch(() => undefined), Math.max(100, Math.floor(this.opts.sessionTimeoutMs / 3)));
+    this.log('info', `zookeeper journal: master ${this.opts.id} leads at epoch ${this.epoch}, log at index ${this.applied}`);
+  }
+
+  /** Leaves leadership: every proposal waiting fails with `reason`; the master goes on as a standby. */
+  private stepDown(reason: unknown): void {
+    const wasLeading = this.role !== 'follower';
+    this.role = 'follower';
+    clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+    if (this.leaderInfo?.id === this.opts.id) this.leaderInfo = undefined;
+    for (const b of this.inflight) for (const p of b.proposals) this.settle(p, undefined, reason);
+    this.inflight.length = 0;
+    for (const p of this.queue.splice(0)) this.settle(p, undefined, reason);
+    for (const w of this.barrierWaiters.splice(0)) w.reject(reason);
+    if (wasLeading) this.log('warn', `zookeeper journal: master ${this.opts.id} steps down: ${(reason as Error).message}`);
+  }
+
+  /** After a failed append: step down, read what did reach the log, and stand again (a new epoch). */
+  private async recover(reason: unknown): Promise<void> {
+    this.stepDown(reason);
+    try {
+      await this.catchUp();
+    } catch {
+      // the next election round reads it
+    }
+    void this.elect();
+  }
+
+  /** One multi that only checks the epoch: it succeeds only while this master still holds it. */
+  private async confirmEpoch(): Promise<void> {
+    const zk = this.zk;
+    if (this.role !== 'leader' || zk === undefined) throw this.notLeader();
+    const epoch = this.epoch;
+    try {
+      await zk.multi([{ op: 'check', path: '/epoch', version: epoch }]);
+      if (this.epoch === epoch) this.lastConfirmedAt = Date.now();
+    } catch (err) {
+      if (isZk(err, 'BAD_VERSION') && this.epoch === epoch && this.role === 'leader') {
+        void this.recover(new CairnError(ErrorCode.NotLeader, `master ${this.opts.id} was deposed: another master took epoch ${epoch + 1}`));
+      }
+      throw err;
+    }
+  }
+
+  isLeader(): boolean {
+    // A leader that has not reached ZooKeeper for most of a session timeout may have lost its
+    // session without hearing so yet: it stops serving until it confirms its epoch again.
+    return this.role === 'leader' && Date.now() - this.lastConfirmedAt < (this.opts.sessionTimeoutMs * 2) / 3;
+  }
+
+  leader(): NodeInfo | undefined {
+    return this.leaderInfo;
+  }
+
+  private async watchEpoch(): Promise<void> {
+    const zk = this.zk;
+    if (zk === undefined || this.stopped) return;
+    try {
+      const { data, version } = await zk.getData('/epoch', () => void this.watchEpoch());
+      if (this.role !== 'leader') {
+        this.epoch = Math.max(this.epoch, version);
+        this.leaderInfo = parseInfo(data);
+      } else if (version > this.epoch) {
+        void this.recover(new CairnError(ErrorCode.NotLeader, `master ${this.opts.id} was deposed at epoch ${version}`));
+      }
+    } catch (err) {
+      if (this.zk === zk && !this.stopped) setTimeout(() => void this.watchEpoch(), 500);
+      else if (!(err instanceof ZkError)) throw err;
+    }
+  }
+
+  private async watchMembers(): Promise<void> {
+    const zk = this.zk;
+    if (zk === undefined || this.stopped) return;
+    try {
+      const names = await zk.getChildren('/members', () => void this.watchMembers());
+      const found: NodeInfo[] = [];
+      for (const n of names) {
+        const info = parseInfo((await zk.getData(`/members/${n}`).catch(() => ({ data: Buffer.alloc(0) }))).data);
+        if (info !== undefined) found.push(info);
+      }
+      this.members = found.sort((a, b) => a.id - b.id);
+    } catch {
+      if (this.zk === zk && !this.stopped) setTimeout(() => void this.watchMembers(), 500);
+    }
+  }
+
+  // ---- the log: reading --------------------------------------------------------------------------
+
+  /** Reads and applies the log from readCursor to its end; concurrent calls share one pass. */
+  private catchUp(): Promise<void> {
+    if (this.catchingUp !== undefined) {
+      this.catchUpAgain = true;
+      return this.catchingUp;
+    }
+    this.catchingUp = (async () => {
+      do {
+        this.catchUpAgain = false;
+        await this.readToEnd();
+      } while (this.catchUpAgain && this.role !== 'leader');
+    })().finally(() => {
+      this.catchingUp = undefined;
+    });
+    return this.catchingUp;
+  }
+
+  private async readToEnd(): Promise<void> {
+    const zk = this.zk;
+    if (zk === undefined) return;
+    // A leader writes and applies its own batches; reading them back would apply them twice.
+    const watch = (): void => {
+      if (this.role !== 'leader') void this.catchUp().catch((err: unknown) => this.readFailed(err));
+    };
+    for (;;) {
+      const path = bucketPath(this.readCursor.bucket);
+      let names: string[];
+      try {
+        names = await zk.getChildren(path, watch);
+      } catch (err) {
+        if (!isZk(err, 'NO_NODE')) throw err;
+        // The bucket is not made yet: the exists watch fires when the leader opens it.
+        if (await zk.exists(path, watch)) continue;
+        return;
+      }
+      const fresh = names.filter((n) => seqOf(n) >= this.readCursor.seq).sort((a, b) => seqOf(a) - seqOf(b));
+      // Fetched in parallel (the session pipelines them), applied in order.
+      const datas = await Promise.all(fresh.map((n) => zk.getData(`${path}/${n}`)));
+      for (let i = 0; i < fresh.length; i++) {
+        if (seqOf(fresh[i]) !== this.readCursor.seq) throw this.damaged(`${path}/${fresh[i]}`, `expected sequence ${this.readCursor.seq}`);
+        this.applyBatch(`${path}/${fresh[i]}`, datas[i].data);
+        this.readCursor.seq++;
+      }
+      if (this.readCursor.seq < this.bucketEntriesMax) return;
+      this.readCursor = { bucket: this.readCursor.bucket + 1, seq: 0 };
+    }
+  }
+
+  private readFailed(err: unknown): void {
+    if (this.stopped) return;
+    if (err instanceof LogDamaged) {
+      this.log('error', err.message);
+      this.opts.onFatal?.(err);
+      return;
+    }
+    this.log('warn', `zookeeper journal: reading the log failed: ${(err as Error).message}; retrying`);
+    setTimeout(() => void this.catchUp().catch((e: unknown) => this.readFailed(e)), 500);
+  }
+
+  private damaged(where: string, problem: string): LogDamaged {
+    return new LogDamaged(ErrorCode.Unavailable, `zookeeper journal damaged at ${this.root}${where}: ${problem}`, { znode: `${this.root}${where}` });
+  }
+
+  private applyBatch(where: string, data: Buffer): void {
+    const b = decodeBatch(data);
+    if (typeof b === 'string') throw this.damaged(where, b);
+    if (b.firstIndex !== this.applied + 1) throw this.damaged(where, `batch starts at index ${b.firstIndex}, expected ${this.applied + 1}`);
+    for (const e of b.entries) this.applyEntry(e);
+  }
+
+  private applyEntry(entry: Uint8Array): unknown {
+    const index = this.applied + 1;
+    const result = this.sm!.apply(index, entry);
+    this.applied = index;
+    return result;
+  }
+
+  // ---- the log: writing ----------------------------------------------------------------------
+
+  propose(entry: Uint8Array): Promise<unknown> {
+    if (!this.isLeader()) return Promise.reject(this.notLeader());
+    const limit = this.opts.batchBytesMax - batchOverheadBytes - entryOverheadBytes;
+    if (entry.byteLength > limit) {
+      return Promise.reject(new CairnError(ErrorCode.EntryTooLarge, `entry of ${entry.byteLength} bytes exceeds the ZooKeeper journal's ${limit} (one znode, below ZooKeeper's jute.maxbuffer)`));
+    }
+    return new Promise((resolve, reject) => {
+      const p: Proposal = { entry, resolve, reject, timer: undefined as unknown as NodeJS.Timeout };
+      p.timer = setTimeout(() => this.settle(p, undefined, new CairnError(ErrorCode.Timeout, `proposal not committed within ${this.opts.proposalTimeoutMs} ms; it may still take effect`)), this.opts.proposalTimeoutMs);
+      this.queue.push(p);
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // Proposals made in the same tick share a batch (group commit).
+        setImmediate(() => {
+          this.flushScheduled = false;
+          this.flush();
+        });
+      }
+    });
+  }
+
+  private settle(p: Proposal, value: unknown, err: unknown): void {
+    clearTimeout(p.timer);
+    if (err === undefined) p.resolve(value);
+    else p.reject(err);
+  }
+
+  private flush(): void {
+    const zk = this.zk;
+    while (this.role === 'leader' && zk !== undefined && this.queue.length > 0 && this.inflight.length < this.opts.inflightBatchesMax) {
+      const proposals: Proposal[] = [];
+      let bytes = batchOverheadBytes;
+      while (this.queue.length > 0 && (proposals.length === 0 || bytes + entryOverheadBytes + this.queue[0].entry.byteLength <= this.opts.batchBytesMax)) {
+        const p = this.queue.shift()!;
+        bytes += entryOverheadBytes + p.entry.byteLength;
+        proposals.push(p);
+      }
+      const entries = proposals.map((p) => p.entry);
+      const batch: InflightBatch = { firstIndex: this.nextIndex, proposals, done: false };
+      this.nextIndex += entries.length;
+      const at = this.writeCursor;
+      const ops: Op[] = [{ op: 'check', path: '/epoch', version: this.epoch }];
+      if (this.writeBucketMissing) ops.push({ op: 'create', path: bucketPath(at.bucket), data: Buffer.alloc(0) });
+      ops.push({ op: 'create', path: `${bucketPath(at.bucket)}/e-`, data: encodeBatch({ epoch: this.epoch, firstIndex: batch.firstIndex, entries }), sequential: true });
+      this.writeBucketMissing = false;
+      this.writeCursor = at.seq + 1 < this.bucketEntriesMax ? { bucket: at.bucket, seq: at.seq + 1 } : { bucket: at.bucket + 1, seq: 0 };
+      if (this.writeCursor.seq === 0) this.writeBucketMissing = true;
+      this.inflight.push(batch);
+      zk.multi(ops).then(
+        (created) => {
+          const name = created[created.length - 1] ?? '';
+          if (seqOf(name) !== at.seq) batch.error = this.damaged(name, `appended at sequence ${seqOf(name)}, expected ${at.seq}`);
+          batch.done = true;
+          this.completeBatches(zk);
+        },
+        (err: unknown) => {
+          batch.done = true;
+          batch.error = err;
+          this.completeBatches(zk);
+        },
+      );
+    }
+  }
+
+  /** Applies finished batches in log order; the first failure ends this leadership. */
+  private completeBatches(zk: ZkSession): void {
+    if (this.zk !== zk || this.role !== 'leader') return;
+    while (this.inflight.length > 0 && this.inflight[0].done) {
+      const b = this.inflight.shift()!;
+      if (b.error !== undefined) {
+        const deposed = isZk(b.error, 'BAD_VERSION');
+        const reason = deposed
+          ? new CairnError(ErrorCode.NotLeader, `master ${this.opts.id} was deposed: its epoch ${this.epoch} is over`)
+          : new CairnError(ErrorCode.Unavailable, `append to ZooKeeper failed (${(b.error as Error).message}); the outcome is unknown: retry`);
+        this.inflight.unshift(b);
+        void this.recover(reason);
+        return;
+      }
+      this.readCursor = this.readCursor.seq + 1 < this.bucketEntriesMax ? { bucket: this.readCursor.bucket, seq: this.readCursor.seq + 1 } : { bucket: this.readCursor.bucket + 1, seq: 0 };
+      this.lastConfirmedAt = Date.now();
+      for (const p of b.proposals) {
+        let result: unknown;
+        try {
+          result = this.applyEntry(p.entry);
+        } catch (err) {
+          this.settle(p, undefined, err);
+          this.opts.onFatal?.(err);
+          return;
+        }
+        this.settle(p, result, undefined);
+      }
+    }
+    this.flush();
+  }
+
+  // ---- reads ---------------------------------------------------------------------------------
+
+  /**
+   * ZooKeeper has no read of the leader's own state that is linearizable by itself (a server may
+   * lag its leader), so a barrier is a multi that checks the epoch: it passes through the
+   * ZooKeeper leader after every append this master made, and succeeds only while this master
+   * still holds the epoch. Concurrent barriers share one check.
+   */
+  async readBarrier(): Promise<void> {
+    if (this.role !== 'leader') throw this.notLeader();
+    const done = new Promise<void>((resolve, reject) => this.barrierWaiters.push({ resolve, reject }));
+    if (!this.barrierRunning) void this.runBarriers();
+    return done;
+  }
+
+  private async runBarriers(): Promise<void> {
+    this.barrierRunning = true;
+    try {
+      while (this.barrierWaiters.length > 0) {
+        const batch = this.barrierWaiters.splice(0);
+        try {
+          await this.confirmEpoch();
+          for (const w of batch) w.resolve();
+        } catch (err) {
+          const e = err instanceof CairnError ? err : this.notLeader();
+          for (const w of batch) w.reject(e);
+        }
+      }
+    } finally {
+      this.barrierRunning = false;
+    }
+  }
+
+  private notLeader(): CairnError {
+    const leader = this.leaderInfo?.id === this.opts.id ? undefined : this.leaderInfo;
+    return new CairnError(ErrorCode.NotLeader, `master ${this.opts.id} is not the leader${leader === undefined ? '' : `; master ${leader.id} at ${leader.address} is`}`, { leader });
+  }
+
+  // ---- status and administration ---------------------------------------------------------------
+
+  status(): JournalStatus {
+    const members: MemberStatus[] = this.members.map((m) => ({ ...m, role: 'voter' }));
+    return {
+      backend: 'zookeeper',
+      id: this.opts.id,
+      role: this.role === 'leader' ? 'leader' : this.role === 'candidate' ? 'candidate' : 'follower',
+      leader: this.leaderInfo,
+      term: this.epoch,
+      commitIndex: this.applied,
+      appliedIndex: this.applied,
+      firstIndex: 1,
+      lastIndex: this.applied,
+      snapshotIndex: 0,
+      members,
+      removedIds: [],
+      zookeeper: { ensemble: this.opts.connect, root: this.root, session: this.sessionState, sessionId: this.zk?.sessionId },
+    };
+  }
+
+  async checkpoint(): Promise<number> {
+    throw new CairnError(ErrorCode.InvalidArgument, 'the ZooKeeper journal does not take checkpoints yet: its log is kept whole in ZooKeeper');
+  }
+
+  async addMember(): Promise<void> {
+    throw this.noMembership('add');
+  }
+
+  async removeMember(): Promise<void> {
+    throw this.noMembership('remove');
+  }
+
+  async transferLeader(): Promise<void> {
+    throw new CairnError(ErrorCode.InvalidArgument, 'the ZooKeeper journal elects its leader through ZooKeeper: leadership cannot be handed to a chosen master (stop the leader to move it)');
+  }
+
+  private noMembership(what: string): CairnError {
+    return new CairnError(ErrorCode.InvalidArgument, `cannot ${what} a member: the ZooKeeper journal has no membership list; a master joins by starting with the cluster's --zk and --zk-cluster, and leaves by stopping`);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.stepDown(new CairnError(ErrorCode.Unavailable, `master ${this.opts.id} is stopping`));
+    this.zk?.close();
+    this.zk = undefined;
+  }
+
+  private log(level: 'info' | 'warn' | 'error', msg: string, ctx?: object): void {
+    this.opts.log?.(level, msg, ctx);
+  }
+}
+
+/** The log in ZooKeeper is not what this journal wrote: no master can go on from it by itself. */
+class LogDamaged extends CairnError {}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
