@@ -14,7 +14,7 @@ export type JournalBackend = (typeof journalBackends)[number];
 
 export type OpenJournalOptions =
   | ({ backend: 'raft'; server: RpcServer; secret?: string } & Omit<RaftJournalOptions, 'transport' | 'disk' | 'clock' | 'bugs' | 'observer'>)
-  | ({ backend: 'zookeeper' } & ZkJournalOptions);
+  | ({ backend: 'zookeeper'; server: RpcServer } & Omit<ZkJournalOptions, 'transport' | 'disk'>);
 
 export function openJournal(opts: OpenJournalOptions): Journal {
   switch (opts.backend) {
@@ -23,8 +23,8 @@ export function openJournal(opts: OpenJournalOptions): Journal {
       return new RaftJournal({ ...raft, transport: rpcTransport(server, secret === undefined ? {} : { secret }), disk: nodeDisk, clock: systemClock });
     }
     case 'zookeeper': {
-      const { backend: _, ...zk } = opts;
-      return new ZkJournal(zk);
+      const { backend: _, server, ...zk } = opts;
+      return new ZkJournal({ ...zk, transport: rpcTransport(server, zk.secret === undefined ? {} : { secret: zk.secret }), disk: nodeDisk });
     }
   }
 }

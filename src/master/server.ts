@@ -106,8 +106,12 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
           })
         : openJournal({
             backend: 'zookeeper',
+            server,
             id: opts.id,
+            dir: opts.dir,
             address,
+            checkpointEveryEntries: opts.checkpointEvery,
+            retainEntries: opts.checkpointKeep,
             connect: opts.zookeeper.connect,
             clusterId: opts.zookeeper.clusterId,
             sessionTimeoutMs: opts.zookeeper.sessionTimeoutMs,

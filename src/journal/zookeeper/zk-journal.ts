@@ -7,13 +7,20 @@
 //   /election/m-NNN      one ephemeral sequential znode per running master; the lowest leads
 //   /members/<id>        ephemeral: { id, address, session } of each running master
 //   /log/bNNN/e-NNN      the log: batches of entries (batch.ts), bucketEntriesMax per bucket
+//   /checkpoints/<id>    { index, bucket, seq, address } of each master's newest local checkpoint
 //
 // The leader bumps /epoch when it takes over, then appends each batch with a multi that checks
 // the epoch's version: once another master has taken over, no append of the old leader succeeds.
-// Standby masters tail the log (watches plus reads) and apply it as it grows.
+// Standby masters tail the log (watches plus reads) and apply it as it grows. Each master
+// checkpoints its state machine locally (checkpoints.ts); the leader deletes the buckets below the
+// newest checkpoint a majority of masters holds (and a retention margin), and a master that finds
+// the log it needs deleted fetches a peer's checkpoint.
 
 import { CairnError, ErrorCode } from '../../errors.ts';
+import type { Connection, Disk, Transport } from '../../io/index.ts';
 import type { Journal, JournalStatus, MemberStatus, NodeInfo, StateMachine } from '../journal.ts';
+import type { SnapshotFile } from '../raft/snapshot-file.ts';
+import { fetchCheckpoint, loadCheckpoint, serveCheckpoints, writeCheckpoint, type CheckpointInfo } from './checkpoints.ts';
 import { batchOverheadBytes, decodeBatch, encodeBatch, entryOverheadBytes } from './batch.ts';
 import { isZk, ZkError, ZkSession, type Op } from './zk-session.ts';
 
@@ -27,6 +34,15 @@ export interface ZkJournalOptions {
   clusterId: string;
   /** The cluster secret: the cluster's znodes are readable and writable only with it. */
   secret?: string;
+  /** Where this master keeps its checkpoints (snap/ below it). */
+  dir: string;
+  disk: Disk;
+  /** Serves this master's checkpoint to peers and reaches theirs. */
+  transport: Transport;
+  /** Checkpoint after this many entries are applied since the last one. */
+  checkpointEveryEntries?: number;
+  /** Entries kept in ZooKeeper behind the newest checkpoint a majority holds, so briefly lagging masters need no checkpoint. */
+  retainEntries?: number;
   sessionTimeoutMs?: number;
   /** One ZooKeeper operation's deadline. */
   opTimeoutMs?: number;
@@ -50,6 +66,10 @@ export const zkJournalDefaults = {
   bucketEntriesMax: 10_000,
   inflightBatchesMax: 8,
   proposalTimeoutMs: 10_000,
+  checkpointEveryEntries: 50_000,
+  retainEntries: 20_000,
+  /** How often the leader looks for log buckets it may delete. */
+  compactEveryMs: 10_000,
 };
 
 type Role = 'leader' | 'follower' | 'candidate';
@@ -75,6 +95,8 @@ interface Cursor {
 }
 
 const logConfigVersion = 1;
+/** Removes per transaction when deleting a bucket: about 70 bytes each, far below ZooKeeper's 1 MiB request limit. */
+const deletesPerMulti = 1_000;
 
 function pad10(n: number): string {
   return String(n).padStart(10, '0');
@@ -134,6 +156,13 @@ export class ZkJournal implements Journal {
   private heartbeat: NodeJS.Timeout | undefined;
   private sessionState = 'DISCONNECTED';
   private restarting: Promise<void> | undefined;
+  private checkpointFile: SnapshotFile | undefined;
+  private appliedSinceCheckpoint = 0;
+  private checkpointing: Promise<number> | undefined;
+  private compactTimer: NodeJS.Timeout | undefined;
+  private compacting = false;
+  /** The oldest log index still in ZooKeeper, as far as this master knows. */
+  private firstIndex = 1;
 
   constructor(opts: ZkJournalOptions) {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(opts.clusterId)) {
@@ -149,7 +178,28 @@ export class ZkJournal implements Journal {
 
   async start(sm: StateMachine): Promise<void> {
     this.sm = sm;
+    const loaded = await loadCheckpoint(this.opts.disk, this.opts.dir);
+    for (const s of loaded.skipped) this.log('warn', `checkpoint skipped: ${s}`);
+    if (loaded.file !== undefined) this.install(loaded.file, loaded.info!, loaded.frames!);
+    serveCheckpoints(this.opts.transport, () => this.checkpointFile);
     await this.openSession();
+    this.compactTimer = setInterval(() => void this.compactLog(), this.opts.compactEveryMs);
+  }
+
+  /** Replaces the state machine with a checkpoint's and resumes reading the log after it. */
+  private install(file: SnapshotFile, info: CheckpointInfo, frames: Iterable<Uint8Array>): void {
+    this.sm!.restore(frames);
+    this.applied = info.index;
+    this.readCursor = { ...info.position };
+    this.firstIndex = Math.max(this.firstIndex, info.index + 1);
+    this.replaceCheckpointFile(file);
+    this.log('info', `zookeeper journal: state restored from checkpoint ${info.index} (${file.path})`);
+  }
+
+  private replaceCheckpointFile(file: SnapshotFile): void {
+    const old = this.checkpointFile;
+    this.checkpointFile = file;
+    if (old !== undefined && old !== file) old.close();
   }
 
   /** A new session: layout, membership, the log replayed, then the election. */
@@ -172,7 +222,7 @@ export class ZkJournal implements Journal {
   }
 
   private async ensureLayout(zk: ZkSession): Promise<void> {
-    for (const p of ['/election', '/members', '/log', bucketPath(0)]) await zk.ensure(p, Buffer.alloc(0));
+    for (const p of ['/election', '/members', '/checkpoints', '/log', bucketPath(0)]) await zk.ensure(p, Buffer.alloc(0));
     await zk.ensure('/epoch', Buffer.alloc(0));
     await zk.ensure('/config', json({ version: logConfigVersion, bucketEntriesMax: this.opts.bucketEntriesMax }));
     const config = JSON.parse((await zk.getData('/config')).data.toString('utf8')) as { version?: unknown; bucketEntriesMax?: unknown };
@@ -392,11 +442,21 @@ export class ZkJournal implements Journal {
         names = await zk.getChildren(path, watch);
       } catch (err) {
         if (!isZk(err, 'NO_NODE')) throw err;
+        // Buckets are made in order: a later one existing means this one was deleted under us.
+        const later = (await zk.getChildren('/log')).some((n) => Number(n.slice(1)) > this.readCursor.bucket);
+        if (later) {
+          await this.catchUpFromPeer(zk);
+          continue;
+        }
         // The bucket is not made yet: the exists watch fires when the leader opens it.
         if (await zk.exists(path, watch)) continue;
         return;
       }
       const fresh = names.filter((n) => seqOf(n) >= this.readCursor.seq).sort((a, b) => seqOf(a) - seqOf(b));
+      if (fresh.length > 0 && seqOf(fresh[0]) > this.readCursor.seq) {
+        await this.catchUpFromPeer(zk); // the batches we need next are being deleted
+        continue;
+      }
       // Fetched in parallel (the session pipelines them), applied in order.
       const datas = await Promise.all(fresh.map((n) => zk.getData(`${path}/${n}`)));
       for (let i = 0; i < fresh.length; i++) {
@@ -435,6 +495,9 @@ export class ZkJournal implements Journal {
     const index = this.applied + 1;
     const result = this.sm!.apply(index, entry);
     this.applied = index;
+    if (++this.appliedSinceCheckpoint === this.opts.checkpointEveryEntries) {
+      setImmediate(() => void this.checkpoint().catch((err: unknown) => this.log('warn', `checkpoint failed: ${(err as Error).message}`)));
+    }
     return result;
   }
 
@@ -585,17 +648,125 @@ export class ZkJournal implements Journal {
       term: this.epoch,
       commitIndex: this.applied,
       appliedIndex: this.applied,
-      firstIndex: 1,
+      firstIndex: this.firstIndex,
       lastIndex: this.applied,
-      snapshotIndex: 0,
+      snapshotIndex: this.checkpointFile?.meta.index ?? 0,
       members,
       removedIds: [],
       zookeeper: { ensemble: this.opts.connect, root: this.root, session: this.sessionState, sessionId: this.zk?.sessionId },
     };
   }
 
-  async checkpoint(): Promise<number> {
-    throw new CairnError(ErrorCode.InvalidArgument, 'the ZooKeeper journal does not take checkpoints yet: its log is kept whole in ZooKeeper');
+  /** Snapshots the state machine at the applied index, and tells the other masters (for log retention). */
+  checkpoint(): Promise<number> {
+    this.checkpointing ??= (async () => {
+      if (this.checkpointFile !== undefined && this.checkpointFile.meta.index === this.applied) return this.applied;
+      const { file, info } = await writeCheckpoint(this.opts.disk, this.opts.dir, () => {
+        this.appliedSinceCheckpoint = 0;
+        return { info: { index: this.applied, epoch: this.epoch, position: { ...this.readCursor } }, frames: this.sm!.snapshot() };
+      });
+      this.replaceCheckpointFile(file);
+      await this.publishCheckpoint(info).catch((err: unknown) => this.log('warn', `checkpoint ${info.index} not announced: ${(err as Error).message}`));
+      this.log('info', `zookeeper journal: checkpoint at index ${info.index}`);
+      return info.index;
+    })().finally(() => {
+      this.checkpointing = undefined;
+    });
+    return this.checkpointing;
+  }
+
+  private async publishCheckpoint(info: CheckpointInfo): Promise<void> {
+    const zk = this.zk;
+    if (zk === undefined) return;
+    const path = `/checkpoints/${this.opts.id}`;
+    const data = json({ index: info.index, bucket: info.position.bucket, seq: info.position.seq, address: this.opts.address });
+    try {
+      await zk.setData(path, data, -1);
+    } catch (err) {
+      if (!isZk(err, 'NO_NODE')) throw err;
+      await zk.create(path, data, 'persistent');
+    }
+  }
+
+  /**
+   * Deletes the log buckets every entry of which is at or below both the newest checkpoint a
+   * majority of masters holds and the retention margin behind the log's end. Leader only; each
+   * delete checks the epoch like an append.
+   */
+  private async compactLog(): Promise<void> {
+    const zk = this.zk;
+    if (!this.isLeader() || zk === undefined || this.compacting) return;
+    this.compacting = true;
+    try {
+      const holders = await zk.getChildren('/checkpoints');
+      const marks: { index: number; bucket: number }[] = [];
+      for (const h of holders) {
+        const v = JSON.parse((await zk.getData(`/checkpoints/${h}`)).data.toString('utf8')) as { index?: unknown; bucket?: unknown };
+        if (typeof v.index === 'number' && typeof v.bucket === 'number') marks.push({ index: v.index, bucket: v.bucket });
+      }
+      const masters = Math.max(holders.length, this.members.length);
+      const quorum = Math.floor(masters / 2) + 1;
+      if (marks.length < quorum) return;
+      marks.sort((a, b) => b.index - a.index);
+      const majority = marks[quorum - 1];
+      const cutoff = Math.min(majority.index, this.applied - this.opts.retainEntries);
+      const buckets = (await zk.getChildren('/log')).map((n) => Number(n.slice(1))).sort((a, b) => a - b);
+      for (let i = 0; i + 1 < buckets.length; i++) {
+        const b = buckets[i];
+        // A bucket the majority's checkpoints have not moved past yet may still be read from.
+        if (b >= majority.bucket || b >= this.readCursor.bucket) break;
+        const next = (await zk.getChildren(bucketPath(buckets[i + 1]))).sort((x, y) => seqOf(x) - seqOf(y))[0];
+        if (next === undefined) break;
+        const nextFirst = decodeBatch((await zk.getData(`${bucketPath(buckets[i + 1])}/${next}`)).data);
+        if (typeof nextFirst === 'string' || nextFirst.firstIndex - 1 > cutoff) break;
+        await this.deleteBucket(zk, b);
+        this.firstIndex = Math.max(this.firstIndex, nextFirst.firstIndex);
+        this.log('info', `zookeeper journal: deleted log bucket ${b} (entries below ${nextFirst.firstIndex})`);
+      }
+    } catch (err) {
+      this.log('warn', `zookeeper journal: log compaction stopped: ${(err as Error).message}`);
+    } finally {
+      this.compacting = false;
+    }
+  }
+
+  /** Removes a bucket's znodes in transactions well under ZooKeeper's request limit, each checking the epoch. */
+  private async deleteBucket(zk: ZkSession, bucket: number): Promise<void> {
+    const path = bucketPath(bucket);
+    const names = (await zk.getChildren(path)).sort((a, b) => seqOf(a) - seqOf(b));
+    for (let i = 0; i < names.length; i += deletesPerMulti) {
+      const ops: Op[] = [{ op: 'check', path: '/epoch', version: this.epoch }];
+      for (const n of names.slice(i, i + deletesPerMulti)) ops.push({ op: 'remove', path: `${path}/${n}` });
+      await zk.multi(ops);
+    }
+    await zk.multi([{ op: 'check', path: '/epoch', version: this.epoch }, { op: 'remove', path }]);
+  }
+
+  /** The log this master needs next was deleted: take the newest checkpoint a peer holds, then read on from it. */
+  private async catchUpFromPeer(zk: ZkSession): Promise<void> {
+    const holders = await zk.getChildren('/checkpoints');
+    const offers: { id: number; index: number; address: string }[] = [];
+    for (const h of holders) {
+      const v = JSON.parse((await zk.getData(`/checkpoints/${h}`)).data.toString('utf8')) as { index?: unknown; address?: unknown };
+      if (Number(h) !== this.opts.id && typeof v.index === 'number' && typeof v.address === 'string' && v.index > this.applied) offers.push({ id: Number(h), index: v.index, address: v.address });
+    }
+    offers.sort((a, b) => b.index - a.index);
+    for (const o of offers) {
+      let peer: Connection | undefined;
+      try {
+        peer = this.opts.transport.connect(o.address);
+        this.log('info', `zookeeper journal: the log after index ${this.applied} is deleted; fetching master ${o.id}'s checkpoint ${o.index}`);
+        const got = await fetchCheckpoint(this.opts.disk, this.opts.dir, peer, this.opts.opTimeoutMs * 4);
+        if (got.info.index <= this.applied) continue;
+        this.install(got.file, got.info, got.frames);
+        return;
+      } catch (err) {
+        this.log('warn', `zookeeper journal: fetching master ${o.id}'s checkpoint failed: ${(err as Error).message}`);
+      } finally {
+        peer?.close();
+      }
+    }
+    throw new CairnError(ErrorCode.Unavailable, `the log after index ${this.applied} was deleted from ZooKeeper and no master could send a newer checkpoint; start another master, then retry`);
   }
 
   async addMember(): Promise<void> {
@@ -617,9 +788,12 @@ export class ZkJournal implements Journal {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    clearInterval(this.compactTimer);
     this.stepDown(new CairnError(ErrorCode.Unavailable, `master ${this.opts.id} is stopping`));
+    await this.checkpointing?.catch(() => undefined);
     this.zk?.close();
     this.zk = undefined;
+    this.checkpointFile?.close();
   }
 
   private log(level: 'info' | 'warn' | 'error', msg: string, ctx?: object): void {
