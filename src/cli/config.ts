@@ -49,7 +49,7 @@ function readConfigFile(path: string): Source {
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
-  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs'], env);
+  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
@@ -74,7 +74,7 @@ function parseZooKeeper(s: Source): MasterConfig['zookeeper'] {
   const backend = s.journal ?? 'raft';
   if (backend !== 'raft' && backend !== 'zookeeper') throw configError(`--journal must be raft or zookeeper, got ${JSON.stringify(backend)}`);
   if (backend === 'raft') {
-    if (s.zk !== undefined || s.zkCluster !== undefined) throw configError('--zk and --zk-cluster apply to --journal zookeeper only');
+    if (s.zk !== undefined || s.zkCluster !== undefined || s.zkSessionTimeoutMs !== undefined || s.zkBucketEntries !== undefined) throw configError('--zk and the other --zk-* options apply to --journal zookeeper only');
     return undefined;
   }
   if (typeof s.zk !== 'string' || s.zk === '') throw configError('--journal zookeeper needs --zk: the ZooKeeper ensemble as host:port,host:port,...');
@@ -83,7 +83,15 @@ function parseZooKeeper(s: Source): MasterConfig['zookeeper'] {
     throw configError(`--journal zookeeper needs --zk-cluster: the cluster's name in ZooKeeper (1-64 letters, digits, '-' or '_'), got ${JSON.stringify(s.zkCluster)}`);
   }
   const sessionTimeoutMs = s.zkSessionTimeoutMs === undefined ? undefined : parsePositiveInt(s.zkSessionTimeoutMs, '--zk-session-timeout-ms');
-  return { connect: s.zk.split(',').map((x) => x.trim()).join(','), clusterId: s.zkCluster, ...(sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs }) };
+  const bucketEntries = s.zkBucketEntries === undefined ? undefined : parsePositiveInt(s.zkBucketEntries, '--zk-bucket-entries');
+  // getChildren of a bucket must stay well under ZooKeeper's 1 MiB reply limit (about 12 bytes a name).
+  if (bucketEntries !== undefined && bucketEntries > 50_000) throw configError(`--zk-bucket-entries must be at most 50000 (a bucket's listing must fit in one ZooKeeper reply), got ${bucketEntries}`);
+  return {
+    connect: s.zk.split(',').map((x) => x.trim()).join(','),
+    clusterId: s.zkCluster,
+    ...(sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs }),
+    ...(bucketEntries === undefined ? {} : { bucketEntries }),
+  };
 }
 
 /**

@@ -54,6 +54,7 @@ program
   .option('--zk <list>', 'with --journal zookeeper: the ZooKeeper ensemble as host:port,host:port,...')
   .option('--zk-cluster <id>', 'with --journal zookeeper: the cluster\'s name in ZooKeeper (its znodes live under /cairn/<id>)')
   .option('--zk-session-timeout-ms <ms>', 'with --journal zookeeper: the ZooKeeper session timeout, which bounds failover (default 2000)')
+  .option('--zk-bucket-entries <n>', 'with --journal zookeeper: log batches per bucket znode, fixed when the cluster is made (default 10000)')
   .option('--config <file>', 'JSON file with any of these options')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseMasterConfig(flags);

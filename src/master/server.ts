@@ -51,7 +51,7 @@ export interface MasterOptions {
   /** Heartbeat interval and offline timeout of workers (defaults 1 s and 5 s). */
   timing?: ClusterTiming;
   /** The journal's backend: the embedded Raft journal when absent, else ZooKeeper at this ensemble. */
-  zookeeper?: { connect: string; clusterId: string; sessionTimeoutMs?: number };
+  zookeeper?: { connect: string; clusterId: string; sessionTimeoutMs?: number; bucketEntries?: number };
   log: Logger;
 }
 
@@ -115,6 +115,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
             connect: opts.zookeeper.connect,
             clusterId: opts.zookeeper.clusterId,
             sessionTimeoutMs: opts.zookeeper.sessionTimeoutMs,
+            bucketEntriesMax: opts.zookeeper.bucketEntries,
             secret: opts.secret,
             log: logCallback(opts.log),
             onFatal: opts.onFatal,

@@ -13,6 +13,8 @@ export interface ClusterOptions {
   masters: number;
   /** Environment for every master, e.g. checkpoint settings. */
   env?: Record<string, string>;
+  /** Run on the ZooKeeper journal (an ensemble and a cluster id from test/zookeeper-fixture.ts); Raft when absent. */
+  zookeeper?: { connect: string; clusterId: string };
 }
 
 /** A test's cluster is a MasterCluster; the waits and client calls fail after 20 s unless told otherwise. */
@@ -28,7 +30,7 @@ export const TestCluster = {
       if (failed && cluster !== undefined) console.error(await cluster.logTails());
       await procs.close('SIGKILL');
     });
-    cluster = await MasterCluster.start(procs, { count: opts.masters, env: opts.env, deadlineMs: 20_000 });
+    cluster = await MasterCluster.start(procs, { count: opts.masters, env: opts.env, deadlineMs: 20_000, zookeeper: opts.zookeeper });
     return cluster;
   },
 };

@@ -139,6 +139,8 @@ export interface MasterClusterOptions {
   nodeArgs?: (id: number) => string[];
   /** Default deadline of client() calls and of the waits for a leader and for convergence; 30 s if not given. */
   deadlineMs?: number;
+  /** Run on the ZooKeeper journal at this ensemble, under this cluster id; the Raft journal when absent. */
+  zookeeper?: { connect: string; clusterId: string };
 }
 
 /** cairn masters as child processes (`cairn master`) of a ProcessGroup, each with its own directory and log file under the group's root. */
@@ -150,6 +152,7 @@ export class MasterCluster {
   private readonly env: Record<string, string>;
   private readonly nodeArgs: (id: number) => string[];
   private readonly deadlineMs: number;
+  readonly zookeeper: { connect: string; clusterId: string } | undefined;
   private peers = '';
   private readonly clients: MasterClient[] = [];
   private admin: MasterClient | undefined;
@@ -159,6 +162,7 @@ export class MasterCluster {
     this.env = opts.env ?? {};
     this.nodeArgs = opts.nodeArgs ?? (() => []);
     this.deadlineMs = opts.deadlineMs ?? 30_000;
+    this.zookeeper = opts.zookeeper;
   }
 
   /**
@@ -223,7 +227,8 @@ export class MasterCluster {
   spawn(id: number): void {
     const m = this.master(id);
     const args = [...this.nodeArgs(id), mainScript, 'master', '--id', String(id), '--dir', m.dir, '--listen', m.address];
-    if (m.join) args.push('--join');
+    if (this.zookeeper !== undefined) args.push('--journal', 'zookeeper', '--zk', this.zookeeper.connect, '--zk-cluster', this.zookeeper.clusterId);
+    else if (m.join) args.push('--join');
     else args.push('--peers', this.peers);
     m.child = this.procs.spawn(process.execPath, args, m.log, { CAIRN_SECRET: this.secret, ...this.env });
   }

@@ -6,6 +6,7 @@
 //   /epoch               { id, address } of the leader; its znode version is the epoch
 //   /election/m-NNN      one ephemeral sequential znode per running master; the lowest leads
 //   /members/<id>        ephemeral: { id, address, session } of each running master
+//   /masters/<id>        persistent: every master that ever joined (the count a majority is taken of)
 //   /log/bNNN/e-NNN      the log: batches of entries (batch.ts), bucketEntriesMax per bucket
 //   /checkpoints/<id>    { index, bucket, seq, address } of each master's newest local checkpoint
 //
@@ -222,7 +223,7 @@ export class ZkJournal implements Journal {
   }
 
   private async ensureLayout(zk: ZkSession): Promise<void> {
-    for (const p of ['/election', '/members', '/checkpoints', '/log', bucketPath(0)]) await zk.ensure(p, Buffer.alloc(0));
+    for (const p of ['/election', '/members', '/masters', '/checkpoints', '/log', bucketPath(0)]) await zk.ensure(p, Buffer.alloc(0));
     await zk.ensure('/epoch', Buffer.alloc(0));
     await zk.ensure('/config', json({ version: logConfigVersion, bucketEntriesMax: this.opts.bucketEntriesMax }));
     const config = JSON.parse((await zk.getData('/config')).data.toString('utf8')) as { version?: unknown; bucketEntriesMax?: unknown };
@@ -237,6 +238,7 @@ export class ZkJournal implements Journal {
    * expires: wait it out; one that stays is another live master with the same id.
    */
   private async register(zk: ZkSession): Promise<void> {
+    await zk.ensure(`/masters/${this.opts.id}`, json({ id: this.opts.id, address: this.opts.address }));
     const path = `/members/${this.opts.id}`;
     const deadline = Date.now() + 2 * this.opts.sessionTimeoutMs + 1_000;
     for (;;) {
@@ -668,6 +670,7 @@ export class ZkJournal implements Journal {
       this.replaceCheckpointFile(file);
       await this.publishCheckpoint(info).catch((err: unknown) => this.log('warn', `checkpoint ${info.index} not announced: ${(err as Error).message}`));
       this.log('info', `zookeeper journal: checkpoint at index ${info.index}`);
+      void this.compactLog();
       return info.index;
     })().finally(() => {
       this.checkpointing = undefined;
@@ -704,7 +707,7 @@ export class ZkJournal implements Journal {
         const v = JSON.parse((await zk.getData(`/checkpoints/${h}`)).data.toString('utf8')) as { index?: unknown; bucket?: unknown };
         if (typeof v.index === 'number' && typeof v.bucket === 'number') marks.push({ index: v.index, bucket: v.bucket });
       }
-      const masters = Math.max(holders.length, this.members.length);
+      const masters = Math.max(holders.length, this.members.length, (await zk.getChildren('/masters')).length);
       const quorum = Math.floor(masters / 2) + 1;
       if (marks.length < quorum) return;
       marks.sort((a, b) => b.index - a.index);
