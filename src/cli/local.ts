@@ -4,7 +4,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MasterClient } from '../client/index.ts';
@@ -12,8 +11,11 @@ import type { JournalStatus } from '../journal/index.ts';
 import type { RoutingInfo } from '../meta/index.ts';
 import { isRebuildCode, localRebuildSteps, stepsMarker } from '../master/rebuild.ts';
 import { clusterFileName, readLocalCluster, type LocalCluster, type LocalProcess } from './cluster-target.ts';
-import { CairnError, ErrorCode, assert } from '../errors.ts';
+import { CairnError, ErrorCode } from '../errors.ts';
 import { configError } from './config.ts';
+import { freePort } from '../free-port.ts';
+
+export { freePort };
 
 const mainScript = fileURLToPath(new URL('./main.ts', import.meta.url));
 const startDeadlineMs = 20_000;
@@ -347,18 +349,4 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   } catch {
     /* already gone */
   }
-}
-
-/** A port the OS says is free now; the master binds it a moment later. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      assert(typeof addr === 'object' && addr !== null, 'a TCP server listening has a port');
-      srv.close(() => resolve(addr.port));
-    });
-  });
 }
