@@ -221,11 +221,11 @@ export interface StartEnsembleOptions {
 export async function startEnsemble(opts: StartEnsembleOptions): Promise<Ensemble> {
   const count = opts.servers ?? 3;
   if (!(Number.isInteger(count) && count >= 1 && count <= serversMax)) throw new CairnError(ErrorCode.BadOption, `a ZooKeeper ensemble has 1 to ${serversMax} servers, got ${count}`);
-  const install = findZooKeeper(opts.jarDir === undefined ? {} : { jarDir: opts.jarDir });
   for (let id = 1; id <= count; id++) {
     const dir = path.join(opts.dir, serverDirName(id));
     if (existsSync(dir)) throw new CairnError(ErrorCode.BadOption, `${dir} already holds a ZooKeeper server: restart it through its saved record (attachEnsemble), or remove ${opts.dir}`);
   }
+  const install = findZooKeeper(opts.jarDir === undefined ? {} : { jarDir: opts.jarDir });
   for (let attempt = 1; ; attempt++) {
     const servers = await newServers(opts.dir, count);
     for (const s of servers) writeServerDir(s, servers);
@@ -328,9 +328,7 @@ export class Ensemble {
   async status(id: number): Promise<ZkMode> {
     const s = this.server(id);
     if (!this.isRunning(id)) return 'down';
-    const reply = await fourLetterWord(s.clientPort, 'srvr').catch(() => undefined);
-    const mode = reply === undefined ? undefined : /^Mode: (\w+)/m.exec(reply)?.[1];
-    return mode === 'leader' || mode === 'follower' ? mode : 'looking';
+    return modeOf(await fourLetterWord(s.clientPort, 'srvr').catch(() => undefined));
   }
 
   /**
@@ -429,6 +427,15 @@ function isServerProcess(s: ZkServerInfo): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * A running server's mode from its `srvr` reply (undefined: no reply). Anything but a leader or a
+ * follower (`This ZooKeeper instance is not currently serving requests`, no answer yet) is not serving.
+ */
+export function modeOf(srvrReply: string | undefined): Exclude<ZkMode, 'down'> {
+  const mode = srvrReply === undefined ? undefined : /^Mode: (\w+)/m.exec(srvrReply)?.[1];
+  return mode === 'leader' || mode === 'follower' ? mode : 'looking';
 }
 
 /** Signals a PID that was ours a moment ago: one that has exited since is no error. */
