@@ -477,20 +477,25 @@ function logTail(s: ZkServerInfo): string {
 
 const tailBytes = 16 * 1024;
 
+/** A log's last lines, Java stack frames left out: the exception's own line says what went wrong. */
 function tail(file: string): string {
+  return readEnd(file)
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !/^\s+at /.test(l) && !/^\s+\.\.\. \d+ more/.test(l))
+    .slice(-logTailLines)
+    .map((l) => `  ${l}`)
+    .join('\n');
+}
+
+/** The last tailBytes of a file ('' if there is none). */
+function readEnd(file: string): string {
   try {
     const fd = openSync(file, 'r');
     try {
       const size = fstatSync(fd).size;
       const buf = Buffer.alloc(Math.min(size, tailBytes));
       readSync(fd, buf, 0, buf.length, size - buf.length);
-      return buf
-        .toString('utf8')
-        .trimEnd()
-        .split('\n')
-        .slice(-logTailLines)
-        .map((l) => `  ${l}`)
-        .join('\n');
+      return buf.toString('utf8');
     } finally {
       closeSync(fd);
     }
@@ -500,7 +505,7 @@ function tail(file: string): string {
 }
 
 function logMentions(s: ZkServerInfo, text: string): boolean {
-  return [s.log, path.join(s.dir, jvmLogFile)].some((f) => tail(f).includes(text));
+  return [s.log, path.join(s.dir, jvmLogFile)].some((f) => readEnd(f).includes(text));
 }
 
 assert(initLimitTicks > syncLimitTicks, 'a follower gets longer to join than to keep up');
