@@ -350,15 +350,11 @@ export class Ensemble {
     await this.waitGone([id], exitDeadlineMs);
   }
 
-  /** SIGTERM to every running server, SIGKILL to those still running after `graceMs`. */
+  /** SIGTERM to every running server, SIGKILL to those still running after `graceMs` (0: SIGKILL at once). */
   async stop(graceMs = stopGraceMs): Promise<void> {
     const running = this.records.filter((s) => this.isRunning(s.id)).map((s) => s.id);
-    for (const id of running) signalPid(this.server(id).pid, graceMs > 0 ? 'SIGTERM' : 'SIGKILL');
-    const gone = await this.waitGone(running, graceMs).then(
-      () => true,
-      () => false,
-    );
-    if (!gone) {
+    if (graceMs > 0) for (const id of running) signalPid(this.server(id).pid, 'SIGTERM');
+    if (!(await this.gone(running, graceMs))) {
       for (const id of running) if (this.isRunning(id)) signalPid(this.server(id).pid, 'SIGKILL');
       await this.waitGone(running, exitDeadlineMs);
     }
@@ -387,9 +383,15 @@ export class Ensemble {
   }
 
   private async waitGone(ids: number[], deadlineMs: number): Promise<void> {
+    if (!(await this.gone(ids, deadlineMs))) throw new CairnError(ErrorCode.Timeout, `ZooKeeper servers ${ids.filter((id) => this.isRunning(id)).join(', ')} still running ${deadlineMs} ms after the signal`);
+  }
+
+  /** Whether all of `ids` have exited within `deadlineMs`. */
+  private async gone(ids: number[], deadlineMs: number): Promise<boolean> {
     const start = Date.now();
-    while (ids.some((id) => this.isRunning(id))) {
-      if (Date.now() - start > deadlineMs) throw new CairnError(ErrorCode.Timeout, `ZooKeeper servers ${ids.filter((id) => this.isRunning(id)).join(', ')} still running ${deadlineMs} ms after the signal`);
+    for (;;) {
+      if (!ids.some((id) => this.isRunning(id))) return true;
+      if (Date.now() - start >= deadlineMs) return false;
       await sleep(20);
     }
   }
