@@ -37,6 +37,8 @@ export const ErrorCode = {
   ProcessFailed: 'CAIRN_PROCESS_FAILED',
   /** The id was removed from the cluster and can never be added again: a rebuilt master needs a new id. */
   IdRemoved: 'CAIRN_ID_REMOVED',
+  /** A program a command runs (Java, the ZooKeeper server) is not installed; the message says how to install it. */
+  NotInstalled: 'CAIRN_NOT_INSTALLED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

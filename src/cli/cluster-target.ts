@@ -8,6 +8,7 @@ import { DataClient, MasterClient } from '../client/index.ts';
 import { systemClock } from '../io/system-clock.ts';
 import { RpcClient } from '../rpc/index.ts';
 import { workerFrameBytesMax } from '../worker/process.ts';
+import type { ZkServerInfo } from '../journal/zookeeper/ensemble.ts';
 import { configError, parseMasterList } from './config.ts';
 
 export interface LocalProcess {
@@ -28,7 +29,19 @@ export interface LocalCluster {
   founders?: [number, string][];
   /** Workers, targets per worker and replication it was made with; absent in records of metadata-only clusters made before workers. */
   shape?: { workers: number; targetsPerWorker: number; replication: number };
+  /** The masters' journal; absent in records made before there was a choice: raft. */
+  journal?: LocalJournal;
+  /** With journal 'zookeeper': the ensemble `local up` runs for the masters, and the cluster's id in it (its chroot is /cairn/ID). */
+  zookeeper?: LocalZooKeeper;
   processes: LocalProcess[];
+}
+
+export type LocalJournal = 'raft' | 'zookeeper';
+
+export interface LocalZooKeeper {
+  clusterId: string;
+  connectString: string;
+  servers: ZkServerInfo[];
 }
 
 export const clusterFileName = 'cluster.json';

@@ -4,16 +4,20 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MasterClient } from '../client/index.ts';
 import type { JournalStatus } from '../journal/index.ts';
 import type { RoutingInfo } from '../meta/index.ts';
 import { isRebuildCode, localRebuildSteps, stepsMarker } from '../master/rebuild.ts';
-import { clusterFileName, readLocalCluster, type LocalCluster, type LocalProcess } from './cluster-target.ts';
+import { clusterFileName, readLocalCluster, type LocalCluster, type LocalJournal, type LocalProcess, type LocalZooKeeper } from './cluster-target.ts';
 import { CairnError, ErrorCode, assert } from '../errors.ts';
 import { configError } from './config.ts';
+import { freePort } from '../free-port.ts';
+import { newZkClusterId } from '../journal/zookeeper/cluster-id.ts';
+import { attachEnsemble, startEnsemble, type Ensemble, type ZkMode } from '../journal/zookeeper/ensemble.ts';
+
+export { freePort };
 
 const mainScript = fileURLToPath(new URL('./main.ts', import.meta.url));
 const startDeadlineMs = 20_000;
@@ -38,9 +42,16 @@ export interface LocalUpOptions {
   targetsPerWorker: number;
   replication: number;
   join?: number;
+  /** The masters' journal for a new cluster (raft if not given); an existing cluster keeps its own. */
+  journal?: LocalJournal;
   log: (line: string) => void;
   attempt?: number;
 }
+
+/** Servers in the ZooKeeper ensemble of a local cluster: a quorum that survives one failure. */
+const zkServers = 3;
+/** Under the cluster directory: zookeeper/zk-N per server. */
+const zkDirName = 'zookeeper';
 
 /** How long `local up` waits for the workers' chains to serve. */
 const chainsDeadlineMs = 30_000;
@@ -57,11 +68,16 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
     throw configError(`--replication ${shape.replication} needs at least ${shape.replication} workers (a chain's replicas are on distinct workers), got --workers ${shape.workers}`);
   }
   if (existing === undefined && opts.join !== undefined) throw configError(`--join adds a master to an existing cluster, and there is none in ${opts.dir}`);
-  if (existing !== undefined && opts.join === undefined && existing.processes.every((p) => isAlive(p.pid))) {
+  const journal = existing === undefined ? (opts.journal ?? 'raft') : journalOf(existing);
+  if (opts.journal !== undefined && opts.journal !== journal) throw configError(`the cluster in ${opts.dir} keeps its journal on ${journal}; --journal ${opts.journal} needs a new cluster (another --dir)`);
+  if (journal === 'zookeeper' && opts.join !== undefined) throw configError('--join adds a member to the Raft journal; with --journal zookeeper there is no membership to change');
+  if (existing !== undefined && opts.join === undefined && existing.processes.every((p) => isAlive(p.pid)) && zooKeeperRunning(existing)) {
     throw configError(`a cluster is already running in ${opts.dir}; 'cairn local status --dir ${opts.dir}' shows it, 'cairn local down --dir ${opts.dir}' stops it`);
   }
   mkdirSync(opts.dir, { recursive: true });
   const secret = existing?.secret ?? randomBytes(24).toString('base64url');
+  // The masters' ensemble comes first: they need it to start.
+  const zk = journal === 'zookeeper' ? await upZooKeeper(opts.dir, existing, opts.log) : undefined;
   // A new cluster gets fresh ports; a stopped one restarts with its members, addresses and data.
   const founders = existing === undefined ? await newFounders(opts.masters) : foundersOf(existing);
   const ids = existing === undefined ? [...founders.keys()] : mastersOf(opts.dir, existing, opts.join, opts.log);
@@ -79,19 +95,20 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
     // Only a founder with a WAL may be given the founders: an empty one would found the cluster
     // again. Any other master joins: one without a WAL is new (a rebuilt master has a new id,
     // docs/masters.md), and waits to be added; one with a WAL restarts from it.
-    const join = existing !== undefined && (!founders.has(id) || !existsSync(path.join(dir, 'wal')));
+    // (The ZooKeeper journal keeps no WAL and has no membership: its masters always get the founders.)
+    const join = journal === 'raft' && existing !== undefined && (!founders.has(id) || !existsSync(path.join(dir, 'wal')));
     mkdirSync(dir, { recursive: true });
     const log = path.join(dir, 'master.log');
     const address = before?.address ?? founders.get(id) ?? `127.0.0.1:${await freePort()}`;
     const http = before?.http ?? `127.0.0.1:${await freePort()}`;
     const members = join ? ['--join'] : ['--peers', peers];
     logStarts.set(id, existsSync(log) ? statSync(log).size : 0);
-    const pid = spawnDetached(['master', '--id', String(id), '--dir', dir, '--listen', address, ...members, '--http', http, '--replication', String(shape.replication)], log, secret);
+    const pid = spawnDetached(['master', '--id', String(id), '--dir', dir, '--listen', address, ...members, '--http', http, '--replication', String(shape.replication), ...journalArgs(journal, zk?.record)], log, secret);
     processes.push({ kind: 'master', id, address, http, pid, dir, log });
     if (id === opts.join) opts.log(`master ${id} starts empty at ${address} and joins; 'cairn admin journal add ${id} --dir ${opts.dir}' makes it a member`);
   }
-  const cluster: LocalCluster = { secret, createdAt: existing?.createdAt ?? new Date().toISOString(), founders: [...founders], shape, processes };
-  writeFileSync(path.join(opts.dir, clusterFileName), `${JSON.stringify(cluster, null, 2)}\n`, { mode: 0o600 });
+  const cluster: LocalCluster = { secret, createdAt: existing?.createdAt ?? new Date().toISOString(), founders: [...founders], shape, journal, ...(zk === undefined ? {} : { zookeeper: zk.record }), processes };
+  writeCluster(opts.dir, cluster);
   const started = processes.filter((p) => !existing?.processes.some((e) => e.pid === p.pid)).length;
   opts.log(`started ${started} of ${processes.length} masters (logs in ${opts.dir}/master-N/master.log); waiting for a leader...`);
   try {
@@ -103,11 +120,14 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
     if (attempt >= startAttemptsMax || !portTaken(processes)) {
       // A new cluster that cannot start is not left half running; its logs stay for a look.
       for (const p of processes) signal(p.pid, 'SIGKILL');
+      await zk?.ensemble.stop(0);
       throw err;
     }
     opts.log('a port was taken by another program while the masters started; starting again on new ports');
     for (const p of processes) signal(p.pid, 'SIGKILL');
+    await zk?.ensemble.stop(0);
     for (const p of processes) rmSync(p.dir, { recursive: true, force: true });
+    rmSync(path.join(opts.dir, zkDirName), { recursive: true, force: true });
     rmSync(path.join(opts.dir, clusterFileName), { force: true });
     return localUp({ ...opts, attempt: attempt + 1 });
   }
@@ -134,7 +154,7 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
     const pid = spawnDetached(['worker', '--id', String(id), '--listen', address, '--masters', masters, ...targets, '--http', http], logFile, cluster.secret);
     cluster.processes.push({ kind: 'worker', id, address, http, pid, dir, log: logFile });
   }
-  writeFileSync(path.join(clusterDir, clusterFileName), `${JSON.stringify(cluster, null, 2)}\n`, { mode: 0o600 });
+  writeCluster(clusterDir, cluster);
   log(`started ${shape.workers} workers with ${shape.targetsPerWorker} targets each (logs in ${clusterDir}/worker-N/worker.log); waiting for their chains...`);
   const client = clientFor(cluster, startDeadlineMs);
   try {
@@ -154,6 +174,56 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
   } finally {
     client.close();
   }
+}
+
+function writeCluster(dir: string, cluster: LocalCluster): void {
+  writeFileSync(path.join(dir, clusterFileName), `${JSON.stringify(cluster, null, 2)}\n`, { mode: 0o600 });
+}
+
+function journalOf(c: LocalCluster): LocalJournal {
+  return c.journal ?? 'raft';
+}
+
+/** The flags that put a master on the cluster's journal: none for Raft, the default. */
+export function journalArgs(journal: LocalJournal, zk: LocalZooKeeper | undefined): string[] {
+  if (journal === 'raft') return [];
+  assert(zk !== undefined, 'a local cluster on ZooKeeper has its ensemble recorded');
+  return ['--journal', 'zookeeper', '--zk', zk.connectString, '--zk-cluster', zk.clusterId];
+}
+
+/** Whether every ZooKeeper server of the cluster runs (true when it has none). */
+function zooKeeperRunning(c: LocalCluster): boolean {
+  if (c.zookeeper === undefined) return true;
+  const e = attachEnsemble(c.zookeeper.servers);
+  return e.servers.every((s) => e.isRunning(s.id));
+}
+
+/**
+ * Starts a new cluster's ZooKeeper ensemble (3 servers under D/zookeeper, detached like the
+ * masters), or restarts the servers of an existing one that are down; waits until they serve.
+ */
+async function upZooKeeper(dir: string, existing: LocalCluster | undefined, log: (line: string) => void): Promise<{ record: LocalZooKeeper; ensemble: Ensemble }> {
+  if (existing === undefined) {
+    const ensemble = await startEnsemble({ dir: path.join(dir, zkDirName), servers: zkServers, detached: true });
+    const record = { clusterId: newZkClusterId(), connectString: ensemble.connectString, servers: [...ensemble.servers] };
+    log(`started ZooKeeper: ${zkServers} servers at ${record.connectString} (logs in ${dir}/${zkDirName}/zk-N/zookeeper.log); cluster id ${record.clusterId}`);
+    return { record, ensemble };
+  }
+  assert(existing.zookeeper !== undefined, 'a local cluster on ZooKeeper has its ensemble recorded');
+  const ensemble = attachEnsemble(existing.zookeeper.servers);
+  const down = ensemble.servers.filter((s) => !ensemble.isRunning(s.id)).map((s) => s.id);
+  const record = (): LocalZooKeeper => ({ ...existing.zookeeper!, servers: [...ensemble.servers] });
+  if (down.length > 0) {
+    log(`restarting ZooKeeper servers ${down.join(', ')}...`);
+    try {
+      await ensemble.start(down);
+    } catch (err) {
+      // Their new PIDs are kept, so that 'local status' and 'local down' still find them.
+      writeCluster(dir, { ...existing, zookeeper: record() });
+      throw err;
+    }
+  }
+  return { record: record(), ensemble };
 }
 
 async function newFounders(count: number): Promise<Map<number, string>> {
@@ -309,6 +379,30 @@ export async function localStatus(cluster: LocalCluster): Promise<ProcessStatus[
   }
 }
 
+export interface ZkServerStatus {
+  kind: 'zookeeper';
+  id: number;
+  address: string;
+  clientPort: number;
+  pid: number;
+  alive: boolean;
+  mode: ZkMode;
+  dir: string;
+  log: string;
+}
+
+/** The cluster's ZooKeeper servers (none for a cluster on Raft), with their mode from `srvr`. */
+export async function zooKeeperStatus(cluster: LocalCluster): Promise<ZkServerStatus[]> {
+  if (cluster.zookeeper === undefined) return [];
+  const e = attachEnsemble(cluster.zookeeper.servers);
+  return Promise.all(
+    e.servers.map(async (s): Promise<ZkServerStatus> => {
+      const mode = await e.status(s.id);
+      return { kind: 'zookeeper', id: s.id, address: `127.0.0.1:${s.clientPort}`, clientPort: s.clientPort, pid: s.pid, alive: mode !== 'down', mode, dir: s.dir, log: s.log };
+    }),
+  );
+}
+
 export async function localDown(dir: string, log: (line: string) => void): Promise<void> {
   const cluster = readLocalCluster(dir);
   if (cluster === undefined) {
@@ -323,6 +417,13 @@ export async function localDown(dir: string, log: (line: string) => void): Promi
       signal(p.pid, 'SIGKILL');
       log(`${p.kind} ${p.id} (pid ${p.pid}) did not stop in ${stopGraceMs} ms: killed`);
     }
+  }
+  // After the masters, so that none of them sees its journal vanish under it.
+  if (cluster.zookeeper !== undefined) {
+    const e = attachEnsemble(cluster.zookeeper.servers);
+    const running = e.servers.filter((s) => e.isRunning(s.id)).length;
+    await e.stop(stopGraceMs);
+    log(`stopped ${running} ZooKeeper servers`);
   }
   log(`stopped ${cluster.processes.length} processes; data kept in ${dir} ('cairn local up --dir ${dir}' restarts them)`);
 }
@@ -347,18 +448,4 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   } catch {
     /* already gone */
   }
-}
-
-/** A port the OS says is free now; the master binds it a moment later. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      assert(typeof addr === 'object' && addr !== null, 'a TCP server listening has a port');
-      srv.close(() => resolve(addr.port));
-    });
-  });
 }

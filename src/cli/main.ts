@@ -14,7 +14,8 @@ import { defaultLocalDir, readLocalCluster, withClients } from './cluster-target
 import { configError, parseMasterConfig, parsePositiveInt, parseWorkerConfig } from './config.ts';
 import { runDemo } from './demo.ts';
 import { registerFsCommands } from './fs-cmd.ts';
-import { localDown, localStatus, localUp, type ProcessStatus } from './local.ts';
+import { localDown, localStatus, localUp, zooKeeperStatus, type ProcessStatus, type ZkServerStatus } from './local.ts';
+import type { LocalCluster, LocalJournal } from './cluster-target.ts';
 
 /** sysexits' EX_DATAERR: the master's own data is unusable (see docs/masters.md, 'Rebuilding a master'). */
 const exitDataError = 65;
@@ -110,9 +111,11 @@ local
   .option('--replication <n>', 'replicas per chain', '3')
   .option('--dir <path>', 'cluster directory', defaultLocalDir())
   .option('--join <id>', 'also start a new, empty master with this id (one the cluster never had), which joins; then add it with `cairn admin journal add ID`')
+  .option('--journal <backend>', 'the masters\' journal: raft (the embedded one, default) or zookeeper (a 3-server ensemble started beside them; docs/zookeeper.md); an existing cluster keeps its own')
   .option('--foreground', 'stay in the foreground with a status view; Ctrl-C stops the cluster')
-  .action(async (o: { masters: string; workers: string; targetsPerWorker: string; replication: string; dir: string; join?: string; foreground?: boolean }) => {
+  .action(async (o: { masters: string; workers: string; targetsPerWorker: string; replication: string; dir: string; join?: string; journal?: string; foreground?: boolean }) => {
     const join = o.join === undefined ? undefined : parsePositiveInt(o.join, '--join');
+    const journal = o.journal === undefined ? undefined : parseLocalJournal(o.journal);
     const cluster = await localUp({
       dir: o.dir,
       masters: parsePositiveInt(o.masters, '--masters'),
@@ -120,9 +123,10 @@ local
       targetsPerWorker: parsePositiveInt(o.targetsPerWorker, '--targets-per-worker'),
       replication: parsePositiveInt(o.replication, '--replication'),
       ...(join === undefined ? {} : { join }),
+      ...(journal === undefined ? {} : { journal }),
       log: (l) => console.log(l),
     });
-    printStatus(await localStatus(cluster));
+    printStatus(await statusOf(cluster));
     if (!o.foreground) {
       console.log(`\ntry: npx cairn fs put ./some-file /some-file --dir ${o.dir}; npx cairn fs get /some-file ./copy --dir ${o.dir}; npx cairn admin targets --dir ${o.dir}; npx cairn local down --dir ${o.dir}`);
       return;
@@ -137,7 +141,7 @@ local
   .action(async (o: { dir: string; json?: boolean }) => {
     const cluster = readLocalCluster(o.dir);
     if (cluster === undefined) throw configError(`no local cluster in ${o.dir}; start one with 'cairn local up --dir ${o.dir}'`);
-    const st = await localStatus(cluster);
+    const st = await statusOf(cluster);
     if (o.json) console.log(JSON.stringify(st));
     else printStatus(st);
   });
@@ -158,11 +162,22 @@ program
 registerFsCommands(program, addTargetOptions);
 registerAdminCommands(program, addTargetOptions);
 
-function printStatus(st: ProcessStatus[]): void {
-  console.log('kind    id  address                pid      alive  role / targets');
+function parseLocalJournal(value: string): LocalJournal {
+  if (value !== 'raft' && value !== 'zookeeper') throw configError(`--journal must be raft or zookeeper, got '${value}'`);
+  return value;
+}
+
+/** Masters and workers, then the ZooKeeper servers (kind 'zookeeper', with their mode) of a cluster on ZooKeeper. */
+async function statusOf(cluster: LocalCluster): Promise<(ProcessStatus | ZkServerStatus)[]> {
+  const [processes, zk] = await Promise.all([localStatus(cluster), zooKeeperStatus(cluster)]);
+  return [...processes, ...zk];
+}
+
+function printStatus(st: (ProcessStatus | ZkServerStatus)[]): void {
+  console.log('kind      id  address                pid      alive  role / targets / mode');
   for (const p of st) {
-    const detail = p.kind === 'worker' ? (p.targets ?? []).map((t) => `${t.targetId}:${t.state}`).join(' ') || '-' : `${p.role ?? '-'}${p.term !== undefined ? ` (term ${p.term}, applied ${p.appliedIndex})` : ''}`;
-    console.log(`${p.kind.padEnd(7)} ${String(p.id).padEnd(3)} ${p.address.padEnd(22)} ${String(p.pid).padEnd(8)} ${String(p.alive).padEnd(6)} ${detail}`);
+    const detail = p.kind === 'zookeeper' ? p.mode : p.kind === 'worker' ? (p.targets ?? []).map((t) => `${t.targetId}:${t.state}`).join(' ') || '-' : `${p.role ?? '-'}${p.term !== undefined ? ` (term ${p.term}, applied ${p.appliedIndex})` : ''}`;
+    console.log(`${p.kind.padEnd(9)} ${String(p.id).padEnd(3)} ${p.address.padEnd(22)} ${String(p.pid).padEnd(8)} ${String(p.alive).padEnd(6)} ${detail}`);
   }
 }
 
@@ -210,7 +225,10 @@ async function foreground(dir: string): Promise<void> {
     if (cluster === undefined) return;
     const st = await localStatus(cluster);
     const leader = st.find((p) => p.role === 'leader');
-    console.log(`${new Date().toISOString()}  ${st.filter((p) => p.alive).length}/${st.length} alive, leader: ${leader ? `master ${leader.id} (term ${leader.term}, applied ${leader.appliedIndex})` : 'none'}`);
+    const zk = await zooKeeperStatus(cluster);
+    const serving = zk.filter((s) => s.mode === 'leader' || s.mode === 'follower').length;
+    const zkLine = zk.length === 0 ? '' : `, ZooKeeper: ${serving}/${zk.length} serving`;
+    console.log(`${new Date().toISOString()}  ${st.filter((p) => p.alive).length}/${st.length} alive, leader: ${leader ? `master ${leader.id} (term ${leader.term}, applied ${leader.appliedIndex})` : 'none'}${zkLine}`);
   }
 }
 

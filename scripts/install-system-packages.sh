@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite runs beside cairn, when they are missing. As root it
+# installs them (apt-get update once, then apt-get install); otherwise it prints the command to run,
+# and fails only in CI (CI=true), where a missing package must not turn into skipped tests.
+# Silent when everything is present.
+set -euo pipefail
+
+# One entry per package: "NAME|CHECK", where CHECK is a shell command that succeeds when the
+# package's files are usable (the package may be installed and still broken, or come from elsewhere).
+packages=(
+  # The ZooKeeper journal's tests and `cairn local up --journal zookeeper`; it brings a JRE.
+  "zookeeper|test -r /usr/share/java/zookeeper.jar && command -v java"
+)
+
+installed() {
+  local name=$1 check=$2
+  dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q 'install ok installed' || return 1
+  eval "$check" >/dev/null 2>&1
+}
+
+missing=()
+for entry in "${packages[@]}"; do
+  name=${entry%%|*}
+  check=${entry#*|}
+  installed "$name" "$check" || missing+=("$name")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+command=(apt-get install -y --no-install-recommends "${missing[@]}")
+if ! command -v apt-get >/dev/null; then
+  echo "install-system-packages: missing ${missing[*]} (Debian package names), and this system has no apt-get: install their equivalents" >&2
+  [ "${CI:-}" = true ] && exit 1
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-system-packages: missing ${missing[*]}; run: sudo ${command[*]}" >&2
+  if [ "${CI:-}" = true ]; then exit 1; fi
+  echo "install-system-packages: the tests that need them are skipped until then" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+"${command[@]}"
+
+still=()
+for entry in "${packages[@]}"; do
+  name=${entry%%|*}
+  check=${entry#*|}
+  installed "$name" "$check" || still+=("$name")
+done
+if [ ${#still[@]} -gt 0 ]; then
+  echo "install-system-packages: ${still[*]} still missing or unusable after '${command[*]}'" >&2
+  exit 1
+fi
