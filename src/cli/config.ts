@@ -78,6 +78,9 @@ function parseZooKeeper(s: Source): MasterConfig['zookeeper'] {
     return undefined;
   }
   if (typeof s.zk !== 'string' || s.zk === '') throw configError('--journal zookeeper needs --zk: the ZooKeeper ensemble as host:port,host:port,...');
+  for (const [key, flag] of [['peers', '--peers'], ['join', '--join'], ['tickMs', '--tick-ms'], ['leaseRead', '--lease-read']] as const) {
+    if (s[key] !== undefined && s[key] !== false) throw configError(`${flag} applies to the Raft journal only, not to --journal zookeeper`);
+  }
   for (const server of s.zk.split(',')) parseAddress(server.trim(), '--zk');
   if (typeof s.zkCluster !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(s.zkCluster)) {
     throw configError(`--journal zookeeper needs --zk-cluster: the cluster's name in ZooKeeper (1-64 letters, digits, '-' or '_'), got ${JSON.stringify(s.zkCluster)}`);
