@@ -95,13 +95,13 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
     // Only a founder with a WAL may be given the founders: an empty one would found the cluster
     // again. Any other master joins: one without a WAL is new (a rebuilt master has a new id,
     // docs/masters.md), and waits to be added; one with a WAL restarts from it.
-    // (The ZooKeeper journal keeps no WAL and has no membership: its masters always get the founders.)
     const join = journal === 'raft' && existing !== undefined && (!founders.has(id) || !existsSync(path.join(dir, 'wal')));
     mkdirSync(dir, { recursive: true });
     const log = path.join(dir, 'master.log');
     const address = before?.address ?? founders.get(id) ?? `127.0.0.1:${await freePort()}`;
     const http = before?.http ?? `127.0.0.1:${await freePort()}`;
-    const members = join ? ['--join'] : ['--peers', peers];
+    // The ZooKeeper journal takes no --peers: its masters find each other through ZooKeeper.
+    const members = journal === 'zookeeper' ? [] : join ? ['--join'] : ['--peers', peers];
     logStarts.set(id, existsSync(log) ? statSync(log).size : 0);
     const pid = spawnDetached(['master', '--id', String(id), '--dir', dir, '--listen', address, ...members, '--http', http, '--replication', String(shape.replication), ...journalArgs(journal, zk?.record)], log, secret);
     processes.push({ kind: 'master', id, address, http, pid, dir, log });

@@ -1,0 +1,145 @@
+// Real masters on the ZooKeeper journal, on one ZooKeeper ensemble per file (a cluster id, and so a
+// root znode, per test): the journal suite shared with Raft (journal-suite.ts), then ZooKeeper's
+// own faults: servers of the ensemble killed, the leading master stopped past its session timeout
+// (fencing: no append of it lands after another master took over, checked in the log itself), a
+// master restarted at once under the same id.
+
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import { ErrorCode } from '../../src/errors.ts';
+import { decodeBatch } from '../../src/journal/zookeeper/batch.ts';
+import { findZooKeeper } from '../../src/journal/zookeeper/ensemble.ts';
+import { zkClient, zkClusterFor } from '../zookeeper-fixture.ts';
+import { TestCluster, listAll, waitFor, type ClusterOptions } from './harness.ts';
+import { create, journalSuite, mkdir } from './journal-suite.ts';
+
+/** Small log buckets, so that a few thousand entries span many and compaction can delete some. */
+const testBucketEntries = '20';
+
+async function start(t: TestContext, opts: ClusterOptions): Promise<TestCluster> {
+  const zk = await zkClusterFor(t);
+  return TestCluster.start(t, { ...opts, env: { CAIRN_ZK_BUCKET_ENTRIES: testBucketEntries, ...opts.env }, zookeeper: { connect: zk.connectString, clusterId: zk.clusterId } });
+}
+
+/** Outside CI a machine without ZooKeeper skips this file's tests (with the command to install it); in CI they run and fail. */
+function missingZooKeeper(): string | undefined {
+  if (process.env.CI === 'true') return undefined;
+  try {
+    findZooKeeper();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+const skip = missingZooKeeper();
+
+journalSuite('zookeeper', start, skip);
+
+test('zookeeper: one server of the ensemble killed, writes go on; two killed, they fail with UNAVAILABLE; one back, they resume and nothing acknowledged is lost', { skip }, async (t) => {
+  const zk = await zkClusterFor(t);
+  const cluster = await start(t, { masters: 3 });
+  const c = cluster.client({ deadlineMs: 30_000 });
+  await mkdir(c, '/z');
+  const acked: string[] = [];
+  const write = async (k: typeof c, name: string): Promise<void> => {
+    await create(k, `/z/${name}`);
+    acked.push(name);
+  };
+  for (let i = 0; i < 50; i++) await write(c, `a${i}`);
+  // The ensemble's own leader goes first: the harder case (a new ZooKeeper election).
+  const ids = zk.ensemble.servers.map((s) => s.id);
+  const modes = await Promise.all(ids.map((id) => zk.ensemble.status(id)));
+  const first = ids[modes.indexOf('leader')] ?? ids[0];
+  await zk.ensemble.kill(first);
+  t.after(() => zk.ensemble.start([first]).catch(() => undefined));
+  for (let i = 0; i < 50; i++) await write(c, `b${i}`);
+  const second = ids.find((id) => id !== first)!;
+  await zk.ensemble.kill(second);
+  t.after(() => zk.ensemble.start([second]).catch(() => undefined));
+  // No quorum: a write fails, with UNAVAILABLE, once the client's deadline passes.
+  const short = cluster.client({ deadlineMs: 8_000 });
+  const began = Date.now();
+  await assert.rejects(create(short, '/z/no-quorum'), (err: unknown) => {
+    assert.equal((err as { code?: unknown }).code, ErrorCode.Unavailable, String(err));
+    return true;
+  });
+  t.diagnostic(`with one of three ZooKeeper servers left, a write failed with UNAVAILABLE after ${Date.now() - began} ms (client deadline 8000 ms)`);
+  await zk.ensemble.start([second]);
+  for (let i = 0; i < 50; i++) await write(c, `c${i}`);
+  await zk.ensemble.start([first]);
+  const names = new Set((await listAll(c, '/z')).map((e) => e.name));
+  for (const a of acked) assert.ok(names.has(a), `acknowledged ${a} is there`);
+  await cluster.waitConverged();
+});
+
+test('zookeeper: the leading master stopped past its session timeout is replaced, stops serving when it wakes, and none of its appends lands after the new epoch', { skip }, async (t) => {
+  const zk = await zkClusterFor(t);
+  const cluster = await TestCluster.start(t, { masters: 3, env: { CAIRN_ZK_BUCKET_ENTRIES: testBucketEntries }, zookeeper: { connect: zk.connectString, clusterId: zk.clusterId } });
+  const c = cluster.client({ deadlineMs: 30_000 });
+  await mkdir(c, '/f');
+  let writing = true;
+  let written = 0;
+  const writer = (async () => {
+    const k = cluster.client({ deadlineMs: 30_000 });
+    while (writing) await create(k, `/f/x${written++}`);
+  })();
+  await waitFor(() => written >= 100, 'writes before the pause', 20_000);
+  const old = (await cluster.leaderId())!;
+  const pid = cluster.masters.get(old)!.child!.pid!;
+  process.kill(pid, 'SIGSTOP');
+  t.after(() => {
+    try {
+      process.kill(pid, 'SIGCONT');
+    } catch {
+      // already gone
+    }
+  });
+  const paused = Date.now();
+  const next = await cluster.waitForLeader(old);
+  t.diagnostic(`master ${old} stopped; master ${next} leads ${Date.now() - paused} ms later`);
+  const atTakeover = written;
+  await waitFor(() => written >= atTakeover + 100, 'writes under the new leader', 20_000);
+  process.kill(pid, 'SIGCONT');
+  await waitFor(async () => (await cluster.status(old))?.role === 'follower', `master ${old} to serve as a standby again`, 20_000, () => cluster.logTails());
+  writing = false;
+  await writer;
+  assert.equal((await listAll(c, '/f')).length, written);
+  await cluster.waitConverged();
+  // The log itself: contiguous indexes, and epochs that never go back (no append of a deposed leader).
+  const client = await zkClient(t, zk.connectString + zk.chroot);
+  const list = (p: string): Promise<string[]> => new Promise((res, rej) => client.getChildren(p, (e, ch) => (e ? rej(e) : res(ch))));
+  const get = (p: string): Promise<Buffer> => new Promise((res, rej) => client.getData(p, (e, d) => (e ? rej(e) : res(d))));
+  let expected: number | undefined;
+  let epoch = 0;
+  let batches = 0;
+  const epochs = new Set<number>();
+  for (const bucket of (await list('/log')).sort()) {
+    for (const name of (await list(`/log/${bucket}`)).sort()) {
+      const b = decodeBatch(await get(`/log/${bucket}/${name}`));
+      assert.ok(typeof b !== 'string', `${bucket}/${name}: ${String(b)}`);
+      if (expected !== undefined) assert.equal(b.firstIndex, expected, `${bucket}/${name} follows its predecessor`);
+      assert.ok(b.epoch >= epoch, `${bucket}/${name}: epoch ${b.epoch} after ${epoch}`);
+      epoch = b.epoch;
+      epochs.add(b.epoch);
+      expected = b.firstIndex + b.entries.length;
+      batches++;
+    }
+  }
+  assert.ok(epochs.size >= 2, `the log holds appends of two epochs at least: ${[...epochs].join(', ')}`);
+  t.diagnostic(`${batches} batches checked, epochs ${[...epochs].join(', ')}`);
+});
+
+test('zookeeper: a master killed and restarted at once under the same id waits out its old session and catches up', { skip }, async (t) => {
+  const cluster = await start(t, { masters: 3 });
+  const c = cluster.client({ deadlineMs: 30_000 });
+  await mkdir(c, '/q');
+  const leader = await cluster.waitForLeader();
+  const victim = [...cluster.masters.keys()].find((id) => id !== leader)!;
+  for (let i = 0; i < 100; i++) await create(c, `/q/a${i}`);
+  await cluster.kill(victim);
+  cluster.spawn(victim);
+  for (let i = 0; i < 100; i++) await create(c, `/q/b${i}`);
+  await cluster.waitConverged();
+  assert.equal((await listAll(c, '/q')).length, 200);
+});
