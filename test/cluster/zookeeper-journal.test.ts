@@ -9,6 +9,7 @@ import { test, type TestContext } from 'node:test';
 import { ErrorCode } from '../../src/errors.ts';
 import { decodeBatch } from '../../src/journal/zookeeper/batch.ts';
 import { findZooKeeper } from '../../src/journal/zookeeper/ensemble.ts';
+import { digestAuth } from '../../src/journal/zookeeper/zk-session.ts';
 import { zkClient, zkClusterFor } from '../zookeeper-fixture.ts';
 import { TestCluster, listAll, waitFor, type ClusterOptions } from './harness.ts';
 import { create, journalSuite, mkdir } from './journal-suite.ts';
@@ -108,6 +109,9 @@ test('zookeeper: the leading master stopped past its session timeout is replaced
   await cluster.waitConverged();
   // The log itself: contiguous indexes, and epochs that never go back (no append of a deposed leader).
   const client = await zkClient(t, zk.connectString + zk.chroot);
+  const denied = await new Promise<unknown>((res) => client.getChildren('/log', (e) => res(e)));
+  assert.equal((denied as { name?: string } | null)?.name, 'NO_AUTH', 'without the cluster secret, the log cannot even be listed');
+  client.addAuthInfo('digest', Buffer.from(digestAuth(cluster.secret).auth));
   const list = (p: string): Promise<string[]> => new Promise((res, rej) => client.getChildren(p, (e, ch) => (e ? rej(e) : res(ch))));
   const get = (p: string): Promise<Buffer> => new Promise((res, rej) => client.getData(p, (e, d) => (e ? rej(e) : res(d))));
   let expected: number | undefined;

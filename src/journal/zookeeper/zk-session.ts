@@ -61,7 +61,7 @@ export interface ZkSessionOptions {
 }
 
 /** The digest identity derived from the cluster secret: user `cairn`, a password no one types. */
-function digestAuth(secret: string): { auth: string; id: string } {
+export function digestAuth(secret: string): { auth: string; id: string } {
   const password = createHmac('sha256', secret).update('cairn zookeeper acl').digest('base64url');
   const auth = `cairn:${password}`;
   return { auth, id: `cairn:${createHash('sha1').update(auth).digest('base64')}` };
