@@ -2,8 +2,9 @@
 // SIGCONT), while clients race namespace operations over a few paths; the recorded history must be
 // linearizable under the same namespace model the simulator uses, and the masters must converge.
 // Even seeds run the masters with lease reads (--lease-read), which a stalled leader must not
-// abuse. `npm test` runs a bounded schedule; `npm run chaos` runs longer ones
-// (CAIRN_CHAOS_SECONDS, CAIRN_CHAOS_SEEDS).
+// abuse. Each seed runs on each journal backend (CAIRN_CHAOS_JOURNALS, default raft,zookeeper; the
+// ZooKeeper runs share one ensemble, left alone by the schedule). `npm test` runs a bounded
+// schedule; `npm run chaos` runs longer ones (CAIRN_CHAOS_SECONDS, CAIRN_CHAOS_SEEDS).
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -14,16 +15,37 @@ import { nsCommandBody, nsNextInput, nsReadOutput, nsReaddirLimit, nsWriteOutput
 import { isNsRead, namespaceModel, type NsInput, type NsOutput } from '../../src/sim/namespace-model.ts';
 import { Prng } from '../../src/sim/prng.ts';
 import { TestCluster } from '../cluster/harness.ts';
+import { findZooKeeper } from '../../src/journal/zookeeper/ensemble.ts';
+import { zkClusterFor } from '../zookeeper-fixture.ts';
 
 const seconds = Number(process.env.CAIRN_CHAOS_SECONDS ?? 10);
 const seeds = (process.env.CAIRN_CHAOS_SEEDS ?? '1,2').split(',').map(Number);
+const journals = (process.env.CAIRN_CHAOS_JOURNALS ?? 'raft,zookeeper').split(',');
+/** Outside CI, a machine without ZooKeeper skips its runs (the message says how to install it). */
+const zkMissing = ((): string | undefined => {
+  if (process.env.CI === 'true') return undefined;
+  try {
+    findZooKeeper();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+})();
 const clients = 4;
 const nsCodes = new Set(['ENOENT', 'EEXIST', 'ENOTDIR', 'EISDIR', 'ENOTEMPTY', 'EINVAL']);
 
-for (const seed of seeds) {
-  const leaseRead = seed % 2 === 0;
-  test(`chaos seed ${seed}: ${seconds} s of kill -9, restarts and stalls under racing clients stay linearizable${leaseRead ? ' (lease reads)' : ''}`, async (t) => {
-    const cluster = await TestCluster.start(t, { masters: 3, env: leaseRead ? { CAIRN_LEASE_READ: '1' } : {} });
+const runs = journals.flatMap((journal) => seeds.map((seed) => ({ journal, seed })));
+
+for (const { journal, seed } of runs) {
+  const zk = journal === 'zookeeper';
+  const leaseRead = !zk && seed % 2 === 0;
+  test(`chaos ${journal} seed ${seed}: ${seconds} s of kill -9, restarts and stalls under racing clients stay linearizable${leaseRead ? ' (lease reads)' : ''}`, { skip: zk ? zkMissing : undefined }, async (t) => {
+    const zookeeper = zk ? await zkClusterFor(t) : undefined;
+    const cluster = await TestCluster.start(t, {
+      masters: 3,
+      env: leaseRead ? { CAIRN_LEASE_READ: '1' } : {},
+      ...(zookeeper === undefined ? {} : { zookeeper: { connect: zookeeper.connectString, clusterId: zookeeper.clusterId } }),
+    });
     const prng = new Prng(seed);
     const history: Operation<NsInput, NsOutput>[] = [];
     const t0 = performance.now();
@@ -64,7 +86,7 @@ for (const seed of seeds) {
     // hundred answers in 10 s under two parallel suites); a cluster that answers less is stuck.
     assert.ok(answered > seconds * 10, `only ${answered} operations were answered in ${seconds} s`);
     const lin = checkLinearizable(namespaceModel, history, { stepBudget: 20_000_000 });
-    const context = `seed ${seed}; faults: ${faults.join(', ')}`;
+    const context = `${journal} seed ${seed}; faults: ${faults.join(', ')}`;
     t.diagnostic(`${answered} operations answered; ${context}`);
     assert.notEqual(lin.result, 'unknown', `linearizability check inconclusive (${context})`);
     assert.equal(lin.result, 'ok', lin.result === 'illegal' ? `${lin.explanation}\n${context}` : context);
