@@ -28,6 +28,21 @@ export function requireZooKeeper(t: TestContext): boolean {
   }
 }
 
+/**
+ * For `test(name, { skip: zooKeeperSkipReason() }, ...)`: outside CI, why tests that need ZooKeeper
+ * are skipped on this machine (with the command to install it); in CI (CI=true) never, so they run
+ * and fail there.
+ */
+export function zooKeeperSkipReason(): string | undefined {
+  if (process.env.CI === 'true') return undefined;
+  try {
+    findZooKeeper();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 let shared: { dir: string; ensemble: Promise<Ensemble> } | undefined;
 
 /** This file's ensemble (3 servers, attached), started on the first call. */

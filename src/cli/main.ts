@@ -175,8 +175,10 @@ async function statusOf(cluster: LocalCluster): Promise<(ProcessStatus | ZkServe
 
 function printStatus(st: (ProcessStatus | ZkServerStatus)[]): void {
   console.log('kind      id  address                pid      alive  role / targets / mode');
+  // On ZooKeeper the journal's term is its epoch.
+  const term = st.some((p) => p.kind === 'zookeeper') ? 'epoch' : 'term';
   for (const p of st) {
-    const detail = p.kind === 'zookeeper' ? p.mode : p.kind === 'worker' ? (p.targets ?? []).map((t) => `${t.targetId}:${t.state}`).join(' ') || '-' : `${p.role ?? '-'}${p.term !== undefined ? ` (term ${p.term}, applied ${p.appliedIndex})` : ''}`;
+    const detail = p.kind === 'zookeeper' ? p.mode : p.kind === 'worker' ? (p.targets ?? []).map((t) => `${t.targetId}:${t.state}`).join(' ') || '-' : `${p.role ?? '-'}${p.term !== undefined ? ` (${term} ${p.term}, applied ${p.appliedIndex})` : ''}`;
     console.log(`${p.kind.padEnd(9)} ${String(p.id).padEnd(3)} ${p.address.padEnd(22)} ${String(p.pid).padEnd(8)} ${String(p.alive).padEnd(6)} ${detail}`);
   }
 }
@@ -228,7 +230,7 @@ async function foreground(dir: string): Promise<void> {
     const zk = await zooKeeperStatus(cluster);
     const serving = zk.filter((s) => s.mode === 'leader' || s.mode === 'follower').length;
     const zkLine = zk.length === 0 ? '' : `, ZooKeeper: ${serving}/${zk.length} serving`;
-    console.log(`${new Date().toISOString()}  ${st.filter((p) => p.alive).length}/${st.length} alive, leader: ${leader ? `master ${leader.id} (term ${leader.term}, applied ${leader.appliedIndex})` : 'none'}${zkLine}`);
+    console.log(`${new Date().toISOString()}  ${st.filter((p) => p.alive).length}/${st.length} alive, leader: ${leader ? `master ${leader.id} (${zk.length === 0 ? 'term' : 'epoch'} ${leader.term}, applied ${leader.appliedIndex})` : 'none'}${zkLine}`);
   }
 }
 

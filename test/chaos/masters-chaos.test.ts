@@ -15,22 +15,12 @@ import { nsCommandBody, nsNextInput, nsReadOutput, nsReaddirLimit, nsWriteOutput
 import { isNsRead, namespaceModel, type NsInput, type NsOutput } from '../../src/sim/namespace-model.ts';
 import { Prng } from '../../src/sim/prng.ts';
 import { TestCluster } from '../cluster/harness.ts';
-import { findZooKeeper } from '../../src/journal/zookeeper/ensemble.ts';
-import { zkClusterFor } from '../zookeeper-fixture.ts';
+import { zkClusterFor, zooKeeperSkipReason } from '../zookeeper-fixture.ts';
 
 const seconds = Number(process.env.CAIRN_CHAOS_SECONDS ?? 10);
 const seeds = (process.env.CAIRN_CHAOS_SEEDS ?? '1,2').split(',').map(Number);
 const journals = (process.env.CAIRN_CHAOS_JOURNALS ?? 'raft,zookeeper').split(',');
-/** Outside CI, a machine without ZooKeeper skips its runs (the message says how to install it). */
-const zkMissing = ((): string | undefined => {
-  if (process.env.CI === 'true') return undefined;
-  try {
-    findZooKeeper();
-    return undefined;
-  } catch (err) {
-    return (err as Error).message;
-  }
-})();
+const zkMissing = zooKeeperSkipReason();
 const clients = 4;
 const nsCodes = new Set(['ENOENT', 'EEXIST', 'ENOTDIR', 'EISDIR', 'ENOTEMPTY', 'EINVAL']);
 

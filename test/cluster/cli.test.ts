@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { readLocalCluster } from '../../src/cli/cluster-target.ts';
+import { zooKeeperSkipReason } from '../zookeeper-fixture.ts';
 
 const run = promisify(execFile);
 const mainScript = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -194,3 +195,34 @@ function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+test('local up --journal zookeeper: an ensemble and masters on it, a file stored and read back, admin journal info, status and down', { skip: zooKeeperSkipReason() }, async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-cli-zk-'));
+  t.after(async () => {
+    await cairn(['local', 'down', '--dir', dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  const up = await cairn(['local', 'up', '--journal', 'zookeeper', '--workers', '1', '--replication', '1', '--dir', dir]);
+  assert.equal(up.code, 0, up.stderr);
+  assert.match(up.stdout, /zookeeper 3 .* (leader|follower)/);
+  const d = ['--dir', dir];
+  const file = path.join(dir, 'in.bin');
+  const data = randomBytes(3_000_000);
+  await writeFile(file, data);
+  assert.equal((await cairn(['fs', 'put', file, '/in.bin', '--quiet', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'get', '/in.bin', `${file}.back`, '--quiet', ...d])).code, 0);
+  assert.ok((await readFile(`${file}.back`)).equals(data), 'the file reads back identical');
+  const info = JSON.parse((await cairn(['admin', 'journal', 'info', '--json', ...d])).stdout) as { backend: string; zookeeper?: { root: string }; members: unknown[] };
+  assert.equal(info.backend, 'zookeeper');
+  assert.match(info.zookeeper?.root ?? '', /^\/cairn\//);
+  assert.equal(info.members.length, 3);
+  const add = await cairn(['admin', 'journal', 'add', '4', '127.0.0.1:1', ...d]);
+  assert.equal(add.code, 1);
+  assert.match(add.stderr, /ZooKeeper journal has no membership/);
+  const status = JSON.parse((await cairn(['local', 'status', '--json', ...d])).stdout) as { kind: string; alive: boolean }[];
+  assert.equal(status.filter((p) => p.kind === 'zookeeper' && p.alive).length, 3);
+  assert.equal((await cairn(['local', 'down', ...d])).code, 0);
+  const after = JSON.parse((await cairn(['local', 'status', '--json', ...d])).stdout) as { kind: string; alive: boolean }[];
+  assert.deepEqual(after.filter((p) => p.alive), [], 'nothing left running, ZooKeeper included');
+});
+

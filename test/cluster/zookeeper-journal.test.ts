@@ -8,9 +8,8 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { ErrorCode } from '../../src/errors.ts';
 import { decodeBatch } from '../../src/journal/zookeeper/batch.ts';
-import { findZooKeeper } from '../../src/journal/zookeeper/ensemble.ts';
 import { digestAuth } from '../../src/journal/zookeeper/zk-session.ts';
-import { zkClient, zkClusterFor } from '../zookeeper-fixture.ts';
+import { zkClient, zkClusterFor, zooKeeperSkipReason } from '../zookeeper-fixture.ts';
 import { TestCluster, listAll, waitFor, type ClusterOptions } from './harness.ts';
 import { create, journalSuite, mkdir } from './journal-suite.ts';
 
@@ -22,18 +21,7 @@ async function start(t: TestContext, opts: ClusterOptions): Promise<TestCluster>
   return TestCluster.start(t, { ...opts, env: { CAIRN_ZK_BUCKET_ENTRIES: testBucketEntries, ...opts.env }, zookeeper: { connect: zk.connectString, clusterId: zk.clusterId } });
 }
 
-/** Outside CI a machine without ZooKeeper skips this file's tests (with the command to install it); in CI they run and fail. */
-function missingZooKeeper(): string | undefined {
-  if (process.env.CI === 'true') return undefined;
-  try {
-    findZooKeeper();
-    return undefined;
-  } catch (err) {
-    return (err as Error).message;
-  }
-}
-
-const skip = missingZooKeeper();
+const skip = zooKeeperSkipReason();
 
 journalSuite('zookeeper', start, skip);
 
