@@ -212,7 +212,16 @@ export class ZkJournal implements Journal {
     );
     this.zk = zk;
     this.sessionState = zk.state;
-    await this.ensureLayout(zk);
+    try {
+      await this.ensureLayout(zk);
+    } catch (err) {
+      if (!isZk(err, 'NO_AUTH')) throw err;
+      zk.close();
+      throw new CairnError(
+        ErrorCode.BadOption,
+        `ZooKeeper refused access to ${this.root}: its znodes are protected by a digest ACL derived from the cluster secret, and this master's secret (${this.opts.secret === undefined ? 'none' : 'the one given'}) is not that cluster's; give the cluster's --secret, or another --zk-cluster`,
+      );
+    }
     await this.register(zk);
     await this.watchEpoch();
     await this.watchMembers();
