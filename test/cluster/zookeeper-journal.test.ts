@@ -5,8 +5,13 @@
 // master restarted at once under the same id.
 
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { ErrorCode } from '../../src/errors.ts';
+import { nodeDisk } from '../../src/io/node-disk.ts';
+import { ZkJournal } from '../../src/journal/zookeeper/zk-journal.ts';
 import { decodeBatch } from '../../src/journal/zookeeper/batch.ts';
 import { digestAuth } from '../../src/journal/zookeeper/zk-session.ts';
 import { zkClient, zkClusterFor, zooKeeperSkipReason } from '../zookeeper-fixture.ts';
@@ -134,4 +139,51 @@ test('zookeeper: a master killed and restarted at once under the same id waits o
   for (let i = 0; i < 100; i++) await create(c, `/q/b${i}`);
   await cluster.waitConverged();
   assert.equal((await listAll(c, '/q')).length, 200);
+});
+
+test('zookeeper journal in one process: results in log order, a follower answers NOT_LEADER naming the leader, an entry over one znode is refused', { skip }, async (t) => {
+  const zk = await zkClusterFor(t);
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-zkj-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const applied: string[][] = [[], []];
+  const journals = [1, 2].map(
+    (id) =>
+      new ZkJournal({
+        id,
+        address: `127.0.0.1:${7000 + id}`,
+        connect: zk.connectString,
+        clusterId: zk.clusterId,
+        secret: 'in-process',
+        dir: path.join(dir, `m${id}`),
+        disk: nodeDisk,
+        transport: { handle: () => undefined, connect: () => assert.fail('no peer fetch expected') },
+      }),
+  );
+  t.after(() => Promise.all(journals.map((j) => j.stop())));
+  await Promise.all(
+    journals.map((j, i) =>
+      j.start({
+        apply: (index, entry) => {
+          applied[i].push(`${index}:${Buffer.from(entry).toString()}`);
+          return index;
+        },
+        snapshot: () => [],
+        restore: () => undefined,
+      }),
+    ),
+  );
+  await waitFor(() => journals.some((j) => j.isLeader()), 'a leader', 10_000);
+  const leader = journals.find((j) => j.isLeader())!;
+  const follower = journals.find((j) => j !== leader)!;
+  const results = await Promise.all(Array.from({ length: 500 }, (_, i) => leader.propose(Buffer.from(`e${i}`))));
+  assert.deepEqual(results, Array.from({ length: 500 }, (_, i) => i + 1), 'each proposal resolves with its own entry\'s result');
+  await assert.rejects(follower.propose(Buffer.from('x')), (err: unknown) => {
+    assert.equal((err as { code?: unknown }).code, ErrorCode.NotLeader);
+    assert.equal((err as { details?: { leader?: { id: number } } }).details?.leader?.id, leader.status().id);
+    return true;
+  });
+  await assert.rejects(leader.propose(Buffer.alloc(1_000_000)), (err: unknown) => (err as { code?: unknown }).code === ErrorCode.EntryTooLarge);
+  await leader.readBarrier();
+  await waitFor(() => applied[0].length === 500 && applied[1].length === 500, 'both to apply every entry', 10_000);
+  assert.deepEqual(applied[0], applied[1]);
 });

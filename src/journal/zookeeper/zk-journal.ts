@@ -84,6 +84,8 @@ interface Proposal {
 
 interface InflightBatch {
   firstIndex: number;
+  /** When its append was sent: its success confirms the epoch as of then. */
+  sentAt: number;
   proposals: Proposal[];
   done: boolean;
   error?: unknown;
@@ -249,14 +251,14 @@ export class ZkJournal implements Journal {
   private async register(zk: ZkSession): Promise<void> {
     await zk.ensure(`/masters/${this.opts.id}`, json({ id: this.opts.id, address: this.opts.address }));
     const path = `/members/${this.opts.id}`;
-    const deadline = Date.now() + 2 * this.opts.sessionTimeoutMs + 1_000;
+    const deadline = performance.now() + 2 * this.opts.sessionTimeoutMs + 1_000;
     for (;;) {
       try {
         await zk.create(path, json({ id: this.opts.id, address: this.opts.address, session: zk.sessionId }), 'ephemeral');
         return;
       } catch (err) {
         if (!isZk(err, 'NODE_EXISTS')) throw err;
-        if (Date.now() > deadline) {
+        if (performance.now() > deadline) {
           const other = await zk.getData(path).catch(() => undefined);
           throw new CairnError(ErrorCode.BadOption, `another master with id ${this.opts.id} is connected to ${this.root} (${other?.data.toString('utf8') ?? 'unknown'}): give each master its own --id`);
         }
@@ -330,7 +332,7 @@ export class ZkJournal implements Journal {
     this.writeBucketMissing = !(await zk.exists(bucketPath(this.writeCursor.bucket)));
     this.nextIndex = this.applied + 1;
     this.leaderInfo = { id: this.opts.id, address: this.opts.address };
-    this.lastConfirmedAt = Date.now();
+    this.lastConfirmedAt = performance.now();
     this.role = 'leader';
     this.heartbeat = setInterval(() => void this.confirmEpoch().catch(() => undefined), Math.max(100, Math.floor(this.opts.sessionTimeoutMs / 3)));
     this.log('info', `zookeeper journal: master ${this.opts.id} leads at epoch ${this.epoch}, log at index ${this.applied}`);
@@ -366,9 +368,11 @@ export class ZkJournal implements Journal {
     const zk = this.zk;
     if (this.role !== 'leader' || zk === undefined) throw this.notLeader();
     const epoch = this.epoch;
+    // The confirmation holds from when the check was sent, not from when its answer came back.
+    const sentAt = performance.now();
     try {
       await zk.multi([{ op: 'check', path: '/epoch', version: epoch }]);
-      if (this.epoch === epoch) this.lastConfirmedAt = Date.now();
+      if (this.epoch === epoch) this.lastConfirmedAt = Math.max(this.lastConfirmedAt, sentAt);
     } catch (err) {
       if (isZk(err, 'BAD_VERSION') && this.epoch === epoch && this.role === 'leader') {
         void this.recover(new CairnError(ErrorCode.NotLeader, `master ${this.opts.id} was deposed: another master took epoch ${epoch + 1}`));
@@ -380,7 +384,7 @@ export class ZkJournal implements Journal {
   isLeader(): boolean {
     // A leader that has not reached ZooKeeper for most of a session timeout may have lost its
     // session without hearing so yet: it stops serving until it confirms its epoch again.
-    return this.role === 'leader' && Date.now() - this.lastConfirmedAt < (this.opts.sessionTimeoutMs * 2) / 3;
+    return this.role === 'leader' && performance.now() - this.lastConfirmedAt < (this.opts.sessionTimeoutMs * 2) / 3;
   }
 
   leader(): NodeInfo | undefined {
@@ -552,7 +556,7 @@ export class ZkJournal implements Journal {
         proposals.push(p);
       }
       const entries = proposals.map((p) => p.entry);
-      const batch: InflightBatch = { firstIndex: this.nextIndex, proposals, done: false };
+      const batch: InflightBatch = { firstIndex: this.nextIndex, sentAt: performance.now(), proposals, done: false };
       this.nextIndex += entries.length;
       const at = this.writeCursor;
       const ops: Op[] = [{ op: 'check', path: '/epoch', version: this.epoch }];
@@ -593,7 +597,7 @@ export class ZkJournal implements Journal {
         return;
       }
       this.readCursor = this.readCursor.seq + 1 < this.bucketEntriesMax ? { bucket: this.readCursor.bucket, seq: this.readCursor.seq + 1 } : { bucket: this.readCursor.bucket + 1, seq: 0 };
-      this.lastConfirmedAt = Date.now();
+      this.lastConfirmedAt = Math.max(this.lastConfirmedAt, b.sentAt);
       for (const p of b.proposals) {
         let result: unknown;
         try {
