@@ -1,6 +1,7 @@
 // `cairn admin ...`: the journal (members, leader, lag, transfer, membership, checkpoints) and
 // metadata backup and restore.
 
+import { fileMode } from '../io/node-disk.ts';
 import { readFile, writeFile } from 'node:fs/promises';
 import { crc32c } from '@node-rs/crc32';
 import type { Command } from 'commander';
@@ -144,7 +145,8 @@ async function backup(c: MasterClient, file: string): Promise<void> {
   const header = Buffer.alloc(backupMagic.length + 4);
   backupMagic.copy(header);
   header.writeUInt32BE(crc32c(r.payload), backupMagic.length);
-  await writeFile(file, Buffer.concat([header, r.payload]));
+  // The whole namespace (and, later, the S3 keys' secrets): the owner's alone.
+  await writeFile(file, Buffer.concat([header, r.payload]), { mode: fileMode });
   const meta = r.body as { chunks: number; applied: number };
   console.log(`backup of ${r.payload.length} bytes (${meta.chunks} chunks, as of journal index ${meta.applied}) written to ${file}`);
 }

@@ -1,6 +1,7 @@
 // `cairn local up|status|down`: a whole cluster as child processes on this machine, each with its
 // own directory and log under the cluster directory, recorded in cluster.json.
 
+import { dirMode, fileMode } from '../io/node-disk.ts';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -74,7 +75,7 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
   if (existing !== undefined && opts.join === undefined && existing.processes.every((p) => isAlive(p.pid)) && zooKeeperRunning(existing)) {
     throw configError(`a cluster is already running in ${opts.dir}; 'cairn local status --dir ${opts.dir}' shows it, 'cairn local down --dir ${opts.dir}' stops it`);
   }
-  mkdirSync(opts.dir, { recursive: true });
+  mkdirSync(opts.dir, { recursive: true, mode: dirMode });
   const secret = existing?.secret ?? randomBytes(24).toString('base64url');
   // The masters' ensemble comes first: they need it to start.
   const zk = journal === 'zookeeper' ? await upZooKeeper(opts.dir, existing, opts.log) : undefined;
@@ -96,7 +97,7 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
     // again. Any other master joins: one without a WAL is new (a rebuilt master has a new id,
     // docs/masters.md), and waits to be added; one with a WAL restarts from it.
     const join = journal === 'raft' && existing !== undefined && (!founders.has(id) || !existsSync(path.join(dir, 'wal')));
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: dirMode });
     const log = path.join(dir, 'master.log');
     const address = before?.address ?? founders.get(id) ?? `127.0.0.1:${await freePort()}`;
     const http = before?.http ?? `127.0.0.1:${await freePort()}`;
@@ -146,7 +147,7 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
       continue;
     }
     const dir = path.join(clusterDir, `worker-${id}`);
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: dirMode });
     const targets = Array.from({ length: shape.targetsPerWorker }, (_, i) => ['--target', path.join(dir, `target-${i + 1}`)]).flat();
     const address = before?.address ?? `127.0.0.1:${await freePort()}`;
     const http = before?.http ?? `127.0.0.1:${await freePort()}`;
@@ -280,7 +281,7 @@ function portTaken(processes: LocalProcess[]): boolean {
 }
 
 function spawnDetached(args: string[], logFile: string, secret: string): number {
-  const fd = openSync(logFile, 'a');
+  const fd = openSync(logFile, 'a', fileMode);
   try {
     // CAIRN_CPU_PROF_DIR: every process writes a V8 CPU profile there when it exits (benchmarks).
     const prof = process.env.CAIRN_CPU_PROF_DIR;

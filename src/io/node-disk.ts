@@ -8,6 +8,12 @@ import type { FileHandle } from 'node:fs/promises';
 import type { Disk, DiskFile, DiskSpace, OpenMode } from './disk.ts';
 
 const flags: Record<OpenMode, string> = { read: 'r', update: 'r+', create: 'wx+' };
+/**
+ * New files and directories are the owner's alone: the journal, chunks and snapshots are the
+ * cluster's data, readable by no other local user (the umask can only narrow this further).
+ */
+export const fileMode = 0o600;
+export const dirMode = 0o700;
 
 class NodeFile implements DiskFile {
   readonly path: string;
@@ -147,15 +153,15 @@ function closed(file: string): Error {
 
 export const nodeDisk: Disk = {
   async open(file, mode) {
-    const fh = await open(file, flags[mode]);
+    const fh = await open(file, flags[mode], fileMode);
     return new NodeFile(file, fh, fh.fd);
   },
   openSync(file, mode) {
-    return new NodeFile(file, undefined, openSync(file, flags[mode]));
+    return new NodeFile(file, undefined, openSync(file, flags[mode], fileMode));
   },
   readFile: (file) => readFile(file),
   readdir: (dir) => readdir(dir),
-  mkdirs: (dir) => mkdir(dir, { recursive: true }),
+  mkdirs: (dir) => mkdir(dir, { recursive: true, mode: dirMode }),
   rename: (from, to) => rename(from, to),
   unlink: (file) => unlink(file),
   async syncDir(dir) {

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CairnError, ErrorCode, assert } from '../errors.ts';
 import { ensureDir } from '../io/ensure-dir.ts';
+import { fileMode } from '../io/node-disk.ts';
 import { isErrno } from '../io/index.ts';
 import { nodeDisk } from '../io/node-disk.ts';
 
@@ -67,7 +68,7 @@ async function acquire(dir: string, lockPath: string): Promise<DirLock> {
   // reader ever sees a half-written lock and mistakes it for garbage left by a crash. No fsync:
   // after a power loss the holder is gone, and an empty or missing lock file is what it should be.
   const tmp = `${lockPath}.${process.pid}.${randomUUID()}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(me)}\n`, { flag: 'wx' });
+  await writeFile(tmp, `${JSON.stringify(me)}\n`, { flag: 'wx', mode: fileMode });
   try {
     let note: string | undefined;
     for (let attempt = 0; attempt < acquireAttemptsMax; attempt++) {

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat as fileStat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -36,6 +36,12 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.equal(up.code, 0, up.stderr);
   assert.match(up.stdout, /leader/);
   const d = ['--dir', dir];
+  const shared: string[] = [];
+  for (const name of await readdir(dir, { recursive: true })) {
+    const mode = (await fileStat(path.join(dir, name))).mode & 0o777;
+    if ((mode & 0o077) !== 0) shared.push(`${name} ${mode.toString(8)}`);
+  }
+  assert.deepEqual(shared, [], 'every file and directory of the cluster is its owner\'s alone');
 
   assert.equal((await cairn(['fs', 'mkdir', '-p', '/data/set1', ...d])).code, 0);
   assert.equal((await cairn(['fs', 'touch', '/data/set1/a', '/data/set1/b', ...d])).code, 0);

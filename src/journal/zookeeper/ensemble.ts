@@ -2,6 +2,7 @@
 // only), for `cairn local up --journal zookeeper` and the tests: each server's directory, config and
 // logs, free ports, start, kill, restart and stop by PID, and readiness through the `srvr` word.
 
+import { dirMode, fileMode } from '../../io/node-disk.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readSync, fstatSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -186,10 +187,11 @@ export function serverArgs(install: ZkInstall, server: ZkServerInfo): string[] {
 
 /** Writes a new server's directory: zoo.cfg, log4j.properties, data/myid. */
 function writeServerDir(server: ZkServerInfo, all: readonly ZkServerInfo[]): void {
-  mkdirSync(path.join(server.dir, 'data'), { recursive: true });
-  writeFileSync(path.join(server.dir, 'data', 'myid'), `${server.id}\n`);
-  writeFileSync(path.join(server.dir, 'log4j.properties'), log4jConfig(server.log));
-  writeFileSync(path.join(server.dir, configFile), zooConfig(server, all));
+  // The owner's alone, like cairn's own data (the log in ZooKeeper holds the namespace).
+  mkdirSync(path.join(server.dir, 'data'), { recursive: true, mode: dirMode });
+  writeFileSync(path.join(server.dir, 'data', 'myid'), `${server.id}\n`, { mode: fileMode });
+  writeFileSync(path.join(server.dir, 'log4j.properties'), log4jConfig(server.log), { mode: fileMode });
+  writeFileSync(path.join(server.dir, configFile), zooConfig(server, all), { mode: fileMode });
 }
 
 export function serverDirName(id: number): string {
@@ -404,7 +406,7 @@ export class Ensemble {
 
   private spawnServer(s: ZkServerInfo): void {
     const install = typeof this.install === 'function' ? this.install() : this.install;
-    const fd = openSync(path.join(s.dir, jvmLogFile), 'a');
+    const fd = openSync(path.join(s.dir, jvmLogFile), 'a', fileMode);
     try {
       const child = spawn(install.java, serverArgs(install, s), { cwd: s.dir, detached: this.detached, stdio: ['ignore', fd, fd] });
       if (child.pid === undefined) throw new CairnError(ErrorCode.ProcessFailed, `could not start ZooKeeper server ${s.id} (${install.java}); see ${path.join(s.dir, jvmLogFile)}`);
