@@ -49,14 +49,14 @@ function readConfigFile(path: string): Source {
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
-  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries'], env);
+  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries', 'insecure'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
   const join = s.join === true || s.join === 'true' || s.join === '1';
   const peers = join ? new Map<number, string>() : s.peers === undefined ? new Map([[id, listen]]) : parsePeers(s.peers);
   if (!join && peers.get(id) === undefined) throw configError(`--peers must include this master (id ${id})`);
-  const secret = typeof s.secret === 'string' && s.secret !== '' ? s.secret : undefined;
+  const secret = parseSecret(s.secret, s.insecure, 'master');
   const tickMs = s.tickMs === undefined ? undefined : parsePositiveInt(s.tickMs, '--tick-ms');
   const checkpointEvery = s.checkpointEvery === undefined ? undefined : parsePositiveInt(s.checkpointEvery, '--checkpoint-every');
   const checkpointKeep = s.checkpointKeep === undefined ? undefined : parseNonNegativeInt(s.checkpointKeep, '--checkpoint-keep');
@@ -114,7 +114,7 @@ function parseTiming(heartbeat: unknown, offline: unknown): ClusterTiming | unde
 
 /** `cairn worker`: --target is repeated on the command line, comma-separated in CAIRN_TARGETS, a list in the config file. */
 export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  const s = mergeSources(flags, ['id', 'listen', 'masters', 'secret', 'http', 'domain'], env);
+  const s = mergeSources(flags, ['id', 'listen', 'masters', 'secret', 'http', 'domain', 'insecure'], env);
   const id = parsePositiveInt(s.id, '--id');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
   if (typeof s.masters !== 'string') throw configError('--masters is required: the masters as host:port,...');
@@ -124,10 +124,26 @@ export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   if (!Array.isArray(given) || given.length === 0 || !given.every((d) => typeof d === 'string' && d.trim() !== '')) {
     throw configError('--target is required: one data directory per target (repeat --target for more)');
   }
-  const secret = typeof s.secret === 'string' && s.secret !== '' ? s.secret : undefined;
+  const secret = parseSecret(s.secret, s.insecure, 'worker');
   const http = s.http === undefined ? undefined : parseAddress(s.http, '--http', { portZero: true });
   const domain = typeof s.domain === 'string' && s.domain !== '' ? s.domain : undefined;
   return { id, listen, masters, targets: given.map((d: string) => d.trim()), secret, http, domain };
+}
+
+/**
+ * The cluster secret, which authenticates every connection. Running without one takes --insecure
+ * said out loud: an unset variable (`--secret "$SECRET"`) is an empty secret, and an error, never
+ * a quiet switch to no authentication.
+ */
+function parseSecret(secret: unknown, insecure: unknown, what: string): string | undefined {
+  const open = parseBool(insecure, '--insecure');
+  if (secret === undefined) {
+    if (open) return undefined;
+    throw configError(`a ${what} needs the cluster secret: --secret, CAIRN_SECRET or "secret" in the config file (or --insecure to run without authentication, for development only)`);
+  }
+  if (typeof secret !== 'string' || secret.trim() === '') throw configError('the cluster secret is empty (an unset variable?): give the secret itself');
+  if (open) throw configError('--insecure and a secret contradict each other: drop one');
+  return secret;
 }
 
 function parseBool(v: unknown, flag: string): boolean {

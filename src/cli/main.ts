@@ -42,7 +42,8 @@ program
   .option('--listen <host:port>', 'address to serve on (and that peers use)')
   .option('--peers <list>', 'founding masters as id=host:port,... including this one')
   .option('--join', 'join an existing cluster (then add it with `cairn admin journal add`)')
-  .addOption(new Option('--secret <secret>', 'cluster secret for peer and client authentication (or CAIRN_SECRET)'))
+  .addOption(new Option('--secret <secret>', 'cluster secret for peer and client authentication (or CAIRN_SECRET); required'))
+  .option('--insecure', 'run without a secret: no authentication, anyone who reaches the port can read and write (development only)')
   .option('--tick-ms <ms>', 'Raft tick (heartbeat every 2 ticks, election after 12-24)')
   .option('--checkpoint-every <entries>', 'snapshot the metadata after this many applied entries (default 50000)')
   .option('--checkpoint-keep <entries>', 'log entries kept behind a snapshot for lagging peers (default 5000)')
@@ -59,7 +60,7 @@ program
   .option('--config <file>', 'JSON file with any of these options')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseMasterConfig(flags);
-    if (cfg.secret === undefined) console.error('cairn master: no --secret or CAIRN_SECRET: running without authentication (dev mode)');
+    if (cfg.secret === undefined) console.error('cairn master: --insecure: running WITHOUT authentication; anyone who reaches its port can read and write');
     const log = createLogger({ role: 'master', node: cfg.id });
     const master = await startMaster({
       ...cfg,
@@ -85,12 +86,13 @@ program
   .option('--masters <list>', 'master addresses host:port,... (or CAIRN_MASTERS)')
   .option('--target <dir>', 'a data directory: one target each (repeat for more; or CAIRN_TARGETS=a,b)', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option('--domain <name>', 'failure domain (rack, power feed): chains avoid two replicas in one')
-  .addOption(new Option('--secret <secret>', 'cluster secret (or CAIRN_SECRET)'))
+  .addOption(new Option('--secret <secret>', 'cluster secret (or CAIRN_SECRET); required'))
+  .option('--insecure', 'run without a secret: no authentication (development only)')
   .option('--http <host:port>', 'serve /metrics (Prometheus) and /healthz here')
   .option('--config <file>', 'JSON file with any of these options ("targets": [...])')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseWorkerConfig(flags);
-    if (cfg.secret === undefined) console.error('cairn worker: no --secret or CAIRN_SECRET: running without authentication (dev mode)');
+    if (cfg.secret === undefined) console.error('cairn worker: --insecure: running WITHOUT authentication; anyone who reaches its port can read and write');
     const log = createLogger({ role: 'worker', node: cfg.id });
     const worker = await startWorkerProcess({ ...cfg, log });
     const stop = (sig: string): void => {

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseMasterConfig, parseMasterList } from '../../src/cli/config.ts';
+import { parseMasterConfig, parseMasterList, parseWorkerConfig } from '../../src/cli/config.ts';
 import { ErrorCode } from '../../src/errors.ts';
 
 const badOption = (message: RegExp) => (err: unknown) => {
@@ -13,26 +13,39 @@ const badOption = (message: RegExp) => (err: unknown) => {
 };
 
 test('a master listens on host:port or [IPv6]:port, port 0 letting the OS pick; it founds a cluster of itself by default', () => {
-  const cfg = parseMasterConfig({ id: '2', dir: '/d', listen: '[::1]:0' }, {});
+  const cfg = parseMasterConfig({ secret: 's', id: '2', dir: '/d', listen: '[::1]:0' }, {});
   assert.equal(cfg.listen, '[::1]:0');
   assert.deepEqual([...cfg.peers], [[2, '[::1]:0']]);
-  const env = parseMasterConfig({ id: '1', dir: '/d' }, { CAIRN_LISTEN: '127.0.0.1:7001', CAIRN_PEERS: '1=127.0.0.1:7001,2=[::1]:7002' });
+  const env = parseMasterConfig({ secret: 's', id: '1', dir: '/d' }, { CAIRN_LISTEN: '127.0.0.1:7001', CAIRN_PEERS: '1=127.0.0.1:7001,2=[::1]:7002' });
   assert.deepEqual([...env.peers], [[1, '127.0.0.1:7001'], [2, '[::1]:7002']]);
 });
 
 test('bad addresses and values fail with CAIRN_BAD_OPTION naming the flag', () => {
-  assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: '::1:7000' }, {}), badOption(/--listen must be host:port, got '::1:7000': .*brackets/));
-  assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1', peers: '1=h:1,2=h:0' }, {}), badOption(/--peers address of 2 must be host:port/));
-  assert.throws(() => parseMasterConfig({ id: '0', dir: '/d', listen: 'h:1' }, {}), badOption(/--id must be a positive whole number/));
+  assert.throws(() => parseMasterConfig({ secret: 's', id: '1', dir: '/d', listen: '::1:7000' }, {}), badOption(/--listen must be host:port, got '::1:7000': .*brackets/));
+  assert.throws(() => parseMasterConfig({ secret: 's', id: '1', dir: '/d', listen: 'h:1', peers: '1=h:1,2=h:0' }, {}), badOption(/--peers address of 2 must be host:port/));
+  assert.throws(() => parseMasterConfig({ secret: 's', id: '0', dir: '/d', listen: 'h:1' }, {}), badOption(/--id must be a positive whole number/));
   assert.throws(() => parseMasterList('h:1,nohost'), badOption(/--masters must be host:port, got 'nohost': no port/));
   assert.throws(() => parseMasterList('h:0'), badOption(/--masters must be host:port, got 'h:0'/));
   assert.deepEqual(parseMasterList(' h:1, [::1]:2 '), ['h:1', '[::1]:2']);
 });
 
 test('worker heartbeat timing: defaults when absent, each defaulting on its own, the timeout at least 4 heartbeats', () => {
-  assert.equal(parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1' }, {}).timing, undefined);
-  assert.deepEqual(parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1' }, { CAIRN_HEARTBEAT_MS: '250', CAIRN_OFFLINE_TIMEOUT_MS: '2000' }).timing, { heartbeatMs: 250, offlineTimeoutMs: 2000 });
-  assert.deepEqual(parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1', heartbeatMs: '500' }, {}).timing, { heartbeatMs: 500, offlineTimeoutMs: 5000 });
-  assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1', offlineTimeoutMs: '3000' }, {}), badOption(/--offline-timeout-ms must be at least 4 heartbeats \(--heartbeat-ms 1000\): at least 4000, got 3000/));
-  assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1', heartbeatMs: '0' }, {}), badOption(/--heartbeat-ms must be a positive whole number/));
+  assert.equal(parseMasterConfig({ secret: 's', id: '1', dir: '/d', listen: 'h:1' }, {}).timing, undefined);
+  assert.deepEqual(parseMasterConfig({ secret: 's', id: '1', dir: '/d', listen: 'h:1' }, { CAIRN_HEARTBEAT_MS: '250', CAIRN_OFFLINE_TIMEOUT_MS: '2000' }).timing, { heartbeatMs: 250, offlineTimeoutMs: 2000 });
+  assert.deepEqual(parseMasterConfig({ secret: 's', id: '1', dir: '/d', listen: 'h:1', heartbeatMs: '500' }, {}).timing, { heartbeatMs: 500, offlineTimeoutMs: 5000 });
+  assert.throws(() => parseMasterConfig({ secret: 's', id: '1', dir: '/d', listen: 'h:1', offlineTimeoutMs: '3000' }, {}), badOption(/--offline-timeout-ms must be at least 4 heartbeats \(--heartbeat-ms 1000\): at least 4000, got 3000/));
+  assert.throws(() => parseMasterConfig({ secret: 's', id: '1', dir: '/d', listen: 'h:1', heartbeatMs: '0' }, {}), badOption(/--heartbeat-ms must be a positive whole number/));
+});
+
+test('the cluster secret is required: missing or empty is an error, --insecure says out loud there is none', () => {
+  assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1' }, {}), badOption(/needs the cluster secret: --secret, CAIRN_SECRET .*--insecure/));
+  // `--secret "$SECRET"` with SECRET unset, and CAIRN_SECRET= : both empty.
+  assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1', secret: '' }, {}), badOption(/secret is empty/));
+  assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1' }, { CAIRN_SECRET: '' }), badOption(/secret is empty/));
+  assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1', secret: '  ' }, {}), badOption(/secret is empty/));
+  assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1', secret: 's', insecure: true }, {}), badOption(/contradict/));
+  assert.equal(parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1', insecure: true }, {}).secret, undefined);
+  assert.equal(parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1' }, { CAIRN_SECRET: 'x' }).secret, 'x');
+  assert.throws(() => parseWorkerConfig({ id: '1', listen: 'h:1', masters: 'h:2', target: ['/t'] }, {}), badOption(/worker needs the cluster secret/));
+  assert.equal(parseWorkerConfig({ id: '1', listen: 'h:1', masters: 'h:2', target: ['/t'], insecure: true }, {}).secret, undefined);
 });
