@@ -28,6 +28,8 @@ export class FramedSocket {
   private socketError: Error | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
   private corked = false;
+  /** performance.now() of the last bytes received. */
+  lastReceivedAt = performance.now();
 
   /**
    * Over an accepted socket, or a new connection to `target`. A connection made here reads each
@@ -120,7 +122,13 @@ export class FramedSocket {
     this.events.onClose(reason, violation);
   }
 
+  /** Bytes of a frame begun but not yet whole. */
+  get partialBytes(): number {
+    return this.decoder.bufferedBytes;
+  }
+
   private onData(chunk: Buffer): void {
+    this.lastReceivedAt = performance.now();
     if (this.closed) return;
     try {
       this.decoder.push(chunk);
@@ -130,6 +138,7 @@ export class FramedSocket {
   }
 
   private onRead(n: number): void {
+    this.lastReceivedAt = performance.now();
     if (this.closed) return;
     try {
       this.decoder.received(n);

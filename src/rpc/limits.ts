@@ -27,6 +27,16 @@ export const connectTimeoutMsDefault = 5_000;
 export const reconnectBackoffMsDefault = { min: 50, max: 5_000 } as const;
 /** How long a server waits for a connecting peer to authenticate (option `authTimeoutMs`). */
 export const authTimeoutMsDefault = 5_000;
+/**
+ * A server closes a connection that leaves a frame half sent for this long without another byte
+ * (option `frameStallMs`): a peer that stalls mid-frame would otherwise hold its buffer forever.
+ */
+export const frameStallMsDefault = 30_000;
+/**
+ * A server closes a connection with no call running and no frame received for this long (option
+ * `idleTimeoutMs`); clients reconnect on their next call, and peers that heartbeat never go idle.
+ */
+export const idleTimeoutMsDefault = 10 * 60_000;
 /** After sending a last error frame, how long a socket waits for the peer to close before it is destroyed. */
 export const closeLingerMs = 1_000;
 

@@ -18,6 +18,8 @@ export interface ServerSettings {
   frameBytesMax: number;
   inflightPerConnectionMax: number;
   authTimeoutMs: number;
+  frameStallMs: number;
+  idleTimeoutMs: number;
   handlers: ReadonlyMap<string, Handler>;
   log: RpcLog;
 }
@@ -39,6 +41,9 @@ export class ServerConnection {
   private readonly serverNonce: Buffer | undefined;
   private authenticated: boolean;
   private authTimer: NodeJS.Timeout | undefined;
+  private watchTimer: NodeJS.Timeout | undefined;
+  /** performance.now() of the last frame received. */
+  private lastFrameAt = performance.now();
   /** Aborted when the connection closes: the signal one-way message handlers see. */
   private readonly closedSignal = new AbortController();
 
@@ -64,6 +69,21 @@ export class ServerConnection {
         this.framed.destroy(new RpcError(RpcErrorCode.Unauthenticated, 'authentication timed out'));
       }, settings.authTimeoutMs);
     }
+    const every = Math.max(10, Math.min(settings.frameStallMs, settings.idleTimeoutMs) / 4);
+    this.watchTimer = setInterval(() => this.watch(), every);
+    this.watchTimer.unref();
+  }
+
+  /** Closes a connection stalled in the middle of a frame, or idle with nothing running. */
+  private watch(): void {
+    const now = performance.now();
+    if (this.framed.partialBytes > 0 && now - this.framed.lastReceivedAt > this.settings.frameStallMs) {
+      this.settings.log('warn', 'rpc: peer stalled in the middle of a frame; closing', { peer: this.peer, bufferedBytes: this.framed.partialBytes, frameStallMs: this.settings.frameStallMs });
+      this.framed.destroy(new RpcError(RpcErrorCode.Unavailable, `no byte of a half-received frame for ${this.settings.frameStallMs} ms`));
+    } else if (this.framed.partialBytes === 0 && this.calls.size === 0 && now - this.lastFrameAt > this.settings.idleTimeoutMs) {
+      this.settings.log('info', 'rpc: idle connection closed', { peer: this.peer, idleTimeoutMs: this.settings.idleTimeoutMs });
+      this.framed.end(undefined);
+    }
   }
 
   /** Aborts every running handler and closes the socket now. */
@@ -72,6 +92,7 @@ export class ServerConnection {
   }
 
   private onFrame(frame: Frame): void {
+    this.lastFrameAt = performance.now();
     const h = frame.header;
     switch (h.kind) {
       case 'req':
@@ -258,6 +279,7 @@ export class ServerConnection {
 
   private onClose(reason: RpcError | undefined, violation: boolean): void {
     clearTimeout(this.authTimer);
+    clearInterval(this.watchTimer);
     if (violation) this.settings.log('warn', 'rpc: closing connection after a protocol violation', { peer: this.peer, code: reason?.code, reason: reason?.message });
     const abort = reason ?? new RpcError(RpcErrorCode.Unavailable, 'connection closed by the peer');
     for (const call of this.calls.values()) {

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { RpcError, RpcErrorCode } from './errors.ts';
 import { checkPositiveInt, checkSecret } from './options.ts';
 import type { Handler } from './handler.ts';
-import { authTimeoutMsDefault, frameBytesMaxDefault, handshakeFrameBytesMax, inflightPerConnectionMaxDefault, methodLengthMax } from './limits.ts';
+import { authTimeoutMsDefault, frameBytesMaxDefault, frameStallMsDefault, handshakeFrameBytesMax, idleTimeoutMsDefault, inflightPerConnectionMaxDefault, methodLengthMax } from './limits.ts';
 import { ServerConnection, type RpcLog, type ServerSettings } from './server-connection.ts';
 
 export interface RpcServerOptions {
@@ -14,6 +14,10 @@ export interface RpcServerOptions {
   inflightPerConnectionMax?: number;
   /** How long a connecting peer has to authenticate; default authTimeoutMsDefault. */
   authTimeoutMs?: number;
+  /** How long a half-received frame may wait for its next byte; default frameStallMsDefault. */
+  frameStallMs?: number;
+  /** How long a connection with nothing running and nothing received stays open; default idleTimeoutMsDefault. */
+  idleTimeoutMs?: number;
   log?: RpcLog;
 }
 
@@ -36,6 +40,8 @@ export class RpcServer {
       frameBytesMax: checkPositiveInt('frameBytesMax', opts.frameBytesMax ?? frameBytesMaxDefault, handshakeFrameBytesMax),
       inflightPerConnectionMax: checkPositiveInt('inflightPerConnectionMax', opts.inflightPerConnectionMax ?? inflightPerConnectionMaxDefault),
       authTimeoutMs: checkPositiveInt('authTimeoutMs', opts.authTimeoutMs ?? authTimeoutMsDefault),
+      frameStallMs: checkPositiveInt('frameStallMs', opts.frameStallMs ?? frameStallMsDefault),
+      idleTimeoutMs: checkPositiveInt('idleTimeoutMs', opts.idleTimeoutMs ?? idleTimeoutMsDefault),
       handlers: this.handlers,
       log: opts.log ?? stderrLog,
     };

@@ -7,7 +7,8 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { test, type TestContext } from 'node:test';
 import { RpcClient, RpcError, RpcErrorCode, RpcServer, reply, rpcLimits, type CallContext, type RpcClientOptions, type RpcServerOptions } from '../../src/rpc/index.ts';
-import { encodeBody, encodeHeader, frameParts } from '../../src/rpc/frame.ts';
+import { clientProof } from '../../src/rpc/auth.ts';
+import { FrameDecoder, decodeBody, decodeFrame, encodeBody, encodeHeader, frameParts, type Frame } from '../../src/rpc/frame.ts';
 
 const MiB = 2 ** 20;
 
@@ -566,3 +567,62 @@ test('reply onSent: called once the payload is written, and also when the reply 
   await new Promise((resolve) => setTimeout(resolve, 100));
   assert.deepEqual(events, ['sent a', 'sent b', 'sent slow']);
 });
+
+/** A raw socket that has passed the handshake with `secret`, for tests of what an authenticated peer may do. */
+async function authenticatedSocket(t: TestContext, port: number, secret: string): Promise<net.Socket> {
+  const s = net.connect({ host: '127.0.0.1', port });
+  s.on('error', () => {});
+  t.after(() => s.destroy());
+  const frames: Frame[] = [];
+  const decoder = new FrameDecoder(1 << 20, (raw) => frames.push(decodeFrame(raw)));
+  s.on('data', (b: Buffer) => decoder.push(b));
+  const next = async (): Promise<Frame> => {
+    while (frames.length === 0) await once(s, 'data');
+    return frames.shift()!;
+  };
+  const hello = decodeBody((await next()).body) as { nonce: Uint8Array };
+  const clientNonce = randomBytes(32);
+  s.write(frame({ id: 0, kind: 'auth' }, { nonce: clientNonce, proof: clientProof(secret, hello.nonce, clientNonce) }));
+  const answer = await next();
+  assert.equal(answer.header.kind, 'auth');
+  assert.equal(answer.header.error, undefined, 'the handshake passed');
+  return s;
+}
+
+test('limit frameStallMs: an authenticated peer that sends half a frame and stalls is cut off', async (t) => {
+  const { port, logs } = await startServer(t, { secret: 'stall', frameStallMs: 200 });
+  const s = await authenticatedSocket(t, port, 'stall');
+  const whole = frame({ id: 1, kind: 'req', method: 'echo', timeoutMs: 5_000 }, 'x', randomBytes(1000));
+  const began = performance.now();
+  s.write(whole.subarray(0, 500));
+  await once(s, 'close');
+  const took = performance.now() - began;
+  assert.ok(took >= 200 && took < 5_000, `closed after ${Math.round(took)} ms`);
+  assert.ok(logs.some((l) => /stalled in the middle of a frame/.test(l)), logs.join('\n'));
+});
+
+test('limit idleTimeoutMs: a connection with nothing running is closed when idle, and the client reconnects for its next call', async (t) => {
+  const { address, server } = await startServer(t, { secret: 'idle', idleTimeoutMs: 300 });
+  const { promise: release, resolve: go } = Promise.withResolvers<void>();
+  server.handle('slow', async () => {
+    await release;
+    return 'done';
+  });
+  const c = client(t, address, { secret: 'idle' });
+  // A call that runs longer than the idle timeout keeps its connection.
+  const slow = c.call('slow', {}, { timeoutMs: 5_000 });
+  await new Promise((r) => setTimeout(r, 700));
+  go();
+  assert.equal((await slow).body, 'done');
+  const conns = (): number => (server as unknown as { connections: Set<unknown> }).connections.size;
+  await waitUntil(() => conns() === 0, 'the idle connection to close', 5_000);
+  assert.equal((await c.call('echo', 'again')).body, 'again');
+});
+
+async function waitUntil(cond: () => boolean, what: string, ms: number): Promise<void> {
+  const end = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
