@@ -114,7 +114,7 @@ function parseTiming(heartbeat: unknown, offline: unknown): ClusterTiming | unde
 
 /** `cairn worker`: --target is repeated on the command line, comma-separated in CAIRN_TARGETS, a list in the config file. */
 export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  const s = mergeSources(flags, ['id', 'listen', 'masters', 'secret', 'http', 'domain', 'insecure'], env);
+  const s = mergeSources(flags, ['id', 'listen', 'masters', 'secret', 'http', 'domain', 'insecure', 'scrubMibPerS', 'scrubPauseMs'], env);
   const id = parsePositiveInt(s.id, '--id');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
   if (typeof s.masters !== 'string') throw configError('--masters is required: the masters as host:port,...');
@@ -127,7 +127,10 @@ export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   const secret = parseSecret(s.secret, s.insecure, 'worker');
   const http = s.http === undefined ? undefined : parseAddress(s.http, '--http', { portZero: true });
   const domain = typeof s.domain === 'string' && s.domain !== '' ? s.domain : undefined;
-  return { id, listen, masters, targets: given.map((d: string) => d.trim()), secret, http, domain };
+  const scrub: WorkerConfig['scrub'] = {};
+  if (s.scrubMibPerS !== undefined) scrub.rateBytesPerSec = parseNonNegativeInt(s.scrubMibPerS, '--scrub-mib-per-s') * 2 ** 20;
+  if (s.scrubPauseMs !== undefined) scrub.pauseMs = parseNonNegativeInt(s.scrubPauseMs, '--scrub-pause-ms');
+  return { id, listen, masters, targets: given.map((d: string) => d.trim()), secret, http, domain, ...(Object.keys(scrub).length === 0 ? {} : { scrub }) };
 }
 
 /**

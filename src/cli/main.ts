@@ -89,6 +89,8 @@ program
   .addOption(new Option('--secret <secret>', 'cluster secret (or CAIRN_SECRET); required'))
   .option('--insecure', 'run without a secret: no authentication (development only)')
   .option('--http <host:port>', 'serve /metrics (Prometheus) and /healthz here')
+  .option('--scrub-mib-per-s <n>', 're-read stored chunks at most this fast to find and repair damage (default 16; 0 turns the scrubber off)')
+  .option('--scrub-pause-ms <ms>', 'pause between two full scrub passes (default 3600000)')
   .option('--config <file>', 'JSON file with any of these options ("targets": [...])')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseWorkerConfig(flags);

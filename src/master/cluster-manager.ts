@@ -20,7 +20,7 @@ import type { MetaState } from '../meta/namespace.ts';
 import { encodeCommandEntry } from '../meta/state-machine.ts';
 import { extendChains, type PlacementTarget } from '../placement/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
-import { validateHeartbeat, type TargetReport } from '../worker/protocol.ts';
+import { validateHeartbeat, type ScrubReport, type TargetReport, type WorkerHealth } from '../worker/protocol.ts';
 import { WorkerError, WorkerErrorCode } from '../worker/errors.ts';
 
 export interface ClusterTiming {
@@ -64,6 +64,7 @@ interface Seen {
   instance: string;
   atMs: number;
   reports: Map<number, TargetReport>;
+  scrub?: ScrubReport;
 }
 
 /** Deleted files whose chunks one round collects. */
@@ -132,8 +133,22 @@ export class ClusterManager {
     if (worker === undefined || worker.instance !== hb.instance) {
       throw new WorkerError(WorkerErrorCode.WorkerNotRegistered, `worker ${hb.workerId} (instance ${hb.instance}) is not the registered one: register again`);
     }
-    this.seen.set(hb.workerId, { instance: hb.instance, atMs: this.opts.clock.now(), reports: new Map(hb.targets.map((t) => [t.targetId, t])) });
+    this.seen.set(hb.workerId, { instance: hb.instance, atMs: this.opts.clock.now(), reports: new Map(hb.targets.map((t) => [t.targetId, t])), scrub: hb.scrub });
     return hb.routingVersion === state.routingVersion ? {} : { routing: state.routing() };
+  }
+
+  /** cluster.health: the workers as their last heartbeats to this leader described them (in memory only). */
+  health(): WorkerHealth[] {
+    this.requireLeader();
+    const now = this.opts.clock.now();
+    return [...this.seen]
+      .sort((a, b) => a[0] - b[0])
+      .map(([workerId, s]) => ({
+        workerId,
+        heartbeatAgeMs: Math.max(0, now - s.atMs),
+        targets: [...s.reports.values()].map((t) => ({ targetId: t.targetId, chunks: t.chunks, chunksCorrupt: t.chunksCorrupt ?? 0 })),
+        scrub: s.scrub,
+      }));
   }
 
   /** One decision round; exported for tests, which drive it with a hand-moved clock. */

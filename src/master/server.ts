@@ -158,6 +158,7 @@ function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMach
   });
   server.handle(MasterWorkerMethod.register, (body) => manager.register(body));
   server.handle(MasterWorkerMethod.heartbeat, async (body) => manager.heartbeat(body));
+  server.handle(MasterWorkerMethod.health, async () => manager.health());
   server.handle(MasterWorkerMethod.routing, async () => {
     await journal.readBarrier();
     return sm.state.routing();

@@ -214,6 +214,9 @@ export class WorkerProcess extends SimProcess {
       callTimeoutMs: this.wenv.callTimeoutMs,
       forwardDeadlineMs: this.wenv.forwardDeadlineMs,
       bugs: this.wenv.bugs,
+      // Off here: the data workload checks chunks itself, and the seeds pinned for its bugs were
+      // found without the scrubber's reads (docs/data-path-sim.md).
+      scrub: { rateBytesPerSec: 0 },
       log: (level, msg, ctx) => live() && this.env.log(this, level, msg, ctx),
     }).then(
       (w) => {

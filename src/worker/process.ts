@@ -2,7 +2,8 @@
 // directory locked against a second process, and /metrics and /healthz over HTTP.
 
 import { randomUUID } from 'node:crypto';
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ScrubOptions, ScrubStats } from './scrubber.ts';
 import { formatAddress, parseAddress } from '../address.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { nodeDisk } from '../io/node-disk.ts';
@@ -25,6 +26,8 @@ export interface WorkerProcessOptions {
   http?: string;
   /** Chunks per page of a resync's listing (tests). */
   syncPageChunks?: number;
+  /** The scrubber's rate (bytes/s; 0 turns it off) and pause between passes. */
+  scrub?: Partial<ScrubOptions>;
   log: Logger;
 }
 
@@ -71,6 +74,7 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
       transport: rpcTransport(server, { secret: opts.secret, frameBytesMax: workerFrameBytesMax }),
       log: logCallback(opts.log),
       ...(opts.syncPageChunks === undefined ? {} : { syncPageChunks: opts.syncPageChunks }),
+      ...(opts.scrub === undefined ? {} : { scrub: opts.scrub }),
     });
     if (opts.http !== undefined) http = await startWorkerHttp(opts.http, worker);
     const httpAddress = http?.address;
@@ -107,6 +111,26 @@ async function startWorkerHttp(listen: string, worker: StorageWorker): Promise<H
       for (const c of worker.corruption()) this.set({ target: String(c.targetId) }, c.detected);
     },
   });
+  const scrubCounters: [keyof ScrubStats, string][] = [
+    ['chunks', 'chunks the scrubber re-read and verified'],
+    ['bytes', 'bytes the scrubber re-read'],
+    ['found', 'damaged chunk versions the scrubber found'],
+    ['repaired', 'damaged chunks the scrubber repaired from another replica'],
+    ['unrepaired', 'damaged chunks no other replica could repair (tried again next pass)'],
+    ['passes', 'full scrub passes over every target'],
+  ];
+  for (const [key, help] of scrubCounters) {
+    new Counter({
+      name: `cairn_worker_scrub_${key === 'found' ? 'corrupt_found' : key}_total`,
+      help: `${help}, since the worker started`,
+      registers: [registry],
+      collect() {
+        // The scrubber keeps the count; the counter is set to it (it only grows).
+        this.reset();
+        this.inc(worker.scrubStats()[key]);
+      },
+    });
+  }
   return startOpsHttp(at.host, at.port, registry, () => {
     const corrupt = new Map(worker.corruption().map((c) => [c.targetId, c.now]));
     const targets = worker.localTargets().map((t) => ({ ...t, chunksCorrupt: corrupt.get(t.targetId) ?? 0 }));

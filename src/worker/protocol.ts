@@ -25,7 +25,18 @@ export const MasterWorkerMethod = {
   register: 'worker.register',
   heartbeat: 'worker.heartbeat',
   routing: 'cluster.routing',
+  /** What the leader heard in workers' last heartbeats: corrupt chunks, scrub counts (`admin report`). */
+  health: 'cluster.health',
 } as const;
+
+/** One worker in the leader's memory of heartbeats. */
+export interface WorkerHealth {
+  workerId: number;
+  /** Milliseconds since its last heartbeat reached this leader. */
+  heartbeatAgeMs: number;
+  targets: { targetId: number; chunks: number; chunksCorrupt: number }[];
+  scrub: ScrubReport | undefined;
+}
 
 export interface ChunkRef {
   inodeId: number;
@@ -126,6 +137,18 @@ export interface TargetReport {
   capacityBytes: number;
   usedBytes: number;
   chunks: number;
+  /** Chunks whose committed version is damaged and not served (awaiting repair). */
+  chunksCorrupt?: number;
+}
+
+/** The scrubber's counts since the worker started (scrubber.ts). */
+export interface ScrubReport {
+  passes: number;
+  chunks: number;
+  bytes: number;
+  found: number;
+  repaired: number;
+  unrepaired: number;
 }
 
 export interface HeartbeatRequest {
@@ -135,6 +158,7 @@ export interface HeartbeatRequest {
   /** The routing version the worker holds: the answer carries a newer picture if there is one. */
   routingVersion: number;
   targets: TargetReport[];
+  scrub?: ScrubReport;
 }
 
 /** Largest payload of one write or read: a whole chunk of the largest size. */
@@ -255,10 +279,18 @@ export function validateHeartbeat(x: unknown): HeartbeatRequest {
         usedBytes: tf.int('usedBytes', 0, Number.MAX_SAFE_INTEGER),
         chunks: tf.int('chunks', 0, Number.MAX_SAFE_INTEGER),
       };
+      const corrupt = tf.optInt('chunksCorrupt', 0, Number.MAX_SAFE_INTEGER);
+      if (corrupt !== undefined) report.chunksCorrupt = corrupt;
       tf.done();
       return report;
     }),
   };
+  if (f.has('scrub')) {
+    const sf = f.nested(f.raw('scrub'), 'heartbeat: scrub');
+    const n = (k: string): number => sf.int(k, 0, Number.MAX_SAFE_INTEGER);
+    req.scrub = { passes: n('passes'), chunks: n('chunks'), bytes: n('bytes'), found: n('found'), repaired: n('repaired'), unrepaired: n('unrepaired') };
+    sf.done();
+  }
   f.done();
   return req;
 }

@@ -19,6 +19,7 @@ import { WorkerError, WorkerErrorCode } from './errors.ts';
 import { MasterWorkerMethod, syncListLimitMax, validateTargetCall, WorkerMethod, type HeartbeatRequest, type TargetReport } from './protocol.ts';
 import { ChainReplica, type ReplicaBug, type ReplicaHost } from './replication.ts';
 import { Resyncer } from './resync.ts';
+import { scrubDefaults, Scrubber, type ScrubOptions, type ScrubStats } from './scrubber.ts';
 import { decodeIdentity, describeIdentity, identityFileName, type TargetIdentity } from './target-identity.ts';
 
 export interface WorkerOptions {
@@ -44,6 +45,8 @@ export interface WorkerOptions {
   bugs?: ReadonlySet<ReplicaBug>;
   /** Chunks per page of a resync's listing (default the most a page may hold; tests make it small to page). */
   syncPageChunks?: number;
+  /** The scrubber's rate and pause between passes (scrubber.ts); a rate of 0 turns it off. */
+  scrub?: Partial<ScrubOptions>;
 }
 
 interface LocalTarget {
@@ -64,6 +67,7 @@ export class StorageWorker {
   readonly master: MasterCalls;
   readonly replica: ChainReplica;
   readonly resync: Resyncer;
+  private readonly scrubber: Scrubber;
   private readonly targets = new Map<number, LocalTarget>();
   private routingNow: Routing | undefined;
   private timing: ClusterTiming | undefined;
@@ -91,6 +95,10 @@ export class StorageWorker {
     };
     this.replica = new ChainReplica(host);
     this.resync = new Resyncer(this.replica, host);
+    this.scrubber = new Scrubber(
+      { clock: opts.clock, targets: () => [...this.targets.values()], routing: () => this.routingNow, serving: () => this.serving(), replica: this.replica, log: opts.log },
+      { ...scrubDefaults, ...opts.scrub },
+    );
   }
 
   /** Opens the targets, registers with the leading master and starts serving and heartbeating. */
@@ -101,6 +109,7 @@ export class StorageWorker {
       w.serve();
       await w.register();
       w.heartbeatTimer = opts.clock.every(w.timing!.heartbeatMs, () => void w.heartbeat());
+      w.scrubber.start();
       return w;
     } catch (err) {
       await w.stop();
@@ -132,8 +141,14 @@ export class StorageWorker {
     return [...this.targets.values()].map((t) => ({ targetId: t.targetId, ...t.store.corruption() }));
   }
 
+  /** What the scrubber has re-read, found and repaired since the worker started. */
+  scrubStats(): ScrubStats {
+    return { ...this.scrubber.stats };
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
+    this.scrubber.stop();
     this.resync.stop();
     this.heartbeatTimer?.cancel();
     this.master.close();
@@ -246,7 +261,7 @@ export class StorageWorker {
     if (this.heartbeating || this.stopped) return;
     this.heartbeating = true;
     try {
-      const body: HeartbeatRequest = { workerId: this.opts.id, instance: this.opts.instance, routingVersion: this.routingNow?.version ?? 0, targets: await this.reports() };
+      const body: HeartbeatRequest = { workerId: this.opts.id, instance: this.opts.instance, routingVersion: this.routingNow?.version ?? 0, targets: await this.reports(), scrub: this.scrubStats() };
       const reply = await this.master.call<HeartbeatReply>(MasterWorkerMethod.heartbeat, body);
       this.lastContactMs = this.opts.clock.now();
       if (reply.routing !== undefined) this.setRouting(reply.routing);
@@ -269,7 +284,8 @@ export class StorageWorker {
         const space = await this.opts.disk.statfs(t.dir).catch(() => ({ bytesTotal: 0, bytesFree: 0 }));
         const info = this.routingNow?.target(t.targetId);
         const chainVersion = info === undefined ? 0 : (this.routingNow?.chain(info.chainId)?.version ?? 0);
-        return { targetId: t.targetId, localState: this.localState(t.targetId), chainVersion, capacityBytes: space.bytesTotal, usedBytes: usage.bytesUsed, chunks: usage.chunks };
+        const chunksCorrupt = t.store.corruption().now;
+        return { targetId: t.targetId, localState: this.localState(t.targetId), chainVersion, capacityBytes: space.bytesTotal, usedBytes: usage.bytesUsed, chunks: usage.chunks, chunksCorrupt };
       }),
     );
   }

@@ -3,7 +3,8 @@
 // it fails), clients for the masters and workers, and what the tests ask of the cluster: the routing,
 // each worker's /metrics, whether every chain's replicas agree.
 
-import { readFile, stat } from 'node:fs/promises';
+import assert from 'node:assert/strict';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { TestContext } from 'node:test';
@@ -13,6 +14,7 @@ import type { MasterClient } from '../../src/client/master-client.ts';
 import { systemClock } from '../../src/io/system-clock.ts';
 import type { RoutingInfo } from '../../src/meta/index.ts';
 import { RpcClient } from '../../src/rpc/index.ts';
+import { chunkFileName } from '../../src/worker/chunk-file.ts';
 import { workerFrameBytesMax } from '../../src/worker/process.ts';
 import { logTail, MasterCluster, ProcessGroup, waitFor } from './process-cluster.ts';
 
@@ -200,4 +202,20 @@ export async function replicasDiffer(routing: RoutingInfo, secret: string | unde
     if (new Set(lists).size !== 1) return `chain ${chain.chainId}: members ${chain.targetIds.join(', ')} differ (${lists.map((l) => (JSON.parse(l) as unknown[]).length).join(', ')} chunks)`;
   }
   return undefined;
+}
+
+/**
+ * Flips one byte of the committed file of chunk (inodeId, index) under a target's directory, at
+ * `offset` into its data (data starts after the 4 KiB header); returns the file's name.
+ */
+export async function flipChunkByte(targetPath: string, inodeId: number, index: number, offset: number): Promise<string> {
+  const fanout = path.join(targetPath, 'chunks', (inodeId % 256).toString(16).padStart(2, '0'));
+  const prefix = chunkFileName({ inodeId, index }, 1, 'chunk').split('.')[0];
+  const name = (await readdir(fanout)).find((f) => f.startsWith(`${prefix}.`) && f.endsWith('.chunk'));
+  assert.ok(name !== undefined, `chunk ${index} of inode ${inodeId} is stored under ${targetPath}`);
+  const file = path.join(fanout, name);
+  const stored = await readFile(file);
+  stored[4096 + offset] ^= 0x5a;
+  await writeFile(file, stored);
+  return name;
 }

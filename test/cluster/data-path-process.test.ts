@@ -14,20 +14,18 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { FileWriter } from '../../src/client/file-io.ts';
 import { getFile, putFile } from '../../src/client/files.ts';
-import { chunkFileName } from '../../src/worker/chunk-file.ts';
 import type { CloseSessionValue, SessionValue } from '../../src/meta/index.ts';
 import { Routing } from '../../src/meta/routing.ts';
 import { chainOfChunk, fileChains } from '../../src/placement/index.ts';
 import { RpcClient } from '../../src/rpc/index.ts';
 import { WorkerErrorCode } from '../../src/worker/errors.ts';
-import { DataCluster, type Client } from './data-cluster.ts';
+import { DataCluster, flipChunkByte, type Client } from './data-cluster.ts';
 import { waitFor } from './harness.ts';
 
 const KiB = 1024;
@@ -356,17 +354,6 @@ test('kill -9 of the leading master during writes: writes go on once another lea
 });
 
 /** Flips one data byte of the stored chunk file of chunk `index` of `inodeId` on the target at `targetPath`; returns the file's name. */
-async function flipChunkByte(targetPath: string, inodeId: number, index: number, rand: (n: number) => number): Promise<string> {
-  const fanout = path.join(targetPath, 'chunks', (inodeId % 256).toString(16).padStart(2, '0'));
-  const prefix = chunkFileName({ inodeId, index }, 1, 'chunk').split('.')[0];
-  const name = (await readdir(fanout)).find((f) => f.startsWith(`${prefix}.`) && f.endsWith('.chunk'));
-  assert.ok(name !== undefined, `chunk ${index} of inode ${inodeId} is stored under ${targetPath}`);
-  const file = path.join(fanout, name);
-  const stored = await readFile(file);
-  stored[4096 + rand(chunkBytes)] ^= 0x5a; // data starts after the 4 KiB header
-  await writeFile(file, stored);
-  return name;
-}
 
 test('a flipped byte in a stored chunk: the read catches it, another replica serves the data, the worker reports it, and a write repairs it', async (t) => {
   const rand = seeded(t);
@@ -386,7 +373,7 @@ test('a flipped byte in a stored chunk: the read catches it, another replica ser
     const chainId = chainOfChunk(chains, index);
     const members = routing.readMembers(chainId);
     const target = members[(attr.inodeId + index) % members.length];
-    const file = await flipChunkByte(info.targets.find((x) => x.targetId === target.targetId)!.path, attr.inodeId, index, rand);
+    const file = await flipChunkByte(info.targets.find((x) => x.targetId === target.targetId)!.path, attr.inodeId, index, rand(chunkBytes));
     damaged.push({ index, chainId, targetId: target.targetId, workerId: target.workerId, file, head });
     t.diagnostic(`flipped a byte of ${file}: chunk ${index}, target ${target.targetId} (${head ? 'head' : 'not head'}) of chain ${chainId}, worker ${target.workerId}`);
   }
@@ -453,7 +440,7 @@ test('a returning worker\'s resync source holds a corrupt chunk: the source repa
   const layout = attr.layout!;
   const chains = fileChains(routing.tableChains(layout.chainTableId, layout.chainTableVersion)!, layout.stripeWidth, layout.shuffleSeed);
   const index = [0, 1, 2, 3, 4, 5].find((i) => chainOfChunk(chains, i) === middle.chainId)!;
-  const file = await flipChunkByte(info.targets.find((x) => x.targetId === middle.targetId)!.path, attr.inodeId, index, rand);
+  const file = await flipChunkByte(info.targets.find((x) => x.targetId === middle.targetId)!.path, attr.inodeId, index, rand(chunkBytes));
   t.diagnostic(`worker ${tail.workerId} (tail of chain ${tail.chainId}) down; flipped a byte of ${file} on the middle, target ${middle.targetId}`);
   await c.startWorker(tail.workerId);
   await waitFor(() => c.allServing(), `worker ${tail.workerId}'s targets to finish their resync and serve`, 30_000, () => c.logTails());

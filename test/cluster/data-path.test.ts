@@ -17,10 +17,14 @@ import { systemClock } from '../../src/io/system-clock.ts';
 import { createLogger } from '../../src/log.ts';
 import { startMaster, type Master } from '../../src/master/index.ts';
 import type { ChainInfo, RoutingInfo, SessionValue } from '../../src/meta/index.ts';
+import { Routing } from '../../src/meta/routing.ts';
+import { chainOfChunk, fileChains } from '../../src/placement/index.ts';
 import { RpcClient } from '../../src/rpc/index.ts';
 import { startWorkerProcess, workerFrameBytesMax, type WorkerProcess } from '../../src/worker/process.ts';
 import { freePort } from '../../src/cli/local.ts';
-import { replicasDiffer } from './data-cluster.ts';
+import type { WorkerHealth } from '../../src/worker/protocol.ts';
+import type { ScrubOptions } from '../../src/worker/scrubber.ts';
+import { flipChunkByte, replicasDiffer } from './data-cluster.ts';
 import { waitFor } from './harness.ts';
 
 const secret = randomBytes(16).toString('hex');
@@ -34,7 +38,7 @@ interface Cluster {
   dir: string;
 }
 
-async function startCluster(t: TestContext, workers = 3, targetsPerWorker = 2): Promise<Cluster> {
+async function startCluster(t: TestContext, workers = 3, targetsPerWorker = 2, scrub?: Partial<ScrubOptions>): Promise<Cluster> {
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-data-'));
   const log = createLogger({ test: 'data-path' }, 'warn');
   const listen = `127.0.0.1:${await freePort()}`;
@@ -47,7 +51,7 @@ async function startCluster(t: TestContext, workers = 3, targetsPerWorker = 2): 
   });
   for (let w = 1; w <= workers; w++) {
     const targets = Array.from({ length: targetsPerWorker }, (_, i) => path.join(dir, `worker-${w}`, `t${i}`));
-    started.push(await startWorkerProcess({ id: w, listen: '127.0.0.1:0', masters: [master.address], targets, secret, log, syncPageChunks: 3 }));
+    started.push(await startWorkerProcess({ id: w, listen: '127.0.0.1:0', masters: [master.address], targets, secret, log, syncPageChunks: 3, ...(scrub === undefined ? {} : { scrub }) }));
   }
   const meta = new MasterClient({ masters: [master.address], secret });
   const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
@@ -222,3 +226,26 @@ test('a chunk write retried with its write id takes effect once, even after anot
   assert.equal(read.payload?.toString(), 'second write');
   await assert.rejects(write(a, 'not-hex'), /'writeId' must be 16 hex digits/);
 });
+
+test('the scrubber finds a chunk damaged at rest and repairs it from another replica before any read, and the leader hears of it', async (t) => {
+  const c = await startCluster(t, 3, 2, { rateBytesPerSec: 256 * 2 ** 20, pauseMs: 50 });
+  const chunk = 2 ** 20;
+  const body = randomBytes(3 * chunk + 5);
+  const attr = await putFile(c.meta, c.data, '/rot', pieces(body, 100_000), { layout: { chunkSizeBytes: chunk, stripeWidth: 2 } });
+  const routing = await c.meta.query<RoutingInfo>('cluster.routing', {});
+  // Chunk 1 on one member of its chain; nothing reads the file until the scrubber has repaired it.
+  const layout = attr.layout!;
+  const stripe = fileChains(new Routing(routing).tableChains(layout.chainTableId, layout.chainTableVersion)!, layout.stripeWidth, layout.shuffleSeed);
+  const chain = routing.chains.find((ch) => ch.chainId === chainOfChunk(stripe, 1))!;
+  const victim = routing.targets.find((x) => x.targetId === chain.targetIds[chain.targetIds.length - 1])!;
+  const file = await flipChunkByte(victim.path, attr.inodeId, 1, 12_345);
+  t.diagnostic(`flipped a byte of ${file} on target ${victim.targetId}`);
+  const worker = c.workers.find((w) => w.worker.opts.id === victim.workerId)!.worker;
+  await waitFor(() => worker.scrubStats().repaired >= 1, 'the scrubber to repair the chunk', 20_000);
+  assert.ok(worker.scrubStats().found >= 1);
+  assert.equal(worker.corruption().find((x) => x.targetId === victim.targetId)?.now, 0, 'nothing left corrupt');
+  assert.equal(await replicasDiffer(await c.meta.query<RoutingInfo>('cluster.routing', {}), secret), undefined, 'every replica agrees again');
+  assert.equal(sha(await readAll(c, '/rot')), sha(body));
+  await waitFor(async () => (await c.meta.query<WorkerHealth[]>('cluster.health', {})).some((w) => w.workerId === victim.workerId && (w.scrub?.repaired ?? 0) >= 1), 'the repair in the leader\'s health report', 10_000);
+});
+
