@@ -14,7 +14,12 @@
 // the head is the first serving target and a failed one moves to the end. At most one target per
 // chain syncs at a time. A chain with no serving target is unavailable, never wrong: it waits for
 // its lastsrv, the one that served last and so holds every acknowledged write.
+//
+// Membership changes once, in replaceMember: a lost member (of a decommissioned worker, or
+// offline too long) leaves, and a free target enters as a returning one would, syncing (or
+// waiting while another member syncs); from then on the table above moves it like any other.
 
+import { assert } from '../errors.ts';
 import { TargetState } from './commands.ts';
 
 /** What a worker reports about one of its targets. */
@@ -105,4 +110,35 @@ export function markRestarted(members: readonly ChainMember[], restarted: Readon
     return { ...m };
   });
   return inStateOrder(members, next);
+}
+
+/**
+ * Why `lostId` cannot leave the chain now, or undefined. Only a member beside which another one
+ * serves may go: a serving member holds every acknowledged write and can resync the newcomer; a
+ * chain whose only serving (or lastsrv) member is the lost one would lose writes without it.
+ */
+export function replacementProblem(members: readonly ChainMember[], lostId: number): string | undefined {
+  if (!members.some((m) => m.targetId === lostId)) return `target ${lostId} is not a member`;
+  if (!members.some((m) => m.targetId !== lostId && m.state === TargetState.Serving)) {
+    const lost = members.find((m) => m.targetId === lostId)!;
+    return lost.state === TargetState.Serving || lost.state === TargetState.LastServing
+      ? `target ${lostId} holds the chain's only up-to-date replica (${lost.state})`
+      : 'no other member serves to resync a new one from';
+  }
+  return undefined;
+}
+
+/**
+ * The chain's members with `newId` in place of `lostId` (checked by replacementProblem first): the
+ * newcomer enters syncing, so the last serving member resyncs it, or waiting when another member
+ * syncs already (one at a time); members stay in state order.
+ */
+export function replaceMember(members: readonly ChainMember[], lostId: number, newId: number): ChainMember[] {
+  const problem = replacementProblem(members, lostId);
+  assert(problem === undefined, `replacing ${lostId}: ${problem}`);
+  assert(!members.some((m) => m.targetId === newId), `target ${newId} is a member already`);
+  const kept = members.filter((m) => m.targetId !== lostId).map((m) => ({ ...m }));
+  const syncing = kept.some((m) => m.state === TargetState.Syncing);
+  const next = [...kept, { targetId: newId, state: syncing ? TargetState.Waiting : TargetState.Syncing }];
+  return inStateOrder(next, next);
 }

@@ -198,6 +198,27 @@ export interface UpdateChainsCommand extends ClientStamp {
   op: 'updateChains';
   chains: ChainUpdate[];
 }
+/**
+ * A worker lost for good: it stays in the tables (its id is never registered again) and its
+ * targets leave their chains as the cluster manager finds replacements (replaceChainMember).
+ */
+export interface DecommissionWorkerCommand extends ClientStamp {
+  op: 'decommissionWorker';
+  workerId: number;
+}
+/**
+ * The cluster manager puts a free target into a chain in place of a lost member (one of a
+ * decommissioned worker, or offline too long): the chain keeps its id, its version goes up, the
+ * new member resyncs from its predecessor, the lost one leaves (chain 0, offline).
+ */
+export interface ReplaceChainMemberCommand extends ClientStamp {
+  op: 'replaceChainMember';
+  chainId: number;
+  /** The chain's version the replacement was chosen at: a newer one refuses it (EAGAIN). */
+  version: number;
+  lostTargetId: number;
+  newTargetId: number;
+}
 export type MetaCommand =
   | NoopCommand
   | InitClusterCommand
@@ -215,7 +236,9 @@ export type MetaCommand =
   | GcDoneCommand
   | RegisterWorkerCommand
   | AddChainsCommand
-  | UpdateChainsCommand;
+  | UpdateChainsCommand
+  | DecommissionWorkerCommand
+  | ReplaceChainMemberCommand;
 export type MetaCommandOp = MetaCommand['op'];
 
 export type MetaQuery =
@@ -474,6 +497,19 @@ const commandReaders: Record<MetaCommandOp, CommandReader> = {
   }),
   addChains: (f, s) => ({ op: 'addChains', ...s, tableId: f.int('tableId', 1, idMax), chains: validateNewChains(f) }),
   updateChains: (f, s) => ({ op: 'updateChains', ...s, chains: validateChainUpdates(f) }),
+  decommissionWorker: (f, s) => ({ op: 'decommissionWorker', ...s, workerId: f.int('workerId', 1, idMax) }),
+  replaceChainMember: (f, s) => {
+    const cmd: ReplaceChainMemberCommand = {
+      op: 'replaceChainMember',
+      ...s,
+      chainId: f.int('chainId', 1, idMax),
+      version: f.int('version', 1, Number.MAX_SAFE_INTEGER),
+      lostTargetId: f.int('lostTargetId', 1, idMax),
+      newTargetId: f.int('newTargetId', 1, idMax),
+    };
+    if (cmd.lostTargetId === cmd.newTargetId) throw invalid(`${f.where}: target ${cmd.newTargetId} cannot replace itself`);
+    return cmd;
+  },
 };
 
 /** `host:port`, port 1 to 65535 (src/address.ts); the host is not resolved here. */

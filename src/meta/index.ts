@@ -67,7 +67,7 @@ export {
   sessionsMaxDefault,
 } from './namespace-state.ts';
 export { Routing } from './routing.ts';
-export { LocalState, inChainOrder, localStates, markRestarted, nextChainMembers, sameMembers } from './chain-states.ts';
+export { LocalState, inChainOrder, localStates, markRestarted, nextChainMembers, replaceMember, replacementProblem, sameMembers } from './chain-states.ts';
 export type { ChainMember } from './chain-states.ts';
 export type {
   ChainInfo,

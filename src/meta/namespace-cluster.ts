@@ -4,8 +4,8 @@
 
 import { assert } from '../errors.ts';
 import { TargetState, targetsPerWorkerMax } from './commands.ts';
-import type { AddChainsCommand, InitClusterCommand, RegisterWorkerCommand, UpdateChainsCommand } from './commands.ts';
-import { inChainOrder, markRestarted, sameMembers, type ChainMember } from './chain-states.ts';
+import type { AddChainsCommand, DecommissionWorkerCommand, InitClusterCommand, RegisterWorkerCommand, ReplaceChainMemberCommand, UpdateChainsCommand } from './commands.ts';
+import { inChainOrder, markRestarted, replaceMember, replacementProblem, sameMembers, type ChainMember } from './chain-states.ts';
 import { FsErrorCode } from './errors.ts';
 import { fail, ok } from './namespace-state.ts';
 import type { Chain, ChainInfo, ChainTableInfo, MetaResult, MetaTables, MetaValues, RoutingInfo, TargetInfo, Worker, WorkerInfo } from './namespace-state.ts';
@@ -22,7 +22,9 @@ function workerInfo(t: MetaTables, worker: Worker): WorkerInfo {
     assert(target !== undefined, `worker ${worker.workerId} lists missing target ${id}`);
     return { ...target };
   });
-  return { workerId: worker.workerId, instance: worker.instance, address: worker.address, domain: worker.domain, targets, registeredMs: worker.registeredMs, updatedMs: worker.updatedMs };
+  const info: WorkerInfo = { workerId: worker.workerId, instance: worker.instance, address: worker.address, domain: worker.domain, targets, registeredMs: worker.registeredMs, updatedMs: worker.updatedMs };
+  if (worker.decommissionedMs !== undefined) info.decommissionedMs = worker.decommissionedMs;
+  return info;
 }
 
 /**
@@ -34,6 +36,9 @@ function workerInfo(t: MetaTables, worker: Worker): WorkerInfo {
  */
 export function registerWorker(t: MetaTables, cmd: RegisterWorkerCommand): MetaResult<MetaValues['registerWorker']> {
   const worker = t.workers.get(cmd.workerId);
+  if (worker?.decommissionedMs !== undefined) {
+    return fail(FsErrorCode.EPERM, `worker ${cmd.workerId} was decommissioned: its id is never registered again; start the machine as a new worker (a new --id, empty target directories)`);
+  }
   const known = new Set(worker?.targetIds ?? []);
   for (const spec of cmd.targets) {
     const owner = t.targets.get(spec.targetId)?.workerId;
@@ -145,6 +150,58 @@ export function updateChains(t: MetaTables, cmd: UpdateChainsCommand): MetaResul
   const changed = cmd.chains.map((update) => setMembers(t, t.chains.get(update.chainId)!, update.targets));
   t.routingVersion++;
   return ok({ chains: changed });
+}
+
+/**
+ * Marks a worker decommissioned (lost for good). Nothing else changes here: its targets leave
+ * their chains one by one as the cluster manager finds replacements (replaceChainMember), so a
+ * chain whose other members are down keeps what this worker's targets hold until then. Applying it
+ * again changes nothing.
+ */
+export function decommissionWorker(t: MetaTables, cmd: DecommissionWorkerCommand): MetaResult<MetaValues['decommissionWorker']> {
+  const worker = t.workers.get(cmd.workerId);
+  if (worker === undefined) return fail(FsErrorCode.ENOENT, `no worker ${cmd.workerId}`);
+  if (worker.decommissionedMs === undefined) {
+    worker.decommissionedMs = cmd.nowMs;
+    worker.updatedMs = cmd.nowMs;
+    t.routingVersion++;
+  }
+  return ok(workerInfo(t, worker));
+}
+
+/** Why the target cannot replace a member of `chain`, or undefined (state, owner and placement checks). */
+function newcomerProblem(t: MetaTables, chain: Chain, lostId: number, newId: number): string | undefined {
+  const target = t.targets.get(newId);
+  if (target === undefined) return `no target ${newId}`;
+  if (target.chainId !== 0) return `target ${newId} is already in chain ${target.chainId}`;
+  const worker = t.workers.get(target.workerId)!;
+  if (worker.decommissionedMs !== undefined) return `target ${newId} is on decommissioned worker ${worker.workerId}`;
+  const clash = chain.targetIds.find((id) => id !== lostId && t.targets.get(id)!.workerId === target.workerId);
+  if (clash !== undefined) return `chain ${chain.chainId} has target ${clash} on worker ${target.workerId} already`;
+  return undefined;
+}
+
+/**
+ * A free target takes a lost member's place (see ReplaceChainMemberCommand): the lost one must be
+ * on a decommissioned worker or offline, and another member must serve (replacementProblem).
+ */
+export function replaceChainMember(t: MetaTables, cmd: ReplaceChainMemberCommand): MetaResult<MetaValues['replaceChainMember']> {
+  const chain = t.chains.get(cmd.chainId);
+  if (chain === undefined) return fail(FsErrorCode.ENOENT, `no chain ${cmd.chainId}`);
+  if (chain.version !== cmd.version) return fail(FsErrorCode.EAGAIN, `chain ${cmd.chainId} is at version ${chain.version}, the replacement was chosen at ${cmd.version}`);
+  if (!chain.targetIds.includes(cmd.lostTargetId)) return fail(FsErrorCode.EINVAL, `target ${cmd.lostTargetId} is not in chain ${cmd.chainId}`);
+  const lost = t.targets.get(cmd.lostTargetId)!;
+  if (t.workers.get(lost.workerId)!.decommissionedMs === undefined && lost.state !== TargetState.Offline) {
+    return fail(FsErrorCode.EINVAL, `target ${lost.targetId} is ${lost.state} on worker ${lost.workerId}, which is in service: only an offline member or one of a decommissioned worker is replaced`);
+  }
+  const newcomer = newcomerProblem(t, chain, cmd.lostTargetId, cmd.newTargetId);
+  if (newcomer !== undefined) return fail(t.targets.has(cmd.newTargetId) ? FsErrorCode.EINVAL : FsErrorCode.ENOENT, newcomer);
+  const members = chain.targetIds.map((id) => ({ targetId: id, state: t.targets.get(id)!.state }));
+  const problem = replacementProblem(members, cmd.lostTargetId);
+  if (problem !== undefined) return fail(FsErrorCode.EINVAL, `chain ${cmd.chainId}: ${problem}`);
+  const next = setMembers(t, chain, replaceMember(members, cmd.lostTargetId, cmd.newTargetId));
+  t.routingVersion++;
+  return ok(next);
 }
 
 /** Replaces a chain's members (checked by the caller) and bumps its version; dropped ones leave it offline. */

@@ -18,8 +18,13 @@ import type { ClientRecord, Inode, InodeType, MetaResult, MetaStateOptions } fro
 import { utf8Bytes } from '../fields.ts';
 import { nameProblem } from './paths.ts';
 
-/** 2: chains with their own ids and versions, tables of chain ids (1 held tables of target lists). */
-export const snapshotFormatVersion = 2;
+/**
+ * 3: worker records carry when the worker was decommissioned (null while in service). 2: chains
+ * with their own ids and versions, tables of chain ids (1 held tables of target lists). This build
+ * writes 3 and reads 2 and 3.
+ */
+export const snapshotFormatVersion = 3;
+const snapshotFormatVersionsRead: readonly number[] = [2, 3];
 export const snapshotChunkBytesMax = 1024 * 1024;
 const snapshotMagic = 'cairn-meta';
 /** Record sizes are estimated from above; the margin leaves room for the chunk's framing. */
@@ -150,7 +155,7 @@ function* sections(t: MetaTables): Generator<[Kind, Iterable<unknown[]>]> {
   yield [Kind.PendingGc, [...t.pendingGc.values()].map((g) => [g.inodeId, layoutTuple(g.layout), g.chunks, g.sizeBytes, g.deletedMs])];
   yield [Kind.Clients, [...t.clients].map(([id, c]) => [id, c.seq, c.lastUsedMs, c.result])];
   const workers = [...t.workers.values()].sort((a, b) => a.workerId - b.workerId);
-  yield [Kind.Workers, workers.map((w) => [w.workerId, w.instance, w.address, w.domain, w.registeredMs, w.updatedMs, w.targetIds])];
+  yield [Kind.Workers, workers.map((w) => [w.workerId, w.instance, w.address, w.domain, w.registeredMs, w.updatedMs, w.targetIds, w.decommissionedMs ?? null])];
   const targets = [...t.targets.values()].sort((a, b) => a.targetId - b.targetId);
   yield [Kind.Targets, targets.map((x) => [x.targetId, x.workerId, x.path, x.capacityBytes, x.state, x.chainId])];
   const chains = [...t.chains.values()].sort((a, b) => a.chainId - b.chainId);
@@ -272,7 +277,7 @@ function clusterIdOf(v: unknown): string {
 function readHeader(body: unknown): Header {
   const h = obj(body, 'header');
   check(h.magic === snapshotMagic, `not a metadata snapshot (magic ${String(h.magic)})`);
-  check(h.formatVersion === snapshotFormatVersion, `format version ${String(h.formatVersion)}, this build reads ${snapshotFormatVersion}`);
+  check(typeof h.formatVersion === 'number' && snapshotFormatVersionsRead.includes(h.formatVersion), `format version ${String(h.formatVersion)}, this build reads ${snapshotFormatVersionsRead.join(' and ')}`);
   const o = obj(h.options, 'header options');
   const c = obj(h.counts, 'header counts');
   const counts = {} as Counts;
@@ -281,7 +286,7 @@ function readHeader(body: unknown): Header {
   }
   return {
     magic: snapshotMagic,
-    formatVersion: snapshotFormatVersion,
+    formatVersion: h.formatVersion as number,
     indexApplied: int(h.indexApplied, 'indexApplied'),
     clockMs: int(h.clockMs, 'clockMs'),
     nextInodeId: int(h.nextInodeId, 'nextInodeId', rootInodeId + 1),
@@ -437,7 +442,7 @@ class SnapshotBuilder {
   }
 
   private worker(r: unknown): void {
-    const [idRaw, instanceRaw, addressRaw, domainRaw, registeredRaw, updatedRaw, targetsRaw] = tuple(r, 7, 'worker record');
+    const [idRaw, instanceRaw, addressRaw, domainRaw, registeredRaw, updatedRaw, targetsRaw, decommissionedRaw] = tuple(r, this.header.formatVersion === 2 ? 7 : 8, 'worker record');
     const workerId = int(idRaw, 'worker id', 1, idMax);
     check(!this.t.workers.has(workerId), `worker ${workerId} is repeated`);
     check(Array.isArray(targetsRaw), `worker ${workerId} targets are not a list`);
@@ -450,6 +455,7 @@ class SnapshotBuilder {
       registeredMs: time(registeredRaw, `worker ${workerId} registered`),
       updatedMs: time(updatedRaw, `worker ${workerId} updated`),
       targetIds: targetsRaw.map((x) => int(x, `worker ${workerId} target`, 1, idMax)),
+      ...(decommissionedRaw === undefined || decommissionedRaw === null ? {} : { decommissionedMs: time(decommissionedRaw, `worker ${workerId} decommissioned`) }),
     });
   }
 

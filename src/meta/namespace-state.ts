@@ -80,6 +80,13 @@ export interface Worker {
   targetIds: number[];
   registeredMs: number;
   updatedMs: number;
+  /**
+   * When it was decommissioned (lost for good); absent while it is in service. A decommissioned
+   * worker stays in the tables so that its id is never registered again by mistake (a machine
+   * that comes back under it would claim targets whose chains moved on): it is refused, and
+   * returns as a new worker with a new id and empty targets.
+   */
+  decommissionedMs?: number;
 }
 
 export interface Target {
@@ -200,6 +207,8 @@ export interface WorkerInfo {
   targets: TargetInfo[];
   registeredMs: number;
   updatedMs: number;
+  /** Present once the worker is decommissioned. */
+  decommissionedMs?: number;
 }
 
 export type ChainInfo = Readonly<Chain>;
@@ -238,6 +247,8 @@ export interface MetaValues {
   registerWorker: WorkerInfo;
   addChains: { tableId: number; version: number };
   updateChains: { chains: ChainInfo[] };
+  decommissionWorker: WorkerInfo;
+  replaceChainMember: ChainInfo;
 }
 export type MetaValue = MetaValues[keyof MetaValues];
 

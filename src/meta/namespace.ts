@@ -7,7 +7,7 @@ import { upperBound } from '../sorted.ts';
 import { decodeCommand, pendingGcLimitMax, readdirLimitMax } from './commands.ts';
 import type { MetaCommand, MetaCommandOp, MetaQuery } from './commands.ts';
 import { FsErrorCode, MetaError } from './errors.ts';
-import { addChains, initCluster, registerWorker, routing, sortedChains, sortedChainTables, sortedTargets, sortedWorkers, updateChains } from './namespace-cluster.ts';
+import { addChains, decommissionWorker, initCluster, registerWorker, replaceChainMember, routing, sortedChains, sortedChainTables, sortedTargets, sortedWorkers, updateChains } from './namespace-cluster.ts';
 import { answerSeen, evictClients, remember } from './namespace-clients.ts';
 import { readSnapshot, sortedNamesOf, writeSnapshot } from './namespace-snapshot.ts';
 import {
@@ -58,6 +58,8 @@ const handlers: Record<MetaCommandOp, Handler> = {
   registerWorker,
   addChains,
   updateChains,
+  decommissionWorker,
+  replaceChainMember,
 };
 
 export interface ReaddirOptions {

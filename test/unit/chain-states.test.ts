@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { inChainOrder, LocalState, markRestarted, nextChainMembers, type ChainMember } from '../../src/meta/index.ts';
+import { inChainOrder, LocalState, markRestarted, nextChainMembers, replaceMember, replacementProblem, type ChainMember } from '../../src/meta/index.ts';
 import type { TargetState } from '../../src/meta/commands.ts';
 
 const S = 'serving', L = 'lastsrv', Y = 'syncing', W = 'waiting', O = 'offline';
@@ -112,4 +112,49 @@ test('a restarted worker: its serving members go offline, or lastsrv when nobody
   assert.deepEqual(run([[1, S], [2, S]], [1, 2]), [[1, L], [2, O]]);
   assert.deepEqual(run([[1, S], [2, Y], [3, W]], [2, 3]), [[1, S], [2, O], [3, O]]);
   assert.deepEqual(run([[1, L], [2, O]], [1]), [[1, L], [2, O]], 'a lastsrv stays the one to wait for');
+});
+
+const asMembers = (members: [number, TargetState][]): ChainMember[] => members.map(([targetId, state]) => ({ targetId, state }));
+
+test('a replacement enters syncing at the end of the serving members, or waiting while another syncs', () => {
+  const run = (members: [number, TargetState][], lost: number, added: number) => replaceMember(asMembers(members), lost, added).map((m) => [m.targetId, m.state]);
+  assert.deepEqual(run([[1, S], [2, S], [3, O]], 3, 9), [[1, S], [2, S], [9, Y]]);
+  assert.deepEqual(run([[1, S], [2, S], [3, S]], 2, 9), [[1, S], [3, S], [9, Y]], 'a lost member that still serves leaves too');
+  assert.deepEqual(run([[1, S], [2, O], [3, O]], 3, 9), [[1, S], [9, Y], [2, O]], 'before the offline ones');
+  assert.deepEqual(run([[1, S], [2, Y], [3, O]], 3, 9), [[1, S], [2, Y], [9, W]], 'one syncing at a time');
+  assert.deepEqual(run([[1, S], [2, Y], [3, O]], 2, 9), [[1, S], [9, Y], [3, O]], 'the lost one was the syncing one');
+});
+
+test('a member may leave only while another one serves', () => {
+  const problem = (members: [number, TargetState][], lost: number) => replacementProblem(asMembers(members), lost);
+  assert.equal(problem([[1, S], [2, O]], 2), undefined);
+  assert.equal(problem([[1, S], [2, S]], 1), undefined);
+  assert.match(problem([[1, S], [2, O]], 1)!, /only up-to-date replica \(serving\)/);
+  assert.match(problem([[1, L], [2, W]], 1)!, /only up-to-date replica \(lastsrv\)/);
+  assert.match(problem([[1, L], [2, W]], 2)!, /no other member serves/);
+  assert.match(problem([[1, S]], 7)!, /not a member/);
+  assert.throws(() => replaceMember(asMembers([[1, S], [2, O]]), 1, 9), /invariant violated/);
+  assert.throws(() => replaceMember(asMembers([[1, S], [2, O]]), 2, 1), /already/);
+});
+
+test('property: a replacement keeps chain order and one syncing member, and the state rule goes on from it', () => {
+  fc.assert(
+    fc.property(chainArb, fc.nat(), (chain, pick) => {
+      const lost = chain[pick % chain.length].targetId;
+      if (replacementProblem(chain, lost) !== undefined) {
+        assert.ok(!chain.some((m) => m.targetId !== lost && m.state === S), 'refused only when no other member serves');
+        return;
+      }
+      const out = replaceMember(chain, lost, 99);
+      assert.deepEqual(out.map((m) => m.targetId).sort(), [...chain.map((m) => m.targetId).filter((id) => id !== lost), 99].sort());
+      assert.ok(inChainOrder(out));
+      assert.ok(out.filter((m) => m.state === Y).length <= 1);
+      assert.ok(out.some((m) => m.state === S), 'a serving member stays');
+      assert.ok([Y, W].includes(out.find((m) => m.targetId === 99)!.state), 'the newcomer never serves before it synced');
+      const report = new Map(chain.map((m) => [m.targetId, m.report]));
+      const next = nextChainMembers(out, (id) => (id === 99 ? on : report.get(id)!));
+      assert.ok(inChainOrder(next) && next.filter((m) => m.state === Y).length <= 1);
+    }),
+    { numRuns: 2000 },
+  );
 });

@@ -58,6 +58,8 @@ const valid: MetaCommand[] = [
   { op: 'registerWorker', ...stamp, workerId: 2, instance: 'i1', address: 'h:1', domain: '', targets: [] },
   { op: 'addChains', ...stamp, tableId: 1, chains: [{ chainId: 1, targetIds: [1, 2, 3] }, { chainId: 2, targetIds: [4, 5, 6] }] },
   { op: 'updateChains', ...stamp, chains: [{ chainId: 1, version: 3, targets: [{ targetId: 2, state: 'serving' }, { targetId: 1, state: 'lastsrv' }] }] },
+  { op: 'decommissionWorker', ...stamp, workerId: 2 },
+  { op: 'replaceChainMember', ...stamp, chainId: 1, version: 4, lostTargetId: 2001, newTargetId: 4002 },
 ];
 
 test('every valid command passes validation unchanged and round-trips through msgpack', () => {
@@ -190,6 +192,24 @@ test('cluster commands: ids, addresses, states and chains are checked', () => {
   refused(upd([]), 'EINVAL', /'targets' is empty/);
   refused(upd([{ targetId: 1, state: 'serving' }, { targetId: 1, state: 'offline' }]), 'EINVAL', /listed twice/);
   refused(upd([{ targetId: 1, state: 'serving' }], 0), 'EINVAL', /'version' = 0/);
+});
+
+test('decommissionWorker and replaceChainMember: ids checked, nothing else accepted', () => {
+  const dec = (extra: object) => ({ op: 'decommissionWorker', ...stamp, workerId: 3, ...extra });
+  refused(dec({ workerId: 0 }), 'EINVAL', /'workerId' = 0/);
+  refused(dec({ workerId: 2 ** 32 }), 'EINVAL', /'workerId'/);
+  refused(dec({ workerId: '3' }), 'EINVAL', /'workerId'/);
+  refused(dec({ force: true }), 'EINVAL', /unknown field 'force'/);
+  refused({ op: 'decommissionWorker', ...stamp }, 'EINVAL', /missing field 'workerId'/);
+  const rep = (extra: object) => ({ op: 'replaceChainMember', ...stamp, chainId: 1, version: 2, lostTargetId: 11, newTargetId: 41, ...extra });
+  assert.deepEqual(validateCommand(rep({})), rep({}));
+  refused(rep({ chainId: 0 }), 'EINVAL', /'chainId' = 0/);
+  refused(rep({ version: 0 }), 'EINVAL', /'version' = 0/);
+  refused(rep({ lostTargetId: -1 }), 'EINVAL', /'lostTargetId' = -1/);
+  refused(rep({ newTargetId: 1.5 }), 'EINVAL', /'newTargetId'/);
+  refused(rep({ newTargetId: 11 }), 'EINVAL', /target 11 cannot replace itself/);
+  refused(rep({ state: 'syncing' }), 'EINVAL', /unknown field 'state'/);
+  refused({ op: 'replaceChainMember', ...stamp, chainId: 1, version: 2, lostTargetId: 11 }, 'EINVAL', /missing field 'newTargetId'/);
 });
 
 test('decodeCommand refuses garbage, trailing bytes, oversized entries and invalid content with EINVAL', () => {

@@ -170,10 +170,27 @@ test('damaged streams are refused: flipped bytes, lost, repeated, reordered or e
 
 test('a header from another format version, or no header at all, is refused', () => {
   const chunks = [...new MetaState().snapshot()];
-  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 3 }))), /format version 3, this build reads 2/);
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 4 }))), /format version 4, this build reads 2 and 3/);
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 1 }))), /format version 1/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), magic: 'other' }))), /not a metadata snapshot/);
   assert.match(corruptCode(chunks.slice(1)), /chunk 0 is numbered 1/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), counts: { ...(h as { counts: object }).counts, inodes: 2 } }))), /the header counts 2 inodes, the chunks hold 1/);
+});
+
+test('decommissioned workers: kept through a snapshot; a format 2 snapshot (before them) still reads', () => {
+  const log = populated(6);
+  log.ok({ op: 'decommissionWorker', workerId: 2 });
+  const chunks = [...log.state.snapshot()];
+  const copy = MetaState.restore(chunks);
+  assert.equal(copy.stateHash(), log.state.stateHash());
+  assert.deepEqual(copy.workers().map((w) => [w.workerId, w.decommissionedMs]), [[1, undefined], [2, log.nowMs]]);
+  const workersAt = chunks.findIndex((c) => kindOf(c) === 6);
+  // Format 2 had 7-tuples for workers and no decommissioning.
+  const v2 = rewriteChunk(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 2 })), workersAt, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 7)));
+  assert.deepEqual(MetaState.restore(v2).workers().map((w) => w.decommissionedMs), [undefined, undefined]);
+  assert.match(corruptCode(rewriteChunk(chunks, workersAt, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 7)))), /worker record is not a 8-tuple/);
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 2 }))), /worker record is not a 7-tuple/);
+  assert.match(corruptCode(rewriteChunk(chunks, workersAt, (rs) => (rs as unknown[][]).map((r) => [...r.slice(0, 7), 'soon']))), /worker 1 decommissioned is not an integer/);
 });
 
 test('structural damage with valid checksums is refused: link counts, dangling dentries, cycles, sessions', () => {
@@ -249,6 +266,8 @@ const bodyArb: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
     [{ chainId: 2, version: 2, targets: [{ targetId: 2, state: 'serving' }, { targetId: 1, state: 'syncing' }] }],
     [{ chainId: 3, version: 1, targets: [{ targetId: 3, state: 'lastsrv' }] }],
   ) })),
+  w(1, fc.record({ op: fc.constant('decommissionWorker'), workerId: fc.integer({ min: 1, max: 3 }) })),
+  w(1, fc.record({ op: fc.constant('replaceChainMember'), chainId: fc.integer({ min: 1, max: 4 }), version: fc.integer({ min: 1, max: 3 }), lostTargetId: fc.integer({ min: 1, max: 3 }), newTargetId: fc.integer({ min: 1, max: 3 }) })),
   w(1, fc.record({ op: fc.constant('noop') })),
 );
 /** A command from one of three clients, sometimes a retry of that client's last seq, with time jumps. */

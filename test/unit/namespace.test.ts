@@ -458,6 +458,96 @@ test('a worker that registers with a new instance (it restarted) stops serving i
   fs.checkInvariants();
 });
 
+/** Workers 1-4 (two targets each, w×10+k), chain 1 of 11, 21, 31 and chain 2 of 12, 22, 32 serving; 41, 42 free. */
+function fourWorkers(): Fs {
+  const fs = new Fs();
+  for (const w of [1, 2, 3, 4]) {
+    fs.ok({ op: 'registerWorker', workerId: w, instance: 'i1', address: `h${w}:1`, domain: '', targets: [1, 2].map((k) => ({ targetId: w * 10 + k, path: `/d${k}`, capacityBytes: 100 })) });
+  }
+  fs.ok({ op: 'addChains', tableId: 1, chains: [{ chainId: 1, targetIds: [11, 21, 31] }, { chainId: 2, targetIds: [12, 22, 32] }] });
+  return fs;
+}
+
+type State = 'serving' | 'syncing' | 'waiting' | 'offline' | 'lastsrv';
+const members = (fs: Fs, chainId: number): string => {
+  const states = new Map(fs.state.targets().map((t) => [t.targetId, t.state]));
+  return fs.state.chains().find((c) => c.chainId === chainId)!.targetIds.map((id) => `${id}:${states.get(id)}`).join(' ');
+};
+const setStates = (fs: Fs, chainId: number, targets: [number, State][]): void => {
+  const version = fs.state.chains().find((c) => c.chainId === chainId)!.version;
+  fs.ok({ op: 'updateChains', chains: [{ chainId, version, targets: targets.map(([targetId, state]) => ({ targetId, state })) }] });
+};
+
+test('decommissionWorker marks a worker for good: kept in the tables, refused at registration, applied once', () => {
+  const fs = fourWorkers();
+  fs.fails({ op: 'decommissionWorker', workerId: 9 }, 'ENOENT');
+  const before = fs.state.routing().routingVersion;
+  const w2 = fs.ok({ op: 'decommissionWorker', workerId: 2 });
+  assert.equal(w2.decommissionedMs, fs.nowMs);
+  assert.ok(fs.state.routing().routingVersion > before);
+  // Its members stay where they are until the manager replaces them.
+  assert.equal(members(fs, 1), '11:serving 21:serving 31:serving');
+  const stamp = fs.nowMs;
+  assert.equal(fs.ok({ op: 'decommissionWorker', workerId: 2 }).decommissionedMs, stamp, 'again: nothing changes');
+  fs.fails({ op: 'registerWorker', workerId: 2, instance: 'i2', address: 'h2:1', domain: '', targets: [] }, 'EPERM');
+  fs.fails({ op: 'registerWorker', workerId: 2, instance: 'i1', address: 'h2:1', domain: '', targets: [] }, 'EPERM');
+  assert.deepEqual(fs.state.workers().map((w) => [w.workerId, w.decommissionedMs]), [[1, undefined], [2, stamp], [3, undefined], [4, undefined]]);
+  // It survives a snapshot.
+  assert.equal(MetaState.restore(fs.state.snapshot()).workers()[1].decommissionedMs, stamp);
+  fs.checkInvariants();
+});
+
+test('replaceChainMember: a free target enters syncing in a lost member\'s place; the chain keeps its id, its version goes up', () => {
+  const fs = fourWorkers();
+  fs.ok({ op: 'decommissionWorker', workerId: 2 });
+  setStates(fs, 1, [[11, 'serving'], [31, 'serving'], [21, 'offline']]);
+  const v = fs.state.chains()[0].version;
+  const replace = (extra: object = {}) => ({ op: 'replaceChainMember' as const, chainId: 1, version: v, lostTargetId: 21, newTargetId: 41, ...extra });
+  fs.fails(replace({ chainId: 9 }), 'ENOENT');
+  fs.fails(replace({ version: v - 1 }), 'EAGAIN');
+  fs.fails(replace({ lostTargetId: 12 }), 'EINVAL'); // not in chain 1
+  fs.fails(replace({ newTargetId: 99 }), 'ENOENT');
+  fs.fails(replace({ newTargetId: 22 }), 'EINVAL'); // in chain 2
+  fs.fails(replace({ newTargetId: 13 + 0 }), 'ENOENT'); // worker 1 has no target 13
+  fs.ok({ op: 'registerWorker', workerId: 1, instance: 'i1', address: 'h1:1', domain: '', targets: [{ targetId: 13, path: '/d3', capacityBytes: 100 }] });
+  fs.fails(replace({ newTargetId: 13 }), 'EINVAL'); // worker 1 holds 11 in the chain
+  fs.fails(replace({ lostTargetId: 11 }), 'EINVAL'); // 11 serves on a worker in service
+  const chain = fs.ok(replace());
+  assert.deepEqual([chain.chainId, chain.version, chain.targetIds], [1, v + 1, [11, 31, 41]]);
+  assert.equal(members(fs, 1), '11:serving 31:serving 41:syncing');
+  const lost = fs.state.targets().find((t) => t.targetId === 21)!;
+  assert.deepEqual([lost.chainId, lost.state], [0, 'offline']);
+  assert.equal(fs.state.chainTables()[0].version, 1, 'the table does not change: no chunk moves');
+  fs.checkInvariants();
+});
+
+test('replaceChainMember keeps the rules: one syncing at a time, never the only serving copy, no decommissioned newcomer', () => {
+  const fs = fourWorkers();
+  fs.ok({ op: 'decommissionWorker', workerId: 2 });
+  // Another member syncs already: the newcomer waits.
+  setStates(fs, 1, [[11, 'serving'], [31, 'syncing'], [21, 'offline']]);
+  fs.ok({ op: 'replaceChainMember', chainId: 1, version: fs.state.chains()[0].version, lostTargetId: 21, newTargetId: 41 });
+  assert.equal(members(fs, 1), '11:serving 31:syncing 41:waiting');
+  // A decommissioned worker's member that serves alone (the others down) cannot go: its data would.
+  setStates(fs, 2, [[22, 'serving'], [12, 'offline'], [32, 'offline']]);
+  const v2 = fs.state.chains()[1].version;
+  fs.fails({ op: 'replaceChainMember', chainId: 2, version: v2, lostTargetId: 22, newTargetId: 42 }, 'EINVAL');
+  setStates(fs, 2, [[22, 'lastsrv'], [12, 'offline'], [32, 'offline']]);
+  fs.fails({ op: 'replaceChainMember', chainId: 2, version: v2 + 1, lostTargetId: 22, newTargetId: 42 }, 'EINVAL');
+  // An offline member of a worker in service may be replaced (the --replace-after-ms path), once another serves.
+  setStates(fs, 2, [[32, 'serving'], [22, 'serving'], [12, 'offline']]);
+  fs.ok({ op: 'replaceChainMember', chainId: 2, version: v2 + 2, lostTargetId: 12, newTargetId: 42 });
+  assert.equal(members(fs, 2), '32:serving 22:serving 42:syncing');
+  // A decommissioned worker's free target never joins a chain.
+  fs.ok({ op: 'decommissionWorker', workerId: 4 });
+  fs.ok({ op: 'registerWorker', workerId: 5, instance: 'i1', address: 'h5:1', domain: '', targets: [{ targetId: 51, path: '/d', capacityBytes: 1 }] });
+  const v3 = fs.state.chains()[1].version;
+  fs.fails({ op: 'replaceChainMember', chainId: 2, version: v3, lostTargetId: 42, newTargetId: 21 }, 'EINVAL'); // 21: worker 2 is decommissioned
+  fs.ok({ op: 'replaceChainMember', chainId: 2, version: v3, lostTargetId: 22, newTargetId: 51 });
+  assert.equal(members(fs, 2), '32:serving 42:syncing 51:waiting');
+  fs.checkInvariants();
+});
+
 test('the cluster is named once', () => {
   const fs = new Fs();
   assert.equal(fs.state.routing().clusterId, '');
