@@ -1,7 +1,9 @@
 // The leading master as cluster manager (3FS's mgmtd): it takes workers' registrations and
 // heartbeats, decides target states every heartbeat interval (src/meta/chain-states.ts) and journals
 // what changed, and builds chains from targets that are in none (src/placement/). Heartbeats stay
-// in the leader's memory; only decisions go through the journal.
+// in the leader's memory; only decisions go through the journal. Chains that lost a member for good
+// (its worker decommissioned, or offline past replaceAfterMs) get a free target in its place
+// (replacements.ts).
 //
 // Timing (docs/data-path.md): heartbeats every heartbeatMs; a worker not heard from for
 // offlineTimeoutMs is offline. A new leader knows nothing of the heartbeats its predecessor saw,
@@ -14,14 +16,16 @@ import { collectChunks } from './chunk-gc.ts';
 import type { Journal } from '../journal/index.ts';
 import { validateCommand, type ChainUpdate, type MetaCommand } from '../meta/commands.ts';
 import { LocalState, nextChainMembers, sameMembers } from '../meta/chain-states.ts';
-import { MetaError } from '../meta/errors.ts';
-import { defaultChainTableId, type MetaResult, type RoutingInfo } from '../meta/namespace-state.ts';
+import { TargetState } from '../meta/commands.ts';
+import { MetaError, MetaErrorCode } from '../meta/errors.ts';
+import { defaultChainTableId, type MetaResult, type RoutingInfo, type TargetInfo, type WorkerInfo } from '../meta/namespace-state.ts';
 import type { MetaState } from '../meta/namespace.ts';
 import { encodeCommandEntry } from '../meta/state-machine.ts';
 import { extendChains, type PlacementTarget } from '../placement/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
-import { validateHeartbeat, type ScrubReport, type TargetReport, type WorkerHealth } from '../worker/protocol.ts';
+import { validateDecommissionRequest, validateHeartbeat, type ScrubReport, type TargetReport, type WorkerHealth } from '../worker/protocol.ts';
 import { WorkerError, WorkerErrorCode } from '../worker/errors.ts';
+import { decommissionImpact, planReplacements, type DecommissionImpact, type StuckChain } from './replacements.ts';
 
 export interface ClusterTiming {
   heartbeatMs: number;
@@ -44,6 +48,11 @@ export interface ClusterManagerOptions {
   timing: ClusterTiming;
   /** Connections to workers, for garbage collection; none: chunks of deleted files are not collected. */
   connect?: (address: string) => Connection;
+  /**
+   * A chain member offline this long (as this leader saw it) is replaced by a free target, as one
+   * of a decommissioned worker is; undefined (the default): only decommissioned workers' are.
+   */
+  replaceAfterMs?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
 }
 
@@ -56,6 +65,17 @@ export interface RegisterReply {
 export interface HeartbeatReply {
   /** Present when the worker's routing version is not the current one. */
   routing?: RoutingInfo;
+}
+
+export interface DecommissionReply {
+  worker: WorkerInfo;
+  impact: DecommissionImpact;
+}
+
+/** cluster.replacements: the chains waiting for a replacement member, as of the leader's last round. */
+export interface ReplacementsReply {
+  stuck: StuckChain[];
+  replaceAfterMs: number | null;
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -85,6 +105,10 @@ export class ClusterManager {
   private freeTargets = { key: '', sinceMs: 0 };
   private lastPlacementNote = '';
   private readonly workerConns = new Map<string, Connection>();
+  /** Since when this leader has seen each chain member dead (for replaceAfterMs). */
+  private readonly deadSinceMs = new Map<number, number>();
+  private stuck: StuckChain[] = [];
+  private lastStuckNote = '';
 
   constructor(opts: ClusterManagerOptions) {
     this.opts = opts;
@@ -108,6 +132,9 @@ export class ClusterManager {
     this.requireLeader();
     const cmd = validateCommand({ ...(body as object), op: 'registerWorker', clientId: 'unstamped', seq: 1, nowMs: 0 });
     if (cmd.op !== 'registerWorker') throw new CairnError(ErrorCode.InvalidArgument, 'not a registration');
+    if (this.opts.state().workers().find((w) => w.workerId === cmd.workerId)?.decommissionedMs !== undefined) {
+      throw new WorkerError(WorkerErrorCode.WorkerDecommissioned, `worker ${cmd.workerId} was decommissioned and never registers again: start this machine as a new worker, with a new --id and empty target directories`);
+    }
     const now = this.opts.clock.now();
     const other = this.seen.get(cmd.workerId);
     if (other !== undefined && other.instance !== cmd.instance && now - other.atMs < this.opts.timing.offlineTimeoutMs) {
@@ -151,11 +178,46 @@ export class ClusterManager {
       }));
   }
 
+  /**
+   * admin.worker.decommission: marks a worker lost for good; its members are then replaced, round
+   * by round. Refused (CAIRN_DECOMMISSION_UNSAFE) when a chain would keep no serving replica on a
+   * worker in service, unless forced: that chain's only up-to-date copy is on this worker.
+   */
+  async decommission(body: unknown): Promise<DecommissionReply> {
+    this.requireLeader();
+    const req = validateDecommissionRequest(body);
+    const state = this.opts.state();
+    const workers = state.workers();
+    if (!workers.some((w) => w.workerId === req.workerId)) {
+      throw new MetaError(MetaErrorCode.ENOENT, `no worker ${req.workerId}; the workers are ${workers.map((w) => w.workerId).join(', ') || 'none'}`);
+    }
+    const impact = decommissionImpact(req.workerId, workers, state.targets(), state.chains());
+    if (impact.unsafeChainIds.length > 0 && !req.force) {
+      throw new WorkerError(
+        WorkerErrorCode.DecommissionUnsafe,
+        `worker ${req.workerId} holds the only up-to-date replica of chain(s) ${impact.unsafeChainIds.join(', ')}: decommissioning it gives their data up. Bring another member of those chains back first, or force it`,
+        { chainIds: impact.unsafeChainIds },
+      );
+    }
+    await this.propose({ op: 'decommissionWorker', workerId: req.workerId });
+    this.opts.log?.('warn', 'worker decommissioned', { worker: req.workerId, chains: impact.chains.map((c) => c.chainId), forced: impact.unsafeChainIds.length > 0 });
+    const worker = this.opts.state().workers().find((w) => w.workerId === req.workerId)!;
+    return { worker, impact };
+  }
+
+  /** cluster.replacements: chains that wait for a replacement member, and why. */
+  replacements(): ReplacementsReply {
+    this.requireLeader();
+    return { stuck: this.stuck, replaceAfterMs: this.opts.replaceAfterMs ?? null };
+  }
+
   /** One decision round; exported for tests, which drive it with a hand-moved clock. */
   async round(): Promise<void> {
     if (!this.opts.journal.isLeader()) {
       this.leading = undefined;
       this.seen.clear();
+      this.deadSinceMs.clear();
+      this.stuck = [];
       return;
     }
     const term = this.opts.journal.status().term;
@@ -168,6 +230,7 @@ export class ClusterManager {
       // A new leader has not seen a full timeout of heartbeats: silence proves nothing yet.
       if (now - this.leading.sinceMs < this.opts.timing.offlineTimeoutMs) return;
       await this.updateStates(now);
+      await this.replaceLost(now);
       await this.makeChains(now);
       await this.collectGarbage();
     } finally {
@@ -210,11 +273,49 @@ export class ClusterManager {
     await this.propose({ op: 'updateChains', chains: updates }, true);
   }
 
+  /**
+   * Puts free targets into chains in place of lost members (replacements.ts), one journaled
+   * command per chain; logs the chains that must wait, and why, when that changes.
+   */
+  private async replaceLost(now: number): Promise<void> {
+    const state = this.opts.state();
+    const targets = state.targets();
+    this.trackDead(targets, now);
+    const replaceAfterMs = this.opts.replaceAfterMs;
+    const plan = planReplacements({
+      workers: state.workers(),
+      targets,
+      chains: state.chains(),
+      alive: (t) => this.alive(t.targetId, t.workerId, now),
+      offlineTooLong: (t) => replaceAfterMs !== undefined && now - (this.deadSinceMs.get(t.targetId) ?? now) >= replaceAfterMs,
+      usedBytes: (t) => this.report(t.targetId, t.workerId, now)?.usedBytes ?? 0,
+    });
+    this.stuck = plan.stuck;
+    const note = plan.stuck.map((s) => `chain ${s.chainId} (lost target ${s.lostTargetId} of worker ${s.lostWorkerId}, ${s.reason}): ${s.why}`).join('; ');
+    if (note !== this.lastStuckNote && note !== '') this.opts.log?.('warn', `chains stay degraded: ${note}`, { chains: plan.stuck.map((s) => s.chainId) });
+    this.lastStuckNote = note;
+    for (const r of plan.replacements) {
+      this.opts.log?.('info', 'chain member replaced', { chain: r.chainId, version: r.version, lost: r.lostTargetId, reason: r.reason, replacement: r.newTargetId, distinctDomain: r.distinctDomain });
+      // EAGAIN: the chain moved on since this round read it; the next round chooses again.
+      await this.propose({ op: 'replaceChainMember', chainId: r.chainId, version: r.version, lostTargetId: r.lostTargetId, newTargetId: r.newTargetId }, true);
+    }
+  }
+
+  /** Remembers since when each chain member has been dead; a live one is forgotten. */
+  private trackDead(targets: readonly TargetInfo[], now: number): void {
+    if (this.opts.replaceAfterMs === undefined) return;
+    for (const t of targets) {
+      const dead = t.chainId !== 0 && t.state === TargetState.Offline && !this.alive(t.targetId, t.workerId, now);
+      if (!dead) this.deadSinceMs.delete(t.targetId);
+      else if (!this.deadSinceMs.has(t.targetId)) this.deadSinceMs.set(t.targetId, now);
+    }
+  }
+
   /** Chains from live targets in none, once that set has stayed the same for a couple of heartbeats. */
   private async makeChains(now: number): Promise<void> {
     const state = this.opts.state();
     const workers = new Map(state.workers().map((w) => [w.workerId, w]));
-    const live = state.targets().filter((t) => this.alive(t.targetId, t.workerId, now));
+    const live = state.targets().filter((t) => this.alive(t.targetId, t.workerId, now) && workers.get(t.workerId)?.decommissionedMs === undefined);
     const free = live.filter((t) => t.chainId === 0);
     const key = free.map((t) => t.targetId).join(',');
     if (key !== this.freeTargets.key) this.freeTargets = { key, sinceMs: now };

@@ -50,6 +50,8 @@ export interface MasterOptions {
   replication?: number;
   /** Heartbeat interval and offline timeout of workers (defaults 1 s and 5 s). */
   timing?: ClusterTiming;
+  /** Replace a chain member offline this long, as one of a decommissioned worker (off when absent). */
+  replaceAfterMs?: number;
   /** The journal's backend: the embedded Raft journal when absent, else ZooKeeper at this ensemble. */
   zookeeper?: { connect: string; clusterId: string; sessionTimeoutMs?: number; bucketEntries?: number };
   log: Logger;
@@ -127,6 +129,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
       clock: systemClock,
       replication: opts.replication ?? replicationDefault,
       timing: opts.timing ?? clusterTimingDefault,
+      ...(opts.replaceAfterMs === undefined ? {} : { replaceAfterMs: opts.replaceAfterMs }),
       connect: (address) => new RpcClient(address, { secret: opts.secret, frameBytesMax: workerFrameBytesMax }),
       log: logCallback(opts.log),
     });
@@ -148,17 +151,19 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
 }
 
 /** Commands only the cluster manager proposes: a client sending one through meta.mutate is refused. */
-const managerOps: ReadonlySet<string> = new Set(['registerWorker', 'addChains', 'updateChains', 'initCluster']);
+const managerOps: ReadonlySet<string> = new Set(['registerWorker', 'addChains', 'updateChains', 'initCluster', 'decommissionWorker', 'replaceChainMember']);
 
 function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMachine, manager: ClusterManager): void {
   server.handle('meta.mutate', async (body) => {
     const cmd = validateCommand({ ...(body as object), nowMs: Date.now() });
-    if (managerOps.has(cmd.op)) throw new CairnError(ErrorCode.InvalidArgument, `${cmd.op} is the cluster manager's; workers register with ${MasterWorkerMethod.register}`);
+    if (managerOps.has(cmd.op)) throw new CairnError(ErrorCode.InvalidArgument, `${cmd.op} is the cluster manager's; workers register with ${MasterWorkerMethod.register}, operators decommission with ${MasterWorkerMethod.decommission}`);
     return unwrap((await journal.propose(encodeCommandEntry(cmd))) as MetaResult<unknown>);
   });
   server.handle(MasterWorkerMethod.register, (body) => manager.register(body));
   server.handle(MasterWorkerMethod.heartbeat, async (body) => manager.heartbeat(body));
   server.handle(MasterWorkerMethod.health, async () => manager.health());
+  server.handle(MasterWorkerMethod.decommission, (body) => manager.decommission(body));
+  server.handle(MasterWorkerMethod.replacements, async () => manager.replacements());
   server.handle(MasterWorkerMethod.routing, async () => {
     await journal.readBarrier();
     return sm.state.routing();

@@ -31,6 +31,13 @@ export const WorkerErrorCode = {
   WorkerDuplicate: 'CAIRN_WORKER_DUPLICATE',
   /** The masters do not know this worker process (a new leader, or another instance registered since): register again. */
   WorkerNotRegistered: 'CAIRN_WORKER_NOT_REGISTERED',
+  /** This worker id was decommissioned and never registers again: start the machine as a new worker (new --id, empty targets). */
+  WorkerDecommissioned: 'CAIRN_WORKER_DECOMMISSIONED',
+  /**
+   * Decommissioning the worker would leave a chain with no serving replica on a worker in service
+   * (it holds the only up-to-date copy): refused unless forced. Bring another member back first.
+   */
+  DecommissionUnsafe: 'CAIRN_DECOMMISSION_UNSAFE',
   /**
    * The target's disk failed an fsync: what it wrote since the last good one is in an unknown state,
    * so the target takes no more writes (an fsync is never retried) until the worker restarts and

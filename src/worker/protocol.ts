@@ -27,7 +27,24 @@ export const MasterWorkerMethod = {
   routing: 'cluster.routing',
   /** What the leader heard in workers' last heartbeats: corrupt chunks, scrub counts (`admin report`). */
   health: 'cluster.health',
+  /** `admin worker decommission`: the leader marks a worker lost for good (DecommissionRequest). */
+  decommission: 'admin.worker.decommission',
+  /** Chains the leader cannot give a replacement for a lost member yet, and why (`admin report`). */
+  replacements: 'cluster.replacements',
 } as const;
+
+export interface DecommissionRequest {
+  workerId: number;
+  /** Decommission even when a chain keeps no serving replica on a worker in service. */
+  force: boolean;
+}
+
+export function validateDecommissionRequest(x: unknown): DecommissionRequest {
+  const f = new Fields(x, 'decommission', workerFieldErrors);
+  const req = { workerId: f.int('workerId', 1, idMax), force: f.bool('force', false) };
+  f.done();
+  return req;
+}
 
 /** One worker in the leader's memory of heartbeats. */
 export interface WorkerHealth {
