@@ -3,6 +3,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ResyncProgress, ResyncTotals } from './resync.ts';
 import type { ScrubOptions, ScrubStats } from './scrubber.ts';
 import { formatAddress, parseAddress } from '../address.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
@@ -28,6 +29,8 @@ export interface WorkerProcessOptions {
   syncPageChunks?: number;
   /** The scrubber's rate (bytes/s; 0 turns it off) and pause between passes. */
   scrub?: Partial<ScrubOptions>;
+  /** What the worker's resyncs send together, at most, in bytes/s (default 64 MiB/s). */
+  resyncBytesPerSec?: number;
   log: Logger;
 }
 
@@ -75,6 +78,7 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
       log: logCallback(opts.log),
       ...(opts.syncPageChunks === undefined ? {} : { syncPageChunks: opts.syncPageChunks }),
       ...(opts.scrub === undefined ? {} : { scrub: opts.scrub }),
+      ...(opts.resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec: opts.resyncBytesPerSec }),
     });
     if (opts.http !== undefined) http = await startWorkerHttp(opts.http, worker);
     const httpAddress = http?.address;
@@ -131,9 +135,53 @@ async function startWorkerHttp(listen: string, worker: StorageWorker): Promise<H
       },
     });
   }
+  resyncMetrics(registry, worker);
   return startOpsHttp(at.host, at.port, registry, () => {
     const corrupt = new Map(worker.corruption().map((c) => [c.targetId, c.now]));
     const targets = worker.localTargets().map((t) => ({ ...t, chunksCorrupt: corrupt.get(t.targetId) ?? 0 }));
     return { ok: worker.serving(), serving: worker.serving(), routingVersion: worker.routing?.version ?? 0, targets };
   });
+}
+
+/** The resyncs this worker sends: each run's progress as gauges (by chain and target filled), and totals. */
+function resyncMetrics(registry: Registry, worker: StorageWorker): void {
+  const gauges: [keyof ResyncProgress, string, string][] = [
+    ['chunksListed', 'chunks_listed', 'chunks this worker holds for the chain, listed when the resync started'],
+    ['chunksDone', 'chunks_done', 'chunks the resync has gone through (sent, or found the same on the target)'],
+    ['chunksSent', 'chunks_sent', 'chunks the resync has sent'],
+    ['bytesListed', 'bytes_listed', 'bytes of the chunks listed when the resync started'],
+    ['bytesSent', 'bytes_sent', 'bytes the resync has sent'],
+  ];
+  new Gauge({ name: 'cairn_worker_resync_running', help: 'resyncs this worker is sending now', registers: [registry], collect() { this.set(worker.resync.progress().length); } });
+  for (const [key, name, help] of gauges) {
+    new Gauge({
+      name: `cairn_worker_resync_progress_${name}`,
+      help: `${help}, by resync in progress (chain, target being filled)`,
+      labelNames: ['chain', 'target'],
+      registers: [registry],
+      collect() {
+        // Finished runs drop out: only the ones in progress are shown.
+        this.reset();
+        for (const p of worker.resync.progress()) this.set({ chain: String(p.chainId), target: String(p.targetId) }, p[key]);
+      },
+    });
+  }
+  const totals: [keyof ResyncTotals, string, string][] = [
+    ['runsStarted', 'runs_started', 'resyncs started (retries included)'],
+    ['runsDone', 'runs_done', 'resyncs finished'],
+    ['chunksSent', 'chunks_sent', 'chunks resyncs sent'],
+    ['bytesSent', 'bytes_sent', 'bytes resyncs sent'],
+    ['chunksRemoved', 'chunks_removed', 'chunks resyncs removed from their targets (only the target held them)'],
+  ];
+  for (const [key, name, help] of totals) {
+    new Counter({
+      name: `cairn_worker_resync_${name}_total`,
+      help: `${help}, since the worker started`,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(worker.resync.totals[key]);
+      },
+    });
+  }
 }

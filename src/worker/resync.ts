@@ -3,7 +3,9 @@
 // a whole-chunk replace, removes the ones only the target holds, and then tells it it is done; the
 // target reports up-to-date and the cluster manager makes it serving. New writes reach the
 // target meanwhile (forwarded whole), and each chunk is sent under the chain's per-chunk lock, so a
-// write and the resync of one chunk never cross.
+// write and the resync of one chunk never cross. What a worker's resyncs send together is bounded
+// by a byte rate (so filling a new member does not starve clients), and each run's progress is
+// kept for /metrics and logged now and then.
 
 import { crc32c } from '@node-rs/crc32';
 import { TargetState } from '../meta/commands.ts';
@@ -13,12 +15,47 @@ import { chunkKey } from './chunk-file.ts';
 import { chunkLockKey, compareChunks, type ChainReplica, type ReplicaHost } from './replication.ts';
 import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
 import { WorkerErrorCode } from './errors.ts';
+import { Pacer } from './pacer.ts';
 import { removeChunksMax, WorkerMethod, type ChunkRef, type SyncEntry, type SyncListReply, type WriteRequest } from './protocol.ts';
 
 export interface ResyncStats {
   sent: number;
   removed: number;
   same: number;
+}
+
+export interface ResyncOptions {
+  /** Bytes per second all of this worker's resyncs send together, at most. */
+  rateBytesPerSec: number;
+  /** How often a run logs its progress. */
+  progressLogMs: number;
+}
+
+export const resyncDefaults: ResyncOptions = { rateBytesPerSec: 64 * 2 ** 20, progressLogMs: 10_000 };
+
+/** One resync in progress: what this worker (the source) has gone through of the chunks it listed. */
+export interface ResyncProgress {
+  chainId: number;
+  chainVersion: number;
+  /** The target being filled. */
+  targetId: number;
+  startedMs: number;
+  /** Chunks and bytes this worker holds for the chain, listed when the run started. */
+  chunksListed: number;
+  bytesListed: number;
+  /** Chunks looked at so far (sent, or found the same on the target). */
+  chunksDone: number;
+  chunksSent: number;
+  bytesSent: number;
+}
+
+/** What this worker's resyncs did since it started (counters). */
+export interface ResyncTotals {
+  runsStarted: number;
+  runsDone: number;
+  chunksSent: number;
+  bytesSent: number;
+  chunksRemoved: number;
 }
 
 /** Wait before a resync that failed is tried again. */
@@ -30,14 +67,26 @@ export class Resyncer {
   private readonly host: ReplicaHost;
   /** Runs by chain, chain version and target: one per chain version. */
   private readonly running = new Map<string, Promise<void>>();
+  /** Progress of the runs in `running` that got past their listing, by the same key. */
+  private readonly runs = new Map<string, ResyncProgress>();
+  readonly totals: ResyncTotals = { runsStarted: 0, runsDone: 0, chunksSent: 0, bytesSent: 0, chunksRemoved: 0 };
+  private readonly opts: ResyncOptions;
+  private readonly pacer: Pacer;
 
   /** The bug switch 'resync-skip-stale' (simulator only). */
   private readonly skipStale: boolean;
 
-  constructor(replica: ChainReplica, host: ReplicaHost) {
+  constructor(replica: ChainReplica, host: ReplicaHost, opts: Partial<ResyncOptions> = {}) {
     this.replica = replica;
     this.host = host;
+    this.opts = { ...resyncDefaults, ...opts };
+    this.pacer = new Pacer(host.clock, this.opts.rateBytesPerSec);
     this.skipStale = host.bugs?.has('resync-skip-stale') === true;
+  }
+
+  /** The runs in progress (copies), for /metrics. */
+  progress(): ResyncProgress[] {
+    return [...this.runs.values()].map((p) => ({ ...p }));
   }
 
   /** Starts a resync for every syncing target whose predecessor is one of ours. */
@@ -50,7 +99,7 @@ export class Resyncer {
         if (next?.state !== TargetState.Syncing) continue;
         const key = `${chain.chainId}:${chain.version}:${next.targetId}`;
         if (this.running.has(key)) continue;
-        const run = this.run(me, next, chain.chainId, chain.version).then(
+        const run = this.run(me, next, chain.chainId, chain.version, key).then(
           (stats) => this.host.log?.('info', 'resync done', { chain: chain.chainId, target: next.targetId, ...stats }),
           async (err: unknown) => {
             // Often the target's worker has not seen this chain version yet: try again shortly,
@@ -62,8 +111,10 @@ export class Resyncer {
         );
         let retry = false;
         this.running.set(key, run);
+        this.totals.runsStarted++;
         void run.finally(() => {
           this.running.delete(key);
+          this.runs.delete(key);
           const now = this.host.routing();
           if (retry && now !== undefined && !this.stopped) this.onRouting(now);
         });
@@ -92,7 +143,7 @@ export class Resyncer {
     }
   }
 
-  private async run(me: TargetInfo, target: TargetInfo, chainId: number, chainVersion: number): Promise<ResyncStats> {
+  private async run(me: TargetInfo, target: TargetInfo, chainId: number, chainVersion: number, key: string): Promise<ResyncStats> {
     const store = this.host.store(me.targetId)!;
     const conn = this.replica.peer(target);
     const call = { chainId, chainVersion, targetId: target.targetId };
@@ -107,7 +158,12 @@ export class Resyncer {
       after = { inodeId: last.inodeId, index: last.index };
     }
     const stats: ResyncStats = { sent: 0, removed: 0, same: 0 };
-    for (const listed of store.list().sort((a, b) => compareChunks(a.id, b.id))) {
+    const local = store.list().sort((a, b) => compareChunks(a.id, b.id));
+    const now = this.host.clock.now();
+    const progress: ResyncProgress = { chainId, chainVersion, targetId: target.targetId, startedMs: now, chunksListed: local.length, bytesListed: local.reduce((n, c) => n + c.lengthBytes, 0), chunksDone: 0, chunksSent: 0, bytesSent: 0 };
+    this.runs.set(key, progress);
+    let loggedMs = now;
+    for (const listed of local) {
       const r = remote.get(chunkKey(listed.id));
       remote.delete(chunkKey(listed.id));
       // Decided under the chunk's lock, from what the chunk holds then: a write that was under
@@ -135,10 +191,24 @@ export class Resyncer {
           writeIds: [...(p?.writeIds ?? meta.writeIds)],
         };
         await conn.call(WorkerMethod.write, body, { payload: data, timeoutMs: this.host.callTimeoutMs });
-        return true;
+        return data.length;
       });
-      if (sent) stats.sent++;
-      else stats.same++;
+      progress.chunksDone++;
+      if (sent === false) {
+        stats.same++;
+      } else {
+        stats.sent++;
+        progress.chunksSent++;
+        progress.bytesSent += sent;
+        this.totals.chunksSent++;
+        this.totals.bytesSent += sent;
+        // Outside the chunk's lock: a write to it need not wait for the rate.
+        await this.pacer.sent(sent);
+      }
+      if (this.host.clock.now() - loggedMs >= this.opts.progressLogMs) {
+        loggedMs = this.host.clock.now();
+        this.host.log?.('info', 'resync progress', { chain: chainId, target: target.targetId, chunks: `${progress.chunksDone}/${progress.chunksListed}`, chunksSent: progress.chunksSent, bytesSent: progress.bytesSent, bytesListed: progress.bytesListed });
+      }
     }
     // Chunks only the target holds: gone here (deleted, or never acknowledged). A write that makes
     // one meanwhile holds its lock here first, so check again under the lock.
@@ -154,8 +224,10 @@ export class Resyncer {
         });
       }
       stats.removed += gone.length;
+      this.totals.chunksRemoved += gone.length;
     }
     await conn.call(WorkerMethod.syncDone, call, { timeoutMs: this.host.callTimeoutMs });
+    this.totals.runsDone++;
     return stats;
   }
 }

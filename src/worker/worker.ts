@@ -47,6 +47,8 @@ export interface WorkerOptions {
   syncPageChunks?: number;
   /** The scrubber's rate and pause between passes (scrubber.ts); a rate of 0 turns it off. */
   scrub?: Partial<ScrubOptions>;
+  /** Bytes per second this worker's resyncs send together, at most (default resyncDefaults: 64 MiB/s). */
+  resyncBytesPerSec?: number;
 }
 
 interface LocalTarget {
@@ -94,7 +96,7 @@ export class StorageWorker {
       syncPageChunks: opts.syncPageChunks ?? syncListLimitMax,
     };
     this.replica = new ChainReplica(host);
-    this.resync = new Resyncer(this.replica, host);
+    this.resync = new Resyncer(this.replica, host, opts.resyncBytesPerSec === undefined ? {} : { rateBytesPerSec: opts.resyncBytesPerSec });
     this.scrubber = new Scrubber(
       { clock: opts.clock, targets: () => [...this.targets.values()], routing: () => this.routingNow, serving: () => this.serving(), replica: this.replica, log: opts.log },
       { ...scrubDefaults, ...opts.scrub },
