@@ -36,7 +36,7 @@ test('then the least loaded worker, the emptiest target, the largest, the lowest
 });
 
 test('property: the pick is a candidate off the chain\'s workers, the same whatever the candidates\' order', () => {
-  const candidate = fc.record({ targetId: fc.integer({ min: 1, max: 500 }), workerId: fc.integer({ min: 1, max: 8 }), domain: fc.constantFrom(undefined, 'a', 'b', 'c'), capacityBytes: fc.nat(3), usedBytes: fc.nat(3) });
+  const candidate: fc.Arbitrary<ReplacementCandidate> = fc.record({ targetId: fc.integer({ min: 1, max: 500 }), workerId: fc.integer({ min: 1, max: 8 }), domain: fc.constantFrom<string | undefined>(undefined, 'a', 'b', 'c'), capacityBytes: fc.nat(3), usedBytes: fc.nat(3) });
   fc.assert(
     fc.property(fc.uniqueArray(candidate, { selector: (c) => c.targetId, maxLength: 12 }), fc.uniqueArray(fc.integer({ min: 1, max: 8 }), { maxLength: 4 }), (cands, keptWorkers) => {
       const kept = keptWorkers.map((workerId) => ({ workerId }));
