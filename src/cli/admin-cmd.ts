@@ -12,6 +12,7 @@ import { MetaError, MetaErrorCode } from '../meta/index.ts';
 import { RpcError, RpcErrorCode } from '../rpc/index.ts';
 import { defaultLocalDir, readLocalCluster, withClient as run, type TargetFlags } from './cluster-target.ts';
 import { registerClusterCommands } from './cluster-cmd.ts';
+import { registerWorkerCommands } from './worker-cmd.ts';
 import { configError, parseAddress, parsePositiveInt } from './config.ts';
 
 type Flags = TargetFlags & { json?: boolean };
@@ -69,6 +70,7 @@ export function registerAdminCommands(program: Command, addTargetOptions: (c: Co
     .action((file: string, o: Flags) => run(o, (c) => restore(c, file)));
 
   registerClusterCommands(admin, addTargetOptions);
+  registerWorkerCommands(admin, addTargetOptions);
 }
 
 /** An id above every id the cluster has had: its members' and its removed ones. */

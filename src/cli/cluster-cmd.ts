@@ -7,6 +7,7 @@ import type { MasterClient } from '../client/index.ts';
 import type { ChainInfo, RoutingInfo, TargetInfo, WorkerInfo } from '../meta/index.ts';
 import { chainBalance, formatBalance } from '../placement/index.ts';
 import { withClient as run, type TargetFlags } from './cluster-target.ts';
+import { decommissionReport } from './worker-cmd.ts';
 
 type Flags = TargetFlags & { json?: boolean };
 
@@ -17,7 +18,7 @@ export function registerClusterCommands(admin: Command, addTargetOptions: (c: Co
       run(o, async (c) => {
         const workers = await c.query<WorkerInfo[]>('meta.query', { op: 'workers' });
         if (o.json) return console.log(JSON.stringify(workers));
-        console.log(table(['worker', 'address', 'domain', 'targets', 'registered'], workers.map((w) => [w.workerId, w.address, w.domain || '-', w.targets.map((t) => `${t.targetId}:${t.state}`).join(' '), new Date(w.registeredMs).toISOString()])));
+        console.log(table(['worker', 'address', 'domain', 'targets', 'registered'], workers.map((w) => [w.workerId, w.address, w.domain || '-', w.targets.map((t) => `${t.targetId}:${t.state}`).join(' '), registeredColumn(w)])));
       }),
     );
 
@@ -48,8 +49,15 @@ export function registerClusterCommands(admin: Command, addTargetOptions: (c: Co
     .action((o: Flags) => run(o, (c) => report(c, o)));
 }
 
+/** When the worker registered, and when it was decommissioned if it was. */
+function registeredColumn(w: WorkerInfo): string {
+  const registered = new Date(w.registeredMs).toISOString();
+  return w.decommissionedMs === undefined ? registered : `${registered}, DECOMMISSIONED ${new Date(w.decommissionedMs).toISOString()}`;
+}
+
 async function report(c: MasterClient, o: Flags): Promise<void> {
   const routing = await c.query<RoutingInfo>('cluster.routing', {});
+  const decommissioned = await decommissionReport(c, await c.query<WorkerInfo[]>('meta.query', { op: 'workers' }));
   const byState: Record<string, number> = {};
   for (const t of routing.targets) byState[t.state] = (byState[t.state] ?? 0) + 1;
   const state = (id: number): string => routing.targets.find((t) => t.targetId === id)?.state ?? 'unknown';
@@ -66,11 +74,12 @@ async function report(c: MasterClient, o: Flags): Promise<void> {
     chainsUnavailable: unavailable.map((ch) => ch.chainId),
     capacityBytes: routing.targets.reduce((n, t) => n + t.capacityBytes, 0),
   };
-  if (o.json) return console.log(JSON.stringify(summary));
+  if (o.json) return console.log(JSON.stringify({ ...summary, ...decommissioned.json }));
   console.log(`cluster ${summary.clusterId || '(not named yet)'}, routing version ${summary.routingVersion}`);
   console.log(`workers: ${summary.workers}, targets: ${summary.targets} (${Object.entries(byState).map(([s, n]) => `${n} ${s}`).join(', ') || 'none'}), raw capacity ${formatBytes(summary.capacityBytes)}`);
   console.log(`chains: ${summary.chains}, degraded: ${degraded.length === 0 ? 'none' : degraded.map((ch) => `${ch.chainId} (${members(routing, ch)})`).join(', ')}`);
   if (unavailable.length > 0) console.log(`UNAVAILABLE (no serving member; waiting for its lastsrv): ${unavailable.map((ch) => `${ch.chainId} (${members(routing, ch)})`).join(', ')}`);
+  for (const line of decommissioned.lines) console.log(line);
 }
 
 function members(routing: RoutingInfo, chain: ChainInfo): string {

@@ -49,7 +49,7 @@ function readConfigFile(path: string): Source {
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
-  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries', 'insecure'], env);
+  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries', 'insecure', 'replaceAfterMs'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
@@ -66,7 +66,11 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   if (replication !== undefined && replication > replicationMax) throw configError(`--replication must be 1 to ${replicationMax}, got ${replication}`);
   const timing = parseTiming(s.heartbeatMs, s.offlineTimeoutMs);
   const zookeeper = parseZooKeeper(s);
-  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }) };
+  const replaceAfterMs = s.replaceAfterMs === undefined ? undefined : parsePositiveInt(s.replaceAfterMs, '--replace-after-ms');
+  if (replaceAfterMs !== undefined && replaceAfterMs < (timing ?? clusterTimingDefault).offlineTimeoutMs) {
+    throw configError(`--replace-after-ms must be at least the offline timeout (${(timing ?? clusterTimingDefault).offlineTimeoutMs} ms): a worker is not even counted out before that, got ${replaceAfterMs}`);
+  }
+  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }) };
 }
 
 /** `--journal zookeeper --zk HOST:PORT,... --zk-cluster ID`; undefined for the Raft journal (the default). */
@@ -114,7 +118,7 @@ function parseTiming(heartbeat: unknown, offline: unknown): ClusterTiming | unde
 
 /** `cairn worker`: --target is repeated on the command line, comma-separated in CAIRN_TARGETS, a list in the config file. */
 export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  const s = mergeSources(flags, ['id', 'listen', 'masters', 'secret', 'http', 'domain', 'insecure', 'scrubMibPerS', 'scrubPauseMs'], env);
+  const s = mergeSources(flags, ['id', 'listen', 'masters', 'secret', 'http', 'domain', 'insecure', 'scrubMibPerS', 'scrubPauseMs', 'resyncMibPerS'], env);
   const id = parsePositiveInt(s.id, '--id');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
   if (typeof s.masters !== 'string') throw configError('--masters is required: the masters as host:port,...');
@@ -130,7 +134,8 @@ export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   const scrub: WorkerConfig['scrub'] = {};
   if (s.scrubMibPerS !== undefined) scrub.rateBytesPerSec = parseNonNegativeInt(s.scrubMibPerS, '--scrub-mib-per-s') * 2 ** 20;
   if (s.scrubPauseMs !== undefined) scrub.pauseMs = parseNonNegativeInt(s.scrubPauseMs, '--scrub-pause-ms');
-  return { id, listen, masters, targets: given.map((d: string) => d.trim()), secret, http, domain, ...(Object.keys(scrub).length === 0 ? {} : { scrub }) };
+  const resyncBytesPerSec = s.resyncMibPerS === undefined ? undefined : parsePositiveInt(s.resyncMibPerS, '--resync-mib-per-s') * 2 ** 20;
+  return { id, listen, masters, targets: given.map((d: string) => d.trim()), secret, http, domain, ...(Object.keys(scrub).length === 0 ? {} : { scrub }), ...(resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec }) };
 }
 
 /**

@@ -52,6 +52,7 @@ program
   .option('--replication <n>', 'replicas per chain the cluster manager builds from workers\' targets (default 3)')
   .option('--heartbeat-ms <ms>', 'how often workers heartbeat (default 1000)')
   .option('--offline-timeout-ms <ms>', 'a worker silent this long has its targets taken offline; at least 4 heartbeats (default 5000)')
+  .option('--replace-after-ms <ms>', 'replace a chain member offline this long with a free target, as a decommissioned worker\'s (default: off, only decommissioned workers\' members are replaced)')
   .option('--journal <backend>', 'raft (default: the embedded Raft journal) or zookeeper')
   .option('--zk <list>', 'with --journal zookeeper: the ZooKeeper ensemble as host:port,host:port,...')
   .option('--zk-cluster <id>', 'with --journal zookeeper: the cluster\'s name in ZooKeeper (its znodes live under /cairn/<id>)')
@@ -91,6 +92,7 @@ program
   .option('--http <host:port>', 'serve /metrics (Prometheus) and /healthz here')
   .option('--scrub-mib-per-s <n>', 're-read stored chunks at most this fast to find and repair damage (default 16; 0 turns the scrubber off)')
   .option('--scrub-pause-ms <ms>', 'pause between two full scrub passes (default 3600000)')
+  .option('--resync-mib-per-s <n>', 'what this worker\'s resyncs (filling a returning or new member) send together, at most (default 64)')
   .option('--config <file>', 'JSON file with any of these options ("targets": [...])')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseWorkerConfig(flags);

@@ -37,6 +37,20 @@ test('worker heartbeat timing: defaults when absent, each defaulting on its own,
   assert.throws(() => parseMasterConfig({ secret: 's', id: '1', dir: '/d', listen: 'h:1', heartbeatMs: '0' }, {}), badOption(/--heartbeat-ms must be a positive whole number/));
 });
 
+test('--replace-after-ms (off by default, at least the offline timeout) and --resync-mib-per-s (positive)', () => {
+  const master = { secret: 's', id: '1', dir: '/d', listen: 'h:1' };
+  assert.equal(parseMasterConfig(master, {}).replaceAfterMs, undefined);
+  assert.equal(parseMasterConfig({ ...master, replaceAfterMs: '600000' }, {}).replaceAfterMs, 600_000);
+  assert.equal(parseMasterConfig(master, { CAIRN_REPLACE_AFTER_MS: '8000' }).replaceAfterMs, 8000);
+  assert.throws(() => parseMasterConfig({ ...master, replaceAfterMs: '4000' }, {}), badOption(/--replace-after-ms must be at least the offline timeout \(5000 ms\)/));
+  assert.throws(() => parseMasterConfig({ ...master, replaceAfterMs: '0' }, {}), badOption(/--replace-after-ms must be a positive whole number/));
+  const worker = { secret: 's', id: '1', listen: 'h:1', masters: 'h:2', target: ['/t'] };
+  assert.equal(parseWorkerConfig(worker, {}).resyncBytesPerSec, undefined);
+  assert.equal(parseWorkerConfig({ ...worker, resyncMibPerS: '8' }, {}).resyncBytesPerSec, 8 * 2 ** 20);
+  assert.equal(parseWorkerConfig(worker, { CAIRN_RESYNC_MIB_PER_S: '2' }).resyncBytesPerSec, 2 * 2 ** 20);
+  assert.throws(() => parseWorkerConfig({ ...worker, resyncMibPerS: '0' }, {}), badOption(/--resync-mib-per-s must be a positive whole number/));
+});
+
 test('the cluster secret is required: missing or empty is an error, --insecure says out loud there is none', () => {
   assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1' }, {}), badOption(/needs the cluster secret: --secret, CAIRN_SECRET .*--insecure/));
   // `--secret "$SECRET"` with SECRET unset, and CAIRN_SECRET= : both empty.
