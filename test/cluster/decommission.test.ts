@@ -1,0 +1,195 @@
+// A worker lost for good, end to end in one process over real TCP and disks: a master, four workers
+// with two targets each (replication 3: two chains, two free targets), files written, one worker
+// killed and decommissioned; every chain it was in gets a free target in its place (same chain id,
+// higher version), the new members are resynced at a bounded rate, every chain serves whole again,
+// the replicas agree, and every file reads back byte for byte.
+
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { DataClient } from '../../src/client/data-client.ts';
+import { getFile, putFile } from '../../src/client/files.ts';
+import { MasterClient } from '../../src/client/master-client.ts';
+import { freePort } from '../../src/cli/local.ts';
+import { systemClock } from '../../src/io/system-clock.ts';
+import { createLogger } from '../../src/log.ts';
+import type { DecommissionReply, ReplacementsReply } from '../../src/master/cluster-manager.ts';
+import { startMaster, type Master } from '../../src/master/index.ts';
+import type { RoutingInfo, WorkerInfo } from '../../src/meta/index.ts';
+import { RpcClient } from '../../src/rpc/index.ts';
+import { WorkerErrorCode } from '../../src/worker/errors.ts';
+import { startWorkerProcess, workerFrameBytesMax, type WorkerProcess } from '../../src/worker/process.ts';
+import { MasterWorkerMethod } from '../../src/worker/protocol.ts';
+import { replicasDiffer } from './data-cluster.ts';
+import { waitFor } from './harness.ts';
+
+const secret = randomBytes(16).toString('hex');
+const timing = { heartbeatMs: 200, offlineTimeoutMs: 1_000 };
+/** Low enough that the pacer holds the resyncs back now and then, high enough for a quick test. */
+const resyncBytesPerSec = 8 * 2 ** 20;
+const chunkBytes = 64 * 1024;
+
+interface Cluster {
+  master: Master;
+  workers: Map<number, WorkerProcess>;
+  meta: MasterClient;
+  data: DataClient;
+  dir: string;
+}
+
+async function startCluster(t: TestContext, workers: number, targetsPerWorker: number): Promise<Cluster> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-decom-'));
+  const log = createLogger({ test: 'decommission' }, 'warn');
+  const listen = `127.0.0.1:${await freePort()}`;
+  const master = await startMaster({ id: 1, dir: path.join(dir, 'master'), listen, peers: new Map([[1, listen]]), secret, log, replication: 3, timing, tickMs: 10 });
+  const started = new Map<number, WorkerProcess>();
+  t.after(async () => {
+    for (const w of started.values()) await w.stop().catch(() => undefined);
+    await master.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  for (let w = 1; w <= workers; w++) started.set(w, await startWorker(dir, master, w, targetsPerWorker));
+  const meta = new MasterClient({ masters: [master.address], secret });
+  const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
+  t.after(() => {
+    data.close();
+    meta.close();
+  });
+  await waitFor(async () => (await routing({ meta })).chains.length === Math.floor((workers * targetsPerWorker) / 3), 'chains', 20_000);
+  return { master, workers: started, meta, data, dir };
+}
+
+function startWorker(dir: string, master: Master, id: number, targetsPerWorker: number): Promise<WorkerProcess> {
+  const targets = Array.from({ length: targetsPerWorker }, (_, i) => path.join(dir, `worker-${id}`, `t${i}`));
+  const log = createLogger({ test: 'decommission', worker: id }, 'warn');
+  return startWorkerProcess({ id, listen: '127.0.0.1:0', masters: [master.address], targets, secret, log, syncPageChunks: 3, resyncBytesPerSec, scrub: { rateBytesPerSec: 0 } });
+}
+
+const routing = (c: Pick<Cluster, 'meta'>): Promise<RoutingInfo> => c.meta.query<RoutingInfo>('cluster.routing', {});
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+async function* pieces(buf: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
+  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
+}
+
+async function readAll(c: Cluster, p: string): Promise<Buffer> {
+  const { chunks } = await getFile(c.meta, c.data, p);
+  const parts: Buffer[] = [];
+  for await (const part of chunks) parts.push(part);
+  return Buffer.concat(parts);
+}
+
+/** The code a call fails with ('ok' when it succeeds). */
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (err) {
+    return String((err as { code?: unknown }).code);
+  }
+}
+
+test('a decommissioned worker\'s chains get replacement members, resync, serve whole again, and every file reads back', async (t) => {
+  const c = await startCluster(t, 4, 2);
+  const files = new Map<string, Buffer>();
+  const put = async (name: string): Promise<void> => {
+    const body = randomBytes(chunkBytes * 5 + 1234);
+    await putFile(c.meta, c.data, name, pieces(body, 100_000), { layout: { chunkSizeBytes: chunkBytes, stripeWidth: 2 } });
+    files.set(name, body);
+  };
+  for (let i = 0; i < 8; i++) await put(`/before-${i}`);
+
+  const before = await routing(c);
+  assert.equal(before.chains.length, 2);
+  assert.equal(before.targets.filter((x) => x.chainId === 0).length, 2, 'two targets are left over: the replacements to come');
+  const workerOf = (r: RoutingInfo, targetId: number): number => r.targets.find((x) => x.targetId === targetId)!.workerId;
+  // The victim: the worker in the most chains.
+  const chainsOf = (w: number): number => before.chains.filter((ch) => ch.targetIds.some((id) => workerOf(before, id) === w)).length;
+  const victim = [1, 2, 3, 4].sort((a, b) => chainsOf(b) - chainsOf(a) || a - b)[0];
+  const hit = before.chains.filter((ch) => ch.targetIds.some((id) => workerOf(before, id) === victim));
+
+  // The admin call checks what it is given.
+  assert.equal(await codeOf(c.meta.call(MasterWorkerMethod.decommission, { workerId: 99 })), 'ENOENT');
+  assert.equal(await codeOf(c.meta.call(MasterWorkerMethod.decommission, { workerId: 'two' })), WorkerErrorCode.InvalidArgument);
+  assert.equal(await codeOf(c.meta.call(MasterWorkerMethod.decommission, [victim])), WorkerErrorCode.InvalidArgument);
+  assert.equal(await codeOf(c.meta.mutate('meta.mutate', { op: 'decommissionWorker', workerId: victim })), 'CAIRN_INVALID_ARGUMENT', 'the cluster manager\'s command, not a client\'s');
+
+  // The worker is lost for good: its chains go on with two members, degraded.
+  await c.workers.get(victim)!.stop();
+  c.workers.delete(victim);
+  await waitFor(async () => (await routing(c)).targets.filter((x) => x.workerId === victim).every((x) => x.state === 'offline'), 'the victim\'s targets offline', 10_000);
+  assert.deepEqual((await c.meta.call<ReplacementsReply>(MasterWorkerMethod.replacements, {})).stuck, [], 'nothing is replaced before the operator says so');
+
+  const started = Date.now();
+  const reply = await c.meta.call<DecommissionReply>(MasterWorkerMethod.decommission, { workerId: victim });
+  assert.ok(reply.worker.decommissionedMs !== undefined);
+  assert.deepEqual(reply.impact.chains.map((ch) => ch.chainId), hit.map((ch) => ch.chainId));
+  // Writes go on while the new members fill.
+  for (let i = 0; i < 3; i++) await put(`/during-${i}`);
+
+  const settled = async (): Promise<string | undefined> => {
+    const r = await routing(c);
+    for (const ch of r.chains) {
+      if (ch.targetIds.some((id) => workerOf(r, id) === victim)) return `chain ${ch.chainId} still holds a target of worker ${victim}`;
+    }
+    return replicasDiffer(r, secret);
+  };
+  await waitFor(async () => (await settled()) === undefined, 'replacements resynced and serving', 20_000, async () => (await settled()) ?? '');
+  const resyncMs = Date.now() - started;
+
+  const after = await routing(c);
+  assert.deepEqual(after.chains.map((ch) => ch.chainId), before.chains.map((ch) => ch.chainId), 'chains keep their ids');
+  assert.deepEqual(after.tables, before.tables, 'the chain table does not change: no chunk moves to another chain');
+  for (const ch of after.chains) {
+    const old = before.chains.find((x) => x.chainId === ch.chainId)!;
+    const workers = ch.targetIds.map((id) => workerOf(after, id));
+    assert.equal(ch.targetIds.length, 3, `chain ${ch.chainId} is whole`);
+    assert.equal(new Set(workers).size, 3, `chain ${ch.chainId} spans three workers`);
+    if (hit.includes(old)) assert.ok(ch.version > old.version, `chain ${ch.chainId}'s version went up`);
+  }
+  assert.ok(after.targets.filter((x) => x.workerId === victim).every((x) => x.chainId === 0 && x.state === 'offline'), 'the victim\'s targets are in no chain');
+
+  for (const [name, body] of files) assert.equal(sha(await readAll(c, name)), sha(body), name);
+
+  // The sources sent every chunk of the chains they filled, within the rate bound.
+  const totals = [...c.workers.values()].map((w) => w.worker.resync.totals);
+  const bytesSent = totals.reduce((n, x) => n + x.bytesSent, 0);
+  assert.ok(totals.reduce((n, x) => n + x.runsDone, 0) >= hit.length, 'a resync finished for each new member');
+  assert.ok(bytesSent > 0);
+  assert.ok(resyncMs >= ((bytesSent / resyncBytesPerSec) * 1000) / 2 - 40, `${bytesSent} bytes resynced in ${resyncMs} ms at most ${resyncBytesPerSec} bytes/s per worker`);
+  assert.deepEqual([...c.workers.values()].flatMap((w) => w.worker.resync.progress()), [], 'no resync left running');
+
+  // The id is never registered again, and the decommissioned worker is listed as such.
+  await assert.rejects(startWorker(c.dir, c.master, victim, 2), (err: unknown) => (err as { code?: string }).code === WorkerErrorCode.WorkerDecommissioned);
+  const listed = await c.meta.query<WorkerInfo[]>('meta.query', { op: 'workers' });
+  assert.ok(listed.find((w) => w.workerId === victim)?.decommissionedMs !== undefined);
+  assert.deepEqual((await c.meta.call<ReplacementsReply>(MasterWorkerMethod.replacements, {})).stuck, []);
+});
+
+test('without a free target on another worker, a decommissioned worker\'s chain stays degraded and says why', async (t) => {
+  // Three workers with one target each: one chain, no free target anywhere.
+  const c = await startCluster(t, 3, 1);
+  await c.workers.get(3)!.stop();
+  c.workers.delete(3);
+  await waitFor(async () => (await routing(c)).targets.find((x) => x.workerId === 3)?.state === 'offline', 'worker 3 offline', 10_000);
+  await c.meta.call(MasterWorkerMethod.decommission, { workerId: 3 });
+  let stuck: ReplacementsReply['stuck'] = [];
+  await waitFor(async () => {
+    stuck = (await c.meta.call<ReplacementsReply>(MasterWorkerMethod.replacements, {})).stuck;
+    return stuck.length > 0;
+  }, 'the chain reported as waiting for a replacement', 10_000);
+  assert.deepEqual(stuck.map((s) => [s.chainId, s.lostWorkerId, s.reason]), [[1, 3, 'decommissioned']]);
+  assert.match(stuck[0].why, /no replacement: no free target on a live worker in service; add a worker or a disk/);
+  // The chain still serves from the other two.
+  const r = await routing(c);
+  assert.deepEqual(r.chains[0].targetIds.map((id) => r.targets.find((x) => x.targetId === id)!.state), ['serving', 'serving', 'offline']);
+  // Decommissioning a worker that holds the last up-to-date copy is refused unless forced: stop
+  // worker 2 as well, so worker 1's target is the only serving one.
+  await c.workers.get(2)!.stop();
+  c.workers.delete(2);
+  await waitFor(async () => (await routing(c)).targets.find((x) => x.workerId === 2)?.state === 'offline', 'worker 2 offline', 10_000);
+  assert.equal(await codeOf(c.meta.call(MasterWorkerMethod.decommission, { workerId: 1 })), WorkerErrorCode.DecommissionUnsafe);
+});
