@@ -316,7 +316,10 @@ export class ClusterManager {
     const state = this.opts.state();
     const workers = new Map(state.workers().map((w) => [w.workerId, w]));
     const live = state.targets().filter((t) => this.alive(t.targetId, t.workerId, now) && workers.get(t.workerId)?.decommissionedMs === undefined);
-    const free = live.filter((t) => t.chainId === 0);
+    // A target that left a chain (replaced after --replace-after-ms, then back) still holds that
+    // chain's chunks: a new chain's members must start out equal (empty), so it may only be a
+    // replacement, whose resync clears what it should not hold.
+    const free = live.filter((t) => t.chainId === 0 && (this.report(t.targetId, t.workerId, now)?.chunks ?? 0) === 0);
     const key = free.map((t) => t.targetId).join(',');
     if (key !== this.freeTargets.key) this.freeTargets = { key, sinceMs: now };
     if (free.length === 0 || now - this.freeTargets.sinceMs < settleHeartbeats * this.opts.timing.heartbeatMs) return;

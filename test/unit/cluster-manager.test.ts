@@ -1,0 +1,156 @@
+// The cluster manager's replacement of lost chain members, driven round by round on a hand-moved
+// clock over a journal that applies at once (no network, no disk): decommissioning, the choice and
+// the command journaled, the wait for --replace-after-ms, and free targets that hold old chunks.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Clock } from '../../src/io/index.ts';
+import type { Journal } from '../../src/journal/index.ts';
+import { ClusterManager, type ReplacementsReply } from '../../src/master/cluster-manager.ts';
+import { MetaStateMachine } from '../../src/meta/state-machine.ts';
+import { WorkerErrorCode } from '../../src/worker/errors.ts';
+
+const timing = { heartbeatMs: 100, offlineTimeoutMs: 500 };
+
+/** A leader whose proposals apply at once, a clock moved by hand, and workers that heartbeat on demand. */
+class Rig {
+  readonly sm = new MetaStateMachine();
+  nowMs = 0;
+  private index = 0;
+  readonly manager: ClusterManager;
+  /** Workers that heartbeat, and each target's chunk count to report. */
+  readonly up = new Set<number>();
+  readonly chunks = new Map<number, number>();
+  readonly logs: string[] = [];
+
+  constructor(replaceAfterMs?: number) {
+    const journal = {
+      isLeader: () => true,
+      leader: () => undefined,
+      status: () => ({ term: 1 }),
+      propose: async (entry: Uint8Array) => this.sm.apply(++this.index, entry),
+    } as unknown as Journal;
+    const clock = { now: () => this.nowMs, wallNow: () => 1_000_000 + this.nowMs, randomInt: () => 7 } as unknown as Clock;
+    this.manager = new ClusterManager({ masterId: 1, journal, state: () => this.sm.state, clock, replication: 3, timing, log: (_l, msg) => this.logs.push(msg), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }) });
+  }
+
+  /** Workers with one target each (id w * 1000 + 1), registered and heartbeating. */
+  async addWorkers(...ids: number[]): Promise<void> {
+    if (this.sm.state.routing().clusterId === '') await this.manager.round();
+    for (const w of ids) {
+      await this.manager.register({ workerId: w, instance: 'i1', address: `h${w}:1`, targets: [{ targetId: w * 1000 + 1, path: '/d', capacityBytes: 100 }] });
+      this.up.add(w);
+    }
+  }
+
+  /** Heartbeats from the live workers (each target up to date at its chain's version), then a round. */
+  async tick(ms = timing.heartbeatMs): Promise<void> {
+    this.nowMs += ms;
+    const routing = this.sm.state.routing();
+    for (const w of this.up) {
+      const targets = routing.targets.filter((t) => t.workerId === w).map((t) => {
+        const chain = routing.chains.find((c) => c.chainId === t.chainId);
+        // A syncing target reports up-to-date as if its resync finished at once.
+        const done = t.state === 'serving' || t.state === 'syncing';
+        return { targetId: t.targetId, localState: done ? 'up-to-date' : 'online', chainVersion: chain?.version ?? 0, capacityBytes: 100, usedBytes: 0, chunks: this.chunks.get(t.targetId) ?? 0 };
+      });
+      this.manager.heartbeat({ workerId: w, instance: 'i1', routingVersion: 0, targets });
+    }
+    await this.manager.round();
+  }
+
+  async ticks(n: number): Promise<void> {
+    for (let i = 0; i < n; i++) await this.tick();
+  }
+
+  members(chainId: number): string {
+    const r = this.sm.state.routing();
+    return r.chains.find((c) => c.chainId === chainId)!.targetIds.map((id) => `${id}:${r.targets.find((t) => t.targetId === id)!.state}`).join(' ');
+  }
+}
+
+/** Five one-target workers: chain 1 of three, two free targets. */
+async function fiveWorkers(replaceAfterMs?: number): Promise<Rig> {
+  const rig = new Rig(replaceAfterMs);
+  await rig.addWorkers(1, 2, 3, 4, 5);
+  await rig.ticks(10);
+  assert.equal(rig.sm.state.chains().length, 1);
+  return rig;
+}
+
+test('a decommissioned worker\'s member is replaced by a free target in one command; the newcomer syncs, then serves', async () => {
+  const rig = await fiveWorkers();
+  const chain = rig.sm.state.chains()[0];
+  const lost = chain.targetIds[1];
+  const victim = Math.floor(lost / 1000);
+  rig.up.delete(victim);
+  await rig.ticks(8);
+  assert.match(rig.members(1), new RegExp(`${lost}:offline$`));
+  await assert.rejects(rig.manager.decommission({ workerId: 9 }), (err: unknown) => (err as { code?: string }).code === 'ENOENT');
+  await assert.rejects(rig.manager.decommission({ workerId: victim, extra: 1 }), (err: unknown) => (err as { code?: string }).code === WorkerErrorCode.InvalidArgument);
+  const reply = await rig.manager.decommission({ workerId: victim });
+  assert.deepEqual(reply.impact.chains, [{ chainId: 1, leaving: [lost], members: 3, servingLeft: 2 }]);
+  const version = rig.sm.state.chains()[0].version;
+  await rig.manager.round();
+  const after = rig.sm.state.chains()[0];
+  assert.equal(after.version, version + 1, 'one command: the version goes up by one');
+  assert.ok(!after.targetIds.includes(lost));
+  const added = after.targetIds.find((id) => !chain.targetIds.includes(id))!;
+  assert.ok([4001, 5001].includes(added), 'a free target on a worker the chain does not use');
+  assert.match(rig.members(1), new RegExp(`${added}:syncing$`));
+  assert.ok(rig.logs.includes('chain member replaced'));
+  await rig.ticks(2);
+  assert.match(rig.members(1), /^\d+:serving \d+:serving \d+:serving$/);
+  assert.deepEqual(rig.manager.replacements(), { stuck: [], replaceAfterMs: null } satisfies ReplacementsReply);
+  // The decommissioned worker may not come back under its id.
+  await assert.rejects(rig.manager.register({ workerId: victim, instance: 'i2', address: 'h:1', targets: [] }), (err: unknown) => (err as { code?: string }).code === WorkerErrorCode.WorkerDecommissioned);
+});
+
+test('a worker holding a chain\'s only serving copy is refused unless forced, and its chain then waits, said so once', async () => {
+  const rig = await fiveWorkers();
+  const [head, ...others] = rig.sm.state.chains()[0].targetIds.map((id) => Math.floor(id / 1000));
+  for (const w of others) rig.up.delete(w);
+  await rig.ticks(8);
+  await assert.rejects(rig.manager.decommission({ workerId: head }), (err: unknown) => (err as { code?: string }).code === WorkerErrorCode.DecommissionUnsafe);
+  await rig.manager.decommission({ workerId: head, force: true });
+  await rig.ticks(3);
+  const { stuck } = rig.manager.replacements();
+  assert.equal(stuck.length, 1);
+  assert.match(stuck[0].why, /only up-to-date replica \(serving\)/);
+  assert.equal(rig.logs.filter((l) => l.startsWith('chains stay degraded')).length, 1, 'logged when it changes, not every round');
+});
+
+test('--replace-after-ms: a member offline that long is replaced; a shorter absence is not', async () => {
+  const rig = await fiveWorkers(1_000);
+  const lost = rig.sm.state.chains()[0].targetIds[0];
+  const worker = Math.floor(lost / 1000);
+  rig.up.delete(worker);
+  await rig.ticks(10); // offline after 500 ms; 1 s gone in all
+  assert.ok(rig.sm.state.chains()[0].targetIds.includes(lost), 'not yet');
+  rig.up.add(worker);
+  await rig.ticks(3);
+  rig.up.delete(worker);
+  await rig.ticks(10);
+  assert.ok(rig.sm.state.chains()[0].targetIds.includes(lost), 'the clock starts again after a return');
+  await rig.ticks(8);
+  assert.ok(!rig.sm.state.chains()[0].targetIds.includes(lost), 'replaced');
+  assert.deepEqual(rig.manager.replacements().replaceAfterMs, 1_000);
+});
+
+test('a free target that holds chunks (it left a chain) joins no new chain; empty ones do', async () => {
+  const rig = await fiveWorkers(1_000);
+  const lost = rig.sm.state.chains()[0].targetIds[0];
+  const worker = Math.floor(lost / 1000);
+  rig.up.delete(worker);
+  await rig.ticks(25);
+  assert.ok(!rig.sm.state.chains()[0].targetIds.includes(lost));
+  // Back with its old chunks, beside one free target and a new worker's: three free targets on three workers.
+  rig.chunks.set(lost, 12);
+  rig.up.add(worker);
+  await rig.addWorkers(6);
+  await rig.ticks(10);
+  assert.equal(rig.sm.state.chains().length, 1, 'no chain with the old target');
+  rig.chunks.set(lost, 0);
+  await rig.ticks(10);
+  assert.equal(rig.sm.state.chains().length, 2, 'emptied, it is like any free target');
+});
