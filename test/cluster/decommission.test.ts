@@ -40,11 +40,11 @@ interface Cluster {
   dir: string;
 }
 
-async function startCluster(t: TestContext, workers: number, targetsPerWorker: number): Promise<Cluster> {
+async function startCluster(t: TestContext, workers: number, targetsPerWorker: number, replaceAfterMs?: number): Promise<Cluster> {
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-decom-'));
   const log = createLogger({ test: 'decommission' }, 'warn');
   const listen = `127.0.0.1:${await freePort()}`;
-  const master = await startMaster({ id: 1, dir: path.join(dir, 'master'), listen, peers: new Map([[1, listen]]), secret, log, replication: 3, timing, tickMs: 10 });
+  const master = await startMaster({ id: 1, dir: path.join(dir, 'master'), listen, peers: new Map([[1, listen]]), secret, log, replication: 3, timing, tickMs: 10, ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }) });
   const started = new Map<number, WorkerProcess>();
   t.after(async () => {
     for (const w of started.values()) await w.stop().catch(() => undefined);
@@ -92,24 +92,65 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
   }
 }
 
+const workerOf = (r: RoutingInfo, targetId: number): number => r.targets.find((x) => x.targetId === targetId)!.workerId;
+
+/** Files written in whole and part chunks, remembered to be read back. */
+class Files {
+  readonly written = new Map<string, Buffer>();
+  private readonly c: Cluster;
+
+  constructor(c: Cluster) {
+    this.c = c;
+  }
+
+  async put(name: string): Promise<void> {
+    const body = randomBytes(chunkBytes * 5 + 1234);
+    await putFile(this.c.meta, this.c.data, name, pieces(body, 100_000), { layout: { chunkSizeBytes: chunkBytes, stripeWidth: 2 } });
+    this.written.set(name, body);
+  }
+
+  async checkAll(): Promise<void> {
+    for (const [name, body] of this.written) assert.equal(sha(await readAll(this.c, name)), sha(body), name);
+  }
+}
+
+/** The worker in the most chains (4 workers x 2 targets make two chains and leave two targets free). */
+function busiestWorker(r: RoutingInfo): { victim: number; hit: RoutingInfo['chains'] } {
+  assert.equal(r.chains.length, 2);
+  assert.equal(r.targets.filter((x) => x.chainId === 0).length, 2, 'two targets are left over: the replacements to come');
+  const chainsOf = (w: number): RoutingInfo['chains'] => r.chains.filter((ch) => ch.targetIds.some((id) => workerOf(r, id) === w));
+  const victim = [1, 2, 3, 4].sort((a, b) => chainsOf(b).length - chainsOf(a).length || a - b)[0];
+  return { victim, hit: chainsOf(victim) };
+}
+
+/** Undefined once no chain holds a target of `victim` and every chain serves from all members, which agree. */
+async function replaced(c: Cluster, victim: number): Promise<string | undefined> {
+  const r = await routing(c);
+  for (const ch of r.chains) {
+    if (ch.targetIds.some((id) => workerOf(r, id) === victim)) return `chain ${ch.chainId} still holds a target of worker ${victim}`;
+  }
+  return replicasDiffer(r, secret);
+}
+
+/** Every chain kept its id and is whole on distinct workers; those that lost a member have a higher version; no chunk moved. */
+function checkReplaced(before: RoutingInfo, after: RoutingInfo, hit: RoutingInfo['chains'], victim: number): void {
+  assert.deepEqual(after.chains.map((ch) => ch.chainId), before.chains.map((ch) => ch.chainId), 'chains keep their ids');
+  assert.deepEqual(after.tables, before.tables, 'the chain table does not change: no chunk moves to another chain');
+  for (const ch of after.chains) {
+    const old = before.chains.find((x) => x.chainId === ch.chainId)!;
+    assert.equal(ch.targetIds.length, 3, `chain ${ch.chainId} is whole`);
+    assert.equal(new Set(ch.targetIds.map((id) => workerOf(after, id))).size, 3, `chain ${ch.chainId} spans three workers`);
+    if (hit.includes(old)) assert.ok(ch.version > old.version, `chain ${ch.chainId}'s version went up`);
+  }
+  assert.ok(after.targets.filter((x) => x.workerId === victim).every((x) => x.chainId === 0 && x.state === 'offline'), 'the victim\'s targets are in no chain');
+}
+
 test('a decommissioned worker\'s chains get replacement members, resync, serve whole again, and every file reads back', async (t) => {
   const c = await startCluster(t, 4, 2);
-  const files = new Map<string, Buffer>();
-  const put = async (name: string): Promise<void> => {
-    const body = randomBytes(chunkBytes * 5 + 1234);
-    await putFile(c.meta, c.data, name, pieces(body, 100_000), { layout: { chunkSizeBytes: chunkBytes, stripeWidth: 2 } });
-    files.set(name, body);
-  };
-  for (let i = 0; i < 8; i++) await put(`/before-${i}`);
-
+  const files = new Files(c);
+  for (let i = 0; i < 8; i++) await files.put(`/before-${i}`);
   const before = await routing(c);
-  assert.equal(before.chains.length, 2);
-  assert.equal(before.targets.filter((x) => x.chainId === 0).length, 2, 'two targets are left over: the replacements to come');
-  const workerOf = (r: RoutingInfo, targetId: number): number => r.targets.find((x) => x.targetId === targetId)!.workerId;
-  // The victim: the worker in the most chains.
-  const chainsOf = (w: number): number => before.chains.filter((ch) => ch.targetIds.some((id) => workerOf(before, id) === w)).length;
-  const victim = [1, 2, 3, 4].sort((a, b) => chainsOf(b) - chainsOf(a) || a - b)[0];
-  const hit = before.chains.filter((ch) => ch.targetIds.some((id) => workerOf(before, id) === victim));
+  const { victim, hit } = busiestWorker(before);
 
   // The admin call checks what it is given.
   assert.equal(await codeOf(c.meta.call(MasterWorkerMethod.decommission, { workerId: 99 })), 'ENOENT');
@@ -128,31 +169,11 @@ test('a decommissioned worker\'s chains get replacement members, resync, serve w
   assert.ok(reply.worker.decommissionedMs !== undefined);
   assert.deepEqual(reply.impact.chains.map((ch) => ch.chainId), hit.map((ch) => ch.chainId));
   // Writes go on while the new members fill.
-  for (let i = 0; i < 3; i++) await put(`/during-${i}`);
-
-  const settled = async (): Promise<string | undefined> => {
-    const r = await routing(c);
-    for (const ch of r.chains) {
-      if (ch.targetIds.some((id) => workerOf(r, id) === victim)) return `chain ${ch.chainId} still holds a target of worker ${victim}`;
-    }
-    return replicasDiffer(r, secret);
-  };
-  await waitFor(async () => (await settled()) === undefined, 'replacements resynced and serving', 20_000, async () => (await settled()) ?? '');
+  for (let i = 0; i < 3; i++) await files.put(`/during-${i}`);
+  await waitFor(async () => (await replaced(c, victim)) === undefined, 'replacements resynced and serving', 20_000, async () => (await replaced(c, victim)) ?? '');
   const resyncMs = Date.now() - started;
-
-  const after = await routing(c);
-  assert.deepEqual(after.chains.map((ch) => ch.chainId), before.chains.map((ch) => ch.chainId), 'chains keep their ids');
-  assert.deepEqual(after.tables, before.tables, 'the chain table does not change: no chunk moves to another chain');
-  for (const ch of after.chains) {
-    const old = before.chains.find((x) => x.chainId === ch.chainId)!;
-    const workers = ch.targetIds.map((id) => workerOf(after, id));
-    assert.equal(ch.targetIds.length, 3, `chain ${ch.chainId} is whole`);
-    assert.equal(new Set(workers).size, 3, `chain ${ch.chainId} spans three workers`);
-    if (hit.includes(old)) assert.ok(ch.version > old.version, `chain ${ch.chainId}'s version went up`);
-  }
-  assert.ok(after.targets.filter((x) => x.workerId === victim).every((x) => x.chainId === 0 && x.state === 'offline'), 'the victim\'s targets are in no chain');
-
-  for (const [name, body] of files) assert.equal(sha(await readAll(c, name)), sha(body), name);
+  checkReplaced(before, await routing(c), hit, victim);
+  await files.checkAll();
 
   // The sources sent every chunk of the chains they filled, within the rate bound.
   const totals = [...c.workers.values()].map((w) => w.worker.resync.totals);
@@ -192,4 +213,27 @@ test('without a free target on another worker, a decommissioned worker\'s chain 
   c.workers.delete(2);
   await waitFor(async () => (await routing(c)).targets.find((x) => x.workerId === 2)?.state === 'offline', 'worker 2 offline', 10_000);
   assert.equal(await codeOf(c.meta.call(MasterWorkerMethod.decommission, { workerId: 1 })), WorkerErrorCode.DecommissionUnsafe);
+});
+
+test('--replace-after-ms: a worker down that long has its members replaced without an operator; back, its old targets stay out', async (t) => {
+  const replaceAfterMs = 2_000;
+  const c = await startCluster(t, 4, 2, replaceAfterMs);
+  const files = new Files(c);
+  for (let i = 0; i < 4; i++) await files.put(`/f-${i}`);
+  const before = await routing(c);
+  const { victim, hit } = busiestWorker(before);
+  await c.workers.get(victim)!.stop();
+  c.workers.delete(victim);
+  const stopped = Date.now();
+  await waitFor(async () => (await replaced(c, victim)) === undefined, 'replacements resynced and serving', 20_000, async () => (await replaced(c, victim)) ?? '');
+  assert.ok(Date.now() - stopped >= replaceAfterMs, 'not before the timeout');
+  checkReplaced(before, await routing(c), hit, victim);
+  await files.checkAll();
+  // The worker may return (it was never decommissioned): its targets left their chains and stay out
+  // (that they join no new chain while they hold old chunks is test/unit/cluster-manager.test.ts's).
+  c.workers.set(victim, await startWorker(c.dir, c.master, victim, 2));
+  const health = (): Promise<{ workerId: number; heartbeatAgeMs: number }[]> => c.meta.call(MasterWorkerMethod.health, {});
+  await waitFor(async () => (await health()).some((h) => h.workerId === victim && h.heartbeatAgeMs < 2 * timing.heartbeatMs), 'the worker back', 10_000);
+  assert.ok((await routing(c)).targets.filter((x) => x.workerId === victim).every((x) => x.chainId === 0));
+  await files.checkAll();
 });
