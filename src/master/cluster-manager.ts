@@ -295,9 +295,19 @@ export class ClusterManager {
     if (note !== this.lastStuckNote && note !== '') this.opts.log?.('warn', `chains stay degraded: ${note}`, { chains: plan.stuck.map((s) => s.chainId) });
     this.lastStuckNote = note;
     for (const r of plan.replacements) {
-      this.opts.log?.('info', 'chain member replaced', { chain: r.chainId, version: r.version, lost: r.lostTargetId, reason: r.reason, replacement: r.newTargetId, distinctDomain: r.distinctDomain });
-      // EAGAIN: the chain moved on since this round read it; the next round chooses again.
-      await this.propose({ op: 'replaceChainMember', chainId: r.chainId, version: r.version, lostTargetId: r.lostTargetId, newTargetId: r.newTargetId }, true);
+      const ctx = { chain: r.chainId, version: r.version, lost: r.lostTargetId, reason: r.reason, replacement: r.newTargetId, distinctDomain: r.distinctDomain };
+      try {
+        // EAGAIN: the chain moved on since this round read it; the next round chooses again.
+        await this.propose({ op: 'replaceChainMember', chainId: r.chainId, version: r.version, lostTargetId: r.lostTargetId, newTargetId: r.newTargetId }, true);
+      } catch (err) {
+        // The plan and the command's checks agree by design; should they not, one refused
+        // replacement must not hold up the rest of the round (chains, garbage collection).
+        if (!(err instanceof MetaError)) throw err;
+        this.opts.log?.('error', 'replacement refused', { ...ctx, code: err.code, err: err.message });
+        continue;
+      }
+      const done = this.opts.state().chains().find((c) => c.chainId === r.chainId)?.targetIds.includes(r.newTargetId) === true;
+      this.opts.log?.('info', done ? 'chain member replaced' : 'chain moved on before its replacement; choosing again next round', ctx);
     }
   }
 
