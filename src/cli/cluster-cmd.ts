@@ -7,6 +7,7 @@ import type { MasterClient } from '../client/index.ts';
 import type { ChainInfo, RoutingInfo, TargetInfo, WorkerInfo } from '../meta/index.ts';
 import { chainBalance, formatBalance } from '../placement/index.ts';
 import { withClient as run, type TargetFlags } from './cluster-target.ts';
+import { jsonLine, printable } from './format.ts';
 
 type Flags = TargetFlags & { json?: boolean };
 
@@ -16,7 +17,7 @@ export function registerClusterCommands(admin: Command, addTargetOptions: (c: Co
     .action((o: Flags) =>
       run(o, async (c) => {
         const workers = await c.query<WorkerInfo[]>('meta.query', { op: 'workers' });
-        if (o.json) return console.log(JSON.stringify(workers));
+        if (o.json) return console.log(jsonLine(workers));
         console.log(table(['worker', 'address', 'domain', 'targets', 'registered'], workers.map((w) => [w.workerId, w.address, w.domain || '-', w.targets.map((t) => `${t.targetId}:${t.state}`).join(' '), new Date(w.registeredMs).toISOString()])));
       }),
     );
@@ -26,7 +27,7 @@ export function registerClusterCommands(admin: Command, addTargetOptions: (c: Co
     .action((o: Flags) =>
       run(o, async (c) => {
         const targets = await c.query<TargetInfo[]>('meta.query', { op: 'targets' });
-        if (o.json) return console.log(JSON.stringify(targets));
+        if (o.json) return console.log(jsonLine(targets));
         console.log(table(['target', 'worker', 'chain', 'state', 'capacity', 'path'], targets.map((t) => [t.targetId, t.workerId, t.chainId || '-', t.state, formatBytes(t.capacityBytes), t.path])));
       }),
     );
@@ -37,7 +38,7 @@ export function registerClusterCommands(admin: Command, addTargetOptions: (c: Co
       run(o, async (c) => {
         const routing = await c.query<RoutingInfo>('cluster.routing', {});
         const balance = chainBalance(routing.chains.map((ch) => ch.targetIds), routing.targets.map((t) => ({ targetId: t.targetId, workerId: t.workerId, capacityBytes: t.capacityBytes })));
-        if (o.json) return console.log(JSON.stringify(o.balance ? { chains: routing.chains, balance } : routing.chains));
+        if (o.json) return console.log(jsonLine(o.balance ? { chains: routing.chains, balance } : routing.chains));
         console.log(table(['chain', 'version', 'members'], routing.chains.map((ch) => [ch.chainId, ch.version, members(routing, ch)])));
         if (o.balance) console.log(`\n${formatBalance(balance)}`);
       }),
@@ -66,7 +67,7 @@ async function report(c: MasterClient, o: Flags): Promise<void> {
     chainsUnavailable: unavailable.map((ch) => ch.chainId),
     capacityBytes: routing.targets.reduce((n, t) => n + t.capacityBytes, 0),
   };
-  if (o.json) return console.log(JSON.stringify(summary));
+  if (o.json) return console.log(jsonLine(summary));
   console.log(`cluster ${summary.clusterId || '(not named yet)'}, routing version ${summary.routingVersion}`);
   console.log(`workers: ${summary.workers}, targets: ${summary.targets} (${Object.entries(byState).map(([s, n]) => `${n} ${s}`).join(', ') || 'none'}), raw capacity ${formatBytes(summary.capacityBytes)}`);
   console.log(`chains: ${summary.chains}, degraded: ${degraded.length === 0 ? 'none' : degraded.map((ch) => `${ch.chainId} (${members(routing, ch)})`).join(', ')}`);
@@ -77,8 +78,9 @@ function members(routing: RoutingInfo, chain: ChainInfo): string {
   return chain.targetIds.map((id) => `${id}:${routing.targets.find((t) => t.targetId === id)?.state ?? '?'}`).join(' ');
 }
 
+/** Aligned columns; every cell escaped (format.ts), as paths and failure domains come from workers' flags. */
 function table(header: string[], rows: (string | number)[][]): string {
-  const cells = [header, ...rows.map((r) => r.map(String))];
+  const cells = [header, ...rows.map((r) => r.map((c) => printable(String(c))))];
   const widths = header.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
   return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');
 }
