@@ -6,6 +6,7 @@ import { formatBytes } from '../bytes.ts';
 import type { MasterClient } from '../client/index.ts';
 import type { ChainInfo, RoutingInfo, TargetInfo, WorkerInfo } from '../meta/index.ts';
 import { chainBalance, formatBalance } from '../placement/index.ts';
+import { MasterWorkerMethod, type ScrubReport, type WorkerHealth } from '../worker/protocol.ts';
 import { withClient as run, type TargetFlags } from './cluster-target.ts';
 import { jsonLine, printable } from './format.ts';
 
@@ -66,12 +67,32 @@ async function report(c: MasterClient, o: Flags): Promise<void> {
     chainsDegraded: degraded.map((ch) => ch.chainId),
     chainsUnavailable: unavailable.map((ch) => ch.chainId),
     capacityBytes: routing.targets.reduce((n, t) => n + t.capacityBytes, 0),
+    ...(await dataHealth(c)),
   };
   if (o.json) return console.log(jsonLine(summary));
   console.log(`cluster ${summary.clusterId || '(not named yet)'}, routing version ${summary.routingVersion}`);
   console.log(`workers: ${summary.workers}, targets: ${summary.targets} (${Object.entries(byState).map(([s, n]) => `${n} ${s}`).join(', ') || 'none'}), raw capacity ${formatBytes(summary.capacityBytes)}`);
   console.log(`chains: ${summary.chains}, degraded: ${degraded.length === 0 ? 'none' : degraded.map((ch) => `${ch.chainId} (${members(routing, ch)})`).join(', ')}`);
   if (unavailable.length > 0) console.log(`UNAVAILABLE (no serving member; waiting for its lastsrv): ${unavailable.map((ch) => `${ch.chainId} (${members(routing, ch)})`).join(', ')}`);
+  const corrupt = Object.entries(summary.chunksCorruptByTarget);
+  console.log(`corrupt chunks: ${corrupt.length === 0 ? 'none reported' : corrupt.map(([t, n]) => `${n} on target ${t}`).join(', ')}`);
+  const s = summary.scrub;
+  console.log(`scrub (since each worker started; ${summary.workersReporting} reporting): ${s.chunks} chunks (${formatBytes(s.bytes)}) verified, ${s.found} damaged found, ${s.repaired} repaired, ${s.unrepaired} not repairable yet, ${s.passes} passes`);
+}
+
+/**
+ * What the leader heard in workers' latest heartbeats: corrupt chunks by target and the scrubbers'
+ * counts summed. The leader keeps these in memory only: after a failover they refill within a heartbeat.
+ */
+async function dataHealth(c: MasterClient): Promise<{ workersReporting: number; chunksCorruptByTarget: Record<string, number>; scrub: ScrubReport }> {
+  const health = await c.query<WorkerHealth[]>(MasterWorkerMethod.health, {});
+  const scrub: ScrubReport = { passes: 0, chunks: 0, bytes: 0, found: 0, repaired: 0, unrepaired: 0 };
+  const chunksCorruptByTarget: Record<string, number> = {};
+  for (const w of health) {
+    for (const t of w.targets) if (t.chunksCorrupt > 0) chunksCorruptByTarget[String(t.targetId)] = t.chunksCorrupt;
+    for (const k of Object.keys(scrub) as (keyof ScrubReport)[]) scrub[k] += w.scrub?.[k] ?? 0;
+  }
+  return { workersReporting: health.length, chunksCorruptByTarget, scrub };
 }
 
 function members(routing: RoutingInfo, chain: ChainInfo): string {
