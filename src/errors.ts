@@ -39,6 +39,10 @@ export const ErrorCode = {
   IdRemoved: 'CAIRN_ID_REMOVED',
   /** A program a command runs (Java, the ZooKeeper server) is not installed; the message says how to install it. */
   NotInstalled: 'CAIRN_NOT_INSTALLED',
+  /** No process of the local cluster a command addresses is alive: start it with `cairn local up --dir D`. */
+  NotRunning: 'CAIRN_NOT_RUNNING',
+  /** A destructive command (a large `fs rm -r`) was not confirmed: no terminal to ask, or the answer was no. Pass --yes. */
+  NotConfirmed: 'CAIRN_NOT_CONFIRMED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

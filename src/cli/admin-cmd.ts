@@ -14,6 +14,7 @@ import { defaultLocalDir, readLocalCluster, withClient as run, type TargetFlags 
 import { registerClusterCommands } from './cluster-cmd.ts';
 import { registerWorkerCommands } from './worker-cmd.ts';
 import { configError, parseAddress, parsePositiveInt } from './config.ts';
+import { jsonLine, printable } from './format.ts';
 
 type Flags = TargetFlags & { json?: boolean };
 
@@ -108,7 +109,7 @@ async function journalInfo(c: MasterClient, o: Flags): Promise<void> {
   );
   const zk = leader.backend === 'zookeeper';
   if (o.json) {
-    console.log(JSON.stringify({ backend: leader.backend, leader: leader.leader, term: leader.term, commitIndex: leader.commitIndex, lastIndex: leader.lastIndex, zookeeper: leader.zookeeper, members: views, removedIds: leader.removedIds ?? [] }));
+    console.log(jsonLine({ backend: leader.backend, leader: leader.leader, term: leader.term, commitIndex: leader.commitIndex, lastIndex: leader.lastIndex, zookeeper: leader.zookeeper, members: views, removedIds: leader.removedIds ?? [] }));
     return;
   }
   // The ZooKeeper journal's term is its epoch: the version of the znode each new leader bumps.
@@ -120,7 +121,7 @@ async function journalInfo(c: MasterClient, o: Flags): Promise<void> {
     const applied = m.view?.appliedIndex ?? '-';
     const lag = m.lagEntries ?? (m.view === undefined ? '-' : Math.max(0, leader.commitIndex - m.view.appliedIndex));
     const session = zk ? `  ${String(lag).padEnd(9)} ${m.view?.zookeeper?.session ?? '-'}` : ` ${lag}`;
-    console.log(`${String(m.id).padEnd(3)} ${m.address.padEnd(22)} ${m.role.padEnd(9)} ${state.padEnd(10)} ${String(applied).padEnd(9)}${session}`);
+    console.log(`${String(m.id).padEnd(3)} ${printable(m.address).padEnd(22)} ${m.role.padEnd(9)} ${state.padEnd(10)} ${String(applied).padEnd(9)}${session}`);
   }
   if ((leader.removedIds ?? []).length > 0) console.log(`removed, never added back: ${leader.removedIds.join(', ')}; a new master takes an id from ${unusedId(leader)} up`);
 }
@@ -136,8 +137,8 @@ async function checkpointAll(c: MasterClient, o: Flags): Promise<void> {
       }
     }),
   );
-  if (o.json) console.log(JSON.stringify(results));
-  else for (const r of results) console.log('error' in r ? `master ${r.id}: failed: ${r.error}` : `master ${r.id}: checkpoint at index ${r.index}`);
+  if (o.json) console.log(jsonLine(results));
+  else for (const r of results) console.log('error' in r ? `master ${r.id}: failed: ${printable(String(r.error))}` : `master ${r.id}: checkpoint at index ${r.index}`);
 }
 
 async function backup(c: MasterClient, file: string): Promise<void> {
@@ -150,7 +151,7 @@ async function backup(c: MasterClient, file: string): Promise<void> {
   // The whole namespace (and, later, the S3 keys' secrets): the owner's alone.
   await writeFile(file, Buffer.concat([header, r.payload]), { mode: fileMode });
   const meta = r.body as { chunks: number; applied: number };
-  console.log(`backup of ${r.payload.length} bytes (${meta.chunks} chunks, as of journal index ${meta.applied}) written to ${file}`);
+  console.log(`backup of ${r.payload.length} bytes (${meta.chunks} chunks, as of journal index ${meta.applied}) written to ${printable(file)}`);
 }
 
 async function restore(c: MasterClient, file: string): Promise<void> {
@@ -162,7 +163,7 @@ async function restore(c: MasterClient, file: string): Promise<void> {
   if (crc32c(body) !== data.readUInt32BE(backupMagic.length)) throw new MetaError(MetaErrorCode.SnapshotCorrupt, `${file} is damaged: checksum mismatch`);
   const { conn, address } = await leaderConnection(c);
   const r = await conn.callRaw('admin.restore', {}, address, body);
-  console.log(`restored ${file}: ${JSON.stringify(r.body)}`);
+  console.log(`restored ${printable(file)}: ${jsonLine(r.body)}`);
 }
 
 async function leaderConnection(c: MasterClient): Promise<{ conn: MasterClient; address: string }> {

@@ -6,7 +6,9 @@ import { formatBytes } from '../bytes.ts';
 import type { MasterClient } from '../client/index.ts';
 import type { ChainInfo, RoutingInfo, TargetInfo, WorkerInfo } from '../meta/index.ts';
 import { chainBalance, formatBalance } from '../placement/index.ts';
+import { MasterWorkerMethod, type ScrubReport, type WorkerHealth } from '../worker/protocol.ts';
 import { withClient as run, type TargetFlags } from './cluster-target.ts';
+import { jsonLine, printable } from './format.ts';
 import { decommissionReport } from './worker-cmd.ts';
 
 type Flags = TargetFlags & { json?: boolean };
@@ -17,7 +19,7 @@ export function registerClusterCommands(admin: Command, addTargetOptions: (c: Co
     .action((o: Flags) =>
       run(o, async (c) => {
         const workers = await c.query<WorkerInfo[]>('meta.query', { op: 'workers' });
-        if (o.json) return console.log(JSON.stringify(workers));
+        if (o.json) return console.log(jsonLine(workers));
         console.log(table(['worker', 'address', 'domain', 'targets', 'registered'], workers.map((w) => [w.workerId, w.address, w.domain || '-', w.targets.map((t) => `${t.targetId}:${t.state}`).join(' '), registeredColumn(w)])));
       }),
     );
@@ -27,7 +29,7 @@ export function registerClusterCommands(admin: Command, addTargetOptions: (c: Co
     .action((o: Flags) =>
       run(o, async (c) => {
         const targets = await c.query<TargetInfo[]>('meta.query', { op: 'targets' });
-        if (o.json) return console.log(JSON.stringify(targets));
+        if (o.json) return console.log(jsonLine(targets));
         console.log(table(['target', 'worker', 'chain', 'state', 'capacity', 'path'], targets.map((t) => [t.targetId, t.workerId, t.chainId || '-', t.state, formatBytes(t.capacityBytes), t.path])));
       }),
     );
@@ -38,7 +40,7 @@ export function registerClusterCommands(admin: Command, addTargetOptions: (c: Co
       run(o, async (c) => {
         const routing = await c.query<RoutingInfo>('cluster.routing', {});
         const balance = chainBalance(routing.chains.map((ch) => ch.targetIds), routing.targets.map((t) => ({ targetId: t.targetId, workerId: t.workerId, capacityBytes: t.capacityBytes })));
-        if (o.json) return console.log(JSON.stringify(o.balance ? { chains: routing.chains, balance } : routing.chains));
+        if (o.json) return console.log(jsonLine(o.balance ? { chains: routing.chains, balance } : routing.chains));
         console.log(table(['chain', 'version', 'members'], routing.chains.map((ch) => [ch.chainId, ch.version, members(routing, ch)])));
         if (o.balance) console.log(`\n${formatBalance(balance)}`);
       }),
@@ -73,21 +75,42 @@ async function report(c: MasterClient, o: Flags): Promise<void> {
     chainsDegraded: degraded.map((ch) => ch.chainId),
     chainsUnavailable: unavailable.map((ch) => ch.chainId),
     capacityBytes: routing.targets.reduce((n, t) => n + t.capacityBytes, 0),
+    ...(await dataHealth(c)),
   };
-  if (o.json) return console.log(JSON.stringify({ ...summary, ...decommissioned.json }));
+  if (o.json) return console.log(jsonLine({ ...summary, ...decommissioned.json }));
   console.log(`cluster ${summary.clusterId || '(not named yet)'}, routing version ${summary.routingVersion}`);
   console.log(`workers: ${summary.workers}, targets: ${summary.targets} (${Object.entries(byState).map(([s, n]) => `${n} ${s}`).join(', ') || 'none'}), raw capacity ${formatBytes(summary.capacityBytes)}`);
   console.log(`chains: ${summary.chains}, degraded: ${degraded.length === 0 ? 'none' : degraded.map((ch) => `${ch.chainId} (${members(routing, ch)})`).join(', ')}`);
   if (unavailable.length > 0) console.log(`UNAVAILABLE (no serving member; waiting for its lastsrv): ${unavailable.map((ch) => `${ch.chainId} (${members(routing, ch)})`).join(', ')}`);
+  const corrupt = Object.entries(summary.chunksCorruptByTarget);
+  console.log(`corrupt chunks: ${corrupt.length === 0 ? 'none reported' : corrupt.map(([t, n]) => `${n} on target ${t}`).join(', ')}`);
+  const s = summary.scrub;
+  console.log(`scrub (since each worker started; ${summary.workersReporting} reporting): ${s.chunks} chunks (${formatBytes(s.bytes)}) verified, ${s.found} damaged found, ${s.repaired} repaired, ${s.unrepaired} not repairable yet, ${s.passes} passes`);
   for (const line of decommissioned.lines) console.log(line);
+}
+
+/**
+ * What the leader heard in workers' latest heartbeats: corrupt chunks by target and the scrubbers'
+ * counts summed. The leader keeps these in memory only: after a failover they refill within a heartbeat.
+ */
+async function dataHealth(c: MasterClient): Promise<{ workersReporting: number; chunksCorruptByTarget: Record<string, number>; scrub: ScrubReport }> {
+  const health = await c.query<WorkerHealth[]>(MasterWorkerMethod.health, {});
+  const scrub: ScrubReport = { passes: 0, chunks: 0, bytes: 0, found: 0, repaired: 0, unrepaired: 0 };
+  const chunksCorruptByTarget: Record<string, number> = {};
+  for (const w of health) {
+    for (const t of w.targets) if (t.chunksCorrupt > 0) chunksCorruptByTarget[String(t.targetId)] = t.chunksCorrupt;
+    for (const k of Object.keys(scrub) as (keyof ScrubReport)[]) scrub[k] += w.scrub?.[k] ?? 0;
+  }
+  return { workersReporting: health.length, chunksCorruptByTarget, scrub };
 }
 
 function members(routing: RoutingInfo, chain: ChainInfo): string {
   return chain.targetIds.map((id) => `${id}:${routing.targets.find((t) => t.targetId === id)?.state ?? '?'}`).join(' ');
 }
 
+/** Aligned columns; every cell escaped (format.ts), as paths and failure domains come from workers' flags. */
 function table(header: string[], rows: (string | number)[][]): string {
-  const cells = [header, ...rows.map((r) => r.map(String))];
+  const cells = [header, ...rows.map((r) => r.map((c) => printable(String(c))))];
   const widths = header.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
   return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');
 }

@@ -9,6 +9,7 @@ import { systemClock } from '../io/system-clock.ts';
 import { RpcClient } from '../rpc/index.ts';
 import { workerFrameBytesMax } from '../worker/process.ts';
 import type { ZkServerInfo } from '../journal/zookeeper/ensemble.ts';
+import { CairnError, ErrorCode } from '../errors.ts';
 import { configError, parseMasterList } from './config.ts';
 
 export interface LocalProcess {
@@ -80,7 +81,25 @@ function resolveTarget(flags: TargetFlags): { masters: string[]; secret: string 
   if (local === undefined) {
     throw configError(`no cluster given: pass --masters host:port,..., set CAIRN_MASTERS, or start one with 'cairn local up' (looked in ${dir})`);
   }
-  return { masters: local.processes.filter((p) => p.kind === 'master').map((p) => p.address), secret };
+  const masters = local.processes.filter((p) => p.kind === 'master');
+  // A stopped local cluster is known at once from its record, rather than after the client's deadline.
+  if (!masters.some((p) => isAlive(p.pid))) {
+    throw new CairnError(ErrorCode.NotRunning, `the local cluster in ${dir} is not running (none of its ${masters.length} masters' processes is alive); start it with 'cairn local up --dir ${dir}'`);
+  }
+  return { masters: masters.map((p) => p.address), secret };
+}
+
+/**
+ * Whether a process with this pid runs and is ours to signal (signal 0 sends nothing): one of
+ * another user (EPERM) is not a process this user's `local up` started.
+ */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function connect(flags: TargetFlags): MasterClient {

@@ -8,10 +8,12 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { SingleBar } from 'cli-progress';
 import { getFile, putFile, truncateFile, type DataClient, type MasterClient } from '../client/index.ts';
-import { FsErrorCode, MetaError, type DirEntry, type InodeAttr, type Layout, type ReaddirPage, type Routing } from '../meta/index.ts';
+import { FsErrorCode, type DirEntry, type InodeAttr, type Layout, type ReaddirPage, type Routing } from '../meta/index.ts';
 import { fileChains } from '../placement/index.ts';
 import { withClient as run, withClients, type TargetFlags } from './cluster-target.ts';
 import { configError, parsePositiveInt } from './config.ts';
+import { jsonLine, modeString, printable } from './format.ts';
+import { join, rmConfirmEntriesMin, rmPaths, type RmFlags } from './fs-rm.ts';
 
 type Flags = TargetFlags & { json?: boolean };
 
@@ -24,7 +26,7 @@ export function registerFsCommands(program: Command, addTargetOptions: (c: Comma
 
   addTargetOptions(fs.command('put').argument('<local>', 'local file, or - for standard input').argument('<path>', 'cairn path (a directory: the file keeps its name)').option('-q, --quiet', 'no progress bar').option('--chunk-size <bytes>', 'chunk size, a power of two in 64 KiB..64 MiB').option('--stripe <n>', 'chains to stripe the file over').option('--json', 'print JSON'))
     .description('store a local file (written under a temporary name, then renamed into place)')
-    .action((local: string, p: string, o: Flags & TransferFlags & { chunkSize?: string; stripe?: string }) => withClients(o, async (meta, data) => print(o, await put(meta, data, local, p, o), (a) => `${p}: ${a.sizeBytes} bytes`)));
+    .action((local: string, p: string, o: Flags & TransferFlags & { chunkSize?: string; stripe?: string }) => withClients(o, async (meta, data) => print(o, await put(meta, data, local, p, o), (a) => `${printable(p)}: ${a.sizeBytes} bytes`)));
 
   addTargetOptions(fs.command('get').argument('<path>').argument('<local>', 'local file, or - for standard output').option('-q, --quiet', 'no progress bar'))
     .description('read a file into a local file')
@@ -33,7 +35,7 @@ export function registerFsCommands(program: Command, addTargetOptions: (c: Comma
   addTargetOptions(fs.command('truncate').argument('<path>').argument('<size>', 'new length in bytes').option('--json', 'print JSON'))
     .description('set a file\'s length: cutting removes the data past the new end from the workers; growing adds a hole')
     .action((p: string, size: string, o: Flags) =>
-      withClients(o, async (meta, data) => print(o, await truncateFile(meta, data, p, size === '0' ? 0 : parsePositiveInt(size, 'size')), (a) => `${p}: ${a.sizeBytes} bytes`)),
+      withClients(o, async (meta, data) => print(o, await truncateFile(meta, data, p, size === '0' ? 0 : parsePositiveInt(size, 'size')), (a) => `${printable(p)}: ${a.sizeBytes} bytes`)),
     );
 
   addTargetOptions(fs.command('cat').argument('<paths...>'))
@@ -48,12 +50,12 @@ export function registerFsCommands(program: Command, addTargetOptions: (c: Comma
         const bar = progress(o, attr.sizeBytes, `${from} -> ${to}`);
         const copied = await putFile(meta, data, await intoDir(meta, to, from), chunks, { mode: attr.mode, uid, gid, layout: { chunkSizeBytes: attr.layout!.chunkSizeBytes }, onProgress: (n) => bar?.update(n) });
         bar?.stop();
-        print(o, copied, (a) => `${to}: ${a.sizeBytes} bytes`);
+        print(o, copied, (a) => `${printable(to)}: ${a.sizeBytes} bytes`);
       }),
     );
 
-  addTargetOptions(fs.command('ls').argument('[path]', 'directory or file', '/').option('-l, --long', 'show type, mode, size and time').option('--json', 'print JSON'))
-    .description('list a directory')
+  addTargetOptions(fs.command('ls').argument('[path]', 'directory or file', '/').option('-l, --long', 'show type, mode (as -rw-r--r--), links, uid, gid, size and time').option('--json', 'print JSON (names exact)'))
+    .description('list a directory (control characters in names are shown escaped: \\n, \\x1b, \\\\ for a backslash)')
     .action((p: string, o: Flags & { long?: boolean }) => run(o, (c) => ls(c, p, o)));
 
   addTargetOptions(fs.command('mkdir').argument('<paths...>').option('-p, --parents', 'create missing parents, no error if it exists').option('-m, --mode <octal>', 'permission bits', '755').option('--json', 'print JSON'))
@@ -79,9 +81,17 @@ export function registerFsCommands(program: Command, addTargetOptions: (c: Comma
       }),
     );
 
-  addTargetOptions(fs.command('rm').argument('<paths...>').option('-r, --recursive', 'remove directories and their contents').option('--json', 'print JSON'))
-    .description('remove files, symlinks and (with -r) directories')
-    .action((paths: string[], o: Flags & { recursive?: boolean }) => run(o, async (c) => { for (const p of paths) await rm(c, p, o.recursive === true); }));
+  addTargetOptions(
+    fs
+      .command('rm')
+      .argument('<paths...>')
+      .option('-r, --recursive', 'remove directories and their contents')
+      .option('-y, --yes', `remove a tree of more than ${rmConfirmEntriesMin} entries without asking`)
+      .option('-f, --force', 'never ask (as --yes), and no error for a path that does not exist')
+      .option('--json', 'print JSON'),
+  )
+    .description(`remove files, symlinks and (with -r) directories; never the root '/'. A recursive removal of more than ${rmConfirmEntriesMin} entries asks first on a terminal, and without one is refused unless --yes or --force`)
+    .action((paths: string[], o: Flags & RmFlags) => run(o, (c) => rmPaths(c, (dir) => listAll(c, dir), paths, o)));
 
   addTargetOptions(fs.command('mv').argument('<from>').argument('<to>').option('--json', 'print JSON'))
     .description('rename atomically (across directories too)')
@@ -98,11 +108,11 @@ export function registerFsCommands(program: Command, addTargetOptions: (c: Comma
 
   addTargetOptions(fs.command('du').argument('[path]', 'file or directory', '/').option('--json', 'print JSON'))
     .description('sum the logical size of a tree')
-    .action((p: string, o: Flags) => run(o, async (c) => print(o, await du(c, p), (s) => `${s.bytes}\t${s.files} files\t${s.dirs} dirs\t${p}`)));
+    .action((p: string, o: Flags) => run(o, async (c) => print(o, await du(c, p), (s) => `${s.bytes}\t${s.files} files\t${s.dirs} dirs\t${printable(p)}`)));
 }
 
 function print<T>(flags: Flags, value: T, text: (v: T) => string): void {
-  if (flags.json) console.log(JSON.stringify(value));
+  if (flags.json) console.log(jsonLine(value));
   else {
     const t = text(value);
     if (t !== '') console.log(t);
@@ -121,15 +131,15 @@ async function* listAll(c: MasterClient, path: string): AsyncGenerator<DirEntry>
 async function ls(c: MasterClient, path: string, o: Flags & { long?: boolean }): Promise<void> {
   const attr = await c.query<InodeAttr>('meta.query', { op: 'stat', path });
   if (attr.type !== 'dir') {
-    print(o, [{ name: path, ...attr }], () => (o.long ? formatLong(path, attr) : path));
+    print(o, [{ name: path, ...attr }], () => (o.long ? formatLong(path, attr) : printable(path)));
     return;
   }
   const rows: (DirEntry & { attr?: InodeAttr })[] = [];
   for await (const e of listAll(c, path)) {
     rows.push(o.long || o.json ? { ...e, attr: await c.query<InodeAttr>('meta.query', { op: 'stat', path: join(path, e.name) }) } : e);
   }
-  if (o.json) console.log(JSON.stringify(rows));
-  else for (const r of rows) console.log(o.long && r.attr !== undefined ? formatLong(r.name, r.attr) : r.type === 'dir' ? `${r.name}/` : r.name);
+  if (o.json) console.log(jsonLine(rows));
+  else for (const r of rows) console.log(o.long && r.attr !== undefined ? formatLong(r.name, r.attr) : `${printable(r.name)}${r.type === 'dir' ? '/' : ''}`);
 }
 
 async function touch(c: MasterClient, path: string): Promise<unknown> {
@@ -140,22 +150,6 @@ async function touch(c: MasterClient, path: string): Promise<unknown> {
     const now = Date.now();
     return c.mutate('meta.mutate', { op: 'setattr', path, atimeMs: now, mtimeMs: now });
   }
-}
-
-async function rm(c: MasterClient, path: string, recursive: boolean): Promise<void> {
-  const attr = await c.query<InodeAttr>('meta.query', { op: 'stat', path });
-  if (attr.type !== 'dir') {
-    await c.mutate('meta.mutate', { op: 'unlink', path });
-    return;
-  }
-  if (!recursive) throw new MetaError(FsErrorCode.EISDIR, `${path} is a directory (use rm -r)`);
-  for (;;) {
-    const children: DirEntry[] = [];
-    for await (const e of listAll(c, path)) children.push(e);
-    if (children.length === 0) break;
-    for (const e of children) await rm(c, join(path, e.name), true);
-  }
-  if (path !== '/') await c.mutate('meta.mutate', { op: 'rmdir', path });
 }
 
 async function du(c: MasterClient, path: string): Promise<{ bytes: number; files: number; dirs: number }> {
@@ -172,22 +166,16 @@ async function du(c: MasterClient, path: string): Promise<{ bytes: number; files
   return total;
 }
 
-function join(dir: string, name: string): string {
-  return dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`;
-}
-
 function parseMode(s: string): number {
   if (!/^[0-7]{1,4}$/.test(s)) throw configError(`--mode must be octal permission bits like 755, got '${s}'`);
   return parseInt(s, 8);
 }
 
-const typeChar: Record<string, string> = { file: '-', dir: 'd', symlink: 'l' };
-
+/** One `ls -l` line; the name and a symlink's target escaped (see format.ts). */
 function formatLong(name: string, a: InodeAttr): string {
-  const mode = a.mode.toString(8).padStart(4, '0');
   const time = new Date(a.mtimeMs).toISOString();
-  const link = a.type === 'symlink' && a.target !== undefined ? ` -> ${a.target}` : '';
-  return `${typeChar[a.type] ?? '?'}${mode} ${String(a.nlink).padStart(3)} ${String(a.uid).padStart(5)} ${String(a.gid).padStart(5)} ${String(a.sizeBytes).padStart(12)} ${time} ${name}${a.type === 'dir' ? '/' : ''}${link}`;
+  const link = a.type === 'symlink' && a.target !== undefined ? ` -> ${printable(a.target)}` : '';
+  return `${modeString(a.type, a.mode)} ${String(a.nlink).padStart(3)} ${String(a.uid).padStart(5)} ${String(a.gid).padStart(5)} ${String(a.sizeBytes).padStart(12)} ${time} ${printable(name)}${a.type === 'dir' ? '/' : ''}${link}`;
 }
 
 interface TransferFlags {
@@ -197,7 +185,7 @@ interface TransferFlags {
 /** A progress bar on standard error for a long transfer; none when quiet, not a terminal, or small. */
 function progress(o: TransferFlags, total: number, label: string): SingleBar | undefined {
   if (o.quiet === true || !process.stderr.isTTY || total < progressBytesMin) return undefined;
-  const bar = new SingleBar({ stream: process.stderr, format: `${label} [{bar}] {percentage}% {value}/{total} bytes {speed} | eta {eta}s`, hideCursor: true }, undefined);
+  const bar = new SingleBar({ stream: process.stderr, format: `${printable(label)} [{bar}] {percentage}% {value}/{total} bytes {speed} | eta {eta}s`, hideCursor: true }, undefined);
   const started = Date.now();
   bar.start(total, 0, { speed: '' });
   const update = bar.update.bind(bar);
@@ -263,16 +251,16 @@ function stripeOf(routing: Routing, layout: Layout): { chainId: number; version:
 
 function formatStat(path: string, a: InodeAttr, chains?: { chainId: number; version: number; targets: string }[]): string {
   const lines = [
-    `path:   ${path}`,
+    `path:   ${printable(path)}`,
     `inode:  ${a.inodeId}  type: ${a.type}  links: ${a.nlink}`,
-    `mode:   ${a.mode.toString(8).padStart(4, '0')}  uid: ${a.uid}  gid: ${a.gid}`,
+    `mode:   ${a.mode.toString(8).padStart(4, '0')} (${modeString(a.type, a.mode)})  uid: ${a.uid}  gid: ${a.gid}`,
     `size:   ${a.sizeBytes} bytes`,
     `atime:  ${new Date(a.atimeMs).toISOString()}`,
     `mtime:  ${new Date(a.mtimeMs).toISOString()}`,
     `ctime:  ${new Date(a.ctimeMs).toISOString()}`,
   ];
   if (a.layout !== undefined) lines.push(`layout: chunk ${a.layout.chunkSizeBytes} bytes, stripe ${a.layout.stripeWidth}, chain table ${a.layout.chainTableId} v${a.layout.chainTableVersion}`);
-  if (a.target !== undefined) lines.push(`target: ${a.target}`);
+  if (a.target !== undefined) lines.push(`target: ${printable(a.target)}`);
   for (const [i, c] of (chains ?? []).entries()) lines.push(`${i === 0 ? 'chains: ' : '        '}${c.chainId} v${c.version}: ${c.targets}`);
   return lines.join('\n');
 }

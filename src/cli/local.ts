@@ -4,16 +4,17 @@
 import { dirMode, fileMode } from '../io/node-disk.ts';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MasterClient } from '../client/index.ts';
 import type { JournalStatus } from '../journal/index.ts';
 import type { RoutingInfo } from '../meta/index.ts';
 import { isRebuildCode, localRebuildSteps, stepsMarker } from '../master/rebuild.ts';
-import { clusterFileName, readLocalCluster, type LocalCluster, type LocalJournal, type LocalProcess, type LocalZooKeeper } from './cluster-target.ts';
+import { clusterFileName, isAlive, readLocalCluster, type LocalCluster, type LocalJournal, type LocalProcess, type LocalZooKeeper } from './cluster-target.ts';
 import { CairnError, ErrorCode, assert } from '../errors.ts';
 import { configError } from './config.ts';
+import { lastErrorLine } from './exit-line.ts';
 import { freePort } from '../free-port.ts';
 import { newZkClusterId } from '../journal/zookeeper/cluster-id.ts';
 import { attachEnsemble, startEnsemble, type Ensemble, type ZkMode } from '../journal/zookeeper/ensemble.ts';
@@ -140,6 +141,8 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
 async function startWorkers(cluster: LocalCluster, clusterDir: string, existing: LocalCluster | undefined, log: (line: string) => void): Promise<void> {
   const shape = cluster.shape!;
   const masters = cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address).join(',');
+  /** Where each started worker's log stood before it started: its exit line comes after. */
+  const logStarts = new Map<number, number>();
   for (let id = 1; id <= shape.workers; id++) {
     const before = existing?.processes.find((p) => p.kind === 'worker' && p.id === id);
     if (before !== undefined && isAlive(before.pid)) {
@@ -152,6 +155,7 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
     const address = before?.address ?? `127.0.0.1:${await freePort()}`;
     const http = before?.http ?? `127.0.0.1:${await freePort()}`;
     const logFile = path.join(dir, 'worker.log');
+    logStarts.set(id, existsSync(logFile) ? statSync(logFile).size : 0);
     const pid = spawnDetached(['worker', '--id', String(id), '--listen', address, '--masters', masters, ...targets, '--http', http], logFile, cluster.secret);
     cluster.processes.push({ kind: 'worker', id, address, http, pid, dir, log: logFile });
   }
@@ -163,7 +167,7 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
     const want = Math.floor((shape.workers * shape.targetsPerWorker) / shape.replication);
     for (;;) {
       const dead = cluster.processes.filter((p) => p.kind === 'worker' && !isAlive(p.pid));
-      if (dead.length > 0) throw new CairnError(ErrorCode.ProcessFailed, `worker ${dead[0].id} exited: ${lastErrorLine(dead[0].log, 0) ?? 'no error line'}; see ${dead[0].log}`);
+      if (dead.length > 0) throw new CairnError(ErrorCode.ProcessFailed, `worker ${dead[0].id} exited: ${lastErrorLine(dead[0].log, logStarts.get(dead[0].id) ?? 0) ?? 'no error line'}; see ${dead[0].log}`);
       const routing = await client.query<RoutingInfo>('cluster.routing', {});
       const serving = (id: number): boolean => routing.targets.some((t) => t.targetId === id && t.state === 'serving');
       if (routing.chains.length >= want && routing.chains.every((c) => c.targetIds.every(serving))) return;
@@ -299,21 +303,20 @@ function spawnDetached(args: string[], logFile: string, secret: string): number 
   }
 }
 
+/**
+ * Waits until a master leads and every master answers. A master that exits meanwhile (a bad flag,
+ * a full disk, an unusable directory) ends the wait at once with why, from its log: waiting for a
+ * leader that cannot come would only end in 'no leader'.
+ */
 async function waitForLeader(cluster: LocalCluster, clusterDir: string, logStarts: Map<number, number>): Promise<void> {
-  const client = clientFor(cluster, startDeadlineMs);
-  try {
-    await client.call('master.ping', {});
-    const start = Date.now();
-    for (;;) {
-      const st = await localStatus(cluster);
-      if (st.some((p) => p.role === 'leader') && st.every((p) => p.alive && p.role !== 'unreachable')) return;
-      const dead = st.filter((p) => !p.alive);
-      if (dead.length > 0) throw new CairnError(ErrorCode.ProcessFailed, exitReport(dead[0], clusterDir, unusedLocalId(clusterDir, cluster), logStarts.get(dead[0].id) ?? 0));
-      if (Date.now() - start > startDeadlineMs) throw new CairnError(ErrorCode.Unavailable, `no leader after ${startDeadlineMs} ms; see the logs under the cluster directory`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  } finally {
-    client.close();
+  const start = Date.now();
+  for (;;) {
+    const dead = cluster.processes.filter((p) => !isAlive(p.pid));
+    if (dead.length > 0) throw new CairnError(ErrorCode.ProcessFailed, exitReport(dead, clusterDir, unusedLocalId(clusterDir, cluster), logStarts));
+    const st = await localStatus(cluster);
+    if (st.some((p) => p.role === 'leader') && st.every((p) => p.alive && p.role !== 'unreachable')) return;
+    if (Date.now() - start > startDeadlineMs) throw new CairnError(ErrorCode.Unavailable, `no leader after ${startDeadlineMs} ms; see the logs under the cluster directory`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -321,38 +324,16 @@ async function waitForLeader(cluster: LocalCluster, clusterDir: string, logStart
  * Why a master exited, from the one-line error it wrote last. A master that refuses to start
  * because its data is unusable gets the rebuild steps for this local cluster.
  */
-function exitReport(p: LocalProcess, clusterDir: string, newId: number, logStart: number): string {
-  const line = lastErrorLine(p.log, logStart);
-  if (line === undefined) return `master ${p.id} exited; see ${p.log}`;
+function exitReport(dead: LocalProcess[], clusterDir: string, newId: number, logStarts: Map<number, number>): string {
+  const p = dead[0];
+  const others = dead.length === 1 ? '' : ` (also exited: ${dead.slice(1).map((d) => `master ${d.id}`).join(', ')})`;
+  const line = lastErrorLine(p.log, logStarts.get(p.id) ?? 0);
+  if (line === undefined) return `master ${p.id} exited with no error line in its log; see ${p.log}${others}`;
   const code = /\((CAIRN_[A-Z_]+)\)$/.exec(line)?.[1] ?? '';
   const steps = line.indexOf(stepsMarker);
-  if (!isRebuildCode(code) || steps < 0) return `master ${p.id} exited: ${line}; see ${p.log}`;
+  if (!isRebuildCode(code) || steps < 0) return `master ${p.id} exited: ${line}; see ${p.log}${others}`;
   const why = line.slice(0, steps).trim();
   return `${why} For this local cluster, in this order: ${localRebuildSteps(p.id, newId, clusterDir, p.dir)} (${code}; log: ${p.log})`;
-}
-
-/** Enough of a log's end to hold the exit line, however long the log has grown. */
-const logTailBytes = 64 * 1024;
-
-/** The last `cairn: ...` line (what `cairn master` prints when it fails) written to a log after `from`, without the prefix. */
-function lastErrorLine(file: string, from: number): string | undefined {
-  let text: string;
-  try {
-    const fd = openSync(file, 'r');
-    try {
-      const size = fstatSync(fd).size;
-      const start = Math.max(from, size - logTailBytes);
-      const buf = Buffer.alloc(Math.max(0, size - start));
-      readSync(fd, buf, 0, buf.length, start);
-      text = buf.toString('utf8');
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return undefined;
-  }
-  const line = text.split('\n').findLast((l) => l.startsWith('cairn: '));
-  return line?.slice('cairn: '.length).trim();
 }
 
 export async function localStatus(cluster: LocalCluster): Promise<ProcessStatus[]> {
@@ -432,15 +413,6 @@ export async function localDown(dir: string, log: (line: string) => void): Promi
 function clientFor(cluster: LocalCluster, deadlineMs: number): MasterClient {
   const masters = cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address);
   return new MasterClient({ masters, secret: cluster.secret, deadlineMs, callTimeoutMs: 1_000 });
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {

@@ -2,6 +2,7 @@
 // The `cairn` command: processes (master), a local cluster, file system and admin commands.
 
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { getFile, putFile } from '../client/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
@@ -13,6 +14,7 @@ import { registerAdminCommands } from './admin-cmd.ts';
 import { defaultLocalDir, readLocalCluster, withClients } from './cluster-target.ts';
 import { configError, parseMasterConfig, parsePositiveInt, parseWorkerConfig } from './config.ts';
 import { runDemo } from './demo.ts';
+import { jsonLine, printable } from './format.ts';
 import { registerFsCommands } from './fs-cmd.ts';
 import { localDown, localStatus, localUp, zooKeeperStatus, type ProcessStatus, type ZkServerStatus } from './local.ts';
 import type { LocalCluster, LocalJournal } from './cluster-target.ts';
@@ -20,9 +22,13 @@ import type { LocalCluster, LocalJournal } from './cluster-target.ts';
 /** sysexits' EX_DATAERR: the master's own data is unusable (see docs/masters.md, 'Rebuilding a master'). */
 const exitDataError = 65;
 
+/** The package's version, from package.json beside src/. */
+const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 const program = new Command();
 program
   .name('cairn')
+  .version(version, '-V, --version', 'print the version of cairn')
   .description('cairn: a distributed file system for large files (Raft-replicated metadata masters, CRAQ-replicated chunk workers)')
   .showHelpAfterError();
 
@@ -66,8 +72,10 @@ program
     const master = await startMaster({
       ...cfg,
       log,
-      onFatal: () => {
-        log.fatal('the journal failed; exiting so that a supervisor restarts this master from its WAL');
+      onFatal: (err) => {
+        log.fatal({ err }, 'the journal failed; exiting so that a supervisor restarts this master from its WAL');
+        // The one line `local up` and supervisors read: why this master stopped.
+        console.error(`cairn: master ${cfg.id}: the journal failed, exiting (a restart recovers from the WAL): ${errorLine(err)}`);
         process.exit(70);
       },
     });
@@ -130,11 +138,12 @@ local
       replication: parsePositiveInt(o.replication, '--replication'),
       ...(join === undefined ? {} : { join }),
       ...(journal === undefined ? {} : { journal }),
-      log: (l) => console.log(l),
+      log: (l) => console.log(printable(l)),
     });
     printStatus(await statusOf(cluster));
     if (!o.foreground) {
-      console.log(`\ntry: npx cairn fs put ./some-file /some-file --dir ${o.dir}; npx cairn fs get /some-file ./copy --dir ${o.dir}; npx cairn admin targets --dir ${o.dir}; npx cairn local down --dir ${o.dir}`);
+      const d = printable(o.dir);
+      console.log(`\ntry: npx cairn fs put ./some-file /some-file --dir ${d}; npx cairn fs get /some-file ./copy --dir ${d}; npx cairn admin targets --dir ${d}; npx cairn local down --dir ${d}`);
       return;
     }
     await foreground(o.dir);
@@ -148,14 +157,14 @@ local
     const cluster = readLocalCluster(o.dir);
     if (cluster === undefined) throw configError(`no local cluster in ${o.dir}; start one with 'cairn local up --dir ${o.dir}'`);
     const st = await statusOf(cluster);
-    if (o.json) console.log(JSON.stringify(st));
+    if (o.json) console.log(jsonLine(st));
     else printStatus(st);
   });
 local
   .command('down')
   .description('stop a local cluster (its data stays)')
   .option('--dir <path>', 'cluster directory', defaultLocalDir())
-  .action(async (o: { dir: string }) => localDown(o.dir, (l) => console.log(l)));
+  .action(async (o: { dir: string }) => localDown(o.dir, (l) => console.log(printable(l))));
 
 program
   .command('demo')
@@ -220,7 +229,7 @@ async function foreground(dir: string): Promise<void> {
     if (stopping) return;
     stopping = true;
     console.log('\nstopping the cluster...');
-    await localDown(dir, (l) => console.log(l));
+    await localDown(dir, (l) => console.log(printable(l)));
     process.exit(0);
   };
   process.on('SIGINT', () => void stop());
@@ -240,12 +249,16 @@ async function foreground(dir: string): Promise<void> {
   }
 }
 
-program.parseAsync().catch((err: unknown) => {
-  const code = (err as { code?: string }).code;
+/** An error as one line: its message, names in it escaped (format.ts), and its code unless it is a bad flag's, whose message says all there is. */
+function errorLine(err: unknown): string {
+  const code = (err as { code?: string } | undefined)?.code;
   const message = err instanceof Error ? err.message : String(err);
-  // A bad flag's message says all there is; other codes are for scripts and bug reports.
   const badOption = err instanceof CairnError && code === ErrorCode.BadOption;
-  console.error(`cairn: ${message}${code !== undefined && !badOption ? ` (${code})` : ''}`);
+  return printable(`${message}${code !== undefined && !badOption ? ` (${code})` : ''}`);
+}
+
+program.parseAsync().catch((err: unknown) => {
+  console.error(`cairn: ${errorLine(err)}`);
   // A master whose data must be rebuilt exits with its own status, so a supervisor can stop retrying.
   process.exitCode = needsRebuild(err) ? exitDataError : 1;
 });

@@ -8,11 +8,13 @@ import type { Command } from 'commander';
 import type { MasterClient } from '../client/index.ts';
 import type { DecommissionReply, ReplacementsReply } from '../master/cluster-manager.ts';
 import { decommissionImpact, type DecommissionImpact } from '../master/replacements.ts';
+import { CairnError, ErrorCode } from '../errors.ts';
 import type { RoutingInfo, WorkerInfo } from '../meta/index.ts';
 import { WorkerError, WorkerErrorCode } from '../worker/errors.ts';
 import { MasterWorkerMethod } from '../worker/protocol.ts';
 import { withClient as run, type TargetFlags } from './cluster-target.ts';
 import { configError, parsePositiveInt } from './config.ts';
+import { jsonLine, printable } from './format.ts';
 
 type Flags = TargetFlags & { json?: boolean; yes?: boolean; force?: boolean };
 
@@ -46,18 +48,18 @@ async function decommission(c: MasterClient, workerId: number, o: Flags): Promis
       `refused: worker ${workerId} holds the only up-to-date replica of chain(s) ${impact.unsafeChainIds.join(', ')}; bring another member of them back first, or give --force to give their data up`,
     );
   }
-  if (o.yes !== true && !(await confirm(`decommission worker ${workerId}? Its id is never used again. [y/N] `))) {
-    console.log('not decommissioned');
-    return;
+  if (o.yes !== true) {
+    if (process.stdin.isTTY !== true) throw new CairnError(ErrorCode.NotConfirmed, `decommissioning worker ${workerId} is for good; pass --yes to confirm (nothing changed)`);
+    if (!(await ask(`cairn: decommission worker ${workerId}? Its id is never used again. [y/N] `))) throw new CairnError(ErrorCode.NotConfirmed, 'not confirmed (nothing changed)');
   }
   const reply = await c.call<DecommissionReply>(MasterWorkerMethod.decommission, { workerId, force: o.force === true });
-  if (o.json) return console.log(JSON.stringify(reply));
+  if (o.json) return console.log(jsonLine(reply));
   console.log(`worker ${workerId} decommissioned; the cluster manager now replaces its members in ${reply.impact.chains.length} chain(s) as free targets allow: follow it with cairn admin report`);
 }
 
 /** What the operator reads before confirming: the chains, what each keeps, the warnings. */
 function describeImpact(worker: WorkerInfo, impact: DecommissionImpact): string[] {
-  const lines = [`worker ${worker.workerId} at ${worker.address}${worker.domain === '' ? '' : ` (domain ${worker.domain})`}: targets ${worker.targets.map((t) => `${t.targetId}:${t.state}`).join(' ') || 'none'}`];
+  const lines = [`worker ${worker.workerId} at ${printable(worker.address)}${worker.domain === '' ? '' : ` (domain ${printable(worker.domain)})`}: targets ${worker.targets.map((t) => `${t.targetId}:${t.state}`).join(' ') || 'none'}`];
   if (impact.chains.length === 0) lines.push('it is in no chain: nothing to replace');
   for (const ch of impact.chains) {
     lines.push(`  chain ${ch.chainId}: target ${ch.leaving.join(', ')} leaves; ${ch.servingLeft} of its ${ch.members} members serve on other workers`);
@@ -73,8 +75,7 @@ function describeImpact(worker: WorkerInfo, impact: DecommissionImpact): string[
   return lines;
 }
 
-async function confirm(question: string): Promise<boolean> {
-  if (process.stdin.isTTY !== true) throw configError('not on a terminal, so nothing can be confirmed: give --yes to decommission');
+async function ask(question: string): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stdout });
   try {
     return /^y(es)?$/i.test((await rl.question(question)).trim());

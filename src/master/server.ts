@@ -2,6 +2,7 @@
 // services clients call. Mutations are stamped with the leader's clock and proposed; queries wait
 // for a ReadIndex barrier and read the local state.
 
+import { isPlainObject } from '../plain-object.ts';
 import { randomUUID } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { formatAddress, parseAddress, type HostPort } from '../address.ts';
@@ -211,16 +212,22 @@ function unwrap(r: MetaResult<unknown>): unknown {
   throw new MetaError(r.code, r.message);
 }
 
-function requireId(body: unknown, field: string): number {
-  const v = (body as Record<string, unknown>)[field];
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new CairnError(ErrorCode.InvalidArgument, `${field} must be a positive integer`);
+/** `body[field]` of a request body that must be a map (a hostile or broken peer may send anything). */
+function field(body: unknown, name: string): unknown {
+  if (!isPlainObject(body)) throw new CairnError(ErrorCode.InvalidArgument, `the request must be a map with ${name}`);
+  return Object.hasOwn(body, name) ? body[name] : undefined;
+}
+
+function requireId(body: unknown, name: string): number {
+  const v = field(body, name);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new CairnError(ErrorCode.InvalidArgument, `${name} must be a positive integer`);
   return v;
 }
 
-function requireAddress(body: unknown, field: string): string {
-  const v = (body as Record<string, unknown>)[field];
+function requireAddress(body: unknown, name: string): string {
+  const v = field(body, name);
   const parsed = typeof v === 'string' ? parseAddress(v) : { problem: `got ${v === undefined ? 'nothing' : typeof v}` };
-  if ('problem' in parsed) throw new CairnError(ErrorCode.InvalidArgument, `${field} must be host:port: ${parsed.problem}`);
+  if ('problem' in parsed) throw new CairnError(ErrorCode.InvalidArgument, `${name} must be host:port: ${parsed.problem}`);
   return v as string;
 }
 

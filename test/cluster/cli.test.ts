@@ -152,6 +152,9 @@ test('bad arguments get a one-line error', async () => {
   assert.match(r2.stderr, /--masters must be host:port/);
   const r3 = await cairn(['fs', 'ls', '/', '--dir', '/nonexistent-cairn-dir']);
   assert.match(r3.stderr, /no cluster given/);
+  const version = await cairn(['--version']);
+  assert.equal(version.code, 0, version.stderr);
+  assert.equal(version.stdout, `${JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')).version}\n`);
 });
 
 test('npm start: the cluster in the foreground stops cleanly on Ctrl-C', async (t) => {
@@ -191,6 +194,80 @@ test('a new local cluster that cannot start is stopped, not left half running', 
   assert.ok(cluster !== undefined);
   for (let i = 0; i < 100 && cluster.processes.some((p) => isAlive(p.pid)); i++) await new Promise((r) => setTimeout(r, 50));
   for (const p of cluster.processes) assert.equal(isAlive(p.pid), false, `master ${p.id} (pid ${p.pid}) was left running`);
+});
+
+test('a master that cannot start: local up names it and its error at once, and leaves nothing running', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-badstart-'));
+  t.after(async () => {
+    await cairn(['local', 'down', '--dir', dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  // The masters read CAIRN_TICK_MS from the environment local up passes on: each exits at start.
+  const start = Date.now();
+  const up = await cairn(['local', 'up', '--workers', '0', '--dir', dir], { CAIRN_TICK_MS: 'zero' });
+  assert.equal(up.code, 1);
+  assert.match(up.stderr, /^cairn: master \d exited: --tick-ms must be a positive whole number, got "zero"; see \S+master-\d\/master\.log.*\(CAIRN_PROCESS_FAILED\)$/m);
+  assert.equal(up.stderr.trim().split('\n').length, 1, up.stderr);
+  assert.ok(Date.now() - start < 15_000, 'reported at once, not after the wait for a leader');
+  const cluster = readLocalCluster(dir)!;
+  for (let i = 0; i < 100 && cluster.processes.some((p) => isAlive(p.pid)); i++) await new Promise((r) => setTimeout(r, 50));
+  for (const p of cluster.processes) assert.equal(isAlive(p.pid), false, `master ${p.id} (pid ${p.pid}) was left running`);
+});
+
+test('hostile names, rm guards, ls -l modes, and a stopped local cluster', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-guards-'));
+  t.after(async () => {
+    await cairn(['local', 'down', '--dir', dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  const d = ['--dir', dir];
+  assert.equal((await cairn(['local', 'up', '--workers', '0', ...d])).code, 0);
+
+  // A name with a newline cannot fake an entry, one with ESC cannot drive the terminal; --json keeps names exact.
+  const fake = '/x\n-rw-r--r--   1     0     0            0 2026-01-01T00:00:00.000Z passwd';
+  const esc = '/\x1b[2J\x1b]0;owned\x07';
+  assert.equal((await cairn(['fs', 'touch', fake, esc, '/back\\slash', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'ln', '-s', '/\x1b[31mred', '/link', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'mkdir', '/big', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'touch', ...Array.from({ length: 1001 }, (_, i) => `/big/f${i}`), ...d])).code, 0);
+
+  // rm never removes the root, and asks before a large tree: with no terminal to ask on, it refuses.
+  const root = await cairn(['fs', 'rm', '-r', '/link', '/', ...d]);
+  assert.equal(root.code, 1);
+  assert.match(root.stderr, /^cairn: refusing to remove the root '\/' \(nothing removed\)/);
+  const big = await cairn(['fs', 'rm', '-r', '/big', ...d]);
+  assert.equal(big.code, 1);
+  assert.match(big.stderr, /^cairn: rm -r would remove \/big and everything in it \(more than 1000 entries\); pass --yes to confirm \(nothing removed\) \(CAIRN_NOT_CONFIRMED\)$/m);
+  assert.equal(JSON.parse((await cairn(['fs', 'du', '/big', '--json', ...d])).stdout).files, 1001);
+  const json = JSON.parse((await cairn(['fs', 'ls', '/', '--json', ...d])).stdout) as { name: string }[];
+  assert.deepEqual(json.map((e) => e.name).sort(), [esc.slice(1), 'back\\slash', 'big', 'link', fake.slice(1)].sort(), 'names exact, and nothing removed');
+
+  const noControls = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/; // tabs and line ends are the output's own
+  const ls = await cairn(['fs', 'ls', '/', ...d]);
+  assert.deepEqual(ls.stdout.split('\n').filter((l) => l !== '').sort(), ['\\x1b[2J\\x1b]0;owned\\x07', 'back\\\\slash', 'big/', 'link', 'x\\n-rw-r--r--   1     0     0            0 2026-01-01T00:00:00.000Z passwd'].sort());
+  const long = await cairn(['fs', 'ls', '-l', '/', ...d]);
+  assert.equal(long.stdout.trim().split('\n').length, 5, long.stdout);
+  assert.doesNotMatch(long.stdout, noControls);
+  assert.match(long.stdout, /^-rw-r--r-- +1 .* x\\n-rw-r--r--/m);
+  assert.match(long.stdout, /^drwxr-xr-x .* big\/$/m);
+  assert.match(long.stdout, /^lrwxrwxrwx .* link -> \/\\x1b\[31mred$/m);
+  const stat = await cairn(['fs', 'stat', esc, ...d]);
+  assert.match(stat.stdout, /^path: +\/\\x1b\[2J\\x1b\]0;owned\\x07$/m);
+  assert.match(stat.stdout, /^mode: +0644 \(-rw-r--r--\)/m);
+  assert.doesNotMatch(stat.stdout, noControls);
+  const missing = await cairn(['fs', 'stat', `${esc}\n`, ...d]);
+  assert.equal(missing.code, 1);
+  assert.equal(missing.stderr.trim().split('\n').length, 1, 'an error naming the path is one line');
+  assert.doesNotMatch(missing.stderr.trim(), noControls);
+  assert.equal((await cairn(['fs', 'rm', '-r', '--yes', '/big', ...d])).code, 0);
+
+  // Stopped: a command sees at once that nothing runs and says how to start it.
+  assert.equal((await cairn(['local', 'down', ...d])).code, 0);
+  const start = Date.now();
+  const stopped = await cairn(['fs', 'ls', '/', ...d]);
+  assert.equal(stopped.code, 1);
+  assert.match(stopped.stderr, /^cairn: the local cluster in \S+ is not running .*start it with 'cairn local up --dir \S+' \(CAIRN_NOT_RUNNING\)$/m);
+  assert.ok(Date.now() - start < 5_000, `took ${Date.now() - start} ms`);
 });
 
 function isAlive(pid: number): boolean {
