@@ -123,11 +123,11 @@ test('fuzzed requests to a master: answered with a coded error, nothing changed 
   const validQueries: Record<string, unknown>[] = [{ op: 'stat', path: '/d' }, { op: 'readdir', path: '/', limit: 10 }, { op: 'lookup', path: '/d' }];
   let refused = 0;
   // Random bodies to every method the master serves to clients, workers and admins.
-  const methods = ['meta.mutate', 'meta.query', 'admin.journal.transfer', 'admin.journal.add', 'admin.journal.remove', 'admin.restore', MasterWorkerMethod.register, MasterWorkerMethod.heartbeat, MasterWorkerMethod.routing, MasterWorkerMethod.health];
+  const methods = ['meta.mutate', 'meta.query', 'admin.journal.transfer', 'admin.journal.add', 'admin.journal.remove', 'admin.restore', MasterWorkerMethod.register, MasterWorkerMethod.heartbeat, MasterWorkerMethod.routing, MasterWorkerMethod.health, MasterWorkerMethod.decommission, MasterWorkerMethod.replacements];
   await fc.assert(
     fc.asyncProperty(fc.constantFrom(...methods), junk, async (method, body) => {
       // Only bodies that cannot be a valid request reach the destructive admin methods.
-      if (method.startsWith('admin.') && typeof body === 'object' && body !== null && 'id' in body) return;
+      if (method.startsWith('admin.') && typeof body === 'object' && body !== null && ('id' in body || 'workerId' in body)) return;
       const before = await hash();
       const o = await send(client, method, body);
       checkAnswer(method, body, o);
