@@ -270,6 +270,56 @@ test('hostile names, rm guards, ls -l modes, and a stopped local cluster', async
   assert.ok(Date.now() - start < 5_000, `took ${Date.now() - start} ms`);
 });
 
+test('admin worker decommission: refused without --yes off a terminal, then a killed worker\'s chains get replacements, shown by admin nodes and report', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-decom-'));
+  t.after(async () => {
+    await cairn(['local', 'down', '--dir', dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  const d = ['--dir', dir];
+  // Fast heartbeats (the processes inherit the environment): a dead worker is out within a second.
+  const up = await cairn(['local', 'up', '--masters', '1', '--workers', '4', '--targets-per-worker', '2', ...d], { CAIRN_HEARTBEAT_MS: '200', CAIRN_OFFLINE_TIMEOUT_MS: '1000' });
+  assert.equal(up.code, 0, up.stderr);
+  const body = randomBytes(300_000);
+  await writeFile(path.join(dir, 'in.bin'), body);
+  assert.equal((await cairn(['fs', 'put', path.join(dir, 'in.bin'), '/f', '--quiet', ...d])).code, 0);
+  const targets = JSON.parse((await cairn(['admin', 'targets', '--json', ...d])).stdout) as { workerId: number; chainId: number }[];
+  const inChains = (w: number): number => targets.filter((x) => x.workerId === w && x.chainId !== 0).length;
+  const victim = [1, 2, 3, 4].sort((a, b) => inChains(b) - inChains(a))[0];
+  const pid = readLocalCluster(dir)!.processes.find((p) => p.kind === 'worker' && p.id === victim)!.pid;
+  process.kill(pid, 'SIGKILL');
+
+  const unknown = await cairn(['admin', 'worker', 'decommission', '9', '--yes', ...d]);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /^cairn: no worker 9: the workers are 1, 2, 3, 4/m);
+  const unconfirmed = await cairn(['admin', 'worker', 'decommission', String(victim), ...d]);
+  assert.equal(unconfirmed.code, 1);
+  assert.match(unconfirmed.stdout, new RegExp(`^worker ${victim} at 127\\.0\\.0\\.1:\\d+: targets `, 'm'));
+  assert.match(unconfirmed.stdout, /^ {2}chain \d+: target \d+ leaves; \d of its 3 members serve on other workers$/m);
+  assert.match(unconfirmed.stderr, /pass --yes to confirm \(nothing changed\) \(CAIRN_NOT_CONFIRMED\)$/m);
+  const done = await cairn(['admin', 'worker', 'decommission', String(victim), '--yes', ...d]);
+  assert.equal(done.code, 0, done.stderr);
+  assert.match(done.stdout, new RegExp(`^worker ${victim} decommissioned; the cluster manager now replaces its members`, 'm'));
+
+  type Report = { chainsDegraded: number[]; chainsUnavailable: number[]; decommissionedWorkers: number[]; chainsAwaitingReplacement: unknown[] };
+  let report: Report | undefined;
+  for (let i = 0; i < 100; i++) {
+    report = JSON.parse((await cairn(['admin', 'report', '--json', ...d])).stdout) as Report;
+    if (report.chainsDegraded.length === 0 && report.chainsUnavailable.length === 0) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.deepEqual([report?.chainsDegraded, report?.decommissionedWorkers, report?.chainsAwaitingReplacement], [[], [victim], []], 'every chain whole again');
+  assert.match((await cairn(['admin', 'report', ...d])).stdout, new RegExp(`^decommissioned workers: ${victim} \\(`, 'm'));
+  assert.match((await cairn(['admin', 'nodes', ...d])).stdout, new RegExp(`^${victim} .*DECOMMISSIONED`, 'm'));
+  const chains = JSON.parse((await cairn(['admin', 'chains', '--json', ...d])).stdout) as { targetIds: number[] }[];
+  assert.ok(chains.every((ch) => ch.targetIds.every((id) => Math.floor(id / 1000) !== victim)), 'no chain holds the victim\'s targets');
+  assert.equal((await cairn(['fs', 'get', '/f', path.join(dir, 'out.bin'), '--quiet', ...d])).code, 0);
+  assert.ok((await readFile(path.join(dir, 'out.bin'))).equals(body));
+  const again = await cairn(['admin', 'worker', 'decommission', String(victim), ...d]);
+  assert.equal(again.code, 0);
+  assert.match(again.stdout, /was decommissioned at .*; nothing to do/);
+});
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
