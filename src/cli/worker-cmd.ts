@@ -76,7 +76,7 @@ function describeImpact(worker: WorkerInfo, impact: DecommissionImpact): string[
 }
 
 async function ask(question: string): Promise<boolean> {
-  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
     return /^y(es)?$/i.test((await rl.question(question)).trim());
   } finally {
