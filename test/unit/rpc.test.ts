@@ -602,7 +602,8 @@ test('limit frameStallMs: an authenticated peer that sends half a frame and stal
 });
 
 test('limit idleTimeoutMs: a connection with nothing running is closed when idle, and the client reconnects for its next call', async (t) => {
-  const { address, server } = await startServer(t, { secret: 'idle', idleTimeoutMs: 300 });
+  // Margins wide enough for a loaded machine: the first call must reach the server well within the timeout.
+  const { address, server } = await startServer(t, { secret: 'idle', idleTimeoutMs: 1_500 });
   const { promise: release, resolve: go } = Promise.withResolvers<void>();
   server.handle('slow', async () => {
     await release;
@@ -611,11 +612,11 @@ test('limit idleTimeoutMs: a connection with nothing running is closed when idle
   const c = client(t, address, { secret: 'idle' });
   // A call that runs longer than the idle timeout keeps its connection.
   const slow = c.call('slow', {}, { timeoutMs: 5_000 });
-  await new Promise((r) => setTimeout(r, 700));
+  await new Promise((r) => setTimeout(r, 2_500));
   go();
   assert.equal((await slow).body, 'done');
   const conns = (): number => (server as unknown as { connections: Set<unknown> }).connections.size;
-  await waitUntil(() => conns() === 0, 'the idle connection to close', 5_000);
+  await waitUntil(() => conns() === 0, 'the idle connection to close', 10_000);
   assert.equal((await c.call('echo', 'again')).body, 'again');
 });
 
