@@ -3,6 +3,7 @@
 // the same ensemble, leader-kill failovers, and the catch-up of a master that missed many entries.
 
 import { randomUUID } from 'node:crypto';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { MasterClient } from '../../src/client/master-client.ts';
 import { CairnError, ErrorCode } from '../../src/errors.ts';
@@ -18,7 +19,7 @@ import type { Device } from './disk.ts';
 import { probeCallTimeoutMs, runFailovers } from './failover.ts';
 import type { Backend, Options } from './options.ts';
 import { loadCallTimeoutMs, measureLoadAndDisk, memberCount, type CatchUpResult, type SystemResult } from './system.ts';
-import { RawCreates, SessionLedger, ensemblePids, startBenchEnsemble, zkStory } from './zookeeper.ts';
+import { RawCreates, SessionLedger, ensembleCounters, ensemblePids, spuriousSessions, startBenchEnsemble, zkStory } from './zookeeper.ts';
 
 export const journalDir = '/journal';
 /** A seq of 256..65535 packs in 3 bytes: the width most of a run's commands have. */
@@ -135,6 +136,16 @@ export class CairnSystem {
     return this.zk?.ensemble.servers.map((s) => s.log) ?? [];
   }
 
+  /** Notes each running master's current ZooKeeper session (from its status) in the ledger. */
+  async noteSessions(): Promise<void> {
+    if (this.zk === undefined) return;
+    for (const m of this.masters.masters.values()) {
+      const pid = m.child?.pid;
+      const session = (await this.masters.status(m.id))?.zookeeper?.sessionId;
+      if (pid !== undefined && session !== undefined) this.ledger.session(masterName(m.id), pid, session);
+    }
+  }
+
   /** kill -9, noted in the ledger first; SIGKILL is sent before this returns. */
   kill(id: number): Promise<void> {
     this.ledger.killed(this.masters.masters.get(id)?.child?.pid);
@@ -151,6 +162,22 @@ export class CairnSystem {
   }
 }
 
+/** Copies the masters' and ZooKeeper servers' logs beside the results (the run's directory is removed): the evidence of what went wrong. */
+function keepLogs(sys: CairnSystem, why: string): string {
+  const dir = path.join(import.meta.dirname, '..', 'results', `journal-logs-${new Date().toISOString().replaceAll(':', '-')}-${sys.backend}`);
+  mkdirSync(dir, { recursive: true });
+  const files: [string, string][] = [...Object.entries(sys.masterLogs()).map(([name, log]): [string, string] => [log, `${name}.log`]), ...sys.serverLogs().map((log, i): [string, string] => [log, `zk-${i + 1}.log`])];
+  for (const [from, to] of files) {
+    try {
+      copyFileSync(from, path.join(dir, to));
+    } catch {
+      // a log never written (a process that did not start): nothing to keep
+    }
+  }
+  console.log(`${why}: logs kept in ${path.relative(process.cwd(), dir)}`);
+  return dir;
+}
+
 // ---- the measurements ------------------------------------------------------------------------------
 
 export async function runCairn(procs: ProcessGroup, backend: Backend, opts: Options, padBytes: number, devices: Device[]): Promise<SystemResult> {
@@ -165,13 +192,16 @@ export async function runCairn(procs: ProcessGroup, backend: Backend, opts: Opti
     const before = await masters.status(leader);
     console.log(`${label}: ${opts.proposers} writers for ${opts.warmupSeconds} + ${opts.seconds} s...`);
     const committed = { count: async () => (await masters.status(leader))?.commitIndex ?? NaN, by: `commit index of the leader (${masterName(leader)}) at the window's edges` };
-    const { load, disk } = await measureLoadAndDisk(opts, writers.op, sys.pids(), devices, committed);
+    const ensemble = sys.zk?.ensemble;
+    const zkCounters = ensemble === undefined ? undefined : () => ensembleCounters(ensemble);
+    const { load, disk, counted } = await measureLoadAndDisk(opts, writers.op, sys.pids(), devices, committed, zkCounters);
     const after = await masters.status(await masters.waitForLeader());
     const result: SystemResult = {
       label,
       load,
       disk,
       failovers: [],
+      ...(counted === undefined ? {} : { zk: counted }),
       extra: {
         leader: masterName(leader),
         entriesCommittedDuringLoad: (after?.commitIndex ?? 0) - (before?.commitIndex ?? 0),
@@ -181,10 +211,15 @@ export async function runCairn(procs: ProcessGroup, backend: Backend, opts: Opti
     if (sys.zk !== undefined) result.raw = await runRawCreates(sys, sys.zk.ensemble, opts, devices);
     result.failovers = await runCairnFailovers(sys, writers, opts, label);
     if (opts.catchUpEntries > 0) result.catchUp = await measureCatchUp(sys, writers, opts, label);
-    if (sys.zk !== undefined) result.expiries = sys.ledger.expiries(sys.masterLogs(), sys.serverLogs());
+    if (sys.zk !== undefined) {
+      result.expiries = sys.ledger.expiries(sys.masterLogs(), sys.serverLogs());
+      const spurious = spuriousSessions(result.expiries);
+      if (spurious.length > 0) result.extra.logsKept = keepLogs(sys, `${label}: ${spurious.length} spurious session expiries (${spurious.join(', ')})`);
+    }
     return result;
   } catch (err) {
     console.error(await masters.logTails());
+    keepLogs(sys, `${label} failed`);
     throw err;
   } finally {
     masters.closeClients();
@@ -214,8 +249,8 @@ async function runRawCreates(sys: CairnSystem, ensemble: Ensemble, opts: Options
   sys.ledger.raw(raw.sessionIds);
   try {
     console.log(`raw ZooKeeper: ${opts.proposers} writers over ${opts.rawSessions} sessions, PERSISTENT_SEQUENTIAL creates of ${opts.entryBytes} bytes under ${raw.chroot}, for ${opts.warmupSeconds} + ${opts.seconds} s...`);
-    const { load, disk } = await measureLoadAndDisk(opts, raw.op, sys.pids(), devices);
-    return { load, disk, sessions: opts.rawSessions };
+    const { load, disk, counted } = await measureLoadAndDisk(opts, raw.op, sys.pids(), devices, undefined, () => ensembleCounters(ensemble));
+    return { load, disk, zk: counted, sessions: opts.rawSessions };
   } finally {
     raw.close();
   }
@@ -228,6 +263,7 @@ function runCairnFailovers(sys: CairnSystem, writers: CairnWriters, opts: Option
   return runFailovers(label, {
     waitForLeader: async () => masterName(await masters.waitForLeader()),
     probes: async (leader, run) => {
+      await sys.noteSessions();
       const survivors = [...masters.masters.values()].filter((m) => masterName(m.id) !== leader);
       await Promise.all(survivors.map((m) => probeClient.callAt(m.address, 'master.ping', {})));
       // Attempts overlap, and a client id has one outstanding mutation: each attempt is its own client.
@@ -277,6 +313,7 @@ async function measureCatchUp(sys: CairnSystem, writers: CairnWriters, opts: Opt
   const follower = [...masters.masters.values()].find((m) => m.id !== leader && m.child !== undefined)!.id;
   await masters.waitCaughtUp(follower);
   const appliedAtKill = (await masters.status(follower))?.appliedIndex ?? 0;
+  await sys.noteSessions();
   await sys.kill(follower);
   console.log(`${label} catch-up: ${masterName(follower)} killed at applied index ${appliedAtKill}; writing ${opts.catchUpEntries} entries...`);
   const writeSeconds = await writeEntries(opts.proposers, opts.catchUpEntries, writers.op);

@@ -110,11 +110,20 @@ function deviceWrittenBytes(devices: Device[]): number {
   return sectors * diskstatsSectorBytes;
 }
 
-/** Bytes a process caused to be sent to storage (write_bytes of /proc/PID/io), or undefined once it has gone. */
-function processWrittenBytes(pid: number): number | undefined {
+interface ProcessIo {
+  /** Bytes the process caused to be sent to storage (write_bytes). */
+  storage: number;
+  /** Bytes it passed to write, send and the like (wchar): files and sockets alike. */
+  syscalls: number;
+}
+
+/** A process's /proc/PID/io, or undefined once it has gone. */
+function processIo(pid: number): ProcessIo | undefined {
   try {
-    const m = /^write_bytes:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
-    return m === null ? undefined : Number(m[1]);
+    const text = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const storage = /^write_bytes:\s+(\d+)$/m.exec(text);
+    const syscalls = /^wchar:\s+(\d+)$/m.exec(text);
+    return storage === null || syscalls === null ? undefined : { storage: Number(storage[1]), syscalls: Number(syscalls[1]) };
   } catch {
     return undefined;
   }
@@ -123,8 +132,10 @@ function processWrittenBytes(pid: number): number | undefined {
 export interface DiskWrites {
   /** Bytes written to the device(s) by everything on the machine, file system journal included. */
   deviceBytes: number;
-  /** Bytes each named process caused to be written (write_bytes), over the same window. */
+  /** What each named process caused to be written (write_bytes), over the same window. */
   processBytes: Record<string, number>;
+  /** What each named process passed to write and send calls (wchar: sockets included), over the same window. */
+  processSyscallBytes: Record<string, number>;
 }
 
 /**
@@ -134,7 +145,7 @@ export interface DiskWrites {
 export class DiskWriteCounter {
   private readonly devices: Device[];
   private readonly pids: Record<string, number>;
-  private before: { device: number; processes: Map<string, number | undefined> } | undefined;
+  private before: { device: number; processes: Map<string, ProcessIo | undefined> } | undefined;
   result: DiskWrites | undefined;
 
   constructor(devices: Device[], pids: Record<string, number>) {
@@ -143,17 +154,20 @@ export class DiskWriteCounter {
   }
 
   start(): void {
-    this.before = { device: deviceWrittenBytes(this.devices), processes: new Map(Object.entries(this.pids).map(([n, pid]) => [n, processWrittenBytes(pid)])) };
+    this.before = { device: deviceWrittenBytes(this.devices), processes: new Map(Object.entries(this.pids).map(([n, pid]) => [n, processIo(pid)])) };
   }
 
   end(): void {
     if (this.before === undefined) throw new Error('DiskWriteCounter.end() before start()');
     const processBytes: Record<string, number> = {};
+    const processSyscallBytes: Record<string, number> = {};
     for (const [name, pid] of Object.entries(this.pids)) {
       const a = this.before.processes.get(name);
-      const b = processWrittenBytes(pid);
-      if (a !== undefined && b !== undefined) processBytes[name] = b - a;
+      const b = processIo(pid);
+      if (a === undefined || b === undefined) continue;
+      processBytes[name] = b.storage - a.storage;
+      processSyscallBytes[name] = b.syscalls - a.syscalls;
     }
-    this.result = { deviceBytes: deviceWrittenBytes(this.devices) - this.before.device, processBytes };
+    this.result = { deviceBytes: deviceWrittenBytes(this.devices) - this.before.device, processBytes, processSyscallBytes };
   }
 }

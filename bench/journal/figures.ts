@@ -3,9 +3,9 @@
 
 import { median, type LoadResult } from '../cluster.ts';
 import { formatNumber, type Report } from '../report.ts';
-import type { DiskPerEntry, SystemResult } from './system.ts';
+import type { DiskPerEntry, SystemResult, ZkCounted } from './system.ts';
 import { loadAfterRecoveryMs } from './failover.ts';
-import { spuriousSessions } from './zookeeper.ts';
+import { ensembleServers, spuriousSessions } from './zookeeper.ts';
 
 /** Other work using more than this many cores during a measurement is worth a warning. */
 const sharedMachineCoresMin = 0.1;
@@ -60,6 +60,17 @@ function reportDisk(report: Report, label: string, d: DiskPerEntry | undefined):
   report.figure(`${label}: disk bytes written per entry, whole machine (device sectors)`, d.deviceBytes / d.entries, 'bytes');
   report.figure(`${label}: disk bytes written per entry, its own processes (write_bytes)`, own / d.entries, 'bytes');
   for (const [name, bytes] of Object.entries(d.processBytes)) if (bytes > 0) report.figure(`${label}: disk bytes written per entry by ${name}`, bytes / d.entries, 'bytes');
+  for (const [name, bytes] of Object.entries(d.processSyscallBytes)) if (bytes > 0) report.figure(`${label}: bytes passed to write/send per entry by ${name} (sockets and files)`, bytes / d.entries, 'bytes');
+}
+
+/** What the ZooKeeper servers did per entry written (per raw create), from their mntr counters. */
+function reportZkCounted(report: Report, label: string, zk: ZkCounted | undefined, entries: number): void {
+  if (zk === undefined) return;
+  report.figure(`${label}: ZooKeeper transactions per entry (leader's commit count)`, zk.leader_commits / entries, 'txns');
+  report.figure(`${label}: ZooKeeper requests received per entry (all servers, reads included)`, zk.zk_packets_received / entries, 'requests');
+  report.figure(`${label}: ZooKeeper bytes received per entry (all servers)`, zk.zk_bytes_received_count / entries, 'bytes');
+  report.figure(`${label}: entries per transaction-log fsync (each server)`, entries / (zk.zk_cnt_fsynctime / ensembleServers), 'entries');
+  report.figure(`${label}: ZooKeeper transaction-log fsync, mean`, zk.zk_sum_fsynctime / zk.zk_cnt_fsynctime, 'ms');
 }
 
 /** Every figure of one system. */
@@ -67,6 +78,7 @@ export function reportSystem(report: Report, r: SystemResult): void {
   if (r.extra.leader !== undefined) report.note(`${r.label} leader during the measured load: ${String(r.extra.leader)}`);
   reportLoad(report, r.label, r.load);
   reportDisk(report, r.label, r.disk);
+  reportZkCounted(report, r.label, r.zk, r.load.ops);
   reportFailovers(report, r.label, r.failovers);
   if (typeof r.extra.entriesCommittedDuringLoad === 'number') report.figure(`${r.label}: entries committed during the load (leader commit index delta, incl. warm-up)`, r.extra.entriesCommittedDuringLoad, 'entries');
   if (r.extra.checkpointsDuringLoad === true) report.note(`${r.label} took a checkpoint (state snapshot) during the measured load`);
@@ -81,6 +93,7 @@ export function reportSystem(report: Report, r: SystemResult): void {
     const label = `raw ZooKeeper (${r.label}'s ensemble, ${r.raw.sessions} sessions)`;
     reportLoad(report, label, r.raw.load);
     reportDisk(report, label, r.raw.disk);
+    reportZkCounted(report, label, r.raw.zk, r.raw.load.ops);
     report.figure(`ratio ${r.label} / raw ZooKeeper creates: writes/s`, r.load.opsPerSecond / r.raw.load.opsPerSecond, 'x');
   }
   if (r.expiries !== undefined) {
@@ -125,6 +138,8 @@ export function sideBySide(report: Report, results: SystemResult[], catchUpEntri
     ['disk bytes/entry, own processes', (r) => diskCell(r.disk, true)],
     ['raw ZooKeeper creates/s', (r) => (r.raw === undefined ? '-' : cell(r.raw.load.opsPerSecond))],
     ['raw creates: disk bytes/create, whole machine', (r) => diskCell(r.raw?.disk, false)],
+    ['ZooKeeper transactions per entry', (r) => (r.zk === undefined ? '-' : cell(r.zk.leader_commits / r.load.ops, 3))],
+    ['raw creates: ZooKeeper transactions per create', (r) => (r.raw?.zk === undefined ? '-' : cell(r.raw.zk.leader_commits / r.raw.load.ops, 3))],
     ['spurious session expiries', (r) => (r.expiries === undefined ? '-' : String(spuriousSessions(r.expiries).length))],
     ['CPU of other processes during the load (cores)', (r) => cell(r.load.cpuCores['other processes'], 2)],
   ];

@@ -19,6 +19,8 @@ export interface DiskPerEntry {
   deviceBytes: number;
   /** What the system's own processes caused to be written (write_bytes), by process. */
   processBytes: Record<string, number>;
+  /** What they passed to write and send calls (wchar: sockets included), by process. */
+  processSyscallBytes: Record<string, number>;
   /** Entries committed over the same window, and how they were counted. */
   entries: number;
   entriesCountedBy: string;
@@ -39,6 +41,9 @@ export interface CatchUpResult {
   how: string;
 }
 
+/** What the ZooKeeper servers counted over a measured window (mntr), summed over the servers unless named for the leader. */
+export type ZkCounted = Record<string, number>;
+
 export interface SystemResult {
   /** `cairn raft`, `cairn zookeeper`, `etcd`. */
   label: string;
@@ -47,7 +52,9 @@ export interface SystemResult {
   failovers: FailoverRun[];
   catchUp?: CatchUpResult;
   /** ZooKeeper only: raw creates on the same ensemble, and every session expiry seen. */
-  raw?: { load: LoadResult; disk: DiskPerEntry | undefined; sessions: number };
+  raw?: { load: LoadResult; disk: DiskPerEntry | undefined; zk: ZkCounted | undefined; sessions: number };
+  /** ZooKeeper only: the servers' counters over the journal's measured window. */
+  zk?: ZkCounted;
   expiries?: Expiry[];
   extra: Record<string, unknown>;
 }
@@ -63,25 +70,38 @@ export async function measureLoadAndDisk(
   pids: Record<string, number>,
   devices: Device[],
   committed?: { count(): Promise<number>; by: string },
-): Promise<{ load: LoadResult; disk: DiskPerEntry | undefined }> {
+  counters?: () => Promise<Record<string, number>>,
+): Promise<{ load: LoadResult; disk: DiskPerEntry | undefined; counted: Record<string, number> | undefined }> {
   const counter = devices.length > 0 ? new DiskWriteCounter(devices, { bench: process.pid, ...pids }) : undefined;
   // Read without delaying the window's edges; a failed read counts as unknown, not as a crash.
   let first: Promise<number> | undefined;
   let last: Promise<number> | undefined;
+  let countersFirst: Promise<Record<string, number> | undefined> | undefined;
+  let countersLast: Promise<Record<string, number> | undefined> | undefined;
   const load = await measureLoad(opts.proposers, opts.seconds, opts.warmupSeconds, op, pids, {
     atStart: () => {
       counter?.start();
       first = committed?.count().catch(() => NaN);
+      countersFirst = counters?.().catch(() => undefined);
     },
     atEnd: () => {
       counter?.end();
       last = committed?.count().catch(() => NaN);
+      countersLast = counters?.().catch(() => undefined);
     },
   });
-  if (counter?.result === undefined) return { load, disk: undefined };
+  const counted = difference(await countersFirst, await countersLast);
+  if (counter?.result === undefined) return { load, disk: undefined, counted };
   const entries = committed === undefined ? load.ops : (await last!) - (await first!);
   return {
     load,
-    disk: { deviceBytes: counter.result.deviceBytes, processBytes: counter.result.processBytes, entries, entriesCountedBy: committed?.by ?? 'writes acknowledged in the window' },
+    disk: { deviceBytes: counter.result.deviceBytes, processBytes: counter.result.processBytes, processSyscallBytes: counter.result.processSyscallBytes, entries, entriesCountedBy: committed?.by ?? 'writes acknowledged in the window' },
+    counted,
   };
+}
+
+/** Each counter's growth from `a` to `b` (those both have). */
+function difference(a: Record<string, number> | undefined, b: Record<string, number> | undefined): Record<string, number> | undefined {
+  if (a === undefined || b === undefined) return undefined;
+  return Object.fromEntries(Object.keys(b).filter((k) => k in a).map((k) => [k, b[k] - a[k]]));
 }

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import zookeeper from 'node-zookeeper-client';
-import { initLimitTicks, maxSessionTimeoutMs, startEnsemble, syncLimitTicks, tickMs, type Ensemble } from '../../src/journal/zookeeper/ensemble.ts';
+import { fourLetterWord, initLimitTicks, maxSessionTimeoutMs, startEnsemble, syncLimitTicks, tickMs, type Ensemble } from '../../src/journal/zookeeper/ensemble.ts';
 
 /** Anyone may do anything: the throwaway chroot of the raw creates. */
 const openAcl = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('world', 'anyone'))];
@@ -41,6 +41,33 @@ export async function startBenchEnsemble(dir: string): Promise<{ ensemble: Ensem
 /** PIDs of the ensemble's JVMs by name (zk-N), for CPU and disk accounting. */
 export function ensemblePids(ensemble: Ensemble): Record<string, number> {
   return Object.fromEntries(ensemble.servers.map((s) => [`zk-${s.id}`, s.pid]));
+}
+
+/** mntr counters summed over the servers: requests and replies, bytes, fsyncs of the transaction log. */
+const summedCounters = ['zk_packets_received', 'zk_packets_sent', 'zk_bytes_received_count', 'zk_cnt_fsynctime', 'zk_sum_fsynctime'];
+
+/**
+ * The ensemble's counters now (mntr of every server): summedCounters added up, and from the
+ * leader its commits (`leader_commits`: transactions) and the znode count.
+ */
+export async function ensembleCounters(ensemble: Ensemble): Promise<Record<string, number>> {
+  const out: Record<string, number> = Object.fromEntries(summedCounters.map((k) => [k, 0]));
+  // All servers at once, so that the counters are of one moment as nearly as can be.
+  const replies = await Promise.all(ensemble.servers.map((s) => fourLetterWord(s.clientPort, 'mntr')));
+  for (const reply of replies) {
+    const values = new Map(
+      reply
+        .split('\n')
+        .map((l) => l.split('\t'))
+        .filter((f): f is [string, string] => f.length === 2),
+    );
+    for (const k of summedCounters) out[k] += Number(values.get(k) ?? NaN);
+    if (values.get('zk_server_state') === 'leader') {
+      out.leader_commits = Number(values.get('zk_commit_count'));
+      out.znodes = Number(values.get('zk_znode_count'));
+    }
+  }
+  return out;
 }
 
 // ---- raw creates ---------------------------------------------------------------------------------
@@ -166,10 +193,17 @@ export interface Expiry {
 export class SessionLedger {
   private readonly killedPids = new Set<number>();
   private readonly rawSessions = new Set<string>();
+  /** Sessions the masters reported (admin.journal.info): a master killed while still starting has not logged its own yet. */
+  private readonly reported = new Map<string, { master: string; pid: number }>();
 
   /** Call just before SIGKILL (synchronously with it). */
   killed(pid: number | undefined): void {
     if (pid !== undefined) this.killedPids.add(pid);
+  }
+
+  /** A master's current session, as its status reports it. */
+  session(master: string, pid: number, sessionId: string): void {
+    this.reported.set(sessionHex(sessionId), { master, pid });
   }
 
   raw(sessionIds: string[]): void {
@@ -178,7 +212,7 @@ export class SessionLedger {
 
   /** Reads the masters' logs (name to file) and the servers' logs. */
   expiries(masterLogs: Record<string, string>, serverLogs: string[]): Expiry[] {
-    const owner = new Map<string, { master: string; pid: number }>();
+    const owner = new Map(this.reported);
     const out: Expiry[] = [];
     for (const [master, file] of Object.entries(masterLogs)) {
       const lastSession = new Map<number, string>();
