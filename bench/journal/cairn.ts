@@ -29,6 +29,8 @@ const catchUpErrorsMax = 1_000;
 /** How long a restarted master gets to catch up before the run fails. */
 const catchUpDeadlineMs = 300_000;
 const catchUpPollMs = 20;
+/** After the last phase, beyond the session timeout, before expiries are counted. */
+const expirySettleMs = 2_000;
 /** Raw creates on a fresh ensemble before anything is measured on it (JIT warm-up). */
 export const zkWarmupSeconds = 5;
 
@@ -212,6 +214,9 @@ export async function runCairn(procs: ProcessGroup, backend: Backend, opts: Opti
     result.failovers = await runCairnFailovers(sys, writers, opts, label);
     if (opts.catchUpEntries > 0) result.catchUp = await measureCatchUp(sys, writers, opts, label);
     if (sys.zk !== undefined) {
+      // A master hears of its session's expiry only when it next reaches a server: give it the time.
+      await sleep(zkSessionTimeoutMs(opts) + expirySettleMs);
+      await sys.noteSessions();
       result.expiries = sys.ledger.expiries(sys.masterLogs(), sys.serverLogs());
       const spurious = spuriousSessions(result.expiries);
       if (spurious.length > 0) result.extra.logsKept = keepLogs(sys, `${label}: ${spurious.length} spurious session expiries (${spurious.join(', ')})`);
@@ -277,6 +282,7 @@ function runCairnFailovers(sys: CairnSystem, writers: CairnWriters, opts: Option
     restart: async (name) => {
       masters.spawn(masterId(name));
       await masters.waitCaughtUp(masterId(name));
+      await sys.noteSessions();
     },
     startLoad: () => new Load(opts.proposers, writers.op),
     story: (since) => (sys.backend === 'raft' ? masters.roleChangesSince(since) : Promise.resolve(zkStory(sys.masterLogs(), sys.serverLogs(), since))),
@@ -329,6 +335,8 @@ async function measureCatchUp(sys: CairnSystem, writers: CairnWriters, opts: Opt
     const st = await masters.status(follower);
     const now = performance.now();
     if (st !== undefined) answeredMs ??= now - restartedAt;
+    const pid = masters.masters.get(follower)?.child?.pid;
+    if (st?.zookeeper?.sessionId !== undefined && pid !== undefined) sys.ledger.session(masterName(follower), pid, st.zookeeper.sessionId);
     if (st !== undefined && st.appliedIndex >= target) break;
     if (now - restartedAt > catchUpDeadlineMs) throw new Error(`${masterName(follower)} did not reach index ${target} within ${catchUpDeadlineMs} ms of its restart (at ${st?.appliedIndex ?? 'no answer'})`);
     await sleep(catchUpPollMs);

@@ -228,13 +228,17 @@ export class SessionLedger {
       }
     }
     const seen = new Set<string>();
-    for (const file of serverLogs) {
-      let text = '';
+    const texts = serverLogs.map((file) => {
       try {
-        text = readFileSync(file, 'utf8');
+        return readFileSync(file, 'utf8');
       } catch {
-        continue;
+        return '';
       }
+    });
+    // Masters authenticate with the cluster secret (digest); the raw clients do not.
+    const digest = new Set<string>();
+    for (const text of texts) for (const m of text.matchAll(/Session 0x([0-9a-f]+): auth success for scheme digest/g)) digest.add(sessionHex(m[1]));
+    for (const text of texts) {
       for (const line of text.split('\n')) {
         const m = /Expiring session 0x([0-9a-f]+)/.exec(line);
         if (m === null) continue;
@@ -242,7 +246,7 @@ export class SessionLedger {
         if (seen.has(session)) continue; // a leader change may log one twice
         seen.add(session);
         const o = owner.get(session);
-        const holder = o !== undefined ? `${o.master} pid ${o.pid}` : this.rawSessions.has(session) ? 'raw client' : 'unknown';
+        const holder = o !== undefined ? `${o.master} pid ${o.pid}` : this.rawSessions.has(session) ? 'raw client' : digest.has(session) ? 'a master (digest auth; its process never reported the session)' : 'unknown';
         out.push({ session, atMs: zkLogTime(line), holder, seenBy: 'server', explained: o !== undefined && this.killedPids.has(o.pid) });
       }
     }

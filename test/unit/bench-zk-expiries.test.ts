@@ -19,7 +19,7 @@ test('session ids compare as the server logs them: hex without leading zeros', (
   assert.equal(sessionHex(Buffer.from('0100009f6b8f0000', 'hex')), '100009f6b8f0000');
 });
 
-test('expiries of killed masters are explained; live masters, raw clients and unknown sessions are spurious', (t) => {
+test('expiries of killed masters are explained; live masters (logged, or known by their digest auth), raw clients and unknown sessions are spurious', (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'cairn-expiries-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const m1 = path.join(dir, 'master-1.log');
@@ -39,6 +39,8 @@ test('expiries of killed masters are explained; live masters, raw clients and un
     '2026-11-30 10:00:03,500 INFO  [myid:1] [SessionTracker:ZooKeeperServer@632] - Expiring session 0x100000000000001, timeout of 2000ms exceeded',
     '2026-11-30 10:00:08,000 INFO  [myid:1] [SessionTracker:ZooKeeperServer@632] - Expiring session 0x100000000000002, timeout of 2000ms exceeded',
     '2026-11-30 10:00:08,500 INFO  [myid:1] [SessionTracker:ZooKeeperServer@632] - Expiring session 0x100000000000003, timeout of 2000ms exceeded',
+    '2026-11-30 10:00:08,550 INFO  [myid:1] [NIOWorkerThread-1:ZooKeeperServer@1639] - Session 0x1000000000000fe: auth success for scheme digest and address /127.0.0.1:55138',
+    '2026-11-30 10:00:08,600 INFO  [myid:1] [SessionTracker:ZooKeeperServer@632] - Expiring session 0x1000000000000fe, timeout of 2000ms exceeded',
     '2026-11-30 10:00:08,600 INFO  [myid:1] [SessionTracker:ZooKeeperServer@632] - Expiring session 0x1000000000000ff, timeout of 2000ms exceeded',
   ].join('\n'));
   const ledger = new SessionLedger();
@@ -47,7 +49,12 @@ test('expiries of killed masters are explained; live masters, raw clients and un
   const expiries = ledger.expiries({ 'master-1': m1, 'master-2': m2 }, [zk]);
   const explained = expiries.filter((e) => e.explained);
   assert.deepEqual(explained.map((e) => [e.session, e.holder]), [['100000000000001', 'master-1 pid 100']]);
-  assert.deepEqual(spuriousSessions(expiries).sort(), ['100000000000002 (master-2 pid 200)', '100000000000003 (raw client)', '1000000000000ff (unknown)']);
+  assert.deepEqual(spuriousSessions(expiries).sort(), [
+    '100000000000002 (master-2 pid 200)',
+    '100000000000003 (raw client)',
+    '1000000000000fe (a master (digest auth; its process never reported the session))',
+    '1000000000000ff (unknown)',
+  ]);
   const masterSide = expiries.filter((e) => e.seenBy === 'master');
   assert.equal(masterSide.length, 1);
   assert.equal(masterSide[0].session, '100000000000002');
