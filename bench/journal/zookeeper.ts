@@ -215,7 +215,8 @@ export class SessionLedger {
     const owner = new Map(this.reported);
     const out: Expiry[] = [];
     for (const [master, file] of Object.entries(masterLogs)) {
-      const lastSession = new Map<number, string>();
+      // A master that never logged its session (still starting) may have reported it in its status.
+      const lastSession = new Map<number, string>([...this.reported].map(([session, o]) => [o.pid, session]));
       for (const l of masterLogLines(file)) {
         const opened = /^zookeeper journal: session ([0-9a-f]+) on /.exec(l.msg);
         if (opened !== null) {

@@ -59,3 +59,17 @@ test('expiries of killed masters are explained; live masters (logged, or known b
   assert.equal(masterSide.length, 1);
   assert.equal(masterSide[0].session, '100000000000002');
 });
+
+test('a master that expired before logging its session is matched by the session its status reported', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cairn-expiries-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const m1 = path.join(dir, 'master-1.log');
+  const zk = path.join(dir, 'zookeeper.log');
+  writeFileSync(m1, masterLine(300, '2026-11-30T10:00:05.000Z', 'zookeeper session expired: this master stops serving and rejoins'));
+  writeFileSync(zk, '2026-11-30 10:00:03,500 INFO  [myid:3] [SessionTracker:ZooKeeperServer@632] - Expiring session 0x300000000000025, timeout of 2000ms exceeded');
+  const ledger = new SessionLedger();
+  ledger.session('master-1', 300, '0300000000000025');
+  const expiries = ledger.expiries({ 'master-1': m1 }, [zk]);
+  assert.equal(expiries.length, 2);
+  assert.deepEqual(spuriousSessions(expiries), ['300000000000025 (master-1 pid 300)']);
+});
