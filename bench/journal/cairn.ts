@@ -320,6 +320,7 @@ async function measureCatchUp(sys: CairnSystem, writers: CairnWriters, opts: Opt
   await masters.waitCaughtUp(follower);
   const appliedAtKill = (await masters.status(follower))?.appliedIndex ?? 0;
   await sys.noteSessions();
+  const killedAtWallMs = Date.now();
   await sys.kill(follower);
   console.log(`${label} catch-up: ${masterName(follower)} killed at applied index ${appliedAtKill}; writing ${opts.catchUpEntries} entries...`);
   const writeSeconds = await writeEntries(opts.proposers, opts.catchUpEntries, writers.op);
@@ -342,7 +343,7 @@ async function measureCatchUp(sys: CairnSystem, writers: CairnWriters, opts: Opt
     await sleep(catchUpPollMs);
   }
   const caughtUpMs = performance.now() - restartedAt;
-  const how = sys.backend === 'raft' ? raftCatchUpHow(appliedAtKill, leaderStatus.firstIndex) : zkCatchUpHow(sys.masterLogs()[masterName(follower)], restartedAtWallMs, leaderStatus.firstIndex);
+  const how = sys.backend === 'raft' ? raftCatchUpHow(appliedAtKill, leaderStatus.firstIndex) : zkCatchUpHow(sys.masterLogs(), masterName(follower), killedAtWallMs, restartedAtWallMs);
   const result: CatchUpResult = { master: masterName(follower), entriesWritten: opts.catchUpEntries, writeSeconds, leaderCommitIndex: target, appliedAtKill, answeredMs: answeredMs!, caughtUpMs, how };
   console.log(`${label} catch-up: ${result.master} restarted ${formatNumber(target - appliedAtKill)} entries behind (written in ${formatNumber(writeSeconds)} s); answered after ${formatNumber(result.answeredMs)} ms, caught up to ${target} after ${formatNumber(caughtUpMs)} ms: ${how}`);
   return result;
@@ -354,13 +355,31 @@ function raftCatchUpHow(appliedAtKill: number, leaderFirstIndex: number): string
     : `log entries from the leader (its log starts at index ${leaderFirstIndex}, the master had applied ${appliedAtKill})`;
 }
 
-/** From the restarted master's own log: a local checkpoint loaded, a peer's checkpoint fetched, or the log read. */
-function zkCatchUpHow(logFile: string, sinceWallMs: number, leaderFirstIndex: number): string {
-  const lines = zkStory({ m: logFile }, [], sinceWallMs, 1_000);
-  const local = lines.map((l) => /state restored from checkpoint (\d+)/.exec(l)?.[1]).find((x) => x !== undefined);
-  const fetched = lines.map((l) => /fetching master (\d+)'s checkpoint (\d+)/.exec(l)).find((m) => m !== null && m !== undefined);
-  const parts = [local === undefined ? 'no local checkpoint' : `local checkpoint ${local} loaded`];
-  parts.push(fetched === undefined ? 'then read the log from ZooKeeper' : `the log after it was deleted: fetched master-${fetched[1]}'s checkpoint ${fetched[2]}, then read the rest of the log`);
-  parts.push(`the log in ZooKeeper started at index ${leaderFirstIndex} as the leader knew it`);
+/**
+ * From the masters' logs: what the restarted master did and when (ms after the restart: a local
+ * checkpoint loaded, its session, a peer's checkpoint fetched and installed, a session lost), and
+ * which log buckets the other masters deleted while it was down.
+ */
+function zkCatchUpHow(logs: Record<string, string>, master: string, killedAtWallMs: number, restartedAtWallMs: number): string {
+  const own = zkStory({ [master]: logs[master] }, [], restartedAtWallMs, 1_000);
+  const at = (pattern: RegExp): { ms: string; m: RegExpExecArray } | undefined => {
+    for (const line of own) {
+      const m = pattern.exec(line);
+      if (m !== null) return { ms: /^\+(\d+) ms/.exec(line)?.[1] ?? '?', m };
+    }
+    return undefined;
+  };
+  const local = at(/state restored from checkpoint (\d+)/);
+  const session = at(/zookeeper journal: session ([0-9a-f]+) on/);
+  const fetching = at(/fetching master (\d+)'s checkpoint (\d+)/);
+  const expired = at(/zookeeper session expired/);
+  const parts = [local === undefined ? 'no local checkpoint' : `local checkpoint ${local.m[1]} loaded at +${local.ms} ms`];
+  if (session !== undefined) parts.push(`session opened (log read to its end) at +${session.ms} ms`);
+  if (fetching === undefined) parts.push('read the rest of the log from ZooKeeper');
+  else parts.push(`the log after its checkpoint was deleted: fetched master-${fetching.m[1]}'s checkpoint ${fetching.m[2]} at +${fetching.ms} ms, then read the rest of the log`);
+  if (expired !== undefined) parts.push(`its session expired at +${expired.ms} ms`);
+  const others = Object.fromEntries(Object.entries(logs).filter(([name]) => name !== master));
+  const deleted = zkStory(others, [], killedAtWallMs, 10_000).filter((l) => l.includes('deleted log bucket')).length;
+  parts.push(`${deleted} log bucket deletions by the leaders while it was down or catching up`);
   return parts.join('; ');
 }

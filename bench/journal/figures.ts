@@ -118,8 +118,9 @@ function diskCell(d: DiskPerEntry | undefined, own: boolean): string {
 }
 
 function catchUpWord(how: string): string {
-  if (how.startsWith('snapshot')) return 'snapshot';
-  if (how.includes("fetched master")) return 'peer checkpoint';
+  if (how.startsWith('snapshot')) return 'leader snapshot';
+  if (how.includes('fetched master')) return 'peer checkpoint';
+  if (how.includes('loaded at')) return 'own checkpoint + log';
   return 'log';
 }
 
