@@ -236,7 +236,7 @@ export async function runCairn(procs: ProcessGroup, backend: Backend, opts: Opti
  * A fresh ensemble's JVMs interpret before they compile: raw creates for zkWarmupSeconds first, so
  * that neither the journal's load nor the raw creates measured after it pay for the JIT.
  */
-async function warmUpEnsemble(sys: CairnSystem, ensemble: Ensemble, opts: Options): Promise<void> {
+export async function warmUpEnsemble(sys: CairnSystem, ensemble: Ensemble, opts: Options): Promise<void> {
   const raw = await RawCreates.open(ensemble.connectString, opts.rawSessions, zkSessionTimeoutMs(opts), opts.entryBytes);
   sys.ledger.raw(raw.sessionIds);
   try {

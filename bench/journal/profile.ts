@@ -7,7 +7,7 @@ import type { ProcessGroup } from '../../test/cluster/process-cluster.ts';
 import { measureLoad, type LoadResult } from '../cluster.ts';
 import { summarizeProfile, type ProfileSummary } from '../cpuprofile.ts';
 import { formatNumber, type Report } from '../report.ts';
-import { CairnSystem, CairnWriters, journalDir, masterName } from './cairn.ts';
+import { CairnSystem, CairnWriters, journalDir, masterName, warmUpEnsemble } from './cairn.ts';
 import { reportLoad } from './figures.ts';
 import type { Backend, Options } from './options.ts';
 
@@ -23,6 +23,7 @@ export async function runProfile(report: Report, procs: ProcessGroup, backend: B
   try {
     await masters.client().mutate('meta.mutate', { op: 'mkdir', path: journalDir, mode: 0o755, uid: 0, gid: 0, parents: false });
     const writers = new CairnWriters(masters, opts.proposers, padBytes);
+    if (sys.zk !== undefined) await warmUpEnsemble(sys, sys.zk.ensemble, opts);
     leader = await masters.waitForLeader();
     console.log(`${label} under --cpu-prof: ${opts.proposers} writers for ${opts.warmupSeconds} + ${opts.seconds} s...`);
     load = await measureLoad(opts.proposers, opts.seconds, opts.warmupSeconds, writers.op, sys.pids());
