@@ -259,11 +259,20 @@ export class Load {
 }
 
 /**
+ * Called synchronously as the measured window opens and closes, to read other counters over the
+ * same window (disk sectors, a commit index); a hook that needs I/O keeps its own promise.
+ */
+export interface WindowHooks {
+  atStart(): void;
+  atEnd(): void;
+}
+
+/**
  * Runs `op` on `workers` concurrent workers: `warmupSeconds` unmeasured, then `seconds` measured.
  * Operations still in flight when the window closes complete, but do not count. `pids` names the
  * processes whose CPU use over the window is reported (this one is always included as 'bench').
  */
-export async function measureLoad(workers: number, seconds: number, warmupSeconds: number, op: Operation, pids: Record<string, number> = {}): Promise<LoadResult> {
+export async function measureLoad(workers: number, seconds: number, warmupSeconds: number, op: Operation, pids: Record<string, number> = {}, hooks?: WindowHooks): Promise<LoadResult> {
   const load = new Load(workers, op);
   await sleep(warmupSeconds * 1000);
   const from = performance.now();
@@ -271,7 +280,9 @@ export async function measureLoad(workers: number, seconds: number, warmupSecond
   const errorsBefore = load.errors;
   const firstIndex = load.doneAtMs.length;
   const cpuBefore = cpuSnapshot(pids);
+  hooks?.atStart();
   await sleep(seconds * 1000);
+  hooks?.atEnd();
   const to = performance.now();
   const toUs = monotonicUs();
   const cpuCores = coresUsedSince(cpuBefore, pids, (to - from) / 1000);

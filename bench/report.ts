@@ -43,6 +43,7 @@ export class Report {
   private readonly config: Record<string, ConfigValue> = {};
   private readonly figures: Figure[] = [];
   private readonly notes: string[] = [];
+  private readonly tables: Table[] = [];
   private readonly extra: Record<string, unknown> = {};
 
   constructor(name: string) {
@@ -72,6 +73,11 @@ export class Report {
     this.figures.push({ name, value, unit });
   }
 
+  /** A table printed after the figures (systems side by side), kept in the JSON too. */
+  table(title: string, header: string[], rows: string[][]): void {
+    this.tables.push({ title, header, rows });
+  }
+
   /** Data that belongs in the JSON but not in the table (per-phase details, checksums). */
   attach(key: string, value: unknown): void {
     this.extra[key] = value;
@@ -84,6 +90,7 @@ export class Report {
     const values = this.figures.map((f) => formatNumber(f.value));
     const valueWidth = Math.max(...values.map((v) => v.length));
     this.figures.forEach((f, i) => console.log(`  ${f.name.padEnd(nameWidth)}  ${values[i].padStart(valueWidth)} ${f.unit}`));
+    for (const t of this.tables) printTable(t);
 
     const dir = path.join(import.meta.dirname, 'results');
     mkdirSync(dir, { recursive: true });
@@ -97,12 +104,29 @@ export class Report {
       config: this.config,
       figures: this.figures,
       notes: this.notes,
+      tables: this.tables,
       ...this.extra,
     };
     writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
     console.log(`written:  ${path.relative(process.cwd(), file)}`);
     return file;
   }
+}
+
+export interface Table {
+  title: string;
+  header: string[];
+  rows: string[][];
+}
+
+/** A Markdown table (so it can be pasted into the docs as it is), columns padded to line up. */
+function printTable(t: Table): void {
+  const widths = t.header.map((h, i) => Math.max(h.length, ...t.rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ')} |`;
+  console.log(`${t.title}:`);
+  console.log(line(t.header));
+  console.log(`|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`);
+  for (const r of t.rows) console.log(line(t.header.map((_, i) => r[i] ?? '')));
 }
 
 export function formatNumber(v: number): string {
