@@ -98,6 +98,8 @@ interface Cursor {
 }
 
 const logConfigVersion = 1;
+/** Batches fetched and applied per turn of the event loop while reading the log. */
+const readWindowBatches = 256;
 /** Removes per transaction when deleting a bucket: about 70 bytes each, far below ZooKeeper's 1 MiB request limit. */
 const deletesPerMulti = 1_000;
 
@@ -234,7 +236,10 @@ export class ZkJournal implements Journal {
   }
 
   private async ensureLayout(zk: ZkSession): Promise<void> {
-    for (const p of ['/election', '/members', '/masters', '/checkpoints', '/log', bucketPath(0)]) await zk.ensure(p, Buffer.alloc(0));
+    // No bucket here: the append that opens a bucket creates it. Making bucket 0 at every session
+    // start would bring it back empty after compaction deleted it, and a master reading from it
+    // would take the empty bucket for the whole log.
+    for (const p of ['/election', '/members', '/masters', '/checkpoints', '/log']) await zk.ensure(p, Buffer.alloc(0));
     await zk.ensure('/epoch', Buffer.alloc(0));
     await zk.ensure('/config', json({ version: logConfigVersion, bucketEntriesMax: this.opts.bucketEntriesMax }));
     const config = JSON.parse((await zk.getData('/config')).data.toString('utf8')) as { version?: unknown; bucketEntriesMax?: unknown };
@@ -472,12 +477,18 @@ export class ZkJournal implements Journal {
         await this.catchUpFromPeer(zk); // the batches we need next are being deleted
         continue;
       }
-      // Fetched in parallel (the session pipelines them), applied in order.
-      const datas = await Promise.all(fresh.map((n) => zk.getData(`${path}/${n}`)));
-      for (let i = 0; i < fresh.length; i++) {
-        if (seqOf(fresh[i]) !== this.readCursor.seq) throw this.damaged(`${path}/${fresh[i]}`, `expected sequence ${this.readCursor.seq}`);
-        this.applyBatch(`${path}/${fresh[i]}`, datas[i].data);
-        this.readCursor.seq++;
+      // Fetched in parallel windows (the session pipelines them) and applied in order, with a turn
+      // of the event loop between windows: a master catching up a whole bucket must still answer
+      // ZooKeeper's pings, or its session expires under it.
+      for (let w = 0; w < fresh.length; w += readWindowBatches) {
+        const names = fresh.slice(w, w + readWindowBatches);
+        const datas = await Promise.all(names.map((n) => zk.getData(`${path}/${n}`)));
+        for (let i = 0; i < names.length; i++) {
+          if (seqOf(names[i]) !== this.readCursor.seq) throw this.damaged(`${path}/${names[i]}`, `expected sequence ${this.readCursor.seq}`);
+          this.applyBatch(`${path}/${names[i]}`, datas[i].data);
+          this.readCursor.seq++;
+        }
+        await new Promise((resolve) => setImmediate(resolve));
       }
       if (this.readCursor.seq < this.bucketEntriesMax) return;
       this.readCursor = { bucket: this.readCursor.bucket + 1, seq: 0 };
