@@ -2,7 +2,7 @@
 // terminal to ask on, refuses unless --yes), checking every path before it removes any.
 
 import path from 'node:path';
-import { createInterface } from 'node:readline/promises';
+import { ask } from './ask.ts';
 import type { MasterClient } from '../client/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { FsErrorCode, MetaError, type DirEntry, type InodeAttr } from '../meta/index.ts';
@@ -96,15 +96,6 @@ async function removeTree(c: MasterClient, list: Lister, p: string, type: DirEnt
     for (const e of children) await removeTree(c, list, join(p, e.name), e.type);
   }
   await c.mutate('meta.mutate', { op: 'rmdir', path: p });
-}
-
-async function ask(question: string): Promise<boolean> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return /^y(es)?$/i.test((await rl.question(question)).trim());
-  } finally {
-    rl.close();
-  }
 }
 
 export function join(dir: string, name: string): string {

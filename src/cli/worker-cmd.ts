@@ -3,7 +3,7 @@
 // before it acts (or takes --yes), and leaves the rest to the cluster manager, which puts free
 // targets into those chains and resyncs them. Also the decommission lines of `admin report`.
 
-import { createInterface } from 'node:readline/promises';
+import { ask } from './ask.ts';
 import type { Command } from 'commander';
 import type { MasterClient } from '../client/index.ts';
 import type { DecommissionReply, ReplacementsReply } from '../master/cluster-manager.ts';
@@ -73,15 +73,6 @@ function describeImpact(worker: WorkerInfo, impact: DecommissionImpact): string[
     lines.push(`warning: only ${impact.freeTargets} free target(s) on other workers for ${impact.chains.length} chain(s): some chains stay degraded until a worker or disk is added`);
   }
   return lines;
-}
-
-async function ask(question: string): Promise<boolean> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return /^y(es)?$/i.test((await rl.question(question)).trim());
-  } finally {
-    rl.close();
-  }
 }
 
 /** `admin report`'s lines about decommissioned workers and chains waiting for a replacement member. */

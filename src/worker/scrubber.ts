@@ -8,19 +8,11 @@ import type { Clock, Timer } from '../io/index.ts';
 import { TargetState } from '../meta/commands.ts';
 import type { Routing } from '../meta/routing.ts';
 import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
+import type { ScrubReport } from './protocol.ts';
 import { chunkLockKey, type ChainReplica } from './replication.ts';
 
-export interface ScrubStats {
-  /** Full passes over every target finished since the worker started. */
-  passes: number;
-  chunks: number;
-  bytes: number;
-  /** Chunk versions the scrubber found damaged. */
-  found: number;
-  repaired: number;
-  /** Damaged chunks no other member could give a good copy of (yet): tried again next pass. */
-  unrepaired: number;
-}
+/** What the scrubber has re-read, found and repaired since the worker started (it travels in heartbeats as is). */
+export type ScrubStats = ScrubReport;
 
 export interface ScrubberHost {
   clock: Clock;
