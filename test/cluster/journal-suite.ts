@@ -109,7 +109,12 @@ export function journalSuite(backend: 'raft' | 'zookeeper', start: StartCluster,
       }),
     );
     const before = await cluster.waitConverged();
-    for (const id of cluster.masters.keys()) assert.ok(((await cluster.status(id))?.snapshotIndex ?? 0) > 0, `master ${id} took checkpoints`);
+    // On ZooKeeper the leader leaves periodic checkpoints to its standbys while they make a majority (docs/journal.md).
+    const leader = await cluster.leaderId();
+    for (const id of cluster.masters.keys()) {
+      if (backend === 'zookeeper' && id === leader) continue;
+      assert.ok(((await cluster.status(id))?.snapshotIndex ?? 0) > 0, `master ${id} took checkpoints`);
+    }
     for (const id of cluster.masters.keys()) await cluster.kill(id);
     for (const id of cluster.masters.keys()) cluster.spawn(id);
     await cluster.waitForLeader();

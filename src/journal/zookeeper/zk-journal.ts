@@ -154,6 +154,8 @@ export class ZkJournal implements Journal {
   private catchUpAgain = false;
   private electionNode: string | undefined;
   private members: NodeInfo[] = [];
+  /** How many masters ever joined the cluster (/masters): the count a majority is taken of. */
+  private mastersEver = 1;
   private barrierWaiters: { resolve(): void; reject(e: unknown): void }[] = [];
   private barrierRunning = false;
   /** When a check of the epoch last succeeded (leader only): a leader out of touch longer stops serving. */
@@ -424,6 +426,7 @@ export class ZkJournal implements Journal {
         if (info !== undefined) found.push(info);
       }
       this.members = found.sort((a, b) => a.id - b.id);
+      this.mastersEver = Math.max(1, (await zk.getChildren('/masters')).length);
     } catch {
       if (this.zk === zk && !this.stopped) setTimeout(() => void this.watchMembers(), 500);
     }
@@ -521,7 +524,7 @@ export class ZkJournal implements Journal {
     const index = this.applied + 1;
     const result = this.sm!.apply(index, entry);
     this.applied = index;
-    if (++this.appliedSinceCheckpoint === this.opts.checkpointEveryEntries) {
+    if (++this.appliedSinceCheckpoint >= this.opts.checkpointEveryEntries && this.checkpointing === undefined && this.mayCheckpointNow()) {
       setImmediate(() => void this.checkpoint().catch((err: unknown) => this.log('warn', `checkpoint failed: ${(err as Error).message}`)));
     }
     return result;
@@ -681,6 +684,19 @@ export class ZkJournal implements Journal {
       removedIds: [],
       zookeeper: { ensemble: this.opts.connect, root: this.root, session: this.sessionState, sessionId: this.zk?.sessionId },
     };
+  }
+
+  /**
+   * A checkpoint serializes the state in one synchronous step, and a leader silent that long could
+   * lose its session: so the leader leaves periodic checkpoints to its standbys while they are
+   * enough for log retention (a majority of the masters that ever joined), and takes them itself
+   * only when they are not (a master down for good, a master alone). `admin journal checkpoint`
+   * asks any master, the leader included.
+   */
+  private mayCheckpointNow(): boolean {
+    if (this.role !== 'leader') return true;
+    const standbys = this.members.filter((m) => m.id !== this.opts.id).length;
+    return standbys < Math.floor(this.mastersEver / 2) + 1;
   }
 
   /** Snapshots the state machine at the applied index, and tells the other masters (for log retention). */
