@@ -144,7 +144,6 @@ test('zookeeper: a master killed and restarted at once under the same id waits o
 test('zookeeper journal in one process: results in log order, a follower answers NOT_LEADER naming the leader, an entry over one znode is refused', { skip }, async (t) => {
   const zk = await zkClusterFor(t);
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-zkj-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
   const applied: string[][] = [[], []];
   const journals = [1, 2].map(
     (id) =>
@@ -159,7 +158,11 @@ test('zookeeper journal in one process: results in log order, a follower answers
         transport: { handle: () => undefined, connect: () => assert.fail('no peer fetch expected') },
       }),
   );
-  t.after(() => Promise.all(journals.map((j) => j.stop())));
+  // Stopped before their directory goes (node:test runs after-hooks in the order they were added).
+  t.after(async () => {
+    await Promise.all(journals.map((j) => j.stop()));
+    await rm(dir, { recursive: true, force: true });
+  });
   await Promise.all(
     journals.map((j, i) =>
       j.start({
@@ -191,12 +194,17 @@ test('zookeeper journal in one process: results in log order, a follower answers
 test('zookeeper journal: compaction deletes the oldest buckets for good; a new master that could only read an empty log refuses to start, and an old one resumes from its checkpoint', { skip }, async (t) => {
   const zk = await zkClusterFor(t);
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-zkc-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  const opened: ZkJournal[] = [];
+  // One hook, in order: every journal stopped (a checkpoint may be being written) before the directory goes.
+  t.after(async () => {
+    for (const j of opened) await j.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
   const noPeers = { handle: () => undefined, connect: () => assert.fail('no peer serves checkpoints here') };
   const open = (id: number): { journal: ZkJournal; applied: number[] } => {
     const applied: number[] = [];
     const journal = new ZkJournal({ id, address: `127.0.0.1:${7100 + id}`, connect: zk.connectString, clusterId: zk.clusterId, secret: 'compact', dir: path.join(dir, `m${id}`), disk: nodeDisk, transport: noPeers, bucketEntriesMax: 5, checkpointEveryEntries: 50, retainEntries: 10 });
-    t.after(() => journal.stop());
+    opened.push(journal);
     return { journal, applied };
   };
   const sm = (applied: number[]) => ({

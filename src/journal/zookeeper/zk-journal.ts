@@ -189,7 +189,14 @@ export class ZkJournal implements Journal {
     for (const s of loaded.skipped) this.log('warn', `checkpoint skipped: ${s}`);
     if (loaded.file !== undefined) this.install(loaded.file, loaded.info!, loaded.frames!);
     serveCheckpoints(this.opts.transport, () => this.checkpointFile);
-    await this.openSession();
+    try {
+      await this.openSession();
+    } catch (err) {
+      // A session left open would reconnect forever behind a journal that never started.
+      this.zk?.close();
+      this.zk = undefined;
+      throw err;
+    }
     this.compactTimer = setInterval(() => void this.compactLog(), this.opts.compactEveryMs);
   }
 
@@ -216,6 +223,11 @@ export class ZkJournal implements Journal {
       Math.max(this.opts.opTimeoutMs, 2 * this.opts.sessionTimeoutMs),
       (state) => this.onSessionState(state),
     );
+    if (this.stopped) {
+      // stop() came while the session opened: nothing else would close it.
+      zk.close();
+      throw new CairnError(ErrorCode.Unavailable, `master ${this.opts.id} is stopping`);
+    }
     this.zk = zk;
     this.sessionState = zk.state;
     try {
