@@ -4,12 +4,14 @@
 // each worker's /metrics, whether every chain's replicas agree.
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DataClient } from '../../src/client/data-client.ts';
+import { getFile } from '../../src/client/files.ts';
 import type { MasterClient } from '../../src/client/master-client.ts';
 import { systemClock } from '../../src/io/system-clock.ts';
 import type { RoutingInfo } from '../../src/meta/index.ts';
@@ -218,4 +220,19 @@ export async function flipChunkByte(targetPath: string, inodeId: number, index: 
   stored[4096 + offset] ^= 0x5a;
   await writeFile(file, stored);
   return name;
+}
+
+export const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+/** `buf` in slices of `size` bytes, as a writer's source. */
+export async function* pieces(buf: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
+  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
+}
+
+/** A whole file, read through the client. */
+export async function readAll(c: { meta: MasterClient; data: DataClient }, p: string): Promise<Buffer> {
+  const { chunks } = await getFile(c.meta, c.data, p);
+  const parts: Buffer[] = [];
+  for await (const part of chunks) parts.push(part);
+  return Buffer.concat(parts);
 }

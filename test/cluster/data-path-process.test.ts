@@ -13,7 +13,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +25,7 @@ import { Routing } from '../../src/meta/routing.ts';
 import { chainOfChunk, fileChains } from '../../src/placement/index.ts';
 import { RpcClient } from '../../src/rpc/index.ts';
 import { WorkerErrorCode } from '../../src/worker/errors.ts';
-import { DataCluster, flipChunkByte, type Client } from './data-cluster.ts';
+import { type Client, DataCluster, flipChunkByte, pieces, sha } from './data-cluster.ts';
 import { waitFor } from './harness.ts';
 
 const KiB = 1024;
@@ -64,8 +64,6 @@ function seeded(t: TestContext): (n: number) => number {
   t.diagnostic(`CAIRN_DATA_SEED=${seed}`);
   return prng(seed);
 }
-
-const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 // ---- files -----------------------------------------------------------------------------------------
 
@@ -106,10 +104,6 @@ function sparseSpec(name: string, sizeMax: number, rand: (n: number) => number):
     [extents[i], extents[j]] = [extents[j], extents[i]];
   }
   return { name, body, extents, stripeWidth: 1 + rand(2) };
-}
-
-async function* pieces(buf: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
-  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
 }
 
 /** Writes a file; resolves once it is acknowledged (on every replica, its length committed, in place). */

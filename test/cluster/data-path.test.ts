@@ -3,7 +3,7 @@
 // puts files and reads them back from the replicas.
 
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { crc32c } from '@node-rs/crc32';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,7 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { DataClient } from '../../src/client/data-client.ts';
 import { FileReader, FileWriter } from '../../src/client/file-io.ts';
-import { getFile, putFile, truncateFile } from '../../src/client/files.ts';
+import { putFile, truncateFile } from '../../src/client/files.ts';
 import { MasterClient } from '../../src/client/master-client.ts';
 import { systemClock } from '../../src/io/system-clock.ts';
 import { createLogger } from '../../src/log.ts';
@@ -24,7 +24,7 @@ import { startWorkerProcess, workerFrameBytesMax, type WorkerProcess } from '../
 import { freePort } from '../../src/cli/local.ts';
 import type { WorkerHealth } from '../../src/worker/protocol.ts';
 import type { ScrubOptions } from '../../src/worker/scrubber.ts';
-import { flipChunkByte, replicasDiffer } from './data-cluster.ts';
+import { flipChunkByte, pieces, readAll, replicasDiffer, sha } from './data-cluster.ts';
 import { waitFor } from './harness.ts';
 
 const secret = randomBytes(16).toString('hex');
@@ -62,19 +62,6 @@ async function startCluster(t: TestContext, workers = 3, targetsPerWorker = 2, s
   await waitFor(async () => (await meta.query<RoutingInfo>('cluster.routing', {})).chains.length === (workers * targetsPerWorker) / 3, 'chains', 20_000);
   return { master, workers: started, meta, data, dir };
 }
-
-async function* pieces(buf: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
-  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
-}
-
-async function readAll(c: Cluster, p: string): Promise<Buffer> {
-  const { chunks } = await getFile(c.meta, c.data, p);
-  const parts: Buffer[] = [];
-  for await (const part of chunks) parts.push(part);
-  return Buffer.concat(parts);
-}
-
-const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 test('files of many sizes go in and come back the same, from every replica', async (t) => {
   const c = await startCluster(t);

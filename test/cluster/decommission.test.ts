@@ -5,13 +5,13 @@
 // the replicas agree, and every file reads back byte for byte.
 
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { DataClient } from '../../src/client/data-client.ts';
-import { getFile, putFile } from '../../src/client/files.ts';
+import { putFile } from '../../src/client/files.ts';
 import { MasterClient } from '../../src/client/master-client.ts';
 import { freePort } from '../../src/cli/local.ts';
 import { systemClock } from '../../src/io/system-clock.ts';
@@ -23,7 +23,7 @@ import { RpcClient } from '../../src/rpc/index.ts';
 import { WorkerErrorCode } from '../../src/worker/errors.ts';
 import { startWorkerProcess, workerFrameBytesMax, type WorkerProcess } from '../../src/worker/process.ts';
 import { MasterWorkerMethod } from '../../src/worker/protocol.ts';
-import { replicasDiffer } from './data-cluster.ts';
+import { pieces, readAll, replicasDiffer, sha } from './data-cluster.ts';
 import { waitFor } from './harness.ts';
 
 const secret = randomBytes(16).toString('hex');
@@ -69,19 +69,6 @@ function startWorker(dir: string, master: Master, id: number, targetsPerWorker: 
 }
 
 const routing = (c: Pick<Cluster, 'meta'>): Promise<RoutingInfo> => c.meta.query<RoutingInfo>('cluster.routing', {});
-const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-
-async function* pieces(buf: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
-  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
-}
-
-async function readAll(c: Cluster, p: string): Promise<Buffer> {
-  const { chunks } = await getFile(c.meta, c.data, p);
-  const parts: Buffer[] = [];
-  for await (const part of chunks) parts.push(part);
-  return Buffer.concat(parts);
-}
-
 /** The code a call fails with ('ok' when it succeeds). */
 async function codeOf(p: Promise<unknown>): Promise<string> {
   try {
