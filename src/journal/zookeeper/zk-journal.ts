@@ -708,7 +708,7 @@ export class ZkJournal implements Journal {
   private mayCheckpointNow(): boolean {
     if (this.role !== 'leader') return true;
     const standbys = this.members.filter((m) => m.id !== this.opts.id).length;
-    return standbys < Math.floor(this.mastersEver / 2) + 1;
+    return standbys < majorityOf(this.mastersEver);
   }
 
   /** Snapshots the state machine at the applied index, and tells the other masters (for log retention). */
@@ -753,14 +753,9 @@ export class ZkJournal implements Journal {
     if (!this.isLeader() || zk === undefined || this.compacting) return;
     this.compacting = true;
     try {
-      const holders = await zk.getChildren('/checkpoints');
-      const marks: { index: number; bucket: number }[] = [];
-      for (const h of holders) {
-        const v = JSON.parse((await zk.getData(`/checkpoints/${h}`)).data.toString('utf8')) as { index?: unknown; bucket?: unknown };
-        if (typeof v.index === 'number' && typeof v.bucket === 'number') marks.push({ index: v.index, bucket: v.bucket });
-      }
-      const masters = Math.max(holders.length, this.members.length, (await zk.getChildren('/masters')).length);
-      const quorum = Math.floor(masters / 2) + 1;
+      const marks = await this.checkpointMarks(zk);
+      // /masters read afresh: a majority of too few masters would delete log others still need.
+      const quorum = majorityOf(Math.max(marks.length, this.members.length, (await zk.getChildren('/masters')).length));
       if (marks.length < quorum) return;
       marks.sort((a, b) => b.index - a.index);
       const majority = marks[quorum - 1];
@@ -785,6 +780,22 @@ export class ZkJournal implements Journal {
     }
   }
 
+  /** The checkpoints the masters announced in /checkpoints; an entry that does not parse is left out. */
+  private async checkpointMarks(zk: ZkSession): Promise<{ id: number; index: number; bucket: number; address: string }[]> {
+    const marks: { id: number; index: number; bucket: number; address: string }[] = [];
+    for (const h of await zk.getChildren('/checkpoints')) {
+      let v: { index?: unknown; bucket?: unknown; address?: unknown };
+      try {
+        v = JSON.parse((await zk.getData(`/checkpoints/${h}`)).data.toString('utf8')) as typeof v;
+      } catch (err) {
+        if (err instanceof ZkError) throw err;
+        continue;
+      }
+      if (typeof v.index === 'number' && typeof v.bucket === 'number' && typeof v.address === 'string') marks.push({ id: Number(h), index: v.index, bucket: v.bucket, address: v.address });
+    }
+    return marks;
+  }
+
   /** Removes a bucket's znodes in transactions well under ZooKeeper's request limit, each checking the epoch. */
   private async deleteBucket(zk: ZkSession, bucket: number): Promise<void> {
     const path = bucketPath(bucket);
@@ -799,13 +810,7 @@ export class ZkJournal implements Journal {
 
   /** The log this master needs next was deleted: take the newest checkpoint a peer holds, then read on from it. */
   private async catchUpFromPeer(zk: ZkSession): Promise<void> {
-    const holders = await zk.getChildren('/checkpoints');
-    const offers: { id: number; index: number; address: string }[] = [];
-    for (const h of holders) {
-      const v = JSON.parse((await zk.getData(`/checkpoints/${h}`)).data.toString('utf8')) as { index?: unknown; address?: unknown };
-      if (Number(h) !== this.opts.id && typeof v.index === 'number' && typeof v.address === 'string' && v.index > this.applied) offers.push({ id: Number(h), index: v.index, address: v.address });
-    }
-    offers.sort((a, b) => b.index - a.index);
+    const offers = (await this.checkpointMarks(zk)).filter((m) => m.id !== this.opts.id && m.index > this.applied).sort((a, b) => b.index - a.index);
     for (const o of offers) {
       let peer: Connection | undefined;
       try {
@@ -854,6 +859,10 @@ export class ZkJournal implements Journal {
   private log(level: 'info' | 'warn' | 'error', msg: string, ctx?: object): void {
     this.opts.log?.(level, msg, ctx);
   }
+}
+
+function majorityOf(masters: number): number {
+  return Math.floor(masters / 2) + 1;
 }
 
 /** The log in ZooKeeper is not what this journal wrote: no master can go on from it by itself. */

@@ -184,10 +184,6 @@ export class ZkSession {
     });
   }
 
-  async remove(path: string, version = -1): Promise<void> {
-    await this.call(`remove ${path}`, (done) => this.client.remove(this.full(path), version, (err) => done(err)));
-  }
-
   /**
    * All of `ops` or none, in one round through the ZooKeeper leader; returns the created paths
    * (relative to the root) of the creates, in order. A failed check fails the whole transaction.
