@@ -13,16 +13,30 @@ const writeDeadlineMs = 8_000;
 
 type WriteOutcome = { ok: true; ms: number } | { ok: false; ms: number; error: string };
 
-/** Creates `path` and reports what happened within the deadline: done, an error (its name), or no answer. */
+/**
+ * Creates `path` and reports what happened within the deadline: done, an error (its name), or no
+ * answer. A connection lost (the client's server was killed) is retried, as ZooKeeper asks of its
+ * clients; a retry that finds the node there counts as done, since the first try may have landed.
+ */
 function tryCreate(client: zookeeper.Client, path: string): Promise<WriteOutcome> {
   const start = performance.now();
   const ms = (): number => Math.round(performance.now() - start);
   return new Promise((resolve) => {
+    let retried = false;
     const timer = setTimeout(() => resolve({ ok: false, ms: ms(), error: `no answer in ${writeDeadlineMs} ms` }), writeDeadlineMs);
-    client.create(path, Buffer.from(path), (err) => {
-      clearTimeout(timer);
-      resolve(err === null || err === undefined ? { ok: true, ms: ms() } : { ok: false, ms: ms(), error: String(err) });
-    });
+    const attempt = (): void =>
+      client.create(path, Buffer.from(path), (err) => {
+        const name = err === null || err === undefined ? undefined : (err as { name?: string }).name;
+        if (name === 'CONNECTION_LOSS' && ms() < writeDeadlineMs) {
+          retried = true;
+          setTimeout(attempt, 100);
+          return;
+        }
+        clearTimeout(timer);
+        const ok = name === undefined || (retried && name === 'NODE_EXISTS');
+        resolve(ok ? { ok: true, ms: ms() } : { ok: false, ms: ms(), error: String(err) });
+      });
+    attempt();
   });
 }
 
