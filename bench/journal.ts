@@ -9,7 +9,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { ProcessGroup } from '../test/cluster/process-cluster.ts';
 import { findEtcd, median, sourceState } from './cluster.ts';
 import { Report } from './report.ts';
-import { journalDir, pathPadding, runCairn, zkSessionTimeoutMs, zkWarmupSeconds } from './journal/cairn.ts';
+import { journalDir, pathPadding, runCairn, zkSessionTimeoutMs, zkWarmupRounds, zkWarmupSeconds } from './journal/cairn.ts';
 import { devicesOf, measureDisk } from './journal/disk.ts';
 import { etcdClientVersion, runEtcd } from './journal/etcd.ts';
 import { loadBeforeKillMs, probeIntervalMs } from './journal/failover.ts';
@@ -57,7 +57,7 @@ export async function run(args: string[]): Promise<void> {
     'warm-up seconds': opts.warmupSeconds,
     failovers: opts.cpuProfDir !== undefined ? 'none (profile mode)' : `${opts.failovers} per system: load ${loadBeforeKillMs} ms, kill -9 the leader, probes write to each survivor every ${probeIntervalMs} ms until one succeeds; the killed member is restarted and caught up between runs`,
     'catch-up': opts.catchUpEntries === 0 ? 'skipped' : `cairn only: kill -9 a follower, write ${opts.catchUpEntries} entries with the same writers, restart it, time until its applied index reaches the leader's commit index (polled every 20 ms)`,
-    'ZooKeeper warm-up': opts.backends.includes('zookeeper') ? `${zkWarmupSeconds} s of the raw creates below on the fresh ensemble before the journal's load (the JVMs compile their hot paths), not measured` : 'not run',
+    'ZooKeeper warm-up': opts.backends.includes('zookeeper') ? `${zkWarmupRounds} rounds of ${zkWarmupSeconds} s of the journal's load then ${zkWarmupSeconds} s of the raw creates, on the fresh ensemble before anything is measured (the JVMs compile their hot paths), not measured` : 'not run',
     'raw ZooKeeper': opts.backends.includes('zookeeper') ? `on the journal's own ensemble, after its load: ${opts.proposers} writers, each a closed loop of create(PERSISTENT_SEQUENTIAL, ${opts.entryBytes} bytes) under a throwaway chroot, over ${opts.rawSessions} node-zookeeper-client sessions (${opts.rawSessions === opts.proposers ? 'one per writer' : 'shared round robin'}), session timeout ${zkSessionTimeoutMs(opts)} ms` : 'not run',
     'disk writes': devices.length > 0 ? `/proc/diskstats sectors written x 512 on ${devices.map((d) => `${d.name} (${d.id}, mounted on ${d.mountPoint})`).join(', ')}, which holds every data directory, over the measured window, whole machine; and /proc/PID/io write_bytes of this system's processes` : `not measured: ${missing.join('; ')}`,
     'data directories': `${tmpdir()}/${groupPrefix}-<system>-*, one per system, removed after it`,

@@ -31,8 +31,9 @@ const catchUpDeadlineMs = 300_000;
 const catchUpPollMs = 20;
 /** After the last phase, beyond the session timeout, before expiries are counted. */
 const expirySettleMs = 2_000;
-/** Raw creates on a fresh ensemble before anything is measured on it (JIT warm-up). */
+/** Unmeasured load on a fresh ensemble before anything is measured on it (JIT warm-up): rounds of both loads, seconds each. */
 export const zkWarmupSeconds = 5;
+export const zkWarmupRounds = 3;
 
 // ---- the operation -------------------------------------------------------------------------------
 
@@ -189,7 +190,7 @@ export async function runCairn(procs: ProcessGroup, backend: Backend, opts: Opti
   try {
     await masters.client().mutate('meta.mutate', { op: 'mkdir', path: journalDir, mode: 0o755, uid: 0, gid: 0, parents: false });
     const writers = new CairnWriters(masters, opts.proposers, padBytes);
-    if (sys.zk !== undefined) await warmUpEnsemble(sys, sys.zk.ensemble, opts);
+    if (sys.zk !== undefined) await warmUpEnsemble(sys, sys.zk.ensemble, opts, writers.op);
     const leader = await masters.waitForLeader();
     const before = await masters.status(leader);
     console.log(`${label}: ${opts.proposers} writers for ${opts.warmupSeconds} + ${opts.seconds} s...`);
@@ -233,19 +234,26 @@ export async function runCairn(procs: ProcessGroup, backend: Backend, opts: Opti
 }
 
 /**
- * A fresh ensemble's JVMs interpret before they compile: raw creates for zkWarmupSeconds first, so
- * that neither the journal's load nor the raw creates measured after it pay for the JIT.
+ * A fresh ensemble's JVMs interpret before they compile, and C2 goes on compiling for tens of
+ * seconds: both loads that are measured on it (the journal's multis, reads and watches, and the raw
+ * creates) run first, unmeasured, zkWarmupRounds times for zkWarmupSeconds each, so that neither
+ * pays for the JIT. (Warming up with raw creates alone left C2 busy during the journal's window.)
  */
-export async function warmUpEnsemble(sys: CairnSystem, ensemble: Ensemble, opts: Options): Promise<void> {
-  const raw = await RawCreates.open(ensemble.connectString, opts.rawSessions, zkSessionTimeoutMs(opts), opts.entryBytes);
-  sys.ledger.raw(raw.sessionIds);
-  try {
-    console.log(`ZooKeeper JVM warm-up: raw creates for ${zkWarmupSeconds} s (not measured)...`);
-    const load = new Load(opts.proposers, raw.op);
+export async function warmUpEnsemble(sys: CairnSystem, ensemble: Ensemble, opts: Options, journalOp: (worker: number) => Promise<unknown>): Promise<void> {
+  for (let round = 1; round <= zkWarmupRounds; round++) {
+    console.log(`ZooKeeper JVM warm-up ${round}/${zkWarmupRounds}: the journal's load, then raw creates, ${zkWarmupSeconds} s each (not measured)...`);
+    const journalLoad = new Load(opts.proposers, journalOp);
     await sleep(zkWarmupSeconds * 1000);
-    await load.stop();
-  } finally {
-    raw.close();
+    await journalLoad.stop();
+    const raw = await RawCreates.open(ensemble.connectString, opts.rawSessions, zkSessionTimeoutMs(opts), opts.entryBytes);
+    sys.ledger.raw(raw.sessionIds);
+    try {
+      const load = new Load(opts.proposers, raw.op);
+      await sleep(zkWarmupSeconds * 1000);
+      await load.stop();
+    } finally {
+      raw.close();
+    }
   }
 }
 

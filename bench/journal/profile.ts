@@ -23,7 +23,7 @@ export async function runProfile(report: Report, procs: ProcessGroup, backend: B
   try {
     await masters.client().mutate('meta.mutate', { op: 'mkdir', path: journalDir, mode: 0o755, uid: 0, gid: 0, parents: false });
     const writers = new CairnWriters(masters, opts.proposers, padBytes);
-    if (sys.zk !== undefined) await warmUpEnsemble(sys, sys.zk.ensemble, opts);
+    if (sys.zk !== undefined) await warmUpEnsemble(sys, sys.zk.ensemble, opts, writers.op);
     leader = await masters.waitForLeader();
     console.log(`${label} under --cpu-prof: ${opts.proposers} writers for ${opts.warmupSeconds} + ${opts.seconds} s...`);
     load = await measureLoad(opts.proposers, opts.seconds, opts.warmupSeconds, writers.op, sys.pids());

@@ -36,6 +36,16 @@ export interface StateMachine {
   apply(index: number, entry: Uint8Array): unknown;
   snapshot(): Iterable<Uint8Array>;
   restore(chunks: Iterable<Uint8Array>): void;
+  /**
+   * As restore(), a chunk at a time, for a journal that must stay responsive meanwhile: the state
+   * is replaced only by finish(), and an abandoned restorer changes nothing.
+   */
+  restorer?(): Restorer;
+}
+
+export interface Restorer {
+  add(chunk: Uint8Array): void;
+  finish(): void;
 }
 
 export interface Journal {

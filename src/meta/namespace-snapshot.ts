@@ -616,31 +616,46 @@ function unpackChunk(chunk: Uint8Array, chunkNo: number): [Kind, unknown] {
 
 /** Rebuilds the tables from chunks written by writeSnapshot; throws CAIRN_META_SNAPSHOT_CORRUPT on damage. */
 export function readSnapshot(chunks: Iterable<Uint8Array>): MetaTables {
-  let builder: SnapshotBuilder | undefined;
-  let chunkNo = 0;
-  let lastKind: number = Kind.Header;
-  let ended = false;
-  for (const chunk of chunks) {
-    check(!ended, `chunk ${chunkNo} follows the end chunk`);
-    const [kind, body] = unpackChunk(chunk, chunkNo);
-    if (chunkNo === 0) {
+  const reader = new SnapshotReader();
+  for (const chunk of chunks) reader.add(chunk);
+  return reader.finish();
+}
+
+/**
+ * Reads a snapshot one chunk at a time, into tables of its own: a caller that must keep answering
+ * (a standby holding a ZooKeeper session) can yield between chunks, and the live state is untouched
+ * until it takes the result.
+ */
+export class SnapshotReader {
+  private builder: SnapshotBuilder | undefined;
+  private chunkNo = 0;
+  private lastKind: number = Kind.Header;
+  private ended = false;
+
+  add(chunk: Uint8Array): void {
+    check(!this.ended, `chunk ${this.chunkNo} follows the end chunk`);
+    const [kind, body] = unpackChunk(chunk, this.chunkNo);
+    if (this.chunkNo === 0) {
       check(kind === Kind.Header, 'the first chunk is not the header');
-      builder = new SnapshotBuilder(readHeader(body));
+      this.builder = new SnapshotBuilder(readHeader(body));
     } else {
-      assert(builder !== undefined, 'builder before header');
-      check(kind > Kind.Header && kind >= lastKind, `chunk ${chunkNo} of kind ${kind} comes after kind ${lastKind}`);
+      assert(this.builder !== undefined, 'builder before header');
+      check(kind > Kind.Header && kind >= this.lastKind, `chunk ${this.chunkNo} of kind ${kind} comes after kind ${this.lastKind}`);
       if (kind === Kind.End) {
-        check(obj(body, 'end chunk').chunks === chunkNo, `the end chunk counts ${String(obj(body, 'end chunk').chunks)} chunks, ${chunkNo} came`);
-        ended = true;
+        check(obj(body, 'end chunk').chunks === this.chunkNo, `the end chunk counts ${String(obj(body, 'end chunk').chunks)} chunks, ${this.chunkNo} came`);
+        this.ended = true;
       } else {
-        check(Array.isArray(body), `chunk ${chunkNo} is not a list of records`);
-        builder.add(kind, body);
+        check(Array.isArray(body), `chunk ${this.chunkNo} is not a list of records`);
+        this.builder.add(kind, body);
       }
     }
-    lastKind = kind;
-    chunkNo++;
+    this.lastKind = kind;
+    this.chunkNo++;
   }
-  check(builder !== undefined, 'the snapshot is empty');
-  check(ended, `the snapshot ends after chunk ${chunkNo - 1} without its end chunk (truncated)`);
-  return builder.finish();
+
+  finish(): MetaTables {
+    check(this.builder !== undefined, 'the snapshot is empty');
+    check(this.ended, `the snapshot ends after chunk ${this.chunkNo - 1} without its end chunk (truncated)`);
+    return this.builder.finish();
+  }
 }

@@ -9,7 +9,7 @@ import type { MetaCommand, MetaCommandOp, MetaQuery } from './commands.ts';
 import { FsErrorCode, MetaError } from './errors.ts';
 import { addChains, decommissionWorker, initCluster, registerWorker, replaceChainMember, routing, sortedChains, sortedChainTables, sortedTargets, sortedWorkers, updateChains } from './namespace-cluster.ts';
 import { answerSeen, evictClients, remember } from './namespace-clients.ts';
-import { readSnapshot, sortedNamesOf, writeSnapshot } from './namespace-snapshot.ts';
+import { readSnapshot, SnapshotReader, sortedNamesOf, writeSnapshot } from './namespace-snapshot.ts';
 import {
   attrOf,
   clientIdleMsMaxDefault,
@@ -92,6 +92,20 @@ export class MetaState {
     const state = new MetaState(tables.options);
     state.#t = tables;
     return state;
+  }
+
+  /** As restore(), a chunk at a time: add() each chunk, then finish() for the state. */
+  static restorer(): { add(chunk: Uint8Array): void; finish(): MetaState } {
+    const reader = new SnapshotReader();
+    return {
+      add: (chunk) => reader.add(chunk),
+      finish: () => {
+        const tables = reader.finish();
+        const state = new MetaState(tables.options);
+        state.#t = tables;
+        return state;
+      },
+    };
   }
 
   get indexApplied(): number {

@@ -2,7 +2,7 @@
 // or the steps of restoring a backup into an empty cluster. Pure: no clock, no I/O.
 
 import { Packr } from 'msgpackr';
-import type { StateMachine } from '../journal/index.ts';
+import type { Restorer, StateMachine } from '../journal/index.ts';
 import { encodeCommand, type MetaCommand, type MetaQuery } from './commands.ts';
 import { MetaState } from './namespace.ts';
 import { assert } from '../errors.ts';
@@ -91,5 +91,16 @@ export class MetaStateMachine implements StateMachine {
   restore(chunks: Iterable<Uint8Array>): void {
     this.state = MetaState.restore(chunks);
     this.staging = undefined;
+  }
+
+  restorer(): Restorer {
+    const r = MetaState.restorer();
+    return {
+      add: (chunk) => r.add(chunk),
+      finish: () => {
+        this.state = r.finish();
+        this.staging = undefined;
+      },
+    };
   }
 }

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { crc32c } from '@node-rs/crc32';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
-import { MetaError, MetaState, snapshotChunkBytesMax } from '../../src/meta/index.ts';
+import { MetaError, MetaState, MetaStateMachine, snapshotChunkBytesMax } from '../../src/meta/index.ts';
 import type { MetaCommand } from '../../src/meta/index.ts';
 import { MetaFs } from '../meta-fs.ts';
 
@@ -99,6 +99,27 @@ test('a populated state restores to the same hash, queries and counters', () => 
   }
   assert.equal(twin.state.stateHash(), log.state.stateHash());
   assert.equal(twin.state.statfs().pendingGc, 2, 'the orphan went to GC on its last close');
+});
+
+test('a restorer fed one chunk at a time gives the same state; an unfinished or damaged one leaves the old state', () => {
+  const log = populated(5_000);
+  const chunks = [...log.state.snapshot()];
+  assert.ok(chunks.length > 1, 'several chunks');
+  const r = MetaState.restorer();
+  for (const c of chunks) r.add(c);
+  assert.equal(r.finish().stateHash(), log.state.stateHash());
+
+  const sm = new MetaStateMachine();
+  const before = sm.state.stateHash();
+  const half = sm.restorer();
+  for (const c of chunks.slice(0, 2)) half.add(c);
+  assert.equal(sm.state.stateHash(), before, 'nothing changes before finish()');
+  assert.throws(() => half.finish(), MetaError, 'a truncated snapshot is refused');
+  assert.equal(sm.state.stateHash(), before);
+  const whole = sm.restorer();
+  for (const c of chunks) whole.add(c);
+  whole.finish();
+  assert.equal(sm.state.stateHash(), log.state.stateHash());
 });
 
 test('large states stream as many chunks, none above snapshotChunkBytesMax', () => {

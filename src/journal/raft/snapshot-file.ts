@@ -149,12 +149,25 @@ export class SnapshotWriter {
   }
 
   write(piece: Uint8Array): void {
-    const fd = this.requireOpen();
+    this.requireOpen().writeSync(piece, this.nextPosition(piece));
+    this.wrote(piece);
+  }
+
+  /** As write(), without blocking the event loop on the disk. */
+  async writeAsync(piece: Uint8Array): Promise<void> {
+    await this.requireOpen().write(piece, this.nextPosition(piece));
+    this.wrote(piece);
+  }
+
+  private nextPosition(piece: Uint8Array): number {
     assert(this.meta !== undefined, 'snapshot writer: write before begin');
     if (this.bytes + piece.byteLength > snapshotDataBytesMax) {
       throw new JournalError(JournalErrorCode.SnapshotTooLarge, `snapshot data exceeds snapshotDataBytesMax (${snapshotDataBytesMax} bytes)`);
     }
-    fd.writeSync(piece, this.headerBytes + this.bytes);
+    return this.headerBytes + this.bytes;
+  }
+
+  private wrote(piece: Uint8Array): void {
     this.crc = crc32c(piece, this.crc);
     this.bytes += piece.byteLength;
   }

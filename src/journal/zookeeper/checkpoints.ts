@@ -41,17 +41,28 @@ function decodePosition(bytes: Uint8Array | undefined, file: string): LogPositio
 
 /**
  * Writes a checkpoint: frame 0 is the log position, then the state machine's frames. `take` runs
- * once the file is open and its result is written synchronously, so the position, the index and
- * the state all come from one moment (nothing is applied meanwhile). Keeps the two newest files.
+ * once the file is open; the frames it returns are read from the live state as they are written,
+ * so nothing may be applied until this resolves: the position, the index and the state all come
+ * from one moment. Written synchronously (one step), or `inSteps`: by asynchronous writes with a
+ * turn of the event loop after each, for a caller that pauses applying meanwhile and must keep
+ * answering (a standby holding a ZooKeeper session). Keeps the two newest files.
  */
-export async function writeCheckpoint(disk: Disk, dir: string, take: () => { info: CheckpointInfo; frames: Iterable<Uint8Array> }): Promise<{ file: SnapshotFile; info: CheckpointInfo }> {
+export async function writeCheckpoint(
+  disk: Disk,
+  dir: string,
+  take: () => { info: CheckpointInfo; frames: Iterable<Uint8Array> },
+  inSteps = false,
+): Promise<{ file: SnapshotFile; info: CheckpointInfo }> {
   const w = await SnapshotWriter.create(disk, dir);
   let info: CheckpointInfo;
   try {
     const taken = take();
     info = taken.info;
     w.begin({ index: info.index, term: info.epoch, conf: { voters: [], learners: [] } });
-    for (const piece of framePieces(prepend(encodePosition(info.position), taken.frames))) w.write(piece);
+    for (const piece of framePieces(prepend(encodePosition(info.position), taken.frames))) {
+      if (inSteps) await w.writeAsync(piece); // each write's completion is a turn of the event loop
+      else w.write(piece);
+    }
   } catch (err) {
     await w.abort();
     throw err;

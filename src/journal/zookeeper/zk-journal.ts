@@ -98,6 +98,8 @@ interface Cursor {
 }
 
 const logConfigVersion = 1;
+/** Longest a stepped checkpoint install runs between turns of the event loop. */
+const installStepMs = 20;
 /** Batches fetched and applied per turn of the event loop while reading the log. */
 const readWindowBatches = 256;
 /** Removes per transaction when deleting a bucket: about 70 bytes each, far below ZooKeeper's 1 MiB request limit. */
@@ -142,6 +144,8 @@ export class ZkJournal implements Journal {
   private applied = 0;
   /** The next log position to read (everything before it is applied). */
   private readCursor: Cursor = { bucket: 0, seq: 0 };
+  /** A batch known to exist (an exists() saw it or its watch fired), so reading it needs no count of its bucket. */
+  private readHint: Cursor | undefined;
   /** The leader's next position to write, ahead of readCursor by the batches in flight. */
   private writeCursor: Cursor = { bucket: 0, seq: 0 };
   /** Whether the bucket at writeCursor still has to be created (by the append that opens it). */
@@ -166,6 +170,8 @@ export class ZkJournal implements Journal {
   private checkpointFile: SnapshotFile | undefined;
   private appliedSinceCheckpoint = 0;
   private checkpointing: Promise<number> | undefined;
+  /** Set while a standby writes a checkpoint in steps: its frames are read from the live state, so nothing is applied until it resolves. */
+  private applyGate: Promise<void> | undefined;
   private compactTimer: NodeJS.Timeout | undefined;
   private compacting = false;
   /** The oldest log index still in ZooKeeper, as far as this master knows. */
@@ -203,6 +209,30 @@ export class ZkJournal implements Journal {
   /** Replaces the state machine with a checkpoint's and resumes reading the log after it. */
   private install(file: SnapshotFile, info: CheckpointInfo, frames: Iterable<Uint8Array>): void {
     this.sm!.restore(frames);
+    this.installed(file, info);
+  }
+
+  /**
+   * As install(), with a turn of the event loop every few milliseconds when the state machine can
+   * restore a frame at a time: a master catching up from a peer's checkpoint holds a ZooKeeper
+   * session, which expires if it answers nothing for the session timeout.
+   */
+  private async installInSteps(file: SnapshotFile, info: CheckpointInfo, frames: Iterable<Uint8Array>): Promise<void> {
+    const restorer = this.sm!.restorer?.();
+    if (restorer === undefined) return this.install(file, info, frames);
+    let since = performance.now();
+    for (const frame of frames) {
+      restorer.add(frame);
+      if (performance.now() - since >= installStepMs) {
+        await new Promise((resolve) => setImmediate(resolve));
+        since = performance.now();
+      }
+    }
+    restorer.finish();
+    this.installed(file, info);
+  }
+
+  private installed(file: SnapshotFile, info: CheckpointInfo): void {
     this.applied = info.index;
     this.readCursor = { ...info.position };
     this.firstIndex = Math.max(this.firstIndex, info.index + 1);
@@ -346,6 +376,7 @@ export class ZkJournal implements Journal {
     // Taking the next epoch fences every append of the masters that led before.
     this.epoch = await zk.setData('/epoch', json({ id: this.opts.id, address: this.opts.address }), version);
     await this.catchUp(); // the log cannot grow under us any more: read it to its end
+    await this.applyGate; // a leader applies as it commits
     if (this.zk !== zk || this.role !== 'candidate') return;
     this.writeCursor = { ...this.readCursor };
     this.writeBucketMissing = !(await zk.exists(bucketPath(this.writeCursor.bucket)));
@@ -463,6 +494,12 @@ export class ZkJournal implements Journal {
     return this.catchingUp;
   }
 
+  /**
+   * Reads batches by their names, which are known in advance (a bucket's sequence numbers run from
+   * 0 without gaps): the bucket's child count says how far to read, and an exists watch on the next
+   * name wakes a standby when the leader appends it. Listing the bucket instead would send every
+   * name in it on each append (up to 10,000), which cost ZooKeeper more than the batches themselves.
+   */
   private async readToEnd(): Promise<void> {
     const zk = this.zk;
     if (zk === undefined) return;
@@ -470,13 +507,12 @@ export class ZkJournal implements Journal {
     const watch = (): void => {
       if (this.role !== 'leader') void this.catchUp().catch((err: unknown) => this.readFailed(err));
     };
-    for (;;) {
+    read: for (;;) {
       const path = bucketPath(this.readCursor.bucket);
-      let names: string[];
-      try {
-        names = await zk.getChildren(path, watch);
-      } catch (err) {
-        if (!isZk(err, 'NO_NODE')) throw err;
+      // The batch the last exists() saw is there to read: no need to count the bucket for it.
+      const count = this.readHint?.bucket === this.readCursor.bucket && this.readHint.seq === this.readCursor.seq ? this.readCursor.seq + 1 : await zk.childCount(path);
+      this.readHint = undefined;
+      if (count === undefined) {
         // Buckets are made in order: a later one existing means this one was deleted under us.
         const later = (await zk.getChildren('/log')).some((n) => Number(n.slice(1)) > this.readCursor.bucket);
         if (later) {
@@ -487,26 +523,42 @@ export class ZkJournal implements Journal {
         if (await zk.exists(path, watch)) continue;
         return;
       }
-      const fresh = names.filter((n) => seqOf(n) >= this.readCursor.seq).sort((a, b) => seqOf(a) - seqOf(b));
-      if (fresh.length > 0 && seqOf(fresh[0]) > this.readCursor.seq) {
-        await this.catchUpFromPeer(zk); // the batches we need next are being deleted
-        continue;
-      }
       // Fetched in parallel windows (the session pipelines them) and applied in order, with a turn
       // of the event loop between windows: a master catching up a whole bucket must still answer
       // ZooKeeper's pings, or its session expires under it.
-      for (let w = 0; w < fresh.length; w += readWindowBatches) {
-        const names = fresh.slice(w, w + readWindowBatches);
-        const datas = await Promise.all(names.map((n) => zk.getData(`${path}/${n}`)));
+      const end = Math.min(count, this.bucketEntriesMax);
+      while (this.readCursor.seq < end) {
+        const first = this.readCursor.seq;
+        const names = Array.from({ length: Math.min(readWindowBatches, end - first) }, (_, i) => `${path}/e-${pad10(first + i)}`);
+        let datas: { data: Buffer }[];
+        try {
+          datas = await Promise.all(names.map((n) => zk.getData(n)));
+        } catch (err) {
+          if (!isZk(err, 'NO_NODE')) throw err;
+          // A batch counted a moment ago is gone: compaction is deleting this bucket.
+          await this.catchUpFromPeer(zk);
+          continue read;
+        }
+        await this.applyGate;
         for (let i = 0; i < names.length; i++) {
-          if (seqOf(names[i]) !== this.readCursor.seq) throw this.damaged(`${path}/${names[i]}`, `expected sequence ${this.readCursor.seq}`);
-          this.applyBatch(`${path}/${names[i]}`, datas[i].data);
+          this.applyBatch(names[i], datas[i].data);
           this.readCursor.seq++;
         }
         await new Promise((resolve) => setImmediate(resolve));
       }
-      if (this.readCursor.seq < this.bucketEntriesMax) return;
-      this.readCursor = { bucket: this.readCursor.bucket + 1, seq: 0 };
+      if (this.readCursor.seq >= this.bucketEntriesMax) {
+        this.readCursor = { bucket: this.readCursor.bucket + 1, seq: 0 };
+        continue;
+      }
+      const next = { ...this.readCursor };
+      // The watch fires when the leader appends the next batch (and its firing is what wakes a
+      // standby); a wake-up for it then reads it without counting the bucket first.
+      const nextWatch = (): void => {
+        this.readHint = next;
+        watch();
+      };
+      if (await zk.exists(`${path}/e-${pad10(next.seq)}`, nextWatch)) this.readHint = next;
+      else return;
     }
   }
 
@@ -715,10 +767,24 @@ export class ZkJournal implements Journal {
   checkpoint(): Promise<number> {
     this.checkpointing ??= (async () => {
       if (this.checkpointFile !== undefined && this.checkpointFile.meta.index === this.applied) return this.applied;
-      const { file, info } = await writeCheckpoint(this.opts.disk, this.opts.dir, () => {
-        this.appliedSinceCheckpoint = 0;
-        return { info: { index: this.applied, epoch: this.epoch, position: { ...this.readCursor } }, frames: this.sm!.snapshot() };
+      // A standby writes in steps and stops applying meanwhile (it only falls behind); a leader
+      // cannot stop applying, and writes in one step (rarely: see mayCheckpointNow).
+      const inSteps = this.role !== 'leader';
+      let open: () => void = () => undefined;
+      const written = writeCheckpoint(
+        this.opts.disk,
+        this.opts.dir,
+        () => {
+          this.appliedSinceCheckpoint = 0;
+          if (inSteps) this.applyGate = new Promise((resolve) => (open = resolve));
+          return { info: { index: this.applied, epoch: this.epoch, position: { ...this.readCursor } }, frames: this.sm!.snapshot() };
+        },
+        inSteps,
+      ).finally(() => {
+        this.applyGate = undefined;
+        open();
       });
+      const { file, info } = await written;
       this.replaceCheckpointFile(file);
       await this.publishCheckpoint(info).catch((err: unknown) => this.log('warn', `checkpoint ${info.index} not announced: ${(err as Error).message}`));
       this.log('info', `zookeeper journal: checkpoint at index ${info.index}`);
@@ -818,7 +884,8 @@ export class ZkJournal implements Journal {
         this.log('info', `zookeeper journal: the log after index ${this.applied} is deleted; fetching master ${o.id}'s checkpoint ${o.index}`);
         const got = await fetchCheckpoint(this.opts.disk, this.opts.dir, peer, this.opts.opTimeoutMs * 4);
         if (got.info.index <= this.applied) continue;
-        this.install(got.file, got.info, got.frames);
+        await this.applyGate;
+        await this.installInSteps(got.file, got.info, got.frames);
         return;
       } catch (err) {
         this.log('warn', `zookeeper journal: fetching master ${o.id}'s checkpoint failed: ${(err as Error).message}`);

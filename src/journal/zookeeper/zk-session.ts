@@ -176,6 +176,11 @@ export class ZkSession {
     });
   }
 
+  /** How many children `path` has (from its stat, without listing them), or undefined when it does not exist. */
+  async childCount(path: string): Promise<number | undefined> {
+    return this.call(`stat ${path}`, (done) => this.client.exists(this.full(path), (err, stat) => done(err, stat === null || stat === undefined ? undefined : stat.numChildren)));
+  }
+
   async getChildren(path: string, watch?: () => void): Promise<string[]> {
     return this.call(`children of ${path}`, (done) => {
       const cb = (err: unknown, children: string[]): void => done(err, children);
