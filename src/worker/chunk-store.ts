@@ -226,6 +226,13 @@ export class ChunkStore {
     return { meta: metaOf(e), data };
   }
 
+  /** The chunks holding a pending version. */
+  pendingIds(): ChunkId[] {
+    const ids: ChunkId[] = [];
+    for (const e of this.entries.values()) if (e.pending !== undefined) ids.push(e.id);
+    return ids;
+  }
+
   /** The whole pending content, every block verified: what a member forwards to a successor being synced. */
   async readPending(id: ChunkId): Promise<Uint8Array> {
     this.checkId(id);

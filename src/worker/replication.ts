@@ -63,6 +63,9 @@ export function chunkLockKey(targetId: number, id: ChunkRef): string {
 
 export class ChainReplica {
   readonly lock = new KeyedLock();
+  readonly forwardDeadlineMs: number;
+  /** Chunks finishAbandoned saw pending on a head, with when it first saw them. */
+  private readonly pendingSince = new Map<string, number>();
   private readonly host: ReplicaHost;
   /** Bug switches, read once: off, they cost one boolean test. */
   private readonly ackEarly: boolean;
@@ -71,6 +74,7 @@ export class ChainReplica {
 
   constructor(host: ReplicaHost) {
     this.host = host;
+    this.forwardDeadlineMs = host.forwardDeadlineMs;
     this.ackEarly = host.bugs?.has('ack-before-tail-commit') === true;
     this.servePending = host.bugs?.has('serve-pending-as-clean') === true;
   }
@@ -117,6 +121,46 @@ export class ChainReplica {
       const committed = await store.commit(id, version);
       return { commitVersion: committed.commitVersion, lengthBytes: committed.lengthBytes, crc32c: committed.crc32c };
     });
+  }
+
+  /**
+   * Finishes versions left pending by writes that gave up, so that a chain converges even when no
+   * later write comes to the chunk (its file deleted, or replaced whole by a new one). Run
+   * periodically by the worker: a head holding a version pending for longer than a forward's
+   * deadline drives it through the chain and commits it, as a later write would do first. Members
+   * after the head hold the same version pending (or committed it), and the head's forward
+   * settles them.
+   */
+  async finishAbandoned(targets: readonly { targetId: number; store: ChunkStore }[]): Promise<number> {
+    const routing = this.host.routing();
+    if (routing === undefined || !this.host.serving()) return 0;
+    const now = this.host.clock.now();
+    const seen = new Set<string>();
+    let finished = 0;
+    for (const t of targets) {
+      const me = routing.target(t.targetId);
+      if (me === undefined || me.chainId === 0 || routing.writeMembers(me.chainId)[0]?.targetId !== me.targetId) continue;
+      for (const id of t.store.pendingIds()) {
+        const key = chunkLockKey(me.targetId, id);
+        seen.add(key);
+        const since = this.pendingSince.get(key) ?? now;
+        this.pendingSince.set(key, since);
+        if (now - since < this.host.forwardDeadlineMs) continue;
+        try {
+          await this.lock.with(key, async () => {
+            const meta = t.store.get(id);
+            if (meta?.pending === undefined) return;
+            await this.finishPending(me, me.chainId, meta, t.store);
+            finished++;
+            this.host.log?.('info', 'finished a version left pending', { chain: me.chainId, target: me.targetId, chunk: chunkKey(id), version: meta.pending.version });
+          });
+        } catch (err) {
+          this.host.log?.('warn', 'a version left pending could not be finished yet', { chain: me.chainId, target: me.targetId, chunk: chunkKey(id), err: (err as Error).message });
+        }
+      }
+    }
+    for (const k of this.pendingSince.keys()) if (!seen.has(k)) this.pendingSince.delete(k);
+    return finished;
   }
 
   /**

@@ -75,6 +75,8 @@ export class StorageWorker {
   private timing: ClusterTiming | undefined;
   private lastContactMs = -Infinity;
   private heartbeatTimer: Timer | undefined;
+  private pendingTimer: Timer | undefined;
+  private finishing = false;
   private heartbeating = false;
   /** Targets whose predecessor finished their resync, at the chain version it ran for. */
   private readonly synced = new Map<number, number>();
@@ -103,6 +105,17 @@ export class StorageWorker {
     );
   }
 
+  /** One pass of ChainReplica.finishAbandoned over this worker's targets (one at a time). */
+  private async finishAbandoned(): Promise<void> {
+    if (this.finishing || this.stopped) return;
+    this.finishing = true;
+    try {
+      await this.replica.finishAbandoned([...this.targets.values()]);
+    } finally {
+      this.finishing = false;
+    }
+  }
+
   /** Opens the targets, registers with the leading master and starts serving and heartbeating. */
   static async start(opts: WorkerOptions): Promise<StorageWorker> {
     const w = new StorageWorker(opts);
@@ -111,6 +124,7 @@ export class StorageWorker {
       w.serve();
       await w.register();
       w.heartbeatTimer = opts.clock.every(w.timing!.heartbeatMs, () => void w.heartbeat());
+      w.pendingTimer = opts.clock.every(w.replica.forwardDeadlineMs / 2, () => void w.finishAbandoned());
       w.scrubber.start();
       return w;
     } catch (err) {
@@ -153,6 +167,7 @@ export class StorageWorker {
     this.scrubber.stop();
     this.resync.stop();
     this.heartbeatTimer?.cancel();
+    this.pendingTimer?.cancel();
     this.master.close();
     for (const c of this.peers.values()) c.close();
     this.peers.clear();

@@ -18,7 +18,7 @@ import type { RoutingInfo } from '../../src/meta/index.ts';
 import { RpcClient } from '../../src/rpc/index.ts';
 import { chunkFileName } from '../../src/worker/chunk-file.ts';
 import { workerFrameBytesMax } from '../../src/worker/process.ts';
-import { logTail, MasterCluster, ProcessGroup, waitFor } from './process-cluster.ts';
+import { logTail, MasterCluster, ProcessGroup, waitFor, type Placement } from './process-cluster.ts';
 
 const mainScript = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 /** How long a worker process gets to log that it started (it registers first; a restart waits out its old instance). */
@@ -41,6 +41,12 @@ export interface DataClusterOptions {
   /** Worker heartbeat interval and offline timeout the masters use. */
   heartbeatMs: number;
   offlineTimeoutMs: number;
+  /** Where each process runs (test/chaos/netlab.ts); 127.0.0.1 here when absent. */
+  placement?: Placement;
+  /** Runs before the workers first start, e.g. to mount a small file system on a target. */
+  prepareTargets?: (workers: ReadonlyMap<number, WorkerProc>) => Promise<void>;
+  /** More environment for masters and workers. */
+  env?: Record<string, string>;
 }
 
 /** One client of the cluster: its own master client (one outstanding mutation each) and data client. */
@@ -56,9 +62,12 @@ export class DataCluster {
   private readonly dataClients: DataClient[] = [];
   private routingClient: MasterClient | undefined;
 
-  private constructor(procs: ProcessGroup, masters: MasterCluster) {
+  private readonly env: Record<string, string>;
+
+  private constructor(procs: ProcessGroup, masters: MasterCluster, env: Record<string, string>) {
     this.procs = procs;
     this.masters = masters;
+    this.env = env;
   }
 
   /** Starts the masters, then the workers, and waits until every chain is full and serving. */
@@ -71,13 +80,14 @@ export class DataCluster {
       if (failed && cluster !== undefined) console.error(await cluster.logTails());
       await procs.close('SIGKILL');
     });
-    const env = { CAIRN_HEARTBEAT_MS: String(opts.heartbeatMs), CAIRN_OFFLINE_TIMEOUT_MS: String(opts.offlineTimeoutMs), CAIRN_LOG_LEVEL: 'info' };
-    const masters = await MasterCluster.start(procs, { count: opts.masters, env, deadlineMs: 30_000 });
-    cluster = new DataCluster(procs, masters);
+    const env = { CAIRN_HEARTBEAT_MS: String(opts.heartbeatMs), CAIRN_OFFLINE_TIMEOUT_MS: String(opts.offlineTimeoutMs), CAIRN_LOG_LEVEL: 'info', ...opts.env };
+    const masters = await MasterCluster.start(procs, { count: opts.masters, env, deadlineMs: 30_000, placement: opts.placement });
+    cluster = new DataCluster(procs, masters, opts.env ?? {});
     for (let id = 1; id <= opts.workers; id++) {
       const targets = Array.from({ length: opts.targetsPerWorker }, (_, i) => path.join(procs.root, `worker-${id}`, `target-${i + 1}`));
       cluster.workers.set(id, { id, targets, log: path.join(procs.root, `worker-${id}.log`), child: undefined, address: '', http: '' });
     }
+    await opts.prepareTargets?.(cluster.workers);
     await Promise.all([...cluster.workers.keys()].map((id) => cluster!.startWorker(id)));
     const chains = Math.floor((opts.workers * opts.targetsPerWorker) / 3);
     await waitFor(async () => {
@@ -91,9 +101,12 @@ export class DataCluster {
   async startWorker(id: number): Promise<WorkerProc> {
     const w = this.worker(id);
     const from = await stat(w.log).then((s) => s.size, () => 0);
-    const args = [mainScript, 'worker', '--id', String(id), '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0', '--masters', this.masters.addresses().join(',')];
+    const host = this.masters.placement?.host('worker', id) ?? '127.0.0.1';
+    const args = [mainScript, 'worker', '--id', String(id), '--listen', `${host}:0`, '--http', `${host}:0`, '--masters', this.masters.addresses().join(',')];
     for (const dir of w.targets) args.push('--target', dir);
-    const child = this.procs.spawn(process.execPath, args, w.log, { CAIRN_SECRET: this.masters.secret, CAIRN_LOG_LEVEL: 'info' });
+    const env = { CAIRN_SECRET: this.masters.secret, CAIRN_LOG_LEVEL: 'info', ...this.env };
+    const prefix = this.masters.placement?.prefix('worker', id) ?? [];
+    const child = prefix.length === 0 ? this.procs.spawn(process.execPath, args, w.log, env) : this.procs.spawn(prefix[0], [...prefix.slice(1), process.execPath, ...args], w.log, env);
     w.child = child;
     let started: { address: string; http: string } | undefined;
     await waitFor(async () => {

@@ -141,7 +141,20 @@ export interface MasterClusterOptions {
   deadlineMs?: number;
   /** Run on the ZooKeeper journal at this ensemble, under this cluster id; the Raft journal when absent. */
   zookeeper?: { connect: string; clusterId: string };
+  /** Where each process runs: 127.0.0.1 of this namespace when absent. */
+  placement?: Placement;
 }
+
+/** Hosts of their own for the processes (network namespaces, test/chaos/netlab.ts). */
+export interface Placement {
+  /** The IP a process listens on. */
+  host(kind: 'master' | 'worker', id: number): string;
+  /** The command prefix that starts a program on its host, e.g. ['ip', 'netns', 'exec', NS]. */
+  prefix(kind: 'master' | 'worker', id: number): string[];
+}
+
+/** A master's port on a host of its own: no other process there to clash with. */
+const placedMasterPort = 7000;
 
 /** cairn masters as child processes (`cairn master`) of a ProcessGroup, each with its own directory and log file under the group's root. */
 export class MasterCluster {
@@ -153,6 +166,7 @@ export class MasterCluster {
   private readonly nodeArgs: (id: number) => string[];
   private readonly deadlineMs: number;
   readonly zookeeper: { connect: string; clusterId: string } | undefined;
+  readonly placement: Placement | undefined;
   private peers = '';
   private readonly clients: MasterClient[] = [];
   private admin: MasterClient | undefined;
@@ -163,6 +177,7 @@ export class MasterCluster {
     this.nodeArgs = opts.nodeArgs ?? (() => []);
     this.deadlineMs = opts.deadlineMs ?? 30_000;
     this.zookeeper = opts.zookeeper;
+    this.placement = opts.placement;
   }
 
   /**
@@ -174,7 +189,7 @@ export class MasterCluster {
     const c = new MasterCluster(procs, opts);
     for (let attempt = 1; ; attempt++) {
       const addresses: string[] = [];
-      for (let i = 0; i < opts.count; i++) addresses.push(`127.0.0.1:${await freePort()}`);
+      for (let i = 0; i < opts.count; i++) addresses.push(await c.newAddress(i + 1));
       c.peers = addresses.map((a, i) => `${i + 1}=${a}`).join(',');
       for (let i = 0; i < opts.count; i++) {
         c.masters.set(i + 1, c.newMaster(i + 1, addresses[i], false));
@@ -208,7 +223,7 @@ export class MasterCluster {
 
   /** Adds a master process that joins later (`cairn master --join`); the caller adds it to the group. */
   async addJoiner(id: number): Promise<MasterProc> {
-    const m = this.newMaster(id, `127.0.0.1:${await freePort()}`, true);
+    const m = this.newMaster(id, await this.newAddress(id), true);
     this.masters.set(id, m);
     this.spawn(id);
     return m;
@@ -230,7 +245,12 @@ export class MasterCluster {
     if (this.zookeeper !== undefined) args.push('--journal', 'zookeeper', '--zk', this.zookeeper.connect, '--zk-cluster', this.zookeeper.clusterId);
     else if (m.join) args.push('--join');
     else args.push('--peers', this.peers);
-    m.child = this.procs.spawn(process.execPath, args, m.log, { CAIRN_SECRET: this.secret, ...this.env });
+    const prefix = this.placement?.prefix('master', id) ?? [];
+    m.child = prefix.length === 0 ? this.procs.spawn(process.execPath, args, m.log, { CAIRN_SECRET: this.secret, ...this.env }) : this.procs.spawn(prefix[0], [...prefix.slice(1), process.execPath, ...args], m.log, { CAIRN_SECRET: this.secret, ...this.env });
+  }
+
+  private async newAddress(id: number): Promise<string> {
+    return this.placement === undefined ? `127.0.0.1:${await freePort()}` : `${this.placement.host('master', id)}:${placedMasterPort}`;
   }
 
   /** kill -9 by PID: nothing is flushed. */
