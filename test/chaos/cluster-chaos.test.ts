@@ -33,7 +33,7 @@ after(() => {
   const sum = (k: string): number => results.reduce((a, r) => a + (r.figures[k] ?? 0), 0);
   console.log(
     `whole-cluster chaos: ${results.length - failed.length} passed, ${failed.length} failed${failed.length > 0 ? ` (seeds ${failed.map((r) => r.seed).join(', ')})` : ''}; ` +
-      `network faults through network namespaces; ${sum('faults')} faults injected, ${sum('fileOpsAcknowledged')} file writes acknowledged (${sum('fileOpsUnknown')} of unknown outcome), ` +
+      `network faults through network namespaces; slow disks ${results[0].slowDisks}; ${sum('faults')} faults injected, ${sum('fileOpsAcknowledged')} file writes acknowledged (${sum('fileOpsUnknown')} of unknown outcome), ` +
       `${sum('readsChecked')} reads checked, ${sum('metadataOpsAnswered')} metadata operations checked for linearizability; ` +
       `bounds: ${fdGrowthMax} descriptors, ${rssGrowthMaxBytes / 2 ** 20} MiB resident growth per process`,
   );

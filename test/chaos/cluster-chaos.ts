@@ -7,11 +7,8 @@
 // namespace clients is linearizable, all masters hold one state hash, all replicas of every chain
 // agree, no process died that the schedule did not kill, and descriptors and memory stayed bounded.
 
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { promisify } from 'node:util';
+import { readFile, readdir } from 'node:fs/promises';
 import type { TestContext } from 'node:test';
 import type { ChildProcess } from 'node:child_process';
 import { DataClient } from '../../src/client/data-client.ts';
@@ -31,8 +28,7 @@ import { DataCluster, pieces, readAll } from '../cluster/data-cluster.ts';
 import { sleep, waitFor } from '../cluster/process-cluster.ts';
 import { FileHistory, type Content } from './file-history.ts';
 import { NetLab } from './netlab.ts';
-
-const run = promisify(execFile);
+import { SlowDisk, slowDiskUnavailable, SmallDisk } from './disk-faults.ts';
 
 const masters = 3;
 const workers = 4;
@@ -46,7 +42,11 @@ const nsClients = 2;
 const layout = { chunkSizeBytes: 64 * 1024, stripeWidth: 4 };
 const fileBytesMax = 300 * 1024;
 /** The target that runs out of space: worker 4's first, on a tmpfs of this size. */
+const smallDiskWorker = 4;
 const smallTargetBytes = 96 * 1024 * 1024;
+/** The target whose disk turns slow: worker 3's first, on a loop device of this size. */
+const slowDiskWorker = 3;
+const slowTargetBytes = 256 * 1024 * 1024;
 /** How long a client operation may take before its outcome is unknown. */
 const opDeadlineMs = 8_000;
 /** After healing, how long the cluster gets to converge. */
@@ -57,6 +57,8 @@ export const rssGrowthMaxBytes = 400 * 1024 * 1024;
 
 export interface ScheduleResult {
   seed: number;
+  /** Whether slow-disk faults could run here, or why not. */
+  slowDisks: string;
   failures: string[];
   faults: string[];
   figures: Record<string, number>;
@@ -71,11 +73,15 @@ export async function runSchedule(t: TestContext, seed: number, seconds: number)
   const names = [...Array.from({ length: masters }, (_, i) => `master-${i + 1}`), ...Array.from({ length: workers }, (_, i) => `worker-${i + 1}`)];
   const lab = await NetLab.create(names);
   t.after(() => lab.close());
-  const smallTarget = { worker: workers, dir: '' };
-  // Registered before the cluster's cleanup, so it runs first: a lazy unmount detaches the file
+  const disks: { small?: SmallDisk; slow?: SlowDisk } = {};
+  const slowUnavailable = await slowDiskUnavailable();
+  // Registered before the cluster's cleanup, so it runs first: a lazy unmount detaches a file
   // system at once, even under running workers, and the removal of the cluster's directory finds
   // no mount point in it.
-  t.after(() => (smallTarget.dir === '' ? undefined : run('umount', ['-l', smallTarget.dir]).then(() => undefined, () => undefined)));
+  t.after(async () => {
+    await disks.small?.unmount();
+    await disks.slow?.unmount();
+  });
   const cluster = await DataCluster.start(t, {
     masters,
     workers,
@@ -84,11 +90,14 @@ export async function runSchedule(t: TestContext, seed: number, seconds: number)
     offlineTimeoutMs,
     placement: { host: (kind, id) => lab.host(`${kind}-${id}`).ip, prefix: (kind, id) => lab.netnsExec(`${kind}-${id}`) },
     prepareTargets: async (ws) => {
-      smallTarget.dir = ws.get(workers)!.targets[0];
-      await mkdir(smallTarget.dir, { recursive: true });
-      await run('mount', ['-t', 'tmpfs', '-o', `size=${smallTargetBytes},mode=0700`, 'tmpfs', smallTarget.dir]);
+      disks.small = new SmallDisk(ws.get(smallDiskWorker)!.targets[0]);
+      await disks.small.mount(smallTargetBytes);
+      if (slowUnavailable !== undefined) return;
+      disks.slow = new SlowDisk(ws.get(slowDiskWorker)!.targets[0]);
+      await disks.slow.mount(slowTargetBytes);
     },
   });
+  t.after(() => disks.slow?.removeGroup()); // after the cluster's cleanup: its processes are gone
 
   const failures: string[] = [];
   const faults: string[] = [];
@@ -156,7 +165,6 @@ export async function runSchedule(t: TestContext, seed: number, seconds: number)
   });
 
   // ---- the schedule --------------------------------------------------------------------------------
-  const filler = path.join(smallTarget.dir, 'chaos-filler');
   let masterSlot = false;
   const workersBusy = new Set<number>();
   const running: Promise<void>[] = [];
@@ -173,8 +181,8 @@ export async function runSchedule(t: TestContext, seed: number, seconds: number)
         const free = Array.from({ length: workers }, (_, i) => i + 1).filter((w) => !workersBusy.has(w));
         const id = prng.pick(free);
         workersBusy.add(id);
-        const kind = prng.int(4);
-        const done = kind === 3 && id === smallTarget.worker ? fillDisk(holdMs) : injectOn({ kind: 'worker', id }, kind % 3, holdMs);
+        const kind = prng.int(5); // 3 and 4: the worker's disk fault, if it has one
+        const done = kind >= 3 && id === smallDiskWorker ? fillDisk(holdMs) : kind >= 3 && id === slowDiskWorker && disks.slow !== undefined ? slowDisk(holdMs) : injectOn({ kind: 'worker', id }, kind % 3, holdMs);
         running.push(done.finally(() => workersBusy.delete(id)));
       }
     }
@@ -207,15 +215,19 @@ export async function runSchedule(t: TestContext, seed: number, seconds: number)
   }
 
   async function fillDisk(holdMs: number): Promise<void> {
-    faults.push(`${at()} target ${smallTarget.dir} of worker-${smallTarget.worker} full for ${holdMs} ms`);
-    const block = Buffer.alloc(1 << 20, 0x66);
-    try {
-      for (;;) await writeFile(filler, block, { flag: 'a' });
-    } catch {
-      // ENOSPC: full
-    }
+    faults.push(`${at()} first target of worker-${smallDiskWorker} full for ${holdMs} ms`);
+    await disks.small!.fill();
     await sleep(holdMs);
-    await rm(filler, { force: true });
+    await disks.small!.empty();
+  }
+
+  async function slowDisk(holdMs: number): Promise<void> {
+    const pid = cluster.workers.get(slowDiskWorker)?.child?.pid;
+    if (pid === undefined) return;
+    faults.push(`${at()} first target of worker-${slowDiskWorker} slow (1 MiB/s, 50 IOPS) for ${holdMs} ms`);
+    await disks.slow!.slow(pid);
+    await sleep(holdMs);
+    await disks.slow!.fast();
   }
 
   await Promise.all([schedule, ...fileWork, ...nsWork]);
@@ -223,7 +235,8 @@ export async function runSchedule(t: TestContext, seed: number, seconds: number)
 
   // ---- heal, converge, check -------------------------------------------------------------------------
   await lab.healAll();
-  await rm(filler, { force: true });
+  await disks.small?.empty();
+  await disks.slow?.fast();
   for (const m of cluster.masters.masters.values()) if (m.child === undefined) await restart({ kind: 'master', id: m.id });
   for (const w of cluster.workers.values()) if (w.child === undefined) await restart({ kind: 'worker', id: w.id });
   const converged = await converge(cluster).catch((err: unknown) => `the cluster did not converge after healing: ${(err as Error).message.split('\n').slice(0, 3).join(' ')}`);
@@ -257,6 +270,7 @@ export async function runSchedule(t: TestContext, seed: number, seconds: number)
   finished = true;
   return {
     seed,
+    slowDisks: slowUnavailable === undefined ? 'injected' : `not injected: ${slowUnavailable}`,
     failures,
     faults,
     figures: { faults: faults.length, fileOpsAcknowledged: history.acknowledged, fileOpsUnknown: history.unknown, readsChecked: history.readsChecked, metadataOpsAnswered: nsAnswered, metadataOpsRecorded: nsHistory.length },
