@@ -25,9 +25,11 @@ import { isNsRead, namespaceModel, type NsInput, type NsOutput } from '../../src
 import { Prng } from '../../src/sim/prng.ts';
 import { workerFrameBytesMax } from '../../src/worker/process.ts';
 import { DataCluster, pieces, readAll } from '../cluster/data-cluster.ts';
-import { sleep, waitFor } from '../cluster/process-cluster.ts';
+import { logTail, sleep, waitFor } from '../cluster/process-cluster.ts';
 import { FileHistory, type Content } from './file-history.ts';
 import { NetLab } from './netlab.ts';
+import { zkClusterFor } from '../zookeeper-fixture.ts';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { SlowDisk, slowDiskUnavailable, SmallDisk } from './disk-faults.ts';
 
 const masters = 3;
@@ -57,6 +59,7 @@ export const rssGrowthMaxBytes = 400 * 1024 * 1024;
 
 export interface ScheduleResult {
   seed: number;
+  journal: string;
   /** Whether slow-disk faults could run here, or why not. */
   slowDisks: string;
   failures: string[];
@@ -68,11 +71,12 @@ type Proc = { kind: 'master' | 'worker'; id: number };
 const procName = (p: Proc): string => `${p.kind}-${p.id}`;
 
 /** Runs one schedule; the result lists what failed (nothing, if it passed). */
-export async function runSchedule(t: TestContext, seed: number, seconds: number): Promise<ScheduleResult> {
+export async function runSchedule(t: TestContext, seed: number, seconds: number, journal: 'raft' | 'zookeeper'): Promise<ScheduleResult> {
   const prng = new Prng(seed);
   const names = [...Array.from({ length: masters }, (_, i) => `master-${i + 1}`), ...Array.from({ length: workers }, (_, i) => `worker-${i + 1}`)];
   const lab = await NetLab.create(names);
   t.after(() => lab.close());
+  const zookeeper = journal === 'zookeeper' ? await zooKeeperForLab(t, lab) : undefined;
   const disks: { small?: SmallDisk; slow?: SlowDisk } = {};
   const slowUnavailable = await slowDiskUnavailable();
   // Registered before the cluster's cleanup, so it runs first: a lazy unmount detaches a file
@@ -88,6 +92,7 @@ export async function runSchedule(t: TestContext, seed: number, seconds: number)
     targetsPerWorker,
     heartbeatMs,
     offlineTimeoutMs,
+    zookeeper,
     placement: { host: (kind, id) => lab.host(`${kind}-${id}`).ip, prefix: (kind, id) => lab.netnsExec(`${kind}-${id}`) },
     prepareTargets: async (ws) => {
       disks.small = new SmallDisk(ws.get(smallDiskWorker)!.targets[0]);
@@ -107,6 +112,7 @@ export async function runSchedule(t: TestContext, seed: number, seconds: number)
   // ---- processes the schedule did not kill must not die --------------------------------------
   const expectedExits = new WeakSet<ChildProcess>();
   let finished = false; // the test's cleanup kills everything after the checks
+  const exitReports: Promise<unknown>[] = [];
   const watched = new WeakSet<ChildProcess>();
   const watch = (): void => {
     const children: [string, ChildProcess | undefined][] = [
@@ -117,7 +123,11 @@ export async function runSchedule(t: TestContext, seed: number, seconds: number)
       if (child === undefined || watched.has(child)) continue;
       watched.add(child);
       child.once('exit', (code, signal) => {
-        if (!finished && !expectedExits.has(child)) failures.push(`${at()} ${name} exited by itself (code ${code}, signal ${signal})`);
+        if (finished || expectedExits.has(child)) return;
+        const log = name.startsWith('master') ? cluster.masters.masters.get(Number(name.split('-')[1]))?.log : cluster.workers.get(Number(name.split('-')[1]))?.log;
+        const when = at();
+        const report = logTail(name, log ?? '', 8).then((tail) => failures.push(`${when} ${name} exited by itself (code ${code}, signal ${signal}):\n${tail}`));
+        exitReports.push(report);
       });
     }
   };
@@ -268,8 +278,10 @@ export async function runSchedule(t: TestContext, seed: number, seconds: number)
   }
   const nsAnswered = nsHistory.filter((o) => o.output !== undefined).length;
   finished = true;
+  await Promise.all(exitReports);
   return {
     seed,
+    journal,
     slowDisks: slowUnavailable === undefined ? 'injected' : `not injected: ${slowUnavailable}`,
     failures,
     faults,
@@ -384,6 +396,43 @@ async function nsOp(client: MasterClient, clientId: number, input: NsInput, t0: 
     output = { code } as NsOutput;
   }
   return { clientId, input, call, ret: performance.now() - t0, output };
+}
+
+// ---- ZooKeeper, for the masters on their hosts ------------------------------------------------------
+
+/**
+ * The test's ensemble listens on 127.0.0.1 of the test's own namespace, which the masters' hosts
+ * cannot reach: a relay per server on the test's lab address forwards to it. A partition between
+ * a master and the clients' end therefore also cuts that master from ZooKeeper.
+ */
+async function zooKeeperForLab(t: TestContext, lab: NetLab): Promise<{ connect: string; clusterId: string }> {
+  const zk = await zkClusterFor(t);
+  const relays: Server[] = [];
+  const sockets = new Set<Socket>();
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    for (const r of relays) r.close();
+  });
+  const addresses: string[] = [];
+  for (const server of zk.connectString.split(',')) {
+    const port = Number(server.split(':')[1]);
+    const relay = createServer((down) => {
+      const up = connect(port, '127.0.0.1');
+      for (const s of [down, up]) {
+        sockets.add(s);
+        s.on('close', () => sockets.delete(s));
+        s.on('error', () => {
+          down.destroy();
+          up.destroy();
+        });
+      }
+      down.pipe(up).pipe(down);
+    });
+    relays.push(relay);
+    await new Promise<void>((resolve) => relay.listen(0, lab.clientIp, resolve));
+    addresses.push(`${lab.clientIp}:${(relay.address() as AddressInfo).port}`);
+  }
+  return { connect: addresses.join(','), clusterId: zk.clusterId };
 }
 
 // ---- resources ---------------------------------------------------------------------------------------

@@ -47,6 +47,8 @@ export interface DataClusterOptions {
   prepareTargets?: (workers: ReadonlyMap<number, WorkerProc>) => Promise<void>;
   /** More environment for masters and workers. */
   env?: Record<string, string>;
+  /** Run the masters on the ZooKeeper journal at this ensemble, under this cluster id. */
+  zookeeper?: { connect: string; clusterId: string };
 }
 
 /** One client of the cluster: its own master client (one outstanding mutation each) and data client. */
@@ -81,7 +83,7 @@ export class DataCluster {
       await procs.close('SIGKILL');
     });
     const env = { CAIRN_HEARTBEAT_MS: String(opts.heartbeatMs), CAIRN_OFFLINE_TIMEOUT_MS: String(opts.offlineTimeoutMs), CAIRN_LOG_LEVEL: 'info', ...opts.env };
-    const masters = await MasterCluster.start(procs, { count: opts.masters, env, deadlineMs: 30_000, placement: opts.placement });
+    const masters = await MasterCluster.start(procs, { count: opts.masters, env, deadlineMs: 30_000, placement: opts.placement, zookeeper: opts.zookeeper });
     cluster = new DataCluster(procs, masters, opts.env ?? {});
     for (let id = 1; id <= opts.workers; id++) {
       const targets = Array.from({ length: opts.targetsPerWorker }, (_, i) => path.join(procs.root, `worker-${id}`, `target-${i + 1}`));
