@@ -10,6 +10,12 @@ set -euo pipefail
 packages=(
   # The ZooKeeper journal's tests and `cairn local up --journal zookeeper`; it brings a JRE.
   "zookeeper|test -r /usr/share/java/zookeeper.jar && command -v java"
+  # The whole-cluster chaos test: network namespaces, veth pairs and routes (ip), a loop-device
+  # target (losetup, lsblk, mount from util-linux and mount) with an ext4 file system (mkfs.ext4).
+  "iproute2|command -v ip"
+  "e2fsprogs|command -v mkfs.ext4"
+  "util-linux|command -v losetup && command -v lsblk"
+  "mount|command -v mount"
 )
 
 installed() {
