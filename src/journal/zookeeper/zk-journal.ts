@@ -98,6 +98,8 @@ interface Cursor {
 }
 
 const logConfigVersion = 1;
+/** Tries at opening a first session when ZooKeeper loses the connection or the session meanwhile. */
+const startAttemptsMax = 5;
 /** Longest a stepped checkpoint install runs between turns of the event loop. */
 const installStepMs = 20;
 /** Batches fetched and applied per turn of the event loop while reading the log. */
@@ -195,13 +197,20 @@ export class ZkJournal implements Journal {
     for (const s of loaded.skipped) this.log('warn', `checkpoint skipped: ${s}`);
     if (loaded.file !== undefined) this.install(loaded.file, loaded.info!, loaded.frames!);
     serveCheckpoints(this.opts.transport, () => this.checkpointFile);
-    try {
-      await this.openSession();
-    } catch (err) {
-      // A session left open would reconnect forever behind a journal that never started.
-      this.zk?.close();
-      this.zk = undefined;
-      throw err;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.openSession();
+        break;
+      } catch (err) {
+        // A session left open would reconnect forever behind a journal that never started.
+        this.zk?.close();
+        this.zk = undefined;
+        // A connection lost, or a session expired, while starting (a ZooKeeper server went away,
+        // this process was paused) is tried again; anything else, or the same again and again, stops.
+        if (this.stopped || attempt >= startAttemptsMax || !(isZk(err, 'CONNECTION_LOSS') || isZk(err, 'SESSION_EXPIRED') || isZk(err, 'TIMEOUT'))) throw err;
+        this.log('warn', `zookeeper journal: starting failed (${(err as Error).message}); trying again (${attempt} of ${startAttemptsMax})`);
+        await sleep(1_000);
+      }
     }
     this.compactTimer = setInterval(() => void this.compactLog(), this.opts.compactEveryMs);
   }
