@@ -5,6 +5,7 @@
 // removed by close(), and a lab left by a killed run is removed by the next (by its prefix).
 
 import { execFile } from 'node:child_process';
+import { processAlive } from '../cluster/process-cluster.ts';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -169,16 +170,8 @@ async function removeLeftovers(): Promise<void> {
   const ids = new Set<string>();
   for (const line of list.split('\n')) {
     const m = /^(cz(\d+))-/.exec(line);
-    if (m !== null && !alive(Number(m[2]))) ids.add(m[1]);
+    if (m !== null && !processAlive(Number(m[2]))) ids.add(m[1]);
   }
   for (const id of ids) await removeLab(id);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

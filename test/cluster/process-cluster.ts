@@ -50,6 +50,16 @@ export async function waitForLeaderOf<T>(find: () => Promise<T | undefined>, exc
   return leader!;
 }
 
+/** Whether a process with this PID exists (signal 0 checks without sending anything). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The last `lines` lines of a log file under a heading naming `title`. */
 export async function logTail(title: string, file: string, lines: number): Promise<string> {
   const text = await readFile(file, 'utf8').catch(() => '');

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import type zookeeper from 'node-zookeeper-client';
 import { fileEnsemble, requireZooKeeper, zkClient, zkClusterFor } from '../zookeeper-fixture.ts';
 import type { Ensemble, ZkMode } from '../../src/journal/zookeeper/ensemble.ts';
+import { processAlive } from './process-cluster.ts';
 
 /** How long one write may take before the test calls it unanswered (a quorum lost leaves it queued in the client). */
 const writeDeadlineMs = 8_000;
@@ -99,18 +100,10 @@ test('an ensemble of three: one leader, a chroot, one server lost, two lost, bot
   await e.stop();
   for (const s of e.servers) assert.equal(e.isRunning(s.id), false, `server ${s.id} stopped`);
   assert.deepEqual(
-    pids.filter((pid) => alive(pid)),
+    pids.filter((pid) => processAlive(pid)),
     [],
     'no JVM left behind',
   );
   assert.deepEqual(await modes(e), ['down', 'down', 'down']);
 });
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
