@@ -21,6 +21,7 @@ import { MasterWorkerMethod } from '../worker/protocol.ts';
 import { workerFrameBytesMax } from '../worker/process.ts';
 import { refusalToStart } from './rebuild.ts';
 import type { MetaResult } from '../meta/namespace-state.ts';
+import { restoreFloor } from '../meta/restore-floor.ts';
 import {
   MetaStateMachine,
   encodeCommandEntry,
@@ -202,7 +203,9 @@ function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMach
     unwrap((await journal.propose(encodeRestoreBegin(restoreId))) as MetaResult<unknown>);
     // One snapshot chunk per entry (chunks are about 1 MiB; the journal takes entries up to 8 MiB).
     for (const c of chunks) unwrap((await journal.propose(encodeRestoreChunk(restoreId, c))) as MetaResult<unknown>);
-    return unwrap((await journal.propose(encodeRestoreCommit(restoreId))) as MetaResult<unknown>);
+    // The lost cluster's inode ids and routing versions live on in workers and clients: the
+    // restored counters start above any of them (restore-floor.ts).
+    return unwrap((await journal.propose(encodeRestoreCommit(restoreId, restoreFloor(Date.now())))) as MetaResult<unknown>);
   });
 }
 

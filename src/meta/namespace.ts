@@ -37,6 +37,7 @@ import type {
   WorkerInfo,
 } from './namespace-state.ts';
 import * as tree from './namespace-tree.ts';
+import { continueRestored, raiseInodeIds } from './restore-floor.ts';
 
 type Handler = (t: MetaTables, cmd: never) => MetaResult;
 
@@ -115,6 +116,30 @@ export class MetaState {
   /** Continues a state restored from a backup at this cluster's log position (the backup's own means nothing here). */
   rebaseIndex(index: number): void {
     this.#t.indexApplied = index;
+  }
+
+  /** As rebaseIndex, with its counters at `floor` or above and every worker to register again (restore-floor.ts). */
+  continueRestored(index: number, floor: number): void {
+    continueRestored(this.#t, index, floor);
+  }
+
+  /** Applies, at `index`, a move of the inode counter past an inode a worker holds chunks of; true if it moved. */
+  raiseInodeIds(index: number, heldInodeId: number): boolean {
+    const t = this.#t;
+    assert(Number.isSafeInteger(index) && index > t.indexApplied, `apply at index ${index} after ${t.indexApplied}`);
+    t.indexApplied = index;
+    return raiseInodeIds(t, heldInodeId);
+  }
+
+  /** The next inode id a create gets: every id below it was handed out (or skipped), none above. */
+  get nextInodeId(): number {
+    return this.#t.nextInodeId;
+  }
+
+  /** Whether chunks of inode `id` belong to anything: a live inode (orphans too), a file awaiting garbage collection, or neither. */
+  inodeStatus(id: number): 'live' | 'pendingGc' | 'unknown' {
+    if (this.#t.inodes.has(id)) return 'live';
+    return this.#t.pendingGc.has(id) ? 'pendingGc' : 'unknown';
   }
 
   get options(): Readonly<MetaStateOptions> {

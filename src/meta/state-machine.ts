@@ -1,5 +1,6 @@
-// The masters' replicated state machine as the journal sees it: log entries are metadata commands
-// or the steps of restoring a backup into an empty cluster. Pure: no clock, no I/O.
+// The masters' replicated state machine as the journal sees it: log entries are metadata commands,
+// the steps of restoring a backup into an empty cluster, or a move of the inode counter past ids
+// workers hold chunks of (restore-floor.ts). Pure: no clock, no I/O.
 
 import { Packr } from 'msgpackr';
 import type { Restorer, StateMachine } from '../journal/index.ts';
@@ -8,8 +9,9 @@ import { MetaState } from './namespace.ts';
 import { assert } from '../errors.ts';
 import { FsErrorCode } from './errors.ts';
 import { fail, ok, type MetaResult } from './namespace-state.ts';
+import { floorProblem, heldInodeIdMax } from './restore-floor.ts';
 
-const EntryKind = { Command: 1, RestoreBegin: 2, RestoreChunk: 3, RestoreCommit: 4 } as const;
+const EntryKind = { Command: 1, RestoreBegin: 2, RestoreChunk: 3, RestoreCommit: 4, InodeFloor: 5 } as const;
 const packr = new Packr({ useRecords: false });
 
 export function encodeCommandEntry(cmd: MetaCommand): Uint8Array {
@@ -24,8 +26,17 @@ export function encodeRestoreChunk(restoreId: string, chunk: Uint8Array): Uint8A
   return prefixed(EntryKind.RestoreChunk, packr.pack({ restoreId, chunk }));
 }
 
-export function encodeRestoreCommit(restoreId: string): Uint8Array {
-  return prefixed(EntryKind.RestoreCommit, packr.pack({ restoreId }));
+/**
+ * The restore's last step: the staged backup replaces the state, its counters moved to `floor` or
+ * above (restore-floor.ts). Entries written before floors existed carry none and apply as then.
+ */
+export function encodeRestoreCommit(restoreId: string, floor: number): Uint8Array {
+  return prefixed(EntryKind.RestoreCommit, packr.pack({ restoreId, floor }));
+}
+
+/** Moves the inode counter past `heldInodeId`, an inode some worker holds chunks of. */
+export function encodeInodeFloor(heldInodeId: number): Uint8Array {
+  return prefixed(EntryKind.InodeFloor, packr.pack({ heldInodeId }));
 }
 
 function prefixed(kind: number, body: Uint8Array): Uint8Array {
@@ -57,27 +68,43 @@ export class MetaStateMachine implements StateMachine {
         this.staging.chunks.push(new Uint8Array(chunk));
         return ok({ chunks: this.staging.chunks.length });
       }
-      case EntryKind.RestoreCommit:
-        return this.commitRestore(index, (packr.unpack(body) as { restoreId: string }).restoreId);
+      case EntryKind.RestoreCommit: {
+        const { restoreId, floor } = packr.unpack(body) as { restoreId: string; floor?: unknown };
+        return this.commitRestore(index, restoreId, floor);
+      }
+      case EntryKind.InodeFloor:
+        return this.raiseInodeIds(index, (packr.unpack(body) as { heldInodeId: unknown }).heldInodeId);
       default:
         assert(false, `unknown entry kind ${kind} at index ${index}`);
     }
   }
 
-  private commitRestore(index: number, restoreId: string): MetaResult<unknown> {
+  private commitRestore(index: number, restoreId: string, floor: unknown): MetaResult<unknown> {
     const staged = this.staging;
     this.staging = undefined;
     if (staged?.restoreId !== restoreId) return fail(FsErrorCode.EINVAL, `restore ${restoreId} was not begun`);
+    const problem = floor === undefined ? undefined : floorProblem(floor);
+    if (problem !== undefined) return fail(FsErrorCode.EINVAL, problem);
     const fs = this.state.statfs();
     if (fs.inodes > 1) return fail(FsErrorCode.ENOTEMPTY, 'restore needs an empty cluster: this one already holds files');
     try {
       const restored = MetaState.restore(staged.chunks);
-      restored.rebaseIndex(index);
+      // An entry from before floors existed applies as it did then: a replayed log keeps its state.
+      if (floor === undefined) restored.rebaseIndex(index);
+      else restored.continueRestored(index, floor as number);
       this.state = restored;
     } catch (err) {
       return fail(FsErrorCode.EINVAL, `the backup is damaged: ${(err as Error).message}`);
     }
-    return ok({ restoredAt: index, inodes: this.state.statfs().inodes });
+    return ok({ restoredAt: index, inodes: this.state.statfs().inodes, nextInodeId: this.state.nextInodeId });
+  }
+
+  private raiseInodeIds(index: number, heldInodeId: unknown): MetaResult<unknown> {
+    if (typeof heldInodeId !== 'number' || !Number.isSafeInteger(heldInodeId) || heldInodeId < 1 || heldInodeId > heldInodeIdMax) {
+      return fail(FsErrorCode.EINVAL, `inode id ${String(heldInodeId)} is not in [1, ${heldInodeIdMax}]`);
+    }
+    const raised = this.state.raiseInodeIds(index, heldInodeId);
+    return ok({ raised, nextInodeId: this.state.nextInodeId });
   }
 
   query(q: MetaQuery): MetaResult<unknown> {
