@@ -13,6 +13,7 @@ import { RpcError, RpcErrorCode } from '../rpc/index.ts';
 import { defaultLocalDir, readLocalCluster, withClient as run, type TargetFlags } from './cluster-target.ts';
 import { registerClusterCommands } from './cluster-cmd.ts';
 import { registerWorkerCommands } from './worker-cmd.ts';
+import { registerQuarantineCommands } from './quarantine-cmd.ts';
 import { configError, parseAddress, parsePositiveInt } from './config.ts';
 import { jsonLine, printable } from './format.ts';
 
@@ -72,6 +73,7 @@ export function registerAdminCommands(program: Command, addTargetOptions: (c: Co
 
   registerClusterCommands(admin, addTargetOptions);
   registerWorkerCommands(admin, addTargetOptions);
+  registerQuarantineCommands(admin, addTargetOptions);
 }
 
 /** An id above every id the cluster has had: its members' and its removed ones. */

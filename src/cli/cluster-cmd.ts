@@ -10,6 +10,7 @@ import { MasterWorkerMethod, type ScrubReport, type WorkerHealth } from '../work
 import { withClient as run, type TargetFlags } from './cluster-target.ts';
 import { jsonLine, printable } from './format.ts';
 import { decommissionReport } from './worker-cmd.ts';
+import type { QuarantineReport } from '../master/quarantine.ts';
 
 type Flags = TargetFlags & { json?: boolean };
 
@@ -76,6 +77,7 @@ async function report(c: MasterClient, o: Flags): Promise<void> {
     chainsUnavailable: unavailable.map((ch) => ch.chainId),
     capacityBytes: routing.targets.reduce((n, t) => n + t.capacityBytes, 0),
     ...(await dataHealth(c)),
+    quarantine: await c.query<QuarantineReport>(MasterWorkerMethod.quarantine, {}),
   };
   if (o.json) return console.log(jsonLine({ ...summary, ...decommissioned.json }));
   console.log(`cluster ${summary.clusterId || '(not named yet)'}, routing version ${summary.routingVersion}`);
@@ -87,6 +89,9 @@ async function report(c: MasterClient, o: Flags): Promise<void> {
   const s = summary.scrub;
   console.log(`scrub (since each worker started; ${summary.workersReporting} reporting): ${s.chunks} chunks (${formatBytes(s.bytes)}) verified, ${s.found} damaged found, ${s.repaired} repaired, ${s.unrepaired} not repairable yet, ${s.passes} passes`);
   for (const line of decommissioned.lines) console.log(line);
+  const q = summary.quarantine;
+  if (q.auditedMs === null) console.log('quarantined chunks: not audited yet by this leader (cairn admin quarantine list audits now)');
+  else console.log(`quarantined chunks (of inodes the namespace does not know; kept): ${q.chunks === 0 ? 'none' : `${q.chunks} (${formatBytes(q.bytes)}) on targets ${q.targets.filter((t) => t.chunks > 0).map((t) => t.targetId).join(', ')}: see cairn admin quarantine list`}, audit at ${new Date(q.auditedMs).toISOString()}${q.targetsUnreached > 0 ? `, ${q.targetsUnreached} targets not reached` : ''}`);
 }
 
 /**

@@ -20,10 +20,12 @@ import { TargetState } from '../meta/commands.ts';
 import { MetaError, MetaErrorCode } from '../meta/errors.ts';
 import { defaultChainTableId, type MetaResult, type RoutingInfo, type TargetInfo, type WorkerInfo } from '../meta/namespace-state.ts';
 import type { MetaState } from '../meta/namespace.ts';
-import { encodeCommandEntry } from '../meta/state-machine.ts';
+import { encodeCommandEntry, encodeInodeFloor } from '../meta/state-machine.ts';
+import { heldInodeIdMax } from '../meta/restore-floor.ts';
+import { auditQuarantine, emptyQuarantine, purgeable, type QuarantineReport } from './quarantine.ts';
 import { extendChains, type PlacementTarget } from '../placement/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
-import { validateDecommissionRequest, validateHeartbeat, type ScrubReport, type TargetReport, type WorkerHealth } from '../worker/protocol.ts';
+import { validateDecommissionRequest, validateHeartbeat, validateQuarantineRequest, WorkerMethod, type ScrubReport, type TargetReport, type WorkerHealth } from '../worker/protocol.ts';
 import { WorkerError, WorkerErrorCode } from '../worker/errors.ts';
 import { decommissionImpact, planReplacements, type DecommissionImpact, type StuckChain } from './replacements.ts';
 
@@ -53,6 +55,8 @@ export interface ClusterManagerOptions {
    * of a decommissioned worker is; undefined (the default): only decommissioned workers' are.
    */
   replaceAfterMs?: number;
+  /** How often the leader audits the workers for chunks of unknown inodes (quarantine.ts); default an hour. */
+  quarantineAuditEveryMs?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
 }
 
@@ -60,6 +64,14 @@ export interface RegisterReply {
   clusterId: string;
   routing: RoutingInfo;
   timing: ClusterTiming;
+}
+
+/** admin.quarantine.purge: what went, and the audit after the last pass (what is left). */
+export interface PurgeReply {
+  chunks: number;
+  inodes: number;
+  passes: number;
+  left: QuarantineReport;
 }
 
 export interface HeartbeatReply {
@@ -89,6 +101,11 @@ interface Seen {
 
 /** Deleted files whose chunks one round collects. */
 const gcFilesPerRound = 64;
+export const quarantineAuditEveryMsDefault = 60 * 60 * 1000;
+/** How often an audit or purge looks again whether garbage collection is done with the workers. */
+const dataWorkPollMs = 50;
+/** Audit-and-purge passes one purge request makes at most (each covers quarantineListedMax inodes per target). */
+const purgePassesMax = 16;
 
 /** Unassigned targets must stay the same this long before chains are made of them. */
 const settleHeartbeats = 2;
@@ -109,6 +126,15 @@ export class ClusterManager {
   private readonly deadSinceMs = new Map<number, number>();
   private stuck: StuckChain[] = [];
   private lastStuckNote = '';
+  /** This leadership's latest quarantine audit, and when the next is due. */
+  private quarantine: QuarantineReport = emptyQuarantine;
+  private lastAuditMs = -Infinity;
+  private auditing: Promise<QuarantineReport> | undefined;
+  /**
+   * Set while garbage collection, an audit or a purge talks to the workers: an audit must not see
+   * a chunk listed just before a collection ends (its inode would look unknown), nor a purge race one.
+   */
+  private dataBusy = false;
 
   constructor(opts: ClusterManagerOptions) {
     this.opts = opts;
@@ -218,6 +244,8 @@ export class ClusterManager {
       this.seen.clear();
       this.deadSinceMs.clear();
       this.stuck = [];
+      this.quarantine = emptyQuarantine;
+      this.lastAuditMs = -Infinity;
       return;
     }
     const term = this.opts.journal.status().term;
@@ -229,10 +257,15 @@ export class ClusterManager {
       if (this.opts.state().routing().clusterId === '') await this.propose({ op: 'initCluster', clusterId: this.newClusterId() });
       // A new leader has not seen a full timeout of heartbeats: silence proves nothing yet.
       if (now - this.leading.sinceMs < this.opts.timing.offlineTimeoutMs) return;
+      await this.raiseInodeCounter(now);
       await this.updateStates(now);
       await this.replaceLost(now);
       await this.makeChains(now);
       await this.collectGarbage();
+      if (this.opts.connect !== undefined && now - this.lastAuditMs >= (this.opts.quarantineAuditEveryMs ?? quarantineAuditEveryMsDefault)) {
+        this.lastAuditMs = now;
+        this.audit().catch((err: unknown) => this.opts.log?.('warn', 'quarantine audit failed', { err: String(err) }));
+      }
     } finally {
       this.busy = false;
     }
@@ -358,13 +391,117 @@ export class ClusterManager {
 
   /** Removes the chunks of a batch of deleted files from the workers, then journals which are gone. */
   private async collectGarbage(): Promise<void> {
-    if (this.opts.connect === undefined) return;
+    // An audit or purge in progress goes first: the files wait a round (a round never waits for one).
+    if (this.opts.connect === undefined || this.dataBusy) return;
     const state = this.opts.state();
     const entries = state.pendingGc(gcFilesPerRound);
     if (entries.length === 0) return;
-    const pass = await collectChunks(entries, state.routing(), (a) => this.worker(a), this.opts.timing.offlineTimeoutMs);
-    if (pass.done.length > 0) await this.propose({ op: 'gcDone', inodeIds: pass.done });
-    if (pass.left > 0) this.opts.log?.('info', 'garbage collection left files for a later round', { left: pass.left });
+    this.dataBusy = true;
+    try {
+      const pass = await collectChunks(entries, state.routing(), (a) => this.worker(a), this.opts.timing.offlineTimeoutMs);
+      if (pass.done.length > 0) await this.propose({ op: 'gcDone', inodeIds: pass.done });
+      if (pass.left > 0) this.opts.log?.('info', 'garbage collection left files for a later round', { left: pass.left });
+    } finally {
+      this.dataBusy = false;
+    }
+  }
+
+  /**
+   * A worker holds chunks of an inode the counter has not reached: a create would find them under
+   * its new file (a restore from an older backup whose floor fell short, as when the clock was
+   * wrong). The counter moves past it, through the journal.
+   */
+  private async raiseInodeCounter(now: number): Promise<void> {
+    let held = 0;
+    let where = '';
+    for (const [workerId, seen] of this.seen) {
+      if (now - seen.atMs > this.opts.timing.offlineTimeoutMs) continue;
+      for (const r of seen.reports.values()) {
+        if ((r.inodeIdMax ?? 0) > held) [held, where] = [r.inodeIdMax!, `worker ${workerId} target ${r.targetId}`];
+      }
+    }
+    const next = this.opts.state().nextInodeId;
+    if (held < next || held > heldInodeIdMax) return;
+    const result = (await this.opts.journal.propose(encodeInodeFloor(held))) as MetaResult<{ raised: boolean; nextInodeId: number }>;
+    if (result.ok && result.value.raised) {
+      this.opts.log?.('error', `${where} holds chunks of inode ${held}, which the inode counter (${next}) had not reached: the counter now starts past it, so no new file finds those chunks. Were the masters restored from a backup with a wrong clock? See cairn admin quarantine list`, { held, next: result.value.nextInodeId });
+    }
+  }
+
+  /** The latest audit of this leadership (empty on a follower), for /metrics. */
+  quarantineLatest(): QuarantineReport {
+    return this.quarantine;
+  }
+
+  /** cluster.quarantine: the latest audit of this leadership, or a new one. */
+  async quarantineReport(body: unknown): Promise<QuarantineReport> {
+    this.requireLeader();
+    const req = validateQuarantineRequest(body);
+    return req.refresh ? this.audit() : this.quarantine;
+  }
+
+  /** Lists every worker's inodes and keeps the report; concurrent callers share one audit. */
+  private audit(): Promise<QuarantineReport> {
+    this.auditing ??= this.withDataWork(() => this.auditNow()).finally(() => (this.auditing = undefined));
+    return this.auditing;
+  }
+
+  private async auditNow(): Promise<QuarantineReport> {
+    if (this.opts.connect === undefined) throw new CairnError(ErrorCode.Unavailable, 'this master does not reach workers');
+    const state = this.opts.state();
+    const inService = new Set(state.workers().filter((w) => w.decommissionedMs === undefined).map((w) => w.workerId));
+    const routing = state.routing();
+    const report = await auditQuarantine({
+      routing: { ...routing, targets: routing.targets.filter((t) => inService.has(t.workerId)) },
+      inodeStatus: (id) => this.opts.state().inodeStatus(id),
+      nextInodeId: () => this.opts.state().nextInodeId,
+      connect: (a) => this.worker(a),
+      callTimeoutMs: this.opts.timing.offlineTimeoutMs,
+      wallNowMs: this.opts.clock.wallNow(),
+    });
+    const before = this.quarantine;
+    this.quarantine = report;
+    if (report.chunks > 0 && (report.chunks !== before.chunks || report.bytes !== before.bytes)) {
+      this.opts.log?.('warn', 'chunks of inodes the namespace does not know are quarantined (kept); see cairn admin quarantine list', { chunks: report.chunks, bytes: report.bytes, targets: report.targets.filter((t) => t.chunks > 0).map((t) => t.targetId) });
+    }
+    return report;
+  }
+
+  /**
+   * admin.quarantine.purge: audits, then removes from each target the chunks of the unknown inodes
+   * it listed that are below the inode counter; again while more remain, up to purgePassesMax passes.
+   */
+  async purgeQuarantine(): Promise<PurgeReply> {
+    this.requireLeader();
+    return this.withDataWork(async () => {
+      const reply: PurgeReply = { chunks: 0, inodes: 0, passes: 0, left: emptyQuarantine };
+      for (;;) {
+        const report = await this.auditNow();
+        reply.left = report;
+        const removable = report.targets.map((t) => ({ t, ids: purgeable(t, (id) => this.opts.state().inodeStatus(id), this.opts.state().nextInodeId) }));
+        if (reply.passes >= purgePassesMax || removable.every((r) => r.ids.length === 0)) return reply;
+        reply.passes++;
+        for (const { t, ids } of removable) {
+          const address = this.opts.state().routing().workers.find((w) => w.workerId === t.workerId)?.address;
+          if (ids.length === 0 || address === undefined) continue;
+          const r = await this.worker(address).call<{ removed: number }>(WorkerMethod.purge, { targetId: t.targetId, inodeIds: ids }, { timeoutMs: this.opts.timing.offlineTimeoutMs });
+          reply.chunks += r.body.removed;
+          reply.inodes += ids.length;
+        }
+        this.opts.log?.('warn', 'quarantined chunks purged', { chunks: reply.chunks, inodes: reply.inodes, pass: reply.passes });
+      }
+    });
+  }
+
+  /** Runs `fn` once no garbage collection, audit or purge talks to the workers, and holds them off meanwhile. */
+  private async withDataWork<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.dataBusy) await this.opts.clock.sleep(dataWorkPollMs);
+    this.dataBusy = true;
+    try {
+      return await fn();
+    } finally {
+      this.dataBusy = false;
+    }
   }
 
   private worker(address: string): Connection {

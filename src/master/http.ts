@@ -4,10 +4,11 @@ import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Journal } from '../journal/index.ts';
 import type { MetaStateMachine } from '../meta/state-machine.ts';
 import { startOpsHttp, type HttpEndpoint } from '../ops-http.ts';
+import type { QuarantinedTarget, QuarantineReport } from './quarantine.ts';
 
 export type { HttpEndpoint };
 
-export async function startHttp(host: string, port: number, journal: Journal, sm: MetaStateMachine): Promise<HttpEndpoint> {
+export async function startHttp(host: string, port: number, journal: Journal, sm: MetaStateMachine, quarantine: () => QuarantineReport): Promise<HttpEndpoint> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'cairn_master_' });
   const gauge = (name: string, help: string, read: () => number): void => {
@@ -24,6 +25,24 @@ export async function startHttp(host: string, port: number, journal: Journal, sm
   });
   gauge('cairn_meta_inodes', 'inodes in the namespace', () => sm.state.statfs().inodes);
   gauge('cairn_meta_logical_bytes', 'sum of file lengths', () => sm.state.statfs().logicalBytes);
+  // The leader's latest quarantine audit (src/master/quarantine.ts); a follower reports none.
+  const perTarget = (name: string, help: string, read: (t: QuarantinedTarget) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['target'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const t of quarantine().targets) if (t.error === undefined) this.set({ target: String(t.targetId) }, read(t));
+      },
+    });
+  };
+  perTarget('cairn_quarantine_chunks', 'chunks of inodes the namespace does not know, kept on this target (latest audit; leader only)', (t) => t.chunks);
+  perTarget('cairn_quarantine_bytes', 'bytes of those chunks on this target', (t) => t.bytes);
+  perTarget('cairn_quarantine_inodes_ahead_of_counter', 'unknown inodes on this target at or past the inode counter (never purged)', (t) => t.aheadOfCounter);
+  gauge('cairn_quarantine_targets_unreached', 'targets the latest audit could not list', () => quarantine().targetsUnreached);
+  gauge('cairn_quarantine_audit_timestamp_seconds', 'when the latest quarantine audit ran (0: none on this master)', () => (quarantine().auditedMs ?? 0) / 1000);
 
   return startOpsHttp(host, port, registry, () => {
     const st = journal.status();

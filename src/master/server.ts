@@ -141,7 +141,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
     manager.start();
     if (opts.http !== undefined) {
       const at = optionAddress(opts.http, 'http');
-      http = await startHttp(at.host, at.port, journal, sm);
+      http = await startHttp(at.host, at.port, journal, sm, () => manager.quarantineLatest());
     }
     opts.log.info({ address, http: http?.address, peers: Object.fromEntries(opts.peers) }, 'master started');
     return { address, httpAddress: http?.address, journal, sm, stop };
@@ -166,6 +166,8 @@ function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMach
   server.handle(MasterWorkerMethod.health, async () => manager.health());
   server.handle(MasterWorkerMethod.decommission, (body) => manager.decommission(body));
   server.handle(MasterWorkerMethod.replacements, async () => manager.replacements());
+  server.handle(MasterWorkerMethod.quarantine, (body) => manager.quarantineReport(body));
+  server.handle(MasterWorkerMethod.quarantinePurge, () => manager.purgeQuarantine());
   server.handle(MasterWorkerMethod.routing, async () => {
     await journal.readBarrier();
     return sm.state.routing();

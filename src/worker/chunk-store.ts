@@ -281,13 +281,38 @@ export class ChunkStore {
     return { now, detected: this.corruptDetected };
   }
 
-  usage(): { chunks: number; bytesUsed: number } {
+  /** Chunks, the bytes their files take, and the highest inode any chunk belongs to (0: none). */
+  usage(): { chunks: number; bytesUsed: number; inodeIdMax: number } {
     let bytesUsed = 0;
+    let inodeIdMax = 0;
     for (const e of this.entries.values()) {
-      if (e.committed !== undefined) bytesUsed += e.committed.headerBytes + e.committed.lengthBytes;
-      if (e.pending !== undefined) bytesUsed += e.pending.headerBytes + e.pending.lengthBytes;
+      bytesUsed += bytesOf(e);
+      if (e.id.inodeId > inodeIdMax) inodeIdMax = e.id.inodeId;
     }
-    return { chunks: this.entries.size, bytesUsed };
+    return { chunks: this.entries.size, bytesUsed, inodeIdMax };
+  }
+
+  /**
+   * The inodes this target holds chunks of, after `afterInodeId` in ascending order, at most
+   * `limit`, each with its chunk count and bytes; `more` when others follow. A scan of every chunk
+   * per page: an audit's listing is rare.
+   */
+  inodes(afterInodeId: number, limit: number): { inodes: { inodeId: number; chunks: number; bytes: number }[]; more: boolean } {
+    const held = new Map<number, { inodeId: number; chunks: number; bytes: number }>();
+    for (const e of this.entries.values()) {
+      if (e.id.inodeId <= afterInodeId) continue;
+      const h = held.get(e.id.inodeId) ?? { inodeId: e.id.inodeId, chunks: 0, bytes: 0 };
+      h.chunks++;
+      h.bytes += bytesOf(e);
+      held.set(e.id.inodeId, h);
+    }
+    const sorted = [...held.values()].sort((a, b) => a.inodeId - b.inodeId);
+    return { inodes: sorted.slice(0, limit), more: sorted.length > limit };
+  }
+
+  /** The chunks of one inode here. */
+  chunksOf(inodeId: number): ChunkId[] {
+    return [...this.entries.values()].filter((e) => e.id.inodeId === inodeId).map((e) => ({ ...e.id }));
   }
 
   /** Refuses new operations and waits for the queued ones to finish. */
@@ -712,6 +737,11 @@ function contentParts(old: Uint8Array, at: number, data: Uint8Array, length: num
   const after = at + data.byteLength;
   if (after < Math.min(old.byteLength, length)) add(old.subarray(after, Math.min(old.byteLength, length)));
   return parts;
+}
+
+/** What a chunk's files take on disk: its committed and pending versions, headers included. */
+function bytesOf(e: Entry): number {
+  return (e.committed === undefined ? 0 : e.committed.headerBytes + e.committed.lengthBytes) + (e.pending === undefined ? 0 : e.pending.headerBytes + e.pending.lengthBytes);
 }
 
 function metaOf(e: Entry): ChunkMeta {

@@ -19,6 +19,10 @@ export const WorkerMethod = {
   /** Removes chunks: of deleted files (garbage collection), or ones a resync found only on the target. */
   remove: 'chunk.remove',
   removeInodes: 'chunk.removeInodes',
+  /** The inodes a target holds chunks of, with counts and bytes, paged (the leader's quarantine audit). */
+  inventory: 'chunk.inventory',
+  /** Removes every chunk of some inodes from one target, in a chain or not (the leader's quarantine purge). */
+  purge: 'chunk.purge',
 } as const;
 
 export const MasterWorkerMethod = {
@@ -31,6 +35,10 @@ export const MasterWorkerMethod = {
   decommission: 'admin.worker.decommission',
   /** Chains the leader cannot give a replacement for a lost member yet, and why (`admin report`). */
   replacements: 'cluster.replacements',
+  /** Chunks of inodes the namespace does not know, kept and reported (QuarantineRequest; `admin quarantine list`, `admin report`). */
+  quarantine: 'cluster.quarantine',
+  /** Removes the quarantined chunks (`admin quarantine purge`). */
+  quarantinePurge: 'admin.quarantine.purge',
 } as const;
 
 export interface DecommissionRequest {
@@ -141,6 +149,39 @@ export interface RemoveInodesRequest extends TargetCall {
 
 export const syncListLimitMax = 4096;
 export const removeChunksMax = 4096;
+/** Inodes per page of a target's inventory, and per purge call. */
+export const inventoryLimitMax = 4096;
+
+/** chunk.inventory: the inodes of one local target after `afterInodeId` (0: from the first). */
+export interface InventoryRequest {
+  targetId: number;
+  afterInodeId: number;
+  limit: number;
+}
+
+export interface InodeHolding {
+  inodeId: number;
+  chunks: number;
+  /** What its chunk files take on disk (committed and pending versions, headers included). */
+  bytes: number;
+}
+
+export interface InventoryReply {
+  inodes: InodeHolding[];
+  /** More inodes follow the last one listed. */
+  more: boolean;
+}
+
+/** chunk.purge: every chunk of these inodes goes from one local target. */
+export interface PurgeRequest {
+  targetId: number;
+  inodeIds: number[];
+}
+
+/** cluster.quarantine: the leader's latest audit, or a new one first (`refresh`). */
+export interface QuarantineRequest {
+  refresh: boolean;
+}
 
 export interface TargetReport {
   targetId: number;
@@ -156,6 +197,8 @@ export interface TargetReport {
   chunks: number;
   /** Chunks whose committed version is damaged and not served (awaiting repair). */
   chunksCorrupt?: number;
+  /** The highest inode it holds chunks of (0: none): the masters' inode counter must be past it. */
+  inodeIdMax?: number;
 }
 
 /** The scrubber's counts since the worker started (scrubber.ts). */
@@ -298,6 +341,8 @@ export function validateHeartbeat(x: unknown): HeartbeatRequest {
       };
       const corrupt = tf.optInt('chunksCorrupt', 0, Number.MAX_SAFE_INTEGER);
       if (corrupt !== undefined) report.chunksCorrupt = corrupt;
+      const inodeIdMax = tf.optInt('inodeIdMax', 0, Number.MAX_SAFE_INTEGER);
+      if (inodeIdMax !== undefined) report.inodeIdMax = inodeIdMax;
       tf.done();
       return report;
     }),
@@ -308,6 +353,27 @@ export function validateHeartbeat(x: unknown): HeartbeatRequest {
     req.scrub = { passes: n('passes'), chunks: n('chunks'), bytes: n('bytes'), found: n('found'), repaired: n('repaired'), unrepaired: n('unrepaired') };
     sf.done();
   }
+  f.done();
+  return req;
+}
+
+export function validateInventory(x: unknown): InventoryRequest {
+  const f = new Fields(x, 'chunk inventory', workerFieldErrors);
+  const req = { targetId: f.int('targetId', 1, idMax), afterInodeId: f.optInt('afterInodeId', 0, Number.MAX_SAFE_INTEGER) ?? 0, limit: f.int('limit', 1, inventoryLimitMax) };
+  f.done();
+  return req;
+}
+
+export function validatePurge(x: unknown): PurgeRequest {
+  const f = new Fields(x, 'chunk purge', workerFieldErrors);
+  const req = { targetId: f.int('targetId', 1, idMax), inodeIds: f.array('inodeIds', inventoryLimitMax).map((id, i) => f.checkInt(`inodeIds[${i}]`, id, 1, Number.MAX_SAFE_INTEGER)) };
+  f.done();
+  return req;
+}
+
+export function validateQuarantineRequest(x: unknown): QuarantineRequest {
+  const f = new Fields(x ?? {}, 'quarantine', workerFieldErrors);
+  const req = { refresh: f.bool('refresh', false) };
   f.done();
   return req;
 }

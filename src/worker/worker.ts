@@ -16,8 +16,8 @@ import { Routing } from '../meta/routing.ts';
 import { clusterTimingDefault, type ClusterTiming, type HeartbeatReply, type RegisterReply } from '../master/cluster-manager.ts';
 import { ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
-import { MasterWorkerMethod, syncListLimitMax, validateTargetCall, WorkerMethod, type HeartbeatRequest, type TargetReport } from './protocol.ts';
-import { ChainReplica, type ReplicaBug, type ReplicaHost } from './replication.ts';
+import { MasterWorkerMethod, syncListLimitMax, validateInventory, validatePurge, validateTargetCall, WorkerMethod, type HeartbeatRequest, type TargetReport } from './protocol.ts';
+import { ChainReplica, chunkLockKey, type ReplicaBug, type ReplicaHost } from './replication.ts';
 import { Resyncer } from './resync.ts';
 import { scrubDefaults, Scrubber, type ScrubOptions, type ScrubStats } from './scrubber.ts';
 import { decodeIdentity, describeIdentity, identityFileName, type TargetIdentity } from './target-identity.ts';
@@ -74,6 +74,10 @@ export class StorageWorker {
   private routingNow: Routing | undefined;
   private timing: ClusterTiming | undefined;
   private lastContactMs = -Infinity;
+  /** The cluster its targets belong to (their identity files): it registers with no other. */
+  private clusterId = '';
+  /** The last reason registering again failed, logged once until it changes. */
+  private registerFailure = '';
   private heartbeatTimer: Timer | undefined;
   private pendingTimer: Timer | undefined;
   private finishing = false;
@@ -215,6 +219,7 @@ export class StorageWorker {
       const store = await ChunkStore.open(this.opts.disk, dir, { identity, log: this.opts.log });
       this.targets.set(identity.targetId, { targetId: identity.targetId, dir, store });
     }
+    this.clusterId = routing.clusterId;
   }
 
   /** The routing picture, once the cluster has a name (the first leader gives it one within a heartbeat). */
@@ -227,7 +232,19 @@ export class StorageWorker {
     }
   }
 
+  /**
+   * Registers with the leading master, if it leads this worker's cluster: masters started afresh
+   * after losing theirs run a cluster of another name until an operator restores the backup (which
+   * brings the old name back), and a worker must not take part in that one meanwhile.
+   */
   private async register(): Promise<void> {
+    const masters = await this.master.query<RoutingInfo>(MasterWorkerMethod.routing, {});
+    if (masters.clusterId !== this.clusterId) {
+      throw new WorkerError(
+        WorkerErrorCode.TargetForeign,
+        `the masters run cluster ${JSON.stringify(masters.clusterId)}, but this worker's targets belong to cluster ${JSON.stringify(this.clusterId)}: not registering. Masters started afresh take the old cluster back by restoring its backup (cairn admin restore); otherwise point the worker at its own masters`,
+      );
+    }
     const body = {
       workerId: this.opts.id,
       instance: this.opts.instance,
@@ -241,6 +258,11 @@ export class StorageWorker {
         const reply = await this.master.call<RegisterReply>(MasterWorkerMethod.register, body);
         this.timing = reply.timing;
         this.lastContactMs = this.opts.clock.now();
+        // The registration is journaled, so its answer is at least as new as anything this worker
+        // saw before (a restore's routing may carry a version below an old one). It took this
+        // worker's syncing targets out, so no resync finished before it counts.
+        this.routingNow = undefined;
+        this.synced.clear();
         this.setRouting(reply.routing);
         this.opts.log?.('info', 'worker registered', { worker: this.opts.id, targets: [...this.targets.keys()] });
         return;
@@ -265,6 +287,11 @@ export class StorageWorker {
     t.handle(WorkerMethod.syncList, (body) => this.replica.syncList(body));
     t.handle(WorkerMethod.remove, (body) => this.replica.remove(body));
     t.handle(WorkerMethod.removeInodes, (body) => this.replica.removeInodes(body));
+    t.handle(WorkerMethod.inventory, async (body) => {
+      const req = validateInventory(body);
+      return this.localStore(req.targetId).inodes(req.afterInodeId, req.limit);
+    });
+    t.handle(WorkerMethod.purge, (body) => this.purge(body));
     t.handle(WorkerMethod.syncDone, async (body) => {
       const call = validateTargetCall(body);
       const { me } = this.replica.member(call, 'sync');
@@ -272,6 +299,29 @@ export class StorageWorker {
       this.opts.log?.('info', 'target synced', { target: me.targetId, chain: call.chainId });
       return {};
     });
+  }
+
+  /**
+   * chunk.purge: removes every chunk of the given inodes from one target, each under its chunk's
+   * lock. Only the leader calls it, for chunks of inodes its namespace does not know (quarantine).
+   */
+  private async purge(body: unknown): Promise<{ removed: number }> {
+    const req = validatePurge(body);
+    const store = this.localStore(req.targetId);
+    let removed = 0;
+    for (const inodeId of req.inodeIds) {
+      for (const id of store.chunksOf(inodeId)) {
+        if (await this.replica.lock.with(chunkLockKey(req.targetId, id), () => store.remove(id))) removed++;
+      }
+    }
+    if (removed > 0) this.opts.log?.('warn', 'quarantined chunks purged', { target: req.targetId, inodes: req.inodeIds.length, chunks: removed });
+    return { removed };
+  }
+
+  private localStore(targetId: number): ChunkStore {
+    const store = this.targets.get(targetId)?.store;
+    if (store === undefined) throw new WorkerError(WorkerErrorCode.InvalidArgument, `worker ${this.opts.id} has no target ${targetId}; its targets are ${[...this.targets.keys()].join(', ')}`);
+    return store;
   }
 
   private async heartbeat(): Promise<void> {
@@ -284,7 +334,13 @@ export class StorageWorker {
       if (reply.routing !== undefined) this.setRouting(reply.routing);
     } catch (err) {
       if ((err as { code?: string }).code === WorkerErrorCode.WorkerNotRegistered) {
-        await this.register().catch((e: unknown) => this.opts.log?.('error', 'registering again failed', { err: String(e) }));
+        await this.register().then(
+          () => (this.registerFailure = ''),
+          (e: unknown) => {
+            if (String(e) !== this.registerFailure) this.opts.log?.('error', 'registering again failed', { err: String(e) });
+            this.registerFailure = String(e);
+          },
+        );
       } else if (!this.stopped) {
         this.opts.log?.('warn', 'heartbeat failed', { err: (err as Error).message });
       }
@@ -302,7 +358,7 @@ export class StorageWorker {
         const info = this.routingNow?.target(t.targetId);
         const chainVersion = info === undefined ? 0 : (this.routingNow?.chain(info.chainId)?.version ?? 0);
         const chunksCorrupt = t.store.corruption().now;
-        return { targetId: t.targetId, localState: this.localState(t.targetId), chainVersion, capacityBytes: space.bytesTotal, usedBytes: usage.bytesUsed, chunks: usage.chunks, chunksCorrupt };
+        return { targetId: t.targetId, localState: this.localState(t.targetId), chainVersion, capacityBytes: space.bytesTotal, usedBytes: usage.bytesUsed, chunks: usage.chunks, chunksCorrupt, inodeIdMax: usage.inodeIdMax };
       }),
     );
   }

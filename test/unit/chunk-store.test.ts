@@ -215,11 +215,11 @@ test('versions, offsets and ids out of bounds are refused; pending versions are 
   // Usage counts the header and the data of each version on disk.
   const C = { inodeId: 1, index: 7 };
   await store.stage(C, { version: 1, chainVersion: 1, offset: 0, data: d });
-  assert.deepEqual(store.usage(), { chunks: 2, bytesUsed: 4 * KiB + 30 + 4 * KiB + 1000 });
+  assert.deepEqual(store.usage(), { chunks: 2, bytesUsed: 4 * KiB + 30 + 4 * KiB + 1000, inodeIdMax: 1 });
   assert.equal(await store.remove(C), true);
   assert.equal(await store.remove(C), false);
   assert.equal(store.get(C), undefined);
-  assert.deepEqual(store.usage(), { chunks: 1, bytesUsed: 4 * KiB + 30 });
+  assert.deepEqual(store.usage(), { chunks: 1, bytesUsed: 4 * KiB + 30, inodeIdMax: 1 });
   await store.close();
   await assert.rejects(store.read(A, 0, 1), code(WorkerErrorCode.TargetUnavailable));
 });
@@ -236,6 +236,24 @@ test('removeInode removes every chunk of one file, and only those', async () => 
   node.fs.crash(new Prng(2), false);
   store = await openSim(node);
   assert.deepEqual(store.list().map((m) => m.id), [{ inodeId: 6, index: 0 }, { inodeId: 261, index: 0 }], 'the removal was durable');
+  await store.close();
+});
+
+test('inodes() lists the inodes held, a page at a time in id order, with their chunks and bytes; usage() names the highest', async () => {
+  const node = new SimNode();
+  const store = await openSim(node);
+  assert.deepEqual(store.inodes(0, 10), { inodes: [], more: false });
+  assert.equal(store.usage().inodeIdMax, 0);
+  for (let i = 0; i < 3; i++) await write(store, { inodeId: 900, index: i }, 0, bytes(10, i));
+  await write(store, { inodeId: 7, index: 0 }, 0, bytes(20, 1));
+  await write(store, { inodeId: 2 ** 50, index: 4 }, 0, bytes(30, 2));
+  const first = store.inodes(0, 2);
+  assert.deepEqual(first.inodes.map((h) => [h.inodeId, h.chunks]), [[7, 1], [900, 3]]);
+  assert.equal(first.more, true);
+  assert.equal(first.inodes[1].bytes, 3 * (4 * KiB + 10), 'bytes count each version file, header included');
+  assert.deepEqual(store.inodes(900, 2), { inodes: [{ inodeId: 2 ** 50, chunks: 1, bytes: 4 * KiB + 30 }], more: false });
+  assert.equal(store.usage().inodeIdMax, 2 ** 50);
+  assert.deepEqual(store.chunksOf(900).map((c) => c.index).sort(), [0, 1, 2]);
   await store.close();
 });
 
