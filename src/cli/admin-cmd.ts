@@ -1,7 +1,8 @@
-// `cairn admin ...`: the journal (members, leader, lag, transfer, membership, checkpoints) and
-// metadata backup and restore.
+// `cairn admin ...`: the journal (members, leader, lag, transfer, membership, checkpoints, recovery
+// of a survivor as the only member) and metadata backup and restore.
 
-import { fileMode } from '../io/node-disk.ts';
+import { fileMode, nodeDisk } from '../io/node-disk.ts';
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { crc32c } from '@node-rs/crc32';
 import type { Command } from 'commander';
@@ -16,6 +17,9 @@ import { registerWorkerCommands } from './worker-cmd.ts';
 import { registerQuarantineCommands } from './quarantine-cmd.ts';
 import { configError, parseAddress, parsePositiveInt } from './config.ts';
 import { jsonLine, printable } from './format.ts';
+import { ask } from './ask.ts';
+import { acquireDirLock } from '../master/dir-lock.ts';
+import { describeRecovery, planRecovery, recoverAlone, unusedIdAfter } from '../journal/raft/recover.ts';
 
 type Flags = TargetFlags & { json?: boolean };
 
@@ -58,6 +62,14 @@ export function registerAdminCommands(program: Command, addTargetOptions: (c: Co
         console.log(`master ${id} removed; a master that replaces it needs a new id, such as ${unusedId(st)} (${id} is never added back)`);
       }),
     );
+
+  journal
+    .command('recover')
+    .requiredOption('--dir <path>', 'the data directory of a stopped master that survived')
+    .requiredOption('--id <n>', 'the id that master ran with')
+    .option('--yes', 'do not ask for confirmation (needed when not on a terminal)')
+    .description('a Raft cluster that lost a majority of its masters for good: make this stopped master the only member, keeping its log and state (offline)')
+    .action((o: { dir: string; id: string; yes?: boolean }) => recoverJournal(o.dir, parsePositiveInt(o.id, 'id'), o.yes === true));
 
   addTargetOptions(journal.command('checkpoint').option('--json', 'print JSON'))
     .description('snapshot the metadata on every reachable master and let their WALs shrink')
@@ -126,6 +138,28 @@ async function journalInfo(c: MasterClient, o: Flags): Promise<void> {
     console.log(`${String(m.id).padEnd(3)} ${printable(m.address).padEnd(22)} ${m.role.padEnd(9)} ${state.padEnd(10)} ${String(applied).padEnd(9)}${session}`);
   }
   if ((leader.removedIds ?? []).length > 0) console.log(`removed, never added back: ${leader.removedIds.join(', ')}; a new master takes an id from ${unusedId(leader)} up`);
+}
+
+/**
+ * `admin journal recover`: offline, under the directory's lock (so no master runs on it), prints
+ * what it will do, asks (or takes --yes), and appends the removals (src/journal/raft/recover.ts).
+ */
+async function recoverJournal(dir: string, id: number, yes: boolean): Promise<void> {
+  if (!existsSync(dir)) throw configError(`--dir ${dir} does not exist: give the data directory of a master that survived`);
+  const lock = await acquireDirLock(dir);
+  try {
+    const plan = await planRecovery(nodeDisk, dir, id);
+    for (const line of describeRecovery(plan)) console.log(printable(line));
+    if (plan.removing.length === 0) return;
+    if (!yes) {
+      if (process.stdin.isTTY !== true) throw new CairnError(ErrorCode.NotConfirmed, `recovering master ${id} alone removes masters ${plan.removing.join(', ')} for good; pass --yes to confirm (nothing changed)`);
+      if (!(await ask(`cairn: make master ${id} the only member? [y/N] `))) throw new CairnError(ErrorCode.NotConfirmed, 'not confirmed (nothing changed)');
+    }
+    await recoverAlone(nodeDisk, plan);
+    console.log(`done: start master ${id} on ${printable(dir)} with its usual flags; it elects itself. Then, for each new master: start it with --join and an empty --dir, and run 'cairn admin journal add ID HOST:PORT' (ids from ${unusedIdAfter(plan)} up)`);
+  } finally {
+    await lock.release();
+  }
 }
 
 async function checkpointAll(c: MasterClient, o: Flags): Promise<void> {

@@ -26,6 +26,12 @@ export const JournalErrorCode = {
   SnapshotTooLarge: 'CAIRN_SNAPSHOT_TOO_LARGE',
   /** A snapshot file that can no longer be read as written (closed, cut short, or failing its checksum). */
   SnapshotCorrupt: 'CAIRN_SNAPSHOT_CORRUPT',
+  /**
+   * `cairn admin journal recover` will not make this directory's master the only member: it holds
+   * no journal, the master is not a voter of its membership, or the log moved while it was read.
+   * Nothing was changed.
+   */
+  RecoverRefused: 'CAIRN_RECOVER_REFUSED',
 } as const;
 export type JournalErrorCode = (typeof JournalErrorCode)[keyof typeof JournalErrorCode];
 
