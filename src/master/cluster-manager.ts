@@ -25,7 +25,7 @@ import { heldInodeIdMax } from '../meta/restore-floor.ts';
 import { auditQuarantine, emptyQuarantine, purgeable, type QuarantineReport } from './quarantine.ts';
 import { extendChains, type PlacementTarget } from '../placement/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
-import { validateDecommissionRequest, validateHeartbeat, validateQuarantineRequest, WorkerMethod, type ScrubReport, type TargetReport, type WorkerHealth } from '../worker/protocol.ts';
+import { validateDecommissionRequest, validateHeartbeat, validatePurgeQuarantine, validateQuarantineRequest, WorkerMethod, type ScrubReport, type TargetReport, type WorkerHealth } from '../worker/protocol.ts';
 import { WorkerError, WorkerErrorCode } from '../worker/errors.ts';
 import { decommissionImpact, planReplacements, type DecommissionImpact, type StuckChain } from './replacements.ts';
 
@@ -471,8 +471,9 @@ export class ClusterManager {
    * admin.quarantine.purge: audits, then removes from each target the chunks of the unknown inodes
    * it listed that are below the inode counter; again while more remain, up to purgePassesMax passes.
    */
-  async purgeQuarantine(): Promise<PurgeReply> {
+  async purgeQuarantine(body: unknown): Promise<PurgeReply> {
     this.requireLeader();
+    validatePurgeQuarantine(body);
     return this.withDataWork(async () => {
       const reply: PurgeReply = { chunks: 0, inodes: 0, passes: 0, left: emptyQuarantine };
       for (;;) {

@@ -167,7 +167,7 @@ function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMach
   server.handle(MasterWorkerMethod.decommission, (body) => manager.decommission(body));
   server.handle(MasterWorkerMethod.replacements, async () => manager.replacements());
   server.handle(MasterWorkerMethod.quarantine, (body) => manager.quarantineReport(body));
-  server.handle(MasterWorkerMethod.quarantinePurge, () => manager.purgeQuarantine());
+  server.handle(MasterWorkerMethod.quarantinePurge, (body) => manager.purgeQuarantine(body));
   server.handle(MasterWorkerMethod.routing, async () => {
     await journal.readBarrier();
     return sm.state.routing();

@@ -371,6 +371,11 @@ export function validatePurge(x: unknown): PurgeRequest {
   return req;
 }
 
+/** admin.quarantine.purge takes no argument: anything else is refused before it removes a chunk. */
+export function validatePurgeQuarantine(x: unknown): void {
+  new Fields(x ?? {}, 'quarantine purge', workerFieldErrors).done();
+}
+
 export function validateQuarantineRequest(x: unknown): QuarantineRequest {
   const f = new Fields(x ?? {}, 'quarantine', workerFieldErrors);
   const req = { refresh: f.bool('refresh', false) };

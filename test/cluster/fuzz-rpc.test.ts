@@ -123,7 +123,7 @@ test('fuzzed requests to a master: answered with a coded error, nothing changed 
   const validQueries: Record<string, unknown>[] = [{ op: 'stat', path: '/d' }, { op: 'readdir', path: '/', limit: 10 }, { op: 'lookup', path: '/d' }];
   let refused = 0;
   // Random bodies to every method the master serves to clients, workers and admins.
-  const methods = ['meta.mutate', 'meta.query', 'admin.journal.transfer', 'admin.journal.add', 'admin.journal.remove', 'admin.restore', MasterWorkerMethod.register, MasterWorkerMethod.heartbeat, MasterWorkerMethod.routing, MasterWorkerMethod.health, MasterWorkerMethod.decommission, MasterWorkerMethod.replacements];
+  const methods = ['meta.mutate', 'meta.query', 'admin.journal.transfer', 'admin.journal.add', 'admin.journal.remove', 'admin.restore', MasterWorkerMethod.register, MasterWorkerMethod.heartbeat, MasterWorkerMethod.routing, MasterWorkerMethod.health, MasterWorkerMethod.decommission, MasterWorkerMethod.replacements, MasterWorkerMethod.quarantine, MasterWorkerMethod.quarantinePurge];
   await fc.assert(
     fc.asyncProperty(fc.constantFrom(...methods), junk, async (method, body) => {
       // Only bodies that cannot be a valid request reach the destructive admin methods.
@@ -176,6 +176,8 @@ test('fuzzed chunk requests to a worker: answered with a coded error, its chunks
     [WorkerMethod.syncDone]: { chainId: chain.chainId, chainVersion: chain.version, targetId: head.targetId },
     [WorkerMethod.remove]: { ...ref, chunks: [{ inodeId: 7, index: 0 }] },
     [WorkerMethod.removeInodes]: { inodeIds: [7] },
+    [WorkerMethod.inventory]: { targetId: head.targetId, afterInodeId: 0, limit: 10 },
+    [WorkerMethod.purge]: { targetId: head.targetId, inodeIds: [7] },
   };
   let refused = 0;
   await fc.assert(
