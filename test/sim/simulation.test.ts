@@ -79,9 +79,9 @@ const catchingSeeds: Record<SimBug, Partial<Record<WorkloadName, number>> & { pr
   // The head acknowledges before the tail has the version: a read from the tail returns the older one.
   'ack-before-tail-commit': { data: 1, property: /^linearizability: / },
   // A middle member answers with its committed version while the tail already serves the pending one.
-  'serve-pending-as-clean': { data: 22, property: /^linearizability: / },
+  'serve-pending-as-clean': { data: 10, property: /^linearizability: / },
   // A returning target keeps an old version of a chunk and serves it once the resync calls it done.
-  'resync-skip-stale': { data: 1, property: /^(linearizability|replicas agree): / },
+  'resync-skip-stale': { data: 7, property: /^(linearizability|replicas agree): / },
 };
 
 for (const [bug, pinned] of Object.entries(catchingSeeds) as [SimBug, (typeof catchingSeeds)[keyof typeof catchingSeeds]][]) {
