@@ -456,6 +456,7 @@ export class ClusterManager {
       inodeStatus: (id) => this.opts.state().inodeStatus(id),
       nextInodeId: () => this.opts.state().nextInodeId,
       connect: (a) => this.worker(a),
+      skip: (workerId) => this.silent(workerId),
       callTimeoutMs: this.opts.timing.offlineTimeoutMs,
       wallNowMs: this.opts.clock.wallNow(),
     });
@@ -492,6 +493,19 @@ export class ClusterManager {
         this.opts.log?.('warn', 'quarantined chunks purged', { chunks: reply.chunks, inodes: reply.inodes, pass: reply.passes });
       }
     });
+  }
+
+  /**
+   * Why an audit does not ask this worker: silent for the offline timeout while this leader has
+   * led that long (a new leader has heard from no one yet, so it asks everyone).
+   */
+  private silent(workerId: number): string | undefined {
+    const now = this.opts.clock.now();
+    const timeout = this.opts.timing.offlineTimeoutMs;
+    if (this.leading === undefined || now - this.leading.sinceMs < timeout) return undefined;
+    const seen = this.seen.get(workerId);
+    if (seen !== undefined && now - seen.atMs <= timeout) return undefined;
+    return `worker ${workerId} has not heartbeated for ${timeout} ms`;
   }
 
   /** Runs `fn` once no garbage collection, audit or purge talks to the workers, and holds them off meanwhile. */

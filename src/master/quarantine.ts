@@ -52,6 +52,8 @@ export interface AuditDeps {
   inodeStatus(inodeId: number): InodeStatus;
   nextInodeId(): number;
   connect(address: string): Connection;
+  /** Why a worker is not asked (silent past the offline timeout), or undefined to ask it. */
+  skip(workerId: number): string | undefined;
   callTimeoutMs: number;
   wallNowMs: number;
 }
@@ -66,6 +68,8 @@ export async function auditQuarantine(deps: AuditDeps): Promise<QuarantineReport
     const at = address.get(t.workerId);
     const entry: QuarantinedTarget = { targetId: t.targetId, workerId: t.workerId, chunks: 0, bytes: 0, inodes: 0, inodeIds: [], aheadOfCounter: 0 };
     try {
+      const skipped = deps.skip(t.workerId);
+      if (skipped !== undefined) throw new Error(skipped);
       if (at === undefined) throw new Error(`no address for worker ${t.workerId}`);
       await listTarget(deps, deps.connect(at), entry);
     } catch (err) {
