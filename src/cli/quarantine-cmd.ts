@@ -42,8 +42,7 @@ function audit(c: MasterClient): Promise<QuarantineReport> {
 export function describe(r: QuarantineReport): string[] {
   if (r.auditedMs === null) return ['quarantine: not audited yet by this leader'];
   const holding = r.targets.filter((t) => t.chunks > 0);
-  const inodes = holding.reduce((n, t) => n + t.inodes, 0);
-  const lines = [`audit at ${new Date(r.auditedMs).toISOString()}, inode counter ${r.nextInodeId}: ${r.chunks} chunks (${formatBytes(r.bytes)}) of inodes the namespace does not know, on ${holding.length} of ${r.targets.length} targets (${inodes} inodes counted per target)`];
+  const lines = [`audit at ${new Date(r.auditedMs).toISOString()}, inode counter ${r.nextInodeId}: ${r.chunks} chunks (${formatBytes(r.bytes)}) of inodes the namespace does not know, on ${holding.length} of ${r.targets.length} targets`];
   for (const t of holding) {
     const ids = t.inodeIds.slice(0, idsPrintedMax).join(' ') + (t.inodes > idsPrintedMax ? ' ...' : '');
     lines.push(`  target ${t.targetId} (worker ${t.workerId}): ${t.chunks} chunks, ${formatBytes(t.bytes)}, ${t.inodes} inodes: ${ids}`);
