@@ -292,6 +292,19 @@ test('times: given values only by the owner or root; now by anyone who may write
   assert.equal(w.as(root, { op: 'setattr', path: '/shared/w', mtimeMs: 3 }).mtimeMs, 3);
 });
 
+test('one triple applies, as Linux picks it: the owner\'s for the owner, the group\'s for the group, even when another grants more', () => {
+  const w = new World();
+  w.file('/odd', 0o047, alice);
+  assert.equal(w.query(alice, { op: 'open', path: '/odd' }), 'EACCES', 'owner: ---');
+  assert.equal(w.query(bob, { op: 'open', path: '/odd' }), 'ok', 'group: r--');
+  w.refused(bob, { op: 'openSession', path: '/odd', truncate: false }, 'EACCES');
+  assert.equal(w.query(carol, { op: 'open', path: '/odd' }), 'ok', 'other: rwx');
+  w.as(carol, { op: 'openSession', path: '/odd', truncate: false });
+  w.refused(alice, { op: 'setattr', path: '/odd', sizeBytes: 1 }, 'EACCES');
+  assert.equal(w.as(alice, { op: 'setattr', path: '/odd', mode: 0o600 }).mode, 0o600, 'the owner may still chmod');
+  assert.equal(w.query(alice, { op: 'open', path: '/odd' }), 'ok');
+});
+
 test('root passes every read, write and search check', () => {
   const w = new World();
   w.as(alice, { op: 'setattr', path: '/home/alice', mode: 0 });
