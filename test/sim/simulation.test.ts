@@ -67,7 +67,7 @@ const catchingSeeds: Record<SimBug, Partial<Record<WorkloadName, number>> & { pr
   'ignore-fsync-error': { kv: 7, meta: 7, property: /^(commit durability|recovery): / },
   'corrupt-as-torn': { kv: 1, meta: 1, property: /^recovery: / },
   // A probe client reads from a stalled leader (test/unit/driver-lease.test.ts checks the rule directly too).
-  // No meta seed of 1..300 meets it since namespace commands carry their caller (longer entries, other timings).
+  // No meta seed of 1..300 meets it since namespace commands carry their caller (longer entries, other timings); 404 does.
   'lease-ticks-only': { kv: 211, property: /^linearizability: / },
   // The seeds of the targeted fault families (docs/raft.md, "What the seeds reach").
   // A leader stalled on the minority side of 5 voters with ReadIndex reads confirms a read with its follower.
