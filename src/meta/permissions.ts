@@ -97,7 +97,7 @@ export function chownDenied(caller: Caller, inode: Inode, uid: number | undefine
 /** EPERM when a caller other than root names an owner for a new entry other than itself and one of its groups. */
 export function newOwnerDenied(caller: Caller, uid: number, gid: number, path: string): MetaFail | undefined {
   if (isRoot(caller) || (uid === caller.uid && inGroup(caller, gid))) return undefined;
-  return fail(FsErrorCode.EPERM, `operation not permitted: ${who(caller)} may not create '${path}' owned by ${uid}:${gid} (only root may give a new entry to another user or a group it is not in)`);
+  return fail(FsErrorCode.EPERM, `operation not permitted: only root may create '${path}' owned by ${uid}:${gid} (another user, or a group it is not in), not ${who(caller)}`);
 }
 
 /** The mode chmod sets: a caller other than root that is not in the file's group loses setgid, as Linux does. */
