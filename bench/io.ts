@@ -15,7 +15,7 @@ import { DataClient, getFile, MasterClient, putFile } from '../src/client/index.
 import { readLocalCluster } from '../src/cli/cluster-target.ts';
 import { localDown, localUp } from '../src/cli/local.ts';
 import { systemClock } from '../src/io/system-clock.ts';
-import type { InodeAttr } from '../src/meta/index.ts';
+import { rootCaller, type InodeAttr } from '../src/meta/index.ts';
 import { RpcClient } from '../src/rpc/index.ts';
 import { workerFrameBytesMax } from '../src/worker/process.ts';
 import { positiveInt, positiveIntList } from './args.ts';
@@ -83,7 +83,7 @@ export async function run(args: string[]): Promise<void> {
   console.log('starting the local cluster...');
   await localUp({ dir, masters: 3, workers, targetsPerWorker, replication, log: (l) => console.log(`  ${l}`) });
   const cluster = readLocalCluster(dir)!;
-  const meta = new MasterClient({ masters: cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address), secret: cluster.secret });
+  const meta = new MasterClient({ masters: cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address), secret: cluster.secret, caller: rootCaller });
   const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: cluster.secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
   const cpu = new CpuMeter(cluster.processes.map((p) => ({ pid: p.pid, kind: p.kind })));
   try {

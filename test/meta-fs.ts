@@ -1,30 +1,34 @@
 // A MetaState driven the way the journal drives it, for unit tests: each command gets the next log
-// index, the next seq of one client, and a clock that moves on by a fixed step.
+// index, the next seq of one client, and a clock that moves on by a fixed step; namespace commands
+// and queries act as one caller (root unless told), or as the one a body names.
 
 import assert from 'node:assert/strict';
-import { MetaState, readdirLimitMax, type ResultErrorCode } from '../src/meta/index.ts';
-import type { ClientStamp, InodeAttr, MetaCommand, MetaCommandOp, MetaResult, MetaValues } from '../src/meta/index.ts';
+import { MetaState, namespaceCommandOps, readdirLimitMax, rootCaller, type ResultErrorCode } from '../src/meta/index.ts';
+import type { Caller, ClientStamp, InodeAttr, MetaCommand, MetaCommandOp, MetaResult, MetaValues, NamespaceStamp } from '../src/meta/index.ts';
 
-/** A command without the stamp (client id, seq, clock) that the log adds. */
-export type Body<C = MetaCommand> = C extends MetaCommand ? Omit<C, keyof ClientStamp> : never;
+/** A command without the stamp (client id, seq, clock) that the log adds; the caller is optional. */
+export type Body<C = MetaCommand> = C extends MetaCommand ? (C extends NamespaceStamp ? Omit<C, keyof NamespaceStamp> & { caller?: Caller } : Omit<C, keyof ClientStamp>) : never;
 
 export class MetaFs {
   readonly state: MetaState;
   readonly clientId: string;
   readonly stepMs: number;
+  readonly caller: Caller;
   index = 0;
   seq = 0;
   nowMs = 1_000;
 
-  constructor(opts: { clientId: string; stepMs: number; state?: MetaState }) {
+  constructor(opts: { clientId: string; stepMs: number; state?: MetaState; caller?: Caller }) {
     this.clientId = opts.clientId;
     this.stepMs = opts.stepMs;
     this.state = opts.state ?? new MetaState();
+    this.caller = opts.caller ?? rootCaller;
   }
 
   run(body: Body): MetaResult {
     this.nowMs += this.stepMs;
-    return this.state.apply(++this.index, { ...body, clientId: this.clientId, seq: ++this.seq, nowMs: this.nowMs } as MetaCommand);
+    const caller = namespaceCommandOps.has(body.op) && !('caller' in body) ? { caller: this.caller } : {};
+    return this.state.apply(++this.index, { ...caller, ...body, clientId: this.clientId, seq: ++this.seq, nowMs: this.nowMs } as MetaCommand);
   }
 
   ok<K extends MetaCommandOp>(body: Body & { op: K }): MetaValues[K] {
@@ -42,18 +46,18 @@ export class MetaFs {
   }
 
   stat(path: string): InodeAttr {
-    const r = this.state.stat(path);
+    const r = this.state.stat(path, this.caller);
     assert.ok(r.ok, `stat ${path}: ${r.ok ? '' : r.message}`);
     return r.value;
   }
 
   statCode(path: string): ResultErrorCode | 'ok' {
-    const r = this.state.stat(path);
+    const r = this.state.stat(path, this.caller);
     return r.ok ? 'ok' : r.code;
   }
 
   names(path: string): string[] {
-    const r = this.state.readdir(path, { limit: readdirLimitMax });
+    const r = this.state.readdir(path, { limit: readdirLimitMax }, this.caller);
     assert.ok(r.ok);
     return r.value.entries.map((e) => e.name);
   }

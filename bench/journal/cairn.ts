@@ -10,7 +10,7 @@ import { CairnError, ErrorCode } from '../../src/errors.ts';
 import { newZkClusterId } from '../../src/journal/zookeeper/cluster-id.ts';
 import type { Ensemble } from '../../src/journal/zookeeper/ensemble.ts';
 import { zkJournalDefaults } from '../../src/journal/zookeeper/zk-journal.ts';
-import type { CreateCommand } from '../../src/meta/commands.ts';
+import { rootCaller, type CreateCommand } from '../../src/meta/commands.ts';
 import { encodeCommandEntry } from '../../src/meta/state-machine.ts';
 import { MasterCluster, sleep, type ProcessGroup } from '../../test/cluster/process-cluster.ts';
 import { Load, type Operation } from '../cluster.ts';
@@ -53,6 +53,7 @@ function sampleEntryBytes(padBytes: number): number {
     uid: 0,
     gid: 0,
     exclusive: true,
+    caller: rootCaller,
   };
   return encodeCommandEntry(cmd).length;
 }
@@ -282,7 +283,7 @@ function runCairnFailovers(sys: CairnSystem, writers: CairnWriters, opts: Option
       // Attempts overlap, and a client id has one outstanding mutation: each attempt is its own client.
       return survivors.map((m) => () => {
         const n = ++probeSeq;
-        const body = { op: 'create', path: `${journalDir}/probe-${run}-${m.id}-${n}`, mode: 0o644, uid: 0, gid: 0, exclusive: true, clientId: `probe-${n}`, seq: 1 };
+        const body = { op: 'create', path: `${journalDir}/probe-${run}-${m.id}-${n}`, mode: 0o644, uid: 0, gid: 0, exclusive: true, clientId: `probe-${n}`, seq: 1, caller: rootCaller };
         return probeClient.callAt(m.address, 'meta.mutate', body);
       });
     },

@@ -11,6 +11,7 @@ import { workerFrameBytesMax } from '../worker/process.ts';
 import type { ZkServerInfo } from '../journal/zookeeper/ensemble.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { configError, parseMasterList } from './config.ts';
+import { callerOf, type IdentityFlags } from './identity.ts';
 
 export interface LocalProcess {
   kind: 'master' | 'worker';
@@ -65,7 +66,8 @@ export function readLocalCluster(dir: string): LocalCluster | undefined {
   }
 }
 
-export interface TargetFlags {
+/** Where the cluster is, and (for `fs` commands) who to act as there. */
+export interface TargetFlags extends IdentityFlags {
   masters?: string;
   dir?: string;
   secret?: string;
@@ -106,7 +108,7 @@ function connect(flags: TargetFlags): MasterClient {
   const t = resolveTarget(flags);
   const deadlineMs = flags.timeoutMs === undefined ? undefined : Number(flags.timeoutMs);
   if (deadlineMs !== undefined && !(deadlineMs > 0)) throw configError(`--timeout-ms must be a positive number, got '${flags.timeoutMs}'`);
-  return new MasterClient({ masters: t.masters, secret: t.secret, deadlineMs });
+  return new MasterClient({ masters: t.masters, secret: t.secret, deadlineMs, caller: callerOf(flags) });
 }
 
 /** Runs `fn` with the metadata and data clients of the flags' cluster, closing them afterwards. */

@@ -14,15 +14,16 @@ import { withClient as run, withClients, type TargetFlags } from './cluster-targ
 import { configError, parsePositiveInt } from './config.ts';
 import { jsonLine, modeString, printable } from './format.ts';
 import { join, rmConfirmEntriesMin, rmPaths, type RmFlags } from './fs-rm.ts';
+import { addIdentityOptions } from './identity.ts';
 
 type Flags = TargetFlags & { json?: boolean };
 
 const readdirPageLimit = 1000;
-const uid = process.getuid?.() ?? 0;
-const gid = process.getgid?.() ?? 0;
 
-export function registerFsCommands(program: Command, addTargetOptions: (c: Command) => Command): void {
-  const fs = program.command('fs').description('file system commands');
+/** Every `fs` command acts as the invoking user (its uid, gid and groups), or as --uid, --gid and --groups say. */
+export function registerFsCommands(program: Command, addClusterOptions: (c: Command) => Command): void {
+  const fs = program.command('fs').description('file system commands; each acts as you (your uid, gid and groups) unless --uid, --gid or --groups say otherwise, and the masters check file permissions against that');
+  const addTargetOptions = (c: Command): Command => addIdentityOptions(addClusterOptions(c));
 
   addTargetOptions(fs.command('put').argument('<local>', 'local file, or - for standard input').argument('<path>', 'cairn path (a directory: the file keeps its name)').option('-q, --quiet', 'no progress bar').option('--chunk-size <bytes>', 'chunk size, a power of two in 64 KiB..64 MiB').option('--stripe <n>', 'chains to stripe the file over').option('--json', 'print JSON'))
     .description('store a local file (written under a temporary name, then renamed into place)')
@@ -48,7 +49,7 @@ export function registerFsCommands(program: Command, addTargetOptions: (c: Comma
       withClients(o, async (meta, data) => {
         const { attr, chunks } = await getFile(meta, data, from);
         const bar = progress(o, attr.sizeBytes, `${from} -> ${to}`);
-        const copied = await putFile(meta, data, await intoDir(meta, to, from), chunks, { mode: attr.mode, uid, gid, layout: { chunkSizeBytes: attr.layout!.chunkSizeBytes }, onProgress: (n) => bar?.update(n) });
+        const copied = await putFile(meta, data, await intoDir(meta, to, from), chunks, { mode: attr.mode, layout: { chunkSizeBytes: attr.layout!.chunkSizeBytes }, onProgress: (n) => bar?.update(n) });
         bar?.stop();
         print(o, copied, (a) => `${printable(to)}: ${a.sizeBytes} bytes`);
       }),
@@ -63,7 +64,7 @@ export function registerFsCommands(program: Command, addTargetOptions: (c: Comma
     .action((paths: string[], o: Flags & { parents?: boolean; mode: string }) =>
       run(o, async (c) => {
         const mode = parseMode(o.mode);
-        for (const p of paths) print(o, await c.mutate<InodeAttr>('meta.mutate', { op: 'mkdir', path: p, mode, uid, gid, parents: o.parents === true }), () => '');
+        for (const p of paths) print(o, await c.mutate<InodeAttr>('meta.mutate', { op: 'mkdir', path: p, mode, uid: c.caller.uid, gid: c.caller.gid, parents: o.parents === true }), () => '');
       }),
     );
 
@@ -101,7 +102,7 @@ export function registerFsCommands(program: Command, addTargetOptions: (c: Comma
     .description('make a hard link (or with -s a symbolic link) at <path>')
     .action((target: string, p: string, o: Flags & { symbolic?: boolean }) =>
       run(o, async (c) => {
-        const cmd = o.symbolic ? { op: 'symlink', path: p, target, uid, gid } : { op: 'link', existing: target, path: p };
+        const cmd = o.symbolic ? { op: 'symlink', path: p, target, uid: c.caller.uid, gid: c.caller.gid } : { op: 'link', existing: target, path: p };
         print(o, await c.mutate('meta.mutate', cmd), () => '');
       }),
     );
@@ -144,11 +145,11 @@ async function ls(c: MasterClient, path: string, o: Flags & { long?: boolean }):
 
 async function touch(c: MasterClient, path: string): Promise<unknown> {
   try {
-    return await c.mutate('meta.mutate', { op: 'create', path, mode: 0o644, uid, gid, exclusive: true });
+    return await c.mutate('meta.mutate', { op: 'create', path, mode: 0o644, uid: c.caller.uid, gid: c.caller.gid, exclusive: true });
   } catch (err) {
     if ((err as { code?: string }).code !== FsErrorCode.EEXIST) throw err;
-    const now = Date.now();
-    return c.mutate('meta.mutate', { op: 'setattr', path, atimeMs: now, mtimeMs: now });
+    // The masters' clock: setting times to now needs only write permission, given times the owner.
+    return c.mutate('meta.mutate', { op: 'setattr', path, timesNow: true });
   }
 }
 
@@ -215,7 +216,7 @@ async function put(meta: MasterClient, data: DataClient, local: string, p: strin
   const source = local === '-' ? process.stdin : createReadStream(local, { highWaterMark: 4 * 2 ** 20 });
   const bar = progress(o, size, target);
   try {
-    return await putFile(meta, data, target, source, { mode: 0o644, uid, gid, ...(Object.keys(layout).length === 0 ? {} : { layout }), onProgress: (n) => bar?.update(n) });
+    return await putFile(meta, data, target, source, { mode: 0o644, ...(Object.keys(layout).length === 0 ? {} : { layout }), onProgress: (n) => bar?.update(n) });
   } finally {
     bar?.stop();
   }

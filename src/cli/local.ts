@@ -9,12 +9,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MasterClient } from '../client/index.ts';
 import type { JournalStatus } from '../journal/index.ts';
-import type { RoutingInfo } from '../meta/index.ts';
+import { rootCaller, type RoutingInfo } from '../meta/index.ts';
 import { isRebuildCode, localRebuildSteps, stepsMarker } from '../master/rebuild.ts';
 import { clusterFileName, isAlive, readLocalCluster, type LocalCluster, type LocalJournal, type LocalProcess, type LocalZooKeeper } from './cluster-target.ts';
 import { CairnError, ErrorCode, assert } from '../errors.ts';
 import { configError } from './config.ts';
 import { lastErrorLine } from './exit-line.ts';
+import { processIdentity } from './identity.ts';
 import { freePort } from '../free-port.ts';
 import { newZkClusterId } from '../journal/zookeeper/cluster-id.ts';
 import { attachEnsemble, startEnsemble, type Ensemble, type ZkMode } from '../journal/zookeeper/ensemble.ts';
@@ -133,8 +134,24 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
     rmSync(path.join(opts.dir, clusterFileName), { force: true });
     return localUp({ ...opts, attempt: attempt + 1 });
   }
+  if (existing === undefined) await giveRootToUser(cluster);
   if (shape.workers > 0) await startWorkers(cluster, opts.dir, existing, opts.log);
   return cluster;
+}
+
+/**
+ * A new local cluster belongs to the user who started it: its root directory becomes theirs (a new
+ * namespace's root is root's, 0755), so that their `cairn fs` commands may create files in it.
+ */
+async function giveRootToUser(cluster: LocalCluster): Promise<void> {
+  const { uid, gid } = processIdentity();
+  if (uid === 0 && gid === 0) return;
+  const client = clientFor(cluster, startDeadlineMs);
+  try {
+    await client.mutate('meta.mutate', { op: 'setattr', path: '/', uid, gid });
+  } finally {
+    client.close();
+  }
 }
 
 /** Starts the workers (each with its targets under D/worker-N) and waits until every chain serves. */
@@ -412,7 +429,8 @@ export async function localDown(dir: string, log: (line: string) => void): Promi
 
 function clientFor(cluster: LocalCluster, deadlineMs: number): MasterClient {
   const masters = cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address);
-  return new MasterClient({ masters, secret: cluster.secret, deadlineMs, callTimeoutMs: 1_000 });
+  // Starting, watching and setting up the cluster is the administrator's: as root.
+  return new MasterClient({ masters, secret: cluster.secret, deadlineMs, callTimeoutMs: 1_000, caller: rootCaller });
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {

@@ -204,7 +204,7 @@ async function demoRoundTrip(dir: string): Promise<void> {
   if (cluster?.shape === undefined || cluster.shape.workers === 0) return;
   const body = randomBytes(demoFileBytes);
   await withClients({ dir }, async (meta, data) => {
-    await meta.mutate('meta.mutate', { op: 'mkdir', path: '/demo', mode: 0o755, uid: 0, gid: 0, parents: true });
+    await meta.mutate('meta.mutate', { op: 'mkdir', path: '/demo', mode: 0o755, uid: meta.caller.uid, gid: meta.caller.gid, parents: true });
     let start = performance.now();
     await putFile(meta, data, '/demo/hello.bin', [body]);
     const putMs = performance.now() - start;

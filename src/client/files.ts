@@ -12,6 +12,7 @@ import type { MasterClient } from './master-client.ts';
 
 export interface PutOptions {
   mode?: number;
+  /** The owner; the client's caller by default (only root may name another). */
   uid?: number;
   gid?: number;
   /** Layout fields to use instead of the defaults (chunk size, stripe width). */
@@ -20,13 +21,19 @@ export interface PutOptions {
   streamBytesMax?: number;
 }
 
+const ownerWrite = 0o200;
+
 /** Writes `source` as the file at `path`, replacing any file there at once when complete. */
 export async function putFile(meta: MasterClient, data: DataClient, path: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: PutOptions = {}): Promise<InodeAttr> {
   const slash = path.lastIndexOf('/');
   const temp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.cairn-put-${randomBytes(6).toString('hex')}`;
   const routing = await data.routing();
   const layout = opts.layout === undefined ? undefined : { chainTableId: 1, chainTableVersion: routing.info.tables.find((t) => t.tableId === 1)?.version ?? 0, shuffleSeed: randomBytes(4).readUInt32LE(0), ...opts.layout };
-  await meta.mutate('meta.mutate', { op: 'create', path: temp, mode: opts.mode ?? 0o644, uid: opts.uid ?? 0, gid: opts.gid ?? 0, exclusive: true, ...(layout === undefined ? {} : { layout }) });
+  const mode = opts.mode ?? 0o644;
+  // The writer needs write permission on its own file (open(2) with O_CREAT gets it whatever the
+  // mode): a mode without it is set once the data is in.
+  const writable = mode | ownerWrite;
+  await meta.mutate('meta.mutate', { op: 'create', path: temp, mode: writable, uid: opts.uid ?? meta.caller.uid, gid: opts.gid ?? meta.caller.gid, exclusive: true, ...(layout === undefined ? {} : { layout }) });
   let session: SessionValue | undefined;
   try {
     session = await meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path: temp, truncate: false });
@@ -41,6 +48,7 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
     await writer.flush();
     await meta.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: session.sessionId, lengthBytes: writer.highWater, chunks: writer.written.toArray() });
     session = undefined;
+    if (writable !== mode) await meta.mutate('meta.mutate', { op: 'setattr', path: temp, mode });
     await meta.mutate('meta.mutate', { op: 'rename', from: temp, to: path });
     return await meta.query<InodeAttr>('meta.query', { op: 'stat', path });
   } catch (err) {
@@ -77,9 +85,9 @@ export async function truncateFile(meta: MasterClient, data: DataClient, path: s
   }
 }
 
-/** The file at `path` as a stream of buffers, with its attributes. */
+/** The file at `path` as a stream of buffers, with its attributes; the caller needs read permission. */
 export async function getFile(meta: MasterClient, data: DataClient, path: string, opts: { streamBytesMax?: number } = {}): Promise<{ attr: InodeAttr; chunks: AsyncGenerator<Buffer> }> {
-  const attr = await meta.query<InodeAttr>('meta.query', { op: 'stat', path });
+  const attr = await meta.query<InodeAttr>('meta.query', { op: 'open', path });
   const reader = new FileReader(data, fileRef(attr, path), attr.sizeBytes, opts);
   return { attr, chunks: reader.stream() };
 }

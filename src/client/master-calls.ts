@@ -1,11 +1,13 @@
 // The client side of the masters over any transport: finds the leader among a list of addresses,
 // follows NOT_LEADER redirects, retries with backoff, and numbers mutations (client id, seq) so that
-// a retried one is applied once. Pure of I/O (the caller passes how to connect and the clock), so
+// a retried one is applied once, and tells the masters who its namespace requests act as (the
+// caller they check permissions against). Pure of I/O (the caller passes how to connect and the clock), so
 // the simulator runs it; master-client.ts adds the TCP and system-clock defaults.
 
 import { CairnError, ErrorCode } from '../errors.ts';
 import type { Clock, Connection } from '../io/index.ts';
 import { RpcErrorCode } from '../rpc/errors.ts';
+import { namespaceCommandOps, namespaceQueryOps, type Caller } from '../meta/commands.ts';
 
 export interface MasterCallsOptions {
   masters: string[];
@@ -18,6 +20,12 @@ export interface MasterCallsOptions {
   clock: Clock;
   /** Names this client's mutations (exactly-once). */
   clientId: string;
+  /**
+   * Who this client's namespace requests (meta.mutate and meta.query on files and directories) act
+   * as, added to each that does not name its own; without it the masters refuse them. Workers,
+   * which make none, have none.
+   */
+  caller?: Caller;
 }
 
 const retryBackoffMs = { min: 10, max: 200 };
@@ -29,6 +37,7 @@ const retryable = new Set<string>([ErrorCode.NotLeader, ErrorCode.Unavailable, E
 
 export class MasterCalls {
   readonly clientId: string;
+  readonly caller: Caller | undefined;
   private lanes = 0;
   private readonly freeLanes: { id: string; seq: number }[] = [];
   private readonly masters: string[];
@@ -47,12 +56,19 @@ export class MasterCalls {
     this.opts = { deadlineMs: opts.deadlineMs ?? 15_000, callTimeoutMs: opts.callTimeoutMs ?? 5_000 };
     this.clock = opts.clock;
     this.clientId = opts.clientId;
+    this.caller = opts.caller;
     this.connect = opts.connect;
   }
 
   /** A read-only call, answered by the leader after a ReadIndex barrier. */
   query<T>(method: string, body: object): Promise<T> {
-    return this.call<T>(method, body);
+    return this.call<T>(method, method === 'meta.query' ? this.withCaller(body, namespaceQueryOps) : body);
+  }
+
+  /** The body with this client's caller, if it is a namespace request without one. */
+  private withCaller(body: object, ops: ReadonlySet<string>): object {
+    if (this.caller === undefined || 'caller' in body || !ops.has(String((body as { op?: unknown }).op))) return body;
+    return { ...body, caller: this.caller };
   }
 
   /** A mutation: numbered once, retried with the same number until the leader answers. */
@@ -61,7 +77,8 @@ export class MasterCalls {
     // take their own id (a lane), so one never makes another's retry look stale.
     const lane = this.freeLanes.pop() ?? { id: `${this.clientId}/${this.lanes++}`, seq: 0 };
     lane.seq++;
-    return this.call<T>(method, { ...body, clientId: lane.id, seq: lane.seq }).finally(() => this.freeLanes.push(lane));
+    const stamped = { ...(method === 'meta.mutate' ? this.withCaller(body, namespaceCommandOps) : body), clientId: lane.id, seq: lane.seq };
+    return this.call<T>(method, stamped).finally(() => this.freeLanes.push(lane));
   }
 
   /** Calls one specific master (admin views of a single node). */

@@ -1,13 +1,19 @@
 // The client side of the masters as processes use it: MasterCalls (master-calls.ts) over TCP RPC,
-// with the system clock and a random client id unless told otherwise.
+// with the system clock and a random client id unless told otherwise, acting as the caller given.
 
 import { randomUUID } from 'node:crypto';
 import type { Clock, Connection } from '../io/index.ts';
 import { systemClock } from '../io/system-clock.ts';
 import { RpcClient } from '../rpc/index.ts';
 import { MasterCalls, type MasterCallsOptions } from './master-calls.ts';
+import type { Caller } from '../meta/commands.ts';
 
-export interface MasterClientOptions extends Omit<MasterCallsOptions, 'connect' | 'clock' | 'clientId'> {
+export interface MasterClientOptions extends Omit<MasterCallsOptions, 'connect' | 'clock' | 'clientId' | 'caller'> {
+  /**
+   * Who its namespace requests act as (uid, gid, supplementary groups): the masters check file
+   * permissions against it. The CLI passes the invoking user's; rootCaller acts as uid 0.
+   */
+  caller: Caller;
   /** How to reach an address: TCP RPC by default. */
   connect?: (address: string) => Connection;
   clock?: Clock;
@@ -16,6 +22,8 @@ export interface MasterClientOptions extends Omit<MasterCallsOptions, 'connect' 
 }
 
 export class MasterClient extends MasterCalls {
+  declare readonly caller: Caller;
+
   constructor(opts: MasterClientOptions) {
     super({
       ...opts,

@@ -13,6 +13,12 @@ export const FsErrorCode = {
   /** Bad input, or an operation the namespace refuses (rename into itself). */
   EINVAL: 'EINVAL',
   ENAMETOOLONG: 'ENAMETOOLONG',
+  /** The mode bits deny the caller a permission it needs: read, write, or search on a directory of the path. */
+  EACCES: 'EACCES',
+  /**
+   * Not permitted whatever the mode bits say: to anyone (removing the root, a hard link to a
+   * directory), or to anyone but the owner or root (chmod, chown, setting times, the sticky bit).
+   */
   EPERM: 'EPERM',
   /** A table with a named limit is full (open sessions). */
   EMFILE: 'EMFILE',

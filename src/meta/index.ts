@@ -3,6 +3,7 @@
 
 export {
   addressBytesMax,
+  callerGroupsMax,
   chainLengthMax,
   chainsPerTableMax,
   chunkSizeBytesDefault,
@@ -17,8 +18,11 @@ export {
   generatedSessionPrefix,
   idMax,
   modeMax,
+  namespaceCommandOps,
+  namespaceQueryOps,
   pendingGcLimitMax,
   readdirLimitMax,
+  rootCaller,
   sessionIdBytesMax,
   stripeWidthDefault,
   stripeWidthMax,
@@ -29,6 +33,7 @@ export {
   validateQuery,
 } from './commands.ts';
 export type {
+  Caller,
   ClientStamp,
   CloseSessionCommand,
   CommitLengthCommand,
@@ -41,6 +46,8 @@ export type {
   MetaQuery,
   MetaQueryOp,
   MkdirCommand,
+  NamespaceCommandOp,
+  NamespaceStamp,
   NoopCommand,
   OpenSessionCommand,
   AddChainsCommand,

@@ -1,9 +1,11 @@
 // The namespace operations apply runs: path resolution, and each mutation of the inode tree with
-// POSIX semantics. A failed operation returns before changing anything.
+// POSIX semantics, permission checks on the caller included (permissions.ts), in Linux's order. A
+// failed operation returns before changing anything.
 
 import { assert } from '../errors.ts';
 import { chunkSizeBytesDefault, generatedSessionPrefix, stripeWidthDefault } from './commands.ts';
 import type {
+  Caller,
   CloseSessionCommand,
   CommitLengthCommand,
   CreateCommand,
@@ -24,6 +26,7 @@ import type { Inode, MetaFail, MetaResult, MetaTables, MetaValues, UnlinkValue }
 import { utf8Bytes } from '../fields.ts';
 import { inRanges, mergeRanges, trimRanges } from './chunk-ranges.ts';
 import { pathNames } from './paths.ts';
+import { Access, accessDenied, chmodMode, chownDenied, isOwnerOrRoot, newOwnerDenied, ownerOnly, stickyDenied } from './permissions.ts';
 
 type Result<K extends keyof MetaValues> = MetaResult<MetaValues[K]>;
 
@@ -38,10 +41,13 @@ function prefix(names: string[], count: number): string {
   return `/${names.slice(0, count).join('/')}`;
 }
 
-function walk(t: MetaTables, names: string[], count: number): Inode | MetaFail {
+/** Follows the first `count` names from the root; looking a name up needs search permission on its directory. */
+function walk(t: MetaTables, names: string[], count: number, caller: Caller): Inode | MetaFail {
   let dir = inodeOf(t, rootInodeId);
   for (let i = 0; i < count; i++) {
     if (dir.children === null) return fail(FsErrorCode.ENOTDIR, `'${prefix(names, i)}' is not a directory`);
+    const denied = accessDenied(caller, dir, Access.Search, prefix(names, i));
+    if (denied !== undefined) return denied;
     const childId = dir.children.get(names[i]);
     if (childId === undefined) return fail(FsErrorCode.ENOENT, `'${prefix(names, i + 1)}' does not exist`);
     dir = inodeOf(t, childId);
@@ -49,10 +55,10 @@ function walk(t: MetaTables, names: string[], count: number): Inode | MetaFail {
   return dir;
 }
 
-/** The inode at `path`; a symlink along the way is not followed (ENOTDIR). */
-export function resolve(t: MetaTables, path: string): Inode | MetaFail {
+/** The inode at `path`, if the caller may search every directory on the way; a symlink along the way is not followed (ENOTDIR). */
+export function resolve(t: MetaTables, path: string, caller: Caller): Inode | MetaFail {
   const names = pathNames(path);
-  return walk(t, names, names.length);
+  return walk(t, names, names.length, caller);
 }
 
 interface ParentAndName {
@@ -60,23 +66,45 @@ interface ParentAndName {
   name: string;
 }
 
-/** The directory that holds (or would hold) the last name of a path other than the root. */
-function resolveParent(t: MetaTables, path: string): ParentAndName | MetaFail {
+/**
+ * The directory that holds (or would hold) the last name of a path other than the root, if the
+ * caller may search it and every directory above it.
+ */
+function resolveParent(t: MetaTables, path: string, caller: Caller): ParentAndName | MetaFail {
   const names = pathNames(path);
   assert(names.length > 0, 'resolveParent of the root');
-  const parent = walk(t, names, names.length - 1);
+  const parent = walk(t, names, names.length - 1, caller);
   if (isFail(parent)) return parent;
-  if (parent.children === null) return fail(FsErrorCode.ENOTDIR, `'${prefix(names, names.length - 1)}' is not a directory`);
+  const parentPath = prefix(names, names.length - 1);
+  if (parent.children === null) return fail(FsErrorCode.ENOTDIR, `'${parentPath}' is not a directory`);
+  const denied = accessDenied(caller, parent, Access.Search, parentPath);
+  if (denied !== undefined) return denied;
   return { parent, name: names[names.length - 1] };
 }
 
-/** Where a new entry at `path` goes: its directory and name, or EEXIST when the name is taken. */
-function resolveFreeName(t: MetaTables, path: string): ParentAndName | MetaFail {
+/** The path of the directory holding `path`'s last name, for messages. */
+function parentPathOf(path: string): string {
+  const slash = path.lastIndexOf('/');
+  return slash === 0 ? '/' : path.slice(0, slash);
+}
+
+/** EACCES unless the caller may add or remove entries of the directory holding `path`. */
+function changeDenied(caller: Caller, parent: Inode, path: string): MetaFail | undefined {
+  return accessDenied(caller, parent, Access.Write | Access.Search, parentPathOf(path));
+}
+
+/** Where a new entry at `path` goes: its directory and name, or EEXIST when the name is taken, or EACCES. */
+function resolveFreeName(t: MetaTables, path: string, caller: Caller): ParentAndName | MetaFail {
   if (path === '/') return fail(FsErrorCode.EEXIST, `'/' exists`);
-  const at = resolveParent(t, path);
+  const at = resolveParent(t, path, caller);
   if (isFail(at)) return at;
   if (at.parent.children?.has(at.name)) return fail(FsErrorCode.EEXIST, `'${path}' exists`);
-  return at;
+  return changeDenied(caller, at.parent, path) ?? at;
+}
+
+/** EACCES or EPERM unless the caller may remove `entry` from `parent` (write and search, and the sticky bit). */
+function removeDenied(caller: Caller, parent: Inode, entry: Inode, path: string): MetaFail | undefined {
+  return changeDenied(caller, parent, path) ?? stickyDenied(caller, parent, entry, path);
 }
 
 function addEntry(t: MetaTables, parent: Inode, name: string, child: Inode, nowMs: number): void {
@@ -232,13 +260,20 @@ function layoutFor(t: MetaTables, id: number, given: Layout | undefined): Layout
 
 // ---------------------------------------------------------------------------------------------
 
+/** Owner write and search: what mkdir -p adds to the directories it makes on the way, as coreutils does. */
+const ownerWriteSearch = 0o300;
+
 export function mkdir(t: MetaTables, cmd: MkdirCommand): Result<'mkdir'> {
+  const owned = newOwnerDenied(cmd.caller, cmd.uid, cmd.gid, cmd.path);
+  if (owned !== undefined) return owned;
   const names = pathNames(cmd.path);
   let dir = inodeOf(t, rootInodeId);
   if (names.length === 0) return cmd.parents ? ok(attrOf(dir)) : fail(FsErrorCode.EEXIST, `'/' exists`);
   for (let i = 0; i < names.length; i++) {
     const last = i === names.length - 1;
     assert(dir.children !== null, 'walking through a non-directory');
+    const searchDenied = accessDenied(cmd.caller, dir, Access.Search, prefix(names, i));
+    if (searchDenied !== undefined) return searchDenied;
     const childId = dir.children.get(names[i]);
     if (childId !== undefined) {
       const child = inodeOf(t, childId);
@@ -248,7 +283,10 @@ export function mkdir(t: MetaTables, cmd: MkdirCommand): Result<'mkdir'> {
       continue;
     }
     if (!last && !cmd.parents) return fail(FsErrorCode.ENOENT, `'${prefix(names, i + 1)}' does not exist`);
-    const created = newInode(newId(t), 'dir', cmd.mode, cmd.uid, cmd.gid, cmd.nowMs);
+    // Once one directory is made nothing below can fail: the caller owns it, with write and search.
+    const denied = accessDenied(cmd.caller, dir, Access.Write | Access.Search, prefix(names, i));
+    if (denied !== undefined) return denied;
+    const created = newInode(newId(t), 'dir', last ? cmd.mode : cmd.mode | ownerWriteSearch, cmd.uid, cmd.gid, cmd.nowMs);
     insertInode(t, created);
     addEntry(t, dir, names[i], created, cmd.nowMs);
     dir = created;
@@ -258,7 +296,9 @@ export function mkdir(t: MetaTables, cmd: MkdirCommand): Result<'mkdir'> {
 
 export function create(t: MetaTables, cmd: CreateCommand): Result<'create'> {
   if (cmd.path === '/') return fail(FsErrorCode.EISDIR, `'/' is a directory`);
-  const at = resolveParent(t, cmd.path);
+  const owned = newOwnerDenied(cmd.caller, cmd.uid, cmd.gid, cmd.path);
+  if (owned !== undefined) return owned;
+  const at = resolveParent(t, cmd.path, cmd.caller);
   if (isFail(at)) return at;
   const existingId = at.parent.children?.get(at.name);
   if (existingId !== undefined) {
@@ -267,6 +307,8 @@ export function create(t: MetaTables, cmd: CreateCommand): Result<'create'> {
     if (cmd.exclusive || existing.type !== 'file') return fail(FsErrorCode.EEXIST, `'${cmd.path}' exists`);
     return ok({ inode: attrOf(existing), created: false });
   }
+  const denied = changeDenied(cmd.caller, at.parent, cmd.path);
+  if (denied !== undefined) return denied;
   const inode = newInode(newId(t), 'file', cmd.mode, cmd.uid, cmd.gid, cmd.nowMs);
   inode.layout = layoutFor(t, inode.id, cmd.layout);
   insertInode(t, inode);
@@ -276,11 +318,13 @@ export function create(t: MetaTables, cmd: CreateCommand): Result<'create'> {
 
 export function unlink(t: MetaTables, cmd: UnlinkCommand): Result<'unlink'> {
   if (cmd.path === '/') return fail(FsErrorCode.EISDIR, `'/' is a directory`);
-  const at = resolveParent(t, cmd.path);
+  const at = resolveParent(t, cmd.path, cmd.caller);
   if (isFail(at)) return at;
   const id = at.parent.children?.get(at.name);
   if (id === undefined) return fail(FsErrorCode.ENOENT, `'${cmd.path}' does not exist`);
   const inode = inodeOf(t, id);
+  const denied = removeDenied(cmd.caller, at.parent, inode, cmd.path);
+  if (denied !== undefined) return denied;
   if (inode.type === 'dir') return fail(FsErrorCode.EISDIR, `'${cmd.path}' is a directory (use rmdir)`);
   removeEntry(t, at.parent, at.name, inode, cmd.nowMs);
   return ok(dropLink(t, inode, cmd.nowMs));
@@ -288,11 +332,13 @@ export function unlink(t: MetaTables, cmd: UnlinkCommand): Result<'unlink'> {
 
 export function rmdir(t: MetaTables, cmd: RmdirCommand): Result<'rmdir'> {
   if (cmd.path === '/') return fail(FsErrorCode.EPERM, `the root directory cannot be removed`);
-  const at = resolveParent(t, cmd.path);
+  const at = resolveParent(t, cmd.path, cmd.caller);
   if (isFail(at)) return at;
   const id = at.parent.children?.get(at.name);
   if (id === undefined) return fail(FsErrorCode.ENOENT, `'${cmd.path}' does not exist`);
   const inode = inodeOf(t, id);
+  const denied = removeDenied(cmd.caller, at.parent, inode, cmd.path);
+  if (denied !== undefined) return denied;
   if (inode.children === null) return fail(FsErrorCode.ENOTDIR, `'${cmd.path}' is not a directory`);
   if (inode.children.size > 0) return fail(FsErrorCode.ENOTEMPTY, `'${cmd.path}' is not empty`);
   removeEntry(t, at.parent, at.name, inode, cmd.nowMs);
@@ -316,18 +362,37 @@ function replaceProblem(source: Inode, victim: Inode, to: string): MetaFail | un
   return undefined;
 }
 
+/**
+ * Why the caller may not move `source` from `src` to `dst`: removing it from its directory,
+ * adding it to the other (and removing what it replaces), and, for a directory that changes
+ * parent, write permission on it (its '..' changes), as Linux asks.
+ */
+function renameDenied(t: MetaTables, cmd: RenameCommand, src: ParentAndName, source: Inode, dst: ParentAndName, victimId: number | undefined): MetaFail | undefined {
+  const { caller } = cmd;
+  const denied = removeDenied(caller, src.parent, source, cmd.from);
+  if (denied !== undefined) return denied;
+  const victim = victimId === undefined ? undefined : inodeOf(t, victimId);
+  const dstDenied = victim === undefined ? changeDenied(caller, dst.parent, cmd.to) : removeDenied(caller, dst.parent, victim, cmd.to);
+  if (dstDenied !== undefined) return dstDenied;
+  if (source.type === 'dir' && src.parent !== dst.parent) return accessDenied(caller, source, Access.Write, cmd.from);
+  return undefined;
+}
+
 export function rename(t: MetaTables, cmd: RenameCommand): Result<'rename'> {
   if (cmd.from === '/' || cmd.to === '/') return fail(FsErrorCode.EINVAL, `the root directory cannot be renamed or replaced`);
-  const src = resolveParent(t, cmd.from);
+  const src = resolveParent(t, cmd.from, cmd.caller);
   if (isFail(src)) return src;
   const sourceId = src.parent.children?.get(src.name);
   if (sourceId === undefined) return fail(FsErrorCode.ENOENT, `'${cmd.from}' does not exist`);
-  const dst = resolveParent(t, cmd.to);
+  const dst = resolveParent(t, cmd.to, cmd.caller);
   if (isFail(dst)) return dst;
   const source = inodeOf(t, sourceId);
   const victimId = dst.parent.children?.get(dst.name);
-  // POSIX: renaming a file onto itself, or onto another link of itself, does nothing.
+  // POSIX: renaming a file onto itself, or onto another link of itself, does nothing (Linux
+  // answers so before it checks permissions).
   if (victimId === sourceId) return ok({ inodeId: sourceId, replaced: null });
+  const denied = renameDenied(t, cmd, src, source, dst, victimId);
+  if (denied !== undefined) return denied;
   if (source.type === 'dir' && isWithin(t, dst.parent, source)) {
     return fail(FsErrorCode.EINVAL, `cannot move '${cmd.from}' into its own subtree ('${cmd.to}')`);
   }
@@ -351,7 +416,9 @@ export function rename(t: MetaTables, cmd: RenameCommand): Result<'rename'> {
 }
 
 export function symlink(t: MetaTables, cmd: SymlinkCommand): Result<'symlink'> {
-  const at = resolveFreeName(t, cmd.path);
+  const owned = newOwnerDenied(cmd.caller, cmd.uid, cmd.gid, cmd.path);
+  if (owned !== undefined) return owned;
+  const at = resolveFreeName(t, cmd.path, cmd.caller);
   if (isFail(at)) return at;
   const inode = newInode(newId(t), 'symlink', 0o777, cmd.uid, cmd.gid, cmd.nowMs);
   inode.target = cmd.target;
@@ -362,10 +429,10 @@ export function symlink(t: MetaTables, cmd: SymlinkCommand): Result<'symlink'> {
 }
 
 export function link(t: MetaTables, cmd: LinkCommand): Result<'link'> {
-  const source = resolve(t, cmd.existing);
+  const source = resolve(t, cmd.existing, cmd.caller);
   if (isFail(source)) return source;
   if (source.type === 'dir') return fail(FsErrorCode.EPERM, `'${cmd.existing}' is a directory: no hard links to directories`);
-  const at = resolveFreeName(t, cmd.path);
+  const at = resolveFreeName(t, cmd.path, cmd.caller);
   if (isFail(at)) return at;
   addEntry(t, at.parent, at.name, source, cmd.nowMs);
   source.nlink++;
@@ -373,36 +440,73 @@ export function link(t: MetaTables, cmd: LinkCommand): Result<'link'> {
   return ok(attrOf(source));
 }
 
-export function setattr(t: MetaTables, cmd: SetattrCommand): Result<'setattr'> {
-  const inode = resolve(t, cmd.path);
-  if (isFail(inode)) return inode;
+/** Why the caller may not make this change (checks in Linux's order), or why the change is not possible. */
+function setattrDenied(cmd: SetattrCommand, inode: Inode): MetaFail | undefined {
+  const { caller, path } = cmd;
   if (cmd.sizeBytes !== undefined) {
-    if (inode.type === 'dir') return fail(FsErrorCode.EISDIR, `'${cmd.path}' is a directory: cannot truncate`);
-    if (inode.type === 'symlink') return fail(FsErrorCode.EINVAL, `'${cmd.path}' is a symlink: cannot truncate`);
-    if (!cmd.chunksTrimmed && holdsDataFrom(inode, cmd.sizeBytes)) return untrimmed(cmd.path, cmd.sizeBytes);
+    if (inode.type === 'dir') return fail(FsErrorCode.EISDIR, `'${path}' is a directory: cannot truncate`);
+    if (inode.type === 'symlink') return fail(FsErrorCode.EINVAL, `'${path}' is a symlink: cannot truncate`);
+    const denied = accessDenied(caller, inode, Access.Write, path);
+    if (denied !== undefined) return denied;
+  }
+  if (cmd.mode !== undefined) {
+    const denied = ownerOnly(caller, inode, path, 'change its mode');
+    if (denied !== undefined) return denied;
+  }
+  const chown = chownDenied(caller, inode, cmd.uid, cmd.gid, path);
+  if (chown !== undefined) return chown;
+  if (cmd.atimeMs !== undefined || cmd.mtimeMs !== undefined) {
+    const denied = ownerOnly(caller, inode, path, 'set its times to given values');
+    if (denied !== undefined) return denied;
+  }
+  // Setting both times to now needs only write permission (utimes with no times), as for touch.
+  if (cmd.timesNow && !isOwnerOrRoot(caller, inode)) {
+    const denied = accessDenied(caller, inode, Access.Write, path);
+    if (denied !== undefined) return denied;
+  }
+  if (cmd.sizeBytes !== undefined && !cmd.chunksTrimmed && holdsDataFrom(inode, cmd.sizeBytes)) return untrimmed(path, cmd.sizeBytes);
+  return undefined;
+}
+
+export function setattr(t: MetaTables, cmd: SetattrCommand): Result<'setattr'> {
+  const inode = resolve(t, cmd.path, cmd.caller);
+  if (isFail(inode)) return inode;
+  const denied = setattrDenied(cmd, inode);
+  if (denied !== undefined) return denied;
+  if (cmd.sizeBytes !== undefined) {
     setSize(t, inode, cmd.sizeBytes);
     inode.mtimeMs = cmd.nowMs;
   }
-  if (cmd.mode !== undefined) inode.mode = cmd.mode;
+  if (cmd.mode !== undefined) inode.mode = chmodMode(cmd.caller, cmd.mode, cmd.gid ?? inode.gid);
   if (cmd.uid !== undefined) inode.uid = cmd.uid;
   if (cmd.gid !== undefined) inode.gid = cmd.gid;
   if (cmd.atimeMs !== undefined) inode.atimeMs = cmd.atimeMs;
   if (cmd.mtimeMs !== undefined) inode.mtimeMs = cmd.mtimeMs;
+  if (cmd.timesNow) {
+    inode.atimeMs = cmd.nowMs;
+    inode.mtimeMs = cmd.nowMs;
+  }
   inode.ctimeMs = cmd.nowMs;
   return ok(attrOf(inode));
 }
 
-/** The regular file `path` names, or why it is not one. */
-function resolveFile(t: MetaTables, path: string): Inode | MetaFail {
-  const inode = resolve(t, path);
+/** The regular file `path` names, if the caller may `want` it (Access bits), or why not. */
+function resolveFile(t: MetaTables, path: string, caller: Caller, want: number): Inode | MetaFail {
+  const inode = resolve(t, path, caller);
   if (isFail(inode)) return inode;
   if (inode.type === 'dir') return fail(FsErrorCode.EISDIR, `'${path}' is a directory`);
   if (inode.type === 'symlink') return fail(FsErrorCode.EINVAL, `'${path}' is a symlink (the client resolves symlinks)`);
-  return inode;
+  return accessDenied(caller, inode, want, path) ?? inode;
 }
 
+/** The file a reader opens: read permission on it, search on the way. */
+export function openForReading(t: MetaTables, path: string, caller: Caller): Inode | MetaFail {
+  return resolveFile(t, path, caller, Access.Read);
+}
+
+/** A session is a writer's: it needs write permission, truncating or not. */
 export function openSession(t: MetaTables, cmd: OpenSessionCommand): Result<'openSession'> {
-  const inode = resolveFile(t, cmd.path);
+  const inode = resolveFile(t, cmd.path, cmd.caller, Access.Write);
   if (isFail(inode)) return inode;
   if (cmd.truncate && !cmd.chunksTrimmed && holdsDataFrom(inode, 0)) return untrimmed(cmd.path, 0);
   if (t.sessions.size >= t.options.sessionsMax) {
@@ -453,13 +557,13 @@ export function closeSession(t: MetaTables, cmd: CloseSessionCommand): Result<'c
 
 export function commitLength(t: MetaTables, cmd: CommitLengthCommand): Result<'commitLength'> {
   let inode: Inode | MetaFail;
-  if (cmd.path !== undefined) inode = resolveFile(t, cmd.path);
+  if (cmd.path !== undefined) inode = resolveFile(t, cmd.path, cmd.caller, Access.Write);
   else {
     const id = cmd.inodeId ?? 0;
     const found = t.inodes.get(id);
     if (found === undefined) inode = fail(FsErrorCode.ENOENT, `no inode ${id}`);
     else if (found.type !== 'file') inode = fail(found.type === 'dir' ? FsErrorCode.EISDIR : FsErrorCode.EINVAL, `inode ${id} is a ${found.type}`);
-    else inode = found;
+    else inode = accessDenied(cmd.caller, found, Access.Write, `inode ${id}`) ?? found;
   }
   if (isFail(inode)) return inode;
   recordChunks(inode, cmd.chunks, cmd.lengthBytes);

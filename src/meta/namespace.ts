@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { assert } from '../errors.ts';
 import { upperBound } from '../sorted.ts';
 import { decodeCommand, pendingGcLimitMax, readdirLimitMax } from './commands.ts';
-import type { MetaCommand, MetaCommandOp, MetaQuery } from './commands.ts';
+import type { Caller, MetaCommand, MetaCommandOp, MetaQuery } from './commands.ts';
 import { FsErrorCode, MetaError } from './errors.ts';
 import { addChains, decommissionWorker, initCluster, registerWorker, replaceChainMember, routing, sortedChains, sortedChainTables, sortedTargets, sortedWorkers, updateChains } from './namespace-cluster.ts';
 import { answerSeen, evictClients, remember } from './namespace-clients.ts';
@@ -38,6 +38,7 @@ import type {
 } from './namespace-state.ts';
 import * as tree from './namespace-tree.ts';
 import { continueRestored, raiseInodeIds } from './restore-floor.ts';
+import { Access, accessDenied } from './permissions.ts';
 
 type Handler = (t: MetaTables, cmd: never) => MetaResult;
 
@@ -181,33 +182,47 @@ export class MetaState {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Queries: read-only; every value returned is a copy (or frozen).
+  // Queries: read-only; every value returned is a copy (or frozen). Namespace queries check the
+  // caller's permissions as the commands do.
 
-  stat(path: string): MetaResult<InodeAttr> {
-    const inode = tree.resolve(this.#t, path);
+  /** Needs search permission on the directories of the path only. */
+  stat(path: string, caller: Caller): MetaResult<InodeAttr> {
+    const inode = tree.resolve(this.#t, path, caller);
     return isFail(inode) ? inode : ok(attrOf(inode));
   }
 
+  /** A file opened for reading: its attributes, if the caller may read it. */
+  open(path: string, caller: Caller): MetaResult<InodeAttr> {
+    const inode = tree.openForReading(this.#t, path, caller);
+    return isFail(inode) ? inode : ok(attrOf(inode));
+  }
+
+  /** By inode id there is no path to search: no check, as for a file handle. */
   statInode(inodeId: number): MetaResult<InodeAttr> {
     const inode = this.#t.inodes.get(inodeId);
     return inode === undefined ? fail(FsErrorCode.ENOENT, `no inode ${inodeId}`) : ok(attrOf(inode));
   }
 
-  lookup(parentId: number, name: string): MetaResult<InodeAttr> {
+  /** Looking a name up needs search permission on the directory. */
+  lookup(parentId: number, name: string, caller: Caller): MetaResult<InodeAttr> {
     const parent = this.#t.inodes.get(parentId);
     if (parent === undefined) return fail(FsErrorCode.ENOENT, `no inode ${parentId}`);
     if (parent.children === null) return fail(FsErrorCode.ENOTDIR, `inode ${parentId} is not a directory`);
+    const denied = accessDenied(caller, parent, Access.Search, `inode ${parentId}`);
+    if (denied !== undefined) return denied;
     const id = parent.children.get(name);
     if (id === undefined) return fail(FsErrorCode.ENOENT, `no '${name}' in directory ${parentId}`);
     return ok(attrOf(tree.inodeOf(this.#t, id)));
   }
 
-  /** One page of a directory, sorted by name (UTF-16 code units), starting after `after`. */
-  readdir(path: string, options: ReaddirOptions): MetaResult<ReaddirPage> {
+  /** One page of a directory, sorted by name (UTF-16 code units), starting after `after`; needs read permission on it. */
+  readdir(path: string, options: ReaddirOptions, caller: Caller): MetaResult<ReaddirPage> {
     if (!Number.isSafeInteger(options.limit) || options.limit < 1) return fail(FsErrorCode.EINVAL, `readdir limit ${options.limit} is not a positive integer`);
-    const dir = tree.resolve(this.#t, path);
+    const dir = tree.resolve(this.#t, path, caller);
     if (isFail(dir)) return dir;
     if (dir.children === null) return fail(FsErrorCode.ENOTDIR, `'${path}' is not a directory`);
+    const denied = accessDenied(caller, dir, Access.Read, path);
+    if (denied !== undefined) return denied;
     const names = sortedNamesOf(dir);
     const start = options.after === undefined ? 0 : upperBound(names, options.after);
     const end = Math.min(names.length, start + Math.min(options.limit, readdirLimitMax));
@@ -219,8 +234,9 @@ export class MetaState {
     return ok(end < names.length ? { entries, next: names[end - 1] } : { entries });
   }
 
-  readlink(path: string): MetaResult<string> {
-    const inode = tree.resolve(this.#t, path);
+  /** Needs search permission on the way only, as readlink(2). */
+  readlink(path: string, caller: Caller): MetaResult<string> {
+    const inode = tree.resolve(this.#t, path, caller);
     if (isFail(inode)) return inode;
     if (inode.target === null) return fail(FsErrorCode.EINVAL, `'${path}' is not a symlink`);
     return ok(inode.target);
@@ -287,15 +303,17 @@ export class MetaState {
   query(q: MetaQuery): MetaResult<unknown> {
     switch (q.op) {
       case 'stat':
-        return this.stat(q.path);
+        return this.stat(q.path, q.caller);
+      case 'open':
+        return this.open(q.path, q.caller);
       case 'statInode':
         return this.statInode(q.inodeId);
       case 'lookup':
-        return this.lookup(q.parentId, q.name);
+        return this.lookup(q.parentId, q.name, q.caller);
       case 'readdir':
-        return this.readdir(q.path, q.after === undefined ? { limit: q.limit } : { after: q.after, limit: q.limit });
+        return this.readdir(q.path, q.after === undefined ? { limit: q.limit } : { after: q.after, limit: q.limit }, q.caller);
       case 'readlink':
-        return this.readlink(q.path);
+        return this.readlink(q.path, q.caller);
       case 'statfs':
         return ok(this.statfs());
       case 'workers':

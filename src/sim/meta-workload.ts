@@ -5,7 +5,7 @@
 
 import type { MetaCommand, SetattrCommand } from '../meta/index.ts';
 import type { InodeAttr, MetaResult } from '../meta/index.ts';
-import { MetaStateMachine, encodeCommandEntry } from '../meta/index.ts';
+import { MetaStateMachine, encodeCommandEntry, rootCaller } from '../meta/index.ts';
 import {
   describeNsInput,
   isNsRead,
@@ -38,9 +38,9 @@ class MetaReplica implements ReplicatedMachine<NsInput, NsOutput> {
 
   read(input: NsInput): NsOutput {
     const state = this.sm.state;
-    if (input.kind === 'stat') return attrOutput(state.stat(input.path));
+    if (input.kind === 'stat') return attrOutput(state.stat(input.path, rootCaller));
     if (input.kind !== 'readdir') throw new Error(`invariant violated: ${input.kind} is not a read`);
-    const page = state.readdir(input.path, { limit: readdirLimit });
+    const page = state.readdir(input.path, { limit: readdirLimit }, rootCaller);
     if (page.ok && page.value.next !== undefined) throw new Error(`invariant violated: readdir ${input.path} has more than ${readdirLimit} entries`);
     return nsReadOutput(input, page);
   }
@@ -95,21 +95,25 @@ function command(input: NsInput, stamp: WriteStamp): MetaCommand {
   return { ...nsCommandBody(input), clientId: `c${stamp.clientId}`, seq: stamp.seq, nowMs: stamp.nowMs } as MetaCommand;
 }
 
-/** A write as a metadata command without its stamp (the client and the leader add that). */
+/**
+ * A write as a metadata command without its stamp (the client and the leader add that). Clients act
+ * as root: the model does not follow permissions (test/unit/namespace-permissions.test.ts does).
+ */
 export function nsCommandBody(input: NsInput): DistributiveOmit<MetaCommand, 'clientId' | 'seq' | 'nowMs'> {
+  const caller = rootCaller;
   switch (input.kind) {
     case 'mkdir':
-      return { op: 'mkdir', path: input.path, mode: input.mode, uid: 0, gid: 0, parents: false };
+      return { op: 'mkdir', path: input.path, mode: input.mode, uid: 0, gid: 0, parents: false, caller };
     case 'create':
-      return { op: 'create', path: input.path, mode: input.mode, uid: 0, gid: 0, exclusive: input.exclusive };
+      return { op: 'create', path: input.path, mode: input.mode, uid: 0, gid: 0, exclusive: input.exclusive, caller };
     case 'unlink':
-      return { op: 'unlink', path: input.path };
+      return { op: 'unlink', path: input.path, caller };
     case 'rmdir':
-      return { op: 'rmdir', path: input.path };
+      return { op: 'rmdir', path: input.path, caller };
     case 'rename':
-      return { op: 'rename', from: input.from, to: input.to };
+      return { op: 'rename', from: input.from, to: input.to, caller };
     case 'setattr': {
-      const cmd: Omit<SetattrCommand, 'clientId' | 'seq' | 'nowMs'> = { op: 'setattr', path: input.path };
+      const cmd: Omit<SetattrCommand, 'clientId' | 'seq' | 'nowMs'> = { op: 'setattr', path: input.path, caller };
       if (input.mode !== undefined) cmd.mode = input.mode;
       if (input.sizeBytes !== undefined) cmd.sizeBytes = input.sizeBytes;
       return cmd;

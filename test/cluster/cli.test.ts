@@ -57,6 +57,26 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.equal(du.files, 3);
   assert.equal(du.dirs, 2);
 
+  // Permissions, on the identity the CLI presents: yours, or --uid, --gid and --groups.
+  const mine = JSON.parse((await cairn(['fs', 'stat', '/data', '--json', ...d])).stdout) as { uid: number; gid: number };
+  assert.deepEqual([mine.uid, mine.gid], [process.getuid!(), process.getgid!()], 'made as the invoking user');
+  const as = (uid: number): string[] => ['--uid', String(uid), '--gid', String(uid), ...d];
+  if (process.getuid!() !== 1000) {
+    const denied = await cairn(['fs', 'mkdir', '/data/x', ...as(1000)]);
+    assert.equal(denied.code, 1);
+    assert.match(denied.stderr, /^cairn: .*permission denied: uid 1000 .*'\/data'.*EACCES/m);
+  }
+  assert.equal((await cairn(['fs', 'mkdir', '-m', '1777', '/data/tmp', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'touch', '/data/tmp/f', ...as(1000)])).code, 0);
+  assert.equal(JSON.parse((await cairn(['fs', 'stat', '/data/tmp/f', '--json', ...d])).stdout).uid, 1000);
+  assert.match((await cairn(['fs', 'rm', '/data/tmp/f', ...as(1001)])).stderr, /sticky directory.*EPERM/);
+  assert.equal((await cairn(['fs', 'rm', '/data/tmp/f', ...as(1000)])).code, 0);
+  assert.equal((await cairn(['fs', 'mkdir', '-m', '750', '/data/tmp/own', ...as(1000)])).code, 0);
+  assert.match((await cairn(['fs', 'ls', '/data/tmp/own', ...as(1001)])).stderr, /no read permission on '\/data\/tmp\/own'.*EACCES/);
+  assert.equal((await cairn(['fs', 'ls', '/data/tmp/own', '--uid', '1001', '--gid', '5', '--groups', '1000', ...d])).code, 0, 'a supplementary group');
+  assert.equal((await cairn(['fs', 'rm', '-r', '/data/tmp/own', ...as(1000)])).code, 0);
+  assert.match((await cairn(['fs', 'ls', '/', '--uid', 'nobody', ...d])).stderr, /^cairn: --uid must be an id/m);
+
   const missing = await cairn(['fs', 'stat', '/nope', ...d]);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /^cairn: .*ENOENT/m);

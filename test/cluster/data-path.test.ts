@@ -16,7 +16,7 @@ import { MasterClient } from '../../src/client/master-client.ts';
 import { systemClock } from '../../src/io/system-clock.ts';
 import { createLogger } from '../../src/log.ts';
 import { startMaster, type Master } from '../../src/master/index.ts';
-import type { ChainInfo, RoutingInfo, SessionValue } from '../../src/meta/index.ts';
+import { rootCaller, type ChainInfo, type RoutingInfo, type SessionValue } from '../../src/meta/index.ts';
 import { Routing } from '../../src/meta/routing.ts';
 import { chainOfChunk, fileChains } from '../../src/placement/index.ts';
 import { RpcClient } from '../../src/rpc/index.ts';
@@ -53,7 +53,7 @@ async function startCluster(t: TestContext, workers = 3, targetsPerWorker = 2, s
     const targets = Array.from({ length: targetsPerWorker }, (_, i) => path.join(dir, `worker-${w}`, `t${i}`));
     started.push(await startWorkerProcess({ id: w, listen: '127.0.0.1:0', masters: [master.address], targets, secret, log, syncPageChunks: 3, ...(scrub === undefined ? {} : { scrub }) }));
   }
-  const meta = new MasterClient({ masters: [master.address], secret });
+  const meta = new MasterClient({ masters: [master.address], secret, caller: rootCaller });
   const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
   t.after(() => {
     data.close();

@@ -18,7 +18,7 @@ import { systemClock } from '../../src/io/system-clock.ts';
 import { createLogger } from '../../src/log.ts';
 import type { DecommissionReply, ReplacementsReply } from '../../src/master/cluster-manager.ts';
 import { startMaster, type Master } from '../../src/master/index.ts';
-import type { RoutingInfo, WorkerInfo } from '../../src/meta/index.ts';
+import { rootCaller, type RoutingInfo, type WorkerInfo } from '../../src/meta/index.ts';
 import { RpcClient } from '../../src/rpc/index.ts';
 import { WorkerErrorCode } from '../../src/worker/errors.ts';
 import { startWorkerProcess, workerFrameBytesMax, type WorkerProcess } from '../../src/worker/process.ts';
@@ -52,7 +52,7 @@ async function startCluster(t: TestContext, workers: number, targetsPerWorker: n
     await rm(dir, { recursive: true, force: true });
   });
   for (let w = 1; w <= workers; w++) started.set(w, await startWorker(dir, master, w, targetsPerWorker));
-  const meta = new MasterClient({ masters: [master.address], secret });
+  const meta = new MasterClient({ masters: [master.address], secret, caller: rootCaller });
   const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
   t.after(() => {
     data.close();

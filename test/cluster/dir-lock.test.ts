@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { MasterClient } from '../../src/client/master-client.ts';
+import { rootCaller } from '../../src/meta/commands.ts';
 import { freePort } from '../../src/cli/local.ts';
 import type { JournalStatus } from '../../src/journal/journal.ts';
 import { waitFor } from './harness.ts';
@@ -27,7 +28,7 @@ test('a second master on a held data directory exits with a clear error; the fir
   const fd = openSync(logFile, 'a');
   const first = spawn(process.execPath, [mainScript, 'master', '--id', '1', '--dir', dir, '--listen', address, '--tick-ms', '10'], { stdio: ['ignore', fd, fd], env: { ...process.env, CAIRN_SECRET: secret } });
   closeSync(fd);
-  const client = new MasterClient({ masters: [address], secret, callTimeoutMs: 1_000 });
+  const client = new MasterClient({ masters: [address], secret, callTimeoutMs: 1_000, caller: rootCaller });
   t.after(async () => {
     client.close();
     if (first.exitCode === null && first.signalCode === null) first.kill('SIGKILL');

@@ -16,7 +16,7 @@ import fc from 'fast-check';
 import { freePort } from '../../src/cli/local.ts';
 import { createLogger } from '../../src/log.ts';
 import { startMaster, type Master } from '../../src/master/index.ts';
-import type { RoutingInfo } from '../../src/meta/index.ts';
+import { rootCaller, type RoutingInfo } from '../../src/meta/index.ts';
 import { RpcClient } from '../../src/rpc/index.ts';
 import { startWorkerProcess, workerFrameBytesMax, type WorkerProcess } from '../../src/worker/process.ts';
 import { MasterWorkerMethod, WorkerMethod } from '../../src/worker/protocol.ts';
@@ -25,6 +25,7 @@ import { waitFor } from './harness.ts';
 const runs = Number(process.env.CAIRN_FUZZ_RUNS ?? 60);
 const secret = randomBytes(16).toString('hex');
 const callTimeoutMs = 5_000;
+const root = rootCaller;
 
 interface Cluster {
   master: Master;
@@ -99,10 +100,10 @@ test('fuzzed requests to a master: answered with a coded error, nothing changed 
   const hash = async (): Promise<string> => {
     const lines: string[] = [];
     const walk = async (dir: string): Promise<void> => {
-      const page = (await client.call<{ entries: { name: string }[] }>('meta.query', { op: 'readdir', path: dir, limit: 1000 })).body;
+      const page = (await client.call<{ entries: { name: string }[] }>('meta.query', { op: 'readdir', path: dir, limit: 1000, caller: root })).body;
       for (const e of page.entries) {
         const p = dir === '/' ? `/${e.name}` : `${dir}/${e.name}`;
-        const a = (await client.call<Record<string, unknown>>('meta.query', { op: 'stat', path: p })).body;
+        const a = (await client.call<Record<string, unknown>>('meta.query', { op: 'stat', path: p, caller: root })).body;
         lines.push(JSON.stringify([p, a]));
         if (a.type === 'dir') await walk(p);
       }
@@ -113,14 +114,15 @@ test('fuzzed requests to a master: answered with a coded error, nothing changed 
     lines.push(JSON.stringify([r.workers, r.targets.map((x) => [x.targetId, x.workerId, x.path, x.chainId]), r.chains.map((ch) => [ch.chainId, ch.targetIds])]));
     return lines.join('\n');
   };
-  await client.call('meta.mutate', { op: 'mkdir', path: '/d', mode: 0o755, uid: 0, gid: 0, clientId: 'fuzz-setup', seq: 1 });
+  await client.call('meta.mutate', { op: 'mkdir', path: '/d', mode: 0o755, uid: 0, gid: 0, clientId: 'fuzz-setup', seq: 1, caller: root });
+  const user = { uid: 1, gid: 1, groups: [2] };
   const validMutations: Record<string, unknown>[] = [
-    { op: 'create', path: '/d/f', mode: 0o644, uid: 1, gid: 1, exclusive: true, clientId: 'fuzz', seq: 1 },
-    { op: 'rename', from: '/d', to: '/e', clientId: 'fuzz', seq: 1 },
-    { op: 'unlink', path: '/d', recursive: true, clientId: 'fuzz', seq: 1 },
-    { op: 'setattr', path: '/d', mode: 0o700, clientId: 'fuzz', seq: 1 },
+    { op: 'create', path: '/d/f', mode: 0o644, uid: 1, gid: 1, exclusive: true, clientId: 'fuzz', seq: 1, caller: root },
+    { op: 'rename', from: '/d', to: '/e', clientId: 'fuzz', seq: 1, caller: root },
+    { op: 'unlink', path: '/d', recursive: true, clientId: 'fuzz', seq: 1, caller: root },
+    { op: 'setattr', path: '/d', mode: 0o700, clientId: 'fuzz', seq: 1, caller: user },
   ];
-  const validQueries: Record<string, unknown>[] = [{ op: 'stat', path: '/d' }, { op: 'readdir', path: '/', limit: 10 }, { op: 'lookup', path: '/d' }];
+  const validQueries: Record<string, unknown>[] = [{ op: 'stat', path: '/d', caller: user }, { op: 'readdir', path: '/', limit: 10, caller: root }, { op: 'lookup', path: '/d', caller: root }];
   let refused = 0;
   // Random bodies to every method the master serves to clients, workers and admins.
   const methods = ['meta.mutate', 'meta.query', 'admin.journal.transfer', 'admin.journal.add', 'admin.journal.remove', 'admin.restore', MasterWorkerMethod.register, MasterWorkerMethod.heartbeat, MasterWorkerMethod.routing, MasterWorkerMethod.health, MasterWorkerMethod.decommission, MasterWorkerMethod.replacements, MasterWorkerMethod.quarantine, MasterWorkerMethod.quarantinePurge];

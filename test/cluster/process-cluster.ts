@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MasterClient } from '../../src/client/master-client.ts';
+import { rootCaller } from '../../src/meta/commands.ts';
 import { freePort } from '../../src/cli/local.ts';
 import type { JournalStatus } from '../../src/journal/journal.ts';
 
@@ -281,7 +282,7 @@ export class MasterCluster {
 
   /** A client with its own client id: one outstanding mutation per client, so one per concurrent caller. */
   client(opts: { deadlineMs?: number; callTimeoutMs?: number } = {}): MasterClient {
-    const c = new MasterClient({ masters: this.addresses(), secret: this.secret, deadlineMs: opts.deadlineMs ?? this.deadlineMs, callTimeoutMs: opts.callTimeoutMs ?? 5_000 });
+    const c = new MasterClient({ masters: this.addresses(), secret: this.secret, deadlineMs: opts.deadlineMs ?? this.deadlineMs, callTimeoutMs: opts.callTimeoutMs ?? 5_000, caller: rootCaller });
     this.clients.push(c);
     return c;
   }
@@ -400,7 +401,7 @@ export class MasterCluster {
   }
 
   private adminClient(): MasterClient {
-    this.admin ??= new MasterClient({ masters: this.addresses(), secret: this.secret, callTimeoutMs: 1_000 });
+    this.admin ??= new MasterClient({ masters: this.addresses(), secret: this.secret, callTimeoutMs: 1_000, caller: rootCaller });
     return this.admin;
   }
 }

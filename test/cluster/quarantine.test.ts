@@ -21,7 +21,7 @@ import { createLogger } from '../../src/log.ts';
 import type { PurgeReply } from '../../src/master/cluster-manager.ts';
 import { startMaster } from '../../src/master/index.ts';
 import type { QuarantineReport } from '../../src/master/quarantine.ts';
-import type { CreateValue, InodeAttr, RoutingInfo } from '../../src/meta/index.ts';
+import { rootCaller, type CreateValue, type InodeAttr, type RoutingInfo } from '../../src/meta/index.ts';
 import { RpcClient } from '../../src/rpc/index.ts';
 import { startWorkerProcess, workerFrameBytesMax, type WorkerProcess } from '../../src/worker/process.ts';
 import { MasterWorkerMethod } from '../../src/worker/protocol.ts';
@@ -39,7 +39,7 @@ test('chunks of unknown inodes: kept through garbage collection and resync, repo
   const listen = `127.0.0.1:${await freePort()}`;
   const master = await startMaster({ id: 1, dir: path.join(dir, 'master'), listen, peers: new Map([[1, listen]]), secret, log, replication: 3, timing, tickMs: 10, http: '127.0.0.1:0' });
   const workers: WorkerProcess[] = [];
-  const meta = new MasterClient({ masters: [master.address], secret });
+  const meta = new MasterClient({ masters: [master.address], secret, caller: rootCaller });
   const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
   t.after(async () => {
     data.close();

@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { MasterClient } from '../../src/client/master-client.ts';
+import { rootCaller } from '../../src/meta/commands.ts';
 import { readLocalCluster } from '../../src/cli/cluster-target.ts';
 import type { JournalStatus } from '../../src/journal/journal.ts';
 import { decodeRecords } from '../../src/journal/raft/wal-record.ts';
@@ -165,7 +166,7 @@ test('a local cluster: the local steps rebuild a master under a new id, and loca
   });
   await cairnOk(`cairn local up ${d} --workers 0`);
   const record = readLocalCluster(dir)!;
-  const client = (): MasterClient => new MasterClient({ masters: readLocalCluster(dir)!.processes.map((p) => p.address), secret: record.secret, deadlineMs: 20_000 });
+  const client = (): MasterClient => new MasterClient({ masters: readLocalCluster(dir)!.processes.map((p) => p.address), secret: record.secret, deadlineMs: 20_000, caller: rootCaller });
   const c = client();
   t.after(() => c.close());
   await c.mutate('meta.mutate', { op: 'mkdir', path: '/c', mode: 0o755, uid: 0, gid: 0, parents: true });

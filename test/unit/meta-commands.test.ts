@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
+  callerGroupsMax,
   chainLengthMax,
   chunkSizeBytesDefault,
   stripeWidthDefault,
@@ -12,6 +13,7 @@ import {
   decodeCommand,
   encodeCommand,
   MetaError,
+  rootCaller,
   validateCommand,
   validateQuery,
 } from '../../src/meta/index.ts';
@@ -19,6 +21,9 @@ import type { MetaCommand } from '../../src/meta/index.ts';
 import { Packr } from 'msgpackr';
 
 const stamp = { clientId: 'client-1', seq: 1, nowMs: 1_700_000_000_000 };
+/** The stamp of a namespace command: also who sends it. */
+const caller = { uid: 1000, gid: 100, groups: [4, 27] };
+const nstamp = { ...stamp, caller };
 
 function refused(x: unknown, code: string, pattern: RegExp): void {
   assert.throws(
@@ -35,23 +40,23 @@ function refused(x: unknown, code: string, pattern: RegExp): void {
 
 const valid: MetaCommand[] = [
   { op: 'noop', ...stamp },
-  { op: 'mkdir', ...stamp, path: '/a/b', mode: 0o755, uid: 0, gid: 0, parents: true },
-  { op: 'create', ...stamp, path: '/a/f', mode: 0o644, uid: 1, gid: 2, exclusive: true },
+  { op: 'mkdir', ...nstamp, path: '/a/b', mode: 0o755, uid: 0, gid: 0, parents: true },
+  { op: 'create', ...nstamp, path: '/a/f', mode: 0o644, uid: 1, gid: 2, exclusive: true },
   {
-    op: 'create', ...stamp, path: '/a/g', mode: 0o644, uid: 1, gid: 2, exclusive: false,
+    op: 'create', ...nstamp, path: '/a/g', mode: 0o644, uid: 1, gid: 2, exclusive: false,
     layout: { chunkSizeBytes: 65536, stripeWidth: 4, chainTableId: 1, chainTableVersion: 3, shuffleSeed: 0xffff_ffff },
   },
-  { op: 'unlink', ...stamp, path: '/a/f' },
-  { op: 'rmdir', ...stamp, path: '/a' },
-  { op: 'rename', ...stamp, from: '/a', to: '/b' },
-  { op: 'symlink', ...stamp, path: '/s', target: '../x', uid: 0, gid: 0 },
-  { op: 'link', ...stamp, existing: '/a/f', path: '/a/h' },
-  { op: 'setattr', ...stamp, path: '/a/f', mode: 0o7777, uid: 3, gid: 4, atimeMs: -1, mtimeMs: 5, sizeBytes: 2 ** 40 },
-  { op: 'openSession', ...stamp, path: '/a/f', sessionId: 'w-1', truncate: true },
-  { op: 'openSession', ...stamp, path: '/a/f', truncate: false },
-  { op: 'closeSession', ...stamp, sessionId: 'w-1', lengthBytes: 0 },
-  { op: 'commitLength', ...stamp, path: '/a/f', lengthBytes: 10 },
-  { op: 'commitLength', ...stamp, inodeId: 7, lengthBytes: 10 },
+  { op: 'unlink', ...nstamp, path: '/a/f' },
+  { op: 'rmdir', ...nstamp, path: '/a' },
+  { op: 'rename', ...nstamp, from: '/a', to: '/b' },
+  { op: 'symlink', ...nstamp, path: '/s', target: '../x', uid: 0, gid: 0 },
+  { op: 'link', ...nstamp, existing: '/a/f', path: '/a/h' },
+  { op: 'setattr', ...nstamp, path: '/a/f', mode: 0o7777, uid: 3, gid: 4, atimeMs: -1, mtimeMs: 5, sizeBytes: 2 ** 40 },
+  { op: 'openSession', ...nstamp, path: '/a/f', sessionId: 'w-1', truncate: true },
+  { op: 'openSession', ...nstamp, path: '/a/f', truncate: false },
+  { op: 'closeSession', ...nstamp, sessionId: 'w-1', lengthBytes: 0 },
+  { op: 'commitLength', ...nstamp, path: '/a/f', lengthBytes: 10 },
+  { op: 'commitLength', ...nstamp, inodeId: 7, lengthBytes: 10 },
   { op: 'gcDone', ...stamp, inodeIds: [3, 4] },
   { op: 'initCluster', ...stamp, clusterId: 'c0ffee' },
   { op: 'registerWorker', ...stamp, workerId: 1, instance: 'i1', address: '[::1]:9000', domain: 'rack-1', targets: [{ targetId: 1, path: '/data', capacityBytes: 1 << 30 }] },
@@ -72,17 +77,17 @@ test('every valid command passes validation unchanged and round-trips through ms
 });
 
 test('validation fills in defaults and returns a fresh object', () => {
-  const input = { op: 'create', ...stamp, path: '/f', mode: 0o644, uid: 0, gid: 0, layout: { chainTableId: 2, chainTableVersion: 0, shuffleSeed: 9 } };
+  const input = { op: 'create', ...nstamp, path: '/f', mode: 0o644, uid: 0, gid: 0, layout: { chainTableId: 2, chainTableVersion: 0, shuffleSeed: 9 } };
   const cmd = validateCommand(input);
   assert.deepEqual(cmd, {
-    op: 'create', ...stamp, path: '/f', mode: 0o644, uid: 0, gid: 0, exclusive: false,
+    op: 'create', ...nstamp, path: '/f', mode: 0o644, uid: 0, gid: 0, exclusive: false,
     layout: { chunkSizeBytes: chunkSizeBytesDefault, stripeWidth: stripeWidthDefault, chainTableId: 2, chainTableVersion: 0, shuffleSeed: 9 },
   });
   assert.notEqual(cmd, input);
-  assert.deepEqual(validateCommand({ op: 'mkdir', ...stamp, path: '/d', mode: 0o755, uid: 0, gid: 0 }), {
-    op: 'mkdir', ...stamp, path: '/d', mode: 0o755, uid: 0, gid: 0, parents: false,
+  assert.deepEqual(validateCommand({ op: 'mkdir', ...nstamp, path: '/d', mode: 0o755, uid: 0, gid: 0 }), {
+    op: 'mkdir', ...nstamp, path: '/d', mode: 0o755, uid: 0, gid: 0, parents: false,
   });
-  assert.deepEqual(validateCommand({ op: 'openSession', ...stamp, path: '/f' }), { op: 'openSession', ...stamp, path: '/f', truncate: false });
+  assert.deepEqual(validateCommand({ op: 'openSession', ...nstamp, path: '/f' }), { op: 'openSession', ...nstamp, path: '/f', truncate: false });
 });
 
 test('the stamp: clientId, seq and nowMs are required and checked', () => {
@@ -107,13 +112,13 @@ test('the shape: objects only, known ops only, no unknown fields', () => {
   refused({ ...stamp }, 'EINVAL', /missing field 'op'/);
   refused({ op: 'format', ...stamp }, 'EINVAL', /unknown command op string 'format'/);
   refused({ op: 'toString', ...stamp }, 'EINVAL', /unknown command op/);
-  refused({ op: 'unlink', ...stamp, path: '/f', force: true }, 'EINVAL', /unlink command: unknown field 'force'/);
-  refused({ op: 'setattr', ...stamp, path: '/f', size: 3 }, 'EINVAL', /unknown field 'size'/);
+  refused({ op: 'unlink', ...nstamp, path: '/f', force: true }, 'EINVAL', /unlink command: unknown field 'force'/);
+  refused({ op: 'setattr', ...nstamp, path: '/f', size: 3 }, 'EINVAL', /unknown field 'size'/);
   refused(JSON.parse(`{"op":"noop","clientId":"c","seq":1,"nowMs":0,"__proto__":{"x":1}}`), 'EINVAL', /unknown field '__proto__'/);
 });
 
 test('paths and names: absolute, canonical, no NUL, bounded in bytes', () => {
-  const mk = (path: unknown) => ({ op: 'mkdir', ...stamp, path, mode: 0o755, uid: 0, gid: 0 });
+  const mk = (path: unknown) => ({ op: 'mkdir', ...nstamp, path, mode: 0o755, uid: 0, gid: 0 });
   refused(mk('a/b'), 'EINVAL', /'a\/b' is not absolute/);
   refused(mk(''), 'EINVAL', /is not absolute/);
   refused(mk('/a//b'), 'EINVAL', /empty name/);
@@ -129,31 +134,79 @@ test('paths and names: absolute, canonical, no NUL, bounded in bytes', () => {
   const deep = `/${Array.from({ length: 1366 }, () => 'ab').join('/')}`;
   assert.equal(Buffer.byteLength(deep), 4098);
   refused(mk(deep), 'ENAMETOOLONG', /of 4098 bytes is longer than 4096/);
-  refused({ op: 'rename', ...stamp, from: '/a', to: 'b' }, 'EINVAL', /rename command: 'to' 'b' is not absolute/);
-  refused({ op: 'symlink', ...stamp, path: '/s', target: '', uid: 0, gid: 0 }, 'EINVAL', /'target' is empty/);
-  refused({ op: 'symlink', ...stamp, path: '/s', target: 'x'.repeat(4097), uid: 0, gid: 0 }, 'ENAMETOOLONG', /'target'/);
+  refused({ op: 'rename', ...nstamp, from: '/a', to: 'b' }, 'EINVAL', /rename command: 'to' 'b' is not absolute/);
+  refused({ op: 'symlink', ...nstamp, path: '/s', target: '', uid: 0, gid: 0 }, 'EINVAL', /'target' is empty/);
+  refused({ op: 'symlink', ...nstamp, path: '/s', target: 'x'.repeat(4097), uid: 0, gid: 0 }, 'ENAMETOOLONG', /'target'/);
 });
 
 test('numbers: modes, ids, sizes and times in range', () => {
-  const mk = (extra: object) => ({ op: 'mkdir', ...stamp, path: '/d', mode: 0o755, uid: 0, gid: 0, ...extra });
+  const mk = (extra: object) => ({ op: 'mkdir', ...nstamp, path: '/d', mode: 0o755, uid: 0, gid: 0, ...extra });
   refused(mk({ mode: 0o10000 }), 'EINVAL', /'mode' = 4096 is out of range \[0, 4095\]/);
   refused(mk({ mode: -1 }), 'EINVAL', /'mode'/);
   refused(mk({ uid: 2 ** 32 }), 'EINVAL', /'uid'/);
   refused(mk({ gid: -1 }), 'EINVAL', /'gid'/);
   refused(mk({ parents: 'yes' }), 'EINVAL', /'parents' must be a boolean/);
-  refused({ op: 'setattr', ...stamp, path: '/f', sizeBytes: -1 }, 'EINVAL', /'sizeBytes' = -1 is out of range/);
-  refused({ op: 'setattr', ...stamp, path: '/f', sizeBytes: 2 ** 53 }, 'EINVAL', /'sizeBytes' must be an integer/);
-  refused({ op: 'setattr', ...stamp, path: '/f' }, 'EINVAL', /nothing to change/);
-  refused({ op: 'closeSession', ...stamp, sessionId: 's', lengthBytes: -5 }, 'EINVAL', /'lengthBytes'/);
-  refused({ op: 'commitLength', ...stamp, lengthBytes: 1 }, 'EINVAL', /exactly one of 'path' and 'inodeId'/);
-  refused({ op: 'commitLength', ...stamp, path: '/f', inodeId: 3, lengthBytes: 1 }, 'EINVAL', /exactly one/);
-  refused({ op: 'commitLength', ...stamp, inodeId: 0, lengthBytes: 1 }, 'EINVAL', /'inodeId' = 0/);
+  refused({ op: 'setattr', ...nstamp, path: '/f', sizeBytes: -1 }, 'EINVAL', /'sizeBytes' = -1 is out of range/);
+  refused({ op: 'setattr', ...nstamp, path: '/f', sizeBytes: 2 ** 53 }, 'EINVAL', /'sizeBytes' must be an integer/);
+  refused({ op: 'setattr', ...nstamp, path: '/f' }, 'EINVAL', /nothing to change/);
+  refused({ op: 'closeSession', ...nstamp, sessionId: 's', lengthBytes: -5 }, 'EINVAL', /'lengthBytes'/);
+  refused({ op: 'commitLength', ...nstamp, lengthBytes: 1 }, 'EINVAL', /exactly one of 'path' and 'inodeId'/);
+  refused({ op: 'commitLength', ...nstamp, path: '/f', inodeId: 3, lengthBytes: 1 }, 'EINVAL', /exactly one/);
+  refused({ op: 'commitLength', ...nstamp, inodeId: 0, lengthBytes: 1 }, 'EINVAL', /'inodeId' = 0/);
   refused({ op: 'gcDone', ...stamp, inodeIds: [1, 'x'] }, 'EINVAL', /'inodeIds\[1\]' must be an integer/);
-  refused({ op: 'openSession', ...stamp, path: '/f', sessionId: '@1' }, 'EINVAL', /may not start with '@'/);
+  refused({ op: 'openSession', ...nstamp, path: '/f', sessionId: '@1' }, 'EINVAL', /may not start with '@'/);
+});
+
+test('the caller: required on namespace commands and queries, refused on the others, every field checked', () => {
+  for (const cmd of valid) {
+    const { caller: _, ...without } = cmd as MetaCommand & { caller?: unknown };
+    if ('caller' in cmd) refused(without, 'EINVAL', new RegExp(`${cmd.op} command: missing field 'caller'.*upgraded`));
+    else refused({ ...cmd, caller }, 'EINVAL', new RegExp(`${cmd.op} command: unknown field 'caller'`));
+  }
+  const mk = (c: unknown) => ({ op: 'unlink', ...stamp, path: '/f', caller: c });
+  assert.deepEqual(validateCommand(mk({ uid: 7, gid: 8 })), { op: 'unlink', ...stamp, path: '/f', caller: { uid: 7, gid: 8, groups: [] } }, 'no groups: none');
+  const most = Array.from({ length: callerGroupsMax }, (_, i) => i);
+  assert.deepEqual((validateCommand(mk({ uid: 0, gid: 0, groups: most })) as { caller: unknown }).caller, { uid: 0, gid: 0, groups: most });
+  refused(mk({ uid: 0, gid: 0, groups: [...most, 99] }), 'EINVAL', /caller: 'groups' has 33 items, more than 32/);
+  refused(mk({ uid: 0, gid: 0, groups: [1, -1] }), 'EINVAL', /caller: 'groups\[1\]' = -1 is out of range/);
+  refused(mk({ uid: 0, gid: 0, groups: [2 ** 32] }), 'EINVAL', /'groups\[0\]'/);
+  refused(mk({ uid: 0, gid: 0, groups: 5 }), 'EINVAL', /'groups' must be an array/);
+  refused(mk({ uid: 2 ** 32, gid: 0 }), 'EINVAL', /caller: 'uid' = 4294967296 is out of range/);
+  refused(mk({ uid: '0', gid: 0 }), 'EINVAL', /caller: 'uid' must be an integer/);
+  refused(mk({ uid: 0 }), 'EINVAL', /caller: missing field 'gid'/);
+  refused(mk({ uid: 0, gid: 0, root: true }), 'EINVAL', /caller: unknown field 'root'/);
+  refused(mk(0), 'EINVAL', /caller must be an object, not number 0/);
+  const q = (x: object) => () => validateQuery(x);
+  for (const op of ['stat', 'readlink', 'open']) assert.throws(q({ op, path: '/f' }), /missing field 'caller'/);
+  assert.throws(q({ op: 'readdir', path: '/', limit: 1 }), /missing field 'caller'/);
+  assert.throws(q({ op: 'lookup', parentId: 1, name: 'f' }), /missing field 'caller'/);
+  assert.throws(q({ op: 'statInode', inodeId: 1 }), /missing field 'caller'/);
+  assert.throws(q({ op: 'stat', path: '/f', caller: { uid: -1, gid: 0 } }), /'uid' = -1/);
+  assert.throws(q({ op: 'statfs', caller }), /unknown field 'caller'/);
+  assert.throws(q({ op: 'workers', caller }), /unknown field 'caller'/);
+});
+
+test('a log entry written before callers were carried replays as root; one with a caller keeps it', () => {
+  const old = new Packr({ useRecords: false }).pack({ op: 'mkdir', ...stamp, path: '/d', mode: 0o755, uid: 0, gid: 0, parents: false });
+  assert.deepEqual(decodeCommand(old), { op: 'mkdir', ...stamp, path: '/d', mode: 0o755, uid: 0, gid: 0, parents: false, caller: rootCaller });
+  const cmd = validateCommand({ op: 'unlink', ...nstamp, path: '/f' });
+  assert.deepEqual(decodeCommand(encodeCommand(cmd)), cmd);
+  const cluster = new Packr({ useRecords: false }).pack({ op: 'noop', ...stamp, caller });
+  assert.throws(() => decodeCommand(cluster), /unknown field 'caller'/);
+});
+
+test('setattr timesNow: the masters\' clock for both times, not with given times', () => {
+  const set = (extra: object) => ({ op: 'setattr', ...nstamp, path: '/f', ...extra });
+  assert.deepEqual(validateCommand(set({ timesNow: true })), set({ timesNow: true }));
+  assert.deepEqual(validateCommand(set({ timesNow: false, mode: 1 })), set({ mode: 1 }), 'false is left out');
+  refused(set({ timesNow: true, atimeMs: 5 }), 'EINVAL', /'timesNow'.*not both/);
+  refused(set({ timesNow: true, mtimeMs: 5 }), 'EINVAL', /not both/);
+  refused(set({ timesNow: false }), 'EINVAL', /nothing to change/);
+  refused(set({ timesNow: 'yes' }), 'EINVAL', /'timesNow' must be a boolean/);
 });
 
 test('layouts: chunk size a power of two in 64 KiB..64 MiB, stripe width >= 1, ids in range', () => {
-  const mk = (layout: object) => ({ op: 'create', ...stamp, path: '/f', mode: 0o644, uid: 0, gid: 0, layout: { chainTableId: 1, chainTableVersion: 0, shuffleSeed: 0, ...layout } });
+  const mk = (layout: object) => ({ op: 'create', ...nstamp, path: '/f', mode: 0o644, uid: 0, gid: 0, layout: { chainTableId: 1, chainTableVersion: 0, shuffleSeed: 0, ...layout } });
   refused(mk({ chunkSizeBytes: 32 * 1024 }), 'EINVAL', /'chunkSizeBytes' = 32768 is out of range \[65536, 67108864\]/);
   refused(mk({ chunkSizeBytes: 128 * 1024 * 1024 }), 'EINVAL', /'chunkSizeBytes'/);
   refused(mk({ chunkSizeBytes: 3 * 65536 }), 'EINVAL', /not a power of two/);
@@ -161,7 +214,7 @@ test('layouts: chunk size a power of two in 64 KiB..64 MiB, stripe width >= 1, i
   refused(mk({ chainTableId: 0 }), 'EINVAL', /'chainTableId' = 0/);
   refused(mk({ shuffleSeed: 2 ** 32 }), 'EINVAL', /'shuffleSeed'/);
   refused(mk({ extra: 1 }), 'EINVAL', /layout: unknown field 'extra'/);
-  refused({ op: 'create', ...stamp, path: '/f', mode: 0o644, uid: 0, gid: 0, layout: 5 }, 'EINVAL', /layout must be an object/);
+  refused({ op: 'create', ...nstamp, path: '/f', mode: 0o644, uid: 0, gid: 0, layout: 5 }, 'EINVAL', /layout must be an object/);
   for (const chunkSizeBytes of [65536, 1 << 20, 64 * 1024 * 1024]) assert.ok(validateCommand(mk({ chunkSizeBytes })));
 });
 
@@ -228,14 +281,14 @@ test('decodeCommand refuses garbage, trailing bytes, oversized entries and inval
   assert.equal(codeOf(new Uint8Array([...good, 0])), 'EINVAL');
   assert.equal(codeOf(new Uint8Array([0xc1])), 'EINVAL');
   assert.equal(codeOf(new Uint8Array(commandBytesMax + 1)), 'EINVAL');
-  assert.equal(codeOf(new Packr({ useRecords: false }).pack({ op: 'mkdir', ...stamp, path: 'rel', mode: 0, uid: 0, gid: 0 })), 'EINVAL');
+  assert.equal(codeOf(new Packr({ useRecords: false }).pack({ op: 'mkdir', ...nstamp, path: 'rel', mode: 0, uid: 0, gid: 0 })), 'EINVAL');
 });
 
 test('property: whatever the input, validateCommand returns a command or throws a MetaError', () => {
-  const field = fc.oneof(fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.integer(), { maxLength: 3 }));
+  const field = fc.oneof(fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.integer(), { maxLength: 3 }), fc.constant(caller));
   const ops = valid.map((c) => c.op);
   fc.assert(
-    fc.property(fc.constantFrom(...ops), fc.dictionary(fc.constantFrom('path', 'mode', 'uid', 'gid', 'seq', 'nowMs', 'clientId', 'targets', 'chains', 'from', 'to', 'lengthBytes'), field), (op, fields) => {
+    fc.property(fc.constantFrom(...ops), fc.dictionary(fc.constantFrom('path', 'mode', 'uid', 'gid', 'seq', 'nowMs', 'clientId', 'targets', 'chains', 'from', 'to', 'lengthBytes', 'caller'), field), (op, fields) => {
       try {
         const cmd = validateCommand({ op, ...fields });
         assert.deepEqual(decodeCommand(encodeCommand(cmd)), cmd);
@@ -248,9 +301,10 @@ test('property: whatever the input, validateCommand returns a command or throws 
 });
 
 test('validateQuery checks queries the same way', () => {
-  assert.deepEqual(validateQuery({ op: 'readdir', path: '/d', limit: 10 }), { op: 'readdir', path: '/d', limit: 10 });
-  assert.deepEqual(validateQuery({ op: 'readdir', path: '/d', after: 'x', limit: 10 }), { op: 'readdir', path: '/d', after: 'x', limit: 10 });
-  assert.deepEqual(validateQuery({ op: 'lookup', parentId: 1, name: 'x' }), { op: 'lookup', parentId: 1, name: 'x' });
+  assert.deepEqual(validateQuery({ op: 'readdir', path: '/d', limit: 10, caller }), { op: 'readdir', path: '/d', limit: 10, caller });
+  assert.deepEqual(validateQuery({ op: 'readdir', path: '/d', after: 'x', limit: 10, caller }), { op: 'readdir', path: '/d', after: 'x', limit: 10, caller });
+  assert.deepEqual(validateQuery({ op: 'lookup', parentId: 1, name: 'x', caller }), { op: 'lookup', parentId: 1, name: 'x', caller });
+  assert.deepEqual(validateQuery({ op: 'open', path: '/f', caller }), { op: 'open', path: '/f', caller });
   assert.deepEqual(validateQuery({ op: 'statfs' }), { op: 'statfs' });
   const code = (x: unknown) => {
     try {
@@ -261,11 +315,11 @@ test('validateQuery checks queries the same way', () => {
       return err.code;
     }
   };
-  assert.equal(code({ op: 'readdir', path: '/d', limit: 0 }), 'EINVAL');
-  assert.equal(code({ op: 'readdir', path: '/d', limit: 1, after: 3 }), 'EINVAL');
-  assert.equal(code({ op: 'lookup', parentId: 1, name: 'a/b' }), 'EINVAL');
-  assert.equal(code({ op: 'lookup', parentId: 1, name: 'n'.repeat(256) }), 'ENAMETOOLONG');
-  assert.equal(code({ op: 'stat', path: '/x/' }), 'EINVAL');
+  assert.equal(code({ op: 'readdir', path: '/d', limit: 0, caller }), 'EINVAL');
+  assert.equal(code({ op: 'readdir', path: '/d', limit: 1, after: 3, caller }), 'EINVAL');
+  assert.equal(code({ op: 'lookup', parentId: 1, name: 'a/b', caller }), 'EINVAL');
+  assert.equal(code({ op: 'lookup', parentId: 1, name: 'n'.repeat(256), caller }), 'ENAMETOOLONG');
+  assert.equal(code({ op: 'stat', path: '/x/', caller }), 'EINVAL');
   assert.equal(code({ op: 'statfs', extra: 1 }), 'EINVAL');
   assert.equal(code({ op: 'mkdir', path: '/x' }), 'EINVAL');
 });

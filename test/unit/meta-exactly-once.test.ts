@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodeCommand, MetaState } from '../../src/meta/index.ts';
+import { encodeCommand, MetaState, rootCaller } from '../../src/meta/index.ts';
 import type { MetaCommand, MetaStateOptions } from '../../src/meta/index.ts';
 
 class Log {
@@ -20,7 +20,7 @@ class Log {
 }
 
 const create = (clientId: string, seq: number, nowMs: number, path: string): MetaCommand => ({
-  op: 'create', clientId, seq, nowMs, path, mode: 0o644, uid: 0, gid: 0, exclusive: true,
+  op: 'create', clientId, seq, nowMs, path, mode: 0o644, uid: 0, gid: 0, exclusive: true, caller: rootCaller,
 });
 const noop = (clientId: string, seq: number, nowMs: number): MetaCommand => ({ op: 'noop', clientId, seq, nowMs });
 
@@ -39,11 +39,11 @@ test('a retried (clientId, seq) has one effect and gets the first result back', 
 
 test('a failed result is remembered too, and a retry does not re-run it after the world changed', () => {
   const log = new Log();
-  const miss = log.apply({ op: 'unlink', clientId: 'c1', seq: 1, nowMs: 1, path: '/f' });
+  const miss = log.apply({ op: 'unlink', clientId: 'c1', seq: 1, nowMs: 1, path: '/f', caller: rootCaller });
   assert.equal(miss.ok ? 'ok' : miss.code, 'ENOENT');
   log.apply(create('c2', 1, 2, '/f'));
-  assert.deepEqual(log.apply({ op: 'unlink', clientId: 'c1', seq: 1, nowMs: 3, path: '/f' }), miss);
-  assert.equal(log.state.stat('/f').ok, true, 'the retry did not unlink the new file');
+  assert.deepEqual(log.apply({ op: 'unlink', clientId: 'c1', seq: 1, nowMs: 3, path: '/f', caller: rootCaller }), miss);
+  assert.equal(log.state.stat('/f', rootCaller).ok, true, 'the retry did not unlink the new file');
 });
 
 test('a seq older than the last applied one is answered CAIRN_STALE_SEQ and not applied', () => {
@@ -53,7 +53,7 @@ test('a seq older than the last applied one is answered CAIRN_STALE_SEQ and not 
   assert.ok(!stale.ok);
   assert.equal(stale.code, 'CAIRN_STALE_SEQ');
   assert.match(stale.message, /stale request: client 'c1' seq 4 is older than its last applied seq 5/);
-  assert.equal(log.state.stat('/b').ok, false);
+  assert.equal(log.state.stat('/b', rootCaller).ok, false);
   // The record still answers its own seq, and gaps in seqs are allowed.
   assert.equal(log.apply(create('c1', 5, 3, '/a')).ok, true);
   assert.equal(log.apply(create('c1', 9, 4, '/c')).ok, true);
@@ -135,10 +135,10 @@ test('apply refuses an index that does not grow; applyEntry answers undecodable 
   const bad = log.state.applyEntry(5, new Uint8Array([0xc1, 0x00]));
   assert.equal(bad.ok ? 'ok' : bad.code, 'EINVAL');
   assert.equal(log.state.indexApplied, 5, 'gaps are allowed: entries that were not ours');
-  const invalid = log.state.applyEntry(6, encodeCommand({ op: 'mkdir', clientId: 'a', seq: 2, nowMs: 3, path: 'x', mode: 0, uid: 0, gid: 0, parents: false }));
+  const invalid = log.state.applyEntry(6, encodeCommand({ op: 'mkdir', clientId: 'a', seq: 2, nowMs: 3, path: 'x', mode: 0, uid: 0, gid: 0, parents: false, caller: rootCaller }));
   assert.ok(!invalid.ok);
   assert.match(invalid.message, /not absolute/);
-  const good = log.state.applyEntry(7, encodeCommand({ op: 'mkdir', clientId: 'a', seq: 2, nowMs: 3, path: '/x', mode: 0, uid: 0, gid: 0, parents: false }));
+  const good = log.state.applyEntry(7, encodeCommand({ op: 'mkdir', clientId: 'a', seq: 2, nowMs: 3, path: '/x', mode: 0, uid: 0, gid: 0, parents: false, caller: rootCaller }));
   assert.equal(good.ok, true);
-  assert.deepEqual(log.state.applyEntry(8, encodeCommand({ op: 'mkdir', clientId: 'a', seq: 2, nowMs: 3, path: '/x', mode: 0, uid: 0, gid: 0, parents: false })), good);
+  assert.deepEqual(log.state.applyEntry(8, encodeCommand({ op: 'mkdir', clientId: 'a', seq: 2, nowMs: 3, path: '/x', mode: 0, uid: 0, gid: 0, parents: false, caller: rootCaller })), good);
 });

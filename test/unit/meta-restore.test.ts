@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Packr } from 'msgpackr';
 import type { MetaCommand, MetaResult } from '../../src/meta/index.ts';
+import { rootCaller } from '../../src/meta/index.ts';
 import { encodeCommandEntry, encodeInodeFloor, encodeRestoreBegin, encodeRestoreChunk, encodeRestoreCommit, MetaStateMachine } from '../../src/meta/state-machine.ts';
 import { heldInodeIdMax, restoredInstance, restoreFloor, restoreFloorMax, restoreIdsPerMs } from '../../src/meta/restore-floor.ts';
 
@@ -82,8 +83,8 @@ test('a restore moves the inode, session and routing counters to its floor, abov
   const id = restored.create('/new');
   assert.equal(id, floor);
   assert.ok(id > Math.max(...idsAfterBackup));
-  assert.equal(restored.sm.state.stat('/before').ok, true, 'the backup\'s files are there');
-  assert.equal(restored.sm.state.stat('/after-1').ok, false, 'files made after the backup are not');
+  assert.equal(restored.sm.state.stat('/before', rootCaller).ok, true, 'the backup\'s files are there');
+  assert.equal(restored.sm.state.stat('/after-1', rootCaller).ok, false, 'files made after the backup are not');
   const session = restored.ok<{ sessionId: string }>({ op: 'openSession', path: '/new', truncate: false });
   assert.ok(Number(session.sessionId.replace(/^\D+/, '')) >= floor, `session ${session.sessionId} numbered from the floor`);
   const routing = restored.sm.state.routing();

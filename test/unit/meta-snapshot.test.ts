@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { crc32c } from '@node-rs/crc32';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
-import { MetaError, MetaState, MetaStateMachine, snapshotChunkBytesMax } from '../../src/meta/index.ts';
+import { MetaError, MetaState, MetaStateMachine, namespaceCommandOps, rootCaller, snapshotChunkBytesMax } from '../../src/meta/index.ts';
 import type { MetaCommand } from '../../src/meta/index.ts';
 import { MetaFs } from '../meta-fs.ts';
 
@@ -83,8 +83,8 @@ test('a populated state restores to the same hash, queries and counters', () => 
   assert.deepEqual(copy.statfs(), log.state.statfs());
   assert.deepEqual(copy.statfs().orphans, 1);
   assert.equal(copy.indexApplied, log.index);
-  for (const path of ['/', '/a', '/a/b/f1', '/a/c-link', '/a/s']) assert.deepEqual(copy.stat(path), log.state.stat(path));
-  assert.deepEqual(copy.readdir('/a/b', { limit: 1000 }), log.state.readdir('/a/b', { limit: 1000 }));
+  for (const path of ['/', '/a', '/a/b/f1', '/a/c-link', '/a/s']) assert.deepEqual(copy.stat(path, rootCaller), log.state.stat(path, rootCaller));
+  assert.deepEqual(copy.readdir('/a/b', { limit: 1000 }, rootCaller), log.state.readdir('/a/b', { limit: 1000 }, rootCaller));
   assert.deepEqual(copy.workers(), log.state.workers());
   assert.deepEqual(copy.chainTables(), log.state.chainTables());
   assert.deepEqual(copy.pendingGc(10), log.state.pendingGc(10));
@@ -223,9 +223,9 @@ test('structural damage with valid checksums is refused: link counts, dangling d
   type Rec = unknown[];
   const editInode = (id: number, field: number, value: unknown) =>
     rewriteChunk(chunks, inodesAt, (recs) => (recs as Rec[]).map((r) => (r[0] === id ? r.map((v, i) => (i === field ? value : v)) : r)));
-  const fileId = (log.state.stat('/a/b/f1') as { value: { inodeId: number } }).value.inodeId;
-  const dirB = (log.state.stat('/a/b') as { value: { inodeId: number } }).value.inodeId;
-  const dirC = (log.state.stat('/a/b/c') as { value: { inodeId: number } }).value.inodeId;
+  const fileId = (log.state.stat('/a/b/f1', rootCaller) as { value: { inodeId: number } }).value.inodeId;
+  const dirB = (log.state.stat('/a/b', rootCaller) as { value: { inodeId: number } }).value.inodeId;
+  const dirC = (log.state.stat('/a/b/c', rootCaller) as { value: { inodeId: number } }).value.inodeId;
   assert.match(corruptCode(editInode(fileId, 5, 2)), new RegExp(`inode ${fileId} has nlink 2 but 1 dentries`));
   assert.match(corruptCode(editInode(dirB, 5, 7)), new RegExp(`directory ${dirB} has nlink 7, expected 3`));
   assert.match(corruptCode(editInode(fileId, 11, null)), /a file without a layout/);
@@ -241,7 +241,7 @@ test('structural damage with valid checksums is refused: link counts, dangling d
   const badName = rewriteChunk(chunks, dentriesAt, (recs) => (recs as Rec[]).map((r) => (r[1] === 'f1' ? [r[0], 'a/b', r[2]] : r)));
   assert.match(corruptCode(badName), /out of order|contains '\/'/);
   // A cycle: directory c re-parented as b's parent and b inside c, detached from the root.
-  const aId = (log.state.stat('/a') as { value: { inodeId: number } }).value.inodeId;
+  const aId = (log.state.stat('/a', rootCaller) as { value: { inodeId: number } }).value.inodeId;
   const detached = rewriteChunk(
     rewriteChunk(chunks, inodesAt, (recs) => (recs as Rec[]).map((r) => (r[0] === dirB ? r.map((v, i) => (i === 10 ? dirC : v)) : r))),
     dentriesAt,
@@ -291,6 +291,8 @@ const bodyArb: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
   w(1, fc.record({ op: fc.constant('replaceChainMember'), chainId: fc.integer({ min: 1, max: 4 }), version: fc.integer({ min: 1, max: 3 }), lostTargetId: fc.integer({ min: 1, max: 3 }), newTargetId: fc.integer({ min: 1, max: 3 }) })),
   w(1, fc.record({ op: fc.constant('noop') })),
 );
+/** Who each of the three clients acts as: root, and two users (so that permission checks run too). */
+const callers = [rootCaller, { uid: 1, gid: 1, groups: [2] }, { uid: 2, gid: 2, groups: [] }];
 /** A command from one of three clients, sometimes a retry of that client's last seq, with time jumps. */
 const stepArb = fc.record({ body: bodyArb, client: fc.nat(2), retry: fc.boolean(), advanceMs: fc.oneof(fc.nat(20), fc.constant(500)) });
 
@@ -308,7 +310,8 @@ test('property: a copy restored from a snapshot midway applies the rest to the s
         if (i === cut) copy = MetaState.restore(original.snapshot());
         nowMs += step.advanceMs;
         const seq = step.retry && seqs[step.client] > 0 ? seqs[step.client] : ++seqs[step.client];
-        const cmd = { ...step.body, clientId: `c${step.client}`, seq, nowMs } as MetaCommand;
+        const caller = namespaceCommandOps.has(step.body.op as string) ? { caller: callers[step.client] } : {};
+        const cmd = { ...step.body, ...caller, clientId: `c${step.client}`, seq, nowMs } as MetaCommand;
         results[0].push(original.apply(i + 1, cmd));
         if (copy !== undefined) results[1].push(copy.apply(i + 1, cmd));
       });

@@ -29,7 +29,7 @@ class Fs extends MetaFs {
   }
 
   exists(path: string): boolean {
-    return this.state.stat(path).ok;
+    return this.state.stat(path, this.caller).ok;
   }
 }
 
@@ -186,7 +186,7 @@ test('property: random renames among random trees keep the tree sound (no cycles
         if (o.kind === 'mkdir') fs.run({ op: 'mkdir', path: o.p, mode: 0o755, uid: 0, gid: 0, parents: true });
         else if (o.kind === 'create') fs.run({ op: 'create', path: o.p, mode: 0o644, uid: 0, gid: 0, exclusive: false });
         else if (o.kind === 'rename' && 'q' in o) {
-          const from = fs.state.stat(o.p);
+          const from = fs.state.stat(o.p, fs.caller);
           const r = fs.run({ op: 'rename', from: o.p, to: o.q });
           if (r.ok && from.ok && from.value.type === 'dir' && o.q !== o.p) {
             assert.ok(!o.q.startsWith(`${o.p}/`), `moved ${o.p} into itself at ${o.q}`);

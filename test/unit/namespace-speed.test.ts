@@ -5,13 +5,13 @@
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import { test } from 'node:test';
-import { encodeCommand, MetaState } from '../../src/meta/index.ts';
+import { encodeCommand, MetaState, rootCaller } from '../../src/meta/index.ts';
 import type { MetaCommand } from '../../src/meta/index.ts';
 
 const files = 100_000;
 
 function createCmd(i: number): MetaCommand {
-  return { op: 'create', clientId: `c${i % 64}`, seq: Math.floor(i / 64) + 1, nowMs: 1_000 + i, path: `/dir/f${i}`, mode: 0o644, uid: 0, gid: 0, exclusive: true };
+  return { op: 'create', clientId: `c${i % 64}`, seq: Math.floor(i / 64) + 1, nowMs: 1_000 + i, path: `/dir/f${i}`, mode: 0o644, uid: 0, gid: 0, exclusive: true, caller: rootCaller };
 }
 
 function rate(count: number, ms: number): string {
@@ -19,7 +19,7 @@ function rate(count: number, ms: number): string {
 }
 
 test(`apply speed: ${files.toLocaleString('en-US')} creates in one directory (printed, not asserted)`, () => {
-  const mkdir: MetaCommand = { op: 'mkdir', clientId: 'setup', seq: 1, nowMs: 0, path: '/dir', mode: 0o755, uid: 0, gid: 0, parents: false };
+  const mkdir: MetaCommand = { op: 'mkdir', clientId: 'setup', seq: 1, nowMs: 0, path: '/dir', mode: 0o755, uid: 0, gid: 0, parents: false, caller: rootCaller };
   const cmds = Array.from({ length: files }, (_, i) => createCmd(i));
   const entries = cmds.map(encodeCommand);
 
@@ -40,7 +40,7 @@ test(`apply speed: ${files.toLocaleString('en-US')} creates in one directory (pr
   let pages = 0;
   let after: string | undefined;
   do {
-    const r = typed.readdir('/dir', after === undefined ? { limit: 1000 } : { after, limit: 1000 });
+    const r = typed.readdir('/dir', after === undefined ? { limit: 1000 } : { after, limit: 1000 }, rootCaller);
     assert.ok(r.ok);
     after = r.value.next;
     pages++;

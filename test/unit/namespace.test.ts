@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MetaState, readdirLimitMax, rootInodeId, validateCommand } from '../../src/meta/index.ts';
+import { MetaState, readdirLimitMax, rootCaller, rootInodeId, validateCommand } from '../../src/meta/index.ts';
 import type { InodeAttr } from '../../src/meta/index.ts';
 import { MetaFs, type Body } from '../meta-fs.ts';
 
@@ -207,12 +207,12 @@ test('symlink and readlink; the master never follows symlinks', () => {
   assert.equal(s.mode, 0o777);
   assert.equal(s.sizeBytes, Buffer.byteLength('../x/ünï'));
   assert.equal(s.target, '../x/ünï');
-  const r = fs.state.readlink('/d/s');
+  const r = fs.state.readlink('/d/s', rootCaller);
   assert.ok(r.ok);
   assert.equal(r.value, '../x/ünï');
-  const notLink = fs.state.readlink('/d');
+  const notLink = fs.state.readlink('/d', rootCaller);
   assert.equal(notLink.ok ? 'ok' : notLink.code, 'EINVAL');
-  const missing = fs.state.readlink('/d/zz');
+  const missing = fs.state.readlink('/d/zz', rootCaller);
   assert.equal(missing.ok ? 'ok' : missing.code, 'ENOENT');
   fs.fails({ op: 'symlink', path: '/d/s', target: 'y', uid: 0, gid: 0 }, 'EEXIST');
   fs.fails({ op: 'symlink', path: '/', target: 'y', uid: 0, gid: 0 }, 'EEXIST');
@@ -325,10 +325,10 @@ test('lookup, statInode and statfs', () => {
   const d = fs.mkdir('/d');
   const f = fs.create('/d/f');
   fs.ok({ op: 'setattr', path: '/d/f', sizeBytes: 123 });
-  const l = fs.state.lookup(d.inodeId, 'f');
+  const l = fs.state.lookup(d.inodeId, 'f', rootCaller);
   assert.ok(l.ok);
   assert.equal(l.value.inodeId, f.inodeId);
-  const codes = [fs.state.lookup(d.inodeId, 'zz'), fs.state.lookup(f.inodeId, 'x'), fs.state.lookup(12345, 'x')].map((r) => (r.ok ? 'ok' : r.code));
+  const codes = [fs.state.lookup(d.inodeId, 'zz', rootCaller), fs.state.lookup(f.inodeId, 'x', rootCaller), fs.state.lookup(12345, 'x', rootCaller)].map((r) => (r.ok ? 'ok' : r.code));
   assert.deepEqual(codes, ['ENOENT', 'ENOTDIR', 'ENOENT']);
   assert.equal(fs.state.statInode(f.inodeId).ok, true);
   const sf = fs.state.statfs();
@@ -339,9 +339,9 @@ test('query answers the same as the direct methods', () => {
   const fs = new Fs();
   fs.mkdir('/d');
   fs.create('/d/f');
-  assert.deepEqual(fs.state.query({ op: 'stat', path: '/d/f' }), fs.state.stat('/d/f'));
-  assert.deepEqual(fs.state.query({ op: 'readdir', path: '/d', limit: 5 }), fs.state.readdir('/d', { limit: 5 }));
-  assert.deepEqual(fs.state.query({ op: 'readdir', path: '/d', after: 'e', limit: 5 }), fs.state.readdir('/d', { after: 'e', limit: 5 }));
+  assert.deepEqual(fs.state.query({ op: 'stat', path: '/d/f', caller: rootCaller }), fs.state.stat('/d/f', rootCaller));
+  assert.deepEqual(fs.state.query({ op: 'readdir', path: '/d', limit: 5, caller: rootCaller }), fs.state.readdir('/d', { limit: 5 }, rootCaller));
+  assert.deepEqual(fs.state.query({ op: 'readdir', path: '/d', after: 'e', limit: 5, caller: rootCaller }), fs.state.readdir('/d', { after: 'e', limit: 5 }, rootCaller));
   assert.deepEqual(fs.state.query({ op: 'statfs' }), { ok: true, value: fs.state.statfs() });
   assert.deepEqual(fs.state.query({ op: 'pendingGc', limit: 5 }), { ok: true, value: [] });
   assert.deepEqual(fs.state.query({ op: 'workers' }), { ok: true, value: [] });
@@ -358,7 +358,7 @@ test('readdir pages through 10,000 entries in name order, whatever order they we
   let after: string | undefined;
   let pages = 0;
   for (;;) {
-    const r = fs.state.readdir('/big', after === undefined ? { limit: 333 } : { after, limit: 333 });
+    const r = fs.state.readdir('/big', after === undefined ? { limit: 333 } : { after, limit: 333 }, rootCaller);
     assert.ok(r.ok);
     pages++;
     assert.ok(r.value.entries.length <= 333);
@@ -369,7 +369,7 @@ test('readdir pages through 10,000 entries in name order, whatever order they we
   }
   assert.equal(pages, Math.ceil(10_001 / 333));
   assert.deepEqual(seen, [...names, 'zdir'].sort());
-  const last = fs.state.readdir('/big', { after: 'n09999', limit: 10 });
+  const last = fs.state.readdir('/big', { after: 'n09999', limit: 10 }, rootCaller);
   assert.ok(last.ok);
   assert.deepEqual(last.value.entries.map((e) => [e.name, e.type]), [['zdir', 'dir']]);
   assert.equal(last.value.next, undefined);
@@ -379,20 +379,20 @@ test('readdir caps the page at readdirLimitMax, resumes after names that are gon
   const fs = new Fs();
   fs.mkdir('/d');
   for (let i = 0; i < readdirLimitMax + 10; i++) fs.create(`/d/f${i.toString().padStart(5, '0')}`);
-  const page = fs.state.readdir('/d', { limit: 1_000_000 });
+  const page = fs.state.readdir('/d', { limit: 1_000_000 }, rootCaller);
   assert.ok(page.ok);
   assert.equal(page.value.entries.length, readdirLimitMax);
   assert.equal(page.value.next, `f${(readdirLimitMax - 1).toString().padStart(5, '0')}`);
   fs.ok({ op: 'unlink', path: '/d/f00005' });
-  const resumed = fs.state.readdir('/d', { after: 'f00005', limit: 2 });
+  const resumed = fs.state.readdir('/d', { after: 'f00005', limit: 2 }, rootCaller);
   assert.ok(resumed.ok);
   assert.deepEqual(resumed.value.entries.map((e) => e.name), ['f00006', 'f00007'], 'a cursor need not exist any more');
-  const empty = fs.state.readdir('/d', { after: 'zzz', limit: 2 });
+  const empty = fs.state.readdir('/d', { after: 'zzz', limit: 2 }, rootCaller);
   assert.deepEqual(empty, { ok: true, value: { entries: [] } });
   const codes = [
-    fs.state.readdir('/d/f00001', { limit: 1 }),
-    fs.state.readdir('/nope', { limit: 1 }),
-    fs.state.readdir('/d', { limit: 0 }),
+    fs.state.readdir('/d/f00001', { limit: 1 }, rootCaller),
+    fs.state.readdir('/nope', { limit: 1 }, rootCaller),
+    fs.state.readdir('/d', { limit: 0 }, rootCaller),
   ].map((r) => (r.ok ? 'ok' : r.code));
   assert.deepEqual(codes, ['ENOTDIR', 'ENOENT', 'EINVAL']);
 });
@@ -565,10 +565,10 @@ test('a file records the chunks its writers report; truncation forgets those pas
   fs.ok({ op: 'commitLength', path: '/f', lengthBytes: 3 * 4 * 1024 * 1024, chunks: [0, 2] });
   fs.ok({ op: 'closeSession', sessionId: s.sessionId, lengthBytes: 10 * 4 * 1024 * 1024, chunks: [1, 3, 7, 10] });
   assert.deepEqual(fs.stat('/f').chunks, [0, 3, 7, 10]);
-  assert.throws(() => validateCommand({ op: 'commitLength', clientId: 'c', seq: 1, nowMs: 0, path: '/f', lengthBytes: 1, chunks: [2, 1] }), /'chunks' must be sorted, disjoint ranges/);
+  assert.throws(() => validateCommand({ op: 'commitLength', clientId: 'c', seq: 1, nowMs: 0, caller: rootCaller, path: '/f', lengthBytes: 1, chunks: [2, 1] }), /'chunks' must be sorted, disjoint ranges/);
   fs.ok({ op: 'setattr', path: '/f', sizeBytes: 8 * 4 * 1024 * 1024 + 1, chunksTrimmed: true });
   assert.deepEqual(fs.stat('/f').chunks, [0, 3, 7, 9], 'chunk 8 holds the last byte');
-  assert.deepEqual((MetaState.restore(fs.state.snapshot()).stat('/f') as { value: InodeAttr }).value.chunks, [0, 3, 7, 9]);
+  assert.deepEqual((MetaState.restore(fs.state.snapshot()).stat('/f', rootCaller) as { value: InodeAttr }).value.chunks, [0, 3, 7, 9]);
   fs.ok({ op: 'commitLength', path: '/f', lengthBytes: 1, chunks: null });
   assert.equal(fs.stat('/f').chunks, null);
   fs.ok({ op: 'unlink', path: '/f' });
