@@ -15,7 +15,8 @@
 //   cancel  client -> server; same id; the server aborts the handler's signal, sends nothing back
 //   msg     client -> server; id 0, method: a one-way message; the server runs the handler and
 //           sends nothing back (for traffic whose loss the protocol above already tolerates)
-//   hello   server -> client; id 0; sent on connect; body { v, nonce? }: a nonce when auth is on
+//   hello   server -> client; id 0; sent on connect; body { v, nonce? }: a nonce when auth is on;
+//           error set (CAIRN_OVERLOADED) when the server refuses the connection, which it then closes
 //   auth    client -> server: body { nonce, proof }; server -> client: body { proof } or error
 //
 // Bulk data travels as the payload: encoded by reference (written with writev next to the
@@ -24,7 +25,7 @@
 import { Packr } from 'msgpackr';
 import { isPlainObject } from '../plain-object.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
-import { bodyInlineBytesMax, errorCodeLengthMax, headerBytesMax, methodLengthMax, timeoutMsMax } from './limits.ts';
+import { bodyInlineBytesMax, errorCodeLengthMax, headerBytesMax, methodLengthMax, refusedFrameHeadBytesMax, timeoutMsMax } from './limits.ts';
 
 const frameKinds = ['req', 'res', 'cancel', 'hello', 'auth', 'msg'] as const;
 export type FrameKind = (typeof frameKinds)[number];
@@ -123,13 +124,7 @@ export function decodeFrame(frame: Buffer): Frame {
   if (headerLength === 0 || headerLength > headerBytesMax) throw malformed(`header length ${headerLength} is outside 1..${headerBytesMax}`);
   const bodyLengthAt = lengthBytes + headerLength;
   if (bodyLengthAt + lengthBytes > frame.length) throw malformed(`header length ${headerLength} overruns the frame`);
-  let raw: unknown;
-  try {
-    raw = packr.unpack(frame.subarray(lengthBytes, bodyLengthAt));
-  } catch (err) {
-    throw malformed(`header is not msgpack: ${(err as Error).message}`);
-  }
-  const header = parseHeader(raw);
+  const header = unpackHeader(frame.subarray(lengthBytes, bodyLengthAt));
   const bodyLength = frame.readUInt32BE(bodyLengthAt);
   const bodyStart = bodyLengthAt + lengthBytes;
   if (bodyLength > frame.length - bodyStart) throw malformed(`body length ${bodyLength} overruns the frame`);
@@ -139,6 +134,28 @@ export function decodeFrame(frame: Buffer): Frame {
     body: frame.subarray(bodyStart, payloadStart),
     payload: payloadStart < frame.length ? frame.subarray(payloadStart) : undefined,
   };
+}
+
+/**
+ * The header of a frame whose first bytes (after the length prefix) are all that was kept: a frame
+ * refused for memory. Throws RpcError(BadRequest) when the header is malformed or not all there.
+ */
+export function decodeFrameHead(head: Buffer): Header {
+  if (head.length < lengthBytes) throw malformed(`${head.length} bytes is shorter than the header length field`);
+  const headerLength = head.readUInt32BE(0);
+  if (headerLength === 0 || headerLength > headerBytesMax) throw malformed(`header length ${headerLength} is outside 1..${headerBytesMax}`);
+  if (lengthBytes + headerLength > head.length) throw malformed(`a header of ${headerLength} bytes in a refused frame, of which ${head.length - lengthBytes} are kept`);
+  return unpackHeader(head.subarray(lengthBytes, lengthBytes + headerLength));
+}
+
+function unpackHeader(bytes: Buffer): Header {
+  let raw: unknown;
+  try {
+    raw = packr.unpack(bytes);
+  } catch (err) {
+    throw malformed(`header is not msgpack: ${(err as Error).message}`);
+  }
+  return parseHeader(raw);
 }
 
 /** Validates a decoded header at the boundary: everything past this trusts its types. */
@@ -174,6 +191,25 @@ function parseWireError(raw: unknown): WireError {
 /** Where reads land while no frame is partly received (the frame prefix and small frames). */
 const scratchBytes = 64 * 1024;
 
+/** How a server's decoder asks for memory before it stores a frame. */
+export interface FrameAdmission {
+  /** Takes `frameBytes` (length prefix included) from the budget if they fit; false takes nothing. */
+  tryTake(frameBytes: number): boolean;
+  /** Gives back the bytes of a frame taken but never delivered (the connection closed mid-frame). */
+  release(frameBytes: number): void;
+  /** A frame that did not fit was dropped as it arrived; `head` holds its first bytes (its header). */
+  onRefused(head: Buffer, frameBytes: number): void;
+}
+
+/** A frame refused for memory, being skipped: its first bytes kept, the rest counted and dropped. */
+interface Refused {
+  head: Buffer;
+  headFilled: number;
+  /** Bytes of the frame still to come. */
+  left: number;
+  frameBytes: number;
+}
+
 /**
  * Cuts a byte stream into frames, fed in one of two ways:
  * - `push(chunk)`: a frame inside one chunk is a view of that chunk (no copy); a frame spread over
@@ -182,32 +218,44 @@ const scratchBytes = 64 * 1024;
  *   frame's length is known the socket reads the rest straight into the frame's own buffer, so a
  *   large payload is never copied in user space; frames that fit in the scratch buffer the reads
  *   otherwise land in are copied out of it (the scratch is reused).
+ * With an `admission` (a server's), each frame's bytes are taken from a budget as soon as its length
+ * is known; a frame that does not fit is skipped, its header kept, and reported as refused. The
+ * receiver of a frame delivered with `taken` true gives its bytes back when done with it.
  */
 export class FrameDecoder {
   /** Checked against each incoming length prefix; raised by the server once the peer authenticated. */
   frameBytesMax: number;
-  private readonly onFrame: (frame: Buffer) => void;
+  /** Set by a server once the peer may send frames that need memory (it authenticated). */
+  admission: FrameAdmission | undefined;
+  private readonly onFrame: (frame: Buffer, taken: boolean) => void;
   private readonly prefix = Buffer.alloc(lengthBytes);
   private prefixFilled = 0;
   private partial: Buffer | undefined;
   private partialFilled = 0;
+  /** The partial frame's bytes were taken from the admission's budget. */
+  private partialTaken = false;
+  private refused: Refused | undefined;
   private stopped = false;
   private scratch: Buffer | undefined;
 
-  constructor(frameBytesMax: number, onFrame: (frame: Buffer) => void) {
+  constructor(frameBytesMax: number, onFrame: (frame: Buffer, taken: boolean) => void) {
     this.frameBytesMax = frameBytesMax;
     this.onFrame = onFrame;
   }
 
-  /** Stops delivering frames, also for the rest of the chunk being pushed. */
+  /** Stops delivering frames, also for the rest of the chunk being pushed; gives back a partial frame's bytes. */
   stop(): void {
     this.stopped = true;
+    if (this.partial !== undefined && this.partialTaken) this.admission?.release(lengthBytes + this.partial.length);
     this.partial = undefined;
+    this.partialTaken = false;
+    this.refused = undefined;
   }
 
-  /** Bytes received but not yet delivered as a frame. */
+  /** Bytes received but not yet delivered as a frame (or of a refused frame, not yet wholly skipped). */
   get bufferedBytes(): number {
-    return this.prefixFilled + this.partialFilled;
+    const skipped = this.refused === undefined ? 0 : this.refused.frameBytes - lengthBytes - this.refused.left;
+    return this.prefixFilled + this.partialFilled + skipped;
   }
 
   /** Where the next read should land: the unfilled rest of a partly received frame, else the scratch buffer. */
@@ -239,6 +287,10 @@ export class FrameDecoder {
         offset = this.fillPartial(chunk, offset);
         continue;
       }
+      if (this.refused !== undefined) {
+        offset = this.skipRefused(chunk, offset);
+        continue;
+      }
       let frameLength: number;
       if (this.prefixFilled === 0 && chunk.length - offset >= lengthBytes) {
         frameLength = chunk.readUInt32BE(offset);
@@ -253,13 +305,19 @@ export class FrameDecoder {
         frameLength = this.prefix.readUInt32BE(0);
       }
       this.checkLength(frameLength);
+      const admission = this.admission;
+      if (admission !== undefined && !admission.tryTake(lengthBytes + frameLength)) {
+        this.refused = { head: Buffer.allocUnsafe(Math.min(frameLength, refusedFrameHeadBytesMax)), headFilled: 0, left: frameLength, frameBytes: lengthBytes + frameLength };
+        continue;
+      }
       if (chunk.length - offset >= frameLength) {
         const frame = chunk.subarray(offset, offset + frameLength);
-        this.onFrame(transient ? Buffer.from(frame) : frame);
         offset += frameLength;
+        this.onFrame(transient ? Buffer.from(frame) : frame, admission !== undefined);
       } else {
         this.partial = Buffer.allocUnsafe(frameLength);
         this.partialFilled = 0;
+        this.partialTaken = admission !== undefined;
       }
     }
   }
@@ -283,10 +341,27 @@ export class FrameDecoder {
     return offset + n;
   }
 
+  /** Keeps the first bytes of a refused frame and drops the rest; reports it once it is all skipped. */
+  private skipRefused(chunk: Buffer, offset: number): number {
+    const r = this.refused as Refused;
+    const n = Math.min(r.left, chunk.length - offset);
+    const kept = Math.min(n, r.head.length - r.headFilled);
+    chunk.copy(r.head, r.headFilled, offset, offset + kept);
+    r.headFilled += kept;
+    r.left -= n;
+    if (r.left === 0) {
+      this.refused = undefined;
+      this.admission?.onRefused(r.head, r.frameBytes);
+    }
+    return offset + n;
+  }
+
   private deliverPartial(): void {
     const frame = this.partial as Buffer;
+    const taken = this.partialTaken;
     this.partial = undefined;
     this.partialFilled = 0;
-    this.onFrame(frame);
+    this.partialTaken = false;
+    this.onFrame(frame, taken);
   }
 }

@@ -4,17 +4,24 @@
 import net, { type Socket } from 'node:net';
 import { formatAddress } from '../address.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
-import { FrameDecoder, decodeFrame, frameParts, type Frame } from './frame.ts';
+import { FrameDecoder, decodeFrame, frameParts, type Frame, type FrameAdmission } from './frame.ts';
 import { closeLingerMs } from './limits.ts';
 
 export interface FramedSocketEvents {
-  onFrame(frame: Frame): void;
+  /**
+   * A whole frame. `takenBytes` > 0 when its bytes were taken from the admission's budget: the
+   * receiver gives them back once done with the frame (see setAdmission).
+   */
+  onFrame(frame: Frame, takenBytes: number): void;
   /**
    * Called exactly once, synchronously when the owner closes. `reason` is undefined on a clean
    * close by the peer; `violation` is true when the peer broke the protocol (bad or oversized frame).
    */
   onClose(reason: RpcError | undefined, violation: boolean): void;
 }
+
+/** The u32 length prefix in front of every frame. */
+const lengthPrefixBytes = 4;
 
 export function peerName(socket: Socket): string {
   return formatAddress(socket.remoteAddress ?? 'unknown', socket.remotePort ?? 0);
@@ -38,7 +45,7 @@ export class FramedSocket {
    */
   constructor(target: Socket | { host: string; port: number }, frameBytesMax: number, events: FramedSocketEvents) {
     this.events = events;
-    const decoder = new FrameDecoder(frameBytesMax, (raw) => this.events.onFrame(decodeFrame(raw)));
+    const decoder = new FrameDecoder(frameBytesMax, (raw, taken) => this.deliver(raw, taken ? raw.length + lengthPrefixBytes : 0));
     this.decoder = decoder;
     if (target instanceof net.Socket) {
       this.socket = target;
@@ -67,6 +74,22 @@ export class FramedSocket {
 
   set frameBytesMax(n: number) {
     this.decoder.frameBytesMax = n;
+  }
+
+  /** From now on every incoming frame takes its bytes from this budget first, or is refused (servers). */
+  setAdmission(admission: FrameAdmission): void {
+    this.decoder.admission = admission;
+  }
+
+  private deliver(raw: Buffer, takenBytes: number): void {
+    let frame: Frame;
+    try {
+      frame = decodeFrame(raw);
+    } catch (err) {
+      if (takenBytes > 0) this.decoder.admission?.release(takenBytes);
+      throw err;
+    }
+    this.events.onFrame(frame, takenBytes);
   }
 
   /**

@@ -16,6 +16,18 @@ export const errorMessageLengthMax = 4096;
 export const inflightMaxDefault = 1024;
 /** Handlers a server runs at once per connection (option `inflightPerConnectionMax`). */
 export const inflightPerConnectionMaxDefault = 1024;
+/** Connections a server keeps open at once (option `connectionsMax`); a new one beyond it is refused with CAIRN_OVERLOADED. */
+export const connectionsMaxDefault = 4096;
+/** Connections a server keeps open from one peer address (IP) at once (option `connectionsPerAddressMax`). */
+export const connectionsPerAddressMaxDefault = 1024;
+/**
+ * Bytes of requests a server holds in memory at once (option `requestBytesMax`): frames being
+ * received and requests whose handlers still run. A frame that would exceed it is not stored: its
+ * bytes are dropped as they arrive and the request is answered with CAIRN_OVERLOADED.
+ */
+export const requestBytesMaxDefault = 256 * 2 ** 20;
+/** How much of a frame refused for memory is kept to answer it: its header, which names the request's id. */
+export const refusedFrameHeadBytesMax = 1024;
 
 /** Deadline of a call without `timeoutMs`, and of a request whose header has none. */
 export const timeoutMsDefault = 10_000;

@@ -1,14 +1,16 @@
 // One accepted connection of an RpcServer: the handshake, then dispatching requests to handlers
-// with their deadlines, cancellation and the per-connection in-flight limit.
+// with their deadlines, cancellation, the per-connection in-flight limit and the server's budget of
+// request bytes (a request that does not fit is answered CAIRN_OVERLOADED without being stored).
 
 import type { Socket } from 'node:net';
 import { clientProof, isNonce, newNonce, proofMatches, serverProof } from './auth.ts';
 import { isPlainObject } from '../plain-object.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
 import { FramedSocket, peerName } from './framed-socket.ts';
-import { decodeBody, encodeBody, encodeHeader, frameBytes, type Frame, type Header, type WireError } from './frame.ts';
+import { decodeBody, decodeFrameHead, encodeBody, encodeHeader, frameBytes, type Frame, type FrameAdmission, type Header, type WireError } from './frame.ts';
 import { isReply, type CallContext, type Handler } from './handler.ts';
 import { errorCodeLengthMax, errorMessageLengthMax, handshakeFrameBytesMax, headerBytesMax, protocolVersion, timeoutMsDefault } from './limits.ts';
+import type { RequestBudget } from './request-budget.ts';
 
 export type RpcLog = (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
 
@@ -21,6 +23,10 @@ export interface ServerSettings {
   frameStallMs: number;
   idleTimeoutMs: number;
   handlers: ReadonlyMap<string, Handler>;
+  /** Bytes of requests the whole server holds; shared by its connections. */
+  budget: RequestBudget;
+  /** Counts (and now and then logs) a request refused, or a one-way message dropped, for want of budget. */
+  onRefused(kind: 'request' | 'message', peer: string): void;
   log: RpcLog;
 }
 
@@ -28,7 +34,11 @@ interface RunningCall {
   method: string;
   controller: AbortController;
   timer: NodeJS.Timeout;
+  /** Gives the request's bytes back to the budget once its handler is done. */
+  release: () => void;
 }
+
+const noRelease = (): void => undefined;
 
 const emptyBody = Buffer.alloc(0);
 
@@ -55,9 +65,11 @@ export class ServerConnection {
     // Until the peer proves the secret, only a frame the size of an 'auth' is accepted.
     const limit = this.authenticated ? settings.frameBytesMax : handshakeFrameBytesMax;
     this.framed = new FramedSocket(socket, limit, {
-      onFrame: (f) => this.onFrame(f),
+      onFrame: (f, takenBytes) => this.onFrame(f, this.releaser(takenBytes)),
       onClose: (reason, violation) => this.onClose(reason, violation),
     });
+    // Before authentication frames are tiny and handled at once; after it, they need the budget.
+    if (this.authenticated) this.framed.setAdmission(this.admission);
     // Sent in dev mode too (without a nonce), so that a client configured with a secret fails fast.
     this.serverNonce = this.authenticated ? undefined : newNonce();
     const hello: Record<string, unknown> = { v: protocolVersion };
@@ -91,16 +103,58 @@ export class ServerConnection {
     this.framed.destroy(reason);
   }
 
-  private onFrame(frame: Frame): void {
+  private readonly admission: FrameAdmission = {
+    tryTake: (bytes) => this.settings.budget.tryTake(bytes),
+    release: (bytes) => this.settings.budget.release(bytes),
+    onRefused: (head) => this.onRefusedFrame(head),
+  };
+
+  /** Gives `takenBytes` back to the budget, once however often it is called. */
+  private releaser(takenBytes: number): () => void {
+    if (takenBytes === 0) return noRelease;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.settings.budget.release(takenBytes);
+    };
+  }
+
+  /** A frame that did not fit in the budget: a request is answered OVERLOADED, a one-way message dropped. */
+  private onRefusedFrame(head: Buffer): void {
+    this.lastFrameAt = performance.now();
+    let h: Header;
+    try {
+      h = decodeFrameHead(head);
+    } catch (err) {
+      return this.violation((err as Error).message);
+    }
+    const budget = this.settings.budget;
+    if (h.kind === 'req') {
+      this.settings.onRefused('request', this.peer);
+      return this.sendError(h.id, {
+        code: RpcErrorCode.Overloaded,
+        message: `the server holds ${budget.bytesHeld} bytes of requests and takes at most ${budget.bytesMax} (requestBytesMax); retry later`,
+        details: { requestBytesMax: budget.bytesMax },
+      });
+    }
+    if (h.kind === 'msg') return this.settings.onRefused('message', this.peer);
+    // Other frames carry nothing worth memory: handled as if whole (a cancel still cancels).
+    this.onFrame({ header: h, body: emptyBody, payload: undefined }, noRelease);
+  }
+
+  /** Dispatches one frame; `release` gives its bytes back, called here or once its handler is done. */
+  private onFrame(frame: Frame, release: () => void): void {
     this.lastFrameAt = performance.now();
     const h = frame.header;
+    if (h.kind === 'req' && this.authenticated) return this.onRequest(h, frame, release);
+    if (h.kind === 'msg' && this.authenticated) return this.onMessage(h, frame, release);
+    release();
     switch (h.kind) {
       case 'req':
-        if (!this.authenticated) return this.refuseUnauthenticated(h.id);
-        return this.onRequest(h, frame);
+        return this.refuseUnauthenticated(h.id);
       case 'msg':
-        if (!this.authenticated) return this.refuseUnauthenticated(0);
-        return this.onMessage(h, frame);
+        return this.refuseUnauthenticated(0);
       case 'cancel':
         if (!this.authenticated) return this.refuseUnauthenticated(h.id);
         this.calls.get(h.id)?.controller.abort(new RpcError(RpcErrorCode.Cancelled, 'cancelled by the caller'));
@@ -146,10 +200,20 @@ export class ServerConnection {
     clearTimeout(this.authTimer);
     this.authenticated = true;
     this.framed.frameBytesMax = this.settings.frameBytesMax;
+    this.framed.setAdmission(this.admission);
     this.send({ id: 0, kind: 'auth' }, encodeBody({ proof: serverProof(secret, clientNonce, serverNonce) }), undefined);
   }
 
-  private onRequest(h: Header, frame: Frame): void {
+  private onRequest(h: Header, frame: Frame, release: () => void): void {
+    try {
+      this.startRequest(h, frame, release);
+    } finally {
+      // Refused before its handler started (or the handler threw synchronously): nothing holds it.
+      if (!this.calls.has(h.id) || this.calls.get(h.id)!.release !== release) release();
+    }
+  }
+
+  private startRequest(h: Header, frame: Frame, release: () => void): void {
     const id = h.id;
     const method = h.method as string;
     if (this.calls.has(id)) return this.violation(`request id ${id} is already in flight`);
@@ -171,7 +235,7 @@ export class ServerConnection {
     const controller = new AbortController();
     const timeoutMs = h.timeoutMs ?? timeoutMsDefault;
     const timer = setTimeout(() => controller.abort(new RpcError(RpcErrorCode.Timeout, `${method} passed its deadline of ${timeoutMs} ms`)), timeoutMs);
-    const call: RunningCall = { method, controller, timer };
+    const call: RunningCall = { method, controller, timer, release };
     this.calls.set(id, call);
     const ctx: CallContext = { signal: controller.signal, peer: this.peer, payload: frame.payload };
     let result: Promise<unknown>;
@@ -187,15 +251,19 @@ export class ServerConnection {
   }
 
   /** A one-way message: the handler runs like a request's, and its result or error stays here. */
-  private onMessage(h: Header, frame: Frame): void {
+  private onMessage(h: Header, frame: Frame, release: () => void): void {
     const method = h.method as string;
     const handler = this.settings.handlers.get(method);
     const drop = (why: string): void => this.settings.log('warn', `rpc: one-way ${method} dropped: ${why}`, { peer: this.peer });
-    if (handler === undefined) return drop('unknown method');
+    if (handler === undefined) {
+      release();
+      return drop('unknown method');
+    }
     let body: unknown;
     try {
       body = decodeBody(frame.body);
     } catch (err) {
+      release();
       return drop((err as Error).message);
     }
     const ctx: CallContext = { signal: this.closedSignal.signal, peer: this.peer, payload: frame.payload };
@@ -205,11 +273,12 @@ export class ServerConnection {
     } catch (err) {
       result = Promise.reject(err);
     }
-    result.catch((err: unknown) => drop(this.toWireError(method, err).message));
+    result.catch((err: unknown) => drop(this.toWireError(method, err).message)).finally(release);
   }
 
   private settle(id: number, call: RunningCall, value: unknown, err: unknown, failed: boolean): void {
     clearTimeout(call.timer);
+    call.release();
     if (this.calls.get(id) === call) this.calls.delete(id);
     const onSent = isReply(value) ? value.onSent : undefined;
     // The payload's buffer goes back to its owner on every path: sent, or dropped here.

@@ -1,0 +1,255 @@
+// The RPC server's overload limits (src/rpc/server.ts, request-budget.ts, the decoder's admission):
+// connections in all and per peer address, and the bytes of requests held at once. Each refuses
+// with CAIRN_OVERLOADED, runs no handler for what it refused, and keeps serving afterwards.
+
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
+import { test, type TestContext } from 'node:test';
+import { RpcClient, RpcError, RpcErrorCode, RpcServer, reply, rpcLimits, type RpcClientOptions, type RpcServerOptions } from '../../src/rpc/index.ts';
+import { FrameDecoder, decodeFrame, encodeBody, encodeHeader, frameParts, type FrameAdmission } from '../../src/rpc/frame.ts';
+import { RequestBudget } from '../../src/rpc/request-budget.ts';
+
+const KiB = 1024;
+const MiB = 2 ** 20;
+
+async function startServer(t: TestContext, opts: RpcServerOptions = {}): Promise<{ server: RpcServer; address: string; port: number }> {
+  const server = new RpcServer({ log: () => undefined, ...opts });
+  server.handle('echo', async (body, ctx) => reply(body, ctx.payload));
+  t.after(() => server.close());
+  const addr = await server.listen('127.0.0.1', 0);
+  return { server, address: `${addr.host}:${addr.port}`, port: addr.port };
+}
+
+function client(t: TestContext, address: string, opts?: RpcClientOptions): RpcClient {
+  const c = new RpcClient(address, { reconnectBackoffMs: { min: 10, max: 50 }, ...opts });
+  t.after(() => c.close());
+  return c;
+}
+
+function overloaded(check?: (err: RpcError) => void): (err: unknown) => boolean {
+  return (err) => {
+    assert.ok(err instanceof RpcError, `expected an RpcError, got ${String(err)}`);
+    assert.equal(err.code, RpcErrorCode.Overloaded, err.message);
+    check?.(err);
+    return true;
+  };
+}
+
+async function until(what: string, cond: () => boolean, deadlineMs = 5_000): Promise<void> {
+  const end = performance.now() + deadlineMs;
+  while (!cond()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** The first frame a raw socket receives from the server (its hello). */
+async function firstFrame(socket: net.Socket): Promise<ReturnType<typeof decodeFrame>> {
+  const { promise, resolve } = Promise.withResolvers<ReturnType<typeof decodeFrame>>();
+  const decoder = new FrameDecoder(MiB, (raw) => resolve(decodeFrame(raw)));
+  socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+  return promise;
+}
+
+// ---- the budget and the decoder ----------------------------------------------------------------
+
+test('RequestBudget: takes what fits, refuses what does not, and a release beyond what is held is a broken invariant', () => {
+  const b = new RequestBudget(100);
+  assert.equal(b.tryTake(60), true);
+  assert.equal(b.tryTake(41), false);
+  assert.equal(b.bytesHeld, 60);
+  assert.equal(b.tryTake(40), true);
+  b.release(100);
+  assert.equal(b.bytesHeld, 0);
+  assert.throws(() => b.release(1), /invariant violated/);
+});
+
+test('decoder admission: a frame that does not fit is skipped with its header kept, and the frames after it decode', () => {
+  const frame = (id: number, payloadBytes: number): Buffer => Buffer.concat(frameParts(encodeHeader({ id, kind: 'req', method: 'echo' }), encodeBody({ id }), Buffer.alloc(payloadBytes, id)));
+  const stream = Buffer.concat([frame(1, 100), frame(2, 50_000), frame(3, 100)]);
+  for (const pieceBytes of [stream.length, 7, 4096]) {
+    const budget = new RequestBudget(1000);
+    const delivered: number[] = [];
+    const refused: number[] = [];
+    const admission: FrameAdmission = {
+      tryTake: (n) => budget.tryTake(n),
+      release: (n) => budget.release(n),
+      onRefused: (head, frameBytes) => {
+        assert.ok(head.length <= rpcLimits.refusedFrameHeadBytesMax);
+        refused.push(frameBytes);
+      },
+    };
+    const decoder = new FrameDecoder(MiB, (raw, taken) => {
+      assert.equal(taken, true);
+      delivered.push(decodeFrame(raw).header.id);
+      budget.release(raw.length + 4);
+    });
+    decoder.admission = admission;
+    for (let at = 0; at < stream.length; at += pieceBytes) decoder.push(stream.subarray(at, at + pieceBytes));
+    assert.deepEqual(delivered, [1, 3], `pieces of ${pieceBytes} bytes`);
+    assert.deepEqual(refused, [frame(2, 50_000).length]);
+    assert.equal(budget.bytesHeld, 0);
+  }
+});
+
+test('decoder admission: stopping in the middle of a taken frame gives its bytes back', () => {
+  const budget = new RequestBudget(MiB);
+  const decoder = new FrameDecoder(MiB, () => assert.fail('no frame is whole'));
+  decoder.admission = { tryTake: (n) => budget.tryTake(n), release: (n) => budget.release(n), onRefused: () => assert.fail('nothing refused') };
+  const whole = Buffer.concat(frameParts(encodeHeader({ id: 1, kind: 'req', method: 'echo' }), encodeBody(1), Buffer.alloc(10_000)));
+  decoder.push(whole.subarray(0, 5_000));
+  assert.equal(budget.bytesHeld, whole.length);
+  decoder.stop();
+  assert.equal(budget.bytesHeld, 0);
+});
+
+// ---- connections -------------------------------------------------------------------------------
+
+test('limit connectionsMax: a connection beyond it is refused with CAIRN_OVERLOADED; the others keep working, and a freed place is taken', async (t) => {
+  const { server, address } = await startServer(t, { connectionsMax: 2 });
+  const a = client(t, address);
+  const b = client(t, address);
+  assert.equal((await a.call('echo', 'a')).body, 'a');
+  assert.equal((await b.call('echo', 'b')).body, 'b');
+  const c = client(t, address);
+  await assert.rejects(c.call('echo', 'c'), overloaded((e) => assert.equal(e.details.connectionsMax, 2)));
+  assert.equal(server.stats().connectionsRefused, 1);
+  assert.equal((await a.call('echo', 'still a')).body, 'still a');
+  b.close();
+  await until('the server to see b close', () => server.stats().connections === 1);
+  assert.equal((await c.call('echo', 'c again')).body, 'c again');
+});
+
+test('limit connectionsMax: with a cluster secret the refusal arrives before the handshake, with its code', async (t) => {
+  const secret = 'limits-secret';
+  const { server, address } = await startServer(t, { connectionsMax: 1, secret });
+  const a = client(t, address, { secret });
+  assert.equal((await a.call('echo', 1)).body, 1);
+  const b = client(t, address, { secret });
+  await assert.rejects(b.call('echo', 2), overloaded());
+  assert.equal(server.stats().connectionsRefused, 1);
+  assert.equal((await a.call('echo', 3)).body, 3);
+});
+
+test('limit connectionsPerAddressMax: one address is refused beyond it, another address is not', async (t) => {
+  const { server, address, port } = await startServer(t, { connectionsPerAddressMax: 2, connectionsMax: 10 });
+  const open = [client(t, address), client(t, address)];
+  for (const c of open) assert.equal((await c.call('echo', 'in')).body, 'in');
+  const third = client(t, address);
+  await assert.rejects(third.call('echo', 'over'), overloaded((e) => assert.equal(e.details.connectionsPerAddressMax, 2)));
+  // 127.0.0.2 is loopback too on Linux: another peer address, with places of its own.
+  const other = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' });
+  other.on('error', () => undefined);
+  t.after(() => other.destroy());
+  const hello = await firstFrame(other);
+  assert.equal(hello.header.kind, 'hello');
+  assert.equal(hello.header.error, undefined);
+  await until('the other address to count', () => server.stats().connections === 3);
+  // A raw refused connection sees the refusal in its hello, then the server closes it.
+  const refusedSocket = net.connect({ host: '127.0.0.1', port });
+  refusedSocket.on('error', () => undefined);
+  t.after(() => refusedSocket.destroy());
+  const refusal = await firstFrame(refusedSocket);
+  assert.equal(refusal.header.error?.code, RpcErrorCode.Overloaded);
+  await once(refusedSocket, 'close');
+  assert.equal(server.stats().connectionsRefused, 2);
+});
+
+// ---- bytes of requests -------------------------------------------------------------------------
+
+test('limit requestBytesMax: a request that does not fit is answered CAIRN_OVERLOADED without running its handler; held bytes never pass the bound', async (t) => {
+  const requestBytesMax = 2 * MiB;
+  const { server, address } = await startServer(t, { frameBytesMax: MiB, requestBytesMax });
+  const gates: (() => void)[] = [];
+  let runs = 0;
+  server.handle('hold', async (_body, ctx) => {
+    runs++;
+    await new Promise<void>((resolve) => gates.push(resolve));
+    return ctx.payload?.length ?? 0;
+  });
+  let heldMax = 0;
+  const sampler = setInterval(() => (heldMax = Math.max(heldMax, server.stats().requestBytesHeld)), 1);
+  t.after(() => clearInterval(sampler));
+  const big = Buffer.alloc(900 * KiB, 1);
+  const c = client(t, address);
+  const held = [c.call('hold', {}, { payload: big }), c.call('hold', {}, { payload: big })];
+  await until('two requests held', () => runs === 2);
+  assert.ok(server.stats().requestBytesHeld > 2 * big.length);
+  // From another connection too: the budget is the server's, not the connection's.
+  const other = client(t, address);
+  await assert.rejects(other.call('hold', {}, { payload: big }), overloaded((e) => assert.equal(e.details.requestBytesMax, requestBytesMax)));
+  await assert.rejects(c.call('hold', {}, { payload: big }), overloaded());
+  assert.equal(runs, 2, 'no handler ran for a refused request');
+  assert.equal(server.stats().requestsRefused, 2);
+  // Small requests still fit beside the held ones.
+  assert.equal((await other.call('echo', 'small')).body, 'small');
+  for (const open of gates.splice(0)) open();
+  assert.deepEqual((await Promise.all(held)).map((r) => r.body), [big.length, big.length]);
+  await until('the held bytes to be given back', () => server.stats().requestBytesHeld === 0);
+  const again = c.call('hold', {}, { payload: big });
+  await until('the request to run', () => runs === 3);
+  for (const open of gates.splice(0)) open();
+  assert.equal((await again).body, big.length);
+  clearInterval(sampler);
+  assert.ok(heldMax <= requestBytesMax, `held ${heldMax} bytes, the bound is ${requestBytesMax}`);
+});
+
+test('limit requestBytesMax: many concurrent writers are refused rather than held, and every refusal is an answer', async (t) => {
+  const requestBytesMax = 4 * MiB;
+  const { server, address } = await startServer(t, { frameBytesMax: MiB, requestBytesMax });
+  server.handle('slow', async (_body, ctx) => {
+    await new Promise((r) => setTimeout(r, 20));
+    return ctx.payload?.length ?? 0;
+  });
+  let heldMax = 0;
+  const sampler = setInterval(() => (heldMax = Math.max(heldMax, server.stats().requestBytesHeld)), 1);
+  t.after(() => clearInterval(sampler));
+  const payload = Buffer.alloc(512 * KiB, 7);
+  const clients = Array.from({ length: 32 }, () => client(t, address));
+  const outcomes = await Promise.all(clients.map((c) => c.call('slow', {}, { payload }).then(() => 'ok', (e: RpcError) => e.code)));
+  clearInterval(sampler);
+  const ok = outcomes.filter((o) => o === 'ok').length;
+  const refused = outcomes.filter((o) => o === RpcErrorCode.Overloaded).length;
+  assert.equal(ok + refused, clients.length, `only answers, no other errors: ${outcomes.join(',')}`);
+  assert.ok(refused > 0 && ok > 0, `${ok} served, ${refused} refused`);
+  assert.ok(heldMax <= requestBytesMax, `held ${heldMax} bytes, the bound is ${requestBytesMax}`);
+  assert.equal(server.stats().requestBytesHeld, 0);
+});
+
+test('limit requestBytesMax: one-way messages that do not fit are dropped and counted; a connection closed mid-frame gives its bytes back', async (t) => {
+  const { server, address, port } = await startServer(t, { frameBytesMax: MiB, requestBytesMax: MiB });
+  const gates: (() => void)[] = [];
+  server.handle('hold', () => new Promise((resolve) => gates.push(() => resolve(0))));
+  let messages = 0;
+  server.handle('note', async () => void messages++);
+  const c = client(t, address);
+  const held = c.call('hold', {}, { payload: Buffer.alloc(900 * KiB) });
+  await until('the request to be held', () => gates.length === 1);
+  c.notify('note', {}, Buffer.alloc(200 * KiB));
+  c.notify('note', {});
+  await until('the small message', () => messages === 1);
+  assert.equal(server.stats().messagesDropped, 1);
+  gates[0]();
+  await held;
+  // Half a frame, then the connection goes: the bytes it took come back.
+  const raw = net.connect({ host: '127.0.0.1', port });
+  raw.on('error', () => undefined);
+  t.after(() => raw.destroy());
+  await once(raw, 'connect');
+  const whole = Buffer.concat(frameParts(encodeHeader({ id: 1, kind: 'req', method: 'echo' }), encodeBody(1), Buffer.alloc(500 * KiB)));
+  raw.write(whole.subarray(0, 100 * KiB));
+  await until('the frame to be taken', () => server.stats().requestBytesHeld === whole.length);
+  raw.destroy();
+  await until('its bytes to come back', () => server.stats().requestBytesHeld === 0);
+  assert.equal((await c.call('echo', 'still serving')).body, 'still serving');
+});
+
+test('bad limits fail at construction with CAIRN_BAD_OPTION', () => {
+  const bad = (opts: RpcServerOptions): void => assert.throws(() => new RpcServer(opts), (e: unknown) => (e as RpcError).code === RpcErrorCode.BadOption);
+  bad({ connectionsMax: 0 });
+  bad({ connectionsPerAddressMax: -1 });
+  bad({ frameBytesMax: 2 * MiB, requestBytesMax: MiB });
+  assert.equal(new RpcServer({ frameBytesMax: 2 * MiB }).stats().requestBytesMax, rpcLimits.requestBytesMaxDefault);
+  assert.equal(new RpcServer({ frameBytesMax: 512 * MiB }).stats().requestBytesMax, 512 * MiB);
+});
