@@ -4,10 +4,11 @@ import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Journal } from '../journal/index.ts';
 import type { MetaStateMachine } from '../meta/state-machine.ts';
 import { startOpsHttp, type HttpEndpoint } from '../ops-http.ts';
+import type { MasterLoad } from './server.ts';
 
 export type { HttpEndpoint };
 
-export async function startHttp(host: string, port: number, journal: Journal, sm: MetaStateMachine): Promise<HttpEndpoint> {
+export async function startHttp(host: string, port: number, journal: Journal, sm: MetaStateMachine, load: () => MasterLoad): Promise<HttpEndpoint> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'cairn_master_' });
   const gauge = (name: string, help: string, read: () => number): void => {
@@ -24,6 +25,12 @@ export async function startHttp(host: string, port: number, journal: Journal, sm
   });
   gauge('cairn_meta_inodes', 'inodes in the namespace', () => sm.state.statfs().inodes);
   gauge('cairn_meta_logical_bytes', 'sum of file lengths', () => sm.state.statfs().logicalBytes);
+  gauge('cairn_master_rpc_connections', 'RPC connections open', () => load().rpc.connections);
+  gauge('cairn_master_rpc_request_bytes_held', 'bytes of requests held in memory (bounded by the request memory limit)', () => load().rpc.requestBytesHeld);
+  gauge('cairn_master_pending_calls', 'clients\' calls in progress (bounded by pendingCallsMax)', () => load().pendingCalls);
+  gauge('cairn_master_rpc_connections_refused', 'connections refused with CAIRN_OVERLOADED since start', () => load().rpc.connectionsRefused);
+  gauge('cairn_master_rpc_requests_refused', 'requests refused with CAIRN_OVERLOADED for memory since start', () => load().rpc.requestsRefused);
+  gauge('cairn_master_calls_refused', 'clients\' calls refused with CAIRN_OVERLOADED over pendingCallsMax since start', () => load().callsRefused);
 
   return startOpsHttp(host, port, registry, () => {
     const st = journal.status();
