@@ -7,6 +7,11 @@
 //
 // A member never drops a pending version on its own: it stays dirty until a later write commits
 // or replaces it, so a read never sees a version go back (the tail may already serve it).
+//
+// Under overload a worker refuses rather than queues: clients' writes beyond headWriteBytesMax in
+// progress, and reads beyond readBytesMax of replies not yet sent, are answered CAIRN_OVERLOADED
+// before they touch a chunk. Writes forwarded along a chain are never refused here: they finish
+// writes other members already took, and refusing them could leave two heads waiting on each other.
 
 import { crc32c } from '@node-rs/crc32';
 import { CodedError } from '../errors.ts';
@@ -15,6 +20,7 @@ import { TargetState } from '../meta/commands.ts';
 import type { Routing } from '../meta/routing.ts';
 import type { TargetInfo } from '../meta/namespace-state.ts';
 import { reply, type Reply } from '../rpc/handler.ts';
+import { RpcError, RpcErrorCode } from '../rpc/errors.ts';
 import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
 import { BufferPool } from './buffer-pool.ts';
@@ -42,7 +48,17 @@ export interface ReplicaHost {
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
   /** Rules to break on purpose (the simulator's `--bug`); none outside it. */
   bugs?: ReadonlySet<ReplicaBug>;
+  /** Bytes of clients' writes (this member the head) in progress at once; default replicaLimitsDefault. */
+  headWriteBytesMax?: number;
+  /** Bytes of chunk reads read and not yet handed to the socket; default replicaLimitsDefault. */
+  readBytesMax?: number;
 }
+
+/** How much a worker takes on at once before it answers CAIRN_OVERLOADED. */
+export const replicaLimitsDefault = {
+  headWriteBytesMax: 256 * 2 ** 20,
+  readBytesMax: 256 * 2 ** 20,
+};
 
 /**
  * The data path's rules the simulator can switch off (docs/data-path-sim.md): a member that commits
@@ -68,9 +84,18 @@ export class ChainReplica {
   private readonly ackEarly: boolean;
   private readonly servePending: boolean;
   private readonly readBuffers = new BufferPool({ idleBytesMax: readBuffersIdleBytesMax, classBytesMax: payloadBytesMax });
+  private readonly headWriteBytesMax: number;
+  private readonly readBytesMax: number;
+  /** Bytes of clients' writes in progress at this member as the head. */
+  private headWriteBytes = 0;
+  /** Bytes of read buffers lent to replies not yet handed to the socket. */
+  private readBytes = 0;
+  private readonly refused = { writes: 0, reads: 0 };
 
   constructor(host: ReplicaHost) {
     this.host = host;
+    this.headWriteBytesMax = host.headWriteBytesMax ?? replicaLimitsDefault.headWriteBytesMax;
+    this.readBytesMax = host.readBytesMax ?? replicaLimitsDefault.readBytesMax;
     this.ackEarly = host.bugs?.has('ack-before-tail-commit') === true;
     this.servePending = host.bugs?.has('serve-pending-as-clean') === true;
   }
@@ -81,14 +106,36 @@ export class ChainReplica {
     const data = payload ?? emptyPayload;
     const req = validateWrite(body, data.length);
     const { me, store } = this.member(req, 'write');
-    if (crc32c(data) !== req.crc32c) {
-      throw new WorkerError(WorkerErrorCode.ChecksumMismatch, `chunk write to target ${me.targetId}: the payload's CRC32C is not ${req.crc32c}; nothing was stored`);
-    }
     const routing = this.host.routing()!;
-    if (req.updateVersion === undefined && routing.writeMembers(req.chainId)[0]?.targetId !== me.targetId) {
+    const atHead = req.updateVersion === undefined;
+    if (atHead && routing.writeMembers(req.chainId)[0]?.targetId !== me.targetId) {
       const head = routing.writeMembers(req.chainId)[0];
       throw new WorkerError(WorkerErrorCode.TargetUnavailable, `target ${me.targetId} is not the head of chain ${req.chainId}${head === undefined ? '' : `; the head is target ${head.targetId}`}`);
     }
+    // Admitted before its checksum is computed and before it waits for the chunk's lock: the
+    // waiters are the queue this bounds, and a refusal should cost next to nothing.
+    const admitted = atHead ? this.admitHeadWrite(data.length, me.targetId) : 0;
+    try {
+      if (crc32c(data) !== req.crc32c) {
+        throw new WorkerError(WorkerErrorCode.ChecksumMismatch, `chunk write to target ${me.targetId}: the payload's CRC32C is not ${req.crc32c}; nothing was stored`);
+      }
+      return await this.writeLocked(me, store, req, data);
+    } finally {
+      this.headWriteBytes -= admitted;
+    }
+  }
+
+  /** Takes a client's write of `bytes` into the head's budget, or refuses it with CAIRN_OVERLOADED. */
+  private admitHeadWrite(bytes: number, targetId: number): number {
+    if (this.headWriteBytes > 0 && this.headWriteBytes + bytes > this.headWriteBytesMax) {
+      this.refused.writes++;
+      throw new RpcError(RpcErrorCode.Overloaded, `target ${targetId}: this worker has ${this.headWriteBytes} bytes of writes in progress, its limit is ${this.headWriteBytesMax}; nothing was stored, retry later`, { headWriteBytesMax: this.headWriteBytesMax });
+    }
+    this.headWriteBytes += bytes;
+    return bytes;
+  }
+
+  private writeLocked(me: TargetInfo, store: ChunkStore, req: WriteRequest, data: Uint8Array): Promise<WriteReply> {
     const id = { inodeId: req.inodeId, index: req.index };
     return this.lock.with(chunkLockKey(me.targetId, id), async () => {
       let meta = store.get(id);
@@ -260,16 +307,40 @@ export class ChainReplica {
       throw new WorkerError(WorkerErrorCode.ChunkDirty, `target ${me.targetId} holds a pending version of chunk ${req.inodeId}:${req.index}: read from the tail`);
     }
     const now = meta.pending !== undefined && tail ? await this.commitAtTail(me, store, id) : meta;
-    // The bytes are read into a pooled buffer, which goes back once the reply has left for the socket.
+    // The bytes are read into a pooled buffer, which goes back once the reply has left for the socket
+    // (the budget counts it until then: a client that does not read its replies is refused more).
+    const reserved = this.admitRead(Math.max(0, Math.min(req.length, now.lengthBytes - req.offset)), me.targetId);
     let lent = undefined as Buffer | undefined;
+    let handedOver = false;
     try {
       const data = await store.read(id, req.offset, req.length, (n) => (lent = this.readBuffers.take(n)));
       const sent = lent;
       lent = undefined;
-      return reply({ lengthBytes: now.lengthBytes, commitVersion: now.commitVersion }, data, sent === undefined ? undefined : () => this.readBuffers.give(sent));
+      handedOver = true;
+      return reply({ lengthBytes: now.lengthBytes, commitVersion: now.commitVersion }, data, () => {
+        this.readBytes -= reserved;
+        if (sent !== undefined) this.readBuffers.give(sent);
+      });
     } finally {
       if (lent !== undefined) this.readBuffers.give(lent);
+      if (!handedOver) this.readBytes -= reserved;
     }
+  }
+
+  /** Reserves the buffer a read of `bytes` takes, or refuses it with CAIRN_OVERLOADED. */
+  private admitRead(bytes: number, targetId: number): number {
+    const reserved = bytes === 0 ? 0 : this.readBuffers.bytesFor(bytes);
+    if (this.readBytes > 0 && this.readBytes + reserved > this.readBytesMax) {
+      this.refused.reads++;
+      throw new RpcError(RpcErrorCode.Overloaded, `target ${targetId}: this worker holds ${this.readBytes} bytes of reads not yet sent, its limit is ${this.readBytesMax}; retry later`, { readBytesMax: this.readBytesMax });
+    }
+    this.readBytes += reserved;
+    return reserved;
+  }
+
+  /** What the worker holds now against its limits (for /metrics and tests). */
+  load(): { headWriteBytes: number; readBytes: number; writesRefused: number; readsRefused: number } {
+    return { headWriteBytes: this.headWriteBytes, readBytes: this.readBytes, writesRefused: this.refused.writes, readsRefused: this.refused.reads };
   }
 
   /**

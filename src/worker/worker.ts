@@ -49,6 +49,9 @@ export interface WorkerOptions {
   scrub?: Partial<ScrubOptions>;
   /** Bytes per second this worker's resyncs send together, at most (default resyncDefaults: 64 MiB/s). */
   resyncBytesPerSec?: number;
+  /** Clients' writes and reads in progress, in bytes, beyond which it answers CAIRN_OVERLOADED (replicaLimitsDefault). */
+  headWriteBytesMax?: number;
+  readBytesMax?: number;
 }
 
 interface LocalTarget {
@@ -94,6 +97,8 @@ export class StorageWorker {
       log: opts.log,
       bugs: opts.bugs,
       syncPageChunks: opts.syncPageChunks ?? syncListLimitMax,
+      headWriteBytesMax: opts.headWriteBytesMax,
+      readBytesMax: opts.readBytesMax,
     };
     this.replica = new ChainReplica(host);
     this.resync = new Resyncer(this.replica, host, opts.resyncBytesPerSec === undefined ? {} : { rateBytesPerSec: opts.resyncBytesPerSec });
