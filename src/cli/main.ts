@@ -64,6 +64,10 @@ program
   .option('--zk-cluster <id>', 'with --journal zookeeper: the cluster\'s name in ZooKeeper (its znodes live under /cairn/<id>)')
   .option('--zk-session-timeout-ms <ms>', 'with --journal zookeeper: the ZooKeeper session timeout, which bounds failover (default 2000)')
   .option('--zk-bucket-entries <n>', 'with --journal zookeeper: log batches per bucket znode, fixed when the cluster is made (default 10000)')
+  .option('--pending-calls-max <n>', 'clients\' calls (meta.mutate, meta.query, cluster.routing) in progress at once; more are refused with CAIRN_OVERLOADED (default 1024)')
+  .option('--request-memory-mib <n>', 'bytes of requests held in memory at once, in MiB; a request beyond is refused with CAIRN_OVERLOADED (default 256, at least 64)')
+  .option('--connections-max <n>', 'RPC connections open at once; more are refused with CAIRN_OVERLOADED (default 4096)')
+  .option('--connections-per-address-max <n>', 'RPC connections open at once from one IP address (default 1024)')
   .option('--config <file>', 'JSON file with any of these options')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseMasterConfig(flags);
@@ -101,6 +105,10 @@ program
   .option('--scrub-mib-per-s <n>', 're-read stored chunks at most this fast to find and repair damage (default 16; 0 turns the scrubber off)')
   .option('--scrub-pause-ms <ms>', 'pause between two full scrub passes (default 3600000)')
   .option('--resync-mib-per-s <n>', 'what this worker\'s resyncs (filling a returning or new member) send together, at most (default 64)')
+  .option('--request-memory-mib <n>', 'bytes of requests held in memory at once, in MiB; clients\' writes take at most half; beyond, CAIRN_OVERLOADED (default 512, at least 130)')
+  .option('--read-memory-mib <n>', 'bytes of chunk reads not yet sent, in MiB; beyond, reads are refused with CAIRN_OVERLOADED (default 256, at least 64)')
+  .option('--connections-max <n>', 'RPC connections open at once; more are refused with CAIRN_OVERLOADED (default 4096)')
+  .option('--connections-per-address-max <n>', 'RPC connections open at once from one IP address (default 1024)')
   .option('--config <file>', 'JSON file with any of these options ("targets": [...])')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseWorkerConfig(flags);
