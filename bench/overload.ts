@@ -450,6 +450,8 @@ export async function run(args: string[]): Promise<void> {
 
     console.log(`phase 1: ${opts.clients} clients x ${opts.pipeline} creates for ${opts.warmupSeconds} + ${opts.seconds} s...`);
     const creates = await metaPhase(opts, leader, cluster.secret, pids);
+    // Let the leader see phase 1's connections close, so that the flood finds the places they held.
+    await sleep(1_000);
     console.log(`phase 2: ${opts.flood} connections at once...`);
     const flood = await floodPhase(opts.flood, leader, cluster.secret);
     const afterFlood = await meta.query<InodeAttr>('meta.query', { op: 'stat', path: '/ov' });
