@@ -25,7 +25,7 @@
 import { Packr } from 'msgpackr';
 import { isPlainObject } from '../plain-object.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
-import { bodyInlineBytesMax, errorCodeLengthMax, headerBytesMax, methodLengthMax, refusedFrameHeadBytesMax, timeoutMsMax } from './limits.ts';
+import { bodyInlineBytesMax, errorCodeLengthMax, headerBytesMax, methodLengthMax, timeoutMsMax } from './limits.ts';
 
 const frameKinds = ['req', 'res', 'cancel', 'hello', 'auth', 'msg'] as const;
 export type FrameKind = (typeof frameKinds)[number];
@@ -191,20 +191,39 @@ function parseWireError(raw: unknown): WireError {
 /** Where reads land while no frame is partly received (the frame prefix and small frames). */
 const scratchBytes = 64 * 1024;
 
+/** What a server's admission decides for a frame, once its header is known. */
+export type AdmissionDecision =
+  /** Store the frame; `release` gives its bytes back once its receiver is done with it. */
+  | { release: () => void }
+  /** Drop the frame's bytes as they arrive and report it with onRefused. */
+  | 'skip'
+  /** Read nothing more until the owner calls retry(); the decision is asked for again then. */
+  | 'wait';
+
 /** How a server's decoder asks for memory before it stores a frame. */
 export interface FrameAdmission {
-  /** Takes `frameBytes` (length prefix included) from the budget if they fit; false takes nothing. */
-  tryTake(frameBytes: number): boolean;
-  /** Gives back the bytes of a frame taken but never delivered (the connection closed mid-frame). */
-  release(frameBytes: number): void;
-  /** A frame that did not fit was dropped as it arrived; `head` holds its first bytes (its header). */
+  /**
+   * Decides for a frame of `frameBytes` (length prefix included) whose first bytes after the prefix
+   * are `head`: the header length field and the header. May throw (a malformed header).
+   */
+  decide(frameBytes: number, head: Buffer): AdmissionDecision;
+  /** A skipped frame was wholly dropped; `head` holds its header. */
   onRefused(head: Buffer, frameBytes: number): void;
 }
 
-/** A frame refused for memory, being skipped: its first bytes kept, the rest counted and dropped. */
+/** A frame's header being collected before its admission is decided. */
+interface Head {
+  frameLength: number;
+  lengthField: Buffer;
+  lengthFilled: number;
+  /** The header length field and the header, once its length is known. */
+  bytes: Buffer | undefined;
+  filled: number;
+}
+
+/** A skipped frame: its header kept, the rest counted and dropped. */
 interface Refused {
   head: Buffer;
-  headFilled: number;
   /** Bytes of the frame still to come. */
   left: number;
   frameBytes: number;
@@ -218,27 +237,32 @@ interface Refused {
  *   frame's length is known the socket reads the rest straight into the frame's own buffer, so a
  *   large payload is never copied in user space; frames that fit in the scratch buffer the reads
  *   otherwise land in are copied out of it (the scratch is reused).
- * With an `admission` (a server's), each frame's bytes are taken from a budget as soon as its length
- * is known; a frame that does not fit is skipped, its header kept, and reported as refused. The
- * receiver of a frame delivered with `taken` true gives its bytes back when done with it.
+ * With an `admission` (a server's, in push mode), each frame's header is read first and the
+ * admission decides before a byte more is stored: store it, skip it (its header kept), or wait,
+ * in which case the decoder keeps what it was given beyond the header and takes nothing more
+ * until retry(); its owner stops reading the socket meanwhile.
  */
 export class FrameDecoder {
   /** Checked against each incoming length prefix; raised by the server once the peer authenticated. */
   frameBytesMax: number;
   /** Set by a server once the peer may send frames that need memory (it authenticated). */
   admission: FrameAdmission | undefined;
-  private readonly onFrame: (frame: Buffer, taken: boolean) => void;
+  private readonly onFrame: (frame: Buffer, release: (() => void) | undefined) => void;
   private readonly prefix = Buffer.alloc(lengthBytes);
   private prefixFilled = 0;
   private partial: Buffer | undefined;
   private partialFilled = 0;
-  /** The partial frame's bytes were taken from the admission's budget. */
-  private partialTaken = false;
+  /** Gives back the partial frame's bytes, if the admission took them. */
+  private partialRelease: (() => void) | undefined;
+  private head: Head | undefined;
   private refused: Refused | undefined;
+  /** Waiting for the admission: what was pushed beyond the header, kept until retry(). */
+  private waitingFor: Head | undefined;
+  private stash: Buffer | undefined;
   private stopped = false;
   private scratch: Buffer | undefined;
 
-  constructor(frameBytesMax: number, onFrame: (frame: Buffer, taken: boolean) => void) {
+  constructor(frameBytesMax: number, onFrame: (frame: Buffer, release: (() => void) | undefined) => void) {
     this.frameBytesMax = frameBytesMax;
     this.onFrame = onFrame;
   }
@@ -246,16 +270,25 @@ export class FrameDecoder {
   /** Stops delivering frames, also for the rest of the chunk being pushed; gives back a partial frame's bytes. */
   stop(): void {
     this.stopped = true;
-    if (this.partial !== undefined && this.partialTaken) this.admission?.release(lengthBytes + this.partial.length);
+    this.partialRelease?.();
+    this.partialRelease = undefined;
     this.partial = undefined;
-    this.partialTaken = false;
+    this.head = undefined;
     this.refused = undefined;
+    this.waitingFor = undefined;
+    this.stash = undefined;
   }
 
-  /** Bytes received but not yet delivered as a frame (or of a refused frame, not yet wholly skipped). */
+  /** Whether it waits for the admission (its owner should not read meanwhile). */
+  get waiting(): boolean {
+    return this.waitingFor !== undefined;
+  }
+
+  /** Bytes received but not yet delivered as a frame (or of a skipped frame, not yet wholly dropped). */
   get bufferedBytes(): number {
     const skipped = this.refused === undefined ? 0 : this.refused.frameBytes - lengthBytes - this.refused.left;
-    return this.prefixFilled + this.partialFilled + skipped;
+    const head = this.head === undefined ? 0 : this.head.lengthFilled + this.head.filled;
+    return this.prefixFilled + this.partialFilled + skipped + head;
   }
 
   /** Where the next read should land: the unfilled rest of a partly received frame, else the scratch buffer. */
@@ -277,18 +310,22 @@ export class FrameDecoder {
   }
 
   /**
-   * Feeds one chunk; throws RpcError(FrameTooLarge or BadRequest) on a bad length prefix.
+   * Feeds one chunk; throws RpcError(FrameTooLarge or BadRequest) on a bad length prefix or header.
    * `transient`: the chunk's memory is reused after this call, so frames are copied out of it.
    */
   push(chunk: Buffer, transient = false): void {
     let offset = 0;
-    while (offset < chunk.length && !this.stopped) {
+    while (offset < chunk.length && !this.stopped && this.waitingFor === undefined) {
       if (this.partial !== undefined) {
         offset = this.fillPartial(chunk, offset);
         continue;
       }
       if (this.refused !== undefined) {
         offset = this.skipRefused(chunk, offset);
+        continue;
+      }
+      if (this.head !== undefined) {
+        offset = this.fillHead(chunk, offset);
         continue;
       }
       let frameLength: number;
@@ -305,21 +342,33 @@ export class FrameDecoder {
         frameLength = this.prefix.readUInt32BE(0);
       }
       this.checkLength(frameLength);
-      const admission = this.admission;
-      if (admission !== undefined && !admission.tryTake(lengthBytes + frameLength)) {
-        this.refused = { head: Buffer.allocUnsafe(Math.min(frameLength, refusedFrameHeadBytesMax)), headFilled: 0, left: frameLength, frameBytes: lengthBytes + frameLength };
-        continue;
-      }
-      if (chunk.length - offset >= frameLength) {
+      if (this.admission !== undefined) {
+        this.head = { frameLength, lengthField: Buffer.alloc(lengthBytes), lengthFilled: 0, bytes: undefined, filled: 0 };
+      } else if (chunk.length - offset >= frameLength) {
         const frame = chunk.subarray(offset, offset + frameLength);
         offset += frameLength;
-        this.onFrame(transient ? Buffer.from(frame) : frame, admission !== undefined);
+        this.onFrame(transient ? Buffer.from(frame) : frame, undefined);
       } else {
         this.partial = Buffer.allocUnsafe(frameLength);
         this.partialFilled = 0;
-        this.partialTaken = admission !== undefined;
       }
     }
+    if (this.waitingFor !== undefined && offset < chunk.length) {
+      const rest = transient ? Buffer.from(chunk.subarray(offset)) : chunk.subarray(offset);
+      this.stash = this.stash === undefined ? rest : Buffer.concat([this.stash, rest]);
+    }
+  }
+
+  /** Asks the admission again for the frame it waits on; on a decision, goes on with what it kept. */
+  retry(): void {
+    const h = this.waitingFor;
+    if (h === undefined || this.stopped) return;
+    this.waitingFor = undefined;
+    this.decide(h);
+    if (this.waitingFor !== undefined) return;
+    const stash = this.stash;
+    this.stash = undefined;
+    if (stash !== undefined) this.push(stash);
   }
 
   private checkLength(frameLength: number): void {
@@ -332,6 +381,52 @@ export class FrameDecoder {
     if (frameLength < 2 * lengthBytes) throw malformed(`frame length ${frameLength} is shorter than the fixed fields`);
   }
 
+  /** Collects the header length field and the header; once whole, asks the admission. */
+  private fillHead(chunk: Buffer, offset: number): number {
+    const h = this.head as Head;
+    if (h.bytes === undefined) {
+      const n = Math.min(lengthBytes - h.lengthFilled, chunk.length - offset);
+      chunk.copy(h.lengthField, h.lengthFilled, offset, offset + n);
+      h.lengthFilled += n;
+      offset += n;
+      if (h.lengthFilled < lengthBytes) return offset;
+      const headerLength = h.lengthField.readUInt32BE(0);
+      if (headerLength === 0 || headerLength > headerBytesMax) throw malformed(`header length ${headerLength} is outside 1..${headerBytesMax}`);
+      if (2 * lengthBytes + headerLength > h.frameLength) throw malformed(`header length ${headerLength} overruns the frame`);
+      h.bytes = Buffer.allocUnsafe(lengthBytes + headerLength);
+      h.lengthField.copy(h.bytes);
+      h.filled = lengthBytes;
+    }
+    const n = Math.min(h.bytes.length - h.filled, chunk.length - offset);
+    chunk.copy(h.bytes, h.filled, offset, offset + n);
+    h.filled += n;
+    if (h.filled === h.bytes.length) {
+      this.head = undefined;
+      this.decide(h);
+    }
+    return offset + n;
+  }
+
+  private decide(h: Head): void {
+    const head = h.bytes as Buffer;
+    const frameBytes = lengthBytes + h.frameLength;
+    const decision = (this.admission as FrameAdmission).decide(frameBytes, head);
+    if (decision === 'wait') {
+      this.waitingFor = h;
+      return;
+    }
+    if (decision === 'skip') {
+      this.refused = { head, left: h.frameLength - head.length, frameBytes };
+      if (this.refused.left === 0) this.finishRefused();
+      return;
+    }
+    this.partial = Buffer.allocUnsafe(h.frameLength);
+    head.copy(this.partial);
+    this.partialFilled = head.length;
+    this.partialRelease = decision.release;
+    if (this.partialFilled === this.partial.length) this.deliverPartial();
+  }
+
   private fillPartial(chunk: Buffer, offset: number): number {
     const partial = this.partial as Buffer;
     const n = Math.min(partial.length - this.partialFilled, chunk.length - offset);
@@ -341,27 +436,27 @@ export class FrameDecoder {
     return offset + n;
   }
 
-  /** Keeps the first bytes of a refused frame and drops the rest; reports it once it is all skipped. */
+  /** Drops the bytes of a skipped frame; reports it once it is all gone by. */
   private skipRefused(chunk: Buffer, offset: number): number {
     const r = this.refused as Refused;
     const n = Math.min(r.left, chunk.length - offset);
-    const kept = Math.min(n, r.head.length - r.headFilled);
-    chunk.copy(r.head, r.headFilled, offset, offset + kept);
-    r.headFilled += kept;
     r.left -= n;
-    if (r.left === 0) {
-      this.refused = undefined;
-      this.admission?.onRefused(r.head, r.frameBytes);
-    }
+    if (r.left === 0) this.finishRefused();
     return offset + n;
+  }
+
+  private finishRefused(): void {
+    const r = this.refused as Refused;
+    this.refused = undefined;
+    this.admission?.onRefused(r.head, r.frameBytes);
   }
 
   private deliverPartial(): void {
     const frame = this.partial as Buffer;
-    const taken = this.partialTaken;
+    const release = this.partialRelease;
     this.partial = undefined;
     this.partialFilled = 0;
-    this.partialTaken = false;
-    this.onFrame(frame, taken);
+    this.partialRelease = undefined;
+    this.onFrame(frame, release);
   }
 }

@@ -9,19 +9,16 @@ import { closeLingerMs } from './limits.ts';
 
 export interface FramedSocketEvents {
   /**
-   * A whole frame. `takenBytes` > 0 when its bytes were taken from the admission's budget: the
-   * receiver gives them back once done with the frame (see setAdmission).
+   * A whole frame. `release` is the admission's (see setAdmission): the receiver calls it once done
+   * with the frame's bytes; undefined when there is no admission.
    */
-  onFrame(frame: Frame, takenBytes: number): void;
+  onFrame(frame: Frame, release: (() => void) | undefined): void;
   /**
    * Called exactly once, synchronously when the owner closes. `reason` is undefined on a clean
    * close by the peer; `violation` is true when the peer broke the protocol (bad or oversized frame).
    */
   onClose(reason: RpcError | undefined, violation: boolean): void;
 }
-
-/** The u32 length prefix in front of every frame. */
-const lengthPrefixBytes = 4;
 
 export function peerName(socket: Socket): string {
   return formatAddress(socket.remoteAddress ?? 'unknown', socket.remotePort ?? 0);
@@ -45,7 +42,7 @@ export class FramedSocket {
    */
   constructor(target: Socket | { host: string; port: number }, frameBytesMax: number, events: FramedSocketEvents) {
     this.events = events;
-    const decoder = new FrameDecoder(frameBytesMax, (raw, taken) => this.deliver(raw, taken ? raw.length + lengthPrefixBytes : 0));
+    const decoder = new FrameDecoder(frameBytesMax, (raw, release) => this.deliver(raw, release));
     this.decoder = decoder;
     if (target instanceof net.Socket) {
       this.socket = target;
@@ -76,20 +73,40 @@ export class FramedSocket {
     this.decoder.frameBytesMax = n;
   }
 
-  /** From now on every incoming frame takes its bytes from this budget first, or is refused (servers). */
+  /**
+   * From now on the admission decides on every incoming frame once its header is read (servers,
+   * on accepted sockets): while it makes the decoder wait, the socket is not read.
+   */
   setAdmission(admission: FrameAdmission): void {
     this.decoder.admission = admission;
   }
 
-  private deliver(raw: Buffer, takenBytes: number): void {
+  /** Whether reading waits for the admission. */
+  get waiting(): boolean {
+    return this.decoder.waiting;
+  }
+
+  /** Asks the admission again for the frame reading waits on, and reads on once it has decided. */
+  retryAdmission(): void {
+    if (this.closed) return;
+    try {
+      this.decoder.retry();
+    } catch (err) {
+      this.violated(err);
+      return;
+    }
+    if (!this.decoder.waiting) this.socket.resume();
+  }
+
+  private deliver(raw: Buffer, release: (() => void) | undefined): void {
     let frame: Frame;
     try {
       frame = decodeFrame(raw);
     } catch (err) {
-      if (takenBytes > 0) this.decoder.admission?.release(takenBytes);
+      release?.();
       throw err;
     }
-    this.events.onFrame(frame, takenBytes);
+    this.events.onFrame(frame, release);
   }
 
   /**
@@ -157,7 +174,10 @@ export class FramedSocket {
       this.decoder.push(chunk);
     } catch (err) {
       this.violated(err);
+      return;
     }
+    // The peer's further bytes stay in the kernel, which pushes back on it through TCP.
+    if (this.decoder.waiting) this.socket.pause();
   }
 
   private onRead(n: number): void {

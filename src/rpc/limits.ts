@@ -21,13 +21,14 @@ export const connectionsMaxDefault = 4096;
 /** Connections a server keeps open from one peer address (IP) at once (option `connectionsPerAddressMax`). */
 export const connectionsPerAddressMaxDefault = 1024;
 /**
- * Bytes of requests a server holds in memory at once (option `requestBytesMax`): frames being
- * received and requests whose handlers still run. A frame that would exceed it is not stored: its
- * bytes are dropped as they arrive and the request is answered with CAIRN_OVERLOADED.
+ * Bytes of clients' requests a server holds in memory at once (option `requestBytesMax`): frames
+ * being received and requests whose handlers still run; methods registered as internal (traffic
+ * between cairn's own processes) are not counted. A request that does not fit waits, its
+ * connection not read, for room; then it is stored, or refused with CAIRN_OVERLOADED.
  */
 export const requestBytesMaxDefault = 256 * 2 ** 20;
-/** How much of a frame refused for memory is kept to answer it: its header, which names the request's id. */
-export const refusedFrameHeadBytesMax = 1024;
+/** How long a request waits for room in requestBytesMax before it is refused (option `admissionWaitMs`). */
+export const admissionWaitMsDefault = 1_000;
 
 /** Deadline of a call without `timeoutMs`, and of a request whose header has none. */
 export const timeoutMsDefault = 10_000;

@@ -1,16 +1,17 @@
 // One accepted connection of an RpcServer: the handshake, then dispatching requests to handlers
 // with their deadlines, cancellation, the per-connection in-flight limit and the server's budget of
-// request bytes (a request that does not fit is answered CAIRN_OVERLOADED without being stored).
+// request bytes: a request that does not fit waits, its connection unread, up to admissionWaitMs,
+// then is answered CAIRN_OVERLOADED without being stored.
 
 import type { Socket } from 'node:net';
 import { clientProof, isNonce, newNonce, proofMatches, serverProof } from './auth.ts';
 import { isPlainObject } from '../plain-object.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
 import { FramedSocket, peerName } from './framed-socket.ts';
-import { decodeBody, decodeFrameHead, encodeBody, encodeHeader, frameBytes, type Frame, type FrameAdmission, type Header, type WireError } from './frame.ts';
+import { decodeBody, decodeFrameHead, encodeBody, encodeHeader, frameBytes, type AdmissionDecision, type Frame, type FrameAdmission, type Header, type WireError } from './frame.ts';
 import { isReply, type CallContext, type Handler } from './handler.ts';
 import { errorCodeLengthMax, errorMessageLengthMax, handshakeFrameBytesMax, headerBytesMax, protocolVersion, timeoutMsDefault } from './limits.ts';
-import type { RequestBudget } from './request-budget.ts';
+import type { BudgetWaiter, RequestBudget } from './request-budget.ts';
 
 export type RpcLog = (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
 
@@ -23,8 +24,14 @@ export interface ServerSettings {
   frameStallMs: number;
   idleTimeoutMs: number;
   handlers: ReadonlyMap<string, Handler>;
-  /** Bytes of requests the whole server holds; shared by its connections. */
+  /** Bytes of clients' requests the whole server holds; shared by its connections. */
   budget: RequestBudget;
+  /** How long a request waits for room in the budget before it is refused. */
+  admissionWaitMs: number;
+  /** Methods of traffic between cairn's own processes: stored at once, never counted against the budget. */
+  internalMethods: ReadonlySet<string>;
+  /** Bytes of internal requests held now (for stats); the connection adds and subtracts. */
+  internalBytes: { held: number };
   /** Counts (and now and then logs) a request refused, or a one-way message dropped, for want of budget. */
   onRefused(kind: 'request' | 'message', peer: string): void;
   log: RpcLog;
@@ -39,6 +46,16 @@ interface RunningCall {
 }
 
 const noRelease = (): void => undefined;
+
+/** `fn`, run the first time the result is called and never again. */
+function once(fn: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    fn();
+  };
+}
 
 const emptyBody = Buffer.alloc(0);
 
@@ -65,7 +82,7 @@ export class ServerConnection {
     // Until the peer proves the secret, only a frame the size of an 'auth' is accepted.
     const limit = this.authenticated ? settings.frameBytesMax : handshakeFrameBytesMax;
     this.framed = new FramedSocket(socket, limit, {
-      onFrame: (f, takenBytes) => this.onFrame(f, this.releaser(takenBytes)),
+      onFrame: (f, release) => this.onFrame(f, release ?? noRelease),
       onClose: (reason, violation) => this.onClose(reason, violation),
     });
     // Before authentication frames are tiny and handled at once; after it, they need the budget.
@@ -89,6 +106,8 @@ export class ServerConnection {
   /** Closes a connection stalled in the middle of a frame, or idle with nothing running. */
   private watch(): void {
     const now = performance.now();
+    // A connection whose reading waits for room is not stalled: this server stopped reading it.
+    if (this.framed.waiting) return;
     if (this.framed.partialBytes > 0 && now - this.framed.lastReceivedAt > this.settings.frameStallMs) {
       this.settings.log('warn', 'rpc: peer stalled in the middle of a frame; closing', { peer: this.peer, bufferedBytes: this.framed.partialBytes, frameStallMs: this.settings.frameStallMs });
       this.framed.destroy(new RpcError(RpcErrorCode.Unavailable, `no byte of a half-received frame for ${this.settings.frameStallMs} ms`));
@@ -104,20 +123,49 @@ export class ServerConnection {
   }
 
   private readonly admission: FrameAdmission = {
-    tryTake: (bytes) => this.settings.budget.tryTake(bytes),
-    release: (bytes) => this.settings.budget.release(bytes),
+    decide: (frameBytes, head) => this.decideAdmission(frameBytes, head),
     onRefused: (head) => this.onRefusedFrame(head),
   };
+  /** This connection in the budget's line while its reading waits. */
+  private readonly waiter: BudgetWaiter = { retry: () => this.framed.retryAdmission() };
+  /** Set while a frame waits for room: when its wait runs out. */
+  private waitTimer: NodeJS.Timeout | undefined;
+  private waitExpired = false;
 
-  /** Gives `takenBytes` back to the budget, once however often it is called. */
-  private releaser(takenBytes: number): () => void {
-    if (takenBytes === 0) return noRelease;
-    let done = false;
-    return () => {
-      if (done) return;
-      done = true;
-      this.settings.budget.release(takenBytes);
-    };
+  /**
+   * Internal traffic is stored at once; a client's request takes room in the budget, or waits in
+   * line for it, or, once it has waited admissionWaitMs, is skipped and refused.
+   */
+  private decideAdmission(frameBytes: number, head: Buffer): AdmissionDecision {
+    const h = decodeFrameHead(head);
+    if (h.kind !== 'req' && h.kind !== 'msg') return { release: noRelease };
+    if (this.settings.internalMethods.has(h.method as string)) {
+      const internal = this.settings.internalBytes;
+      internal.held += frameBytes;
+      return { release: once(() => (internal.held -= frameBytes)) };
+    }
+    const budget = this.settings.budget;
+    if (budget.tryTake(frameBytes, this.waiter)) {
+      this.stopWaiting();
+      return { release: once(() => budget.release(frameBytes)) };
+    }
+    if (this.waitExpired) {
+      this.stopWaiting();
+      budget.leave(this.waiter);
+      return 'skip';
+    }
+    budget.wait(this.waiter);
+    this.waitTimer ??= setTimeout(() => {
+      this.waitExpired = true;
+      this.framed.retryAdmission();
+    }, this.settings.admissionWaitMs);
+    return 'wait';
+  }
+
+  private stopWaiting(): void {
+    clearTimeout(this.waitTimer);
+    this.waitTimer = undefined;
+    this.waitExpired = false;
   }
 
   /** A frame that did not fit in the budget: a request is answered OVERLOADED, a one-way message dropped. */
@@ -134,7 +182,7 @@ export class ServerConnection {
       this.settings.onRefused('request', this.peer);
       return this.sendError(h.id, {
         code: RpcErrorCode.Overloaded,
-        message: `the server holds ${budget.bytesHeld} bytes of requests and takes at most ${budget.bytesMax} (requestBytesMax); retry later`,
+        message: `no room for this request within ${this.settings.admissionWaitMs} ms: the server holds ${budget.bytesHeld} bytes of requests, its limit (requestBytesMax) is ${budget.bytesMax}; retry later`,
         details: { requestBytesMax: budget.bytesMax },
       });
     }
@@ -349,6 +397,8 @@ export class ServerConnection {
   private onClose(reason: RpcError | undefined, violation: boolean): void {
     clearTimeout(this.authTimer);
     clearInterval(this.watchTimer);
+    this.stopWaiting();
+    this.settings.budget.leave(this.waiter);
     if (violation) this.settings.log('warn', 'rpc: closing connection after a protocol violation', { peer: this.peer, code: reason?.code, reason: reason?.message });
     const abort = reason ?? new RpcError(RpcErrorCode.Unavailable, 'connection closed by the peer');
     for (const call of this.calls.values()) {

@@ -7,6 +7,7 @@ import { checkPositiveInt, checkSecret } from './options.ts';
 import type { Handler } from './handler.ts';
 import { encodeBody, encodeHeader, frameParts } from './frame.ts';
 import {
+  admissionWaitMsDefault,
   authTimeoutMsDefault,
   closeLingerMs,
   connectionsMaxDefault,
@@ -38,8 +39,10 @@ export interface RpcServerOptions {
   /** Connections open at once, in all and from one peer address; defaults connectionsMaxDefault, connectionsPerAddressMaxDefault. */
   connectionsMax?: number;
   connectionsPerAddressMax?: number;
-  /** Bytes of requests held at once (received or being received, handlers running); at least frameBytesMax. */
+  /** Bytes of clients' requests held at once (being received, or handlers running); at least frameBytesMax. */
   requestBytesMax?: number;
+  /** How long a request waits for room in requestBytesMax before it is refused; default admissionWaitMsDefault. */
+  admissionWaitMs?: number;
   log?: RpcLog;
 }
 
@@ -48,9 +51,17 @@ export interface RpcServerStats {
   connections: number;
   requestBytesHeld: number;
   requestBytesMax: number;
+  /** Connections whose reading waits for room in requestBytesMax. */
+  connectionsWaiting: number;
+  /** Bytes of internal requests (not counted against requestBytesMax) held now. */
+  internalBytesHeld: number;
   connectionsRefused: number;
   requestsRefused: number;
   messagesDropped: number;
+}
+
+export interface HandleOptions {
+  internal?: boolean;
 }
 
 type RefusalKind = 'connections' | 'requests' | 'messages';
@@ -66,6 +77,8 @@ const stderrLog: RpcLog = (level, msg, ctx) => {
 export class RpcServer {
   private readonly settings: ServerSettings;
   private readonly handlers = new Map<string, Handler>();
+  private readonly internalMethods = new Set<string>();
+  private readonly internalBytes = { held: 0 };
   private readonly connections = new Set<ServerConnection>();
   /** Open connections by peer address (IP, without the port). */
   private readonly perAddress = new Map<string, number>();
@@ -94,6 +107,9 @@ export class RpcServer {
       idleTimeoutMs: checkPositiveInt('idleTimeoutMs', opts.idleTimeoutMs ?? idleTimeoutMsDefault),
       handlers: this.handlers,
       budget: new RequestBudget(requestBytesMax),
+      admissionWaitMs: checkPositiveInt('admissionWaitMs', opts.admissionWaitMs ?? admissionWaitMsDefault),
+      internalMethods: this.internalMethods,
+      internalBytes: this.internalBytes,
       onRefused: (kind, peer) => this.noteRefusal(kind === 'request' ? 'requests' : 'messages', peer),
       log: opts.log ?? stderrLog,
     };
@@ -104,16 +120,25 @@ export class RpcServer {
       connections: this.connections.size,
       requestBytesHeld: this.settings.budget.bytesHeld,
       requestBytesMax: this.settings.budget.bytesMax,
+      connectionsWaiting: this.settings.budget.waiting,
+      internalBytesHeld: this.internalBytes.held,
       connectionsRefused: this.refusals.connections,
       requestsRefused: this.refusals.requests,
       messagesDropped: this.refusals.messages,
     };
   }
 
-  handle(method: string, handler: Handler): void {
+  /**
+   * Serves `method`. An `internal` method carries traffic between cairn's own processes (Raft
+   * messages, heartbeats, writes forwarded along a chain): its requests never wait for room in
+   * requestBytesMax nor count against it, as they finish work already admitted elsewhere or keep
+   * the cluster alive; what bounds them is the protocol that sends them.
+   */
+  handle(method: string, handler: Handler, opts: HandleOptions = {}): void {
     if (method.length === 0 || method.length > methodLengthMax) throw new RpcError(RpcErrorCode.InvalidArgument, `method names are 1..${methodLengthMax} characters`);
     if (this.handlers.has(method)) throw new RpcError(RpcErrorCode.InvalidArgument, `method ${method} already has a handler`);
     this.handlers.set(method, handler);
+    if (opts.internal === true) this.internalMethods.add(method);
   }
 
   /** Starts listening; port 0 lets the OS pick one. Resolves with the address actually bound. */

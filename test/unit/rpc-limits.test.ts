@@ -1,13 +1,14 @@
 // The RPC server's overload limits (src/rpc/server.ts, request-budget.ts, the decoder's admission):
-// connections in all and per peer address, and the bytes of requests held at once. Each refuses
-// with CAIRN_OVERLOADED, runs no handler for what it refused, and keeps serving afterwards.
+// connections in all and per peer address, and the bytes of clients' requests held at once (a
+// request waits for room, its connection unread, then is refused). Each refuses with
+// CAIRN_OVERLOADED, runs no handler for what it refused, and keeps serving afterwards.
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { RpcClient, RpcError, RpcErrorCode, RpcServer, reply, rpcLimits, type RpcClientOptions, type RpcServerOptions } from '../../src/rpc/index.ts';
-import { FrameDecoder, decodeFrame, encodeBody, encodeHeader, frameParts, type FrameAdmission } from '../../src/rpc/frame.ts';
+import { FrameDecoder, decodeFrame, decodeFrameHead, encodeBody, encodeHeader, frameParts, type FrameAdmission } from '../../src/rpc/frame.ts';
 import { RequestBudget } from '../../src/rpc/request-budget.ts';
 
 const KiB = 1024;
@@ -54,54 +55,104 @@ async function firstFrame(socket: net.Socket): Promise<ReturnType<typeof decodeF
 
 // ---- the budget and the decoder ----------------------------------------------------------------
 
-test('RequestBudget: takes what fits, refuses what does not, and a release beyond what is held is a broken invariant', () => {
+test('RequestBudget: takes what fits; a waiter in line goes first when room comes back; a release beyond what is held is a broken invariant', () => {
   const b = new RequestBudget(100);
   assert.equal(b.tryTake(60), true);
-  assert.equal(b.tryTake(41), false);
-  assert.equal(b.bytesHeld, 60);
-  assert.equal(b.tryTake(40), true);
-  b.release(100);
+  const order: string[] = [];
+  const waiter = (name: string, bytes: number): { retry(): void } => {
+    const w = { retry: () => (b.tryTake(bytes, w) ? order.push(name) : undefined) };
+    return w;
+  };
+  const big = waiter('big', 80);
+  const small = waiter('small', 10);
+  assert.equal(b.tryTake(80, big), false);
+  b.wait(big);
+  // Room for the small one, but the big one waits first: no passing in line.
+  assert.equal(b.tryTake(10, small), false);
+  b.wait(small);
+  assert.equal(b.waiting, 2);
+  b.release(60);
+  assert.deepEqual(order, ['big', 'small']);
+  assert.equal(b.bytesHeld, 90);
+  assert.equal(b.waiting, 0);
+  // One that gives up lets the next go.
+  const c = waiter('c', 50);
+  const d = waiter('d', 5);
+  assert.equal(b.tryTake(50, c), false);
+  b.wait(c);
+  b.wait(d);
+  b.leave(c);
+  assert.deepEqual(order, ['big', 'small', 'd']);
+  b.release(95);
   assert.equal(b.bytesHeld, 0);
   assert.throws(() => b.release(1), /invariant violated/);
 });
 
-test('decoder admission: a frame that does not fit is skipped with its header kept, and the frames after it decode', () => {
-  const frame = (id: number, payloadBytes: number): Buffer => Buffer.concat(frameParts(encodeHeader({ id, kind: 'req', method: 'echo' }), encodeBody({ id }), Buffer.alloc(payloadBytes, id)));
-  const stream = Buffer.concat([frame(1, 100), frame(2, 50_000), frame(3, 100)]);
+function frameOf(id: number, payloadBytes: number, method = 'echo'): Buffer {
+  return Buffer.concat(frameParts(encodeHeader({ id, kind: 'req', method }), encodeBody({ id }), Buffer.alloc(payloadBytes, id)));
+}
+
+test('decoder admission: decided on the header; a skipped frame leaves its header and the frames after it decode', () => {
+  const stream = Buffer.concat([frameOf(1, 100), frameOf(2, 50_000), frameOf(3, 100)]);
   for (const pieceBytes of [stream.length, 7, 4096]) {
-    const budget = new RequestBudget(1000);
     const delivered: number[] = [];
     const refused: number[] = [];
+    let held = 0;
     const admission: FrameAdmission = {
-      tryTake: (n) => budget.tryTake(n),
-      release: (n) => budget.release(n),
-      onRefused: (head, frameBytes) => {
-        assert.ok(head.length <= rpcLimits.refusedFrameHeadBytesMax);
-        refused.push(frameBytes);
+      decide: (frameBytes, head) => {
+        assert.equal(decodeFrameHead(head).method, 'echo');
+        if (frameBytes > 1000) return 'skip';
+        held += frameBytes;
+        return { release: () => (held -= frameBytes) };
       },
+      onRefused: (head) => refused.push(decodeFrameHead(head).id),
     };
-    const decoder = new FrameDecoder(MiB, (raw, taken) => {
-      assert.equal(taken, true);
+    const decoder = new FrameDecoder(MiB, (raw, release) => {
       delivered.push(decodeFrame(raw).header.id);
-      budget.release(raw.length + 4);
+      release?.();
     });
     decoder.admission = admission;
     for (let at = 0; at < stream.length; at += pieceBytes) decoder.push(stream.subarray(at, at + pieceBytes));
     assert.deepEqual(delivered, [1, 3], `pieces of ${pieceBytes} bytes`);
-    assert.deepEqual(refused, [frame(2, 50_000).length]);
-    assert.equal(budget.bytesHeld, 0);
+    assert.deepEqual(refused, [2]);
+    assert.equal(held, 0);
   }
 });
 
+test('decoder admission: a frame told to wait holds back what follows, pushed or not, until a retry lets it in', () => {
+  const stream = Buffer.concat([frameOf(1, 10), frameOf(2, 3000), frameOf(3, 10), frameOf(4, 10)]);
+  let room = false;
+  const delivered: number[] = [];
+  const decoder = new FrameDecoder(MiB, (raw) => delivered.push(decodeFrame(raw).header.id));
+  decoder.admission = { decide: (frameBytes) => (frameBytes < 1000 || room ? { release: () => undefined } : 'wait'), onRefused: () => assert.fail('nothing skipped') };
+  const cut = frameOf(1, 10).length + 2000;
+  decoder.push(stream.subarray(0, cut));
+  assert.equal(decoder.waiting, true);
+  decoder.push(stream.subarray(cut)); // arrived before the owner paused the socket
+  assert.deepEqual(delivered, [1]);
+  decoder.retry();
+  assert.equal(decoder.waiting, true, 'still no room');
+  room = true;
+  decoder.retry();
+  assert.equal(decoder.waiting, false);
+  assert.deepEqual(delivered, [1, 2, 3, 4]);
+});
+
 test('decoder admission: stopping in the middle of a taken frame gives its bytes back', () => {
-  const budget = new RequestBudget(MiB);
+  let held = 0;
   const decoder = new FrameDecoder(MiB, () => assert.fail('no frame is whole'));
-  decoder.admission = { tryTake: (n) => budget.tryTake(n), release: (n) => budget.release(n), onRefused: () => assert.fail('nothing refused') };
-  const whole = Buffer.concat(frameParts(encodeHeader({ id: 1, kind: 'req', method: 'echo' }), encodeBody(1), Buffer.alloc(10_000)));
+  decoder.admission = {
+    decide: (frameBytes) => {
+      held += frameBytes;
+      return { release: () => (held -= frameBytes) };
+    },
+    onRefused: () => assert.fail('nothing refused'),
+  };
+  const whole = frameOf(1, 10_000);
   decoder.push(whole.subarray(0, 5_000));
-  assert.equal(budget.bytesHeld, whole.length);
+  assert.equal(held, whole.length);
   decoder.stop();
-  assert.equal(budget.bytesHeld, 0);
+  assert.equal(held, 0);
 });
 
 // ---- connections -------------------------------------------------------------------------------
@@ -158,9 +209,9 @@ test('limit connectionsPerAddressMax: one address is refused beyond it, another 
 
 // ---- bytes of requests -------------------------------------------------------------------------
 
-test('limit requestBytesMax: a request that does not fit is answered CAIRN_OVERLOADED without running its handler; held bytes never pass the bound', async (t) => {
+test('limit requestBytesMax: a request that does not fit waits, unread, then is answered CAIRN_OVERLOADED without running its handler; held bytes never pass the bound', async (t) => {
   const requestBytesMax = 2 * MiB;
-  const { server, address } = await startServer(t, { frameBytesMax: MiB, requestBytesMax });
+  const { server, address } = await startServer(t, { frameBytesMax: MiB, requestBytesMax, admissionWaitMs: 100 });
   const gates: (() => void)[] = [];
   let runs = 0;
   server.handle('hold', async (_body, ctx) => {
@@ -178,28 +229,55 @@ test('limit requestBytesMax: a request that does not fit is answered CAIRN_OVERL
   assert.ok(server.stats().requestBytesHeld > 2 * big.length);
   // From another connection too: the budget is the server's, not the connection's.
   const other = client(t, address);
+  const started = performance.now();
   await assert.rejects(other.call('hold', {}, { payload: big }), overloaded((e) => assert.equal(e.details.requestBytesMax, requestBytesMax)));
+  assert.ok(performance.now() - started >= 90, 'it waited for room first');
   await assert.rejects(c.call('hold', {}, { payload: big }), overloaded());
   assert.equal(runs, 2, 'no handler ran for a refused request');
   assert.equal(server.stats().requestsRefused, 2);
+  assert.equal(server.stats().connectionsWaiting, 0);
   // Small requests still fit beside the held ones.
   assert.equal((await other.call('echo', 'small')).body, 'small');
   for (const open of gates.splice(0)) open();
   assert.deepEqual((await Promise.all(held)).map((r) => r.body), [big.length, big.length]);
   await until('the held bytes to be given back', () => server.stats().requestBytesHeld === 0);
-  const again = c.call('hold', {}, { payload: big });
-  await until('the request to run', () => runs === 3);
-  for (const open of gates.splice(0)) open();
-  assert.equal((await again).body, big.length);
   clearInterval(sampler);
   assert.ok(heldMax <= requestBytesMax, `held ${heldMax} bytes, the bound is ${requestBytesMax}`);
 });
 
-test('limit requestBytesMax: many concurrent writers are refused rather than held, and every refusal is an answer', async (t) => {
+test('limit requestBytesMax: a waiting request gets in when room comes back within the wait, and internal methods never wait', async (t) => {
+  const { server, address } = await startServer(t, { frameBytesMax: MiB, requestBytesMax: 2 * MiB, admissionWaitMs: 30_000 });
+  const gates: (() => void)[] = [];
+  server.handle('hold', async (_body, ctx) => {
+    await new Promise<void>((resolve) => gates.push(resolve));
+    return ctx.payload?.length ?? 0;
+  });
+  server.handle('peer', async (_body, ctx) => ctx.payload?.length ?? 0, { internal: true });
+  const big = Buffer.alloc(900 * KiB, 2);
+  const a = client(t, address);
+  const first = [a.call('hold', {}, { payload: big }), a.call('hold', {}, { payload: big })];
+  await until('two requests held', () => gates.length === 2);
+  const b = client(t, address);
+  const third = b.call('hold', {}, { payload: big });
+  await until('the third to wait', () => server.stats().connectionsWaiting === 1);
+  // A peer's request passes: it is not counted, and waits for nothing.
+  const peer = client(t, address);
+  assert.equal((await peer.call('peer', {}, { payload: big })).body, big.length);
+  assert.equal(server.stats().connectionsWaiting, 1);
+  gates[0]();
+  await until('the third to run', () => gates.length === 3);
+  assert.equal(server.stats().connectionsWaiting, 0);
+  for (const open of gates.splice(1)) open();
+  assert.deepEqual((await Promise.all([...first, third])).map((r) => r.body), [big.length, big.length, big.length]);
+  assert.equal(server.stats().requestsRefused, 0);
+  assert.equal(server.stats().internalBytesHeld, 0);
+});
+
+test('limit requestBytesMax: many concurrent writers are served or refused, every one answered, and held bytes stay under the bound', async (t) => {
   const requestBytesMax = 4 * MiB;
-  const { server, address } = await startServer(t, { frameBytesMax: MiB, requestBytesMax });
+  const { server, address } = await startServer(t, { frameBytesMax: MiB, requestBytesMax, admissionWaitMs: 50 });
   server.handle('slow', async (_body, ctx) => {
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200));
     return ctx.payload?.length ?? 0;
   });
   let heldMax = 0;
@@ -217,8 +295,8 @@ test('limit requestBytesMax: many concurrent writers are refused rather than hel
   assert.equal(server.stats().requestBytesHeld, 0);
 });
 
-test('limit requestBytesMax: one-way messages that do not fit are dropped and counted; a connection closed mid-frame gives its bytes back', async (t) => {
-  const { server, address, port } = await startServer(t, { frameBytesMax: MiB, requestBytesMax: MiB });
+test('limit requestBytesMax: one-way messages that find no room are dropped and counted; a connection closed mid-frame gives its bytes back', async (t) => {
+  const { server, address, port } = await startServer(t, { frameBytesMax: MiB, requestBytesMax: MiB, admissionWaitMs: 50 });
   const gates: (() => void)[] = [];
   server.handle('hold', () => new Promise((resolve) => gates.push(() => resolve(0))));
   let messages = 0;
@@ -237,7 +315,7 @@ test('limit requestBytesMax: one-way messages that do not fit are dropped and co
   raw.on('error', () => undefined);
   t.after(() => raw.destroy());
   await once(raw, 'connect');
-  const whole = Buffer.concat(frameParts(encodeHeader({ id: 1, kind: 'req', method: 'echo' }), encodeBody(1), Buffer.alloc(500 * KiB)));
+  const whole = frameOf(1, 500 * KiB);
   raw.write(whole.subarray(0, 100 * KiB));
   await until('the frame to be taken', () => server.stats().requestBytesHeld === whole.length);
   raw.destroy();
@@ -250,6 +328,7 @@ test('bad limits fail at construction with CAIRN_BAD_OPTION', () => {
   bad({ connectionsMax: 0 });
   bad({ connectionsPerAddressMax: -1 });
   bad({ frameBytesMax: 2 * MiB, requestBytesMax: MiB });
+  bad({ admissionWaitMs: 0 });
   assert.equal(new RpcServer({ frameBytesMax: 2 * MiB }).stats().requestBytesMax, rpcLimits.requestBytesMaxDefault);
   assert.equal(new RpcServer({ frameBytesMax: 512 * MiB }).stats().requestBytesMax, 512 * MiB);
 });
