@@ -27,6 +27,7 @@ export async function startHttp(host: string, port: number, journal: Journal, sm
   gauge('cairn_meta_logical_bytes', 'sum of file lengths', () => sm.state.statfs().logicalBytes);
   gauge('cairn_master_rpc_connections', 'RPC connections open', () => load().rpc.connections);
   gauge('cairn_master_rpc_request_bytes_held', 'bytes of requests held in memory (bounded by the request memory limit)', () => load().rpc.requestBytesHeld);
+  gauge('cairn_master_rpc_connections_waiting', 'connections not read while their request waits for room in the request memory', () => load().rpc.connectionsWaiting);
   gauge('cairn_master_pending_calls', 'clients\' calls in progress (bounded by pendingCallsMax)', () => load().pendingCalls);
   gauge('cairn_master_rpc_connections_refused', 'connections refused with CAIRN_OVERLOADED since start', () => load().rpc.connectionsRefused);
   gauge('cairn_master_rpc_requests_refused', 'requests refused with CAIRN_OVERLOADED for memory since start', () => load().rpc.requestsRefused);

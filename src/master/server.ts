@@ -65,8 +65,10 @@ export interface MasterOptions {
 export interface MasterLimits {
   connectionsMax: number;
   connectionsPerAddressMax: number;
-  /** Bytes of requests held at once (at least the largest frame, 64 MiB). */
+  /** Bytes of clients' requests held at once (at least the largest frame, 64 MiB). */
   requestBytesMax: number;
+  /** How long a client's request waits for room in requestBytesMax before it is refused. */
+  requestWaitMs: number;
   /** Clients' calls (meta.mutate, meta.query, cluster.routing) in progress at once. */
   pendingCallsMax: number;
 }
@@ -75,6 +77,7 @@ export const masterLimitsDefault: MasterLimits = {
   connectionsMax: rpcLimits.connectionsMaxDefault,
   connectionsPerAddressMax: rpcLimits.connectionsPerAddressMaxDefault,
   requestBytesMax: rpcLimits.requestBytesMaxDefault,
+  requestWaitMs: rpcLimits.admissionWaitMsDefault,
   // As ZooKeeper's globalOutstandingLimit (1000): far more than group commit needs to fill a batch.
   pendingCallsMax: 1024,
 };
@@ -107,6 +110,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
     connectionsMax: limits.connectionsMax,
     connectionsPerAddressMax: limits.connectionsPerAddressMax,
     requestBytesMax: limits.requestBytesMax,
+    admissionWaitMs: limits.requestWaitMs,
     log: logCallback(opts.log),
   });
   const gate = new PendingCalls(limits.pendingCallsMax);
@@ -237,8 +241,9 @@ function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMach
     if (managerOps.has(cmd.op)) throw new CairnError(ErrorCode.InvalidArgument, `${cmd.op} is the cluster manager's; workers register with ${MasterWorkerMethod.register}, operators decommission with ${MasterWorkerMethod.decommission}`);
     return unwrap((await journal.propose(encodeCommandEntry(cmd))) as MetaResult<unknown>);
   }));
-  server.handle(MasterWorkerMethod.register, (body) => manager.register(body));
-  server.handle(MasterWorkerMethod.heartbeat, async (body) => manager.heartbeat(body));
+  // Workers' registration and heartbeats keep the cluster's picture alive: never made to wait for room.
+  server.handle(MasterWorkerMethod.register, (body) => manager.register(body), { internal: true });
+  server.handle(MasterWorkerMethod.heartbeat, async (body) => manager.heartbeat(body), { internal: true });
   server.handle(MasterWorkerMethod.health, async () => manager.health());
   server.handle(MasterWorkerMethod.decommission, (body) => manager.decommission(body));
   server.handle(MasterWorkerMethod.replacements, async () => manager.replacements());
