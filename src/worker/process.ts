@@ -41,8 +41,10 @@ export interface WorkerProcessOptions {
 export interface WorkerLimits {
   connectionsMax: number;
   connectionsPerAddressMax: number;
-  /** Bytes of requests held at once; clients' writes take at most half, so forwards along chains always find room. */
+  /** Bytes of clients' requests held at once (their writes' data); peers' forwards are not counted. */
   requestBytesMax: number;
+  /** How long a client's request waits for room in requestBytesMax before it is refused. */
+  requestWaitMs: number;
   /** Bytes of chunk reads not yet handed to the socket. */
   readBytesMax: number;
 }
@@ -62,7 +64,8 @@ export const workerFrameBytesMax = chunkSizeBytesMax + 1024 * 1024;
 export const workerLimitsDefault: WorkerLimits = {
   connectionsMax: rpcLimits.connectionsMaxDefault,
   connectionsPerAddressMax: rpcLimits.connectionsPerAddressMaxDefault,
-  requestBytesMax: 512 * 2 ** 20,
+  requestBytesMax: 256 * 2 ** 20,
+  requestWaitMs: rpcLimits.admissionWaitMsDefault,
   readBytesMax: replicaLimitsDefault.readBytesMax,
 };
 
@@ -72,8 +75,8 @@ export function workerLimits(given: Partial<WorkerLimits> = {}): WorkerLimits {
   for (const [name, v] of Object.entries(limits)) {
     if (!Number.isSafeInteger(v) || v <= 0) throw new CairnError(ErrorCode.BadOption, `worker limit ${name} must be a positive integer, got ${v}`);
   }
-  if (limits.requestBytesMax < 2 * workerFrameBytesMax) {
-    throw new CairnError(ErrorCode.BadOption, `the worker's request memory must be at least ${2 * workerFrameBytesMax} bytes (twice the largest frame, as clients' writes take half of it), got ${limits.requestBytesMax}`);
+  if (limits.requestBytesMax < workerFrameBytesMax) {
+    throw new CairnError(ErrorCode.BadOption, `the worker's request memory must be at least ${workerFrameBytesMax} bytes (a write of the largest chunk), got ${limits.requestBytesMax}`);
   }
   if (limits.readBytesMax < chunkSizeBytesMax) throw new CairnError(ErrorCode.BadOption, `the worker's read memory must be at least ${chunkSizeBytesMax} bytes (one chunk of the largest size), got ${limits.readBytesMax}`);
   return limits;
@@ -92,6 +95,7 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
     connectionsMax: limits.connectionsMax,
     connectionsPerAddressMax: limits.connectionsPerAddressMax,
     requestBytesMax: limits.requestBytesMax,
+    admissionWaitMs: limits.requestWaitMs,
     log: logCallback(opts.log),
   });
   let worker: StorageWorker | undefined;
@@ -126,7 +130,6 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
       ...(opts.syncPageChunks === undefined ? {} : { syncPageChunks: opts.syncPageChunks }),
       ...(opts.scrub === undefined ? {} : { scrub: opts.scrub }),
       ...(opts.resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec: opts.resyncBytesPerSec }),
-      headWriteBytesMax: Math.floor(limits.requestBytesMax / 2),
       readBytesMax: limits.readBytesMax,
     });
     if (opts.http !== undefined) http = await startWorkerHttp(opts.http, worker, () => server.stats());
@@ -198,11 +201,11 @@ function loadMetrics(registry: Registry, worker: StorageWorker, rpc: () => RpcSe
   const gauges: [string, string, () => number][] = [
     ['cairn_worker_rpc_connections', 'RPC connections open', () => rpc().connections],
     ['cairn_worker_rpc_request_bytes_held', 'bytes of requests held in memory (bounded by the request memory limit)', () => rpc().requestBytesHeld],
-    ['cairn_worker_write_bytes_in_progress', 'bytes of clients\' writes in progress here as the head (at most half the request memory)', () => worker.replica.load().headWriteBytes],
+    ['cairn_worker_rpc_internal_bytes_held', 'bytes of peers\' and masters\' requests held (forwards along chains; not counted in the request memory)', () => rpc().internalBytesHeld],
+    ['cairn_worker_rpc_connections_waiting', 'connections not read while their request waits for room in the request memory', () => rpc().connectionsWaiting],
     ['cairn_worker_read_bytes_held', 'bytes of chunk reads not yet handed to the socket (bounded by the read memory limit)', () => worker.replica.load().readBytes],
     ['cairn_worker_rpc_connections_refused', 'connections refused with CAIRN_OVERLOADED since start', () => rpc().connectionsRefused],
     ['cairn_worker_rpc_requests_refused', 'requests refused with CAIRN_OVERLOADED for memory since start', () => rpc().requestsRefused],
-    ['cairn_worker_writes_refused', 'clients\' writes refused with CAIRN_OVERLOADED since start', () => worker.replica.load().writesRefused],
     ['cairn_worker_reads_refused', 'reads refused with CAIRN_OVERLOADED since start', () => worker.replica.load().readsRefused],
   ];
   for (const [name, help, read] of gauges) new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });

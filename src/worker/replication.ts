@@ -8,10 +8,11 @@
 // A member never drops a pending version on its own: it stays dirty until a later write commits
 // or replaces it, so a read never sees a version go back (the tail may already serve it).
 //
-// Under overload a worker refuses rather than queues: clients' writes beyond headWriteBytesMax in
-// progress, and reads beyond readBytesMax of replies not yet sent, are answered CAIRN_OVERLOADED
-// before they touch a chunk. Writes forwarded along a chain are never refused here: they finish
-// writes other members already took, and refusing them could leave two heads waiting on each other.
+// Under overload a worker refuses rather than queues. Clients' writes in progress are bounded by the
+// RPC server's request memory (a write holds its bytes until it is answered); forwards come as
+// chunk.forward, which that bound never holds up, as they finish writes other members already took.
+// Reads beyond readBytesMax of replies not yet handed to the socket are answered CAIRN_OVERLOADED
+// before they touch a chunk.
 
 import { crc32c } from '@node-rs/crc32';
 import { CodedError } from '../errors.ts';
@@ -48,15 +49,12 @@ export interface ReplicaHost {
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
   /** Rules to break on purpose (the simulator's `--bug`); none outside it. */
   bugs?: ReadonlySet<ReplicaBug>;
-  /** Bytes of clients' writes (this member the head) in progress at once; default replicaLimitsDefault. */
-  headWriteBytesMax?: number;
   /** Bytes of chunk reads read and not yet handed to the socket; default replicaLimitsDefault. */
   readBytesMax?: number;
 }
 
 /** How much a worker takes on at once before it answers CAIRN_OVERLOADED. */
 export const replicaLimitsDefault = {
-  headWriteBytesMax: 256 * 2 ** 20,
   readBytesMax: 256 * 2 ** 20,
 };
 
@@ -84,17 +82,13 @@ export class ChainReplica {
   private readonly ackEarly: boolean;
   private readonly servePending: boolean;
   private readonly readBuffers = new BufferPool({ idleBytesMax: readBuffersIdleBytesMax, classBytesMax: payloadBytesMax });
-  private readonly headWriteBytesMax: number;
   private readonly readBytesMax: number;
-  /** Bytes of clients' writes in progress at this member as the head. */
-  private headWriteBytes = 0;
   /** Bytes of read buffers lent to replies not yet handed to the socket. */
   private readBytes = 0;
-  private readonly refused = { writes: 0, reads: 0 };
+  private readsRefused = 0;
 
   constructor(host: ReplicaHost) {
     this.host = host;
-    this.headWriteBytesMax = host.headWriteBytesMax ?? replicaLimitsDefault.headWriteBytesMax;
     this.readBytesMax = host.readBytesMax ?? replicaLimitsDefault.readBytesMax;
     this.ackEarly = host.bugs?.has('ack-before-tail-commit') === true;
     this.servePending = host.bugs?.has('serve-pending-as-clean') === true;
@@ -102,37 +96,23 @@ export class ChainReplica {
 
   // ---- writes ----------------------------------------------------------------------------------
 
-  async write(body: unknown, payload: Uint8Array | undefined): Promise<WriteReply> {
+  /** A client's write (chunk.write), or a member's forward (chunk.forward), which names its version. */
+  async write(body: unknown, payload: Uint8Array | undefined, from: 'client' | 'forward' = 'client'): Promise<WriteReply> {
     const data = payload ?? emptyPayload;
     const req = validateWrite(body, data.length);
+    if (from === 'forward' && req.updateVersion === undefined) {
+      throw new WorkerError(WorkerErrorCode.InvalidArgument, `${WorkerMethod.forward} needs the version it forwards (updateVersion); clients write with ${WorkerMethod.write}`);
+    }
     const { me, store } = this.member(req, 'write');
+    if (crc32c(data) !== req.crc32c) {
+      throw new WorkerError(WorkerErrorCode.ChecksumMismatch, `chunk write to target ${me.targetId}: the payload's CRC32C is not ${req.crc32c}; nothing was stored`);
+    }
     const routing = this.host.routing()!;
-    const atHead = req.updateVersion === undefined;
-    if (atHead && routing.writeMembers(req.chainId)[0]?.targetId !== me.targetId) {
+    if (req.updateVersion === undefined && routing.writeMembers(req.chainId)[0]?.targetId !== me.targetId) {
       const head = routing.writeMembers(req.chainId)[0];
       throw new WorkerError(WorkerErrorCode.TargetUnavailable, `target ${me.targetId} is not the head of chain ${req.chainId}${head === undefined ? '' : `; the head is target ${head.targetId}`}`);
     }
-    // Admitted before its checksum is computed and before it waits for the chunk's lock: the
-    // waiters are the queue this bounds, and a refusal should cost next to nothing.
-    const admitted = atHead ? this.admitHeadWrite(data.length, me.targetId) : 0;
-    try {
-      if (crc32c(data) !== req.crc32c) {
-        throw new WorkerError(WorkerErrorCode.ChecksumMismatch, `chunk write to target ${me.targetId}: the payload's CRC32C is not ${req.crc32c}; nothing was stored`);
-      }
-      return await this.writeLocked(me, store, req, data);
-    } finally {
-      this.headWriteBytes -= admitted;
-    }
-  }
-
-  /** Takes a client's write of `bytes` into the head's budget, or refuses it with CAIRN_OVERLOADED. */
-  private admitHeadWrite(bytes: number, targetId: number): number {
-    if (this.headWriteBytes > 0 && this.headWriteBytes + bytes > this.headWriteBytesMax) {
-      this.refused.writes++;
-      throw new RpcError(RpcErrorCode.Overloaded, `target ${targetId}: this worker has ${this.headWriteBytes} bytes of writes in progress, its limit is ${this.headWriteBytesMax}; nothing was stored, retry later`, { headWriteBytesMax: this.headWriteBytesMax });
-    }
-    this.headWriteBytes += bytes;
-    return bytes;
+    return this.writeLocked(me, store, req, data);
   }
 
   private writeLocked(me: TargetInfo, store: ChunkStore, req: WriteRequest, data: Uint8Array): Promise<WriteReply> {
@@ -275,7 +255,7 @@ export class ChainReplica {
       if (sendWhole) body.replace = true;
       else if (req.truncate === true) body.truncate = true;
       try {
-        await this.peer(next).call(WorkerMethod.write, body, { payload, timeoutMs: this.host.callTimeoutMs });
+        await this.peer(next).call(WorkerMethod.forward, body, { payload, timeoutMs: this.host.callTimeoutMs });
         return;
       } catch (err) {
         const code = err instanceof CodedError ? err.code : (err as { code?: string }).code;
@@ -331,7 +311,7 @@ export class ChainReplica {
   private admitRead(bytes: number, targetId: number): number {
     const reserved = bytes === 0 ? 0 : this.readBuffers.bytesFor(bytes);
     if (this.readBytes > 0 && this.readBytes + reserved > this.readBytesMax) {
-      this.refused.reads++;
+      this.readsRefused++;
       throw new RpcError(RpcErrorCode.Overloaded, `target ${targetId}: this worker holds ${this.readBytes} bytes of reads not yet sent, its limit is ${this.readBytesMax}; retry later`, { readBytesMax: this.readBytesMax });
     }
     this.readBytes += reserved;
@@ -339,8 +319,8 @@ export class ChainReplica {
   }
 
   /** What the worker holds now against its limits (for /metrics and tests). */
-  load(): { headWriteBytes: number; readBytes: number; writesRefused: number; readsRefused: number } {
-    return { headWriteBytes: this.headWriteBytes, readBytes: this.readBytes, writesRefused: this.refused.writes, readsRefused: this.refused.reads };
+  load(): { readBytes: number; readsRefused: number } {
+    return { readBytes: this.readBytes, readsRefused: this.readsRefused };
   }
 
   /**

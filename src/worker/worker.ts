@@ -49,8 +49,7 @@ export interface WorkerOptions {
   scrub?: Partial<ScrubOptions>;
   /** Bytes per second this worker's resyncs send together, at most (default resyncDefaults: 64 MiB/s). */
   resyncBytesPerSec?: number;
-  /** Clients' writes and reads in progress, in bytes, beyond which it answers CAIRN_OVERLOADED (replicaLimitsDefault). */
-  headWriteBytesMax?: number;
+  /** Bytes of chunk reads not yet handed to the socket, beyond which it answers CAIRN_OVERLOADED (replicaLimitsDefault). */
   readBytesMax?: number;
 }
 
@@ -97,7 +96,6 @@ export class StorageWorker {
       log: opts.log,
       bugs: opts.bugs,
       syncPageChunks: opts.syncPageChunks ?? syncListLimitMax,
-      headWriteBytesMax: opts.headWriteBytesMax,
       readBytesMax: opts.readBytesMax,
     };
     this.replica = new ChainReplica(host);
@@ -252,16 +250,19 @@ export class StorageWorker {
     const t = this.opts.transport;
     t.handle(WorkerMethod.write, (body, ctx) => this.replica.write(body, ctx.payload));
     t.handle(WorkerMethod.read, async (body) => this.replica.read(body));
-    t.handle(WorkerMethod.syncList, (body) => this.replica.syncList(body));
-    t.handle(WorkerMethod.remove, (body) => this.replica.remove(body));
-    t.handle(WorkerMethod.removeInodes, (body) => this.replica.removeInodes(body));
+    // Peers' and the masters' traffic: it finishes work already taken, so it never waits for room.
+    const internal = { internal: true };
+    t.handle(WorkerMethod.forward, (body, ctx) => this.replica.write(body, ctx.payload, 'forward'), internal);
+    t.handle(WorkerMethod.syncList, (body) => this.replica.syncList(body), internal);
+    t.handle(WorkerMethod.remove, (body) => this.replica.remove(body), internal);
+    t.handle(WorkerMethod.removeInodes, (body) => this.replica.removeInodes(body), internal);
     t.handle(WorkerMethod.syncDone, async (body) => {
       const call = validateTargetCall(body);
       const { me } = this.replica.member(call, 'sync');
       this.synced.set(me.targetId, call.chainVersion);
       this.opts.log?.('info', 'target synced', { target: me.targetId, chain: call.chainId });
       return {};
-    });
+    }, internal);
   }
 
   private async heartbeat(): Promise<void> {
