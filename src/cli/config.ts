@@ -78,10 +78,18 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
 }
 
 /** The limits masters and workers share: connections, and the memory requests may take. */
-const limitKeys = ['connectionsMax', 'connectionsPerAddressMax', 'requestMemoryMib'];
+const limitKeys = ['connectionsMax', 'connectionsPerAddressMax', 'requestMemoryMib', 'requestWaitMs'];
 
-function parseLimits(s: Source, requestBytesMin: number, why: string): { connectionsMax?: number; connectionsPerAddressMax?: number; requestBytesMax?: number } {
-  const out: { connectionsMax?: number; connectionsPerAddressMax?: number; requestBytesMax?: number } = {};
+interface SharedLimits {
+  connectionsMax?: number;
+  connectionsPerAddressMax?: number;
+  requestBytesMax?: number;
+  requestWaitMs?: number;
+}
+
+function parseLimits(s: Source, requestBytesMin: number, why: string): SharedLimits {
+  const out: SharedLimits = {};
+  if (s.requestWaitMs !== undefined) out.requestWaitMs = parsePositiveInt(s.requestWaitMs, '--request-wait-ms');
   if (s.connectionsMax !== undefined) out.connectionsMax = parsePositiveInt(s.connectionsMax, '--connections-max');
   if (s.connectionsPerAddressMax !== undefined) out.connectionsPerAddressMax = parsePositiveInt(s.connectionsPerAddressMax, '--connections-per-address-max');
   if (s.requestMemoryMib !== undefined) {
@@ -154,7 +162,7 @@ export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   if (s.scrubMibPerS !== undefined) scrub.rateBytesPerSec = parseNonNegativeInt(s.scrubMibPerS, '--scrub-mib-per-s') * 2 ** 20;
   if (s.scrubPauseMs !== undefined) scrub.pauseMs = parseNonNegativeInt(s.scrubPauseMs, '--scrub-pause-ms');
   const resyncBytesPerSec = s.resyncMibPerS === undefined ? undefined : parsePositiveInt(s.resyncMibPerS, '--resync-mib-per-s') * 2 ** 20;
-  const limits: WorkerConfig['limits'] = { ...parseLimits(s, 2 * workerFrameBytesMax, '(twice the largest chunk write: clients\' writes take half of it)') };
+  const limits: WorkerConfig['limits'] = { ...parseLimits(s, workerFrameBytesMax, '(a write of the largest chunk)') };
   if (s.readMemoryMib !== undefined) {
     limits.readBytesMax = parsePositiveInt(s.readMemoryMib, '--read-memory-mib') * 2 ** 20;
     if (limits.readBytesMax < chunkSizeBytesMax) throw configError(`--read-memory-mib must be at least ${chunkSizeBytesMax / 2 ** 20} (a read of the largest chunk), got ${JSON.stringify(s.readMemoryMib)}`);
