@@ -42,6 +42,7 @@ const dataBackoffMs = { min: 50, max: 1_000 };
 const metaCallTimeoutMs = 5_000;
 const dataCallTimeoutMs = 15_000;
 const verifyConcurrency = 16;
+const workerCount = 3;
 /** Other work using more than this many cores during a measurement is worth a warning. */
 const sharedMachineCoresMin = 0.1;
 
@@ -416,12 +417,14 @@ export async function run(args: string[]): Promise<void> {
   report.note(`load average before the run (1, 5, 15 min): ${loadavg().map((l) => l.toFixed(2)).join(', ')} on ${cpus().length} CPUs`);
   const dir = opts.dir ?? mkdtempSync(path.join(tmpdir(), 'cairn-bench-overload-'));
   const masterBoundBytes = masterLimitsDefault.requestBytesMax + processAllowanceBytes;
-  const workerBoundBytes = workerLimitsDefault.requestBytesMax + workerLimitsDefault.readBytesMax + workerReadPoolIdleBytes + processAllowanceBytes;
+  // A worker's forwards are writes the other workers took as heads: at most their request memory.
+  const forwardsBoundBytes = (workerCount - 1) * workerLimitsDefault.requestBytesMax;
+  const workerBoundBytes = workerLimitsDefault.requestBytesMax + forwardsBoundBytes + workerLimitsDefault.readBytesMax + workerReadPoolIdleBytes + processAllowanceBytes;
   report.configure({
     source: sourceState(),
     cluster: '3 masters (Raft journal) and 3 workers x 2 targets, replication 3 (2 chains), `cairn local up` with default settings and limits, each its own process on 127.0.0.1',
-    'master limits': `pendingCallsMax ${masterLimitsDefault.pendingCallsMax}, request memory ${masterLimitsDefault.requestBytesMax / MiB} MiB, connections ${masterLimitsDefault.connectionsMax} (${masterLimitsDefault.connectionsPerAddressMax} per address)`,
-    'worker limits': `request memory ${workerLimitsDefault.requestBytesMax / MiB} MiB (clients' writes at most half), read memory ${workerLimitsDefault.readBytesMax / MiB} MiB, connections ${workerLimitsDefault.connectionsMax} (${workerLimitsDefault.connectionsPerAddressMax} per address)`,
+    'master limits': `pendingCallsMax ${masterLimitsDefault.pendingCallsMax}, request memory ${masterLimitsDefault.requestBytesMax / MiB} MiB (wait ${masterLimitsDefault.requestWaitMs} ms), connections ${masterLimitsDefault.connectionsMax} (${masterLimitsDefault.connectionsPerAddressMax} per address)`,
+    'worker limits': `request memory ${workerLimitsDefault.requestBytesMax / MiB} MiB for clients' requests (wait ${workerLimitsDefault.requestWaitMs} ms), read memory ${workerLimitsDefault.readBytesMax / MiB} MiB, connections ${workerLimitsDefault.connectionsMax} (${workerLimitsDefault.connectionsPerAddressMax} per address)`,
     clients: `${opts.clients}, each with its own connection(s): 10x the journal bench's 64 writers`,
     'phase 1, creates': `each client keeps ${opts.pipeline} creates in flight (${opts.clients * opts.pipeline} offered at once) on its connection to the leader; raw meta.mutate, no retries; a refusal backs off ${metaBackoffMs.min}..${metaBackoffMs.max} ms and the next create takes a new name`,
     'phase 2, flood': `${opts.flood} connections from 127.0.0.1 to the leader at once, one master.ping each`,
@@ -429,12 +432,12 @@ export async function run(args: string[]): Promise<void> {
     'measured seconds': opts.seconds,
     'warm-up seconds': opts.warmupSeconds,
     'memory bound, master': `${masterBoundBytes / MiB} MiB RSS: request memory + ${processAllowanceBytes / MiB} MiB for the runtime and state`,
-    'memory bound, worker': `${workerBoundBytes / MiB} MiB RSS: request memory + read memory + ${workerReadPoolIdleBytes / MiB} MiB idle read buffers + ${processAllowanceBytes / MiB} MiB`,
+    'memory bound, worker': `${workerBoundBytes / MiB} MiB RSS: request memory + forwards (the other ${workerCount - 1} workers' request memory) + read memory + ${workerReadPoolIdleBytes / MiB} MiB idle read buffers + ${processAllowanceBytes / MiB} MiB`,
     'data directory': dir,
   });
 
   console.log('starting the local cluster...');
-  await localUp({ dir, masters: 3, workers: 3, targetsPerWorker: 2, replication: 3, log: (l) => console.log(`  ${l}`) });
+  await localUp({ dir, masters: 3, workers: workerCount, targetsPerWorker: 2, replication: 3, log: (l) => console.log(`  ${l}`) });
   const cluster = readLocalCluster(dir)!;
   const procs = cluster.processes;
   const pids = Object.fromEntries(procs.map((p) => [`${p.kind} ${p.id}`, p.pid]));
