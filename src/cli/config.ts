@@ -7,9 +7,8 @@ import { CairnError, ErrorCode } from '../errors.ts';
 import { replicationMax } from '../placement/index.ts';
 import type { MasterOptions } from '../master/server.ts';
 import { clusterTimingDefault, offlineTimeoutPerHeartbeatMin, type ClusterTiming } from '../master/cluster-manager.ts';
-import { workerFrameBytesMax, type WorkerProcessOptions } from '../worker/process.ts';
+import type { WorkerProcessOptions } from '../worker/process.ts';
 import { chunkSizeBytesMax } from '../meta/commands.ts';
-import { rpcLimits } from '../rpc/index.ts';
 
 /** A master's options as flags, environment and config file give them (the process adds its logger). */
 export type MasterConfig = Omit<MasterOptions, 'log' | 'onFatal'>;
@@ -72,7 +71,7 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   if (replaceAfterMs !== undefined && replaceAfterMs < (timing ?? clusterTimingDefault).offlineTimeoutMs) {
     throw configError(`--replace-after-ms must be at least the offline timeout (${(timing ?? clusterTimingDefault).offlineTimeoutMs} ms): a worker is not even counted out before that, got ${replaceAfterMs}`);
   }
-  const limits: MasterConfig['limits'] = { ...parseLimits(s, rpcLimits.frameBytesMaxDefault, '(the largest request frame)') };
+  const limits: MasterConfig['limits'] = { ...parseLimits(s) };
   if (s.pendingCallsMax !== undefined) limits.pendingCallsMax = parsePositiveInt(s.pendingCallsMax, '--pending-calls-max');
   return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
 }
@@ -87,16 +86,12 @@ interface SharedLimits {
   requestWaitMs?: number;
 }
 
-function parseLimits(s: Source, requestBytesMin: number, why: string): SharedLimits {
+function parseLimits(s: Source): SharedLimits {
   const out: SharedLimits = {};
   if (s.requestWaitMs !== undefined) out.requestWaitMs = parsePositiveInt(s.requestWaitMs, '--request-wait-ms');
   if (s.connectionsMax !== undefined) out.connectionsMax = parsePositiveInt(s.connectionsMax, '--connections-max');
   if (s.connectionsPerAddressMax !== undefined) out.connectionsPerAddressMax = parsePositiveInt(s.connectionsPerAddressMax, '--connections-per-address-max');
-  if (s.requestMemoryMib !== undefined) {
-    out.requestBytesMax = parsePositiveInt(s.requestMemoryMib, '--request-memory-mib') * 2 ** 20;
-    const minMib = Math.ceil(requestBytesMin / 2 ** 20);
-    if (out.requestBytesMax < requestBytesMin) throw configError(`--request-memory-mib must be at least ${minMib} ${why}, got ${JSON.stringify(s.requestMemoryMib)}`);
-  }
+  if (s.requestMemoryMib !== undefined) out.requestBytesMax = parsePositiveInt(s.requestMemoryMib, '--request-memory-mib') * 2 ** 20;
   return out;
 }
 
@@ -162,7 +157,7 @@ export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   if (s.scrubMibPerS !== undefined) scrub.rateBytesPerSec = parseNonNegativeInt(s.scrubMibPerS, '--scrub-mib-per-s') * 2 ** 20;
   if (s.scrubPauseMs !== undefined) scrub.pauseMs = parseNonNegativeInt(s.scrubPauseMs, '--scrub-pause-ms');
   const resyncBytesPerSec = s.resyncMibPerS === undefined ? undefined : parsePositiveInt(s.resyncMibPerS, '--resync-mib-per-s') * 2 ** 20;
-  const limits: WorkerConfig['limits'] = { ...parseLimits(s, workerFrameBytesMax, '(a write of the largest chunk)') };
+  const limits: WorkerConfig['limits'] = { ...parseLimits(s) };
   if (s.readMemoryMib !== undefined) {
     limits.readBytesMax = parsePositiveInt(s.readMemoryMib, '--read-memory-mib') * 2 ** 20;
     if (limits.readBytesMax < chunkSizeBytesMax) throw configError(`--read-memory-mib must be at least ${chunkSizeBytesMax / 2 ** 20} (a read of the largest chunk), got ${JSON.stringify(s.readMemoryMib)}`);

@@ -2,7 +2,8 @@
 // and the connections waiting for room, oldest first. A frame takes its size once its header is
 // read, before a byte more of it is stored, and gives it back once its handler is done with it. A
 // frame that does not fit makes its connection wait, unread, in line; whoever waits first gets the
-// room first, so a large request is not passed over for ever by small ones.
+// room first, so a large request is not passed over for ever by small ones. A frame larger than the
+// whole budget goes when nothing else is held, alone.
 
 import { assert } from '../errors.ts';
 
@@ -24,11 +25,11 @@ export class RequestBudget {
     this.bytesMax = bytesMax;
   }
 
-  /** Takes `bytes` for `waiter` if they fit and nobody waits before it; false (and nothing taken) if not. */
+  /** Takes `bytes` for `waiter` if they fit (or nothing is held) and nobody waits before it; false (and nothing taken) if not. */
   tryTake(bytes: number, waiter?: BudgetWaiter): boolean {
     const first = this.firstWaiter();
     if (first !== undefined && first !== waiter) return false;
-    if (this.held + bytes > this.bytesMax) return false;
+    if (this.held > 0 && this.held + bytes > this.bytesMax) return false;
     this.held += bytes;
     if (waiter !== undefined) this.waiters.delete(waiter);
     return true;

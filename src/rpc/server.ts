@@ -39,7 +39,7 @@ export interface RpcServerOptions {
   /** Connections open at once, in all and from one peer address; defaults connectionsMaxDefault, connectionsPerAddressMaxDefault. */
   connectionsMax?: number;
   connectionsPerAddressMax?: number;
-  /** Bytes of clients' requests held at once (being received, or handlers running); at least frameBytesMax. */
+  /** Bytes of clients' requests held at once (being received, or handlers running); a larger one is taken alone. */
   requestBytesMax?: number;
   /** How long a request waits for room in requestBytesMax before it is refused; default admissionWaitMsDefault. */
   admissionWaitMs?: number;
@@ -94,8 +94,7 @@ export class RpcServer {
   constructor(opts: RpcServerOptions = {}) {
     checkSecret(opts.secret);
     const frameBytesMax = checkPositiveInt('frameBytesMax', opts.frameBytesMax ?? frameBytesMaxDefault, handshakeFrameBytesMax);
-    // A request of the largest frame must fit, or it could never be served.
-    const requestBytesMax = checkPositiveInt('requestBytesMax', opts.requestBytesMax ?? Math.max(requestBytesMaxDefault, frameBytesMax), frameBytesMax);
+    const requestBytesMax = checkPositiveInt('requestBytesMax', opts.requestBytesMax ?? requestBytesMaxDefault);
     this.connectionsMax = checkPositiveInt('connectionsMax', opts.connectionsMax ?? connectionsMaxDefault);
     this.connectionsPerAddressMax = checkPositiveInt('connectionsPerAddressMax', opts.connectionsPerAddressMax ?? connectionsPerAddressMaxDefault);
     this.settings = {

@@ -64,8 +64,11 @@ export const workerFrameBytesMax = chunkSizeBytesMax + 1024 * 1024;
 export const workerLimitsDefault: WorkerLimits = {
   connectionsMax: rpcLimits.connectionsMaxDefault,
   connectionsPerAddressMax: rpcLimits.connectionsPerAddressMaxDefault,
-  requestBytesMax: 256 * 2 ** 20,
-  requestWaitMs: rpcLimits.admissionWaitMsDefault,
+  // A disk drains a few hundred MiB/s at best, and every write of a chain passes each member's:
+  // more writes in progress only lengthen each one's wait (past the 5 s of a forward, measured).
+  requestBytesMax: 64 * 2 ** 20,
+  // Waiting is cheap (the data stays in TCP); a refusal costs the client its whole send again.
+  requestWaitMs: 5_000,
   readBytesMax: replicaLimitsDefault.readBytesMax,
 };
 
@@ -74,9 +77,6 @@ export function workerLimits(given: Partial<WorkerLimits> = {}): WorkerLimits {
   const limits = { ...workerLimitsDefault, ...stripUndefined(given) };
   for (const [name, v] of Object.entries(limits)) {
     if (!Number.isSafeInteger(v) || v <= 0) throw new CairnError(ErrorCode.BadOption, `worker limit ${name} must be a positive integer, got ${v}`);
-  }
-  if (limits.requestBytesMax < workerFrameBytesMax) {
-    throw new CairnError(ErrorCode.BadOption, `the worker's request memory must be at least ${workerFrameBytesMax} bytes (a write of the largest chunk), got ${limits.requestBytesMax}`);
   }
   if (limits.readBytesMax < chunkSizeBytesMax) throw new CairnError(ErrorCode.BadOption, `the worker's read memory must be at least ${chunkSizeBytesMax} bytes (one chunk of the largest size), got ${limits.readBytesMax}`);
   return limits;

@@ -78,6 +78,9 @@ export class StorageWorker {
   private lastContactMs = -Infinity;
   private heartbeatTimer: Timer | undefined;
   private heartbeating = false;
+  /** Each target's capacity as last read (heartbeats report it without waiting for the disk). */
+  private readonly capacityBytes = new Map<number, number>();
+  private readingCapacity = false;
   /** Targets whose predecessor finished their resync, at the chain version it ran for. */
   private readonly synced = new Map<number, number>();
   private stopped = false;
@@ -221,7 +224,13 @@ export class StorageWorker {
       instance: this.opts.instance,
       address: this.opts.address,
       ...(this.opts.domain === undefined ? {} : { domain: this.opts.domain }),
-      targets: await Promise.all([...this.targets.values()].map(async (t) => ({ targetId: t.targetId, path: t.dir, capacityBytes: (await this.opts.disk.statfs(t.dir)).bytesTotal }))),
+      targets: await Promise.all(
+        [...this.targets.values()].map(async (t) => {
+          const capacityBytes = (await this.opts.disk.statfs(t.dir)).bytesTotal;
+          this.capacityBytes.set(t.targetId, capacityBytes);
+          return { targetId: t.targetId, path: t.dir, capacityBytes };
+        }),
+      ),
     };
     const started = this.opts.clock.now();
     for (;;) {
@@ -284,18 +293,34 @@ export class StorageWorker {
     }
   }
 
-  /** What each target reports: up-to-date when it serves or its resync finished at the current chain version. */
-  private reports(): Promise<TargetReport[]> {
-    return Promise.all(
+  /**
+   * What each target reports: up-to-date when it serves or its resync finished at the current chain
+   * version. Its capacity is the one last read: a heartbeat must not wait behind a busy disk's
+   * queue (under a flood of writes, statfs waited seconds for the I/O threads, and workers that
+   * missed their heartbeats stopped serving).
+   */
+  private async reports(): Promise<TargetReport[]> {
+    this.refreshCapacity();
+    return [...this.targets.values()].map((t) => {
+      const usage = t.store.usage();
+      const info = this.routingNow?.target(t.targetId);
+      const chainVersion = info === undefined ? 0 : (this.routingNow?.chain(info.chainId)?.version ?? 0);
+      const chunksCorrupt = t.store.corruption().now;
+      return { targetId: t.targetId, localState: this.localState(t.targetId), chainVersion, capacityBytes: this.capacityBytes.get(t.targetId) ?? 0, usedBytes: usage.bytesUsed, chunks: usage.chunks, chunksCorrupt };
+    });
+  }
+
+  /** Reads each target's capacity again, in the background, one reading at a time. */
+  private refreshCapacity(): void {
+    if (this.readingCapacity) return;
+    this.readingCapacity = true;
+    void Promise.all(
       [...this.targets.values()].map(async (t) => {
-        const usage = t.store.usage();
-        const space = await this.opts.disk.statfs(t.dir).catch(() => ({ bytesTotal: 0, bytesFree: 0 }));
-        const info = this.routingNow?.target(t.targetId);
-        const chainVersion = info === undefined ? 0 : (this.routingNow?.chain(info.chainId)?.version ?? 0);
-        const chunksCorrupt = t.store.corruption().now;
-        return { targetId: t.targetId, localState: this.localState(t.targetId), chainVersion, capacityBytes: space.bytesTotal, usedBytes: usage.bytesUsed, chunks: usage.chunks, chunksCorrupt };
+        // A failed reading keeps the last one.
+        const space = await this.opts.disk.statfs(t.dir).catch(() => undefined);
+        if (space !== undefined) this.capacityBytes.set(t.targetId, space.bytesTotal);
       }),
-    );
+    ).finally(() => (this.readingCapacity = false));
   }
 
   private localState(targetId: number): LocalState {

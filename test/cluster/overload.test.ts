@@ -49,9 +49,9 @@ async function startCluster(t: TestContext, opts: { workers: number; masterLimit
   });
   for (let w = 1; w <= opts.workers; w++) {
     const targets = [0, 1].map((i) => path.join(dir, `worker-${w}`, `t${i}`));
-    // The least memory a worker takes: one write of the largest chunk, one read of it; a request
-    // that finds no room waits 1 ms before it is refused.
-    const limits = { requestBytesMax: workerFrameBytesMax, requestWaitMs: 1, readBytesMax: 64 * MiB };
+    // Room for four of the test's writes and sixteen of its reads; a request that finds no room
+    // waits 1 ms before it is refused.
+    const limits = { requestBytesMax: 16 * MiB, requestWaitMs: 1, readBytesMax: 64 * MiB };
     workers.push(await startWorkerProcess({ id: w, listen: '127.0.0.1:0', masters: [master.address], targets, secret: undefined, log, limits }));
   }
   if (opts.workers > 0) {
@@ -115,7 +115,7 @@ test('a worker refuses clients\' writes beyond its request memory and reads a cl
   const chainId = info.chains[0].chainId;
   const head = headOf(routing, chainId);
   const headWorker = c.workers.find((w) => w.address === head.address)!;
-  // 48 writes of 4 MiB at once (192 MiB) from 8 connections, against 65 MiB of request memory.
+  // 48 writes of 4 MiB at once (192 MiB) from 8 connections, against 16 MiB of request memory.
   const data = Buffer.alloc(4 * MiB, 0x5a);
   const checksum = crc32c(data);
   const writers = Array.from({ length: 8 }, () => rpc(t, head.address));

@@ -64,13 +64,13 @@ test('overload limits from flags or CAIRN_* variables; absent means the defaults
   assert.deepEqual(parseMasterConfig(master, { CAIRN_PENDING_CALLS_MAX: '7', CAIRN_CONNECTIONS_PER_ADDRESS_MAX: '3', CAIRN_REQUEST_WAIT_MS: '50' }).limits, { pendingCallsMax: 7, connectionsPerAddressMax: 3, requestWaitMs: 50 });
   assert.throws(() => parseMasterConfig({ ...master, requestWaitMs: '0' }, {}), badOption(/--request-wait-ms must be a positive whole number/));
   assert.throws(() => parseMasterConfig({ ...master, pendingCallsMax: '0' }, {}), badOption(/--pending-calls-max must be a positive whole number/));
-  assert.throws(() => parseMasterConfig({ ...master, requestMemoryMib: '32' }, {}), badOption(/--request-memory-mib must be at least 64 \(the largest request frame\)/));
+  assert.throws(() => parseMasterConfig({ ...master, requestMemoryMib: '0' }, {}), badOption(/--request-memory-mib must be a positive whole number/));
   assert.throws(() => parseMasterConfig({ ...master, connectionsMax: 'many' }, {}), badOption(/--connections-max must be a positive whole number/));
   const worker = { secret: 's', id: '1', listen: 'h:1', masters: 'h:2', target: ['/t'] };
   assert.equal(parseWorkerConfig(worker, {}).limits, undefined);
   assert.deepEqual(parseWorkerConfig({ ...worker, requestMemoryMib: '1024', readMemoryMib: '128' }, {}).limits, { requestBytesMax: 1024 * MiB, readBytesMax: 128 * MiB });
   assert.deepEqual(parseWorkerConfig(worker, { CAIRN_CONNECTIONS_MAX: '100', CAIRN_READ_MEMORY_MIB: '64' }).limits, { connectionsMax: 100, readBytesMax: 64 * MiB });
-  assert.throws(() => parseWorkerConfig({ ...worker, requestMemoryMib: '64' }, {}), badOption(/--request-memory-mib must be at least 65 \(a write of the largest chunk\)/));
+  assert.deepEqual(parseWorkerConfig({ ...worker, requestMemoryMib: '16' }, {}).limits, { requestBytesMax: 16 * MiB });
   assert.throws(() => parseWorkerConfig({ ...worker, readMemoryMib: '63' }, {}), badOption(/--read-memory-mib must be at least 64/));
 });
 
