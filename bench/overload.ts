@@ -18,6 +18,7 @@ import { localDown, localUp } from '../src/cli/local.ts';
 import { systemClock } from '../src/io/system-clock.ts';
 import { masterLimitsDefault } from '../src/master/index.ts';
 import type { DirEntry, InodeAttr, Layout, ReaddirPage } from '../src/meta/index.ts';
+import { CairnError, ErrorCode } from '../src/errors.ts';
 import { RpcClient, RpcErrorCode } from '../src/rpc/index.ts';
 import { workerFrameBytesMax, workerLimitsDefault } from '../src/worker/process.ts';
 import { WorkerMethod, type WriteRequest } from '../src/worker/protocol.ts';
@@ -53,8 +54,11 @@ interface Options {
   warmupSeconds: number;
   writeBytes: number;
   flood: number;
+  phases: ReadonlySet<string>;
   dir: string | undefined;
 }
+
+const phaseNames = ['creates', 'flood', 'writes'];
 
 const usage = `usage: npm run bench -- overload [options]
   --clients N    concurrent clients, each with its own connection (default 640: 10x the journal bench's 64 writers)
@@ -63,6 +67,7 @@ const usage = `usage: npm run bench -- overload [options]
   --warmup N     seconds of load before each measurement (default 2)
   --write-kib N  bytes of each chunk write, in KiB (default 1024)
   --flood N      connections one address opens at once in the flood phase (default 1500)
+  --phases LIST  which phases run, comma-separated (default creates,flood,writes)
   --dir PATH     where the cluster lives (default a new directory under ${tmpdir()}, removed afterwards)`;
 
 function parseOptions(args: string[]): Options | undefined {
@@ -76,6 +81,7 @@ function parseOptions(args: string[]): Options | undefined {
       warmup: { type: 'string', default: '2' },
       'write-kib': { type: 'string', default: '1024' },
       flood: { type: 'string', default: '1500' },
+      phases: { type: 'string', default: phaseNames.join(',') },
       dir: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -91,8 +97,15 @@ function parseOptions(args: string[]): Options | undefined {
     warmupSeconds: nonNegativeNumber(values.warmup, '--warmup'),
     writeBytes: positiveInt(values['write-kib'], '--write-kib') * 1024,
     flood: positiveInt(values.flood, '--flood'),
+    phases: parsePhases(values.phases),
     dir: values.dir,
   };
+}
+
+function parsePhases(text: string): Set<string> {
+  const phases = new Set(text.split(',').map((p) => p.trim()));
+  for (const p of phases) if (!phaseNames.includes(p)) throw new CairnError(ErrorCode.BadOption, `--phases takes ${phaseNames.join(', ')}, got "${p}"`);
+  return phases;
 }
 
 // ---- counting ----------------------------------------------------------------------------------
@@ -200,11 +213,22 @@ interface MetaPhase {
   tally: Tally;
   acked: string[];
   refused: string[];
+  /** CAIRN_NOT_LEADER answers: leadership moved, and the client went to the new leader. */
+  redirects: number;
 }
 
-/** Creates, `pipeline` in flight per client, each client on its own connection to the leader. */
+/** Creates, `pipeline` in flight per client, each client on its own connection to the leader (it follows a new one). */
 async function metaPhase(opts: Options, leader: string, secret: string, pids: Record<string, number>): Promise<MetaPhase> {
-  const conns = Array.from({ length: opts.clients }, () => new RpcClient(leader, { secret }));
+  const conns = Array.from({ length: opts.clients }, () => ({ address: leader, rpc: new RpcClient(leader, { secret }) }));
+  let redirects = 0;
+  const follow = (client: number, err: unknown): void => {
+    const to = (err as { details?: { leader?: { address?: unknown } } }).details?.leader?.address;
+    if ((err as { code?: string }).code !== ErrorCode.NotLeader) return;
+    redirects++;
+    if (typeof to !== 'string' || to === conns[client].address) return;
+    conns[client].rpc.close();
+    conns[client] = { address: to, rpc: new RpcClient(to, { secret }) };
+  };
   const tally = new Tally();
   const acked: string[] = [];
   const refused: string[] = [];
@@ -217,23 +241,22 @@ async function metaPhase(opts: Options, leader: string, secret: string, pids: Re
       const lane = Math.floor(w / opts.clients);
       const p = `/ov/c${client}/l${lane}-${n}`;
       try {
-        await conns[client].call('meta.mutate', { op: 'create', path: p, mode: 0o644, uid: 0, gid: 0, exclusive: true, clientId: `ov-${client}-${lane}`, seq: ++seqs[w] }, { timeoutMs: metaCallTimeoutMs });
+        await conns[client].rpc.call('meta.mutate', { op: 'create', path: p, mode: 0o644, uid: 0, gid: 0, exclusive: true, clientId: `ov-${client}-${lane}`, seq: ++seqs[w] }, { timeoutMs: metaCallTimeoutMs });
       } catch (err) {
+        follow(client, err);
         const outcome = outcomeOf(err);
         tally.count(outcome, err);
-        if (outcome === 'overloaded') {
-          refused.push(p);
-          await backoffs[w].wait();
-        }
+        if (outcome === 'overloaded') refused.push(p);
+        await backoffs[w].wait();
         throw err;
       }
       tally.count('ok');
       acked.push(p);
       backoffs[w].reset();
     }, pids, tally);
-    return { load, tally, acked, refused };
+    return { load, tally, acked, refused, redirects };
   } finally {
-    for (const c of conns) c.close();
+    for (const c of conns) c.rpc.close();
   }
 }
 
@@ -298,10 +321,8 @@ async function dataPhase(opts: Options, data: DataClient, files: FileOf[], secre
       } catch (err) {
         const outcome = outcomeOf(err);
         tally.count(outcome, err);
-        if (outcome === 'overloaded') {
-          refused.push({ file, index, crc });
-          await backoffs[w].wait();
-        }
+        if (outcome === 'overloaded') refused.push({ file, index, crc });
+        await backoffs[w].wait();
         throw err;
       }
       tally.count('ok');
@@ -426,9 +447,9 @@ export async function run(args: string[]): Promise<void> {
     'master limits': `pendingCallsMax ${masterLimitsDefault.pendingCallsMax}, request memory ${masterLimitsDefault.requestBytesMax / MiB} MiB (wait ${masterLimitsDefault.requestWaitMs} ms), connections ${masterLimitsDefault.connectionsMax} (${masterLimitsDefault.connectionsPerAddressMax} per address)`,
     'worker limits': `request memory ${workerLimitsDefault.requestBytesMax / MiB} MiB for clients' requests (wait ${workerLimitsDefault.requestWaitMs} ms), read memory ${workerLimitsDefault.readBytesMax / MiB} MiB, connections ${workerLimitsDefault.connectionsMax} (${workerLimitsDefault.connectionsPerAddressMax} per address)`,
     clients: `${opts.clients}, each with its own connection(s): 10x the journal bench's 64 writers`,
-    'phase 1, creates': `each client keeps ${opts.pipeline} creates in flight (${opts.clients * opts.pipeline} offered at once) on its connection to the leader; raw meta.mutate, no retries; a refusal backs off ${metaBackoffMs.min}..${metaBackoffMs.max} ms and the next create takes a new name`,
+    'phase 1, creates': `each client keeps ${opts.pipeline} creates in flight (${opts.clients * opts.pipeline} offered at once) on its connection to the leader; raw meta.mutate, no retries; a refusal or error backs off ${metaBackoffMs.min}..${metaBackoffMs.max} ms, the next create takes a new name, CAIRN_NOT_LEADER sends the client to the new leader`,
     'phase 2, flood': `${opts.flood} connections from 127.0.0.1 to the leader at once, one master.ping each`,
-    'phase 3, writes': `each client writes ${opts.writeBytes / 1024} KiB chunks of its own file, one at a time, straight to the chain's head; a refusal backs off ${dataBackoffMs.min}..${dataBackoffMs.max} ms and the next write takes the next chunk`,
+    'phase 3, writes': `each client writes ${opts.writeBytes / 1024} KiB chunks of its own file, one at a time, straight to the chain's head; a refusal or error backs off ${dataBackoffMs.min}..${dataBackoffMs.max} ms and the next write takes the next chunk`,
     'measured seconds': opts.seconds,
     'warm-up seconds': opts.warmupSeconds,
     'memory bound, master': `${masterBoundBytes / MiB} MiB RSS: request memory + ${processAllowanceBytes / MiB} MiB for the runtime and state`,
@@ -449,41 +470,63 @@ export async function run(args: string[]): Promise<void> {
     await forEachLimited(Array.from({ length: opts.clients }, (_, c) => c), verifyConcurrency, async (c) => {
       await meta.mutate('meta.mutate', { op: 'mkdir', path: `/ov/c${c}`, mode: 0o755, uid: 0, gid: 0 });
     });
-    const leader = await leaderOf(procs.filter((p) => p.kind === 'master').map((p) => p.address), cluster.secret);
+    const masters = procs.filter((p) => p.kind === 'master').map((p) => p.address);
+    const checks: boolean[] = [];
+    const phases: Record<string, unknown> = {};
 
-    console.log(`phase 1: ${opts.clients} clients x ${opts.pipeline} creates for ${opts.warmupSeconds} + ${opts.seconds} s...`);
-    const creates = await metaPhase(opts, leader, cluster.secret, pids);
-    // Let the leader see phase 1's connections close, so that the flood finds the places they held.
-    await sleep(1_000);
-    console.log(`phase 2: ${opts.flood} connections at once...`);
-    const flood = await floodPhase(opts.flood, leader, cluster.secret);
-    const afterFlood = await meta.query<InodeAttr>('meta.query', { op: 'stat', path: '/ov' });
-    console.log('phase 3: files for the writers...');
-    const files: FileOf[] = new Array(opts.clients);
-    await forEachLimited(Array.from({ length: opts.clients }, (_, c) => c), verifyConcurrency, async (c) => {
-      const p = `/ov/c${c}/data`;
-      await meta.mutate('meta.mutate', { op: 'create', path: p, mode: 0o644, uid: 0, gid: 0, exclusive: true });
-      const attr = await meta.query<InodeAttr>('meta.query', { op: 'stat', path: p });
-      files[c] = { inodeId: attr.inodeId, layout: attr.layout! };
-    });
-    console.log(`phase 3: ${opts.clients} clients writing ${opts.writeBytes / 1024} KiB chunks for ${opts.warmupSeconds} + ${opts.seconds} s...`);
-    const writes = await dataPhase(opts, data, files, cluster.secret, pids);
+    if (opts.phases.has('creates')) {
+      console.log(`phase 1: ${opts.clients} clients x ${opts.pipeline} creates for ${opts.warmupSeconds} + ${opts.seconds} s...`);
+      const creates = await metaPhase(opts, await leaderOf(masters, cluster.secret), cluster.secret, pids);
+      reportPhase(report, 'creates', creates.load, creates.tally);
+      if (creates.redirects > 0) report.note(`creates: ${creates.redirects} answered CAIRN_NOT_LEADER (leadership moved during the phase; counted among other errors, the client followed it)`);
+      console.log('verifying every answered create...');
+      const check = await checkCreates(meta, opts.clients, creates);
+      report.figure('creates: answered and present', check.ackedPresent, `of ${creates.acked.length}`);
+      report.figure('creates: answered but missing (lost)', check.ackedMissing, 'files');
+      report.figure('creates: refused but present', check.refusedPresent, 'files');
+      report.note(`creates: ${check.unanswered} files present whose create had no answer (timed out, or in flight at the end)`);
+      checks.push(check.ackedMissing === 0 && check.refusedPresent === 0);
+      phases.creates = { load: creates.load, whole: creates.tally.all, window: creates.tally.window, check };
+      // Let the leader see this phase's connections close, so that the flood finds the places they held.
+      await sleep(1_000);
+    }
 
-    console.log('verifying every answered create and write...');
-    const createCheck = await checkCreates(meta, opts.clients, creates);
-    const writeCheck = await checkWrites(data, opts, writes);
+    if (opts.phases.has('flood')) {
+      console.log(`phase 2: ${opts.flood} connections at once...`);
+      const flood = await floodPhase(opts.flood, await leaderOf(masters, cluster.secret), cluster.secret);
+      const after = await meta.query<InodeAttr>('meta.query', { op: 'stat', path: '/ov' });
+      report.figure('flood: connections answered', flood.all.ok, 'connections');
+      report.figure('flood: connections refused with CAIRN_OVERLOADED', flood.all.overloaded, 'connections');
+      report.figure('flood: other errors', flood.all.other, 'connections');
+      for (const e of flood.otherSamples) report.note(`flood: other error: ${e}`);
+      report.note(`flood: the leader answered a stat afterwards (/ov, inode ${after.inodeId})`);
+      phases.flood = flood.all;
+    }
+
+    if (opts.phases.has('writes')) {
+      console.log('phase 3: files for the writers...');
+      const files: FileOf[] = new Array(opts.clients);
+      await forEachLimited(Array.from({ length: opts.clients }, (_, c) => c), verifyConcurrency, async (c) => {
+        const p = `/ov/c${c}/data`;
+        await meta.mutate('meta.mutate', { op: 'create', path: p, mode: 0o644, uid: 0, gid: 0, exclusive: true });
+        const attr = await meta.query<InodeAttr>('meta.query', { op: 'stat', path: p });
+        files[c] = { inodeId: attr.inodeId, layout: attr.layout! };
+      });
+      console.log(`phase 3: ${opts.clients} clients writing ${opts.writeBytes / 1024} KiB chunks for ${opts.warmupSeconds} + ${opts.seconds} s...`);
+      const writes = await dataPhase(opts, data, files, cluster.secret, pids);
+      reportPhase(report, 'writes', writes.load, writes.tally);
+      report.figure('writes: answered bytes', (writes.tally.window.ok * opts.writeBytes) / MiB / writes.load.seconds, 'MiB/s');
+      console.log('verifying every answered write...');
+      const check = await checkWrites(data, opts, writes);
+      report.figure('writes: answered and present with their checksum', check.ackedPresent, `of ${writes.acked.length}`);
+      report.figure('writes: answered but missing or different (lost)', check.ackedMissing + check.wrong, 'chunks');
+      report.figure('writes: refused but present', check.refusedPresent, 'chunks');
+      checks.push(check.ackedMissing + check.wrong === 0 && check.refusedPresent === 0);
+      phases.writes = { load: writes.load, whole: writes.tally.all, window: writes.tally.window, check };
+    }
+
     rss.stop();
     const dead = procs.filter((p) => !alive(p.pid));
-
-    reportPhase(report, 'creates', creates.load, creates.tally);
-    report.figure('flood: connections answered', flood.all.ok, 'connections');
-    report.figure('flood: connections refused with CAIRN_OVERLOADED', flood.all.overloaded, 'connections');
-    report.figure('flood: other errors', flood.all.other, 'connections');
-    for (const e of flood.otherSamples) report.note(`flood: other error: ${e}`);
-    report.note(`flood: the leader answered a stat afterwards (/ov, inode ${afterFlood.inodeId})`);
-    reportPhase(report, 'writes', writes.load, writes.tally);
-    report.figure('writes: answered bytes', (writes.tally.window.ok * opts.writeBytes) / MiB / writes.load.seconds, 'MiB/s');
-
     const rows: string[][] = [];
     let overBound = 0;
     for (const p of procs) {
@@ -497,20 +540,9 @@ export async function run(args: string[]): Promise<void> {
     report.figure('processes over their memory bound', overBound, 'processes');
     report.figure('processes that died', dead.length, 'processes');
     report.figure('bench client peak RSS', (statusBytes(process.pid, 'VmHWM') ?? NaN) / MiB, 'MiB');
-    report.figure('creates: answered and present', createCheck.ackedPresent, `of ${creates.acked.length}`);
-    report.figure('creates: answered but missing (lost)', createCheck.ackedMissing, 'files');
-    report.figure('creates: refused but present', createCheck.refusedPresent, 'files');
-    report.note(`creates: ${createCheck.unanswered} files present whose create had no answer (timed out, or in flight at the end)`);
-    report.figure('writes: answered and present with their checksum', writeCheck.ackedPresent, `of ${writes.acked.length}`);
-    report.figure('writes: answered but missing or different (lost)', writeCheck.ackedMissing + writeCheck.wrong, 'chunks');
-    report.figure('writes: refused but present', writeCheck.refusedPresent, 'chunks');
-    const verdict = dead.length === 0 && overBound === 0 && createCheck.ackedMissing === 0 && createCheck.refusedPresent === 0 && writeCheck.ackedMissing + writeCheck.wrong === 0 && writeCheck.refusedPresent === 0;
+    const verdict = dead.length === 0 && overBound === 0 && checks.every((ok) => ok);
     report.note(`verdict: ${verdict ? 'every process alive and under its bound; nothing answered was lost, nothing refused took effect' : 'FAILED: see the figures above'}`);
-    report.attach('phases', {
-      creates: { load: creates.load, whole: creates.tally.all, window: creates.tally.window, check: createCheck },
-      flood: flood.all,
-      writes: { load: writes.load, whole: writes.tally.all, window: writes.tally.window, check: writeCheck },
-    });
+    report.attach('phases', phases);
     report.attach('rssBytes', Object.fromEntries(procs.map((p) => [`${p.kind} ${p.id}`, { sampledMax: rss.maxSampledBytes.get(p.pid), peak: statusBytes(p.pid, 'VmHWM') }])));
   } finally {
     rss.stop();
