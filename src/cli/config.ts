@@ -8,6 +8,7 @@ import { replicationMax } from '../placement/index.ts';
 import type { MasterOptions } from '../master/server.ts';
 import { clusterTimingDefault, offlineTimeoutPerHeartbeatMin, type ClusterTiming } from '../master/cluster-manager.ts';
 import type { WorkerProcessOptions } from '../worker/process.ts';
+import { chunkSizeBytesMax } from '../meta/commands.ts';
 
 /** A master's options as flags, environment and config file give them (the process adds its logger). */
 export type MasterConfig = Omit<MasterOptions, 'log' | 'onFatal'>;
@@ -49,7 +50,7 @@ function readConfigFile(path: string): Source {
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
-  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries', 'insecure', 'replaceAfterMs'], env);
+  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries', 'insecure', 'replaceAfterMs', ...limitKeys, 'pendingCallsMax'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
@@ -70,7 +71,28 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   if (replaceAfterMs !== undefined && replaceAfterMs < (timing ?? clusterTimingDefault).offlineTimeoutMs) {
     throw configError(`--replace-after-ms must be at least the offline timeout (${(timing ?? clusterTimingDefault).offlineTimeoutMs} ms): a worker is not even counted out before that, got ${replaceAfterMs}`);
   }
-  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }) };
+  const limits: MasterConfig['limits'] = { ...parseLimits(s) };
+  if (s.pendingCallsMax !== undefined) limits.pendingCallsMax = parsePositiveInt(s.pendingCallsMax, '--pending-calls-max');
+  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
+}
+
+/** The limits masters and workers share: connections, and the memory requests may take. */
+const limitKeys = ['connectionsMax', 'connectionsPerAddressMax', 'requestMemoryMib', 'requestWaitMs'];
+
+interface SharedLimits {
+  connectionsMax?: number;
+  connectionsPerAddressMax?: number;
+  requestBytesMax?: number;
+  requestWaitMs?: number;
+}
+
+function parseLimits(s: Source): SharedLimits {
+  const out: SharedLimits = {};
+  if (s.requestWaitMs !== undefined) out.requestWaitMs = parsePositiveInt(s.requestWaitMs, '--request-wait-ms');
+  if (s.connectionsMax !== undefined) out.connectionsMax = parsePositiveInt(s.connectionsMax, '--connections-max');
+  if (s.connectionsPerAddressMax !== undefined) out.connectionsPerAddressMax = parsePositiveInt(s.connectionsPerAddressMax, '--connections-per-address-max');
+  if (s.requestMemoryMib !== undefined) out.requestBytesMax = parsePositiveInt(s.requestMemoryMib, '--request-memory-mib') * 2 ** 20;
+  return out;
 }
 
 /** `--journal zookeeper --zk HOST:PORT,... --zk-cluster ID`; undefined for the Raft journal (the default). */
@@ -118,7 +140,7 @@ function parseTiming(heartbeat: unknown, offline: unknown): ClusterTiming | unde
 
 /** `cairn worker`: --target is repeated on the command line, comma-separated in CAIRN_TARGETS, a list in the config file. */
 export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  const s = mergeSources(flags, ['id', 'listen', 'masters', 'secret', 'http', 'domain', 'insecure', 'scrubMibPerS', 'scrubPauseMs', 'resyncMibPerS'], env);
+  const s = mergeSources(flags, ['id', 'listen', 'masters', 'secret', 'http', 'domain', 'insecure', 'scrubMibPerS', 'scrubPauseMs', 'resyncMibPerS', ...limitKeys, 'readMemoryMib'], env);
   const id = parsePositiveInt(s.id, '--id');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
   if (typeof s.masters !== 'string') throw configError('--masters is required: the masters as host:port,...');
@@ -135,7 +157,12 @@ export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   if (s.scrubMibPerS !== undefined) scrub.rateBytesPerSec = parseNonNegativeInt(s.scrubMibPerS, '--scrub-mib-per-s') * 2 ** 20;
   if (s.scrubPauseMs !== undefined) scrub.pauseMs = parseNonNegativeInt(s.scrubPauseMs, '--scrub-pause-ms');
   const resyncBytesPerSec = s.resyncMibPerS === undefined ? undefined : parsePositiveInt(s.resyncMibPerS, '--resync-mib-per-s') * 2 ** 20;
-  return { id, listen, masters, targets: given.map((d: string) => d.trim()), secret, http, domain, ...(Object.keys(scrub).length === 0 ? {} : { scrub }), ...(resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec }) };
+  const limits: WorkerConfig['limits'] = { ...parseLimits(s) };
+  if (s.readMemoryMib !== undefined) {
+    limits.readBytesMax = parsePositiveInt(s.readMemoryMib, '--read-memory-mib') * 2 ** 20;
+    if (limits.readBytesMax < chunkSizeBytesMax) throw configError(`--read-memory-mib must be at least ${chunkSizeBytesMax / 2 ** 20} (a read of the largest chunk), got ${JSON.stringify(s.readMemoryMib)}`);
+  }
+  return { id, listen, masters, targets: given.map((d: string) => d.trim()), secret, http, domain, ...(Object.keys(scrub).length === 0 ? {} : { scrub }), ...(resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
 }
 
 /**

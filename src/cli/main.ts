@@ -64,6 +64,11 @@ program
   .option('--zk-cluster <id>', 'with --journal zookeeper: the cluster\'s name in ZooKeeper (its znodes live under /cairn/<id>)')
   .option('--zk-session-timeout-ms <ms>', 'with --journal zookeeper: the ZooKeeper session timeout, which bounds failover (default 2000)')
   .option('--zk-bucket-entries <n>', 'with --journal zookeeper: log batches per bucket znode, fixed when the cluster is made (default 10000)')
+  .option('--pending-calls-max <n>', 'clients\' calls (meta.mutate, meta.query, cluster.routing) in progress at once; more are refused with CAIRN_OVERLOADED (default 1024)')
+  .option('--request-memory-mib <n>', 'bytes of clients\' requests held in memory at once, in MiB; a request waits for room (--request-wait-ms), then is refused with CAIRN_OVERLOADED (default 256)')
+  .option('--request-wait-ms <ms>', 'how long a client\'s request waits for room in the request memory, its connection unread, before it is refused (default 1000)')
+  .option('--connections-max <n>', 'RPC connections open at once; more are refused with CAIRN_OVERLOADED (default 4096)')
+  .option('--connections-per-address-max <n>', 'RPC connections open at once from one IP address (default 1024)')
   .option('--config <file>', 'JSON file with any of these options')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseMasterConfig(flags);
@@ -101,6 +106,11 @@ program
   .option('--scrub-mib-per-s <n>', 're-read stored chunks at most this fast to find and repair damage (default 16; 0 turns the scrubber off)')
   .option('--scrub-pause-ms <ms>', 'pause between two full scrub passes (default 3600000)')
   .option('--resync-mib-per-s <n>', 'what this worker\'s resyncs (filling a returning or new member) send together, at most (default 64)')
+  .option('--request-memory-mib <n>', 'bytes of clients\' requests (their writes\' data) held in memory at once, in MiB; a request waits for room (--request-wait-ms), then is refused with CAIRN_OVERLOADED (default 64; a larger write goes alone)')
+  .option('--request-wait-ms <ms>', 'how long a client\'s request waits for room in the request memory, its connection unread, before it is refused (default 5000)')
+  .option('--read-memory-mib <n>', 'bytes of chunk reads not yet sent, in MiB; beyond, reads are refused with CAIRN_OVERLOADED (default 256, at least 64)')
+  .option('--connections-max <n>', 'RPC connections open at once; more are refused with CAIRN_OVERLOADED (default 4096)')
+  .option('--connections-per-address-max <n>', 'RPC connections open at once from one IP address (default 1024)')
   .option('--config <file>', 'JSON file with any of these options ("targets": [...])')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseWorkerConfig(flags);

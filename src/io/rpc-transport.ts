@@ -5,7 +5,7 @@ import type { Transport } from './transport.ts';
 
 export function rpcTransport(server: RpcServer, clientOptions: RpcClientOptions = {}): Transport {
   return {
-    handle: (method, handler) => server.handle(method, handler),
+    handle: (method, handler, opts) => server.handle(method, handler, opts),
     connect: (address) => new RpcClient(address, clientOptions),
   };
 }

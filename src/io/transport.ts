@@ -13,7 +13,10 @@ export interface Connection {
 }
 
 export interface Transport {
-  /** Serves `method` on this node's endpoint. */
-  handle(method: string, handler: Handler): void;
+  /**
+   * Serves `method` on this node's endpoint. `internal`: traffic between cairn's own processes,
+   * which an RPC server never makes wait for, or refuses for, its memory of clients' requests.
+   */
+  handle(method: string, handler: Handler, opts?: { internal?: boolean }): void;
   connect(address: string): Connection;
 }

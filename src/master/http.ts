@@ -5,10 +5,11 @@ import type { Journal } from '../journal/index.ts';
 import type { MetaStateMachine } from '../meta/state-machine.ts';
 import { startOpsHttp, type HttpEndpoint } from '../ops-http.ts';
 import type { QuarantinedTarget, QuarantineReport } from './quarantine.ts';
+import type { MasterLoad } from './server.ts';
 
 export type { HttpEndpoint };
 
-export async function startHttp(host: string, port: number, journal: Journal, sm: MetaStateMachine, quarantine: () => QuarantineReport): Promise<HttpEndpoint> {
+export async function startHttp(host: string, port: number, journal: Journal, sm: MetaStateMachine, quarantine: () => QuarantineReport, load: () => MasterLoad): Promise<HttpEndpoint> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'cairn_master_' });
   const gauge = (name: string, help: string, read: () => number): void => {
@@ -43,6 +44,13 @@ export async function startHttp(host: string, port: number, journal: Journal, sm
   perTarget('cairn_quarantine_inodes_ahead_of_counter', 'unknown inodes on this target at or past the inode counter (never purged)', (t) => t.aheadOfCounter);
   gauge('cairn_quarantine_targets_unreached', 'targets the latest audit could not list', () => quarantine().targetsUnreached);
   gauge('cairn_quarantine_audit_timestamp_seconds', 'when the latest quarantine audit ran (0: none on this master)', () => (quarantine().auditedMs ?? 0) / 1000);
+  gauge('cairn_master_rpc_connections', 'RPC connections open', () => load().rpc.connections);
+  gauge('cairn_master_rpc_request_bytes_held', 'bytes of requests held in memory (bounded by the request memory limit)', () => load().rpc.requestBytesHeld);
+  gauge('cairn_master_rpc_connections_waiting', 'connections not read while their request waits for room in the request memory', () => load().rpc.connectionsWaiting);
+  gauge('cairn_master_pending_calls', 'clients\' calls in progress (bounded by pendingCallsMax)', () => load().pendingCalls);
+  gauge('cairn_master_rpc_connections_refused', 'connections refused with CAIRN_OVERLOADED since start', () => load().rpc.connectionsRefused);
+  gauge('cairn_master_rpc_requests_refused', 'requests refused with CAIRN_OVERLOADED for memory since start', () => load().rpc.requestsRefused);
+  gauge('cairn_master_calls_refused', 'clients\' calls refused with CAIRN_OVERLOADED over pendingCallsMax since start', () => load().callsRefused);
 
   return startOpsHttp(host, port, registry, () => {
     const st = journal.status();

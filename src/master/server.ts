@@ -1,6 +1,7 @@
 // One metadata master: the RPC server, the Raft journal, and the metadata state machine behind the
 // services clients call. Mutations are stamped with the leader's clock and proposed; queries wait
-// for a ReadIndex barrier and read the local state.
+// for a ReadIndex barrier and read the local state. Clients' calls in progress are bounded
+// (pendingCallsMax): one beyond is refused with CAIRN_OVERLOADED before it reaches the journal.
 
 import { isPlainObject } from '../plain-object.ts';
 import { randomUUID } from 'node:crypto';
@@ -10,7 +11,7 @@ import { CairnError, ErrorCode } from '../errors.ts';
 import type { Journal } from '../journal/index.ts';
 import { openJournal } from '../journal/open-journal.ts';
 import { logCallback, type Logger } from '../log.ts';
-import { RpcClient, RpcServer, reply } from '../rpc/index.ts';
+import { RpcClient, RpcError, RpcErrorCode, RpcServer, reply, rpcLimits, type Handler, type RpcServerStats } from '../rpc/index.ts';
 import { validateCommand, validateQuery } from '../meta/commands.ts';
 import { acquireDirLock } from './dir-lock.ts';
 import { MetaError } from '../meta/errors.ts';
@@ -56,24 +57,65 @@ export interface MasterOptions {
   replaceAfterMs?: number;
   /** The journal's backend: the embedded Raft journal when absent, else ZooKeeper at this ensemble. */
   zookeeper?: { connect: string; clusterId: string; sessionTimeoutMs?: number; bucketEntries?: number };
+  /** How much clients can make it hold before it refuses with CAIRN_OVERLOADED (defaults masterLimitsDefault). */
+  limits?: Partial<MasterLimits>;
   log: Logger;
 }
+
+/** A master's bounds on what clients can make it hold. */
+export interface MasterLimits {
+  connectionsMax: number;
+  connectionsPerAddressMax: number;
+  /** Bytes of clients' requests held at once (at least the largest frame, 64 MiB). */
+  requestBytesMax: number;
+  /** How long a client's request waits for room in requestBytesMax before it is refused. */
+  requestWaitMs: number;
+  /** Clients' calls (meta.mutate, meta.query, cluster.routing) in progress at once. */
+  pendingCallsMax: number;
+}
+
+export const masterLimitsDefault: MasterLimits = {
+  connectionsMax: rpcLimits.connectionsMaxDefault,
+  connectionsPerAddressMax: rpcLimits.connectionsPerAddressMaxDefault,
+  requestBytesMax: rpcLimits.requestBytesMaxDefault,
+  requestWaitMs: rpcLimits.admissionWaitMsDefault,
+  // As ZooKeeper's globalOutstandingLimit (1000): far more than group commit needs to fill a batch.
+  pendingCallsMax: 1024,
+};
 
 export interface Master {
   address: string;
   httpAddress: string | undefined;
   journal: Journal;
   sm: MetaStateMachine;
+  /** What it holds against its limits, and what it refused since it started. */
+  load(): MasterLoad;
   stop(): Promise<void>;
+}
+
+export interface MasterLoad {
+  rpc: RpcServerStats;
+  pendingCalls: number;
+  callsRefused: number;
 }
 
 const backupPackr = new Packr({ useRecords: false });
 
 export async function startMaster(opts: MasterOptions): Promise<Master> {
   // Before anything listens or touches the WAL: a second process on one directory would corrupt it.
+  const limits = masterLimits(opts.limits);
   const lock = await acquireDirLock(opts.dir);
   if (lock.note !== undefined) opts.log.warn({ dir: opts.dir }, lock.note);
-  const server = new RpcServer({ secret: opts.secret, log: logCallback(opts.log) });
+  const server = new RpcServer({
+    secret: opts.secret,
+    connectionsMax: limits.connectionsMax,
+    connectionsPerAddressMax: limits.connectionsPerAddressMax,
+    requestBytesMax: limits.requestBytesMax,
+    admissionWaitMs: limits.requestWaitMs,
+    log: logCallback(opts.log),
+  });
+  const gate = new PendingCalls(limits.pendingCallsMax);
+  const load = (): MasterLoad => ({ rpc: server.stats(), pendingCalls: gate.pending, callsRefused: gate.refused });
   let journal: Journal | undefined;
   let http: HttpEndpoint | undefined;
   let stopManager = (): void => undefined;
@@ -136,15 +178,15 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
       log: logCallback(opts.log),
     });
     stopManager = () => manager.stop();
-    registerServices(server, journal, sm, manager);
+    registerServices(server, journal, sm, manager, gate);
     await journal.start(sm);
     manager.start();
     if (opts.http !== undefined) {
       const at = optionAddress(opts.http, 'http');
-      http = await startHttp(at.host, at.port, journal, sm, () => manager.quarantineLatest());
+      http = await startHttp(at.host, at.port, journal, sm, () => manager.quarantineLatest(), load);
     }
     opts.log.info({ address, http: http?.address, peers: Object.fromEntries(opts.peers) }, 'master started');
-    return { address, httpAddress: http?.address, journal, sm, stop };
+    return { address, httpAddress: http?.address, journal, sm, load, stop };
   } catch (err) {
     // Stop what started, so that the process can exit and the next start finds the directory free.
     await stop().catch(() => undefined);
@@ -155,28 +197,68 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
 /** Commands only the cluster manager proposes: a client sending one through meta.mutate is refused. */
 const managerOps: ReadonlySet<string> = new Set(['registerWorker', 'addChains', 'updateChains', 'initCluster', 'decommissionWorker', 'replaceChainMember']);
 
-function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMachine, manager: ClusterManager): void {
-  server.handle('meta.mutate', async (body) => {
+/** The limits with their defaults, checked (the RPC server checks its own when it is made). */
+function masterLimits(given: Partial<MasterLimits> = {}): MasterLimits {
+  const limits = { ...masterLimitsDefault, ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) };
+  if (!Number.isSafeInteger(limits.pendingCallsMax) || limits.pendingCallsMax <= 0) {
+    throw new CairnError(ErrorCode.BadOption, `pendingCallsMax must be a positive integer, got ${limits.pendingCallsMax}`);
+  }
+  return limits;
+}
+
+/**
+ * Clients' calls in progress on this master. A call beyond the limit is refused at once, before it
+ * is proposed or waits for a barrier: the journal's queues then stay short, and a refused mutation
+ * has no effect. Workers' heartbeats and the masters' own traffic do not pass here.
+ */
+class PendingCalls {
+  readonly max: number;
+  pending = 0;
+  refused = 0;
+
+  constructor(max: number) {
+    this.max = max;
+  }
+
+  gate(handler: Handler): Handler {
+    return async (body, ctx) => {
+      if (this.pending >= this.max) {
+        this.refused++;
+        throw new RpcError(RpcErrorCode.Overloaded, `this master has ${this.pending} clients' calls in progress, its limit (pendingCallsMax); nothing was done, retry later`, { pendingCallsMax: this.max });
+      }
+      this.pending++;
+      try {
+        return await handler(body, ctx);
+      } finally {
+        this.pending--;
+      }
+    };
+  }
+}
+
+function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMachine, manager: ClusterManager, calls: PendingCalls): void {
+  server.handle('meta.mutate', calls.gate(async (body) => {
     const cmd = validateCommand({ ...(body as object), nowMs: Date.now() });
     if (managerOps.has(cmd.op)) throw new CairnError(ErrorCode.InvalidArgument, `${cmd.op} is the cluster manager's; workers register with ${MasterWorkerMethod.register}, operators decommission with ${MasterWorkerMethod.decommission}`);
     return unwrap((await journal.propose(encodeCommandEntry(cmd))) as MetaResult<unknown>);
-  });
-  server.handle(MasterWorkerMethod.register, (body) => manager.register(body));
-  server.handle(MasterWorkerMethod.heartbeat, async (body) => manager.heartbeat(body));
+  }));
+  // Workers' registration and heartbeats keep the cluster's picture alive: never made to wait for room.
+  server.handle(MasterWorkerMethod.register, (body) => manager.register(body), { internal: true });
+  server.handle(MasterWorkerMethod.heartbeat, async (body) => manager.heartbeat(body), { internal: true });
   server.handle(MasterWorkerMethod.health, async () => manager.health());
   server.handle(MasterWorkerMethod.decommission, (body) => manager.decommission(body));
   server.handle(MasterWorkerMethod.replacements, async () => manager.replacements());
   server.handle(MasterWorkerMethod.quarantine, (body) => manager.quarantineReport(body));
   server.handle(MasterWorkerMethod.quarantinePurge, (body) => manager.purgeQuarantine(body));
-  server.handle(MasterWorkerMethod.routing, async () => {
+  server.handle(MasterWorkerMethod.routing, calls.gate(async () => {
     await journal.readBarrier();
     return sm.state.routing();
-  });
-  server.handle('meta.query', async (body) => {
+  }));
+  server.handle('meta.query', calls.gate(async (body) => {
     const q = validateQuery(body);
     await journal.readBarrier();
     return unwrap(sm.query(q));
-  });
+  }));
   server.handle('master.ping', async () => ({ id: journal.status().id, leader: journal.leader(), isLeader: journal.isLeader() }));
   server.handle('admin.journal.info', async () => journal.status());
   server.handle('admin.journal.transfer', async (body) => {

@@ -88,6 +88,9 @@ export class ClientConnection {
   }
 
   private onHello(frame: Frame): void {
+    // A server over its connection limits says so in its hello, then closes.
+    const refused = frame.header.error;
+    if (refused !== undefined) return this.fail(new RpcError(refused.code, `${this.target.address}: ${refused.message}`, { address: this.target.address, ...refused.details }), true);
     const hello = this.decode(frame);
     if (!isPlainObject(hello)) return this.violation('hello without a body');
     if (hello.v !== protocolVersion) {

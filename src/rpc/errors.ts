@@ -16,7 +16,11 @@ export const RpcErrorCode = {
   FrameTooLarge: 'CAIRN_FRAME_TOO_LARGE',
   /** The server has no handler for the method. */
   UnknownMethod: 'CAIRN_UNKNOWN_METHOD',
-  /** Too many calls in flight (client's inflightMax or the server's per-connection limit). */
+  /**
+   * A limit was reached and the call or connection refused, taking no effect: calls in flight (the
+   * client's inflightMax, the server's per connection), connections (in all, per address), bytes of
+   * requests held, or a service's own queue. Retry later, with backoff.
+   */
   Overloaded: 'CAIRN_OVERLOADED',
   /** The server failed without a code of its own (its handler threw one, logged there, or its answer is malformed). */
   Internal: 'CAIRN_INTERNAL',

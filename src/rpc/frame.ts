@@ -15,7 +15,8 @@
 //   cancel  client -> server; same id; the server aborts the handler's signal, sends nothing back
 //   msg     client -> server; id 0, method: a one-way message; the server runs the handler and
 //           sends nothing back (for traffic whose loss the protocol above already tolerates)
-//   hello   server -> client; id 0; sent on connect; body { v, nonce? }: a nonce when auth is on
+//   hello   server -> client; id 0; sent on connect; body { v, nonce? }: a nonce when auth is on;
+//           error set (CAIRN_OVERLOADED) when the server refuses the connection, which it then closes
 //   auth    client -> server: body { nonce, proof }; server -> client: body { proof } or error
 //
 // Bulk data travels as the payload: encoded by reference (written with writev next to the
@@ -123,13 +124,7 @@ export function decodeFrame(frame: Buffer): Frame {
   if (headerLength === 0 || headerLength > headerBytesMax) throw malformed(`header length ${headerLength} is outside 1..${headerBytesMax}`);
   const bodyLengthAt = lengthBytes + headerLength;
   if (bodyLengthAt + lengthBytes > frame.length) throw malformed(`header length ${headerLength} overruns the frame`);
-  let raw: unknown;
-  try {
-    raw = packr.unpack(frame.subarray(lengthBytes, bodyLengthAt));
-  } catch (err) {
-    throw malformed(`header is not msgpack: ${(err as Error).message}`);
-  }
-  const header = parseHeader(raw);
+  const header = unpackHeader(frame.subarray(lengthBytes, bodyLengthAt));
   const bodyLength = frame.readUInt32BE(bodyLengthAt);
   const bodyStart = bodyLengthAt + lengthBytes;
   if (bodyLength > frame.length - bodyStart) throw malformed(`body length ${bodyLength} overruns the frame`);
@@ -139,6 +134,28 @@ export function decodeFrame(frame: Buffer): Frame {
     body: frame.subarray(bodyStart, payloadStart),
     payload: payloadStart < frame.length ? frame.subarray(payloadStart) : undefined,
   };
+}
+
+/**
+ * The header of a frame whose first bytes (after the length prefix) are all that was kept: a frame
+ * refused for memory. Throws RpcError(BadRequest) when the header is malformed or not all there.
+ */
+export function decodeFrameHead(head: Buffer): Header {
+  if (head.length < lengthBytes) throw malformed(`${head.length} bytes is shorter than the header length field`);
+  const headerLength = head.readUInt32BE(0);
+  if (headerLength === 0 || headerLength > headerBytesMax) throw malformed(`header length ${headerLength} is outside 1..${headerBytesMax}`);
+  if (lengthBytes + headerLength > head.length) throw malformed(`a header of ${headerLength} bytes in a refused frame, of which ${head.length - lengthBytes} are kept`);
+  return unpackHeader(head.subarray(lengthBytes, lengthBytes + headerLength));
+}
+
+function unpackHeader(bytes: Buffer): Header {
+  let raw: unknown;
+  try {
+    raw = packr.unpack(bytes);
+  } catch (err) {
+    throw malformed(`header is not msgpack: ${(err as Error).message}`);
+  }
+  return parseHeader(raw);
 }
 
 /** Validates a decoded header at the boundary: everything past this trusts its types. */
@@ -174,6 +191,44 @@ function parseWireError(raw: unknown): WireError {
 /** Where reads land while no frame is partly received (the frame prefix and small frames). */
 const scratchBytes = 64 * 1024;
 
+/** What a server's admission decides for a frame, once its header is known. */
+export type AdmissionDecision =
+  /** Store the frame; `release` gives its bytes back once its receiver is done with it. */
+  | { release: () => void }
+  /** Drop the frame's bytes as they arrive and report it with onRefused. */
+  | 'skip'
+  /** Read nothing more until the owner calls retry(); the decision is asked for again then. */
+  | 'wait';
+
+/** How a server's decoder asks for memory before it stores a frame. */
+export interface FrameAdmission {
+  /**
+   * Decides for a frame of `frameBytes` (length prefix included) whose first bytes after the prefix
+   * are `head`: the header length field and the header. May throw (a malformed header).
+   */
+  decide(frameBytes: number, head: Buffer): AdmissionDecision;
+  /** A skipped frame was wholly dropped; `head` holds its header. */
+  onRefused(head: Buffer, frameBytes: number): void;
+}
+
+/** A frame's header being collected before its admission is decided. */
+interface Head {
+  frameLength: number;
+  lengthField: Buffer;
+  lengthFilled: number;
+  /** The header length field and the header, once its length is known. */
+  bytes: Buffer | undefined;
+  filled: number;
+}
+
+/** A skipped frame: its header kept, the rest counted and dropped. */
+interface Refused {
+  head: Buffer;
+  /** Bytes of the frame still to come. */
+  left: number;
+  frameBytes: number;
+}
+
 /**
  * Cuts a byte stream into frames, fed in one of two ways:
  * - `push(chunk)`: a frame inside one chunk is a view of that chunk (no copy); a frame spread over
@@ -182,32 +237,58 @@ const scratchBytes = 64 * 1024;
  *   frame's length is known the socket reads the rest straight into the frame's own buffer, so a
  *   large payload is never copied in user space; frames that fit in the scratch buffer the reads
  *   otherwise land in are copied out of it (the scratch is reused).
+ * With an `admission` (a server's, in push mode), each frame's header is read first and the
+ * admission decides before a byte more is stored: store it, skip it (its header kept), or wait,
+ * in which case the decoder keeps what it was given beyond the header and takes nothing more
+ * until retry(); its owner stops reading the socket meanwhile.
  */
 export class FrameDecoder {
   /** Checked against each incoming length prefix; raised by the server once the peer authenticated. */
   frameBytesMax: number;
-  private readonly onFrame: (frame: Buffer) => void;
+  /** Set by a server once the peer may send frames that need memory (it authenticated). */
+  admission: FrameAdmission | undefined;
+  private readonly onFrame: (frame: Buffer, release: (() => void) | undefined) => void;
   private readonly prefix = Buffer.alloc(lengthBytes);
   private prefixFilled = 0;
   private partial: Buffer | undefined;
   private partialFilled = 0;
+  /** Gives back the partial frame's bytes, if the admission took them. */
+  private partialRelease: (() => void) | undefined;
+  private head: Head | undefined;
+  private refused: Refused | undefined;
+  /** Waiting for the admission: what was pushed beyond the header, kept until retry(). */
+  private waitingFor: Head | undefined;
+  private stash: Buffer | undefined;
   private stopped = false;
   private scratch: Buffer | undefined;
 
-  constructor(frameBytesMax: number, onFrame: (frame: Buffer) => void) {
+  constructor(frameBytesMax: number, onFrame: (frame: Buffer, release: (() => void) | undefined) => void) {
     this.frameBytesMax = frameBytesMax;
     this.onFrame = onFrame;
   }
 
-  /** Stops delivering frames, also for the rest of the chunk being pushed. */
+  /** Stops delivering frames, also for the rest of the chunk being pushed; gives back a partial frame's bytes. */
   stop(): void {
     this.stopped = true;
+    this.partialRelease?.();
+    this.partialRelease = undefined;
     this.partial = undefined;
+    this.head = undefined;
+    this.refused = undefined;
+    this.waitingFor = undefined;
+    this.stash = undefined;
   }
 
-  /** Bytes received but not yet delivered as a frame. */
+  /** Whether it waits for the admission (its owner should not read meanwhile). */
+  get waiting(): boolean {
+    return this.waitingFor !== undefined;
+  }
+
+  /** Bytes received but not yet delivered as a frame (or of a skipped frame, not yet wholly dropped). */
   get bufferedBytes(): number {
-    return this.prefixFilled + this.partialFilled;
+    const skipped = this.refused === undefined ? 0 : this.refused.frameBytes - lengthBytes - this.refused.left;
+    const head = this.head === undefined ? 0 : this.head.lengthFilled + this.head.filled;
+    return this.prefixFilled + this.partialFilled + skipped + head;
   }
 
   /** Where the next read should land: the unfilled rest of a partly received frame, else the scratch buffer. */
@@ -229,14 +310,22 @@ export class FrameDecoder {
   }
 
   /**
-   * Feeds one chunk; throws RpcError(FrameTooLarge or BadRequest) on a bad length prefix.
+   * Feeds one chunk; throws RpcError(FrameTooLarge or BadRequest) on a bad length prefix or header.
    * `transient`: the chunk's memory is reused after this call, so frames are copied out of it.
    */
   push(chunk: Buffer, transient = false): void {
     let offset = 0;
-    while (offset < chunk.length && !this.stopped) {
+    while (offset < chunk.length && !this.stopped && this.waitingFor === undefined) {
       if (this.partial !== undefined) {
         offset = this.fillPartial(chunk, offset);
+        continue;
+      }
+      if (this.refused !== undefined) {
+        offset = this.skipRefused(chunk, offset);
+        continue;
+      }
+      if (this.head !== undefined) {
+        offset = this.fillHead(chunk, offset);
         continue;
       }
       let frameLength: number;
@@ -253,15 +342,33 @@ export class FrameDecoder {
         frameLength = this.prefix.readUInt32BE(0);
       }
       this.checkLength(frameLength);
-      if (chunk.length - offset >= frameLength) {
+      if (this.admission !== undefined) {
+        this.head = { frameLength, lengthField: Buffer.alloc(lengthBytes), lengthFilled: 0, bytes: undefined, filled: 0 };
+      } else if (chunk.length - offset >= frameLength) {
         const frame = chunk.subarray(offset, offset + frameLength);
-        this.onFrame(transient ? Buffer.from(frame) : frame);
         offset += frameLength;
+        this.onFrame(transient ? Buffer.from(frame) : frame, undefined);
       } else {
         this.partial = Buffer.allocUnsafe(frameLength);
         this.partialFilled = 0;
       }
     }
+    if (this.waitingFor !== undefined && offset < chunk.length) {
+      const rest = transient ? Buffer.from(chunk.subarray(offset)) : chunk.subarray(offset);
+      this.stash = this.stash === undefined ? rest : Buffer.concat([this.stash, rest]);
+    }
+  }
+
+  /** Asks the admission again for the frame it waits on; on a decision, goes on with what it kept. */
+  retry(): void {
+    const h = this.waitingFor;
+    if (h === undefined || this.stopped) return;
+    this.waitingFor = undefined;
+    this.decide(h);
+    if (this.waitingFor !== undefined) return;
+    const stash = this.stash;
+    this.stash = undefined;
+    if (stash !== undefined) this.push(stash);
   }
 
   private checkLength(frameLength: number): void {
@@ -274,6 +381,52 @@ export class FrameDecoder {
     if (frameLength < 2 * lengthBytes) throw malformed(`frame length ${frameLength} is shorter than the fixed fields`);
   }
 
+  /** Collects the header length field and the header; once whole, asks the admission. */
+  private fillHead(chunk: Buffer, offset: number): number {
+    const h = this.head as Head;
+    if (h.bytes === undefined) {
+      const n = Math.min(lengthBytes - h.lengthFilled, chunk.length - offset);
+      chunk.copy(h.lengthField, h.lengthFilled, offset, offset + n);
+      h.lengthFilled += n;
+      offset += n;
+      if (h.lengthFilled < lengthBytes) return offset;
+      const headerLength = h.lengthField.readUInt32BE(0);
+      if (headerLength === 0 || headerLength > headerBytesMax) throw malformed(`header length ${headerLength} is outside 1..${headerBytesMax}`);
+      if (2 * lengthBytes + headerLength > h.frameLength) throw malformed(`header length ${headerLength} overruns the frame`);
+      h.bytes = Buffer.allocUnsafe(lengthBytes + headerLength);
+      h.lengthField.copy(h.bytes);
+      h.filled = lengthBytes;
+    }
+    const n = Math.min(h.bytes.length - h.filled, chunk.length - offset);
+    chunk.copy(h.bytes, h.filled, offset, offset + n);
+    h.filled += n;
+    if (h.filled === h.bytes.length) {
+      this.head = undefined;
+      this.decide(h);
+    }
+    return offset + n;
+  }
+
+  private decide(h: Head): void {
+    const head = h.bytes as Buffer;
+    const frameBytes = lengthBytes + h.frameLength;
+    const decision = (this.admission as FrameAdmission).decide(frameBytes, head);
+    if (decision === 'wait') {
+      this.waitingFor = h;
+      return;
+    }
+    if (decision === 'skip') {
+      this.refused = { head, left: h.frameLength - head.length, frameBytes };
+      if (this.refused.left === 0) this.finishRefused();
+      return;
+    }
+    this.partial = Buffer.allocUnsafe(h.frameLength);
+    head.copy(this.partial);
+    this.partialFilled = head.length;
+    this.partialRelease = decision.release;
+    if (this.partialFilled === this.partial.length) this.deliverPartial();
+  }
+
   private fillPartial(chunk: Buffer, offset: number): number {
     const partial = this.partial as Buffer;
     const n = Math.min(partial.length - this.partialFilled, chunk.length - offset);
@@ -283,10 +436,27 @@ export class FrameDecoder {
     return offset + n;
   }
 
+  /** Drops the bytes of a skipped frame; reports it once it is all gone by. */
+  private skipRefused(chunk: Buffer, offset: number): number {
+    const r = this.refused as Refused;
+    const n = Math.min(r.left, chunk.length - offset);
+    r.left -= n;
+    if (r.left === 0) this.finishRefused();
+    return offset + n;
+  }
+
+  private finishRefused(): void {
+    const r = this.refused as Refused;
+    this.refused = undefined;
+    this.admission?.onRefused(r.head, r.frameBytes);
+  }
+
   private deliverPartial(): void {
     const frame = this.partial as Buffer;
+    const release = this.partialRelease;
     this.partial = undefined;
     this.partialFilled = 0;
-    this.onFrame(frame);
+    this.partialRelease = undefined;
+    this.onFrame(frame, release);
   }
 }

@@ -4,11 +4,15 @@
 import net, { type Socket } from 'node:net';
 import { formatAddress } from '../address.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
-import { FrameDecoder, decodeFrame, frameParts, type Frame } from './frame.ts';
+import { FrameDecoder, decodeFrame, frameParts, type Frame, type FrameAdmission } from './frame.ts';
 import { closeLingerMs } from './limits.ts';
 
 export interface FramedSocketEvents {
-  onFrame(frame: Frame): void;
+  /**
+   * A whole frame. `release` is the admission's (see setAdmission): the receiver calls it once done
+   * with the frame's bytes; undefined when there is no admission.
+   */
+  onFrame(frame: Frame, release: (() => void) | undefined): void;
   /**
    * Called exactly once, synchronously when the owner closes. `reason` is undefined on a clean
    * close by the peer; `violation` is true when the peer broke the protocol (bad or oversized frame).
@@ -38,7 +42,7 @@ export class FramedSocket {
    */
   constructor(target: Socket | { host: string; port: number }, frameBytesMax: number, events: FramedSocketEvents) {
     this.events = events;
-    const decoder = new FrameDecoder(frameBytesMax, (raw) => this.events.onFrame(decodeFrame(raw)));
+    const decoder = new FrameDecoder(frameBytesMax, (raw, release) => this.deliver(raw, release));
     this.decoder = decoder;
     if (target instanceof net.Socket) {
       this.socket = target;
@@ -67,6 +71,42 @@ export class FramedSocket {
 
   set frameBytesMax(n: number) {
     this.decoder.frameBytesMax = n;
+  }
+
+  /**
+   * From now on the admission decides on every incoming frame once its header is read (servers,
+   * on accepted sockets): while it makes the decoder wait, the socket is not read.
+   */
+  setAdmission(admission: FrameAdmission): void {
+    this.decoder.admission = admission;
+  }
+
+  /** Whether reading waits for the admission. */
+  get waiting(): boolean {
+    return this.decoder.waiting;
+  }
+
+  /** Asks the admission again for the frame reading waits on, and reads on once it has decided. */
+  retryAdmission(): void {
+    if (this.closed) return;
+    try {
+      this.decoder.retry();
+    } catch (err) {
+      this.violated(err);
+      return;
+    }
+    if (!this.decoder.waiting) this.socket.resume();
+  }
+
+  private deliver(raw: Buffer, release: (() => void) | undefined): void {
+    let frame: Frame;
+    try {
+      frame = decodeFrame(raw);
+    } catch (err) {
+      release?.();
+      throw err;
+    }
+    this.events.onFrame(frame, release);
   }
 
   /**
@@ -134,7 +174,10 @@ export class FramedSocket {
       this.decoder.push(chunk);
     } catch (err) {
       this.violated(err);
+      return;
     }
+    // The peer's further bytes stay in the kernel, which pushes back on it through TCP.
+    if (this.decoder.waiting) this.socket.pause();
   }
 
   private onRead(n: number): void {

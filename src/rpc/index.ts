@@ -3,7 +3,7 @@
 
 export { RpcError, RpcErrorCode } from './errors.ts';
 export { reply, type CallContext, type Handler, type Reply } from './handler.ts';
-export { RpcServer, type RpcServerOptions } from './server.ts';
+export { RpcServer, type HandleOptions, type RpcServerOptions, type RpcServerStats } from './server.ts';
 export { RpcClient, type CallOptions, type CallResult, type RpcClientOptions } from './client.ts';
 export type { RpcLog } from './server-connection.ts';
 export * as rpcLimits from './limits.ts';

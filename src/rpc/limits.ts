@@ -16,6 +16,19 @@ export const errorMessageLengthMax = 4096;
 export const inflightMaxDefault = 1024;
 /** Handlers a server runs at once per connection (option `inflightPerConnectionMax`). */
 export const inflightPerConnectionMaxDefault = 1024;
+/** Connections a server keeps open at once (option `connectionsMax`); a new one beyond it is refused with CAIRN_OVERLOADED. */
+export const connectionsMaxDefault = 4096;
+/** Connections a server keeps open from one peer address (IP) at once (option `connectionsPerAddressMax`). */
+export const connectionsPerAddressMaxDefault = 1024;
+/**
+ * Bytes of clients' requests a server holds in memory at once (option `requestBytesMax`): frames
+ * being received and requests whose handlers still run; methods registered as internal (traffic
+ * between cairn's own processes) are not counted. A request that does not fit waits, its
+ * connection not read, for room; then it is stored, or refused with CAIRN_OVERLOADED.
+ */
+export const requestBytesMaxDefault = 256 * 2 ** 20;
+/** How long a request waits for room in requestBytesMax before it is refused (option `admissionWaitMs`). */
+export const admissionWaitMsDefault = 1_000;
 
 /** Deadline of a call without `timeoutMs`, and of a request whose header has none. */
 export const timeoutMsDefault = 10_000;

@@ -1,14 +1,17 @@
 // One accepted connection of an RpcServer: the handshake, then dispatching requests to handlers
-// with their deadlines, cancellation and the per-connection in-flight limit.
+// with their deadlines, cancellation, the per-connection in-flight limit and the server's budget of
+// request bytes: a request that does not fit waits, its connection unread, up to admissionWaitMs,
+// then is answered CAIRN_OVERLOADED without being stored.
 
 import type { Socket } from 'node:net';
 import { clientProof, isNonce, newNonce, proofMatches, serverProof } from './auth.ts';
 import { isPlainObject } from '../plain-object.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
 import { FramedSocket, peerName } from './framed-socket.ts';
-import { decodeBody, encodeBody, encodeHeader, frameBytes, type Frame, type Header, type WireError } from './frame.ts';
+import { decodeBody, decodeFrameHead, encodeBody, encodeHeader, frameBytes, type AdmissionDecision, type Frame, type FrameAdmission, type Header, type WireError } from './frame.ts';
 import { isReply, type CallContext, type Handler } from './handler.ts';
 import { errorCodeLengthMax, errorMessageLengthMax, handshakeFrameBytesMax, headerBytesMax, protocolVersion, timeoutMsDefault } from './limits.ts';
+import type { BudgetWaiter, RequestBudget } from './request-budget.ts';
 
 export type RpcLog = (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
 
@@ -21,6 +24,16 @@ export interface ServerSettings {
   frameStallMs: number;
   idleTimeoutMs: number;
   handlers: ReadonlyMap<string, Handler>;
+  /** Bytes of clients' requests the whole server holds; shared by its connections. */
+  budget: RequestBudget;
+  /** How long a request waits for room in the budget before it is refused. */
+  admissionWaitMs: number;
+  /** Methods of traffic between cairn's own processes: stored at once, never counted against the budget. */
+  internalMethods: ReadonlySet<string>;
+  /** Bytes of internal requests held now (for stats); the connection adds and subtracts. */
+  internalBytes: { held: number };
+  /** Counts (and now and then logs) a request refused, or a one-way message dropped, for want of budget. */
+  onRefused(kind: 'request' | 'message', peer: string): void;
   log: RpcLog;
 }
 
@@ -28,6 +41,20 @@ interface RunningCall {
   method: string;
   controller: AbortController;
   timer: NodeJS.Timeout;
+  /** Gives the request's bytes back to the budget once its handler is done. */
+  release: () => void;
+}
+
+const noRelease = (): void => undefined;
+
+/** `fn`, run the first time the result is called and never again. */
+function once(fn: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    fn();
+  };
 }
 
 const emptyBody = Buffer.alloc(0);
@@ -55,9 +82,11 @@ export class ServerConnection {
     // Until the peer proves the secret, only a frame the size of an 'auth' is accepted.
     const limit = this.authenticated ? settings.frameBytesMax : handshakeFrameBytesMax;
     this.framed = new FramedSocket(socket, limit, {
-      onFrame: (f) => this.onFrame(f),
+      onFrame: (f, release) => this.onFrame(f, release ?? noRelease),
       onClose: (reason, violation) => this.onClose(reason, violation),
     });
+    // Before authentication frames are tiny and handled at once; after it, they need the budget.
+    if (this.authenticated) this.framed.setAdmission(this.admission);
     // Sent in dev mode too (without a nonce), so that a client configured with a secret fails fast.
     this.serverNonce = this.authenticated ? undefined : newNonce();
     const hello: Record<string, unknown> = { v: protocolVersion };
@@ -77,6 +106,8 @@ export class ServerConnection {
   /** Closes a connection stalled in the middle of a frame, or idle with nothing running. */
   private watch(): void {
     const now = performance.now();
+    // A connection whose reading waits for room is not stalled: this server stopped reading it.
+    if (this.framed.waiting) return;
     if (this.framed.partialBytes > 0 && now - this.framed.lastReceivedAt > this.settings.frameStallMs) {
       this.settings.log('warn', 'rpc: peer stalled in the middle of a frame; closing', { peer: this.peer, bufferedBytes: this.framed.partialBytes, frameStallMs: this.settings.frameStallMs });
       this.framed.destroy(new RpcError(RpcErrorCode.Unavailable, `no byte of a half-received frame for ${this.settings.frameStallMs} ms`));
@@ -91,16 +122,87 @@ export class ServerConnection {
     this.framed.destroy(reason);
   }
 
-  private onFrame(frame: Frame): void {
+  private readonly admission: FrameAdmission = {
+    decide: (frameBytes, head) => this.decideAdmission(frameBytes, head),
+    onRefused: (head) => this.onRefusedFrame(head),
+  };
+  /** This connection in the budget's line while its reading waits. */
+  private readonly waiter: BudgetWaiter = { retry: () => this.framed.retryAdmission() };
+  /** Set while a frame waits for room: when its wait runs out. */
+  private waitTimer: NodeJS.Timeout | undefined;
+  private waitExpired = false;
+
+  /**
+   * Internal traffic is stored at once; a client's request takes room in the budget, or waits in
+   * line for it, or, once it has waited admissionWaitMs, is skipped and refused.
+   */
+  private decideAdmission(frameBytes: number, head: Buffer): AdmissionDecision {
+    const h = decodeFrameHead(head);
+    if (h.kind !== 'req' && h.kind !== 'msg') return { release: noRelease };
+    if (this.settings.internalMethods.has(h.method as string)) {
+      const internal = this.settings.internalBytes;
+      internal.held += frameBytes;
+      return { release: once(() => (internal.held -= frameBytes)) };
+    }
+    const budget = this.settings.budget;
+    if (budget.tryTake(frameBytes, this.waiter)) {
+      this.stopWaiting();
+      return { release: once(() => budget.release(frameBytes)) };
+    }
+    if (this.waitExpired) {
+      this.stopWaiting();
+      budget.leave(this.waiter);
+      return 'skip';
+    }
+    budget.wait(this.waiter);
+    this.waitTimer ??= setTimeout(() => {
+      this.waitExpired = true;
+      this.framed.retryAdmission();
+    }, this.settings.admissionWaitMs);
+    return 'wait';
+  }
+
+  private stopWaiting(): void {
+    clearTimeout(this.waitTimer);
+    this.waitTimer = undefined;
+    this.waitExpired = false;
+  }
+
+  /** A frame that did not fit in the budget: a request is answered OVERLOADED, a one-way message dropped. */
+  private onRefusedFrame(head: Buffer): void {
+    this.lastFrameAt = performance.now();
+    let h: Header;
+    try {
+      h = decodeFrameHead(head);
+    } catch (err) {
+      return this.violation((err as Error).message);
+    }
+    const budget = this.settings.budget;
+    if (h.kind === 'req') {
+      this.settings.onRefused('request', this.peer);
+      return this.sendError(h.id, {
+        code: RpcErrorCode.Overloaded,
+        message: `no room for this request within ${this.settings.admissionWaitMs} ms: the server holds ${budget.bytesHeld} bytes of requests, its limit (requestBytesMax) is ${budget.bytesMax}; retry later`,
+        details: { requestBytesMax: budget.bytesMax },
+      });
+    }
+    if (h.kind === 'msg') return this.settings.onRefused('message', this.peer);
+    // Other frames carry nothing worth memory: handled as if whole (a cancel still cancels).
+    this.onFrame({ header: h, body: emptyBody, payload: undefined }, noRelease);
+  }
+
+  /** Dispatches one frame; `release` gives its bytes back, called here or once its handler is done. */
+  private onFrame(frame: Frame, release: () => void): void {
     this.lastFrameAt = performance.now();
     const h = frame.header;
+    if (h.kind === 'req' && this.authenticated) return this.onRequest(h, frame, release);
+    if (h.kind === 'msg' && this.authenticated) return this.onMessage(h, frame, release);
+    release();
     switch (h.kind) {
       case 'req':
-        if (!this.authenticated) return this.refuseUnauthenticated(h.id);
-        return this.onRequest(h, frame);
+        return this.refuseUnauthenticated(h.id);
       case 'msg':
-        if (!this.authenticated) return this.refuseUnauthenticated(0);
-        return this.onMessage(h, frame);
+        return this.refuseUnauthenticated(0);
       case 'cancel':
         if (!this.authenticated) return this.refuseUnauthenticated(h.id);
         this.calls.get(h.id)?.controller.abort(new RpcError(RpcErrorCode.Cancelled, 'cancelled by the caller'));
@@ -146,10 +248,20 @@ export class ServerConnection {
     clearTimeout(this.authTimer);
     this.authenticated = true;
     this.framed.frameBytesMax = this.settings.frameBytesMax;
+    this.framed.setAdmission(this.admission);
     this.send({ id: 0, kind: 'auth' }, encodeBody({ proof: serverProof(secret, clientNonce, serverNonce) }), undefined);
   }
 
-  private onRequest(h: Header, frame: Frame): void {
+  private onRequest(h: Header, frame: Frame, release: () => void): void {
+    try {
+      this.startRequest(h, frame, release);
+    } finally {
+      // Refused before its handler started (or the handler threw synchronously): nothing holds it.
+      if (!this.calls.has(h.id) || this.calls.get(h.id)!.release !== release) release();
+    }
+  }
+
+  private startRequest(h: Header, frame: Frame, release: () => void): void {
     const id = h.id;
     const method = h.method as string;
     if (this.calls.has(id)) return this.violation(`request id ${id} is already in flight`);
@@ -171,7 +283,7 @@ export class ServerConnection {
     const controller = new AbortController();
     const timeoutMs = h.timeoutMs ?? timeoutMsDefault;
     const timer = setTimeout(() => controller.abort(new RpcError(RpcErrorCode.Timeout, `${method} passed its deadline of ${timeoutMs} ms`)), timeoutMs);
-    const call: RunningCall = { method, controller, timer };
+    const call: RunningCall = { method, controller, timer, release };
     this.calls.set(id, call);
     const ctx: CallContext = { signal: controller.signal, peer: this.peer, payload: frame.payload };
     let result: Promise<unknown>;
@@ -187,15 +299,19 @@ export class ServerConnection {
   }
 
   /** A one-way message: the handler runs like a request's, and its result or error stays here. */
-  private onMessage(h: Header, frame: Frame): void {
+  private onMessage(h: Header, frame: Frame, release: () => void): void {
     const method = h.method as string;
     const handler = this.settings.handlers.get(method);
     const drop = (why: string): void => this.settings.log('warn', `rpc: one-way ${method} dropped: ${why}`, { peer: this.peer });
-    if (handler === undefined) return drop('unknown method');
+    if (handler === undefined) {
+      release();
+      return drop('unknown method');
+    }
     let body: unknown;
     try {
       body = decodeBody(frame.body);
     } catch (err) {
+      release();
       return drop((err as Error).message);
     }
     const ctx: CallContext = { signal: this.closedSignal.signal, peer: this.peer, payload: frame.payload };
@@ -205,11 +321,12 @@ export class ServerConnection {
     } catch (err) {
       result = Promise.reject(err);
     }
-    result.catch((err: unknown) => drop(this.toWireError(method, err).message));
+    result.catch((err: unknown) => drop(this.toWireError(method, err).message)).finally(release);
   }
 
   private settle(id: number, call: RunningCall, value: unknown, err: unknown, failed: boolean): void {
     clearTimeout(call.timer);
+    call.release();
     if (this.calls.get(id) === call) this.calls.delete(id);
     const onSent = isReply(value) ? value.onSent : undefined;
     // The payload's buffer goes back to its owner on every path: sent, or dropped here.
@@ -280,6 +397,8 @@ export class ServerConnection {
   private onClose(reason: RpcError | undefined, violation: boolean): void {
     clearTimeout(this.authTimer);
     clearInterval(this.watchTimer);
+    this.stopWaiting();
+    this.settings.budget.leave(this.waiter);
     if (violation) this.settings.log('warn', 'rpc: closing connection after a protocol violation', { peer: this.peer, code: reason?.code, reason: reason?.message });
     const abort = reason ?? new RpcError(RpcErrorCode.Unavailable, 'connection closed by the peer');
     for (const call of this.calls.values()) {

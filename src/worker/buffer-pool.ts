@@ -41,6 +41,12 @@ export class BufferPool {
     this.idleBytes += size;
   }
 
+  /** The size of the buffer `take(bytes)` returns. */
+  bytesFor(bytes: number): number {
+    const size = sizeClass(bytes);
+    return size > this.classBytesMax ? bytes : size;
+  }
+
   get idleBytesNow(): number {
     return this.idleBytes;
   }

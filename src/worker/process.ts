@@ -14,7 +14,8 @@ import { logCallback, type Logger } from '../log.ts';
 import { acquireDirLock, type DirLock } from '../master/dir-lock.ts';
 import { chunkSizeBytesMax } from '../meta/commands.ts';
 import { startOpsHttp, type HttpEndpoint } from '../ops-http.ts';
-import { RpcServer } from '../rpc/index.ts';
+import { RpcServer, rpcLimits, type RpcServerStats } from '../rpc/index.ts';
+import { replicaLimitsDefault } from './replication.ts';
 import { StorageWorker } from './worker.ts';
 
 export interface WorkerProcessOptions {
@@ -31,22 +32,72 @@ export interface WorkerProcessOptions {
   scrub?: Partial<ScrubOptions>;
   /** What the worker's resyncs send together, at most, in bytes/s (default 64 MiB/s). */
   resyncBytesPerSec?: number;
+  /** How much it takes on at once before it refuses with CAIRN_OVERLOADED (defaults workerLimitsDefault). */
+  limits?: Partial<WorkerLimits>;
   log: Logger;
+}
+
+/** A worker's bounds on what clients and peers can make it hold. */
+export interface WorkerLimits {
+  connectionsMax: number;
+  connectionsPerAddressMax: number;
+  /** Bytes of clients' requests held at once (their writes' data); peers' forwards are not counted. */
+  requestBytesMax: number;
+  /** How long a client's request waits for room in requestBytesMax before it is refused. */
+  requestWaitMs: number;
+  /** Bytes of chunk reads not yet handed to the socket. */
+  readBytesMax: number;
 }
 
 export interface WorkerProcess {
   address: string;
   httpAddress: string | undefined;
   worker: StorageWorker;
+  /** The RPC server's counts (connections, request bytes held, refusals). */
+  rpcStats(): RpcServerStats;
   stop(): Promise<void>;
 }
 
 /** Frames carry a whole chunk of the largest size plus its header. */
 export const workerFrameBytesMax = chunkSizeBytesMax + 1024 * 1024;
 
+export const workerLimitsDefault: WorkerLimits = {
+  connectionsMax: rpcLimits.connectionsMaxDefault,
+  connectionsPerAddressMax: rpcLimits.connectionsPerAddressMaxDefault,
+  // A disk drains a few hundred MiB/s at best, and every write of a chain passes each member's:
+  // more writes in progress only lengthen each one's wait (past the 5 s of a forward, measured).
+  requestBytesMax: 64 * 2 ** 20,
+  // Waiting is cheap (the data stays in TCP); a refusal costs the client its whole send again.
+  requestWaitMs: 5_000,
+  readBytesMax: replicaLimitsDefault.readBytesMax,
+};
+
+/** The limits with their defaults, checked: a client's write and a read of the largest chunk must fit. */
+export function workerLimits(given: Partial<WorkerLimits> = {}): WorkerLimits {
+  const limits = { ...workerLimitsDefault, ...stripUndefined(given) };
+  for (const [name, v] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(v) || v <= 0) throw new CairnError(ErrorCode.BadOption, `worker limit ${name} must be a positive integer, got ${v}`);
+  }
+  if (limits.readBytesMax < chunkSizeBytesMax) throw new CairnError(ErrorCode.BadOption, `the worker's read memory must be at least ${chunkSizeBytesMax} bytes (one chunk of the largest size), got ${limits.readBytesMax}`);
+  return limits;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<WorkerProcess> {
   const locks: DirLock[] = [];
-  const server = new RpcServer({ secret: opts.secret, frameBytesMax: workerFrameBytesMax, log: logCallback(opts.log) });
+  const limits = workerLimits(opts.limits);
+  const server = new RpcServer({
+    secret: opts.secret,
+    frameBytesMax: workerFrameBytesMax,
+    connectionsMax: limits.connectionsMax,
+    connectionsPerAddressMax: limits.connectionsPerAddressMax,
+    requestBytesMax: limits.requestBytesMax,
+    admissionWaitMs: limits.requestWaitMs,
+    log: logCallback(opts.log),
+  });
   let worker: StorageWorker | undefined;
   let http: HttpEndpoint | undefined;
   const stop = async (): Promise<void> => {
@@ -79,18 +130,19 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
       ...(opts.syncPageChunks === undefined ? {} : { syncPageChunks: opts.syncPageChunks }),
       ...(opts.scrub === undefined ? {} : { scrub: opts.scrub }),
       ...(opts.resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec: opts.resyncBytesPerSec }),
+      readBytesMax: limits.readBytesMax,
     });
-    if (opts.http !== undefined) http = await startWorkerHttp(opts.http, worker);
+    if (opts.http !== undefined) http = await startWorkerHttp(opts.http, worker, () => server.stats());
     const httpAddress = http?.address;
     opts.log.info({ address, http: httpAddress, targets: worker.localTargets() }, 'worker started');
-    return { address, httpAddress, worker, stop };
+    return { address, httpAddress, worker, rpcStats: () => server.stats(), stop };
   } catch (err) {
     await stop().catch(() => undefined);
     throw err;
   }
 }
 
-async function startWorkerHttp(listen: string, worker: StorageWorker): Promise<HttpEndpoint> {
+async function startWorkerHttp(listen: string, worker: StorageWorker, rpc: () => RpcServerStats): Promise<HttpEndpoint> {
   const at = parseAddress(listen, { portZero: true });
   if ('problem' in at) throw new CairnError(ErrorCode.BadOption, `--http must be host:port: ${at.problem}`);
   const registry = new Registry();
@@ -136,11 +188,27 @@ async function startWorkerHttp(listen: string, worker: StorageWorker): Promise<H
     });
   }
   resyncMetrics(registry, worker);
+  loadMetrics(registry, worker, rpc);
   return startOpsHttp(at.host, at.port, registry, () => {
     const corrupt = new Map(worker.corruption().map((c) => [c.targetId, c.now]));
     const targets = worker.localTargets().map((t) => ({ ...t, chunksCorrupt: corrupt.get(t.targetId) ?? 0 }));
     return { ok: worker.serving(), serving: worker.serving(), routingVersion: worker.routing?.version ?? 0, targets };
   });
+}
+
+/** What the worker holds against its limits, and what it refused since it started. */
+function loadMetrics(registry: Registry, worker: StorageWorker, rpc: () => RpcServerStats): void {
+  const gauges: [string, string, () => number][] = [
+    ['cairn_worker_rpc_connections', 'RPC connections open', () => rpc().connections],
+    ['cairn_worker_rpc_request_bytes_held', 'bytes of requests held in memory (bounded by the request memory limit)', () => rpc().requestBytesHeld],
+    ['cairn_worker_rpc_internal_bytes_held', 'bytes of peers\' and masters\' requests held (forwards along chains; not counted in the request memory)', () => rpc().internalBytesHeld],
+    ['cairn_worker_rpc_connections_waiting', 'connections not read while their request waits for room in the request memory', () => rpc().connectionsWaiting],
+    ['cairn_worker_read_bytes_held', 'bytes of chunk reads not yet handed to the socket (bounded by the read memory limit)', () => worker.replica.load().readBytes],
+    ['cairn_worker_rpc_connections_refused', 'connections refused with CAIRN_OVERLOADED since start', () => rpc().connectionsRefused],
+    ['cairn_worker_rpc_requests_refused', 'requests refused with CAIRN_OVERLOADED for memory since start', () => rpc().requestsRefused],
+    ['cairn_worker_reads_refused', 'reads refused with CAIRN_OVERLOADED since start', () => worker.replica.load().readsRefused],
+  ];
+  for (const [name, help, read] of gauges) new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
 }
 
 /** The resyncs this worker sends: each run's progress as gauges (by chain and target filled), and totals. */

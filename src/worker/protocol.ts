@@ -9,8 +9,14 @@ import { isWriteId, writeIdsMax } from './chunk-file.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
 
 export const WorkerMethod = {
-  /** Client → head, and each member → its successor: stage, forward, commit. */
+  /** Client → head: the head names the next version, stages it, forwards it, commits. */
   write: 'chunk.write',
+  /**
+   * Each member → its successor (and a resync's source → its target): a write with its version
+   * named. Apart from chunk.write so that a worker's RPC server can tell its peers' traffic, which
+   * finishes writes already taken, from clients' new work (it never makes a forward wait for room).
+   */
+  forward: 'chunk.forward',
   read: 'chunk.read',
   /** Chunk metadata of a target, for its predecessor's resync. */
   syncList: 'chunk.syncList',

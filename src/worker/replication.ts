@@ -7,6 +7,12 @@
 //
 // A member never drops a pending version on its own: it stays dirty until a later write commits
 // or replaces it, so a read never sees a version go back (the tail may already serve it).
+//
+// Under overload a worker refuses rather than queues. Clients' writes in progress are bounded by the
+// RPC server's request memory (a write holds its bytes until it is answered); forwards come as
+// chunk.forward, which that bound never holds up, as they finish writes other members already took.
+// Reads beyond readBytesMax of replies not yet handed to the socket are answered CAIRN_OVERLOADED
+// before they touch a chunk.
 
 import { crc32c } from '@node-rs/crc32';
 import { CodedError } from '../errors.ts';
@@ -15,6 +21,7 @@ import { TargetState } from '../meta/commands.ts';
 import type { Routing } from '../meta/routing.ts';
 import type { TargetInfo } from '../meta/namespace-state.ts';
 import { reply, type Reply } from '../rpc/handler.ts';
+import { RpcError, RpcErrorCode } from '../rpc/errors.ts';
 import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
 import { BufferPool } from './buffer-pool.ts';
@@ -42,7 +49,14 @@ export interface ReplicaHost {
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
   /** Rules to break on purpose (the simulator's `--bug`); none outside it. */
   bugs?: ReadonlySet<ReplicaBug>;
+  /** Bytes of chunk reads read and not yet handed to the socket; default replicaLimitsDefault. */
+  readBytesMax?: number;
 }
+
+/** How much a worker takes on at once before it answers CAIRN_OVERLOADED. */
+export const replicaLimitsDefault = {
+  readBytesMax: 256 * 2 ** 20,
+};
 
 /**
  * The data path's rules the simulator can switch off (docs/data-path-sim.md): a member that commits
@@ -71,19 +85,28 @@ export class ChainReplica {
   private readonly ackEarly: boolean;
   private readonly servePending: boolean;
   private readonly readBuffers = new BufferPool({ idleBytesMax: readBuffersIdleBytesMax, classBytesMax: payloadBytesMax });
+  private readonly readBytesMax: number;
+  /** Bytes of read buffers lent to replies not yet handed to the socket. */
+  private readBytes = 0;
+  private readsRefused = 0;
 
   constructor(host: ReplicaHost) {
     this.host = host;
     this.forwardDeadlineMs = host.forwardDeadlineMs;
+    this.readBytesMax = host.readBytesMax ?? replicaLimitsDefault.readBytesMax;
     this.ackEarly = host.bugs?.has('ack-before-tail-commit') === true;
     this.servePending = host.bugs?.has('serve-pending-as-clean') === true;
   }
 
   // ---- writes ----------------------------------------------------------------------------------
 
-  async write(body: unknown, payload: Uint8Array | undefined): Promise<WriteReply> {
+  /** A client's write (chunk.write), or a member's forward (chunk.forward), which names its version. */
+  async write(body: unknown, payload: Uint8Array | undefined, from: 'client' | 'forward' = 'client'): Promise<WriteReply> {
     const data = payload ?? emptyPayload;
     const req = validateWrite(body, data.length);
+    if (from === 'forward' && req.updateVersion === undefined) {
+      throw new WorkerError(WorkerErrorCode.InvalidArgument, `${WorkerMethod.forward} needs the version it forwards (updateVersion); clients write with ${WorkerMethod.write}`);
+    }
     const { me, store } = this.member(req, 'write');
     if (crc32c(data) !== req.crc32c) {
       throw new WorkerError(WorkerErrorCode.ChecksumMismatch, `chunk write to target ${me.targetId}: the payload's CRC32C is not ${req.crc32c}; nothing was stored`);
@@ -93,6 +116,10 @@ export class ChainReplica {
       const head = routing.writeMembers(req.chainId)[0];
       throw new WorkerError(WorkerErrorCode.TargetUnavailable, `target ${me.targetId} is not the head of chain ${req.chainId}${head === undefined ? '' : `; the head is target ${head.targetId}`}`);
     }
+    return this.writeLocked(me, store, req, data);
+  }
+
+  private writeLocked(me: TargetInfo, store: ChunkStore, req: WriteRequest, data: Uint8Array): Promise<WriteReply> {
     const id = { inodeId: req.inodeId, index: req.index };
     return this.lock.with(chunkLockKey(me.targetId, id), async () => {
       let meta = store.get(id);
@@ -272,7 +299,7 @@ export class ChainReplica {
       if (sendWhole) body.replace = true;
       else if (req.truncate === true) body.truncate = true;
       try {
-        await this.peer(next).call(WorkerMethod.write, body, { payload, timeoutMs: this.host.callTimeoutMs });
+        await this.peer(next).call(WorkerMethod.forward, body, { payload, timeoutMs: this.host.callTimeoutMs });
         return;
       } catch (err) {
         const code = err instanceof CodedError ? err.code : (err as { code?: string }).code;
@@ -304,16 +331,40 @@ export class ChainReplica {
       throw new WorkerError(WorkerErrorCode.ChunkDirty, `target ${me.targetId} holds a pending version of chunk ${req.inodeId}:${req.index}: read from the tail`);
     }
     const now = meta.pending !== undefined && tail ? await this.commitAtTail(me, store, id) : meta;
-    // The bytes are read into a pooled buffer, which goes back once the reply has left for the socket.
+    // The bytes are read into a pooled buffer, which goes back once the reply has left for the socket
+    // (the budget counts it until then: a client that does not read its replies is refused more).
+    const reserved = this.admitRead(Math.max(0, Math.min(req.length, now.lengthBytes - req.offset)), me.targetId);
     let lent = undefined as Buffer | undefined;
+    let handedOver = false;
     try {
       const data = await store.read(id, req.offset, req.length, (n) => (lent = this.readBuffers.take(n)));
       const sent = lent;
       lent = undefined;
-      return reply({ lengthBytes: now.lengthBytes, commitVersion: now.commitVersion }, data, sent === undefined ? undefined : () => this.readBuffers.give(sent));
+      handedOver = true;
+      return reply({ lengthBytes: now.lengthBytes, commitVersion: now.commitVersion }, data, () => {
+        this.readBytes -= reserved;
+        if (sent !== undefined) this.readBuffers.give(sent);
+      });
     } finally {
       if (lent !== undefined) this.readBuffers.give(lent);
+      if (!handedOver) this.readBytes -= reserved;
     }
+  }
+
+  /** Reserves the buffer a read of `bytes` takes, or refuses it with CAIRN_OVERLOADED. */
+  private admitRead(bytes: number, targetId: number): number {
+    const reserved = bytes === 0 ? 0 : this.readBuffers.bytesFor(bytes);
+    if (this.readBytes > 0 && this.readBytes + reserved > this.readBytesMax) {
+      this.readsRefused++;
+      throw new RpcError(RpcErrorCode.Overloaded, `target ${targetId}: this worker holds ${this.readBytes} bytes of reads not yet sent, its limit is ${this.readBytesMax}; retry later`, { readBytesMax: this.readBytesMax });
+    }
+    this.readBytes += reserved;
+    return reserved;
+  }
+
+  /** What the worker holds now against its limits (for /metrics and tests). */
+  load(): { readBytes: number; readsRefused: number } {
+    return { readBytes: this.readBytes, readsRefused: this.readsRefused };
   }
 
   /**

@@ -190,7 +190,7 @@ export class Resyncer {
           chunkCrc32c: p?.crc32c ?? meta.crc32c,
           writeIds: [...(p?.writeIds ?? meta.writeIds)],
         };
-        await conn.call(WorkerMethod.write, body, { payload: data, timeoutMs: this.host.callTimeoutMs });
+        await conn.call(WorkerMethod.forward, body, { payload: data, timeoutMs: this.host.callTimeoutMs });
         return data.length;
       });
       progress.chunksDone++;

@@ -49,6 +49,8 @@ export interface WorkerOptions {
   scrub?: Partial<ScrubOptions>;
   /** Bytes per second this worker's resyncs send together, at most (default resyncDefaults: 64 MiB/s). */
   resyncBytesPerSec?: number;
+  /** Bytes of chunk reads not yet handed to the socket, beyond which it answers CAIRN_OVERLOADED (replicaLimitsDefault). */
+  readBytesMax?: number;
 }
 
 interface LocalTarget {
@@ -82,6 +84,9 @@ export class StorageWorker {
   private pendingTimer: Timer | undefined;
   private finishing = false;
   private heartbeating = false;
+  /** Each target's capacity as last read (heartbeats report it without waiting for the disk). */
+  private readonly capacityBytes = new Map<number, number>();
+  private readingCapacity = false;
   /** Targets whose predecessor finished their resync, at the chain version it ran for. */
   private readonly synced = new Map<number, number>();
   private stopped = false;
@@ -100,6 +105,7 @@ export class StorageWorker {
       log: opts.log,
       bugs: opts.bugs,
       syncPageChunks: opts.syncPageChunks ?? syncListLimitMax,
+      readBytesMax: opts.readBytesMax,
     };
     this.replica = new ChainReplica(host);
     this.resync = new Resyncer(this.replica, host, opts.resyncBytesPerSec === undefined ? {} : { rateBytesPerSec: opts.resyncBytesPerSec });
@@ -250,7 +256,13 @@ export class StorageWorker {
       instance: this.opts.instance,
       address: this.opts.address,
       ...(this.opts.domain === undefined ? {} : { domain: this.opts.domain }),
-      targets: await Promise.all([...this.targets.values()].map(async (t) => ({ targetId: t.targetId, path: t.dir, capacityBytes: (await this.opts.disk.statfs(t.dir)).bytesTotal }))),
+      targets: await Promise.all(
+        [...this.targets.values()].map(async (t) => {
+          const capacityBytes = (await this.opts.disk.statfs(t.dir)).bytesTotal;
+          this.capacityBytes.set(t.targetId, capacityBytes);
+          return { targetId: t.targetId, path: t.dir, capacityBytes };
+        }),
+      ),
     };
     const started = this.opts.clock.now();
     for (;;) {
@@ -284,21 +296,28 @@ export class StorageWorker {
     const t = this.opts.transport;
     t.handle(WorkerMethod.write, (body, ctx) => this.replica.write(body, ctx.payload));
     t.handle(WorkerMethod.read, async (body) => this.replica.read(body));
-    t.handle(WorkerMethod.syncList, (body) => this.replica.syncList(body));
-    t.handle(WorkerMethod.remove, (body) => this.replica.remove(body));
-    t.handle(WorkerMethod.removeInodes, (body) => this.replica.removeInodes(body));
-    t.handle(WorkerMethod.inventory, async (body) => {
-      const req = validateInventory(body);
-      return this.localStore(req.targetId).inodes(req.afterInodeId, req.limit);
-    });
-    t.handle(WorkerMethod.purge, (body) => this.purge(body));
+    // Peers' and the masters' traffic: it finishes work already taken, so it never waits for room.
+    const internal = { internal: true };
+    t.handle(WorkerMethod.forward, (body, ctx) => this.replica.write(body, ctx.payload, 'forward'), internal);
+    t.handle(WorkerMethod.syncList, (body) => this.replica.syncList(body), internal);
+    t.handle(WorkerMethod.remove, (body) => this.replica.remove(body), internal);
+    t.handle(WorkerMethod.removeInodes, (body) => this.replica.removeInodes(body), internal);
+    t.handle(
+      WorkerMethod.inventory,
+      async (body) => {
+        const req = validateInventory(body);
+        return this.localStore(req.targetId).inodes(req.afterInodeId, req.limit);
+      },
+      internal,
+    );
+    t.handle(WorkerMethod.purge, (body) => this.purge(body), internal);
     t.handle(WorkerMethod.syncDone, async (body) => {
       const call = validateTargetCall(body);
       const { me } = this.replica.member(call, 'sync');
       this.synced.set(me.targetId, call.chainVersion);
       this.opts.log?.('info', 'target synced', { target: me.targetId, chain: call.chainId });
       return {};
-    });
+    }, internal);
   }
 
   /**
@@ -349,18 +368,34 @@ export class StorageWorker {
     }
   }
 
-  /** What each target reports: up-to-date when it serves or its resync finished at the current chain version. */
-  private reports(): Promise<TargetReport[]> {
-    return Promise.all(
+  /**
+   * What each target reports: up-to-date when it serves or its resync finished at the current chain
+   * version. Its capacity is the one last read: a heartbeat must not wait behind a busy disk's
+   * queue (under a flood of writes, statfs waited seconds for the I/O threads, and workers that
+   * missed their heartbeats stopped serving).
+   */
+  private async reports(): Promise<TargetReport[]> {
+    this.refreshCapacity();
+    return [...this.targets.values()].map((t) => {
+      const usage = t.store.usage();
+      const info = this.routingNow?.target(t.targetId);
+      const chainVersion = info === undefined ? 0 : (this.routingNow?.chain(info.chainId)?.version ?? 0);
+      const chunksCorrupt = t.store.corruption().now;
+      return { targetId: t.targetId, localState: this.localState(t.targetId), chainVersion, capacityBytes: this.capacityBytes.get(t.targetId) ?? 0, usedBytes: usage.bytesUsed, chunks: usage.chunks, chunksCorrupt, inodeIdMax: usage.inodeIdMax };
+    });
+  }
+
+  /** Reads each target's capacity again, in the background, one reading at a time. */
+  private refreshCapacity(): void {
+    if (this.readingCapacity) return;
+    this.readingCapacity = true;
+    void Promise.all(
       [...this.targets.values()].map(async (t) => {
-        const usage = t.store.usage();
-        const space = await this.opts.disk.statfs(t.dir).catch(() => ({ bytesTotal: 0, bytesFree: 0 }));
-        const info = this.routingNow?.target(t.targetId);
-        const chainVersion = info === undefined ? 0 : (this.routingNow?.chain(info.chainId)?.version ?? 0);
-        const chunksCorrupt = t.store.corruption().now;
-        return { targetId: t.targetId, localState: this.localState(t.targetId), chainVersion, capacityBytes: space.bytesTotal, usedBytes: usage.bytesUsed, chunks: usage.chunks, chunksCorrupt, inodeIdMax: usage.inodeIdMax };
+        // A failed reading keeps the last one.
+        const space = await this.opts.disk.statfs(t.dir).catch(() => undefined);
+        if (space !== undefined) this.capacityBytes.set(t.targetId, space.bytesTotal);
       }),
-    );
+    ).finally(() => (this.readingCapacity = false));
   }
 
   private localState(targetId: number): LocalState {

@@ -173,6 +173,7 @@ test('fuzzed chunk requests to a worker: answered with a coded error, its chunks
   const ref = { chainId: chain.chainId, chainVersion: chain.version, inodeId: 7, index: 0 };
   const valid: Record<string, Record<string, unknown>> = {
     [WorkerMethod.write]: { ...ref, offset: 0, crc32c: 0 },
+    [WorkerMethod.forward]: { ...ref, offset: 0, crc32c: 0, updateVersion: 1 },
     [WorkerMethod.read]: { ...ref, offset: 0, length: 4096 },
     [WorkerMethod.syncList]: { chainId: chain.chainId, chainVersion: chain.version, targetId: head.targetId, limit: 10 },
     [WorkerMethod.syncDone]: { chainId: chain.chainId, chainVersion: chain.version, targetId: head.targetId },

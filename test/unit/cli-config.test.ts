@@ -51,6 +51,29 @@ test('--replace-after-ms (off by default, at least the offline timeout) and --re
   assert.throws(() => parseWorkerConfig({ ...worker, resyncMibPerS: '0' }, {}), badOption(/--resync-mib-per-s must be a positive whole number/));
 });
 
+test('overload limits from flags or CAIRN_* variables; absent means the defaults; each validated', () => {
+  const MiB = 2 ** 20;
+  const master = { secret: 's', id: '1', dir: '/d', listen: 'h:1' };
+  assert.equal(parseMasterConfig(master, {}).limits, undefined);
+  assert.deepEqual(parseMasterConfig({ ...master, pendingCallsMax: '64', requestMemoryMib: '100', connectionsMax: '10', connectionsPerAddressMax: '5' }, {}).limits, {
+    pendingCallsMax: 64,
+    requestBytesMax: 100 * MiB,
+    connectionsMax: 10,
+    connectionsPerAddressMax: 5,
+  });
+  assert.deepEqual(parseMasterConfig(master, { CAIRN_PENDING_CALLS_MAX: '7', CAIRN_CONNECTIONS_PER_ADDRESS_MAX: '3', CAIRN_REQUEST_WAIT_MS: '50' }).limits, { pendingCallsMax: 7, connectionsPerAddressMax: 3, requestWaitMs: 50 });
+  assert.throws(() => parseMasterConfig({ ...master, requestWaitMs: '0' }, {}), badOption(/--request-wait-ms must be a positive whole number/));
+  assert.throws(() => parseMasterConfig({ ...master, pendingCallsMax: '0' }, {}), badOption(/--pending-calls-max must be a positive whole number/));
+  assert.throws(() => parseMasterConfig({ ...master, requestMemoryMib: '0' }, {}), badOption(/--request-memory-mib must be a positive whole number/));
+  assert.throws(() => parseMasterConfig({ ...master, connectionsMax: 'many' }, {}), badOption(/--connections-max must be a positive whole number/));
+  const worker = { secret: 's', id: '1', listen: 'h:1', masters: 'h:2', target: ['/t'] };
+  assert.equal(parseWorkerConfig(worker, {}).limits, undefined);
+  assert.deepEqual(parseWorkerConfig({ ...worker, requestMemoryMib: '1024', readMemoryMib: '128' }, {}).limits, { requestBytesMax: 1024 * MiB, readBytesMax: 128 * MiB });
+  assert.deepEqual(parseWorkerConfig(worker, { CAIRN_CONNECTIONS_MAX: '100', CAIRN_READ_MEMORY_MIB: '64' }).limits, { connectionsMax: 100, readBytesMax: 64 * MiB });
+  assert.deepEqual(parseWorkerConfig({ ...worker, requestMemoryMib: '16' }, {}).limits, { requestBytesMax: 16 * MiB });
+  assert.throws(() => parseWorkerConfig({ ...worker, readMemoryMib: '63' }, {}), badOption(/--read-memory-mib must be at least 64/));
+});
+
 test('the cluster secret is required: missing or empty is an error, --insecure says out loud there is none', () => {
   assert.throws(() => parseMasterConfig({ id: '1', dir: '/d', listen: 'h:1' }, {}), badOption(/needs the cluster secret: --secret, CAIRN_SECRET .*--insecure/));
   // `--secret "$SECRET"` with SECRET unset, and CAIRN_SECRET= : both empty.

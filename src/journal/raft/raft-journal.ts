@@ -147,7 +147,7 @@ export class RaftJournal implements Journal {
         else this.driver?.step(m);
       }
       return {};
-    });
+    }, { internal: true });
     this.driver = await RaftDriver.start({
       disk: this.opts.disk,
       clock: this.opts.clock,

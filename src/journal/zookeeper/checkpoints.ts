@@ -99,7 +99,7 @@ export function serveCheckpoints(transport: Transport, newest: () => SnapshotFil
     if (offset > file.byteLength) throw new CairnError(ErrorCode.InvalidArgument, `offset ${offset} is past the checkpoint's ${file.byteLength} bytes`);
     const length = Math.min(fetchPieceBytes, file.byteLength - offset);
     return reply({ index: file.meta.index, epoch: file.meta.term, bytes: file.byteLength }, file.read(offset, length));
-  });
+  }, { internal: true });
 }
 
 /** Copies a peer's newest checkpoint into `dir` and returns it, loaded. */

@@ -53,6 +53,9 @@ export interface ZkJournalOptions {
   bucketEntriesMax?: number;
   /** Appends in flight at once (pipelined on the one session, which ZooKeeper keeps in order). */
   inflightBatchesMax?: number;
+  /** Proposals waiting for a batch, and reads waiting for a barrier, at most: beyond, CAIRN_BUSY (retry). */
+  proposalsQueuedMax?: number;
+  barrierWaitersMax?: number;
   proposalTimeoutMs?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
   /** Called when the journal can no longer go on (a damaged log). */
@@ -66,6 +69,8 @@ export const zkJournalDefaults = {
   batchBytesMax: 1_000_000,
   bucketEntriesMax: 10_000,
   inflightBatchesMax: 8,
+  proposalsQueuedMax: 16_384,
+  barrierWaitersMax: 4_096,
   proposalTimeoutMs: 10_000,
   checkpointEveryEntries: 50_000,
   retainEntries: 20_000,
@@ -106,6 +111,7 @@ const installStepMs = 20;
 const readWindowBatches = 256;
 /** Removes per transaction when deleting a bucket: about 70 bytes each, far below ZooKeeper's 1 MiB request limit. */
 const deletesPerMulti = 1_000;
+
 
 function pad10(n: number): string {
   return String(n).padStart(10, '0');
@@ -611,6 +617,7 @@ export class ZkJournal implements Journal {
     if (entry.byteLength > limit) {
       return Promise.reject(new CairnError(ErrorCode.EntryTooLarge, `entry of ${entry.byteLength} bytes exceeds the ZooKeeper journal's ${limit} (one znode, below ZooKeeper's jute.maxbuffer)`));
     }
+    if (this.queue.length >= this.opts.proposalsQueuedMax) return Promise.reject(new CairnError(ErrorCode.Busy, `${this.queue.length} proposals are waiting for ZooKeeper; retry`));
     return new Promise((resolve, reject) => {
       const p: Proposal = { entry, resolve, reject, timer: undefined as unknown as NodeJS.Timeout };
       p.timer = setTimeout(() => this.settle(p, undefined, new CairnError(ErrorCode.Timeout, `proposal not committed within ${this.opts.proposalTimeoutMs} ms; it may still take effect`)), this.opts.proposalTimeoutMs);
@@ -710,6 +717,7 @@ export class ZkJournal implements Journal {
    */
   async readBarrier(): Promise<void> {
     if (this.role !== 'leader') throw this.notLeader();
+    if (this.barrierWaiters.length >= this.opts.barrierWaitersMax) throw new CairnError(ErrorCode.Busy, `${this.barrierWaiters.length} reads are waiting for a barrier; retry`);
     const done = new Promise<void>((resolve, reject) => this.barrierWaiters.push({ resolve, reject }));
     if (!this.barrierRunning) void this.runBarriers();
     return done;
