@@ -117,6 +117,12 @@ export class RaftJournal implements Journal {
   private readonly pending = new Map<number, Pending>();
   private readonly reads = new Map<number, { resolve(): void; reject(e: unknown): void; timer: Timer }>();
   private readonly readsReady: { index: number; resolve(): void }[] = [];
+  /**
+   * The last index handed to the state machine. The core's own applied index moves only when its
+   * Ready is advanced, after the entries of that Ready were applied here: a read answered in the
+   * same Ready must be compared with this one, or it waits for an entry that was already applied.
+   */
+  private appliedHere = 0;
   private readonly appliedWaiters: { index: number; resolve(): void }[] = [];
   private nextReadId = 1;
   private appliedSinceCheckpoint = 0;
@@ -273,6 +279,7 @@ export class RaftJournal implements Journal {
   }
 
   private releaseApplied(index: number): void {
+    this.appliedHere = Math.max(this.appliedHere, index);
     for (let i = this.appliedWaiters.length - 1; i >= 0; i--) {
       if (this.appliedWaiters[i].index <= index) {
         this.appliedWaiters[i].resolve();
@@ -376,7 +383,7 @@ export class RaftJournal implements Journal {
     if (waiter === undefined) return;
     this.reads.delete(id);
     waiter.timer.cancel();
-    if (this.raft().log.applied >= r.index) waiter.resolve();
+    if (Math.max(this.appliedHere, this.raft().log.applied) >= r.index) waiter.resolve();
     else this.readsReady.push({ index: r.index, resolve: waiter.resolve });
   }
 
