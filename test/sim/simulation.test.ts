@@ -75,7 +75,8 @@ const catchingSeeds: Record<SimBug, Partial<Record<WorkloadName, number>> & { pr
   // A snapshot transfer delivered again late: the WAL refuses the older snapshot (or the commit index going back).
   'install-old-snapshot': { kv: 93, meta: 62, property: /^journal failed: / },
   // Clocks at the edges of ±50%, a slow-clock lease leader cut off; probe clients read from it after a write elsewhere.
-  'lease-ignores-drift': { kv: 101, meta: 214, property: /^linearizability: / },
+  // No meta seed of 1..300 meets it since read barriers resolve in the Ready that applies their index (raft-journal.ts).
+  'lease-ignores-drift': { kv: 101, property: /^linearizability: / },
   // The data path's (docs/data-path-sim.md): the data workload only.
   // The head acknowledges before the tail has the version: a read from the tail returns the older one.
   'ack-before-tail-commit': { data: 1, property: /^linearizability: / },
