@@ -244,6 +244,28 @@ export interface ReplaceChainMemberCommand extends ClientStamp {
   lostTargetId: number;
   newTargetId: number;
 }
+/**
+ * Rebalancing onto new workers: a free target joins a healthy chain (every member serving, no
+ * move under way) as an extra member that resyncs, and `fromTargetId` is marked to leave once it
+ * has (endChainMove). The chain keeps its id, its version goes up; its chunks stay in it.
+ */
+export interface MoveChainMemberCommand extends ClientStamp {
+  op: 'moveChainMember';
+  chainId: number;
+  version: number;
+  fromTargetId: number;
+  toTargetId: number;
+}
+/**
+ * The end of a chain's move: 'done' drops the leaving member (every other member serves, the
+ * newcomer included); 'cancelled' drops the newcomer instead (it failed, or left service).
+ */
+export interface EndChainMoveCommand extends ClientStamp {
+  op: 'endChainMove';
+  chainId: number;
+  version: number;
+  outcome: 'done' | 'cancelled';
+}
 export type MetaCommand =
   | NoopCommand
   | InitClusterCommand
@@ -263,7 +285,9 @@ export type MetaCommand =
   | AddChainsCommand
   | UpdateChainsCommand
   | DecommissionWorkerCommand
-  | ReplaceChainMemberCommand;
+  | ReplaceChainMemberCommand
+  | MoveChainMemberCommand
+  | EndChainMoveCommand;
 export type MetaCommandOp = MetaCommand['op'];
 
 export type MetaQuery =
@@ -387,6 +411,14 @@ function validateTargetState(f: MetaFields, key: string, v: unknown): TargetStat
     throw invalid(`${f.where}: '${key}' must be one of ${targetStates.join(', ')}, not ${describe(v)}`);
   }
   return v as TargetState;
+}
+
+const moveOutcomes: readonly string[] = ['done', 'cancelled'];
+
+function validateMoveOutcome(f: MetaFields): EndChainMoveCommand['outcome'] {
+  const v = f.req('outcome');
+  if (typeof v !== 'string' || !moveOutcomes.includes(v)) throw invalid(`${f.where}: 'outcome' must be one of ${moveOutcomes.join(', ')}, not ${describe(v)}`);
+  return v as EndChainMoveCommand['outcome'];
 }
 
 function validateChainUpdates(f: MetaFields): ChainUpdate[] {
@@ -548,6 +580,25 @@ const clusterReaders: Record<ClusterCommandOp, (f: MetaFields, s: ClientStamp) =
     if (cmd.lostTargetId === cmd.newTargetId) throw invalid(`${f.where}: target ${cmd.newTargetId} cannot replace itself`);
     return cmd;
   },
+  moveChainMember: (f, s) => {
+    const cmd: MoveChainMemberCommand = {
+      op: 'moveChainMember',
+      ...s,
+      chainId: f.int('chainId', 1, idMax),
+      version: f.int('version', 1, Number.MAX_SAFE_INTEGER),
+      fromTargetId: f.int('fromTargetId', 1, idMax),
+      toTargetId: f.int('toTargetId', 1, idMax),
+    };
+    if (cmd.fromTargetId === cmd.toTargetId) throw invalid(`${f.where}: target ${cmd.toTargetId} cannot move to itself`);
+    return cmd;
+  },
+  endChainMove: (f, s) => ({
+    op: 'endChainMove',
+    ...s,
+    chainId: f.int('chainId', 1, idMax),
+    version: f.int('version', 1, Number.MAX_SAFE_INTEGER),
+    outcome: validateMoveOutcome(f),
+  }),
 };
 
 /** `host:port`, port 1 to 65535 (src/address.ts); the host is not resolved here. */

@@ -52,6 +52,8 @@ export type {
   OpenSessionCommand,
   AddChainsCommand,
   UpdateChainsCommand,
+  MoveChainMemberCommand,
+  EndChainMoveCommand,
   ChainUpdate,
   NewChain,
   RegisterWorkerCommand,
@@ -78,6 +80,7 @@ export { LocalState, inChainOrder, localStates, markRestarted, nextChainMembers,
 export type { ChainMember } from './chain-states.ts';
 export type {
   ChainInfo,
+  ChainMove,
   ChainTableInfo,
   CloseSessionValue,
   CreateValue,

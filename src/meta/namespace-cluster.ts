@@ -3,12 +3,12 @@
 // commands record it, and refuse anything that would break the tables' invariants.
 
 import { assert } from '../errors.ts';
-import { TargetState, targetsPerWorkerMax } from './commands.ts';
-import type { AddChainsCommand, DecommissionWorkerCommand, InitClusterCommand, RegisterWorkerCommand, ReplaceChainMemberCommand, UpdateChainsCommand } from './commands.ts';
+import { chainLengthMax, TargetState, targetsPerWorkerMax } from './commands.ts';
+import type { AddChainsCommand, DecommissionWorkerCommand, EndChainMoveCommand, InitClusterCommand, MoveChainMemberCommand, RegisterWorkerCommand, ReplaceChainMemberCommand, UpdateChainsCommand } from './commands.ts';
 import { inChainOrder, markRestarted, replaceMember, replacementProblem, sameMembers, type ChainMember } from './chain-states.ts';
 import { FsErrorCode } from './errors.ts';
 import { fail, ok } from './namespace-state.ts';
-import type { Chain, ChainInfo, ChainTableInfo, MetaResult, MetaTables, MetaValues, RoutingInfo, TargetInfo, Worker, WorkerInfo } from './namespace-state.ts';
+import type { Chain, ChainInfo, ChainMove, ChainTableInfo, MetaResult, MetaTables, MetaValues, RoutingInfo, TargetInfo, Worker, WorkerInfo } from './namespace-state.ts';
 
 export function initCluster(t: MetaTables, cmd: InitClusterCommand): MetaResult<MetaValues['initCluster']> {
   if (t.clusterId !== '' && t.clusterId !== cmd.clusterId) return fail(FsErrorCode.EEXIST, `the cluster is named ${t.clusterId} already`);
@@ -199,13 +199,61 @@ export function replaceChainMember(t: MetaTables, cmd: ReplaceChainMemberCommand
   const members = chain.targetIds.map((id) => ({ targetId: id, state: t.targets.get(id)!.state }));
   const problem = replacementProblem(members, cmd.lostTargetId);
   if (problem !== undefined) return fail(FsErrorCode.EINVAL, `chain ${cmd.chainId}: ${problem}`);
+  if (chain.moving !== undefined && (cmd.lostTargetId === chain.moving.fromTargetId || cmd.lostTargetId === chain.moving.toTargetId)) {
+    return fail(FsErrorCode.EINVAL, `target ${cmd.lostTargetId} is an end of chain ${cmd.chainId}'s move (${chain.moving.fromTargetId} to ${chain.moving.toTargetId}): it leaves when the move ends`);
+  }
   const next = setMembers(t, chain, replaceMember(members, cmd.lostTargetId, cmd.newTargetId));
   t.routingVersion++;
   return ok(next);
 }
 
-/** Replaces a chain's members (checked by the caller) and bumps its version; dropped ones leave it offline. */
-function setMembers(t: MetaTables, chain: Chain, members: readonly ChainMember[]): Chain {
+/**
+ * A free target joins a healthy chain as an extra member, to take `from`'s place once it has
+ * resynced (see MoveChainMemberCommand). Refused unless every member serves and no move is under
+ * way, so a chain moves one member at a time and never while it is short of a replica.
+ */
+export function moveChainMember(t: MetaTables, cmd: MoveChainMemberCommand): MetaResult<MetaValues['moveChainMember']> {
+  const chain = t.chains.get(cmd.chainId);
+  if (chain === undefined) return fail(FsErrorCode.ENOENT, `no chain ${cmd.chainId}`);
+  if (chain.version !== cmd.version) return fail(FsErrorCode.EAGAIN, `chain ${cmd.chainId} is at version ${chain.version}, the move was chosen at ${cmd.version}`);
+  if (chain.moving !== undefined) return fail(FsErrorCode.EINVAL, `chain ${cmd.chainId} is moving target ${chain.moving.fromTargetId} to ${chain.moving.toTargetId} already`);
+  if (!chain.targetIds.includes(cmd.fromTargetId)) return fail(FsErrorCode.EINVAL, `target ${cmd.fromTargetId} is not in chain ${cmd.chainId}`);
+  if (chain.targetIds.length >= chainLengthMax) return fail(FsErrorCode.EINVAL, `chain ${cmd.chainId} has ${chain.targetIds.length} members, the most a chain may have`);
+  const notServing = chain.targetIds.find((id) => t.targets.get(id)!.state !== TargetState.Serving);
+  if (notServing !== undefined) return fail(FsErrorCode.EINVAL, `chain ${cmd.chainId}: member ${notServing} is ${t.targets.get(notServing)!.state}; only a chain whose members all serve moves one`);
+  const from = t.targets.get(cmd.fromTargetId)!;
+  if (t.workers.get(from.workerId)!.decommissionedMs !== undefined) return fail(FsErrorCode.EINVAL, `target ${from.targetId} is on decommissioned worker ${from.workerId}: it is replaced, not moved`);
+  const newcomer = newcomerProblem(t, chain, 0, cmd.toTargetId);
+  if (newcomer !== undefined) return fail(t.targets.has(cmd.toTargetId) ? FsErrorCode.EINVAL : FsErrorCode.ENOENT, newcomer);
+  const members = chain.targetIds.map((id) => ({ targetId: id, state: TargetState.Serving as TargetState }));
+  const next = setMembers(t, chain, [...members, { targetId: cmd.toTargetId, state: TargetState.Syncing }], { fromTargetId: cmd.fromTargetId, toTargetId: cmd.toTargetId });
+  t.routingVersion++;
+  return ok(next);
+}
+
+/** Ends a chain's move (see EndChainMoveCommand); 'done' only once every member but the leaving one serves. */
+export function endChainMove(t: MetaTables, cmd: EndChainMoveCommand): MetaResult<MetaValues['endChainMove']> {
+  const chain = t.chains.get(cmd.chainId);
+  if (chain === undefined) return fail(FsErrorCode.ENOENT, `no chain ${cmd.chainId}`);
+  if (chain.version !== cmd.version) return fail(FsErrorCode.EAGAIN, `chain ${cmd.chainId} is at version ${chain.version}, the end of its move was decided at ${cmd.version}`);
+  const move = chain.moving;
+  if (move === undefined) return fail(FsErrorCode.EINVAL, `chain ${cmd.chainId} has no move under way`);
+  const members = chain.targetIds.map((id) => ({ targetId: id, state: t.targets.get(id)!.state }));
+  if (cmd.outcome === 'done') {
+    const behind = members.find((m) => m.targetId !== move.fromTargetId && m.state !== TargetState.Serving);
+    if (behind !== undefined) return fail(FsErrorCode.EINVAL, `chain ${cmd.chainId}: member ${behind.targetId} is ${behind.state}; the move is done once every member but ${move.fromTargetId} serves`);
+  }
+  const leaving = cmd.outcome === 'done' ? move.fromTargetId : move.toTargetId;
+  const next = setMembers(t, chain, members.filter((m) => m.targetId !== leaving), undefined);
+  t.routingVersion++;
+  return ok(next);
+}
+
+/**
+ * Replaces a chain's members (checked by the caller) and bumps its version; dropped ones leave it
+ * offline. The chain's move carries on unless the caller says otherwise or one of its ends left.
+ */
+function setMembers(t: MetaTables, chain: Chain, members: readonly ChainMember[], moving: ChainMove | undefined = chain.moving): Chain {
   const kept = new Set(members.map((m) => m.targetId));
   for (const id of chain.targetIds) {
     if (kept.has(id)) continue;
@@ -218,7 +266,14 @@ function setMembers(t: MetaTables, chain: Chain, members: readonly ChainMember[]
     target.chainId = chain.chainId;
     target.state = m.state;
   }
-  const next: Chain = Object.freeze({ chainId: chain.chainId, version: chain.version + 1, targetIds: Object.freeze(members.map((m) => m.targetId)) });
+  // A move whose ends are both still members carries on; otherwise it is over.
+  const move = moving === undefined || (kept.has(moving.fromTargetId) && kept.has(moving.toTargetId)) ? moving : undefined;
+  const next: Chain = Object.freeze({
+    chainId: chain.chainId,
+    version: chain.version + 1,
+    targetIds: Object.freeze(members.map((m) => m.targetId)),
+    ...(move === undefined ? {} : { moving: Object.freeze({ ...move }) }),
+  });
   t.chains.set(chain.chainId, next);
   return next;
 }

@@ -14,17 +14,17 @@ import { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
 import { inChainOrder } from './chain-states.ts';
 import { rangesProblem } from './chunk-ranges.ts';
 import { MetaTables, rootInodeId } from './namespace-state.ts';
-import type { ClientRecord, Inode, InodeType, MetaResult, MetaStateOptions } from './namespace-state.ts';
+import type { ChainMove, ClientRecord, Inode, InodeType, MetaResult, MetaStateOptions } from './namespace-state.ts';
 import { utf8Bytes } from '../fields.ts';
 import { nameProblem } from './paths.ts';
 
 /**
- * 3: worker records carry when the worker was decommissioned (null while in service). 2: chains
+ * 4: chain records carry the move under way ([from, to], or null). 3: worker records carry when the worker was decommissioned (null while in service). 2: chains
  * with their own ids and versions, tables of chain ids (1 held tables of target lists). This build
- * writes 3 and reads 2 and 3.
+ * writes 4 and reads 2 to 4.
  */
-export const snapshotFormatVersion = 3;
-const snapshotFormatVersionsRead: readonly number[] = [2, 3];
+export const snapshotFormatVersion = 4;
+const snapshotFormatVersionsRead: readonly number[] = [2, 3, 4];
 export const snapshotChunkBytesMax = 1024 * 1024;
 const snapshotMagic = 'cairn-meta';
 /** Record sizes are estimated from above; the margin leaves room for the chunk's framing. */
@@ -159,7 +159,7 @@ function* sections(t: MetaTables): Generator<[Kind, Iterable<unknown[]>]> {
   const targets = [...t.targets.values()].sort((a, b) => a.targetId - b.targetId);
   yield [Kind.Targets, targets.map((x) => [x.targetId, x.workerId, x.path, x.capacityBytes, x.state, x.chainId])];
   const chains = [...t.chains.values()].sort((a, b) => a.chainId - b.chainId);
-  yield [Kind.Chains, chains.map((c) => [c.chainId, c.version, c.targetIds])];
+  yield [Kind.Chains, chains.map((c) => [c.chainId, c.version, c.targetIds, c.moving === undefined ? null : [c.moving.fromTargetId, c.moving.toTargetId]])];
   yield [Kind.ChainTables, chainTableRecords(t)];
 }
 
@@ -277,7 +277,7 @@ function clusterIdOf(v: unknown): string {
 function readHeader(body: unknown): Header {
   const h = obj(body, 'header');
   check(h.magic === snapshotMagic, `not a metadata snapshot (magic ${String(h.magic)})`);
-  check(typeof h.formatVersion === 'number' && snapshotFormatVersionsRead.includes(h.formatVersion), `format version ${String(h.formatVersion)}, this build reads ${snapshotFormatVersionsRead.join(' and ')}`);
+  check(typeof h.formatVersion === 'number' && snapshotFormatVersionsRead.includes(h.formatVersion), `format version ${String(h.formatVersion)}, this build reads ${snapshotFormatVersionsRead.join(', ')}`);
   const o = obj(h.options, 'header options');
   const c = obj(h.counts, 'header counts');
   const counts = {} as Counts;
@@ -477,7 +477,7 @@ class SnapshotBuilder {
   }
 
   private chain(r: unknown): void {
-    const [idRaw, versionRaw, targetsRaw] = tuple(r, 3, 'chain record');
+    const [idRaw, versionRaw, targetsRaw, movingRaw] = tuple(r, this.header.formatVersion < 4 ? 3 : 4, 'chain record');
     const chainId = int(idRaw, 'chain id', 1, idMax);
     const what = `chain ${chainId}`;
     check(!this.t.chains.has(chainId), `${what} is repeated`);
@@ -492,7 +492,14 @@ class SnapshotBuilder {
       return { targetId, state: target.state };
     });
     check(inChainOrder(targetIds), `${what} is not ordered by state`);
-    this.t.chains.set(chainId, Object.freeze({ chainId, version: int(versionRaw, `${what} version`, 1), targetIds: Object.freeze(targetIds.map((m) => m.targetId)) }));
+    let moving: ChainMove | undefined;
+    if (movingRaw !== undefined && movingRaw !== null) {
+      const [fromRaw, toRaw] = tuple(movingRaw, 2, `${what} move`);
+      moving = { fromTargetId: int(fromRaw, `${what} move source`, 1, idMax), toTargetId: int(toRaw, `${what} move destination`, 1, idMax) };
+      const ids = targetIds.map((m) => m.targetId);
+      check(moving.fromTargetId !== moving.toTargetId && ids.includes(moving.fromTargetId) && ids.includes(moving.toTargetId), `${what} moves target ${moving.fromTargetId} to ${moving.toTargetId}, which are not two of its members`);
+    }
+    this.t.chains.set(chainId, Object.freeze({ chainId, version: int(versionRaw, `${what} version`, 1), targetIds: Object.freeze(targetIds.map((m) => m.targetId)), ...(moving === undefined ? {} : { moving: Object.freeze(moving) }) }));
   }
 
   private chainTablePart(r: unknown): void {

@@ -109,6 +109,16 @@ export interface Chain {
   chainId: number;
   version: number;
   targetIds: readonly number[];
+  /**
+   * A member moving to another worker (rebalancing onto new workers): `to` joined as an extra
+   * member and resyncs; once every member but `from` serves, `from` leaves. Absent when none moves.
+   */
+  moving?: Readonly<ChainMove>;
+}
+
+export interface ChainMove {
+  fromTargetId: number;
+  toTargetId: number;
 }
 
 /**
@@ -249,6 +259,8 @@ export interface MetaValues {
   updateChains: { chains: ChainInfo[] };
   decommissionWorker: WorkerInfo;
   replaceChainMember: ChainInfo;
+  moveChainMember: ChainInfo;
+  endChainMove: ChainInfo;
 }
 export type MetaValue = MetaValues[keyof MetaValues];
 

@@ -65,6 +65,9 @@ const valid: MetaCommand[] = [
   { op: 'updateChains', ...stamp, chains: [{ chainId: 1, version: 3, targets: [{ targetId: 2, state: 'serving' }, { targetId: 1, state: 'lastsrv' }] }] },
   { op: 'decommissionWorker', ...stamp, workerId: 2 },
   { op: 'replaceChainMember', ...stamp, chainId: 1, version: 4, lostTargetId: 2001, newTargetId: 4002 },
+  { op: 'moveChainMember', ...stamp, chainId: 1, version: 4, fromTargetId: 2001, toTargetId: 4002 },
+  { op: 'endChainMove', ...stamp, chainId: 1, version: 5, outcome: 'done' },
+  { op: 'endChainMove', ...stamp, chainId: 1, version: 5, outcome: 'cancelled' },
 ];
 
 test('every valid command passes validation unchanged and round-trips through msgpack', () => {
@@ -263,6 +266,20 @@ test('decommissionWorker and replaceChainMember: ids checked, nothing else accep
   refused(rep({ newTargetId: 11 }), 'EINVAL', /target 11 cannot replace itself/);
   refused(rep({ state: 'syncing' }), 'EINVAL', /unknown field 'state'/);
   refused({ op: 'replaceChainMember', ...stamp, chainId: 1, version: 2, lostTargetId: 11 }, 'EINVAL', /missing field 'newTargetId'/);
+});
+
+test('moveChainMember and endChainMove: ids and outcome checked, nothing else accepted', () => {
+  const mv = (extra: object) => ({ op: 'moveChainMember', ...stamp, chainId: 1, version: 2, fromTargetId: 11, toTargetId: 41, ...extra });
+  assert.deepEqual(validateCommand(mv({})), mv({}));
+  refused(mv({ chainId: 0 }), 'EINVAL', /'chainId' = 0/);
+  refused(mv({ fromTargetId: 'x' }), 'EINVAL', /'fromTargetId'/);
+  refused(mv({ toTargetId: 11 }), 'EINVAL', /target 11 cannot move to itself/);
+  refused(mv({ force: true }), 'EINVAL', /unknown field 'force'/);
+  const end = (extra: object) => ({ op: 'endChainMove', ...stamp, chainId: 1, version: 2, outcome: 'done', ...extra });
+  assert.deepEqual(validateCommand(end({})), end({}));
+  refused(end({ outcome: 'maybe' }), 'EINVAL', /'outcome' must be one of done, cancelled/);
+  refused(end({ outcome: 1 }), 'EINVAL', /'outcome'/);
+  refused({ op: 'endChainMove', ...stamp, chainId: 1, version: 2 }, 'EINVAL', /outcome/);
 });
 
 test('decodeCommand refuses garbage, trailing bytes, oversized entries and invalid content with EINVAL', () => {

@@ -191,7 +191,7 @@ test('damaged streams are refused: flipped bytes, lost, repeated, reordered or e
 
 test('a header from another format version, or no header at all, is refused', () => {
   const chunks = [...new MetaState().snapshot()];
-  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 4 }))), /format version 4, this build reads 2 and 3/);
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 5 }))), /format version 5, this build reads 2, 3, 4/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 1 }))), /format version 1/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), magic: 'other' }))), /not a metadata snapshot/);
   assert.match(corruptCode(chunks.slice(1)), /chunk 0 is numbered 1/);
@@ -207,11 +207,33 @@ test('decommissioned workers: kept through a snapshot; a format 2 snapshot (befo
   assert.deepEqual(copy.workers().map((w) => [w.workerId, w.decommissionedMs]), [[1, undefined], [2, log.nowMs]]);
   const workersAt = chunks.findIndex((c) => kindOf(c) === 6);
   // Format 2 had 7-tuples for workers and no decommissioning.
-  const v2 = rewriteChunk(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 2 })), workersAt, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 7)));
+  const chainsAt = chunks.findIndex((c) => kindOf(c) === 8);
+  const v2 = rewriteChunk(
+    rewriteChunk(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 2 })), workersAt, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 7))),
+    chainsAt,
+    (rs) => (rs as unknown[][]).map((r) => r.slice(0, 3)),
+  );
   assert.deepEqual(MetaState.restore(v2).workers().map((w) => w.decommissionedMs), [undefined, undefined]);
   assert.match(corruptCode(rewriteChunk(chunks, workersAt, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 7)))), /worker record is not a 8-tuple/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 2 }))), /worker record is not a 7-tuple/);
   assert.match(corruptCode(rewriteChunk(chunks, workersAt, (rs) => (rs as unknown[][]).map((r) => [...r.slice(0, 7), 'soon']))), /worker 1 decommissioned is not an integer/);
+});
+
+test('a chain\'s move is kept through a snapshot; format 3 (before moves) still reads; a move between non-members is refused', () => {
+  const log = new Log();
+  for (const w of [1, 2, 3]) log.ok({ op: 'registerWorker', workerId: w, instance: 'i1', address: `h${w}:1`, domain: '', targets: [{ targetId: w, path: '/d', capacityBytes: 100 }] });
+  log.ok({ op: 'addChains', tableId: 1, chains: [{ chainId: 1, targetIds: [1, 2] }] });
+  log.ok({ op: 'moveChainMember', chainId: 1, version: 1, fromTargetId: 1, toTargetId: 3 });
+  const chunks = [...log.state.snapshot()];
+  const copy = MetaState.restore(chunks);
+  assert.equal(copy.stateHash(), log.state.stateHash());
+  assert.deepEqual(copy.chains()[0].moving, { fromTargetId: 1, toTargetId: 3 });
+  const chainsAt = chunks.findIndex((c) => kindOf(c) === 8);
+  const v3 = rewriteChunk(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 3 })), chainsAt, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 3)));
+  assert.equal(MetaState.restore(v3).chains()[0].moving, undefined);
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 3 }))), /chain record is not a 3-tuple/);
+  assert.match(corruptCode(rewriteChunk(chunks, chainsAt, (rs) => (rs as unknown[][]).map((r) => [...r.slice(0, 3), [1, 9]]))), /chain 1 moves target 1 to 9, which are not two of its members/);
+  assert.match(corruptCode(rewriteChunk(chunks, chainsAt, (rs) => (rs as unknown[][]).map((r) => [...r.slice(0, 3), [1]]))), /chain 1 move is not a 2-tuple/);
 });
 
 test('structural damage with valid checksums is refused: link counts, dangling dentries, cycles, sessions', () => {

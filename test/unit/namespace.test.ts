@@ -548,6 +548,73 @@ test('replaceChainMember keeps the rules: one syncing at a time, never the only 
   fs.checkInvariants();
 });
 
+test('moveChainMember: a free target joins a healthy chain as an extra member; done drops the source, cancelled the newcomer', () => {
+  const fs = fourWorkers();
+  const v = fs.state.chains()[0].version;
+  const move = (extra: object = {}) => ({ op: 'moveChainMember' as const, chainId: 1, version: v, fromTargetId: 11, toTargetId: 41, ...extra });
+  fs.fails(move({ chainId: 9 }), 'ENOENT');
+  fs.fails(move({ version: v + 1 }), 'EAGAIN');
+  fs.fails(move({ fromTargetId: 12 }), 'EINVAL'); // not in chain 1
+  fs.fails(move({ toTargetId: 99 }), 'ENOENT');
+  fs.fails(move({ toTargetId: 22 }), 'EINVAL'); // in chain 2
+  fs.fails(move({ toTargetId: 21 }), 'EINVAL'); // in chain 1
+  const chain = fs.ok(move());
+  assert.deepEqual([chain.version, chain.targetIds, chain.moving], [v + 1, [11, 21, 31, 41], { fromTargetId: 11, toTargetId: 41 }]);
+  assert.equal(members(fs, 1), '11:serving 21:serving 31:serving 41:syncing');
+  // One move at a time; the move's ends are not replaced; it survives a snapshot.
+  fs.fails(move({ version: v + 1, toTargetId: 42, fromTargetId: 21 }), 'EINVAL');
+  assert.deepEqual(MetaState.restore(fs.state.snapshot()).chains()[0].moving, { fromTargetId: 11, toTargetId: 41 });
+  fs.checkInvariants();
+  // Not done while the newcomer syncs.
+  const end = (outcome: 'done' | 'cancelled') => ({ op: 'endChainMove' as const, chainId: 1, version: fs.state.chains()[0].version, outcome });
+  fs.fails(end('done'), 'EINVAL');
+  fs.fails({ ...end('done'), version: v }, 'EAGAIN');
+  // State changes keep the move; once the newcomer serves, the source leaves.
+  setStates(fs, 1, [[11, 'serving'], [21, 'serving'], [31, 'serving'], [41, 'serving']]);
+  assert.deepEqual(fs.state.chains()[0].moving, { fromTargetId: 11, toTargetId: 41 });
+  const done = fs.ok(end('done'));
+  assert.deepEqual([done.targetIds, done.moving], [[21, 31, 41], undefined]);
+  const source = fs.state.targets().find((t) => t.targetId === 11)!;
+  assert.deepEqual([source.chainId, source.state], [0, 'offline']);
+  fs.fails(end('done'), 'EINVAL'); // no move under way
+  assert.equal(fs.state.chainTables()[0].version, 1, 'the table does not change: no chunk changes chain');
+  // A cancelled move drops the newcomer and keeps the source.
+  const v2 = fs.state.chains()[1].version;
+  fs.ok({ op: 'moveChainMember', chainId: 2, version: v2, fromTargetId: 12, toTargetId: 42 });
+  setStates(fs, 2, [[12, 'serving'], [22, 'serving'], [32, 'serving'], [42, 'offline']]);
+  const cancelled = fs.ok({ op: 'endChainMove', chainId: 2, version: v2 + 2, outcome: 'cancelled' });
+  assert.deepEqual([cancelled.targetIds, cancelled.moving], [[12, 22, 32], undefined]);
+  assert.equal(fs.state.targets().find((t) => t.targetId === 42)!.chainId, 0);
+  fs.checkInvariants();
+});
+
+test('moveChainMember only moves a healthy chain\'s member to a worker in service the chain does not use', () => {
+  const fs = fourWorkers();
+  // A member that does not serve: no move.
+  setStates(fs, 1, [[11, 'serving'], [21, 'serving'], [31, 'offline']]);
+  fs.fails({ op: 'moveChainMember', chainId: 1, version: fs.state.chains()[0].version, fromTargetId: 11, toTargetId: 41 }, 'EINVAL');
+  setStates(fs, 1, [[11, 'serving'], [21, 'serving'], [31, 'serving']]);
+  const v = fs.state.chains()[0].version;
+  fs.ok({ op: 'registerWorker', workerId: 1, instance: 'i1', address: 'h1:1', domain: '', targets: [{ targetId: 13, path: '/d3', capacityBytes: 100 }] });
+  fs.fails({ op: 'moveChainMember', chainId: 1, version: v, fromTargetId: 21, toTargetId: 13 }, 'EINVAL'); // worker 1 holds 11
+  fs.fails({ op: 'moveChainMember', chainId: 1, version: v, fromTargetId: 11, toTargetId: 13 }, 'EINVAL'); // within worker 1
+  fs.ok({ op: 'decommissionWorker', workerId: 4 });
+  fs.fails({ op: 'moveChainMember', chainId: 1, version: v, fromTargetId: 11, toTargetId: 41 }, 'EINVAL'); // worker 4 is out of service
+  fs.ok({ op: 'registerWorker', workerId: 5, instance: 'i1', address: 'h5:1', domain: '', targets: [{ targetId: 51, path: '/d', capacityBytes: 1 }] });
+  fs.ok({ op: 'decommissionWorker', workerId: 2 });
+  fs.fails({ op: 'moveChainMember', chainId: 1, version: v, fromTargetId: 21, toTargetId: 51 }, 'EINVAL'); // 21 is replaced, not moved
+  fs.ok({ op: 'moveChainMember', chainId: 1, version: v, fromTargetId: 11, toTargetId: 51 });
+  // The decommissioned member 21 is replaced while the move goes on; the move's ends are not.
+  const v2 = fs.state.chains()[0].version;
+  fs.ok({ op: 'registerWorker', workerId: 6, instance: 'i1', address: 'h6:1', domain: '', targets: [{ targetId: 61, path: '/d', capacityBytes: 1 }] });
+  fs.fails({ op: 'replaceChainMember', chainId: 1, version: v2, lostTargetId: 51, newTargetId: 61 }, 'EINVAL');
+  fs.fails({ op: 'replaceChainMember', chainId: 1, version: v2, lostTargetId: 11, newTargetId: 61 }, 'EINVAL');
+  fs.ok({ op: 'replaceChainMember', chainId: 1, version: v2, lostTargetId: 21, newTargetId: 61 });
+  assert.equal(members(fs, 1), '11:serving 31:serving 51:syncing 61:waiting');
+  assert.deepEqual(fs.state.chains()[0].moving, { fromTargetId: 11, toTargetId: 51 });
+  fs.checkInvariants();
+});
+
 test('the cluster is named once', () => {
   const fs = new Fs();
   assert.equal(fs.state.routing().clusterId, '');
