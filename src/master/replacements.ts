@@ -106,6 +106,8 @@ export function planReplacements(input: ReplacementInput): ReplacementPlan {
 function lostMembers(chain: ChainInfo, targets: ReadonlyMap<number, TargetInfo>, decommissioned: (t: TargetInfo) => boolean, offlineTooLong: (t: TargetInfo) => boolean): { target: TargetInfo; reason: LostReason }[] {
   const lost: { target: TargetInfo; reason: LostReason }[] = [];
   for (const id of chain.targetIds) {
+    // A move's ends leave when it ends (rebalance.ts): its source once done, its newcomer if cancelled.
+    if (chain.moving !== undefined && (id === chain.moving.fromTargetId || id === chain.moving.toTargetId)) continue;
     const target = targets.get(id)!;
     if (decommissioned(target)) lost.push({ target, reason: 'decommissioned' });
     else if (target.state === TargetState.Offline && offlineTooLong(target)) lost.push({ target, reason: 'offline' });
