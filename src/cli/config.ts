@@ -50,7 +50,7 @@ function readConfigFile(path: string): Source {
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
-  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries', 'insecure', 'replaceAfterMs', ...limitKeys, 'pendingCallsMax'], env);
+  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries', 'insecure', 'replaceAfterMs', 'rebalanceMoves', ...limitKeys, 'pendingCallsMax'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
@@ -71,10 +71,15 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   if (replaceAfterMs !== undefined && replaceAfterMs < (timing ?? clusterTimingDefault).offlineTimeoutMs) {
     throw configError(`--replace-after-ms must be at least the offline timeout (${(timing ?? clusterTimingDefault).offlineTimeoutMs} ms): a worker is not even counted out before that, got ${replaceAfterMs}`);
   }
+  const rebalanceMoves = s.rebalanceMoves === undefined ? undefined : parseNonNegativeInt(s.rebalanceMoves, '--rebalance-moves');
+  if (rebalanceMoves !== undefined && rebalanceMoves > rebalanceMovesMax) throw configError(`--rebalance-moves must be 0 to ${rebalanceMovesMax}, got ${rebalanceMoves}`);
   const limits: MasterConfig['limits'] = { ...parseLimits(s) };
   if (s.pendingCallsMax !== undefined) limits.pendingCallsMax = parsePositiveInt(s.pendingCallsMax, '--pending-calls-max');
-  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
+  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(rebalanceMoves === undefined ? {} : { rebalanceMoves }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
 }
+
+/** Moves at once beyond this would only queue behind one another on the workers' disks and networks. */
+const rebalanceMovesMax = 1024;
 
 /** The limits masters and workers share: connections, and the memory requests may take. */
 const limitKeys = ['connectionsMax', 'connectionsPerAddressMax', 'requestMemoryMib', 'requestWaitMs'];

@@ -58,6 +58,7 @@ program
   .option('--replication <n>', 'replicas per chain the cluster manager builds from workers\' targets (default 3)')
   .option('--heartbeat-ms <ms>', 'how often workers heartbeat (default 1000)')
   .option('--offline-timeout-ms <ms>', 'a worker silent this long has its targets taken offline; at least 4 heartbeats (default 5000)')
+  .option('--rebalance-moves <n>', 'chain members moving onto idle workers\' free targets at once, each resynced before its source leaves; 0 turns rebalancing off (default 2)')
   .option('--replace-after-ms <ms>', 'replace a chain member offline this long with a free target, as a decommissioned worker\'s (default: off, only decommissioned workers\' members are replaced)')
   .option('--journal <backend>', 'raft (default: the embedded Raft journal) or zookeeper')
   .option('--zk <list>', 'with --journal zookeeper: the ZooKeeper ensemble as host:port,host:port,...')

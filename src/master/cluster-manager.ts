@@ -3,7 +3,8 @@
 // what changed, and builds chains from targets that are in none (src/placement/). Heartbeats stay
 // in the leader's memory; only decisions go through the journal. Chains that lost a member for good
 // (its worker decommissioned, or offline past replaceAfterMs) get a free target in its place
-// (replacements.ts).
+// (replacements.ts). Members of healthy chains move onto idle workers' free targets, a few at a
+// time, each filled by resync before its source leaves (rebalance.ts).
 //
 // Timing (docs/data-path.md): heartbeats every heartbeatMs; a worker not heard from for
 // offlineTimeoutMs is offline. A new leader knows nothing of the heartbeats its predecessor saw,
@@ -28,6 +29,7 @@ import { CairnError, ErrorCode } from '../errors.ts';
 import { validateDecommissionRequest, validateHeartbeat, validatePurgeQuarantine, validateQuarantineRequest, WorkerMethod, type ScrubReport, type TargetReport, type WorkerHealth } from '../worker/protocol.ts';
 import { WorkerError, WorkerErrorCode } from '../worker/errors.ts';
 import { decommissionImpact, planReplacements, type DecommissionImpact, type StuckChain } from './replacements.ts';
+import { planRebalance } from './rebalance.ts';
 
 export interface ClusterTiming {
   heartbeatMs: number;
@@ -39,6 +41,8 @@ export const clusterTimingDefault: ClusterTiming = { heartbeatMs: 1_000, offline
 /** A worker stops serving at half the offline timeout: a shorter one would make a healthy worker flap. */
 export const offlineTimeoutPerHeartbeatMin = 4;
 export const replicationDefault = 3;
+/** Chain members moving onto idle workers at once, cluster-wide; each is resynced at the source worker's --resync-mib-per-s. */
+export const rebalanceMovesDefault = 2;
 
 export interface ClusterManagerOptions {
   masterId: number;
@@ -55,6 +59,8 @@ export interface ClusterManagerOptions {
    * of a decommissioned worker is; undefined (the default): only decommissioned workers' are.
    */
   replaceAfterMs?: number;
+  /** Chain members moving onto idle workers at once (rebalance.ts); 0 turns rebalancing off. Default rebalanceMovesDefault. */
+  rebalanceMoves?: number;
   /** How often the leader audits the workers for chunks of unknown inodes (quarantine.ts); default an hour. */
   quarantineAuditEveryMs?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
@@ -260,7 +266,8 @@ export class ClusterManager {
       await this.raiseInodeCounter(now);
       await this.updateStates(now);
       await this.replaceLost(now);
-      await this.makeChains(now);
+      const freeSettled = await this.makeChains(now);
+      await this.rebalance(now, freeSettled);
       await this.collectGarbage();
       if (this.opts.connect !== undefined && now - this.lastAuditMs >= (this.opts.quarantineAuditEveryMs ?? quarantineAuditEveryMsDefault)) {
         this.lastAuditMs = now;
@@ -354,8 +361,11 @@ export class ClusterManager {
     }
   }
 
-  /** Chains from live targets in none, once that set has stayed the same for a couple of heartbeats. */
-  private async makeChains(now: number): Promise<void> {
+  /**
+   * Chains from live targets in none, once that set has stayed the same for a couple of heartbeats.
+   * True when the free targets have settled and no chain was made of them (they may be moved onto).
+   */
+  private async makeChains(now: number): Promise<boolean> {
     const state = this.opts.state();
     const workers = new Map(state.workers().map((w) => [w.workerId, w]));
     const live = state.targets().filter((t) => this.alive(t.targetId, t.workerId, now) && workers.get(t.workerId)?.decommissionedMs === undefined);
@@ -365,7 +375,8 @@ export class ClusterManager {
     const free = live.filter((t) => t.chainId === 0 && (this.report(t.targetId, t.workerId, now)?.chunks ?? 0) === 0);
     const key = free.map((t) => t.targetId).join(',');
     if (key !== this.freeTargets.key) this.freeTargets = { key, sinceMs: now };
-    if (free.length === 0 || now - this.freeTargets.sinceMs < settleHeartbeats * this.opts.timing.heartbeatMs) return;
+    const settled = now - this.freeTargets.sinceMs >= settleHeartbeats * this.opts.timing.heartbeatMs;
+    if (free.length === 0 || !settled) return settled;
     const chains = state.chains();
     const existing = chains.map((c) => c.targetIds);
     const inChains = state.targets().filter((t) => t.chainId !== 0);
@@ -381,12 +392,55 @@ export class ClusterManager {
       const note = `${free.length} free targets make no chain of ${this.opts.replication}: ${plan.unused.map((u) => `${u.targetId} (${u.reason})`).join(', ')}`;
       if (note !== this.lastPlacementNote) this.opts.log?.('info', note);
       this.lastPlacementNote = note;
-      return;
+      return true;
     }
     let nextId = chains.reduce((m, c) => Math.max(m, c.chainId), 0) + 1;
     const newChains = added.map((targetIds) => ({ chainId: nextId++, targetIds }));
     this.opts.log?.('info', 'new chains', { chains: newChains.map((c) => `${c.chainId}: ${c.targetIds.join(' ')}`) });
     await this.propose({ op: 'addChains', tableId: defaultChainTableId, chains: newChains });
+    return false;
+  }
+
+  /**
+   * Ends the moves whose newcomer caught up (or was lost), and starts new ones onto idle workers'
+   * free targets while fewer than rebalanceMoves are under way (rebalance.ts). New moves wait while
+   * free targets are still arriving, so that new chains are made of them first when they can be.
+   */
+  private async rebalance(now: number, freeSettled: boolean): Promise<void> {
+    const state = this.opts.state();
+    const plan = planRebalance({
+      workers: state.workers(),
+      targets: state.targets(),
+      chains: state.chains(),
+      alive: (t) => this.alive(t.targetId, t.workerId, now),
+      usedBytes: (t) => this.report(t.targetId, t.workerId, now)?.usedBytes ?? 0,
+      movesMax: freeSettled ? (this.opts.rebalanceMoves ?? rebalanceMovesDefault) : 0,
+    });
+    // EAGAIN: the chain moved on since this round read it; the next round decides again.
+    for (const e of plan.end) {
+      const ctx = { chain: e.chainId, from: e.fromTargetId, to: e.toTargetId, why: e.why };
+      try {
+        await this.propose({ op: 'endChainMove', chainId: e.chainId, version: e.version, outcome: e.outcome }, true);
+      } catch (err) {
+        if (!(err instanceof MetaError)) throw err;
+        this.opts.log?.('error', 'end of chain member move refused', { ...ctx, code: err.code, err: err.message });
+        continue;
+      }
+      const ended = this.opts.state().chains().find((c) => c.chainId === e.chainId)?.moving === undefined;
+      if (!ended) continue; // the chain moved on meanwhile: the next round decides again
+      this.opts.log?.(e.outcome === 'done' ? 'info' : 'warn', e.outcome === 'done' ? 'chain member moved' : 'chain member move cancelled', ctx);
+    }
+    for (const m of plan.start) {
+      try {
+        await this.propose({ op: 'moveChainMember', chainId: m.chainId, version: m.version, fromTargetId: m.fromTargetId, toTargetId: m.toTargetId }, true);
+      } catch (err) {
+        // As with replacements: one refused move must not hold up the rest of the round.
+        if (!(err instanceof MetaError)) throw err;
+        this.opts.log?.('error', 'chain member move refused', { chain: m.chainId, from: m.fromTargetId, to: m.toTargetId, code: err.code, err: err.message });
+        continue;
+      }
+      this.opts.log?.('info', 'chain member moves to an idle worker: the newcomer resyncs, then the source leaves', { chain: m.chainId, from: `${m.fromTargetId} (worker ${m.fromWorkerId})`, to: `${m.toTargetId} (worker ${m.toWorkerId})` });
+    }
   }
 
   /** Removes the chunks of a batch of deleted files from the workers, then journals which are gone. */

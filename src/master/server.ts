@@ -55,6 +55,8 @@ export interface MasterOptions {
   timing?: ClusterTiming;
   /** Replace a chain member offline this long, as one of a decommissioned worker (off when absent). */
   replaceAfterMs?: number;
+  /** Chain members moving onto idle workers at once (0: rebalancing off); default rebalanceMovesDefault. */
+  rebalanceMoves?: number;
   /** The journal's backend: the embedded Raft journal when absent, else ZooKeeper at this ensemble. */
   zookeeper?: { connect: string; clusterId: string; sessionTimeoutMs?: number; bucketEntries?: number };
   /** How much clients can make it hold before it refuses with CAIRN_OVERLOADED (defaults masterLimitsDefault). */
@@ -174,6 +176,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
       replication: opts.replication ?? replicationDefault,
       timing: opts.timing ?? clusterTimingDefault,
       ...(opts.replaceAfterMs === undefined ? {} : { replaceAfterMs: opts.replaceAfterMs }),
+      ...(opts.rebalanceMoves === undefined ? {} : { rebalanceMoves: opts.rebalanceMoves }),
       connect: (address) => new RpcClient(address, { secret: opts.secret, frameBytesMax: workerFrameBytesMax }),
       log: logCallback(opts.log),
     });

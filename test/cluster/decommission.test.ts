@@ -1,8 +1,9 @@
-// A worker lost for good, end to end in one process over real TCP and disks: a master, four workers
-// with two targets each (replication 3: two chains, two free targets), files written, one worker
-// killed and decommissioned; every chain it was in gets a free target in its place (same chain id,
-// higher version), the new members are resynced at a bounded rate, every chain serves whole again,
-// the replicas agree, and every file reads back byte for byte.
+// Workers lost for good and new workers, end to end in one process over real TCP and disks. Lost:
+// a master, four workers with two targets each (replication 3: two chains, two free targets), files
+// written, one worker killed and decommissioned; every chain it was in gets a free target in its
+// place (same chain id, higher version), the new members are resynced at a bounded rate, every
+// chain serves whole again, the replicas agree, and every file reads back byte for byte. New: a
+// worker joins three busy ones and takes a chain member, resynced before its source leaves.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -223,4 +224,56 @@ test('--replace-after-ms: a worker down that long has its members replaced witho
   await waitFor(async () => (await health()).some((h) => h.workerId === victim && h.heartbeatAgeMs < 2 * timing.heartbeatMs), 'the worker back', 10_000);
   assert.ok((await routing(c)).targets.filter((x) => x.workerId === victim).every((x) => x.chainId === 0));
   await files.checkAll();
+});
+
+test('a new worker takes a member of a chain from a busy worker: resynced while the chain keeps all its replicas, then the source leaves; no chunk changes chain', async (t) => {
+  // Three workers with two targets each: two chains, every target in one.
+  const c = await startCluster(t, 3, 2);
+  const files = new Files(c);
+  for (let i = 0; i < 6; i++) await files.put(`/before-${i}`);
+  const before = await routing(c);
+  assert.ok(before.targets.every((x) => x.chainId !== 0));
+
+  c.workers.set(4, await startWorker(c.dir, c.master, 4, 2));
+  // Writes go on while a member moves; the moving chain never has fewer than three serving members.
+  let fewest = 3;
+  let sawMove = false;
+  const watch = setInterval(() => {
+    routing(c).then((r) => {
+      for (const ch of r.chains) {
+        sawMove ||= ch.moving !== undefined;
+        fewest = Math.min(fewest, ch.targetIds.filter((id) => r.targets.find((x) => x.targetId === id)!.state === 'serving').length);
+      }
+    }, () => undefined);
+  }, 50);
+  t.after(() => clearInterval(watch));
+  for (let i = 0; i < 3; i++) await files.put(`/during-${i}`);
+  const settled = async (): Promise<string | undefined> => {
+    const r = await routing(c);
+    const moving = r.chains.find((ch) => ch.moving !== undefined || ch.targetIds.length !== 3);
+    if (moving !== undefined) return `chain ${moving.chainId} is still moving: ${JSON.stringify(moving)}`;
+    if (!r.targets.some((x) => x.workerId === 4 && x.chainId !== 0)) return 'worker 4 holds no chain member yet';
+    return replicasDiffer(r, secret);
+  };
+  await waitFor(async () => (await settled()) === undefined, 'a member moved to worker 4, resynced and serving', 30_000, async () => (await settled()) ?? '');
+  clearInterval(watch);
+  const after = await routing(c);
+
+  assert.ok(sawMove, 'the move was seen under way');
+  assert.equal(fewest, 3, 'every chain kept three serving members throughout');
+  assert.deepEqual(after.tables, before.tables, 'the chain table does not change: no chunk moves to another chain');
+  assert.deepEqual(after.chains.map((ch) => ch.chainId), before.chains.map((ch) => ch.chainId));
+  const membersOf = (r: RoutingInfo, w: number): number => r.targets.filter((x) => x.workerId === w && x.chainId !== 0).length;
+  // Six members on four workers of two targets each: 2, 2, 1, 1 is as even as it gets, and one move reaches it.
+  assert.deepEqual([1, 2, 3, 4].map((w) => membersOf(after, w)).sort(), [1, 1, 2, 2]);
+  const moved = after.chains.filter((ch) => ch.targetIds.some((id) => workerOf(after, id) === 4));
+  assert.equal(moved.length, 1);
+  assert.ok(moved[0].version > before.chains.find((ch) => ch.chainId === moved[0].chainId)!.version);
+  await files.checkAll();
+  const totals = [...c.workers.values()].map((w) => w.worker.resync.totals);
+  assert.ok(totals.reduce((n, x) => n + x.runsDone, 0) >= 1 && totals.reduce((n, x) => n + x.bytesSent, 0) > 0, 'the newcomer was filled by a resync');
+
+  // Balanced: nothing moves any more.
+  await new Promise((resolve) => setTimeout(resolve, 10 * timing.heartbeatMs));
+  assert.deepEqual((await routing(c)).chains, after.chains);
 });
