@@ -65,7 +65,10 @@ async function report(c: MasterClient, o: Flags): Promise<void> {
   for (const t of routing.targets) byState[t.state] = (byState[t.state] ?? 0) + 1;
   const state = (id: number): string => routing.targets.find((t) => t.targetId === id)?.state ?? 'unknown';
   const unavailable = routing.chains.filter((ch) => !ch.targetIds.some((id) => state(id) === 'serving'));
-  const degraded = routing.chains.filter((ch) => !unavailable.includes(ch) && ch.targetIds.some((id) => state(id) !== 'serving'));
+  // A moving chain's newcomer syncs beside a full set of serving members: that chain is not degraded.
+  const degraded = routing.chains.filter((ch) => !unavailable.includes(ch) && ch.targetIds.some((id) => id !== ch.moving?.toTargetId && state(id) !== 'serving'));
+  const moving = routing.chains.filter((ch) => ch.moving !== undefined);
+  const workerOf = (id: number): number | undefined => routing.targets.find((t) => t.targetId === id)?.workerId;
   const summary = {
     clusterId: routing.clusterId,
     routingVersion: routing.routingVersion,
@@ -75,6 +78,7 @@ async function report(c: MasterClient, o: Flags): Promise<void> {
     chains: routing.chains.length,
     chainsDegraded: degraded.map((ch) => ch.chainId),
     chainsUnavailable: unavailable.map((ch) => ch.chainId),
+    chainsMoving: moving.map((ch) => ({ chainId: ch.chainId, fromTargetId: ch.moving!.fromTargetId, toTargetId: ch.moving!.toTargetId, toState: state(ch.moving!.toTargetId) })),
     capacityBytes: routing.targets.reduce((n, t) => n + t.capacityBytes, 0),
     ...(await dataHealth(c)),
     quarantine: await c.query<QuarantineReport>(MasterWorkerMethod.quarantine, {}),
@@ -83,6 +87,10 @@ async function report(c: MasterClient, o: Flags): Promise<void> {
   console.log(`cluster ${summary.clusterId || '(not named yet)'}, routing version ${summary.routingVersion}`);
   console.log(`workers: ${summary.workers}, targets: ${summary.targets} (${Object.entries(byState).map(([s, n]) => `${n} ${s}`).join(', ') || 'none'}), raw capacity ${formatBytes(summary.capacityBytes)}`);
   console.log(`chains: ${summary.chains}, degraded: ${degraded.length === 0 ? 'none' : degraded.map((ch) => `${ch.chainId} (${members(routing, ch)})`).join(', ')}`);
+  if (moving.length > 0) {
+    const move = (ch: ChainInfo): string => `chain ${ch.chainId}: target ${ch.moving!.fromTargetId} (worker ${workerOf(ch.moving!.fromTargetId)}) to ${ch.moving!.toTargetId} (worker ${workerOf(ch.moving!.toTargetId)}, ${state(ch.moving!.toTargetId)})`;
+    console.log(`rebalancing (each newcomer resyncs, then its source leaves): ${moving.map(move).join(', ')}`);
+  }
   if (unavailable.length > 0) console.log(`UNAVAILABLE (no serving member; waiting for its lastsrv): ${unavailable.map((ch) => `${ch.chainId} (${members(routing, ch)})`).join(', ')}`);
   const corrupt = Object.entries(summary.chunksCorruptByTarget);
   console.log(`corrupt chunks: ${corrupt.length === 0 ? 'none reported' : corrupt.map(([t, n]) => `${n} on target ${t}`).join(', ')}`);
