@@ -204,7 +204,10 @@ export class DataClient {
         }
         await this.opts.clock.sleep(backoff);
         backoff = Math.min(backoff * 2, retryBackoffMs.max);
-        routing = await this.refresh().catch(() => routing);
+        const fresh = await this.refresh().catch(() => routing);
+        // A new picture (a chain moved on) is worth a quick try: back off from the start again.
+        if (fresh.version !== routing.version) backoff = retryBackoffMs.min;
+        routing = fresh;
       }
     }
   }

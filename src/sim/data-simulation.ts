@@ -4,7 +4,8 @@
 // (the production DataClient) writing and reading whole chunks of a few files, under seeded
 // worker faults: crashes with torn writes, kills in the middle of a write at the head, middle or
 // tail, partitions, stalls past the offline timeout, full disks, failed fsyncs and bit flips at
-// rest. Each chunk is a register whose values carry a unique id; the history is checked per chunk
+// rest; in half the runs a worker joins late and chain members move onto it. Each chunk is a
+// register whose values carry a unique id; the history is checked per chunk
 // for linearizability, every read's bytes against what was written, and at the end every chain
 // must serve from all its members, which must hold the same chunks. See docs/data-path-sim.md.
 
@@ -192,6 +193,9 @@ class DataSimulation implements SimWire {
       m.start();
     }
     const workerCount = p.range(4, 5);
+    // Half the runs, the last worker joins once the others' chains are made, in the middle of the
+    // faults: the leader moves chain members onto it (src/master/rebalance.ts) while they go on.
+    const joinsLate = p.chance(0.5);
     let targets = 0;
     for (let i = 1; i <= workerCount; i++) {
       const n = i === workerCount && targets + 1 < 3 ? 2 : p.range(1, 2);
@@ -205,7 +209,8 @@ class DataSimulation implements SimWire {
       );
       this.add(w);
       this.workers.push(w);
-      this.queue.after(p.range(0, 200), () => this.event(`start w${w.id}`, () => w.start()));
+      const startMs = joinsLate && i === workerCount ? p.range(2000, 4000) : p.range(0, 200);
+      this.queue.after(startMs, () => this.event(`start w${w.id}`, () => w.start()));
     }
     const lengths = [48, 200, 1500, 70_000];
     for (const inodeId of files) {

@@ -37,6 +37,8 @@ export interface ReplicaHost {
   routing(): Routing | undefined;
   /** Whether this worker may serve at all (it heard from a master within half the offline timeout). */
   serving(): boolean;
+  /** A request was routed by a chain version newer than this worker's routing: fetch routing now. */
+  routingBehind?(): void;
   store(targetId: number): ChunkStore | undefined;
   /** A connection to a peer worker. */
   connect(address: string): Connection;
@@ -442,6 +444,8 @@ export class ChainReplica {
     const routing = this.host.routing();
     const chain = routing?.chain(call.chainId);
     if (routing === undefined || chain === undefined || chain.version !== call.chainVersion) {
+      // The sender saw a newer picture (a heartbeat may be a second away): catch up, so a retry finds it.
+      if (chain === undefined || chain.version < call.chainVersion) this.host.routingBehind?.();
       throw new WorkerError(WorkerErrorCode.StaleChainVersion, `chain ${call.chainId} is at version ${chain?.version ?? 'unknown'} here, the request routed by ${call.chainVersion}`, { chainVersion: chain?.version });
     }
     const allowed: TargetState[] = kind === 'read' ? [TargetState.Serving] : [TargetState.Serving, TargetState.Syncing];

@@ -59,6 +59,8 @@ interface LocalTarget {
   store: ChunkStore;
 }
 
+/** Fetches of the routing a worker makes because requests showed it behind, at most one per this. */
+const routingCatchUpMs = 100;
 /** Target ids are the worker id times this plus 1 to targetsPerWorkerMax: unique without asking anyone. */
 const targetIdBase = 1000;
 const targetsPerWorker = 256;
@@ -90,6 +92,8 @@ export class StorageWorker {
   /** Targets whose predecessor finished their resync, at the chain version it ran for. */
   private readonly synced = new Map<number, number>();
   private stopped = false;
+  private fetchingRouting = false;
+  private routingFetchedMs = -Infinity;
 
   private constructor(opts: WorkerOptions) {
     this.opts = opts;
@@ -98,6 +102,7 @@ export class StorageWorker {
       clock: opts.clock,
       routing: () => this.routingNow,
       serving: () => this.serving(),
+      routingBehind: () => this.catchUpRouting(),
       store: (id) => this.targets.get(id)?.store,
       connect: (address) => this.peer(address),
       forwardDeadlineMs: opts.forwardDeadlineMs ?? 10_000,
@@ -408,6 +413,26 @@ export class StorageWorker {
     const chain = routing.chain(info.chainId);
     if (info.state === TargetState.Syncing && chain !== undefined && this.synced.get(targetId) === chain.version) return LocalState.UpToDate;
     return LocalState.Online;
+  }
+
+  /**
+   * Fetches the routing at once when a request shows this worker's is behind: one fetch at a time,
+   * at most one per routingCatchUpMs, so that requests naming made-up versions cost the masters little.
+   */
+  private catchUpRouting(): void {
+    const now = this.opts.clock.now();
+    if (this.fetchingRouting || this.stopped || now - this.routingFetchedMs < routingCatchUpMs) return;
+    this.fetchingRouting = true;
+    this.routingFetchedMs = now;
+    this.master
+      .query<RoutingInfo>(MasterWorkerMethod.routing, {})
+      .then(
+        (info) => {
+          if (info.clusterId === this.clusterId) this.setRouting(info);
+        },
+        () => undefined, // the next heartbeat brings it
+      )
+      .finally(() => (this.fetchingRouting = false));
   }
 
   private setRouting(info: RoutingInfo): void {
