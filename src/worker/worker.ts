@@ -6,7 +6,7 @@
 
 import path from 'node:path';
 import { MasterCalls } from '../client/master-calls.ts';
-import { CairnError, ErrorCode } from '../errors.ts';
+import { CairnError, CodedError, ErrorCode } from '../errors.ts';
 import type { Clock, Disk, Timer, Transport } from '../io/index.ts';
 import { isErrno } from '../io/index.ts';
 import { LocalState } from '../meta/chain-states.ts';
@@ -227,7 +227,11 @@ export class StorageWorker {
         identity = { clusterId: routing.clusterId, workerId: this.opts.id, targetId: next };
         used.add(next);
       }
-      const store = await ChunkStore.open(this.opts.disk, dir, { identity, log: this.opts.log });
+      const store = await ChunkStore.open(this.opts.disk, dir, { identity, log: this.opts.log }).catch((err: unknown) => {
+        if (err instanceof CodedError) throw err;
+        // A disk that fails under the store's own files (EIO, EACCES): say which target, and exit.
+        throw new WorkerError(WorkerErrorCode.TargetFailed, `target ${identity.targetId} at ${dir} could not be opened: ${(err as Error).message}`, { dir });
+      });
       this.targets.set(identity.targetId, { targetId: identity.targetId, dir, store });
     }
     this.clusterId = routing.clusterId;
