@@ -1,7 +1,7 @@
 // The cluster manager's plan for spreading chains onto new workers (rebalancing): a member of a
 // healthy chain on a busy worker moves to a free target on an idle one. A move adds the newcomer
-// as an extra member, which resyncs; only once every member but the source serves does the source
-// leave (endChainMove), so a chain never has fewer up-to-date replicas than it started with. Its
+// as an extra member, which resyncs; only once the newcomer serves does the source leave
+// (endChainMove), so a chain never has fewer up-to-date replicas than it would without the move. Its
 // chunks stay in the chain: the chain keeps its id, only its members change. Pure (the manager
 // gathers liveness and journals the plan), so tests drive it with plain data.
 //
@@ -101,15 +101,18 @@ export function planRebalance(input: RebalanceInput): RebalancePlan {
   return plan;
 }
 
-/** How a chain's move ends this round, or undefined while it goes on. */
+/**
+ * How a chain's move ends this round, or undefined while it goes on. A newcomer that serves (or
+ * served last: lastsrv) may hold writes no other member has, so it is never the one dropped.
+ */
 function moveEnd(chain: ChainInfo, targets: ReadonlyMap<number, TargetInfo>, inService: (workerId: number) => boolean, alive: (t: TargetInfo) => boolean): MoveEnd | undefined {
   const { fromTargetId, toTargetId } = chain.moving!;
   const to = targets.get(toTargetId)!;
   const base = { chainId: chain.chainId, version: chain.version, fromTargetId, toTargetId };
-  if (!inService(to.workerId)) return { ...base, outcome: 'cancelled', why: `the newcomer's worker ${to.workerId} was decommissioned` };
-  if (!alive(to)) return { ...base, outcome: 'cancelled', why: `the newcomer's worker ${to.workerId} is not heard from` };
-  const behind = chain.targetIds.find((id) => id !== fromTargetId && targets.get(id)!.state !== TargetState.Serving);
-  if (behind === undefined) return { ...base, outcome: 'done', why: 'every member but the source serves' };
+  if (to.state === TargetState.Serving) return { ...base, outcome: 'done', why: 'the newcomer serves' };
+  if (to.state === TargetState.LastServing) return undefined;
+  if (!inService(to.workerId)) return { ...base, outcome: 'cancelled', why: `the newcomer's worker ${to.workerId} was decommissioned before it caught up` };
+  if (!alive(to)) return { ...base, outcome: 'cancelled', why: `the newcomer's worker ${to.workerId} is not heard from, and it had not caught up` };
   return undefined;
 }
 

@@ -257,8 +257,8 @@ export interface MoveChainMemberCommand extends ClientStamp {
   toTargetId: number;
 }
 /**
- * The end of a chain's move: 'done' drops the leaving member (every other member serves, the
- * newcomer included); 'cancelled' drops the newcomer instead (it failed, or left service).
+ * The end of a chain's move: 'done' drops the leaving member (the newcomer serves); 'cancelled'
+ * drops the newcomer instead (it failed, or left service, before it caught up).
  */
 export interface EndChainMoveCommand extends ClientStamp {
   op: 'endChainMove';

@@ -231,7 +231,10 @@ export function moveChainMember(t: MetaTables, cmd: MoveChainMemberCommand): Met
   return ok(next);
 }
 
-/** Ends a chain's move (see EndChainMoveCommand); 'done' only once every member but the leaving one serves. */
+/**
+ * Ends a chain's move (see EndChainMoveCommand): 'done' only once the newcomer serves; 'cancelled'
+ * only while it does not (nor served last): a newcomer that served may hold writes no one else has.
+ */
 export function endChainMove(t: MetaTables, cmd: EndChainMoveCommand): MetaResult<MetaValues['endChainMove']> {
   const chain = t.chains.get(cmd.chainId);
   if (chain === undefined) return fail(FsErrorCode.ENOENT, `no chain ${cmd.chainId}`);
@@ -239,9 +242,12 @@ export function endChainMove(t: MetaTables, cmd: EndChainMoveCommand): MetaResul
   const move = chain.moving;
   if (move === undefined) return fail(FsErrorCode.EINVAL, `chain ${cmd.chainId} has no move under way`);
   const members = chain.targetIds.map((id) => ({ targetId: id, state: t.targets.get(id)!.state }));
-  if (cmd.outcome === 'done') {
-    const behind = members.find((m) => m.targetId !== move.fromTargetId && m.state !== TargetState.Serving);
-    if (behind !== undefined) return fail(FsErrorCode.EINVAL, `chain ${cmd.chainId}: member ${behind.targetId} is ${behind.state}; the move is done once every member but ${move.fromTargetId} serves`);
+  const newcomer = t.targets.get(move.toTargetId)!.state;
+  if (cmd.outcome === 'done' && newcomer !== TargetState.Serving) {
+    return fail(FsErrorCode.EINVAL, `chain ${cmd.chainId}: the newcomer ${move.toTargetId} is ${newcomer}; the move is done once it serves`);
+  }
+  if (cmd.outcome === 'cancelled' && (newcomer === TargetState.Serving || newcomer === TargetState.LastServing)) {
+    return fail(FsErrorCode.EINVAL, `chain ${cmd.chainId}: the newcomer ${move.toTargetId} is ${newcomer} and may hold writes no other member has; the move is not cancelled`);
   }
   const leaving = cmd.outcome === 'done' ? move.fromTargetId : move.toTargetId;
   const next = setMembers(t, chain, members.filter((m) => m.targetId !== leaving), undefined);

@@ -569,11 +569,12 @@ test('moveChainMember: a free target joins a healthy chain as an extra member; d
   const end = (outcome: 'done' | 'cancelled') => ({ op: 'endChainMove' as const, chainId: 1, version: fs.state.chains()[0].version, outcome });
   fs.fails(end('done'), 'EINVAL');
   fs.fails({ ...end('done'), version: v }, 'EAGAIN');
-  // State changes keep the move; once the newcomer serves, the source leaves.
-  setStates(fs, 1, [[11, 'serving'], [21, 'serving'], [31, 'serving'], [41, 'serving']]);
+  // State changes keep the move; once the newcomer serves, the source leaves, whatever the others do.
+  setStates(fs, 1, [[11, 'serving'], [21, 'serving'], [41, 'serving'], [31, 'offline']]);
   assert.deepEqual(fs.state.chains()[0].moving, { fromTargetId: 11, toTargetId: 41 });
+  fs.fails(end('cancelled'), 'EINVAL'); // the newcomer serves: it may hold writes no one else has
   const done = fs.ok(end('done'));
-  assert.deepEqual([done.targetIds, done.moving], [[21, 31, 41], undefined]);
+  assert.deepEqual([done.targetIds, done.moving], [[21, 41, 31], undefined]);
   const source = fs.state.targets().find((t) => t.targetId === 11)!;
   assert.deepEqual([source.chainId, source.state], [0, 'offline']);
   fs.fails(end('done'), 'EINVAL'); // no move under way
@@ -581,8 +582,11 @@ test('moveChainMember: a free target joins a healthy chain as an extra member; d
   // A cancelled move drops the newcomer and keeps the source.
   const v2 = fs.state.chains()[1].version;
   fs.ok({ op: 'moveChainMember', chainId: 2, version: v2, fromTargetId: 12, toTargetId: 42 });
+  setStates(fs, 2, [[42, 'lastsrv'], [12, 'offline'], [22, 'offline'], [32, 'offline']]);
+  fs.fails({ op: 'endChainMove', chainId: 2, version: v2 + 2, outcome: 'cancelled' }, 'EINVAL'); // it served last
+  fs.fails({ op: 'endChainMove', chainId: 2, version: v2 + 2, outcome: 'done' }, 'EINVAL'); // it does not serve
   setStates(fs, 2, [[12, 'serving'], [22, 'serving'], [32, 'serving'], [42, 'offline']]);
-  const cancelled = fs.ok({ op: 'endChainMove', chainId: 2, version: v2 + 2, outcome: 'cancelled' });
+  const cancelled = fs.ok({ op: 'endChainMove', chainId: 2, version: v2 + 3, outcome: 'cancelled' });
   assert.deepEqual([cancelled.targetIds, cancelled.moving], [[12, 22, 32], undefined]);
   assert.equal(fs.state.targets().find((t) => t.targetId === 42)!.chainId, 0);
   fs.checkInvariants();

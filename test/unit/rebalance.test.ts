@@ -69,13 +69,18 @@ test('only healthy chains move, one move per chain, at most movesMax under way',
   assert.deepEqual(plan(shape, { movesMax: 1 }).start, [], 'one under way already');
 });
 
-test('a move ends done once every member but the source serves, cancelled when the newcomer is lost', () => {
+test('a move ends done once the newcomer serves, cancelled when it is lost before it caught up, never dropping one that served', () => {
   const moving = { fromTargetId: 11, toTargetId: 41 };
   const chain = (state: TargetState, other: TargetState = 'serving'): Shape => ({ workers: workersUpTo(4), chains: { 1: { members: [[11, 'serving'], [21, other], [31, 'serving'], [41, state]], moving } }, free: [] });
   assert.deepEqual(plan(chain('syncing')).end, []);
   assert.deepEqual(plan(chain('serving')).end.map((e) => [e.chainId, e.outcome, e.version]), [[1, 'done', 5]]);
-  assert.deepEqual(plan(chain('serving', 'offline')).end, [], 'another member is behind: not done yet');
-  assert.deepEqual(plan(chain('syncing'), { dead: [4] }).end.map((e) => [e.outcome, e.why]), [['cancelled', 'the newcomer\'s worker 4 is not heard from']]);
+  assert.deepEqual(plan(chain('serving', 'offline')).end.map((e) => e.outcome), ['done'], 'another member is behind: the source goes all the same (the chain keeps what it had)');
+  assert.deepEqual(plan(chain('serving'), { dead: [4] }).end.map((e) => e.outcome), ['done'], 'a newcomer that serves is kept even if its worker goes quiet');
+  assert.deepEqual(plan(chain('syncing'), { dead: [4] }).end.map((e) => [e.outcome, e.why]), [['cancelled', 'the newcomer\'s worker 4 is not heard from, and it had not caught up']]);
+  // The newcomer served last (every other member down): it may hold the only copy of the latest writes.
+  const lastsrv: Shape = { workers: workersUpTo(4), chains: { 1: { members: [[41, 'lastsrv'], [11, 'offline'], [21, 'offline'], [31, 'offline']], moving } }, free: [] };
+  assert.deepEqual(plan(lastsrv, { dead: [4] }).end, []);
+  assert.deepEqual(plan({ ...lastsrv, workers: workersUpTo(4, { 4: { gone: true } }) }).end, []);
   const gone = { ...chain('syncing'), workers: workersUpTo(4, { 4: { gone: true } }) };
   assert.match(plan(gone).end[0].why, /decommissioned/);
   // A move's ends are not replaced as lost members: the move ends first.
