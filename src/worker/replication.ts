@@ -324,13 +324,15 @@ export class ChainReplica {
     const { me, store } = this.member(req, 'read');
     const id = { inodeId: req.inodeId, index: req.index };
     const meta = store.get(id);
-    if (meta === undefined || meta.commitVersion === 0) {
-      throw new WorkerError(WorkerErrorCode.ChunkNotFound, `target ${me.targetId} holds no chunk ${req.inodeId}:${req.index}`);
-    }
+    const notFound = (): WorkerError => new WorkerError(WorkerErrorCode.ChunkNotFound, `target ${me.targetId} holds no chunk ${req.inodeId}:${req.index}`);
+    if (meta === undefined || (meta.commitVersion === 0 && meta.pending === undefined)) throw notFound();
     const members = this.host.routing()!.readMembers(req.chainId);
     const tail = members[members.length - 1]?.targetId === me.targetId;
-    if (meta.pending !== undefined && !tail && !this.servePending) {
-      throw new WorkerError(WorkerErrorCode.ChunkDirty, `target ${me.targetId} holds a pending version of chunk ${req.inodeId}:${req.index}: read from the tail`);
+    // A chunk's first version, still pending here, may be committed at the tail already: "not
+    // found" would send a reader back in time after another read there returned it.
+    if (meta.pending !== undefined && !tail) {
+      if (!this.servePending) throw new WorkerError(WorkerErrorCode.ChunkDirty, `target ${me.targetId} holds a pending version of chunk ${req.inodeId}:${req.index}: read from the tail`);
+      if (meta.commitVersion === 0) throw notFound();
     }
     const now = meta.pending !== undefined && tail ? await this.commitAtTail(me, store, id) : meta;
     // The bytes are read into a pooled buffer, which goes back once the reply has left for the socket

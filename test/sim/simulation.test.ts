@@ -140,6 +140,10 @@ const dataRegressionSeeds: { seed: number; what: string }[] = [
   { seed: 39, what: 'a worker with stale routing claimed a resync it never had (up to date at an old chain version), and its target served without a write the chain had acknowledged' },
   { seed: 12, what: 'a syncing member headed a chain with no serving member and built on a version that lacked an acknowledged write' },
   { seed: 31, what: 'a head that crashed lost the name of a pending version the tail had committed and served; the chain then served the older one' },
+  { seed: 359, what: 'a head holding a chunk\'s first version still pending answered "not found" after the tail had served it' },
+  { seed: 136, what: 'a move onto a late worker was cancelled when that worker died, dropping the newcomer that had become the chain\'s lastsrv' },
+  { seed: 112, what: 'a late worker whose first fsync failed threw a raw EIO from its start' },
+  { seed: 38, what: 'a client met stale routing on a worker after a move and backed off past the end of the run' },
 ];
 
 test('data seeds that once failed pass', async () => {
