@@ -82,7 +82,7 @@ const catchingSeeds: Record<SimBug, Partial<Record<WorkloadName, number>> & { pr
   // one, or (seed 1, since chain members move onto idle workers) the tail never gets it at all.
   'ack-before-tail-commit': { data: 1, property: /^(linearizability|replicas agree): / },
   // A middle member answers with its committed version while the tail already serves the pending one.
-  'serve-pending-as-clean': { data: 24, property: /^linearizability: / },
+  'serve-pending-as-clean': { data: 41, property: /^linearizability: / },
   // A returning target keeps an old version of a chunk and serves it once the resync calls it done.
   'resync-skip-stale': { data: 1, property: /^(linearizability|replicas agree): / },
 };
