@@ -51,6 +51,16 @@ test('--replace-after-ms (off by default, at least the offline timeout) and --re
   assert.throws(() => parseWorkerConfig({ ...worker, resyncMibPerS: '0' }, {}), badOption(/--resync-mib-per-s must be a positive whole number/));
 });
 
+test('--rebalance-moves: absent means the default, 0 turns moves off, a count past 1024 or not a whole number is refused', () => {
+  const master = { secret: 's', id: '1', dir: '/d', listen: 'h:1' };
+  assert.equal(parseMasterConfig(master, {}).rebalanceMoves, undefined);
+  assert.equal(parseMasterConfig({ ...master, rebalanceMoves: '0' }, {}).rebalanceMoves, 0);
+  assert.equal(parseMasterConfig(master, { CAIRN_REBALANCE_MOVES: '4' }).rebalanceMoves, 4);
+  assert.throws(() => parseMasterConfig({ ...master, rebalanceMoves: '1025' }, {}), badOption(/--rebalance-moves must be 0 to 1024, got 1025/));
+  assert.throws(() => parseMasterConfig({ ...master, rebalanceMoves: '-1' }, {}), badOption(/--rebalance-moves/));
+  assert.throws(() => parseMasterConfig({ ...master, rebalanceMoves: 'two' }, {}), badOption(/--rebalance-moves/));
+});
+
 test('overload limits from flags or CAIRN_* variables; absent means the defaults; each validated', () => {
   const MiB = 2 ** 20;
   const master = { secret: 's', id: '1', dir: '/d', listen: 'h:1' };
