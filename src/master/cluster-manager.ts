@@ -414,6 +414,7 @@ export class ClusterManager {
       chains: state.chains(),
       alive: (t) => this.alive(t.targetId, t.workerId, now),
       usedBytes: (t) => this.report(t.targetId, t.workerId, now)?.usedBytes ?? 0,
+      chunks: (t) => this.report(t.targetId, t.workerId, now)?.chunks,
       movesMax: freeSettled ? (this.opts.rebalanceMoves ?? rebalanceMovesDefault) : 0,
     });
     // EAGAIN: the chain moved on since this round read it; the next round decides again.

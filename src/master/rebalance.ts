@@ -39,6 +39,8 @@ export interface RebalanceInput {
   alive: (target: TargetInfo) => boolean;
   /** Bytes a target holds, from heartbeats (0 when unknown): a cheaper move goes first. */
   usedBytes: (target: TargetInfo) => number;
+  /** Chunks a free target holds, from heartbeats; undefined when unknown. */
+  chunks: (target: TargetInfo) => number | undefined;
   /** Moves under way at most, cluster-wide (0: no new ones; those under way still end). */
   movesMax: number;
 }
@@ -84,7 +86,9 @@ export function planRebalance(input: RebalanceInput): RebalancePlan {
     if (t.chainId !== 0 && !leaving.has(t.targetId)) load.members++;
     loads.set(t.workerId, load);
   }
-  const free = input.targets.filter((t) => t.chainId === 0 && inService(t.workerId) && input.alive(t));
+  // Only empty targets: one in no chain that holds chunks may hold the only copy of files written
+  // after a restored backup (the quarantine keeps those), and a move's resync would remove them.
+  const free = input.targets.filter((t) => t.chainId === 0 && inService(t.workerId) && input.alive(t) && input.chunks(t) === 0);
   const busy = new Set(plan.end.map((e) => e.chainId));
   const domainOf = (workerId: number): string => workers.get(workerId)?.domain || `\0worker:${workerId}`;
 
