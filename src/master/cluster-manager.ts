@@ -119,8 +119,14 @@ const settleHeartbeats = 2;
 export class ClusterManager {
   private readonly opts: ClusterManagerOptions;
   private readonly seen = new Map<number, Seen>();
-  /** This master's current leadership: since when, in which term, and its proposals' numbering. */
-  private leading: { sinceMs: number; term: number; seq: number } | undefined;
+  /** This master's current leadership: since when, and in which term. */
+  private leading: { sinceMs: number; term: number } | undefined;
+  /**
+   * The numbering of this master's proposals, under client id cluster-manager/ID/TERM. Kept when
+   * leadership pauses and resumes within one term (a ZooKeeper master that stops serving until it
+   * confirms its epoch again): starting over there would make every proposal stale.
+   */
+  private proposalSeq = { term: -1, seq: 0 };
   private timer: Timer | undefined;
   private busy = false;
   /** Proposals go one at a time: they share a client id, whose seq must not arrive out of order. */
@@ -256,7 +262,7 @@ export class ClusterManager {
     }
     const term = this.opts.journal.status().term;
     const now = this.opts.clock.now();
-    if (this.leading?.term !== term) this.leading = { sinceMs: now, term, seq: 0 };
+    if (this.leading?.term !== term) this.leading = { sinceMs: now, term };
     if (this.busy) return;
     this.busy = true;
     try {
@@ -590,8 +596,9 @@ export class ClusterManager {
   private propose(body: DistributiveOmit<MetaCommand, 'clientId' | 'seq' | 'nowMs'>, again = false): Promise<void> {
     const run = async (): Promise<void> => {
       const term = this.opts.journal.status().term;
-      if (this.leading?.term !== term) this.leading = { sinceMs: this.opts.clock.now(), term, seq: 0 };
-      const cmd = { ...body, clientId: `cluster-manager/${this.opts.masterId}/${term}`, seq: ++this.leading.seq, nowMs: this.opts.clock.wallNow() } as MetaCommand;
+      if (this.leading?.term !== term) this.leading = { sinceMs: this.opts.clock.now(), term };
+      if (this.proposalSeq.term !== term) this.proposalSeq = { term, seq: 0 };
+      const cmd = { ...body, clientId: `cluster-manager/${this.opts.masterId}/${term}`, seq: ++this.proposalSeq.seq, nowMs: this.opts.clock.wallNow() } as MetaCommand;
       const result = (await this.opts.journal.propose(encodeCommandEntry(cmd))) as MetaResult;
       if (result.ok || (again && result.code === 'EAGAIN')) return;
       throw new MetaError(result.code, result.message);

@@ -22,10 +22,12 @@ class Rig {
   readonly up = new Set<number>();
   readonly chunks = new Map<number, number>();
   readonly logs: string[] = [];
+  /** Whether the journal says this master leads (in term 1 throughout). */
+  leader = true;
 
   constructor(replaceAfterMs?: number) {
     const journal = {
-      isLeader: () => true,
+      isLeader: () => this.leader,
       leader: () => undefined,
       status: () => ({ term: 1 }),
       propose: async (entry: Uint8Array) => this.sm.apply(++this.index, entry),
@@ -153,4 +155,18 @@ test('a free target that holds chunks (it left a chain) joins no new chain; empt
   rig.chunks.set(lost, 0);
   await rig.ticks(10);
   assert.equal(rig.sm.state.chains().length, 2, 'emptied, it is like any free target');
+});
+
+test('leadership that pauses and resumes in one term (a ZooKeeper master confirming its epoch again) keeps numbering its proposals', async () => {
+  const rig = new Rig();
+  await rig.addWorkers(1, 2, 3);
+  await rig.tick();
+  rig.leader = false;
+  await rig.manager.round();
+  rig.leader = true;
+  // The same client id (cluster-manager/1/1): starting its seq over would make each proposal stale.
+  await rig.addWorkers(4);
+  assert.ok(rig.sm.state.workers().some((w) => w.workerId === 4), 'worker 4 registered');
+  for (let i = 0; i < 10; i++) await rig.tick();
+  assert.deepEqual(rig.logs.filter((l) => /stale/i.test(l)), []);
 });
