@@ -11,6 +11,7 @@
 
 import { TargetState } from '../meta/commands.ts';
 import type { ChainInfo, TargetInfo, WorkerInfo } from '../meta/namespace-state.ts';
+import { domainOf } from '../placement/index.ts';
 
 export interface MoveStart {
   chainId: number;
@@ -90,10 +91,10 @@ export function planRebalance(input: RebalanceInput): RebalancePlan {
   // after a restored backup (the quarantine keeps those), and a move's resync would remove them.
   const free = input.targets.filter((t) => t.chainId === 0 && inService(t.workerId) && input.alive(t) && input.chunks(t) === 0);
   const busy = new Set(plan.end.map((e) => e.chainId));
-  const domainOf = (workerId: number): string => workers.get(workerId)?.domain || `\0worker:${workerId}`;
+  const domainOfWorker = (workerId: number): string => domainOf({ workerId, domain: workers.get(workerId)?.domain });
 
   while (moving + plan.start.length < input.movesMax && free.length > 0) {
-    const move = bestMove(input, loads, free, targets, busy, inService, domainOf);
+    const move = bestMove(input, loads, free, targets, busy, inService, domainOfWorker);
     if (move === undefined) break;
     plan.start.push(move);
     busy.add(move.chainId);
@@ -135,7 +136,10 @@ function bestMove(
   const sources = [...loads.keys()].filter((w) => loads.get(w)!.members > 0).sort((a, b) => leaveKey(b) - leaveKey(a) || a - b);
   // Each destination worker's free targets, largest first (then by id).
   const freeBy = new Map<number, TargetInfo[]>();
-  for (const t of free) freeBy.set(t.workerId, [...(freeBy.get(t.workerId) ?? []), t]);
+  for (const t of free) {
+    if (!freeBy.has(t.workerId)) freeBy.set(t.workerId, []);
+    freeBy.get(t.workerId)!.push(t);
+  }
   for (const list of freeBy.values()) list.sort((a, b) => b.capacityBytes - a.capacityBytes || a.targetId - b.targetId);
   const dests = [...freeBy.keys()].sort((a, b) => joinKey(a) - joinKey(b) || a - b);
 
@@ -144,7 +148,10 @@ function bestMove(
     if (chain.moving !== undefined || busy.has(chain.chainId)) continue;
     const members = chain.targetIds.map((id) => targets.get(id)!);
     if (!members.every((t) => t.state === TargetState.Serving && inService(t.workerId) && input.alive(t))) continue;
-    for (const t of members) chainsOn.set(t.workerId, [...(chainsOn.get(t.workerId) ?? []), chain]);
+    for (const t of members) {
+      if (!chainsOn.has(t.workerId)) chainsOn.set(t.workerId, []);
+      chainsOn.get(t.workerId)!.push(chain);
+    }
   }
 
   for (const a of sources) {

@@ -6,4 +6,4 @@ export { replicationMax, targetsMax, targetsPerWorkerMax, workersMax, type Place
 export { buildChains, extendChains, movesMaxDefault, UnusedReason, type ChainPlan, type PlacementOptions, type UnusedTarget } from './build.ts';
 export { chainBalance, formatBalance, type ChainBalance, type Range } from './balance.ts';
 export { chainOfChunk, chunksByChain, chunkRange, chunkRangePiecesMax, fileChains, type ChunkPiece } from './stripe.ts';
-export { pickReplacement, type PlacedMember, type ReplacementCandidate, type ReplacementPick } from './replace.ts';
+export { domainOf, pickReplacement, type PlacedMember, type ReplacementCandidate, type ReplacementPick } from './replace.ts';

@@ -25,7 +25,8 @@ export interface ReplacementPick {
   distinctDomain: boolean;
 }
 
-function domainOf(x: { workerId: number; domain?: string }): string {
+/** A worker's failure domain; a worker without one is a domain of its own. */
+export function domainOf(x: { workerId: number; domain?: string }): string {
   return x.domain === undefined || x.domain === '' ? `\0worker:${x.workerId}` : x.domain;
 }
 
