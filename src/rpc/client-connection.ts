@@ -56,6 +56,11 @@ export class ClientConnection {
     return this.state === 'ready';
   }
 
+  /** Bytes written but not yet taken by the kernel: the server is not reading when this grows. */
+  get backlogBytes(): number {
+    return this.framed.backlogBytes;
+  }
+
   send(h: Header, body: Buffer, payload: Uint8Array | undefined): void {
     this.framed.send(encodeHeader(h), body, payload);
   }

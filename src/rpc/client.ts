@@ -5,7 +5,7 @@ import { parseAddress } from '../address.ts';
 import { ClientConnection, type ConnectionTarget } from './client-connection.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
 import { decodeBody, encodeBody, frameBytes, requestHeaderOverheadBytes, type Frame } from './frame.ts';
-import { connectTimeoutMsDefault, frameBytesMaxDefault, handshakeFrameBytesMax, inflightMaxDefault, methodLengthMax, reconnectBackoffMsDefault, timeoutMsDefault, timeoutMsMax } from './limits.ts';
+import { connectTimeoutMsDefault, frameBytesMaxDefault, handshakeFrameBytesMax, inflightMaxDefault, methodLengthMax, reconnectBackoffMsDefault, sendBacklogBytesMaxDefault, timeoutMsDefault, timeoutMsMax } from './limits.ts';
 import { checkPositiveInt, checkSecret } from './options.ts';
 
 export interface RpcClientOptions {
@@ -15,6 +15,8 @@ export interface RpcClientOptions {
   frameBytesMax?: number;
   inflightMax?: number;
   reconnectBackoffMs?: { min: number; max: number };
+  /** Bytes queued for a server that does not read them, beyond which one-way messages are dropped; default sendBacklogBytesMaxDefault. */
+  sendBacklogBytesMax?: number;
 }
 
 export interface CallOptions {
@@ -69,6 +71,9 @@ export class RpcClient {
   private nextAttemptAt = 0;
   private lastId = 0;
   private closed = false;
+  private readonly sendBacklogBytesMax: number;
+  /** One-way messages dropped because the server was not reading what was already sent. */
+  messagesDropped = 0;
 
   constructor(address: string, opts: RpcClientOptions = {}) {
     checkSecret(opts.secret);
@@ -80,6 +85,7 @@ export class RpcClient {
     checkPositiveInt('reconnectBackoffMs.max', backoff.max, backoff.min);
     this.backoffMs = { min: backoff.min, max: backoff.max };
     this.inflightMax = checkPositiveInt('inflightMax', opts.inflightMax ?? inflightMaxDefault);
+    this.sendBacklogBytesMax = checkPositiveInt('sendBacklogBytesMax', opts.sendBacklogBytesMax ?? sendBacklogBytesMaxDefault);
     this.target = {
       address,
       host,
@@ -127,7 +133,9 @@ export class RpcClient {
     if (this.closed) throw new RpcError(RpcErrorCode.Unavailable, `client of ${this.target.address} is closed`);
     const { encoded, payload: raw } = this.encodeRequest(method, body, payload);
     if (this.conn?.isReady) {
-      this.conn.send({ id: 0, kind: 'msg', method }, encoded, raw);
+      // A server that does not read (paused, cut off) would otherwise have every message queued here.
+      if (this.conn.backlogBytes > this.sendBacklogBytesMax) this.messagesDropped++;
+      else this.conn.send({ id: 0, kind: 'msg', method }, encoded, raw);
       return;
     }
     if (this.notices.length >= noticesQueuedMax) this.notices.shift();

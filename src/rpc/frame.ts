@@ -108,9 +108,18 @@ export function frameParts(header: Buffer, body: Buffer, payload: Uint8Array | u
   let offset = prefix.writeUInt32BE(body.length, 2 * lengthBytes + header.length);
   const parts: Uint8Array[] = [prefix];
   if (inlineBody) offset += body.copy(prefix, offset);
-  else parts.push(body);
+  // msgpack bodies are views into the encoder's shared slab (megabytes once a large value was
+  // encoded): a view queued behind a peer that does not read would pin the whole slab, so a body
+  // that shares its memory goes out as a copy of its own.
+  else parts.push(body.byteLength === body.buffer.byteLength ? body : ownCopy(body));
   if (payloadBytes > 0) parts.push(payload as Uint8Array);
   return parts;
+}
+
+function ownCopy(view: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(view.byteLength); // unpooled: exactly these bytes
+  view.copy(copy);
+  return copy;
 }
 
 function malformed(message: string): RpcError {

@@ -32,6 +32,9 @@ export class FramedSocket {
   private socketError: Error | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
   private corked = false;
+  /** Set by a server (readsPausedOverBacklog): reading stops while this many bytes wait to be sent. */
+  private backlogReadLimit: number | undefined;
+  private pausedForBacklog = false;
   /** performance.now() of the last bytes received. */
   lastReceivedAt = performance.now();
 
@@ -81,6 +84,19 @@ export class FramedSocket {
     this.decoder.admission = admission;
   }
 
+  /**
+   * From now on reading stops while more than `bytes` wait to be sent, and resumes once they have
+   * drained: a peer that sends requests but does not read the answers gets no more answered.
+   */
+  pauseReadsOverBacklog(bytes: number): void {
+    this.backlogReadLimit = bytes;
+  }
+
+  /** Bytes written but not yet handed to the kernel. */
+  get backlogBytes(): number {
+    return this.socket.writableLength;
+  }
+
   /** Whether reading waits for the admission. */
   get waiting(): boolean {
     return this.decoder.waiting;
@@ -95,7 +111,7 @@ export class FramedSocket {
       this.violated(err);
       return;
     }
-    if (!this.decoder.waiting) this.socket.resume();
+    if (!this.decoder.waiting && !this.pausedForBacklog) this.socket.resume();
   }
 
   private deliver(raw: Buffer, release: (() => void) | undefined): void {
@@ -131,6 +147,17 @@ export class FramedSocket {
     // Writes complete in order, so the last part's callback means all of them are done.
     if (onSent === undefined) this.socket.write(parts[last]);
     else this.socket.write(parts[last], () => onSent());
+    if (this.backlogReadLimit !== undefined && !this.pausedForBacklog && this.socket.writableLength > this.backlogReadLimit) this.pauseForBacklog();
+  }
+
+  private pauseForBacklog(): void {
+    this.pausedForBacklog = true;
+    this.socket.pause();
+    // 'drain' comes once everything queued is in the kernel (write() returned false long before).
+    this.socket.once('drain', () => {
+      this.pausedForBacklog = false;
+      if (!this.closed && !this.decoder.waiting) this.socket.resume();
+    });
   }
 
   private readonly uncork = (): void => {

@@ -53,6 +53,14 @@ export const idleTimeoutMsDefault = 10 * 60_000;
 /** After sending a last error frame, how long a socket waits for the peer to close before it is destroyed. */
 export const closeLingerMs = 1_000;
 
+/**
+ * Bytes queued for a peer that has not read them, beyond which a server stops reading that peer's
+ * requests until they drain, and a client drops one-way messages (option `sendBacklogBytesMax`):
+ * a peer that stops reading (paused, partitioned, hostile) would otherwise grow the sender's memory
+ * without bound.
+ */
+export const sendBacklogBytesMaxDefault = 64 * 2 ** 20;
+
 /** Bodies up to this size are copied next to the header so that a frame is one write. */
 export const bodyInlineBytesMax = 4096;
 export const nonceBytes = 32;

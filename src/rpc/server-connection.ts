@@ -22,6 +22,7 @@ export interface ServerSettings {
   inflightPerConnectionMax: number;
   authTimeoutMs: number;
   frameStallMs: number;
+  sendBacklogBytesMax: number;
   idleTimeoutMs: number;
   handlers: ReadonlyMap<string, Handler>;
   /** Bytes of clients' requests the whole server holds; shared by its connections. */
@@ -85,6 +86,7 @@ export class ServerConnection {
       onFrame: (f, release) => this.onFrame(f, release ?? noRelease),
       onClose: (reason, violation) => this.onClose(reason, violation),
     });
+    this.framed.pauseReadsOverBacklog(settings.sendBacklogBytesMax);
     // Before authentication frames are tiny and handled at once; after it, they need the budget.
     if (this.authenticated) this.framed.setAdmission(this.admission);
     // Sent in dev mode too (without a nonce), so that a client configured with a secret fails fast.
@@ -111,10 +113,19 @@ export class ServerConnection {
     if (this.framed.partialBytes > 0 && now - this.framed.lastReceivedAt > this.settings.frameStallMs) {
       this.settings.log('warn', 'rpc: peer stalled in the middle of a frame; closing', { peer: this.peer, bufferedBytes: this.framed.partialBytes, frameStallMs: this.settings.frameStallMs });
       this.framed.destroy(new RpcError(RpcErrorCode.Unavailable, `no byte of a half-received frame for ${this.settings.frameStallMs} ms`));
-    } else if (this.framed.partialBytes === 0 && this.calls.size === 0 && now - this.lastFrameAt > this.settings.idleTimeoutMs) {
-      this.settings.log('info', 'rpc: idle connection closed', { peer: this.peer, idleTimeoutMs: this.settings.idleTimeoutMs });
-      this.framed.end(undefined);
+    } else if (this.idle(now)) {
+      // After a stall of this process, timers run before the input that arrived meanwhile is read:
+      // decide once that input had its turn (setImmediate runs after the poll phase).
+      setImmediate(() => {
+        if (!this.idle(performance.now())) return;
+        this.settings.log('info', 'rpc: idle connection closed', { peer: this.peer, idleTimeoutMs: this.settings.idleTimeoutMs });
+        this.framed.end(undefined);
+      });
     }
+  }
+
+  private idle(now: number): boolean {
+    return this.framed.partialBytes === 0 && this.calls.size === 0 && now - this.lastFrameAt > this.settings.idleTimeoutMs;
   }
 
   /** Aborts every running handler and closes the socket now. */

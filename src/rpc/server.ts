@@ -14,6 +14,7 @@ import {
   connectionsPerAddressMaxDefault,
   frameBytesMaxDefault,
   frameStallMsDefault,
+  sendBacklogBytesMaxDefault,
   handshakeFrameBytesMax,
   idleTimeoutMsDefault,
   inflightPerConnectionMaxDefault,
@@ -34,6 +35,8 @@ export interface RpcServerOptions {
   authTimeoutMs?: number;
   /** How long a half-received frame may wait for its next byte; default frameStallMsDefault. */
   frameStallMs?: number;
+  /** Answers queued for a peer that does not read them, beyond which its requests are not read; default sendBacklogBytesMaxDefault. */
+  sendBacklogBytesMax?: number;
   /** How long a connection with nothing running and nothing received stays open; default idleTimeoutMsDefault. */
   idleTimeoutMs?: number;
   /** Connections open at once, in all and from one peer address; defaults connectionsMaxDefault, connectionsPerAddressMaxDefault. */
@@ -103,6 +106,7 @@ export class RpcServer {
       inflightPerConnectionMax: checkPositiveInt('inflightPerConnectionMax', opts.inflightPerConnectionMax ?? inflightPerConnectionMaxDefault),
       authTimeoutMs: checkPositiveInt('authTimeoutMs', opts.authTimeoutMs ?? authTimeoutMsDefault),
       frameStallMs: checkPositiveInt('frameStallMs', opts.frameStallMs ?? frameStallMsDefault),
+      sendBacklogBytesMax: checkPositiveInt('sendBacklogBytesMax', opts.sendBacklogBytesMax ?? sendBacklogBytesMaxDefault),
       idleTimeoutMs: checkPositiveInt('idleTimeoutMs', opts.idleTimeoutMs ?? idleTimeoutMsDefault),
       handlers: this.handlers,
       budget: new RequestBudget(requestBytesMax),

@@ -106,11 +106,22 @@ test('frameParts passes a large body and the payload by reference and inlines a 
   const payload = new Uint8Array(10);
   const small = frameParts(encodeHeader({ id: 1, kind: 'res' }), encodeBody({ a: 1 }), undefined);
   assert.equal(small.length, 1);
-  const bigBody = encodeBody({ blob: Buffer.alloc(bodyInlineBytesMax + 1) });
+  const encoded = encodeBody({ blob: Buffer.alloc(bodyInlineBytesMax + 1) });
+  const bigBody = Buffer.allocUnsafeSlow(encoded.length);
+  encoded.copy(bigBody);
   const big = frameParts(encodeHeader({ id: 1, kind: 'res' }), bigBody, payload);
   assert.equal(big.length, 3);
   assert.equal(big[1], bigBody);
   assert.equal(big[2], payload);
+});
+
+test('frameParts: a large body sharing the encoder slab goes out as a copy of its own, so a queued frame pins only its bytes', () => {
+  const body = encodeBody({ text: 'x'.repeat(bodyInlineBytesMax * 2) });
+  assert.ok(body.buffer.byteLength > body.byteLength, 'msgpack returned a view of its slab');
+  const parts = frameParts(encodeHeader({ id: 1, kind: 'res' }), body, undefined);
+  assert.equal(parts.length, 2);
+  assert.equal(parts[1].buffer.byteLength, body.byteLength);
+  assert.deepEqual(Buffer.from(parts[1]), body);
 });
 
 test('an undefined body is zero bytes on the wire', () => {

@@ -334,3 +334,45 @@ test('bad limits fail at construction with CAIRN_BAD_OPTION', () => {
   bad({ admissionWaitMs: 0 });
   assert.equal(new RpcServer().stats().requestBytesMax, rpcLimits.requestBytesMaxDefault);
 });
+
+test('limit sendBacklogBytesMax: a peer that sends requests but reads no answers is not read either, until it reads again', async (t) => {
+  const { server, port } = await startServer(t, { sendBacklogBytesMax: 2 * MiB });
+  let answered = 0;
+  server.handle('big', async () => {
+    answered++;
+    return reply({}, Buffer.alloc(MiB));
+  });
+  const raw = net.connect({ host: '127.0.0.1', port });
+  raw.on('error', () => undefined);
+  t.after(() => raw.destroy());
+  await once(raw, 'connect');
+  raw.pause(); // reads nothing: the answers pile up in the server
+  const requests = 200;
+  for (let id = 1; id <= requests; id++) raw.write(frameOf(id, 0, 'big'));
+  // The kernel's buffers on both sides hold some answers; beyond them the server must stop.
+  await new Promise((r) => setTimeout(r, 500));
+  assert.ok(answered < requests / 2, `${answered} of ${requests} requests were answered to a peer that reads nothing`);
+  const paused = answered;
+  // Reading again brings every answer.
+  let frames = 0;
+  const decoder = new FrameDecoder(4 * MiB, () => frames++);
+  raw.on('data', (chunk: Buffer) => decoder.push(chunk));
+  raw.resume();
+  await until('every answer', () => frames === requests + 1, 20_000); // and the hello
+  assert.ok(answered > paused);
+});
+
+test('limit sendBacklogBytesMax: a client drops one-way messages to a server that reads nothing, and counts them', async (t) => {
+  // A server that accepts and never reads: the client's writes fill the kernel and then its queue.
+  const silent = net.createServer((s) => s.pause());
+  t.after(() => silent.close());
+  silent.listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  const c = client(t, `127.0.0.1:${(silent.address() as net.AddressInfo).port}`, { sendBacklogBytesMax: MiB });
+  // Without a secret no handshake is needed: the first call makes the connection ready.
+  void c.call('x', {}, { timeoutMs: 60_000 }).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 400; i++) c.notify('note', {}, Buffer.alloc(256 * KiB));
+  assert.ok(c.messagesDropped > 0, 'no message was dropped');
+  assert.ok(c.messagesDropped < 400, 'every message was dropped');
+});
