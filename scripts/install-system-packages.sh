@@ -16,6 +16,10 @@ packages=(
   "e2fsprogs|command -v mkfs.ext4"
   "util-linux|command -v losetup && command -v lsblk"
   "mount|command -v mount"
+  # `cairn mount` and its tests: fuse-native's prebuilt addon links libfuse.so.2; fuse3 brings
+  # fusermount (setuid, to mount and unmount) and /etc/fuse.conf.
+  "libfuse2|ldconfig -p | grep -q 'libfuse.so.2 '"
+  "fuse3|command -v fusermount"
 )
 
 installed() {

@@ -111,11 +111,17 @@ function connect(flags: TargetFlags): MasterClient {
   return new MasterClient({ masters: t.masters, secret: t.secret, deadlineMs, caller: callerOf(flags) });
 }
 
-/** Runs `fn` with the metadata and data clients of the flags' cluster, closing them afterwards. */
-export async function withClients(flags: TargetFlags, fn: (meta: MasterClient, data: DataClient) => Promise<void>): Promise<void> {
+/** The metadata and data clients of the flags' cluster; `dataRetryDeadlineMs` bounds a chunk operation's retries (default the client's). */
+export function openClients(flags: TargetFlags, dataRetryDeadlineMs?: number): { meta: MasterClient; data: DataClient } {
   const t = resolveTarget(flags);
   const meta = connect(flags);
-  const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: t.secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
+  const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: t.secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock, ...(dataRetryDeadlineMs === undefined ? {} : { retryDeadlineMs: dataRetryDeadlineMs }) });
+  return { meta, data };
+}
+
+/** Runs `fn` with the metadata and data clients of the flags' cluster, closing them afterwards. */
+export async function withClients(flags: TargetFlags, fn: (meta: MasterClient, data: DataClient) => Promise<void>): Promise<void> {
+  const { meta, data } = openClients(flags);
   try {
     await fn(meta, data);
   } finally {

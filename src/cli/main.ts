@@ -16,6 +16,7 @@ import { configError, parseMasterConfig, parsePositiveInt, parseWorkerConfig } f
 import { runDemo } from './demo.ts';
 import { jsonLine, printable } from './format.ts';
 import { registerFsCommands } from './fs-cmd.ts';
+import { registerMountCommands } from './mount-cmd.ts';
 import { localDown, localStatus, localUp, zooKeeperStatus, type ProcessStatus, type ZkServerStatus } from './local.ts';
 import type { LocalCluster, LocalJournal } from './cluster-target.ts';
 
@@ -187,6 +188,7 @@ program
 
 registerFsCommands(program, addTargetOptions);
 registerAdminCommands(program, addTargetOptions);
+registerMountCommands(program, addTargetOptions);
 
 function parseLocalJournal(value: string): LocalJournal {
   if (value !== 'raft' && value !== 'zookeeper') throw configError(`--journal must be raft or zookeeper, got '${value}'`);

@@ -1,0 +1,159 @@
+// `cairn mount MOUNTPOINT` (in the foreground, or as a daemon with --daemon) and `cairn umount
+// MOUNTPOINT`: the FUSE front-end (src/fuse/) over a cluster's clients.
+
+import { spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { CairnFs } from '../fuse/cairn-fs.ts';
+import { detach, mount, mountAt, type Mounted } from '../fuse/mount.ts';
+import { CairnError, ErrorCode } from '../errors.ts';
+import { openClients, type TargetFlags } from './cluster-target.ts';
+import { configError, parsePositiveInt } from './config.ts';
+import { printable } from './format.ts';
+
+interface MountFlags extends TargetFlags {
+  daemon?: boolean;
+  log?: string;
+  attrTimeoutMs: string;
+  entryTimeoutMs: string;
+  allowOther?: boolean;
+  readdirMax: string;
+  debug?: boolean;
+}
+
+/** How long a daemon may take to mount before `cairn mount --daemon` gives up on it. */
+const daemonStartMs = 30_000;
+
+/** Failover and chain changes are waited out this long before an operation fails with EIO. */
+const mountTimeoutMsDefault = '60000';
+
+export function registerMountCommands(program: Command, addTargetOptions: (c: Command) => Command): void {
+  const cmd = addTargetOptions(
+    program
+      .command('mount')
+      .description('mount the cluster\'s namespace at MOUNTPOINT (an empty directory) through FUSE; runs until unmounted, SIGINT or SIGTERM')
+      .argument('<mountpoint>')
+      .option('--daemon', 'run in the background (log in --log); stop it with `cairn umount MOUNTPOINT`')
+      .option('--log <file>', 'with --daemon: the daemon\'s log (default ~/.cairn/mount-<name>.log)')
+      .option('--attr-timeout-ms <ms>', 'how long the kernel caches attributes (stat) before asking again', '1000')
+      .option('--entry-timeout-ms <ms>', 'how long the kernel caches names (lookup) before asking again', '1000')
+      .option('--allow-other', 'let other users use the mount (default when run as root; others need user_allow_other in /etc/fuse.conf)')
+      .option('--readdir-max <n>', 'entries a directory listing may have (FUSE takes a listing as one array in memory)', '1000000')
+      .option('--debug', 'print every FUSE request (libfuse debug output)'),
+  );
+  cmd.options.find((o) => o.long === '--timeout-ms')?.default(mountTimeoutMsDefault);
+  cmd
+    .setOptionValueWithSource('timeoutMs', mountTimeoutMsDefault, 'default')
+    .action(async (mountpoint: string, flags: MountFlags) => {
+      if (flags.daemon) return startDaemon(mountpoint, flags);
+      await runMount(mountpoint, flags);
+    });
+
+  program
+    .command('umount')
+    .description('unmount a cairn mount; its daemon flushes open files and exits')
+    .argument('<mountpoint>')
+    .option('--lazy', 'detach it even while processes use it (they see it gone)')
+    .action(async (mountpoint: string, o: { lazy?: boolean }) => {
+      const mnt = path.resolve(mountpoint);
+      const type = await mountAt(mnt);
+      if (type === undefined) throw configError(`${mnt} is not a mount point`);
+      if (type !== 'fuse.cairn') throw configError(`${mnt} is a ${type} mount, not cairn's`);
+      if (o.lazy) return detach(mnt);
+      const { execFile } = await import('node:child_process');
+      await new Promise<void>((resolve, reject) =>
+        execFile('fusermount', ['-u', mnt], (err, _out, stderr) => {
+          if (err === null) return resolve();
+          const busy = /busy/i.test(stderr);
+          reject(new CairnError(ErrorCode.ProcessFailed, busy ? `${mnt} is busy: a process uses it (its working directory or an open file; see 'fuser -m ${mnt}'); close them, or use --lazy` : `unmounting ${mnt} failed: ${stderr.trim() || err.message}`));
+        }),
+      );
+    });
+}
+
+async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
+  const log = (level: 'info' | 'warn' | 'error', message: string): void => console.error(`${new Date().toISOString()} ${level}: ${printable(message)}`);
+  const timeoutMs = parsePositiveInt(flags.timeoutMs, '--timeout-ms');
+  const { meta, data } = openClients(flags, timeoutMs);
+  const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, groups: [] };
+  const fs = new CairnFs({ meta, data, owner, readdirEntriesMax: parsePositiveInt(flags.readdirMax, '--readdir-max'), log });
+  // Fails early, with the cluster's own error, when no master answers.
+  await meta.query('meta.query', { op: 'statfs' });
+  let mounted: Mounted;
+  try {
+    mounted = await mount(fs, mountpoint, {
+      attrTimeoutMs: parsePositiveInt(flags.attrTimeoutMs, '--attr-timeout-ms'),
+      entryTimeoutMs: parsePositiveInt(flags.entryTimeoutMs, '--entry-timeout-ms'),
+      allowOther: flags.allowOther === true || process.getuid?.() === 0,
+      debug: flags.debug,
+      log,
+    });
+  } catch (err) {
+    data.close();
+    meta.close();
+    throw err;
+  }
+  console.log(`cairn mount: ${printable(mounted.mountpoint)} mounted (pid ${process.pid}); unmount with 'cairn umount ${printable(mounted.mountpoint)}' or Ctrl-C`);
+  // Started by `cairn mount --daemon`: tell it the mount is up, and be on our own from now on.
+  if (process.send !== undefined) {
+    process.send({ mounted: mounted.mountpoint });
+    process.disconnect?.();
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (why: string): void => {
+      clearInterval(watch);
+      log('info', `${why}: unmounting ${mounted.mountpoint}`);
+      void mounted.unmount().finally(resolve);
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    // Unmounted from outside (cairn umount, fusermount -u): the daemon's work is done.
+    const watch = setInterval(() => {
+      void mountAt(mounted.mountpoint).then((t) => {
+        if (t === undefined) stop('unmounted');
+      });
+    }, 1_000);
+  });
+  data.close();
+  meta.close();
+  console.log(`cairn mount: ${printable(mounted.mountpoint)} unmounted`);
+  // fuse-native's native handles would keep the process alive after its mount is gone.
+  process.exit(0);
+}
+
+/** Starts `cairn mount` (without --daemon) in the background and waits until its mount is there. */
+async function startDaemon(mountpoint: string, flags: MountFlags): Promise<void> {
+  const mnt = path.resolve(mountpoint);
+  const logFile = path.resolve(flags.log ?? path.join(homedir(), '.cairn', `mount-${mnt.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_/, '')}.log`));
+  await mkdir(path.dirname(logFile), { recursive: true });
+  const args = process.argv.slice(1).filter((a) => a !== '--daemon');
+  const out = openSync(logFile, 'a');
+  // The daemon's working directory is / so that it never holds a directory busy (its own mount included).
+  // The daemon says over the IPC channel when it has mounted (a stale mount there looks the same in the mount table).
+  const child = spawn(process.execPath, [...process.execArgv, ...args], { cwd: '/', detached: true, stdio: ['ignore', out, out, 'ipc'] });
+  const outcome = await new Promise<'mounted' | 'timeout' | number | null>((resolve) => {
+    const timer = setTimeout(() => resolve('timeout'), daemonStartMs);
+    child.once('message', () => {
+      clearTimeout(timer);
+      resolve('mounted');
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+  if (outcome === 'mounted') {
+    console.log(`cairn mount: ${printable(mnt)} mounted by daemon pid ${child.pid} (log ${printable(logFile)}); unmount with 'cairn umount ${printable(mnt)}'`);
+    child.disconnect();
+    child.unref();
+    return;
+  }
+  if (outcome === 'timeout') {
+    child.kill('SIGTERM');
+    throw new CairnError(ErrorCode.ProcessFailed, `the mount daemon did not mount ${mnt} within ${daemonStartMs / 1000} s; see ${logFile}`);
+  }
+  throw new CairnError(ErrorCode.ProcessFailed, `the mount daemon exited with code ${outcome} before mounting; see ${logFile}`);
+}

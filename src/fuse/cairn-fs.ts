@@ -1,0 +1,361 @@
+// The file system a FUSE mount serves, over the client library: each operation as an async method
+// that returns its result or throws (errno.ts turns the error into the errno the program sees), so
+// that it runs and is tested without a kernel. mount.ts binds these methods to fuse-native.
+//
+// Files are named by path, as libfuse's high-level API does. A file opened for writing holds a write
+// session on the masters (its chunks are never collected meanwhile, even if it is unlinked) and a
+// FileWriter that gathers writes into chunk-sized ones; `flush` (every close(2)) and `fsync` wait for
+// the writes and commit the length, so another mount that opens the file afterwards sees them
+// (close-to-open). Reads of a file this mount is writing see those writes.
+
+import type { Caller, Layout } from '../meta/commands.ts';
+import type { ChainInfo, CloseSessionValue, DirEntry, InodeAttr, ReaddirPage, SessionValue, StatFs, TargetInfo } from '../meta/namespace-state.ts';
+import { FileReader, FileWriter, truncateFile, type DataClient, type FileRef, type MasterClient } from '../client/index.ts';
+import { CairnError, ErrorCode } from '../errors.ts';
+import { MetaError, FsErrorCode } from '../meta/errors.ts';
+
+/** What getattr gives the kernel (fuse-native's stat fields; times in ms). */
+export interface Stat {
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  nlink: number;
+  ino: number;
+  blksize: number;
+  blocks: number;
+  atime: number;
+  mtime: number;
+  ctime: number;
+}
+
+export interface StatFsResult {
+  bsize: number;
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  favail: number;
+  namemax: number;
+}
+
+export interface CairnFsOptions {
+  meta: MasterClient;
+  data: DataClient;
+  /**
+   * Who owns what the mount creates. fuse-native does not tell the daemon which process asks, so
+   * the kernel checks permissions (default_permissions) and new inodes belong to this user.
+   */
+  owner: Caller;
+  /** Entries readdir hands the kernel at most (fuse-native takes one array): a bound on memory. */
+  readdirEntriesMax?: number;
+  /** Bytes one open file keeps in flight to the workers at most. */
+  writeBytesMax?: number;
+  log?: (level: 'info' | 'warn' | 'error', message: string) => void;
+}
+
+export const readdirEntriesMaxDefault = 1_000_000;
+/** Entries per readdir call to the masters. */
+const readdirPageEntries = 1_000;
+const typeBits = { file: 0o100000, dir: 0o040000, symlink: 0o120000 } as const;
+const O_ACCMODE = 3;
+const O_RDONLY = 0;
+const O_TRUNC = 0o1000;
+/** The block size statfs reports (4 KiB, as local file systems do). */
+const blockBytes = 4096;
+/** Names longer than this are refused by the masters too (ENAMETOOLONG). */
+const nameBytesMax = 255;
+/** Inode count statfs reports as the total: the masters have no fixed table. */
+const inodesMax = 2 ** 32;
+
+interface Handle {
+  path: string;
+  inodeId: number;
+  layout: Layout;
+  /** Length and chunks as opened (readers read this version: close-to-open). */
+  sizeBytes: number;
+  chunks: number[] | null;
+  /** Open for writing: the session and the writer. */
+  sessionId?: string;
+  writer?: FileWriter;
+  /** The length last committed for this session. */
+  committedBytes: number;
+  /** Written since the last commit. */
+  dirty?: boolean;
+}
+
+export class CairnFs {
+  private readonly meta: MasterClient;
+  private readonly data: DataClient;
+  private readonly owner: Caller;
+  private readonly readdirEntriesMax: number;
+  private readonly writeBytesMax: number | undefined;
+  private readonly log: NonNullable<CairnFsOptions['log']>;
+  private readonly handles = new Map<number, Handle>();
+  /** Open write handles by inode: getattr and reads of that inode see their writes. */
+  private readonly writers = new Map<number, Set<Handle>>();
+  private nextFd = 1;
+
+  constructor(opts: CairnFsOptions) {
+    this.meta = opts.meta;
+    this.data = opts.data;
+    this.owner = opts.owner;
+    this.readdirEntriesMax = opts.readdirEntriesMax ?? readdirEntriesMaxDefault;
+    this.writeBytesMax = opts.writeBytesMax;
+    this.log = opts.log ?? (() => undefined);
+  }
+
+  /** Open files (for a clean unmount and for tests). */
+  get openFiles(): number {
+    return this.handles.size;
+  }
+
+  async getattr(path: string): Promise<Stat> {
+    const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'stat', path });
+    return this.toStat(attr, this.localLength(attr.inodeId));
+  }
+
+  async readdir(path: string): Promise<string[]> {
+    const names = ['.', '..'];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.meta.query<ReaddirPage>('meta.query', { op: 'readdir', path, limit: readdirPageEntries, ...(after === undefined ? {} : { after }) });
+      for (const e of page.entries as DirEntry[]) names.push(e.name);
+      if (names.length - 2 > this.readdirEntriesMax) {
+        this.log('warn', `readdir ${path}: more than ${this.readdirEntriesMax} entries (--readdir-max); listing refused with EOVERFLOW`);
+        throw new MetaError(FsErrorCode.EINVAL, 'directory too large', { errno: 'EOVERFLOW' });
+      }
+      if (page.next === undefined) return names;
+      after = page.next;
+    }
+  }
+
+  async readlink(path: string): Promise<string> {
+    return this.meta.query<string>('meta.query', { op: 'readlink', path });
+  }
+
+  async mkdir(path: string, mode: number): Promise<void> {
+    await this.meta.mutate('meta.mutate', { op: 'mkdir', path, mode: mode & 0o7777, uid: this.owner.uid, gid: this.owner.gid, parents: false });
+  }
+
+  async rmdir(path: string): Promise<void> {
+    await this.meta.mutate('meta.mutate', { op: 'rmdir', path });
+  }
+
+  async unlink(path: string): Promise<void> {
+    await this.meta.mutate('meta.mutate', { op: 'unlink', path });
+  }
+
+  /** Replaces what is at `to` (libfuse 2 passes no rename flags: no RENAME_NOREPLACE or EXCHANGE). */
+  async rename(from: string, to: string): Promise<void> {
+    await this.meta.mutate('meta.mutate', { op: 'rename', from, to });
+    for (const h of this.handles.values()) if (h.path === from) h.path = to;
+  }
+
+  async symlink(target: string, path: string): Promise<void> {
+    await this.meta.mutate('meta.mutate', { op: 'symlink', path, target, uid: this.owner.uid, gid: this.owner.gid });
+  }
+
+  async link(existing: string, path: string): Promise<void> {
+    await this.meta.mutate('meta.mutate', { op: 'link', existing, path });
+  }
+
+  async chmod(path: string, mode: number): Promise<void> {
+    await this.meta.mutate('meta.mutate', { op: 'setattr', path, mode: mode & 0o7777 });
+  }
+
+  /** uid or gid of -1 (as 2^32 - 1 from the kernel) leaves that one unchanged. */
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    const keep = (id: number): boolean => id === -1 || id === 0xffff_ffff;
+    if (keep(uid) && keep(gid)) return;
+    await this.meta.mutate('meta.mutate', { op: 'setattr', path, ...(keep(uid) ? {} : { uid }), ...(keep(gid) ? {} : { gid }) });
+  }
+
+  async utimens(path: string, atimeMs: number, mtimeMs: number): Promise<void> {
+    await this.meta.mutate('meta.mutate', { op: 'setattr', path, atimeMs: Math.trunc(atimeMs), mtimeMs: Math.trunc(mtimeMs) });
+  }
+
+  async truncate(path: string, sizeBytes: number): Promise<void> {
+    const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'stat', path });
+    // Writes this mount holds for the file go first, so that they cannot land past the new end.
+    for (const h of this.writers.get(attr.inodeId) ?? []) await this.flushWriter(h);
+    await truncateFile(this.meta, this.data, path, sizeBytes);
+    for (const h of this.writers.get(attr.inodeId) ?? []) {
+      h.writer!.highWater = Math.min(h.writer!.highWater, sizeBytes);
+      h.committedBytes = Math.min(h.committedBytes, sizeBytes);
+    }
+  }
+
+  async ftruncate(fd: number, sizeBytes: number): Promise<void> {
+    await this.truncate(this.handle(fd).path, sizeBytes);
+  }
+
+  /** O_CREAT (the kernel found no entry): creates the file and opens it for writing. */
+  async create(path: string, mode: number): Promise<number> {
+    await this.meta.mutate('meta.mutate', { op: 'create', path, mode: mode & 0o7777, uid: this.owner.uid, gid: this.owner.gid, exclusive: false });
+    return this.openForWrite(path, false);
+  }
+
+  async open(path: string, flags: number): Promise<number> {
+    if ((flags & O_ACCMODE) !== O_RDONLY) return this.openForWrite(path, (flags & O_TRUNC) !== 0);
+    const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'open', path });
+    const ref = fileRefOf(attr, path);
+    return this.addHandle({ path, inodeId: attr.inodeId, layout: ref.layout, sizeBytes: attr.sizeBytes, chunks: attr.chunks ?? null, committedBytes: attr.sizeBytes });
+  }
+
+  private async openForWrite(path: string, truncate: boolean): Promise<number> {
+    if (truncate) await this.truncate(path, 0);
+    const s = await this.meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path, truncate: false });
+    const ref = fileRefOf(s.inode, path);
+    const h: Handle = { path, inodeId: s.inode.inodeId, layout: ref.layout, sizeBytes: s.inode.sizeBytes, chunks: s.inode.chunks ?? null, sessionId: s.sessionId, committedBytes: s.inode.sizeBytes };
+    h.writer = new FileWriter(this.data, { inodeId: h.inodeId, layout: h.layout, chunks: null }, { streamBytesMax: this.writeBytesMax });
+    let set = this.writers.get(h.inodeId);
+    if (set === undefined) this.writers.set(h.inodeId, (set = new Set()));
+    set.add(h);
+    return this.addHandle(h);
+  }
+
+  private addHandle(h: Handle): number {
+    const fd = this.nextFd++;
+    this.handles.set(fd, h);
+    return fd;
+  }
+
+  private handle(fd: number): Handle {
+    const h = this.handles.get(fd);
+    if (h === undefined) throw new MetaError(FsErrorCode.EINVAL, `no open file ${fd}`, { errno: 'EBADF' });
+    return h;
+  }
+
+  /** Reads into `into`; returns the bytes read (0 at or past the end). */
+  async read(fd: number, into: Buffer, length: number, position: number): Promise<number> {
+    const h = this.handle(fd);
+    const local = this.writers.get(h.inodeId);
+    let size = h.sizeBytes;
+    let chunks = h.chunks;
+    if (local !== undefined && local.size > 0) {
+      // This mount writes the file: its writes go to the workers first, and the chunks they made
+      // are not in the list the masters gave at open, so any chunk absent on the workers is a hole.
+      for (const w of local) await this.flushWriter(w);
+      size = Math.max(size, this.localLength(h.inodeId) ?? 0);
+      chunks = null;
+    }
+    if (position >= size) return 0;
+    const reader = new FileReader(this.data, { inodeId: h.inodeId, layout: h.layout, chunks }, size);
+    let n = 0;
+    for await (const part of reader.stream(position, Math.min(length, size - position))) {
+      into.set(part, n);
+      n += part.length;
+    }
+    return n;
+  }
+
+  /** Writes `length` bytes of `from` (the kernel's buffer, valid only until this returns: copied). */
+  async write(fd: number, from: Buffer, length: number, position: number): Promise<number> {
+    const h = this.handle(fd);
+    if (h.writer === undefined) throw new MetaError(FsErrorCode.EINVAL, 'file not open for writing', { errno: 'EBADF' });
+    h.dirty = true;
+    await h.writer.write(Buffer.from(from.subarray(0, length)), position);
+    return length;
+  }
+
+  /** close(2) of one descriptor: the writes are on every replica and the length is committed. */
+  async flush(fd: number): Promise<void> {
+    const h = this.handle(fd);
+    if (h.writer !== undefined) await this.flushWriter(h);
+  }
+
+  async fsync(fd: number): Promise<void> {
+    await this.flush(fd);
+  }
+
+  /** The last close of an open file: its session ends (after a last flush). */
+  async release(fd: number): Promise<void> {
+    const h = this.handles.get(fd);
+    if (h === undefined) return;
+    this.handles.delete(fd);
+    if (h.writer === undefined || h.sessionId === undefined) return;
+    const set = this.writers.get(h.inodeId);
+    set?.delete(h);
+    if (set?.size === 0) this.writers.delete(h.inodeId);
+    let failure: unknown;
+    try {
+      await h.writer.flush();
+    } catch (err) {
+      failure = err;
+    }
+    const done = failure === undefined ? { lengthBytes: h.writer.highWater, chunks: h.writer.written.toArray() } : {};
+    await this.meta.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: h.sessionId, ...done });
+    if (failure !== undefined) throw failure;
+  }
+
+  /** Releases every open file (unmount): what they wrote is flushed and their sessions end. */
+  async releaseAll(): Promise<void> {
+    const results = await Promise.allSettled([...this.handles.keys()].map((fd) => this.release(fd)));
+    for (const r of results) if (r.status === 'rejected') this.log('error', `an open file could not be flushed at unmount: ${(r.reason as Error).message}`);
+  }
+
+  async statfs(): Promise<StatFsResult> {
+    const [fs, targets, chains] = await Promise.all([
+      this.meta.query<StatFs>('meta.query', { op: 'statfs' }),
+      this.meta.query<TargetInfo[]>('meta.query', { op: 'targets' }),
+      this.meta.query<ChainInfo[]>('meta.query', { op: 'chains' }),
+    ]);
+    // Every byte is stored once per replica: the usable size is the chains' capacity over their length.
+    const replication = Math.max(1, ...chains.map((c) => c.targetIds.length));
+    const capacity = targets.filter((t) => t.chainId !== 0).reduce((n, t) => n + t.capacityBytes, 0) / replication;
+    const blocks = Math.floor(capacity / blockBytes);
+    const free = Math.max(0, blocks - Math.ceil(fs.logicalBytes / blockBytes));
+    return { bsize: blockBytes, frsize: blockBytes, blocks, bfree: free, bavail: free, files: inodesMax, ffree: inodesMax - fs.inodes, favail: inodesMax - fs.inodes, namemax: nameBytesMax };
+  }
+
+  /** Writes what one handle gathered and commits the length it reached. */
+  private async flushWriter(h: Handle): Promise<void> {
+    const w = h.writer!;
+    if (h.dirty !== true) return w.flush();
+    h.dirty = false; // a write arriving meanwhile sets it again, for the next flush
+    try {
+      await w.flush();
+      await this.meta.mutate('meta.mutate', { op: 'commitLength', inodeId: h.inodeId, lengthBytes: w.highWater, chunks: w.written.toArray() });
+    } catch (err) {
+      h.dirty = true;
+      throw err;
+    }
+    h.committedBytes = Math.max(h.committedBytes, w.highWater);
+  }
+
+  /** The length this mount's open writers reached for an inode, if it has any. */
+  private localLength(inodeId: number): number | undefined {
+    const set = this.writers.get(inodeId);
+    if (set === undefined) return undefined;
+    let n = 0;
+    for (const h of set) n = Math.max(n, h.writer!.highWater, h.committedBytes);
+    return n;
+  }
+
+  private toStat(a: InodeAttr, localLength: number | undefined): Stat {
+    const size = a.type === 'symlink' ? Buffer.byteLength(a.target ?? '') : a.type === 'dir' ? blockBytes : Math.max(a.sizeBytes, localLength ?? 0);
+    return {
+      mode: typeBits[a.type] | (a.mode & 0o7777),
+      uid: a.uid,
+      gid: a.gid,
+      size,
+      nlink: a.nlink,
+      ino: a.inodeId,
+      // A large block size makes cp and friends move a chunk per call.
+      blksize: a.layout?.chunkSizeBytes ?? blockBytes,
+      blocks: Math.ceil(size / 512),
+      atime: a.atimeMs,
+      mtime: a.mtimeMs,
+      ctime: a.ctimeMs,
+    };
+  }
+}
+
+function fileRefOf(attr: InodeAttr, path: string): FileRef {
+  if (attr.type === 'dir') throw new MetaError(FsErrorCode.EISDIR, `${path} is a directory`);
+  if (attr.type !== 'file' || attr.layout === undefined) throw new CairnError(ErrorCode.InvalidArgument, `${path} is not a regular file`);
+  return { inodeId: attr.inodeId, layout: attr.layout, chunks: attr.chunks ?? null };
+}
