@@ -198,7 +198,7 @@ export function parsePositiveInt(v: unknown, flag: string): number {
   return n;
 }
 
-function parseNonNegativeInt(v: unknown, flag: string): number {
+export function parseNonNegativeInt(v: unknown, flag: string): number {
   if (v === 0 || v === '0') return 0;
   return parsePositiveInt(v, flag);
 }

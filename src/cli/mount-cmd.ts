@@ -11,7 +11,7 @@ import { CairnFs } from '../fuse/cairn-fs.ts';
 import { detach, mount, mountAt, type Mounted } from '../fuse/mount.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { openClients, type TargetFlags } from './cluster-target.ts';
-import { configError, parsePositiveInt } from './config.ts';
+import { configError, parseNonNegativeInt, parsePositiveInt } from './config.ts';
 import { printable } from './format.ts';
 
 interface MountFlags extends TargetFlags {
@@ -38,7 +38,7 @@ export function registerMountCommands(program: Command, addTargetOptions: (c: Co
       .argument('<mountpoint>')
       .option('--daemon', 'run in the background (log in --log); stop it with `cairn umount MOUNTPOINT`')
       .option('--log <file>', 'with --daemon: the daemon\'s log (default ~/.cairn/mount-<name>.log)')
-      .option('--attr-timeout-ms <ms>', 'how long the kernel caches attributes (stat) before asking again', '1000')
+      .option('--attr-timeout-ms <ms>', 'how long the kernel caches attributes (stat) before asking again; 0: never (strict close-to-open, more calls to the masters)', '1000')
       .option('--entry-timeout-ms <ms>', 'how long the kernel caches names (lookup) before asking again', '1000')
       .option('--allow-other', 'let other users use the mount (default when run as root; others need user_allow_other in /etc/fuse.conf)')
       .option('--readdir-max <n>', 'entries a directory listing may have (FUSE takes a listing as one array in memory)', '1000000')
@@ -85,8 +85,8 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   let mounted: Mounted;
   try {
     mounted = await mount(fs, mountpoint, {
-      attrTimeoutMs: parsePositiveInt(flags.attrTimeoutMs, '--attr-timeout-ms'),
-      entryTimeoutMs: parsePositiveInt(flags.entryTimeoutMs, '--entry-timeout-ms'),
+      attrTimeoutMs: parseNonNegativeInt(flags.attrTimeoutMs, '--attr-timeout-ms'),
+      entryTimeoutMs: parseNonNegativeInt(flags.entryTimeoutMs, '--entry-timeout-ms'),
       allowOther: flags.allowOther === true || process.getuid?.() === 0,
       debug: flags.debug,
       log,

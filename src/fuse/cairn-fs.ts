@@ -182,9 +182,11 @@ export class CairnFs {
     // Writes this mount holds for the file go first, so that they cannot land past the new end.
     for (const h of this.writers.get(attr.inodeId) ?? []) await this.flushWriter(h);
     await truncateFile(this.meta, this.data, path, sizeBytes);
-    for (const h of this.writers.get(attr.inodeId) ?? []) {
-      h.writer!.highWater = Math.min(h.writer!.highWater, sizeBytes);
+    for (const h of this.handles.values()) {
+      if (h.inodeId !== attr.inodeId) continue;
+      h.sizeBytes = sizeBytes;
       h.committedBytes = Math.min(h.committedBytes, sizeBytes);
+      if (h.writer !== undefined) h.writer.highWater = Math.min(h.writer.highWater, sizeBytes);
     }
   }
 
@@ -326,12 +328,12 @@ export class CairnFs {
     h.committedBytes = Math.max(h.committedBytes, w.highWater);
   }
 
-  /** The length this mount's open writers reached for an inode, if it has any. */
+  /** The length an inode has as far as this mount's open writers know (writes, truncates), if it has any. */
   private localLength(inodeId: number): number | undefined {
     const set = this.writers.get(inodeId);
     if (set === undefined) return undefined;
     let n = 0;
-    for (const h of set) n = Math.max(n, h.writer!.highWater, h.committedBytes);
+    for (const h of set) n = Math.max(n, h.writer!.highWater, h.committedBytes, h.sizeBytes);
     return n;
   }
 

@@ -112,7 +112,8 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
   // cut the calls per MiB from 256 to 8.
   class CairnFuse extends Fuse {
     override _fuseOptions(): string {
-      return `${super._fuseOptions()},big_writes,max_write=${requestBytesMax},max_read=${requestBytesMax}`;
+      // The cache timeouts go here too: fuse-native drops a timeout of 0 (it would mean no caching).
+      return `${super._fuseOptions()},big_writes,max_write=${requestBytesMax},max_read=${requestBytesMax},attr_timeout=${opts.attrTimeoutMs / 1000},entry_timeout=${opts.entryTimeoutMs / 1000}`;
     }
   }
   const fuse = new CairnFuse(mnt, operations(fs, opts.log), {
@@ -121,8 +122,6 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
     allowOther: opts.allowOther,
     // The page cache survives an open when the file's mtime and size did not change.
     autoCache: true,
-    attrTimeout: opts.attrTimeoutMs / 1000,
-    entryTimeout: opts.entryTimeoutMs / 1000,
     fsname: 'cairn',
     subtype: 'cairn',
     debug: opts.debug === true,

@@ -1,0 +1,237 @@
+// `cairn mount` against a real cluster (3 masters, 3 workers, replication 3) on 127.0.0.1, used as
+// programs use a local disk: node:fs and tar/diff/cp through the kernel. Operations and their errnos,
+// a tree of small files in and out with tar, close-to-open between two mounts, kill -9 of the
+// daemon and of a worker mid-copy, and a seeded random-operation test against a model file
+// (CAIRN_FUSE_OPS operations, default 2,000; replay with CAIRN_FUSE_SEED). `npm run test:fuse` runs
+// the full sizes.
+
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { Prng } from '../../src/sim/prng.ts';
+import { DataCluster } from './data-cluster.ts';
+import { fuseSkipReason, Mounts } from './fuse-mount.ts';
+
+const skip = fuseSkipReason();
+/** Files in the tar test (CAIRN_FUSE_TREE_FILES, a multiple of 50). */
+const treeFiles = Number(process.env.CAIRN_FUSE_TREE_FILES ?? 1_000);
+
+/** Expects `p` to fail with errno `code`. */
+async function fails(p: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(p, (err: NodeJS.ErrnoException) => {
+    assert.equal(err.code, code, err.message);
+    return true;
+  });
+}
+
+test('cairn mount: a cluster used through the kernel as a local disk', { skip, timeout: 600_000 }, async (t) => {
+  let cluster: DataCluster | undefined;
+  const mounts = await Mounts.create(t, () => cluster!.masters.addresses(), () => cluster!.masters.secret);
+  cluster = await DataCluster.start(t, { masters: 3, workers: 3, targetsPerWorker: 2, heartbeatMs: 200, offlineTimeoutMs: 1_500 });
+  const a = await mounts.mount('a');
+
+  await t.test('operations, and the errnos programs expect', async () => {
+    const p = (name: string): string => path.join(a.dir, name);
+    await fs.writeFile(p('f'), 'hello');
+    assert.equal(await fs.readFile(p('f'), 'utf8'), 'hello');
+    await fs.appendFile(p('f'), ' world');
+    assert.equal(await fs.readFile(p('f'), 'utf8'), 'hello world');
+    await fs.truncate(p('f'), 5);
+    assert.equal(await fs.readFile(p('f'), 'utf8'), 'hello');
+    await fs.truncate(p('f'), 8); // grows with zeros
+    assert.deepEqual(await fs.readFile(p('f')), Buffer.from('hello\0\0\0'));
+    // Several chunks (the default chunk size is 1 MiB), with a hole in the middle.
+    const big = randomBytes(3 * 1024 * 1024 + 17);
+    await fs.writeFile(p('big'), big);
+    assert.ok((await fs.readFile(p('big'))).equals(big));
+    const h = await fs.open(p('big'), 'r+');
+    await h.write(Buffer.from('XY'), 0, 2, 6 * 1024 * 1024);
+    await h.close();
+    const after = await fs.readFile(p('big'));
+    assert.equal(after.length, 6 * 1024 * 1024 + 2);
+    assert.ok(after.subarray(0, big.length).equals(big));
+    assert.ok(after.subarray(big.length, 6 * 1024 * 1024).equals(Buffer.alloc(6 * 1024 * 1024 - big.length)));
+
+    await fs.mkdir(p('d'));
+    await fails(fs.mkdir(p('d')), 'EEXIST');
+    await fs.writeFile(p('d/x'), 'x');
+    await fails(fs.rmdir(p('d')), 'ENOTEMPTY');
+    await fails(fs.readFile(p('nope')), 'ENOENT');
+    await fails(fs.readFile(p('d')), 'EISDIR');
+    await fails(fs.unlink(p('d')), 'EISDIR');
+    await fails(fs.readdir(p('f')), 'ENOTDIR');
+    await fails(fs.writeFile(p('f/x'), ''), 'ENOTDIR');
+    await fails(fs.writeFile(p('x'.repeat(256)), ''), 'ENAMETOOLONG');
+    await fails(fs.open(p('f'), constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY), 'EEXIST');
+
+    // rename over an existing file replaces it; a directory into its own subtree is refused.
+    await fs.writeFile(p('g'), 'gee');
+    await fs.rename(p('g'), p('f'));
+    assert.equal(await fs.readFile(p('f'), 'utf8'), 'gee');
+    await fails(fs.access(p('g')), 'ENOENT');
+    await fails(fs.rename(p('d'), p('d/sub')), 'EINVAL');
+
+    await fs.symlink('d/x', p('s'));
+    assert.equal(await fs.readlink(p('s')), 'd/x');
+    assert.equal(await fs.readFile(p('s'), 'utf8'), 'x');
+    assert.ok((await fs.lstat(p('s'))).isSymbolicLink());
+    await fs.link(p('f'), p('f2'));
+    assert.equal((await fs.stat(p('f2'))).nlink, 2);
+    await fs.unlink(p('f'));
+    assert.equal(await fs.readFile(p('f2'), 'utf8'), 'gee');
+
+    await fs.chmod(p('f2'), 0o640);
+    assert.equal((await fs.stat(p('f2'))).mode & 0o7777, 0o640);
+    await fs.chown(p('f2'), 1234, 5678);
+    const st = await fs.stat(p('f2'));
+    assert.deepEqual([st.uid, st.gid], [1234, 5678]);
+    const when = new Date('2024-02-03T04:05:06.789Z');
+    await fs.utimes(p('f2'), when, when);
+    assert.equal((await fs.stat(p('f2'))).mtimeMs, when.getTime());
+
+    // The kernel checks permissions on the attributes: another user may not write a 0640 file.
+    const denied = spawnSync('setpriv', ['--reuid=4321', '--regid=4321', '--clear-groups', 'sh', '-c', `echo no > ${p('f2')}`], { encoding: 'utf8' });
+    assert.notEqual(denied.status, 0, 'another user wrote a 0640 file');
+    assert.match(denied.stderr, /Permission denied/);
+    assert.equal(await fs.readFile(p('f2'), 'utf8'), 'gee');
+
+    const names = (await fs.readdir(a.dir)).sort();
+    assert.deepEqual(names, ['big', 'd', 'f2', 's']);
+    const sfs = await fs.statfs(a.dir);
+    assert.ok(sfs.blocks > 0 && sfs.bavail <= sfs.blocks, `statfs: ${JSON.stringify(sfs)}`);
+  });
+
+  await t.test(`tar of ${treeFiles} small files into the mount and back out: identical trees`, async () => {
+    const src = await fs.mkdtemp(path.join(tmpdir(), 'cairn-tree-'));
+    const out = await fs.mkdtemp(path.join(tmpdir(), 'cairn-tree-out-'));
+    t.after(() => Promise.all([fs.rm(src, { recursive: true, force: true }), fs.rm(out, { recursive: true, force: true })]));
+    const prng = new Prng(7);
+    for (let d = 0; d < treeFiles / 50; d++) {
+      await fs.mkdir(path.join(src, `dir-${d}`, 'sub'), { recursive: true });
+      for (let f = 0; f < 50; f++) await fs.writeFile(path.join(src, `dir-${d}`, f % 5 === 0 ? 'sub' : '', `file-${f}.txt`), randomBytes(prng.int(8192)));
+    }
+    await fs.symlink('dir-0/file-1.txt', path.join(src, 'link'));
+    const into = path.join(a.dir, 'tree');
+    await fs.mkdir(into);
+    const t0 = performance.now();
+    execFileSync('sh', ['-c', `tar -C ${src} -cf - . | tar -C ${into} -xf -`]);
+    const t1 = performance.now();
+    execFileSync('sh', ['-c', `tar -C ${into} -cf - . | tar -C ${out} -xf -`]);
+    const t2 = performance.now();
+    execFileSync('diff', ['-r', '--no-dereference', src, out]);
+    t.diagnostic(`${treeFiles} files: tar in ${((t1 - t0) / 1000).toFixed(1)} s, out ${((t2 - t1) / 1000).toFixed(1)} s`);
+  });
+
+  await t.test('two mounts: a file closed in one is read whole in the other (close-to-open)', async () => {
+    // Strict close-to-open needs the reader's attribute cache off (docs/fuse.md).
+    const b = await mounts.mount('b', ['--attr-timeout-ms', '0']);
+    const c = await mounts.mount('c', ['--attr-timeout-ms', '0']);
+    for (let round = 0; round < 5; round++) {
+      const [writer, reader] = round % 2 === 0 ? [b, c] : [c, b];
+      const data = randomBytes(1000 + round * 300_000);
+      await fs.writeFile(path.join(writer.dir, 'shared'), data);
+      assert.ok((await fs.readFile(path.join(reader.dir, 'shared'))).equals(data), `round ${round}`);
+    }
+    // A new name is seen at once (no negative cache), whatever the attribute timeout.
+    await fs.writeFile(path.join(a.dir, 'fresh'), 'new');
+    assert.equal(await fs.readFile(path.join(b.dir, 'fresh'), 'utf8'), 'new');
+  });
+
+  await t.test('kill -9 of the daemon: the mount point works again after cairn mount restarts; what was fsynced is intact', async () => {
+    const d = await mounts.mount('d');
+    const data = randomBytes(2 * 1024 * 1024 + 5);
+    const h = await fs.open(path.join(d.dir, 'synced'), 'w');
+    await h.write(data);
+    await h.sync();
+    d.child.kill('SIGKILL');
+    await new Promise((r) => d.child.once('exit', r));
+    await h.close().catch(() => undefined); // the daemon is gone: the close may fail
+    await fails(fs.readdir(d.dir), 'ENOTCONN');
+    const again = await mounts.mount('d', [], d.dir);
+    assert.ok((await fs.readFile(path.join(again.dir, 'synced'))).equals(data));
+  });
+
+  await t.test('kill -9 of a worker while cp copies a file into the mount: the copy completes and reads back byte-exact', async () => {
+    const mib = Number(process.env.CAIRN_FUSE_COPY_MIB ?? 128);
+    const local = path.join(tmpdir(), `cairn-copy-${process.pid}`);
+    t.after(() => fs.rm(local, { force: true }));
+    const h = await fs.open(local, 'w');
+    for (let i = 0; i < mib; i++) await h.write(randomBytes(1024 * 1024));
+    await h.close();
+    const cp = spawn('cp', [local, path.join(a.dir, 'copied')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    cp.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const done = new Promise<number | null>((r) => cp.once('exit', r));
+    // Once a fifth has gone in, a worker dies; its chains carry on with the other two replicas.
+    while ((await fs.stat(path.join(a.dir, 'copied')).then((s) => s.size, () => 0)) < (mib * 1024 * 1024) / 5 && cp.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+    await cluster!.killWorker(2);
+    assert.equal(await done, 0, `cp failed: ${stderr}`);
+    execFileSync('cmp', [local, path.join(a.dir, 'copied')]);
+    await cluster!.startWorker(2);
+  });
+
+  await t.test('seeded random operations on one file against a model', async () => {
+    const seed = Number(process.env.CAIRN_FUSE_SEED ?? randomBytes(4).readUInt32LE(0) % 1_000_000);
+    const ops = Number(process.env.CAIRN_FUSE_OPS ?? 2_000);
+    t.diagnostic(`seed ${seed}, ${ops} operations (replay: CAIRN_FUSE_SEED=${seed} CAIRN_FUSE_OPS=${ops})`);
+    const prng = new Prng(seed);
+    const file = path.join(a.dir, `model-${seed}`);
+    let model = Buffer.alloc(0);
+    let h = await fs.open(file, 'w+');
+    t.after(() => h.close().catch(() => undefined));
+    const sizeMax = 3 * 1024 * 1024;
+    let last = '';
+    try {
+      for (let i = 0; i < ops; i++) {
+        const roll = prng.int(100);
+        if (roll < 35) {
+          // A write anywhere: inside, overlapping the end, or past it (a hole).
+          const at = prng.int(Math.min(sizeMax, model.length + 256 * 1024));
+          const len = 1 + prng.int(prng.int(4) === 0 ? 300_000 : 5_000);
+          const data = randomBytes(len);
+          last = `write ${len} at ${at}`;
+          await h.write(data, 0, len, at);
+          if (at + len > model.length) model = Buffer.concat([model, Buffer.alloc(at + len - model.length)]);
+          data.copy(model, at);
+        } else if (roll < 45) {
+          const data = randomBytes(1 + prng.int(20_000));
+          last = `append ${data.length} at ${model.length}`;
+          await h.write(data, 0, data.length, model.length);
+          model = Buffer.concat([model, data]);
+        } else if (roll < 52) {
+          const to = prng.int(Math.min(sizeMax, model.length + 100_000));
+          last = `truncate to ${to}`;
+          await h.truncate(to);
+          model = to <= model.length ? Buffer.from(model.subarray(0, to)) : Buffer.concat([model, Buffer.alloc(to - model.length)]);
+        } else if (roll < 90) {
+          const at = prng.int(model.length + 1000);
+          const len = 1 + prng.int(200_000);
+          last = `read ${len} at ${at}`;
+          const buf = Buffer.alloc(len);
+          const { bytesRead } = await h.read(buf, 0, len, at);
+          const want = model.subarray(Math.min(at, model.length), Math.min(at + len, model.length));
+          assert.equal(bytesRead, want.length, `op ${i}: ${last}: read ${bytesRead} bytes, the model has ${want.length}`);
+          assert.ok(buf.subarray(0, bytesRead).equals(want), `op ${i}: ${last}: bytes differ from the model`);
+        } else if (roll < 95) {
+          last = 'fsync';
+          await h.sync();
+        } else {
+          last = 'close and reopen';
+          await h.close();
+          h = await fs.open(file, 'r+');
+        }
+      }
+      await h.close();
+      assert.ok((await fs.readFile(file)).equals(model), `the whole file differs from the model after ${ops} operations (seed ${seed})`);
+      assert.equal((await fs.stat(file)).size, model.length);
+    } catch (err) {
+      (err as Error).message = `seed ${seed}, after "${last}": ${(err as Error).message}`;
+      throw err;
+    }
+  });
+});
