@@ -20,6 +20,9 @@ packages=(
   # fusermount (setuid, to mount and unmount) and /etc/fuse.conf.
   "libfuse2|ldconfig -p | grep -q 'libfuse.so.2 '"
   "fuse3|command -v fusermount"
+  # npm install builds fuse-native's addon with the caller of each operation (scripts/build-fuse-addon.ts).
+  "gcc|command -v cc"
+  "libc6-dev|test -r /usr/include/stdio.h"
 )
 
 installed() {

@@ -107,21 +107,26 @@ export class CairnFs {
     this.log = opts.log ?? (() => undefined);
   }
 
+  /** The caller field of a namespace request: the asking process, else the client's own caller. */
+  private as(caller: Caller | undefined): { caller?: Caller } {
+    return caller === undefined ? {} : { caller };
+  }
+
   /** Open files (for a clean unmount and for tests). */
   get openFiles(): number {
     return this.handles.size;
   }
 
-  async getattr(path: string): Promise<Stat> {
-    const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'stat', path });
+  async getattr(path: string, caller?: Caller): Promise<Stat> {
+    const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'stat', path, ...this.as(caller) });
     return this.toStat(attr, this.localLength(attr.inodeId));
   }
 
-  async readdir(path: string): Promise<string[]> {
+  async readdir(path: string, caller?: Caller): Promise<string[]> {
     const names = ['.', '..'];
     let after: string | undefined;
     for (;;) {
-      const page = await this.meta.query<ReaddirPage>('meta.query', { op: 'readdir', path, limit: readdirPageEntries, ...(after === undefined ? {} : { after }) });
+      const page = await this.meta.query<ReaddirPage>('meta.query', { op: 'readdir', path, limit: readdirPageEntries, ...(after === undefined ? {} : { after }), ...this.as(caller) });
       for (const e of page.entries as DirEntry[]) names.push(e.name);
       if (names.length - 2 > this.readdirEntriesMax) {
         this.log('warn', `readdir ${path}: more than ${this.readdirEntriesMax} entries (--readdir-max); listing refused with EOVERFLOW`);
@@ -132,53 +137,55 @@ export class CairnFs {
     }
   }
 
-  async readlink(path: string): Promise<string> {
-    return this.meta.query<string>('meta.query', { op: 'readlink', path });
+  async readlink(path: string, caller?: Caller): Promise<string> {
+    return this.meta.query<string>('meta.query', { op: 'readlink', path, ...this.as(caller) });
   }
 
-  async mkdir(path: string, mode: number): Promise<void> {
-    await this.meta.mutate('meta.mutate', { op: 'mkdir', path, mode: mode & 0o7777, uid: this.owner.uid, gid: this.owner.gid, parents: false });
+  async mkdir(path: string, mode: number, caller?: Caller): Promise<void> {
+    const c = caller ?? this.owner;
+    await this.meta.mutate('meta.mutate', { op: 'mkdir', path, mode: mode & 0o7777, uid: c.uid, gid: c.gid, parents: false, ...this.as(caller) });
   }
 
-  async rmdir(path: string): Promise<void> {
-    await this.meta.mutate('meta.mutate', { op: 'rmdir', path });
+  async rmdir(path: string, caller?: Caller): Promise<void> {
+    await this.meta.mutate('meta.mutate', { op: 'rmdir', path, ...this.as(caller) });
   }
 
-  async unlink(path: string): Promise<void> {
-    await this.meta.mutate('meta.mutate', { op: 'unlink', path });
+  async unlink(path: string, caller?: Caller): Promise<void> {
+    await this.meta.mutate('meta.mutate', { op: 'unlink', path, ...this.as(caller) });
   }
 
   /** Replaces what is at `to` (libfuse 2 passes no rename flags: no RENAME_NOREPLACE or EXCHANGE). */
-  async rename(from: string, to: string): Promise<void> {
-    await this.meta.mutate('meta.mutate', { op: 'rename', from, to });
+  async rename(from: string, to: string, caller?: Caller): Promise<void> {
+    await this.meta.mutate('meta.mutate', { op: 'rename', from, to, ...this.as(caller) });
     for (const h of this.handles.values()) if (h.path === from) h.path = to;
   }
 
-  async symlink(target: string, path: string): Promise<void> {
-    await this.meta.mutate('meta.mutate', { op: 'symlink', path, target, uid: this.owner.uid, gid: this.owner.gid });
+  async symlink(target: string, path: string, caller?: Caller): Promise<void> {
+    const c = caller ?? this.owner;
+    await this.meta.mutate('meta.mutate', { op: 'symlink', path, target, uid: c.uid, gid: c.gid, ...this.as(caller) });
   }
 
-  async link(existing: string, path: string): Promise<void> {
-    await this.meta.mutate('meta.mutate', { op: 'link', existing, path });
+  async link(existing: string, path: string, caller?: Caller): Promise<void> {
+    await this.meta.mutate('meta.mutate', { op: 'link', existing, path, ...this.as(caller) });
   }
 
-  async chmod(path: string, mode: number): Promise<void> {
-    await this.meta.mutate('meta.mutate', { op: 'setattr', path, mode: mode & 0o7777 });
+  async chmod(path: string, mode: number, caller?: Caller): Promise<void> {
+    await this.meta.mutate('meta.mutate', { op: 'setattr', path, mode: mode & 0o7777, ...this.as(caller) });
   }
 
   /** uid or gid of -1 (as 2^32 - 1 from the kernel) leaves that one unchanged. */
-  async chown(path: string, uid: number, gid: number): Promise<void> {
+  async chown(path: string, uid: number, gid: number, caller?: Caller): Promise<void> {
     const keep = (id: number): boolean => id === -1 || id === 0xffff_ffff;
     if (keep(uid) && keep(gid)) return;
-    await this.meta.mutate('meta.mutate', { op: 'setattr', path, ...(keep(uid) ? {} : { uid }), ...(keep(gid) ? {} : { gid }) });
+    await this.meta.mutate('meta.mutate', { op: 'setattr', path, ...(keep(uid) ? {} : { uid }), ...(keep(gid) ? {} : { gid }), ...this.as(caller) });
   }
 
-  async utimens(path: string, atimeMs: number, mtimeMs: number): Promise<void> {
-    await this.meta.mutate('meta.mutate', { op: 'setattr', path, atimeMs: Math.trunc(atimeMs), mtimeMs: Math.trunc(mtimeMs) });
+  async utimens(path: string, atimeMs: number, mtimeMs: number, caller?: Caller): Promise<void> {
+    await this.meta.mutate('meta.mutate', { op: 'setattr', path, atimeMs: Math.trunc(atimeMs), mtimeMs: Math.trunc(mtimeMs), ...this.as(caller) });
   }
 
-  async truncate(path: string, sizeBytes: number): Promise<void> {
-    const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'stat', path });
+  async truncate(path: string, sizeBytes: number, caller?: Caller): Promise<void> {
+    const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'stat', path, ...this.as(caller) });
     // Writes this mount holds for the file go first, so that they cannot land past the new end.
     for (const h of this.writers.get(attr.inodeId) ?? []) await this.flushWriter(h);
     await truncateFile(this.meta, this.data, path, sizeBytes);
@@ -195,21 +202,24 @@ export class CairnFs {
   }
 
   /** O_CREAT (the kernel found no entry): creates the file and opens it for writing. */
-  async create(path: string, mode: number): Promise<number> {
-    await this.meta.mutate('meta.mutate', { op: 'create', path, mode: mode & 0o7777, uid: this.owner.uid, gid: this.owner.gid, exclusive: false });
-    return this.openForWrite(path, false);
+  async create(path: string, mode: number, caller?: Caller): Promise<number> {
+    const c = caller ?? this.owner;
+    await this.meta.mutate('meta.mutate', { op: 'create', path, mode: mode & 0o7777, uid: c.uid, gid: c.gid, exclusive: false, ...this.as(caller) });
+    // open(2) with O_CREAT may write the new file whatever its mode: the session is opened as this
+    // client (the create above already checked the caller's right to make it).
+    return this.openForWrite(path, false, undefined);
   }
 
-  async open(path: string, flags: number): Promise<number> {
-    if ((flags & O_ACCMODE) !== O_RDONLY) return this.openForWrite(path, (flags & O_TRUNC) !== 0);
-    const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'open', path });
+  async open(path: string, flags: number, caller?: Caller): Promise<number> {
+    if ((flags & O_ACCMODE) !== O_RDONLY) return this.openForWrite(path, (flags & O_TRUNC) !== 0, caller);
+    const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'open', path, ...this.as(caller) });
     const ref = fileRefOf(attr, path);
     return this.addHandle({ path, inodeId: attr.inodeId, layout: ref.layout, sizeBytes: attr.sizeBytes, chunks: attr.chunks ?? null, committedBytes: attr.sizeBytes });
   }
 
-  private async openForWrite(path: string, truncate: boolean): Promise<number> {
-    if (truncate) await this.truncate(path, 0);
-    const s = await this.meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path, truncate: false });
+  private async openForWrite(path: string, truncate: boolean, caller: Caller | undefined): Promise<number> {
+    if (truncate) await this.truncate(path, 0, caller);
+    const s = await this.meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path, truncate: false, ...this.as(caller) });
     const ref = fileRefOf(s.inode, path);
     const h: Handle = { path, inodeId: s.inode.inodeId, layout: ref.layout, sizeBytes: s.inode.sizeBytes, chunks: s.inode.chunks ?? null, sessionId: s.sessionId, committedBytes: s.inode.sizeBytes };
     h.writer = new FileWriter(this.data, { inodeId: h.inodeId, layout: h.layout, chunks: null }, { streamBytesMax: this.writeBytesMax });

@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { CairnError, ErrorCode } from '../errors.ts';
+import { callerGroupsMax, type Caller } from '../meta/commands.ts';
 import type { CairnFs } from './cairn-fs.ts';
 import { errno, errnoOf } from './errno.ts';
 
@@ -28,14 +29,18 @@ export interface Mounted {
   unmount(): Promise<void>;
 }
 
+/** fuse-native's opcode of init, whose dispatch carries no caller. */
+const opInit = 0;
 /** Largest read and write the kernel sends in one request (libfuse 2 cannot ask for more). */
 const requestBytesMax = 128 * 1024;
 
 type FuseCallback = (code: number, ...results: unknown[]) => void;
+type NativeHandler = (native: unknown, opCode: number, ...args: unknown[]) => unknown;
 interface FuseInstance {
   mount(cb: (err: Error | null) => void): void;
   unmount(cb: (err: Error | null) => void): void;
   _fuseOptions(): string;
+  _makeHandlerArray(): (NativeHandler | undefined)[];
 }
 type FuseClass = new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>) => FuseInstance;
 
@@ -49,6 +54,35 @@ function loadFuse(): FuseClass {
       `FUSE support is not installed (${(err as Error).message.split('\n')[0]}): it needs the npm package fuse-native (an optional dependency: run 'npm install') and Debian's libfuse2 and fuse3 ('sudo apt-get install libfuse2 fuse3', or scripts/install-system-packages.sh as root)`,
     );
   }
+}
+
+/**
+ * Whether fuse-native's addon is the one scripts/build-fuse-addon.ts builds, which hands every
+ * operation the uid, gid, pid and umask of the process that asked, after its own arguments.
+ */
+function addonHasCaller(): boolean {
+  try {
+    const require = createRequire(import.meta.url);
+    const dir = path.dirname(require.resolve('fuse-native/package.json'));
+    const binding = (require(require.resolve('node-gyp-build', { paths: [dir] })) as (d: string) => Record<string, unknown>)(dir);
+    return binding.cairn_caller_context === 1;
+  } catch {
+    return false;
+  }
+}
+
+/** What libfuse says of the process behind the operation being dispatched (set just before it runs). */
+interface AskingProcess {
+  uid: number;
+  gid: number;
+  pid: number;
+}
+
+/** Supplementary groups of a process, from /proc (libfuse 2 does not pass them); none if it is gone. */
+async function groupsOf(pid: number): Promise<number[]> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const line = /^Groups:([^\n]*)$/m.exec(status)?.[1] ?? '';
+  return line.split(/[ \t]+/).filter((g) => /^\d+$/.test(g)).map(Number).slice(0, callerGroupsMax);
 }
 
 /** Checks the mount point, and detaches a stale mount a killed daemon left there. */
@@ -110,13 +144,41 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
   });
   // libfuse 2 knows these options but fuse-native does not pass them: large requests (big_writes)
   // cut the calls per MiB from 256 to 8.
+  const withCaller = addonHasCaller();
+  if (!withCaller) opts.log('warn', 'fuse-native\'s addon does not pass the asking process (run: node scripts/build-fuse-addon.ts): new files belong to the mount\'s user, and the masters check permissions as that user');
+  let asking: AskingProcess | undefined;
   class CairnFuse extends Fuse {
+    override _makeHandlerArray(): (NativeHandler | undefined)[] {
+      const handlers = super._makeHandlerArray();
+      if (!withCaller) return handlers;
+      // Every operation but init carries the caller after its own arguments: keep it aside for the
+      // operation, which reads it synchronously as it starts, and pass on the rest.
+      return handlers.map((h, op) =>
+        h === undefined || op === opInit
+          ? h
+          : (native: unknown, opCode: number, ...args: unknown[]): unknown => {
+              const n = args.length;
+              asking = { uid: args[n - 4] as number, gid: args[n - 3] as number, pid: args[n - 2] as number };
+              try {
+                return h(native, opCode, ...args.slice(0, n - 4));
+              } finally {
+                asking = undefined;
+              }
+            },
+      );
+    }
+
     override _fuseOptions(): string {
       // The cache timeouts go here too: fuse-native drops a timeout of 0 (it would mean no caching).
       return `${super._fuseOptions()},big_writes,max_write=${requestBytesMax},max_read=${requestBytesMax},attr_timeout=${opts.attrTimeoutMs / 1000},entry_timeout=${opts.entryTimeoutMs / 1000}`;
     }
   }
-  const fuse = new CairnFuse(mnt, operations(fs, opts.log), {
+  const callerNow = (): Promise<Caller> | undefined => {
+    const p = asking;
+    if (p === undefined) return undefined;
+    return groupsOf(p.pid).then((groups) => ({ uid: p.uid, gid: p.gid, groups }));
+  };
+  const fuse = new CairnFuse(mnt, operations(fs, opts.log, callerNow), {
     // The kernel checks permissions against the attributes (fuse-native does not say who asks).
     defaultPermissions: true,
     allowOther: opts.allowOther,
@@ -148,37 +210,39 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
 }
 
 /** fuse-native's operations over CairnFs: each answers through its callback, errors as errnos. */
-function operations(fs: CairnFs, log: MountOptions['log']): Record<string, unknown> {
-  const run = <T>(what: string, cb: FuseCallback, work: () => Promise<T>, answer: (v: T) => unknown[] = () => []): void => {
-    work().then(
+function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Promise<Caller> | undefined): Record<string, unknown> {
+  /** Runs `work` as the asking process (read now, before anything else can run) and answers. */
+  const run = <T>(what: string, cb: FuseCallback, work: (caller: Caller | undefined) => Promise<T>, answer: (v: T) => unknown[] = () => []): void => {
+    const caller = callerNow();
+    (caller ?? Promise.resolve(undefined)).then(work).then(
       (v) => cb(0, ...answer(v)),
       (err: unknown) => {
         const code = errnoOf(err);
-        if (code === errno('EIO')) log('warn', `${what}: ${(err as Error).message}`);
+        if (code === errno('EIO') || process.env.CAIRN_FUSE_DEBUG) log('warn', `${what}: ${(err as Error).message}`);
         cb(code);
       },
     );
   };
   const noop = (cb: FuseCallback): void => cb(0);
   return {
-    getattr: (p: string, cb: FuseCallback) => run(`getattr ${p}`, cb, () => fs.getattr(p), (s) => [s]),
-    fgetattr: (p: string, _fd: number, cb: FuseCallback) => run(`getattr ${p}`, cb, () => fs.getattr(p), (s) => [s]),
-    access: (p: string, _mode: number, cb: FuseCallback) => run(`access ${p}`, cb, () => fs.getattr(p)),
-    readdir: (p: string, cb: FuseCallback) => run(`readdir ${p}`, cb, () => fs.readdir(p), (names) => [names]),
-    readlink: (p: string, cb: FuseCallback) => run(`readlink ${p}`, cb, () => fs.readlink(p), (t) => [t]),
-    mkdir: (p: string, mode: number, cb: FuseCallback) => run(`mkdir ${p}`, cb, () => fs.mkdir(p, mode)),
-    rmdir: (p: string, cb: FuseCallback) => run(`rmdir ${p}`, cb, () => fs.rmdir(p)),
-    unlink: (p: string, cb: FuseCallback) => run(`unlink ${p}`, cb, () => fs.unlink(p)),
-    rename: (from: string, to: string, cb: FuseCallback) => run(`rename ${from}`, cb, () => fs.rename(from, to)),
-    symlink: (target: string, p: string, cb: FuseCallback) => run(`symlink ${p}`, cb, () => fs.symlink(target, p)),
-    link: (existing: string, p: string, cb: FuseCallback) => run(`link ${p}`, cb, () => fs.link(existing, p)),
-    chmod: (p: string, mode: number, cb: FuseCallback) => run(`chmod ${p}`, cb, () => fs.chmod(p, mode)),
-    chown: (p: string, uid: number, gid: number, cb: FuseCallback) => run(`chown ${p}`, cb, () => fs.chown(p, uid, gid)),
-    utimens: (p: string, atime: number, mtime: number, cb: FuseCallback) => run(`utimens ${p}`, cb, () => fs.utimens(p, atime, mtime)),
-    truncate: (p: string, size: number, cb: FuseCallback) => run(`truncate ${p}`, cb, () => fs.truncate(p, size)),
+    getattr: (p: string, cb: FuseCallback) => run(`getattr ${p}`, cb, (c) => fs.getattr(p, c), (s) => [s]),
+    fgetattr: (p: string, _fd: number, cb: FuseCallback) => run(`getattr ${p}`, cb, (c) => fs.getattr(p, c), (s) => [s]),
+    access: (p: string, _mode: number, cb: FuseCallback) => run(`access ${p}`, cb, (c) => fs.getattr(p, c)),
+    readdir: (p: string, cb: FuseCallback) => run(`readdir ${p}`, cb, (c) => fs.readdir(p, c), (names) => [names]),
+    readlink: (p: string, cb: FuseCallback) => run(`readlink ${p}`, cb, (c) => fs.readlink(p, c), (t) => [t]),
+    mkdir: (p: string, mode: number, cb: FuseCallback) => run(`mkdir ${p}`, cb, (c) => fs.mkdir(p, mode, c)),
+    rmdir: (p: string, cb: FuseCallback) => run(`rmdir ${p}`, cb, (c) => fs.rmdir(p, c)),
+    unlink: (p: string, cb: FuseCallback) => run(`unlink ${p}`, cb, (c) => fs.unlink(p, c)),
+    rename: (from: string, to: string, cb: FuseCallback) => run(`rename ${from}`, cb, (c) => fs.rename(from, to, c)),
+    symlink: (target: string, p: string, cb: FuseCallback) => run(`symlink ${p}`, cb, (c) => fs.symlink(target, p, c)),
+    link: (existing: string, p: string, cb: FuseCallback) => run(`link ${p}`, cb, (c) => fs.link(existing, p, c)),
+    chmod: (p: string, mode: number, cb: FuseCallback) => run(`chmod ${p}`, cb, (c) => fs.chmod(p, mode, c)),
+    chown: (p: string, uid: number, gid: number, cb: FuseCallback) => run(`chown ${p}`, cb, (c) => fs.chown(p, uid, gid, c)),
+    utimens: (p: string, atime: number, mtime: number, cb: FuseCallback) => run(`utimens ${p}`, cb, (c) => fs.utimens(p, atime, mtime, c)),
+    truncate: (p: string, size: number, cb: FuseCallback) => run(`truncate ${p}`, cb, (c) => fs.truncate(p, size, c)),
     ftruncate: (p: string, fd: number, size: number, cb: FuseCallback) => run(`truncate ${p}`, cb, () => fs.ftruncate(fd, size)),
-    create: (p: string, mode: number, cb: FuseCallback) => run(`create ${p}`, cb, () => fs.create(p, mode), (fd) => [fd]),
-    open: (p: string, flags: number, cb: FuseCallback) => run(`open ${p}`, cb, () => fs.open(p, flags), (fd) => [fd]),
+    create: (p: string, mode: number, cb: FuseCallback) => run(`create ${p}`, cb, (c) => fs.create(p, mode, c), (fd) => [fd]),
+    open: (p: string, flags: number, cb: FuseCallback) => run(`open ${p}`, cb, (c) => fs.open(p, flags, c), (fd) => [fd]),
     // read and write answer with a byte count where others answer 0.
     read: (p: string, fd: number, buf: Buffer, len: number, pos: number, cb: FuseCallback) =>
       fs.read(fd, buf, len, pos).then(

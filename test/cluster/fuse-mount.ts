@@ -4,7 +4,7 @@
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, closeSync } from 'node:fs';
-import { mkdtemp, readFile, rm, mkdir, stat } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, mkdir, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -55,6 +55,7 @@ export class Mounts {
 
   static async create(t: TestContext, masters: () => string[], secret: () => string): Promise<Mounts> {
     const root = await mkdtemp(path.join(tmpdir(), 'cairn-mnt-'));
+    await chmod(root, 0o755); // other users reach the mounts (permission tests act as them)
     let m: Mounts | undefined;
     t.after(async () => {
       for (const x of m?.all ?? []) {

@@ -100,6 +100,21 @@ test('cairn mount: a cluster used through the kernel as a local disk', { skip, t
     assert.match(denied.stderr, /Permission denied/);
     assert.equal(await fs.readFile(p('f2'), 'utf8'), 'gee');
 
+    // What another user makes is theirs (the addon passes the asking process: scripts/build-fuse-addon.ts).
+    await fs.mkdir(p('shared'), { mode: 0o1777 });
+    await fs.chmod(p('shared'), 0o1777);
+    const made = spawnSync('setpriv', ['--reuid=4321', '--regid=4322', '--clear-groups', 'sh', '-c', `mkdir ${p('shared/dir')} && echo mine > ${p('shared/dir/file')}`], { encoding: 'utf8' });
+    assert.equal(made.status, 0, made.stderr);
+    for (const x of ['shared/dir', 'shared/dir/file']) {
+      const o = await fs.stat(p(x));
+      assert.deepEqual([o.uid, o.gid], [4321, 4322], `${x} belongs to ${o.uid}:${o.gid}`);
+    }
+    // The sticky bit keeps another user from removing it.
+    const removed = spawnSync('setpriv', ['--reuid=4444', '--regid=4444', '--clear-groups', 'rm', '-rf', p('shared/dir')], { encoding: 'utf8' });
+    assert.notEqual(removed.status, 0, 'another user removed a directory from a sticky one');
+    await fs.rm(p('shared'), { recursive: true });
+    assert.doesNotMatch(await fs.readFile(a.log, 'utf8'), /does not pass the asking process/);
+
     const names = (await fs.readdir(a.dir)).sort();
     assert.deepEqual(names, ['big', 'd', 'f2', 's']);
     const sfs = await fs.statfs(a.dir);

@@ -1,0 +1,82 @@
+// Builds fuse-native's addon with one change: every FUSE operation also hands JavaScript the uid,
+// gid, pid and umask of the process that asked (libfuse's fuse_get_context). fuse-native's prebuilt
+// addon leaves them out, and without them a mount cannot give a new file its creator as owner, nor
+// let the masters check permissions as that user. Run by `npm install` (postinstall) and by hand:
+//   node scripts/build-fuse-addon.ts
+// It needs a C compiler (Debian gcc) and libfuse.so.2 (Debian libfuse2); fuse-native brings the
+// libfuse headers, Node the N-API ones. Without them it says so and leaves the prebuilt addon, which
+// mounts still use (new files then belong to the mount's user: docs/fuse.md).
+
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+const require = createRequire(import.meta.url);
+const say = (m: string): void => console.error(`build-fuse-addon: ${m}`);
+
+let fuseDir: string;
+try {
+  fuseDir = path.dirname(require.resolve('fuse-native/package.json'));
+} catch {
+  say('fuse-native is not installed (an optional dependency): nothing to build');
+  process.exit(0);
+}
+const out = path.join(fuseDir, 'build', 'Release', 'fuse.node');
+
+/** Each edit: the exact text of fuse-native.c 2.2.6 it replaces, so that another version fails loudly. */
+const edits: [string, string][] = [
+  // The caller, kept with the operation's other arguments in the thread's locals.
+  [
+    '  // Internal bookkeeping\n',
+    '  // The process that asked (cairn)\n  uid_t caller_uid;\n  gid_t caller_gid;\n  pid_t caller_pid;\n  mode_t caller_umask;\n\n  // Internal bookkeeping\n',
+  ],
+  // Read in the FUSE thread, where the context is valid, before JavaScript is woken.
+  [
+    '  l->op_fn = fuse_native_dispatch_##name;\\\n',
+    '  l->op_fn = fuse_native_dispatch_##name;\\\n  { struct fuse_context *caller = fuse_get_context(); l->caller_uid = caller->uid; l->caller_gid = caller->gid; l->caller_pid = caller->pid; l->caller_umask = caller->umask; }\\\n',
+  ],
+  // Passed after the operation's own arguments, where fuse-native's JavaScript ignores them.
+  ['      napi_value argv[callbackArgs + 2];\\\n', '      napi_value argv[callbackArgs + 6];\\\n'],
+  [
+    '      callbackBlk\\\n      NAPI_MAKE_CALLBACK(env, NULL, ctx, callback, callbackArgs + 2, argv, NULL)\\\n',
+    '      callbackBlk\\\n      napi_create_uint32(env, l->caller_uid, &(argv[callbackArgs + 2]));\\\n      napi_create_uint32(env, l->caller_gid, &(argv[callbackArgs + 3]));\\\n      napi_create_uint32(env, l->caller_pid, &(argv[callbackArgs + 4]));\\\n      napi_create_uint32(env, l->caller_umask, &(argv[callbackArgs + 5]));\\\n      NAPI_MAKE_CALLBACK(env, NULL, ctx, callback, callbackArgs + 6, argv, NULL)\\\n',
+  ],
+  // So that JavaScript can tell this addon from the prebuilt one.
+  ['  NAPI_EXPORT_UINT32(op_error)\n', '  NAPI_EXPORT_UINT32(op_error)\n  NAPI_EXPORT_UINT32(cairn_caller_context)\n'],
+  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 1;\nstatic const uint32_t op_init = 0;\n'],
+];
+
+let source = readFileSync(path.join(fuseDir, 'fuse-native.c'), 'utf8');
+for (const [from, to] of edits) {
+  if (!source.includes(from)) {
+    say(`fuse-native.c is not the version this patch was made for (no "${from.trim().slice(0, 60)}"): keeping the prebuilt addon`);
+    process.exit(process.env.CI === 'true' ? 1 : 0);
+  }
+  source = source.replace(from, to);
+}
+
+const headers = [
+  path.join(path.dirname(process.execPath), '..', 'include', 'node'),
+  path.dirname(require.resolve('napi-macros/napi-macros.h', { paths: [fuseDir] })),
+  path.join(path.dirname(require.resolve('fuse-shared-library-linux/package.json', { paths: [fuseDir] })), 'libfuse', 'include'),
+];
+const libfuse = ['/lib/x86_64-linux-gnu/libfuse.so.2', '/usr/lib/x86_64-linux-gnu/libfuse.so.2', '/lib/aarch64-linux-gnu/libfuse.so.2', '/usr/lib/libfuse.so.2'].find((p) => existsSync(p));
+const missing = [...headers.filter((h) => !existsSync(h)).map((h) => `headers in ${h}`), ...(libfuse === undefined ? ['libfuse.so.2 (Debian libfuse2)'] : [])];
+try {
+  execFileSync('cc', ['--version'], { stdio: 'ignore' });
+} catch {
+  missing.push('a C compiler, cc (Debian gcc)');
+}
+if (missing.length > 0) {
+  say(`cannot build (missing ${missing.join('; ')}): keeping fuse-native's prebuilt addon; run scripts/install-system-packages.sh as root, then this again`);
+  process.exit(process.env.CI === 'true' ? 1 : 0);
+}
+
+const work = path.join(fuseDir, 'build', 'cairn');
+mkdirSync(work, { recursive: true });
+mkdirSync(path.dirname(out), { recursive: true });
+const c = path.join(work, 'fuse-native.c');
+writeFileSync(c, source);
+execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-D_FILE_OFFSET_BITS=64', ...headers.map((h) => `-I${h}`), c, '-o', out, libfuse!, '-lpthread'], { stdio: 'inherit' });
+say(`built ${out} (operations carry their caller)`);
