@@ -175,6 +175,8 @@ export class ZkJournal implements Journal {
   private heartbeat: NodeJS.Timeout | undefined;
   private sessionState = 'DISCONNECTED';
   private restarting: Promise<void> | undefined;
+  /** start() has opened its first session: from then on an expired session is replaced by restartSession. */
+  private sessionStarted = false;
   private checkpointFile: SnapshotFile | undefined;
   private appliedSinceCheckpoint = 0;
   private checkpointing: Promise<number> | undefined;
@@ -218,6 +220,7 @@ export class ZkJournal implements Journal {
         await sleep(1_000);
       }
     }
+    this.sessionStarted = true;
     this.compactTimer = setInterval(() => void this.compactLog(), this.opts.compactEveryMs);
   }
 
@@ -322,8 +325,10 @@ export class ZkJournal implements Journal {
         return;
       } catch (err) {
         if (!isZk(err, 'NODE_EXISTS')) throw err;
+        const other = await zk.getData(path).catch(() => undefined);
+        // Made by this very session: a create whose answer a lost connection swallowed, retried.
+        if (other !== undefined && sessionOfMember(other.data) === zk.sessionId) return;
         if (performance.now() > deadline) {
-          const other = await zk.getData(path).catch(() => undefined);
           throw new CairnError(ErrorCode.BadOption, `another master with id ${this.opts.id} is connected to ${this.root} (${other?.data.toString('utf8') ?? 'unknown'}): give each master its own --id`);
         }
         await sleep(200);
@@ -337,7 +342,9 @@ export class ZkJournal implements Journal {
       // The session's ephemeral znodes are gone, so another master may lead already: stop at once.
       this.log('warn', 'zookeeper session expired: this master stops serving and rejoins');
       this.stepDown(new CairnError(ErrorCode.NotLeader, `master ${this.opts.id} lost its ZooKeeper session`));
-      void this.restartSession();
+      // While start() runs, its own loop opens the next session: two at once would each register
+      // this id, and the second would take the first for another master with it (chaos schedule 118).
+      if (this.sessionStarted) void this.restartSession();
     }
   }
 
@@ -956,3 +963,12 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** The session a /members znode names (register writes it there), if it is readable. */
+function sessionOfMember(data: Buffer): string | undefined {
+  try {
+    const v = (JSON.parse(data.toString('utf8')) as { session?: unknown }).session;
+    return typeof v === 'string' ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
