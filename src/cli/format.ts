@@ -31,7 +31,7 @@ export function jsonLine(value: unknown): string {
   return JSON.stringify(value).replace(jsonRaw, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-const typeLetters: Record<string, string> = { file: '-', dir: 'd', symlink: 'l' };
+const typeLetters: Record<string, string> = { file: '-', dir: 'd', symlink: 'l', fifo: 'p', socket: 's', chardev: 'c', blockdev: 'b' };
 
 /** A mode as `ls -l` shows it: the type letter, then rwx for user, group, other, with setuid, setgid and sticky as s/S and t/T. */
 export function modeString(type: string, mode: number): string {

@@ -9,7 +9,7 @@
 // (close-to-open). Reads of a file this mount is writing see those writes.
 
 import type { Caller, Layout } from '../meta/commands.ts';
-import type { ChainInfo, CloseSessionValue, DirEntry, InodeAttr, ReaddirPage, SessionValue, StatFs, TargetInfo } from '../meta/namespace-state.ts';
+import type { ChainInfo, CloseSessionValue, DirEntry, InodeAttr, InodeType, ReaddirPage, SessionValue, SpecialInodeType, StatFs, TargetInfo } from '../meta/namespace-state.ts';
 import { FileReader, FileWriter, truncateFile, type DataClient, type FileRef, type MasterClient } from '../client/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { MetaError, FsErrorCode } from '../meta/errors.ts';
@@ -22,6 +22,7 @@ export interface Stat {
   size: number;
   nlink: number;
   ino: number;
+  rdev: number;
   blksize: number;
   blocks: number;
   atime: number;
@@ -59,7 +60,10 @@ export interface CairnFsOptions {
 export const readdirEntriesMaxDefault = 1_000_000;
 /** Entries per readdir call to the masters. */
 const readdirPageEntries = 1_000;
-const typeBits = { file: 0o100000, dir: 0o040000, symlink: 0o120000 } as const;
+const typeBits: Record<InodeType, number> = { file: 0o100000, dir: 0o040000, symlink: 0o120000, fifo: 0o010000, socket: 0o140000, chardev: 0o020000, blockdev: 0o060000 };
+/** The inode type of a mode's S_IFMT bits, for mknod. */
+const specialTypeOf = new Map<number, SpecialInodeType>([[0o010000, 'fifo'], [0o140000, 'socket'], [0o020000, 'chardev'], [0o060000, 'blockdev']]);
+const typeMask = 0o170000;
 const O_ACCMODE = 3;
 const O_RDONLY = 0;
 const O_TRUNC = 0o1000;
@@ -163,6 +167,15 @@ export class CairnFs {
   async symlink(target: string, path: string, caller?: Caller): Promise<void> {
     const c = caller ?? this.owner;
     await this.meta.mutate('meta.mutate', { op: 'symlink', path, target, uid: c.uid, gid: c.gid, ...this.as(caller) });
+  }
+
+  /** FIFOs, sockets and device nodes: names with attributes (the kernel serves them when opened). */
+  async mknod(path: string, mode: number, rdev: number, caller?: Caller): Promise<void> {
+    const type = specialTypeOf.get(mode & typeMask);
+    if (type === undefined) throw new MetaError(FsErrorCode.EINVAL, `mknod of a type cairn does not store (mode ${(mode & typeMask).toString(8)})`, { errno: 'EPERM' });
+    const c = caller ?? this.owner;
+    const device = type === 'chardev' || type === 'blockdev';
+    await this.meta.mutate('meta.mutate', { op: 'mknod', path, type, mode: mode & 0o7777, uid: c.uid, gid: c.gid, rdev: device ? rdev : 0, ...this.as(caller) });
   }
 
   async link(existing: string, path: string, caller?: Caller): Promise<void> {
@@ -359,6 +372,7 @@ export class CairnFs {
       // A large block size makes cp and friends move a chunk per call.
       blksize: a.layout?.chunkSizeBytes ?? blockBytes,
       blocks: Math.ceil(size / 512),
+      rdev: a.rdev ?? 0,
       atime: a.atimeMs,
       mtime: a.mtimeMs,
       ctime: a.ctimeMs,

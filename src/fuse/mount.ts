@@ -235,6 +235,7 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Prom
     unlink: (p: string, cb: FuseCallback) => run(`unlink ${p}`, cb, (c) => fs.unlink(p, c)),
     rename: (from: string, to: string, cb: FuseCallback) => run(`rename ${from}`, cb, (c) => fs.rename(from, to, c)),
     symlink: (target: string, p: string, cb: FuseCallback) => run(`symlink ${p}`, cb, (c) => fs.symlink(target, p, c)),
+    mknod: (p: string, mode: number, dev: number, cb: FuseCallback) => run(`mknod ${p}`, cb, (c) => fs.mknod(p, mode, dev, c)),
     link: (existing: string, p: string, cb: FuseCallback) => run(`link ${p}`, cb, (c) => fs.link(existing, p, c)),
     chmod: (p: string, mode: number, cb: FuseCallback) => run(`chmod ${p}`, cb, (c) => fs.chmod(p, mode, c)),
     chown: (p: string, uid: number, gid: number, cb: FuseCallback) => run(`chown ${p}`, cb, (c) => fs.chown(p, uid, gid, c)),

@@ -7,6 +7,7 @@ import { describe, Fields } from '../fields.ts';
 import { MetaError, MetaErrorCode } from './errors.ts';
 import { chunkRangesMax, rangesProblem } from './chunk-ranges.ts';
 import { checkPath, nameProblem, symlinkTargetBytesMax } from './paths.ts';
+import { specialInodeTypes, type SpecialInodeType } from './namespace-state.ts';
 
 export const chunkSizeBytesMin = 64 * 1024;
 export const chunkSizeBytesMax = 64 * 1024 * 1024;
@@ -128,6 +129,17 @@ export interface SymlinkCommand extends NamespaceStamp {
   target: string;
   uid: number;
   gid: number;
+}
+/** A FIFO, socket or device node: a name and attributes, no data. */
+export interface MknodCommand extends NamespaceStamp {
+  op: 'mknod';
+  path: string;
+  type: SpecialInodeType;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Device nodes: the device number; 0 for FIFOs and sockets. */
+  rdev: number;
 }
 export interface LinkCommand extends NamespaceStamp {
   op: 'link';
@@ -275,6 +287,7 @@ export type MetaCommand =
   | RmdirCommand
   | RenameCommand
   | SymlinkCommand
+  | MknodCommand
   | LinkCommand
   | SetattrCommand
   | OpenSessionCommand
@@ -488,6 +501,12 @@ const namespaceReaders: Record<NamespaceCommandOp, (f: MetaFields, s: NamespaceS
     target: f.str('target', symlinkTargetBytesMax),
     ...owner(f),
   }),
+  mknod: (f, s) => {
+    const type = f.str('type', 16);
+    if (!(specialInodeTypes as readonly string[]).includes(type)) throw invalid(`${f.where}: 'type' must be one of ${specialInodeTypes.join(', ')}, got '${type}'`);
+    const device = type === 'chardev' || type === 'blockdev';
+    return { op: 'mknod', ...s, path: f.path('path'), type: type as SpecialInodeType, mode: f.int('mode', 0, modeMax), ...owner(f), rdev: device ? f.int('rdev', 0, idMax) : f.int('rdev', 0, 0) };
+  },
   link: (f, s) => ({ op: 'link', ...s, existing: f.path('existing'), path: f.path('path') }),
   setattr: (f, s) => {
     const cmd: SetattrCommand = { op: 'setattr', ...s, path: f.path('path') };

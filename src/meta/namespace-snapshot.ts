@@ -13,18 +13,19 @@ import type { Layout, TargetState } from './commands.ts';
 import { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
 import { inChainOrder } from './chain-states.ts';
 import { rangesProblem } from './chunk-ranges.ts';
-import { MetaTables, rootInodeId } from './namespace-state.ts';
+import { MetaTables, rootInodeId, specialInodeTypes } from './namespace-state.ts';
 import type { ChainMove, ClientRecord, Inode, InodeType, MetaResult, MetaStateOptions } from './namespace-state.ts';
 import { utf8Bytes } from '../fields.ts';
 import { nameProblem } from './paths.ts';
 
 /**
+ * 5: inode records carry a device number (FIFOs, sockets and device nodes are inodes too).
  * 4: chain records carry the move under way ([from, to], or null). 3: worker records carry when the worker was decommissioned (null while in service). 2: chains
  * with their own ids and versions, tables of chain ids (1 held tables of target lists). This build
- * writes 4 and reads 2 to 4.
+ * writes 5 and reads 2 to 5.
  */
-export const snapshotFormatVersion = 4;
-const snapshotFormatVersionsRead: readonly number[] = [2, 3, 4];
+export const snapshotFormatVersion = 5;
+const snapshotFormatVersionsRead: readonly number[] = [2, 3, 4, 5];
 export const snapshotChunkBytesMax = 1024 * 1024;
 const snapshotMagic = 'cairn-meta';
 /** Record sizes are estimated from above; the margin leaves room for the chunk's framing. */
@@ -47,7 +48,8 @@ const Kind = {
 } as const;
 type Kind = (typeof Kind)[keyof typeof Kind];
 
-const inodeTypes: readonly InodeType[] = ['file', 'dir', 'symlink'];
+/** Appended to only: a type's index is what snapshots store. */
+const inodeTypes: readonly InodeType[] = ['file', 'dir', 'symlink', ...specialInodeTypes];
 const targetStateNames: readonly string[] = ['serving', 'syncing', 'waiting', 'lastsrv', 'offline'];
 const fsCodes: readonly string[] = Object.values(FsErrorCode);
 
@@ -120,7 +122,7 @@ function* inodeRecords(t: MetaTables): Generator<unknown[]> {
     assert(i.id > prev, `inode map out of id order at ${i.id}`);
     prev = i.id;
     const layout = i.layout === null ? null : layoutTuple(i.layout);
-    yield [i.id, inodeTypes.indexOf(i.type), i.mode, i.uid, i.gid, i.nlink, i.sizeBytes, i.atimeMs, i.mtimeMs, i.ctimeMs, i.parentId, layout, i.target, i.chunks];
+    yield [i.id, inodeTypes.indexOf(i.type), i.mode, i.uid, i.gid, i.nlink, i.sizeBytes, i.atimeMs, i.mtimeMs, i.ctimeMs, i.parentId, layout, i.target, i.chunks, i.rdev];
   }
 }
 
@@ -340,12 +342,13 @@ class SnapshotBuilder {
   }
 
   private inode(r: unknown): void {
-    const [idRaw, typeRaw, mode, uid, gid, nlink, size, atime, mtime, ctime, parentRaw, layoutRaw, targetRaw, chunksRaw] = tuple(r, 14, 'inode record');
+    const v5 = this.header.formatVersion >= 5;
+    const [idRaw, typeRaw, mode, uid, gid, nlink, size, atime, mtime, ctime, parentRaw, layoutRaw, targetRaw, chunksRaw, rdevRaw] = tuple(r, v5 ? 15 : 14, 'inode record');
     const id = int(idRaw, 'inode id', 1, this.t.nextInodeId - 1);
     const what = `inode ${id}`;
     check(id > this.lastInodeId, `${what} is out of order or repeated`);
     this.lastInodeId = id;
-    const type = inodeTypes[int(typeRaw, `${what} type`, 0, 2)];
+    const type = inodeTypes[int(typeRaw, `${what} type`, 0, v5 ? inodeTypes.length - 1 : 2)];
     const inode: Inode = {
       id,
       type,
@@ -361,6 +364,7 @@ class SnapshotBuilder {
       layout: layoutRaw === null ? null : layoutFrom(layoutRaw, `${what} layout`),
       target: targetRaw === null ? null : str(targetRaw, `${what} target`),
       chunks: chunksOf(chunksRaw, `${what} chunks`),
+      rdev: v5 ? int(rdevRaw, `${what} rdev`, 0, idMax) : 0,
       children: type === 'dir' ? new Map() : null,
       sortedNames: type === 'dir' ? [] : null,
     };
@@ -369,13 +373,15 @@ class SnapshotBuilder {
     check((inode.parentId !== 0) === (type === 'dir'), `${what}: a ${type} with parent ${inode.parentId}`);
     check(type === 'file' || inode.chunks === null, `${what}: a ${type} with chunks`);
     if (type === 'dir') check(inode.sizeBytes === 0, `${what}: a directory of size ${inode.sizeBytes}`);
+    check(inode.rdev === 0 || type === 'chardev' || type === 'blockdev', `${what}: a ${type} with a device number`);
+    if ((specialInodeTypes as readonly string[]).includes(type)) check(inode.sizeBytes === 0, `${what}: a ${type} of size ${inode.sizeBytes}`);
     if (inode.target !== null) check(inode.sizeBytes === utf8Bytes(inode.target), `${what}: size does not match its target`);
     this.t.inodes.set(id, inode);
     if (type === 'file') {
       this.t.files++;
       this.t.logicalBytes += inode.sizeBytes;
     } else if (type === 'dir') this.t.dirs++;
-    else this.t.symlinks++;
+    else if (type === 'symlink') this.t.symlinks++;
   }
 
   private dentry(r: unknown): void {

@@ -4,7 +4,10 @@
 import type { Layout, TargetState } from './commands.ts';
 import type { ResultErrorCode } from './errors.ts';
 
-export type InodeType = 'file' | 'dir' | 'symlink';
+export type InodeType = 'file' | 'dir' | 'symlink' | SpecialInodeType;
+/** Inodes with a name and attributes but no data here: the kernel of whoever opens them serves them. */
+export const specialInodeTypes = ['fifo', 'socket', 'chardev', 'blockdev'] as const;
+export type SpecialInodeType = (typeof specialInodeTypes)[number];
 
 export const rootInodeId = 1;
 /** Files without an explicit layout use this chain table, at its current version. */
@@ -42,6 +45,8 @@ export interface Inode {
   /** Files: the chunks ever written, as ranges (src/meta/chunk-ranges.ts); null when untracked (too scattered) or not a file. */
   chunks: number[] | null;
   target: string | null;
+  /** Device nodes: the device number (as st_rdev); 0 for every other inode. */
+  rdev: number;
   children: Map<string, number> | null;
   /** Directories: the children's names sorted, built on demand for readdir; null when stale. */
   sortedNames: string[] | null;
@@ -148,6 +153,8 @@ export type InodeAttr = Pick<Inode, 'type' | 'mode' | 'uid' | 'gid' | 'nlink' | 
   chunks?: number[] | null;
   /** Symlinks only. */
   target?: string;
+  /** Device nodes only. */
+  rdev?: number;
 };
 
 export interface DirEntry {
@@ -248,6 +255,7 @@ export interface MetaValues {
   rmdir: { inodeId: number };
   rename: RenameValue;
   symlink: InodeAttr;
+  mknod: InodeAttr;
   link: InodeAttr;
   setattr: InodeAttr;
   openSession: SessionValue;
@@ -342,6 +350,7 @@ export function newInode(id: number, type: InodeType, mode: number, uid: number,
     layout: null,
     chunks: type === 'file' ? [] : null,
     target: null,
+    rdev: 0,
     children: type === 'dir' ? new Map() : null,
     sortedNames: type === 'dir' ? [] : null,
   };
@@ -364,5 +373,6 @@ export function attrOf(inode: Inode): InodeAttr {
   if (inode.layout !== null) attr.layout = { ...inode.layout };
   if (inode.type === 'file') attr.chunks = inode.chunks === null ? null : [...inode.chunks];
   if (inode.target !== null) attr.target = inode.target;
+  if (inode.rdev !== 0) attr.rdev = inode.rdev;
   return attr;
 }

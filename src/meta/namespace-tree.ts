@@ -18,6 +18,7 @@ import type {
   RmdirCommand,
   SetattrCommand,
   SymlinkCommand,
+  MknodCommand,
   UnlinkCommand,
 } from './commands.ts';
 import { FsErrorCode } from './errors.ts';
@@ -144,7 +145,7 @@ function insertInode(t: MetaTables, inode: Inode): void {
   t.inodes.set(inode.id, inode);
   if (inode.type === 'file') t.files++;
   else if (inode.type === 'dir') t.dirs++;
-  else t.symlinks++;
+  else if (inode.type === 'symlink') t.symlinks++;
 }
 
 function deleteInode(t: MetaTables, inode: Inode): void {
@@ -154,7 +155,7 @@ function deleteInode(t: MetaTables, inode: Inode): void {
     t.files--;
     t.logicalBytes -= inode.sizeBytes;
   } else if (inode.type === 'dir') t.dirs--;
-  else t.symlinks--;
+  else if (inode.type === 'symlink') t.symlinks--;
 }
 
 function setSize(t: MetaTables, inode: Inode, sizeBytes: number): void {
@@ -212,7 +213,8 @@ function dropLink(t: MetaTables, inode: Inode, nowMs: number): UnlinkValue {
   inode.nlink--;
   inode.ctimeMs = nowMs;
   if (inode.nlink > 0) return { inodeId: inode.id, nlink: inode.nlink, pendingGc: false };
-  if (inode.type === 'symlink') {
+  if (inode.type !== 'file') {
+    // No data and no sessions: a symlink, FIFO, socket or device node goes with its last name.
     deleteInode(t, inode);
     return { inodeId: inode.id, nlink: 0, pendingGc: false };
   }
@@ -428,6 +430,18 @@ export function symlink(t: MetaTables, cmd: SymlinkCommand): Result<'symlink'> {
   return ok(attrOf(inode));
 }
 
+export function mknod(t: MetaTables, cmd: MknodCommand): Result<'mknod'> {
+  const owned = newOwnerDenied(cmd.caller, cmd.uid, cmd.gid, cmd.path);
+  if (owned !== undefined) return owned;
+  const at = resolveFreeName(t, cmd.path, cmd.caller);
+  if (isFail(at)) return at;
+  const inode = newInode(newId(t), cmd.type, cmd.mode, cmd.uid, cmd.gid, cmd.nowMs);
+  inode.rdev = cmd.rdev;
+  insertInode(t, inode);
+  addEntry(t, at.parent, at.name, inode, cmd.nowMs);
+  return ok(attrOf(inode));
+}
+
 export function link(t: MetaTables, cmd: LinkCommand): Result<'link'> {
   const source = resolve(t, cmd.existing, cmd.caller);
   if (isFail(source)) return source;
@@ -445,7 +459,7 @@ function setattrDenied(cmd: SetattrCommand, inode: Inode): MetaFail | undefined 
   const { caller, path } = cmd;
   if (cmd.sizeBytes !== undefined) {
     if (inode.type === 'dir') return fail(FsErrorCode.EISDIR, `'${path}' is a directory: cannot truncate`);
-    if (inode.type === 'symlink') return fail(FsErrorCode.EINVAL, `'${path}' is a symlink: cannot truncate`);
+    if (inode.type !== 'file') return fail(FsErrorCode.EINVAL, `'${path}' is a ${inode.type}: cannot truncate`);
     const denied = accessDenied(caller, inode, Access.Write, path);
     if (denied !== undefined) return denied;
   }
@@ -496,6 +510,7 @@ function resolveFile(t: MetaTables, path: string, caller: Caller, want: number):
   if (isFail(inode)) return inode;
   if (inode.type === 'dir') return fail(FsErrorCode.EISDIR, `'${path}' is a directory`);
   if (inode.type === 'symlink') return fail(FsErrorCode.EINVAL, `'${path}' is a symlink (the client resolves symlinks)`);
+  if (inode.type !== 'file') return fail(FsErrorCode.EINVAL, `'${path}' is a ${inode.type}: it has no data here`);
   return accessDenied(caller, inode, want, path) ?? inode;
 }
 

@@ -51,6 +51,7 @@ const handlers: Record<MetaCommandOp, Handler> = {
   rmdir: tree.rmdir,
   rename: tree.rename,
   symlink: tree.symlink,
+  mknod: tree.mknod,
   link: tree.link,
   setattr: tree.setattr,
   openSession: tree.openSession,

@@ -9,7 +9,11 @@ import { MetaError, MetaErrorCode } from './errors.ts';
 import { utf8Bytes } from '../fields.ts';
 
 export const nameBytesMax = 255;
-export const pathBytesMax = 4096;
+/**
+ * A program's path is at most PATH_MAX (4096) bytes, but relative to its working directory: the
+ * whole path from the root that a FUSE mount sends may be longer, so the namespace takes 16 KiB.
+ */
+export const pathBytesMax = 16384;
 export const symlinkTargetBytesMax = 4096;
 
 /** UTF-8 length of a well-formed string, without encoding it. */

@@ -64,7 +64,7 @@ function errorOutput(r: { code: string }): NsOutput {
 }
 
 function attrOf(a: InodeAttr): NsAttr {
-  if (a.type === 'symlink') throw new Error(`invariant violated: inode ${a.inodeId} is a symlink, which nobody made`);
+  if (a.type !== 'file' && a.type !== 'dir') throw new Error(`invariant violated: inode ${a.inodeId} is a ${a.type}, which nobody made`);
   return { type: a.type, mode: a.mode, sizeBytes: a.sizeBytes, nlink: a.nlink };
 }
 

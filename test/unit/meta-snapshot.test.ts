@@ -20,14 +20,18 @@ class Log extends MetaFs {
   }
 }
 
-/** A state with something in every table. */
-function populated(files = 200): Log {
+/** A state with something in every table (FIFOs and device nodes too, unless `specials` is false: formats before 5). */
+function populated(files = 200, specials = true): Log {
   const log = new Log();
   log.ok({ op: 'mkdir', path: '/a/b/c', mode: 0o755, uid: 1, gid: 1, parents: true });
   for (let i = 0; i < files; i++) log.ok({ op: 'create', path: `/a/b/f${i}`, mode: 0o644, uid: 2, gid: 2, exclusive: true });
   log.ok({ op: 'setattr', path: '/a/b/f1', sizeBytes: 123_456_789 });
   log.ok({ op: 'link', existing: '/a/b/f2', path: '/a/c-link' });
   log.ok({ op: 'symlink', path: '/a/s', target: '../a/b/ünïcode', uid: 0, gid: 0 });
+  if (specials) {
+    log.ok({ op: 'mknod', path: '/a/fifo', type: 'fifo', mode: 0o600, uid: 3, gid: 3, rdev: 0 });
+    log.ok({ op: 'mknod', path: '/a/tty', type: 'chardev', mode: 0o620, uid: 0, gid: 5, rdev: 0x0401 });
+  }
   log.ok({ op: 'openSession', path: '/a/b/f3', sessionId: 'w1', truncate: false });
   log.ok({ op: 'openSession', path: '/a/b/f4', truncate: false });
   log.ok({ op: 'unlink', path: '/a/b/f4' }); // an orphan held by @1
@@ -189,9 +193,34 @@ test('damaged streams are refused: flipped bytes, lost, repeated, reordered or e
   assert.match(corruptCode([Uint8Array.from([1, 2, 3])]), /chunk 0/);
 });
 
+/** The snapshot as an older format would hold it, as far as inodes go: before 5, no device numbers. */
+function asFormat(chunks: Uint8Array[], version: number): Uint8Array[] {
+  let out = rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: version }));
+  for (let i = 0; i < out.length; i++) if (kindOf(out[i]) === 1) out = rewriteChunk(out, i, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 14)));
+  return out;
+}
+
+test('special files keep their type and device number through a snapshot; format 4 (before them) still reads', () => {
+  const log = populated(6);
+  const chunks = [...log.state.snapshot()];
+  const copy = MetaState.restore(chunks);
+  assert.equal(copy.stateHash(), log.state.stateHash());
+  const tty = copy.stat('/a/tty', rootCaller);
+  assert.ok(tty.ok);
+  assert.deepEqual([tty.value.type, tty.value.rdev], ['chardev', 0x0401]);
+  const plain = new Log();
+  plain.ok({ op: 'mkdir', path: '/d', mode: 0o755, uid: 0, gid: 0, parents: false });
+  plain.ok({ op: 'create', path: '/d/f', mode: 0o644, uid: 0, gid: 0, exclusive: true });
+  assert.equal(MetaState.restore(asFormat([...plain.state.snapshot()], 4)).stateHash(), plain.state.stateHash());
+  // Format 4 knew three types only, and a FIFO has no device number.
+  assert.match(corruptCode(rewriteChunk(asFormat(chunks, 4), 0, (h) => h)), /type/);
+  const inodesAt = chunks.findIndex((c) => kindOf(c) === 1);
+  assert.match(corruptCode(rewriteChunk(chunks, inodesAt, (rs) => (rs as unknown[][]).map((r) => (r[1] === 3 ? [...r.slice(0, 14), 7] : r)))), /a fifo with a device number/);
+});
+
 test('a header from another format version, or no header at all, is refused', () => {
   const chunks = [...new MetaState().snapshot()];
-  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 5 }))), /format version 5, this build reads 2, 3, 4/);
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 6 }))), /format version 6, this build reads 2, 3, 4, 5/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 1 }))), /format version 1/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), magic: 'other' }))), /not a metadata snapshot/);
   assert.match(corruptCode(chunks.slice(1)), /chunk 0 is numbered 1/);
@@ -199,7 +228,7 @@ test('a header from another format version, or no header at all, is refused', ()
 });
 
 test('decommissioned workers: kept through a snapshot; a format 2 snapshot (before them) still reads', () => {
-  const log = populated(6);
+  const log = populated(6, false);
   log.ok({ op: 'decommissionWorker', workerId: 2 });
   const chunks = [...log.state.snapshot()];
   const copy = MetaState.restore(chunks);
@@ -209,13 +238,13 @@ test('decommissioned workers: kept through a snapshot; a format 2 snapshot (befo
   // Format 2 had 7-tuples for workers and no decommissioning.
   const chainsAt = chunks.findIndex((c) => kindOf(c) === 8);
   const v2 = rewriteChunk(
-    rewriteChunk(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 2 })), workersAt, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 7))),
+    rewriteChunk(asFormat(chunks, 2), workersAt, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 7))),
     chainsAt,
     (rs) => (rs as unknown[][]).map((r) => r.slice(0, 3)),
   );
   assert.deepEqual(MetaState.restore(v2).workers().map((w) => w.decommissionedMs), [undefined, undefined]);
   assert.match(corruptCode(rewriteChunk(chunks, workersAt, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 7)))), /worker record is not a 8-tuple/);
-  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 2 }))), /worker record is not a 7-tuple/);
+  assert.match(corruptCode(asFormat(chunks, 2)), /worker record is not a 7-tuple/);
   assert.match(corruptCode(rewriteChunk(chunks, workersAt, (rs) => (rs as unknown[][]).map((r) => [...r.slice(0, 7), 'soon']))), /worker 1 decommissioned is not an integer/);
 });
 
@@ -229,9 +258,9 @@ test('a chain\'s move is kept through a snapshot; format 3 (before moves) still 
   assert.equal(copy.stateHash(), log.state.stateHash());
   assert.deepEqual(copy.chains()[0].moving, { fromTargetId: 1, toTargetId: 3 });
   const chainsAt = chunks.findIndex((c) => kindOf(c) === 8);
-  const v3 = rewriteChunk(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 3 })), chainsAt, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 3)));
+  const v3 = rewriteChunk(asFormat(chunks, 3), chainsAt, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 3)));
   assert.equal(MetaState.restore(v3).chains()[0].moving, undefined);
-  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 3 }))), /chain record is not a 3-tuple/);
+  assert.match(corruptCode(asFormat(chunks, 3)), /chain record is not a 3-tuple/);
   assert.match(corruptCode(rewriteChunk(chunks, chainsAt, (rs) => (rs as unknown[][]).map((r) => [...r.slice(0, 3), [1, 9]]))), /chain 1 moves target 1 to 9, which are not two of its members/);
   assert.match(corruptCode(rewriteChunk(chunks, chainsAt, (rs) => (rs as unknown[][]).map((r) => [...r.slice(0, 3), [1]]))), /chain 1 move is not a 2-tuple/);
 });
@@ -293,6 +322,8 @@ const bodyArb: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
   w(3, fc.record({ op: fc.constant('rename'), from: pathArb, to: pathArb })),
   w(1, fc.record({ op: fc.constant('symlink'), path: pathArb, target: pathArb, uid: fc.constant(0), gid: fc.constant(0) })),
   w(2, fc.record({ op: fc.constant('link'), existing: pathArb, path: pathArb })),
+  w(1, fc.record({ op: fc.constant('mknod'), path: pathArb, type: fc.constantFrom('fifo', 'socket'), mode: fc.constant(0o644), uid: fc.nat(3), gid: fc.nat(3), rdev: fc.constant(0) })),
+  w(1, fc.record({ op: fc.constant('mknod'), path: pathArb, type: fc.constantFrom('chardev', 'blockdev'), mode: fc.constant(0o600), uid: fc.nat(3), gid: fc.nat(3), rdev: fc.nat(0xffff) })),
   w(1, fc.record({ op: fc.constant('setattr'), path: pathArb, sizeBytes: fc.nat(1 << 30) })),
   w(1, fc.record({ op: fc.constant('setattr'), path: pathArb, mode: fc.nat(0o7777), mtimeMs: fc.integer() })),
   w(2, fc.record({ op: fc.constant('openSession'), path: pathArb, sessionId: fc.constantFrom('s1', 's2'), truncate: fc.boolean() })),

@@ -126,6 +126,28 @@ test('a file created without a layout takes the current version of the default c
   assert.equal(fs.create('/f').layout?.chainTableVersion, 3);
 });
 
+test('mknod makes FIFOs, sockets and device nodes: names with attributes and no data, gone with their last link', () => {
+  const fs = new Fs();
+  fs.mkdir('/d');
+  const fifo = fs.ok({ op: 'mknod', path: '/d/p', type: 'fifo', mode: 0o640, uid: 7, gid: 8, rdev: 0 });
+  assert.deepEqual([fifo.type, fifo.mode, fifo.uid, fifo.gid, fifo.nlink, fifo.sizeBytes, fifo.rdev], ['fifo', 0o640, 7, 8, 1, 0, undefined]);
+  const dev = fs.ok({ op: 'mknod', path: '/d/b', type: 'blockdev', mode: 0o600, uid: 0, gid: 0, rdev: 0x0801 });
+  assert.equal(fs.stat('/d/b').rdev, 0x0801);
+  fs.ok({ op: 'mknod', path: '/d/s', type: 'socket', mode: 0o755, uid: 0, gid: 0, rdev: 0 });
+  fs.fails({ op: 'mknod', path: '/d/p', type: 'fifo', mode: 0o640, uid: 0, gid: 0, rdev: 0 }, 'EEXIST');
+  fs.fails({ op: 'mknod', path: '/x/p', type: 'fifo', mode: 0o640, uid: 0, gid: 0, rdev: 0 }, 'ENOENT');
+  assert.throws(() => validateCommand({ op: 'mknod', clientId: 'c', seq: 1, nowMs: 0, caller: rootCaller, path: '/q', type: 'fifo', mode: 0, uid: 0, gid: 0, rdev: 5 }), /rdev/);
+  assert.throws(() => validateCommand({ op: 'mknod', clientId: 'c', seq: 1, nowMs: 0, caller: rootCaller, path: '/q', type: 'door', mode: 0, uid: 0, gid: 0, rdev: 0 }), /'type' must be one of/);
+  fs.fails({ op: 'setattr', path: '/d/p', sizeBytes: 1 }, 'EINVAL');
+  fs.ok({ op: 'link', existing: '/d/b', path: '/d/b2' });
+  assert.equal(fs.ok({ op: 'unlink', path: '/d/b' }).nlink, 1);
+  assert.deepEqual(fs.ok({ op: 'unlink', path: '/d/b2' }), { inodeId: dev.inodeId, nlink: 0, pendingGc: false });
+  assert.equal(fs.state.statInode(dev.inodeId).ok, false);
+  fs.ok({ op: 'rename', from: '/d/p', to: '/d/p2' });
+  assert.deepEqual(fs.names('/d'), ['p2', 's']);
+  assert.deepEqual(fs.state.statfs().inodes, 4);
+});
+
 test('unlink removes files and symlinks; a file goes to the pending GC list', () => {
   const fs = new Fs();
   fs.mkdir('/d');
