@@ -1,7 +1,7 @@
-// Builds fuse-native's addon with one change: every FUSE operation also hands JavaScript the uid,
-// gid, pid and umask of the process that asked (libfuse's fuse_get_context). fuse-native's prebuilt
+// Builds fuse-native's addon with two changes. Every FUSE operation also hands JavaScript the uid,
+// gid, pid and umask of the process that asked (libfuse's fuse_get_context): fuse-native's prebuilt
 // addon leaves them out, and without them a mount cannot give a new file its creator as owner, nor
-// let the masters check permissions as that user. Run by `npm install` (postinstall) and by hand:
+// let the masters check permissions as that user. And utimens passes mtime (it passed atime twice). Run by `npm install` (postinstall) and by hand:
 //   node scripts/build-fuse-addon.ts
 // It needs a C compiler (Debian gcc) and libfuse.so.2 (Debian libfuse2); fuse-native brings the
 // libfuse headers, Node the N-API ones. Without them it says so and leaves the prebuilt addon, which
@@ -42,9 +42,12 @@ const edits: [string, string][] = [
     '      callbackBlk\\\n      NAPI_MAKE_CALLBACK(env, NULL, ctx, callback, callbackArgs + 2, argv, NULL)\\\n',
     '      callbackBlk\\\n      napi_create_uint32(env, l->caller_uid, &(argv[callbackArgs + 2]));\\\n      napi_create_uint32(env, l->caller_gid, &(argv[callbackArgs + 3]));\\\n      napi_create_uint32(env, l->caller_pid, &(argv[callbackArgs + 4]));\\\n      napi_create_uint32(env, l->caller_umask, &(argv[callbackArgs + 5]));\\\n      NAPI_MAKE_CALLBACK(env, NULL, ctx, callback, callbackArgs + 6, argv, NULL)\\\n',
   ],
+  // utimens passed atime twice and mtime never.
+  ['  FUSE_UINT64_TO_INTS_ARGV(l->atime, 5)\n', '  FUSE_UINT64_TO_INTS_ARGV(l->mtime, 5)\n'],
   // So that JavaScript can tell this addon from the prebuilt one.
   ['  NAPI_EXPORT_UINT32(op_error)\n', '  NAPI_EXPORT_UINT32(op_error)\n  NAPI_EXPORT_UINT32(cairn_caller_context)\n'],
-  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 1;\nstatic const uint32_t op_init = 0;\n'],
+  // 2: utimens fixed as well.
+  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 2;\nstatic const uint32_t op_init = 0;\n'],
 ];
 
 let source = readFileSync(path.join(fuseDir, 'fuse-native.c'), 'utf8');
@@ -79,4 +82,4 @@ mkdirSync(path.dirname(out), { recursive: true });
 const c = path.join(work, 'fuse-native.c');
 writeFileSync(c, source);
 execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-D_FILE_OFFSET_BITS=64', ...headers.map((h) => `-I${h}`), c, '-o', out, libfuse!, '-lpthread'], { stdio: 'inherit' });
-say(`built ${out} (operations carry their caller)`);
+say(`built ${out} (operations carry their caller; utimens fixed)`);

@@ -58,14 +58,15 @@ function loadFuse(): FuseClass {
 
 /**
  * Whether fuse-native's addon is the one scripts/build-fuse-addon.ts builds, which hands every
- * operation the uid, gid, pid and umask of the process that asked, after its own arguments.
+ * operation the uid, gid, pid and umask of the process that asked, after its own arguments, and
+ * passes utimens' mtime.
  */
 function addonHasCaller(): boolean {
   try {
     const require = createRequire(import.meta.url);
     const dir = path.dirname(require.resolve('fuse-native/package.json'));
     const binding = (require(require.resolve('node-gyp-build', { paths: [dir] })) as (d: string) => Record<string, unknown>)(dir);
-    return binding.cairn_caller_context === 1;
+    return binding.cairn_caller_context === 2;
   } catch {
     return false;
   }
