@@ -171,7 +171,8 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
 
     override _fuseOptions(): string {
       // The cache timeouts go here too: fuse-native drops a timeout of 0 (it would mean no caching).
-      return `${super._fuseOptions()},big_writes,max_write=${requestBytesMax},max_read=${requestBytesMax},attr_timeout=${opts.attrTimeoutMs / 1000},entry_timeout=${opts.entryTimeoutMs / 1000}`;
+      // use_ino: a file's st_ino is its cairn inode id, the same under every name (hard links).
+      return `${super._fuseOptions()},use_ino,big_writes,max_write=${requestBytesMax},max_read=${requestBytesMax},attr_timeout=${opts.attrTimeoutMs / 1000},entry_timeout=${opts.entryTimeoutMs / 1000}`;
     }
   }
   const callerNow = (): Promise<Caller> | undefined => {
