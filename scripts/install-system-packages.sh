@@ -23,6 +23,11 @@ packages=(
   # npm install builds fuse-native's addon with the caller of each operation (scripts/build-fuse-addon.ts).
   "gcc|command -v cc"
   "libc6-dev|test -r /usr/include/stdio.h"
+  # pjdfstest (test/cluster/pjdfstest.test.ts) is built with autotools and run with perl's prove.
+  "autoconf|command -v autoreconf"
+  "automake|command -v automake"
+  "make|command -v make"
+  "perl|command -v prove"
 )
 
 installed() {
