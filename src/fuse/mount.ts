@@ -225,6 +225,16 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Prom
       },
     );
   };
+  /** read and write answer with the byte count where other operations answer 0. */
+  const bytes = (what: string, cb: FuseCallback, work: Promise<number>): void => {
+    work.then(
+      (n) => cb(n),
+      (err: unknown) => {
+        log('warn', `${what}: ${(err as Error).message}`);
+        cb(errnoOf(err));
+      },
+    );
+  };
   const noop = (cb: FuseCallback): void => cb(0);
   return {
     getattr: (p: string, cb: FuseCallback) => run(`getattr ${p}`, cb, (c) => fs.getattr(p, c), (s) => [s]),
@@ -246,23 +256,8 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Prom
     ftruncate: (p: string, fd: number, size: number, cb: FuseCallback) => run(`truncate ${p}`, cb, () => fs.ftruncate(fd, size)),
     create: (p: string, mode: number, cb: FuseCallback) => run(`create ${p}`, cb, (c) => fs.create(p, mode, c), (fd) => [fd]),
     open: (p: string, flags: number, cb: FuseCallback) => run(`open ${p}`, cb, (c) => fs.open(p, flags, c), (fd) => [fd]),
-    // read and write answer with a byte count where others answer 0.
-    read: (p: string, fd: number, buf: Buffer, len: number, pos: number, cb: FuseCallback) =>
-      fs.read(fd, buf, len, pos).then(
-        (n) => cb(n),
-        (err: unknown) => {
-          log('warn', `read ${p}: ${(err as Error).message}`);
-          cb(errnoOf(err));
-        },
-      ),
-    write: (p: string, fd: number, buf: Buffer, len: number, pos: number, cb: FuseCallback) =>
-      fs.write(fd, buf, len, pos).then(
-        (n) => cb(n),
-        (err: unknown) => {
-          log('warn', `write ${p}: ${(err as Error).message}`);
-          cb(errnoOf(err));
-        },
-      ),
+    read: (p: string, fd: number, buf: Buffer, len: number, pos: number, cb: FuseCallback) => bytes(`read ${p}`, cb, fs.read(fd, buf, len, pos)),
+    write: (p: string, fd: number, buf: Buffer, len: number, pos: number, cb: FuseCallback) => bytes(`write ${p}`, cb, fs.write(fd, buf, len, pos)),
     flush: (p: string, fd: number, cb: FuseCallback) => run(`flush ${p}`, cb, () => fs.flush(fd)),
     fsync: (p: string, _datasync: number, fd: number, cb: FuseCallback) => run(`fsync ${p}`, cb, () => fs.fsync(fd)),
     release: (p: string, fd: number, cb: FuseCallback) => run(`release ${p}`, cb, () => fs.release(fd)),
