@@ -402,12 +402,49 @@ export async function zooKeeperStatus(cluster: LocalCluster): Promise<ZkServerSt
   );
 }
 
+/** The FUSE mounts `local up --mount` started for a cluster, kept beside its record. */
+const mountsFileName = 'mounts.json';
+export interface LocalMount {
+  mountpoint: string;
+  pid: number;
+}
+
+export function recordLocalMount(dir: string, m: LocalMount): void {
+  const file = path.join(dir, mountsFileName);
+  const mounts = readLocalMounts(dir).filter((x) => isAlive(x.pid) && x.mountpoint !== m.mountpoint);
+  writeFileSync(file, JSON.stringify([...mounts, m], null, 2), { mode: fileMode });
+}
+
+function readLocalMounts(dir: string): LocalMount[] {
+  try {
+    return JSON.parse(readFileSync(path.join(dir, mountsFileName), 'utf8')) as LocalMount[];
+  } catch {
+    return [];
+  }
+}
+
+/** Stops the mount daemons (they flush open files and unmount) before the cluster they use. */
+async function stopLocalMounts(dir: string, log: (line: string) => void): Promise<void> {
+  const mounts = readLocalMounts(dir).filter((m) => isAlive(m.pid));
+  for (const m of mounts) signal(m.pid, 'SIGTERM');
+  const start = Date.now();
+  while (mounts.some((m) => isAlive(m.pid)) && Date.now() - start < stopGraceMs) await new Promise((r) => setTimeout(r, 50));
+  for (const m of mounts) {
+    if (isAlive(m.pid)) {
+      signal(m.pid, 'SIGKILL');
+      log(`the mount at ${m.mountpoint} (pid ${m.pid}) did not stop in ${stopGraceMs} ms: killed (the next 'cairn mount' there detaches it)`);
+    } else log(`unmounted ${m.mountpoint}`);
+  }
+  rmSync(path.join(dir, mountsFileName), { force: true });
+}
+
 export async function localDown(dir: string, log: (line: string) => void): Promise<void> {
   const cluster = readLocalCluster(dir);
   if (cluster === undefined) {
     log(`no local cluster in ${dir}`);
     return;
   }
+  await stopLocalMounts(dir, log);
   for (const p of cluster.processes) if (isAlive(p.pid)) signal(p.pid, 'SIGTERM');
   const start = Date.now();
   while (cluster.processes.some((p) => isAlive(p.pid)) && Date.now() - start < stopGraceMs) await new Promise((r) => setTimeout(r, 50));

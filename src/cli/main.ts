@@ -17,7 +17,9 @@ import { runDemo } from './demo.ts';
 import { jsonLine, printable } from './format.ts';
 import { registerFsCommands } from './fs-cmd.ts';
 import { registerMountCommands } from './mount-cmd.ts';
-import { localDown, localStatus, localUp, zooKeeperStatus, type ProcessStatus, type ZkServerStatus } from './local.ts';
+import { localDown, localStatus, localUp, recordLocalMount, zooKeeperStatus, type ProcessStatus, type ZkServerStatus } from './local.ts';
+import { spawnMountDaemon } from './mount-cmd.ts';
+import path from 'node:path';
 import type { LocalCluster, LocalJournal } from './cluster-target.ts';
 
 /** sysexits' EX_DATAERR: the master's own data is unusable (see docs/masters.md, 'Rebuilding a master'). */
@@ -139,7 +141,8 @@ local
   .option('--join <id>', 'also start a new, empty master with this id (one the cluster never had), which joins; then add it with `cairn admin journal add ID`')
   .option('--journal <backend>', 'the masters\' journal: raft (the embedded one, default) or zookeeper (a 3-server ensemble started beside them; docs/zookeeper.md); an existing cluster keeps its own')
   .option('--foreground', 'stay in the foreground with a status view; Ctrl-C stops the cluster')
-  .action(async (o: { masters: string; workers: string; targetsPerWorker: string; replication: string; dir: string; join?: string; journal?: string; foreground?: boolean }) => {
+  .option('--mount <dir>', 'also mount the cluster at this empty directory through FUSE (docs/fuse.md); `local down` unmounts it')
+  .action(async (o: { masters: string; workers: string; targetsPerWorker: string; replication: string; dir: string; join?: string; journal?: string; foreground?: boolean; mount?: string }) => {
     const join = o.join === undefined ? undefined : parsePositiveInt(o.join, '--join');
     const journal = o.journal === undefined ? undefined : parseLocalJournal(o.journal);
     const cluster = await localUp({
@@ -153,6 +156,12 @@ local
       log: (l) => console.log(printable(l)),
     });
     printStatus(await statusOf(cluster));
+    if (o.mount !== undefined) {
+      const mnt = path.resolve(o.mount);
+      const pid = await spawnMountDaemon([...process.execArgv, process.argv[1], 'mount', mnt, '--dir', path.resolve(o.dir)], mnt, path.join(path.resolve(o.dir), 'mount.log'));
+      recordLocalMount(o.dir, { mountpoint: mnt, pid });
+      console.log(`\nmounted at ${printable(mnt)} (daemon pid ${pid}, log ${printable(path.join(o.dir, 'mount.log'))}): cp, tar and any program can use it`);
+    }
     if (!o.foreground) {
       const d = printable(o.dir);
       console.log(`\ntry: npx cairn fs put ./some-file /some-file --dir ${d}; npx cairn fs get /some-file ./copy --dir ${d}; npx cairn admin targets --dir ${d}; npx cairn local down --dir ${d}`);

@@ -128,12 +128,21 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
 async function startDaemon(mountpoint: string, flags: MountFlags): Promise<void> {
   const mnt = path.resolve(mountpoint);
   const logFile = path.resolve(flags.log ?? path.join(homedir(), '.cairn', `mount-${mnt.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_/, '')}.log`));
+  const pid = await spawnMountDaemon([...process.execArgv, ...process.argv.slice(1).filter((a) => a !== '--daemon')], mnt, logFile);
+  console.log(`cairn mount: ${printable(mnt)} mounted by daemon pid ${pid} (log ${printable(logFile)}); unmount with 'cairn umount ${printable(mnt)}'`);
+}
+
+/**
+ * Runs `node ARGS` (a `cairn mount` in the foreground) detached, its output in `logFile`, and
+ * resolves with its pid once it has mounted `mnt`; fails if it exits first or takes too long.
+ */
+export async function spawnMountDaemon(args: string[], mnt: string, logFile: string): Promise<number> {
   await mkdir(path.dirname(logFile), { recursive: true });
-  const args = process.argv.slice(1).filter((a) => a !== '--daemon');
   const out = openSync(logFile, 'a');
-  // The daemon's working directory is / so that it never holds a directory busy (its own mount included).
-  // The daemon says over the IPC channel when it has mounted (a stale mount there looks the same in the mount table).
-  const child = spawn(process.execPath, [...process.execArgv, ...args], { cwd: '/', detached: true, stdio: ['ignore', out, out, 'ipc'] });
+  // The daemon's working directory is / so that it never holds a directory busy (its own mount
+  // included). It says over the IPC channel when it has mounted: a stale mount there looks the
+  // same in the mount table.
+  const child = spawn(process.execPath, args, { cwd: '/', detached: true, stdio: ['ignore', out, out, 'ipc'] });
   const outcome = await new Promise<'mounted' | 'timeout' | number | null>((resolve) => {
     const timer = setTimeout(() => resolve('timeout'), daemonStartMs);
     child.once('message', () => {
@@ -146,10 +155,9 @@ async function startDaemon(mountpoint: string, flags: MountFlags): Promise<void>
     });
   });
   if (outcome === 'mounted') {
-    console.log(`cairn mount: ${printable(mnt)} mounted by daemon pid ${child.pid} (log ${printable(logFile)}); unmount with 'cairn umount ${printable(mnt)}'`);
     child.disconnect();
     child.unref();
-    return;
+    return child.pid!;
   }
   if (outcome === 'timeout') {
     child.kill('SIGTERM');
