@@ -250,3 +250,26 @@ test('cairn mount: a cluster used through the kernel as a local disk', { skip, t
     }
   });
 });
+
+test('cairn local up --mount: the local cluster mounted as the README says; local down unmounts it', { skip, timeout: 180_000 }, async (t) => {
+  const main = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+  const cairn = (...args: string[]) => spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', timeout: 120_000 });
+  const dir = await fs.mkdtemp(path.join(tmpdir(), 'cairn-local-mount-'));
+  const mnt = path.join(dir, 'mnt');
+  await fs.mkdir(mnt);
+  t.after(async () => {
+    cairn('local', 'down', '--dir', path.join(dir, 'cluster'));
+    spawnSync('fusermount', ['-uz', mnt]);
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+  const up = cairn('local', 'up', '--dir', path.join(dir, 'cluster'), '--mount', mnt);
+  assert.equal(up.status, 0, up.stderr);
+  assert.match(up.stdout, /mounted at /);
+  const data = randomBytes(5 * 1024 * 1024);
+  await fs.writeFile(path.join(mnt, 'through-the-mount'), data);
+  const got = cairn('fs', 'stat', '/through-the-mount', '--json', '--dir', path.join(dir, 'cluster'));
+  assert.equal((JSON.parse(got.stdout) as { sizeBytes: number }).sizeBytes, data.length);
+  const down = cairn('local', 'down', '--dir', path.join(dir, 'cluster'));
+  assert.match(down.stdout, /unmounted /);
+  assert.deepEqual(await fs.readdir(mnt), [], 'the mount point is an empty directory again');
+});
