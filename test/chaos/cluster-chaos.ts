@@ -255,9 +255,17 @@ export async function runSchedule(t: TestContext, seed: number, seconds: number,
   // Every file, read once more: what an acknowledged write left must be there.
   const reader = newClient();
   for (const p of history.paths()) {
-    const got = await readContent(reader, p);
-    if (got === 'error') failures.push(`after healing, ${p} cannot be read`);
-    else history.read(p, got, 'after healing');
+    let got: Content;
+    try {
+      got = await readAll(reader, p);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ENOENT') {
+        failures.push(`after healing, ${p} cannot be read: ${(err as Error).message.split('\n')[0]}`);
+        continue;
+      }
+      got = null;
+    }
+    history.read(p, got, 'after healing');
   }
   failures.push(...history.violations);
 
