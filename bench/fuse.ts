@@ -1,0 +1,182 @@
+// `cairn mount` under fio and a metadata load, beside the same jobs on the local disk (the limit)
+// and the native client (putFile/getFile) in the same run, with MooseFS 3.0's figures on this
+// machine (from the issue that asked for this benchmark) as the reference. A local cluster: 3
+// masters, 3 workers with 2 targets each, replication 3, all on this machine.
+
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { DataClient, getFile, MasterClient, putFile } from '../src/client/index.ts';
+import { readLocalCluster } from '../src/cli/cluster-target.ts';
+import { localDown, localUp } from '../src/cli/local.ts';
+import { spawnMountDaemon } from '../src/cli/mount-cmd.ts';
+import { detach, mountAt } from '../src/fuse/mount.ts';
+import { systemClock } from '../src/io/system-clock.ts';
+import { rootCaller } from '../src/meta/index.ts';
+import { RpcClient } from '../src/rpc/index.ts';
+import { workerFrameBytesMax } from '../src/worker/process.ts';
+import { positiveInt } from './args.ts';
+import { formatNumber, Report } from './report.ts';
+
+export const description = 'fio (sequential 1 MiB, random 4 KiB) and create/stat/unlink through cairn mount, beside the local disk, the native client and MooseFS';
+
+const MiB = 2 ** 20;
+const mainScript = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+
+/** MooseFS 3.0 (replication 3, its FUSE client) on this machine, as the issue records them. */
+const moosefs: Record<string, number> = {
+  'seq write 1 MiB, 1 job': 22.5,
+  'seq write 1 MiB, 4 jobs': 22.5,
+  'seq read 1 MiB, 1 job': 92,
+  'seq read 1 MiB, 4 jobs': 194,
+  'rand read 4 KiB, 4 jobs': 3095,
+  'create, 4 processes': 2168,
+  'stat, 4 processes': 6358,
+  'unlink, 4 processes': 3502,
+};
+
+const usage = `usage: npm run bench -- fuse [options]
+  --size-mib N      MiB each sequential job writes and reads (default 512)
+  --seconds N       seconds of 4 KiB random reads (default 15)
+  --files N         files the metadata test creates, stats and unlinks (default 10000)
+  --dir PATH        where the cluster and the local-disk runs live (default a new directory under ${tmpdir()})`;
+
+export async function run(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      'size-mib': { type: 'string', default: '512' },
+      seconds: { type: 'string', default: '15' },
+      files: { type: 'string', default: '10000' },
+      dir: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(usage);
+    return;
+  }
+  const sizeMiB = positiveInt(values['size-mib'], '--size-mib');
+  const seconds = positiveInt(values.seconds, '--seconds');
+  const files = positiveInt(values.files, '--files');
+  const dir = values.dir ?? mkdtempSync(path.join(tmpdir(), 'cairn-bench-fuse-'));
+  ensureFio();
+  const report = new Report('fuse');
+  report.configure({ sizeMiBPerJob: sizeMiB, randomSeconds: seconds, files, dir, workers: 3, targetsPerWorker: 2, replication: 3 });
+
+  const local = path.join(dir, 'local');
+  mkdirSync(local, { recursive: true });
+  const clusterDir = path.join(dir, 'cluster');
+  const mnt = path.join(dir, 'mnt');
+  mkdirSync(mnt, { recursive: true });
+  console.log('starting the local cluster and the mount...');
+  await localUp({ dir: clusterDir, masters: 3, workers: 3, targetsPerWorker: 2, replication: 3, log: () => undefined });
+  const daemon = await spawnMountDaemon([mainScript, 'mount', mnt, '--dir', clusterDir], mnt, path.join(dir, 'mount.log'));
+  const results = new Map<string, { cairn: number; local: number; native?: number }>();
+  try {
+    for (const [where, at] of [['cairn', mnt], ['local', local]] as const) {
+      console.log(`fio on ${where === 'cairn' ? 'the mount' : 'the local disk'}...`);
+      const sub = path.join(at, 'fio');
+      mkdirSync(sub, { recursive: true });
+      const put = (name: string, v: number): void => {
+        const r = results.get(name) ?? { cairn: 0, local: 0 };
+        r[where] = v;
+        results.set(name, r);
+      };
+      for (const jobs of [1, 4]) {
+        const per = Math.max(1, Math.floor(sizeMiB / jobs));
+        put(`seq write 1 MiB, ${jobs} job${jobs === 1 ? '' : 's'}`, fio(sub, `w${jobs}`, ['--rw=write', '--bs=1M', `--size=${per}M`, `--numjobs=${jobs}`, '--end_fsync=1']).writeMiBs);
+        put(`seq read 1 MiB, ${jobs} job${jobs === 1 ? '' : 's'}`, fio(sub, `w${jobs}`, ['--rw=read', '--bs=1M', `--size=${per}M`, `--numjobs=${jobs}`]).readMiBs);
+      }
+      put('rand read 4 KiB, 4 jobs', fio(sub, 'w4', ['--rw=randread', '--bs=4k', `--size=${Math.max(1, Math.floor(sizeMiB / 4))}M`, '--numjobs=4', '--time_based', `--runtime=${seconds}`]).readIops);
+      const meta = await metadataLoad(path.join(at, 'meta'), files, 4);
+      put('create, 4 processes', meta.create);
+      put('stat, 4 processes', meta.stat);
+      put('unlink, 4 processes', meta.unlink);
+      rmSync(sub, { recursive: true, force: true });
+    }
+    console.log('the native client...');
+    const native = await nativeClient(clusterDir, sizeMiB);
+    results.get('seq write 1 MiB, 1 job')!.native = native.writeMiBs;
+    results.get('seq read 1 MiB, 1 job')!.native = native.readMiBs;
+  } finally {
+    process.kill(daemon, 'SIGTERM');
+    for (let i = 0; i < 100 && (await mountAt(mnt)) !== undefined; i++) await new Promise((r) => setTimeout(r, 100));
+    if ((await mountAt(mnt)) !== undefined) await detach(mnt);
+    await localDown(clusterDir, () => undefined);
+    if (values.dir === undefined) rmSync(dir, { recursive: true, force: true });
+  }
+  const rows: string[][] = [];
+  for (const [name, r] of results) {
+    const unit = name.startsWith('seq') ? 'MiB/s' : name.startsWith('rand') ? 'IOPS' : 'files/s';
+    report.figure(`${name}: cairn mount`, r.cairn, unit);
+    report.figure(`${name}: local disk`, r.local, unit);
+    if (r.native !== undefined) report.figure(`${name}: native client`, r.native, unit);
+    const moose = moosefs[name];
+    rows.push([name, unit, formatNumber(r.cairn), formatNumber(r.local), r.native === undefined ? '' : formatNumber(r.native), formatNumber(moose), `${(r.cairn / moose).toFixed(2)}x`]);
+  }
+  report.table('cairn mount beside the local disk, the native client and MooseFS 3.0 (same machine, from the issue)', ['job', 'unit', 'cairn mount', 'local disk', 'native client', 'MooseFS', 'cairn / MooseFS'], rows);
+  report.finish();
+}
+
+/** fio, Debian's: installed here when missing and run as root (the bench needs it), else a clear error. */
+function ensureFio(): void {
+  if (spawnSync('fio', ['--version']).status === 0) return;
+  if (process.getuid?.() !== 0) throw new Error('fio is not installed: run sudo apt-get install -y fio');
+  console.log('installing fio (apt-get install -y fio)...');
+  execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'fio'], { stdio: 'ignore' });
+}
+
+/** One fio job group in `dir`; the files are named after `name`, so a read job reads what a write job left. */
+function fio(dir: string, name: string, opts: string[]): { writeMiBs: number; readMiBs: number; readIops: number } {
+  const out = execFileSync('fio', [`--name=${name}`, `--directory=${dir}`, '--ioengine=psync', '--group_reporting', '--output-format=json', ...opts], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const job = (JSON.parse(out) as { jobs: { read: { bw_bytes: number; iops: number }; write: { bw_bytes: number } }[] }).jobs[0];
+  return { writeMiBs: job.write.bw_bytes / MiB, readMiBs: job.read.bw_bytes / MiB, readIops: job.read.iops };
+}
+
+/** Creates (and closes), then stats, then unlinks `files` small files with `procs` processes; the rate of each phase. */
+async function metadataLoad(dir: string, files: number, procs: number): Promise<{ create: number; stat: number; unlink: number }> {
+  mkdirSync(dir, { recursive: true });
+  const per = Math.floor(files / procs);
+  const phase = async (op: 'create' | 'stat' | 'unlink'): Promise<number> => {
+    const code = `const fs=require('fs');const d=process.argv[1],p=process.argv[2],n=+process.argv[3];for(let i=0;i<n;i++){const f=d+'/'+p+'-'+i;${op === 'create' ? "fs.closeSync(fs.openSync(f,'w'))" : op === 'stat' ? 'fs.statSync(f)' : 'fs.unlinkSync(f)'}}`;
+    const start = performance.now();
+    await Promise.all(
+      Array.from({ length: procs }, (_, i) => {
+        const child = spawn(process.execPath, ['-e', code, dir, `p${i}`, String(per)], { stdio: ['ignore', 'ignore', 'inherit'] });
+        return new Promise<void>((resolve, reject) => child.once('exit', (c) => (c === 0 ? resolve() : reject(new Error(`${op} process exited with ${c}`)))));
+      }),
+    );
+    return (per * procs) / ((performance.now() - start) / 1000);
+  };
+  return { create: await phase('create'), stat: await phase('stat'), unlink: await phase('unlink') };
+}
+
+/** One stream of putFile and getFile of `sizeMiB`, the client library without the kernel in between. */
+async function nativeClient(clusterDir: string, sizeMiB: number): Promise<{ writeMiBs: number; readMiBs: number }> {
+  const cluster = readLocalCluster(clusterDir)!;
+  const meta = new MasterClient({ masters: cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address), secret: cluster.secret, caller: rootCaller });
+  const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: cluster.secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
+  try {
+    const block = randomBytes(MiB);
+    const blocks = function* (): Generator<Buffer> {
+      for (let i = 0; i < sizeMiB; i++) yield block;
+    };
+    let start = performance.now();
+    await putFile(meta, data, '/native', blocks());
+    const writeMiBs = sizeMiB / ((performance.now() - start) / 1000);
+    start = performance.now();
+    const { chunks } = await getFile(meta, data, '/native');
+    for await (const _ of chunks);
+    const readMiBs = sizeMiB / ((performance.now() - start) / 1000);
+    return { writeMiBs, readMiBs };
+  } finally {
+    data.close();
+    meta.close();
+  }
+}
