@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DataClient, getFile, MasterClient, putFile } from '../src/client/index.ts';
 import { readLocalCluster } from '../src/cli/cluster-target.ts';
-import { localDown, localUp } from '../src/cli/local.ts';
+import { localDown, localUp, recordLocalMount } from '../src/cli/local.ts';
 import { spawnMountDaemon } from '../src/cli/mount-cmd.ts';
 import { detach, mountAt } from '../src/fuse/mount.ts';
 import { systemClock } from '../src/io/system-clock.ts';
@@ -76,7 +76,8 @@ export async function run(args: string[]): Promise<void> {
   mkdirSync(mnt, { recursive: true });
   console.log('starting the local cluster and the mount...');
   await localUp({ dir: clusterDir, masters: 3, workers: 3, targetsPerWorker: 2, replication: 3, log: () => undefined });
-  const daemon = await spawnMountDaemon([mainScript, 'mount', mnt, '--dir', clusterDir], mnt, path.join(dir, 'mount.log'));
+  // Recorded as `local up --mount` records its mount, so that `local down` stops it first.
+  recordLocalMount(clusterDir, { mountpoint: mnt, pid: await spawnMountDaemon([mainScript, 'mount', mnt, '--dir', clusterDir], mnt, path.join(dir, 'mount.log')) });
   const results = new Map<string, { cairn: number; local: number; native?: number }>();
   try {
     for (const [where, at] of [['cairn', mnt], ['local', local]] as const) {
@@ -105,10 +106,8 @@ export async function run(args: string[]): Promise<void> {
     results.get('seq write 1 MiB, 1 job')!.native = native.writeMiBs;
     results.get('seq read 1 MiB, 1 job')!.native = native.readMiBs;
   } finally {
-    process.kill(daemon, 'SIGTERM');
-    for (let i = 0; i < 100 && (await mountAt(mnt)) !== undefined; i++) await new Promise((r) => setTimeout(r, 100));
-    if ((await mountAt(mnt)) !== undefined) await detach(mnt);
     await localDown(clusterDir, () => undefined);
+    if ((await mountAt(mnt)) !== undefined) await detach(mnt); // a daemon that had to be killed
     if (values.dir === undefined) rmSync(dir, { recursive: true, force: true });
   }
   const rows: string[][] = [];

@@ -426,16 +426,27 @@ function readLocalMounts(dir: string): LocalMount[] {
 /** Stops the mount daemons (they flush open files and unmount) before the cluster they use. */
 async function stopLocalMounts(dir: string, log: (line: string) => void): Promise<void> {
   const mounts = readLocalMounts(dir).filter((m) => isAlive(m.pid));
-  for (const m of mounts) signal(m.pid, 'SIGTERM');
-  const start = Date.now();
-  while (mounts.some((m) => isAlive(m.pid)) && Date.now() - start < stopGraceMs) await new Promise((r) => setTimeout(r, 50));
-  for (const m of mounts) {
-    if (isAlive(m.pid)) {
-      signal(m.pid, 'SIGKILL');
-      log(`the mount at ${m.mountpoint} (pid ${m.pid}) did not stop in ${stopGraceMs} ms: killed (the next 'cairn mount' there detaches it)`);
-    } else log(`unmounted ${m.mountpoint}`);
-  }
+  const killed = await stopProcesses(mounts.map((m) => ({ pid: m.pid, name: `the mount at ${m.mountpoint}`, whenKilled: ' (the next \'cairn mount\' there detaches it)' })), log);
+  for (const m of mounts) if (!killed.has(m.pid)) log(`unmounted ${m.mountpoint}`);
   rmSync(path.join(dir, mountsFileName), { force: true });
+}
+
+/**
+ * SIGTERM to each process that runs, then SIGKILL (logged) to any still running after
+ * stopGraceMs; the pids it had to kill.
+ */
+async function stopProcesses(procs: { pid: number; name: string; whenKilled?: string }[], log: (line: string) => void): Promise<Set<number>> {
+  for (const p of procs) if (isAlive(p.pid)) signal(p.pid, 'SIGTERM');
+  const start = Date.now();
+  while (procs.some((p) => isAlive(p.pid)) && Date.now() - start < stopGraceMs) await new Promise((r) => setTimeout(r, 50));
+  const killed = new Set<number>();
+  for (const p of procs) {
+    if (!isAlive(p.pid)) continue;
+    signal(p.pid, 'SIGKILL');
+    killed.add(p.pid);
+    log(`${p.name} (pid ${p.pid}) did not stop in ${stopGraceMs} ms: killed${p.whenKilled ?? ''}`);
+  }
+  return killed;
 }
 
 export async function localDown(dir: string, log: (line: string) => void): Promise<void> {
@@ -445,15 +456,7 @@ export async function localDown(dir: string, log: (line: string) => void): Promi
     return;
   }
   await stopLocalMounts(dir, log);
-  for (const p of cluster.processes) if (isAlive(p.pid)) signal(p.pid, 'SIGTERM');
-  const start = Date.now();
-  while (cluster.processes.some((p) => isAlive(p.pid)) && Date.now() - start < stopGraceMs) await new Promise((r) => setTimeout(r, 50));
-  for (const p of cluster.processes) {
-    if (isAlive(p.pid)) {
-      signal(p.pid, 'SIGKILL');
-      log(`${p.kind} ${p.id} (pid ${p.pid}) did not stop in ${stopGraceMs} ms: killed`);
-    }
-  }
+  await stopProcesses(cluster.processes.map((p) => ({ pid: p.pid, name: `${p.kind} ${p.id}` })), log);
   // After the masters, so that none of them sees its journal vanish under it.
   if (cluster.zookeeper !== undefined) {
     const e = attachEnsemble(cluster.zookeeper.servers);

@@ -3,6 +3,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Command, Option } from 'commander';
 import { getFile, putFile } from '../client/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
@@ -16,10 +17,8 @@ import { configError, parseMasterConfig, parsePositiveInt, parseWorkerConfig } f
 import { runDemo } from './demo.ts';
 import { jsonLine, printable } from './format.ts';
 import { registerFsCommands } from './fs-cmd.ts';
-import { registerMountCommands } from './mount-cmd.ts';
 import { localDown, localStatus, localUp, recordLocalMount, zooKeeperStatus, type ProcessStatus, type ZkServerStatus } from './local.ts';
-import { spawnMountDaemon } from './mount-cmd.ts';
-import path from 'node:path';
+import { registerMountCommands, spawnMountDaemon } from './mount-cmd.ts';
 import type { LocalCluster, LocalJournal } from './cluster-target.ts';
 
 /** sysexits' EX_DATAERR: the master's own data is unusable (see docs/masters.md, 'Rebuilding a master'). */
@@ -158,9 +157,10 @@ local
     printStatus(await statusOf(cluster));
     if (o.mount !== undefined) {
       const mnt = path.resolve(o.mount);
-      const pid = await spawnMountDaemon([...process.execArgv, process.argv[1], 'mount', mnt, '--dir', path.resolve(o.dir)], mnt, path.join(path.resolve(o.dir), 'mount.log'));
+      const logFile = path.resolve(o.dir, 'mount.log');
+      const pid = await spawnMountDaemon([...process.execArgv, process.argv[1], 'mount', mnt, '--dir', path.resolve(o.dir)], mnt, logFile);
       recordLocalMount(o.dir, { mountpoint: mnt, pid });
-      console.log(`\nmounted at ${printable(mnt)} (daemon pid ${pid}, log ${printable(path.join(o.dir, 'mount.log'))}): cp, tar and any program can use it`);
+      console.log(`\nmounted at ${printable(mnt)} (daemon pid ${pid}, log ${printable(logFile)}): cp, tar and any program can use it`);
     }
     if (!o.foreground) {
       const d = printable(o.dir);

@@ -1,7 +1,7 @@
 // `cairn mount MOUNTPOINT` (in the foreground, or as a daemon with --daemon) and `cairn umount
 // MOUNTPOINT`: the FUSE front-end (src/fuse/) over a cluster's clients.
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -63,7 +63,6 @@ export function registerMountCommands(program: Command, addTargetOptions: (c: Co
       if (type === undefined) throw configError(`${mnt} is not a mount point`);
       if (type !== 'fuse.cairn') throw configError(`${mnt} is a ${type} mount, not cairn's`);
       if (o.lazy) return detach(mnt);
-      const { execFile } = await import('node:child_process');
       await new Promise<void>((resolve, reject) =>
         execFile('fusermount', ['-u', mnt], (err, _out, stderr) => {
           if (err === null) return resolve();

@@ -92,7 +92,8 @@ export async function getFile(meta: MasterClient, data: DataClient, path: string
   return { attr, chunks: reader.stream() };
 }
 
-function fileRef(attr: InodeAttr, path: string): FileRef {
+/** What a reader or writer needs of a regular file's attributes; CAIRN_INVALID_ARGUMENT for anything else. */
+export function fileRef(attr: InodeAttr, path: string): FileRef {
   if (attr.type !== 'file' || attr.layout === undefined) throw new CairnError(ErrorCode.InvalidArgument, `${path} is not a regular file`);
   return { inodeId: attr.inodeId, layout: attr.layout, chunks: attr.chunks ?? null };
 }

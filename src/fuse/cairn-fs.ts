@@ -9,9 +9,8 @@
 // (close-to-open). Reads of a file this mount is writing see those writes.
 
 import type { Caller, Layout } from '../meta/commands.ts';
-import type { ChainInfo, CloseSessionValue, DirEntry, InodeAttr, InodeType, ReaddirPage, SessionValue, SpecialInodeType, StatFs, TargetInfo } from '../meta/namespace-state.ts';
-import { FileReader, FileWriter, truncateFile, type DataClient, type FileRef, type MasterClient } from '../client/index.ts';
-import { CairnError, ErrorCode } from '../errors.ts';
+import { isDeviceType, type ChainInfo, type CloseSessionValue, type DirEntry, type InodeAttr, type InodeType, type ReaddirPage, type SessionValue, type SpecialInodeType, type StatFs, type TargetInfo } from '../meta/namespace-state.ts';
+import { fileRef, FileReader, FileWriter, truncateFile, type DataClient, type FileRef, type MasterClient } from '../client/index.ts';
 import { MetaError, FsErrorCode } from '../meta/errors.ts';
 
 /** What getattr gives the kernel (fuse-native's stat fields; times in ms). */
@@ -118,9 +117,10 @@ export class CairnFs {
     return caller === undefined ? {} : { caller };
   }
 
-  /** Open files (for a clean unmount and for tests). */
-  get openFiles(): number {
-    return this.handles.size;
+  /** Who a new inode belongs to: the asking process, else the mount's owner. */
+  private ownerFor(caller: Caller | undefined): { uid: number; gid: number } {
+    const c = caller ?? this.owner;
+    return { uid: c.uid, gid: c.gid };
   }
 
   async getattr(path: string, caller?: Caller): Promise<Stat> {
@@ -148,8 +148,7 @@ export class CairnFs {
   }
 
   async mkdir(path: string, mode: number, caller?: Caller): Promise<void> {
-    const c = caller ?? this.owner;
-    await this.meta.mutate('meta.mutate', { op: 'mkdir', path, mode: mode & 0o7777, uid: c.uid, gid: c.gid, parents: false, ...this.as(caller) });
+    await this.meta.mutate('meta.mutate', { op: 'mkdir', path, mode: mode & 0o7777, ...this.ownerFor(caller), parents: false, ...this.as(caller) });
   }
 
   async rmdir(path: string, caller?: Caller): Promise<void> {
@@ -167,17 +166,14 @@ export class CairnFs {
   }
 
   async symlink(target: string, path: string, caller?: Caller): Promise<void> {
-    const c = caller ?? this.owner;
-    await this.meta.mutate('meta.mutate', { op: 'symlink', path, target, uid: c.uid, gid: c.gid, ...this.as(caller) });
+    await this.meta.mutate('meta.mutate', { op: 'symlink', path, target, ...this.ownerFor(caller), ...this.as(caller) });
   }
 
   /** FIFOs, sockets and device nodes: names with attributes (the kernel serves them when opened). */
   async mknod(path: string, mode: number, rdev: number, caller?: Caller): Promise<void> {
     const type = specialTypeOf.get(mode & typeMask);
     if (type === undefined) throw new MetaError(FsErrorCode.EINVAL, `mknod of a type cairn does not store (mode ${(mode & typeMask).toString(8)})`, { errno: 'EPERM' });
-    const c = caller ?? this.owner;
-    const device = type === 'chardev' || type === 'blockdev';
-    await this.meta.mutate('meta.mutate', { op: 'mknod', path, type, mode: mode & 0o7777, uid: c.uid, gid: c.gid, rdev: device ? rdev : 0, ...this.as(caller) });
+    await this.meta.mutate('meta.mutate', { op: 'mknod', path, type, mode: mode & 0o7777, ...this.ownerFor(caller), rdev: isDeviceType(type) ? rdev : 0, ...this.as(caller) });
   }
 
   async link(existing: string, path: string, caller?: Caller): Promise<void> {
@@ -241,8 +237,7 @@ export class CairnFs {
 
   /** O_CREAT (the kernel found no entry): creates the file and opens it for writing. */
   async create(path: string, mode: number, caller?: Caller): Promise<number> {
-    const c = caller ?? this.owner;
-    await this.meta.mutate('meta.mutate', { op: 'create', path, mode: mode & 0o7777, uid: c.uid, gid: c.gid, exclusive: false, ...this.as(caller) });
+    await this.meta.mutate('meta.mutate', { op: 'create', path, mode: mode & 0o7777, ...this.ownerFor(caller), exclusive: false, ...this.as(caller) });
     // open(2) with O_CREAT may write the new file whatever its mode: the session is opened as this
     // client (the create above already checked the caller's right to make it).
     return this.openForWrite(path, false, undefined);
@@ -252,14 +247,14 @@ export class CairnFs {
     if ((flags & O_ACCMODE) !== O_RDONLY) return this.openForWrite(path, (flags & O_TRUNC) !== 0, caller);
     const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'open', path, ...this.as(caller) });
     const ref = fileRefOf(attr, path);
-    return this.addHandle({ path, inodeId: attr.inodeId, layout: ref.layout, sizeBytes: attr.sizeBytes, chunks: attr.chunks ?? null, committedBytes: attr.sizeBytes });
+    return this.addHandle({ path, inodeId: ref.inodeId, layout: ref.layout, sizeBytes: attr.sizeBytes, chunks: ref.chunks ?? null, committedBytes: attr.sizeBytes });
   }
 
   private async openForWrite(path: string, truncate: boolean, caller: Caller | undefined): Promise<number> {
     if (truncate) await this.truncate(path, 0, caller);
     const s = await this.meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path, truncate: false, ...this.as(caller) });
     const ref = fileRefOf(s.inode, path);
-    const h: Handle = { path, inodeId: s.inode.inodeId, layout: ref.layout, sizeBytes: s.inode.sizeBytes, chunks: s.inode.chunks ?? null, sessionId: s.sessionId, committedBytes: s.inode.sizeBytes };
+    const h: Handle = { path, inodeId: ref.inodeId, layout: ref.layout, sizeBytes: s.inode.sizeBytes, chunks: ref.chunks ?? null, sessionId: s.sessionId, committedBytes: s.inode.sizeBytes };
     h.writer = new FileWriter(this.data, { inodeId: h.inodeId, layout: h.layout, chunks: null }, { streamBytesMax: this.writeBytesMax });
     let set = this.writers.get(h.inodeId);
     if (set === undefined) this.writers.set(h.inodeId, (set = new Set()));
@@ -386,7 +381,8 @@ export class CairnFs {
   }
 
   private toStat(a: InodeAttr, localLength: number | undefined): Stat {
-    const size = a.type === 'symlink' ? Buffer.byteLength(a.target ?? '') : a.type === 'dir' ? blockBytes : Math.max(a.sizeBytes, localLength ?? 0);
+    // A symlink's size is its target's length, as the masters keep it.
+    const size = a.type === 'dir' ? blockBytes : Math.max(a.sizeBytes, localLength ?? 0);
     return {
       mode: typeBits[a.type] | (a.mode & 0o7777),
       uid: a.uid,
@@ -405,8 +401,8 @@ export class CairnFs {
   }
 }
 
+/** fileRef, with the errno open(2) gives for a directory. */
 function fileRefOf(attr: InodeAttr, path: string): FileRef {
   if (attr.type === 'dir') throw new MetaError(FsErrorCode.EISDIR, `${path} is a directory`);
-  if (attr.type !== 'file' || attr.layout === undefined) throw new CairnError(ErrorCode.InvalidArgument, `${path} is not a regular file`);
-  return { inodeId: attr.inodeId, layout: attr.layout, chunks: attr.chunks ?? null };
+  return fileRef(attr, path);
 }

@@ -29,6 +29,8 @@ export interface Mounted {
   unmount(): Promise<void>;
 }
 
+const execFileAsync = promisify(execFile);
+
 /** fuse-native's opcode of init, whose dispatch carries no caller. */
 const opInit = 0;
 /** Largest read and write the kernel sends in one request (libfuse 2 cannot ask for more). */
@@ -87,7 +89,7 @@ async function groupsOf(pid: number): Promise<number[]> {
 }
 
 /** Checks the mount point, and detaches a stale mount a killed daemon left there. */
-export async function prepareMountpoint(mountpoint: string, log: MountOptions['log']): Promise<string> {
+async function prepareMountpoint(mountpoint: string, log: MountOptions['log']): Promise<string> {
   const mnt = path.resolve(mountpoint);
   try {
     await stat(mnt);
@@ -129,11 +131,11 @@ function unescapeMount(s: string): string {
 /** Detaches the FUSE mount at `mnt` at once, even while busy (its users see it gone). */
 export async function detach(mnt: string): Promise<void> {
   try {
-    await promisify(execFile)('fusermount', ['-uz', mnt]);
+    await execFileAsync('fusermount', ['-uz', mnt]);
   } catch (err) {
     // fusermount is the unprivileged way; root can also unmount directly.
     if (process.getuid?.() !== 0) throw new CairnError(ErrorCode.ProcessFailed, `could not unmount ${mnt}: ${(err as Error).message.split('\n')[0]}`);
-    await promisify(execFile)('umount', ['-l', mnt]);
+    await execFileAsync('umount', ['-l', mnt]);
   }
 }
 
@@ -143,8 +145,6 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
   await stat('/dev/fuse').catch(() => {
     throw new CairnError(ErrorCode.NotInstalled, '/dev/fuse is missing: the kernel has no FUSE (modprobe fuse), or this container was started without the device');
   });
-  // libfuse 2 knows these options but fuse-native does not pass them: large requests (big_writes)
-  // cut the calls per MiB from 256 to 8.
   const withCaller = addonHasCaller();
   if (!withCaller) opts.log('warn', 'fuse-native\'s addon does not pass the asking process (run: node scripts/build-fuse-addon.ts): new files belong to the mount\'s user, and the masters check permissions as that user');
   let asking: AskingProcess | undefined;
@@ -170,8 +170,9 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
     }
 
     override _fuseOptions(): string {
-      // The cache timeouts go here too: fuse-native drops a timeout of 0 (it would mean no caching).
-      // use_ino: a file's st_ino is its cairn inode id, the same under every name (hard links).
+      // libfuse 2 knows these options but fuse-native does not pass them: large requests (big_writes)
+      // cut the calls per MiB from 256 to 8; use_ino makes a file's st_ino its cairn inode id, the
+      // same under every name (hard links); and fuse-native drops a cache timeout of 0.
       return `${super._fuseOptions()},use_ino,big_writes,max_write=${requestBytesMax},max_read=${requestBytesMax},attr_timeout=${opts.attrTimeoutMs / 1000},entry_timeout=${opts.entryTimeoutMs / 1000}`;
     }
   }

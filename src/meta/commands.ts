@@ -7,7 +7,7 @@ import { describe, Fields } from '../fields.ts';
 import { MetaError, MetaErrorCode } from './errors.ts';
 import { chunkRangesMax, rangesProblem } from './chunk-ranges.ts';
 import { checkPath, nameProblem, symlinkTargetBytesMax } from './paths.ts';
-import { specialInodeTypes, type SpecialInodeType } from './namespace-state.ts';
+import { isDeviceType, isSpecialInodeType, specialInodeTypes, type SpecialInodeType } from './namespace-state.ts';
 
 export const chunkSizeBytesMin = 64 * 1024;
 export const chunkSizeBytesMax = 64 * 1024 * 1024;
@@ -503,9 +503,8 @@ const namespaceReaders: Record<NamespaceCommandOp, (f: MetaFields, s: NamespaceS
   }),
   mknod: (f, s) => {
     const type = f.str('type', 16);
-    if (!(specialInodeTypes as readonly string[]).includes(type)) throw invalid(`${f.where}: 'type' must be one of ${specialInodeTypes.join(', ')}, got '${type}'`);
-    const device = type === 'chardev' || type === 'blockdev';
-    return { op: 'mknod', ...s, path: f.path('path'), type: type as SpecialInodeType, mode: f.int('mode', 0, modeMax), ...owner(f), rdev: device ? f.int('rdev', 0, idMax) : f.int('rdev', 0, 0) };
+    if (!isSpecialInodeType(type)) throw invalid(`${f.where}: 'type' must be one of ${specialInodeTypes.join(', ')}, got '${type}'`);
+    return { op: 'mknod', ...s, path: f.path('path'), type, mode: f.int('mode', 0, modeMax), ...owner(f), rdev: f.int('rdev', 0, isDeviceType(type) ? idMax : 0) };
   },
   link: (f, s) => ({ op: 'link', ...s, existing: f.path('existing'), path: f.path('path') }),
   setattr: (f, s) => {

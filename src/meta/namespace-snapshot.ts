@@ -13,7 +13,7 @@ import type { Layout, TargetState } from './commands.ts';
 import { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
 import { inChainOrder } from './chain-states.ts';
 import { rangesProblem } from './chunk-ranges.ts';
-import { MetaTables, rootInodeId, specialInodeTypes } from './namespace-state.ts';
+import { isDeviceType, isSpecialInodeType, MetaTables, rootInodeId, specialInodeTypes } from './namespace-state.ts';
 import type { ChainMove, ClientRecord, Inode, InodeType, MetaResult, MetaStateOptions } from './namespace-state.ts';
 import { utf8Bytes } from '../fields.ts';
 import { nameProblem } from './paths.ts';
@@ -373,8 +373,8 @@ class SnapshotBuilder {
     check((inode.parentId !== 0) === (type === 'dir'), `${what}: a ${type} with parent ${inode.parentId}`);
     check(type === 'file' || inode.chunks === null, `${what}: a ${type} with chunks`);
     if (type === 'dir') check(inode.sizeBytes === 0, `${what}: a directory of size ${inode.sizeBytes}`);
-    check(inode.rdev === 0 || type === 'chardev' || type === 'blockdev', `${what}: a ${type} with a device number`);
-    if ((specialInodeTypes as readonly string[]).includes(type)) check(inode.sizeBytes === 0, `${what}: a ${type} of size ${inode.sizeBytes}`);
+    check(inode.rdev === 0 || isDeviceType(type), `${what}: a ${type} with a device number`);
+    if (isSpecialInodeType(type)) check(inode.sizeBytes === 0, `${what}: a ${type} of size ${inode.sizeBytes}`);
     if (inode.target !== null) check(inode.sizeBytes === utf8Bytes(inode.target), `${what}: size does not match its target`);
     this.t.inodes.set(id, inode);
     if (type === 'file') {

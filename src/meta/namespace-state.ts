@@ -9,6 +9,15 @@ export type InodeType = 'file' | 'dir' | 'symlink' | SpecialInodeType;
 export const specialInodeTypes = ['fifo', 'socket', 'chardev', 'blockdev'] as const;
 export type SpecialInodeType = (typeof specialInodeTypes)[number];
 
+export function isSpecialInodeType(type: string): type is SpecialInodeType {
+  return (specialInodeTypes as readonly string[]).includes(type);
+}
+
+/** Device nodes, the special files with a device number. */
+export function isDeviceType(type: string): boolean {
+  return type === 'chardev' || type === 'blockdev';
+}
+
 export const rootInodeId = 1;
 /** Files without an explicit layout use this chain table, at its current version. */
 export const defaultChainTableId = 1;

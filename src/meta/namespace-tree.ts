@@ -23,7 +23,7 @@ import type {
 } from './commands.ts';
 import { FsErrorCode } from './errors.ts';
 import { attrOf, defaultChainTableId, fail, isFail, newInode, ok, rootInodeId } from './namespace-state.ts';
-import type { Inode, MetaFail, MetaResult, MetaTables, MetaValues, UnlinkValue } from './namespace-state.ts';
+import type { Inode, InodeAttr, InodeType, MetaFail, MetaResult, MetaTables, MetaValues, UnlinkValue } from './namespace-state.ts';
 import { utf8Bytes } from '../fields.ts';
 import { inRanges, mergeRanges, trimRanges } from './chunk-ranges.ts';
 import { pathNames } from './paths.ts';
@@ -418,25 +418,26 @@ export function rename(t: MetaTables, cmd: RenameCommand): Result<'rename'> {
 }
 
 export function symlink(t: MetaTables, cmd: SymlinkCommand): Result<'symlink'> {
-  const owned = newOwnerDenied(cmd.caller, cmd.uid, cmd.gid, cmd.path);
-  if (owned !== undefined) return owned;
-  const at = resolveFreeName(t, cmd.path, cmd.caller);
-  if (isFail(at)) return at;
-  const inode = newInode(newId(t), 'symlink', 0o777, cmd.uid, cmd.gid, cmd.nowMs);
-  inode.target = cmd.target;
-  inode.sizeBytes = utf8Bytes(cmd.target);
-  insertInode(t, inode);
-  addEntry(t, at.parent, at.name, inode, cmd.nowMs);
-  return ok(attrOf(inode));
+  return makeNode(t, cmd, 'symlink', 0o777, (inode) => {
+    inode.target = cmd.target;
+    inode.sizeBytes = utf8Bytes(cmd.target);
+  });
 }
 
 export function mknod(t: MetaTables, cmd: MknodCommand): Result<'mknod'> {
+  return makeNode(t, cmd, cmd.type, cmd.mode, (inode) => {
+    inode.rdev = cmd.rdev;
+  });
+}
+
+/** A new inode without data (a symlink or a special file) at a free name, owned as the command says. */
+function makeNode(t: MetaTables, cmd: SymlinkCommand | MknodCommand, type: InodeType, mode: number, fill: (inode: Inode) => void): MetaResult<InodeAttr> {
   const owned = newOwnerDenied(cmd.caller, cmd.uid, cmd.gid, cmd.path);
   if (owned !== undefined) return owned;
   const at = resolveFreeName(t, cmd.path, cmd.caller);
   if (isFail(at)) return at;
-  const inode = newInode(newId(t), cmd.type, cmd.mode, cmd.uid, cmd.gid, cmd.nowMs);
-  inode.rdev = cmd.rdev;
+  const inode = newInode(newId(t), type, mode, cmd.uid, cmd.gid, cmd.nowMs);
+  fill(inode);
   insertInode(t, inode);
   addEntry(t, at.parent, at.name, inode, cmd.nowMs);
   return ok(attrOf(inode));

@@ -32,7 +32,7 @@ export class FramedSocket {
   private socketError: Error | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
   private corked = false;
-  /** Set by a server (readsPausedOverBacklog): reading stops while this many bytes wait to be sent. */
+  /** Set by a server (pauseReadsOverBacklog): reading stops while this many bytes wait to be sent. */
   private backlogReadLimit: number | undefined;
   private pausedForBacklog = false;
   /** performance.now() of the last bytes received. */

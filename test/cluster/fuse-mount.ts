@@ -8,12 +8,10 @@ import { chmod, mkdtemp, readFile, rm, mkdir, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import { detach, mountAt } from '../../src/fuse/mount.ts';
-import { waitFor } from './process-cluster.ts';
+import { mainScript, waitFor } from './process-cluster.ts';
 
-const mainScript = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
 /** Why FUSE tests cannot run here, or undefined; in CI (CI=true) never a reason: they run and fail. */
 export function fuseSkipReason(): string | undefined {

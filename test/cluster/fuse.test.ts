@@ -16,6 +16,7 @@ import { test } from 'node:test';
 import { Prng } from '../../src/sim/prng.ts';
 import { DataCluster } from './data-cluster.ts';
 import { fuseSkipReason, Mounts } from './fuse-mount.ts';
+import { mainScript } from './process-cluster.ts';
 
 const skip = fuseSkipReason();
 /** Files in the tar test (CAIRN_FUSE_TREE_FILES, a multiple of 50). */
@@ -252,8 +253,7 @@ test('cairn mount: a cluster used through the kernel as a local disk', { skip, t
 });
 
 test('cairn local up --mount: the local cluster mounted as the README says; local down unmounts it', { skip, timeout: 180_000 }, async (t) => {
-  const main = new URL('../../src/cli/main.ts', import.meta.url).pathname;
-  const cairn = (...args: string[]) => spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', timeout: 120_000 });
+  const cairn = (...args: string[]) => spawnSync(process.execPath, [mainScript, ...args], { encoding: 'utf8', timeout: 120_000 });
   const dir = await fs.mkdtemp(path.join(tmpdir(), 'cairn-local-mount-'));
   const mnt = path.join(dir, 'mnt');
   await fs.mkdir(mnt);

@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -43,7 +43,7 @@ function skipReason(): string | undefined {
 function build(): string {
   const src = path.join(buildDir, 'pjdfstest');
   if (existsSync(path.join(src, 'pjdfstest'))) return src;
-  execFileSync('mkdir', ['-p', buildDir]);
+  mkdirSync(buildDir, { recursive: true });
   execFileSync('tar', ['xzf', tarball, '-C', buildDir]);
   execFileSync('sh', ['-c', 'autoreconf -ifs && ./configure && make pjdfstest'], { cwd: src, stdio: 'ignore' });
   return src;

@@ -15,7 +15,7 @@ import { rootCaller } from '../../src/meta/commands.ts';
 import { freePort } from '../../src/cli/local.ts';
 import type { JournalStatus } from '../../src/journal/journal.ts';
 
-const mainScript = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+export const mainScript = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 /** How long a process gets to exit after SIGTERM before it is killed. */
 const stopGraceMs = 5_000;
 /** Tries at starting a cluster whose ports another process took first. */
