@@ -7,7 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { CairnFs } from '../fuse/cairn-fs.ts';
+import { CairnFs, readAheadBytesMaxDefault, readAheadChunksDefault } from '../fuse/cairn-fs.ts';
 import { detach, mount, mountAt, type Mounted } from '../fuse/mount.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { openClients, type TargetFlags } from './cluster-target.ts';
@@ -21,6 +21,8 @@ interface MountFlags extends TargetFlags {
   entryTimeoutMs: string;
   allowOther?: boolean;
   readdirMax: string;
+  readAheadChunks: string;
+  readAheadMaxMib: string;
   debug?: boolean;
 }
 
@@ -42,6 +44,8 @@ export function registerMountCommands(program: Command, addTargetOptions: (c: Co
       .option('--entry-timeout-ms <ms>', 'how long the kernel caches names (lookup) before asking again', '1000')
       .option('--allow-other', 'let other users use the mount (default when run as root; others need user_allow_other in /etc/fuse.conf)')
       .option('--readdir-max <n>', 'entries a directory listing may have (FUSE takes a listing as one array in memory)', '1000000')
+      .option('--read-ahead-chunks <n>', 'whole chunks a sequential reader fetches ahead, counting the one it reads; 0: none', String(readAheadChunksDefault))
+      .option('--read-ahead-max-mib <n>', 'MiB the read-ahead of all open files holds at most', String(readAheadBytesMaxDefault / 2 ** 20))
       .option('--debug', 'print every FUSE request (libfuse debug output)'),
   );
   cmd.options.find((o) => o.long === '--timeout-ms')?.default(mountTimeoutMsDefault);
@@ -78,7 +82,15 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   const timeoutMs = parsePositiveInt(flags.timeoutMs, '--timeout-ms');
   const { meta, data } = openClients(flags, timeoutMs);
   const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, groups: [] };
-  const fs = new CairnFs({ meta, data, owner, readdirEntriesMax: parsePositiveInt(flags.readdirMax, '--readdir-max'), log });
+  const fs = new CairnFs({
+    meta,
+    data,
+    owner,
+    readdirEntriesMax: parsePositiveInt(flags.readdirMax, '--readdir-max'),
+    readAheadChunks: parseNonNegativeInt(flags.readAheadChunks, '--read-ahead-chunks'),
+    readAheadBytesMax: parsePositiveInt(flags.readAheadMaxMib, '--read-ahead-max-mib') * 2 ** 20,
+    log,
+  });
   // Fails early, with the cluster's own error, when no master answers.
   await meta.query('meta.query', { op: 'statfs' });
   let mounted: Mounted;

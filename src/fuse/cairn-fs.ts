@@ -12,6 +12,7 @@ import type { Caller, Layout } from '../meta/commands.ts';
 import { isDeviceType, type ChainInfo, type CloseSessionValue, type DirEntry, type InodeAttr, type InodeType, type ReaddirPage, type SessionValue, type SpecialInodeType, type StatFs, type TargetInfo } from '../meta/namespace-state.ts';
 import { fileRef, FileReader, FileWriter, truncateFile, type DataClient, type FileRef, type MasterClient } from '../client/index.ts';
 import { MetaError, FsErrorCode } from '../meta/errors.ts';
+import { ChunkReadAhead, ReadAheadBudget } from './read-ahead.ts';
 
 /** What getattr gives the kernel (fuse-native's stat fields; times in ms). */
 export interface Stat {
@@ -53,10 +54,18 @@ export interface CairnFsOptions {
   readdirEntriesMax?: number;
   /** Bytes one open file keeps in flight to the workers at most. */
   writeBytesMax?: number;
+  /** Whole chunks a sequential reader fetches ahead (counting the one it reads); 0: no read-ahead. */
+  readAheadChunks?: number;
+  /** Bytes the read-ahead of every open file holds together at most. */
+  readAheadBytesMax?: number;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
 }
 
 export const readdirEntriesMaxDefault = 1_000_000;
+/** Chunks a sequential reader has in flight by default (4 MiB chunks: 16 MiB a handle). */
+export const readAheadChunksDefault = 4;
+/** What all read-ahead holds at most by default. */
+export const readAheadBytesMaxDefault = 256 * 1024 * 1024;
 /** Entries per readdir call to the masters. */
 const readdirPageEntries = 1_000;
 const typeBits: Record<InodeType, number> = { file: 0o100000, dir: 0o040000, symlink: 0o120000, fifo: 0o010000, socket: 0o140000, chardev: 0o020000, blockdev: 0o060000 };
@@ -89,6 +98,8 @@ interface Handle {
   committedBytes: number;
   /** Written since the last commit. */
   dirty?: boolean;
+  /** Whole chunks fetched ahead of a sequential reader (handles not open for writing). */
+  readAhead?: ChunkReadAhead;
 }
 
 export class CairnFs {
@@ -97,6 +108,8 @@ export class CairnFs {
   private readonly owner: Caller;
   private readonly readdirEntriesMax: number;
   private readonly writeBytesMax: number | undefined;
+  private readonly readAheadChunks: number;
+  private readonly readAheadBudget: ReadAheadBudget;
   private readonly log: NonNullable<CairnFsOptions['log']>;
   private readonly handles = new Map<number, Handle>();
   /** Open write handles by inode: getattr and reads of that inode see their writes. */
@@ -109,6 +122,8 @@ export class CairnFs {
     this.owner = opts.owner;
     this.readdirEntriesMax = opts.readdirEntriesMax ?? readdirEntriesMaxDefault;
     this.writeBytesMax = opts.writeBytesMax;
+    this.readAheadChunks = opts.readAheadChunks ?? readAheadChunksDefault;
+    this.readAheadBudget = new ReadAheadBudget(opts.readAheadBytesMax ?? readAheadBytesMaxDefault);
     this.log = opts.log ?? (() => undefined);
   }
 
@@ -223,6 +238,7 @@ export class CairnFs {
     // Writes this mount holds for the file go first, so that they cannot land past the new end.
     for (const h of this.writers.get(attr.inodeId) ?? []) await this.flushWriter(h);
     await truncateFile(this.meta, this.data, path, sizeBytes);
+    this.forgetReadAhead(attr.inodeId);
     for (const h of this.handles.values()) {
       if (h.inodeId !== attr.inodeId) continue;
       h.sizeBytes = sizeBytes;
@@ -247,7 +263,17 @@ export class CairnFs {
     if ((flags & O_ACCMODE) !== O_RDONLY) return this.openForWrite(path, (flags & O_TRUNC) !== 0, caller);
     const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'open', path, ...this.as(caller) });
     const ref = fileRefOf(attr, path);
-    return this.addHandle({ path, inodeId: ref.inodeId, layout: ref.layout, sizeBytes: attr.sizeBytes, chunks: ref.chunks ?? null, committedBytes: attr.sizeBytes });
+    const h: Handle = { path, inodeId: ref.inodeId, layout: ref.layout, sizeBytes: attr.sizeBytes, chunks: ref.chunks ?? null, committedBytes: attr.sizeBytes };
+    if (this.readAheadChunks > 0) {
+      h.readAhead = new ChunkReadAhead({
+        chunkSizeBytes: h.layout.chunkSizeBytes,
+        sizeBytes: () => h.sizeBytes,
+        chunksAhead: this.readAheadChunks,
+        budget: this.readAheadBudget,
+        fetch: (index) => this.readerOf(h, h.sizeBytes, h.chunks).read(index * h.layout.chunkSizeBytes, h.layout.chunkSizeBytes),
+      });
+    }
+    return this.addHandle(h);
   }
 
   private async openForWrite(path: string, truncate: boolean, caller: Caller | undefined): Promise<number> {
@@ -259,6 +285,7 @@ export class CairnFs {
     let set = this.writers.get(h.inodeId);
     if (set === undefined) this.writers.set(h.inodeId, (set = new Set()));
     set.add(h);
+    this.forgetReadAhead(h.inodeId);
     return this.addHandle(h);
   }
 
@@ -288,13 +315,25 @@ export class CairnFs {
       chunks = null;
     }
     if (position >= size) return 0;
-    const reader = new FileReader(this.data, { inodeId: h.inodeId, layout: h.layout, chunks }, size);
+    if (local === undefined) {
+      const ahead = h.readAhead?.read(position, length, into);
+      if (ahead !== undefined) return ahead;
+    }
     let n = 0;
-    for await (const part of reader.stream(position, Math.min(length, size - position))) {
+    for await (const part of this.readerOf(h, size, chunks).stream(position, Math.min(length, size - position))) {
       into.set(part, n);
       n += part.length;
     }
     return n;
+  }
+
+  private readerOf(h: Handle, sizeBytes: number, chunks: number[] | null): FileReader {
+    return new FileReader(this.data, { inodeId: h.inodeId, layout: h.layout, chunks }, sizeBytes);
+  }
+
+  /** This mount changes an inode's bytes: what was read ahead of them is stale. */
+  private forgetReadAhead(inodeId: number): void {
+    for (const h of this.handles.values()) if (h.inodeId === inodeId) h.readAhead?.clear();
   }
 
   /** Writes `length` bytes of `from` (the kernel's buffer, valid only until this returns: copied). */
@@ -321,7 +360,9 @@ export class CairnFs {
     const h = this.handles.get(fd);
     if (h === undefined) return;
     this.handles.delete(fd);
+    h.readAhead?.clear();
     if (h.writer === undefined || h.sessionId === undefined) return;
+    this.forgetReadAhead(h.inodeId);
     const set = this.writers.get(h.inodeId);
     set?.delete(h);
     if (set?.size === 0) this.writers.delete(h.inodeId);

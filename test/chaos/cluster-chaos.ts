@@ -16,7 +16,8 @@ import { FileWriter } from '../../src/client/file-io.ts';
 import { putFile } from '../../src/client/files.ts';
 import type { MasterClient } from '../../src/client/master-client.ts';
 import { systemClock } from '../../src/io/system-clock.ts';
-import type { SessionValue } from '../../src/meta/index.ts';
+import type { InodeAttr, SessionValue } from '../../src/meta/index.ts';
+import { indexesIn } from '../../src/meta/chunk-ranges.ts';
 import type { MetaResult } from '../../src/meta/namespace-state.ts';
 import { RpcClient } from '../../src/rpc/index.ts';
 import { checkLinearizable, type Operation } from '../../src/sim/linearizability.ts';
@@ -260,7 +261,7 @@ export async function runSchedule(t: TestContext, seed: number, seconds: number,
       got = await readAll(reader, p);
     } catch (err) {
       if ((err as { code?: string }).code !== 'ENOENT') {
-        failures.push(`after healing, ${p} cannot be read: ${(err as Error).message.split('\n')[0]}`);
+        failures.push(`after healing, ${p} cannot be read: ${(err as Error).message.split('\n')[0]}; ${await explainUnreadable(reader, p)}`);
         continue;
       }
       got = null;
@@ -367,6 +368,28 @@ async function overwrite(c: { meta: MasterClient; data: DataClient }, p: string,
   } catch (err) {
     await c.meta.mutate('meta.mutate', { op: 'closeSession', sessionId: session.sessionId }).catch(() => undefined);
     throw err;
+  }
+}
+
+/** What the masters and each chunk's chain say of a file that could not be read: for the failure report. */
+async function explainUnreadable(c: { meta: MasterClient; data: DataClient }, p: string): Promise<string> {
+  try {
+    const attr = await c.meta.query<InodeAttr>('meta.query', { op: 'stat', path: p });
+    const layout = attr.layout!;
+    const routing = await c.data.refresh();
+    const recorded = attr.chunks ?? [0, Math.ceil(attr.sizeBytes / layout.chunkSizeBytes)];
+    const parts: string[] = [];
+    for (const i of indexesIn(recorded)) {
+      const chainId = c.data.chainOf(routing, layout, i);
+      const got = await c.data.readChunk(layout, attr.inodeId, i, 0, layout.chunkSizeBytes).then(
+        (r) => (r.found ? `${r.data.length} bytes` : 'on no replica'),
+        (err: unknown) => `error ${(err as Error).message.split('\n')[0]}`,
+      );
+      parts.push(`chunk ${i} (chain ${chainId} v${routing.chain(chainId)?.version}): ${got}`);
+    }
+    return `inode ${attr.inodeId}, ${attr.sizeBytes} bytes, chunks recorded ${JSON.stringify(attr.chunks ?? null)}; ${parts.join('; ')}`;
+  } catch (err) {
+    return `(no more known: ${(err as Error).message.split('\n')[0]})`;
   }
 }
 
