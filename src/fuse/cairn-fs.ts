@@ -9,7 +9,7 @@
 // (close-to-open). Reads of a file this mount is writing see those writes.
 
 import type { Caller, Layout } from '../meta/commands.ts';
-import { isDeviceType, type ChainInfo, type CloseSessionValue, type DirEntry, type InodeAttr, type InodeType, type ReaddirPage, type SessionValue, type SpecialInodeType, type StatFs, type TargetInfo } from '../meta/namespace-state.ts';
+import { isDeviceType, type ChainInfo, type CloseSessionValue, type CreateValue, type DirEntry, type InodeAttr, type InodeType, type ReaddirPage, type SessionValue, type SpecialInodeType, type StatFs, type TargetInfo } from '../meta/namespace-state.ts';
 import { fileRef, FileReader, FileWriter, truncateFile, type DataClient, type FileRef, type MasterClient } from '../client/index.ts';
 import { MetaError, FsErrorCode } from '../meta/errors.ts';
 import { ChunkReadAhead, ReadAheadBudget } from './read-ahead.ts';
@@ -100,6 +100,8 @@ interface Handle {
   dirty?: boolean;
   /** Whole chunks fetched ahead of a sequential reader (handles not open for writing). */
   readAhead?: ChunkReadAhead;
+  /** The attributes create answered, until libfuse's getattr right after it takes them. */
+  createdAttr?: InodeAttr;
 }
 
 export class CairnFs {
@@ -251,12 +253,13 @@ export class CairnFs {
     await this.truncate(this.handle(fd).path, sizeBytes);
   }
 
-  /** O_CREAT (the kernel found no entry): creates the file and opens it for writing. */
+  /** O_CREAT (the kernel found no entry): creates the file and opens it for writing, in one step. */
   async create(path: string, mode: number, caller?: Caller): Promise<number> {
-    await this.meta.mutate('meta.mutate', { op: 'create', path, mode: mode & 0o7777, ...this.ownerFor(caller), exclusive: false, ...this.as(caller) });
-    // open(2) with O_CREAT may write the new file whatever its mode: the session is opened as this
-    // client (the create above already checked the caller's right to make it).
-    return this.openForWrite(path, false, undefined);
+    const made = await this.meta.mutate<CreateValue>('meta.mutate', { op: 'create', path, mode: mode & 0o7777, ...this.ownerFor(caller), exclusive: false, openSession: true, ...this.as(caller) });
+    const fd = this.addWriteHandle(path, made.sessionId!, made.inode);
+    // libfuse asks for the new file's attributes at once: they are these.
+    this.handles.get(fd)!.createdAttr = made.inode;
+    return fd;
   }
 
   async open(path: string, flags: number, caller?: Caller): Promise<number> {
@@ -276,11 +279,24 @@ export class CairnFs {
     return this.addHandle(h);
   }
 
+  /** getattr of an open file: right after create, the attributes the create answered. */
+  async fgetattr(fd: number, path: string, caller?: Caller): Promise<Stat> {
+    const h = this.handles.get(fd);
+    const attr = h?.createdAttr;
+    if (h === undefined || attr === undefined) return this.getattr(path, caller);
+    h.createdAttr = undefined;
+    return this.toStat(attr, this.localLength(attr.inodeId));
+  }
+
   private async openForWrite(path: string, truncate: boolean, caller: Caller | undefined): Promise<number> {
     if (truncate) await this.truncate(path, 0, caller);
     const s = await this.meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path, truncate: false, ...this.as(caller) });
-    const ref = fileRefOf(s.inode, path);
-    const h: Handle = { path, inodeId: ref.inodeId, layout: ref.layout, sizeBytes: s.inode.sizeBytes, chunks: ref.chunks ?? null, sessionId: s.sessionId, committedBytes: s.inode.sizeBytes };
+    return this.addWriteHandle(path, s.sessionId, s.inode);
+  }
+
+  private addWriteHandle(path: string, sessionId: string, inode: InodeAttr): number {
+    const ref = fileRefOf(inode, path);
+    const h: Handle = { path, inodeId: ref.inodeId, layout: ref.layout, sizeBytes: inode.sizeBytes, chunks: ref.chunks ?? null, sessionId, committedBytes: inode.sizeBytes };
     h.writer = new FileWriter(this.data, { inodeId: h.inodeId, layout: h.layout, chunks: null }, { streamBytesMax: this.writeBytesMax });
     let set = this.writers.get(h.inodeId);
     if (set === undefined) this.writers.set(h.inodeId, (set = new Set()));

@@ -239,7 +239,7 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Prom
   const noop = (cb: FuseCallback): void => cb(0);
   return {
     getattr: (p: string, cb: FuseCallback) => run(`getattr ${p}`, cb, (c) => fs.getattr(p, c), (s) => [s]),
-    fgetattr: (p: string, _fd: number, cb: FuseCallback) => run(`getattr ${p}`, cb, (c) => fs.getattr(p, c), (s) => [s]),
+    fgetattr: (p: string, fd: number, cb: FuseCallback) => run(`getattr ${p}`, cb, (c) => fs.fgetattr(fd, p, c), (s) => [s]),
     access: (p: string, _mode: number, cb: FuseCallback) => run(`access ${p}`, cb, (c) => fs.getattr(p, c)),
     readdir: (p: string, cb: FuseCallback) => run(`readdir ${p}`, cb, (c) => fs.readdir(p, c), (names) => [names]),
     readlink: (p: string, cb: FuseCallback) => run(`readlink ${p}`, cb, (c) => fs.readlink(p, c), (t) => [t]),

@@ -109,6 +109,11 @@ export interface CreateCommand extends NamespaceStamp {
   exclusive: boolean;
   /** Absent: the default layout, on chain table 1 at its current version, seeded from the inode id. */
   layout?: Layout;
+  /**
+   * Also open a write session on the file (open(2) with O_CREAT in one step): on a file this
+   * creates whatever its mode, as open(2) does; on one found there, with write permission.
+   */
+  openSession?: boolean;
 }
 export interface UnlinkCommand extends NamespaceStamp {
   op: 'unlink';
@@ -489,6 +494,7 @@ const namespaceReaders: Record<NamespaceCommandOp, (f: MetaFields, s: NamespaceS
     };
     const layout = f.raw('layout');
     if (layout !== undefined) cmd.layout = validateLayout(layout, `${f.where}: layout`);
+    if (f.bool('openSession', false)) cmd.openSession = true;
     return cmd;
   },
   unlink: (f, s) => ({ op: 'unlink', ...s, path: f.path('path') }),

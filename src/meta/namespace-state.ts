@@ -205,6 +205,8 @@ export interface CreateValue {
   inode: InodeAttr;
   /** False when a non-exclusive create found the file already there. */
   created: boolean;
+  /** With `openSession`: the write session opened on the file in the same step. */
+  sessionId?: string;
 }
 
 export interface RenameValue {

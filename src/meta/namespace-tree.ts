@@ -13,6 +13,7 @@ import type {
   Layout,
   LinkCommand,
   MkdirCommand,
+  NamespaceStamp,
   OpenSessionCommand,
   RenameCommand,
   RmdirCommand,
@@ -307,15 +308,27 @@ export function create(t: MetaTables, cmd: CreateCommand): Result<'create'> {
     const existing = inodeOf(t, existingId);
     if (existing.type === 'dir') return fail(FsErrorCode.EISDIR, `'${cmd.path}' is a directory`);
     if (cmd.exclusive || existing.type !== 'file') return fail(FsErrorCode.EEXIST, `'${cmd.path}' exists`);
-    return ok({ inode: attrOf(existing), created: false });
+    if (cmd.openSession !== true) return ok({ inode: attrOf(existing), created: false });
+    const denied = accessDenied(cmd.caller, existing, Access.Write, cmd.path);
+    if (denied !== undefined) return denied;
+    const session = startSession(t, existing, cmd);
+    return isFail(session) ? session : ok({ inode: attrOf(existing), created: false, sessionId: session });
   }
   const denied = changeDenied(cmd.caller, at.parent, cmd.path);
   if (denied !== undefined) return denied;
+  // Refused before anything changes: a create that cannot open its session makes no file.
+  if (cmd.openSession === true) {
+    const full = sessionsFull(t);
+    if (full !== undefined) return full;
+  }
   const inode = newInode(newId(t), 'file', cmd.mode, cmd.uid, cmd.gid, cmd.nowMs);
   inode.layout = layoutFor(t, inode.id, cmd.layout);
   insertInode(t, inode);
   addEntry(t, at.parent, at.name, inode, cmd.nowMs);
-  return ok({ inode: attrOf(inode), created: true });
+  if (cmd.openSession !== true) return ok({ inode: attrOf(inode), created: true });
+  const session = startSession(t, inode, cmd);
+  assert(!isFail(session), 'a session refused after its check');
+  return ok({ inode: attrOf(inode), created: true, sessionId: session });
 }
 
 export function unlink(t: MetaTables, cmd: UnlinkCommand): Result<'unlink'> {
@@ -525,9 +538,25 @@ export function openSession(t: MetaTables, cmd: OpenSessionCommand): Result<'ope
   const inode = resolveFile(t, cmd.path, cmd.caller, Access.Write);
   if (isFail(inode)) return inode;
   if (cmd.truncate && !cmd.chunksTrimmed && holdsDataFrom(inode, 0)) return untrimmed(cmd.path, 0);
-  if (t.sessions.size >= t.options.sessionsMax) {
-    return fail(FsErrorCode.EMFILE, `${t.sessions.size} sessions are open, the limit (sessionsMax)`);
+  const sessionId = startSession(t, inode, cmd);
+  if (isFail(sessionId)) return sessionId;
+  if (cmd.truncate) {
+    setSize(t, inode, 0);
+    inode.mtimeMs = cmd.nowMs;
+    inode.ctimeMs = cmd.nowMs;
   }
+  return ok({ sessionId, inode: attrOf(inode) });
+}
+
+function sessionsFull(t: MetaTables): MetaFail | undefined {
+  if (t.sessions.size < t.options.sessionsMax) return undefined;
+  return fail(FsErrorCode.EMFILE, `${t.sessions.size} sessions are open, the limit (sessionsMax)`);
+}
+
+/** Opens a write session on a file: its id (the client's, or generated), or why not. */
+function startSession(t: MetaTables, inode: Inode, cmd: NamespaceStamp & { sessionId?: string }): string | MetaFail {
+  const full = sessionsFull(t);
+  if (full !== undefined) return full;
   if (cmd.sessionId !== undefined && t.sessions.has(cmd.sessionId)) {
     return fail(FsErrorCode.EEXIST, `session '${cmd.sessionId}' is already open`);
   }
@@ -535,12 +564,7 @@ export function openSession(t: MetaTables, cmd: OpenSessionCommand): Result<'ope
   assert(!t.sessions.has(sessionId), `generated session id ${sessionId} is taken`);
   t.sessions.set(sessionId, { sessionId, inodeId: inode.id, clientId: cmd.clientId, openedMs: cmd.nowMs });
   t.sessionsByInode.set(inode.id, (t.sessionsByInode.get(inode.id) ?? 0) + 1);
-  if (cmd.truncate) {
-    setSize(t, inode, 0);
-    inode.mtimeMs = cmd.nowMs;
-    inode.ctimeMs = cmd.nowMs;
-  }
-  return ok({ sessionId, inode: attrOf(inode) });
+  return sessionId;
 }
 
 /** Writers report high-water marks: a committed length only grows a file (truncation is setattr). */

@@ -342,6 +342,31 @@ test('the session table is bounded by sessionsMax (EMFILE)', () => {
   assert.equal(fs.ok({ op: 'openSession', path: '/f', truncate: false }).sessionId, '@3');
 });
 
+test('create with openSession opens the write session in the same step (open(2) with O_CREAT)', () => {
+  const fs = new Fs(new MetaState({ sessionsMax: 2 }));
+  fs.mkdir('/d');
+  const alice = { uid: 1000, gid: 1000, groups: [] };
+  fs.ok({ op: 'setattr', path: '/d', mode: 0o777 });
+  // A new file: the session opens whatever the mode, as open(2) writes a file it creates read-only.
+  const made = fs.ok({ op: 'create', path: '/d/ro', mode: 0o444, uid: alice.uid, gid: alice.gid, exclusive: false, openSession: true, caller: alice });
+  assert.equal(made.created, true);
+  assert.equal(made.sessionId, '@1');
+  const got = fs.state.session('@1');
+  assert.ok(got.ok);
+  assert.equal(got.value.inodeId, made.inode.inodeId);
+  // One found there: write permission is needed, as for openSession.
+  fs.fails({ op: 'create', path: '/d/ro', mode: 0o644, uid: alice.uid, gid: alice.gid, exclusive: false, openSession: true, caller: alice }, 'EACCES');
+  const again = fs.ok({ op: 'create', path: '/d/ro', mode: 0o644, uid: 0, gid: 0, exclusive: false, openSession: true });
+  assert.equal(again.created, false);
+  assert.equal(again.sessionId, '@2');
+  // The session table is full: the create is refused and makes no file.
+  fs.fails({ op: 'create', path: '/d/new', mode: 0o644, uid: 0, gid: 0, exclusive: false, openSession: true }, 'EMFILE');
+  assert.equal(fs.statCode('/d/new'), 'ENOENT');
+  // Without the flag, no session.
+  assert.equal(fs.ok({ op: 'create', path: '/d/plain', mode: 0o644, uid: 0, gid: 0, exclusive: false }).sessionId, undefined);
+  fs.checkInvariants();
+});
+
 test('lookup, statInode and statfs', () => {
   const fs = new Fs();
   const d = fs.mkdir('/d');
