@@ -133,7 +133,10 @@ export class DataClient {
       const first = (inodeId + index) % members.length;
       const order = [...members.slice(first), ...members.slice(0, first)];
       const body: ReadRequest = { chainId, chainVersion: chain.version, inodeId, index, offset, length };
+      const tail = members[members.length - 1];
       let missing = 0;
+      let tailMissing = false;
+      let onlyDirty = true;
       let lastError: unknown;
       for (let i = 0; i < order.length; i++) {
         const member = order[i];
@@ -142,15 +145,23 @@ export class DataClient {
           return { found: true, data: r.payload ?? new Uint8Array(0), lengthBytes: r.body.lengthBytes };
         } catch (err) {
           const code = codeOf(err);
-          if (code === WorkerErrorCode.ChunkNotFound) missing++;
-          else if (code === WorkerErrorCode.ChunkCorrupt) this.corruptSeen.push({ chainId, targetId: member.targetId, inodeId, index, message: (err as Error).message });
-          else if (code === WorkerErrorCode.ChunkDirty && member !== members[members.length - 1] && !order.slice(i + 1).includes(members[members.length - 1])) {
-            order.push(members[members.length - 1]); // the tail answers with the newest acknowledged version
+          if (code === WorkerErrorCode.ChunkNotFound) {
+            missing++;
+            if (member === tail) tailMissing = true;
+            continue;
+          }
+          if (code !== WorkerErrorCode.ChunkDirty) onlyDirty = false;
+          if (code === WorkerErrorCode.ChunkCorrupt) this.corruptSeen.push({ chainId, targetId: member.targetId, inodeId, index, message: (err as Error).message });
+          else if (code === WorkerErrorCode.ChunkDirty && member !== tail && !order.slice(i + 1).includes(tail)) {
+            order.push(tail); // the tail answers with the newest acknowledged version
           } else if (code === WorkerErrorCode.StaleChainVersion) throw err;
           lastError = err;
         }
       }
-      if (missing === order.length) return { found: false };
+      // Absent: on every member, or at the tail (which commits first) with only uncommitted
+      // versions elsewhere (a chunk's first write still in flight).
+      if (missing === order.length || (tailMissing && onlyDirty)) return { found: false };
+      // Some member lacks it and another could not answer now: not an answer, ask again.
       throw lastError;
     });
   }
