@@ -10,7 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { callerGroupsMax, type Caller } from '../meta/commands.ts';
-import type { CairnFs } from './cairn-fs.ts';
+import type { CairnFs, Stat } from './cairn-fs.ts';
 import { errno, errnoOf } from './errno.ts';
 
 export interface MountOptions {
@@ -43,6 +43,7 @@ interface FuseInstance {
   unmount(cb: (err: Error | null) => void): void;
   _fuseOptions(): string;
   _makeHandlerArray(): (NativeHandler | undefined)[];
+  ops: Record<string, (...args: unknown[]) => void>;
 }
 type FuseClass = new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>) => FuseInstance;
 
@@ -82,6 +83,23 @@ interface AskingProcess {
 }
 
 /** Supplementary groups of a process, from /proc (libfuse 2 does not pass them); none if it is gone. */
+/** A stat as fuse-native's addon takes it (its own encoder is not exported). */
+function statArray(st: Stat): Uint32Array {
+  const ints = new Uint32Array(18);
+  const wide = (i: number, n: number): void => {
+    ints[i] = n % 2 ** 32;
+    ints[i + 1] = Math.floor(n / 2 ** 32);
+  };
+  [ints[0], ints[1], ints[2]] = [st.mode, st.uid, st.gid];
+  wide(3, st.size);
+  [ints[5], ints[6], ints[7], ints[8], ints[9]] = [0, st.nlink, st.ino, st.rdev, st.blksize];
+  wide(10, st.blocks);
+  wide(12, st.atime);
+  wide(14, st.mtime);
+  wide(16, st.ctime);
+  return ints;
+}
+
 async function groupsOf(pid: number): Promise<number[]> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
   const line = /^Groups:([^\n]*)$/m.exec(status)?.[1] ?? '';
@@ -167,6 +185,11 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
               }
             },
       );
+    }
+
+    /** fuse-native answers fgetattr with getattr by path and drops the descriptor: the handle's own is asked. */
+    _op_fgetattr(signal: (code: number, stat?: Uint32Array) => void, path: string, fd: number): void {
+      this.ops.fgetattr(path, fd, (err: number, st?: Stat) => (err !== 0 || st === undefined ? signal(err) : signal(0, statArray(st))));
     }
 
     override _fuseOptions(): string {
