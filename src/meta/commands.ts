@@ -283,6 +283,19 @@ export interface EndChainMoveCommand extends ClientStamp {
   version: number;
   outcome: 'done' | 'cancelled';
 }
+/** An S3 access key for the gateways (`cairn admin s3 user add`). */
+export interface S3UserAddCommand extends ClientStamp {
+  op: 's3UserAdd';
+  accessKeyId: string;
+  secretKey: string;
+  buckets: string[];
+  uid: number;
+  gid: number;
+}
+export interface S3UserRemoveCommand extends ClientStamp {
+  op: 's3UserRemove';
+  accessKeyId: string;
+}
 export type MetaCommand =
   | NoopCommand
   | InitClusterCommand
@@ -305,7 +318,9 @@ export type MetaCommand =
   | DecommissionWorkerCommand
   | ReplaceChainMemberCommand
   | MoveChainMemberCommand
-  | EndChainMoveCommand;
+  | EndChainMoveCommand
+  | S3UserAddCommand
+  | S3UserRemoveCommand;
 export type MetaCommandOp = MetaCommand['op'];
 
 export type MetaQuery =
@@ -323,7 +338,11 @@ export type MetaQuery =
   | { op: 'chainTables' }
   | { op: 'routing' }
   | { op: 'session'; sessionId: string }
-  | { op: 'pendingGc'; limit: number };
+  | { op: 'pendingGc'; limit: number }
+  /** The gateways' access keys, without their secrets. */
+  | { op: 's3Users' }
+  /** One key with its secret, for a gateway checking a signature. */
+  | { op: 's3Credential'; accessKeyId: string };
 export type MetaQueryOp = MetaQuery['op'];
 
 // ---------------------------------------------------------------------------------------------
@@ -572,6 +591,38 @@ const namespaceReaders: Record<NamespaceCommandOp, (f: MetaFields, s: NamespaceS
   },
 };
 
+/** Access key ids as AWS's tools accept them: letters, digits and . _ - (AWS's own are 20 letters and digits). */
+export const s3AccessKeyIdPattern = /^[A-Za-z0-9._-]{3,128}$/;
+/** Secrets of printable ASCII without spaces; never empty: an empty secret would sign with a known key. */
+export const s3SecretKeyPattern = /^[\x21-\x7e]{8,128}$/;
+/** S3's bucket naming rules (lower case, digits, '.', '-'; 3 to 63; a letter or digit at each end). */
+export const s3BucketNamePattern = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+export const s3UserBucketsMax = 1000;
+/** Access keys the masters keep at most. */
+export const s3UsersMax = 10_000;
+
+function s3AccessKeyId(f: MetaFields): string {
+  const id = f.str('accessKeyId', 128);
+  if (!s3AccessKeyIdPattern.test(id)) throw invalid(`${f.where}: 'accessKeyId' must be 3 to 128 letters, digits, '.', '_' or '-'`);
+  return id;
+}
+
+function s3SecretKey(f: MetaFields): string {
+  const secret = f.str('secretKey', 128);
+  if (!s3SecretKeyPattern.test(secret)) throw invalid(`${f.where}: 'secretKey' must be 8 to 128 printable ASCII characters without spaces`);
+  return secret;
+}
+
+function s3Buckets(f: MetaFields): string[] {
+  const list = f.array('buckets', s3UserBucketsMax).map((b, i) => {
+    if (typeof b !== 'string' || (b !== '*' && !s3BucketNamePattern.test(b))) throw invalid(`${f.where}: buckets[${i}] must be a bucket name or '*'`);
+    return b;
+  });
+  if (list.length === 0) throw invalid(`${f.where}: 'buckets' must name at least one bucket, or '*' for all`);
+  if (list.includes('*') && list.length > 1) throw invalid(`${f.where}: 'buckets' is either '*' (all) or a list of names, not both`);
+  return [...new Set(list)].sort();
+}
+
 const clusterReaders: Record<ClusterCommandOp, (f: MetaFields, s: ClientStamp) => MetaCommand> = {
   noop: (_f, s) => ({ op: 'noop', ...s }),
   initCluster: (f, s) => ({ op: 'initCluster', ...s, clusterId: f.str('clusterId', clusterIdBytesMax) }),
@@ -592,6 +643,16 @@ const clusterReaders: Record<ClusterCommandOp, (f: MetaFields, s: ClientStamp) =
   addChains: (f, s) => ({ op: 'addChains', ...s, tableId: f.int('tableId', 1, idMax), chains: validateNewChains(f) }),
   updateChains: (f, s) => ({ op: 'updateChains', ...s, chains: validateChainUpdates(f) }),
   decommissionWorker: (f, s) => ({ op: 'decommissionWorker', ...s, workerId: f.int('workerId', 1, idMax) }),
+  s3UserAdd: (f, s) => ({
+    op: 's3UserAdd',
+    ...s,
+    accessKeyId: s3AccessKeyId(f),
+    secretKey: s3SecretKey(f),
+    buckets: s3Buckets(f),
+    uid: f.int('uid', 0, idMax),
+    gid: f.int('gid', 0, idMax),
+  }),
+  s3UserRemove: (f, s) => ({ op: 's3UserRemove', ...s, accessKeyId: s3AccessKeyId(f) }),
   replaceChainMember: (f, s) => {
     const cmd: ReplaceChainMemberCommand = {
       op: 'replaceChainMember',
@@ -726,6 +787,8 @@ const clusterQueryReaders: Record<ClusterQueryOp, (f: MetaFields) => MetaQuery> 
   routing: () => ({ op: 'routing' }),
   session: (f) => ({ op: 'session', sessionId: f.str('sessionId', sessionIdBytesMax) }),
   pendingGc: (f) => ({ op: 'pendingGc', limit: f.int('limit', 1, Number.MAX_SAFE_INTEGER) }),
+  s3Users: () => ({ op: 's3Users' }),
+  s3Credential: (f) => ({ op: 's3Credential', accessKeyId: s3AccessKeyId(f) }),
 };
 
 export const namespaceQueryOps: ReadonlySet<string> = new Set(Object.keys(namespaceQueryReaders));

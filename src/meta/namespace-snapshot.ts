@@ -8,7 +8,7 @@
 
 import { crc32c } from '@node-rs/crc32';
 import { assert } from '../errors.ts';
-import { fileSizeBytesMax, generatedSessionPrefix, idMax, metaPackr, modeMax, validateLayout } from './commands.ts';
+import { fileSizeBytesMax, generatedSessionPrefix, idMax, metaPackr, modeMax, s3AccessKeyIdPattern, s3BucketNamePattern, s3SecretKeyPattern, s3UserBucketsMax, s3UsersMax, validateLayout } from './commands.ts';
 import type { Layout, TargetState } from './commands.ts';
 import { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
 import { inChainOrder } from './chain-states.ts';
@@ -19,13 +19,14 @@ import { utf8Bytes } from '../fields.ts';
 import { nameProblem } from './paths.ts';
 
 /**
+ * 6: the S3 gateways' access keys, in a section of their own before the end.
  * 5: inode records carry a device number (FIFOs, sockets and device nodes are inodes too).
  * 4: chain records carry the move under way ([from, to], or null). 3: worker records carry when the worker was decommissioned (null while in service). 2: chains
  * with their own ids and versions, tables of chain ids (1 held tables of target lists). This build
- * writes 5 and reads 2 to 5.
+ * writes 6 and reads 2 to 6.
  */
-export const snapshotFormatVersion = 5;
-const snapshotFormatVersionsRead: readonly number[] = [2, 3, 4, 5];
+export const snapshotFormatVersion = 6;
+const snapshotFormatVersionsRead: readonly number[] = [2, 3, 4, 5, 6];
 export const snapshotChunkBytesMax = 1024 * 1024;
 const snapshotMagic = 'cairn-meta';
 /** Record sizes are estimated from above; the margin leaves room for the chunk's framing. */
@@ -45,8 +46,11 @@ const Kind = {
   Chains: 8,
   ChainTables: 9,
   End: 10,
+  S3Users: 11,
 } as const;
 type Kind = (typeof Kind)[keyof typeof Kind];
+/** The order kinds come in (S3Users was added after End's number was taken). */
+const kindOrder: readonly Kind[] = [Kind.Header, Kind.Inodes, Kind.Dentries, Kind.Sessions, Kind.PendingGc, Kind.Clients, Kind.Workers, Kind.Targets, Kind.Chains, Kind.ChainTables, Kind.S3Users, Kind.End];
 
 /** Appended to only: a type's index is what snapshots store. */
 const inodeTypes: readonly InodeType[] = ['file', 'dir', 'symlink', ...specialInodeTypes];
@@ -76,6 +80,7 @@ interface Counts {
   targets: number;
   chains: number;
   chainTables: number;
+  s3Users: number;
 }
 
 function countsOf(t: MetaTables): Counts {
@@ -89,6 +94,7 @@ function countsOf(t: MetaTables): Counts {
     targets: t.targets.size,
     chains: t.chains.size,
     chainTables: t.chainTables.size,
+    s3Users: t.s3Users.size,
   };
 }
 
@@ -163,6 +169,8 @@ function* sections(t: MetaTables): Generator<[Kind, Iterable<unknown[]>]> {
   const chains = [...t.chains.values()].sort((a, b) => a.chainId - b.chainId);
   yield [Kind.Chains, chains.map((c) => [c.chainId, c.version, c.targetIds, c.moving === undefined ? null : [c.moving.fromTargetId, c.moving.toTargetId]])];
   yield [Kind.ChainTables, chainTableRecords(t)];
+  const users = [...t.s3Users.values()].sort((a, b) => (a.accessKeyId < b.accessKeyId ? -1 : 1));
+  yield [Kind.S3Users, users.map((u) => [u.accessKeyId, u.secretKey, u.buckets, u.uid, u.gid, u.createdMs])];
 }
 
 /** Batches records into bodies whose estimated size stays within the budget. */
@@ -286,6 +294,7 @@ function readHeader(body: unknown): Header {
   for (const key of ['inodes', 'dentries', 'sessions', 'pendingGc', 'clients', 'workers', 'targets', 'chains', 'chainTables'] as const) {
     counts[key] = int(c[key], `header count ${key}`);
   }
+  counts.s3Users = h.formatVersion === undefined || (h.formatVersion as number) < 6 ? 0 : int(c.s3Users, 'header count s3Users');
   return {
     magic: snapshotMagic,
     formatVersion: h.formatVersion as number,
@@ -311,6 +320,7 @@ class SnapshotBuilder {
   private lastInodeId = 0;
   private lastDentry: [number, string] = [0, ''];
   private lastClientUsedMs = 0;
+  private lastS3User = '';
   /** Dentries naming each inode. */
   private readonly links = new Map<number, number>();
   private tableParts = new Map<number, { version: number; total: number; chainIds: number[]; chainCounts: number[] }>();
@@ -337,6 +347,7 @@ class SnapshotBuilder {
       else if (kind === Kind.Targets) this.target(r);
       else if (kind === Kind.Chains) this.chain(r);
       else if (kind === Kind.ChainTables) this.chainTablePart(r);
+      else if (kind === Kind.S3Users && this.header.formatVersion >= 6) this.s3User(r);
       else throw corrupt(`records in a chunk of kind ${kind}`);
     }
   }
@@ -544,6 +555,22 @@ class SnapshotBuilder {
     }
   }
 
+  private s3User(r: unknown): void {
+    const [idRaw, secretRaw, bucketsRaw, uidRaw, gidRaw, createdRaw] = tuple(r, 6, 'S3 user record');
+    check(typeof idRaw === 'string' && s3AccessKeyIdPattern.test(idRaw), 'an S3 user record has an invalid access key id');
+    const what = `S3 user '${idRaw}'`;
+    check(idRaw > this.lastS3User, `${what} is out of order or repeated`);
+    this.lastS3User = idRaw;
+    check(typeof secretRaw === 'string' && s3SecretKeyPattern.test(secretRaw), `${what} has an invalid secret`);
+    check(Array.isArray(bucketsRaw) && bucketsRaw.length >= 1 && bucketsRaw.length <= s3UserBucketsMax, `${what} has an invalid bucket list`);
+    const buckets = bucketsRaw.map((b) => {
+      check(typeof b === 'string' && (b === '*' || s3BucketNamePattern.test(b)), `${what} has an invalid bucket name`);
+      return b;
+    });
+    check(this.t.s3Users.size < s3UsersMax, 'more S3 users than the masters keep');
+    this.t.s3Users.set(idRaw, { accessKeyId: idRaw, secretKey: secretRaw, buckets, uid: int(uidRaw, `${what} uid`, 0, idMax), gid: int(gidRaw, `${what} gid`, 0, idMax), createdMs: time(createdRaw, `${what} created`) });
+  }
+
   /** Checks what no single record shows: link counts, reachability, sessions, counts. */
   finish(): MetaTables {
     const t = this.t;
@@ -617,7 +644,7 @@ function unpackChunk(chunk: Uint8Array, chunkNo: number): [Kind, unknown] {
   }
   const [no, kind, body, crc] = tuple(outer, 4, `chunk ${chunkNo}`);
   check(no === chunkNo, `chunk ${chunkNo} is numbered ${String(no)} (missing or reordered chunks)`);
-  check(typeof kind === 'number' && Number.isInteger(kind) && kind >= Kind.Header && kind <= Kind.End, `chunk ${chunkNo} has unknown kind ${String(kind)}`);
+  check(typeof kind === 'number' && kindOrder.includes(kind as Kind), `chunk ${chunkNo} has unknown kind ${String(kind)}`);
   check(body instanceof Uint8Array, `chunk ${chunkNo} has no body`);
   check(crc32c(body) === crc, `chunk ${chunkNo} fails its checksum`);
   try {
@@ -653,7 +680,7 @@ export class SnapshotReader {
       this.builder = new SnapshotBuilder(readHeader(body));
     } else {
       assert(this.builder !== undefined, 'builder before header');
-      check(kind > Kind.Header && kind >= this.lastKind, `chunk ${this.chunkNo} of kind ${kind} comes after kind ${this.lastKind}`);
+      check(kind !== Kind.Header && kindOrder.indexOf(kind) >= kindOrder.indexOf(this.lastKind as Kind), `chunk ${this.chunkNo} of kind ${kind} comes after kind ${this.lastKind}`);
       if (kind === Kind.End) {
         check(obj(body, 'end chunk').chunks === this.chunkNo, `the end chunk counts ${String(obj(body, 'end chunk').chunks)} chunks, ${this.chunkNo} came`);
         this.ended = true;

@@ -78,6 +78,24 @@ export interface GcEntry {
   deletedMs: number;
 }
 
+/**
+ * An S3 gateway's access key. SigV4 needs the secret itself (it signs with it), so the masters keep
+ * it as given: in the journal, checkpoints and backups. Listings never show it.
+ */
+export interface S3User {
+  accessKeyId: string;
+  secretKey: string;
+  /** The buckets (top-level directories) the key may use; ['*']: all. */
+  buckets: string[];
+  /** Who the gateway acts as for this key: owner of what it creates, checked like any caller. */
+  uid: number;
+  gid: number;
+  createdMs: number;
+}
+
+/** An S3 user as listings show it: without the secret. */
+export type S3UserInfo = Omit<S3User, 'secretKey'>;
+
 export interface ClientRecord {
   seq: number;
   result: MetaResult;
@@ -280,6 +298,8 @@ export interface MetaValues {
   replaceChainMember: ChainInfo;
   moveChainMember: ChainInfo;
   endChainMove: ChainInfo;
+  s3UserAdd: S3UserInfo;
+  s3UserRemove: S3UserInfo;
 }
 export type MetaValue = MetaValues[keyof MetaValues];
 
@@ -332,6 +352,7 @@ export class MetaTables {
   readonly targets = new Map<number, Target>();
   readonly chains = new Map<number, Chain>();
   readonly chainTables = new Map<number, ChainTable>();
+  readonly s3Users = new Map<string, S3User>();
   /** Bumped by every change to workers, targets, chains or tables. */
   routingVersion = 0;
   files = 0;

@@ -37,6 +37,7 @@ import type {
   WorkerInfo,
 } from './namespace-state.ts';
 import * as tree from './namespace-tree.ts';
+import { s3Credential, s3UserAdd, s3UserRemove, s3Users } from './namespace-s3.ts';
 import { continueRestored, raiseInodeIds } from './restore-floor.ts';
 import { Access, accessDenied } from './permissions.ts';
 
@@ -65,6 +66,8 @@ const handlers: Record<MetaCommandOp, Handler> = {
   replaceChainMember,
   moveChainMember,
   endChainMove,
+  s3UserAdd,
+  s3UserRemove,
 };
 
 export interface ReaddirOptions {
@@ -333,6 +336,10 @@ export class MetaState {
         return this.session(q.sessionId);
       case 'pendingGc':
         return ok(this.pendingGc(q.limit));
+      case 's3Users':
+        return ok(s3Users(this.#t));
+      case 's3Credential':
+        return s3Credential(this.#t, q.accessKeyId);
     }
   }
 

@@ -220,7 +220,7 @@ test('special files keep their type and device number through a snapshot; format
 
 test('a header from another format version, or no header at all, is refused', () => {
   const chunks = [...new MetaState().snapshot()];
-  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 6 }))), /format version 6, this build reads 2, 3, 4, 5/);
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 7 }))), /format version 7, this build reads 2, 3, 4, 5, 6/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 1 }))), /format version 1/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), magic: 'other' }))), /not a metadata snapshot/);
   assert.match(corruptCode(chunks.slice(1)), /chunk 0 is numbered 1/);
@@ -376,4 +376,23 @@ test('property: a copy restored from a snapshot midway applies the rest to the s
     }),
     { numRuns: 300 },
   );
+});
+
+test('S3 access keys: kept through a snapshot with their secrets; a damaged or misplaced record is refused', () => {
+  const log = populated(6);
+  log.ok({ op: 's3UserAdd', accessKeyId: 'AKIDALICE', secretKey: 'alice-secret-1', buckets: ['photos', 'logs'], uid: 1000, gid: 100 });
+  log.ok({ op: 's3UserAdd', accessKeyId: 'AKIDADMIN', secretKey: 'admin-secret-1', buckets: ['*'], uid: 0, gid: 0 });
+  const chunks = [...log.state.snapshot()];
+  const copy = MetaState.restore(chunks);
+  assert.equal(copy.stateHash(), log.state.stateHash());
+  const alice = copy.query({ op: 's3Credential', accessKeyId: 'AKIDALICE' });
+  assert.ok(alice.ok);
+  assert.deepEqual(alice.value, { accessKeyId: 'AKIDALICE', secretKey: 'alice-secret-1', buckets: ['logs', 'photos'], uid: 1000, gid: 100, createdMs: (alice.value as { createdMs: number }).createdMs });
+  const usersAt = chunks.findIndex((c) => kindOf(c) === 11);
+  assert.equal(usersAt, chunks.length - 2, 'the keys come last, before the end');
+  assert.match(corruptCode(rewriteChunk(chunks, usersAt, (rs) => (rs as unknown[][]).map((r) => [r[0], '', ...r.slice(2)]))), /S3 user 'AKIDADMIN' has an invalid secret/);
+  assert.match(corruptCode(rewriteChunk(chunks, usersAt, (rs) => (rs as unknown[][]).reverse())), /out of order or repeated/);
+  assert.match(corruptCode(rewriteChunk(chunks, usersAt, (rs) => (rs as unknown[][]).map((r) => [r[0], r[1], ['Bad_Bucket'], ...r.slice(3)]))), /invalid bucket name/);
+  // A format 5 snapshot has no such section: one there is damage.
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 5 }))), /records in a chunk of kind 11/);
 });

@@ -753,3 +753,35 @@ test('failed operations change nothing', () => {
   assert.deepEqual(fs.state.statfs(), twin.state.statfs());
   for (const path of ['/', '/a', '/a/b', '/a/f']) assert.deepEqual(fs.stat(path), twin.stat(path));
 });
+
+test('S3 access keys: added once, listed without secrets, removed; bad keys, secrets and buckets refused', () => {
+  const fs = new Fs();
+  const added = fs.ok({ op: 's3UserAdd', accessKeyId: 'AKID1', secretKey: 'secret-one', buckets: ['bucket2', 'bucket1', 'bucket1'], uid: 1000, gid: 100 });
+  assert.deepEqual(added, { accessKeyId: 'AKID1', buckets: ['bucket1', 'bucket2'], uid: 1000, gid: 100, createdMs: fs.nowMs });
+  fs.fails({ op: 's3UserAdd', accessKeyId: 'AKID1', secretKey: 'secret-two', buckets: ['*'], uid: 0, gid: 0 }, 'EEXIST');
+  const listed = fs.state.query({ op: 's3Users' });
+  assert.ok(listed.ok);
+  assert.ok(!JSON.stringify(listed.value).includes('secret-one'), 'a listing never shows a secret');
+  const cred = fs.state.query({ op: 's3Credential', accessKeyId: 'AKID1' });
+  assert.ok(cred.ok && (cred.value as { secretKey: string }).secretKey === 'secret-one');
+  assert.equal(fs.ok({ op: 's3UserRemove', accessKeyId: 'AKID1' }).accessKeyId, 'AKID1');
+  fs.fails({ op: 's3UserRemove', accessKeyId: 'AKID1' }, 'ENOENT');
+  assert.equal(fs.state.query({ op: 's3Credential', accessKeyId: 'AKID1' }).ok, false);
+  const bad = (fields: Record<string, unknown>): string => {
+    try {
+      validateCommand({ op: 's3UserAdd', clientId: 'c', seq: 1, nowMs: 1, accessKeyId: 'AKID2', secretKey: 'secret-two', buckets: ['*'], uid: 0, gid: 0, ...fields });
+      return 'accepted';
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  assert.equal(bad({}), 'accepted');
+  assert.match(bad({ secretKey: '' }), /secretKey/);
+  assert.match(bad({ secretKey: 'short' }), /8 to 128 printable/);
+  assert.match(bad({ secretKey: 'has a space' }), /8 to 128 printable/);
+  assert.match(bad({ accessKeyId: 'a/b' }), /accessKeyId/);
+  assert.match(bad({ buckets: [] }), /at least one bucket/);
+  assert.match(bad({ buckets: ['*', 'bucket1'] }), /not both/);
+  assert.match(bad({ buckets: ['UPPER'] }), /bucket name/);
+  assert.match(bad({ buckets: ['..'] }), /bucket name/);
+});
