@@ -98,6 +98,8 @@ export type {
   RenameValue,
   RoutingInfo,
   Session,
+  S3User,
+  S3UserInfo,
   SessionValue,
   StatFs,
   TargetInfo,
