@@ -12,6 +12,7 @@ import type { Caller, Layout } from '../meta/commands.ts';
 import { isDeviceType, type ChainInfo, type CloseSessionValue, type CreateValue, type DirEntry, type InodeAttr, type InodeType, type ReaddirPage, type SessionValue, type SpecialInodeType, type StatFs, type TargetInfo } from '../meta/namespace-state.ts';
 import { fileRef, FileReader, FileWriter, truncateFile, type DataClient, type FileRef, type MasterClient } from '../client/index.ts';
 import { MetaError, FsErrorCode } from '../meta/errors.ts';
+import { xattrNamePrefix } from '../meta/commands.ts';
 import { ChunkReadAhead, ReadAheadBudget } from './read-ahead.ts';
 
 /** What getattr gives the kernel (fuse-native's stat fields; times in ms). */
@@ -397,6 +398,31 @@ export class CairnFs {
   async releaseAll(): Promise<void> {
     const results = await Promise.allSettled([...this.handles.keys()].map((fd) => this.release(fd)));
     for (const r of results) if (r.status === 'rejected') this.log('error', `an open file could not be flushed at unmount: ${(r.reason as Error).message}`);
+  }
+
+  /**
+   * An extended attribute's value. Only user.* names are kept: the others (security.capability,
+   * which the kernel asks for before writes) are answered here, without asking the masters.
+   */
+  async getxattr(path: string, name: string, caller?: Caller): Promise<Buffer> {
+    if (!name.startsWith(xattrNamePrefix)) throw new MetaError(FsErrorCode.ENODATA, `no extended attribute ${name}`);
+    const value = await this.meta.query<Uint8Array>('meta.query', { op: 'getxattr', path, name, ...this.as(caller) });
+    return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  }
+
+  /** `value` is the kernel's buffer, valid only until this returns: it is copied. */
+  async setxattr(path: string, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
+    if (!name.startsWith(xattrNamePrefix)) throw new MetaError(FsErrorCode.EINVAL, `only user.* extended attributes are kept, not ${name}`, { errno: 'EOPNOTSUPP' });
+    await this.meta.mutate('meta.mutate', { op: 'setxattr', path, name, value: Buffer.from(value), flags: flags & 3, ...this.as(caller) });
+  }
+
+  async listxattr(path: string, caller?: Caller): Promise<string[]> {
+    return this.meta.query<string[]>('meta.query', { op: 'listxattr', path, ...this.as(caller) });
+  }
+
+  async removexattr(path: string, name: string, caller?: Caller): Promise<void> {
+    if (!name.startsWith(xattrNamePrefix)) throw new MetaError(FsErrorCode.ENODATA, `no extended attribute ${name}`);
+    await this.meta.mutate('meta.mutate', { op: 'removexattr', path, name, ...this.as(caller) });
   }
 
   async statfs(): Promise<StatFsResult> {

@@ -192,6 +192,17 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
       this.ops.fgetattr(path, fd, (err: number, st?: Stat) => (err !== 0 || st === undefined ? signal(err) : signal(0, statArray(st))));
     }
 
+    /** fuse-native copies a value into any buffer: a size query (0) gets the length, a short buffer ERANGE. */
+    _op_getxattr(signal: (code: number, buf?: ArrayBuffer) => void, path: string, name: string, valueBuf: Buffer, position: number): void {
+      this.ops.getxattr(path, name, position, (err: number, value?: Buffer) => {
+        if (err !== 0 || value === undefined) return signal(err !== 0 ? err : errno('ENODATA'), valueBuf.buffer as ArrayBuffer);
+        if (valueBuf.length === 0) return signal(value.length, valueBuf.buffer as ArrayBuffer);
+        if (value.length > valueBuf.length) return signal(errno('ERANGE'), valueBuf.buffer as ArrayBuffer);
+        value.copy(valueBuf);
+        signal(value.length, valueBuf.buffer as ArrayBuffer);
+      });
+    }
+
     override _fuseOptions(): string {
       // libfuse 2 knows these options but fuse-native does not pass them: large requests (big_writes)
       // cut the calls per MiB from 256 to 8; use_ino makes a file's st_ino its cairn inode id, the
@@ -287,5 +298,12 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Prom
     release: (p: string, fd: number, cb: FuseCallback) => run(`release ${p}`, cb, () => fs.release(fd)),
     fsyncdir: (_p: string, _datasync: number, _fd: number, cb: FuseCallback) => noop(cb),
     statfs: (_p: string, cb: FuseCallback) => run('statfs', cb, () => fs.statfs(), (s) => [s]),
+    getxattr: (p: string, name: string, _position: number, cb: FuseCallback) => run(`getxattr ${p}`, cb, (c) => fs.getxattr(p, name, c), (v) => [v]),
+    setxattr: (p: string, name: string, value: Buffer, _position: number, flags: number, cb: FuseCallback) => {
+      const copy = Buffer.from(value); // the kernel's buffer is gone once this returns
+      run(`setxattr ${p}`, cb, (c) => fs.setxattr(p, name, copy, flags, c));
+    },
+    listxattr: (p: string, cb: FuseCallback) => run(`listxattr ${p}`, cb, (c) => fs.listxattr(p, c), (names) => [names]),
+    removexattr: (p: string, name: string, cb: FuseCallback) => run(`removexattr ${p}`, cb, (c) => fs.removexattr(p, name, c)),
   };
 }

@@ -4,7 +4,7 @@
 import { Packr } from 'msgpackr';
 import { parseAddress } from '../address.ts';
 import { describe, Fields } from '../fields.ts';
-import { MetaError, MetaErrorCode } from './errors.ts';
+import { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
 import { chunkRangesMax, rangesProblem } from './chunk-ranges.ts';
 import { checkPath, nameProblem, symlinkTargetBytesMax } from './paths.ts';
 import { isDeviceType, isSpecialInodeType, specialInodeTypes, type SpecialInodeType } from './namespace-state.ts';
@@ -283,6 +283,27 @@ export interface EndChainMoveCommand extends ClientStamp {
   version: number;
   outcome: 'done' | 'cancelled';
 }
+/** Extended attributes: only the user.* namespace is kept (the others are the kernel's business). */
+export const xattrNamePrefix = 'user.';
+export const xattrNameBytesMax = 255;
+export const xattrValueBytesMax = 16 * 1024;
+/** All of one inode's names and values together: the inode table's memory stays bounded. */
+export const xattrsBytesMax = 64 * 1024;
+export const XattrFlag = { Any: 0, Create: 1, Replace: 2 } as const;
+export type XattrFlag = (typeof XattrFlag)[keyof typeof XattrFlag];
+export interface SetxattrCommand extends NamespaceStamp {
+  op: 'setxattr';
+  path: string;
+  name: string;
+  value: Uint8Array;
+  /** Create: fail if it exists (EEXIST). Replace: fail if it does not (ENODATA). As setxattr(2). */
+  flags: XattrFlag;
+}
+export interface RemovexattrCommand extends NamespaceStamp {
+  op: 'removexattr';
+  path: string;
+  name: string;
+}
 /** An S3 access key for the gateways (`cairn admin s3 user add`). */
 export interface S3UserAddCommand extends ClientStamp {
   op: 's3UserAdd';
@@ -319,6 +340,8 @@ export type MetaCommand =
   | ReplaceChainMemberCommand
   | MoveChainMemberCommand
   | EndChainMoveCommand
+  | SetxattrCommand
+  | RemovexattrCommand
   | S3UserAddCommand
   | S3UserRemoveCommand;
 export type MetaCommandOp = MetaCommand['op'];
@@ -339,6 +362,8 @@ export type MetaQuery =
   | { op: 'routing' }
   | { op: 'session'; sessionId: string }
   | { op: 'pendingGc'; limit: number }
+  | { op: 'getxattr'; path: string; name: string; caller: Caller }
+  | { op: 'listxattr'; path: string; caller: Caller }
   /** The gateways' access keys, without their secrets. */
   | { op: 's3Users' }
   /** One key with its secret, for a gateway checking a signature. */
@@ -558,6 +583,8 @@ const namespaceReaders: Record<NamespaceCommandOp, (f: MetaFields, s: NamespaceS
     }
     return cmd;
   },
+  setxattr: (f, s) => ({ op: 'setxattr', ...s, path: f.path('path'), name: xattrName(f), value: xattrValue(f), flags: f.int('flags', 0, 2) as XattrFlag }),
+  removexattr: (f, s) => ({ op: 'removexattr', ...s, path: f.path('path'), name: xattrName(f) }),
   openSession: (f, s) => {
     const cmd: OpenSessionCommand = { op: 'openSession', ...s, path: f.path('path'), truncate: f.bool('truncate', false) };
     if (f.bool('chunksTrimmed', false)) cmd.chunksTrimmed = true;
@@ -590,6 +617,20 @@ const namespaceReaders: Record<NamespaceCommandOp, (f: MetaFields, s: NamespaceS
     return cmd;
   },
 };
+
+function xattrName(f: MetaFields): string {
+  const name = f.str('name', xattrNameBytesMax);
+  if (!name.startsWith(xattrNamePrefix) || name.length === xattrNamePrefix.length) throw new MetaError(FsErrorCode.EINVAL, `${f.where}: only user.* extended attributes are kept ('${name.slice(0, 64)}')`, { errno: 'EOPNOTSUPP' });
+  if (name.includes('\0')) throw invalid(`${f.where}: an extended attribute's name has no NUL byte`);
+  return name;
+}
+
+function xattrValue(f: MetaFields): Uint8Array {
+  const v = f.req('value');
+  if (!(v instanceof Uint8Array)) throw invalid(`${f.where}: 'value' must be bytes, not ${describe(v)}`);
+  if (v.length > xattrValueBytesMax) throw new MetaError(FsErrorCode.E2BIG, `${f.where}: an extended attribute's value has ${v.length} bytes, more than ${xattrValueBytesMax}`);
+  return v;
+}
 
 /** Access key ids as AWS's tools accept them: letters, digits and . _ - (AWS's own are 20 letters and digits). */
 export const s3AccessKeyIdPattern = /^[A-Za-z0-9._-]{3,128}$/;
@@ -775,6 +816,8 @@ const namespaceQueryReaders: Record<NamespaceQueryOp, (f: MetaFields, caller: Ca
     return q;
   },
   readlink: (f, caller) => ({ op: 'readlink', path: f.path('path'), caller }),
+  getxattr: (f, caller) => ({ op: 'getxattr', path: f.path('path'), name: xattrName(f), caller }),
+  listxattr: (f, caller) => ({ op: 'listxattr', path: f.path('path'), caller }),
   open: (f, caller) => ({ op: 'open', path: f.path('path'), caller }),
 };
 

@@ -24,6 +24,10 @@ export const FsErrorCode = {
   EMFILE: 'EMFILE',
   /** The command was computed from a state that changed since (a chain's version moved on): recompute and retry. */
   EAGAIN: 'EAGAIN',
+  /** No extended attribute of that name. */
+  ENODATA: 'ENODATA',
+  /** An extended attribute, or all of an inode's together, past their size bound. */
+  E2BIG: 'E2BIG',
 } as const;
 export type FsErrorCode = (typeof FsErrorCode)[keyof typeof FsErrorCode];
 

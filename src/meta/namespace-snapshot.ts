@@ -8,7 +8,7 @@
 
 import { crc32c } from '@node-rs/crc32';
 import { assert } from '../errors.ts';
-import { fileSizeBytesMax, generatedSessionPrefix, idMax, metaPackr, modeMax, s3AccessKeyIdPattern, s3BucketNamePattern, s3SecretKeyPattern, s3UserBucketsMax, s3UsersMax, validateLayout } from './commands.ts';
+import { fileSizeBytesMax, generatedSessionPrefix, idMax, metaPackr, modeMax, s3AccessKeyIdPattern, s3BucketNamePattern, s3SecretKeyPattern, s3UserBucketsMax, s3UsersMax, validateLayout, xattrNameBytesMax, xattrNamePrefix, xattrsBytesMax, xattrValueBytesMax } from './commands.ts';
 import type { Layout, TargetState } from './commands.ts';
 import { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
 import { inChainOrder } from './chain-states.ts';
@@ -19,7 +19,8 @@ import { utf8Bytes } from '../fields.ts';
 import { nameProblem } from './paths.ts';
 
 /**
- * 6: the S3 gateways' access keys, in a section of their own before the end.
+ * 6: inode records carry extended attributes ([name, value] pairs, or null); the S3 gateways'
+ * access keys, in a section of their own before the end.
  * 5: inode records carry a device number (FIFOs, sockets and device nodes are inodes too).
  * 4: chain records carry the move under way ([from, to], or null). 3: worker records carry when the worker was decommissioned (null while in service). 2: chains
  * with their own ids and versions, tables of chain ids (1 held tables of target lists). This build
@@ -128,7 +129,8 @@ function* inodeRecords(t: MetaTables): Generator<unknown[]> {
     assert(i.id > prev, `inode map out of id order at ${i.id}`);
     prev = i.id;
     const layout = i.layout === null ? null : layoutTuple(i.layout);
-    yield [i.id, inodeTypes.indexOf(i.type), i.mode, i.uid, i.gid, i.nlink, i.sizeBytes, i.atimeMs, i.mtimeMs, i.ctimeMs, i.parentId, layout, i.target, i.chunks, i.rdev];
+    const xattrs = i.xattrs === null ? null : [...i.xattrs].sort(([a], [b]) => (a < b ? -1 : 1));
+    yield [i.id, inodeTypes.indexOf(i.type), i.mode, i.uid, i.gid, i.nlink, i.sizeBytes, i.atimeMs, i.mtimeMs, i.ctimeMs, i.parentId, layout, i.target, i.chunks, i.rdev, xattrs];
   }
 }
 
@@ -270,6 +272,25 @@ function chunksOf(v: unknown, what: string): number[] | null {
   return v as number[];
 }
 
+function xattrsFrom(v: unknown, what: string): Map<string, Uint8Array> | null {
+  if (v === null) return null;
+  check(Array.isArray(v) && v.length > 0, `${what} are not a non-empty list`);
+  const out = new Map<string, Uint8Array>();
+  let last = '';
+  let bytes = 0;
+  for (const pair of v) {
+    const [name, value] = tuple(pair, 2, `${what} entry`);
+    check(typeof name === 'string' && name.startsWith(xattrNamePrefix) && name.length > xattrNamePrefix.length && utf8Bytes(name) <= xattrNameBytesMax && !name.includes('\0'), `${what}: a bad name`);
+    check(name > last, `${what} are out of order or repeated`);
+    last = name;
+    check(value instanceof Uint8Array && value.length <= xattrValueBytesMax, `${what}: '${name}' has no value or a value too large`);
+    bytes += name.length + value.length;
+    out.set(name, value);
+  }
+  check(bytes <= xattrsBytesMax, `${what} hold ${bytes} bytes, more than ${xattrsBytesMax}`);
+  return out;
+}
+
 function layoutFrom(v: unknown, what: string): Layout {
   const [chunkSizeBytes, stripeWidth, chainTableId, chainTableVersion, shuffleSeed] = tuple(v, 5, what);
   try {
@@ -354,7 +375,8 @@ class SnapshotBuilder {
 
   private inode(r: unknown): void {
     const v5 = this.header.formatVersion >= 5;
-    const [idRaw, typeRaw, mode, uid, gid, nlink, size, atime, mtime, ctime, parentRaw, layoutRaw, targetRaw, chunksRaw, rdevRaw] = tuple(r, v5 ? 15 : 14, 'inode record');
+    const v6 = this.header.formatVersion >= 6;
+    const [idRaw, typeRaw, mode, uid, gid, nlink, size, atime, mtime, ctime, parentRaw, layoutRaw, targetRaw, chunksRaw, rdevRaw, xattrsRaw] = tuple(r, v6 ? 16 : v5 ? 15 : 14, 'inode record');
     const id = int(idRaw, 'inode id', 1, this.t.nextInodeId - 1);
     const what = `inode ${id}`;
     check(id > this.lastInodeId, `${what} is out of order or repeated`);
@@ -378,7 +400,9 @@ class SnapshotBuilder {
       rdev: v5 ? int(rdevRaw, `${what} rdev`, 0, idMax) : 0,
       children: type === 'dir' ? new Map() : null,
       sortedNames: type === 'dir' ? [] : null,
+      xattrs: v6 ? xattrsFrom(xattrsRaw, `${what} extended attributes`) : null,
     };
+    check(inode.xattrs === null || type === 'file' || type === 'dir', `${what}: a ${type} with extended attributes`);
     check((inode.layout !== null) === (type === 'file'), `${what}: a ${type} ${inode.layout === null ? 'without' : 'with'} a layout`);
     check((inode.target !== null) === (type === 'symlink'), `${what}: a ${type} ${inode.target === null ? 'without' : 'with'} a target`);
     check((inode.parentId !== 0) === (type === 'dir'), `${what}: a ${type} with parent ${inode.parentId}`);

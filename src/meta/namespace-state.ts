@@ -59,6 +59,8 @@ export interface Inode {
   children: Map<string, number> | null;
   /** Directories: the children's names sorted, built on demand for readdir; null when stale. */
   sortedNames: string[] | null;
+  /** Extended attributes (user.* names), null while there are none. */
+  xattrs: Map<string, Uint8Array> | null;
 }
 
 export interface Session {
@@ -298,6 +300,8 @@ export interface MetaValues {
   replaceChainMember: ChainInfo;
   moveChainMember: ChainInfo;
   endChainMove: ChainInfo;
+  setxattr: null;
+  removexattr: null;
   s3UserAdd: S3UserInfo;
   s3UserRemove: S3UserInfo;
 }
@@ -385,6 +389,7 @@ export function newInode(id: number, type: InodeType, mode: number, uid: number,
     rdev: 0,
     children: type === 'dir' ? new Map() : null,
     sortedNames: type === 'dir' ? [] : null,
+    xattrs: null,
   };
 }
 

@@ -37,6 +37,7 @@ import type {
   WorkerInfo,
 } from './namespace-state.ts';
 import * as tree from './namespace-tree.ts';
+import { getxattr, listxattr, removexattr, setxattr } from './namespace-xattrs.ts';
 import { s3Credential, s3UserAdd, s3UserRemove, s3Users } from './namespace-s3.ts';
 import { continueRestored, raiseInodeIds } from './restore-floor.ts';
 import { Access, accessDenied } from './permissions.ts';
@@ -66,6 +67,8 @@ const handlers: Record<MetaCommandOp, Handler> = {
   replaceChainMember,
   moveChainMember,
   endChainMove,
+  setxattr,
+  removexattr,
   s3UserAdd,
   s3UserRemove,
 };
@@ -336,6 +339,10 @@ export class MetaState {
         return this.session(q.sessionId);
       case 'pendingGc':
         return ok(this.pendingGc(q.limit));
+      case 'getxattr':
+        return getxattr(this.#t, q.path, q.name, q.caller);
+      case 'listxattr':
+        return listxattr(this.#t, q.path, q.caller);
       case 's3Users':
         return ok(s3Users(this.#t));
       case 's3Credential':

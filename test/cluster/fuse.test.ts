@@ -116,6 +116,25 @@ test('cairn mount: a cluster used through the kernel as a local disk', { skip, t
     await fs.rm(p('shared'), { recursive: true });
     assert.doesNotMatch(await fs.readFile(a.log, 'utf8'), /does not pass the asking process/);
 
+    // Extended attributes (Node has no API for them: Debian's Python does it).
+    const xattrs = execFileSync(
+      '/usr/bin/python3',
+      ['-c', `import os, errno
+p = ${JSON.stringify(p('f2'))}
+os.setxattr(p, 'user.k', b'v\\x00w')
+out = [repr(os.getxattr(p, 'user.k')), repr(os.listxattr(p))]
+for f in (lambda: os.setxattr(p, 'user.k', b'x', os.XATTR_CREATE), lambda: os.getxattr(p, 'user.none'), lambda: os.setxattr(p, 'trusted.k', b'x'), lambda: os.setxattr(p, 'user.big', b'x' * 20000)):
+    try:
+        f(); out.append('ok')
+    except OSError as e:
+        out.append(errno.errorcode[e.errno])
+os.removexattr(p, 'user.k')
+out.append(repr(os.listxattr(p)))
+print(' '.join(out))`],
+      { encoding: 'utf8' },
+    ).trim();
+    assert.equal(xattrs, "b'v\\x00w' ['user.k'] EEXIST ENODATA ENOTSUP E2BIG []");
+
     const names = (await fs.readdir(a.dir)).sort();
     assert.deepEqual(names, ['big', 'd', 'f2', 's']);
     const sfs = await fs.statfs(a.dir);

@@ -196,7 +196,9 @@ test('damaged streams are refused: flipped bytes, lost, repeated, reordered or e
 /** The snapshot as an older format would hold it, as far as inodes go: before 5, no device numbers. */
 function asFormat(chunks: Uint8Array[], version: number): Uint8Array[] {
   let out = rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: version }));
-  for (let i = 0; i < out.length; i++) if (kindOf(out[i]) === 1) out = rewriteChunk(out, i, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 14)));
+  // Inode records: 14 fields before format 5 (no device number), 15 in format 5 (no extended attributes).
+  const fields = version < 5 ? 14 : version === 5 ? 15 : 16;
+  for (let i = 0; i < out.length; i++) if (kindOf(out[i]) === 1) out = rewriteChunk(out, i, (rs) => (rs as unknown[][]).map((r) => r.slice(0, fields)));
   return out;
 }
 
@@ -215,7 +217,7 @@ test('special files keep their type and device number through a snapshot; format
   // Format 4 knew three types only, and a FIFO has no device number.
   assert.match(corruptCode(rewriteChunk(asFormat(chunks, 4), 0, (h) => h)), /type/);
   const inodesAt = chunks.findIndex((c) => kindOf(c) === 1);
-  assert.match(corruptCode(rewriteChunk(chunks, inodesAt, (rs) => (rs as unknown[][]).map((r) => (r[1] === 3 ? [...r.slice(0, 14), 7] : r)))), /a fifo with a device number/);
+  assert.match(corruptCode(rewriteChunk(chunks, inodesAt, (rs) => (rs as unknown[][]).map((r) => (r[1] === 3 ? [...r.slice(0, 14), 7, null] : r)))), /a fifo with a device number/);
 });
 
 test('a header from another format version, or no header at all, is refused', () => {
@@ -394,5 +396,23 @@ test('S3 access keys: kept through a snapshot with their secrets; a damaged or m
   assert.match(corruptCode(rewriteChunk(chunks, usersAt, (rs) => (rs as unknown[][]).reverse())), /out of order or repeated/);
   assert.match(corruptCode(rewriteChunk(chunks, usersAt, (rs) => (rs as unknown[][]).map((r) => [r[0], r[1], ['Bad_Bucket'], ...r.slice(3)]))), /invalid bucket name/);
   // A format 5 snapshot has no such section: one there is damage.
-  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 5 }))), /records in a chunk of kind 11/);
+  assert.match(corruptCode(asFormat(chunks, 5)), /records in a chunk of kind 11/);
+});
+
+test('extended attributes: kept through a snapshot; a damaged list is refused', () => {
+  const log = populated(6);
+  log.ok({ op: 'setxattr', path: '/a/b/f1', name: 'user.b', value: Buffer.from('two'), flags: 0 });
+  log.ok({ op: 'setxattr', path: '/a/b/f1', name: 'user.a', value: new Uint8Array([0, 1, 255]), flags: 0 });
+  const chunks = [...log.state.snapshot()];
+  const copy = MetaState.restore(chunks);
+  assert.equal(copy.stateHash(), log.state.stateHash());
+  const got = copy.query({ op: 'getxattr', path: '/a/b/f1', name: 'user.a', caller: rootCaller });
+  assert.ok(got.ok);
+  assert.deepEqual([...(got.value as Uint8Array)], [0, 1, 255]);
+  const inodesAt = chunks.findIndex((c) => kindOf(c) === 1);
+  const edit = (f: (x: unknown[][]) => unknown): Uint8Array[] => rewriteChunk(chunks, inodesAt, (rs) => (rs as unknown[][]).map((r) => (r[15] === null ? r : [...r.slice(0, 15), f(r[15] as unknown[][])])));
+  assert.match(corruptCode(edit((x) => [...x].reverse())), /out of order or repeated/);
+  assert.match(corruptCode(edit((x) => x.map(([n, v]) => [`trusted.${String(n)}`, v]))), /a bad name/);
+  assert.match(corruptCode(edit((x) => x.map(([n]) => [n, 'not bytes']))), /no value or a value too large/);
+  assert.match(corruptCode(edit(() => [])), /not a non-empty list/);
 });

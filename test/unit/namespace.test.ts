@@ -785,3 +785,47 @@ test('S3 access keys: added once, listed without secrets, removed; bad keys, sec
   assert.match(bad({ buckets: ['UPPER'] }), /bucket name/);
   assert.match(bad({ buckets: ['..'] }), /bucket name/);
 });
+
+test('extended attributes: user.* only, setxattr(2) flags, permissions, bounds; kept through a rename', () => {
+  const fs = new Fs();
+  fs.create('/f');
+  const bob = { uid: 1001, gid: 1001, groups: [] };
+  const v = (s: string): Uint8Array => Buffer.from(s);
+  const get = (path: string, name: string, caller = rootCaller) => fs.state.query({ op: 'getxattr', path, name, caller });
+  fs.ok({ op: 'setxattr', path: '/f', name: 'user.k', value: v('one'), flags: 0 });
+  fs.fails({ op: 'setxattr', path: '/f', name: 'user.k', value: v('two'), flags: 1 }, 'EEXIST');
+  fs.fails({ op: 'setxattr', path: '/f', name: 'user.other', value: v('x'), flags: 2 }, 'ENODATA');
+  fs.ok({ op: 'setxattr', path: '/f', name: 'user.k', value: v('two'), flags: 2 });
+  const got = get('/f', 'user.k');
+  assert.ok(got.ok && Buffer.from(got.value as Uint8Array).toString() === 'two');
+  // Another user: the file is 0644, so bob reads and may not write.
+  assert.equal(get('/f', 'user.k', bob).ok, true);
+  fs.fails({ op: 'setxattr', path: '/f', name: 'user.k', value: v('bob'), flags: 0, caller: bob }, 'EACCES');
+  fs.fails({ op: 'removexattr', path: '/f', name: 'user.k', caller: bob }, 'EACCES');
+  // The bound on all of an inode's attributes together.
+  fs.ok({ op: 'setxattr', path: '/f', name: 'user.big1', value: new Uint8Array(16 * 1024), flags: 0 });
+  fs.ok({ op: 'setxattr', path: '/f', name: 'user.big2', value: new Uint8Array(16 * 1024), flags: 0 });
+  fs.ok({ op: 'setxattr', path: '/f', name: 'user.big3', value: new Uint8Array(16 * 1024), flags: 0 });
+  fs.fails({ op: 'setxattr', path: '/f', name: 'user.big4', value: new Uint8Array(16 * 1024), flags: 0 }, 'E2BIG');
+  fs.ok({ op: 'rename', from: '/f', to: '/g' });
+  assert.deepEqual(fs.state.query({ op: 'listxattr', path: '/g', caller: rootCaller }), { ok: true, value: ['user.big1', 'user.big2', 'user.big3', 'user.k'] });
+  fs.ok({ op: 'removexattr', path: '/g', name: 'user.k' });
+  fs.fails({ op: 'removexattr', path: '/g', name: 'user.k' }, 'ENODATA');
+  assert.equal((get('/g', 'user.k') as { code?: string }).code, 'ENODATA');
+  fs.ok({ op: 'symlink', path: '/s', target: 'g', uid: 0, gid: 0 });
+  fs.fails({ op: 'setxattr', path: '/s', name: 'user.k', value: v('x'), flags: 0 }, 'EPERM');
+  // At the boundary: other namespaces and oversize values are refused before the log.
+  const refused = (name: string, value: Uint8Array): string => {
+    try {
+      validateCommand({ op: 'setxattr', clientId: 'c', seq: 1, nowMs: 1, caller: rootCaller, path: '/g', name, value, flags: 0 });
+      return 'accepted';
+    } catch (err) {
+      return (err as { code: string }).code;
+    }
+  };
+  assert.equal(refused('user.ok', v('x')), 'accepted');
+  assert.equal(refused('security.capability', v('x')), 'EINVAL');
+  assert.equal(refused('user.', v('x')), 'EINVAL');
+  assert.equal(refused('user.big', new Uint8Array(16 * 1024 + 1)), 'E2BIG');
+  fs.checkInvariants();
+});
