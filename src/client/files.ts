@@ -3,7 +3,7 @@
 // get (streamed, chunks read ahead).
 
 import { randomBytes } from 'node:crypto';
-import type { CloseSessionValue, InodeAttr, SessionValue } from '../meta/index.ts';
+import type { Caller, CloseSessionValue, InodeAttr, SessionValue } from '../meta/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { indexesIn, inRanges } from '../meta/chunk-ranges.ts';
 import type { DataClient } from './data-client.ts';
@@ -19,9 +19,19 @@ export interface PutOptions {
   layout?: { chunkSizeBytes?: number; stripeWidth?: number };
   onProgress?: (bytes: number) => void;
   streamBytesMax?: number;
+  /** Acts as this caller instead of the client's own (a gateway serving many users). */
+  caller?: Caller;
+  /** Runs once the bytes are in, before the file takes its name: a throw leaves nothing behind. */
+  beforeRename?: (temp: string, written: { sizeBytes: number }) => Promise<void>;
 }
 
 const ownerWrite = 0o200;
+const putTempPattern = /^\..*\.cairn-put-[0-9a-f]{12}$/;
+
+/** Whether a name is a put's temporary file (listings of a live tree may skip them). */
+export function isPutTempName(name: string): boolean {
+  return putTempPattern.test(name);
+}
 
 /** Writes `source` as the file at `path`, replacing any file there at once when complete. */
 export async function putFile(meta: MasterClient, data: DataClient, path: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: PutOptions = {}): Promise<InodeAttr> {
@@ -30,13 +40,15 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
   const routing = await data.routing();
   const layout = opts.layout === undefined ? undefined : { chainTableId: 1, chainTableVersion: routing.info.tables.find((t) => t.tableId === 1)?.version ?? 0, shuffleSeed: randomBytes(4).readUInt32LE(0), ...opts.layout };
   const mode = opts.mode ?? 0o644;
+  const as = opts.caller === undefined ? {} : { caller: opts.caller };
+  const owner = opts.caller ?? meta.caller;
   // The writer needs write permission on its own file (open(2) with O_CREAT gets it whatever the
   // mode): a mode without it is set once the data is in.
   const writable = mode | ownerWrite;
-  await meta.mutate('meta.mutate', { op: 'create', path: temp, mode: writable, uid: opts.uid ?? meta.caller.uid, gid: opts.gid ?? meta.caller.gid, exclusive: true, ...(layout === undefined ? {} : { layout }) });
+  await meta.mutate('meta.mutate', { op: 'create', path: temp, mode: writable, uid: opts.uid ?? owner.uid, gid: opts.gid ?? owner.gid, exclusive: true, ...(layout === undefined ? {} : { layout }), ...as });
   let session: SessionValue | undefined;
   try {
-    session = await meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path: temp, truncate: false });
+    session = await meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path: temp, truncate: false, ...as });
     const file = fileRef(session.inode, temp);
     const writer = new FileWriter(data, file, { streamBytesMax: opts.streamBytesMax });
     let position = 0;
@@ -48,13 +60,14 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
     await writer.flush();
     await meta.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: session.sessionId, lengthBytes: writer.highWater, chunks: writer.written.toArray() });
     session = undefined;
-    if (writable !== mode) await meta.mutate('meta.mutate', { op: 'setattr', path: temp, mode });
-    await meta.mutate('meta.mutate', { op: 'rename', from: temp, to: path });
-    return await meta.query<InodeAttr>('meta.query', { op: 'stat', path });
+    await opts.beforeRename?.(temp, { sizeBytes: writer.highWater });
+    if (writable !== mode) await meta.mutate('meta.mutate', { op: 'setattr', path: temp, mode, ...as });
+    await meta.mutate('meta.mutate', { op: 'rename', from: temp, to: path, ...as });
+    return await meta.query<InodeAttr>('meta.query', { op: 'stat', path, ...as });
   } catch (err) {
     // Leave nothing behind: the temporary file goes (its chunks to garbage collection).
     if (session !== undefined) await meta.mutate('meta.mutate', { op: 'closeSession', sessionId: session.sessionId }).catch(() => undefined);
-    await meta.mutate('meta.mutate', { op: 'unlink', path: temp }).catch(() => undefined);
+    await meta.mutate('meta.mutate', { op: 'unlink', path: temp, ...as }).catch(() => undefined);
     throw err;
   }
 }
