@@ -350,7 +350,7 @@ export type MetaQuery =
   | { op: 'stat'; path: string; caller: Caller }
   | { op: 'statInode'; inodeId: number; caller: Caller }
   | { op: 'lookup'; parentId: number; name: string; caller: Caller }
-  | { op: 'readdir'; path: string; after?: string; limit: number; caller: Caller }
+  | { op: 'readdir'; path: string; after?: string; limit: number; plus?: boolean; xattr?: string; caller: Caller }
   | { op: 'readlink'; path: string; caller: Caller }
   /** Open a file for reading: its attributes (with the layout a reader needs), if the caller may read it. */
   | { op: 'open'; path: string; caller: Caller }
@@ -618,8 +618,8 @@ const namespaceReaders: Record<NamespaceCommandOp, (f: MetaFields, s: NamespaceS
   },
 };
 
-function xattrName(f: MetaFields): string {
-  const name = f.str('name', xattrNameBytesMax);
+function xattrName(f: MetaFields, key = 'name'): string {
+  const name = f.str(key, xattrNameBytesMax);
   if (!name.startsWith(xattrNamePrefix) || name.length === xattrNamePrefix.length) throw new MetaError(FsErrorCode.EINVAL, `${f.where}: only user.* extended attributes are kept ('${name.slice(0, 64)}')`, { errno: 'EOPNOTSUPP' });
   if (name.includes('\0')) throw invalid(`${f.where}: an extended attribute's name has no NUL byte`);
   return name;
@@ -812,6 +812,11 @@ const namespaceQueryReaders: Record<NamespaceQueryOp, (f: MetaFields, caller: Ca
     if (after !== undefined) {
       if (typeof after !== 'string') throw invalid(`${f.where}: 'after' must be a string, not ${describe(after)}`);
       q.after = after;
+    }
+    if (f.bool('plus', false)) q.plus = true;
+    if (f.has('xattr')) {
+      if (q.plus !== true) throw invalid(`${f.where}: 'xattr' needs 'plus'`);
+      q.xattr = xattrName(f, 'xattr');
     }
     return q;
   },

@@ -78,6 +78,10 @@ export interface ReaddirOptions {
   after?: string;
   /** Entries per page, at most readdirLimitMax (larger asks are capped). */
   limit: number;
+  /** Each entry with its size and mtime (what a listing of objects needs), as READDIRPLUS. */
+  plus?: boolean;
+  /** With plus: each entry's extended attribute of this name, where it has one. */
+  xattr?: string;
 }
 
 export class MetaState {
@@ -238,7 +242,17 @@ export class MetaState {
     const entries: DirEntry[] = [];
     for (let i = start; i < end; i++) {
       const inode = tree.inodeOf(this.#t, dir.children.get(names[i]) as number);
-      entries.push({ name: names[i], inodeId: inode.id, type: inode.type });
+      const entry: DirEntry = { name: names[i], inodeId: inode.id, type: inode.type };
+      if (options.plus === true) {
+        entry.sizeBytes = inode.type === 'dir' ? 0 : inode.sizeBytes;
+        entry.mtimeMs = inode.mtimeMs;
+        // As getxattr: only from an entry the caller may read.
+        const readable = options.xattr !== undefined && inode.xattrs !== null && accessDenied(caller, inode, Access.Read, path) === undefined;
+        const value = readable ? inode.xattrs!.get(options.xattr!) : undefined;
+        if (value !== undefined) entry.xattr = Uint8Array.from(value);
+        if (inode.type === 'dir') entry.empty = inode.children!.size === 0;
+      }
+      entries.push(entry);
     }
     return ok(end < names.length ? { entries, next: names[end - 1] } : { entries });
   }
@@ -320,7 +334,7 @@ export class MetaState {
       case 'lookup':
         return this.lookup(q.parentId, q.name, q.caller);
       case 'readdir':
-        return this.readdir(q.path, q.after === undefined ? { limit: q.limit } : { after: q.after, limit: q.limit }, q.caller);
+        return this.readdir(q.path, { limit: q.limit, ...(q.after === undefined ? {} : { after: q.after }), ...(q.plus === true ? { plus: true } : {}), ...(q.xattr === undefined ? {} : { xattr: q.xattr }) }, q.caller);
       case 'readlink':
         return this.readlink(q.path, q.caller);
       case 'statfs':

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MetaState, readdirLimitMax, rootCaller, rootInodeId, validateCommand } from '../../src/meta/index.ts';
+import { MetaState, readdirLimitMax, rootCaller, rootInodeId, validateCommand, validateQuery } from '../../src/meta/index.ts';
 import type { InodeAttr } from '../../src/meta/index.ts';
 import { MetaFs, type Body } from '../meta-fs.ts';
 
@@ -828,4 +828,28 @@ test('extended attributes: user.* only, setxattr(2) flags, permissions, bounds; 
   assert.equal(refused('user.', v('x')), 'EINVAL');
   assert.equal(refused('user.big', new Uint8Array(16 * 1024 + 1)), 'E2BIG');
   fs.checkInvariants();
+});
+
+test('readdir plus: sizes, times, emptiness and one extended attribute per entry, where the caller may read it', () => {
+  const fs = new Fs();
+  fs.mkdir('/d');
+  fs.mkdir('/d/sub');
+  fs.create('/d/f');
+  fs.ok({ op: 'setattr', path: '/d/f', sizeBytes: 42 });
+  fs.ok({ op: 'setxattr', path: '/d/f', name: 'user.s3', value: Buffer.from('meta'), flags: 0 });
+  fs.create('/d/secret');
+  fs.ok({ op: 'setattr', path: '/d/secret', mode: 0o600 });
+  fs.ok({ op: 'setxattr', path: '/d/secret', name: 'user.s3', value: Buffer.from('hidden'), flags: 0 });
+  const bob = { uid: 1001, gid: 1001, groups: [] };
+  const page = fs.state.query({ op: 'readdir', path: '/d', limit: 10, plus: true, xattr: 'user.s3', caller: bob });
+  assert.ok(page.ok);
+  const entries = (page.value as { entries: Record<string, unknown>[] }).entries;
+  assert.deepEqual(entries.map((e) => [e.name, e.sizeBytes, e.empty, e.xattr === undefined ? undefined : Buffer.from(e.xattr as Uint8Array).toString()]), [
+    ['f', 42, undefined, 'meta'],
+    ['secret', 0, undefined, undefined],
+    ['sub', 0, true, undefined],
+  ]);
+  const plain = fs.state.query({ op: 'readdir', path: '/d', limit: 10, caller: rootCaller });
+  assert.ok(plain.ok && (plain.value as { entries: object[] }).entries.every((e) => !('sizeBytes' in e)));
+  assert.throws(() => validateQuery({ op: 'readdir', path: '/d', limit: 1, xattr: 'user.s3', caller: rootCaller }), /'xattr' needs 'plus'/);
 });
