@@ -19,6 +19,7 @@ import { jsonLine, printable } from './format.ts';
 import { registerFsCommands } from './fs-cmd.ts';
 import { localDown, localStatus, localUp, recordLocalMount, zooKeeperStatus, type ProcessStatus, type ZkServerStatus } from './local.ts';
 import { registerMountCommands, spawnMountDaemon } from './mount-cmd.ts';
+import { registerS3Command } from './s3-cmd.ts';
 import type { LocalCluster, LocalJournal } from './cluster-target.ts';
 
 /** sysexits' EX_DATAERR: the master's own data is unusable (see docs/masters.md, 'Rebuilding a master'). */
@@ -198,6 +199,7 @@ program
 registerFsCommands(program, addTargetOptions);
 registerAdminCommands(program, addTargetOptions);
 registerMountCommands(program, addTargetOptions);
+registerS3Command(program, addTargetOptions);
 
 function parseLocalJournal(value: string): LocalJournal {
   if (value !== 'raft' && value !== 'zookeeper') throw configError(`--journal must be raft or zookeeper, got '${value}'`);

@@ -1,0 +1,57 @@
+// `cairn s3 --listen HOST:PORT`: the S3 gateway (src/s3/) over a cluster's clients, in the
+// foreground until SIGINT or SIGTERM.
+
+import type { Command } from 'commander';
+import { parseAddress as parseHostPort } from '../address.ts';
+import { startS3Gateway } from '../s3/index.ts';
+import { openClients, type TargetFlags } from './cluster-target.ts';
+import { parseAddress, parsePositiveInt } from './config.ts';
+import { printable } from './format.ts';
+
+interface S3Flags extends TargetFlags {
+  listen: string;
+  region: string;
+  credentialTtlMs: string;
+  streamMib: string;
+}
+
+export function registerS3Command(program: Command, addTargetOptions: (c: Command) => Command): void {
+  addTargetOptions(
+    program
+      .command('s3')
+      .description("serve the cluster's namespace over the S3 API (a bucket is a top-level directory; keys from 'cairn admin s3 user add')")
+      .option('--listen <host:port>', 'where to listen (path-style addressing: http://HOST:PORT/BUCKET/KEY)', '127.0.0.1:9000')
+      .option('--region <name>', 'the region GetBucketLocation answers (clients may sign for any)', 'us-east-1')
+      .option('--credential-ttl-ms <ms>', 'how long a key is trusted before the masters are asked again (a removed key stops working within it)', '10000')
+      .option('--stream-mib <n>', 'MiB one request keeps in flight to or from the workers at most', '16'),
+  ).action(async (flags: S3Flags) => {
+    const listen = parseAddress(flags.listen, '--listen', { portZero: true });
+    const hp = parseHostPort(listen, { portZero: true });
+    if ('problem' in hp) throw new Error(hp.problem);
+    const { meta, data } = openClients(flags);
+    const log = (level: 'info' | 'warn' | 'error', message: string): void => console.error(`${new Date().toISOString()} ${level}: ${printable(message)}`);
+    await meta.query('meta.query', { op: 'statfs' }); // fails early, with the cluster's error, when no master answers
+    const { gateway, address } = await startS3Gateway(
+      {
+        meta,
+        data,
+        log,
+        region: flags.region,
+        credentialTtlMs: parsePositiveInt(flags.credentialTtlMs, '--credential-ttl-ms'),
+        streamBytesMax: parsePositiveInt(flags.streamMib, '--stream-mib') * 2 ** 20,
+      },
+      hp.host,
+      hp.port,
+    );
+    const endpoint = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+    console.log(`cairn s3: serving on ${endpoint} (pid ${process.pid}); try: aws --endpoint-url ${endpoint} s3 ls`);
+    process.send?.({ endpoint });
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    await gateway.close();
+    data.close();
+    meta.close();
+  });
+}

@@ -1,0 +1,226 @@
+// Bucket operations: list, create, delete, head, location; ListObjects (V1 and V2) over the
+// bucket's directory tree; DeleteObjects.
+
+import { isPutTempName } from '../client/index.ts';
+import type { DirEntry, InodeAttr, ReaddirPage } from '../meta/namespace-state.ts';
+import { readdirLimitMax } from '../meta/commands.ts';
+import { S3Error, S3ErrorCode } from './errors.ts';
+import { sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
+import { isBucketName, keyBytesMax } from './keys.ts';
+import { listObjects, type ReadDir } from './list.ts';
+import { bucketMustExist, dirMode, header, removeObject } from './objects.ts';
+import { decodeMeta, etagOf, objectMetaXattr } from './object-meta.ts';
+import { parseXml, type XmlElement } from './xml.ts';
+import { contentMd5Of, payload } from './body.ts';
+
+/** Keys DeleteObjects takes at once (S3's bound). */
+const deleteObjectsMax = 1000;
+/** Request bodies read whole (XML): at most this many bytes. */
+export const xmlBodyBytesMax = 2 * 1024 * 1024;
+const maxKeysDefault = 1000;
+
+export async function listBuckets(ctx: S3Context, r: S3Request): Promise<void> {
+  const buckets: XmlElement[] = [];
+  for await (const e of readDirPlus(ctx, r, '/', undefined)) {
+    if (e.type !== 'dir' || !isBucketName(e.name)) continue;
+    if (!r.user.buckets.includes('*') && !r.user.buckets.includes(e.name)) continue;
+    buckets.push({ Name: e.name, CreationDate: new Date(e.mtimeMs ?? 0).toISOString() });
+  }
+  sendXml(r.res, 200, 'ListAllMyBucketsResult', { Owner: owner(r), Buckets: { Bucket: buckets } });
+}
+
+export async function createBucket(ctx: S3Context, r: S3Request): Promise<void> {
+  await readWhole(r); // a CreateBucketConfiguration (a location): one region here, nothing to keep
+  try {
+    await ctx.meta.mutate('meta.mutate', { op: 'mkdir', path: `/${r.bucket}`, mode: dirMode, uid: r.user.uid, gid: r.user.gid, parents: false, caller: r.caller });
+  } catch (err) {
+    if ((err as { code?: string }).code === 'EEXIST') throw new S3Error(S3ErrorCode.BucketAlreadyOwnedByYou, 'your previous request to create the named bucket succeeded and you already own it', { BucketName: r.bucket });
+    throw err;
+  }
+  r.res.writeHead(200, { location: `/${r.bucket}`, 'content-length': 0 });
+  r.res.end();
+}
+
+export async function deleteBucket(ctx: S3Context, r: S3Request): Promise<void> {
+  try {
+    await ctx.meta.mutate('meta.mutate', { op: 'rmdir', path: `/${r.bucket}`, caller: r.caller });
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') throw noSuchBucket(r.bucket);
+    throw err;
+  }
+  r.res.writeHead(204);
+  r.res.end();
+}
+
+export async function headBucket(ctx: S3Context, r: S3Request): Promise<void> {
+  await bucketMustExist(ctx, r);
+  r.res.writeHead(200, { 'x-amz-bucket-region': ctx.region, 'content-length': 0 });
+  r.res.end();
+}
+
+export async function bucketLocation(ctx: S3Context, r: S3Request): Promise<void> {
+  await bucketMustExist(ctx, r);
+  // us-east-1 is written as an empty constraint, as S3 does.
+  const text = `<?xml version="1.0" encoding="UTF-8"?>\n<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${ctx.region === 'us-east-1' ? '' : ctx.region}</LocationConstraint>`;
+  r.res.writeHead(200, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(text) });
+  r.res.end(text);
+}
+
+export async function listObjectsV1(ctx: S3Context, r: S3Request): Promise<void> {
+  const p = listParams(r);
+  const marker = r.query.get('marker') ?? '';
+  const listed = await list(ctx, r, p, marker);
+  const body: XmlElement = {
+    Name: r.bucket,
+    Prefix: p.prefix,
+    Marker: marker,
+    MaxKeys: p.maxKeys,
+    ...(p.delimiter === '' ? {} : { Delimiter: p.delimiter }),
+    IsTruncated: listed.truncated,
+    ...(listed.truncated && p.delimiter !== '' && listed.last !== undefined ? { NextMarker: enc(p, listed.last) } : {}),
+    ...(p.encoding ? { EncodingType: 'url' } : {}),
+    Contents: listed.contents,
+    CommonPrefixes: listed.prefixes,
+  };
+  sendXml(r.res, 200, 'ListBucketResult', body);
+}
+
+export async function listObjectsV2(ctx: S3Context, r: S3Request): Promise<void> {
+  const p = listParams(r);
+  const token = r.query.get('continuation-token');
+  let after = r.query.get('start-after') ?? '';
+  if (token !== undefined) {
+    const decoded = Buffer.from(token, 'base64url').toString('utf8');
+    if (token === '' || Buffer.byteLength(decoded) > keyBytesMax) throw new S3Error(S3ErrorCode.InvalidArgument, 'the continuation token provided is incorrect');
+    after = decoded;
+  }
+  const listed = await list(ctx, r, p, after);
+  const body: XmlElement = {
+    Name: r.bucket,
+    Prefix: p.prefix,
+    ...(r.query.has('start-after') ? { StartAfter: enc(p, r.query.get('start-after')!) } : {}),
+    ...(token === undefined ? {} : { ContinuationToken: token }),
+    MaxKeys: p.maxKeys,
+    ...(p.delimiter === '' ? {} : { Delimiter: p.delimiter }),
+    KeyCount: listed.contents.length + listed.prefixes.length,
+    IsTruncated: listed.truncated,
+    ...(listed.truncated && listed.last !== undefined ? { NextContinuationToken: Buffer.from(listed.last).toString('base64url') } : {}),
+    ...(p.encoding ? { EncodingType: 'url' } : {}),
+    Contents: listed.contents.map((c) => (r.query.get('fetch-owner') === 'true' ? c : { ...c, Owner: undefined })),
+    CommonPrefixes: listed.prefixes,
+  };
+  sendXml(r.res, 200, 'ListBucketResult', body);
+}
+
+interface ListParams {
+  prefix: string;
+  delimiter: string;
+  maxKeys: number;
+  encoding: boolean;
+}
+
+function listParams(r: S3Request): ListParams {
+  const raw = r.query.get('max-keys');
+  if (raw !== undefined && !/^\d{1,9}$/.test(raw)) throw new S3Error(S3ErrorCode.InvalidArgument, 'max-keys must be a non-negative integer');
+  const encodingType = r.query.get('encoding-type');
+  if (encodingType !== undefined && encodingType !== 'url') throw new S3Error(S3ErrorCode.InvalidArgument, 'invalid encoding method specified in request: only url');
+  return { prefix: r.query.get('prefix') ?? '', delimiter: r.query.get('delimiter') ?? '', maxKeys: Math.min(maxKeysDefault, raw === undefined ? maxKeysDefault : Number(raw)), encoding: encodingType === 'url' };
+}
+
+async function list(ctx: S3Context, r: S3Request, p: ListParams, after: string): Promise<{ contents: XmlElement[]; prefixes: XmlElement[]; truncated: boolean; last?: string }> {
+  await bucketMustExist(ctx, r);
+  const readDir: ReadDir = (path, from) => readDirPlus(ctx, r, path, from);
+  const listed = await listObjects(readDir, {
+    root: `/${r.bucket}`,
+    prefix: p.prefix,
+    delimiter: p.delimiter,
+    startAfter: after,
+    maxKeys: p.maxKeys,
+    isMarker: (e) => e.empty === true || e.xattr !== undefined,
+    hidden: isPutTempName,
+    dirEntry: async (path) => {
+      const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path, caller: r.caller }).catch(() => undefined);
+      if (attr?.type !== 'dir') return undefined;
+      const marker = await ctx.meta.query<Uint8Array>('meta.query', { op: 'getxattr', path, name: objectMetaXattr, caller: r.caller }).catch(() => undefined);
+      const page = await ctx.meta.query<ReaddirPage>('meta.query', { op: 'readdir', path, limit: 1, caller: r.caller }).catch(() => undefined);
+      return { name: path.slice(path.lastIndexOf('/') + 1), inodeId: attr.inodeId, type: 'dir', empty: page?.entries.length === 0, ...(marker === undefined ? {} : { xattr: marker }) };
+    },
+  });
+  const contents = listed.objects.map(({ key, entry }) => {
+    const meta = decodeMeta(entry.xattr);
+    return {
+      Key: enc(p, key),
+      LastModified: new Date(entry.mtimeMs ?? 0).toISOString(),
+      ETag: etagOf(meta, { inodeId: entry.inodeId, sizeBytes: entry.sizeBytes ?? 0, mtimeMs: entry.mtimeMs ?? 0 }),
+      Size: entry.sizeBytes ?? 0,
+      StorageClass: 'STANDARD',
+      Owner: owner(r),
+    } as XmlElement;
+  });
+  return { contents, prefixes: listed.commonPrefixes.map((cp) => ({ Prefix: enc(p, cp) })), truncated: listed.truncated, ...(listed.last === undefined ? {} : { last: listed.last }) };
+}
+
+export async function deleteObjects(ctx: S3Context, r: S3Request): Promise<void> {
+  const body = await readWhole(r);
+  const doc = parseXml(body, 'Delete');
+  const objects = (doc.Object as { Key?: unknown }[] | undefined) ?? [];
+  if (objects.length > deleteObjectsMax) throw new S3Error(S3ErrorCode.MalformedXML, `a DeleteObjects request may name at most ${deleteObjectsMax} keys`);
+  const quiet = String(doc.Quiet ?? 'false').toLowerCase() === 'true';
+  await bucketMustExist(ctx, r);
+  const deleted: XmlElement[] = [];
+  const errors: XmlElement[] = [];
+  for (const o of objects) {
+    const key = typeof o.Key === 'string' ? o.Key : '';
+    try {
+      if (key === '') throw new S3Error(S3ErrorCode.InvalidArgument, 'an object has no key');
+      await removeObject(ctx, r, key);
+      if (!quiet) deleted.push({ Key: key });
+    } catch (err) {
+      const e = toS3Error(err);
+      errors.push({ Key: key, Code: e.code, Message: e.message });
+    }
+  }
+  sendXml(r.res, 200, 'DeleteResult', { Deleted: deleted, Error: errors });
+}
+
+/** A whole small request body (XML), checked like any payload. */
+export async function readWhole(r: S3Request): Promise<Buffer> {
+  const chunked = r.verified.payload.kind === 'chunked' || r.verified.payload.kind === 'chunked-unsigned';
+  const raw = header(r.req, chunked ? 'x-amz-decoded-content-length' : 'content-length') ?? '0';
+  const declared = /^\d{1,10}$/.test(raw) ? Number(raw) : -1;
+  if (declared < 0 || declared > xmlBodyBytesMax) throw new S3Error(S3ErrorCode.InvalidRequest, `a request body of this kind holds at most ${xmlBodyBytesMax} bytes`);
+  const contentMd5 = contentMd5Of(header(r.req, 'content-md5'));
+  const parts: Buffer[] = [];
+  for await (const part of payload(r.req, { check: r.verified.payload, declaredBytes: declared, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, { sizeBytes: 0 })) parts.push(part);
+  return Buffer.concat(parts);
+}
+
+/** A directory's entries with sizes, times and object metadata, a page at a time; none if it is not there. */
+async function* readDirPlus(ctx: S3Context, r: S3Request, path: string, after: string | undefined): AsyncGenerator<DirEntry> {
+  let from = after;
+  for (;;) {
+    let page: ReaddirPage;
+    try {
+      page = await ctx.meta.query<ReaddirPage>('meta.query', { op: 'readdir', path, limit: readdirLimitMax, plus: true, xattr: objectMetaXattr, ...(from === undefined ? {} : { after: from }), caller: r.caller });
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      throw err;
+    }
+    yield* page.entries;
+    if (page.next === undefined) return;
+    from = page.next;
+  }
+}
+
+function enc(p: ListParams, key: string): string {
+  return p.encoding ? encodeURIComponent(key).replace(/%2F/g, '/') : key;
+}
+
+function owner(r: S3Request): XmlElement {
+  return { ID: String(r.user.uid), DisplayName: r.user.accessKeyId };
+}
+
+function noSuchBucket(bucket: string): S3Error {
+  return new S3Error(S3ErrorCode.NoSuchBucket, 'the specified bucket does not exist', { BucketName: bucket });
+}

@@ -1,0 +1,261 @@
+// The S3 gateway's HTTP server: each request authenticated (Signature V4, keys from the masters),
+// checked against the key's buckets, routed to its operation (objects.ts, buckets.ts,
+// multipart.ts), and answered with S3's headers, XML and errors. Path-style addressing only
+// (http://host:port/bucket/key). The namespace checks permissions as the key's uid and gid.
+
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { DataClient, MasterClient } from '../client/index.ts';
+import type { Caller } from '../meta/commands.ts';
+import type { S3User } from '../meta/namespace-state.ts';
+import { S3Error, S3ErrorCode } from './errors.ts';
+import { parseQuery, verifyRequest, type Verified } from './sigv4.ts';
+import { escapeXml, xmlDocument, type XmlElement } from './xml.ts';
+import { checkBucketName, printableKey } from './keys.ts';
+
+export interface GatewayOptions {
+  meta: MasterClient;
+  data: DataClient;
+  log: (level: 'info' | 'warn' | 'error', message: string) => void;
+  /** The region answered by GetBucketLocation and accepted in signatures (any region signs). */
+  region?: string;
+  /** How long a key's secret is trusted before the masters are asked again (a removed key stops working within it). */
+  credentialTtlMs?: number;
+  /** Bytes one request keeps in flight to or from the workers at most. */
+  streamBytesMax?: number;
+  now?: () => number;
+}
+
+/** What an operation gets: the request, who asks, and the parsed address. */
+export interface S3Request {
+  req: IncomingMessage;
+  res: ServerResponse;
+  id: string;
+  user: S3User;
+  caller: Caller;
+  verified: Verified;
+  bucket: string;
+  key: string;
+  query: Map<string, string>;
+}
+
+export interface S3Context {
+  meta: MasterClient;
+  data: DataClient;
+  region: string;
+  streamBytesMax: number;
+  log: GatewayOptions['log'];
+}
+
+type Operation = (ctx: S3Context, r: S3Request) => Promise<void>;
+export interface Routes {
+  listBuckets: Operation;
+  bucket: Record<string, Operation | undefined>;
+  object: Record<string, Operation | undefined>;
+}
+
+export const credentialTtlMsDefault = 10_000;
+/** A gateway request's headers together (Node's parser refuses more with 431, answered as S3 does). */
+export const headerBytesMax = 16 * 1024;
+const credentialsCachedMax = 10_000;
+
+export class S3Gateway {
+  private readonly opts: Required<Omit<GatewayOptions, 'now'>> & { now: () => number };
+  private readonly server: Server;
+  private readonly credentials = new Map<string, { user: S3User | undefined; fetchedMs: number }>();
+  private readonly routes: Routes;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(opts: GatewayOptions, routes: Routes) {
+    this.opts = { region: 'us-east-1', credentialTtlMs: credentialTtlMsDefault, streamBytesMax: 16 * 1024 * 1024, now: Date.now, ...opts };
+    this.routes = routes;
+    this.server = createServer({ maxHeaderSize: headerBytesMax }, (req, res) => void this.serve(req, res));
+    this.server.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.once('close', () => this.sockets.delete(s));
+    });
+    // A request Node's parser refuses (headers too large, malformed) still gets S3's XML.
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (!socket.writable) return socket.destroy();
+      const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+      const e = tooLarge ? new S3Error(S3ErrorCode.RequestHeaderSectionTooLarge, `your request's headers exceed ${headerBytesMax} bytes`) : new S3Error(S3ErrorCode.InvalidRequest, `the request could not be parsed: ${err.code ?? err.message}`);
+      const body = errorXml(e, '', 'unparsed');
+      socket.end(`HTTP/1.1 ${e.status} ${tooLarge ? 'Bad Request' : 'Bad Request'}\r\ncontent-type: application/xml\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    });
+  }
+
+  async listen(host: string, port: number): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => resolve());
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    for (const s of this.sockets) s.destroy();
+    await closed;
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const id = randomBytes(8).toString('hex').toUpperCase();
+    res.setHeader('x-amz-request-id', id);
+    res.setHeader('server', 'cairn');
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const rawPath = q === -1 ? url : url.slice(0, q);
+    const rawQuery = q === -1 ? '' : url.slice(q + 1);
+    let resource = rawPath;
+    try {
+      const { bucket, key } = addressOf(rawPath);
+      resource = key === '' ? `/${bucket}` : `/${bucket}/${key}`;
+      const verified = await this.authenticate(req, rawPath, rawQuery);
+      const user = this.credentials.get(verified.accessKeyId)!.user!;
+      if (bucket !== '') {
+        checkBucketName(bucket);
+        if (!user.buckets.includes('*') && !user.buckets.includes(bucket)) throw new S3Error(S3ErrorCode.AccessDenied, `access key ${user.accessKeyId} may not use bucket ${bucket}`);
+      }
+      const r: S3Request = { req, res, id, user, caller: { uid: user.uid, gid: user.gid, groups: [] }, verified, bucket, key, query: new Map(parseQuery(rawQuery)) };
+      await this.route(r);
+    } catch (err) {
+      this.fail(req, res, err, resource, id);
+    }
+  }
+
+  private async route(r: S3Request): Promise<void> {
+    const ctx: S3Context = { meta: this.opts.meta, data: this.opts.data, region: this.opts.region, streamBytesMax: this.opts.streamBytesMax, log: this.opts.log };
+    const method = r.req.method ?? 'GET';
+    if (r.bucket === '') {
+      if (method !== 'GET') throw new S3Error(S3ErrorCode.MethodNotAllowed, `${method} on the service is not allowed`);
+      return this.routes.listBuckets(ctx, r);
+    }
+    const table = r.key === '' ? this.routes.bucket : this.routes.object;
+    // The operation: the method, with the first subresource that selects one (?uploads, ?delete, ...).
+    const sub = [...r.query.keys()].find((k) => table[`${method} ?${k}`] !== undefined);
+    if (sub === undefined) {
+      const known = [...r.query.keys()].find((k) => unsupported.has(k));
+      if (known !== undefined) throw new S3Error(S3ErrorCode.NotImplemented, `the ${known} subresource is not implemented by cairn's gateway`);
+    }
+    const op = (sub === undefined ? undefined : table[`${method} ?${sub}`]) ?? table[method];
+    if (op === undefined) throw new S3Error(S3ErrorCode.MethodNotAllowed, `${method} is not allowed on ${r.key === '' ? 'a bucket' : 'an object'}`);
+    await op(ctx, r);
+  }
+
+  /** The request's key, checked; the key's user is in the credential cache afterwards. */
+  private async authenticate(req: IncomingMessage, rawPath: string, rawQuery: string): Promise<Verified> {
+    const keyId = accessKeyIdOf(req, rawQuery);
+    if (keyId !== undefined) await this.user(keyId);
+    const v = verifyRequest({ method: req.method ?? 'GET', path: rawPath, rawQuery, headers: req.headers }, (k) => this.credentials.get(k)?.user?.secretKey, this.opts.now());
+    if (v === undefined) throw new S3Error(S3ErrorCode.AccessDenied, 'anonymous requests are not allowed: sign requests with an access key (cairn admin s3 user add)');
+    return v;
+  }
+
+  /** A key's user from the cache, or from the masters (a missing key is cached too, briefly). */
+  private async user(accessKeyId: string): Promise<S3User | undefined> {
+    const now = this.opts.now();
+    const cached = this.credentials.get(accessKeyId);
+    if (cached !== undefined && now - cached.fetchedMs < this.opts.credentialTtlMs) return cached.user;
+    const user = await this.opts.meta.query<S3User>('meta.query', { op: 's3Credential', accessKeyId }).catch((err: unknown) => {
+      if ((err as { code?: string }).code === 'ENOENT' || (err as { code?: string }).code === 'EINVAL') return undefined;
+      throw err;
+    });
+    if (this.credentials.size >= credentialsCachedMax) this.credentials.clear();
+    this.credentials.set(accessKeyId, { user, fetchedMs: now });
+    return user;
+  }
+
+  private fail(req: IncomingMessage, res: ServerResponse, err: unknown, resource: string, id: string): void {
+    const e = toS3Error(err);
+    if (e.code === S3ErrorCode.InternalError) this.opts.log('error', `${req.method} ${printableKey(resource)}: ${(err as Error).stack ?? String(err)}`);
+    if (res.headersSent) {
+      // The status is out: all that is left is to cut the body short, so the client sees it fail.
+      res.destroy();
+      return;
+    }
+    const body = req.method === 'HEAD' ? '' : errorXml(e, resource, id);
+    res.writeHead(e.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+    // The body of a refused upload is not read: the connection cannot carry another request.
+    if (!req.complete) res.once('finish', () => req.socket.destroy());
+  }
+}
+
+/** The subresources S3 has that cairn does not serve: NotImplemented rather than a wrong answer. */
+const unsupported = new Set(['acl', 'policy', 'tagging', 'versioning', 'versions', 'lifecycle', 'encryption', 'cors', 'website', 'logging', 'notification', 'replication', 'object-lock', 'retention', 'legal-hold', 'torrent', 'restore', 'select', 'accelerate', 'analytics', 'inventory', 'metrics', 'ownershipControls', 'publicAccessBlock', 'requestPayment', 'intelligent-tiering', 'attributes']);
+
+/** Bucket and key of a path-style address (the key decoded). */
+function addressOf(rawPath: string): { bucket: string; key: string } {
+  const path = rawPath.startsWith('/') ? rawPath.slice(1) : rawPath;
+  const slash = path.indexOf('/');
+  const bucketRaw = slash === -1 ? path : path.slice(0, slash);
+  const keyRaw = slash === -1 ? '' : path.slice(slash + 1);
+  try {
+    return { bucket: decodeURIComponent(bucketRaw), key: decodeURIComponent(keyRaw) };
+  } catch {
+    throw new S3Error(S3ErrorCode.InvalidURI, 'the request path has malformed percent-encoding');
+  }
+}
+
+function accessKeyIdOf(req: IncomingMessage, rawQuery: string): string | undefined {
+  const auth = req.headers.authorization;
+  const m = auth === undefined ? null : /Credential=([^/,\s]+)\//.exec(auth);
+  if (m !== null) return m[1];
+  const cred = parseQuery(rawQuery).find(([k]) => k === 'X-Amz-Credential')?.[1];
+  return cred?.split('/')[0];
+}
+
+export function errorXml(e: S3Error, resource: string, id: string): string {
+  return xmlDocument('Error', { Code: e.code, Message: e.message, ...e.fields, Resource: resource, RequestId: id }, false);
+}
+
+/** Failures of the client library as S3 errors: the namespace's POSIX codes, the cluster's. */
+export function toS3Error(err: unknown): S3Error {
+  if (err instanceof S3Error) return err;
+  const code = String((err as { code?: unknown }).code ?? '');
+  const message = (err as Error).message ?? String(err);
+  switch (code) {
+    case 'ENOENT':
+      return new S3Error(S3ErrorCode.NoSuchKey, 'the specified key does not exist');
+    case 'EACCES':
+    case 'EPERM':
+      return new S3Error(S3ErrorCode.AccessDenied, `access denied: ${message}`);
+    case 'ENAMETOOLONG':
+      return new S3Error(S3ErrorCode.KeyTooLongError, message);
+    case 'ENOTDIR':
+    case 'EISDIR':
+    case 'EEXIST':
+      return pathConflict(message);
+    case 'ENOTEMPTY':
+      return new S3Error(S3ErrorCode.BucketNotEmpty, 'the bucket you tried to delete is not empty');
+    case 'E2BIG':
+      return new S3Error(S3ErrorCode.MetadataTooLarge, message);
+    case 'CAIRN_TARGET_FULL':
+      return new S3Error(S3ErrorCode.ServiceUnavailable, `no space on a target: ${message}`);
+    case 'EMFILE':
+    case 'CAIRN_UNAVAILABLE':
+    case 'CAIRN_NOT_LEADER':
+    case 'CAIRN_TIMEOUT':
+    case 'CAIRN_OVERLOADED':
+    case 'CAIRN_BUSY':
+      return new S3Error(S3ErrorCode.ServiceUnavailable, `the cluster cannot serve this now, retry: ${message}`);
+    default:
+      return new S3Error(S3ErrorCode.InternalError, 'we encountered an internal error; please try again');
+  }
+}
+
+/** A key that would make one path both a file and a directory ('a/b' beside 'a/b/c'). */
+export function pathConflict(detail: string): S3Error {
+  return new S3Error(S3ErrorCode.ObjectPathConflict, `a key may not be both an object and a prefix of other keys in cairn (its namespace is a file system): ${detail}`);
+}
+
+/** Writes an XML answer. */
+export function sendXml(res: ServerResponse, status: number, root: string, body: XmlElement): void {
+  const text = xmlDocument(root, body);
+  res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export { escapeXml };

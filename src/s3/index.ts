@@ -1,0 +1,42 @@
+// The S3 gateway: `startS3Gateway` serves a cluster's namespace over the S3 API.
+
+import type { AddressInfo } from 'node:net';
+import { S3Gateway, type GatewayOptions, type Routes } from './gateway.ts';
+import { bucketLocation, createBucket, deleteBucket, deleteObjects, headBucket, listBuckets, listObjectsV1, listObjectsV2 } from './buckets.ts';
+import { deleteObject, getObject, putObject } from './objects.ts';
+import { abortUpload, completeUpload, createUpload, listParts, listUploads, uploadPart } from './multipart.ts';
+
+export { S3Gateway, type GatewayOptions } from './gateway.ts';
+export { S3Error, S3ErrorCode } from './errors.ts';
+
+/** Operations by method, and by method and subresource ('GET ?uploads'): the first subresource present picks. */
+export const routes: Routes = {
+  listBuckets,
+  bucket: {
+    PUT: createBucket,
+    DELETE: deleteBucket,
+    HEAD: headBucket,
+    GET: listObjectsV1,
+    'GET ?list-type': listObjectsV2,
+    'GET ?location': bucketLocation,
+    'GET ?uploads': listUploads,
+    'POST ?delete': deleteObjects,
+  },
+  object: {
+    PUT: putObject,
+    'PUT ?uploadId': uploadPart,
+    GET: getObject,
+    'GET ?uploadId': listParts,
+    HEAD: getObject,
+    DELETE: deleteObject,
+    'DELETE ?uploadId': abortUpload,
+    'POST ?uploads': createUpload,
+    'POST ?uploadId': completeUpload,
+  },
+};
+
+export async function startS3Gateway(opts: GatewayOptions, host: string, port: number): Promise<{ gateway: S3Gateway; address: AddressInfo }> {
+  const gateway = new S3Gateway(opts, routes);
+  const address = await gateway.listen(host, port);
+  return { gateway, address };
+}

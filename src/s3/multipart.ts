@@ -1,0 +1,259 @@
+// Multipart uploads. An upload is a directory of the gateway's own (/.cairn-s3/uploads/BUCKET/ID)
+// holding its record (an extended attribute: key, metadata, when) and one file per part, each
+// written like an object (temporary name, then renamed: a part sent again replaces the old one).
+// Completing copies the parts in order into the object's temporary file, which then takes the key's
+// name at once, as a PUT does; the upload's directory is removed afterwards.
+
+import { createHash, randomBytes } from 'node:crypto';
+import { FileReader, fileRef, putFile } from '../client/index.ts';
+import type { InodeAttr, ReaddirPage } from '../meta/namespace-state.ts';
+import { readdirLimitMax } from '../meta/commands.ts';
+import { contentMd5Of, payload, type PayloadResult } from './body.ts';
+import { S3Error, S3ErrorCode } from './errors.ts';
+import { sendXml, type S3Context, type S3Request } from './gateway.ts';
+import { keyPath, systemDir } from './keys.ts';
+import { bucketMustExist, declaredBytes, header, objectAt, putBytesMax, streamOut, writeObject } from './objects.ts';
+import { decodeMeta, encodeMeta, metaFromHeaders, objectMetaXattr, type ObjectMeta } from './object-meta.ts';
+import { readWhole } from './buckets.ts';
+import { parseXml, type XmlElement } from './xml.ts';
+
+export const partsMax = 10_000;
+/** Every part but the last must hold at least this much (S3's bound). */
+export const partBytesMin = 5 * 1024 * 1024;
+const uploadIdPattern = /^[A-Za-z0-9_-]{24}$/;
+const uploadXattr = 'user.cairn.s3.upload';
+const partsListedMax = 1000;
+const uploadsListedMax = 1000;
+
+interface UploadRecord {
+  key: string;
+  initiatedMs: number;
+  accessKeyId: string;
+  meta: Omit<ObjectMeta, 'etag'>;
+}
+
+function uploadsDir(bucket: string): string {
+  return `${systemDir}/uploads/${bucket}`;
+}
+
+export async function createUpload(ctx: S3Context, r: S3Request): Promise<void> {
+  keyPath(r.bucket, r.key);
+  await bucketMustExist(ctx, r);
+  const id = randomBytes(18).toString('base64url');
+  const dir = `${uploadsDir(r.bucket)}/${id}`;
+  // The gateway's own tree, as the gateway's user: keys need no permission there.
+  await ctx.meta.mutate('meta.mutate', { op: 'mkdir', path: dir, mode: 0o700, uid: ctx.meta.caller.uid, gid: ctx.meta.caller.gid, parents: true });
+  const record: UploadRecord = { key: r.key, initiatedMs: Date.now(), accessKeyId: r.user.accessKeyId, meta: metaFromHeaders(r.req.headers) };
+  await ctx.meta.mutate('meta.mutate', { op: 'setxattr', path: dir, name: uploadXattr, value: Buffer.from(JSON.stringify(record)), flags: 0 });
+  sendXml(r.res, 200, 'InitiateMultipartUploadResult', { Bucket: r.bucket, Key: r.key, UploadId: id });
+}
+
+export async function uploadPart(ctx: S3Context, r: S3Request): Promise<void> {
+  const { dir } = await upload(ctx, r);
+  const n = partNumber(r.query.get('partNumber'));
+  const partPath = `${dir}/${String(n).padStart(5, '0')}`;
+  const copy = header(r.req, 'x-amz-copy-source');
+  const result: PayloadResult = { sizeBytes: 0 };
+  let source: AsyncIterable<Uint8Array>;
+  if (copy !== undefined) source = await copyRange(ctx, r, copy, result);
+  else {
+    const declared = declaredBytes(r);
+    if (declared > putBytesMax) throw new S3Error(S3ErrorCode.EntityTooLarge, `a part holds at most ${putBytesMax} bytes`);
+    const contentMd5 = contentMd5Of(header(r.req, 'content-md5'));
+    source = payload(r.req, { check: r.verified.payload, declaredBytes: declared, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, result);
+  }
+  await putFile(ctx.meta, ctx.data, partPath, source, {
+    mode: 0o600,
+    streamBytesMax: ctx.streamBytesMax,
+    beforeRename: async (temp) => {
+      await ctx.meta.mutate('meta.mutate', { op: 'setxattr', path: temp, name: objectMetaXattr, value: encodeMeta({ etag: result.md5Hex! }), flags: 0 });
+    },
+  });
+  if (copy === undefined) {
+    r.res.writeHead(200, { etag: `"${result.md5Hex}"`, 'content-length': 0 });
+    r.res.end();
+  } else sendXml(r.res, 200, 'CopyPartResult', { LastModified: new Date().toISOString(), ETag: `"${result.md5Hex}"` });
+}
+
+/** UploadPartCopy's source bytes (x-amz-copy-source-range or all), with their MD5 on the way. */
+async function copyRange(ctx: S3Context, r: S3Request, source: string, result: PayloadResult): Promise<AsyncIterable<Uint8Array>> {
+  const v = decodeURIComponent(source.replace(/^\//, '').replace(/\?.*$/, ''));
+  const slash = v.indexOf('/');
+  if (slash <= 0) throw new S3Error(S3ErrorCode.InvalidArgument, 'x-amz-copy-source must be bucket/key');
+  const bucket = v.slice(0, slash);
+  const key = v.slice(slash + 1);
+  if (!r.user.buckets.includes('*') && !r.user.buckets.includes(bucket)) throw new S3Error(S3ErrorCode.AccessDenied, `access key ${r.user.accessKeyId} may not read bucket ${bucket}`);
+  const path = keyPath(bucket, key);
+  const { attr } = await objectAt(ctx, { ...r, bucket, key }, path);
+  let start = 0;
+  let end = attr.sizeBytes - 1;
+  const range = header(r.req, 'x-amz-copy-source-range');
+  if (range !== undefined) {
+    const m = /^bytes=(\d+)-(\d+)$/.exec(range);
+    if (m === null || Number(m[1]) > Number(m[2]) || Number(m[2]) >= attr.sizeBytes) throw new S3Error(S3ErrorCode.InvalidRange, 'the x-amz-copy-source-range is not within the source object');
+    start = Number(m[1]);
+    end = Number(m[2]);
+  }
+  const reader = new FileReader(ctx.data, fileRef(attr, path), attr.sizeBytes, { streamBytesMax: ctx.streamBytesMax });
+  const md5 = createHash('md5');
+  return (async function* () {
+    for await (const part of reader.stream(start, end - start + 1)) {
+      md5.update(part);
+      result.sizeBytes += part.length;
+      yield part;
+    }
+    result.md5Hex = md5.digest('hex');
+  })();
+}
+
+export async function completeUpload(ctx: S3Context, r: S3Request): Promise<void> {
+  const { dir, record } = await upload(ctx, r);
+  const doc = parseXml(await readWhole(r), 'CompleteMultipartUpload');
+  const asked = ((doc.Part as { PartNumber?: unknown; ETag?: unknown }[] | undefined) ?? []).map((p) => ({ n: partNumber(String(p.PartNumber ?? '')), etag: String(p.ETag ?? '').replace(/"/g, '') }));
+  if (asked.length === 0) throw new S3Error(S3ErrorCode.MalformedXML, 'the XML you provided names no parts');
+  for (let i = 1; i < asked.length; i++) if (asked[i].n <= asked[i - 1].n) throw new S3Error(S3ErrorCode.InvalidPartOrder, 'the list of parts was not in ascending order');
+  const have = new Map((await listPartFiles(ctx, dir, 0, partsMax)).map((p) => [p.n, p]));
+  const parts = asked.map((a, i) => {
+    const p = have.get(a.n);
+    if (p === undefined || p.etag !== a.etag) throw new S3Error(S3ErrorCode.InvalidPart, `part ${a.n} was not uploaded, or its ETag does not match`, { PartNumber: String(a.n) });
+    if (i < asked.length - 1 && p.sizeBytes < partBytesMin) throw new S3Error(S3ErrorCode.EntityTooSmall, `part ${a.n} holds ${p.sizeBytes} bytes: every part but the last needs ${partBytesMin}`, { PartNumber: String(a.n) });
+    return p;
+  });
+  const etag = `${createHash('md5').update(Buffer.concat(parts.map((p) => Buffer.from(p.etag, 'hex')))).digest('hex')}-${parts.length}`;
+  const bytes = (async function* () {
+    for (const p of parts) {
+      const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'open', path: p.path });
+      yield* new FileReader(ctx.data, fileRef(attr, p.path), attr.sizeBytes, { streamBytesMax: ctx.streamBytesMax }).stream();
+    }
+  })();
+  await writeObject(ctx, r, keyPath(r.bucket, record.key), bytes, () => ({ etag, ...record.meta }));
+  await removeUpload(ctx, dir);
+  sendXml(r.res, 200, 'CompleteMultipartUploadResult', { Location: `/${r.bucket}/${encodeURI(record.key)}`, Bucket: r.bucket, Key: record.key, ETag: `"${etag}"` });
+}
+
+export async function abortUpload(ctx: S3Context, r: S3Request): Promise<void> {
+  const { dir } = await upload(ctx, r);
+  await removeUpload(ctx, dir);
+  r.res.writeHead(204);
+  r.res.end();
+}
+
+export async function listParts(ctx: S3Context, r: S3Request): Promise<void> {
+  const { dir } = await upload(ctx, r);
+  const marker = Number(r.query.get('part-number-marker') ?? '0');
+  const max = Math.min(partsListedMax, Number(r.query.get('max-parts') ?? String(partsListedMax)));
+  if (!Number.isSafeInteger(marker) || marker < 0 || !Number.isSafeInteger(max) || max < 0) throw new S3Error(S3ErrorCode.InvalidArgument, 'part-number-marker and max-parts must be non-negative integers');
+  const parts = await listPartFiles(ctx, dir, marker, max + 1);
+  const shown = parts.slice(0, max);
+  const truncated = parts.length > max;
+  sendXml(r.res, 200, 'ListPartsResult', {
+    Bucket: r.bucket,
+    Key: r.key,
+    UploadId: r.query.get('uploadId'),
+    PartNumberMarker: marker,
+    ...(shown.length > 0 ? { NextPartNumberMarker: shown[shown.length - 1].n } : {}),
+    MaxParts: max,
+    IsTruncated: truncated,
+    Part: shown.map((p) => ({ PartNumber: p.n, LastModified: new Date(p.mtimeMs).toISOString(), ETag: `"${p.etag}"`, Size: p.sizeBytes })),
+    StorageClass: 'STANDARD',
+  });
+}
+
+export async function listUploads(ctx: S3Context, r: S3Request): Promise<void> {
+  await bucketMustExist(ctx, r);
+  const prefix = r.query.get('prefix') ?? '';
+  const keyMarker = r.query.get('key-marker') ?? '';
+  const max = Math.min(uploadsListedMax, Number(r.query.get('max-uploads') ?? String(uploadsListedMax)));
+  const uploads: { key: string; id: string; initiatedMs: number }[] = [];
+  for await (const e of entries(ctx, uploadsDir(r.bucket), uploadXattr)) {
+    if (e.type !== 'dir' || e.xattr === undefined) continue;
+    const rec = parseRecord(e.xattr);
+    if (rec === undefined || !rec.key.startsWith(prefix) || rec.key < keyMarker) continue;
+    uploads.push({ key: rec.key, id: e.name, initiatedMs: rec.initiatedMs });
+  }
+  uploads.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.initiatedMs - b.initiatedMs));
+  const shown = uploads.slice(0, max);
+  const owner: XmlElement = { ID: String(r.user.uid), DisplayName: r.user.accessKeyId };
+  sendXml(r.res, 200, 'ListMultipartUploadsResult', {
+    Bucket: r.bucket,
+    KeyMarker: keyMarker,
+    UploadIdMarker: r.query.get('upload-id-marker') ?? '',
+    ...(shown.length > 0 ? { NextKeyMarker: shown[shown.length - 1].key, NextUploadIdMarker: shown[shown.length - 1].id } : {}),
+    MaxUploads: max,
+    IsTruncated: uploads.length > max,
+    ...(prefix === '' ? {} : { Prefix: prefix }),
+    Upload: shown.map((u) => ({ Key: u.key, UploadId: u.id, Initiator: owner, Owner: owner, StorageClass: 'STANDARD', Initiated: new Date(u.initiatedMs).toISOString() })),
+  });
+}
+
+/** The upload named by ?uploadId, for this bucket and key; NoSuchUpload otherwise. */
+async function upload(ctx: S3Context, r: S3Request): Promise<{ dir: string; record: UploadRecord }> {
+  const id = r.query.get('uploadId') ?? '';
+  const missing = new S3Error(S3ErrorCode.NoSuchUpload, 'the specified upload does not exist: it may have been aborted or completed', { UploadId: id.slice(0, 64) });
+  if (!uploadIdPattern.test(id)) throw missing;
+  const dir = `${uploadsDir(r.bucket)}/${id}`;
+  const value = await ctx.meta.query<Uint8Array>('meta.query', { op: 'getxattr', path: dir, name: uploadXattr }).catch(() => undefined);
+  const record = value === undefined ? undefined : parseRecord(value);
+  if (record === undefined || record.key !== r.key) throw missing;
+  return { dir, record };
+}
+
+function parseRecord(value: Uint8Array): UploadRecord | undefined {
+  try {
+    const rec = JSON.parse(Buffer.from(value).toString('utf8')) as UploadRecord;
+    return typeof rec.key === 'string' && typeof rec.initiatedMs === 'number' ? rec : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function partNumber(raw: string | undefined): number {
+  const n = Number(raw);
+  if (raw === undefined || !/^\d{1,5}$/.test(raw) || n < 1 || n > partsMax) throw new S3Error(S3ErrorCode.InvalidArgument, `part number must be an integer between 1 and ${partsMax}`);
+  return n;
+}
+
+interface PartFile {
+  n: number;
+  path: string;
+  etag: string;
+  sizeBytes: number;
+  mtimeMs: number;
+}
+
+/** The parts numbered above `after`, in order, at most `max`. */
+async function listPartFiles(ctx: S3Context, dir: string, after: number, max: number): Promise<PartFile[]> {
+  const out: PartFile[] = [];
+  for await (const e of entries(ctx, dir, objectMetaXattr, after === 0 ? undefined : String(after).padStart(5, '0'))) {
+    if (e.type !== 'file' || !/^\d{5}$/.test(e.name)) continue;
+    const meta = decodeMeta(e.xattr);
+    if (meta === undefined) continue;
+    out.push({ n: Number(e.name), path: `${dir}/${e.name}`, etag: meta.etag, sizeBytes: e.sizeBytes ?? 0, mtimeMs: e.mtimeMs ?? 0 });
+    if (out.length === max) break;
+  }
+  return out;
+}
+
+/** A directory's entries with sizes and the extended attribute `xattr`, a page at a time. */
+async function* entries(ctx: S3Context, dir: string, xattr: string, after?: string): AsyncGenerator<ReaddirPage['entries'][number]> {
+  let from = after;
+  for (;;) {
+    let page: ReaddirPage;
+    try {
+      page = await ctx.meta.query<ReaddirPage>('meta.query', { op: 'readdir', path: dir, limit: readdirLimitMax, plus: true, xattr, ...(from === undefined ? {} : { after: from }) });
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT') return;
+      throw err;
+    }
+    yield* page.entries;
+    if (page.next === undefined) return;
+    from = page.next;
+  }
+}
+
+async function removeUpload(ctx: S3Context, dir: string): Promise<void> {
+  for await (const e of entries(ctx, dir, objectMetaXattr)) await ctx.meta.mutate('meta.mutate', { op: 'unlink', path: `${dir}/${e.name}` }).catch(() => undefined);
+  await ctx.meta.mutate('meta.mutate', { op: 'rmdir', path: dir }).catch(() => undefined);
+}
+
+export { streamOut };

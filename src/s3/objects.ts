@@ -1,0 +1,356 @@
+// Object operations: PUT (streamed to a temporary name, checked, then renamed into place), GET and
+// HEAD (ranges, conditions, response overrides; streamed with backpressure), DELETE (and the empty
+// directories it leaves), and CopyObject. Memory per request stays within the gateway's
+// streamBytesMax whatever the object's size.
+
+import { once } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createHash } from 'node:crypto';
+import { FileReader, fileRef, putFile } from '../client/index.ts';
+import type { InodeAttr } from '../meta/namespace-state.ts';
+import { contentMd5Of, payload, type PayloadResult } from './body.ts';
+import { S3Error, S3ErrorCode } from './errors.ts';
+import { pathConflict, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
+import { isMarkerKey, keyPath, printableKey } from './keys.ts';
+import { contentTypeOf, decodeMeta, encodeMeta, etagOf, metaFromHeaders, objectMetaXattr, storedHeaders, type ObjectMeta } from './object-meta.ts';
+
+/** S3's bound on a single PUT (larger objects go in parts). */
+export const putBytesMax = 5 * 1024 ** 3;
+/** Objects and the directories made for keys: what their owners and everyone may do. */
+export const objectMode = 0o644;
+export const dirMode = 0o755;
+const emptyMd5 = createHash('md5').digest('hex');
+
+export async function putObject(ctx: S3Context, r: S3Request): Promise<void> {
+  if (r.req.headers['x-amz-copy-source'] !== undefined) return copyObject(ctx, r);
+  const path = keyPath(r.bucket, r.key);
+  const declared = declaredBytes(r);
+  if (declared > putBytesMax) throw new S3Error(S3ErrorCode.EntityTooLarge, `your proposed upload of ${declared} bytes exceeds the ${putBytesMax} bytes a single PUT may hold: upload it in parts`);
+  const fields = metaFromHeaders(r.req.headers);
+  const contentMd5 = contentMd5Of(header(r.req, 'content-md5'));
+  const result: PayloadResult = { sizeBytes: 0 };
+  const body = payload(r.req, { check: r.verified.payload, declaredBytes: declared, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, result);
+  let etag: string;
+  if (isMarkerKey(r.key)) {
+    for await (const part of body) if (part.length > 0) throw new S3Error(S3ErrorCode.InvalidRequest, 'a key ending in / is a directory: its body must be empty');
+    etag = emptyMd5;
+    await makeMarker(ctx, r, path, { etag, ...fields, marker: true });
+  } else {
+    etag = await writeObject(ctx, r, path, body, () => ({ etag: result.md5Hex!, ...fields }));
+  }
+  r.res.writeHead(200, { etag: `"${etag}"`, 'content-length': 0 });
+  r.res.end();
+}
+
+/**
+ * Writes `source` as the object at `path`: under a temporary name, its metadata set, then renamed
+ * over any old one. Missing directories on the way are made (once the bucket is known to be there).
+ */
+export async function writeObject(ctx: S3Context, r: S3Request, path: string, source: AsyncIterable<Uint8Array>, metaOf: () => ObjectMeta): Promise<string> {
+  let etag = '';
+  const put = (): Promise<unknown> =>
+    putFile(ctx.meta, ctx.data, path, source, {
+      mode: objectMode,
+      caller: r.caller,
+      streamBytesMax: ctx.streamBytesMax,
+      beforeRename: async (temp) => {
+        const meta = metaOf();
+        etag = meta.etag;
+        await ctx.meta.mutate('meta.mutate', { op: 'setxattr', path: temp, name: objectMetaXattr, value: encodeMeta(meta), flags: 0, caller: r.caller });
+      },
+    });
+  try {
+    await put();
+  } catch (err) {
+    // The create failed before any byte was read: the directories are missing (or the bucket).
+    if ((err as { code?: string }).code !== 'ENOENT' || etag !== '') throw conflictOr(err);
+    await bucketMustExist(ctx, r);
+    await makeParents(ctx, r, path);
+    await put().catch((e: unknown) => {
+      throw conflictOr(e);
+    });
+  }
+  return etag;
+}
+
+export async function getObject(ctx: S3Context, r: S3Request): Promise<void> {
+  const head = r.req.method === 'HEAD';
+  const path = keyPath(r.bucket, r.key);
+  const found = await objectAt(ctx, r, path);
+  const { attr, meta } = found;
+  const etag = etagOf(meta, attr);
+  const notModified = conditions(r.req, etag, attr.mtimeMs);
+  const headers: Record<string, string | number> = {
+    etag,
+    'last-modified': new Date(attr.mtimeMs).toUTCString(),
+    'accept-ranges': 'bytes',
+    'content-type': contentTypeOf(meta),
+  };
+  for (const [k, v] of Object.entries(meta?.headers ?? {})) headers[k] = v;
+  for (const [k, v] of Object.entries(meta?.user ?? {})) headers[`x-amz-meta-${k}`] = v;
+  if (notModified) {
+    r.res.writeHead(304, headers);
+    r.res.end();
+    return;
+  }
+  for (const name of ['content-type', 'content-language', 'expires', 'cache-control', 'content-disposition', 'content-encoding']) {
+    const override = r.query.get(`response-${name}`);
+    if (override !== undefined) headers[name] = override;
+  }
+  const size = found.dir ? 0 : attr.sizeBytes;
+  const range = rangeOf(header(r.req, 'range'), size);
+  if (range === 'unsatisfiable') {
+    throw new S3Error(S3ErrorCode.InvalidRange, 'the requested range is not satisfiable', { ActualObjectSize: String(size) });
+  }
+  const [start, length] = range === undefined ? [0, size] : [range.start, range.end - range.start + 1];
+  headers['content-length'] = length;
+  if (range !== undefined) headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
+  r.res.writeHead(range === undefined ? 200 : 206, headers);
+  if (head || length === 0) return void r.res.end();
+  const reader = new FileReader(ctx.data, fileRef(attr, path), attr.sizeBytes, { streamBytesMax: ctx.streamBytesMax });
+  await streamOut(r.res, reader.stream(start, length));
+}
+
+/** Sends parts with backpressure; stops reading when the client goes away. */
+export async function streamOut(res: ServerResponse, parts: AsyncIterable<Uint8Array>): Promise<void> {
+  for await (const part of parts) {
+    if (res.destroyed) return;
+    if (!res.write(part)) {
+      await Promise.race([once(res, 'drain'), once(res, 'close')]);
+      if (res.destroyed) return;
+    }
+  }
+  res.end();
+}
+
+export async function deleteObject(ctx: S3Context, r: S3Request): Promise<void> {
+  await removeObject(ctx, r, r.key);
+  r.res.writeHead(204);
+  r.res.end();
+}
+
+/** Removes one key (nothing there is no error, as in S3), then the empty directories it leaves. */
+export async function removeObject(ctx: S3Context, r: S3Request, key: string): Promise<void> {
+  const path = keyPath(r.bucket, key);
+  const as = { caller: r.caller };
+  try {
+    if (isMarkerKey(key)) {
+      await ctx.meta.mutate('meta.mutate', { op: 'removexattr', path, name: objectMetaXattr, ...as }).catch(ignore('ENODATA'));
+      await ctx.meta.mutate('meta.mutate', { op: 'rmdir', path, ...as }).catch(ignore('ENOTEMPTY'));
+    } else {
+      await ctx.meta.mutate('meta.mutate', { op: 'unlink', path, ...as });
+    }
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENOENT') return bucketMustExist(ctx, r);
+    if (code === 'EISDIR' || code === 'ENOTDIR') return; // no object of that name
+    throw err;
+  }
+  await pruneParents(ctx, r, path);
+}
+
+/** Removes the directories above `path` that are left empty, up to the bucket; markers stay. */
+async function pruneParents(ctx: S3Context, r: S3Request, path: string): Promise<void> {
+  const bucketDir = `/${r.bucket}`;
+  for (let dir = parentOf(path); dir !== bucketDir && dir.startsWith(`${bucketDir}/`); dir = parentOf(dir)) {
+    const marker = await ctx.meta.query('meta.query', { op: 'getxattr', path: dir, name: objectMetaXattr, caller: r.caller }).then(
+      () => true,
+      () => false,
+    );
+    if (marker) return;
+    const removed = await ctx.meta.mutate('meta.mutate', { op: 'rmdir', path: dir, caller: r.caller }).then(
+      () => true,
+      () => false,
+    );
+    if (!removed) return;
+  }
+}
+
+async function copyObject(ctx: S3Context, r: S3Request): Promise<void> {
+  const { bucket, key } = copySource(header(r.req, 'x-amz-copy-source')!);
+  if (!r.user.buckets.includes('*') && !r.user.buckets.includes(bucket)) throw new S3Error(S3ErrorCode.AccessDenied, `access key ${r.user.accessKeyId} may not read bucket ${bucket}`);
+  const directive = header(r.req, 'x-amz-metadata-directive') ?? 'COPY';
+  if (directive !== 'COPY' && directive !== 'REPLACE') throw new S3Error(S3ErrorCode.InvalidArgument, 'x-amz-metadata-directive must be COPY or REPLACE');
+  if (bucket === r.bucket && key === r.key && directive === 'COPY') {
+    throw new S3Error(S3ErrorCode.InvalidRequest, 'this copy request is illegal because it is trying to copy an object to itself without changing the object\'s metadata');
+  }
+  const srcPath = keyPath(bucket, key);
+  const src = await objectAt(ctx, { ...r, bucket, key }, srcPath);
+  const srcEtag = etagOf(src.meta, src.attr);
+  copyConditions(r.req, srcEtag, src.attr.mtimeMs);
+  const md5 = createHash('md5');
+  const reader = new FileReader(ctx.data, fileRef(src.attr, srcPath), src.attr.sizeBytes, { streamBytesMax: ctx.streamBytesMax });
+  const bytes = (async function* () {
+    for await (const part of reader.stream()) {
+      md5.update(part);
+      yield part;
+    }
+  })();
+  const fields = directive === 'REPLACE' ? metaFromHeaders(r.req.headers) : { contentType: src.meta?.contentType, headers: src.meta?.headers, user: src.meta?.user };
+  const etag = await writeObject(ctx, r, keyPath(r.bucket, r.key), bytes, () => ({ etag: md5.digest('hex'), ...dropUndefined(fields) }));
+  const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path: keyPath(r.bucket, r.key), caller: r.caller });
+  sendXml(r.res, 200, 'CopyObjectResult', { LastModified: new Date(attr.mtimeMs).toISOString(), ETag: `"${etag}"` });
+}
+
+/** The object at a key: its attributes and stored metadata; NoSuchKey / NoSuchBucket otherwise. */
+export async function objectAt(ctx: S3Context, r: S3Request, path: string): Promise<{ attr: InodeAttr; meta: ObjectMeta | undefined; dir: boolean }> {
+  const marker = isMarkerKey(r.key);
+  let attr: InodeAttr;
+  try {
+    attr = await ctx.meta.query<InodeAttr>('meta.query', { op: marker ? 'stat' : 'open', path, caller: r.caller });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR' || code === 'EINVAL') {
+      if (code === 'ENOENT') await bucketMustExist(ctx, r);
+      throw noSuchKey(r.key);
+    }
+    throw err;
+  }
+  if (marker !== (attr.type === 'dir')) throw noSuchKey(r.key);
+  const value = await ctx.meta.query<Uint8Array>('meta.query', { op: 'getxattr', path, name: objectMetaXattr, caller: r.caller }).catch((err: unknown) => {
+    if ((err as { code?: string }).code === 'ENODATA') return undefined;
+    throw err;
+  });
+  return { attr, meta: decodeMeta(value), dir: marker };
+}
+
+export async function bucketMustExist(ctx: S3Context, r: S3Request): Promise<void> {
+  try {
+    const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path: `/${r.bucket}`, caller: r.caller });
+    if (attr.type === 'dir') return;
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ENOENT') throw err;
+  }
+  throw new S3Error(S3ErrorCode.NoSuchBucket, 'the specified bucket does not exist', { BucketName: r.bucket });
+}
+
+async function makeParents(ctx: S3Context, r: S3Request, path: string): Promise<void> {
+  const parent = parentOf(path);
+  if (parent === `/${r.bucket}`) return;
+  await ctx.meta.mutate('meta.mutate', { op: 'mkdir', path: parent, mode: dirMode, uid: r.user.uid, gid: r.user.gid, parents: true, caller: r.caller }).catch((err: unknown) => {
+    if ((err as { code?: string }).code !== 'EEXIST') throw conflictOr(err);
+  });
+}
+
+async function makeMarker(ctx: S3Context, r: S3Request, path: string, meta: ObjectMeta): Promise<void> {
+  await bucketMustExist(ctx, r);
+  await ctx.meta.mutate('meta.mutate', { op: 'mkdir', path, mode: dirMode, uid: r.user.uid, gid: r.user.gid, parents: true, caller: r.caller }).catch((err: unknown) => {
+    if ((err as { code?: string }).code !== 'EEXIST') throw conflictOr(err);
+  });
+  await ctx.meta.mutate('meta.mutate', { op: 'setxattr', path, name: objectMetaXattr, value: encodeMeta(meta), flags: 0, caller: r.caller }).catch((err: unknown) => {
+    throw conflictOr(err);
+  });
+}
+
+/** The payload length a PUT declares; S3 needs one. */
+export function declaredBytes(r: S3Request): number {
+  const chunked = r.verified.payload.kind === 'chunked' || r.verified.payload.kind === 'chunked-unsigned';
+  const raw = header(r.req, chunked ? 'x-amz-decoded-content-length' : 'content-length');
+  if (raw === undefined) throw new S3Error(S3ErrorCode.MissingContentLength, `you must provide the ${chunked ? 'x-amz-decoded-content-length' : 'Content-Length'} HTTP header`);
+  if (!/^\d{1,15}$/.test(raw)) throw new S3Error(S3ErrorCode.InvalidArgument, `the ${chunked ? 'x-amz-decoded-content-length' : 'Content-Length'} header is not a length`);
+  return Number(raw);
+}
+
+function rangeOf(h: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
+  if (h === undefined) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(h.trim());
+  if (m === null || (m[1] === '' && m[2] === '')) return undefined; // not one range S3 serves: the whole object
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    if (n === 0) return 'unsatisfiable';
+    return { start: Math.max(0, size - n), end: size - 1 };
+  }
+  const start = Number(m[1]);
+  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  if (m[2] !== '' && Number(m[2]) < start) return undefined;
+  if (start >= size) return 'unsatisfiable';
+  return { start, end };
+}
+
+/** If-Match and If-Unmodified-Since refuse (412); If-None-Match and If-Modified-Since answer "not modified". */
+function conditions(req: IncomingMessage, etag: string, mtimeMs: number): boolean {
+  const ifMatch = header(req, 'if-match');
+  const ifNoneMatch = header(req, 'if-none-match');
+  const since = dateHeader(req, 'if-modified-since');
+  const unmodifiedSince = dateHeader(req, 'if-unmodified-since');
+  const mtime = Math.floor(mtimeMs / 1000) * 1000;
+  if (ifMatch !== undefined ? !etagMatches(ifMatch, etag) : unmodifiedSince !== undefined && mtime > unmodifiedSince) {
+    throw new S3Error(S3ErrorCode.PreconditionFailed, 'at least one of the preconditions you specified did not hold', { Condition: ifMatch !== undefined ? 'If-Match' : 'If-Unmodified-Since' });
+  }
+  if (ifNoneMatch !== undefined) return etagMatches(ifNoneMatch, etag);
+  return since !== undefined && mtime <= since;
+}
+
+function copyConditions(req: IncomingMessage, etag: string, mtimeMs: number): void {
+  const mtime = Math.floor(mtimeMs / 1000) * 1000;
+  const ifMatch = header(req, 'x-amz-copy-source-if-match');
+  const ifNoneMatch = header(req, 'x-amz-copy-source-if-none-match');
+  const since = dateHeader(req, 'x-amz-copy-source-if-modified-since');
+  const unmodifiedSince = dateHeader(req, 'x-amz-copy-source-if-unmodified-since');
+  const failed =
+    (ifMatch !== undefined && !etagMatches(ifMatch, etag)) ||
+    (ifNoneMatch !== undefined && etagMatches(ifNoneMatch, etag)) ||
+    (ifMatch === undefined && unmodifiedSince !== undefined && mtime > unmodifiedSince) ||
+    (ifNoneMatch === undefined && since !== undefined && mtime <= since);
+  if (failed) throw new S3Error(S3ErrorCode.PreconditionFailed, 'at least one of the preconditions you specified did not hold');
+}
+
+function etagMatches(list: string, etag: string): boolean {
+  return list.split(',').some((t) => {
+    const tag = t.trim();
+    return tag === '*' || tag === etag || `"${tag}"` === etag;
+  });
+}
+
+function dateHeader(req: IncomingMessage, name: string): number | undefined {
+  const v = header(req, name);
+  if (v === undefined) return undefined;
+  const ms = Date.parse(v);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/** x-amz-copy-source: "bucket/key" or "/bucket/key", URL-encoded, maybe with "?versionId=". */
+function copySource(value: string): { bucket: string; key: string } {
+  let v = value.startsWith('/') ? value.slice(1) : value;
+  const q = v.indexOf('?');
+  if (q !== -1) v = v.slice(0, q);
+  const slash = v.indexOf('/');
+  if (slash <= 0 || slash === v.length - 1) throw new S3Error(S3ErrorCode.InvalidArgument, 'x-amz-copy-source must be bucket/key');
+  try {
+    return { bucket: decodeURIComponent(v.slice(0, slash)), key: decodeURIComponent(v.slice(slash + 1)) };
+  } catch {
+    throw new S3Error(S3ErrorCode.InvalidArgument, 'x-amz-copy-source has malformed percent-encoding');
+  }
+}
+
+export function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+function parentOf(path: string): string {
+  return path.slice(0, path.lastIndexOf('/')) || '/';
+}
+
+function noSuchKey(key: string): S3Error {
+  return new S3Error(S3ErrorCode.NoSuchKey, 'the specified key does not exist', { Key: printableKey(key) });
+}
+
+/** A path in the way (a file where a directory must be, or the other way) as S3's conflict error. */
+function conflictOr(err: unknown): unknown {
+  const code = (err as { code?: string }).code;
+  if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST') return pathConflict((err as Error).message);
+  return err;
+}
+
+function ignore(code: string): (err: unknown) => void {
+  return (err) => {
+    if ((err as { code?: string }).code !== code) throw err;
+  };
+}
+
+function dropUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+export { storedHeaders, toS3Error };
