@@ -17,6 +17,7 @@ import { configError } from './config.ts';
 import { lastErrorLine } from './exit-line.ts';
 import { processIdentity } from './identity.ts';
 import { freePort } from '../free-port.ts';
+import { spawnDaemon } from './daemon.ts';
 import { newZkClusterId } from '../journal/zookeeper/cluster-id.ts';
 import { attachEnsemble, startEnsemble, type Ensemble, type ZkMode } from '../journal/zookeeper/ensemble.ts';
 
@@ -402,6 +403,69 @@ export async function zooKeeperStatus(cluster: LocalCluster): Promise<ZkServerSt
   );
 }
 
+/** The S3 gateway `local up --s3` started for a cluster, and its access key (the file is the owner's only: 0600). */
+const s3FileName = 's3.json';
+export interface LocalS3 {
+  endpoint: string;
+  pid: number;
+  accessKeyId: string;
+  secretKey: string;
+}
+
+export interface S3Status extends LocalS3 {
+  kind: 's3';
+  id: number;
+  address: string;
+  alive: boolean;
+}
+
+export function readLocalS3(dir: string): LocalS3 | undefined {
+  try {
+    return JSON.parse(readFileSync(path.join(dir, s3FileName), 'utf8')) as LocalS3;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts the cluster's S3 gateway as a daemon (unless it runs already), with an access key of its
+ * own made once (acting as root, all buckets) and kept beside the cluster's record.
+ */
+export async function startLocalS3(dir: string, listen: string, cliArgs: string[], log: (line: string) => void): Promise<LocalS3> {
+  const cluster = readLocalCluster(dir);
+  assert(cluster !== undefined, `no local cluster in ${dir}`);
+  const old = readLocalS3(dir);
+  if (old !== undefined && isAlive(old.pid)) return old;
+  let key = old === undefined ? undefined : { accessKeyId: old.accessKeyId, secretKey: old.secretKey };
+  if (key === undefined) {
+    key = { accessKeyId: `LOCAL${randomBytes(8).toString('hex').toUpperCase()}`.slice(0, 20), secretKey: randomBytes(30).toString('base64url').slice(0, 40) };
+    const client = clientFor(cluster, 10_000);
+    try {
+      await client.mutate('meta.mutate', { op: 's3UserAdd', ...key, buckets: ['*'], uid: 0, gid: 0 });
+    } finally {
+      client.close();
+    }
+  }
+  const { pid, message } = await spawnDaemon([...cliArgs, 's3', '--dir', path.resolve(dir), '--listen', listen], path.join(dir, 's3.log'), 'the S3 gateway');
+  const endpoint = String((message as { endpoint?: unknown }).endpoint);
+  const s3: LocalS3 = { endpoint, pid, ...key };
+  writeFileSync(path.join(dir, s3FileName), JSON.stringify(s3, null, 2), { mode: fileMode });
+  log(`S3 gateway on ${endpoint} (pid ${pid}, log ${path.join(dir, 's3.log')})`);
+  return s3;
+}
+
+export function s3Status(dir: string): S3Status[] {
+  const s3 = readLocalS3(dir);
+  return s3 === undefined ? [] : [{ kind: 's3', id: 1, address: s3.endpoint.replace(/^http:\/\//, ''), alive: isAlive(s3.pid), ...s3 }];
+}
+
+async function stopLocalS3(dir: string, log: (line: string) => void): Promise<void> {
+  const s3 = readLocalS3(dir);
+  if (s3 === undefined || !isAlive(s3.pid)) return;
+  await stopProcesses([{ pid: s3.pid, name: 'the S3 gateway' }], log);
+  log(`stopped the S3 gateway on ${s3.endpoint}`);
+}
+
 /** The FUSE mounts `local up --mount` started for a cluster, kept beside its record. */
 const mountsFileName = 'mounts.json';
 export interface LocalMount {
@@ -455,6 +519,7 @@ export async function localDown(dir: string, log: (line: string) => void): Promi
     log(`no local cluster in ${dir}`);
     return;
   }
+  await stopLocalS3(dir, log);
   await stopLocalMounts(dir, log);
   await stopProcesses(cluster.processes.map((p) => ({ pid: p.pid, name: `${p.kind} ${p.id}` })), log);
   // After the masters, so that none of them sees its journal vanish under it.

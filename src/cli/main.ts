@@ -13,11 +13,11 @@ import { needsRebuild } from '../master/rebuild.ts';
 import { startWorkerProcess } from '../worker/process.ts';
 import { registerAdminCommands } from './admin-cmd.ts';
 import { defaultLocalDir, readLocalCluster, withClients } from './cluster-target.ts';
-import { configError, parseMasterConfig, parsePositiveInt, parseWorkerConfig } from './config.ts';
+import { configError, parseAddress, parseMasterConfig, parsePositiveInt, parseWorkerConfig } from './config.ts';
 import { runDemo } from './demo.ts';
 import { jsonLine, printable } from './format.ts';
 import { registerFsCommands } from './fs-cmd.ts';
-import { localDown, localStatus, localUp, recordLocalMount, zooKeeperStatus, type ProcessStatus, type ZkServerStatus } from './local.ts';
+import { localDown, localStatus, localUp, recordLocalMount, s3Status, startLocalS3, zooKeeperStatus, type ProcessStatus, type S3Status, type ZkServerStatus } from './local.ts';
 import { registerMountCommands, spawnMountDaemon } from './mount-cmd.ts';
 import { registerS3Command } from './s3-cmd.ts';
 import type { LocalCluster, LocalJournal } from './cluster-target.ts';
@@ -142,7 +142,8 @@ local
   .option('--journal <backend>', 'the masters\' journal: raft (the embedded one, default) or zookeeper (a 3-server ensemble started beside them; docs/zookeeper.md); an existing cluster keeps its own')
   .option('--foreground', 'stay in the foreground with a status view; Ctrl-C stops the cluster')
   .option('--mount <dir>', 'also mount the cluster at this empty directory through FUSE (docs/fuse.md); `local down` unmounts it')
-  .action(async (o: { masters: string; workers: string; targetsPerWorker: string; replication: string; dir: string; join?: string; journal?: string; foreground?: boolean; mount?: string }) => {
+  .option('--s3 [host:port]', 'also start an S3 gateway (docs/s3.md) with an access key of its own, printed (and in `local status --json`); default 127.0.0.1 on a free port')
+  .action(async (o: { masters: string; workers: string; targetsPerWorker: string; replication: string; dir: string; join?: string; journal?: string; foreground?: boolean; mount?: string; s3?: string | boolean }) => {
     const join = o.join === undefined ? undefined : parsePositiveInt(o.join, '--join');
     const journal = o.journal === undefined ? undefined : parseLocalJournal(o.journal);
     const cluster = await localUp({
@@ -155,13 +156,19 @@ local
       ...(journal === undefined ? {} : { journal }),
       log: (l) => console.log(printable(l)),
     });
-    printStatus(await statusOf(cluster));
+    printStatus(await statusOf(cluster, o.dir));
     if (o.mount !== undefined) {
       const mnt = path.resolve(o.mount);
       const logFile = path.resolve(o.dir, 'mount.log');
       const pid = await spawnMountDaemon([...process.execArgv, process.argv[1], 'mount', mnt, '--dir', path.resolve(o.dir)], mnt, logFile);
       recordLocalMount(o.dir, { mountpoint: mnt, pid });
       console.log(`\nmounted at ${printable(mnt)} (daemon pid ${pid}, log ${printable(logFile)}): cp, tar and any program can use it`);
+    }
+    if (o.s3 !== undefined && o.s3 !== false) {
+      const listen = o.s3 === true ? '127.0.0.1:0' : parseAddress(o.s3, '--s3', { portZero: true });
+      const s3 = await startLocalS3(o.dir, listen, [...process.execArgv, process.argv[1]], (l: string) => console.log(printable(l)));
+      console.log(`\nS3 endpoint ${s3.endpoint}, access key ${s3.accessKeyId}, secret ${s3.secretKey} (kept in ${printable(path.join(o.dir, 's3.json'))}):`);
+      console.log(`  AWS_ACCESS_KEY_ID=${s3.accessKeyId} AWS_SECRET_ACCESS_KEY=${s3.secretKey} aws --endpoint-url ${s3.endpoint} s3 ls`);
     }
     if (!o.foreground) {
       const d = printable(o.dir);
@@ -178,7 +185,7 @@ local
   .action(async (o: { dir: string; json?: boolean }) => {
     const cluster = readLocalCluster(o.dir);
     if (cluster === undefined) throw configError(`no local cluster in ${o.dir}; start one with 'cairn local up --dir ${o.dir}'`);
-    const st = await statusOf(cluster);
+    const st = await statusOf(cluster, o.dir);
     if (o.json) console.log(jsonLine(st));
     else printStatus(st);
   });
@@ -207,17 +214,17 @@ function parseLocalJournal(value: string): LocalJournal {
 }
 
 /** Masters and workers, then the ZooKeeper servers (kind 'zookeeper', with their mode) of a cluster on ZooKeeper. */
-async function statusOf(cluster: LocalCluster): Promise<(ProcessStatus | ZkServerStatus)[]> {
+async function statusOf(cluster: LocalCluster, dir: string): Promise<(ProcessStatus | ZkServerStatus | S3Status)[]> {
   const [processes, zk] = await Promise.all([localStatus(cluster), zooKeeperStatus(cluster)]);
-  return [...processes, ...zk];
+  return [...processes, ...zk, ...s3Status(dir)];
 }
 
-function printStatus(st: (ProcessStatus | ZkServerStatus)[]): void {
+function printStatus(st: (ProcessStatus | ZkServerStatus | S3Status)[]): void {
   console.log('kind      id  address                pid      alive  role / targets / mode');
   // On ZooKeeper the journal's term is its epoch.
   const term = st.some((p) => p.kind === 'zookeeper') ? 'epoch' : 'term';
   for (const p of st) {
-    const detail = p.kind === 'zookeeper' ? p.mode : p.kind === 'worker' ? (p.targets ?? []).map((t) => `${t.targetId}:${t.state}`).join(' ') || '-' : `${p.role ?? '-'}${p.term !== undefined ? ` (${term} ${p.term}, applied ${p.appliedIndex})` : ''}`;
+    const detail = p.kind === 's3' ? `access key ${p.accessKeyId}` : p.kind === 'zookeeper' ? p.mode : p.kind === 'worker' ? (p.targets ?? []).map((t) => `${t.targetId}:${t.state}`).join(' ') || '-' : `${p.role ?? '-'}${p.term !== undefined ? ` (${term} ${p.term}, applied ${p.appliedIndex})` : ''}`;
     console.log(`${p.kind.padEnd(9)} ${String(p.id).padEnd(3)} ${p.address.padEnd(22)} ${String(p.pid).padEnd(8)} ${String(p.alive).padEnd(6)} ${detail}`);
   }
 }

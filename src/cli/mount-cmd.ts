@@ -1,9 +1,7 @@
 // `cairn mount MOUNTPOINT` (in the foreground, or as a daemon with --daemon) and `cairn umount
 // MOUNTPOINT`: the FUSE front-end (src/fuse/) over a cluster's clients.
 
-import { execFile, spawn } from 'node:child_process';
-import { openSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -13,6 +11,7 @@ import { CairnError, ErrorCode } from '../errors.ts';
 import { openClients, type TargetFlags } from './cluster-target.ts';
 import { configError, parseNonNegativeInt, parsePositiveInt } from './config.ts';
 import { printable } from './format.ts';
+import { spawnDaemon } from './daemon.ts';
 
 interface MountFlags extends TargetFlags {
   daemon?: boolean;
@@ -25,9 +24,6 @@ interface MountFlags extends TargetFlags {
   readAheadMaxMib: string;
   debug?: boolean;
 }
-
-/** How long a daemon may take to mount before `cairn mount --daemon` gives up on it. */
-const daemonStartMs = 30_000;
 
 /** Failover and chain changes are waited out this long before an operation fails with EIO. */
 const mountTimeoutMsDefault = '60000';
@@ -144,35 +140,10 @@ async function startDaemon(mountpoint: string, flags: MountFlags): Promise<void>
 }
 
 /**
- * Runs `node ARGS` (a `cairn mount` in the foreground) detached, its output in `logFile`, and
- * resolves with its pid once it has mounted `mnt`; fails if it exits first or takes too long.
+ * Runs `node ARGS` (a `cairn mount` in the foreground) as a daemon, its output in `logFile`, and
+ * resolves with its pid once it has mounted `mnt` (it says so over IPC: a stale mount there looks
+ * the same in the mount table); fails if it exits first or takes too long.
  */
 export async function spawnMountDaemon(args: string[], mnt: string, logFile: string): Promise<number> {
-  await mkdir(path.dirname(logFile), { recursive: true });
-  const out = openSync(logFile, 'a');
-  // The daemon's working directory is / so that it never holds a directory busy (its own mount
-  // included). It says over the IPC channel when it has mounted: a stale mount there looks the
-  // same in the mount table.
-  const child = spawn(process.execPath, args, { cwd: '/', detached: true, stdio: ['ignore', out, out, 'ipc'] });
-  const outcome = await new Promise<'mounted' | 'timeout' | number | null>((resolve) => {
-    const timer = setTimeout(() => resolve('timeout'), daemonStartMs);
-    child.once('message', () => {
-      clearTimeout(timer);
-      resolve('mounted');
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve(code);
-    });
-  });
-  if (outcome === 'mounted') {
-    child.disconnect();
-    child.unref();
-    return child.pid!;
-  }
-  if (outcome === 'timeout') {
-    child.kill('SIGTERM');
-    throw new CairnError(ErrorCode.ProcessFailed, `the mount daemon did not mount ${mnt} within ${daemonStartMs / 1000} s; see ${logFile}`);
-  }
-  throw new CairnError(ErrorCode.ProcessFailed, `the mount daemon exited with code ${outcome} before mounting; see ${logFile}`);
+  return (await spawnDaemon(args, logFile, `the mount daemon for ${mnt}`)).pid;
 }

@@ -1,0 +1,43 @@
+// Starting a cairn command as a daemon: detached, its output in a log file, and ready once it says
+// so over an IPC channel (a message), so that a caller knows it serves before it returns.
+
+import { spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { CairnError, ErrorCode } from '../errors.ts';
+
+/** How long a daemon may take to say it is ready. */
+const daemonStartMs = 30_000;
+
+/**
+ * Runs `node ARGS` detached in `/` (so that it never holds a directory busy), its output in
+ * `logFile`; resolves with its pid and its first message once it sends one, and fails if it exits
+ * first or takes too long (`what` names it in the error).
+ */
+export async function spawnDaemon(args: string[], logFile: string, what: string): Promise<{ pid: number; message: unknown }> {
+  await mkdir(path.dirname(logFile), { recursive: true });
+  const out = openSync(logFile, 'a');
+  const child = spawn(process.execPath, args, { cwd: '/', detached: true, stdio: ['ignore', out, out, 'ipc'] });
+  const outcome = await new Promise<{ message: unknown } | 'timeout' | number | null>((resolve) => {
+    const timer = setTimeout(() => resolve('timeout'), daemonStartMs);
+    child.once('message', (message) => {
+      clearTimeout(timer);
+      resolve({ message });
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+  if (typeof outcome === 'object' && outcome !== null) {
+    child.disconnect();
+    child.unref();
+    return { pid: child.pid!, message: outcome.message };
+  }
+  if (outcome === 'timeout') {
+    child.kill('SIGTERM');
+    throw new CairnError(ErrorCode.ProcessFailed, `${what} did not start within ${daemonStartMs / 1000} s; see ${logFile}`);
+  }
+  throw new CairnError(ErrorCode.ProcessFailed, `${what} exited with code ${outcome} before it started; see ${logFile}`);
+}
