@@ -4,6 +4,7 @@
 // stores nothing. The MD5 (S3's ETag) is computed on the way.
 
 import { createHash, type Hash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { S3Error, S3ErrorCode } from './errors.ts';
 import type { PayloadCheck } from './sigv4.ts';
 
@@ -13,6 +14,14 @@ const chunkHeaderBytesMax = 4096;
 const chunkBytesMax = 64 * 1024 * 1024;
 /** Trailing headers (checksums) of a STREAMING-*-TRAILER payload, all together. */
 const trailerBytesMax = 16 * 1024;
+
+/**
+ * The request's bytes, read without destroying the request when the reader stops early (a check
+ * failed): the gateway still answers with S3's error, then closes the connection itself.
+ */
+export function requestBytes(req: IncomingMessage): AsyncIterable<Buffer> {
+  return req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
+}
 
 export interface PayloadSpec {
   check: PayloadCheck;

@@ -11,7 +11,7 @@ import { listObjects, type ReadDir } from './list.ts';
 import { bucketMustExist, dirMode, header, removeObject } from './objects.ts';
 import { decodeMeta, etagOf, objectMetaXattr } from './object-meta.ts';
 import { parseXml, type XmlElement } from './xml.ts';
-import { contentMd5Of, payload } from './body.ts';
+import { contentMd5Of, payload, requestBytes } from './body.ts';
 
 /** Keys DeleteObjects takes at once (S3's bound). */
 const deleteObjectsMax = 1000;
@@ -191,7 +191,7 @@ export async function readWhole(r: S3Request): Promise<Buffer> {
   if (declared < 0 || declared > xmlBodyBytesMax) throw new S3Error(S3ErrorCode.InvalidRequest, `a request body of this kind holds at most ${xmlBodyBytesMax} bytes`);
   const contentMd5 = contentMd5Of(header(r.req, 'content-md5'));
   const parts: Buffer[] = [];
-  for await (const part of payload(r.req, { check: r.verified.payload, declaredBytes: declared, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, { sizeBytes: 0 })) parts.push(part);
+  for await (const part of payload(requestBytes(r.req), { check: r.verified.payload, declaredBytes: declared, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, { sizeBytes: 0 })) parts.push(part);
   return Buffer.concat(parts);
 }
 

@@ -176,11 +176,33 @@ export class S3Gateway {
       return;
     }
     const body = req.method === 'HEAD' ? '' : errorXml(e, resource, id);
-    res.writeHead(e.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
+    const unread = !req.complete;
+    res.writeHead(e.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), ...(unread ? { connection: 'close' } : {}) });
     res.end(body);
-    // The body of a refused upload is not read: the connection cannot carry another request.
-    if (!req.complete) res.once('finish', () => req.socket.destroy());
+    if (unread) discardRest(req);
   }
+}
+
+/** What a refused request may still send, and for how long, before its connection is cut. */
+const discardBytesMax = 8 * 1024 * 1024;
+const discardMs = 2_000;
+
+/**
+ * Reads and drops the rest of a refused request's body, so that closing the connection does not
+ * reset it before the client has read the error; a client that goes on sending too much or too
+ * long is cut off.
+ */
+function discardRest(req: IncomingMessage): void {
+  let n = 0;
+  const cut = (): void => void req.socket.destroy();
+  const timer = setTimeout(cut, discardMs);
+  timer.unref();
+  req.on('data', (d: Buffer) => {
+    n += d.length;
+    if (n > discardBytesMax) cut();
+  });
+  req.once('end', () => clearTimeout(timer));
+  req.resume();
 }
 
 /** The subresources S3 has that cairn does not serve: NotImplemented rather than a wrong answer. */

@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { FileReader, fileRef, putFile } from '../client/index.ts';
 import type { InodeAttr, ReaddirPage } from '../meta/namespace-state.ts';
 import { readdirLimitMax } from '../meta/commands.ts';
-import { contentMd5Of, payload, type PayloadResult } from './body.ts';
+import { contentMd5Of, payload, requestBytes, type PayloadResult } from './body.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
 import { sendXml, type S3Context, type S3Request } from './gateway.ts';
 import { keyPath, systemDir } from './keys.ts';
@@ -60,7 +60,7 @@ export async function uploadPart(ctx: S3Context, r: S3Request): Promise<void> {
     const declared = declaredBytes(r);
     if (declared > putBytesMax) throw new S3Error(S3ErrorCode.EntityTooLarge, `a part holds at most ${putBytesMax} bytes`);
     const contentMd5 = contentMd5Of(header(r.req, 'content-md5'));
-    source = payload(r.req, { check: r.verified.payload, declaredBytes: declared, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, result);
+    source = payload(requestBytes(r.req), { check: r.verified.payload, declaredBytes: declared, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, result);
   }
   await putFile(ctx.meta, ctx.data, partPath, source, {
     mode: 0o600,

@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
 import { FileReader, fileRef, putFile } from '../client/index.ts';
 import type { InodeAttr } from '../meta/namespace-state.ts';
-import { contentMd5Of, payload, type PayloadResult } from './body.ts';
+import { contentMd5Of, payload, requestBytes, type PayloadResult } from './body.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
 import { pathConflict, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
 import { isMarkerKey, keyPath, printableKey } from './keys.ts';
@@ -29,7 +29,7 @@ export async function putObject(ctx: S3Context, r: S3Request): Promise<void> {
   const fields = metaFromHeaders(r.req.headers);
   const contentMd5 = contentMd5Of(header(r.req, 'content-md5'));
   const result: PayloadResult = { sizeBytes: 0 };
-  const body = payload(r.req, { check: r.verified.payload, declaredBytes: declared, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, result);
+  const body = payload(requestBytes(r.req), { check: r.verified.payload, declaredBytes: declared, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, result);
   let etag: string;
   if (isMarkerKey(r.key)) {
     for await (const part of body) if (part.length > 0) throw new S3Error(S3ErrorCode.InvalidRequest, 'a key ending in / is a directory: its body must be empty');
