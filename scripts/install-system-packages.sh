@@ -28,6 +28,19 @@ packages=(
   "automake|command -v automake"
   "make|command -v make"
   "perl|command -v prove"
+  # The S3 gateway's tests: Debian's AWS CLI (/usr/bin/aws), and ceph's s3-tests on Debian's Python
+  # (/usr/bin/python3) with the packages it imports.
+  "awscli|test -x /usr/bin/aws"
+  "python3-boto3|/usr/bin/python3 -c 'import boto3'"
+  "python3-munch|/usr/bin/python3 -c 'import munch'"
+  "python3-gevent|/usr/bin/python3 -c 'import gevent'"
+  "python3-isodate|/usr/bin/python3 -c 'import isodate'"
+  "python3-httplib2|/usr/bin/python3 -c 'import httplib2'"
+  "python3-lxml|/usr/bin/python3 -c 'import lxml'"
+  "python3-pytest|/usr/bin/python3 -c 'import pytest'"
+  "python3-yaml|/usr/bin/python3 -c 'import yaml'"
+  "python3-tz|/usr/bin/python3 -c 'import pytz'"
+  "python3-requests|/usr/bin/python3 -c 'import requests'"
 )
 
 installed() {
