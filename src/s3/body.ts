@@ -27,6 +27,8 @@ export interface PayloadSpec {
   check: PayloadCheck;
   /** The payload's length as declared (Content-Length, or x-amz-decoded-content-length when chunked). */
   declaredBytes: number;
+  /** false: declaredBytes is only a bound (an HTTP chunked body declares no length). */
+  exact?: boolean;
   /** Content-MD5, base64, if the request sent one. */
   contentMd5?: string;
 }
@@ -45,12 +47,12 @@ export async function* payload(source: AsyncIterable<Buffer>, spec: PayloadSpec,
   let n = 0;
   for await (const part of chunked ? dechunk(source, spec.check) : source) {
     n += part.length;
-    if (n > spec.declaredBytes) throw new S3Error(S3ErrorCode.InvalidRequest, `the payload is longer than the ${spec.declaredBytes} bytes declared`);
+    if (n > spec.declaredBytes) throw spec.exact === false ? new S3Error(S3ErrorCode.EntityTooLarge, `the payload is longer than the ${spec.declaredBytes} bytes a request may hold`) : new S3Error(S3ErrorCode.InvalidRequest, `the payload is longer than the ${spec.declaredBytes} bytes declared`);
     md5.update(part);
     sha256?.update(part);
     yield part;
   }
-  if (n < spec.declaredBytes) throw new S3Error(S3ErrorCode.IncompleteBody, `the request body ended after ${n} of the ${spec.declaredBytes} bytes declared`);
+  if (n < spec.declaredBytes && spec.exact !== false) throw new S3Error(S3ErrorCode.IncompleteBody, `the request body ended after ${n} of the ${spec.declaredBytes} bytes declared`);
   finish(md5, sha256, spec, result, n);
 }
 

@@ -32,10 +32,13 @@ export async function listBuckets(ctx: S3Context, r: S3Request): Promise<void> {
 export async function createBucket(ctx: S3Context, r: S3Request): Promise<void> {
   await readWhole(r); // a CreateBucketConfiguration (a location): one region here, nothing to keep
   try {
-    await ctx.meta.mutate('meta.mutate', { op: 'mkdir', path: `/${r.bucket}`, mode: dirMode, uid: r.user.uid, gid: r.user.gid, parents: false, caller: r.caller });
+    // Made by the gateway (the root directory is not the keys'), owned by the key's user.
+    await ctx.meta.mutate('meta.mutate', { op: 'mkdir', path: `/${r.bucket}`, mode: dirMode, uid: r.user.uid, gid: r.user.gid, parents: false });
   } catch (err) {
-    if ((err as { code?: string }).code === 'EEXIST') throw new S3Error(S3ErrorCode.BucketAlreadyOwnedByYou, 'your previous request to create the named bucket succeeded and you already own it', { BucketName: r.bucket });
-    throw err;
+    if ((err as { code?: string }).code !== 'EEXIST') throw err;
+    // As S3 in us-east-1: creating your own bucket again succeeds and changes nothing.
+    const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path: `/${r.bucket}` });
+    if (attr.type !== 'dir' || attr.uid !== r.user.uid) throw new S3Error(S3ErrorCode.BucketAlreadyExists, 'the requested bucket name is not available: it belongs to another user, or names a file', { BucketName: r.bucket });
   }
   r.res.writeHead(200, { location: `/${r.bucket}`, 'content-length': 0 });
   r.res.end();
@@ -89,7 +92,7 @@ export async function listObjectsV2(ctx: S3Context, r: S3Request): Promise<void>
   const p = listParams(r);
   const token = r.query.get('continuation-token');
   let after = r.query.get('start-after') ?? '';
-  if (token !== undefined) {
+  if (token !== undefined && token !== '') {
     const decoded = Buffer.from(token, 'base64url').toString('utf8');
     if (token === '' || Buffer.byteLength(decoded) > keyBytesMax) throw new S3Error(S3ErrorCode.InvalidArgument, 'the continuation token provided is incorrect');
     after = decoded;
@@ -110,6 +113,30 @@ export async function listObjectsV2(ctx: S3Context, r: S3Request): Promise<void>
     CommonPrefixes: listed.prefixes,
   };
   sendXml(r.res, 200, 'ListBucketResult', body);
+}
+
+/**
+ * ListObjectVersions of a bucket without versioning (cairn keeps one version): every object once,
+ * as its only version, "null" (what S3 answers for objects written before versioning).
+ */
+export async function listObjectVersions(ctx: S3Context, r: S3Request): Promise<void> {
+  const p = listParams(r);
+  const keyMarker = r.query.get('key-marker') ?? '';
+  const listed = await list(ctx, r, p, keyMarker);
+  const body: XmlElement = {
+    Name: r.bucket,
+    Prefix: p.prefix,
+    KeyMarker: keyMarker,
+    VersionIdMarker: r.query.get('version-id-marker') ?? '',
+    MaxKeys: p.maxKeys,
+    ...(p.delimiter === '' ? {} : { Delimiter: p.delimiter }),
+    IsTruncated: listed.truncated,
+    ...(listed.truncated && listed.last !== undefined ? { NextKeyMarker: enc(p, listed.last), NextVersionIdMarker: 'null' } : {}),
+    ...(p.encoding ? { EncodingType: 'url' } : {}),
+    Version: listed.contents.map((c) => ({ Key: c.Key, VersionId: 'null', IsLatest: true, LastModified: c.LastModified, ETag: c.ETag, Size: c.Size, Owner: c.Owner, StorageClass: c.StorageClass })),
+    CommonPrefixes: listed.prefixes,
+  };
+  sendXml(r.res, 200, 'ListVersionsResult', body);
 }
 
 interface ListParams {
@@ -169,10 +196,11 @@ export async function deleteObjects(ctx: S3Context, r: S3Request): Promise<void>
   await bucketMustExist(ctx, r);
   const deleted: XmlElement[] = [];
   const errors: XmlElement[] = [];
-  for (const o of objects) {
+  for (const o of objects as { Key?: unknown; VersionId?: unknown }[]) {
     const key = typeof o.Key === 'string' ? o.Key : '';
     try {
       if (key === '') throw new S3Error(S3ErrorCode.InvalidArgument, 'an object has no key');
+      checkVersionId(o.VersionId);
       await removeObject(ctx, r, key);
       if (!quiet) deleted.push({ Key: key });
     } catch (err) {
@@ -181,6 +209,11 @@ export async function deleteObjects(ctx: S3Context, r: S3Request): Promise<void>
     }
   }
   sendXml(r.res, 200, 'DeleteResult', { Deleted: deleted, Error: errors });
+}
+
+/** Objects have one version, "null": another id names nothing (S3 answers NoSuchVersion; InvalidArgument here). */
+export function checkVersionId(id: unknown): void {
+  if (id !== undefined && id !== 'null') throw new S3Error(S3ErrorCode.InvalidArgument, 'cairn keeps one version of each object: the only version id is "null"');
 }
 
 /** A whole small request body (XML), checked like any payload. */

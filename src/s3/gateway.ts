@@ -70,7 +70,9 @@ export class S3Gateway {
   constructor(opts: GatewayOptions, routes: Routes) {
     this.opts = { region: 'us-east-1', credentialTtlMs: credentialTtlMsDefault, streamBytesMax: 16 * 1024 * 1024, now: Date.now, ...opts };
     this.routes = routes;
-    this.server = createServer({ maxHeaderSize: headerBytesMax }, (req, res) => void this.serve(req, res));
+    this.server = createServer({ maxHeaderSize: headerBytesMax }, (req, res) => void this.serve(req, res, false));
+    // "Expect: 100-continue": the body is asked for only once the request is known to be allowed.
+    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => void this.serve(req, res, true));
     this.server.on('connection', (s: Socket) => {
       this.sockets.add(s);
       s.once('close', () => this.sockets.delete(s));
@@ -100,7 +102,7 @@ export class S3Gateway {
     await closed;
   }
 
-  private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async serve(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
     const id = randomBytes(8).toString('hex').toUpperCase();
     res.setHeader('x-amz-request-id', id);
     res.setHeader('server', 'cairn');
@@ -118,7 +120,10 @@ export class S3Gateway {
         checkBucketName(bucket);
         if (!user.buckets.includes('*') && !user.buckets.includes(bucket)) throw new S3Error(S3ErrorCode.AccessDenied, `access key ${user.accessKeyId} may not use bucket ${bucket}`);
       }
+      const versionId = parseQuery(rawQuery).find(([k]) => k === 'versionId')?.[1];
+      if (versionId !== undefined && versionId !== 'null') throw new S3Error(S3ErrorCode.InvalidArgument, 'cairn keeps one version of each object: the only version id is "null"');
       const r: S3Request = { req, res, id, user, caller: { uid: user.uid, gid: user.gid, groups: [] }, verified, bucket, key, query: new Map(parseQuery(rawQuery)) };
+      if (expectsContinue) res.writeContinue();
       await this.route(r);
     } catch (err) {
       this.fail(req, res, err, resource, id);
@@ -206,7 +211,7 @@ function discardRest(req: IncomingMessage): void {
 }
 
 /** The subresources S3 has that cairn does not serve: NotImplemented rather than a wrong answer. */
-const unsupported = new Set(['acl', 'policy', 'tagging', 'versioning', 'versions', 'lifecycle', 'encryption', 'cors', 'website', 'logging', 'notification', 'replication', 'object-lock', 'retention', 'legal-hold', 'torrent', 'restore', 'select', 'accelerate', 'analytics', 'inventory', 'metrics', 'ownershipControls', 'publicAccessBlock', 'requestPayment', 'intelligent-tiering', 'attributes']);
+const unsupported = new Set(['acl', 'policy', 'tagging', 'versioning', 'lifecycle', 'encryption', 'cors', 'website', 'logging', 'notification', 'replication', 'object-lock', 'retention', 'legal-hold', 'torrent', 'restore', 'select', 'accelerate', 'analytics', 'inventory', 'metrics', 'ownershipControls', 'publicAccessBlock', 'requestPayment', 'intelligent-tiering', 'attributes']);
 
 /** Bucket and key of a path-style address (the key decoded). */
 function addressOf(rawPath: string): { bucket: string; key: string } {

@@ -2,7 +2,7 @@
 
 import type { AddressInfo } from 'node:net';
 import { S3Gateway, type GatewayOptions, type Routes } from './gateway.ts';
-import { bucketLocation, createBucket, deleteBucket, deleteObjects, headBucket, listBuckets, listObjectsV1, listObjectsV2 } from './buckets.ts';
+import { bucketLocation, createBucket, deleteBucket, deleteObjects, headBucket, listBuckets, listObjectsV1, listObjectsV2, listObjectVersions } from './buckets.ts';
 import { deleteObject, getObject, putObject } from './objects.ts';
 import { abortUpload, completeUpload, createUpload, listParts, listUploads, uploadPart } from './multipart.ts';
 
@@ -20,6 +20,7 @@ export const routes: Routes = {
     'GET ?list-type': listObjectsV2,
     'GET ?location': bucketLocation,
     'GET ?uploads': listUploads,
+    'GET ?versions': listObjectVersions,
     'POST ?delete': deleteObjects,
   },
   object: {

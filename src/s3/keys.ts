@@ -12,7 +12,7 @@ const nameBytesMax = 255;
 export const systemDir = '/.cairn-s3';
 
 export function checkBucketName(bucket: string): void {
-  if (!s3BucketNamePattern.test(bucket) || bucket.includes('..') || /^\d+\.\d+\.\d+\.\d+$/.test(bucket)) {
+  if (!s3BucketNamePattern.test(bucket) || bucket.includes('..') || bucket.includes('.-') || bucket.includes('-.') || /^\d+\.\d+\.\d+\.\d+$/.test(bucket)) {
     throw new S3Error(S3ErrorCode.InvalidBucketName, `'${bucket.slice(0, 80)}' is not a valid bucket name: 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit`, { BucketName: bucket.slice(0, 80) });
   }
 }

@@ -42,6 +42,8 @@ export async function listObjects(readDir: ReadDir, req: ListRequest): Promise<L
   // Start in the deepest directory the prefix names entirely.
   const slash = req.prefix.lastIndexOf('/');
   const base = slash === -1 ? '' : req.prefix.slice(0, slash + 1);
+  // A prefix whose directory part no path can have ('/x', 'a//b', '../') matches no key.
+  if (base !== '' && base.slice(0, -1).split('/').some((n) => n === '' || n === '.' || n === '..')) return out;
   const start = base === '' ? req.root : `${req.root}/${base.slice(0, -1)}`;
   let skipTo: string | undefined;
   if (req.startAfter.startsWith(base)) skipTo = req.startAfter.slice(base.length);

@@ -58,9 +58,9 @@ export async function uploadPart(ctx: S3Context, r: S3Request): Promise<void> {
   if (copy !== undefined) source = await copyRange(ctx, r, copy, result);
   else {
     const declared = declaredBytes(r);
-    if (declared > putBytesMax) throw new S3Error(S3ErrorCode.EntityTooLarge, `a part holds at most ${putBytesMax} bytes`);
+    if (declared !== undefined && declared > putBytesMax) throw new S3Error(S3ErrorCode.EntityTooLarge, `a part holds at most ${putBytesMax} bytes`);
     const contentMd5 = contentMd5Of(header(r.req, 'content-md5'));
-    source = payload(requestBytes(r.req), { check: r.verified.payload, declaredBytes: declared, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, result);
+    source = payload(requestBytes(r.req), { check: r.verified.payload, declaredBytes: declared ?? putBytesMax, exact: declared !== undefined, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, result);
   }
   await putFile(ctx.meta, ctx.data, partPath, source, {
     mode: 0o600,

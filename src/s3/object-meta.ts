@@ -38,7 +38,9 @@ export function metaFromHeaders(h: IncomingHttpHeaders): Omit<ObjectMeta, 'etag'
   if (bytes > userMetaBytesMax) throw new S3Error(S3ErrorCode.MetadataTooLarge, `your metadata headers hold ${bytes} bytes, more than the ${userMetaBytesMax} allowed`);
   const headers: Record<string, string> = {};
   for (const name of storedHeaders) {
-    const v = h[name];
+    let v = h[name];
+    // aws-chunked is how this request's body was framed, not how the object is encoded.
+    if (name === 'content-encoding' && typeof v === 'string') v = v.split(',').map((x) => x.trim()).filter((x) => x !== '' && x !== 'aws-chunked').join(', ') || undefined;
     if (typeof v === 'string') headers[name] = v;
   }
   const out: Omit<ObjectMeta, 'etag'> = {};

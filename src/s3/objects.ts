@@ -16,20 +16,23 @@ import { contentTypeOf, decodeMeta, encodeMeta, etagOf, metaFromHeaders, objectM
 
 /** S3's bound on a single PUT (larger objects go in parts). */
 export const putBytesMax = 5 * 1024 ** 3;
-/** Objects and the directories made for keys: what their owners and everyone may do. */
-export const objectMode = 0o644;
-export const dirMode = 0o755;
+/**
+ * Objects, buckets and the directories made for keys are private to the key's user, as S3's are
+ * to their owner: other keys (other users) get AccessDenied; root (a FUSE mount run as root) reads all.
+ */
+export const objectMode = 0o600;
+export const dirMode = 0o700;
 const emptyMd5 = createHash('md5').digest('hex');
 
 export async function putObject(ctx: S3Context, r: S3Request): Promise<void> {
   if (r.req.headers['x-amz-copy-source'] !== undefined) return copyObject(ctx, r);
   const path = keyPath(r.bucket, r.key);
   const declared = declaredBytes(r);
-  if (declared > putBytesMax) throw new S3Error(S3ErrorCode.EntityTooLarge, `your proposed upload of ${declared} bytes exceeds the ${putBytesMax} bytes a single PUT may hold: upload it in parts`);
+  if (declared !== undefined && declared > putBytesMax) throw new S3Error(S3ErrorCode.EntityTooLarge, `your proposed upload of ${declared} bytes exceeds the ${putBytesMax} bytes a single PUT may hold: upload it in parts`);
   const fields = metaFromHeaders(r.req.headers);
   const contentMd5 = contentMd5Of(header(r.req, 'content-md5'));
   const result: PayloadResult = { sizeBytes: 0 };
-  const body = payload(requestBytes(r.req), { check: r.verified.payload, declaredBytes: declared, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, result);
+  const body = payload(requestBytes(r.req), { check: r.verified.payload, declaredBytes: declared ?? putBytesMax, exact: declared !== undefined, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, result);
   let etag: string;
   if (isMarkerKey(r.key)) {
     for await (const part of body) if (part.length > 0) throw new S3Error(S3ErrorCode.InvalidRequest, 'a key ending in / is a directory: its body must be empty');
@@ -242,10 +245,11 @@ async function makeMarker(ctx: S3Context, r: S3Request, path: string, meta: Obje
   });
 }
 
-/** The payload length a PUT declares; S3 needs one. */
-export function declaredBytes(r: S3Request): number {
+/** The payload length a PUT declares (S3 needs one; an HTTP chunked body may go up to putBytesMax). */
+export function declaredBytes(r: S3Request): number | undefined {
   const chunked = r.verified.payload.kind === 'chunked' || r.verified.payload.kind === 'chunked-unsigned';
   const raw = header(r.req, chunked ? 'x-amz-decoded-content-length' : 'content-length');
+  if (raw === undefined && !chunked && /chunked/i.test(header(r.req, 'transfer-encoding') ?? '')) return undefined;
   if (raw === undefined) throw new S3Error(S3ErrorCode.MissingContentLength, `you must provide the ${chunked ? 'x-amz-decoded-content-length' : 'Content-Length'} HTTP header`);
   if (!/^\d{1,15}$/.test(raw)) throw new S3Error(S3ErrorCode.InvalidArgument, `the ${chunked ? 'x-amz-decoded-content-length' : 'Content-Length'} header is not a length`);
   return Number(raw);
