@@ -1,0 +1,155 @@
+// The S3 gateway under load: PUT and GET of 1 MiB and 64 MiB objects with 1 and 16 clients, and
+// 4 KiB objects (PUT, GET, HEAD, LIST) with 16 clients, beside the native client (putFile and
+// getFile) moving the same bytes with the same concurrency in the same run: the gateway's
+// overhead. A local cluster (3 masters, 3 workers with 2 targets each, replication 3) and one
+// gateway process, all on this machine. The S3 client here signs with UNSIGNED-PAYLOAD (as SDKs do
+// over TLS), so that hashing in the client does not take the CPU the gateway needs.
+
+import { createHmac, randomBytes } from 'node:crypto';
+import { Agent, request } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { DataClient, getFile, MasterClient, putFile } from '../src/client/index.ts';
+import { readLocalCluster } from '../src/cli/cluster-target.ts';
+import { localDown, localUp, startLocalS3, type LocalS3 } from '../src/cli/local.ts';
+import { systemClock } from '../src/io/system-clock.ts';
+import { rootCaller } from '../src/meta/index.ts';
+import { RpcClient } from '../src/rpc/index.ts';
+import { canonicalRequest, signingKey, stringToSign, unsignedPayload, uriEncode } from '../src/s3/sigv4.ts';
+import { workerFrameBytesMax } from '../src/worker/process.ts';
+import { positiveInt } from './args.ts';
+import { formatNumber, Report } from './report.ts';
+import { mainScript } from '../test/cluster/process-cluster.ts';
+
+export const description = 'the S3 gateway: PUT/GET of 1 MiB and 64 MiB objects (1 and 16 clients) and 4 KiB PUT/GET/HEAD/LIST (16 clients), beside the native client';
+
+const MiB = 2 ** 20;
+const usage = `usage: npm run bench -- s3 [options]
+  --total-mib N     MiB each large-object case moves each way (default 1024)
+  --seconds N       seconds of each 4 KiB operation (default 10)
+  --dir PATH        where the cluster lives (default a new directory under ${tmpdir()})`;
+
+export async function run(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, strict: true, options: { 'total-mib': { type: 'string', default: '1024' }, seconds: { type: 'string', default: '10' }, dir: { type: 'string' }, help: { type: 'boolean', default: false } } });
+  if (values.help) return console.log(usage);
+  const totalMiB = positiveInt(values['total-mib'], '--total-mib');
+  const seconds = positiveInt(values.seconds, '--seconds');
+  const dir = values.dir ?? mkdtempSync(path.join(tmpdir(), 'cairn-bench-s3-'));
+  const report = new Report('s3');
+  report.configure({ totalMiBPerCase: totalMiB, smallSeconds: seconds, dir, masters: 3, workers: 3, targetsPerWorker: 2, replication: 3, gatewayStreamMiB: 16 });
+  const clusterDir = path.join(dir, 'cluster');
+  console.log('starting the local cluster and the gateway...');
+  await localUp({ dir: clusterDir, masters: 3, workers: 3, targetsPerWorker: 2, replication: 3, log: () => undefined });
+  const rows: string[][] = [];
+  try {
+    const s3 = await startLocalS3(clusterDir, '127.0.0.1:0', [mainScript], () => undefined);
+    const client = new S3(s3);
+    await client.send('PUT', '/bench');
+    const native = nativeClients(clusterDir);
+    try {
+      for (const sizeMiB of [1, 64]) {
+        for (const clients of [1, 16]) {
+          const objects = Math.max(clients, Math.floor(totalMiB / sizeMiB));
+          const per = Math.ceil(objects / clients);
+          const body = randomBytes(sizeMiB * MiB);
+          const name = `${sizeMiB} MiB objects, ${clients} client${clients === 1 ? '' : 's'}`;
+          console.log(`${name}: ${per * clients} objects each way...`);
+          const put = await timed(clients, per, (c, i) => client.send('PUT', `/bench/o${sizeMiB}-${c}-${i}`, body));
+          const get = await timed(clients, per, (c, i) => client.send('GET', `/bench/o${sizeMiB}-${c}-${i}`));
+          const nput = await timed(clients, per, (c, i) => putFile(native.meta, native.data, `/bench/n${sizeMiB}-${c}-${i}`, [body]).then(() => undefined));
+          const nget = await timed(clients, per, async (c, i) => {
+            const { chunks } = await getFile(native.meta, native.data, `/bench/n${sizeMiB}-${c}-${i}`);
+            for await (const _ of chunks);
+          });
+          const mibs = (ms: number): number => (per * clients * sizeMiB) / (ms / 1000);
+          for (const [op, s3ms, nms] of [['PUT', put, nput], ['GET', get, nget]] as const) {
+            report.figure(`${op} ${name}: gateway`, mibs(s3ms), 'MiB/s');
+            report.figure(`${op} ${name}: native client`, mibs(nms), 'MiB/s');
+            rows.push([`${op} ${name}`, 'MiB/s', formatNumber(mibs(s3ms)), formatNumber(mibs(nms)), `${Math.round((100 * mibs(s3ms)) / mibs(nms))}%`]);
+          }
+          for (let c = 0; c < clients; c++) for (let i = 0; i < per; i++) await client.send('DELETE', `/bench/o${sizeMiB}-${c}-${i}`);
+        }
+      }
+      console.log(`4 KiB objects, 16 clients, ${seconds} s each...`);
+      const small = randomBytes(4096);
+      const keys = 1000;
+      const forSeconds = async (op: (c: number, i: number) => Promise<unknown>): Promise<number> => {
+        let done = 0;
+        const end = performance.now() + seconds * 1000;
+        await Promise.all(Array.from({ length: 16 }, async (_, c) => {
+          for (let i = 0; performance.now() < end; i++, done++) await op(c, i);
+        }));
+        return done / seconds;
+      };
+      const key = (c: number, i: number): string => `/bench/small/k${(c * 7919 + i) % keys}`;
+      const ops: [string, number][] = [
+        ['PUT', await forSeconds((c, i) => client.send('PUT', key(c, i), small))],
+        ['GET', await forSeconds((c, i) => client.send('GET', key(c, i)))],
+        ['HEAD', await forSeconds((c, i) => client.send('HEAD', key(c, i)))],
+        ['LIST (100 keys a page)', await forSeconds((c, i) => client.send('GET', `/bench?list-type=2&prefix=small%2F&max-keys=100&start-after=${uriEncode(key(c, i).slice(7))}`))],
+      ];
+      for (const [op, rate] of ops) {
+        report.figure(`4 KiB ${op}, 16 clients`, rate, 'ops/s');
+        rows.push([`4 KiB ${op}, 16 clients`, 'ops/s', formatNumber(rate), '', '']);
+      }
+    } finally {
+      native.close();
+    }
+  } finally {
+    await localDown(clusterDir, () => undefined);
+    if (values.dir === undefined) rmSync(dir, { recursive: true, force: true });
+  }
+  report.table('the S3 gateway beside the native client (same bytes, same concurrency, same run)', ['case', 'unit', 'gateway', 'native client', 'gateway / native'], rows);
+  report.finish();
+}
+
+/** Runs `clients` loops of `per` operations each; the elapsed milliseconds. */
+async function timed(clients: number, per: number, op: (c: number, i: number) => Promise<unknown>): Promise<number> {
+  const start = performance.now();
+  await Promise.all(Array.from({ length: clients }, async (_, c) => {
+    for (let i = 0; i < per; i++) await op(c, i);
+  }));
+  return performance.now() - start;
+}
+
+function nativeClients(clusterDir: string): { meta: MasterClient; data: DataClient; close(): void } {
+  const cluster = readLocalCluster(clusterDir)!;
+  const meta = new MasterClient({ masters: cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address), secret: cluster.secret, caller: rootCaller });
+  const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: cluster.secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
+  return { meta, data, close: () => (data.close(), meta.close()) };
+}
+
+/** A small S3 client: path-style requests signed with SigV4 and UNSIGNED-PAYLOAD, over keep-alive. */
+class S3 {
+  private readonly url: URL;
+  private readonly s3: LocalS3;
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
+
+  constructor(s3: LocalS3) {
+    this.s3 = s3;
+    this.url = new URL(s3.endpoint);
+  }
+
+  async send(method: string, pathAndQuery: string, body?: Buffer): Promise<void> {
+    const [pathname, rawQuery = ''] = pathAndQuery.split('?');
+    const amzDate = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+    const date = amzDate.slice(0, 8);
+    const headers: Record<string, string> = { host: this.url.host, 'x-amz-date': amzDate, 'x-amz-content-sha256': unsignedPayload };
+    const names = Object.keys(headers).sort();
+    const query = rawQuery === '' ? [] : rawQuery.split('&').map((p) => p.split('=').map(decodeURIComponent) as [string, string]);
+    const canonical = canonicalRequest(method, pathname, query, names, headers, unsignedPayload);
+    const sig = createHmac('sha256', signingKey(this.s3.secretKey, date, 'us-east-1', 's3')).update(stringToSign(amzDate, `${date}/us-east-1/s3/aws4_request`, canonical)).digest('hex');
+    headers.authorization = `AWS4-HMAC-SHA256 Credential=${this.s3.accessKeyId}/${date}/us-east-1/s3/aws4_request, SignedHeaders=${names.join(';')}, Signature=${sig}`;
+    if (body !== undefined) headers['content-length'] = String(body.length);
+    await new Promise<void>((resolve, reject) => {
+      const req = request({ host: this.url.hostname, port: this.url.port, method, path: pathAndQuery, headers, agent: this.agent }, (res) => {
+        res.on('data', () => undefined);
+        res.on('end', () => ((res.statusCode ?? 500) < 300 ? resolve() : reject(new Error(`${method} ${pathAndQuery}: ${res.statusCode}`))));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+}
