@@ -56,6 +56,10 @@ export interface Routes {
 }
 
 export const credentialTtlMsDefault = 10_000;
+/** Connections the gateway holds at most (each may hold streamBytesMax in flight); more wait in the kernel's backlog. */
+export const connectionsMax = 256;
+/** A connection that sends or reads nothing this long is closed (a request may take as long as its bytes need). */
+const idleMs = 120_000;
 /** A gateway request's headers together (Node's parser refuses more with 431, answered as S3 does). */
 export const headerBytesMax = 16 * 1024;
 const credentialsCachedMax = 10_000;
@@ -73,6 +77,9 @@ export class S3Gateway {
     this.server = createServer({ maxHeaderSize: headerBytesMax }, (req, res) => void this.serve(req, res, false));
     // "Expect: 100-continue": the body is asked for only once the request is known to be allowed.
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => void this.serve(req, res, true));
+    this.server.maxConnections = connectionsMax;
+    this.server.requestTimeout = 0;
+    this.server.setTimeout(idleMs, (s: Socket) => s.destroy());
     this.server.on('connection', (s: Socket) => {
       this.sockets.add(s);
       s.once('close', () => this.sockets.delete(s));
