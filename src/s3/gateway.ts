@@ -56,7 +56,7 @@ export interface Routes {
 }
 
 export const credentialTtlMsDefault = 10_000;
-/** Connections the gateway holds at most (each may hold streamBytesMax in flight); more wait in the kernel's backlog. */
+/** Connections the gateway holds at most (each may hold streamBytesMax in flight); Node closes more at once. */
 export const connectionsMax = 256;
 /** A connection that sends or reads nothing this long is closed (a request may take as long as its bytes need). */
 const idleMs = 120_000;
