@@ -58,6 +58,8 @@ test('cairn s3: real S3 clients against a cluster', async (t) => {
   const narrow: Key = { accessKeyId: 'NARROW1', secretKey: randomBytes(20).toString('hex') };
   await admin.mutate('meta.mutate', { op: 's3UserAdd', ...narrow, buckets: ['mine'], uid: 1000, gid: 1000 });
 
+  const other: Key = { accessKeyId: 'OTHER1', secretKey: randomBytes(20).toString('hex') };
+  await admin.mutate('meta.mutate', { op: 's3UserAdd', ...other, buckets: ['*'], uid: 1001, gid: 1001 });
   const log = path.join(path.dirname(c.workers.get(1)!.log), 's3.log');
   const gw = await startGateway(c, log);
   t.after(() => gw.child.kill('SIGKILL'));
@@ -67,7 +69,9 @@ test('cairn s3: real S3 clients against a cluster', async (t) => {
 
   await t.test('AWS SDK: buckets, a multipart upload, listings, ranges, copy, a presigned GET, deletes', async () => {
     await client.send(new CreateBucketCommand({ Bucket: 'sdk' }));
-    await assert.rejects(client.send(new CreateBucketCommand({ Bucket: 'sdk' })), { name: 'BucketAlreadyOwnedByYou' });
+    // As S3 in us-east-1: your own bucket again is no error; another user's is.
+    await client.send(new CreateBucketCommand({ Bucket: 'sdk' }));
+    await assert.rejects(s3(other).send(new CreateBucketCommand({ Bucket: 'sdk' })), { name: 'BucketAlreadyExists' });
     assert.ok((await client.send(new ListBucketsCommand({}))).Buckets!.some((b) => b.Name === 'sdk'));
 
     // Multipart: three parts of 5 MiB, 5 MiB and 1 MiB, sent out of order.
@@ -197,7 +201,8 @@ test('cairn s3: real S3 clients against a cluster', async (t) => {
     await assert.rejects(s3({ accessKeyId: key.accessKeyId, secretKey: 'wrong-secret' }).send(new ListBucketsCommand({})), { name: 'SignatureDoesNotMatch' });
     await assert.rejects(s3({ accessKeyId: 'NOSUCHKEY', secretKey: 'whatever1' }).send(new ListBucketsCommand({})), { name: 'InvalidAccessKeyId' });
     await assert.rejects(s3(key, { systemClockOffset: -20 * 60_000 }).send(new ListBucketsCommand({})), { name: 'RequestTimeTooSkewed' });
-    await assert.rejects(s3(narrow).send(new PutObjectCommand({ Bucket: 'bad', Key: 'x', Body: 'x' })), { name: 'AccessDenied' });
+    await assert.rejects(s3(narrow).send(new PutObjectCommand({ Bucket: 'bad', Key: 'x', Body: 'x' })), { name: 'AccessDenied' }, 'a key not allowed this bucket');
+    await assert.rejects(s3(other).send(new PutObjectCommand({ Bucket: 'bad', Key: 'x', Body: 'x' })), { name: 'AccessDenied' }, 'another user, in a bucket private to its owner');
     const expired = await getSignedUrl(client, new GetObjectCommand({ Bucket: 'bad', Key: 'x' }), { expiresIn: 1 });
     await sleep(2_100);
     assert.equal((await fetch(expired)).status, 403);
