@@ -4,10 +4,11 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { execFile, type ChildProcess } from 'node:child_process';
+import { execFile, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import path from 'node:path';
@@ -312,3 +313,28 @@ async function shortBody(endpoint: string, key: Key, pathname: string, declared:
     s.on('error', () => resolve());
   });
 }
+
+test('cairn local up --s3: a gateway with a key of its own, in local status; local down stops it', { timeout: 180_000 }, async (t) => {
+  const cairn = (...args: string[]) => spawnSync(process.execPath, [mainScript, ...args], { encoding: 'utf8', timeout: 120_000 });
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-local-s3-'));
+  const cluster = path.join(dir, 'cluster');
+  t.after(async () => {
+    cairn('local', 'down', '--dir', cluster);
+    await rm(dir, { recursive: true, force: true });
+  });
+  const up = cairn('local', 'up', '--dir', cluster, '--workers', '3', '--targets-per-worker', '1', '--s3');
+  assert.equal(up.status, 0, up.stderr);
+  assert.match(up.stdout, /S3 endpoint http:\/\/127\.0\.0\.1:\d+, access key \S+, secret \S+/);
+  const status = JSON.parse(cairn('local', 'status', '--json', '--dir', cluster).stdout) as { kind: string; endpoint?: string; accessKeyId?: string; secretKey?: string; alive: boolean; pid: number }[];
+  const s3 = status.find((p) => p.kind === 's3');
+  assert.ok(s3?.alive === true && s3.endpoint !== undefined, `no live s3 entry in ${JSON.stringify(status)}`);
+  const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId!, secretAccessKey: s3.secretKey! }, maxAttempts: 1 });
+  await client.send(new CreateBucketCommand({ Bucket: 'data' }));
+  await client.send(new PutObjectCommand({ Bucket: 'data', Key: 'dir/hello.txt', Body: 'hello from S3' }));
+  const stat = cairn('fs', 'cat', '/data/dir/hello.txt', '--dir', cluster);
+  assert.equal(stat.stdout, 'hello from S3', 'the object is a file of the namespace');
+  client.destroy();
+  const down = cairn('local', 'down', '--dir', cluster);
+  assert.match(down.stdout, /stopped the S3 gateway/);
+  assert.throws(() => process.kill(s3.pid, 0), 'the gateway is gone');
+});
