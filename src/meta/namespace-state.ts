@@ -190,9 +190,10 @@ export interface DirEntry {
   name: string;
   inodeId: number;
   type: InodeType;
-  /** With readdir's `plus`: the size (0 for a directory) and mtime, whether a directory is empty, and the asked-for xattr. */
+  /** With readdir's `plus`: the size (0 for a directory), mtime and owner, whether a directory is empty, and the asked-for xattr. */
   sizeBytes?: number;
   mtimeMs?: number;
+  uid?: number;
   empty?: boolean;
   xattr?: Uint8Array;
 }

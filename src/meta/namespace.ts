@@ -246,6 +246,7 @@ export class MetaState {
       if (options.plus === true) {
         entry.sizeBytes = inode.type === 'dir' ? 0 : inode.sizeBytes;
         entry.mtimeMs = inode.mtimeMs;
+        entry.uid = inode.uid;
         // As getxattr: only from an entry the caller may read.
         const readable = options.xattr !== undefined && inode.xattrs !== null && accessDenied(caller, inode, Access.Read, path) === undefined;
         const value = readable ? inode.xattrs!.get(options.xattr!) : undefined;

@@ -24,6 +24,8 @@ export async function listBuckets(ctx: S3Context, r: S3Request): Promise<void> {
   for await (const e of readDirPlus(ctx, r, '/', undefined)) {
     if (e.type !== 'dir' || !isBucketName(e.name)) continue;
     if (!r.user.buckets.includes('*') && !r.user.buckets.includes(e.name)) continue;
+    // As S3: your own buckets (a key acting as root, an administrator's, sees every one).
+    if (r.user.uid !== 0 && e.uid !== r.user.uid) continue;
     buckets.push({ Name: e.name, CreationDate: new Date(e.mtimeMs ?? 0).toISOString() });
   }
   sendXml(r.res, 200, 'ListAllMyBucketsResult', { Owner: owner(r), Buckets: { Bucket: buckets } });

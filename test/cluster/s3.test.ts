@@ -74,6 +74,7 @@ test('cairn s3: real S3 clients against a cluster', async (t) => {
     await client.send(new CreateBucketCommand({ Bucket: 'sdk' }));
     await assert.rejects(s3(other).send(new CreateBucketCommand({ Bucket: 'sdk' })), { name: 'BucketAlreadyExists' });
     assert.ok((await client.send(new ListBucketsCommand({}))).Buckets!.some((b) => b.Name === 'sdk'));
+    assert.ok(!((await s3(other).send(new ListBucketsCommand({}))).Buckets ?? []).some((b) => b.Name === 'sdk'), 'another user lists only its own buckets');
 
     // Multipart: three parts of 5 MiB, 5 MiB and 1 MiB, sent out of order.
     const parts = [randomBytes(5 << 20), randomBytes(5 << 20), randomBytes(1 << 20)];
