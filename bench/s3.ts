@@ -7,7 +7,7 @@
 
 import { createHmac, randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -29,16 +29,18 @@ const MiB = 2 ** 20;
 const usage = `usage: npm run bench -- s3 [options]
   --total-mib N     MiB each large-object case moves each way (default 1024)
   --seconds N       seconds of each 4 KiB operation (default 10)
+  --huge-mib N      the one large object sent and read back while the gateway's memory is watched (default 2048)
   --dir PATH        where the cluster lives (default a new directory under ${tmpdir()})`;
 
 export async function run(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, strict: true, options: { 'total-mib': { type: 'string', default: '1024' }, seconds: { type: 'string', default: '10' }, dir: { type: 'string' }, help: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ args, strict: true, options: { 'total-mib': { type: 'string', default: '1024' }, seconds: { type: 'string', default: '10' }, 'huge-mib': { type: 'string', default: '2048' }, dir: { type: 'string' }, help: { type: 'boolean', default: false } } });
   if (values.help) return console.log(usage);
   const totalMiB = positiveInt(values['total-mib'], '--total-mib');
   const seconds = positiveInt(values.seconds, '--seconds');
+  const hugeMiB = positiveInt(values['huge-mib'], '--huge-mib');
   const dir = values.dir ?? mkdtempSync(path.join(tmpdir(), 'cairn-bench-s3-'));
   const report = new Report('s3');
-  report.configure({ totalMiBPerCase: totalMiB, smallSeconds: seconds, dir, masters: 3, workers: 3, targetsPerWorker: 2, replication: 3, gatewayStreamMiB: 16 });
+  report.configure({ totalMiBPerCase: totalMiB, smallSeconds: seconds, hugeMiB, dir, masters: 3, workers: 3, targetsPerWorker: 2, replication: 3, gatewayStreamMiB: 16 });
   const clusterDir = path.join(dir, 'cluster');
   console.log('starting the local cluster and the gateway...');
   await localUp({ dir: clusterDir, masters: 3, workers: 3, targetsPerWorker: 2, replication: 3, log: () => undefined });
@@ -72,6 +74,23 @@ export async function run(args: string[]): Promise<void> {
           for (let c = 0; c < clients; c++) for (let i = 0; i < per; i++) await client.send('DELETE', `/bench/o${sizeMiB}-${c}-${i}`);
         }
       }
+      console.log(`one ${hugeMiB} MiB object in and out, the gateway's peak memory watched...`);
+      const before = resetPeakRssMiB(s3.pid);
+      const piece = randomBytes(MiB);
+      let start = performance.now();
+      await client.send('PUT', '/bench/huge', (function* () {
+        for (let i = 0; i < hugeMiB; i++) yield piece;
+      })(), hugeMiB * MiB);
+      const hugePut = hugeMiB / ((performance.now() - start) / 1000);
+      start = performance.now();
+      await client.send('GET', '/bench/huge');
+      const hugeGet = hugeMiB / ((performance.now() - start) / 1000);
+      const growth = peakRssMiB(s3.pid) - before;
+      report.figure(`${hugeMiB} MiB object: PUT`, hugePut, 'MiB/s');
+      report.figure(`${hugeMiB} MiB object: GET`, hugeGet, 'MiB/s');
+      report.figure(`${hugeMiB} MiB object: gateway peak memory growth`, growth, 'MiB');
+      rows.push([`PUT one ${hugeMiB} MiB object`, 'MiB/s', formatNumber(hugePut), '', ''], [`GET one ${hugeMiB} MiB object`, 'MiB/s', formatNumber(hugeGet), '', ''], [`gateway peak memory growth over them`, 'MiB', formatNumber(growth), '', '']);
+      await client.send('DELETE', '/bench/huge');
       console.log(`4 KiB objects, 16 clients, ${seconds} s each...`);
       const small = randomBytes(4096);
       const keys = 1000;
@@ -132,7 +151,8 @@ class S3 {
     this.url = new URL(s3.endpoint);
   }
 
-  async send(method: string, pathAndQuery: string, body?: Buffer): Promise<void> {
+  /** One request; a body of pieces (an iterable) goes out with backpressure, `length` bytes declared. */
+  async send(method: string, pathAndQuery: string, body?: Buffer | Iterable<Buffer>, length?: number): Promise<void> {
     const [pathname, rawQuery = ''] = pathAndQuery.split('?');
     const amzDate = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
     const date = amzDate.slice(0, 8);
@@ -142,14 +162,28 @@ class S3 {
     const canonical = canonicalRequest(method, pathname, query, names, headers, unsignedPayload);
     const sig = createHmac('sha256', signingKey(this.s3.secretKey, date, 'us-east-1', 's3')).update(stringToSign(amzDate, `${date}/us-east-1/s3/aws4_request`, canonical)).digest('hex');
     headers.authorization = `AWS4-HMAC-SHA256 Credential=${this.s3.accessKeyId}/${date}/us-east-1/s3/aws4_request, SignedHeaders=${names.join(';')}, Signature=${sig}`;
-    if (body !== undefined) headers['content-length'] = String(body.length);
+    if (body !== undefined) headers['content-length'] = String(Buffer.isBuffer(body) ? body.length : length);
     await new Promise<void>((resolve, reject) => {
       const req = request({ host: this.url.hostname, port: this.url.port, method, path: pathAndQuery, headers, agent: this.agent }, (res) => {
         res.on('data', () => undefined);
         res.on('end', () => ((res.statusCode ?? 500) < 300 ? resolve() : reject(new Error(`${method} ${pathAndQuery}: ${res.statusCode}`))));
       });
       req.on('error', reject);
-      req.end(body);
+      if (body === undefined || Buffer.isBuffer(body)) return void req.end(body);
+      void (async () => {
+        for (const piece of body) if (!req.write(piece)) await new Promise((r) => req.once('drain', r));
+        req.end();
+      })();
     });
   }
+}
+
+/** Starts a process's peak resident memory over from what it holds now (Linux clear_refs 5); that, in MiB. */
+function resetPeakRssMiB(pid: number): number {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+}
+
+function peakRssMiB(pid: number): number {
+  return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 }
