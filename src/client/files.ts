@@ -3,7 +3,7 @@
 // get (streamed, chunks read ahead).
 
 import { randomBytes } from 'node:crypto';
-import type { Caller, CloseSessionValue, InodeAttr, SessionValue } from '../meta/index.ts';
+import type { Caller, CloseSessionValue, CreateValue, InodeAttr, SessionValue } from '../meta/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { indexesIn, inRanges } from '../meta/chunk-ranges.ts';
 import type { DataClient } from './data-client.ts';
@@ -45,10 +45,10 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
   // The writer needs write permission on its own file (open(2) with O_CREAT gets it whatever the
   // mode): a mode without it is set once the data is in.
   const writable = mode | ownerWrite;
-  await meta.mutate('meta.mutate', { op: 'create', path: temp, mode: writable, uid: opts.uid ?? owner.uid, gid: opts.gid ?? owner.gid, exclusive: true, ...(layout === undefined ? {} : { layout }), ...as });
-  let session: SessionValue | undefined;
+  // The file and its write session in one step.
+  const made = await meta.mutate<CreateValue>('meta.mutate', { op: 'create', path: temp, mode: writable, uid: opts.uid ?? owner.uid, gid: opts.gid ?? owner.gid, exclusive: true, openSession: true, ...(layout === undefined ? {} : { layout }), ...as });
+  let session: SessionValue | undefined = { sessionId: made.sessionId!, inode: made.inode };
   try {
-    session = await meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path: temp, truncate: false, ...as });
     const file = fileRef(session.inode, temp);
     const writer = new FileWriter(data, file, { streamBytesMax: opts.streamBytesMax });
     let position = 0;
@@ -58,12 +58,12 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
       opts.onProgress?.(position);
     }
     await writer.flush();
-    await meta.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: session.sessionId, lengthBytes: writer.highWater, chunks: writer.written.toArray() });
+    const closed = await meta.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: session.sessionId, lengthBytes: writer.highWater, chunks: writer.written.toArray() });
     session = undefined;
     await opts.beforeRename?.(temp, { sizeBytes: writer.highWater });
-    if (writable !== mode) await meta.mutate('meta.mutate', { op: 'setattr', path: temp, mode, ...as });
+    const attr = writable !== mode ? await meta.mutate<InodeAttr>('meta.mutate', { op: 'setattr', path: temp, mode, ...as }) : closed.inode;
     await meta.mutate('meta.mutate', { op: 'rename', from: temp, to: path, ...as });
-    return await meta.query<InodeAttr>('meta.query', { op: 'stat', path, ...as });
+    return attr;
   } catch (err) {
     // Leave nothing behind: the temporary file goes (its chunks to garbage collection).
     if (session !== undefined) await meta.mutate('meta.mutate', { op: 'closeSession', sessionId: session.sessionId }).catch(() => undefined);
