@@ -347,13 +347,14 @@ export type MetaCommand =
 export type MetaCommandOp = MetaCommand['op'];
 
 export type MetaQuery =
-  | { op: 'stat'; path: string; caller: Caller }
+  /** With `xattr`: that extended attribute's value too, if the inode has it and the caller may read it. */
+  | { op: 'stat'; path: string; xattr?: string; caller: Caller }
   | { op: 'statInode'; inodeId: number; caller: Caller }
   | { op: 'lookup'; parentId: number; name: string; caller: Caller }
   | { op: 'readdir'; path: string; after?: string; limit: number; plus?: boolean; xattr?: string; caller: Caller }
   | { op: 'readlink'; path: string; caller: Caller }
   /** Open a file for reading: its attributes (with the layout a reader needs), if the caller may read it. */
-  | { op: 'open'; path: string; caller: Caller }
+  | { op: 'open'; path: string; xattr?: string; caller: Caller }
   | { op: 'statfs' }
   | { op: 'workers' }
   | { op: 'targets' }
@@ -796,7 +797,7 @@ type NamespaceQueryOp = Extract<MetaQuery, { caller: Caller }>['op'];
 type ClusterQueryOp = Exclude<MetaQueryOp, NamespaceQueryOp>;
 
 const namespaceQueryReaders: Record<NamespaceQueryOp, (f: MetaFields, caller: Caller) => MetaQuery> = {
-  stat: (f, caller) => ({ op: 'stat', path: f.path('path'), caller }),
+  stat: (f, caller) => ({ op: 'stat', path: f.path('path'), ...(f.has('xattr') ? { xattr: xattrName(f, 'xattr') } : {}), caller }),
   statInode: (f, caller) => ({ op: 'statInode', inodeId: f.int('inodeId', 1, Number.MAX_SAFE_INTEGER), caller }),
   lookup: (f, caller) => {
     const parentId = f.int('parentId', 1, Number.MAX_SAFE_INTEGER);
@@ -823,7 +824,7 @@ const namespaceQueryReaders: Record<NamespaceQueryOp, (f: MetaFields, caller: Ca
   readlink: (f, caller) => ({ op: 'readlink', path: f.path('path'), caller }),
   getxattr: (f, caller) => ({ op: 'getxattr', path: f.path('path'), name: xattrName(f), caller }),
   listxattr: (f, caller) => ({ op: 'listxattr', path: f.path('path'), caller }),
-  open: (f, caller) => ({ op: 'open', path: f.path('path'), caller }),
+  open: (f, caller) => ({ op: 'open', path: f.path('path'), ...(f.has('xattr') ? { xattr: xattrName(f, 'xattr') } : {}), caller }),
 };
 
 const clusterQueryReaders: Record<ClusterQueryOp, (f: MetaFields) => MetaQuery> = {

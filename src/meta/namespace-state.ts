@@ -180,6 +180,8 @@ export type InodeAttr = Pick<Inode, 'type' | 'mode' | 'uid' | 'gid' | 'nlink' | 
   layout?: Layout;
   /** Files only: the chunks ever written (ranges of chunk indexes), null when not tracked. */
   chunks?: number[] | null;
+  /** The extended attribute a stat or open asked for, when the inode has it. */
+  xattr?: Uint8Array;
   /** Symlinks only. */
   target?: string;
   /** Device nodes only. */

@@ -25,6 +25,7 @@ import type {
   ChainTableInfo,
   DirEntry,
   GcEntry,
+  Inode,
   InodeAttr,
   MetaResult,
   MetaStateOptions,
@@ -199,15 +200,22 @@ export class MetaState {
   // caller's permissions as the commands do.
 
   /** Needs search permission on the directories of the path only. */
-  stat(path: string, caller: Caller): MetaResult<InodeAttr> {
+  stat(path: string, caller: Caller, xattr?: string): MetaResult<InodeAttr> {
     const inode = tree.resolve(this.#t, path, caller);
-    return isFail(inode) ? inode : ok(attrOf(inode));
+    return isFail(inode) ? inode : ok(this.withXattr(attrOf(inode), inode, xattr, caller, path));
   }
 
   /** A file opened for reading: its attributes, if the caller may read it. */
-  open(path: string, caller: Caller): MetaResult<InodeAttr> {
+  open(path: string, caller: Caller, xattr?: string): MetaResult<InodeAttr> {
     const inode = tree.openForReading(this.#t, path, caller);
-    return isFail(inode) ? inode : ok(attrOf(inode));
+    return isFail(inode) ? inode : ok(this.withXattr(attrOf(inode), inode, xattr, caller, path));
+  }
+
+  /** The attributes with one extended attribute's value, where there is one the caller may read (as getxattr). */
+  private withXattr(attr: InodeAttr, inode: Inode, name: string | undefined, caller: Caller, path: string): InodeAttr {
+    const value = name === undefined ? undefined : inode.xattrs?.get(name);
+    if (value !== undefined && accessDenied(caller, inode, Access.Read, path) === undefined) attr.xattr = Uint8Array.from(value);
+    return attr;
   }
 
   /** By inode id there is no path to search: no check, as for a file handle. */
@@ -327,9 +335,9 @@ export class MetaState {
   query(q: MetaQuery): MetaResult<unknown> {
     switch (q.op) {
       case 'stat':
-        return this.stat(q.path, q.caller);
+        return this.stat(q.path, q.caller, q.xattr);
       case 'open':
-        return this.open(q.path, q.caller);
+        return this.open(q.path, q.caller, q.xattr);
       case 'statInode':
         return this.statInode(q.inodeId);
       case 'lookup':

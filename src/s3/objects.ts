@@ -200,7 +200,8 @@ export async function objectAt(ctx: S3Context, r: S3Request, path: string): Prom
   const marker = isMarkerKey(r.key);
   let attr: InodeAttr;
   try {
-    attr = await ctx.meta.query<InodeAttr>('meta.query', { op: marker ? 'stat' : 'open', path, caller: r.caller });
+    // One query: the attributes and the object's metadata with them.
+    attr = await ctx.meta.query<InodeAttr>('meta.query', { op: marker ? 'stat' : 'open', path, xattr: objectMetaXattr, caller: r.caller });
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR' || code === 'EINVAL') {
@@ -210,10 +211,7 @@ export async function objectAt(ctx: S3Context, r: S3Request, path: string): Prom
     throw err;
   }
   if (marker !== (attr.type === 'dir')) throw noSuchKey(r.key);
-  const value = await ctx.meta.query<Uint8Array>('meta.query', { op: 'getxattr', path, name: objectMetaXattr, caller: r.caller }).catch((err: unknown) => {
-    if ((err as { code?: string }).code === 'ENODATA') return undefined;
-    throw err;
-  });
+  const value = attr.xattr;
   return { attr, meta: decodeMeta(value), dir: marker };
 }
 

@@ -853,3 +853,17 @@ test('readdir plus: sizes, times, emptiness and one extended attribute per entry
   assert.ok(plain.ok && (plain.value as { entries: object[] }).entries.every((e) => !('sizeBytes' in e)));
   assert.throws(() => validateQuery({ op: 'readdir', path: '/d', limit: 1, xattr: 'user.s3', caller: rootCaller }), /'xattr' needs 'plus'/);
 });
+
+test('stat and open with one extended attribute: its value with the attributes, only where the caller may read it', () => {
+  const fs = new Fs();
+  fs.create('/f');
+  fs.ok({ op: 'setxattr', path: '/f', name: 'user.s3', value: Buffer.from('meta'), flags: 0 });
+  const withIt = fs.state.query({ op: 'open', path: '/f', xattr: 'user.s3', caller: rootCaller });
+  assert.ok(withIt.ok && Buffer.from((withIt.value as { xattr: Uint8Array }).xattr).toString() === 'meta');
+  const other = fs.state.query({ op: 'stat', path: '/f', xattr: 'user.none', caller: rootCaller });
+  assert.ok(other.ok && !('xattr' in (other.value as object)));
+  fs.ok({ op: 'setattr', path: '/f', mode: 0o600 });
+  const bob = fs.state.query({ op: 'stat', path: '/f', xattr: 'user.s3', caller: { uid: 1001, gid: 1001, groups: [] } });
+  assert.ok(bob.ok && !('xattr' in (bob.value as object)), 'not readable by another user');
+  assert.throws(() => validateQuery({ op: 'stat', path: '/f', xattr: 'trusted.x', caller: rootCaller }), /user\.\*/);
+});
