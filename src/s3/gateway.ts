@@ -9,6 +9,9 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { DataClient, MasterClient } from '../client/index.ts';
 import type { Caller } from '../meta/commands.ts';
 import type { S3User } from '../meta/namespace-state.ts';
+import { ErrorCode } from '../errors.ts';
+import { RpcErrorCode } from '../rpc/errors.ts';
+import { WorkerErrorCode } from '../worker/errors.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
 import { parseQuery, verifyRequest, type Verified } from './sigv4.ts';
 import { escapeXml, xmlDocument, type XmlElement } from './xml.ts';
@@ -266,14 +269,14 @@ export function toS3Error(err: unknown): S3Error {
       return new S3Error(S3ErrorCode.BucketNotEmpty, 'the bucket you tried to delete is not empty');
     case 'E2BIG':
       return new S3Error(S3ErrorCode.MetadataTooLarge, message);
-    case 'CAIRN_TARGET_FULL':
+    case WorkerErrorCode.TargetFull:
       return new S3Error(S3ErrorCode.ServiceUnavailable, `no space on a target: ${message}`);
     case 'EMFILE':
-    case 'CAIRN_UNAVAILABLE':
-    case 'CAIRN_NOT_LEADER':
-    case 'CAIRN_TIMEOUT':
-    case 'CAIRN_OVERLOADED':
-    case 'CAIRN_BUSY':
+    case ErrorCode.Unavailable:
+    case ErrorCode.NotLeader:
+    case ErrorCode.Timeout:
+    case RpcErrorCode.Overloaded:
+    case ErrorCode.Busy:
       return new S3Error(S3ErrorCode.ServiceUnavailable, `the cluster cannot serve this now, retry: ${message}`);
     default:
       return new S3Error(S3ErrorCode.InternalError, 'we encountered an internal error; please try again');

@@ -51,9 +51,14 @@ const users = [
   { section: 's3 tenant', accessKeyId: 'HIJKLMNOPQRSTUVWXYZA', secretKey: 'opqrstuvwxyzabcdefghijklmnopqrstuvwxyzab', uid: 1002 },
 ];
 
+const suite = path.join(extractTo, 's3-tests');
+const extracted = (): boolean => existsSync(path.join(suite, 's3tests', 'functional', 'test_s3.py'));
+
 function skipReason(): string | undefined {
+  // The vendored suites live beside the repository, not in it (../shared/vendor/README.md): without
+  // them (or a copy extracted before) there is nothing to run.
+  if (!existsSync(vendored) && !extracted()) return `ceph s3-tests are not at ${vendored} (see ../shared/vendor/README.md)`;
   const missing: string[] = [];
-  if (!existsSync(vendored)) missing.push(`${vendored} (the vendored suite)`);
   try {
     execFileSync('/usr/bin/python3', ['-c', 'import boto3, munch, gevent, isodate, httplib2, lxml, pytest, yaml, pytz, requests'], { stdio: 'ignore' });
   } catch {
@@ -66,9 +71,7 @@ function skipReason(): string | undefined {
 }
 
 test(`ceph s3-tests (${all ? 'test_s3.py, less what is out of scope' : `${ciSubset.length} chosen tests`}) against cairn s3`, { skip: skipReason(), timeout: all ? 3_600_000 : 900_000 }, async (t) => {
-  assert.ok(existsSync(vendored), `the vendored s3-tests are missing: ${vendored}`);
-  const suite = path.join(extractTo, 's3-tests');
-  if (!existsSync(path.join(suite, 's3tests', 'functional', 'test_s3.py'))) {
+  if (!extracted()) {
     await mkdir(extractTo, { recursive: true });
     execFileSync('tar', ['xzf', vendored, '-C', extractTo]);
   }
