@@ -5,7 +5,8 @@ import { isPutTempName } from '../client/index.ts';
 import type { DirEntry, InodeAttr, ReaddirPage } from '../meta/namespace-state.ts';
 import { readdirLimitMax } from '../meta/commands.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
-import { sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
+import { mayUseBucket, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
+import type { Caller } from '../meta/commands.ts';
 import { isBucketName, keyBytesMax } from './keys.ts';
 import { listObjects, type ReadDir } from './list.ts';
 import { bucketMustExist, dirMode, header, removeObject } from './objects.ts';
@@ -21,9 +22,9 @@ const maxKeysDefault = 1000;
 
 export async function listBuckets(ctx: S3Context, r: S3Request): Promise<void> {
   const buckets: XmlElement[] = [];
-  for await (const e of readDirPlus(ctx, r, '/', undefined)) {
+  for await (const e of readDirPlus(ctx, '/', objectMetaXattr, undefined, r.caller)) {
     if (e.type !== 'dir' || !isBucketName(e.name)) continue;
-    if (!r.user.buckets.includes('*') && !r.user.buckets.includes(e.name)) continue;
+    if (!mayUseBucket(r.user, e.name)) continue;
     // As S3: your own buckets (a key acting as root, an administrator's, sees every one).
     if (r.user.uid !== 0 && e.uid !== r.user.uid) continue;
     buckets.push({ Name: e.name, CreationDate: new Date(e.mtimeMs ?? 0).toISOString() });
@@ -158,7 +159,7 @@ function listParams(r: S3Request): ListParams {
 
 async function list(ctx: S3Context, r: S3Request, p: ListParams, after: string): Promise<{ contents: XmlElement[]; prefixes: XmlElement[]; truncated: boolean; last?: string }> {
   await bucketMustExist(ctx, r);
-  const readDir: ReadDir = (path, from) => readDirPlus(ctx, r, path, from);
+  const readDir: ReadDir = (path, from) => readDirPlus(ctx, path, objectMetaXattr, from, r.caller);
   const listed = await listObjects(readDir, {
     root: `/${r.bucket}`,
     prefix: p.prefix,
@@ -168,9 +169,9 @@ async function list(ctx: S3Context, r: S3Request, p: ListParams, after: string):
     isMarker: (e) => e.empty === true || e.xattr !== undefined,
     hidden: isPutTempName,
     dirEntry: async (path) => {
-      const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path, caller: r.caller }).catch(() => undefined);
+      const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path, xattr: objectMetaXattr, caller: r.caller }).catch(() => undefined);
       if (attr?.type !== 'dir') return undefined;
-      const marker = await ctx.meta.query<Uint8Array>('meta.query', { op: 'getxattr', path, name: objectMetaXattr, caller: r.caller }).catch(() => undefined);
+      const marker = attr.xattr;
       const page = await ctx.meta.query<ReaddirPage>('meta.query', { op: 'readdir', path, limit: 1, caller: r.caller }).catch(() => undefined);
       return { name: path.slice(path.lastIndexOf('/') + 1), inodeId: attr.inodeId, type: 'dir', empty: page?.entries.length === 0, ...(marker === undefined ? {} : { xattr: marker }) };
     },
@@ -230,13 +231,16 @@ export async function readWhole(r: S3Request): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-/** A directory's entries with sizes, times and object metadata, a page at a time; none if it is not there. */
-async function* readDirPlus(ctx: S3Context, r: S3Request, path: string, after: string | undefined): AsyncGenerator<DirEntry> {
+/**
+ * A directory's entries with sizes, times, owners and the extended attribute `xattr`, a page at a
+ * time; none if it is not there. As `caller`, else as the gateway itself (its own tree).
+ */
+export async function* readDirPlus(ctx: S3Context, path: string, xattr: string, after?: string, caller?: Caller): AsyncGenerator<DirEntry> {
   let from = after;
   for (;;) {
     let page: ReaddirPage;
     try {
-      page = await ctx.meta.query<ReaddirPage>('meta.query', { op: 'readdir', path, limit: readdirLimitMax, plus: true, xattr: objectMetaXattr, ...(from === undefined ? {} : { after: from }), caller: r.caller });
+      page = await ctx.meta.query<ReaddirPage>('meta.query', { op: 'readdir', path, limit: readdirLimitMax, plus: true, xattr, ...(from === undefined ? {} : { after: from }), ...(caller === undefined ? {} : { caller }) });
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') return;

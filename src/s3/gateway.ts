@@ -128,7 +128,7 @@ export class S3Gateway {
       const user = this.credentials.get(verified.accessKeyId)!.user!;
       if (bucket !== '') {
         checkBucketName(bucket);
-        if (!user.buckets.includes('*') && !user.buckets.includes(bucket)) throw new S3Error(S3ErrorCode.AccessDenied, `access key ${user.accessKeyId} may not use bucket ${bucket}`);
+        if (!mayUseBucket(user, bucket)) throw new S3Error(S3ErrorCode.AccessDenied, `access key ${user.accessKeyId} may not use bucket ${bucket}`);
       }
       const versionId = parseQuery(rawQuery).find(([k]) => k === 'versionId')?.[1];
       if (versionId !== undefined && versionId !== 'null') throw new S3Error(S3ErrorCode.InvalidArgument, 'cairn keeps one version of each object: the only version id is "null"');
@@ -222,6 +222,11 @@ function discardRest(req: IncomingMessage): void {
 
 /** The subresources S3 has that cairn does not serve: NotImplemented rather than a wrong answer. */
 const unsupported = new Set(['acl', 'policy', 'tagging', 'versioning', 'lifecycle', 'encryption', 'cors', 'website', 'logging', 'notification', 'replication', 'object-lock', 'retention', 'legal-hold', 'torrent', 'restore', 'select', 'accelerate', 'analytics', 'inventory', 'metrics', 'ownershipControls', 'publicAccessBlock', 'requestPayment', 'intelligent-tiering', 'attributes']);
+
+/** Whether a key's bucket list allows `bucket`. */
+export function mayUseBucket(user: S3User, bucket: string): boolean {
+  return user.buckets.includes('*') || user.buckets.includes(bucket);
+}
 
 /** Bucket and key of a path-style address (the key decoded). */
 function addressOf(rawPath: string): { bucket: string; key: string } {

@@ -6,15 +6,14 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { FileReader, fileRef, putFile } from '../client/index.ts';
-import type { InodeAttr, ReaddirPage } from '../meta/namespace-state.ts';
-import { readdirLimitMax } from '../meta/commands.ts';
+import type { InodeAttr } from '../meta/namespace-state.ts';
 import { contentMd5Of, payload, requestBytes, type PayloadResult } from './body.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
 import { sendXml, type S3Context, type S3Request } from './gateway.ts';
 import { keyPath, systemDir } from './keys.ts';
-import { bucketMustExist, declaredBytes, header, objectAt, putBytesMax, streamOut, writeObject } from './objects.ts';
+import { bucketMustExist, copySourceOf, declaredBytes, header, objectAt, putBytesMax, streamOut, writeObject } from './objects.ts';
 import { decodeMeta, encodeMeta, metaFromHeaders, objectMetaXattr, type ObjectMeta } from './object-meta.ts';
-import { readWhole } from './buckets.ts';
+import { readDirPlus, readWhole } from './buckets.ts';
 import { parseXml, type XmlElement } from './xml.ts';
 
 export const partsMax = 10_000;
@@ -55,7 +54,7 @@ export async function uploadPart(ctx: S3Context, r: S3Request): Promise<void> {
   const copy = header(r.req, 'x-amz-copy-source');
   const result: PayloadResult = { sizeBytes: 0 };
   let source: AsyncIterable<Uint8Array>;
-  if (copy !== undefined) source = await copyRange(ctx, r, copy, result);
+  if (copy !== undefined) source = await copyRange(ctx, r, result);
   else {
     const declared = declaredBytes(r);
     if (declared !== undefined && declared > putBytesMax) throw new S3Error(S3ErrorCode.EntityTooLarge, `a part holds at most ${putBytesMax} bytes`);
@@ -76,13 +75,8 @@ export async function uploadPart(ctx: S3Context, r: S3Request): Promise<void> {
 }
 
 /** UploadPartCopy's source bytes (x-amz-copy-source-range or all), with their MD5 on the way. */
-async function copyRange(ctx: S3Context, r: S3Request, source: string, result: PayloadResult): Promise<AsyncIterable<Uint8Array>> {
-  const v = decodeURIComponent(source.replace(/^\//, '').replace(/\?.*$/, ''));
-  const slash = v.indexOf('/');
-  if (slash <= 0) throw new S3Error(S3ErrorCode.InvalidArgument, 'x-amz-copy-source must be bucket/key');
-  const bucket = v.slice(0, slash);
-  const key = v.slice(slash + 1);
-  if (!r.user.buckets.includes('*') && !r.user.buckets.includes(bucket)) throw new S3Error(S3ErrorCode.AccessDenied, `access key ${r.user.accessKeyId} may not read bucket ${bucket}`);
+async function copyRange(ctx: S3Context, r: S3Request, result: PayloadResult): Promise<AsyncIterable<Uint8Array>> {
+  const { bucket, key } = copySourceOf(r);
   const path = keyPath(bucket, key);
   const { attr } = await objectAt(ctx, { ...r, bucket, key }, path);
   let start = 0;
@@ -165,7 +159,7 @@ export async function listUploads(ctx: S3Context, r: S3Request): Promise<void> {
   const keyMarker = r.query.get('key-marker') ?? '';
   const max = Math.min(uploadsListedMax, Number(r.query.get('max-uploads') ?? String(uploadsListedMax)));
   const uploads: { key: string; id: string; initiatedMs: number }[] = [];
-  for await (const e of entries(ctx, uploadsDir(r.bucket), uploadXattr)) {
+  for await (const e of readDirPlus(ctx, uploadsDir(r.bucket), uploadXattr)) {
     if (e.type !== 'dir' || e.xattr === undefined) continue;
     const rec = parseRecord(e.xattr);
     if (rec === undefined || !rec.key.startsWith(prefix) || rec.key < keyMarker) continue;
@@ -224,7 +218,7 @@ interface PartFile {
 /** The parts numbered above `after`, in order, at most `max`. */
 async function listPartFiles(ctx: S3Context, dir: string, after: number, max: number): Promise<PartFile[]> {
   const out: PartFile[] = [];
-  for await (const e of entries(ctx, dir, objectMetaXattr, after === 0 ? undefined : String(after).padStart(5, '0'))) {
+  for await (const e of readDirPlus(ctx, dir, objectMetaXattr, after === 0 ? undefined : String(after).padStart(5, '0'))) {
     if (e.type !== 'file' || !/^\d{5}$/.test(e.name)) continue;
     const meta = decodeMeta(e.xattr);
     if (meta === undefined) continue;
@@ -234,25 +228,8 @@ async function listPartFiles(ctx: S3Context, dir: string, after: number, max: nu
   return out;
 }
 
-/** A directory's entries with sizes and the extended attribute `xattr`, a page at a time. */
-async function* entries(ctx: S3Context, dir: string, xattr: string, after?: string): AsyncGenerator<ReaddirPage['entries'][number]> {
-  let from = after;
-  for (;;) {
-    let page: ReaddirPage;
-    try {
-      page = await ctx.meta.query<ReaddirPage>('meta.query', { op: 'readdir', path: dir, limit: readdirLimitMax, plus: true, xattr, ...(from === undefined ? {} : { after: from }) });
-    } catch (err) {
-      if ((err as { code?: string }).code === 'ENOENT') return;
-      throw err;
-    }
-    yield* page.entries;
-    if (page.next === undefined) return;
-    from = page.next;
-  }
-}
-
 async function removeUpload(ctx: S3Context, dir: string): Promise<void> {
-  for await (const e of entries(ctx, dir, objectMetaXattr)) await ctx.meta.mutate('meta.mutate', { op: 'unlink', path: `${dir}/${e.name}` }).catch(() => undefined);
+  for await (const e of readDirPlus(ctx, dir, objectMetaXattr)) await ctx.meta.mutate('meta.mutate', { op: 'unlink', path: `${dir}/${e.name}` }).catch(() => undefined);
   await ctx.meta.mutate('meta.mutate', { op: 'rmdir', path: dir }).catch(() => undefined);
 }
 

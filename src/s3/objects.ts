@@ -10,7 +10,7 @@ import { FileReader, fileRef, putFile } from '../client/index.ts';
 import type { InodeAttr } from '../meta/namespace-state.ts';
 import { contentMd5Of, payload, requestBytes, type PayloadResult } from './body.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
-import { pathConflict, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
+import { mayUseBucket, pathConflict, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
 import { isMarkerKey, keyPath, printableKey } from './keys.ts';
 import { contentTypeOf, decodeMeta, encodeMeta, etagOf, metaFromHeaders, objectMetaXattr, storedHeaders, type ObjectMeta } from './object-meta.ts';
 
@@ -170,8 +170,7 @@ async function pruneParents(ctx: S3Context, r: S3Request, path: string): Promise
 }
 
 async function copyObject(ctx: S3Context, r: S3Request): Promise<void> {
-  const { bucket, key } = copySource(header(r.req, 'x-amz-copy-source')!);
-  if (!r.user.buckets.includes('*') && !r.user.buckets.includes(bucket)) throw new S3Error(S3ErrorCode.AccessDenied, `access key ${r.user.accessKeyId} may not read bucket ${bucket}`);
+  const { bucket, key } = copySourceOf(r);
   const directive = header(r.req, 'x-amz-metadata-directive') ?? 'COPY';
   if (directive !== 'COPY' && directive !== 'REPLACE') throw new S3Error(S3ErrorCode.InvalidArgument, 'x-amz-metadata-directive must be COPY or REPLACE');
   if (bucket === r.bucket && key === r.key && directive === 'COPY') {
@@ -309,6 +308,13 @@ function dateHeader(req: IncomingMessage, name: string): number | undefined {
   if (v === undefined) return undefined;
   const ms = Date.parse(v);
   return Number.isNaN(ms) ? undefined : ms;
+}
+
+/** The request's x-amz-copy-source, in a bucket its key may use (CopyObject, UploadPartCopy). */
+export function copySourceOf(r: S3Request): { bucket: string; key: string } {
+  const src = copySource(header(r.req, 'x-amz-copy-source') ?? '');
+  if (!mayUseBucket(r.user, src.bucket)) throw new S3Error(S3ErrorCode.AccessDenied, `access key ${r.user.accessKeyId} may not read bucket ${src.bucket}`);
+  return src;
 }
 
 /** x-amz-copy-source: "bucket/key" or "/bucket/key", URL-encoded, maybe with "?versionId=". */
