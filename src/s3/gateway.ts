@@ -14,7 +14,7 @@ import { RpcErrorCode } from '../rpc/errors.ts';
 import { WorkerErrorCode } from '../worker/errors.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
 import { parseQuery, verifyRequest, type Verified } from './sigv4.ts';
-import { escapeXml, xmlDocument, type XmlElement } from './xml.ts';
+import { xmlDocument, type XmlElement } from './xml.ts';
 import { checkBucketName, printableKey } from './keys.ts';
 
 export interface GatewayOptions {
@@ -93,7 +93,7 @@ export class S3Gateway {
       const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
       const e = tooLarge ? new S3Error(S3ErrorCode.RequestHeaderSectionTooLarge, `your request's headers exceed ${headerBytesMax} bytes`) : new S3Error(S3ErrorCode.InvalidRequest, `the request could not be parsed: ${err.code ?? err.message}`);
       const body = errorXml(e, '', 'unparsed');
-      socket.end(`HTTP/1.1 ${e.status} ${tooLarge ? 'Bad Request' : 'Bad Request'}\r\ncontent-type: application/xml\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      socket.end(`HTTP/1.1 ${e.status} Bad Request\r\ncontent-type: application/xml\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     });
   }
 
@@ -300,4 +300,3 @@ export function sendXml(res: ServerResponse, status: number, root: string, body:
   res.end(text);
 }
 
-export { escapeXml };

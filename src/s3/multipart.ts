@@ -11,7 +11,7 @@ import { contentMd5Of, payload, requestBytes, type PayloadResult } from './body.
 import { S3Error, S3ErrorCode } from './errors.ts';
 import { sendXml, type S3Context, type S3Request } from './gateway.ts';
 import { keyPath, systemDir } from './keys.ts';
-import { bucketMustExist, copySourceOf, declaredBytes, header, objectAt, putBytesMax, streamOut, writeObject } from './objects.ts';
+import { bucketMustExist, copySourceOf, declaredBytes, header, objectAt, putBytesMax, writeObject } from './objects.ts';
 import { decodeMeta, encodeMeta, metaFromHeaders, objectMetaXattr, type ObjectMeta } from './object-meta.ts';
 import { readDirPlus, readWhole } from './buckets.ts';
 import { parseXml, type XmlElement } from './xml.ts';
@@ -233,4 +233,3 @@ async function removeUpload(ctx: S3Context, dir: string): Promise<void> {
   await ctx.meta.mutate('meta.mutate', { op: 'rmdir', path: dir }).catch(() => undefined);
 }
 
-export { streamOut };

@@ -10,9 +10,9 @@ import { FileReader, fileRef, putFile } from '../client/index.ts';
 import type { InodeAttr } from '../meta/namespace-state.ts';
 import { contentMd5Of, payload, requestBytes, type PayloadResult } from './body.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
-import { mayUseBucket, pathConflict, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
+import { mayUseBucket, pathConflict, sendXml, type S3Context, type S3Request } from './gateway.ts';
 import { isMarkerKey, keyPath, printableKey } from './keys.ts';
-import { contentTypeOf, decodeMeta, encodeMeta, etagOf, metaFromHeaders, objectMetaXattr, storedHeaders, type ObjectMeta } from './object-meta.ts';
+import { contentTypeOf, decodeMeta, encodeMeta, etagOf, metaFromHeaders, objectMetaXattr, type ObjectMeta } from './object-meta.ts';
 
 /** S3's bound on a single PUT (larger objects go in parts). */
 export const putBytesMax = 5 * 1024 ** 3;
@@ -361,4 +361,3 @@ function dropUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-export { storedHeaders, toS3Error };
