@@ -18,6 +18,7 @@ import { lastErrorLine } from './exit-line.ts';
 import { processIdentity } from './identity.ts';
 import { freePort } from '../free-port.ts';
 import { spawnDaemon } from './daemon.ts';
+import { newS3Key } from './s3-user-cmd.ts';
 import { newZkClusterId } from '../journal/zookeeper/cluster-id.ts';
 import { attachEnsemble, startEnsemble, type Ensemble, type ZkMode } from '../journal/zookeeper/ensemble.ts';
 
@@ -438,7 +439,7 @@ export async function startLocalS3(dir: string, listen: string, cliArgs: string[
   if (old !== undefined && isAlive(old.pid)) return old;
   let key = old === undefined ? undefined : { accessKeyId: old.accessKeyId, secretKey: old.secretKey };
   if (key === undefined) {
-    key = { accessKeyId: `LOCAL${randomBytes(8).toString('hex').toUpperCase()}`.slice(0, 20), secretKey: randomBytes(30).toString('base64url').slice(0, 40) };
+    key = newS3Key('LOCAL');
     const client = clientFor(cluster, 10_000);
     try {
       await client.mutate('meta.mutate', { op: 's3UserAdd', ...key, buckets: ['*'], uid: 0, gid: 0 });

@@ -28,8 +28,9 @@ export function registerS3UserCommands(admin: Command, addTargetOptions: (c: Com
     .description('add an access key; its secret is printed once (SigV4 needs the secret itself: the masters keep it, and backups contain it)')
     .action((id: string | undefined, o: AddFlags) =>
       run(o, async (c) => {
-        const accessKeyId = id ?? newKeyId();
-        const secretKey = o.secretFromEnv === undefined ? randomBytes(30).toString('base64').replace(/[+/=]/g, '').slice(0, 40) : envSecret(o.secretFromEnv);
+        const made = newS3Key('CAIRN');
+        const accessKeyId = id ?? made.accessKeyId;
+        const secretKey = o.secretFromEnv === undefined ? made.secretKey : envSecret(o.secretFromEnv);
         const buckets = o.buckets.split(',').map((b) => b.trim()).filter((b) => b !== '');
         const added = await c.mutate<S3UserInfo>('meta.mutate', { op: 's3UserAdd', accessKeyId, secretKey, buckets, uid: parseNonNegativeInt(o.uid, '--uid'), gid: parseNonNegativeInt(o.gid, '--gid') });
         if (o.json) return console.log(jsonLine({ ...added, secretKey }));
@@ -59,11 +60,11 @@ export function registerS3UserCommands(admin: Command, addTargetOptions: (c: Com
     );
 }
 
-/** 20 upper-case letters and digits, as AWS's key ids. */
-function newKeyId(): string {
-  let id = 'CAIRN';
-  while (id.length < 20) id += keyIdAlphabet[randomInt(keyIdAlphabet.length)];
-  return id;
+/** A new key: an id of 20 upper-case letters and digits starting with `prefix` (as AWS's), and a 40-character secret. */
+export function newS3Key(prefix: string): { accessKeyId: string; secretKey: string } {
+  let accessKeyId = prefix;
+  while (accessKeyId.length < 20) accessKeyId += keyIdAlphabet[randomInt(keyIdAlphabet.length)];
+  return { accessKeyId, secretKey: randomBytes(30).toString('base64url') };
 }
 
 function envSecret(name: string): string {
