@@ -1,7 +1,7 @@
 // The HTTP face every cairn process shows operators: /metrics (Prometheus text) and /healthz
 // (200 or 503 with a JSON body). Each process brings its own registry and health check.
 
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { formatAddress } from './address.ts';
 
@@ -15,7 +15,10 @@ export interface Health {
   [key: string]: unknown;
 }
 
-export async function startOpsHttp(host: string, port: number, registry: Registry, health: () => Health): Promise<HttpEndpoint> {
+/** Serves one request the ops endpoints do not (the masters' dashboard); false: not its path. */
+export type ExtraRoutes = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+export async function startOpsHttp(host: string, port: number, registry: Registry, health: () => Health, extra?: ExtraRoutes): Promise<HttpEndpoint> {
   const server: Server = createServer((req, res) => {
     if (req.url === '/metrics') {
       registry.metrics().then(
@@ -30,6 +33,7 @@ export async function startOpsHttp(host: string, port: number, registry: Registr
       res.end(JSON.stringify(h));
       return;
     }
+    if (extra?.(req, res) === true) return;
     res.writeHead(404).end('try /metrics or /healthz\n');
   });
   await new Promise<void>((resolve, reject) => {
@@ -40,6 +44,11 @@ export async function startOpsHttp(host: string, port: number, registry: Registr
   const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
   return {
     address: formatAddress(host, bound),
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        // Live streams (the dashboard's) never end by themselves.
+        server.closeAllConnections();
+      }),
   };
 }
