@@ -317,6 +317,19 @@ export interface S3UserRemoveCommand extends ClientStamp {
   op: 's3UserRemove';
   accessKeyId: string;
 }
+/** A read-only dashboard login (`cairn admin dashboard user add`): the password's scrypt hash, never the password. */
+export interface DashboardUserAddCommand extends ClientStamp {
+  op: 'dashboardUserAdd';
+  name: string;
+  passwordHash: string;
+  /** Whom its file browser acts as (permissions checked as for any caller). */
+  uid: number;
+  gid: number;
+}
+export interface DashboardUserRemoveCommand extends ClientStamp {
+  op: 'dashboardUserRemove';
+  name: string;
+}
 export type MetaCommand =
   | NoopCommand
   | InitClusterCommand
@@ -343,7 +356,9 @@ export type MetaCommand =
   | SetxattrCommand
   | RemovexattrCommand
   | S3UserAddCommand
-  | S3UserRemoveCommand;
+  | S3UserRemoveCommand
+  | DashboardUserAddCommand
+  | DashboardUserRemoveCommand;
 export type MetaCommandOp = MetaCommand['op'];
 
 export type MetaQuery =
@@ -368,7 +383,9 @@ export type MetaQuery =
   /** The gateways' access keys, without their secrets. */
   | { op: 's3Users' }
   /** One key with its secret, for a gateway checking a signature. */
-  | { op: 's3Credential'; accessKeyId: string };
+  | { op: 's3Credential'; accessKeyId: string }
+  /** The dashboard's logins, without their password hashes. */
+  | { op: 'dashboardUsers' };
 export type MetaQueryOp = MetaQuery['op'];
 
 // ---------------------------------------------------------------------------------------------
@@ -643,6 +660,19 @@ export const s3UserBucketsMax = 1000;
 /** Access keys the masters keep at most. */
 export const s3UsersMax = 10_000;
 
+/** Dashboard login names: a letter, then letters, digits and . _ - (as user names usually are). */
+export const dashboardUserNamePattern = /^[A-Za-z][A-Za-z0-9._-]{0,63}$/;
+/** `scrypt$N$r$p$salt$hash` (base64url salt and hash), as src/web/passwords.ts writes it. */
+export const dashboardPasswordHashPattern = /^scrypt\$\d{1,8}\$\d{1,2}\$\d{1,2}\$[A-Za-z0-9_-]{16,64}\$[A-Za-z0-9_-]{32,128}$/;
+/** Dashboard logins the masters keep at most. */
+export const dashboardUsersMax = 1000;
+
+function dashboardUserName(f: MetaFields): string {
+  const name = f.str('name', 64);
+  if (!dashboardUserNamePattern.test(name)) throw invalid(`${f.where}: 'name' must be a letter followed by up to 63 letters, digits, '.', '_' or '-'`);
+  return name;
+}
+
 function s3AccessKeyId(f: MetaFields): string {
   const id = f.str('accessKeyId', 128);
   if (!s3AccessKeyIdPattern.test(id)) throw invalid(`${f.where}: 'accessKeyId' must be 3 to 128 letters, digits, '.', '_' or '-'`);
@@ -695,6 +725,12 @@ const clusterReaders: Record<ClusterCommandOp, (f: MetaFields, s: ClientStamp) =
     gid: f.int('gid', 0, idMax),
   }),
   s3UserRemove: (f, s) => ({ op: 's3UserRemove', ...s, accessKeyId: s3AccessKeyId(f) }),
+  dashboardUserAdd: (f, s) => {
+    const passwordHash = f.str('passwordHash', 256);
+    if (!dashboardPasswordHashPattern.test(passwordHash)) throw invalid(`${f.where}: 'passwordHash' must be an scrypt hash (scrypt$N$r$p$salt$hash), never a password`);
+    return { op: 'dashboardUserAdd', ...s, name: dashboardUserName(f), passwordHash, uid: f.int('uid', 0, idMax), gid: f.int('gid', 0, idMax) };
+  },
+  dashboardUserRemove: (f, s) => ({ op: 'dashboardUserRemove', ...s, name: dashboardUserName(f) }),
   replaceChainMember: (f, s) => {
     const cmd: ReplaceChainMemberCommand = {
       op: 'replaceChainMember',
@@ -838,6 +874,7 @@ const clusterQueryReaders: Record<ClusterQueryOp, (f: MetaFields) => MetaQuery> 
   pendingGc: (f) => ({ op: 'pendingGc', limit: f.int('limit', 1, Number.MAX_SAFE_INTEGER) }),
   s3Users: () => ({ op: 's3Users' }),
   s3Credential: (f) => ({ op: 's3Credential', accessKeyId: s3AccessKeyId(f) }),
+  dashboardUsers: () => ({ op: 'dashboardUsers' }),
 };
 
 export const namespaceQueryOps: ReadonlySet<string> = new Set(Object.keys(namespaceQueryReaders));

@@ -98,6 +98,8 @@ export type {
   RenameValue,
   RoutingInfo,
   Session,
+  DashboardUser,
+  DashboardUserInfo,
   S3User,
   S3UserInfo,
   SessionValue,

@@ -8,7 +8,7 @@
 
 import { crc32c } from '@node-rs/crc32';
 import { assert } from '../errors.ts';
-import { fileSizeBytesMax, generatedSessionPrefix, idMax, metaPackr, modeMax, s3AccessKeyIdPattern, s3BucketNamePattern, s3SecretKeyPattern, s3UserBucketsMax, s3UsersMax, validateLayout, xattrNameBytesMax, xattrNamePrefix, xattrsBytesMax, xattrValueBytesMax } from './commands.ts';
+import { dashboardPasswordHashPattern, dashboardUserNamePattern, dashboardUsersMax, fileSizeBytesMax, generatedSessionPrefix, idMax, metaPackr, modeMax, s3AccessKeyIdPattern, s3BucketNamePattern, s3SecretKeyPattern, s3UserBucketsMax, s3UsersMax, validateLayout, xattrNameBytesMax, xattrNamePrefix, xattrsBytesMax, xattrValueBytesMax } from './commands.ts';
 import type { Layout, TargetState } from './commands.ts';
 import { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
 import { inChainOrder } from './chain-states.ts';
@@ -26,8 +26,8 @@ import { nameProblem } from './paths.ts';
  * with their own ids and versions, tables of chain ids (1 held tables of target lists). This build
  * writes 6 and reads 2 to 6.
  */
-export const snapshotFormatVersion = 6;
-const snapshotFormatVersionsRead: readonly number[] = [2, 3, 4, 5, 6];
+export const snapshotFormatVersion = 7;
+const snapshotFormatVersionsRead: readonly number[] = [2, 3, 4, 5, 6, 7];
 export const snapshotChunkBytesMax = 1024 * 1024;
 const snapshotMagic = 'cairn-meta';
 /** Record sizes are estimated from above; the margin leaves room for the chunk's framing. */
@@ -48,10 +48,11 @@ const Kind = {
   ChainTables: 9,
   End: 10,
   S3Users: 11,
+  DashboardUsers: 12,
 } as const;
 type Kind = (typeof Kind)[keyof typeof Kind];
-/** The order kinds come in (S3Users was added after End's number was taken). */
-const kindOrder: readonly Kind[] = [Kind.Header, Kind.Inodes, Kind.Dentries, Kind.Sessions, Kind.PendingGc, Kind.Clients, Kind.Workers, Kind.Targets, Kind.Chains, Kind.ChainTables, Kind.S3Users, Kind.End];
+/** The order kinds come in (S3Users and DashboardUsers were added after End's number was taken). */
+const kindOrder: readonly Kind[] = [Kind.Header, Kind.Inodes, Kind.Dentries, Kind.Sessions, Kind.PendingGc, Kind.Clients, Kind.Workers, Kind.Targets, Kind.Chains, Kind.ChainTables, Kind.S3Users, Kind.DashboardUsers, Kind.End];
 
 /** Appended to only: a type's index is what snapshots store. */
 const inodeTypes: readonly InodeType[] = ['file', 'dir', 'symlink', ...specialInodeTypes];
@@ -82,6 +83,7 @@ interface Counts {
   chains: number;
   chainTables: number;
   s3Users: number;
+  dashboardUsers: number;
 }
 
 function countsOf(t: MetaTables): Counts {
@@ -96,6 +98,7 @@ function countsOf(t: MetaTables): Counts {
     chains: t.chains.size,
     chainTables: t.chainTables.size,
     s3Users: t.s3Users.size,
+    dashboardUsers: t.dashboardUsers.size,
   };
 }
 
@@ -173,6 +176,8 @@ function* sections(t: MetaTables): Generator<[Kind, Iterable<unknown[]>]> {
   yield [Kind.ChainTables, chainTableRecords(t)];
   const users = [...t.s3Users.values()].sort((a, b) => (a.accessKeyId < b.accessKeyId ? -1 : 1));
   yield [Kind.S3Users, users.map((u) => [u.accessKeyId, u.secretKey, u.buckets, u.uid, u.gid, u.createdMs])];
+  const logins = [...t.dashboardUsers.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  yield [Kind.DashboardUsers, logins.map((u) => [u.name, u.passwordHash, u.uid, u.gid, u.createdMs])];
 }
 
 /** Batches records into bodies whose estimated size stays within the budget. */
@@ -315,7 +320,8 @@ function readHeader(body: unknown): Header {
   for (const key of ['inodes', 'dentries', 'sessions', 'pendingGc', 'clients', 'workers', 'targets', 'chains', 'chainTables'] as const) {
     counts[key] = int(c[key], `header count ${key}`);
   }
-  counts.s3Users = h.formatVersion === undefined || (h.formatVersion as number) < 6 ? 0 : int(c.s3Users, 'header count s3Users');
+  counts.s3Users = (h.formatVersion as number) < 6 ? 0 : int(c.s3Users, 'header count s3Users');
+  counts.dashboardUsers = (h.formatVersion as number) < 7 ? 0 : int(c.dashboardUsers, 'header count dashboardUsers');
   return {
     magic: snapshotMagic,
     formatVersion: h.formatVersion as number,
@@ -342,6 +348,7 @@ class SnapshotBuilder {
   private lastDentry: [number, string] = [0, ''];
   private lastClientUsedMs = 0;
   private lastS3User = '';
+  private lastDashboardUser = '';
   /** Dentries naming each inode. */
   private readonly links = new Map<number, number>();
   private tableParts = new Map<number, { version: number; total: number; chainIds: number[]; chainCounts: number[] }>();
@@ -369,6 +376,7 @@ class SnapshotBuilder {
       else if (kind === Kind.Chains) this.chain(r);
       else if (kind === Kind.ChainTables) this.chainTablePart(r);
       else if (kind === Kind.S3Users && this.header.formatVersion >= 6) this.s3User(r);
+      else if (kind === Kind.DashboardUsers && this.header.formatVersion >= 7) this.dashboardUser(r);
       else throw corrupt(`records in a chunk of kind ${kind}`);
     }
   }
@@ -593,6 +601,17 @@ class SnapshotBuilder {
     });
     check(this.t.s3Users.size < s3UsersMax, 'more S3 users than the masters keep');
     this.t.s3Users.set(idRaw, { accessKeyId: idRaw, secretKey: secretRaw, buckets, uid: int(uidRaw, `${what} uid`, 0, idMax), gid: int(gidRaw, `${what} gid`, 0, idMax), createdMs: time(createdRaw, `${what} created`) });
+  }
+
+  private dashboardUser(r: unknown): void {
+    const [nameRaw, hashRaw, uidRaw, gidRaw, createdRaw] = tuple(r, 5, 'dashboard user record');
+    check(typeof nameRaw === 'string' && dashboardUserNamePattern.test(nameRaw), 'a dashboard user record has an invalid name');
+    const what = `dashboard user '${nameRaw}'`;
+    check(nameRaw > this.lastDashboardUser, `${what} is out of order or repeated`);
+    this.lastDashboardUser = nameRaw;
+    check(typeof hashRaw === 'string' && dashboardPasswordHashPattern.test(hashRaw), `${what} has an invalid password hash`);
+    check(this.t.dashboardUsers.size < dashboardUsersMax, 'more dashboard users than the masters keep');
+    this.t.dashboardUsers.set(nameRaw, { name: nameRaw, passwordHash: hashRaw, uid: int(uidRaw, `${what} uid`, 0, idMax), gid: int(gidRaw, `${what} gid`, 0, idMax), createdMs: time(createdRaw, `${what} created`) });
   }
 
   /** Checks what no single record shows: link counts, reachability, sessions, counts. */

@@ -98,6 +98,18 @@ export interface S3User {
 /** An S3 user as listings show it: without the secret. */
 export type S3UserInfo = Omit<S3User, 'secretKey'>;
 
+/** A read-only dashboard login. Only the password's scrypt hash is kept (src/web/passwords.ts). */
+export interface DashboardUser {
+  name: string;
+  passwordHash: string;
+  /** Whom its file browser acts as. */
+  uid: number;
+  gid: number;
+  createdMs: number;
+}
+
+export type DashboardUserInfo = Omit<DashboardUser, 'passwordHash'>;
+
 export interface ClientRecord {
   seq: number;
   result: MetaResult;
@@ -312,6 +324,8 @@ export interface MetaValues {
   removexattr: null;
   s3UserAdd: S3UserInfo;
   s3UserRemove: S3UserInfo;
+  dashboardUserAdd: DashboardUserInfo;
+  dashboardUserRemove: DashboardUserInfo;
 }
 export type MetaValue = MetaValues[keyof MetaValues];
 
@@ -365,6 +379,7 @@ export class MetaTables {
   readonly chains = new Map<number, Chain>();
   readonly chainTables = new Map<number, ChainTable>();
   readonly s3Users = new Map<string, S3User>();
+  readonly dashboardUsers = new Map<string, DashboardUser>();
   /** Bumped by every change to workers, targets, chains or tables. */
   routingVersion = 0;
   files = 0;

@@ -21,6 +21,7 @@ import {
   sessionsMaxDefault,
 } from './namespace-state.ts';
 import type {
+  DashboardUser,
   ChainInfo,
   ChainTableInfo,
   DirEntry,
@@ -40,6 +41,7 @@ import type {
 import * as tree from './namespace-tree.ts';
 import { getxattr, listxattr, removexattr, setxattr } from './namespace-xattrs.ts';
 import { s3Credential, s3UserAdd, s3UserRemove, s3Users } from './namespace-s3.ts';
+import { dashboardUserAdd, dashboardUserRemove, dashboardUsers } from './namespace-dashboard.ts';
 import { continueRestored, raiseInodeIds } from './restore-floor.ts';
 import { Access, accessDenied } from './permissions.ts';
 
@@ -72,6 +74,8 @@ const handlers: Record<MetaCommandOp, Handler> = {
   removexattr,
   s3UserAdd,
   s3UserRemove,
+  dashboardUserAdd,
+  dashboardUserRemove,
 };
 
 export interface ReaddirOptions {
@@ -370,6 +374,8 @@ export class MetaState {
         return ok(s3Users(this.#t));
       case 's3Credential':
         return s3Credential(this.#t, q.accessKeyId);
+      case 'dashboardUsers':
+        return ok(dashboardUsers(this.#t));
     }
   }
 
@@ -378,6 +384,12 @@ export class MetaState {
   /** The state as msgpack chunks of at most snapshotChunkBytesMax; consume before the next apply. */
   snapshot(): Iterable<Uint8Array> {
     return writeSnapshot(this.#t);
+  }
+
+  /** A dashboard login with its password hash, for the master checking a login (never sent to clients). */
+  dashboardUser(name: string): DashboardUser | undefined {
+    const u = this.#t.dashboardUsers.get(name);
+    return u === undefined ? undefined : { ...u };
   }
 
   /** SHA-256 (hex) of the canonical snapshot: equal on masters that applied the same entries. */

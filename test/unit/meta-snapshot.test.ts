@@ -222,7 +222,7 @@ test('special files keep their type and device number through a snapshot; format
 
 test('a header from another format version, or no header at all, is refused', () => {
   const chunks = [...new MetaState().snapshot()];
-  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 7 }))), /format version 7, this build reads 2, 3, 4, 5, 6/);
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 8 }))), /format version 8, this build reads 2, 3, 4, 5, 6, 7/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 1 }))), /format version 1/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), magic: 'other' }))), /not a metadata snapshot/);
   assert.match(corruptCode(chunks.slice(1)), /chunk 0 is numbered 1/);
@@ -391,12 +391,37 @@ test('S3 access keys: kept through a snapshot with their secrets; a damaged or m
   assert.ok(alice.ok);
   assert.deepEqual(alice.value, { accessKeyId: 'AKIDALICE', secretKey: 'alice-secret-1', buckets: ['logs', 'photos'], uid: 1000, gid: 100, createdMs: (alice.value as { createdMs: number }).createdMs });
   const usersAt = chunks.findIndex((c) => kindOf(c) === 11);
-  assert.equal(usersAt, chunks.length - 2, 'the keys come last, before the end');
+  assert.equal(usersAt, chunks.length - 2, 'the keys come last (no dashboard users here), before the end');
   assert.match(corruptCode(rewriteChunk(chunks, usersAt, (rs) => (rs as unknown[][]).map((r) => [r[0], '', ...r.slice(2)]))), /S3 user 'AKIDADMIN' has an invalid secret/);
   assert.match(corruptCode(rewriteChunk(chunks, usersAt, (rs) => (rs as unknown[][]).reverse())), /out of order or repeated/);
   assert.match(corruptCode(rewriteChunk(chunks, usersAt, (rs) => (rs as unknown[][]).map((r) => [r[0], r[1], ['Bad_Bucket'], ...r.slice(3)]))), /invalid bucket name/);
   // A format 5 snapshot has no such section: one there is damage.
   assert.match(corruptCode(asFormat(chunks, 5)), /records in a chunk of kind 11/);
+});
+
+const hashOf = (c: string): string => `scrypt$16384$8$1$${'s'.repeat(22)}$${c.repeat(43)}`;
+
+test('dashboard users: kept through a snapshot with their password hashes; a damaged or misplaced record is refused', () => {
+  const log = populated(6);
+  log.ok({ op: 'dashboardUserAdd', name: 'ops', passwordHash: hashOf('a'), uid: 0, gid: 0 });
+  log.ok({ op: 'dashboardUserAdd', name: 'alice', passwordHash: hashOf('b'), uid: 1000, gid: 100 });
+  assert.equal(log.run({ op: 'dashboardUserAdd', name: 'ops', passwordHash: hashOf('c'), uid: 0, gid: 0 }).ok, false, 'a second add of one name is refused');
+  const chunks = [...log.state.snapshot()];
+  const copy = MetaState.restore(chunks);
+  assert.equal(copy.stateHash(), log.state.stateHash());
+  assert.equal(copy.dashboardUser('ops')?.passwordHash, hashOf('a'));
+  assert.equal(copy.dashboardUser('alice')?.uid, 1000);
+  const listed = copy.query({ op: 'dashboardUsers' });
+  assert.ok(listed.ok);
+  assert.deepEqual((listed.value as { name: string }[]).map((u) => u.name), ['alice', 'ops']);
+  assert.ok(!JSON.stringify(listed.value).includes('scrypt'), 'listings carry no hashes');
+  const usersAt = chunks.findIndex((c) => kindOf(c) === 12);
+  assert.equal(usersAt, chunks.length - 2, 'the logins come last, before the end');
+  assert.match(corruptCode(rewriteChunk(chunks, usersAt, (rs) => (rs as unknown[][]).map((r) => [r[0], 'plain-password', ...r.slice(2)]))), /dashboard user 'alice' has an invalid password hash/);
+  assert.match(corruptCode(rewriteChunk(chunks, usersAt, (rs) => (rs as unknown[][]).reverse())), /out of order or repeated/);
+  assert.match(corruptCode(asFormat(chunks, 6)), /records in a chunk of kind 12/);
+  log.ok({ op: 'dashboardUserRemove', name: 'ops' });
+  assert.equal(log.state.dashboardUser('ops'), undefined);
 });
 
 test('extended attributes: kept through a snapshot; a damaged list is refused', () => {
