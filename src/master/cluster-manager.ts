@@ -211,7 +211,7 @@ export class ClusterManager {
       .map(([workerId, s]) => ({
         workerId,
         heartbeatAgeMs: Math.max(0, now - s.atMs),
-        targets: [...s.reports.values()].map((t) => ({ targetId: t.targetId, chunks: t.chunks, chunksCorrupt: t.chunksCorrupt ?? 0 })),
+        targets: [...s.reports.values()].map((t) => ({ targetId: t.targetId, chunks: t.chunks, chunksCorrupt: t.chunksCorrupt ?? 0, usedBytes: t.usedBytes, capacityBytes: t.capacityBytes })),
         scrub: s.scrub,
       }));
   }

@@ -65,7 +65,7 @@ export interface WorkerHealth {
   workerId: number;
   /** Milliseconds since its last heartbeat reached this leader. */
   heartbeatAgeMs: number;
-  targets: { targetId: number; chunks: number; chunksCorrupt: number }[];
+  targets: { targetId: number; chunks: number; chunksCorrupt: number; usedBytes: number; capacityBytes: number }[];
   scrub: ScrubReport | undefined;
 }
 
