@@ -11,6 +11,7 @@ import { withClient as run, type TargetFlags } from './cluster-target.ts';
 import { jsonLine, printable } from './format.ts';
 import { decommissionReport } from './worker-cmd.ts';
 import type { QuarantineReport } from '../master/quarantine.ts';
+import { clusterSummary } from '../master/cluster-summary.ts';
 
 type Flags = TargetFlags & { json?: boolean };
 
@@ -61,28 +62,14 @@ function registeredColumn(w: WorkerInfo): string {
 async function report(c: MasterClient, o: Flags): Promise<void> {
   const routing = await c.query<RoutingInfo>('cluster.routing', {});
   const decommissioned = await decommissionReport(c, await c.query<WorkerInfo[]>('meta.query', { op: 'workers' }));
-  const byState: Record<string, number> = {};
-  for (const t of routing.targets) byState[t.state] = (byState[t.state] ?? 0) + 1;
-  const state = (id: number): string => routing.targets.find((t) => t.targetId === id)?.state ?? 'unknown';
-  const unavailable = routing.chains.filter((ch) => !ch.targetIds.some((id) => state(id) === 'serving'));
-  // A moving chain's newcomer syncs beside a full set of serving members: that chain is not degraded.
-  const degraded = routing.chains.filter((ch) => !unavailable.includes(ch) && ch.targetIds.some((id) => id !== ch.moving?.toTargetId && state(id) !== 'serving'));
+  const summary = { ...clusterSummary(routing), ...(await dataHealth(c)), quarantine: await c.query<QuarantineReport>(MasterWorkerMethod.quarantine, {}) };
+  const byState = summary.targetsByState;
+  const chainsById = new Map(routing.chains.map((ch) => [ch.chainId, ch]));
+  const degraded = summary.chainsDegraded.map((id) => chainsById.get(id)!);
+  const unavailable = summary.chainsUnavailable.map((id) => chainsById.get(id)!);
   const moving = routing.chains.filter((ch) => ch.moving !== undefined);
+  const state = (id: number): string => routing.targets.find((t) => t.targetId === id)?.state ?? 'unknown';
   const workerOf = (id: number): number | undefined => routing.targets.find((t) => t.targetId === id)?.workerId;
-  const summary = {
-    clusterId: routing.clusterId,
-    routingVersion: routing.routingVersion,
-    workers: routing.workers.length,
-    targets: routing.targets.length,
-    targetsByState: byState,
-    chains: routing.chains.length,
-    chainsDegraded: degraded.map((ch) => ch.chainId),
-    chainsUnavailable: unavailable.map((ch) => ch.chainId),
-    chainsMoving: moving.map((ch) => ({ chainId: ch.chainId, fromTargetId: ch.moving!.fromTargetId, toTargetId: ch.moving!.toTargetId, toState: state(ch.moving!.toTargetId) })),
-    capacityBytes: routing.targets.reduce((n, t) => n + t.capacityBytes, 0),
-    ...(await dataHealth(c)),
-    quarantine: await c.query<QuarantineReport>(MasterWorkerMethod.quarantine, {}),
-  };
   if (o.json) return console.log(jsonLine({ ...summary, ...decommissioned.json }));
   console.log(`cluster ${summary.clusterId || '(not named yet)'}, routing version ${summary.routingVersion}`);
   console.log(`workers: ${summary.workers}, targets: ${summary.targets} (${Object.entries(byState).map(([s, n]) => `${n} ${s}`).join(', ') || 'none'}), raw capacity ${formatBytes(summary.capacityBytes)}`);
