@@ -7,6 +7,7 @@ import { RpcError, RpcErrorCode } from './errors.ts';
 import { decodeBody, encodeBody, frameBytes, requestHeaderOverheadBytes, type Frame } from './frame.ts';
 import { connectTimeoutMsDefault, frameBytesMaxDefault, handshakeFrameBytesMax, inflightMaxDefault, methodLengthMax, reconnectBackoffMsDefault, sendBacklogBytesMaxDefault, timeoutMsDefault, timeoutMsMax } from './limits.ts';
 import { checkPositiveInt, checkSecret } from './options.ts';
+import type { RpcMetrics } from './metrics.ts';
 
 export interface RpcClientOptions {
   /** Cluster secret; must match the server's, and be absent on both sides in dev mode. */
@@ -17,6 +18,8 @@ export interface RpcClientOptions {
   reconnectBackoffMs?: { min: number; max: number };
   /** Bytes queued for a server that does not read them, beyond which one-way messages are dropped; default sendBacklogBytesMaxDefault. */
   sendBacklogBytesMax?: number;
+  /** Counts and times each call by method and result (/metrics). */
+  metrics?: RpcMetrics;
 }
 
 export interface CallOptions {
@@ -72,6 +75,7 @@ export class RpcClient {
   private lastId = 0;
   private closed = false;
   private readonly sendBacklogBytesMax: number;
+  private readonly metrics: RpcMetrics | undefined;
   /** One-way messages dropped because the server was not reading what was already sent. */
   messagesDropped = 0;
 
@@ -86,6 +90,7 @@ export class RpcClient {
     this.backoffMs = { min: backoff.min, max: backoff.max };
     this.inflightMax = checkPositiveInt('inflightMax', opts.inflightMax ?? inflightMaxDefault);
     this.sendBacklogBytesMax = checkPositiveInt('sendBacklogBytesMax', opts.sendBacklogBytesMax ?? sendBacklogBytesMaxDefault);
+    this.metrics = opts.metrics;
     this.target = {
       address,
       host,
@@ -121,7 +126,7 @@ export class RpcClient {
       this.waiting.add(call);
       this.ensureConnection();
     }
-    return promise;
+    return this.metrics === undefined ? promise : timed(promise, method, this.metrics);
   }
 
   /**
@@ -322,4 +327,20 @@ export class RpcClient {
       if (this.finish(call)) call.reject(err);
     }
   }
+}
+
+/** The call's promise, counted and timed when it settles. */
+function timed<T>(promise: Promise<T>, method: string, metrics: RpcMetrics): Promise<T> {
+  const startedAt = performance.now();
+  return promise.then(
+    (v) => {
+      metrics.call(method, 'ok', (performance.now() - startedAt) / 1000);
+      return v;
+    },
+    (err: unknown) => {
+      const code = (err as { code?: unknown } | null)?.code;
+      metrics.call(method, typeof code === 'string' ? code : RpcErrorCode.Internal, (performance.now() - startedAt) / 1000);
+      throw err;
+    },
+  );
 }

@@ -6,4 +6,5 @@ export { reply, type CallContext, type Handler, type Reply } from './handler.ts'
 export { RpcServer, type HandleOptions, type RpcServerOptions, type RpcServerStats } from './server.ts';
 export { RpcClient, type CallOptions, type CallResult, type RpcClientOptions } from './client.ts';
 export type { RpcLog } from './server-connection.ts';
+export { unknownMethodLabel, type RpcMetrics } from './metrics.ts';
 export * as rpcLimits from './limits.ts';

@@ -12,6 +12,7 @@ import { decodeBody, decodeFrameHead, encodeBody, encodeHeader, frameBytes, type
 import { isReply, type CallContext, type Handler } from './handler.ts';
 import { errorCodeLengthMax, errorMessageLengthMax, handshakeFrameBytesMax, headerBytesMax, protocolVersion, timeoutMsDefault } from './limits.ts';
 import type { BudgetWaiter, RequestBudget } from './request-budget.ts';
+import { unknownMethodLabel, type RpcMetrics } from './metrics.ts';
 
 export type RpcLog = (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
 
@@ -36,10 +37,13 @@ export interface ServerSettings {
   /** Counts (and now and then logs) a request refused, or a one-way message dropped, for want of budget. */
   onRefused(kind: 'request' | 'message', peer: string): void;
   log: RpcLog;
+  metrics: RpcMetrics | undefined;
 }
 
 interface RunningCall {
   method: string;
+  /** performance.now() when its handler started (for metrics). */
+  startedAt: number;
   controller: AbortController;
   timer: NodeJS.Timeout;
   /** Gives the request's bytes back to the budget once its handler is done. */
@@ -284,17 +288,21 @@ export class ServerConnection {
       });
     }
     const handler = this.settings.handlers.get(method);
-    if (handler === undefined) return this.sendError(id, { code: RpcErrorCode.UnknownMethod, message: `unknown method ${method}`, details: { method } });
+    if (handler === undefined) {
+      this.settings.metrics?.call(unknownMethodLabel, RpcErrorCode.UnknownMethod, undefined);
+      return this.sendError(id, { code: RpcErrorCode.UnknownMethod, message: `unknown method ${method}`, details: { method } });
+    }
     let body: unknown;
     try {
       body = decodeBody(frame.body);
     } catch (err) {
+      this.settings.metrics?.call(method, RpcErrorCode.BadRequest, undefined);
       return this.sendError(id, { code: RpcErrorCode.BadRequest, message: (err as Error).message });
     }
     const controller = new AbortController();
     const timeoutMs = h.timeoutMs ?? timeoutMsDefault;
     const timer = setTimeout(() => controller.abort(new RpcError(RpcErrorCode.Timeout, `${method} passed its deadline of ${timeoutMs} ms`)), timeoutMs);
-    const call: RunningCall = { method, controller, timer, release };
+    const call: RunningCall = { method, startedAt: performance.now(), controller, timer, release };
     this.calls.set(id, call);
     const ctx: CallContext = { signal: controller.signal, peer: this.peer, payload: frame.payload };
     let result: Promise<unknown>;
@@ -314,8 +322,10 @@ export class ServerConnection {
     const method = h.method as string;
     const handler = this.settings.handlers.get(method);
     const drop = (why: string): void => this.settings.log('warn', `rpc: one-way ${method} dropped: ${why}`, { peer: this.peer });
+    const metrics = this.settings.metrics;
     if (handler === undefined) {
       release();
+      metrics?.call(unknownMethodLabel, RpcErrorCode.UnknownMethod, undefined);
       return drop('unknown method');
     }
     let body: unknown;
@@ -323,6 +333,7 @@ export class ServerConnection {
       body = decodeBody(frame.body);
     } catch (err) {
       release();
+      metrics?.call(method, RpcErrorCode.BadRequest, undefined);
       return drop((err as Error).message);
     }
     const ctx: CallContext = { signal: this.closedSignal.signal, peer: this.peer, payload: frame.payload };
@@ -332,11 +343,21 @@ export class ServerConnection {
     } catch (err) {
       result = Promise.reject(err);
     }
-    result.catch((err: unknown) => drop(this.toWireError(method, err).message)).finally(release);
+    result
+      .then(
+        () => metrics?.call(method, 'ok', undefined),
+        (err: unknown) => {
+          const wire = this.toWireError(method, err);
+          metrics?.call(method, wire.code, undefined);
+          drop(wire.message);
+        },
+      )
+      .finally(release);
   }
 
   private settle(id: number, call: RunningCall, value: unknown, err: unknown, failed: boolean): void {
     clearTimeout(call.timer);
+    if (this.settings.metrics !== undefined) this.settings.metrics.call(call.method, resultCode(call, err, failed), (performance.now() - call.startedAt) / 1000);
     call.release();
     if (this.calls.get(id) === call) this.calls.delete(id);
     const onSent = isReply(value) ? value.onSent : undefined;
@@ -420,4 +441,12 @@ export class ServerConnection {
     this.closedSignal.abort(new RpcError(RpcErrorCode.Unavailable, 'connection closed'));
     this.onClosed(this);
   }
+}
+
+/** A finished call's code for metrics: the abort's (deadline, cancel, disconnect), the error's, or 'ok'. */
+function resultCode(call: RunningCall, err: unknown, failed: boolean): string {
+  const signal = call.controller.signal;
+  const e = (signal.aborted ? signal.reason : failed ? err : undefined) as { code?: unknown } | null | undefined;
+  if (e === undefined) return 'ok';
+  return typeof e === 'object' && e !== null && typeof e.code === 'string' && e.code.length > 0 && e.code.length <= errorCodeLengthMax ? e.code : RpcErrorCode.Internal;
 }

@@ -25,6 +25,7 @@ import {
 import { RequestBudget } from './request-budget.ts';
 import { ServerConnection, type RpcLog, type ServerSettings } from './server-connection.ts';
 import { peerName } from './framed-socket.ts';
+import type { RpcMetrics } from './metrics.ts';
 
 export interface RpcServerOptions {
   /** Cluster secret; without it there is no handshake (dev mode). */
@@ -47,6 +48,8 @@ export interface RpcServerOptions {
   /** How long a request waits for room in requestBytesMax before it is refused; default admissionWaitMsDefault. */
   admissionWaitMs?: number;
   log?: RpcLog;
+  /** Counts and times each call by method and result (/metrics). */
+  metrics?: RpcMetrics;
 }
 
 /** What a server holds and has refused since it started, for /metrics and tests. */
@@ -115,6 +118,7 @@ export class RpcServer {
       internalBytes: this.internalBytes,
       onRefused: (kind, peer) => this.noteRefusal(kind === 'request' ? 'requests' : 'messages', peer),
       log: opts.log ?? stderrLog,
+      metrics: opts.metrics,
     };
   }
 
