@@ -16,6 +16,7 @@ import { JournalError, JournalErrorCode } from './errors.ts';
 import { checkSnapshotReachesWal } from './snapshot-gap.ts';
 import { TickClock } from './tick-clock.ts';
 import { Wal, type WalBug, type WalRepair } from './wal.ts';
+import type { JournalMetrics } from '../metrics.ts';
 
 /** How far persisting a Ready's snapshot got: the file written, then recorded in the WAL. */
 interface SnapshotProgress {
@@ -53,6 +54,8 @@ export interface RaftDriverOptions {
   onDiskFull?(err: unknown, attempt: number): void;
   bugs?: ReadonlySet<DriverBug | WalBug>;
   walSegmentBytesMax?: number;
+  /** Told of each WAL sync (entries, duration) and each checkpoint (duration, size). */
+  metrics?: JournalMetrics;
 }
 
 export class RaftDriver {
@@ -230,7 +233,9 @@ export class RaftDriver {
       this.raft.replaceSnapshotData(progress.file.meta.index, progress.file);
       this.closeReplacedSnapshotFiles();
     }
+    const startedMs = this.opts.clock.now();
     await this.wal.save(this.hardStateUnsaved, rd.entries);
+    this.opts.metrics?.persisted(rd.entries.length, (this.opts.clock.now() - startedMs) / 1000);
     this.hardStateUnsaved = undefined;
   }
 
@@ -247,6 +252,7 @@ export class RaftDriver {
   }
 
   private async checkpointOnce(takeData: () => Iterable<Uint8Array>, keepEntries: number): Promise<number> {
+    const startedMs = this.opts.clock.now();
     const writer = await SnapshotWriter.create(this.opts.disk, this.opts.dir);
     let file: SnapshotFile;
     try {
@@ -266,6 +272,7 @@ export class RaftDriver {
       await writer.abort();
       throw err;
     }
+    this.opts.metrics?.checkpointed((this.opts.clock.now() - startedMs) / 1000, file.byteLength);
     this.snapshotFiles.add(file);
     await this.betweenCycles(() => this.raft.compact(file.meta.index, file, keepEntries));
     this.closeReplacedSnapshotFiles();

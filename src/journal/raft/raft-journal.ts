@@ -13,6 +13,7 @@ import { JournalError, JournalErrorCode } from './errors.ts';
 import { decodeMemberFrame, encodeMemberFrame } from './member-frame.ts';
 import { checkMessages } from './message-check.ts';
 import { framePieces, readFrames } from './snapshot-frames.ts';
+import { noJournalMetrics, type JournalMetrics } from '../metrics.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -55,6 +56,8 @@ export interface RaftJournalOptions {
   bugs?: ReadonlySet<DriverBug | WalBug>;
   /** WAL segment size (the default is for production; tests and the simulator roll segments sooner). */
   walSegmentBytesMax?: number;
+  /** Counts proposals, WAL syncs, leader changes, checkpoints and messages by peer (/metrics). */
+  metrics?: JournalMetrics;
   /** Core settings beyond the journal's own (flow control, chunk sizes, pre-vote): tests and the simulator. */
   raftTuning?: Partial<Omit<RaftConfig, 'id' | 'voters' | 'rand' | 'leaseHolds'>>;
 }
@@ -133,9 +136,13 @@ export class RaftJournal implements Journal {
   private diskFull: string | undefined;
   private diskTimer: Timer | undefined;
   private handingOff = false;
+  private readonly metrics: JournalMetrics;
+  /** The last leader this node heard of (0: none yet), to count changes. */
+  private leaderSeen = 0;
 
   constructor(opts: RaftJournalOptions) {
     this.opts = { ...raftJournalDefaults, ...stripUndefined(opts) } as RaftJournalOptions & typeof raftJournalDefaults;
+    this.metrics = opts.metrics ?? noJournalMetrics;
     for (const [id, addr] of opts.founders) this.addresses.set(id, addr);
     this.addresses.set(opts.id, opts.address);
   }
@@ -147,6 +154,8 @@ export class RaftJournal implements Journal {
       const b = body as { from?: unknown; address?: unknown };
       // A peer's own word for its address, in case no entry has told us yet (a new member).
       if (typeof b.from === 'number' && typeof b.address === 'string' && !this.addresses.has(b.from) && !this.removedIds.has(b.from)) this.addresses.set(b.from, b.address);
+      // Only known members become a peer label: an id made up by a sender does not.
+      if (msgs.length > 0 && this.addresses.has(msgs[0].from)) this.metrics.received(msgs[0].from, msgs.length);
       for (const m of msgs) {
         if (m.to !== this.opts.id) continue;
         if (this.removedIds.has(m.from)) this.droppedFromRemoved(m.from, b.address);
@@ -160,6 +169,7 @@ export class RaftJournal implements Journal {
       dir: this.opts.dir,
       bugs: this.opts.bugs,
       walSegmentBytesMax: this.opts.walSegmentBytesMax,
+      metrics: this.metrics,
       onReady: this.opts.observer?.onReady,
       raft: {
         id: this.opts.id,
@@ -179,6 +189,10 @@ export class RaftJournal implements Journal {
       restore: (snap) => this.restoreSnapshot(snap),
       onSoftState: (s) => {
         this.log('info', `role ${s.role}, leader ${s.leader || 'unknown'}`, { term: this.driver?.raft.term });
+        if (s.leader !== 0 && s.leader !== this.leaderSeen) {
+          this.leaderSeen = s.leader;
+          this.metrics.leaderChanged();
+        }
         if (s.role !== Role.Leader) this.failPendingReads();
       },
       onReadState: (r) => this.onReadState(r),
@@ -218,6 +232,7 @@ export class RaftJournal implements Journal {
     const raft = this.raft();
     this.refuseIfDiskFull();
     const { index, term } = this.guard(() => raft.propose(entry));
+    this.metrics.proposed();
     this.driver!.kick();
     return new Promise((resolve, reject) => {
       const timer = this.opts.clock.after(this.opts.proposalTimeoutMs, () => {
@@ -413,6 +428,7 @@ export class RaftJournal implements Journal {
       // answers are messages of their own, so a response per call would only cost system calls.
       try {
         client.notify('raft.step', body);
+        this.metrics.sent(to, batch.length, bytes);
       } catch (err) {
         this.log('error', `messages to node ${to} cannot be sent: ${(err as Error).message}`);
       }

@@ -23,6 +23,7 @@ import type { Journal, JournalStatus, MemberStatus, NodeInfo, StateMachine } fro
 import type { SnapshotFile } from '../raft/snapshot-file.ts';
 import { fetchCheckpoint, loadCheckpoint, serveCheckpoints, writeCheckpoint, type CheckpointInfo } from './checkpoints.ts';
 import { batchOverheadBytes, decodeBatch, encodeBatch, entryOverheadBytes } from './batch.ts';
+import { noJournalMetrics, type JournalMetrics } from '../metrics.ts';
 import { isZk, ZkError, ZkSession, type Op } from './zk-session.ts';
 
 export interface ZkJournalOptions {
@@ -60,6 +61,8 @@ export interface ZkJournalOptions {
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
   /** Called when the journal can no longer go on (a damaged log). */
   onFatal?: (err: unknown) => void;
+  /** Counts proposals, appends to ZooKeeper (entries, duration), leader changes and checkpoints (/metrics). */
+  metrics?: JournalMetrics;
 }
 
 export const zkJournalDefaults = {
@@ -186,6 +189,9 @@ export class ZkJournal implements Journal {
   private compacting = false;
   /** The oldest log index still in ZooKeeper, as far as this master knows. */
   private firstIndex = 1;
+  private readonly metrics: JournalMetrics;
+  /** The newest epoch counted as a leader change. */
+  private epochCounted = 0;
 
   constructor(opts: ZkJournalOptions) {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(opts.clusterId)) {
@@ -193,6 +199,14 @@ export class ZkJournal implements Journal {
     }
     const defined = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
     this.opts = { ...zkJournalDefaults, ...defined } as ZkJournalOptions & typeof zkJournalDefaults;
+    this.metrics = opts.metrics ?? noJournalMetrics;
+  }
+
+  /** Each epoch is one leadership: a newer one seen is a leader change. */
+  private countEpoch(epoch: number): void {
+    if (epoch <= this.epochCounted) return;
+    this.epochCounted = epoch;
+    this.metrics.leaderChanged();
   }
 
   private get root(): string {
@@ -397,6 +411,7 @@ export class ZkJournal implements Journal {
     const { version } = await zk.getData('/epoch');
     // Taking the next epoch fences every append of the masters that led before.
     this.epoch = await zk.setData('/epoch', json({ id: this.opts.id, address: this.opts.address }), version);
+    this.countEpoch(this.epoch);
     await this.catchUp(); // the log cannot grow under us any more: read it to its end
     await this.applyGate; // a leader applies as it commits
     if (this.zk !== zk || this.role !== 'candidate') return;
@@ -471,6 +486,7 @@ export class ZkJournal implements Journal {
       if (this.role !== 'leader') {
         this.epoch = Math.max(this.epoch, version);
         this.leaderInfo = parseInfo(data);
+        if (this.leaderInfo !== undefined) this.countEpoch(version);
       } else if (version > this.epoch) {
         void this.recover(new CairnError(ErrorCode.NotLeader, `master ${this.opts.id} was deposed at epoch ${version}`));
       }
@@ -627,6 +643,7 @@ export class ZkJournal implements Journal {
     if (this.queue.length >= this.opts.proposalsQueuedMax) return Promise.reject(new CairnError(ErrorCode.Busy, `${this.queue.length} proposals are waiting for ZooKeeper; retry`));
     return new Promise((resolve, reject) => {
       const p: Proposal = { entry, resolve, reject, timer: undefined as unknown as NodeJS.Timeout };
+      this.metrics.proposed();
       p.timer = setTimeout(() => this.settle(p, undefined, new CairnError(ErrorCode.Timeout, `proposal not committed within ${this.opts.proposalTimeoutMs} ms; it may still take effect`)), this.opts.proposalTimeoutMs);
       this.queue.push(p);
       if (!this.flushScheduled) {
@@ -697,6 +714,7 @@ export class ZkJournal implements Journal {
         void this.recover(reason);
         return;
       }
+      this.metrics.persisted(b.proposals.length, (performance.now() - b.sentAt) / 1000);
       this.readCursor = this.readCursor.seq + 1 < this.bucketEntriesMax ? { bucket: this.readCursor.bucket, seq: this.readCursor.seq + 1 } : { bucket: this.readCursor.bucket + 1, seq: 0 };
       this.lastConfirmedAt = Math.max(this.lastConfirmedAt, b.sentAt);
       for (const p of b.proposals) {
@@ -791,6 +809,7 @@ export class ZkJournal implements Journal {
   checkpoint(): Promise<number> {
     this.checkpointing ??= (async () => {
       if (this.checkpointFile !== undefined && this.checkpointFile.meta.index === this.applied) return this.applied;
+      const startedAt = performance.now();
       // A standby writes in steps and stops applying meanwhile (it only falls behind); a leader
       // cannot stop applying, and writes in one step (rarely: see mayCheckpointNow).
       const inSteps = this.role !== 'leader';
@@ -809,6 +828,7 @@ export class ZkJournal implements Journal {
         open();
       });
       const { file, info } = await written;
+      this.metrics.checkpointed((performance.now() - startedAt) / 1000, file.byteLength);
       this.replaceCheckpointFile(file);
       await this.publishCheckpoint(info).catch((err: unknown) => this.log('warn', `checkpoint ${info.index} not announced: ${(err as Error).message}`));
       this.log('info', `zookeeper journal: checkpoint at index ${info.index}`);
