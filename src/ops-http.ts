@@ -1,7 +1,10 @@
 // The HTTP face every cairn process shows operators: /metrics (Prometheus text) and /healthz
-// (200 or 503 with a JSON body). Each process brings its own registry and health check.
+// (200 or 503 with a JSON body). Each process brings its own registry and health check. /metrics
+// may require the cluster secret as a bearer token (OpsHttpOptions.metricsToken).
 
+import { timingSafeEqual, createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { CairnError, ErrorCode } from './errors.ts';
 import type { Registry } from 'prom-client';
 import { formatAddress } from './address.ts';
 
@@ -18,9 +21,27 @@ export interface Health {
 /** Serves one request the ops endpoints do not (the masters' dashboard); false: not its path. */
 export type ExtraRoutes = (req: IncomingMessage, res: ServerResponse) => boolean;
 
-export async function startOpsHttp(host: string, port: number, registry: Registry, health: () => Health, extra?: ExtraRoutes): Promise<HttpEndpoint> {
+export interface OpsHttpOptions {
+  /**
+   * When set, /metrics answers 401 unless the request carries `Authorization: Bearer <token>`
+   * (the cluster secret; --metrics-auth). Empty is refused: it must never mean "no check".
+   */
+  metricsToken?: string;
+}
+
+/** /metrics's check: the cluster secret as bearer token when asked for (a missing or empty one refuses to start). */
+export function opsHttpOptions(metricsAuth: boolean | undefined, secret: string | undefined): OpsHttpOptions {
+  return metricsAuth === true ? { metricsToken: secret ?? '' } : {};
+}
+
+export async function startOpsHttp(host: string, port: number, registry: Registry, health: () => Health, extra?: ExtraRoutes, opts: OpsHttpOptions = {}): Promise<HttpEndpoint> {
+  const authorized = metricsAuthorizer(opts.metricsToken);
   const server: Server = createServer((req, res) => {
     if (req.url === '/metrics') {
+      if (!authorized(req)) {
+        res.writeHead(401, { 'www-authenticate': 'Bearer realm="cairn metrics"' }).end('/metrics needs Authorization: Bearer <cluster secret>\n');
+        return;
+      }
       registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
         (err: unknown) => res.writeHead(500).end(String(err)),
@@ -47,8 +68,22 @@ export async function startOpsHttp(host: string, port: number, registry: Registr
     close: () =>
       new Promise((resolve) => {
         server.close(() => resolve());
-        // Live streams (the dashboard's) never end by themselves.
+        // Live streams (the dashboard's) never end by themselves; a scrape in progress gets a
+        // closed connection (its answer, written later, goes nowhere), never a hang.
         server.closeAllConnections();
       }),
+  };
+}
+
+/** Checks a request's bearer token against `token` in constant time (both hashed first, so lengths leak nothing). */
+function metricsAuthorizer(token: string | undefined): (req: IncomingMessage) => boolean {
+  if (token === undefined) return () => true;
+  if (token.length === 0) throw new CairnError(ErrorCode.BadOption, '/metrics authentication needs the cluster secret, and it is empty: set --secret (or CAIRN_SECRET), or leave --metrics-auth off');
+  const want = createHash('sha256').update(token).digest();
+  return (req) => {
+    const header = req.headers.authorization;
+    const m = typeof header === 'string' ? /^Bearer (.+)$/.exec(header) : null;
+    if (m === null) return false;
+    return timingSafeEqual(createHash('sha256').update(m[1]).digest(), want);
   };
 }

@@ -50,7 +50,7 @@ function readConfigFile(path: string): Source {
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
-  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries', 'insecure', 'replaceAfterMs', 'rebalanceMoves', ...limitKeys, 'pendingCallsMax'], env);
+  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries', 'insecure', 'replaceAfterMs', 'rebalanceMoves', ...limitKeys, 'pendingCallsMax', 'metricsAuth'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
@@ -58,6 +58,7 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   const peers = join ? new Map<number, string>() : s.peers === undefined ? new Map([[id, listen]]) : parsePeers(s.peers);
   if (!join && peers.get(id) === undefined) throw configError(`--peers must include this master (id ${id})`);
   const secret = parseSecret(s.secret, s.insecure, 'master');
+  const metricsAuth = parseMetricsAuth(s.metricsAuth, secret);
   const tickMs = s.tickMs === undefined ? undefined : parsePositiveInt(s.tickMs, '--tick-ms');
   const checkpointEvery = s.checkpointEvery === undefined ? undefined : parsePositiveInt(s.checkpointEvery, '--checkpoint-every');
   const checkpointKeep = s.checkpointKeep === undefined ? undefined : parseNonNegativeInt(s.checkpointKeep, '--checkpoint-keep');
@@ -75,7 +76,7 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   if (rebalanceMoves !== undefined && rebalanceMoves > rebalanceMovesMax) throw configError(`--rebalance-moves must be 0 to ${rebalanceMovesMax}, got ${rebalanceMoves}`);
   const limits: MasterConfig['limits'] = { ...parseLimits(s) };
   if (s.pendingCallsMax !== undefined) limits.pendingCallsMax = parsePositiveInt(s.pendingCallsMax, '--pending-calls-max');
-  return { id, dir: s.dir, listen, peers, secret, tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(rebalanceMoves === undefined ? {} : { rebalanceMoves }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
+  return { id, dir: s.dir, listen, peers, secret, ...(metricsAuth ? { metricsAuth } : {}), tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(rebalanceMoves === undefined ? {} : { rebalanceMoves }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
 }
 
 /** Moves at once beyond this would only queue behind one another on the workers' disks and networks. */
@@ -145,7 +146,7 @@ function parseTiming(heartbeat: unknown, offline: unknown): ClusterTiming | unde
 
 /** `cairn worker`: --target is repeated on the command line, comma-separated in CAIRN_TARGETS, a list in the config file. */
 export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  const s = mergeSources(flags, ['id', 'listen', 'masters', 'secret', 'http', 'domain', 'insecure', 'scrubMibPerS', 'scrubPauseMs', 'resyncMibPerS', ...limitKeys, 'readMemoryMib'], env);
+  const s = mergeSources(flags, ['id', 'listen', 'masters', 'secret', 'http', 'domain', 'insecure', 'scrubMibPerS', 'scrubPauseMs', 'resyncMibPerS', ...limitKeys, 'readMemoryMib', 'metricsAuth'], env);
   const id = parsePositiveInt(s.id, '--id');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
   if (typeof s.masters !== 'string') throw configError('--masters is required: the masters as host:port,...');
@@ -156,6 +157,7 @@ export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = proces
     throw configError('--target is required: one data directory per target (repeat --target for more)');
   }
   const secret = parseSecret(s.secret, s.insecure, 'worker');
+  const metricsAuth = parseMetricsAuth(s.metricsAuth, secret);
   const http = s.http === undefined ? undefined : parseAddress(s.http, '--http', { portZero: true });
   const domain = typeof s.domain === 'string' && s.domain !== '' ? s.domain : undefined;
   const scrub: WorkerConfig['scrub'] = {};
@@ -167,7 +169,7 @@ export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = proces
     limits.readBytesMax = parsePositiveInt(s.readMemoryMib, '--read-memory-mib') * 2 ** 20;
     if (limits.readBytesMax < chunkSizeBytesMax) throw configError(`--read-memory-mib must be at least ${chunkSizeBytesMax / 2 ** 20} (a read of the largest chunk), got ${JSON.stringify(s.readMemoryMib)}`);
   }
-  return { id, listen, masters, targets: given.map((d: string) => d.trim()), secret, http, domain, ...(Object.keys(scrub).length === 0 ? {} : { scrub }), ...(resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
+  return { id, listen, masters, targets: given.map((d: string) => d.trim()), secret, ...(metricsAuth ? { metricsAuth } : {}), http, domain, ...(Object.keys(scrub).length === 0 ? {} : { scrub }), ...(resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
 }
 
 /**
@@ -184,6 +186,13 @@ function parseSecret(secret: unknown, insecure: unknown, what: string): string |
   if (typeof secret !== 'string' || secret.trim() === '') throw configError('the cluster secret is empty (an unset variable?): give the secret itself');
   if (open) throw configError('--insecure and a secret contradict each other: drop one');
   return secret;
+}
+
+/** --metrics-auth: /metrics asks for the cluster secret as a bearer token; without a secret there is nothing to ask for. */
+export function parseMetricsAuth(v: unknown, secret: string | undefined): boolean {
+  const on = parseBool(v, '--metrics-auth');
+  if (on && (secret === undefined || secret === '')) throw configError('--metrics-auth makes /metrics ask for the cluster secret, and there is none (--insecure): give --secret, or drop --metrics-auth');
+  return on;
 }
 
 function parseBool(v: unknown, flag: string): boolean {

@@ -103,6 +103,9 @@ interface Seen {
   atMs: number;
   reports: Map<number, TargetReport>;
   scrub?: ScrubReport;
+  /** Cumulative bytes the worker read and wrote, as its last heartbeat said (validated there). */
+  bytesRead?: number;
+  bytesWritten?: number;
 }
 
 /** Deleted files whose chunks one round collects. */
@@ -198,7 +201,7 @@ export class ClusterManager {
     if (worker === undefined || worker.instance !== hb.instance) {
       throw new WorkerError(WorkerErrorCode.WorkerNotRegistered, `worker ${hb.workerId} (instance ${hb.instance}) is not the registered one: register again`);
     }
-    this.seen.set(hb.workerId, { instance: hb.instance, atMs: this.opts.clock.now(), reports: new Map(hb.targets.map((t) => [t.targetId, t])), scrub: hb.scrub });
+    this.seen.set(hb.workerId, { instance: hb.instance, atMs: this.opts.clock.now(), reports: new Map(hb.targets.map((t) => [t.targetId, t])), scrub: hb.scrub, bytesRead: hb.bytesRead ?? 0, bytesWritten: hb.bytesWritten ?? 0 });
     return hb.routingVersion === state.routingVersion ? {} : { routing: state.routing() };
   }
 
@@ -213,6 +216,8 @@ export class ClusterManager {
         heartbeatAgeMs: Math.max(0, now - s.atMs),
         targets: [...s.reports.values()].map((t) => ({ targetId: t.targetId, chunks: t.chunks, chunksCorrupt: t.chunksCorrupt ?? 0, usedBytes: t.usedBytes, capacityBytes: t.capacityBytes })),
         scrub: s.scrub,
+        bytesRead: s.bytesRead ?? 0,
+        bytesWritten: s.bytesWritten ?? 0,
       }));
   }
 

@@ -1,6 +1,9 @@
 // A master's HTTP face for operators: /metrics in Prometheus text format and /healthz.
 
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
+import { clusterMetrics } from './cluster-metrics.ts';
+import type { MasterMetrics } from './metrics.ts';
+import { processRegistry } from '../metrics.ts';
 import type { Journal } from '../journal/index.ts';
 import type { MetaStateMachine } from '../meta/state-machine.ts';
 import { startOpsHttp, type HttpEndpoint } from '../ops-http.ts';
@@ -9,9 +12,9 @@ import type { MasterLoad } from './server.ts';
 
 export type { HttpEndpoint };
 
-export async function startHttp(host: string, port: number, journal: Journal, sm: MetaStateMachine, quarantine: () => QuarantineReport, load: () => MasterLoad): Promise<HttpEndpoint> {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'cairn_master_' });
+/** `metrics`: the registry the master's journal, RPC and metadata operations feed (a bare one when absent: tests). */
+export async function startHttp(host: string, port: number, journal: Journal, sm: MetaStateMachine, quarantine: () => QuarantineReport, load: () => MasterLoad, metrics?: MasterMetrics): Promise<HttpEndpoint> {
+  const registry = metrics?.registry ?? processRegistry();
   const gauge = (name: string, help: string, read: () => number): void => {
     new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
   };
@@ -48,12 +51,17 @@ export async function startHttp(host: string, port: number, journal: Journal, sm
   gauge('cairn_master_rpc_request_bytes_held', 'bytes of requests held in memory (bounded by the request memory limit)', () => load().rpc.requestBytesHeld);
   gauge('cairn_master_rpc_connections_waiting', 'connections not read while their request waits for room in the request memory', () => load().rpc.connectionsWaiting);
   gauge('cairn_master_pending_calls', 'clients\' calls in progress (bounded by pendingCallsMax)', () => load().pendingCalls);
-  gauge('cairn_master_rpc_connections_refused', 'connections refused with CAIRN_OVERLOADED since start', () => load().rpc.connectionsRefused);
-  gauge('cairn_master_rpc_requests_refused', 'requests refused with CAIRN_OVERLOADED for memory since start', () => load().rpc.requestsRefused);
-  gauge('cairn_master_calls_refused', 'clients\' calls refused with CAIRN_OVERLOADED over pendingCallsMax since start', () => load().callsRefused);
+  // Counts kept by the RPC server and the call gate: the counter is set to them (they only grow).
+  const counter = (name: string, help: string, read: () => number): void => {
+    new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
+  };
+  counter('cairn_master_rpc_connections_refused_total', 'connections refused with CAIRN_OVERLOADED since start', () => load().rpc.connectionsRefused);
+  counter('cairn_master_rpc_requests_refused_total', 'requests refused with CAIRN_OVERLOADED for memory since start', () => load().rpc.requestsRefused);
+  counter('cairn_master_calls_refused_total', 'clients\' calls refused with CAIRN_OVERLOADED over pendingCallsMax since start', () => load().callsRefused);
+  clusterMetrics(registry, () => sm.state.routing());
 
   return startOpsHttp(host, port, registry, () => {
     const st = journal.status();
     return { ok: st.leader !== undefined, role: st.role, leader: st.leader, term: st.term, appliedIndex: st.appliedIndex };
-  });
+  }, undefined, metrics?.httpOptions);
 }

@@ -16,6 +16,8 @@ import { validateCommand, validateQuery } from '../meta/commands.ts';
 import { acquireDirLock } from './dir-lock.ts';
 import { MetaError } from '../meta/errors.ts';
 import { startHttp, type HttpEndpoint } from './http.ts';
+import { MasterMetrics } from './metrics.ts';
+import { opsHttpOptions } from '../ops-http.ts';
 import { ClusterManager, clusterTimingDefault, replicationDefault, type ClusterTiming } from './cluster-manager.ts';
 import { systemClock } from '../io/system-clock.ts';
 import { MasterWorkerMethod } from '../worker/protocol.ts';
@@ -49,6 +51,8 @@ export interface MasterOptions {
   leaseRead?: boolean;
   /** Where to serve /metrics and /healthz; none when absent. */
   http?: string;
+  /** /metrics asks for the cluster secret as a bearer token (refused to start without a secret). */
+  metricsAuth?: boolean;
   /** Replicas per chain the cluster manager builds (default 3). */
   replication?: number;
   /** Heartbeat interval and offline timeout of workers (defaults 1 s and 5 s). */
@@ -108,7 +112,9 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
   const limits = masterLimits(opts.limits);
   const lock = await acquireDirLock(opts.dir);
   if (lock.note !== undefined) opts.log.warn({ dir: opts.dir }, lock.note);
+  const metrics = new MasterMetrics(opts.zookeeper === undefined ? 'raft' : 'zookeeper', opsHttpOptions(opts.metricsAuth, opts.secret));
   const server = new RpcServer({
+    metrics: metrics.rpcServer,
     secret: opts.secret,
     connectionsMax: limits.connectionsMax,
     connectionsPerAddressMax: limits.connectionsPerAddressMax,
@@ -151,6 +157,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
             leaseRead: opts.leaseRead,
             log: logCallback(opts.log),
             onFatal: opts.onFatal,
+            metrics: metrics.journal,
           })
         : openJournal({
             backend: 'zookeeper',
@@ -167,6 +174,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
             secret: opts.secret,
             log: logCallback(opts.log),
             onFatal: opts.onFatal,
+            metrics: metrics.journal,
           });
     const manager = new ClusterManager({
       masterId: opts.id,
@@ -177,16 +185,16 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
       timing: opts.timing ?? clusterTimingDefault,
       ...(opts.replaceAfterMs === undefined ? {} : { replaceAfterMs: opts.replaceAfterMs }),
       ...(opts.rebalanceMoves === undefined ? {} : { rebalanceMoves: opts.rebalanceMoves }),
-      connect: (address) => new RpcClient(address, { secret: opts.secret, frameBytesMax: workerFrameBytesMax }),
+      connect: (address) => new RpcClient(address, { secret: opts.secret, frameBytesMax: workerFrameBytesMax, metrics: metrics.rpcClient }),
       log: logCallback(opts.log),
     });
     stopManager = () => manager.stop();
-    registerServices(server, journal, sm, manager, gate);
+    registerServices(server, journal, sm, manager, gate, metrics);
     await journal.start(sm);
     manager.start();
     if (opts.http !== undefined) {
       const at = optionAddress(opts.http, 'http');
-      http = await startHttp(at.host, at.port, journal, sm, () => manager.quarantineLatest(), load);
+      http = await startHttp(at.host, at.port, journal, sm, () => manager.quarantineLatest(), load, metrics);
     }
     opts.log.info({ address, http: http?.address, peers: Object.fromEntries(opts.peers) }, 'master started');
     return { address, httpAddress: http?.address, journal, sm, load, stop };
@@ -239,12 +247,13 @@ class PendingCalls {
   }
 }
 
-function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMachine, manager: ClusterManager, calls: PendingCalls): void {
-  server.handle('meta.mutate', calls.gate(async (body) => {
+function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMachine, manager: ClusterManager, calls: PendingCalls, metrics: MasterMetrics): void {
+  server.handle('meta.mutate', calls.gate((body) => measured(metrics, 'mutate', async (op) => {
     const cmd = validateCommand({ ...(body as object), nowMs: Date.now() });
+    op.name = cmd.op;
     if (managerOps.has(cmd.op)) throw new CairnError(ErrorCode.InvalidArgument, `${cmd.op} is the cluster manager's; workers register with ${MasterWorkerMethod.register}, operators decommission with ${MasterWorkerMethod.decommission}`);
     return unwrap((await journal.propose(encodeCommandEntry(cmd))) as MetaResult<unknown>);
-  }));
+  })));
   // Workers' registration and heartbeats keep the cluster's picture alive: never made to wait for room.
   server.handle(MasterWorkerMethod.register, (body) => manager.register(body), { internal: true });
   server.handle(MasterWorkerMethod.heartbeat, async (body) => manager.heartbeat(body), { internal: true });
@@ -257,11 +266,12 @@ function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMach
     await journal.readBarrier();
     return sm.state.routing();
   }));
-  server.handle('meta.query', calls.gate(async (body) => {
+  server.handle('meta.query', calls.gate((body) => measured(metrics, 'query', async (op) => {
     const q = validateQuery(body);
+    op.name = q.op;
     await journal.readBarrier();
     return unwrap(sm.query(q));
-  }));
+  })));
   server.handle('master.ping', async () => ({ id: journal.status().id, leader: journal.leader(), isLeader: journal.isLeader() }));
   server.handle('admin.journal.info', async () => journal.status());
   server.handle('admin.journal.transfer', async (body) => {
@@ -294,6 +304,24 @@ function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMach
     // restored counters start above any of them (restore-floor.ts).
     return unwrap((await journal.propose(encodeRestoreCommit(restoreId, restoreFloor(Date.now())))) as MetaResult<unknown>);
   });
+}
+
+/**
+ * Runs a metadata operation, counted and timed by its op ('invalid' until validation names it: a
+ * client's made-up op never becomes a label) and its result ('ok' or the error's code).
+ */
+async function measured<T>(metrics: MasterMetrics, kind: 'mutate' | 'query', run: (op: { name: string }) => Promise<T>): Promise<T> {
+  const startedAt = performance.now();
+  const op = { name: 'invalid' };
+  try {
+    const value = await run(op);
+    metrics.metaOp(kind, op.name, 'ok', (performance.now() - startedAt) / 1000);
+    return value;
+  } catch (err) {
+    const code = (err as { code?: unknown } | null)?.code;
+    metrics.metaOp(kind, op.name, typeof code === 'string' ? code : 'CAIRN_INTERNAL', (performance.now() - startedAt) / 1000);
+    throw err;
+  }
 }
 
 /** A failed result becomes an error with its POSIX code, which the RPC layer carries to the client. */

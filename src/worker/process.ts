@@ -2,7 +2,9 @@
 // directory locked against a second process, and /metrics and /healthz over HTTP.
 
 import { randomUUID } from 'node:crypto';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { processRegistry, rpcMetrics } from '../metrics.ts';
+import { workerMetrics } from './metrics.ts';
 import type { ResyncProgress, ResyncTotals } from './resync.ts';
 import type { ScrubOptions, ScrubStats } from './scrubber.ts';
 import { formatAddress, parseAddress } from '../address.ts';
@@ -13,7 +15,7 @@ import { systemClock } from '../io/system-clock.ts';
 import { logCallback, type Logger } from '../log.ts';
 import { acquireDirLock, type DirLock } from '../master/dir-lock.ts';
 import { chunkSizeBytesMax } from '../meta/commands.ts';
-import { startOpsHttp, type HttpEndpoint } from '../ops-http.ts';
+import { opsHttpOptions, startOpsHttp, type HttpEndpoint, type OpsHttpOptions } from '../ops-http.ts';
 import { RpcServer, rpcLimits, type RpcServerStats } from '../rpc/index.ts';
 import { replicaLimitsDefault } from './replication.ts';
 import { StorageWorker } from './worker.ts';
@@ -26,6 +28,8 @@ export interface WorkerProcessOptions {
   secret: string | undefined;
   domain?: string;
   http?: string;
+  /** /metrics asks for the cluster secret as a bearer token. */
+  metricsAuth?: boolean;
   /** Chunks per page of a resync's listing (tests). */
   syncPageChunks?: number;
   /** The scrubber's rate (bytes/s; 0 turns it off) and pause between passes. */
@@ -89,7 +93,11 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<WorkerProcess> {
   const locks: DirLock[] = [];
   const limits = workerLimits(opts.limits);
+  // Metrics are kept only when something serves them.
+  const registry = opts.http === undefined ? undefined : processRegistry();
+  const rpc = registry === undefined ? undefined : rpcMetrics(registry);
   const server = new RpcServer({
+    metrics: rpc?.server,
     secret: opts.secret,
     frameBytesMax: workerFrameBytesMax,
     connectionsMax: limits.connectionsMax,
@@ -125,14 +133,14 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
       instance: randomUUID(),
       disk: nodeDisk,
       clock: systemClock,
-      transport: rpcTransport(server, { secret: opts.secret, frameBytesMax: workerFrameBytesMax }),
+      transport: rpcTransport(server, { secret: opts.secret, frameBytesMax: workerFrameBytesMax, ...(rpc === undefined ? {} : { metrics: rpc.client }) }),
       log: logCallback(opts.log),
       ...(opts.syncPageChunks === undefined ? {} : { syncPageChunks: opts.syncPageChunks }),
       ...(opts.scrub === undefined ? {} : { scrub: opts.scrub }),
       ...(opts.resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec: opts.resyncBytesPerSec }),
       readBytesMax: limits.readBytesMax,
     });
-    if (opts.http !== undefined) http = await startWorkerHttp(opts.http, worker, () => server.stats());
+    if (opts.http !== undefined && registry !== undefined) http = await startWorkerHttp(opts.http, registry, worker, () => server.stats(), opsHttpOptions(opts.metricsAuth, opts.secret));
     const httpAddress = http?.address;
     opts.log.info({ address, http: httpAddress, targets: worker.localTargets() }, 'worker started');
     return { address, httpAddress, worker, rpcStats: () => server.stats(), stop };
@@ -142,11 +150,10 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
   }
 }
 
-async function startWorkerHttp(listen: string, worker: StorageWorker, rpc: () => RpcServerStats): Promise<HttpEndpoint> {
+async function startWorkerHttp(listen: string, registry: Registry, worker: StorageWorker, rpc: () => RpcServerStats, httpOptions: OpsHttpOptions): Promise<HttpEndpoint> {
   const at = parseAddress(listen, { portZero: true });
   if ('problem' in at) throw new CairnError(ErrorCode.BadOption, `--http must be host:port: ${at.problem}`);
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'cairn_worker_' });
+  workerMetrics(registry, worker);
   new Gauge({ name: 'cairn_worker_serving', help: '1 while the worker serves (it heard from a master recently)', registers: [registry], collect() { this.set(worker.serving() ? 1 : 0); } });
   new Gauge({ name: 'cairn_worker_routing_version', help: 'routing version the worker follows', registers: [registry], collect() { this.set(worker.routing?.version ?? 0); } });
   new Gauge({
@@ -193,7 +200,7 @@ async function startWorkerHttp(listen: string, worker: StorageWorker, rpc: () =>
     const corrupt = new Map(worker.corruption().map((c) => [c.targetId, c.now]));
     const targets = worker.localTargets().map((t) => ({ ...t, chunksCorrupt: corrupt.get(t.targetId) ?? 0 }));
     return { ok: worker.serving(), serving: worker.serving(), routingVersion: worker.routing?.version ?? 0, targets };
-  });
+  }, undefined, httpOptions);
 }
 
 /** What the worker holds against its limits, and what it refused since it started. */
@@ -204,15 +211,21 @@ function loadMetrics(registry: Registry, worker: StorageWorker, rpc: () => RpcSe
     ['cairn_worker_rpc_internal_bytes_held', 'bytes of peers\' and masters\' requests held (forwards along chains; not counted in the request memory)', () => rpc().internalBytesHeld],
     ['cairn_worker_rpc_connections_waiting', 'connections not read while their request waits for room in the request memory', () => rpc().connectionsWaiting],
     ['cairn_worker_read_bytes_held', 'bytes of chunk reads not yet handed to the socket (bounded by the read memory limit)', () => worker.replica.load().readBytes],
-    ['cairn_worker_rpc_connections_refused', 'connections refused with CAIRN_OVERLOADED since start', () => rpc().connectionsRefused],
-    ['cairn_worker_rpc_requests_refused', 'requests refused with CAIRN_OVERLOADED for memory since start', () => rpc().requestsRefused],
-    ['cairn_worker_reads_refused', 'reads refused with CAIRN_OVERLOADED since start', () => worker.replica.load().readsRefused],
   ];
   for (const [name, help, read] of gauges) new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+  const counters: [string, string, () => number][] = [
+    ['cairn_worker_rpc_connections_refused_total', 'connections refused with CAIRN_OVERLOADED since start', () => rpc().connectionsRefused],
+    ['cairn_worker_rpc_requests_refused_total', 'requests refused with CAIRN_OVERLOADED for memory since start', () => rpc().requestsRefused],
+    ['cairn_worker_reads_refused_total', 'reads refused with CAIRN_OVERLOADED since start', () => worker.replica.load().readsRefused],
+  ];
+  // The RPC server and the replica keep the counts; the counter is set to them (they only grow).
+  for (const [name, help, read] of counters) new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
 }
 
 /** The resyncs this worker sends: each run's progress as gauges (by chain and target filled), and totals. */
 function resyncMetrics(registry: Registry, worker: StorageWorker): void {
+  // Summed over the runs in progress (a label per chain would grow with the cluster); each run's
+  // own progress is in the log every 10 s.
   const gauges: [keyof ResyncProgress, string, string][] = [
     ['chunksListed', 'chunks_listed', 'chunks this worker holds for the chain, listed when the resync started'],
     ['chunksDone', 'chunks_done', 'chunks the resync has gone through (sent, or found the same on the target)'],
@@ -224,13 +237,10 @@ function resyncMetrics(registry: Registry, worker: StorageWorker): void {
   for (const [key, name, help] of gauges) {
     new Gauge({
       name: `cairn_worker_resync_progress_${name}`,
-      help: `${help}, by resync in progress (chain, target being filled)`,
-      labelNames: ['chain', 'target'],
+      help: `${help}, summed over the resyncs in progress (finished ones drop out)`,
       registers: [registry],
       collect() {
-        // Finished runs drop out: only the ones in progress are shown.
-        this.reset();
-        for (const p of worker.resync.progress()) this.set({ chain: String(p.chainId), target: String(p.targetId) }, p[key]);
+        this.set(worker.resync.progress().reduce((n, p) => n + p[key], 0));
       },
     });
   }

@@ -67,6 +67,10 @@ export interface WorkerHealth {
   heartbeatAgeMs: number;
   targets: { targetId: number; chunks: number; chunksCorrupt: number; usedBytes: number; capacityBytes: number }[];
   scrub: ScrubReport | undefined;
+  /** Chunk bytes the worker answered to reads since it started (0 when its heartbeats do not say). */
+  bytesRead: number;
+  /** Chunk bytes its targets stored since it started: clients' writes, forwards along chains, resyncs. */
+  bytesWritten: number;
 }
 
 export interface ChunkRef {
@@ -225,6 +229,9 @@ export interface HeartbeatRequest {
   routingVersion: number;
   targets: TargetReport[];
   scrub?: ScrubReport;
+  /** Cumulative since the worker started (WorkerHealth); absent from workers older than these fields. */
+  bytesRead?: number;
+  bytesWritten?: number;
 }
 
 /** Largest payload of one write or read: a whole chunk of the largest size. */
@@ -359,6 +366,10 @@ export function validateHeartbeat(x: unknown): HeartbeatRequest {
     req.scrub = { passes: n('passes'), chunks: n('chunks'), bytes: n('bytes'), found: n('found'), repaired: n('repaired'), unrepaired: n('unrepaired') };
     sf.done();
   }
+  const bytesRead = f.optInt('bytesRead', 0, Number.MAX_SAFE_INTEGER);
+  if (bytesRead !== undefined) req.bytesRead = bytesRead;
+  const bytesWritten = f.optInt('bytesWritten', 0, Number.MAX_SAFE_INTEGER);
+  if (bytesWritten !== undefined) req.bytesWritten = bytesWritten;
   f.done();
   return req;
 }

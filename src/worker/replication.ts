@@ -91,6 +91,8 @@ export class ChainReplica {
   /** Bytes of read buffers lent to replies not yet handed to the socket. */
   private readBytes = 0;
   private readsRefused = 0;
+  /** Bytes served to readers, and stored by writes (by how they came), since the worker started. */
+  readonly traffic: ReplicaTraffic = { readBytes: 0, writtenBytes: { client: 0, forward: 0, whole: 0 } };
 
   constructor(host: ReplicaHost) {
     this.host = host;
@@ -104,6 +106,16 @@ export class ChainReplica {
 
   /** A client's write (chunk.write), or a member's forward (chunk.forward), which names its version. */
   async write(body: unknown, payload: Uint8Array | undefined, from: 'client' | 'forward' = 'client'): Promise<WriteReply> {
+    const answer = await this.writeChecked(body, payload, from);
+    const bytes = payload?.byteLength ?? 0;
+    const written = this.traffic.writtenBytes;
+    if (from === 'client') written.client += bytes;
+    else if ((body as { replace?: unknown }).replace === true) written.whole += bytes;
+    else written.forward += bytes;
+    return answer;
+  }
+
+  private async writeChecked(body: unknown, payload: Uint8Array | undefined, from: 'client' | 'forward'): Promise<WriteReply> {
     const data = payload ?? emptyPayload;
     const req = validateWrite(body, data.length);
     if (from === 'forward' && req.updateVersion === undefined) {
@@ -342,6 +354,7 @@ export class ChainReplica {
     let handedOver = false;
     try {
       const data = await store.read(id, req.offset, req.length, (n) => (lent = this.readBuffers.take(n)));
+      this.traffic.readBytes += data.byteLength;
       const sent = lent;
       lent = undefined;
       handedOver = true;
@@ -471,4 +484,15 @@ export class ChainReplica {
 
 export function compareChunks(a: ChunkRef, b: ChunkRef): number {
   return a.inodeId - b.inodeId || a.index - b.index;
+}
+
+/** What a worker's chains moved through it since it started (heartbeats and /metrics). */
+export interface ReplicaTraffic {
+  /** Chunk bytes answered to reads. */
+  readBytes: number;
+  /**
+   * Chunk bytes stored by writes: a client's at the head, a member's forward (a part of a chunk),
+   * and whole chunks (a resync filling this target, or a write forwarded to it while it syncs).
+   */
+  writtenBytes: { client: number; forward: number; whole: number };
 }

@@ -167,6 +167,14 @@ export class StorageWorker {
     return [...this.targets.values()].map((t) => ({ targetId: t.targetId, dir: t.dir, ...t.store.usage() }));
   }
 
+  /** Each target's chunks, bytes used and capacity (as last read): /metrics. */
+  targetSpace(): { targetId: number; chunks: number; bytesUsed: number; capacityBytes: number }[] {
+    return [...this.targets.values()].map((t) => {
+      const { chunks, bytesUsed } = t.store.usage();
+      return { targetId: t.targetId, chunks, bytesUsed, capacityBytes: this.capacityBytes.get(t.targetId) ?? 0 };
+    });
+  }
+
   /** Each target's corrupt chunks: not served now, and found since start (ChunkStore.corruption). */
   corruption(): { targetId: number; now: number; detected: number }[] {
     return [...this.targets.values()].map((t) => ({ targetId: t.targetId, ...t.store.corruption() }));
@@ -356,7 +364,17 @@ export class StorageWorker {
     if (this.heartbeating || this.stopped) return;
     this.heartbeating = true;
     try {
-      const body: HeartbeatRequest = { workerId: this.opts.id, instance: this.opts.instance, routingVersion: this.routingNow?.version ?? 0, targets: await this.reports(), scrub: this.scrubStats() };
+      const traffic = this.replica.traffic;
+      const written = traffic.writtenBytes;
+      const body: HeartbeatRequest = {
+        workerId: this.opts.id,
+        instance: this.opts.instance,
+        routingVersion: this.routingNow?.version ?? 0,
+        targets: await this.reports(),
+        scrub: this.scrubStats(),
+        bytesRead: traffic.readBytes,
+        bytesWritten: written.client + written.forward + written.whole,
+      };
       const reply = await this.master.call<HeartbeatReply>(MasterWorkerMethod.heartbeat, body);
       this.lastContactMs = this.opts.clock.now();
       if (reply.routing !== undefined) this.setRouting(reply.routing);
