@@ -41,6 +41,10 @@ packages=(
   "python3-yaml|/usr/bin/python3 -c 'import yaml'"
   "python3-tz|/usr/bin/python3 -c 'import pytz'"
   "python3-requests|/usr/bin/python3 -c 'import requests'"
+  # The dashboard's test drives Debian's Chromium (headless, through puppeteer-core); a font, so
+  # that its pages and screenshots have text.
+  "chromium|command -v chromium"
+  "fonts-liberation|test -d /usr/share/fonts/truetype/liberation"
 )
 
 installed() {

@@ -16,6 +16,7 @@ import { registerClusterCommands } from './cluster-cmd.ts';
 import { registerWorkerCommands } from './worker-cmd.ts';
 import { registerQuarantineCommands } from './quarantine-cmd.ts';
 import { registerS3UserCommands } from './s3-user-cmd.ts';
+import { registerDashboardUserCommands } from './dashboard-user-cmd.ts';
 import { configError, parseAddress, parsePositiveInt } from './config.ts';
 import { jsonLine, printable } from './format.ts';
 import { ask } from './ask.ts';
@@ -88,6 +89,7 @@ export function registerAdminCommands(program: Command, addTargetOptions: (c: Co
   registerWorkerCommands(admin, addTargetOptions);
   registerQuarantineCommands(admin, addTargetOptions);
   registerS3UserCommands(admin, addTargetOptions);
+  registerDashboardUserCommands(admin, addTargetOptions);
 }
 
 /** An id above every id the cluster has had: its members' and its removed ones. */

@@ -6,14 +6,14 @@ import type { MasterMetrics } from './metrics.ts';
 import { processRegistry } from '../metrics.ts';
 import type { Journal } from '../journal/index.ts';
 import type { MetaStateMachine } from '../meta/state-machine.ts';
-import { startOpsHttp, type HttpEndpoint } from '../ops-http.ts';
+import { startOpsHttp, type ExtraRoutes, type HttpEndpoint } from '../ops-http.ts';
 import type { QuarantinedTarget, QuarantineReport } from './quarantine.ts';
 import type { MasterLoad } from './server.ts';
 
 export type { HttpEndpoint };
 
-/** `metrics`: the registry the master's journal, RPC and metadata operations feed (a bare one when absent: tests). */
-export async function startHttp(host: string, port: number, journal: Journal, sm: MetaStateMachine, quarantine: () => QuarantineReport, load: () => MasterLoad, metrics?: MasterMetrics): Promise<HttpEndpoint> {
+/** `extra`: the dashboard's routes. `metrics`: the registry the master's journal, RPC and metadata operations feed (a bare one when absent: tests). */
+export async function startHttp(host: string, port: number, journal: Journal, sm: MetaStateMachine, quarantine: () => QuarantineReport, load: () => MasterLoad, metrics?: MasterMetrics, extra?: ExtraRoutes): Promise<HttpEndpoint> {
   const registry = metrics?.registry ?? processRegistry();
   const gauge = (name: string, help: string, read: () => number): void => {
     new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
@@ -63,5 +63,5 @@ export async function startHttp(host: string, port: number, journal: Journal, sm
   return startOpsHttp(host, port, registry, () => {
     const st = journal.status();
     return { ok: st.leader !== undefined, role: st.role, leader: st.leader, term: st.term, appliedIndex: st.appliedIndex };
-  }, undefined, metrics?.httpOptions);
+  }, extra, metrics?.httpOptions);
 }

@@ -16,6 +16,7 @@ import { validateCommand, validateQuery } from '../meta/commands.ts';
 import { acquireDirLock } from './dir-lock.ts';
 import { MetaError } from '../meta/errors.ts';
 import { startHttp, type HttpEndpoint } from './http.ts';
+import { startDashboard, type Dashboard } from '../web/dashboard.ts';
 import { MasterMetrics } from './metrics.ts';
 import { opsHttpOptions } from '../ops-http.ts';
 import { ClusterManager, clusterTimingDefault, replicationDefault, type ClusterTiming } from './cluster-manager.ts';
@@ -126,17 +127,20 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
   const load = (): MasterLoad => ({ rpc: server.stats(), pendingCalls: gate.pending, callsRefused: gate.refused });
   let journal: Journal | undefined;
   let http: HttpEndpoint | undefined;
+  let dashboard: Dashboard | undefined;
   let stopManager = (): void => undefined;
   // The lock goes last, once nothing writes to the directory; a lock left behind by a failed stop
   // is harmless, as the next start finds its pid dead.
   const stop = async (): Promise<void> => {
     stopManager();
+    dashboard?.stop();
     await http?.close();
     await server.close();
     await journal?.stop();
     await lock.release();
   };
   try {
+    const httpAt: HttpAt = {};
     const listen = optionAddress(opts.listen, 'listen');
     const bound = await server.listen(listen.host, listen.port);
     const address = formatAddress(bound.host, bound.port);
@@ -189,12 +193,14 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
       log: logCallback(opts.log),
     });
     stopManager = () => manager.stop();
-    registerServices(server, journal, sm, manager, gate, metrics);
+    registerServices(server, journal, sm, manager, gate, metrics, httpAt);
     await journal.start(sm);
     manager.start();
     if (opts.http !== undefined) {
       const at = optionAddress(opts.http, 'http');
-      http = await startHttp(at.host, at.port, journal, sm, () => manager.quarantineLatest(), load, metrics);
+      dashboard = startDashboard({ journal, sm, secret: opts.secret, rpcAddress: address, health: () => manager.health(), registry: metrics.registry, log: opts.log });
+      http = await startHttp(at.host, at.port, journal, sm, () => manager.quarantineLatest(), load, metrics, dashboard.routes);
+      httpAt.address = http.address;
     }
     opts.log.info({ address, http: http?.address, peers: Object.fromEntries(opts.peers) }, 'master started');
     return { address, httpAddress: http?.address, journal, sm, load, stop };
@@ -247,7 +253,12 @@ class PendingCalls {
   }
 }
 
-function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMachine, manager: ClusterManager, calls: PendingCalls, metrics: MasterMetrics): void {
+/** Where this master serves HTTP, once it does: followers' dashboards forward to the leader's. */
+interface HttpAt {
+  address?: string;
+}
+
+function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMachine, manager: ClusterManager, calls: PendingCalls, metrics: MasterMetrics, httpAt: HttpAt): void {
   server.handle('meta.mutate', calls.gate((body) => measured(metrics, 'mutate', async (op) => {
     const cmd = validateCommand({ ...(body as object), nowMs: Date.now() });
     op.name = cmd.op;
@@ -272,7 +283,7 @@ function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMach
     await journal.readBarrier();
     return unwrap(sm.query(q));
   })));
-  server.handle('master.ping', async () => ({ id: journal.status().id, leader: journal.leader(), isLeader: journal.isLeader() }));
+  server.handle('master.ping', async () => ({ id: journal.status().id, leader: journal.leader(), isLeader: journal.isLeader(), ...(httpAt.address === undefined ? {} : { httpAddress: httpAt.address }) }));
   server.handle('admin.journal.info', async () => journal.status());
   server.handle('admin.journal.transfer', async (body) => {
     await journal.transferLeader(requireId(body, 'id'));
