@@ -19,6 +19,7 @@ import { processIdentity } from './identity.ts';
 import { freePort } from '../free-port.ts';
 import { spawnDaemon } from './daemon.ts';
 import { newS3Key } from './s3-user-cmd.ts';
+import { hashPassword, newPassword } from '../web/passwords.ts';
 import { newZkClusterId } from '../journal/zookeeper/cluster-id.ts';
 import { attachEnsemble, startEnsemble, type Ensemble, type ZkMode } from '../journal/zookeeper/ensemble.ts';
 
@@ -453,6 +454,47 @@ export async function startLocalS3(dir: string, listen: string, cliArgs: string[
   writeFileSync(path.join(dir, s3FileName), JSON.stringify(s3, null, 2), { mode: fileMode });
   log(`S3 gateway on ${endpoint} (pid ${pid}, log ${path.join(dir, 's3.log')})`);
   return s3;
+}
+
+/** The local cluster's dashboard: an address of it (any master's: followers forward to the leader) and a login made once. */
+const dashboardFileName = 'dashboard.json';
+export interface LocalDashboard {
+  url: string;
+  user: string;
+  password: string;
+}
+
+/**
+ * The dashboard of a local cluster: a read-only login named `local` is made once (its password
+ * kept beside the cluster's record, owner-only, as the cluster secret is), and the address is
+ * master 1's HTTP port.
+ */
+export async function ensureLocalDashboard(dir: string): Promise<LocalDashboard | undefined> {
+  const cluster = readLocalCluster(dir);
+  const master = cluster?.processes.find((p) => p.kind === 'master' && p.http !== undefined);
+  if (cluster === undefined || master === undefined) return undefined;
+  const file = path.join(dir, dashboardFileName);
+  let login: { user: string; password: string } | undefined;
+  try {
+    login = JSON.parse(readFileSync(file, 'utf8')) as LocalDashboard;
+  } catch {
+    login = undefined;
+  }
+  if (login === undefined) {
+    login = { user: 'local', password: newPassword() };
+    const passwordHash = await hashPassword(login.password);
+    const client = clientFor(cluster, 10_000);
+    try {
+      // A login left from a dashboard.json that was deleted: replaced, as its password is lost.
+      await client.mutate('meta.mutate', { op: 'dashboardUserRemove', name: login.user }).catch(() => undefined);
+      await client.mutate('meta.mutate', { op: 'dashboardUserAdd', name: login.user, passwordHash, uid: 0, gid: 0 });
+    } finally {
+      client.close();
+    }
+  }
+  const dashboard: LocalDashboard = { url: `http://${master.http}/`, user: login.user, password: login.password };
+  writeFileSync(file, JSON.stringify(dashboard, null, 2), { mode: fileMode });
+  return dashboard;
 }
 
 export function s3Status(dir: string): S3Status[] {

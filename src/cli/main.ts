@@ -17,7 +17,7 @@ import { configError, parseAddress, parseMasterConfig, parsePositiveInt, parseWo
 import { runDemo } from './demo.ts';
 import { jsonLine, printable } from './format.ts';
 import { registerFsCommands } from './fs-cmd.ts';
-import { localDown, localStatus, localUp, recordLocalMount, s3Status, startLocalS3, zooKeeperStatus, type ProcessStatus, type S3Status, type ZkServerStatus } from './local.ts';
+import { ensureLocalDashboard, localDown, localStatus, localUp, recordLocalMount, s3Status, startLocalS3, zooKeeperStatus, type ProcessStatus, type S3Status, type ZkServerStatus } from './local.ts';
 import { registerMountCommands, spawnMountDaemon } from './mount-cmd.ts';
 import { registerS3Command } from './s3-cmd.ts';
 import type { LocalCluster, LocalJournal } from './cluster-target.ts';
@@ -159,6 +159,8 @@ local
       log: (l) => console.log(printable(l)),
     });
     printStatus(await statusOf(cluster, o.dir));
+    const dashboard = await ensureLocalDashboard(o.dir);
+    if (dashboard !== undefined) console.log(`\ndashboard: ${dashboard.url}  (user ${dashboard.user}, password ${dashboard.password}; kept in ${printable(path.join(o.dir, 'dashboard.json'))})`);
     if (o.mount !== undefined) {
       const mnt = path.resolve(o.mount);
       const logFile = path.resolve(o.dir, 'mount.log');
