@@ -178,7 +178,8 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     try {
       const st = opts.journal.status();
       const now: Picture = { leaderId: st.leader?.id, term: st.term, snapshotIndex: st.snapshotIndex, routing: opts.sm.state.routing(), workers: opts.sm.state.workers() };
-      const found = picture === undefined ? [] : eventsBetween(picture, now, Date.now());
+      // The first look records who leads, so the leader history starts with this master's start.
+      const found = picture !== undefined ? eventsBetween(picture, now, Date.now()) : now.leaderId === undefined ? [] : [{ atMs: Date.now(), kind: 'leader' as const, text: `master ${now.leaderId} leads (term ${now.term}; seen when master ${st.id} started)` }];
       picture = now;
       events.add(found);
       if (!opts.journal.isLeader()) {

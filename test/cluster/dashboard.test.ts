@@ -1,0 +1,214 @@
+// The masters' web dashboard in a real browser (Debian's Chromium, headless, through
+// puppeteer-core) against a local cluster started as a new user would: log in with a user made by
+// `cairn admin dashboard user add`, check the overview against `cairn admin report --json`, kill -9
+// a worker and watch its targets turn offline, restart it and watch them serve again; browse and
+// download a file; no console errors, and axe-core finds no serious or critical violation in any
+// view. Screenshots go to test/output/dashboard/.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import puppeteer, { type Page } from 'puppeteer-core';
+import { readLocalCluster } from '../../src/cli/cluster-target.ts';
+import { mainScript } from './process-cluster.ts';
+
+const run = promisify(execFile);
+const chromium = '/usr/bin/chromium';
+const outputDir = fileURLToPath(new URL('../output/dashboard/', import.meta.url));
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+/** Generous: a 2-core CI machine running other tests beside this one. */
+const deadlineMs = 90_000;
+
+async function cairn(args: string[], env: Record<string, string> = {}): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const r = await run(process.execPath, [mainScript, ...args], { env: { ...process.env, ...env }, timeout: 120_000 });
+    return { stdout: r.stdout, stderr: r.stderr, code: 0 };
+  } catch (err) {
+    const e = err as { stdout: string; stderr: string; code: number };
+    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
+  }
+}
+
+/** Chromium missing: fails in CI (the install script brings it), skips elsewhere. */
+function chromiumSkip(): string | undefined {
+  if (existsSync(chromium) || process.env.CI === 'true') return undefined;
+  return `${chromium} is missing: run 'bash scripts/install-system-packages.sh' as root`;
+}
+
+/** axe-core's serious and critical findings in the page as it is now. */
+async function accessibilityProblems(page: Page): Promise<string[]> {
+  // Evaluated through the DevTools protocol: the page's Content-Security-Policy (no inline scripts) stays on.
+  if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(axeSource);
+  const found = await page.evaluate(async () => {
+    const axe = (window as unknown as { axe: { run(ctx: Document, opts: object): Promise<{ passes: unknown[]; violations: { id: string; impact: string; help: string; nodes: { target: string[] }[] }[] }> } }).axe;
+    const r = await axe.run(document, { resultTypes: ['violations'] });
+    return { rulesPassed: r.passes.length, violations: r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, where: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) })) };
+  });
+  assert.ok(found.rulesPassed >= 10, `axe-core checked the page (${found.rulesPassed} rules passed)`);
+  return found.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.impact} ${v.id}: ${v.help} at ${v.where.join(', ')}`);
+}
+
+async function show(page: Page, view: string, ready: string): Promise<void> {
+  await page.evaluate((v) => (location.hash = `#${v}`), view);
+  await page.waitForSelector(ready, { timeout: deadlineMs });
+}
+
+test('the dashboard in headless Chromium: login, overview as admin report says, a killed worker seen offline then back, files, no console errors or serious accessibility problems', { skip: chromiumSkip() }, async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-dashboard-'));
+  await mkdir(outputDir, { recursive: true });
+  t.after(async () => {
+    await cairn(['local', 'down', '--dir', dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  const d = ['--dir', dir];
+  // Fast heartbeats (the processes inherit the environment): a dead worker is offline within a second or two.
+  const fast = { CAIRN_HEARTBEAT_MS: '200', CAIRN_OFFLINE_TIMEOUT_MS: '1500' };
+  const up = await cairn(['local', 'up', '--workers', '3', '--targets-per-worker', '1', ...d], fast);
+  assert.equal(up.code, 0, up.stderr);
+  const printed = /^dashboard: (http:\/\/\S+\/) {2}\(user (\S+), password (\S+);/m.exec(up.stdout);
+  assert.ok(printed, `local up prints the dashboard's address and login:\n${up.stdout}`);
+  const [, url, localUser, localPassword] = printed;
+
+  const viewerPassword = randomBytes(12).toString('base64url');
+  const added = await cairn(['admin', 'dashboard', 'user', 'add', 'viewer', '--password-from-env', 'VIEWER_PW', ...d], { VIEWER_PW: viewerPassword });
+  assert.equal(added.code, 0, added.stderr);
+  assert.match((await cairn(['admin', 'dashboard', 'user', 'list', ...d])).stdout, /^viewer /m);
+  const short = await cairn(['admin', 'dashboard', 'user', 'add', 'weak', '--password-from-env', 'WEAK', ...d], { WEAK: 'short' });
+  assert.equal(short.code, 1);
+  assert.match(short.stderr, /at least 12 characters/);
+
+  const file = randomBytes(3 * 1024 * 1024 + 17);
+  await writeFile(path.join(dir, 'in.bin'), file);
+  assert.equal((await cairn(['fs', 'mkdir', '/datasets', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'put', path.join(dir, 'in.bin'), '/datasets/shard-0001.bin', '--quiet', ...d])).code, 0);
+
+  // Without a session the API answers nothing; a wrong password is refused; the printed login works.
+  assert.equal((await fetch(new URL('/api/overview', url))).status, 401);
+  const login = (user: string, password: string): Promise<Response> => fetch(new URL('/api/login', url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user, password }) });
+  assert.equal((await login('viewer', 'wrong password!')).status, 401);
+  assert.equal((await login('nobody', 'wrong password!')).status, 401);
+  const local = await login(localUser, localPassword);
+  assert.equal(local.status, 200);
+  const cookie = (local.headers.get('set-cookie') ?? '').split(';')[0];
+  // Any master answers: a follower forwards to the leader.
+  const cluster = readLocalCluster(dir)!;
+  const masters = cluster.processes.filter((p) => p.kind === 'master');
+  const served = await Promise.all(masters.map(async (m) => ((await (await fetch(`http://${m.http}/api/overview`, { headers: { cookie } })).json()) as { servedBy: number }).servedBy));
+  assert.equal(new Set(served).size, 1, `every master's dashboard shows the leader's view: ${served.join(', ')}`);
+
+  const browser = await puppeteer.launch({ executablePath: chromium, args: ['--no-sandbox', '--disable-dev-shm-usage'], headless: true });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1366, height: 800 });
+  const consoleErrors: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+
+  await page.goto(url, { waitUntil: 'domcontentloaded' });
+  await page.waitForSelector('#user', { timeout: deadlineMs });
+  assert.deepEqual(await accessibilityProblems(page), [], 'the login page');
+  await page.screenshot({ path: path.join(outputDir, 'login.png') });
+  await page.type('#user', 'viewer');
+  await page.type('#password', viewerPassword);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('[data-testid=summary-workers]', { timeout: deadlineMs });
+
+  // The overview says what `cairn admin report --json` says (retried: a heartbeat may land between the two looks).
+  type Report = { workers: number; targets: number; chains: number; routingVersion: number; targetsByState: Record<string, number> };
+  const text = (id: string): Promise<string> => page.$eval(`[data-testid=${id}]`, (e) => e.textContent ?? '');
+  let report: Report | undefined;
+  let shown: string[] = [];
+  for (const started = Date.now(); Date.now() - started < deadlineMs; await new Promise((r) => setTimeout(r, 500))) {
+    report = JSON.parse((await cairn(['admin', 'report', '--json', ...d])).stdout) as Report;
+    shown = await Promise.all(['summary-workers', 'summary-targets', 'summary-chains', 'summary-routing'].map(text));
+    if (shown.join() === [report.workers, report.targets, report.chains, report.routingVersion].join()) break;
+  }
+  assert.deepEqual(shown, [report!.workers, report!.targets, report!.chains, report!.routingVersion].map(String), 'the overview matches admin report');
+  assert.deepEqual(report!.targetsByState, { serving: 3 });
+  const rowsOf = (table: string): Promise<number> => page.$$eval(`table[data-testid=${table}] tbody tr`, (rows) => rows.length);
+  assert.equal(await rowsOf('masters'), 3);
+  assert.equal(await rowsOf('targets'), 3);
+  assert.deepEqual(await accessibilityProblems(page), [], 'the overview');
+  await page.screenshot({ path: path.join(outputDir, 'overview.png'), fullPage: true });
+
+  // kill -9 a worker: the page turns its target offline by itself (live stream), then back to serving after a restart.
+  const worker = cluster.processes.find((p) => p.kind === 'worker' && p.id === 2)!;
+  const targetState = (state: string) => page.waitForFunction((s) => [...document.querySelectorAll('tr[data-target]')].some((r) => r.getAttribute('data-target')!.startsWith('2') && r.getAttribute('data-state') === s), { timeout: deadlineMs, polling: 200 }, state);
+  process.kill(worker.pid, 'SIGKILL');
+  await targetState('offline');
+  await page.screenshot({ path: path.join(outputDir, 'worker-offline.png'), fullPage: true });
+  const restarted = await cairn(['local', 'up', '--workers', '3', '--targets-per-worker', '1', ...d], fast);
+  assert.equal(restarted.code, 0, restarted.stderr);
+  await targetState('serving');
+  await page.screenshot({ path: path.join(outputDir, 'worker-back.png'), fullPage: true });
+
+  await show(page, 'events', 'table[data-testid=events] tbody tr');
+  await page.waitForFunction(() => /target 2\d* \(worker 2\): serving → offline/.test(document.body.innerText), { timeout: deadlineMs });
+  assert.deepEqual(await accessibilityProblems(page), [], 'the events');
+  await page.screenshot({ path: path.join(outputDir, 'events.png'), fullPage: true });
+
+  await show(page, 'charts', 'figure.chart canvas');
+  assert.equal(await page.$$eval('figure.chart', (f) => f.length), 3);
+  assert.deepEqual(await accessibilityProblems(page), [], 'the charts');
+  await page.screenshot({ path: path.join(outputDir, 'charts.png'), fullPage: true });
+
+  await show(page, 'journal', '[data-testid=journal-term]');
+  assert.deepEqual(await accessibilityProblems(page), [], 'the journal');
+  await page.screenshot({ path: path.join(outputDir, 'journal.png'), fullPage: true });
+
+  // The file browser: into /datasets, the file's details, and its bytes through the download link.
+  await show(page, 'files', 'table[data-testid=files] button.link');
+  await page.evaluate(() => [...document.querySelectorAll<HTMLButtonElement>('table[data-testid=files] button.link')].find((b) => b.textContent === 'datasets/')!.click());
+  await page.waitForFunction(() => [...document.querySelectorAll('table[data-testid=files] button.link')].some((b) => b.textContent === 'shard-0001.bin'), { timeout: deadlineMs });
+  await page.evaluate(() => [...document.querySelectorAll<HTMLButtonElement>('table[data-testid=files] button.link')].find((b) => b.textContent === 'shard-0001.bin')!.click());
+  await page.waitForSelector('[data-testid=file-details] a[download]', { timeout: deadlineMs });
+  assert.match(await page.$eval('[data-testid=file-details]', (e) => e.textContent ?? ''), new RegExp(`${file.length} bytes`));
+  assert.deepEqual(await accessibilityProblems(page), [], 'the file browser');
+  await page.screenshot({ path: path.join(outputDir, 'files.png'), fullPage: true });
+  const downloaded = await page.evaluate(async () => {
+    const href = document.querySelector<HTMLAnchorElement>('[data-testid=file-details] a[download]')!.href;
+    const bytes = new Uint8Array(await (await fetch(href)).arrayBuffer());
+    let s = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(s);
+  });
+  assert.ok(Buffer.from(downloaded, 'base64').equals(file), 'the download is byte-exact');
+
+  assert.deepEqual(consoleErrors, [], 'no console errors');
+  // Logging out ends the session for the page: the login form comes back.
+  await page.click('header button');
+  await page.waitForSelector('#user', { timeout: deadlineMs });
+});
+
+test('a removed dashboard user\'s session ends at its next request', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-dashboard-'));
+  t.after(async () => {
+    await cairn(['local', 'down', '--dir', dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  const d = ['--dir', dir];
+  const up = await cairn(['local', 'up', '--masters', '1', '--workers', '0', ...d]);
+  assert.equal(up.code, 0, up.stderr);
+  const url = /^dashboard: (http:\/\/\S+\/)/m.exec(up.stdout)![1];
+  assert.equal((await cairn(['admin', 'dashboard', 'user', 'add', 'temp', '--password-from-env', 'PW', ...d], { PW: 'a long enough password' })).code, 0);
+  const res = await fetch(new URL('/api/login', url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'temp', password: 'a long enough password' }) });
+  const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0];
+  assert.equal((await fetch(new URL('/api/overview', url), { headers: { cookie } })).status, 200);
+  // A forged cookie (another user's name on this signature) is refused.
+  const forged = cookie.replace(/=([^.]+)\./, (_, p: string) => `=${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), u: 'local' })).toString('base64url')}.`);
+  assert.equal((await fetch(new URL('/api/overview', url), { headers: { cookie: forged } })).status, 401);
+  assert.equal((await cairn(['admin', 'dashboard', 'user', 'remove', 'temp', ...d])).code, 0);
+  assert.equal((await fetch(new URL('/api/overview', url), { headers: { cookie } })).status, 401);
+  // The API is read-only, and a login is a JSON POST (a cross-site form cannot send one).
+  assert.equal((await fetch(new URL('/api/login', url), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'user=local&password=x' })).status, 415);
+});
