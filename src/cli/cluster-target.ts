@@ -6,7 +6,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { DataClient, MasterClient } from '../client/index.ts';
 import { systemClock } from '../io/system-clock.ts';
-import { RpcClient } from '../rpc/index.ts';
+import { RpcClient, type RpcMetrics } from '../rpc/index.ts';
 import { workerFrameBytesMax } from '../worker/process.ts';
 import type { ZkServerInfo } from '../journal/zookeeper/ensemble.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
@@ -112,11 +112,16 @@ function connect(flags: TargetFlags): MasterClient {
 }
 
 /** The metadata and data clients of the flags' cluster; `dataRetryDeadlineMs` bounds a chunk operation's retries (default the client's). */
-export function openClients(flags: TargetFlags, dataRetryDeadlineMs?: number): { meta: MasterClient; data: DataClient } {
+export function openClients(flags: TargetFlags, dataRetryDeadlineMs?: number, rpcMetrics?: RpcMetrics): { meta: MasterClient; data: DataClient } {
   const t = resolveTarget(flags);
   const meta = connect(flags);
-  const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: t.secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock, ...(dataRetryDeadlineMs === undefined ? {} : { retryDeadlineMs: dataRetryDeadlineMs }) });
+  const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: t.secret, frameBytesMax: workerFrameBytesMax, ...(rpcMetrics === undefined ? {} : { metrics: rpcMetrics }) }), clock: systemClock, ...(dataRetryDeadlineMs === undefined ? {} : { retryDeadlineMs: dataRetryDeadlineMs }) });
   return { meta, data };
+}
+
+/** The cluster secret the flags lead to (for --metrics-auth), if any. */
+export function targetSecret(flags: TargetFlags): string | undefined {
+  return resolveTarget(flags).secret;
 }
 
 /** Runs `fn` with the metadata and data clients of the flags' cluster, closing them afterwards. */

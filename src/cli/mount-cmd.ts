@@ -8,12 +8,16 @@ import type { Command } from 'commander';
 import { CairnFs, readAheadBytesMaxDefault, readAheadChunksDefault } from '../fuse/cairn-fs.ts';
 import { detach, mount, mountAt, type Mounted } from '../fuse/mount.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
-import { openClients, type TargetFlags } from './cluster-target.ts';
+import { openClients, targetSecret, type TargetFlags } from './cluster-target.ts';
+import { checkOpsHttpFlags, httpOptionHelp, metricsAuthOptionHelp, startFlagsOpsHttp, type OpsHttpFlags } from './ops-http-flags.ts';
+import { fuseMetrics } from '../fuse/metrics.ts';
+import { processRegistry, rpcMetrics } from '../metrics.ts';
+import type { HttpEndpoint } from '../ops-http.ts';
 import { configError, parseNonNegativeInt, parsePositiveInt } from './config.ts';
 import { printable } from './format.ts';
 import { spawnDaemon } from './daemon.ts';
 
-interface MountFlags extends TargetFlags {
+interface MountFlags extends TargetFlags, OpsHttpFlags {
   daemon?: boolean;
   log?: string;
   attrTimeoutMs: string;
@@ -42,7 +46,9 @@ export function registerMountCommands(program: Command, addTargetOptions: (c: Co
       .option('--readdir-max <n>', 'entries a directory listing may have (FUSE takes a listing as one array in memory)', '1000000')
       .option('--read-ahead-chunks <n>', 'whole chunks a sequential reader fetches ahead, counting the one it reads; 0: none', String(readAheadChunksDefault))
       .option('--read-ahead-max-mib <n>', 'MiB the read-ahead of all open files holds at most', String(readAheadBytesMaxDefault / 2 ** 20))
-      .option('--debug', 'print every FUSE request (libfuse debug output)'),
+      .option('--debug', 'print every FUSE request (libfuse debug output)')
+      .option('--http <host:port>', httpOptionHelp)
+      .option('--metrics-auth', metricsAuthOptionHelp),
   );
   cmd.options.find((o) => o.long === '--timeout-ms')?.default(mountTimeoutMsDefault);
   cmd
@@ -76,7 +82,10 @@ export function registerMountCommands(program: Command, addTargetOptions: (c: Co
 async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   const log = (level: 'info' | 'warn' | 'error', message: string): void => console.error(`${new Date().toISOString()} ${level}: ${printable(message)}`);
   const timeoutMs = parsePositiveInt(flags.timeoutMs, '--timeout-ms');
-  const { meta, data } = openClients(flags, timeoutMs);
+  const secret = targetSecret(flags);
+  checkOpsHttpFlags(flags, secret);
+  const registry = flags.http === undefined ? undefined : processRegistry();
+  const { meta, data } = openClients(flags, timeoutMs, registry === undefined ? undefined : rpcMetrics(registry).client);
   const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, groups: [] };
   const fs = new CairnFs({
     meta,
@@ -90,20 +99,25 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   // Fails early, with the cluster's own error, when no master answers.
   await meta.query('meta.query', { op: 'statfs' });
   let mounted: Mounted;
+  let http: HttpEndpoint | undefined;
   try {
+    // Before the mount, so that a port taken fails the start with nothing to unmount.
+    http = registry === undefined ? undefined : await startFlagsOpsHttp(flags, secret, registry, () => ({ ok: true, mountpoint: path.resolve(mountpoint) }));
     mounted = await mount(fs, mountpoint, {
       attrTimeoutMs: parseNonNegativeInt(flags.attrTimeoutMs, '--attr-timeout-ms'),
       entryTimeoutMs: parseNonNegativeInt(flags.entryTimeoutMs, '--entry-timeout-ms'),
       allowOther: flags.allowOther === true || process.getuid?.() === 0,
       debug: flags.debug,
       log,
+      ...(registry === undefined ? {} : { metrics: fuseMetrics(registry, fs) }),
     });
   } catch (err) {
+    await http?.close();
     data.close();
     meta.close();
     throw err;
   }
-  console.log(`cairn mount: ${printable(mounted.mountpoint)} mounted (pid ${process.pid}); unmount with 'cairn umount ${printable(mounted.mountpoint)}' or Ctrl-C`);
+  console.log(`cairn mount: ${printable(mounted.mountpoint)} mounted (pid ${process.pid})${http === undefined ? '' : `, /metrics on http://${http.address}`}; unmount with 'cairn umount ${printable(mounted.mountpoint)}' or Ctrl-C`);
   // Started by `cairn mount --daemon`: tell it the mount is up, and be on our own from now on.
   if (process.send !== undefined) {
     process.send({ mounted: mounted.mountpoint });
@@ -124,6 +138,7 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
       });
     }, 1_000);
   });
+  await http?.close();
   data.close();
   meta.close();
   console.log(`cairn mount: ${printable(mounted.mountpoint)} unmounted`);

@@ -4,11 +4,15 @@
 import type { Command } from 'commander';
 import { parseAddress as parseHostPort } from '../address.ts';
 import { startS3Gateway } from '../s3/index.ts';
-import { openClients, type TargetFlags } from './cluster-target.ts';
+import { s3Metrics } from '../s3/metrics.ts';
+import { processRegistry, rpcMetrics } from '../metrics.ts';
+import type { HttpEndpoint } from '../ops-http.ts';
+import { openClients, targetSecret, type TargetFlags } from './cluster-target.ts';
+import { checkOpsHttpFlags, httpOptionHelp, metricsAuthOptionHelp, startFlagsOpsHttp, type OpsHttpFlags } from './ops-http-flags.ts';
 import { parseAddress, parsePositiveInt } from './config.ts';
 import { printable } from './format.ts';
 
-interface S3Flags extends TargetFlags {
+interface S3Flags extends TargetFlags, OpsHttpFlags {
   listen: string;
   region: string;
   credentialTtlMs: string;
@@ -23,14 +27,20 @@ export function registerS3Command(program: Command, addTargetOptions: (c: Comman
       .option('--listen <host:port>', 'where to listen (path-style addressing: http://HOST:PORT/BUCKET/KEY)', '127.0.0.1:9000')
       .option('--region <name>', 'the region GetBucketLocation answers (clients may sign for any)', 'us-east-1')
       .option('--credential-ttl-ms <ms>', 'how long a key is trusted before the masters are asked again (a removed key stops working within it)', '10000')
-      .option('--stream-mib <n>', 'MiB one request keeps in flight to or from the workers at most', '16'),
+      .option('--stream-mib <n>', 'MiB one request keeps in flight to or from the workers at most', '16')
+      .option('--http <host:port>', httpOptionHelp)
+      .option('--metrics-auth', metricsAuthOptionHelp),
   ).action(async (flags: S3Flags) => {
     const listen = parseAddress(flags.listen, '--listen', { portZero: true });
     const hp = parseHostPort(listen, { portZero: true });
     if ('problem' in hp) throw new Error(hp.problem);
-    const { meta, data } = openClients(flags);
+    const secret = targetSecret(flags);
+    checkOpsHttpFlags(flags, secret);
+    const registry = flags.http === undefined ? undefined : processRegistry();
+    const { meta, data } = openClients(flags, undefined, registry === undefined ? undefined : rpcMetrics(registry).client);
     const log = (level: 'info' | 'warn' | 'error', message: string): void => console.error(`${new Date().toISOString()} ${level}: ${printable(message)}`);
     await meta.query('meta.query', { op: 'statfs' }); // fails early, with the cluster's error, when no master answers
+    let gatewayNow: { connections: number } | undefined;
     const { gateway, address } = await startS3Gateway(
       {
         meta,
@@ -39,17 +49,27 @@ export function registerS3Command(program: Command, addTargetOptions: (c: Comman
         region: flags.region,
         credentialTtlMs: parsePositiveInt(flags.credentialTtlMs, '--credential-ttl-ms'),
         streamBytesMax: parsePositiveInt(flags.streamMib, '--stream-mib') * 2 ** 20,
+        ...(registry === undefined ? {} : { metrics: s3Metrics(registry, () => gatewayNow?.connections ?? 0) }),
       },
       hp.host,
       hp.port,
     );
+    gatewayNow = gateway;
     const endpoint = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-    console.log(`cairn s3: serving on ${endpoint} (pid ${process.pid}); try: aws --endpoint-url ${endpoint} s3 ls`);
-    process.send?.({ endpoint });
+    let http: HttpEndpoint | undefined;
+    try {
+      http = registry === undefined ? undefined : await startFlagsOpsHttp(flags, secret, registry, () => ({ ok: true, endpoint, connections: gateway.connections }));
+    } catch (err) {
+      await gateway.close();
+      throw err;
+    }
+    console.log(`cairn s3: serving on ${endpoint} (pid ${process.pid})${http === undefined ? '' : `, /metrics on http://${http.address}`}; try: aws --endpoint-url ${endpoint} s3 ls`);
+    process.send?.({ endpoint, ...(http === undefined ? {} : { http: http.address }) });
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve);
       process.once('SIGTERM', resolve);
     });
+    await http?.close();
     await gateway.close();
     data.close();
     meta.close();

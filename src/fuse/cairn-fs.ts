@@ -118,6 +118,8 @@ export class CairnFs {
   /** Open write handles by inode: getattr and reads of that inode see their writes. */
   private readonly writers = new Map<number, Set<Handle>>();
   private nextFd = 1;
+  /** Reads since the mount started: answered from read-ahead, or sent to the workers (/metrics). */
+  readonly readStats = { readAheadHits: 0, readAheadMisses: 0 };
 
   constructor(opts: CairnFsOptions) {
     this.meta = opts.meta;
@@ -332,9 +334,13 @@ export class CairnFs {
       chunks = null;
     }
     if (position >= size) return 0;
-    if (local === undefined) {
-      const ahead = h.readAhead?.read(position, length, into);
-      if (ahead !== undefined) return ahead;
+    if (local === undefined && h.readAhead !== undefined) {
+      const ahead = h.readAhead.read(position, length, into);
+      if (ahead !== undefined) {
+        this.readStats.readAheadHits++;
+        return ahead;
+      }
+      this.readStats.readAheadMisses++;
     }
     let n = 0;
     for await (const part of this.readerOf(h, size, chunks).stream(position, Math.min(length, size - position))) {

@@ -12,6 +12,7 @@ import { CairnError, ErrorCode } from '../errors.ts';
 import { callerGroupsMax, type Caller } from '../meta/commands.ts';
 import type { CairnFs, Stat } from './cairn-fs.ts';
 import { errno, errnoOf } from './errno.ts';
+import { measured, type FuseMetrics } from './metrics.ts';
 
 export interface MountOptions {
   /** How long the kernel trusts attributes and names it was given (the attribute and entry caches). */
@@ -21,6 +22,8 @@ export interface MountOptions {
   allowOther: boolean;
   debug?: boolean;
   log: (level: 'info' | 'warn' | 'error', message: string) => void;
+  /** Counts and times each FUSE operation (/metrics). */
+  metrics?: FuseMetrics;
 }
 
 export interface Mounted {
@@ -215,7 +218,8 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
     if (p === undefined) return undefined;
     return groupsOf(p.pid).then((groups) => ({ uid: p.uid, gid: p.gid, groups }));
   };
-  const fuse = new CairnFuse(mnt, operations(fs, opts.log, callerNow), {
+  const ops = operations(fs, opts.log, callerNow);
+  const fuse = new CairnFuse(mnt, opts.metrics === undefined ? ops : measured(ops, opts.metrics), {
     // The kernel checks permissions against the attributes (fuse-native does not say who asks).
     defaultPermissions: true,
     allowOther: opts.allowOther,

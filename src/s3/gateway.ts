@@ -16,6 +16,7 @@ import { S3Error, S3ErrorCode } from './errors.ts';
 import { parseQuery, verifyRequest, type Verified } from './sigv4.ts';
 import { xmlDocument, type XmlElement } from './xml.ts';
 import { checkBucketName, printableKey } from './keys.ts';
+import type { S3Metrics } from './metrics.ts';
 
 export interface GatewayOptions {
   meta: MasterClient;
@@ -28,6 +29,8 @@ export interface GatewayOptions {
   /** Bytes one request keeps in flight to or from the workers at most. */
   streamBytesMax?: number;
   now?: () => number;
+  /** Counts and times requests (/metrics). */
+  metrics?: S3Metrics;
 }
 
 /** What an operation gets: the request, who asks, and the parsed address. */
@@ -68,7 +71,7 @@ export const headerBytesMax = 16 * 1024;
 const credentialsCachedMax = 10_000;
 
 export class S3Gateway {
-  private readonly opts: Required<Omit<GatewayOptions, 'now'>> & { now: () => number };
+  private readonly opts: Required<Omit<GatewayOptions, 'now' | 'metrics'>> & { now: () => number; metrics?: S3Metrics };
   private readonly server: Server;
   private readonly credentials = new Map<string, { user: S3User | undefined; fetchedMs: number }>();
   private readonly routes: Routes;
@@ -105,6 +108,11 @@ export class S3Gateway {
     return this.server.address() as AddressInfo;
   }
 
+  /** Client connections open now. */
+  get connections(): number {
+    return this.sockets.size;
+  }
+
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
@@ -113,6 +121,7 @@ export class S3Gateway {
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
+    const measured = this.opts.metrics === undefined ? undefined : this.measure(req, res, this.opts.metrics);
     const id = randomBytes(8).toString('hex').toUpperCase();
     res.setHeader('x-amz-request-id', id);
     res.setHeader('server', 'cairn');
@@ -134,17 +143,32 @@ export class S3Gateway {
       if (versionId !== undefined && versionId !== 'null') throw new S3Error(S3ErrorCode.InvalidArgument, 'cairn keeps one version of each object: the only version id is "null"');
       const r: S3Request = { req, res, id, user, caller: { uid: user.uid, gid: user.gid, groups: [] }, verified, bucket, key, query: new Map(parseQuery(rawQuery)) };
       if (expectsContinue) res.writeContinue();
-      await this.route(r);
+      await this.route(r, measured);
     } catch (err) {
       this.fail(req, res, err, resource, id);
     }
   }
 
-  private async route(r: S3Request): Promise<void> {
+  /** Reports the request to `metrics` once its answer is out or its connection closed; the route names its operation. */
+  private measure(req: IncomingMessage, res: ServerResponse, metrics: S3Metrics): { op: string } {
+    const startedAt = performance.now();
+    const socket = req.socket;
+    const readBefore = socket.bytesRead;
+    const writtenBefore = socket.bytesWritten;
+    const seen = { op: 'unknown' };
+    res.once('close', () => {
+      const status = res.headersSent ? res.statusCode : 499;
+      metrics.request(seen.op, status, (performance.now() - startedAt) / 1000, socket.bytesRead - readBefore, socket.bytesWritten - writtenBefore);
+    });
+    return seen;
+  }
+
+  private async route(r: S3Request, measured?: { op: string }): Promise<void> {
     const ctx: S3Context = { meta: this.opts.meta, data: this.opts.data, region: this.opts.region, streamBytesMax: this.opts.streamBytesMax, log: this.opts.log };
     const method = r.req.method ?? 'GET';
     if (r.bucket === '') {
       if (method !== 'GET') throw new S3Error(S3ErrorCode.MethodNotAllowed, `${method} on the service is not allowed`);
+      if (measured !== undefined) measured.op = 'listBuckets';
       return this.routes.listBuckets(ctx, r);
     }
     const table = r.key === '' ? this.routes.bucket : this.routes.object;
@@ -156,6 +180,8 @@ export class S3Gateway {
     }
     const op = (sub === undefined ? undefined : table[`${method} ?${sub}`]) ?? table[method];
     if (op === undefined) throw new S3Error(S3ErrorCode.MethodNotAllowed, `${method} is not allowed on ${r.key === '' ? 'a bucket' : 'an object'}`);
+    // The operation's function name (getObject, uploadPart...): a fixed set, from the routing table.
+    if (measured !== undefined) measured.op = method === 'HEAD' && op.name === 'getObject' ? 'headObject' : op.name || 'unknown';
     await op(ctx, r);
   }
 

@@ -1,0 +1,56 @@
+// The FUSE daemon's metrics: operations by type with their latency and result, bytes read and
+// written through the mount, and how often the read-ahead answered a read. Operation names are
+// fuse-native's (a fixed set), never paths.
+
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { latencyBuckets } from '../metrics.ts';
+import type { CairnFs } from './cairn-fs.ts';
+
+export interface FuseMetrics {
+  /** One operation answered: its name, its answer (a negative errno, else 0 or the bytes of a read or write) and how long it took. */
+  op(name: string, answer: number, seconds: number): void;
+}
+
+export function fuseMetrics(registry: Registry, fs: CairnFs): FuseMetrics {
+  const registers = [registry];
+  const ops = new Counter({ name: 'cairn_fuse_operations_total', help: 'FUSE operations answered, by operation (getattr, read, write, create...) and result (ok or error)', labelNames: ['op', 'result'], registers });
+  const seconds = new Histogram({ name: 'cairn_fuse_operation_seconds', help: 'how long FUSE operations took in the daemon, by operation', labelNames: ['op'], buckets: latencyBuckets, registers });
+  const readBytes = new Counter({ name: 'cairn_fuse_read_bytes_total', help: 'bytes read through the mount', registers });
+  const writtenBytes = new Counter({ name: 'cairn_fuse_written_bytes_total', help: 'bytes written through the mount', registers });
+  const stat = (name: string, help: string, read: () => number): void => {
+    new Counter({ name, help, registers, collect() { this.reset(); this.inc(read()); } });
+  };
+  stat('cairn_fuse_read_ahead_hits_total', 'reads answered from chunks fetched ahead', () => fs.readStats.readAheadHits);
+  stat('cairn_fuse_read_ahead_misses_total', 'reads of files with read-ahead that went to the workers', () => fs.readStats.readAheadMisses);
+  return {
+    op(name, answer, secondsTaken) {
+      ops.inc({ op: name, result: answer < 0 ? 'error' : 'ok' });
+      seconds.observe({ op: name }, secondsTaken);
+      if (answer > 0 && name === 'read') readBytes.inc(answer);
+      else if (answer > 0 && name === 'write') writtenBytes.inc(answer);
+    },
+  };
+}
+
+type FuseCallback = (code: number, ...rest: unknown[]) => void;
+
+/** The operations, each timed from its call to its callback (always the last argument). */
+export function measured(ops: Record<string, unknown>, metrics: FuseMetrics): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(ops)) {
+    if (typeof fn !== 'function') {
+      out[name] = fn;
+      continue;
+    }
+    out[name] = (...args: unknown[]): void => {
+      const startedAt = performance.now();
+      const cb = args[args.length - 1] as FuseCallback;
+      args[args.length - 1] = (code: number, ...rest: unknown[]): void => {
+        metrics.op(name, code, (performance.now() - startedAt) / 1000);
+        cb(code, ...rest);
+      };
+      (fn as (...a: unknown[]) => void)(...args);
+    };
+  }
+  return out;
+}
