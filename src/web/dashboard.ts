@@ -225,7 +225,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
       return sendError(res, 400, 'the login is not JSON');
     }
     if (typeof user !== 'string' || typeof password !== 'string' || user.length === 0 || user.length > 64 || password.length > 1024) return sendError(res, 400, 'give a user name and a password');
-    const address = req.socket.remoteAddress ?? '';
+    const address = clientAddress(req);
     const gate = await limiter.enter(address, user, Date.now());
     if (!gate.ok) {
       res.setHeader('retry-after', String(gate.retryAfterS));
@@ -245,6 +245,15 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     } finally {
       gate.release();
     }
+  };
+
+  /** The browser's address: a login a follower forwarded counts against the browser, not the follower. */
+  const clientAddress = (req: IncomingMessage): string => {
+    const peerAddress = unmapped(req.socket.remoteAddress ?? '');
+    const forwardedFor = req.headers['x-forwarded-for'];
+    if (req.headers[hopHeader] === undefined || typeof forwardedFor !== 'string') return peerAddress;
+    const masterHosts = new Set(opts.journal.status().members.map((m) => parseAddress(m.address)).flatMap((a) => ('problem' in a ? [] : [a.host])));
+    return masterHosts.has(peerAddress) ? unmapped(forwardedFor.split(',')[0].trim()) : peerAddress;
   };
 
   const stream = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -338,7 +347,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     const at = parseAddress(address);
     if ('problem' in at) return sendError(res, 502, `the leader's HTTP address '${address}' is not host:port`);
     const { host, port } = at;
-    const out = httpRequest({ host, port, method: req.method, path: req.url, headers: { ...req.headers, [hopHeader]: String(opts.journal.status().id), 'x-forwarded-for': req.socket.remoteAddress ?? '' } }, (answer) => {
+    const out = httpRequest({ host, port, method: req.method, path: req.url, headers: { ...req.headers, [hopHeader]: String(opts.journal.status().id), 'x-forwarded-for': unmapped(req.socket.remoteAddress ?? '') } }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
     });
@@ -401,6 +410,11 @@ async function histogramBuckets(registry: Registry, name: string): Promise<Bucke
     out.set(le, (out.get(le) ?? 0) + v.value);
   }
   return out;
+}
+
+/** An IPv4 address as itself, not as the IPv6-mapped form a dual-stack socket reports. */
+function unmapped(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
 function cookie(req: IncomingMessage, name: string): string | undefined {
