@@ -330,7 +330,7 @@ async function measured<T>(metrics: MasterMetrics, kind: 'mutate' | 'query', run
     return value;
   } catch (err) {
     const code = (err as { code?: unknown } | null)?.code;
-    metrics.metaOp(kind, op.name, typeof code === 'string' ? code : 'CAIRN_INTERNAL', (performance.now() - startedAt) / 1000);
+    metrics.metaOp(kind, op.name, typeof code === 'string' ? code : RpcErrorCode.Internal, (performance.now() - startedAt) / 1000);
     throw err;
   }
 }

@@ -67,9 +67,15 @@ export interface WorkerHealth {
   heartbeatAgeMs: number;
   targets: { targetId: number; chunks: number; chunksCorrupt: number; usedBytes: number; capacityBytes: number }[];
   scrub: ScrubReport | undefined;
-  /** Chunk bytes the worker answered to reads since it started (0 when its heartbeats do not say). */
+  /**
+   * Chunk bytes the worker answered to reads since it started (0 when its heartbeats do not say).
+   * A read is answered by one replica: summed over workers, what clients read.
+   */
   bytesRead: number;
-  /** Chunk bytes its targets stored since it started: clients' writes, forwards along chains, resyncs. */
+  /**
+   * Chunk bytes clients wrote through the worker (as their chain's head) since it started; forwards
+   * along the chain and resyncs are not counted: summed over workers, what clients wrote.
+   */
   bytesWritten: number;
 }
 

@@ -365,7 +365,6 @@ export class StorageWorker {
     this.heartbeating = true;
     try {
       const traffic = this.replica.traffic;
-      const written = traffic.writtenBytes;
       const body: HeartbeatRequest = {
         workerId: this.opts.id,
         instance: this.opts.instance,
@@ -373,7 +372,8 @@ export class StorageWorker {
         targets: await this.reports(),
         scrub: this.scrubStats(),
         bytesRead: traffic.readBytes,
-        bytesWritten: written.client + written.forward + written.whole,
+        // Clients' writes only (at the head): summed over workers, the cluster's write throughput.
+        bytesWritten: traffic.writtenBytes.client,
       };
       const reply = await this.master.call<HeartbeatReply>(MasterWorkerMethod.heartbeat, body);
       this.lastContactMs = this.opts.clock.now();
