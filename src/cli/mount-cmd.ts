@@ -120,7 +120,7 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   console.log(`cairn mount: ${printable(mounted.mountpoint)} mounted (pid ${process.pid})${http === undefined ? '' : `, /metrics on http://${http.address}`}; unmount with 'cairn umount ${printable(mounted.mountpoint)}' or Ctrl-C`);
   // Started by `cairn mount --daemon`: tell it the mount is up, and be on our own from now on.
   if (process.send !== undefined) {
-    process.send({ mounted: mounted.mountpoint });
+    process.send({ mounted: mounted.mountpoint, ...(http === undefined ? {} : { http: http.address }) });
     process.disconnect?.();
   }
   await new Promise<void>((resolve) => {
@@ -160,5 +160,12 @@ async function startDaemon(mountpoint: string, flags: MountFlags): Promise<void>
  * the same in the mount table); fails if it exits first or takes too long.
  */
 export async function spawnMountDaemon(args: string[], mnt: string, logFile: string): Promise<number> {
-  return (await spawnDaemon(args, logFile, `the mount daemon for ${mnt}`)).pid;
+  return (await spawnMountDaemonReady(args, mnt, logFile)).pid;
+}
+
+/** As spawnMountDaemon, with the address of the daemon's /metrics when it was given --http. */
+export async function spawnMountDaemonReady(args: string[], mnt: string, logFile: string): Promise<{ pid: number; http: string | undefined }> {
+  const { pid, message } = await spawnDaemon(args, logFile, `the mount daemon for ${mnt}`);
+  const http = (message as { http?: unknown } | null)?.http;
+  return { pid, http: typeof http === 'string' ? http : undefined };
 }
