@@ -18,7 +18,8 @@ import { RpcClient } from '../../src/rpc/index.ts';
 import { MasterWorkerMethod, type WorkerHealth } from '../../src/worker/protocol.ts';
 import { DataCluster, pieces } from './data-cluster.ts';
 import { fuseSkipReason, Mounts } from './fuse-mount.ts';
-import { mainScript, waitFor } from './process-cluster.ts';
+import { mainScript, MasterCluster, ProcessGroup, waitFor } from './process-cluster.ts';
+import { zkClusterFor, zooKeeperSkipReason } from '../zookeeper-fixture.ts';
 
 interface Family {
   name: string;
@@ -178,6 +179,27 @@ test('metrics: every kind of process serves Prometheus metrics that follow the c
     const missing = [...used].filter((n) => !shown.has(n) && !(mountDir === undefined && n.startsWith('cairn_fuse_')));
     assert.deepEqual(missing, [], 'names in the dashboard that no process exposes');
   });
+});
+
+test('metrics: a master on the ZooKeeper journal counts its appends to ZooKeeper, proposals, batches and leader changes', { skip: zooKeeperSkipReason(), timeout: 60_000 }, async (t) => {
+  const zk = await zkClusterFor(t);
+  const procs = await ProcessGroup.create('cairn-metrics-zk');
+  t.after(() => procs.close('SIGKILL'));
+  const masters = await MasterCluster.start(procs, { count: 1, env: { CAIRN_HTTP: '127.0.0.1:0' }, zookeeper: { connect: zk.connectString, clusterId: zk.clusterId } });
+  t.after(() => masters.closeClients());
+  const http = await startedHttp(masters.masters.get(1)!.log, /"http":"([^"]+)"[^\n]*"msg":"master started"/);
+  await masters.waitForLeader();
+  const client = masters.client();
+  for (let i = 0; i < 5; i++) await client.mutate('meta.mutate', { op: 'mkdir', path: `/d${i}`, mode: 0o755, uid: 0, gid: 0, parents: false });
+  const text = await (await fetch(`http://${http}/metrics`)).text();
+  const scrape: Scrape = Object.assign(parsePrometheus(text), { text });
+  for (const f of scrape) checkFamily(f, 'master (zookeeper)');
+  assert.ok(histogramCount(scrape, 'cairn_journal_zookeeper_write_seconds') >= 5, 'appends to ZooKeeper timed');
+  assert.ok(histogramCount(scrape, 'cairn_journal_batch_entries') >= 5, 'batch sizes observed');
+  assert.equal(histogramCount(scrape, 'cairn_journal_fsync_seconds'), 0, 'no WAL on this backend');
+  assert.ok(sum(scrape, 'cairn_journal_proposals_total') >= 5);
+  assert.ok(sum(scrape, 'cairn_journal_leader_changes_total') >= 1);
+  assert.ok(sum(scrape, 'cairn_meta_operations_total', { kind: 'mutate', op: 'mkdir', result: 'ok' }) === 5);
 });
 
 /** The conventions every family is held to. */
