@@ -16,6 +16,8 @@ export interface JournalMetrics {
   leaderChanged(): void;
   /** A checkpoint of the state machine was written: how long it took and its size. */
   checkpointed(seconds: number, bytes: number): void;
+  /** A snapshot from another master (Raft's leader, a ZooKeeper peer's checkpoint) replaced the state here: its size. */
+  snapshotInstalled(bytes: number): void;
   /** Raft messages sent to a peer master in one call, and their size in bytes (estimated from the payloads). */
   sent(peer: number, messages: number, bytes: number): void;
   /** Raft messages received from a peer master in one call. */
@@ -28,6 +30,7 @@ export const noJournalMetrics: JournalMetrics = {
   persisted: () => undefined,
   leaderChanged: () => undefined,
   checkpointed: () => undefined,
+  snapshotInstalled: () => undefined,
   sent: () => undefined,
   received: () => undefined,
 };

@@ -69,6 +69,8 @@ function journalMetrics(registry: Registry, backend: 'raft' | 'zookeeper'): Jour
   const leaderChanges = new Counter({ name: 'cairn_journal_leader_changes_total', help: 'leaders this master has seen take over (itself included), since it started', registers });
   const checkpointSeconds = new Histogram({ name: 'cairn_journal_checkpoint_seconds', help: 'how long writing a checkpoint (snapshot of the metadata) took', buckets: longDurationBuckets, registers });
   const checkpointBytes = new Gauge({ name: 'cairn_journal_checkpoint_bytes', help: 'size of the latest checkpoint this master wrote (0: none since it started)', registers });
+  const snapshotsInstalled = new Counter({ name: 'cairn_journal_snapshots_installed_total', help: "snapshots from another master (Raft: the leader's; ZooKeeper: a peer's checkpoint) that replaced this master's state, since it started", registers });
+  const snapshotInstalledBytes = new Gauge({ name: 'cairn_journal_snapshot_installed_bytes', help: 'size of the latest snapshot installed from another master (0: none since it started)', registers });
   const peers = new BoundedLabel(peerLabelsMax);
   const sentMessages = new Counter({ name: 'cairn_journal_peer_sent_messages_total', help: 'Raft messages sent to each peer master', labelNames: ['peer'], registers });
   const sentBytes = new Counter({ name: 'cairn_journal_peer_sent_bytes_total', help: 'bytes of Raft messages (entries and snapshot data, estimated) sent to each peer master', labelNames: ['peer'], registers });
@@ -83,6 +85,10 @@ function journalMetrics(registry: Registry, backend: 'raft' | 'zookeeper'): Jour
     checkpointed(seconds, bytes) {
       checkpointSeconds.observe(seconds);
       checkpointBytes.set(bytes);
+    },
+    snapshotInstalled(bytes) {
+      snapshotsInstalled.inc();
+      snapshotInstalledBytes.set(bytes);
     },
     sent(peer, messages, bytes) {
       const labels = { peer: peers.of(String(peer)) };

@@ -155,6 +155,22 @@ test('metrics: every kind of process serves Prometheus metrics that follow the c
     }, 'the bytes clients wrote and read, summed over the leader\'s worker health', 10_000);
   });
 
+  await t.test('a checkpoint is timed and its size shown', async () => {
+    for (const address of c.masters.addresses()) {
+      const conn = new RpcClient(address, { secret });
+      try {
+        await conn.call('admin.journal.checkpoint', {});
+      } finally {
+        conn.close();
+      }
+    }
+    for (const e of endpoints.filter((x) => x.kind === 'master')) {
+      const got = await scrape(e.http);
+      assert.ok(histogramCount(got, 'cairn_journal_checkpoint_seconds') >= 1, `${e.http}: checkpoint timed`);
+      assert.ok((value(got, 'cairn_journal_checkpoint_bytes') ?? 0) > 0, `${e.http}: checkpoint size`);
+    }
+  });
+
   await t.test('a made-up RPC method counts as unknown and adds no label', async () => {
     const conn = new RpcClient(c.masters.addresses()[0], { secret });
     t.after(() => conn.close());

@@ -229,6 +229,7 @@ export class RaftDriver {
       }
       await this.wal.saveSnapshotMeta(rd.snapshot.meta);
       progress.recorded = true;
+      this.opts.metrics?.snapshotInstalled(progress.file.byteLength);
       // From now on the snapshot is read from its file; the chunks it arrived in can go.
       this.raft.replaceSnapshotData(progress.file.meta.index, progress.file);
       this.closeReplacedSnapshotFiles();

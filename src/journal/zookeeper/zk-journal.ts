@@ -930,6 +930,7 @@ export class ZkJournal implements Journal {
         if (got.info.index <= this.applied) continue;
         await this.applyGate;
         await this.installInSteps(got.file, got.info, got.frames);
+        this.metrics.snapshotInstalled(got.file.byteLength);
         return;
       } catch (err) {
         this.log('warn', `zookeeper journal: fetching master ${o.id}'s checkpoint failed: ${(err as Error).message}`);
