@@ -367,7 +367,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     handle.catch((err: unknown) => {
       if (res.headersSent) return void res.destroy();
       const code = (err as { code?: unknown }).code;
-      const status = code === 'ENOENT' ? 404 : code === 'EACCES' || code === 'EPERM' ? 403 : code === 'ENOTDIR' || code === 'EISDIR' || code === 'CAIRN_INVALID_ARGUMENT' || code === 'EINVAL' ? 400 : 500;
+      const status = code === 'ENOENT' ? 404 : code === 'EACCES' || code === 'EPERM' ? 403 : code === 'ENOTDIR' || code === 'EISDIR' || code === ErrorCode.InvalidArgument || code === 'EINVAL' ? 400 : 500;
       if (status === 500) opts.log.warn({ err, url: req.url }, 'dashboard: a request failed');
       sendError(res, status, err instanceof Error ? err.message : String(err));
     });

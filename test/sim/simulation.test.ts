@@ -53,7 +53,7 @@ test('a seed replays exactly: same trace hash, same outcome, under each workload
  * command that finds the new one. The table's type makes every named bug need an entry.
  */
 const catchingSeeds: Record<SimBug, Partial<Record<WorkloadName, number>> & { property: RegExp }> = {
-  'commit-old-term': { kv: 20, meta: 43, property: /^committed entry at risk: / },
+  'commit-old-term': { kv: 20, meta: 70, property: /^committed entry at risk: / },
   // The WAL refuses the second vote's hard state before anyone counts it.
   'vote-twice': { kv: 1, meta: 1, property: /^(journal failed: .*hard state .* goes backwards|election safety: )/ },
   'stale-read': { kv: 3, meta: 6, property: /^linearizability: / },
