@@ -410,6 +410,8 @@ const s3FileName = 's3.json';
 export interface LocalS3 {
   endpoint: string;
   pid: number;
+  /** Where its /metrics is served. */
+  http?: string;
   accessKeyId: string;
   secretKey: string;
 }
@@ -448,11 +450,11 @@ export async function startLocalS3(dir: string, listen: string, cliArgs: string[
       client.close();
     }
   }
-  const { pid, message } = await spawnDaemon([...cliArgs, 's3', '--dir', path.resolve(dir), '--listen', listen], path.join(dir, 's3.log'), 'the S3 gateway');
-  const endpoint = String((message as { endpoint?: unknown }).endpoint);
-  const s3: LocalS3 = { endpoint, pid, ...key };
+  const { pid, message } = await spawnDaemon([...cliArgs, 's3', '--dir', path.resolve(dir), '--listen', listen, '--http', '127.0.0.1:0'], path.join(dir, 's3.log'), 'the S3 gateway');
+  const { endpoint, http } = message as { endpoint?: unknown; http?: unknown };
+  const s3: LocalS3 = { endpoint: String(endpoint), pid, ...(typeof http === 'string' ? { http } : {}), ...key };
   writeFileSync(path.join(dir, s3FileName), JSON.stringify(s3, null, 2), { mode: fileMode });
-  log(`S3 gateway on ${endpoint} (pid ${pid}, log ${path.join(dir, 's3.log')})`);
+  log(`S3 gateway on ${s3.endpoint} (pid ${pid}, log ${path.join(dir, 's3.log')}${s3.http === undefined ? '' : `, /metrics on http://${s3.http}`})`);
   return s3;
 }
 
@@ -514,6 +516,8 @@ const mountsFileName = 'mounts.json';
 export interface LocalMount {
   mountpoint: string;
   pid: number;
+  /** Where its /metrics is served. */
+  http?: string;
 }
 
 export function recordLocalMount(dir: string, m: LocalMount): void {

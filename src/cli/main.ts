@@ -18,7 +18,7 @@ import { runDemo } from './demo.ts';
 import { jsonLine, printable } from './format.ts';
 import { registerFsCommands } from './fs-cmd.ts';
 import { ensureLocalDashboard, localDown, localStatus, localUp, recordLocalMount, s3Status, startLocalS3, zooKeeperStatus, type ProcessStatus, type S3Status, type ZkServerStatus } from './local.ts';
-import { registerMountCommands, spawnMountDaemon } from './mount-cmd.ts';
+import { registerMountCommands, spawnMountDaemonReady } from './mount-cmd.ts';
 import { registerS3Command } from './s3-cmd.ts';
 import type { LocalCluster, LocalJournal } from './cluster-target.ts';
 
@@ -164,9 +164,9 @@ local
     if (o.mount !== undefined) {
       const mnt = path.resolve(o.mount);
       const logFile = path.resolve(o.dir, 'mount.log');
-      const pid = await spawnMountDaemon([...process.execArgv, process.argv[1], 'mount', mnt, '--dir', path.resolve(o.dir)], mnt, logFile);
-      recordLocalMount(o.dir, { mountpoint: mnt, pid });
-      console.log(`\nmounted at ${printable(mnt)} (daemon pid ${pid}, log ${printable(logFile)}): cp, tar and any program can use it`);
+      const { pid, http } = await spawnMountDaemonReady([...process.execArgv, process.argv[1], 'mount', mnt, '--dir', path.resolve(o.dir), '--http', '127.0.0.1:0'], mnt, logFile);
+      recordLocalMount(o.dir, { mountpoint: mnt, pid, ...(http === undefined ? {} : { http }) });
+      console.log(`\nmounted at ${printable(mnt)} (daemon pid ${pid}, log ${printable(logFile)}${http === undefined ? '' : `, /metrics on http://${http}`}): cp, tar and any program can use it`);
     }
     if (o.s3 !== undefined && o.s3 !== false) {
       const listen = o.s3 === true ? '127.0.0.1:0' : parseAddress(o.s3, '--s3', { portZero: true });
