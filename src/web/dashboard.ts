@@ -1,7 +1,8 @@
 // The masters' web dashboard: static pages (plain ES modules, Preact + htm + uPlot from their npm
 // packages' prebuilt files, no build step) and a small JSON API with a live stream (server-sent
-// events). The leader answers the API; a follower forwards /api/ requests to it, so a browser may
-// use any master. Every API call but login needs a session (src/web/sessions.ts).
+// events). The leader answers the API; a follower forwards /api/ requests to it (but logins,
+// which any master can check), so a browser may use any master. Every API call but login needs a
+// session (src/web/sessions.ts).
 
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
@@ -184,6 +185,10 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
       events.add(found);
       if (!opts.journal.isLeader()) {
         latest = undefined;
+        // Streams opened while this master led end, so that browsers reconnect (through this
+        // master, which now forwards them) to whoever leads now.
+        for (const res of streams) res.end();
+        streams.clear();
         return;
       }
       let health: WorkerHealth[] = [];
@@ -341,19 +346,31 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
   };
 
   const forward = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    if (req.headers[hopHeader] !== undefined) return sendError(res, 503, 'the masters disagree on who leads: retry in a moment');
+    const isStream = req.url?.startsWith('/api/stream') === true;
+    // A live stream that cannot reach a leader asks the browser to retry in a second, rather than
+    // failing with an error status (which makes an EventSource give up).
+    const unavailable = (message: string): void => (isStream ? void res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' }).end('retry: 1000\n\n') : sendError(res, 503, message));
+    if (req.headers[hopHeader] !== undefined) return unavailable('the masters disagree on who leads: retry in a moment');
     const address = await leaderAddress().catch(() => undefined);
-    if (address === undefined) return sendError(res, 503, 'no leader right now (an election is under way): retry in a moment');
+    if (address === undefined) return unavailable('no leader right now (an election is under way): retry in a moment');
     const at = parseAddress(address);
     if ('problem' in at) return sendError(res, 502, `the leader's HTTP address '${address}' is not host:port`);
     const { host, port } = at;
     const out = httpRequest({ host, port, method: req.method, path: req.url, headers: { ...req.headers, [hopHeader]: String(opts.journal.status().id), 'x-forwarded-for': unmapped(req.socket.remoteAddress ?? '') } }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
+      // A leader that dies mid-answer aborts it without an end: end ours, so a live stream reconnects.
+      answer.on('close', () => {
+        if (!res.writableEnded) {
+          if (isStream) res.end();
+          else res.destroy();
+        }
+      });
     });
     out.on('error', () => {
       leaderHttp = undefined;
-      if (!res.headersSent) sendError(res, 502, 'the leader did not answer: retry');
+      if (!res.headersSent) unavailable('the leader did not answer: retry');
+      else if (isStream) res.end();
       else res.destroy();
     });
     res.on('close', () => out.destroy());
@@ -363,7 +380,10 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
   const routes: ExtraRoutes = (req, res) => {
     const url = new URL(req.url ?? '/', 'http://dashboard');
     if (!url.pathname.startsWith('/api/')) return files.serve(req, res, url.pathname);
-    const handle = opts.journal.isLeader() ? api(req, res, url) : forward(req, res);
+    // Logins and sessions need only the replicated user table: any master answers them, also
+    // while there is no leader. The rest is the leader's.
+    const anyMaster = url.pathname === '/api/login' || url.pathname === '/api/logout' || url.pathname === '/api/whoami';
+    const handle = anyMaster || opts.journal.isLeader() ? api(req, res, url) : forward(req, res);
     handle.catch((err: unknown) => {
       if (res.headersSent) return void res.destroy();
       const code = (err as { code?: unknown }).code;

@@ -152,8 +152,27 @@ test('the dashboard in headless Chromium: login, overview as admin report says, 
   await targetState('serving');
   await page.screenshot({ path: path.join(outputDir, 'worker-back.png'), fullPage: true });
 
+  // A failover: the leader is killed (never master 1, which the browser talks to: leadership moves
+  // off it first); the page, through master 1, names the new leader by itself.
+  type Status = { kind: string; id: number; role?: string; pid: number }[];
+  const leaderNow = async (): Promise<Status[number] | undefined> => (JSON.parse((await cairn(['local', 'status', '--json', ...d])).stdout) as Status).find((p) => p.kind === 'master' && p.role === 'leader');
+  let leader = await leaderNow();
+  if (leader?.id === 1) {
+    assert.equal((await cairn(['admin', 'journal', 'transfer-leader', '2', ...d])).code, 0);
+    for (const started = Date.now(); leader?.id !== 2 && Date.now() - started < deadlineMs; await new Promise((r) => setTimeout(r, 200))) leader = await leaderNow();
+  }
+  assert.ok(leader !== undefined && leader.id !== 1, 'a leader other than master 1');
+  const shownLeader = (): Promise<number | undefined> => page.$eval('header .cluster', (e) => Number(/leader: master (\d+)/.exec(e.textContent ?? '')?.[1]) || undefined);
+  await page.waitForFunction((id) => document.querySelector('header .cluster')?.textContent?.includes(`leader: master ${id} `), { timeout: deadlineMs }, leader.id);
+  process.kill(leader.pid, 'SIGKILL');
+  await page.waitForFunction((id) => /leader: master \d+ /.test(document.querySelector('header .cluster')?.textContent ?? '') && !document.querySelector('header .cluster')!.textContent!.includes(`leader: master ${id} `), { timeout: deadlineMs, polling: 200 }, leader.id);
+  const newLeader = await shownLeader();
+  assert.ok(newLeader !== undefined && newLeader !== leader.id, `the page shows the new leader (${newLeader})`);
+  assert.equal((await cairn(['local', 'up', '--workers', '3', '--targets-per-worker', '1', ...d], fast)).code, 0);
+
   await show(page, 'events', 'table[data-testid=events] tbody tr');
   await page.waitForFunction(() => /target 2\d* \(worker 2\): serving → offline/.test(document.body.innerText), { timeout: deadlineMs });
+  assert.match(await page.$eval('table[data-testid=events]', (e) => e.textContent ?? ''), new RegExp(`master ${newLeader} leads`), 'the failover is an event');
   assert.deepEqual(await accessibilityProblems(page), [], 'the events');
   await page.screenshot({ path: path.join(outputDir, 'events.png'), fullPage: true });
 

@@ -56,25 +56,38 @@ function useLive(enabled, onUnauthorized) {
   const [live, setLive] = useState({ overview: null, samples: [], events: [], connected: false });
   useEffect(() => {
     if (!enabled) return undefined;
-    const source = new EventSource('/api/stream');
-    source.addEventListener('history', (e) => {
-      const { samples, events } = JSON.parse(e.data);
-      setLive((s) => ({ ...s, samples, events }));
-    });
-    source.addEventListener('overview', (e) => setLive((s) => ({ ...s, overview: JSON.parse(e.data), connected: true })));
-    source.addEventListener('sample', (e) => setLive((s) => ({ ...s, samples: [...s.samples, JSON.parse(e.data)].slice(-samplesKept) })));
-    source.addEventListener('event', (e) => setLive((s) => ({ ...s, events: [...s.events, JSON.parse(e.data)].slice(-eventsKept) })));
-    source.onerror = () => {
-      setLive((s) => ({ ...s, connected: false }));
-      // The stream reconnects by itself; a session that ended needs a new login instead.
-      api('/api/whoami').then((u) => {
-        if (u.user === null) {
-          source.close();
-          onUnauthorized();
-        }
-      }, () => undefined);
+    let source;
+    let retry;
+    const connect = () => {
+      source = new EventSource('/api/stream');
+      source.addEventListener('history', (e) => {
+        const { samples, events } = JSON.parse(e.data);
+        setLive((s) => ({ ...s, samples, events }));
+      });
+      source.addEventListener('overview', (e) => setLive((s) => ({ ...s, overview: JSON.parse(e.data), connected: true })));
+      source.addEventListener('sample', (e) => setLive((s) => ({ ...s, samples: [...s.samples, JSON.parse(e.data)].slice(-samplesKept) })));
+      source.addEventListener('event', (e) => setLive((s) => ({ ...s, events: [...s.events, JSON.parse(e.data)].slice(-eventsKept) })));
+      source.onerror = () => {
+        setLive((s) => ({ ...s, connected: false }));
+        // A session that ended needs a new login; otherwise the stream comes back by itself, or,
+        // if the browser gave it up (an error status), here after a pause.
+        api('/api/whoami').then((u) => {
+          if (u.user === null) {
+            source.close();
+            onUnauthorized();
+          } else if (source.readyState === EventSource.CLOSED) {
+            retry = setTimeout(connect, 2000);
+          }
+        }, () => {
+          if (source.readyState === EventSource.CLOSED) retry = setTimeout(connect, 2000);
+        });
+      };
     };
-    return () => source.close();
+    connect();
+    return () => {
+      clearTimeout(retry);
+      source.close();
+    };
   }, [enabled]);
   return live;
 }
