@@ -1,6 +1,7 @@
 // The dashboard's live charts: once a second the leader turns running totals (bytes workers read
-// and wrote, journal entries applied, the metadata latency histogram) into rates and quantiles,
-// and keeps the last few minutes. Pure: the caller reads the totals.
+// and wrote, over the last few seconds; journal entries applied and the metadata latency
+// histogram, over the last second) into rates and quantiles, and keeps the last few minutes. Pure:
+// the caller reads the totals.
 
 export interface Sample {
   atMs: number;
@@ -25,30 +26,42 @@ export interface Totals {
 }
 
 export const samplesKeptMax = 300;
+/**
+ * Workers' byte counts arrive with heartbeats (one a second, not in step with the sampler): a
+ * rate over one second would swing between 0 and double. They are taken over this window.
+ */
+export const bytesWindowMs = 3000;
 
 export class Sampler {
-  private last: { atMs: number; totals: Totals } | undefined;
+  /** Recent observations, oldest first, reaching back at least bytesWindowMs. */
+  private readonly seen: { atMs: number; totals: Totals }[] = [];
   private readonly list: Sample[] = [];
 
   /** Adds the sample since the previous observation; the first only sets the baseline. */
   observe(atMs: number, totals: Totals): Sample | undefined {
-    const prev = this.last;
-    this.last = { atMs, totals };
-    if (prev === undefined || atMs <= prev.atMs) return undefined;
+    const prev = this.seen.at(-1);
+    if (prev !== undefined && atMs <= prev.atMs) return undefined;
+    this.seen.push({ atMs, totals });
+    while (this.seen.length > 2 && atMs - this.seen[1].atMs >= bytesWindowMs) this.seen.shift();
+    if (prev === undefined) return undefined;
     const seconds = (atMs - prev.atMs) / 1000;
+    const windowSeconds = (atMs - this.seen[0].atMs) / 1000;
     let read = 0;
     let written = 0;
-    for (const [id, now] of totals.workers) {
-      const was = prev.totals.workers.get(id);
-      read += grown(was?.bytesRead, now.bytesRead);
-      written += grown(was?.bytesWritten, now.bytesWritten);
+    // Step by step, so that a worker that restarted within the window is seen to.
+    for (let i = 1; i < this.seen.length; i++) {
+      for (const [id, now] of this.seen[i].totals.workers) {
+        const was = this.seen[i - 1].totals.workers.get(id);
+        read += grown(was?.bytesRead, now.bytesRead);
+        written += grown(was?.bytesWritten, now.bytesWritten);
+      }
     }
     const latency = bucketDelta(prev.totals.metaLatency, totals.metaLatency);
     const ops = latency === undefined ? 0 : Math.max(0, ...latency.values());
     const sample: Sample = {
       atMs,
-      readBytesPerS: read / seconds,
-      writtenBytesPerS: written / seconds,
+      readBytesPerS: read / windowSeconds,
+      writtenBytesPerS: written / windowSeconds,
       entriesPerS: Math.max(0, totals.appliedIndex - prev.totals.appliedIndex) / seconds,
       metaOpsPerS: ops / seconds,
       metaP50Ms: latency === undefined ? null : quantileMs(latency, 0.5),

@@ -78,10 +78,14 @@ test('samples: rates from running totals (a restarted worker counts from zero), 
   assert.equal(one.metaP50Ms, 1, 'half the operations took at most 1 ms');
   assert.ok(Math.abs(one.metaP99Ms! - 9.82) < 0.01, `p99 interpolated within (1 ms, 10 ms]: ${one.metaP99Ms}`);
   const two = s.observe(3000, { workers: new Map([[1, { bytesRead: 300, bytesWritten: 400 }]]), appliedIndex: 30, metaLatency: buckets([50, 100, 100, 100]) })!;
-  assert.equal(two.readBytesPerS, 300, 'worker 1 restarted: its 300 bytes count');
+  assert.equal(two.readBytesPerS, 2300 / 3, 'bytes over the 3 s window: 2000, then 300 from worker 1, which restarted');
+  const three = s.observe(4000, { workers: new Map([[1, { bytesRead: 600, bytesWritten: 400 }]]), appliedIndex: 30, metaLatency: buckets([50, 100, 100, 100]) })!;
+  assert.equal(three.readBytesPerS, 2600 / 4, 'the window reaches back to the newest look at least 3 s old');
+  const four = s.observe(6000, { workers: new Map([[1, { bytesRead: 900, bytesWritten: 400 }]]), appliedIndex: 30, metaLatency: buckets([50, 100, 100, 100]) })!;
+  assert.equal(four.readBytesPerS, 600 / 3, 'older looks are dropped: from 3 s to 6 s, 600 bytes');
   assert.equal(two.metaP50Ms, null, 'no operations in the interval');
   assert.equal(quantileMs(new Map([[0.1, 0], [Infinity, 4]]), 0.5), 100, 'past the last bound: that bound');
-  assert.equal(s.recent().length, 2);
+  assert.equal(s.recent().length, 4);
 });
 
 function picture(over: Partial<{ leaderId: number | undefined; term: number; snapshotIndex: number; states: Record<number, string>; chain: number[]; instance: string; decommissioned: boolean }>): Picture {
