@@ -4,7 +4,7 @@
 // which any master can check), so a browser may use any master. Every API call but login needs a
 // session (src/web/sessions.ts).
 
-import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Registry } from 'prom-client';
@@ -356,8 +356,8 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     const at = parseAddress(address);
     if ('problem' in at) return sendError(res, 502, `the leader's HTTP address '${address}' is not host:port`);
     const { host, port } = at;
-    const out = httpRequest({ host, port, method: req.method, path: req.url, headers: { ...req.headers, [hopHeader]: String(opts.journal.status().id), 'x-forwarded-for': unmapped(req.socket.remoteAddress ?? '') } }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
+    const out = httpRequest({ host, port, method: req.method, path: req.url, headers: { ...endToEnd(req.headers), [hopHeader]: String(opts.journal.status().id), 'x-forwarded-for': unmapped(req.socket.remoteAddress ?? '') } }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, endToEnd(answer.headers));
       answer.pipe(res);
       // A leader that dies mid-answer aborts it without an end: end ours, so a live stream reconnects.
       answer.on('close', () => {
@@ -430,6 +430,13 @@ async function histogramBuckets(registry: Registry, name: string): Promise<Bucke
     out.set(le, (out.get(le) ?? 0) + v.value);
   }
   return out;
+}
+
+/** Headers that belong to one connection (RFC 9110, 7.6.1): not passed on by the forwarding follower. */
+const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
+
+function endToEnd(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !hopByHop.has(name)));
 }
 
 /** An IPv4 address as itself, not as the IPv6-mapped form a dual-stack socket reports. */
