@@ -2,29 +2,18 @@
 // errors, and a clear failure when no quorum is left.
 
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat as fileStat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { readLocalCluster } from '../../src/cli/cluster-target.ts';
 import { zooKeeperSkipReason } from '../zookeeper-fixture.ts';
+import { mainScript, runCairn } from './process-cluster.ts';
 
-const run = promisify(execFile);
-const mainScript = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
-async function cairn(args: string[], env: Record<string, string> = {}): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const r = await run(process.execPath, [mainScript, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
-    return { stdout: r.stdout, stderr: r.stderr, code: 0 };
-  } catch (err) {
-    const e = err as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
+const cairn = (args: string[], env: Record<string, string> = {}): ReturnType<typeof runCairn> => runCairn(args, env);
 
 test('local up, fs and admin commands, local status and down', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-cli-'));

@@ -7,7 +7,6 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -15,27 +14,17 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import puppeteer, { type Page } from 'puppeteer-core';
 import { readLocalCluster } from '../../src/cli/cluster-target.ts';
-import { mainScript } from './process-cluster.ts';
+import { runCairn } from './process-cluster.ts';
 
-const run = promisify(execFile);
 const chromium = '/usr/bin/chromium';
 const outputDir = fileURLToPath(new URL('../output/dashboard/', import.meta.url));
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 /** Generous: a 2-core CI machine running other tests beside this one. */
 const deadlineMs = 90_000;
 
-async function cairn(args: string[], env: Record<string, string> = {}): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const r = await run(process.execPath, [mainScript, ...args], { env: { ...process.env, ...env }, timeout: 120_000 });
-    return { stdout: r.stdout, stderr: r.stderr, code: 0 };
-  } catch (err) {
-    const e = err as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
+const cairn = (args: string[], env: Record<string, string> = {}): ReturnType<typeof runCairn> => runCairn(args, env, 120_000);
 
 /** Chromium missing: fails in CI (the install script brings it), skips elsewhere. */
 function chromiumSkip(): string | undefined {

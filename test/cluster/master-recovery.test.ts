@@ -3,15 +3,12 @@
 // member with `cairn admin journal recover`, keeps every acknowledged write, and new members join it).
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { TestCluster, listAll } from './harness.ts';
+import { runCairn } from './process-cluster.ts';
 
-const mainScript = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const creates = 600;
 const writers = 4;
 // Small checkpoints, so that a new member's catch-up needs a snapshot (the log it would need is gone).
@@ -28,13 +25,8 @@ async function createAll(cluster: TestCluster, names: string[]): Promise<void> {
 
 /** `cairn ARGS...` as an operator runs it, with the cluster's secret in the environment; never throws. */
 async function cairn(args: string[], secret: string): Promise<{ code: number; out: string }> {
-  try {
-    const r = await promisify(execFile)(process.execPath, [mainScript, ...args], { env: { ...process.env, CAIRN_SECRET: secret }, timeout: 60_000 });
-    return { code: 0, out: r.stdout + r.stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, out: e.stdout + e.stderr };
-  }
+  const r = await runCairn(args, { CAIRN_SECRET: secret });
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 async function names(cluster: TestCluster): Promise<string[]> {

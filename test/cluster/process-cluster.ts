@@ -3,13 +3,14 @@
 // ports from the OS, a directory and log file per master, kill -9 and restart by PID, and waits on
 // conditions with deadlines (never fixed sleeps). No node:test here, so the benchmarks can use it.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { MasterClient } from '../../src/client/master-client.ts';
 import { rootCaller } from '../../src/meta/commands.ts';
 import { freePort } from '../../src/cli/local.ts';
@@ -24,6 +25,17 @@ const startAttemptsMax = 3;
 const startupWatchMs = 10_000;
 /** How often waitFor checks again; the failover times bench/journal.ts reports resolve to this. */
 const pollMs = 20;
+
+/** Runs the `cairn` CLI as a user would: its output and exit status; a failing command does not throw. */
+export async function runCairn(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const r = await promisify(execFile)(process.execPath, [mainScript, ...args], { env: { ...process.env, ...env }, timeout: timeoutMs });
+    return { stdout: r.stdout, stderr: r.stderr, code: 0 };
+  } catch (err) {
+    const e = err as { stdout: string; stderr: string; code: number };
+    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
+  }
+}
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

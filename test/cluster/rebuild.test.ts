@@ -3,13 +3,10 @@
 // every acknowledged entry, and its old id can never be added back.
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { MasterClient } from '../../src/client/master-client.ts';
 import { rootCaller } from '../../src/meta/commands.ts';
 import { readLocalCluster } from '../../src/cli/cluster-target.ts';
@@ -17,9 +14,8 @@ import type { JournalStatus } from '../../src/journal/journal.ts';
 import { decodeRecords } from '../../src/journal/raft/wal-record.ts';
 import type { HardState } from '../../src/raft/types.ts';
 import { TestCluster, listAll, waitFor } from './harness.ts';
+import { runCairn } from './process-cluster.ts';
 
-const mainScript = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-const run = promisify(execFile);
 const creates = 1500;
 const writers = 6;
 
@@ -46,14 +42,7 @@ async function cairn(command: string, secret?: string): Promise<{ stdout: string
   const args = command.trim().split(/\s+/);
   assert.equal(args[0], 'cairn', command);
   // A local cluster's commands find its secret in its directory.
-  const env = secret === undefined ? process.env : { ...process.env, CAIRN_SECRET: secret };
-  try {
-    const r = await run(process.execPath, [mainScript, ...args.slice(1)], { env, timeout: 60_000 });
-    return { stdout: r.stdout, stderr: r.stderr, code: 0 };
-  } catch (err) {
-    const e = err as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
+  return runCairn(args.slice(1), secret === undefined ? {} : { CAIRN_SECRET: secret });
 }
 
 /** Runs a command that must succeed, and returns what it printed. */

@@ -5,13 +5,10 @@
 // back their own bytes, not an old file's.
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { FileWriter } from '../../src/client/file-io.ts';
 import { putFile } from '../../src/client/files.ts';
 import type { QuarantineReport } from '../../src/master/quarantine.ts';
@@ -19,20 +16,14 @@ import type { InodeAttr, SessionValue, WorkerInfo } from '../../src/meta/index.t
 import { MasterWorkerMethod } from '../../src/worker/protocol.ts';
 import { DataCluster, pieces, readAll, sha } from './data-cluster.ts';
 import { waitFor } from './harness.ts';
+import { runCairn } from './process-cluster.ts';
 
-const mainScript = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const chunk = 64 * 1024;
 const layout = { chunkSizeBytes: chunk, stripeWidth: 1 };
 
 async function cairn(cluster: DataCluster, args: string[]): Promise<{ code: number; out: string }> {
-  const all = [mainScript, ...args, '--masters', cluster.masters.addresses().join(',')];
-  try {
-    const r = await promisify(execFile)(process.execPath, all, { env: { ...process.env, CAIRN_SECRET: cluster.masters.secret }, timeout: 60_000 });
-    return { code: 0, out: r.stdout + r.stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, out: e.stdout + e.stderr };
-  }
+  const r = await runCairn([...args, '--masters', cluster.masters.addresses().join(',')], { CAIRN_SECRET: cluster.masters.secret });
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 test('all masters lost: a restore brings the backup back; later files are quarantined, not removed; new files get fresh ids and their own bytes', async (t) => {
