@@ -54,7 +54,14 @@ export async function startOpsHttp(host: string, port: number, registry: Registr
       res.end(JSON.stringify(h));
       return;
     }
-    if (extra?.(req, res) === true) return;
+    try {
+      if (extra?.(req, res) === true) return;
+    } catch (err) {
+      // A route's bug must not take the process down with it (an uncaught throw here would).
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end(`internal error: ${err instanceof Error ? err.message : String(err)}\n`);
+      else res.destroy();
+      return;
+    }
     res.writeHead(404).end('try /metrics or /healthz\n');
   });
   await new Promise<void>((resolve, reject) => {

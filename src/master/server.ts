@@ -133,8 +133,8 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
   // is harmless, as the next start finds its pid dead.
   const stop = async (): Promise<void> => {
     stopManager();
-    dashboard?.stop();
     await http?.close();
+    dashboard?.stop();
     await server.close();
     await journal?.stop();
     await lock.release();

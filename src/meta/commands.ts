@@ -663,9 +663,20 @@ export const s3UsersMax = 10_000;
 /** Dashboard login names: a letter, then letters, digits and . _ - (as user names usually are). */
 export const dashboardUserNamePattern = /^[A-Za-z][A-Za-z0-9._-]{0,63}$/;
 /** `scrypt$N$r$p$salt$hash` (base64url salt and hash), as src/web/passwords.ts writes it. */
-export const dashboardPasswordHashPattern = /^scrypt\$\d{1,8}\$\d{1,2}\$\d{1,2}\$[A-Za-z0-9_-]{16,64}\$[A-Za-z0-9_-]{32,128}$/;
+const dashboardPasswordHashPattern = /^scrypt\$\d{1,8}\$\d{1,2}\$\d{1,2}\$[A-Za-z0-9_-]{16,64}\$[A-Za-z0-9_-]{32,128}$/;
 /** Dashboard logins the masters keep at most. */
 export const dashboardUsersMax = 1000;
+
+/**
+ * Whether a stored hash is well formed and its scrypt cost bounded (N a power of two from 2^10 to
+ * 2^17, r up to 16, p up to 4: at most 256 MiB and well under a second a check), so that no hash
+ * can make a login attempt exhaust a master.
+ */
+export function dashboardPasswordHashOk(hash: string): boolean {
+  if (!dashboardPasswordHashPattern.test(hash)) return false;
+  const [N, r, p] = hash.split('$').slice(1, 4).map(Number);
+  return N >= 1024 && N <= 131_072 && (N & (N - 1)) === 0 && r >= 1 && r <= 16 && p >= 1 && p <= 4;
+}
 
 function dashboardUserName(f: MetaFields): string {
   const name = f.str('name', 64);
@@ -727,7 +738,7 @@ const clusterReaders: Record<ClusterCommandOp, (f: MetaFields, s: ClientStamp) =
   s3UserRemove: (f, s) => ({ op: 's3UserRemove', ...s, accessKeyId: s3AccessKeyId(f) }),
   dashboardUserAdd: (f, s) => {
     const passwordHash = f.str('passwordHash', 256);
-    if (!dashboardPasswordHashPattern.test(passwordHash)) throw invalid(`${f.where}: 'passwordHash' must be an scrypt hash (scrypt$N$r$p$salt$hash), never a password`);
+    if (!dashboardPasswordHashOk(passwordHash)) throw invalid(`${f.where}: 'passwordHash' must be an scrypt hash (scrypt$N$r$p$salt$hash, N at most 2^17, r at most 16, p at most 4), never a password`);
     return { op: 'dashboardUserAdd', ...s, name: dashboardUserName(f), passwordHash, uid: f.int('uid', 0, idMax), gid: f.int('gid', 0, idMax) };
   },
   dashboardUserRemove: (f, s) => ({ op: 'dashboardUserRemove', ...s, name: dashboardUserName(f) }),

@@ -8,7 +8,7 @@
 
 import { crc32c } from '@node-rs/crc32';
 import { assert } from '../errors.ts';
-import { dashboardPasswordHashPattern, dashboardUserNamePattern, dashboardUsersMax, fileSizeBytesMax, generatedSessionPrefix, idMax, metaPackr, modeMax, s3AccessKeyIdPattern, s3BucketNamePattern, s3SecretKeyPattern, s3UserBucketsMax, s3UsersMax, validateLayout, xattrNameBytesMax, xattrNamePrefix, xattrsBytesMax, xattrValueBytesMax } from './commands.ts';
+import { dashboardPasswordHashOk, dashboardUserNamePattern, dashboardUsersMax, fileSizeBytesMax, generatedSessionPrefix, idMax, metaPackr, modeMax, s3AccessKeyIdPattern, s3BucketNamePattern, s3SecretKeyPattern, s3UserBucketsMax, s3UsersMax, validateLayout, xattrNameBytesMax, xattrNamePrefix, xattrsBytesMax, xattrValueBytesMax } from './commands.ts';
 import type { Layout, TargetState } from './commands.ts';
 import { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
 import { inChainOrder } from './chain-states.ts';
@@ -609,7 +609,7 @@ class SnapshotBuilder {
     const what = `dashboard user '${nameRaw}'`;
     check(nameRaw > this.lastDashboardUser, `${what} is out of order or repeated`);
     this.lastDashboardUser = nameRaw;
-    check(typeof hashRaw === 'string' && dashboardPasswordHashPattern.test(hashRaw), `${what} has an invalid password hash`);
+    check(typeof hashRaw === 'string' && dashboardPasswordHashOk(hashRaw), `${what} has an invalid password hash`);
     check(this.t.dashboardUsers.size < dashboardUsersMax, 'more dashboard users than the masters keep');
     this.t.dashboardUsers.set(nameRaw, { name: nameRaw, passwordHash: hashRaw, uid: int(uidRaw, `${what} uid`, 0, idMax), gid: int(gidRaw, `${what} gid`, 0, idMax), createdMs: time(createdRaw, `${what} created`) });
   }

@@ -15,7 +15,7 @@ import { systemClock } from '../io/system-clock.ts';
 import type { Journal, JournalStatus } from '../journal/index.ts';
 import type { Logger } from '../log.ts';
 import { clusterSummary, type ClusterSummary } from '../master/cluster-summary.ts';
-import { MetaError, validateQuery, type Caller, type InodeAttr, type MetaResult, type ReaddirPage, type WorkerInfo } from '../meta/index.ts';
+import { FsErrorCode, MetaError, validateQuery, type Caller, type InodeAttr, type MetaResult, type ReaddirPage, type WorkerInfo } from '../meta/index.ts';
 import type { MetaStateMachine } from '../meta/state-machine.ts';
 import type { ExtraRoutes } from '../ops-http.ts';
 import { RpcClient } from '../rpc/index.ts';
@@ -53,6 +53,9 @@ const streamsMax = 64;
 const streamBacklogBytesMax = 1024 * 1024;
 const requestBodyBytesMax = 4096;
 const readdirPageEntries = 200;
+/** Downloads one master streams at once, and the chunks each reads ahead of the browser. */
+const downloadsMax = 8;
+const downloadChunksAhead = 2;
 /** The proxy marks what it forwards, so two masters that each think the other leads cannot loop. */
 const hopHeader = 'x-cairn-dashboard-hop';
 
@@ -92,8 +95,12 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
   let picture: Picture | undefined;
   let latest: Overview | undefined;
   let leaderHttp: { leaderId: number; address: string; atMs: number } | undefined;
+  /** Set by stop(): no client is made after it (nothing would close it). */
+  let stopped = false;
+  let wasLeader = false;
 
   const peer = (address: string): RpcClient => {
+    if (stopped) throw new CairnError(ErrorCode.Unavailable, 'this master is stopping');
     let c = peers.get(address);
     if (c === undefined) {
       c = new RpcClient(address, { secret: opts.secret, connectTimeoutMs: 1000 });
@@ -162,8 +169,10 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
 
   const broadcast = (event: string, data: unknown): void => {
     const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    // A few frames behind is a slow moment; more is a browser that stopped reading.
+    const backlogMax = Math.max(streamBacklogBytesMax, 4 * frame.length);
     for (const res of streams) {
-      if (res.writableLength > streamBacklogBytesMax) {
+      if (res.writableLength > backlogMax) {
         res.destroy();
         streams.delete(res);
       } else {
@@ -184,6 +193,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
       picture = now;
       events.add(found);
       if (!opts.journal.isLeader()) {
+        wasLeader = false;
         latest = undefined;
         // Streams opened while this master led end, so that browsers reconnect (through this
         // master, which now forwards them) to whoever leads now.
@@ -197,7 +207,12 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
       } catch {
         return;
       }
-      const sample = sampler.observe(Date.now(), {
+      // Leading again after a while: rates start afresh rather than averaged over the gap.
+      if (!wasLeader) sampler.restart();
+      wasLeader = true;
+      // Monotonic (the process's start plus elapsed time): a wall clock stepped back by NTP
+      // would stall the charts.
+      const sample = sampler.observe(performance.timeOrigin + performance.now(), {
         workers: new Map(health.map((h) => [h.workerId, { bytesRead: h.bytesRead ?? 0, bytesWritten: h.bytesWritten ?? 0 }])),
         appliedIndex: st.appliedIndex,
         metaLatency: await histogramBuckets(opts.registry, metaLatencyMetric),
@@ -230,7 +245,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
       return sendError(res, 400, 'the login is not JSON');
     }
     if (typeof user !== 'string' || typeof password !== 'string' || user.length === 0 || user.length > 64 || password.length > 1024) return sendError(res, 400, 'give a user name and a password');
-    const address = clientAddress(req);
+    const address = unmapped(req.socket.remoteAddress ?? '');
     const gate = await limiter.enter(address, user, Date.now());
     if (!gate.ok) {
       res.setHeader('retry-after', String(gate.retryAfterS));
@@ -252,20 +267,11 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     }
   };
 
-  /** The browser's address: a login a follower forwarded counts against the browser, not the follower. */
-  const clientAddress = (req: IncomingMessage): string => {
-    const peerAddress = unmapped(req.socket.remoteAddress ?? '');
-    const forwardedFor = req.headers['x-forwarded-for'];
-    if (req.headers[hopHeader] === undefined || typeof forwardedFor !== 'string') return peerAddress;
-    const masterHosts = new Set(opts.journal.status().members.map((m) => parseAddress(m.address)).flatMap((a) => ('problem' in a ? [] : [a.host])));
-    return masterHosts.has(peerAddress) ? unmapped(forwardedFor.split(',')[0].trim()) : peerAddress;
-  };
-
-  const stream = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  const stream = async (res: ServerResponse): Promise<void> => {
     if (streams.size >= streamsMax) return sendError(res, 503, `${streamsMax} dashboards are watching this master, its most`);
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     streams.add(res);
-    req.on('close', () => streams.delete(res));
+    res.on('close', () => streams.delete(res));
     res.write(`retry: 2000\n\n`);
     const first = latest ?? (await overview());
     res.write(`event: history\ndata: ${JSON.stringify({ samples: sampler.recent(), events: events.recent() })}\n\n`);
@@ -280,17 +286,28 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     return r.value;
   };
 
+  let downloads = 0;
   const download = async (res: ServerResponse, path: string, caller: Caller): Promise<void> => {
-    const attr = await fsQuery<InodeAttr>({ op: 'open', path, caller });
-    clients ??= dataClients(opts);
-    const reader = new FileReader(clients.data, fileRef(attr, path), attr.sizeBytes);
-    const name = path.split('/').pop() || 'file';
-    res.writeHead(200, {
-      'content-type': 'application/octet-stream',
-      'content-length': String(attr.sizeBytes),
-      'content-disposition': `attachment; filename="${name.replace(/[^\x20-\x7e]|["\\]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(name)}`,
-    });
-    await pipeline(Readable.from(reader.stream()), res);
+    if (downloads >= downloadsMax) return sendError(res, 503, `${downloadsMax} downloads are running on this master, its most: retry when one ends`);
+    downloads++;
+    try {
+      const attr = await fsQuery<InodeAttr>({ op: 'open', path, caller });
+      clients ??= dataClients(opts);
+      if (stopped) throw new CairnError(ErrorCode.Unavailable, 'this master is stopping');
+      const file = fileRef(attr, path);
+      // Two chunks ahead at most, and taken only as the browser reads: a download's memory is
+      // bounded whatever the file's size or the browser's pace.
+      const reader = new FileReader(clients.data, file, attr.sizeBytes, { streamBytesMax: downloadChunksAhead * file.layout.chunkSizeBytes });
+      const name = path.split('/').pop() || 'file';
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-length': String(attr.sizeBytes),
+        'content-disposition': `attachment; filename="${name.replace(/[^\x20-\x7e]|["\\]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(name)}`,
+      });
+      await pipeline(Readable.from(reader.stream(), { highWaterMark: 1 }), res);
+    } finally {
+      downloads--;
+    }
   };
 
   const api = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
@@ -311,7 +328,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
       case '/api/history':
         return sendJson(res, 200, { samples: sampler.recent(), events: events.recent() });
       case '/api/stream':
-        return stream(req, res);
+        return stream(res);
       case '/api/fs/list': {
         const after = url.searchParams.get('after');
         const page = await fsQuery<ReaddirPage>({ op: 'readdir', path, limit: readdirPageEntries, plus: true, ...(after === null ? {} : { after }), caller: user.caller });
@@ -339,6 +356,8 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     const http = parseAddress(body.httpAddress);
     const rpc = parseAddress(leader.address);
     if ('problem' in http || 'problem' in rpc) return undefined;
+    // A leader's loopback address is this master's own loopback, unless both share a machine.
+    if (isLoopback(http.host) && !isLoopback(rpc.host)) throw new CairnError(ErrorCode.Unavailable, `the leader (master ${leader.id}) serves its dashboard on loopback only (${body.httpAddress}): open it there, or give the masters --http on an address the others reach`);
     // A leader serving HTTP on every interface is reached at the host of its RPC address.
     const host = http.host === '0.0.0.0' || http.host === '::' ? rpc.host : http.host;
     leaderHttp = { leaderId: leader.id, address: formatAddress(host, http.port), atMs: Date.now() };
@@ -351,12 +370,20 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     // failing with an error status (which makes an EventSource give up).
     const unavailable = (message: string): void => (isStream ? void res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' }).end('retry: 1000\n\n') : sendError(res, 503, message));
     if (req.headers[hopHeader] !== undefined) return unavailable('the masters disagree on who leads: retry in a moment');
-    const address = await leaderAddress().catch(() => undefined);
+    // What is forwarded is a bodiless GET (logins are answered here): a body could only be a
+    // second request smuggled onto the connection to the leader.
+    if (req.method !== 'GET' || req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0') return sendError(res, 400, 'the dashboard\'s API takes GET requests without a body');
+    let address: string | undefined;
+    try {
+      address = await leaderAddress();
+    } catch (err) {
+      return unavailable(err instanceof CairnError ? err.message : 'the leader did not answer: retry in a moment');
+    }
     if (address === undefined) return unavailable('no leader right now (an election is under way): retry in a moment');
     const at = parseAddress(address);
     if ('problem' in at) return sendError(res, 502, `the leader's HTTP address '${address}' is not host:port`);
     const { host, port } = at;
-    const out = httpRequest({ host, port, method: req.method, path: req.url, headers: { ...endToEnd(req.headers), [hopHeader]: String(opts.journal.status().id), 'x-forwarded-for': unmapped(req.socket.remoteAddress ?? '') } }, (answer) => {
+    const out = httpRequest({ host, port, method: req.method, path: req.url, headers: { ...endToEnd(req.headers, true), [hopHeader]: String(opts.journal.status().id) } }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, endToEnd(answer.headers));
       answer.pipe(res);
       // A leader that dies mid-answer aborts it without an end: end ours, so a live stream reconnects.
@@ -374,11 +401,15 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
       else res.destroy();
     });
     res.on('close', () => out.destroy());
-    req.pipe(out);
+    out.end();
   };
 
   const routes: ExtraRoutes = (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://dashboard');
+    const url = URL.parse(req.url ?? '/', 'http://dashboard');
+    if (url === null) {
+      sendError(res, 400, 'the request target is not a valid URL path');
+      return true;
+    }
     if (!url.pathname.startsWith('/api/')) return files.serve(req, res, url.pathname);
     // Logins and sessions need only the replicated user table: any master answers them, also
     // while there is no leader. The rest is the leader's.
@@ -386,8 +417,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     const handle = anyMaster || opts.journal.isLeader() ? api(req, res, url) : forward(req, res);
     handle.catch((err: unknown) => {
       if (res.headersSent) return void res.destroy();
-      const code = (err as { code?: unknown }).code;
-      const status = code === 'ENOENT' ? 404 : code === 'EACCES' || code === 'EPERM' ? 403 : code === 'ENOTDIR' || code === 'EISDIR' || code === ErrorCode.InvalidArgument || code === 'EINVAL' ? 400 : 500;
+      const status = errorStatus((err as { code?: unknown }).code);
       if (status === 500) opts.log.warn({ err, url: req.url }, 'dashboard: a request failed');
       sendError(res, status, err instanceof Error ? err.message : String(err));
     });
@@ -397,6 +427,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
   return {
     routes,
     stop: () => {
+      stopped = true;
       clearInterval(timer);
       for (const res of streams) res.destroy();
       streams.clear();
@@ -418,6 +449,17 @@ function dataClients(opts: DashboardOptions): { meta: MasterClient; data: DataCl
 /** A hash no password matches, checked for unknown users so a failed login costs the same either way. */
 const decoyHash = `scrypt$32768$8$1$${'A'.repeat(22)}$${'A'.repeat(43)}`;
 
+/** The HTTP status of a failed API call: the namespace's refusals are the caller's (4xx), a leader's absence is temporary (503). */
+function errorStatus(code: unknown): number {
+  if (code === FsErrorCode.ENOENT) return 404;
+  if (code === FsErrorCode.EACCES || code === FsErrorCode.EPERM) return 403;
+  if (code === ErrorCode.NotLeader || code === ErrorCode.Unavailable || code === ErrorCode.Timeout || code === ErrorCode.Busy) return 503;
+  if (code === ErrorCode.InvalidArgument || (typeof code === 'string' && fsCodes.has(code))) return 400;
+  return 500;
+}
+
+const fsCodes: ReadonlySet<string> = new Set(Object.values(FsErrorCode));
+
 /** The histogram's buckets summed over its labels; undefined when this process has none. */
 async function histogramBuckets(registry: Registry, name: string): Promise<Buckets | undefined> {
   const metric = registry.getSingleMetric(name);
@@ -435,8 +477,13 @@ async function histogramBuckets(registry: Registry, name: string): Promise<Bucke
 /** Headers that belong to one connection (RFC 9110, 7.6.1): not passed on by the forwarding follower. */
 const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
 
-function endToEnd(headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  return Object.fromEntries(Object.entries(headers).filter(([name]) => !hopByHop.has(name)));
+/** The headers to pass on; a forwarded request has no body, so no content-length either. */
+function endToEnd(headers: IncomingHttpHeaders, request = false): IncomingHttpHeaders {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !hopByHop.has(name) && !(request && name === 'content-length')));
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 /** An IPv4 address as itself, not as the IPv6-mapped form a dual-stack socket reports. */

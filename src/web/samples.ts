@@ -75,6 +75,11 @@ export class Sampler {
   recent(): Sample[] {
     return [...this.list];
   }
+
+  /** Forgets the totals seen (a new baseline at the next look), keeping the samples made. */
+  restart(): void {
+    this.seen.length = 0;
+  }
 }
 
 /** Growth of a counter; a counter that went back restarted from 0. */

@@ -1,6 +1,6 @@
 // Dashboard sessions: a signed cookie (name, expiry, HMAC), so that any master can check one and a
 // failover keeps users logged in. The HMAC covers the user's password hash too: removing the user
-// or changing its password ends its sessions. Logins are rate-limited per address and user, and
+// or changing its password ends its sessions. Logins are rate-limited per address, and
 // password checks (scrypt, ~100 ms of CPU each) run a few at a time so a flood cannot stall a master.
 
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
@@ -47,8 +47,12 @@ export class SessionKeys {
   }
 }
 
-/** Failed logins allowed per address and per user name in a window, before logins are refused for the rest of it. */
-const failuresMax = 10;
+/**
+ * Failed logins allowed in a window, before that address's logins (for that user, or for any) are
+ * refused for the rest of it. Not per user name alone: anyone could then lock a user out.
+ */
+const failuresPerUserMax = 10;
+const failuresPerAddressMax = 30;
 const windowMs = 60_000;
 const checksAtOnce = 2;
 const checksQueuedMax = 16;
@@ -62,9 +66,9 @@ export class LoginLimiter {
 
   /** Waits for a turn to check a password, or says why not now. */
   async enter(address: string, user: string, nowMs: number): Promise<LoginGate> {
-    for (const key of [`a:${address}`, `u:${user}`]) {
+    for (const [key, max] of this.keys(address, user)) {
       const f = this.failures.get(key);
-      if (f !== undefined && nowMs - f.sinceMs < windowMs && f.count >= failuresMax) {
+      if (f !== undefined && nowMs - f.sinceMs < windowMs && f.count >= max) {
         return { ok: false, retryAfterS: Math.ceil((f.sinceMs + windowMs - nowMs) / 1000), reason: 'too many failed logins: wait a minute' };
       }
     }
@@ -86,11 +90,15 @@ export class LoginLimiter {
 
   failed(address: string, user: string, nowMs: number): void {
     if (this.failures.size > 10_000) this.prune(nowMs);
-    for (const key of [`a:${address}`, `u:${user}`]) {
+    for (const [key] of this.keys(address, user)) {
       const f = this.failures.get(key);
       if (f === undefined || nowMs - f.sinceMs >= windowMs) this.failures.set(key, { count: 1, sinceMs: nowMs });
       else f.count++;
     }
+  }
+
+  private keys(address: string, user: string): [string, number][] {
+    return [[`a:${address}`, failuresPerAddressMax], [`au:${address}\0${user}`, failuresPerUserMax]];
   }
 
   private prune(nowMs: number): void {

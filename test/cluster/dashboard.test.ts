@@ -12,6 +12,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
+import { get as httpGet, type ClientRequest } from 'node:http';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import puppeteer, { type Page } from 'puppeteer-core';
@@ -90,8 +92,15 @@ test('the dashboard in headless Chromium: login, overview as admin report says, 
   // Any master answers: a follower forwards to the leader.
   const cluster = readLocalCluster(dir)!;
   const masters = cluster.processes.filter((p) => p.kind === 'master');
-  const served = await Promise.all(masters.map(async (m) => ((await (await fetch(`http://${m.http}/api/overview`, { headers: { cookie } })).json()) as { servedBy: number }).servedBy));
-  assert.equal(new Set(served).size, 1, `every master's dashboard shows the leader's view: ${served.join(', ')}`);
+  const served = await Promise.all(
+    masters.map(async (m) => {
+      const res = await fetch(`http://${m.http}/api/overview`, { headers: { cookie } });
+      assert.equal(res.status, 200, `master ${m.id} answers`);
+      return ((await res.json()) as { servedBy: number; journal: { leaderId: number } }).servedBy;
+    }),
+  );
+  const leaderId = ((await (await fetch(new URL('/api/overview', url), { headers: { cookie } })).json()) as { journal: { leaderId: number } }).journal.leaderId;
+  assert.deepEqual(served, [leaderId, leaderId, leaderId], "every master's dashboard shows the leader's view");
 
   const browser = await puppeteer.launch({ executablePath: chromium, args: ['--no-sandbox', '--disable-dev-shm-usage'], headless: true });
   t.after(() => browser.close());
@@ -198,25 +207,101 @@ test('the dashboard in headless Chromium: login, overview as admin report says, 
   await page.waitForSelector('#user', { timeout: deadlineMs });
 });
 
-test('a removed dashboard user\'s session ends at its next request', async (t) => {
+/** Sends raw bytes to host:port and returns the first line of what comes back. */
+function rawRequest(address: string, bytes: string): Promise<string> {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, host, () => socket.write(bytes));
+    let got = '';
+    socket.on('data', (d) => {
+      got += d.toString('latin1');
+      if (got.includes('\r\n')) {
+        socket.destroy();
+        resolve(got.slice(0, got.indexOf('\r\n')));
+      }
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(got));
+  });
+}
+
+test('the dashboard over plain HTTP: sessions end with their user, hostile requests get an error and change nothing, downloads and logins are bounded', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-dashboard-'));
   t.after(async () => {
     await cairn(['local', 'down', '--dir', dir]);
     await rm(dir, { recursive: true, force: true });
   });
   const d = ['--dir', dir];
-  const up = await cairn(['local', 'up', '--masters', '1', '--workers', '0', ...d]);
+  const up = await cairn(['local', 'up', '--masters', '3', '--workers', '1', '--targets-per-worker', '1', '--replication', '1', ...d]);
   assert.equal(up.code, 0, up.stderr);
   const url = /^dashboard: (http:\/\/\S+\/)/m.exec(up.stdout)![1];
+  const login = (user: string, password: string, at = url): Promise<Response> => fetch(new URL('/api/login', at), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user, password }) });
   assert.equal((await cairn(['admin', 'dashboard', 'user', 'add', 'temp', '--password-from-env', 'PW', ...d], { PW: 'a long enough password' })).code, 0);
-  const res = await fetch(new URL('/api/login', url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'temp', password: 'a long enough password' }) });
+  assert.equal((await cairn(['admin', 'dashboard', 'user', 'add', 'other', '--password-from-env', 'PW', ...d], { PW: 'another long password' })).code, 0);
+  const res = await login('temp', 'a long enough password');
   const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0];
   assert.equal((await fetch(new URL('/api/overview', url), { headers: { cookie } })).status, 200);
   // A forged cookie (another user's name on this signature) is refused.
   const forged = cookie.replace(/=([^.]+)\./, (_, p: string) => `=${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), u: 'local' })).toString('base64url')}.`);
   assert.equal((await fetch(new URL('/api/overview', url), { headers: { cookie: forged } })).status, 401);
-  assert.equal((await cairn(['admin', 'dashboard', 'user', 'remove', 'temp', ...d])).code, 0);
-  assert.equal((await fetch(new URL('/api/overview', url), { headers: { cookie } })).status, 401);
   // The API is read-only, and a login is a JSON POST (a cross-site form cannot send one).
   assert.equal((await fetch(new URL('/api/login', url), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'user=local&password=x' })).status, 415);
+  assert.equal((await fetch(new URL('/api/overview', url), { method: 'DELETE', headers: { cookie } })).status, 405);
+
+  // Every master: a request target no URL parser takes is a 400, and the master lives on.
+  const cluster = readLocalCluster(dir)!;
+  const masters = cluster.processes.filter((p) => p.kind === 'master');
+  for (const m of masters) {
+    assert.match(await rawRequest(m.http!, 'GET //[ HTTP/1.1\r\nHost: x\r\n\r\n'), /^HTTP\/1\.1 400 /, `master ${m.id}`);
+    assert.equal((await fetch(`http://${m.http}/healthz`)).status, 200, `master ${m.id} still serves`);
+  }
+  // A follower forwards bodiless GETs only: a body (here a login smuggled as a chunk) is refused.
+  const leaderId = ((await (await fetch(new URL('/api/overview', url), { headers: { cookie } })).json()) as { journal: { leaderId: number } }).journal.leaderId;
+  const follower = masters.find((m) => m.id !== leaderId)!;
+  const smuggled = 'POST /api/login HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}';
+  const chunked = `GET /api/overview HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nTransfer-Encoding: chunked\r\n\r\n${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
+  assert.match(await rawRequest(follower.http!, chunked), /^HTTP\/1\.1 400 /);
+
+  // Downloads: at most 8 at once per master, each reading two chunks ahead of its browser.
+  const big = path.join(dir, 'big.bin');
+  await writeFile(big, randomBytes(64 * 1024 * 1024));
+  assert.equal((await cairn(['fs', 'put', big, '/big.bin', '--quiet', ...d])).code, 0);
+  const held: ClientRequest[] = [];
+  t.after(() => held.forEach((r) => r.destroy()));
+  const leader = masters.find((m) => m.id === leaderId)!;
+  const statuses = await Promise.all(
+    Array.from({ length: 8 }, () => new Promise<number>((resolve, reject) => {
+      const r = httpGet(`http://${leader.http}/api/fs/download?path=/big.bin`, { headers: { cookie } }, (answer) => {
+        answer.pause(); // a browser that does not read
+        resolve(answer.statusCode ?? 0);
+      });
+      r.on('error', reject);
+      held.push(r);
+    })),
+  );
+  assert.deepEqual(statuses, Array(8).fill(200));
+  const ninth = await fetch(`http://${leader.http}/api/fs/download?path=/big.bin`, { headers: { cookie } });
+  assert.equal(ninth.status, 503);
+  assert.match(((await ninth.json()) as { error: string }).error, /8 downloads are running on this master/);
+  for (const r of held) r.destroy();
+  // A slot comes back when a download ends.
+  let again = 0;
+  for (const started = Date.now(); again !== 200 && Date.now() - started < deadlineMs; await new Promise((r) => setTimeout(r, 100))) {
+    const r = await fetch(`http://${leader.http}/api/fs/download?path=/big.bin`, { headers: { cookie } });
+    again = r.status;
+    await r.body?.cancel();
+  }
+  assert.equal(again, 200);
+
+  // Ten wrong passwords for one user from one address stop that user's logins from it for a
+  // minute, the right password too; another user from the same address still gets in.
+  for (let i = 0; i < 10; i++) assert.equal((await login('temp', `wrong password ${i}`)).status, 401);
+  const limited = await login('temp', 'a long enough password');
+  assert.equal(limited.status, 429);
+  assert.ok(Number(limited.headers.get('retry-after')) > 0);
+  assert.equal((await login('other', 'another long password')).status, 200);
+
+  // Removing the user ends its sessions.
+  assert.equal((await cairn(['admin', 'dashboard', 'user', 'remove', 'temp', ...d])).code, 0);
+  assert.equal((await fetch(new URL('/api/overview', url), { headers: { cookie } })).status, 401);
 });

@@ -8,6 +8,7 @@ import { hashPassword, verifyPassword } from '../../src/web/passwords.ts';
 import { quantileMs, Sampler } from '../../src/web/samples.ts';
 import { LoginLimiter, SessionKeys, sessionLifetimeMs } from '../../src/web/sessions.ts';
 import type { RoutingInfo, WorkerInfo } from '../../src/meta/index.ts';
+import { dashboardPasswordHashOk } from '../../src/meta/commands.ts';
 
 test('sessions: a token names its user while the password hash and the key are the same, until it expires', () => {
   const keys = new SessionKeys('cluster secret');
@@ -34,23 +35,28 @@ test('passwords: scrypt hashes verify, wrong or malformed ones do not, short pas
   const h = await hashPassword('correct horse battery');
   assert.equal(await verifyPassword('correct horse battery', h), true);
   assert.equal(await verifyPassword('correct horse batterz', h), false);
-  assert.equal(await verifyPassword('correct horse battery', h.replace('scrypt$32768', 'scrypt$1048577')), false, 'a cost beyond the bounds');
+  assert.equal(await verifyPassword('correct horse battery', h.replace('scrypt$32768', 'scrypt$1048577')), false, 'not a power of two');
+  assert.equal(dashboardPasswordHashOk(h.replace('scrypt$32768$8', 'scrypt$1048576$32')), false, 'a cost of 4 GiB a check is refused');
+  assert.equal(await verifyPassword('correct horse battery', h.replace('scrypt$32768$8', 'scrypt$1048576$32')), false);
+  assert.equal(dashboardPasswordHashOk(h), true);
   assert.equal(await verifyPassword('x', 'not a hash'), false);
   await assert.rejects(hashPassword('short'), /at least 12/);
 });
 
-test('the login limiter: ten failures per address or user in a minute, then refusals until the minute ends; checks run two at a time', async () => {
+test('the login limiter: ten failures per address and user, thirty per address, in a minute; checks run two at a time', async () => {
   const limiter = new LoginLimiter();
-  for (let i = 0; i < 10; i++) {
-    const gate = await limiter.enter('10.0.0.1', 'ops', 1000);
-    assert.ok(gate.ok);
+  const fail = async (address: string, user: string, atMs: number): Promise<void> => {
+    const gate = await limiter.enter(address, user, atMs);
+    assert.ok(gate.ok, `${address} ${user} may try`);
     gate.release();
-    limiter.failed('10.0.0.1', 'ops', 1000);
-  }
-  const refused = await limiter.enter('10.0.0.1', 'other', 2000);
+    limiter.failed(address, user, atMs);
+  };
+  for (let i = 0; i < 10; i++) await fail('10.0.0.1', 'ops', 1000);
+  const refused = await limiter.enter('10.0.0.1', 'ops', 2000);
   assert.ok(!refused.ok && refused.retryAfterS === 59);
-  assert.ok(!(await limiter.enter('10.0.0.2', 'ops', 2000)).ok, 'the user too, from anywhere');
-  assert.ok((await limiter.enter('10.0.0.2', 'other', 2000)).ok);
+  assert.ok((await limiter.enter('10.0.0.2', 'ops', 2000)).ok, 'another address may still log in as ops: no one locks a user out');
+  for (let i = 0; i < 20; i++) await fail('10.0.0.1', `user${i % 2}`, 1000);
+  assert.ok(!(await limiter.enter('10.0.0.1', 'someone', 2000)).ok, 'thirty failures from one address stop it for every user');
   assert.ok((await limiter.enter('10.0.0.1', 'ops', 61_000)).ok, 'after the minute');
 
   const busy = new LoginLimiter();
