@@ -56,7 +56,7 @@ program
   .option('--tick-ms <ms>', 'Raft tick (heartbeat every 2 ticks, election after 12-24)')
   .option('--checkpoint-every <entries>', 'snapshot the metadata after this many applied entries (default 50000)')
   .option('--checkpoint-keep <entries>', 'log entries kept behind a snapshot for lagging peers (default 5000)')
-  .option('--http <host:port>', 'serve /metrics (Prometheus) and /healthz here')
+  .option('--http <host:port>', 'serve /metrics (Prometheus), /healthz and the web dashboard (at /) here')
   .option('--metrics-auth', '/metrics answers only requests with Authorization: Bearer <cluster secret> (default: open, for a scraper on a trusted network)')
   .option('--lease-read', 'answer reads on the leader\'s lease (checked in real time) instead of a heartbeat round each')
   .option('--replication <n>', 'replicas per chain the cluster manager builds from workers\' targets (default 3)')

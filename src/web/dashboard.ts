@@ -364,15 +364,24 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     return leaderHttp.address;
   };
 
-  const forward = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  const forward = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const isStream = req.url?.startsWith('/api/stream') === true;
     // A live stream that cannot reach a leader asks the browser to retry in a second, rather than
     // failing with an error status (which makes an EventSource give up).
     const unavailable = (message: string): void => (isStream ? void res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' }).end('retry: 1000\n\n') : sendError(res, 503, message));
     if (req.headers[hopHeader] !== undefined) return unavailable('the masters disagree on who leads: retry in a moment');
-    // What is forwarded is a bodiless GET (logins are answered here): a body could only be a
-    // second request smuggled onto the connection to the leader.
-    if (req.method !== 'GET' || req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0') return sendError(res, 400, 'the dashboard\'s API takes GET requests without a body');
+    // What is forwarded is a bodiless GET, or a login (only without a cluster secret): any other
+    // body could only be a second request smuggled onto the connection to the leader.
+    const login = req.method === 'POST' && (url.pathname === '/api/login' || url.pathname === '/api/logout');
+    if (!login && (req.method !== 'GET' || req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0')) return sendError(res, 400, 'the dashboard\'s API takes GET requests without a body');
+    let body: Buffer | undefined;
+    if (login) {
+      try {
+        body = await readBody(req, requestBodyBytesMax);
+      } catch (err) {
+        return sendError(res, 400, err instanceof Error ? err.message : String(err));
+      }
+    }
     let address: string | undefined;
     try {
       address = await leaderAddress();
@@ -401,7 +410,9 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
       else res.destroy();
     });
     res.on('close', () => out.destroy());
-    out.end();
+    // A body read whole here is sent with its length: nothing more can ride along.
+    if (body !== undefined) out.setHeader('content-length', String(body.length));
+    out.end(body);
   };
 
   const routes: ExtraRoutes = (req, res) => {
@@ -411,10 +422,12 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
       return true;
     }
     if (!url.pathname.startsWith('/api/')) return files.serve(req, res, url.pathname);
-    // Logins and sessions need only the replicated user table: any master answers them, also
-    // while there is no leader. The rest is the leader's.
-    const anyMaster = url.pathname === '/api/login' || url.pathname === '/api/logout' || url.pathname === '/api/whoami';
-    const handle = anyMaster || opts.journal.isLeader() ? api(req, res, url) : forward(req, res);
+    // Logins and sessions need only the replicated user table and the key every master derives
+    // from the cluster secret: any master answers them, also while there is no leader. Without a
+    // secret (--insecure) each master's key is its own, so the leader's is used. The rest is the
+    // leader's.
+    const anyMaster = opts.secret !== undefined && opts.secret !== '' && (url.pathname === '/api/login' || url.pathname === '/api/logout' || url.pathname === '/api/whoami');
+    const handle = anyMaster || opts.journal.isLeader() ? api(req, res, url) : forward(req, res, url);
     handle.catch((err: unknown) => {
       if (res.headersSent) return void res.destroy();
       const status = errorStatus((err as { code?: unknown }).code);
