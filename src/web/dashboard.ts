@@ -373,7 +373,8 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     // What is forwarded is a bodiless GET, or a login (only without a cluster secret): any other
     // body could only be a second request smuggled onto the connection to the leader.
     const login = req.method === 'POST' && (url.pathname === '/api/login' || url.pathname === '/api/logout');
-    if (!login && (req.method !== 'GET' || req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0')) return sendError(res, 400, 'the dashboard\'s API takes GET requests without a body');
+    if (!login && req.method !== 'GET') return sendError(res, 405, 'the dashboard is read-only');
+    if (!login && (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0')) return sendError(res, 400, 'the dashboard\'s API takes GET requests without a body');
     let body: Buffer | undefined;
     if (login) {
       try {
