@@ -25,7 +25,9 @@ import { WorkerMethod, type ReadReply, type ReadRequest, type WriteRequest } fro
 import { waitFor } from './harness.ts';
 
 const MiB = 2 ** 20;
-const timing = { heartbeatMs: 200, offlineTimeoutMs: 1_000 };
+// Fast heartbeats so the cluster forms quickly; a long offline timeout, as the tests load the process
+// (masters and workers share its event loop) and no test here waits for a target to go offline.
+const timing = { heartbeatMs: 200, offlineTimeoutMs: 3_000 };
 
 interface Cluster {
   master: Master;
@@ -154,7 +156,12 @@ test('a worker refuses clients\' writes beyond its request memory and reads a cl
       const body: ReadRequest = { chainId, chainVersion: head.chainVersion, inodeId: written[0], index: 0, offset: 0, length: data.length };
       for (const part of frameParts(encodeHeader({ id: ++id, kind: 'req', method: WorkerMethod.read, timeoutMs: 30_000 }), encodeBody(body), undefined)) slow.write(part);
     }
-    await waitFor(async () => tailWorker.worker.replica.load().readsRefused > refusedBefore, 'the slow reader to fill the read budget', 10_000);
+    // Should it time out: whether the chain moved on (reads then fail with a stale version, never refused).
+    const context = async (): Promise<string> => {
+      const now = (await c.meta.query<RoutingInfo>('cluster.routing', {})).chains.find((ch) => ch.chainId === chainId);
+      return `chain ${chainId} version ${now?.version} (the reads name ${head.chainVersion}), the tail's load ${JSON.stringify(tailWorker.worker.replica.load())}`;
+    };
+    await waitFor(async () => tailWorker.worker.replica.load().readsRefused > refusedBefore, 'the slow reader to fill the read budget', 10_000, context);
   };
   // Twice: the kernel's socket buffers take a few replies off the budget after the first round.
   await slowReads();
