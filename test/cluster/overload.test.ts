@@ -163,11 +163,15 @@ test('a worker refuses clients\' writes beyond its request memory and reads a cl
     };
     await waitFor(async () => tailWorker.worker.replica.load().readsRefused > refusedBefore, 'the slow reader to fill the read budget', 10_000, context);
   };
-  // Twice: the kernel's socket buffers take a few replies off the budget after the first round.
-  await slowReads();
-  await slowReads();
-  assert.ok(tailWorker.worker.replica.load().readBytes <= 64 * MiB);
-  assert.equal(await outcome(read(tailAddress, written[0])), RpcErrorCode.Overloaded);
+  // Then a reader that does read is refused too. Filled again until it is: the kernel's socket
+  // buffers take a reply or two off the budget now and then (seen in CI after two rounds).
+  let other = 'ok';
+  for (let round = 1; round <= 5 && other !== RpcErrorCode.Overloaded; round++) {
+    await slowReads();
+    assert.ok(tailWorker.worker.replica.load().readBytes <= 64 * MiB);
+    other = await outcome(read(tailAddress, written[0]));
+  }
+  assert.equal(other, RpcErrorCode.Overloaded);
   // Once it is gone, its replies are dropped and the budget is free again.
   slow.destroy();
   await waitFor(async () => tailWorker.worker.replica.load().readBytes === 0, 'the read budget to be given back', 10_000);
