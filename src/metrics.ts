@@ -4,7 +4,7 @@
 // Which process a series comes from is the scrape's `job` label (deploy/prometheus.yml), not a
 // prefix: dashboards then use one name (`process_resident_memory_bytes`) for every kind of process.
 
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RpcMetrics } from './rpc/index.ts';
 
 /** Latency buckets in seconds, 100 µs to 10 s: RPC calls, metadata operations, fsyncs, S3 and FUSE requests. */
@@ -19,6 +19,19 @@ export function processRegistry(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   return registry;
+}
+
+/** A gauge set at each scrape to what `read` says. */
+export function gaugeOf(registry: Registry, name: string, help: string, read: () => number): void {
+  new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+}
+
+/**
+ * A counter whose count is kept elsewhere (an RPC server, a scrubber, a replica) and only grows: at
+ * each scrape it is set to that count.
+ */
+export function counterOf(registry: Registry, name: string, help: string, read: () => number): void {
+  new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
 }
 
 /** Distinct values a label takes from data a peer controls (error codes), beyond which they count as 'other'. */

@@ -3,7 +3,7 @@
 // fuse-native's (a fixed set), never paths.
 
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { latencyBuckets } from '../metrics.ts';
+import { counterOf, latencyBuckets } from '../metrics.ts';
 import type { CairnFs } from './cairn-fs.ts';
 
 export interface FuseMetrics {
@@ -17,9 +17,7 @@ export function fuseMetrics(registry: Registry, fs: CairnFs): FuseMetrics {
   const seconds = new Histogram({ name: 'cairn_fuse_operation_seconds', help: 'how long FUSE operations took in the daemon, by operation', labelNames: ['op'], buckets: latencyBuckets, registers });
   const readBytes = new Counter({ name: 'cairn_fuse_read_bytes_total', help: 'bytes read through the mount', registers });
   const writtenBytes = new Counter({ name: 'cairn_fuse_written_bytes_total', help: 'bytes written through the mount', registers });
-  const stat = (name: string, help: string, read: () => number): void => {
-    new Counter({ name, help, registers, collect() { this.reset(); this.inc(read()); } });
-  };
+  const stat = (name: string, help: string, read: () => number): void => counterOf(registry, name, help, read);
   stat('cairn_fuse_read_ahead_hits_total', 'reads answered from chunks fetched ahead', () => fs.readStats.readAheadHits);
   stat('cairn_fuse_read_ahead_misses_total', 'reads of files with read-ahead that went to the workers', () => fs.readStats.readAheadMisses);
   return {

@@ -3,6 +3,7 @@
 // applied index (graph the leader's, `cairn_journal_is_leader == 1`, or take the max).
 
 import { Gauge, type Registry } from 'prom-client';
+import { gaugeOf } from '../metrics.ts';
 import { TargetState } from '../meta/commands.ts';
 import type { RoutingInfo } from '../meta/index.ts';
 import { clusterSummary, type ClusterSummary } from './cluster-summary.ts';
@@ -47,10 +48,10 @@ export function clusterMetrics(registry: Registry, routing: () => RoutingInfo): 
       for (const state of Object.values(TargetState)) this.set({ state }, byState[state] ?? 0);
     },
   });
-  new Gauge({ name: 'cairn_workers', help: 'workers registered and not decommissioned', registers, collect() { this.set(picture().summary.workers); } });
-  new Gauge({ name: 'cairn_workers_online', help: 'workers with at least one target not offline', registers, collect() { this.set(picture().workersOnline); } });
-  new Gauge({ name: 'cairn_capacity_bytes', help: 'capacity of all targets', registers, collect() { this.set(picture().summary.capacityBytes); } });
-  new Gauge({ name: 'cairn_routing_version', help: 'version of the routing picture (goes up with every change to workers, targets, chains, tables)', registers, collect() { this.set(picture().summary.routingVersion); } });
+  gaugeOf(registry, 'cairn_workers', 'workers registered and not decommissioned', () => picture().summary.workers);
+  gaugeOf(registry, 'cairn_workers_online', 'workers with at least one target not offline', () => picture().workersOnline);
+  gaugeOf(registry, 'cairn_capacity_bytes', 'capacity of all targets', () => picture().summary.capacityBytes);
+  gaugeOf(registry, 'cairn_routing_version', 'version of the routing picture (goes up with every change to workers, targets, chains, tables)', () => picture().summary.routingVersion);
 }
 
 function take(routing: RoutingInfo): Picture {

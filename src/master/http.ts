@@ -1,9 +1,9 @@
 // A master's HTTP face for operators: /metrics in Prometheus text format and /healthz.
 
-import { Counter, Gauge } from 'prom-client';
+import { Gauge } from 'prom-client';
 import { clusterMetrics } from './cluster-metrics.ts';
 import type { MasterMetrics } from './metrics.ts';
-import { processRegistry } from '../metrics.ts';
+import { counterOf, gaugeOf, processRegistry } from '../metrics.ts';
 import type { Journal } from '../journal/index.ts';
 import type { MetaStateMachine } from '../meta/state-machine.ts';
 import { startOpsHttp, type ExtraRoutes, type HttpEndpoint } from '../ops-http.ts';
@@ -15,9 +15,7 @@ export type { HttpEndpoint };
 /** `extra`: the dashboard's routes. `metrics`: the registry the master's journal, RPC and metadata operations feed (a bare one when absent: tests). */
 export async function startHttp(host: string, port: number, journal: Journal, sm: MetaStateMachine, quarantine: () => QuarantineReport, load: () => MasterLoad, metrics?: MasterMetrics, extra?: ExtraRoutes): Promise<HttpEndpoint> {
   const registry = metrics?.registry ?? processRegistry();
-  const gauge = (name: string, help: string, read: () => number): void => {
-    new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
-  };
+  const gauge = (name: string, help: string, read: () => number): void => gaugeOf(registry, name, help, read);
   gauge('cairn_journal_term', 'current Raft term', () => journal.status().term);
   gauge('cairn_journal_is_leader', '1 on the leader', () => (journal.isLeader() ? 1 : 0));
   gauge('cairn_journal_commit_index', 'highest committed log index known here', () => journal.status().commitIndex);
@@ -52,9 +50,7 @@ export async function startHttp(host: string, port: number, journal: Journal, sm
   gauge('cairn_master_rpc_connections_waiting', 'connections not read while their request waits for room in the request memory', () => load().rpc.connectionsWaiting);
   gauge('cairn_master_pending_calls', 'clients\' calls in progress (bounded by pendingCallsMax)', () => load().pendingCalls);
   // Counts kept by the RPC server and the call gate: the counter is set to them (they only grow).
-  const counter = (name: string, help: string, read: () => number): void => {
-    new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
-  };
+  const counter = (name: string, help: string, read: () => number): void => counterOf(registry, name, help, read);
   counter('cairn_master_rpc_connections_refused_total', 'connections refused with CAIRN_OVERLOADED since start', () => load().rpc.connectionsRefused);
   counter('cairn_master_rpc_requests_refused_total', 'requests refused with CAIRN_OVERLOADED for memory since start', () => load().rpc.requestsRefused);
   counter('cairn_master_calls_refused_total', 'clients\' calls refused with CAIRN_OVERLOADED over pendingCallsMax since start', () => load().callsRefused);

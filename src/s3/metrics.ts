@@ -2,8 +2,8 @@
 // bytes that crossed its sockets. Operations come from the gateway's routing table ('unknown'
 // before one is chosen: a refused signature, a bad address), so a client cannot add labels.
 
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { latencyBuckets } from '../metrics.ts';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { gaugeOf, latencyBuckets } from '../metrics.ts';
 
 export interface S3Metrics {
   /** One request answered (or cut off): its operation, HTTP status, seconds taken, bytes in and out (headers included). */
@@ -16,7 +16,7 @@ export function s3Metrics(registry: Registry, connections: () => number): S3Metr
   const seconds = new Histogram({ name: 'cairn_s3_request_seconds', help: 'how long S3 requests took, from their headers to the last byte of the answer, by operation', labelNames: ['op'], buckets: latencyBuckets, registers });
   const received = new Counter({ name: 'cairn_s3_received_bytes_total', help: 'bytes received from S3 clients (requests, headers included)', registers });
   const sent = new Counter({ name: 'cairn_s3_sent_bytes_total', help: 'bytes sent to S3 clients (answers, headers included)', registers });
-  new Gauge({ name: 'cairn_s3_connections', help: 'client connections open (at most 256)', registers, collect() { this.set(connections()); } });
+  gaugeOf(registry, 'cairn_s3_connections', 'client connections open (at most 256)', connections);
   return {
     request(op, status, secondsTaken, bytesIn, bytesOut) {
       requests.inc({ op, status: statusClass(status) });

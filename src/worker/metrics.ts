@@ -4,6 +4,7 @@
 // operations' counts and latencies are the RPC server's (`cairn_rpc_server_*{method="chunk.read"}`).
 
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { counterOf } from '../metrics.ts';
 import { TargetState } from '../meta/commands.ts';
 import type { Routing } from '../meta/routing.ts';
 import type { StorageWorker } from './worker.ts';
@@ -49,15 +50,7 @@ export function workerMetrics(registry: Registry, worker: StorageWorker): void {
       for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
     },
   });
-  new Counter({
-    name: 'cairn_worker_read_bytes_total',
-    help: 'chunk bytes this worker answered to reads, since it started',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(worker.replica.traffic.readBytes);
-    },
-  });
+  counterOf(registry, 'cairn_worker_read_bytes_total', 'chunk bytes this worker answered to reads, since it started', () => worker.replica.traffic.readBytes);
   new Counter({
     name: 'cairn_worker_written_bytes_total',
     help: "chunk bytes this worker's targets stored, since it started, by how they came: client (a write at the chain's head), forward (along the chain), whole (whole chunks: resyncs filling a target here, or writes forwarded to it while it syncs)",

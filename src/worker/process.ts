@@ -2,8 +2,8 @@
 // directory locked against a second process, and /metrics and /healthz over HTTP.
 
 import { randomUUID } from 'node:crypto';
-import { Counter, Gauge, type Registry } from 'prom-client';
-import { processRegistry, rpcMetrics } from '../metrics.ts';
+import { Gauge, type Registry } from 'prom-client';
+import { counterOf, gaugeOf, processRegistry, rpcMetrics } from '../metrics.ts';
 import { workerMetrics } from './metrics.ts';
 import type { ResyncProgress, ResyncTotals } from './resync.ts';
 import type { ScrubOptions, ScrubStats } from './scrubber.ts';
@@ -154,8 +154,8 @@ async function startWorkerHttp(listen: string, registry: Registry, worker: Stora
   const at = parseAddress(listen, { portZero: true });
   if ('problem' in at) throw new CairnError(ErrorCode.BadOption, `--http must be host:port: ${at.problem}`);
   workerMetrics(registry, worker);
-  new Gauge({ name: 'cairn_worker_serving', help: '1 while the worker serves (it heard from a master recently)', registers: [registry], collect() { this.set(worker.serving() ? 1 : 0); } });
-  new Gauge({ name: 'cairn_worker_routing_version', help: 'routing version the worker follows', registers: [registry], collect() { this.set(worker.routing?.version ?? 0); } });
+  gaugeOf(registry, 'cairn_worker_serving', '1 while the worker serves (it heard from a master recently)', () => (worker.serving() ? 1 : 0));
+  gaugeOf(registry, 'cairn_worker_routing_version', 'routing version the worker follows', () => worker.routing?.version ?? 0);
   new Gauge({
     name: 'cairn_worker_chunks_corrupt',
     help: 'chunks whose committed version failed its checksum (or whose file is damaged or missing) and is not served, by target',
@@ -182,18 +182,8 @@ async function startWorkerHttp(listen: string, registry: Registry, worker: Stora
     ['unrepaired', 'damaged chunks no other replica could repair (tried again next pass)'],
     ['passes', 'full scrub passes over every target'],
   ];
-  for (const [key, help] of scrubCounters) {
-    new Counter({
-      name: `cairn_worker_scrub_${key === 'found' ? 'corrupt_found' : key}_total`,
-      help: `${help}, since the worker started`,
-      registers: [registry],
-      collect() {
-        // The scrubber keeps the count; the counter is set to it (it only grows).
-        this.reset();
-        this.inc(worker.scrubStats()[key]);
-      },
-    });
-  }
+  // The scrubber keeps the counts.
+  for (const [key, help] of scrubCounters) counterOf(registry, `cairn_worker_scrub_${key === 'found' ? 'corrupt_found' : key}_total`, `${help}, since the worker started`, () => worker.scrubStats()[key]);
   resyncMetrics(registry, worker);
   loadMetrics(registry, worker, rpc);
   return startOpsHttp(at.host, at.port, registry, () => {
@@ -212,14 +202,14 @@ function loadMetrics(registry: Registry, worker: StorageWorker, rpc: () => RpcSe
     ['cairn_worker_rpc_connections_waiting', 'connections not read while their request waits for room in the request memory', () => rpc().connectionsWaiting],
     ['cairn_worker_read_bytes_held', 'bytes of chunk reads not yet handed to the socket (bounded by the read memory limit)', () => worker.replica.load().readBytes],
   ];
-  for (const [name, help, read] of gauges) new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+  for (const [name, help, read] of gauges) gaugeOf(registry, name, help, read);
   const counters: [string, string, () => number][] = [
     ['cairn_worker_rpc_connections_refused_total', 'connections refused with CAIRN_OVERLOADED since start', () => rpc().connectionsRefused],
     ['cairn_worker_rpc_requests_refused_total', 'requests refused with CAIRN_OVERLOADED for memory since start', () => rpc().requestsRefused],
     ['cairn_worker_reads_refused_total', 'reads refused with CAIRN_OVERLOADED since start', () => worker.replica.load().readsRefused],
   ];
   // The RPC server and the replica keep the counts; the counter is set to them (they only grow).
-  for (const [name, help, read] of counters) new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
+  for (const [name, help, read] of counters) counterOf(registry, name, help, read);
 }
 
 /** The resyncs this worker sends: each run's progress as gauges (by chain and target filled), and totals. */
@@ -233,16 +223,9 @@ function resyncMetrics(registry: Registry, worker: StorageWorker): void {
     ['bytesListed', 'bytes_listed', 'bytes of the chunks listed when the resync started'],
     ['bytesSent', 'bytes_sent', 'bytes the resync has sent'],
   ];
-  new Gauge({ name: 'cairn_worker_resync_running', help: 'resyncs this worker is sending now', registers: [registry], collect() { this.set(worker.resync.progress().length); } });
+  gaugeOf(registry, 'cairn_worker_resync_running', 'resyncs this worker is sending now', () => worker.resync.progress().length);
   for (const [key, name, help] of gauges) {
-    new Gauge({
-      name: `cairn_worker_resync_progress_${name}`,
-      help: `${help}, summed over the resyncs in progress (finished ones drop out)`,
-      registers: [registry],
-      collect() {
-        this.set(worker.resync.progress().reduce((n, p) => n + p[key], 0));
-      },
-    });
+    gaugeOf(registry, `cairn_worker_resync_progress_${name}`, `${help}, summed over the resyncs in progress (finished ones drop out)`, () => worker.resync.progress().reduce((n, p) => n + p[key], 0));
   }
   const totals: [keyof ResyncTotals, string, string][] = [
     ['runsStarted', 'runs_started', 'resyncs started (retries included)'],
@@ -251,15 +234,5 @@ function resyncMetrics(registry: Registry, worker: StorageWorker): void {
     ['bytesSent', 'bytes_sent', 'bytes resyncs sent'],
     ['chunksRemoved', 'chunks_removed', 'chunks resyncs removed from their targets (only the target held them)'],
   ];
-  for (const [key, name, help] of totals) {
-    new Counter({
-      name: `cairn_worker_resync_${name}_total`,
-      help: `${help}, since the worker started`,
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(worker.resync.totals[key]);
-      },
-    });
-  }
+  for (const [key, name, help] of totals) counterOf(registry, `cairn_worker_resync_${name}_total`, `${help}, since the worker started`, () => worker.resync.totals[key]);
 }
