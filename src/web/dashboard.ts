@@ -15,7 +15,7 @@ import { systemClock } from '../io/system-clock.ts';
 import type { Journal, JournalStatus } from '../journal/index.ts';
 import type { Logger } from '../log.ts';
 import { clusterSummary, type ClusterSummary } from '../master/cluster-summary.ts';
-import { FsErrorCode, MetaError, validateQuery, type Caller, type InodeAttr, type MetaResult, type ReaddirPage, type WorkerInfo } from '../meta/index.ts';
+import { FsErrorCode, MetaError, validateQuery, type Caller, type InodeAttr, type MetaResult, type ReaddirPage, type RoutingInfo, type WorkerInfo } from '../meta/index.ts';
 import type { MetaStateMachine } from '../meta/state-machine.ts';
 import type { ExtraRoutes } from '../ops-http.ts';
 import { RpcClient } from '../rpc/index.ts';
@@ -83,6 +83,14 @@ export interface Overview {
   chains: { chainId: number; version: number; members: { targetId: number; state: string }[]; moving: boolean }[];
 }
 
+interface Look {
+  st: JournalStatus;
+  routing: RoutingInfo;
+  workers: WorkerInfo[];
+  /** Undefined on a follower. */
+  health: WorkerHealth[] | undefined;
+}
+
 export function startDashboard(opts: DashboardOptions): Dashboard {
   const files = new StaticFiles();
   const keys = new SessionKeys(opts.secret);
@@ -135,16 +143,18 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     );
   };
 
-  const overview = async (): Promise<Overview> => {
-    const st = opts.journal.status();
-    const routing = opts.sm.state.routing();
-    const workers = opts.sm.state.workers();
-    let health: WorkerHealth[] = [];
+  /** One look at the journal, the replicated state and (on the leader) the workers' heartbeats. */
+  const look = (): Look => {
+    let health: WorkerHealth[] | undefined;
     try {
-      health = opts.health();
+      if (opts.journal.isLeader()) health = opts.health();
     } catch {
-      // Not the leader (any more): the picture has no heartbeats.
+      // Not the leader any more: no heartbeats.
     }
+    return { st: opts.journal.status(), routing: opts.sm.state.routing(), workers: opts.sm.state.workers(), health };
+  };
+
+  const overview = async ({ st, routing, workers, health = [] }: Look): Promise<Overview> => {
     const seen = new Map(health.map((h) => [h.workerId, h]));
     const reports = new Map(health.flatMap((h) => h.targets.map((t) => [t.targetId, t] as const)));
     const targets = routing.targets.map((t) => {
@@ -186,8 +196,9 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     if (ticking) return; // a slow peer call: skip a beat rather than pile up
     ticking = true;
     try {
-      const st = opts.journal.status();
-      const now: Picture = { leaderId: st.leader?.id, term: st.term, snapshotIndex: st.snapshotIndex, routing: opts.sm.state.routing(), workers: opts.sm.state.workers() };
+      const view = look();
+      const { st, health } = view;
+      const now: Picture = { leaderId: st.leader?.id, term: st.term, snapshotIndex: st.snapshotIndex, routing: view.routing, workers: view.workers };
       // The first look records who leads, so the leader history starts with this master's start.
       const found = picture !== undefined ? eventsBetween(picture, now, Date.now()) : now.leaderId === undefined ? [] : [{ atMs: Date.now(), kind: 'leader' as const, text: `master ${now.leaderId} leads (term ${now.term}; seen when master ${st.id} started)` }];
       picture = now;
@@ -201,12 +212,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
         streams.clear();
         return;
       }
-      let health: WorkerHealth[] = [];
-      try {
-        health = opts.health();
-      } catch {
-        return;
-      }
+      if (health === undefined) return;
       // Leading again after a while: rates start afresh rather than averaged over the gap.
       if (!wasLeader) sampler.restart();
       wasLeader = true;
@@ -218,7 +224,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
         metaLatency: await histogramBuckets(opts.registry, metaLatencyMetric),
       });
       if (streams.size === 0) return;
-      latest = await overview();
+      latest = await overview(view);
       broadcast('overview', latest);
       for (const e of found) broadcast('event', e);
       if (sample !== undefined) broadcast('sample', sample);
@@ -273,7 +279,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     streams.add(res);
     res.on('close', () => streams.delete(res));
     res.write(`retry: 2000\n\n`);
-    const first = latest ?? (await overview());
+    const first = latest ?? (await overview(look()));
     res.write(`event: history\ndata: ${JSON.stringify({ samples: sampler.recent(), events: events.recent() })}\n\n`);
     res.write(`event: overview\ndata: ${JSON.stringify(first)}\n\n`);
   };
@@ -324,7 +330,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     const path = url.searchParams.get('path') ?? '/';
     switch (url.pathname) {
       case '/api/overview':
-        return sendJson(res, 200, await overview());
+        return sendJson(res, 200, await overview(look()));
       case '/api/history':
         return sendJson(res, 200, { samples: sampler.recent(), events: events.recent() });
       case '/api/stream':
