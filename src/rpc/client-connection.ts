@@ -16,6 +16,8 @@ export interface ConnectionEvents {
    * became usable (refused, timed out, not authenticated): the client backs off before the next try.
    */
   onFail(conn: ClientConnection, err: RpcError, attemptFailed: boolean): void;
+  /** The server closes this connection having read nothing beyond the responses it sent. */
+  onBye(conn: ClientConnection): void;
 }
 
 export interface ConnectionTarget {
@@ -87,6 +89,7 @@ export class ClientConnection {
     const h = frame.header;
     if (h.kind === 'res' && this.state === 'ready') return this.events.onResponse(this, frame);
     if (h.kind === 'res' && h.error?.code === RpcErrorCode.Unauthenticated) return this.unauthenticated(h.error.message);
+    if (h.kind === 'bye' && this.state === 'ready') return this.events.onBye(this);
     if (h.kind === 'hello') return this.onHello(frame);
     if (h.kind === 'auth' && this.state === 'authenticating') return this.onAuth(frame);
     this.violation(`unexpected '${h.kind}' frame while ${this.state}`);

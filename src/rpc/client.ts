@@ -214,9 +214,8 @@ export class RpcClient {
     this.sent.set(id, call);
     // The deadline travels as the time left, so queueing for a connection does not extend it.
     const timeoutMs = Math.max(1, Math.ceil(call.deadlineMs - performance.now()));
+    // The body stays with the call until it settles: a 'bye' may have it sent again.
     conn.send({ id, kind: 'req', method: call.method, timeoutMs }, call.body, call.payload);
-    call.body = emptyBody;
-    call.payload = undefined;
   }
 
   private allocateId(): number {
@@ -296,6 +295,7 @@ export class RpcClient {
       onReady: (conn) => this.onReady(conn),
       onResponse: (_conn, frame) => this.onResponse(frame),
       onFail: (conn, err, attemptFailed) => this.onFail(conn, err, attemptFailed),
+      onBye: (conn) => this.onBye(conn),
     });
   }
 
@@ -308,6 +308,20 @@ export class RpcClient {
       this.waiting.delete(call);
       this.transmit(conn, call);
     }
+  }
+
+  /** Calls the closing server never read go out again, first, on a new connection. */
+  private onBye(conn: ClientConnection): void {
+    if (this.conn !== conn) return;
+    this.conn = undefined;
+    const unread = [...this.sent.values(), ...this.waiting];
+    this.sent.clear();
+    this.waiting.clear();
+    for (const call of unread) {
+      call.id = 0;
+      this.waiting.add(call);
+    }
+    if (this.waiting.size > 0 || this.notices.length > 0) this.ensureConnection();
   }
 
   private onFail(conn: ClientConnection, err: RpcError, attemptFailed: boolean): void {

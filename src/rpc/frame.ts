@@ -27,7 +27,8 @@ import { isPlainObject } from '../plain-object.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
 import { bodyInlineBytesMax, errorCodeLengthMax, headerBytesMax, methodLengthMax, timeoutMsMax } from './limits.ts';
 
-const frameKinds = ['req', 'res', 'cancel', 'hello', 'auth', 'msg'] as const;
+// 'bye': the server answered every request it read on this connection and reads no more (idle close).
+const frameKinds = ['req', 'res', 'cancel', 'hello', 'auth', 'msg', 'bye'] as const;
 export type FrameKind = (typeof frameKinds)[number];
 
 export interface WireError {

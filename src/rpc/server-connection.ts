@@ -123,6 +123,9 @@ export class ServerConnection {
       setImmediate(() => {
         if (!this.idle(performance.now())) return;
         this.settings.log('info', 'rpc: idle connection closed', { peer: this.peer, idleTimeoutMs: this.settings.idleTimeoutMs });
+        // A request already on its way is never read (end() stops reading): 'bye' tells the client
+        // that everything unanswered went unseen, so it sends it again on a new connection.
+        this.send({ id: 0, kind: 'bye' }, emptyBody, undefined);
         this.framed.end(undefined);
       });
     }

@@ -620,6 +620,31 @@ test('limit idleTimeoutMs: a connection with nothing running is closed when idle
   assert.equal((await c.call('echo', 'again')).body, 'again');
 });
 
+test("limit idleTimeoutMs: a request crossing the server's idle close (its 'bye') is sent again on a new connection, once", async (t) => {
+  // A fake server in dev mode: its first connection reads one request, says 'bye' without
+  // answering it and closes, as an idle close that lost the race does; later connections answer.
+  const seen: string[] = [];
+  let connections = 0;
+  const fake = net.createServer((s) => {
+    const n = ++connections;
+    s.on('error', () => {});
+    s.write(frame({ id: 0, kind: 'hello' }, { v: rpcLimits.protocolVersion }));
+    const decoder = new FrameDecoder(rpcLimits.frameBytesMaxDefault, (raw) => {
+      const f = decodeFrame(raw);
+      seen.push(`${n}:${String(decodeBody(f.body))}`);
+      if (n === 1) s.end(frame({ id: 0, kind: 'bye' }));
+      else s.write(frame({ id: f.header.id, kind: 'res' }, `answer to ${String(decodeBody(f.body))}`));
+    });
+    s.on('data', (d: Buffer) => decoder.push(d));
+  });
+  t.after(() => fake.close());
+  await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+  const c = client(t, `127.0.0.1:${(fake.address() as net.AddressInfo).port}`);
+  assert.equal((await c.call('echo', 'first')).body, 'answer to first');
+  assert.deepEqual(seen, ['1:first', '2:first']);
+  assert.equal(connections, 2);
+});
+
 async function waitUntil(cond: () => boolean, what: string, ms: number): Promise<void> {
   const end = performance.now() + ms;
   while (!cond()) {
