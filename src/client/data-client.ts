@@ -51,6 +51,13 @@ const retryable: ReadonlySet<string> = new Set([
   RpcErrorCode.Overloaded,
 ]);
 
+/** A write or truncate of bytes [start, end) of one chunk, until it settles. */
+interface ChunkOperation {
+  start: number;
+  end: number;
+  settled: PromiseWithResolvers<void>;
+}
+
 export class DataClient {
   private readonly opts: Required<DataClientOptions>;
   private routingNow: Routing | undefined;
@@ -59,6 +66,8 @@ export class DataClient {
   private readonly stripes = new Map<string, readonly number[]>();
   /** Bad replicas readers met: reported so an operator (and the scrubber) can repair them. */
   readonly corruptSeen: { chainId: number; targetId: number; inodeId: number; index: number; message: string }[] = [];
+  /** Writes and truncates in flight, by chunk ("inode:index"), in the order they were made. */
+  private readonly chunkOperations = new Map<string, ChunkOperation[]>();
 
   constructor(opts: DataClientOptions) {
     this.opts = { retryDeadlineMs: 60_000, callTimeoutMs: 15_000, ...opts };
@@ -105,19 +114,47 @@ export class DataClient {
     return stripe;
   }
 
-  /** Writes `data` at `offset` of chunk `index` through its chain's head; resolves once every member has it on disk. */
+  /**
+   * Writes `data` at `offset` of chunk `index` through its chain's head; resolves once every member
+   * has it on disk. Writes to overlapping bytes of a chunk reach the head in the order they were
+   * made: a later one waits for an earlier one still in flight, whose retry (after a chain change)
+   * would otherwise land after it and bring back the bytes it replaced.
+   */
   async writeChunk(layout: Layout, inodeId: number, index: number, offset: number, data: Uint8Array): Promise<void> {
     const checksum = crc32c(data);
     // One id for every attempt: a head that already applied this write answers without applying it twice.
     const writeId = this.newWriteId();
-    await this.retrying(`write of chunk ${index} of inode ${inodeId}`, async (routing) => {
-      const chainId = this.chainOf(routing, layout, index);
-      const chain = routing.chain(chainId)!;
-      const head = routing.writeMembers(chainId)[0];
-      if (head === undefined) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
-      const body: WriteRequest = { chainId, chainVersion: chain.version, inodeId, index, offset, crc32c: checksum, writeId };
-      await this.conn(routing, head.workerId).call(WorkerMethod.write, body, { payload: data, timeoutMs: this.opts.callTimeoutMs });
-    });
+    await this.inOrder(inodeId, index, offset, offset + data.byteLength, () =>
+      this.retrying(`write of chunk ${index} of inode ${inodeId}`, async (routing) => {
+        const chainId = this.chainOf(routing, layout, index);
+        const chain = routing.chain(chainId)!;
+        const head = routing.writeMembers(chainId)[0];
+        if (head === undefined) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
+        const body: WriteRequest = { chainId, chainVersion: chain.version, inodeId, index, offset, crc32c: checksum, writeId };
+        await this.conn(routing, head.workerId).call(WorkerMethod.write, body, { payload: data, timeoutMs: this.opts.callTimeoutMs });
+      }),
+    );
+  }
+
+  /**
+   * Runs `op` on bytes [start, end) of a chunk once the earlier operations of this client on
+   * bytes it overlaps have settled (an empty range counts as its first byte).
+   */
+  private async inOrder<T>(inodeId: number, index: number, start: number, end: number, op: () => Promise<T>): Promise<T> {
+    const key = `${inodeId}:${index}`;
+    const mine: ChunkOperation = { start, end: Math.max(end, start + 1), settled: Promise.withResolvers<void>() };
+    let list = this.chunkOperations.get(key);
+    if (list === undefined) this.chunkOperations.set(key, (list = []));
+    const earlier = list.filter((o) => o.start < mine.end && mine.start < o.end).map((o) => o.settled.promise);
+    list.push(mine);
+    try {
+      if (earlier.length > 0) await Promise.all(earlier);
+      return await op();
+    } finally {
+      list.splice(list.indexOf(mine), 1);
+      if (list.length === 0) this.chunkOperations.delete(key);
+      mine.settled.resolve();
+    }
   }
 
   /**
@@ -168,13 +205,15 @@ export class DataClient {
 
   /** Cuts chunk `index` to `lengthBytes` through its chain (a versioned write like any other). */
   async truncateChunk(layout: Layout, inodeId: number, index: number, lengthBytes: number): Promise<void> {
-    await this.retrying(`truncate of chunk ${index} of inode ${inodeId}`, async (routing) => {
-      const chainId = this.chainOf(routing, layout, index);
-      const head = routing.writeMembers(chainId)[0];
-      if (head === undefined) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
-      const body: WriteRequest = { chainId, chainVersion: routing.chain(chainId)!.version, inodeId, index, offset: lengthBytes, crc32c: crc32c(new Uint8Array(0)), truncate: true };
-      await this.conn(routing, head.workerId).call(WorkerMethod.write, body, { timeoutMs: this.opts.callTimeoutMs });
-    });
+    await this.inOrder(inodeId, index, lengthBytes, Infinity, () =>
+      this.retrying(`truncate of chunk ${index} of inode ${inodeId}`, async (routing) => {
+        const chainId = this.chainOf(routing, layout, index);
+        const head = routing.writeMembers(chainId)[0];
+        if (head === undefined) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
+        const body: WriteRequest = { chainId, chainVersion: routing.chain(chainId)!.version, inodeId, index, offset: lengthBytes, crc32c: crc32c(new Uint8Array(0)), truncate: true };
+        await this.conn(routing, head.workerId).call(WorkerMethod.write, body, { timeoutMs: this.opts.callTimeoutMs });
+      }),
+    );
   }
 
   /**

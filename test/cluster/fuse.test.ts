@@ -251,7 +251,7 @@ print(' '.join(out))`],
           const { bytesRead } = await h.read(buf, 0, len, at);
           const want = model.subarray(Math.min(at, model.length), Math.min(at + len, model.length));
           assert.equal(bytesRead, want.length, `op ${i}: ${last}: read ${bytesRead} bytes, the model has ${want.length}`);
-          assert.ok(buf.subarray(0, bytesRead).equals(want), `op ${i}: ${last}: bytes differ from the model`);
+          if (!buf.subarray(0, bytesRead).equals(want)) assert.fail(`op ${i}: ${last}: bytes differ from the model: ${describeDifference(buf.subarray(0, bytesRead), want, at)}`);
         } else if (roll < 95) {
           last = 'fsync';
           await h.sync();
@@ -292,3 +292,20 @@ test('cairn local up --mount: the local cluster mounted as the README says; loca
   assert.match(down.stdout, /unmounted /);
   assert.deepEqual(await fs.readdir(mnt), [], 'the mount point is an empty directory again');
 });
+
+/** Where a read differs from the model, for a failure message: the ranges, and whether the read had zeros. */
+function describeDifference(got: Buffer, want: Buffer, at: number): string {
+  const ranges: string[] = [];
+  let i = 0;
+  while (i < got.length && ranges.length < 5) {
+    if (got[i] === want[i]) {
+      i++;
+      continue;
+    }
+    const start = i;
+    while (i < got.length && got[i] !== want[i]) i++;
+    const zeros = got.subarray(start, i).every((b) => b === 0);
+    ranges.push(`file bytes [${at + start}, ${at + i})${zeros ? ' read as zeros' : ''}`);
+  }
+  return ranges.join(', ');
+}

@@ -1,0 +1,69 @@
+// The order of a client's writes to one chunk (src/client/data-client.ts): a write that is retried
+// after a chain change must not land after a later write to the same bytes (the FUSE mount hands
+// the kernel's writes on without waiting for them, so two overlapping writes are often in flight).
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DataClient } from '../../src/client/data-client.ts';
+import type { MasterCalls } from '../../src/client/master-calls.ts';
+import type { Connection } from '../../src/io/index.ts';
+import type { CallResult } from '../../src/rpc/index.ts';
+import { systemClock } from '../../src/io/system-clock.ts';
+import { TargetState, type Layout } from '../../src/meta/commands.ts';
+import type { RoutingInfo } from '../../src/meta/namespace-state.ts';
+import type { WriteRequest } from '../../src/worker/protocol.ts';
+import { WorkerError, WorkerErrorCode } from '../../src/worker/errors.ts';
+
+const routing: RoutingInfo = {
+  clusterId: 'c',
+  routingVersion: 1,
+  workers: [{ workerId: 1, address: 'w1:1' }],
+  targets: [{ targetId: 1001, workerId: 1, path: '/t', capacityBytes: 1, state: TargetState.Serving, chainId: 1 }],
+  chains: [{ chainId: 1, version: 1, targetIds: [1001] }],
+  tables: [{ tableId: 1, version: 1, chainIds: [1], chainCounts: [1], publishedMs: 0 }],
+};
+const layout: Layout = { chainTableId: 1, chainTableVersion: 1, stripeWidth: 1, shuffleSeed: 0, chunkSizeBytes: 1024 };
+
+/**
+ * A head that applies writes to one chunk as they arrive, refusing the first attempt of those
+ * whose first byte is in `refuseOnce` (stale chain version, as during a chain change).
+ */
+function headWithChunk(refuseOnce: Set<number>): { data: DataClient; chunk: Buffer; applied: string[] } {
+  const chunk = Buffer.alloc(32);
+  const applied: string[] = [];
+  const master = { query: async () => routing } as unknown as MasterCalls;
+  const connect = (): Connection => ({
+    call: async <T>(_method: string, body: unknown, opts?: { payload?: Uint8Array }): Promise<CallResult<T>> => {
+      const req = body as WriteRequest;
+      await new Promise((r) => setImmediate(r));
+      if (refuseOnce.delete(req.offset)) throw new WorkerError(WorkerErrorCode.StaleChainVersion, 'chain 1 is at version 2');
+      if (req.truncate === true) chunk.fill(0, req.offset);
+      else chunk.set(opts!.payload!, req.offset);
+      applied.push(req.truncate === true ? `truncate ${req.offset}` : `write ${req.offset}`);
+      return { body: { commitVersion: applied.length, lengthBytes: chunk.length, crc32c: 0 } as T, payload: undefined };
+    },
+    notify: () => undefined,
+    close: () => undefined,
+  });
+  return { data: new DataClient({ master, connect, clock: systemClock, retryDeadlineMs: 5_000 }), chunk, applied };
+}
+
+test('a retried write lands before a later write to the same bytes; one to other bytes does not wait for it', async () => {
+  const { data, chunk, applied } = headWithChunk(new Set([0]));
+  const first = data.writeChunk(layout, 7, 0, 0, Buffer.alloc(10, 'a'));
+  const overlapping = data.writeChunk(layout, 7, 0, 5, Buffer.alloc(10, 'b'));
+  const apart = data.writeChunk(layout, 7, 0, 20, Buffer.alloc(4, 'c'));
+  await Promise.all([first, overlapping, apart]);
+  assert.deepEqual(applied, ['write 20', 'write 0', 'write 5']);
+  assert.equal(chunk.toString('latin1', 0, 24).replaceAll('\0', '.'), 'aaaaabbbbbbbbbb.....cccc');
+});
+
+test('a truncate waits for the writes before it past its cut, and a write after it waits for the truncate', async () => {
+  const { data, chunk, applied } = headWithChunk(new Set([16]));
+  const write = data.writeChunk(layout, 7, 0, 16, Buffer.alloc(8, 'a'));
+  const truncate = data.truncateChunk(layout, 7, 0, 12);
+  const after = data.writeChunk(layout, 7, 0, 14, Buffer.alloc(2, 'b'));
+  await Promise.all([write, truncate, after]);
+  assert.deepEqual(applied, ['write 16', 'truncate 12', 'write 14']);
+  assert.equal(chunk.toString('latin1', 12, 24).replaceAll('\0', '.'), '..bb........');
+});
