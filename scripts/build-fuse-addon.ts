@@ -1,7 +1,9 @@
 // Builds fuse-native's addon with two changes. Every FUSE operation also hands JavaScript the uid,
 // gid, pid and umask of the process that asked (libfuse's fuse_get_context): fuse-native's prebuilt
 // addon leaves them out, and without them a mount cannot give a new file its creator as owner, nor
-// let the masters check permissions as that user. And utimens passes mtime (it passed atime twice). Run by `npm install` (postinstall) and by hand:
+// let the masters check permissions as that user. And utimens passes mtime (it passed atime twice),
+// and a change of one time only (UTIME_OMIT), which libfuse 2 dropped. Run by `npm install`
+// (postinstall) and by hand:
 //   node scripts/build-fuse-addon.ts
 // It needs a C compiler (Debian gcc) and libfuse.so.2 (Debian libfuse2); fuse-native brings the
 // libfuse headers, Node the N-API ones. Without them it says so and leaves the prebuilt addon, which
@@ -44,10 +46,22 @@ const edits: [string, string][] = [
   ],
   // utimens passed atime twice and mtime never.
   ['  FUSE_UINT64_TO_INTS_ARGV(l->atime, 5)\n', '  FUSE_UINT64_TO_INTS_ARGV(l->mtime, 5)\n'],
+  // Without flag_utime_omit_ok libfuse 2 drops a change of one time only (futimens with UTIME_OMIT,
+  // as tar and cp -p do): it is passed on, UTIME_OMIT and UTIME_NOW as values no real time has
+  // (2^63 ms and 2^63 + 2^32 ms: exact as JavaScript numbers).
+  ['  if (implemented[op_utimens]) ops.utimens = fuse_native_utimens;\n', '  if (implemented[op_utimens]) ops.utimens = fuse_native_utimens;\n  ops.flag_utime_omit_ok = 1;\n'],
+  [
+    '  l->atime = timespec_to_uint64(&tv[0]);\n  l->mtime = timespec_to_uint64(&tv[1]);\n',
+    '  l->atime = cairn_utime(&tv[0]);\n  l->mtime = cairn_utime(&tv[1]);\n',
+  ],
+  [
+    'static void populate_stat (uint32_t *ints, struct stat* stat) {\n',
+    'static uint64_t cairn_utime (const struct timespec* ts) {\n  if (ts->tv_nsec == UTIME_OMIT) return (uint64_t)1 << 63;\n  if (ts->tv_nsec == UTIME_NOW) return ((uint64_t)1 << 63) | ((uint64_t)1 << 32);\n  return timespec_to_uint64(ts);\n}\n\nstatic void populate_stat (uint32_t *ints, struct stat* stat) {\n',
+  ],
   // So that JavaScript can tell this addon from the prebuilt one.
   ['  NAPI_EXPORT_UINT32(op_error)\n', '  NAPI_EXPORT_UINT32(op_error)\n  NAPI_EXPORT_UINT32(cairn_caller_context)\n'],
-  // 2: utimens fixed as well.
-  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 2;\nstatic const uint32_t op_init = 0;\n'],
+  // 2: utimens fixed as well; 3: and passes UTIME_OMIT and UTIME_NOW.
+  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 3;\nstatic const uint32_t op_init = 0;\n'],
 ];
 
 let source = readFileSync(path.join(fuseDir, 'fuse-native.c'), 'utf8');
@@ -82,4 +96,4 @@ mkdirSync(path.dirname(out), { recursive: true });
 const c = path.join(work, 'fuse-native.c');
 writeFileSync(c, source);
 execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-D_FILE_OFFSET_BITS=64', ...headers.map((h) => `-I${h}`), c, '-o', out, libfuse!, '-lpthread'], { stdio: 'inherit' });
-say(`built ${out} (operations carry their caller; utimens fixed)`);
+say(`built ${out} (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW)`);

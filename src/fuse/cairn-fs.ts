@@ -64,6 +64,9 @@ export interface CairnFsOptions {
 
 export const readdirEntriesMaxDefault = 1_000_000;
 /** Chunks a sequential reader has in flight by default (4 MiB chunks: 16 MiB a handle). */
+/** A time utimens sets: ms since the epoch, the current time, or none (the time stays). */
+export type UtimeMs = number | 'now' | 'omit';
+
 export const readAheadChunksDefault = 4;
 /** What all read-ahead holds at most by default. */
 export const readAheadBytesMaxDefault = 256 * 1024 * 1024;
@@ -222,30 +225,42 @@ export class CairnFs {
   }
 
   /**
-   * Sets both times. libfuse 2 turns UTIME_NOW into the current time before it calls here, so
-   * `touch` by a user with write permission (which the kernel checked) arrives as explicit times,
-   * which the masters let only the owner set: a refused pair of times within a few seconds of now
-   * is taken for that, and set to the masters' clock.
+   * Sets the times: each a time in ms, 'now', or 'omit' (left as it is: futimens with UTIME_OMIT,
+   * as tar and cp -p send). Both 'now' (touch) needs only write permission, and is set to the
+   * masters' clock. Explicit times need the owner; libfuse 2 turns UTIME_NOW into explicit times
+   * when the other is not 'now', so a refused change whose times are all within a few seconds of
+   * now is taken for touch by a writer and set to the masters' clock (both times, then).
    */
-  async utimens(path: string, atimeMs: number, mtimeMs: number, caller?: Caller): Promise<void> {
+  async utimens(path: string, atime: UtimeMs, mtime: UtimeMs, caller?: Caller): Promise<void> {
+    if (atime === 'omit' && mtime === 'omit') return;
+    // Writes this mount holds for the file are committed first: their commit sets the times to
+    // now, which would undo these (tar and cp -p set them on the open file before closing it).
+    await this.flushWritersOf(path, caller);
+    const now = Date.now();
+    const times: { atimeMs?: number; mtimeMs?: number } = {};
+    if (atime !== 'omit') times.atimeMs = atime === 'now' ? now : Math.trunc(atime);
+    if (mtime !== 'omit') times.mtimeMs = mtime === 'now' ? now : Math.trunc(mtime);
+    if (atime === 'now' && mtime === 'now') {
+      await this.meta.mutate('meta.mutate', { op: 'setattr', path, timesNow: true, ...this.as(caller) });
+      return;
+    }
     try {
-      await this.meta.mutate('meta.mutate', { op: 'setattr', path, atimeMs: Math.trunc(atimeMs), mtimeMs: Math.trunc(mtimeMs), ...this.as(caller) });
+      await this.meta.mutate('meta.mutate', { op: 'setattr', path, ...times, ...this.as(caller) });
     } catch (err) {
-      const now = Date.now();
-      const nowish = atimeMs === mtimeMs && Math.abs(atimeMs - now) < touchSlackMs;
+      const nowish = Object.values(times).every((ms) => Math.abs(ms - now) < touchSlackMs);
       if ((err as { code?: string }).code !== FsErrorCode.EPERM || !nowish) throw err;
       await this.meta.mutate('meta.mutate', { op: 'setattr', path, timesNow: true, ...this.as(caller) });
     }
   }
 
   async truncate(path: string, sizeBytes: number, caller?: Caller): Promise<void> {
-    const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'stat', path, ...this.as(caller) });
     // Writes this mount holds for the file go first, so that they cannot land past the new end.
-    for (const h of this.writers.get(attr.inodeId) ?? []) await this.flushWriter(h);
+    const inodeId = await this.flushWritersOf(path, caller);
     await truncateFile(this.meta, this.data, path, sizeBytes);
-    this.forgetReadAhead(attr.inodeId);
+    if (inodeId === undefined) return;
+    this.forgetReadAhead(inodeId);
     for (const h of this.handles.values()) {
-      if (h.inodeId !== attr.inodeId) continue;
+      if (h.inodeId !== inodeId) continue;
       h.sizeBytes = sizeBytes;
       h.committedBytes = Math.min(h.committedBytes, sizeBytes);
       if (h.writer !== undefined) h.writer.highWater = Math.min(h.writer.highWater, sizeBytes);
@@ -395,7 +410,9 @@ export class CairnFs {
     } catch (err) {
       failure = err;
     }
-    const done = failure === undefined ? { lengthBytes: h.writer.highWater, chunks: h.writer.written.toArray() } : {};
+    // Nothing written since the last commit: the session ends without touching the times (a
+    // commit sets them to now, after any utimens since: tar, cp -p and rsync set them at close).
+    const done = failure === undefined && h.dirty === true ? { lengthBytes: h.writer.highWater, chunks: h.writer.written.toArray() } : {};
     await this.meta.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: h.sessionId, ...done });
     if (failure !== undefined) throw failure;
   }
@@ -446,6 +463,17 @@ export class CairnFs {
   }
 
   /** Writes what one handle gathered and commits the length it reached. */
+  /**
+   * Flushes and commits what this mount's open writers of the file at `path` hold; returns its
+   * inode when this mount has files open (undefined: none open, nothing to flush).
+   */
+  private async flushWritersOf(path: string, caller: Caller | undefined): Promise<number | undefined> {
+    if (this.handles.size === 0) return undefined;
+    const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'stat', path, ...this.as(caller) });
+    for (const h of this.writers.get(attr.inodeId) ?? []) await this.flushWriter(h);
+    return attr.inodeId;
+  }
+
   private async flushWriter(h: Handle): Promise<void> {
     const w = h.writer!;
     if (h.dirty !== true) return w.flush();

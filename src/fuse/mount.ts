@@ -10,7 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { callerGroupsMax, type Caller } from '../meta/commands.ts';
-import type { CairnFs, Stat } from './cairn-fs.ts';
+import type { CairnFs, Stat, UtimeMs } from './cairn-fs.ts';
 import { errno, errnoOf } from './errno.ts';
 import { measured, type FuseMetrics } from './metrics.ts';
 
@@ -72,10 +72,18 @@ function addonHasCaller(): boolean {
     const require = createRequire(import.meta.url);
     const dir = path.dirname(require.resolve('fuse-native/package.json'));
     const binding = (require(require.resolve('node-gyp-build', { paths: [dir] })) as (d: string) => Record<string, unknown>)(dir);
-    return binding.cairn_caller_context === 2;
+    // 3 also passes a change of one time only (2 predates it: libfuse drops those).
+    return binding.cairn_caller_context === 2 || binding.cairn_caller_context === 3;
   } catch {
     return false;
   }
+}
+
+/** utimens' times from the addon: UTIME_OMIT and UTIME_NOW come as 2^63 and 2^63 + 2^32 (scripts/build-fuse-addon.ts). */
+function utimeOf(ms: number): UtimeMs {
+  if (ms === 2 ** 63) return 'omit';
+  if (ms === 2 ** 63 + 2 ** 32) return 'now';
+  return ms;
 }
 
 /** What libfuse says of the process behind the operation being dispatched (set just before it runs). */
@@ -290,7 +298,7 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Prom
     link: (existing: string, p: string, cb: FuseCallback) => run(`link ${p}`, cb, (c) => fs.link(existing, p, c)),
     chmod: (p: string, mode: number, cb: FuseCallback) => run(`chmod ${p}`, cb, (c) => fs.chmod(p, mode, c)),
     chown: (p: string, uid: number, gid: number, cb: FuseCallback) => run(`chown ${p}`, cb, (c) => fs.chown(p, uid, gid, c)),
-    utimens: (p: string, atime: number, mtime: number, cb: FuseCallback) => run(`utimens ${p}`, cb, (c) => fs.utimens(p, atime, mtime, c)),
+    utimens: (p: string, atime: number, mtime: number, cb: FuseCallback) => run(`utimens ${p}`, cb, (c) => fs.utimens(p, utimeOf(atime), utimeOf(mtime), c)),
     truncate: (p: string, size: number, cb: FuseCallback) => run(`truncate ${p}`, cb, (c) => fs.truncate(p, size, c)),
     ftruncate: (p: string, fd: number, size: number, cb: FuseCallback) => run(`truncate ${p}`, cb, () => fs.ftruncate(fd, size)),
     create: (p: string, mode: number, cb: FuseCallback) => run(`create ${p}`, cb, (c) => fs.create(p, mode, c), (fd) => [fd]),

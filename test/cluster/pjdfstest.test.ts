@@ -21,15 +21,10 @@ const buildDir = path.join(tmpdir(), 'cairn-pjdfstest-85a8aea');
 const ciGroups = ['mkdir', 'rmdir', 'unlink', 'symlink', 'link', 'truncate', 'ftruncate', 'mkfifo', 'mknod', 'open', 'utimensat'];
 
 /**
- * Subtests expected to fail, as "group/file.t:number", each with its reason (docs/fuse.md).
- * libfuse 2's high-level API calls utimens only when both times change, so utimensat(2) with one
- * time UTIME_OMIT changes nothing.
+ * Subtests expected to fail, as "group/file.t:number", each with its reason (docs/fuse.md). None
+ * now: the UTIME_OMIT ones passed once the rebuilt addon let libfuse 2 pass a change of one time.
  */
-const excluded = new Map<string, string>([
-  ['utimensat/02.t:4', 'UTIME_OMIT: libfuse 2 drops a change of one time only'],
-  ['utimensat/02.t:7', 'UTIME_OMIT: libfuse 2 drops a change of one time only'],
-  ['utimensat/02.t:8', 'UTIME_OMIT: libfuse 2 drops a change of one time only'],
-]);
+const excluded = new Map<string, string>();
 
 function skipReason(): string | undefined {
   const fuse = fuseSkipReason();
