@@ -162,6 +162,15 @@ export class ChunkStore {
     return this.serial(id, () => this.stageNow(id, req));
   }
 
+  /**
+   * Makes the name of the chunk's staged version durable. A member does this before it forwards
+   * the version: the next ones may commit and serve it, so a crash of this member must not lose it.
+   */
+  async syncPendingName(id: ChunkId): Promise<void> {
+    this.checkId(id);
+    await this.syncDir(this.fanoutPath(id.inodeId));
+  }
+
   /** Makes the pending `version` the committed one; resolves once that is durable. Committing the committed version again is a no-op. */
   async commit(id: ChunkId, version: number): Promise<ChunkMeta> {
     this.checkId(id);
@@ -340,10 +349,9 @@ export class ChunkStore {
     await this.makeFanoutDir(id.inodeId);
     if (e.pending !== undefined) await this.dropPending(e);
     try {
+      // Its content is durable; its name becomes durable with syncPendingName (before a member
+      // forwards it) or with the commit's directory sync (at the tail, which forwards nothing).
       await this.writeDurably(this.filePath(id, req.version, 'pending'), [bytes, ...parts]);
-      // The pending version's name is made durable too: a member that crashes after forwarding it
-      // may have let the tail commit and serve it, so it must still hold it when it returns.
-      await this.syncDir(this.fanoutPath(id.inodeId));
     } finally {
       this.forgetIfEmpty(e);
     }

@@ -65,7 +65,7 @@ export const replicaLimitsDefault = {
  * and answers before its successor did, a non-tail replica that serves its committed version while
  * it holds a pending one, and a resync that leaves a chunk the target holds at an older version.
  */
-export const replicaBugNames = ['ack-before-tail-commit', 'serve-pending-as-clean', 'resync-skip-stale'] as const;
+export const replicaBugNames = ['ack-before-tail-commit', 'serve-pending-as-clean', 'resync-skip-stale', 'forward-unsynced-name', 'demoted-member-commits'] as const;
 export type ReplicaBug = (typeof replicaBugNames)[number];
 
 const emptyPayload = new Uint8Array(0);
@@ -86,6 +86,8 @@ export class ChainReplica {
   /** Bug switches, read once: off, they cost one boolean test. */
   private readonly ackEarly: boolean;
   private readonly servePending: boolean;
+  private readonly forwardUnsyncedName: boolean;
+  private readonly demotedCommits: boolean;
   private readonly readBuffers = new BufferPool({ idleBytesMax: readBuffersIdleBytesMax, classBytesMax: payloadBytesMax });
   private readonly readBytesMax: number;
   /** Bytes of read buffers lent to replies not yet handed to the socket. */
@@ -100,6 +102,8 @@ export class ChainReplica {
     this.readBytesMax = host.readBytesMax ?? replicaLimitsDefault.readBytesMax;
     this.ackEarly = host.bugs?.has('ack-before-tail-commit') === true;
     this.servePending = host.bugs?.has('serve-pending-as-clean') === true;
+    this.forwardUnsyncedName = host.bugs?.has('forward-unsynced-name') === true;
+    this.demotedCommits = host.bugs?.has('demoted-member-commits') === true;
   }
 
   // ---- writes ----------------------------------------------------------------------------------
@@ -289,14 +293,26 @@ export class ChainReplica {
     const id = { inodeId: req.inodeId, index: req.index };
     let whole = req.replace === true;
     let backoff = retryBackoffMs.min;
+    let nameDurable = false;
     for (;;) {
       const routing = this.host.routing();
       const chain = routing?.chain(req.chainId);
       if (routing === undefined || chain === undefined || !routing.writeMembers(req.chainId).some((t) => t.targetId === me.targetId)) {
         throw new WorkerError(WorkerErrorCode.TargetUnavailable, `target ${me.targetId} left the write path of chain ${req.chainId}; the write stays pending there`);
       }
+      // A member that served when it took the write and no longer does was moved behind the others
+      // (it went offline and came back syncing): the members now before it never had this version,
+      // so it must not take itself for the tail and commit, nor forward it.
+      const now = routing.target(me.targetId)?.state;
+      if (me.state === TargetState.Serving && now !== TargetState.Serving && !this.demotedCommits) {
+        throw new WorkerError(WorkerErrorCode.TargetUnavailable, `target ${me.targetId} of chain ${req.chainId} is ${String(now)} now, no longer serving; the write stays pending there`);
+      }
       const next = routing.successor(req.chainId, me.targetId);
       if (next === undefined) return;
+      if (!nameDurable) {
+        if (!this.forwardUnsyncedName) await this.host.store(me.targetId)!.syncPendingName(id);
+        nameDurable = true;
+      }
       const sendWhole = whole || next.state === TargetState.Syncing;
       const payload = sendWhole ? await this.host.store(me.targetId)!.readPending(id) : data;
       const body: WriteRequest = {

@@ -82,9 +82,14 @@ const catchingSeeds: Record<SimBug, Partial<Record<WorkloadName, number>> & { pr
   // one, or (seed 1, since chain members move onto idle workers) the tail never gets it at all.
   'ack-before-tail-commit': { data: 1, property: /^(linearizability|replicas agree): / },
   // A middle member answers with its committed version while the tail already serves the pending one.
-  'serve-pending-as-clean': { data: 41, property: /^linearizability: / },
+  'serve-pending-as-clean': { data: 19, property: /^linearizability: / },
   // A returning target keeps an old version of a chunk and serves it once the resync calls it done.
-  'resync-skip-stale': { data: 1, property: /^(linearizability|replicas agree): / },
+  'resync-skip-stale': { data: 2, property: /^(linearizability|replicas agree): / },
+  // A member forwards a version whose pending name is not durable yet, crashes, and returns
+  // without it while the tail has served it.
+  'forward-unsynced-name': { data: 85, property: /^linearizability: / },
+  // A head that went offline and came back syncing during a write takes itself for the tail.
+  'demoted-member-commits': { data: 147, property: /^linearizability: / },
 };
 
 for (const [bug, pinned] of Object.entries(catchingSeeds) as [SimBug, (typeof catchingSeeds)[keyof typeof catchingSeeds]][]) {
@@ -144,6 +149,7 @@ const dataRegressionSeeds: { seed: number; what: string }[] = [
   { seed: 136, what: 'a move onto a late worker was cancelled when that worker died, dropping the newcomer that had become the chain\'s lastsrv' },
   { seed: 112, what: 'a late worker whose first fsync failed threw a raw EIO from its start' },
   { seed: 38, what: 'a client met stale routing on a worker after a move and backed off past the end of the run' },
+  { seed: 42, what: "a worker's supervised restart after a failed fsync came 2 s into the calm, and a client had no time left to complete an operation" },
 ];
 
 test('data seeds that once failed pass', async () => {
