@@ -104,8 +104,9 @@ export interface ChunkFileFields {
  * A chunk file's header for data given as consecutive parts (the old content around a new piece,
  * or the payload alone): the checksums are computed over the parts as one, so the file is written
  * with one vectored write of the header and the parts, without copying them into one buffer.
+ * `knownCrc32c`: the whole content's CRC32C, already computed from these bytes by the caller.
  */
-export function buildChunkHeader(fields: ChunkFileFields, parts: readonly Uint8Array[]): { bytes: Uint8Array; header: ChunkHeader } {
+export function buildChunkHeader(fields: ChunkFileFields, parts: readonly Uint8Array[], knownCrc32c?: number): { bytes: Uint8Array; header: ChunkHeader } {
   const { id, version, chainVersion, lengthBytes, blockSizeBytes } = fields;
   const writeIds = [...(fields.writeIds ?? [])];
   assert(lengthBytes <= 0xffff_ffff, `chunk length ${lengthBytes} fits a u32`);
@@ -122,7 +123,7 @@ export function buildChunkHeader(fields: ChunkFileFields, parts: readonly Uint8A
       const take = Math.min(blockSizeBytes - inBlock, part.byteLength - off);
       const slice = part.subarray(off, off + take);
       crc = crc32c(slice, crc);
-      whole = crc32c(slice, whole);
+      if (knownCrc32c === undefined) whole = crc32c(slice, whole);
       inBlock += take;
       off += take;
       if (inBlock === blockSizeBytes) {
@@ -133,7 +134,7 @@ export function buildChunkHeader(fields: ChunkFileFields, parts: readonly Uint8A
     }
   }
   if (inBlock > 0) blockCrcs[block++] = crc;
-  const header: ChunkHeader = { inodeId: id.inodeId, index: id.index, version, chainVersion, lengthBytes, blockSizeBytes, crc32c: whole, blockCrcs, headerBytes, writeIds };
+  const header: ChunkHeader = { inodeId: id.inodeId, index: id.index, version, chainVersion, lengthBytes, blockSizeBytes, crc32c: knownCrc32c ?? whole, blockCrcs, headerBytes, writeIds };
   const bytes = new Uint8Array(headerBytes);
   encodeHeader(header, bytes);
   return { bytes, header };

@@ -160,7 +160,8 @@ export class ChainReplica {
         // A resync brings the predecessor's version, which wins over a newer one never acknowledged.
         await store.remove(id);
       }
-      const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace, truncate: req.truncate, writeIds });
+      // req.crc32c was checked against these bytes on arrival (writeChecked).
+      const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace, truncate: req.truncate, writeIds, dataCrc32c: req.crc32c });
       if (this.ackEarly) void this.forward(me, req, version, staged, data).catch(() => undefined);
       else await this.forward(me, req, version, staged, data);
       const committed = await store.commit(id, version);
