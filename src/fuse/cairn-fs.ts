@@ -235,7 +235,7 @@ export class CairnFs {
     if (atime === 'omit' && mtime === 'omit') return;
     // Writes this mount holds for the file are committed first: their commit sets the times to
     // now, which would undo these (tar and cp -p set them on the open file before closing it).
-    await this.flushWritersOf(path, caller);
+    if (this.writers.size > 0) await this.flushWritersOf(path, caller);
     const now = Date.now();
     const times: { atimeMs?: number; mtimeMs?: number } = {};
     if (atime !== 'omit') times.atimeMs = atime === 'now' ? now : Math.trunc(atime);
