@@ -218,10 +218,6 @@ export class ChunkStore {
   // ---- reads -----------------------------------------------------------------------------------
 
   /**
-   * `length` bytes of the committed content from `offset`, fewer past its end. Reads and verifies
-   * only the blocks covering the range, and returns a view of the read buffer.
-   */
-  /**
    * Committed bytes [offset, offset + length), every block they touch verified. `buffer`, when
    * given, supplies the memory to read into (a pool's); the result is a view of what it returned.
    */
