@@ -102,6 +102,8 @@ interface Handle {
   committedBytes: number;
   /** Written since the last commit. */
   dirty?: boolean;
+  /** A commit of the length under way (a flush by any path): the others wait for its outcome. */
+  committing?: Promise<void>;
   /** Whole chunks fetched ahead of a sequential reader (handles not open for writing). */
   readAhead?: ChunkReadAhead;
   /** The attributes create answered, until libfuse's getattr right after it takes them. */
@@ -235,7 +237,7 @@ export class CairnFs {
     if (atime === 'omit' && mtime === 'omit') return;
     // Writes this mount holds for the file are committed first: their commit sets the times to
     // now, which would undo these (tar and cp -p set them on the open file before closing it).
-    if (this.writers.size > 0) await this.flushWritersOf(path, caller);
+    await this.flushWritersOf(path, caller);
     const now = Date.now();
     const times: { atimeMs?: number; mtimeMs?: number } = {};
     if (atime !== 'omit') times.atimeMs = atime === 'now' ? now : Math.trunc(atime);
@@ -255,9 +257,9 @@ export class CairnFs {
 
   async truncate(path: string, sizeBytes: number, caller?: Caller): Promise<void> {
     // Writes this mount holds for the file go first, so that they cannot land past the new end.
-    const inodeId = await this.flushWritersOf(path, caller);
-    await truncateFile(this.meta, this.data, path, sizeBytes);
-    if (inodeId === undefined) return;
+    await this.flushWritersOf(path, caller);
+    // The handles of the file, those opened meanwhile too, take its new length.
+    const { inodeId } = await truncateFile(this.meta, this.data, path, sizeBytes);
     this.forgetReadAhead(inodeId);
     for (const h of this.handles.values()) {
       if (h.inodeId !== inodeId) continue;
@@ -407,6 +409,9 @@ export class CairnFs {
     let failure: unknown;
     try {
       await h.writer.flush();
+      // A commit under way (a read or utimens through another descriptor flushed): its outcome
+      // decides whether the length still needs committing here.
+      await h.committing?.catch(() => undefined);
     } catch (err) {
       failure = err;
     }
@@ -463,29 +468,45 @@ export class CairnFs {
   }
 
   /** Writes what one handle gathered and commits the length it reached. */
-  /**
-   * Flushes and commits what this mount's open writers of the file at `path` hold; returns its
-   * inode when this mount has files open (undefined: none open, nothing to flush).
-   */
-  private async flushWritersOf(path: string, caller: Caller | undefined): Promise<number | undefined> {
-    if (this.handles.size === 0) return undefined;
+  /** Flushes and commits what this mount's open writers of the file at `path` hold (none: no round trip). */
+  private async flushWritersOf(path: string, caller: Caller | undefined): Promise<void> {
+    if (this.writers.size === 0) return;
     const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'stat', path, ...this.as(caller) });
     for (const h of this.writers.get(attr.inodeId) ?? []) await this.flushWriter(h);
-    return attr.inodeId;
   }
 
+  /**
+   * Sends what the writer gathered and commits the length and chunks, unless nothing was written
+   * since the last commit. A commit another caller started is waited for first: a flush returns
+   * only once the length is committed (if that commit failed, this one commits again).
+   */
   private async flushWriter(h: Handle): Promise<void> {
     const w = h.writer!;
-    if (h.dirty !== true) return w.flush();
-    h.dirty = false; // a write arriving meanwhile sets it again, for the next flush
-    try {
-      await w.flush();
-      await this.meta.mutate('meta.mutate', { op: 'commitLength', inodeId: h.inodeId, lengthBytes: w.highWater, chunks: w.written.toArray() });
-    } catch (err) {
-      h.dirty = true;
-      throw err;
+    for (;;) {
+      if (h.committing !== undefined) {
+        await h.committing.catch(() => undefined);
+        continue;
+      }
+      if (h.dirty !== true) return w.flush();
+      h.dirty = false; // a write arriving meanwhile sets it again, for the next flush
+      const commit = (async () => {
+        try {
+          await w.flush();
+          await this.meta.mutate('meta.mutate', { op: 'commitLength', inodeId: h.inodeId, lengthBytes: w.highWater, chunks: w.written.toArray() });
+        } catch (err) {
+          h.dirty = true;
+          throw err;
+        }
+      })();
+      h.committing = commit;
+      try {
+        await commit;
+      } finally {
+        h.committing = undefined;
+      }
+      h.committedBytes = Math.max(h.committedBytes, w.highWater);
+      return;
     }
-    h.committedBytes = Math.max(h.committedBytes, w.highWater);
   }
 
   /** The length an inode has as far as this mount's open writers know (writes, truncates), if it has any. */

@@ -130,7 +130,7 @@ class DataSimulation implements SimWire {
   private readonly slowDisk = new Set<number>();
   private readonly fsyncFailing = new Set<number>();
   /** Workers whose fsync failed, waiting for their supervised restart (done at once at calm). */
-  private readonly restartAfterEio = new Set<WorkerProcess>();
+  private readonly restartAfterEio = new Map<WorkerProcess, number>();
   private readonly filled = new Set<number>();
   /** Workers to kill at their next disk operation of a kind under one target directory. */
   private readonly crashPoints = new Map<number, { dir: string; op: SimFsOp; role: string }>();
@@ -568,10 +568,10 @@ class DataSimulation implements SimWire {
     // The target refuses writes from then on; an operator (or a supervisor) restarts the worker.
     if (p instanceof WorkerProcess) {
       const inc = p.incarnation;
-      this.restartAfterEio.add(p);
+      this.restartAfterEio.set(p, inc);
       this.queue.after(this.faultPrng.range(300, 1200), () =>
         this.event(`restart w${p.id} after its failed fsync`, () => {
-          this.restartAfterEio.delete(p);
+          if (this.restartAfterEio.get(p) === inc) this.restartAfterEio.delete(p);
           if (p.incarnation === inc) this.crashWorker(p, false, ' (after EIO)', true);
         }),
       );
@@ -666,9 +666,11 @@ class DataSimulation implements SimWire {
     for (const m of this.masters) if (!m.alive) m.start();
     // A worker left with a failed target by an fsync error is restarted now: its supervised
     // restart would otherwise come up to 2.7 s into the calm, a fault outliving the faults.
-    for (const w of this.restartAfterEio) {
-      if (!w.alive) continue;
+    for (const [w, inc] of this.restartAfterEio) {
+      // Only the incarnation whose fsync failed: another fault may have restarted it since.
+      if (!w.alive || w.incarnation !== inc) continue;
       this.remember(`restart w${w.id} after its failed fsync, at calm`);
+      this.stats.workerCrashes++;
       w.crash(false);
     }
     this.restartAfterEio.clear();
