@@ -84,6 +84,22 @@ const defaults = { chunkSizeBytesMax: 64 << 20, blockSizeBytes: 64 << 10, chunkQ
 const chunkSizeBytesLimit = 1 << 30;
 /** Times a read retries when a commit replaced the file it was about to open. */
 const readAttemptsMax = 3;
+/**
+ * Committed chunk files a store keeps open, with their decoded headers, for reads of a few blocks:
+ * a 4 KiB read then costs one read of its block, not an open, two reads and a close.
+ */
+const openChunksMax = 128;
+
+/** A committed chunk file kept open: its version, its header, and the reads using it now. */
+interface OpenChunk {
+  version: number;
+  file: string;
+  f: DiskFile;
+  header: ChunkHeader;
+  users: number;
+  /** Out of the cache (a new version, a removal, damage, eviction): closed once unused. */
+  dropped: boolean;
+}
 /** Chunks removed at once by removeInode; their directory syncs are shared. */
 const removeBatchMax = 64;
 
@@ -118,6 +134,8 @@ export class ChunkStore {
   private readonly opts: Options;
   private readonly chunksDir: string;
   private readonly entries = new Map<string, Entry>();
+  /** Open committed files by chunk key, least recently used first. */
+  private readonly openChunks = new Map<string, OpenChunk>();
   private readonly queues = new Map<string, Queue>();
   private readonly dirSyncs: DirSyncGroup;
   /** Fan-out directories known to exist (durably). */
@@ -329,6 +347,7 @@ export class ChunkStore {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all([...this.queues.values()].map((q) => q.tail));
+    for (const key of [...this.openChunks.keys()]) this.forgetOpen(key);
   }
 
   // ---- the operations, run one at a time per chunk ------------------------------------------------
@@ -373,6 +392,8 @@ export class ChunkStore {
     }
     const pendingFile = this.filePath(id, version, 'pending');
     if (p.recovered) await this.confirmRecovered(e, pendingFile);
+    // A repair commits the same version's name over a damaged file: an open one is not it.
+    this.forgetOpen(key);
     const old = e.committed;
     await this.disk.rename(pendingFile, this.filePath(id, version, 'chunk'));
     await this.syncDir(this.fanoutPath(id.inodeId));
@@ -390,6 +411,7 @@ export class ChunkStore {
     if (e === undefined) return false;
     // Forget it first, so that reads answer "not found" rather than race the unlinks.
     this.entries.delete(chunkKey(id));
+    this.forgetOpen(chunkKey(id));
     if (e.pending !== undefined) await this.unlinkQuiet(this.filePath(id, e.pending.version, 'pending'));
     if (e.committed !== undefined) await this.unlinkQuiet(this.filePath(id, e.committed.version, 'chunk'));
     await this.syncDir(this.fanoutPath(id.inodeId));
@@ -448,26 +470,100 @@ export class ChunkStore {
   /** Data bytes [offset, end) of version `c`, every block they touch verified; `whole` also checks the whole-data CRC. */
   private async readVerified(e: Entry, c: Version, offset: number, end: number, whole: boolean, state: ChunkFileState = 'chunk', buffer?: (bytes: number) => Uint8Array): Promise<Uint8Array> {
     if (e.corrupt !== undefined && state === 'chunk') throw corruptError(e.id, c, e.corrupt);
+    // Reads of part of a committed version use a kept-open file; whole reads (resync, scrub) open
+    // it afresh, so that a scrub also reads the header from the disk again.
+    if (state === 'chunk' && !whole) {
+      const open = await this.openCommitted(e, c);
+      try {
+        return await this.readBlocks(e, c, open.file, open.f, open.header, offset, end, false, buffer);
+      } catch (err) {
+        // A file that failed a read is not kept: the next read opens it again.
+        if (this.openChunks.get(chunkKey(e.id)) === open) this.forgetOpen(chunkKey(e.id));
+        throw err;
+      } finally {
+        this.unuse(open);
+      }
+    }
     const file = this.filePath(e.id, c.version, state);
     const f = await this.disk.open(file, 'read');
     try {
-      const h = await this.readHeaderOf(f, file);
-      if (typeof h === 'string') throw this.markCorrupt(e, c, file, 0, h);
-      if (h.version !== c.version || h.inodeId !== e.id.inodeId || h.index !== e.id.index) throw this.markCorrupt(e, c, file, 0, 'header names another chunk or version');
-      const to = Math.min(end, h.lengthBytes);
-      if (to <= offset) return new Uint8Array(0);
-      const bs = h.blockSizeBytes;
-      const firstBlock = Math.floor(offset / bs);
-      const from = firstBlock * bs;
-      const bytes = Math.min(Math.ceil(to / bs) * bs, h.lengthBytes) - from;
-      const buf = await readOrCorrupt(f, bytes, h.headerBytes + from, buffer?.(bytes), (problem) => this.markCorrupt(e, c, file, h.headerBytes + from, problem));
-      const bad = firstBadBlock(h, buf, firstBlock);
-      if (bad !== undefined) throw this.markCorrupt(e, c, file, h.headerBytes + bad, `data block at offset ${bad} fails its CRC32C`);
-      if (whole && crc32c(buf) !== h.crc32c) throw this.markCorrupt(e, c, file, h.headerBytes, 'whole-data CRC32C mismatch');
-      return buf.subarray(offset - from, to - from);
+      const h = await this.checkedHeaderOf(e, c, f, file);
+      return await this.readBlocks(e, c, file, f, h, offset, end, whole, buffer);
     } finally {
       await f.close();
     }
+  }
+
+  /** The header of chunk file `file` of version `c`, or the corrupt error its damage is. */
+  private async checkedHeaderOf(e: Entry, c: Version, f: DiskFile, file: string): Promise<ChunkHeader> {
+    const h = await this.readHeaderOf(f, file);
+    if (typeof h === 'string') throw this.markCorrupt(e, c, file, 0, h);
+    if (h.version !== c.version || h.inodeId !== e.id.inodeId || h.index !== e.id.index) throw this.markCorrupt(e, c, file, 0, 'header names another chunk or version');
+    return h;
+  }
+
+  /** Committed version `c` open with its checked header, from the kept-open files or opened now (and kept); a use to give back with unuse. */
+  private async openCommitted(e: Entry, c: Version): Promise<OpenChunk> {
+    const key = chunkKey(e.id);
+    const kept = this.openChunks.get(key);
+    if (kept !== undefined && kept.version === c.version) {
+      kept.users++;
+      // Most recently used last.
+      this.openChunks.delete(key);
+      this.openChunks.set(key, kept);
+      return kept;
+    }
+    const file = this.filePath(e.id, c.version, 'chunk');
+    const f = await this.disk.open(file, 'read');
+    let header: ChunkHeader;
+    try {
+      header = await this.checkedHeaderOf(e, c, f, file);
+    } catch (err) {
+      await f.close();
+      throw err;
+    }
+    const open: OpenChunk = { version: c.version, file, f, header, users: 1, dropped: false };
+    // Still the committed version, and nobody kept another meanwhile: keep this one.
+    if (this.entries.get(key)?.committed === c && !this.closed) {
+      this.forgetOpen(key);
+      this.openChunks.set(key, open);
+      for (const [k, o] of this.openChunks) {
+        if (this.openChunks.size <= openChunksMax) break;
+        if (o.users === 0) this.forgetOpen(k);
+      }
+    } else {
+      open.dropped = true;
+    }
+    return open;
+  }
+
+  private unuse(open: OpenChunk): void {
+    open.users--;
+    if (open.dropped && open.users === 0) void open.f.close().catch(() => undefined);
+  }
+
+  /** Drops chunk `key`'s kept-open file; it is closed once its reads are done. */
+  private forgetOpen(key: string): void {
+    const open = this.openChunks.get(key);
+    if (open === undefined) return;
+    this.openChunks.delete(key);
+    open.dropped = true;
+    if (open.users === 0) void open.f.close().catch(() => undefined);
+  }
+
+  /** Data bytes [offset, end) of an open chunk file with header `h`, every block they touch verified. */
+  private async readBlocks(e: Entry, c: Version, file: string, f: DiskFile, h: ChunkHeader, offset: number, end: number, whole: boolean, buffer?: (bytes: number) => Uint8Array): Promise<Uint8Array> {
+    const to = Math.min(end, h.lengthBytes);
+    if (to <= offset) return new Uint8Array(0);
+    const bs = h.blockSizeBytes;
+    const firstBlock = Math.floor(offset / bs);
+    const from = firstBlock * bs;
+    const bytes = Math.min(Math.ceil(to / bs) * bs, h.lengthBytes) - from;
+    const buf = await readOrCorrupt(f, bytes, h.headerBytes + from, buffer?.(bytes), (problem) => this.markCorrupt(e, c, file, h.headerBytes + from, problem));
+    const bad = firstBadBlock(h, buf, firstBlock);
+    if (bad !== undefined) throw this.markCorrupt(e, c, file, h.headerBytes + bad, `data block at offset ${bad} fails its CRC32C`);
+    if (whole && crc32c(buf) !== h.crc32c) throw this.markCorrupt(e, c, file, h.headerBytes, 'whole-data CRC32C mismatch');
+    return buf.subarray(offset - from, to - from);
   }
 
   /** The header of an open chunk file, or what is wrong with it. */
@@ -490,6 +586,7 @@ export class ChunkStore {
       e.corrupt = what;
       this.corruptDetected++;
     }
+    if (this.openChunks.get(chunkKey(e.id))?.version === c.version) this.forgetOpen(chunkKey(e.id));
     this.opts.log('warn', 'chunk corrupt', { dir: this.dir, chunk: chunkKey(e.id), version: c.version, file, offset, problem });
     return corruptError(e.id, c, what, { file, offset });
   }

@@ -434,6 +434,32 @@ test('a flipped data bit: reads of other blocks pass until it is read, then the 
   await store.close();
 });
 
+test('kept-open chunk files: a same-version repair, a removal and damage after opening are all seen; more chunks than it keeps are all served', async () => {
+  const node = new SimNode();
+  const store = await openSim(node);
+  const first = bytes(200 * KiB, 60);
+  await write(store, A, 0, first);
+  assert.deepEqual(Uint8Array.from(await store.read(A, 0, 10)), first.subarray(0, 10), 'opened and kept');
+  // A repair commits the same version's name over the file that is open.
+  const repaired = bytes(200 * KiB, 61);
+  await store.stage(A, { version: 1, chainVersion: 1, offset: 0, data: repaired, replace: true });
+  await store.commit(A, 1);
+  assert.deepEqual(Uint8Array.from(await store.read(A, 5, 10)), repaired.subarray(5, 15), 'the repaired bytes, not the kept file');
+  // Damage after the file was opened (and kept) is found by the block check, as before.
+  node.fs.flipBit(chunkFile(A, 1), 4096 + 130 * KiB + 17, 5);
+  await assert.rejects(store.read(A, 129 * KiB, 10), code(WorkerErrorCode.ChunkCorrupt));
+  await store.remove(A);
+  await assert.rejects(store.read(A, 0, 10), code(WorkerErrorCode.ChunkNotFound));
+  // More chunks than are kept open (128): each read still returns its own chunk's bytes.
+  const many = 300;
+  for (let i = 0; i < many; i++) await write(store, { inodeId: 9, index: i }, 0, bytes(64, 1000 + i));
+  for (let round = 0; round < 2; round++) {
+    for (let i = 0; i < many; i++) assert.deepEqual(Uint8Array.from(await store.read({ inodeId: 9, index: i }, 0, 64)), bytes(64, 1000 + i), `chunk ${i}, round ${round}`);
+  }
+  await Promise.all(Array.from({ length: many }, async (_, i) => assert.deepEqual(Uint8Array.from(await store.read({ inodeId: 9, index: i }, 8, 8)), bytes(64, 1000 + i).subarray(8, 16))));
+  await store.close();
+});
+
 test('scrub and readWhole find a flip in a block no read touched', async () => {
   const node = new SimNode();
   let store = await openSim(node);
