@@ -90,10 +90,10 @@ export async function run(args: string[]): Promise<void> {
   const meta = new MasterClient({ masters: cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address), secret: cluster.secret, caller: rootCaller });
   const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: cluster.secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
   const cpu = new CpuMeter(cluster.processes.map((p) => ({ pid: p.pid, kind: p.kind })));
-  let finished = false;
   try {
     const block = randomBytes(Math.min(chunk, 4 * MiB));
     for (const n of streams) {
+      const label = `${n} stream${n === 1 ? '' : 's'}`;
       const per = Math.floor(size / n / block.length) * block.length;
       cpu.start();
       let start = performance.now();
@@ -104,7 +104,7 @@ export async function run(args: string[]): Promise<void> {
       );
       const writeMs = performance.now() - start;
       const writeMiBs = (per * n) / MiB / (writeMs / 1000);
-      report.figure(`sequential write, ${n} stream${n === 1 ? '' : 's'}`, writeMiBs, 'MiB/s');
+      report.figure(`sequential write, ${label}`, writeMiBs, 'MiB/s');
       report.attach(`cpu write ${n}`, cpu.stop(writeMs));
       cpu.start();
       start = performance.now();
@@ -118,10 +118,10 @@ export async function run(args: string[]): Promise<void> {
       );
       const readMs = performance.now() - start;
       const readMiBs = (per * n) / MiB / (readMs / 1000);
-      report.figure(`sequential read, ${n} stream${n === 1 ? '' : 's'}`, readMiBs, 'MiB/s');
+      report.figure(`sequential read, ${label}`, readMiBs, 'MiB/s');
       report.attach(`cpu read ${n}`, cpu.stop(readMs));
-      ratios.push({ name: `${n} stream${n === 1 ? '' : 's'}: write as a share of disk / ${replication} replicas`, value: writeMiBs, of: 'disk' });
-      ratios.push({ name: `${n} stream${n === 1 ? '' : 's'}: read as a share of loopback TCP`, value: readMiBs, of: 'tcp' });
+      ratios.push({ name: `${label}: write as a share of disk / ${replication} replicas`, value: writeMiBs, of: 'disk' });
+      ratios.push({ name: `${label}: read as a share of loopback TCP`, value: readMiBs, of: 'tcp' });
       console.log(`  ${n} stream(s): write ${writeMiBs.toFixed(1)} MiB/s, read ${readMiBs.toFixed(1)} MiB/s; ${cpu.describe()}`);
     }
 
@@ -152,16 +152,16 @@ export async function run(args: string[]): Promise<void> {
     report.attach('cpu random', cpu.stop(randomMs));
     report.figure('client peak RSS', process.memoryUsage().rss / MiB, 'MiB');
     report.note(`targets: reads >= ${targets.readOfTcp * 100}% of loopback TCP, writes >= ${targets.writeOfDiskPerReplica * 100}% of disk rate / replication`);
-    finished = true;
   } finally {
     data.close();
     meta.close();
     await localDown(dir, () => undefined);
-    if (!finished && values.dir === undefined) rmSync(dir, { recursive: true, force: true });
+    if (values.dir === undefined) rmSync(dir, { recursive: true, force: true });
   }
   // The cluster's files are removed first: dd then writes where they were.
-  if (values.dir === undefined) rmSync(dir, { recursive: true, force: true });
-  const ddAfter = ddRate(values.dir === undefined ? mkdtempSync(path.join(tmpdir(), 'cairn-bench-io-dd-')) : dir, values.dir === undefined);
+  const ddDir = values.dir ?? mkdtempSync(path.join(tmpdir(), 'cairn-bench-io-dd-'));
+  const ddAfter = ddRate(ddDir);
+  if (values.dir === undefined) rmSync(ddDir, { recursive: true, force: true });
   const disk = Math.max(ddBefore, ddAfter);
   report.figure('disk write, dd 4 MiB blocks + fdatasync, before', ddBefore, 'MiB/s');
   report.figure('disk write, dd 4 MiB blocks + fdatasync, after', ddAfter, 'MiB/s');
@@ -180,10 +180,10 @@ function* repeat(block: Buffer, times: number): Generator<Buffer> {
 }
 
 /** The disk's sequential write rate with one fdatasync at the end (dd, 2 GiB in 4 MiB blocks), in MiB/s. */
-function ddRate(dir: string, removeDir = false): number {
+function ddRate(dir: string): number {
   const file = path.join(dir, 'dd.test');
   const dd = spawnSync('dd', ['if=/dev/zero', `of=${file}`, 'bs=4M', 'count=512', 'conv=fdatasync'], { encoding: 'utf8' });
-  rmSync(removeDir ? dir : file, { recursive: true, force: true });
+  rmSync(file, { force: true });
   // dd prints its summary on stderr: "N bytes (...) copied, S s, R MB/s".
   const m = /(\d+) bytes .* copied, ([\d.]+) s/.exec(dd.stderr ?? '');
   if (dd.status !== 0 || m === null) throw new Error(`dd failed: ${dd.stderr ?? dd.error?.message}`);

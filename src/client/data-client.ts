@@ -125,15 +125,19 @@ export class DataClient {
     // One id for every attempt: a head that already applied this write answers without applying it twice.
     const writeId = this.newWriteId();
     await this.inOrder(inodeId, index, offset, offset + data.byteLength, () =>
-      this.retrying(`write of chunk ${index} of inode ${inodeId}`, async (routing) => {
-        const chainId = this.chainOf(routing, layout, index);
-        const chain = routing.chain(chainId)!;
-        const head = routing.writeMembers(chainId)[0];
-        if (head === undefined) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
-        const body: WriteRequest = { chainId, chainVersion: chain.version, inodeId, index, offset, crc32c: checksum, writeId };
-        await this.conn(routing, head.workerId).call(WorkerMethod.write, body, { payload: data, timeoutMs: this.opts.callTimeoutMs });
-      }),
+      this.atHead(`write of chunk ${index} of inode ${inodeId}`, layout, { inodeId, index, offset, crc32c: checksum, writeId }, data),
     );
+  }
+
+  /** Sends a write (or truncate) of one chunk to its chain's head at the current chain version, retried through chain changes. */
+  private atHead(what: string, layout: Layout, write: Omit<WriteRequest, 'chainId' | 'chainVersion'>, payload?: Uint8Array): Promise<void> {
+    return this.retrying(what, async (routing) => {
+      const chainId = this.chainOf(routing, layout, write.index);
+      const head = routing.writeMembers(chainId)[0];
+      if (head === undefined) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
+      const body: WriteRequest = { chainId, chainVersion: routing.chain(chainId)!.version, ...write };
+      await this.conn(routing, head.workerId).call(WorkerMethod.write, body, { payload, timeoutMs: this.opts.callTimeoutMs });
+    });
   }
 
   /**
@@ -206,13 +210,7 @@ export class DataClient {
   /** Cuts chunk `index` to `lengthBytes` through its chain (a versioned write like any other). */
   async truncateChunk(layout: Layout, inodeId: number, index: number, lengthBytes: number): Promise<void> {
     await this.inOrder(inodeId, index, lengthBytes, Infinity, () =>
-      this.retrying(`truncate of chunk ${index} of inode ${inodeId}`, async (routing) => {
-        const chainId = this.chainOf(routing, layout, index);
-        const head = routing.writeMembers(chainId)[0];
-        if (head === undefined) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
-        const body: WriteRequest = { chainId, chainVersion: routing.chain(chainId)!.version, inodeId, index, offset: lengthBytes, crc32c: crc32c(new Uint8Array(0)), truncate: true };
-        await this.conn(routing, head.workerId).call(WorkerMethod.write, body, { timeoutMs: this.opts.callTimeoutMs });
-      }),
+      this.atHead(`truncate of chunk ${index} of inode ${inodeId}`, layout, { inodeId, index, offset: lengthBytes, crc32c: crc32c(new Uint8Array(0)), truncate: true }),
     );
   }
 

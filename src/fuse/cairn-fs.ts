@@ -63,10 +63,10 @@ export interface CairnFsOptions {
 }
 
 export const readdirEntriesMaxDefault = 1_000_000;
-/** Chunks a sequential reader has in flight by default (4 MiB chunks: 16 MiB a handle). */
 /** A time utimens sets: ms since the epoch, the current time, or none (the time stays). */
 export type UtimeMs = number | 'now' | 'omit';
 
+/** Chunks a sequential reader has in flight by default (4 MiB chunks: 16 MiB a handle). */
 export const readAheadChunksDefault = 4;
 /** What all read-ahead holds at most by default. */
 export const readAheadBytesMaxDefault = 256 * 1024 * 1024;
@@ -467,7 +467,6 @@ export class CairnFs {
     return { bsize: blockBytes, frsize: blockBytes, blocks, bfree: free, bavail: free, files: inodesMax, ffree: inodesMax - fs.inodes, favail: inodesMax - fs.inodes, namemax: nameBytesMax };
   }
 
-  /** Writes what one handle gathered and commits the length it reached. */
   /** Flushes and commits what this mount's open writers of the file at `path` hold (none: no round trip). */
   private async flushWritersOf(path: string, caller: Caller | undefined): Promise<void> {
     if (this.writers.size === 0) return;
@@ -482,31 +481,25 @@ export class CairnFs {
    */
   private async flushWriter(h: Handle): Promise<void> {
     const w = h.writer!;
-    for (;;) {
-      if (h.committing !== undefined) {
-        await h.committing.catch(() => undefined);
-        continue;
-      }
-      if (h.dirty !== true) return w.flush();
-      h.dirty = false; // a write arriving meanwhile sets it again, for the next flush
-      const commit = (async () => {
-        try {
-          await w.flush();
-          await this.meta.mutate('meta.mutate', { op: 'commitLength', inodeId: h.inodeId, lengthBytes: w.highWater, chunks: w.written.toArray() });
-        } catch (err) {
-          h.dirty = true;
-          throw err;
-        }
-      })();
-      h.committing = commit;
+    while (h.committing !== undefined) await h.committing.catch(() => undefined);
+    if (h.dirty !== true) return w.flush();
+    h.dirty = false; // a write arriving meanwhile sets it again, for the next flush
+    const commit = (async () => {
       try {
-        await commit;
-      } finally {
-        h.committing = undefined;
+        await w.flush();
+        await this.meta.mutate('meta.mutate', { op: 'commitLength', inodeId: h.inodeId, lengthBytes: w.highWater, chunks: w.written.toArray() });
+      } catch (err) {
+        h.dirty = true;
+        throw err;
       }
-      h.committedBytes = Math.max(h.committedBytes, w.highWater);
-      return;
+    })();
+    h.committing = commit;
+    try {
+      await commit;
+    } finally {
+      h.committing = undefined;
     }
+    h.committedBytes = Math.max(h.committedBytes, w.highWater);
   }
 
   /** The length an inode has as far as this mount's open writers know (writes, truncates), if it has any. */

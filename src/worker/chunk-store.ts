@@ -89,6 +89,8 @@ const readAttemptsMax = 3;
  * a 4 KiB read then costs one read of its block, not an open, two reads and a close.
  */
 const openChunksMax = 128;
+/** Chunks removed at once by removeInode; their directory syncs are shared. */
+const removeBatchMax = 64;
 
 /** A committed chunk file kept open: its version, its header, and the reads using it now. */
 interface OpenChunk {
@@ -100,8 +102,6 @@ interface OpenChunk {
   /** Out of the cache (a new version, a removal, damage, eviction): closed once unused. */
   dropped: boolean;
 }
-/** Chunks removed at once by removeInode; their directory syncs are shared. */
-const removeBatchMax = 64;
 
 /** One version as the store remembers it; headerBytes 0 when its header could not be read. */
 interface Version {
@@ -539,7 +539,7 @@ export class ChunkStore {
 
   private unuse(open: OpenChunk): void {
     open.users--;
-    if (open.dropped && open.users === 0) void open.f.close().catch(() => undefined);
+    closeIfDone(open);
   }
 
   /** Drops chunk `key`'s kept-open file; it is closed once its reads are done. */
@@ -548,7 +548,7 @@ export class ChunkStore {
     if (open === undefined) return;
     this.openChunks.delete(key);
     open.dropped = true;
-    if (open.users === 0) void open.f.close().catch(() => undefined);
+    closeIfDone(open);
   }
 
   /** Data bytes [offset, end) of an open chunk file with header `h`, every block they touch verified. */
@@ -844,6 +844,11 @@ function contentParts(old: Uint8Array, at: number, data: Uint8Array, length: num
   const after = at + data.byteLength;
   if (after < Math.min(old.byteLength, length)) add(old.subarray(after, Math.min(old.byteLength, length)));
   return parts;
+}
+
+/** Closes a kept-open file that is out of the cache once no read uses it. */
+function closeIfDone(open: OpenChunk): void {
+  if (open.dropped && open.users === 0) void open.f.close().catch(() => undefined);
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
