@@ -89,6 +89,8 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
   const ids = existing === undefined ? [...founders.keys()] : mastersOf(opts.dir, existing, opts.join, opts.log);
   const peers = [...founders].map(([id, a]) => `${id}=${a}`).join(',');
   const processes: LocalProcess[] = [];
+  /** Master directories this call made: a retry removes only these, never one it found (it may hold another process's lock). */
+  const madeDirs = new Set<string>();
   /** Where each started master's log stood before it started: its exit line comes after. */
   const logStarts = new Map<number, number>();
   for (const id of ids) {
@@ -102,6 +104,7 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
     // again. Any other master joins: one without a WAL is new (a rebuilt master has a new id,
     // docs/masters.md), and waits to be added; one with a WAL restarts from it.
     const join = journal === 'raft' && existing !== undefined && (!founders.has(id) || !existsSync(path.join(dir, 'wal')));
+    if (!existsSync(dir)) madeDirs.add(dir);
     mkdirSync(dir, { recursive: true, mode: dirMode });
     const log = path.join(dir, 'master.log');
     const address = before?.address ?? founders.get(id) ?? `127.0.0.1:${await freePort()}`;
@@ -132,7 +135,7 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
     opts.log('a port was taken by another program while the masters started; starting again on new ports');
     for (const p of processes) signal(p.pid, 'SIGKILL');
     await zk?.ensemble.stop(0);
-    for (const p of processes) rmSync(p.dir, { recursive: true, force: true });
+    for (const p of processes) if (madeDirs.has(p.dir)) rmSync(p.dir, { recursive: true, force: true });
     rmSync(path.join(opts.dir, zkDirName), { recursive: true, force: true });
     rmSync(path.join(opts.dir, clusterFileName), { force: true });
     return localUp({ ...opts, attempt: attempt + 1 });
