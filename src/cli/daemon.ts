@@ -6,6 +6,7 @@ import { openSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { CairnError, ErrorCode } from '../errors.ts';
+import { withServerNodeFlags } from './node-flags.ts';
 
 /** How long a daemon may take to say it is ready. */
 const daemonStartMs = 30_000;
@@ -18,7 +19,7 @@ const daemonStartMs = 30_000;
 export async function spawnDaemon(args: string[], logFile: string, what: string): Promise<{ pid: number; message: unknown }> {
   await mkdir(path.dirname(logFile), { recursive: true });
   const out = openSync(logFile, 'a');
-  const child = spawn(process.execPath, args, { cwd: '/', detached: true, stdio: ['ignore', out, out, 'ipc'] });
+  const child = spawn(process.execPath, withServerNodeFlags(args), { cwd: '/', detached: true, stdio: ['ignore', out, out, 'ipc'] });
   const outcome = await new Promise<{ message: unknown } | 'timeout' | number | null>((resolve) => {
     const timer = setTimeout(() => resolve('timeout'), daemonStartMs);
     child.once('message', (message) => {

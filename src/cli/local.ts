@@ -22,6 +22,7 @@ import { newS3Key } from './s3-user-cmd.ts';
 import { hashPassword, newPassword } from '../web/passwords.ts';
 import { newZkClusterId } from '../journal/zookeeper/cluster-id.ts';
 import { attachEnsemble, startEnsemble, type Ensemble, type ZkMode } from '../journal/zookeeper/ensemble.ts';
+import { withServerNodeFlags } from './node-flags.ts';
 
 export { freePort };
 
@@ -312,7 +313,7 @@ function spawnDetached(args: string[], logFile: string, secret: string): number 
   try {
     // CAIRN_CPU_PROF_DIR: every process writes a V8 CPU profile there when it exits (benchmarks).
     const prof = process.env.CAIRN_CPU_PROF_DIR;
-    const nodeArgs = prof === undefined || prof === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`];
+    const nodeArgs = withServerNodeFlags(prof === undefined || prof === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`]);
     const child = spawn(process.execPath, [...nodeArgs, mainScript, ...args], {
       detached: true,
       stdio: ['ignore', fd, fd],

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
 // The `cairn` command: processes (master), a local cluster, file system and admin commands.
 
 import { randomBytes } from 'node:crypto';

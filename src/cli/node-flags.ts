@@ -1,0 +1,20 @@
+// The V8 flags cairn's long-running processes (masters, workers, the FUSE daemon, the S3 gateway)
+// start with. The `cairn` script's first line passes the same ones (`env -S node ...`), so that a
+// process started from the command line gets them too; processes cairn spawns itself get them here.
+
+/**
+ * A floor of 64 MiB for V8's old-generation limit. With the default, the limit follows the small
+ * live heap (about 15 MiB live, limit about 25 MiB), and a writing worker, which holds each 4 MiB
+ * request while it syncs and forwards it, reached it every 250 ms or so: 80 mark-compacts per
+ * worker in a 1 GiB write, each with 20-80 ms of marking, a fifth of the worker's CPU. With the
+ * floor, 25 to 30 (the rest are V8's external-memory checks), and writes went from 55 to 72-81
+ * MiB/s (docs/benchmarks.md). It is a limit, not an allocation: the heap grows only as it fills.
+ */
+export const serverNodeFlags: readonly string[] = ['--initial-old-space-size=64'];
+
+/** `execArgv` with every flag of serverNodeFlags that it does not already set. */
+export function withServerNodeFlags(execArgv: readonly string[]): string[] {
+  const name = (flag: string): string => flag.split('=')[0];
+  const given = new Set(execArgv.map(name));
+  return [...serverNodeFlags.filter((f) => !given.has(name(f))), ...execArgv];
+}
