@@ -167,12 +167,7 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
   const masters = cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address).join(',');
   /** Where each started worker's log stood before it started: its exit line comes after. */
   const logStarts = new Map<number, number>();
-  for (let id = 1; id <= shape.workers; id++) {
-    const before = existing?.processes.find((p) => p.kind === 'worker' && p.id === id);
-    if (before !== undefined && isAlive(before.pid)) {
-      cluster.processes.push(before);
-      continue;
-    }
+  const spawnWorker = async (id: number, before: LocalProcess | undefined): Promise<LocalProcess> => {
     const dir = path.join(clusterDir, `worker-${id}`);
     mkdirSync(dir, { recursive: true, mode: dirMode });
     const targets = Array.from({ length: shape.targetsPerWorker }, (_, i) => ['--target', path.join(dir, `target-${i + 1}`)]).flat();
@@ -181,7 +176,17 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
     const logFile = path.join(dir, 'worker.log');
     logStarts.set(id, existsSync(logFile) ? statSync(logFile).size : 0);
     const pid = spawnDetached(['worker', '--id', String(id), '--listen', address, '--masters', masters, ...targets, '--http', http], logFile, cluster.secret);
-    cluster.processes.push({ kind: 'worker', id, address, http, pid, dir, log: logFile });
+    return { kind: 'worker', id, address, http, pid, dir, log: logFile };
+  };
+  /** Workers started again on new ports: a free port can be taken by another program before the worker binds it. */
+  const retried = new Map<number, number>();
+  for (let id = 1; id <= shape.workers; id++) {
+    const before = existing?.processes.find((p) => p.kind === 'worker' && p.id === id);
+    if (before !== undefined && isAlive(before.pid)) {
+      cluster.processes.push(before);
+      continue;
+    }
+    cluster.processes.push(await spawnWorker(id, before));
   }
   writeCluster(clusterDir, cluster);
   log(`started ${shape.workers} workers with ${shape.targetsPerWorker} targets each (logs in ${clusterDir}/worker-N/worker.log); waiting for their chains...`);
@@ -191,6 +196,14 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
     const want = Math.floor((shape.workers * shape.targetsPerWorker) / shape.replication);
     for (;;) {
       const dead = cluster.processes.filter((p) => p.kind === 'worker' && !isAlive(p.pid));
+      const again = dead.find((p) => !existing?.processes.some((e) => e.kind === 'worker' && e.id === p.id) && (retried.get(p.id) ?? 0) < startAttemptsMax - 1 && addressTaken(p.log, logStarts.get(p.id) ?? 0));
+      if (again !== undefined) {
+        log(`worker ${again.id}: a port was taken by another program while it started; starting it again on new ports`);
+        retried.set(again.id, (retried.get(again.id) ?? 0) + 1);
+        cluster.processes[cluster.processes.indexOf(again)] = await spawnWorker(again.id, undefined);
+        writeCluster(clusterDir, cluster);
+        continue;
+      }
       if (dead.length > 0) throw new CairnError(ErrorCode.ProcessFailed, `worker ${dead[0].id} exited: ${lastErrorLine(dead[0].log, logStarts.get(dead[0].id) ?? 0) ?? 'no error line'}; see ${dead[0].log}`);
       const routing = await client.query<RoutingInfo>('cluster.routing', {});
       const serving = (id: number): boolean => routing.targets.some((t) => t.targetId === id && t.state === 'serving');
@@ -305,7 +318,12 @@ export function unusedLocalId(dir: string, c: LocalCluster): number {
 
 /** Whether a master of a new cluster exited because its address was in use. */
 function portTaken(processes: LocalProcess[]): boolean {
-  return processes.some((p) => !isAlive(p.pid) && existsSync(p.log) && readFileSync(p.log, 'utf8').includes('EADDRINUSE'));
+  return processes.some((p) => !isAlive(p.pid) && addressTaken(p.log, 0));
+}
+
+/** Whether a process's log, from byte `from` on, says its address was in use. */
+function addressTaken(log: string, from: number): boolean {
+  return existsSync(log) && readFileSync(log).subarray(from).includes('EADDRINUSE');
 }
 
 function spawnDetached(args: string[], logFile: string, secret: string): number {
