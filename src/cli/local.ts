@@ -142,7 +142,18 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
     return localUp({ ...opts, attempt: attempt + 1 });
   }
   if (existing === undefined) await giveRootToUser(cluster);
-  if (shape.workers > 0) await startWorkers(cluster, opts.dir, existing, opts.log);
+  if (shape.workers > 0) {
+    try {
+      await startWorkers(cluster, opts.dir, existing, opts.log);
+    } catch (err) {
+      // As with the masters: a new cluster that cannot start is not left running; its logs stay.
+      if (existing === undefined) {
+        for (const p of cluster.processes) signal(p.pid, 'SIGKILL');
+        await zk?.ensemble.stop(0);
+      }
+      throw err;
+    }
+  }
   return cluster;
 }
 

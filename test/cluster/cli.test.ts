@@ -223,6 +223,22 @@ test('a master that cannot start: local up names it and its error at once, and l
   for (const p of cluster.processes) assert.equal(isAlive(p.pid), false, `master ${p.id} (pid ${p.pid}) was left running`);
 });
 
+test('a worker that cannot start: local up names it and its error, and stops the new cluster', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-badworker-'));
+  t.after(async () => {
+    await cairn(['local', 'down', '--dir', dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  // Only the workers read CAIRN_SCRUB_MIB_PER_S: the masters start and lead, each worker exits.
+  const up = await cairn(['local', 'up', '--dir', dir], { CAIRN_SCRUB_MIB_PER_S: 'zero' });
+  assert.equal(up.code, 1);
+  assert.match(up.stderr, /^cairn: worker \d exited: .*scrub.*; see \S+worker-\d\/worker\.log/m);
+  const cluster = readLocalCluster(dir)!;
+  assert.ok(cluster.processes.some((p) => p.kind === 'master') && cluster.processes.some((p) => p.kind === 'worker'));
+  for (let i = 0; i < 100 && cluster.processes.some((p) => isAlive(p.pid)); i++) await new Promise((r) => setTimeout(r, 50));
+  for (const p of cluster.processes) assert.equal(isAlive(p.pid), false, `${p.kind} ${p.id} (pid ${p.pid}) was left running`);
+});
+
 test('hostile names, rm guards, ls -l modes, and a stopped local cluster', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-guards-'));
   t.after(async () => {
