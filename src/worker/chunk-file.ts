@@ -3,6 +3,7 @@
 // read verifies only the blocks it touches. Pure: no I/O.
 
 import { crc32c } from '@node-rs/crc32';
+import { crc32cCombine, type PieceCrcs } from './crc32c-pieces.ts';
 import { assert } from '../errors.ts';
 
 /** A chunk: the `index`-th chunk of the file `inodeId`. */
@@ -103,10 +104,12 @@ export interface ChunkFileFields {
 /**
  * A chunk file's header for data given as consecutive parts (the old content around a new piece,
  * or the payload alone): the checksums are computed over the parts as one, so the file is written
- * with one vectored write of the header and the parts, without copying them into one buffer.
+ * with one vectored write of the header and the parts, without copying them into one buffer. Each
+ * byte is read once: the whole content's CRC is combined from the blocks'.
  * `knownCrc32c`: the whole content's CRC32C, already computed from these bytes by the caller.
+ * `known`: the CRCs of one part's pieces (cut where the blocks are), already computed from its bytes.
  */
-export function buildChunkHeader(fields: ChunkFileFields, parts: readonly Uint8Array[], knownCrc32c?: number): { bytes: Uint8Array; header: ChunkHeader } {
+export function buildChunkHeader(fields: ChunkFileFields, parts: readonly Uint8Array[], knownCrc32c?: number, known?: { part: Uint8Array; pieces: PieceCrcs }): { bytes: Uint8Array; header: ChunkHeader } {
   const { id, version, chainVersion, lengthBytes, blockSizeBytes } = fields;
   const writeIds = [...(fields.writeIds ?? [])];
   assert(lengthBytes <= 0xffff_ffff, `chunk length ${lengthBytes} fits a u32`);
@@ -119,21 +122,25 @@ export function buildChunkHeader(fields: ChunkFileFields, parts: readonly Uint8A
   let inBlock = 0;
   let crc = 0;
   for (const part of parts) {
-    for (let off = 0; off < part.byteLength; ) {
+    const pieces = known !== undefined && part === known.part ? known.pieces : undefined;
+    assert(pieces === undefined || (pieces.pieceBytes === blockSizeBytes && pieces.firstBytes === blockSizeBytes - inBlock), 'the known pieces are cut where the blocks are');
+    for (let off = 0, piece = 0; off < part.byteLength; piece++) {
       const take = Math.min(blockSizeBytes - inBlock, part.byteLength - off);
-      const slice = part.subarray(off, off + take);
-      crc = crc32c(slice, crc);
-      if (knownCrc32c === undefined) whole = crc32c(slice, whole);
+      crc = pieces === undefined ? crc32c(part.subarray(off, off + take), crc) : crc32cCombine(crc, pieces.crcs[piece], take);
       inBlock += take;
       off += take;
       if (inBlock === blockSizeBytes) {
         blockCrcs[block++] = crc;
+        whole = crc32cCombine(whole, crc, inBlock);
         crc = 0;
         inBlock = 0;
       }
     }
   }
-  if (inBlock > 0) blockCrcs[block++] = crc;
+  if (inBlock > 0) {
+    blockCrcs[block++] = crc;
+    whole = crc32cCombine(whole, crc, inBlock);
+  }
   const header: ChunkHeader = { inodeId: id.inodeId, index: id.index, version, chainVersion, lengthBytes, blockSizeBytes, crc32c: knownCrc32c ?? whole, blockCrcs, headerBytes, writeIds };
   const bytes = new Uint8Array(headerBytes);
   encodeHeader(header, bytes);

@@ -5,6 +5,7 @@
 
 import path from 'node:path';
 import { crc32c } from '@node-rs/crc32';
+import type { PieceCrcs } from './crc32c-pieces.ts';
 import { CairnError, ErrorCode, assert } from '../errors.ts';
 import type { Disk, DiskFile } from '../io/index.ts';
 import { isErrno } from '../io/index.ts';
@@ -50,6 +51,8 @@ export interface StageRequest {
    * `data` is the whole new content, the store takes it rather than reading the bytes once more.
    */
   dataCrc32c?: number;
+  /** The CRC32C of each piece of `data` cut where the chunk's blocks are cut (checked by the caller): the store then reads `data` no more. */
+  dataPieces?: PieceCrcs;
 }
 
 export interface PendingMeta {
@@ -293,6 +296,11 @@ export class ChunkStore {
     return [...this.entries.keys()].sort().map((k) => metaOf(this.entries.get(k) as Entry));
   }
 
+  /** The size of the blocks whose CRCs chunk files keep. */
+  get blockSizeBytes(): number {
+    return this.opts.blockSizeBytes;
+  }
+
   /** A failed fsync stopped the store: it takes no writes until the worker restarts. */
   get failed(): boolean {
     return this.failure !== undefined;
@@ -366,7 +374,7 @@ export class ChunkStore {
     const fields = { id, version: req.version, chainVersion: req.chainVersion, lengthBytes, blockSizeBytes: this.opts.blockSizeBytes, writeIds: req.writeIds };
     const parts = contentParts(old, replace ? 0 : req.offset, req.data, lengthBytes);
     const whole = parts.length === 1 && sameBytes(parts[0], req.data) ? req.dataCrc32c : undefined;
-    const { bytes, header } = buildChunkHeader(fields, parts, whole);
+    const { bytes, header } = buildChunkHeader(fields, parts, whole, req.dataPieces === undefined ? undefined : { part: req.data, pieces: req.dataPieces });
     await this.makeFanoutDir(id.inodeId);
     if (e.pending !== undefined) await this.dropPending(e);
     try {
@@ -840,7 +848,8 @@ function contentParts(old: Uint8Array, at: number, data: Uint8Array, length: num
   };
   add(old.subarray(0, Math.min(at, old.byteLength, length)));
   if (at > old.byteLength) add(new Uint8Array(Math.min(at, length) - old.byteLength));
-  add(data.subarray(0, Math.max(0, Math.min(data.byteLength, length - at))));
+  const taken = Math.max(0, Math.min(data.byteLength, length - at));
+  add(taken === data.byteLength ? data : data.subarray(0, taken)); // data itself: its known piece CRCs apply
   const after = at + data.byteLength;
   if (after < Math.min(old.byteLength, length)) add(old.subarray(after, Math.min(old.byteLength, length)));
   return parts;

@@ -15,6 +15,7 @@
 // before they touch a chunk.
 
 import { crc32c } from '@node-rs/crc32';
+import { crc32cPieces, type PieceCrcs } from './crc32c-pieces.ts';
 import { CodedError } from '../errors.ts';
 import type { Clock, Connection } from '../io/index.ts';
 import { TargetState } from '../meta/commands.ts';
@@ -126,7 +127,10 @@ export class ChainReplica {
       throw new WorkerError(WorkerErrorCode.InvalidArgument, `${WorkerMethod.forward} needs the version it forwards (updateVersion); clients write with ${WorkerMethod.write}`);
     }
     const { me, store } = this.member(req, 'write');
-    if (crc32c(data) !== req.crc32c) {
+    // One pass over the payload gives both its CRC (checked here) and its blocks' (for the chunk file).
+    const bs = store.blockSizeBytes;
+    const pieces = crc32cPieces(data, bs - ((req.replace === true ? 0 : req.offset) % bs), bs);
+    if (pieces.whole !== req.crc32c) {
       throw new WorkerError(WorkerErrorCode.ChecksumMismatch, `chunk write to target ${me.targetId}: the payload's CRC32C is not ${req.crc32c}; nothing was stored`);
     }
     const routing = this.host.routing()!;
@@ -134,10 +138,10 @@ export class ChainReplica {
       const head = routing.writeMembers(req.chainId)[0];
       throw new WorkerError(WorkerErrorCode.TargetUnavailable, `target ${me.targetId} is not the head of chain ${req.chainId}${head === undefined ? '' : `; the head is target ${head.targetId}`}`);
     }
-    return this.writeLocked(me, store, req, data);
+    return this.writeLocked(me, store, req, data, pieces);
   }
 
-  private writeLocked(me: TargetInfo, store: ChunkStore, req: WriteRequest, data: Uint8Array): Promise<WriteReply> {
+  private writeLocked(me: TargetInfo, store: ChunkStore, req: WriteRequest, data: Uint8Array, pieces: PieceCrcs): Promise<WriteReply> {
     const id = { inodeId: req.inodeId, index: req.index };
     return this.lock.with(chunkLockKey(me.targetId, id), async () => {
       let meta = store.get(id);
@@ -161,7 +165,7 @@ export class ChainReplica {
         await store.remove(id);
       }
       // req.crc32c was checked against these bytes on arrival (writeChecked).
-      const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace, truncate: req.truncate, writeIds, dataCrc32c: req.crc32c });
+      const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace, truncate: req.truncate, writeIds, dataCrc32c: req.crc32c, dataPieces: pieces });
       if (this.ackEarly) void this.forward(me, req, version, staged, data).catch(() => undefined);
       else await this.forward(me, req, version, staged, data);
       const committed = await store.commit(id, version);

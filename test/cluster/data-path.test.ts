@@ -212,6 +212,18 @@ test('a chunk write retried with its write id takes effect once, even after anot
   const read = await conn.call('chunk.read', { chainId: chain.chainId, chainVersion: chain.version, inodeId: 4242, index: 0, offset: 0, length: 100 });
   assert.equal(read.payload?.toString(), 'second write');
   await assert.rejects(write(a, 'not-hex'), /'writeId' must be 16 hex digits/);
+  // A payload changed on the way (one bit, in its middle block; an offset off the block grid): refused, nothing stored.
+  const big = randomBytes(300_000);
+  const sent = crc32c(big);
+  big[150_001] ^= 0x04;
+  await assert.rejects(
+    conn.call('chunk.write', { chainId: chain.chainId, chainVersion: chain.version, inodeId: 4242, index: 0, offset: 1000, crc32c: sent, writeId: '00000000000000c3' }, { payload: big }),
+    (err: { code?: string; message: string }) => err.code === 'CHECKSUM_MISMATCH' && /the payload's CRC32C is not \d+; nothing was stored/.test(err.message),
+  );
+  const after = await conn.call('chunk.read', { chainId: chain.chainId, chainVersion: chain.version, inodeId: 4242, index: 0, offset: 0, length: 100 });
+  assert.equal(after.payload?.toString(), 'second write');
+  big[150_001] ^= 0x04;
+  assert.equal((await conn.call<{ commitVersion: number }>('chunk.write', { chainId: chain.chainId, chainVersion: chain.version, inodeId: 4242, index: 0, offset: 1000, crc32c: sent, writeId: '00000000000000c4' }, { payload: big })).body.commitVersion, 3);
 });
 
 test('the scrubber finds a chunk damaged at rest and repairs it from another replica before any read, and the leader hears of it', async (t) => {
