@@ -141,18 +141,17 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
     rmSync(path.join(opts.dir, clusterFileName), { force: true });
     return localUp({ ...opts, attempt: attempt + 1 });
   }
-  if (existing === undefined) await giveRootToUser(cluster);
-  if (shape.workers > 0) {
-    try {
-      await startWorkers(cluster, opts.dir, existing, opts.log);
-    } catch (err) {
-      // As with the masters: a new cluster that cannot start is not left running; its logs stay.
-      if (existing === undefined) {
-        for (const p of cluster.processes) signal(p.pid, 'SIGKILL');
-        await zk?.ensemble.stop(0);
-      }
-      throw err;
+  try {
+    if (existing === undefined) await giveRootToUser(cluster);
+    if (shape.workers > 0) await startWorkers(cluster, opts.dir, existing, opts.log);
+  } catch (err) {
+    // As with the masters: a new cluster that cannot start is not left running; its logs stay.
+    // (A process already gone is skipped: its pid may be another program's by now.)
+    if (existing === undefined) {
+      for (const p of cluster.processes) if (isAlive(p.pid)) signal(p.pid, 'SIGKILL');
+      await zk?.ensemble.stop(0);
     }
+    throw err;
   }
   return cluster;
 }
@@ -203,7 +202,7 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
   log(`started ${shape.workers} workers with ${shape.targetsPerWorker} targets each (logs in ${clusterDir}/worker-N/worker.log); waiting for their chains...`);
   const client = clientFor(cluster, startDeadlineMs);
   try {
-    const start = Date.now();
+    let start = Date.now();
     const want = Math.floor((shape.workers * shape.targetsPerWorker) / shape.replication);
     for (;;) {
       const dead = cluster.processes.filter((p) => p.kind === 'worker' && !isAlive(p.pid));
@@ -213,6 +212,9 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
         retried.set(again.id, (retried.get(again.id) ?? 0) + 1);
         cluster.processes[cluster.processes.indexOf(again)] = await spawnWorker(again.id, undefined);
         writeCluster(clusterDir, cluster);
+        // If it had registered (its --http port was the one taken), the masters let the new
+        // instance in once the old one's heartbeats age out: the wait for the chains starts over.
+        start = Date.now();
         continue;
       }
       if (dead.length > 0) throw new CairnError(ErrorCode.ProcessFailed, `worker ${dead[0].id} exited: ${lastErrorLine(dead[0].log, logStarts.get(dead[0].id) ?? 0) ?? 'no error line'}; see ${dead[0].log}`);

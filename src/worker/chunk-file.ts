@@ -123,7 +123,7 @@ export function buildChunkHeader(fields: ChunkFileFields, parts: readonly Uint8A
   let crc = 0;
   for (const part of parts) {
     const pieces = known !== undefined && part === known.part ? known.pieces : undefined;
-    assert(pieces === undefined || (pieces.pieceBytes === blockSizeBytes && pieces.firstBytes === blockSizeBytes - inBlock), 'the known pieces are cut where the blocks are');
+    assert(pieces === undefined || (pieces.pieceBytes === blockSizeBytes && pieces.firstBytes === blockSizeBytes - inBlock && pieces.bytes === part.byteLength), 'the known pieces are cut where the blocks are, over the whole part');
     for (let off = 0, piece = 0; off < part.byteLength; piece++) {
       const take = Math.min(blockSizeBytes - inBlock, part.byteLength - off);
       crc = pieces === undefined ? crc32c(part.subarray(off, off + take), crc) : crc32cCombine(crc, pieces.crcs[piece], take);

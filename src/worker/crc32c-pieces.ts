@@ -53,6 +53,8 @@ export function crc32cCombine(crcA: number, crcB: number, bytesB: number): numbe
 
 /** `data` cut into pieces: the first `firstBytes` long (at least 1), the others `pieceBytes`, the last what is left. */
 export interface PieceCrcs {
+  /** The length of `data`. */
+  bytes: number;
   firstBytes: number;
   pieceBytes: number;
   crcs: Uint32Array;
@@ -72,5 +74,5 @@ export function crc32cPieces(data: Uint8Array, firstBytes: number, pieceBytes: n
     whole = crc32cCombine(whole, crcs[i], take);
     off += take;
   }
-  return { firstBytes: first, pieceBytes, crcs, whole };
+  return { bytes: data.byteLength, firstBytes: first, pieceBytes, crcs, whole };
 }

@@ -224,6 +224,9 @@ test('a chunk write retried with its write id takes effect once, even after anot
   assert.equal(after.payload?.toString(), 'second write');
   big[150_001] ^= 0x04;
   assert.equal((await conn.call<{ commitVersion: number }>('chunk.write', { chainId: chain.chainId, chainVersion: chain.version, inodeId: 4242, index: 0, offset: 1000, crc32c: sent, writeId: '00000000000000c4' }, { payload: big })).body.commitVersion, 3);
+  // Its chunk file's block CRCs (built from the payload's pieces) check out on a read across block edges.
+  const across = await conn.call('chunk.read', { chainId: chain.chainId, chainVersion: chain.version, inodeId: 4242, index: 0, offset: 60_000, length: 140_000 });
+  assert.ok(across.payload !== undefined && Buffer.from(across.payload).equals(big.subarray(59_000, 199_000)));
 });
 
 test('the scrubber finds a chunk damaged at rest and repairs it from another replica before any read, and the leader hears of it', async (t) => {

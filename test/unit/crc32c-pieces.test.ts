@@ -26,7 +26,7 @@ test('crc32cPieces cuts where the blocks are cut, and its whole CRC is the data\
     }
     assert.equal(off, data.length);
   }
-  assert.deepEqual(crc32cPieces(new Uint8Array(0), 4096, 4096), { firstBytes: 4096, pieceBytes: 4096, crcs: new Uint32Array(0), whole: 0 });
+  assert.deepEqual(crc32cPieces(new Uint8Array(0), 4096, 4096), { bytes: 0, firstBytes: 4096, pieceBytes: 4096, crcs: new Uint32Array(0), whole: 0 });
   // One flipped bit anywhere changes the whole CRC.
   const bad = Buffer.from(data);
   bad[123_456] ^= 0x10;
