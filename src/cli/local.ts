@@ -212,9 +212,7 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
         retried.set(again.id, (retried.get(again.id) ?? 0) + 1);
         cluster.processes[cluster.processes.indexOf(again)] = await spawnWorker(again.id, undefined);
         writeCluster(clusterDir, cluster);
-        // If it had registered (its --http port was the one taken), the masters let the new
-        // instance in once the old one's heartbeats age out: the wait for the chains starts over.
-        start = Date.now();
+        start = Date.now(); // the wait for the chains starts over with it
         continue;
       }
       if (dead.length > 0) throw new CairnError(ErrorCode.ProcessFailed, `worker ${dead[0].id} exited: ${lastErrorLine(dead[0].log, logStarts.get(dead[0].id) ?? 0) ?? 'no error line'}; see ${dead[0].log}`);

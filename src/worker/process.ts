@@ -124,6 +124,8 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
     if ('problem' in at) throw new CairnError(ErrorCode.BadOption, `--listen must be host:port: ${at.problem}`);
     const bound = await server.listen(at.host, at.port);
     const address = formatAddress(bound.host, bound.port);
+    // Every port is bound before the worker registers: a taken one fails the start with nothing announced.
+    if (opts.http !== undefined && registry !== undefined) http = await startWorkerHttp(opts.http, registry, () => worker, opsHttpOptions(opts.metricsAuth, opts.secret));
     worker = await StorageWorker.start({
       id: opts.id,
       address,
@@ -140,7 +142,7 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
       ...(opts.resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec: opts.resyncBytesPerSec }),
       readBytesMax: limits.readBytesMax,
     });
-    if (opts.http !== undefined && registry !== undefined) http = await startWorkerHttp(opts.http, registry, worker, () => server.stats(), opsHttpOptions(opts.metricsAuth, opts.secret));
+    if (registry !== undefined) registerWorkerMetrics(registry, worker, () => server.stats());
     const httpAddress = http?.address;
     opts.log.info({ address, http: httpAddress, targets: worker.localTargets() }, 'worker started');
     return { address, httpAddress, worker, rpcStats: () => server.stats(), stop };
@@ -150,9 +152,21 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
   }
 }
 
-async function startWorkerHttp(listen: string, registry: Registry, worker: StorageWorker, rpc: () => RpcServerStats, httpOptions: OpsHttpOptions): Promise<HttpEndpoint> {
+/** /metrics and /healthz, bound before the worker starts (its health says so until it has). */
+async function startWorkerHttp(listen: string, registry: Registry, started: () => StorageWorker | undefined, httpOptions: OpsHttpOptions): Promise<HttpEndpoint> {
   const at = parseAddress(listen, { portZero: true });
   if ('problem' in at) throw new CairnError(ErrorCode.BadOption, `--http must be host:port: ${at.problem}`);
+  return startOpsHttp(at.host, at.port, registry, () => {
+    const worker = started();
+    if (worker === undefined) return { ok: false, serving: false, starting: true };
+    const corrupt = new Map(worker.corruption().map((c) => [c.targetId, c.now]));
+    const targets = worker.localTargets().map((t) => ({ ...t, chunksCorrupt: corrupt.get(t.targetId) ?? 0 }));
+    return { ok: worker.serving(), serving: worker.serving(), routingVersion: worker.routing?.version ?? 0, targets };
+  }, undefined, httpOptions);
+}
+
+/** The worker's own metrics, once it has started. */
+function registerWorkerMetrics(registry: Registry, worker: StorageWorker, rpc: () => RpcServerStats): void {
   workerMetrics(registry, worker);
   gaugeOf(registry, 'cairn_worker_serving', '1 while the worker serves (it heard from a master recently)', () => (worker.serving() ? 1 : 0));
   gaugeOf(registry, 'cairn_worker_routing_version', 'routing version the worker follows', () => worker.routing?.version ?? 0);
@@ -186,11 +200,6 @@ async function startWorkerHttp(listen: string, registry: Registry, worker: Stora
   for (const [key, help] of scrubCounters) counterOf(registry, `cairn_worker_scrub_${key === 'found' ? 'corrupt_found' : key}_total`, `${help}, since the worker started`, () => worker.scrubStats()[key]);
   resyncMetrics(registry, worker);
   loadMetrics(registry, worker, rpc);
-  return startOpsHttp(at.host, at.port, registry, () => {
-    const corrupt = new Map(worker.corruption().map((c) => [c.targetId, c.now]));
-    const targets = worker.localTargets().map((t) => ({ ...t, chunksCorrupt: corrupt.get(t.targetId) ?? 0 }));
-    return { ok: worker.serving(), serving: worker.serving(), routingVersion: worker.routing?.version ?? 0, targets };
-  }, undefined, httpOptions);
 }
 
 /** What the worker holds against its limits, and what it refused since it started. */

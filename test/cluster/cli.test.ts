@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat as fileStat, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -237,6 +238,26 @@ test('a worker that cannot start: local up names it and its error, and stops the
   assert.ok(cluster.processes.some((p) => p.kind === 'master') && cluster.processes.some((p) => p.kind === 'worker'));
   for (let i = 0; i < 100 && cluster.processes.some((p) => isAlive(p.pid)); i++) await new Promise((r) => setTimeout(r, 50));
   for (const p of cluster.processes) assert.equal(isAlive(p.pid), false, `${p.kind} ${p.id} (pid ${p.pid}) was left running`);
+});
+
+test('a worker whose --http port is taken exits with the error before it registers with the masters', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-httptaken-'));
+  const taken = createServer();
+  t.after(async () => {
+    taken.close();
+    await cairn(['local', 'down', '--dir', dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  assert.equal((await cairn(['local', 'up', '--workers', '0', '--dir', dir])).code, 0);
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  const cluster = readLocalCluster(dir)!;
+  const masters = cluster.processes.map((p) => p.address).join(',');
+  const port = (taken.address() as AddressInfo).port;
+  const w = await cairn(['worker', '--id', '9', '--listen', '127.0.0.1:0', '--masters', masters, '--target', path.join(dir, 'w9'), '--http', `127.0.0.1:${port}`], { CAIRN_SECRET: cluster.secret });
+  assert.notEqual(w.code, 0);
+  assert.match(w.stderr, new RegExp(`EADDRINUSE.*127\\.0\\.0\\.1:${port}`));
+  const nodes = JSON.parse((await cairn(['admin', 'nodes', '--json', '--dir', dir])).stdout) as { workers?: unknown[] } | unknown[];
+  assert.deepEqual(Array.isArray(nodes) ? nodes : (nodes.workers ?? []), [], 'no worker registered');
 });
 
 test('hostile names, rm guards, ls -l modes, and a stopped local cluster', async (t) => {
