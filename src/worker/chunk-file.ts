@@ -106,10 +106,9 @@ export interface ChunkFileFields {
  * or the payload alone): the checksums are computed over the parts as one, so the file is written
  * with one vectored write of the header and the parts, without copying them into one buffer. Each
  * byte is read once: the whole content's CRC is combined from the blocks'.
- * `knownCrc32c`: the whole content's CRC32C, already computed from these bytes by the caller.
  * `known`: the CRCs of one part's pieces (cut where the blocks are), already computed from its bytes.
  */
-export function buildChunkHeader(fields: ChunkFileFields, parts: readonly Uint8Array[], knownCrc32c?: number, known?: { part: Uint8Array; pieces: PieceCrcs }): { bytes: Uint8Array; header: ChunkHeader } {
+export function buildChunkHeader(fields: ChunkFileFields, parts: readonly Uint8Array[], known?: { part: Uint8Array; pieces: PieceCrcs }): { bytes: Uint8Array; header: ChunkHeader } {
   const { id, version, chainVersion, lengthBytes, blockSizeBytes } = fields;
   const writeIds = [...(fields.writeIds ?? [])];
   assert(lengthBytes <= 0xffff_ffff, `chunk length ${lengthBytes} fits a u32`);
@@ -141,7 +140,7 @@ export function buildChunkHeader(fields: ChunkFileFields, parts: readonly Uint8A
     blockCrcs[block++] = crc;
     whole = crc32cCombine(whole, crc, inBlock);
   }
-  const header: ChunkHeader = { inodeId: id.inodeId, index: id.index, version, chainVersion, lengthBytes, blockSizeBytes, crc32c: knownCrc32c ?? whole, blockCrcs, headerBytes, writeIds };
+  const header: ChunkHeader = { inodeId: id.inodeId, index: id.index, version, chainVersion, lengthBytes, blockSizeBytes, crc32c: whole, blockCrcs, headerBytes, writeIds };
   const bytes = new Uint8Array(headerBytes);
   encodeHeader(header, bytes);
   return { bytes, header };

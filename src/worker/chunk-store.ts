@@ -46,11 +46,6 @@ export interface StageRequest {
   truncate?: boolean;
   /** The ids of the writes that made this version and those before it (at most writeIdsMax, oldest first). */
   writeIds?: readonly string[];
-  /**
-   * The CRC32C of `data`, computed by the caller from these very bytes (to check a payload): when
-   * `data` is the whole new content, the store takes it rather than reading the bytes once more.
-   */
-  dataCrc32c?: number;
   /** The CRC32C of each piece of `data` cut where the chunk's blocks are cut (checked by the caller): the store then reads `data` no more. */
   dataPieces?: PieceCrcs;
 }
@@ -373,8 +368,7 @@ export class ChunkStore {
     const lengthBytes = replace ? req.data.byteLength : req.truncate === true ? req.offset : Math.max(old.byteLength, req.offset + req.data.byteLength);
     const fields = { id, version: req.version, chainVersion: req.chainVersion, lengthBytes, blockSizeBytes: this.opts.blockSizeBytes, writeIds: req.writeIds };
     const parts = contentParts(old, replace ? 0 : req.offset, req.data, lengthBytes);
-    const whole = parts.length === 1 && sameBytes(parts[0], req.data) ? req.dataCrc32c : undefined;
-    const { bytes, header } = buildChunkHeader(fields, parts, whole, req.dataPieces === undefined ? undefined : { part: req.data, pieces: req.dataPieces });
+    const { bytes, header } = buildChunkHeader(fields, parts, req.dataPieces === undefined ? undefined : { part: req.data, pieces: req.dataPieces });
     await this.makeFanoutDir(id.inodeId);
     if (e.pending !== undefined) await this.dropPending(e);
     try {
@@ -858,10 +852,6 @@ function contentParts(old: Uint8Array, at: number, data: Uint8Array, length: num
 /** Closes a kept-open file that is out of the cache once no read uses it. */
 function closeIfDone(open: OpenChunk): void {
   if (open.dropped && open.users === 0) void open.f.close().catch(() => undefined);
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.buffer === b.buffer && a.byteOffset === b.byteOffset && a.byteLength === b.byteLength;
 }
 
 /** What a chunk's files take on disk: its committed and pending versions, headers included. */

@@ -165,7 +165,7 @@ export class ChainReplica {
         await store.remove(id);
       }
       // req.crc32c was checked against these bytes on arrival (writeChecked).
-      const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace, truncate: req.truncate, writeIds, dataCrc32c: req.crc32c, dataPieces: pieces });
+      const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace, truncate: req.truncate, writeIds, dataPieces: pieces });
       if (this.ackEarly) void this.forward(me, req, version, staged, data).catch(() => undefined);
       else await this.forward(me, req, version, staged, data);
       const committed = await store.commit(id, version);

@@ -43,7 +43,7 @@ test('a chunk header built from known piece CRCs is the one built from the bytes
     const fields = { id: { inodeId: 7, index: 2 }, version: 3, chainVersion: 1, lengthBytes: length, blockSizeBytes: bs };
     const plain = buildChunkHeader(fields, parts);
     const pieces = crc32cPieces(data, bs - (at % bs), bs);
-    const fast = buildChunkHeader(fields, parts, undefined, { part: data, pieces });
+    const fast = buildChunkHeader(fields, parts, { part: data, pieces });
     assert.deepEqual(Buffer.from(fast.bytes), Buffer.from(plain.bytes), `data of ${len} bytes at ${at}`);
     assert.equal(fast.header.crc32c, crc32c(Buffer.concat(parts)));
   }
