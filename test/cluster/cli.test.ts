@@ -188,6 +188,12 @@ test('npm start: the cluster in the foreground stops cleanly on Ctrl-C', async (
   for (const pid of pids) assert.throws(() => process.kill(pid, 0), `pid ${pid} still runs`);
 });
 
+/** Every process of a cluster local up gave up on is gone (within 5 s): none was left running. */
+async function assertNoneLeftRunning(processes: { kind: string; id: number; pid: number }[]): Promise<void> {
+  for (let i = 0; i < 100 && processes.some((p) => isAlive(p.pid)); i++) await new Promise((r) => setTimeout(r, 50));
+  for (const p of processes) assert.equal(isAlive(p.pid), false, `${p.kind} ${p.id} (pid ${p.pid}) was left running`);
+}
+
 test('a new local cluster that cannot start is stopped, not left half running', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-half-'));
   t.after(async () => {
@@ -202,8 +208,7 @@ test('a new local cluster that cannot start is stopped, not left half running', 
   assert.match(up.stderr, /master 3 exited/);
   const cluster = readLocalCluster(dir);
   assert.ok(cluster !== undefined);
-  for (let i = 0; i < 100 && cluster.processes.some((p) => isAlive(p.pid)); i++) await new Promise((r) => setTimeout(r, 50));
-  for (const p of cluster.processes) assert.equal(isAlive(p.pid), false, `master ${p.id} (pid ${p.pid}) was left running`);
+  await assertNoneLeftRunning(cluster.processes);
 });
 
 test('a master that cannot start: local up names it and its error at once, and leaves nothing running', async (t) => {
@@ -220,8 +225,7 @@ test('a master that cannot start: local up names it and its error at once, and l
   assert.equal(up.stderr.trim().split('\n').length, 1, up.stderr);
   assert.ok(Date.now() - start < 15_000, 'reported at once, not after the wait for a leader');
   const cluster = readLocalCluster(dir)!;
-  for (let i = 0; i < 100 && cluster.processes.some((p) => isAlive(p.pid)); i++) await new Promise((r) => setTimeout(r, 50));
-  for (const p of cluster.processes) assert.equal(isAlive(p.pid), false, `master ${p.id} (pid ${p.pid}) was left running`);
+  await assertNoneLeftRunning(cluster.processes);
 });
 
 test('a worker that cannot start: local up names it and its error, and stops the new cluster', async (t) => {
@@ -236,8 +240,7 @@ test('a worker that cannot start: local up names it and its error, and stops the
   assert.match(up.stderr, /^cairn: worker \d exited: .*scrub.*; see \S+worker-\d\/worker\.log/m);
   const cluster = readLocalCluster(dir)!;
   assert.ok(cluster.processes.some((p) => p.kind === 'master') && cluster.processes.some((p) => p.kind === 'worker'));
-  for (let i = 0; i < 100 && cluster.processes.some((p) => isAlive(p.pid)); i++) await new Promise((r) => setTimeout(r, 50));
-  for (const p of cluster.processes) assert.equal(isAlive(p.pid), false, `${p.kind} ${p.id} (pid ${p.pid}) was left running`);
+  await assertNoneLeftRunning(cluster.processes);
 });
 
 test('a worker whose --http port is taken exits with the error before it registers with the masters', async (t) => {
