@@ -2,9 +2,16 @@
 // 4 KiB objects (PUT, GET, HEAD, LIST) with 16 clients, beside the native client (putFile and
 // getFile) moving the same bytes with the same concurrency in the same run: the gateway's
 // overhead. A local cluster (3 masters, 3 workers with 2 targets each, replication 3) and one
-// gateway process, all on this machine. The S3 client here signs with UNSIGNED-PAYLOAD (as SDKs do
-// over TLS), so that hashing in the client does not take the CPU the gateway needs.
+// gateway process, all on this machine.
+//
+// Large objects are moved by two S3 clients: curl (its own SigV4 signing, one process per client,
+// each request over keep-alive), and a small client on Node's http module in this process. Node's
+// HTTP client takes a core to receive about 300 MiB/s, so on this machine it, not the gateway, is
+// what bounds its GETs; curl costs little per byte and shows the gateway's own overhead. Both sign
+// with UNSIGNED-PAYLOAD (as SDKs do over TLS), so that hashing in the client does not take the CPU
+// the gateway needs.
 
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,7 +30,7 @@ import { positiveInt } from './args.ts';
 import { formatNumber, Report } from './report.ts';
 import { mainScript } from '../test/cluster/process-cluster.ts';
 
-export const description = 'the S3 gateway: PUT/GET of 1 MiB and 64 MiB objects (1 and 16 clients) and 4 KiB PUT/GET/HEAD/LIST (16 clients), beside the native client';
+export const description = 'the S3 gateway: PUT/GET of 1 MiB and 64 MiB objects (1 and 16 clients, curl and Node http) and 4 KiB PUT/GET/HEAD/LIST (16 clients), beside the native client';
 
 const MiB = 2 ** 20;
 const usage = `usage: npm run bench -- s3 [options]
@@ -38,6 +45,7 @@ export async function run(args: string[]): Promise<void> {
   const totalMiB = positiveInt(values['total-mib'], '--total-mib');
   const seconds = positiveInt(values.seconds, '--seconds');
   const hugeMiB = positiveInt(values['huge-mib'], '--huge-mib');
+  ensureCurl();
   const dir = values.dir ?? mkdtempSync(path.join(tmpdir(), 'cairn-bench-s3-'));
   const report = new Report('s3');
   report.configure({ totalMiBPerCase: totalMiB, smallSeconds: seconds, hugeMiB, dir, masters: 3, workers: 3, targetsPerWorker: 2, replication: 3, gatewayStreamMiB: 16 });
@@ -48,6 +56,7 @@ export async function run(args: string[]): Promise<void> {
   try {
     const s3 = await startLocalS3(clusterDir, '127.0.0.1:0', [mainScript], () => undefined);
     const client = new S3(s3);
+    const curl = new Curl(s3);
     await client.send('PUT', '/bench');
     const native = nativeClients(clusterDir);
     try {
@@ -56,20 +65,30 @@ export async function run(args: string[]): Promise<void> {
           const objects = Math.max(clients, Math.floor(totalMiB / sizeMiB));
           const per = Math.ceil(objects / clients);
           const body = randomBytes(sizeMiB * MiB);
+          const bodyFile = path.join(dir, `body-${sizeMiB}`);
+          writeFileSync(bodyFile, body);
           const name = `${sizeMiB} MiB objects, ${clients} client${clients === 1 ? '' : 's'}`;
           console.log(`${name}: ${per * clients} objects each way...`);
-          const put = await timed(clients, per, (c, i) => client.send('PUT', `/bench/o${sizeMiB}-${c}-${i}`, body));
-          const get = await timed(clients, per, (c, i) => client.send('GET', `/bench/o${sizeMiB}-${c}-${i}`));
+          const key = (c: number, i: number): string => `/bench/o${sizeMiB}-${c}-${i}`;
+          const keysOf = (c: number): string[] => Array.from({ length: per }, (_, i) => key(c, i));
+          const cput = await cpuOf(s3.pid, () => timedAll(clients, (c) => curl.put(bodyFile, keysOf(c))));
+          const cget = await cpuOf(s3.pid, () => timedAll(clients, (c) => curl.get(keysOf(c))));
+          const put = await timed(clients, per, (c, i) => client.send('PUT', key(c, i), body));
+          const get = await timed(clients, per, (c, i) => client.send('GET', key(c, i)));
           const nput = await timed(clients, per, (c, i) => putFile(native.meta, native.data, `/bench/n${sizeMiB}-${c}-${i}`, [body]).then(() => undefined));
           const nget = await timed(clients, per, async (c, i) => {
             const { chunks } = await getFile(native.meta, native.data, `/bench/n${sizeMiB}-${c}-${i}`);
             for await (const _ of chunks);
           });
+          rmSync(bodyFile);
           const mibs = (ms: number): number => (per * clients * sizeMiB) / (ms / 1000);
-          for (const [op, s3ms, nms] of [['PUT', put, nput], ['GET', get, nget]] as const) {
-            report.figure(`${op} ${name}: gateway`, mibs(s3ms), 'MiB/s');
-            report.figure(`${op} ${name}: native client`, mibs(nms), 'MiB/s');
-            rows.push([`${op} ${name}`, 'MiB/s', formatNumber(mibs(s3ms)), formatNumber(mibs(nms)), `${Math.round((100 * mibs(s3ms)) / mibs(nms))}%`]);
+          const pct = (a: number, b: number): string => `${Math.round((100 * mibs(a)) / mibs(b))}%`;
+          for (const [op, c, n, native] of [['PUT', cput, put, nput], ['GET', cget, get, nget]] as const) {
+            report.figure(`${op} ${name}: gateway, curl`, mibs(c.ms), 'MiB/s');
+            report.figure(`${op} ${name}: gateway's CPU under curl`, c.cores, 'cores');
+            report.figure(`${op} ${name}: gateway, Node http`, mibs(n), 'MiB/s');
+            report.figure(`${op} ${name}: native client`, mibs(native), 'MiB/s');
+            rows.push([`${op} ${name}`, 'MiB/s', formatNumber(mibs(c.ms)), formatNumber(c.cores), formatNumber(mibs(n)), formatNumber(mibs(native)), pct(c.ms, native), pct(n, native)]);
           }
           for (let c = 0; c < clients; c++) for (let i = 0; i < per; i++) await client.send('DELETE', `/bench/o${sizeMiB}-${c}-${i}`);
         }
@@ -92,7 +111,7 @@ export async function run(args: string[]): Promise<void> {
       report.figure(`${hugeMiB} MiB object: GET`, hugeGet, 'MiB/s');
       report.figure(`${hugeMiB} MiB object: gateway peak memory growth`, growth, 'MiB');
       report.figure(`${hugeMiB} MiB object: gateway peak resident memory`, peak, 'MiB');
-      rows.push([`PUT one ${hugeMiB} MiB object`, 'MiB/s', formatNumber(hugePut), '', ''], [`GET one ${hugeMiB} MiB object`, 'MiB/s', formatNumber(hugeGet), '', ''], [`gateway peak memory growth over them`, 'MiB', formatNumber(growth), '', ''], [`gateway peak resident memory over them`, 'MiB', formatNumber(peak), '', '']);
+      rows.push([`PUT one ${hugeMiB} MiB object (Node http)`, 'MiB/s', '', '', formatNumber(hugePut), '', '', ''], [`GET one ${hugeMiB} MiB object (Node http)`, 'MiB/s', '', '', formatNumber(hugeGet), '', '', ''], [`gateway peak memory growth over them`, 'MiB', '', '', formatNumber(growth), '', '', ''], [`gateway peak resident memory over them`, 'MiB', '', '', formatNumber(peak), '', '', '']);
       await client.send('DELETE', '/bench/huge');
       console.log(`4 KiB objects, 16 clients, ${seconds} s each...`);
       const small = randomBytes(4096);
@@ -116,7 +135,7 @@ export async function run(args: string[]): Promise<void> {
       ];
       for (const [op, rate] of ops) {
         report.figure(`4 KiB ${op}, 16 clients`, rate, 'ops/s');
-        rows.push([`4 KiB ${op}, 16 clients`, 'ops/s', formatNumber(rate), '', '']);
+        rows.push([`4 KiB ${op}, 16 clients (Node http)`, 'ops/s', '', '', formatNumber(rate), '', '', '']);
       }
     } finally {
       native.close();
@@ -125,8 +144,28 @@ export async function run(args: string[]): Promise<void> {
     await localDown(clusterDir, () => undefined);
     if (values.dir === undefined) rmSync(dir, { recursive: true, force: true });
   }
-  report.table('the S3 gateway beside the native client (same bytes, same concurrency, same run)', ['case', 'unit', 'gateway', 'native client', 'gateway / native'], rows);
+  report.table('the S3 gateway beside the native client (same bytes, same concurrency, same run)', ['case', 'unit', 'gateway, curl', "gateway's cores (curl)", 'gateway, Node http', 'native client', 'curl / native', 'Node http / native'], rows);
   report.finish();
+}
+
+/** Runs one operation per client, all at once; the elapsed milliseconds. */
+async function timedAll(clients: number, op: (c: number) => Promise<unknown>): Promise<number> {
+  const start = performance.now();
+  await Promise.all(Array.from({ length: clients }, (_, c) => op(c)));
+  return performance.now() - start;
+}
+
+/** What `run` took (its milliseconds) and the CPU process `pid` spent meanwhile, in cores. */
+async function cpuOf(pid: number, run: () => Promise<number>): Promise<{ ms: number; cores: number }> {
+  const before = cpuSeconds(pid);
+  const ms = await run();
+  return { ms, cores: (cpuSeconds(pid) - before) / (ms / 1000) };
+}
+
+/** User and system CPU seconds of a process so far (/proc/PID/stat, in clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Runs `clients` loops of `per` operations each; the elapsed milliseconds. */
@@ -143,6 +182,48 @@ function nativeClients(clusterDir: string): { meta: MasterClient; data: DataClie
   const meta = new MasterClient({ masters: cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address), secret: cluster.secret, caller: rootCaller });
   const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: cluster.secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
   return { meta, data, close: () => (data.close(), meta.close()) };
+}
+
+/** curl, Debian's: installed here when missing and run as root (the bench needs it), else a clear error. */
+function ensureCurl(): void {
+  if (spawnSync('curl', ['--version']).status === 0) return;
+  if (process.getuid?.() !== 0) throw new Error('curl is not installed: run sudo apt-get install -y curl');
+  console.log('installing curl (apt-get install -y curl)...');
+  execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'curl'], { stdio: 'ignore' });
+}
+
+/**
+ * curl as an S3 client (its --aws-sigv4): one process per call moves a list of keys in turn over
+ * one keep-alive connection, signing each request with UNSIGNED-PAYLOAD. Bodies go to /dev/null.
+ */
+class Curl {
+  private readonly s3: LocalS3;
+
+  constructor(s3: LocalS3) {
+    this.s3 = s3;
+  }
+
+  /** Uploads the file's bytes as each key. */
+  put(file: string, keys: string[]): Promise<void> {
+    return this.run(keys.flatMap((k) => ['-T', file, '-o', '/dev/null', this.s3.endpoint + k]));
+  }
+
+  get(keys: string[]): Promise<void> {
+    return this.run(keys.flatMap((k) => ['-o', '/dev/null', this.s3.endpoint + k]));
+  }
+
+  private run(urlArgs: string[]): Promise<void> {
+    // The key pair goes in on standard input (a config file), not where `ps` shows it.
+    const args = ['--config', '-', '--silent', '--show-error', '--fail', '--aws-sigv4', 'aws:amz:us-east-1:s3', '-H', `x-amz-content-sha256: ${unsignedPayload}`, ...urlArgs];
+    return new Promise((resolve, reject) => {
+      let err = '';
+      const child = spawn('curl', args, { stdio: ['pipe', 'ignore', 'pipe'] });
+      child.stdin.end(`user = "${this.s3.accessKeyId}:${this.s3.secretKey}"\n`);
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`curl exited with ${code}: ${err.trim()}`))));
+    });
+  }
 }
 
 /** A small S3 client: path-style requests signed with SigV4 and UNSIGNED-PAYLOAD, over keep-alive. */
