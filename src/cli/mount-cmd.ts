@@ -85,7 +85,7 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   const secret = targetSecret(flags);
   checkOpsHttpFlags(flags, secret);
   const registry = flags.http === undefined ? undefined : processRegistry();
-  const { meta, data } = openClients(flags, timeoutMs, registry === undefined ? undefined : rpcMetrics(registry).client);
+  const { meta, data } = openClients(flags, { dataRetryDeadlineMs: timeoutMs, ...(registry === undefined ? {} : { rpcMetrics: rpcMetrics(registry).client }) });
   const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, groups: [] };
   const fs = new CairnFs({
     meta,

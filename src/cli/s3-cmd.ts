@@ -7,7 +7,7 @@ import { startS3Gateway } from '../s3/index.ts';
 import { s3Metrics } from '../s3/metrics.ts';
 import { processRegistry, rpcMetrics } from '../metrics.ts';
 import type { HttpEndpoint } from '../ops-http.ts';
-import { openClients, targetSecret, type TargetFlags } from './cluster-target.ts';
+import { openClients, receiveBufferPool, targetSecret, type TargetFlags } from './cluster-target.ts';
 import { checkOpsHttpFlags, httpOptionHelp, metricsAuthOptionHelp, startFlagsOpsHttp, type OpsHttpFlags } from './ops-http-flags.ts';
 import { parseAddress, parsePositiveInt } from './config.ts';
 import { printable } from './format.ts';
@@ -37,7 +37,7 @@ export function registerS3Command(program: Command, addTargetOptions: (c: Comman
     const secret = targetSecret(flags);
     checkOpsHttpFlags(flags, secret);
     const registry = flags.http === undefined ? undefined : processRegistry();
-    const { meta, data } = openClients(flags, undefined, registry === undefined ? undefined : rpcMetrics(registry).client);
+    const { meta, data } = openClients(flags, { receiveBuffers: receiveBufferPool(), ...(registry === undefined ? {} : { rpcMetrics: rpcMetrics(registry).client }) });
     const log = (level: 'info' | 'warn' | 'error', message: string): void => console.error(`${new Date().toISOString()} ${level}: ${printable(message)}`);
     await meta.query('meta.query', { op: 'statfs' }); // fails early, with the cluster's error, when no master answers
     let gatewayNow: { connections: number } | undefined;

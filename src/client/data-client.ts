@@ -30,7 +30,8 @@ export interface DataClientOptions {
 }
 
 /** What a read of one chunk found. */
-export type ChunkRead = { found: true; data: Uint8Array; lengthBytes: number } | { found: false };
+/** `release`, when there: gives `data`'s memory back to the connection's receive pool (see CallResult.release). */
+export type ChunkRead = { found: true; data: Uint8Array; lengthBytes: number; release?: () => void } | { found: false };
 
 const retryBackoffMs = { min: 50, max: 1_000 };
 /** Layouts whose stripes are kept (a cache: emptied when full). */
@@ -183,7 +184,7 @@ export class DataClient {
         const member = order[i];
         try {
           const r = await this.conn(routing, member.workerId).call<ReadReply>(WorkerMethod.read, body, { timeoutMs: this.opts.callTimeoutMs });
-          return { found: true, data: r.payload ?? new Uint8Array(0), lengthBytes: r.body.lengthBytes };
+          return { found: true, data: r.payload ?? new Uint8Array(0), lengthBytes: r.body.lengthBytes, ...(r.release === undefined ? {} : { release: r.release }) };
         } catch (err) {
           const code = codeOf(err);
           if (code === WorkerErrorCode.ChunkNotFound) {

@@ -96,6 +96,15 @@ export class FileWriter {
 }
 
 /** Reads a file of a known length through its chunks. */
+/** Bytes with the release that gives their memory back to a pool; a no-op for bytes of their own. */
+export interface LentBytes {
+  data: Buffer;
+  release: () => void;
+}
+
+const noRelease = (): void => undefined;
+const owned = (data: Buffer): LentBytes => ({ data, release: noRelease });
+
 export class FileReader {
   readonly file: FileRef;
   readonly sizeBytes: number;
@@ -120,11 +129,20 @@ export class FileReader {
 
   /** The range as consecutive pieces, one per chunk, fetched ahead within the memory bound. */
   async *stream(offset = 0, length = this.sizeBytes - offset): AsyncGenerator<Buffer> {
+    for await (const piece of this.lend(offset, length)) yield piece.data;
+  }
+
+  /**
+   * As stream, each piece with the release that gives its memory back to the data client's receive
+   * pool: for a consumer that knows when nothing references the bytes any more (a socket write's
+   * callback). A piece never released is freed by the GC.
+   */
+  async *lend(offset = 0, length = this.sizeBytes - offset): AsyncGenerator<LentBytes> {
     const end = Math.min(offset + length, this.sizeBytes);
     if (end <= offset) return;
     const pieces = chunkRange(this.file.layout, offset, end - offset);
     const ahead = Math.max(1, Math.floor(this.bytesMax / this.file.layout.chunkSizeBytes));
-    const pending: Promise<Buffer>[] = [];
+    const pending: Promise<LentBytes>[] = [];
     let next = 0;
     const fetch = (): void => {
       const p = pieces[next++];
@@ -144,19 +162,21 @@ export class FileReader {
    * One piece: the chunk's bytes, zeros for a hole and past the chunk's end. A chunk the masters
    * record as written that no replica holds is lost: EIO, never zeros.
    */
-  private async readPiece(index: number, offsetInChunk: number, length: number): Promise<Buffer> {
+  private async readPiece(index: number, offsetInChunk: number, length: number): Promise<LentBytes> {
     const chunks = this.file.chunks;
     const recorded = chunks !== undefined && chunks !== null;
-    if (recorded && !inRanges(chunks, index)) return Buffer.alloc(length);
+    if (recorded && !inRanges(chunks, index)) return owned(Buffer.alloc(length));
     const r = await this.client.readChunk(this.file.layout, this.file.inodeId, index, offsetInChunk, length);
     if (!r.found) {
-      if (!recorded) return Buffer.alloc(length);
+      if (!recorded) return owned(Buffer.alloc(length));
       throw new CairnError(ErrorCode.Unavailable, `chunk ${index} of inode ${this.file.inodeId} was written but no replica holds it: its data is lost`, { errno: 'EIO', inodeId: this.file.inodeId, chunk: index });
     }
-    if (r.data.length === length) return Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
+    if (r.data.length === length) return { data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength), release: r.release ?? noRelease };
+    if (r.data.length > length) r.release?.();
     assert(r.data.length < length, `chunk ${index} answered ${r.data.length} bytes for ${length}`);
     const out = Buffer.alloc(length);
     out.set(r.data);
-    return out;
+    r.release?.();
+    return owned(out);
   }
 }

@@ -5,12 +5,13 @@ import { clientProof, isNonce, newNonce, proofMatches, serverProof } from './aut
 import { isPlainObject } from '../plain-object.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
 import { FramedSocket } from './framed-socket.ts';
-import { decodeBody, encodeBody, encodeHeader, type Frame, type Header } from './frame.ts';
+import { decodeBody, encodeBody, encodeHeader, type Frame, type Header, type ReceivePool } from './frame.ts';
 import { protocolVersion } from './limits.ts';
 
 export interface ConnectionEvents {
   onReady(conn: ClientConnection): void;
-  onResponse(conn: ClientConnection, frame: Frame): void;
+  /** `release` gives the frame's bytes back to the receive pool; undefined when they are not pooled. */
+  onResponse(conn: ClientConnection, frame: Frame, release: (() => void) | undefined): void;
   /**
    * Called once when the connection ends for any reason. `attemptFailed` is true when it never
    * became usable (refused, timed out, not authenticated): the client backs off before the next try.
@@ -27,6 +28,8 @@ export interface ConnectionTarget {
   secret: string | undefined;
   frameBytesMax: number;
   connectTimeoutMs: number;
+  /** Where large responses are received (see ReceivePool). */
+  receive: ReceivePool | undefined;
 }
 
 type State = 'connecting' | 'handshaking' | 'authenticating' | 'ready' | 'failed';
@@ -44,9 +47,9 @@ export class ClientConnection {
     this.target = target;
     this.events = events;
     this.framed = new FramedSocket({ host: target.host, port: target.port }, target.frameBytesMax, {
-      onFrame: (f) => this.onFrame(f),
+      onFrame: (f, release) => this.onFrame(f, release),
       onClose: (reason) => this.fail(this.closeError(reason), false),
-    });
+    }, target.receive);
     this.framed.socket.once('connect', () => this.onConnect());
     this.connectTimer = setTimeout(
       () => this.fail(new RpcError(RpcErrorCode.Unavailable, `connecting to ${target.address} timed out after ${target.connectTimeoutMs} ms`), true),
@@ -85,9 +88,10 @@ export class ClientConnection {
     this.events.onReady(this);
   }
 
-  private onFrame(frame: Frame): void {
+  private onFrame(frame: Frame, release: (() => void) | undefined): void {
     const h = frame.header;
-    if (h.kind === 'res' && this.state === 'ready') return this.events.onResponse(this, frame);
+    if (h.kind === 'res' && this.state === 'ready') return this.events.onResponse(this, frame, release);
+    release?.();
     if (h.kind === 'res' && h.error?.code === RpcErrorCode.Unauthenticated) return this.unauthenticated(h.error.message);
     if (h.kind === 'bye' && this.state === 'ready') return this.events.onBye(this);
     if (h.kind === 'hello') return this.onHello(frame);

@@ -5,9 +5,10 @@ import { parseAddress } from '../address.ts';
 import { ClientConnection, type ConnectionTarget } from './client-connection.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
 import { decodeBody, encodeBody, frameBytes, requestHeaderOverheadBytes, type Frame } from './frame.ts';
-import { connectTimeoutMsDefault, frameBytesMaxDefault, handshakeFrameBytesMax, inflightMaxDefault, methodLengthMax, reconnectBackoffMsDefault, sendBacklogBytesMaxDefault, timeoutMsDefault, timeoutMsMax } from './limits.ts';
+import { connectTimeoutMsDefault, frameBytesMaxDefault, pooledResponseBytesMin, handshakeFrameBytesMax, inflightMaxDefault, methodLengthMax, reconnectBackoffMsDefault, sendBacklogBytesMaxDefault, timeoutMsDefault, timeoutMsMax } from './limits.ts';
 import { checkPositiveInt, checkSecret } from './options.ts';
 import type { RpcMetrics } from './metrics.ts';
+import type { BufferPool } from '../buffer-pool.ts';
 
 export interface RpcClientOptions {
   /** Cluster secret; must match the server's, and be absent on both sides in dev mode. */
@@ -20,6 +21,11 @@ export interface RpcClientOptions {
   sendBacklogBytesMax?: number;
   /** Counts and times each call by method and result (/metrics). */
   metrics?: RpcMetrics;
+  /**
+   * Responses of at least pooledResponseBytesMin are received into buffers of this pool, and each
+   * CallResult carries the release that gives its buffer back (see CallResult.release).
+   */
+  receiveBuffers?: BufferPool;
 }
 
 export interface CallOptions {
@@ -32,6 +38,13 @@ export interface CallResult<T> {
   body: T;
   /** The response's raw payload, a view of the received bytes; undefined when empty. */
   payload: Buffer | undefined;
+  /**
+   * Gives the received bytes back to RpcClientOptions.receiveBuffers, for the next response; only
+   * for a caller that knows nothing references the payload any more (not even a write queued on a
+   * socket). Calling it is optional: the payload of a caller that does not is freed by the GC.
+   * Undefined when the bytes are not pooled.
+   */
+  release?: () => void;
 }
 
 interface PendingCall {
@@ -98,6 +111,7 @@ export class RpcClient {
       secret: opts.secret,
       frameBytesMax: checkPositiveInt('frameBytesMax', opts.frameBytesMax ?? frameBytesMaxDefault, handshakeFrameBytesMax),
       connectTimeoutMs: checkPositiveInt('connectTimeoutMs', opts.connectTimeoutMs ?? connectTimeoutMsDefault),
+      receive: opts.receiveBuffers === undefined ? undefined : { pool: opts.receiveBuffers, bytesMin: pooledResponseBytesMin },
     };
   }
 
@@ -249,12 +263,13 @@ export class RpcClient {
     call.reject(new RpcError(RpcErrorCode.Cancelled, `${call.method} cancelled by the caller`, { method: call.method }));
   }
 
-  private onResponse(frame: Frame): void {
+  private onResponse(frame: Frame, release: (() => void) | undefined): void {
     const h = frame.header;
     const call = this.sent.get(h.id);
     // Unknown ids are answers to calls that timed out or were cancelled.
-    if (call === undefined || !this.finish(call)) return;
+    if (call === undefined || !this.finish(call)) return release?.();
     if (h.error !== undefined) {
+      release?.();
       call.reject(new RpcError(h.error.code, h.error.message, h.error.details ?? {}));
       return;
     }
@@ -262,10 +277,11 @@ export class RpcClient {
     try {
       body = decodeBody(frame.body);
     } catch (err) {
+      release?.();
       call.reject(new RpcError(RpcErrorCode.Internal, `${call.method}: malformed response body from ${this.target.address}: ${(err as Error).message}`));
       return;
     }
-    call.resolve({ body, payload: frame.payload });
+    call.resolve({ body, payload: frame.payload, ...(release === undefined ? {} : { release }) });
   }
 
   private ensureConnection(): void {
@@ -293,7 +309,7 @@ export class RpcClient {
   private connect(): void {
     this.conn = new ClientConnection(this.target, {
       onReady: (conn) => this.onReady(conn),
-      onResponse: (_conn, frame) => this.onResponse(frame),
+      onResponse: (_conn, frame, release) => this.onResponse(frame, release),
       onFail: (conn, err, attemptFailed) => this.onFail(conn, err, attemptFailed),
       onBye: (conn) => this.onBye(conn),
     });

@@ -22,6 +22,7 @@
 // Bulk data travels as the payload: encoded by reference (written with writev next to the
 // header), decoded as a view of the received bytes, never through msgpack.
 
+import type { BufferPool } from '../buffer-pool.ts';
 import { Packr } from 'msgpackr';
 import { isPlainObject } from '../plain-object.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
@@ -252,6 +253,16 @@ interface Refused {
  * in which case the decoder keeps what it was given beyond the header and takes nothing more
  * until retry(); its owner stops reading the socket meanwhile.
  */
+/**
+ * Where an RPC client receives large frames: buffers of `pool`, for frames of at least `bytesMin`
+ * bytes. The frame's release gives the buffer back; a consumer that keeps the payload, or does not
+ * know when it is done with it, just never calls it, and the GC frees the buffer as before.
+ */
+export interface ReceivePool {
+  pool: BufferPool;
+  bytesMin: number;
+}
+
 export class FrameDecoder {
   /** Checked against each incoming length prefix; raised by the server once the peer authenticated. */
   frameBytesMax: number;
@@ -271,10 +282,13 @@ export class FrameDecoder {
   private stash: Buffer | undefined;
   private stopped = false;
   private scratch: Buffer | undefined;
+  private readonly receive: ReceivePool | undefined;
 
-  constructor(frameBytesMax: number, onFrame: (frame: Buffer, release: (() => void) | undefined) => void) {
+  /** `receive`: frames of at least its `bytesMin` are received into its pool's buffers (see ReceivePool). */
+  constructor(frameBytesMax: number, onFrame: (frame: Buffer, release: (() => void) | undefined) => void, receive?: ReceivePool) {
     this.frameBytesMax = frameBytesMax;
     this.onFrame = onFrame;
+    this.receive = receive;
   }
 
   /** Stops delivering frames, also for the rest of the chunk being pushed; gives back a partial frame's bytes. */
@@ -359,8 +373,7 @@ export class FrameDecoder {
         offset += frameLength;
         this.onFrame(transient ? Buffer.from(frame) : frame, undefined);
       } else {
-        this.partial = Buffer.allocUnsafe(frameLength);
-        this.partialFilled = 0;
+        this.startPartial(frameLength, undefined);
       }
     }
     if (this.waitingFor !== undefined && offset < chunk.length) {
@@ -430,11 +443,31 @@ export class FrameDecoder {
       if (this.refused.left === 0) this.finishRefused();
       return;
     }
-    this.partial = Buffer.allocUnsafe(h.frameLength);
-    head.copy(this.partial);
+    const partial = this.startPartial(h.frameLength, decision.release);
+    head.copy(partial);
     this.partialFilled = head.length;
-    this.partialRelease = decision.release;
-    if (this.partialFilled === this.partial.length) this.deliverPartial();
+    if (this.partialFilled === partial.length) this.deliverPartial();
+  }
+
+  /** Memory for a frame of `frameLength` bytes, from the receive pool when it is large enough; its release given back once. */
+  private startPartial(frameLength: number, release: (() => void) | undefined): Buffer {
+    const r = this.receive;
+    if (r !== undefined && frameLength >= r.bytesMin) {
+      const lent = r.pool.take(frameLength);
+      let given = false;
+      this.partial = lent.subarray(0, frameLength);
+      this.partialRelease = () => {
+        if (given) return; // a second give could hand the buffer to two owners
+        given = true;
+        release?.();
+        r.pool.give(lent);
+      };
+    } else {
+      this.partial = Buffer.allocUnsafe(frameLength);
+      this.partialRelease = release;
+    }
+    this.partialFilled = 0;
+    return this.partial;
   }
 
   private fillPartial(chunk: Buffer, offset: number): number {

@@ -4,13 +4,13 @@
 import net, { type Socket } from 'node:net';
 import { formatAddress } from '../address.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
-import { FrameDecoder, decodeFrame, frameParts, type Frame, type FrameAdmission } from './frame.ts';
+import { FrameDecoder, decodeFrame, frameParts, type Frame, type FrameAdmission, type ReceivePool } from './frame.ts';
 import { closeLingerMs } from './limits.ts';
 
 export interface FramedSocketEvents {
   /**
-   * A whole frame. `release` is the admission's (see setAdmission): the receiver calls it once done
-   * with the frame's bytes; undefined when there is no admission.
+   * A whole frame. `release` is the admission's (see setAdmission) or the receive pool's: the
+   * receiver calls it once done with the frame's bytes; undefined when there is neither.
    */
   onFrame(frame: Frame, release: (() => void) | undefined): void;
   /**
@@ -42,10 +42,11 @@ export class FramedSocket {
    * Over an accepted socket, or a new connection to `target`. A connection made here reads each
    * frame's bytes straight into the frame's buffer (`onread`), so large payloads arrive uncopied;
    * an accepted socket cannot be given read buffers in Node, and gets its bytes as 'data' chunks.
+   * `receive`: large frames are read into its pool's buffers (a client's; see ReceivePool).
    */
-  constructor(target: Socket | { host: string; port: number }, frameBytesMax: number, events: FramedSocketEvents) {
+  constructor(target: Socket | { host: string; port: number }, frameBytesMax: number, events: FramedSocketEvents, receive?: ReceivePool) {
     this.events = events;
-    const decoder = new FrameDecoder(frameBytesMax, (raw, release) => this.deliver(raw, release));
+    const decoder = new FrameDecoder(frameBytesMax, (raw, release) => this.deliver(raw, release), receive);
     this.decoder = decoder;
     if (target instanceof net.Socket) {
       this.socket = target;

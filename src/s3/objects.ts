@@ -6,7 +6,7 @@
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
-import { FileReader, fileRef, putFile } from '../client/index.ts';
+import { FileReader, fileRef, putFile, type LentBytes } from '../client/index.ts';
 import type { InodeAttr } from '../meta/namespace-state.ts';
 import { contentMd5Of, payload, requestBytes, type PayloadResult } from './body.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
@@ -111,14 +111,18 @@ export async function getObject(ctx: S3Context, r: S3Request): Promise<void> {
   r.res.writeHead(range === undefined ? 200 : 206, headers);
   if (head || length === 0) return void r.res.end();
   const reader = new FileReader(ctx.data, fileRef(attr, path), attr.sizeBytes, { streamBytesMax: ctx.streamBytesMax });
-  await streamOut(r.res, reader.stream(start, length));
+  await streamOut(r.res, reader.lend(start, length));
 }
 
-/** Sends parts with backpressure; stops reading when the client goes away. */
-export async function streamOut(res: ServerResponse, parts: AsyncIterable<Uint8Array>): Promise<void> {
+/**
+ * Sends parts with backpressure; stops reading when the client goes away. Each part's memory goes
+ * back to the receive pool once its write is done with it (the callback runs on a failed or
+ * dropped write too), and never earlier: the socket may still be sending it after write returns.
+ */
+export async function streamOut(res: ServerResponse, parts: AsyncIterable<LentBytes>): Promise<void> {
   for await (const part of parts) {
-    if (res.destroyed) return;
-    if (!res.write(part)) {
+    if (res.destroyed) return part.release();
+    if (!res.write(part.data, () => part.release())) {
       await Promise.race([once(res, 'drain'), once(res, 'close')]);
       if (res.destroyed) return;
     }

@@ -25,7 +25,7 @@ import { reply, type Reply } from '../rpc/handler.ts';
 import { RpcError, RpcErrorCode } from '../rpc/errors.ts';
 import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
-import { BufferPool } from './buffer-pool.ts';
+import { BufferPool } from '../buffer-pool.ts';
 import { KeyedLock } from './keyed-lock.ts';
 import { payloadBytesMax, validateRead, validateRemove, validateRemoveInodes, validateSyncList, validateWrite, WorkerMethod } from './protocol.ts';
 import type { ChunkRef, ReadReply, ReadRequest, SyncEntry, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';

@@ -1,9 +1,9 @@
-// The worker's pool of read buffers (src/worker/buffer-pool.ts): size classes, reuse, the idle cap,
+// The pool of large reusable buffers (src/buffer-pool.ts): size classes, reuse, the idle cap,
 // and that a buffer given back twice is never handed to two readers.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BufferPool } from '../../src/worker/buffer-pool.ts';
+import { BufferPool } from '../../src/buffer-pool.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -39,4 +39,14 @@ test('a buffer given back twice is pooled once; foreign buffers and views are ig
   assert.equal(pool.idleBytesNow, 2 * MiB);
   pool.give(Buffer.allocUnsafeSlow(MiB));
   assert.equal(pool.idleBytesNow, 2 * MiB, 'the cap holds');
+});
+
+test('with a granularity, classes are its multiples: a chunk with a frame header takes one step more, not twice', () => {
+  const pool = new BufferPool({ idleBytesMax: 16 * MiB, classBytesMax: 8 * MiB, granularityBytes: 64 * KiB });
+  assert.equal(pool.take(1).length, 64 * KiB);
+  const b = pool.take(4 * MiB + 100);
+  assert.equal(b.length, 4 * MiB + 64 * KiB);
+  pool.give(b);
+  assert.equal(pool.take(4 * MiB + 60 * KiB), b, 'a size in the same class reuses it');
+  assert.equal(pool.bytesFor(4 * MiB), 4 * MiB);
 });

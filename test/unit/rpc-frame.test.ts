@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { RpcError, RpcErrorCode } from '../../src/rpc/errors.ts';
 import { FrameDecoder, decodeBody, decodeFrame, encodeBody, encodeHeader, frameParts, type Frame, type Header } from '../../src/rpc/frame.ts';
 import { bodyInlineBytesMax, headerBytesMax } from '../../src/rpc/limits.ts';
+import { BufferPool } from '../../src/buffer-pool.ts';
 
 function wire(h: Header, body: unknown, payload?: Uint8Array): Buffer {
   return Buffer.concat(frameParts(encodeHeader(h), encodeBody(body), payload));
@@ -171,4 +172,42 @@ test('a map key __proto__ in a header cannot change its prototype', () => {
   const f = decodeFrame(Buffer.concat([len, evil, Buffer.alloc(4)]));
   assert.deepEqual(f.header, { id: 1, kind: 'res' });
   assert.equal(({} as Record<string, unknown>).polluted, undefined);
+});
+
+test('a receive pool: large frames land in its buffers, released once; small ones and a stop mid-frame', () => {
+  const pool = new BufferPool({ idleBytesMax: 8 * 2 ** 20, classBytesMax: 4 * 2 ** 20, granularityBytes: 64 * 1024 });
+  const delivered: { frame: Frame; raw: Buffer; release: (() => void) | undefined }[] = [];
+  const d = new FrameDecoder(8 * 2 ** 20, (raw, release) => delivered.push({ frame: decodeFrame(raw), raw, release }), { pool, bytesMin: 1000 });
+  const feed = (stream: Buffer, readMax = 65_536): void => {
+    for (let at = 0; at < stream.length; ) {
+      const target = d.readTarget();
+      const n = Math.min(readMax, target.length, stream.length - at);
+      stream.copy(target, 0, at, at + n);
+      at += n;
+      d.received(n);
+    }
+  };
+  const first = randomBytes(300_000);
+  const second = randomBytes(290_000);
+  feed(Buffer.concat([wire({ id: 1, kind: 'res' }, undefined, first), wire({ id: 2, kind: 'res' }, undefined, Buffer.from('small'))]));
+  assert.equal(delivered.length, 2);
+  assert.ok(delivered[0].frame.payload?.equals(first));
+  assert.equal(delivered[0].frame.payload?.buffer.byteLength, 320 * 1024, 'a pooled buffer of the frame size rounded up to the granularity');
+  assert.equal(delivered[1].release, undefined, 'a frame under bytesMin is not pooled');
+  const lent = delivered[0].frame.payload!.buffer;
+  delivered[0].release!();
+  delivered[0].release!(); // a second release must not put the buffer in the pool twice
+  assert.equal(pool.idleBytesNow, 320 * 1024);
+  feed(wire({ id: 3, kind: 'res' }, undefined, second));
+  assert.equal(delivered[2].frame.payload?.buffer, lent, 'the next large frame reuses the released buffer');
+  assert.ok(delivered[2].frame.payload?.equals(second));
+  assert.equal(pool.idleBytesNow, 0);
+  assert.notEqual(pool.take(300_000).buffer, lent, 'the double release did not hand it out again');
+  // A frame cut short by stop(): its buffer goes back, as nobody else can hold it.
+  const cut = wire({ id: 4, kind: 'res' }, undefined, randomBytes(300_000));
+  const target = d.readTarget();
+  cut.copy(target, 0, 0, 100_000);
+  d.received(Math.min(100_000, target.length));
+  d.stop();
+  assert.equal(pool.idleBytesNow, 320 * 1024);
 });

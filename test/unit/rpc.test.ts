@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { test, type TestContext } from 'node:test';
 import { RpcClient, RpcError, RpcErrorCode, RpcServer, reply, rpcLimits, type CallContext, type RpcClientOptions, type RpcServerOptions } from '../../src/rpc/index.ts';
 import { clientProof } from '../../src/rpc/auth.ts';
+import { BufferPool } from '../../src/buffer-pool.ts';
 import { FrameDecoder, decodeBody, decodeFrame, encodeBody, encodeHeader, frameParts, type Frame } from '../../src/rpc/frame.ts';
 
 const MiB = 2 ** 20;
@@ -652,3 +653,25 @@ async function waitUntil(cond: () => boolean, what: string, ms: number): Promise
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+test('receiveBuffers: a large response arrives in a pooled buffer with its release; released, the next one reuses it', async (t) => {
+  const { address } = await startServer(t);
+  const pool = new BufferPool({ idleBytesMax: 16 * MiB, classBytesMax: 8 * MiB, granularityBytes: 64 * 1024 });
+  const c = client(t, address, { receiveBuffers: pool });
+  const a = randomBytes(4 * MiB);
+  const first = await c.call('echo', undefined, { payload: a });
+  assert.ok(first.payload?.equals(a));
+  assert.equal(typeof first.release, 'function');
+  const lent = first.payload!.buffer;
+  first.release!();
+  const b = randomBytes(4 * MiB);
+  const second = await c.call('echo', undefined, { payload: b });
+  assert.equal(second.payload?.buffer, lent, 'the released buffer received the next response');
+  assert.ok(second.payload?.equals(b));
+  // Not released: the next response gets a buffer of its own, and this one keeps its bytes.
+  const third = await c.call('echo', undefined, { payload: a });
+  assert.notEqual(third.payload?.buffer, lent);
+  assert.ok(second.payload?.equals(b) && third.payload?.equals(a));
+  const small = await c.call('echo', undefined, { payload: Buffer.from('small') });
+  assert.equal(small.release, undefined, 'small responses are not pooled');
+});
