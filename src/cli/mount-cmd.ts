@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { CairnFs, readAheadBytesMaxDefault, readAheadChunksDefault } from '../fuse/cairn-fs.ts';
 import { detach, mount, mountAt, type Mounted } from '../fuse/mount.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
-import { openClients, targetSecret, type TargetFlags } from './cluster-target.ts';
+import { openClients, receiveBufferPool, targetSecret, type TargetFlags } from './cluster-target.ts';
 import { checkOpsHttpFlags, httpOptionHelp, metricsAuthOptionHelp, startFlagsOpsHttp, type OpsHttpFlags } from './ops-http-flags.ts';
 import { fuseMetrics } from '../fuse/metrics.ts';
 import { processRegistry, rpcMetrics } from '../metrics.ts';
@@ -85,7 +85,7 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   const secret = targetSecret(flags);
   checkOpsHttpFlags(flags, secret);
   const registry = flags.http === undefined ? undefined : processRegistry();
-  const { meta, data } = openClients(flags, { dataRetryDeadlineMs: timeoutMs, ...(registry === undefined ? {} : { rpcMetrics: rpcMetrics(registry).client }) });
+  const { meta, data } = openClients(flags, { dataRetryDeadlineMs: timeoutMs, receiveBuffers: receiveBufferPool(), ...(registry === undefined ? {} : { rpcMetrics: rpcMetrics(registry).client }) });
   const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, groups: [] };
   const fs = new CairnFs({
     meta,

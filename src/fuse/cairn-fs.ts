@@ -293,7 +293,11 @@ export class CairnFs {
         sizeBytes: () => h.sizeBytes,
         chunksAhead: this.readAheadChunks,
         budget: this.readAheadBudget,
-        fetch: (index) => this.readerOf(h, h.sizeBytes, h.chunks).read(index * h.layout.chunkSizeBytes, h.layout.chunkSizeBytes),
+        fetch: async (index) => {
+          // One chunk is one piece; past the end of the file, none.
+          for await (const piece of this.readerOf(h, h.sizeBytes, h.chunks).lend(index * h.layout.chunkSizeBytes, h.layout.chunkSizeBytes)) return piece;
+          return { data: Buffer.alloc(0), release: () => undefined };
+        },
       });
     }
     return this.addHandle(h);
@@ -360,9 +364,10 @@ export class CairnFs {
       this.readStats.readAheadMisses++;
     }
     let n = 0;
-    for await (const part of this.readerOf(h, size, chunks).stream(position, Math.min(length, size - position))) {
-      into.set(part, n);
-      n += part.length;
+    for await (const part of this.readerOf(h, size, chunks).lend(position, Math.min(length, size - position))) {
+      into.set(part.data, n);
+      n += part.data.length;
+      part.release(); // copied into the kernel's buffer
     }
     return n;
   }

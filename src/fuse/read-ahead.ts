@@ -3,7 +3,11 @@
 // that reads sequentially fetches whole chunks instead, the one it is in and the next few, all in
 // flight at once, and serves the kernel's requests from them. Random reads go straight to the
 // workers (a 4 KiB read must not fetch a whole chunk). Memory is bounded per handle (chunks
-// ahead) and for the whole mount (a budget shared by every handle).
+// ahead) and for the whole mount (a budget shared by every handle). A chunk's buffer is lent (the
+// data client's receive pool): it goes back once the chunk is dropped and no read still copies
+// out of it, so that the next chunk is received into it instead of into fresh memory.
+
+import type { LentBytes } from '../client/index.ts';
 
 /** Bytes every handle's read-ahead may hold together: a grant is refused past it. */
 export class ReadAheadBudget {
@@ -36,13 +40,16 @@ export interface ChunkReadAheadOptions {
   /** Chunks fetched at most, counting the one being read. */
   chunksAhead: number;
   budget: ReadAheadBudget;
-  /** The whole of chunk `index` (clamped to the file's length; zeros for a hole). */
-  fetch: (index: number) => Promise<Buffer>;
+  /** The whole of chunk `index` (clamped to the file's length; zeros for a hole), with its release. */
+  fetch: (index: number) => Promise<LentBytes>;
 }
 
 interface Fetched {
   bytes: number;
-  data: Promise<Buffer>;
+  data: Promise<LentBytes>;
+  /** Reads copying out of it now: its buffer goes back only once they are done. */
+  readers: number;
+  dropped: boolean;
 }
 
 /** One open file's read-ahead: whole chunks fetched ahead of a sequential reader. */
@@ -95,7 +102,7 @@ export class ChunkReadAhead {
     const bytes = Math.min(this.opts.chunkSizeBytes, sizeBytes - index * this.opts.chunkSizeBytes);
     if (!this.opts.budget.take(bytes)) return false;
     const data = this.opts.fetch(index);
-    const f: Fetched = { bytes, data };
+    const f: Fetched = { bytes, data, readers: 0, dropped: false };
     // A failed fetch is forgotten, so that the next read asks again (and a reader sees the error).
     data.catch(() => {
       if (this.chunks.get(index) === f) this.drop(index, f);
@@ -105,25 +112,39 @@ export class ChunkReadAhead {
   }
 
   private drop(index: number, f: Fetched): void {
-    this.chunks.delete(index);
+    if (this.chunks.get(index) === f) this.chunks.delete(index);
+    if (f.dropped) return;
+    f.dropped = true;
     this.opts.budget.give(f.bytes);
+    if (f.readers === 0) giveBack(f);
   }
 
   private async copy(position: number, end: number, into: Buffer, first: number, last: number): Promise<number> {
     const { chunkSizeBytes } = this.opts;
     const fetched: Fetched[] = [];
     for (let i = first; i <= last; i++) fetched.push(this.chunks.get(i)!);
-    let n = 0;
-    for (let i = first; i <= last; i++) {
-      const chunk = await fetched[i - first].data;
-      const base = i * chunkSizeBytes;
-      const from = Math.max(position, base) - base;
-      const to = Math.min(end, base + chunkSizeBytes) - base;
-      // A chunk shorter than asked (fetched before the file shrank) ends the read there.
-      if (from >= chunk.length) break;
-      n += chunk.copy(into, n, from, Math.min(to, chunk.length));
-      if (chunk.length < to) break;
+    // Counted before the first await: a later read may drop these chunks while this one waits.
+    for (const f of fetched) f.readers++;
+    try {
+      let n = 0;
+      for (let i = first; i <= last; i++) {
+        const chunk = (await fetched[i - first].data).data;
+        const base = i * chunkSizeBytes;
+        const from = Math.max(position, base) - base;
+        const to = Math.min(end, base + chunkSizeBytes) - base;
+        // A chunk shorter than asked (fetched before the file shrank) ends the read there.
+        if (from >= chunk.length) break;
+        n += chunk.copy(into, n, from, Math.min(to, chunk.length));
+        if (chunk.length < to) break;
+      }
+      return n;
+    } finally {
+      for (const f of fetched) if (--f.readers === 0 && f.dropped) giveBack(f);
     }
-    return n;
   }
+}
+
+/** Gives a dropped chunk's buffer back once it has arrived (a failed fetch has none). */
+function giveBack(f: Fetched): void {
+  f.data.then((lent) => lent.release(), () => undefined);
 }

@@ -13,6 +13,8 @@ function fixture(size: number, opts: { chunksAhead?: number; budgetBytes?: numbe
   const content = Buffer.alloc(size);
   for (let i = 0; i < size; i++) content[i] = i % 251;
   const fetched: number[] = [];
+  /** Chunk indexes whose buffers were given back, in order. */
+  const released: number[] = [];
   const budget = new ReadAheadBudget(opts.budgetBytes ?? 1_000_000);
   let sizeBytes = size;
   const ra = new ChunkReadAhead({
@@ -24,10 +26,10 @@ function fixture(size: number, opts: { chunksAhead?: number; budgetBytes?: numbe
       fetched.push(index);
       await new Promise((r) => setImmediate(r));
       if (opts.fail?.(index) === true) throw new Error(`chunk ${index} failed`);
-      return content.subarray(index * chunkSizeBytes, Math.min(sizeBytes, (index + 1) * chunkSizeBytes));
+      return { data: content.subarray(index * chunkSizeBytes, Math.min(sizeBytes, (index + 1) * chunkSizeBytes)), release: () => released.push(index) };
     },
   });
-  return { content, fetched, budget, ra, resize: (n: number) => (sizeBytes = n) };
+  return { content, fetched, released, budget, ra, resize: (n: number) => (sizeBytes = n) };
 }
 
 test('a sequential reader gets exact bytes from whole chunks fetched ahead, each once', async () => {
@@ -61,7 +63,7 @@ test('a read that is not sequential is left to the caller and fetches nothing', 
 test('the budget bounds what every reader holds; past it reads are left to the caller', async () => {
   const budget = 2_500;
   const a = fixture(10_000, { budgetBytes: budget });
-  const b = new ChunkReadAhead({ chunkSizeBytes, sizeBytes: () => 10_000, chunksAhead: 3, budget: a.budget, fetch: async () => Buffer.alloc(chunkSizeBytes) });
+  const b = new ChunkReadAhead({ chunkSizeBytes, sizeBytes: () => 10_000, chunksAhead: 3, budget: a.budget, fetch: async () => ({ data: Buffer.alloc(chunkSizeBytes), release: () => undefined }) });
   assert.equal(await a.ra.read(0, 100, Buffer.alloc(100)), 100);
   assert.equal(a.budget.used, 2_000); // a third chunk would pass the budget
   assert.equal(b.read(0, 100, Buffer.alloc(100)), undefined);
@@ -112,4 +114,43 @@ test('reads in any order of sequential windows return the file\'s bytes, within 
       assert.equal(f.budget.used, 0);
     }),
   );
+});
+
+test('each fetched chunk is given back once; a chunk dropped while a read copies out of it only after that read', async () => {
+  const f = fixture(10_500);
+  const into = Buffer.alloc(300);
+  for (let pos = 0; pos < 10_500; pos += 300) await f.ra.read(pos, 300, into);
+  f.ra.clear();
+  const settled = (): Promise<unknown> => new Promise((r) => setImmediate(r)); // a chunk goes back once its fetch has settled
+  await settled();
+  assert.deepEqual([...f.released].sort((a, b) => a - b), f.fetched, 'every chunk once');
+
+  // Chunk 0 arrives late: a read of it waits while a read further on drops it.
+  const content = Buffer.alloc(4_000, 7);
+  const released: number[] = [];
+  let arrive0: (() => void) | undefined;
+  const ra = new ChunkReadAhead({
+    chunkSizeBytes,
+    sizeBytes: () => content.length,
+    chunksAhead: 3,
+    budget: new ReadAheadBudget(1_000_000),
+    fetch: async (index) => {
+      if (index === 0) await new Promise<void>((r) => (arrive0 = r));
+      return { data: content.subarray(index * chunkSizeBytes, (index + 1) * chunkSizeBytes), release: () => released.push(index) };
+    },
+  });
+  const first = Buffer.alloc(500);
+  const waiting = ra.read(0, 500, first)!;
+  await new Promise((r) => setImmediate(r));
+  assert.equal(await ra.read(2_000, 500, Buffer.alloc(500)), 500); // chunk 0 is behind the reader now: dropped
+  await settled();
+  assert.deepEqual(released, [], 'not given back while a read still waits to copy out of it');
+  arrive0!();
+  assert.equal(await waiting, 500);
+  assert.deepEqual(first, content.subarray(0, 500));
+  await settled();
+  assert.deepEqual(released, [0], 'given back once that read is done');
+  ra.clear();
+  await settled();
+  assert.deepEqual([...released].sort(), [0, 1, 2, 3]);
 });
