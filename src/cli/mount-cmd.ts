@@ -87,6 +87,7 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   const registry = flags.http === undefined ? undefined : processRegistry();
   const { meta, data } = openClients(flags, { dataRetryDeadlineMs: timeoutMs, receiveBuffers: receiveBufferPool(), ...(registry === undefined ? {} : { rpcMetrics: rpcMetrics(registry).client }) });
   const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, groups: [] };
+  const attrTimeoutMs = parseNonNegativeInt(flags.attrTimeoutMs, '--attr-timeout-ms');
   const fs = new CairnFs({
     meta,
     data,
@@ -94,6 +95,8 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
     readdirEntriesMax: parsePositiveInt(flags.readdirMax, '--readdir-max'),
     readAheadChunks: parseNonNegativeInt(flags.readAheadChunks, '--read-ahead-chunks'),
     readAheadBytesMax: parsePositiveInt(flags.readAheadMaxMib, '--read-ahead-max-mib') * 2 ** 20,
+    // No attributes are kept past the kernel's own timeout: with 0, every getattr asks the masters.
+    changedDirAttrMs: attrTimeoutMs,
     log,
   });
   // Fails early, with the cluster's own error, when no master answers.
@@ -104,7 +107,7 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
     // Before the mount, so that a port taken fails the start with nothing to unmount.
     http = registry === undefined ? undefined : await startFlagsOpsHttp(flags, secret, registry, () => ({ ok: true, mountpoint: path.resolve(mountpoint) }));
     mounted = await mount(fs, mountpoint, {
-      attrTimeoutMs: parseNonNegativeInt(flags.attrTimeoutMs, '--attr-timeout-ms'),
+      attrTimeoutMs,
       entryTimeoutMs: parseNonNegativeInt(flags.entryTimeoutMs, '--entry-timeout-ms'),
       allowOther: flags.allowOther === true || process.getuid?.() === 0,
       debug: flags.debug,

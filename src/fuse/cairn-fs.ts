@@ -9,7 +9,7 @@
 // (close-to-open). Reads of a file this mount is writing see those writes.
 
 import type { Caller, Layout } from '../meta/commands.ts';
-import { isDeviceType, type ChainInfo, type CloseSessionValue, type CreateValue, type DirEntry, type InodeAttr, type InodeType, type ReaddirPage, type SessionValue, type SpecialInodeType, type StatFs, type TargetInfo } from '../meta/namespace-state.ts';
+import { isDeviceType, type ChainInfo, type CloseSessionValue, type CreateValue, type DirEntry, type InodeAttr, type InodeType, type ReaddirPage, type SessionValue, type SpecialInodeType, type UnlinkValue, type StatFs, type TargetInfo } from '../meta/namespace-state.ts';
 import { fileRef, FileReader, FileWriter, truncateFile, type DataClient, type FileRef, type MasterClient } from '../client/index.ts';
 import { MetaError, FsErrorCode } from '../meta/errors.ts';
 import { xattrNamePrefix } from '../meta/commands.ts';
@@ -59,10 +59,17 @@ export interface CairnFsOptions {
   readAheadChunks?: number;
   /** Bytes the read-ahead of every open file holds together at most. */
   readAheadBytesMax?: number;
+  /**
+   * How long the attributes a create or unlink answered for its directory stand in for a getattr
+   * of that directory (the kernel asks for them after every change in it); 0: never.
+   */
+  changedDirAttrMs?: number;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
 }
 
 export const readdirEntriesMaxDefault = 1_000_000;
+/** The longest a directory's attributes from a change in it answer its getattr (and the default). */
+export const changedDirAttrMsMax = 100;
 /** A time utimens sets: ms since the epoch, the current time, or none (the time stays). */
 export type UtimeMs = number | 'now' | 'omit';
 
@@ -119,6 +126,9 @@ export class CairnFs {
   private readonly readAheadChunks: number;
   private readonly readAheadBudget: ReadAheadBudget;
   private readonly log: NonNullable<CairnFsOptions['log']>;
+  private readonly changedDirAttrMs: number;
+  /** Directories this mount just created or unlinked in: their attributes as that change left them. */
+  private readonly changedDirs = new Map<string, { attr: InodeAttr; atMs: number }>();
   private readonly handles = new Map<number, Handle>();
   /** Open write handles by inode: getattr and reads of that inode see their writes. */
   private readonly writers = new Map<number, Set<Handle>>();
@@ -134,6 +144,7 @@ export class CairnFs {
     this.writeBytesMax = opts.writeBytesMax;
     this.readAheadChunks = opts.readAheadChunks ?? readAheadChunksDefault;
     this.readAheadBudget = new ReadAheadBudget(opts.readAheadBytesMax ?? readAheadBytesMaxDefault);
+    this.changedDirAttrMs = Math.min(opts.changedDirAttrMs ?? changedDirAttrMsMax, changedDirAttrMsMax);
     this.log = opts.log ?? (() => undefined);
   }
 
@@ -149,6 +160,13 @@ export class CairnFs {
   }
 
   async getattr(path: string, caller?: Caller): Promise<Stat> {
+    const changed = this.changedDirs.get(path);
+    if (changed !== undefined) {
+      this.changedDirs.delete(path);
+      // The kernel drops a directory's attributes after each create or unlink in it and asks
+      // again before the next lookup there: the change's own answer, if recent, is that answer.
+      if (performance.now() - changed.atMs <= this.changedDirAttrMs) return this.toStat(changed.attr, undefined);
+    }
     const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'stat', path, ...this.as(caller) });
     return this.toStat(attr, this.localLength(attr.inodeId));
   }
@@ -172,40 +190,58 @@ export class CairnFs {
     return this.meta.query<string>('meta.query', { op: 'readlink', path, ...this.as(caller) });
   }
 
+  /** What the masters answered for a directory after a create or unlink in it (see getattr). */
+  private dirChanged(path: string, attr: InodeAttr | undefined): void {
+    if (attr === undefined || this.changedDirAttrMs === 0) return;
+    this.changedDirs.set(path.slice(0, path.lastIndexOf('/')) || '/', { attr, atMs: performance.now() });
+  }
+
+  /** Runs a change that may alter directories' attributes: none answers from a change before it. */
+  private async changingDirs<T>(change: () => Promise<T>): Promise<T> {
+    this.changedDirs.clear();
+    try {
+      return await change();
+    } finally {
+      this.changedDirs.clear();
+    }
+  }
+
   async mkdir(path: string, mode: number, caller?: Caller): Promise<void> {
-    await this.meta.mutate('meta.mutate', { op: 'mkdir', path, mode: mode & 0o7777, ...this.ownerFor(caller), parents: false, ...this.as(caller) });
+    await this.changingDirs(() => this.meta.mutate('meta.mutate', { op: 'mkdir', path, mode: mode & 0o7777, ...this.ownerFor(caller), parents: false, ...this.as(caller) }));
   }
 
   async rmdir(path: string, caller?: Caller): Promise<void> {
-    await this.meta.mutate('meta.mutate', { op: 'rmdir', path, ...this.as(caller) });
+    await this.changingDirs(() => this.meta.mutate('meta.mutate', { op: 'rmdir', path, ...this.as(caller) }));
   }
 
   async unlink(path: string, caller?: Caller): Promise<void> {
-    await this.meta.mutate('meta.mutate', { op: 'unlink', path, ...this.as(caller) });
+    const gone = await this.meta.mutate<UnlinkValue>('meta.mutate', { op: 'unlink', path, ...this.as(caller) });
+    this.dirChanged(path, gone.parent);
   }
 
   /** Replaces what is at `to` (libfuse 2 passes no rename flags: no RENAME_NOREPLACE or EXCHANGE). */
   async rename(from: string, to: string, caller?: Caller): Promise<void> {
-    await this.meta.mutate('meta.mutate', { op: 'rename', from, to, ...this.as(caller) });
+    await this.changingDirs(() => this.meta.mutate('meta.mutate', { op: 'rename', from, to, ...this.as(caller) }));
     for (const h of this.handles.values()) if (h.path === from) h.path = to;
   }
 
   async symlink(target: string, path: string, caller?: Caller): Promise<void> {
-    await this.meta.mutate('meta.mutate', { op: 'symlink', path, target, ...this.ownerFor(caller), ...this.as(caller) });
+    await this.changingDirs(() => this.meta.mutate('meta.mutate', { op: 'symlink', path, target, ...this.ownerFor(caller), ...this.as(caller) }));
   }
 
   /** FIFOs, sockets and device nodes: names with attributes (the kernel serves them when opened). */
   async mknod(path: string, mode: number, rdev: number, caller?: Caller): Promise<void> {
     const type = specialTypeOf.get(mode & typeMask);
     if (type === undefined) throw new MetaError(FsErrorCode.EINVAL, `mknod of a type cairn does not store (mode ${(mode & typeMask).toString(8)})`, { errno: 'EPERM' });
-    await this.meta.mutate('meta.mutate', { op: 'mknod', path, type, mode: mode & 0o7777, ...this.ownerFor(caller), rdev: isDeviceType(type) ? rdev : 0, ...this.as(caller) });
+    await this.changingDirs(() => this.meta.mutate('meta.mutate', { op: 'mknod', path, type, mode: mode & 0o7777, ...this.ownerFor(caller), rdev: isDeviceType(type) ? rdev : 0, ...this.as(caller) }));
   }
 
   async link(existing: string, path: string, caller?: Caller): Promise<void> {
-    await this.meta.mutate('meta.mutate', { op: 'link', existing, path, ...this.as(caller) });
+    await this.changingDirs(() => this.meta.mutate('meta.mutate', { op: 'link', existing, path, ...this.as(caller) }));
   }
 
   async chmod(path: string, mode: number, caller?: Caller): Promise<void> {
+    this.changedDirs.delete(path); // the kernel holds the inode's lock: no change in it runs meanwhile
     try {
       await this.meta.mutate('meta.mutate', { op: 'setattr', path, mode: mode & 0o7777, ...this.as(caller) });
     } catch (err) {
@@ -221,6 +257,7 @@ export class CairnFs {
 
   /** uid or gid of -1 (as 2^32 - 1 from the kernel) leaves that one unchanged. */
   async chown(path: string, uid: number, gid: number, caller?: Caller): Promise<void> {
+    this.changedDirs.delete(path);
     const keep = (id: number): boolean => id === -1 || id === 0xffff_ffff;
     if (keep(uid) && keep(gid)) return;
     await this.meta.mutate('meta.mutate', { op: 'setattr', path, ...(keep(uid) ? {} : { uid }), ...(keep(gid) ? {} : { gid }), ...this.as(caller) });
@@ -234,6 +271,7 @@ export class CairnFs {
    * now is taken for touch by a writer and set to the masters' clock (both times, then).
    */
   async utimens(path: string, atime: UtimeMs, mtime: UtimeMs, caller?: Caller): Promise<void> {
+    this.changedDirs.delete(path);
     if (atime === 'omit' && mtime === 'omit') return;
     // Writes this mount holds for the file are committed first: their commit sets the times to
     // now, which would undo these (tar and cp -p set them on the open file before closing it).
@@ -276,6 +314,7 @@ export class CairnFs {
   /** O_CREAT (the kernel found no entry): creates the file and opens it for writing, in one step. */
   async create(path: string, mode: number, caller?: Caller): Promise<number> {
     const made = await this.meta.mutate<CreateValue>('meta.mutate', { op: 'create', path, mode: mode & 0o7777, ...this.ownerFor(caller), exclusive: false, openSession: true, ...this.as(caller) });
+    this.dirChanged(path, made.parent);
     const fd = this.addWriteHandle(path, made.sessionId!, made.inode);
     // libfuse asks for the new file's attributes at once: they are these.
     this.handles.get(fd)!.createdAttr = made.inode;
@@ -445,6 +484,7 @@ export class CairnFs {
 
   /** `value` is the kernel's buffer, valid only until this returns: it is copied. */
   async setxattr(path: string, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
+    this.changedDirs.delete(path);
     if (!name.startsWith(xattrNamePrefix)) throw new MetaError(FsErrorCode.EINVAL, `only user.* extended attributes are kept, not ${name}`, { errno: 'EOPNOTSUPP' });
     await this.meta.mutate('meta.mutate', { op: 'setxattr', path, name, value: Buffer.from(value), flags: flags & 3, ...this.as(caller) });
   }
@@ -454,6 +494,7 @@ export class CairnFs {
   }
 
   async removexattr(path: string, name: string, caller?: Caller): Promise<void> {
+    this.changedDirs.delete(path);
     if (!name.startsWith(xattrNamePrefix)) throw new MetaError(FsErrorCode.ENODATA, `no extended attribute ${name}`);
     await this.meta.mutate('meta.mutate', { op: 'removexattr', path, name, ...this.as(caller) });
   }

@@ -239,6 +239,8 @@ export interface UnlinkValue {
   nlink: number;
   /** The file's chunks are now on the pending GC list. */
   pendingGc: boolean;
+  /** The directory the name was in, as this change left it (a mount answers the kernel's next getattr of it). */
+  parent?: InodeAttr;
 }
 
 export interface CreateValue {
@@ -247,6 +249,8 @@ export interface CreateValue {
   created: boolean;
   /** With `openSession`: the write session opened on the file in the same step. */
   sessionId?: string;
+  /** The directory the file is in, as this step left it. */
+  parent?: InodeAttr;
 }
 
 export interface RenameValue {

@@ -308,11 +308,11 @@ export function create(t: MetaTables, cmd: CreateCommand): Result<'create'> {
     const existing = inodeOf(t, existingId);
     if (existing.type === 'dir') return fail(FsErrorCode.EISDIR, `'${cmd.path}' is a directory`);
     if (cmd.exclusive || existing.type !== 'file') return fail(FsErrorCode.EEXIST, `'${cmd.path}' exists`);
-    if (cmd.openSession !== true) return ok({ inode: attrOf(existing), created: false });
+    if (cmd.openSession !== true) return ok({ inode: attrOf(existing), created: false, parent: attrOf(at.parent) });
     const denied = accessDenied(cmd.caller, existing, Access.Write, cmd.path);
     if (denied !== undefined) return denied;
     const session = startSession(t, existing, cmd);
-    return isFail(session) ? session : ok({ inode: attrOf(existing), created: false, sessionId: session });
+    return isFail(session) ? session : ok({ inode: attrOf(existing), created: false, sessionId: session, parent: attrOf(at.parent) });
   }
   const denied = changeDenied(cmd.caller, at.parent, cmd.path);
   if (denied !== undefined) return denied;
@@ -325,10 +325,10 @@ export function create(t: MetaTables, cmd: CreateCommand): Result<'create'> {
   inode.layout = layoutFor(t, inode.id, cmd.layout);
   insertInode(t, inode);
   addEntry(t, at.parent, at.name, inode, cmd.nowMs);
-  if (cmd.openSession !== true) return ok({ inode: attrOf(inode), created: true });
+  if (cmd.openSession !== true) return ok({ inode: attrOf(inode), created: true, parent: attrOf(at.parent) });
   const session = startSession(t, inode, cmd);
   assert(!isFail(session), 'a session refused after its check');
-  return ok({ inode: attrOf(inode), created: true, sessionId: session });
+  return ok({ inode: attrOf(inode), created: true, sessionId: session, parent: attrOf(at.parent) });
 }
 
 export function unlink(t: MetaTables, cmd: UnlinkCommand): Result<'unlink'> {
@@ -342,7 +342,7 @@ export function unlink(t: MetaTables, cmd: UnlinkCommand): Result<'unlink'> {
   if (denied !== undefined) return denied;
   if (inode.type === 'dir') return fail(FsErrorCode.EISDIR, `'${cmd.path}' is a directory (use rmdir)`);
   removeEntry(t, at.parent, at.name, inode, cmd.nowMs);
-  return ok(dropLink(t, inode, cmd.nowMs));
+  return ok({ ...dropLink(t, inode, cmd.nowMs), parent: attrOf(at.parent) });
 }
 
 export function rmdir(t: MetaTables, cmd: RmdirCommand): Result<'rmdir'> {

@@ -141,7 +141,7 @@ test('mknod makes FIFOs, sockets and device nodes: names with attributes and no 
   fs.fails({ op: 'setattr', path: '/d/p', sizeBytes: 1 }, 'EINVAL');
   fs.ok({ op: 'link', existing: '/d/b', path: '/d/b2' });
   assert.equal(fs.ok({ op: 'unlink', path: '/d/b' }).nlink, 1);
-  assert.deepEqual(fs.ok({ op: 'unlink', path: '/d/b2' }), { inodeId: dev.inodeId, nlink: 0, pendingGc: false });
+  assert.deepEqual(fs.ok({ op: 'unlink', path: '/d/b2' }), { inodeId: dev.inodeId, nlink: 0, pendingGc: false, parent: fs.stat('/d') });
   assert.equal(fs.state.statInode(dev.inodeId).ok, false);
   fs.ok({ op: 'rename', from: '/d/p', to: '/d/p2' });
   assert.deepEqual(fs.names('/d'), ['p2', 's']);
@@ -155,7 +155,7 @@ test('unlink removes files and symlinks; a file goes to the pending GC list', ()
   fs.ok({ op: 'setattr', path: '/d/f', sizeBytes: 5000 });
   fs.ok({ op: 'symlink', path: '/d/s', target: '/d/f', uid: 0, gid: 0 });
   const r = fs.ok({ op: 'unlink', path: '/d/f' });
-  assert.deepEqual(r, { inodeId: f.inodeId, nlink: 0, pendingGc: true });
+  assert.deepEqual(r, { inodeId: f.inodeId, nlink: 0, pendingGc: true, parent: fs.stat('/d') });
   assert.equal(fs.statCode('/d/f'), 'ENOENT');
   assert.equal(fs.state.statInode(f.inodeId).ok, false);
   assert.deepEqual(fs.state.pendingGc(10), [{ inodeId: f.inodeId, layout: f.layout, chunks: [], sizeBytes: 5000, deletedMs: fs.nowMs }]);
@@ -206,7 +206,7 @@ test('hard links share one inode and count their names in nlink; directories can
   assert.equal(fs.stat('/a/f').nlink, 3);
   fs.ok({ op: 'setattr', path: '/a/h', sizeBytes: 10 });
   assert.equal(fs.stat('/b/g').sizeBytes, 10, 'every name sees the one inode');
-  assert.deepEqual(fs.ok({ op: 'unlink', path: '/a/f' }), { inodeId: f.inodeId, nlink: 2, pendingGc: false });
+  assert.deepEqual(fs.ok({ op: 'unlink', path: '/a/f' }), { inodeId: f.inodeId, nlink: 2, pendingGc: false, parent: fs.stat('/a') });
   assert.equal(fs.ok({ op: 'unlink', path: '/b/g' }).nlink, 1);
   assert.equal(fs.stat('/a/h').nlink, 1);
   assert.equal(fs.state.statfs().files, 1);
@@ -311,7 +311,7 @@ test('a file unlinked while open stays as an orphan until its last session close
   const f = fs.create('/f');
   fs.ok({ op: 'openSession', path: '/f', sessionId: 'a', truncate: false });
   fs.ok({ op: 'openSession', path: '/f', sessionId: 'b', truncate: false });
-  assert.deepEqual(fs.ok({ op: 'unlink', path: '/f' }), { inodeId: f.inodeId, nlink: 0, pendingGc: false });
+  assert.deepEqual(fs.ok({ op: 'unlink', path: '/f' }), { inodeId: f.inodeId, nlink: 0, pendingGc: false, parent: fs.stat('/') });
   assert.equal(fs.statCode('/f'), 'ENOENT');
   const orphan = fs.state.statInode(f.inodeId);
   assert.ok(orphan.ok);
