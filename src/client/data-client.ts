@@ -16,6 +16,7 @@ import type { RoutingInfo } from '../meta/namespace-state.ts';
 import { Routing } from '../meta/routing.ts';
 import { chainOfChunk, chunksByChain, fileChains } from '../placement/index.ts';
 import { RpcErrorCode } from '../rpc/errors.ts';
+import { payloadByteLength, type Payload } from '../rpc/frame.ts';
 import { WorkerErrorCode } from '../worker/errors.ts';
 import { MasterWorkerMethod, removeChunksMax, WorkerMethod, type ReadReply, type ReadRequest, type WriteRequest } from '../worker/protocol.ts';
 import type { MasterCalls } from './master-calls.ts';
@@ -119,19 +120,25 @@ export class DataClient {
    * Writes `data` at `offset` of chunk `index` through its chain's head; resolves once every member
    * has it on disk. Writes to overlapping bytes of a chunk reach the head in the order they were
    * made: a later one waits for an earlier one still in flight, whose retry (after a chain change)
-   * would otherwise land after it and bring back the bytes it replaced.
+   * would otherwise land after it and bring back the bytes it replaced. `data` may come in pieces,
+   * which go out one after another as the write's payload, never joined into one buffer here.
    */
-  async writeChunk(layout: Layout, inodeId: number, index: number, offset: number, data: Uint8Array): Promise<void> {
-    const checksum = crc32c(data);
+  async writeChunk(layout: Layout, inodeId: number, index: number, offset: number, data: Payload): Promise<void> {
+    let checksum: number;
+    if (!Array.isArray(data)) checksum = crc32c(data as Uint8Array);
+    else {
+      checksum = crc32c(new Uint8Array(0));
+      for (const piece of data as readonly Uint8Array[]) checksum = crc32c(piece as Buffer, checksum);
+    }
     // One id for every attempt: a head that already applied this write answers without applying it twice.
     const writeId = this.newWriteId();
-    await this.inOrder(inodeId, index, offset, offset + data.byteLength, () =>
+    await this.inOrder(inodeId, index, offset, offset + payloadByteLength(data), () =>
       this.atHead(`write of chunk ${index} of inode ${inodeId}`, layout, { inodeId, index, offset, crc32c: checksum, writeId }, data),
     );
   }
 
   /** Sends a write (or truncate) of one chunk to its chain's head at the current chain version, retried through chain changes. */
-  private atHead(what: string, layout: Layout, write: Omit<WriteRequest, 'chainId' | 'chainVersion'>, payload?: Uint8Array): Promise<void> {
+  private atHead(what: string, layout: Layout, write: Omit<WriteRequest, 'chainId' | 'chainVersion'>, payload?: Payload): Promise<void> {
     return this.retrying(what, async (routing) => {
       const chainId = this.chainOf(routing, layout, write.index);
       const head = routing.writeMembers(chainId)[0];

@@ -45,7 +45,10 @@ export class FileWriter {
     this.bytesMax = Math.max(opts.streamBytesMax ?? streamBytesMaxDefault, file.layout.chunkSizeBytes);
   }
 
-  /** Writes `data` at `offset` (the bytes are copied only when they join a partly gathered chunk). */
+  /**
+   * Writes `data` at `offset`. The bytes are never copied: the pieces of a chunk go to the workers
+   * as they were given, so `data` must stay unchanged until flush() resolves.
+   */
   async write(data: Uint8Array, offset: number): Promise<void> {
     this.check();
     for (const piece of chunkRange(this.file.layout, offset, data.length)) {
@@ -75,15 +78,16 @@ export class FileWriter {
     this.gather = undefined;
     while (this.inflightBytes + g.bytes > this.bytesMax && this.inflight.size > 0) await new Promise<void>((r) => this.waiters.push(r));
     this.check();
-    const data = g.parts.length === 1 ? g.parts[0] : Buffer.concat(g.parts);
-    this.inflightBytes += data.length;
+    // The pieces go out as they came (the HTTP body's or the kernel's buffers), not joined.
+    const data = g.parts.length === 1 ? g.parts[0] : g.parts;
+    this.inflightBytes += g.bytes;
     const p = this.client
       .writeChunk(this.file.layout, this.file.inodeId, g.index, g.start, data)
       .catch((err: unknown) => {
         this.failure ??= err;
       })
       .finally(() => {
-        this.inflightBytes -= data.length;
+        this.inflightBytes -= g.bytes;
         this.inflight.delete(p);
         for (const w of this.waiters.splice(0)) w();
       });

@@ -5,7 +5,7 @@ import { clientProof, isNonce, newNonce, proofMatches, serverProof } from './aut
 import { isPlainObject } from '../plain-object.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
 import { FramedSocket } from './framed-socket.ts';
-import { decodeBody, encodeBody, encodeHeader, type Frame, type Header, type ReceivePool } from './frame.ts';
+import { decodeBody, encodeBody, encodeHeader, type Frame, type Header, type Payload, type ReceivePool } from './frame.ts';
 import { protocolVersion } from './limits.ts';
 
 export interface ConnectionEvents {
@@ -66,7 +66,7 @@ export class ClientConnection {
     return this.framed.backlogBytes;
   }
 
-  send(h: Header, body: Buffer, payload: Uint8Array | undefined): void {
+  send(h: Header, body: Buffer, payload: Payload | undefined): void {
     this.framed.send(encodeHeader(h), body, payload);
   }
 

@@ -4,7 +4,7 @@
 import { parseAddress } from '../address.ts';
 import { ClientConnection, type ConnectionTarget } from './client-connection.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
-import { decodeBody, encodeBody, frameBytes, requestHeaderOverheadBytes, type Frame } from './frame.ts';
+import { decodeBody, encodeBody, frameBytes, payloadByteLength, requestHeaderOverheadBytes, type Frame, type Payload } from './frame.ts';
 import { connectTimeoutMsDefault, frameBytesMaxDefault, pooledResponseBytesMin, handshakeFrameBytesMax, inflightMaxDefault, methodLengthMax, reconnectBackoffMsDefault, sendBacklogBytesMaxDefault, timeoutMsDefault, timeoutMsMax } from './limits.ts';
 import { checkPositiveInt, checkSecret } from './options.ts';
 import type { RpcMetrics } from './metrics.ts';
@@ -29,7 +29,7 @@ export interface RpcClientOptions {
 }
 
 export interface CallOptions {
-  payload?: Uint8Array;
+  payload?: Payload;
   timeoutMs?: number;
   signal?: AbortSignal;
 }
@@ -51,7 +51,7 @@ interface PendingCall {
   method: string;
   /** Dropped once written, so a large request is not held while its response is awaited. */
   body: Buffer;
-  payload: Uint8Array | undefined;
+  payload: Payload | undefined;
   timeoutMs: number;
   deadlineMs: number;
   timer: NodeJS.Timeout | undefined;
@@ -201,7 +201,7 @@ export class RpcClient {
   }
 
   /** Checks the method name and the frame size, and encodes the body. */
-  private encodeRequest(method: string, body: unknown, payload: Uint8Array | undefined): { encoded: Buffer; payload: Uint8Array | undefined } {
+  private encodeRequest<P extends Payload>(method: string, body: unknown, payload: P | undefined): { encoded: Buffer; payload: P | undefined } {
     if (typeof method !== 'string' || method.length === 0 || method.length > methodLengthMax) {
       throw new RpcError(RpcErrorCode.BadRequest, `method names are 1..${methodLengthMax} characters`);
     }
@@ -211,7 +211,7 @@ export class RpcClient {
     } catch (err) {
       throw new RpcError(RpcErrorCode.BadRequest, `${method}: body cannot be encoded: ${(err as Error).message}`);
     }
-    const payloadBytes = payload?.byteLength ?? 0;
+    const payloadBytes = payloadByteLength(payload);
     const size = frameBytes(requestHeaderOverheadBytes + Buffer.byteLength(method), encoded.length, payloadBytes);
     if (size > this.target.frameBytesMax) {
       throw new RpcError(RpcErrorCode.FrameTooLarge, `${method}: request of about ${size} bytes exceeds frameBytesMax ${this.target.frameBytesMax}`, {

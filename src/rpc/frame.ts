@@ -92,6 +92,21 @@ export function encodeHeader(h: Header): Buffer {
   return packr.pack(m);
 }
 
+/**
+ * A frame's raw bytes: one buffer, or pieces that go out one after another as one payload, never
+ * joined (a client gathers a chunk from the pieces it was given; a receiver sees one buffer).
+ */
+export type Payload = Uint8Array | readonly Uint8Array[];
+
+/** The bytes of a payload, of all its pieces. */
+export function payloadByteLength(payload: Payload | undefined): number {
+  if (payload === undefined) return 0;
+  if (!Array.isArray(payload)) return (payload as Uint8Array).byteLength;
+  let n = 0;
+  for (const piece of payload as readonly Uint8Array[]) n += piece.byteLength;
+  return n;
+}
+
 export function frameBytes(headerBytes: number, bodyBytes: number, payloadBytes: number): number {
   return frameFixedBytes + headerBytes + bodyBytes + payloadBytes;
 }
@@ -100,8 +115,8 @@ export function frameBytes(headerBytes: number, bodyBytes: number, payloadBytes:
  * The buffers to write for one frame, in order. The header (and a small body) are copied into one
  * prefix buffer; a large body and the payload are passed by reference so they are never copied.
  */
-export function frameParts(header: Buffer, body: Buffer, payload: Uint8Array | undefined): Uint8Array[] {
-  const payloadBytes = payload?.byteLength ?? 0;
+export function frameParts(header: Buffer, body: Buffer, payload: Payload | undefined): Uint8Array[] {
+  const payloadBytes = payloadByteLength(payload);
   const inlineBody = body.length <= bodyInlineBytesMax;
   const prefix = Buffer.allocUnsafe(frameFixedBytes + header.length + (inlineBody ? body.length : 0));
   prefix.writeUInt32BE(frameBytes(header.length, body.length, payloadBytes) - lengthBytes, 0);
@@ -114,7 +129,9 @@ export function frameParts(header: Buffer, body: Buffer, payload: Uint8Array | u
   // encoded): a view queued behind a peer that does not read would pin the whole slab, so a body
   // that shares its memory goes out as a copy of its own.
   else parts.push(body.byteLength === body.buffer.byteLength ? body : ownCopy(body));
-  if (payloadBytes > 0) parts.push(payload as Uint8Array);
+  if (payloadBytes === 0) return parts;
+  if (Array.isArray(payload)) for (const piece of payload as readonly Uint8Array[]) parts.push(piece);
+  else parts.push(payload as Uint8Array);
   return parts;
 }
 

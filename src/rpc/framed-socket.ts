@@ -4,7 +4,7 @@
 import net, { type Socket } from 'node:net';
 import { formatAddress } from '../address.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
-import { FrameDecoder, decodeFrame, frameParts, type Frame, type FrameAdmission, type ReceivePool } from './frame.ts';
+import { FrameDecoder, decodeFrame, frameParts, type Frame, type FrameAdmission, type Payload, type ReceivePool } from './frame.ts';
 import { closeLingerMs } from './limits.ts';
 
 export interface FramedSocketEvents {
@@ -132,7 +132,7 @@ export class FramedSocket {
    * system call, not one each; a payload goes out from the caller's buffer, uncopied. `onSent` is
    * called once the frame's buffers are no longer referenced: written to the kernel, or dropped.
    */
-  send(header: Buffer, body: Buffer, payload: Uint8Array | undefined, onSent?: () => void): void {
+  send(header: Buffer, body: Buffer, payload: Payload | undefined, onSent?: () => void): void {
     if (this.closed) {
       onSent?.();
       return;

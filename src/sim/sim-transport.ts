@@ -5,6 +5,7 @@
 import { CairnError, ErrorCode } from '../errors.ts';
 import { RpcError, RpcErrorCode } from '../rpc/errors.ts';
 import type { CallOptions, CallResult } from '../rpc/client.ts';
+import type { Payload } from '../rpc/frame.ts';
 import type { CallContext, Handler } from '../rpc/handler.ts';
 import type { Connection, Transport } from '../io/index.ts';
 import { isReply } from '../rpc/handler.ts';
@@ -97,7 +98,7 @@ export class SimTransport implements Transport {
           const timeoutMs = opts.timeoutMs ?? callTimeoutMsDefault;
           const expire = once<void>(() => reject(new RpcError(RpcErrorCode.Timeout, `${method} to ${address}: no answer within ${timeoutMs} ms`)));
           wire.later(from, timeoutMs, () => expire());
-          run(method, body, opts.payload, once(resolve as (r: CallResult<unknown>) => void), once(reject));
+          run(method, body, joined(opts.payload), once(resolve as (r: CallResult<unknown>) => void), once(reject));
         });
       },
       close() {
@@ -105,4 +106,9 @@ export class SimTransport implements Transport {
       },
     };
   }
+}
+
+/** A payload in pieces arrives as one buffer, as TCP delivers it. */
+function joined(payload: Payload | undefined): Uint8Array | undefined {
+  return Array.isArray(payload) ? Buffer.concat(payload as readonly Uint8Array[]) : (payload as Uint8Array | undefined);
 }

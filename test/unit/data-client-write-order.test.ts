@@ -3,11 +3,15 @@
 // the kernel's writes on without waiting for them, so two overlapping writes are often in flight).
 
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
+import { crc32c } from '@node-rs/crc32';
 import { DataClient } from '../../src/client/data-client.ts';
 import type { MasterCalls } from '../../src/client/master-calls.ts';
 import type { Connection } from '../../src/io/index.ts';
 import type { CallResult } from '../../src/rpc/index.ts';
+import { payloadByteLength, type Payload } from '../../src/rpc/frame.ts';
+import { FileWriter } from '../../src/client/file-io.ts';
 import { systemClock } from '../../src/io/system-clock.ts';
 import { TargetState, type Layout } from '../../src/meta/commands.ts';
 import type { RoutingInfo } from '../../src/meta/namespace-state.ts';
@@ -66,4 +70,32 @@ test('a truncate waits for the writes before it past its cut, and a write after 
   await Promise.all([write, truncate, after]);
   assert.deepEqual(applied, ['write 16', 'truncate 12', 'write 14']);
   assert.equal(chunk.toString('latin1', 12, 24).replaceAll('\0', '.'), '..bb........');
+});
+
+test('a chunk gathered from pieces goes out as those pieces, unjoined, with the CRC32C of their bytes together', async () => {
+  const sent: { crc: number; payload: Payload }[] = [];
+  const master = { query: async () => routing } as unknown as MasterCalls;
+  const connect = (): Connection => ({
+    call: async <T>(_method: string, body: unknown, opts?: { payload?: Payload }): Promise<CallResult<T>> => {
+      sent.push({ crc: (body as WriteRequest).crc32c, payload: opts!.payload! });
+      return { body: { commitVersion: 1, lengthBytes: 1024, crc32c: 0 } as T, payload: undefined };
+    },
+    notify: () => undefined,
+    close: () => undefined,
+  });
+  const data = new DataClient({ master, connect, clock: systemClock, retryDeadlineMs: 5_000 });
+  const writer = new FileWriter(data, { inodeId: 7, layout, chunks: null });
+  const pieces = [randomBytes(100), randomBytes(400), randomBytes(524), randomBytes(30)];
+  let at = 0;
+  for (const p of pieces) {
+    await writer.write(p, at);
+    at += p.length;
+  }
+  await writer.flush();
+  assert.equal(sent.length, 2, 'a whole chunk of 1024 bytes, then the 30 after it');
+  sent.sort((a, b) => payloadByteLength(b.payload) - payloadByteLength(a.payload));
+  assert.ok(Array.isArray(sent[0].payload), 'the first chunk as its three pieces');
+  assert.deepEqual(sent[0].payload, pieces.slice(0, 3), 'the caller\'s own buffers');
+  assert.equal(sent[0].crc, crc32c(Buffer.concat(pieces.slice(0, 3))));
+  assert.equal(sent[1].crc, crc32c(pieces[3]));
 });

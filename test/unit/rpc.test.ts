@@ -122,6 +122,17 @@ test('round trip: a body and a 4 MiB payload come back byte for byte', async (t)
   assert.deepEqual(await c.call('echo', undefined), { body: undefined, payload: undefined });
 });
 
+test('a payload in pieces arrives as one, in order; its size counts every piece against frameBytesMax', async (t) => {
+  const { address } = await startServer(t);
+  const c = client(t, address);
+  const pieces = [randomBytes(65_536), randomBytes(1), Buffer.alloc(0), randomBytes(300_000)];
+  const res = await c.call('echo', { n: 1 }, { payload: pieces });
+  assert.ok(res.payload !== undefined && res.payload.equals(Buffer.concat(pieces)));
+  const small = new RpcClient(address, { frameBytesMax: 100_000 });
+  t.after(() => small.close());
+  await assert.rejects(small.call('echo', {}, { payload: [randomBytes(60_000), randomBytes(60_000)] }), (err: RpcError) => err.code === RpcErrorCode.FrameTooLarge);
+});
+
 test('a plain { body, payload } object is a body: only reply() sends a raw payload', async (t) => {
   const { server, address } = await startServer(t);
   server.handle('plain', async () => ({ body: 1, payload: new Uint8Array([9]) }));
