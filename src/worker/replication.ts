@@ -64,9 +64,11 @@ export const replicaLimitsDefault = {
 /**
  * The data path's rules the simulator can switch off (docs/data-path-sim.md): a member that commits
  * and answers before its successor did, a non-tail replica that serves its committed version while
- * it holds a pending one, and a resync that leaves a chunk the target holds at an older version.
+ * it holds a pending one, a resync that leaves a chunk the target holds at an older version, a
+ * forward before the pending name is durable, a demoted head that commits as the tail, and a
+ * target whose fsync failed that still serves reads.
  */
-export const replicaBugNames = ['ack-before-tail-commit', 'serve-pending-as-clean', 'resync-skip-stale', 'forward-unsynced-name', 'demoted-member-commits'] as const;
+export const replicaBugNames = ['ack-before-tail-commit', 'serve-pending-as-clean', 'resync-skip-stale', 'forward-unsynced-name', 'demoted-member-commits', 'read-failed-target'] as const;
 export type ReplicaBug = (typeof replicaBugNames)[number];
 
 const emptyPayload = new Uint8Array(0);
@@ -89,6 +91,7 @@ export class ChainReplica {
   private readonly servePending: boolean;
   private readonly forwardUnsyncedName: boolean;
   private readonly demotedCommits: boolean;
+  private readonly readFailedTarget: boolean;
   private readonly readBuffers = new BufferPool({ idleBytesMax: readBuffersIdleBytesMax, classBytesMax: payloadBytesMax });
   private readonly readBytesMax: number;
   /** Bytes of read buffers lent to replies not yet handed to the socket. */
@@ -105,6 +108,7 @@ export class ChainReplica {
     this.servePending = host.bugs?.has('serve-pending-as-clean') === true;
     this.forwardUnsyncedName = host.bugs?.has('forward-unsynced-name') === true;
     this.demotedCommits = host.bugs?.has('demoted-member-commits') === true;
+    this.readFailedTarget = host.bugs?.has('read-failed-target') === true;
   }
 
   // ---- writes ----------------------------------------------------------------------------------
@@ -488,9 +492,13 @@ export class ChainReplica {
     const mine = chain.targetIds
       .map((id) => routing.target(id))
       .filter((t): t is TargetInfo => t !== undefined && this.host.store(t.targetId) !== undefined && (call.targetId === undefined || t.targetId === call.targetId));
-    const me = mine.find((t) => allowed.includes(t.state));
+    // A target whose fsync failed reports itself offline, and the masters take it off its chain at
+    // once, before this worker's routing says so: writes may already go on without it, so from the
+    // failure on it serves no reads either (it could be missing any of them).
+    const usable = (t: TargetInfo): boolean => allowed.includes(t.state) && !(kind === 'read' && !this.readFailedTarget && this.host.store(t.targetId)!.failed);
+    const me = mine.find(usable);
     if (me === undefined) {
-      const states = mine.map((t) => `target ${t.targetId} is ${t.state}`).join(', ');
+      const states = mine.map((t) => `target ${t.targetId} is ${t.state}${this.host.store(t.targetId)!.failed ? ' (its disk failed an fsync)' : ''}`).join(', ');
       throw new WorkerError(WorkerErrorCode.TargetUnavailable, `this worker has no target of chain ${call.chainId} that takes a ${kind}${states === '' ? '' : ` (${states})`}`);
     }
     return { me, store: this.host.store(me.targetId)! };
