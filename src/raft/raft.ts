@@ -192,7 +192,7 @@ export class Raft {
   private readStates: ReadState[] = [];
   private prevHardState: HardState;
   private prevSoftState: SoftState;
-  private inFlightReady: { lastIndex: number; lastTerm: number; applied: number; snapshot: boolean } | undefined;
+  private inFlightReady: { lastIndex: number; lastTerm: number; applied: number; snapshot: boolean; voteChanged: boolean } | undefined;
 
   constructor(config: RaftConfig, restored?: RestoredState) {
     this.id = config.id;
@@ -397,10 +397,31 @@ export class Raft {
       lastTerm: last?.term ?? 0,
       applied: committed.length > 0 ? committed[committed.length - 1].index : 0,
       snapshot: snapshot !== undefined,
+      voteChanged,
     };
     this.prevHardState = hs;
     this.prevSoftState = ss;
     return rd;
+  }
+
+  /**
+   * What a read barrier waits for, taken out of the next Ready to be handled at once, even while a
+   * Ready's write is in flight: heartbeats (a leader's, with a round for the reads since the last
+   * one), their answers (a follower's), and the reads they confirmed. They say only "term T,
+   * leader L", so a read need not wait for anyone's fsync. Nothing is taken while this node's term
+   * or vote is not yet durable (changed since the last Ready, or by the Ready being written).
+   */
+  takeReadPath(): { messages: Message[]; readStates: ReadState[] } {
+    const none = { messages: [], readStates: [] };
+    if (this.term !== this.prevHardState.term || this.vote !== this.prevHardState.vote || this.inFlightReady?.voteChanged === true) return none;
+    const kind = this.role === Role.Leader ? MessageType.Heartbeat : MessageType.HeartbeatResp;
+    if (this.role === Role.Leader && this.readOnly.needsBroadcast()) this.bcastHeartbeat(); // reads since the last round
+    const readStates = this.readStates;
+    this.readStates = [];
+    if (!this.msgs.some((m) => m.type === kind)) return { messages: [], readStates };
+    const messages = this.msgs.filter((m) => m.type === kind);
+    this.msgs = this.msgs.filter((m) => m.type !== kind);
+    return { messages, readStates };
   }
 
   /** The driver has persisted, sent and applied the last Ready. */

@@ -1247,3 +1247,48 @@ test('an empty snapshot is streamed too: one chunk of no bytes', () => {
   assert.equal(c.node(3).log.snapshot?.data.byteLength, 0);
   assert.equal(c.node(3).status().applied, 6);
 });
+
+test('a follower answers a heartbeat at once while its Ready is being written, unless its term is not yet durable', () => {
+  const r = new Raft({ id: 3, voters: [], rand: () => 0 }, { hardState: { term: 2, vote: 1, commit: 3 }, entries: founders });
+  r.step({ type: MessageType.App, from: 1, to: 3, term: 2, index: 3, logTerm: 1, commit: 3, entries: [emptyEntry(4, 2)] });
+  const writing = r.ready();
+  assert.equal(writing.entries.length, 1, 'entry 4 is being written');
+  r.step({ type: MessageType.Heartbeat, from: 1, to: 3, term: 2, commit: 3, readSeq: 7, hbTick: 5 });
+  assert.deepEqual(r.takeReadPath().messages.map((m) => [m.type, m.to, m.term, m.readSeq]), [[MessageType.HeartbeatResp, 1, 2, 7]]);
+  assert.deepEqual(r.takeReadPath().messages, [], 'taken once');
+  r.advance();
+  assert.ok(!r.ready().messages.some((m) => m.type === MessageType.HeartbeatResp), 'not sent again after the write');
+  r.advance();
+  // A heartbeat of a new term: the term must be written before the answer that vouches for it.
+  r.step({ type: MessageType.Heartbeat, from: 2, to: 3, term: 3, commit: 3, readSeq: 1, hbTick: 9 });
+  assert.deepEqual(r.takeReadPath().messages, []);
+  const next = r.ready();
+  assert.ok(next.mustSync && next.hardState?.term === 3);
+  assert.deepEqual(next.messages.map((m) => m.type), [MessageType.HeartbeatResp], 'it goes after the write');
+  r.step({ type: MessageType.Heartbeat, from: 2, to: 3, term: 3, commit: 3, readSeq: 2, hbTick: 10 });
+  assert.deepEqual(r.takeReadPath().messages, [], 'nor while the Ready with the new term is being written');
+  r.advance();
+  assert.equal(r.takeReadPath().messages.length, 1, 'once it is written');
+});
+
+test('a leader sends the heartbeats of a read at once while its Ready is being written, and confirms the read on their answers', () => {
+  const c = new Cluster(3);
+  c.elect(1);
+  const leader = c.node(1);
+  leader.propose(bytes('x'));
+  const writing = leader.ready();
+  assert.equal(writing.entries.length, 1);
+  leader.readIndex(bytes('r'));
+  const heartbeats = leader.takeReadPath().messages;
+  assert.deepEqual(heartbeats.map((m) => [m.type, m.to]).sort(), [[MessageType.Heartbeat, 2], [MessageType.Heartbeat, 3]]);
+  for (const m of heartbeats) {
+    const follower = c.node(m.to);
+    follower.step(m);
+    for (const answer of follower.takeReadPath().messages) leader.step(answer);
+  }
+  assert.deepEqual(leader.takeReadPath().readStates.map((s) => text(s.context)), ['r'], 'confirmed by the answers, before the write ends');
+  leader.advance();
+  const rd = leader.ready();
+  assert.deepEqual(rd.readStates, [], 'not handed out twice');
+  assert.ok(!rd.messages.some((m) => m.type === MessageType.Heartbeat), 'nor its heartbeats sent twice');
+});

@@ -66,6 +66,8 @@ export class RaftDriver {
   /** With the bug 'apply-before-commit': the last entry applied as soon as it was appended. */
   private appliedEarly = 0;
   private cycling = false;
+  /** A turn of the read path is queued for the end of this turn of the event loop (see kick). */
+  private readPathQueued = false;
   /** The newest hard state not yet written (commit-only Readies are not synced on their own). */
   private hardStateUnsaved: HardState | undefined;
   /** Work that must see no Ready in flight (see betweenCycles). */
@@ -143,7 +145,23 @@ export class RaftDriver {
 
   /** Runs ready cycles until the core has nothing more; one at a time. */
   kick(): void {
-    if (this.cycling || this.stopped || this.failed) return;
+    if (this.stopped || this.failed) return;
+    if (this.cycling) {
+      // A Ready is being written: reads need not wait for it (heartbeats, their answers, the
+      // reads they confirm). Once per turn of the event loop, so that reads arriving together
+      // share one heartbeat round.
+      if (!this.readPathQueued) {
+        this.readPathQueued = true;
+        queueMicrotask(() => {
+          this.readPathQueued = false;
+          if (!this.cycling || this.stopped || this.failed) return;
+          const { messages, readStates } = this.raft.takeReadPath();
+          for (const m of messages) this.opts.send(m);
+          for (const r of readStates) this.opts.onReadState?.(r);
+        });
+      }
+      return;
+    }
     this.cycling = true;
     this.cycleDone = this.cycle()
       .catch((err: unknown) => {
