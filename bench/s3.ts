@@ -1,7 +1,7 @@
 // The S3 gateway under load: PUT and GET of 1 MiB and 64 MiB objects with 1 and 16 clients, and
-// 4 KiB objects (PUT, GET, HEAD, LIST) with 16 clients, beside the native client (putFile and
-// getFile) moving the same bytes with the same concurrency in the same run: the gateway's
-// overhead. A local cluster (3 masters, 3 workers with 2 targets each, replication 3) and one
+// 4 KiB objects (PUT, GET, HEAD, LIST) with 16 clients, beside the native client (putFile, and a
+// FileReader whose chunk reads land in a pool, as the gateway's do) moving the same bytes with the
+// same concurrency in the same run: the gateway's overhead. A local cluster (3 masters, 3 workers with 2 targets each, replication 3) and one
 // gateway process, all on this machine.
 //
 // Large objects are moved by two S3 clients: curl (its own SigV4 signing, one process per client,
@@ -18,8 +18,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { DataClient, getFile, MasterClient, putFile } from '../src/client/index.ts';
-import { readLocalCluster } from '../src/cli/cluster-target.ts';
+import { DataClient, FileReader, fileRef, MasterClient, putFile } from '../src/client/index.ts';
+import type { InodeAttr } from '../src/meta/index.ts';
+import { readLocalCluster, receiveBufferPool } from '../src/cli/cluster-target.ts';
 import { localDown, localUp, startLocalS3, type LocalS3 } from '../src/cli/local.ts';
 import { systemClock } from '../src/io/system-clock.ts';
 import { rootCaller } from '../src/meta/index.ts';
@@ -83,8 +84,9 @@ export async function run(args: string[]): Promise<void> {
             put: { ms: await timed(clients, per, (c, i) => putFile(native.meta, native.data, `/bench/n${sizeMiB}-${round}-${c}-${i}`, [body]).then(() => undefined)), cores: 0 },
             get: {
               ms: await timed(clients, per, async (c, i) => {
-                const { chunks } = await getFile(native.meta, native.data, `/bench/n${sizeMiB}-${round}-${c}-${i}`);
-                for await (const _ of chunks);
+                const p = `/bench/n${sizeMiB}-${round}-${c}-${i}`;
+                const attr = await native.meta.query<InodeAttr>('meta.query', { op: 'open', path: p });
+                for await (const piece of new FileReader(native.data, fileRef(attr, p), attr.sizeBytes).lend()) piece.release();
               }),
               cores: 0,
             },
@@ -208,7 +210,9 @@ async function timed(clients: number, per: number, op: (c: number, i: number) =>
 function nativeClients(clusterDir: string): { meta: MasterClient; data: DataClient; close(): void } {
   const cluster = readLocalCluster(clusterDir)!;
   const meta = new MasterClient({ masters: cluster.processes.filter((p) => p.kind === 'master').map((p) => p.address), secret: cluster.secret, caller: rootCaller });
-  const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: cluster.secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
+  // Chunk reads land in a pool and go back once read, as the gateway's do: each at its best.
+  const receiveBuffers = receiveBufferPool();
+  const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: cluster.secret, frameBytesMax: workerFrameBytesMax, receiveBuffers }), clock: systemClock });
   return { meta, data, close: () => (data.close(), meta.close()) };
 }
 
