@@ -142,15 +142,19 @@ test('a worker refuses clients\' writes beyond its request memory and reads a cl
   for (const inodeId of written) assert.equal(crc32c((await read(tailAddress, inodeId)).payload!), checksum, `inode ${inodeId} at the tail`);
   for (const inodeId of refused) assert.equal(await outcome(read(head.address, inodeId)), WorkerErrorCode.ChunkNotFound, `refused inode ${inodeId}`);
 
-  // A reader that never reads its socket: the replies it leaves there hold the read budget (64 MiB).
-  const slow = net.connect({ host: '127.0.0.1', port: Number(tailAddress.split(':').at(-1)) });
-  slow.on('error', () => undefined);
-  t.after(() => slow.destroy());
-  await once(slow, 'connect');
-  slow.pause();
+  // Readers that never read their sockets: the replies they leave there hold the read budget (64 MiB).
   const tailWorker = c.workers.find((w) => w.address === tailAddress)!;
+  const slowSockets: net.Socket[] = [];
+  t.after(() => slowSockets.forEach((s) => s.destroy()));
   let id = 0;
   const slowReads = async (): Promise<void> => {
+    // A new connection each round: the worker stops reading one whose replies pile up, so more
+    // requests on the same one would never be seen.
+    const slow = net.connect({ host: '127.0.0.1', port: Number(tailAddress.split(':').at(-1)) });
+    slow.on('error', () => undefined);
+    slowSockets.push(slow);
+    await once(slow, 'connect');
+    slow.pause();
     const refusedBefore = tailWorker.worker.replica.load().readsRefused;
     for (let i = 0; i < 40; i++) {
       const body: ReadRequest = { chainId, chainVersion: head.chainVersion, inodeId: written[0], index: 0, offset: 0, length: data.length };
@@ -161,7 +165,7 @@ test('a worker refuses clients\' writes beyond its request memory and reads a cl
       const now = (await c.meta.query<RoutingInfo>('cluster.routing', {})).chains.find((ch) => ch.chainId === chainId);
       return `chain ${chainId} version ${now?.version} (the reads name ${head.chainVersion}), the tail's load ${JSON.stringify(tailWorker.worker.replica.load())}`;
     };
-    await waitFor(async () => tailWorker.worker.replica.load().readsRefused > refusedBefore, 'the slow reader to fill the read budget', 10_000, context);
+    await waitFor(async () => tailWorker.worker.replica.load().readsRefused > refusedBefore, 'the slow readers to fill the read budget', 10_000, context);
   };
   // Then a reader that does read is refused too. Filled again until it is: the kernel's socket
   // buffers take a reply or two off the budget now and then (seen in CI after two rounds).
@@ -172,8 +176,8 @@ test('a worker refuses clients\' writes beyond its request memory and reads a cl
     other = await outcome(read(tailAddress, written[0]));
   }
   assert.equal(other, RpcErrorCode.Overloaded);
-  // Once it is gone, its replies are dropped and the budget is free again.
-  slow.destroy();
+  // Once they are gone, their replies are dropped and the budget is free again.
+  for (const slow of slowSockets) slow.destroy();
   await waitFor(async () => tailWorker.worker.replica.load().readBytes === 0, 'the read budget to be given back', 10_000);
   assert.equal(crc32c((await read(tailAddress, written[0])).payload!), checksum);
   // And writes are taken again.
