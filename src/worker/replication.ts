@@ -72,6 +72,8 @@ export const replicaBugNames = ['ack-before-tail-commit', 'serve-pending-as-clea
 export type ReplicaBug = (typeof replicaBugNames)[number];
 
 const emptyPayload = new Uint8Array(0);
+/** Bytes one page of chunk.syncList verifies at most (it may also end on time; see syncList). */
+export const syncListScrubBytesMax = 32 * 2 ** 20;
 const retryBackoffMs = { min: 20, max: 500 };
 /** Read buffers a worker keeps between reads (32 chunks of 4 MiB); a peak above it allocates, and the GC takes the extra back. */
 const readBuffersIdleBytesMax = 128 * 1024 * 1024;
@@ -450,11 +452,19 @@ export class ChainReplica {
       .sort((a, b) => compareChunks(a.id, b.id));
     const page = all.slice(0, req.limit);
     const chunks: SyncEntry[] = [];
+    // Verifying reads every byte: the page ends early once that work nears the caller's timeout,
+    // or a target of thousands of chunks would time out on its first page at every retry, each
+    // retry piling another full read on the disk (seen: a resync that never finished).
+    const deadline = this.host.clock.now() + this.host.callTimeoutMs / 4;
+    let scrubbed = 0;
     for (const m of page) {
-      const corrupt = m.corrupt !== undefined || (m.commitVersion > 0 && !(await store.scrub(m.id)).ok);
+      if (chunks.length > 0 && (scrubbed >= syncListScrubBytesMax || this.host.clock.now() >= deadline)) break;
+      const verify = m.corrupt === undefined && m.commitVersion > 0;
+      const corrupt = m.corrupt !== undefined || (verify && !(await store.scrub(m.id)).ok);
+      if (verify) scrubbed += m.lengthBytes;
       chunks.push({ inodeId: m.id.inodeId, index: m.id.index, commitVersion: m.commitVersion, lengthBytes: m.lengthBytes, crc32c: m.crc32c, pending: m.pending !== undefined, corrupt });
     }
-    return { chunks, more: all.length > page.length };
+    return { chunks, more: all.length > chunks.length };
   }
 
   async remove(body: unknown): Promise<{ removed: number }> {
