@@ -1,8 +1,8 @@
 // The S3 gateway under load: PUT and GET of 1 MiB and 64 MiB objects with 1 and 16 clients, and
 // 4 KiB objects (PUT, GET, HEAD, LIST) with 16 clients, beside the native client (putFile, and a
 // FileReader whose chunk reads land in a pool, as the gateway's do) moving the same bytes with the
-// same concurrency in the same run: the gateway's overhead. A local cluster (3 masters, 3 workers with 2 targets each, replication 3) and one
-// gateway process, all on this machine.
+// same concurrency in the same run: the gateway's overhead. A local cluster (3 masters, 3 workers
+// with 2 targets each, replication 3) and one gateway process, all on this machine.
 //
 // Large objects are moved by two S3 clients: curl (its own SigV4 signing, one process per client,
 // each request over keep-alive), and a small client on Node's http module in this process. Node's
@@ -73,6 +73,7 @@ export async function run(args: string[]): Promise<void> {
           // Each round writes keys of its own (no overwrites, whose collection would run into the next).
           const key = (round: number, c: number, i: number): string => `/bench/o${sizeMiB}-${round}-${c}-${i}`;
           const keysOf = (round: number, c: number): string[] => Array.from({ length: per }, (_, i) => key(round, c, i));
+          const nativePath = (round: number, c: number, i: number): string => `/bench/n${sizeMiB}-${round}-${c}-${i}`;
           // Rounds in the order curl, native, Node http, native, curl: the machine's speed drifts
           // over minutes here, and curl and the native client, each measured twice around the
           // middle, see the same drift on average (their ratio is what the target is about).
@@ -81,10 +82,10 @@ export async function run(args: string[]): Promise<void> {
             get: await cpuOf(s3.pid, () => timedAll(clients, (c) => curl.get(keysOf(round, c)))),
           });
           const nativeRound = async (round: number): Promise<{ put: Timed; get: Timed }> => ({
-            put: { ms: await timed(clients, per, (c, i) => putFile(native.meta, native.data, `/bench/n${sizeMiB}-${round}-${c}-${i}`, [body]).then(() => undefined)), cores: 0 },
+            put: { ms: await timed(clients, per, (c, i) => putFile(native.meta, native.data, nativePath(round, c, i), [body]).then(() => undefined)), cores: 0 },
             get: {
               ms: await timed(clients, per, async (c, i) => {
-                const p = `/bench/n${sizeMiB}-${round}-${c}-${i}`;
+                const p = nativePath(round, c, i);
                 const attr = await native.meta.query<InodeAttr>('meta.query', { op: 'open', path: p });
                 for await (const piece of new FileReader(native.data, fileRef(attr, p), attr.sizeBytes).lend()) piece.release();
               }),
@@ -114,7 +115,7 @@ export async function run(args: string[]): Promise<void> {
             rows.push([`${op} ${name}`, 'MiB/s', formatNumber(mibs(c.ms)), formatNumber(c.cores), formatNumber(mibs(n)), formatNumber(mibs(native)), pct(c.ms, native), pct(n, native)]);
           }
           for (const round of [0, 1, 2]) for (let c = 0; c < clients; c++) for (let i = 0; i < per; i++) await client.send('DELETE', key(round, c, i));
-          for (const round of [1, 2]) for (let c = 0; c < clients; c++) for (let i = 0; i < per; i++) await client.send('DELETE', `/bench/n${sizeMiB}-${round}-${c}-${i}`);
+          for (const round of [1, 2]) for (let c = 0; c < clients; c++) for (let i = 0; i < per; i++) await client.send('DELETE', nativePath(round, c, i));
         }
       }
       console.log(`one ${hugeMiB} MiB object in and out, the gateway's peak memory watched...`);

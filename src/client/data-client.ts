@@ -16,7 +16,7 @@ import type { RoutingInfo } from '../meta/namespace-state.ts';
 import { Routing } from '../meta/routing.ts';
 import { chainOfChunk, chunksByChain, fileChains } from '../placement/index.ts';
 import { RpcErrorCode } from '../rpc/errors.ts';
-import { payloadByteLength, type Payload } from '../rpc/frame.ts';
+import { payloadByteLength, payloadPieces, type Payload } from '../rpc/frame.ts';
 import { WorkerErrorCode } from '../worker/errors.ts';
 import { MasterWorkerMethod, removeChunksMax, WorkerMethod, type ReadReply, type ReadRequest, type WriteRequest } from '../worker/protocol.ts';
 import type { MasterCalls } from './master-calls.ts';
@@ -124,12 +124,8 @@ export class DataClient {
    * which go out one after another as the write's payload, never joined into one buffer here.
    */
   async writeChunk(layout: Layout, inodeId: number, index: number, offset: number, data: Payload): Promise<void> {
-    let checksum: number;
-    if (!Array.isArray(data)) checksum = crc32c(data as Uint8Array);
-    else {
-      checksum = crc32c(new Uint8Array(0));
-      for (const piece of data as readonly Uint8Array[]) checksum = crc32c(piece as Buffer, checksum);
-    }
+    let checksum = 0; // the CRC32C of no bytes, which each piece extends
+    for (const piece of payloadPieces(data)) checksum = crc32c(piece, checksum);
     // One id for every attempt: a head that already applied this write answers without applying it twice.
     const writeId = this.newWriteId();
     await this.inOrder(inodeId, index, offset, offset + payloadByteLength(data), () =>

@@ -78,11 +78,10 @@ export class FileWriter {
     this.gather = undefined;
     while (this.inflightBytes + g.bytes > this.bytesMax && this.inflight.size > 0) await new Promise<void>((r) => this.waiters.push(r));
     this.check();
-    // The pieces go out as they came (the HTTP body's or the kernel's buffers), not joined.
-    const data = g.parts.length === 1 ? g.parts[0] : g.parts;
     this.inflightBytes += g.bytes;
+    // The pieces go out as they came (the HTTP body's or the kernel's buffers), not joined.
     const p = this.client
-      .writeChunk(this.file.layout, this.file.inodeId, g.index, g.start, data)
+      .writeChunk(this.file.layout, this.file.inodeId, g.index, g.start, g.parts)
       .catch((err: unknown) => {
         this.failure ??= err;
       })

@@ -98,12 +98,16 @@ export function encodeHeader(h: Header): Buffer {
  */
 export type Payload = Uint8Array | readonly Uint8Array[];
 
+/** A payload's pieces, in order (one for a single buffer, none for no payload). */
+export function payloadPieces(payload: Payload | undefined): readonly Uint8Array[] {
+  if (payload === undefined) return [];
+  return Array.isArray(payload) ? (payload as readonly Uint8Array[]) : [payload as Uint8Array];
+}
+
 /** The bytes of a payload, of all its pieces. */
 export function payloadByteLength(payload: Payload | undefined): number {
-  if (payload === undefined) return 0;
-  if (!Array.isArray(payload)) return (payload as Uint8Array).byteLength;
   let n = 0;
-  for (const piece of payload as readonly Uint8Array[]) n += piece.byteLength;
+  for (const piece of payloadPieces(payload)) n += piece.byteLength;
   return n;
 }
 
@@ -129,9 +133,7 @@ export function frameParts(header: Buffer, body: Buffer, payload: Payload | unde
   // encoded): a view queued behind a peer that does not read would pin the whole slab, so a body
   // that shares its memory goes out as a copy of its own.
   else parts.push(body.byteLength === body.buffer.byteLength ? body : ownCopy(body));
-  if (payloadBytes === 0) return parts;
-  if (Array.isArray(payload)) for (const piece of payload as readonly Uint8Array[]) parts.push(piece);
-  else parts.push(payload as Uint8Array);
+  if (payloadBytes > 0) parts.push(...payloadPieces(payload));
   return parts;
 }
 

@@ -5,7 +5,7 @@
 import { CairnError, ErrorCode } from '../errors.ts';
 import { RpcError, RpcErrorCode } from '../rpc/errors.ts';
 import type { CallOptions, CallResult } from '../rpc/client.ts';
-import type { Payload } from '../rpc/frame.ts';
+import { payloadPieces, type Payload } from '../rpc/frame.ts';
 import type { CallContext, Handler } from '../rpc/handler.ts';
 import type { Connection, Transport } from '../io/index.ts';
 import { isReply } from '../rpc/handler.ts';
@@ -110,5 +110,5 @@ export class SimTransport implements Transport {
 
 /** A payload in pieces arrives as one buffer, as TCP delivers it. */
 function joined(payload: Payload | undefined): Uint8Array | undefined {
-  return Array.isArray(payload) ? Buffer.concat(payload as readonly Uint8Array[]) : (payload as Uint8Array | undefined);
+  return Array.isArray(payload) ? Buffer.concat(payloadPieces(payload)) : (payload as Uint8Array | undefined);
 }
