@@ -1,7 +1,8 @@
 // The S3 gateway under load: PUT and GET of 1 MiB and 64 MiB objects with 1 and 16 clients, and
 // 4 KiB objects (PUT, GET, HEAD, LIST) with 16 clients, beside the native client (putFile, and a
 // FileReader whose chunk reads land in a pool, as the gateway's do) moving the same bytes with the
-// same concurrency in the same run: the gateway's overhead. A local cluster (3 masters, 3 workers
+// same concurrency and the same window of bytes in flight per object (the gateway's --stream-mib)
+// in the same run: the gateway's overhead. A local cluster (3 masters, 3 workers
 // with 2 targets each, replication 3) and one gateway process, all on this machine.
 //
 // Large objects are moved by two S3 clients: curl (its own SigV4 signing, one process per client,
@@ -49,7 +50,10 @@ export async function run(args: string[]): Promise<void> {
   ensureCurl();
   const dir = values.dir ?? mkdtempSync(path.join(tmpdir(), 'cairn-bench-s3-'));
   const report = new Report('s3');
-  report.configure({ totalMiBPerCase: totalMiB, smallSeconds: seconds, hugeMiB, dir, masters: 3, workers: 3, targetsPerWorker: 2, replication: 3, gatewayStreamMiB: 16 });
+  // The gateway's default per-request window (cairn s3 --stream-mib); the native client gets the same.
+  const gatewayStreamMiB = 16;
+  const window = { streamBytesMax: gatewayStreamMiB * MiB };
+  report.configure({ totalMiBPerCase: totalMiB, smallSeconds: seconds, hugeMiB, dir, masters: 3, workers: 3, targetsPerWorker: 2, replication: 3, gatewayStreamMiB });
   const clusterDir = path.join(dir, 'cluster');
   console.log('starting the local cluster and the gateway...');
   await localUp({ dir: clusterDir, masters: 3, workers: 3, targetsPerWorker: 2, replication: 3, log: () => undefined });
@@ -82,12 +86,12 @@ export async function run(args: string[]): Promise<void> {
             get: await cpuOf(s3.pid, () => timedAll(clients, (c) => curl.get(keysOf(round, c)))),
           });
           const nativeRound = async (round: number): Promise<{ put: Timed; get: Timed }> => ({
-            put: { ms: await timed(clients, per, (c, i) => putFile(native.meta, native.data, nativePath(round, c, i), [body]).then(() => undefined)), cores: 0 },
+            put: { ms: await timed(clients, per, (c, i) => putFile(native.meta, native.data, nativePath(round, c, i), [body], window).then(() => undefined)), cores: 0 },
             get: {
               ms: await timed(clients, per, async (c, i) => {
                 const p = nativePath(round, c, i);
                 const attr = await native.meta.query<InodeAttr>('meta.query', { op: 'open', path: p });
-                for await (const piece of new FileReader(native.data, fileRef(attr, p), attr.sizeBytes).lend()) piece.release();
+                for await (const piece of new FileReader(native.data, fileRef(attr, p), attr.sizeBytes, window).lend()) piece.release();
               }),
               cores: 0,
             },
