@@ -20,6 +20,11 @@ export const WorkerMethod = {
   read: 'chunk.read',
   /** Chunk metadata of a target, for its predecessor's resync. */
   syncList: 'chunk.syncList',
+  /**
+   * One committed version of a chunk, named by its number, from any member serving or syncing: a
+   * resync's source whose own copy is damaged repairs it from its target (SyncReadRequest).
+   */
+  syncRead: 'chunk.syncRead',
   /** The predecessor's resync of a syncing target is complete. */
   syncDone: 'chunk.syncDone',
   /** Removes chunks: of deleted files (garbage collection), or ones a resync found only on the target. */
@@ -136,6 +141,11 @@ export interface SyncListRequest extends TargetCall {
   /** Chunks after this one (`inodeId:index` order), for the next page. */
   after?: ChunkRef;
   limit: number;
+}
+
+/** chunk.syncRead: the whole chunk, only if its committed version is `commitVersion` (ReadReply, payload). */
+export interface SyncReadRequest extends TargetCall, ChunkRef {
+  commitVersion: number;
 }
 
 export interface SyncEntry extends ChunkRef {
@@ -312,6 +322,13 @@ export function validateSyncList(x: unknown): SyncListRequest {
     req.after = chunkRef(af);
     af.done();
   }
+  f.done();
+  return req;
+}
+
+export function validateSyncRead(x: unknown): SyncReadRequest {
+  const f = new Fields(x, 'sync read', workerFieldErrors);
+  const req: SyncReadRequest = { ...targetCall(f), ...chunkRef(f), commitVersion: f.int('commitVersion', 1, Number.MAX_SAFE_INTEGER) };
   f.done();
   return req;
 }

@@ -27,8 +27,8 @@ import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
 import { BufferPool } from '../buffer-pool.ts';
 import { KeyedLock } from './keyed-lock.ts';
-import { payloadBytesMax, validateRead, validateRemove, validateRemoveInodes, validateSyncList, validateWrite, WorkerMethod } from './protocol.ts';
-import type { ChunkRef, ReadReply, ReadRequest, SyncEntry, SyncListReply, WriteReply, WriteRequest } from './protocol.ts';
+import { payloadBytesMax, validateRead, validateRemove, validateRemoveInodes, validateSyncList, validateSyncRead, validateWrite, WorkerMethod } from './protocol.ts';
+import type { ChunkRef, ReadReply, ReadRequest, SyncEntry, SyncListReply, SyncReadRequest, WriteReply, WriteRequest } from './protocol.ts';
 import { chunkSizeBytesMax } from '../meta/commands.ts';
 import { chunkKey, writeIdsMax } from './chunk-file.ts';
 
@@ -262,15 +262,22 @@ export class ChainReplica {
    * Without this, a chunk damaged on its head could never be written again, and a returning
    * member whose source holds a damaged chunk would never finish its resync.
    */
-  async repairFromPeer(me: TargetInfo, chainId: number, meta: ChunkMeta, store: ChunkStore): Promise<ChunkMeta> {
+  async repairFromPeer(me: TargetInfo, chainId: number, meta: ChunkMeta, store: ChunkStore, syncing?: TargetInfo): Promise<ChunkMeta> {
     const routing = this.host.routing()!;
     const chain = routing.chain(chainId)!;
     const id = meta.id;
     const body: ReadRequest = { chainId, chainVersion: chain.version, inodeId: id.inodeId, index: id.index, offset: 0, length: chunkSizeBytesMax };
     const problems: string[] = [];
-    for (const peer of routing.readMembers(chainId).filter((t) => t.targetId !== me.targetId)) {
+    // The serving members first; then a resync's own target, which may hold this very version
+    // (asked for by number: whatever else it holds is not taken).
+    const peers = routing.readMembers(chainId).filter((t) => t.targetId !== me.targetId);
+    if (syncing !== undefined && meta.commitVersion > 0 && !peers.some((t) => t.targetId === syncing.targetId)) peers.push(syncing);
+    for (const peer of peers) {
       try {
-        const r = await this.peer(peer).call<ReadReply>(WorkerMethod.read, body, { timeoutMs: this.host.callTimeoutMs });
+        const r =
+          peer === syncing
+            ? await this.peer(peer).call<ReadReply>(WorkerMethod.syncRead, { chainId, chainVersion: chain.version, targetId: peer.targetId, inodeId: id.inodeId, index: id.index, commitVersion: meta.commitVersion } satisfies SyncReadRequest, { timeoutMs: this.host.callTimeoutMs })
+            : await this.peer(peer).call<ReadReply>(WorkerMethod.read, body, { timeoutMs: this.host.callTimeoutMs });
         const data = r.payload ?? emptyPayload;
         const version = r.body.commitVersion;
         // The peer may hold this member's committed version or, if a write failed after the others
@@ -465,6 +472,24 @@ export class ChainReplica {
       chunks.push({ inodeId: m.id.inodeId, index: m.id.index, commitVersion: m.commitVersion, lengthBytes: m.lengthBytes, crc32c: m.crc32c, pending: m.pending !== undefined, corrupt });
     }
     return { chunks, more: all.length > chunks.length };
+  }
+
+  /**
+   * chunk.syncRead: the whole committed version the caller names, from a serving or syncing member
+   * (a resync's source repairing its own damaged copy from its target). Any other version is refused.
+   */
+  async syncRead(body: unknown): Promise<Reply> {
+    const req = validateSyncRead(body);
+    const { me, store } = this.member(req, 'sync');
+    const id = { inodeId: req.inodeId, index: req.index };
+    return this.lock.with(chunkLockKey(me.targetId, id), async () => {
+      const meta = store.get(id);
+      if (meta?.commitVersion !== req.commitVersion) {
+        throw new WorkerError(WorkerErrorCode.ChunkNotFound, `target ${me.targetId} holds chunk ${req.inodeId}:${req.index} at committed version ${meta?.commitVersion ?? 'none'}, not ${req.commitVersion}`);
+      }
+      const whole = await store.readWhole(id);
+      return reply({ lengthBytes: whole.meta.lengthBytes, commitVersion: whole.meta.commitVersion }, whole.data);
+    });
   }
 
   async remove(body: unknown): Promise<{ removed: number }> {

@@ -317,6 +317,7 @@ export class StorageWorker {
     const internal = { internal: true };
     t.handle(WorkerMethod.forward, (body, ctx) => this.replica.write(body, ctx.payload, 'forward'), internal);
     t.handle(WorkerMethod.syncList, (body) => this.replica.syncList(body), internal);
+    t.handle(WorkerMethod.syncRead, (body) => this.replica.syncRead(body), internal);
     t.handle(WorkerMethod.remove, (body) => this.replica.remove(body), internal);
     t.handle(WorkerMethod.removeInodes, (body) => this.replica.removeInodes(body), internal);
     t.handle(

@@ -176,6 +176,7 @@ test('fuzzed chunk requests to a worker: answered with a coded error, its chunks
     [WorkerMethod.forward]: { ...ref, offset: 0, crc32c: 0, updateVersion: 1 },
     [WorkerMethod.read]: { ...ref, offset: 0, length: 4096 },
     [WorkerMethod.syncList]: { chainId: chain.chainId, chainVersion: chain.version, targetId: head.targetId, limit: 10 },
+    [WorkerMethod.syncRead]: { ...ref, targetId: head.targetId, commitVersion: 1 },
     [WorkerMethod.syncDone]: { chainId: chain.chainId, chainVersion: chain.version, targetId: head.targetId },
     [WorkerMethod.remove]: { ...ref, chunks: [{ inodeId: 7, index: 0 }] },
     [WorkerMethod.removeInodes]: { inodeIds: [7] },

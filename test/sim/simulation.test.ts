@@ -155,6 +155,8 @@ const dataRegressionSeeds: { seed: number; what: string }[] = [
   { seed: 112, what: 'a late worker whose first fsync failed threw a raw EIO from its start' },
   { seed: 38, what: 'a client met stale routing on a worker after a move and backed off past the end of the run' },
   { seed: 42, what: "a worker's supervised restart after a failed fsync came 2 s into the calm, and a client had no time left to complete an operation" },
+  { seed: 3910, what: 'the only serving member held a damaged copy, and its resync never asked the returning target, which held that very version, so the chain never served whole again' },
+  { seed: 7442, what: 'the same as 3910 on another chunk and target' },
 ];
 
 test('data seeds that once failed pass', async () => {
