@@ -41,6 +41,11 @@ export const clusterTimingDefault: ClusterTiming = { heartbeatMs: 1_000, offline
 /** A worker stops serving at half the offline timeout: a shorter one would make a healthy worker flap. */
 export const offlineTimeoutPerHeartbeatMin = 4;
 export const replicationDefault = 3;
+/**
+ * How long a deleted file's chunks stay after its last session closed: a reader still streaming it
+ * (another mount, an S3 GET of an object a PUT replaced) finishes instead of failing with EIO.
+ */
+export const gcDelayMsDefault = 60_000;
 /** Chain members moving onto idle workers at once, cluster-wide; each is resynced at the source worker's --resync-mib-per-s. */
 export const rebalanceMovesDefault = 2;
 
@@ -61,6 +66,8 @@ export interface ClusterManagerOptions {
   replaceAfterMs?: number;
   /** Chain members moving onto idle workers at once (rebalance.ts); 0 turns rebalancing off. Default rebalanceMovesDefault. */
   rebalanceMoves?: number;
+  /** Deleted files' chunks are collected this long after the deletion at the earliest (wall clock); default gcDelayMsDefault. */
+  gcDelayMs?: number;
   /** How often the leader audits the workers for chunks of unknown inodes (quarantine.ts); default an hour. */
   quarantineAuditEveryMs?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
@@ -460,7 +467,9 @@ export class ClusterManager {
     // An audit or purge in progress goes first: the files wait a round (a round never waits for one).
     if (this.opts.connect === undefined || this.dataBusy) return;
     const state = this.opts.state();
-    const entries = state.pendingGc(gcFilesPerRound);
+    // The list is in the order of deletion: the files old enough come first.
+    const cutoffMs = this.opts.clock.wallNow() - (this.opts.gcDelayMs ?? gcDelayMsDefault);
+    const entries = state.pendingGc(gcFilesPerRound).filter((e) => e.deletedMs <= cutoffMs);
     if (entries.length === 0) return;
     this.dataBusy = true;
     try {

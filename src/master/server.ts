@@ -62,6 +62,8 @@ export interface MasterOptions {
   replaceAfterMs?: number;
   /** Chain members moving onto idle workers at once (0: rebalancing off); default rebalanceMovesDefault. */
   rebalanceMoves?: number;
+  /** How long a deleted file's chunks stay before they are collected; default gcDelayMsDefault (60 s). */
+  gcDelayMs?: number;
   /** The journal's backend: the embedded Raft journal when absent, else ZooKeeper at this ensemble. */
   zookeeper?: { connect: string; clusterId: string; sessionTimeoutMs?: number; bucketEntries?: number };
   /** How much clients can make it hold before it refuses with CAIRN_OVERLOADED (defaults masterLimitsDefault). */
@@ -189,6 +191,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
       timing: opts.timing ?? clusterTimingDefault,
       ...(opts.replaceAfterMs === undefined ? {} : { replaceAfterMs: opts.replaceAfterMs }),
       ...(opts.rebalanceMoves === undefined ? {} : { rebalanceMoves: opts.rebalanceMoves }),
+      ...(opts.gcDelayMs === undefined ? {} : { gcDelayMs: opts.gcDelayMs }),
       connect: (address) => new RpcClient(address, { secret: opts.secret, frameBytesMax: workerFrameBytesMax, metrics: metrics.rpcClient }),
       log: logCallback(opts.log),
     });

@@ -11,12 +11,12 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { DataClient } from '../../src/client/data-client.ts';
 import { FileReader, FileWriter } from '../../src/client/file-io.ts';
-import { putFile, truncateFile } from '../../src/client/files.ts';
+import { fileRef, putFile, truncateFile } from '../../src/client/files.ts';
 import { MasterClient } from '../../src/client/master-client.ts';
 import { systemClock } from '../../src/io/system-clock.ts';
 import { createLogger } from '../../src/log.ts';
 import { startMaster, type Master } from '../../src/master/index.ts';
-import { rootCaller, type ChainInfo, type RoutingInfo, type SessionValue } from '../../src/meta/index.ts';
+import { rootCaller, type ChainInfo, type InodeAttr, type RoutingInfo, type SessionValue } from '../../src/meta/index.ts';
 import { Routing } from '../../src/meta/routing.ts';
 import { chainOfChunk, fileChains } from '../../src/placement/index.ts';
 import { RpcClient } from '../../src/rpc/index.ts';
@@ -38,11 +38,11 @@ interface Cluster {
   dir: string;
 }
 
-async function startCluster(t: TestContext, workers = 3, targetsPerWorker = 2, scrub?: Partial<ScrubOptions>): Promise<Cluster> {
+async function startCluster(t: TestContext, workers = 3, targetsPerWorker = 2, scrub?: Partial<ScrubOptions>, gcDelayMs = 0): Promise<Cluster> {
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-data-'));
   const log = createLogger({ test: 'data-path' }, 'warn');
   const listen = `127.0.0.1:${await freePort()}`;
-  const master = await startMaster({ id: 1, dir: path.join(dir, 'master'), listen, peers: new Map([[1, listen]]), secret, log, replication: 3, timing, tickMs: 10 });
+  const master = await startMaster({ id: 1, dir: path.join(dir, 'master'), listen, peers: new Map([[1, listen]]), secret, log, replication: 3, timing, tickMs: 10, gcDelayMs });
   const started: WorkerProcess[] = [];
   t.after(async () => {
     for (const w of started) await w.stop().catch(() => undefined);
@@ -164,6 +164,26 @@ test('chunks of deleted and replaced files are collected from every replica', as
   await c.meta.mutate('meta.mutate', { op: 'unlink', path: '/a' });
   await waitFor(() => chunksOnWorkers() === 2 * 3, 'collection', 10_000, async () => `${chunksOnWorkers()} chunks left`);
   await waitFor(async () => (await c.meta.query<unknown[]>('meta.query', { op: 'pendingGc', limit: 10 })).length === 0, 'gcDone', 10_000);
+});
+
+test('a deleted file\'s chunks stay for the GC delay: a reader that opened it before the delete reads it whole', async (t) => {
+  const gcDelayMs = 3_000;
+  const c = await startCluster(t, 3, 2, undefined, gcDelayMs);
+  const chunk = 64 * 1024;
+  const body = randomBytes(5 * chunk);
+  const chunksOnWorkers = (): number => c.workers.reduce((n, w) => n + w.worker.localTargets().reduce((m, x) => m + x.chunks, 0), 0);
+  const attr = await putFile(c.meta, c.data, '/a', pieces(body, 1 << 20), { layout: { chunkSizeBytes: chunk } });
+  const open = await c.meta.query<InodeAttr>('meta.query', { op: 'open', path: '/a' });
+  await c.meta.mutate('meta.mutate', { op: 'unlink', path: '/a' });
+  const deletedAt = Date.now();
+  // Several GC rounds (one a heartbeat) pass within the delay: none may take the chunks.
+  while (Date.now() - deletedAt < gcDelayMs - 1_000) {
+    assert.equal(chunksOnWorkers(), 5 * 3, `the chunks are kept ${Date.now() - deletedAt} ms after the delete`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const reader = new FileReader(c.data, fileRef(open, '/a'), attr.sizeBytes);
+  assert.ok((await reader.read(0, body.length)).equals(body), 'read whole after the delete');
+  await waitFor(() => chunksOnWorkers() === 0, 'collection after the delay', 15_000, async () => `${chunksOnWorkers()} chunks left`);
 });
 
 test('truncation removes and cuts chunks first, so old bytes never come back when the file grows', async (t) => {

@@ -37,7 +37,7 @@ test('chunks of unknown inodes: kept through garbage collection and resync, repo
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-quarantine-'));
   const log = createLogger({ test: 'quarantine' }, 'warn');
   const listen = `127.0.0.1:${await freePort()}`;
-  const master = await startMaster({ id: 1, dir: path.join(dir, 'master'), listen, peers: new Map([[1, listen]]), secret, log, replication: 3, timing, tickMs: 10, http: '127.0.0.1:0' });
+  const master = await startMaster({ id: 1, dir: path.join(dir, 'master'), listen, peers: new Map([[1, listen]]), secret, log, replication: 3, timing, tickMs: 10, http: '127.0.0.1:0', gcDelayMs: 0 });
   const workers: WorkerProcess[] = [];
   const meta = new MasterClient({ masters: [master.address], secret, caller: rootCaller });
   const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });

@@ -27,7 +27,7 @@ async function cairn(cluster: DataCluster, args: string[]): Promise<{ code: numb
 }
 
 test('all masters lost: a restore brings the backup back; later files are quarantined, not removed; new files get fresh ids and their own bytes', async (t) => {
-  const cluster = await DataCluster.start(t, { masters: 3, workers: 3, targetsPerWorker: 1, heartbeatMs: 200, offlineTimeoutMs: 1_000 });
+  const cluster = await DataCluster.start(t, { masters: 3, workers: 3, targetsPerWorker: 1, heartbeatMs: 200, offlineTimeoutMs: 1_000, env: { CAIRN_GC_DELAY_MS: '0' } });
   const before = cluster.client();
   const kept = new Map<string, Buffer>();
   for (let i = 0; i < 3; i++) {
