@@ -24,6 +24,7 @@ import type { MetaState } from '../meta/namespace.ts';
 import { encodeCommandEntry, encodeInodeFloor } from '../meta/state-machine.ts';
 import { heldInodeIdMax } from '../meta/restore-floor.ts';
 import { auditQuarantine, emptyQuarantine, purgeable, type QuarantineReport } from './quarantine.ts';
+import { reclaimTarget } from './reclaim.ts';
 import { extendChains, type PlacementTarget } from '../placement/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { validateDecommissionRequest, validateHeartbeat, validatePurgeQuarantine, validateQuarantineRequest, WorkerMethod, type ScrubReport, type TargetReport, type WorkerHealth } from '../worker/protocol.ts';
@@ -68,6 +69,8 @@ export interface ClusterManagerOptions {
   rebalanceMoves?: number;
   /** Deleted files' chunks are collected this long after the deletion at the earliest (wall clock); default gcDelayMsDefault. */
   gcDelayMs?: number;
+  /** How often the leader empties free targets that still hold chunks (reclaim.ts); default reclaimEveryMsDefault. */
+  reclaimEveryMs?: number;
   /** How often the leader audits the workers for chunks of unknown inodes (quarantine.ts); default an hour. */
   quarantineAuditEveryMs?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
@@ -118,6 +121,8 @@ interface Seen {
 /** Deleted files whose chunks one round collects. */
 const gcFilesPerRound = 64;
 export const quarantineAuditEveryMsDefault = 60 * 60 * 1000;
+/** How often the leader looks for free targets that still hold chunks, and empties them (reclaim.ts). */
+export const reclaimEveryMsDefault = 10_000;
 /** How often an audit or purge looks again whether garbage collection is done with the workers. */
 const dataWorkPollMs = 50;
 /** Audit-and-purge passes one purge request makes at most (each covers quarantineListedMax inodes per target). */
@@ -151,6 +156,8 @@ export class ClusterManager {
   /** This leadership's latest quarantine audit, and when the next is due. */
   private quarantine: QuarantineReport = emptyQuarantine;
   private lastAuditMs = -Infinity;
+  private lastReclaimMs = -Infinity;
+  private reclaiming: Promise<void> | undefined;
   private auditing: Promise<QuarantineReport> | undefined;
   /**
    * Set while garbage collection, an audit or a purge talks to the workers: an audit must not see
@@ -270,6 +277,7 @@ export class ClusterManager {
       this.stuck = [];
       this.quarantine = emptyQuarantine;
       this.lastAuditMs = -Infinity;
+      this.lastReclaimMs = -Infinity;
       return;
     }
     const term = this.opts.journal.status().term;
@@ -287,6 +295,7 @@ export class ClusterManager {
       const freeSettled = await this.makeChains(now);
       await this.rebalance(now, freeSettled);
       await this.collectGarbage();
+      this.reclaimFree(now);
       if (this.opts.connect !== undefined && now - this.lastAuditMs >= (this.opts.quarantineAuditEveryMs ?? quarantineAuditEveryMsDefault)) {
         this.lastAuditMs = now;
         this.audit().catch((err: unknown) => this.opts.log?.('warn', 'quarantine audit failed', { err: String(err) }));
@@ -479,6 +488,35 @@ export class ClusterManager {
     } finally {
       this.dataBusy = false;
     }
+  }
+
+  /**
+   * Empties, in the background, the free targets (in no chain) of live workers in service that
+   * report chunks: the chunks of files the namespace knows go (reclaim.ts); a target emptied may
+   * then join a new chain or take a move. One pass at a time, and not with other data work.
+   */
+  private reclaimFree(now: number): void {
+    if (this.opts.connect === undefined || this.reclaiming !== undefined || now - this.lastReclaimMs < (this.opts.reclaimEveryMs ?? reclaimEveryMsDefault)) return;
+    const state = this.opts.state();
+    const inService = new Set(state.workers().filter((w) => w.decommissionedMs === undefined).map((w) => w.workerId));
+    const held = state.targets().filter((t) => t.chainId === 0 && inService.has(t.workerId) && this.alive(t.targetId, t.workerId, now) && (this.report(t.targetId, t.workerId, now)?.chunks ?? 0) > 0);
+    if (held.length === 0) return;
+    this.lastReclaimMs = now;
+    const pass = this.withDataWork(async () => {
+      for (const t of held) {
+        const address = this.opts.state().routing().workers.find((w) => w.workerId === t.workerId)?.address;
+        if (address === undefined) continue;
+        try {
+          const r = await reclaimTarget({ inodeStatus: (id) => this.opts.state().inodeStatus(id), callTimeoutMs: this.opts.timing.offlineTimeoutMs }, this.worker(address), t.targetId);
+          if (r.chunks > 0 || r.stopped) this.opts.log?.('info', 'free target reclaimed', { target: t.targetId, worker: t.workerId, chunks: r.chunks, inodes: r.inodes, ...(r.stopped ? { stopped: 'it joined a chain meanwhile' } : {}) });
+        } catch (err) {
+          // Refused by a worker whose routing does not show the target free yet: usual, and brief.
+          const usual = (err as { code?: string }).code === WorkerErrorCode.TargetUnavailable;
+          this.opts.log?.(usual ? 'info' : 'warn', 'free target not reclaimed; tried again later', { target: t.targetId, worker: t.workerId, err: String((err as Error).message ?? err) });
+        }
+      }
+    });
+    this.reclaiming = pass.catch((err: unknown) => this.opts.log?.('warn', 'free target reclaim failed', { err: String(err) })).finally(() => (this.reclaiming = undefined));
   }
 
   /**

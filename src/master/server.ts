@@ -64,6 +64,8 @@ export interface MasterOptions {
   rebalanceMoves?: number;
   /** How long a deleted file's chunks stay before they are collected; default gcDelayMsDefault (60 s). */
   gcDelayMs?: number;
+  /** How often the leader empties free targets that still hold chunks; default reclaimEveryMsDefault (tests shorten it). */
+  reclaimEveryMs?: number;
   /** The journal's backend: the embedded Raft journal when absent, else ZooKeeper at this ensemble. */
   zookeeper?: { connect: string; clusterId: string; sessionTimeoutMs?: number; bucketEntries?: number };
   /** How much clients can make it hold before it refuses with CAIRN_OVERLOADED (defaults masterLimitsDefault). */
@@ -192,6 +194,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
       ...(opts.replaceAfterMs === undefined ? {} : { replaceAfterMs: opts.replaceAfterMs }),
       ...(opts.rebalanceMoves === undefined ? {} : { rebalanceMoves: opts.rebalanceMoves }),
       ...(opts.gcDelayMs === undefined ? {} : { gcDelayMs: opts.gcDelayMs }),
+      ...(opts.reclaimEveryMs === undefined ? {} : { reclaimEveryMs: opts.reclaimEveryMs }),
       connect: (address) => new RpcClient(address, { secret: opts.secret, frameBytesMax: workerFrameBytesMax, metrics: metrics.rpcClient }),
       log: logCallback(opts.log),
     });

@@ -202,6 +202,17 @@ export interface InventoryReply {
 export interface PurgeRequest {
   targetId: number;
   inodeIds: number[];
+  /**
+   * Only while this worker's routing shows the target in no chain, checked under each chunk's lock
+   * (the leader reclaiming a free target): a target picked for a chain meanwhile keeps the rest.
+   */
+  freeOnly?: boolean;
+}
+
+/** chunk.purge's answer; `stopped`: the target joined a chain, so the rest was left (freeOnly). */
+export interface ChunkPurgeReply {
+  removed: number;
+  stopped?: boolean;
 }
 
 /** cluster.quarantine: the leader's latest audit, or a new one first (`refresh`). */
@@ -406,7 +417,8 @@ export function validateInventory(x: unknown): InventoryRequest {
 
 export function validatePurge(x: unknown): PurgeRequest {
   const f = new Fields(x, 'chunk purge', workerFieldErrors);
-  const req = { targetId: f.int('targetId', 1, idMax), inodeIds: f.array('inodeIds', inventoryLimitMax).map((id, i) => f.checkInt(`inodeIds[${i}]`, id, 1, Number.MAX_SAFE_INTEGER)) };
+  const req: PurgeRequest = { targetId: f.int('targetId', 1, idMax), inodeIds: f.array('inodeIds', inventoryLimitMax).map((id, i) => f.checkInt(`inodeIds[${i}]`, id, 1, Number.MAX_SAFE_INTEGER)) };
+  if (f.has('freeOnly')) req.freeOnly = f.bool('freeOnly');
   f.done();
   return req;
 }

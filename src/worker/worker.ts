@@ -16,7 +16,7 @@ import { Routing } from '../meta/routing.ts';
 import { clusterTimingDefault, type ClusterTiming, type HeartbeatReply, type RegisterReply } from '../master/cluster-manager.ts';
 import { ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
-import { MasterWorkerMethod, syncListLimitMax, validateInventory, validatePurge, validateTargetCall, WorkerMethod, type HeartbeatRequest, type TargetReport } from './protocol.ts';
+import { MasterWorkerMethod, syncListLimitMax, validateInventory, validatePurge, validateTargetCall, WorkerMethod, type HeartbeatRequest, type ChunkPurgeReply, type TargetReport } from './protocol.ts';
 import { ChainReplica, chunkLockKey, type ReplicaBug, type ReplicaHost } from './replication.ts';
 import { Resyncer } from './resync.ts';
 import { scrubDefaults, Scrubber, type ScrubOptions, type ScrubStats } from './scrubber.ts';
@@ -342,17 +342,34 @@ export class StorageWorker {
    * chunk.purge: removes every chunk of the given inodes from one target, each under its chunk's
    * lock. Only the leader calls it, for chunks of inodes its namespace does not know (quarantine).
    */
-  private async purge(body: unknown): Promise<{ removed: number }> {
+  private async purge(body: unknown): Promise<ChunkPurgeReply> {
     const req = validatePurge(body);
     const store = this.localStore(req.targetId);
+    // A free target's chunks go only while it is free here: a chain's writes and resync reach it
+    // only once this worker's routing has it in that chain, and each removal looks again under the
+    // chunk's lock, which those writes take too.
+    const free = (): boolean => this.routingNow?.target(req.targetId)?.chainId === 0;
+    if (req.freeOnly === true && !free()) {
+      throw new WorkerError(WorkerErrorCode.TargetUnavailable, `target ${req.targetId} is in chain ${this.routingNow?.target(req.targetId)?.chainId ?? 'unknown (no routing yet)'} here: its chunks stay`);
+    }
     let removed = 0;
+    let stopped = false;
     for (const inodeId of req.inodeIds) {
       for (const id of store.chunksOf(inodeId)) {
-        if (await this.replica.lock.with(chunkLockKey(req.targetId, id), () => store.remove(id))) removed++;
+        const gone = await this.replica.lock.with(chunkLockKey(req.targetId, id), async () => {
+          if (req.freeOnly === true && !free()) return (stopped = true), false;
+          return store.remove(id);
+        });
+        if (stopped) break;
+        if (gone) removed++;
       }
+      if (stopped) break;
     }
-    if (removed > 0) this.opts.log?.('warn', 'quarantined chunks purged', { target: req.targetId, inodes: req.inodeIds.length, chunks: removed });
-    return { removed };
+    if (removed > 0 || stopped) {
+      const what = req.freeOnly === true ? 'chunks of a free target reclaimed' : 'quarantined chunks purged';
+      this.opts.log?.(req.freeOnly === true ? 'info' : 'warn', what, { target: req.targetId, inodes: req.inodeIds.length, chunks: removed, ...(stopped ? { stopped: 'the target joined a chain' } : {}) });
+    }
+    return stopped ? { removed, stopped } : { removed };
   }
 
   private localStore(targetId: number): ChunkStore {

@@ -45,7 +45,7 @@ async function startCluster(t: TestContext, workers: number, targetsPerWorker: n
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-decom-'));
   const log = createLogger({ test: 'decommission' }, 'warn');
   const listen = `127.0.0.1:${await freePort()}`;
-  const master = await startMaster({ id: 1, dir: path.join(dir, 'master'), listen, peers: new Map([[1, listen]]), secret, log, replication: 3, timing, tickMs: 10, ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }) });
+  const master = await startMaster({ id: 1, dir: path.join(dir, 'master'), listen, peers: new Map([[1, listen]]), secret, log, replication: 3, timing, tickMs: 10, reclaimEveryMs: 1_000, ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }) });
   const started = new Map<number, WorkerProcess>();
   t.after(async () => {
     for (const w of started.values()) await w.stop().catch(() => undefined);
@@ -272,6 +272,19 @@ test('a new worker takes a member of a chain from a busy worker: resynced while 
   await files.checkAll();
   const totals = [...c.workers.values()].map((w) => w.worker.resync.totals);
   assert.ok(totals.reduce((n, x) => n + x.runsDone, 0) >= 1 && totals.reduce((n, x) => n + x.bytesSent, 0) > 0, 'the newcomer was filled by a resync');
+
+  // The member that left keeps its chunks only until the leader reclaims its target; a target in a
+  // chain refuses that purge outright.
+  const left = before.targets.find((x) => after.targets.find((y) => y.targetId === x.targetId)!.chainId === 0)!;
+  const chunksOn = (x: { targetId: number; workerId: number }): number => c.workers.get(x.workerId)!.worker.localTargets().find((y) => y.targetId === x.targetId)!.chunks;
+  await waitFor(() => chunksOn(left) === 0, `the target that left (${left.targetId}) reclaimed`, 20_000, async () => `${chunksOn(left)} chunks left`);
+  const member = after.targets.find((x) => x.chainId !== 0)!;
+  const holding = chunksOn(member);
+  const peer = new RpcClient(after.workers.find((w) => w.workerId === member.workerId)!.address, { secret, frameBytesMax: workerFrameBytesMax });
+  t.after(() => peer.close());
+  assert.equal(await codeOf(peer.call('chunk.purge', { targetId: member.targetId, inodeIds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], freeOnly: true })), WorkerErrorCode.TargetUnavailable);
+  assert.equal(chunksOn(member), holding, 'a chain member keeps its chunks');
+  await files.checkAll();
 
   // Balanced: nothing moves any more.
   await new Promise((resolve) => setTimeout(resolve, 10 * timing.heartbeatMs));

@@ -1,10 +1,11 @@
 // The cluster manager's replacement of lost chain members, driven round by round on a hand-moved
 // clock over a journal that applies at once (no network, no disk): decommissioning, the choice and
-// the command journaled, the wait for --replace-after-ms, and free targets that hold old chunks.
+// the command journaled, the wait for --replace-after-ms, and free targets that hold old chunks
+// (kept out of new chains, and emptied of the chunks of files the namespace knows).
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Clock } from '../../src/io/index.ts';
+import type { Clock, Connection } from '../../src/io/index.ts';
 import type { Journal } from '../../src/journal/index.ts';
 import { ClusterManager, type ReplacementsReply } from '../../src/master/cluster-manager.ts';
 import { MetaStateMachine } from '../../src/meta/state-machine.ts';
@@ -25,7 +26,7 @@ class Rig {
   /** Whether the journal says this master leads (in term 1 throughout). */
   leader = true;
 
-  constructor(replaceAfterMs?: number) {
+  constructor(replaceAfterMs?: number, connect?: (address: string) => Connection) {
     const journal = {
       isLeader: () => this.leader,
       leader: () => undefined,
@@ -33,7 +34,7 @@ class Rig {
       propose: async (entry: Uint8Array) => this.sm.apply(++this.index, entry),
     } as unknown as Journal;
     const clock = { now: () => this.nowMs, wallNow: () => 1_000_000 + this.nowMs, randomInt: () => 7 } as unknown as Clock;
-    this.manager = new ClusterManager({ masterId: 1, journal, state: () => this.sm.state, clock, replication: 3, timing, log: (_l, msg) => this.logs.push(msg), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }) });
+    this.manager = new ClusterManager({ masterId: 1, journal, state: () => this.sm.state, clock, replication: 3, timing, log: (_l, msg) => this.logs.push(msg), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(connect === undefined ? {} : { connect, reclaimEveryMs: 0 }) });
   }
 
   /** Workers with one target each (id w * 1000 + 1), registered and heartbeating. */
@@ -72,8 +73,8 @@ class Rig {
 }
 
 /** Five one-target workers: chain 1 of three, two free targets. */
-async function fiveWorkers(replaceAfterMs?: number): Promise<Rig> {
-  const rig = new Rig(replaceAfterMs);
+async function fiveWorkers(replaceAfterMs?: number, connect?: (address: string) => Connection): Promise<Rig> {
+  const rig = new Rig(replaceAfterMs, connect);
   await rig.addWorkers(1, 2, 3, 4, 5);
   await rig.ticks(10);
   assert.equal(rig.sm.state.chains().length, 1);
@@ -155,6 +156,51 @@ test('a free target that holds chunks (it left a chain) joins no new chain; empt
   rig.chunks.set(lost, 0);
   await rig.ticks(10);
   assert.equal(rig.sm.state.chains().length, 2, 'emptied, it is like any free target');
+});
+
+test('a free target that holds chunks is emptied of the known files\' chunks, only while free; unknown inodes stay for the quarantine', async () => {
+  // A worker's target holding chunks of the root directory's inode (known) and of inode 10^9 (unknown).
+  const held = new Map<number, Map<number, number>>();
+  const calls: string[] = [];
+  let rig: Rig | undefined;
+  const connect = (address: string): Connection => ({
+    call: async <T>(method: string, body: unknown) => {
+      const b = body as { targetId: number; inodeIds?: number[]; freeOnly?: boolean };
+      calls.push(`${address} ${method} ${JSON.stringify(body)}`);
+      const inodes = held.get(b.targetId) ?? new Map<number, number>();
+      if (method === 'chunk.inventory') return { body: { inodes: [...inodes].map(([inodeId, chunks]) => ({ inodeId, chunks, bytes: chunks * 10 })), more: false } as T, payload: undefined };
+      assert.equal(method, 'chunk.purge');
+      assert.equal(b.freeOnly, true, 'a reclaim purges only while the target is free');
+      let removed = 0;
+      for (const id of b.inodeIds!) removed += inodes.get(id) ?? 0;
+      for (const id of b.inodeIds!) inodes.delete(id);
+      rig!.chunks.set(b.targetId, [...inodes.values()].reduce((n, c) => n + c, 0));
+      return { body: { removed } as T, payload: undefined };
+    },
+    notify: () => undefined,
+    close: () => undefined,
+  });
+  rig = await fiveWorkers(1_000, connect);
+  assert.deepEqual(calls.filter((c) => c.includes('chunk.purge')), [], 'nothing to reclaim while every free target is empty');
+  const lost = rig.sm.state.chains()[0].targetIds[0];
+  const worker = Math.floor(lost / 1000);
+  rig.up.delete(worker);
+  await rig.ticks(25);
+  assert.ok(!rig.sm.state.chains()[0].targetIds.includes(lost));
+  // Back with its old chunks.
+  held.set(lost, new Map([[1, 12], [1e9, 2]]));
+  rig.chunks.set(lost, 14);
+  rig.up.add(worker);
+  await rig.addWorkers(6);
+  for (let i = 0; i < 10; i++) {
+    await rig.tick();
+    await new Promise((r) => setImmediate(r)); // the reclaim runs beside the rounds
+  }
+  assert.ok(calls.some((c) => c === `h${worker}:1 chunk.purge {"targetId":${lost},"inodeIds":[1],"freeOnly":true}`), calls.join('\n'));
+  assert.ok(!calls.some((c) => /chunk\.purge .*1000000000/.test(c)), 'an unknown inode is not purged');
+  assert.equal(rig.chunks.get(lost), 2, 'the unknown inode\'s chunks stay');
+  assert.ok(rig.logs.includes('free target reclaimed'));
+  assert.equal(rig.sm.state.chains().length, 1, 'still holding chunks (the quarantine\'s), it joins no new chain');
 });
 
 test('leadership that pauses and resumes in one term (a ZooKeeper master confirming its epoch again) keeps numbering its proposals', async () => {
