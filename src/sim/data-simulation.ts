@@ -46,6 +46,8 @@ export interface DataStats {
   bitFlips: number;
   corruptReadsSeen: number;
   masterFaults: number;
+  /** Targeted family: heads cut off mid-write long enough to come back syncing. */
+  headsDemoted: number;
   writesAcked: number;
   writesUnknown: number;
   readsServed: number;
@@ -64,6 +66,7 @@ export const emptyDataStats: DataStats = {
   bitFlips: 0,
   corruptReadsSeen: 0,
   masterFaults: 0,
+  headsDemoted: 0,
   writesAcked: 0,
   writesUnknown: 0,
   readsServed: 0,
@@ -71,6 +74,15 @@ export const emptyDataStats: DataStats = {
 };
 
 export const dataBugs: readonly ReplicaBug[] = replicaBugNames;
+
+/**
+ * One data seed in ten (seed % 10 === 7) runs a targeted fault family instead of the mixed faults:
+ * heads cut off mid-write until they come back syncing (docs/data-path-sim.md). A rule on the seed
+ * rather than a draw, so that the other seeds' schedules stay as they were.
+ */
+export function demoteFamily(seed: number): boolean {
+  return seed % 10 === 7;
+}
 
 const masterCount = 3;
 const workerIdBase = 10;
@@ -134,6 +146,8 @@ class DataSimulation implements SimWire {
   private readonly filled = new Set<number>();
   /** Workers to kill at their next disk operation of a kind under one target directory. */
   private readonly crashPoints = new Map<number, { dir: string; op: SimFsOp; role: string }>();
+  /** Heads to cut off at their next stage (the targeted family): the worker, its successor's worker. */
+  private readonly demotePoints = new Map<number, { dir: string; successor: number }>();
   /** Chunk files the simulator flipped a bit in: their replica may be unreadable, never served wrong. */
   private readonly damaged = new Set<string>();
   /** Chunks with a flipped bit in one replica: one per chunk, so that two replicas are never both damaged. */
@@ -204,7 +218,8 @@ class DataSimulation implements SimWire {
       targets += n;
       const w = new WorkerProcess(
         workerIdBase + i,
-        { ...env, masters: masterAddrs, callTimeoutMs, forwardDeadlineMs, bugs: this.bugs, onWorkerStartFailed: (wp, err) => this.onWorkerStartFailed(wp, err) },
+        // The targeted family's members keep forwarding long enough to come back from being cut off.
+        { ...env, masters: masterAddrs, callTimeoutMs, forwardDeadlineMs: demoteFamily(this.opts.seed) ? 4 * forwardDeadlineMs : forwardDeadlineMs, bugs: this.bugs, onWorkerStartFailed: (wp, err) => this.onWorkerStartFailed(wp, err) },
         this.clockRate(),
         p.range(0, 1_000_000),
         n,
@@ -224,7 +239,11 @@ class DataSimulation implements SimWire {
     }
     this.layout = { chunkSizeBytes: 1 << 17, stripeWidth: 4, chainTableId: defaultChainTableId, chainTableVersion: 1, shuffleSeed: p.u32() };
     const clientCount = p.range(2, 4);
-    const clientEnv = { ...env, masters: masterAddrs, retryDeadlineMs: clientRetryDeadlineMs, callTimeoutMs };
+    // The targeted family's clients wait for an answer longer than a member's trip offline and back
+    // (as the FUSE mount and the gateway, with their long deadlines, do): an answer the cut-off
+    // member gives then reaches them.
+    const patient = demoteFamily(this.opts.seed) ? 8 : 1;
+    const clientEnv = { ...env, masters: masterAddrs, retryDeadlineMs: clientRetryDeadlineMs * patient, callTimeoutMs: callTimeoutMs * patient };
     for (let i = 1; i <= clientCount + 1; i++) {
       const proc = new ClientProcess(clientIdBase + i, clientEnv, this.clockRate(), p.range(0, 1_000_000));
       this.add(proc);
@@ -235,7 +254,7 @@ class DataSimulation implements SimWire {
       this.queue.at(setupMs - 300 + p.range(0, 50), () => this.event(`c${proc.id} starts`, () => this.nextOp(c)));
     }
     this.faultGapMs = p.pick([100, 200, 400]);
-    this.queue.at(setupMs, () => this.scheduleFault());
+    this.queue.at(setupMs, () => (demoteFamily(this.opts.seed) ? this.scheduleDemote() : this.scheduleFault()));
     this.queue.at(this.calmAtMs, () => this.event('calm', () => this.calm()));
     this.queue.at(this.endMs - 1200, () => this.event('final reads when every chain serves', () => this.finalReadsWhenServing()));
   }
@@ -489,7 +508,58 @@ class DataSimulation implements SimWire {
     this.remember(`w${w.id} will die in its next ${op === 'create' ? 'stage' : 'commit'} as the ${role} of chain ${chain.chainId}`);
   }
 
+  // ---- the targeted family: a head demoted mid-write ---------------------------------------------
+
+  private scheduleDemote(): void {
+    this.queue.after(this.faultPrng.range(300, 1200), () => {
+      if (this.queue.nowMs >= this.calmAtMs) return;
+      this.event('fault', () => this.armDemote());
+      this.scheduleDemote();
+    });
+  }
+
+  /**
+   * Arms the head of a chain: at its next stage of a chunk it is cut off from its successor (the
+   * forward waits) and from the masters past the offline timeout, then the masters reach it again
+   * and make it syncing, at the end of the write path, while that forward still waits.
+   */
+  private armDemote(): void {
+    const routing = this.leaderRouting();
+    if (routing === undefined || routing.info.chains.length === 0 || this.demotePoints.size > 0) return;
+    const chain = this.faultPrng.pick(routing.info.chains);
+    const path = routing.writeMembers(chain.chainId);
+    if (path.length < 2) return;
+    const at = this.faultPrng.int(path.length - 1);
+    const [me, next] = [path[at], path[at + 1]];
+    const w = this.workers.find((x) => x.id === me.workerId);
+    if (w === undefined || !w.alive || me.workerId === next.workerId) return;
+    this.demotePoints.set(w.id, { dir: me.path, successor: next.workerId });
+    this.remember(`w${w.id} will be cut off at its next stage as the ${at === 0 ? 'head' : 'middle member'} of chain ${chain.chainId}`);
+  }
+
+  private demote(w: WorkerProcess, successor: number): void {
+    const masters = this.masters.map((m) => m.id);
+    this.net.partition([w.id], [successor]);
+    this.net.partition([w.id], masters);
+    this.stats.headsDemoted++;
+    this.remember(`w${w.id} cut off from its successor w${successor} and the masters mid-write`);
+    // Its heartbeats reach the masters first (they count it back, syncing), their answers a little
+    // later: the first routing it hears of has it syncing, not offline, as when replies are lost.
+    const heard = timing.offlineTimeoutMs + this.faultPrng.range(100, 300);
+    const answered = heard + this.faultPrng.range(200, 600);
+    this.queue.after(heard, () => this.event(`w${w.id} reaches the masters again`, () => masters.forEach((m) => this.net.joinLink(w.id, m))));
+    this.queue.after(answered, () => this.event(`the masters reach w${w.id} again`, () => this.net.join([w.id], masters)));
+    this.queue.after(answered + this.faultPrng.range(500, 1500), () => this.event('heal', () => this.heal()));
+  }
+
   private onDiskOp(p: SimProcess, op: SimFsOp, path: string): void {
+    const demote = this.demotePoints.get(p.id);
+    if (demote !== undefined && op === 'create' && path.startsWith(`${demote.dir}/chunks/`) && path.endsWith('.pending')) {
+      this.demotePoints.delete(p.id);
+      const w = p as WorkerProcess;
+      const inc = p.incarnation;
+      this.queue.after(0, () => this.event(`cut w${p.id} off mid-write`, () => w.incarnation === inc && w.alive && this.demote(w, demote.successor)));
+    }
     const point = this.crashPoints.get(p.id);
     if (point === undefined || point.op !== op || !path.startsWith(`${point.dir}/chunks/`)) return;
     if (op === 'create' && !path.endsWith('.pending')) return;
@@ -661,6 +731,7 @@ class DataSimulation implements SimWire {
     this.net.conditions = calmNetwork;
     this.slowDisk.clear();
     this.crashPoints.clear();
+    this.demotePoints.clear();
     this.fsyncFailing.clear();
     for (const id of this.filled) this.unfill(this.workers.find((w) => w.id === id)!);
     for (const m of this.masters) if (!m.alive) m.start();

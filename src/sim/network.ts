@@ -62,6 +62,20 @@ export class SimNetwork {
     }
   }
 
+  joinLink(from: number, to: number): void {
+    this.cut.delete(`${from}>${to}`);
+  }
+
+  /** Joins two sides again, leaving other cuts as they are. */
+  join(sideA: number[], sideB: number[]): void {
+    for (const a of sideA) {
+      for (const b of sideB) {
+        this.cut.delete(`${a}>${b}`);
+        this.cut.delete(`${b}>${a}`);
+      }
+    }
+  }
+
   heal(): void {
     this.cut.clear();
   }

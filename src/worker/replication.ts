@@ -65,10 +65,11 @@ export const replicaLimitsDefault = {
  * The data path's rules the simulator can switch off (docs/data-path-sim.md): a member that commits
  * and answers before its successor did, a non-tail replica that serves its committed version while
  * it holds a pending one, a resync that leaves a chunk the target holds at an older version, a
- * forward before the pending name is durable, a demoted head that commits as the tail, and a
- * target whose fsync failed that still serves reads.
+ * forward before the pending name is durable, a demoted head that commits as the tail, a target
+ * whose fsync failed that still serves reads, and a write that waited for its chunk's lock going
+ * on by the chain version it arrived with.
  */
-export const replicaBugNames = ['ack-before-tail-commit', 'serve-pending-as-clean', 'resync-skip-stale', 'forward-unsynced-name', 'demoted-member-commits', 'read-failed-target'] as const;
+export const replicaBugNames = ['ack-before-tail-commit', 'serve-pending-as-clean', 'resync-skip-stale', 'forward-unsynced-name', 'demoted-member-commits', 'read-failed-target', 'no-recheck-after-lock'] as const;
 export type ReplicaBug = (typeof replicaBugNames)[number];
 
 const emptyPayload = new Uint8Array(0);
@@ -94,6 +95,7 @@ export class ChainReplica {
   private readonly forwardUnsyncedName: boolean;
   private readonly demotedCommits: boolean;
   private readonly readFailedTarget: boolean;
+  private readonly noRecheck: boolean;
   private readonly readBuffers = new BufferPool({ idleBytesMax: readBuffersIdleBytesMax, classBytesMax: payloadBytesMax });
   private readonly readBytesMax: number;
   /** Bytes of read buffers lent to replies not yet handed to the socket. */
@@ -111,6 +113,7 @@ export class ChainReplica {
     this.forwardUnsyncedName = host.bugs?.has('forward-unsynced-name') === true;
     this.demotedCommits = host.bugs?.has('demoted-member-commits') === true;
     this.readFailedTarget = host.bugs?.has('read-failed-target') === true;
+    this.noRecheck = host.bugs?.has('no-recheck-after-lock') === true;
   }
 
   // ---- writes ----------------------------------------------------------------------------------
@@ -147,9 +150,14 @@ export class ChainReplica {
     return this.writeLocked(me, store, req, data, pieces);
   }
 
-  private writeLocked(me: TargetInfo, store: ChunkStore, req: WriteRequest, data: Uint8Array, pieces: PieceCrcs): Promise<WriteReply> {
+  private writeLocked(arrived: TargetInfo, store: ChunkStore, req: WriteRequest, data: Uint8Array, pieces: PieceCrcs): Promise<WriteReply> {
     const id = { inodeId: req.inodeId, index: req.index };
-    return this.lock.with(chunkLockKey(me.targetId, id), async () => {
+    return this.lock.with(chunkLockKey(arrived.targetId, id), async () => {
+      // Checked again now that the chunk is ours: a request that waited here behind another write
+      // may have been routed by a chain version that has changed meanwhile. A member cut off and
+      // back as syncing (last on the write path) would otherwise take a forward sent to it as a
+      // middle member for one to the tail, and commit a version the serving members never had.
+      const me = this.noRecheck ? arrived : this.member(req, 'write').me;
       let meta = store.get(id);
       const atHead = req.updateVersion === undefined;
       // A version whose forward gave up may be committed further down and seen by readers: it is

@@ -85,16 +85,18 @@ const catchingSeeds: Record<SimBug, Partial<Record<WorkloadName, number>> & { pr
   // A returning target keeps an old version of a chunk and serves it once the resync calls it done.
   'resync-skip-stale': { data: 6, property: /^(linearizability|replicas agree): / },
   // A member forwards a version whose pending name is not durable yet, crashes, and returns
-  // without it while the tail has served it. (Seed 117 meets it first, and stalls the chain:
-  // a liveness failure.)
-  'forward-unsynced-name': { data: 423, property: /^linearizability: / },
-  // A head that went offline and came back syncing during a write takes itself for the tail.
-  // Found at data seed 147; since reads stopped waiting for the masters' fsyncs (which moved every
-  // schedule), no data seed of 1..9909 meets it: not pinned until a targeted fault family does.
-  'demoted-member-commits': { property: /^linearizability: / },
+  // without it while the tail has served it.
+  'forward-unsynced-name': { data: 258, property: /^linearizability: / },
+  // A head or middle member cut off mid-write comes back syncing, last on the write path, and takes
+  // itself for the tail. Found at data seed 147; when reads stopped waiting for the masters' fsyncs
+  // no mixed-fault seed met it any more: seeds ending in 7 run the targeted family that does.
+  'demoted-member-commits': { data: 27, property: /^linearizability: / },
   // A target whose fsync failed reports itself offline and goes on serving reads with its old
   // routing, while writes go on without it.
   'read-failed-target': { data: 1959, property: /^linearizability: / },
+  // A forward that waited for its chunk's lock while its member was cut off and came back syncing
+  // is taken as one to the tail, by the chain version it arrived with (found by the family, seed 377).
+  'no-recheck-after-lock': { data: 377, property: /^linearizability: / },
 };
 
 for (const [bug, pinned] of Object.entries(catchingSeeds) as [SimBug, (typeof catchingSeeds)[keyof typeof catchingSeeds]][]) {
@@ -157,6 +159,7 @@ const dataRegressionSeeds: { seed: number; what: string }[] = [
   { seed: 42, what: "a worker's supervised restart after a failed fsync came 2 s into the calm, and a client had no time left to complete an operation" },
   { seed: 3910, what: 'the only serving member held a damaged copy, and its resync never asked the returning target, which held that very version, so the chain never served whole again' },
   { seed: 7442, what: 'the same as 3910 on another chunk and target' },
+  { seed: 377, what: 'a forward that waited for its chunk\'s lock while its member was cut off and came back syncing went on by the chain version it arrived with, and committed as the tail' },
 ];
 
 test('data seeds that once failed pass', async () => {
