@@ -289,7 +289,7 @@ test('the dashboard over plain HTTP: sessions end with their user, hostile reque
   t.after(() => held.forEach((r) => r.destroy()));
   let ninth: { status: number; error: string } | undefined;
   let leader = (await settled()).leader;
-  for (let attempt = 1; attempt <= 3 && ninth === undefined; attempt++) {
+  for (let attempt = 1; attempt <= 5 && ninth === undefined; attempt++) {
     leader = (await settled()).leader;
     const statuses = await Promise.all(
       Array.from({ length: 8 }, () => new Promise<number>((resolve, reject) => {
