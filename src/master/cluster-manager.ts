@@ -157,6 +157,11 @@ export class ClusterManager {
   private quarantine: QuarantineReport = emptyQuarantine;
   private lastAuditMs = -Infinity;
   private lastReclaimMs = -Infinity;
+  /**
+   * Free targets a pass left holding only the quarantine's chunks: their count then, and when. Not
+   * listed again while they report that count, for up to a quarantine audit's interval.
+   */
+  private readonly reclaimLeft = new Map<number, { chunks: number; atMs: number }>();
   private reclaiming: Promise<void> | undefined;
   private auditing: Promise<QuarantineReport> | undefined;
   /**
@@ -278,6 +283,7 @@ export class ClusterManager {
       this.quarantine = emptyQuarantine;
       this.lastAuditMs = -Infinity;
       this.lastReclaimMs = -Infinity;
+      this.reclaimLeft.clear();
       return;
     }
     const term = this.opts.journal.status().term;
@@ -499,7 +505,13 @@ export class ClusterManager {
     if (this.opts.connect === undefined || this.reclaiming !== undefined || now - this.lastReclaimMs < (this.opts.reclaimEveryMs ?? reclaimEveryMsDefault)) return;
     const state = this.opts.state();
     const inService = new Set(state.workers().filter((w) => w.decommissionedMs === undefined).map((w) => w.workerId));
-    const held = state.targets().filter((t) => t.chainId === 0 && inService.has(t.workerId) && this.alive(t.targetId, t.workerId, now) && (this.report(t.targetId, t.workerId, now)?.chunks ?? 0) > 0);
+    const recheckMs = this.opts.quarantineAuditEveryMs ?? quarantineAuditEveryMsDefault;
+    const pending = (t: TargetInfo): boolean => {
+      const chunks = this.report(t.targetId, t.workerId, now)?.chunks ?? 0;
+      const left = this.reclaimLeft.get(t.targetId);
+      return chunks > 0 && !(left !== undefined && left.chunks === chunks && now - left.atMs < recheckMs);
+    };
+    const held = state.targets().filter((t) => t.chainId === 0 && inService.has(t.workerId) && this.alive(t.targetId, t.workerId, now) && pending(t));
     if (held.length === 0) return;
     this.lastReclaimMs = now;
     const pass = this.withDataWork(async () => {
@@ -508,7 +520,8 @@ export class ClusterManager {
         if (address === undefined) continue;
         try {
           const r = await reclaimTarget({ inodeStatus: (id) => this.opts.state().inodeStatus(id), callTimeoutMs: this.opts.timing.offlineTimeoutMs }, this.worker(address), t.targetId);
-          if (r.chunks > 0 || r.stopped) this.opts.log?.('info', 'free target reclaimed', { target: t.targetId, worker: t.workerId, chunks: r.chunks, inodes: r.inodes, ...(r.stopped ? { stopped: 'it joined a chain meanwhile' } : {}) });
+          if (r.chunks > 0 || r.stopped) this.opts.log?.('info', 'free target reclaimed', { target: t.targetId, worker: t.workerId, chunks: r.chunks, inodes: r.inodes, left: r.left, ...(r.stopped ? { stopped: 'it joined a chain meanwhile' } : {}) });
+          if (!r.stopped) this.reclaimLeft.set(t.targetId, { chunks: r.left, atMs: now });
         } catch (err) {
           // Refused by a worker whose routing does not show the target free yet: usual, and brief.
           const usual = (err as { code?: string }).code === WorkerErrorCode.TargetUnavailable;

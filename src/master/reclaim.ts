@@ -25,15 +25,21 @@ export interface ReclaimResult {
   inodes: number;
   /** The target joined a chain while it was being emptied: the rest stayed. */
   stopped: boolean;
+  /** Chunks of inodes the namespace does not know, left for the quarantine. */
+  left: number;
 }
 
 /** Removes the chunks of known inodes from one free target, page by page of its inventory. */
 export async function reclaimTarget(deps: ReclaimDeps, conn: Connection, targetId: number): Promise<ReclaimResult> {
-  const result: ReclaimResult = { chunks: 0, inodes: 0, stopped: false };
+  const result: ReclaimResult = { chunks: 0, inodes: 0, stopped: false, left: 0 };
   let after = 0;
   for (let page = 0; page < inventoryPagesMax; page++) {
     const r = await conn.call<InventoryReply>(WorkerMethod.inventory, { targetId, afterInodeId: after, limit: inventoryLimitMax }, { timeoutMs: deps.callTimeoutMs });
-    const known = r.body.inodes.filter((h) => deps.inodeStatus(h.inodeId) !== 'unknown').map((h) => h.inodeId);
+    const known: number[] = [];
+    for (const h of r.body.inodes) {
+      if (deps.inodeStatus(h.inodeId) === 'unknown') result.left += h.chunks;
+      else known.push(h.inodeId);
+    }
     for (let i = 0; i < known.length; i += purgeInodesPerCall) {
       const inodeIds = known.slice(i, i + purgeInodesPerCall);
       const p = await conn.call<ChunkPurgeReply>(WorkerMethod.purge, { targetId, inodeIds, freeOnly: true }, { timeoutMs: deps.callTimeoutMs });

@@ -201,6 +201,22 @@ test('a free target that holds chunks is emptied of the known files\' chunks, on
   assert.equal(rig.chunks.get(lost), 2, 'the unknown inode\'s chunks stay');
   assert.ok(rig.logs.includes('free target reclaimed'));
   assert.equal(rig.sm.state.chains().length, 1, 'still holding chunks (the quarantine\'s), it joins no new chain');
+  // What is left is the quarantine's: the target is not listed again while it reports that count.
+  const listings = (): number => calls.filter((c) => c.startsWith(`h${worker}:1 chunk.inventory {"targetId":${lost},`)).length;
+  const before = listings();
+  for (let i = 0; i < 10; i++) {
+    await rig.tick();
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.equal(listings(), before, 'a target left with only unknown inodes is not listed every pass');
+  held.get(lost)!.set(1, 3); // more chunks of a known file (as after a restart that found some)
+  rig.chunks.set(lost, 5);
+  for (let i = 0; i < 3; i++) {
+    await rig.tick();
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.ok(listings() > before, 'a changed count is looked at again');
+  assert.equal(rig.chunks.get(lost), 2);
 });
 
 test('leadership that pauses and resumes in one term (a ZooKeeper master confirming its epoch again) keeps numbering its proposals', async () => {
