@@ -118,6 +118,11 @@ interface Seen {
   bytesWritten?: number;
 }
 
+/** The workers not decommissioned: an audit and a reclaim talk to their targets only. */
+function inServiceWorkers(state: MetaState): Set<number> {
+  return new Set(state.workers().filter((w) => w.decommissionedMs === undefined).map((w) => w.workerId));
+}
+
 /** Deleted files whose chunks one round collects. */
 const gcFilesPerRound = 64;
 export const quarantineAuditEveryMsDefault = 60 * 60 * 1000;
@@ -504,7 +509,7 @@ export class ClusterManager {
   private reclaimFree(now: number): void {
     if (this.opts.connect === undefined || this.reclaiming !== undefined || now - this.lastReclaimMs < (this.opts.reclaimEveryMs ?? reclaimEveryMsDefault)) return;
     const state = this.opts.state();
-    const inService = new Set(state.workers().filter((w) => w.decommissionedMs === undefined).map((w) => w.workerId));
+    const inService = inServiceWorkers(state);
     const recheckMs = this.opts.quarantineAuditEveryMs ?? quarantineAuditEveryMsDefault;
     const pending = (t: TargetInfo): boolean => {
       const chunks = this.report(t.targetId, t.workerId, now)?.chunks ?? 0;
@@ -516,7 +521,7 @@ export class ClusterManager {
     this.lastReclaimMs = now;
     const pass = this.withDataWork(async () => {
       for (const t of held) {
-        const address = this.opts.state().routing().workers.find((w) => w.workerId === t.workerId)?.address;
+        const address = this.workerAddress(t.workerId);
         if (address === undefined) continue;
         try {
           const r = await reclaimTarget({ inodeStatus: (id) => this.opts.state().inodeStatus(id), callTimeoutMs: this.opts.timing.offlineTimeoutMs }, this.worker(address), t.targetId);
@@ -575,7 +580,7 @@ export class ClusterManager {
   private async auditNow(): Promise<QuarantineReport> {
     if (this.opts.connect === undefined) throw new CairnError(ErrorCode.Unavailable, 'this master does not reach workers');
     const state = this.opts.state();
-    const inService = new Set(state.workers().filter((w) => w.decommissionedMs === undefined).map((w) => w.workerId));
+    const inService = inServiceWorkers(state);
     const routing = state.routing();
     const report = await auditQuarantine({
       routing: { ...routing, targets: routing.targets.filter((t) => inService.has(t.workerId)) },
@@ -610,7 +615,7 @@ export class ClusterManager {
         if (reply.passes >= purgePassesMax || removable.every((r) => r.ids.length === 0)) return reply;
         reply.passes++;
         for (const { t, ids } of removable) {
-          const address = this.opts.state().routing().workers.find((w) => w.workerId === t.workerId)?.address;
+          const address = this.workerAddress(t.workerId);
           if (ids.length === 0 || address === undefined) continue;
           const r = await this.worker(address).call<{ removed: number }>(WorkerMethod.purge, { targetId: t.targetId, inodeIds: ids }, { timeoutMs: this.opts.timing.offlineTimeoutMs });
           reply.chunks += r.body.removed;
@@ -643,6 +648,11 @@ export class ClusterManager {
     } finally {
       this.dataBusy = false;
     }
+  }
+
+  /** A worker's address in the applied routing, if it has one. */
+  private workerAddress(workerId: number): string | undefined {
+    return this.opts.state().routing().workers.find((w) => w.workerId === workerId)?.address;
   }
 
   private worker(address: string): Connection {

@@ -81,14 +81,26 @@ export async function auditQuarantine(deps: AuditDeps): Promise<QuarantineReport
 }
 
 async function listTarget(deps: AuditDeps, conn: Connection, entry: QuarantinedTarget): Promise<void> {
+  let last: InventoryReply | undefined;
+  for await (const page of inventoryPages(conn, entry.targetId, deps.callTimeoutMs)) {
+    addUnknown(entry, page.inodes, deps.inodeStatus, deps.nextInodeId());
+    last = page;
+  }
+  if (last?.more === true && last.inodes.length > 0) throw new Error(`more than ${inventoryPagesMax} pages of inodes`);
+}
+
+/**
+ * One target's inodes (chunk.inventory), a page at a time, inventoryPagesMax pages at most: a last
+ * page that still says `more` was cut short by that bound.
+ */
+export async function* inventoryPages(conn: Connection, targetId: number, callTimeoutMs: number): AsyncGenerator<InventoryReply> {
   let after = 0;
   for (let page = 0; page < inventoryPagesMax; page++) {
-    const r = await conn.call<InventoryReply>(WorkerMethod.inventory, { targetId: entry.targetId, afterInodeId: after, limit: inventoryLimitMax }, { timeoutMs: deps.callTimeoutMs });
-    addUnknown(entry, r.body.inodes, deps.inodeStatus, deps.nextInodeId());
+    const r = await conn.call<InventoryReply>(WorkerMethod.inventory, { targetId, afterInodeId: after, limit: inventoryLimitMax }, { timeoutMs: callTimeoutMs });
+    yield r.body;
     if (!r.body.more || r.body.inodes.length === 0) return;
     after = r.body.inodes[r.body.inodes.length - 1].inodeId;
   }
-  throw new Error(`more than ${inventoryPagesMax} pages of inodes`);
 }
 
 /** Adds the unknown inodes of one page to a target's entry (pure). */

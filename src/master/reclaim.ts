@@ -7,13 +7,11 @@
 // again under each chunk's lock, so a target picked for a chain meanwhile keeps what it is sent.
 
 import type { Connection } from '../io/index.ts';
-import { inventoryLimitMax, WorkerMethod, type ChunkPurgeReply, type InventoryReply } from '../worker/protocol.ts';
-import type { InodeStatus } from './quarantine.ts';
+import { WorkerMethod, type ChunkPurgeReply } from '../worker/protocol.ts';
+import { inventoryPages, type InodeStatus } from './quarantine.ts';
 
 /** Inodes per chunk.purge call: a call stays well inside its timeout on a slow disk. */
 const purgeInodesPerCall = 256;
-/** Pages of one target's inventory a reclaim reads at most (as an audit). */
-const inventoryPagesMax = 4096;
 
 export interface ReclaimDeps {
   inodeStatus(inodeId: number): InodeStatus;
@@ -32,11 +30,9 @@ export interface ReclaimResult {
 /** Removes the chunks of known inodes from one free target, page by page of its inventory. */
 export async function reclaimTarget(deps: ReclaimDeps, conn: Connection, targetId: number): Promise<ReclaimResult> {
   const result: ReclaimResult = { chunks: 0, inodes: 0, stopped: false, left: 0 };
-  let after = 0;
-  for (let page = 0; page < inventoryPagesMax; page++) {
-    const r = await conn.call<InventoryReply>(WorkerMethod.inventory, { targetId, afterInodeId: after, limit: inventoryLimitMax }, { timeoutMs: deps.callTimeoutMs });
+  for await (const page of inventoryPages(conn, targetId, deps.callTimeoutMs)) {
     const known: number[] = [];
-    for (const h of r.body.inodes) {
+    for (const h of page.inodes) {
       if (deps.inodeStatus(h.inodeId) === 'unknown') result.left += h.chunks;
       else known.push(h.inodeId);
     }
@@ -47,8 +43,6 @@ export async function reclaimTarget(deps: ReclaimDeps, conn: Connection, targetI
       result.inodes += inodeIds.length;
       if (p.body.stopped === true) return { ...result, stopped: true };
     }
-    if (!r.body.more || r.body.inodes.length === 0) return result;
-    after = r.body.inodes[r.body.inodes.length - 1].inodeId;
   }
   return result;
 }

@@ -46,8 +46,8 @@ export interface DataStats {
   bitFlips: number;
   corruptReadsSeen: number;
   masterFaults: number;
-  /** Targeted family: heads cut off mid-write long enough to come back syncing. */
-  headsDemoted: number;
+  /** Targeted family: heads and middle members cut off mid-write long enough to come back syncing. */
+  membersDemoted: number;
   writesAcked: number;
   writesUnknown: number;
   readsServed: number;
@@ -66,7 +66,7 @@ export const emptyDataStats: DataStats = {
   bitFlips: 0,
   corruptReadsSeen: 0,
   masterFaults: 0,
-  headsDemoted: 0,
+  membersDemoted: 0,
   writesAcked: 0,
   writesUnknown: 0,
   readsServed: 0,
@@ -77,7 +77,7 @@ export const dataBugs: readonly ReplicaBug[] = replicaBugNames;
 
 /**
  * One data seed in ten (seed % 10 === 7) runs a targeted fault family instead of the mixed faults:
- * heads cut off mid-write until they come back syncing (docs/data-path-sim.md). A rule on the seed
+ * heads and middle members cut off mid-write until they come back syncing (docs/data-path-sim.md). A rule on the seed
  * rather than a draw, so that the other seeds' schedules stay as they were.
  */
 export function demoteFamily(seed: number): boolean {
@@ -146,8 +146,10 @@ class DataSimulation implements SimWire {
   private readonly filled = new Set<number>();
   /** Workers to kill at their next disk operation of a kind under one target directory. */
   private readonly crashPoints = new Map<number, { dir: string; op: SimFsOp; role: string }>();
-  /** Heads to cut off at their next stage (the targeted family): the worker, its successor's worker. */
+  /** Members to cut off at their next stage (the targeted family): the worker, its successor's worker. */
   private readonly demotePoints = new Map<number, { dir: string; successor: number }>();
+  /** This seed runs the targeted family (demoteFamily). */
+  private readonly targeted: boolean;
   /** Chunk files the simulator flipped a bit in: their replica may be unreadable, never served wrong. */
   private readonly damaged = new Set<string>();
   /** Chunks with a flipped bit in one replica: one per chunk, so that two replicas are never both damaged. */
@@ -161,6 +163,7 @@ class DataSimulation implements SimWire {
   constructor(opts: SimOptions) {
     this.opts = { ...opts, faultMs: opts.faultMs ?? 6000, calmMs: opts.calmMs ?? 4000 };
     this.prng = new Prng(opts.seed);
+    this.targeted = demoteFamily(opts.seed);
     this.faultPrng = this.prng.fork();
     this.net = new SimNetwork(this.queue, this.prng.fork());
     this.trace = new EventTrace(() => this.queue.nowMs, opts.trace);
@@ -219,7 +222,7 @@ class DataSimulation implements SimWire {
       const w = new WorkerProcess(
         workerIdBase + i,
         // The targeted family's members keep forwarding long enough to come back from being cut off.
-        { ...env, masters: masterAddrs, callTimeoutMs, forwardDeadlineMs: demoteFamily(this.opts.seed) ? 4 * forwardDeadlineMs : forwardDeadlineMs, bugs: this.bugs, onWorkerStartFailed: (wp, err) => this.onWorkerStartFailed(wp, err) },
+        { ...env, masters: masterAddrs, callTimeoutMs, forwardDeadlineMs: this.targeted ? 4 * forwardDeadlineMs : forwardDeadlineMs, bugs: this.bugs, onWorkerStartFailed: (wp, err) => this.onWorkerStartFailed(wp, err) },
         this.clockRate(),
         p.range(0, 1_000_000),
         n,
@@ -242,7 +245,7 @@ class DataSimulation implements SimWire {
     // The targeted family's clients wait for an answer longer than a member's trip offline and back
     // (as the FUSE mount and the gateway, with their long deadlines, do): an answer the cut-off
     // member gives then reaches them.
-    const patient = demoteFamily(this.opts.seed) ? 8 : 1;
+    const patient = this.targeted ? 8 : 1;
     const clientEnv = { ...env, masters: masterAddrs, retryDeadlineMs: clientRetryDeadlineMs * patient, callTimeoutMs: callTimeoutMs * patient };
     for (let i = 1; i <= clientCount + 1; i++) {
       const proc = new ClientProcess(clientIdBase + i, clientEnv, this.clockRate(), p.range(0, 1_000_000));
@@ -254,7 +257,7 @@ class DataSimulation implements SimWire {
       this.queue.at(setupMs - 300 + p.range(0, 50), () => this.event(`c${proc.id} starts`, () => this.nextOp(c)));
     }
     this.faultGapMs = p.pick([100, 200, 400]);
-    this.queue.at(setupMs, () => (demoteFamily(this.opts.seed) ? this.scheduleDemote() : this.scheduleFault()));
+    this.queue.at(setupMs, () => (this.targeted ? this.scheduleDemote() : this.scheduleFault()));
     this.queue.at(this.calmAtMs, () => this.event('calm', () => this.calm()));
     this.queue.at(this.endMs - 1200, () => this.event('final reads when every chain serves', () => this.finalReadsWhenServing()));
   }
@@ -508,7 +511,7 @@ class DataSimulation implements SimWire {
     this.remember(`w${w.id} will die in its next ${op === 'create' ? 'stage' : 'commit'} as the ${role} of chain ${chain.chainId}`);
   }
 
-  // ---- the targeted family: a head demoted mid-write ---------------------------------------------
+  // ---- the targeted family: a member demoted mid-write -------------------------------------------
 
   private scheduleDemote(): void {
     this.queue.after(this.faultPrng.range(300, 1200), () => {
@@ -519,9 +522,9 @@ class DataSimulation implements SimWire {
   }
 
   /**
-   * Arms the head of a chain: at its next stage of a chunk it is cut off from its successor (the
-   * forward waits) and from the masters past the offline timeout, then the masters reach it again
-   * and make it syncing, at the end of the write path, while that forward still waits.
+   * Arms the head or a middle member of a chain: at its next stage of a chunk it is cut off from its
+   * successor (the forward waits) and from the masters past the offline timeout, then the masters
+   * reach it again and make it syncing, at the end of the write path, while that forward still waits.
    */
   private armDemote(): void {
     const routing = this.leaderRouting();
@@ -541,7 +544,7 @@ class DataSimulation implements SimWire {
     const masters = this.masters.map((m) => m.id);
     this.net.partition([w.id], [successor]);
     this.net.partition([w.id], masters);
-    this.stats.headsDemoted++;
+    this.stats.membersDemoted++;
     this.remember(`w${w.id} cut off from its successor w${successor} and the masters mid-write`);
     // Its heartbeats reach the masters first (they count it back, syncing), their answers a little
     // later: the first routing it hears of has it syncing, not offline, as when replies are lost.

@@ -70,8 +70,8 @@ export class SimNetwork {
   join(sideA: number[], sideB: number[]): void {
     for (const a of sideA) {
       for (const b of sideB) {
-        this.cut.delete(`${a}>${b}`);
-        this.cut.delete(`${b}>${a}`);
+        this.joinLink(a, b);
+        this.joinLink(b, a);
       }
     }
   }
