@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Clock, Connection } from '../../src/io/index.ts';
+import type { Clock, Connection, Disk } from '../../src/io/index.ts';
 import { systemClock } from '../../src/io/system-clock.ts';
 import { TargetState } from '../../src/meta/commands.ts';
 import type { TargetInfo } from '../../src/meta/namespace-state.ts';
@@ -22,8 +22,13 @@ import { ChainReplica, syncListScrubBytesMax } from '../../src/worker/replicatio
 const MiB = 2 ** 20;
 const callTimeoutMs = 4_000;
 
+/** A simulated disk whose operations complete at once and never fail. */
+function instantDisk(fs: SimFs): Disk {
+  return fs.attach({ later: (_ms, fn) => setImmediate(fn), syncLatencyMs: () => 0, syncFails: () => false, syncLies: () => false, onOp: () => undefined });
+}
+
 async function targetWith(chunks: number, chunkBytes: number, clock: Clock): Promise<ChainReplica> {
-  const disk = new SimFs().attach({ later: (_ms, fn) => setImmediate(fn), syncLatencyMs: () => 0, syncFails: () => false, syncLies: () => false, onOp: () => undefined });
+  const disk = instantDisk(new SimFs());
   const store = await ChunkStore.open(disk, '/t', { identity: { clusterId: 'c', workerId: 1, targetId: 1001 } });
   for (let i = 0; i < chunks; i++) {
     const id = { inodeId: 7, index: i };
@@ -120,7 +125,7 @@ async function twoMembers(): Promise<{ source: ChainReplica; target: ChainReplic
   const replicas = new Map<string, ChainReplica>();
   for (const [workerId, targetId] of [[1, 1001], [2, 2001]]) {
     const sim = new SimFs();
-    const disk = sim.attach({ later: (_ms, fn) => setImmediate(fn), syncLatencyMs: () => 0, syncFails: () => false, syncLies: () => false, onOp: () => undefined });
+    const disk = instantDisk(sim);
     stores.set(targetId, await ChunkStore.open(disk, `/t${workerId}`, { identity: { clusterId: 'c', workerId, targetId } }));
     fs.set(targetId, sim);
     replicas.set(`w${workerId}:1`, new ChainReplica({
