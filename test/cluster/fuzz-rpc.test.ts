@@ -115,6 +115,25 @@ test('fuzzed requests to a master: answered with a coded error, nothing changed 
     return lines.join('\n');
   };
   await client.call('meta.mutate', { op: 'mkdir', path: '/d', mode: 0o755, uid: 0, gid: 0, clientId: 'fuzz-setup', seq: 1, caller: root });
+  // The cluster manager's own commands, valid as they are, are refused from clients: a client that
+  // journaled gcDone would leave a deleted file's chunks on the disks for good.
+  const made = (await client.call<{ inode: { inodeId: number } }>('meta.mutate', { op: 'create', path: '/gone', mode: 0o644, uid: 0, gid: 0, exclusive: true, clientId: 'fuzz-setup', seq: 2, caller: root })).body;
+  await client.call('meta.mutate', { op: 'unlink', path: '/gone', clientId: 'fuzz-setup', seq: 3, caller: root });
+  const pendingGc = async (): Promise<string> => JSON.stringify((await client.call('meta.query', { op: 'pendingGc', limit: 10 })).body);
+  assert.match(await pendingGc(), new RegExp(`"inodeId":${made.inode.inodeId}\\b`));
+  const gcBefore = await pendingGc();
+  const routingBefore = await hash();
+  for (const [i, cmd] of [
+    { op: 'gcDone', inodeIds: [made.inode.inodeId] },
+    { op: 'targetReclaimed', targetId: 1, leftChainAt: 1 },
+    { op: 'decommissionWorker', workerId: 1 },
+    { op: 'initCluster', clusterId: 'c0ffee' },
+  ].entries()) {
+    const o = await send(client, 'meta.mutate', { ...cmd, clientId: 'fuzz-manager-ops', seq: i + 1 });
+    assert.deepEqual(o, { ok: false, code: 'CAIRN_INVALID_ARGUMENT' }, `${cmd.op} from a client`);
+  }
+  assert.equal(await pendingGc(), gcBefore);
+  assert.equal(await hash(), routingBefore);
   const user = { uid: 1, gid: 1, groups: [2] };
   const validMutations: Record<string, unknown>[] = [
     { op: 'create', path: '/d/f', mode: 0o644, uid: 1, gid: 1, exclusive: true, clientId: 'fuzz', seq: 1, caller: root },
