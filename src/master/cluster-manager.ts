@@ -162,11 +162,6 @@ export class ClusterManager {
   private quarantine: QuarantineReport = emptyQuarantine;
   private lastAuditMs = -Infinity;
   private lastReclaimMs = -Infinity;
-  /**
-   * Free targets a pass left holding only the quarantine's chunks: their count then, and when. Not
-   * listed again while they report that count, for up to a quarantine audit's interval.
-   */
-  private readonly reclaimLeft = new Map<number, { chunks: number; atMs: number }>();
   private reclaiming: Promise<void> | undefined;
   private auditing: Promise<QuarantineReport> | undefined;
   /**
@@ -288,7 +283,6 @@ export class ClusterManager {
       this.quarantine = emptyQuarantine;
       this.lastAuditMs = -Infinity;
       this.lastReclaimMs = -Infinity;
-      this.reclaimLeft.clear();
       return;
     }
     const term = this.opts.journal.status().term;
@@ -502,21 +496,18 @@ export class ClusterManager {
   }
 
   /**
-   * Empties, in the background, the free targets (in no chain) of live workers in service that
-   * report chunks: the chunks of files the namespace knows go (reclaim.ts); a target emptied may
-   * then join a new chain or take a move. One pass at a time, and not with other data work.
+   * Empties, in the background, the targets that left a chain and are free (in no chain) on live
+   * workers in service: the chunks of files the namespace knows go (reclaim.ts), then the leader
+   * journals that the target is reclaimed; it may then join a new chain or take a move. Only a
+   * target that left a chain in this cluster's journal is touched: after a restore a free target
+   * may hold the only copies of a chain that moved after the backup. One pass at a time, and not
+   * with other data work.
    */
   private reclaimFree(now: number): void {
     if (this.opts.connect === undefined || this.reclaiming !== undefined || now - this.lastReclaimMs < (this.opts.reclaimEveryMs ?? reclaimEveryMsDefault)) return;
     const state = this.opts.state();
     const inService = inServiceWorkers(state);
-    const recheckMs = this.opts.quarantineAuditEveryMs ?? quarantineAuditEveryMsDefault;
-    const pending = (t: TargetInfo): boolean => {
-      const chunks = this.report(t.targetId, t.workerId, now)?.chunks ?? 0;
-      const left = this.reclaimLeft.get(t.targetId);
-      return chunks > 0 && !(left !== undefined && left.chunks === chunks && now - left.atMs < recheckMs);
-    };
-    const held = state.targets().filter((t) => t.chainId === 0 && inService.has(t.workerId) && this.alive(t.targetId, t.workerId, now) && pending(t));
+    const held = state.targets().filter((t) => t.chainId === 0 && t.leftChainAt !== undefined && inService.has(t.workerId) && this.alive(t.targetId, t.workerId, now));
     if (held.length === 0) return;
     this.lastReclaimMs = now;
     const pass = this.withDataWork(async () => {
@@ -526,7 +517,7 @@ export class ClusterManager {
         try {
           const r = await reclaimTarget({ inodeStatus: (id) => this.opts.state().inodeStatus(id), callTimeoutMs: this.opts.timing.offlineTimeoutMs }, this.worker(address), t.targetId);
           if (r.chunks > 0 || r.stopped) this.opts.log?.('info', 'free target reclaimed', { target: t.targetId, worker: t.workerId, chunks: r.chunks, inodes: r.inodes, left: r.left, ...(r.stopped ? { stopped: 'it joined a chain meanwhile' } : {}) });
-          if (!r.stopped) this.reclaimLeft.set(t.targetId, { chunks: r.left, atMs: now });
+          if (!r.stopped) await this.propose({ op: 'targetReclaimed', targetId: t.targetId, leftChainAt: t.leftChainAt! });
         } catch (err) {
           // Refused by a worker whose routing does not show the target free yet: usual, and brief.
           const usual = (err as { code?: string }).code === WorkerErrorCode.TargetUnavailable;

@@ -203,6 +203,16 @@ export interface GcDoneCommand extends ClientStamp {
   op: 'gcDone';
   inodeIds: number[];
 }
+/**
+ * The leader emptied a target that left a chain of the chunks it kept there (reclaim.ts): it is no
+ * longer reclaimed. Applies only while the target is still free since that same departure.
+ */
+export interface TargetReclaimedCommand extends ClientStamp {
+  op: 'targetReclaimed';
+  targetId: number;
+  /** The target's leftChainAt when the reclaim began. */
+  leftChainAt: number;
+}
 export interface TargetSpec {
   targetId: number;
   path: string;
@@ -346,6 +356,7 @@ export type MetaCommand =
   | CloseSessionCommand
   | CommitLengthCommand
   | GcDoneCommand
+  | TargetReclaimedCommand
   | RegisterWorkerCommand
   | AddChainsCommand
   | UpdateChainsCommand
@@ -713,6 +724,12 @@ const clusterReaders: Record<ClusterCommandOp, (f: MetaFields, s: ClientStamp) =
     op: 'gcDone',
     ...s,
     inodeIds: f.array('inodeIds', gcDoneInodesMax).map((id, i) => f.checkInt(`inodeIds[${i}]`, id, 1, Number.MAX_SAFE_INTEGER)),
+  }),
+  targetReclaimed: (f, s) => ({
+    op: 'targetReclaimed',
+    ...s,
+    targetId: f.int('targetId', 1, idMax),
+    leftChainAt: f.int('leftChainAt', 1, Number.MAX_SAFE_INTEGER),
   }),
   registerWorker: (f, s) => ({
     op: 'registerWorker',

@@ -4,7 +4,7 @@
 
 import { assert } from '../errors.ts';
 import { chainLengthMax, TargetState, targetsPerWorkerMax } from './commands.ts';
-import type { AddChainsCommand, DecommissionWorkerCommand, EndChainMoveCommand, InitClusterCommand, MoveChainMemberCommand, RegisterWorkerCommand, ReplaceChainMemberCommand, UpdateChainsCommand } from './commands.ts';
+import type { AddChainsCommand, DecommissionWorkerCommand, EndChainMoveCommand, InitClusterCommand, MoveChainMemberCommand, RegisterWorkerCommand, ReplaceChainMemberCommand, TargetReclaimedCommand, UpdateChainsCommand } from './commands.ts';
 import { inChainOrder, markRestarted, replaceMember, replacementProblem, sameMembers, type ChainMember } from './chain-states.ts';
 import { FsErrorCode } from './errors.ts';
 import { fail, ok } from './namespace-state.ts';
@@ -115,6 +115,7 @@ export function addChains(t: MetaTables, cmd: AddChainsCommand): MetaResult<Meta
       const target = t.targets.get(id)!;
       target.chainId = chain.chainId;
       target.state = TargetState.Serving;
+      delete target.leftChainAt;
     }
   }
   const table = t.chainTables.get(cmd.tableId);
@@ -126,6 +127,18 @@ export function addChains(t: MetaTables, cmd: AddChainsCommand): MetaResult<Meta
   );
   t.routingVersion++;
   return ok({ tableId: cmd.tableId, version });
+}
+
+/**
+ * A reclaim of a target that left a chain is done: it is not reclaimed again. Nothing changes if
+ * the target joined a chain (and maybe left again) since the reclaim began.
+ */
+export function targetReclaimed(t: MetaTables, cmd: TargetReclaimedCommand): MetaResult<MetaValues['targetReclaimed']> {
+  const target = t.targets.get(cmd.targetId);
+  if (target === undefined) return fail(FsErrorCode.ENOENT, `no target ${cmd.targetId}`);
+  if (target.chainId !== 0 || target.leftChainAt !== cmd.leftChainAt) return ok({ cleared: false });
+  delete target.leftChainAt;
+  return ok({ cleared: true });
 }
 
 /**
@@ -266,11 +279,13 @@ function setMembers(t: MetaTables, chain: Chain, members: readonly ChainMember[]
     const dropped = t.targets.get(id)!;
     dropped.chainId = 0;
     dropped.state = TargetState.Offline;
+    dropped.leftChainAt = t.routingVersion + 1; // every caller moves the routing version past it
   }
   for (const m of members) {
     const target = t.targets.get(m.targetId)!;
     target.chainId = chain.chainId;
     target.state = m.state;
+    delete target.leftChainAt; // its resync makes it equal to the chain
   }
   // A move whose ends are both still members carries on; otherwise it is over.
   const move = moving === undefined || (kept.has(moving.fromTargetId) && kept.has(moving.toTargetId)) ? moving : undefined;

@@ -19,15 +19,18 @@ import { utf8Bytes } from '../fields.ts';
 import { nameProblem } from './paths.ts';
 
 /**
+ * 8: target records carry leftChainAt (the routing version at which the target left its chain while
+ * what it kept there is not reclaimed, or null).
+ * 7: the dashboard's users, in a section of their own.
  * 6: inode records carry extended attributes ([name, value] pairs, or null); the S3 gateways'
  * access keys, in a section of their own before the end.
  * 5: inode records carry a device number (FIFOs, sockets and device nodes are inodes too).
  * 4: chain records carry the move under way ([from, to], or null). 3: worker records carry when the worker was decommissioned (null while in service). 2: chains
  * with their own ids and versions, tables of chain ids (1 held tables of target lists). This build
- * writes 6 and reads 2 to 6.
+ * writes 8 and reads 2 to 8.
  */
-export const snapshotFormatVersion = 7;
-const snapshotFormatVersionsRead: readonly number[] = [2, 3, 4, 5, 6, 7];
+export const snapshotFormatVersion = 8;
+const snapshotFormatVersionsRead: readonly number[] = [2, 3, 4, 5, 6, 7, 8];
 export const snapshotChunkBytesMax = 1024 * 1024;
 const snapshotMagic = 'cairn-meta';
 /** Record sizes are estimated from above; the margin leaves room for the chunk's framing. */
@@ -170,7 +173,7 @@ function* sections(t: MetaTables): Generator<[Kind, Iterable<unknown[]>]> {
   const workers = [...t.workers.values()].sort((a, b) => a.workerId - b.workerId);
   yield [Kind.Workers, workers.map((w) => [w.workerId, w.instance, w.address, w.domain, w.registeredMs, w.updatedMs, w.targetIds, w.decommissionedMs ?? null])];
   const targets = [...t.targets.values()].sort((a, b) => a.targetId - b.targetId);
-  yield [Kind.Targets, targets.map((x) => [x.targetId, x.workerId, x.path, x.capacityBytes, x.state, x.chainId])];
+  yield [Kind.Targets, targets.map((x) => [x.targetId, x.workerId, x.path, x.capacityBytes, x.state, x.chainId, x.leftChainAt ?? null])];
   const chains = [...t.chains.values()].sort((a, b) => a.chainId - b.chainId);
   yield [Kind.Chains, chains.map((c) => [c.chainId, c.version, c.targetIds, c.moving === undefined ? null : [c.moving.fromTargetId, c.moving.toTargetId]])];
   yield [Kind.ChainTables, chainTableRecords(t)];
@@ -509,19 +512,23 @@ class SnapshotBuilder {
   }
 
   private target(r: unknown): void {
-    const [idRaw, workerRaw, pathRaw, capacityRaw, stateRaw, chainRaw] = tuple(r, 6, 'target record');
+    const [idRaw, workerRaw, pathRaw, capacityRaw, stateRaw, chainRaw, leftRaw] = tuple(r, this.header.formatVersion < 8 ? 6 : 7, 'target record');
     const targetId = int(idRaw, 'target id', 1, idMax);
     check(!this.t.targets.has(targetId), `target ${targetId} is repeated`);
     const workerId = int(workerRaw, `target ${targetId} worker`, 1, idMax);
     check(this.t.workers.get(workerId)?.targetIds.includes(targetId) === true, `target ${targetId}: worker ${workerId} does not list it`);
     check(typeof stateRaw === 'string' && targetStateNames.includes(stateRaw), `target ${targetId} state ${String(stateRaw)}`);
+    const chainId = int(chainRaw, `target ${targetId} chain`, 0, idMax);
+    const left = leftRaw === undefined || leftRaw === null ? undefined : int(leftRaw, `target ${targetId} leftChainAt`, 1, Number.MAX_SAFE_INTEGER);
+    check(left === undefined || chainId === 0, `target ${targetId} is in chain ${chainId} and has left one`);
     this.t.targets.set(targetId, {
       targetId,
       workerId,
       path: str(pathRaw, `target ${targetId} path`),
       capacityBytes: int(capacityRaw, `target ${targetId} capacity`),
       state: stateRaw as TargetState,
-      chainId: int(chainRaw, `target ${targetId} chain`, 0, idMax),
+      chainId,
+      ...(left === undefined ? {} : { leftChainAt: left }),
     });
   }
 

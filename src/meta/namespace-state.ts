@@ -144,6 +144,13 @@ export interface Target {
   state: TargetState;
   /** The chain it is a replica in; 0 while in none. */
   chainId: number;
+  /**
+   * Set when the target leaves a chain (the routing version of that change), until the leader has
+   * reclaimed the chunks it kept from it (targetReclaimed) or it joins a chain again. Only such a
+   * target is reclaimed: a free target without it may hold a chain's only copies (after a restore
+   * from a backup older than the chain's last moves).
+   */
+  leftChainAt?: number;
 }
 
 /**
@@ -317,6 +324,7 @@ export interface MetaValues {
   closeSession: CloseSessionValue;
   commitLength: InodeAttr;
   gcDone: { removed: number };
+  targetReclaimed: { cleared: boolean };
   registerWorker: WorkerInfo;
   addChains: { tableId: number; version: number };
   updateChains: { chains: ChainInfo[] };

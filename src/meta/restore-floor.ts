@@ -39,7 +39,7 @@ export function floorProblem(floor: unknown): string | undefined {
 /**
  * Continues a state restored from a backup in this cluster: at this log position (the backup's own
  * means nothing here), with its inode, session and routing counters at `floor` or above, and every
- * worker to register again.
+ * worker to register again. No free target is reclaimed as one that left a chain.
  */
 export function continueRestored(t: MetaTables, index: number, floor: number): void {
   assert(floorProblem(floor) === undefined, floorProblem(floor) ?? '');
@@ -47,6 +47,9 @@ export function continueRestored(t: MetaTables, index: number, floor: number): v
   t.nextInodeId = Math.max(t.nextInodeId, floor);
   t.nextSessionNo = Math.max(t.nextSessionNo, floor);
   for (const w of t.workers.values()) w.instance = restoredInstance;
+  // The backup's picture of which targets left a chain is not the lost cluster's last: a target it
+  // shows free may have joined a chain since and hold that chain's only copies. None is reclaimed.
+  for (const target of t.targets.values()) delete target.leftChainAt;
   t.routingVersion = Math.max(t.routingVersion + 1, floor);
 }
 

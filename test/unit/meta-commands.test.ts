@@ -58,6 +58,7 @@ const valid: MetaCommand[] = [
   { op: 'commitLength', ...nstamp, path: '/a/f', lengthBytes: 10 },
   { op: 'commitLength', ...nstamp, inodeId: 7, lengthBytes: 10 },
   { op: 'gcDone', ...stamp, inodeIds: [3, 4] },
+  { op: 'targetReclaimed', ...stamp, targetId: 2001, leftChainAt: 17 },
   { op: 'initCluster', ...stamp, clusterId: 'c0ffee' },
   { op: 'registerWorker', ...stamp, workerId: 1, instance: 'i1', address: '[::1]:9000', domain: 'rack-1', targets: [{ targetId: 1, path: '/data', capacityBytes: 1 << 30 }] },
   { op: 'registerWorker', ...stamp, workerId: 2, instance: 'i1', address: 'h:1', domain: '', targets: [] },
@@ -158,6 +159,7 @@ test('numbers: modes, ids, sizes and times in range', () => {
   refused({ op: 'commitLength', ...nstamp, path: '/f', inodeId: 3, lengthBytes: 1 }, 'EINVAL', /exactly one/);
   refused({ op: 'commitLength', ...nstamp, inodeId: 0, lengthBytes: 1 }, 'EINVAL', /'inodeId' = 0/);
   refused({ op: 'gcDone', ...stamp, inodeIds: [1, 'x'] }, 'EINVAL', /'inodeIds\[1\]' must be an integer/);
+  refused({ op: 'targetReclaimed', ...stamp, targetId: 1, leftChainAt: 0 }, 'EINVAL', /'leftChainAt' = 0/);
   refused({ op: 'openSession', ...nstamp, path: '/f', sessionId: '@1' }, 'EINVAL', /may not start with '@'/);
 });
 

@@ -199,6 +199,8 @@ function asFormat(chunks: Uint8Array[], version: number): Uint8Array[] {
   // Inode records: 14 fields before format 5 (no device number), 15 in format 5 (no extended attributes).
   const fields = version < 5 ? 14 : version === 5 ? 15 : 16;
   for (let i = 0; i < out.length; i++) if (kindOf(out[i]) === 1) out = rewriteChunk(out, i, (rs) => (rs as unknown[][]).map((r) => r.slice(0, fields)));
+  // Target records: 6 fields before format 8 (no leftChainAt).
+  if (version < 8) for (let i = 0; i < out.length; i++) if (kindOf(out[i]) === 7) out = rewriteChunk(out, i, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 6)));
   return out;
 }
 
@@ -222,7 +224,7 @@ test('special files keep their type and device number through a snapshot; format
 
 test('a header from another format version, or no header at all, is refused', () => {
   const chunks = [...new MetaState().snapshot()];
-  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 8 }))), /format version 8, this build reads 2, 3, 4, 5, 6, 7/);
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 9 }))), /format version 9, this build reads 2, 3, 4, 5, 6, 7, 8/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 1 }))), /format version 1/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), magic: 'other' }))), /not a metadata snapshot/);
   assert.match(corruptCode(chunks.slice(1)), /chunk 0 is numbered 1/);
@@ -265,6 +267,27 @@ test('a chain\'s move is kept through a snapshot; format 3 (before moves) still 
   assert.match(corruptCode(asFormat(chunks, 3)), /chain record is not a 3-tuple/);
   assert.match(corruptCode(rewriteChunk(chunks, chainsAt, (rs) => (rs as unknown[][]).map((r) => [...r.slice(0, 3), [1, 9]]))), /chain 1 moves target 1 to 9, which are not two of its members/);
   assert.match(corruptCode(rewriteChunk(chunks, chainsAt, (rs) => (rs as unknown[][]).map((r) => [...r.slice(0, 3), [1]]))), /chain 1 move is not a 2-tuple/);
+});
+
+test('a target that left a chain keeps its mark through a snapshot; format 7 (before marks) reads with none; a bad mark is refused', () => {
+  const log = new Log();
+  for (const w of [1, 2, 3]) log.ok({ op: 'registerWorker', workerId: w, instance: 'i1', address: `h${w}:1`, domain: '', targets: [{ targetId: w, path: '/d', capacityBytes: 100 }] });
+  log.ok({ op: 'addChains', tableId: 1, chains: [{ chainId: 1, targetIds: [1, 2] }] });
+  log.ok({ op: 'moveChainMember', chainId: 1, version: 1, fromTargetId: 1, toTargetId: 3 });
+  log.ok({ op: 'updateChains', chains: [{ chainId: 1, version: 2, targets: [{ targetId: 1, state: 'serving' }, { targetId: 2, state: 'serving' }, { targetId: 3, state: 'serving' }] }] });
+  log.ok({ op: 'endChainMove', chainId: 1, version: 3, outcome: 'done' });
+  const chunks = [...log.state.snapshot()];
+  const copy = MetaState.restore(chunks);
+  assert.equal(copy.stateHash(), log.state.stateHash());
+  const mark = log.state.targets()[0].leftChainAt!;
+  assert.ok(mark > 0);
+  assert.deepEqual(copy.targets().map((t) => t.leftChainAt), [mark, undefined, undefined]);
+  assert.deepEqual(MetaState.restore(asFormat(chunks, 7)).targets().map((t) => t.leftChainAt), [undefined, undefined, undefined]);
+  const targetsAt = chunks.findIndex((c) => kindOf(c) === 7);
+  const edit = (id: number, value: unknown) => rewriteChunk(chunks, targetsAt, (rs) => (rs as unknown[][]).map((r) => (r[0] === id ? [...r.slice(0, 6), value] : r)));
+  assert.match(corruptCode(edit(1, 0)), /target 1 leftChainAt/);
+  assert.match(corruptCode(edit(2, 5)), /target 2 is in chain 1 and has left one/);
+  assert.match(corruptCode(rewriteChunk(chunks, targetsAt, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 6)))), /target record is not a 7-tuple/);
 });
 
 test('structural damage with valid checksums is refused: link counts, dangling dentries, cycles, sessions', () => {
@@ -344,6 +367,7 @@ const bodyArb: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
   ) })),
   w(1, fc.record({ op: fc.constant('decommissionWorker'), workerId: fc.integer({ min: 1, max: 3 }) })),
   w(1, fc.record({ op: fc.constant('replaceChainMember'), chainId: fc.integer({ min: 1, max: 4 }), version: fc.integer({ min: 1, max: 3 }), lostTargetId: fc.integer({ min: 1, max: 3 }), newTargetId: fc.integer({ min: 1, max: 3 }) })),
+  w(1, fc.record({ op: fc.constant('targetReclaimed'), targetId: fc.integer({ min: 1, max: 3 }), leftChainAt: fc.integer({ min: 1, max: 12 }) })),
   w(1, fc.record({ op: fc.constant('noop') })),
 );
 /** Who each of the three clients acts as: root, and two users (so that permission checks run too). */

@@ -639,6 +639,42 @@ test('moveChainMember: a free target joins a healthy chain as an extra member; d
   fs.checkInvariants();
 });
 
+test('a target that leaves a chain is marked for reclaim until targetReclaimed names that departure; joining a chain or a restore clears the mark', () => {
+  const fs = fourWorkers();
+  const leftAt = (id: number): number | undefined => fs.state.targets().find((t) => t.targetId === id)!.leftChainAt;
+  assert.equal(leftAt(41), undefined, 'a target that never was in a chain');
+  const v = fs.state.chains()[0].version;
+  fs.ok({ op: 'moveChainMember', chainId: 1, version: v, fromTargetId: 11, toTargetId: 41 });
+  setStates(fs, 1, [[11, 'serving'], [21, 'serving'], [31, 'serving'], [41, 'serving']]);
+  fs.ok({ op: 'endChainMove', chainId: 1, version: fs.state.chains()[0].version, outcome: 'done' });
+  const mark = leftAt(11)!;
+  assert.equal(mark, fs.state.routing().routingVersion, 'the routing version of the change it left at');
+  assert.equal(leftAt(41), undefined);
+  assert.equal(MetaState.restore(fs.state.snapshot()).targets().find((t) => t.targetId === 11)!.leftChainAt, mark, 'a snapshot keeps it');
+  fs.checkInvariants();
+  // Another departure's reclaim, or a target in a chain: nothing changes.
+  assert.deepEqual(fs.ok({ op: 'targetReclaimed', targetId: 11, leftChainAt: mark - 1 }), { cleared: false });
+  assert.deepEqual(fs.ok({ op: 'targetReclaimed', targetId: 21, leftChainAt: mark }), { cleared: false });
+  fs.fails({ op: 'targetReclaimed', targetId: 99, leftChainAt: mark }, 'ENOENT');
+  assert.equal(leftAt(11), mark);
+  assert.deepEqual(fs.ok({ op: 'targetReclaimed', targetId: 11, leftChainAt: mark }), { cleared: true });
+  assert.equal(leftAt(11), undefined);
+  // Back into a chain (its resync makes it equal), and out again: a new mark.
+  const v2 = fs.state.chains()[0].version;
+  fs.ok({ op: 'moveChainMember', chainId: 1, version: v2, fromTargetId: 21, toTargetId: 11 });
+  assert.equal(leftAt(11), undefined);
+  fs.ok({ op: 'endChainMove', chainId: 1, version: v2 + 1, outcome: 'cancelled' });
+  const again = leftAt(11)!;
+  assert.ok(again > mark);
+  assert.deepEqual(fs.ok({ op: 'targetReclaimed', targetId: 11, leftChainAt: mark }), { cleared: false }, 'a reclaim begun before it rejoined');
+  // A restore keeps no mark: the backup's free targets may hold chains that moved after it.
+  const restored = MetaState.restore(fs.state.snapshot());
+  assert.equal(restored.targets().find((t) => t.targetId === 11)!.leftChainAt, again);
+  restored.continueRestored(fs.state.indexApplied + 1, 1);
+  assert.deepEqual(restored.targets().filter((t) => t.leftChainAt !== undefined), []);
+  fs.checkInvariants();
+});
+
 test('moveChainMember only moves a healthy chain\'s member to a worker in service the chain does not use', () => {
   const fs = fourWorkers();
   // A member that does not serve: no move.
