@@ -11,7 +11,7 @@ import { RpcClient, type RpcMetrics } from '../rpc/index.ts';
 import { workerFrameBytesMax } from '../worker/process.ts';
 import type { ZkServerInfo } from '../journal/zookeeper/ensemble.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
-import { configError, parseMasterList } from './config.ts';
+import { configError, parseMasterList, warnSecretOnCommandLine } from './config.ts';
 import { callerOf, type IdentityFlags } from './identity.ts';
 
 export interface LocalProcess {
@@ -79,6 +79,7 @@ function resolveTarget(flags: TargetFlags): { masters: string[]; secret: string 
   const explicit = flags.masters ?? process.env.CAIRN_MASTERS;
   const dir = flags.dir ?? defaultLocalDir();
   const local = explicit === undefined ? readLocalCluster(dir) : undefined;
+  warnSecretOnCommandLine(flags, 'cairn');
   const secret = flags.secret ?? process.env.CAIRN_SECRET ?? local?.secret;
   if (explicit !== undefined) return { masters: parseMasterList(explicit), secret };
   if (local === undefined) {

@@ -176,6 +176,18 @@ export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   return { id, listen, masters, targets: given.map((d: string) => d.trim()), secret, ...(metricsAuth ? { metricsAuth } : {}), http, domain, ...(Object.keys(scrub).length === 0 ? {} : { scrub }), ...(resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
 }
 
+let warnedSecretOnCommandLine = false;
+
+/**
+ * A secret given as --secret is in the process's command line, which every local user can read
+ * (ps, /proc/PID/cmdline), for as long as the process runs: said once on standard error.
+ */
+export function warnSecretOnCommandLine(flags: { secret?: unknown }, program: string): void {
+  if (typeof flags.secret !== 'string' || warnedSecretOnCommandLine) return;
+  warnedSecretOnCommandLine = true;
+  console.error(`${program}: warning: --secret on the command line is visible to every user of this machine (ps, /proc); set CAIRN_SECRET, or "secret" in a --config file only you can read`);
+}
+
 /**
  * The cluster secret, which authenticates every connection. Running without one takes --insecure
  * said out loud: an unset variable (`--secret "$SECRET"`) is an empty secret, and an error, never

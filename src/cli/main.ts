@@ -13,7 +13,7 @@ import { needsRebuild } from '../master/rebuild.ts';
 import { startWorkerProcess } from '../worker/process.ts';
 import { registerAdminCommands } from './admin-cmd.ts';
 import { defaultLocalDir, readLocalCluster, withClients } from './cluster-target.ts';
-import { configError, parseAddress, parseMasterConfig, parsePositiveInt, parseWorkerConfig } from './config.ts';
+import { configError, parseAddress, parseMasterConfig, parsePositiveInt, parseWorkerConfig, warnSecretOnCommandLine } from './config.ts';
 import { runDemo } from './demo.ts';
 import { jsonLine, printable } from './format.ts';
 import { registerFsCommands } from './fs-cmd.ts';
@@ -78,6 +78,7 @@ program
   .option('--config <file>', 'JSON file with any of these options')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseMasterConfig(flags);
+    warnSecretOnCommandLine(flags, 'cairn master');
     if (cfg.secret === undefined) console.error('cairn master: --insecure: running WITHOUT authentication; anyone who reaches its port can read and write');
     const log = createLogger({ role: 'master', node: cfg.id });
     const master = await startMaster({
@@ -121,6 +122,7 @@ program
   .option('--config <file>', 'JSON file with any of these options ("targets": [...])')
   .action(async (flags: Record<string, unknown>) => {
     const cfg = parseWorkerConfig(flags);
+    warnSecretOnCommandLine(flags, 'cairn worker');
     if (cfg.secret === undefined) console.error('cairn worker: --insecure: running WITHOUT authentication; anyone who reaches its port can read and write');
     const log = createLogger({ role: 'worker', node: cfg.id });
     const worker = await startWorkerProcess({ ...cfg, log });

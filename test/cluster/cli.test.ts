@@ -162,6 +162,11 @@ test('bad arguments get a one-line error', async () => {
   assert.match(r2.stderr, /--masters must be host:port/);
   const r3 = await cairn(['fs', 'ls', '/', '--dir', '/nonexistent-cairn-dir']);
   assert.match(r3.stderr, /no cluster given/);
+  // A secret on the command line is readable by every local user: said before anything else.
+  const r4 = await cairn(['fs', 'ls', '/', '--masters', 'nohost', '--secret', 'not-a-good-place']);
+  assert.match(r4.stderr, /^cairn: warning: --secret on the command line is visible to every user of this machine .*CAIRN_SECRET/);
+  assert.match(r4.stderr, /--masters must be host:port/);
+  assert.doesNotMatch(r2.stderr, /warning/);
   const version = await cairn(['--version']);
   assert.equal(version.code, 0, version.stderr);
   assert.equal(version.stdout, `${JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')).version}\n`);
