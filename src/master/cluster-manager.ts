@@ -67,7 +67,7 @@ export interface ClusterManagerOptions {
   replaceAfterMs?: number;
   /** Chain members moving onto idle workers at once (rebalance.ts); 0 turns rebalancing off. Default rebalanceMovesDefault. */
   rebalanceMoves?: number;
-  /** Deleted files' chunks are collected this long after the deletion at the earliest (wall clock); default gcDelayMsDefault. */
+  /** Deleted files' chunks are collected this long after the deletion at the earliest (see collectGarbage); default gcDelayMsDefault. */
   gcDelayMs?: number;
   /** How often the leader empties free targets that still hold chunks (reclaim.ts); default reclaimEveryMsDefault. */
   reclaimEveryMs?: number;
@@ -140,7 +140,8 @@ export class ClusterManager {
   private readonly opts: ClusterManagerOptions;
   private readonly seen = new Map<number, Seen>();
   /** This master's current leadership: since when, and in which term. */
-  private leading: { sinceMs: number; term: number } | undefined;
+  /** This term's leadership: since when, on the monotonic clock and on the wall clock. */
+  private leading: { sinceMs: number; sinceWallMs: number; term: number } | undefined;
   /**
    * The numbering of this master's proposals, under client id cluster-manager/ID/TERM. Kept when
    * leadership pauses and resumes within one term (a ZooKeeper master that stops serving until it
@@ -287,7 +288,7 @@ export class ClusterManager {
     }
     const term = this.opts.journal.status().term;
     const now = this.opts.clock.now();
-    if (this.leading?.term !== term) this.leading = { sinceMs: now, term };
+    if (this.leading?.term !== term) this.leading = { sinceMs: now, sinceWallMs: this.opts.clock.wallNow(), term };
     if (this.busy) return;
     this.busy = true;
     try {
@@ -299,7 +300,7 @@ export class ClusterManager {
       await this.replaceLost(now);
       const freeSettled = await this.makeChains(now);
       await this.rebalance(now, freeSettled);
-      await this.collectGarbage();
+      await this.collectGarbage(now);
       this.reclaimFree(now);
       if (this.opts.connect !== undefined && now - this.lastAuditMs >= (this.opts.quarantineAuditEveryMs ?? quarantineAuditEveryMsDefault)) {
         this.lastAuditMs = now;
@@ -477,13 +478,19 @@ export class ClusterManager {
   }
 
   /** Removes the chunks of a batch of deleted files from the workers, then journals which are gone. */
-  private async collectGarbage(): Promise<void> {
+  private async collectGarbage(now: number): Promise<void> {
     // An audit or purge in progress goes first: the files wait a round (a round never waits for one).
-    if (this.opts.connect === undefined || this.dataBusy) return;
+    if (this.opts.connect === undefined || this.dataBusy || this.leading === undefined) return;
     const state = this.opts.state();
+    const delayMs = this.opts.gcDelayMs ?? gcDelayMsDefault;
+    const cutoffMs = this.opts.clock.wallNow() - delayMs;
+    // A deletion's time is the wall clock of the leader that journaled it. One from before this
+    // leadership may be on another master's clock, behind this one's: it also waits until this
+    // master has led for the delay, so that a skewed clock never collects a file early.
+    const ledTheDelay = now - this.leading.sinceMs >= delayMs;
+    const since = this.leading.sinceWallMs;
     // The list is in the order of deletion: the files old enough come first.
-    const cutoffMs = this.opts.clock.wallNow() - (this.opts.gcDelayMs ?? gcDelayMsDefault);
-    const entries = state.pendingGc(gcFilesPerRound).filter((e) => e.deletedMs <= cutoffMs);
+    const entries = state.pendingGc(gcFilesPerRound).filter((e) => e.deletedMs <= cutoffMs && (ledTheDelay || e.deletedMs >= since));
     if (entries.length === 0) return;
     this.dataBusy = true;
     try {
@@ -662,7 +669,7 @@ export class ClusterManager {
   private propose(body: DistributiveOmit<MetaCommand, 'clientId' | 'seq' | 'nowMs'>, again = false): Promise<void> {
     const run = async (): Promise<void> => {
       const term = this.opts.journal.status().term;
-      if (this.leading?.term !== term) this.leading = { sinceMs: this.opts.clock.now(), term };
+      if (this.leading?.term !== term) this.leading = { sinceMs: this.opts.clock.now(), sinceWallMs: this.opts.clock.wallNow(), term };
       if (this.proposalSeq.term !== term) this.proposalSeq = { term, seq: 0 };
       const cmd = { ...body, clientId: `cluster-manager/${this.opts.masterId}/${term}`, seq: ++this.proposalSeq.seq, nowMs: this.opts.clock.wallNow() } as MetaCommand;
       const result = (await this.opts.journal.propose(encodeCommandEntry(cmd))) as MetaResult;

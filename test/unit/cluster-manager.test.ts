@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import type { Clock, Connection } from '../../src/io/index.ts';
 import type { Journal } from '../../src/journal/index.ts';
 import { ClusterManager, type ReplacementsReply } from '../../src/master/cluster-manager.ts';
-import { MetaStateMachine } from '../../src/meta/state-machine.ts';
+import { encodeCommandEntry, MetaStateMachine } from '../../src/meta/state-machine.ts';
+import type { MetaCommand } from '../../src/meta/index.ts';
 import { WorkerErrorCode } from '../../src/worker/errors.ts';
 
 const timing = { heartbeatMs: 100, offlineTimeoutMs: 500 };
@@ -26,15 +27,23 @@ class Rig {
   /** Whether the journal says this master leads (in term 1 throughout). */
   leader = true;
 
-  constructor(replaceAfterMs?: number, connect?: (address: string) => Connection) {
+  /** The wall clock, this far from the monotonic one's origin. */
+  wallOffsetMs = 1_000_000;
+
+  constructor(replaceAfterMs?: number, connect?: (address: string) => Connection, gcDelayMs?: number) {
     const journal = {
       isLeader: () => this.leader,
       leader: () => undefined,
       status: () => ({ term: 1 }),
       propose: async (entry: Uint8Array) => this.sm.apply(++this.index, entry),
     } as unknown as Journal;
-    const clock = { now: () => this.nowMs, wallNow: () => 1_000_000 + this.nowMs, randomInt: () => 7 } as unknown as Clock;
-    this.manager = new ClusterManager({ masterId: 1, journal, state: () => this.sm.state, clock, replication: 3, timing, log: (_l, msg) => this.logs.push(msg), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(connect === undefined ? {} : { connect, reclaimEveryMs: 0 }) });
+    const clock = { now: () => this.nowMs, wallNow: () => this.wallOffsetMs + this.nowMs, randomInt: () => 7 } as unknown as Clock;
+    this.manager = new ClusterManager({ masterId: 1, journal, state: () => this.sm.state, clock, replication: 3, timing, log: (_l, msg) => this.logs.push(msg), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(connect === undefined ? {} : { connect, reclaimEveryMs: 0 }), ...(gcDelayMs === undefined ? {} : { gcDelayMs }) });
+  }
+
+  /** Applies a command as another leader would have journaled it, stamped with its `nowMs`. */
+  apply(cmd: Record<string, unknown>, nowMs: number): unknown {
+    return this.sm.apply(++this.index, encodeCommandEntry({ clientId: 'other-leader', seq: this.index, nowMs, ...cmd } as unknown as MetaCommand));
   }
 
   /** Workers with one target each (id w * 1000 + 1), registered and heartbeating. */
@@ -233,6 +242,44 @@ test('a free target that never left a chain in this journal is not reclaimed, wh
     await new Promise((r) => setImmediate(r));
   }
   assert.deepEqual(calls.filter((c) => c.includes('chunk.purge')), [], 'nothing purged');
+});
+
+test('a deletion journaled on another master\'s clock is collected only once this leader has led for the GC delay itself', async () => {
+  const removed: string[] = [];
+  const connect = (address: string): Connection => ({
+    call: async <T>(method: string, body: unknown) => {
+      if (method.startsWith('chunk.remove')) removed.push(`${address} ${JSON.stringify(body)}`);
+      return { body: { removed: 0, inodes: [], more: false } as T, payload: undefined };
+    },
+    notify: () => undefined,
+    close: () => undefined,
+  });
+  const delayMs = 60_000;
+  const rig = new Rig(undefined, connect, delayMs);
+  rig.wallOffsetMs = Date.UTC(2026, 11, 2);
+  await rig.addWorkers(1, 2, 3);
+  await rig.ticks(10);
+  assert.equal(rig.sm.state.chains().length, 1);
+  const root = { caller: { uid: 0, gid: 0, groups: [] } };
+  const wall = rig.wallOffsetMs + rig.nowMs;
+  // Deleted a second ago by a leader whose clock ran an hour behind this one's.
+  for (const [i, name] of ['/old', '/mine'].entries()) {
+    const stamp = name === '/old' ? wall - 3_600_000 - 1_000 : wall;
+    const made = rig.apply({ op: 'create', path: name, mode: 0o644, uid: 0, gid: 0, exclusive: true, ...root }, stamp) as { ok: boolean; value: { inode: { inodeId: number } } };
+    assert.ok(made.ok, JSON.stringify(made));
+    rig.apply({ op: 'commitLength', inodeId: made.value.inode.inodeId, lengthBytes: 10, chunks: null, ...root }, stamp);
+    rig.apply({ op: 'unlink', path: name, ...root }, stamp + i);
+  }
+  assert.equal(rig.sm.state.pendingGc(10).length, 2);
+  // The wall clock says the first is an hour overdue; this master has led for 20 s.
+  await rig.ticks(20);
+  assert.deepEqual(rig.sm.state.pendingGc(10).map((e) => e.deletedMs <= wall - 3_600_000), [true, false]);
+  assert.deepEqual(removed, [], 'nothing collected within the delay');
+  // Past the delay on this leader's own clock: both go.
+  while (rig.nowMs < delayMs + 5_000) await rig.tick();
+  await rig.ticks(3);
+  assert.deepEqual(rig.sm.state.pendingGc(10), []);
+  assert.ok(removed.length > 0);
 });
 
 test('leadership that pauses and resumes in one term (a ZooKeeper master confirming its epoch again) keeps numbering its proposals', async () => {
