@@ -32,7 +32,9 @@ export function registerClusterCommands(admin: Command, addTargetOptions: (c: Co
       run(o, async (c) => {
         const targets = await c.query<TargetInfo[]>('meta.query', { op: 'targets' });
         if (o.json) return console.log(jsonLine(targets));
-        console.log(table(['target', 'worker', 'chain', 'state', 'capacity', 'path'], targets.map((t) => [t.targetId, t.workerId, t.chainId || '-', t.state, formatBytes(t.capacityBytes), t.path])));
+        // A free target that left a chain still holds that chain's chunks until the leader reclaims them.
+        const chain = (t: TargetInfo): string | number => t.chainId || (t.leftChainAt === undefined ? '-' : '- (left one; to reclaim)');
+        console.log(table(['target', 'worker', 'chain', 'state', 'capacity', 'path'], targets.map((t) => [t.targetId, t.workerId, chain(t), t.state, formatBytes(t.capacityBytes), t.path])));
       }),
     );
 

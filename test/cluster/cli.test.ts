@@ -367,6 +367,8 @@ test('admin worker decommission: refused without --yes off a terminal, then a ki
   assert.match((await cairn(['admin', 'nodes', ...d])).stdout, new RegExp(`^${victim} .*DECOMMISSIONED`, 'm'));
   const chains = JSON.parse((await cairn(['admin', 'chains', '--json', ...d])).stdout) as { targetIds: number[] }[];
   assert.ok(chains.every((ch) => ch.targetIds.every((id) => Math.floor(id / 1000) !== victim)), 'no chain holds the victim\'s targets');
+  // The victim's targets left their chains holding chunks; a decommissioned worker's are never reclaimed.
+  assert.match((await cairn(['admin', 'targets', ...d])).stdout, new RegExp(`^${victim}\\d{3} +${victim} +- \\(left one; to reclaim\\) +offline`, 'm'));
   assert.equal((await cairn(['fs', 'get', '/f', path.join(dir, 'out.bin'), '--quiet', ...d])).code, 0);
   assert.ok((await readFile(path.join(dir, 'out.bin'))).equals(body));
   const again = await cairn(['admin', 'worker', 'decommission', String(victim), ...d]);
