@@ -88,6 +88,7 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   const { meta, data } = openClients(flags, { dataRetryDeadlineMs: timeoutMs, receiveBuffers: receiveBufferPool(), ...(registry === undefined ? {} : { rpcMetrics: rpcMetrics(registry).client }) });
   const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, groups: [] };
   const attrTimeoutMs = parseNonNegativeInt(flags.attrTimeoutMs, '--attr-timeout-ms');
+  const entryTimeoutMs = parseNonNegativeInt(flags.entryTimeoutMs, '--entry-timeout-ms');
   const fs = new CairnFs({
     meta,
     data,
@@ -97,6 +98,7 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
     readAheadBytesMax: parsePositiveInt(flags.readAheadMaxMib, '--read-ahead-max-mib') * 2 ** 20,
     // No attributes are kept past the kernel's own timeout: with 0, every getattr asks the masters.
     changedDirAttrMs: attrTimeoutMs,
+    listingMs: Math.min(attrTimeoutMs, entryTimeoutMs),
     log,
   });
   // Fails early, with the cluster's own error, when no master answers.
@@ -108,7 +110,7 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
     http = registry === undefined ? undefined : await startFlagsOpsHttp(flags, secret, registry, () => ({ ok: true, mountpoint: path.resolve(mountpoint) }));
     mounted = await mount(fs, mountpoint, {
       attrTimeoutMs,
-      entryTimeoutMs: parseNonNegativeInt(flags.entryTimeoutMs, '--entry-timeout-ms'),
+      entryTimeoutMs,
       allowOther: flags.allowOther === true || process.getuid?.() === 0,
       debug: flags.debug,
       log,

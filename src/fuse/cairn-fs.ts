@@ -64,6 +64,12 @@ export interface CairnFsOptions {
    * of that directory (the kernel asks for them after every change in it); 0: never.
    */
   changedDirAttrMs?: number;
+  /**
+   * How long a directory's listing (every entry with its attributes, read when the kernel looks up
+   * many names in it) answers lookups of names in it: at most the kernel's own attribute and entry
+   * timeouts, so that nothing is older than the kernel could keep it; 0: never listed.
+   */
+  listingMs?: number;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
 }
 
@@ -79,6 +85,11 @@ export const readAheadChunksDefault = 4;
 export const readAheadBytesMaxDefault = 256 * 1024 * 1024;
 /** Entries per readdir call to the masters. */
 const readdirPageEntries = 1_000;
+/** Lookups in one directory within a listing's life after which the mount lists it (a scan: ls -l, find, rsync). */
+const listingAfterLookups = 8;
+/** Entries a listing holds at most (a bigger directory's first ones), and directories listed at once. */
+const listingEntriesMax = 16_384;
+const listingsMax = 16;
 const typeBits: Record<InodeType, number> = { file: 0o100000, dir: 0o040000, symlink: 0o120000, fifo: 0o010000, socket: 0o140000, chardev: 0o020000, blockdev: 0o060000 };
 /** The inode type of a mode's S_IFMT bits, for mknod. */
 const specialTypeOf = new Map<number, SpecialInodeType>([[0o010000, 'fifo'], [0o140000, 'socket'], [0o020000, 'chardev'], [0o060000, 'blockdev']]);
@@ -94,6 +105,15 @@ const blockBytes = 4096;
 const nameBytesMax = 255;
 /** Inode count statfs reports as the total: the masters have no fixed table. */
 const inodesMax = 2 ** 32;
+
+/** A directory's entries with their attributes, as the masters answered them at atMs (see lookupListed). */
+interface Listing {
+  atMs: number;
+  /** The mount's change generation when the listing was asked for. */
+  generation: number;
+  /** Absent while being read. */
+  entries?: Map<string, InodeAttr>;
+}
 
 interface Handle {
   path: string;
@@ -132,9 +152,18 @@ export class CairnFs {
   private readonly handles = new Map<number, Handle>();
   /** Open write handles by inode: getattr and reads of that inode see their writes. */
   private readonly writers = new Map<number, Set<Handle>>();
+  private readonly listingMs: number;
+  /** Directories listed with their entries' attributes, by path (see lookupListed). */
+  private readonly listings = new Map<string, Listing>();
+  /** Lookups the masters answered per directory lately: enough of them, and the directory is listed. */
+  private readonly lookupsIn = new Map<string, { count: number; sinceMs: number; generation: number }>();
+  /** Goes up at the start and end of every change this mount makes: a listing read across one is not used. */
+  private generation = 0;
   private nextFd = 1;
   /** Reads since the mount started: answered from read-ahead, or sent to the workers (/metrics). */
   readonly readStats = { readAheadHits: 0, readAheadMisses: 0 };
+  /** Directories listed, and lookups answered from a listing (/metrics). */
+  readonly lookupStats = { listings: 0, listed: 0 };
 
   constructor(opts: CairnFsOptions) {
     this.meta = opts.meta;
@@ -145,6 +174,7 @@ export class CairnFs {
     this.readAheadChunks = opts.readAheadChunks ?? readAheadChunksDefault;
     this.readAheadBudget = new ReadAheadBudget(opts.readAheadBytesMax ?? readAheadBytesMaxDefault);
     this.changedDirAttrMs = Math.min(opts.changedDirAttrMs ?? changedDirAttrMsMax, changedDirAttrMsMax);
+    this.listingMs = opts.listingMs ?? 0;
     this.log = opts.log ?? (() => undefined);
   }
 
@@ -167,8 +197,80 @@ export class CairnFs {
       // again before the next lookup there: the change's own answer, if recent, is that answer.
       if (performance.now() - changed.atMs <= this.changedDirAttrMs) return this.toStat(changed.attr, undefined);
     }
+    const listed = this.lookupListed(path);
+    if (listed !== undefined) return this.toStat(listed, this.localLength(listed.inodeId));
     const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'stat', path, ...this.as(caller) });
     return this.toStat(attr, this.localLength(attr.inodeId));
+  }
+
+  /**
+   * A name's attributes from its directory's listing, if one is fresh, else undefined (ask the
+   * masters). A listing is read in the background once the masters answered listingAfterLookups
+   * lookups in a directory within listingMs, and it answers only names it holds: a name it lacks
+   * is asked for, so a file another mount made is found at once, as without it. What it answers is
+   * at most listingMs old (the kernel's own caches keep attributes that long), and nothing read
+   * across a change this mount made is used. The kernel checks the caller's permissions on the
+   * directory itself (default_permissions) before it looks a name up.
+   */
+  private lookupListed(path: string): InodeAttr | undefined {
+    if (this.listingMs === 0 || path === '/') return undefined;
+    const slash = path.lastIndexOf('/');
+    const dir = slash === 0 ? '/' : path.slice(0, slash);
+    const now = performance.now();
+    const listing = this.listings.get(dir);
+    if (listing !== undefined) {
+      // While it is being read, the masters answer.
+      if (listing.generation === this.generation && now - listing.atMs < this.listingMs) {
+        const attr = listing.entries?.get(path.slice(slash + 1));
+        if (attr !== undefined) this.lookupStats.listed++;
+        return attr;
+      }
+      this.listings.delete(dir);
+    }
+    // Lookups between changes only: a directory being filled or emptied is not listed over and over.
+    const seen = this.lookupsIn.get(dir);
+    if (seen === undefined || seen.generation !== this.generation || now - seen.sinceMs >= this.listingMs) {
+      this.lookupsIn.delete(dir);
+      this.lookupsIn.set(dir, { count: 1, sinceMs: now, generation: this.generation });
+      if (this.lookupsIn.size > listingsMax * 4) this.lookupsIn.delete(this.lookupsIn.keys().next().value!);
+      return undefined;
+    }
+    if (++seen.count >= listingAfterLookups) {
+      this.lookupsIn.delete(dir);
+      this.list(dir);
+    }
+    return undefined;
+  }
+
+  /** Reads a directory's entries with their attributes, in the background (see lookupListed). */
+  private list(dir: string): void {
+    const listing: Listing = { atMs: performance.now(), generation: this.generation };
+    this.lookupStats.listings++;
+    this.listings.set(dir, listing);
+    if (this.listings.size > listingsMax) this.listings.delete(this.listings.keys().next().value!);
+    void (async () => {
+      const entries = new Map<string, InodeAttr>();
+      let after: string | undefined;
+      do {
+        const page = await this.meta.query<ReaddirPage>('meta.query', { op: 'readdir', path: dir, limit: readdirPageEntries, attrs: true, ...(after === undefined ? {} : { after }) });
+        for (const e of page.entries) if (e.attr !== undefined) entries.set(e.name, e.attr);
+        after = page.next;
+      } while (after !== undefined && entries.size < listingEntriesMax);
+      if (this.listings.get(dir) === listing) listing.entries = entries;
+    })().catch(() => {
+      // Not listed (a directory the mount may not read, or no leader): lookups ask the masters.
+      if (this.listings.get(dir) === listing) this.listings.delete(dir);
+    });
+  }
+
+  /** A change through this mount: listings read before or during it are not used. */
+  private async mutate<T>(method: string, body: object): Promise<T> {
+    this.generation++;
+    try {
+      return await this.meta.mutate<T>(method, body);
+    } finally {
+      this.generation++;
+    }
   }
 
   async readdir(path: string, caller?: Caller): Promise<string[]> {
@@ -207,43 +309,43 @@ export class CairnFs {
   }
 
   async mkdir(path: string, mode: number, caller?: Caller): Promise<void> {
-    await this.changingDirs(() => this.meta.mutate('meta.mutate', { op: 'mkdir', path, mode: mode & 0o7777, ...this.ownerFor(caller), parents: false, ...this.as(caller) }));
+    await this.changingDirs(() => this.mutate('meta.mutate', { op: 'mkdir', path, mode: mode & 0o7777, ...this.ownerFor(caller), parents: false, ...this.as(caller) }));
   }
 
   async rmdir(path: string, caller?: Caller): Promise<void> {
-    await this.changingDirs(() => this.meta.mutate('meta.mutate', { op: 'rmdir', path, ...this.as(caller) }));
+    await this.changingDirs(() => this.mutate('meta.mutate', { op: 'rmdir', path, ...this.as(caller) }));
   }
 
   async unlink(path: string, caller?: Caller): Promise<void> {
-    const gone = await this.meta.mutate<UnlinkValue>('meta.mutate', { op: 'unlink', path, ...this.as(caller) });
+    const gone = await this.mutate<UnlinkValue>('meta.mutate', { op: 'unlink', path, ...this.as(caller) });
     this.dirChanged(path, gone.parent);
   }
 
   /** Replaces what is at `to` (libfuse 2 passes no rename flags: no RENAME_NOREPLACE or EXCHANGE). */
   async rename(from: string, to: string, caller?: Caller): Promise<void> {
-    await this.changingDirs(() => this.meta.mutate('meta.mutate', { op: 'rename', from, to, ...this.as(caller) }));
+    await this.changingDirs(() => this.mutate('meta.mutate', { op: 'rename', from, to, ...this.as(caller) }));
     for (const h of this.handles.values()) if (h.path === from) h.path = to;
   }
 
   async symlink(target: string, path: string, caller?: Caller): Promise<void> {
-    await this.changingDirs(() => this.meta.mutate('meta.mutate', { op: 'symlink', path, target, ...this.ownerFor(caller), ...this.as(caller) }));
+    await this.changingDirs(() => this.mutate('meta.mutate', { op: 'symlink', path, target, ...this.ownerFor(caller), ...this.as(caller) }));
   }
 
   /** FIFOs, sockets and device nodes: names with attributes (the kernel serves them when opened). */
   async mknod(path: string, mode: number, rdev: number, caller?: Caller): Promise<void> {
     const type = specialTypeOf.get(mode & typeMask);
     if (type === undefined) throw new MetaError(FsErrorCode.EINVAL, `mknod of a type cairn does not store (mode ${(mode & typeMask).toString(8)})`, { errno: 'EPERM' });
-    await this.changingDirs(() => this.meta.mutate('meta.mutate', { op: 'mknod', path, type, mode: mode & 0o7777, ...this.ownerFor(caller), rdev: isDeviceType(type) ? rdev : 0, ...this.as(caller) }));
+    await this.changingDirs(() => this.mutate('meta.mutate', { op: 'mknod', path, type, mode: mode & 0o7777, ...this.ownerFor(caller), rdev: isDeviceType(type) ? rdev : 0, ...this.as(caller) }));
   }
 
   async link(existing: string, path: string, caller?: Caller): Promise<void> {
-    await this.changingDirs(() => this.meta.mutate('meta.mutate', { op: 'link', existing, path, ...this.as(caller) }));
+    await this.changingDirs(() => this.mutate('meta.mutate', { op: 'link', existing, path, ...this.as(caller) }));
   }
 
   async chmod(path: string, mode: number, caller?: Caller): Promise<void> {
     this.changedDirs.delete(path); // the kernel holds the inode's lock: no change in it runs meanwhile
     try {
-      await this.meta.mutate('meta.mutate', { op: 'setattr', path, mode: mode & 0o7777, ...this.as(caller) });
+      await this.mutate('meta.mutate', { op: 'setattr', path, mode: mode & 0o7777, ...this.as(caller) });
     } catch (err) {
       // A write by another user makes the kernel clear the set-id bits (ATTR_KILL_SUID), a change
       // chmod(2) would refuse them; the kernel already refused any other chmod by a non-owner.
@@ -251,7 +353,7 @@ export class CairnFs {
       const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'stat', path });
       const clearsSetIdOnly = (attr.mode & 0o6000) !== 0 && (mode & 0o7777) === (attr.mode & ~0o6000 & 0o7777);
       if (!clearsSetIdOnly) throw err;
-      await this.meta.mutate('meta.mutate', { op: 'setattr', path, mode: mode & 0o7777 });
+      await this.mutate('meta.mutate', { op: 'setattr', path, mode: mode & 0o7777 });
     }
   }
 
@@ -260,7 +362,7 @@ export class CairnFs {
     this.changedDirs.delete(path);
     const keep = (id: number): boolean => id === -1 || id === 0xffff_ffff;
     if (keep(uid) && keep(gid)) return;
-    await this.meta.mutate('meta.mutate', { op: 'setattr', path, ...(keep(uid) ? {} : { uid }), ...(keep(gid) ? {} : { gid }), ...this.as(caller) });
+    await this.mutate('meta.mutate', { op: 'setattr', path, ...(keep(uid) ? {} : { uid }), ...(keep(gid) ? {} : { gid }), ...this.as(caller) });
   }
 
   /**
@@ -281,15 +383,15 @@ export class CairnFs {
     if (atime !== 'omit') times.atimeMs = atime === 'now' ? now : Math.trunc(atime);
     if (mtime !== 'omit') times.mtimeMs = mtime === 'now' ? now : Math.trunc(mtime);
     if (atime === 'now' && mtime === 'now') {
-      await this.meta.mutate('meta.mutate', { op: 'setattr', path, timesNow: true, ...this.as(caller) });
+      await this.mutate('meta.mutate', { op: 'setattr', path, timesNow: true, ...this.as(caller) });
       return;
     }
     try {
-      await this.meta.mutate('meta.mutate', { op: 'setattr', path, ...times, ...this.as(caller) });
+      await this.mutate('meta.mutate', { op: 'setattr', path, ...times, ...this.as(caller) });
     } catch (err) {
       const nowish = Object.values(times).every((ms) => Math.abs(ms - now) < touchSlackMs);
       if ((err as { code?: string }).code !== FsErrorCode.EPERM || !nowish) throw err;
-      await this.meta.mutate('meta.mutate', { op: 'setattr', path, timesNow: true, ...this.as(caller) });
+      await this.mutate('meta.mutate', { op: 'setattr', path, timesNow: true, ...this.as(caller) });
     }
   }
 
@@ -297,7 +399,8 @@ export class CairnFs {
     // Writes this mount holds for the file go first, so that they cannot land past the new end.
     await this.flushWritersOf(path, caller);
     // The handles of the file, those opened meanwhile too, take its new length.
-    const { inodeId } = await truncateFile(this.meta, this.data, path, sizeBytes);
+    this.generation++;
+    const { inodeId } = await truncateFile(this.meta, this.data, path, sizeBytes).finally(() => this.generation++);
     this.forgetReadAhead(inodeId);
     for (const h of this.handles.values()) {
       if (h.inodeId !== inodeId) continue;
@@ -313,7 +416,7 @@ export class CairnFs {
 
   /** O_CREAT (the kernel found no entry): creates the file and opens it for writing, in one step. */
   async create(path: string, mode: number, caller?: Caller): Promise<number> {
-    const made = await this.meta.mutate<CreateValue>('meta.mutate', { op: 'create', path, mode: mode & 0o7777, ...this.ownerFor(caller), exclusive: false, openSession: true, ...this.as(caller) });
+    const made = await this.mutate<CreateValue>('meta.mutate', { op: 'create', path, mode: mode & 0o7777, ...this.ownerFor(caller), exclusive: false, openSession: true, ...this.as(caller) });
     this.dirChanged(path, made.parent);
     const fd = this.addWriteHandle(path, made.sessionId!, made.inode);
     // libfuse asks for the new file's attributes at once: they are these.
@@ -353,7 +456,7 @@ export class CairnFs {
 
   private async openForWrite(path: string, truncate: boolean, caller: Caller | undefined): Promise<number> {
     if (truncate) await this.truncate(path, 0, caller);
-    const s = await this.meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path, truncate: false, ...this.as(caller) });
+    const s = await this.mutate<SessionValue>('meta.mutate', { op: 'openSession', path, truncate: false, ...this.as(caller) });
     return this.addWriteHandle(path, s.sessionId, s.inode);
   }
 
@@ -462,7 +565,7 @@ export class CairnFs {
     // Nothing written since the last commit: the session ends without touching the times (a
     // commit sets them to now, after any utimens since: tar, cp -p and rsync set them at close).
     const done = failure === undefined && h.dirty === true ? { lengthBytes: h.writer.highWater, chunks: h.writer.written.toArray() } : {};
-    await this.meta.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: h.sessionId, ...done });
+    await this.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: h.sessionId, ...done });
     if (failure !== undefined) throw failure;
   }
 
@@ -486,7 +589,7 @@ export class CairnFs {
   async setxattr(path: string, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
     this.changedDirs.delete(path);
     if (!name.startsWith(xattrNamePrefix)) throw new MetaError(FsErrorCode.EINVAL, `only user.* extended attributes are kept, not ${name}`, { errno: 'EOPNOTSUPP' });
-    await this.meta.mutate('meta.mutate', { op: 'setxattr', path, name, value: Buffer.from(value), flags: flags & 3, ...this.as(caller) });
+    await this.mutate('meta.mutate', { op: 'setxattr', path, name, value: Buffer.from(value), flags: flags & 3, ...this.as(caller) });
   }
 
   async listxattr(path: string, caller?: Caller): Promise<string[]> {
@@ -496,7 +599,7 @@ export class CairnFs {
   async removexattr(path: string, name: string, caller?: Caller): Promise<void> {
     this.changedDirs.delete(path);
     if (!name.startsWith(xattrNamePrefix)) throw new MetaError(FsErrorCode.ENODATA, `no extended attribute ${name}`);
-    await this.meta.mutate('meta.mutate', { op: 'removexattr', path, name, ...this.as(caller) });
+    await this.mutate('meta.mutate', { op: 'removexattr', path, name, ...this.as(caller) });
   }
 
   async statfs(): Promise<StatFsResult> {
@@ -533,7 +636,7 @@ export class CairnFs {
     const commit = (async () => {
       try {
         await w.flush();
-        await this.meta.mutate('meta.mutate', { op: 'commitLength', inodeId: h.inodeId, lengthBytes: w.highWater, chunks: w.written.toArray() });
+        await this.mutate('meta.mutate', { op: 'commitLength', inodeId: h.inodeId, lengthBytes: w.highWater, chunks: w.written.toArray() });
       } catch (err) {
         h.dirty = true;
         throw err;

@@ -20,6 +20,8 @@ export function fuseMetrics(registry: Registry, fs: CairnFs): FuseMetrics {
   const stat = (name: string, help: string, read: () => number): void => counterOf(registry, name, help, read);
   stat('cairn_fuse_read_ahead_hits_total', 'reads answered from chunks fetched ahead', () => fs.readStats.readAheadHits);
   stat('cairn_fuse_read_ahead_misses_total', 'reads of files with read-ahead that went to the workers', () => fs.readStats.readAheadMisses);
+  stat('cairn_fuse_listings_total', 'directories read with their entries\' attributes after a scan of lookups in them', () => fs.lookupStats.listings);
+  stat('cairn_fuse_lookups_listed_total', 'lookups answered from a directory\'s listing rather than by the masters', () => fs.lookupStats.listed);
   return {
     op(name, answer, secondsTaken) {
       ops.inc({ op: name, result: answer < 0 ? 'error' : 'ok' });

@@ -377,7 +377,7 @@ export type MetaQuery =
   | { op: 'stat'; path: string; xattr?: string; caller: Caller }
   | { op: 'statInode'; inodeId: number; caller: Caller }
   | { op: 'lookup'; parentId: number; name: string; caller: Caller }
-  | { op: 'readdir'; path: string; after?: string; limit: number; plus?: boolean; xattr?: string; caller: Caller }
+  | { op: 'readdir'; path: string; after?: string; limit: number; plus?: boolean; xattr?: string; attrs?: boolean; caller: Caller }
   | { op: 'readlink'; path: string; caller: Caller }
   /** Open a file for reading: its attributes (with the layout a reader needs), if the caller may read it. */
   | { op: 'open'; path: string; xattr?: string; caller: Caller }
@@ -879,6 +879,7 @@ const namespaceQueryReaders: Record<NamespaceQueryOp, (f: MetaFields, caller: Ca
       q.after = after;
     }
     if (f.bool('plus', false)) q.plus = true;
+    if (f.bool('attrs', false)) q.attrs = true;
     if (f.has('xattr')) {
       if (q.plus !== true) throw invalid(`${f.where}: 'xattr' needs 'plus'`);
       q.xattr = xattrName(f, 'xattr');

@@ -217,6 +217,8 @@ export interface DirEntry {
   uid?: number;
   empty?: boolean;
   xattr?: Uint8Array;
+  /** With readdir's `attrs`: the entry's attributes, as stat answers them. */
+  attr?: InodeAttr;
 }
 
 export interface ReaddirPage {

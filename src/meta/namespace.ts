@@ -88,6 +88,8 @@ export interface ReaddirOptions {
   plus?: boolean;
   /** With plus: each entry's extended attribute of this name, where it has one. */
   xattr?: string;
+  /** Each entry with its attributes, as stat answers them (a mount's lookups in a directory it lists). */
+  attrs?: boolean;
 }
 
 export class MetaState {
@@ -266,6 +268,7 @@ export class MetaState {
         if (value !== undefined) entry.xattr = Uint8Array.from(value);
         if (inode.type === 'dir') entry.empty = inode.children!.size === 0;
       }
+      if (options.attrs === true) entry.attr = attrOf(inode);
       entries.push(entry);
     }
     return ok(end < names.length ? { entries, next: names[end - 1] } : { entries });
@@ -348,7 +351,7 @@ export class MetaState {
       case 'lookup':
         return this.lookup(q.parentId, q.name, q.caller);
       case 'readdir':
-        return this.readdir(q.path, { limit: q.limit, ...(q.after === undefined ? {} : { after: q.after }), ...(q.plus === true ? { plus: true } : {}), ...(q.xattr === undefined ? {} : { xattr: q.xattr }) }, q.caller);
+        return this.readdir(q.path, { limit: q.limit, ...(q.after === undefined ? {} : { after: q.after }), ...(q.plus === true ? { plus: true } : {}), ...(q.xattr === undefined ? {} : { xattr: q.xattr }), ...(q.attrs === true ? { attrs: true } : {}) }, q.caller);
       case 'readlink':
         return this.readlink(q.path, q.caller);
       case 'statfs':

@@ -192,6 +192,12 @@ print(' '.join(out))`],
     // A new name is seen at once (no negative cache), whatever the attribute timeout.
     await fs.writeFile(path.join(a.dir, 'fresh'), 'new');
     assert.equal(await fs.readFile(path.join(b.dir, 'fresh'), 'utf8'), 'new');
+    // ... also in a directory the reader's daemon has listed after a scan (docs/fuse.md).
+    await fs.mkdir(path.join(b.dir, 'scanned'));
+    for (let i = 0; i < 20; i++) await fs.writeFile(path.join(b.dir, 'scanned', `f${i}`), `${i}`);
+    for (let i = 0; i < 20; i++) assert.equal((await fs.stat(path.join(a.dir, 'scanned', `f${i}`))).size, String(i).length);
+    await fs.writeFile(path.join(b.dir, 'scanned', 'late'), 'made in b');
+    assert.equal(await fs.readFile(path.join(a.dir, 'scanned', 'late'), 'utf8'), 'made in b');
   });
 
   await t.test('kill -9 of the daemon: the mount point works again after cairn mount restarts; what was fsynced is intact', async () => {

@@ -890,6 +890,28 @@ test('readdir plus: sizes, times, emptiness and one extended attribute per entry
   assert.throws(() => validateQuery({ op: 'readdir', path: '/d', limit: 1, xattr: 'user.s3', caller: rootCaller }), /'xattr' needs 'plus'/);
 });
 
+test('readdir attrs: each entry with its attributes exactly as stat answers them', () => {
+  const fs = new Fs();
+  fs.mkdir('/d');
+  fs.mkdir('/d/sub');
+  fs.create('/d/f');
+  fs.ok({ op: 'setattr', path: '/d/f', sizeBytes: 42, mode: 0o640 });
+  fs.ok({ op: 'symlink', path: '/d/l', target: 'f', uid: 0, gid: 0 });
+  const query = validateQuery({ op: 'readdir', path: '/d', limit: 2, attrs: true, caller: rootCaller });
+  const first = fs.state.query(query);
+  assert.ok(first.ok);
+  const page = first.value as { entries: { name: string; attr?: unknown }[]; next?: string };
+  const rest = fs.state.query({ ...query, after: page.next } as typeof query);
+  assert.ok(rest.ok);
+  const entries = [...page.entries, ...(rest.value as typeof page).entries];
+  assert.deepEqual(entries.map((e) => e.name), ['f', 'l', 'sub']);
+  for (const e of entries) {
+    const stat = fs.state.query({ op: 'stat', path: `/d/${e.name}`, caller: rootCaller });
+    assert.ok(stat.ok);
+    assert.deepEqual(e.attr, stat.value, e.name);
+  }
+});
+
 test('stat and open with one extended attribute: its value with the attributes, only where the caller may read it', () => {
   const fs = new Fs();
   fs.create('/f');
