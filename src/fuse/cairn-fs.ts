@@ -190,6 +190,14 @@ export class CairnFs {
   }
 
   async getattr(path: string, caller?: Caller): Promise<Stat> {
+    return this.getattrLocal(path) ?? this.getattrAsked(path, caller);
+  }
+
+  /**
+   * getattr's answer when the daemon has it without the masters (so without the caller, whose
+   * groups cost a read of /proc), else undefined: then getattrAsked.
+   */
+  getattrLocal(path: string): Stat | undefined {
     const changed = this.changedDirs.get(path);
     if (changed !== undefined) {
       this.changedDirs.delete(path);
@@ -198,7 +206,10 @@ export class CairnFs {
       if (performance.now() - changed.atMs <= this.changedDirAttrMs) return this.toStat(changed.attr, undefined);
     }
     const listed = this.lookupListed(path);
-    if (listed !== undefined) return this.toStat(listed, this.localLength(listed.inodeId));
+    return listed === undefined ? undefined : this.toStat(listed, this.localLength(listed.inodeId));
+  }
+
+  async getattrAsked(path: string, caller?: Caller): Promise<Stat> {
     const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'stat', path, ...this.as(caller) });
     return this.toStat(attr, this.localLength(attr.inodeId));
   }

@@ -284,7 +284,12 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Prom
   };
   const noop = (cb: FuseCallback): void => cb(0);
   return {
-    getattr: (p: string, cb: FuseCallback) => run(`getattr ${p}`, cb, (c) => fs.getattr(p, c), (s) => [s]),
+    getattr: (p: string, cb: FuseCallback) => {
+      // Answered at once when the daemon has it (a directory's listing): no caller needed.
+      const local = fs.getattrLocal(p);
+      if (local !== undefined) return cb(0, local);
+      run(`getattr ${p}`, cb, (c) => fs.getattrAsked(p, c), (s) => [s]);
+    },
     fgetattr: (p: string, fd: number, cb: FuseCallback) => run(`getattr ${p}`, cb, (c) => fs.fgetattr(fd, p, c), (s) => [s]),
     access: (p: string, _mode: number, cb: FuseCallback) => run(`access ${p}`, cb, (c) => fs.getattr(p, c)),
     readdir: (p: string, cb: FuseCallback) => run(`readdir ${p}`, cb, (c) => fs.readdir(p, c), (names) => [names]),
