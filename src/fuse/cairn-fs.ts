@@ -87,9 +87,12 @@ export const readAheadBytesMaxDefault = 256 * 1024 * 1024;
 const readdirPageEntries = 1_000;
 /** Lookups in one directory within a listing's life after which the mount lists it (a scan: ls -l, find, rsync). */
 const listingAfterLookups = 8;
-/** Entries a listing holds at most (a bigger directory's first ones), and directories listed at once. */
+/**
+ * Entries a listing holds at most (a bigger directory's first ones), and directories listed at
+ * once: about 300 bytes of heap an entry, so the listings hold some 20 MiB at most.
+ */
 const listingEntriesMax = 16_384;
-const listingsMax = 16;
+const listingsMax = 4;
 const typeBits: Record<InodeType, number> = { file: 0o100000, dir: 0o040000, symlink: 0o120000, fifo: 0o010000, socket: 0o140000, chardev: 0o020000, blockdev: 0o060000 };
 /** The inode type of a mode's S_IFMT bits, for mknod. */
 const specialTypeOf = new Map<number, SpecialInodeType>([[0o010000, 'fifo'], [0o140000, 'socket'], [0o020000, 'chardev'], [0o060000, 'blockdev']]);

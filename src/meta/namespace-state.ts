@@ -217,7 +217,7 @@ export interface DirEntry {
   uid?: number;
   empty?: boolean;
   xattr?: Uint8Array;
-  /** With readdir's `attrs`: the entry's attributes, as stat answers them. */
+  /** With readdir's `attrs`: the entry's attributes, as stat answers them less a file's list of written chunks. */
   attr?: InodeAttr;
 }
 

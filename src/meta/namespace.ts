@@ -88,7 +88,7 @@ export interface ReaddirOptions {
   plus?: boolean;
   /** With plus: each entry's extended attribute of this name, where it has one. */
   xattr?: string;
-  /** Each entry with its attributes, as stat answers them (a mount's lookups in a directory it lists). */
+  /** Each entry with its attributes, as stat answers them less a file's list of written chunks (a mount's lookups in a directory it lists). */
   attrs?: boolean;
 }
 
@@ -268,7 +268,12 @@ export class MetaState {
         if (value !== undefined) entry.xattr = Uint8Array.from(value);
         if (inode.type === 'dir') entry.empty = inode.children!.size === 0;
       }
-      if (options.attrs === true) entry.attr = attrOf(inode);
+      if (options.attrs === true) {
+        // Without the list of written chunks, which a sparse file makes long: a page stays small.
+        const attr = attrOf(inode);
+        delete attr.chunks;
+        entry.attr = attr;
+      }
       entries.push(entry);
     }
     return ok(end < names.length ? { entries, next: names[end - 1] } : { entries });
