@@ -272,8 +272,9 @@ export class CairnFs {
       } while (after !== undefined && entries.size < listingEntriesMax);
       if (this.listings.get(dir) === listing) listing.entries = entries;
     })().catch(() => {
-      // Not listed (a directory the mount may not read, or no leader): lookups ask the masters.
-      if (this.listings.get(dir) === listing) this.listings.delete(dir);
+      // Not listed (a directory the mount may not read, or no leader): lookups ask the masters,
+      // and the directory is not tried again before the listing would have expired.
+      if (this.listings.get(dir) === listing) listing.entries = new Map();
     });
   }
 

@@ -104,3 +104,13 @@ test('a listing read across a change is not used, and lookups between changes (a
   await settle();
   assert.deepEqual(masters.queries.filter((q) => q.startsWith('readdir')), []);
 });
+
+test('a directory the listing cannot be read of is asked of the masters, and not tried again within the listing\'s life', async () => {
+  const { fs, masters } = mountOver(10_000);
+  const query = masters.query.bind(masters);
+  masters.query = <T>(method: string, body: MetaQuery & { path?: string }): Promise<T> =>
+    body.op === 'readdir' ? Promise.reject(new MetaError('EACCES', 'no read permission')) : query<T>(method, body);
+  for (let i = 0; i < files; i++) assert.equal((await fs.getattr(`/d/f${i}`)).uid, 7);
+  await settle();
+  assert.deepEqual(fs.lookupStats, { listings: 1, listed: 0 });
+});
