@@ -123,6 +123,13 @@ function inServiceWorkers(state: MetaState): Set<number> {
   return new Set(state.workers().filter((w) => w.decommissionedMs === undefined).map((w) => w.workerId));
 }
 
+/** This master's current leadership: since when (on the monotonic clock and the wall clock), and in which term. */
+interface Leadership {
+  sinceMs: number;
+  sinceWallMs: number;
+  term: number;
+}
+
 /** Deleted files whose chunks one round collects. */
 const gcFilesPerRound = 64;
 export const quarantineAuditEveryMsDefault = 60 * 60 * 1000;
@@ -139,9 +146,7 @@ const settleHeartbeats = 2;
 export class ClusterManager {
   private readonly opts: ClusterManagerOptions;
   private readonly seen = new Map<number, Seen>();
-  /** This master's current leadership: since when, and in which term. */
-  /** This term's leadership: since when, on the monotonic clock and on the wall clock. */
-  private leading: { sinceMs: number; sinceWallMs: number; term: number } | undefined;
+  private leading: Leadership | undefined;
   /**
    * The numbering of this master's proposals, under client id cluster-manager/ID/TERM. Kept when
    * leadership pauses and resumes within one term (a ZooKeeper master that stops serving until it
@@ -288,13 +293,13 @@ export class ClusterManager {
     }
     const term = this.opts.journal.status().term;
     const now = this.opts.clock.now();
-    if (this.leading?.term !== term) this.leading = { sinceMs: now, sinceWallMs: this.opts.clock.wallNow(), term };
+    const leading = this.noteLeading(term);
     if (this.busy) return;
     this.busy = true;
     try {
       if (this.opts.state().routing().clusterId === '') await this.propose({ op: 'initCluster', clusterId: this.newClusterId() });
       // A new leader has not seen a full timeout of heartbeats: silence proves nothing yet.
-      if (now - this.leading.sinceMs < this.opts.timing.offlineTimeoutMs) return;
+      if (now - leading.sinceMs < this.opts.timing.offlineTimeoutMs) return;
       await this.raiseInodeCounter(now);
       await this.updateStates(now);
       await this.replaceLost(now);
@@ -648,6 +653,12 @@ export class ClusterManager {
     }
   }
 
+  /** This leadership, counted from now unless this master already led in `term`. */
+  private noteLeading(term: number): Leadership {
+    if (this.leading?.term !== term) this.leading = { sinceMs: this.opts.clock.now(), sinceWallMs: this.opts.clock.wallNow(), term };
+    return this.leading;
+  }
+
   /** A worker's address in the applied routing, if it has one. */
   private workerAddress(workerId: number): string | undefined {
     return this.opts.state().routing().workers.find((w) => w.workerId === workerId)?.address;
@@ -669,7 +680,7 @@ export class ClusterManager {
   private propose(body: DistributiveOmit<MetaCommand, 'clientId' | 'seq' | 'nowMs'>, again = false): Promise<void> {
     const run = async (): Promise<void> => {
       const term = this.opts.journal.status().term;
-      if (this.leading?.term !== term) this.leading = { sinceMs: this.opts.clock.now(), sinceWallMs: this.opts.clock.wallNow(), term };
+      this.noteLeading(term);
       if (this.proposalSeq.term !== term) this.proposalSeq = { term, seq: 0 };
       const cmd = { ...body, clientId: `cluster-manager/${this.opts.masterId}/${term}`, seq: ++this.proposalSeq.seq, nowMs: this.opts.clock.wallNow() } as MetaCommand;
       const result = (await this.opts.journal.propose(encodeCommandEntry(cmd))) as MetaResult;
