@@ -4,7 +4,8 @@
 
 import assert from 'node:assert/strict';
 import { MetaState, namespaceCommandOps, readdirLimitMax, rootCaller, type ResultErrorCode } from '../src/meta/index.ts';
-import type { Caller, ClientStamp, InodeAttr, MetaCommand, MetaCommandOp, MetaResult, MetaValues, NamespaceStamp } from '../src/meta/index.ts';
+import type { Caller, ClientStamp, InodeAttr, MetaCommand, MetaCommandOp, MetaQuery, MetaResult, MetaValues, NamespaceStamp } from '../src/meta/index.ts';
+import { MetaError } from '../src/meta/errors.ts';
 
 /** A command without the stamp (client id, seq, clock) that the log adds; the caller is optional. */
 export type Body<C = MetaCommand> = C extends MetaCommand ? (C extends NamespaceStamp ? Omit<C, keyof NamespaceStamp> & { caller?: Caller } : Omit<C, keyof ClientStamp>) : never;
@@ -65,5 +66,22 @@ export class MetaFs {
   /** Restoring a snapshot runs every structural check: nlink counts, dentries, reachability. */
   checkInvariants(): void {
     assert.equal(MetaState.restore(this.state.snapshot()).stateHash(), this.state.stateHash());
+  }
+}
+
+/** A MasterClient's query and mutate over a MetaFs, for a mount's unit tests: every query is recorded, as `op path`. */
+export class FakeMasters {
+  readonly fs = new MetaFs({ clientId: 'mount', stepMs: 10 });
+  readonly queries: string[] = [];
+
+  query<T>(_method: string, body: MetaQuery & { path?: string }): Promise<T> {
+    this.queries.push(`${body.op} ${body.path ?? ''}`);
+    const r = this.fs.state.query({ caller: rootCaller, ...body } as MetaQuery);
+    return r.ok ? Promise.resolve(r.value as T) : Promise.reject(new MetaError(r.code, r.message));
+  }
+
+  mutate<T>(_method: string, body: Body): Promise<T> {
+    const r = this.fs.run(body);
+    return r.ok ? Promise.resolve(r.value as T) : Promise.reject(new MetaError(r.code, r.message));
   }
 }

@@ -6,26 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { DataClient, MasterClient } from '../../src/client/index.ts';
 import { CairnFs } from '../../src/fuse/cairn-fs.ts';
-import { MetaError } from '../../src/meta/errors.ts';
-import { rootCaller, type MetaQuery } from '../../src/meta/index.ts';
-import { MetaFs, type Body } from '../meta-fs.ts';
-
-/** A MasterClient over a MetaState: every query is recorded, as `op path`. */
-class FakeMasters {
-  readonly fs = new MetaFs({ clientId: 'mount', stepMs: 10 });
-  readonly queries: string[] = [];
-
-  query<T>(_method: string, body: MetaQuery & { path?: string }): Promise<T> {
-    this.queries.push(`${body.op} ${body.path ?? ''}`);
-    const r = this.fs.state.query({ caller: rootCaller, ...body } as MetaQuery);
-    return r.ok ? Promise.resolve(r.value as T) : Promise.reject(new MetaError(r.code, r.message));
-  }
-
-  mutate<T>(_method: string, body: Body): Promise<T> {
-    const r = this.fs.run(body);
-    return r.ok ? Promise.resolve(r.value as T) : Promise.reject(new MetaError(r.code, r.message));
-  }
-}
+import { FakeMasters } from '../meta-fs.ts';
 
 function mountOver(changedDirAttrMs?: number): { fs: CairnFs; masters: FakeMasters } {
   const masters = new FakeMasters();
