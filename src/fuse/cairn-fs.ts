@@ -278,11 +278,15 @@ export class CairnFs {
     });
   }
 
+  private mutate<T>(method: string, body: object): Promise<T> {
+    return this.changing(() => this.meta.mutate<T>(method, body));
+  }
+
   /** A change through this mount: listings read before or during it are not used. */
-  private async mutate<T>(method: string, body: object): Promise<T> {
+  private async changing<T>(change: () => Promise<T>): Promise<T> {
     this.generation++;
     try {
-      return await this.meta.mutate<T>(method, body);
+      return await change();
     } finally {
       this.generation++;
     }
@@ -414,8 +418,7 @@ export class CairnFs {
     // Writes this mount holds for the file go first, so that they cannot land past the new end.
     await this.flushWritersOf(path, caller);
     // The handles of the file, those opened meanwhile too, take its new length.
-    this.generation++;
-    const { inodeId } = await truncateFile(this.meta, this.data, path, sizeBytes).finally(() => this.generation++);
+    const { inodeId } = await this.changing(() => truncateFile(this.meta, this.data, path, sizeBytes));
     this.forgetReadAhead(inodeId);
     for (const h of this.handles.values()) {
       if (h.inodeId !== inodeId) continue;
