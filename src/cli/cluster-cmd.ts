@@ -80,7 +80,8 @@ async function report(c: MasterClient, o: Flags): Promise<void> {
     const move = (ch: ChainInfo): string => `chain ${ch.chainId}: target ${ch.moving!.fromTargetId} (worker ${workerOf(ch.moving!.fromTargetId)}) to ${ch.moving!.toTargetId} (worker ${workerOf(ch.moving!.toTargetId)}, ${state(ch.moving!.toTargetId)})`;
     console.log(`rebalancing (each newcomer resyncs, then its source leaves): ${moving.map(move).join(', ')}`);
   }
-  if (unavailable.length > 0) console.log(`UNAVAILABLE (no serving member; waiting for its lastsrv): ${unavailable.map((ch) => `${ch.chainId} (${members(routing, ch)})`).join(', ')}`);
+  const waitsFor = (ch: ChainInfo): string => (ch.targetIds.some((id) => state(id) === 'lastsrv') ? 'its lastsrv' : "its members' workers, restored from a backup");
+  if (unavailable.length > 0) console.log(`UNAVAILABLE (no serving member): ${unavailable.map((ch) => `${ch.chainId} (${members(routing, ch)}; waiting for ${waitsFor(ch)})`).join(', ')}`);
   const corrupt = Object.entries(summary.chunksCorruptByTarget);
   console.log(`corrupt chunks: ${corrupt.length === 0 ? 'none reported' : corrupt.map(([t, n]) => `${n} on target ${t}`).join(', ')}`);
   const s = summary.scrub;

@@ -50,7 +50,7 @@ function readConfigFile(path: string): Source {
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
-  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries', 'insecure', 'replaceAfterMs', 'rebalanceMoves', 'gcDelayMs', ...limitKeys, 'pendingCallsMax', 'metricsAuth'], env);
+  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries', 'insecure', 'replaceAfterMs', 'rebalanceMoves', 'gcDelayMs', 'restoreWaitMs', ...limitKeys, 'pendingCallsMax', 'metricsAuth'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
@@ -76,14 +76,16 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   if (rebalanceMoves !== undefined && rebalanceMoves > rebalanceMovesMax) throw configError(`--rebalance-moves must be 0 to ${rebalanceMovesMax}, got ${rebalanceMoves}`);
   const gcDelayMs = s.gcDelayMs === undefined ? undefined : parseNonNegativeInt(s.gcDelayMs, '--gc-delay-ms');
   if (gcDelayMs !== undefined && gcDelayMs > gcDelayMsMax) throw configError(`--gc-delay-ms must be at most ${gcDelayMsMax} (a week), got ${gcDelayMs}`);
+  const restoreWaitMs = s.restoreWaitMs === undefined ? undefined : parseNonNegativeInt(s.restoreWaitMs, '--restore-wait-ms');
+  if (restoreWaitMs !== undefined && restoreWaitMs > gcDelayMsMax) throw configError(`--restore-wait-ms must be at most ${gcDelayMsMax} (a week), got ${restoreWaitMs}`);
   const limits: MasterConfig['limits'] = { ...parseLimits(s) };
   if (s.pendingCallsMax !== undefined) limits.pendingCallsMax = parsePositiveInt(s.pendingCallsMax, '--pending-calls-max');
-  return { id, dir: s.dir, listen, peers, secret, ...(metricsAuth ? { metricsAuth } : {}), tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(rebalanceMoves === undefined ? {} : { rebalanceMoves }), ...(gcDelayMs === undefined ? {} : { gcDelayMs }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
+  return { id, dir: s.dir, listen, peers, secret, ...(metricsAuth ? { metricsAuth } : {}), tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(rebalanceMoves === undefined ? {} : { rebalanceMoves }), ...(gcDelayMs === undefined ? {} : { gcDelayMs }), ...(restoreWaitMs === undefined ? {} : { restoreWaitMs }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
 }
 
 /** Moves at once beyond this would only queue behind one another on the workers' disks and networks. */
 const rebalanceMovesMax = 1024;
-/** A week: longer, deleted files would hold their space past any reader. */
+/** A week, for --gc-delay-ms (longer, deleted files would hold their space past any reader) and --restore-wait-ms. */
 const gcDelayMsMax = 7 * 24 * 3600 * 1000;
 
 /** The limits masters and workers share: connections, and the memory requests may take. */

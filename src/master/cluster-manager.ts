@@ -16,7 +16,7 @@ import type { Clock, Connection, Timer } from '../io/index.ts';
 import { collectChunks } from './chunk-gc.ts';
 import type { Journal } from '../journal/index.ts';
 import { validateCommand, type ChainUpdate, type MetaCommand } from '../meta/commands.ts';
-import { LocalState, nextChainMembers, sameMembers } from '../meta/chain-states.ts';
+import { LocalState, nextChainMembers, restoredSource, sameMembers, type ChainMember, type RestoredReport } from '../meta/chain-states.ts';
 import { TargetState } from '../meta/commands.ts';
 import { MetaError, MetaErrorCode } from '../meta/errors.ts';
 import { defaultChainTableId, type MetaResult, type RoutingInfo, type TargetInfo, type WorkerInfo } from '../meta/namespace-state.ts';
@@ -49,6 +49,13 @@ export const replicationDefault = 3;
 export const gcDelayMsDefault = 60_000;
 /** Chain members moving onto idle workers at once, cluster-wide; each is resynced at the source worker's --resync-mib-per-s. */
 export const rebalanceMovesDefault = 2;
+/**
+ * How long a chain restored from a backup waits for every member's worker before it takes the
+ * member with the newest record among those heard from (restoredSource): a worker that never
+ * comes back must not keep the chain unavailable for good, but one slow to restart may hold the
+ * only copy of the latest writes.
+ */
+export const restoreWaitMsDefault = 5 * 60_000;
 
 export interface ClusterManagerOptions {
   masterId: number;
@@ -73,6 +80,8 @@ export interface ClusterManagerOptions {
   reclaimEveryMs?: number;
   /** How often the leader audits the workers for chunks of unknown inodes (quarantine.ts); default an hour. */
   quarantineAuditEveryMs?: number;
+  /** See restoreWaitMsDefault. */
+  restoreWaitMs?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
 }
 
@@ -164,6 +173,8 @@ export class ClusterManager {
   private readonly deadSinceMs = new Map<number, number>();
   private stuck: StuckChain[] = [];
   private lastStuckNote = '';
+  /** Restored chains waiting for their members' workers (restoredSource): since when, as this leader saw it, and what it last said. */
+  private readonly restoredWaits = new Map<number, { sinceMs: number; note: string }>();
   /** This leadership's latest quarantine audit, and when the next is due. */
   private quarantine: QuarantineReport = emptyQuarantine;
   private lastAuditMs = -Infinity;
@@ -285,6 +296,7 @@ export class ClusterManager {
       this.leading = undefined;
       this.seen.clear();
       this.deadSinceMs.clear();
+      this.restoredWaits.clear();
       this.stuck = [];
       this.quarantine = emptyQuarantine;
       this.lastAuditMs = -Infinity;
@@ -342,13 +354,50 @@ export class ClusterManager {
     const updates: ChainUpdate[] = [];
     for (const chain of state.chains()) {
       const members = chain.targetIds.map((id) => ({ targetId: id, state: targets.get(id)!.state }));
-      const next = nextChainMembers(members, (id) => this.localState(id, targets.get(id)!.workerId, now, chain.version));
+      const source = this.restoredSource(chain.chainId, members, (id) => targets.get(id)!.workerId, now);
+      const next = nextChainMembers(source ?? members, (id) => this.localState(id, targets.get(id)!.workerId, now, chain.version));
       if (!sameMembers(members, next)) updates.push({ chainId: chain.chainId, version: chain.version, targets: next });
     }
     if (updates.length === 0) return;
     this.opts.log?.('info', 'chain states change', { chains: updates.map((u) => ({ chain: u.chainId, members: u.targets.map((m) => `${m.targetId}:${m.state}`).join(' ') })) });
     // EAGAIN (a chain moved on meanwhile) is fine: the next round recomputes from the new state.
     await this.propose({ op: 'updateChains', chains: updates }, true);
+  }
+
+  /**
+   * A chain restored from a backup: its members with the source chosen by the workers' records as
+   * lastsrv, once every member's worker was heard from or the wait is over; undefined meanwhile,
+   * and for any other chain. What it waits for and what it chose are logged.
+   */
+  private restoredSource(chainId: number, members: ChainMember[], workerOf: (targetId: number) => number, now: number): ChainMember[] | undefined {
+    const report = (targetId: number): RestoredReport => {
+      const r = this.report(targetId, workerOf(targetId), now);
+      if (r === undefined) return { heard: false };
+      if (r.servedChainId === undefined) return { heard: true };
+      return { heard: true, servedAt: r.servedChainId === chainId ? r.servedRoutingVersion : -1 };
+    };
+    if (members.some((m) => m.state === TargetState.Serving || m.state === TargetState.LastServing)) {
+      this.restoredWaits.delete(chainId);
+      return undefined;
+    }
+    const waiting = this.restoredWaits.get(chainId) ?? { sinceMs: now, note: '' };
+    this.restoredWaits.set(chainId, waiting);
+    const waitedMs = now - waiting.sinceMs;
+    const forced = waitedMs >= (this.opts.restoreWaitMs ?? restoreWaitMsDefault);
+    const choice = restoredSource(members, report, forced);
+    if (choice === undefined || 'wait' in choice) {
+      this.noteRestoredWait(chainId, waiting, waitedMs, choice === undefined ? 'no member heard from yet' : `targets ${choice.wait.join(', ')} not heard from yet`);
+      return undefined;
+    }
+    const records = members.map((m) => `${m.targetId}: ${JSON.stringify(report(m.targetId))}`).join('; ');
+    this.opts.log?.(forced ? 'warn' : 'info', 'a restored chain takes as its source the member that served it last', { chain: chainId, source: choice.source, records, waitedMs });
+    return choice.members;
+  }
+
+  private noteRestoredWait(chainId: number, waiting: { note: string }, waitedMs: number, why: string): void {
+    if (waiting.note === why) return;
+    waiting.note = why;
+    this.opts.log?.('warn', "a restored chain waits for its members' workers to choose its source", { chain: chainId, why, chooseAmongHeardInMs: Math.max(0, (this.opts.restoreWaitMs ?? restoreWaitMsDefault) - waitedMs) });
   }
 
   /**

@@ -64,6 +64,8 @@ export interface MasterOptions {
   rebalanceMoves?: number;
   /** How long a deleted file's chunks stay before they are collected; default gcDelayMsDefault (60 s). */
   gcDelayMs?: number;
+  /** After a restore, how long a chain waits for all its members' workers; default restoreWaitMsDefault (5 min). */
+  restoreWaitMs?: number;
   /** How often the leader empties free targets that still hold chunks; default reclaimEveryMsDefault (tests shorten it). */
   reclaimEveryMs?: number;
   /** The journal's backend: the embedded Raft journal when absent, else ZooKeeper at this ensemble. */
@@ -194,6 +196,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
       ...(opts.replaceAfterMs === undefined ? {} : { replaceAfterMs: opts.replaceAfterMs }),
       ...(opts.rebalanceMoves === undefined ? {} : { rebalanceMoves: opts.rebalanceMoves }),
       ...(opts.gcDelayMs === undefined ? {} : { gcDelayMs: opts.gcDelayMs }),
+      ...(opts.restoreWaitMs === undefined ? {} : { restoreWaitMs: opts.restoreWaitMs }),
       ...(opts.reclaimEveryMs === undefined ? {} : { reclaimEveryMs: opts.reclaimEveryMs }),
       connect: (address) => new RpcClient(address, { secret: opts.secret, frameBytesMax: workerFrameBytesMax, metrics: metrics.rpcClient }),
       log: logCallback(opts.log),

@@ -13,7 +13,8 @@
 // Members are then ordered serving, lastsrv, syncing, waiting, offline (stable within a state), so
 // the head is the first serving target and a failed one moves to the end. At most one target per
 // chain syncs at a time. A chain with no serving target is unavailable, never wrong: it waits for
-// its lastsrv, the one that served last and so holds every acknowledged write.
+// its lastsrv, the one that served last and so holds every acknowledged write (a chain restored
+// from a backup has none until the workers' records name it: restoredSource).
 //
 // Membership changes once, in replaceMember: a lost member (of a decommissioned worker, or
 // offline too long) leaves, and a free target enters as a returning one would, syncing (or
@@ -110,6 +111,45 @@ export function markRestarted(members: readonly ChainMember[], restarted: Readon
     return { ...m };
   });
   return inStateOrder(members, next);
+}
+
+/** What the cluster manager knows of a member of a restored chain (restoredSource). */
+export interface RestoredReport {
+  /** Its worker registered again since the restore and reported it. */
+  heard: boolean;
+  /**
+   * Its worker's record of where it last served (served-record.ts): the routing version of the last
+   * change of this chain it served through, or -1 if the record names another chain (it left this
+   * one); undefined without a record.
+   */
+  servedAt?: number;
+}
+
+/**
+ * A chain restored from a backup has no serving member and no lastsrv (restore-floor.ts): which
+ * member served last is the lost cluster's knowledge. The workers' records tell it: the member that
+ * served this chain through its latest change holds every write acknowledged before the loss; the
+ * emptied source of a move made after the backup has an older record, or one of another chain. That
+ * member becomes the lastsrv, and the table above makes the others equal to it.
+ *
+ * Until every member was heard from, the answer is `wait` with the silent ones (one of them may have
+ * served last); with `force` (the manager waited long enough), the choice is among those heard.
+ * Undefined: not such a chain, or none heard. Ties go to the first in chain order.
+ */
+export function restoredSource(members: readonly ChainMember[], report: (targetId: number) => RestoredReport, force: boolean): { source: number; members: ChainMember[] } | { wait: number[] } | undefined {
+  if (members.length === 0 || members.some((m) => m.state === TargetState.Serving || m.state === TargetState.LastServing)) return undefined;
+  const silent = members.filter((m) => !report(m.targetId).heard).map((m) => m.targetId);
+  if (silent.length > 0 && !force) return { wait: silent };
+  let best: { targetId: number; rank: number } | undefined;
+  for (const m of members) {
+    const r = report(m.targetId);
+    // No record ranks below any record of this chain and above one of another chain.
+    const rank = r.servedAt ?? 0;
+    if (r.heard && (best === undefined || rank > best.rank)) best = { targetId: m.targetId, rank };
+  }
+  if (best === undefined) return undefined;
+  const source = best.targetId;
+  return { source, members: inStateOrder(members, members.map((m) => ({ targetId: m.targetId, state: m.targetId === source ? TargetState.LastServing : m.state }))) };
 }
 
 /**

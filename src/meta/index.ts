@@ -76,8 +76,8 @@ export {
   sessionsMaxDefault,
 } from './namespace-state.ts';
 export { Routing } from './routing.ts';
-export { LocalState, inChainOrder, localStates, markRestarted, nextChainMembers, replaceMember, replacementProblem, sameMembers } from './chain-states.ts';
-export type { ChainMember } from './chain-states.ts';
+export { LocalState, inChainOrder, localStates, markRestarted, nextChainMembers, replaceMember, replacementProblem, restoredSource, sameMembers } from './chain-states.ts';
+export type { ChainMember, RestoredReport } from './chain-states.ts';
 export type {
   ChainInfo,
   ChainMove,

@@ -4,6 +4,7 @@
 // versions (a lower version looks stale and is ignored). Pure: the floor comes inside the entry.
 
 import { assert } from '../errors.ts';
+import { TargetState } from './commands.ts';
 import type { MetaTables } from './namespace-state.ts';
 
 /**
@@ -19,8 +20,8 @@ export const restoreFloorMax = 2 ** 52;
 
 /**
  * The instance a restored state gives every worker: no process runs under it, so each worker's next
- * heartbeat is refused and it registers again, which takes its targets out of serving until the
- * chain rules bring them back (the backup's target states say nothing about the disks now).
+ * heartbeat is refused and it registers again (the backup's picture of the workers says nothing
+ * about the processes now).
  */
 export const restoredInstance = 'restored';
 
@@ -39,7 +40,9 @@ export function floorProblem(floor: unknown): string | undefined {
 /**
  * Continues a state restored from a backup in this cluster: at this log position (the backup's own
  * means nothing here), with its inode, session and routing counters at `floor` or above, and every
- * worker to register again. No free target is reclaimed as one that left a chain.
+ * worker to register again. No free target is reclaimed as one that left a chain. Every chain
+ * member is offline, with no lastsrv: which member served last is the lost cluster's knowledge, not
+ * the backup's, so the cluster manager asks the workers' records (restoredSource) before any serves.
  */
 export function continueRestored(t: MetaTables, index: number, floor: number): void {
   assert(floorProblem(floor) === undefined, floorProblem(floor) ?? '');
@@ -50,6 +53,10 @@ export function continueRestored(t: MetaTables, index: number, floor: number): v
   // The backup's picture of which targets left a chain is not the lost cluster's last: a target it
   // shows free may have joined a chain since and hold that chain's only copies. None is reclaimed.
   for (const target of t.targets.values()) delete target.leftChainAt;
+  for (const chain of t.chains.values()) {
+    for (const id of chain.targetIds) t.targets.get(id)!.state = TargetState.Offline;
+    t.chains.set(chain.chainId, Object.freeze({ ...chain, version: chain.version + 1 }));
+  }
   t.routingVersion = Math.max(t.routingVersion + 1, floor);
 }
 

@@ -236,6 +236,12 @@ export interface TargetReport {
   chunksCorrupt?: number;
   /** The highest inode it holds chunks of (0: none): the masters' inode counter must be past it. */
   inodeIdMax?: number;
+  /**
+   * Where the target last served (served-record.ts): the chain, and the routing version of the last
+   * change of it the target served through. Both or neither; neither if it never served.
+   */
+  servedChainId?: number;
+  servedRoutingVersion?: number;
 }
 
 /** The scrubber's counts since the worker started (scrubber.ts). */
@@ -390,6 +396,12 @@ export function validateHeartbeat(x: unknown): HeartbeatRequest {
       if (corrupt !== undefined) report.chunksCorrupt = corrupt;
       const inodeIdMax = tf.optInt('inodeIdMax', 0, Number.MAX_SAFE_INTEGER);
       if (inodeIdMax !== undefined) report.inodeIdMax = inodeIdMax;
+      const servedChainId = tf.optInt('servedChainId', 1, Number.MAX_SAFE_INTEGER);
+      const servedRoutingVersion = tf.optInt('servedRoutingVersion', 1, Number.MAX_SAFE_INTEGER);
+      if ((servedChainId === undefined) !== (servedRoutingVersion === undefined)) {
+        throw workerFieldErrors.invalid(`${tf.where}: 'servedChainId' and 'servedRoutingVersion' come together or not at all`);
+      }
+      if (servedChainId !== undefined) Object.assign(report, { servedChainId, servedRoutingVersion });
       tf.done();
       return report;
     }),

@@ -21,6 +21,7 @@ import { ChainReplica, chunkLockKey, type ReplicaBug, type ReplicaHost } from '.
 import { Resyncer } from './resync.ts';
 import { scrubDefaults, Scrubber, type ScrubOptions, type ScrubStats } from './scrubber.ts';
 import { decodeIdentity, describeIdentity, identityFileName, type TargetIdentity } from './target-identity.ts';
+import { readServed, servedFileName, writeServed, type ServedRecord } from './served-record.ts';
 
 export interface WorkerOptions {
   id: number;
@@ -57,6 +58,8 @@ interface LocalTarget {
   targetId: number;
   dir: string;
   store: ChunkStore;
+  /** Where it last served, as its directory records (served-record.ts); undefined if never. */
+  served: ServedRecord | undefined;
 }
 
 /** Fetches of the routing a worker makes because requests showed it behind, at most one per this. */
@@ -94,6 +97,10 @@ export class StorageWorker {
   private stopped = false;
   private fetchingRouting = false;
   private routingFetchedMs = -Infinity;
+  /** Routings are taken one at a time, in order (adoptRouting). */
+  private adopting: Promise<void> = Promise.resolve();
+  /** Counts registrations: a routing that arrived before the latest one is not taken. */
+  private routingEpoch = 0;
 
   private constructor(opts: WorkerOptions) {
     this.opts = opts;
@@ -240,7 +247,13 @@ export class StorageWorker {
         // A disk that fails under the store's own files (EIO, EACCES): say which target, and exit.
         throw new WorkerError(WorkerErrorCode.TargetFailed, `target ${identity.targetId} at ${dir} could not be opened: ${(err as Error).message}`, { dir });
       });
-      this.targets.set(identity.targetId, { targetId: identity.targetId, dir, store });
+      const served = await readServed(this.opts.disk, dir);
+      if (typeof served === 'string') {
+        // Only a restore reads it, to choose a chain's source: a lost record makes this target a
+        // less likely one. It is written again when the target next serves.
+        this.opts.log?.('warn', 'the record of where a target last served is damaged: ignored', { target: identity.targetId, file: path.join(dir, servedFileName), problem: served });
+      }
+      this.targets.set(identity.targetId, { targetId: identity.targetId, dir, store, served: typeof served === 'string' ? undefined : served });
     }
     this.clusterId = routing.clusterId;
   }
@@ -290,9 +303,10 @@ export class StorageWorker {
         // The registration is journaled, so its answer is at least as new as anything this worker
         // saw before (a restore's routing may carry a version below an old one). It took this
         // worker's syncing targets out, so no resync finished before it counts.
+        this.routingEpoch++;
         this.routingNow = undefined;
         this.synced.clear();
-        this.setRouting(reply.routing);
+        await this.setRouting(reply.routing);
         this.opts.log?.('info', 'worker registered', { worker: this.opts.id, targets: [...this.targets.keys()] });
         return;
       } catch (err) {
@@ -395,7 +409,7 @@ export class StorageWorker {
       };
       const reply = await this.master.call<HeartbeatReply>(MasterWorkerMethod.heartbeat, body);
       this.lastContactMs = this.opts.clock.now();
-      if (reply.routing !== undefined) this.setRouting(reply.routing);
+      if (reply.routing !== undefined) await this.setRouting(reply.routing);
     } catch (err) {
       if ((err as { code?: string }).code === WorkerErrorCode.WorkerNotRegistered) {
         await this.register().then(
@@ -426,7 +440,8 @@ export class StorageWorker {
       const info = this.routingNow?.target(t.targetId);
       const chainVersion = info === undefined ? 0 : (this.routingNow?.chain(info.chainId)?.version ?? 0);
       const chunksCorrupt = t.store.corruption().now;
-      return { targetId: t.targetId, localState: this.localState(t.targetId), chainVersion, capacityBytes: this.capacityBytes.get(t.targetId) ?? 0, usedBytes: usage.bytesUsed, chunks: usage.chunks, chunksCorrupt, inodeIdMax: usage.inodeIdMax };
+      const served = t.served === undefined ? {} : { servedChainId: t.served.chainId, servedRoutingVersion: t.served.routingVersion };
+      return { targetId: t.targetId, localState: this.localState(t.targetId), chainVersion, capacityBytes: this.capacityBytes.get(t.targetId) ?? 0, usedBytes: usage.bytesUsed, chunks: usage.chunks, chunksCorrupt, inodeIdMax: usage.inodeIdMax, ...served };
     });
   }
 
@@ -468,17 +483,52 @@ export class StorageWorker {
       .query<RoutingInfo>(MasterWorkerMethod.routing, {})
       .then(
         (info) => {
-          if (info.clusterId === this.clusterId) this.setRouting(info);
+          if (info.clusterId === this.clusterId) return this.setRouting(info);
         },
         () => undefined, // the next heartbeat brings it
       )
       .finally(() => (this.fetchingRouting = false));
   }
 
-  private setRouting(info: RoutingInfo): void {
-    if (this.routingNow !== undefined && info.routingVersion <= this.routingNow.version) return;
-    this.routingNow = new Routing(info);
-    this.resync.onRouting(this.routingNow);
+  private setRouting(info: RoutingInfo): Promise<void> {
+    const epoch = this.routingEpoch;
+    const next = this.adopting.then(() => this.adoptRouting(info, epoch));
+    this.adopting = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Takes a newer routing. A target that serves in it through a change of its chain it has no
+   * record of gets that record first, durably (served-record.ts); if it cannot be written, the old
+   * routing stays (requests under the new one are refused meanwhile) and a later heartbeat brings
+   * the new one again.
+   */
+  private async adoptRouting(info: RoutingInfo, epoch: number): Promise<void> {
+    const stale = (): boolean => epoch !== this.routingEpoch || this.stopped || (this.routingNow !== undefined && info.routingVersion <= this.routingNow.version);
+    if (stale()) return;
+    const routing = new Routing(info);
+    const records: { target: LocalTarget; record: ServedRecord }[] = [];
+    for (const target of this.targets.values()) {
+      const me = routing.target(target.targetId);
+      const chain = me === undefined ? undefined : routing.chain(me.chainId);
+      if (me?.state !== TargetState.Serving || chain === undefined) continue;
+      if (target.served?.chainId === chain.chainId && target.served.chainVersion === chain.version) continue;
+      records.push({ target, record: { chainId: chain.chainId, chainVersion: chain.version, routingVersion: routing.version } });
+    }
+    try {
+      await Promise.all(
+        records.map(async ({ target, record }) => {
+          await writeServed(this.opts.disk, target.dir, record);
+          target.served = record;
+        }),
+      );
+    } catch (err) {
+      this.opts.log?.('error', 'could not record where a target serves: keeping the older routing', { routingVersion: routing.version, err: String(err) });
+      return;
+    }
+    if (stale()) return;
+    this.routingNow = routing;
+    this.resync.onRouting(routing);
   }
 
   private readonly peers = new Map<string, ReturnType<Transport['connect']>>();

@@ -99,6 +99,20 @@ export class DataCluster {
     return cluster;
   }
 
+  /** A worker the cluster did not start with, on new, empty target directories. */
+  async addWorker(id: number, targetsPerWorker: number): Promise<WorkerProc> {
+    assert.ok(!this.workers.has(id), `worker ${id} exists`);
+    const targets = Array.from({ length: targetsPerWorker }, (_, i) => path.join(this.procs.root, `worker-${id}`, `target-${i + 1}`));
+    this.workers.set(id, { id, targets, log: path.join(this.procs.root, `worker-${id}.log`), child: undefined, address: '', http: '' });
+    return this.startWorker(id);
+  }
+
+  /** Whether every chain member serves (free targets, in no chain, do not count). */
+  async membersServing(): Promise<boolean> {
+    const r = await this.routing();
+    return r.chains.length > 0 && r.targets.every((t) => t.chainId === 0 || t.state === 'serving');
+  }
+
   /** Starts (or restarts, on the same target directories) worker `id` and waits for its start line. */
   async startWorker(id: number): Promise<WorkerProc> {
     const w = this.worker(id);

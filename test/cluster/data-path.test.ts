@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { crc32c } from '@node-rs/crc32';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -24,6 +24,7 @@ import { startWorkerProcess, workerFrameBytesMax, type WorkerProcess } from '../
 import { freePort } from '../../src/cli/local.ts';
 import type { WorkerHealth } from '../../src/worker/protocol.ts';
 import type { ScrubOptions } from '../../src/worker/scrubber.ts';
+import { decodeServed, servedFileName, type ServedRecord } from '../../src/worker/served-record.ts';
 import { flipChunkByte, pieces, readAll, replicasDiffer, sha } from './data-cluster.ts';
 import { waitFor } from './harness.ts';
 
@@ -100,12 +101,45 @@ test('a worker that stops during writes: writes go on, it returns, resyncs, and 
   for (let i = 0; i < 5; i++) await put(`/during-${i}`);
   const routing = await c.meta.query<RoutingInfo>('cluster.routing', {});
   assert.ok(routing.targets.filter((x) => x.workerId === 2).every((x) => x.state === 'offline' || x.state === 'lastsrv'), 'its targets are out');
+  const whileAway = await servedRecords(c);
   const log = createLogger({ test: 'data-path' }, 'warn');
   // Small resync pages, so that the listing of the returning target takes many.
   c.workers[1] = await startWorkerProcess({ id: 2, listen: '127.0.0.1:0', masters: [c.master.address], targets, secret, log, syncPageChunks: 3 });
   await waitFor(async () => (await replicasAgree(c)) === undefined, 'resync', 20_000, async () => (await replicasAgree(c)) ?? '');
   for (const [name, body] of files) assert.equal(sha(await readAll(c, name)), sha(body), name);
+
+  // Each target's directory says where it last served (a restore chooses sources by it): while the
+  // worker was away, the members that served on recorded the changes; its own records are older.
+  const unrecorded = async (): Promise<string | undefined> => {
+    const now = await c.meta.query<RoutingInfo>('cluster.routing', {});
+    for (const [targetId, r] of await servedRecords(c)) {
+      const member = now.targets.find((x) => x.targetId === targetId)!;
+      const chain = now.chains.find((ch) => ch.chainId === member.chainId)!;
+      if (member.state !== 'serving' || r.chainId !== chain.chainId || r.chainVersion !== chain.version || r.routingVersion > now.routingVersion) return `target ${targetId} (${member.state}, chain ${chain.chainId} at ${chain.version}) recorded ${JSON.stringify(r)}`;
+    }
+    return undefined;
+  };
+  await waitFor(async () => (await unrecorded()) === undefined, 'every member serving, each recording its chain\'s version', 10_000, async () => (await unrecorded()) ?? '');
+  for (const id of routing.targets.filter((x) => x.workerId === 2).map((x) => x.targetId)) {
+    const chainId = routing.targets.find((x) => x.targetId === id)!.chainId;
+    for (const other of routing.targets.filter((x) => x.chainId === chainId && x.workerId !== 2)) {
+      assert.ok(whileAway.get(other.targetId)!.routingVersion > whileAway.get(id)!.routingVersion, `target ${other.targetId} served through a change target ${id} missed`);
+    }
+  }
 });
+
+/** Each target's `target.served`, read from its directory. */
+async function servedRecords(c: Cluster): Promise<Map<number, ServedRecord>> {
+  const out = new Map<number, ServedRecord>();
+  for (const w of c.workers) {
+    for (const t of w.worker.localTargets()) {
+      const r = decodeServed(await readFile(path.join(t.dir, servedFileName)));
+      assert.ok(typeof r !== 'string', `target ${t.targetId}: ${String(r)}`);
+      out.set(t.targetId, r);
+    }
+  }
+  return out;
+}
 
 test('holes read as zeros; a chunk written but lost on every replica is an error, never zeros', async (t) => {
   const c = await startCluster(t);

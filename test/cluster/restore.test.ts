@@ -12,8 +12,8 @@ import { test } from 'node:test';
 import { FileWriter } from '../../src/client/file-io.ts';
 import { putFile } from '../../src/client/files.ts';
 import type { QuarantineReport } from '../../src/master/quarantine.ts';
-import type { InodeAttr, SessionValue, WorkerInfo } from '../../src/meta/index.ts';
-import { MasterWorkerMethod } from '../../src/worker/protocol.ts';
+import type { InodeAttr, SessionValue, TargetInfo, WorkerInfo } from '../../src/meta/index.ts';
+import { MasterWorkerMethod, type WorkerHealth } from '../../src/worker/protocol.ts';
 import { DataCluster, pieces, readAll, sha } from './data-cluster.ts';
 import { waitFor } from './harness.ts';
 import { runCairn } from './process-cluster.ts';
@@ -101,4 +101,58 @@ test('all masters lost: a restore brings the backup back; later files are quaran
   await after.meta.mutate('meta.mutate', { op: 'closeSession', sessionId: s.sessionId, lengthBytes: writer.highWater, chunks: writer.written.toArray() });
   const expected = Buffer.concat([Buffer.alloc(4096), tail]);
   assert.ok((await readAll(after, '/sparse')).equals(expected), 'the hole reads as zeros');
+});
+
+test('a restore after a chain member moved: the emptied source, back last, is resynced from the members that served on, never the other way round', async (t) => {
+  const cluster = await DataCluster.start(t, { masters: 3, workers: 3, targetsPerWorker: 2, heartbeatMs: 200, offlineTimeoutMs: 1_000, env: { CAIRN_GC_DELAY_MS: '0' } });
+  const client = cluster.client();
+  const kept = new Map<string, Buffer>();
+  for (let i = 0; i < 6; i++) {
+    const body = randomBytes(3 * chunk + 7 * i);
+    await putFile(client.meta, client.data, `/f-${i}`, pieces(body, chunk), { layout: { chunkSizeBytes: chunk, stripeWidth: 2 } });
+    kept.set(`/f-${i}`, body);
+  }
+  const backupFile = path.join(cluster.masters.masters.get(1)!.dir, '..', 'meta.bak');
+  const backup = await cairn(cluster, ['admin', 'backup', backupFile]);
+  assert.equal(backup.code, 0, backup.out);
+
+  // After the backup, a new worker takes a member of a chain; the member that left is reclaimed (emptied).
+  const before = await cluster.routing();
+  await cluster.addWorker(4, 2);
+  const health = (): Promise<WorkerHealth[]> => client.meta.query<WorkerHealth[]>('cluster.health', {});
+  let source: TargetInfo | undefined;
+  const moved = async (): Promise<string | undefined> => {
+    const r = await cluster.routing();
+    if (r.chains.some((ch) => ch.moving !== undefined) || !r.targets.some((x) => x.workerId === 4 && x.chainId !== 0)) return 'no member moved to worker 4 yet';
+    source = before.targets.find((x) => x.chainId !== 0 && r.targets.find((y) => y.targetId === x.targetId)!.chainId === 0);
+    if (source === undefined) return 'no member left its chain yet';
+    const chunks = (await health()).flatMap((w) => w.targets).find((x) => x.targetId === source!.targetId)?.chunks;
+    return chunks === 0 ? undefined : `target ${source.targetId} left its chain and holds ${chunks} chunks`;
+  };
+  await waitFor(async () => (await moved()) === undefined, 'a member moved to worker 4, the source emptied', 60_000, async () => (await moved()) ?? '');
+
+  // Every master lost; the source's worker is down while the others register again, and comes back last.
+  cluster.closeClients();
+  for (const id of cluster.masters.masters.keys()) await cluster.masters.kill(id);
+  for (const m of cluster.masters.masters.values()) await rm(m.dir, { recursive: true, force: true });
+  await cluster.killWorker(source!.workerId);
+  for (const id of cluster.masters.masters.keys()) cluster.masters.spawn(id);
+  await cluster.masters.waitForLeader();
+  await waitFor(async () => (await cluster.routing()).clusterId !== '', 'the fresh cluster named', 20_000);
+  const restored = await cairn(cluster, ['admin', 'restore', backupFile]);
+  assert.equal(restored.code, 0, restored.out);
+  const others = [...cluster.workers.keys()].filter((w) => w !== source!.workerId);
+  const registered = async (): Promise<boolean> => {
+    const workers = await cluster.client().meta.query<WorkerInfo[]>('meta.query', { op: 'workers' });
+    return others.every((id) => workers.some((w) => w.workerId === id && w.instance !== 'restored'));
+  };
+  await waitFor(registered, 'the other workers registered again', 20_000);
+  await new Promise((r) => setTimeout(r, 1_500));
+  const waiting = await cluster.routing();
+  const chainOf = waiting.chains.find((ch) => ch.targetIds.includes(source!.targetId))!;
+  assert.ok(chainOf.targetIds.every((id) => waiting.targets.find((x) => x.targetId === id)!.state !== 'serving'), 'the chain waits for its silent member');
+  await cluster.startWorker(source!.workerId);
+  await waitFor(async () => (await cluster.membersServing()) && (await cluster.replicasDiffer()) === undefined, 'every chain member serving and agreeing', 60_000, () => cluster.logTails());
+  const after = cluster.client();
+  for (const [name, body] of kept) assert.equal(sha(await readAll(after, name)), sha(body), `${name} reads back`);
 });

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { inChainOrder, LocalState, markRestarted, nextChainMembers, replaceMember, replacementProblem, type ChainMember } from '../../src/meta/index.ts';
+import { inChainOrder, LocalState, markRestarted, nextChainMembers, replaceMember, replacementProblem, restoredSource, type ChainMember, type RestoredReport } from '../../src/meta/index.ts';
 import type { TargetState } from '../../src/meta/commands.ts';
 
 const S = 'serving', L = 'lastsrv', Y = 'syncing', W = 'waiting', O = 'offline';
@@ -157,4 +157,26 @@ test('property: a replacement keeps chain order and one syncing member, and the 
     }),
     { numRuns: 2000 },
   );
+});
+
+test('a restored chain (nobody serving, no lastsrv) takes as source the member whose record says it served the chain last', () => {
+  const members = (states: [number, TargetState][]): ChainMember[] => states.map(([targetId, state]) => ({ targetId, state }));
+  const run = (m: [number, TargetState][], reports: Record<number, RestoredReport>, force = false) => {
+    const out = restoredSource(members(m), (id) => reports[id] ?? { heard: false }, force);
+    return out === undefined || 'wait' in out ? out : out.members.map((x) => [x.targetId, x.state]);
+  };
+  // Target 1 was a move's source after the backup: its record is older than the two that served on.
+  assert.deepEqual(run([[1, O], [2, O], [3, W]], { 1: { heard: true, servedAt: 40 }, 2: { heard: true, servedAt: 57 }, 3: { heard: true, servedAt: 57 } }), [[2, L], [3, W], [1, O]]);
+  // Its record names the chain it moved to: never preferred to one of this chain, nor to none.
+  assert.deepEqual(run([[1, W], [2, O], [3, O]], { 1: { heard: true, servedAt: -1 }, 2: { heard: true }, 3: { heard: true, servedAt: 3 } }), [[3, L], [1, W], [2, O]]);
+  assert.deepEqual(run([[1, W], [2, O]], { 1: { heard: true, servedAt: -1 }, 2: { heard: true } }), [[2, L], [1, W]]);
+  // A silent member may have served last: wait for it, unless forced; then choose among the heard.
+  assert.deepEqual(run([[1, O], [2, O], [3, O]], { 1: { heard: true, servedAt: 9 }, 3: { heard: true, servedAt: 5 } }), { wait: [2] });
+  assert.deepEqual(run([[1, O], [2, O], [3, O]], { 1: { heard: true, servedAt: 9 }, 3: { heard: true, servedAt: 5 } }, true), [[1, L], [2, O], [3, O]]);
+  assert.equal(run([[1, O], [2, O]], {}, true), undefined, 'nobody heard: nothing to choose');
+  // Records alike (they served together to the end): the first in chain order.
+  assert.deepEqual(run([[4, O], [5, O]], { 4: { heard: true, servedAt: 7 }, 5: { heard: true, servedAt: 7 } }), [[4, L], [5, O]]);
+  // Any chain with a serving member or a lastsrv is left to the table above.
+  assert.equal(run([[1, L], [2, O]], { 2: { heard: true, servedAt: 99 } }), undefined);
+  assert.equal(run([[1, S], [2, O]], { 2: { heard: true, servedAt: 99 } }), undefined);
 });

@@ -18,6 +18,7 @@ import { ChunkStore } from '../../src/worker/chunk-store.ts';
 import type { ChunkId, ChunkStoreOptions, LogFn } from '../../src/worker/chunk-store.ts';
 import { WorkerErrorCode } from '../../src/worker/errors.ts';
 import { decodeIdentity, encodeIdentity } from '../../src/worker/target-identity.ts';
+import { decodeServed, encodeServed, readServed, servedFileName, writeServed } from '../../src/worker/served-record.ts';
 
 const identity = { clusterId: 'cluster-a', workerId: 1, targetId: 11 };
 const DIR = '/data/t11';
@@ -525,6 +526,39 @@ test('identity: created once, matched after, another target refused, a damaged f
     return true;
   });
   assert.equal(typeof decodeIdentity(encodeIdentity(identity).subarray(1)), 'string');
+});
+
+test('served record: replaced whole, so a crash at any point of a write (torn or not) leaves the old record or the new one; damage is told, never read as a record', async () => {
+  const older = { chainId: 3, chainVersion: 7, routingVersion: 40 };
+  const newer = { chainId: 3, chainVersion: 9, routingVersion: 57 };
+  let points = 0;
+  for (const tear of [false, true]) {
+    for (let n = 1; ; n++) {
+      const node = new SimNode();
+      await node.disk().mkdirs(DIR);
+      await writeServed(node.disk(), DIR, older);
+      const crashed = node.armCrash(n, new Prng(n), tear);
+      const finished = await Promise.race([writeServed(node.disk(), DIR, newer).then(() => true), crashed.then(() => false)]);
+      node.disarm();
+      const got = await readServed(node.disk(), DIR);
+      if (finished) {
+        assert.deepEqual(got, newer);
+        break;
+      }
+      points = Math.max(points, n);
+      assert.ok([JSON.stringify(older), JSON.stringify(newer)].includes(JSON.stringify(got)), `crash at point ${n} (tear ${tear}): ${JSON.stringify(got)}`);
+      await writeServed(node.disk(), DIR, newer); // a leftover temp file does not stop the next write
+      assert.deepEqual(await readServed(node.disk(), DIR), newer);
+    }
+  }
+  assert.ok(points >= 4, `the write has several crash points (${points})`);
+  assert.equal(await readServed(new SimNode().disk(), DIR), undefined, 'never served: no record');
+  const node = new SimNode();
+  await node.disk().mkdirs(DIR);
+  await writeServed(node.disk(), DIR, older);
+  node.fs.flipBit(`${DIR}/${servedFileName}`, 5, 1);
+  assert.equal(await readServed(node.disk(), DIR), 'checksum mismatch');
+  assert.equal(decodeServed(encodeServed({ ...older, chainId: 0 })), 'missing or mistyped fields');
 });
 
 test('identity: a directory with files but no identity is refused', async () => {

@@ -61,14 +61,16 @@ test('--rebalance-moves: absent means the default, 0 turns moves off, a count pa
   assert.throws(() => parseMasterConfig({ ...master, rebalanceMoves: 'two' }, {}), badOption(/--rebalance-moves/));
 });
 
-test('--gc-delay-ms: absent means the default, 0 collects at once, past a week or not a whole number is refused', () => {
+test('--gc-delay-ms and --restore-wait-ms: absent means the default, 0 is allowed, past a week or not a whole number is refused', () => {
   const master = { secret: 's', id: '1', dir: '/d', listen: 'h:1' };
-  assert.equal(parseMasterConfig(master, {}).gcDelayMs, undefined);
-  assert.equal(parseMasterConfig({ ...master, gcDelayMs: '0' }, {}).gcDelayMs, 0);
-  assert.equal(parseMasterConfig(master, { CAIRN_GC_DELAY_MS: '300000' }).gcDelayMs, 300_000);
-  assert.throws(() => parseMasterConfig({ ...master, gcDelayMs: String(8 * 24 * 3600 * 1000) }, {}), badOption(/--gc-delay-ms must be at most 604800000 \(a week\)/));
-  assert.throws(() => parseMasterConfig({ ...master, gcDelayMs: '-1' }, {}), badOption(/--gc-delay-ms/));
-  assert.throws(() => parseMasterConfig({ ...master, gcDelayMs: '1m' }, {}), badOption(/--gc-delay-ms/));
+  for (const [key, flag, env] of [['gcDelayMs', '--gc-delay-ms', 'CAIRN_GC_DELAY_MS'], ['restoreWaitMs', '--restore-wait-ms', 'CAIRN_RESTORE_WAIT_MS']] as const) {
+    assert.equal(parseMasterConfig(master, {})[key], undefined);
+    assert.equal(parseMasterConfig({ ...master, [key]: '0' }, {})[key], 0);
+    assert.equal(parseMasterConfig(master, { [env]: '300000' })[key], 300_000);
+    assert.throws(() => parseMasterConfig({ ...master, [key]: String(8 * 24 * 3600 * 1000) }, {}), badOption(new RegExp(`${flag} must be at most 604800000 \\(a week\\)`)));
+    assert.throws(() => parseMasterConfig({ ...master, [key]: '-1' }, {}), badOption(new RegExp(flag)));
+    assert.throws(() => parseMasterConfig({ ...master, [key]: '1m' }, {}), badOption(new RegExp(flag)));
+  }
 });
 
 test('overload limits from flags or CAIRN_* variables; absent means the defaults; each validated', () => {

@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import type { Clock, Connection } from '../../src/io/index.ts';
 import type { Journal } from '../../src/journal/index.ts';
 import { ClusterManager, type ReplacementsReply } from '../../src/master/cluster-manager.ts';
-import { encodeCommandEntry, MetaStateMachine } from '../../src/meta/state-machine.ts';
+import { restoreFloor } from '../../src/meta/restore-floor.ts';
+import { encodeCommandEntry, encodeRestoreBegin, encodeRestoreChunk, encodeRestoreCommit, MetaStateMachine } from '../../src/meta/state-machine.ts';
 import type { MetaCommand } from '../../src/meta/index.ts';
 import { WorkerErrorCode } from '../../src/worker/errors.ts';
 
@@ -29,8 +30,12 @@ class Rig {
 
   /** The wall clock, this far from the monotonic one's origin. */
   wallOffsetMs = 1_000_000;
+  /** The workers' process instance: a new one registers again. */
+  instance = 'i1';
+  /** Where each target last served, as its worker reports (served-record.ts). */
+  readonly served = new Map<number, { servedChainId: number; servedRoutingVersion: number }>();
 
-  constructor(replaceAfterMs?: number, connect?: (address: string) => Connection, gcDelayMs?: number) {
+  constructor(replaceAfterMs?: number, connect?: (address: string) => Connection, gcDelayMs?: number, restoreWaitMs?: number) {
     const journal = {
       isLeader: () => this.leader,
       leader: () => undefined,
@@ -38,7 +43,7 @@ class Rig {
       propose: async (entry: Uint8Array) => this.sm.apply(++this.index, entry),
     } as unknown as Journal;
     const clock = { now: () => this.nowMs, wallNow: () => this.wallOffsetMs + this.nowMs, randomInt: () => 7 } as unknown as Clock;
-    this.manager = new ClusterManager({ masterId: 1, journal, state: () => this.sm.state, clock, replication: 3, timing, log: (_l, msg) => this.logs.push(msg), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(connect === undefined ? {} : { connect, reclaimEveryMs: 0 }), ...(gcDelayMs === undefined ? {} : { gcDelayMs }) });
+    this.manager = new ClusterManager({ masterId: 1, journal, state: () => this.sm.state, clock, replication: 3, timing, log: (_l, msg) => this.logs.push(msg), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(connect === undefined ? {} : { connect, reclaimEveryMs: 0 }), ...(gcDelayMs === undefined ? {} : { gcDelayMs }), ...(restoreWaitMs === undefined ? {} : { restoreWaitMs }) });
   }
 
   /** Applies a command as another leader would have journaled it, stamped with its `nowMs`. */
@@ -50,7 +55,7 @@ class Rig {
   async addWorkers(...ids: number[]): Promise<void> {
     if (this.sm.state.routing().clusterId === '') await this.manager.round();
     for (const w of ids) {
-      await this.manager.register({ workerId: w, instance: 'i1', address: `h${w}:1`, targets: [{ targetId: w * 1000 + 1, path: '/d', capacityBytes: 100 }] });
+      await this.manager.register({ workerId: w, instance: this.instance, address: `h${w}:1`, targets: [{ targetId: w * 1000 + 1, path: '/d', capacityBytes: 100 }] });
       this.up.add(w);
     }
   }
@@ -64,11 +69,18 @@ class Rig {
         const chain = routing.chains.find((c) => c.chainId === t.chainId);
         // A syncing target reports up-to-date as if its resync finished at once.
         const done = t.state === 'serving' || t.state === 'syncing';
-        return { targetId: t.targetId, localState: done ? 'up-to-date' : 'online', chainVersion: chain?.version ?? 0, capacityBytes: 100, usedBytes: 0, chunks: this.chunks.get(t.targetId) ?? 0 };
+        return { targetId: t.targetId, localState: done ? 'up-to-date' : 'online', chainVersion: chain?.version ?? 0, capacityBytes: 100, usedBytes: 0, chunks: this.chunks.get(t.targetId) ?? 0, ...this.served.get(t.targetId) };
       });
-      this.manager.heartbeat({ workerId: w, instance: 'i1', routingVersion: 0, targets });
+      this.manager.heartbeat({ workerId: w, instance: this.instance, routingVersion: 0, targets });
     }
     await this.manager.round();
+  }
+
+  /** Every master lost, then `backup` restored into this one (it holds no files). */
+  restore(backup: Uint8Array[]): void {
+    assert.ok(this.sm.apply(++this.index, encodeRestoreBegin('r1')).ok);
+    for (const c of backup) assert.ok(this.sm.apply(++this.index, encodeRestoreChunk('r1', c)).ok);
+    assert.ok(this.sm.apply(++this.index, encodeRestoreCommit('r1', restoreFloor(this.wallOffsetMs + this.nowMs))).ok);
   }
 
   async ticks(n: number): Promise<void> {
@@ -294,4 +306,54 @@ test('leadership that pauses and resumes in one term (a ZooKeeper master confirm
   assert.ok(rig.sm.state.workers().some((w) => w.workerId === 4), 'worker 4 registered');
   for (let i = 0; i < 10; i++) await rig.tick();
   assert.deepEqual(rig.logs.filter((l) => /stale/i.test(l)), []);
+});
+
+test('after a restore, a chain waits for every member\'s worker, then serves from the one whose record says it served last, never from a move\'s emptied source', async () => {
+  const rig = new Rig(undefined, undefined, undefined, 5_000);
+  await rig.addWorkers(1, 2, 3);
+  await rig.ticks(10);
+  const [first, second, third] = rig.sm.state.chains()[0].targetIds;
+  const backup = [...rig.sm.snapshot()];
+  // After the backup the lost cluster moved `second` out of the chain (and emptied it); the other
+  // two served on through later changes, which their records say.
+  rig.served.set(first, { servedChainId: 1, servedRoutingVersion: 57 });
+  rig.served.set(second, { servedChainId: 1, servedRoutingVersion: 40 });
+  rig.served.set(third, { servedChainId: 1, servedRoutingVersion: 57 });
+  rig.restore(backup);
+  assert.equal(rig.members(1), `${first}:offline ${second}:offline ${third}:offline`);
+
+  // The workers register again, `first`'s last of all.
+  rig.instance = 'i2';
+  const workerOf = (targetId: number): number => Math.floor(targetId / 1000);
+  rig.up.clear();
+  await rig.tick(1_000); // the lost masters' last heartbeats are long gone
+  rig.logs.length = 0;
+  await rig.addWorkers(workerOf(second), workerOf(third));
+  await rig.ticks(8);
+  assert.equal(rig.members(1), `${second}:waiting ${third}:waiting ${first}:offline`, 'a silent member may have served last: nobody serves yet');
+  assert.equal(rig.logs.filter((l) => l.startsWith('a restored chain waits')).length, 1, 'said once');
+  await rig.addWorkers(workerOf(first));
+  await rig.tick();
+  assert.ok(rig.logs.includes('a restored chain takes as its source the member that served it last'));
+  assert.match(rig.members(1), new RegExp(`^${third}:serving \\d+:syncing`), 'the first with the newest record serves, the emptied one never');
+  await rig.ticks(3);
+  assert.match(rig.members(1), /^\d+:serving \d+:serving \d+:serving$/, 'the others resynced from it');
+});
+
+test('after a restore, a member whose worker never comes back holds its chain up only until the wait is over', async () => {
+  const rig = new Rig(undefined, undefined, undefined, 5_000);
+  await rig.addWorkers(1, 2, 3);
+  await rig.ticks(10);
+  const [first, second, third] = rig.sm.state.chains()[0].targetIds;
+  rig.served.set(second, { servedChainId: 1, servedRoutingVersion: 9 });
+  rig.served.set(third, { servedChainId: 2, servedRoutingVersion: 30 }); // it left for another chain
+  rig.restore([...rig.sm.snapshot()]);
+  rig.instance = 'i2';
+  rig.up.clear();
+  await rig.tick(1_000);
+  await rig.addWorkers(Math.floor(second / 1000), Math.floor(third / 1000));
+  await rig.ticks(45);
+  assert.doesNotMatch(rig.members(1), /serving|lastsrv/);
+  await rig.ticks(10);
+  assert.match(rig.members(1), new RegExp(`^${second}:serving ${third}:serving ${first}:offline$`));
 });

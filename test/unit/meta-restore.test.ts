@@ -137,3 +137,23 @@ test('the inode counter moves past an id a worker holds, never back, and refuses
   }
   assert.equal(r.sm.state.nextInodeId, next + 12);
 });
+
+test('a restore leaves every chain with no member serving and no lastsrv: which served last is for the workers\' records to say, not the order they come back in', () => {
+  const lost = new Replica('lost');
+  lost.ok({ op: 'initCluster', clusterId: 'c1' });
+  const register = (r: Replica, workerId: number, instance: string) =>
+    r.ok({ op: 'registerWorker', workerId, instance, address: `w:${workerId}`, domain: '', targets: [{ targetId: workerId * 1000 + 1, path: '/t', capacityBytes: 1 }] });
+  for (const w of [1, 2, 3]) register(lost, w, 'i1');
+  lost.ok({ op: 'addChains', tableId: 1, chains: [{ chainId: 1, targetIds: [1001, 2001, 3001] }] });
+  const backedUp = lost.sm.state.chains()[0];
+  const restored = new Replica();
+  assert.ok(restored.restore([...lost.sm.snapshot()], encodeRestoreCommit('r1', restoreFloor(1_760_000_000_000))).ok);
+  const chain = restored.sm.state.chains()[0];
+  assert.deepEqual(chain.targetIds, backedUp.targetIds);
+  assert.ok(chain.version > backedUp.version, 'a new chain version: no worker\'s claim about the old one counts');
+  const states = () => restored.sm.state.targets().map((t) => `${t.targetId}:${t.state}`);
+  assert.deepEqual(states(), ['1001:offline', '2001:offline', '3001:offline']);
+  // The workers register again in any order: none becomes lastsrv by it (before, the last one did).
+  for (const w of [2, 3, 1]) register(restored, w, 'i2');
+  assert.deepEqual(states(), ['1001:offline', '2001:offline', '3001:offline']);
+});
