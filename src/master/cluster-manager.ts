@@ -370,9 +370,10 @@ export class ClusterManager {
    * and for any other chain. What it waits for and what it chose are logged.
    */
   private restoredSource(chainId: number, members: ChainMember[], workerOf: (targetId: number) => number, now: number): ChainMember[] | undefined {
+    const decommissioned = new Set(this.opts.state().workers().filter((w) => w.decommissionedMs !== undefined).map((w) => w.workerId));
     const report = (targetId: number): RestoredReport => {
       const r = this.report(targetId, workerOf(targetId), now);
-      if (r === undefined) return { heard: false };
+      if (r === undefined) return decommissioned.has(workerOf(targetId)) ? { heard: false, lost: true } : { heard: false };
       if (r.servedChainId === undefined) return { heard: true };
       return { heard: true, servedAt: r.servedChainId === chainId ? r.servedRoutingVersion : -1 };
     };

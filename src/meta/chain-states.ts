@@ -117,6 +117,8 @@ export function markRestarted(members: readonly ChainMember[], restarted: Readon
 export interface RestoredReport {
   /** Its worker registered again since the restore and reported it. */
   heard: boolean;
+  /** Its worker was decommissioned: it never reports, so nobody waits for it. */
+  lost?: boolean;
   /**
    * Its worker's record of where it last served (served-record.ts): the routing version of the last
    * change of this chain it served through, or -1 if the record names another chain (it left this
@@ -138,7 +140,7 @@ export interface RestoredReport {
  */
 export function restoredSource(members: readonly ChainMember[], report: (targetId: number) => RestoredReport, force: boolean): { source: number; members: ChainMember[] } | { wait: number[] } | undefined {
   if (members.length === 0 || members.some((m) => m.state === TargetState.Serving || m.state === TargetState.LastServing)) return undefined;
-  const silent = members.filter((m) => !report(m.targetId).heard).map((m) => m.targetId);
+  const silent = members.filter((m) => !report(m.targetId).heard && report(m.targetId).lost !== true).map((m) => m.targetId);
   if (silent.length > 0 && !force) return { wait: silent };
   let best: { targetId: number; rank: number } | undefined;
   for (const m of members) {

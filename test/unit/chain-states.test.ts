@@ -174,6 +174,8 @@ test('a restored chain (nobody serving, no lastsrv) takes as source the member w
   assert.deepEqual(run([[1, O], [2, O], [3, O]], { 1: { heard: true, servedAt: 9 }, 3: { heard: true, servedAt: 5 } }), { wait: [2] });
   assert.deepEqual(run([[1, O], [2, O], [3, O]], { 1: { heard: true, servedAt: 9 }, 3: { heard: true, servedAt: 5 } }, true), [[1, L], [2, O], [3, O]]);
   assert.equal(run([[1, O], [2, O]], {}, true), undefined, 'nobody heard: nothing to choose');
+  // A member of a decommissioned worker never reports: nobody waits for it.
+  assert.deepEqual(run([[1, O], [2, O], [3, O]], { 1: { heard: false, lost: true }, 2: { heard: true, servedAt: 4 }, 3: { heard: true, servedAt: 5 } }), [[3, L], [1, O], [2, O]]);
   // Records alike (they served together to the end): the first in chain order.
   assert.deepEqual(run([[4, O], [5, O]], { 4: { heard: true, servedAt: 7 }, 5: { heard: true, servedAt: 7 } }), [[4, L], [5, O]]);
   // Any chain with a serving member or a lastsrv is left to the table above.
