@@ -28,6 +28,8 @@ export interface GatewayOptions {
   credentialTtlMs?: number;
   /** Bytes one request keeps in flight to or from the workers at most. */
   streamBytesMax?: number;
+  /** While a multipart upload completes, a space is sent this often (completeUpload); default completeKeepAliveMsDefault. */
+  completeKeepAliveMs?: number;
   now?: () => number;
   /** Counts and times requests (/metrics). */
   metrics?: S3Metrics;
@@ -51,6 +53,7 @@ export interface S3Context {
   data: DataClient;
   region: string;
   streamBytesMax: number;
+  completeKeepAliveMs: number;
   log: GatewayOptions['log'];
 }
 
@@ -62,6 +65,8 @@ export interface Routes {
 }
 
 export const credentialTtlMsDefault = 10_000;
+/** Well inside the AWS CLI's and SDKs' 60 s read timeout. */
+export const completeKeepAliveMsDefault = 5_000;
 /** Connections the gateway holds at most (each may hold streamBytesMax in flight); Node closes more at once. */
 export const connectionsMax = 256;
 /** A connection that sends or reads nothing this long is closed (a request may take as long as its bytes need). */
@@ -78,7 +83,7 @@ export class S3Gateway {
   private readonly sockets = new Set<Socket>();
 
   constructor(opts: GatewayOptions, routes: Routes) {
-    this.opts = { region: 'us-east-1', credentialTtlMs: credentialTtlMsDefault, streamBytesMax: 16 * 1024 * 1024, now: Date.now, ...opts };
+    this.opts = { region: 'us-east-1', credentialTtlMs: credentialTtlMsDefault, streamBytesMax: 16 * 1024 * 1024, completeKeepAliveMs: completeKeepAliveMsDefault, now: Date.now, ...opts };
     this.routes = routes;
     this.server = createServer({ maxHeaderSize: headerBytesMax }, (req, res) => void this.serve(req, res, false));
     // "Expect: 100-continue": the body is asked for only once the request is known to be allowed.
@@ -164,7 +169,7 @@ export class S3Gateway {
   }
 
   private async route(r: S3Request, measured?: { op: string }): Promise<void> {
-    const ctx: S3Context = { meta: this.opts.meta, data: this.opts.data, region: this.opts.region, streamBytesMax: this.opts.streamBytesMax, log: this.opts.log };
+    const ctx: S3Context = { meta: this.opts.meta, data: this.opts.data, region: this.opts.region, streamBytesMax: this.opts.streamBytesMax, completeKeepAliveMs: this.opts.completeKeepAliveMs, log: this.opts.log };
     const method = r.req.method ?? 'GET';
     if (r.bucket === '') {
       if (method !== 'GET') throw new S3Error(S3ErrorCode.MethodNotAllowed, `${method} on the service is not allowed`);
@@ -275,8 +280,8 @@ function accessKeyIdOf(req: IncomingMessage, rawQuery: string): string | undefin
   return cred?.split('/')[0];
 }
 
-export function errorXml(e: S3Error, resource: string, id: string): string {
-  return xmlDocument('Error', { Code: e.code, Message: e.message, ...e.fields, Resource: resource, RequestId: id }, false);
+export function errorXml(e: S3Error, resource: string, id: string, declaration = true): string {
+  return xmlDocument('Error', { Code: e.code, Message: e.message, ...e.fields, Resource: resource, RequestId: id }, false, declaration);
 }
 
 /** Failures of the client library as S3 errors: the namespace's POSIX codes, the cluster's. */

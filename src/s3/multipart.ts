@@ -2,19 +2,20 @@
 // holding its record (an extended attribute: key, metadata, when) and one file per part, each
 // written like an object (temporary name, then renamed: a part sent again replaces the old one).
 // Completing copies the parts in order into the object's temporary file, which then takes the key's
-// name at once, as a PUT does; the upload's directory is removed afterwards.
+// name at once, as a PUT does; the upload's directory is removed afterwards. A long completion
+// answers 200 early and keeps the connection alive, as S3 does (completeUpload).
 
 import { createHash, randomBytes } from 'node:crypto';
 import { FileReader, fileRef, putFile } from '../client/index.ts';
 import type { InodeAttr } from '../meta/namespace-state.ts';
 import { contentMd5Of, payload, requestBytes, type PayloadResult } from './body.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
-import { sendXml, type S3Context, type S3Request } from './gateway.ts';
-import { keyPath, systemDir } from './keys.ts';
+import { errorXml, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
+import { keyPath, printableKey, systemDir } from './keys.ts';
 import { bucketMustExist, copySourceOf, declaredBytes, header, objectAt, putBytesMax, writeObject } from './objects.ts';
 import { decodeMeta, encodeMeta, metaFromHeaders, objectMetaXattr, type ObjectMeta } from './object-meta.ts';
 import { readDirPlus, readWhole } from './buckets.ts';
-import { parseXml, type XmlElement } from './xml.ts';
+import { parseXml, xmlDeclaration, xmlDocument, type XmlElement } from './xml.ts';
 
 export const partsMax = 10_000;
 /** Every part but the last must hold at least this much (S3's bound). */
@@ -120,9 +121,35 @@ export async function completeUpload(ctx: S3Context, r: S3Request): Promise<void
       yield* new FileReader(ctx.data, fileRef(attr, p.path), attr.sizeBytes, { streamBytesMax: ctx.streamBytesMax }).stream();
     }
   })();
-  await writeObject(ctx, r, keyPath(r.bucket, record.key), bytes, () => ({ etag, ...record.meta }));
-  await removeUpload(ctx, dir);
-  sendXml(r.res, 200, 'CompleteMultipartUploadResult', { Location: `/${r.bucket}/${encodeURI(record.key)}`, Bucket: r.bucket, Key: record.key, ETag: `"${etag}"` });
+  // Copying the parts takes about a second per 100 MiB here. A completion still running after
+  // completeKeepAliveMs answers as S3 does: a 200 then, a space every interval so that clients'
+  // read timeouts do not fire (60 s in the AWS CLI and SDKs), and at the end the result, or an
+  // <Error> document, which S3 clients look for in a completion's 200.
+  const res = r.res;
+  let streaming = false;
+  const keepAlive = setInterval(() => {
+    if (!streaming) {
+      streaming = true;
+      res.writeHead(200, { 'content-type': 'application/xml' });
+      res.write(xmlDeclaration);
+    }
+    res.write(' ');
+  }, ctx.completeKeepAliveMs);
+  try {
+    await writeObject(ctx, r, keyPath(r.bucket, record.key), bytes, () => ({ etag, ...record.meta }));
+    await removeUpload(ctx, dir);
+  } catch (err) {
+    if (!streaming) throw err;
+    const e = toS3Error(err);
+    ctx.log(e.code === S3ErrorCode.InternalError ? 'error' : 'warn', `completing upload ${r.query.get('uploadId')} of ${printableKey(`/${r.bucket}/${record.key}`)} failed after its 200 went out: ${(err as Error).stack ?? String(err)}`);
+    res.end(errorXml(e, `/${r.bucket}/${record.key}`, r.id, false));
+    return;
+  } finally {
+    clearInterval(keepAlive);
+  }
+  const result = { Location: `/${r.bucket}/${encodeURI(record.key)}`, Bucket: r.bucket, Key: record.key, ETag: `"${etag}"` };
+  if (streaming) res.end(xmlDocument('CompleteMultipartUploadResult', result, true, false));
+  else sendXml(res, 200, 'CompleteMultipartUploadResult', result);
 }
 
 export async function abortUpload(ctx: S3Context, r: S3Request): Promise<void> {

@@ -13,9 +13,12 @@ export interface XmlElement {
 }
 
 /** A whole document: the declaration, then `root` (with S3's namespace) holding `body`. */
-export function xmlDocument(root: string, body: XmlElement, withNamespace = true): string {
+export const xmlDeclaration = '<?xml version="1.0" encoding="UTF-8"?>\n';
+
+/** The document, or without `declaration` only its root element (for a body whose declaration went out first). */
+export function xmlDocument(root: string, body: XmlElement, withNamespace = true, declaration = true): string {
   const attrs = withNamespace ? ` xmlns="${s3Namespace}"` : '';
-  return `<?xml version="1.0" encoding="UTF-8"?>\n<${root}${attrs}>${children(body)}</${root}>`;
+  return `${declaration ? xmlDeclaration : ''}<${root}${attrs}>${children(body)}</${root}>`;
 }
 
 function children(body: XmlElement): string {

@@ -101,6 +101,18 @@ test('cairn s3: real S3 clients against a cluster', async (t) => {
     await assert.rejects(client.send(new CompleteMultipartUploadCommand({ Bucket: 'sdk', Key: 'small', UploadId: small.UploadId, MultipartUpload: { Parts: [{ ETag: e1, PartNumber: 1 }, { ETag: e2, PartNumber: 2 }] } })), { name: 'EntityTooSmall' });
     await client.send(new AbortMultipartUploadCommand({ Bucket: 'sdk', Key: 'small', UploadId: small.UploadId }));
     await assert.rejects(client.send(new ListPartsCommand({ Bucket: 'sdk', Key: 'small', UploadId: small.UploadId })), { name: 'NoSuchUpload' });
+    // A completion that takes longer than the keep-alive interval, as the wire shows it: a 200 and the
+    // XML declaration at once, spaces while the parts are copied, then the result.
+    const slow = await client.send(new CreateMultipartUploadCommand({ Bucket: 'sdk', Key: 'slow.bin' }));
+    const slowParts = [randomBytes(5 << 20), randomBytes(5 << 20), randomBytes(5 << 20)];
+    const slowEtags: string[] = [];
+    for (const [i, p] of slowParts.entries()) slowEtags.push((await client.send(new UploadPartCommand({ Bucket: 'sdk', Key: 'slow.bin', UploadId: slow.UploadId, PartNumber: i + 1, Body: p }))).ETag!);
+    const completeXml = Buffer.from(`<CompleteMultipartUpload>${slowEtags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${e}</ETag></Part>`).join('')}</CompleteMultipartUpload>`);
+    const kept = await raw(gw.endpoint, key, 'POST', '/sdk/slow.bin', completeXml, { query: [['uploadId', slow.UploadId!]] });
+    assert.equal(kept.status, 200);
+    assert.match(kept.text, /^<\?xml version="1.0" encoding="UTF-8"\?>\n +<CompleteMultipartUploadResult xmlns="[^"]+"><Location>\/sdk\/slow.bin<\/Location><Bucket>sdk<\/Bucket><Key>slow.bin<\/Key><ETag>&quot;[0-9a-f]{32}-3&quot;<\/ETag><\/CompleteMultipartUploadResult>$/);
+    assert.deepEqual(await bodyOf(client.send(new GetObjectCommand({ Bucket: 'sdk', Key: 'slow.bin' }))), Buffer.concat(slowParts));
+    await client.send(new DeleteObjectCommand({ Bucket: 'sdk', Key: 'slow.bin' }));
 
     // Listings with prefixes and delimiters, and keys that need URL encoding.
     const keys = ['a/1.txt', 'a/2.txt', 'a/b/3.txt', 'a-x', 'c d/ü+&.txt', 'z'];
@@ -253,7 +265,9 @@ test('cairn s3: real S3 clients against a cluster', async (t) => {
 
 /** Starts `cairn s3` on a free port and waits for its endpoint line. */
 async function startGateway(c: DataCluster, log: string): Promise<{ child: ChildProcess; endpoint: string }> {
-  const child = c['procs'].spawn(process.execPath, [mainScript, 's3', '--listen', '127.0.0.1:0', '--masters', c.masters.addresses().join(','), '--credential-ttl-ms', '1000'], log, { CAIRN_SECRET: c.masters.secret });
+  // Completions answer 200 early after 20 ms (5 s by default): every multipart upload below, by
+  // the SDK and the AWS CLI, is read back from the kept-alive form.
+  const child = c['procs'].spawn(process.execPath, [mainScript, 's3', '--listen', '127.0.0.1:0', '--masters', c.masters.addresses().join(','), '--credential-ttl-ms', '1000', '--complete-keepalive-ms', '20'], log, { CAIRN_SECRET: c.masters.secret });
   let endpoint = '';
   await waitFor(async () => {
     if (child.exitCode !== null) throw new Error(`cairn s3 exited: ${await readFile(log, 'utf8')}`);
@@ -280,8 +294,8 @@ async function raw(
   method: string,
   pathname: string,
   body: Buffer | AsyncIterable<Buffer> | undefined,
-  opts: { sha256Of?: Buffer; contentLength?: number; headers?: Record<string, string>; unsigned?: boolean } = {},
-): Promise<{ status: number; code: string; etag?: string }> {
+  opts: { sha256Of?: Buffer; contentLength?: number; headers?: Record<string, string>; unsigned?: boolean; query?: [string, string][] } = {},
+): Promise<{ status: number; code: string; etag?: string; text: string }> {
   const url = new URL(endpoint);
   const amzDate = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
   const date = amzDate.slice(0, 8);
@@ -290,15 +304,16 @@ async function raw(
   if (body !== undefined) headers['content-length'] = String(opts.contentLength ?? (body as Buffer).length);
   const names = Object.keys(headers).map((h) => h.toLowerCase()).filter((h) => h === 'host' || h.startsWith('x-amz-') || h === 'content-md5').sort();
   if (opts.unsigned !== true) {
-    const canonical = canonicalRequest(method, pathname, [], names, headers, payloadHash);
+    const canonical = canonicalRequest(method, pathname, opts.query ?? [], names, headers, payloadHash);
     const sig = createHmac('sha256', signingKey(key.secretKey, date, 'us-east-1', 's3')).update(stringToSign(amzDate, `${date}/us-east-1/s3/aws4_request`, canonical)).digest('hex');
     headers.authorization = `AWS4-HMAC-SHA256 Credential=${key.accessKeyId}/${date}/us-east-1/s3/aws4_request, SignedHeaders=${names.join(';')}, Signature=${sig}`;
   }
   return new Promise((resolve, reject) => {
-    const req = request({ host: url.hostname, port: url.port, method, path: pathname, headers }, (res) => {
+    const search = opts.query === undefined ? '' : `?${new URLSearchParams(opts.query).toString()}`;
+    const req = request({ host: url.hostname, port: url.port, method, path: pathname + search, headers }, (res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, code: /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? '', etag: res.headers.etag }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, code: /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? '', etag: res.headers.etag, text }));
     });
     req.on('error', reject);
     if (body === undefined || Buffer.isBuffer(body)) return void req.end(body);
