@@ -19,7 +19,9 @@ const daemonStartMs = 30_000;
 export async function spawnDaemon(args: string[], logFile: string, what: string): Promise<{ pid: number; message: unknown }> {
   await mkdir(path.dirname(logFile), { recursive: true });
   const out = openSync(logFile, 'a');
-  const child = spawn(process.execPath, withServerNodeFlags(args), { cwd: '/', detached: true, stdio: ['ignore', out, out, 'ipc'] });
+  const { rest, secret } = takeSecretArg(args);
+  const env = secret === undefined ? process.env : { ...process.env, CAIRN_SECRET: secret };
+  const child = spawn(process.execPath, withServerNodeFlags(rest), { cwd: '/', detached: true, stdio: ['ignore', out, out, 'ipc'], env });
   const outcome = await new Promise<{ message: unknown } | 'timeout' | number | null>((resolve) => {
     const timer = setTimeout(() => resolve('timeout'), daemonStartMs);
     child.once('message', (message) => {
@@ -41,4 +43,20 @@ export async function spawnDaemon(args: string[], logFile: string, what: string)
     throw new CairnError(ErrorCode.ProcessFailed, `${what} did not start within ${daemonStartMs / 1000} s; see ${logFile}`);
   }
   throw new CairnError(ErrorCode.ProcessFailed, `${what} exited with code ${outcome} before it started; see ${logFile}`);
+}
+
+/**
+ * `args` without `--secret VALUE` (or `--secret=VALUE`), and that value: a daemon gets the secret in
+ * its environment instead, which other users cannot read, where its command line stays in `ps` for
+ * as long as it runs.
+ */
+export function takeSecretArg(args: readonly string[]): { rest: string[]; secret?: string } {
+  const rest: string[] = [];
+  let secret: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--secret' && i + 1 < args.length) secret = args[++i];
+    else if (args[i].startsWith('--secret=')) secret = args[i].slice('--secret='.length);
+    else rest.push(args[i]);
+  }
+  return secret === undefined ? { rest } : { rest, secret };
 }
