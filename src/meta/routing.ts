@@ -73,7 +73,8 @@ export class Routing {
     return table.chainIds.slice(0, table.chainCounts[version - 1]);
   }
 
-  private members(chainId: number): TargetInfo[] {
+  /** The chain's members in chain order, whatever their states. */
+  members(chainId: number): TargetInfo[] {
     const chain = this.chains.get(chainId);
     if (chain === undefined) return [];
     return chain.targetIds.map((id) => this.targets.get(id)).filter((t): t is TargetInfo => t !== undefined);

@@ -41,6 +41,11 @@ export interface ReplicaHost {
   /** A request was routed by a chain version newer than this worker's routing: fetch routing now. */
   routingBehind?(): void;
   store(targetId: number): ChunkStore | undefined;
+  /**
+   * Resolves once a serving target's record of serving this chain version is durable
+   * (served-record.ts): a write under the version waits for it. Rejects if it cannot be written.
+   */
+  recorded?(targetId: number, chainId: number, chainVersion: number): Promise<void>;
   /** A connection to a peer worker. */
   connect(address: string): Connection;
   /** How long a member keeps trying to forward before it gives the write up (pending stays). */
@@ -158,6 +163,11 @@ export class ChainReplica {
       // back as syncing (last on the write path) would otherwise take a forward sent to it as a
       // middle member for one to the tail, and commit a version the serving members never had.
       const me = this.noRecheck ? arrived : this.member(req, 'write').me;
+      if (me.state === TargetState.Serving && this.host.recorded !== undefined) {
+        await this.host.recorded(me.targetId, req.chainId, req.chainVersion);
+        // The chain may have moved on while the record was written.
+        if (!this.noRecheck) this.member(req, 'write');
+      }
       let meta = store.get(id);
       const atHead = req.updateVersion === undefined;
       // A version whose forward gave up may be committed further down and seen by readers: it is
@@ -270,20 +280,21 @@ export class ChainReplica {
    * Without this, a chunk damaged on its head could never be written again, and a returning
    * member whose source holds a damaged chunk would never finish its resync.
    */
-  async repairFromPeer(me: TargetInfo, chainId: number, meta: ChunkMeta, store: ChunkStore, syncing?: TargetInfo): Promise<ChunkMeta> {
+  async repairFromPeer(me: TargetInfo, chainId: number, meta: ChunkMeta, store: ChunkStore): Promise<ChunkMeta> {
     const routing = this.host.routing()!;
     const chain = routing.chain(chainId)!;
     const id = meta.id;
     const body: ReadRequest = { chainId, chainVersion: chain.version, inodeId: id.inodeId, index: id.index, offset: 0, length: chunkSizeBytesMax };
     const problems: string[] = [];
-    // The serving members first; then a resync's own target, which may hold this very version
-    // (asked for by number: whatever else it holds is not taken).
-    const peers = routing.readMembers(chainId).filter((t) => t.targetId !== me.targetId);
-    if (syncing !== undefined && meta.commitVersion > 0 && !peers.some((t) => t.targetId === syncing.targetId)) peers.push(syncing);
-    for (const peer of peers) {
+    // The serving members first; then the others (a resync's own target, members waiting to sync),
+    // which may hold this very version: asked for it by number, whatever else they hold is not taken.
+    // Without them a chain whose one serving copy rotted waits for ever on a member that has it.
+    const serving = routing.readMembers(chainId).filter((t) => t.targetId !== me.targetId);
+    const others = meta.commitVersion === 0 ? [] : routing.members(chainId).filter((t) => t.targetId !== me.targetId && !serving.includes(t));
+    for (const peer of [...serving, ...others]) {
       try {
         const r =
-          peer === syncing
+          !serving.includes(peer)
             ? await this.peer(peer).call<ReadReply>(WorkerMethod.syncRead, { chainId, chainVersion: chain.version, targetId: peer.targetId, inodeId: id.inodeId, index: id.index, commitVersion: meta.commitVersion } satisfies SyncReadRequest, { timeoutMs: this.host.callTimeoutMs })
             : await this.peer(peer).call<ReadReply>(WorkerMethod.read, body, { timeoutMs: this.host.callTimeoutMs });
         const data = r.payload ?? emptyPayload;
@@ -483,12 +494,13 @@ export class ChainReplica {
   }
 
   /**
-   * chunk.syncRead: the whole committed version the caller names, from a serving or syncing member
-   * (a resync's source repairing its own damaged copy from its target). Any other version is refused.
+   * chunk.syncRead: the whole committed version the caller names, from any member of the chain (a
+   * member repairing its own damaged copy: the caller checks it against its recorded checksum). Any
+   * other version is refused.
    */
   async syncRead(body: unknown): Promise<Reply> {
     const req = validateSyncRead(body);
-    const { me, store } = this.member(req, 'sync');
+    const { me, store } = this.member(req, 'syncRead');
     const id = { inodeId: req.inodeId, index: req.index };
     return this.lock.with(chunkLockKey(me.targetId, id), async () => {
       const meta = store.get(id);
@@ -522,7 +534,7 @@ export class ChainReplica {
    * The local target `targetId` of chain `call.chainId`, checked against the routing: the chain
    * version must match, and the target must be in a state that takes this kind of request.
    */
-  member(call: { chainId: number; chainVersion: number; targetId?: number }, kind: 'write' | 'read' | 'sync'): { me: TargetInfo; store: ChunkStore } {
+  member(call: { chainId: number; chainVersion: number; targetId?: number }, kind: 'write' | 'read' | 'sync' | 'syncRead'): { me: TargetInfo; store: ChunkStore } {
     if (!this.host.serving()) throw new WorkerError(WorkerErrorCode.TargetUnavailable, 'this worker has not heard from a master recently and serves nothing until it does');
     const routing = this.host.routing();
     const chain = routing?.chain(call.chainId);
@@ -531,7 +543,7 @@ export class ChainReplica {
       if (chain === undefined || chain.version < call.chainVersion) this.host.routingBehind?.();
       throw new WorkerError(WorkerErrorCode.StaleChainVersion, `chain ${call.chainId} is at version ${chain?.version ?? 'unknown'} here, the request routed by ${call.chainVersion}`, { chainVersion: chain?.version });
     }
-    const allowed: TargetState[] = kind === 'read' ? [TargetState.Serving] : [TargetState.Serving, TargetState.Syncing];
+    const allowed: TargetState[] = kind === 'read' ? [TargetState.Serving] : kind === 'syncRead' ? Object.values(TargetState) : [TargetState.Serving, TargetState.Syncing];
     const mine = chain.targetIds
       .map((id) => routing.target(id))
       .filter((t): t is TargetInfo => t !== undefined && this.host.store(t.targetId) !== undefined && (call.targetId === undefined || t.targetId === call.targetId));

@@ -132,14 +132,14 @@ export class Resyncer {
   }
 
   /** A chunk to send, copied from another member first if it is corrupt here (the caller holds its lock). */
-  private async readOrRepair(me: TargetInfo, target: TargetInfo, chainId: number, store: ChunkStore, id: ChunkRef): Promise<{ meta: ChunkMeta; data: Uint8Array }> {
+  private async readOrRepair(me: TargetInfo, chainId: number, store: ChunkStore, id: ChunkRef): Promise<{ meta: ChunkMeta; data: Uint8Array }> {
     try {
       return await store.readWhole(id);
     } catch (err) {
       const meta = store.get(id);
       if ((err as { code?: string }).code !== WorkerErrorCode.ChunkCorrupt || meta === undefined) throw err;
-      // The target may be the only other copy of this version (this member the only one serving).
-      await this.replica.repairFromPeer(me, chainId, meta, store, target);
+      // The target, or a member waiting to sync, may be the only other copy of this version (this member the only one serving).
+      await this.replica.repairFromPeer(me, chainId, meta, store);
       return store.readWhole(id);
     }
   }
@@ -178,7 +178,7 @@ export class Resyncer {
         // A version left pending here by a write whose forward gave up may have been committed
         // and served further down: the target gets that one, so it never serves older content.
         const p = local.pending;
-        const { meta, data } = p !== undefined ? { meta: local, data: await store.readPending(local.id) } : await this.readOrRepair(me, target, chainId, store, local.id);
+        const { meta, data } = p !== undefined ? { meta: local, data: await store.readPending(local.id) } : await this.readOrRepair(me, chainId, store, local.id);
         const body: WriteRequest = {
           chainId,
           chainVersion,

@@ -60,6 +60,12 @@ interface LocalTarget {
   store: ChunkStore;
   /** Where it last served, as its directory records (served-record.ts); undefined if never. */
   served: ServedRecord | undefined;
+  /** The record being written, for the chain version it serves now (recordServing). */
+  recording?: { chainId: number; chainVersion: number; done: Promise<void> };
+  /** Record writes, one after another, so the file ends with the newest. */
+  recordQueue: Promise<void>;
+  /** Its record could not be written (a full or failing disk): it reports itself offline until out of serving. */
+  unrecorded?: boolean;
 }
 
 /** Fetches of the routing a worker makes because requests showed it behind, at most one per this. */
@@ -97,10 +103,6 @@ export class StorageWorker {
   private stopped = false;
   private fetchingRouting = false;
   private routingFetchedMs = -Infinity;
-  /** Routings are taken one at a time, in order (adoptRouting). */
-  private adopting: Promise<void> = Promise.resolve();
-  /** Counts registrations: a routing that arrived before the latest one is not taken. */
-  private routingEpoch = 0;
 
   private constructor(opts: WorkerOptions) {
     this.opts = opts;
@@ -111,6 +113,7 @@ export class StorageWorker {
       serving: () => this.serving(),
       routingBehind: () => this.catchUpRouting(),
       store: (id) => this.targets.get(id)?.store,
+      recorded: (targetId, chainId, chainVersion) => this.recorded(targetId, chainId, chainVersion),
       connect: (address) => this.peer(address),
       forwardDeadlineMs: opts.forwardDeadlineMs ?? 10_000,
       callTimeoutMs: opts.callTimeoutMs ?? callTimeoutMs,
@@ -253,7 +256,7 @@ export class StorageWorker {
         // less likely one. It is written again when the target next serves.
         this.opts.log?.('warn', 'the record of where a target last served is damaged: ignored', { target: identity.targetId, file: path.join(dir, servedFileName), problem: served });
       }
-      this.targets.set(identity.targetId, { targetId: identity.targetId, dir, store, served: typeof served === 'string' ? undefined : served });
+      this.targets.set(identity.targetId, { targetId: identity.targetId, dir, store, served: typeof served === 'string' ? undefined : served, recordQueue: Promise.resolve() });
     }
     this.clusterId = routing.clusterId;
   }
@@ -303,10 +306,9 @@ export class StorageWorker {
         // The registration is journaled, so its answer is at least as new as anything this worker
         // saw before (a restore's routing may carry a version below an old one). It took this
         // worker's syncing targets out, so no resync finished before it counts.
-        this.routingEpoch++;
         this.routingNow = undefined;
         this.synced.clear();
-        await this.setRouting(reply.routing);
+        this.setRouting(reply.routing);
         this.opts.log?.('info', 'worker registered', { worker: this.opts.id, targets: [...this.targets.keys()] });
         return;
       } catch (err) {
@@ -409,7 +411,7 @@ export class StorageWorker {
       };
       const reply = await this.master.call<HeartbeatReply>(MasterWorkerMethod.heartbeat, body);
       this.lastContactMs = this.opts.clock.now();
-      if (reply.routing !== undefined) await this.setRouting(reply.routing);
+      if (reply.routing !== undefined) this.setRouting(reply.routing);
     } catch (err) {
       if ((err as { code?: string }).code === WorkerErrorCode.WorkerNotRegistered) {
         await this.register().then(
@@ -459,8 +461,10 @@ export class StorageWorker {
   }
 
   private localState(targetId: number): LocalState {
-    // A target that refuses writes must leave the write path, or every write to its chain fails.
-    if (this.targets.get(targetId)?.store.failed === true) return LocalState.Offline;
+    // A target that refuses writes must leave the write path, or every write to its chain fails;
+    // so must one that cannot record where it serves.
+    const target = this.targets.get(targetId);
+    if (target?.store.failed === true || target?.unrecorded === true) return LocalState.Offline;
     const routing = this.routingNow;
     const info = routing?.target(targetId);
     if (info === undefined || routing === undefined) return LocalState.Online;
@@ -483,52 +487,63 @@ export class StorageWorker {
       .query<RoutingInfo>(MasterWorkerMethod.routing, {})
       .then(
         (info) => {
-          if (info.clusterId === this.clusterId) return this.setRouting(info);
+          if (info.clusterId === this.clusterId) this.setRouting(info);
         },
         () => undefined, // the next heartbeat brings it
       )
       .finally(() => (this.fetchingRouting = false));
   }
 
-  private setRouting(info: RoutingInfo): Promise<void> {
-    const epoch = this.routingEpoch;
-    const next = this.adopting.then(() => this.adoptRouting(info, epoch));
-    this.adopting = next.catch(() => undefined);
-    return next;
+  private setRouting(info: RoutingInfo): void {
+    if (this.routingNow !== undefined && info.routingVersion <= this.routingNow.version) return;
+    const routing = new Routing(info);
+    for (const target of this.targets.values()) this.recordServing(target, routing);
+    this.routingNow = routing;
+    this.resync.onRouting(routing);
   }
 
   /**
-   * Takes a newer routing. A target that serves in it through a change of its chain it has no
-   * record of gets that record first, durably (served-record.ts); if it cannot be written, the old
-   * routing stays (requests under the new one are refused meanwhile) and a later heartbeat brings
-   * the new one again.
+   * A target that serves in `routing` through a change of its chain it has no record of starts
+   * writing that record (served-record.ts); its writes under that chain version wait for it
+   * (`recorded`), so it never acknowledges one under a newer change than its record says. If the
+   * record cannot be written, it reports itself offline, and the masters take it out of serving.
    */
-  private async adoptRouting(info: RoutingInfo, epoch: number): Promise<void> {
-    const stale = (): boolean => epoch !== this.routingEpoch || this.stopped || (this.routingNow !== undefined && info.routingVersion <= this.routingNow.version);
-    if (stale()) return;
-    const routing = new Routing(info);
-    const records: { target: LocalTarget; record: ServedRecord }[] = [];
-    for (const target of this.targets.values()) {
-      const me = routing.target(target.targetId);
-      const chain = me === undefined ? undefined : routing.chain(me.chainId);
-      if (me?.state !== TargetState.Serving || chain === undefined) continue;
-      if (target.served?.chainId === chain.chainId && target.served.chainVersion === chain.version) continue;
-      records.push({ target, record: { chainId: chain.chainId, chainVersion: chain.version, routingVersion: routing.version } });
-    }
-    try {
-      await Promise.all(
-        records.map(async ({ target, record }) => {
-          await writeServed(this.opts.disk, target.dir, record);
-          target.served = record;
-        }),
-      );
-    } catch (err) {
-      this.opts.log?.('error', 'could not record where a target serves: keeping the older routing', { routingVersion: routing.version, err: String(err) });
+  private recordServing(target: LocalTarget, routing: Routing): void {
+    const me = routing.target(target.targetId);
+    const chain = me === undefined ? undefined : routing.chain(me.chainId);
+    if (me?.state !== TargetState.Serving || chain === undefined) {
+      target.unrecorded = undefined;
       return;
     }
-    if (stale()) return;
-    this.routingNow = routing;
-    this.resync.onRouting(routing);
+    const same = (r: { chainId: number; chainVersion: number } | undefined): boolean => r?.chainId === chain.chainId && r.chainVersion === chain.version;
+    if (same(target.served) || same(target.recording)) return;
+    const record: ServedRecord = { chainId: chain.chainId, chainVersion: chain.version, routingVersion: routing.version };
+    const done = target.recordQueue.then(() => writeServed(this.opts.disk, target.dir, record));
+    target.recordQueue = done.catch(() => undefined);
+    target.recording = { chainId: record.chainId, chainVersion: record.chainVersion, done };
+    done.then(
+      () => {
+        target.served = record;
+        if (target.recording?.done === done) target.unrecorded = undefined;
+      },
+      (err: unknown) => {
+        if (target.recording?.done === done) target.unrecorded = true;
+        this.opts.log?.('error', 'could not record where a target serves: it reports itself offline until the masters take it out', { target: target.targetId, chain: record.chainId, chainVersion: record.chainVersion, err: String(err) });
+      },
+    );
+  }
+
+  /** Resolves once the target's record of serving this chain version is durable; TargetUnavailable if it cannot be. */
+  private async recorded(targetId: number, chainId: number, chainVersion: number): Promise<void> {
+    const target = this.targets.get(targetId);
+    if (target === undefined || (target.served?.chainId === chainId && target.served.chainVersion === chainVersion)) return;
+    const recording = target.recording;
+    if (recording?.chainId !== chainId || recording.chainVersion !== chainVersion) {
+      throw new WorkerError(WorkerErrorCode.TargetUnavailable, `target ${targetId} has no record of serving chain ${chainId} at version ${chainVersion}`);
+    }
+    await recording.done.catch((err: unknown) => {
+      throw new WorkerError(WorkerErrorCode.TargetUnavailable, `target ${targetId} cannot record where it serves (${String(err)}): it takes no writes`);
+    });
   }
 
   private readonly peers = new Map<string, ReturnType<Transport['connect']>>();

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { crc32c } from '@node-rs/crc32';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -128,10 +128,36 @@ test('a worker that stops during writes: writes go on, it returns, resyncs, and 
   }
 });
 
+test('a target that cannot record where it serves (its disk full or failing) leaves the chain instead of serving; it returns once it can', async (t) => {
+  const c = await startCluster(t);
+  const chunk = 64 * 1024;
+  const body = randomBytes(3 * chunk);
+  await putFile(c.meta, c.data, '/before', pieces(body, chunk), { layout: { chunkSizeBytes: chunk, stripeWidth: 2 } });
+  const routing = await c.meta.query<RoutingInfo>('cluster.routing', {});
+  // A target of worker 1 whose record cannot be replaced: a non-empty directory sits where its temp file goes.
+  const stuck = c.workers[0].worker.localTargets()[0];
+  const obstacle = path.join(stuck.dir, `${servedFileName}.tmp`);
+  await mkdir(path.join(obstacle, 'x'), { recursive: true });
+  // A change of its chain: worker 2 stops, so the serving members must record the new version.
+  const chainId = routing.targets.find((x) => x.targetId === stuck.targetId)!.chainId;
+  await c.workers[1].stop();
+  const stateOf = async (id: number): Promise<string> => (await c.meta.query<RoutingInfo>('cluster.routing', {})).targets.find((x) => x.targetId === id)!.state;
+  await waitFor(async () => (await stateOf(stuck.targetId)) !== 'serving', `target ${stuck.targetId} out of serving`, 10_000);
+  const members = (await c.meta.query<RoutingInfo>('cluster.routing', {})).chains.find((ch) => ch.chainId === chainId)!.targetIds;
+  assert.ok((await Promise.all(members.map(stateOf))).includes('serving'), 'the chain serves on from its third member');
+  await putFile(c.meta, c.data, '/during', pieces(body, chunk), { layout: { chunkSizeBytes: chunk, stripeWidth: 2 } });
+  const chainNow = (await c.meta.query<RoutingInfo>('cluster.routing', {})).chains.find((ch) => ch.chainId === chainId)!;
+  assert.ok((await servedRecords(c, [0])).get(stuck.targetId)!.chainVersion < chainNow.version, 'its record is of a version it served at, before the change');
+  // The disk can take the record again: the target resyncs and serves, with its record.
+  await rm(obstacle, { recursive: true });
+  await waitFor(async () => (await stateOf(stuck.targetId)) === 'serving', `target ${stuck.targetId} serving again`, 20_000);
+  for (const name of ['/before', '/during']) assert.equal(sha(await readAll(c, name)), sha(body), name);
+});
+
 /** Each target's `target.served`, read from its directory. */
-async function servedRecords(c: Cluster): Promise<Map<number, ServedRecord>> {
+async function servedRecords(c: Cluster, workers?: number[]): Promise<Map<number, ServedRecord>> {
   const out = new Map<number, ServedRecord>();
-  for (const w of c.workers) {
+  for (const w of workers === undefined ? c.workers : workers.map((i) => c.workers[i])) {
     for (const t of w.worker.localTargets()) {
       const r = decodeServed(await readFile(path.join(t.dir, servedFileName)));
       assert.ok(typeof r !== 'string', `target ${t.targetId}: ${String(r)}`);

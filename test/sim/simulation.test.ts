@@ -81,19 +81,19 @@ const catchingSeeds: Record<SimBug, Partial<Record<WorkloadName, number>> & { pr
   // one, or (seed 1, since chain members move onto idle workers) the tail never gets it at all.
   'ack-before-tail-commit': { data: 1, property: /^(linearizability|replicas agree): / },
   // A middle member answers with its committed version while the tail already serves the pending one.
-  'serve-pending-as-clean': { data: 22, property: /^linearizability: / },
+  'serve-pending-as-clean': { data: 51, property: /^linearizability: / },
   // A returning target keeps an old version of a chunk and serves it once the resync calls it done.
-  'resync-skip-stale': { data: 6, property: /^(linearizability|replicas agree): / },
+  'resync-skip-stale': { data: 1, property: /^(linearizability|replicas agree): / },
   // A member forwards a version whose pending name is not durable yet, crashes, and returns
   // without it while the tail has served it.
-  'forward-unsynced-name': { data: 258, property: /^linearizability: / },
+  'forward-unsynced-name': { data: 90, property: /^linearizability: / },
   // A head or middle member cut off mid-write comes back syncing, last on the write path, and takes
   // itself for the tail. Found at data seed 147; when reads stopped waiting for the masters' fsyncs
   // no mixed-fault seed met it any more: seeds ending in 7 run the targeted family that does.
-  'demoted-member-commits': { data: 27, property: /^linearizability: / },
+  'demoted-member-commits': { data: 17, property: /^linearizability: / },
   // A target whose fsync failed reports itself offline and goes on serving reads with its old
   // routing, while writes go on without it.
-  'read-failed-target': { data: 1959, property: /^linearizability: / },
+  'read-failed-target': { data: 325, property: /^linearizability: / },
   // A forward that waited for its chunk's lock while its member was cut off and came back syncing
   // is taken as one to the tail, by the chain version it arrived with (found by the family, seed 377).
   'no-recheck-after-lock': { data: 377, property: /^linearizability: / },
@@ -160,6 +160,7 @@ const dataRegressionSeeds: { seed: number; what: string }[] = [
   { seed: 3910, what: 'the only serving member held a damaged copy, and its resync never asked the returning target, which held that very version, so the chain never served whole again' },
   { seed: 7442, what: 'the same as 3910 on another chunk and target' },
   { seed: 377, what: 'a forward that waited for its chunk\'s lock while its member was cut off and came back syncing went on by the chain version it arrived with, and committed as the tail' },
+  { seed: 6945, what: 'the only serving member held a damaged copy, the good one was on a member waiting to sync, and the repair asked only serving members and the syncing one, so the chain never served whole again' },
 ];
 
 test('data seeds that once failed pass', async () => {

@@ -105,7 +105,7 @@ const chunkPath = (dir: string, version: number): string => `${dir}/chunks/${fan
  * A chain of two members: 1001 on worker 1 serving (a resync's source), 2001 on worker 2 syncing
  * (its target), each replica reaching the other through calls to its methods.
  */
-async function twoMembers(): Promise<{ source: ChainReplica; target: ChainReplica; stores: Map<number, ChunkStore>; fs: Map<number, SimFs>; info: (id: number) => TargetInfo }> {
+async function twoMembers(second: TargetState = TargetState.Syncing): Promise<{ source: ChainReplica; target: ChainReplica; stores: Map<number, ChunkStore>; fs: Map<number, SimFs>; info: (id: number) => TargetInfo }> {
   const routing = new Routing({
     clusterId: 'c',
     routingVersion: 1,
@@ -115,7 +115,7 @@ async function twoMembers(): Promise<{ source: ChainReplica; target: ChainReplic
     ],
     targets: [
       { targetId: 1001, workerId: 1, path: '/t1', capacityBytes: 1, state: TargetState.Serving, chainId: 1 },
-      { targetId: 2001, workerId: 2, path: '/t2', capacityBytes: 1, state: TargetState.Syncing, chainId: 1 },
+      { targetId: 2001, workerId: 2, path: '/t2', capacityBytes: 1, state: second, chainId: 1 },
     ],
     chains: [{ chainId: 1, version: 1, targetIds: [1001, 2001] }],
     tables: [],
@@ -161,19 +161,19 @@ async function put(store: ChunkStore, version: number, data: Uint8Array): Promis
 const content = new Uint8Array(200 * 1024).map((_, i) => (i * 7) & 0xff);
 const code = (c: string) => (err: unknown) => (err as { code?: string }).code === c;
 
-test('a source whose copy is damaged repairs it from its syncing target, which holds that version', async () => {
-  const { source, stores, fs, info } = await twoMembers();
-  const [mine, theirs] = [stores.get(1001)!, stores.get(2001)!];
-  await put(mine, 1, content);
-  await put(theirs, 1, content);
-  fs.get(1001)!.flipBit(chunkPath('/t1', 1), 4096 + 100, 2);
-  await assert.rejects(mine.readWhole(A), code(WorkerErrorCode.ChunkCorrupt));
-  const meta = mine.get(A)!;
-  // Without the target there is no other copy: the only other member does not serve.
-  await assert.rejects(source.repairFromPeer(info(1001), 1, meta, mine), /none serves/);
-  const repaired = await source.repairFromPeer(info(1001), 1, meta, mine, info(2001));
-  assert.equal(repaired.commitVersion, 1);
-  assert.deepEqual(Uint8Array.from((await mine.readWhole(A)).data), content);
+test('a member whose copy is damaged repairs it from another that holds that version, serving or not: its syncing target, one waiting to sync', async () => {
+  for (const second of [TargetState.Syncing, TargetState.Waiting, TargetState.Offline]) {
+    const { source, stores, fs, info } = await twoMembers(second);
+    const [mine, theirs] = [stores.get(1001)!, stores.get(2001)!];
+    await put(mine, 1, content);
+    await put(theirs, 1, content);
+    fs.get(1001)!.flipBit(chunkPath('/t1', 1), 4096 + 100, 2);
+    await assert.rejects(mine.readWhole(A), code(WorkerErrorCode.ChunkCorrupt));
+    // The only other member does not serve: it is asked for this version by number.
+    const repaired = await source.repairFromPeer(info(1001), 1, mine.get(A)!, mine);
+    assert.equal(repaired.commitVersion, 1, second);
+    assert.deepEqual(Uint8Array.from((await mine.readWhole(A)).data), content);
+  }
 });
 
 test('chunk.syncRead hands over only the committed version named; a repair refuses any other', async () => {
@@ -190,6 +190,6 @@ test('chunk.syncRead hands over only the committed version named; a repair refus
   await assert.rejects(target.syncRead({ ...call, chainVersion: 2, commitVersion: 1 }), code(WorkerErrorCode.StaleChainVersion));
   fs.get(1001)!.flipBit(chunkPath('/t1', 2), 4096 + 100, 2);
   await assert.rejects(mine.readWhole(A), code(WorkerErrorCode.ChunkCorrupt));
-  await assert.rejects(source.repairFromPeer(info(1001), 1, mine.get(A)!, mine, info(2001)), /target 2001 .*committed version 1, not 2/);
+  await assert.rejects(source.repairFromPeer(info(1001), 1, mine.get(A)!, mine), /target 2001 .*committed version 1, not 2/);
   await assert.rejects(mine.readWhole(A), code(WorkerErrorCode.ChunkCorrupt), 'still damaged: nothing of another version was taken');
 });
