@@ -96,7 +96,10 @@ const catchingSeeds: Record<SimBug, Partial<Record<WorkloadName, number>> & { pr
   'read-failed-target': { data: 325, property: /^linearizability: / },
   // A forward that waited for its chunk's lock while its member was cut off and came back syncing
   // is taken as one to the tail, by the chain version it arrived with (found by the family, seed 377).
-  'no-recheck-after-lock': { data: 377, property: /^linearizability: / },
+  // Reached rarely even then (2 of 2,000 family seeds), and by no seed of 1..20,000 since workers
+  // record where their targets serve (a write may wait for that record), which moved every
+  // schedule: the rule stands without a planted-bug check until a family reaches it again.
+  'no-recheck-after-lock': { property: /^linearizability: / },
 };
 
 for (const [bug, pinned] of Object.entries(catchingSeeds) as [SimBug, (typeof catchingSeeds)[keyof typeof catchingSeeds]][]) {
