@@ -370,6 +370,10 @@ export class ClusterManager {
    * and for any other chain. What it waits for and what it chose are logged.
    */
   private restoredSource(chainId: number, members: ChainMember[], workerOf: (targetId: number) => number, now: number): ChainMember[] | undefined {
+    if (members.some((m) => m.state === TargetState.Serving || m.state === TargetState.LastServing)) {
+      this.restoredWaits.delete(chainId);
+      return undefined;
+    }
     const decommissioned = new Set(this.opts.state().workers().filter((w) => w.decommissionedMs !== undefined).map((w) => w.workerId));
     const report = (targetId: number): RestoredReport => {
       const r = this.report(targetId, workerOf(targetId), now);
@@ -377,10 +381,6 @@ export class ClusterManager {
       if (r.servedChainId === undefined) return { heard: true };
       return { heard: true, servedAt: r.servedChainId === chainId ? r.servedRoutingVersion : -1 };
     };
-    if (members.some((m) => m.state === TargetState.Serving || m.state === TargetState.LastServing)) {
-      this.restoredWaits.delete(chainId);
-      return undefined;
-    }
     const waiting = this.restoredWaits.get(chainId) ?? { sinceMs: now, note: '' };
     this.restoredWaits.set(chainId, waiting);
     const waitedMs = now - waiting.sinceMs;
