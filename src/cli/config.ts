@@ -75,9 +75,9 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   const rebalanceMoves = s.rebalanceMoves === undefined ? undefined : parseNonNegativeInt(s.rebalanceMoves, '--rebalance-moves');
   if (rebalanceMoves !== undefined && rebalanceMoves > rebalanceMovesMax) throw configError(`--rebalance-moves must be 0 to ${rebalanceMovesMax}, got ${rebalanceMoves}`);
   const gcDelayMs = s.gcDelayMs === undefined ? undefined : parseNonNegativeInt(s.gcDelayMs, '--gc-delay-ms');
-  if (gcDelayMs !== undefined && gcDelayMs > gcDelayMsMax) throw configError(`--gc-delay-ms must be at most ${gcDelayMsMax} (a week), got ${gcDelayMs}`);
+  if (gcDelayMs !== undefined && gcDelayMs > delayMsMax) throw configError(`--gc-delay-ms must be at most ${delayMsMax} (a week), got ${gcDelayMs}`);
   const restoreWaitMs = s.restoreWaitMs === undefined ? undefined : parseNonNegativeInt(s.restoreWaitMs, '--restore-wait-ms');
-  if (restoreWaitMs !== undefined && restoreWaitMs > gcDelayMsMax) throw configError(`--restore-wait-ms must be at most ${gcDelayMsMax} (a week), got ${restoreWaitMs}`);
+  if (restoreWaitMs !== undefined && restoreWaitMs > delayMsMax) throw configError(`--restore-wait-ms must be at most ${delayMsMax} (a week), got ${restoreWaitMs}`);
   const limits: MasterConfig['limits'] = { ...parseLimits(s) };
   if (s.pendingCallsMax !== undefined) limits.pendingCallsMax = parsePositiveInt(s.pendingCallsMax, '--pending-calls-max');
   return { id, dir: s.dir, listen, peers, secret, ...(metricsAuth ? { metricsAuth } : {}), tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(rebalanceMoves === undefined ? {} : { rebalanceMoves }), ...(gcDelayMs === undefined ? {} : { gcDelayMs }), ...(restoreWaitMs === undefined ? {} : { restoreWaitMs }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
@@ -86,7 +86,7 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
 /** Moves at once beyond this would only queue behind one another on the workers' disks and networks. */
 const rebalanceMovesMax = 1024;
 /** A week, for --gc-delay-ms (longer, deleted files would hold their space past any reader) and --restore-wait-ms. */
-const gcDelayMsMax = 7 * 24 * 3600 * 1000;
+const delayMsMax = 7 * 24 * 3600 * 1000;
 
 /** The limits masters and workers share: connections, and the memory requests may take. */
 const limitKeys = ['connectionsMax', 'connectionsPerAddressMax', 'requestMemoryMib', 'requestWaitMs'];

@@ -384,10 +384,11 @@ export class ClusterManager {
     const waiting = this.restoredWaits.get(chainId) ?? { sinceMs: now, note: '' };
     this.restoredWaits.set(chainId, waiting);
     const waitedMs = now - waiting.sinceMs;
-    const forced = waitedMs >= (this.opts.restoreWaitMs ?? restoreWaitMsDefault);
+    const leftMs = (this.opts.restoreWaitMs ?? restoreWaitMsDefault) - waitedMs;
+    const forced = leftMs <= 0;
     const choice = restoredSource(members, report, forced);
     if (choice === undefined || 'wait' in choice) {
-      this.noteRestoredWait(chainId, waiting, waitedMs, choice === undefined ? 'no member heard from yet' : `targets ${choice.wait.join(', ')} not heard from yet`);
+      this.noteRestoredWait(chainId, waiting, leftMs, choice === undefined ? 'no member heard from yet' : `targets ${choice.wait.join(', ')} not heard from yet`);
       return undefined;
     }
     const records = members.map((m) => `${m.targetId}: ${JSON.stringify(report(m.targetId))}`).join('; ');
@@ -395,10 +396,10 @@ export class ClusterManager {
     return choice.members;
   }
 
-  private noteRestoredWait(chainId: number, waiting: { note: string }, waitedMs: number, why: string): void {
+  private noteRestoredWait(chainId: number, waiting: { note: string }, leftMs: number, why: string): void {
     if (waiting.note === why) return;
     waiting.note = why;
-    this.opts.log?.('warn', "a restored chain waits for its members' workers to choose its source", { chain: chainId, why, chooseAmongHeardInMs: Math.max(0, (this.opts.restoreWaitMs ?? restoreWaitMsDefault) - waitedMs) });
+    this.opts.log?.('warn', "a restored chain waits for its members' workers to choose its source", { chain: chainId, why, chooseAmongHeardInMs: Math.max(0, leftMs) });
   }
 
   /**

@@ -140,11 +140,12 @@ export interface RestoredReport {
  */
 export function restoredSource(members: readonly ChainMember[], report: (targetId: number) => RestoredReport, force: boolean): { source: number; members: ChainMember[] } | { wait: number[] } | undefined {
   if (members.length === 0 || members.some((m) => m.state === TargetState.Serving || m.state === TargetState.LastServing)) return undefined;
-  const silent = members.filter((m) => !report(m.targetId).heard && report(m.targetId).lost !== true).map((m) => m.targetId);
+  const reports = new Map(members.map((m) => [m.targetId, report(m.targetId)]));
+  const silent = members.filter((m) => !reports.get(m.targetId)!.heard && reports.get(m.targetId)!.lost !== true).map((m) => m.targetId);
   if (silent.length > 0 && !force) return { wait: silent };
   let best: { targetId: number; rank: number } | undefined;
   for (const m of members) {
-    const r = report(m.targetId);
+    const r = reports.get(m.targetId)!;
     // No record ranks below any record of this chain and above one of another chain.
     const rank = r.servedAt ?? 0;
     if (r.heard && (best === undefined || rank > best.rank)) best = { targetId: m.targetId, rank };

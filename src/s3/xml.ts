@@ -12,10 +12,12 @@ export interface XmlElement {
   [name: string]: XmlValue;
 }
 
-/** A whole document: the declaration, then `root` (with S3's namespace) holding `body`. */
 export const xmlDeclaration = '<?xml version="1.0" encoding="UTF-8"?>\n';
 
-/** The document, or without `declaration` only its root element (for a body whose declaration went out first). */
+/**
+ * A whole document: the declaration, then `root` (with S3's namespace) holding `body`; without
+ * `declaration` only the root element (for a body whose declaration went out first).
+ */
 export function xmlDocument(root: string, body: XmlElement, withNamespace = true, declaration = true): string {
   const attrs = withNamespace ? ` xmlns="${s3Namespace}"` : '';
   return `${declaration ? xmlDeclaration : ''}<${root}${attrs}>${children(body)}</${root}>`;

@@ -1,7 +1,7 @@
 // Where a target last served (`target.served`): the chain, and the routing version of the last
-// change of that chain the target served through. A worker writes it, durably, before it serves
-// under such a change, so no target ever acknowledged a write under a newer one than its record
-// says. The masters normally know which member of a chain served last (its lastsrv); after every
+// change of that chain the target served through. A worker writes it, durably, before the target
+// takes a write under such a change, so no target ever acknowledged a write under a newer one than
+// its record says. The masters normally know which member of a chain served last (its lastsrv); after every
 // master was lost and a backup restored they know only the backup's picture, and then these
 // records, reported in heartbeats, pick each chain's source (chain-states.ts, restoredSource).
 

@@ -60,10 +60,8 @@ interface LocalTarget {
   store: ChunkStore;
   /** Where it last served, as its directory records (served-record.ts); undefined if never. */
   served: ServedRecord | undefined;
-  /** The record being written, for the chain version it serves now (recordServing). */
+  /** The latest record written, for the chain version it serves now (recordServing); each waits for the one before. */
   recording?: { chainId: number; chainVersion: number; done: Promise<void> };
-  /** Record writes, one after another, so the file ends with the newest. */
-  recordQueue: Promise<void>;
   /** Its record could not be written (a full or failing disk): it reports itself offline until out of serving. */
   unrecorded?: boolean;
 }
@@ -256,7 +254,7 @@ export class StorageWorker {
         // less likely one. It is written again when the target next serves.
         this.opts.log?.('warn', 'the record of where a target last served is damaged: ignored', { target: identity.targetId, file: path.join(dir, servedFileName), problem: served });
       }
-      this.targets.set(identity.targetId, { targetId: identity.targetId, dir, store, served: typeof served === 'string' ? undefined : served, recordQueue: Promise.resolve() });
+      this.targets.set(identity.targetId, { targetId: identity.targetId, dir, store, served: typeof served === 'string' ? undefined : served });
     }
     this.clusterId = routing.clusterId;
   }
@@ -518,8 +516,9 @@ export class StorageWorker {
     const same = (r: { chainId: number; chainVersion: number } | undefined): boolean => r?.chainId === chain.chainId && r.chainVersion === chain.version;
     if (same(target.served) || same(target.recording)) return;
     const record: ServedRecord = { chainId: chain.chainId, chainVersion: chain.version, routingVersion: routing.version };
-    const done = target.recordQueue.then(() => writeServed(this.opts.disk, target.dir, record));
-    target.recordQueue = done.catch(() => undefined);
+    // One write at a time, so the file ends with the newest record.
+    const before = target.recording?.done.catch(() => undefined) ?? Promise.resolve();
+    const done = before.then(() => writeServed(this.opts.disk, target.dir, record));
     target.recording = { chainId: record.chainId, chainVersion: record.chainVersion, done };
     done.then(
       () => {
