@@ -98,7 +98,9 @@ const catchingSeeds: Record<SimBug, Partial<Record<WorkloadName, number>> & { pr
   // is taken as one to the tail, by the chain version it arrived with (found by the family, seed 377).
   // Reached rarely even then (2 of 2,000 family seeds), and by no seed of 1..20,000 since workers
   // record where their targets serve (a write may wait for that record), which moved every
-  // schedule: the rule stands without a planted-bug check until a family reaches it again.
+  // schedule. The demoted-member rule catches what the schedules reach, and a member serves again
+  // only after a resync, which waits for the same chunk lock: test/unit/replica-write-lock.test.ts
+  // pins the rule on a chain change made by hand.
   'no-recheck-after-lock': { property: /^linearizability: / },
 };
 

@@ -1,0 +1,104 @@
+// A write that waited for its chunk's lock is checked against the routing again before it goes on
+// (src/worker/replication.ts, writeLocked). The simulator's planted bug for this rule,
+// no-recheck-after-lock, is reached by no seed at present: the demoted-member rule (a member that
+// served when it took a write and no longer serves gives up) catches the schedules it reaches,
+// and a member can serve again only after a resync, which waits for the same chunk lock. So the
+// rule is pinned here, on a chain change the masters would not publish so fast: the head moved
+// to the tail while a write waited behind another one.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { crc32c } from '@node-rs/crc32';
+import type { Connection, Disk } from '../../src/io/index.ts';
+import { systemClock } from '../../src/io/system-clock.ts';
+import { TargetState } from '../../src/meta/commands.ts';
+import { Routing } from '../../src/meta/routing.ts';
+import type { CallResult } from '../../src/rpc/index.ts';
+import { SimFs } from '../../src/sim/sim-fs.ts';
+import { ChunkStore } from '../../src/worker/chunk-store.ts';
+import { WorkerErrorCode } from '../../src/worker/errors.ts';
+import { WorkerMethod } from '../../src/worker/protocol.ts';
+import { ChainReplica, type ReplicaBug } from '../../src/worker/replication.ts';
+
+const head = 1001;
+const chunk = { inodeId: 7, index: 0 };
+
+function instantDisk(fs: SimFs): Disk {
+  return fs.attach({ later: (_ms, fn) => setImmediate(fn), syncLatencyMs: () => 0, syncFails: () => false, syncLies: () => false, onOp: () => undefined });
+}
+
+/** Chain 1 of targets 1001-1003 (workers 1-3), all serving, in this order. */
+function routingOf(chainVersion: number, order: number[]): Routing {
+  return new Routing({
+    clusterId: 'c',
+    routingVersion: chainVersion,
+    workers: [1, 2, 3].map((w) => ({ workerId: w, address: `w${w}:1` })),
+    targets: [1001, 1002, 1003].map((t) => ({ targetId: t, workerId: t - 1000, path: `/t${t}`, capacityBytes: 1, state: TargetState.Serving, chainId: 1 })),
+    chains: [{ chainId: 1, version: chainVersion, targetIds: order }],
+    tables: [],
+  });
+}
+
+async function run(bugs: ReplicaBug[]): Promise<{ second: PromiseSettledResult<unknown>; forwards: number; committed: number }> {
+  const store = await ChunkStore.open(instantDisk(new SimFs()), '/t1001', { identity: { clusterId: 'c', workerId: 1, targetId: head } });
+  let routing = routingOf(1, [1001, 1002, 1003]);
+  let forwards = 0;
+  let firstForwarded!: () => void;
+  const forwarding = new Promise<void>((r) => (firstForwarded = r));
+  let releaseFirst!: () => void;
+  const conn: Connection = {
+    call: async <T>(method: string): Promise<CallResult<T>> => {
+      assert.equal(method, WorkerMethod.forward);
+      forwards++;
+      if (forwards === 1) {
+        // The first write's forward to the next member is slow: it holds the chunk's lock meanwhile.
+        firstForwarded();
+        await new Promise<void>((r) => (releaseFirst = r));
+      }
+      return { body: {} as T, payload: undefined };
+    },
+    notify: () => undefined,
+    close: () => undefined,
+  };
+  const replica = new ChainReplica({
+    clock: systemClock,
+    routing: () => routing,
+    serving: () => true,
+    store: (id) => (id === head ? store : undefined),
+    connect: () => conn,
+    forwardDeadlineMs: 1_000,
+    syncPageChunks: 4096,
+    callTimeoutMs: 1_000,
+    bugs: new Set(bugs),
+  });
+  const write = (fill: number): Promise<unknown> => {
+    const data = new Uint8Array(4096).fill(fill);
+    return replica.write({ chainId: 1, chainVersion: 1, ...chunk, offset: 0, crc32c: crc32c(data) }, data);
+  };
+  const first = write(1);
+  await forwarding;
+  const second = write(2); // waits for the chunk's lock, routed by chain version 1
+  await new Promise((r) => setImmediate(r));
+  // Meanwhile the head went to the back of the chain: the members now before it never get the
+  // second write from it.
+  routing = routingOf(2, [1002, 1003, 1001]);
+  releaseFirst();
+  await first;
+  const [settled] = await Promise.allSettled([second]);
+  return { second: settled, forwards, committed: store.get(chunk)?.commitVersion ?? 0 };
+}
+
+test('a write that waited for its chunk lock while the chain changed is refused, not committed by the old routing', async () => {
+  const { second, forwards, committed } = await run([]);
+  assert.equal(second.status, 'rejected');
+  assert.equal((second as PromiseRejectedResult).reason.code, WorkerErrorCode.StaleChainVersion);
+  assert.equal(forwards, 1, 'only the first write was forwarded');
+  assert.equal(committed, 1, 'the refused write left no version behind');
+});
+
+test('with the planted bug no-recheck-after-lock, the same write commits as the tail: the test can fail', async () => {
+  const { second, forwards, committed } = await run(['no-recheck-after-lock']);
+  assert.equal(second.status, 'fulfilled', 'the old rule commits the write');
+  assert.equal(forwards, 1, 'without forwarding it to the members now before it');
+  assert.equal(committed, 2);
+});
