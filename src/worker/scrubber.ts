@@ -34,6 +34,8 @@ export interface ScrubOptions {
 export const scrubDefaults: ScrubOptions = { rateBytesPerSec: 16 * 2 ** 20, pauseMs: 3_600_000 };
 /** While the worker does not serve, the scrubber looks again this often. */
 const notServingRetryMs = 1_000;
+/** How often a pass looks again at its targets that did not serve yet. */
+const notServingTargetRetryMs = 10_000;
 
 export class Scrubber {
   readonly stats: ScrubStats = { passes: 0, chunks: 0, bytes: 0, found: 0, repaired: 0, unrepaired: 0 };
@@ -61,20 +63,44 @@ export class Scrubber {
 
   private async run(): Promise<void> {
     while (!this.stopped) {
-      for (const t of this.host.targets()) {
-        // The listing is taken once per target: chunks written during the pass wait for the next.
-        for (const meta of t.store.list()) {
-          if (this.stopped) return;
-          while (!this.host.serving() && !this.stopped) await this.sleep(notServingRetryMs);
-          const bytes = await this.scrubOne(t.targetId, t.store, meta);
-          if (bytes > 0) await this.sleep((bytes / this.opts.rateBytesPerSec) * 1000);
+      // A target that does not serve (it resyncs after a restart) is verified once it does, within
+      // the pass: else a pass right after a start would verify nothing and sleep for pauseMs.
+      // The routing first: without it every target looks free.
+      while (!this.host.serving() && !this.stopped) await this.sleep(notServingRetryMs);
+      let waiting = this.host.targets();
+      const givenUpAt = this.host.clock.now() + this.opts.pauseMs;
+      while (waiting.length > 0) {
+        const later: typeof waiting = [];
+        for (const t of waiting) {
+          const me = this.host.routing()?.target(t.targetId);
+          // Not in a chain (a free target): nothing to verify its chunks against.
+          if (me === undefined || me.chainId === 0) continue;
+          if (me.state !== TargetState.Serving) {
+            later.push(t);
+            continue;
+          }
+          // The listing is taken once per target: chunks written during the pass wait for the next.
+          for (const meta of t.store.list()) {
+            if (this.stopped) return;
+            while (!this.host.serving() && !this.stopped) await this.sleep(notServingRetryMs);
+            const bytes = await this.scrubOne(t.targetId, t.store, meta);
+            if (bytes > 0) await this.sleep((bytes / this.opts.rateBytesPerSec) * 1000);
+          }
         }
+        waiting = later;
+        if (waiting.length === 0 || this.stopped) break;
+        if (this.host.clock.now() >= givenUpAt) {
+          this.host.log?.('warn', `scrub pass ends without targets that did not serve in ${this.opts.pauseMs} ms`, { targets: waiting.map((t) => t.targetId) });
+          break;
+        }
+        await this.sleep(notServingTargetRetryMs);
       }
       if (this.stopped) return;
       this.stats.passes++;
       await this.sleep(this.opts.pauseMs);
     }
   }
+
 
   /** Verifies one chunk (and repairs it when damaged); returns the bytes read. */
   private async scrubOne(targetId: number, store: ChunkStore, meta: ChunkMeta): Promise<number> {
