@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MasterClient } from '../client/index.ts';
 import type { JournalStatus } from '../journal/index.ts';
-import { rootCaller, type RoutingInfo } from '../meta/index.ts';
+import { rootCaller, type RoutingInfo, type WorkerInfo } from '../meta/index.ts';
 import { isRebuildCode, localRebuildSteps, stepsMarker } from '../master/rebuild.ts';
 import { clusterFileName, isAlive, readLocalCluster, type LocalCluster, type LocalJournal, type LocalProcess, type LocalZooKeeper } from './cluster-target.ts';
 import { CairnError, ErrorCode, assert } from '../errors.ts';
@@ -126,7 +126,12 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
   } catch (err) {
     // A free port can be taken by another program before a new master binds it: start afresh.
     const attempt = opts.attempt ?? 1;
-    if (existing !== undefined) throw err; // the members that are up stay up: 'local status' shows them
+    if (existing !== undefined) {
+      // The members that are up stay up, and the workers recorded before stay recorded (the new
+      // record holds the masters alone so far): 'local status' and 'local down' find them all.
+      writeCluster(opts.dir, { ...cluster, processes: [...processes, ...existing.processes.filter((p) => p.kind !== 'master')] });
+      throw err;
+    }
     if (attempt >= startAttemptsMax || !portTaken(processes)) {
       // A new cluster that cannot start is not left half running; its logs stay for a look.
       for (const p of processes) signal(p.pid, 'SIGKILL');
@@ -185,9 +190,12 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
     const http = before?.http ?? `127.0.0.1:${await freePort()}`;
     const logFile = path.join(dir, 'worker.log');
     logStarts.set(id, existsSync(logFile) ? statSync(logFile).size : 0);
+    spawnedAt.set(id, Date.now());
     const pid = spawnDetached(['worker', '--id', String(id), '--listen', address, '--masters', masters, ...targets, '--http', http], logFile, cluster.secret);
     return { kind: 'worker', id, address, http, pid, dir, log: logFile };
   };
+  /** When this call started each worker it started: one counts once it has registered since (until then, its record may be its dead predecessor's). */
+  const spawnedAt = new Map<number, number>();
   /** Workers started again on new ports: a free port can be taken by another program before the worker binds it. */
   const retried = new Map<number, number>();
   for (let id = 1; id <= shape.workers; id++) {
@@ -218,7 +226,9 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
       if (dead.length > 0) throw new CairnError(ErrorCode.ProcessFailed, `worker ${dead[0].id} exited: ${lastErrorLine(dead[0].log, logStarts.get(dead[0].id) ?? 0) ?? 'no error line'}; see ${dead[0].log}`);
       const routing = await client.query<RoutingInfo>('cluster.routing', {});
       const serving = (id: number): boolean => routing.targets.some((t) => t.targetId === id && t.state === 'serving');
-      if (routing.chains.length >= want && routing.chains.every((c) => c.targetIds.every(serving))) return;
+      const workers = spawnedAt.size === 0 ? [] : await client.query<WorkerInfo[]>('meta.query', { op: 'workers' });
+      const registered = [...spawnedAt].every(([id, at]) => workers.some((w) => w.workerId === id && w.updatedMs >= at));
+      if (registered && routing.chains.length >= want && routing.chains.every((c) => c.targetIds.every(serving))) return;
       if (Date.now() - start > chainsDeadlineMs) {
         throw new CairnError(ErrorCode.Unavailable, `after ${chainsDeadlineMs} ms: ${routing.chains.length} of ${want} chains, not all serving; see the worker logs under ${clusterDir}`);
       }
