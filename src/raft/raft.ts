@@ -464,6 +464,11 @@ export class Raft {
     };
   }
 
+  /** Whether a node is a voter or a learner of the configuration this node holds. */
+  isMember(id: NodeId): boolean {
+    return this.voters.has(id) || this.learners.has(id);
+  }
+
   confState(): ConfState {
     return { voters: [...this.voters].sort((a, b) => a - b), learners: [...this.learners].sort((a, b) => a - b) };
   }

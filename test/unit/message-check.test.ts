@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { checkMessages, messagesPerCallMax } from '../../src/journal/raft/message-check.ts';
+import { checkMessages, messagesPerCallMax, termMax } from '../../src/journal/raft/message-check.ts';
 
 const entry = (index: number, term: number) => ({ term, index, type: 0, data: new Uint8Array([1]) });
 const app = { type: 'app', from: 1, to: 2, term: 3, index: 4, logTerm: 3, commit: 4, entries: [entry(5, 3), entry(6, 3)] };
@@ -21,6 +21,11 @@ test('malformed messages are refused with CAIRN_BAD_REQUEST', () => {
     { msgs: [{ ...app, type: 'launch' }] },
     { msgs: [{ ...app, from: 0 }] },
     { msgs: [{ ...app, term: -1 }] },
+    // A term whose successor is not exact (or near it) would end elections for good.
+    { msgs: [{ ...app, term: Number.MAX_SAFE_INTEGER }] },
+    { msgs: [{ ...app, term: termMax + 1 }] },
+    { msgs: [{ ...app, logTerm: termMax + 1 }] },
+    { msgs: [{ ...app, entries: [entry(5, termMax + 1)] }] },
     { msgs: [{ ...app, commit: 1.5 }] },
     { msgs: [{ ...app, reject: 'yes' }] },
     { msgs: [{ ...app, entries: [entry(5, 3), entry(7, 3)] }] },

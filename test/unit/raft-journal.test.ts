@@ -150,6 +150,25 @@ test('a removed id is never added back, also after a checkpoint and a restart, a
   await assert.rejects(again.journal.addMember(2, two.address), refused);
 });
 
+test('messages from a node outside the configuration are dropped: a made-up sender\'s term does not become the leader\'s', async (t) => {
+  const warnings: string[] = [];
+  const one = await openJournal(await tempDir(t), 1_000_000, { log: (level, msg) => level === 'warn' && warnings.push(msg) });
+  t.after(() => one.close());
+  await waitLeader(one.journal);
+  const term = one.journal.status().term;
+  const sender = new RpcServer({});
+  t.after(() => sender.close());
+  const conn = rpcTransport(sender).connect(one.address);
+  t.after(() => conn.close());
+  // Without the drop the leader steps down to node 99's term (a probe found 2^53 - 1 there
+  // stopped a cluster for good: no term was left to campaign in).
+  conn.notify('raft.step', { from: 99, address: '127.0.0.1:1', msgs: [{ type: 'heartbeat', from: 99, to: 1, term: term + 1000, commit: 0 }] });
+  for (let i = 0; i < 200 && warnings.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(warnings, ["messages from node 99, which is not a member of this node's configuration, are dropped"]);
+  assert.equal(one.journal.status().term, term);
+  assert.ok(one.journal.isLeader());
+});
+
 test('an add after a removal, as logs written before ids were kept removed hold, makes the id a member again', async (t) => {
   const one = await openJournal(await tempDir(t), 1_000_000);
   t.after(() => one.close());

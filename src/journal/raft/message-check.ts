@@ -6,6 +6,12 @@ import { EntryType, MessageType, type Entry, type Message, type SnapshotMeta } f
 
 const messageTypes: ReadonlySet<string> = new Set(Object.values(MessageType));
 const entryTypes: ReadonlySet<number> = new Set(Object.values(EntryType));
+/**
+ * The largest term a message may carry: far past any real cluster's (an election a millisecond for
+ * 8,000 years), and small enough that a node's next term is still exact. A forged term near 2^53
+ * would otherwise become every node's, with no term left to campaign in.
+ */
+export const termMax = 2 ** 48;
 /** Messages in one raft.step call; the sender batches one Ready's messages per peer. */
 export const messagesPerCallMax = 100_000;
 
@@ -22,8 +28,9 @@ function checkMessage(x: unknown): Message {
   const m = x as Obj;
   if (typeof m.type !== 'string' || !messageTypes.has(m.type)) bad(`unknown message type ${String(m.type)}`);
   for (const f of ['from', 'to'] as const) if (!isCount(m[f]) || m[f] === 0) bad(`${f} must be a positive node id`);
-  if (!isCount(m.term)) bad('term must be a non-negative integer');
-  for (const f of ['index', 'logTerm', 'commit', 'rejectHint', 'snapOffset', 'snapTotalBytes', 'readSeq'] as const) {
+  if (!isTerm(m.term)) bad(`term must be an integer from 0 to ${termMax}`);
+  if (m.logTerm !== undefined && !isTerm(m.logTerm)) bad(`logTerm must be an integer from 0 to ${termMax}`);
+  for (const f of ['index', 'commit', 'rejectHint', 'snapOffset', 'snapTotalBytes', 'readSeq'] as const) {
     if (m[f] !== undefined && !isCount(m[f])) bad(`${f} must be a non-negative integer`);
   }
   if (m.hbTick !== undefined && !Number.isSafeInteger(m.hbTick)) bad('hbTick must be an integer');
@@ -41,7 +48,7 @@ function checkEntries(x: unknown): asserts x is Entry[] {
   for (const e of x as unknown[]) {
     if (typeof e !== 'object' || e === null) bad('an entry must be an object');
     const o = e as Obj;
-    if (!isCount(o.term) || !isCount(o.index) || o.index === 0) bad('an entry needs a term and a positive index');
+    if (!isTerm(o.term) || !isCount(o.index) || o.index === 0) bad(`an entry needs a term (0 to ${termMax}) and a positive index`);
     if (typeof o.type !== 'number' || !entryTypes.has(o.type)) bad(`unknown entry type ${String(o.type)}`);
     if (!(o.data instanceof Uint8Array)) bad('entry data must be bytes');
     if (prev !== undefined && (o.index !== (prev.index as number) + 1 || (o.term as number) < (prev.term as number))) {
@@ -53,7 +60,7 @@ function checkEntries(x: unknown): asserts x is Entry[] {
 
 function checkSnapshotMeta(x: unknown): asserts x is SnapshotMeta {
   const s = x as Obj | null;
-  if (typeof s !== 'object' || s === null || !isCount(s.index) || !isCount(s.term)) bad('snapshot metadata needs an index and a term');
+  if (typeof s !== 'object' || s === null || !isCount(s.index) || !isTerm(s.term)) bad('snapshot metadata needs an index and a term');
   const conf = s.conf as Obj | null;
   const ids = (v: unknown): boolean => Array.isArray(v) && v.every((id) => isCount(id) && id > 0);
   if (typeof conf !== 'object' || conf === null || !ids(conf.voters) || !ids(conf.learners)) bad('snapshot metadata needs its membership');
@@ -65,4 +72,8 @@ function isCount(v: unknown): v is number {
 
 function bad(message: string): never {
   throw new RpcError(RpcErrorCode.BadRequest, `bad raft message: ${message}`);
+}
+
+function isTerm(v: unknown): v is number {
+  return isCount(v) && v <= termMax;
 }

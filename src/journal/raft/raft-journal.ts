@@ -93,6 +93,8 @@ const incomingSnapshotBytesMax = 16 * 2 ** 30;
 /** Bytes of Raft messages to one peer in a single RPC call. */
 const sendBatchBytesMax = 4 << 20;
 const readsPendingMax = 4096;
+/** Distinct strangers (senders outside the configuration) whose dropped messages are logged. */
+const strangersLoggedMax = 16;
 
 interface Pending {
   term: number;
@@ -113,6 +115,8 @@ export class RaftJournal implements Journal {
    * applied entries and snapshots, so every replica holds the same set at the same index.
    */
   private readonly removedIds = new Set<number>();
+  /** Senders outside the configuration whose messages were dropped (logged once each, a few at most). */
+  private readonly strangersHeard = new Set<number>();
   /** Removed ids whose messages were dropped, each logged once. */
   private readonly removedHeard = new Set<number>();
   private readonly peers = new Map<number, Connection>();
@@ -156,9 +160,15 @@ export class RaftJournal implements Journal {
       if (typeof b.from === 'number' && typeof b.address === 'string' && !this.addresses.has(b.from) && !this.removedIds.has(b.from)) this.addresses.set(b.from, b.address);
       // Only known members become a peer label: an id made up by a sender does not.
       if (msgs.length > 0 && this.addresses.has(msgs[0].from)) this.metrics.received(msgs[0].from, msgs.length);
+      const raft = this.driver?.raft;
+      // A node of the configuration takes messages from its members alone: a stranger's term
+      // would otherwise become this node's (and force an election). A node not yet in one (it
+      // joins) takes the leader's, which it does not know yet.
+      const strict = raft?.isMember(this.opts.id) === true;
       for (const m of msgs) {
         if (m.to !== this.opts.id) continue;
         if (this.removedIds.has(m.from)) this.droppedFromRemoved(m.from, b.address);
+        else if (strict && !raft!.isMember(m.from)) this.droppedFromStranger(m.from, b.address);
         else this.driver?.step(m);
       }
       return {};
@@ -287,6 +297,13 @@ export class RaftJournal implements Journal {
    * A removed node that still runs (it missed its removal, or an old machine came back with its
    * disk) must not take part: its votes and acknowledgements speak for a log the cluster let go.
    */
+  private droppedFromStranger(from: number, address: unknown): void {
+    if (this.strangersHeard.has(from)) return;
+    if (this.strangersHeard.size >= strangersLoggedMax) return;
+    this.strangersHeard.add(from);
+    this.log('warn', `messages from node ${from}, which is not a member of this node's configuration, are dropped`, { from, address });
+  }
+
   private droppedFromRemoved(from: number, address: unknown): void {
     if (this.removedHeard.has(from)) return;
     this.removedHeard.add(from);
