@@ -127,6 +127,12 @@ export interface RenameCommand extends NamespaceStamp {
   op: 'rename';
   from: string;
   to: string;
+  /**
+   * Rename only if `to` is this inode now, 0 if only if nothing is there (RENAME_NOREPLACE):
+   * otherwise EEXIST (something is there) or EAGAIN (another inode is, or none). The S3 gateway's
+   * conditional PUTs (If-None-Match: *, If-Match) replace an object only as they found it.
+   */
+  replacing?: number;
 }
 export interface SymlinkCommand extends NamespaceStamp {
   op: 'symlink';
@@ -572,7 +578,12 @@ const namespaceReaders: Record<NamespaceCommandOp, (f: MetaFields, s: NamespaceS
   },
   unlink: (f, s) => ({ op: 'unlink', ...s, path: f.path('path') }),
   rmdir: (f, s) => ({ op: 'rmdir', ...s, path: f.path('path') }),
-  rename: (f, s) => ({ op: 'rename', ...s, from: f.path('from'), to: f.path('to') }),
+  rename: (f, s) => {
+    const cmd: RenameCommand = { op: 'rename', ...s, from: f.path('from'), to: f.path('to') };
+    const replacing = f.optInt('replacing', 0, Number.MAX_SAFE_INTEGER);
+    if (replacing !== undefined) cmd.replacing = replacing;
+    return cmd;
+  },
   symlink: (f, s) => ({
     op: 'symlink',
     ...s,

@@ -403,6 +403,10 @@ export function rename(t: MetaTables, cmd: RenameCommand): Result<'rename'> {
   if (isFail(dst)) return dst;
   const source = inodeOf(t, sourceId);
   const victimId = dst.parent.children?.get(dst.name);
+  if (cmd.replacing !== undefined && (victimId ?? 0) !== cmd.replacing) {
+    if (cmd.replacing === 0) return fail(FsErrorCode.EEXIST, `'${cmd.to}' exists, and the rename replaces nothing`);
+    return fail(FsErrorCode.EAGAIN, `'${cmd.to}' is ${victimId === undefined ? 'gone' : `inode ${victimId}`} now, not inode ${cmd.replacing}, which the rename was to replace`);
+  }
   // POSIX: renaming a file onto itself, or onto another link of itself, does nothing (Linux
   // answers so before it checks permissions).
   if (victimId === sourceId) return ok({ inodeId: sourceId, replaced: null });

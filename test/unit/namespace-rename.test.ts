@@ -198,3 +198,20 @@ test('property: random renames among random trees keep the tree sound (no cycles
     { numRuns: 200 },
   );
 });
+
+test('a rename that names the inode it replaces (0: none) takes place only if the target is that one now', () => {
+  const fs = new Fs();
+  const a = fs.create('/a');
+  fs.create('/b');
+  const c = fs.create('/c');
+  // Nothing may be there: RENAME_NOREPLACE.
+  fs.fails({ op: 'rename', from: '/a', to: '/c', replacing: 0 }, 'EEXIST');
+  fs.ok({ op: 'rename', from: '/a', to: '/d', replacing: 0 });
+  // Another inode than the one named, or none: EAGAIN, and both names stay as they were.
+  fs.fails({ op: 'rename', from: '/d', to: '/c', replacing: c.inodeId + 100 }, 'EAGAIN');
+  fs.fails({ op: 'rename', from: '/d', to: '/e', replacing: c.inodeId }, 'EAGAIN');
+  assert.ok(fs.exists('/d') && fs.exists('/c') && !fs.exists('/e'));
+  // The one named: replaced.
+  assert.equal(fs.ok({ op: 'rename', from: '/d', to: '/c', replacing: c.inodeId }).inodeId, a.inodeId);
+  assert.ok(!fs.exists('/d'));
+});
