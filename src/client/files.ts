@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Caller, CloseSessionValue, CreateValue, InodeAttr, SessionValue } from '../meta/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { indexesIn, inRanges } from '../meta/chunk-ranges.ts';
+import { nameBytesMax } from '../meta/paths.ts';
 import type { DataClient } from './data-client.ts';
 import { FileReader, FileWriter, type FileRef } from './file-io.ts';
 import type { MasterClient } from './master-client.ts';
@@ -23,10 +24,28 @@ export interface PutOptions {
   caller?: Caller;
   /** Runs once the bytes are in, before the file takes its name: a throw leaves nothing behind. */
   beforeRename?: (temp: string, written: { sizeBytes: number }) => Promise<void>;
+  /** Take the name only if it is this inode then, 0 only if it is free (else EEXIST or EAGAIN, and nothing is left). */
+  replacing?: number;
 }
 
 const ownerWrite = 0o200;
 const putTempPattern = /^\..*\.cairn-put-[0-9a-f]{12}$/;
+/** What a temporary name adds to the name: a leading dot and ".cairn-put-" with 12 hex digits. */
+const putTempExtraBytes = 24;
+
+/** The part of a name its put's temporary name repeats: all of it, or as much as fits in a name. */
+function tempStem(name: string): string {
+  const room = nameBytesMax - putTempExtraBytes;
+  if (Buffer.byteLength(name) <= room) return name;
+  let stem = '';
+  let bytes = 0;
+  for (const ch of name) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > room) break;
+    stem += ch;
+  }
+  return stem;
+}
 
 /** Whether a name is a put's temporary file (listings of a live tree may skip them). */
 export function isPutTempName(name: string): boolean {
@@ -36,7 +55,7 @@ export function isPutTempName(name: string): boolean {
 /** Writes `source` as the file at `path`, replacing any file there at once when complete. */
 export async function putFile(meta: MasterClient, data: DataClient, path: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: PutOptions = {}): Promise<InodeAttr> {
   const slash = path.lastIndexOf('/');
-  const temp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.cairn-put-${randomBytes(6).toString('hex')}`;
+  const temp = `${path.slice(0, slash + 1)}.${tempStem(path.slice(slash + 1))}.cairn-put-${randomBytes(6).toString('hex')}`;
   const routing = await data.routing();
   const layout = opts.layout === undefined ? undefined : { chainTableId: 1, chainTableVersion: routing.info.tables.find((t) => t.tableId === 1)?.version ?? 0, shuffleSeed: randomBytes(4).readUInt32LE(0), ...opts.layout };
   const mode = opts.mode ?? 0o644;
@@ -62,7 +81,7 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
     session = undefined;
     await opts.beforeRename?.(temp, { sizeBytes: writer.highWater });
     const attr = writable !== mode ? await meta.mutate<InodeAttr>('meta.mutate', { op: 'setattr', path: temp, mode, ...as }) : closed.inode;
-    await meta.mutate('meta.mutate', { op: 'rename', from: temp, to: path, ...as });
+    await meta.mutate('meta.mutate', { op: 'rename', from: temp, to: path, ...(opts.replacing === undefined ? {} : { replacing: opts.replacing }), ...as });
     return attr;
   } catch (err) {
     // Leave nothing behind: the temporary file goes (its chunks to garbage collection).

@@ -10,6 +10,7 @@ import type { Caller } from '../meta/commands.ts';
 import { isBucketName, keyBytesMax } from './keys.ts';
 import { listObjects, type ReadDir } from './list.ts';
 import { bucketMustExist, dirMode, header, removeObject } from './objects.ts';
+import { removeBucketUploads } from './multipart.ts';
 import { decodeMeta, etagOf, objectMetaXattr } from './object-meta.ts';
 import { parseXml, type XmlElement } from './xml.ts';
 import { contentMd5Of, payload, requestBytes } from './body.ts';
@@ -49,11 +50,18 @@ export async function createBucket(ctx: S3Context, r: S3Request): Promise<void> 
 
 export async function deleteBucket(ctx: S3Context, r: S3Request): Promise<void> {
   try {
-    await ctx.meta.mutate('meta.mutate', { op: 'rmdir', path: `/${r.bucket}`, caller: r.caller });
+    // A bucket is its owner's to delete (as S3's); the gateway removes it, as it made it (the
+    // root directory is not the keys').
+    const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path: `/${r.bucket}`, caller: r.caller });
+    if (attr.type !== 'dir') throw noSuchBucket(r.bucket);
+    if (attr.uid !== r.user.uid && r.user.uid !== 0) throw new S3Error(S3ErrorCode.AccessDenied, 'only the bucket\'s owner may delete it', { BucketName: r.bucket });
+    await ctx.meta.mutate('meta.mutate', { op: 'rmdir', path: `/${r.bucket}` });
   } catch (err) {
     if ((err as { code?: string }).code === 'ENOENT') throw noSuchBucket(r.bucket);
     throw err;
   }
+  // Its unfinished uploads go with it: a bucket made later under the name starts with none.
+  await removeBucketUploads(ctx, r.bucket);
   r.res.writeHead(204);
   r.res.end();
 }

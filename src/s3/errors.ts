@@ -23,6 +23,8 @@ export const S3ErrorCode = {
   InvalidRequest: 'InvalidRequest',
   InvalidURI: 'InvalidURI',
   KeyTooLongError: 'KeyTooLongError',
+  /** What follows an aws-chunked body's final chunk is not the trailer x-amz-trailer declares (or not a trailer). */
+  MalformedTrailerError: 'MalformedTrailerError',
   MalformedXML: 'MalformedXML',
   MetadataTooLarge: 'MetadataTooLarge',
   MethodNotAllowed: 'MethodNotAllowed',
@@ -65,6 +67,7 @@ const statusOf: Record<S3ErrorCode, number> = {
   InvalidRequest: 400,
   InvalidURI: 400,
   KeyTooLongError: 400,
+  MalformedTrailerError: 400,
   MalformedXML: 400,
   MetadataTooLarge: 400,
   MethodNotAllowed: 405,

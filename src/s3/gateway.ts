@@ -214,6 +214,12 @@ export class S3Gateway {
   }
 
   private fail(req: IncomingMessage, res: ServerResponse, err: unknown, resource: string, id: string): void {
+    // The client went away mid-request (its body cut short): nobody is left to answer, and it is not the gateway's fault.
+    if (req.socket.destroyed && (err as { code?: string }).code === 'ECONNRESET') {
+      this.opts.log('info', `${req.method} ${printableKey(resource)}: the client closed the connection before the request ended`);
+      res.destroy();
+      return;
+    }
     const e = toS3Error(err);
     if (e.code === S3ErrorCode.InternalError) this.opts.log('error', `${req.method} ${printableKey(resource)}: ${(err as Error).stack ?? String(err)}`);
     if (res.headersSent) {

@@ -11,7 +11,7 @@ import type { InodeAttr } from '../meta/namespace-state.ts';
 import { contentMd5Of, payload, requestBytes, type PayloadResult } from './body.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
 import { errorXml, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
-import { keyPath, printableKey, systemDir } from './keys.ts';
+import { isMarkerKey, keyPath, printableKey, systemDir } from './keys.ts';
 import { bucketMustExist, copySourceOf, declaredBytes, header, objectAt, putBytesMax, writeObject } from './objects.ts';
 import { decodeMeta, encodeMeta, metaFromHeaders, objectMetaXattr, type ObjectMeta } from './object-meta.ts';
 import { readDirPlus, readWhole } from './buckets.ts';
@@ -38,6 +38,7 @@ function uploadsDir(bucket: string): string {
 
 export async function createUpload(ctx: S3Context, r: S3Request): Promise<void> {
   keyPath(r.bucket, r.key);
+  if (isMarkerKey(r.key)) throw new S3Error(S3ErrorCode.InvalidRequest, 'a key ending in / is a directory, which holds no bytes: make it with a PUT of an empty body');
   await bucketMustExist(ctx, r);
   const id = randomBytes(18).toString('base64url');
   const dir = `${uploadsDir(r.bucket)}/${id}`;
@@ -60,7 +61,7 @@ export async function uploadPart(ctx: S3Context, r: S3Request): Promise<void> {
     const declared = declaredBytes(r);
     if (declared !== undefined && declared > putBytesMax) throw new S3Error(S3ErrorCode.EntityTooLarge, `a part holds at most ${putBytesMax} bytes`);
     const contentMd5 = contentMd5Of(header(r.req, 'content-md5'));
-    source = payload(requestBytes(r.req), { check: r.verified.payload, declaredBytes: declared ?? putBytesMax, exact: declared !== undefined, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, result);
+    source = payload(requestBytes(r.req), { check: r.verified.payload, declaredBytes: declared ?? putBytesMax, exact: declared !== undefined, headers: r.req.headers, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, result);
   }
   await putFile(ctx.meta, ctx.data, partPath, source, {
     mode: 0o600,
@@ -79,20 +80,22 @@ export async function uploadPart(ctx: S3Context, r: S3Request): Promise<void> {
 async function copyRange(ctx: S3Context, r: S3Request, result: PayloadResult): Promise<AsyncIterable<Uint8Array>> {
   const { bucket, key } = copySourceOf(r);
   const path = keyPath(bucket, key);
-  const { attr } = await objectAt(ctx, { ...r, bucket, key }, path);
+  const { attr, dir } = await objectAt(ctx, { ...r, bucket, key }, path);
+  // A directory marker is an empty object.
+  const size = dir ? 0 : attr.sizeBytes;
   let start = 0;
-  let end = attr.sizeBytes - 1;
+  let end = size - 1;
   const range = header(r.req, 'x-amz-copy-source-range');
   if (range !== undefined) {
     const m = /^bytes=(\d+)-(\d+)$/.exec(range);
-    if (m === null || Number(m[1]) > Number(m[2]) || Number(m[2]) >= attr.sizeBytes) throw new S3Error(S3ErrorCode.InvalidRange, 'the x-amz-copy-source-range is not within the source object');
+    if (m === null || Number(m[1]) > Number(m[2]) || Number(m[2]) >= size) throw new S3Error(S3ErrorCode.InvalidRange, 'the x-amz-copy-source-range is not within the source object');
     start = Number(m[1]);
     end = Number(m[2]);
   }
-  const reader = new FileReader(ctx.data, fileRef(attr, path), attr.sizeBytes, { streamBytesMax: ctx.streamBytesMax });
+  const reader = size === 0 ? undefined : new FileReader(ctx.data, fileRef(attr, path), size, { streamBytesMax: ctx.streamBytesMax });
   const md5 = createHash('md5');
   return (async function* () {
-    for await (const part of reader.stream(start, end - start + 1)) {
+    for await (const part of reader?.stream(start, end - start + 1) ?? []) {
       md5.update(part);
       result.sizeBytes += part.length;
       yield part;
@@ -117,7 +120,10 @@ export async function completeUpload(ctx: S3Context, r: S3Request): Promise<void
   const etag = `${createHash('md5').update(Buffer.concat(parts.map((p) => Buffer.from(p.etag, 'hex')))).digest('hex')}-${parts.length}`;
   const bytes = (async function* () {
     for (const p of parts) {
-      const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'open', path: p.path });
+      // A part gone meanwhile: the upload was aborted or completed by another request.
+      const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'open', path: p.path }).catch((err: unknown) => {
+        throw (err as { code?: string }).code === 'ENOENT' ? noSuchUpload(r) : err;
+      });
       yield* new FileReader(ctx.data, fileRef(attr, p.path), attr.sizeBytes, { streamBytesMax: ctx.streamBytesMax }).stream();
     }
   })();
@@ -184,24 +190,37 @@ export async function listUploads(ctx: S3Context, r: S3Request): Promise<void> {
   await bucketMustExist(ctx, r);
   const prefix = r.query.get('prefix') ?? '';
   const keyMarker = r.query.get('key-marker') ?? '';
-  const max = Math.min(uploadsListedMax, Number(r.query.get('max-uploads') ?? String(uploadsListedMax)));
+  const idMarker = r.query.get('upload-id-marker') ?? '';
+  const rawMax = r.query.get('max-uploads');
+  if (rawMax !== undefined && !/^\d{1,9}$/.test(rawMax)) throw new S3Error(S3ErrorCode.InvalidArgument, 'max-uploads must be a non-negative integer', { ArgumentName: 'max-uploads' });
+  const max = Math.min(uploadsListedMax, rawMax === undefined ? uploadsListedMax : Number(rawMax));
   const uploads: { key: string; id: string; initiatedMs: number }[] = [];
   for await (const e of readDirPlus(ctx, uploadsDir(r.bucket), uploadXattr)) {
     if (e.type !== 'dir' || e.xattr === undefined) continue;
     const rec = parseRecord(e.xattr);
-    if (rec === undefined || !rec.key.startsWith(prefix) || rec.key < keyMarker) continue;
+    if (rec === undefined || !rec.key.startsWith(prefix) || rec.key < keyMarker || !mayUseUpload(rec, r)) continue;
     uploads.push({ key: rec.key, id: e.name, initiatedMs: rec.initiatedMs });
   }
-  uploads.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.initiatedMs - b.initiatedMs));
-  const shown = uploads.slice(0, max);
+  // S3's order: by key, then by when initiated (the id breaks ties, so that a marker is exact).
+  uploads.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.initiatedMs - b.initiatedMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)));
+  // After the markers: keys past key-marker, or, with upload-id-marker, that key's uploads after that one.
+  let from = uploads.findIndex((u) => u.key > keyMarker);
+  if (from === -1) from = uploads.length;
+  if (idMarker !== '') {
+    const at = uploads.findIndex((u) => u.key === keyMarker && u.id === idMarker);
+    if (at !== -1) from = at + 1;
+  }
+  const rest = uploads.slice(from);
+  const shown = rest.slice(0, max);
+  const truncated = rest.length > max;
   const owner: XmlElement = { ID: String(r.user.uid), DisplayName: r.user.accessKeyId };
   sendXml(r.res, 200, 'ListMultipartUploadsResult', {
     Bucket: r.bucket,
     KeyMarker: keyMarker,
-    UploadIdMarker: r.query.get('upload-id-marker') ?? '',
-    ...(shown.length > 0 ? { NextKeyMarker: shown[shown.length - 1].key, NextUploadIdMarker: shown[shown.length - 1].id } : {}),
+    UploadIdMarker: idMarker,
+    ...(truncated && shown.length > 0 ? { NextKeyMarker: shown[shown.length - 1].key, NextUploadIdMarker: shown[shown.length - 1].id } : {}),
     MaxUploads: max,
-    IsTruncated: uploads.length > max,
+    IsTruncated: truncated,
     ...(prefix === '' ? {} : { Prefix: prefix }),
     Upload: shown.map((u) => ({ Key: u.key, UploadId: u.id, Initiator: owner, Owner: owner, StorageClass: 'STANDARD', Initiated: new Date(u.initiatedMs).toISOString() })),
   });
@@ -210,13 +229,23 @@ export async function listUploads(ctx: S3Context, r: S3Request): Promise<void> {
 /** The upload named by ?uploadId, for this bucket and key; NoSuchUpload otherwise. */
 async function upload(ctx: S3Context, r: S3Request): Promise<{ dir: string; record: UploadRecord }> {
   const id = r.query.get('uploadId') ?? '';
-  const missing = new S3Error(S3ErrorCode.NoSuchUpload, 'the specified upload does not exist: it may have been aborted or completed', { UploadId: id.slice(0, 64) });
+  const missing = noSuchUpload(r);
   if (!uploadIdPattern.test(id)) throw missing;
   const dir = `${uploadsDir(r.bucket)}/${id}`;
   const value = await ctx.meta.query<Uint8Array>('meta.query', { op: 'getxattr', path: dir, name: uploadXattr }).catch(() => undefined);
   const record = value === undefined ? undefined : parseRecord(value);
-  if (record === undefined || record.key !== r.key) throw missing;
+  // Another key's upload is not there for this one (it could read, replace or abort its parts).
+  if (record === undefined || record.key !== r.key || !mayUseUpload(record, r)) throw missing;
   return { dir, record };
+}
+
+/** Uploads are their initiator's (the gateway writes their parts as itself); a root key sees all. */
+function mayUseUpload(record: UploadRecord, r: S3Request): boolean {
+  return record.accessKeyId === r.user.accessKeyId || r.user.uid === 0;
+}
+
+function noSuchUpload(r: S3Request): S3Error {
+  return new S3Error(S3ErrorCode.NoSuchUpload, 'the specified upload does not exist: it may have been aborted or completed', { UploadId: (r.query.get('uploadId') ?? '').slice(0, 64) });
 }
 
 function parseRecord(value: Uint8Array): UploadRecord | undefined {
@@ -253,6 +282,13 @@ async function listPartFiles(ctx: S3Context, dir: string, after: number, max: nu
     if (out.length === max) break;
   }
   return out;
+}
+
+/** Removes every upload of a bucket (the bucket is gone). */
+export async function removeBucketUploads(ctx: S3Context, bucket: string): Promise<void> {
+  const dir = uploadsDir(bucket);
+  for await (const e of readDirPlus(ctx, dir, uploadXattr)) if (e.type === 'dir') await removeUpload(ctx, `${dir}/${e.name}`);
+  await ctx.meta.mutate('meta.mutate', { op: 'rmdir', path: dir }).catch(() => undefined);
 }
 
 async function removeUpload(ctx: S3Context, dir: string): Promise<void> {

@@ -3,8 +3,7 @@
 // directories it leaves), and CopyObject. Memory per request stays within the gateway's
 // streamBytesMax whatever the object's size.
 
-import { once } from 'node:events';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
 import { FileReader, fileRef, putFile, type LentBytes } from '../client/index.ts';
 import type { InodeAttr } from '../meta/namespace-state.ts';
@@ -32,14 +31,15 @@ export async function putObject(ctx: S3Context, r: S3Request): Promise<void> {
   const fields = metaFromHeaders(r.req.headers);
   const contentMd5 = contentMd5Of(header(r.req, 'content-md5'));
   const result: PayloadResult = { sizeBytes: 0 };
-  const body = payload(requestBytes(r.req), { check: r.verified.payload, declaredBytes: declared ?? putBytesMax, exact: declared !== undefined, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, result);
+  const body = payload(requestBytes(r.req), { check: r.verified.payload, declaredBytes: declared ?? putBytesMax, exact: declared !== undefined, headers: r.req.headers, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, result);
   let etag: string;
   if (isMarkerKey(r.key)) {
     for await (const part of body) if (part.length > 0) throw new S3Error(S3ErrorCode.InvalidRequest, 'a key ending in / is a directory: its body must be empty');
     etag = emptyMd5;
     await makeMarker(ctx, r, path, { etag, ...fields, marker: true });
   } else {
-    etag = await writeObject(ctx, r, path, body, () => ({ etag: result.md5Hex!, ...fields }));
+    const replacing = await putConditions(ctx, r, path);
+    etag = await writeObject(ctx, r, path, body, () => ({ etag: result.md5Hex!, ...fields }), replacing);
   }
   r.res.writeHead(200, { etag: `"${etag}"`, 'content-length': 0 });
   r.res.end();
@@ -49,13 +49,24 @@ export async function putObject(ctx: S3Context, r: S3Request): Promise<void> {
  * Writes `source` as the object at `path`: under a temporary name, its metadata set, then renamed
  * over any old one. Missing directories on the way are made (once the bucket is known to be there).
  */
-export async function writeObject(ctx: S3Context, r: S3Request, path: string, source: AsyncIterable<Uint8Array>, metaOf: () => ObjectMeta): Promise<string> {
+export async function writeObject(ctx: S3Context, r: S3Request, path: string, source: AsyncIterable<Uint8Array>, metaOf: () => ObjectMeta, replacing?: number): Promise<string> {
   let etag = '';
+  // Whether the source was read from: a failure after that is the source's or the write's, and a
+  // second try would take what is left of a half-read source (a completion whose parts an abort
+  // removed would become an empty object under the whole one's ETag).
+  let started = false;
+  const tracked: AsyncIterable<Uint8Array> = {
+    [Symbol.asyncIterator]: () => {
+      started = true;
+      return source[Symbol.asyncIterator]();
+    },
+  };
   const put = (): Promise<unknown> =>
-    putFile(ctx.meta, ctx.data, path, source, {
+    putFile(ctx.meta, ctx.data, path, tracked, {
       mode: objectMode,
       caller: r.caller,
       streamBytesMax: ctx.streamBytesMax,
+      ...(replacing === undefined ? {} : { replacing }),
       beforeRename: async (temp) => {
         const meta = metaOf();
         etag = meta.etag;
@@ -66,7 +77,10 @@ export async function writeObject(ctx: S3Context, r: S3Request, path: string, so
     await put();
   } catch (err) {
     // The create failed before any byte was read: the directories are missing (or the bucket).
-    if ((err as { code?: string }).code !== 'ENOENT' || etag !== '') throw conflictOr(err);
+    const code = (err as { code?: string }).code;
+    // The object changed between the check of a conditional write and its rename.
+    if (replacing !== undefined && (code === 'EEXIST' || code === 'EAGAIN') && started) throw preconditionFailed(replacing === 0 ? 'If-None-Match' : 'If-Match');
+    if (code !== 'ENOENT' || started) throw conflictOr(err);
     await bucketMustExist(ctx, r);
     await makeParents(ctx, r, path);
     await put().catch((e: unknown) => {
@@ -98,7 +112,13 @@ export async function getObject(ctx: S3Context, r: S3Request): Promise<void> {
   }
   for (const name of ['content-type', 'content-language', 'expires', 'cache-control', 'content-disposition', 'content-encoding']) {
     const override = r.query.get(`response-${name}`);
-    if (override !== undefined) headers[name] = override;
+    if (override === undefined) continue;
+    try {
+      validateHeaderValue(name, override);
+    } catch {
+      throw new S3Error(S3ErrorCode.InvalidArgument, `response-${name} holds characters a header may not carry`, { ArgumentName: `response-${name}` });
+    }
+    headers[name] = override;
   }
   const size = found.dir ? 0 : attr.sizeBytes;
   const range = rangeOf(header(r.req, 'range'), size);
@@ -123,11 +143,24 @@ export async function streamOut(res: ServerResponse, parts: AsyncIterable<LentBy
   for await (const part of parts) {
     if (res.destroyed) return part.release();
     if (!res.write(part.data, () => part.release())) {
-      await Promise.race([once(res, 'drain'), once(res, 'close')]);
+      await drainedOrClosed(res);
       if (res.destroyed) return;
     }
   }
   res.end();
+}
+
+/** Resolves once the response drains or closes; both listeners go then (a long GET waits thousands of times). */
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 export async function deleteObject(ctx: S3Context, r: S3Request): Promise<void> {
@@ -142,6 +175,9 @@ export async function removeObject(ctx: S3Context, r: S3Request, key: string): P
   const as = { caller: r.caller };
   try {
     if (isMarkerKey(key)) {
+      // A file of that name is another object (key without the slash): its metadata stays.
+      const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path, ...as });
+      if (attr.type !== 'dir') return;
       await ctx.meta.mutate('meta.mutate', { op: 'removexattr', path, name: objectMetaXattr, ...as }).catch(ignore('ENODATA'));
       await ctx.meta.mutate('meta.mutate', { op: 'rmdir', path, ...as }).catch(ignore('ENOTEMPTY'));
     } else {
@@ -184,17 +220,28 @@ async function copyObject(ctx: S3Context, r: S3Request): Promise<void> {
   const src = await objectAt(ctx, { ...r, bucket, key }, srcPath);
   const srcEtag = etagOf(src.meta, src.attr);
   copyConditions(r.req, srcEtag, src.attr.mtimeMs);
-  const md5 = createHash('md5');
-  const reader = new FileReader(ctx.data, fileRef(src.attr, srcPath), src.attr.sizeBytes, { streamBytesMax: ctx.streamBytesMax });
-  const bytes = (async function* () {
-    for await (const part of reader.stream()) {
-      md5.update(part);
-      yield part;
-    }
-  })();
   const fields = directive === 'REPLACE' ? metaFromHeaders(r.req.headers) : { contentType: src.meta?.contentType, headers: src.meta?.headers, user: src.meta?.user };
-  const etag = await writeObject(ctx, r, keyPath(r.bucket, r.key), bytes, () => ({ etag: md5.digest('hex'), ...dropUndefined(fields) }));
-  const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path: keyPath(r.bucket, r.key), caller: r.caller });
+  // A directory marker is an empty object.
+  const srcBytes = src.dir ? 0 : src.attr.sizeBytes;
+  const path = keyPath(r.bucket, r.key);
+  let etag: string;
+  if (isMarkerKey(r.key)) {
+    if (srcBytes > 0) throw new S3Error(S3ErrorCode.InvalidRequest, 'a key ending in / is a directory: only an empty object can be copied to it');
+    etag = emptyMd5;
+    await makeMarker(ctx, r, path, { etag, ...dropUndefined(fields), marker: true });
+  } else {
+    const md5 = createHash('md5');
+    const reader = srcBytes === 0 ? undefined : new FileReader(ctx.data, fileRef(src.attr, srcPath), srcBytes, { streamBytesMax: ctx.streamBytesMax });
+    const bytes = (async function* () {
+      if (reader === undefined) return;
+      for await (const part of reader.stream()) {
+        md5.update(part);
+        yield part;
+      }
+    })();
+    etag = await writeObject(ctx, r, path, bytes, () => ({ etag: md5.digest('hex'), ...dropUndefined(fields) }));
+  }
+  const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path, caller: r.caller });
   sendXml(r.res, 200, 'CopyObjectResult', { LastModified: new Date(attr.mtimeMs).toISOString(), ETag: `"${etag}"` });
 }
 
@@ -238,12 +285,50 @@ async function makeParents(ctx: S3Context, r: S3Request, path: string): Promise<
 
 async function makeMarker(ctx: S3Context, r: S3Request, path: string, meta: ObjectMeta): Promise<void> {
   await bucketMustExist(ctx, r);
-  await ctx.meta.mutate('meta.mutate', { op: 'mkdir', path, mode: dirMode, uid: r.user.uid, gid: r.user.gid, parents: true, caller: r.caller }).catch((err: unknown) => {
-    if ((err as { code?: string }).code !== 'EEXIST') throw conflictOr(err);
-  });
+  const made = await ctx.meta.mutate('meta.mutate', { op: 'mkdir', path, mode: dirMode, uid: r.user.uid, gid: r.user.gid, parents: true, caller: r.caller }).then(
+    () => true,
+    (err: unknown) => {
+      if ((err as { code?: string }).code !== 'EEXIST') throw conflictOr(err);
+      return false;
+    },
+  );
+  // Something was there: a directory takes the marker; a file of that name keeps its own metadata.
+  if (!made) await mustBeDir(ctx, r, path);
   await ctx.meta.mutate('meta.mutate', { op: 'setxattr', path, name: objectMetaXattr, value: encodeMeta(meta), flags: 0, caller: r.caller }).catch((err: unknown) => {
     throw conflictOr(err);
   });
+}
+
+/**
+ * A conditional write's check (If-None-Match: *, If-Match: ETAG): 412 if it does not hold now;
+ * else the inode the new object may replace (0: none), so that the rename refuses if another
+ * write took the key meanwhile. Undefined: no condition.
+ */
+export async function putConditions(ctx: S3Context, r: S3Request, path: string): Promise<number | undefined> {
+  const ifNoneMatch = header(r.req, 'if-none-match');
+  const ifMatch = header(r.req, 'if-match');
+  if (ifNoneMatch === undefined && ifMatch === undefined) return undefined;
+  if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== '*') throw new S3Error(S3ErrorCode.NotImplemented, 'a write takes If-None-Match with * alone');
+  const found = await objectAt(ctx, r, path).catch((err: unknown) => {
+    if ((err as { code?: string }).code === S3ErrorCode.NoSuchKey) return undefined;
+    throw err;
+  });
+  if (ifNoneMatch !== undefined) {
+    if (found !== undefined) throw preconditionFailed('If-None-Match');
+    return 0;
+  }
+  if (found === undefined) throw noSuchKey(r.key);
+  if (!etagMatches(ifMatch!, etagOf(found.meta, found.attr))) throw preconditionFailed('If-Match');
+  return found.attr.inodeId;
+}
+
+function preconditionFailed(condition: string): S3Error {
+  return new S3Error(S3ErrorCode.PreconditionFailed, 'at least one of the preconditions you specified did not hold', { Condition: condition });
+}
+
+async function mustBeDir(ctx: S3Context, r: S3Request, path: string): Promise<void> {
+  const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path, caller: r.caller });
+  if (attr.type !== 'dir') throw pathConflict(`${printableKey(path)} is an object, not a directory: the key ${printableKey(r.key)} would make it both`);
 }
 
 /** The payload length a PUT declares (S3 needs one; an HTTP chunked body may go up to putBytesMax). */
@@ -262,7 +347,7 @@ function rangeOf(h: string | undefined, size: number): { start: number; end: num
   if (m === null || (m[1] === '' && m[2] === '')) return undefined; // not one range S3 serves: the whole object
   if (m[1] === '') {
     const n = Number(m[2]);
-    if (n === 0) return 'unsatisfiable';
+    if (n === 0 || size === 0) return 'unsatisfiable'; // RFC 9110: no suffix of an empty representation
     return { start: Math.max(0, size - n), end: size - 1 };
   }
   const start = Number(m[1]);

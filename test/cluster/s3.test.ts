@@ -261,6 +261,90 @@ test('cairn s3: real S3 clients against a cluster', async (t) => {
     assert.deepEqual(names.entries, [], 'no temporary file left behind');
     await client.send(new DeleteBucketCommand({ Bucket: 'bad' }));
   });
+
+  await t.test('what a probe found: racing completions, markers over files, other keys\' uploads, conditional PUTs, copies to and from markers, bad overrides, long names', async () => {
+    await client.send(new CreateBucketCommand({ Bucket: 'probe' }));
+    const text = async (k: string): Promise<string> => (await bodyOf(client.send(new GetObjectCommand({ Bucket: 'probe', Key: k })))).toString();
+    // Two completions of one upload at once (an SDK's retry after a timeout), and an abort during
+    // one: the key ends up holding the whole object or the old one, never an empty one.
+    const parts = [randomBytes(5 << 20), randomBytes(5 << 20), randomBytes(5 << 20)];
+    for (const ending of ['complete', 'abort'] as const) {
+      await client.send(new PutObjectCommand({ Bucket: 'probe', Key: 'mp', Body: 'old' }));
+      const up = await client.send(new CreateMultipartUploadCommand({ Bucket: 'probe', Key: 'mp' }));
+      const etags: string[] = [];
+      for (const [i, p] of parts.entries()) etags.push((await client.send(new UploadPartCommand({ Bucket: 'probe', Key: 'mp', UploadId: up.UploadId, PartNumber: i + 1, Body: p }))).ETag!);
+      const complete = (): Promise<unknown> => client.send(new CompleteMultipartUploadCommand({ Bucket: 'probe', Key: 'mp', UploadId: up.UploadId, MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) } }));
+      const first = complete();
+      await sleep(30);
+      const second = ending === 'complete' ? complete() : client.send(new AbortMultipartUploadCommand({ Bucket: 'probe', Key: 'mp', UploadId: up.UploadId }));
+      const settled = await Promise.allSettled([first, second]);
+      for (const s of settled) if (s.status === 'rejected') assert.equal((s.reason as { name?: string }).name, 'NoSuchUpload', String(s.reason));
+      const now = await bodyOf(client.send(new GetObjectCommand({ Bucket: 'probe', Key: 'mp' })));
+      assert.ok(now.equals(Buffer.concat(parts)) || now.toString() === 'old', `after racing ${ending}s the key holds ${now.length} bytes`);
+      const completions = ending === 'complete' ? settled : settled.slice(0, 1);
+      assert.ok(completions.some((s) => s.status === 'fulfilled') === now.equals(Buffer.concat(parts)), `the key holds the upload exactly when a completion succeeded (${ending}: ${settled.map((s) => (s.status === 'fulfilled' ? 'ok' : (s.reason as Error).name)).join(', ')}; key holds ${now.length} bytes)`);
+    }
+    // A marker key over a file of that name: refused, and the file's metadata stays.
+    await client.send(new PutObjectCommand({ Bucket: 'probe', Key: 'f1', Body: 'hello', ContentType: 'text/plain', Metadata: { x: '1' } }));
+    await assert.rejects(client.send(new PutObjectCommand({ Bucket: 'probe', Key: 'f1/', Body: '' })), { name: 'XCairnObjectPathConflict' });
+    await client.send(new DeleteObjectCommand({ Bucket: 'probe', Key: 'f1/' }));
+    await client.send(new DeleteObjectsCommand({ Bucket: 'probe', Delete: { Objects: [{ Key: 'f1/' }] } }));
+    const f1 = await client.send(new HeadObjectCommand({ Bucket: 'probe', Key: 'f1' }));
+    assert.deepEqual([f1.ContentType, f1.Metadata, f1.ETag], ['text/plain', { x: '1' }, `"${createHash('md5').update('hello').digest('hex')}"`]);
+    // Copies to a marker key take an empty source only; a marker copies as an empty object.
+    await assert.rejects(client.send(new CopyObjectCommand({ Bucket: 'probe', Key: 'cp/', CopySource: 'probe/f1' })), { name: 'InvalidRequest' });
+    await client.send(new PutObjectCommand({ Bucket: 'probe', Key: 'm/', Body: '' }));
+    await client.send(new CopyObjectCommand({ Bucket: 'probe', Key: 'from-marker', CopySource: 'probe/m/' }));
+    assert.equal(await text('from-marker'), '');
+    await assert.rejects(client.send(new CreateMultipartUploadCommand({ Bucket: 'probe', Key: 'mpdir/' })), { name: 'InvalidRequest' });
+    // Another key's upload is not there for it: no parts over it, no listing, no abort.
+    await s3(other).send(new CreateBucketCommand({ Bucket: 'others' }));
+    const theirs = await s3(other).send(new CreateMultipartUploadCommand({ Bucket: 'others', Key: 'k' }));
+    await assert.rejects(s3(narrow).send(new UploadPartCommand({ Bucket: 'others', Key: 'k', UploadId: theirs.UploadId, PartNumber: 1, Body: 'evil' })), { name: 'AccessDenied' });
+    const asOther = s3(other, {});
+    await asOther.send(new CreateBucketCommand({ Bucket: 'shared' }));
+    const sharedUp = await asOther.send(new CreateMultipartUploadCommand({ Bucket: 'shared', Key: 'k' }));
+    const third: Key = { accessKeyId: 'THIRD1', secretKey: randomBytes(20).toString('hex') };
+    await admin.mutate('meta.mutate', { op: 's3UserAdd', ...third, buckets: ['*'], uid: 1002, gid: 1002 });
+    await assert.rejects(s3(third).send(new UploadPartCommand({ Bucket: 'shared', Key: 'k', UploadId: sharedUp.UploadId, PartNumber: 1, Body: 'evil' })), { name: 'NoSuchUpload' });
+    await assert.rejects(s3(third).send(new AbortMultipartUploadCommand({ Bucket: 'shared', Key: 'k', UploadId: sharedUp.UploadId })), { name: 'NoSuchUpload' });
+    assert.equal((await s3(third).send(new ListMultipartUploadsCommand({ Bucket: 'shared' }))).Uploads, undefined);
+    // A bucket's owner deletes it (not only root), and its unfinished uploads go with it.
+    await asOther.send(new AbortMultipartUploadCommand({ Bucket: 'shared', Key: 'k', UploadId: sharedUp.UploadId }));
+    await asOther.send(new CreateMultipartUploadCommand({ Bucket: 'shared', Key: 'left' }));
+    await assert.rejects(s3(third).send(new DeleteBucketCommand({ Bucket: 'shared' })), { name: 'AccessDenied' });
+    await asOther.send(new DeleteBucketCommand({ Bucket: 'shared' }));
+    await asOther.send(new CreateBucketCommand({ Bucket: 'shared' }));
+    assert.equal((await asOther.send(new ListMultipartUploadsCommand({ Bucket: 'shared' }))).Uploads, undefined, 'a new bucket of the name starts with no uploads');
+    // Paging uploads of one key by max-uploads=1 moves on.
+    const ids = [(await client.send(new CreateMultipartUploadCommand({ Bucket: 'probe', Key: 'pa' }))).UploadId, (await client.send(new CreateMultipartUploadCommand({ Bucket: 'probe', Key: 'pa' }))).UploadId];
+    const seen: string[] = [];
+    let markers: { KeyMarker?: string; UploadIdMarker?: string } = {};
+    for (let page = 0; page < 5; page++) {
+      const l = await client.send(new ListMultipartUploadsCommand({ Bucket: 'probe', MaxUploads: 1, ...markers }));
+      seen.push(...(l.Uploads ?? []).map((u) => u.UploadId!));
+      if (l.IsTruncated !== true) break;
+      markers = { KeyMarker: l.NextKeyMarker, UploadIdMarker: l.NextUploadIdMarker };
+    }
+    assert.deepEqual(seen.sort(), [...ids].sort() as string[]);
+    assert.equal((await raw(gw.endpoint, key, 'GET', '/probe', undefined, { query: [['uploads', ''], ['max-uploads', '-1']] })).code, 'InvalidArgument');
+    // Conditional PUTs.
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/probe/f1', Buffer.from('over'), { headers: { 'if-none-match': '*' } })).status, 412);
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/probe/f1', Buffer.from('over'), { headers: { 'if-match': '"nope"' } })).status, 412);
+    assert.equal(await text('f1'), 'hello');
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/probe/f1', Buffer.from('over'), { headers: { 'if-match': f1.ETag! } })).status, 200);
+    assert.equal(await text('f1'), 'over');
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/probe/new', Buffer.from('new'), { headers: { 'if-none-match': '*' } })).status, 200);
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/probe/absent', Buffer.from('x'), { headers: { 'if-match': '"abc"' } })).code, 'NoSuchKey');
+    // Response overrides a header may not carry, a suffix range of an empty object.
+    assert.equal((await raw(gw.endpoint, key, 'GET', '/probe/f1', undefined, { query: [['response-content-type', 'a\r\nX-Injected:1']] })).code, 'InvalidArgument');
+    await client.send(new PutObjectCommand({ Bucket: 'probe', Key: 'empty', Body: '' }));
+    assert.equal((await raw(gw.endpoint, key, 'GET', '/probe/empty', undefined, { headers: { range: 'bytes=-1' } })).status, 416);
+    // A name of 255 bytes (the temporary name of its PUT is longer than a name may be).
+    const long = 'x'.repeat(255);
+    await client.send(new PutObjectCommand({ Bucket: 'probe', Key: long, Body: 'long' }));
+    assert.equal(await text(long), 'long');
+  });
 });
 
 /** Starts `cairn s3` on a free port and waits for its endpoint line. */
