@@ -30,6 +30,8 @@ export interface GatewayOptions {
   streamBytesMax?: number;
   /** While a multipart upload completes, a space is sent this often (completeUpload); default completeKeepAliveMsDefault. */
   completeKeepAliveMs?: number;
+  /** A connection that has not sent a whole request's headers this long after it opened (or its last answer) gets 408 and is closed. */
+  headersTimeoutMs?: number;
   now?: () => number;
   /** Counts and times requests (/metrics). */
   metrics?: S3Metrics;
@@ -71,6 +73,14 @@ export const completeKeepAliveMsDefault = 5_000;
 export const connectionsMax = 256;
 /** A connection that sends or reads nothing this long is closed (a request may take as long as its bytes need). */
 const idleMs = 120_000;
+/**
+ * Headers come at once from any real client; a connection that holds one of the connectionsMax
+ * places without sending them is cut (unauthenticated, it could otherwise keep all of them for
+ * idleMs each, and so the gateway from everyone).
+ */
+export const headersTimeoutMsDefault = 10_000;
+/** How often Node looks for connections past headersTimeoutMs. */
+const headersCheckMs = 1_000;
 /** A gateway request's headers together (Node's parser refuses more with 431, answered as S3 does). */
 export const headerBytesMax = 16 * 1024;
 const credentialsCachedMax = 10_000;
@@ -83,9 +93,10 @@ export class S3Gateway {
   private readonly sockets = new Set<Socket>();
 
   constructor(opts: GatewayOptions, routes: Routes) {
-    this.opts = { region: 'us-east-1', credentialTtlMs: credentialTtlMsDefault, streamBytesMax: 16 * 1024 * 1024, completeKeepAliveMs: completeKeepAliveMsDefault, now: Date.now, ...opts };
+    this.opts = { region: 'us-east-1', credentialTtlMs: credentialTtlMsDefault, streamBytesMax: 16 * 1024 * 1024, completeKeepAliveMs: completeKeepAliveMsDefault, headersTimeoutMs: headersTimeoutMsDefault, now: Date.now, ...opts };
     this.routes = routes;
-    this.server = createServer({ maxHeaderSize: headerBytesMax }, (req, res) => void this.serve(req, res, false));
+    const checkMs = Math.min(headersCheckMs, this.opts.headersTimeoutMs);
+    this.server = createServer({ maxHeaderSize: headerBytesMax, headersTimeout: this.opts.headersTimeoutMs, connectionsCheckingInterval: checkMs }, (req, res) => void this.serve(req, res, false));
     // "Expect: 100-continue": the body is asked for only once the request is known to be allowed.
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => void this.serve(req, res, true));
     this.server.maxConnections = connectionsMax;
@@ -98,8 +109,12 @@ export class S3Gateway {
     // A request Node's parser refuses (headers too large, malformed) still gets S3's XML.
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       if (!socket.writable) return socket.destroy();
-      const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-      const e = tooLarge ? new S3Error(S3ErrorCode.RequestHeaderSectionTooLarge, `your request's headers exceed ${headerBytesMax} bytes`) : new S3Error(S3ErrorCode.InvalidRequest, `the request could not be parsed: ${err.code ?? err.message}`);
+      const e =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? new S3Error(S3ErrorCode.RequestHeaderSectionTooLarge, `your request's headers exceed ${headerBytesMax} bytes`)
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? new S3Error(S3ErrorCode.RequestTimeout, `your request's headers did not come within ${this.opts.headersTimeoutMs} ms; the connection is closed`)
+            : new S3Error(S3ErrorCode.InvalidRequest, `the request could not be parsed: ${err.code ?? err.message}`);
       const body = errorXml(e, '', 'unparsed');
       socket.end(`HTTP/1.1 ${e.status} Bad Request\r\ncontent-type: application/xml\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     });
