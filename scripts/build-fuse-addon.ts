@@ -58,10 +58,17 @@ const edits: [string, string][] = [
     'static void populate_stat (uint32_t *ints, struct stat* stat) {\n',
     'static uint64_t cairn_utime (const struct timespec* ts) {\n  if (ts->tv_nsec == UTIME_OMIT) return (uint64_t)1 << 63;\n  if (ts->tv_nsec == UTIME_NOW) return ((uint64_t)1 << 63) | ((uint64_t)1 << 32);\n  return timespec_to_uint64(ts);\n}\n\nstatic void populate_stat (uint32_t *ints, struct stat* stat) {\n',
   ],
+  // create passes O_EXCL as bit 31 of the mode (no mode has it): libfuse 2 gives the flags only in
+  // the file info, which fuse-native does not hand on, and without them a create is exclusive
+  // always or never (never: two mounts both made the same lock file with O_EXCL).
+  [
+    '  napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));\n  napi_create_uint32(env, l->mode, &(argv[3]));\n}, {\n  NAPI_ARGV_INT32(fd, 2)\n',
+    '  napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));\n  napi_create_uint32(env, (uint32_t)l->mode | ((l->info->flags & O_EXCL) ? 0x80000000u : 0), &(argv[3]));\n}, {\n  NAPI_ARGV_INT32(fd, 2)\n',
+  ],
   // So that JavaScript can tell this addon from the prebuilt one.
   ['  NAPI_EXPORT_UINT32(op_error)\n', '  NAPI_EXPORT_UINT32(op_error)\n  NAPI_EXPORT_UINT32(cairn_caller_context)\n'],
-  // 2: utimens fixed as well; 3: and passes UTIME_OMIT and UTIME_NOW.
-  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 3;\nstatic const uint32_t op_init = 0;\n'],
+  // 2: utimens fixed as well; 3: and passes UTIME_OMIT and UTIME_NOW; 4: and create's O_EXCL.
+  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 4;\nstatic const uint32_t op_init = 0;\n'],
 ];
 
 let source = readFileSync(path.join(fuseDir, 'fuse-native.c'), 'utf8');
@@ -96,4 +103,4 @@ mkdirSync(path.dirname(out), { recursive: true });
 const c = path.join(work, 'fuse-native.c');
 writeFileSync(c, source);
 execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-D_FILE_OFFSET_BITS=64', ...headers.map((h) => `-I${h}`), c, '-o', out, libfuse!, '-lpthread'], { stdio: 'inherit' });
-say(`built ${out} (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW)`);
+say(`built ${out} (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL)`);

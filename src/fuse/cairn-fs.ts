@@ -328,6 +328,7 @@ export class CairnFs {
   }
 
   async mkdir(path: string, mode: number, caller?: Caller): Promise<void> {
+    mustBeUtf8(path);
     await this.changingDirs(() => this.mutate('meta.mutate', { op: 'mkdir', path, mode: mode & 0o7777, ...this.ownerFor(caller), parents: false, ...this.as(caller) }));
   }
 
@@ -342,22 +343,26 @@ export class CairnFs {
 
   /** Replaces what is at `to` (libfuse 2 passes no rename flags: no RENAME_NOREPLACE or EXCHANGE). */
   async rename(from: string, to: string, caller?: Caller): Promise<void> {
+    mustBeUtf8(to);
     await this.changingDirs(() => this.mutate('meta.mutate', { op: 'rename', from, to, ...this.as(caller) }));
     for (const h of this.handles.values()) if (h.path === from) h.path = to;
   }
 
   async symlink(target: string, path: string, caller?: Caller): Promise<void> {
+    mustBeUtf8(path);
     await this.changingDirs(() => this.mutate('meta.mutate', { op: 'symlink', path, target, ...this.ownerFor(caller), ...this.as(caller) }));
   }
 
   /** FIFOs, sockets and device nodes: names with attributes (the kernel serves them when opened). */
   async mknod(path: string, mode: number, rdev: number, caller?: Caller): Promise<void> {
+    mustBeUtf8(path);
     const type = specialTypeOf.get(mode & typeMask);
     if (type === undefined) throw new MetaError(FsErrorCode.EINVAL, `mknod of a type cairn does not store (mode ${(mode & typeMask).toString(8)})`, { errno: 'EPERM' });
     await this.changingDirs(() => this.mutate('meta.mutate', { op: 'mknod', path, type, mode: mode & 0o7777, ...this.ownerFor(caller), rdev: isDeviceType(type) ? rdev : 0, ...this.as(caller) }));
   }
 
   async link(existing: string, path: string, caller?: Caller): Promise<void> {
+    mustBeUtf8(path);
     await this.changingDirs(() => this.mutate('meta.mutate', { op: 'link', existing, path, ...this.as(caller) }));
   }
 
@@ -432,9 +437,13 @@ export class CairnFs {
     await this.truncate(this.handle(fd).path, sizeBytes);
   }
 
-  /** O_CREAT (the kernel found no entry): creates the file and opens it for writing, in one step. */
-  async create(path: string, mode: number, caller?: Caller): Promise<number> {
-    const made = await this.mutate<CreateValue>('meta.mutate', { op: 'create', path, mode: mode & 0o7777, ...this.ownerFor(caller), exclusive: false, openSession: true, ...this.as(caller) });
+  /**
+   * O_CREAT (the kernel found no entry): creates the file and opens it for writing, in one step.
+   * With O_EXCL, EEXIST if another mount made it meanwhile; without, that file is opened.
+   */
+  async create(path: string, mode: number, caller?: Caller, exclusive = false): Promise<number> {
+    mustBeUtf8(path);
+    const made = await this.mutate<CreateValue>('meta.mutate', { op: 'create', path, mode: mode & 0o7777, ...this.ownerFor(caller), exclusive, openSession: true, ...this.as(caller) });
     this.dirChanged(path, made.parent);
     const fd = this.addWriteHandle(path, made.sessionId!, made.inode);
     // libfuse asks for the new file's attributes at once: they are these.
@@ -703,4 +712,13 @@ export class CairnFs {
 function fileRefOf(attr: InodeAttr, path: string): FileRef {
   if (attr.type === 'dir') throw new MetaError(FsErrorCode.EISDIR, `${path} is a directory`);
   return fileRef(attr, path);
+}
+
+/**
+ * A new name must be UTF-8: fuse-native hands the kernel's bytes over decoded, each invalid
+ * sequence as U+FFFD, so two different names (b'\xff', b'\xfe') would reach the masters as one and
+ * be one file. (A name that holds U+FFFD itself is refused too: it cannot be told apart.)
+ */
+function mustBeUtf8(path: string): void {
+  if (path.includes('\uFFFD')) throw new MetaError(FsErrorCode.EINVAL, `${JSON.stringify(path)}: a name through the mount must be valid UTF-8`, { errno: 'EILSEQ' });
 }

@@ -67,17 +67,21 @@ function loadFuse(): FuseClass {
  * operation the uid, gid, pid and umask of the process that asked, after its own arguments, and
  * passes utimens' mtime.
  */
-function addonHasCaller(): boolean {
+function addonVersion(): number {
   try {
     const require = createRequire(import.meta.url);
     const dir = path.dirname(require.resolve('fuse-native/package.json'));
     const binding = (require(require.resolve('node-gyp-build', { paths: [dir] })) as (d: string) => Record<string, unknown>)(dir);
-    // 3 also passes a change of one time only (2 predates it: libfuse drops those).
-    return binding.cairn_caller_context === 2 || binding.cairn_caller_context === 3;
+    // 3 also passes a change of one time only (2 predates it: libfuse drops those); 4 passes
+    // create's O_EXCL (createExclusiveBit).
+    return typeof binding.cairn_caller_context === 'number' ? binding.cairn_caller_context : 0;
   } catch {
-    return false;
+    return 0;
   }
 }
+
+/** The bit of create's mode that the addon (version 4) sets for O_EXCL. */
+const createExclusiveBit = 0x8000_0000;
 
 /** utimens' times from the addon: UTIME_OMIT and UTIME_NOW come as 2^63 and 2^63 + 2^32 (scripts/build-fuse-addon.ts). */
 function utimeOf(ms: number): UtimeMs {
@@ -174,7 +178,9 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
   await stat('/dev/fuse').catch(() => {
     throw new CairnError(ErrorCode.NotInstalled, '/dev/fuse is missing: the kernel has no FUSE (modprobe fuse), or this container was started without the device');
   });
-  const withCaller = addonHasCaller();
+  const version = addonVersion();
+  const withCaller = version >= 2;
+  if (version < 4) opts.log('warn', 'fuse-native\'s addon does not pass O_EXCL (run: node scripts/build-fuse-addon.ts): an exclusive create is exclusive within this mount only');
   if (!withCaller) opts.log('warn', 'fuse-native\'s addon does not pass the asking process (run: node scripts/build-fuse-addon.ts): new files belong to the mount\'s user, and the masters check permissions as that user');
   let asking: AskingProcess | undefined;
   class CairnFuse extends Fuse {
@@ -211,6 +217,22 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
         if (value.length > valueBuf.length) return signal(errno('ERANGE'), valueBuf.buffer as ArrayBuffer);
         value.copy(valueBuf);
         signal(value.length, valueBuf.buffer as ArrayBuffer);
+      });
+    }
+
+    /**
+     * listxattr: fuse-native writes the names past a short buffer and throws, which ended the
+     * daemon (any user could, with enough names on a file of theirs): a buffer too small for
+     * the list is ERANGE, and the caller asks again with the size (0 asks for it).
+     */
+    _op_listxattr(signal: (code: number, buf?: ArrayBuffer) => void, path: string, listBuf: Buffer): void {
+      this.ops.listxattr(path, (err: number, list?: string[]) => {
+        if (err !== 0 || list === undefined) return signal(err !== 0 ? err : 0, listBuf.buffer as ArrayBuffer);
+        const joined = Buffer.from(list.map((name) => `${name}\0`).join(''));
+        if (listBuf.length === 0) return signal(joined.length, listBuf.buffer as ArrayBuffer);
+        if (joined.length > listBuf.length) return signal(errno('ERANGE'), listBuf.buffer as ArrayBuffer);
+        joined.copy(listBuf);
+        signal(joined.length, listBuf.buffer as ArrayBuffer);
       });
     }
 
@@ -306,7 +328,8 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Prom
     utimens: (p: string, atime: number, mtime: number, cb: FuseCallback) => run(`utimens ${p}`, cb, (c) => fs.utimens(p, utimeOf(atime), utimeOf(mtime), c)),
     truncate: (p: string, size: number, cb: FuseCallback) => run(`truncate ${p}`, cb, (c) => fs.truncate(p, size, c)),
     ftruncate: (p: string, fd: number, size: number, cb: FuseCallback) => run(`truncate ${p}`, cb, () => fs.ftruncate(fd, size)),
-    create: (p: string, mode: number, cb: FuseCallback) => run(`create ${p}`, cb, (c) => fs.create(p, mode, c), (fd) => [fd]),
+    // O_EXCL comes as a bit of the mode (addon version 4); an older addon's creates are not exclusive.
+    create: (p: string, mode: number, cb: FuseCallback) => run(`create ${p}`, cb, (c) => fs.create(p, mode % createExclusiveBit, c, mode >= createExclusiveBit), (fd) => [fd]),
     open: (p: string, flags: number, cb: FuseCallback) => run(`open ${p}`, cb, (c) => fs.open(p, flags, c), (fd) => [fd]),
     read: (p: string, fd: number, buf: Buffer, len: number, pos: number, cb: FuseCallback) => bytes(`read ${p}`, cb, fs.read(fd, buf, len, pos)),
     write: (p: string, fd: number, buf: Buffer, len: number, pos: number, cb: FuseCallback) => bytes(`write ${p}`, cb, fs.write(fd, buf, len, pos)),
