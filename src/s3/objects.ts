@@ -79,7 +79,7 @@ export async function writeObject(ctx: S3Context, r: S3Request, path: string, so
     // The create failed before any byte was read: the directories are missing (or the bucket).
     const code = (err as { code?: string }).code;
     // The object changed between the check of a conditional write and its rename.
-    if (replacing !== undefined && (code === 'EEXIST' || code === 'EAGAIN') && started) throw preconditionFailed(replacing === 0 ? 'If-None-Match' : 'If-Match');
+    if (replacing !== undefined && (code === 'EEXIST' || code === 'EAGAIN') && started) throw preconditionFailed(header(r.req, 'if-match') !== undefined ? 'If-Match' : 'If-None-Match');
     if (code !== 'ENOENT' || started) throw conflictOr(err);
     await bucketMustExist(ctx, r);
     await makeParents(ctx, r, path);
@@ -300,7 +300,7 @@ async function makeMarker(ctx: S3Context, r: S3Request, path: string, meta: Obje
 }
 
 /**
- * A conditional write's check (If-None-Match: *, If-Match: ETAG): 412 if it does not hold now;
+ * A conditional write's check (If-None-Match, If-Match: ETags or *): 412 if it does not hold now;
  * else the inode the new object may replace (0: none), so that the rename refuses if another
  * write took the key meanwhile. Undefined: no condition.
  */
@@ -308,18 +308,17 @@ export async function putConditions(ctx: S3Context, r: S3Request, path: string):
   const ifNoneMatch = header(r.req, 'if-none-match');
   const ifMatch = header(r.req, 'if-match');
   if (ifNoneMatch === undefined && ifMatch === undefined) return undefined;
-  if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== '*') throw new S3Error(S3ErrorCode.NotImplemented, 'a write takes If-None-Match with * alone');
   const found = await objectAt(ctx, r, path).catch((err: unknown) => {
     if ((err as { code?: string }).code === S3ErrorCode.NoSuchKey) return undefined;
     throw err;
   });
-  if (ifNoneMatch !== undefined) {
-    if (found !== undefined) throw preconditionFailed('If-None-Match');
-    return 0;
+  // As S3 (and, for ETags in If-None-Match and * in If-Match, as Ceph's gateway): * matches any object.
+  if (ifMatch !== undefined) {
+    if (found === undefined) throw noSuchKey(r.key);
+    if (!etagMatches(ifMatch, etagOf(found.meta, found.attr))) throw preconditionFailed('If-Match');
   }
-  if (found === undefined) throw noSuchKey(r.key);
-  if (!etagMatches(ifMatch!, etagOf(found.meta, found.attr))) throw preconditionFailed('If-Match');
-  return found.attr.inodeId;
+  if (ifNoneMatch !== undefined && found !== undefined && etagMatches(ifNoneMatch, etagOf(found.meta, found.attr))) throw preconditionFailed('If-None-Match');
+  return found?.attr.inodeId ?? 0;
 }
 
 function preconditionFailed(condition: string): S3Error {

@@ -41,7 +41,8 @@ const ciSubset = [
   'test_ranged_request_empty_object', 'test_multi_object_delete', 'test_multi_object_delete_key_limit', 'test_object_copy_to_itself', 'test_object_copy_key_not_found',
   'test_object_copy_not_owned_bucket', 'test_multipart_upload_empty', 'test_multipart_upload_multiple_sizes', 'test_multipart_upload_size_too_small', 'test_multipart_upload_incorrect_etag',
   'test_multipart_upload_missing_part', 'test_multipart_copy_without_range', 'test_multipart_copy_invalid_range', 'test_abort_multipart_upload', 'test_abort_multipart_upload_not_found',
-  'test_upload_part_copy_percent_encoded_key', 'test_atomic_read_1mb', 'test_atomic_write_1mb', 'test_atomic_dual_write_1mb', 'test_list_buckets_bad_auth', 'test_list_buckets_invalid_auth',
+  'test_upload_part_copy_percent_encoded_key', 'test_put_object_ifmatch_good', 'test_put_object_ifmatch_overwrite_existed_good', 'test_put_object_ifnonmatch_good',
+  'test_put_object_ifnonmatch_nonexisted_good', 'test_atomic_read_1mb', 'test_atomic_write_1mb', 'test_atomic_dual_write_1mb', 'test_list_buckets_bad_auth', 'test_list_buckets_invalid_auth',
 ];
 
 /** The sample config's users: main (uid 0 here), alt and tenant (users of their own). */
