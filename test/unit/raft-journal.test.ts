@@ -134,8 +134,14 @@ test('a removed id is never added back, also after a checkpoint and a restart, a
   const conn = rpcTransport(sender).connect(one.address);
   t.after(() => conn.close());
   conn.notify('raft.step', { from: 2, address: two.address, msgs: [{ type: 'heartbeat', from: 2, to: 1, term: term + 5, commit: 0 }] });
-  for (let i = 0; i < 200 && warnings.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
-  assert.deepEqual(warnings, ['messages from node 2, removed from the cluster, are dropped; stop that process']);
+  const removedWarning = 'messages from node 2, removed from the cluster, are dropped; stop that process';
+  for (let i = 0; i < 200 && !warnings.includes(removedWarning); i++) await new Promise((r) => setTimeout(r, 5));
+  // (Node 2's own messages between its removal from the core's configuration and the journal's
+  // record of it are dropped as a stranger's.)
+  assert.deepEqual(
+    warnings.filter((w) => w !== "messages from node 2, which is not a member of this node's configuration, are dropped" && w !== 'no address known for node 2; message dropped'),
+    [removedWarning],
+  );
   assert.equal(one.journal.status().term, term);
   assert.ok(one.journal.isLeader());
 
