@@ -397,7 +397,9 @@ export class ChunkStore {
     // A repair commits the same version's name over a damaged file: an open one is not it.
     this.forgetOpen(key);
     const old = e.committed;
-    await this.disk.rename(pendingFile, this.filePath(id, version, 'chunk'));
+    await this.disk.rename(pendingFile, this.filePath(id, version, 'chunk')).catch((err: unknown) => {
+      throw this.writeFailure(pendingFile, err);
+    });
     await this.syncDir(this.fanoutPath(id.inodeId));
     e.committed = { version, chainVersion: p.chainVersion, lengthBytes: p.lengthBytes, crc32c: p.crc32c, headerBytes: p.headerBytes, writeIds: p.writeIds };
     e.pending = undefined;
@@ -684,14 +686,14 @@ export class ChunkStore {
   private async writeDurably(file: string, parts: readonly Uint8Array[]): Promise<void> {
     // A file system out of inodes fails the create itself with ENOSPC.
     const f = await this.createFile(file).catch((err: unknown) => {
-      throw spaceError(err, this.dir);
+      throw this.writeFailure(file, err);
     });
     let ok = false;
     try {
       try {
         await f.writev(parts, 0);
       } catch (err) {
-        throw spaceError(err, this.dir);
+        throw this.writeFailure(file, err);
       }
       await this.syncFile(f);
       ok = true;
@@ -732,11 +734,23 @@ export class ChunkStore {
    * An fsync failed: the kernel may have dropped the dirty pages, so a retry could "succeed" over
    * lost data (fsyncgate). The store refuses all further writes; a restart re-reads what is on disk.
    */
-  private fail(what: string, err: unknown): WorkerError {
+  private fail(what: string, err: unknown, op = 'fsync'): WorkerError {
     const message = err instanceof Error ? err.message : String(err);
-    this.failure ??= new WorkerError(WorkerErrorCode.TargetFailed, `target ${this.dir} refuses writes: fsync of ${what} failed (${message}); restart the worker to re-check the disk`, { dir: this.dir }, { cause: err });
-    this.opts.log('error', 'fsync failed; target refuses writes', { dir: this.dir, file: what, error: message });
+    this.failure ??= new WorkerError(WorkerErrorCode.TargetFailed, `target ${this.dir} refuses writes: ${op} of ${what} failed (${message}); restart the worker to re-check the disk`, { dir: this.dir }, { cause: err });
+    this.opts.log('error', `${op} failed; target refuses writes`, { dir: this.dir, file: what, error: message });
     return this.failure;
+  }
+
+  /**
+   * A failed create, write or rename of a chunk file: a full disk is TargetFull (writes wait for
+   * space); a disk that fails or refuses the store's own files (EIO, a read-only or immutable
+   * directory) fails the store as a failed fsync does, so that the target leaves its chains and
+   * writes go on without it (it kept serving, and its raw EPERM failed every write of its chains).
+   */
+  private writeFailure(what: string, err: unknown): unknown {
+    if (isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) return spaceError(err, this.dir);
+    if (diskFaults.some((code) => isErrno(err, code))) return this.fail(what, err, 'writing');
+    return err;
   }
 
   private async unlinkQuiet(file: string): Promise<void> {
@@ -767,7 +781,7 @@ export class ChunkStore {
         () => undefined,
         (err: unknown) => {
           this.madeDirs.delete(dir);
-          throw spaceError(err, this.dir);
+          throw this.writeFailure(dir, err);
         },
       );
       this.madeDirs.set(dir, made);
@@ -893,8 +907,11 @@ function corruptError(id: ChunkId, c: Version, what: string, where: { file?: str
   return new WorkerError(WorkerErrorCode.ChunkCorrupt, `chunk ${chunkKey(id)} version ${c.version} is corrupt: ${what}; read another replica`, { chunk: chunkKey(id), version: c.version, ...where });
 }
 
+/** Errors of a chunk file's write that mean the target's disk cannot be trusted with writes. */
+const diskFaults = ['EIO', 'EROFS', 'EACCES', 'EPERM'];
+
 function spaceError(err: unknown, dir: string): unknown {
-  if (!isErrno(err, 'ENOSPC')) return err;
+  if (!isErrno(err, 'ENOSPC') && !isErrno(err, 'EDQUOT')) return err;
   return new WorkerError(WorkerErrorCode.TargetFull, `target ${dir} is full: free space or move chunks off it`, { dir }, { cause: err });
 }
 

@@ -590,6 +590,37 @@ test('ENOSPC: the stage fails with CAIRN_TARGET_FULL, leaves no file, and the co
   await store.close();
 });
 
+test('a disk that refuses the store its own files (EPERM, EIO on a create or rename) fails the target as a failed fsync does; a full one does not', async () => {
+  for (const [errCode, when] of [['EPERM', 'open'], ['EIO', 'rename'], ['ENOSPC', 'open']] as const) {
+    const node = new SimNode();
+    const disk = node.disk();
+    let refuse = false;
+    const refused = (file: string): Promise<never> => Promise.reject(Object.assign(new Error(`${errCode}: ${file}`), { code: errCode }));
+    const refusing = new Proxy(disk, {
+      get(target, prop) {
+        if (prop === 'open') return (file: string, mode: Parameters<Disk['open']>[1]) => (refuse && when === 'open' && mode === 'create' ? refused(file) : target.open(file, mode));
+        if (prop === 'rename') return (from: string, to: string) => (refuse && when === 'rename' ? refused(from) : target.rename(from, to));
+        const v = Reflect.get(target, prop) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const store = await ChunkStore.open(refusing, DIR, { identity });
+    const data = bytes(10 * KiB, 63);
+    await write(store, A, 0, data);
+    refuse = true;
+    const B = { inodeId: 1, index: 1 };
+    const expected = errCode === 'ENOSPC' ? WorkerErrorCode.TargetFull : WorkerErrorCode.TargetFailed;
+    await assert.rejects(write(store, B, 0, data), code(expected), `${errCode} at ${when}`);
+    refuse = false;
+    // Failed: no write is taken any more, until a restart re-checks the disk (it reports itself
+    // offline, so its chains go on without it). Full: the next write, with space, goes through.
+    if (expected === WorkerErrorCode.TargetFailed) assert.equal(store.failed, true);
+    else await write(store, B, 0, data);
+    assert.deepEqual(await content(store, A), data);
+    await store.close();
+  }
+});
+
 test('a failed fsync: CAIRN_TARGET_FAILED, then every write is refused, reads still served; a restart recovers', async () => {
   const node = new SimNode();
   let store = await openSim(node);
