@@ -106,11 +106,23 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** The longest --timeout-ms: a day (a larger one is a typo more likely than a wish). */
+const timeoutMsMax = 24 * 3600 * 1000;
+
+/** --timeout-ms: how long an operation (metadata or data) retries before it fails. */
+function timeoutMsOf(flags: TargetFlags): number | undefined {
+  if (flags.timeoutMs === undefined) return undefined;
+  const ms = Number(flags.timeoutMs);
+  if (!Number.isFinite(ms) || ms <= 0 || ms > timeoutMsMax) throw configError(`--timeout-ms must be a positive number of milliseconds up to ${timeoutMsMax} (a day), got '${flags.timeoutMs}'`);
+  return ms;
+}
+
+/** How long a command waits for a leading master unless --timeout-ms says. */
+const leaderWaitMsDefault = 15_000;
+
 function connect(flags: TargetFlags): MasterClient {
   const t = resolveTarget(flags);
-  const deadlineMs = flags.timeoutMs === undefined ? undefined : Number(flags.timeoutMs);
-  if (deadlineMs !== undefined && !(deadlineMs > 0)) throw configError(`--timeout-ms must be a positive number, got '${flags.timeoutMs}'`);
-  return new MasterClient({ masters: t.masters, secret: t.secret, deadlineMs, caller: callerOf(flags) });
+  return new MasterClient({ masters: t.masters, secret: t.secret, deadlineMs: timeoutMsOf(flags) ?? leaderWaitMsDefault, caller: callerOf(flags) });
 }
 
 /**
@@ -135,7 +147,9 @@ export function openClients(flags: TargetFlags, opts: ClientOptions = {}): { met
   const t = resolveTarget(flags);
   const meta = connect(flags);
   const rpc = { secret: t.secret, frameBytesMax: workerFrameBytesMax, ...(opts.rpcMetrics === undefined ? {} : { metrics: opts.rpcMetrics }), ...(opts.receiveBuffers === undefined ? {} : { receiveBuffers: opts.receiveBuffers }) };
-  const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, rpc), clock: systemClock, ...(opts.dataRetryDeadlineMs === undefined ? {} : { retryDeadlineMs: opts.dataRetryDeadlineMs }) });
+  // Chunk operations retry as long as --timeout-ms says when given (else the data client's default).
+  const retryDeadlineMs = opts.dataRetryDeadlineMs ?? timeoutMsOf(flags);
+  const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, rpc), clock: systemClock, ...(retryDeadlineMs === undefined ? {} : { retryDeadlineMs }) });
   return { meta, data };
 }
 

@@ -3,7 +3,8 @@
 
 import type { Command } from 'commander';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { stat as localStat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { rename, rm, stat as localStat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { SingleBar } from 'cli-progress';
@@ -233,8 +234,23 @@ async function get(meta: MasterClient, data: DataClient, p: string, local: strin
       yield c;
     }
   }
+  if (local === '-') {
+    try {
+      await pipeline(counted(), process.stdout);
+    } finally {
+      bar?.stop();
+    }
+    return;
+  }
+  // Into a temporary file beside the target, which takes its name once complete: a read that
+  // fails leaves a file already there as it was (it was emptied before the first byte came).
+  const temp = path.join(path.dirname(local), `.${path.basename(local)}.cairn-get-${randomBytes(6).toString('hex')}`);
   try {
-    await pipeline(counted(), local === '-' ? process.stdout : createWriteStream(local));
+    await pipeline(counted(), createWriteStream(temp, { flags: 'wx' }));
+    await rename(temp, local);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
   } finally {
     bar?.stop();
   }

@@ -40,7 +40,7 @@ function addTargetOptions(c: Command): Command {
     .option('--masters <list>', 'master addresses host:port,... (or CAIRN_MASTERS)')
     .option('--dir <path>', 'a local cluster\'s directory, used when no masters are given', defaultLocalDir())
     .option('--secret <secret>', 'the cluster secret (or CAIRN_SECRET; a local cluster\'s is found in its directory)')
-    .option('--timeout-ms <ms>', 'how long to keep retrying when no leader answers', '15000');
+    .option('--timeout-ms <ms>', 'how long an operation keeps retrying before it fails (default: 15000 when no leader answers, 60000 for a chunk read or write)');
 }
 
 program

@@ -141,6 +141,21 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.equal(JSON.parse((await cairn(['fs', 'stat', '/kept/deep/f', '--json', '--dir', dir2])).stdout).type, 'file');
   assert.match((await cairn(['admin', 'restore', file, '--dir', dir2])).stderr, /needs an empty cluster/);
 
+  // A get whose reads fail gives up after --timeout-ms, and leaves the local file it would have
+  // replaced as it was (it was emptied before the first byte came).
+  const workers = status.filter((p) => p.kind === 'worker');
+  for (const w of workers) process.kill(w.pid, 'SIGSTOP');
+  try {
+    const started = Date.now();
+    const failed = await cairn(['fs', 'get', '/blob', path.join(dir, 'back.bin'), '--quiet', '--timeout-ms', '2000', ...d]);
+    assert.equal(failed.code, 1);
+    assert.ok(Date.now() - started < 20_000, `the get gave up after ${Date.now() - started} ms`);
+    assert.ok((await readFile(path.join(dir, 'back.bin'))).equals(body), 'the local file is whole');
+    assert.deepEqual((await readdir(dir)).filter((n) => n.includes('cairn-get')), [], 'no temporary file left');
+  } finally {
+    for (const w of workers) process.kill(w.pid, 'SIGCONT');
+  }
+
   // With two of three masters gone there is no quorum: a clear error, not a hang.
   const cluster = readLocalCluster(dir)!;
   for (const p of cluster.processes.slice(0, 2)) process.kill(p.pid, 'SIGKILL');
