@@ -96,8 +96,10 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
  * cuts the chunk the end falls in (under a session, so the chunks are not collected meanwhile),
  * then commits the length: old bytes never come back when the file grows again.
  */
-export async function truncateFile(meta: MasterClient, data: DataClient, path: string, sizeBytes: number): Promise<InodeAttr> {
-  const session = await meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path, truncate: false });
+export async function truncateFile(meta: MasterClient, data: DataClient, path: string, sizeBytes: number, opts: { caller?: Caller } = {}): Promise<InodeAttr> {
+  // As the caller, if given: the masters check its write permission (else the client's caller's).
+  const as = opts.caller === undefined ? {} : { caller: opts.caller };
+  const session = await meta.mutate<SessionValue>('meta.mutate', { op: 'openSession', path, truncate: false, ...as });
   try {
     const file = fileRef(session.inode, path);
     const old = session.inode.sizeBytes;
@@ -111,7 +113,7 @@ export async function truncateFile(meta: MasterClient, data: DataClient, path: s
       const cut = Math.floor(sizeBytes / cs);
       if (sizeBytes % cs !== 0 && written(cut)) await data.truncateChunk(file.layout, file.inodeId, cut, sizeBytes % cs);
     }
-    return await meta.mutate<InodeAttr>('meta.mutate', { op: 'setattr', path, sizeBytes, chunksTrimmed: true });
+    return await meta.mutate<InodeAttr>('meta.mutate', { op: 'setattr', path, sizeBytes, chunksTrimmed: true, ...as });
   } finally {
     await meta.mutate('meta.mutate', { op: 'closeSession', sessionId: session.sessionId }).catch(() => undefined);
   }

@@ -106,8 +106,8 @@ const touchSlackMs = 5_000;
 const blockBytes = 4096;
 /** Names longer than this are refused by the masters too (ENAMETOOLONG). */
 const nameBytesMax = 255;
-/** Inode count statfs reports as the total: the masters have no fixed table. */
-const inodesMax = 2 ** 32;
+/** Inode count statfs reports as the total: the masters have no fixed table. (The addon passes 32 bits: 2^32 was 0.) */
+const inodesMax = 2 ** 32 - 1;
 
 /** A directory's entries with their attributes, as the masters answered them at atMs (see lookupListed). */
 interface Listing {
@@ -153,6 +153,8 @@ export class CairnFs {
   /** Directories this mount just created or unlinked in: their attributes as that change left them. */
   private readonly changedDirs = new Map<string, { attr: InodeAttr; atMs: number }>();
   private readonly handles = new Map<number, Handle>();
+  /** Set once releaseAll ran (the unmount): handles gone since are not the program's fault. */
+  private released = false;
   /** Open write handles by inode: getattr and reads of that inode see their writes. */
   private readonly writers = new Map<number, Set<Handle>>();
   private readonly listingMs: number;
@@ -423,7 +425,9 @@ export class CairnFs {
     // Writes this mount holds for the file go first, so that they cannot land past the new end.
     await this.flushWritersOf(path, caller);
     // The handles of the file, those opened meanwhile too, take its new length.
-    const { inodeId } = await this.changing(() => truncateFile(this.meta, this.data, path, sizeBytes));
+    // As the caller: the masters check its permission too, not only the kernel (an ftruncate
+    // passes none: an open descriptor may truncate whatever the mode says now).
+    const { inodeId } = await this.changing(() => truncateFile(this.meta, this.data, path, sizeBytes, this.as(caller)));
     this.forgetReadAhead(inodeId);
     for (const h of this.handles.values()) {
       if (h.inodeId !== inodeId) continue;
@@ -506,7 +510,9 @@ export class CairnFs {
 
   private handle(fd: number): Handle {
     const h = this.handles.get(fd);
-    if (h === undefined) throw new MetaError(FsErrorCode.EINVAL, `no open file ${fd}`, { errno: 'EBADF' });
+    // After an unmount let go of every file, the kernel may still send a write of one: that is a
+    // failed write (EIO), not the program's mistake.
+    if (h === undefined) throw new MetaError(FsErrorCode.EINVAL, `no open file ${fd}${this.released ? ': the mount is being unmounted' : ''}`, { errno: this.released ? 'EIO' : 'EBADF' });
     return h;
   }
 
@@ -598,6 +604,7 @@ export class CairnFs {
 
   /** Releases every open file (unmount): what they wrote is flushed and their sessions end. */
   async releaseAll(): Promise<void> {
+    this.released = true;
     const results = await Promise.allSettled([...this.handles.keys()].map((fd) => this.release(fd)));
     for (const r of results) if (r.status === 'rejected') this.log('error', `an open file could not be flushed at unmount: ${(r.reason as Error).message}`);
   }
@@ -640,7 +647,7 @@ export class CairnFs {
     const capacity = targets.filter((t) => t.chainId !== 0).reduce((n, t) => n + t.capacityBytes, 0) / replication;
     const blocks = Math.floor(capacity / blockBytes);
     const free = Math.max(0, blocks - Math.ceil(fs.logicalBytes / blockBytes));
-    return { bsize: blockBytes, frsize: blockBytes, blocks, bfree: free, bavail: free, files: inodesMax, ffree: inodesMax - fs.inodes, favail: inodesMax - fs.inodes, namemax: nameBytesMax };
+    return { bsize: blockBytes, frsize: blockBytes, blocks, bfree: free, bavail: free, files: inodesMax, ffree: Math.max(0, inodesMax - fs.inodes), favail: Math.max(0, inodesMax - fs.inodes), namemax: nameBytesMax };
   }
 
   /** Flushes and commits what this mount's open writers of the file at `path` hold (none: no round trip). */

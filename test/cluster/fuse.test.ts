@@ -152,6 +152,7 @@ print(' '.join(out))`],
     assert.deepEqual(names, ['big', 'd', 'f2', 's']);
     const sfs = await fs.statfs(a.dir);
     assert.ok(sfs.blocks > 0 && sfs.bavail <= sfs.blocks, `statfs: ${JSON.stringify(sfs)}`);
+    assert.ok(sfs.files > 0 && sfs.ffree > 0 && sfs.ffree <= sfs.files, `statfs inodes: ${JSON.stringify(sfs)}`);
   });
 
   await t.test(`tar of ${treeFiles} small files into the mount and back out: identical trees`, async () => {
