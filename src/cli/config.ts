@@ -226,8 +226,9 @@ export function parsePositiveInt(v: unknown, flag: string): number {
 }
 
 export function parseNonNegativeInt(v: unknown, flag: string): number {
-  if (v === 0 || v === '0') return 0;
-  return parsePositiveInt(v, flag);
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < 0) throw configError(`${flag} must be a whole number (0 or more), got ${JSON.stringify(v)}`);
+  return n;
 }
 
 /** host:port (see src/address.ts); port 0 only with `portZero`, where the OS may pick. */

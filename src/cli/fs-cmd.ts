@@ -12,7 +12,7 @@ import { getFile, putFile, truncateFile, type DataClient, type MasterClient } fr
 import { FsErrorCode, type DirEntry, type InodeAttr, type Layout, type ReaddirPage, type Routing } from '../meta/index.ts';
 import { fileChains } from '../placement/index.ts';
 import { withClient as run, withClients, type TargetFlags } from './cluster-target.ts';
-import { configError, parsePositiveInt } from './config.ts';
+import { configError, parseNonNegativeInt, parsePositiveInt } from './config.ts';
 import { jsonLine, modeString, printable } from './format.ts';
 import { join, rmConfirmEntriesMin, rmPaths, type RmFlags } from './fs-rm.ts';
 import { addIdentityOptions } from './identity.ts';
@@ -28,7 +28,13 @@ export function registerFsCommands(program: Command, addClusterOptions: (c: Comm
 
   addTargetOptions(fs.command('put').argument('<local>', 'local file, or - for standard input').argument('<path>', 'cairn path (a directory: the file keeps its name)').option('-q, --quiet', 'no progress bar').option('--chunk-size <bytes>', 'chunk size, a power of two in 64 KiB..64 MiB').option('--stripe <n>', 'chains to stripe the file over').option('--json', 'print JSON'))
     .description('store a local file (written under a temporary name, then renamed into place)')
-    .action((local: string, p: string, o: Flags & TransferFlags & { chunkSize?: string; stripe?: string }) => withClients(o, async (meta, data) => print(o, await put(meta, data, local, p, o), (a) => `${printable(p)}: ${a.sizeBytes} bytes`)));
+    .action((local: string, p: string, o: Flags & TransferFlags & { chunkSize?: string; stripe?: string }) =>
+      withClients(o, async (meta, data) => {
+        // The path it was stored at: into a directory, the file keeps its name.
+        const { attr, stored } = await put(meta, data, local, p, o);
+        print(o, attr, (a) => `${printable(stored)}: ${a.sizeBytes} bytes`);
+      }),
+    );
 
   addTargetOptions(fs.command('get').argument('<path>').argument('<local>', 'local file, or - for standard output').option('-q, --quiet', 'no progress bar'))
     .description('read a file into a local file')
@@ -37,7 +43,7 @@ export function registerFsCommands(program: Command, addClusterOptions: (c: Comm
   addTargetOptions(fs.command('truncate').argument('<path>').argument('<size>', 'new length in bytes').option('--json', 'print JSON'))
     .description('set a file\'s length: cutting removes the data past the new end from the workers; growing adds a hole')
     .action((p: string, size: string, o: Flags) =>
-      withClients(o, async (meta, data) => print(o, await truncateFile(meta, data, p, size === '0' ? 0 : parsePositiveInt(size, 'size')), (a) => `${printable(p)}: ${a.sizeBytes} bytes`)),
+      withClients(o, async (meta, data) => print(o, await truncateFile(meta, data, p, parseNonNegativeInt(size, 'size')), (a) => `${printable(p)}: ${a.sizeBytes} bytes`)),
     );
 
   addTargetOptions(fs.command('cat').argument('<paths...>'))
@@ -208,7 +214,7 @@ async function intoDir(meta: MasterClient, to: string, from: string): Promise<st
   return to;
 }
 
-async function put(meta: MasterClient, data: DataClient, local: string, p: string, o: TransferFlags & { chunkSize?: string; stripe?: string }): Promise<InodeAttr> {
+async function put(meta: MasterClient, data: DataClient, local: string, p: string, o: TransferFlags & { chunkSize?: string; stripe?: string }): Promise<{ attr: InodeAttr; stored: string }> {
   const size = local === '-' ? 0 : (await localStat(local)).size;
   const target = await intoDir(meta, p, local === '-' ? 'stdin' : local);
   const layout: { chunkSizeBytes?: number; stripeWidth?: number } = {};
@@ -217,7 +223,8 @@ async function put(meta: MasterClient, data: DataClient, local: string, p: strin
   const source = local === '-' ? process.stdin : createReadStream(local, { highWaterMark: 4 * 2 ** 20 });
   const bar = progress(o, size, target);
   try {
-    return await putFile(meta, data, target, source, { mode: 0o644, ...(Object.keys(layout).length === 0 ? {} : { layout }), onProgress: (n) => bar?.update(n) });
+    const attr = await putFile(meta, data, target, source, { mode: 0o644, ...(Object.keys(layout).length === 0 ? {} : { layout }), onProgress: (n) => bar?.update(n) });
+    return { attr, stored: target };
   } finally {
     bar?.stop();
   }
