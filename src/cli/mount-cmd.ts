@@ -54,6 +54,8 @@ export function registerMountCommands(program: Command, addTargetOptions: (c: Co
   cmd
     .setOptionValueWithSource('timeoutMs', mountTimeoutMsDefault, 'default')
     .action(async (mountpoint: string, flags: MountFlags) => {
+      // An empty argument would resolve to the working directory.
+      if (mountpoint.trim() === '') throw configError('the mount point is empty: name a directory');
       if (flags.daemon) return startDaemon(mountpoint, flags);
       await runMount(mountpoint, flags);
     });
