@@ -12,7 +12,7 @@ import { contentMd5Of, payload, requestBytes, type PayloadResult } from './body.
 import { S3Error, S3ErrorCode } from './errors.ts';
 import { errorXml, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
 import { isMarkerKey, keyPath, printableKey, systemDir } from './keys.ts';
-import { bucketMustExist, copySourceOf, declaredBytes, header, objectAt, putBytesMax, writeObject } from './objects.ts';
+import { bucketMustExist, copySourceOf, declaredBytes, header, objectAt, objectBytes, objectReader, putBytesMax, writeObject } from './objects.ts';
 import { decodeMeta, encodeMeta, metaFromHeaders, objectMetaXattr, type ObjectMeta } from './object-meta.ts';
 import { readDirPlus, readWhole } from './buckets.ts';
 import { parseXml, xmlDeclaration, xmlDocument, type XmlElement } from './xml.ts';
@@ -80,9 +80,8 @@ export async function uploadPart(ctx: S3Context, r: S3Request): Promise<void> {
 async function copyRange(ctx: S3Context, r: S3Request, result: PayloadResult): Promise<AsyncIterable<Uint8Array>> {
   const { bucket, key } = copySourceOf(r);
   const path = keyPath(bucket, key);
-  const { attr, dir } = await objectAt(ctx, { ...r, bucket, key }, path);
-  // A directory marker is an empty object.
-  const size = dir ? 0 : attr.sizeBytes;
+  const found = await objectAt(ctx, { ...r, bucket, key }, path);
+  const size = objectBytes(found);
   let start = 0;
   let end = size - 1;
   const range = header(r.req, 'x-amz-copy-source-range');
@@ -92,7 +91,7 @@ async function copyRange(ctx: S3Context, r: S3Request, result: PayloadResult): P
     start = Number(m[1]);
     end = Number(m[2]);
   }
-  const reader = size === 0 ? undefined : new FileReader(ctx.data, fileRef(attr, path), size, { streamBytesMax: ctx.streamBytesMax });
+  const reader = objectReader(ctx, found, path);
   const md5 = createHash('md5');
   return (async function* () {
     for await (const part of reader?.stream(start, end - start + 1) ?? []) {

@@ -120,7 +120,7 @@ export async function getObject(ctx: S3Context, r: S3Request): Promise<void> {
     }
     headers[name] = override;
   }
-  const size = found.dir ? 0 : attr.sizeBytes;
+  const size = objectBytes(found);
   const range = rangeOf(header(r.req, 'range'), size);
   if (range === 'unsatisfiable') {
     throw new S3Error(S3ErrorCode.InvalidRange, 'the requested range is not satisfiable', { ActualObjectSize: String(size) });
@@ -130,8 +130,7 @@ export async function getObject(ctx: S3Context, r: S3Request): Promise<void> {
   if (range !== undefined) headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
   r.res.writeHead(range === undefined ? 200 : 206, headers);
   if (head || length === 0) return void r.res.end();
-  const reader = new FileReader(ctx.data, fileRef(attr, path), attr.sizeBytes, { streamBytesMax: ctx.streamBytesMax });
-  await streamOut(r.res, reader.lend(start, length));
+  await streamOut(r.res, objectReader(ctx, found, path)!.lend(start, length));
 }
 
 /**
@@ -221,8 +220,7 @@ async function copyObject(ctx: S3Context, r: S3Request): Promise<void> {
   const srcEtag = etagOf(src.meta, src.attr);
   copyConditions(r.req, srcEtag, src.attr.mtimeMs);
   const fields = directive === 'REPLACE' ? metaFromHeaders(r.req.headers) : { contentType: src.meta?.contentType, headers: src.meta?.headers, user: src.meta?.user };
-  // A directory marker is an empty object.
-  const srcBytes = src.dir ? 0 : src.attr.sizeBytes;
+  const srcBytes = objectBytes(src);
   const path = keyPath(r.bucket, r.key);
   let etag: string;
   if (isMarkerKey(r.key)) {
@@ -231,7 +229,7 @@ async function copyObject(ctx: S3Context, r: S3Request): Promise<void> {
     await makeMarker(ctx, r, path, { etag, ...dropUndefined(fields), marker: true });
   } else {
     const md5 = createHash('md5');
-    const reader = srcBytes === 0 ? undefined : new FileReader(ctx.data, fileRef(src.attr, srcPath), srcBytes, { streamBytesMax: ctx.streamBytesMax });
+    const reader = objectReader(ctx, src, srcPath);
     const bytes = (async function* () {
       if (reader === undefined) return;
       for await (const part of reader.stream()) {
@@ -243,6 +241,19 @@ async function copyObject(ctx: S3Context, r: S3Request): Promise<void> {
   }
   const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path, caller: r.caller });
   sendXml(r.res, 200, 'CopyObjectResult', { LastModified: new Date(attr.mtimeMs).toISOString(), ETag: `"${etag}"` });
+}
+
+type FoundObject = Awaited<ReturnType<typeof objectAt>>;
+
+/** An object's length: a directory marker is an empty object. */
+export function objectBytes(found: FoundObject): number {
+  return found.dir ? 0 : found.attr.sizeBytes;
+}
+
+/** A reader of an object's bytes; none for an empty object (a marker has no file to read). */
+export function objectReader(ctx: S3Context, found: FoundObject, path: string): FileReader | undefined {
+  const size = objectBytes(found);
+  return size === 0 ? undefined : new FileReader(ctx.data, fileRef(found.attr, path), size, { streamBytesMax: ctx.streamBytesMax });
 }
 
 /** The object at a key: its attributes and stored metadata; NoSuchKey / NoSuchBucket otherwise. */
@@ -313,16 +324,18 @@ export async function putConditions(ctx: S3Context, r: S3Request, path: string):
     throw err;
   });
   // As S3 (and, for ETags in If-None-Match and * in If-Match, as Ceph's gateway): * matches any object.
+  const etag = found === undefined ? undefined : etagOf(found.meta, found.attr);
   if (ifMatch !== undefined) {
-    if (found === undefined) throw noSuchKey(r.key);
-    if (!etagMatches(ifMatch, etagOf(found.meta, found.attr))) throw preconditionFailed('If-Match');
+    if (etag === undefined) throw noSuchKey(r.key);
+    if (!etagMatches(ifMatch, etag)) throw preconditionFailed('If-Match');
   }
-  if (ifNoneMatch !== undefined && found !== undefined && etagMatches(ifNoneMatch, etagOf(found.meta, found.attr))) throw preconditionFailed('If-None-Match');
+  if (ifNoneMatch !== undefined && etag !== undefined && etagMatches(ifNoneMatch, etag)) throw preconditionFailed('If-None-Match');
   return found?.attr.inodeId ?? 0;
 }
 
-function preconditionFailed(condition: string): S3Error {
-  return new S3Error(S3ErrorCode.PreconditionFailed, 'at least one of the preconditions you specified did not hold', { Condition: condition });
+/** 412, naming the condition that failed when the answer does. */
+function preconditionFailed(condition?: string): S3Error {
+  return new S3Error(S3ErrorCode.PreconditionFailed, 'at least one of the preconditions you specified did not hold', condition === undefined ? {} : { Condition: condition });
 }
 
 async function mustBeDir(ctx: S3Context, r: S3Request, path: string): Promise<void> {
@@ -364,7 +377,7 @@ function conditions(req: IncomingMessage, etag: string, mtimeMs: number): boolea
   const unmodifiedSince = dateHeader(req, 'if-unmodified-since');
   const mtime = Math.floor(mtimeMs / 1000) * 1000;
   if (ifMatch !== undefined ? !etagMatches(ifMatch, etag) : unmodifiedSince !== undefined && mtime > unmodifiedSince) {
-    throw new S3Error(S3ErrorCode.PreconditionFailed, 'at least one of the preconditions you specified did not hold', { Condition: ifMatch !== undefined ? 'If-Match' : 'If-Unmodified-Since' });
+    throw preconditionFailed(ifMatch !== undefined ? 'If-Match' : 'If-Unmodified-Since');
   }
   if (ifNoneMatch !== undefined) return etagMatches(ifNoneMatch, etag);
   return since !== undefined && mtime <= since;
@@ -381,7 +394,7 @@ function copyConditions(req: IncomingMessage, etag: string, mtimeMs: number): vo
     (ifNoneMatch !== undefined && etagMatches(ifNoneMatch, etag)) ||
     (ifMatch === undefined && unmodifiedSince !== undefined && mtime > unmodifiedSince) ||
     (ifNoneMatch === undefined && since !== undefined && mtime <= since);
-  if (failed) throw new S3Error(S3ErrorCode.PreconditionFailed, 'at least one of the preconditions you specified did not hold');
+  if (failed) throw preconditionFailed();
 }
 
 function etagMatches(list: string, etag: string): boolean {
