@@ -17,7 +17,7 @@ import { Routing } from '../meta/routing.ts';
 import { chainOfChunk, chunksByChain, fileChains } from '../placement/index.ts';
 import { RpcErrorCode } from '../rpc/errors.ts';
 import { payloadByteLength, payloadPieces, type Payload } from '../rpc/frame.ts';
-import { WorkerErrorCode } from '../worker/errors.ts';
+import { WorkerError, WorkerErrorCode } from '../worker/errors.ts';
 import { MasterWorkerMethod, removeChunksMax, WorkerMethod, type ReadReply, type ReadRequest, type WriteRequest } from '../worker/protocol.ts';
 import type { MasterCalls } from './master-calls.ts';
 
@@ -35,6 +35,13 @@ export interface DataClientOptions {
 export type ChunkRead = { found: true; data: Uint8Array; lengthBytes: number; release?: () => void } | { found: false };
 
 const retryBackoffMs = { min: 50, max: 1_000 };
+/**
+ * Failures that retrying mends only if something else changes soon (space freed on a full disk, a
+ * member back with a good copy of a damaged chunk): tried for this long, then reported as they are
+ * (ENOSPC, EIO) rather than after the whole retry deadline.
+ */
+const settledRetryMs = 3_000;
+const settled: ReadonlySet<string> = new Set([WorkerErrorCode.TargetFull, WorkerErrorCode.ChunkLost]);
 /** Layouts whose stripes are kept (a cache: emptied when full). */
 const stripesCachedMax = 1024;
 /** Codes after which another member, or fresh routing, may succeed. */
@@ -47,6 +54,7 @@ const retryable: ReadonlySet<string> = new Set([
   // The target leaves the write path within a heartbeat round (it reports itself offline).
   WorkerErrorCode.TargetFailed,
   WorkerErrorCode.TargetFull,
+  WorkerErrorCode.ChunkLost,
   ErrorCode.Busy,
   ErrorCode.Unavailable,
   ErrorCode.Timeout,
@@ -182,6 +190,7 @@ export class DataClient {
       let missing = 0;
       let tailMissing = false;
       let onlyDirty = true;
+      const corrupt: number[] = [];
       let lastError: unknown;
       for (let i = 0; i < order.length; i++) {
         const member = order[i];
@@ -196,8 +205,10 @@ export class DataClient {
             continue;
           }
           if (code !== WorkerErrorCode.ChunkDirty) onlyDirty = false;
-          if (code === WorkerErrorCode.ChunkCorrupt) this.corruptSeen.push({ chainId, targetId: member.targetId, inodeId, index, message: (err as Error).message });
-          else if (code === WorkerErrorCode.ChunkDirty && member !== tail && !order.slice(i + 1).includes(tail)) {
+          if (code === WorkerErrorCode.ChunkCorrupt) {
+            this.corruptSeen.push({ chainId, targetId: member.targetId, inodeId, index, message: (err as Error).message });
+            corrupt.push(member.targetId);
+          } else if (code === WorkerErrorCode.ChunkDirty && member !== tail && !order.slice(i + 1).includes(tail)) {
             order.push(tail); // the tail answers with the newest acknowledged version
           } else if (code === WorkerErrorCode.StaleChainVersion) throw err;
           lastError = err;
@@ -206,6 +217,10 @@ export class DataClient {
       // Absent: on every member, or at the tail (which commits first) with only uncommitted
       // versions elsewhere (a chunk's first write still in flight).
       if (missing === order.length || (tailMissing && onlyDirty)) return { found: false };
+      // Damaged wherever it is held, and the other members answered that they lack it.
+      if (corrupt.length > 0 && corrupt.length + missing === order.length) {
+        throw new WorkerError(WorkerErrorCode.ChunkLost, `chunk ${index} of inode ${inodeId} failed its checksum on every serving replica of chain ${chainId} (targets ${corrupt.join(', ')}): not served; \`cairn admin report\` counts damaged chunks by target`, { chainId, targets: corrupt, errno: 'EIO' });
+      }
       // Some member lacks it and another could not answer now: not an answer, ask again.
       throw lastError;
     });
@@ -245,12 +260,19 @@ export class DataClient {
     const deadline = this.opts.clock.now() + this.opts.retryDeadlineMs;
     let backoff = retryBackoffMs.min;
     let routing = await this.routing();
+    let settledSince: number | undefined;
     for (;;) {
       try {
         return await op(routing);
       } catch (err) {
         const code = codeOf(err);
         if (!retryable.has(code)) throw err;
+        if (settled.has(code)) {
+          settledSince ??= this.opts.clock.now();
+          if (this.opts.clock.now() - settledSince >= Math.min(settledRetryMs, this.opts.retryDeadlineMs)) throw err;
+        } else {
+          settledSince = undefined;
+        }
         if (this.opts.clock.now() >= deadline) {
           throw new CairnError(ErrorCode.Unavailable, `${what} failed for ${this.opts.retryDeadlineMs} ms: ${(err as Error).message}`, { errno: 'EIO' });
         }

@@ -328,6 +328,8 @@ export function toS3Error(err: unknown): S3Error {
       return new S3Error(S3ErrorCode.MetadataTooLarge, message);
     case WorkerErrorCode.TargetFull:
       return new S3Error(S3ErrorCode.ServiceUnavailable, `no space on a target: ${message}`);
+    case WorkerErrorCode.ChunkLost:
+      return new S3Error(S3ErrorCode.InternalError, `the object's data is damaged on every replica of a chunk: ${message}`);
     case 'EMFILE':
     case ErrorCode.Unavailable:
     case ErrorCode.NotLeader:

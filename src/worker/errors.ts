@@ -21,6 +21,12 @@ export const WorkerErrorCode = {
   ChunkNotFound: 'CHUNK_NOT_FOUND',
   /** Stored bytes failed their checksum: the replica does not serve them; another replica may. */
   ChunkCorrupt: 'CAIRN_CHUNK_CORRUPT',
+  /**
+   * Every serving replica of the chunk failed its checksum (said by the client library, which
+   * asked them all): nothing is served. A member that returns with a good copy, or a restore, may
+   * bring it back; until then reads fail (EIO) at once rather than after the retry deadline.
+   */
+  ChunkLost: 'CAIRN_CHUNK_LOST',
   /** This target cannot take the request in its state (not serving, not the head for a write, out of space). */
   TargetUnavailable: 'TARGET_UNAVAILABLE',
   /** A target directory belongs to another cluster, worker or target, or its identity file is damaged. */

@@ -9,6 +9,7 @@ import type { ResyncProgress, ResyncTotals } from './resync.ts';
 import type { ScrubOptions, ScrubStats } from './scrubber.ts';
 import { formatAddress, parseAddress } from '../address.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
+import type { Disk } from '../io/disk.ts';
 import { nodeDisk } from '../io/node-disk.ts';
 import { rpcTransport } from '../io/rpc-transport.ts';
 import { systemClock } from '../io/system-clock.ts';
@@ -38,6 +39,8 @@ export interface WorkerProcessOptions {
   resyncBytesPerSec?: number;
   /** How much it takes on at once before it refuses with CAIRN_OVERLOADED (defaults workerLimitsDefault). */
   limits?: Partial<WorkerLimits>;
+  /** The disk its targets are on (tests pass one that fails; the real one otherwise). */
+  disk?: Disk;
   log: Logger;
 }
 
@@ -133,7 +136,7 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
       targetDirs: opts.targets,
       domain: opts.domain,
       instance: randomUUID(),
-      disk: nodeDisk,
+      disk: opts.disk ?? nodeDisk,
       clock: systemClock,
       transport: rpcTransport(server, { secret: opts.secret, frameBytesMax: workerFrameBytesMax, ...(rpc === undefined ? {} : { metrics: rpc.client }) }),
       log: logCallback(opts.log),

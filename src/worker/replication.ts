@@ -371,6 +371,11 @@ export class ChainReplica {
       } catch (err) {
         const code = err instanceof CodedError ? err.code : (err as { code?: string }).code;
         if (code === WorkerErrorCode.ChunkDiverged) whole = true;
+        // A full disk down the chain stays full for longer than a forward's retries: the writer
+        // hears it now (ENOSPC) rather than a timeout, and the version stays pending here.
+        if (code === WorkerErrorCode.TargetFull) {
+          throw new WorkerError(WorkerErrorCode.TargetFull, `chain ${req.chainId}: target ${next.targetId} is full and did not take version ${version} of chunk ${req.inodeId}:${req.index} (${String((err as Error).message)}); the write stays pending`, { targetId: next.targetId });
+        }
         if (this.host.clock.now() >= deadline) {
           throw new WorkerError(WorkerErrorCode.TargetUnavailable, `chain ${req.chainId}: target ${next.targetId} did not take version ${version} of chunk ${req.inodeId}:${req.index} in time (${String((err as Error).message)}); the write stays pending`);
         }

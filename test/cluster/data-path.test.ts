@@ -13,6 +13,8 @@ import { DataClient } from '../../src/client/data-client.ts';
 import { FileReader, FileWriter } from '../../src/client/file-io.ts';
 import { fileRef, putFile, truncateFile } from '../../src/client/files.ts';
 import { MasterClient } from '../../src/client/master-client.ts';
+import type { Disk } from '../../src/io/disk.ts';
+import { nodeDisk } from '../../src/io/node-disk.ts';
 import { systemClock } from '../../src/io/system-clock.ts';
 import { createLogger } from '../../src/log.ts';
 import { startMaster, type Master } from '../../src/master/index.ts';
@@ -20,6 +22,7 @@ import { rootCaller, type ChainInfo, type InodeAttr, type RoutingInfo, type Sess
 import { Routing } from '../../src/meta/routing.ts';
 import { chainOfChunk, fileChains } from '../../src/placement/index.ts';
 import { RpcClient } from '../../src/rpc/index.ts';
+import { WorkerErrorCode } from '../../src/worker/errors.ts';
 import { startWorkerProcess, workerFrameBytesMax, type WorkerProcess } from '../../src/worker/process.ts';
 import { freePort } from '../../src/cli/local.ts';
 import type { WorkerHealth } from '../../src/worker/protocol.ts';
@@ -39,7 +42,7 @@ interface Cluster {
   dir: string;
 }
 
-async function startCluster(t: TestContext, workers = 3, targetsPerWorker = 2, scrub?: Partial<ScrubOptions>, gcDelayMs = 0): Promise<Cluster> {
+async function startCluster(t: TestContext, workers = 3, targetsPerWorker = 2, scrub?: Partial<ScrubOptions>, gcDelayMs = 0, disks: ReadonlyMap<number, Disk> = new Map()): Promise<Cluster> {
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-data-'));
   const log = createLogger({ test: 'data-path' }, 'warn');
   const listen = `127.0.0.1:${await freePort()}`;
@@ -52,7 +55,7 @@ async function startCluster(t: TestContext, workers = 3, targetsPerWorker = 2, s
   });
   for (let w = 1; w <= workers; w++) {
     const targets = Array.from({ length: targetsPerWorker }, (_, i) => path.join(dir, `worker-${w}`, `t${i}`));
-    started.push(await startWorkerProcess({ id: w, listen: '127.0.0.1:0', masters: [master.address], targets, secret, log, syncPageChunks: 3, ...(scrub === undefined ? {} : { scrub }) }));
+    started.push(await startWorkerProcess({ id: w, listen: '127.0.0.1:0', masters: [master.address], targets, secret, log, syncPageChunks: 3, ...(scrub === undefined ? {} : { scrub }), ...(disks.has(w) ? { disk: disks.get(w)! } : {}) }));
   }
   const meta = new MasterClient({ masters: [master.address], secret, caller: rootCaller });
   const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
@@ -152,6 +155,76 @@ test('a target that cannot record where it serves (its disk full or failing) lea
   await rm(obstacle, { recursive: true });
   await waitFor(async () => (await stateOf(stuck.targetId)) === 'serving', `target ${stuck.targetId} serving again`, 20_000);
   for (const name of ['/before', '/during']) assert.equal(sha(await readAll(c, name)), sha(body), name);
+});
+
+/** The real disk for worker `w`, except that while `full.worker` is `w` no chunk file can be made there (ENOSPC, as a full disk answers). */
+function fillableDisk(w: number, full: { worker: number }): Disk {
+  const chunks = `${path.sep}chunks${path.sep}`;
+  return {
+    ...nodeDisk,
+    open: (file, mode) => (full.worker === w && mode === 'create' && file.includes(chunks) ? Promise.reject(Object.assign(new Error(`ENOSPC: no space left on device, open '${file}'`), { code: 'ENOSPC' })) : nodeDisk.open(file, mode)),
+  };
+}
+
+/** A data client of `c` that retries for two minutes: failures that come sooner were not waited out. */
+function patientClient(t: TestContext, c: Cluster): DataClient {
+  const data = new DataClient({ master: c.meta, connect: (a) => new RpcClient(a, { secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock, retryDeadlineMs: 120_000 });
+  t.after(() => data.close());
+  return data;
+}
+
+test('a full target, head or tail of its chain: a write fails with CAIRN_TARGET_FULL (ENOSPC) within seconds, not after the retry deadline, and goes through once there is space', async (t) => {
+  const full = { worker: 0 };
+  const c = await startCluster(t, 3, 2, undefined, 0, new Map([1, 2, 3].map((w) => [w, fillableDisk(w, full)])));
+  const data = patientClient(t, c);
+  const chunk = 64 * 1024;
+  const body = randomBytes(4 * chunk);
+  const layout = { chunkSizeBytes: chunk, stripeWidth: 2 };
+  // A file to write into, and a chunk of it on the first chain.
+  const attr = await putFile(c.meta, data, '/full', pieces(body.subarray(0, 10), chunk), { layout });
+  const routing = await c.meta.query<RoutingInfo>('cluster.routing', {});
+  const file = attr.layout!;
+  const stripe = fileChains(new Routing(routing).tableChains(file.chainTableId, file.chainTableVersion)!, file.stripeWidth, file.shuffleSeed);
+  const chain = routing.chains.find((ch) => ch.chainId === stripe[0])!;
+  const index = Array.from({ length: 100 }, (_, i) => i).find((i) => chainOfChunk(stripe, i) === chain.chainId)!;
+  const workerOf = (targetId: number): number => routing.targets.find((x) => x.targetId === targetId)!.workerId;
+  // The head refuses the write itself; a full tail refuses the head's forward.
+  for (const [where, targetId] of [['head', chain.targetIds[0]], ['tail', chain.targetIds[chain.targetIds.length - 1]]] as const) {
+    full.worker = workerOf(targetId);
+    const started = Date.now();
+    await assert.rejects(
+      data.writeChunk(file, attr.inodeId, index, 0, body.subarray(0, chunk)),
+      (err: Error & { code?: string }) => err.code === WorkerErrorCode.TargetFull && /full/.test(err.message),
+    );
+    const took = Date.now() - started;
+    t.diagnostic(`a full ${where} (worker ${full.worker}): refused after ${took} ms`);
+    assert.ok(took < 30_000, `refused after ${took} ms, the retry deadline is 120 s`);
+  }
+  full.worker = 0;
+  await putFile(c.meta, data, '/after', pieces(body, chunk), { layout });
+  assert.equal(sha(await readAll({ meta: c.meta, data }, '/after')), sha(body));
+});
+
+test('a chunk damaged on every replica: a read fails at once (CAIRN_CHUNK_LOST, EIO), never after the retry deadline; the file\'s other chunks read, and it can be removed', async (t) => {
+  const c = await startCluster(t, 3, 2, { rateBytesPerSec: 0 });
+  const data = patientClient(t, c);
+  const chunk = 64 * 1024;
+  const body = randomBytes(3 * chunk);
+  const attr = await putFile(c.meta, c.data, '/rotten', pieces(body, chunk), { layout: { chunkSizeBytes: chunk, stripeWidth: 2 } });
+  const routing = await c.meta.query<RoutingInfo>('cluster.routing', {});
+  const layout = attr.layout!;
+  const stripe = fileChains(new Routing(routing).tableChains(layout.chainTableId, layout.chainTableVersion)!, layout.stripeWidth, layout.shuffleSeed);
+  const chain = routing.chains.find((ch) => ch.chainId === chainOfChunk(stripe, 1))!;
+  for (const id of chain.targetIds) await flipChunkByte(routing.targets.find((x) => x.targetId === id)!.path, attr.inodeId, 1, 100);
+  const reader = new FileReader(data, fileRef(attr, '/rotten'), body.length);
+  const started = Date.now();
+  await assert.rejects(reader.read(chunk, 10), (err: Error & { code?: string; details?: { errno?: string } }) => err.code === WorkerErrorCode.ChunkLost && err.details?.errno === 'EIO' && /every serving replica/.test(err.message));
+  const took = Date.now() - started;
+  t.diagnostic(`refused after ${took} ms`);
+  assert.ok(took < 30_000, `refused after ${took} ms, the retry deadline is 120 s`);
+  assert.ok((await reader.read(0, chunk)).equals(body.subarray(0, chunk)), 'chunk 0 reads');
+  assert.ok((await reader.read(2 * chunk, chunk)).equals(body.subarray(2 * chunk)), 'chunk 2 reads');
+  await c.meta.mutate('meta.mutate', { op: 'unlink', path: '/rotten' });
 });
 
 /** Each target's `target.served`, read from its directory. */
