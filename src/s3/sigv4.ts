@@ -89,7 +89,10 @@ function verifyHeader(req: SigningRequest, auth: string, query: [string, string]
   const parts = new Map<string, string>();
   for (const p of auth.slice(algorithm.length + 1).split(',')) {
     const eq = p.indexOf('=');
-    if (eq > 0) parts.set(p.slice(0, eq).trim(), p.slice(eq + 1).trim());
+    if (eq <= 0) continue;
+    const name = p.slice(0, eq).trim();
+    if (parts.has(name)) throw malformed(`${name} is given twice`);
+    parts.set(name, p.slice(eq + 1).trim());
   }
   const credential = parts.get('Credential');
   const signedHeaders = parts.get('SignedHeaders');
@@ -121,7 +124,12 @@ function verifyHeader(req: SigningRequest, auth: string, query: [string, string]
 
 function verifyPresigned(req: SigningRequest, query: [string, string][], secretOf: (k: string) => string | undefined, nowMs: number): Verified {
   const bad = (why: string): S3Error => new S3Error(S3ErrorCode.AuthorizationQueryParametersError, why);
-  const get = (k: string): string | undefined => query.find(([n]) => n === k)?.[1];
+  const get = (k: string): string | undefined => {
+    const found = query.filter(([n]) => n === k);
+    // Two values of one: which one a signer meant is unknowable (and a dropped extra signature would let another pass).
+    if (found.length > 1) throw bad(`${k} is given ${found.length} times`);
+    return found[0]?.[1];
+  };
   if (get('X-Amz-Algorithm') !== algorithm) throw bad(`X-Amz-Algorithm must be ${algorithm}`);
   const credential = get('X-Amz-Credential');
   const amzDate = get('X-Amz-Date');

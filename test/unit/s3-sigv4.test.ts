@@ -45,6 +45,9 @@ function code(fn: () => unknown): string {
 test('AWS example: GET object, header signature', () => {
   const v = verifyRequest(getObject, secretOf, signedAt);
   assert.deepEqual(v, { accessKeyId, payload: { kind: 'sha256', hex: emptySha256 } });
+  // A field given twice is malformed, whichever value is right.
+  const twice = { ...getObject, headers: { ...getObject.headers, authorization: `${getObject.headers.authorization},Signature=${'0'.repeat(64)}` } };
+  assert.equal(code(() => verifyRequest(twice, secretOf, signedAt)), 'AuthorizationHeaderMalformed');
 });
 
 test('AWS example: PUT object, with an escaped path and a Date header signed', () => {
@@ -82,6 +85,10 @@ test('AWS example: a presigned GET, valid for its 86400 s and not after', () => 
   assert.equal(code(() => verifyRequest(req, secretOf, signedAt + 86_401_000)), 'AccessDenied');
   assert.equal(code(() => verifyRequest({ ...req, rawQuery: rawQuery.replace('Expires=86400', 'Expires=86401') }, secretOf, signedAt)), 'SignatureDoesNotMatch');
   assert.equal(code(() => verifyRequest({ ...req, rawQuery: rawQuery.replace('Expires=86400', 'Expires=604801') }, secretOf, signedAt)), 'AuthorizationQueryParametersError');
+  // A second signature (or any other parameter twice) is refused, whichever one is right.
+  assert.equal(code(() => verifyRequest({ ...req, rawQuery: `${rawQuery}&X-Amz-Signature=${'0'.repeat(64)}` }, secretOf, signedAt)), 'AuthorizationQueryParametersError');
+  assert.equal(code(() => verifyRequest({ ...req, rawQuery: `X-Amz-Signature=${'0'.repeat(64)}&${rawQuery}` }, secretOf, signedAt)), 'AuthorizationQueryParametersError');
+  assert.equal(code(() => verifyRequest({ ...req, rawQuery: `${rawQuery}&X-Amz-Expires=86400` }, secretOf, signedAt)), 'AuthorizationQueryParametersError');
 });
 
 test('AWS example: a payload sent in signed chunks; each chunk\'s signature covers the one before', () => {
