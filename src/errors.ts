@@ -43,6 +43,8 @@ export const ErrorCode = {
   NotRunning: 'CAIRN_NOT_RUNNING',
   /** A destructive command (a large `fs rm -r`) was not confirmed: no terminal to ask, or the answer was no. Pass --yes. */
   NotConfirmed: 'CAIRN_NOT_CONFIRMED',
+  /** A command stopped by SIGINT or SIGTERM, having undone what it had half done (details.signal). */
+  Interrupted: 'CAIRN_INTERRUPTED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -3,12 +3,14 @@
 
 import type { Command } from 'commander';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { rename, rm, stat as localStat } from 'node:fs/promises';
+import { constants } from 'node:os';
 import path from 'node:path';
+import { addAbortSignal } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { SingleBar } from 'cli-progress';
-import { getFile, putFile, truncateFile, type DataClient, type MasterClient } from '../client/index.ts';
+import { getFile, putFile, transferTempName, truncateFile, type DataClient, type MasterClient } from '../client/index.ts';
+import { CairnError, ErrorCode } from '../errors.ts';
 import { FsErrorCode, type DirEntry, type InodeAttr, type Layout, type ReaddirPage, type Routing } from '../meta/index.ts';
 import { fileChains } from '../placement/index.ts';
 import { withClient as run, withClients, type TargetFlags } from './cluster-target.ts';
@@ -27,7 +29,7 @@ export function registerFsCommands(program: Command, addClusterOptions: (c: Comm
   const addTargetOptions = (c: Command): Command => addIdentityOptions(addClusterOptions(c));
 
   addTargetOptions(fs.command('put').argument('<local>', 'local file, or - for standard input').argument('<path>', 'cairn path (a directory: the file keeps its name)').option('-q, --quiet', 'no progress bar').option('--chunk-size <bytes>', 'chunk size, a power of two in 64 KiB..64 MiB').option('--stripe <n>', 'chains to stripe the file over').option('--json', 'print JSON'))
-    .description('store a local file (written under a temporary name, then renamed into place)')
+    .description('store a local file (written under a temporary name, then renamed into place; Ctrl-C or SIGTERM removes it)')
     .action((local: string, p: string, o: Flags & TransferFlags & { chunkSize?: string; stripe?: string }) =>
       withClients(o, async (meta, data) => {
         // The path it was stored at: into a directory, the file keeps its name.
@@ -220,10 +222,13 @@ async function put(meta: MasterClient, data: DataClient, local: string, p: strin
   const layout: { chunkSizeBytes?: number; stripeWidth?: number } = {};
   if (o.chunkSize !== undefined) layout.chunkSizeBytes = parsePositiveInt(o.chunkSize, '--chunk-size');
   if (o.stripe !== undefined) layout.stripeWidth = parsePositiveInt(o.stripe, '--stripe');
-  const source = local === '-' ? process.stdin : createReadStream(local, { highWaterMark: 4 * 2 ** 20 });
   const bar = progress(o, size, target);
   try {
-    const attr = await putFile(meta, data, target, source, { mode: 0o644, ...(Object.keys(layout).length === 0 ? {} : { layout }), onProgress: (n) => bar?.update(n) });
+    // An interrupted put stops reading its source; putFile then removes its temporary file.
+    const attr = await untilSignal((signal) => {
+      const source = addAbortSignal(signal, local === '-' ? process.stdin : createReadStream(local, { highWaterMark: 4 * 2 ** 20 }));
+      return putFile(meta, data, target, source, { mode: 0o644, ...(Object.keys(layout).length === 0 ? {} : { layout }), onProgress: (n) => bar?.update(n) });
+    });
     return { attr, stored: target };
   } finally {
     bar?.stop();
@@ -251,15 +256,46 @@ async function get(meta: MasterClient, data: DataClient, p: string, local: strin
   }
   // Into a temporary file beside the target, which takes its name once complete: a read that
   // fails leaves a file already there as it was (it was emptied before the first byte came).
-  const temp = path.join(path.dirname(local), `.${path.basename(local)}.cairn-get-${randomBytes(6).toString('hex')}`);
+  const temp = path.join(path.dirname(local), transferTempName(path.basename(local), 'get'));
   try {
-    await pipeline(counted(), createWriteStream(temp, { flags: 'wx' }));
-    await rename(temp, local);
+    await untilSignal(async (signal) => {
+      await pipeline(counted(), createWriteStream(temp, { flags: 'wx' }), { signal });
+      await rename(temp, local);
+    });
   } catch (err) {
     await rm(temp, { force: true });
     throw err;
   } finally {
     bar?.stop();
+  }
+}
+
+/** The status a shell gives a program a signal stopped (128 + its number): 130 for SIGINT, 143 for SIGTERM. */
+export function signalExitCode(name: string): number {
+  return 128 + (constants.signals[name as NodeJS.Signals] ?? 15);
+}
+
+/**
+ * Runs a transfer that SIGINT or SIGTERM stops cleanly: the signal aborts it, so that it removes
+ * its temporary file on the way out (a second signal exits at once). Fails with the signal's name.
+ */
+async function untilSignal<T>(transfer: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const abort = new AbortController();
+  let caught: NodeJS.Signals | undefined;
+  const onSignal = (name: NodeJS.Signals): void => {
+    if (caught !== undefined) process.exit(signalExitCode(name));
+    caught = name;
+    abort.abort(new CairnError(ErrorCode.Interrupted, `interrupted by ${name}: the partial file was removed`, { signal: name }));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await transfer(abort.signal);
+  } catch (err) {
+    throw caught !== undefined ? abort.signal.reason : err;
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
   }
 }
 

@@ -16,7 +16,7 @@ import { defaultLocalDir, readLocalCluster, withClients } from './cluster-target
 import { configError, parseAddress, parseMasterConfig, parsePositiveInt, parseWorkerConfig, warnSecretOnCommandLine } from './config.ts';
 import { runDemo } from './demo.ts';
 import { jsonLine, printable } from './format.ts';
-import { registerFsCommands } from './fs-cmd.ts';
+import { registerFsCommands, signalExitCode } from './fs-cmd.ts';
 import { ensureLocalDashboard, localDown, localStatus, localUp, recordLocalMount, s3Status, startLocalS3, zooKeeperStatus, type ProcessStatus, type S3Status, type ZkServerStatus } from './local.ts';
 import { registerMountCommands, spawnMountDaemonReady } from './mount-cmd.ts';
 import { registerS3Command } from './s3-cmd.ts';
@@ -299,5 +299,6 @@ function errorLine(err: unknown): string {
 program.parseAsync().catch((err: unknown) => {
   console.error(`cairn: ${errorLine(err)}`);
   // A master whose data must be rebuilt exits with its own status, so a supervisor can stop retrying.
-  process.exitCode = needsRebuild(err) ? exitDataError : 1;
+  const signal = err instanceof CairnError && err.code === ErrorCode.Interrupted ? err.details?.signal : undefined;
+  process.exitCode = needsRebuild(err) ? exitDataError : typeof signal === 'string' ? signalExitCode(signal) : 1;
 });

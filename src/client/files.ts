@@ -30,12 +30,20 @@ export interface PutOptions {
 
 const ownerWrite = 0o200;
 const putTempPattern = /^\..*\.cairn-put-[0-9a-f]{12}$/;
-/** What a temporary name adds to the name: a leading dot and ".cairn-put-" with 12 hex digits. */
-const putTempExtraBytes = 24;
+/** What a temporary name adds to the name: a leading dot and ".cairn-put-" (or "-get-") with 12 hex digits. */
+const tempExtraBytes = 24;
 
-/** The part of a name its put's temporary name repeats: all of it, or as much as fits in a name. */
+/**
+ * A temporary name beside `name` for a transfer (`put` into cairn, `get` to a local disk): it
+ * repeats as much of the name as fits in the 255 bytes a name may have.
+ */
+export function transferTempName(name: string, kind: 'put' | 'get'): string {
+  return `.${tempStem(name)}.cairn-${kind}-${randomBytes(6).toString('hex')}`;
+}
+
+/** The part of a name its temporary name repeats: all of it, or as much as fits in a name. */
 function tempStem(name: string): string {
-  const room = nameBytesMax - putTempExtraBytes;
+  const room = nameBytesMax - tempExtraBytes;
   if (Buffer.byteLength(name) <= room) return name;
   let stem = '';
   let bytes = 0;
@@ -55,7 +63,7 @@ export function isPutTempName(name: string): boolean {
 /** Writes `source` as the file at `path`, replacing any file there at once when complete. */
 export async function putFile(meta: MasterClient, data: DataClient, path: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: PutOptions = {}): Promise<InodeAttr> {
   const slash = path.lastIndexOf('/');
-  const temp = `${path.slice(0, slash + 1)}.${tempStem(path.slice(slash + 1))}.cairn-put-${randomBytes(6).toString('hex')}`;
+  const temp = `${path.slice(0, slash + 1)}${transferTempName(path.slice(slash + 1), 'put')}`;
   const routing = await data.routing();
   const layout = opts.layout === undefined ? undefined : { chainTableId: 1, chainTableVersion: routing.info.tables.find((t) => t.tableId === 1)?.version ?? 0, shuffleSeed: randomBytes(4).readUInt32LE(0), ...opts.layout };
   const mode = opts.mode ?? 0o644;

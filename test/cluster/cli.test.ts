@@ -141,6 +141,29 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.equal(JSON.parse((await cairn(['fs', 'stat', '/kept/deep/f', '--json', '--dir', dir2])).stdout).type, 'file');
   assert.match((await cairn(['admin', 'restore', file, '--dir', dir2])).stderr, /needs an empty cluster/);
 
+  // A put stopped by SIGTERM (or Ctrl-C) removes its temporary file on the way out, and exits 143.
+  const names = async (dirPath: string): Promise<string[]> => (JSON.parse((await cairn(['fs', 'ls', dirPath, '--json', ...d])).stdout) as { name: string }[]).map((e) => e.name);
+  const putting = spawn(process.execPath, [mainScript, 'fs', 'put', '-', '/partial.bin', '--quiet', ...d], { stdio: ['pipe', 'ignore', 'pipe'] });
+  let putError = '';
+  putting.stderr.on('data', (c: Buffer) => (putError += c.toString()));
+  const putExit = new Promise<number | null>((resolve) => putting.on('exit', (code) => resolve(code)));
+  putting.stdin.on('error', () => undefined); // a put that failed at once: its error is asserted below
+  putting.stdin.write(randomBytes(2 ** 20)); // and stdin stays open: the put waits for more
+  for (let i = 0; !(await names('/')).some((n) => n.includes('.partial.bin.cairn-put-')); i++) {
+    assert.ok(i < 100, `the put made its temporary file: ${putError}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  putting.kill('SIGTERM');
+  assert.equal(await putExit, 143, putError);
+  assert.match(putError, /interrupted by SIGTERM: the partial file was removed/);
+  assert.deepEqual((await names('/')).filter((n) => n.includes('partial')), [], 'no temporary file, no file');
+  // A get into a local name of 250 bytes: its temporary name fits in 255 too.
+  const longName = path.join(dir, 'g'.repeat(250));
+  const gotLong = await cairn(['fs', 'get', '/blob', longName, '--quiet', ...d]);
+  assert.equal(gotLong.code, 0, gotLong.stderr);
+  assert.ok((await readFile(longName)).equals(body));
+  await rm(longName);
+
   // A get whose reads fail gives up after --timeout-ms, and leaves the local file it would have
   // replaced as it was (it was emptied before the first byte came).
   const workers = status.filter((p) => p.kind === 'worker');
