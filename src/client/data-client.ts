@@ -268,10 +268,9 @@ export class DataClient {
         const code = codeOf(err);
         if (!retryable.has(code)) throw err;
         if (settled.has(code)) {
+          // Counted from the first such failure, through any others between.
           settledSince ??= this.opts.clock.now();
           if (this.opts.clock.now() - settledSince >= Math.min(settledRetryMs, this.opts.retryDeadlineMs)) throw err;
-        } else {
-          settledSince = undefined;
         }
         if (this.opts.clock.now() >= deadline) {
           throw new CairnError(ErrorCode.Unavailable, `${what} failed for ${this.opts.retryDeadlineMs} ms: ${(err as Error).message}`, { errno: 'EIO' });

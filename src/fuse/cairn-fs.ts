@@ -14,6 +14,8 @@ import { fileRef, FileReader, FileWriter, truncateFile, type DataClient, type Fi
 import { MetaError, FsErrorCode } from '../meta/errors.ts';
 import { xattrNamePrefix } from '../meta/commands.ts';
 import { ChunkReadAhead, ReadAheadBudget } from './read-ahead.ts';
+import { mountSpace } from './space.ts';
+import type { WorkerHealth } from '../worker/protocol.ts';
 
 /** What getattr gives the kernel (fuse-native's stat fields; times in ms). */
 export interface Stat {
@@ -637,16 +639,16 @@ export class CairnFs {
   }
 
   async statfs(): Promise<StatFsResult> {
-    const [fs, targets, chains] = await Promise.all([
+    const [fs, targets, chains, health] = await Promise.all([
       this.meta.query<StatFs>('meta.query', { op: 'statfs' }),
       this.meta.query<TargetInfo[]>('meta.query', { op: 'targets' }),
       this.meta.query<ChainInfo[]>('meta.query', { op: 'chains' }),
+      this.meta.query<WorkerHealth[]>('cluster.health', {}),
     ]);
-    // Every byte is stored once per replica: the usable size is the chains' capacity over their length.
     const replication = Math.max(1, ...chains.map((c) => c.targetIds.length));
-    const capacity = targets.filter((t) => t.chainId !== 0).reduce((n, t) => n + t.capacityBytes, 0) / replication;
-    const blocks = Math.floor(capacity / blockBytes);
-    const free = Math.max(0, blocks - Math.ceil(fs.logicalBytes / blockBytes));
+    const space = mountSpace(targets, health, replication, fs.logicalBytes);
+    const blocks = Math.floor(space.bytesTotal / blockBytes);
+    const free = Math.floor(space.bytesFree / blockBytes);
     return { bsize: blockBytes, frsize: blockBytes, blocks, bfree: free, bavail: free, files: inodesMax, ffree: Math.max(0, inodesMax - fs.inodes), favail: Math.max(0, inodesMax - fs.inodes), namemax: nameBytesMax };
   }
 

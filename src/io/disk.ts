@@ -32,7 +32,10 @@ export type OpenMode = 'read' | 'update' | 'create';
 
 export interface DiskSpace {
   bytesTotal: number;
+  /** What an unprivileged writer may still use. */
   bytesFree: number;
+  /** The file system's device number (stat's st_dev), where known: targets on one disk share it. */
+  device?: number;
 }
 
 export interface Disk {

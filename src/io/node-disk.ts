@@ -3,7 +3,7 @@
 import { Buffer } from 'node:buffer';
 import { close, closeSync, fdatasync, fstatSync, ftruncate, openSync, readSync, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { mkdir, open, readFile, readdir, rename, statfs, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, stat, statfs, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import type { Disk, DiskFile, DiskSpace, OpenMode } from './disk.ts';
 
@@ -173,8 +173,8 @@ export const nodeDisk: Disk = {
     }
   },
   async statfs(dir): Promise<DiskSpace> {
-    const s = await statfs(dir);
-    return { bytesTotal: s.blocks * s.bsize, bytesFree: s.bavail * s.bsize };
+    const [s, st] = await Promise.all([statfs(dir), stat(dir)]);
+    return { bytesTotal: s.blocks * s.bsize, bytesFree: s.bavail * s.bsize, device: st.dev };
   },
 };
 

@@ -250,7 +250,15 @@ export class ClusterManager {
       .map(([workerId, s]) => ({
         workerId,
         heartbeatAgeMs: Math.max(0, now - s.atMs),
-        targets: [...s.reports.values()].map((t) => ({ targetId: t.targetId, chunks: t.chunks, chunksCorrupt: t.chunksCorrupt ?? 0, usedBytes: t.usedBytes, capacityBytes: t.capacityBytes })),
+        targets: [...s.reports.values()].map((t) => ({
+          targetId: t.targetId,
+          chunks: t.chunks,
+          chunksCorrupt: t.chunksCorrupt ?? 0,
+          usedBytes: t.usedBytes,
+          capacityBytes: t.capacityBytes,
+          ...(t.freeBytes === undefined ? {} : { freeBytes: t.freeBytes }),
+          ...(t.device === undefined ? {} : { device: t.device }),
+        })),
         scrub: s.scrub,
         bytesRead: s.bytesRead ?? 0,
         bytesWritten: s.bytesWritten ?? 0,

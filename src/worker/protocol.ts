@@ -70,7 +70,7 @@ export interface WorkerHealth {
   workerId: number;
   /** Milliseconds since its last heartbeat reached this leader. */
   heartbeatAgeMs: number;
-  targets: { targetId: number; chunks: number; chunksCorrupt: number; usedBytes: number; capacityBytes: number }[];
+  targets: { targetId: number; chunks: number; chunksCorrupt: number; usedBytes: number; capacityBytes: number; freeBytes?: number; device?: number }[];
   scrub: ScrubReport | undefined;
   /**
    * Chunk bytes the worker answered to reads since it started (0 when its heartbeats do not say).
@@ -242,6 +242,9 @@ export interface TargetReport {
    */
   servedChainId?: number;
   servedRoutingVersion?: number;
+  /** Free bytes on the target's disk as last read, and the disk's device number: targets of one worker on one device share them. */
+  freeBytes?: number;
+  device?: number;
 }
 
 /** The scrubber's counts since the worker started (scrubber.ts). */
@@ -402,6 +405,10 @@ export function validateHeartbeat(x: unknown): HeartbeatRequest {
         throw workerFieldErrors.invalid(`${tf.where}: 'servedChainId' and 'servedRoutingVersion' come together or not at all`);
       }
       if (servedChainId !== undefined) Object.assign(report, { servedChainId, servedRoutingVersion });
+      const freeBytes = tf.optInt('freeBytes', 0, Number.MAX_SAFE_INTEGER);
+      if (freeBytes !== undefined) report.freeBytes = freeBytes;
+      const device = tf.optInt('device', 0, Number.MAX_SAFE_INTEGER);
+      if (device !== undefined) report.device = device;
       tf.done();
       return report;
     }),

@@ -371,12 +371,17 @@ export class ChainReplica {
       } catch (err) {
         const code = err instanceof CodedError ? err.code : (err as { code?: string }).code;
         if (code === WorkerErrorCode.ChunkDiverged) whole = true;
-        // A full disk down the chain stays full for longer than a forward's retries: the writer
-        // hears it now (ENOSPC) rather than a timeout, and the version stays pending here.
-        if (code === WorkerErrorCode.TargetFull) {
-          throw new WorkerError(WorkerErrorCode.TargetFull, `chain ${req.chainId}: target ${next.targetId} is full and did not take version ${version} of chunk ${req.inodeId}:${req.index} (${String((err as Error).message)}); the write stays pending`, { targetId: next.targetId });
-        }
+        // A full serving successor stays full for longer than a forward's retries: the writer
+        // hears it now (ENOSPC through a mount), the version stays pending here, and readers go
+        // on reading the older one from the members after this one. Not so for a syncing
+        // successor: this member may then be the last that serves, where a read commits what is
+        // pending, while the successor may still be made serving without it (its resync ended
+        // before this write; found by the simulator, data seed 1168). That forward goes on
+        // trying, holding the chunk's lock, until the successor leaves or the deadline.
+        const full = code === WorkerErrorCode.TargetFull;
+        if (full && next.state === TargetState.Serving) throw fullSuccessor(req, next, version, err);
         if (this.host.clock.now() >= deadline) {
+          if (full) throw fullSuccessor(req, next, version, err);
           throw new WorkerError(WorkerErrorCode.TargetUnavailable, `chain ${req.chainId}: target ${next.targetId} did not take version ${version} of chunk ${req.inodeId}:${req.index} in time (${String((err as Error).message)}); the write stays pending`);
         }
         if (code !== WorkerErrorCode.ChunkDiverged) {
@@ -584,4 +589,9 @@ export interface ReplicaTraffic {
    * and whole chunks (a resync filling this target, or a write forwarded to it while it syncs).
    */
   writtenBytes: { client: number; forward: number; whole: number };
+}
+
+/** The error a forward refused by a full successor ends with: the writer's, as CAIRN_TARGET_FULL. */
+function fullSuccessor(req: WriteRequest, next: TargetInfo, version: number, err: unknown): WorkerError {
+  return new WorkerError(WorkerErrorCode.TargetFull, `chain ${req.chainId}: target ${next.targetId} is full and did not take version ${version} of chunk ${req.inodeId}:${req.index} (${String((err as Error).message)}); the write stays pending`, { targetId: next.targetId });
 }

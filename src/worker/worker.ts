@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { MasterCalls } from '../client/master-calls.ts';
 import { CairnError, CodedError, ErrorCode } from '../errors.ts';
-import type { Clock, Disk, Timer, Transport } from '../io/index.ts';
+import type { Clock, Disk, DiskSpace, Timer, Transport } from '../io/index.ts';
 import { isErrno } from '../io/index.ts';
 import { LocalState } from '../meta/chain-states.ts';
 import { TargetState } from '../meta/commands.ts';
@@ -95,6 +95,8 @@ export class StorageWorker {
   private heartbeating = false;
   /** Each target's capacity as last read (heartbeats report it without waiting for the disk). */
   private readonly capacityBytes = new Map<number, number>();
+  /** Each target's disk as last read: its free bytes and device (for the masters' statfs). */
+  private readonly diskFree = new Map<number, { bytesFree: number; device?: number }>();
   private readingCapacity = false;
   /** Targets whose predecessor finished their resync, at the chain version it ran for. */
   private readonly synced = new Map<number, number>();
@@ -289,8 +291,10 @@ export class StorageWorker {
       ...(this.opts.domain === undefined ? {} : { domain: this.opts.domain }),
       targets: await Promise.all(
         [...this.targets.values()].map(async (t) => {
-          const capacityBytes = (await this.opts.disk.statfs(t.dir)).bytesTotal;
+          const space = await this.opts.disk.statfs(t.dir);
+          const capacityBytes = space.bytesTotal;
           this.capacityBytes.set(t.targetId, capacityBytes);
+          this.diskFree.set(t.targetId, diskFreeOf(space));
           return { targetId: t.targetId, path: t.dir, capacityBytes };
         }),
       ),
@@ -441,7 +445,8 @@ export class StorageWorker {
       const chainVersion = info === undefined ? 0 : (this.routingNow?.chain(info.chainId)?.version ?? 0);
       const chunksCorrupt = t.store.corruption().now;
       const served = t.served === undefined ? {} : { servedChainId: t.served.chainId, servedRoutingVersion: t.served.routingVersion };
-      return { targetId: t.targetId, localState: this.localState(t.targetId), chainVersion, capacityBytes: this.capacityBytes.get(t.targetId) ?? 0, usedBytes: usage.bytesUsed, chunks: usage.chunks, chunksCorrupt, inodeIdMax: usage.inodeIdMax, ...served };
+      const free = this.diskFree.get(t.targetId);
+      return { targetId: t.targetId, localState: this.localState(t.targetId), chainVersion, capacityBytes: this.capacityBytes.get(t.targetId) ?? 0, usedBytes: usage.bytesUsed, chunks: usage.chunks, chunksCorrupt, inodeIdMax: usage.inodeIdMax, ...served, ...(free === undefined ? {} : { freeBytes: free.bytesFree, ...(free.device === undefined ? {} : { device: free.device }) }) };
     });
   }
 
@@ -453,7 +458,10 @@ export class StorageWorker {
       [...this.targets.values()].map(async (t) => {
         // A failed reading keeps the last one.
         const space = await this.opts.disk.statfs(t.dir).catch(() => undefined);
-        if (space !== undefined) this.capacityBytes.set(t.targetId, space.bytesTotal);
+        if (space !== undefined) {
+          this.capacityBytes.set(t.targetId, space.bytesTotal);
+          this.diskFree.set(t.targetId, diskFreeOf(space));
+        }
       }),
     ).finally(() => (this.readingCapacity = false));
   }
@@ -570,4 +578,8 @@ export async function readTargetIdentity(disk: Disk, dir: string): Promise<Targe
   const found = decodeIdentity(bytes);
   if (typeof found === 'string') throw new WorkerError(WorkerErrorCode.TargetForeign, `${file} is damaged (${found}): restore it, or wipe the directory to make it a new target`, { file });
   return found;
+}
+
+function diskFreeOf(space: DiskSpace): { bytesFree: number; device?: number } {
+  return space.device === undefined ? { bytesFree: space.bytesFree } : { bytesFree: space.bytesFree, device: space.device };
 }

@@ -153,6 +153,12 @@ print(' '.join(out))`],
     const sfs = await fs.statfs(a.dir);
     assert.ok(sfs.blocks > 0 && sfs.bavail <= sfs.blocks, `statfs: ${JSON.stringify(sfs)}`);
     assert.ok(sfs.files > 0 && sfs.ffree > 0 && sfs.ffree <= sfs.files, `statfs inodes: ${JSON.stringify(sfs)}`);
+    // Three workers, each with its two targets on this machine's one disk, replication 3: the
+    // mount is the disk's size (each worker's disk once, over 3), its free space the disk's.
+    const disk = await fs.statfs(cluster!.workers.get(1)!.targets[0]);
+    const near = (a: number, b: number): boolean => Math.abs(a - b) <= 0.02 * b + 64 * 2 ** 20;
+    assert.ok(near(sfs.blocks * sfs.bsize, disk.blocks * disk.bsize), `size ${sfs.blocks * sfs.bsize}, the disk's ${disk.blocks * disk.bsize}`);
+    assert.ok(near(sfs.bavail * sfs.bsize, disk.bavail * disk.bsize), `free ${sfs.bavail * sfs.bsize}, the disk's ${disk.bavail * disk.bsize}`);
   });
 
   await t.test(`tar of ${treeFiles} small files into the mount and back out: identical trees`, async () => {
