@@ -37,6 +37,8 @@ export interface WorkerProcessOptions {
   scrub?: Partial<ScrubOptions>;
   /** What the worker's resyncs send together, at most, in bytes/s (default 64 MiB/s). */
   resyncBytesPerSec?: number;
+  /** How long a resync that met chunks damaged on every member waits before it tries again (tests). */
+  resyncLostRetryMs?: number;
   /** How much it takes on at once before it refuses with CAIRN_OVERLOADED (defaults workerLimitsDefault). */
   limits?: Partial<WorkerLimits>;
   /** The disk its targets are on (tests pass one that fails; the real one otherwise). */
@@ -143,6 +145,7 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
       ...(opts.syncPageChunks === undefined ? {} : { syncPageChunks: opts.syncPageChunks }),
       ...(opts.scrub === undefined ? {} : { scrub: opts.scrub }),
       ...(opts.resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec: opts.resyncBytesPerSec }),
+      ...(opts.resyncLostRetryMs === undefined ? {} : { resyncLostRetryMs: opts.resyncLostRetryMs }),
       readBytesMax: limits.readBytesMax,
     });
     if (registry !== undefined) registerWorkerMetrics(registry, worker, () => server.stats());
@@ -245,6 +248,7 @@ function resyncMetrics(registry: Registry, worker: StorageWorker): void {
     ['chunksSent', 'chunks_sent', 'chunks resyncs sent'],
     ['bytesSent', 'bytes_sent', 'bytes resyncs sent'],
     ['chunksRemoved', 'chunks_removed', 'chunks resyncs removed from their targets (only the target held them)'],
+    ['runsLost', 'runs_lost', 'resyncs that could not finish: chunks damaged on every member that holds them (the workers\' logs name them)'],
   ];
   for (const [key, name, help] of totals) counterOf(registry, `cairn_worker_resync_${name}_total`, `${help}, since the worker started`, () => worker.resync.totals[key]);
 }

@@ -14,7 +14,7 @@ import type { Routing } from '../meta/routing.ts';
 import { chunkKey } from './chunk-file.ts';
 import { chunkLockKey, compareChunks, type ChainReplica, type ReplicaHost } from './replication.ts';
 import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
-import { WorkerErrorCode } from './errors.ts';
+import { WorkerError, WorkerErrorCode } from './errors.ts';
 import { Pacer } from './pacer.ts';
 import { removeChunksMax, WorkerMethod, type ChunkRef, type SyncEntry, type SyncListReply, type WriteRequest } from './protocol.ts';
 
@@ -29,9 +29,15 @@ export interface ResyncOptions {
   rateBytesPerSec: number;
   /** How often a run logs its progress. */
   progressLogMs: number;
+  /**
+   * Wait before a run that found chunks damaged on every member holding them is tried again:
+   * nothing changes that until an operator removes their files (or a member returns with a good
+   * copy), and each run lists every chunk again.
+   */
+  lostRetryMs: number;
 }
 
-export const resyncDefaults: ResyncOptions = { rateBytesPerSec: 64 * 2 ** 20, progressLogMs: 10_000 };
+export const resyncDefaults: ResyncOptions = { rateBytesPerSec: 64 * 2 ** 20, progressLogMs: 10_000, lostRetryMs: 30_000 };
 
 /** One resync in progress: what this worker (the source) has gone through of the chunks it listed. */
 export interface ResyncProgress {
@@ -56,10 +62,13 @@ export interface ResyncTotals {
   chunksSent: number;
   bytesSent: number;
   chunksRemoved: number;
+  /** Runs that could not finish: chunks damaged on every member that holds them. */
+  runsLost: number;
 }
 
 /** Wait before a resync that failed is tried again. */
 const resyncRetryMs = 500;
+
 
 export class Resyncer {
   private stopped = false;
@@ -69,7 +78,7 @@ export class Resyncer {
   private readonly running = new Map<string, Promise<void>>();
   /** Progress of the runs in `running` that got past their listing, by the same key. */
   private readonly runs = new Map<string, ResyncProgress>();
-  readonly totals: ResyncTotals = { runsStarted: 0, runsDone: 0, chunksSent: 0, bytesSent: 0, chunksRemoved: 0 };
+  readonly totals: ResyncTotals = { runsStarted: 0, runsDone: 0, chunksSent: 0, bytesSent: 0, chunksRemoved: 0, runsLost: 0 };
   private readonly opts: ResyncOptions;
   private readonly pacer: Pacer;
 
@@ -104,8 +113,9 @@ export class Resyncer {
           async (err: unknown) => {
             // Often the target's worker has not seen this chain version yet: try again shortly,
             // with whatever routing this worker has by then.
-            this.host.log?.('info', 'resync stopped; retrying', { chain: chain.chainId, target: next.targetId, err: String((err as Error).message ?? err) });
-            await this.host.clock.sleep(resyncRetryMs);
+            const lost = err instanceof WorkerError && err.code === WorkerErrorCode.ChunkLost;
+            this.host.log?.(lost ? 'error' : 'info', 'resync stopped; retrying', { chain: chain.chainId, target: next.targetId, err: String((err as Error).message ?? err) });
+            await this.host.clock.sleep(lost ? this.opts.lostRetryMs : resyncRetryMs);
             retry = true;
           },
         );
@@ -164,21 +174,25 @@ export class Resyncer {
     const progress: ResyncProgress = { chainId, chainVersion, targetId: target.targetId, startedMs: now, chunksListed: local.length, bytesListed: local.reduce((n, c) => n + c.lengthBytes, 0), chunksDone: 0, chunksSent: 0, bytesSent: 0 };
     this.runs.set(key, progress);
     let loggedMs = now;
+    /** Chunks damaged here and on every other member asked: sent by no run until repaired or removed. */
+    const lost: string[] = [];
     for (const listed of local) {
       const r = remote.get(chunkKey(listed.id));
       remote.delete(chunkKey(listed.id));
       // Decided under the chunk's lock, from what the chunk holds then: a write that was under
       // way when the list was taken may have committed a newer version since (one the target,
       // not yet on the write path then, never got).
-      const sent = await this.replica.lock.with(chunkLockKey(me.targetId, listed.id), async () => {
+      const sent = await this.replica.lock.with(chunkLockKey(me.targetId, listed.id), async (): Promise<number | 'same' | 'lost'> => {
         const local = store.get(listed.id);
-        if (local === undefined || (local.commitVersion === 0 && local.pending === undefined)) return false;
+        if (local === undefined || (local.commitVersion === 0 && local.pending === undefined)) return 'same';
         const same = r !== undefined && !r.pending && !r.corrupt && local.pending === undefined && r.commitVersion === local.commitVersion && r.crc32c === local.crc32c && r.lengthBytes === local.lengthBytes;
-        if (same || (this.skipStale && r !== undefined && !r.pending && !r.corrupt && r.commitVersion < local.commitVersion)) return false;
+        if (same || (this.skipStale && r !== undefined && !r.pending && !r.corrupt && r.commitVersion < local.commitVersion)) return 'same';
         // A version left pending here by a write whose forward gave up may have been committed
         // and served further down: the target gets that one, so it never serves older content.
         const p = local.pending;
-        const { meta, data } = p !== undefined ? { meta: local, data: await store.readPending(local.id) } : await this.readOrRepair(me, chainId, store, local.id);
+        const read = p !== undefined ? { meta: local, data: await store.readPending(local.id) } : await this.readOrRepair(me, chainId, store, local.id).catch((err: unknown) => lostOrThrow(err));
+        if (read === undefined) return 'lost';
+        const { meta, data } = read;
         const body: WriteRequest = {
           chainId,
           chainVersion,
@@ -195,7 +209,10 @@ export class Resyncer {
         return data.length;
       });
       progress.chunksDone++;
-      if (sent === false) {
+      if (sent === 'lost') {
+        // The target keeps what it has of it, and serves nothing before a later run finishes.
+        lost.push(chunkKey(listed.id));
+      } else if (sent === 'same') {
         stats.same++;
       } else {
         stats.sent++;
@@ -227,8 +244,22 @@ export class Resyncer {
       stats.removed += gone.length;
       this.totals.chunksRemoved += gone.length;
     }
+    if (lost.length > 0) {
+      this.totals.runsLost++;
+      throw new WorkerError(
+        WorkerErrorCode.ChunkLost,
+        `target ${target.targetId} cannot finish its resync on chain ${chainId}: ${lost.length} chunk${lost.length === 1 ? ' is' : 's are'} damaged on every member that has ${lost.length === 1 ? 'it' : 'them'} (inode-index in hex: ${lost.slice(0, 10).join(', ')}${lost.length > 10 ? ', ...' : ''}). Everything else was sent. Remove the files they belong to, or bring back a member that holds a good copy; the next try is in ${this.opts.lostRetryMs / 1000} s`,
+        { chunks: lost.slice(0, 100) },
+      );
+    }
     await conn.call(WorkerMethod.syncDone, call, { timeoutMs: this.host.callTimeoutMs });
     this.totals.runsDone++;
     return stats;
   }
+}
+
+/** Undefined for a chunk that could not be read here nor repaired from any other member (damaged everywhere); any other failure is thrown. */
+function lostOrThrow(err: unknown): undefined {
+  if (err instanceof WorkerError && err.code === WorkerErrorCode.ChunkCorrupt) return undefined;
+  throw err;
 }

@@ -50,6 +50,8 @@ export interface WorkerOptions {
   scrub?: Partial<ScrubOptions>;
   /** Bytes per second this worker's resyncs send together, at most (default resyncDefaults: 64 MiB/s). */
   resyncBytesPerSec?: number;
+  /** How long a resync that met chunks damaged on every member waits before it tries again (default 30 s). */
+  resyncLostRetryMs?: number;
   /** Bytes of chunk reads not yet handed to the socket, beyond which it answers CAIRN_OVERLOADED (replicaLimitsDefault). */
   readBytesMax?: number;
 }
@@ -123,7 +125,10 @@ export class StorageWorker {
       readBytesMax: opts.readBytesMax,
     };
     this.replica = new ChainReplica(host);
-    this.resync = new Resyncer(this.replica, host, opts.resyncBytesPerSec === undefined ? {} : { rateBytesPerSec: opts.resyncBytesPerSec });
+    this.resync = new Resyncer(this.replica, host, {
+      ...(opts.resyncBytesPerSec === undefined ? {} : { rateBytesPerSec: opts.resyncBytesPerSec }),
+      ...(opts.resyncLostRetryMs === undefined ? {} : { lostRetryMs: opts.resyncLostRetryMs }),
+    });
     this.scrubber = new Scrubber(
       { clock: opts.clock, targets: () => [...this.targets.values()], routing: () => this.routingNow, serving: () => this.serving(), replica: this.replica, log: opts.log },
       { ...scrubDefaults, ...opts.scrub },

@@ -55,7 +55,7 @@ async function startCluster(t: TestContext, workers = 3, targetsPerWorker = 2, s
   });
   for (let w = 1; w <= workers; w++) {
     const targets = Array.from({ length: targetsPerWorker }, (_, i) => path.join(dir, `worker-${w}`, `t${i}`));
-    started.push(await startWorkerProcess({ id: w, listen: '127.0.0.1:0', masters: [master.address], targets, secret, log, syncPageChunks: 3, ...(scrub === undefined ? {} : { scrub }), ...(disks.has(w) ? { disk: disks.get(w)! } : {}) }));
+    started.push(await startWorkerProcess({ id: w, listen: '127.0.0.1:0', masters: [master.address], targets, secret, log, syncPageChunks: 3, resyncLostRetryMs: 300, ...(scrub === undefined ? {} : { scrub }), ...(disks.has(w) ? { disk: disks.get(w)! } : {}) }));
   }
   const meta = new MasterClient({ masters: [master.address], secret, caller: rootCaller });
   const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
@@ -225,6 +225,49 @@ test('a chunk damaged on every replica: a read fails at once (CAIRN_CHUNK_LOST, 
   assert.ok((await reader.read(0, chunk)).equals(body.subarray(0, chunk)), 'chunk 0 reads');
   assert.ok((await reader.read(2 * chunk, chunk)).equals(body.subarray(2 * chunk)), 'chunk 2 reads');
   await c.meta.mutate('meta.mutate', { op: 'unlink', path: '/rotten' });
+});
+
+test('chunks damaged on every member that holds them: a returning target\'s resync sends the rest, stays syncing, and finishes once their file is removed', async (t) => {
+  const c = await startCluster(t, 3, 2, { rateBytesPerSec: 0 });
+  const chunk = 64 * 1024;
+  const layout = { chunkSizeBytes: chunk, stripeWidth: 2 };
+  const routing = await c.meta.query<RoutingInfo>('cluster.routing', {});
+  const chain = routing.chains[0];
+  const returning = chain.targetIds[chain.targetIds.length - 1];
+  const stateOf = async (id: number): Promise<string> => (await c.meta.query<RoutingInfo>('cluster.routing', {})).targets.find((x) => x.targetId === id)!.state;
+  const workerId = routing.targets.find((x) => x.targetId === returning)!.workerId;
+  const at = c.workers.findIndex((w) => w.worker.opts.id === workerId);
+  const dirs = c.workers[at].worker.localTargets().map((x) => x.dir);
+  await c.workers[at].stop();
+  await waitFor(async () => (await stateOf(returning)) === 'offline', `target ${returning} offline`, 20_000);
+  // Written while it is away; then /lost's chunks on its chain damaged on both members that serve.
+  const lostBody = randomBytes(4 * chunk);
+  const keptBody = randomBytes(4 * chunk);
+  const lost = await putFile(c.meta, c.data, '/lost', pieces(lostBody, chunk), { layout });
+  const kept = await putFile(c.meta, c.data, '/kept', pieces(keptBody, chunk), { layout });
+  const onChain = (attr: InodeAttr): number[] => {
+    const s = fileChains(new Routing(routing).tableChains(attr.layout!.chainTableId, attr.layout!.chainTableVersion)!, 2, attr.layout!.shuffleSeed);
+    return [0, 1, 2, 3].filter((i) => chainOfChunk(s, i) === chain.chainId);
+  };
+  const stripe = fileChains(new Routing(routing).tableChains(lost.layout!.chainTableId, lost.layout!.chainTableVersion)!, 2, lost.layout!.shuffleSeed);
+  const damaged = [0, 1, 2, 3].filter((i) => chainOfChunk(stripe, i) === chain.chainId);
+  for (const index of damaged) {
+    for (const id of chain.targetIds.slice(0, -1)) await flipChunkByte(routing.targets.find((x) => x.targetId === id)!.path, lost.inodeId, index, 100);
+  }
+  const log = createLogger({ test: 'data-path' }, 'silent');
+  c.workers[at] = await startWorkerProcess({ id: workerId, listen: '127.0.0.1:0', masters: [c.master.address], targets: dirs, secret, log, syncPageChunks: 3, scrub: { rateBytesPerSec: 0 }, resyncLostRetryMs: 300 });
+  // Its other target (another chain) serves again; this one stays syncing, with everything else sent.
+  const other = c.workers[at].worker.localTargets().find((x) => x.targetId !== returning)!.targetId;
+  await waitFor(async () => (await stateOf(other)) === 'serving', `target ${other} serving`, 20_000);
+  const source = c.workers.find((w) => w.worker.opts.id === routing.targets.find((x) => x.targetId === chain.targetIds[chain.targetIds.length - 2])!.workerId)!.worker;
+  await waitFor(() => source.resync.totals.runsLost >= 2, 'two resync runs that met the damaged chunks', 20_000);
+  assert.equal(await stateOf(returning), 'syncing', 'a target without every chunk does not serve');
+  assert.ok(source.resync.totals.chunksSent >= onChain(kept).length, `the other chunks were sent: ${JSON.stringify(source.resync.totals)}`);
+  // The file goes (its chunks with it): the next run finishes, and every replica agrees.
+  await c.meta.mutate('meta.mutate', { op: 'unlink', path: '/lost' });
+  await waitFor(async () => (await stateOf(returning)) === 'serving', `target ${returning} serving once /lost is removed`, 30_000);
+  await waitFor(async () => (await replicasAgree(c)) === undefined, 'every replica to agree', 20_000, async () => (await replicasAgree(c)) ?? '');
+  assert.equal(sha(await readAll(c, '/kept')), sha(keptBody));
 });
 
 /** Each target's `target.served`, read from its directory. */
