@@ -111,6 +111,14 @@ const nameBytesMax = 255;
 /** Inode count statfs reports as the total: the masters have no fixed table. (The addon passes 32 bits: 2^32 was 0.) */
 const inodesMax = 2 ** 32 - 1;
 
+/** The largest file: a length must be exact as a JavaScript number (the masters keep lengths so). */
+const fileBytesMax = Number.MAX_SAFE_INTEGER;
+
+/** EFBIG for a length past the largest file, as a local file system answers past its limit. */
+function mustFit(endBytes: number): void {
+  if (endBytes > fileBytesMax) throw new MetaError(FsErrorCode.EINVAL, `a file may hold at most ${fileBytesMax} bytes`, { errno: 'EFBIG' });
+}
+
 /** A directory's entries with their attributes, as the masters answered them at atMs (see lookupListed). */
 interface Listing {
   atMs: number;
@@ -424,6 +432,7 @@ export class CairnFs {
   }
 
   async truncate(path: string, sizeBytes: number, caller?: Caller): Promise<void> {
+    mustFit(sizeBytes);
     // Writes this mount holds for the file go first, so that they cannot land past the new end.
     await this.flushWritersOf(path, caller);
     // The handles of the file, those opened meanwhile too, take its new length.
@@ -562,6 +571,7 @@ export class CairnFs {
   async write(fd: number, from: Buffer, length: number, position: number): Promise<number> {
     const h = this.handle(fd);
     if (h.writer === undefined) throw new MetaError(FsErrorCode.EINVAL, 'file not open for writing', { errno: 'EBADF' });
+    mustFit(position + length);
     h.dirty = true;
     await h.writer.write(Buffer.from(from.subarray(0, length)), position);
     return length;

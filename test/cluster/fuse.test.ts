@@ -143,10 +143,21 @@ try:
     open(os.path.join(os.path.dirname(p).encode(), b'\\xff'), 'wb').close(); out.append('ok')
 except OSError as e:
     out.append(errno.errorcode[e.errno])
+# Past the largest file (2^53 - 1 bytes): EFBIG, as a local file system answers past its own.
+try:
+    os.truncate(p, 2**60); out.append('ok')
+except OSError as e:
+    out.append(errno.errorcode[e.errno])
+fd = os.open(p, os.O_WRONLY)
+try:
+    os.pwrite(fd, b'x', 2**53); out.append('ok')
+except OSError as e:
+    out.append(errno.errorcode[e.errno])
+os.close(fd)
 print(' '.join(out))`],
       { encoding: 'utf8' },
     ).trim();
-    assert.equal(xattrs, "b'v\\x00w' ['user.k'] EEXIST ENODATA ENOTSUP E2BIG [] 30 EILSEQ");
+    assert.equal(xattrs, "b'v\\x00w' ['user.k'] EEXIST ENODATA ENOTSUP E2BIG [] 30 EILSEQ EFBIG EFBIG");
 
     const names = (await fs.readdir(a.dir)).sort();
     assert.deepEqual(names, ['big', 'd', 'f2', 's']);
