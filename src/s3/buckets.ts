@@ -34,7 +34,10 @@ export async function listBuckets(ctx: S3Context, r: S3Request): Promise<void> {
 }
 
 export async function createBucket(ctx: S3Context, r: S3Request): Promise<void> {
-  await readWhole(r); // a CreateBucketConfiguration (a location): one region here, nothing to keep
+  // A CreateBucketConfiguration (a location) or nothing: any region is taken (as in signatures),
+  // nothing is kept, but a body that is not one is refused before anything is made.
+  const body = await readWhole(r);
+  if (body.length > 0) parseXml(body, 'CreateBucketConfiguration');
   try {
     // Made by the gateway (the root directory is not the keys'), owned by the key's user.
     await ctx.meta.mutate('meta.mutate', { op: 'mkdir', path: `/${r.bucket}`, mode: dirMode, uid: r.user.uid, gid: r.user.gid, parents: false });

@@ -409,7 +409,7 @@ export class ChainReplica {
       if (!this.servePending) throw new WorkerError(WorkerErrorCode.ChunkDirty, `target ${me.targetId} holds a pending version of chunk ${req.inodeId}:${req.index}: read from the tail`);
       if (meta.commitVersion === 0) throw notFound();
     }
-    const now = meta.pending !== undefined && tail ? await this.commitAtTail(me, store, id) : meta;
+    const now = meta.pending !== undefined && tail ? await this.commitAtTail(me, req.chainId, store, id) : meta;
     // The bytes are read into a pooled buffer, which goes back once the reply has left for the socket
     // (the budget counts it until then: a client that does not read its replies is refused more).
     const reserved = this.admitRead(Math.max(0, Math.min(req.length, now.lengthBytes - req.offset)), me.targetId);
@@ -451,13 +451,24 @@ export class ChainReplica {
    * A tail holding a pending version took it from its predecessor and kept it when the write's
    * forward gave up, or held it when a chain change made it the tail: the tail before it may have
    * committed and served that version. Serving the older committed one would let a read see the
-   * chunk go back, so the tail commits the pending version first (it has no successor to wait for).
+   * chunk go back, so the tail commits the pending version first. Members after it on the write
+   * path (syncing: they serve no reads) get it before: one whose resync ended before this write,
+   * and which missed the write's forward, could otherwise be made serving without the version this
+   * read returns. If they cannot take it now, the read fails and the reader tries again.
    */
-  private async commitAtTail(me: TargetInfo, store: ChunkStore, id: ChunkRef): Promise<ChunkMeta> {
+  private async commitAtTail(me: TargetInfo, chainId: number, store: ChunkStore, id: ChunkRef): Promise<ChunkMeta> {
     return this.lock.with(chunkLockKey(me.targetId, id), async () => {
       const m = store.get(id);
       if (m?.pending === undefined) return m ?? this.missing(me, id);
       try {
+        if (this.host.routing()?.successor(chainId, me.targetId) !== undefined) {
+          try {
+            return await this.finishPending(me, chainId, m, store);
+          } catch (err) {
+            // A damaged pending version is dropped below: it was never synced, so never forwarded.
+            if (!(err instanceof WorkerError && err.code === WorkerErrorCode.ChunkCorrupt)) throw err;
+          }
+        }
         return await store.commit(id, m.pending.version);
       } catch (err) {
         // A recovered pending version that fails its checksums was never synced, so never forwarded: it is dropped.

@@ -253,6 +253,12 @@ test('cairn s3: real S3 clients against a cluster', async (t) => {
     // Headers past the bound.
     const big = await raw(gw.endpoint, key, 'GET', '/bad', undefined, { headers: { 'x-amz-meta-big': 'x'.repeat(20_000) }, unsigned: true });
     assert.equal(big.code, 'RequestHeaderSectionTooLarge');
+    // A CreateBucket whose body is not a CreateBucketConfiguration makes no bucket.
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/junk-body', Buffer.from('not xml at all'))).code, 'MalformedXML');
+    assert.equal((await raw(gw.endpoint, key, 'HEAD', '/junk-body', undefined)).status, 404, 'no bucket made');
+    const located = Buffer.from('<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LocationConstraint>eu-west-1</LocationConstraint></CreateBucketConfiguration>');
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/located', located)).status, 200, 'a location is taken (any region signs too)');
+    await client.send(new DeleteBucketCommand({ Bucket: 'located' }));
     // A body shorter than its Content-Length, the connection then closed.
     await shortBody(gw.endpoint, key, '/bad/short', 1000, 100);
     await sleep(500);

@@ -83,7 +83,8 @@ const catchingSeeds: Record<SimBug, Partial<Record<WorkloadName, number>> & { pr
   // A middle member answers with its committed version while the tail already serves the pending one.
   'serve-pending-as-clean': { data: 51, property: /^linearizability: / },
   // A returning target keeps an old version of a chunk and serves it once the resync calls it done.
-  'resync-skip-stale': { data: 1, property: /^(linearizability|replicas agree): / },
+  // Seed 1 until reads at the last serving member forwarded a pending version to syncing members.
+  'resync-skip-stale': { data: 5, property: /^(linearizability|replicas agree): / },
   // A member forwards a version whose pending name is not durable yet, crashes, and returns
   // without it while the tail has served it.
   'forward-unsynced-name': { data: 90, property: /^linearizability: / },
