@@ -65,10 +65,17 @@ const edits: [string, string][] = [
     '  napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));\n  napi_create_uint32(env, l->mode, &(argv[3]));\n}, {\n  NAPI_ARGV_INT32(fd, 2)\n',
     '  napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));\n  napi_create_uint32(env, (uint32_t)l->mode | ((l->info->flags & O_EXCL) ? 0x80000000u : 0), &(argv[3]));\n}, {\n  NAPI_ARGV_INT32(fd, 2)\n',
   ],
+  // Times before 1970 are negative milliseconds (two's complement in the two 32-bit halves, which
+  // the JavaScript side writes so): read as unsigned they were thousands of years ahead.
+  [
+    'static void uint32s_to_timespec (struct timespec* ts, uint32_t** ints) {\n  uint64_t ms = uint32s_to_uint64(ints);\n  ts->tv_sec = ms / 1000;\n  ts->tv_nsec = (ms % 1000) * 1000000;\n}\n',
+    'static void uint32s_to_timespec (struct timespec* ts, uint32_t** ints) {\n  int64_t ms = (int64_t)uint32s_to_uint64(ints);\n  int64_t rem = ms % 1000;\n  if (rem < 0) rem += 1000;\n  ts->tv_sec = (ms - rem) / 1000;\n  ts->tv_nsec = rem * 1000000;\n}\n',
+  ],
   // So that JavaScript can tell this addon from the prebuilt one.
   ['  NAPI_EXPORT_UINT32(op_error)\n', '  NAPI_EXPORT_UINT32(op_error)\n  NAPI_EXPORT_UINT32(cairn_caller_context)\n'],
-  // 2: utimens fixed as well; 3: and passes UTIME_OMIT and UTIME_NOW; 4: and create's O_EXCL.
-  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 4;\nstatic const uint32_t op_init = 0;\n'],
+  // 2: utimens fixed as well; 3: and passes UTIME_OMIT and UTIME_NOW; 4: and create's O_EXCL;
+  // 5: and times before 1970.
+  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 5;\nstatic const uint32_t op_init = 0;\n'],
 ];
 
 let source = readFileSync(path.join(fuseDir, 'fuse-native.c'), 'utf8');
@@ -103,4 +110,4 @@ mkdirSync(path.dirname(out), { recursive: true });
 const c = path.join(work, 'fuse-native.c');
 writeFileSync(c, source);
 execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-D_FILE_OFFSET_BITS=64', ...headers.map((h) => `-I${h}`), c, '-o', out, libfuse!, '-lpthread'], { stdio: 'inherit' });
-say(`built ${out} (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL)`);
+say(`built ${out} (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work)`);

@@ -83,11 +83,15 @@ function addonVersion(): number {
 /** The bit of create's mode that the addon (version 4) sets for O_EXCL. */
 const createExclusiveBit = 0x8000_0000;
 
-/** utimens' times from the addon: UTIME_OMIT and UTIME_NOW come as 2^63 and 2^63 + 2^32 (scripts/build-fuse-addon.ts). */
-function utimeOf(ms: number): UtimeMs {
-  if (ms === 2 ** 63) return 'omit';
-  if (ms === 2 ** 63 + 2 ** 32) return 'now';
-  return ms;
+/**
+ * A utimens time from the addon, as the two 32-bit halves of a 64-bit number: UTIME_OMIT and
+ * UTIME_NOW come as 2^63 and 2^63 + 2^32 (scripts/build-fuse-addon.ts), a time before 1970 as
+ * negative milliseconds in two's complement.
+ */
+export function utimeOf(low: number, high: number): UtimeMs {
+  if (low === 0 && high === 2 ** 31) return 'omit';
+  if (low === 0 && high === 2 ** 31 + 1) return 'now';
+  return (high >= 2 ** 31 ? high - 2 ** 32 : high) * 2 ** 32 + low;
 }
 
 /** What libfuse says of the process behind the operation being dispatched (set just before it runs). */
@@ -181,6 +185,7 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
   const version = addonVersion();
   const withCaller = version >= 2;
   if (version < 4) opts.log('warn', 'fuse-native\'s addon does not pass O_EXCL (run: node scripts/build-fuse-addon.ts): an exclusive create is exclusive within this mount only');
+  else if (version < 5) opts.log('warn', 'fuse-native\'s addon cannot show times before 1970 (run: node scripts/build-fuse-addon.ts): setting one is refused (EINVAL)');
   if (!withCaller) opts.log('warn', 'fuse-native\'s addon does not pass the asking process (run: node scripts/build-fuse-addon.ts): new files belong to the mount\'s user, and the masters check permissions as that user');
   let asking: AskingProcess | undefined;
   class CairnFuse extends Fuse {
@@ -202,6 +207,14 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
               }
             },
       );
+    }
+
+    /** fuse-native joins a time's halves as unsigned: a time before 1970 became one far ahead. */
+    _op_utimens(signal: (code: number) => void, path: string, atimeLow: number, atimeHigh: number, mtimeLow: number, mtimeHigh: number): void {
+      const times = [utimeOf(atimeLow, atimeHigh), utimeOf(mtimeLow, mtimeHigh)] as const;
+      // An older addon shows such a time in stat as one far ahead: refused there.
+      if (version < 5 && times.some((t) => typeof t === 'number' && t < 0)) return signal(errno('EINVAL'));
+      this.ops.utimens(path, times[0], times[1], (err: number) => signal(err));
     }
 
     /** fuse-native answers fgetattr with getattr by path and drops the descriptor: the handle's own is asked. */
@@ -325,7 +338,7 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Prom
     link: (existing: string, p: string, cb: FuseCallback) => run(`link ${p}`, cb, (c) => fs.link(existing, p, c)),
     chmod: (p: string, mode: number, cb: FuseCallback) => run(`chmod ${p}`, cb, (c) => fs.chmod(p, mode, c)),
     chown: (p: string, uid: number, gid: number, cb: FuseCallback) => run(`chown ${p}`, cb, (c) => fs.chown(p, uid, gid, c)),
-    utimens: (p: string, atime: number, mtime: number, cb: FuseCallback) => run(`utimens ${p}`, cb, (c) => fs.utimens(p, utimeOf(atime), utimeOf(mtime), c)),
+    utimens: (p: string, atime: UtimeMs, mtime: UtimeMs, cb: FuseCallback) => run(`utimens ${p}`, cb, (c) => fs.utimens(p, atime, mtime, c)),
     truncate: (p: string, size: number, cb: FuseCallback) => run(`truncate ${p}`, cb, (c) => fs.truncate(p, size, c)),
     ftruncate: (p: string, fd: number, size: number, cb: FuseCallback) => run(`truncate ${p}`, cb, () => fs.ftruncate(fd, size)),
     // O_EXCL comes as a bit of the mode (addon version 4); an older addon's creates are not exclusive.

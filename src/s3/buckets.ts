@@ -36,7 +36,7 @@ export async function listBuckets(ctx: S3Context, r: S3Request): Promise<void> {
 export async function createBucket(ctx: S3Context, r: S3Request): Promise<void> {
   // A CreateBucketConfiguration (a location) or nothing: any region is taken (as in signatures),
   // nothing is kept, but a body that is not one is refused before anything is made.
-  const body = await readWhole(r);
+  const body = await readWhole(r, true);
   if (body.length > 0) parseXml(body, 'CreateBucketConfiguration');
   try {
     // Made by the gateway (the root directory is not the keys'), owned by the key's user.
@@ -202,7 +202,7 @@ async function list(ctx: S3Context, r: S3Request, p: ListParams, after: string):
 }
 
 export async function deleteObjects(ctx: S3Context, r: S3Request): Promise<void> {
-  const body = await readWhole(r);
+  const body = await readWhole(r, true);
   const doc = parseXml(body, 'Delete');
   const objects = (doc.Object as { Key?: unknown }[] | undefined) ?? [];
   if (objects.length > deleteObjectsMax) throw new S3Error(S3ErrorCode.MalformedXML, `a DeleteObjects request may name at most ${deleteObjectsMax} keys`);
@@ -230,15 +230,20 @@ export function checkVersionId(id: unknown): void {
   if (id !== undefined && id !== 'null') throw new S3Error(S3ErrorCode.InvalidArgument, 'cairn keeps one version of each object: the only version id is "null"');
 }
 
-/** A whole small request body (XML), checked like any payload. */
-export async function readWhole(r: S3Request): Promise<Buffer> {
+/**
+ * A whole small request body (XML), checked like any payload: its signature, Content-MD5 and, with
+ * `bodyChecksum`, its x-amz-checksum-* (a CompleteMultipartUpload's is the whole object's, not its
+ * body's, so it is not checked here).
+ */
+export async function readWhole(r: S3Request, bodyChecksum = false): Promise<Buffer> {
   const chunked = r.verified.payload.kind === 'chunked' || r.verified.payload.kind === 'chunked-unsigned';
   const raw = header(r.req, chunked ? 'x-amz-decoded-content-length' : 'content-length') ?? '0';
   const declared = /^\d{1,10}$/.test(raw) ? Number(raw) : -1;
   if (declared < 0 || declared > xmlBodyBytesMax) throw new S3Error(S3ErrorCode.InvalidRequest, `a request body of this kind holds at most ${xmlBodyBytesMax} bytes`);
   const contentMd5 = contentMd5Of(header(r.req, 'content-md5'));
   const parts: Buffer[] = [];
-  for await (const part of payload(requestBytes(r.req), { check: r.verified.payload, declaredBytes: declared, ...(contentMd5 === undefined ? {} : { contentMd5 }) }, { sizeBytes: 0 })) parts.push(part);
+  const spec = { check: r.verified.payload, declaredBytes: declared, ...(contentMd5 === undefined ? {} : { contentMd5 }), ...(bodyChecksum ? { headers: r.req.headers } : {}) };
+  for await (const part of payload(requestBytes(r.req), spec, { sizeBytes: 0 })) parts.push(part);
   return Buffer.concat(parts);
 }
 

@@ -154,10 +154,14 @@ try:
 except OSError as e:
     out.append(errno.errorcode[e.errno])
 os.close(fd)
+# Times before 1970 (tar of old files, touch -d 1960-01-01), kept to the millisecond.
+os.utime(p, ns=(-315619199877000000, -1500000000))
+s = os.stat(p)
+out.append('%d,%d' % (s.st_atime_ns, s.st_mtime_ns))
 print(' '.join(out))`],
       { encoding: 'utf8' },
     ).trim();
-    assert.equal(xattrs, "b'v\\x00w' ['user.k'] EEXIST ENODATA ENOTSUP E2BIG [] 30 EILSEQ EFBIG EFBIG");
+    assert.equal(xattrs, "b'v\\x00w' ['user.k'] EEXIST ENODATA ENOTSUP E2BIG [] 30 EILSEQ EFBIG EFBIG -315619199877000000,-1500000000");
 
     const names = (await fs.readdir(a.dir)).sort();
     assert.deepEqual(names, ['big', 'd', 'f2', 's']);

@@ -259,6 +259,13 @@ test('cairn s3: real S3 clients against a cluster', async (t) => {
     const located = Buffer.from('<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LocationConstraint>eu-west-1</LocationConstraint></CreateBucketConfiguration>');
     assert.equal((await raw(gw.endpoint, key, 'PUT', '/located', located)).status, 200, 'a location is taken (any region signs too)');
     await client.send(new DeleteBucketCommand({ Bucket: 'located' }));
+    // A DeleteObjects whose body does not match its x-amz-checksum-crc32 deletes nothing.
+    await client.send(new PutObjectCommand({ Bucket: 'bad', Key: 'kept', Body: 'k' }));
+    const deleteBody = Buffer.from('<Delete><Object><Key>kept</Key></Object></Delete>');
+    const wrongCrc = await raw(gw.endpoint, key, 'POST', '/bad', deleteBody, { query: [['delete', '']], headers: { 'x-amz-checksum-crc32': Buffer.alloc(4).toString('base64') } });
+    assert.equal(wrongCrc.code, 'BadDigest', wrongCrc.text);
+    assert.equal((await client.send(new HeadObjectCommand({ Bucket: 'bad', Key: 'kept' }))).ContentLength, 1, 'nothing deleted');
+    await client.send(new DeleteObjectCommand({ Bucket: 'bad', Key: 'kept' }));
     // A body shorter than its Content-Length, the connection then closed.
     await shortBody(gw.endpoint, key, '/bad/short', 1000, 100);
     await sleep(500);
