@@ -655,8 +655,7 @@ export class CairnFs {
       this.meta.query<ChainInfo[]>('meta.query', { op: 'chains' }),
       this.meta.query<WorkerHealth[]>('cluster.health', {}),
     ]);
-    const replication = Math.max(1, ...chains.map((c) => c.targetIds.length));
-    const space = mountSpace(targets, health, replication, fs.logicalBytes);
+    const space = mountSpace(targets, chains, health, fs.logicalBytes);
     const blocks = Math.floor(space.bytesTotal / blockBytes);
     const free = Math.floor(space.bytesFree / blockBytes);
     return { bsize: blockBytes, frsize: blockBytes, blocks, bfree: free, bavail: free, files: inodesMax, ffree: Math.max(0, inodesMax - fs.inodes), favail: Math.max(0, inodesMax - fs.inodes), namemax: nameBytesMax };

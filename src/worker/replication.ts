@@ -93,6 +93,8 @@ export class ChainReplica {
   readonly forwardDeadlineMs: number;
   /** Chunks finishAbandoned saw pending on a head, with when it first saw them. */
   private readonly pendingSince = new Map<string, number>();
+  /** When finishAbandoned last logged that versions could not be finished (once a minute at most: a full disk holds many). */
+  private unfinishedLoggedMs = -Infinity;
   private readonly host: ReplicaHost;
   /** Bug switches, read once: off, they cost one boolean test. */
   private readonly ackEarly: boolean;
@@ -211,6 +213,7 @@ export class ChainReplica {
     const now = this.host.clock.now();
     const seen = new Set<string>();
     let finished = 0;
+    const unfinished: { chain: number; target: number; chunk: string; err: string }[] = [];
     for (const t of targets) {
       const me = routing.target(t.targetId);
       if (me === undefined || me.chainId === 0 || routing.writeMembers(me.chainId)[0]?.targetId !== me.targetId) continue;
@@ -229,9 +232,13 @@ export class ChainReplica {
             this.host.log?.('info', 'finished a version left pending', { chain: me.chainId, target: me.targetId, chunk: chunkKey(id), version: meta.pending.version });
           });
         } catch (err) {
-          this.host.log?.('warn', 'a version left pending could not be finished yet', { chain: me.chainId, target: me.targetId, chunk: chunkKey(id), err: (err as Error).message });
+          unfinished.push({ chain: me.chainId, target: me.targetId, chunk: chunkKey(id), err: (err as Error).message });
         }
       }
+    }
+    if (unfinished.length > 0 && now - this.unfinishedLoggedMs >= 60_000) {
+      this.unfinishedLoggedMs = now;
+      this.host.log?.('warn', `${unfinished.length} version${unfinished.length === 1 ? '' : 's'} left pending could not be finished yet (the first below; retried every few seconds, logged once a minute)`, unfinished[0]);
     }
     for (const k of this.pendingSince.keys()) if (!seen.has(k)) this.pendingSince.delete(k);
     return finished;
@@ -602,7 +609,13 @@ export interface ReplicaTraffic {
   writtenBytes: { client: number; forward: number; whole: number };
 }
 
-/** The error a forward refused by a full successor ends with: the writer's, as CAIRN_TARGET_FULL. */
+/**
+ * The error a forward refused by a full successor ends with: the writer's, as CAIRN_TARGET_FULL,
+ * naming the full target (the successor, or one further down that it heard of).
+ */
 function fullSuccessor(req: WriteRequest, next: TargetInfo, version: number, err: unknown): WorkerError {
-  return new WorkerError(WorkerErrorCode.TargetFull, `chain ${req.chainId}: target ${next.targetId} is full and did not take version ${version} of chunk ${req.inodeId}:${req.index} (${String((err as Error).message)}); the write stays pending`, { targetId: next.targetId });
+  const relayed = (err as { details?: { fullTargetId?: unknown } }).details?.fullTargetId;
+  const full = typeof relayed === 'number' ? relayed : next.targetId;
+  const why = typeof relayed === 'number' ? String((err as Error).message) : `target ${full} is full (${String((err as Error).message)})`;
+  return new WorkerError(WorkerErrorCode.TargetFull, typeof relayed === 'number' ? why : `chain ${req.chainId}: ${why}; version ${version} of chunk ${req.inodeId}:${req.index} stays pending`, { fullTargetId: full });
 }
