@@ -36,7 +36,10 @@ export class FileWriter {
   private gather: { index: number; start: number; parts: Uint8Array[]; bytes: number } | undefined;
   private waiters: (() => void)[] = [];
   highWater = 0;
-  /** The chunks this writer wrote: reported on close so that readers know them from holes. */
+  /**
+   * The chunks this writer wrote, or tried to: reported on close so that readers know them from
+   * holes, and, after a failure, so that garbage collection finds what a failed write left.
+   */
   readonly written = new RangeSet();
 
   constructor(client: DataClient, file: FileRef, opts: { streamBytesMax?: number } = {}) {
@@ -63,6 +66,15 @@ export class FileWriter {
       if (this.gather.start + this.gather.bytes === this.file.layout.chunkSizeBytes) await this.send();
     }
     this.highWater = Math.max(this.highWater, offset + data.length);
+  }
+
+  /**
+   * Waits until no write is in flight, whatever their outcome: after a failure, the chunks in
+   * `written` are then all the writer will ever have touched (so its caller can report them, for
+   * garbage collection).
+   */
+  async settled(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.race(this.inflight);
   }
 
   /** Sends what is gathered and waits until every write is on all replicas' disks. */

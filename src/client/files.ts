@@ -75,9 +75,10 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
   // The file and its write session in one step.
   const made = await meta.mutate<CreateValue>('meta.mutate', { op: 'create', path: temp, mode: writable, uid: opts.uid ?? owner.uid, gid: opts.gid ?? owner.gid, exclusive: true, openSession: true, ...(layout === undefined ? {} : { layout }), ...as });
   let session: SessionValue | undefined = { sessionId: made.sessionId!, inode: made.inode };
+  let writer: FileWriter | undefined;
   try {
     const file = fileRef(session.inode, temp);
-    const writer = new FileWriter(data, file, { streamBytesMax: opts.streamBytesMax });
+    writer = new FileWriter(data, file, { streamBytesMax: opts.streamBytesMax });
     let position = 0;
     for await (const buf of source) {
       await writer.write(buf, position);
@@ -92,8 +93,14 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
     await meta.mutate('meta.mutate', { op: 'rename', from: temp, to: path, ...(opts.replacing === undefined ? {} : { replacing: opts.replacing }), ...as });
     return attr;
   } catch (err) {
-    // Leave nothing behind: the temporary file goes (its chunks to garbage collection).
-    if (session !== undefined) await meta.mutate('meta.mutate', { op: 'closeSession', sessionId: session.sessionId }).catch(() => undefined);
+    // Leave nothing behind: the temporary file goes, and its chunks to garbage collection, every
+    // one the writer touched (recorded with the session's end: the masters know no others, and
+    // would keep what a failed write left on the workers for good).
+    if (session !== undefined) {
+      await writer?.settled();
+      const touched = writer === undefined ? {} : { chunks: writer.written.toArray() };
+      await meta.mutate('meta.mutate', { op: 'closeSession', sessionId: session.sessionId, ...touched }).catch(() => undefined);
+    }
     await meta.mutate('meta.mutate', { op: 'unlink', path: temp, ...as }).catch(() => undefined);
     throw err;
   }

@@ -609,7 +609,10 @@ export class CairnFs {
     }
     // Nothing written since the last commit: the session ends without touching the times (a
     // commit sets them to now, after any utimens since: tar, cp -p and rsync set them at close).
-    const done = failure === undefined && h.dirty === true ? { lengthBytes: h.writer.highWater, chunks: h.writer.written.toArray() } : {};
+    // After a failure the length stays, but every chunk the writer touched is recorded, so that
+    // garbage collection finds what the failed write left once the file goes.
+    if (failure !== undefined) await h.writer.settled();
+    const done = failure !== undefined ? { chunks: h.writer.written.toArray() } : h.dirty === true ? { lengthBytes: h.writer.highWater, chunks: h.writer.written.toArray() } : {};
     await this.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: h.sessionId, ...done });
     if (failure !== undefined) throw failure;
   }

@@ -200,10 +200,29 @@ test('a full target, head or tail of its chain: a write fails with CAIRN_TARGET_
     t.diagnostic(`a full ${where} (worker ${full.worker}): refused after ${took} ms`);
     assert.ok(took < 30_000, `refused after ${took} ms, the retry deadline is 120 s`);
   }
+  // A put that fails so leaves nothing behind: its temporary file goes, and garbage collection
+  // finds every chunk its writer touched (before, they stayed on the workers, quarantined).
+  await assert.rejects(putFile(c.meta, data, '/failed', pieces(body, chunk), { layout }), { code: WorkerErrorCode.TargetFull });
   full.worker = 0;
+  const stray = async (): Promise<string[]> => (await chunkInodes(c)).filter((id) => id !== attr.inodeId).map(String);
+  await waitFor(async () => (await stray()).length === 0, 'the failed put\'s chunks to be collected', 20_000, async () => `chunks of inodes ${(await stray()).join(', ')}`);
   await putFile(c.meta, data, '/after', pieces(body, chunk), { layout });
   assert.equal(sha(await readAll({ meta: c.meta, data }, '/after')), sha(body));
 });
+
+/** The inodes whose chunk files are on the cluster's targets. */
+async function chunkInodes(c: Cluster): Promise<number[]> {
+  const { readdir } = await import('node:fs/promises');
+  const inodes = new Set<number>();
+  for (const w of c.workers) {
+    for (const target of w.worker.localTargets()) {
+      for (const sub of await readdir(path.join(target.dir, 'chunks')).catch(() => [] as string[])) {
+        for (const name of await readdir(path.join(target.dir, 'chunks', sub))) inodes.add(Number.parseInt(name.slice(0, 16), 16));
+      }
+    }
+  }
+  return [...inodes];
+}
 
 test('a chunk damaged on every replica: a read fails at once (CAIRN_CHUNK_LOST, EIO), never after the retry deadline; the file\'s other chunks read, and it can be removed', async (t) => {
   const c = await startCluster(t, 3, 2, { rateBytesPerSec: 0 });
