@@ -3,7 +3,7 @@
 
 import type { Command } from 'commander';
 import { parseAddress as parseHostPort } from '../address.ts';
-import { completeKeepAliveMsDefault, startS3Gateway } from '../s3/index.ts';
+import { completedUploadKeepMsDefault, completeKeepAliveMsDefault, startS3Gateway } from '../s3/index.ts';
 import { s3Metrics } from '../s3/metrics.ts';
 import { processRegistry, rpcMetrics } from '../metrics.ts';
 import type { HttpEndpoint } from '../ops-http.ts';
@@ -18,6 +18,7 @@ interface S3Flags extends TargetFlags, OpsHttpFlags {
   credentialTtlMs: string;
   streamMib: string;
   completeKeepaliveMs: string;
+  completedUploadKeepMs: string;
 }
 
 export function registerS3Command(program: Command, addTargetOptions: (c: Command) => Command): void {
@@ -30,6 +31,7 @@ export function registerS3Command(program: Command, addTargetOptions: (c: Comman
       .option('--credential-ttl-ms <ms>', 'how long a key is trusted before the masters are asked again (a removed key stops working within it)', '10000')
       .option('--stream-mib <n>', 'MiB one request keeps in flight to or from the workers at most', '16')
       .option('--complete-keepalive-ms <ms>', 'a multipart completion still copying its parts after this long answers 200 and sends a space this often until its result, as S3 does, so clients do not time out', String(completeKeepAliveMsDefault))
+      .option('--completed-upload-keep-ms <ms>', 'how long a completed multipart upload answers a retried completion (an SDK retries one whose answer it lost) with its result rather than NoSuchUpload', String(completedUploadKeepMsDefault))
       .option('--http <host:port>', httpOptionHelp)
       .option('--metrics-auth', metricsAuthOptionHelp),
   ).action(async (flags: S3Flags) => {
@@ -52,6 +54,7 @@ export function registerS3Command(program: Command, addTargetOptions: (c: Comman
         credentialTtlMs: parsePositiveInt(flags.credentialTtlMs, '--credential-ttl-ms'),
         streamBytesMax: parsePositiveInt(flags.streamMib, '--stream-mib') * 2 ** 20,
         completeKeepAliveMs: parsePositiveInt(flags.completeKeepaliveMs, '--complete-keepalive-ms'),
+        completedUploadKeepMs: parsePositiveInt(flags.completedUploadKeepMs, '--completed-upload-keep-ms'),
         ...(registry === undefined ? {} : { metrics: s3Metrics(registry, () => gatewayNow?.connections ?? 0) }),
       },
       hp.host,

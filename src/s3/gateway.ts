@@ -30,6 +30,8 @@ export interface GatewayOptions {
   streamBytesMax?: number;
   /** While a multipart upload completes, a space is sent this often (completeUpload); default completeKeepAliveMsDefault. */
   completeKeepAliveMs?: number;
+  /** How long a completed multipart upload answers a retried completion with its result; default completedUploadKeepMsDefault. */
+  completedUploadKeepMs?: number;
   /** A connection that has not sent a whole request's headers this long after it opened (or its last answer) gets 408 and is closed. */
   headersTimeoutMs?: number;
   now?: () => number;
@@ -56,6 +58,9 @@ export interface S3Context {
   region: string;
   streamBytesMax: number;
   completeKeepAliveMs: number;
+  completedUploadKeepMs: number;
+  /** When this gateway last removed a bucket's old completed uploads, by bucket (pruneCompletedUploads). */
+  uploadsPrunedMs: Map<string, number>;
   log: GatewayOptions['log'];
 }
 
@@ -69,6 +74,8 @@ export interface Routes {
 export const credentialTtlMsDefault = 10_000;
 /** Well inside the AWS CLI's and SDKs' 60 s read timeout. */
 export const completeKeepAliveMsDefault = 5_000;
+/** An SDK retries a completion whose answer it lost (a dropped connection); S3 answers such a retry for hours. */
+export const completedUploadKeepMsDefault = 60 * 60_000;
 /** Connections the gateway holds at most (each may hold streamBytesMax in flight); Node closes more at once. */
 export const connectionsMax = 256;
 /** A connection that sends or reads nothing this long is closed (a request may take as long as its bytes need). */
@@ -91,9 +98,10 @@ export class S3Gateway {
   private readonly credentials = new Map<string, { user: S3User | undefined; fetchedMs: number }>();
   private readonly routes: Routes;
   private readonly sockets = new Set<Socket>();
+  private readonly uploadsPrunedMs = new Map<string, number>();
 
   constructor(opts: GatewayOptions, routes: Routes) {
-    this.opts = { region: 'us-east-1', credentialTtlMs: credentialTtlMsDefault, streamBytesMax: 16 * 1024 * 1024, completeKeepAliveMs: completeKeepAliveMsDefault, headersTimeoutMs: headersTimeoutMsDefault, now: Date.now, ...opts };
+    this.opts = { region: 'us-east-1', credentialTtlMs: credentialTtlMsDefault, streamBytesMax: 16 * 1024 * 1024, completeKeepAliveMs: completeKeepAliveMsDefault, completedUploadKeepMs: completedUploadKeepMsDefault, headersTimeoutMs: headersTimeoutMsDefault, now: Date.now, ...opts };
     this.routes = routes;
     const checkMs = Math.min(headersCheckMs, this.opts.headersTimeoutMs);
     this.server = createServer({ maxHeaderSize: headerBytesMax, headersTimeout: this.opts.headersTimeoutMs, connectionsCheckingInterval: checkMs }, (req, res) => void this.serve(req, res, false));
@@ -184,7 +192,7 @@ export class S3Gateway {
   }
 
   private async route(r: S3Request, measured?: { op: string }): Promise<void> {
-    const ctx: S3Context = { meta: this.opts.meta, data: this.opts.data, region: this.opts.region, streamBytesMax: this.opts.streamBytesMax, completeKeepAliveMs: this.opts.completeKeepAliveMs, log: this.opts.log };
+    const ctx: S3Context = { meta: this.opts.meta, data: this.opts.data, region: this.opts.region, streamBytesMax: this.opts.streamBytesMax, completeKeepAliveMs: this.opts.completeKeepAliveMs, completedUploadKeepMs: this.opts.completedUploadKeepMs, uploadsPrunedMs: this.uploadsPrunedMs, log: this.opts.log };
     const method = r.req.method ?? 'GET';
     if (r.bucket === '') {
       if (method !== 'GET') throw new S3Error(S3ErrorCode.MethodNotAllowed, `${method} on the service is not allowed`);

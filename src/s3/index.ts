@@ -6,7 +6,7 @@ import { bucketLocation, createBucket, deleteBucket, deleteObjects, headBucket, 
 import { deleteObject, getObject, putObject } from './objects.ts';
 import { abortUpload, completeUpload, createUpload, listParts, listUploads, uploadPart } from './multipart.ts';
 
-export { completeKeepAliveMsDefault, S3Gateway, type GatewayOptions } from './gateway.ts';
+export { completedUploadKeepMsDefault, completeKeepAliveMsDefault, S3Gateway, type GatewayOptions } from './gateway.ts';
 export { S3Error, S3ErrorCode } from './errors.ts';
 
 /** Operations by method, and by method and subresource ('GET ?uploads'): the first subresource present picks. */

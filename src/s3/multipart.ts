@@ -2,8 +2,10 @@
 // holding its record (an extended attribute: key, metadata, when) and one file per part, each
 // written like an object (temporary name, then renamed: a part sent again replaces the old one).
 // Completing copies the parts in order into the object's temporary file, which then takes the key's
-// name at once, as a PUT does; the upload's directory is removed afterwards. A long completion
-// answers 200 early and keeps the connection alive, as S3 does (completeUpload).
+// name at once, as a PUT does; the record is then marked completed (with the ETag) and the parts
+// removed. A long completion answers 200 early and keeps the connection alive, as S3 does
+// (completeUpload). A completed upload answers a retried completion with the same parts by its
+// result, as S3 does, for completedUploadKeepMs; it is then removed (pruneCompletedUploads).
 
 import { createHash, randomBytes } from 'node:crypto';
 import { FileReader, fileRef, putFile } from '../client/index.ts';
@@ -30,6 +32,8 @@ interface UploadRecord {
   initiatedMs: number;
   accessKeyId: string;
   meta: Omit<ObjectMeta, 'etag'>;
+  /** Set once the object is in place: the ETag it was given, and when. */
+  completed?: { etag: string; completedMs: number };
 }
 
 function uploadsDir(bucket: string): string {
@@ -47,6 +51,7 @@ export async function createUpload(ctx: S3Context, r: S3Request): Promise<void> 
   const record: UploadRecord = { key: r.key, initiatedMs: Date.now(), accessKeyId: r.user.accessKeyId, meta: metaFromHeaders(r.req.headers) };
   await ctx.meta.mutate('meta.mutate', { op: 'setxattr', path: dir, name: uploadXattr, value: Buffer.from(JSON.stringify(record)), flags: 0 });
   sendXml(r.res, 200, 'InitiateMultipartUploadResult', { Bucket: r.bucket, Key: r.key, UploadId: id });
+  await pruneCompletedUploads(ctx, r.bucket);
 }
 
 export async function uploadPart(ctx: S3Context, r: S3Request): Promise<void> {
@@ -104,46 +109,60 @@ async function copyRange(ctx: S3Context, r: S3Request, result: PayloadResult): P
 }
 
 export async function completeUpload(ctx: S3Context, r: S3Request): Promise<void> {
-  const { dir, record } = await upload(ctx, r);
+  const { dir, record } = await upload(ctx, r, true);
   const doc = parseXml(await readWhole(r), 'CompleteMultipartUpload');
-  const asked = ((doc.Part as { PartNumber?: unknown; ETag?: unknown }[] | undefined) ?? []).map((p) => ({ n: partNumber(String(p.PartNumber ?? '')), etag: String(p.ETag ?? '').replace(/"/g, '') }));
+  const asked = ((doc.Part as { PartNumber?: unknown; ETag?: unknown }[] | undefined) ?? []).map((p) => ({ n: partNumber(String(p.PartNumber ?? '')), etag: String(p.ETag ?? '').replace(/"/g, '').toLowerCase() }));
   if (asked.length === 0) throw new S3Error(S3ErrorCode.MalformedXML, 'the XML you provided names no parts');
   for (let i = 1; i < asked.length; i++) if (asked[i].n <= asked[i - 1].n) throw new S3Error(S3ErrorCode.InvalidPartOrder, 'the list of parts was not in ascending order');
-  const have = new Map((await listPartFiles(ctx, dir, 0, partsMax)).map((p) => [p.n, p]));
-  const parts = asked.map((a, i) => {
-    const p = have.get(a.n);
-    if (p === undefined || p.etag !== a.etag) throw new S3Error(S3ErrorCode.InvalidPart, `part ${a.n} was not uploaded, or its ETag does not match`, { PartNumber: String(a.n) });
-    if (i < asked.length - 1 && p.sizeBytes < partBytesMin) throw new S3Error(S3ErrorCode.EntityTooSmall, `part ${a.n} holds ${p.sizeBytes} bytes: every part but the last needs ${partBytesMin}`, { PartNumber: String(a.n) });
-    return p;
-  });
-  const etag = `${createHash('md5').update(Buffer.concat(parts.map((p) => Buffer.from(p.etag, 'hex')))).digest('hex')}-${parts.length}`;
-  const bytes = (async function* () {
-    for (const p of parts) {
-      // A part gone meanwhile: the upload was aborted or completed by another request.
-      const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'open', path: p.path }).catch((err: unknown) => {
-        throw (err as { code?: string }).code === 'ENOENT' ? noSuchUpload(r) : err;
-      });
-      yield* new FileReader(ctx.data, fileRef(attr, p.path), attr.sizeBytes, { streamBytesMax: ctx.streamBytesMax }).stream();
-    }
-  })();
+  const etag = multipartEtag(asked.map((a) => a.etag));
   // Copying the parts takes about a second per 100 MiB here. A completion still running after
   // completeKeepAliveMs answers as S3 does: a 200 then, a space every interval so that clients'
   // read timeouts do not fire (60 s in the AWS CLI and SDKs), and at the end the result, or an
   // <Error> document, which S3 clients look for in a completion's 200.
   const res = r.res;
   let streaming = false;
-  const keepAlive = setInterval(() => {
-    if (!streaming) {
-      streaming = true;
-      res.writeHead(200, { 'content-type': 'application/xml' });
-      res.write(xmlDeclaration);
-    }
-    res.write(' ');
-  }, ctx.completeKeepAliveMs);
+  let keepAlive: NodeJS.Timeout | undefined;
+  const answer = (): void => {
+    clearInterval(keepAlive);
+    const result = { Location: `/${r.bucket}/${encodeURI(record.key)}`, Bucket: r.bucket, Key: record.key, ETag: `"${etag}"` };
+    if (streaming) res.end(xmlDocument('CompleteMultipartUploadResult', result, true, false));
+    else sendXml(res, 200, 'CompleteMultipartUploadResult', result);
+  };
+  // A retry of a completion that succeeded (its answer was lost): the same result, as S3 gives.
+  if (record.completed !== undefined) {
+    if (record.completed.etag !== etag) throw noSuchUpload(r);
+    answer();
+    return;
+  }
   try {
+    const parts = await partsToComplete(ctx, dir, asked);
+    keepAlive = setInterval(() => {
+      if (!streaming) {
+        streaming = true;
+        res.writeHead(200, { 'content-type': 'application/xml' });
+        res.write(xmlDeclaration);
+      }
+      res.write(' ');
+    }, ctx.completeKeepAliveMs);
+    const bytes = (async function* () {
+      for (const p of parts) {
+        // A part gone meanwhile: the upload was aborted or completed by another request.
+        const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'open', path: p.path }).catch((err: unknown) => {
+          throw (err as { code?: string }).code === 'ENOENT' ? noSuchUpload(r) : err;
+        });
+        yield* new FileReader(ctx.data, fileRef(attr, p.path), attr.sizeBytes, { streamBytesMax: ctx.streamBytesMax }).stream();
+      }
+    })();
     await writeObject(ctx, r, keyPath(r.bucket, record.key), bytes, () => ({ etag, ...record.meta }));
-    await removeUpload(ctx, dir);
+    await markCompleted(ctx, dir, record, etag);
   } catch (err) {
+    // Parts gone because another completion of the same parts (an SDK's retry, or the request
+    // this one retries) finished first: its result is this one's.
+    const code = err instanceof S3Error ? err.code : undefined;
+    if ((code === S3ErrorCode.NoSuchUpload || code === S3ErrorCode.InvalidPart) && (await upload(ctx, r, true).catch(() => undefined))?.record.completed?.etag === etag) {
+      answer();
+      return;
+    }
     if (!streaming) throw err;
     const e = toS3Error(err);
     ctx.log(e.code === S3ErrorCode.InternalError ? 'error' : 'warn', `completing upload ${r.query.get('uploadId')} of ${printableKey(`/${r.bucket}/${record.key}`)} failed after its 200 went out: ${(err as Error).stack ?? String(err)}`);
@@ -152,9 +171,59 @@ export async function completeUpload(ctx: S3Context, r: S3Request): Promise<void
   } finally {
     clearInterval(keepAlive);
   }
-  const result = { Location: `/${r.bucket}/${encodeURI(record.key)}`, Bucket: r.bucket, Key: record.key, ETag: `"${etag}"` };
-  if (streaming) res.end(xmlDocument('CompleteMultipartUploadResult', result, true, false));
-  else sendXml(res, 200, 'CompleteMultipartUploadResult', result);
+  answer();
+  await pruneCompletedUploads(ctx, r.bucket);
+}
+
+/** The uploaded parts a completion names, checked: each there with its ETag, all but the last big enough. */
+async function partsToComplete(ctx: S3Context, dir: string, asked: { n: number; etag: string }[]): Promise<PartFile[]> {
+  const have = new Map((await listPartFiles(ctx, dir, 0, partsMax)).map((p) => [p.n, p]));
+  return asked.map((a, i) => {
+    const p = have.get(a.n);
+    if (p === undefined || p.etag !== a.etag) throw new S3Error(S3ErrorCode.InvalidPart, `part ${a.n} was not uploaded, or its ETag does not match`, { PartNumber: String(a.n) });
+    if (i < asked.length - 1 && p.sizeBytes < partBytesMin) throw new S3Error(S3ErrorCode.EntityTooSmall, `part ${a.n} holds ${p.sizeBytes} bytes: every part but the last needs ${partBytesMin}`, { PartNumber: String(a.n) });
+    return p;
+  });
+}
+
+/** S3's ETag of a multipart object: the MD5 of its parts' binary MD5s, then "-" and their count. */
+function multipartEtag(partEtags: string[]): string {
+  return `${createHash('md5').update(Buffer.concat(partEtags.map((e) => Buffer.from(e, 'hex')))).digest('hex')}-${partEtags.length}`;
+}
+
+/** The object is in place: the record says so (for a retried completion), and the parts go. */
+async function markCompleted(ctx: S3Context, dir: string, record: UploadRecord, etag: string): Promise<void> {
+  const completed: UploadRecord = { ...record, completed: { etag, completedMs: Date.now() } };
+  try {
+    await ctx.meta.mutate('meta.mutate', { op: 'setxattr', path: dir, name: uploadXattr, value: Buffer.from(JSON.stringify(completed)), flags: 0 });
+  } catch (err) {
+    // Aborted once the object was in place: the completion stands, and there is nothing to mark.
+    if ((err as { code?: string }).code === 'ENOENT') return;
+    throw err;
+  }
+  // Parts left by a failure here go with the record (pruneCompletedUploads).
+  for await (const e of readDirPlus(ctx, dir, objectMetaXattr)) await ctx.meta.mutate('meta.mutate', { op: 'unlink', path: `${dir}/${e.name}` }).catch(() => undefined);
+}
+
+/**
+ * Removes a bucket's uploads completed more than completedUploadKeepMs ago, at most once a tenth of
+ * that per bucket and gateway (it lists the bucket's uploads). A failure is only logged: the next
+ * one tries again.
+ */
+async function pruneCompletedUploads(ctx: S3Context, bucket: string): Promise<void> {
+  const now = Date.now();
+  const last = ctx.uploadsPrunedMs.get(bucket);
+  if (last !== undefined && now - last < ctx.completedUploadKeepMs / 10) return;
+  ctx.uploadsPrunedMs.set(bucket, now);
+  try {
+    const dir = uploadsDir(bucket);
+    for await (const e of readDirPlus(ctx, dir, uploadXattr)) {
+      const rec = e.type === 'dir' && e.xattr !== undefined ? parseRecord(e.xattr) : undefined;
+      if (rec?.completed !== undefined && now - rec.completed.completedMs >= ctx.completedUploadKeepMs) await removeUpload(ctx, `${dir}/${e.name}`);
+    }
+  } catch (err) {
+    ctx.log('warn', `removing the completed uploads of bucket ${bucket} failed (tried again later): ${(err as Error).message}`);
+  }
 }
 
 export async function abortUpload(ctx: S3Context, r: S3Request): Promise<void> {
@@ -197,7 +266,7 @@ export async function listUploads(ctx: S3Context, r: S3Request): Promise<void> {
   for await (const e of readDirPlus(ctx, uploadsDir(r.bucket), uploadXattr)) {
     if (e.type !== 'dir' || e.xattr === undefined) continue;
     const rec = parseRecord(e.xattr);
-    if (rec === undefined || !rec.key.startsWith(prefix) || rec.key < keyMarker || !mayUseUpload(rec, r)) continue;
+    if (rec === undefined || rec.completed !== undefined || !rec.key.startsWith(prefix) || rec.key < keyMarker || !mayUseUpload(rec, r)) continue;
     uploads.push({ key: rec.key, id: e.name, initiatedMs: rec.initiatedMs });
   }
   // S3's order: by key, then by when initiated (the id breaks ties, so that a marker is exact).
@@ -225,8 +294,8 @@ export async function listUploads(ctx: S3Context, r: S3Request): Promise<void> {
   });
 }
 
-/** The upload named by ?uploadId, for this bucket and key; NoSuchUpload otherwise. */
-async function upload(ctx: S3Context, r: S3Request): Promise<{ dir: string; record: UploadRecord }> {
+/** The upload named by ?uploadId, for this bucket and key, in progress (or completed too); NoSuchUpload otherwise. */
+async function upload(ctx: S3Context, r: S3Request, orCompleted = false): Promise<{ dir: string; record: UploadRecord }> {
   const id = r.query.get('uploadId') ?? '';
   const missing = noSuchUpload(r);
   if (!uploadIdPattern.test(id)) throw missing;
@@ -234,7 +303,7 @@ async function upload(ctx: S3Context, r: S3Request): Promise<{ dir: string; reco
   const value = await ctx.meta.query<Uint8Array>('meta.query', { op: 'getxattr', path: dir, name: uploadXattr }).catch(() => undefined);
   const record = value === undefined ? undefined : parseRecord(value);
   // Another key's upload is not there for this one (it could read, replace or abort its parts).
-  if (record === undefined || record.key !== r.key || !mayUseUpload(record, r)) throw missing;
+  if (record === undefined || record.key !== r.key || !mayUseUpload(record, r) || (record.completed !== undefined && !orCompleted)) throw missing;
   return { dir, record };
 }
 

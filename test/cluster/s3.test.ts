@@ -89,11 +89,26 @@ test('cairn s3: real S3 clients against a cluster', async (t) => {
     const done = await client.send(new CompleteMultipartUploadCommand({ Bucket: 'sdk', Key: 'big/multi.bin', UploadId: up.UploadId, MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) } }));
     const md5s = Buffer.concat(etags.map((e) => Buffer.from(e.replace(/"/g, ''), 'hex')));
     assert.equal(done.ETag, `"${createHash('md5').update(md5s).digest('hex')}-3"`);
+    // A retry of the completion (an SDK that lost the answer) gets the same result, as from S3; one
+    // naming other parts, and every other use of the upload, get NoSuchUpload.
+    const completeAgain = (n: number): Promise<{ ETag?: string }> => client.send(new CompleteMultipartUploadCommand({ Bucket: 'sdk', Key: 'big/multi.bin', UploadId: up.UploadId, MultipartUpload: { Parts: etags.slice(0, n).map((ETag, i) => ({ ETag, PartNumber: i + 1 })) } }));
+    assert.equal((await completeAgain(3)).ETag, done.ETag);
+    await assert.rejects(completeAgain(2), { name: 'NoSuchUpload' });
+    await assert.rejects(client.send(new ListPartsCommand({ Bucket: 'sdk', Key: 'big/multi.bin', UploadId: up.UploadId })), { name: 'NoSuchUpload' });
+    await assert.rejects(client.send(new UploadPartCommand({ Bucket: 'sdk', Key: 'big/multi.bin', UploadId: up.UploadId, PartNumber: 4, Body: 'late' })), { name: 'NoSuchUpload' });
+    await assert.rejects(client.send(new AbortMultipartUploadCommand({ Bucket: 'sdk', Key: 'big/multi.bin', UploadId: up.UploadId })), { name: 'NoSuchUpload' });
+    const uploadDir = `/.cairn-s3/uploads/sdk/${up.UploadId}`;
+    assert.deepEqual((await admin.query<{ entries: unknown[] }>('meta.query', { op: 'readdir', path: uploadDir, limit: 10 })).entries, [], 'the parts are gone once completed');
     assert.deepEqual(await bodyOf(client.send(new GetObjectCommand({ Bucket: 'sdk', Key: 'big/multi.bin' }))), whole);
     const head = await client.send(new HeadObjectCommand({ Bucket: 'sdk', Key: 'big/multi.bin' }));
     assert.equal(head.ContentType, 'application/x-test');
     assert.deepEqual(head.Metadata, { origin: 'sdk' });
     assert.equal((await client.send(new ListMultipartUploadsCommand({ Bucket: 'sdk' }))).Uploads, undefined);
+    // Past --completed-upload-keep-ms the next upload in the bucket removes the completed one's record.
+    await sleep(completedUploadKeepMs);
+    await client.send(new AbortMultipartUploadCommand({ Bucket: 'sdk', Key: 'x', UploadId: (await client.send(new CreateMultipartUploadCommand({ Bucket: 'sdk', Key: 'x' }))).UploadId }));
+    await assert.rejects(admin.query('meta.query', { op: 'stat', path: uploadDir }), { code: 'ENOENT' });
+    await assert.rejects(completeAgain(3), { name: 'NoSuchUpload' });
     // A part too small before the last one is refused; an aborted upload leaves nothing.
     const small = await client.send(new CreateMultipartUploadCommand({ Bucket: 'sdk', Key: 'small' }));
     const e1 = (await client.send(new UploadPartCommand({ Bucket: 'sdk', Key: 'small', UploadId: small.UploadId, PartNumber: 1, Body: Buffer.alloc(1000) }))).ETag!;
@@ -291,6 +306,8 @@ test('cairn s3: real S3 clients against a cluster', async (t) => {
       await sleep(30);
       const second = ending === 'complete' ? complete() : client.send(new AbortMultipartUploadCommand({ Bucket: 'probe', Key: 'mp', UploadId: up.UploadId }));
       const settled = await Promise.allSettled([first, second]);
+      // Both completions succeed (the later one answers with the first's result); an abort may win.
+      if (ending === 'complete') for (const s of settled) assert.equal(s.status, 'fulfilled', s.status === 'rejected' ? String(s.reason) : '');
       for (const s of settled) if (s.status === 'rejected') assert.equal((s.reason as { name?: string }).name, 'NoSuchUpload', String(s.reason));
       const now = await bodyOf(client.send(new GetObjectCommand({ Bucket: 'probe', Key: 'mp' })));
       assert.ok(now.equals(Buffer.concat(parts)) || now.toString() === 'old', `after racing ${ending}s the key holds ${now.length} bytes`);
@@ -360,11 +377,14 @@ test('cairn s3: real S3 clients against a cluster', async (t) => {
   });
 });
 
+/** How long the test gateway answers a retried completion (an hour by default). */
+const completedUploadKeepMs = 2_000;
+
 /** Starts `cairn s3` on a free port and waits for its endpoint line. */
 async function startGateway(c: DataCluster, log: string): Promise<{ child: ChildProcess; endpoint: string }> {
   // Completions answer 200 early after 20 ms (5 s by default): every multipart upload below, by
   // the SDK and the AWS CLI, is read back from the kept-alive form.
-  const child = c['procs'].spawn(process.execPath, [mainScript, 's3', '--listen', '127.0.0.1:0', '--masters', c.masters.addresses().join(','), '--credential-ttl-ms', '1000', '--complete-keepalive-ms', '20'], log, { CAIRN_SECRET: c.masters.secret });
+  const child = c['procs'].spawn(process.execPath, [mainScript, 's3', '--listen', '127.0.0.1:0', '--masters', c.masters.addresses().join(','), '--credential-ttl-ms', '1000', '--complete-keepalive-ms', '20', '--completed-upload-keep-ms', String(completedUploadKeepMs)], log, { CAIRN_SECRET: c.masters.secret });
   let endpoint = '';
   await waitFor(async () => {
     if (child.exitCode !== null) throw new Error(`cairn s3 exited: ${await readFile(log, 'utf8')}`);
