@@ -16,6 +16,7 @@ import { fileChains } from '../placement/index.ts';
 import { withClient as run, withClients, type TargetFlags } from './cluster-target.ts';
 import { configError, parseNonNegativeInt, parsePositiveInt } from './config.ts';
 import { jsonLine, modeString, printable } from './format.ts';
+import { findInode, parseInodeId, type FindProgress } from './fs-find.ts';
 import { join, rmConfirmEntriesMin, rmPaths, type RmFlags } from './fs-rm.ts';
 import { addIdentityOptions } from './identity.ts';
 
@@ -116,6 +117,10 @@ export function registerFsCommands(program: Command, addClusterOptions: (c: Comm
       }),
     );
 
+  addTargetOptions(fs.command('find').argument('[path]', 'directory to search under', '/').requiredOption('--inode <id>', 'the inode: decimal, 0x hex, or a chunk name INODE-INDEX in hex as workers log them').option('--json', 'print JSON'))
+    .description('print the paths of an inode (several for a hard-linked file) by walking the tree: to find the file of a chunk a worker names')
+    .action((p: string, o: Flags & { inode: string }) => run(o, (c) => find(c, p, parseInodeId(o.inode), o)));
+
   addTargetOptions(fs.command('du').argument('[path]', 'file or directory', '/').option('--json', 'print JSON'))
     .description('sum the logical size of a tree')
     .action((p: string, o: Flags) => run(o, async (c) => print(o, await du(c, p), (s) => `${s.bytes}\t${s.files} files\t${s.dirs} dirs\t${printable(p)}`)));
@@ -159,6 +164,33 @@ async function touch(c: MasterClient, path: string): Promise<unknown> {
     if ((err as { code?: string }).code !== FsErrorCode.EEXIST) throw err;
     // The masters' clock: setting times to now needs only write permission, given times the owner.
     return c.mutate('meta.mutate', { op: 'setattr', path, timesNow: true });
+  }
+}
+
+async function find(c: MasterClient, root: string, inodeId: number, o: Flags): Promise<void> {
+  const paths: string[] = [];
+  const progress: FindProgress = { dirs: 0, entries: 0, skipped: [] };
+  const found = (p: string): void => {
+    paths.push(p);
+    if (!o.json) console.log(printable(p));
+  };
+  const attr = await c.query<InodeAttr>('meta.query', { op: 'stat', path: root });
+  if (attr.inodeId === inodeId) found(root);
+  if (attr.type === 'dir') {
+    // A long walk says how far it got, on a terminal.
+    const ticker = process.stderr.isTTY ? setInterval(() => process.stderr.write(`\rsearched ${progress.dirs} directories, ${progress.entries} entries`), 1000) : undefined;
+    try {
+      await findInode((dir) => listAll(c, dir), root, inodeId, found, progress);
+    } finally {
+      clearInterval(ticker);
+      if (ticker !== undefined) process.stderr.write('\n');
+    }
+  }
+  for (const s of progress.skipped) console.error(`cairn fs find: ${printable(s.path)} not searched: ${s.error}`);
+  if (o.json) console.log(jsonLine({ inodeId, paths, searched: { dirs: progress.dirs, entries: progress.entries }, skipped: progress.skipped }));
+  if (paths.length === 0) {
+    console.error(`cairn fs find: no path under ${printable(root)} is inode ${inodeId} (0x${inodeId.toString(16)})${progress.skipped.length > 0 ? ', in what could be searched' : ''}`);
+    process.exitCode = 1;
   }
 }
 

@@ -248,7 +248,7 @@ export class Resyncer {
       this.totals.runsLost++;
       throw new WorkerError(
         WorkerErrorCode.ChunkLost,
-        `target ${target.targetId} cannot finish its resync on chain ${chainId}: ${lost.length} chunk${lost.length === 1 ? ' is' : 's are'} damaged on every member that has ${lost.length === 1 ? 'it' : 'them'} (inode-index in hex: ${lost.slice(0, 10).join(', ')}${lost.length > 10 ? ', ...' : ''}). Everything else was sent. Remove the files they belong to, or bring back a member that holds a good copy; the next try is in ${this.opts.lostRetryMs / 1000} s`,
+        `target ${target.targetId} cannot finish its resync on chain ${chainId}: ${lost.length} chunk${lost.length === 1 ? ' is' : 's are'} damaged on every member that has ${lost.length === 1 ? 'it' : 'them'} (inode-index in hex: ${lost.slice(0, 10).join(', ')}${lost.length > 10 ? ', ...' : ''}). Everything else was sent. Remove the files they belong to (\`cairn fs find --inode INODE-INDEX\` prints their paths), or bring back a member that holds a good copy; the next try is in ${this.opts.lostRetryMs / 1000} s`,
         { chunks: lost.slice(0, 100) },
       );
     }

@@ -40,9 +40,15 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.equal((await cairn(['fs', 'ln', '/data/set1/a', '/data/hard', ...d])).code, 0);
   const ls = JSON.parse((await cairn(['fs', 'ls', '/data/set1', '--json', ...d])).stdout) as { name: string }[];
   assert.deepEqual(ls.map((e) => e.name), ['a', 'c']);
-  const stat = JSON.parse((await cairn(['fs', 'stat', '/data/set1/a', '--json', ...d])).stdout) as { nlink: number; type: string };
+  const stat = JSON.parse((await cairn(['fs', 'stat', '/data/set1/a', '--json', ...d])).stdout) as { nlink: number; type: string; inodeId: number };
   assert.equal(stat.type, 'file');
   assert.equal(stat.nlink, 2);
+  // Its paths from its inode, as a worker's log names a chunk of it.
+  const found = await cairn(['fs', 'find', '--inode', `${stat.inodeId.toString(16).padStart(16, '0')}-00000000`, ...d]);
+  assert.deepEqual([found.code, found.stdout.trim().split('\n').sort()], [0, ['/data/hard', '/data/set1/a']]);
+  const notFound = await cairn(['fs', 'find', '/data/set1', '--inode', String(stat.inodeId + 1000), ...d]);
+  assert.equal(notFound.code, 1);
+  assert.match(notFound.stderr, /no path under \/data\/set1 is inode/);
   const du = JSON.parse((await cairn(['fs', 'du', '/data', '--json', ...d])).stdout) as { files: number; dirs: number };
   assert.equal(du.files, 3);
   assert.equal(du.dirs, 2);
