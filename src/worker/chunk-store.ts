@@ -142,6 +142,7 @@ export class ChunkStore {
   private corruptDetected = 0;
   /** Set by the first failed fsync: from then on the store refuses writes. */
   private failure: WorkerError | undefined;
+  private fullAnswerCount = 0;
   private closed = false;
 
   private constructor(disk: Disk, dir: string, opts: Options) {
@@ -294,6 +295,11 @@ export class ChunkStore {
   /** The size of the blocks whose CRCs chunk files keep. */
   get blockSizeBytes(): number {
     return this.opts.blockSizeBytes;
+  }
+
+  /** Writes refused so far because the disk was full (ENOSPC, EDQUOT): the worker's check for room counts them. */
+  get fullAnswers(): number {
+    return this.fullAnswerCount;
   }
 
   /** A failed fsync stopped the store: it takes no writes until the worker restarts. */
@@ -748,7 +754,10 @@ export class ChunkStore {
    * writes go on without it (it kept serving, and its raw EPERM failed every write of its chains).
    */
   private writeFailure(what: string, err: unknown): unknown {
-    if (isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) return spaceError(err, this.dir);
+    if (isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) {
+      this.fullAnswerCount++;
+      return spaceError(err, this.dir);
+    }
     if (diskFaults.some((code) => isErrno(err, code))) return this.fail(what, err, 'writing');
     return err;
   }

@@ -66,8 +66,14 @@ interface LocalTarget {
   recording?: { chainId: number; chainVersion: number; done: Promise<void> };
   /** Its record could not be written (a full or failing disk): it reports itself offline until out of serving. */
   unrecorded?: boolean;
+  /** The store's count of full-disk refusals when a reading of the disk last showed room again (outOfRoom). */
+  roomAfterAnswers?: number;
+  /** Set while it is out of room and that was logged. */
+  outOfRoomLogged?: boolean;
 }
 
+/** Free bytes that count as room again on a disk that was full (a largest chunk): see outOfRoom. */
+const roomBytesMin = 64 * 1024 * 1024;
 /** Fetches of the routing a worker makes because requests showed it behind, at most one per this. */
 const routingCatchUpMs = 100;
 /** Target ids are the worker id times this plus 1 to targetsPerWorkerMax: unique without asking anyone. */
@@ -97,8 +103,11 @@ export class StorageWorker {
   private heartbeating = false;
   /** Each target's capacity as last read (heartbeats report it without waiting for the disk). */
   private readonly capacityBytes = new Map<number, number>();
-  /** Each target's disk as last read: its free bytes and device (for the masters' statfs). */
-  private readonly diskFree = new Map<number, { bytesFree: number; device?: number }>();
+  /**
+   * Each target's disk as last read: its free bytes and device (for the masters' statfs), and the
+   * store's count of full-disk refusals when the reading began (outOfRoom).
+   */
+  private readonly diskFree = new Map<number, { bytesFree: number; device?: number; fullAnswers: number }>();
   private readingCapacity = false;
   /** Targets whose predecessor finished their resync, at the chain version it ran for. */
   private readonly synced = new Map<number, number>();
@@ -296,10 +305,11 @@ export class StorageWorker {
       ...(this.opts.domain === undefined ? {} : { domain: this.opts.domain }),
       targets: await Promise.all(
         [...this.targets.values()].map(async (t) => {
+          const fullAnswers = t.store.fullAnswers;
           const space = await this.opts.disk.statfs(t.dir);
           const capacityBytes = space.bytesTotal;
           this.capacityBytes.set(t.targetId, capacityBytes);
-          this.diskFree.set(t.targetId, diskFreeOf(space));
+          this.diskFree.set(t.targetId, { ...diskFreeOf(space), fullAnswers });
           return { targetId: t.targetId, path: t.dir, capacityBytes };
         }),
       ),
@@ -462,10 +472,11 @@ export class StorageWorker {
     void Promise.all(
       [...this.targets.values()].map(async (t) => {
         // A failed reading keeps the last one.
+        const fullAnswers = t.store.fullAnswers;
         const space = await this.opts.disk.statfs(t.dir).catch(() => undefined);
         if (space !== undefined) {
           this.capacityBytes.set(t.targetId, space.bytesTotal);
-          this.diskFree.set(t.targetId, diskFreeOf(space));
+          this.diskFree.set(t.targetId, { ...diskFreeOf(space), fullAnswers });
         }
       }),
     ).finally(() => (this.readingCapacity = false));
@@ -478,11 +489,36 @@ export class StorageWorker {
     if (target?.store.failed === true || target?.unrecorded === true) return LocalState.Offline;
     const routing = this.routingNow;
     const info = routing?.target(targetId);
+    // A target that does not serve and whose disk filled would hold up every write of its chain
+    // (each forward to it is retried until its deadline, then the writer hears ENOSPC although the
+    // members that serve have room) and never finish its resync: it leaves the chain until its
+    // disk has room again. A full one that serves stays: its chain is full, and writers hear so.
+    if (target !== undefined && info?.state !== TargetState.Serving && this.outOfRoom(target)) return LocalState.Offline;
     if (info === undefined || routing === undefined) return LocalState.Online;
     if (info.state === TargetState.Serving) return LocalState.UpToDate;
     const chain = routing.chain(info.chainId);
     if (info.state === TargetState.Syncing && chain !== undefined && this.synced.get(targetId) === chain.version) return LocalState.UpToDate;
     return LocalState.Online;
+  }
+
+  /**
+   * Whether the target's disk refused a write as full since a reading last showed room: room is
+   * roomBytesMin free, or a twentieth of a smaller disk, in a reading begun after the last refusal.
+   */
+  private outOfRoom(t: LocalTarget): boolean {
+    const answers = t.store.fullAnswers;
+    if (answers === (t.roomAfterAnswers ?? 0)) return false;
+    const free = this.diskFree.get(t.targetId);
+    const room = Math.min(roomBytesMin, (this.capacityBytes.get(t.targetId) ?? 0) / 20);
+    if (free === undefined || free.fullAnswers !== answers || free.bytesFree < room) {
+      if (t.outOfRoomLogged !== true) this.opts.log?.('warn', 'target disk full: it leaves its chain unless it serves, until it has room again', { target: t.targetId, dir: t.dir, roomBytes: room });
+      t.outOfRoomLogged = true;
+      return true;
+    }
+    t.roomAfterAnswers = answers;
+    t.outOfRoomLogged = undefined;
+    this.opts.log?.('info', 'target has room again after its disk was full', { target: t.targetId, bytesFree: free.bytesFree });
+    return false;
   }
 
   /**

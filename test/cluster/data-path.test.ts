@@ -157,12 +157,16 @@ test('a target that cannot record where it serves (its disk full or failing) lea
   for (const name of ['/before', '/during']) assert.equal(sha(await readAll(c, name)), sha(body), name);
 });
 
-/** The real disk for worker `w`, except that while `full.worker` is `w` no chunk file can be made there (ENOSPC, as a full disk answers). */
+/** The real disk for worker `w`, except that while `full.worker` is `w` no chunk file can be made there (ENOSPC, as a full disk answers) and it shows no free space. */
 function fillableDisk(w: number, full: { worker: number }): Disk {
   const chunks = `${path.sep}chunks${path.sep}`;
   return {
     ...nodeDisk,
     open: (file, mode) => (full.worker === w && mode === 'create' && file.includes(chunks) ? Promise.reject(Object.assign(new Error(`ENOSPC: no space left on device, open '${file}'`), { code: 'ENOSPC' })) : nodeDisk.open(file, mode)),
+    statfs: async (dir) => {
+      const space = await nodeDisk.statfs(dir);
+      return full.worker === w ? { ...space, bytesFree: 0 } : space;
+    },
   };
 }
 
@@ -208,6 +212,44 @@ test('a full target, head or tail of its chain: a write fails with CAIRN_TARGET_
   await waitFor(async () => (await stray()).length === 0, 'the failed put\'s chunks to be collected', 20_000, async () => `chunks of inodes ${(await stray()).join(', ')}`);
   await putFile(c.meta, data, '/after', pieces(body, chunk), { layout });
   assert.equal(sha(await readAll({ meta: c.meta, data }, '/after')), sha(body));
+});
+
+test('a syncing target whose disk is full leaves its chain: writes go on without it (they failed with ENOSPC after the forward deadline), and it returns once there is room', async (t) => {
+  const full = { worker: 0 };
+  const c = await startCluster(t, 3, 2, undefined, 0, new Map([1, 2, 3].map((w) => [w, fillableDisk(w, full)])));
+  const data = patientClient(t, c);
+  const chunk = 64 * 1024;
+  const layout = { chunkSizeBytes: chunk, stripeWidth: 2 };
+  const routing = await c.meta.query<RoutingInfo>('cluster.routing', {});
+  const chain = routing.chains[0];
+  const returning = chain.targetIds[chain.targetIds.length - 1];
+  const stateOf = async (id: number): Promise<string> => (await c.meta.query<RoutingInfo>('cluster.routing', {})).targets.find((x) => x.targetId === id)!.state;
+  const workerId = routing.targets.find((x) => x.targetId === returning)!.workerId;
+  const at = c.workers.findIndex((w) => w.worker.opts.id === workerId);
+  const dirs = c.workers[at].worker.localTargets().map((x) => x.dir);
+  await c.workers[at].stop();
+  await waitFor(async () => (await stateOf(returning)) === 'offline', `target ${returning} offline`, 20_000);
+  const awayBody = randomBytes(4 * chunk);
+  await putFile(c.meta, data, '/away', pieces(awayBody, chunk), { layout });
+  // It comes back with a full disk: its resync cannot send it a chunk, nor can a write's forward.
+  full.worker = workerId;
+  const log = createLogger({ test: 'data-path' }, 'silent');
+  c.workers[at] = await startWorkerProcess({ id: workerId, listen: '127.0.0.1:0', masters: [c.master.address], targets: dirs, secret, log, syncPageChunks: 3, disk: fillableDisk(workerId, full) });
+  await waitFor(async () => (await stateOf(returning)) !== 'offline', `target ${returning} back in its chain`, 20_000);
+  // Files written now land on every chain, this one too, within seconds.
+  const body = randomBytes(4 * chunk);
+  const started = Date.now();
+  for (let i = 0; i < 3; i++) await putFile(c.meta, data, `/during-${i}`, pieces(body, chunk), { layout });
+  const took = Date.now() - started;
+  t.diagnostic(`3 files written in ${took} ms while a syncing member's disk was full`);
+  assert.ok(took < 8_000, `writes took ${took} ms: held up by the full member (the forward deadline is 10 s)`);
+  assert.equal(await stateOf(returning), 'offline', 'the full target is out of its chain');
+  // Room again: it resyncs and serves, and every replica agrees.
+  full.worker = 0;
+  await waitFor(async () => (await stateOf(returning)) === 'serving', `target ${returning} serving once its disk has room`, 30_000);
+  await waitFor(async () => (await replicasAgree(c)) === undefined, 'every replica to agree', 20_000, async () => (await replicasAgree(c)) ?? '');
+  assert.equal(sha(await readAll({ meta: c.meta, data }, '/away')), sha(awayBody));
+  for (let i = 0; i < 3; i++) assert.equal(sha(await readAll({ meta: c.meta, data }, `/during-${i}`)), sha(body));
 });
 
 /** The inodes whose chunk files are on the cluster's targets. */
