@@ -72,7 +72,7 @@ interface LocalTarget {
   outOfRoomLogged?: boolean;
 }
 
-/** Free bytes that count as room again on a disk that was full (a largest chunk): see outOfRoom. */
+/** Free bytes that count as room again on a disk that was full (a largest chunk, 64 MiB): see outOfRoom. */
 const roomBytesMin = 64 * 1024 * 1024;
 /** Fetches of the routing a worker makes because requests showed it behind, at most one per this. */
 const routingCatchUpMs = 100;
@@ -503,15 +503,16 @@ export class StorageWorker {
 
   /**
    * Whether the target's disk refused a write as full since a reading last showed room: room is
-   * roomBytesMin free, or a twentieth of a smaller disk, in a reading begun after the last refusal.
+   * roomBytesMin free in a reading begun after the last refusal. (Less, a twentieth of a small
+   * disk, let a resync that had just failed for want of a chunk's space start again at once, and
+   * the target went in and out of its chain every few seconds.)
    */
   private outOfRoom(t: LocalTarget): boolean {
     const answers = t.store.fullAnswers;
     if (answers === (t.roomAfterAnswers ?? 0)) return false;
     const free = this.diskFree.get(t.targetId);
-    const room = Math.min(roomBytesMin, (this.capacityBytes.get(t.targetId) ?? 0) / 20);
-    if (free === undefined || free.fullAnswers !== answers || free.bytesFree < room) {
-      if (t.outOfRoomLogged !== true) this.opts.log?.('warn', 'target disk full: it leaves its chain unless it serves, until it has room again', { target: t.targetId, dir: t.dir, roomBytes: room });
+    if (free === undefined || free.fullAnswers !== answers || free.bytesFree < roomBytesMin) {
+      if (t.outOfRoomLogged !== true) this.opts.log?.('warn', 'target disk full: it leaves its chain unless it serves, until it has room again', { target: t.targetId, dir: t.dir, roomBytes: roomBytesMin });
       t.outOfRoomLogged = true;
       return true;
     }
