@@ -493,7 +493,9 @@ export class StorageWorker {
     // (each forward to it is retried until its deadline, then the writer hears ENOSPC although the
     // members that serve have room) and never finish its resync: it leaves the chain until its
     // disk has room again. A full one that serves stays: its chain is full, and writers hear so.
-    if (target !== undefined && info?.state !== TargetState.Serving && this.outOfRoom(target)) return LocalState.Offline;
+    // So does one that served last (it holds the chain's only copy: back, it serves, and reads go on).
+    const mayServe = info?.state === TargetState.Serving || info?.state === TargetState.LastServing;
+    if (target !== undefined && !mayServe && this.outOfRoom(target)) return LocalState.Offline;
     if (info === undefined || routing === undefined) return LocalState.Online;
     if (info.state === TargetState.Serving) return LocalState.UpToDate;
     const chain = routing.chain(info.chainId);
