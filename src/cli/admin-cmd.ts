@@ -15,6 +15,7 @@ import { defaultLocalDir, readLocalCluster, withClient as run, type TargetFlags 
 import { registerClusterCommands } from './cluster-cmd.ts';
 import { registerWorkerCommands } from './worker-cmd.ts';
 import { registerQuarantineCommands } from './quarantine-cmd.ts';
+import { registerSessionsCommands } from './sessions-cmd.ts';
 import { registerS3UserCommands } from './s3-user-cmd.ts';
 import { registerDashboardUserCommands } from './dashboard-user-cmd.ts';
 import { configError, parseAddress, parsePositiveInt } from './config.ts';
@@ -88,6 +89,7 @@ export function registerAdminCommands(program: Command, addTargetOptions: (c: Co
   registerClusterCommands(admin, addTargetOptions);
   registerWorkerCommands(admin, addTargetOptions);
   registerQuarantineCommands(admin, addTargetOptions);
+  registerSessionsCommands(admin, addTargetOptions);
   registerS3UserCommands(admin, addTargetOptions);
   registerDashboardUserCommands(admin, addTargetOptions);
 }

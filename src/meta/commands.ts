@@ -35,6 +35,8 @@ export const chainLengthMax = 16;
 export const gcDoneInodesMax = 10_000;
 export const readdirLimitMax = 1000;
 export const pendingGcLimitMax = 1000;
+/** Sessions one `sessions` query lists at most. */
+export const sessionsLimitMax = 10_000;
 /** Supplementary groups a caller may present (NFS's AUTH_SYS carries 16). */
 export const callerGroupsMax = 32;
 /** One encoded command; the largest is a full chain table (chainsPerTableMax x chainLengthMax ids). */
@@ -394,6 +396,8 @@ export type MetaQuery =
   | { op: 'chainTables' }
   | { op: 'routing' }
   | { op: 'session'; sessionId: string }
+  /** Open write sessions, oldest first: at most `limit`, of clients whose id starts with `client`, opened at or before `openedBeforeMs`. */
+  | { op: 'sessions'; limit: number; client?: string; openedBeforeMs?: number }
   | { op: 'pendingGc'; limit: number }
   | { op: 'getxattr'; path: string; name: string; caller: Caller }
   | { op: 'listxattr'; path: string; caller: Caller }
@@ -911,6 +915,11 @@ const clusterQueryReaders: Record<ClusterQueryOp, (f: MetaFields) => MetaQuery> 
   chainTables: () => ({ op: 'chainTables' }),
   routing: () => ({ op: 'routing' }),
   session: (f) => ({ op: 'session', sessionId: f.str('sessionId', sessionIdBytesMax) }),
+  sessions: (f) => {
+    const client = f.optStr('client', clientIdBytesMax);
+    const openedBeforeMs = f.has('openedBeforeMs') ? f.int('openedBeforeMs', 0, Number.MAX_SAFE_INTEGER) : undefined;
+    return { op: 'sessions', limit: f.int('limit', 1, sessionsLimitMax), ...(client === undefined ? {} : { client }), ...(openedBeforeMs === undefined ? {} : { openedBeforeMs }) };
+  },
   pendingGc: (f) => ({ op: 'pendingGc', limit: f.int('limit', 1, Number.MAX_SAFE_INTEGER) }),
   s3Users: () => ({ op: 's3Users' }),
   s3Credential: (f) => ({ op: 's3Credential', accessKeyId: s3AccessKeyId(f) }),

@@ -21,6 +21,7 @@ export {
   namespaceCommandOps,
   namespaceQueryOps,
   pendingGcLimitMax,
+  sessionsLimitMax,
   readdirLimitMax,
   rootCaller,
   sessionIdBytesMax,

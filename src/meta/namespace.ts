@@ -308,6 +308,23 @@ export class MetaState {
     return s === undefined ? fail(FsErrorCode.ENOENT, `no open session '${sessionId}'`) : ok({ ...s });
   }
 
+  /**
+   * Open write sessions, oldest first, that match: of a client whose id starts with `client`, opened
+   * at or before `openedBeforeMs`; at most `limit` of them, and how many match in all.
+   */
+  sessions(q: { limit: number; client?: string; openedBeforeMs?: number }): { sessions: Session[]; matched: number; open: number } {
+    const out: Session[] = [];
+    let matched = 0;
+    for (const s of this.#t.sessions.values()) {
+      if (q.client !== undefined && !s.clientId.startsWith(q.client)) continue;
+      if (q.openedBeforeMs !== undefined && s.openedMs > q.openedBeforeMs) continue;
+      matched++;
+      if (out.length < q.limit) out.push({ ...s });
+    }
+    out.sort((a, b) => a.openedMs - b.openedMs);
+    return { sessions: out, matched, open: this.#t.sessions.size };
+  }
+
   /** The oldest deleted files whose chunks await removal, at most `limit` (capped at pendingGcLimitMax). */
   pendingGc(limit: number): GcEntry[] {
     const out: GcEntry[] = [];
@@ -373,6 +390,8 @@ export class MetaState {
         return ok(this.routing());
       case 'session':
         return this.session(q.sessionId);
+      case 'sessions':
+        return ok(this.sessions(q));
       case 'pendingGc':
         return ok(this.pendingGc(q.limit));
       case 'getxattr':

@@ -163,6 +163,28 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.equal(await putExit, 143, putError);
   assert.match(putError, /interrupted by SIGTERM: the partial file was removed/);
   assert.deepEqual((await names('/')).filter((n) => n.includes('partial')), [], 'no temporary file, no file');
+  // A put killed with -9 leaves its write session open: listed by its client (HOST:PID:...), and
+  // ended by the operator.
+  type Sessions = { sessions: { sessionId: string; clientId: string; inodeId: number }[]; matched: number; open: number };
+  const killed = spawn(process.execPath, [mainScript, 'fs', 'put', '-', '/killed.bin', '--quiet', ...d], { stdio: ['pipe', 'ignore', 'ignore'] });
+  killed.stdin.on('error', () => undefined);
+  killed.stdin.write(randomBytes(2 ** 20));
+  const ofKilled = async (): Promise<Sessions> => JSON.parse((await cairn(['admin', 'sessions', '--client', `${hostname()}:${killed.pid}:`, '--json', ...d])).stdout) as Sessions;
+  for (let i = 0; (await ofKilled()).matched === 0; i++) {
+    assert.ok(i < 100, 'the put opened its session');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  killed.kill('SIGKILL');
+  await new Promise((r) => killed.once('exit', r));
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal((await ofKilled()).matched, 1, 'left open by the killed put');
+  const refused = await cairn(['admin', 'sessions', 'end', '--client', `${hostname()}:${killed.pid}:`, ...d]);
+  assert.deepEqual([refused.code, /pass --yes/.test(refused.stderr)], [1, true], refused.stderr);
+  const endedNow = await cairn(['admin', 'sessions', 'end', '--client', `${hostname()}:${killed.pid}:`, '--yes', ...d]);
+  assert.equal(endedNow.code, 0, endedNow.stderr);
+  assert.match(endedNow.stdout, /^ended 1 session$/m);
+  assert.equal((await ofKilled()).matched, 0);
+  assert.equal((await cairn(['admin', 'sessions', 'end', 'no-such-session', '--yes', ...d])).code, 1);
   // A get into a local name of 250 bytes: its temporary name fits in 255 too.
   const longName = path.join(dir, 'g'.repeat(250));
   const gotLong = await cairn(['fs', 'get', '/blob', longName, '--quiet', ...d]);
