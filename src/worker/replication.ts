@@ -293,6 +293,10 @@ export class ChainReplica {
     const id = meta.id;
     const body: ReadRequest = { chainId, chainVersion: chain.version, inodeId: id.inodeId, index: id.index, offset: 0, length: chunkSizeBytesMax };
     const problems: string[] = [];
+    // A peer that could not answer now (a timeout, a routing it has not caught up with) may hold a
+    // good copy: then the caller tries again soon, rather than take the chunk for lost (a resync
+    // would wait 30 s: seen in CI, a source asking the head before the head knew the new chain).
+    let unanswered = false;
     // The serving members first; then the others (a resync's own target, members waiting to sync),
     // which may hold this very version: asked for it by number, whatever else they hold is not taken.
     // Without them a chain whose one serving copy rotted waits for ever on a member that has it.
@@ -322,9 +326,13 @@ export class ChainReplica {
         return repaired;
       } catch (err) {
         problems.push(`target ${peer.targetId}: ${(err as Error).message}`);
+        const code = err instanceof CodedError ? err.code : (err as { code?: unknown }).code;
+        if (!noGoodCopyCodes.has(String(code))) unanswered = true;
       }
     }
-    throw new WorkerError(WorkerErrorCode.ChunkCorrupt, `chunk ${id.inodeId}:${id.index} version ${meta.commitVersion} is corrupt on target ${me.targetId} of chain ${chainId}, and no other member gave a good copy (${problems.join('; ') || 'none serves'})`, { chunk: `${id.inodeId}:${id.index}` });
+    const why = `chunk ${id.inodeId}:${id.index} version ${meta.commitVersion} is corrupt on target ${me.targetId} of chain ${chainId}, and no other member gave a good copy`;
+    if (unanswered) throw new WorkerError(WorkerErrorCode.TargetUnavailable, `${why} now (${problems.join('; ')}); try again`, { chunk: `${id.inodeId}:${id.index}` });
+    throw new WorkerError(WorkerErrorCode.ChunkCorrupt, `${why} (${problems.join('; ') || 'none serves'})`, { chunk: `${id.inodeId}:${id.index}` });
   }
 
   /**
@@ -619,3 +627,6 @@ function fullSuccessor(req: WriteRequest, next: TargetInfo, version: number, err
   const why = typeof relayed === 'number' ? String((err as Error).message) : `target ${full} is full (${String((err as Error).message)})`;
   return new WorkerError(WorkerErrorCode.TargetFull, typeof relayed === 'number' ? why : `chain ${req.chainId}: ${why}; version ${version} of chunk ${req.inodeId}:${req.index} stays pending`, { fullTargetId: full });
 }
+
+/** A peer's answers that settle it has no good copy of a chunk (see repairFromPeer); any other failure may pass. */
+const noGoodCopyCodes: ReadonlySet<string> = new Set([WorkerErrorCode.ChunkNotFound, WorkerErrorCode.ChunkCorrupt, WorkerErrorCode.ChunkLost]);

@@ -190,7 +190,7 @@ export class Resyncer {
         // A version left pending here by a write whose forward gave up may have been committed
         // and served further down: the target gets that one, so it never serves older content.
         const p = local.pending;
-        const read = p !== undefined ? { meta: local, data: await store.readPending(local.id) } : await this.readOrRepair(me, chainId, store, local.id).catch((err: unknown) => lostOrThrow(err));
+        const read = p !== undefined ? { meta: local, data: await store.readPending(local.id) } : await this.readOrRepair(me, chainId, store, local.id).catch((err: unknown) => lostOrThrow(err, (why) => this.host.log?.('warn', 'resync: no member holds a good copy of a chunk', { chain: chainId, target: target.targetId, chunk: chunkKey(local.id), why })));
         if (read === undefined) return 'lost';
         const { meta, data } = read;
         const body: WriteRequest = {
@@ -259,7 +259,8 @@ export class Resyncer {
 }
 
 /** Undefined for a chunk that could not be read here nor repaired from any other member (damaged everywhere); any other failure is thrown. */
-function lostOrThrow(err: unknown): undefined {
-  if (err instanceof WorkerError && err.code === WorkerErrorCode.ChunkCorrupt) return undefined;
-  throw err;
+function lostOrThrow(err: unknown, note: (why: string) => void): undefined {
+  if (!(err instanceof WorkerError) || err.code !== WorkerErrorCode.ChunkCorrupt) throw err;
+  note(err.message);
+  return undefined;
 }
