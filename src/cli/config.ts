@@ -7,6 +7,7 @@ import { CairnError, ErrorCode } from '../errors.ts';
 import { replicationMax } from '../placement/index.ts';
 import type { MasterOptions } from '../master/server.ts';
 import { clusterTimingDefault, offlineTimeoutPerHeartbeatMin, type ClusterTiming } from '../master/cluster-manager.ts';
+import { sessionLeaseMsMin } from '../master/session-leases.ts';
 import type { WorkerProcessOptions } from '../worker/process.ts';
 import { chunkSizeBytesMax } from '../meta/commands.ts';
 
@@ -50,7 +51,7 @@ function readConfigFile(path: string): Source {
 }
 
 export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): MasterConfig {
-  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries', 'insecure', 'replaceAfterMs', 'rebalanceMoves', 'gcDelayMs', 'restoreWaitMs', ...limitKeys, 'pendingCallsMax', 'metricsAuth'], env);
+  const s = mergeSources(flags, ['id', 'dir', 'listen', 'peers', 'secret', 'tickMs', 'join', 'checkpointEvery', 'checkpointKeep', 'http', 'leaseRead', 'replication', 'heartbeatMs', 'offlineTimeoutMs', 'journal', 'zk', 'zkCluster', 'zkSessionTimeoutMs', 'zkBucketEntries', 'insecure', 'replaceAfterMs', 'rebalanceMoves', 'gcDelayMs', 'restoreWaitMs', 'sessionLeaseMs', ...limitKeys, 'pendingCallsMax', 'metricsAuth'], env);
   const id = parsePositiveInt(s.id, '--id');
   if (typeof s.dir !== 'string' || s.dir === '') throw configError('--dir is required: the directory for this master\'s WAL and snapshots');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
@@ -78,9 +79,13 @@ export function parseMasterConfig(flags: Source, env: NodeJS.ProcessEnv = proces
   if (gcDelayMs !== undefined && gcDelayMs > delayMsMax) throw configError(`--gc-delay-ms must be at most ${delayMsMax} (a week), got ${gcDelayMs}`);
   const restoreWaitMs = s.restoreWaitMs === undefined ? undefined : parseNonNegativeInt(s.restoreWaitMs, '--restore-wait-ms');
   if (restoreWaitMs !== undefined && restoreWaitMs > delayMsMax) throw configError(`--restore-wait-ms must be at most ${delayMsMax} (a week), got ${restoreWaitMs}`);
+  const sessionLeaseMs = s.sessionLeaseMs === undefined ? undefined : parsePositiveInt(s.sessionLeaseMs, '--session-lease-ms');
+  if (sessionLeaseMs !== undefined && (sessionLeaseMs < sessionLeaseMsMin || sessionLeaseMs > delayMsMax)) {
+    throw configError(`--session-lease-ms must be ${sessionLeaseMsMin} (shorter would end live clients' sessions across a failover) to ${delayMsMax} (a week), got ${sessionLeaseMs}`);
+  }
   const limits: MasterConfig['limits'] = { ...parseLimits(s) };
   if (s.pendingCallsMax !== undefined) limits.pendingCallsMax = parsePositiveInt(s.pendingCallsMax, '--pending-calls-max');
-  return { id, dir: s.dir, listen, peers, secret, ...(metricsAuth ? { metricsAuth } : {}), tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(rebalanceMoves === undefined ? {} : { rebalanceMoves }), ...(gcDelayMs === undefined ? {} : { gcDelayMs }), ...(restoreWaitMs === undefined ? {} : { restoreWaitMs }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
+  return { id, dir: s.dir, listen, peers, secret, ...(metricsAuth ? { metricsAuth } : {}), tickMs, checkpointEvery, checkpointKeep, http, leaseRead, replication, ...(timing === undefined ? {} : { timing }), ...(zookeeper === undefined ? {} : { zookeeper }), ...(replaceAfterMs === undefined ? {} : { replaceAfterMs }), ...(rebalanceMoves === undefined ? {} : { rebalanceMoves }), ...(gcDelayMs === undefined ? {} : { gcDelayMs }), ...(restoreWaitMs === undefined ? {} : { restoreWaitMs }), ...(sessionLeaseMs === undefined ? {} : { sessionLeaseMs }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
 }
 
 /** Moves at once beyond this would only queue behind one another on the workers' disks and networks. */

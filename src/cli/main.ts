@@ -63,6 +63,7 @@ program
   .option('--heartbeat-ms <ms>', 'how often workers heartbeat (default 1000)')
   .option('--offline-timeout-ms <ms>', 'a worker silent this long has its targets taken offline; at least 4 heartbeats (default 5000)')
   .option('--gc-delay-ms <ms>', 'keep a deleted file\'s chunks this long before collecting them, so readers still streaming it finish (default 60000; 0 collects at once)')
+  .option('--session-lease-ms <ms>', 'a write session its client has not renewed for this long ends, as its close would have (the client died or was cut off); at least 10000 (default 120000)')
   .option('--restore-wait-ms <ms>', 'after a restore from a backup, how long a chain waits for all its members\' workers before it takes the member that served it last among those back (default 300000)')
   .option('--rebalance-moves <n>', 'chain members moving onto idle workers\' free targets at once, each resynced before its source leaves; 0 turns rebalancing off (default 2)')
   .option('--replace-after-ms <ms>', 'replace a chain member offline this long with a free target, as a decommissioned worker\'s (default: off, only decommissioned workers\' members are replaced)')

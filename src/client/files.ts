@@ -7,9 +7,11 @@ import type { Caller, CloseSessionValue, CreateValue, InodeAttr, SessionValue } 
 import { CairnError, ErrorCode } from '../errors.ts';
 import { indexesIn, inRanges } from '../meta/chunk-ranges.ts';
 import { nameBytesMax } from '../meta/paths.ts';
+import { FsErrorCode } from '../meta/errors.ts';
 import type { DataClient } from './data-client.ts';
 import { FileReader, FileWriter, type FileRef } from './file-io.ts';
 import type { MasterClient } from './master-client.ts';
+import type { MasterCalls } from './master-calls.ts';
 
 export interface PutOptions {
   mode?: number;
@@ -60,6 +62,30 @@ export function isPutTempName(name: string): boolean {
   return putTempPattern.test(name);
 }
 
+/** What a write session's end commits: the writer's length, and the chunks it touched. */
+export interface SessionCommit {
+  lengthBytes?: number;
+  chunks?: number[] | null;
+}
+
+/**
+ * Ends a write session, committing what it wrote. The masters end a session whose client did not
+ * renew it for a lease (a client cut off from them: src/master/session-leases.ts); its close then
+ * answers ENOENT, and what it would have committed is committed on the file by inode instead
+ * (ENOENT again if the file is gone). The file's attributes after, or undefined when there was
+ * nothing to commit and the session had already ended.
+ */
+export async function endWriteSession(meta: MasterCalls, sessionId: string, inodeId: number, commit: SessionCommit = {}, as: { caller?: Caller } = {}): Promise<InodeAttr | undefined> {
+  try {
+    return (await meta.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId, ...commit })).inode;
+  } catch (err) {
+    if ((err as { code?: string }).code !== FsErrorCode.ENOENT) throw err;
+    if (commit.lengthBytes === undefined && commit.chunks === undefined) return undefined;
+    // Growth only: a length of 0 commits the chunks and leaves the length as it is.
+    return meta.mutate<InodeAttr>('meta.mutate', { op: 'commitLength', inodeId, lengthBytes: commit.lengthBytes ?? 0, ...(commit.chunks === undefined ? {} : { chunks: commit.chunks }), ...as });
+  }
+}
+
 /** Writes `source` as the file at `path`, replacing any file there at once when complete. */
 export async function putFile(meta: MasterClient, data: DataClient, path: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: PutOptions = {}): Promise<InodeAttr> {
   const slash = path.lastIndexOf('/');
@@ -86,10 +112,10 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
       opts.onProgress?.(position);
     }
     await writer.flush();
-    const closed = await meta.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: session.sessionId, lengthBytes: writer.highWater, chunks: writer.written.toArray() });
+    const closed = await endWriteSession(meta, session.sessionId, session.inode.inodeId, { lengthBytes: writer.highWater, chunks: writer.written.toArray() }, as);
     session = undefined;
     await opts.beforeRename?.(temp, { sizeBytes: writer.highWater });
-    const attr = writable !== mode ? await meta.mutate<InodeAttr>('meta.mutate', { op: 'setattr', path: temp, mode, ...as }) : closed.inode;
+    const attr = writable !== mode ? await meta.mutate<InodeAttr>('meta.mutate', { op: 'setattr', path: temp, mode, ...as }) : closed!;
     await meta.mutate('meta.mutate', { op: 'rename', from: temp, to: path, ...(opts.replacing === undefined ? {} : { replacing: opts.replacing }), ...as });
     return attr;
   } catch (err) {
@@ -99,7 +125,7 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
     if (session !== undefined) {
       await writer?.settled();
       const touched = writer === undefined ? {} : { chunks: writer.written.toArray() };
-      await meta.mutate('meta.mutate', { op: 'closeSession', sessionId: session.sessionId, ...touched }).catch(() => undefined);
+      await endWriteSession(meta, session.sessionId, session.inode.inodeId, touched, as).catch(() => undefined);
     }
     await meta.mutate('meta.mutate', { op: 'unlink', path: temp, ...as }).catch(() => undefined);
     throw err;

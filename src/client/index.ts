@@ -3,4 +3,4 @@
 export { MasterClient, type MasterClientOptions } from './master-client.ts';
 export { DataClient, type DataClientOptions } from './data-client.ts';
 export { FileReader, FileWriter, streamBytesMaxDefault, type FileRef, type LentBytes } from './file-io.ts';
-export { fileRef, getFile, isPutTempName, putFile, transferTempName, truncateFile, type PutOptions } from './files.ts';
+export { endWriteSession, fileRef, getFile, isPutTempName, putFile, transferTempName, truncateFile, type PutOptions, type SessionCommit } from './files.ts';

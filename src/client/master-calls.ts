@@ -5,9 +5,9 @@
 // the simulator runs it; master-client.ts adds the TCP and system-clock defaults.
 
 import { CairnError, ErrorCode } from '../errors.ts';
-import type { Clock, Connection } from '../io/index.ts';
+import type { Clock, Connection, Timer } from '../io/index.ts';
 import { RpcErrorCode } from '../rpc/errors.ts';
-import { namespaceCommandOps, namespaceQueryOps, type Caller } from '../meta/commands.ts';
+import { namespaceCommandOps, namespaceQueryOps, renewSessionsMax, type Caller } from '../meta/commands.ts';
 
 export interface MasterCallsOptions {
   masters: string[];
@@ -35,6 +35,9 @@ const unreachableMs = 1_000;
 /** Codes after which another master (or the same one, later) may succeed. */
 const retryable = new Set<string>([ErrorCode.NotLeader, ErrorCode.Unavailable, ErrorCode.Timeout, ErrorCode.ProposalDropped, RpcErrorCode.Overloaded, ErrorCode.TransferInProgress, ErrorCode.Busy]);
 
+/** A client renews its write sessions every quarter lease; this often until the leader has said the lease (a quarter of the shortest). */
+const renewFirstMs = 2_500;
+
 export class MasterCalls {
   readonly clientId: string;
   readonly caller: Caller | undefined;
@@ -49,6 +52,11 @@ export class MasterCalls {
   private readonly opts: { deadlineMs: number; callTimeoutMs: number };
   private readonly clock: Clock;
   private readonly connect: (address: string) => Connection;
+  /** Write sessions this client opened and has not closed, renewed with the leader (src/master/session-leases.ts). */
+  private readonly sessions = new Set<string>();
+  private renewTimer: Timer | undefined;
+  private renewEveryMs = renewFirstMs;
+  private closed = false;
 
   constructor(opts: MasterCallsOptions) {
     if (opts.masters.length === 0) throw new CairnError(ErrorCode.BadOption, 'no master addresses given (use --masters host:port,... or CAIRN_MASTERS)');
@@ -78,7 +86,66 @@ export class MasterCalls {
     const lane = this.freeLanes.pop() ?? { id: `${this.clientId}/${this.lanes++}`, seq: 0 };
     lane.seq++;
     const stamped = { ...(method === 'meta.mutate' ? this.withCaller(body, namespaceCommandOps) : body), clientId: lane.id, seq: lane.seq };
-    return this.call<T>(method, stamped).finally(() => this.freeLanes.push(lane));
+    const done = this.call<T>(method, stamped).finally(() => this.freeLanes.push(lane));
+    return method === 'meta.mutate' ? this.trackSessions(body, done) : done;
+  }
+
+  /**
+   * Follows the write sessions a mutation opens or closes. A close forgets its session whatever
+   * the outcome: one that failed is left to expire, as a dead client's would.
+   */
+  private async trackSessions<T>(body: object, done: Promise<T>): Promise<T> {
+    const { op, sessionId } = body as { op?: unknown; sessionId?: unknown };
+    if (op === 'closeSession') {
+      try {
+        return await done;
+      } finally {
+        if (typeof sessionId === 'string') this.forgetSession(sessionId);
+      }
+    }
+    const value = await done;
+    const opened = (value as { sessionId?: unknown } | null)?.sessionId;
+    if ((op === 'openSession' || op === 'create') && typeof opened === 'string') this.holdSession(opened);
+    return value;
+  }
+
+  private holdSession(sessionId: string): void {
+    this.sessions.add(sessionId);
+    if (this.renewTimer === undefined && !this.closed) this.scheduleRenewal();
+  }
+
+  private forgetSession(sessionId: string): void {
+    this.sessions.delete(sessionId);
+    if (this.sessions.size > 0) return;
+    this.renewTimer?.cancel();
+    this.renewTimer = undefined;
+  }
+
+  private scheduleRenewal(): void {
+    this.renewTimer = this.clock.after(this.renewEveryMs, () => void this.renewSessions());
+    // A process that forgot to close its sessions still exits; the masters then end them.
+    this.renewTimer.unref?.();
+  }
+
+  /** Tells the leader this client still holds its sessions; those it says ended are forgotten. */
+  private async renewSessions(): Promise<void> {
+    const ids = [...this.sessions];
+    try {
+      for (let i = 0; i < ids.length; i += renewSessionsMax) {
+        const r = await this.call<{ leaseMs: number; ended: string[] }>('meta.renewSessions', { sessionIds: ids.slice(i, i + renewSessionsMax) });
+        if (Number.isFinite(r.leaseMs) && r.leaseMs > 0) this.renewEveryMs = Math.max(100, Math.floor(r.leaseMs / 4));
+        for (const id of r.ended ?? []) this.sessions.delete(id);
+      }
+    } catch {
+      // No leader within the call's deadline: the next renewal tries again, well within the lease.
+    }
+    this.renewTimer = undefined;
+    if (this.sessions.size > 0 && !this.closed) this.scheduleRenewal();
+  }
+
+  /** Write sessions this client holds and renews. */
+  get openSessions(): number {
+    return this.sessions.size;
   }
 
   /** Calls one specific master (admin views of a single node). */
@@ -141,6 +208,9 @@ export class MasterCalls {
   }
 
   close(): void {
+    this.closed = true;
+    this.renewTimer?.cancel();
+    this.renewTimer = undefined;
     for (const c of this.conns.values()) c.close();
     this.conns.clear();
   }

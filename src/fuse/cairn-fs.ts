@@ -10,7 +10,7 @@
 
 import type { Caller, Layout } from '../meta/commands.ts';
 import { isDeviceType, type ChainInfo, type CloseSessionValue, type CreateValue, type DirEntry, type InodeAttr, type InodeType, type ReaddirPage, type SessionValue, type SpecialInodeType, type UnlinkValue, type StatFs, type TargetInfo } from '../meta/namespace-state.ts';
-import { fileRef, FileReader, FileWriter, truncateFile, type DataClient, type FileRef, type MasterClient } from '../client/index.ts';
+import { endWriteSession, fileRef, FileReader, FileWriter, truncateFile, type DataClient, type FileRef, type MasterClient } from '../client/index.ts';
 import { MetaError, FsErrorCode } from '../meta/errors.ts';
 import { xattrNamePrefix } from '../meta/commands.ts';
 import { ChunkReadAhead, ReadAheadBudget } from './read-ahead.ts';
@@ -632,7 +632,7 @@ export class CairnFs {
     // Nothing to commit (the flush at close did, or nothing was written): the session's end changes
     // nothing anyone sees, so it waits to go with the others ending meanwhile.
     if (done === undefined && this.sessionCloseDelayMs > 0 && !this.released) return this.closeSessionSoon(h.sessionId);
-    await this.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId: h.sessionId, ...done });
+    await this.changing(() => endWriteSession(this.meta, h.sessionId!, h.inodeId, done));
     if (failure !== undefined) throw failure;
   }
 
@@ -647,7 +647,10 @@ export class CairnFs {
     clearTimeout(this.sessionsEndingTimer);
     this.sessionsEndingTimer = undefined;
     const ids = this.sessionsEnding.splice(0);
-    const results = await Promise.allSettled(ids.map((sessionId) => this.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId })));
+    const results = await Promise.allSettled(ids.map((sessionId) => this.mutate<CloseSessionValue>('meta.mutate', { op: 'closeSession', sessionId }).catch((err: unknown) => {
+      // Already ended by the masters (its lease lapsed while this mount was cut off from them).
+      if ((err as { code?: string }).code !== FsErrorCode.ENOENT) throw err;
+    })));
     for (const [i, r] of results.entries()) if (r.status === 'rejected') this.log('warn', `write session ${ids[i]} could not be ended: ${(r.reason as Error).message}`);
   }
 

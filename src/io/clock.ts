@@ -4,6 +4,8 @@
 
 export interface Timer {
   cancel(): void;
+  /** Real timers: the process may exit while this one waits (background work a process outlives). */
+  unref?(): void;
 }
 
 export interface Clock {

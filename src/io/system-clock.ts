@@ -7,11 +7,11 @@ export const systemClock: Clock = {
   wallNow: () => Date.now(),
   after(ms, fn): Timer {
     const t = setTimeout(fn, ms);
-    return { cancel: () => clearTimeout(t) };
+    return { cancel: () => clearTimeout(t), unref: () => void t.unref() };
   },
   every(ms, fn): Timer {
     const t = setInterval(fn, ms);
-    return { cancel: () => clearInterval(t) };
+    return { cancel: () => clearInterval(t), unref: () => void t.unref() };
   },
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   randomInt: (n) => Math.floor(Math.random() * n),

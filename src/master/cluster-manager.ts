@@ -15,7 +15,7 @@
 import type { Clock, Connection, Timer } from '../io/index.ts';
 import { collectChunks } from './chunk-gc.ts';
 import type { Journal } from '../journal/index.ts';
-import { validateCommand, type ChainUpdate, type MetaCommand } from '../meta/commands.ts';
+import { expireSessionsMax, validateCommand, type ChainUpdate, type MetaCommand } from '../meta/commands.ts';
 import { LocalState, nextChainMembers, restoredSource, sameMembers, type ChainMember, type RestoredReport } from '../meta/chain-states.ts';
 import { TargetState } from '../meta/commands.ts';
 import { MetaError, MetaErrorCode } from '../meta/errors.ts';
@@ -31,6 +31,7 @@ import { validateDecommissionRequest, validateHeartbeat, validatePurgeQuarantine
 import { WorkerError, WorkerErrorCode } from '../worker/errors.ts';
 import { decommissionImpact, planReplacements, type DecommissionImpact, type StuckChain } from './replacements.ts';
 import { planRebalance } from './rebalance.ts';
+import { SessionLeases, sessionLeaseMsDefault, validateRenewSessions } from './session-leases.ts';
 
 export interface ClusterTiming {
   heartbeatMs: number;
@@ -82,6 +83,8 @@ export interface ClusterManagerOptions {
   quarantineAuditEveryMs?: number;
   /** See restoreWaitMsDefault. */
   restoreWaitMs?: number;
+  /** A write session not renewed for this long ends (session-leases.ts); default sessionLeaseMsDefault. */
+  sessionLeaseMs?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
 }
 
@@ -107,6 +110,12 @@ export interface HeartbeatReply {
 export interface DecommissionReply {
   worker: WorkerInfo;
   impact: DecommissionImpact;
+}
+
+/** meta.renewSessions: the lease, and the sessions named that are no longer open. */
+export interface RenewSessionsReply {
+  leaseMs: number;
+  ended: string[];
 }
 
 /** cluster.replacements: the chains waiting for a replacement member, as of the leader's last round. */
@@ -186,9 +195,12 @@ export class ClusterManager {
    * a chunk listed just before a collection ends (its inode would look unknown), nor a purge race one.
    */
   private dataBusy = false;
+  private readonly leases: SessionLeases;
+  private lastExpiryMs = -Infinity;
 
   constructor(opts: ClusterManagerOptions) {
     this.opts = opts;
+    this.leases = new SessionLeases(opts.sessionLeaseMs ?? sessionLeaseMsDefault);
   }
 
   start(): void {
@@ -226,6 +238,28 @@ export class ClusterManager {
     this.seen.set(cmd.workerId, { instance: cmd.instance, atMs: this.opts.clock.now(), reports: new Map() });
     const state = this.opts.state();
     return { clusterId: state.routing().clusterId, routing: state.routing(), timing: this.opts.timing };
+  }
+
+  /** A write session was opened through this leader: its first renewal. */
+  sessionOpened(sessionId: string): void {
+    this.leases.renew(sessionId, this.opts.clock.now());
+  }
+
+  /**
+   * meta.renewSessions: a client still holds these write sessions. Answers the lease, and which of
+   * them are no longer open (ended by an operator or expired): the client stops renewing those.
+   */
+  renewSessions(body: unknown): RenewSessionsReply {
+    this.requireLeader();
+    const sessionIds = validateRenewSessions(body);
+    const now = this.opts.clock.now();
+    const state = this.opts.state();
+    const ended: string[] = [];
+    for (const id of sessionIds) {
+      if (state.session(id).ok) this.leases.renew(id, now);
+      else ended.push(id);
+    }
+    return { leaseMs: this.leases.leaseMs, ended };
   }
 
   /** worker.heartbeat: recorded in memory; answers with newer routing when there is some. */
@@ -318,6 +352,7 @@ export class ClusterManager {
     this.busy = true;
     try {
       if (this.opts.state().routing().clusterId === '') await this.propose({ op: 'initCluster', clusterId: this.newClusterId() });
+      await this.expireSessions(now, leading);
       // A new leader has not seen a full timeout of heartbeats: silence proves nothing yet.
       if (now - leading.sinceMs < this.opts.timing.offlineTimeoutMs) return;
       await this.raiseInodeCounter(now);
@@ -538,6 +573,24 @@ export class ClusterManager {
         continue;
       }
       this.opts.log?.('info', 'chain member moves to an idle worker: the newcomer resyncs, then the source leaves', { chain: m.chainId, from: `${m.fromTargetId} (worker ${m.fromWorkerId})`, to: `${m.toTargetId} (worker ${m.toWorkerId})` });
+    }
+  }
+
+  /**
+   * Ends, through the journal, the write sessions not renewed for a lease (session-leases.ts):
+   * their clients are gone. Looks every eighth of a lease.
+   */
+  private async expireSessions(now: number, leading: Leadership): Promise<void> {
+    if (now - this.lastExpiryMs < this.leases.leaseMs / 8) return;
+    this.lastExpiryMs = now;
+    const expired = this.leases.expired(this.opts.state().openSessions(), now, leading.sinceMs);
+    for (let i = 0; i < expired.length; i += expireSessionsMax) {
+      await this.propose({ op: 'expireSessions', sessionIds: expired.slice(i, i + expireSessionsMax).map((s) => s.sessionId) });
+    }
+    const byClient = new Map<string, number>();
+    for (const s of expired) byClient.set(s.clientId, (byClient.get(s.clientId) ?? 0) + 1);
+    for (const [client, sessions] of byClient) {
+      this.opts.log?.('warn', 'ended write sessions not renewed for a lease: their client is gone or cut off', { client, sessions, leaseMs: this.leases.leaseMs });
     }
   }
 

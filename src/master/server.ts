@@ -64,6 +64,8 @@ export interface MasterOptions {
   rebalanceMoves?: number;
   /** How long a deleted file's chunks stay before they are collected; default gcDelayMsDefault (60 s). */
   gcDelayMs?: number;
+  /** A write session its client has not renewed for this long ends; default sessionLeaseMsDefault (2 min). */
+  sessionLeaseMs?: number;
   /** After a restore, how long a chain waits for all its members' workers; default restoreWaitMsDefault (5 min). */
   restoreWaitMs?: number;
   /** How often the leader empties free targets that still hold chunks; default reclaimEveryMsDefault (tests shorten it). */
@@ -197,6 +199,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
       ...(opts.rebalanceMoves === undefined ? {} : { rebalanceMoves: opts.rebalanceMoves }),
       ...(opts.gcDelayMs === undefined ? {} : { gcDelayMs: opts.gcDelayMs }),
       ...(opts.restoreWaitMs === undefined ? {} : { restoreWaitMs: opts.restoreWaitMs }),
+      ...(opts.sessionLeaseMs === undefined ? {} : { sessionLeaseMs: opts.sessionLeaseMs }),
       ...(opts.reclaimEveryMs === undefined ? {} : { reclaimEveryMs: opts.reclaimEveryMs }),
       connect: (address) => new RpcClient(address, { secret: opts.secret, frameBytesMax: workerFrameBytesMax, metrics: metrics.rpcClient }),
       log: logCallback(opts.log),
@@ -272,8 +275,13 @@ function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMach
     const cmd = validateCommand({ ...(body as object), nowMs: Date.now() });
     op.name = cmd.op;
     if (managerOps.has(cmd.op)) throw new CairnError(ErrorCode.InvalidArgument, `${cmd.op} is the cluster manager's; workers register with ${MasterWorkerMethod.register}, operators decommission with ${MasterWorkerMethod.decommission}`);
-    return unwrap((await journal.propose(encodeCommandEntry(cmd))) as MetaResult<unknown>);
+    const value = unwrap((await journal.propose(encodeCommandEntry(cmd))) as MetaResult<unknown>);
+    const sessionId = (value as { sessionId?: unknown } | null)?.sessionId;
+    if (typeof sessionId === 'string') manager.sessionOpened(sessionId);
+    return value;
   })));
+  // Not gated: a busy master must not let live clients' sessions expire (a renewal is a map update).
+  server.handle('meta.renewSessions', async (body) => manager.renewSessions(body));
   // Workers' registration and heartbeats keep the cluster's picture alive: never made to wait for room.
   server.handle(MasterWorkerMethod.register, (body) => manager.register(body), { internal: true });
   server.handle(MasterWorkerMethod.heartbeat, async (body) => manager.heartbeat(body), { internal: true });

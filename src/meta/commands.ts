@@ -33,6 +33,10 @@ export const targetsPerWorkerMax = 256;
 export const chainsPerTableMax = 65_536;
 export const chainLengthMax = 16;
 export const gcDoneInodesMax = 10_000;
+/** Sessions one meta.renewSessions call names at most; a client holding more sends several. */
+export const renewSessionsMax = 10_000;
+/** Sessions one expireSessions command ends at most. */
+export const expireSessionsMax = 1000;
 export const readdirLimitMax = 1000;
 export const pendingGcLimitMax = 1000;
 /** Sessions one `sessions` query lists at most. */
@@ -206,6 +210,14 @@ export interface CommitLengthCommand extends NamespaceStamp {
   lengthBytes: number;
   chunks?: number[] | null;
 }
+/**
+ * The leader ends these write sessions: their clients have not renewed their lease with it
+ * (src/master/session-leases.ts). A session already ended is passed over.
+ */
+export interface ExpireSessionsCommand extends ClientStamp {
+  op: 'expireSessions';
+  sessionIds: string[];
+}
 /** The chunks of these deleted files are gone: drop them from the pending GC list. */
 export interface GcDoneCommand extends ClientStamp {
   op: 'gcDone';
@@ -363,6 +375,7 @@ export type MetaCommand =
   | OpenSessionCommand
   | CloseSessionCommand
   | CommitLengthCommand
+  | ExpireSessionsCommand
   | GcDoneCommand
   | TargetReclaimedCommand
   | RegisterWorkerCommand
@@ -735,6 +748,11 @@ function s3Buckets(f: MetaFields): string[] {
 const clusterReaders: Record<ClusterCommandOp, (f: MetaFields, s: ClientStamp) => MetaCommand> = {
   noop: (_f, s) => ({ op: 'noop', ...s }),
   initCluster: (f, s) => ({ op: 'initCluster', ...s, clusterId: f.str('clusterId', clusterIdBytesMax) }),
+  expireSessions: (f, s) => ({
+    op: 'expireSessions',
+    ...s,
+    sessionIds: f.array('sessionIds', expireSessionsMax).map((id, i) => f.checkStr(`sessionIds[${i}]`, id, sessionIdBytesMax)),
+  }),
   gcDone: (f, s) => ({
     op: 'gcDone',
     ...s,

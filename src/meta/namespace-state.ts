@@ -325,6 +325,7 @@ export interface MetaValues {
   openSession: SessionValue;
   closeSession: CloseSessionValue;
   commitLength: InodeAttr;
+  expireSessions: { ended: number; pendingGc: number };
   gcDone: { removed: number };
   targetReclaimed: { cleared: boolean };
   registerWorker: WorkerInfo;

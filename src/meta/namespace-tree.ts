@@ -9,6 +9,7 @@ import type {
   CloseSessionCommand,
   CommitLengthCommand,
   CreateCommand,
+  ExpireSessionsCommand,
   GcDoneCommand,
   Layout,
   LinkCommand,
@@ -24,7 +25,7 @@ import type {
 } from './commands.ts';
 import { FsErrorCode } from './errors.ts';
 import { attrOf, defaultChainTableId, fail, isFail, newInode, ok, rootInodeId } from './namespace-state.ts';
-import type { Inode, InodeAttr, InodeType, MetaFail, MetaResult, MetaTables, MetaValues, UnlinkValue } from './namespace-state.ts';
+import type { Inode, InodeAttr, InodeType, MetaFail, MetaResult, MetaTables, MetaValues, Session, UnlinkValue } from './namespace-state.ts';
 import { utf8Bytes } from '../fields.ts';
 import { inRanges, mergeRanges, trimRanges } from './chunk-ranges.ts';
 import { pathNames } from './paths.ts';
@@ -584,19 +585,37 @@ export function closeSession(t: MetaTables, cmd: CloseSessionCommand): Result<'c
   const inode = inodeOf(t, session.inodeId);
   recordChunks(inode, cmd.chunks, cmd.lengthBytes);
   if (cmd.lengthBytes !== undefined) commitGrowth(t, inode, cmd.lengthBytes, cmd.nowMs);
-  t.sessions.delete(cmd.sessionId);
+  const attr = attrOf(inode);
+  return ok({ inode: attr, pendingGc: endSession(t, session, cmd.nowMs) });
+}
+
+export function expireSessions(t: MetaTables, cmd: ExpireSessionsCommand): Result<'expireSessions'> {
+  let ended = 0;
+  let pendingGc = 0;
+  for (const id of cmd.sessionIds) {
+    const session = t.sessions.get(id);
+    if (session === undefined) continue;
+    ended++;
+    if (endSession(t, session, cmd.nowMs)) pendingGc++;
+  }
+  return ok({ ended, pendingGc });
+}
+
+/** Removes a session; true when it held the last of an unlinked file, which is now garbage. */
+function endSession(t: MetaTables, session: Session, nowMs: number): boolean {
+  const inode = inodeOf(t, session.inodeId);
+  t.sessions.delete(session.sessionId);
   const left = (t.sessionsByInode.get(inode.id) ?? 0) - 1;
   assert(left >= 0, `session count of inode ${inode.id} below zero`);
   if (left > 0) {
     t.sessionsByInode.set(inode.id, left);
-    return ok({ inode: attrOf(inode), pendingGc: false });
+    return false;
   }
   t.sessionsByInode.delete(inode.id);
-  if (inode.nlink > 0) return ok({ inode: attrOf(inode), pendingGc: false });
+  if (inode.nlink > 0) return false;
   assert(t.orphans.delete(inode.id), `unlinked inode ${inode.id} was not an orphan`);
-  const attr = attrOf(inode);
-  releaseFile(t, inode, cmd.nowMs);
-  return ok({ inode: attr, pendingGc: true });
+  releaseFile(t, inode, nowMs);
+  return true;
 }
 
 export function commitLength(t: MetaTables, cmd: CommitLengthCommand): Result<'commitLength'> {

@@ -62,6 +62,7 @@ const handlers: Record<MetaCommandOp, Handler> = {
   openSession: tree.openSession,
   closeSession: tree.closeSession,
   commitLength: tree.commitLength,
+  expireSessions: tree.expireSessions,
   gcDone: tree.gcDone,
   targetReclaimed,
   registerWorker,
@@ -306,6 +307,11 @@ export class MetaState {
   session(sessionId: string): MetaResult<Session> {
     const s = this.#t.sessions.get(sessionId);
     return s === undefined ? fail(FsErrorCode.ENOENT, `no open session '${sessionId}'`) : ok({ ...s });
+  }
+
+  /** Every open write session, in the order they opened (a view: not to be kept across changes). */
+  openSessions(): IterableIterator<Readonly<Session>> {
+    return this.#t.sessions.values();
   }
 
   /**

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import type { MasterClient } from '../../src/client/master-client.ts';
-import type { InodeAttr } from '../../src/meta/namespace-state.ts';
+import type { CreateValue, GcEntry, InodeAttr, Session } from '../../src/meta/namespace-state.ts';
+import { endWriteSession } from '../../src/client/index.ts';
 import { listAll, waitFor, type ClusterOptions, type TestCluster } from './harness.ts';
 
 const creates = Number(process.env.CAIRN_TEST_CREATES ?? 10_000);
@@ -139,6 +140,38 @@ export function journalSuite(backend: 'raft' | 'zookeeper', start: StartCluster,
     await cb.callRaw('admin.restore', {}, leaderB.address, backup.payload);
     assert.deepEqual(await tree(cb, '/'), await tree(ca, '/'));
     await b.waitConverged();
+  });
+
+  test(`${backend}: write sessions a client stopped renewing end after the lease; a live client's survive a failover`, { skip }, async (t) => {
+    const leaseMs = 10_000;
+    const cluster = await start(t, { masters: 3, env: { CAIRN_SESSION_LEASE_MS: String(leaseMs) } });
+    const live = cluster.client({ deadlineMs: 30_000 });
+    const dead = cluster.client({ deadlineMs: 30_000 });
+    const open = (c: MasterClient, p: string) => c.mutate<CreateValue>('meta.mutate', { op: 'create', path: p, mode: 0o644, uid: 0, gid: 0, exclusive: true, openSession: true });
+    const kept = await open(live, '/live');
+    const gone = await open(dead, '/dead');
+    const orphan = await open(dead, '/orphan');
+    await dead.mutate('meta.mutate', { op: 'unlink', path: '/orphan' });
+    assert.equal(live.openSessions, 1);
+    assert.equal(dead.openSessions, 2);
+    dead.close(); // renews no more, as a killed process
+    const leader = (await cluster.leaderId())!;
+    await cluster.kill(leader);
+    await cluster.waitForLeader(leader);
+    cluster.spawn(leader);
+    const admin = cluster.client({ deadlineMs: 30_000 });
+    const openIds = async () => (await admin.query<{ sessions: Session[] }>('meta.query', { op: 'sessions', limit: 10 })).sessions.map((s) => s.sessionId);
+    // The new leader waits a whole lease, then ends the silent client's sessions (checked every eighth of one).
+    await waitFor(async () => (await openIds()).length === 1, 'the silent client\'s sessions to end', leaseMs * 3, async () => JSON.stringify(await openIds()));
+    assert.deepEqual(await openIds(), [kept.sessionId], 'the live client renewed its session with the new leader');
+    const garbage = await admin.query<GcEntry[]>('meta.query', { op: 'pendingGc', limit: 10 });
+    assert.deepEqual(garbage.map((e) => e.inodeId), [orphan.inode.inodeId], 'the unlinked file the dead client held is garbage now');
+    // What the dead client would have committed at its close still lands, by inode.
+    const attr = await endWriteSession(admin, gone.sessionId!, gone.inode.inodeId, { lengthBytes: 4096 });
+    assert.equal(attr?.sizeBytes, 4096);
+    assert.equal((await endWriteSession(live, kept.sessionId!, kept.inode.inodeId, { lengthBytes: 10 }))?.sizeBytes, 10);
+    assert.equal(live.openSessions, 0);
+    await cluster.waitConverged();
   });
 
   async function tree(c: MasterClient, dir: string): Promise<string[]> {
