@@ -35,7 +35,7 @@ export function registerSessionsCommands(admin: Command, addTargetOptions: (c: C
         const now = Date.now();
         console.log(`${reply.open} session${reply.open === 1 ? '' : 's'} open; ${reply.matched} match${reply.matched > reply.sessions.length ? `, the oldest ${reply.sessions.length} listed` : ''}`);
         for (const x of reply.sessions) console.log(`${printable(x.sessionId)}\tinode ${x.inodeId}\tclient ${printable(x.clientId)}\topened ${new Date(x.openedMs).toISOString()} (${Math.round((now - x.openedMs) / 1000)} s ago)`);
-        if (reply.sessions.length > 0) console.log('(a file of an inode: cairn fs find --inode N; the masters end sessions not renewed for --session-lease-ms; end a gone client's now: cairn admin sessions end --client HOST:PID:)');
+        if (reply.sessions.length > 0) console.log('(a file of an inode: cairn fs find --inode N; the masters end sessions not renewed for --session-lease-ms; end those of a client that is gone now: cairn admin sessions end --client HOST:PID:)');
       }),
     );
   addTargetOptions(filters(s.command('end')).argument('[ids...]', 'session ids (or use --client / --older-than)').option('--yes', 'do not ask for confirmation (needed when not on a terminal)').option('--json', 'print the result as JSON'))
