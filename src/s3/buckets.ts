@@ -5,7 +5,7 @@ import { isPutTempName } from '../client/index.ts';
 import type { DirEntry, InodeAttr, ReaddirPage } from '../meta/namespace-state.ts';
 import { readdirLimitMax } from '../meta/commands.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
-import { mayUseBucket, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
+import { countParam, mayUseBucket, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
 import type { Caller } from '../meta/commands.ts';
 import { isBucketName, keyBytesMax } from './keys.ts';
 import { listObjects, type ReadDir } from './list.ts';
@@ -161,11 +161,10 @@ interface ListParams {
 }
 
 function listParams(r: S3Request): ListParams {
-  const raw = r.query.get('max-keys');
-  if (raw !== undefined && !/^\d{1,9}$/.test(raw)) throw new S3Error(S3ErrorCode.InvalidArgument, 'max-keys must be a non-negative integer');
+  const maxKeys = countParam(r, 'max-keys', maxKeysDefault);
   const encodingType = r.query.get('encoding-type');
   if (encodingType !== undefined && encodingType !== 'url') throw new S3Error(S3ErrorCode.InvalidArgument, 'invalid encoding method specified in request: only url');
-  return { prefix: r.query.get('prefix') ?? '', delimiter: r.query.get('delimiter') ?? '', maxKeys: Math.min(maxKeysDefault, raw === undefined ? maxKeysDefault : Number(raw)), encoding: encodingType === 'url' };
+  return { prefix: r.query.get('prefix') ?? '', delimiter: r.query.get('delimiter') ?? '', maxKeys, encoding: encodingType === 'url' };
 }
 
 async function list(ctx: S3Context, r: S3Request, p: ListParams, after: string): Promise<{ contents: XmlElement[]; prefixes: XmlElement[]; truncated: boolean; last?: string }> {

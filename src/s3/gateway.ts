@@ -356,6 +356,20 @@ export function pathConflict(detail: string): S3Error {
 }
 
 /** Writes an XML answer. */
+/**
+ * A count a listing asks for (max-keys, max-uploads, max-parts), at most `cap`: S3 takes any
+ * integer up to 2^31-1 and lists at most its own limit (Java tools send Integer.MAX_VALUE); a
+ * sign, fraction, exponent or larger number is InvalidArgument.
+ */
+export function countParam(r: S3Request, name: string, cap: number): number {
+  const raw = r.query.get(name);
+  if (raw === undefined) return cap;
+  if (!/^\d{1,10}$/.test(raw) || Number(raw) > 0x7fff_ffff) {
+    throw new S3Error(S3ErrorCode.InvalidArgument, `Provided ${name} not an integer or within integer range`, { ArgumentName: name, ArgumentValue: raw.slice(0, 64) });
+  }
+  return Math.min(cap, Number(raw));
+}
+
 export function sendXml(res: ServerResponse, status: number, root: string, body: XmlElement): void {
   const text = xmlDocument(root, body);
   res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(text) });

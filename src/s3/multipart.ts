@@ -12,7 +12,7 @@ import { FileReader, fileRef, putFile } from '../client/index.ts';
 import type { InodeAttr } from '../meta/namespace-state.ts';
 import { contentMd5Of, payload, requestBytes, type PayloadResult } from './body.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
-import { errorXml, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
+import { countParam, errorXml, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
 import { isMarkerKey, keyPath, printableKey, systemDir } from './keys.ts';
 import { bucketMustExist, copySourceOf, declaredBytes, header, objectAt, objectBytes, objectReader, putBytesMax, writeObject } from './objects.ts';
 import { decodeMeta, encodeMeta, metaFromHeaders, objectMetaXattr, type ObjectMeta } from './object-meta.ts';
@@ -235,9 +235,10 @@ export async function abortUpload(ctx: S3Context, r: S3Request): Promise<void> {
 
 export async function listParts(ctx: S3Context, r: S3Request): Promise<void> {
   const { dir } = await upload(ctx, r);
-  const marker = Number(r.query.get('part-number-marker') ?? '0');
-  const max = Math.min(partsListedMax, Number(r.query.get('max-parts') ?? String(partsListedMax)));
-  if (!Number.isSafeInteger(marker) || marker < 0 || !Number.isSafeInteger(max) || max < 0) throw new S3Error(S3ErrorCode.InvalidArgument, 'part-number-marker and max-parts must be non-negative integers');
+  const rawMarker = r.query.get('part-number-marker') ?? '0';
+  if (!/^\d{1,10}$/.test(rawMarker)) throw new S3Error(S3ErrorCode.InvalidArgument, 'part-number-marker must be a non-negative integer', { ArgumentName: 'part-number-marker' });
+  const marker = Number(rawMarker);
+  const max = countParam(r, 'max-parts', partsListedMax);
   const parts = await listPartFiles(ctx, dir, marker, max + 1);
   const shown = parts.slice(0, max);
   const truncated = parts.length > max;
@@ -259,9 +260,7 @@ export async function listUploads(ctx: S3Context, r: S3Request): Promise<void> {
   const prefix = r.query.get('prefix') ?? '';
   const keyMarker = r.query.get('key-marker') ?? '';
   const idMarker = r.query.get('upload-id-marker') ?? '';
-  const rawMax = r.query.get('max-uploads');
-  if (rawMax !== undefined && !/^\d{1,9}$/.test(rawMax)) throw new S3Error(S3ErrorCode.InvalidArgument, 'max-uploads must be a non-negative integer', { ArgumentName: 'max-uploads' });
-  const max = Math.min(uploadsListedMax, rawMax === undefined ? uploadsListedMax : Number(rawMax));
+  const max = countParam(r, 'max-uploads', uploadsListedMax);
   const uploads: { key: string; id: string; initiatedMs: number }[] = [];
   for await (const e of readDirPlus(ctx, uploadsDir(r.bucket), uploadXattr)) {
     if (e.type !== 'dir' || e.xattr === undefined) continue;

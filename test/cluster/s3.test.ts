@@ -358,6 +358,16 @@ test('cairn s3: real S3 clients against a cluster', async (t) => {
     }
     assert.deepEqual(seen.sort(), [...ids].sort() as string[]);
     assert.equal((await raw(gw.endpoint, key, 'GET', '/probe', undefined, { query: [['uploads', ''], ['max-uploads', '-1']] })).code, 'InvalidArgument');
+    // Any count up to 2^31-1 lists (Java tools ask for Integer.MAX_VALUE), at most 1000; beyond is refused.
+    const huge: [string, string][][] = [[['list-type', '2'], ['max-keys', '2147483647']], [['max-keys', '2147483647']], [['uploads', ''], ['max-uploads', '2147483647']]];
+    for (const query of huge) {
+      const r = await raw(gw.endpoint, key, 'GET', '/probe', undefined, { query });
+      assert.equal(r.status, 200, JSON.stringify(query));
+    }
+    assert.equal((await client.send(new ListObjectsV2Command({ Bucket: 'probe', MaxKeys: 2147483647 }))).MaxKeys, 1000);
+    for (const bad of ['2147483648', '1e3', '', '5.0', '-0', '99999999999']) {
+      assert.equal((await raw(gw.endpoint, key, 'GET', '/probe', undefined, { query: [['list-type', '2'], ['max-keys', bad]] })).code, 'InvalidArgument', bad);
+    }
     // Conditional PUTs.
     assert.equal((await raw(gw.endpoint, key, 'PUT', '/probe/f1', Buffer.from('over'), { headers: { 'if-none-match': '*' } })).status, 412);
     assert.equal((await raw(gw.endpoint, key, 'PUT', '/probe/f1', Buffer.from('over'), { headers: { 'if-match': '"nope"' } })).status, 412);
