@@ -15,7 +15,7 @@
 import type { Clock, Connection, Timer } from '../io/index.ts';
 import { collectChunks } from './chunk-gc.ts';
 import type { Journal } from '../journal/index.ts';
-import { expireSessionsMax, validateCommand, type ChainUpdate, type MetaCommand } from '../meta/commands.ts';
+import { expireSessionsMax, resizeTargetsMax, validateCommand, type ChainUpdate, type MetaCommand } from '../meta/commands.ts';
 import { LocalState, nextChainMembers, restoredSource, sameMembers, type ChainMember, type RestoredReport } from '../meta/chain-states.ts';
 import { TargetState } from '../meta/commands.ts';
 import { MetaError, MetaErrorCode } from '../meta/errors.ts';
@@ -158,6 +158,9 @@ const dataWorkPollMs = 50;
 /** Audit-and-purge passes one purge request makes at most (each covers quarantineListedMax inodes per target). */
 const purgePassesMax = 16;
 
+/** A target's capacity is journaled anew at most this often (resizeTargets). */
+const resizeEveryMsMin = 60_000;
+
 /** Unassigned targets must stay the same this long before chains are made of them. */
 const settleHeartbeats = 2;
 
@@ -196,6 +199,8 @@ export class ClusterManager {
    */
   private dataBusy = false;
   private readonly leases: SessionLeases;
+  /** When this leader last journaled each target's capacity (resizeTargets). */
+  private readonly resizedMs = new Map<number, number>();
   private lastExpiryMs = -Infinity;
 
   constructor(opts: ClusterManagerOptions) {
@@ -357,6 +362,7 @@ export class ClusterManager {
       if (now - leading.sinceMs < this.opts.timing.offlineTimeoutMs) return;
       await this.raiseInodeCounter(now);
       await this.updateStates(now);
+      await this.resizeTargets(now);
       await this.replaceLost(now);
       const freeSettled = await this.makeChains(now);
       await this.rebalance(now, freeSettled);
@@ -389,6 +395,28 @@ export class ClusterManager {
     // Up to date as of an older chain version proves nothing about this one.
     if (report.localState === LocalState.UpToDate && report.chainVersion !== chainVersion) return LocalState.Online;
     return report.localState;
+  }
+
+  /**
+   * Journals the capacity of targets whose file system was resized while their worker ran (the
+   * journal's is the one read at registration; placement, `admin targets` and the cluster's size
+   * read it). A change under 1% is not one (some file systems' totals move with their use), and a
+   * target is resized at most once a minute.
+   */
+  private async resizeTargets(now: number): Promise<void> {
+    const resized: { targetId: number; capacityBytes: number }[] = [];
+    for (const t of this.opts.state().targets()) {
+      const reported = this.report(t.targetId, t.workerId, now)?.capacityBytes ?? 0;
+      if (reported <= 0 || Math.abs(reported - t.capacityBytes) * 100 < Math.max(reported, t.capacityBytes)) continue;
+      if (now - (this.resizedMs.get(t.targetId) ?? -Infinity) < resizeEveryMsMin) continue;
+      this.resizedMs.set(t.targetId, now);
+      resized.push({ targetId: t.targetId, capacityBytes: reported });
+      if (resized.length === resizeTargetsMax) break;
+    }
+    if (resized.length === 0) return;
+    const before = new Map(this.opts.state().targets().map((t) => [t.targetId, t.capacityBytes]));
+    this.opts.log?.('info', 'targets resized: their file systems\' size changed', { targets: resized.map((r) => `${r.targetId}: ${before.get(r.targetId)} -> ${r.capacityBytes} bytes`) });
+    await this.propose({ op: 'resizeTargets', targets: resized });
   }
 
   private async updateStates(now: number): Promise<void> {

@@ -224,7 +224,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
 }
 
 /** Commands only the cluster manager proposes: a client sending one through meta.mutate is refused. */
-const managerOps: ReadonlySet<string> = new Set(['gcDone', 'registerWorker', 'addChains', 'updateChains', 'initCluster', 'decommissionWorker', 'replaceChainMember', 'moveChainMember', 'endChainMove', 'targetReclaimed']);
+const managerOps: ReadonlySet<string> = new Set(['gcDone', 'expireSessions', 'resizeTargets', 'registerWorker', 'addChains', 'updateChains', 'initCluster', 'decommissionWorker', 'replaceChainMember', 'moveChainMember', 'endChainMove', 'targetReclaimed']);
 
 /** The limits with their defaults, checked (the RPC server checks its own when it is made). */
 function masterLimits(given: Partial<MasterLimits> = {}): MasterLimits {

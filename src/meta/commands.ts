@@ -30,6 +30,8 @@ export const domainBytesMax = 256;
 export const instanceBytesMax = 128;
 export const clusterIdBytesMax = 128;
 export const targetsPerWorkerMax = 256;
+/** Targets one resizeTargets command names at most. */
+export const resizeTargetsMax = 4096;
 export const chainsPerTableMax = 65_536;
 export const chainLengthMax = 16;
 export const gcDoneInodesMax = 10_000;
@@ -274,6 +276,14 @@ export interface UpdateChainsCommand extends ClientStamp {
  * A worker lost for good: it stays in the tables (its id is never registered again) and its
  * targets leave their chains as the cluster manager finds replacements (replaceChainMember).
  */
+/**
+ * Targets whose file systems grew or shrank since their workers registered them (a disk or volume
+ * resized while the worker ran): their capacities as the workers' heartbeats now report them.
+ */
+export interface ResizeTargetsCommand extends ClientStamp {
+  op: 'resizeTargets';
+  targets: { targetId: number; capacityBytes: number }[];
+}
 export interface DecommissionWorkerCommand extends ClientStamp {
   op: 'decommissionWorker';
   workerId: number;
@@ -382,6 +392,7 @@ export type MetaCommand =
   | AddChainsCommand
   | UpdateChainsCommand
   | DecommissionWorkerCommand
+  | ResizeTargetsCommand
   | ReplaceChainMemberCommand
   | MoveChainMemberCommand
   | EndChainMoveCommand
@@ -776,6 +787,18 @@ const clusterReaders: Record<ClusterCommandOp, (f: MetaFields, s: ClientStamp) =
   addChains: (f, s) => ({ op: 'addChains', ...s, tableId: f.int('tableId', 1, idMax), chains: validateNewChains(f) }),
   updateChains: (f, s) => ({ op: 'updateChains', ...s, chains: validateChainUpdates(f) }),
   decommissionWorker: (f, s) => ({ op: 'decommissionWorker', ...s, workerId: f.int('workerId', 1, idMax) }),
+  resizeTargets: (f, s) => {
+    const seen = new Set<number>();
+    const targets = f.array('targets', resizeTargetsMax).map((t, i) => {
+      const tf = new MetaFields(t, `${f.where}: targets[${i}]`);
+      const spec = { targetId: tf.int('targetId', 1, idMax), capacityBytes: tf.int('capacityBytes', 0, Number.MAX_SAFE_INTEGER) };
+      tf.done();
+      if (seen.has(spec.targetId)) throw invalid(`${f.where}: target ${spec.targetId} is listed twice`);
+      seen.add(spec.targetId);
+      return spec;
+    });
+    return { op: 'resizeTargets', ...s, targets };
+  },
   s3UserAdd: (f, s) => ({
     op: 's3UserAdd',
     ...s,

@@ -4,7 +4,7 @@
 
 import { assert } from '../errors.ts';
 import { chainLengthMax, TargetState, targetsPerWorkerMax } from './commands.ts';
-import type { AddChainsCommand, DecommissionWorkerCommand, EndChainMoveCommand, InitClusterCommand, MoveChainMemberCommand, RegisterWorkerCommand, ReplaceChainMemberCommand, TargetReclaimedCommand, UpdateChainsCommand } from './commands.ts';
+import type { AddChainsCommand, DecommissionWorkerCommand, EndChainMoveCommand, InitClusterCommand, MoveChainMemberCommand, RegisterWorkerCommand, ReplaceChainMemberCommand, ResizeTargetsCommand, TargetReclaimedCommand, UpdateChainsCommand } from './commands.ts';
 import { inChainOrder, markRestarted, replaceMember, replacementProblem, sameMembers, type ChainMember } from './chain-states.ts';
 import { FsErrorCode } from './errors.ts';
 import { fail, ok } from './namespace-state.ts';
@@ -70,6 +70,13 @@ export function registerWorker(t: MetaTables, cmd: RegisterWorkerCommand): MetaR
   if (restarted) takeOutRestarted(t, new Set(record.targetIds));
   t.routingVersion++;
   return ok(workerInfo(t, record));
+}
+
+export function resizeTargets(t: MetaTables, cmd: ResizeTargetsCommand): MetaResult<MetaValues['resizeTargets']> {
+  for (const spec of cmd.targets) if (!t.targets.has(spec.targetId)) return fail(FsErrorCode.ENOENT, `no target ${spec.targetId}`);
+  for (const spec of cmd.targets) t.targets.get(spec.targetId)!.capacityBytes = spec.capacityBytes;
+  t.routingVersion++;
+  return ok({ targets: cmd.targets.length });
 }
 
 function takeOutRestarted(t: MetaTables, targetIds: ReadonlySet<number>): void {

@@ -332,6 +332,7 @@ export interface MetaValues {
   addChains: { tableId: number; version: number };
   updateChains: { chains: ChainInfo[] };
   decommissionWorker: WorkerInfo;
+  resizeTargets: { targets: number };
   replaceChainMember: ChainInfo;
   moveChainMember: ChainInfo;
   endChainMove: ChainInfo;

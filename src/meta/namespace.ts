@@ -7,7 +7,7 @@ import { upperBound } from '../sorted.ts';
 import { decodeCommand, pendingGcLimitMax, readdirLimitMax } from './commands.ts';
 import type { Caller, MetaCommand, MetaCommandOp, MetaQuery } from './commands.ts';
 import { FsErrorCode, MetaError } from './errors.ts';
-import { addChains, decommissionWorker, endChainMove, initCluster, moveChainMember, registerWorker, replaceChainMember, routing, sortedChains, sortedChainTables, sortedTargets, sortedWorkers, targetReclaimed, updateChains } from './namespace-cluster.ts';
+import { addChains, decommissionWorker, endChainMove, initCluster, moveChainMember, registerWorker, replaceChainMember, resizeTargets, routing, sortedChains, sortedChainTables, sortedTargets, sortedWorkers, targetReclaimed, updateChains } from './namespace-cluster.ts';
 import { answerSeen, evictClients, remember } from './namespace-clients.ts';
 import { readSnapshot, SnapshotReader, sortedNamesOf, writeSnapshot } from './namespace-snapshot.ts';
 import {
@@ -69,6 +69,7 @@ const handlers: Record<MetaCommandOp, Handler> = {
   addChains,
   updateChains,
   decommissionWorker,
+  resizeTargets,
   replaceChainMember,
   moveChainMember,
   endChainMove,

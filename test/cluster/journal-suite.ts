@@ -164,6 +164,7 @@ export function journalSuite(backend: 'raft' | 'zookeeper', start: StartCluster,
     // The new leader waits a whole lease, then ends the silent client's sessions (checked every eighth of one).
     await waitFor(async () => (await openIds()).length === 1, 'the silent client\'s sessions to end', leaseMs * 3, async () => JSON.stringify(await openIds()));
     assert.deepEqual(await openIds(), [kept.sessionId], 'the live client renewed its session with the new leader');
+    await assert.rejects(admin.mutate('meta.mutate', { op: 'expireSessions', sessionIds: [kept.sessionId] }), /cluster manager's/, 'only the leader ends sessions for want of renewal');
     const garbage = await admin.query<GcEntry[]>('meta.query', { op: 'pendingGc', limit: 10 });
     assert.deepEqual(garbage.map((e) => e.inodeId), [orphan.inode.inodeId], 'the unlinked file the dead client held is garbage now');
     // What the dead client would have committed at its close still lands, by inode.

@@ -24,6 +24,8 @@ class Rig {
   /** Workers that heartbeat, and each target's chunk count to report. */
   readonly up = new Set<number>();
   readonly chunks = new Map<number, number>();
+  /** Each target's capacity as its worker reports it (100 as registered, unless set). */
+  readonly capacity = new Map<number, number>();
   readonly logs: string[] = [];
   /** Whether the journal says this master leads (in term 1 throughout). */
   leader = true;
@@ -69,7 +71,7 @@ class Rig {
         const chain = routing.chains.find((c) => c.chainId === t.chainId);
         // A syncing target reports up-to-date as if its resync finished at once.
         const done = t.state === 'serving' || t.state === 'syncing';
-        return { targetId: t.targetId, localState: done ? 'up-to-date' : 'online', chainVersion: chain?.version ?? 0, capacityBytes: 100, usedBytes: 0, chunks: this.chunks.get(t.targetId) ?? 0, ...this.served.get(t.targetId) };
+        return { targetId: t.targetId, localState: done ? 'up-to-date' : 'online', chainVersion: chain?.version ?? 0, capacityBytes: this.capacity.get(t.targetId) ?? 100, usedBytes: 0, chunks: this.chunks.get(t.targetId) ?? 0, ...this.served.get(t.targetId) };
       });
       this.manager.heartbeat({ workerId: w, instance: this.instance, routingVersion: 0, targets });
     }
@@ -356,4 +358,33 @@ test('after a restore, a member whose worker never comes back holds its chain up
   assert.doesNotMatch(rig.members(1), /serving|lastsrv/);
   await rig.ticks(10);
   assert.match(rig.members(1), new RegExp(`^${second}:serving ${third}:serving ${first}:offline$`));
+});
+
+test('a target whose file system was resized while its worker ran gets its new capacity journaled: not for a change under 1%, at most once a minute', async () => {
+  const rig = await fiveWorkers();
+  const capacity = (id: number) => rig.sm.state.targets().find((t) => t.targetId === id)!.capacityBytes;
+  const version = rig.sm.state.routing().routingVersion;
+  rig.capacity.set(1001, 10_000);
+  await rig.tick();
+  assert.equal(capacity(1001), 10_000);
+  assert.equal(capacity(2001), 100, 'the others stay');
+  assert.ok(rig.sm.state.routing().routingVersion > version, 'routing moves on with it');
+  assert.ok(rig.logs.some((l) => l.includes('targets resized')), rig.logs.join('\n'));
+  rig.capacity.set(1001, 10_050);
+  await rig.tick(60_000);
+  assert.equal(capacity(1001), 10_000, 'a change under 1% is not one');
+  rig.capacity.set(2001, 50);
+  rig.capacity.set(1001, 20_000);
+  await rig.tick();
+  assert.equal(capacity(2001), 50, 'a shrunk one too');
+  assert.equal(capacity(1001), 20_000);
+  rig.capacity.set(1001, 40_000);
+  await rig.tick();
+  assert.equal(capacity(1001), 20_000, 'at most once a minute');
+  await rig.tick(59_000);
+  await rig.tick(1_000);
+  assert.equal(capacity(1001), 40_000);
+  rig.capacity.set(1001, 0);
+  await rig.tick(61_000);
+  assert.equal(capacity(1001), 40_000, 'a worker that could not read its disk\'s size changes nothing');
 });

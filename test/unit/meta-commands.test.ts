@@ -58,6 +58,8 @@ const valid: MetaCommand[] = [
   { op: 'commitLength', ...nstamp, path: '/a/f', lengthBytes: 10 },
   { op: 'commitLength', ...nstamp, inodeId: 7, lengthBytes: 10 },
   { op: 'gcDone', ...stamp, inodeIds: [3, 4] },
+  { op: 'expireSessions', ...stamp, sessionIds: ['@1', 'w-1'] },
+  { op: 'resizeTargets', ...stamp, targets: [{ targetId: 1, capacityBytes: 2 ** 40 }, { targetId: 2, capacityBytes: 0 }] },
   { op: 'targetReclaimed', ...stamp, targetId: 2001, leftChainAt: 17 },
   { op: 'initCluster', ...stamp, clusterId: 'c0ffee' },
   { op: 'registerWorker', ...stamp, workerId: 1, instance: 'i1', address: '[::1]:9000', domain: 'rack-1', targets: [{ targetId: 1, path: '/data', capacityBytes: 1 << 30 }] },
@@ -160,6 +162,9 @@ test('numbers: modes, ids, sizes and times in range', () => {
   refused({ op: 'commitLength', ...nstamp, inodeId: 0, lengthBytes: 1 }, 'EINVAL', /'inodeId' = 0/);
   refused({ op: 'gcDone', ...stamp, inodeIds: [1, 'x'] }, 'EINVAL', /'inodeIds\[1\]' must be an integer/);
   refused({ op: 'targetReclaimed', ...stamp, targetId: 1, leftChainAt: 0 }, 'EINVAL', /'leftChainAt' = 0/);
+  refused({ op: 'expireSessions', ...stamp, sessionIds: ['x'.repeat(129)] }, 'ENAMETOOLONG', /sessionIds\[0\]/);
+  refused({ op: 'resizeTargets', ...stamp, targets: [{ targetId: 1, capacityBytes: 1 }, { targetId: 1, capacityBytes: 2 }] }, 'EINVAL', /listed twice/);
+  refused({ op: 'resizeTargets', ...stamp, targets: [{ targetId: 1, capacityBytes: -1 }] }, 'EINVAL', /'capacityBytes'/);
   refused({ op: 'openSession', ...nstamp, path: '/f', sessionId: '@1' }, 'EINVAL', /may not start with '@'/);
 });
 
