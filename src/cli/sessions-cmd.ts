@@ -1,7 +1,8 @@
-// `cairn admin sessions [list] | end`: the write sessions open on the masters. A client that dies
-// (a killed mount daemon, S3 gateway or `fs put`) leaves its sessions open for good: a file deleted
-// while one is open keeps its chunks, and the sessions count toward the masters' limit. Client ids
-// name their host and process (HOST:PID:RANDOM), so an operator can tell which are gone and end them.
+// `cairn admin sessions [list] | end`: the write sessions open on the masters, and whether their
+// clients still renew them. The masters end a session not renewed for --session-lease-ms (a client
+// that died: a killed mount daemon, S3 gateway or `fs put`); until then a file deleted while it is
+// open keeps its chunks. Client ids name their host and process (HOST:PID:RANDOM), so an operator
+// can tell which are gone and end them at once.
 
 import type { Command } from 'commander';
 import type { MasterClient } from '../client/index.ts';
@@ -15,9 +16,13 @@ import { jsonLine, printable } from './format.ts';
 type Flags = TargetFlags & { json?: boolean; client?: string; olderThan?: string; yes?: boolean };
 
 interface SessionsReply {
-  sessions: Session[];
+  /** With when the leader last heard each renewed (ms ago; null: not within the lease). */
+  sessions: (Session & { renewedAgoMs?: number | null })[];
   matched: number;
   open: number;
+  /** The lease, and how long the answering leader has led (it ends nothing before it has led a lease). */
+  leaseMs?: number;
+  ledMs?: number | null;
 }
 
 /** Sessions listed at most (the JSON too); `end` goes on in pages of this many. */
@@ -34,13 +39,22 @@ export function registerSessionsCommands(admin: Command, addTargetOptions: (c: C
         if (o.json) return console.log(jsonLine(reply));
         const now = Date.now();
         console.log(`${reply.open} session${reply.open === 1 ? '' : 's'} open; ${reply.matched} match${reply.matched > reply.sessions.length ? `, the oldest ${reply.sessions.length} listed` : ''}`);
-        for (const x of reply.sessions) console.log(`${printable(x.sessionId)}\tinode ${x.inodeId}\tclient ${printable(x.clientId)}\topened ${new Date(x.openedMs).toISOString()} (${Math.round((now - x.openedMs) / 1000)} s ago)`);
-        if (reply.sessions.length > 0) console.log('(a file of an inode: cairn fs find --inode N; the masters end sessions not renewed for --session-lease-ms; end those of a client that is gone now: cairn admin sessions end --client HOST:PID:)');
+        for (const x of reply.sessions) console.log(`${printable(x.sessionId)}\tinode ${x.inodeId}\tclient ${printable(x.clientId)}\topened ${new Date(x.openedMs).toISOString()} (${Math.round((now - x.openedMs) / 1000)} s ago)\t${renewal(x.renewedAgoMs, reply)}`);
+        if (reply.sessions.length > 0) console.log('(a file of an inode: cairn fs find --inode N; end the sessions of a client that is gone now: cairn admin sessions end --client HOST:PID:)');
       }),
     );
   addTargetOptions(filters(s.command('end')).argument('[ids...]', 'session ids (or use --client / --older-than)').option('--yes', 'do not ask for confirmation (needed when not on a terminal)').option('--json', 'print the result as JSON'))
     .description("end write sessions, as their clients would have: only those of clients that are gone (a live writer's session ended early lets its file's chunks be collected if the file is deleted while it writes)")
     .action((ids: string[], o: Flags) => run(o, (c) => end(c, ids, o)));
+}
+
+/** What the leader knows of a session's lease, in words. */
+function renewal(renewedAgoMs: number | null | undefined, reply: SessionsReply): string {
+  if (renewedAgoMs === undefined || reply.leaseMs === undefined) return '';
+  const s = (ms: number): string => `${Math.round(ms / 1000)} s`;
+  if (renewedAgoMs !== null) return `renewed ${s(renewedAgoMs)} ago`;
+  const waitMs = reply.leaseMs - (reply.ledMs ?? 0);
+  return waitMs > 0 ? `not renewed with this leader yet (it ends sessions once it has led ${s(reply.leaseMs)}: in ${s(waitMs)})` : `not renewed for ${s(reply.leaseMs)}: ending`;
 }
 
 function filterOf(o: Flags): { client?: string; openedBeforeMs?: number } {

@@ -19,7 +19,7 @@ import { expireSessionsMax, resizeTargetsMax, validateCommand, type ChainUpdate,
 import { LocalState, nextChainMembers, restoredSource, sameMembers, type ChainMember, type RestoredReport } from '../meta/chain-states.ts';
 import { TargetState } from '../meta/commands.ts';
 import { MetaError, MetaErrorCode } from '../meta/errors.ts';
-import { defaultChainTableId, type MetaResult, type RoutingInfo, type TargetInfo, type WorkerInfo } from '../meta/namespace-state.ts';
+import { defaultChainTableId, type MetaResult, type RoutingInfo, type Session, type TargetInfo, type WorkerInfo } from '../meta/namespace-state.ts';
 import type { MetaState } from '../meta/namespace.ts';
 import { encodeCommandEntry, encodeInodeFloor } from '../meta/state-machine.ts';
 import { heldInodeIdMax } from '../meta/restore-floor.ts';
@@ -265,6 +265,22 @@ export class ClusterManager {
       else ended.push(id);
     }
     return { leaseMs: this.leases.leaseMs, ended };
+  }
+
+  /**
+   * A `sessions` listing with what this leader knows of each session's lease: how long ago it was
+   * renewed (null: not within the lease, so it ends at the next look once this master has led a
+   * lease), the lease, and how long this master has led.
+   */
+  withRenewals(reply: { sessions: Session[] }): object {
+    const now = this.opts.clock.now();
+    const ledMs = this.opts.journal.isLeader() && this.leading !== undefined ? now - this.leading.sinceMs : null;
+    return {
+      ...reply,
+      sessions: reply.sessions.map((s) => ({ ...s, renewedAgoMs: this.leases.renewedAgoMs(s.sessionId, now) ?? null })),
+      leaseMs: this.leases.leaseMs,
+      ledMs,
+    };
   }
 
   /** worker.heartbeat: recorded in memory; answers with newer routing when there is some. */

@@ -24,7 +24,7 @@ import { systemClock } from '../io/system-clock.ts';
 import { MasterWorkerMethod } from '../worker/protocol.ts';
 import { workerFrameBytesMax } from '../worker/process.ts';
 import { refusalToStart } from './rebuild.ts';
-import type { MetaResult } from '../meta/namespace-state.ts';
+import type { MetaResult, Session } from '../meta/namespace-state.ts';
 import { restoreFloor } from '../meta/restore-floor.ts';
 import {
   MetaStateMachine,
@@ -298,7 +298,8 @@ function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMach
     const q = validateQuery(body);
     op.name = q.op;
     await journal.readBarrier();
-    return unwrap(sm.query(q));
+    const value = unwrap(sm.query(q));
+    return q.op === 'sessions' ? manager.withRenewals(value as { sessions: Session[] }) : value;
   })));
   server.handle('master.ping', async () => ({ id: journal.status().id, leader: journal.leader(), isLeader: journal.isLeader(), ...(httpAt.address === undefined ? {} : { httpAddress: httpAt.address }) }));
   server.handle('admin.journal.info', async () => journal.status());

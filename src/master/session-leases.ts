@@ -44,6 +44,12 @@ export class SessionLeases {
     return out;
   }
 
+  /** How long ago the session was last renewed (or opened) as this master heard it; undefined: not within the lease. */
+  renewedAgoMs(sessionId: string, nowMs: number): number | undefined {
+    const at = this.renewed.get(sessionId);
+    return at === undefined || nowMs - at > this.leaseMs ? undefined : nowMs - at;
+  }
+
   private forget(nowMs: number): void {
     for (const [sessionId, atMs] of this.renewed) {
       if (nowMs - atMs <= this.leaseMs) break;

@@ -178,6 +178,8 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   await new Promise((r) => killed.once('exit', r));
   await new Promise((r) => setTimeout(r, 1000));
   assert.equal((await ofKilled()).matched, 1, 'left open by the killed put');
+  const listed = await cairn(['admin', 'sessions', '--client', `${hostname()}:${killed.pid}:`, ...d]);
+  assert.match(listed.stdout, /\trenewed \d+ s ago$/m, 'the leader heard it opened (the masters end it once not renewed for the lease)');
   const refused = await cairn(['admin', 'sessions', 'end', '--client', `${hostname()}:${killed.pid}:`, ...d]);
   assert.deepEqual([refused.code, /pass --yes/.test(refused.stderr)], [1, true], refused.stderr);
   const endedNow = await cairn(['admin', 'sessions', 'end', '--client', `${hostname()}:${killed.pid}:`, '--yes', ...d]);

@@ -75,6 +75,10 @@ test('sessions not renewed for a lease end once the leader has led for one; rene
   }
   await rig.until(leaseMs - 1);
   assert.deepEqual(rig.open_(), [kept, gone, orphan].sort());
+  // What `admin sessions` shows: when each was renewed, the lease, and how long this master has led.
+  const listed = rig.manager.withRenewals({ sessions: [...rig.sm.state.openSessions()] }) as { sessions: { sessionId: string; renewedAgoMs: number | null }[]; leaseMs: number; ledMs: number };
+  assert.deepEqual(listed.sessions.map((s) => [s.sessionId, s.renewedAgoMs]), [[kept, 2_499], [gone, null], [orphan, null]]);
+  assert.deepEqual([listed.leaseMs, listed.ledMs], [leaseMs, leaseMs - 1]);
 
   await rig.until(leaseMs + 1_500);
   assert.deepEqual(rig.open_(), [kept], 'the dead client\'s sessions ended; the renewed one stays');
