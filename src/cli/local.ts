@@ -198,8 +198,14 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
   const spawnedAt = new Map<number, number>();
   /** Workers started again on new ports: a free port can be taken by another program before the worker binds it. */
   const retried = new Map<number, number>();
+  // A decommissioned worker never registers again: it is not started (its data directory stays).
+  const decommissioned = existing === undefined ? new Set<number>() : await decommissionedWorkers(cluster);
   for (let id = 1; id <= shape.workers; id++) {
     const before = existing?.processes.find((p) => p.kind === 'worker' && p.id === id);
+    if (decommissioned.has(id)) {
+      log(`worker ${id} was decommissioned: not started (its id never registers again; ${path.join(clusterDir, `worker-${id}`)} stays)`);
+      continue;
+    }
     if (before !== undefined && isAlive(before.pid)) {
       cluster.processes.push(before);
       continue;
@@ -207,7 +213,7 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
     cluster.processes.push(await spawnWorker(id, before));
   }
   writeCluster(clusterDir, cluster);
-  log(`started ${shape.workers} workers with ${shape.targetsPerWorker} targets each (logs in ${clusterDir}/worker-N/worker.log); waiting for their chains...`);
+  log(`started ${shape.workers - decommissioned.size} workers with ${shape.targetsPerWorker} targets each (logs in ${clusterDir}/worker-N/worker.log); waiting for their chains...`);
   const client = clientFor(cluster, startDeadlineMs);
   try {
     let start = Date.now();
@@ -234,6 +240,17 @@ async function startWorkers(cluster: LocalCluster, clusterDir: string, existing:
       }
       await new Promise((r) => setTimeout(r, 200));
     }
+  } finally {
+    client.close();
+  }
+}
+
+/** The ids of the cluster's decommissioned workers, as its masters (running, with a leader) know them. */
+async function decommissionedWorkers(cluster: LocalCluster): Promise<Set<number>> {
+  const client = clientFor(cluster, startDeadlineMs);
+  try {
+    const workers = await client.query<WorkerInfo[]>('meta.query', { op: 'workers' });
+    return new Set(workers.filter((w) => w.decommissionedMs !== undefined).map((w) => w.workerId));
   } finally {
     client.close();
   }

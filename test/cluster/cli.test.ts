@@ -442,6 +442,13 @@ test('admin worker decommission: refused without --yes off a terminal, then a ki
   const again = await cairn(['admin', 'worker', 'decommission', String(victim), ...d]);
   assert.equal(again.code, 0);
   assert.match(again.stdout, /was decommissioned at .*; nothing to do/);
+  // Stopped and started again: the decommissioned worker is not started (it would be refused).
+  assert.equal((await cairn(['local', 'down', ...d])).code, 0);
+  const restarted = await cairn(['local', 'up', ...d], { CAIRN_HEARTBEAT_MS: '200', CAIRN_OFFLINE_TIMEOUT_MS: '1000' });
+  assert.equal(restarted.code, 0, restarted.stderr);
+  assert.match(restarted.stdout + restarted.stderr, new RegExp(`worker ${victim} was decommissioned: not started`));
+  assert.equal((await cairn(['fs', 'get', '/f', path.join(dir, 'again.bin'), '--quiet', ...d])).code, 0);
+  assert.ok((await readFile(path.join(dir, 'again.bin'))).equals(body));
 });
 
 function isAlive(pid: number): boolean {
