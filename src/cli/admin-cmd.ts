@@ -14,6 +14,7 @@ import { RpcError, RpcErrorCode } from '../rpc/index.ts';
 import { defaultLocalDir, readLocalCluster, withClient as run, type TargetFlags } from './cluster-target.ts';
 import { registerClusterCommands } from './cluster-cmd.ts';
 import { registerWorkerCommands } from './worker-cmd.ts';
+import { registerChainCommands } from './chain-cmd.ts';
 import { registerQuarantineCommands } from './quarantine-cmd.ts';
 import { registerSessionsCommands } from './sessions-cmd.ts';
 import { registerS3UserCommands } from './s3-user-cmd.ts';
@@ -88,6 +89,7 @@ export function registerAdminCommands(program: Command, addTargetOptions: (c: Co
 
   registerClusterCommands(admin, addTargetOptions);
   registerWorkerCommands(admin, addTargetOptions);
+  registerChainCommands(admin, addTargetOptions);
   registerQuarantineCommands(admin, addTargetOptions);
   registerSessionsCommands(admin, addTargetOptions);
   registerS3UserCommands(admin, addTargetOptions);

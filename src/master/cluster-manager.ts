@@ -27,7 +27,7 @@ import { auditQuarantine, emptyQuarantine, purgeable, type QuarantineReport } fr
 import { reclaimTarget } from './reclaim.ts';
 import { extendChains, type PlacementTarget } from '../placement/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
-import { validateDecommissionRequest, validateHeartbeat, validatePurgeQuarantine, validateQuarantineRequest, WorkerMethod, type ScrubReport, type TargetReport, type WorkerHealth } from '../worker/protocol.ts';
+import { validateDecommissionRequest, validateHeartbeat, validatePurgeQuarantine, validateQuarantineRequest, validateRecoverChainRequest, WorkerMethod, type ScrubReport, type TargetReport, type WorkerHealth } from '../worker/protocol.ts';
 import { WorkerError, WorkerErrorCode } from '../worker/errors.ts';
 import { decommissionImpact, planReplacements, type DecommissionImpact, type StuckChain } from './replacements.ts';
 import { planRebalance } from './rebalance.ts';
@@ -116,6 +116,16 @@ export interface DecommissionReply {
 export interface RenewSessionsReply {
   leaseMs: number;
   ended: string[];
+}
+
+/** admin.chain.recover: the member chosen, the one given up, each member's record, and whether it was done (not a dry run). */
+export interface RecoverChainReply {
+  chainId: number;
+  source: number;
+  given: number | null;
+  members: ChainMember[];
+  records: ({ targetId: number; state: string } & RestoredReport)[];
+  done: boolean;
 }
 
 /** cluster.replacements: the chains waiting for a replacement member, as of the leader's last round. */
@@ -347,6 +357,60 @@ export class ClusterManager {
     return { worker, impact };
   }
 
+  /**
+   * admin.chain.recover: a chain with no serving member whose up-to-date member (its lastsrv, or
+   * for a restored chain the one that would be chosen) is gone for good, a dead disk or a worker
+   * decommissioned with --force, stays unavailable, never wrong. This gives up the writes that only
+   * that member held: among the members whose workers run, the one whose record says it served the
+   * chain last becomes its lastsrv (so it serves), the others resync from it, and the lost one is
+   * offline (should it come back, it resyncs too, and what only it had is gone). Refused while the
+   * lastsrv's worker runs (it serves again by itself) or no other member's does.
+   */
+  async recoverChain(body: unknown): Promise<RecoverChainReply> {
+    this.requireLeader();
+    const req = validateRecoverChainRequest(body);
+    const now = this.opts.clock.now();
+    const state = this.opts.state();
+    const chain = state.chains().find((c) => c.chainId === req.chainId);
+    if (chain === undefined) throw new MetaError(MetaErrorCode.ENOENT, `no chain ${req.chainId}; the chains are ${state.chains().map((c) => c.chainId).join(', ') || 'none'}`);
+    const targets = new Map(state.targets().map((t) => [t.targetId, t]));
+    const workerOf = (id: number): number => targets.get(id)!.workerId;
+    const members = chain.targetIds.map((id) => ({ targetId: id, state: targets.get(id)!.state }));
+    if (members.some((m) => m.state === TargetState.Serving)) throw new MetaError(MetaErrorCode.EINVAL, `chain ${chain.chainId} serves: nothing to recover`);
+    const leading = this.leading;
+    if (leading === undefined || now - leading.sinceMs < this.opts.timing.offlineTimeoutMs) {
+      throw new MetaError(MetaErrorCode.EAGAIN, `this master leads for less than the workers' offline timeout (${this.opts.timing.offlineTimeoutMs} ms): it cannot tell yet which workers run; try again in a few seconds`);
+    }
+    const lastServing = members.find((m) => m.state === TargetState.LastServing);
+    if (lastServing !== undefined && this.localState(lastServing.targetId, workerOf(lastServing.targetId), now, chain.version) !== LocalState.Offline) {
+      throw new MetaError(MetaErrorCode.EAGAIN, `chain ${chain.chainId}'s last serving member, target ${lastServing.targetId}, runs: it serves again by itself, losing nothing`);
+    }
+    // The lost member leaves service; the best of the others is chosen as after a restore, forced.
+    const without = members.map((m) => (m.state === TargetState.LastServing ? { targetId: m.targetId, state: TargetState.Offline } : m));
+    const report = this.servedReport(chain.chainId, workerOf, now);
+    const choice = restoredSource(without, report, true);
+    if (choice === undefined || 'wait' in choice) {
+      throw new MetaError(MetaErrorCode.EAGAIN, `no other member of chain ${chain.chainId} runs (targets ${members.filter((m) => m !== lastServing).map((m) => m.targetId).join(', ') || 'none'}): start the worker of one of them first`);
+    }
+    const records = members.map((m) => ({ targetId: m.targetId, state: m.state, ...report(m.targetId) }));
+    const reply = { chainId: chain.chainId, source: choice.source, given: lastServing?.targetId ?? null, members: choice.members, records, done: false };
+    if (req.dryRun) return reply;
+    await this.propose({ op: 'updateChains', chains: [{ chainId: chain.chainId, version: chain.version, targets: choice.members }] });
+    this.opts.log?.('warn', 'chain recovered by an operator: it serves from the best member left, giving up writes only the lost one held', { chain: chain.chainId, source: choice.source, given: lastServing?.targetId, records: JSON.stringify(records) });
+    return { ...reply, done: true };
+  }
+
+  /** What each member's worker last reported of where it served (served-record.ts), for choosing a chain's source. */
+  private servedReport(chainId: number, workerOf: (targetId: number) => number, now: number): (targetId: number) => RestoredReport {
+    const decommissioned = new Set(this.opts.state().workers().filter((w) => w.decommissionedMs !== undefined).map((w) => w.workerId));
+    return (targetId) => {
+      const r = this.report(targetId, workerOf(targetId), now);
+      if (r === undefined) return decommissioned.has(workerOf(targetId)) ? { heard: false, lost: true } : { heard: false };
+      if (r.servedChainId === undefined) return { heard: true };
+      return { heard: true, servedAt: r.servedChainId === chainId ? r.servedRoutingVersion : -1 };
+    };
+  }
+
   /** cluster.replacements: chains that wait for a replacement member, and why. */
   replacements(): ReplacementsReply {
     this.requireLeader();
@@ -461,13 +525,7 @@ export class ClusterManager {
       this.restoredWaits.delete(chainId);
       return undefined;
     }
-    const decommissioned = new Set(this.opts.state().workers().filter((w) => w.decommissionedMs !== undefined).map((w) => w.workerId));
-    const report = (targetId: number): RestoredReport => {
-      const r = this.report(targetId, workerOf(targetId), now);
-      if (r === undefined) return decommissioned.has(workerOf(targetId)) ? { heard: false, lost: true } : { heard: false };
-      if (r.servedChainId === undefined) return { heard: true };
-      return { heard: true, servedAt: r.servedChainId === chainId ? r.servedRoutingVersion : -1 };
-    };
+    const report = this.servedReport(chainId, workerOf, now);
     const waiting = this.restoredWaits.get(chainId) ?? { sinceMs: now, note: '' };
     this.restoredWaits.set(chainId, waiting);
     const waitedMs = now - waiting.sinceMs;

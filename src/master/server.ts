@@ -287,6 +287,7 @@ function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMach
   server.handle(MasterWorkerMethod.heartbeat, async (body) => manager.heartbeat(body), { internal: true });
   server.handle(MasterWorkerMethod.health, async () => manager.health());
   server.handle(MasterWorkerMethod.decommission, (body) => manager.decommission(body));
+  server.handle(MasterWorkerMethod.recoverChain, (body) => manager.recoverChain(body));
   server.handle(MasterWorkerMethod.replacements, async () => manager.replacements());
   server.handle(MasterWorkerMethod.quarantine, (body) => manager.quarantineReport(body));
   server.handle(MasterWorkerMethod.quarantinePurge, (body) => manager.purgeQuarantine(body));

@@ -50,7 +50,22 @@ export const MasterWorkerMethod = {
   quarantine: 'cluster.quarantine',
   /** Removes the quarantined chunks (`admin quarantine purge`). */
   quarantinePurge: 'admin.quarantine.purge',
+  /** `admin chain recover`: a chain whose up-to-date member is gone for good serves from the best one left (RecoverChainRequest). */
+  recoverChain: 'admin.chain.recover',
 } as const;
+
+export interface RecoverChainRequest {
+  chainId: number;
+  /** Only say what it would do. */
+  dryRun: boolean;
+}
+
+export function validateRecoverChainRequest(x: unknown): RecoverChainRequest {
+  const f = new Fields(x, 'recover chain', workerFieldErrors);
+  const req = { chainId: f.int('chainId', 1, idMax), dryRun: f.bool('dryRun', false) };
+  f.done();
+  return req;
+}
 
 export interface DecommissionRequest {
   workerId: number;

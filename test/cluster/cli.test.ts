@@ -451,6 +451,73 @@ test('admin worker decommission: refused without --yes off a terminal, then a ki
   assert.ok((await readFile(path.join(dir, 'again.bin'))).equals(body));
 });
 
+test('admin chain recover: a chain whose last serving member is lost for good serves again from the member that served last; what only the lost one held reads as EIO', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-recover-'));
+  t.after(async () => {
+    await cairn(['local', 'down', '--dir', dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  const d = ['--dir', dir];
+  const fast = { CAIRN_HEARTBEAT_MS: '200', CAIRN_OFFLINE_TIMEOUT_MS: '1000' };
+  const up = await cairn(['local', 'up', '--masters', '1', '--workers', '4', '--targets-per-worker', '1', ...d], fast);
+  assert.equal(up.code, 0, up.stderr);
+  const put = async (name: string, body: Buffer) => {
+    await writeFile(path.join(dir, name), body);
+    const r = await cairn(['fs', 'put', path.join(dir, name), `/${name}`, '--quiet', ...d]);
+    assert.equal(r.code, 0, r.stderr);
+  };
+  const before = randomBytes(300_000);
+  await put('before', before);
+  const targets = JSON.parse((await cairn(['admin', 'targets', '--json', ...d])).stdout) as { targetId: number; workerId: number; chainId: number; state: string }[];
+  const members = targets.filter((x) => x.chainId === 1).map((x) => x.workerId);
+  assert.equal(members.length, 3);
+  const pidOf = (w: number) => readLocalCluster(dir)!.processes.find((p) => p.kind === 'worker' && p.id === w)!.pid;
+  const stateOf = async (w: number) => (JSON.parse((await cairn(['admin', 'targets', '--json', ...d])).stdout) as typeof targets).find((x) => x.workerId === w)!.state;
+  const waitState = async (w: number, want: string) => {
+    for (let i = 0; (await stateOf(w)) !== want; i++) {
+      assert.ok(i < 100, `worker ${w}'s target to be ${want}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  // Two members stop; a file is written to the last one alone; then it is lost for good.
+  const [x, y, last] = members;
+  process.kill(pidOf(x), 'SIGKILL');
+  process.kill(pidOf(y), 'SIGKILL');
+  await waitState(x, 'offline');
+  await waitState(y, 'offline');
+  const after = randomBytes(300_000);
+  await put('after', after);
+  process.kill(pidOf(last), 'SIGKILL');
+  await waitState(last, 'lastsrv');
+  assert.equal((await cairn(['admin', 'worker', 'decommission', String(last), '--force', '--yes', ...d])).code, 0);
+  const early = await cairn(['admin', 'chain', 'recover', '1', '--yes', ...d]);
+  assert.equal(early.code, 1);
+  assert.match(early.stderr, /no other member of chain 1 runs/);
+  // The other two come back (local up starts them, and waits for every chain to serve).
+  const restarting = cairn(['local', 'up', ...d], fast);
+  let recovered: Awaited<ReturnType<typeof cairn>> | undefined;
+  for (let i = 0; i < 150; i++) {
+    const unconfirmed = await cairn(['admin', 'chain', 'recover', '1', ...d]);
+    if (unconfirmed.code === 1 && /pass --yes/.test(unconfirmed.stderr)) {
+      assert.match(unconfirmed.stdout, new RegExp(`^ {2}target \\d+ \\(lastsrv\\): its worker was decommissioned$`, 'm'));
+      assert.match(unconfirmed.stdout, /would serve; writes that only target \d+ held are given up/);
+      recovered = await cairn(['admin', 'chain', 'recover', '1', '--yes', ...d]);
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(recovered?.code, 0, recovered?.stderr ?? 'the plan was never shown');
+  assert.match(recovered!.stdout, /^chain 1 serves from target \d+; its other members resync from it/m);
+  const restarted = await restarting;
+  assert.equal(restarted.code, 0, restarted.stderr);
+  const got = await cairn(['fs', 'get', '/before', path.join(dir, 'before.out'), '--quiet', ...d]);
+  assert.equal(got.code, 0, got.stderr);
+  assert.ok((await readFile(path.join(dir, 'before.out'))).equals(before), 'what the members left had reads back');
+  const lost = await cairn(['fs', 'cat', '/after', ...d]);
+  assert.notEqual(lost.code, 0, 'what only the lost member held is not served as something else');
+  assert.match(lost.stderr, /EIO|CHUNK_LOST|no replica/i);
+});
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -65,6 +65,12 @@ class Rig {
   /** Heartbeats from the live workers (each target up to date at its chain's version), then a round. */
   async tick(ms = timing.heartbeatMs): Promise<void> {
     this.nowMs += ms;
+    this.beat();
+    await this.manager.round();
+  }
+
+  /** Heartbeats from the live workers, without a round. */
+  beat(): void {
     const routing = this.sm.state.routing();
     for (const w of this.up) {
       const targets = routing.targets.filter((t) => t.workerId === w).map((t) => {
@@ -75,7 +81,6 @@ class Rig {
       });
       this.manager.heartbeat({ workerId: w, instance: this.instance, routingVersion: 0, targets });
     }
-    await this.manager.round();
   }
 
   /** Every master lost, then `backup` restored into this one (it holds no files). */
@@ -387,4 +392,47 @@ test('a target whose file system was resized while its worker ran gets its new c
   rig.capacity.set(1001, 0);
   await rig.tick(61_000);
   assert.equal(capacity(1001), 40_000, 'a worker that could not read its disk\'s size changes nothing');
+});
+
+test('admin chain recover: a chain whose last serving member is gone serves from the member that served it last; refused while that one runs or none else does', async () => {
+  const rig = await fiveWorkers();
+  const [a, b, c] = rig.sm.state.chains()[0].targetIds;
+  const worker = (id: number) => Math.floor(id / 1000);
+  const code = (err: unknown) => (err as { code?: string }).code;
+  await assert.rejects(rig.manager.recoverChain({ chainId: 1 }), (err) => code(err) === 'EINVAL' && /serves: nothing to recover/.test(String(err)));
+  await assert.rejects(rig.manager.recoverChain({ chainId: 9 }), (err) => code(err) === 'ENOENT');
+  await assert.rejects(rig.manager.recoverChain({ chainId: 1, extra: 1 }), (err) => code(err) === WorkerErrorCode.InvalidArgument);
+  // b and c stop, then a, the last serving member: b and c come back to a chain that waits for a.
+  rig.up.delete(worker(b));
+  rig.up.delete(worker(c));
+  await rig.ticks(8);
+  rig.up.delete(worker(a));
+  await rig.ticks(8);
+  assert.match(rig.members(1), new RegExp(`^${a}:lastsrv ${b}:offline ${c}:offline$`));
+  await assert.rejects(rig.manager.recoverChain({ chainId: 1 }), (err) => code(err) === 'EAGAIN' && /no other member of chain 1 runs/.test(String(err)));
+  rig.served.set(b, { servedChainId: 1, servedRoutingVersion: 20 });
+  rig.served.set(c, { servedChainId: 1, servedRoutingVersion: 31 });
+  rig.up.add(worker(b));
+  rig.up.add(worker(c));
+  await rig.ticks(8);
+  assert.match(rig.members(1), new RegExp(`^${a}:lastsrv ${b}:waiting ${c}:waiting$`), 'unavailable, waiting for a');
+  const plan = await rig.manager.recoverChain({ chainId: 1, dryRun: true });
+  assert.deepEqual([plan.source, plan.given, plan.done], [c, a, false], 'c served the chain last of those left');
+  assert.match(rig.members(1), /lastsrv/, 'a dry run changes nothing');
+  const done = await rig.manager.recoverChain({ chainId: 1 });
+  assert.equal(done.done, true);
+  await rig.ticks(3);
+  assert.match(rig.members(1), new RegExp(`^${c}:serving ${b}:serving ${a}:offline$`), 'c serves, b resynced from it, a gave up');
+  assert.ok(rig.logs.some((l) => l.includes('chain recovered by an operator')));
+  // Refused while the last serving member runs: it serves again by itself, losing nothing.
+  rig.up.delete(worker(b));
+  rig.up.delete(worker(a));
+  await rig.ticks(8);
+  rig.up.delete(worker(c));
+  await rig.ticks(8);
+  rig.up.add(worker(c));
+  rig.beat(); // heard from, before the round that makes it serve
+  await assert.rejects(rig.manager.recoverChain({ chainId: 1 }), (err) => code(err) === 'EAGAIN' && new RegExp(`target ${c}, runs`).test(String(err)));
+  await rig.tick();
+  assert.match(rig.members(1), new RegExp(`^${c}:serving`));
 });
