@@ -56,6 +56,8 @@ export class MasterCalls {
   private readonly sessions = new Set<string>();
   private renewTimer: Timer | undefined;
   private renewEveryMs = renewFirstMs;
+  /** A renewal is in flight: it schedules the next one itself. */
+  private renewing = false;
   private closed = false;
 
   constructor(opts: MasterCallsOptions) {
@@ -111,7 +113,7 @@ export class MasterCalls {
 
   private holdSession(sessionId: string): void {
     this.sessions.add(sessionId);
-    if (this.renewTimer === undefined && !this.closed) this.scheduleRenewal();
+    if (this.renewTimer === undefined && !this.renewing && !this.closed) this.scheduleRenewal();
   }
 
   private forgetSession(sessionId: string): void {
@@ -129,6 +131,8 @@ export class MasterCalls {
 
   /** Tells the leader this client still holds its sessions; those it says ended are forgotten. */
   private async renewSessions(): Promise<void> {
+    this.renewTimer = undefined;
+    this.renewing = true;
     const ids = [...this.sessions];
     try {
       for (let i = 0; i < ids.length; i += renewSessionsMax) {
@@ -138,8 +142,9 @@ export class MasterCalls {
       }
     } catch {
       // No leader within the call's deadline: the next renewal tries again, well within the lease.
+    } finally {
+      this.renewing = false;
     }
-    this.renewTimer = undefined;
     if (this.sessions.size > 0 && !this.closed) this.scheduleRenewal();
   }
 

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MasterCalls } from '../../src/client/master-calls.ts';
-import type { Connection } from '../../src/io/index.ts';
+import type { Clock, Connection, Timer } from '../../src/io/index.ts';
 import { systemClock } from '../../src/io/system-clock.ts';
 import type { Caller } from '../../src/meta/index.ts';
 
@@ -49,4 +49,91 @@ test('a request that names its own caller keeps it; a client without one sends n
   const bare = recording();
   await bare.calls.query('meta.query', { op: 'stat', path: '/' });
   assert.equal('caller' in bare.sent[0].body, false, 'the masters refuse it: the client says nothing it was not told');
+});
+
+/** A clock moved by hand: timers run when `advance` passes them. */
+class HandClock implements Clock {
+  nowMs = 0;
+  private timers: { at: number; fn: () => void; live: boolean }[] = [];
+  now = (): number => this.nowMs;
+  wallNow = (): number => this.nowMs;
+  after(ms: number, fn: () => void): Timer {
+    const t = { at: this.nowMs + ms, fn, live: true };
+    this.timers.push(t);
+    return { cancel: () => void (t.live = false) };
+  }
+  every(): Timer {
+    throw new Error('not used');
+  }
+  sleep = (ms: number): Promise<void> => new Promise((resolve) => this.after(ms, resolve));
+  randomInt = (): number => 0;
+  pending(): number {
+    return this.timers.filter((t) => t.live).length;
+  }
+  async advance(ms: number): Promise<void> {
+    const end = this.nowMs + ms;
+    for (;;) {
+      const next = this.timers.filter((t) => t.live && t.at <= end).sort((a, b) => a.at - b.at)[0];
+      if (next === undefined) break;
+      this.nowMs = next.at;
+      next.live = false;
+      next.fn();
+      for (let i = 0; i < 10; i++) await Promise.resolve();
+    }
+    this.nowMs = end;
+  }
+}
+
+test('write sessions are renewed every quarter lease while open, and no longer once closed or said ended', async () => {
+  const clock = new HandClock();
+  const renewals: { atMs: number; ids: string[] }[] = [];
+  let opened = 0;
+  const ended = new Set<string>();
+  let held = false;
+  let release: (() => void) | undefined;
+  const conn: Connection = {
+    call: async <T>(method: string, body: unknown) => {
+      const b = body as { op?: string; sessionIds?: string[] };
+      if (method === 'meta.renewSessions') {
+        renewals.push({ atMs: clock.nowMs, ids: [...b.sessionIds!] });
+        if (held) await new Promise<void>((resolve) => (release = resolve));
+        return { body: { leaseMs: 20_000, ended: b.sessionIds!.filter((id) => ended.has(id)) } as T, payload: undefined };
+      }
+      return { body: (b.op === 'create' || b.op === 'openSession' ? { sessionId: `s${++opened}` } : null) as T, payload: undefined };
+    },
+    notify: () => undefined,
+    close: () => undefined,
+  };
+  const calls = new MasterCalls({ masters: ['m:1'], connect: () => conn, clock, clientId: 'c' });
+  await calls.mutate('meta.mutate', { op: 'create', path: '/a', openSession: true });
+  await calls.mutate('meta.mutate', { op: 'mkdir', path: '/d' });
+  await calls.mutate('meta.mutate', { op: 'openSession', path: '/b' });
+  assert.equal(calls.openSessions, 2);
+  await clock.advance(2_500);
+  assert.deepEqual(renewals, [{ atMs: 2_500, ids: ['s1', 's2'] }], 'the first after 2.5 s');
+  await clock.advance(5_000);
+  assert.deepEqual(renewals.map((r) => r.atMs), [2_500, 7_500], 'then every quarter of the lease the leader said');
+  await calls.mutate('meta.mutate', { op: 'closeSession', sessionId: 's1' });
+  ended.add('s2'); // ended by an operator meanwhile
+  await clock.advance(5_000);
+  assert.deepEqual(renewals[2].ids, ['s2']);
+  assert.equal(calls.openSessions, 0, 'what the leader says ended is forgotten');
+  await clock.advance(60_000);
+  assert.equal(renewals.length, 3, 'no sessions, no renewals');
+  assert.equal(clock.pending(), 0);
+  // Sessions closed and opened while a renewal is in flight start no second round of renewals.
+  await calls.mutate('meta.mutate', { op: 'openSession', path: '/c' });
+  held = true;
+  await clock.advance(5_000);
+  assert.equal(renewals.length, 4, 'in flight');
+  await calls.mutate('meta.mutate', { op: 'closeSession', sessionId: 's3' });
+  await calls.mutate('meta.mutate', { op: 'openSession', path: '/e' });
+  held = false;
+  release?.();
+  await new Promise((resolve) => setImmediate(resolve)); // the renewal finishes
+  await clock.advance(20_000);
+  assert.deepEqual(renewals.slice(3).map((r) => r.atMs), [77_500, 82_500, 87_500, 92_500, 97_500]);
+  assert.deepEqual(renewals.at(-1)!.ids, ['s4']);
+  calls.close();
+  assert.equal(clock.pending(), 0, 'close stops them');
 });
