@@ -98,8 +98,9 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
   // The writer needs write permission on its own file (open(2) with O_CREAT gets it whatever the
   // mode): a mode without it is set once the data is in.
   const writable = mode | ownerWrite;
-  // The file and its write session in one step.
-  const made = await meta.mutate<CreateValue>('meta.mutate', { op: 'create', path: temp, mode: writable, uid: opts.uid ?? owner.uid, gid: opts.gid ?? owner.gid, exclusive: true, openSession: true, ...(layout === undefined ? {} : { layout }), ...as });
+  // The file and its write session in one step; should this writer die, the masters remove the
+  // temporary file once its session expires (ephemeral).
+  const made = await meta.mutate<CreateValue>('meta.mutate', { op: 'create', path: temp, mode: writable, uid: opts.uid ?? owner.uid, gid: opts.gid ?? owner.gid, exclusive: true, openSession: true, ephemeral: true, ...(layout === undefined ? {} : { layout }), ...as });
   let session: SessionValue | undefined = { sessionId: made.sessionId!, inode: made.inode };
   let writer: FileWriter | undefined;
   try {

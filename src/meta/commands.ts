@@ -122,6 +122,12 @@ export interface CreateCommand extends NamespaceStamp {
    * creates whatever its mode, as open(2) does; on one found there, with write permission.
    */
   openSession?: boolean;
+  /**
+   * With openSession, on a new file: a temporary file its writer renames once complete (`fs put`,
+   * an S3 PUT). Should its session expire (the writer died), the file goes too, with every chunk of
+   * it, if it still has this name.
+   */
+  ephemeral?: boolean;
 }
 export interface UnlinkCommand extends NamespaceStamp {
   op: 'unlink';
@@ -602,6 +608,10 @@ const namespaceReaders: Record<NamespaceCommandOp, (f: MetaFields, s: NamespaceS
     const layout = f.raw('layout');
     if (layout !== undefined) cmd.layout = validateLayout(layout, `${f.where}: layout`);
     if (f.bool('openSession', false)) cmd.openSession = true;
+    if (f.bool('ephemeral', false)) {
+      if (cmd.openSession !== true || !cmd.exclusive) throw invalid(`${f.where}: 'ephemeral' needs 'openSession' and 'exclusive' (a new file of this writer's own)`);
+      cmd.ephemeral = true;
+    }
     return cmd;
   },
   unlink: (f, s) => ({ op: 'unlink', ...s, path: f.path('path') }),

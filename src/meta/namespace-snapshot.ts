@@ -14,7 +14,7 @@ import { FsErrorCode, MetaError, MetaErrorCode } from './errors.ts';
 import { inChainOrder } from './chain-states.ts';
 import { rangesProblem } from './chunk-ranges.ts';
 import { isDeviceType, isSpecialInodeType, MetaTables, rootInodeId, specialInodeTypes } from './namespace-state.ts';
-import type { ChainMove, ClientRecord, Inode, InodeType, MetaResult, MetaStateOptions } from './namespace-state.ts';
+import type { ChainMove, ClientRecord, Inode, InodeType, MetaResult, MetaStateOptions, Session } from './namespace-state.ts';
 import { utf8Bytes } from '../fields.ts';
 import { nameProblem } from './paths.ts';
 
@@ -29,8 +29,8 @@ import { nameProblem } from './paths.ts';
  * with their own ids and versions, tables of chain ids (1 held tables of target lists). This build
  * writes 8 and reads 2 to 8.
  */
-export const snapshotFormatVersion = 8;
-const snapshotFormatVersionsRead: readonly number[] = [2, 3, 4, 5, 6, 7, 8];
+export const snapshotFormatVersion = 9;
+const snapshotFormatVersionsRead: readonly number[] = [2, 3, 4, 5, 6, 7, 8, 9];
 export const snapshotChunkBytesMax = 1024 * 1024;
 const snapshotMagic = 'cairn-meta';
 /** Record sizes are estimated from above; the margin leaves room for the chunk's framing. */
@@ -167,7 +167,7 @@ function* chainTableRecords(t: MetaTables): Generator<unknown[]> {
 function* sections(t: MetaTables): Generator<[Kind, Iterable<unknown[]>]> {
   yield [Kind.Inodes, inodeRecords(t)];
   yield [Kind.Dentries, dentryRecords(t)];
-  yield [Kind.Sessions, [...t.sessions.values()].map((s) => [s.sessionId, s.inodeId, s.clientId, s.openedMs])];
+  yield [Kind.Sessions, [...t.sessions.values()].map((s) => [s.sessionId, s.inodeId, s.clientId, s.openedMs, s.ephemeral === undefined ? null : [s.ephemeral.parentId, s.ephemeral.name]])];
   yield [Kind.PendingGc, [...t.pendingGc.values()].map((g) => [g.inodeId, layoutTuple(g.layout), g.chunks, g.sizeBytes, g.deletedMs])];
   yield [Kind.Clients, [...t.clients].map(([id, c]) => [id, c.seq, c.lastUsedMs, c.result])];
   const workers = [...t.workers.values()].sort((a, b) => a.workerId - b.workerId);
@@ -454,7 +454,8 @@ class SnapshotBuilder {
   }
 
   private session(r: unknown): void {
-    const [idRaw, inodeRaw, clientRaw, openedRaw] = tuple(r, 4, 'session record');
+    // Format 9 added where a temporary file's session made it (null for others).
+    const [idRaw, inodeRaw, clientRaw, openedRaw, ephemeralRaw] = tuple(r, this.header.formatVersion < 9 ? 4 : 5, 'session record');
     const sessionId = str(idRaw, 'session id');
     check(!this.t.sessions.has(sessionId), `session '${sessionId}' is repeated`);
     if (sessionId.startsWith(generatedSessionPrefix)) {
@@ -463,7 +464,11 @@ class SnapshotBuilder {
     }
     const inodeId = int(inodeRaw, `session '${sessionId}' inode`);
     check(this.t.inodes.get(inodeId)?.type === 'file', `session '${sessionId}' holds ${inodeId}, not a file`);
-    const session = { sessionId, inodeId, clientId: str(clientRaw, `session '${sessionId}' client`), openedMs: time(openedRaw, `session '${sessionId}' opened`) };
+    const session: Session = { sessionId, inodeId, clientId: str(clientRaw, `session '${sessionId}' client`), openedMs: time(openedRaw, `session '${sessionId}' opened`) };
+    if (ephemeralRaw !== undefined && ephemeralRaw !== null) {
+      const [parentRaw, nameRaw] = tuple(ephemeralRaw, 2, `session '${sessionId}' temporary file`);
+      session.ephemeral = { parentId: int(parentRaw, `session '${sessionId}' temporary file's directory`, 1), name: str(nameRaw, `session '${sessionId}' temporary file's name`) };
+    }
     this.t.sessions.set(sessionId, session);
     this.t.sessionsByInode.set(inodeId, (this.t.sessionsByInode.get(inodeId) ?? 0) + 1);
   }

@@ -68,6 +68,8 @@ export interface Session {
   inodeId: number;
   clientId: string;
   openedMs: number;
+  /** A temporary file's session (create's `ephemeral`): where the file was made, removed if the session expires while it is still there. */
+  ephemeral?: { parentId: number; name: string };
 }
 
 /** A deleted file whose chunks the workers may now remove. */

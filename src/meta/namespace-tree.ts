@@ -329,6 +329,7 @@ export function create(t: MetaTables, cmd: CreateCommand): Result<'create'> {
   if (cmd.openSession !== true) return ok({ inode: attrOf(inode), created: true, parent: attrOf(at.parent) });
   const session = startSession(t, inode, cmd);
   assert(!isFail(session), 'a session refused after its check');
+  if (cmd.ephemeral === true) t.sessions.get(session)!.ephemeral = { parentId: at.parent.id, name: at.name };
   return ok({ inode: attrOf(inode), created: true, sessionId: session, parent: attrOf(at.parent) });
 }
 
@@ -596,9 +597,26 @@ export function expireSessions(t: MetaTables, cmd: ExpireSessionsCommand): Resul
     const session = t.sessions.get(id);
     if (session === undefined) continue;
     ended++;
+    if (session.ephemeral !== undefined) removeEphemeral(t, session, cmd.nowMs);
     if (endSession(t, session, cmd.nowMs)) pendingGc++;
   }
   return ok({ ended, pendingGc });
+}
+
+/**
+ * The temporary file of a writer that died (its session expired) goes, if it still has the name it
+ * was made with and no other: renamed, it is someone's file now. Every chunk of it goes with it
+ * (untracked): the writer may have written chunks it never recorded, and nobody reads them again.
+ */
+function removeEphemeral(t: MetaTables, session: Session, nowMs: number): void {
+  const { parentId, name } = session.ephemeral!;
+  const parent = t.inodes.get(parentId);
+  if (parent?.children?.get(name) !== session.inodeId) return;
+  const inode = inodeOf(t, session.inodeId);
+  if (inode.nlink !== 1) return;
+  removeEntry(t, parent, name, inode, nowMs);
+  inode.chunks = null;
+  dropLink(t, inode, nowMs);
 }
 
 /** Removes a session; true when it held the last of an unlinked file, which is now garbage. */

@@ -201,6 +201,8 @@ function asFormat(chunks: Uint8Array[], version: number): Uint8Array[] {
   for (let i = 0; i < out.length; i++) if (kindOf(out[i]) === 1) out = rewriteChunk(out, i, (rs) => (rs as unknown[][]).map((r) => r.slice(0, fields)));
   // Target records: 6 fields before format 8 (no leftChainAt).
   if (version < 8) for (let i = 0; i < out.length; i++) if (kindOf(out[i]) === 7) out = rewriteChunk(out, i, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 6)));
+  // Session records: 4 fields before format 9 (no temporary file).
+  if (version < 9) for (let i = 0; i < out.length; i++) if (kindOf(out[i]) === 3) out = rewriteChunk(out, i, (rs) => (rs as unknown[][]).map((r) => r.slice(0, 4)));
   return out;
 }
 
@@ -224,7 +226,7 @@ test('special files keep their type and device number through a snapshot; format
 
 test('a header from another format version, or no header at all, is refused', () => {
   const chunks = [...new MetaState().snapshot()];
-  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 9 }))), /format version 9, this build reads 2, 3, 4, 5, 6, 7, 8/);
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 10 }))), /format version 10, this build reads 2, 3, 4, 5, 6, 7, 8, 9/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 1 }))), /format version 1/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), magic: 'other' }))), /not a metadata snapshot/);
   assert.match(corruptCode(chunks.slice(1)), /chunk 0 is numbered 1/);
@@ -326,7 +328,9 @@ test('structural damage with valid checksums is refused: link counts, dangling d
   assert.match(corruptCode(detached), /not reachable from the root|cycle|nlink/);
   // A session counter behind a generated id, a session on a missing inode, an orphan without its session.
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), nextSessionNo: 1 }))), /session '@1' is not below the session counter 1/);
-  assert.match(corruptCode(rewriteChunk(chunks, sessionsAt, (recs) => (recs as Rec[]).map((r) => [r[0], 99_999, r[2], r[3]]))), /holds 99999, not a file/);
+  assert.match(corruptCode(rewriteChunk(chunks, sessionsAt, (recs) => (recs as Rec[]).map((r) => [r[0], 99_999, r[2], r[3], r[4]]))), /holds 99999, not a file/);
+  assert.match(corruptCode(rewriteChunk(chunks, sessionsAt, (recs) => (recs as Rec[]).map((r) => [r[0], r[1], r[2], r[3], [0, 'x']]))), /temporary file's directory is not an integer/);
+  assert.match(corruptCode(rewriteChunk(chunks, sessionsAt, (recs) => (recs as Rec[]).map((r) => [r[0], r[1], r[2], r[3], 'x']))), /temporary file is not a 2-tuple/);
   assert.match(corruptCode(rewriteChunk(chunks, sessionsAt, (recs) => (recs as Rec[]).filter((r) => r[0] === 'w1'))), /nlink 0 but is not an open file/);
 });
 
