@@ -90,7 +90,7 @@ async function end(c: MasterClient, ids: string[], o: Flags): Promise<void> {
   let missing = 0;
   const endOne = async (sessionId: string): Promise<void> => {
     try {
-      await c.mutate('meta.mutate', { op: 'closeSession', sessionId });
+      await c.mutate('meta.mutate', { op: 'closeSession', sessionId, abandoned: true });
       ended++;
     } catch (err) {
       // Ended meanwhile by its client, or a mistyped id.

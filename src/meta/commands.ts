@@ -209,6 +209,8 @@ export interface CloseSessionCommand extends NamespaceStamp {
   lengthBytes?: number;
   /** The chunks the writer wrote, as ranges (src/meta/chunk-ranges.ts); null: too many to list, stop tracking the file's chunks. */
   chunks?: number[] | null;
+  /** Ended for a writer that is gone (`admin sessions end`), as an expired one is: a temporary file goes with it. */
+  abandoned?: boolean;
 }
 /** Names its file by path or, for a file that may be unlinked while open, by inode id: exactly one. */
 export interface CommitLengthCommand extends NamespaceStamp {
@@ -681,6 +683,10 @@ const namespaceReaders: Record<NamespaceCommandOp, (f: MetaFields, s: NamespaceS
     if (lengthBytes !== undefined) cmd.lengthBytes = lengthBytes;
     const chunks = optChunkRanges(f);
     if (chunks !== undefined) cmd.chunks = chunks;
+    if (f.bool('abandoned', false)) {
+      if (lengthBytes !== undefined || chunks !== undefined) throw invalid(`${f.where}: an 'abandoned' session commits nothing`);
+      cmd.abandoned = true;
+    }
     return cmd;
   },
   commitLength: (f, s) => {

@@ -586,6 +586,7 @@ export function closeSession(t: MetaTables, cmd: CloseSessionCommand): Result<'c
   const inode = inodeOf(t, session.inodeId);
   recordChunks(inode, cmd.chunks, cmd.lengthBytes);
   if (cmd.lengthBytes !== undefined) commitGrowth(t, inode, cmd.lengthBytes, cmd.nowMs);
+  if (cmd.abandoned === true && session.ephemeral !== undefined) removeEphemeral(t, session, cmd.nowMs);
   const attr = attrOf(inode);
   return ok({ inode: attr, pendingGc: endSession(t, session, cmd.nowMs) });
 }

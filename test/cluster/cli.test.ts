@@ -186,6 +186,7 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.equal(endedNow.code, 0, endedNow.stderr);
   assert.match(endedNow.stdout, /^ended 1 session$/m);
   assert.equal((await ofKilled()).matched, 0);
+  assert.deepEqual((await names('/')).filter((n) => n.includes('.killed.bin.cairn-put-')), [], 'its temporary file went with it');
   assert.equal((await cairn(['admin', 'sessions', 'end', 'no-such-session', '--yes', ...d])).code, 1);
   // A get into a local name of 250 bytes: its temporary name fits in 255 too.
   const longName = path.join(dir, 'g'.repeat(250));

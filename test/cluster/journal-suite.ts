@@ -152,8 +152,10 @@ export function journalSuite(backend: 'raft' | 'zookeeper', start: StartCluster,
     const gone = await open(dead, '/dead');
     const orphan = await open(dead, '/orphan');
     await dead.mutate('meta.mutate', { op: 'unlink', path: '/orphan' });
+    // A temporary file, as a put makes one: it goes with its session.
+    const temporary = await dead.mutate<CreateValue>('meta.mutate', { op: 'create', path: '/.t.cairn-put-1', mode: 0o644, uid: 0, gid: 0, exclusive: true, openSession: true, ephemeral: true });
     assert.equal(live.openSessions, 1);
-    assert.equal(dead.openSessions, 2);
+    assert.equal(dead.openSessions, 3);
     dead.close(); // renews no more, as a killed process
     const leader = (await cluster.leaderId())!;
     await cluster.kill(leader);
@@ -166,7 +168,8 @@ export function journalSuite(backend: 'raft' | 'zookeeper', start: StartCluster,
     assert.deepEqual(await openIds(), [kept.sessionId], 'the live client renewed its session with the new leader');
     await assert.rejects(admin.mutate('meta.mutate', { op: 'expireSessions', sessionIds: [kept.sessionId] }), /cluster manager's/, 'only the leader ends sessions for want of renewal');
     const garbage = await admin.query<GcEntry[]>('meta.query', { op: 'pendingGc', limit: 10 });
-    assert.deepEqual(garbage.map((e) => e.inodeId), [orphan.inode.inodeId], 'the unlinked file the dead client held is garbage now');
+    assert.deepEqual(garbage.map((e) => e.inodeId).sort(), [orphan.inode.inodeId, temporary.inode.inodeId].sort(), 'the unlinked file the dead client held, and its temporary file, are garbage now');
+    await assert.rejects(admin.query('meta.query', { op: 'stat', path: '/.t.cairn-put-1' }), (err: unknown) => (err as { code?: string }).code === 'ENOENT');
     // What the dead client would have committed at its close still lands, by inode.
     const attr = await endWriteSession(admin, gone.sessionId!, gone.inode.inodeId, { lengthBytes: 4096 });
     assert.equal(attr?.sizeBytes, 4096);

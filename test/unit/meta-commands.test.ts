@@ -42,6 +42,7 @@ const valid: MetaCommand[] = [
   { op: 'noop', ...stamp },
   { op: 'mkdir', ...nstamp, path: '/a/b', mode: 0o755, uid: 0, gid: 0, parents: true },
   { op: 'create', ...nstamp, path: '/a/f', mode: 0o644, uid: 1, gid: 2, exclusive: true },
+  { op: 'create', ...nstamp, path: '/a/.t', mode: 0o644, uid: 1, gid: 2, exclusive: true, openSession: true, ephemeral: true },
   {
     op: 'create', ...nstamp, path: '/a/g', mode: 0o644, uid: 1, gid: 2, exclusive: false,
     layout: { chunkSizeBytes: 65536, stripeWidth: 4, chainTableId: 1, chainTableVersion: 3, shuffleSeed: 0xffff_ffff },
@@ -55,6 +56,7 @@ const valid: MetaCommand[] = [
   { op: 'openSession', ...nstamp, path: '/a/f', sessionId: 'w-1', truncate: true },
   { op: 'openSession', ...nstamp, path: '/a/f', truncate: false },
   { op: 'closeSession', ...nstamp, sessionId: 'w-1', lengthBytes: 0 },
+  { op: 'closeSession', ...nstamp, sessionId: 'w-1', abandoned: true },
   { op: 'commitLength', ...nstamp, path: '/a/f', lengthBytes: 10 },
   { op: 'commitLength', ...nstamp, inodeId: 7, lengthBytes: 10 },
   { op: 'gcDone', ...stamp, inodeIds: [3, 4] },
@@ -157,6 +159,8 @@ test('numbers: modes, ids, sizes and times in range', () => {
   refused({ op: 'setattr', ...nstamp, path: '/f', sizeBytes: 2 ** 53 }, 'EINVAL', /'sizeBytes' must be an integer/);
   refused({ op: 'setattr', ...nstamp, path: '/f' }, 'EINVAL', /nothing to change/);
   refused({ op: 'closeSession', ...nstamp, sessionId: 's', lengthBytes: -5 }, 'EINVAL', /'lengthBytes'/);
+  refused({ op: 'closeSession', ...nstamp, sessionId: 's', lengthBytes: 5, abandoned: true }, 'EINVAL', /commits nothing/);
+  refused({ op: 'create', ...nstamp, path: '/f', mode: 0o644, uid: 0, gid: 0, exclusive: false, openSession: true, ephemeral: true }, 'EINVAL', /'ephemeral' needs/);
   refused({ op: 'commitLength', ...nstamp, lengthBytes: 1 }, 'EINVAL', /exactly one of 'path' and 'inodeId'/);
   refused({ op: 'commitLength', ...nstamp, path: '/f', inodeId: 3, lengthBytes: 1 }, 'EINVAL', /exactly one/);
   refused({ op: 'commitLength', ...nstamp, inodeId: 0, lengthBytes: 1 }, 'EINVAL', /'inodeId' = 0/);

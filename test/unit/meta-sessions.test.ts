@@ -71,5 +71,12 @@ test('a temporary file whose session expires goes with every chunk of it; rename
   Object.assign(again, at);
   again.ok({ op: 'expireSessions', sessionIds: [...ids, 'no-such'] });
   assert.equal(copy.stateHash(), fs.state.stateHash(), 'the restored copy ends up in the same state');
+  // An operator ending a gone writer's session (admin sessions end) does the same; its own close does not.
+  const left = make('/d/.k.cairn-put-4', true);
+  const closed = make('/d/.m.cairn-put-5', true);
+  fs.ok({ op: 'closeSession', sessionId: left.sessionId!, abandoned: true });
+  fs.ok({ op: 'closeSession', sessionId: closed.sessionId!, lengthBytes: 3 });
+  const after = (fs.state.readdir('/d', { limit: 100 }, rootCaller) as { ok: true; value: { entries: { name: string }[] } }).value.entries.map((e) => e.name);
+  assert.deepEqual([after.includes('.k.cairn-put-4'), after.includes('.m.cairn-put-5')], [false, true]);
   assert.throws(() => validateCommand({ op: 'create', path: '/x', mode: 0o644, uid: 0, gid: 0, exclusive: true, ephemeral: true, clientId: 'c', seq: 1, nowMs: 1, caller: rootCaller }), /'ephemeral' needs 'openSession'/);
 });
