@@ -222,11 +222,19 @@ export class Harness {
     this.print(`INFO ${node.id} started: term=${s.term} vote=${s.vote} commit=${s.commit} log=[${s.firstIndex},${s.lastIndex}] ${fmtConf(s.conf)}`);
   }
 
+  /** `crash N [lose=K]`: with lose, the disk had not made its last K entries durable though it said so (a lying fsync). */
   private crash(args: Arg[]): void {
+    const lose = Number(args.find((a) => a.key === 'lose')?.values[0] ?? 0);
     for (const node of this.pick(args, false)) {
       node.raft = undefined;
       node.inbox = [];
-      this.print(`INFO ${node.id} crashed`);
+      const st = node.storage;
+      if (lose > 0) {
+        st.entries = st.entries.slice(0, Math.max(0, st.entries.length - lose));
+        const last = st.entries.at(-1)?.index ?? st.snapshot?.meta.index ?? 0;
+        st.hardState = { ...st.hardState, commit: Math.min(st.hardState.commit, last) };
+      }
+      this.print(`INFO ${node.id} crashed${lose > 0 ? `, losing its last ${lose} entries` : ''}`);
     }
   }
 

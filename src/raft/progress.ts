@@ -144,6 +144,12 @@ export class Progress {
       return true;
     }
     if (this.next - 1 !== rejected) return false;
+    // A rejection of an index the follower acknowledged: it lost entries (a disk that acknowledged
+    // writes it had not made durable). Forget what it matched, so that the probe walks back to
+    // where its log ends and it is caught up again; without this it was probed at `match` and
+    // rejected for good, a message each way without end. Lowering match is safe: the commit index
+    // never moves back, and match only ever understates what a follower holds.
+    if (rejected <= this.match) this.match = 0;
     this.next = Math.max(Math.min(rejected, nextProbe + 1), this.match + 1);
     this.probeSent = false;
     return true;
