@@ -4,7 +4,7 @@
 
 import { CairnError, ErrorCode } from '../../errors.ts';
 import { decodeConfChange, type RaftConfig } from '../../raft/index.ts';
-import { ConfChangeType, EntryType, Role, type Entry, type Message, type ReadState, type Ready, type Snapshot } from '../../raft/index.ts';
+import { ConfChangeType, EntryType, MessageType, Role, type Entry, type Raft, type Message, type ReadState, type Ready, type Snapshot } from '../../raft/index.ts';
 import type { Clock, Connection, Disk, Timer, Transport } from '../../io/index.ts';
 import type { Journal, JournalStatus, MemberStatus, NodeInfo, StateMachine } from '../journal.ts';
 import { RaftDriver, type DriverBug } from './driver.ts';
@@ -104,6 +104,9 @@ interface Pending {
 }
 
 
+/** What a leader sends its followers. */
+const leaderTraffic: ReadonlySet<MessageType> = new Set([MessageType.App, MessageType.Heartbeat, MessageType.Snap]);
+
 export class RaftJournal implements Journal {
   private readonly opts: RaftJournalOptions & typeof raftJournalDefaults;
   private driver: RaftDriver | undefined;
@@ -163,12 +166,13 @@ export class RaftJournal implements Journal {
       const raft = this.driver?.raft;
       // A node of the configuration takes messages from its members alone: a stranger's term
       // would otherwise become this node's (and force an election). A node not yet in one (it
-      // joins) takes the leader's, which it does not know yet.
+      // joins) takes the leader's, which it does not know yet. Leader traffic from a stranger is
+      // the exception described at takesStrangerLeader.
       const strict = raft?.isMember(this.opts.id) === true;
       for (const m of msgs) {
         if (m.to !== this.opts.id) continue;
         if (this.removedIds.has(m.from)) this.droppedFromRemoved(m.from, b.address);
-        else if (strict && !raft!.isMember(m.from)) this.droppedFromStranger(m.from, b.address);
+        else if (strict && !raft!.isMember(m.from) && !this.takesStrangerLeader(raft!, m)) this.droppedFromStranger(m.from, b.address);
         else this.driver?.step(m);
       }
       return {};
@@ -291,6 +295,22 @@ export class RaftJournal implements Journal {
     // rule (the old rebuild reused ids), and the member it made is a member, whose messages count.
     this.removedIds.delete(cc.node);
     if (cc.context.length > 0) this.addresses.set(cc.node, decoder.decode(cc.context));
+  }
+
+  /**
+   * A node that knows no leader, or knows this stranger as its leader, takes its appends,
+   * heartbeats and snapshots. Its newest configuration may be an entry that never committed (a
+   * removal proposed by a leader that then crashed), or it may lag behind the entry that added the
+   * leader: only the leader's log brings it the membership it lacks, and dropping that log kept it
+   * out for good (simulator: meta seeds 212 and 618, kv seed 295). A node that follows a leader of
+   * its own configuration still drops a stranger's messages, whatever their term. A removed node
+   * cannot lead a new term (single-server changes leave it no majority); one of an older term
+   * gets only a term notice back.
+   */
+  private takesStrangerLeader(raft: Raft, m: Message): boolean {
+    if (!leaderTraffic.has(m.type)) return false;
+    const lead = raft.softState().leader;
+    return lead === 0 || lead === m.from;
   }
 
   /**
