@@ -133,6 +133,7 @@ const regressionSeeds: { seed: number; what: string }[] = [
   { seed: 212, what: 'a node whose newest configuration was a removal that never committed dropped the leader\'s messages as a stranger\'s, and stayed behind for good' },
   { seed: 618, what: 'a node that lagged behind the entry adding the leader dropped its messages as a stranger\'s, and stayed behind for good' },
   { seed: 295, what: 'the same as 618 with 6 nodes (reached once leaders caught up followers that lost acknowledged entries)' },
+  { seed: 2538, what: 'with one of 4 members lost, a member that lagged behind the entry adding a candidate dropped its votes as a stranger\'s, and no leader was ever elected' },
 ];
 
 test('seeds that once failed pass', async () => {

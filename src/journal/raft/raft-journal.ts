@@ -166,13 +166,12 @@ export class RaftJournal implements Journal {
       const raft = this.driver?.raft;
       // A node of the configuration takes messages from its members alone: a stranger's term
       // would otherwise become this node's (and force an election). A node not yet in one (it
-      // joins) takes the leader's, which it does not know yet. Leader traffic from a stranger is
-      // the exception described at takesStrangerLeader.
+      // joins) takes the leader's, which it does not know yet. The exceptions are at takesStranger.
       const strict = raft?.isMember(this.opts.id) === true;
       for (const m of msgs) {
         if (m.to !== this.opts.id) continue;
         if (this.removedIds.has(m.from)) this.droppedFromRemoved(m.from, b.address);
-        else if (strict && !raft!.isMember(m.from) && !this.takesStrangerLeader(raft!, m)) this.droppedFromStranger(m.from, b.address);
+        else if (strict && !raft!.isMember(m.from) && !this.takesStranger(raft!, m)) this.droppedFromStranger(m.from, b.address);
         else this.driver?.step(m);
       }
       return {};
@@ -298,19 +297,22 @@ export class RaftJournal implements Journal {
   }
 
   /**
-   * A node that knows no leader, or knows this stranger as its leader, takes its appends,
-   * heartbeats and snapshots. Its newest configuration may be an entry that never committed (a
-   * removal proposed by a leader that then crashed), or it may lag behind the entry that added the
-   * leader: only the leader's log brings it the membership it lacks, and dropping that log kept it
-   * out for good (simulator: meta seeds 212 and 618, kv seed 295). A node that follows a leader of
-   * its own configuration still drops a stranger's messages, whatever their term. A removed node
-   * cannot lead a new term (single-server changes leave it no majority); one of an older term
-   * gets only a term notice back.
+   * Whether a member takes a message from a node outside its configuration. Its newest
+   * configuration may be an entry that never committed (a removal proposed by a leader that then
+   * crashed), or it may lag behind the entry that added a member: then the stranger may be the
+   * leader, or a candidate the cluster needs (with one member lost, a majority of 4 needs every
+   * other vote), and only the leader's log brings it the membership it lacks. Dropping them kept
+   * such a member out for good, or the cluster without a leader (simulator: meta seeds 212, 618
+   * and 2538, kv seed 295). So a member that knows no leader takes a stranger's messages (an
+   * election is under way anyway), and one that follows the stranger takes its appends,
+   * heartbeats and snapshots; a member that follows a leader of its own configuration still drops
+   * a stranger's messages, whatever their term, and so does a leader. A removed node cannot win
+   * an election nor lead a new term (single-server changes leave it no majority); one of an
+   * older term gets only a term notice back.
    */
-  private takesStrangerLeader(raft: Raft, m: Message): boolean {
-    if (!leaderTraffic.has(m.type)) return false;
+  private takesStranger(raft: Raft, m: Message): boolean {
     const lead = raft.softState().leader;
-    return lead === 0 || lead === m.from;
+    return lead === 0 || (lead === m.from && leaderTraffic.has(m.type));
   }
 
   /**
