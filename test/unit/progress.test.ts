@@ -78,8 +78,12 @@ test('Progress in probe handles rejections: stale ones are ignored, others move 
   assert.deepEqual([pr.next, pr.probeSent], [7, false]);
   assert.equal(pr.maybeDecrTo(6, 0), true);
   assert.equal(pr.next, 3, 'never below match + 1');
-  pr.maybeDecrTo(2, 100); // a rejection at match is stale: next stays at match + 1
-  assert.equal(pr.next, 3);
+  // A rejection at match: the follower lost entries it had acknowledged (a disk that lied about
+  // fsync). What it matched is forgotten, and the probe moves back, to the hint at most.
+  assert.equal(pr.maybeDecrTo(2, 100), true);
+  assert.deepEqual([pr.match, pr.next], [0, 2]);
+  assert.equal(pr.maybeDecrTo(1, 0), true);
+  assert.equal(pr.next, 1);
   pr.next = 8;
   assert.equal(pr.maybeDecrTo(7, 100), true);
   assert.equal(pr.next, 7, 'never above the rejected index');
