@@ -3,7 +3,7 @@
 // get (streamed, chunks read ahead).
 
 import { randomBytes } from 'node:crypto';
-import type { Caller, CloseSessionValue, CreateValue, InodeAttr, SessionValue } from '../meta/index.ts';
+import type { Caller, CloseSessionValue, CreateValue, InodeAttr, PublishValue, SessionValue } from '../meta/index.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { indexesIn, inRanges } from '../meta/chunk-ranges.ts';
 import { nameBytesMax } from '../meta/paths.ts';
@@ -24,8 +24,11 @@ export interface PutOptions {
   streamBytesMax?: number;
   /** Acts as this caller instead of the client's own (a gateway serving many users). */
   caller?: Caller;
-  /** Runs once the bytes are in, before the file takes its name: a throw leaves nothing behind. */
-  beforeRename?: (temp: string, written: { sizeBytes: number }) => Promise<void>;
+  /**
+   * An extended attribute the file takes with its name (the S3 gateway's object metadata), made
+   * once the bytes are in: a throw leaves nothing behind.
+   */
+  xattr?: (written: { sizeBytes: number }) => { name: string; value: Uint8Array };
   /** Take the name only if it is this inode then, 0 only if it is free (else EEXIST or EAGAIN, and nothing is left). */
   replacing?: number;
 }
@@ -113,12 +116,23 @@ export async function putFile(meta: MasterClient, data: DataClient, path: string
       opts.onProgress?.(position);
     }
     await writer.flush();
-    const closed = await endWriteSession(meta, session.sessionId, session.inode.inodeId, { lengthBytes: writer.highWater, chunks: writer.written.toArray() }, as);
+    const xattr = opts.xattr?.({ sizeBytes: writer.highWater });
+    // The end in one journal entry (publish): the session closed, the mode and attribute set, the
+    // file renamed into place; no death in between can leave a temporary file nothing removes.
+    const published = await meta.mutate<PublishValue>('meta.mutate', {
+      op: 'publish',
+      sessionId: session.sessionId,
+      from: temp,
+      to: path,
+      lengthBytes: writer.highWater,
+      chunks: writer.written.toArray(),
+      ...(writable !== mode ? { mode } : {}),
+      ...(xattr === undefined ? {} : { xattrName: xattr.name, xattrValue: xattr.value }),
+      ...(opts.replacing === undefined ? {} : { replacing: opts.replacing }),
+      ...as,
+    });
     session = undefined;
-    await opts.beforeRename?.(temp, { sizeBytes: writer.highWater });
-    const attr = writable !== mode ? await meta.mutate<InodeAttr>('meta.mutate', { op: 'setattr', path: temp, mode, ...as }) : closed!;
-    await meta.mutate('meta.mutate', { op: 'rename', from: temp, to: path, ...(opts.replacing === undefined ? {} : { replacing: opts.replacing }), ...as });
-    return attr;
+    return published.inode;
   } catch (err) {
     // Leave nothing behind: the temporary file goes, and its chunks to garbage collection, every
     // one the writer touched (recorded with the session's end: the masters know no others, and

@@ -98,7 +98,7 @@ export class MasterCalls {
    */
   private async trackSessions<T>(body: object, done: Promise<T>): Promise<T> {
     const { op, sessionId } = body as { op?: unknown; sessionId?: unknown };
-    if (op === 'closeSession') {
+    if (op === 'closeSession' || op === 'publish') {
       try {
         return await done;
       } finally {

@@ -212,6 +212,27 @@ export interface CloseSessionCommand extends NamespaceStamp {
   /** Ended for a writer that is gone (`admin sessions end`), as an expired one is: a temporary file goes with it. */
   abandoned?: boolean;
 }
+/**
+ * Ends a put in one step: closes its write session (committing length and chunks as closeSession
+ * does), sets the file's final mode and one extended attribute (the S3 gateway's object metadata),
+ * and renames it from its temporary name into place (as rename, `replacing` included). All of it
+ * happens, or nothing does: a writer that dies before it leaves an ephemeral file that its
+ * session's expiry removes, one that dies after it leaves the whole file in place.
+ */
+export interface PublishCommand extends NamespaceStamp {
+  op: 'publish';
+  sessionId: string;
+  /** The session's file, by the name it has now. */
+  from: string;
+  to: string;
+  lengthBytes: number;
+  chunks?: number[] | null;
+  replacing?: number;
+  mode?: number;
+  /** Both or neither: one user.* attribute set (as setxattr with no flags). */
+  xattrName?: string;
+  xattrValue?: Uint8Array;
+}
 /** Names its file by path or, for a file that may be unlinked while open, by inode id: exactly one. */
 export interface CommitLengthCommand extends NamespaceStamp {
   op: 'commitLength';
@@ -392,6 +413,7 @@ export type MetaCommand =
   | SetattrCommand
   | OpenSessionCommand
   | CloseSessionCommand
+  | PublishCommand
   | CommitLengthCommand
   | ExpireSessionsCommand
   | GcDoneCommand
@@ -689,6 +711,27 @@ const namespaceReaders: Record<NamespaceCommandOp, (f: MetaFields, s: NamespaceS
     }
     return cmd;
   },
+  publish: (f, s) => {
+    const cmd: PublishCommand = {
+      op: 'publish',
+      ...s,
+      sessionId: f.str('sessionId', sessionIdBytesMax),
+      from: f.path('from'),
+      to: f.path('to'),
+      lengthBytes: f.int('lengthBytes', 0, fileSizeBytesMax),
+    };
+    const chunks = optChunkRanges(f);
+    if (chunks !== undefined) cmd.chunks = chunks;
+    const replacing = f.optInt('replacing', 0, Number.MAX_SAFE_INTEGER);
+    if (replacing !== undefined) cmd.replacing = replacing;
+    const mode = f.optInt('mode', 0, modeMax);
+    if (mode !== undefined) cmd.mode = mode;
+    if (f.has('xattrName') || f.has('xattrValue')) {
+      cmd.xattrName = xattrName(f, 'xattrName');
+      cmd.xattrValue = xattrValue(f, 'xattrValue');
+    }
+    return cmd;
+  },
   commitLength: (f, s) => {
     const path = f.optPath('path');
     const inodeId = f.optInt('inodeId', 1, Number.MAX_SAFE_INTEGER);
@@ -709,9 +752,9 @@ function xattrName(f: MetaFields, key = 'name'): string {
   return name;
 }
 
-function xattrValue(f: MetaFields): Uint8Array {
-  const v = f.req('value');
-  if (!(v instanceof Uint8Array)) throw invalid(`${f.where}: 'value' must be bytes, not ${describe(v)}`);
+function xattrValue(f: MetaFields, key = 'value'): Uint8Array {
+  const v = f.req(key);
+  if (!(v instanceof Uint8Array)) throw invalid(`${f.where}: '${key}' must be bytes, not ${describe(v)}`);
   if (v.length > xattrValueBytesMax) throw new MetaError(FsErrorCode.E2BIG, `${f.where}: an extended attribute's value has ${v.length} bytes, more than ${xattrValueBytesMax}`);
   return v;
 }

@@ -275,6 +275,12 @@ export interface SessionValue {
   inode: InodeAttr;
 }
 
+/** The file as publish left it, at its new name, and what the rename replaced there. */
+export interface PublishValue {
+  inode: InodeAttr;
+  replaced: UnlinkValue | null;
+}
+
 export interface CloseSessionValue {
   inode: InodeAttr;
   pendingGc: boolean;
@@ -326,6 +332,7 @@ export interface MetaValues {
   setattr: InodeAttr;
   openSession: SessionValue;
   closeSession: CloseSessionValue;
+  publish: PublishValue;
   commitLength: InodeAttr;
   expireSessions: { ended: number; pendingGc: number };
   gcDone: { removed: number };

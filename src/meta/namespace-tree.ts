@@ -25,7 +25,7 @@ import type {
 } from './commands.ts';
 import { FsErrorCode } from './errors.ts';
 import { attrOf, defaultChainTableId, fail, isFail, newInode, ok, rootInodeId } from './namespace-state.ts';
-import type { Inode, InodeAttr, InodeType, MetaFail, MetaResult, MetaTables, MetaValues, Session, UnlinkValue } from './namespace-state.ts';
+import type { Inode, InodeAttr, InodeType, MetaFail, MetaResult, MetaTables, MetaValues, RenameValue, Session, UnlinkValue } from './namespace-state.ts';
 import { utf8Bytes } from '../fields.ts';
 import { inRanges, mergeRanges, trimRanges } from './chunk-ranges.ts';
 import { pathNames } from './paths.ts';
@@ -64,7 +64,7 @@ export function resolve(t: MetaTables, path: string, caller: Caller): Inode | Me
   return walk(t, names, names.length, caller);
 }
 
-interface ParentAndName {
+export interface ParentAndName {
   parent: Inode;
   name: string;
 }
@@ -396,6 +396,20 @@ function renameDenied(t: MetaTables, cmd: RenameCommand, src: ParentAndName, sou
 }
 
 export function rename(t: MetaTables, cmd: RenameCommand): Result<'rename'> {
+  const plan = planRename(t, cmd);
+  return isFail(plan) ? plan : ok(applyRename(t, plan, cmd.nowMs));
+}
+
+/** A rename found possible and allowed, not yet made. */
+export interface RenamePlan {
+  src: ParentAndName;
+  dst: ParentAndName;
+  source: Inode;
+  victimId: number | undefined;
+}
+
+/** Every check of a rename, changing nothing: its plan, or why it cannot be made. */
+export function planRename(t: MetaTables, cmd: RenameCommand): RenamePlan | MetaFail {
   if (cmd.from === '/' || cmd.to === '/') return fail(FsErrorCode.EINVAL, `the root directory cannot be renamed or replaced`);
   const src = resolveParent(t, cmd.from, cmd.caller);
   if (isFail(src)) return src;
@@ -411,29 +425,37 @@ export function rename(t: MetaTables, cmd: RenameCommand): Result<'rename'> {
   }
   // POSIX: renaming a file onto itself, or onto another link of itself, does nothing (Linux
   // answers so before it checks permissions).
-  if (victimId === sourceId) return ok({ inodeId: sourceId, replaced: null });
+  if (victimId === sourceId) return { src, dst, source, victimId };
   const denied = renameDenied(t, cmd, src, source, dst, victimId);
   if (denied !== undefined) return denied;
   if (source.type === 'dir' && isWithin(t, dst.parent, source)) {
     return fail(FsErrorCode.EINVAL, `cannot move '${cmd.from}' into its own subtree ('${cmd.to}')`);
   }
+  if (victimId !== undefined) {
+    const problem = replaceProblem(source, inodeOf(t, victimId), cmd.to);
+    if (problem !== undefined) return problem;
+  }
+  return { src, dst, source, victimId };
+}
+
+export function applyRename(t: MetaTables, plan: RenamePlan, nowMs: number): RenameValue {
+  const { src, dst, source, victimId } = plan;
+  if (victimId === source.id) return { inodeId: source.id, replaced: null };
   let replaced: UnlinkValue | null = null;
   if (victimId !== undefined) {
     const victim = inodeOf(t, victimId);
-    const problem = replaceProblem(source, victim, cmd.to);
-    if (problem !== undefined) return problem;
-    removeEntry(t, dst.parent, dst.name, victim, cmd.nowMs);
+    removeEntry(t, dst.parent, dst.name, victim, nowMs);
     if (victim.type === 'dir') {
       deleteInode(t, victim);
       replaced = { inodeId: victimId, nlink: 0, pendingGc: false };
     } else {
-      replaced = dropLink(t, victim, cmd.nowMs);
+      replaced = dropLink(t, victim, nowMs);
     }
   }
-  removeEntry(t, src.parent, src.name, source, cmd.nowMs);
-  addEntry(t, dst.parent, dst.name, source, cmd.nowMs);
-  source.ctimeMs = cmd.nowMs;
-  return ok({ inodeId: sourceId, replaced });
+  removeEntry(t, src.parent, src.name, source, nowMs);
+  addEntry(t, dst.parent, dst.name, source, nowMs);
+  source.ctimeMs = nowMs;
+  return { inodeId: source.id, replaced };
 }
 
 export function symlink(t: MetaTables, cmd: SymlinkCommand): Result<'symlink'> {
@@ -475,7 +497,7 @@ export function link(t: MetaTables, cmd: LinkCommand): Result<'link'> {
 }
 
 /** Why the caller may not make this change (checks in Linux's order), or why the change is not possible. */
-function setattrDenied(cmd: SetattrCommand, inode: Inode): MetaFail | undefined {
+export function setattrDenied(cmd: SetattrCommand, inode: Inode): MetaFail | undefined {
   const { caller, path } = cmd;
   if (cmd.sizeBytes !== undefined) {
     if (inode.type === 'dir') return fail(FsErrorCode.EISDIR, `'${path}' is a directory: cannot truncate`);

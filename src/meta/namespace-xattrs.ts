@@ -11,17 +11,28 @@ import { resolve } from './namespace-tree.ts';
 import { Access, accessDenied } from './permissions.ts';
 
 export function setxattr(t: MetaTables, cmd: SetxattrCommand): MetaResult<MetaValues['setxattr']> {
-  const inode = writable(t, cmd.path, cmd.caller);
+  const inode = xattrSettable(t, cmd.path, cmd.caller, cmd.name, cmd.value, cmd.flags);
   if (isFail(inode)) return inode;
-  const had = inode.xattrs?.get(cmd.name);
-  if (cmd.flags === XattrFlag.Create && had !== undefined) return fail(FsErrorCode.EEXIST, `'${cmd.path}' has extended attribute '${cmd.name}'`);
-  if (cmd.flags === XattrFlag.Replace && had === undefined) return fail(FsErrorCode.ENODATA, `'${cmd.path}' has no extended attribute '${cmd.name}'`);
-  const bytes = xattrBytes(inode) - (had === undefined ? 0 : cmd.name.length + had.length) + cmd.name.length + cmd.value.length;
-  if (bytes > xattrsBytesMax) return fail(FsErrorCode.E2BIG, `'${cmd.path}' would hold ${bytes} bytes of extended attributes, more than ${xattrsBytesMax}`);
-  inode.xattrs ??= new Map();
-  inode.xattrs.set(cmd.name, Uint8Array.from(cmd.value));
-  inode.ctimeMs = cmd.nowMs;
+  putXattr(inode, cmd.name, cmd.value, cmd.nowMs);
   return ok(null);
+}
+
+/** The inode at `path`, if the caller may set this attribute on it as `flags` ask, or why not; changes nothing. */
+export function xattrSettable(t: MetaTables, path: string, caller: Caller, name: string, value: Uint8Array, flags: XattrFlag): Inode | MetaFail {
+  const inode = writable(t, path, caller);
+  if (isFail(inode)) return inode;
+  const had = inode.xattrs?.get(name);
+  if (flags === XattrFlag.Create && had !== undefined) return fail(FsErrorCode.EEXIST, `'${path}' has extended attribute '${name}'`);
+  if (flags === XattrFlag.Replace && had === undefined) return fail(FsErrorCode.ENODATA, `'${path}' has no extended attribute '${name}'`);
+  const bytes = xattrBytes(inode) - (had === undefined ? 0 : name.length + had.length) + name.length + value.length;
+  if (bytes > xattrsBytesMax) return fail(FsErrorCode.E2BIG, `'${path}' would hold ${bytes} bytes of extended attributes, more than ${xattrsBytesMax}`);
+  return inode;
+}
+
+export function putXattr(inode: Inode, name: string, value: Uint8Array, nowMs: number): void {
+  inode.xattrs ??= new Map();
+  inode.xattrs.set(name, Uint8Array.from(value));
+  inode.ctimeMs = nowMs;
 }
 
 export function removexattr(t: MetaTables, cmd: RemovexattrCommand): MetaResult<MetaValues['removexattr']> {

@@ -40,6 +40,7 @@ import type {
 } from './namespace-state.ts';
 import * as tree from './namespace-tree.ts';
 import { getxattr, listxattr, removexattr, setxattr } from './namespace-xattrs.ts';
+import { publish } from './namespace-publish.ts';
 import { s3Credential, s3UserAdd, s3UserRemove, s3Users } from './namespace-s3.ts';
 import { dashboardUserAdd, dashboardUserRemove, dashboardUsers } from './namespace-dashboard.ts';
 import { continueRestored, raiseInodeIds } from './restore-floor.ts';
@@ -61,6 +62,7 @@ const handlers: Record<MetaCommandOp, Handler> = {
   setattr: tree.setattr,
   openSession: tree.openSession,
   closeSession: tree.closeSession,
+  publish,
   commitLength: tree.commitLength,
   expireSessions: tree.expireSessions,
   gcDone: tree.gcDone,

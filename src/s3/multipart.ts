@@ -71,9 +71,7 @@ export async function uploadPart(ctx: S3Context, r: S3Request): Promise<void> {
   await putFile(ctx.meta, ctx.data, partPath, source, {
     mode: 0o600,
     streamBytesMax: ctx.streamBytesMax,
-    beforeRename: async (temp) => {
-      await ctx.meta.mutate('meta.mutate', { op: 'setxattr', path: temp, name: objectMetaXattr, value: encodeMeta({ etag: result.md5Hex! }), flags: 0 });
-    },
+    xattr: () => ({ name: objectMetaXattr, value: encodeMeta({ etag: result.md5Hex! }) }),
   });
   if (copy === undefined) {
     r.res.writeHead(200, { etag: `"${result.md5Hex}"`, 'content-length': 0 });

@@ -46,8 +46,8 @@ export async function putObject(ctx: S3Context, r: S3Request): Promise<void> {
 }
 
 /**
- * Writes `source` as the object at `path`: under a temporary name, its metadata set, then renamed
- * over any old one. Missing directories on the way are made (once the bucket is known to be there).
+ * Writes `source` as the object at `path`: under a temporary name, then renamed over any old one
+ * with its metadata, in one step. Missing directories on the way are made (once the bucket is known to be there).
  */
 export async function writeObject(ctx: S3Context, r: S3Request, path: string, source: AsyncIterable<Uint8Array>, metaOf: () => ObjectMeta, replacing?: number): Promise<string> {
   let etag = '';
@@ -67,10 +67,10 @@ export async function writeObject(ctx: S3Context, r: S3Request, path: string, so
       caller: r.caller,
       streamBytesMax: ctx.streamBytesMax,
       ...(replacing === undefined ? {} : { replacing }),
-      beforeRename: async (temp) => {
+      xattr: () => {
         const meta = metaOf();
         etag = meta.etag;
-        await ctx.meta.mutate('meta.mutate', { op: 'setxattr', path: temp, name: objectMetaXattr, value: encodeMeta(meta), flags: 0, caller: r.caller });
+        return { name: objectMetaXattr, value: encodeMeta(meta) };
       },
     });
   try {
