@@ -505,9 +505,14 @@ export class CairnFs {
 
   /** getattr of an open file: right after create, the attributes the create answered. */
   async fgetattr(fd: number, path: string, caller?: Caller): Promise<Stat> {
+    return this.createdStat(fd) ?? this.getattr(path, caller);
+  }
+
+  /** The attributes a create answered, once, for libfuse's getattr right after it; else undefined. */
+  createdStat(fd: number): Stat | undefined {
     const h = this.handles.get(fd);
     const attr = h?.createdAttr;
-    if (h === undefined || attr === undefined) return this.getattr(path, caller);
+    if (h === undefined || attr === undefined) return undefined;
     h.createdAttr = undefined;
     return this.toStat(attr, this.localLength(attr.inodeId));
   }

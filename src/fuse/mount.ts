@@ -298,7 +298,17 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Prom
   /** Runs `work` as the asking process (read now, before anything else can run) and answers. */
   const run = <T>(what: string, cb: FuseCallback, work: (caller: Caller | undefined) => Promise<T>, answer: (v: T) => unknown[] = () => []): void => {
     const caller = callerNow();
-    (caller ?? Promise.resolve(undefined)).then(work).then(
+    settle(what, cb, (caller ?? Promise.resolve(undefined)).then(work), answer);
+  };
+  /**
+   * Runs `work` that acts on an open file (its caller was checked when it opened) and answers:
+   * without reading the asking process's groups from /proc, a file read on the thread pool.
+   */
+  const runOpen = <T>(what: string, cb: FuseCallback, work: () => Promise<T>, answer: (v: T) => unknown[] = () => []): void => {
+    settle(what, cb, work(), answer);
+  };
+  const settle = <T>(what: string, cb: FuseCallback, done: Promise<T>, answer: (v: T) => unknown[]): void => {
+    done.then(
       (v) => cb(0, ...answer(v)),
       (err: unknown) => {
         const code = errnoOf(err);
@@ -325,7 +335,12 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Prom
       if (local !== undefined) return cb(0, local);
       run(`getattr ${p}`, cb, (c) => fs.getattrAsked(p, c), (s) => [s]);
     },
-    fgetattr: (p: string, fd: number, cb: FuseCallback) => run(`getattr ${p}`, cb, (c) => fs.fgetattr(fd, p, c), (s) => [s]),
+    fgetattr: (p: string, fd: number, cb: FuseCallback) => {
+      // Right after a create: the attributes it answered, at once.
+      const created = fs.createdStat(fd);
+      if (created !== undefined) return cb(0, created);
+      run(`getattr ${p}`, cb, (c) => fs.fgetattr(fd, p, c), (s) => [s]);
+    },
     access: (p: string, _mode: number, cb: FuseCallback) => run(`access ${p}`, cb, (c) => fs.getattr(p, c)),
     readdir: (p: string, cb: FuseCallback) => run(`readdir ${p}`, cb, (c) => fs.readdir(p, c), (names) => [names]),
     readlink: (p: string, cb: FuseCallback) => run(`readlink ${p}`, cb, (c) => fs.readlink(p, c), (t) => [t]),
@@ -340,17 +355,17 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Prom
     chown: (p: string, uid: number, gid: number, cb: FuseCallback) => run(`chown ${p}`, cb, (c) => fs.chown(p, uid, gid, c)),
     utimens: (p: string, atime: UtimeMs, mtime: UtimeMs, cb: FuseCallback) => run(`utimens ${p}`, cb, (c) => fs.utimens(p, atime, mtime, c)),
     truncate: (p: string, size: number, cb: FuseCallback) => run(`truncate ${p}`, cb, (c) => fs.truncate(p, size, c)),
-    ftruncate: (p: string, fd: number, size: number, cb: FuseCallback) => run(`truncate ${p}`, cb, () => fs.ftruncate(fd, size)),
+    ftruncate: (p: string, fd: number, size: number, cb: FuseCallback) => runOpen(`truncate ${p}`, cb, () => fs.ftruncate(fd, size)),
     // O_EXCL comes as a bit of the mode (addon version 4); an older addon's creates are not exclusive.
     create: (p: string, mode: number, cb: FuseCallback) => run(`create ${p}`, cb, (c) => fs.create(p, mode % createExclusiveBit, c, mode >= createExclusiveBit), (fd) => [fd]),
     open: (p: string, flags: number, cb: FuseCallback) => run(`open ${p}`, cb, (c) => fs.open(p, flags, c), (fd) => [fd]),
     read: (p: string, fd: number, buf: Buffer, len: number, pos: number, cb: FuseCallback) => bytes(`read ${p}`, cb, fs.read(fd, buf, len, pos)),
     write: (p: string, fd: number, buf: Buffer, len: number, pos: number, cb: FuseCallback) => bytes(`write ${p}`, cb, fs.write(fd, buf, len, pos)),
-    flush: (p: string, fd: number, cb: FuseCallback) => run(`flush ${p}`, cb, () => fs.flush(fd)),
-    fsync: (p: string, _datasync: number, fd: number, cb: FuseCallback) => run(`fsync ${p}`, cb, () => fs.fsync(fd)),
-    release: (p: string, fd: number, cb: FuseCallback) => run(`release ${p}`, cb, () => fs.release(fd)),
+    flush: (p: string, fd: number, cb: FuseCallback) => runOpen(`flush ${p}`, cb, () => fs.flush(fd)),
+    fsync: (p: string, _datasync: number, fd: number, cb: FuseCallback) => runOpen(`fsync ${p}`, cb, () => fs.fsync(fd)),
+    release: (p: string, fd: number, cb: FuseCallback) => runOpen(`release ${p}`, cb, () => fs.release(fd)),
     fsyncdir: (_p: string, _datasync: number, _fd: number, cb: FuseCallback) => noop(cb),
-    statfs: (_p: string, cb: FuseCallback) => run('statfs', cb, () => fs.statfs(), (s) => [s]),
+    statfs: (_p: string, cb: FuseCallback) => runOpen('statfs', cb, () => fs.statfs(), (s) => [s]),
     getxattr: (p: string, name: string, _position: number, cb: FuseCallback) => run(`getxattr ${p}`, cb, (c) => fs.getxattr(p, name, c), (v) => [v]),
     setxattr: (p: string, name: string, value: Buffer, _position: number, flags: number, cb: FuseCallback) => {
       const copy = Buffer.from(value); // the kernel's buffer is gone once this returns
