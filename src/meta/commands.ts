@@ -302,10 +302,6 @@ export interface UpdateChainsCommand extends ClientStamp {
   chains: ChainUpdate[];
 }
 /**
- * A worker lost for good: it stays in the tables (its id is never registered again) and its
- * targets leave their chains as the cluster manager finds replacements (replaceChainMember).
- */
-/**
  * Targets whose file systems grew or shrank since their workers registered them (a disk or volume
  * resized while the worker ran): their capacities as the workers' heartbeats now report them.
  */
@@ -313,6 +309,10 @@ export interface ResizeTargetsCommand extends ClientStamp {
   op: 'resizeTargets';
   targets: { targetId: number; capacityBytes: number }[];
 }
+/**
+ * A worker lost for good: it stays in the tables (its id is never registered again) and its
+ * targets leave their chains as the cluster manager finds replacements (replaceChainMember).
+ */
 export interface DecommissionWorkerCommand extends ClientStamp {
   op: 'decommissionWorker';
   workerId: number;

@@ -2,6 +2,7 @@
 // closed, its final mode and object metadata set, its temporary file renamed into place. Every
 // check runs before the first change, so the entry does all of it or nothing. Pure.
 
+import { assert } from '../errors.ts';
 import type { PublishCommand, SetattrCommand } from './commands.ts';
 import { XattrFlag } from './commands.ts';
 import { FsErrorCode } from './errors.ts';
@@ -31,13 +32,11 @@ export function publish(t: MetaTables, cmd: PublishCommand): MetaResult<MetaValu
   }
   const plan = planRename(t, { op: 'rename', ...stamp, from: cmd.from, to: cmd.to, ...(cmd.replacing === undefined ? {} : { replacing: cmd.replacing }) });
   if (isFail(plan)) return plan;
+  // Nothing below can fail: every check passed above, and a failure now would leave half a publish.
   const closed = closeSession(t, { op: 'closeSession', ...stamp, sessionId: cmd.sessionId, lengthBytes: cmd.lengthBytes, ...(cmd.chunks === undefined ? {} : { chunks: cmd.chunks }) });
-  if (isFail(closed)) return closed;
+  assert(!isFail(closed), 'a session close refused after its check');
   if (xattrName !== undefined && xattrValue !== undefined) putXattr(file, xattrName, xattrValue, cmd.nowMs);
-  if (chmod !== undefined) {
-    const changed = setattr(t, chmod);
-    if (isFail(changed)) return changed;
-  }
+  if (chmod !== undefined) assert(!isFail(setattr(t, chmod)), 'a mode change refused after its check');
   const renamed = applyRename(t, plan, cmd.nowMs);
   return ok({ inode: attrOf(file), replaced: renamed.replaced });
 }

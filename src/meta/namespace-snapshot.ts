@@ -19,6 +19,8 @@ import { utf8Bytes } from '../fields.ts';
 import { nameProblem } from './paths.ts';
 
 /**
+ * 9: session records carry where a temporary file's session made it ([directory inode, name], or
+ * null: create's `ephemeral`).
  * 8: target records carry leftChainAt (the routing version at which the target left its chain while
  * what it kept there is not reclaimed, or null).
  * 7: the dashboard's users, in a section of their own.
@@ -27,7 +29,7 @@ import { nameProblem } from './paths.ts';
  * 5: inode records carry a device number (FIFOs, sockets and device nodes are inodes too).
  * 4: chain records carry the move under way ([from, to], or null). 3: worker records carry when the worker was decommissioned (null while in service). 2: chains
  * with their own ids and versions, tables of chain ids (1 held tables of target lists). This build
- * writes 8 and reads 2 to 8.
+ * writes 9 and reads 2 to 9.
  */
 export const snapshotFormatVersion = 9;
 const snapshotFormatVersionsRead: readonly number[] = [2, 3, 4, 5, 6, 7, 8, 9];

@@ -355,7 +355,6 @@ export function pathConflict(detail: string): S3Error {
   return new S3Error(S3ErrorCode.ObjectPathConflict, `a key may not be both an object and a prefix of other keys in cairn (its namespace is a file system): ${detail}`);
 }
 
-/** Writes an XML answer. */
 /**
  * A count a listing asks for (max-keys, max-uploads, max-parts), at most `cap`: S3 takes any
  * integer up to 2^31-1 and lists at most its own limit (Java tools send Integer.MAX_VALUE); a
@@ -370,6 +369,7 @@ export function countParam(r: S3Request, name: string, cap: number): number {
   return Math.min(cap, Number(raw));
 }
 
+/** Writes an XML answer. */
 export function sendXml(res: ServerResponse, status: number, root: string, body: XmlElement): void {
   const text = xmlDocument(root, body);
   res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(text) });
