@@ -21,7 +21,7 @@ import { registerS3UserCommands } from './s3-user-cmd.ts';
 import { registerDashboardUserCommands } from './dashboard-user-cmd.ts';
 import { configError, parseAddress, parsePositiveInt } from './config.ts';
 import { jsonLine, printable } from './format.ts';
-import { ask } from './ask.ts';
+import { confirm } from './ask.ts';
 import { acquireDirLock } from '../master/dir-lock.ts';
 import { describeRecovery, planRecovery, recoverAlone, unusedIdAfter } from '../journal/raft/recover.ts';
 
@@ -159,10 +159,7 @@ async function recoverJournal(dir: string, id: number, yes: boolean): Promise<vo
     const plan = await planRecovery(nodeDisk, dir, id);
     for (const line of describeRecovery(plan)) console.log(printable(line));
     if (plan.removing.length === 0) return;
-    if (!yes) {
-      if (process.stdin.isTTY !== true) throw new CairnError(ErrorCode.NotConfirmed, `recovering master ${id} alone removes masters ${plan.removing.join(', ')} for good; pass --yes to confirm (nothing changed)`);
-      if (!(await ask(`cairn: make master ${id} the only member? [y/N] `))) throw new CairnError(ErrorCode.NotConfirmed, 'not confirmed (nothing changed)');
-    }
+    await confirm(yes, `cairn: make master ${id} the only member? [y/N] `, `recovering master ${id} alone removes masters ${plan.removing.join(', ')} for good`, 'changed');
     await recoverAlone(nodeDisk, plan);
     console.log(`done: start master ${id} on ${printable(dir)} with its usual flags; it elects itself. Then, for each new master: start it with --join and an empty --dir, and run 'cairn admin journal add ID HOST:PORT' (ids from ${unusedIdAfter(plan)} up)`);
   } finally {

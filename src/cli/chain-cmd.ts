@@ -6,10 +6,9 @@
 
 import type { Command } from 'commander';
 import type { MasterClient } from '../client/index.ts';
-import { CairnError, ErrorCode } from '../errors.ts';
 import type { RecoverChainReply } from '../master/cluster-manager.ts';
 import { MasterWorkerMethod } from '../worker/protocol.ts';
-import { ask } from './ask.ts';
+import { confirm } from './ask.ts';
 import { withClient as run, type TargetFlags } from './cluster-target.ts';
 import { parsePositiveInt } from './config.ts';
 import { jsonLine } from './format.ts';
@@ -32,10 +31,7 @@ export function registerChainCommands(admin: Command, addTargetOptions: (c: Comm
 async function recover(c: MasterClient, chainId: number, o: Flags): Promise<void> {
   const plan = await c.call<RecoverChainReply>(MasterWorkerMethod.recoverChain, { chainId, dryRun: true });
   if (!o.json) for (const line of describePlan(plan)) console.log(line);
-  if (o.yes !== true) {
-    if (process.stdin.isTTY !== true) throw new CairnError(ErrorCode.NotConfirmed, `recovering chain ${chainId} gives up writes; pass --yes to confirm (nothing changed)`);
-    if (!(await ask(`cairn: recover chain ${chainId} from target ${plan.source}, giving up what only the lost member held? [y/N] `))) throw new CairnError(ErrorCode.NotConfirmed, 'not confirmed (nothing changed)');
-  }
+  await confirm(o.yes === true, `cairn: recover chain ${chainId} from target ${plan.source}, giving up what only the lost member held? [y/N] `, `recovering chain ${chainId} gives up writes`, 'changed');
   const done = await c.call<RecoverChainReply>(MasterWorkerMethod.recoverChain, { chainId });
   if (o.json) return console.log(jsonLine(done));
   console.log(`chain ${chainId} serves from target ${done.source}; its other members resync from it (follow with cairn admin chains)`);

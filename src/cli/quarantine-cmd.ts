@@ -5,11 +5,10 @@
 import type { Command } from 'commander';
 import { formatBytes } from '../bytes.ts';
 import type { MasterClient } from '../client/index.ts';
-import { CairnError, ErrorCode } from '../errors.ts';
 import type { PurgeReply } from '../master/cluster-manager.ts';
 import type { QuarantineReport } from '../master/quarantine.ts';
 import { MasterWorkerMethod } from '../worker/protocol.ts';
-import { ask } from './ask.ts';
+import { confirm } from './ask.ts';
 import { withClient as run, type TargetFlags } from './cluster-target.ts';
 import { jsonLine } from './format.ts';
 
@@ -60,11 +59,8 @@ async function purge(c: MasterClient, o: Flags): Promise<void> {
     else console.log('nothing to purge');
     return;
   }
-  if (o.yes !== true) {
-    const what = `${report.chunks} chunks (${formatBytes(report.bytes)})`;
-    if (process.stdin.isTTY !== true) throw new CairnError(ErrorCode.NotConfirmed, `purging removes ${what} for good; pass --yes to confirm (nothing removed)`);
-    if (!(await ask(`cairn: remove ${what} of inodes the namespace does not know, for good? [y/N] `))) throw new CairnError(ErrorCode.NotConfirmed, 'not confirmed (nothing removed)');
-  }
+  const what = `${report.chunks} chunks (${formatBytes(report.bytes)})`;
+  await confirm(o.yes === true, `cairn: remove ${what} of inodes the namespace does not know, for good? [y/N] `, `purging removes ${what} for good`, 'removed');
   const reply = await c.call<PurgeReply>(MasterWorkerMethod.quarantinePurge, {});
   if (o.json) return console.log(jsonLine(reply));
   console.log(`removed ${reply.chunks} chunks of ${reply.inodes} inodes (${reply.passes} passes); left: ${reply.left.chunks} chunks`);

@@ -6,9 +6,8 @@
 
 import type { Command } from 'commander';
 import type { MasterClient } from '../client/index.ts';
-import { CairnError, ErrorCode } from '../errors.ts';
 import type { Session } from '../meta/index.ts';
-import { ask } from './ask.ts';
+import { confirm } from './ask.ts';
 import { withClient as run, type TargetFlags } from './cluster-target.ts';
 import { configError, parsePositiveInt } from './config.ts';
 import { jsonLine, printable } from './format.ts';
@@ -81,11 +80,8 @@ async function end(c: MasterClient, ids: string[], o: Flags): Promise<void> {
     else console.log('no session matches: nothing to end');
     return;
   }
-  if (o.yes !== true) {
-    const what = `${count} write session${count === 1 ? '' : 's'}`;
-    if (process.stdin.isTTY !== true) throw new CairnError(ErrorCode.NotConfirmed, `ending ${what} is for clients that are gone; pass --yes to confirm (nothing ended)`);
-    if (!(await ask(`cairn: end ${what}? Only sessions of clients that are gone should end. [y/N] `))) throw new CairnError(ErrorCode.NotConfirmed, 'not confirmed (nothing ended)');
-  }
+  const what = `${count} write session${count === 1 ? '' : 's'}`;
+  await confirm(o.yes === true, `cairn: end ${what}? Only sessions of clients that are gone should end. [y/N] `, `ending ${what} is for clients that are gone`, 'ended');
   let ended = 0;
   let missing = 0;
   const endOne = async (sessionId: string): Promise<void> => {

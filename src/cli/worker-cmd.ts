@@ -3,12 +3,11 @@
 // before it acts (or takes --yes), and leaves the rest to the cluster manager, which puts free
 // targets into those chains and resyncs them. Also the decommission lines of `admin report`.
 
-import { ask } from './ask.ts';
+import { confirm } from './ask.ts';
 import type { Command } from 'commander';
 import type { MasterClient } from '../client/index.ts';
 import type { DecommissionReply, ReplacementsReply } from '../master/cluster-manager.ts';
 import { decommissionImpact, type DecommissionImpact } from '../master/replacements.ts';
-import { CairnError, ErrorCode } from '../errors.ts';
 import type { RoutingInfo, WorkerInfo } from '../meta/index.ts';
 import { WorkerError, WorkerErrorCode } from '../worker/errors.ts';
 import { MasterWorkerMethod } from '../worker/protocol.ts';
@@ -48,10 +47,7 @@ async function decommission(c: MasterClient, workerId: number, o: Flags): Promis
       `refused: worker ${workerId} holds the only up-to-date replica of chain(s) ${impact.unsafeChainIds.join(', ')}; bring another member of them back first, or give --force to give their data up`,
     );
   }
-  if (o.yes !== true) {
-    if (process.stdin.isTTY !== true) throw new CairnError(ErrorCode.NotConfirmed, `decommissioning worker ${workerId} is for good; pass --yes to confirm (nothing changed)`);
-    if (!(await ask(`cairn: decommission worker ${workerId}? Its id is never used again. [y/N] `))) throw new CairnError(ErrorCode.NotConfirmed, 'not confirmed (nothing changed)');
-  }
+  await confirm(o.yes === true, `cairn: decommission worker ${workerId}? Its id is never used again. [y/N] `, `decommissioning worker ${workerId} is for good`, 'changed');
   const reply = await c.call<DecommissionReply>(MasterWorkerMethod.decommission, { workerId, force: o.force === true });
   if (o.json) return console.log(jsonLine(reply));
   console.log(`worker ${workerId} decommissioned; the cluster manager now replaces its members in ${reply.impact.chains.length} chain(s) as free targets allow: follow it with cairn admin report`);
