@@ -21,7 +21,10 @@ export function inGroup(caller: Caller, gid: number): boolean {
   return caller.gid === gid || caller.groups.includes(gid);
 }
 
-function isOwner(caller: Caller, inode: Inode): boolean {
+/** What a permission check reads of an inode (an InodeAttr has it too). */
+type Owned = Pick<Inode, 'mode' | 'uid' | 'gid'>;
+
+function isOwner(caller: Caller, inode: Owned): boolean {
   return caller.uid === inode.uid;
 }
 
@@ -30,14 +33,14 @@ export function isOwnerOrRoot(caller: Caller, inode: Inode): boolean {
 }
 
 /** The one triple that applies, as Linux picks it: the owner's, else the group's, else other's. */
-function bitsFor(caller: Caller, inode: Inode): number {
+function bitsFor(caller: Caller, inode: Owned): number {
   if (isOwner(caller, inode)) return (inode.mode >> 6) & 7;
   if (inGroup(caller, inode.gid)) return (inode.mode >> 3) & 7;
   return inode.mode & 7;
 }
 
 /** Whether the caller has every permission in `want` (a sum of Access bits); root has all. */
-export function mayAccess(caller: Caller, inode: Inode, want: number): boolean {
+export function mayAccess(caller: Caller, inode: Owned, want: number): boolean {
   return isRoot(caller) || (bitsFor(caller, inode) & want) === want;
 }
 

@@ -7,9 +7,10 @@ import { readdirLimitMax } from '../meta/commands.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
 import { countParam, mayUseBucket, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
 import type { Caller } from '../meta/commands.ts';
-import { isBucketName, keyBytesMax } from './keys.ts';
+import { checkNewBucketName, isBucketName, keyBytesMax } from './keys.ts';
 import { listObjects, type ReadDir } from './list.ts';
-import { bucketMustExist, dirMode, header, removeObject } from './objects.ts';
+import { bucketMustAllow, bucketMustExist, dirMode, header, removeObject } from './objects.ts';
+import { Access } from '../meta/permissions.ts';
 import { removeBucketUploads } from './multipart.ts';
 import { decodeMeta, etagOf, objectMetaXattr } from './object-meta.ts';
 import { parseXml, type XmlElement } from './xml.ts';
@@ -34,6 +35,7 @@ export async function listBuckets(ctx: S3Context, r: S3Request): Promise<void> {
 }
 
 export async function createBucket(ctx: S3Context, r: S3Request): Promise<void> {
+  checkNewBucketName(r.bucket);
   // A CreateBucketConfiguration (a location) or nothing: any region is taken (as in signatures),
   // nothing is kept, but a body that is not one is refused before anything is made.
   const body = await readWhole(r, true);
@@ -70,13 +72,14 @@ export async function deleteBucket(ctx: S3Context, r: S3Request): Promise<void> 
 }
 
 export async function headBucket(ctx: S3Context, r: S3Request): Promise<void> {
-  await bucketMustExist(ctx, r);
+  // As S3: another user's bucket is 403 (it exists, and is not yours).
+  await bucketMustAllow(ctx, r, Access.Read | Access.Search);
   r.res.writeHead(200, { 'x-amz-bucket-region': ctx.region, 'content-length': 0 });
   r.res.end();
 }
 
 export async function bucketLocation(ctx: S3Context, r: S3Request): Promise<void> {
-  await bucketMustExist(ctx, r);
+  await bucketMustAllow(ctx, r, Access.Read | Access.Search);
   // us-east-1 is written as an empty constraint, as S3 does.
   const text = `<?xml version="1.0" encoding="UTF-8"?>\n<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${ctx.region === 'us-east-1' ? '' : ctx.region}</LocationConstraint>`;
   r.res.writeHead(200, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(text) });

@@ -13,7 +13,7 @@ import { ErrorCode } from '../errors.ts';
 import { RpcErrorCode } from '../rpc/errors.ts';
 import { WorkerErrorCode } from '../worker/errors.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
-import { parseQuery, verifyRequest, type Verified } from './sigv4.ts';
+import { accessKeyIdOf, parseQuery, verifyRequest, type Verified } from './sigv4.ts';
 import { xmlDocument, type XmlElement } from './xml.ts';
 import { checkBucketName, printableKey } from './keys.ts';
 import type { S3Metrics } from './metrics.ts';
@@ -69,6 +69,8 @@ export interface Routes {
   listBuckets: Operation;
   bucket: Record<string, Operation | undefined>;
   object: Record<string, Operation | undefined>;
+  /** The query parameters each operation takes besides the subresource that selects it, by the operation's name. */
+  params: Readonly<Record<string, readonly string[] | undefined>>;
 }
 
 export const credentialTtlMsDefault = 10_000;
@@ -86,6 +88,8 @@ const idleMs = 120_000;
  * idleMs each, and so the gateway from everyone).
  */
 export const headersTimeoutMsDefault = 10_000;
+/** How long a connection refused before its request was parsed stays open for its answer to be read. */
+const refusedLingerMs = 1_000;
 /** How often Node looks for connections past headersTimeoutMs. */
 const headersCheckMs = 1_000;
 /** A gateway request's headers together (Node's parser refuses more with 431, answered as S3 does). */
@@ -125,6 +129,9 @@ export class S3Gateway {
             : new S3Error(S3ErrorCode.InvalidRequest, `the request could not be parsed: ${err.code ?? err.message}`);
       const body = errorXml(e, '', 'unparsed');
       socket.end(`HTTP/1.1 ${e.status} Bad Request\r\ncontent-type: application/xml\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      // A client that never closes its side would hold the half-closed connection, and one of the
+      // connectionsMax places, until idleMs: it gets a moment to read the answer, then is cut.
+      setTimeout(() => socket.destroy(), refusedLingerMs).unref();
     });
   }
 
@@ -196,17 +203,21 @@ export class S3Gateway {
     const method = r.req.method ?? 'GET';
     if (r.bucket === '') {
       if (method !== 'GET') throw new S3Error(S3ErrorCode.MethodNotAllowed, `${method} on the service is not allowed`);
+      // ListBuckets with a prefix or paging (max-buckets) would answer more than was asked for.
+      const foreign = [...r.query.keys()].find((k) => !isCommonParam(k));
+      if (foreign !== undefined) throw new S3Error(S3ErrorCode.NotImplemented, `the ${foreign.slice(0, 64)} parameter of ListBuckets is not implemented by cairn's gateway`);
       if (measured !== undefined) measured.op = 'listBuckets';
       return this.routes.listBuckets(ctx, r);
     }
     const table = r.key === '' ? this.routes.bucket : this.routes.object;
     // The operation: the method, with the first subresource that selects one (?uploads, ?delete, ...).
     const sub = [...r.query.keys()].find((k) => table[`${method} ?${k}`] !== undefined);
-    if (sub === undefined) {
-      const known = [...r.query.keys()].find((k) => unsupported.has(k));
-      if (known !== undefined) throw new S3Error(S3ErrorCode.NotImplemented, `the ${known} subresource is not implemented by cairn's gateway`);
-    }
     const op = (sub === undefined ? undefined : table[`${method} ?${sub}`]) ?? table[method];
+    // A parameter the operation does not take may select another operation S3 has and cairn does not
+    // (?tagging, ?annotation, ?renameObject...): served as the plain PUT or DELETE, it would
+    // overwrite or remove the object. So every parameter must be one the operation knows.
+    const foreign = [...r.query.keys()].find((k) => k !== sub && !isCommonParam(k) && !(op !== undefined && this.routes.params[op.name]?.includes(k) === true));
+    if (foreign !== undefined) throw new S3Error(S3ErrorCode.NotImplemented, `the ${foreign.slice(0, 64)} parameter (or subresource) is not implemented by cairn's gateway for ${method} on ${r.key === '' ? 'a bucket' : 'an object'}`);
     if (op === undefined) throw new S3Error(S3ErrorCode.MethodNotAllowed, `${method} is not allowed on ${r.key === '' ? 'a bucket' : 'an object'}`);
     // The operation's function name (getObject, uploadPart...): a fixed set, from the routing table.
     if (measured !== undefined) measured.op = method === 'HEAD' && op.name === 'getObject' ? 'headObject' : op.name || 'unknown';
@@ -215,9 +226,10 @@ export class S3Gateway {
 
   /** The request's key, checked; the key's user is in the credential cache afterwards. */
   private async authenticate(req: IncomingMessage, rawPath: string, rawQuery: string): Promise<Verified> {
-    const keyId = accessKeyIdOf(req, rawQuery);
+    const keyId = accessKeyIdOf({ headers: req.headers, rawQuery });
     if (keyId !== undefined) await this.user(keyId);
-    const v = verifyRequest({ method: req.method ?? 'GET', path: rawPath, rawQuery, headers: req.headers }, (k) => this.credentials.get(k)?.user?.secretKey, this.opts.now());
+    // Only the key just looked up (or found fresh in the cache) is trusted: a removed key stops within credentialTtlMs.
+    const v = verifyRequest({ method: req.method ?? 'GET', path: rawPath, rawQuery, headers: req.headers }, (k) => (k === keyId ? this.credentials.get(k)?.user?.secretKey : undefined), this.opts.now());
     if (v === undefined) throw new S3Error(S3ErrorCode.AccessDenied, 'anonymous requests are not allowed: sign requests with an access key (cairn admin s3 user add)');
     return v;
   }
@@ -280,8 +292,14 @@ function discardRest(req: IncomingMessage): void {
   req.resume();
 }
 
-/** The subresources S3 has that cairn does not serve: NotImplemented rather than a wrong answer. */
-const unsupported = new Set(['acl', 'policy', 'tagging', 'versioning', 'lifecycle', 'encryption', 'cors', 'website', 'logging', 'notification', 'replication', 'object-lock', 'retention', 'legal-hold', 'torrent', 'restore', 'select', 'accelerate', 'analytics', 'inventory', 'metrics', 'ownershipControls', 'publicAccessBlock', 'requestPayment', 'intelligent-tiering', 'attributes']);
+/**
+ * Query parameters any operation takes: x-id (the AWS SDKs name the operation with it), versionId
+ * (checked in serve: only "null"), and those of presigned URLs (X-Amz-Signature..., and headers a
+ * presigner moved into the query, such as x-amz-checksum-mode), which the signature covers.
+ */
+function isCommonParam(name: string): boolean {
+  return name === 'x-id' || name === 'versionId' || /^x-amz-/i.test(name);
+}
 
 /** Whether a key's bucket list allows `bucket`. */
 export function mayUseBucket(user: S3User, bucket: string): boolean {
@@ -299,14 +317,6 @@ function addressOf(rawPath: string): { bucket: string; key: string } {
   } catch {
     throw new S3Error(S3ErrorCode.InvalidURI, 'the request path has malformed percent-encoding');
   }
-}
-
-function accessKeyIdOf(req: IncomingMessage, rawQuery: string): string | undefined {
-  const auth = req.headers.authorization;
-  const m = auth === undefined ? null : /Credential=([^/,\s]+)\//.exec(auth);
-  if (m !== null) return m[1];
-  const cred = parseQuery(rawQuery).find(([k]) => k === 'X-Amz-Credential')?.[1];
-  return cred?.split('/')[0];
 }
 
 export function errorXml(e: S3Error, resource: string, id: string, declaration = true): string {

@@ -34,6 +34,15 @@ export const routes: Routes = {
     'POST ?uploads': createUpload,
     'POST ?uploadId': completeUpload,
   },
+  params: {
+    listObjectsV1: ['prefix', 'delimiter', 'marker', 'max-keys', 'encoding-type'],
+    listObjectsV2: ['prefix', 'delimiter', 'max-keys', 'encoding-type', 'continuation-token', 'start-after', 'fetch-owner'],
+    listObjectVersions: ['prefix', 'delimiter', 'key-marker', 'version-id-marker', 'max-keys', 'encoding-type'],
+    listUploads: ['prefix', 'key-marker', 'upload-id-marker', 'max-uploads', 'encoding-type'],
+    getObject: ['response-content-type', 'response-content-language', 'response-expires', 'response-cache-control', 'response-content-disposition', 'response-content-encoding'],
+    uploadPart: ['partNumber'],
+    listParts: ['max-parts', 'part-number-marker', 'encoding-type'],
+  },
 };
 
 export async function startS3Gateway(opts: GatewayOptions, host: string, port: number): Promise<{ gateway: S3Gateway; address: AddressInfo }> {

@@ -10,11 +10,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { FileReader, fileRef, putFile } from '../client/index.ts';
 import type { InodeAttr } from '../meta/namespace-state.ts';
+import { Access } from '../meta/permissions.ts';
 import { contentMd5Of, payload, requestBytes, type PayloadResult } from './body.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
 import { countParam, errorXml, sendXml, toS3Error, type S3Context, type S3Request } from './gateway.ts';
 import { isMarkerKey, keyPath, printableKey, systemDir } from './keys.ts';
-import { bucketMustExist, copySourceOf, declaredBytes, header, objectAt, objectBytes, objectReader, putBytesMax, writeObject } from './objects.ts';
+import { bucketMustAllow, bucketMustExist, copySourceOf, declaredBytes, header, objectAt, objectBytes, objectReader, putBytesMax, putConditions, writeObject } from './objects.ts';
 import { decodeMeta, encodeMeta, metaFromHeaders, objectMetaXattr, type ObjectMeta } from './object-meta.ts';
 import { readDirPlus, readWhole } from './buckets.ts';
 import { parseXml, xmlDeclaration, xmlDocument, type XmlElement } from './xml.ts';
@@ -43,7 +44,8 @@ function uploadsDir(bucket: string): string {
 export async function createUpload(ctx: S3Context, r: S3Request): Promise<void> {
   keyPath(r.bucket, r.key);
   if (isMarkerKey(r.key)) throw new S3Error(S3ErrorCode.InvalidRequest, 'a key ending in / is a directory, which holds no bytes: make it with a PUT of an empty body');
-  await bucketMustExist(ctx, r);
+  // Parts are written as the gateway: only a key that may write to the bucket starts an upload.
+  await bucketMustAllow(ctx, r, Access.Write | Access.Search);
   const id = randomBytes(18).toString('base64url');
   const dir = `${uploadsDir(r.bucket)}/${id}`;
   // The gateway's own tree, as the gateway's user: keys need no permission there.
@@ -72,6 +74,9 @@ export async function uploadPart(ctx: S3Context, r: S3Request): Promise<void> {
     mode: 0o600,
     streamBytesMax: ctx.streamBytesMax,
     xattr: () => ({ name: objectMetaXattr, value: encodeMeta({ etag: result.md5Hex! }) }),
+  }).catch((err: unknown) => {
+    // The upload's directory went meanwhile: aborted or completed.
+    throw (err as { code?: string }).code === 'ENOENT' ? noSuchUpload(r) : err;
   });
   if (copy === undefined) {
     r.res.writeHead(200, { etag: `"${result.md5Hex}"`, 'content-length': 0 });
@@ -109,7 +114,10 @@ async function copyRange(ctx: S3Context, r: S3Request, result: PayloadResult): P
 export async function completeUpload(ctx: S3Context, r: S3Request): Promise<void> {
   const { dir, record } = await upload(ctx, r, true);
   const doc = parseXml(await readWhole(r), 'CompleteMultipartUpload');
-  const asked = ((doc.Part as { PartNumber?: unknown; ETag?: unknown }[] | undefined) ?? []).map((p) => ({ n: partNumber(String(p.PartNumber ?? '')), etag: String(p.ETag ?? '').replace(/"/g, '').toLowerCase() }));
+  const asked = ((doc.Part as { PartNumber?: unknown; ETag?: unknown }[] | undefined) ?? []).map((p) => {
+    if (typeof p !== 'object' || p === null || Array.isArray(p.PartNumber) || Array.isArray(p.ETag)) throw new S3Error(S3ErrorCode.MalformedXML, 'each Part holds one PartNumber and one ETag');
+    return { n: partNumber(String(p.PartNumber ?? '')), etag: String(p.ETag ?? '').replace(/"/g, '').toLowerCase() };
+  });
   if (asked.length === 0) throw new S3Error(S3ErrorCode.MalformedXML, 'the XML you provided names no parts');
   for (let i = 1; i < asked.length; i++) if (asked[i].n <= asked[i - 1].n) throw new S3Error(S3ErrorCode.InvalidPartOrder, 'the list of parts was not in ascending order');
   const etag = multipartEtag(asked.map((a) => a.etag));
@@ -132,7 +140,10 @@ export async function completeUpload(ctx: S3Context, r: S3Request): Promise<void
     answer();
     return;
   }
+  const path = keyPath(r.bucket, record.key);
   try {
+    // If-Match and If-None-Match are about the key's object, as on a PUT.
+    const replacing = await putConditions(ctx, r, path);
     const parts = await partsToComplete(ctx, dir, asked);
     keepAlive = setInterval(() => {
       if (!streaming) {
@@ -145,13 +156,16 @@ export async function completeUpload(ctx: S3Context, r: S3Request): Promise<void
     const bytes = (async function* () {
       for (const p of parts) {
         // A part gone meanwhile: the upload was aborted or completed by another request.
-        const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'open', path: p.path }).catch((err: unknown) => {
+        const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'open', path: p.path, xattr: objectMetaXattr }).catch((err: unknown) => {
           throw (err as { code?: string }).code === 'ENOENT' ? noSuchUpload(r) : err;
         });
+        // A part sent again since the check holds other bytes than the ETag named (the file opened
+        // now is read to its end, whatever replaces it later).
+        if (decodeMeta(attr.xattr)?.etag !== p.etag) throw new S3Error(S3ErrorCode.InvalidPart, `part ${p.n} was uploaded again while the upload was being completed: its ETag no longer matches`, { PartNumber: String(p.n) });
         yield* new FileReader(ctx.data, fileRef(attr, p.path), attr.sizeBytes, { streamBytesMax: ctx.streamBytesMax }).stream();
       }
     })();
-    await writeObject(ctx, r, keyPath(r.bucket, record.key), bytes, () => ({ etag, ...record.meta }));
+    await writeObject(ctx, r, path, bytes, () => ({ etag, ...record.meta }), replacing);
     await markCompleted(ctx, dir, record, etag);
   } catch (err) {
     // Parts gone because another completion of the same parts (an SDK's retry, or the request

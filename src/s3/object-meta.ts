@@ -4,7 +4,7 @@
 // its inode, size and mtime (stable while the file does not change, but not its MD5).
 
 import { createHash } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
+import { validateHeaderValue, type IncomingHttpHeaders } from 'node:http';
 import { S3Error, S3ErrorCode } from './errors.ts';
 
 export const objectMetaXattr = 'user.cairn.s3';
@@ -26,11 +26,13 @@ export interface ObjectMeta {
 
 /** The metadata a request carries (PUT, POST uploads, a copy with REPLACE). */
 export function metaFromHeaders(h: IncomingHttpHeaders): Omit<ObjectMeta, 'etag'> {
-  const user: Record<string, string> = {};
+  // Null-prototype: a header named x-amz-meta-__proto__ is a name like any other.
+  const user: Record<string, string> = Object.create(null) as Record<string, string>;
   let bytes = 0;
   for (const [name, value] of Object.entries(h)) {
     if (!name.startsWith('x-amz-meta-') || value === undefined) continue;
     const key = name.slice('x-amz-meta-'.length);
+    if (key === '') throw new S3Error(S3ErrorCode.InvalidArgument, 'a user metadata header needs a name after x-amz-meta-');
     const v = Array.isArray(value) ? value.join(',') : value;
     bytes += Buffer.byteLength(key) + Buffer.byteLength(v);
     user[key] = v;
@@ -54,14 +56,45 @@ export function encodeMeta(m: ObjectMeta): Buffer {
   return Buffer.from(JSON.stringify(m));
 }
 
-/** The stored metadata, or undefined when there is none or it is not ours. */
+/**
+ * The stored metadata, or undefined when there is none or it is not ours. Anyone who may write the
+ * file may set the attribute (setfattr through a mount), so what goes back out as headers is
+ * checked here: an ETag of S3's form, the stored headers S3 has (not Set-Cookie or
+ * Transfer-Encoding), names and values a header may carry; anything else is left out.
+ */
 export function decodeMeta(value: Uint8Array | undefined): ObjectMeta | undefined {
   if (value === undefined) return undefined;
+  let m: Partial<Record<keyof ObjectMeta, unknown>>;
   try {
-    const m = JSON.parse(Buffer.from(value).toString('utf8')) as ObjectMeta;
-    return typeof m === 'object' && m !== null && typeof m.etag === 'string' ? m : undefined;
+    m = JSON.parse(Buffer.from(value).toString('utf8')) as typeof m;
   } catch {
     return undefined;
+  }
+  if (typeof m !== 'object' || m === null || typeof m.etag !== 'string' || !/^[0-9a-f]{32}(-\d{1,5})?$/.test(m.etag)) return undefined;
+  const out: ObjectMeta = { etag: m.etag };
+  if (typeof m.contentType === 'string' && headerValueOk('content-type', m.contentType)) out.contentType = m.contentType;
+  const headers = stringEntries(m.headers).filter(([k, v]) => (storedHeaders as readonly string[]).includes(k) && headerValueOk(k, v));
+  if (headers.length > 0) out.headers = Object.fromEntries(headers);
+  const user = stringEntries(m.user).filter(([k, v]) => userMetaNamePattern.test(k) && headerValueOk(`x-amz-meta-${k}`, v));
+  if (user.length > 0) out.user = Object.fromEntries(user);
+  if (m.marker === true) out.marker = true;
+  return out;
+}
+
+/** A user metadata name (after x-amz-meta-) as Node gives header names: lower-case token characters. */
+const userMetaNamePattern = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
+
+function stringEntries(o: unknown): [string, string][] {
+  if (typeof o !== 'object' || o === null) return [];
+  return Object.entries(o).filter((e): e is [string, string] => typeof e[1] === 'string');
+}
+
+function headerValueOk(name: string, value: string): boolean {
+  try {
+    validateHeaderValue(name, value);
+    return true;
+  } catch {
+    return false;
   }
 }
 

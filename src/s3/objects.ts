@@ -7,10 +7,11 @@ import { validateHeaderValue, type IncomingMessage, type ServerResponse } from '
 import { createHash } from 'node:crypto';
 import { FileReader, fileRef, putFile, type LentBytes } from '../client/index.ts';
 import type { InodeAttr } from '../meta/namespace-state.ts';
+import { Access, mayAccess } from '../meta/permissions.ts';
 import { contentMd5Of, payload, requestBytes, type PayloadResult } from './body.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
 import { mayUseBucket, pathConflict, sendXml, type S3Context, type S3Request } from './gateway.ts';
-import { isMarkerKey, keyPath, printableKey } from './keys.ts';
+import { checkBucketName, isMarkerKey, keyPath, printableKey } from './keys.ts';
 import { contentTypeOf, decodeMeta, encodeMeta, etagOf, metaFromHeaders, objectMetaXattr, type ObjectMeta } from './object-meta.ts';
 
 /** S3's bound on a single PUT (larger objects go in parts). */
@@ -82,10 +83,19 @@ export async function writeObject(ctx: S3Context, r: S3Request, path: string, so
     if (replacing !== undefined && (code === 'EEXIST' || code === 'EAGAIN') && started) throw preconditionFailed(header(r.req, 'if-match') !== undefined ? 'If-Match' : 'If-None-Match');
     if (code !== 'ENOENT' || started) throw conflictOr(err);
     await bucketMustExist(ctx, r);
-    await makeParents(ctx, r, path);
-    await put().catch((e: unknown) => {
-      throw conflictOr(e);
-    });
+    // The directories made for this key go again if the write fails (a bad digest, a cut
+    // connection): a failed PUT leaves nothing, not even an empty prefix in listings. Another
+    // failed PUT may remove them just as this one made them (ENOENT again): a few more tries.
+    for (let tries = 1; ; tries++) {
+      const before = await makeParents(ctx, r, path);
+      try {
+        await put();
+        break;
+      } catch (e) {
+        if (before !== undefined) await pruneParents(ctx, r, path, before);
+        if ((e as { code?: string }).code !== 'ENOENT' || started || tries === 3) throw conflictOr(e);
+      }
+    }
   }
   return etag;
 }
@@ -191,10 +201,10 @@ export async function removeObject(ctx: S3Context, r: S3Request, key: string): P
   await pruneParents(ctx, r, path);
 }
 
-/** Removes the directories above `path` that are left empty, up to the bucket; markers stay. */
-async function pruneParents(ctx: S3Context, r: S3Request, path: string): Promise<void> {
+/** Removes the directories above `path` that are left empty, up to the bucket (or `stopAt`); markers stay. */
+async function pruneParents(ctx: S3Context, r: S3Request, path: string, stopAt = `/${r.bucket}`): Promise<void> {
   const bucketDir = `/${r.bucket}`;
-  for (let dir = parentOf(path); dir !== bucketDir && dir.startsWith(`${bucketDir}/`); dir = parentOf(dir)) {
+  for (let dir = parentOf(path); dir !== bucketDir && dir !== stopAt && dir.startsWith(`${bucketDir}/`); dir = parentOf(dir)) {
     const marker = await ctx.meta.query('meta.query', { op: 'getxattr', path: dir, name: objectMetaXattr, caller: r.caller }).then(
       () => true,
       () => false,
@@ -223,6 +233,8 @@ async function copyObject(ctx: S3Context, r: S3Request): Promise<void> {
   const srcBytes = objectBytes(src);
   const path = keyPath(r.bucket, r.key);
   let etag: string;
+  // If-Match and If-None-Match are about the destination, as on a PUT.
+  const replacing = await putConditions(ctx, r, path);
   if (isMarkerKey(r.key)) {
     if (srcBytes > 0) throw new S3Error(S3ErrorCode.InvalidRequest, 'a key ending in / is a directory: only an empty object can be copied to it');
     etag = emptyMd5;
@@ -237,7 +249,7 @@ async function copyObject(ctx: S3Context, r: S3Request): Promise<void> {
         yield part;
       }
     })();
-    etag = await writeObject(ctx, r, path, bytes, () => ({ etag: md5.digest('hex'), ...dropUndefined(fields) }));
+    etag = await writeObject(ctx, r, path, bytes, () => ({ etag: md5.digest('hex'), ...dropUndefined(fields) }), replacing);
   }
   const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path, caller: r.caller });
   sendXml(r.res, 200, 'CopyObjectResult', { LastModified: new Date(attr.mtimeMs).toISOString(), ETag: `"${etag}"` });
@@ -286,12 +298,41 @@ export async function bucketMustExist(ctx: S3Context, r: S3Request): Promise<voi
   throw new S3Error(S3ErrorCode.NoSuchBucket, 'the specified bucket does not exist', { BucketName: r.bucket });
 }
 
-async function makeParents(ctx: S3Context, r: S3Request, path: string): Promise<void> {
-  const parent = parentOf(path);
-  if (parent === `/${r.bucket}`) return;
-  await ctx.meta.mutate('meta.mutate', { op: 'mkdir', path: parent, mode: dirMode, uid: r.user.uid, gid: r.user.gid, parents: true, caller: r.caller }).catch((err: unknown) => {
-    if ((err as { code?: string }).code !== 'EEXIST') throw conflictOr(err);
+/** The bucket, if the key's user may `want` (Access bits) on it: NoSuchBucket, AccessDenied otherwise. */
+export async function bucketMustAllow(ctx: S3Context, r: S3Request, want: number): Promise<void> {
+  const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path: `/${r.bucket}`, caller: r.caller }).catch((err: unknown) => {
+    if ((err as { code?: string }).code !== 'ENOENT') throw err;
+    return undefined;
   });
+  if (attr?.type !== 'dir') throw new S3Error(S3ErrorCode.NoSuchBucket, 'the specified bucket does not exist', { BucketName: r.bucket });
+  if (!mayAccess(r.caller, attr, want)) throw new S3Error(S3ErrorCode.AccessDenied, `access key ${r.user.accessKeyId} (uid ${r.user.uid}) may not ${want & Access.Write ? 'write to' : 'read'} bucket ${r.bucket}`, { BucketName: r.bucket });
+}
+
+/**
+ * Makes the missing directories above `path`; returns the deepest one that was there before (those
+ * below it are this request's), or undefined when nothing was missing.
+ */
+async function makeParents(ctx: S3Context, r: S3Request, path: string): Promise<string | undefined> {
+  const bucketDir = `/${r.bucket}`;
+  const parent = parentOf(path);
+  if (parent === bucketDir) return undefined;
+  let before = parentOf(parent);
+  while (before !== bucketDir) {
+    const there = await ctx.meta.query('meta.query', { op: 'stat', path: before, caller: r.caller }).then(
+      () => true,
+      () => false,
+    );
+    if (there) break;
+    before = parentOf(before);
+  }
+  const made = await ctx.meta.mutate('meta.mutate', { op: 'mkdir', path: parent, mode: dirMode, uid: r.user.uid, gid: r.user.gid, parents: true, caller: r.caller }).then(
+    () => true,
+    (err: unknown) => {
+      if ((err as { code?: string }).code !== 'EEXIST') throw conflictOr(err);
+      return false;
+    },
+  );
+  return made ? before : undefined;
 }
 
 async function makeMarker(ctx: S3Context, r: S3Request, path: string, meta: ObjectMeta): Promise<void> {
@@ -418,18 +459,25 @@ export function copySourceOf(r: S3Request): { bucket: string; key: string } {
   return src;
 }
 
-/** x-amz-copy-source: "bucket/key" or "/bucket/key", URL-encoded, maybe with "?versionId=". */
+/** x-amz-copy-source: "bucket/key" or "/bucket/key", URL-encoded, maybe with "?versionId=null" (the only version). */
 function copySource(value: string): { bucket: string; key: string } {
   let v = value.startsWith('/') ? value.slice(1) : value;
   const q = v.indexOf('?');
-  if (q !== -1) v = v.slice(0, q);
+  if (q !== -1) {
+    if (v.slice(q + 1) !== 'versionId=null') throw new S3Error(S3ErrorCode.InvalidArgument, 'x-amz-copy-source may name no version but "null": cairn keeps one version of each object');
+    v = v.slice(0, q);
+  }
   const slash = v.indexOf('/');
   if (slash <= 0 || slash === v.length - 1) throw new S3Error(S3ErrorCode.InvalidArgument, 'x-amz-copy-source must be bucket/key');
+  let src: { bucket: string; key: string };
   try {
-    return { bucket: decodeURIComponent(v.slice(0, slash)), key: decodeURIComponent(v.slice(slash + 1)) };
+    src = { bucket: decodeURIComponent(v.slice(0, slash)), key: decodeURIComponent(v.slice(slash + 1)) };
   } catch {
     throw new S3Error(S3ErrorCode.InvalidArgument, 'x-amz-copy-source has malformed percent-encoding');
   }
+  // A bucket's name, not a path into the gateway's own tree.
+  checkBucketName(src.bucket);
+  return src;
 }
 
 export function header(req: IncomingMessage, name: string): string | undefined {

@@ -86,14 +86,7 @@ function verifyHeader(req: SigningRequest, auth: string, query: [string, string]
     if (auth.startsWith('AWS ')) throw new S3Error(S3ErrorCode.InvalidRequest, 'signature version 2 is not supported: sign requests with AWS4-HMAC-SHA256');
     throw malformed(`the algorithm must be ${algorithm}`);
   }
-  const parts = new Map<string, string>();
-  for (const p of auth.slice(algorithm.length + 1).split(',')) {
-    const eq = p.indexOf('=');
-    if (eq <= 0) continue;
-    const name = p.slice(0, eq).trim();
-    if (parts.has(name)) throw malformed(`${name} is given twice`);
-    parts.set(name, p.slice(eq + 1).trim());
-  }
+  const parts = authorizationParts(auth, malformed);
   const credential = parts.get('Credential');
   const signedHeaders = parts.get('SignedHeaders');
   const signature = parts.get('Signature');
@@ -114,12 +107,55 @@ function verifyHeader(req: SigningRequest, auth: string, query: [string, string]
   const key = signingKey(secret, scope.date, scope.region, scope.service);
   const expected = hmacHex(key, stringToSign(amzDate, scope.scope, canonical));
   if (!sameHex(expected, signature)) throw signatureMismatch();
+  allAmzHeadersSigned(req.headers, names);
   let payload: PayloadCheck;
   if (contentSha === streamingPayload) payload = { kind: 'chunked', chain: new ChunkSigner(key, amzDate, scope.scope, expected) };
   else if (contentSha === streamingUnsignedTrailer) payload = { kind: 'chunked-unsigned' };
   else if (contentSha === unsignedPayload) payload = { kind: 'unsigned' };
   else payload = { kind: 'sha256', hex: payloadHash };
   return { accessKeyId: scope.accessKeyId, payload };
+}
+
+/**
+ * The access key a request names (header or presigned), read as verifyRequest reads it, so that
+ * the key whose secret is looked up is the one the signature is checked with; undefined when it
+ * names none or its authorization is malformed (verifyRequest then says why).
+ */
+export function accessKeyIdOf(req: Pick<SigningRequest, 'headers' | 'rawQuery'>): string | undefined {
+  const auth = header(req.headers, 'authorization');
+  try {
+    const credential = auth !== undefined ? authorizationParts(auth, (why) => new S3Error(S3ErrorCode.AuthorizationHeaderMalformed, why)).get('Credential') : parseQuery(req.rawQuery).find(([k]) => k === 'X-Amz-Credential')?.[1];
+    return credential?.split('/')[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/** The name=value parts of an Authorization header after its algorithm; a name given twice, or one S3 does not define, is malformed. */
+function authorizationParts(auth: string, malformed: (why: string) => S3Error): Map<string, string> {
+  const parts = new Map<string, string>();
+  if (!auth.startsWith(`${algorithm} `)) return parts;
+  for (const p of auth.slice(algorithm.length + 1).split(',')) {
+    const eq = p.indexOf('=');
+    if (eq <= 0) continue;
+    const name = p.slice(0, eq).trim();
+    if (!authorizationPartNames.has(name)) throw malformed(`it has an unknown part '${name.slice(0, 40)}'`);
+    if (parts.has(name)) throw malformed(`${name} is given twice`);
+    parts.set(name, p.slice(eq + 1).trim());
+  }
+  return parts;
+}
+
+const authorizationPartNames = new Set(['Credential', 'SignedHeaders', 'Signature']);
+
+/**
+ * Every x-amz-* header the request carries is among those its signature covers, as S3 requires: an
+ * unsigned one (x-amz-copy-source, x-amz-meta-*) could otherwise be added to a signed request, or
+ * to a presigned URL, by anyone who holds it.
+ */
+function allAmzHeadersSigned(headers: SigningRequest['headers'], signed: readonly string[]): void {
+  const unsigned = Object.keys(headers).filter((n) => n.startsWith('x-amz-') && headers[n] !== undefined && !signed.includes(n));
+  if (unsigned.length > 0) throw new S3Error(S3ErrorCode.AccessDenied, 'there were headers present in the request which were not signed', { HeadersNotSigned: unsigned.join(', ').slice(0, 200) });
 }
 
 function verifyPresigned(req: SigningRequest, query: [string, string][], secretOf: (k: string) => string | undefined, nowMs: number): Verified {
@@ -147,10 +183,15 @@ function verifyPresigned(req: SigningRequest, query: [string, string][], secretO
   const secret = secretFor(scope.accessKeyId, secretOf);
   const names = signedHeaderNames(signedHeaders, bad);
   const unsigned = query.filter(([k]) => k !== 'X-Amz-Signature');
-  const canonical = canonicalRequest(req.method, req.path, unsigned, names, req.headers, header(req.headers, 'x-amz-content-sha256') ?? unsignedPayload);
+  const contentSha = header(req.headers, 'x-amz-content-sha256');
+  const canonical = canonicalRequest(req.method, req.path, unsigned, names, req.headers, contentSha ?? unsignedPayload);
   const expected = hmacHex(signingKey(secret, scope.date, scope.region, scope.service), stringToSign(amzDate, scope.scope, canonical));
   if (!sameHex(expected, signature)) throw signatureMismatch();
-  return { accessKeyId: scope.accessKeyId, payload: { kind: 'unsigned' } };
+  allAmzHeadersSigned(req.headers, names);
+  // A signed x-amz-content-sha256 names the body the URL is for: the body must be that one.
+  if (contentSha === undefined || contentSha === unsignedPayload) return { accessKeyId: scope.accessKeyId, payload: { kind: 'unsigned' } };
+  if (!/^[0-9a-f]{64}$/.test(contentSha.toLowerCase())) throw new S3Error(S3ErrorCode.InvalidArgument, 'a presigned request\'s x-amz-content-sha256 must be the payload\'s SHA-256 in hex, or UNSIGNED-PAYLOAD');
+  return { accessKeyId: scope.accessKeyId, payload: { kind: 'sha256', hex: contentSha.toLowerCase() } };
 }
 
 interface Scope {

@@ -56,27 +56,63 @@ export function escapeXml(text: string): string {
   });
 }
 
+// Entities are decoded here (xmlText), not by the parser: its own decoding takes the five named
+// ones and no character references (&#x0D;, which SDKs write for a carriage return in a key), and
+// decoding those after it would decode twice ("&amp;#32;" is the text "&#32;").
 const parser = new XMLParser({
   ignoreAttributes: true,
-  processEntities: true,
+  processEntities: false,
   htmlEntities: false,
   parseTagValue: false,
   trimValues: false,
   isArray: (name) => name === 'Object' || name === 'Part',
 });
 
-/** Parses a request body; MalformedXML when it is not well-formed or its root is not `root`. */
+/** Parses a request body; MalformedXML when it is not well-formed or its root is not `root`, alone. */
 export function parseXml(body: Buffer, root: string): Record<string, unknown> {
   const text = body.toString('utf8');
   // Declared entities could expand a small body into a huge one: S3's bodies never need them.
   if (/<!(DOCTYPE|ENTITY)/i.test(text)) throw new S3Error(S3ErrorCode.MalformedXML, 'the XML you provided has a document type declaration, which S3 requests never need');
+  // Text in a CDATA section is not to be decoded, and no S3 client writes one.
+  if (text.includes('<![CDATA[')) throw new S3Error(S3ErrorCode.MalformedXML, 'the XML you provided has a CDATA section: write its text with references (&amp;, &#x0D;) instead');
   let doc: Record<string, unknown>;
   try {
     doc = parser.parse(text, true) as Record<string, unknown>;
   } catch (err) {
     throw new S3Error(S3ErrorCode.MalformedXML, `the XML you provided was not well-formed: ${(err as Error).message.split('\n')[0]}`);
   }
+  const roots = Object.keys(doc).filter((k) => k !== '?xml');
   const top = doc[root];
-  if (typeof top !== 'object' || top === null) throw new S3Error(S3ErrorCode.MalformedXML, `the XML you provided has no ${root} element`);
-  return top as Record<string, unknown>;
+  if (typeof top !== 'object' || top === null || Array.isArray(top)) throw new S3Error(S3ErrorCode.MalformedXML, `the XML you provided has no ${root} element`);
+  if (roots.length !== 1) throw new S3Error(S3ErrorCode.MalformedXML, `the XML you provided has ${roots.length} top-level elements: only ${root}`);
+  return decoded(top) as Record<string, unknown>;
+}
+
+/** The parsed document with every text's references decoded. */
+function decoded(v: unknown): unknown {
+  if (typeof v === 'string') return xmlText(v);
+  if (Array.isArray(v)) return v.map(decoded);
+  if (typeof v === 'object' && v !== null) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) if (k !== '__proto__') out[k] = decoded(x);
+    return out;
+  }
+  return v;
+}
+
+const named: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+
+/** Text as XML reads it: the five named entities and character references decoded, in one pass. */
+export function xmlText(raw: string): string {
+  return raw.replace(/&([^;&]*);?/g, (whole, ref: string) => {
+    if (!whole.endsWith(';')) throw new S3Error(S3ErrorCode.MalformedXML, `the XML you provided has a bare '&' (write &amp;) in '${raw.slice(0, 60)}'`);
+    const n = ref.startsWith('#x') ? parseInt(ref.slice(2), 16) : ref.startsWith('#') ? Number(ref.slice(1)) : undefined;
+    if (n === undefined) {
+      if (!Object.hasOwn(named, ref)) throw new S3Error(S3ErrorCode.MalformedXML, `the XML you provided has an unknown entity &${ref.slice(0, 20)};`);
+      return named[ref];
+    }
+    const valid = /^#(x[0-9a-fA-F]{1,6}|[0-9]{1,7})$/.test(ref) && (n === 0x9 || n === 0xa || n === 0xd || (n >= 0x20 && n <= 0xd7ff) || (n >= 0xe000 && n <= 0xfffd) || (n >= 0x10000 && n <= 0x10ffff));
+    if (!valid) throw new S3Error(S3ErrorCode.MalformedXML, `the XML you provided has a reference &${ref.slice(0, 20)}; to no character XML allows`);
+    return String.fromCodePoint(n);
+  });
 }

@@ -9,7 +9,7 @@ import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { request } from 'node:http';
+import { request, type IncomingHttpHeaders } from 'node:http';
 import { connect } from 'node:net';
 import path from 'node:path';
 import {
@@ -385,6 +385,98 @@ test('cairn s3: real S3 clients against a cluster', async (t) => {
     await client.send(new PutObjectCommand({ Bucket: 'probe', Key: long, Body: 'long' }));
     assert.equal(await text(long), 'long');
   });
+
+  await t.test('what a second probe found: foreign subresources, unsigned headers, conditions on completions and copies, entities, left-over prefixes, stored headers', async () => {
+    await client.send(new CreateBucketCommand({ Bucket: 'probe2' }));
+    const text = async (k: string): Promise<string> => (await bodyOf(client.send(new GetObjectCommand({ Bucket: 'probe2', Key: k })))).toString();
+    await client.send(new PutObjectCommand({ Bucket: 'probe2', Key: 'keep', Body: 'kept' }));
+    // Operations S3 has and cairn does not are refused, not served as the plain PUT or DELETE.
+    for (const [method, pathname, query] of [
+      ['PUT', '/probe2/keep', [['annotation', '']]],
+      ['DELETE', '/probe2/keep', [['annotation', '']]],
+      ['PUT', '/probe2/keep', [['renameObject', '']]],
+      ['GET', '/probe2/keep', [['partNumber', '2']]],
+      ['DELETE', '/probe2', [['metadataTable', '']]],
+      ['PUT', '/probe2', [['tagging', '']]],
+      ['GET', '/', [['prefix', 'x']]],
+    ] as [string, string, [string, string][]][]) {
+      const got = await raw(gw.endpoint, key, method, pathname, method === 'PUT' ? Buffer.from('annotated') : undefined, { query });
+      assert.equal(got.code, 'NotImplemented', `${method} ${pathname}?${query[0][0]}: ${got.status} ${got.text}`);
+    }
+    assert.equal(await text('keep'), 'kept', 'the object is untouched');
+    // x-amz-* headers outside the signature: refused (they could turn a presigned PUT into a copy).
+    await client.send(new PutObjectCommand({ Bucket: 'probe2', Key: 'secret', Body: 'secret' }));
+    const copied = await raw(gw.endpoint, key, 'PUT', '/probe2/stolen', Buffer.from(''), { unsignedHeaders: { 'x-amz-copy-source': '/probe2/secret' } });
+    assert.equal(copied.code, 'AccessDenied', copied.text);
+    const url = await getSignedUrl(client, new PutObjectCommand({ Bucket: 'probe2', Key: 'stolen' }), { expiresIn: 60 });
+    assert.equal((await fetch(url, { method: 'PUT', body: '', headers: { 'x-amz-copy-source': '/probe2/secret' } })).status, 403);
+    await assert.rejects(client.send(new HeadObjectCommand({ Bucket: 'probe2', Key: 'stolen' })), { name: 'NotFound' });
+    // A removed key stops working, whatever decoy its Authorization header carries first.
+    const temp: Key = { accessKeyId: 'TEMPKEY2', secretKey: randomBytes(20).toString('hex') };
+    await admin.mutate('meta.mutate', { op: 's3UserAdd', ...temp, buckets: ['*'], uid: 0, gid: 0 });
+    assert.equal((await raw(gw.endpoint, temp, 'GET', '/probe2/keep', undefined)).status, 200);
+    await admin.mutate('meta.mutate', { op: 's3UserRemove', accessKeyId: temp.accessKeyId });
+    await sleep(1_200); // the test gateway's --credential-ttl-ms
+    assert.equal((await raw(gw.endpoint, temp, 'GET', '/probe2/keep', undefined)).code, 'InvalidAccessKeyId');
+    assert.equal((await raw(gw.endpoint, temp, 'GET', '/probe2/keep', undefined, { decoyCredential: true })).code, 'AuthorizationHeaderMalformed');
+    // If-None-Match and If-Match hold on a completion and on a copy, as on a PUT.
+    const parts = [randomBytes(5 << 20), randomBytes(1000)];
+    const up = await client.send(new CreateMultipartUploadCommand({ Bucket: 'probe2', Key: 'keep' }));
+    const etags: string[] = [];
+    for (const [i, p] of parts.entries()) etags.push((await client.send(new UploadPartCommand({ Bucket: 'probe2', Key: 'keep', UploadId: up.UploadId, PartNumber: i + 1, Body: p }))).ETag!);
+    const completion = Buffer.from(`<CompleteMultipartUpload>${etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${e}</ETag></Part>`).join('')}</CompleteMultipartUpload>`);
+    const refused = await raw(gw.endpoint, key, 'POST', '/probe2/keep', completion, { query: [['uploadId', up.UploadId!]], headers: { 'if-none-match': '*' } });
+    assert.equal(refused.status, 412, refused.text);
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/probe2/keep', Buffer.from(''), { headers: { 'x-amz-copy-source': '/probe2/secret', 'if-none-match': '*' } })).status, 412);
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/probe2/keep', Buffer.from(''), { headers: { 'x-amz-copy-source': '/probe2/secret', 'if-match': '"0123"' } })).status, 412);
+    assert.equal(await text('keep'), 'kept', 'neither replaced the object');
+    assert.equal((await raw(gw.endpoint, key, 'POST', '/probe2/keep', completion, { query: [['uploadId', up.UploadId!]], headers: { 'if-match': `"${createHash('md5').update('kept').digest('hex')}"` } })).status, 200);
+    assert.ok((await bodyOf(client.send(new GetObjectCommand({ Bucket: 'probe2', Key: 'keep' })))).equals(Buffer.concat(parts)));
+    // DeleteObjects reads character references: the SDK writes a carriage return in a key as &#x0D;.
+    for (const k of ['cr\rx', 'new\nline', 'a&b']) await client.send(new PutObjectCommand({ Bucket: 'probe2', Key: k, Body: 'x' }));
+    const deleted = await client.send(new DeleteObjectsCommand({ Bucket: 'probe2', Delete: { Objects: [{ Key: 'cr\rx' }, { Key: 'new\nline' }, { Key: 'a&b' }] } }));
+    assert.deepEqual((deleted.Deleted ?? []).map((d) => d.Key).sort(), ['a&b', 'cr\rx', 'new\nline']);
+    for (const k of ['cr\rx', 'new\nline', 'a&b']) await assert.rejects(client.send(new HeadObjectCommand({ Bucket: 'probe2', Key: k })), { name: 'NotFound' }, JSON.stringify(k));
+    // A refused PUT under a new prefix leaves no directory behind (it would list as a prefix).
+    const md5Bad = await raw(gw.endpoint, key, 'PUT', '/probe2/bd/x/y', Buffer.from('hello'), { headers: { 'content-md5': createHash('md5').update('other').digest('base64') } });
+    assert.equal(md5Bad.code, 'BadDigest');
+    assert.deepEqual((await client.send(new ListObjectsV2Command({ Bucket: 'probe2', Prefix: 'bd', Delimiter: '/' }))).CommonPrefixes ?? [], []);
+    await client.send(new PutObjectCommand({ Bucket: 'probe2', Key: 'bd', Body: 'a file where the prefix was' }));
+    // Another user may not start uploads in (or look into) a bucket it may not write.
+    await assert.rejects(s3(other).send(new CreateMultipartUploadCommand({ Bucket: 'probe2', Key: 'k' })), { name: 'AccessDenied' });
+    assert.equal((await raw(gw.endpoint, other, 'HEAD', '/probe2', undefined)).status, 403);
+    // Stored metadata set through a mount or the CLI goes out only as the headers S3 stores.
+    await admin.mutate('meta.mutate', {
+      op: 'setxattr',
+      path: '/probe2/secret',
+      name: 'user.cairn.s3',
+      value: Buffer.from(JSON.stringify({ etag: 'x', headers: { 'set-cookie': 's=1', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache' }, user: { ok: 'yes', 'bad\r\nname': 'v' } })),
+      flags: 0,
+    });
+    const injected = await raw(gw.endpoint, key, 'GET', '/probe2/secret', undefined);
+    assert.equal(injected.status, 200);
+    assert.equal(injected.text, 'secret');
+    assert.equal(injected.headers['set-cookie'], undefined);
+    assert.equal(injected.headers['x-amz-meta-ok'], undefined, 'an ETag not of S3\'s form: the whole record is not the gateway\'s');
+    await admin.mutate('meta.mutate', {
+      op: 'setxattr',
+      path: '/probe2/secret',
+      name: 'user.cairn.s3',
+      value: Buffer.from(JSON.stringify({ etag: createHash('md5').update('secret').digest('hex'), headers: { 'set-cookie': 's=1', location: 'http://elsewhere/', 'cache-control': 'no-cache' }, user: { ok: 'yes', 'bad name': 'v', evil: 'a\r\nb' } })),
+      flags: 0,
+    });
+    const kept = await raw(gw.endpoint, key, 'GET', '/probe2/secret', undefined);
+    assert.deepEqual([kept.headers['set-cookie'], kept.headers.location, kept.headers['cache-control'], kept.headers['x-amz-meta-ok'], kept.headers['x-amz-meta-evil']], [undefined, undefined, 'no-cache', 'yes', undefined]);
+    // Smaller ones: the temporary names of unfinished PUTs, a copy source's version, reserved bucket names, metadata names.
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/probe2/.x.cairn-put-0123456789ab', Buffer.from('x'))).code, 'InvalidArgument');
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/probe2/c', Buffer.from(''), { headers: { 'x-amz-copy-source': '/probe2/secret?versionId=123' } })).code, 'InvalidArgument');
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/probe2/c', Buffer.from(''), { headers: { 'x-amz-copy-source': '/.cairn-s3/uploads' } })).code, 'InvalidBucketName');
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/xn--abc', undefined)).code, 'InvalidBucketName');
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/probe2/m', Buffer.from('x'), { headers: { 'x-amz-meta-': 'v' } })).code, 'InvalidArgument');
+    assert.equal((await raw(gw.endpoint, key, 'PUT', '/probe2/proto', Buffer.from('p'), { headers: { 'x-amz-meta-__proto__': 'kept', 'x-amz-meta-constructor': 'also' } })).status, 200);
+    const proto = await raw(gw.endpoint, key, 'HEAD', '/probe2/proto', undefined);
+    assert.deepEqual([proto.headers['x-amz-meta-__proto__'], proto.headers['x-amz-meta-constructor']], ['kept', 'also']);
+  });
 });
 
 /** How long the test gateway answers a retried completion (an hour by default). */
@@ -421,8 +513,8 @@ async function raw(
   method: string,
   pathname: string,
   body: Buffer | AsyncIterable<Buffer> | undefined,
-  opts: { sha256Of?: Buffer; contentLength?: number; headers?: Record<string, string>; unsigned?: boolean; query?: [string, string][] } = {},
-): Promise<{ status: number; code: string; etag?: string; text: string }> {
+  opts: { sha256Of?: Buffer; contentLength?: number; headers?: Record<string, string>; unsigned?: boolean; query?: [string, string][]; unsignedHeaders?: Record<string, string>; decoyCredential?: boolean } = {},
+): Promise<{ status: number; code: string; etag?: string; text: string; headers: IncomingHttpHeaders }> {
   const url = new URL(endpoint);
   const amzDate = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
   const date = amzDate.slice(0, 8);
@@ -433,14 +525,15 @@ async function raw(
   if (opts.unsigned !== true) {
     const canonical = canonicalRequest(method, pathname, opts.query ?? [], names, headers, payloadHash);
     const sig = createHmac('sha256', signingKey(key.secretKey, date, 'us-east-1', 's3')).update(stringToSign(amzDate, `${date}/us-east-1/s3/aws4_request`, canonical)).digest('hex');
-    headers.authorization = `AWS4-HMAC-SHA256 Credential=${key.accessKeyId}/${date}/us-east-1/s3/aws4_request, SignedHeaders=${names.join(';')}, Signature=${sig}`;
+    headers.authorization = `AWS4-HMAC-SHA256 ${opts.decoyCredential === true ? 'XCredential=NOSUCHKEY/x, ' : ''}Credential=${key.accessKeyId}/${date}/us-east-1/s3/aws4_request, SignedHeaders=${names.join(';')}, Signature=${sig}`;
   }
+  Object.assign(headers, opts.unsignedHeaders);
   return new Promise((resolve, reject) => {
     const search = opts.query === undefined ? '' : `?${new URLSearchParams(opts.query).toString()}`;
     const req = request({ host: url.hostname, port: url.port, method, path: pathname + search, headers }, (res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, code: /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? '', etag: res.headers.etag, text }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, code: /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? '', etag: res.headers.etag, text, headers: res.headers }));
     });
     req.on('error', reject);
     if (body === undefined || Buffer.isBuffer(body)) return void req.end(body);

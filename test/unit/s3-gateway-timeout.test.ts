@@ -9,7 +9,7 @@ import type { DataClient, MasterClient } from '../../src/client/index.ts';
 import { S3Gateway } from '../../src/s3/gateway.ts';
 
 test('a connection that sends no whole headers in headersTimeoutMs gets RequestTimeout and is closed', async (t) => {
-  const gw = new S3Gateway({ meta: {} as MasterClient, data: {} as DataClient, log: () => undefined, headersTimeoutMs: 300 }, { listBuckets: async () => undefined, bucket: {}, object: {} });
+  const gw = new S3Gateway({ meta: {} as MasterClient, data: {} as DataClient, log: () => undefined, headersTimeoutMs: 300 }, { listBuckets: async () => undefined, bucket: {}, object: {}, params: {} });
   const { port } = await gw.listen('127.0.0.1', 0);
   t.after(() => gw.close());
   for (const sent of ['', 'GET /bucket/key HTTP/1.1\r\nHost: x\r\n']) {
@@ -26,4 +26,19 @@ test('a connection that sends no whole headers in headersTimeoutMs gets RequestT
   }
   for (let i = 0; i < 100 && gw.connections > 0; i++) await new Promise((r) => setTimeout(r, 10));
   assert.equal(gw.connections, 0, 'the gateway let go of both connections');
+
+  // Clients that never read the answer nor close their side (a probe held every place this way for
+  // two minutes): the gateway cuts them a moment after its answer.
+  const held = Array.from({ length: 5 }, () => {
+    const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => s.write('GET / HTTP/1.1\r\n'));
+    s.pause();
+    s.on('error', () => undefined);
+    return s;
+  });
+  t.after(() => held.forEach((s) => s.destroy()));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(gw.connections, 5);
+  const cutBy = performance.now() + 4_000;
+  while (gw.connections > 0 && performance.now() < cutBy) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(gw.connections, 0, 'connections that never closed their side were cut');
 });

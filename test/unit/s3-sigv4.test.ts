@@ -5,9 +5,9 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { S3Error } from '../../src/s3/errors.ts';
-import { emptySha256, verifyRequest, type SigningRequest } from '../../src/s3/sigv4.ts';
+import { accessKeyIdOf, canonicalRequest, emptySha256, signingKey, stringToSign, unsignedPayload, verifyRequest, type SigningRequest } from '../../src/s3/sigv4.ts';
 
 const accessKeyId = 'AKIAIOSFODNN7EXAMPLE';
 const secret = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
@@ -140,4 +140,37 @@ test('wrong, unknown, skewed and malformed signatures each get their S3 error', 
   assert.equal(code(() => verifyRequest(withHeaders({ 'x-amz-date': '20130525T000000Z' }), secretOf, signedAt)), 'AuthorizationHeaderMalformed');
   assert.equal(code(() => verifyRequest({ ...getObject, path: '/%zz' }, secretOf, signedAt)), 'InvalidArgument');
   assert.equal(code(() => verifyRequest({ ...getObject, rawQuery: 'X-Amz-Signature=ab' }, secretOf, signedAt)), 'InvalidArgument');
+});
+
+test('what a probe found: a decoy credential, x-amz headers outside the signature, a presigned body hash', () => {
+  // The key the gateway looks up (accessKeyIdOf) is the one the signature is checked with: a part
+  // S3 does not define is refused, so a decoy Credential cannot send the lookup elsewhere.
+  const decoy = { ...getObject, headers: { ...getObject.headers, authorization: `AWS4-HMAC-SHA256 XCredential=NOSUCHKEY/x, ${String(getObject.headers.authorization).slice('AWS4-HMAC-SHA256 '.length)}` } };
+  assert.equal(code(() => verifyRequest(decoy, secretOf, signedAt)), 'AuthorizationHeaderMalformed');
+  assert.equal(accessKeyIdOf(decoy), undefined);
+  assert.equal(accessKeyIdOf(getObject), accessKeyId);
+  // An x-amz-* header the signature does not cover is refused (added to a signed request, or to a presigned URL).
+  const added = { ...getObject, headers: { ...getObject.headers, 'x-amz-copy-source': '/other/secret' } };
+  assert.equal(code(() => verifyRequest(added, secretOf, signedAt)), 'AccessDenied');
+  const presignedAt = Date.UTC(2026, 0, 2);
+  const amzDate = '20260102T000000Z';
+  const presign = (method: string, headers: Record<string, string>, signed: string[]): SigningRequest => {
+    const q: [string, string][] = [
+      ['X-Amz-Algorithm', 'AWS4-HMAC-SHA256'],
+      ['X-Amz-Credential', `${accessKeyId}/20260102/us-east-1/s3/aws4_request`],
+      ['X-Amz-Date', amzDate],
+      ['X-Amz-Expires', '600'],
+      ['X-Amz-SignedHeaders', signed.join(';')],
+    ];
+    const canonical = canonicalRequest(method, '/b/k', q, signed, headers, headers['x-amz-content-sha256'] ?? unsignedPayload);
+    const sig = createHmac('sha256', signingKey(secret, '20260102', 'us-east-1', 's3')).update(stringToSign(amzDate, '20260102/us-east-1/s3/aws4_request', canonical)).digest('hex');
+    return { method, path: '/b/k', rawQuery: new URLSearchParams([...q, ['X-Amz-Signature', sig]]).toString(), headers };
+  };
+  const url = presign('PUT', { host: 'h' }, ['host']);
+  assert.deepEqual(verifyRequest(url, secretOf, presignedAt), { accessKeyId, payload: { kind: 'unsigned' } });
+  assert.equal(code(() => verifyRequest({ ...url, headers: { host: 'h', 'x-amz-copy-source': '/other/secret' } }, secretOf, presignedAt)), 'AccessDenied');
+  assert.equal(code(() => verifyRequest({ ...url, headers: { host: 'h', 'x-amz-meta-a': 'b' } }, secretOf, presignedAt)), 'AccessDenied');
+  // A presigned URL that signs the body's hash takes that body only.
+  const bodyHash = createHash('sha256').update('the body').digest('hex');
+  assert.deepEqual(verifyRequest(presign('PUT', { host: 'h', 'x-amz-content-sha256': bodyHash }, ['host', 'x-amz-content-sha256']), secretOf, presignedAt), { accessKeyId, payload: { kind: 'sha256', hex: bodyHash } });
 });
