@@ -3,7 +3,7 @@
 
 import { fileMode, nodeDisk } from '../io/node-disk.ts';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { crc32c } from '@node-rs/crc32';
 import type { Command } from 'commander';
 import type { MasterClient } from '../client/index.ts';
@@ -22,6 +22,7 @@ import { registerDashboardUserCommands } from './dashboard-user-cmd.ts';
 import { configError, parseAddress, parsePositiveInt } from './config.ts';
 import { jsonLine, printable } from './format.ts';
 import { confirm } from './ask.ts';
+import { replaceFile } from './replace-file.ts';
 import { acquireDirLock } from '../master/dir-lock.ts';
 import { describeRecovery, planRecovery, recoverAlone, unusedIdAfter } from '../journal/raft/recover.ts';
 
@@ -190,7 +191,8 @@ async function backup(c: MasterClient, file: string): Promise<void> {
   backupMagic.copy(header);
   header.writeUInt32BE(crc32c(r.payload), backupMagic.length);
   // The whole namespace (and, later, the S3 keys' secrets): the owner's alone.
-  await writeFile(file, Buffer.concat([header, r.payload]), { mode: fileMode });
+  // Written beside the name and renamed over it: a full disk leaves an older backup whole.
+  await replaceFile(file, Buffer.concat([header, r.payload]), fileMode);
   const meta = r.body as { chunks: number; applied: number };
   console.log(`backup of ${r.payload.length} bytes (${meta.chunks} chunks, as of journal index ${meta.applied}) written to ${printable(file)}`);
 }

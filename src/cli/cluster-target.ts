@@ -5,6 +5,7 @@ import { BufferPool } from '../buffer-pool.ts';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DataClient, MasterClient } from '../client/index.ts';
 import { systemClock } from '../io/system-clock.ts';
 import { RpcClient, type RpcMetrics } from '../rpc/index.ts';
@@ -100,11 +101,22 @@ function resolveTarget(flags: TargetFlags): { masters: string[]; secret: string 
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
   }
+  // After a reboot, or a kill -9, the recorded pid may be another program's: only a process running
+  // cairn's own main script is one local up started (where /proc cannot tell, the pid is trusted).
+  let args: string[];
+  try {
+    args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return true;
+  }
+  return args.includes(cairnMainScript);
 }
+
+/** The script every process `local up` starts runs (masters, workers, the S3 gateway, mount daemons). */
+export const cairnMainScript = fileURLToPath(new URL('./main.ts', import.meta.url));
 
 /** The longest --timeout-ms: a day (a larger one is a typo more likely than a wish). */
 const timeoutMsMax = 24 * 3600 * 1000;

@@ -3,7 +3,7 @@
 
 import type { Command } from 'commander';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm, stat as localStat } from 'node:fs/promises';
+import { chmod, chown, lstat, realpath, rename, rm, stat as localStat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import path from 'node:path';
 import { addAbortSignal } from 'node:stream';
@@ -281,6 +281,19 @@ async function get(meta: MasterClient, data: DataClient, p: string, local: strin
   if (local === '-') {
     try {
       await pipeline(counted(), process.stdout);
+    } catch (err) {
+      // The reader went away (| head): that ends the output, as for cat, and is no error.
+      if ((err as NodeJS.ErrnoException).code !== 'EPIPE') throw err;
+    } finally {
+      bar?.stop();
+    }
+    return;
+  }
+  const to = await localTarget(local, p);
+  if (to.kind === 'stream') {
+    // A device, FIFO or socket (/dev/null, /dev/stdout, a named pipe): written to, as cp does, never replaced.
+    try {
+      await untilSignal((signal) => pipeline(counted(), createWriteStream(to.path, { flags: 'w' }), { signal }));
     } finally {
       bar?.stop();
     }
@@ -288,11 +301,17 @@ async function get(meta: MasterClient, data: DataClient, p: string, local: strin
   }
   // Into a temporary file beside the target, which takes its name once complete: a read that
   // fails leaves a file already there as it was (it was emptied before the first byte came).
-  const temp = path.join(path.dirname(local), transferTempName(path.basename(local), 'get'));
+  // The new file keeps the mode (and, as root, the owner) of the one it replaces; a new one takes
+  // the cairn file's mode, less the umask, as cp gives.
+  const temp = path.join(path.dirname(to.path), transferTempName(path.basename(to.path), 'get'));
   try {
     await untilSignal(async (signal) => {
-      await pipeline(counted(), createWriteStream(temp, { flags: 'wx' }), { signal });
-      await rename(temp, local);
+      await pipeline(counted(), createWriteStream(temp, { flags: 'wx', mode: to.replaces === undefined ? attr.mode & 0o777 : 0o600 }), { signal });
+      if (to.replaces !== undefined) {
+        if (process.getuid?.() === 0) await chown(temp, to.replaces.uid, to.replaces.gid);
+        await chmod(temp, to.replaces.mode & 0o7777);
+      }
+      await rename(temp, to.path);
     });
   } catch (err) {
     await rm(temp, { force: true });
@@ -300,6 +319,29 @@ async function get(meta: MasterClient, data: DataClient, p: string, local: strin
   } finally {
     bar?.stop();
   }
+}
+
+/**
+ * Where `fs get` writes, deciding as cp does: into a directory under the source's name; through a
+ * symlink to its target (never through a dangling one); into a device, FIFO or socket as a stream;
+ * else a regular file, new or replacing one (whose mode and owner it then keeps).
+ */
+async function localTarget(local: string, from: string, inDir = false): Promise<{ kind: 'stream'; path: string } | { kind: 'file'; path: string; replaces?: { mode: number; uid: number; gid: number } }> {
+  const st = await localStat(local).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
+    throw err;
+  });
+  if (st === undefined) {
+    if ((await lstat(local).catch(() => undefined))?.isSymbolicLink() === true) throw configError(`not writing through the dangling symlink ${local}`);
+    return { kind: 'file', path: local };
+  }
+  if (st.isDirectory()) {
+    if (inDir) throw configError(`${local} is a directory: give the file's local name`);
+    return localTarget(path.join(local, path.posix.basename(from)), from, true);
+  }
+  if (!st.isFile()) return { kind: 'stream', path: local };
+  // The file itself takes the new bytes' place, not a symlink on the way to it.
+  return { kind: 'file', path: await realpath(local), replaces: { mode: st.mode, uid: st.uid, gid: st.gid } };
 }
 
 /** The status a shell gives a program a signal stopped (128 + its number): 130 for SIGINT, 143 for SIGTERM. */

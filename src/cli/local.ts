@@ -4,7 +4,8 @@
 import { dirMode, fileMode } from '../io/node-disk.ts';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { replaceFileSync } from './replace-file.ts';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MasterClient } from '../client/index.ts';
@@ -257,7 +258,7 @@ async function decommissionedWorkers(cluster: LocalCluster): Promise<Set<number>
 }
 
 function writeCluster(dir: string, cluster: LocalCluster): void {
-  writeFileSync(path.join(dir, clusterFileName), `${JSON.stringify(cluster, null, 2)}\n`, { mode: 0o600 });
+  replaceFileSync(path.join(dir, clusterFileName), `${JSON.stringify(cluster, null, 2)}\n`, 0o600);
 }
 
 function journalOf(c: LocalCluster): LocalJournal {
@@ -513,7 +514,7 @@ export async function startLocalS3(dir: string, listen: string, cliArgs: string[
   const { pid, message } = await spawnDaemon([...cliArgs, 's3', '--dir', path.resolve(dir), '--listen', listen, '--http', '127.0.0.1:0'], path.join(dir, 's3.log'), 'the S3 gateway');
   const { endpoint, http } = message as { endpoint?: unknown; http?: unknown };
   const s3: LocalS3 = { endpoint: String(endpoint), pid, ...(typeof http === 'string' ? { http } : {}), ...key };
-  writeFileSync(path.join(dir, s3FileName), JSON.stringify(s3, null, 2), { mode: fileMode });
+  replaceFileSync(path.join(dir, s3FileName), JSON.stringify(s3, null, 2), fileMode);
   log(`S3 gateway on ${s3.endpoint} (pid ${pid}, log ${path.join(dir, 's3.log')}${s3.http === undefined ? '' : `, /metrics on http://${s3.http}`})`);
   return s3;
 }
@@ -555,7 +556,7 @@ export async function ensureLocalDashboard(dir: string): Promise<LocalDashboard 
     }
   }
   const dashboard: LocalDashboard = { url: `http://${master.http}/`, user: login.user, password: login.password };
-  writeFileSync(file, JSON.stringify(dashboard, null, 2), { mode: fileMode });
+  replaceFileSync(file, JSON.stringify(dashboard, null, 2), fileMode);
   return dashboard;
 }
 
@@ -583,7 +584,7 @@ export interface LocalMount {
 export function recordLocalMount(dir: string, m: LocalMount): void {
   const file = path.join(dir, mountsFileName);
   const mounts = readLocalMounts(dir).filter((x) => isAlive(x.pid) && x.mountpoint !== m.mountpoint);
-  writeFileSync(file, JSON.stringify([...mounts, m], null, 2), { mode: fileMode });
+  replaceFileSync(file, JSON.stringify([...mounts, m], null, 2), fileMode);
 }
 
 function readLocalMounts(dir: string): LocalMount[] {

@@ -131,13 +131,18 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
     process.disconnect?.();
   }
   await new Promise<void>((resolve) => {
+    // A second signal while the mount flushes and unmounts (timeout sends one to the whole group
+    // too) must not kill the daemon with its mount half gone: it is logged and waited out.
+    let stopping = false;
     const stop = (why: string): void => {
+      if (stopping) return log('info', `${why}: already unmounting ${mounted.mountpoint}`);
+      stopping = true;
       clearInterval(watch);
       log('info', `${why}: unmounting ${mounted.mountpoint}`);
       void mounted.unmount().finally(resolve);
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
     // Unmounted from outside (cairn umount, fusermount -u): the daemon's work is done.
     const watch = setInterval(() => {
       void mountAt(mounted.mountpoint).then((t) => {
@@ -157,8 +162,29 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
 async function startDaemon(mountpoint: string, flags: MountFlags): Promise<void> {
   const mnt = path.resolve(mountpoint);
   const logFile = path.resolve(flags.log ?? path.join(homedir(), '.cairn', `mount-${mnt.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_/, '')}.log`));
-  const pid = await spawnMountDaemon([...process.execArgv, ...process.argv.slice(1).filter((a) => a !== '--daemon')], mnt, logFile);
+  const pid = await spawnMountDaemon([...process.execArgv, ...daemonArgs(process.argv.slice(1), mountpoint, mnt)], mnt, logFile);
   console.log(`cairn mount: ${printable(mnt)} mounted by daemon pid ${pid} (log ${printable(logFile)}); unmount with 'cairn umount ${printable(mnt)}'`);
+}
+
+/**
+ * This command's arguments for its daemon, without --daemon: the daemon runs in `/`, so the mount
+ * point and the paths given relative to here (--dir, --log) go as absolute paths.
+ */
+export function daemonArgs(argv: readonly string[], mountpoint: string, mnt: string): string[] {
+  const out: string[] = [];
+  let mountpointSeen = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--daemon') continue;
+    const flag = /^--(dir|log)(=(.*))?$/.exec(a);
+    if (flag !== null && flag[2] !== undefined) out.push(`--${flag[1]}=${path.resolve(flag[3])}`);
+    else if (flag !== null && i + 1 < argv.length) out.push(a, path.resolve(argv[++i]));
+    else if (!mountpointSeen && i > 0 && a === mountpoint && argv.slice(0, i).includes('mount')) {
+      mountpointSeen = true;
+      out.push(mnt);
+    } else out.push(a);
+  }
+  return out;
 }
 
 /**

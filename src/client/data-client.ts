@@ -256,6 +256,8 @@ export class DataClient {
   }
 
   /** Runs `op` with fresh routing after each retryable failure, until the deadline; then fails with EIO. */
+  private closed = false;
+
   private async retrying<T>(what: string, op: (routing: Routing) => Promise<T>): Promise<T> {
     const deadline = this.opts.clock.now() + this.opts.retryDeadlineMs;
     let backoff = retryBackoffMs.min;
@@ -266,7 +268,9 @@ export class DataClient {
         return await op(routing);
       } catch (err) {
         const code = codeOf(err);
-        if (!retryable.has(code)) throw err;
+        // Closed meanwhile (a reader whose consumer went away): its reads in flight stop here
+        // rather than reconnect, and keep the process alive, for the whole deadline.
+        if (!retryable.has(code) || this.closed) throw err;
         if (settled.has(code)) {
           // Counted from the first such failure, through any others between.
           settledSince ??= this.opts.clock.now();
@@ -292,6 +296,7 @@ export class DataClient {
   }
 
   private conn(routing: Routing, workerId: number): Connection {
+    if (this.closed) throw new CairnError(ErrorCode.Interrupted, 'the data client is closed');
     const address = routing.workerAddress(workerId);
     if (address === undefined) throw new CairnError(ErrorCode.Unavailable, `no address known for worker ${workerId}`);
     let c = this.conns.get(address);
@@ -303,6 +308,7 @@ export class DataClient {
   }
 
   close(): void {
+    this.closed = true;
     for (const c of this.conns.values()) c.close();
     this.conns.clear();
   }

@@ -2,9 +2,9 @@
 // errors, and a clear failure when no quorum is left.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat as fileStat, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat as fileStat, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -106,6 +106,36 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.equal(JSON.parse(put.stdout).sizeBytes, body.length);
   assert.equal((await cairn(['fs', 'get', '/blob', path.join(dir, 'back.bin'), ...d])).code, 0);
   assert.ok((await readFile(path.join(dir, 'back.bin'))).equals(body), 'get returns the bytes put');
+  // get decides as cp: through a symlink (its target replaced, keeping its mode), into a
+  // directory, into a FIFO as a stream (never replaced by a file), never through a dangling link.
+  const gets = await mkdtemp(path.join(dir, 'gets-'));
+  await writeFile(path.join(gets, 'real'), 'old');
+  await chmod(path.join(gets, 'real'), 0o640);
+  await symlink('real', path.join(gets, 'link'));
+  await symlink('nowhere', path.join(gets, 'dangling'));
+  await mkdir(path.join(gets, 'sub'));
+  assert.equal((await cairn(['fs', 'get', '/blob', path.join(gets, 'link'), '--quiet', ...d])).code, 0);
+  assert.ok((await lstat(path.join(gets, 'link'))).isSymbolicLink(), 'the link stays a link');
+  assert.ok((await readFile(path.join(gets, 'real'))).equals(body));
+  assert.equal((await fileStat(path.join(gets, 'real'))).mode & 0o777, 0o640, 'the replaced file keeps its mode');
+  assert.equal((await cairn(['fs', 'get', '/blob', path.join(gets, 'sub'), '--quiet', ...d])).code, 0);
+  assert.ok((await readFile(path.join(gets, 'sub', 'blob'))).equals(body));
+  const dangling = await cairn(['fs', 'get', '/blob', path.join(gets, 'dangling'), '--quiet', ...d]);
+  assert.equal(dangling.code, 1);
+  assert.match(dangling.stderr, /not writing through the dangling symlink/);
+  const fifo = path.join(gets, 'fifo');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  const [streamed, viaFifo] = await Promise.all([readFile(fifo), cairn(['fs', 'get', '/blob', fifo, '--quiet', ...d])]);
+  assert.equal(viaFifo.code, 0, viaFifo.stderr);
+  assert.ok(streamed.equals(body), 'the FIFO\'s reader got the bytes');
+  assert.ok((await lstat(fifo)).isFIFO(), 'the FIFO is still one');
+  // A cat into a pipe its reader closed ends at once (it used to retry its reads in flight for minutes).
+  await writeFile(path.join(dir, 'big.bin'), randomBytes(24 << 20));
+  assert.equal((await cairn(['fs', 'put', path.join(dir, 'big.bin'), '/big.bin', '--quiet', ...d])).code, 0);
+  const catStarted = Date.now();
+  const head = spawnSync('bash', ['-c', `set -o pipefail; '${process.execPath}' '${mainScript}' fs cat /big.bin --dir '${dir}' | head -c 10 | wc -c`], { encoding: 'utf8', timeout: 60_000 });
+  assert.deepEqual([head.status, head.stdout.trim(), head.stderr], [0, '10', ''], 'no EPIPE error');
+  assert.ok(Date.now() - catStarted < 20_000, `cat | head took ${Date.now() - catStarted} ms`);
   assert.equal((await cairn(['fs', 'cp', '/blob', '/blob2', ...d])).code, 0);
   assert.equal((await cairn(['fs', 'put', local, '/', ...d])).code, 0, 'put into a directory keeps the name');
   const copied = await cairn(['fs', 'stat', '/local.bin', '--json', ...d]);
@@ -129,8 +159,13 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.equal((await cairn(['fs', 'mkdir', '-p', '/kept/deep', ...d])).code, 0);
   assert.equal((await cairn(['fs', 'touch', '/kept/deep/f', ...d])).code, 0);
   const file = path.join(dir, 'meta.bak');
+  // Onto a symlink: the link is replaced by the backup (written beside it, then renamed), not written through.
+  await writeFile(path.join(dir, 'precious'), 'precious');
+  await symlink('precious', file);
   const backup = await cairn(['admin', 'backup', file, ...d]);
   assert.match(backup.stdout, /backup of \d+ bytes/, backup.stderr);
+  assert.equal(await readFile(path.join(dir, 'precious'), 'utf8'), 'precious');
+  assert.equal((await lstat(file)).mode & 0o777, 0o600, 'the backup, a file of its own, is its owner\'s alone');
   const damaged = path.join(dir, 'damaged.bak');
   const bytes = await readFile(file);
   bytes[bytes.length - 1] ^= 0xff;
@@ -391,6 +426,19 @@ test('hostile names, rm guards, ls -l modes, and a stopped local cluster', async
   assert.equal(stopped.code, 1);
   assert.match(stopped.stderr, /^cairn: the local cluster in \S+ is not running .*start it with 'cairn local up --dir \S+' \(CAIRN_NOT_RUNNING\)$/m);
   assert.ok(Date.now() - start < 5_000, `took ${Date.now() - start} ms`);
+
+  // A recorded pid that another program has since (after a reboot, or a kill -9): not taken for
+  // the master, and never signalled by local down.
+  const stranger = spawn('sleep', ['600'], { stdio: 'ignore' });
+  t.after(() => stranger.kill('SIGKILL'));
+  const record = path.join(dir, 'cluster.json');
+  const cluster = JSON.parse(await readFile(record, 'utf8')) as { processes: { pid: number }[] };
+  cluster.processes[0].pid = stranger.pid!;
+  await writeFile(record, JSON.stringify(cluster));
+  const status = JSON.parse((await cairn(['local', 'status', '--json', ...d])).stdout) as { pid: number; alive: boolean }[];
+  assert.equal(status.find((p) => p.pid === stranger.pid)?.alive, false);
+  assert.equal((await cairn(['local', 'down', ...d])).code, 0);
+  assert.equal(stranger.exitCode ?? stranger.signalCode, null, 'local down left the stranger alone');
 });
 
 test('admin worker decommission: refused without --yes off a terminal, then a killed worker\'s chains get replacements, shown by admin nodes and report', async (t) => {
