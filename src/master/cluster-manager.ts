@@ -502,11 +502,16 @@ export class ClusterManager {
   private async updateStates(now: number): Promise<void> {
     const state = this.opts.state();
     const targets = new Map(state.targets().map((t) => [t.targetId, t]));
+    const decommissioned = new Set(state.workers().filter((w) => w.decommissionedMs !== undefined).map((w) => w.workerId));
     const updates: ChainUpdate[] = [];
     for (const chain of state.chains()) {
       const members = chain.targetIds.map((id) => ({ targetId: id, state: targets.get(id)!.state }));
       const source = this.restoredSource(chain.chainId, members, (id) => targets.get(id)!.workerId, now);
-      const next = nextChainMembers(source ?? members, (id) => this.localState(id, targets.get(id)!.workerId, now, chain.version));
+      const next = nextChainMembers(
+        source ?? members,
+        (id) => this.localState(id, targets.get(id)!.workerId, now, chain.version),
+        (id) => decommissioned.has(targets.get(id)!.workerId),
+      );
       if (!sameMembers(members, next)) updates.push({ chainId: chain.chainId, version: chain.version, targets: next });
     }
     if (updates.length === 0) return;

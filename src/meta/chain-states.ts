@@ -47,8 +47,13 @@ export function inChainOrder(members: readonly ChainMember[]): boolean {
   return members.every((m, i) => i === 0 || stateRank[members[i - 1].state] <= stateRank[m.state]);
 }
 
-/** The chain's next members (new objects, in chain order); equal to the old ones when nothing changes. */
-export function nextChainMembers(members: readonly ChainMember[], local: (targetId: number) => LocalState): ChainMember[] {
+/**
+ * The chain's next members (new objects, in chain order); equal to the old ones when nothing changes.
+ * `leaving` marks members of decommissioned workers: when serving members die together, each holds
+ * every acknowledged write, and the lastsrv is one that can come back (a decommissioned worker never
+ * registers again, and a chain waiting for it would wait for ever).
+ */
+export function nextChainMembers(members: readonly ChainMember[], local: (targetId: number) => LocalState, leaving: (targetId: number) => boolean = () => false): ChainMember[] {
   const next = new Map<number, TargetState>();
   const alive = (m: ChainMember): boolean => local(m.targetId) !== LocalState.Offline;
   const serving = (): boolean => [...next.values()].includes(TargetState.Serving);
@@ -59,7 +64,8 @@ export function nextChainMembers(members: readonly ChainMember[], local: (target
     if (alive(m)) next.set(m.targetId, TargetState.Serving);
     else deadServing.push(m);
   }
-  deadServing.forEach((m, i) => next.set(m.targetId, i === 0 && !serving() ? TargetState.LastServing : TargetState.Offline));
+  const last = serving() ? undefined : (deadServing.find((m) => !leaving(m.targetId)) ?? deadServing[0]);
+  for (const m of deadServing) next.set(m.targetId, m === last ? TargetState.LastServing : TargetState.Offline);
   for (const m of byOld(TargetState.LastServing)) {
     if (serving()) next.set(m.targetId, TargetState.Offline);
     else next.set(m.targetId, alive(m) ? TargetState.Serving : TargetState.LastServing);

@@ -25,6 +25,14 @@ test('a dead member goes offline and to the end; the head is the first serving o
   assert.deepEqual(next([[1, S], [2, S], [3, S]], { 1: up, 2: off, 3: on }), [[1, S], [3, S], [2, O]]);
 });
 
+test('serving members that die together: the lastsrv is one whose worker can come back, not a decommissioned one', () => {
+  const leaving = (id: number): boolean => id === 1;
+  const out = nextChainMembers([{ targetId: 1, state: S }, { targetId: 2, state: S }], () => off, leaving).map((m) => [m.targetId, m.state]);
+  assert.deepEqual(out, [[2, L], [1, O]]);
+  // The only one that served last is kept, decommissioned or not: it alone holds every write.
+  assert.deepEqual(nextChainMembers([{ targetId: 1, state: S }, { targetId: 2, state: O }], () => off, leaving).map((m) => [m.targetId, m.state]), [[1, L], [2, O]]);
+});
+
 test('when the last serving members die, the first of them becomes lastsrv and the chain waits for it', () => {
   assert.deepEqual(next([[1, S], [2, S], [3, O]], { 1: off, 2: off, 3: on }), [[1, L], [3, W], [2, O]]);
   // Only the lastsrv holds every acknowledged write: the others wait for it.
