@@ -55,17 +55,32 @@ export function defaultLocalDir(): string {
 }
 
 export function readLocalCluster(dir: string): LocalCluster | undefined {
+  const file = path.join(dir, clusterFileName);
   let text: string;
   try {
-    text = readFileSync(path.join(dir, clusterFileName), 'utf8');
-  } catch {
-    return undefined;
-  }
-  try {
-    return JSON.parse(text) as LocalCluster;
+    text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw configError(`${path.join(dir, clusterFileName)} is damaged (${(err as Error).message}); run 'cairn local down --dir ${dir}' and start again`);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    // Another user's cluster (EACCES) is not "no cluster": saying so would let local down report success.
+    throw configError(`cannot read ${file}: ${(err as Error).message}`);
   }
+  const damaged = (why: string): Error =>
+    configError(`${file} is damaged (${why}): it is the record of the local cluster's ports, processes and secret. Put it back from a copy; or stop the cluster's processes by hand (ps shows them with --dir ${dir}), and remove ${dir} to start over`);
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw damaged((err as Error).message);
+  }
+  const o = v as Partial<LocalCluster> | null;
+  if (typeof o !== 'object' || o === null || typeof o.secret !== 'string' || !Array.isArray(o.processes)) throw damaged('it has no secret or no list of processes');
+  for (const p of o.processes as unknown[]) {
+    const q = p as Partial<LocalProcess> | null;
+    const valid = typeof q === 'object' && q !== null && (q.kind === 'master' || q.kind === 'worker') && Number.isSafeInteger(q.id) && Number.isSafeInteger(q.pid) && (q.pid ?? 0) > 0 && typeof q.address === 'string' && typeof q.dir === 'string' && typeof q.log === 'string';
+    if (!valid) throw damaged(`a process record is not one: ${JSON.stringify(p).slice(0, 100)}`);
+  }
+  return o as LocalCluster;
 }
 
 /** Where the cluster is, and (for `fs` commands) who to act as there. */

@@ -67,6 +67,13 @@ const chainsDeadlineMs = 30_000;
 export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
   if (!(opts.masters >= 1 && opts.masters <= 7)) throw configError(`--masters must be 1 to 7, got ${opts.masters}`);
   const existing = readLocalCluster(opts.dir);
+  // Without its record, a cluster's data would be taken for nothing: a new cluster over it gets no
+  // leader (the masters' logs name the old members), and the record is what knows its secret.
+  const leftovers = existing === undefined ? clusterDataIn(opts.dir) : [];
+  if (leftovers.length > 0) {
+    throw configError(`${opts.dir} holds a cluster's data (${leftovers.join(', ')}) but no ${clusterFileName}, the record of its ports and secret: put the record back (from a copy), or, to start over, remove those directories or use another --dir`);
+  }
+  const zkDirFound = existsSync(path.join(opts.dir, zkDirName));
   // A stopped cluster restarts with the shape it was made with.
   const shape = existing?.shape ?? { workers: opts.workers, targetsPerWorker: opts.targetsPerWorker, replication: opts.replication };
   if (!(shape.workers >= 0 && shape.workers <= 64)) throw configError(`--workers must be 0 to 64, got ${shape.workers}`);
@@ -143,7 +150,7 @@ export async function localUp(opts: LocalUpOptions): Promise<LocalCluster> {
     for (const p of processes) signal(p.pid, 'SIGKILL');
     await zk?.ensemble.stop(0);
     for (const p of processes) if (madeDirs.has(p.dir)) rmSync(p.dir, { recursive: true, force: true });
-    rmSync(path.join(opts.dir, zkDirName), { recursive: true, force: true });
+    if (!zkDirFound) rmSync(path.join(opts.dir, zkDirName), { recursive: true, force: true });
     rmSync(path.join(opts.dir, clusterFileName), { force: true });
     return localUp({ ...opts, attempt: attempt + 1 });
   }
@@ -254,6 +261,18 @@ async function decommissionedWorkers(cluster: LocalCluster): Promise<Set<number>
     return new Set(workers.filter((w) => w.decommissionedMs !== undefined).map((w) => w.workerId));
   } finally {
     client.close();
+  }
+}
+
+/** The masters' logs in `dir` (master-N/wal): a cluster's data. */
+function clusterDataIn(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+      .filter((n) => /^master-\d+$/.test(n) && existsSync(path.join(dir, n, 'wal')))
+      .sort()
+      .map((n) => `${n}/wal`);
+  } catch {
+    return [];
   }
 }
 

@@ -439,6 +439,17 @@ test('hostile names, rm guards, ls -l modes, and a stopped local cluster', async
   assert.equal(status.find((p) => p.pid === stranger.pid)?.alive, false);
   assert.equal((await cairn(['local', 'down', ...d])).code, 0);
   assert.equal(stranger.exitCode ?? stranger.signalCode, null, 'local down left the stranger alone');
+
+  // A damaged record is named as such (not a JavaScript error), and a missing one is not taken for
+  // "no cluster here" while the masters' data is (a new cluster over it would get no leader).
+  await writeFile(record, '{}');
+  const damaged = await cairn(['local', 'status', ...d]);
+  assert.equal(damaged.code, 1);
+  assert.match(damaged.stderr, /cluster\.json is damaged \(it has no secret or no list of processes\)/);
+  await rm(record);
+  const over = await cairn(['local', 'up', '--workers', '0', ...d]);
+  assert.equal(over.code, 1);
+  assert.match(over.stderr, /holds a cluster's data \(master-1\/wal, master-2\/wal, master-3\/wal\) but no cluster\.json/);
 });
 
 test('admin worker decommission: refused without --yes off a terminal, then a killed worker\'s chains get replacements, shown by admin nodes and report', async (t) => {
