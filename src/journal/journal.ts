@@ -48,10 +48,19 @@ export interface Restorer {
   finish(): void;
 }
 
+export interface ProposeOptions {
+  /**
+   * The entry frees space (a removal): taken while a master's disk is below its reserve, where
+   * other writes are refused, so that a full cluster can still be emptied. Not once a write failed
+   * for want of any space.
+   */
+  freesSpace?: boolean;
+}
+
 export interface Journal {
   start(sm: StateMachine): Promise<void>;
   /** Resolves with the apply result once committed and applied here; leader only. */
-  propose(entry: Uint8Array): Promise<unknown>;
+  propose(entry: Uint8Array, opts?: ProposeOptions): Promise<unknown>;
   /** After it resolves, a local read is linearizable (ReadIndex). */
   readBarrier(): Promise<void>;
   isLeader(): boolean;

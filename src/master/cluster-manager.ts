@@ -902,7 +902,9 @@ export class ClusterManager {
       this.noteLeading(term);
       if (this.proposalSeq.term !== term) this.proposalSeq = { term, seq: 0 };
       const cmd = { ...body, clientId: `cluster-manager/${this.opts.masterId}/${term}`, seq: ++this.proposalSeq.seq, nowMs: this.opts.clock.wallNow() } as MetaCommand;
-      const result = (await this.opts.journal.propose(encodeCommandEntry(cmd))) as MetaResult;
+      // Ending sessions (which removes abandoned files) and recording collected chunks free space: taken on a disk's reserve too.
+      const freesSpace = cmd.op === 'expireSessions' || cmd.op === 'gcDone';
+      const result = (await this.opts.journal.propose(encodeCommandEntry(cmd), { freesSpace })) as MetaResult;
       if (result.ok || (again && result.code === 'EAGAIN')) return;
       throw new MetaError(result.code, result.message);
     };

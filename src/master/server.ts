@@ -270,12 +270,19 @@ interface HttpAt {
   address?: string;
 }
 
+/**
+ * Commands that free space (removals, and the end of a write session, which may remove an
+ * abandoned file): a master whose disk is below its reserve still takes them, so that a full
+ * cluster can be emptied through cairn.
+ */
+const spaceFreeingOps: ReadonlySet<string> = new Set(['unlink', 'rmdir', 'closeSession']);
+
 function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMachine, manager: ClusterManager, calls: PendingCalls, metrics: MasterMetrics, httpAt: HttpAt): void {
   server.handle('meta.mutate', calls.gate((body) => measured(metrics, 'mutate', async (op) => {
     const cmd = validateCommand({ ...(body as object), nowMs: Date.now() });
     op.name = cmd.op;
     if (managerOps.has(cmd.op)) throw new CairnError(ErrorCode.InvalidArgument, `${cmd.op} is the cluster manager's; workers register with ${MasterWorkerMethod.register}, operators decommission with ${MasterWorkerMethod.decommission}`);
-    const value = unwrap((await journal.propose(encodeCommandEntry(cmd))) as MetaResult<unknown>);
+    const value = unwrap((await journal.propose(encodeCommandEntry(cmd), { freesSpace: spaceFreeingOps.has(cmd.op) })) as MetaResult<unknown>);
     const sessionId = (value as { sessionId?: unknown } | null)?.sessionId;
     if (typeof sessionId === 'string') manager.sessionOpened(sessionId);
     return value;

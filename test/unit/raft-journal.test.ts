@@ -36,7 +36,7 @@ interface Opened {
 }
 
 /** A journal on its own RPC server; a founder of a one-node cluster unless `join` (then it waits to be added). */
-async function openJournal(dir: string, checkpointEveryEntries: number, opts: { id?: number; join?: boolean; log?: (level: string, msg: string) => void } = {}): Promise<Opened> {
+async function openJournal(dir: string, checkpointEveryEntries: number, opts: { id?: number; join?: boolean; log?: (level: string, msg: string) => void; diskReserveBytes?: number } = {}): Promise<Opened> {
   const id = opts.id ?? 1;
   const server = new RpcServer({});
   const { port } = await server.listen('127.0.0.1', 0);
@@ -50,6 +50,7 @@ async function openJournal(dir: string, checkpointEveryEntries: number, opts: { 
     tickMs: 5,
     checkpointEveryEntries,
     ...(opts.log === undefined ? {} : { log: opts.log }),
+    ...(opts.diskReserveBytes === undefined ? {} : { diskReserveBytes: opts.diskReserveBytes, diskCheckMs: 20 }),
   });
   const sm = new Counter();
   await journal.start(sm);
@@ -270,4 +271,26 @@ test('with lease reads on, a leader answers read barriers from its lease (3 memb
   await new Promise((r) => setTimeout(r, 100)); // heartbeats answered: the lease holds
   for (let i = 0; i < 50; i++) await leader.readBarrier();
   await Promise.all(Array.from({ length: 50 }, () => leader.readBarrier()));
+});
+
+test('below its disk reserve a journal refuses writes but takes removals, so that a full cluster can be emptied', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-rj-reserve-'));
+  // A reserve larger than any disk: the journal is below it from its first look.
+  const j = await openJournal(dir, 1000, { diskReserveBytes: Number.MAX_SAFE_INTEGER, log: () => undefined });
+  t.after(async () => {
+    await j.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  for (let i = 0; i < 500 && !j.journal.isLeader(); i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 200; i++) {
+    const refused = await Promise.resolve()
+      .then(() => j.journal.propose(Buffer.from('write')))
+      .then(() => undefined, (err: unknown) => err as { code?: string });
+    if (refused?.code === 'CAIRN_DISK_FULL') break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.throws(() => j.journal.propose(Buffer.from('write')), { code: 'CAIRN_DISK_FULL' });
+  const before = j.sm.count;
+  await j.journal.propose(Buffer.from('removal'), { freesSpace: true });
+  assert.equal(j.sm.count, before + 1, 'the removal was committed and applied');
 });

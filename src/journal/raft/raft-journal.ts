@@ -6,7 +6,7 @@ import { CairnError, ErrorCode } from '../../errors.ts';
 import { decodeConfChange, type RaftConfig } from '../../raft/index.ts';
 import { ConfChangeType, EntryType, MessageType, Role, type Entry, type Raft, type Message, type ReadState, type Ready, type Snapshot } from '../../raft/index.ts';
 import type { Clock, Connection, Disk, Timer, Transport } from '../../io/index.ts';
-import type { Journal, JournalStatus, MemberStatus, NodeInfo, StateMachine } from '../journal.ts';
+import type { Journal, JournalStatus, MemberStatus, NodeInfo, ProposeOptions, StateMachine } from '../journal.ts';
 import { RaftDriver, type DriverBug } from './driver.ts';
 import type { WalBug } from './wal.ts';
 import { JournalError, JournalErrorCode } from './errors.ts';
@@ -140,7 +140,8 @@ export class RaftJournal implements Journal {
   private membershipChain: Promise<void> = Promise.resolve();
   private stopped = false;
   /** Why the disk counts as full (free space below the reserve, or a write that found no space); undefined when not. */
-  private diskFull: string | undefined;
+  /** Why writes are refused, and whether it is the reserve (removals still go through) or no space at all. */
+  private diskFull: { why: string; kind: 'reserve' | 'no space' } | undefined;
   private diskTimer: Timer | undefined;
   private handingOff = false;
   private readonly metrics: JournalMetrics;
@@ -209,7 +210,7 @@ export class RaftJournal implements Journal {
         if (s.role !== Role.Leader) this.failPendingReads();
       },
       onReadState: (r) => this.onReadState(r),
-      onDiskFull: (_err, attempt) => this.noteDiskFull(`a write found no space on the device (try ${attempt})`),
+      onDiskFull: (_err, attempt) => this.noteDiskFull(`a write found no space on the device (try ${attempt})`, 'no space'),
       onError: (err) => {
         // A failed write or apply leaves the node's state unknown: stop serving rather than guess.
         this.log('error', `raft driver failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
@@ -241,9 +242,9 @@ export class RaftJournal implements Journal {
 
   // ---- proposals -----------------------------------------------------------------------------
 
-  propose(entry: Uint8Array): Promise<unknown> {
+  propose(entry: Uint8Array, opts: ProposeOptions = {}): Promise<unknown> {
     const raft = this.raft();
-    this.refuseIfDiskFull();
+    this.refuseIfDiskFull(opts.freesSpace === true);
     const { index, term } = this.guard(() => raft.propose(entry));
     this.metrics.proposed();
     this.driver!.kick();
@@ -360,17 +361,20 @@ export class RaftJournal implements Journal {
     }
     if (this.stopped) return;
     const reserve = this.opts.diskReserveBytes;
-    if (free < reserve) this.noteDiskFull(`${free} bytes free in ${this.opts.dir}, ${reserve} kept in reserve`);
+    if (free < reserve) this.noteDiskFull(`${free} bytes free in ${this.opts.dir}, ${reserve} kept in reserve`, this.diskFull?.kind === 'no space' ? 'no space' : 'reserve');
     else if (this.diskFull !== undefined) {
       this.log('info', `disk space is back (${free} bytes free): taking writes again`);
       this.diskFull = undefined;
     }
   }
 
-  /** Refuses writes from now on; a leader hands leadership to the follower that holds most of its log. */
-  private noteDiskFull(why: string): void {
-    if (this.diskFull === undefined) this.log('error', `disk full: ${why}; no writes until space is freed`);
-    this.diskFull = why;
+  /**
+   * Refuses writes from now on (below the reserve, all but removals); a leader hands leadership to
+   * the follower that holds most of its log.
+   */
+  private noteDiskFull(why: string, kind: 'reserve' | 'no space'): void {
+    if (this.diskFull === undefined) this.log('error', `disk full: ${why}; no writes until space is freed${kind === 'reserve' ? ' (removals still go through, on the reserve)' : ''}`);
+    this.diskFull = { why, kind };
     const raft = this.driver?.raft;
     if (raft === undefined || raft.role !== Role.Leader || this.handingOff) return;
     const st = raft.status();
@@ -387,9 +391,9 @@ export class RaftJournal implements Journal {
       .finally(() => (this.handingOff = false));
   }
 
-  private refuseIfDiskFull(): void {
-    if (this.diskFull === undefined) return;
-    throw new JournalError(JournalErrorCode.DiskFull, `master ${this.opts.id} takes no writes: its disk is full (${this.diskFull}); free space on it, or retry on another master`);
+  private refuseIfDiskFull(freesSpace = false): void {
+    if (this.diskFull === undefined || (freesSpace && this.diskFull.kind === 'reserve')) return;
+    throw new JournalError(JournalErrorCode.DiskFull, `master ${this.opts.id} takes no writes: its disk is full (${this.diskFull.why}); free space on it (removing files goes through), or retry on another master`);
   }
 
   // ---- reads ---------------------------------------------------------------------------------
