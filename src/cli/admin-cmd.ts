@@ -63,8 +63,13 @@ export function registerAdminCommands(program: Command, addTargetOptions: (c: Co
     .description('remove a master from the group')
     .action((id: string, o: Flags) =>
       run(o, async (c) => {
-        const st = await c.call<JournalStatus>('admin.journal.remove', { id: parsePositiveInt(id, 'id') });
-        console.log(`master ${id} removed; a master that replaces it needs a new id, such as ${unusedId(st)} (${id} is never added back)`);
+        const n = parsePositiveInt(id, 'id');
+        // The call itself is idempotent (a client may retry it); the command says what it did.
+        const before = await c.call<JournalStatus>('admin.journal.info', {});
+        const member = before.members.some((m) => m.id === n);
+        if (!member && !(before.removedIds ?? []).includes(n)) throw configError(`master ${n} is not in the group (its members: ${before.members.map((m) => m.id).join(', ')}): nothing removed`);
+        const st = await c.call<JournalStatus>('admin.journal.remove', { id: n });
+        console.log(`master ${n} ${member ? 'removed' : 'was removed already'}; a master that replaces it needs a new id, such as ${unusedId(st)} (${n} is never added back)`);
       }),
     );
 

@@ -140,7 +140,7 @@ const timeoutMsMax = 24 * 3600 * 1000;
 function timeoutMsOf(flags: TargetFlags): number | undefined {
   if (flags.timeoutMs === undefined) return undefined;
   const ms = Number(flags.timeoutMs);
-  if (!Number.isFinite(ms) || ms <= 0 || ms > timeoutMsMax) throw configError(`--timeout-ms must be a positive number of milliseconds up to ${timeoutMsMax} (a day), got '${flags.timeoutMs}'`);
+  if (!/^\d+$/.test(flags.timeoutMs) || ms <= 0 || ms > timeoutMsMax) throw configError(`--timeout-ms must be a whole number of milliseconds from 1 to ${timeoutMsMax} (a day), got '${flags.timeoutMs}'`);
   return ms;
 }
 

@@ -59,9 +59,10 @@ export function registerFsCommands(program: Command, addClusterOptions: (c: Comm
       withClients(o, async (meta, data) => {
         const { attr, chunks } = await getFile(meta, data, from);
         const bar = progress(o, attr.sizeBytes, `${from} -> ${to}`);
-        const copied = await putFile(meta, data, await intoDir(meta, to, from), chunks, { mode: attr.mode, layout: { chunkSizeBytes: attr.layout!.chunkSizeBytes }, onProgress: (n) => bar?.update(n) });
+        const stored = await intoDir(meta, to, from);
+        const copied = await putFile(meta, data, stored, chunks, { mode: attr.mode, layout: { chunkSizeBytes: attr.layout!.chunkSizeBytes }, onProgress: (n) => bar?.update(n) });
         bar?.stop();
-        print(o, copied, (a) => `${printable(to)}: ${a.sizeBytes} bytes`);
+        print(o, copied, (a) => `${printable(stored)}: ${a.sizeBytes} bytes`);
       }),
     );
 

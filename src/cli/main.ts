@@ -13,7 +13,7 @@ import { needsRebuild } from '../master/rebuild.ts';
 import { startWorkerProcess } from '../worker/process.ts';
 import { registerAdminCommands } from './admin-cmd.ts';
 import { defaultLocalDir, readLocalCluster, withClients } from './cluster-target.ts';
-import { configError, parseAddress, parseMasterConfig, parsePositiveInt, parseWorkerConfig, warnSecretOnCommandLine } from './config.ts';
+import { configError, parseAddress, parseMasterConfig, parseNonNegativeInt, parsePositiveInt, parseWorkerConfig, warnSecretOnCommandLine } from './config.ts';
 import { runDemo } from './demo.ts';
 import { jsonLine, printable } from './format.ts';
 import { registerFsCommands, signalExitCode } from './fs-cmd.ts';
@@ -156,7 +156,7 @@ local
     const cluster = await localUp({
       dir: o.dir,
       masters: parsePositiveInt(o.masters, '--masters'),
-      workers: o.workers === '0' ? 0 : parsePositiveInt(o.workers, '--workers'),
+      workers: parseNonNegativeInt(o.workers, '--workers'),
       targetsPerWorker: parsePositiveInt(o.targetsPerWorker, '--targets-per-worker'),
       replication: parsePositiveInt(o.replication, '--replication'),
       ...(join === undefined ? {} : { join }),

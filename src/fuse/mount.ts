@@ -153,7 +153,7 @@ async function prepareMountpoint(mountpoint: string, log: MountOptions['log']): 
   const st = await stat(mnt);
   if (!st.isDirectory()) throw new CairnError(ErrorCode.BadOption, `mount point ${mnt} is not a directory`);
   const mounted = await mountAt(mnt);
-  if (mounted !== undefined) throw new CairnError(ErrorCode.BadOption, `mount point ${mnt} is busy: a ${mounted} file system is mounted there (unmount it first: 'cairn umount ${mnt}')`);
+  if (mounted !== undefined) throw new CairnError(ErrorCode.BadOption, `mount point ${mnt} is busy: a ${mounted} file system is mounted there${mounted === 'fuse.cairn' ? ` (unmount it first: 'cairn umount ${mnt}')` : ': choose an empty directory of your own'}`);
   const entries = await readdir(mnt);
   if (entries.length > 0) throw new CairnError(ErrorCode.BadOption, `mount point ${mnt} is not empty (${entries.length} entries, e.g. ${entries[0]}): mounting would hide them; use an empty directory`);
   return mnt;

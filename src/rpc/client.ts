@@ -82,6 +82,8 @@ export class RpcClient {
   /** One-way messages waiting for a connection (bounded; lost if it fails, as messages may be). */
   private notices: { method: string; body: Buffer; payload: Uint8Array | undefined }[] = [];
   private backoffTimer: NodeJS.Timeout | undefined;
+  /** Why the last attempt to connect failed, until one succeeds. */
+  private lastConnectError: string | undefined;
   private attemptsFailed = 0;
   /** performance.now() before which no new attempt starts (set by a failed attempt). */
   private nextAttemptAt = 0;
@@ -253,7 +255,9 @@ export class RpcClient {
   private expire(call: PendingCall): void {
     if (!this.finish(call)) return;
     const where = call.id === 0 ? 'waiting for a connection to' : 'waiting for';
-    call.reject(new RpcError(RpcErrorCode.Timeout, `${call.method} timed out after ${call.timeoutMs} ms ${where} ${this.target.address}`, { method: call.method, timeoutMs: call.timeoutMs }));
+    // Waiting out the backoff after failed attempts: what they failed with is the reason (a refused connection, say).
+    const why = call.id === 0 && this.lastConnectError !== undefined ? ` (the last attempt failed: ${this.lastConnectError})` : '';
+    call.reject(new RpcError(RpcErrorCode.Timeout, `${call.method} timed out after ${call.timeoutMs} ms ${where} ${this.target.address}${why}`, { method: call.method, timeoutMs: call.timeoutMs }));
   }
 
   private cancel(call: PendingCall): void {
@@ -317,6 +321,7 @@ export class RpcClient {
 
   private onReady(conn: ClientConnection): void {
     this.attemptsFailed = 0;
+    this.lastConnectError = undefined;
     this.nextAttemptAt = 0;
     for (const n of this.notices) conn.send({ id: 0, kind: 'msg', method: n.method }, n.body, n.payload);
     this.notices = [];
@@ -347,6 +352,7 @@ export class RpcClient {
     if (!attemptFailed) return;
     // Calls waiting on this attempt fail now (fast, with the reason); the next call backs off.
     this.attemptsFailed++;
+    this.lastConnectError = err.message;
     this.nextAttemptAt = performance.now() + this.backoffDelayMs();
     this.notices = [];
     this.rejectAll(this.waiting.values(), err);
