@@ -106,8 +106,8 @@ export function registerFsCommands(program: Command, addClusterOptions: (c: Comm
     .action((paths: string[], o: Flags & RmFlags) => run(o, (c) => rmPaths(c, (dir) => listAll(c, dir), paths, o)));
 
   addTargetOptions(fs.command('mv').argument('<from>').argument('<to>').option('--json', 'print JSON'))
-    .description('rename atomically (across directories too)')
-    .action((from: string, to: string, o: Flags) => run(o, async (c) => print(o, await c.mutate('meta.mutate', { op: 'rename', from, to }), () => '')));
+    .description('rename atomically (across directories too); into <to> when it is a directory, as mv')
+    .action((from: string, to: string, o: Flags) => run(o, async (c) => print(o, await c.mutate('meta.mutate', { op: 'rename', from, to: await intoDir(c, to, from) }), () => '')));
 
   addTargetOptions(fs.command('ln').argument('<target>').argument('<path>').option('-s, --symbolic', 'make a symbolic link').option('--json', 'print JSON'))
     .description('make a hard link (or with -s a symbolic link) at <path>')
@@ -240,17 +240,22 @@ const progressBytesMin = 8 * 2 ** 20;
 
 /** `to` itself, or `to/<name of from>` when `to` is a directory. */
 async function intoDir(meta: MasterClient, to: string, from: string): Promise<string> {
+  // A trailing '/' says "into this directory": it must be one.
+  const wantsDir = to.length > 1 && to.endsWith('/');
+  const base = wantsDir ? to.replace(/\/+$/, '') || '/' : to;
   try {
-    const a = await meta.query<InodeAttr>('meta.query', { op: 'stat', path: to });
-    if (a.type === 'dir') return join(to, path.posix.basename(from));
+    const a = await meta.query<InodeAttr>('meta.query', { op: 'stat', path: base });
+    if (a.type === 'dir') return join(base, path.posix.basename(from));
   } catch (err) {
     if ((err as { code?: string }).code !== FsErrorCode.ENOENT) throw err;
   }
-  return to;
+  if (wantsDir) throw new CairnError(ErrorCode.InvalidArgument, `${printable(to)} is not a directory (a destination ending in '/' names one)`, { errno: 'ENOTDIR' });
+  return base;
 }
 
 async function put(meta: MasterClient, data: DataClient, local: string, p: string, o: TransferFlags & { chunkSize?: string; stripe?: string }): Promise<{ attr: InodeAttr; stored: string }> {
-  const size = local === '-' ? 0 : (await localStat(local)).size;
+  const st = local === '-' ? undefined : await localStat(local);
+  const size = st?.size ?? 0;
   const target = await intoDir(meta, p, local === '-' ? 'stdin' : local);
   const layout: { chunkSizeBytes?: number; stripeWidth?: number } = {};
   if (o.chunkSize !== undefined) layout.chunkSizeBytes = parsePositiveInt(o.chunkSize, '--chunk-size');
@@ -262,6 +267,11 @@ async function put(meta: MasterClient, data: DataClient, local: string, p: strin
       const source = addAbortSignal(signal, local === '-' ? process.stdin : createReadStream(local, { highWaterMark: 4 * 2 ** 20 }));
       return putFile(meta, data, target, source, { mode: 0o644, ...(Object.keys(layout).length === 0 ? {} : { layout }), onProgress: (n) => bar?.update(n) });
     });
+    // A file that shrank or grew while it was read is stored as read, which may be no state it was ever in (tar warns so too).
+    if (st?.isFile() === true && attr.sizeBytes !== size) {
+      console.error(`cairn: warning: ${printable(local)} changed while it was read (${size} bytes when the put started, ${attr.sizeBytes} stored)`);
+      process.exitCode = 1;
+    }
     return { attr, stored: target };
   } finally {
     bar?.stop();

@@ -142,6 +142,13 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.equal(JSON.parse(copied.stdout).sizeBytes, body.length);
   const withChains = JSON.parse((await cairn(['fs', 'stat', '/blob2', '--json', ...d])).stdout) as { chains: { chainId: number }[] };
   assert.equal(withChains.chains.length, 2, 'the stripe covers both chains');
+  // A destination ending in '/', and mv onto a directory: into it, as cp and mv do.
+  assert.match((await cairn(['fs', 'put', local, '/into/', ...d])).stderr, /\/into\/ is not a directory/);
+  assert.equal((await cairn(['fs', 'mkdir', '/into', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'put', local, '/into/', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'mv', '/blob2', '/into', ...d])).code, 0);
+  assert.deepEqual((JSON.parse((await cairn(['fs', 'ls', '/into', '--json', ...d])).stdout) as { name: string }[]).map((e) => e.name), ['blob2', 'local.bin']);
+  assert.equal((await cairn(['fs', 'mv', '/into/blob2', '/blob2', ...d])).code, 0);
   const targets = JSON.parse((await cairn(['admin', 'targets', '--json', ...d])).stdout) as { state: string }[];
   assert.equal(targets.length, 6);
   const report = JSON.parse((await cairn(['admin', 'report', '--json', ...d])).stdout) as { chains: number; chainsDegraded: number[] };
