@@ -121,13 +121,15 @@ export function isAlive(pid: number): boolean {
   }
   // After a reboot, or a kill -9, the recorded pid may be another program's: only a process running
   // cairn's own main script is one local up started (where /proc cannot tell, the pid is trusted).
-  let args: string[];
+  let cmdline: string;
   try {
-    args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
   } catch {
     return true;
   }
-  return args.includes(cairnMainScript);
+  // An empty command line is a process exiting (or exited, not yet reaped): still there, and
+  // maybe still holding its ports and locks, so waiting for it to go goes on.
+  return cmdline === '' || cmdline.split('\0').includes(cairnMainScript);
 }
 
 /** The script every process `local up` starts runs (masters, workers, the S3 gateway, mount daemons). */
