@@ -119,6 +119,11 @@ test('local up, fs and admin commands, local status and down', async (t) => {
   assert.ok((await readFile(path.join(gets, 'real'))).equals(body));
   assert.equal((await fileStat(path.join(gets, 'real'))).mode & 0o777, 0o640, 'the replaced file keeps its mode');
   assert.equal((await cairn(['fs', 'get', '/blob', path.join(gets, 'sub'), '--quiet', ...d])).code, 0);
+  // A symlink in cairn is followed, as cat and cp follow one (relative, and through another).
+  assert.equal((await cairn(['fs', 'ln', '-s', '../blob', '/into-link', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'ln', '-s', '/into-link', '/link2', ...d])).code, 0);
+  assert.equal((await cairn(['fs', 'get', '/link2', path.join(gets, 'via-link'), '--quiet', ...d])).code, 0);
+  assert.ok((await readFile(path.join(gets, 'via-link'))).equals(body));
   assert.ok((await readFile(path.join(gets, 'sub', 'blob'))).equals(body));
   const dangling = await cairn(['fs', 'get', '/blob', path.join(gets, 'dangling'), '--quiet', ...d]);
   assert.equal(dangling.code, 1);
