@@ -2,7 +2,7 @@
 // cluster keeps in its directory (--dir, or the default directory). The secret comes along the same way.
 
 import { BufferPool } from '../buffer-pool.ts';
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -128,8 +128,17 @@ export function isAlive(pid: number): boolean {
     return true;
   }
   // An empty command line is a process exiting (or exited, not yet reaped): still there, and
-  // maybe still holding its ports and locks, so waiting for it to go goes on.
-  return cmdline === '' || cmdline.split('\0').includes(cairnMainScript);
+  // maybe still holding its ports and locks, so waiting for it to go goes on. The script may be
+  // named by a link to it (npx's node_modules/.bin/cairn).
+  return cmdline === '' || cmdline.split('\0').some((a) => a === cairnMainScript || (/(cairn|main\.ts)$/.test(a) && realpathOr(a) === cairnMainScript));
+}
+
+function realpathOr(p: string): string | undefined {
+  try {
+    return realpathSync(p);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The script every process `local up` starts runs (masters, workers, the S3 gateway, mount daemons). */

@@ -12,7 +12,7 @@ import { startMaster } from '../master/index.ts';
 import { needsRebuild } from '../master/rebuild.ts';
 import { startWorkerProcess } from '../worker/process.ts';
 import { registerAdminCommands } from './admin-cmd.ts';
-import { defaultLocalDir, readLocalCluster, withClients } from './cluster-target.ts';
+import { cairnMainScript, defaultLocalDir, readLocalCluster, withClients } from './cluster-target.ts';
 import { configError, parseAddress, parseMasterConfig, parseNonNegativeInt, parsePositiveInt, parseWorkerConfig, warnSecretOnCommandLine } from './config.ts';
 import { runDemo } from './demo.ts';
 import { jsonLine, printable } from './format.ts';
@@ -169,13 +169,13 @@ local
     if (o.mount !== undefined) {
       const mnt = path.resolve(o.mount);
       const logFile = path.resolve(o.dir, 'mount.log');
-      const { pid, http } = await spawnMountDaemonReady([...process.execArgv, process.argv[1], 'mount', mnt, '--dir', path.resolve(o.dir), '--http', '127.0.0.1:0'], mnt, logFile);
+      const { pid, http } = await spawnMountDaemonReady([...process.execArgv, cairnMainScript, 'mount', mnt, '--dir', path.resolve(o.dir), '--http', '127.0.0.1:0'], mnt, logFile);
       recordLocalMount(o.dir, { mountpoint: mnt, pid, ...(http === undefined ? {} : { http }) });
       console.log(`\nmounted at ${printable(mnt)} (daemon pid ${pid}, log ${printable(logFile)}${http === undefined ? '' : `, /metrics on http://${http}`}): cp, tar and any program can use it`);
     }
     if (o.s3 !== undefined && o.s3 !== false) {
       const listen = o.s3 === true ? '127.0.0.1:0' : parseAddress(o.s3, '--s3', { portZero: true });
-      const s3 = await startLocalS3(o.dir, listen, [...process.execArgv, process.argv[1]], (l: string) => console.log(printable(l)));
+      const s3 = await startLocalS3(o.dir, listen, [...process.execArgv, cairnMainScript], (l: string) => console.log(printable(l)));
       console.log(`\nS3 endpoint ${s3.endpoint}, access key ${s3.accessKeyId}, secret ${s3.secretKey} (kept in ${printable(path.join(o.dir, 's3.json'))}):`);
       console.log(`  AWS_ACCESS_KEY_ID=${s3.accessKeyId} AWS_SECRET_ACCESS_KEY=${s3.secretKey} aws --endpoint-url ${s3.endpoint} s3 ls`);
     }
