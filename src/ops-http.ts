@@ -37,7 +37,9 @@ export function opsHttpOptions(metricsAuth: boolean | undefined, secret: string 
 export async function startOpsHttp(host: string, port: number, registry: Registry, health: () => Health, extra?: ExtraRoutes, opts: OpsHttpOptions = {}): Promise<HttpEndpoint> {
   const authorized = metricsAuthorizer(opts.metricsToken);
   const server: Server = createServer((req, res) => {
-    if (req.url === '/metrics') {
+    // A scraper may add parameters (Prometheus's params:); the path alone picks the page.
+    const pathname = (req.url ?? '').split('?')[0];
+    if (pathname === '/metrics') {
       if (!authorized(req)) {
         res.writeHead(401, { 'www-authenticate': 'Bearer realm="cairn metrics"' }).end('/metrics needs Authorization: Bearer <cluster secret>\n');
         return;
@@ -48,7 +50,7 @@ export async function startOpsHttp(host: string, port: number, registry: Registr
       );
       return;
     }
-    if (req.url === '/healthz') {
+    if (pathname === '/healthz') {
       const h = health();
       res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' });
       res.end(JSON.stringify(h));
@@ -89,7 +91,8 @@ function metricsAuthorizer(token: string | undefined): (req: IncomingMessage) =>
   const want = createHash('sha256').update(token).digest();
   return (req) => {
     const header = req.headers.authorization;
-    const m = typeof header === 'string' ? /^Bearer (.+)$/.exec(header) : null;
+    // The scheme's name is case-insensitive (RFC 9110).
+    const m = typeof header === 'string' ? /^bearer +(.+)$/i.exec(header) : null;
     if (m === null) return false;
     return timingSafeEqual(createHash('sha256').update(m[1]).digest(), want);
   };

@@ -97,7 +97,8 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
   const limiter = new LoginLimiter();
   const events = new EventLog();
   const sampler = new Sampler();
-  const streams = new Set<ServerResponse>();
+  /** Live streams, with the request that opened each (its session is checked again every tick). */
+  const streams = new Map<ServerResponse, IncomingMessage>();
   const peers = new Map<string, RpcClient>();
   let clients: { meta: MasterClient; data: DataClient } | undefined;
   let picture: Picture | undefined;
@@ -181,7 +182,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
     // A few frames behind is a slow moment; more is a browser that stopped reading.
     const backlogMax = Math.max(streamBacklogBytesMax, 4 * frame.length);
-    for (const res of streams) {
+    for (const res of streams.keys()) {
       if (res.writableLength > backlogMax) {
         res.destroy();
         streams.delete(res);
@@ -208,9 +209,15 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
         latest = undefined;
         // Streams opened while this master led end, so that browsers reconnect (through this
         // master, which now forwards them) to whoever leads now.
-        for (const res of streams) res.end();
+        for (const res of streams.keys()) res.end();
         streams.clear();
         return;
+      }
+      // A stream whose user was removed, or whose session expired, ends: the session was checked when it opened.
+      for (const [res, req] of streams) {
+        if (userOf(req) !== undefined) continue;
+        res.end();
+        streams.delete(res);
       }
       if (health === undefined) return;
       // Leading again after a while: rates start afresh rather than averaged over the gap.
@@ -273,11 +280,15 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     }
   };
 
-  const stream = async (res: ServerResponse): Promise<void> => {
+  const stream = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (streams.size >= streamsMax) return sendError(res, 503, `${streamsMax} dashboards are watching this master, its most`);
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
-    streams.add(res);
-    res.on('close', () => streams.delete(res));
+    streams.set(res, req);
+    res.on('close', () => {
+      streams.delete(res);
+      // Nobody watches: what was last seen goes stale, and the next stream starts from a fresh look.
+      if (streams.size === 0) latest = undefined;
+    });
     res.write(`retry: 2000\n\n`);
     const first = latest ?? (await overview(look()));
     res.write(`event: history\ndata: ${JSON.stringify({ samples: sampler.recent(), events: events.recent() })}\n\n`);
@@ -308,7 +319,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
       res.writeHead(200, {
         'content-type': 'application/octet-stream',
         'content-length': String(attr.sizeBytes),
-        'content-disposition': `attachment; filename="${name.replace(/[^\x20-\x7e]|["\\]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(name)}`,
+        'content-disposition': `attachment; filename="${name.replace(/[^\x20-\x7e]|["\\]/g, '_')}"; filename*=UTF-8''${rfc8187(name)}`,
       });
       await pipeline(Readable.from(reader.stream(), { highWaterMark: 1 }), res);
     } finally {
@@ -319,6 +330,8 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
   const api = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     if (url.pathname === '/api/login') return login(req, res);
     if (url.pathname === '/api/logout') {
+      // Not on a GET: a link or a redirect from another site could log the user out.
+      if (req.method !== 'POST') return sendError(res, 405, 'log out with a POST');
       res.setHeader('set-cookie', `${sessionCookie}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`);
       return sendJson(res, 200, {});
     }
@@ -334,7 +347,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
       case '/api/history':
         return sendJson(res, 200, { samples: sampler.recent(), events: events.recent() });
       case '/api/stream':
-        return stream(res);
+        return stream(req, res);
       case '/api/fs/list': {
         const after = url.searchParams.get('after');
         const page = await fsQuery<ReaddirPage>({ op: 'readdir', path, limit: readdirPageEntries, plus: true, ...(after === null ? {} : { after }), caller: user.caller });
@@ -449,7 +462,7 @@ export function startDashboard(opts: DashboardOptions): Dashboard {
     stop: () => {
       stopped = true;
       clearInterval(timer);
-      for (const res of streams) res.destroy();
+      for (const res of streams.keys()) res.destroy();
       streams.clear();
       for (const c of peers.values()) c.close();
       clients?.meta.close();
@@ -539,3 +552,8 @@ function sendError(res: ServerResponse, status: number, message: string): void {
 }
 
 export type { ClusterEvent, Sample };
+
+/** A header parameter's value as RFC 8187 writes it: encodeURIComponent leaves ' ( ) * as they are, which it does not allow. */
+function rfc8187(value: string): string {
+  return encodeURIComponent(value).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}

@@ -61,19 +61,34 @@ export type LoginGate = { ok: true; release: () => void } | { ok: false; retryAf
 
 export class LoginLimiter {
   private readonly failures = new Map<string, { count: number; sinceMs: number }>();
+  /** Checks let in and not yet done, by key: each may still fail, so each counts against the limits (a burst gets no more guesses than a sequence). */
+  private readonly pending = new Map<string, number>();
   private running = 0;
   private readonly queue: (() => void)[] = [];
 
   /** Waits for a turn to check a password, or says why not now. */
   async enter(address: string, user: string, nowMs: number): Promise<LoginGate> {
-    for (const [key, max] of this.keys(address, user)) {
+    const keys = this.keys(address, user);
+    for (const [key, max] of keys) {
       const f = this.failures.get(key);
-      if (f !== undefined && nowMs - f.sinceMs < windowMs && f.count >= max) {
-        return { ok: false, retryAfterS: Math.ceil((f.sinceMs + windowMs - nowMs) / 1000), reason: 'too many failed logins: wait a minute' };
+      const failed = f !== undefined && nowMs - f.sinceMs < windowMs ? f.count : 0;
+      if (failed + (this.pending.get(key) ?? 0) >= max) {
+        return { ok: false, retryAfterS: f === undefined ? 1 : Math.max(1, Math.ceil((f.sinceMs + windowMs - nowMs) / 1000)), reason: 'too many failed logins: wait a minute' };
       }
     }
+    for (const [key] of keys) this.pending.set(key, (this.pending.get(key) ?? 0) + 1);
+    const done = (): void => {
+      for (const [key] of keys) {
+        const n = (this.pending.get(key) ?? 1) - 1;
+        if (n <= 0) this.pending.delete(key);
+        else this.pending.set(key, n);
+      }
+    };
     if (this.running >= checksAtOnce) {
-      if (this.queue.length >= checksQueuedMax) return { ok: false, retryAfterS: 1, reason: 'too many logins at once: retry' };
+      if (this.queue.length >= checksQueuedMax) {
+        done();
+        return { ok: false, retryAfterS: 1, reason: 'too many logins at once: retry' };
+      }
       await new Promise<void>((resolve) => this.queue.push(resolve));
     } else {
       this.running++;
@@ -81,6 +96,7 @@ export class LoginLimiter {
     return {
       ok: true,
       release: () => {
+        done();
         const next = this.queue.shift();
         if (next === undefined) this.running--;
         else next();

@@ -332,7 +332,18 @@ test('the dashboard over plain HTTP: sessions end with their user, hostile reque
   assert.ok(Number(limited.headers.get('retry-after')) > 0);
   assert.equal((await login('other', 'another long password')).status, 200);
 
-  // Removing the user ends its sessions.
+  // Logging out takes a POST: a link or redirect from another site cannot do it.
+  assert.equal((await fetch(new URL('/api/logout', url), { headers: { cookie } })).status, 405);
+
+  // Removing the user ends its sessions, a live stream it has open too (within a tick).
+  const live = await fetch(new URL('/api/stream', url), { headers: { cookie } });
+  assert.equal(live.status, 200);
+  const ended = (async () => {
+    for await (const _ of live.body!) void _;
+    return Date.now();
+  })();
   assert.equal((await cairn(['admin', 'dashboard', 'user', 'remove', 'temp', ...d])).code, 0);
+  const removedAt = Date.now();
   assert.equal((await fetch(new URL('/api/overview', url), { headers: { cookie } })).status, 401);
+  assert.ok((await ended) - removedAt < 5_000, 'the stream ended soon after');
 });

@@ -37,6 +37,11 @@ test('/metrics with a token: 401 without it or with another, 200 with it; /healt
   assert.equal((await fetch(`http://${http.address}/metrics`, { headers: { authorization: 'Basic the-secret' } })).status, 401);
   assert.equal((await get('/metrics', 'the-secret')).status, 200);
   assert.equal((await get('/healthz')).status, 200);
+  // A scraper's parameters, and the scheme's name in any case.
+  assert.equal((await get('/metrics?job=x', 'the-secret')).status, 200);
+  assert.equal((await get('/metrics?job=x')).status, 401);
+  assert.equal((await fetch(`http://${http.address}/metrics`, { headers: { authorization: 'bearer the-secret' } })).status, 200);
+  assert.equal((await get('/healthz?probe=1')).status, 200);
 });
 
 test('an empty token never means no check: the endpoint refuses to start', async () => {

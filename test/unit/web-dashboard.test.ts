@@ -59,6 +59,18 @@ test('the login limiter: ten failures per address and user, thirty per address, 
   assert.ok(!(await limiter.enter('10.0.0.1', 'someone', 2000)).ok, 'thirty failures from one address stop it for every user');
   assert.ok((await limiter.enter('10.0.0.1', 'ops', 61_000)).ok, 'after the minute');
 
+  // Checks under way count too: a burst of guesses in parallel gets no more than ten, not one each.
+  const burst = new LoginLimiter();
+  const entered = await Promise.all(
+    Array.from({ length: 12 }, () =>
+      burst.enter('10.0.0.9', 'ops', 0).then((g) => {
+        if (g.ok) g.release();
+        return g;
+      }),
+    ),
+  );
+  assert.equal(entered.filter((g) => g.ok).length, 10);
+
   const busy = new LoginLimiter();
   const a = await busy.enter('a', 'u1', 0);
   const b = await busy.enter('b', 'u2', 0);
