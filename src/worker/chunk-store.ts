@@ -585,6 +585,8 @@ export class ChunkStore {
       return decodeHeader(headerBytes > first.byteLength ? await f.read(headerBytes, 0) : first);
     } catch (err) {
       if (isErrno(err, 'EOF')) return `${file} is shorter than its header`;
+      // Listed as damaged (and repaired from another replica), rather than failing the whole worker's start.
+      if (isErrno(err, 'EIO')) return `the disk could not read the header of ${file} (EIO)`;
       throw err;
     }
   }
@@ -759,6 +761,9 @@ export class ChunkStore {
       return spaceError(err, this.dir);
     }
     if (diskFaults.some((code) => isErrno(err, code))) return this.fail(what, err, 'writing');
+    // Its directory was made (or its pending file written) before: gone now, the target's files
+    // are being removed or its disk unmounted under it.
+    if (isErrno(err, 'ENOENT')) return this.fail(what, err, 'writing (a directory or file of the target vanished)');
     return err;
   }
 
@@ -786,13 +791,21 @@ export class ChunkStore {
     const dir = this.fanoutPath(inodeId);
     let made = this.madeDirs.get(dir);
     if (made === undefined) {
-      made = ensureDir(this.disk, dir).then(
-        () => undefined,
-        (err: unknown) => {
+      // Only the fan-out directory may be new: a missing chunks directory is a target deleted (or
+      // unmounted) under the worker, whose tree must not be made again, empty, and served.
+      made = this.disk
+        .readdir(this.chunksDir)
+        .then(() => this.disk.mkdirs(dir))
+        .then(async (created) => {
+          if (created === undefined) return;
+          if (path.resolve(created) !== path.resolve(dir)) throw Object.assign(new Error(`${this.chunksDir} was gone`), { code: 'ENOENT' });
+          await this.disk.syncDir(this.chunksDir);
+        })
+        .catch((err: unknown) => {
           this.madeDirs.delete(dir);
+          // Node's recursive mkdir answers ENOENT on a read-only file system: a fault either way.
           throw this.writeFailure(dir, err);
-        },
-      );
+        });
       this.madeDirs.set(dir, made);
     }
     return made;
@@ -908,6 +921,9 @@ async function readOrCorrupt(f: DiskFile, length: number, position: number, into
     return await f.read(length, position, into);
   } catch (err) {
     if (isErrno(err, 'EOF')) throw corrupt('file shorter than its header says');
+    // An unreadable sector is damage like a flipped bit: this replica is not served, the chunk is
+    // read from another, repaired from it (the scrubber and resyncs too), and counted.
+    if (isErrno(err, 'EIO')) throw corrupt('the disk could not read it (EIO)');
     throw err;
   }
 }

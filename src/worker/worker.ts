@@ -237,6 +237,13 @@ export class StorageWorker {
     const routing = await this.clusterRouting();
     const known = routing.targets.filter((t) => t.workerId === this.opts.id);
     const found = await Promise.all(dirs.map((dir) => readTargetIdentity(this.opts.disk, dir)));
+    // Two directories naming one target (one copied over the other): serving either would be a guess.
+    for (const [i, f] of found.entries()) {
+      const j = f === undefined ? i : found.findIndex((g) => g?.targetId === f.targetId);
+      if (j !== i) {
+        throw new WorkerError(WorkerErrorCode.TargetForeign, `${dirs[j]} and ${dirs[i]} both hold target ${f!.targetId} (one was copied over the other?): keep the right one, and empty the other to make it a new target`, { dir: dirs[i] });
+      }
+    }
     const used = new Set([...known.map((t) => t.targetId), ...found.flatMap((f) => (f === undefined ? [] : [f.targetId]))]);
     let next = this.opts.id * targetIdBase + 1;
     for (let i = 0; i < dirs.length; i++) {

@@ -435,6 +435,46 @@ test('a flipped data bit: reads of other blocks pass until it is read, then the 
   await store.close();
 });
 
+test('an unreadable sector (EIO on a read) is damage: the chunk is refused as corrupt and counted, and a header that cannot be read does not stop the store from opening', async () => {
+  const node = new SimNode();
+  const disk = node.disk();
+  let unreadable: ((position: number) => boolean) | undefined;
+  const failing = new Proxy(disk, {
+    get(target, prop) {
+      if (prop === 'open') {
+        return async (file: string, mode: Parameters<Disk['open']>[1]) => {
+          const f = await target.open(file, mode);
+          if (!file.endsWith('.chunk')) return f;
+          return new Proxy(f, {
+            get(ft, fp) {
+              if (fp === 'read') return (length: number, position: number, into?: Uint8Array) => (unreadable?.(position) === true ? Promise.reject(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' })) : ft.read(length, position, into));
+              const v = Reflect.get(ft, fp) as unknown;
+              return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(ft) : v;
+            },
+          });
+        };
+      }
+      const v = Reflect.get(target, prop) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  let store = await ChunkStore.open(failing, DIR, { identity, log: () => undefined });
+  const data = bytes(200 * KiB, 52);
+  await write(store, A, 0, data);
+  unreadable = (position) => position > 0; // the data, not the header
+  await assert.rejects(store.read(A, 0, 10), code(WorkerErrorCode.ChunkCorrupt));
+  assert.match(store.get(A)?.corrupt ?? '', /could not read it \(EIO\)/);
+  assert.deepEqual(store.corruption(), { now: 1, detected: 1 });
+  await store.close();
+  unreadable = () => true; // the header too, at the next start
+  store = await ChunkStore.open(failing, DIR, { identity, log: () => undefined });
+  assert.match(store.get(A)?.corrupt ?? '', /could not read the header/);
+  unreadable = undefined;
+  await write(store, A, 0, data, true);
+  assert.deepEqual(await content(store, A), data, 'a replace (a repair from another replica) mends it');
+  await store.close();
+});
+
 test('kept-open chunk files: a same-version repair, a removal and damage after opening are all seen; more chunks than it keeps are all served', async () => {
   const node = new SimNode();
   const store = await openSim(node);
@@ -617,6 +657,21 @@ test('a disk that refuses the store its own files (EPERM, EIO on a create or ren
     if (expected === WorkerErrorCode.TargetFailed) assert.equal(store.failed, true);
     else await write(store, B, 0, data);
     assert.deepEqual(await content(store, A), data);
+    await store.close();
+  }
+});
+
+test('a target directory removed under a running store: no new chunk tree is made in its place; the target fails, a write in a known directory too', async (t) => {
+  for (const known of [false, true]) {
+    const dir = await tempDir(t);
+    const store = await ChunkStore.open(nodeDisk, dir, { identity, log: () => undefined });
+    await write(store, A, 0, bytes(10 * KiB, 90));
+    await rm(dir, { recursive: true, force: true });
+    // A new inode's fan-out directory, or one made before (A's).
+    const next = known ? { inodeId: 1, index: 1 } : { inodeId: 258, index: 0 };
+    await assert.rejects(write(store, next, 0, bytes(10, 91)), code(WorkerErrorCode.TargetFailed), `known directory: ${known}`);
+    assert.equal(store.failed, true);
+    await assert.rejects(readdir(dir), { code: 'ENOENT' }, 'nothing made again where the target was');
     await store.close();
   }
 });
