@@ -297,6 +297,11 @@ export class ChunkStore {
     return this.opts.blockSizeBytes;
   }
 
+  /** A write of the target's own beside the store (its served record) found the disk full: counted as the store's are. */
+  noteFull(): void {
+    this.fullAnswerCount++;
+  }
+
   /** Writes refused so far because the disk was full (ENOSPC, EDQUOT): the worker's check for room counts them. */
   get fullAnswers(): number {
     return this.fullAnswerCount;

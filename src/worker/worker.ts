@@ -586,6 +586,9 @@ export class StorageWorker {
       },
       (err: unknown) => {
         if (target.recording?.done === done) target.unrecorded = true;
+        // A full disk: the target then stays out of its chain until it has room (outOfRoom), rather
+        // than rejoining, being made serving, and failing to record it again, over and over.
+        if (isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) target.store.noteFull();
         this.opts.log?.('error', 'could not record where a target serves: it reports itself offline until the masters take it out', { target: target.targetId, chain: record.chainId, chainVersion: record.chainVersion, err: String(err) });
       },
     );

@@ -157,6 +157,32 @@ test('a target that cannot record where it serves (its disk full or failing) lea
   for (const name of ['/before', '/during']) assert.equal(sha(await readAll(c, name)), sha(body), name);
 });
 
+test('a target whose disk is too full to record where it serves stays out of its chain until it has room, instead of rejoining and failing again', async (t) => {
+  // Worker 1's disk: while full, its served record cannot be written (ENOSPC) and it shows no free space.
+  const full = { on: false };
+  const disk: Disk = {
+    ...nodeDisk,
+    open: (file, mode) => (full.on && mode === 'create' && path.basename(file).startsWith(servedFileName) ? Promise.reject(Object.assign(new Error(`ENOSPC: no space left on device, open '${file}'`), { code: 'ENOSPC' })) : nodeDisk.open(file, mode)),
+    statfs: async (dir) => ({ ...(await nodeDisk.statfs(dir)), ...(full.on ? { bytesFree: 0 } : {}) }),
+  };
+  const c = await startCluster(t, 3, 2, undefined, 0, new Map([[1, disk]]));
+  const target = c.workers[0].worker.localTargets()[0].targetId;
+  const stateOf = async (): Promise<string> => (await c.meta.query<RoutingInfo>('cluster.routing', {})).targets.find((x) => x.targetId === target)!.state;
+  full.on = true;
+  // A change of its chain: the serving members must record the new version; this one cannot.
+  await c.workers[1].stop();
+  await waitFor(async () => (await stateOf()) !== 'serving', `target ${target} out of serving`, 10_000);
+  // Before, it rejoined, resynced (nothing to send), was made serving, failed to record it, and so on every few seconds.
+  const seen = new Set<string>();
+  for (const until = Date.now() + 8_000; Date.now() < until; ) {
+    seen.add(await stateOf());
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(!seen.has('serving') && !seen.has('syncing'), `while full it was ${[...seen].join(', ')}`);
+  full.on = false;
+  await waitFor(async () => (await stateOf()) === 'serving', `target ${target} serving again once it has room`, 30_000);
+});
+
 /** The real disk for worker `w`, except that while `full.worker` is `w` no chunk file can be made there (ENOSPC, as a full disk answers) and it shows no free space. */
 function fillableDisk(w: number, full: { worker: number }): Disk {
   const chunks = `${path.sep}chunks${path.sep}`;
