@@ -244,7 +244,7 @@ export class ClusterManager {
     if (other !== undefined && other.instance !== cmd.instance && now - other.atMs < this.opts.timing.offlineTimeoutMs) {
       throw new WorkerError(
         WorkerErrorCode.WorkerDuplicate,
-        `worker ${cmd.workerId} is already running (heard from ${now - other.atMs} ms ago); a second process with the same --id is refused, and a restarted one is let in once the old one has been silent for ${this.opts.timing.offlineTimeoutMs} ms`,
+        `worker ${cmd.workerId} is already running (heard from ${Math.round(now - other.atMs)} ms ago); a second process with the same --id is refused, and a restarted one is let in once the old one has been silent for ${this.opts.timing.offlineTimeoutMs} ms`,
         { offlineTimeoutMs: this.opts.timing.offlineTimeoutMs },
       );
     }

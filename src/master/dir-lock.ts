@@ -238,7 +238,7 @@ async function isZombie(pid: number): Promise<boolean> {
 function lockedError(dir: string, lockPath: string, h: LockHolder): CairnError {
   return new CairnError(
     ErrorCode.DirLocked,
-    `data directory ${dir} is in use by pid ${h.pid} (started ${h.startedAt} on ${h.host}): stop that process first (if pid ${h.pid} is not a cairn master, delete ${lockPath})`,
+    `data directory ${dir} is in use by pid ${h.pid} (started ${h.startedAt} on ${h.host}): stop that process first (if pid ${h.pid} is not a cairn process using it, delete ${lockPath})`,
     { dir, pid: h.pid, startedAt: h.startedAt, host: h.host },
   );
 }
