@@ -171,7 +171,8 @@ export async function completeUpload(ctx: S3Context, r: S3Request): Promise<void
     // Parts gone because another completion of the same parts (an SDK's retry, or the request
     // this one retries) finished first: its result is this one's.
     const code = err instanceof S3Error ? err.code : undefined;
-    if ((code === S3ErrorCode.NoSuchUpload || code === S3ErrorCode.InvalidPart) && (await upload(ctx, r, true).catch(() => undefined))?.record.completed?.etag === etag) {
+    // (A conditional retry finds the first's object in place: PreconditionFailed, and the same answer.)
+    if ((code === S3ErrorCode.NoSuchUpload || code === S3ErrorCode.InvalidPart || code === S3ErrorCode.PreconditionFailed) && (await upload(ctx, r, true).catch(() => undefined))?.record.completed?.etag === etag) {
       answer();
       return;
     }

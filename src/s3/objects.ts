@@ -87,12 +87,12 @@ export async function writeObject(ctx: S3Context, r: S3Request, path: string, so
     // connection): a failed PUT leaves nothing, not even an empty prefix in listings. Another
     // failed PUT may remove them just as this one made them (ENOENT again): a few more tries.
     for (let tries = 1; ; tries++) {
-      const before = await makeParents(ctx, r, path);
+      const made = await makeParents(ctx, r, path);
       try {
         await put();
         break;
       } catch (e) {
-        if (before !== undefined) await pruneParents(ctx, r, path, before);
+        await removeMade(ctx, r, made);
         if ((e as { code?: string }).code !== 'ENOENT' || started || tries === 3) throw conflictOr(e);
       }
     }
@@ -201,10 +201,10 @@ export async function removeObject(ctx: S3Context, r: S3Request, key: string): P
   await pruneParents(ctx, r, path);
 }
 
-/** Removes the directories above `path` that are left empty, up to the bucket (or `stopAt`); markers stay. */
-async function pruneParents(ctx: S3Context, r: S3Request, path: string, stopAt = `/${r.bucket}`): Promise<void> {
+/** Removes the directories above `path` that are left empty, up to the bucket; markers stay. */
+async function pruneParents(ctx: S3Context, r: S3Request, path: string): Promise<void> {
   const bucketDir = `/${r.bucket}`;
-  for (let dir = parentOf(path); dir !== bucketDir && dir !== stopAt && dir.startsWith(`${bucketDir}/`); dir = parentOf(dir)) {
+  for (let dir = parentOf(path); dir !== bucketDir && dir.startsWith(`${bucketDir}/`); dir = parentOf(dir)) {
     const marker = await ctx.meta.query('meta.query', { op: 'getxattr', path: dir, name: objectMetaXattr, caller: r.caller }).then(
       () => true,
       () => false,
@@ -309,30 +309,44 @@ export async function bucketMustAllow(ctx: S3Context, r: S3Request, want: number
 }
 
 /**
- * Makes the missing directories above `path`; returns the deepest one that was there before (those
- * below it are this request's), or undefined when nothing was missing.
+ * Makes the missing directories above `path`, a level at a time; returns those this request made
+ * (deepest first), so that a failure removes them and only them: one another request or a mount
+ * made meanwhile (EEXIST here) is not this one's to remove.
  */
-async function makeParents(ctx: S3Context, r: S3Request, path: string): Promise<string | undefined> {
+async function makeParents(ctx: S3Context, r: S3Request, path: string): Promise<string[]> {
   const bucketDir = `/${r.bucket}`;
-  const parent = parentOf(path);
-  if (parent === bucketDir) return undefined;
-  let before = parentOf(parent);
-  while (before !== bucketDir) {
-    const there = await ctx.meta.query('meta.query', { op: 'stat', path: before, caller: r.caller }).then(
+  const missing: string[] = [];
+  for (let dir = parentOf(path); dir !== bucketDir; dir = parentOf(dir)) {
+    const there = await ctx.meta.query('meta.query', { op: 'stat', path: dir, caller: r.caller }).then(
       () => true,
       () => false,
     );
     if (there) break;
-    before = parentOf(before);
+    missing.push(dir);
   }
-  const made = await ctx.meta.mutate('meta.mutate', { op: 'mkdir', path: parent, mode: dirMode, uid: r.user.uid, gid: r.user.gid, parents: true, caller: r.caller }).then(
-    () => true,
-    (err: unknown) => {
-      if ((err as { code?: string }).code !== 'EEXIST') throw conflictOr(err);
-      return false;
-    },
-  );
-  return made ? before : undefined;
+  const made: string[] = [];
+  for (const dir of missing.reverse()) {
+    const ours = await ctx.meta.mutate('meta.mutate', { op: 'mkdir', path: dir, mode: dirMode, uid: r.user.uid, gid: r.user.gid, parents: false, caller: r.caller }).then(
+      () => true,
+      (err: unknown) => {
+        if ((err as { code?: string }).code !== 'EEXIST') throw conflictOr(err);
+        return false;
+      },
+    );
+    if (ours) made.unshift(dir);
+  }
+  return made;
+}
+
+/** Removes the directories a failed request made for its key (deepest first) while they are empty. */
+async function removeMade(ctx: S3Context, r: S3Request, made: readonly string[]): Promise<void> {
+  for (const dir of made) {
+    const removed = await ctx.meta.mutate('meta.mutate', { op: 'rmdir', path: dir, caller: r.caller }).then(
+      () => true,
+      () => false,
+    );
+    if (!removed) return;
+  }
 }
 
 async function makeMarker(ctx: S3Context, r: S3Request, path: string, meta: ObjectMeta): Promise<void> {
