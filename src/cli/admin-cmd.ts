@@ -22,7 +22,7 @@ import { registerDashboardUserCommands } from './dashboard-user-cmd.ts';
 import { configError, parseAddress, parsePositiveInt } from './config.ts';
 import { jsonLine, printable } from './format.ts';
 import { confirm } from './ask.ts';
-import { replaceFile } from './replace-file.ts';
+import { replaceFileSync } from './replace-file.ts';
 import { acquireDirLock } from '../master/dir-lock.ts';
 import { describeRecovery, planRecovery, recoverAlone, unusedIdAfter } from '../journal/raft/recover.ts';
 
@@ -197,7 +197,7 @@ async function backup(c: MasterClient, file: string): Promise<void> {
   header.writeUInt32BE(crc32c(r.payload), backupMagic.length);
   // The whole namespace (and, later, the S3 keys' secrets): the owner's alone.
   // Written beside the name and renamed over it: a full disk leaves an older backup whole.
-  await replaceFile(file, Buffer.concat([header, r.payload]), fileMode);
+  replaceFileSync(file, Buffer.concat([header, r.payload]), fileMode);
   const meta = r.body as { chunks: number; applied: number };
   console.log(`backup of ${r.payload.length} bytes (${meta.chunks} chunks, as of journal index ${meta.applied}) written to ${printable(file)}`);
 }

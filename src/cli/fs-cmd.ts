@@ -57,7 +57,7 @@ export function registerFsCommands(program: Command, addClusterOptions: (c: Comm
     .description('copy a file within cairn')
     .action((from: string, to: string, o: Flags & TransferFlags) =>
       withClients(o, async (meta, data) => {
-        const { attr, chunks } = await getFile(meta, data, await followSymlinks(meta, from));
+        const { attr, chunks } = await getFollowing(meta, data, from);
         const bar = progress(o, attr.sizeBytes, `${from} -> ${to}`);
         const stored = await intoDir(meta, to, from);
         const copied = await putFile(meta, data, stored, chunks, { mode: attr.mode, layout: { chunkSizeBytes: attr.layout!.chunkSizeBytes }, onProgress: (n) => bar?.update(n) });
@@ -281,18 +281,27 @@ async function put(meta: MasterClient, data: DataClient, local: string, p: strin
 /** Symlinks followed hops at most, as Linux's ELOOP bound. */
 const symlinkHopsMax = 40;
 
-/** `p` with a symlink at its end followed (to the file it names), as cat and cp follow one. */
-async function followSymlinks(meta: MasterClient, p: string): Promise<string> {
+/**
+ * getFile of `p`, a symlink at its end followed (to the file it names), as cat and cp follow one.
+ * The masters refuse to open a symlink (EINVAL): only then is `p` looked at, so a file costs no
+ * extra round trip.
+ */
+async function getFollowing(meta: MasterClient, data: DataClient, p: string): ReturnType<typeof getFile> {
   for (let hops = 0; ; hops++) {
-    const a = await meta.query<InodeAttr>('meta.query', { op: 'stat', path: p });
-    if (a.type !== 'symlink' || a.target === undefined) return p;
-    if (hops === symlinkHopsMax) throw new CairnError(ErrorCode.InvalidArgument, `${printable(p)}: more than ${symlinkHopsMax} symlinks on the way`, { errno: 'ELOOP' });
-    p = path.posix.resolve(path.posix.dirname(p), a.target);
+    try {
+      return await getFile(meta, data, p);
+    } catch (err) {
+      if ((err as { code?: string }).code !== FsErrorCode.EINVAL) throw err;
+      const a = await meta.query<InodeAttr>('meta.query', { op: 'stat', path: p });
+      if (a.type !== 'symlink' || a.target === undefined) throw err;
+      if (hops === symlinkHopsMax) throw new CairnError(ErrorCode.InvalidArgument, `${printable(p)}: more than ${symlinkHopsMax} symlinks on the way`, { errno: 'ELOOP' });
+      p = path.posix.resolve(path.posix.dirname(p), a.target);
+    }
   }
 }
 
 async function get(meta: MasterClient, data: DataClient, p: string, local: string, o: TransferFlags): Promise<void> {
-  const { attr, chunks } = await getFile(meta, data, await followSymlinks(meta, p));
+  const { attr, chunks } = await getFollowing(meta, data, p);
   const bar = progress(o, attr.sizeBytes, p);
   let done = 0;
   async function* counted(): AsyncGenerator<Buffer> {

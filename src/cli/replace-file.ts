@@ -3,30 +3,11 @@
 // damaged one; a symlink at the name is replaced, not written through.
 
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 function tempBeside(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-}
-
-export async function replaceFile(file: string, data: Uint8Array | string, mode: number): Promise<void> {
-  const temp = tempBeside(file);
-  try {
-    const f = await open(temp, 'wx', mode);
-    try {
-      await f.writeFile(data);
-      await f.sync();
-    } finally {
-      await f.close();
-    }
-    await rename(temp, file);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw err;
-  }
-  await syncDir(path.dirname(file));
 }
 
 export function replaceFileSync(file: string, data: Uint8Array | string, mode: number): void {
@@ -50,14 +31,5 @@ export function replaceFileSync(file: string, data: Uint8Array | string, mode: n
     fsyncSync(dir);
   } finally {
     closeSync(dir);
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const d = await open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
   }
 }

@@ -205,17 +205,21 @@ export async function removeObject(ctx: S3Context, r: S3Request, key: string): P
 async function pruneParents(ctx: S3Context, r: S3Request, path: string): Promise<void> {
   const bucketDir = `/${r.bucket}`;
   for (let dir = parentOf(path); dir !== bucketDir && dir.startsWith(`${bucketDir}/`); dir = parentOf(dir)) {
-    const marker = await ctx.meta.query('meta.query', { op: 'getxattr', path: dir, name: objectMetaXattr, caller: r.caller }).then(
-      () => true,
-      () => false,
-    );
-    if (marker) return;
-    const removed = await ctx.meta.mutate('meta.mutate', { op: 'rmdir', path: dir, caller: r.caller }).then(
-      () => true,
-      () => false,
-    );
-    if (!removed) return;
+    if (!(await removeEmptyDir(ctx, r, dir))) return;
   }
+}
+
+/** Removes `dir` if it is empty and no marker (a key ending in '/' holds it); whether it did. */
+async function removeEmptyDir(ctx: S3Context, r: S3Request, dir: string): Promise<boolean> {
+  const marker = await ctx.meta.query('meta.query', { op: 'getxattr', path: dir, name: objectMetaXattr, caller: r.caller }).then(
+    () => true,
+    () => false,
+  );
+  if (marker) return false;
+  return ctx.meta.mutate('meta.mutate', { op: 'rmdir', path: dir, caller: r.caller }).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function copyObject(ctx: S3Context, r: S3Request): Promise<void> {
@@ -288,14 +292,8 @@ export async function objectAt(ctx: S3Context, r: S3Request, path: string): Prom
   return { attr, meta: decodeMeta(value), dir: marker };
 }
 
-export async function bucketMustExist(ctx: S3Context, r: S3Request): Promise<void> {
-  try {
-    const attr = await ctx.meta.query<InodeAttr>('meta.query', { op: 'stat', path: `/${r.bucket}`, caller: r.caller });
-    if (attr.type === 'dir') return;
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'ENOENT') throw err;
-  }
-  throw new S3Error(S3ErrorCode.NoSuchBucket, 'the specified bucket does not exist', { BucketName: r.bucket });
+export function bucketMustExist(ctx: S3Context, r: S3Request): Promise<void> {
+  return bucketMustAllow(ctx, r, 0);
 }
 
 /** The bucket, if the key's user may `want` (Access bits) on it: NoSuchBucket, AccessDenied otherwise. */
@@ -338,15 +336,9 @@ async function makeParents(ctx: S3Context, r: S3Request, path: string): Promise<
   return made;
 }
 
-/** Removes the directories a failed request made for its key (deepest first) while they are empty. */
+/** Removes the directories a failed request made for its key (deepest first) while they are empty (a marker put there meanwhile stays). */
 async function removeMade(ctx: S3Context, r: S3Request, made: readonly string[]): Promise<void> {
-  for (const dir of made) {
-    const removed = await ctx.meta.mutate('meta.mutate', { op: 'rmdir', path: dir, caller: r.caller }).then(
-      () => true,
-      () => false,
-    );
-    if (!removed) return;
-  }
+  for (const dir of made) if (!(await removeEmptyDir(ctx, r, dir))) return;
 }
 
 async function makeMarker(ctx: S3Context, r: S3Request, path: string, meta: ObjectMeta): Promise<void> {

@@ -761,7 +761,7 @@ export class ChunkStore {
    * writes go on without it (it kept serving, and its raw EPERM failed every write of its chains).
    */
   private writeFailure(what: string, err: unknown): unknown {
-    if (isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) {
+    if (isNoSpace(err)) {
       this.fullAnswerCount++;
       return spaceError(err, this.dir);
     }
@@ -940,8 +940,13 @@ function corruptError(id: ChunkId, c: Version, what: string, where: { file?: str
 /** Errors of a chunk file's write that mean the target's disk cannot be trusted with writes. */
 const diskFaults = ['EIO', 'EROFS', 'EACCES', 'EPERM'];
 
+/** A write refused because the disk, or the user's quota on it, is full. */
+export function isNoSpace(err: unknown): boolean {
+  return isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT');
+}
+
 function spaceError(err: unknown, dir: string): unknown {
-  if (!isErrno(err, 'ENOSPC') && !isErrno(err, 'EDQUOT')) return err;
+  if (!isNoSpace(err)) return err;
   return new WorkerError(WorkerErrorCode.TargetFull, `target ${dir} is full: free space or move chunks off it`, { dir }, { cause: err });
 }
 

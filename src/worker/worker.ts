@@ -14,7 +14,7 @@ import { TargetState } from '../meta/commands.ts';
 import type { RoutingInfo } from '../meta/namespace-state.ts';
 import { Routing } from '../meta/routing.ts';
 import { clusterTimingDefault, type ClusterTiming, type HeartbeatReply, type RegisterReply } from '../master/cluster-manager.ts';
-import { ChunkStore } from './chunk-store.ts';
+import { ChunkStore, isNoSpace } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
 import { MasterWorkerMethod, syncListLimitMax, validateInventory, validatePurge, validateTargetCall, WorkerMethod, type HeartbeatRequest, type ChunkPurgeReply, type TargetReport } from './protocol.ts';
 import { ChainReplica, chunkLockKey, type ReplicaBug, type ReplicaHost } from './replication.ts';
@@ -588,7 +588,7 @@ export class StorageWorker {
         if (target.recording?.done === done) target.unrecorded = true;
         // A full disk: the target then stays out of its chain until it has room (outOfRoom), rather
         // than rejoining, being made serving, and failing to record it again, over and over.
-        if (isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) target.store.noteFull();
+        if (isNoSpace(err)) target.store.noteFull();
         this.opts.log?.('error', 'could not record where a target serves: it reports itself offline until the masters take it out', { target: target.targetId, chain: record.chainId, chainVersion: record.chainVersion, err: String(err) });
       },
     );
