@@ -39,6 +39,12 @@ export const gcDoneInodesMax = 10_000;
 export const renewSessionsMax = 10_000;
 /** Sessions one expireSessions command ends at most. */
 export const expireSessionsMax = 1000;
+/** Creates and unlinks one dirBatch carries at most. */
+export const dirBatchOpsMax = 1024;
+/** A lease holder's token: letters, digits, '-' and '_'. */
+export const holderPattern = /^[A-Za-z0-9_-]{1,64}$/;
+/** Holders one expireDirLeases command ends at most. */
+export const expireDirLeasesMax = 1000;
 export const readdirLimitMax = 1000;
 export const pendingGcLimitMax = 1000;
 /** Sessions one `sessions` query lists at most. */
@@ -83,6 +89,11 @@ export interface Caller {
   readonly gid: number;
   /** Supplementary groups, at most callerGroupsMax (gid need not be repeated). */
   readonly groups: readonly number[];
+  /**
+   * The directory-lease holder the request comes from (a mount's token, dir-leases.ts): its
+   * requests may use the directories it holds, which other requests wait for.
+   */
+  readonly holder?: string;
 }
 
 export const rootCaller: Caller = Object.freeze({ uid: 0, gid: 0, groups: Object.freeze([]) as readonly number[] });
@@ -128,6 +139,31 @@ export interface CreateCommand extends NamespaceStamp {
    * it, if it still has this name.
    */
   ephemeral?: boolean;
+}
+/** Takes a directory for the caller's holder (dir-leases.ts), with a range of inode ids for its creates. */
+export interface LeaseDirCommand extends NamespaceStamp {
+  op: 'leaseDir';
+  path: string;
+}
+/** Gives a held directory back. */
+export interface ReleaseDirCommand extends NamespaceStamp {
+  op: 'releaseDir';
+  dirInodeId: number;
+}
+/** The leader ends the leases of holders that stopped renewing them. */
+export interface ExpireDirLeasesCommand extends ClientStamp {
+  op: 'expireDirLeases';
+  holders: string[];
+}
+/** One create or unlink of a batch in a held directory, acting as its own caller. */
+export type DirBatchOp =
+  | { op: 'create'; name: string; inodeId: number; mode: number; uid: number; gid: number; openSession: boolean; caller: Caller }
+  | { op: 'unlink'; name: string; caller: Caller };
+/** Creates and unlinks the caller's holder made in a directory it holds, in order, each with its own result. */
+export interface DirBatchCommand extends NamespaceStamp {
+  op: 'dirBatch';
+  dirInodeId: number;
+  ops: DirBatchOp[];
 }
 export interface UnlinkCommand extends NamespaceStamp {
   op: 'unlink';
@@ -405,6 +441,10 @@ export type MetaCommand =
   | MkdirCommand
   | CreateCommand
   | UnlinkCommand
+  | LeaseDirCommand
+  | ReleaseDirCommand
+  | ExpireDirLeasesCommand
+  | DirBatchCommand
   | RmdirCommand
   | RenameCommand
   | SymlinkCommand
@@ -639,6 +679,13 @@ const namespaceReaders: Record<NamespaceCommandOp, (f: MetaFields, s: NamespaceS
     return cmd;
   },
   unlink: (f, s) => ({ op: 'unlink', ...s, path: f.path('path') }),
+  leaseDir: (f, s) => ({ op: 'leaseDir', ...s, path: f.path('path') }),
+  releaseDir: (f, s) => ({ op: 'releaseDir', ...s, dirInodeId: f.int('dirInodeId', 1, Number.MAX_SAFE_INTEGER) }),
+  dirBatch: (f, s) => {
+    if (s.caller.holder === undefined) throw invalid(`${f.where}: the caller names no lease holder`);
+    const ops = f.array('ops', dirBatchOpsMax).map((raw, i) => dirBatchOp(new MetaFields(raw, `${f.where}: ops[${i}]`), s.caller.holder!));
+    return { op: 'dirBatch', ...s, dirInodeId: f.int('dirInodeId', 1, Number.MAX_SAFE_INTEGER), ops };
+  },
   rmdir: (f, s) => ({ op: 'rmdir', ...s, path: f.path('path') }),
   rename: (f, s) => {
     const cmd: RenameCommand = { op: 'rename', ...s, from: f.path('from'), to: f.path('to') };
@@ -815,8 +862,31 @@ function s3Buckets(f: MetaFields): string[] {
   return [...new Set(list)].sort();
 }
 
+/** One op of a dirBatch; its caller acts for the batch's holder. */
+function dirBatchOp(f: MetaFields, holder: string): DirBatchOp {
+  const op = f.str('op', 16);
+  const name = f.req('name');
+  if (typeof name !== 'string') throw invalid(`${f.where}: 'name' must be a string, not ${describe(name)}`);
+  const problem = nameProblem(name);
+  if (problem !== undefined) throw new MetaError(problem.code, `${f.where}: ${problem.message}`);
+  const caller = readCaller(f, undefined);
+  if (caller.holder !== undefined && caller.holder !== holder) throw invalid(`${f.where}: the op's caller names another holder`);
+  const withHolder: Caller = { ...caller, holder };
+  let out: DirBatchOp;
+  if (op === 'create') {
+    out = { op: 'create', name, inodeId: f.int('inodeId', 1, Number.MAX_SAFE_INTEGER), mode: f.int('mode', 0, modeMax), ...owner(f), openSession: f.bool('openSession', false), caller: withHolder };
+  } else if (op === 'unlink') {
+    out = { op: 'unlink', name, caller: withHolder };
+  } else {
+    throw invalid(`${f.where}: op must be 'create' or 'unlink', not ${describe(op)}`);
+  }
+  f.done();
+  return out;
+}
+
 const clusterReaders: Record<ClusterCommandOp, (f: MetaFields, s: ClientStamp) => MetaCommand> = {
   noop: (_f, s) => ({ op: 'noop', ...s }),
+  expireDirLeases: (f, s) => ({ op: 'expireDirLeases', ...s, holders: f.array('holders', expireDirLeasesMax).map((h, i) => checkHolder(f, `holders[${i}]`, h)) }),
   initCluster: (f, s) => ({ op: 'initCluster', ...s, clusterId: f.str('clusterId', clusterIdBytesMax) }),
   expireSessions: (f, s) => ({
     op: 'expireSessions',
@@ -943,8 +1013,14 @@ function readCaller(f: MetaFields, absent: Caller | undefined): Caller {
     gid: cf.int('gid', 0, idMax),
     groups: cf.has('groups') ? cf.array('groups', callerGroupsMax).map((g, i) => cf.checkInt(`groups[${i}]`, g, 0, idMax)) : [],
   };
+  const holder = cf.raw('holder');
   cf.done();
-  return caller;
+  return holder === undefined ? caller : { ...caller, holder: checkHolder(cf, 'holder', holder) };
+}
+
+function checkHolder(f: MetaFields, where: string, x: unknown): string {
+  if (typeof x !== 'string' || !holderPattern.test(x)) throw invalid(`${f.where}: ${where} must be a lease holder's token (1 to 64 of A-Z a-z 0-9 _ -), not ${describe(x)}`);
+  return x;
 }
 
 /** validateCommand, with the caller a namespace command without one is taken to act as (log entries only). */

@@ -40,6 +40,11 @@ export const ResultErrorCode = {
    * in flight uses several clientIds.
    */
   StaleSeq: 'CAIRN_STALE_SEQ',
+  /**
+   * Another client's mount holds the directory (dir-leases.ts): the leader has asked it to give the
+   * directory back; retry shortly (clients do).
+   */
+  DirLeased: 'CAIRN_DIR_LEASED',
 } as const;
 export type ResultErrorCode = (typeof ResultErrorCode)[keyof typeof ResultErrorCode];
 

@@ -65,7 +65,10 @@ export type {
   SymlinkCommand,
   TargetSpec,
   UnlinkCommand,
+  DirBatchOp,
 } from './commands.ts';
+export type { DirBatchResult, DirLease, LeaseDirValue } from './namespace-state.ts';
+export { dirLeaseIds } from './dir-leases.ts';
 export { FsErrorCode, MetaError, MetaErrorCode, ResultErrorCode } from './errors.ts';
 export { MetaState } from './namespace.ts';
 export type { ReaddirOptions } from './namespace.ts';

@@ -17,8 +17,11 @@ import { isDeviceType, isSpecialInodeType, MetaTables, rootInodeId, specialInode
 import type { ChainMove, ClientRecord, Inode, InodeType, MetaResult, MetaStateOptions, Session } from './namespace-state.ts';
 import { utf8Bytes } from '../fields.ts';
 import { nameProblem } from './paths.ts';
+import { holderPattern } from './commands.ts';
+import { dirLeasesMax } from './dir-leases.ts';
 
 /**
+ * 10: the held directories (leases: dir-leases.ts), in a section of their own after the dashboard's users.
  * 9: session records carry where a temporary file's session made it ([directory inode, name], or
  * null: create's `ephemeral`).
  * 8: target records carry leftChainAt (the routing version at which the target left its chain while
@@ -29,10 +32,10 @@ import { nameProblem } from './paths.ts';
  * 5: inode records carry a device number (FIFOs, sockets and device nodes are inodes too).
  * 4: chain records carry the move under way ([from, to], or null). 3: worker records carry when the worker was decommissioned (null while in service). 2: chains
  * with their own ids and versions, tables of chain ids (1 held tables of target lists). This build
- * writes 9 and reads 2 to 9.
+ * writes 10 and reads 2 to 10.
  */
-export const snapshotFormatVersion = 9;
-const snapshotFormatVersionsRead: readonly number[] = [2, 3, 4, 5, 6, 7, 8, 9];
+export const snapshotFormatVersion = 10;
+const snapshotFormatVersionsRead: readonly number[] = [2, 3, 4, 5, 6, 7, 8, 9, 10];
 export const snapshotChunkBytesMax = 1024 * 1024;
 const snapshotMagic = 'cairn-meta';
 /** Record sizes are estimated from above; the margin leaves room for the chunk's framing. */
@@ -54,10 +57,11 @@ const Kind = {
   End: 10,
   S3Users: 11,
   DashboardUsers: 12,
+  DirLeases: 13,
 } as const;
 type Kind = (typeof Kind)[keyof typeof Kind];
 /** The order kinds come in (S3Users and DashboardUsers were added after End's number was taken). */
-const kindOrder: readonly Kind[] = [Kind.Header, Kind.Inodes, Kind.Dentries, Kind.Sessions, Kind.PendingGc, Kind.Clients, Kind.Workers, Kind.Targets, Kind.Chains, Kind.ChainTables, Kind.S3Users, Kind.DashboardUsers, Kind.End];
+const kindOrder: readonly Kind[] = [Kind.Header, Kind.Inodes, Kind.Dentries, Kind.Sessions, Kind.PendingGc, Kind.Clients, Kind.Workers, Kind.Targets, Kind.Chains, Kind.ChainTables, Kind.S3Users, Kind.DashboardUsers, Kind.DirLeases, Kind.End];
 
 /** Appended to only: a type's index is what snapshots store. */
 const inodeTypes: readonly InodeType[] = ['file', 'dir', 'symlink', ...specialInodeTypes];
@@ -89,6 +93,7 @@ interface Counts {
   chainTables: number;
   s3Users: number;
   dashboardUsers: number;
+  dirLeases: number;
 }
 
 function countsOf(t: MetaTables): Counts {
@@ -96,6 +101,7 @@ function countsOf(t: MetaTables): Counts {
     inodes: t.inodes.size,
     dentries: t.dentries,
     sessions: t.sessions.size,
+    dirLeases: t.dirLeases.size,
     pendingGc: t.pendingGc.size,
     clients: t.clients.size,
     workers: t.workers.size,
@@ -183,6 +189,8 @@ function* sections(t: MetaTables): Generator<[Kind, Iterable<unknown[]>]> {
   yield [Kind.S3Users, users.map((u) => [u.accessKeyId, u.secretKey, u.buckets, u.uid, u.gid, u.createdMs])];
   const logins = [...t.dashboardUsers.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
   yield [Kind.DashboardUsers, logins.map((u) => [u.name, u.passwordHash, u.uid, u.gid, u.createdMs])];
+  const leases = [...t.dirLeases.values()].sort((a, b) => a.dirInodeId - b.dirInodeId);
+  yield [Kind.DirLeases, leases.map((l) => [l.dirInodeId, l.holder, l.clientId, l.grantedMs, l.idNext, l.idEnd])];
 }
 
 /** Batches records into bodies whose estimated size stays within the budget. */
@@ -327,6 +335,7 @@ function readHeader(body: unknown): Header {
   }
   counts.s3Users = (h.formatVersion as number) < 6 ? 0 : int(c.s3Users, 'header count s3Users');
   counts.dashboardUsers = (h.formatVersion as number) < 7 ? 0 : int(c.dashboardUsers, 'header count dashboardUsers');
+  counts.dirLeases = (h.formatVersion as number) < 10 ? 0 : int(c.dirLeases, 'header count dirLeases');
   return {
     magic: snapshotMagic,
     formatVersion: h.formatVersion as number,
@@ -354,6 +363,7 @@ class SnapshotBuilder {
   private lastClientUsedMs = 0;
   private lastS3User = '';
   private lastDashboardUser = '';
+  private lastDirLease = 0;
   /** Dentries naming each inode. */
   private readonly links = new Map<number, number>();
   private tableParts = new Map<number, { version: number; total: number; chainIds: number[]; chainCounts: number[] }>();
@@ -382,6 +392,7 @@ class SnapshotBuilder {
       else if (kind === Kind.ChainTables) this.chainTablePart(r);
       else if (kind === Kind.S3Users && this.header.formatVersion >= 6) this.s3User(r);
       else if (kind === Kind.DashboardUsers && this.header.formatVersion >= 7) this.dashboardUser(r);
+      else if (kind === Kind.DirLeases && this.header.formatVersion >= 10) this.dirLease(r);
       else throw corrupt(`records in a chunk of kind ${kind}`);
     }
   }
@@ -626,6 +637,21 @@ class SnapshotBuilder {
     check(typeof hashRaw === 'string' && dashboardPasswordHashOk(hashRaw), `${what} has an invalid password hash`);
     check(this.t.dashboardUsers.size < dashboardUsersMax, 'more dashboard users than the masters keep');
     this.t.dashboardUsers.set(nameRaw, { name: nameRaw, passwordHash: hashRaw, uid: int(uidRaw, `${what} uid`, 0, idMax), gid: int(gidRaw, `${what} gid`, 0, idMax), createdMs: time(createdRaw, `${what} created`) });
+  }
+
+  private dirLease(r: unknown): void {
+    const [dirRaw, holderRaw, clientRaw, grantedRaw, nextRaw, endRaw] = tuple(r, 6, 'directory lease record');
+    const dirInodeId = int(dirRaw, 'a directory lease\'s directory', 1);
+    const what = `the lease of directory ${dirInodeId}`;
+    check(dirInodeId > this.lastDirLease, `${what} is out of order or repeated`);
+    this.lastDirLease = dirInodeId;
+    check(this.t.inodes.get(dirInodeId)?.type === 'dir', `${what}: no such directory`);
+    check(typeof holderRaw === 'string' && holderPattern.test(holderRaw), `${what} has an invalid holder`);
+    check(this.t.dirLeases.size < dirLeasesMax, 'more directory leases than the masters keep');
+    const idNext = int(nextRaw, `${what} next inode id`, 1);
+    const idEnd = int(endRaw, `${what} inode id range end`, idNext);
+    check(idEnd <= this.t.nextInodeId, `${what} reserves inode ids past the next inode id`);
+    this.t.dirLeases.set(dirInodeId, { dirInodeId, holder: holderRaw, clientId: str(clientRaw, `${what} client`), grantedMs: time(grantedRaw, `${what} granted`), idNext, idEnd });
   }
 
   /** Checks what no single record shows: link counts, reachability, sessions, counts. */

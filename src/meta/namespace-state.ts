@@ -72,6 +72,30 @@ export interface Session {
   ephemeral?: { parentId: number; name: string };
 }
 
+/**
+ * A directory a mount holds (dir-leases.ts): nobody else's request may look up a non-directory
+ * name in it, list it or change its entries, so the holder answers those itself.
+ */
+export interface DirLease {
+  dirInodeId: number;
+  holder: string;
+  clientId: string;
+  grantedMs: number;
+  /** The inode ids the holder's creates take, in order: the next one, and the end of the range. */
+  idNext: number;
+  idEnd: number;
+}
+
+/** What leaseDir answers: the directory, and the inode ids the holder's creates in it take. */
+export interface LeaseDirValue {
+  dir: InodeAttr;
+  idNext: number;
+  idEnd: number;
+}
+
+/** One op's outcome in a dirBatch: its value, or its failure. */
+export type DirBatchResult = { ok: true; value: CreateValue | UnlinkValue } | { ok: false; code: string; message: string };
+
 /** A deleted file whose chunks the workers may now remove. */
 export interface GcEntry {
   inodeId: number;
@@ -324,6 +348,10 @@ export interface MetaValues {
   mkdir: InodeAttr;
   create: CreateValue;
   unlink: UnlinkValue;
+  leaseDir: LeaseDirValue;
+  releaseDir: { released: boolean };
+  expireDirLeases: { ended: number };
+  dirBatch: { results: DirBatchResult[]; parent: InodeAttr };
   rmdir: { inodeId: number };
   rename: RenameValue;
   symlink: InodeAttr;
@@ -362,6 +390,8 @@ export interface MetaFail {
   ok: false;
   code: ResultErrorCode;
   message: string;
+  /** With CAIRN_DIR_LEASED: the held directory, which the leader recalls from its holder. */
+  leasedDirId?: number;
 }
 /** Errors are results: a failed operation changes nothing and answers with a code. */
 export type MetaResult<V = MetaValue> = MetaOk<V> | MetaFail;
@@ -392,6 +422,8 @@ export class MetaTables {
   clusterId = '';
   readonly inodes = new Map<number, Inode>();
   readonly sessions = new Map<string, Session>();
+  /** Held directories by inode id (dir-leases.ts). */
+  readonly dirLeases = new Map<number, DirLease>();
   /** Open sessions per inode. */
   readonly sessionsByInode = new Map<number, number>();
   /** Inodes with nlink 0 that sessions keep alive. */

@@ -23,7 +23,7 @@ import type {
   MknodCommand,
   UnlinkCommand,
 } from './commands.ts';
-import { FsErrorCode } from './errors.ts';
+import { FsErrorCode, ResultErrorCode } from './errors.ts';
 import { attrOf, defaultChainTableId, fail, isFail, newInode, ok, rootInodeId } from './namespace-state.ts';
 import type { Inode, InodeAttr, InodeType, MetaFail, MetaResult, MetaTables, MetaValues, RenameValue, Session, UnlinkValue } from './namespace-state.ts';
 import { utf8Bytes } from '../fields.ts';
@@ -44,6 +44,26 @@ function prefix(names: string[], count: number): string {
   return `/${names.slice(0, count).join('/')}`;
 }
 
+/**
+ * CAIRN_DIR_LEASED if a holder other than the caller's holds `dir` (dir-leases.ts), else
+ * undefined: the caller may not use its entries now.
+ */
+export function heldByOther(t: MetaTables, dir: Inode, caller: Caller): MetaFail | undefined {
+  if (t.dirLeases.size === 0) return undefined;
+  const lease = t.dirLeases.get(dir.id);
+  if (lease === undefined || lease.holder === caller.holder) return undefined;
+  return { ...fail(ResultErrorCode.DirLeased, `directory ${dir.id} is held by another mount, which is asked to give it back: retry`), leasedDirId: dir.id };
+}
+
+/**
+ * heldByOther, for looking `childId` up in `dir`: a directory entry may be looked up (a holder
+ * makes and removes only other entries on its own), any other name, or its absence, not.
+ */
+function lookupHeldByOther(t: MetaTables, dir: Inode, childId: number | undefined, caller: Caller): MetaFail | undefined {
+  if (t.dirLeases.size === 0 || (childId !== undefined && inodeOf(t, childId).type === 'dir')) return undefined;
+  return heldByOther(t, dir, caller);
+}
+
 /** Follows the first `count` names from the root; looking a name up needs search permission on its directory. */
 function walk(t: MetaTables, names: string[], count: number, caller: Caller): Inode | MetaFail {
   let dir = inodeOf(t, rootInodeId);
@@ -52,6 +72,8 @@ function walk(t: MetaTables, names: string[], count: number, caller: Caller): In
     const denied = accessDenied(caller, dir, Access.Search, prefix(names, i));
     if (denied !== undefined) return denied;
     const childId = dir.children.get(names[i]);
+    const held = lookupHeldByOther(t, dir, childId, caller);
+    if (held !== undefined) return held;
     if (childId === undefined) return fail(FsErrorCode.ENOENT, `'${prefix(names, i + 1)}' does not exist`);
     dir = inodeOf(t, childId);
   }
@@ -82,7 +104,8 @@ function resolveParent(t: MetaTables, path: string, caller: Caller): ParentAndNa
   if (parent.children === null) return fail(FsErrorCode.ENOTDIR, `'${parentPath}' is not a directory`);
   const denied = accessDenied(caller, parent, Access.Search, parentPath);
   if (denied !== undefined) return denied;
-  return { parent, name: names[names.length - 1] };
+  // Every caller of this looks up or changes the last name in the parent.
+  return heldByOther(t, parent, caller) ?? { parent, name: names[names.length - 1] };
 }
 
 /** The path of the directory holding `path`'s last name, for messages. */
@@ -156,8 +179,10 @@ function deleteInode(t: MetaTables, inode: Inode): void {
   if (inode.type === 'file') {
     t.files--;
     t.logicalBytes -= inode.sizeBytes;
-  } else if (inode.type === 'dir') t.dirs--;
-  else if (inode.type === 'symlink') t.symlinks--;
+  } else if (inode.type === 'dir') {
+    t.dirs--;
+    t.dirLeases.delete(inode.id); // its holder's own rmdir
+  } else if (inode.type === 'symlink') t.symlinks--;
 }
 
 function setSize(t: MetaTables, inode: Inode, sizeBytes: number): void {
@@ -279,6 +304,8 @@ export function mkdir(t: MetaTables, cmd: MkdirCommand): Result<'mkdir'> {
     const searchDenied = accessDenied(cmd.caller, dir, Access.Search, prefix(names, i));
     if (searchDenied !== undefined) return searchDenied;
     const childId = dir.children.get(names[i]);
+    const held = last ? heldByOther(t, dir, cmd.caller) : lookupHeldByOther(t, dir, childId, cmd.caller);
+    if (held !== undefined) return held;
     if (childId !== undefined) {
       const child = inodeOf(t, childId);
       if (last) return cmd.parents && child.type === 'dir' ? ok(attrOf(child)) : fail(FsErrorCode.EEXIST, `'${cmd.path}' exists`);
@@ -303,7 +330,14 @@ export function create(t: MetaTables, cmd: CreateCommand): Result<'create'> {
   const owned = newOwnerDenied(cmd.caller, cmd.uid, cmd.gid, cmd.path);
   if (owned !== undefined) return owned;
   const at = resolveParent(t, cmd.path, cmd.caller);
-  if (isFail(at)) return at;
+  return isFail(at) ? at : createAt(t, cmd, at);
+}
+
+/**
+ * create, once `at` is resolved (the owner already checked). `inodeId`: the id a new file takes (a
+ * held directory's batch: dir-leases.ts), else the next one.
+ */
+export function createAt(t: MetaTables, cmd: CreateCommand, at: ParentAndName, inodeId?: number): Result<'create'> {
   const existingId = at.parent.children?.get(at.name);
   if (existingId !== undefined) {
     const existing = inodeOf(t, existingId);
@@ -322,7 +356,7 @@ export function create(t: MetaTables, cmd: CreateCommand): Result<'create'> {
     const full = sessionsFull(t);
     if (full !== undefined) return full;
   }
-  const inode = newInode(newId(t), 'file', cmd.mode, cmd.uid, cmd.gid, cmd.nowMs);
+  const inode = newInode(inodeId ?? newId(t), 'file', cmd.mode, cmd.uid, cmd.gid, cmd.nowMs);
   inode.layout = layoutFor(t, inode.id, cmd.layout);
   insertInode(t, inode);
   addEntry(t, at.parent, at.name, inode, cmd.nowMs);
@@ -336,7 +370,11 @@ export function create(t: MetaTables, cmd: CreateCommand): Result<'create'> {
 export function unlink(t: MetaTables, cmd: UnlinkCommand): Result<'unlink'> {
   if (cmd.path === '/') return fail(FsErrorCode.EISDIR, `'/' is a directory`);
   const at = resolveParent(t, cmd.path, cmd.caller);
-  if (isFail(at)) return at;
+  return isFail(at) ? at : unlinkAt(t, cmd, at);
+}
+
+/** unlink, once `at` is resolved. */
+export function unlinkAt(t: MetaTables, cmd: UnlinkCommand, at: ParentAndName): Result<'unlink'> {
   const id = at.parent.children?.get(at.name);
   if (id === undefined) return fail(FsErrorCode.ENOENT, `'${cmd.path}' does not exist`);
   const inode = inodeOf(t, id);
@@ -357,6 +395,9 @@ export function rmdir(t: MetaTables, cmd: RmdirCommand): Result<'rmdir'> {
   const denied = removeDenied(cmd.caller, at.parent, inode, cmd.path);
   if (denied !== undefined) return denied;
   if (inode.children === null) return fail(FsErrorCode.ENOTDIR, `'${cmd.path}' is not a directory`);
+  // Its holder may have made entries in it that the masters do not have yet.
+  const held = heldByOther(t, inode, cmd.caller);
+  if (held !== undefined) return held;
   if (inode.children.size > 0) return fail(FsErrorCode.ENOTEMPTY, `'${cmd.path}' is not empty`);
   removeEntry(t, at.parent, at.name, inode, cmd.nowMs);
   deleteInode(t, inode);
@@ -426,6 +467,9 @@ export function planRename(t: MetaTables, cmd: RenameCommand): RenamePlan | Meta
   // POSIX: renaming a file onto itself, or onto another link of itself, does nothing (Linux
   // answers so before it checks permissions).
   if (victimId === sourceId) return { src, dst, source, victimId };
+  // A held directory moved or replaced: its holder names it by path, and may hold entries in it.
+  const held = heldByOther(t, source, cmd.caller) ?? (victimId === undefined ? undefined : heldByOther(t, inodeOf(t, victimId), cmd.caller));
+  if (held !== undefined) return held;
   const denied = renameDenied(t, cmd, src, source, dst, victimId);
   if (denied !== undefined) return denied;
   if (source.type === 'dir' && isWithin(t, dst.parent, source)) {

@@ -45,6 +45,7 @@ import { s3Credential, s3UserAdd, s3UserRemove, s3Users } from './namespace-s3.t
 import { dashboardUserAdd, dashboardUserRemove, dashboardUsers } from './namespace-dashboard.ts';
 import { continueRestored, raiseInodeIds } from './restore-floor.ts';
 import { Access, accessDenied } from './permissions.ts';
+import { dirBatch, expireDirLeases, leaseDir, releaseDir } from './dir-leases.ts';
 
 type Handler = (t: MetaTables, cmd: never) => MetaResult;
 
@@ -54,6 +55,10 @@ const handlers: Record<MetaCommandOp, Handler> = {
   mkdir: tree.mkdir,
   create: tree.create,
   unlink: tree.unlink,
+  leaseDir,
+  releaseDir,
+  expireDirLeases,
+  dirBatch,
   rmdir: tree.rmdir,
   rename: tree.rename,
   symlink: tree.symlink,
@@ -243,6 +248,10 @@ export class MetaState {
     const denied = accessDenied(caller, parent, Access.Search, `inode ${parentId}`);
     if (denied !== undefined) return denied;
     const id = parent.children.get(name);
+    if (id === undefined || tree.inodeOf(this.#t, id).type !== 'dir') {
+      const held = tree.heldByOther(this.#t, parent, caller);
+      if (held !== undefined) return held;
+    }
     if (id === undefined) return fail(FsErrorCode.ENOENT, `no '${name}' in directory ${parentId}`);
     return ok(attrOf(tree.inodeOf(this.#t, id)));
   }
@@ -255,6 +264,8 @@ export class MetaState {
     if (dir.children === null) return fail(FsErrorCode.ENOTDIR, `'${path}' is not a directory`);
     const denied = accessDenied(caller, dir, Access.Read, path);
     if (denied !== undefined) return denied;
+    const held = tree.heldByOther(this.#t, dir, caller);
+    if (held !== undefined) return held;
     const names = sortedNamesOf(dir);
     const start = options.after === undefined ? 0 : upperBound(names, options.after);
     const end = Math.min(names.length, start + Math.min(options.limit, readdirLimitMax));

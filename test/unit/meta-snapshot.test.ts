@@ -226,7 +226,7 @@ test('special files keep their type and device number through a snapshot; format
 
 test('a header from another format version, or no header at all, is refused', () => {
   const chunks = [...new MetaState().snapshot()];
-  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 10 }))), /format version 10, this build reads 2, 3, 4, 5, 6, 7, 8, 9/);
+  assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 11 }))), /format version 11, this build reads 2, 3, 4, 5, 6, 7, 8, 9, 10/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), formatVersion: 1 }))), /format version 1/);
   assert.match(corruptCode(rewriteChunk(chunks, 0, (h) => ({ ...(h as object), magic: 'other' }))), /not a metadata snapshot/);
   assert.match(corruptCode(chunks.slice(1)), /chunk 0 is numbered 1/);
