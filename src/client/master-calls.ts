@@ -8,6 +8,7 @@ import { CairnError, ErrorCode } from '../errors.ts';
 import type { Clock, Connection, Timer } from '../io/index.ts';
 import { RpcErrorCode } from '../rpc/errors.ts';
 import { namespaceCommandOps, namespaceQueryOps, renewSessionsMax, type Caller } from '../meta/commands.ts';
+import { ResultErrorCode } from '../meta/errors.ts';
 
 export interface MasterCallsOptions {
   masters: string[];
@@ -33,7 +34,7 @@ const bulkCallTimeoutMs = 120_000;
 /** How long a master that could not be reached is passed over. */
 const unreachableMs = 1_000;
 /** Codes after which another master (or the same one, later) may succeed. */
-const retryable = new Set<string>([ErrorCode.NotLeader, ErrorCode.Unavailable, ErrorCode.Timeout, ErrorCode.ProposalDropped, RpcErrorCode.Overloaded, ErrorCode.TransferInProgress, ErrorCode.Busy]);
+const retryable = new Set<string>([ErrorCode.NotLeader, ErrorCode.Unavailable, ErrorCode.Timeout, ErrorCode.ProposalDropped, RpcErrorCode.Overloaded, ErrorCode.TransferInProgress, ErrorCode.Busy, ResultErrorCode.DirLeased]);
 
 /** A client renews its write sessions every quarter lease; this often until the leader has said the lease (a quarter of the shortest). */
 const renewFirstMs = 2_500;

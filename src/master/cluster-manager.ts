@@ -15,11 +15,11 @@
 import type { Clock, Connection, Timer } from '../io/index.ts';
 import { collectChunks } from './chunk-gc.ts';
 import type { Journal } from '../journal/index.ts';
-import { expireSessionsMax, resizeTargetsMax, validateCommand, type ChainUpdate, type MetaCommand } from '../meta/commands.ts';
+import { expireDirLeasesMax, expireSessionsMax, resizeTargetsMax, validateCommand, type Caller, type ChainUpdate, type MetaCommand } from '../meta/commands.ts';
 import { LocalState, nextChainMembers, restoredSource, sameMembers, type ChainMember, type RestoredReport } from '../meta/chain-states.ts';
 import { TargetState } from '../meta/commands.ts';
-import { MetaError, MetaErrorCode } from '../meta/errors.ts';
-import { defaultChainTableId, type MetaResult, type RoutingInfo, type Session, type TargetInfo, type WorkerInfo } from '../meta/namespace-state.ts';
+import { FsErrorCode, MetaError, MetaErrorCode } from '../meta/errors.ts';
+import { defaultChainTableId, type LeaseDirValue, type MetaResult, type RoutingInfo, type Session, type TargetInfo, type WorkerInfo } from '../meta/namespace-state.ts';
 import type { MetaState } from '../meta/namespace.ts';
 import { encodeCommandEntry, encodeInodeFloor } from '../meta/state-machine.ts';
 import { heldInodeIdMax } from '../meta/restore-floor.ts';
@@ -32,6 +32,7 @@ import { WorkerError, WorkerErrorCode } from '../worker/errors.ts';
 import { decommissionImpact, planReplacements, type DecommissionImpact, type StuckChain } from './replacements.ts';
 import { planRebalance } from './rebalance.ts';
 import { SessionLeases, sessionLeaseMsDefault, validateRenewSessions } from './session-leases.ts';
+import { DirLeaseRenewals, dirLeaseMsDefault, validateRenewDirLeases, type RenewDirLeasesReply } from './dir-lease-renewals.ts';
 
 export interface ClusterTiming {
   heartbeatMs: number;
@@ -85,6 +86,8 @@ export interface ClusterManagerOptions {
   restoreWaitMs?: number;
   /** A write session not renewed for this long ends (session-leases.ts); default sessionLeaseMsDefault. */
   sessionLeaseMs?: number;
+  /** A directory lease whose holder did not renew for this long ends (dir-lease-renewals.ts); default dirLeaseMsDefault. */
+  dirLeaseMs?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
 }
 
@@ -209,6 +212,8 @@ export class ClusterManager {
    */
   private dataBusy = false;
   private readonly leases: SessionLeases;
+  private readonly dirLeases: DirLeaseRenewals;
+  private lastDirExpiryMs = -Infinity;
   /** When this leader last journaled each target's capacity (resizeTargets). */
   private readonly resizedMs = new Map<number, number>();
   private lastExpiryMs = -Infinity;
@@ -216,6 +221,7 @@ export class ClusterManager {
   constructor(opts: ClusterManagerOptions) {
     this.opts = opts;
     this.leases = new SessionLeases(opts.sessionLeaseMs ?? sessionLeaseMsDefault);
+    this.dirLeases = new DirLeaseRenewals(opts.dirLeaseMs ?? dirLeaseMsDefault);
   }
 
   start(): void {
@@ -253,6 +259,37 @@ export class ClusterManager {
     this.seen.set(cmd.workerId, { instance: cmd.instance, atMs: this.opts.clock.now(), reports: new Map() });
     const state = this.opts.state();
     return { clusterId: state.routing().clusterId, routing: state.routing(), timing: this.opts.timing };
+  }
+
+  /** meta.renewDirLeases: a mount still holds these directories; which to give back, which it lost. */
+  renewDirLeases(body: unknown): RenewDirLeasesReply {
+    this.requireLeader();
+    const { holder, dirs } = validateRenewDirLeases(body);
+    return this.dirLeases.renewHolder(holder, dirs, this.opts.state().dirLeases(), this.opts.clock.now());
+  }
+
+  /**
+   * Before a leaseDir is proposed: refused (EAGAIN, nothing journaled) while others were waiting
+   * for the directory a moment ago, so that they get their turn.
+   */
+  mayLeaseDir(path: string, caller: Caller): void {
+    const dir = this.opts.state().stat(path, caller);
+    if (dir.ok && this.dirLeases.coolingDown(dir.value.inodeId, this.opts.clock.now())) {
+      throw new MetaError(FsErrorCode.EAGAIN, `'${path}' was given back a moment ago for others waiting for it: not held again yet`);
+    }
+  }
+
+  /** What a namespace request's result says of directory leases: a holder heard from, a directory to recall. */
+  dirLeaseResult(cmd: { op: string; caller?: Caller }, result: MetaResult<unknown>): void {
+    const now = this.opts.clock.now();
+    if (!result.ok) {
+      if (result.leasedDirId !== undefined) this.dirLeases.recall(result.leasedDirId, now);
+      return;
+    }
+    const holder = cmd.caller?.holder;
+    if (holder === undefined) return;
+    this.dirLeases.renew(holder, now);
+    if (cmd.op === 'leaseDir') this.dirLeases.granted((result.value as LeaseDirValue).dir.inodeId);
   }
 
   /** A write session was opened through this leader: its first renewal. */
@@ -438,6 +475,7 @@ export class ClusterManager {
     try {
       if (this.opts.state().routing().clusterId === '') await this.propose({ op: 'initCluster', clusterId: this.newClusterId() });
       await this.expireSessions(now, leading);
+      await this.expireDirLeases(now, leading);
       // A new leader has not seen a full timeout of heartbeats: silence proves nothing yet.
       if (now - leading.sinceMs < this.opts.timing.offlineTimeoutMs) return;
       await this.raiseInodeCounter(now);
@@ -681,6 +719,17 @@ export class ClusterManager {
       }
       this.opts.log?.('info', 'chain member moves to an idle worker: the newcomer resyncs, then the source leaves', { chain: m.chainId, from: `${m.fromTargetId} (worker ${m.fromWorkerId})`, to: `${m.toTargetId} (worker ${m.toWorkerId})` });
     }
+  }
+
+  /** Ends, through the journal, the directory leases of holders not heard from for a lease. Looks every quarter lease. */
+  private async expireDirLeases(now: number, leading: Leadership): Promise<void> {
+    if (now - this.lastDirExpiryMs < this.dirLeases.leaseMs / 4) return;
+    this.lastDirExpiryMs = now;
+    const holders = this.dirLeases.expiredHolders(this.opts.state().dirLeases().values(), now, leading.sinceMs);
+    for (let i = 0; i < holders.length; i += expireDirLeasesMax) {
+      await this.propose({ op: 'expireDirLeases', holders: holders.slice(i, i + expireDirLeasesMax) });
+    }
+    if (holders.length > 0) this.opts.log?.('warn', 'ended the directory leases of mounts not heard from for a lease: they are gone or cut off, and what they answered there since is lost', { holders: holders.length, leaseMs: this.dirLeases.leaseMs });
   }
 
   /**

@@ -12,7 +12,7 @@ import type { Journal } from '../journal/index.ts';
 import { openJournal } from '../journal/open-journal.ts';
 import { logCallback, type Logger } from '../log.ts';
 import { RpcClient, RpcError, RpcErrorCode, RpcServer, reply, rpcLimits, type Handler, type RpcServerStats } from '../rpc/index.ts';
-import { validateCommand, validateQuery } from '../meta/commands.ts';
+import { validateCommand, validateQuery, type MetaCommand } from '../meta/commands.ts';
 import { acquireDirLock } from './dir-lock.ts';
 import { MetaError } from '../meta/errors.ts';
 import { startHttp, type HttpEndpoint } from './http.ts';
@@ -224,7 +224,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
 }
 
 /** Commands only the cluster manager proposes: a client sending one through meta.mutate is refused. */
-const managerOps: ReadonlySet<string> = new Set(['gcDone', 'expireSessions', 'resizeTargets', 'registerWorker', 'addChains', 'updateChains', 'initCluster', 'decommissionWorker', 'replaceChainMember', 'moveChainMember', 'endChainMove', 'targetReclaimed']);
+const managerOps: ReadonlySet<string> = new Set(['gcDone', 'expireSessions', 'expireDirLeases', 'resizeTargets', 'registerWorker', 'addChains', 'updateChains', 'initCluster', 'decommissionWorker', 'replaceChainMember', 'moveChainMember', 'endChainMove', 'targetReclaimed']);
 
 /** The limits with their defaults, checked (the RPC server checks its own when it is made). */
 function masterLimits(given: Partial<MasterLimits> = {}): MasterLimits {
@@ -275,20 +275,28 @@ interface HttpAt {
  * abandoned file): a master whose disk is below its reserve still takes them, so that a full
  * cluster can be emptied through cairn.
  */
-const spaceFreeingOps: ReadonlySet<string> = new Set(['unlink', 'rmdir', 'closeSession']);
+const spaceFreeingOps: ReadonlySet<string> = new Set(['unlink', 'rmdir', 'closeSession', 'releaseDir']);
+
+function freesSpace(cmd: MetaCommand): boolean {
+  return spaceFreeingOps.has(cmd.op) || (cmd.op === 'dirBatch' && cmd.ops.every((o) => o.op === 'unlink'));
+}
 
 function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMachine, manager: ClusterManager, calls: PendingCalls, metrics: MasterMetrics, httpAt: HttpAt): void {
   server.handle('meta.mutate', calls.gate((body) => measured(metrics, 'mutate', async (op) => {
     const cmd = validateCommand({ ...(body as object), nowMs: Date.now() });
     op.name = cmd.op;
     if (managerOps.has(cmd.op)) throw new CairnError(ErrorCode.InvalidArgument, `${cmd.op} is the cluster manager's; workers register with ${MasterWorkerMethod.register}, operators decommission with ${MasterWorkerMethod.decommission}`);
-    const value = unwrap((await journal.propose(encodeCommandEntry(cmd), { freesSpace: spaceFreeingOps.has(cmd.op) })) as MetaResult<unknown>);
+    if (cmd.op === 'leaseDir') manager.mayLeaseDir(cmd.path, cmd.caller);
+    const result = (await journal.propose(encodeCommandEntry(cmd), { freesSpace: freesSpace(cmd) })) as MetaResult<unknown>;
+    manager.dirLeaseResult(cmd, result);
+    const value = unwrap(result);
     const sessionId = (value as { sessionId?: unknown } | null)?.sessionId;
     if (typeof sessionId === 'string') manager.sessionOpened(sessionId);
     return value;
   })));
   // Not gated: a busy master must not let live clients' sessions expire (a renewal is a map update).
   server.handle('meta.renewSessions', async (body) => manager.renewSessions(body));
+  server.handle('meta.renewDirLeases', async (body) => manager.renewDirLeases(body));
   // Workers' registration and heartbeats keep the cluster's picture alive: never made to wait for room.
   server.handle(MasterWorkerMethod.register, (body) => manager.register(body), { internal: true });
   server.handle(MasterWorkerMethod.heartbeat, async (body) => manager.heartbeat(body), { internal: true });
@@ -306,7 +314,9 @@ function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMach
     const q = validateQuery(body);
     op.name = q.op;
     await journal.readBarrier();
-    const value = unwrap(sm.query(q));
+    const result = sm.query(q);
+    manager.dirLeaseResult(q, result);
+    const value = unwrap(result);
     return q.op === 'sessions' ? manager.withRenewals(value as { sessions: Session[] }) : value;
   })));
   server.handle('master.ping', async () => ({ id: journal.status().id, leader: journal.leader(), isLeader: journal.isLeader(), ...(httpAt.address === undefined ? {} : { httpAddress: httpAt.address }) }));

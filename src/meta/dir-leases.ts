@@ -65,14 +65,14 @@ export function expireDirLeases(t: MetaTables, cmd: ExpireDirLeasesCommand): Res
 
 /**
  * The holder's creates and unlinks in its directory, in the order it answered them, each with its
- * own outcome (as if sent one by one). Refused whole (CAIRN_DIR_LEASED) if the holder no longer
+ * own outcome (as if sent one by one). Refused whole (CAIRN_DIR_LEASE_LOST) if the holder no longer
  * holds the directory: what it answered may then no longer be true, and nothing is applied.
  */
 export function dirBatch(t: MetaTables, cmd: DirBatchCommand): Result<'dirBatch'> {
   const lease = t.dirLeases.get(cmd.dirInodeId);
   const dir = t.inodes.get(cmd.dirInodeId);
   if (lease === undefined || lease.holder !== cmd.caller.holder || dir === undefined) {
-    return fail(ResultErrorCode.DirLeased, `directory ${cmd.dirInodeId} is no longer held by this mount: its changes there since it lost it are not applied`);
+    return fail(ResultErrorCode.DirLeaseLost, `directory ${cmd.dirInodeId} is no longer held by this mount: its changes there since it lost it are not applied`);
   }
   const results: DirBatchResult[] = [];
   const stamp = { clientId: cmd.clientId, seq: cmd.seq, nowMs: cmd.nowMs };

@@ -45,6 +45,8 @@ export const ResultErrorCode = {
    * directory back; retry shortly (clients do).
    */
   DirLeased: 'CAIRN_DIR_LEASED',
+  /** A holder's batch for a directory it no longer holds (its lease ended): nothing of it was applied. */
+  DirLeaseLost: 'CAIRN_DIR_LEASE_LOST',
 } as const;
 export type ResultErrorCode = (typeof ResultErrorCode)[keyof typeof ResultErrorCode];
 

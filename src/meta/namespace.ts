@@ -21,6 +21,7 @@ import {
   sessionsMaxDefault,
 } from './namespace-state.ts';
 import type {
+  DirLease,
   DashboardUser,
   ChainInfo,
   ChainTableInfo,
@@ -379,6 +380,11 @@ export class MetaState {
 
   get routingVersion(): number {
     return this.#t.routingVersion;
+  }
+
+  /** The held directories by inode id (dir-leases.ts), live: not to be changed. */
+  dirLeases(): ReadonlyMap<number, DirLease> {
+    return this.#t.dirLeases;
   }
 
   /** Answers a validated query (see validateQuery); the RPC layer's single entry point. */

@@ -86,7 +86,7 @@ test('a batch after the lease ended applies nothing; release, expiry and removal
   assert.equal(fs.run({ ...batch, caller: holderB } as never).ok, false, "another holder's batch");
   assert.deepEqual(fs.ok({ op: 'releaseDir', dirInodeId: dirId, caller: holderB }), { released: false });
   fs.ok({ op: 'expireDirLeases', holders: ['mount-a'] } as never);
-  fs.fails({ ...batch, caller: holderA } as never, leased);
+  fs.fails({ ...batch, caller: holderA } as never, ResultErrorCode.DirLeaseLost);
   assert.deepEqual(fs.names('/d'), ['old', 'sub']);
   // B takes it now; A's rmdir waits; B removes it itself, and the lease goes with it.
   fs.ok({ op: 'leaseDir', path: '/d/sub', caller: holderB });

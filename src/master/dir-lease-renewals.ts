@@ -1,0 +1,103 @@
+// The leader's side of directory leases (src/meta/dir-leases.ts): who renewed lately, which held
+// directories others are waiting for, and which holders are gone. Like write sessions'
+// renewals (session-leases.ts) these live in the leader's memory only: a new leader ends no lease
+// before it has led for a whole lease, which gives every live holder time to find it. A holder
+// renews every dirLeaseRenewMs and learns in the answer which of its directories to give back;
+// it stops answering from a directory once half a lease passed without a renewal, so it has
+// stopped long before the leader ends its lease. Pure: the cluster manager brings the clock.
+
+import { CairnError, ErrorCode } from '../errors.ts';
+import { Fields } from '../fields.ts';
+import { holderPattern } from '../meta/commands.ts';
+import type { DirLease } from '../meta/index.ts';
+
+/** Five seconds: a holder cut off for that long loses its directories, and others wait that long for them at most. */
+export const dirLeaseMsDefault = 5_000;
+/** How often a holder renews: the longest another client waits before the holder hears of a recall. */
+export const dirLeaseRenewMs = 100;
+/** After a recall, the directory is not held again for this long: the clients that waited get their turn. */
+export const dirLeaseCooldownMs = 1_000;
+/** Directories one renewal names at most. */
+export const renewDirLeasesMax = 65_536;
+
+export interface RenewDirLeasesReply {
+  leaseMs: number;
+  /** Directories others wait for: the holder gives them back (releaseDir) once its batches there landed. */
+  recalled: number[];
+  /** Directories named that the holder no longer holds (its lease ended): what it answered there since may be lost. */
+  lost: number[];
+}
+
+export class DirLeaseRenewals {
+  readonly leaseMs: number;
+  /** Holder → when this leader last heard from it (monotonic clock). */
+  private readonly renewed = new Map<string, number>();
+  /** Held directory → when another client last asked for it. */
+  private readonly recalls = new Map<number, number>();
+
+  constructor(leaseMs = dirLeaseMsDefault) {
+    this.leaseMs = leaseMs;
+  }
+
+  renew(holder: string, nowMs: number): void {
+    this.renewed.set(holder, nowMs);
+  }
+
+  /** Another client was refused a held directory: its holder is asked to give it back. */
+  recall(dirInodeId: number, nowMs: number): void {
+    this.recalls.set(dirInodeId, nowMs);
+  }
+
+  /** The directory was just held anew: a recall from before is over. */
+  granted(dirInodeId: number): void {
+    this.recalls.delete(dirInodeId);
+  }
+
+  /** Whether a lease on the directory would be refused now: others waited for it a moment ago. */
+  coolingDown(dirInodeId: number, nowMs: number): boolean {
+    const at = this.recalls.get(dirInodeId);
+    return at !== undefined && nowMs - at < dirLeaseCooldownMs;
+  }
+
+  /** A holder's renewal of the directories it names, against the leases the state holds. */
+  renewHolder(holder: string, dirs: readonly number[], leases: ReadonlyMap<number, DirLease>, nowMs: number): RenewDirLeasesReply {
+    this.renew(holder, nowMs);
+    const recalled: number[] = [];
+    const lost: number[] = [];
+    for (const id of dirs) {
+      if (leases.get(id)?.holder !== holder) lost.push(id);
+      else if (this.recalls.has(id)) recalled.push(id);
+    }
+    this.forget(nowMs);
+    return { leaseMs: this.leaseMs, recalled, lost };
+  }
+
+  /** Holders of leases not heard from within a lease; none while this leadership is younger than a lease. */
+  expiredHolders(leases: Iterable<DirLease>, nowMs: number, leadingSinceMs: number): string[] {
+    this.forget(nowMs);
+    if (nowMs - leadingSinceMs < this.leaseMs) return [];
+    const out = new Set<string>();
+    for (const l of leases) if (!this.renewed.has(l.holder)) out.add(l.holder);
+    return [...out];
+  }
+
+  private forget(nowMs: number): void {
+    for (const [holder, at] of this.renewed) if (nowMs - at > this.leaseMs) this.renewed.delete(holder);
+    for (const [dir, at] of this.recalls) if (nowMs - at > Math.max(this.leaseMs, dirLeaseCooldownMs)) this.recalls.delete(dir);
+  }
+}
+
+const renewFieldErrors = {
+  invalid: (message: string) => new CairnError(ErrorCode.InvalidArgument, message),
+  tooLong: (message: string) => new CairnError(ErrorCode.InvalidArgument, message),
+};
+
+/** A meta.renewDirLeases body: { holder, dirs: [inode ids] }. */
+export function validateRenewDirLeases(body: unknown): { holder: string; dirs: number[] } {
+  const f = new Fields(body, 'renewDirLeases', renewFieldErrors);
+  const holder = f.str('holder', 64);
+  if (!holderPattern.test(holder)) throw new CairnError(ErrorCode.InvalidArgument, `renewDirLeases: holder must be a lease holder's token, not ${JSON.stringify(holder)}`);
+  const dirs = f.array('dirs', renewDirLeasesMax).map((id, i) => f.checkInt(`dirs[${i}]`, id, 1, Number.MAX_SAFE_INTEGER));
+  f.done();
+  return { holder, dirs };
+}

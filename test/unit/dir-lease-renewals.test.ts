@@ -1,0 +1,40 @@
+// The leader's side of directory leases: renewals answer which held directories others wait for
+// and which the holder lost; a recalled directory cools down before it is held again; holders not
+// heard from for a lease are ended, but never by a leader younger than a lease.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DirLeaseRenewals, dirLeaseCooldownMs, validateRenewDirLeases } from '../../src/master/dir-lease-renewals.ts';
+import type { DirLease } from '../../src/meta/index.ts';
+
+const lease = (dirInodeId: number, holder: string): DirLease => ({ dirInodeId, holder, clientId: 'c', grantedMs: 0, idNext: 100, idEnd: 200 });
+
+test('renewals name recalled and lost directories; a recall cools the directory down until it is held anew', () => {
+  const r = new DirLeaseRenewals(5_000);
+  const leases = new Map([[2, lease(2, 'a')], [3, lease(3, 'a')], [4, lease(4, 'b')]]);
+  assert.deepEqual(r.renewHolder('a', [2, 3, 4, 9], leases, 0), { leaseMs: 5_000, recalled: [], lost: [4, 9] });
+  r.recall(3, 10);
+  assert.deepEqual(r.renewHolder('a', [2, 3], leases, 20).recalled, [3]);
+  assert.equal(r.coolingDown(3, 20), true);
+  assert.equal(r.coolingDown(3, 10 + dirLeaseCooldownMs), false);
+  assert.equal(r.coolingDown(2, 20), false);
+  r.granted(3);
+  assert.deepEqual(r.renewHolder('a', [2, 3], leases, 30).recalled, [], 'held anew: the old recall is over');
+});
+
+test('holders silent for a lease are ended, once this leader has led for a lease', () => {
+  const r = new DirLeaseRenewals(5_000);
+  const leases = [lease(2, 'a'), lease(3, 'b'), lease(4, 'b')];
+  r.renew('a', 0);
+  assert.deepEqual(r.expiredHolders(leases, 1_000, 0), [], 'a young leader ends nothing');
+  assert.deepEqual(r.expiredHolders(leases, 5_000, 0), ['b']);
+  r.renew('b', 5_000);
+  assert.deepEqual(r.expiredHolders(leases, 6_000, 0), ['a']);
+});
+
+test('a renewal body is validated', () => {
+  assert.deepEqual(validateRenewDirLeases({ holder: 'm-1', dirs: [2, 3] }), { holder: 'm-1', dirs: [2, 3] });
+  for (const bad of [{}, { holder: 'a b', dirs: [] }, { holder: 'a', dirs: [0] }, { holder: 'a', dirs: [1.5] }, { holder: 'a', dirs: [], extra: 1 }]) {
+    assert.throws(() => validateRenewDirLeases(bad), JSON.stringify(bad));
+  }
+});
