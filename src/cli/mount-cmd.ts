@@ -16,6 +16,7 @@ import type { HttpEndpoint } from '../ops-http.ts';
 import { configError, parseNonNegativeInt, parsePositiveInt } from './config.ts';
 import { printable } from './format.ts';
 import { spawnDaemon } from './daemon.ts';
+import { changesToHoldDefault } from '../fuse/dir-holds.ts';
 
 interface MountFlags extends TargetFlags, OpsHttpFlags {
   daemon?: boolean;
@@ -26,6 +27,7 @@ interface MountFlags extends TargetFlags, OpsHttpFlags {
   readdirMax: string;
   readAheadChunks: string;
   readAheadMaxMib: string;
+  holdAfter: string;
   debug?: boolean;
 }
 
@@ -46,6 +48,7 @@ export function registerMountCommands(program: Command, addTargetOptions: (c: Co
       .option('--readdir-max <n>', 'entries a directory listing may have (FUSE takes a listing as one array in memory)', '1000000')
       .option('--read-ahead-chunks <n>', 'whole chunks a sequential reader fetches ahead, counting the one it reads; 0: none', String(readAheadChunksDefault))
       .option('--read-ahead-max-mib <n>', 'MiB the read-ahead of all open files holds at most', String(readAheadBytesMaxDefault / 2 ** 20))
+      .option('--hold-after <n>', 'creates and unlinks in one directory within a second after which the mount holds the directory and answers them itself, sending them to the masters in batches (docs/fuse.md); 0: never', String(changesToHoldDefault))
       .option('--debug', 'print every FUSE request (libfuse debug output)')
       .option('--http <host:port>', httpOptionHelp)
       .option('--metrics-auth', metricsAuthOptionHelp),
@@ -101,6 +104,7 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
     // No attributes are kept past the kernel's own timeout: with 0, every getattr asks the masters.
     changedDirAttrMs: attrTimeoutMs,
     listingMs: Math.min(attrTimeoutMs, entryTimeoutMs),
+    holdAfterChanges: parseNonNegativeInt(flags.holdAfter, '--hold-after'),
     log,
   });
   // Fails early, with the cluster's own error, when no master answers.

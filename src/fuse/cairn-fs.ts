@@ -15,6 +15,8 @@ import { MetaError, FsErrorCode } from '../meta/errors.ts';
 import { xattrNamePrefix } from '../meta/commands.ts';
 import { ChunkReadAhead, ReadAheadBudget } from './read-ahead.ts';
 import { mountSpace } from './space.ts';
+import { DirHolds, newHolder } from './dir-holds.ts';
+import { namespaceCommandOps, namespaceQueryOps } from '../meta/commands.ts';
 import type { WorkerHealth } from '../worker/protocol.ts';
 
 /** What getattr gives the kernel (fuse-native's stat fields; times in ms). */
@@ -77,6 +79,13 @@ export interface CairnFsOptions {
    * with the others ending meanwhile (sessionCloseDelayMsDefault); 0: at once.
    */
   sessionCloseDelayMs?: number;
+  /**
+   * Creates and unlinks in one directory within a second after which the mount takes the
+   * directory and answers them itself (dir-holds.ts); 0: never (each goes to the masters).
+   */
+  holdAfterChanges?: number;
+  /** A held directory with no change for this long is given back (holdIdleMsDefault). */
+  holdIdleMs?: number;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
 }
 
@@ -159,7 +168,15 @@ interface Handle {
   readAhead?: ChunkReadAhead;
   /** The attributes create answered, until libfuse's getattr right after it takes them. */
   createdAttr?: InodeAttr;
+  /**
+   * A file this mount created in a held directory, until its first write: its create's landing.
+   * The write session opens then (as `creator`), and the layout is known.
+   */
+  lazy?: { landed: Promise<CreateValue>; creator: Caller | undefined; opening?: Promise<void> };
 }
+
+/** A lazily created file's layout until its create landed: never used for I/O (see Handle.lazy). */
+const unknownLayout: Layout = { chunkSizeBytes: 0, stripeWidth: 0, chainTableId: 0, chainTableVersion: 0, shuffleSeed: 0 };
 
 export class CairnFs {
   private readonly meta: MasterClient;
@@ -190,13 +207,16 @@ export class CairnFs {
   /** Goes up at the start and end of every change this mount makes: a listing read across one is not used. */
   private generation = 0;
   private nextFd = 1;
+  /** Directories this mount holds (dir-holds.ts). */
+  readonly holds: DirHolds;
   /** Reads since the mount started: answered from read-ahead, or sent to the workers (/metrics). */
   readonly readStats = { readAheadHits: 0, readAheadMisses: 0 };
   /** Directories listed, and lookups answered from a listing (/metrics). */
   readonly lookupStats = { listings: 0, listed: 0 };
 
   constructor(opts: CairnFsOptions) {
-    this.meta = opts.meta;
+    const holder = newHolder();
+    this.meta = withHolder(opts.meta, holder, opts.owner);
     this.data = opts.data;
     this.owner = opts.owner;
     this.readdirEntriesMax = opts.readdirEntriesMax ?? readdirEntriesMaxDefault;
@@ -207,11 +227,17 @@ export class CairnFs {
     this.listingMs = opts.listingMs ?? 0;
     this.sessionCloseDelayMs = opts.sessionCloseDelayMs ?? sessionCloseDelayMsDefault;
     this.log = opts.log ?? (() => undefined);
+    this.holds = new DirHolds({ meta: this.meta, holder, changesToHold: opts.holdAfterChanges ?? 0, ...(opts.holdIdleMs === undefined ? {} : { idleMs: opts.holdIdleMs }), log: this.log });
   }
 
   /** The caller field of a namespace request: the asking process, else the client's own caller. */
   private as(caller: Caller | undefined): { caller?: Caller } {
     return caller === undefined ? {} : { caller };
+  }
+
+  /** Who a request acts as: the asking process, else the client's own caller, else the mount's owner. */
+  private callerOf(caller: Caller | undefined): Caller {
+    return caller ?? this.meta.caller ?? this.owner;
   }
 
   /** Who a new inode belongs to: the asking process, else the mount's owner. */
@@ -221,14 +247,19 @@ export class CairnFs {
   }
 
   async getattr(path: string, caller?: Caller): Promise<Stat> {
-    return this.getattrLocal(path) ?? this.getattrAsked(path, caller);
+    const local = this.getattrLocal(path);
+    if (local === 'absent') throw new MetaError(FsErrorCode.ENOENT, `'${path}' does not exist`);
+    return local ?? this.getattrAsked(path, caller);
   }
 
   /**
    * getattr's answer when the daemon has it without the masters (so without the caller, whose
-   * groups cost a read of /proc), else undefined: then getattrAsked.
+   * groups cost a read of /proc), 'absent' when it knows there is no such name (a held
+   * directory's), else undefined: then getattrAsked.
    */
-  getattrLocal(path: string): Stat | undefined {
+  getattrLocal(path: string): Stat | 'absent' | undefined {
+    const held = this.holds.lookup(path) ?? this.holds.dirAttr(path);
+    if (held !== undefined) return held === 'absent' ? held : this.toStat(held, this.localLength(held.inodeId));
     const changed = this.changedDirs.get(path);
     if (changed !== undefined) {
       this.changedDirs.delete(path);
@@ -241,6 +272,7 @@ export class CairnFs {
   }
 
   async getattrAsked(path: string, caller?: Caller): Promise<Stat> {
+    await this.holds.settle(path);
     const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'stat', path, ...this.as(caller) });
     return this.toStat(attr, this.localLength(attr.inodeId));
   }
@@ -321,6 +353,7 @@ export class CairnFs {
   }
 
   async readdir(path: string, caller?: Caller): Promise<string[]> {
+    await this.holds.settle(path);
     const names = ['.', '..'];
     let after: string | undefined;
     for (;;) {
@@ -336,6 +369,7 @@ export class CairnFs {
   }
 
   async readlink(path: string, caller?: Caller): Promise<string> {
+    await this.holds.settle(path);
     return this.meta.query<string>('meta.query', { op: 'readlink', path, ...this.as(caller) });
   }
 
@@ -357,28 +391,52 @@ export class CairnFs {
 
   async mkdir(path: string, mode: number, caller?: Caller): Promise<void> {
     mustBeUtf8(path);
-    await this.changingDirs(() => this.mutate('meta.mutate', { op: 'mkdir', path, mode: mode & 0o7777, ...this.ownerFor(caller), parents: false, ...this.as(caller) }));
+    await this.holds.settle(path);
+    const made = await this.changingDirs(() => this.mutate<InodeAttr>('meta.mutate', { op: 'mkdir', path, mode: mode & 0o7777, ...this.ownerFor(caller), parents: false, ...this.as(caller) }));
+    this.holds.changed(path, made);
   }
 
   async rmdir(path: string, caller?: Caller): Promise<void> {
+    await this.holds.settle(path);
+    await this.holds.releaseUnder(path);
     await this.changingDirs(() => this.mutate('meta.mutate', { op: 'rmdir', path, ...this.as(caller) }));
+    this.holds.changed(path, null);
   }
 
   async unlink(path: string, caller?: Caller): Promise<void> {
+    const open = [...this.handles.values()].filter((h) => h.path === path);
+    // A file open here goes through the masters: its handles keep it (their sessions open first).
+    if (open.length === 0 && this.holds.unlink(path, caller ?? this.meta.caller ?? this.owner)) {
+      this.generation++; // listings read before are not used
+      return;
+    }
+    for (const h of open) if (h.lazy !== undefined) await this.openLazy(h);
+    await this.holds.settle(path);
     const gone = await this.mutate<UnlinkValue>('meta.mutate', { op: 'unlink', path, ...this.as(caller) });
     this.dirChanged(path, gone.parent);
+    this.holds.changed(path, null);
+    this.holds.noteChange(path);
   }
 
   /** Replaces what is at `to` (libfuse 2 passes no rename flags: no RENAME_NOREPLACE or EXCHANGE). */
   async rename(from: string, to: string, caller?: Caller): Promise<void> {
     mustBeUtf8(to);
+    await this.holds.settle(from);
+    await this.holds.settle(to);
+    // A directory moved or replaced: the directories held at or below it are named by old paths.
+    await this.holds.releaseUnder(from);
+    await this.holds.releaseUnder(to);
     await this.changingDirs(() => this.mutate('meta.mutate', { op: 'rename', from, to, ...this.as(caller) }));
     for (const h of this.handles.values()) if (h.path === from) h.path = to;
+    this.holds.changed(from, null);
+    this.holds.changed(to, 'unknown');
   }
 
   async symlink(target: string, path: string, caller?: Caller): Promise<void> {
     mustBeUtf8(path);
-    await this.changingDirs(() => this.mutate('meta.mutate', { op: 'symlink', path, target, ...this.ownerFor(caller), ...this.as(caller) }));
+    await this.holds.settle(path);
+    const made = await this.changingDirs(() => this.mutate<InodeAttr>('meta.mutate', { op: 'symlink', path, target, ...this.ownerFor(caller), ...this.as(caller) }));
+    this.holds.changed(path, made);
   }
 
   /** FIFOs, sockets and device nodes: names with attributes (the kernel serves them when opened). */
@@ -386,16 +444,26 @@ export class CairnFs {
     mustBeUtf8(path);
     const type = specialTypeOf.get(mode & typeMask);
     if (type === undefined) throw new MetaError(FsErrorCode.EINVAL, `mknod of a type cairn does not store (mode ${(mode & typeMask).toString(8)})`, { errno: 'EPERM' });
-    await this.changingDirs(() => this.mutate('meta.mutate', { op: 'mknod', path, type, mode: mode & 0o7777, ...this.ownerFor(caller), rdev: isDeviceType(type) ? rdev : 0, ...this.as(caller) }));
+    await this.holds.settle(path);
+    const made = await this.changingDirs(() => this.mutate<InodeAttr>('meta.mutate', { op: 'mknod', path, type, mode: mode & 0o7777, ...this.ownerFor(caller), rdev: isDeviceType(type) ? rdev : 0, ...this.as(caller) }));
+    this.holds.changed(path, made);
   }
 
   async link(existing: string, path: string, caller?: Caller): Promise<void> {
     mustBeUtf8(path);
-    await this.changingDirs(() => this.mutate('meta.mutate', { op: 'link', existing, path, ...this.as(caller) }));
+    await this.holds.settle(existing);
+    await this.holds.settle(path);
+    const made = await this.changingDirs(() => this.mutate<InodeAttr>('meta.mutate', { op: 'link', existing, path, ...this.as(caller) }));
+    this.holds.changed(path, made);
+    this.holds.changed(existing, 'stale'); // its link count
   }
 
   async chmod(path: string, mode: number, caller?: Caller): Promise<void> {
     this.changedDirs.delete(path); // the kernel holds the inode's lock: no change in it runs meanwhile
+    await this.attrsChange(path, () => this.chmodAsked(path, mode, caller));
+  }
+
+  private async chmodAsked(path: string, mode: number, caller: Caller | undefined): Promise<void> {
     try {
       await this.mutate('meta.mutate', { op: 'setattr', path, mode: mode & 0o7777, ...this.as(caller) });
     } catch (err) {
@@ -414,7 +482,17 @@ export class CairnFs {
     this.changedDirs.delete(path);
     const keep = (id: number): boolean => id === -1 || id === 0xffff_ffff;
     if (keep(uid) && keep(gid)) return;
-    await this.mutate('meta.mutate', { op: 'setattr', path, ...(keep(uid) ? {} : { uid }), ...(keep(gid) ? {} : { gid }), ...this.as(caller) });
+    await this.attrsChange(path, () => this.mutate('meta.mutate', { op: 'setattr', path, ...(keep(uid) ? {} : { uid }), ...(keep(gid) ? {} : { gid }), ...this.as(caller) }));
+  }
+
+  /** A change of the attributes at `path` through the masters, after the held directory's batch; its listing asks for them after. */
+  private async attrsChange<T>(path: string, change: () => Promise<T>): Promise<T> {
+    await this.holds.settle(path);
+    try {
+      return await change();
+    } finally {
+      this.holds.changed(path, 'stale');
+    }
   }
 
   /**
@@ -427,6 +505,10 @@ export class CairnFs {
   async utimens(path: string, atime: UtimeMs, mtime: UtimeMs, caller?: Caller): Promise<void> {
     this.changedDirs.delete(path);
     if (atime === 'omit' && mtime === 'omit') return;
+    await this.attrsChange(path, () => this.utimensAsked(path, atime, mtime, caller));
+  }
+
+  private async utimensAsked(path: string, atime: UtimeMs, mtime: UtimeMs, caller: Caller | undefined): Promise<void> {
     // Writes this mount holds for the file are committed first: their commit sets the times to
     // now, which would undo these (tar and cp -p set them on the open file before closing it).
     await this.flushWritersOf(path, caller);
@@ -449,6 +531,10 @@ export class CairnFs {
 
   async truncate(path: string, sizeBytes: number, caller?: Caller): Promise<void> {
     mustFit(sizeBytes);
+    await this.attrsChange(path, () => this.truncateAsked(path, sizeBytes, caller));
+  }
+
+  private async truncateAsked(path: string, sizeBytes: number, caller: Caller | undefined): Promise<void> {
     // Writes this mount holds for the file go first, so that they cannot land past the new end.
     await this.flushWritersOf(path, caller);
     // The handles of the file, those opened meanwhile too, take its new length.
@@ -465,7 +551,9 @@ export class CairnFs {
   }
 
   async ftruncate(fd: number, sizeBytes: number): Promise<void> {
-    await this.truncate(this.handle(fd).path, sizeBytes);
+    const h = this.handle(fd);
+    if (h.lazy !== undefined) await this.openLazy(h);
+    await this.truncate(h.path, sizeBytes);
   }
 
   /**
@@ -474,8 +562,20 @@ export class CairnFs {
    */
   async create(path: string, mode: number, caller?: Caller, exclusive = false): Promise<number> {
     mustBeUtf8(path);
+    // A mode that does not let its owner write (0444) needs the session in the create itself.
+    const here = (mode & 0o200) === 0 ? undefined : this.holds.create(path, mode & 0o7777, this.ownerFor(caller), this.callerOf(caller));
+    if (here === 'exists' && exclusive) throw new MetaError(FsErrorCode.EEXIST, `'${path}' exists`);
+    if (here !== undefined && here !== 'exists') {
+      this.generation++; // listings read before are not used
+      const h: Handle = { path, inodeId: here.attr.inodeId, layout: unknownLayout, sizeBytes: 0, chunks: [], committedBytes: 0, createdAttr: here.attr, lazy: { landed: here.landed, creator: caller } };
+      here.landed.catch(() => undefined); // its failure is the first write's or flush's
+      return this.addHandle(h);
+    }
+    await this.holds.settle(path);
     const made = await this.mutate<CreateValue>('meta.mutate', { op: 'create', path, mode: mode & 0o7777, ...this.ownerFor(caller), exclusive, openSession: true, ...this.as(caller) });
     this.dirChanged(path, made.parent);
+    this.holds.changed(path, made.inode);
+    this.holds.noteChange(path);
     const fd = this.addWriteHandle(path, made.sessionId!, made.inode);
     // libfuse asks for the new file's attributes at once: they are these.
     this.handles.get(fd)!.createdAttr = made.inode;
@@ -483,6 +583,7 @@ export class CairnFs {
   }
 
   async open(path: string, flags: number, caller?: Caller): Promise<number> {
+    await this.holds.settle(path);
     if ((flags & O_ACCMODE) !== O_RDONLY) return this.openForWrite(path, (flags & O_TRUNC) !== 0, caller);
     const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'open', path, ...this.as(caller) });
     const ref = fileRefOf(attr, path);
@@ -520,18 +621,44 @@ export class CairnFs {
   private async openForWrite(path: string, truncate: boolean, caller: Caller | undefined): Promise<number> {
     if (truncate) await this.truncate(path, 0, caller);
     const s = await this.mutate<SessionValue>('meta.mutate', { op: 'openSession', path, truncate: false, ...this.as(caller) });
+    this.holds.changed(path, 'stale');
     return this.addWriteHandle(path, s.sessionId, s.inode);
+  }
+
+  /**
+   * Makes a lazily created file (Handle.lazy) an ordinary one open for writing: once its create
+   * landed (its failure is this call's), its write session opens, as its creator.
+   */
+  private async openLazy(h: Handle): Promise<void> {
+    const lazy = h.lazy;
+    if (lazy === undefined) return;
+    lazy.opening ??= (async () => {
+      await lazy.landed;
+      const s = await this.mutate<SessionValue>('meta.mutate', { op: 'openSession', path: h.path, truncate: false, ...this.as(lazy.creator) });
+      if (s.inode.inodeId !== h.inodeId) throw new MetaError(FsErrorCode.ENOENT, `${h.path} is another file now`, { errno: 'EIO' });
+      this.initWriter(h, s.sessionId, s.inode);
+      h.lazy = undefined;
+    })();
+    await lazy.opening;
   }
 
   private addWriteHandle(path: string, sessionId: string, inode: InodeAttr): number {
     const ref = fileRefOf(inode, path);
     const h: Handle = { path, inodeId: ref.inodeId, layout: ref.layout, sizeBytes: inode.sizeBytes, chunks: ref.chunks ?? null, sessionId, committedBytes: inode.sizeBytes };
+    this.initWriter(h, sessionId, inode);
+    return this.addHandle(h);
+  }
+
+  /** Opens `h` for writing in its session: a writer, and its place among the inode's writers. */
+  private initWriter(h: Handle, sessionId: string, inode: InodeAttr): void {
+    const ref = fileRefOf(inode, h.path);
+    h.layout = ref.layout;
+    h.sessionId = sessionId;
     h.writer = new FileWriter(this.data, { inodeId: h.inodeId, layout: h.layout, chunks: null }, { streamBytesMax: this.writeBytesMax });
     let set = this.writers.get(h.inodeId);
     if (set === undefined) this.writers.set(h.inodeId, (set = new Set()));
     set.add(h);
     this.forgetReadAhead(h.inodeId);
-    return this.addHandle(h);
   }
 
   private addHandle(h: Handle): number {
@@ -551,6 +678,7 @@ export class CairnFs {
   /** Reads into `into`; returns the bytes read (0 at or past the end). */
   async read(fd: number, into: Buffer, length: number, position: number): Promise<number> {
     const h = this.handle(fd);
+    if (h.lazy !== undefined) await this.openLazy(h);
     const local = this.writers.get(h.inodeId);
     let size = h.sizeBytes;
     let chunks = h.chunks;
@@ -591,6 +719,7 @@ export class CairnFs {
   /** Writes `length` bytes of `from` (the kernel's buffer, valid only until this returns: copied). */
   async write(fd: number, from: Buffer, length: number, position: number): Promise<number> {
     const h = this.handle(fd);
+    if (h.lazy !== undefined) await this.openLazy(h);
     if (h.writer === undefined) throw new MetaError(FsErrorCode.EINVAL, 'file not open for writing', { errno: 'EBADF' });
     mustFit(position + length);
     h.dirty = true;
@@ -601,11 +730,21 @@ export class CairnFs {
   /** close(2) of one descriptor: the writes are on every replica and the length is committed. */
   async flush(fd: number): Promise<void> {
     const h = this.handle(fd);
+    // A lazily created file never written: nothing to flush, and close(2) does not wait for its
+    // create to land (fsync does); another mount that asks for it waits for that (dir-holds.ts).
+    if (h.lazy !== undefined) return;
     if (h.writer !== undefined) await this.flushWriter(h);
   }
 
   async fsync(fd: number): Promise<void> {
+    const h = this.handle(fd);
+    if (h.lazy !== undefined) await h.lazy.landed;
     await this.flush(fd);
+  }
+
+  /** fsync of a directory: the creates and unlinks this mount answered in it have landed. */
+  async fsyncdir(path: string): Promise<void> {
+    await this.holds.settle(path);
   }
 
   /** The last close of an open file: its session ends (after a last flush). */
@@ -616,6 +755,7 @@ export class CairnFs {
     h.readAhead?.clear();
     if (h.writer === undefined || h.sessionId === undefined) return;
     this.forgetReadAhead(h.inodeId);
+    this.holds.changed(h.path, 'stale');
     const set = this.writers.get(h.inodeId);
     set?.delete(h);
     if (set?.size === 0) this.writers.delete(h.inodeId);
@@ -665,6 +805,7 @@ export class CairnFs {
     const results = await Promise.allSettled([...this.handles.keys()].map((fd) => this.release(fd)));
     for (const r of results) if (r.status === 'rejected') this.log('error', `an open file could not be flushed at unmount: ${(r.reason as Error).message}`);
     await this.closeQueuedSessions();
+    await this.holds.releaseAll();
   }
 
   /**
@@ -673,6 +814,7 @@ export class CairnFs {
    */
   async getxattr(path: string, name: string, caller?: Caller): Promise<Buffer> {
     if (!name.startsWith(xattrNamePrefix)) throw new MetaError(FsErrorCode.ENODATA, `no extended attribute ${name}`);
+    await this.holds.settle(path);
     const value = await this.meta.query<Uint8Array>('meta.query', { op: 'getxattr', path, name, ...this.as(caller) });
     return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
   }
@@ -681,17 +823,18 @@ export class CairnFs {
   async setxattr(path: string, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
     this.changedDirs.delete(path);
     if (!name.startsWith(xattrNamePrefix)) throw new MetaError(FsErrorCode.EINVAL, `only user.* extended attributes are kept, not ${name}`, { errno: 'EOPNOTSUPP' });
-    await this.mutate('meta.mutate', { op: 'setxattr', path, name, value: Buffer.from(value), flags: flags & 3, ...this.as(caller) });
+    await this.attrsChange(path, () => this.mutate('meta.mutate', { op: 'setxattr', path, name, value: Buffer.from(value), flags: flags & 3, ...this.as(caller) }));
   }
 
   async listxattr(path: string, caller?: Caller): Promise<string[]> {
+    await this.holds.settle(path);
     return this.meta.query<string[]>('meta.query', { op: 'listxattr', path, ...this.as(caller) });
   }
 
   async removexattr(path: string, name: string, caller?: Caller): Promise<void> {
     this.changedDirs.delete(path);
     if (!name.startsWith(xattrNamePrefix)) throw new MetaError(FsErrorCode.ENODATA, `no extended attribute ${name}`);
-    await this.mutate('meta.mutate', { op: 'removexattr', path, name, ...this.as(caller) });
+    await this.attrsChange(path, () => this.mutate('meta.mutate', { op: 'removexattr', path, name, ...this.as(caller) }));
   }
 
   async statfs(): Promise<StatFsResult> {
@@ -728,6 +871,7 @@ export class CairnFs {
       try {
         await w.flush();
         await this.mutate('meta.mutate', { op: 'commitLength', inodeId: h.inodeId, lengthBytes: w.highWater, chunks: w.written.toArray() });
+        this.holds.changed(h.path, 'stale');
       } catch (err) {
         h.dirty = true;
         throw err;
@@ -770,6 +914,23 @@ export class CairnFs {
       ctime: a.ctimeMs,
     };
   }
+}
+
+/**
+ * The masters as this mount asks them: each namespace request names the mount as its holder
+ * (dir-holds.ts), so the directories it holds answer it as they would not answer others.
+ */
+function withHolder(meta: MasterClient, holder: string, owner: Caller): MasterClient {
+  const named = (body: object): object => {
+    const op = String((body as { op?: unknown }).op);
+    if (!namespaceQueryOps.has(op) && !namespaceCommandOps.has(op)) return body;
+    const caller = (body as { caller?: Caller }).caller ?? meta.caller ?? owner;
+    return { ...body, caller: { ...caller, holder } };
+  };
+  return Object.assign(Object.create(meta) as MasterClient, {
+    query: <T>(method: string, body: object): Promise<T> => meta.query<T>(method, named(body)),
+    mutate: <T>(method: string, body: object): Promise<T> => meta.mutate<T>(method, named(body)),
+  });
 }
 
 /** fileRef, with the errno open(2) gives for a directory. */

@@ -22,6 +22,12 @@ export function fuseMetrics(registry: Registry, fs: CairnFs): FuseMetrics {
   stat('cairn_fuse_read_ahead_misses_total', 'reads of files with read-ahead that went to the workers', () => fs.readStats.readAheadMisses);
   stat('cairn_fuse_listings_total', 'directories read with their entries\' attributes after a scan of lookups in them', () => fs.lookupStats.listings);
   stat('cairn_fuse_lookups_listed_total', 'lookups answered from a directory\'s listing rather than by the masters', () => fs.lookupStats.listed);
+  stat('cairn_fuse_dirs_held_total', 'directories the mount took to answer creates and unlinks in them itself', () => fs.holds.stats.held);
+  stat('cairn_fuse_dirs_given_back_total', 'held directories given back (idle, asked for by another client, or a failure)', () => fs.holds.stats.given);
+  stat('cairn_fuse_held_creates_total', 'creates answered in held directories', () => fs.holds.stats.created);
+  stat('cairn_fuse_held_unlinks_total', 'unlinks answered in held directories', () => fs.holds.stats.unlinked);
+  stat('cairn_fuse_held_batches_total', 'batches of held directories\' changes sent to the masters', () => fs.holds.stats.batches);
+  stat('cairn_fuse_held_changes_failed_total', 'answered changes the masters refused or never applied (logged)', () => fs.holds.stats.failed);
   return {
     op(name, answer, secondsTaken) {
       ops.inc({ op: name, result: answer < 0 ? 'error' : 'ok' });

@@ -338,11 +338,11 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Call
       },
     );
   };
-  const noop = (cb: FuseCallback): void => cb(0);
   return {
     getattr: (p: string, cb: FuseCallback) => {
       // Answered at once when the daemon has it (a directory's listing): no caller needed.
       const local = fs.getattrLocal(p);
+      if (local === 'absent') return cb(errno('ENOENT'));
       if (local !== undefined) return cb(0, local);
       run(`getattr ${p}`, cb, (c) => fs.getattrAsked(p, c), (s) => [s]);
     },
@@ -375,7 +375,7 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Call
     flush: (p: string, fd: number, cb: FuseCallback) => runOpen(`flush ${p}`, cb, () => fs.flush(fd)),
     fsync: (p: string, _datasync: number, fd: number, cb: FuseCallback) => runOpen(`fsync ${p}`, cb, () => fs.fsync(fd)),
     release: (p: string, fd: number, cb: FuseCallback) => runOpen(`release ${p}`, cb, () => fs.release(fd)),
-    fsyncdir: (_p: string, _datasync: number, _fd: number, cb: FuseCallback) => noop(cb),
+    fsyncdir: (p: string, _datasync: number, _fd: number, cb: FuseCallback) => runOpen(`fsyncdir ${p}`, cb, () => fs.fsyncdir(p)),
     statfs: (_p: string, cb: FuseCallback) => runOpen('statfs', cb, () => fs.statfs(), (s) => [s]),
     getxattr: (p: string, name: string, _position: number, cb: FuseCallback) => run(`getxattr ${p}`, cb, (c) => fs.getxattr(p, name, c), (v) => [v]),
     setxattr: (p: string, name: string, value: Buffer, _position: number, flags: number, cb: FuseCallback) => {

@@ -34,8 +34,8 @@ export function leaseDir(t: MetaTables, cmd: LeaseDirCommand): Result<'leaseDir'
   if (dir.children === null) return fail(FsErrorCode.ENOTDIR, `'${cmd.path}' is not a directory`);
   const denied = accessDenied(cmd.caller, dir, Access.Read | Access.Search, cmd.path);
   if (denied !== undefined) return denied;
-  const held = heldByOther(t, dir, cmd.caller);
-  if (held !== undefined) return held;
+  // Not CAIRN_DIR_LEASED: that would recall the other mount's lease, and be retried.
+  if (heldByOther(t, dir, cmd.caller) !== undefined) return fail(FsErrorCode.EAGAIN, `'${cmd.path}' is held by another mount`);
   if (!t.dirLeases.has(dir.id) && t.dirLeases.size >= dirLeasesMax) return fail(FsErrorCode.EMFILE, `${t.dirLeases.size} directories are held, the limit`);
   const idNext = t.nextInodeId;
   t.nextInodeId += dirLeaseIds;

@@ -1,0 +1,406 @@
+// The mount's side of directory leases (src/meta/dir-leases.ts). Once programs create or unlink
+// several files in one directory, the mount takes the directory for itself and lists it: from then
+// on it knows every name in it, so it answers lookups there, and creates and unlinks at once,
+// sending them to the masters afterwards in batches (one journal entry for many). The kernel
+// serializes creates and unlinks in one directory, so without this each waits for a journal
+// commit; with it, for a map update.
+//
+// What the masters refuse to others meanwhile (CAIRN_DIR_LEASED, retried) makes the answers
+// true: another client asking for the directory gets it once this mount's batches there landed
+// and it gave the directory back (within a renewal, dirLeaseRenewMs). A directory not changed for
+// idleMs is given back too. A create or unlink the masters refuse later (a lost lease: this mount
+// cut off from them for half a lease) is logged, and the file's writes and fsync fail with EIO.
+// fsync of a file, fsyncdir, and any other request about a name in the directory wait for its
+// batch first.
+
+import { randomBytes } from 'node:crypto';
+import { dirBatchOpsMax, type Caller } from '../meta/commands.ts';
+import { MetaError, FsErrorCode } from '../meta/errors.ts';
+import type { CreateValue, DirBatchResult, DirEntry, InodeAttr, LeaseDirValue, ReaddirPage, UnlinkValue } from '../meta/namespace-state.ts';
+import { dirLeaseRenewMs, type RenewDirLeasesReply } from '../master/dir-lease-renewals.ts';
+
+/** What DirHolds needs of the masters (a MasterClient whose namespace requests name this holder). */
+export interface HoldsMasters {
+  query<T>(method: string, body: object): Promise<T>;
+  mutate<T>(method: string, body: object): Promise<T>;
+  call<T>(method: string, body: object): Promise<T>;
+}
+
+export interface DirHoldsOptions {
+  meta: HoldsMasters;
+  holder: string;
+  /** Creates and unlinks in one directory within changeWindowMs after which the mount takes it; 0: never. */
+  changesToHold?: number;
+  /** A held directory with no change for this long is given back. */
+  idleMs?: number;
+  log?: (level: 'info' | 'warn' | 'error', message: string) => void;
+}
+
+/** A new holder token for a mount: unique per process and mount. */
+export function newHolder(): string {
+  return `m${process.pid}-${randomBytes(8).toString('hex')}`;
+}
+
+export const changesToHoldDefault = 4;
+const changeWindowMs = 1_000;
+export const holdIdleMsDefault = 1_000;
+/** A directory with more entries is not held: its listing would cost more than it saves. */
+export const heldEntriesMax = 65_536;
+/** Directories a mount holds at once at most; the least recently changed goes back first. */
+const heldDirsMax = 64;
+/** After a directory could not be held (refused, too big), this long before trying it again. */
+const retryHoldMs = 2_000;
+/** Entries per readdir call while listing a held directory. */
+const listPageEntries = 1_000;
+
+/** What became of an entry: these attributes, gone (null), there with attributes to ask for ('unknown'), or the same entry with attributes to ask for ('stale'). */
+type Change = InodeAttr | null | 'unknown' | 'stale';
+
+interface PendingOp {
+  wire: object;
+  name: string;
+  resolve: (v: CreateValue | UnlinkValue) => void;
+  reject: (err: unknown) => void;
+}
+
+interface Held {
+  dir: string;
+  dirInodeId: number;
+  /** The directory's own attributes, as its changes here leave them (undefined: ask the masters). */
+  attr?: InodeAttr;
+  /**
+   * Every entry of the directory with its attributes (undefined: changed through the masters since,
+   * ask them); the map is undefined while the directory is being listed.
+   */
+  names?: Map<string, InodeAttr | undefined>;
+  /** Changes this mount made there while it was being listed: applied over the listing. */
+  replay: [string, Change][];
+  idNext: number;
+  idEnd: number;
+  queue: PendingOp[];
+  sending?: Promise<void>;
+  lastChangeMs: number;
+  /** Being given back (recalled, idle, a batch failed): no new change is answered from it. */
+  leaving?: Promise<void>;
+}
+
+export interface CreatedHere {
+  attr: InodeAttr;
+  /** Settles once the masters applied the create: with its value, or its failure. */
+  landed: Promise<CreateValue>;
+}
+
+export class DirHolds {
+  private readonly meta: HoldsMasters;
+  readonly holder: string;
+  private readonly changesToHold: number;
+  private readonly idleMs: number;
+  private readonly log: NonNullable<DirHoldsOptions['log']>;
+  /** By directory path, in order of last change. */
+  private readonly held = new Map<string, Held>();
+  private readonly changes = new Map<string, { count: number; sinceMs: number }>();
+  private readonly notBefore = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  /** When the last renewal that the leader answered was sent (performance.now()). */
+  private renewedAtMs = -Infinity;
+  private leaseMs = 0;
+  private renewing = false;
+  private closed = false;
+  /** For /metrics. */
+  readonly stats = { held: 0, given: 0, created: 0, unlinked: 0, batches: 0, failed: 0 };
+
+  constructor(opts: DirHoldsOptions) {
+    this.meta = opts.meta;
+    this.holder = opts.holder;
+    this.changesToHold = opts.changesToHold ?? changesToHoldDefault;
+    this.idleMs = opts.idleMs ?? holdIdleMsDefault;
+    this.log = opts.log ?? (() => undefined);
+  }
+
+  /** The held directory `dir`, if this mount may answer from it now. */
+  private usable(dir: string): Held | undefined {
+    const h = this.held.get(dir);
+    if (h === undefined || h.names === undefined || h.leaving !== undefined) return undefined;
+    // Half a lease without an answered renewal: the leader may soon end it, so stop answering.
+    if (performance.now() - this.renewedAtMs > this.leaseMs / 2) return undefined;
+    return h;
+  }
+
+  /** A name's attributes in a held directory, 'absent' if it has no such name, undefined if not held. */
+  lookup(path: string): InodeAttr | 'absent' | undefined {
+    if (this.held.size === 0 || path === '/') return undefined;
+    const [dir, name] = split(path);
+    const h = this.usable(dir);
+    if (h === undefined) return undefined;
+    return h.names!.has(name) ? h.names!.get(name) : 'absent';
+  }
+
+  /** A held directory's own attributes, if this mount knows them (the kernel asks after each change in it). */
+  dirAttr(dir: string): InodeAttr | undefined {
+    return this.usable(dir)?.attr;
+  }
+
+  /** A change in the directory: its times move, as the masters' will when the batch lands. */
+  private touched(h: Held): void {
+    if (h.attr === undefined) return;
+    const now = Date.now();
+    h.attr = { ...h.attr, mtimeMs: now, ctimeMs: now };
+  }
+
+  /**
+   * Creates a file in a held directory now, to be sent with the next batch; undefined if the
+   * directory is not held (the caller asks the masters), 'exists' if the name is taken.
+   */
+  create(path: string, mode: number, owner: { uid: number; gid: number }, caller: Caller): CreatedHere | 'exists' | undefined {
+    const [dir, name] = split(path);
+    const h = this.usable(dir);
+    if (h === undefined || h.idNext >= h.idEnd) return undefined;
+    if (h.names!.has(name)) return 'exists';
+    const now = Date.now();
+    const attr: InodeAttr = { inodeId: h.idNext++, type: 'file', mode, uid: owner.uid, gid: owner.gid, nlink: 1, sizeBytes: 0, atimeMs: now, mtimeMs: now, ctimeMs: now };
+    h.names!.set(name, attr);
+    this.touched(h);
+    const landed = this.enqueue<CreateValue>(h, name, { op: 'create', name, inodeId: attr.inodeId, mode, uid: owner.uid, gid: owner.gid, openSession: false, caller });
+    landed.then((v) => {
+      // The masters' attributes (their clock's times), unless the name changed since.
+      if (h.names?.get(name)?.inodeId === attr.inodeId) h.names.set(name, withoutChunks(v.inode));
+    }, () => undefined);
+    this.stats.created++;
+    return { attr, landed };
+  }
+
+  /** Unlinks a file in a held directory now; false if not held, or not a file this can unlink (ask the masters). */
+  unlink(path: string, caller: Caller): boolean {
+    const [dir, name] = split(path);
+    const h = this.usable(dir);
+    if (h === undefined) return false;
+    if (!h.names!.has(name)) throw new MetaError(FsErrorCode.ENOENT, `'${path}' does not exist`);
+    const attr = h.names!.get(name);
+    if (attr === undefined || attr.type === 'dir') return false;
+    h.names!.delete(name);
+    this.touched(h);
+    this.enqueue<UnlinkValue>(h, name, { op: 'unlink', name, caller }).catch(() => undefined);
+    this.stats.unlinked++;
+    return true;
+  }
+
+  private enqueue<V extends CreateValue | UnlinkValue>(h: Held, name: string, wire: object): Promise<V> {
+    h.lastChangeMs = performance.now();
+    this.held.delete(h.dir); // most recently changed last
+    this.held.set(h.dir, h);
+    return new Promise<V>((resolve, reject) => {
+      h.queue.push({ wire, name, resolve: resolve as PendingOp['resolve'], reject });
+      h.sending ??= this.send(h);
+    });
+  }
+
+  /** Sends the directory's queue in batches, one at a time, until it is empty. */
+  private async send(h: Held): Promise<void> {
+    await Promise.resolve(); // the op that started this is queued first
+    let failed = false;
+    while (h.queue.length > 0) {
+      const batch = h.queue.splice(0, dirBatchOpsMax);
+      this.stats.batches++;
+      try {
+        const r = await this.meta.mutate<{ results: DirBatchResult[]; parent: InodeAttr }>('meta.mutate', { op: 'dirBatch', dirInodeId: h.dirInodeId, ops: batch.map((o) => o.wire) });
+        // The masters' times, unless more changes wait (then they move on again).
+        if (h.queue.length === 0) h.attr = r.parent;
+        for (const [i, o] of batch.entries()) {
+          const res = r.results[i];
+          if (res.ok) o.resolve(res.value);
+          else {
+            failed = true;
+            this.stats.failed++;
+            this.log('error', `${h.dir}/${o.name}: the masters refused a change this mount had answered: ${res.code} ${res.message}`);
+            o.reject(new MetaError(FsErrorCode.EINVAL, `${h.dir}/${o.name}: the masters refused it after the mount answered (${res.code}: ${res.message})`, { errno: 'EIO' }));
+          }
+        }
+      } catch (err) {
+        failed = true;
+        this.stats.failed += batch.length;
+        this.log('error', `${h.dir}: ${batch.length} changes this mount had answered were not applied: ${(err as Error).message}`);
+        const lost = new MetaError(FsErrorCode.EINVAL, `${h.dir}: not applied by the masters (${(err as Error).message})`, { errno: 'EIO' });
+        for (const o of batch) o.reject(lost);
+      }
+    }
+    h.sending = undefined;
+    // What this mount answered there is not what the masters hold: forget the directory.
+    if (failed) void this.giveBack(h);
+  }
+
+  /** Waits until every change this mount answered in the directory holding `path` (or in `path`, a directory) landed. */
+  async settle(path: string): Promise<void> {
+    if (this.held.size === 0) return;
+    for (const dir of [split(path)[0], path]) {
+      const h = this.held.get(dir);
+      while (h?.sending !== undefined) await h.sending;
+    }
+  }
+
+  /** Waits for every held directory's changes. */
+  async settleAll(): Promise<void> {
+    for (const h of [...this.held.values()]) while (h.sending !== undefined) await h.sending;
+  }
+
+  /**
+   * A change this mount made through the masters at `path` (see Change): a held directory's
+   * listing follows it.
+   */
+  changed(path: string, change: Change): void {
+    if (this.held.size === 0 || path === '/') return;
+    const [dir, name] = split(path);
+    const h = this.held.get(dir);
+    if (h === undefined) return;
+    if (h.names === undefined) h.replay.push([name, change]);
+    else apply(h.names, name, change);
+    h.attr = undefined; // its times, and its link count for a directory made or removed
+  }
+
+  /** Gives back every held directory at or below `path` (it was moved or removed: their paths are stale). */
+  async releaseUnder(path: string): Promise<void> {
+    const prefix = path === '/' ? '/' : `${path}/`;
+    await Promise.all([...this.held.values()].filter((h) => h.dir === path || h.dir.startsWith(prefix)).map((h) => this.giveBack(h)));
+  }
+
+  /** A create or unlink went to the masters in `dir`: after enough of them, the mount takes it. */
+  noteChange(path: string): void {
+    if (this.changesToHold === 0 || this.closed) return;
+    const dir = split(path)[0];
+    if (this.held.has(dir)) return;
+    const now = performance.now();
+    if ((this.notBefore.get(dir) ?? 0) > now) return;
+    const seen = this.changes.get(dir);
+    if (seen === undefined || now - seen.sinceMs > changeWindowMs) {
+      this.changes.delete(dir);
+      this.changes.set(dir, { count: 1, sinceMs: now });
+      if (this.changes.size > heldDirsMax) this.changes.delete(this.changes.keys().next().value!);
+      return;
+    }
+    if (++seen.count < this.changesToHold) return;
+    this.changes.delete(dir);
+    void this.take(dir);
+  }
+
+  /** Takes the directory and lists it, in the background. */
+  private async take(dir: string): Promise<void> {
+    const h: Held = { dir, dirInodeId: 0, replay: [], idNext: 0, idEnd: 0, queue: [], lastChangeMs: performance.now() };
+    this.held.set(dir, h);
+    if (this.held.size > heldDirsMax) void this.giveBack(this.held.values().next().value!);
+    try {
+      const lease = await this.meta.mutate<LeaseDirValue>('meta.mutate', { op: 'leaseDir', path: dir });
+      Object.assign(h, { dirInodeId: lease.dir.inodeId, attr: lease.dir, idNext: lease.idNext, idEnd: lease.idEnd });
+      this.stats.held++;
+      this.startRenewing();
+      await this.renew(); // the renewal clock starts now, before anything is answered from it
+      const names = new Map<string, InodeAttr | undefined>();
+      let after: string | undefined;
+      do {
+        const page = await this.meta.query<ReaddirPage>('meta.query', { op: 'readdir', path: dir, limit: listPageEntries, attrs: true, ...(after === undefined ? {} : { after }) });
+        for (const e of page.entries as DirEntry[]) if (e.attr !== undefined) names.set(e.name, e.attr);
+        after = page.next;
+        if (names.size > heldEntriesMax) throw new Error(`more than ${heldEntriesMax} entries`);
+      } while (after !== undefined);
+      for (const [name, change] of h.replay) apply(names, name, change);
+      h.replay = [];
+      if (this.held.get(dir) === h && h.leaving === undefined) h.names = names;
+    } catch (err) {
+      this.notBefore.set(dir, performance.now() + retryHoldMs);
+      if (this.held.get(dir) === h) {
+        if (h.dirInodeId === 0) this.held.delete(dir);
+        else await this.giveBack(h);
+      }
+      const code = (err as { code?: string }).code;
+      if (code !== FsErrorCode.EAGAIN && code !== 'CAIRN_DIR_LEASED') this.log('info', `${dir}: not held (${(err as Error).message}); creates and unlinks there go to the masters one by one`);
+    }
+  }
+
+  /** Stops answering from the directory, waits for its batches, and gives it back. */
+  private giveBack(h: Held): Promise<void> {
+    h.leaving ??= (async () => {
+      while (h.sending !== undefined) await h.sending.catch(() => undefined);
+      if (h.dirInodeId !== 0) {
+        await this.meta.mutate('meta.mutate', { op: 'releaseDir', dirInodeId: h.dirInodeId }).catch((err: unknown) => {
+          this.log('warn', `${h.dir}: could not give the directory back (${(err as Error).message}); the masters end its lease once this mount stops renewing it`);
+        });
+        this.stats.given++;
+      }
+      if (this.held.get(h.dir) === h) this.held.delete(h.dir);
+      if (this.held.size === 0) this.stopRenewing();
+    })();
+    return h.leaving;
+  }
+
+  private startRenewing(): void {
+    this.timer ??= setInterval(() => void this.tick(), dirLeaseRenewMs);
+    this.timer.unref?.();
+  }
+
+  private stopRenewing(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** A renewal: directories recalled or lost are given back; idle ones too. */
+  private async tick(): Promise<void> {
+    if (this.renewing) return;
+    this.renewing = true;
+    try {
+      await this.renew();
+    } catch (err) {
+      this.log('warn', `directory leases not renewed: ${(err as Error).message}`);
+    } finally {
+      this.renewing = false;
+    }
+    const now = performance.now();
+    for (const h of [...this.held.values()]) {
+      if (h.names !== undefined && h.queue.length === 0 && h.sending === undefined && now - h.lastChangeMs > this.idleMs) void this.giveBack(h);
+    }
+  }
+
+  private async renew(): Promise<void> {
+    const dirs = [...this.held.values()].filter((h) => h.dirInodeId !== 0).map((h) => h.dirInodeId);
+    if (dirs.length === 0) return;
+    const sentAt = performance.now();
+    const r = await this.meta.call<RenewDirLeasesReply>('meta.renewDirLeases', { holder: this.holder, dirs });
+    this.renewedAtMs = sentAt;
+    this.leaseMs = r.leaseMs;
+    const byId = new Map([...this.held.values()].map((h) => [h.dirInodeId, h]));
+    for (const id of r.lost) {
+      const h = byId.get(id);
+      if (h === undefined) continue;
+      this.log('warn', `${h.dir}: this mount's lease on the directory ended (cut off from the masters for too long): changes it answered there and had not sent are lost`);
+      h.dirInodeId = 0; // nothing to give back
+      void this.giveBack(h);
+    }
+    for (const id of r.recalled) {
+      const h = byId.get(id);
+      if (h !== undefined) void this.giveBack(h);
+    }
+  }
+
+  /** Gives every directory back (unmount): their batches land first. */
+  async releaseAll(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.held.values()].map((h) => this.giveBack(h)));
+    this.stopRenewing();
+  }
+}
+
+function split(path: string): [string, string] {
+  const slash = path.lastIndexOf('/');
+  return [slash === 0 ? '/' : path.slice(0, slash), path.slice(slash + 1)];
+}
+
+function apply(names: Map<string, InodeAttr | undefined>, name: string, change: Change): void {
+  if (change === null) names.delete(name);
+  else if (change === 'unknown') names.set(name, undefined);
+  else if (change === 'stale') {
+    if (names.has(name)) names.set(name, undefined);
+  } else names.set(name, withoutChunks(change));
+}
+
+function withoutChunks(attr: InodeAttr): InodeAttr {
+  if (attr.chunks === undefined) return attr;
+  const { chunks: _chunks, ...rest } = attr;
+  return rest;
+}
