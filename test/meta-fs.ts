@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { MetaState, namespaceCommandOps, readdirLimitMax, rootCaller, type ResultErrorCode } from '../src/meta/index.ts';
 import type { Caller, ClientStamp, InodeAttr, MetaCommand, MetaCommandOp, MetaQuery, MetaResult, MetaValues, NamespaceStamp } from '../src/meta/index.ts';
 import { MetaError } from '../src/meta/errors.ts';
+import { DirLeaseRenewals } from '../src/master/dir-lease-renewals.ts';
 
 /** A command without the stamp (client id, seq, clock) that the log adds; the caller is optional. */
 export type Body<C = MetaCommand> = C extends MetaCommand ? (C extends NamespaceStamp ? Omit<C, keyof NamespaceStamp> & { caller?: Caller } : Omit<C, keyof ClientStamp>) : never;
@@ -73,15 +74,31 @@ export class MetaFs {
 export class FakeMasters {
   readonly fs = new MetaFs({ clientId: 'mount', stepMs: 10 });
   readonly queries: string[] = [];
+  /** Mutations, as `op path` (dirBatch: `dirBatch N`, its op count). */
+  readonly mutations: string[] = [];
+  /** The leader's side of directory leases (meta.renewDirLeases), on the real clock. */
+  readonly renewals = new DirLeaseRenewals();
 
   query<T>(_method: string, body: MetaQuery & { path?: string }): Promise<T> {
     this.queries.push(`${body.op} ${body.path ?? ''}`);
-    const r = this.fs.state.query({ caller: rootCaller, ...body } as MetaQuery);
-    return r.ok ? Promise.resolve(r.value as T) : Promise.reject(new MetaError(r.code, r.message));
+    return this.answer(this.fs.state.query({ caller: rootCaller, ...body } as MetaQuery));
   }
 
   mutate<T>(_method: string, body: Body): Promise<T> {
-    const r = this.fs.run(body);
-    return r.ok ? Promise.resolve(r.value as T) : Promise.reject(new MetaError(r.code, r.message));
+    const b = body as { op: string; path?: string; ops?: unknown[] };
+    this.mutations.push(b.op === 'dirBatch' ? `dirBatch ${b.ops!.length}` : `${b.op} ${b.path ?? ''}`);
+    return this.answer(this.fs.run(body));
+  }
+
+  call<T>(method: string, body: { holder: string; dirs: number[] }): Promise<T> {
+    assert.equal(method, 'meta.renewDirLeases');
+    return Promise.resolve(this.renewals.renewHolder(body.holder, body.dirs, this.fs.state.dirLeases(), performance.now()) as T);
+  }
+
+  /** As the leader answers: a refusal for a held directory recalls it. */
+  private answer<T>(r: MetaResult<unknown>): Promise<T> {
+    if (r.ok) return Promise.resolve(r.value as T);
+    if (r.leasedDirId !== undefined) this.renewals.recall(r.leasedDirId, performance.now());
+    return Promise.reject(new MetaError(r.code, r.message));
   }
 }

@@ -44,10 +44,13 @@ export function newHolder(): string {
 export const changesToHoldDefault = 4;
 const changeWindowMs = 1_000;
 export const holdIdleMsDefault = 1_000;
-/** A directory with more entries is not held: its listing would cost more than it saves. */
-export const heldEntriesMax = 65_536;
+/**
+ * A directory with more entries is not held (or given back once it grows past it): about 300
+ * bytes of heap an entry, so the held directories' listings take some 80 MiB at most.
+ */
+export const heldEntriesMax = 32_768;
 /** Directories a mount holds at once at most; the least recently changed goes back first. */
-const heldDirsMax = 64;
+const heldDirsMax = 8;
 /** After a directory could not be held (refused, too big), this long before trying it again. */
 const retryHoldMs = 2_000;
 /** Entries per readdir call while listing a held directory. */
@@ -154,8 +157,13 @@ export class DirHolds {
   create(path: string, mode: number, owner: { uid: number; gid: number }, caller: Caller): CreatedHere | 'exists' | undefined {
     const [dir, name] = split(path);
     const h = this.usable(dir);
-    if (h === undefined || h.idNext >= h.idEnd) return undefined;
+    if (h === undefined) return undefined;
     if (h.names!.has(name)) return 'exists';
+    if (h.idNext >= h.idEnd || h.names!.size >= heldEntriesMax) {
+      // Out of reserved ids, or grown too big: given back, and taken anew (with new ids) later.
+      void this.giveBack(h);
+      return undefined;
+    }
     const now = Date.now();
     const attr: InodeAttr = { inodeId: h.idNext++, type: 'file', mode, uid: owner.uid, gid: owner.gid, nlink: 1, sizeBytes: 0, atimeMs: now, mtimeMs: now, ctimeMs: now };
     h.names!.set(name, attr);
@@ -252,8 +260,19 @@ export class DirHolds {
     const h = this.held.get(dir);
     if (h === undefined) return;
     if (h.names === undefined) h.replay.push([name, change]);
-    else apply(h.names, name, change);
-    h.attr = undefined; // its times, and its link count for a directory made or removed
+    else {
+      // A file with several links: a change through one name is seen through the others.
+      if (change === 'stale') for (const other of this.linksOf(h.names.get(name))) other.names.set(other.name, undefined);
+      apply(h.names, name, change);
+    }
+    if (change !== 'stale') h.attr = undefined; // its times, and its link count for a directory made or removed
+  }
+
+  /** Every name in the held directories of the inode `attr` describes, if it has several links. */
+  private linksOf(attr: InodeAttr | undefined): { names: Map<string, InodeAttr | undefined>; name: string }[] {
+    const out: { names: Map<string, InodeAttr | undefined>; name: string }[] = [];
+    for (const h of this.held.values()) if (h.names !== undefined) for (const name of otherLinks(h.names, attr)) out.push({ names: h.names, name });
+    return out;
   }
 
   /** Gives back every held directory at or below `path` (it was moved or removed: their paths are stale). */
@@ -397,6 +416,14 @@ function apply(names: Map<string, InodeAttr | undefined>, name: string, change: 
   else if (change === 'stale') {
     if (names.has(name)) names.set(name, undefined);
   } else names.set(name, withoutChunks(change));
+}
+
+/** The names of the inode in `names`, when it has other links: their attributes are its too. */
+function otherLinks(names: Map<string, InodeAttr | undefined>, attr: InodeAttr | undefined): string[] {
+  if (attr === undefined || attr.type === 'dir' || attr.nlink < 2) return [];
+  const out: string[] = [];
+  for (const [name, a] of names) if (a?.inodeId === attr.inodeId) out.push(name);
+  return out;
 }
 
 function withoutChunks(attr: InodeAttr): InodeAttr {

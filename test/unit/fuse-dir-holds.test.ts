@@ -1,0 +1,109 @@
+// A mount's held directories (src/fuse/dir-holds.ts) over masters driven in memory: after a few
+// creates in a directory the mount holds it and answers lookups, creates and unlinks there without
+// asking, sending them in batches; others are refused until it gives the directory back; fsync
+// waits for a batch, and a batch the masters refuse fails the file's fsync.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { DataClient, MasterClient } from '../../src/client/index.ts';
+import { CairnFs } from '../../src/fuse/cairn-fs.ts';
+import { dirLeaseRenewMs } from '../../src/master/dir-lease-renewals.ts';
+import { ResultErrorCode, rootCaller } from '../../src/meta/index.ts';
+import { FakeMasters } from '../meta-fs.ts';
+
+function mountOver(holdIdleMs = 60_000): { fs: CairnFs; masters: FakeMasters; logged: string[] } {
+  const masters = new FakeMasters();
+  const logged: string[] = [];
+  const fs = new CairnFs({ meta: masters as unknown as MasterClient, data: {} as DataClient, owner: { uid: 0, gid: 0, groups: [] }, holdAfterChanges: 4, holdIdleMs, listingMs: 1000, log: (_l, m) => logged.push(m) });
+  return { fs, masters, logged };
+}
+
+/** Until the mount holds `dir` (it takes it in the background). */
+async function held(fs: CairnFs, dir: string): Promise<void> {
+  for (let i = 0; i < 200 && fs.holds.dirAttr(dir) === undefined; i++) await sleep(5);
+  assert.ok(fs.holds.dirAttr(dir) !== undefined, `${dir} is held`);
+}
+
+test('after a few creates the mount holds the directory: lookups, creates and unlinks there ask nothing, and land in batches', async () => {
+  const { fs, masters } = mountOver();
+  await fs.mkdir('/d', 0o755);
+  await fs.release(await fs.create('/d/before', 0o644));
+  for (let i = 0; i < 4; i++) await fs.release(await fs.create(`/d/s${i}`, 0o644));
+  await held(fs, '/d');
+  masters.queries.length = 0;
+  masters.mutations.length = 0;
+  await assert.rejects(fs.getattr('/d/f0'), { code: 'ENOENT' });
+  const fds: number[] = [];
+  for (let i = 0; i < 50; i++) fds.push(await fs.create(`/d/f${i}`, 0o640));
+  const st = await fs.getattr('/d/f7');
+  assert.equal(st.mode & 0o777, 0o640);
+  await assert.rejects(fs.create('/d/f7', 0o644, undefined, true), { code: 'EEXIST' });
+  for (const fd of fds) await fs.release(fd);
+  await fs.unlink('/d/s0');
+  await assert.rejects(fs.unlink('/d/nothing'), { code: 'ENOENT' });
+  assert.equal((await fs.getattr('/d/before')).size, 0);
+  assert.equal((await fs.getattr('/d')).mode & 0o777, 0o755, "the directory's own attributes too");
+  assert.deepEqual(masters.queries, [], 'nothing asked');
+  await fs.fsyncdir('/d');
+  assert.ok(masters.mutations.every((m) => m.startsWith('dirBatch')), masters.mutations.join());
+  // The masters hold what the mount answered, with the inode ids it gave.
+  const f7 = masters.fs.state.stat('/d/f7', { ...rootCaller, holder: fs.holds.holder });
+  assert.ok(f7.ok && f7.value.inodeId === st.ino);
+  // Another client is refused until the mount gives the directory back, on its next renewal.
+  const other = masters.fs.state.readdir('/d', { limit: 1000 }, rootCaller);
+  assert.ok(!other.ok && other.code === ResultErrorCode.DirLeased);
+  masters.renewals.recall(other.leasedDirId!, performance.now());
+  for (let i = 0; i < 100 && masters.fs.state.dirLeases().size > 0; i++) await sleep(dirLeaseRenewMs / 2);
+  assert.equal(masters.fs.state.dirLeases().size, 0, 'given back');
+  assert.equal(masters.fs.names('/d').length, 54);
+  // Then lookups ask the masters again.
+  masters.queries.length = 0;
+  await fs.getattr('/d/f8');
+  assert.deepEqual(masters.queries, ['stat /d/f8']);
+});
+
+test('fsync of a file created in a held directory waits for its batch; one the masters refuse fails it', async () => {
+  const { fs, masters, logged } = mountOver();
+  await fs.mkdir('/d', 0o755);
+  for (let i = 0; i < 4; i++) await fs.release(await fs.create(`/d/s${i}`, 0o644));
+  await held(fs, '/d');
+  const fd = await fs.create('/d/kept', 0o644);
+  await fs.fsync(fd);
+  await fs.release(fd);
+  // The lease ends behind the mount's back (as if it was cut off for a lease): what it answers
+  // next is not applied, and says so.
+  masters.fs.ok({ op: 'expireDirLeases', holders: [fs.holds.holder] } as never);
+  const lost = await fs.create('/d/lost', 0o644).catch(() => undefined);
+  if (lost !== undefined) {
+    await assert.rejects(fs.fsync(lost), (err: { code?: string; details?: { errno?: string } }) => err.details?.errno === 'EIO');
+    assert.ok(logged.some((m) => m.includes('not applied')), logged.join('\n'));
+  }
+  await fs.releaseAll();
+  assert.equal(masters.fs.state.dirLeases().size, 0);
+  // Nothing of the lost create is there; the fsynced one is.
+  masters.fs.state.stat('/d/kept', rootCaller).ok || assert.fail('kept');
+  assert.equal(masters.fs.state.stat('/d/lost', rootCaller).ok, false);
+});
+
+test('renames, links and directories made in a held directory keep its listing true', async () => {
+  const { fs, masters } = mountOver();
+  await fs.mkdir('/d', 0o755);
+  for (let i = 0; i < 4; i++) await fs.release(await fs.create(`/d/s${i}`, 0o644));
+  await held(fs, '/d');
+  await fs.release(await fs.create('/d/a', 0o644));
+  await fs.rename('/d/a', '/d/b');
+  await assert.rejects(fs.getattr('/d/a'), { code: 'ENOENT' });
+  assert.equal((await fs.getattr('/d/b')).nlink, 1);
+  await fs.link('/d/b', '/d/c');
+  assert.equal((await fs.getattr('/d/b')).nlink, 2);
+  await fs.mkdir('/d/sub', 0o700);
+  assert.equal((await fs.getattr('/d/sub')).mode & 0o777, 0o700);
+  await fs.chmod('/d/c', 0o600);
+  assert.equal((await fs.getattr('/d/b')).mode & 0o777, 0o600, 'another link of the changed file');
+  await fs.unlink('/d/c');
+  await fs.rmdir('/d/sub');
+  await assert.rejects(fs.getattr('/d/sub'), { code: 'ENOENT' });
+  await fs.releaseAll();
+  assert.deepEqual(masters.fs.names('/d'), ['b', 's0', 's1', 's2', 's3']);
+});
