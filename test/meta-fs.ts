@@ -87,7 +87,9 @@ export class FakeMasters {
   mutate<T>(_method: string, body: Body): Promise<T> {
     const b = body as { op: string; path?: string; ops?: unknown[] };
     this.mutations.push(b.op === 'dirBatch' ? `dirBatch ${b.ops!.length}` : `${b.op} ${b.path ?? ''}`);
-    return this.answer(this.fs.run(body));
+    const r = this.fs.run(body);
+    if (r.ok && b.op === 'leaseDir') this.renewals.granted((r.value as { dir: InodeAttr }).dir.inodeId, performance.now());
+    return this.answer(r);
   }
 
   call<T>(method: string, body: { holder: string; dirs: number[] }): Promise<T> {

@@ -286,10 +286,7 @@ export class ClusterManager {
       if (result.leasedDirId !== undefined) this.dirLeases.recall(result.leasedDirId, now);
       return;
     }
-    const holder = cmd.caller?.holder;
-    if (holder === undefined) return;
-    this.dirLeases.renew(holder, now);
-    if (cmd.op === 'leaseDir') this.dirLeases.granted((result.value as LeaseDirValue).dir.inodeId);
+    if (cmd.op === 'leaseDir') this.dirLeases.granted((result.value as LeaseDirValue).dir.inodeId, now);
   }
 
   /** A write session was opened through this leader: its first renewal. */
@@ -721,15 +718,15 @@ export class ClusterManager {
     }
   }
 
-  /** Ends, through the journal, the directory leases of holders not heard from for a lease. Looks every quarter lease. */
+  /** Ends, through the journal, the directory leases no renewal named for a lease. Looks every quarter lease. */
   private async expireDirLeases(now: number, leading: Leadership): Promise<void> {
     if (now - this.lastDirExpiryMs < this.dirLeases.leaseMs / 4) return;
     this.lastDirExpiryMs = now;
-    const holders = this.dirLeases.expiredHolders(this.opts.state().dirLeases().values(), now, leading.sinceMs);
-    for (let i = 0; i < holders.length; i += expireDirLeasesMax) {
-      await this.propose({ op: 'expireDirLeases', holders: holders.slice(i, i + expireDirLeasesMax) });
+    const leases = this.dirLeases.expired(this.opts.state().dirLeases().values(), now, leading.sinceMs).map((l) => ({ dirInodeId: l.dirInodeId, holder: l.holder }));
+    for (let i = 0; i < leases.length; i += expireDirLeasesMax) {
+      await this.propose({ op: 'expireDirLeases', leases: leases.slice(i, i + expireDirLeasesMax) });
     }
-    if (holders.length > 0) this.opts.log?.('warn', 'ended the directory leases of mounts not heard from for a lease: they are gone or cut off, and what they answered there since is lost', { holders: holders.length, leaseMs: this.dirLeases.leaseMs });
+    if (leases.length > 0) this.opts.log?.('warn', 'ended directory leases not renewed for a lease: their mounts are gone or cut off, and what they answered there since is lost', { leases: leases.length, holders: new Set(leases.map((l) => l.holder)).size, leaseMs: this.dirLeases.leaseMs });
   }
 
   /**

@@ -2,9 +2,10 @@
 // directories others are waiting for, and which holders are gone. Like write sessions'
 // renewals (session-leases.ts) these live in the leader's memory only: a new leader ends no lease
 // before it has led for a whole lease, which gives every live holder time to find it. A holder
-// renews every dirLeaseRenewMs and learns in the answer which of its directories to give back;
-// it stops answering from a directory once half a lease passed without a renewal, so it has
-// stopped long before the leader ends its lease. Pure: the cluster manager brings the clock.
+// renews every dirLeaseRenewMs, naming the directories it holds, and learns in the answer which to
+// give back; a lease its holder stopped naming (a give-back that failed) ends like one whose holder
+// is gone. The holder stops answering from a directory once half a lease passed without a renewal,
+// so it has stopped long before the leader ends its lease. Pure: the cluster manager brings the clock.
 
 import { CairnError, ErrorCode } from '../errors.ts';
 import { Fields } from '../fields.ts';
@@ -30,8 +31,8 @@ export interface RenewDirLeasesReply {
 
 export class DirLeaseRenewals {
   readonly leaseMs: number;
-  /** Holder → when this leader last heard from it (monotonic clock). */
-  private readonly renewed = new Map<string, number>();
+  /** Held directory → when this leader last heard its holder name it (monotonic clock). */
+  private readonly renewed = new Map<number, number>();
   /** Held directory → when another client last asked for it. */
   private readonly recalls = new Map<number, number>();
 
@@ -39,18 +40,15 @@ export class DirLeaseRenewals {
     this.leaseMs = leaseMs;
   }
 
-  renew(holder: string, nowMs: number): void {
-    this.renewed.set(holder, nowMs);
-  }
-
   /** Another client was refused a held directory: its holder is asked to give it back. */
   recall(dirInodeId: number, nowMs: number): void {
     this.recalls.set(dirInodeId, nowMs);
   }
 
-  /** The directory was just held anew: a recall from before is over. */
-  granted(dirInodeId: number): void {
+  /** The directory was just held anew (its first renewal): a recall from before is over. */
+  granted(dirInodeId: number, nowMs: number): void {
     this.recalls.delete(dirInodeId);
+    this.renewed.set(dirInodeId, nowMs);
   }
 
   /** Whether a lease on the directory would be refused now: others waited for it a moment ago. */
@@ -61,28 +59,31 @@ export class DirLeaseRenewals {
 
   /** A holder's renewal of the directories it names, against the leases the state holds. */
   renewHolder(holder: string, dirs: readonly number[], leases: ReadonlyMap<number, DirLease>, nowMs: number): RenewDirLeasesReply {
-    this.renew(holder, nowMs);
     const recalled: number[] = [];
     const lost: number[] = [];
     for (const id of dirs) {
-      if (leases.get(id)?.holder !== holder) lost.push(id);
-      else if (this.recalls.has(id)) recalled.push(id);
+      if (leases.get(id)?.holder !== holder) {
+        lost.push(id);
+        continue;
+      }
+      this.renewed.set(id, nowMs);
+      if (this.recalls.has(id)) recalled.push(id);
     }
     this.forget(nowMs);
     return { leaseMs: this.leaseMs, recalled, lost };
   }
 
-  /** Holders of leases not heard from within a lease; none while this leadership is younger than a lease. */
-  expiredHolders(leases: Iterable<DirLease>, nowMs: number, leadingSinceMs: number): string[] {
+  /** Leases no renewal named within a lease; none while this leadership is younger than a lease. */
+  expired(leases: Iterable<DirLease>, nowMs: number, leadingSinceMs: number): DirLease[] {
     this.forget(nowMs);
     if (nowMs - leadingSinceMs < this.leaseMs) return [];
-    const out = new Set<string>();
-    for (const l of leases) if (!this.renewed.has(l.holder)) out.add(l.holder);
-    return [...out];
+    const out: DirLease[] = [];
+    for (const l of leases) if (!this.renewed.has(l.dirInodeId)) out.push(l);
+    return out;
   }
 
   private forget(nowMs: number): void {
-    for (const [holder, at] of this.renewed) if (nowMs - at > this.leaseMs) this.renewed.delete(holder);
+    for (const [dir, at] of this.renewed) if (nowMs - at > this.leaseMs) this.renewed.delete(dir);
     for (const [dir, at] of this.recalls) if (nowMs - at > Math.max(this.leaseMs, dirLeaseCooldownMs)) this.recalls.delete(dir);
   }
 }

@@ -43,7 +43,7 @@ export const expireSessionsMax = 1000;
 export const dirBatchOpsMax = 1024;
 /** A lease holder's token: letters, digits, '-' and '_'. */
 export const holderPattern = /^[A-Za-z0-9_-]{1,64}$/;
-/** Holders one expireDirLeases command ends at most. */
+/** Leases one expireDirLeases command ends at most. */
 export const expireDirLeasesMax = 1000;
 export const readdirLimitMax = 1000;
 export const pendingGcLimitMax = 1000;
@@ -150,10 +150,10 @@ export interface ReleaseDirCommand extends NamespaceStamp {
   op: 'releaseDir';
   dirInodeId: number;
 }
-/** The leader ends the leases of holders that stopped renewing them. */
+/** The leader ends the leases no renewal named for a lease: each if that holder still holds it. */
 export interface ExpireDirLeasesCommand extends ClientStamp {
   op: 'expireDirLeases';
-  holders: string[];
+  leases: { dirInodeId: number; holder: string }[];
 }
 /** One create or unlink of a batch in a held directory, acting as its own caller. */
 export type DirBatchOp =
@@ -886,7 +886,16 @@ function dirBatchOp(f: MetaFields, holder: string): DirBatchOp {
 
 const clusterReaders: Record<ClusterCommandOp, (f: MetaFields, s: ClientStamp) => MetaCommand> = {
   noop: (_f, s) => ({ op: 'noop', ...s }),
-  expireDirLeases: (f, s) => ({ op: 'expireDirLeases', ...s, holders: f.array('holders', expireDirLeasesMax).map((h, i) => checkHolder(f, `holders[${i}]`, h)) }),
+  expireDirLeases: (f, s) => ({
+    op: 'expireDirLeases',
+    ...s,
+    leases: f.array('leases', expireDirLeasesMax).map((raw, i) => {
+      const lf = new MetaFields(raw, `${f.where}: leases[${i}]`);
+      const lease = { dirInodeId: lf.int('dirInodeId', 1, Number.MAX_SAFE_INTEGER), holder: checkHolder(lf, 'holder', lf.raw('holder')) };
+      lf.done();
+      return lease;
+    }),
+  }),
   initCluster: (f, s) => ({ op: 'initCluster', ...s, clusterId: f.str('clusterId', clusterIdBytesMax) }),
   expireSessions: (f, s) => ({
     op: 'expireSessions',

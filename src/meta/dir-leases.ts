@@ -51,13 +51,12 @@ export function releaseDir(t: MetaTables, cmd: ReleaseDirCommand): Result<'relea
   return ok({ released: true });
 }
 
-/** Ends every lease of the holders named (they stopped renewing them). */
+/** Ends the leases named, each if the holder named still holds it (its holder stopped renewing it). */
 export function expireDirLeases(t: MetaTables, cmd: ExpireDirLeasesCommand): Result<'expireDirLeases'> {
-  const holders = new Set(cmd.holders);
   let ended = 0;
-  for (const [id, lease] of t.dirLeases) {
-    if (!holders.has(lease.holder)) continue;
-    t.dirLeases.delete(id);
+  for (const { dirInodeId, holder } of cmd.leases) {
+    if (t.dirLeases.get(dirInodeId)?.holder !== holder) continue;
+    t.dirLeases.delete(dirInodeId);
     ended++;
   }
   return ok({ ended });

@@ -1,6 +1,6 @@
 // The leader's side of directory leases: renewals answer which held directories others wait for
 // and which the holder lost; a recalled directory cools down before it is held again; holders not
-// heard from for a lease are ended, but never by a leader younger than a lease.
+// named by a renewal for a lease are ended, but never by a leader younger than a lease.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -18,18 +18,20 @@ test('renewals name recalled and lost directories; a recall cools the directory 
   assert.equal(r.coolingDown(3, 20), true);
   assert.equal(r.coolingDown(3, 10 + dirLeaseCooldownMs), false);
   assert.equal(r.coolingDown(2, 20), false);
-  r.granted(3);
+  r.granted(3, 30);
   assert.deepEqual(r.renewHolder('a', [2, 3], leases, 30).recalled, [], 'held anew: the old recall is over');
 });
 
-test('holders silent for a lease are ended, once this leader has led for a lease', () => {
+test('leases no renewal named for a lease are ended, once this leader has led for a lease', () => {
   const r = new DirLeaseRenewals(5_000);
-  const leases = [lease(2, 'a'), lease(3, 'b'), lease(4, 'b')];
-  r.renew('a', 0);
-  assert.deepEqual(r.expiredHolders(leases, 1_000, 0), [], 'a young leader ends nothing');
-  assert.deepEqual(r.expiredHolders(leases, 5_000, 0), ['b']);
-  r.renew('b', 5_000);
-  assert.deepEqual(r.expiredHolders(leases, 6_000, 0), ['a']);
+  const leases = new Map([[2, lease(2, 'a')], [3, lease(3, 'b')], [4, lease(4, 'b')]]);
+  r.renewHolder('a', [2], leases, 0);
+  r.granted(4, 0);
+  assert.deepEqual(r.expired(leases.values(), 1_000, 0), [], 'a young leader ends nothing');
+  assert.deepEqual(r.expired(leases.values(), 5_000, 0).map((l) => l.dirInodeId), [3]);
+  // b renews, but names only 4: 3 stays unnamed (a give-back that failed) and ends.
+  r.renewHolder('b', [4], leases, 5_000);
+  assert.deepEqual(r.expired(leases.values(), 6_000, 0).map((l) => l.dirInodeId), [2, 3]);
 });
 
 test('a renewal body is validated', () => {

@@ -73,7 +73,8 @@ test('fsync of a file created in a held directory waits for its batch; one the m
   await fs.release(fd);
   // The lease ends behind the mount's back (as if it was cut off for a lease): what it answers
   // next is not applied, and says so.
-  masters.fs.ok({ op: 'expireDirLeases', holders: [fs.holds.holder] } as never);
+  const dirId = masters.fs.stat('/d').inodeId;
+  masters.fs.ok({ op: 'expireDirLeases', leases: [{ dirInodeId: dirId, holder: fs.holds.holder }] } as never);
   const lost = await fs.create('/d/lost', 0o644).catch(() => undefined);
   if (lost !== undefined) {
     await assert.rejects(fs.fsync(lost), (err: { code?: string; details?: { errno?: string } }) => err.details?.errno === 'EIO');

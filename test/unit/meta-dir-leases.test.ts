@@ -85,7 +85,9 @@ test('a batch after the lease ended applies nothing; release, expiry and removal
   assert.equal(restored.stateHash(), fs.state.stateHash());
   assert.equal(fs.run({ ...batch, caller: holderB } as never).ok, false, "another holder's batch");
   assert.deepEqual(fs.ok({ op: 'releaseDir', dirInodeId: dirId, caller: holderB }), { released: false });
-  fs.ok({ op: 'expireDirLeases', holders: ['mount-a'] } as never);
+  fs.ok({ op: 'expireDirLeases', leases: [{ dirInodeId: dirId, holder: 'mount-b' }] } as never);
+  fs.fails({ op: 'leaseDir', path: '/d', caller: holderB }, 'EAGAIN');
+  fs.ok({ op: 'expireDirLeases', leases: [{ dirInodeId: dirId, holder: 'mount-a' }] } as never);
   fs.fails({ ...batch, caller: holderA } as never, ResultErrorCode.DirLeaseLost);
   assert.deepEqual(fs.names('/d'), ['old', 'sub']);
   // B takes it now; A's rmdir waits; B removes it itself, and the lease goes with it.
@@ -106,7 +108,8 @@ test('the lease commands and the holder token are validated', () => {
     { op: 'dirBatch', dirInodeId: 2, ops: [{ op: 'unlink', name: 'a/b', caller: { uid: 0, gid: 0 } }], caller: { uid: 0, gid: 0, holder: 'h' } },
     { op: 'dirBatch', dirInodeId: 2, ops: [{ op: 'unlink', name: 'a', caller: { uid: 0, gid: 0, holder: 'other' } }], caller: { uid: 0, gid: 0, holder: 'h' } },
     { op: 'dirBatch', dirInodeId: 2, ops: [{ op: 'create', name: 'a', mode: 0o644, uid: 0, gid: 0, caller: { uid: 0, gid: 0 } }], caller: { uid: 0, gid: 0, holder: 'h' } },
-    { op: 'expireDirLeases', holders: ['ok', 'not ok'] },
+    { op: 'expireDirLeases', leases: [{ dirInodeId: 2, holder: 'not ok' }] },
+    { op: 'expireDirLeases', leases: [{ dirInodeId: 0, holder: 'ok' }] },
   ];
   for (const body of bad) assert.throws(() => validateCommand({ ...body, ...stamp }), (err: { code?: string }) => err.code === 'EINVAL' || err.code === 'ENAMETOOLONG', JSON.stringify(body));
   const good = validateCommand({ op: 'dirBatch', dirInodeId: 2, ops: [{ op: 'unlink', name: 'a', caller: { uid: 5, gid: 5 } }], caller: { uid: 0, gid: 0, holder: 'h' }, ...stamp });
