@@ -15,6 +15,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { dirBatchOpsMax, type Caller } from '../meta/commands.ts';
+import { nameBytesMax } from '../meta/paths.ts';
 import { MetaError, FsErrorCode } from '../meta/errors.ts';
 import type { CreateValue, DirBatchResult, DirEntry, InodeAttr, LeaseDirValue, ReaddirPage, UnlinkValue } from '../meta/namespace-state.ts';
 import { dirLeaseRenewMs, type RenewDirLeasesReply } from '../master/dir-lease-renewals.ts';
@@ -134,7 +135,8 @@ export class DirHolds {
     if (this.held.size === 0 || path === '/') return undefined;
     const [dir, name] = split(path);
     const h = this.usable(dir);
-    if (h === undefined) return undefined;
+    // A name too long for any directory: the masters' ENAMETOOLONG, not ENOENT.
+    if (h === undefined || (name.length > nameBytesMax / 3 && Buffer.byteLength(name) > nameBytesMax)) return undefined;
     return h.names!.has(name) ? h.names!.get(name) : 'absent';
   }
 
@@ -255,7 +257,10 @@ export class DirHolds {
    * listing follows it.
    */
   changed(path: string, change: Change): void {
-    if (this.held.size === 0 || path === '/') return;
+    if (this.held.size === 0) return;
+    const self = this.held.get(path);
+    if (self !== undefined) self.attr = undefined; // a held directory's own chmod, chown, times
+    if (path === '/') return;
     const [dir, name] = split(path);
     const h = this.held.get(dir);
     if (h === undefined) return;
