@@ -426,6 +426,7 @@ export class CairnFs {
     // A directory moved or replaced: the directories held at or below it are named by old paths.
     await this.holds.releaseUnder(from);
     await this.holds.releaseUnder(to);
+    this.holds.changed(to, 'stale'); // what it replaces: its other links' count
     await this.changingDirs(() => this.mutate('meta.mutate', { op: 'rename', from, to, ...this.as(caller) }));
     for (const h of this.handles.values()) if (h.path === from) h.path = to;
     this.holds.changed(from, null);

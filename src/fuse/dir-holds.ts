@@ -187,6 +187,7 @@ export class DirHolds {
     if (!h.names!.has(name)) throw new MetaError(FsErrorCode.ENOENT, `'${path}' does not exist`);
     const attr = h.names!.get(name);
     if (attr === undefined || attr.type === 'dir') return false;
+    for (const other of this.linksOf(attr)) other.names.set(other.name, undefined); // their link count
     h.names!.delete(name);
     this.touched(h);
     this.enqueue<UnlinkValue>(h, name, { op: 'unlink', name, caller }).catch(() => undefined);

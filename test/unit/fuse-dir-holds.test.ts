@@ -103,6 +103,7 @@ test('renames, links and directories made in a held directory keep its listing t
   await fs.chmod('/d/c', 0o600);
   assert.equal((await fs.getattr('/d/b')).mode & 0o777, 0o600, 'another link of the changed file');
   await fs.unlink('/d/c');
+  assert.equal((await fs.getattr('/d/b')).nlink, 1, 'the link count after an unlink of the other link');
   await fs.rmdir('/d/sub');
   await assert.rejects(fs.getattr('/d/sub'), { code: 'ENOENT' });
   await fs.releaseAll();
