@@ -634,6 +634,7 @@ export class CairnFs {
     const lazy = h.lazy;
     if (lazy === undefined) return;
     lazy.opening ??= (async () => {
+      await this.holds.settle(h.path);
       await lazy.landed;
       const s = await this.mutate<SessionValue>('meta.mutate', { op: 'openSession', path: h.path, truncate: false, ...this.as(lazy.creator) });
       if (s.inode.inodeId !== h.inodeId) throw new MetaError(FsErrorCode.ENOENT, `${h.path} is another file now`, { errno: 'EIO' });
@@ -739,7 +740,10 @@ export class CairnFs {
 
   async fsync(fd: number): Promise<void> {
     const h = this.handle(fd);
-    if (h.lazy !== undefined) await h.lazy.landed;
+    if (h.lazy !== undefined) {
+      await this.holds.settle(h.path);
+      await h.lazy.landed;
+    }
     await this.flush(fd);
   }
 

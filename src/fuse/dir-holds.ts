@@ -54,6 +54,9 @@ export const heldEntriesMax = 32_768;
 const heldDirsMax = 8;
 /** After a directory could not be held (refused, too big), this long before trying it again. */
 const retryHoldMs = 2_000;
+/** How long a batch waits for more changes to join it, unless it already holds batchFillOps. */
+export const batchLingerMs = 5;
+const batchFillOps = 256;
 /** Entries per readdir call while listing a held directory. */
 const listPageEntries = 1_000;
 
@@ -61,6 +64,8 @@ const listPageEntries = 1_000;
 type Change = InodeAttr | null | 'unknown' | 'stale';
 
 interface PendingOp {
+  /** Its number among the directory's answered changes. */
+  mark: number;
   wire: object;
   name: string;
   resolve: (v: CreateValue | UnlinkValue) => void;
@@ -83,6 +88,13 @@ interface Held {
   idEnd: number;
   queue: PendingOp[];
   sending?: Promise<void>;
+  /** Changes answered here so far, and how many of them have landed (or failed): settle's marks. */
+  answered: number;
+  landed: number;
+  /** Ends the wait of a batch for more changes (someone waits for it to land). */
+  hurry?: () => void;
+  /** settle() calls waiting for `landed` to reach their mark. */
+  waiters: { mark: number; resolve: () => void }[];
   lastChangeMs: number;
   /** Being given back (recalled, idle, a batch failed): no new change is answered from it. */
   leaving?: Promise<void>;
@@ -109,6 +121,8 @@ export class DirHolds {
   private renewedAtMs = -Infinity;
   private leaseMs = 0;
   private renewing = false;
+  /** Renewals are failing: logged once, and again when they work again. */
+  private renewFailing = false;
   private closed = false;
   /** For /metrics. */
   readonly stats = { held: 0, given: 0, created: 0, unlinked: 0, batches: 0, failed: 0 };
@@ -200,16 +214,27 @@ export class DirHolds {
     this.held.delete(h.dir); // most recently changed last
     this.held.set(h.dir, h);
     return new Promise<V>((resolve, reject) => {
-      h.queue.push({ wire, name, resolve: resolve as PendingOp['resolve'], reject });
+      h.queue.push({ mark: ++h.answered, wire, name, resolve: resolve as PendingOp['resolve'], reject });
       h.sending ??= this.send(h);
     });
   }
 
   /** Sends the directory's queue in batches, one at a time, until it is empty. */
   private async send(h: Held): Promise<void> {
-    await Promise.resolve(); // the op that started this is queued first
     let failed = false;
     while (h.queue.length > 0) {
+      // A moment for more changes to join: each batch is a journal entry on every master, and
+      // what they cost is mostly per entry. Nobody waits for it but fsync and settle.
+      if (h.queue.length < batchFillOps && h.waiters.length === 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, batchLingerMs);
+          h.hurry = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        h.hurry = undefined;
+      }
       const batch = h.queue.splice(0, dirBatchOpsMax);
       this.stats.batches++;
       try {
@@ -233,24 +258,29 @@ export class DirHolds {
         const lost = new MetaError(FsErrorCode.EINVAL, `${h.dir}: not applied by the masters (${(err as Error).message})`, { errno: 'EIO' });
         for (const o of batch) o.reject(lost);
       }
+      h.landed = batch[batch.length - 1].mark;
+      h.waiters = h.waiters.filter((w) => (w.mark <= h.landed ? (w.resolve(), false) : true));
     }
     h.sending = undefined;
     // What this mount answered there is not what the masters hold: forget the directory.
     if (failed) void this.giveBack(h);
   }
 
-  /** Waits until every change this mount answered in the directory holding `path` (or in `path`, a directory) landed. */
+  /**
+   * Waits until every change this mount answered so far in the directory holding `path` (or in
+   * `path`, a directory) landed; not for those answered meanwhile, so that a stream of creates
+   * there does not hold it up.
+   */
   async settle(path: string): Promise<void> {
     if (this.held.size === 0) return;
     for (const dir of [split(path)[0], path]) {
       const h = this.held.get(dir);
-      while (h?.sending !== undefined) await h.sending;
+      if (h === undefined || h.landed >= h.answered) continue;
+      const mark = h.answered;
+      const landed = new Promise<void>((resolve) => h.waiters.push({ mark, resolve }));
+      h.hurry?.();
+      await landed;
     }
-  }
-
-  /** Waits for every held directory's changes. */
-  async settleAll(): Promise<void> {
-    for (const h of [...this.held.values()]) while (h.sending !== undefined) await h.sending;
   }
 
   /**
@@ -308,7 +338,7 @@ export class DirHolds {
 
   /** Takes the directory and lists it, in the background. */
   private async take(dir: string): Promise<void> {
-    const h: Held = { dir, dirInodeId: 0, replay: [], idNext: 0, idEnd: 0, queue: [], lastChangeMs: performance.now() };
+    const h: Held = { dir, dirInodeId: 0, replay: [], idNext: 0, idEnd: 0, queue: [], answered: 0, landed: 0, waiters: [], lastChangeMs: performance.now() };
     this.held.set(dir, h);
     if (this.held.size > heldDirsMax) void this.giveBack(this.held.values().next().value!);
     try {
@@ -371,8 +401,11 @@ export class DirHolds {
     this.renewing = true;
     try {
       await this.renew();
+      if (this.renewFailing) this.log('info', 'directory leases renewed again');
+      this.renewFailing = false;
     } catch (err) {
-      this.log('warn', `directory leases not renewed: ${(err as Error).message}`);
+      if (!this.renewFailing) this.log('warn', `directory leases not renewed (creates and unlinks there go to the masters after ${this.leaseMs / 2} ms of this): ${(err as Error).message}`);
+      this.renewFailing = true;
     } finally {
       this.renewing = false;
     }
