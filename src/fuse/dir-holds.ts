@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { dirBatchOpsMax, type Caller } from '../meta/commands.ts';
 import { nameBytesMax } from '../meta/paths.ts';
-import { MetaError, FsErrorCode } from '../meta/errors.ts';
+import { MetaError, FsErrorCode, ResultErrorCode } from '../meta/errors.ts';
 import type { CreateValue, DirBatchResult, DirEntry, InodeAttr, LeaseDirValue, ReaddirPage, UnlinkValue } from '../meta/namespace-state.ts';
 import { dirLeaseRenewMs, type RenewDirLeasesReply } from '../master/dir-lease-renewals.ts';
 
@@ -365,7 +365,7 @@ export class DirHolds {
         else await this.giveBack(h);
       }
       const code = (err as { code?: string }).code;
-      if (code !== FsErrorCode.EAGAIN && code !== 'CAIRN_DIR_LEASED') this.log('info', `${dir}: not held (${(err as Error).message}); creates and unlinks there go to the masters one by one`);
+      if (code !== FsErrorCode.EAGAIN && code !== ResultErrorCode.DirLeased) this.log('info', `${dir}: not held (${(err as Error).message}); creates and unlinks there go to the masters one by one`);
     }
   }
 

@@ -77,7 +77,8 @@ const catchingSeeds: Record<SimBug, Partial<Record<WorkloadName, number>> & { pr
   // A snapshot transfer delivered again late: the WAL refuses the older snapshot (or the commit index going back).
   'install-old-snapshot': { kv: 93, meta: 62, property: /^journal failed: / },
   // Clocks at the edges of ±50%, a slow-clock lease leader cut off; probe clients read from it after a write elsewhere.
-  'lease-ignores-drift': { kv: 73, meta: 73, property: /^linearizability: / },
+  // Meta seed 73 until directory leases came into the metadata state (9f9b954 moved the meta schedules).
+  'lease-ignores-drift': { kv: 73, meta: 436, property: /^linearizability: / },
   // The data path's (docs/data-path-sim.md): the data workload only.
   // The head acknowledges before the tail has the version: a read from the tail returns the older
   // one, or (seed 1, since chain members move onto idle workers) the tail never gets it at all.
