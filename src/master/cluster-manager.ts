@@ -722,7 +722,7 @@ export class ClusterManager {
   private async expireDirLeases(now: number, leading: Leadership): Promise<void> {
     if (now - this.lastDirExpiryMs < this.dirLeases.leaseMs / 4) return;
     this.lastDirExpiryMs = now;
-    const leases = this.dirLeases.expired(this.opts.state().dirLeases().values(), now, leading.sinceMs).map((l) => ({ dirInodeId: l.dirInodeId, holder: l.holder }));
+    const leases = this.dirLeases.expired(this.opts.state().dirLeases(), now, leading.sinceMs).map((l) => ({ dirInodeId: l.dirInodeId, holder: l.holder }));
     for (let i = 0; i < leases.length; i += expireDirLeasesMax) {
       await this.propose({ op: 'expireDirLeases', leases: leases.slice(i, i + expireDirLeasesMax) });
     }
@@ -920,7 +920,10 @@ export class ClusterManager {
 
   /** This leadership, counted from now unless this master already led in `term`. */
   private noteLeading(term: number): Leadership {
-    if (this.leading?.term !== term) this.leading = { sinceMs: this.opts.clock.now(), sinceWallMs: this.opts.clock.wallNow(), term };
+    if (this.leading?.term !== term) {
+      this.leading = { sinceMs: this.opts.clock.now(), sinceWallMs: this.opts.clock.wallNow(), term };
+      this.dirLeases.leadershipBegan();
+    }
     return this.leading;
   }
 

@@ -35,9 +35,19 @@ export class DirLeaseRenewals {
   private readonly renewed = new Map<number, number>();
   /** Held directory → when another client last asked for it. */
   private readonly recalls = new Map<number, number>();
+  /**
+   * Held directory → its holder, for leases this leader is ending (expired() named them): until
+   * the journal applied that, a late renewal must not tell the holder it still holds them.
+   */
+  private readonly ending = new Map<number, string>();
 
   constructor(leaseMs = dirLeaseMsDefault) {
     this.leaseMs = leaseMs;
+  }
+
+  /** This master leads anew: the leases it was ending before may live on (that proposal was lost, or done). */
+  leadershipBegan(): void {
+    this.ending.clear();
   }
 
   /** Another client was refused a held directory: its holder is asked to give it back. */
@@ -48,6 +58,7 @@ export class DirLeaseRenewals {
   /** The directory was just held anew (its first renewal): a recall from before is over. */
   granted(dirInodeId: number, nowMs: number): void {
     this.recalls.delete(dirInodeId);
+    this.ending.delete(dirInodeId);
     this.renewed.set(dirInodeId, nowMs);
   }
 
@@ -62,27 +73,35 @@ export class DirLeaseRenewals {
     const recalled: number[] = [];
     const lost: number[] = [];
     for (const id of dirs) {
-      if (leases.get(id)?.holder !== holder) {
+      if (leases.get(id)?.holder !== holder || this.ending.get(id) === holder) {
         lost.push(id);
         continue;
       }
       this.renewed.set(id, nowMs);
       if (this.recalls.has(id)) recalled.push(id);
     }
-    this.forget(nowMs);
+    this.forget(nowMs, leases);
     return { leaseMs: this.leaseMs, recalled, lost };
   }
 
-  /** Leases no renewal named within a lease; none while this leadership is younger than a lease. */
-  expired(leases: Iterable<DirLease>, nowMs: number, leadingSinceMs: number): DirLease[] {
-    this.forget(nowMs);
+  /**
+   * Leases no renewal named within a lease, which the caller ends; none while this leadership is
+   * younger than a lease. From now on renewals of them answer lost.
+   */
+  expired(leases: ReadonlyMap<number, DirLease>, nowMs: number, leadingSinceMs: number): DirLease[] {
+    this.forget(nowMs, leases);
     if (nowMs - leadingSinceMs < this.leaseMs) return [];
     const out: DirLease[] = [];
-    for (const l of leases) if (!this.renewed.has(l.dirInodeId)) out.push(l);
+    for (const l of leases.values()) {
+      if (this.renewed.has(l.dirInodeId)) continue;
+      out.push(l);
+      this.ending.set(l.dirInodeId, l.holder);
+    }
     return out;
   }
 
-  private forget(nowMs: number): void {
+  private forget(nowMs: number, leases: ReadonlyMap<number, DirLease>): void {
+    for (const [dir, holder] of this.ending) if (leases.get(dir)?.holder !== holder) this.ending.delete(dir);
     for (const [dir, at] of this.renewed) if (nowMs - at > this.leaseMs) this.renewed.delete(dir);
     for (const [dir, at] of this.recalls) if (nowMs - at > Math.max(this.leaseMs, dirLeaseCooldownMs)) this.recalls.delete(dir);
   }

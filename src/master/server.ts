@@ -296,7 +296,11 @@ function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMach
   })));
   // Not gated: a busy master must not let live clients' sessions expire (a renewal is a map update).
   server.handle('meta.renewSessions', async (body) => manager.renewSessions(body));
-  server.handle('meta.renewDirLeases', async (body) => manager.renewDirLeases(body));
+  server.handle('meta.renewDirLeases', async (body) => {
+    // A new leader may not have applied a lease its predecessor granted: it would answer it lost.
+    await journal.readBarrier();
+    return manager.renewDirLeases(body);
+  });
   // Workers' registration and heartbeats keep the cluster's picture alive: never made to wait for room.
   server.handle(MasterWorkerMethod.register, (body) => manager.register(body), { internal: true });
   server.handle(MasterWorkerMethod.heartbeat, async (body) => manager.heartbeat(body), { internal: true });

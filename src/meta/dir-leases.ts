@@ -11,9 +11,9 @@
 import { FsErrorCode, ResultErrorCode } from './errors.ts';
 import type { CreateCommand, DirBatchCommand, ExpireDirLeasesCommand, LeaseDirCommand, ReleaseDirCommand, UnlinkCommand } from './commands.ts';
 import { attrOf, fail, isFail, ok } from './namespace-state.ts';
-import type { DirBatchResult, MetaResult, MetaTables, MetaValues } from './namespace-state.ts';
+import type { DirBatchResult, DirLease, MetaResult, MetaTables, MetaValues } from './namespace-state.ts';
 import { createAt, heldByOther, resolve, unlinkAt } from './namespace-tree.ts';
-import { Access, accessDenied } from './permissions.ts';
+import { Access, accessDenied, newOwnerDenied } from './permissions.ts';
 
 type Result<K extends keyof MetaValues> = MetaResult<MetaValues[K]>;
 
@@ -47,16 +47,23 @@ export function leaseDir(t: MetaTables, cmd: LeaseDirCommand): Result<'leaseDir'
 export function releaseDir(t: MetaTables, cmd: ReleaseDirCommand): Result<'releaseDir'> {
   const lease = t.dirLeases.get(cmd.dirInodeId);
   if (lease === undefined || lease.holder !== cmd.caller.holder) return ok({ released: false });
-  t.dirLeases.delete(cmd.dirInodeId);
+  endLease(t, lease);
   return ok({ released: true });
+}
+
+/** Ends a lease; its unused inode ids go back when nothing was handed out after them. */
+export function endLease(t: MetaTables, lease: DirLease): void {
+  t.dirLeases.delete(lease.dirInodeId);
+  if (lease.idEnd === t.nextInodeId) t.nextInodeId = lease.idNext;
 }
 
 /** Ends the leases named, each if the holder named still holds it (its holder stopped renewing it). */
 export function expireDirLeases(t: MetaTables, cmd: ExpireDirLeasesCommand): Result<'expireDirLeases'> {
   let ended = 0;
   for (const { dirInodeId, holder } of cmd.leases) {
-    if (t.dirLeases.get(dirInodeId)?.holder !== holder) continue;
-    t.dirLeases.delete(dirInodeId);
+    const lease = t.dirLeases.get(dirInodeId);
+    if (lease?.holder !== holder) continue;
+    endLease(t, lease);
     ended++;
   }
   return ok({ ended });
@@ -79,7 +86,9 @@ export function dirBatch(t: MetaTables, cmd: DirBatchCommand): Result<'dirBatch'
     const path = `directory ${dir.id}: '${op.name}'`;
     let r: MetaResult<unknown>;
     if (op.op === 'create') {
-      if (op.inodeId < lease.idNext || op.inodeId >= lease.idEnd) {
+      const owned = newOwnerDenied(op.caller, op.uid, op.gid, path);
+      if (owned !== undefined) r = owned;
+      else if (op.inodeId < lease.idNext || op.inodeId >= lease.idEnd) {
         r = fail(FsErrorCode.EINVAL, `${path}: inode id ${op.inodeId} is not the next of the lease's range [${lease.idNext}, ${lease.idEnd})`);
       } else {
         const create: CreateCommand = { op: 'create', ...stamp, caller: op.caller, path, mode: op.mode, uid: op.uid, gid: op.gid, exclusive: true, ...(op.openSession ? { openSession: true } : {}) };

@@ -412,6 +412,16 @@ function isWithin(t: MetaTables, dir: Inode, ancestor: Inode): boolean {
   }
 }
 
+/** heldByOther for the first directory below `dir` another holder holds: moving `dir` renames it under its holder. */
+function heldBelowByOther(t: MetaTables, dir: Inode, caller: Caller): MetaFail | undefined {
+  for (const lease of t.dirLeases.values()) {
+    if (lease.holder === caller.holder) continue;
+    const held = t.inodes.get(lease.dirInodeId);
+    if (held !== undefined && isWithin(t, held, dir)) return heldByOther(t, held, caller);
+  }
+  return undefined;
+}
+
 /** Why `victim` may not be replaced by `source`, or undefined if it may. */
 function replaceProblem(source: Inode, victim: Inode, to: string): MetaFail | undefined {
   if (source.type === 'dir' && victim.type !== 'dir') return fail(FsErrorCode.ENOTDIR, `'${to}' is not a directory`);
@@ -468,7 +478,10 @@ export function planRename(t: MetaTables, cmd: RenameCommand): RenamePlan | Meta
   // answers so before it checks permissions).
   if (victimId === sourceId) return { src, dst, source, victimId };
   // A held directory moved or replaced: its holder names it by path, and may hold entries in it.
-  const held = heldByOther(t, source, cmd.caller) ?? (victimId === undefined ? undefined : heldByOther(t, inodeOf(t, victimId), cmd.caller));
+  const held =
+    heldByOther(t, source, cmd.caller) ??
+    (victimId === undefined ? undefined : heldByOther(t, inodeOf(t, victimId), cmd.caller)) ??
+    (source.type === 'dir' ? heldBelowByOther(t, source, cmd.caller) : undefined);
   if (held !== undefined) return held;
   const denied = renameDenied(t, cmd, src, source, dst, victimId);
   if (denied !== undefined) return denied;
@@ -573,6 +586,9 @@ export function setattr(t: MetaTables, cmd: SetattrCommand): Result<'setattr'> {
   if (isFail(inode)) return inode;
   const denied = setattrDenied(cmd, inode);
   if (denied !== undefined) return denied;
+  // A held directory's mode and owner decide its holder's creates, and it answers its times.
+  const held = inode.type === 'dir' ? heldByOther(t, inode, cmd.caller) : undefined;
+  if (held !== undefined) return held;
   if (cmd.sizeBytes !== undefined) {
     setSize(t, inode, cmd.sizeBytes);
     inode.mtimeMs = cmd.nowMs;
@@ -679,6 +695,8 @@ function removeEphemeral(t: MetaTables, session: Session, nowMs: number): void {
   const { parentId, name } = session.ephemeral!;
   const parent = t.inodes.get(parentId);
   if (parent?.children?.get(name) !== session.inodeId) return;
+  // Its holder answers for the names in a held directory: the file stays, as a renamed one would.
+  if (t.dirLeases.has(parentId)) return;
   const inode = inodeOf(t, session.inodeId);
   if (inode.nlink !== 1) return;
   removeEntry(t, parent, name, inode, nowMs);

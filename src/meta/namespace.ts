@@ -6,7 +6,7 @@ import { assert } from '../errors.ts';
 import { upperBound } from '../sorted.ts';
 import { decodeCommand, pendingGcLimitMax, readdirLimitMax } from './commands.ts';
 import type { Caller, MetaCommand, MetaCommandOp, MetaQuery } from './commands.ts';
-import { FsErrorCode, MetaError } from './errors.ts';
+import { FsErrorCode, MetaError, ResultErrorCode } from './errors.ts';
 import { addChains, decommissionWorker, endChainMove, initCluster, moveChainMember, registerWorker, replaceChainMember, resizeTargets, routing, sortedChains, sortedChainTables, sortedTargets, sortedWorkers, targetReclaimed, updateChains } from './namespace-cluster.ts';
 import { answerSeen, evictClients, remember } from './namespace-clients.ts';
 import { readSnapshot, SnapshotReader, sortedNamesOf, writeSnapshot } from './namespace-snapshot.ts';
@@ -191,7 +191,9 @@ export class MetaState {
     let result = answerSeen(t, cmd.clientId, cmd.seq);
     if (result === undefined) {
       result = handlers[cmd.op](t, cmd as never);
-      remember(t, cmd.clientId, cmd.seq, result);
+      // A refusal for a held directory changed nothing and is retried with the same seq: kept,
+      // it would answer every retry after the directory was given back.
+      if (result.ok || result.code !== ResultErrorCode.DirLeased) remember(t, cmd.clientId, cmd.seq, result);
     }
     evictClients(t);
     return result as MetaResult<MetaValues[C['op']]>;

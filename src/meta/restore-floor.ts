@@ -50,6 +50,8 @@ export function continueRestored(t: MetaTables, index: number, floor: number): v
   t.nextInodeId = Math.max(t.nextInodeId, floor);
   t.nextSessionNo = Math.max(t.nextSessionNo, floor);
   for (const w of t.workers.values()) w.instance = restoredInstance;
+  // The mounts that held directories then hold nothing in the cluster that goes on from here.
+  t.dirLeases.clear();
   // The backup's picture of which targets left a chain is not the lost cluster's last: a target it
   // shows free may have joined a chain since and hold that chain's only copies. None is reclaimed.
   for (const target of t.targets.values()) delete target.leftChainAt;

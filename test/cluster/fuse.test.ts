@@ -263,8 +263,17 @@ print(' '.join(out))`],
     await fs.writeFile(held(c, 'from-c'), 'c');
     assert.equal((await fs.readdir(held(b))).length, 51, 'b sees what c removed and made');
     assert.equal(await fs.readFile(held(b, 'from-c'), 'utf8'), 'c');
+    // A client whose first request there is a change (no lookup before it) waits for the give-back
+    // and is then applied: its refused tries are not kept as its answer (they were, and every retry
+    // of that request was refused until its deadline).
+    await new Promise((r) => setTimeout(r, 1_500)); // a recalled directory is not taken again for a second
+    for (let i = 0; i < 8; i++) await fs.writeFile(held(b, `again${i}`), '');
+    const direct = cluster!.masters.client({ deadlineMs: 4_000 });
+    await direct.mutate('meta.mutate', { op: 'create', path: '/held/from-client', mode: 0o644, uid: 0, gid: 0, exclusive: true });
+    assert.equal((await fs.stat(held(b, 'from-client'))).size, 0);
     // A file b made and fsynced is kept when b's daemon dies with the directory held; c waits for
     // the lease to lapse (seconds), then goes on.
+    await new Promise((r) => setTimeout(r, 1_500));
     for (let i = 0; i < 8; i++) await fs.writeFile(held(b, `late${i}`), '');
     const dirHandle = await fs.open(held(b), 'r');
     await dirHandle.sync();

@@ -27,11 +27,33 @@ test('leases no renewal named for a lease are ended, once this leader has led fo
   const leases = new Map([[2, lease(2, 'a')], [3, lease(3, 'b')], [4, lease(4, 'b')]]);
   r.renewHolder('a', [2], leases, 0);
   r.granted(4, 0);
-  assert.deepEqual(r.expired(leases.values(), 1_000, 0), [], 'a young leader ends nothing');
-  assert.deepEqual(r.expired(leases.values(), 5_000, 0).map((l) => l.dirInodeId), [3]);
+  assert.deepEqual(r.expired(leases, 1_000, 0), [], 'a young leader ends nothing');
+  assert.deepEqual(r.expired(leases, 5_000, 0).map((l) => l.dirInodeId), [3]);
   // b renews, but names only 4: 3 stays unnamed (a give-back that failed) and ends.
   r.renewHolder('b', [4], leases, 5_000);
-  assert.deepEqual(r.expired(leases.values(), 6_000, 0).map((l) => l.dirInodeId), [2, 3]);
+  assert.deepEqual(r.expired(leases, 6_000, 0).map((l) => l.dirInodeId), [2, 3]);
+});
+
+test('a lease being ended answers lost to a renewal that comes before the journal applied its end', () => {
+  const r = new DirLeaseRenewals(5_000);
+  const leases = new Map([[2, lease(2, 'a')], [3, lease(3, 'a')]]);
+  r.renewHolder('a', [3], leases, 4_000);
+  assert.deepEqual(r.expired(leases, 6_000, 0).map((l) => l.dirInodeId), [2]);
+  // a was cut off and comes back while the end is being proposed: it must stop answering there.
+  assert.deepEqual(r.renewHolder('a', [2, 3], leases, 6_001).lost, [2]);
+  // A new leadership forgets it (the proposal may have been lost with the old one).
+  r.leadershipBegan();
+  assert.deepEqual(r.renewHolder('a', [2, 3], leases, 6_002).lost, []);
+  // Once the end applied, the state says so; and the lease held anew by its holder is its again.
+  r.expired(leases, 12_000, 0);
+  leases.delete(2);
+  assert.deepEqual(r.renewHolder('a', [2], leases, 12_001).lost, [2]);
+  leases.set(2, lease(2, 'a'));
+  assert.deepEqual(r.renewHolder('a', [2], leases, 12_002).lost, [], 'held anew');
+  r.expired(leases, 18_000, 0);
+  leases.set(2, lease(2, 'a')); // ended and held anew by a, with no renewal between
+  r.granted(2, 18_001);
+  assert.deepEqual(r.renewHolder('a', [2], leases, 18_002).lost, [], 'held anew, told at once');
 });
 
 test('a renewal body is validated', () => {

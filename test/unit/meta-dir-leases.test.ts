@@ -51,6 +51,20 @@ test('a held directory refuses other callers its names, its listing and changes,
   fs.checkInvariants();
 });
 
+test('a refusal for a held directory is not kept as the answer: the same (clientId, seq) retried after the give-back applies', () => {
+  const { fs, lease } = setup();
+  const create = { op: 'create', path: '/d/retried', mode: 0o644, uid: 0, gid: 0, exclusive: true, caller: rootCaller, clientId: 'other:1/0', seq: 1 } as const;
+  const first = fs.state.apply(++fs.index, { ...create, nowMs: fs.nowMs } as never);
+  assert.ok(!first.ok && first.code === leased);
+  fs.ok({ op: 'releaseDir', dirInodeId: lease.dir.inodeId, caller: holderA });
+  const retried = fs.state.apply(++fs.index, { ...create, nowMs: fs.nowMs } as never);
+  assert.ok(retried.ok, retried.ok ? '' : retried.message);
+  // And the answer that changed something is kept for the next retry, as for any mutation.
+  const again = fs.state.apply(++fs.index, { ...create, nowMs: fs.nowMs } as never);
+  assert.deepEqual(again, retried);
+  fs.checkInvariants();
+});
+
 test("the holder's batch applies each op in order with its own outcome, taking the reserved inode ids", () => {
   const { fs, lease } = setup();
   const dirId = lease.dir.inodeId;
@@ -70,9 +84,9 @@ test("the holder's batch applies each op in order with its own outcome, taking t
   fs.ok({ op: 'releaseDir', dirInodeId: dirId, caller: holderA });
   assert.deepEqual(fs.names('/d'), ['a', 'b', 'sub']);
   assert.equal(fs.stat('/d/b').inodeId, lease.idNext + 1);
-  // New files outside the lease never take a reserved id.
+  // The range's unused ids went back with the lease: the next file takes the first of them.
   const later = fs.ok({ op: 'create', path: '/d/later', mode: 0o644, uid: 0, gid: 0, exclusive: true }) as { inode: { inodeId: number } };
-  assert.ok(later.inode.inodeId >= lease.idEnd);
+  assert.equal(later.inode.inodeId, lease.idNext + 2);
   fs.checkInvariants();
 });
 
@@ -94,6 +108,50 @@ test('a batch after the lease ended applies nothing; release, expiry and removal
   fs.ok({ op: 'leaseDir', path: '/d/sub', caller: holderB });
   fs.fails({ op: 'rmdir', path: '/d/sub', caller: holderA }, leased);
   fs.ok({ op: 'rmdir', path: '/d/sub', caller: holderB });
+  fs.checkInvariants();
+});
+
+test("others may not move a directory above a held one, nor set a held directory's attributes; a dead writer's file there stays", () => {
+  const { fs, lease } = setup();
+  fs.ok({ op: 'mkdir', path: '/top', mode: 0o777, uid: 0, gid: 0, parents: false });
+  fs.fails({ op: 'rename', from: '/d', to: '/top/d' }, leased);
+  fs.ok({ op: 'releaseDir', dirInodeId: lease.dir.inodeId, caller: holderA });
+  fs.ok({ op: 'rename', from: '/d', to: '/top/d' });
+  fs.ok({ op: 'leaseDir', path: '/top/d/sub', caller: holderA });
+  for (const caller of [rootCaller, holderB]) {
+    const r = fs.run({ op: 'rename', from: '/top', to: '/moved', caller } as never);
+    assert.ok(!r.ok && r.code === leased && r.leasedDirId === fs.stat('/top/d/sub').inodeId, 'a directory above a held one');
+    for (const change of [{ mode: 0o700 }, { uid: 5 }, { timesNow: true }]) fs.fails({ op: 'setattr', path: '/top/d/sub', ...change, caller } as never, leased);
+  }
+  fs.ok({ op: 'setattr', path: '/top/d', mode: 0o755, caller: holderB }); // above a held one: not held itself
+  fs.ok({ op: 'setattr', path: '/top/d/sub', mode: 0o755, caller: holderA });
+  fs.ok({ op: 'rename', from: '/top', to: '/moved', caller: holderA });
+  // A temporary file (a writer that may die) made before the directory was held stays when its writer's session expires.
+  const tmp = fs.ok({ op: 'create', path: '/moved/d/.tmp', mode: 0o644, uid: 0, gid: 0, exclusive: true, openSession: true, ephemeral: true });
+  fs.ok({ op: 'leaseDir', path: '/moved/d', caller: holderA });
+  fs.ok({ op: 'expireSessions', sessionIds: [tmp.sessionId!] } as never);
+  assert.ok(fs.state.stat('/moved/d/.tmp', holderA).ok, 'the holder answers for the names in it');
+  fs.checkInvariants();
+});
+
+test("a batch's create gives away no file; a lease's unused inode ids go back with it; a restore ends every lease", () => {
+  const { fs, lease } = setup();
+  const user: Caller = { uid: 1000, gid: 1000, groups: [], holder: 'mount-a' };
+  const out = fs.ok({ op: 'dirBatch', dirInodeId: lease.dir.inodeId, ops: [{ op: 'create', name: 'theirs', inodeId: lease.idNext, mode: 0o644, uid: 0, gid: 0, openSession: false, caller: user }], caller: holderA } as never) as { results: DirBatchResult[] };
+  assert.ok(!out.results[0].ok && out.results[0].code === 'EPERM', JSON.stringify(out.results[0]));
+  const mine = fs.ok({ op: 'dirBatch', dirInodeId: lease.dir.inodeId, ops: [{ op: 'create', name: 'mine', inodeId: lease.idNext, mode: 0o644, uid: 1000, gid: 1000, openSession: false, caller: user }], caller: holderA } as never) as { results: DirBatchResult[] };
+  assert.ok(mine.results[0].ok);
+  assert.equal(fs.state.nextInodeId, lease.idEnd);
+  fs.ok({ op: 'releaseDir', dirInodeId: lease.dir.inodeId, caller: holderA });
+  assert.equal(fs.state.nextInodeId, lease.idNext + 1, 'all but the one used');
+  const again = fs.ok({ op: 'leaseDir', path: '/d', caller: holderA });
+  fs.ok({ op: 'mkdir', path: '/later', mode: 0o755, uid: 0, gid: 0, parents: false }); // an id after the range
+  fs.ok({ op: 'expireDirLeases', leases: [{ dirInodeId: again.dir.inodeId, holder: 'mount-a' }] } as never);
+  assert.equal(fs.state.nextInodeId, again.idEnd + 1, 'ids handed out after the range: the range stays used');
+  fs.ok({ op: 'leaseDir', path: '/d', caller: holderA });
+  const restored = MetaState.restore(fs.state.snapshot());
+  restored.continueRestored(fs.state.indexApplied + 1, 1);
+  assert.equal(restored.dirLeases().size, 0);
   fs.checkInvariants();
 });
 
