@@ -15,7 +15,7 @@ import { MetaError, FsErrorCode } from '../meta/errors.ts';
 import { xattrNamePrefix } from '../meta/commands.ts';
 import { ChunkReadAhead, ReadAheadBudget } from './read-ahead.ts';
 import { mountSpace } from './space.ts';
-import { DirHolds, newHolder } from './dir-holds.ts';
+import { DirHolds, newHolder, split } from './dir-holds.ts';
 import { namespaceCommandOps, namespaceQueryOps } from '../meta/commands.ts';
 import type { WorkerHealth } from '../worker/protocol.ts';
 
@@ -227,7 +227,17 @@ export class CairnFs {
     this.listingMs = opts.listingMs ?? 0;
     this.sessionCloseDelayMs = opts.sessionCloseDelayMs ?? sessionCloseDelayMsDefault;
     this.log = opts.log ?? (() => undefined);
-    this.holds = new DirHolds({ meta: this.meta, holder, changesToHold: opts.holdAfterChanges ?? 0, ...(opts.holdIdleMs === undefined ? {} : { idleMs: opts.holdIdleMs }), log: this.log });
+    this.holds = new DirHolds({
+      meta: this.meta,
+      holder,
+      changesToHold: opts.holdAfterChanges ?? 0,
+      ...(opts.holdIdleMs === undefined ? {} : { idleMs: opts.holdIdleMs }),
+      log: this.log,
+      beforeGiveBack: async (dir) => {
+        const lazy = [...this.handles.values()].filter((h) => h.lazy !== undefined && split(h.path)[0] === dir);
+        await Promise.all(lazy.map((h) => this.openLazy(h).catch(() => undefined))); // a failure is the handle's own
+      },
+    });
   }
 
   /** The caller field of a namespace request: the asking process, else the client's own caller. */
@@ -421,6 +431,8 @@ export class CairnFs {
   /** Replaces what is at `to` (libfuse 2 passes no rename flags: no RENAME_NOREPLACE or EXCHANGE). */
   async rename(from: string, to: string, caller?: Caller): Promise<void> {
     mustBeUtf8(to);
+    // A file open here that the rename replaces keeps its data through its session: it opens first.
+    for (const h of this.handles.values()) if (h.path === to && h.lazy !== undefined) await this.openLazy(h);
     await this.holds.settle(from);
     await this.holds.settle(to);
     // A directory moved or replaced: the directories held at or below it are named by old paths.
@@ -740,16 +752,17 @@ export class CairnFs {
 
   async fsync(fd: number): Promise<void> {
     const h = this.handle(fd);
-    if (h.lazy !== undefined) {
+    const lazy = h.lazy; // a first write may open it meanwhile
+    if (lazy !== undefined) {
       await this.holds.settle(h.path);
-      await h.lazy.landed;
+      await lazy.landed;
     }
     await this.flush(fd);
   }
 
   /** fsync of a directory: the creates and unlinks this mount answered in it have landed. */
   async fsyncdir(path: string): Promise<void> {
-    await this.holds.settle(path);
+    await this.holds.sync(path);
   }
 
   /** The last close of an open file: its session ends (after a last flush). */

@@ -34,6 +34,11 @@ export interface DirHoldsOptions {
   changesToHold?: number;
   /** A held directory with no change for this long is given back. */
   idleMs?: number;
+  /**
+   * Before a directory is given back: files created there that are still open get their write
+   * sessions (Handle.lazy in cairn-fs.ts), so that they stay theirs once others may change it.
+   */
+  beforeGiveBack?: (dir: string) => Promise<void>;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
 }
 
@@ -59,6 +64,8 @@ export const batchLingerMs = 5;
 const batchFillOps = 256;
 /** Entries per readdir call while listing a held directory. */
 const listPageEntries = 1_000;
+/** Directories whose refused changes wait for an fsyncdir to report them, at most (the oldest are dropped). */
+const unreportedMax = 64;
 
 /** What became of an entry: these attributes, gone (null), there with attributes to ask for ('unknown'), or the same entry with attributes to ask for ('stale'). */
 type Change = InodeAttr | null | 'unknown' | 'stale';
@@ -116,6 +123,9 @@ export class DirHolds {
   private readonly held = new Map<string, Held>();
   private readonly changes = new Map<string, { count: number; sinceMs: number }>();
   private readonly notBefore = new Map<string, number>();
+  /** Directories where the masters refused changes this mount had answered, until an fsyncdir there reports it. */
+  private readonly unreported = new Map<string, string>();
+  private readonly beforeGiveBack: NonNullable<DirHoldsOptions['beforeGiveBack']>;
   private timer: NodeJS.Timeout | undefined;
   /** When the last renewal that the leader answered was sent (performance.now()). */
   private renewedAtMs = -Infinity;
@@ -133,6 +143,7 @@ export class DirHolds {
     this.changesToHold = opts.changesToHold ?? changesToHoldDefault;
     this.idleMs = opts.idleMs ?? holdIdleMsDefault;
     this.log = opts.log ?? (() => undefined);
+    this.beforeGiveBack = opts.beforeGiveBack ?? (async () => undefined);
   }
 
   /** The held directory `dir`, if this mount may answer from it now. */
@@ -247,6 +258,7 @@ export class DirHolds {
           else {
             failed = true;
             this.stats.failed++;
+            this.refused(h.dir, `${o.name}: ${res.code} ${res.message}`);
             this.log('error', `${h.dir}/${o.name}: the masters refused a change this mount had answered: ${res.code} ${res.message}`);
             o.reject(new MetaError(FsErrorCode.EINVAL, `${h.dir}/${o.name}: the masters refused it after the mount answered (${res.code}: ${res.message})`, { errno: 'EIO' }));
           }
@@ -254,6 +266,7 @@ export class DirHolds {
       } catch (err) {
         failed = true;
         this.stats.failed += batch.length;
+        this.refused(h.dir, `${batch.length} changes: ${(err as Error).message}`);
         this.log('error', `${h.dir}: ${batch.length} changes this mount had answered were not applied: ${(err as Error).message}`);
         const lost = new MetaError(FsErrorCode.EINVAL, `${h.dir}: not applied by the masters (${(err as Error).message})`, { errno: 'EIO' });
         for (const o of batch) o.reject(lost);
@@ -264,6 +277,25 @@ export class DirHolds {
     h.sending = undefined;
     // What this mount answered there is not what the masters hold: forget the directory.
     if (failed) void this.giveBack(h);
+  }
+
+  /** Remembers, for the next fsyncdir of `dir`, that changes answered there were refused. */
+  private refused(dir: string, what: string): void {
+    this.unreported.delete(dir);
+    this.unreported.set(dir, what);
+    if (this.unreported.size > unreportedMax) this.unreported.delete(this.unreported.keys().next().value!);
+  }
+
+  /**
+   * fsyncdir: waits for the changes answered in `dir` so far, and fails with EIO if the masters
+   * refused any answered there since the last fsyncdir of it (once, as fsync reports a lost write).
+   */
+  async sync(dir: string): Promise<void> {
+    await this.settle(dir);
+    const what = this.unreported.get(dir);
+    if (what === undefined) return;
+    this.unreported.delete(dir);
+    throw new MetaError(FsErrorCode.EINVAL, `${dir}: the masters refused changes this mount had answered there (${what})`, { errno: 'EIO' });
   }
 
   /**
@@ -359,10 +391,15 @@ export class DirHolds {
       h.replay = [];
       if (this.held.get(dir) === h && h.leaving === undefined) h.names = names;
     } catch (err) {
-      this.notBefore.set(dir, performance.now() + retryHoldMs);
+      const now = performance.now();
+      for (const [d, until] of this.notBefore) if (until <= now) this.notBefore.delete(d);
+      this.notBefore.set(dir, now + retryHoldMs);
       if (this.held.get(dir) === h) {
-        if (h.dirInodeId === 0) this.held.delete(dir);
-        else await this.giveBack(h);
+        if (h.dirInodeId !== 0) await this.giveBack(h);
+        else {
+          this.held.delete(dir);
+          if (this.held.size === 0) this.stopRenewing();
+        }
       }
       const code = (err as { code?: string }).code;
       if (code !== FsErrorCode.EAGAIN && code !== ResultErrorCode.DirLeased) this.log('info', `${dir}: not held (${(err as Error).message}); creates and unlinks there go to the masters one by one`);
@@ -372,6 +409,7 @@ export class DirHolds {
   /** Stops answering from the directory, waits for its batches, and gives it back. */
   private giveBack(h: Held): Promise<void> {
     h.leaving ??= (async () => {
+      await this.beforeGiveBack(h.dir).catch(() => undefined);
       while (h.sending !== undefined) await h.sending.catch(() => undefined);
       if (h.dirInodeId !== 0) {
         await this.meta.mutate('meta.mutate', { op: 'releaseDir', dirInodeId: h.dirInodeId }).catch((err: unknown) => {
@@ -444,7 +482,8 @@ export class DirHolds {
   }
 }
 
-function split(path: string): [string, string] {
+/** A mount path's directory and last name ('/' for a name in the root). */
+export function split(path: string): [string, string] {
   const slash = path.lastIndexOf('/');
   return [slash === 0 ? '/' : path.slice(0, slash), path.slice(slash + 1)];
 }

@@ -109,3 +109,36 @@ test('renames, links and directories made in a held directory keep its listing t
   await fs.releaseAll();
   assert.deepEqual(masters.fs.names('/d'), ['b', 's0', 's1', 's2', 's3']);
 });
+
+test('fsyncdir fails with EIO, once, after the masters refused changes the mount had answered in the directory', async () => {
+  const { fs, masters } = mountOver();
+  await fs.mkdir('/d', 0o755);
+  for (let i = 0; i < 4; i++) await fs.release(await fs.create(`/d/s${i}`, 0o644));
+  await held(fs, '/d');
+  await fs.fsyncdir('/d');
+  const dirId = masters.fs.stat('/d').inodeId;
+  masters.fs.ok({ op: 'expireDirLeases', leases: [{ dirInodeId: dirId, holder: fs.holds.holder }] } as never);
+  await fs.unlink('/d/s0'); // answered here, refused whole when its batch arrives
+  await assert.rejects(fs.fsyncdir('/d'), (err: { details?: { errno?: string } }) => err.details?.errno === 'EIO');
+  await fs.fsyncdir('/d');
+  assert.ok(masters.fs.state.stat('/d/s0', rootCaller).ok, 'the refused unlink was not applied');
+  await fs.releaseAll();
+});
+
+test('a file created in a held directory and still open gets its write session when the directory is given back', async () => {
+  const { fs, masters } = mountOver();
+  await fs.mkdir('/d', 0o755);
+  for (let i = 0; i < 4; i++) await fs.release(await fs.create(`/d/s${i}`, 0o644));
+  await held(fs, '/d');
+  const fd = await fs.create('/d/open', 0o644);
+  masters.mutations.length = 0;
+  masters.renewals.recall(masters.fs.stat('/d').inodeId, performance.now());
+  for (let i = 0; i < 100 && masters.fs.state.dirLeases().size > 0; i++) await sleep(dirLeaseRenewMs / 2);
+  assert.equal(masters.fs.state.dirLeases().size, 0, 'given back');
+  assert.ok(masters.mutations.includes('openSession /d/open'), masters.mutations.join());
+  // Another client may now unlink it; the open file lives on through its session (an orphan).
+  masters.fs.ok({ op: 'unlink', path: '/d/open' });
+  const inodeId = (await fs.fgetattr(fd, '/d/open')).ino;
+  assert.equal(masters.fs.state.inodeStatus(inodeId), 'live');
+  await fs.releaseAll();
+});
