@@ -35,6 +35,8 @@ const bulkCallTimeoutMs = 120_000;
 const unreachableMs = 1_000;
 /** Codes after which another master (or the same one, later) may succeed. */
 const retryable = new Set<string>([ErrorCode.NotLeader, ErrorCode.Unavailable, ErrorCode.Timeout, ErrorCode.ProposalDropped, RpcErrorCode.Overloaded, ErrorCode.TransferInProgress, ErrorCode.Busy, ResultErrorCode.DirLeased]);
+/** Retryable answers that come from a leader which is up: busy, overloaded, or a directory another mount holds. */
+const leaderRefusals = new Set<string>([RpcErrorCode.Overloaded, ErrorCode.Busy, ResultErrorCode.DirLeased]);
 
 /** A client renews its write sessions every quarter lease; this often until the leader has said the lease (a quarter of the shortest). */
 const renewFirstMs = 2_500;
@@ -193,6 +195,9 @@ export class MasterCalls {
       }
     }
     const why = lastError instanceof Error ? lastError.message : 'no answer';
+    const lastCode = (lastError as { code?: string } | undefined)?.code ?? '';
+    // A leader that answered but kept refusing is not a missing majority: say what it answered.
+    if (leaderRefusals.has(lastCode)) throw new CairnError(ErrorCode.Unavailable, `the leading master still refused after ${this.opts.deadlineMs} ms of retries (${lastCode}: ${why})`);
     throw new CairnError(
       ErrorCode.Unavailable,
       `no leading master answered within ${this.opts.deadlineMs} ms (tried ${[...tried].join(', ')}; last: ${why}); is a majority of the masters running?`,

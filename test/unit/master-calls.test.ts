@@ -137,3 +137,23 @@ test('write sessions are renewed every quarter lease while open, and no longer o
   calls.close();
   assert.equal(clock.pending(), 0, 'close stops them');
 });
+
+test('a leader that keeps refusing is named as such at the deadline, not taken for a missing majority', async () => {
+  const refusing = (code: string, message: string): MasterCalls => {
+    const conn: Connection = {
+      call: async () => {
+        throw Object.assign(new Error(message), { code });
+      },
+      notify: () => undefined,
+      close: () => undefined,
+    };
+    return new MasterCalls({ masters: ['m:1'], connect: () => conn, clock: systemClock, clientId: 'c', deadlineMs: 60 });
+  };
+  await assert.rejects(refusing('CAIRN_DIR_LEASED', 'directory 7 is held by another mount').query('meta.query', { op: 'stat', path: '/d' }), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'CAIRN_UNAVAILABLE');
+    assert.match(err.message, /still refused after 60 ms of retries \(CAIRN_DIR_LEASED: directory 7 is held by another mount\)/);
+    assert.doesNotMatch(err.message, /majority/);
+    return true;
+  });
+  await assert.rejects(refusing('CAIRN_UNAVAILABLE', 'connect ECONNREFUSED').query('meta.query', { op: 'stat', path: '/d' }), /no leading master answered within 60 ms.*majority/);
+});
