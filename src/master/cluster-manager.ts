@@ -718,7 +718,7 @@ export class ClusterManager {
     }
   }
 
-  /** Ends, through the journal, the directory leases no renewal named for a lease. Looks every quarter lease. */
+  /** Ends, through the journal, the directory leases no renewal named for a lease or kept after a recall (dir-lease-renewals.ts). Looks every quarter lease. */
   private async expireDirLeases(now: number, leading: Leadership): Promise<void> {
     if (now - this.lastDirExpiryMs < this.dirLeases.leaseMs / 4) return;
     this.lastDirExpiryMs = now;
@@ -726,7 +726,7 @@ export class ClusterManager {
     for (let i = 0; i < leases.length; i += expireDirLeasesMax) {
       await this.propose({ op: 'expireDirLeases', leases: leases.slice(i, i + expireDirLeasesMax) });
     }
-    if (leases.length > 0) this.opts.log?.('warn', 'ended directory leases not renewed for a lease: their mounts are gone or cut off, and what they answered there since is lost', { leases: leases.length, holders: new Set(leases.map((l) => l.holder)).size, leaseMs: this.dirLeases.leaseMs });
+    if (leases.length > 0) this.opts.log?.('warn', 'ended directory leases not renewed for a lease (their mounts are gone or cut off) or not given back when recalled (their mounts are stuck): what those mounts answered there since is lost', { leases: leases.length, holders: new Set(leases.map((l) => l.holder)).size, leaseMs: this.dirLeases.leaseMs });
   }
 
   /**

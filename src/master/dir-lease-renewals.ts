@@ -18,6 +18,12 @@ export const dirLeaseMsDefault = 5_000;
 export const dirLeaseRenewMs = 100;
 /** After a recall, the directory is not held again for this long: the clients that waited get their turn. */
 export const dirLeaseCooldownMs = 1_000;
+/**
+ * A holder that still holds a recalled directory this many leases after the recall began (it
+ * renews but does not give it back: hung in its give-back, or hostile) loses it, so that the
+ * clients waiting there, who retry for 15 s, are not shut out for good.
+ */
+export const recallGraceLeases = 2;
 /** Directories one renewal names at most. */
 export const renewDirLeasesMax = 65_536;
 
@@ -35,6 +41,8 @@ export class DirLeaseRenewals {
   private readonly renewed = new Map<number, number>();
   /** Held directory → when another client last asked for it. */
   private readonly recalls = new Map<number, number>();
+  /** Held directory → when the recall others are still waiting on began. */
+  private readonly recalledSince = new Map<number, number>();
   /**
    * Held directory → its holder, for leases this leader is ending (expired() named them): until
    * the journal applied that, a late renewal must not tell the holder it still holds them.
@@ -53,11 +61,13 @@ export class DirLeaseRenewals {
   /** Another client was refused a held directory: its holder is asked to give it back. */
   recall(dirInodeId: number, nowMs: number): void {
     this.recalls.set(dirInodeId, nowMs);
+    if (!this.recalledSince.has(dirInodeId)) this.recalledSince.set(dirInodeId, nowMs);
   }
 
   /** The directory was just held anew (its first renewal): a recall from before is over. */
   granted(dirInodeId: number, nowMs: number): void {
     this.recalls.delete(dirInodeId);
+    this.recalledSince.delete(dirInodeId);
     this.ending.delete(dirInodeId);
     this.renewed.set(dirInodeId, nowMs);
   }
@@ -85,15 +95,18 @@ export class DirLeaseRenewals {
   }
 
   /**
-   * Leases no renewal named within a lease, which the caller ends; none while this leadership is
-   * younger than a lease. From now on renewals of them answer lost.
+   * Leases no renewal named within a lease, or not given back recallGraceLeases after a recall
+   * others still wait on, which the caller ends; none while this leadership is younger than a
+   * lease. From now on renewals of them answer lost.
    */
   expired(leases: ReadonlyMap<number, DirLease>, nowMs: number, leadingSinceMs: number): DirLease[] {
     this.forget(nowMs, leases);
     if (nowMs - leadingSinceMs < this.leaseMs) return [];
     const out: DirLease[] = [];
     for (const l of leases.values()) {
-      if (this.renewed.has(l.dirInodeId)) continue;
+      const recalledAt = this.recalledSince.get(l.dirInodeId);
+      const keptAfterRecall = recalledAt !== undefined && nowMs - recalledAt > recallGraceLeases * this.leaseMs;
+      if (this.renewed.has(l.dirInodeId) && !keptAfterRecall) continue;
       out.push(l);
       this.ending.set(l.dirInodeId, l.holder);
     }
@@ -104,6 +117,8 @@ export class DirLeaseRenewals {
     for (const [dir, holder] of this.ending) if (leases.get(dir)?.holder !== holder) this.ending.delete(dir);
     for (const [dir, at] of this.renewed) if (nowMs - at > this.leaseMs) this.renewed.delete(dir);
     for (const [dir, at] of this.recalls) if (nowMs - at > Math.max(this.leaseMs, dirLeaseCooldownMs)) this.recalls.delete(dir);
+    // Nobody waits any more (no refusal for a lease), or the lease ended: the recall is over.
+    for (const dir of this.recalledSince.keys()) if (!this.recalls.has(dir) || !leases.has(dir)) this.recalledSince.delete(dir);
   }
 }
 

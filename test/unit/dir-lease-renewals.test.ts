@@ -1,10 +1,11 @@
 // The leader's side of directory leases: renewals answer which held directories others wait for
 // and which the holder lost; a recalled directory cools down before it is held again; holders not
-// named by a renewal for a lease are ended, but never by a leader younger than a lease.
+// named by a renewal for a lease, or kept long after a recall, are ended, but never by a leader
+// younger than a lease.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DirLeaseRenewals, dirLeaseCooldownMs, validateRenewDirLeases } from '../../src/master/dir-lease-renewals.ts';
+import { DirLeaseRenewals, dirLeaseCooldownMs, recallGraceLeases, validateRenewDirLeases } from '../../src/master/dir-lease-renewals.ts';
 import type { DirLease } from '../../src/meta/index.ts';
 
 const lease = (dirInodeId: number, holder: string): DirLease => ({ dirInodeId, holder, clientId: 'c', grantedMs: 0, idNext: 100, idEnd: 200 });
@@ -54,6 +55,28 @@ test('a lease being ended answers lost to a renewal that comes before the journa
   leases.set(2, lease(2, 'a')); // ended and held anew by a, with no renewal between
   r.granted(2, 18_001);
   assert.deepEqual(r.renewHolder('a', [2], leases, 18_002).lost, [], 'held anew, told at once');
+});
+
+test('a holder that renews but keeps a recalled directory loses it once others waited for it recallGraceLeases leases', () => {
+  const r = new DirLeaseRenewals(5_000);
+  const grace = recallGraceLeases * 5_000;
+  const leases = new Map([[2, lease(2, 'a')], [3, lease(3, 'a')]]);
+  r.granted(2, 0);
+  r.granted(3, 0);
+  // Others are refused directory 2 from 6 s on and keep retrying; a renews both all along.
+  let t = 0;
+  for (; t <= 6_000 + grace; t += 100) {
+    if (t >= 6_000) r.recall(2, t);
+    r.renewHolder('a', [2, 3], leases, t);
+    if (t < 6_000 + grace) assert.deepEqual(r.expired(leases, t, 0), [], `kept at ${t} ms: within the grace`);
+  }
+  assert.deepEqual(r.expired(leases, t, 0).map((l) => l.dirInodeId), [2], 'kept past the grace: ended');
+  assert.deepEqual(r.renewHolder('a', [2, 3], leases, t + 1).lost, [2], 'and its holder hears it lost');
+  // A recall nobody waits on any more (no refusal for a lease) does not end a lease later.
+  r.granted(3, t);
+  r.recall(3, t);
+  for (let u = t; u <= t + 3 * grace; u += 100) r.renewHolder('a', [3], leases, u);
+  assert.deepEqual(r.expired(leases, t + 3 * grace, 0).map((l) => l.dirInodeId).filter((id) => id === 3), []);
 });
 
 test('a renewal body is validated', () => {
