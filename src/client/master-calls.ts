@@ -175,8 +175,8 @@ export class MasterCalls {
     while (this.clock.now() < deadline) {
       const address = this.pickAddress();
       tried.add(address);
+      const timeoutMs = Math.max(1, Math.min(this.opts.callTimeoutMs, deadline - this.clock.now()));
       try {
-        const timeoutMs = Math.max(1, Math.min(this.opts.callTimeoutMs, deadline - this.clock.now()));
         const r = await this.conn(address).call<T>(method, body, { timeoutMs });
         this.leaderGuess = address;
         this.unreachableUntil.delete(address);
@@ -184,7 +184,8 @@ export class MasterCalls {
       } catch (err) {
         const code = (err as { code?: string }).code ?? '';
         if (!retryable.has(code)) throw err;
-        lastError = err;
+        // A last try cut short by the deadline says nothing new: the answer before it is the reason.
+        if (!(code === ErrorCode.Timeout && timeoutMs < this.opts.callTimeoutMs && lastError !== undefined)) lastError = err;
         if (code === ErrorCode.Unavailable) this.unreachableUntil.set(address, this.clock.now() + unreachableMs);
         const redirect = leaderAddress(err);
         // A follower may still name a leader that just died: do not go back to one we could not reach.
