@@ -159,12 +159,12 @@ test('a leader that keeps refusing is named as such at the deadline, not taken f
   // The last try, its timeout cut short by the deadline, times out: the refusal before it is still the reason.
   const conn: Connection = {
     call: async (_method, _body, opts) => {
-      if ((opts?.timeoutMs ?? 0) < 20) throw Object.assign(new Error('meta.query timed out after 3 ms'), { code: 'CAIRN_TIMEOUT' });
+      if ((opts?.timeoutMs ?? 0) < 50) throw Object.assign(new Error('meta.query timed out after 3 ms'), { code: 'CAIRN_TIMEOUT' });
       throw Object.assign(new Error('directory 7 is held by another mount'), { code: 'CAIRN_DIR_LEASED' });
     },
     notify: () => undefined,
     close: () => undefined,
   };
-  const clipped = new MasterCalls({ masters: ['m:1'], connect: () => conn, clock: systemClock, clientId: 'c', deadlineMs: 100, callTimeoutMs: 20 });
+  const clipped = new MasterCalls({ masters: ['m:1'], connect: () => conn, clock: systemClock, clientId: 'c', deadlineMs: 100, callTimeoutMs: 1_000 });
   await assert.rejects(clipped.query('meta.query', { op: 'stat', path: '/d' }), /still refused after 100 ms of retries \(CAIRN_DIR_LEASED/);
 });
