@@ -4,31 +4,21 @@
 // its retry deadline. A real master process on 127.0.0.1, its default 5 s lease.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { test } from 'node:test';
-import { freePort } from '../../src/cli/local.ts';
 import { MasterClient } from '../../src/client/master-client.ts';
-import { createLogger } from '../../src/log.ts';
 import { dirLeaseMsDefault, recallGraceLeases, type RenewDirLeasesReply } from '../../src/master/dir-lease-renewals.ts';
-import { startMaster } from '../../src/master/index.ts';
 import { rootCaller, type LeaseDirValue } from '../../src/meta/index.ts';
+import { TestCluster } from './harness.ts';
 
 test('a holder that keeps renewing a recalled directory loses it, and the waiting client\'s create goes through', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-dir-recall-'));
-  const listen = `127.0.0.1:${await freePort()}`;
-  const master = await startMaster({ id: 1, dir: path.join(dir, 'master'), listen, peers: new Map([[1, listen]]), secret: undefined, log: createLogger({ test: 'dir-lease-recall' }, 'error'), tickMs: 10 });
+  const c = await TestCluster.start(t, { masters: 1 });
   const holder = 'stuck-holder';
-  const stuck = new MasterClient({ masters: [master.address], caller: { ...rootCaller, holder } });
-  const other = new MasterClient({ masters: [master.address], caller: rootCaller });
+  const stuck = new MasterClient({ masters: c.addresses(), secret: c.secret, caller: { ...rootCaller, holder } });
+  const other = c.client();
   let renewing: NodeJS.Timeout | undefined;
-  t.after(async () => {
+  t.after(() => {
     clearInterval(renewing);
     stuck.close();
-    other.close();
-    await master.stop();
-    await rm(dir, { recursive: true, force: true });
   });
 
   await other.mutate('meta.mutate', { op: 'mkdir', path: '/held', mode: 0o755, uid: 0, gid: 0 });
