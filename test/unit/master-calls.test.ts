@@ -138,17 +138,19 @@ test('write sessions are renewed every quarter lease while open, and no longer o
   assert.equal(clock.pending(), 0, 'close stops them');
 });
 
+/** A MasterCalls whose one master answers every call with `call`. */
+function answering(call: Connection['call'], opts: { deadlineMs: number; callTimeoutMs?: number }): MasterCalls {
+  const conn: Connection = { call, notify: () => undefined, close: () => undefined };
+  return new MasterCalls({ masters: ['m:1'], connect: () => conn, clock: systemClock, clientId: 'c', ...opts });
+}
+
+const failure = (code: string, message: string): Error => Object.assign(new Error(message), { code });
+
 test('a leader that keeps refusing is named as such at the deadline, not taken for a missing majority', async () => {
-  const refusing = (code: string, message: string): MasterCalls => {
-    const conn: Connection = {
-      call: async () => {
-        throw Object.assign(new Error(message), { code });
-      },
-      notify: () => undefined,
-      close: () => undefined,
-    };
-    return new MasterCalls({ masters: ['m:1'], connect: () => conn, clock: systemClock, clientId: 'c', deadlineMs: 60 });
-  };
+  const refusing = (code: string, message: string): MasterCalls =>
+    answering(async () => {
+      throw failure(code, message);
+    }, { deadlineMs: 60 });
   await assert.rejects(refusing('CAIRN_DIR_LEASED', 'directory 7 is held by another mount').query('meta.query', { op: 'stat', path: '/d' }), (err: Error & { code?: string }) => {
     assert.equal(err.code, 'CAIRN_UNAVAILABLE');
     assert.match(err.message, /still refused after 60 ms of retries \(CAIRN_DIR_LEASED: directory 7 is held by another mount\)/);
@@ -157,14 +159,9 @@ test('a leader that keeps refusing is named as such at the deadline, not taken f
   });
   await assert.rejects(refusing('CAIRN_UNAVAILABLE', 'connect ECONNREFUSED').query('meta.query', { op: 'stat', path: '/d' }), /no leading master answered within 60 ms.*majority/);
   // The last try, its timeout cut short by the deadline, times out: the refusal before it is still the reason.
-  const conn: Connection = {
-    call: async (_method, _body, opts) => {
-      if ((opts?.timeoutMs ?? 0) < 50) throw Object.assign(new Error('meta.query timed out after 3 ms'), { code: 'CAIRN_TIMEOUT' });
-      throw Object.assign(new Error('directory 7 is held by another mount'), { code: 'CAIRN_DIR_LEASED' });
-    },
-    notify: () => undefined,
-    close: () => undefined,
-  };
-  const clipped = new MasterCalls({ masters: ['m:1'], connect: () => conn, clock: systemClock, clientId: 'c', deadlineMs: 100, callTimeoutMs: 1_000 });
+  const clipped = answering(async (_method, _body, opts) => {
+    if ((opts?.timeoutMs ?? 0) < 50) throw failure('CAIRN_TIMEOUT', 'meta.query timed out after 3 ms');
+    throw failure('CAIRN_DIR_LEASED', 'directory 7 is held by another mount');
+  }, { deadlineMs: 100, callTimeoutMs: 1_000 });
   await assert.rejects(clipped.query('meta.query', { op: 'stat', path: '/d' }), /still refused after 100 ms of retries \(CAIRN_DIR_LEASED/);
 });
