@@ -387,9 +387,7 @@ function addressTaken(log: string, from: number): boolean {
 function spawnDetached(args: string[], logFile: string, secret: string): number {
   const fd = openSync(logFile, 'a', fileMode);
   try {
-    // CAIRN_CPU_PROF_DIR: every process writes a V8 CPU profile there when it exits (benchmarks).
-    const prof = process.env.CAIRN_CPU_PROF_DIR;
-    const nodeArgs = withServerNodeFlags(prof === undefined || prof === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`]);
+    const nodeArgs = withServerNodeFlags([]);
     const child = spawn(process.execPath, [...nodeArgs, mainScript, ...args], {
       detached: true,
       stdio: ['ignore', fd, fd],

@@ -12,9 +12,15 @@
  */
 export const serverNodeFlags: readonly string[] = ['--initial-old-space-size=64'];
 
-/** `execArgv` with every flag of serverNodeFlags that it does not already set. */
+/**
+ * `execArgv` with every flag of serverNodeFlags that it does not already set, and, when
+ * CAIRN_CPU_PROF_DIR is set (benchmarks, profiling), V8's CPU profiler writing a profile there when
+ * the process exits (Node refuses --cpu-prof in NODE_OPTIONS).
+ */
 export function withServerNodeFlags(execArgv: readonly string[]): string[] {
   const name = (flag: string): string => flag.split('=')[0];
   const given = new Set(execArgv.map(name));
-  return [...serverNodeFlags.filter((f) => !given.has(name(f))), ...execArgv];
+  const prof = process.env.CAIRN_CPU_PROF_DIR;
+  const profiling = prof === undefined || prof === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`];
+  return [...serverNodeFlags.filter((f) => !given.has(name(f))), ...profiling, ...execArgv];
 }
