@@ -1,6 +1,11 @@
 // The V8 flags cairn's long-running processes (masters, workers, the FUSE daemon, the S3 gateway)
 // start with. The `cairn` script's first line passes the same ones (`env -S node ...`), so that a
 // process started from the command line gets them too; processes cairn spawns itself get them here.
+// And where Node's compile cache lives (main.ts).
+
+import { statSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import path from 'node:path';
 
 /**
  * A floor of 64 MiB for V8's old-generation limit. With the default, the limit follows the small
@@ -23,4 +28,21 @@ export function withServerNodeFlags(execArgv: readonly string[]): string[] {
   const prof = process.env.CAIRN_CPU_PROF_DIR;
   const profiling = prof === undefined || prof === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`];
   return [...serverNodeFlags.filter((f) => !given.has(name(f))), ...profiling, ...execArgv];
+}
+
+/**
+ * The directory of Node's compile cache (main.ts): in the home directory that the password database
+ * gives this user, if that directory is this user's own. What is cached there is run as code, so
+ * never a shared directory such as /tmp, nor $HOME, which `sudo -E` leaves naming the invoking
+ * user's home: root would then run what that user wrote. Undefined: no cache (it only makes
+ * starts faster).
+ */
+export function compileCacheDir(user: () => { uid: number; homedir: string } = userInfo, ownerOf = (p: string): number => statSync(p).uid): string | undefined {
+  try {
+    const { uid, homedir } = user();
+    if (homedir === '' || ownerOf(homedir) !== uid) return undefined;
+    return path.join(homedir, '.cache', 'cairn', 'compile-cache');
+  } catch {
+    return undefined; // no entry in the password database, no home directory
+  }
 }
