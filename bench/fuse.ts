@@ -5,7 +5,7 @@
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,8 +77,11 @@ export async function run(args: string[]): Promise<void> {
   console.log('starting the local cluster and the mount...');
   await localUp({ dir: clusterDir, masters: 3, workers: 3, targetsPerWorker: 2, replication: 3, log: () => undefined });
   // Recorded as `local up --mount` records its mount, so that `local down` stops it first.
-  recordLocalMount(clusterDir, { mountpoint: mnt, pid: await spawnMountDaemon([mainScript, 'mount', mnt, '--dir', clusterDir], mnt, path.join(dir, 'mount.log')) });
+  const mountPid = await spawnMountDaemon([mainScript, 'mount', mnt, '--dir', clusterDir], mnt, path.join(dir, 'mount.log'));
+  recordLocalMount(clusterDir, { mountpoint: mnt, pid: mountPid });
+  const watched: Watched[] = [...readLocalCluster(clusterDir)!.processes.map((p) => ({ label: `${p.kind}s`, pid: p.pid })), { label: 'mount daemon', pid: mountPid }];
   const results = new Map<string, { cairn: number; local: number; native?: number }>();
+  const cpuRows: string[][] = [];
   try {
     for (const [where, at] of [['cairn', mnt], ['local', local]] as const) {
       console.log(`fio on ${where === 'cairn' ? 'the mount' : 'the local disk'}...`);
@@ -95,10 +98,14 @@ export async function run(args: string[]): Promise<void> {
         put(`seq read 1 MiB, ${jobs} job${jobs === 1 ? '' : 's'}`, fio(sub, `w${jobs}`, ['--rw=read', '--bs=1M', `--size=${per}M`, `--numjobs=${jobs}`]).readMiBs);
       }
       put('rand read 4 KiB, 4 jobs', fio(sub, 'w4', ['--rw=randread', '--bs=4k', `--size=${Math.max(1, Math.floor(sizeMiB / 4))}M`, '--numjobs=4', '--time_based', `--runtime=${seconds}`]).readIops);
-      const meta = await metadataLoad(path.join(at, 'meta'), files, 4);
-      put('create, 4 processes', meta.create);
-      put('stat, 4 processes', meta.stat);
-      put('unlink, 4 processes', meta.unlink);
+      const meta = await metadataLoad(path.join(at, 'meta'), files, 4, where === 'cairn' ? watched : []);
+      for (const op of ['create', 'stat', 'unlink'] as const) {
+        const r = meta[op];
+        put(`${op}, 4 processes`, r.rate);
+        if (where !== 'cairn') continue;
+        const total = Object.values(r.cpuUsPerFile).reduce((a, b) => a + b, 0);
+        cpuRows.push([op, ...['masters', 'workers', 'mount daemon', 'load processes'].map((l) => formatNumber(r.cpuUsPerFile[l] ?? 0)), formatNumber(total), `${(r.busyShare * 100).toFixed(0)}%`]);
+      }
       rmSync(sub, { recursive: true, force: true });
     }
     console.log('the native client...');
@@ -120,6 +127,9 @@ export async function run(args: string[]): Promise<void> {
     rows.push([name, unit, formatNumber(r.cairn), formatNumber(r.local), r.native === undefined ? '' : formatNumber(r.native), formatNumber(moose), `${(r.cairn / moose).toFixed(2)}x`]);
   }
   report.table('cairn mount beside the local disk, the native client and MooseFS 3.0 (same machine, from the issue)', ['job', 'unit', 'cairn mount', 'local disk', 'native client', 'MooseFS', 'cairn / MooseFS'], rows);
+  // What bounds the metadata phases: the CPU each part used a file, and how busy the machine was
+  // (the rest of the machine's CPU is the kernel's own work and anything else running).
+  report.table('CPU a file in the metadata phases on the mount (us), and the machine busy', ['phase', 'masters', 'workers', 'mount daemon', 'load processes', 'sum', 'machine busy'], cpuRows);
   report.finish();
 }
 
@@ -138,19 +148,35 @@ function fio(dir: string, name: string, opts: string[]): { writeMiBs: number; re
   return { writeMiBs: job.write.bw_bytes / MiB, readMiBs: job.read.bw_bytes / MiB, readIops: job.read.iops };
 }
 
+/** A process whose CPU time the metadata load reports, under a label (several may share one). */
+interface Watched {
+  label: string;
+  pid: number;
+}
+
+/** One metadata phase: files a second, and the CPU each label used a file (us), and how busy the machine was. */
+interface PhaseResult {
+  rate: number;
+  cpuUsPerFile: Record<string, number>;
+  busyShare: number;
+}
+
 /**
  * Creates (and closes), then stats, then unlinks `files` small files with `procs` processes; the
  * rate of each phase. As mdtest's barrier does, every process of a phase is started and loaded
  * first, and the phase is timed from the moment all are told to go until the last one is done:
- * Node's start (some 75 ms of CPU a process) is not counted as file system time.
+ * Node's start (some 75 ms of CPU a process) is not counted as file system time. The CPU time of
+ * the `watched` processes over each phase (from /proc), of the load's own processes (their own
+ * count, without their start) and of the whole machine say what bounds it.
  */
-async function metadataLoad(dir: string, files: number, procs: number): Promise<{ create: number; stat: number; unlink: number }> {
+async function metadataLoad(dir: string, files: number, procs: number, watched: Watched[]): Promise<Record<'create' | 'stat' | 'unlink', PhaseResult>> {
   mkdirSync(dir, { recursive: true });
   const per = Math.floor(files / procs);
-  const phase = async (op: 'create' | 'stat' | 'unlink'): Promise<number> => {
+  const phase = async (op: 'create' | 'stat' | 'unlink'): Promise<PhaseResult> => {
     const step = op === 'create' ? "fs.closeSync(fs.openSync(f,'w'))" : op === 'stat' ? 'fs.statSync(f)' : 'fs.unlinkSync(f)';
-    // Says it is ready, waits for a line on stdin, runs, and prints when it finished (ms since the epoch).
-    const code = `const fs=require('fs');const d=process.argv[1],p=process.argv[2],n=+process.argv[3];process.stdout.write('ready\\n');process.stdin.once('data',()=>{for(let i=0;i<n;i++){const f=d+'/'+p+'-'+i;${step}}process.stdout.write(String(performance.timeOrigin+performance.now())+'\\n');process.exit(0)})`;
+    // Says it is ready, waits for a line on stdin, runs, and prints when it finished (ms since the
+    // epoch) and the CPU time its loop took (us).
+    const code = `const fs=require('fs');const d=process.argv[1],p=process.argv[2],n=+process.argv[3];process.stdout.write('ready\\n');process.stdin.once('data',()=>{const c=process.cpuUsage();for(let i=0;i<n;i++){const f=d+'/'+p+'-'+i;${step}}const u=process.cpuUsage(c);process.stdout.write((performance.timeOrigin+performance.now())+' '+(u.user+u.system)+'\\n');process.exit(0)})`;
     const children = Array.from({ length: procs }, (_, i) => spawn(process.execPath, ['-e', code, dir, `p${i}`, String(per)], { stdio: ['pipe', 'pipe', 'inherit'] }));
     const lines = children.map((child) => {
       const got: string[] = [];
@@ -166,14 +192,50 @@ async function metadataLoad(dir: string, files: number, procs: number): Promise<
       return { got, exited, ready };
     });
     await Promise.race([Promise.all(lines.map((l) => l.ready)), Promise.all(lines.map((l) => l.exited))]);
+    const before = cpuTicks(watched);
+    const machineBefore = machineTicks();
     const start = performance.timeOrigin + performance.now();
     for (const child of children) child.stdin.end('go\n');
     await Promise.all(lines.map((l) => l.exited));
-    const end = Math.max(...lines.map((l) => Number(l.got[1])));
-    if (!Number.isFinite(end)) throw new Error(`${op} processes did not say when they finished`);
-    return (per * procs) / ((end - start) / 1000);
+    const after = cpuTicks(watched);
+    const machineAfter = machineTicks();
+    const ends = lines.map((l) => l.got[1]?.split(' ').map(Number) ?? []);
+    const end = Math.max(...ends.map((e) => e[0]));
+    if (!Number.isFinite(end) || ends.some((e) => !Number.isFinite(e[1]))) throw new Error(`${op} processes did not say when they finished`);
+    const done = per * procs;
+    const cpuUsPerFile: Record<string, number> = {};
+    for (const [label, ticks] of after) cpuUsPerFile[label] = ((ticks - (before.get(label) ?? 0)) * usPerTick) / done;
+    cpuUsPerFile['load processes'] = ends.reduce((sum, e) => sum + e[1], 0) / done;
+    const busy = machineAfter.busy - machineBefore.busy;
+    return { rate: done / ((end - start) / 1000), cpuUsPerFile, busyShare: busy / (busy + machineAfter.idle - machineBefore.idle) };
   };
   return { create: await phase('create'), stat: await phase('stat'), unlink: await phase('unlink') };
+}
+
+/** /proc's clock ticks (USER_HZ, 100 a second on Linux whatever the kernel's own rate). */
+const usPerTick = 10_000;
+
+/** CPU ticks (user and system) of the watched processes by label; a process gone counts nothing. */
+function cpuTicks(watched: Watched[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const { label, pid } of watched) {
+    let ticks = 0;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of proc(5))
+    } catch {
+      // exited: its time is lost, and the figure says less than it used
+    }
+    out.set(label, (out.get(label) ?? 0) + ticks);
+  }
+  return out;
+}
+
+/** The whole machine's busy and idle ticks, from /proc/stat's first line. */
+function machineTicks(): { busy: number; idle: number } {
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return { busy: user + nice + system + irq + softirq + steal, idle: idle + iowait };
 }
 
 /** One stream of putFile and getFile of `sizeMiB`, the client library without the kernel in between. */
