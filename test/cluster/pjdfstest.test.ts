@@ -86,11 +86,12 @@ test('pjdfstest through cairn mount: every subtest passes but the listed exclusi
   for (const group of groups) {
     const cwd = await mkdtemp(path.join(work, `${group}-`));
     await chmod(cwd, 0o755); // the suite acts as other users too, who must reach its files
+    const groupStart = performance.now();
     const r = await runGroup(suite, group, cwd);
     tests += r.tests;
     failedAll += r.failed.length;
     const bad = r.failed.filter((f) => !excluded.has(f));
-    t.diagnostic(`${group}: ${r.tests - r.failed.length} of ${r.tests} passed${r.failed.length > bad.length ? ` (${r.failed.length - bad.length} excluded)` : ''}`);
+    t.diagnostic(`${group}: ${r.tests - r.failed.length} of ${r.tests} passed${r.failed.length > bad.length ? ` (${r.failed.length - bad.length} excluded)` : ''} in ${((performance.now() - groupStart) / 1000).toFixed(1)} s`);
     if (bad.length > 0) unexpected.push(`${group}: ${bad.join(', ')}\n${r.output.split('\n').filter((l) => l.startsWith('not ok')).slice(0, 10).join('\n')}`);
     await rm(cwd, { recursive: true, force: true }).catch(() => undefined);
   }
