@@ -338,23 +338,25 @@ function coresUsedSince(before: CpuSnapshot, pids: Record<string, number>, secon
   return out;
 }
 
-interface MachineCpu {
+export interface MachineCpu {
   /** User and system time of every process. */
   processes: number;
   /** Hard and soft interrupts (loopback TCP is mostly softirq), charged to no process. */
   interrupts: number;
   /** Time the hypervisor gave to someone else while this machine wanted to run. */
   steal: number;
+  /** Time no CPU had anything to run (idle, and idle waiting for I/O). */
+  idle: number;
 }
 
 /** CPU seconds of the whole machine since boot, from /proc/stat (Linux). */
-function machineBusySeconds(): MachineCpu | undefined {
+export function machineBusySeconds(): MachineCpu | undefined {
   try {
     clockTicksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
     const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
     // user nice system idle iowait irq softirq steal (guest time is already inside user)
     const t = clockTicksPerSecond;
-    return { processes: (cpu[0] + cpu[1] + cpu[2]) / t, interrupts: (cpu[5] + cpu[6]) / t, steal: cpu[7] / t };
+    return { processes: (cpu[0] + cpu[1] + cpu[2]) / t, interrupts: (cpu[5] + cpu[6]) / t, steal: cpu[7] / t, idle: (cpu[3] + cpu[4]) / t };
   } catch {
     return undefined;
   }

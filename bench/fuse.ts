@@ -5,7 +5,7 @@
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +20,7 @@ import { rootCaller } from '../src/meta/index.ts';
 import { RpcClient } from '../src/rpc/index.ts';
 import { workerFrameBytesMax } from '../src/worker/process.ts';
 import { positiveInt } from './args.ts';
+import { machineBusySeconds, processCpuSeconds } from './cluster.ts';
 import { formatNumber, Report } from './report.ts';
 
 export const description = 'fio (sequential 1 MiB, random 4 KiB) and create/stat/unlink through cairn mount, beside the local disk, the native client and MooseFS';
@@ -192,19 +193,19 @@ async function metadataLoad(dir: string, files: number, procs: number, watched: 
       return { got, exited, ready };
     });
     await Promise.race([Promise.all(lines.map((l) => l.ready)), Promise.all(lines.map((l) => l.exited))]);
-    const before = cpuTicks(watched);
-    const machineBefore = machineTicks();
+    const before = cpuSecondsByLabel(watched);
+    const machineBefore = machineSeconds();
     const start = performance.timeOrigin + performance.now();
     for (const child of children) child.stdin.end('go\n');
     await Promise.all(lines.map((l) => l.exited));
-    const after = cpuTicks(watched);
-    const machineAfter = machineTicks();
+    const after = cpuSecondsByLabel(watched);
+    const machineAfter = machineSeconds();
     const ends = lines.map((l) => l.got[1]?.split(' ').map(Number) ?? []);
     const end = Math.max(...ends.map((e) => e[0]));
     if (!Number.isFinite(end) || ends.some((e) => !Number.isFinite(e[1]))) throw new Error(`${op} processes did not say when they finished`);
     const done = per * procs;
     const cpuUsPerFile: Record<string, number> = {};
-    for (const [label, ticks] of after) cpuUsPerFile[label] = ((ticks - (before.get(label) ?? 0)) * usPerTick) / done;
+    for (const [label, seconds] of after) cpuUsPerFile[label] = ((seconds - (before.get(label) ?? 0)) * 1e6) / done;
     cpuUsPerFile['load processes'] = ends.reduce((sum, e) => sum + e[1], 0) / done;
     const busy = machineAfter.busy - machineBefore.busy;
     return { rate: done / ((end - start) / 1000), cpuUsPerFile, busyShare: busy / (busy + machineAfter.idle - machineBefore.idle) };
@@ -212,30 +213,18 @@ async function metadataLoad(dir: string, files: number, procs: number, watched: 
   return { create: await phase('create'), stat: await phase('stat'), unlink: await phase('unlink') };
 }
 
-/** /proc's clock ticks (USER_HZ, 100 a second on Linux whatever the kernel's own rate). */
-const usPerTick = 10_000;
-
-/** CPU ticks (user and system) of the watched processes by label; a process gone counts nothing. */
-function cpuTicks(watched: Watched[]): Map<string, number> {
+/** CPU seconds (user and system) of the watched processes by label; a process gone counts nothing. */
+function cpuSecondsByLabel(watched: Watched[]): Map<string, number> {
   const out = new Map<string, number>();
-  for (const { label, pid } of watched) {
-    let ticks = 0;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of proc(5))
-    } catch {
-      // exited: its time is lost, and the figure says less than it used
-    }
-    out.set(label, (out.get(label) ?? 0) + ticks);
-  }
+  for (const { label, pid } of watched) out.set(label, (out.get(label) ?? 0) + (processCpuSeconds(pid) ?? 0));
   return out;
 }
 
-/** The whole machine's busy and idle ticks, from /proc/stat's first line. */
-function machineTicks(): { busy: number; idle: number } {
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  return { busy: user + nice + system + irq + softirq + steal, idle: idle + iowait };
+/** The whole machine's busy and idle CPU seconds since boot. */
+function machineSeconds(): { busy: number; idle: number } {
+  const m = machineBusySeconds();
+  if (m === undefined) throw new Error('cannot read /proc/stat: the metadata phases need Linux');
+  return { busy: m.processes + m.interrupts + m.steal, idle: m.idle };
 }
 
 /** One stream of putFile and getFile of `sizeMiB`, the client library without the kernel in between. */

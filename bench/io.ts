@@ -7,7 +7,7 @@
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,6 +19,7 @@ import { rootCaller, type InodeAttr } from '../src/meta/index.ts';
 import { RpcClient } from '../src/rpc/index.ts';
 import { workerFrameBytesMax } from '../src/worker/process.ts';
 import { positiveInt, positiveIntList } from './args.ts';
+import { processCpuSeconds } from './cluster.ts';
 import { formatNumber, Report } from './report.ts';
 
 export const description = 'sequential write/read MiB/s (1 and 8 streams) and 4 KiB random reads on a local cluster, beside dd/fio and loopback TCP';
@@ -246,14 +247,14 @@ class CpuMeter {
   }
 
   start(): void {
-    this.before = new Map(this.procs.map((p) => [p.pid, cpuSeconds(p.pid)]));
+    this.before = new Map(this.procs.map((p) => [p.pid, processCpuSeconds(p.pid) ?? 0]));
     this.clientBefore = process.cpuUsage();
   }
 
   /** Cores used per kind during the phase (CPU seconds / wall seconds). */
   stop(wallMs: number): Record<string, number> {
     const used: Record<string, number> = {};
-    for (const p of this.procs) used[p.kind] = (used[p.kind] ?? 0) + (cpuSeconds(p.pid) - (this.before.get(p.pid) ?? 0));
+    for (const p of this.procs) used[p.kind] = (used[p.kind] ?? 0) + ((processCpuSeconds(p.pid) ?? 0) - (this.before.get(p.pid) ?? 0));
     const c = process.cpuUsage(this.clientBefore);
     used.client = (c.user + c.system) / 1e6;
     for (const k of Object.keys(used)) used[k] = used[k] / (wallMs / 1000);
@@ -266,12 +267,4 @@ class CpuMeter {
   }
 }
 
-function cpuSeconds(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
 
