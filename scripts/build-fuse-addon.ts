@@ -71,11 +71,75 @@ const edits: [string, string][] = [
     'static void uint32s_to_timespec (struct timespec* ts, uint32_t** ints) {\n  uint64_t ms = uint32s_to_uint64(ints);\n  ts->tv_sec = ms / 1000;\n  ts->tv_nsec = (ms % 1000) * 1000000;\n}\n',
     'static void uint32s_to_timespec (struct timespec* ts, uint32_t** ints) {\n  int64_t ms = (int64_t)uint32s_to_uint64(ints);\n  int64_t rem = ms % 1000;\n  if (rem < 0) rem += 1000;\n  ts->tv_sec = (ms - rem) / 1000;\n  ts->tv_nsec = rem * 1000000;\n}\n',
   ],
+  // A create answers without two of the trips to JavaScript that follow it on every create: the
+  // attributes libfuse asks for at once (fgetattr, on the same thread) come with the create's answer,
+  // and the flush at close(2) of a file created lazily and not written since does nothing
+  // (CairnFs.flush), so it is answered here. A handle is clean from its create until JavaScript says
+  // otherwise (cairn_unclean, before anything it does could make a flush do something) or it is
+  // released; a slot taken by another handle leaves it to JavaScript, which is always right.
+  [
+    '  // Stat + Statfs\n  struct stat *stat;\n',
+    '  // Stat + Statfs\n  struct stat *stat;\n\n  // A create\'s attributes for the fgetattr right after it on this thread (cairn)\n  struct stat created_stat;\n  uint64_t created_fh;\n  int created_ready;\n',
+  ],
+  ['  uv_mutex_t mut;\n  uv_sem_t sem;\n} fuse_thread_t;\n', '  uv_mutex_t mut;\n  uv_sem_t sem;\n\n  // Handles whose flush does nothing (cairn): slot fh % CAIRN_CLEAN_SLOTS holds fh, or 0\n  uint64_t cairn_clean[CAIRN_CLEAN_SLOTS];\n} fuse_thread_t;\n'],
+  ['// Data structures\n', '// Data structures\n\n#define CAIRN_CLEAN_SLOTS 4096\n'],
+  [
+    '// Methods\n',
+    `// Methods
+
+static int cairn_is_clean (fuse_thread_t *ft, uint64_t fh) {
+  return __atomic_load_n(&ft->cairn_clean[fh % CAIRN_CLEAN_SLOTS], __ATOMIC_SEQ_CST) == fh;
+}
+
+static void cairn_set_unclean (fuse_thread_t *ft, uint64_t fh) {
+  uint64_t expected = fh;
+  __atomic_compare_exchange_n(&ft->cairn_clean[fh % CAIRN_CLEAN_SLOTS], &expected, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+// A create's answer: the new file's attributes (a Uint32Array as getattr's) and whether its handle is clean.
+static void cairn_created (fuse_thread_locals_t *l, napi_env env, napi_value stat, napi_value clean, uint64_t fh) {
+  bool typed = false;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void *data = NULL;
+  if (napi_is_typedarray(env, stat, &typed) == napi_ok && typed && napi_get_typedarray_info(env, stat, &type, &length, &data, NULL, NULL) == napi_ok && type == napi_uint32_array && length >= 18) {
+    memset(&l->created_stat, 0, sizeof(struct stat));
+    populate_stat((uint32_t *) data, &l->created_stat);
+    l->created_fh = fh;
+    l->created_ready = 1;
+  }
+  bool is_clean = false;
+  napi_get_value_bool(env, clean, &is_clean); // anything but true: not clean
+  uint64_t expected = 0;
+  if (is_clean) __atomic_compare_exchange_n(&l->fuse->cairn_clean[fh % CAIRN_CLEAN_SLOTS], &expected, fh, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+NAPI_METHOD(cairn_unclean) {
+  NAPI_ARGV(2)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
+  NAPI_ARGV_UINT32(fh, 1);
+  cairn_set_unclean(ft, fh);
+  return NULL;
+}
+`,
+  ],
+  ['FUSE_METHOD(create, 2, 1, (const char *path, mode_t mode, struct fuse_file_info *info), {\n', 'FUSE_METHOD(create, 2, 3, (const char *path, mode_t mode, struct fuse_file_info *info), {\n  l->created_ready = 0;\n'],
+  [
+    '0x80000000u : 0), &(argv[3]));\n}, {\n  NAPI_ARGV_INT32(fd, 2)\n  if (fd != 0) {\n    l->info->fh = fd;\n  }\n',
+    '0x80000000u : 0), &(argv[3]));\n}, {\n  NAPI_ARGV_INT32(fd, 2)\n  if (fd != 0) {\n    l->info->fh = fd;\n  }\n  if (res == 0 && fd > 0) cairn_created(l, env, argv[3], argv[4], (uint64_t) fd);\n',
+  ],
+  [
+    'FUSE_METHOD(fgetattr, 2, 1, (const char *path, struct stat *stat, struct fuse_file_info *info), {\n',
+    'FUSE_METHOD(fgetattr, 2, 1, (const char *path, struct stat *stat, struct fuse_file_info *info), {\n  if (l->created_ready && info != NULL && info->fh == l->created_fh) {\n    l->created_ready = 0;\n    *stat = l->created_stat;\n    return 0;\n  }\n',
+  ],
+  ['FUSE_METHOD_VOID(flush, 2, 0, (const char *path, struct fuse_file_info *info), {\n', 'FUSE_METHOD_VOID(flush, 2, 0, (const char *path, struct fuse_file_info *info), {\n  if (info != NULL && cairn_is_clean(l->fuse, info->fh)) return 0;\n'],
+  ['FUSE_METHOD_VOID(release, 2, 0, (const char *path, struct fuse_file_info *info), {\n', 'FUSE_METHOD_VOID(release, 2, 0, (const char *path, struct fuse_file_info *info), {\n  if (info != NULL) cairn_set_unclean(l->fuse, info->fh);\n'],
+  ['  NAPI_EXPORT_FUNCTION(fuse_native_unmount)\n', '  NAPI_EXPORT_FUNCTION(fuse_native_unmount)\n  NAPI_EXPORT_FUNCTION(cairn_unclean)\n'],
   // So that JavaScript can tell this addon from the prebuilt one.
   ['  NAPI_EXPORT_UINT32(op_error)\n', '  NAPI_EXPORT_UINT32(op_error)\n  NAPI_EXPORT_UINT32(cairn_caller_context)\n'],
   // 2: utimens fixed as well; 3: and passes UTIME_OMIT and UTIME_NOW; 4: and create's O_EXCL;
-  // 5: and times before 1970.
-  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 5;\nstatic const uint32_t op_init = 0;\n'],
+  // 5: and times before 1970; 6: and a create answers its fgetattr and its clean flush.
+  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 6;\nstatic const uint32_t op_init = 0;\n'],
 ];
 
 let source = readFileSync(path.join(fuseDir, 'fuse-native.c'), 'utf8');
@@ -110,4 +174,4 @@ mkdirSync(path.dirname(out), { recursive: true });
 const c = path.join(work, 'fuse-native.c');
 writeFileSync(c, source);
 execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-D_FILE_OFFSET_BITS=64', ...headers.map((h) => `-I${h}`), c, '-o', out, libfuse!, '-lpthread'], { stdio: 'inherit' });
-say(`built ${out} (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work)`);
+say(`built ${out} (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr and clean flush)`);

@@ -166,6 +166,8 @@ interface Handle {
   committing?: Promise<void>;
   /** Whole chunks fetched ahead of a sequential reader (handles not open for writing). */
   readAhead?: ChunkReadAhead;
+  /** Its descriptor (the key in CairnFs.handles). */
+  fd?: number;
   /** The attributes create answered, until libfuse's getattr right after it takes them. */
   createdAttr?: InodeAttr;
   /**
@@ -207,6 +209,11 @@ export class CairnFs {
   /** Goes up at the start and end of every change this mount makes: a listing read across one is not used. */
   private generation = 0;
   private nextFd = 1;
+  /**
+   * Told of a descriptor that stops being clean (isClean), synchronously, before the change that
+   * could make its flush do something: the mount's addon answers a clean one's flush itself.
+   */
+  onUnclean: ((fd: number) => void) | undefined;
   /** Directories this mount holds (dir-holds.ts). */
   readonly holds: DirHolds;
   /** Reads since the mount started: answered from read-ahead, or sent to the workers (/metrics). */
@@ -645,6 +652,7 @@ export class CairnFs {
   private async openLazy(h: Handle): Promise<void> {
     const lazy = h.lazy;
     if (lazy === undefined) return;
+    if (lazy.opening === undefined && h.fd !== undefined) this.onUnclean?.(h.fd);
     lazy.opening ??= (async () => {
       await this.holds.settle(h.path);
       await lazy.landed;
@@ -677,6 +685,7 @@ export class CairnFs {
 
   private addHandle(h: Handle): number {
     const fd = this.nextFd++;
+    h.fd = fd;
     this.handles.set(fd, h);
     return fd;
   }
@@ -748,6 +757,12 @@ export class CairnFs {
     // create to land (fsync does); another mount that asks for it waits for that (dir-holds.ts).
     if (h.lazy !== undefined) return;
     if (h.writer !== undefined) await this.flushWriter(h);
+  }
+
+  /** Whether a flush of `fd` does nothing until onUnclean says otherwise: a lazily created file not written yet. */
+  isClean(fd: number): boolean {
+    const h = this.handles.get(fd);
+    return h?.lazy !== undefined && h.lazy.opening === undefined;
   }
 
   async fsync(fd: number): Promise<void> {

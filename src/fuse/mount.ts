@@ -47,6 +47,9 @@ interface FuseInstance {
   unmount(cb: (err: Error | null) => void): void;
   _fuseOptions(): string;
   _makeHandlerArray(): (NativeHandler | undefined)[];
+  _op_create(signal: (code: number, ...results: unknown[]) => void, path: string, mode: number): void;
+  /** The mount's state in the addon (set by mount). */
+  _thread: Buffer;
   ops: Record<string, (...args: unknown[]) => void>;
 }
 type FuseClass = new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>) => FuseInstance;
@@ -68,16 +71,17 @@ function loadFuse(): FuseClass {
  * operation the uid, gid, pid and umask of the process that asked, after its own arguments, and
  * passes utimens' mtime.
  */
-function addonVersion(): number {
+function loadAddon(): { version: number; unclean?: (thread: Buffer, fd: number) => void } {
   try {
     const require = createRequire(import.meta.url);
     const dir = path.dirname(require.resolve('fuse-native/package.json'));
     const binding = (require(require.resolve('node-gyp-build', { paths: [dir] })) as (d: string) => Record<string, unknown>)(dir);
     // 3 also passes a change of one time only (2 predates it: libfuse drops those); 4 passes
-    // create's O_EXCL (createExclusiveBit).
-    return typeof binding.cairn_caller_context === 'number' ? binding.cairn_caller_context : 0;
+    // create's O_EXCL (createExclusiveBit); 6 answers a create's fgetattr and clean flush itself.
+    const version = typeof binding.cairn_caller_context === 'number' ? binding.cairn_caller_context : 0;
+    return { version, unclean: version >= 6 ? (binding.cairn_unclean as (thread: Buffer, fd: number) => void) : undefined };
   } catch {
-    return 0;
+    return { version: 0 };
   }
 }
 
@@ -193,7 +197,8 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
   await stat('/dev/fuse').catch(() => {
     throw new CairnError(ErrorCode.NotInstalled, '/dev/fuse is missing: the kernel has no FUSE (modprobe fuse), or this container was started without the device');
   });
-  const version = addonVersion();
+  const addon = loadAddon();
+  const version = addon.version;
   const withCaller = version >= 2;
   if (version < 4) opts.log('warn', 'fuse-native\'s addon does not pass O_EXCL (run: node scripts/build-fuse-addon.ts): an exclusive create is exclusive within this mount only');
   else if (version < 5) opts.log('warn', 'fuse-native\'s addon cannot show times before 1970 (run: node scripts/build-fuse-addon.ts): setting one is refused (EINVAL)');
@@ -226,6 +231,19 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
       // An older addon shows such a time in stat as one far ahead: refused there.
       if (version < 5 && times.some((t) => typeof t === 'number' && t < 0)) return signal(errno('EINVAL'));
       this.ops.utimens(path, times[0], times[1], (err: number) => signal(err));
+    }
+
+    /**
+     * The addon (version 6) takes with the new descriptor the attributes libfuse asks for at once
+     * and whether a flush of it does nothing (CairnFs.isClean), and answers both itself.
+     */
+    override _op_create(signal: (code: number, ...results: unknown[]) => void, path: string, mode: number): void {
+      if (addon.unclean === undefined) return super._op_create(signal, path, mode);
+      this.ops.create(path, mode, (err: number, fd?: number) => {
+        if (err !== 0 || fd === undefined) return signal(err);
+        const created = fs.createdStat(fd);
+        signal(0, fd, created === undefined ? undefined : statArray(created), fs.isClean(fd));
+      });
     }
 
     /** fuse-native answers fgetattr with getattr by path and drops the descriptor: the handle's own is asked. */
@@ -287,6 +305,8 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
     timeout: false,
   });
   await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(new CairnError(ErrorCode.ProcessFailed, `mounting ${mnt} failed: ${err.message}`)) : resolve())));
+  const unclean = addon.unclean;
+  if (unclean !== undefined) fs.onUnclean = (fd) => unclean(fuse._thread, fd);
   let unmounting: Promise<void> | undefined;
   return {
     mountpoint: mnt,

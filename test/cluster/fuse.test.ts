@@ -263,6 +263,19 @@ print(' '.join(out))`],
     await fs.writeFile(held(c, 'from-c'), 'c');
     assert.equal((await fs.readdir(held(b))).length, 51, 'b sees what c removed and made');
     assert.equal(await fs.readFile(held(b, 'from-c'), 'utf8'), 'c');
+    // A file made in a held directory and written: the close of one descriptor commits it even
+    // while a copy of that descriptor keeps the file open (a flush without a release; the addon
+    // answers the flush of such a file itself until its first write).
+    await fs.mkdir(path.join(b.dir, 'held2'));
+    for (let i = 0; i < 8; i++) await fs.writeFile(path.join(b.dir, 'held2', `f${i}`), '');
+    const keeper = spawn('sh', ['-c', 'exec 3>"$1"; printf "written in b" >&3; exec 4>&3; exec 3>&-; echo closed; read line', 'sh', path.join(b.dir, 'held2', 'kept')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve) => keeper.stdout.once('data', () => resolve()));
+      assert.equal(await fs.readFile(path.join(c.dir, 'held2', 'kept'), 'utf8'), 'written in b', 'c reads what b closed while b still has it open');
+    } finally {
+      keeper.stdin.end('\n');
+      await new Promise((r) => keeper.once('exit', r));
+    }
     // A client whose first request there is a change (no lookup before it) waits for the give-back
     // and is then applied: its refused tries are not kept as its answer (they were, and every retry
     // of that request was refused until its deadline).
