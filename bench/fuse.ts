@@ -1,7 +1,8 @@
-// `cairn mount` under fio and a metadata load, beside the same jobs on the local disk (the limit)
-// and the native client (putFile/getFile) in the same run, with MooseFS 3.0's figures on this
-// machine (from the issue that asked for this benchmark) as the reference. A local cluster: 3
-// masters, 3 workers with 2 targets each, replication 3, all on this machine.
+// `cairn mount` under fio and a metadata load, beside the same jobs on the local disk (the limit),
+// the native client (putFile/getFile) and MooseFS 3.0 (bench/moosefs.ts) in the same run, with
+// MooseFS's figures from the issue that asked for this benchmark (measured on another machine of
+// this kind) as a second reference. A local cluster: 3 masters, 3 workers with 2 targets each,
+// replication 3, all on this machine; MooseFS gets the machine to itself after it.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -20,6 +21,7 @@ import { rootCaller } from '../src/meta/index.ts';
 import { RpcClient } from '../src/rpc/index.ts';
 import { workerFrameBytesMax } from '../src/worker/process.ts';
 import { positiveInt } from './args.ts';
+import { mooseFsMissing, startMooseFs } from './moosefs.ts';
 import { machineBusySeconds, processCpuSeconds } from './cluster.ts';
 import { formatNumber, Report } from './report.ts';
 
@@ -28,7 +30,7 @@ export const description = 'fio (sequential 1 MiB, random 4 KiB) and create/stat
 const MiB = 2 ** 20;
 const mainScript = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 
-/** MooseFS 3.0 (replication 3, its FUSE client) on this machine, as the issue records them. */
+/** MooseFS 3.0 (replication 3, its FUSE client) as the issue records them (a machine of this kind then). */
 const moosefs: Record<string, number> = {
   'seq write 1 MiB, 1 job': 22.5,
   'seq write 1 MiB, 4 jobs': 22.5,
@@ -44,16 +46,19 @@ const usage = `usage: npm run bench -- fuse [options]
   --size-mib N      MiB each sequential job writes and reads (default 512)
   --seconds N       seconds of 4 KiB random reads (default 15)
   --files N         files the metadata test creates, stats and unlinks (default 10000)
+  --no-moosefs      do not run the jobs on MooseFS too (it needs root; its Debian packages are installed when missing)
   --dir PATH        where the cluster and the local-disk runs live (default a new directory under ${tmpdir()})`;
 
 export async function run(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
     strict: true,
+    allowNegative: true,
     options: {
       'size-mib': { type: 'string', default: '512' },
       seconds: { type: 'string', default: '15' },
       files: { type: 'string', default: '10000' },
+      moosefs: { type: 'boolean', default: true },
       dir: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -81,41 +86,63 @@ export async function run(args: string[]): Promise<void> {
   const mountPid = await spawnMountDaemon([mainScript, 'mount', mnt, '--dir', clusterDir], mnt, path.join(dir, 'mount.log'));
   recordLocalMount(clusterDir, { mountpoint: mnt, pid: mountPid });
   const watched: Watched[] = [...readLocalCluster(clusterDir)!.processes.map((p) => ({ label: `${p.kind}s`, pid: p.pid })), { label: 'mount daemon', pid: mountPid }];
-  const results = new Map<string, { cairn: number; local: number; native?: number }>();
+  type Where = 'cairn' | 'local' | 'moosefs';
+  const results = new Map<string, { cairn: number; local: number; native?: number; moosefs?: number }>();
   const cpuRows: string[][] = [];
-  try {
-    for (const [where, at] of [['cairn', mnt], ['local', local]] as const) {
-      console.log(`fio on ${where === 'cairn' ? 'the mount' : 'the local disk'}...`);
-      const sub = path.join(at, 'fio');
-      mkdirSync(sub, { recursive: true });
-      const put = (name: string, v: number): void => {
-        const r = results.get(name) ?? { cairn: 0, local: 0 };
-        r[where] = v;
-        results.set(name, r);
-      };
-      for (const jobs of [1, 4]) {
-        const per = Math.max(1, Math.floor(sizeMiB / jobs));
-        put(`seq write 1 MiB, ${jobs} job${jobs === 1 ? '' : 's'}`, fio(sub, `w${jobs}`, ['--rw=write', '--bs=1M', `--size=${per}M`, `--numjobs=${jobs}`, '--end_fsync=1']).writeMiBs);
-        put(`seq read 1 MiB, ${jobs} job${jobs === 1 ? '' : 's'}`, fio(sub, `w${jobs}`, ['--rw=read', '--bs=1M', `--size=${per}M`, `--numjobs=${jobs}`]).readMiBs);
-      }
-      put('rand read 4 KiB, 4 jobs', fio(sub, 'w4', ['--rw=randread', '--bs=4k', `--size=${Math.max(1, Math.floor(sizeMiB / 4))}M`, '--numjobs=4', '--time_based', `--runtime=${seconds}`]).readIops);
-      const meta = await metadataLoad(path.join(at, 'meta'), files, 4, where === 'cairn' ? watched : []);
-      for (const op of ['create', 'stat', 'unlink'] as const) {
-        const r = meta[op];
-        put(`${op}, 4 processes`, r.rate);
-        if (where !== 'cairn') continue;
-        const total = Object.values(r.cpuUsPerFile).reduce((a, b) => a + b, 0);
-        cpuRows.push([op, ...['masters', 'workers', 'mount daemon', 'load processes'].map((l) => formatNumber(r.cpuUsPerFile[l] ?? 0)), formatNumber(total), `${(r.busyShare * 100).toFixed(0)}%`]);
-      }
-      rmSync(sub, { recursive: true, force: true });
+  /** The fio jobs and the metadata load in `at`; the CPU of `watched` in the metadata phases. */
+  const jobs = async (where: Where, at: string, watched: Watched[]): Promise<void> => {
+    const sub = path.join(at, 'fio');
+    mkdirSync(sub, { recursive: true });
+    const put = (name: string, v: number): void => {
+      const r = results.get(name) ?? { cairn: 0, local: 0 };
+      r[where] = v;
+      results.set(name, r);
+    };
+    for (const jobs of [1, 4]) {
+      const per = Math.max(1, Math.floor(sizeMiB / jobs));
+      put(`seq write 1 MiB, ${jobs} job${jobs === 1 ? '' : 's'}`, fio(sub, `w${jobs}`, ['--rw=write', '--bs=1M', `--size=${per}M`, `--numjobs=${jobs}`, '--end_fsync=1']).writeMiBs);
+      put(`seq read 1 MiB, ${jobs} job${jobs === 1 ? '' : 's'}`, fio(sub, `w${jobs}`, ['--rw=read', '--bs=1M', `--size=${per}M`, `--numjobs=${jobs}`]).readMiBs);
     }
-    console.log('the native client...');
-    const native = await nativeClient(clusterDir, sizeMiB);
-    results.get('seq write 1 MiB, 1 job')!.native = native.writeMiBs;
-    results.get('seq read 1 MiB, 1 job')!.native = native.readMiBs;
+    put('rand read 4 KiB, 4 jobs', fio(sub, 'w4', ['--rw=randread', '--bs=4k', `--size=${Math.max(1, Math.floor(sizeMiB / 4))}M`, '--numjobs=4', '--time_based', `--runtime=${seconds}`]).readIops);
+    const meta = await metadataLoad(path.join(at, 'meta'), files, 4, watched);
+    for (const op of ['create', 'stat', 'unlink'] as const) {
+      const r = meta[op];
+      put(`${op}, 4 processes`, r.rate);
+      if (where !== 'cairn') continue;
+      const total = Object.values(r.cpuUsPerFile).reduce((a, b) => a + b, 0);
+      cpuRows.push([op, ...['masters', 'workers', 'mount daemon', 'load processes'].map((l) => formatNumber(r.cpuUsPerFile[l] ?? 0)), formatNumber(total), `${(r.busyShare * 100).toFixed(0)}%`]);
+    }
+    rmSync(sub, { recursive: true, force: true });
+  };
+  let mooseMissing: string | undefined;
+  try {
+    try {
+      console.log('fio on the mount...');
+      await jobs('cairn', mnt, watched);
+      console.log('fio on the local disk...');
+      await jobs('local', local, []);
+      console.log('the native client...');
+      const native = await nativeClient(clusterDir, sizeMiB);
+      results.get('seq write 1 MiB, 1 job')!.native = native.writeMiBs;
+      results.get('seq read 1 MiB, 1 job')!.native = native.readMiBs;
+    } finally {
+      await localDown(clusterDir, () => undefined);
+      if ((await mountAt(mnt)) !== undefined) await detach(mnt); // a daemon that had to be killed
+    }
+    mooseMissing = values.moosefs ? mooseFsMissing() : 'not asked for (--no-moosefs)';
+    if (mooseMissing === undefined) {
+      console.log('starting MooseFS (a master, 3 chunkservers, replication 3)...');
+      const mfs = startMooseFs(path.join(dir, 'moosefs'));
+      try {
+        console.log('fio on MooseFS...');
+        await jobs('moosefs', mfs.mountpoint, []);
+      } finally {
+        mfs.stop();
+      }
+    } else {
+      console.log(`MooseFS not measured: ${mooseMissing}`);
+    }
   } finally {
-    await localDown(clusterDir, () => undefined);
-    if ((await mountAt(mnt)) !== undefined) await detach(mnt); // a daemon that had to be killed
     if (values.dir === undefined) rmSync(dir, { recursive: true, force: true });
   }
   const rows: string[][] = [];
@@ -124,10 +151,16 @@ export async function run(args: string[]): Promise<void> {
     report.figure(`${name}: cairn mount`, r.cairn, unit);
     report.figure(`${name}: local disk`, r.local, unit);
     if (r.native !== undefined) report.figure(`${name}: native client`, r.native, unit);
+    if (r.moosefs !== undefined) report.figure(`${name}: MooseFS`, r.moosefs, unit);
     const moose = moosefs[name];
-    rows.push([name, unit, formatNumber(r.cairn), formatNumber(r.local), r.native === undefined ? '' : formatNumber(r.native), formatNumber(moose), `${(r.cairn / moose).toFixed(2)}x`]);
+    const ratio = (base: number | undefined): string => (base === undefined ? '' : `${(r.cairn / base).toFixed(2)}x`);
+    rows.push([name, unit, formatNumber(r.cairn), formatNumber(r.local), r.native === undefined ? '' : formatNumber(r.native), r.moosefs === undefined ? '' : formatNumber(r.moosefs), ratio(r.moosefs), formatNumber(moose), ratio(moose)]);
   }
-  report.table('cairn mount beside the local disk, the native client and MooseFS 3.0 (same machine, from the issue)', ['job', 'unit', 'cairn mount', 'local disk', 'native client', 'MooseFS', 'cairn / MooseFS'], rows);
+  report.table(
+    `cairn mount beside the local disk, the native client and MooseFS 3.0: in this run${mooseMissing === undefined ? '' : ` (not measured: ${mooseMissing})`}, and from the issue`,
+    ['job', 'unit', 'cairn mount', 'local disk', 'native client', 'MooseFS', 'cairn / MooseFS', 'MooseFS (issue)', 'cairn / issue\'s'],
+    rows,
+  );
   // What bounds the metadata phases: the CPU each part used a file, and how busy the machine was
   // (the rest of the machine's CPU is the kernel's own work and anything else running).
   report.table('CPU a file in the metadata phases on the mount (us), and the machine busy', ['phase', 'masters', 'workers', 'mount daemon', 'load processes', 'sum', 'machine busy'], cpuRows);
