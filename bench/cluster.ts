@@ -2,7 +2,7 @@
 // cluster as the anchor, and a closed-loop load runner. The process group and the cairn masters
 // come from test/cluster/process-cluster.ts, which the process tests use too.
 
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Etcd3, type IOptions } from 'etcd3';
@@ -10,6 +10,21 @@ import { freePort } from '../src/cli/local.ts';
 import { logTail, sleep, waitFor, waitForLeaderOf, type ProcessGroup } from '../test/cluster/process-cluster.ts';
 
 // ---- etcd (the anchor) -------------------------------------------------------------------------
+
+/** Installs Debian's `packages` (as root), saying so; throws with apt-get's last line when it fails. */
+export function aptInstall(packages: string[]): void {
+  const names = packages.join(' ');
+  console.log(`installing ${packages.join(', ')} (apt-get install -y ${names})...`);
+  const r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...packages], { encoding: 'utf8', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  if (r.status !== 0) throw new Error(`apt-get install ${names} failed: ${(r.stderr || r.stdout || String(r.error)).trim().split('\n').pop()}`);
+}
+
+/** `tool` from Debian's package `pkg`: installed here when missing and run as root (a bench needs it), else a clear error. */
+export function ensureDebianTool(tool: string, pkg = tool): void {
+  if (spawnSync(tool, ['--version']).status === 0) return;
+  if (process.getuid?.() !== 0) throw new Error(`${tool} is not installed: run sudo apt-get install -y ${pkg}`);
+  aptInstall([pkg]);
+}
 
 /**
  * The etcd binary: on PATH, or installed from Debian's etcd-server package when running as root.

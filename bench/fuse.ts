@@ -4,7 +4,7 @@
 // this kind) as a second reference. A local cluster: 3 masters, 3 workers with 2 targets each,
 // replication 3, all on this machine; MooseFS gets the machine to itself after it.
 
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +22,7 @@ import { RpcClient } from '../src/rpc/index.ts';
 import { workerFrameBytesMax } from '../src/worker/process.ts';
 import { positiveInt } from './args.ts';
 import { mooseFsMissing, startMooseFs } from './moosefs.ts';
-import { machineBusySeconds, processCpuSeconds } from './cluster.ts';
+import { ensureDebianTool, machineBusySeconds, processCpuSeconds } from './cluster.ts';
 import { formatNumber, Report } from './report.ts';
 
 export const description = 'fio (sequential 1 MiB, random 4 KiB) and create/stat/unlink through cairn mount, beside the local disk, the native client and MooseFS';
@@ -71,7 +71,7 @@ export async function run(args: string[]): Promise<void> {
   const seconds = positiveInt(values.seconds, '--seconds');
   const files = positiveInt(values.files, '--files');
   const dir = values.dir ?? mkdtempSync(path.join(tmpdir(), 'cairn-bench-fuse-'));
-  ensureFio();
+  ensureDebianTool('fio');
   const report = new Report('fuse');
   report.configure({ sizeMiBPerJob: sizeMiB, randomSeconds: seconds, files, dir, workers: 3, targetsPerWorker: 2, replication: 3 });
 
@@ -89,8 +89,8 @@ export async function run(args: string[]): Promise<void> {
   type Where = 'cairn' | 'local' | 'moosefs';
   const results = new Map<string, { cairn: number; local: number; native?: number; moosefs?: number }>();
   const cpuRows: string[][] = [];
-  /** The fio jobs and the metadata load in `at`; the CPU of `watched` in the metadata phases. */
-  const jobs = async (where: Where, at: string, watched: Watched[]): Promise<void> => {
+  /** The fio jobs and the metadata load in `at`; the CPU of `cpuOf` in the metadata phases. */
+  const runJobs = async (where: Where, at: string, cpuOf: Watched[]): Promise<void> => {
     const sub = path.join(at, 'fio');
     mkdirSync(sub, { recursive: true });
     const put = (name: string, v: number): void => {
@@ -104,7 +104,7 @@ export async function run(args: string[]): Promise<void> {
       put(`seq read 1 MiB, ${jobs} job${jobs === 1 ? '' : 's'}`, fio(sub, `w${jobs}`, ['--rw=read', '--bs=1M', `--size=${per}M`, `--numjobs=${jobs}`]).readMiBs);
     }
     put('rand read 4 KiB, 4 jobs', fio(sub, 'w4', ['--rw=randread', '--bs=4k', `--size=${Math.max(1, Math.floor(sizeMiB / 4))}M`, '--numjobs=4', '--time_based', `--runtime=${seconds}`]).readIops);
-    const meta = await metadataLoad(path.join(at, 'meta'), files, 4, watched);
+    const meta = await metadataLoad(path.join(at, 'meta'), files, 4, cpuOf);
     for (const op of ['create', 'stat', 'unlink'] as const) {
       const r = meta[op];
       put(`${op}, 4 processes`, r.rate);
@@ -118,9 +118,9 @@ export async function run(args: string[]): Promise<void> {
   try {
     try {
       console.log('fio on the mount...');
-      await jobs('cairn', mnt, watched);
+      await runJobs('cairn', mnt, watched);
       console.log('fio on the local disk...');
-      await jobs('local', local, []);
+      await runJobs('local', local, []);
       console.log('the native client...');
       const native = await nativeClient(clusterDir, sizeMiB);
       results.get('seq write 1 MiB, 1 job')!.native = native.writeMiBs;
@@ -135,7 +135,7 @@ export async function run(args: string[]): Promise<void> {
       const mfs = startMooseFs(path.join(dir, 'moosefs'));
       try {
         console.log('fio on MooseFS...');
-        await jobs('moosefs', mfs.mountpoint, []);
+        await runJobs('moosefs', mfs.mountpoint, []);
       } finally {
         mfs.stop();
       }
@@ -165,14 +165,6 @@ export async function run(args: string[]): Promise<void> {
   // (the rest of the machine's CPU is the kernel's own work and anything else running).
   report.table('CPU a file in the metadata phases on the mount (us), and the machine busy', ['phase', 'masters', 'workers', 'mount daemon', 'load processes', 'sum', 'machine busy'], cpuRows);
   report.finish();
-}
-
-/** fio, Debian's: installed here when missing and run as root (the bench needs it), else a clear error. */
-function ensureFio(): void {
-  if (spawnSync('fio', ['--version']).status === 0) return;
-  if (process.getuid?.() !== 0) throw new Error('fio is not installed: run sudo apt-get install -y fio');
-  console.log('installing fio (apt-get install -y fio)...');
-  execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'fio'], { stdio: 'ignore' });
 }
 
 /** One fio job group in `dir`; the files are named after `name`, so a read job reads what a write job left. */

@@ -7,8 +7,9 @@
 // namespace's loopback device: nothing of it is reachable from, or reaches, anything outside.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { aptInstall } from './cluster.ts';
 
 /** A running MooseFS and its mount; stop() takes all of it down (and is safe to call after a failed start). */
 export interface MooseFs {
@@ -31,22 +32,26 @@ export function mooseFsMissing(): string | undefined {
   for (const tool of ['ip', 'nsenter']) if (spawnSync(tool, ['-V']).error !== undefined) return `${tool} is missing (Debian iproute2, util-linux)`;
   const missing = packages.filter((p) => spawnSync('dpkg-query', ['-W', '-f=${Status}', p], { encoding: 'utf8' }).stdout !== 'install ok installed');
   if (missing.length === 0) return undefined;
-  console.log(`installing ${missing.join(', ')} (apt-get install -y)...`);
-  const r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { encoding: 'utf8' });
-  return r.status === 0 ? undefined : `apt-get install ${missing.join(' ')} failed: ${(r.stderr || r.stdout).trim().split('\n').pop()}`;
+  try {
+    aptInstall(missing);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }
 
 /** Starts MooseFS under `dir` and mounts it at `dir`/mnt with goal (replication) 3; throws with what failed. */
 export function startMooseFs(dir: string): MooseFs {
   const netns = `cairn-bench-mfs-${process.pid}`;
   const mnt = path.join(dir, 'mnt');
-  const inNs = (cmd: string, args: string[]): string => execFileSync('nsenter', [`--net=/run/netns/${netns}`, cmd, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const enter = `--net=/run/netns/${netns}`;
+  const inNs = (cmd: string, args: string[]): string => execFileSync('nsenter', [enter, cmd, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const started: string[] = []; // config files of the daemons started, to stop them
   const stop = (): void => {
     if (existsSync(mnt)) spawnSync('umount', ['-l', mnt]);
     for (const cfg of started.reverse()) {
       const daemon = cfg.endsWith('mfsmaster.cfg') ? 'mfsmaster' : 'mfschunkserver';
-      spawnSync('nsenter', [`--net=/run/netns/${netns}`, daemon, '-c', cfg, 'stop'], { stdio: 'ignore' });
+      spawnSync('nsenter', [enter, daemon, '-c', cfg, 'stop'], { stdio: 'ignore' });
     }
     spawnSync('ip', ['netns', 'del', netns], { stdio: 'ignore' });
   };
@@ -93,7 +98,7 @@ export function startMooseFs(dir: string): MooseFs {
       if (Date.now() > deadline) throw new Error(`a file in MooseFS has ${copies} of ${chunkservers} copies after 60 s`);
       execFileSync('sleep', ['0.5']);
     }
-    execFileSync('rm', [probe]);
+    unlinkSync(probe);
     return { mountpoint: mnt, stop };
   } catch (err) {
     stop();

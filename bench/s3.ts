@@ -12,7 +12,7 @@
 // with UNSIGNED-PAYLOAD (as SDKs do over TLS), so that hashing in the client does not take the CPU
 // the gateway needs.
 
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,6 +29,7 @@ import { RpcClient } from '../src/rpc/index.ts';
 import { canonicalRequest, signingKey, stringToSign, unsignedPayload, uriEncode } from '../src/s3/sigv4.ts';
 import { workerFrameBytesMax } from '../src/worker/process.ts';
 import { positiveInt } from './args.ts';
+import { ensureDebianTool } from './cluster.ts';
 import { formatNumber, Report } from './report.ts';
 import { mainScript } from '../test/cluster/process-cluster.ts';
 
@@ -47,7 +48,7 @@ export async function run(args: string[]): Promise<void> {
   const totalMiB = positiveInt(values['total-mib'], '--total-mib');
   const seconds = positiveInt(values.seconds, '--seconds');
   const hugeMiB = positiveInt(values['huge-mib'], '--huge-mib');
-  ensureCurl();
+  ensureDebianTool('curl');
   const dir = values.dir ?? mkdtempSync(path.join(tmpdir(), 'cairn-bench-s3-'));
   const report = new Report('s3');
   // The gateway's default per-request window (cairn s3 --stream-mib); the native client gets the same.
@@ -219,14 +220,6 @@ function nativeClients(clusterDir: string): { meta: MasterClient; data: DataClie
   const receiveBuffers = receiveBufferPool();
   const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: cluster.secret, frameBytesMax: workerFrameBytesMax, receiveBuffers }), clock: systemClock });
   return { meta, data, close: () => (data.close(), meta.close()) };
-}
-
-/** curl, Debian's: installed here when missing and run as root (the bench needs it), else a clear error. */
-function ensureCurl(): void {
-  if (spawnSync('curl', ['--version']).status === 0) return;
-  if (process.getuid?.() !== 0) throw new Error('curl is not installed: run sudo apt-get install -y curl');
-  console.log('installing curl (apt-get install -y curl)...');
-  execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'curl'], { stdio: 'ignore' });
 }
 
 /**

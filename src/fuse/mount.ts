@@ -67,9 +67,10 @@ function loadFuse(): FuseClass {
 }
 
 /**
- * Whether fuse-native's addon is the one scripts/build-fuse-addon.ts builds, which hands every
- * operation the uid, gid, pid and umask of the process that asked, after its own arguments, and
- * passes utimens' mtime.
+ * Which of scripts/build-fuse-addon.ts's builds fuse-native's addon is (0: the prebuilt one): from
+ * 2 on it hands every operation the uid, gid, pid and umask of the process that asked, after its
+ * own arguments, and passes utimens' mtime; from 6 on, `unclean` tells it a descriptor's flush may
+ * have work.
  */
 function loadAddon(): { version: number; unclean?: (thread: Buffer, fd: number) => void } {
   try {
