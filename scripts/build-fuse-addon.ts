@@ -13,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { missingForAddon, nodeHeadersDir, skipBuild } from './native-build.ts';
 
 const require = createRequire(import.meta.url);
 const say = (m: string): void => console.error(`build-fuse-addon: ${m}`);
@@ -145,28 +146,19 @@ NAPI_METHOD(cairn_unclean) {
 let source = readFileSync(path.join(fuseDir, 'fuse-native.c'), 'utf8');
 for (const [from, to] of edits) {
   if (!source.includes(from)) {
-    say(`fuse-native.c is not the version this patch was made for (no "${from.trim().slice(0, 60)}"): keeping the prebuilt addon`);
-    process.exit(process.env.CI === 'true' ? 1 : 0);
+    skipBuild(say, `fuse-native.c is not the version this patch was made for (no "${from.trim().slice(0, 60)}"): keeping the prebuilt addon`);
   }
   source = source.replace(from, to);
 }
 
 const headers = [
-  path.join(path.dirname(process.execPath), '..', 'include', 'node'),
+  nodeHeadersDir(),
   path.dirname(require.resolve('napi-macros/napi-macros.h', { paths: [fuseDir] })),
   path.join(path.dirname(require.resolve('fuse-shared-library-linux/package.json', { paths: [fuseDir] })), 'libfuse', 'include'),
 ];
 const libfuse = ['/lib/x86_64-linux-gnu/libfuse.so.2', '/usr/lib/x86_64-linux-gnu/libfuse.so.2', '/lib/aarch64-linux-gnu/libfuse.so.2', '/usr/lib/libfuse.so.2'].find((p) => existsSync(p));
-const missing = [...headers.filter((h) => !existsSync(h)).map((h) => `headers in ${h}`), ...(libfuse === undefined ? ['libfuse.so.2 (Debian libfuse2)'] : [])];
-try {
-  execFileSync('cc', ['--version'], { stdio: 'ignore' });
-} catch {
-  missing.push('a C compiler, cc (Debian gcc)');
-}
-if (missing.length > 0) {
-  say(`cannot build (missing ${missing.join('; ')}): keeping fuse-native's prebuilt addon; run scripts/install-system-packages.sh as root, then this again`);
-  process.exit(process.env.CI === 'true' ? 1 : 0);
-}
+const missing = [...missingForAddon(headers), ...(libfuse === undefined ? ['libfuse.so.2 (Debian libfuse2)'] : [])];
+if (missing.length > 0) skipBuild(say, `cannot build (missing ${missing.join('; ')}): keeping fuse-native's prebuilt addon; run scripts/install-system-packages.sh as root, then this again`);
 
 const work = path.join(fuseDir, 'build', 'cairn');
 mkdirSync(work, { recursive: true });

@@ -1,5 +1,5 @@
 // CRC32C of a payload and of its pieces in one pass. A worker checks a write's payload against the
-// CRC the client sent and then needs the CRC of each 64 KiB block of the new chunk file; computing
+// CRC the client sent and then needs the CRC of each block (4 KiB) of the new chunk file; computing
 // both read every byte twice. Here the pieces' CRCs are computed once (the payload cut where the
 // chunk's blocks are cut), and the payload's CRC is combined from them, as zlib's crc32_combine
 // does: appending n bytes to a message multiplies its CRC by x^(8n) modulo the polynomial.

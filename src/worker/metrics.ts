@@ -5,6 +5,7 @@
 
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { counterOf } from '../metrics.ts';
+import { fileReadCounts } from '../io/node-disk.ts';
 import { TargetState } from '../meta/commands.ts';
 import type { Routing } from '../meta/routing.ts';
 import type { StorageWorker } from './worker.ts';
@@ -51,6 +52,17 @@ export function workerMetrics(registry: Registry, worker: StorageWorker): void {
     },
   });
   counterOf(registry, 'cairn_worker_read_bytes_total', 'chunk bytes this worker answered to reads, since it started', () => worker.replica.traffic.readBytes);
+  new Counter({
+    name: 'cairn_worker_disk_reads_total',
+    help: "reads of open chunk files by this worker process since it started, by where they were answered: page_cache (copied on the event loop, src/io/cached-read.ts) or io_threads (libuv's I/O threads: not cached, larger than 256 KiB, or no addon)",
+    labelNames: ['from'],
+    registers,
+    collect() {
+      this.reset();
+      this.inc({ from: 'page_cache' }, fileReadCounts.pageCache);
+      this.inc({ from: 'io_threads' }, fileReadCounts.ioThreads);
+    },
+  });
   new Counter({
     name: 'cairn_worker_written_bytes_total',
     help: "chunk bytes this worker's targets stored, since it started, by how they came: client (a write at the chain's head), forward (along the chain), whole (whole chunks: resyncs filling a target here, or writes forwarded to it while it syncs)",

@@ -45,7 +45,8 @@ const expected: Record<string, string[]> = {
   ],
   worker: [
     'cairn_worker_target_state', 'cairn_worker_target_capacity_bytes', 'cairn_worker_target_used_bytes', 'cairn_worker_target_chunks', 'cairn_worker_chains',
-    'cairn_worker_routing_version', 'cairn_worker_read_bytes_total', 'cairn_worker_written_bytes_total', 'cairn_worker_resync_running', 'cairn_worker_scrub_chunks_total',
+    'cairn_worker_routing_version', 'cairn_worker_read_bytes_total', 'cairn_worker_disk_reads_total', 'cairn_worker_written_bytes_total', 'cairn_worker_resync_running',
+    'cairn_worker_scrub_chunks_total',
     'cairn_rpc_server_calls_total', 'cairn_rpc_server_call_seconds',
   ],
   s3: ['cairn_s3_requests_total', 'cairn_s3_request_seconds', 'cairn_s3_received_bytes_total', 'cairn_s3_sent_bytes_total', 'cairn_rpc_client_calls_total'],

@@ -1,0 +1,49 @@
+// readCached(fd, buffer, position): reads into `buffer` from file offset `position` only what the
+// page cache holds, without waiting for the disk (preadv2 with RWF_NOWAIT). Returns the bytes read
+// (0: none cached, or the end of the file) or -errno. A worker answers reads of cached data on its
+// event loop this way, instead of handing each one to libuv's I/O threads and back (a thread
+// wake-up, an eventfd write and an epoll wake-up for a copy of a few microseconds); what is not
+// cached still goes to the threads, so a slow disk never stalls the loop.
+// Built by scripts/build-io-addon.ts (npm install's postinstall); loaded by src/io/cached-read.ts.
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <node_api.h>
+#include <sys/uio.h>
+
+#ifndef RWF_NOWAIT
+#define RWF_NOWAIT 0x00000008
+#endif
+
+static napi_value fail(napi_env env, const char *message) {
+  napi_throw_type_error(env, NULL, message);
+  return NULL;
+}
+
+static napi_value read_cached(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3) return fail(env, "readCached(fd, buffer, position)");
+  int32_t fd;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return fail(env, "fd: a file descriptor");
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) return fail(env, "buffer: a Uint8Array");
+  int64_t position;
+  if (napi_get_value_int64(env, argv[2], &position) != napi_ok || position < 0) return fail(env, "position: a file offset");
+  struct iovec iov = { data, length };
+  ssize_t n;
+  do n = preadv2(fd, &iov, 1, (off_t) position, RWF_NOWAIT);
+  while (n < 0 && errno == EINTR);
+  napi_value result;
+  napi_create_int64(env, n < 0 ? -errno : n, &result);
+  return result;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  napi_create_function(env, "readCached", NAPI_AUTO_LENGTH, read_cached, NULL, &fn);
+  napi_set_named_property(env, exports, "readCached", fn);
+  return exports;
+}
