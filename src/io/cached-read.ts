@@ -6,6 +6,7 @@
 
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
+import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 interface Addon {
@@ -18,14 +19,15 @@ interface Addon {
  */
 export const cachedReadBytesMax = 256 << 10;
 
-const addonFile = fileURLToPath(new URL('../../build/cached-read.node', import.meta.url));
-let addon: Addon | undefined;
-let disabled = process.env.CAIRN_CACHED_READS === '0';
-if (!disabled && existsSync(addonFile)) addon = createRequire(import.meta.url)(addonFile) as Addon;
+/** Where scripts/build-io-addon.ts puts the addon (that script names it too: importing this module would load the file it rebuilds). */
+const cachedReadAddonFile = fileURLToPath(new URL('../../build/cached-read.node', import.meta.url));
 
-/** Whether reads can be answered on the calling thread (the addon is built and not turned off). */
+/** The addon; undefined when not built, turned off (CAIRN_CACHED_READS=0), or refused by the file system. */
+let addon: Addon | undefined = process.env.CAIRN_CACHED_READS !== '0' && existsSync(cachedReadAddonFile) ? (createRequire(import.meta.url)(cachedReadAddonFile) as Addon) : undefined;
+
+/** Whether reads can be answered on the calling thread. */
 export function cachedReadsAvailable(): boolean {
-  return addon !== undefined && !disabled;
+  return addon !== undefined;
 }
 
 /**
@@ -34,10 +36,10 @@ export function cachedReadsAvailable(): boolean {
  * Errors other than "not cached" are left for the ordinary read to meet and report.
  */
 export function readCached(fd: number, buf: Uint8Array, position: number): number {
-  if (addon === undefined || disabled || buf.byteLength > cachedReadBytesMax) return 0;
+  if (addon === undefined || buf.byteLength > cachedReadBytesMax) return 0;
   const n = addon.readCached(fd, buf, position);
   if (n > 0) return n;
-  // EOPNOTSUPP or EINVAL: the file system or kernel has no RWF_NOWAIT for buffered reads.
-  if (n === -95 || n === -22) disabled = true;
+  // The file system or kernel has no RWF_NOWAIT for buffered reads: every read goes to the threads.
+  if (n === -constants.errno.EOPNOTSUPP || n === -constants.errno.EINVAL) addon = undefined;
   return 0;
 }

@@ -28,8 +28,9 @@ export interface ChunkStoreOptions {
   chunkSizeBytesMax?: number;
   /**
    * The unit of the per-block checksums, a power of two. Default 4 KiB, as Ceph's BlueStore: a 4 KiB
-   * random read reads and checks 4 KiB, not the 64 KiB around it (a third of a worker's CPU for such
-   * reads at 64 KiB), for 4 bytes of header a block and a few percent more CRC calls on writes.
+   * random read reads and checks 4 KiB, not the 64 KiB around it (a fifth of a worker's CPU for such
+   * reads at 64 KiB: docs/chunk-store.md), for 4 bytes of header a block and a few percent more CRC
+   * calls on writes.
    */
   blockSizeBytes?: number;
   /** Operations queued on one chunk before more are refused with CAIRN_BUSY. Default 16. */
