@@ -37,7 +37,7 @@ const edits: [string, string][] = [
   // Read in the FUSE thread, where the context is valid, before JavaScript is woken.
   [
     '  l->op_fn = fuse_native_dispatch_##name;\\\n',
-    '  l->op_fn = fuse_native_dispatch_##name;\\\n  { struct fuse_context *caller = fuse_get_context(); l->caller_uid = caller->uid; l->caller_gid = caller->gid; l->caller_pid = caller->pid; l->caller_umask = caller->umask; }\\\n',
+    '  l->op_fn = fuse_native_dispatch_##name;\\\n  { struct fuse_context *caller = fuse_get_context(); l->caller_uid = caller->uid; l->caller_gid = caller->gid; l->caller_pid = caller->pid; l->caller_umask = caller->umask; }\\\n  if (cairn_changes(op_##name)) __atomic_add_fetch(&l->fuse->cairn_gen, 1, __ATOMIC_SEQ_CST);\\\n  l->cairn_op_gen = __atomic_load_n(&l->fuse->cairn_gen, __ATOMIC_SEQ_CST);\\\n',
   ],
   // Passed after the operation's own arguments, where fuse-native's JavaScript ignores them.
   ['      napi_value argv[callbackArgs + 2];\\\n', '      napi_value argv[callbackArgs + 6];\\\n'],
@@ -80,10 +80,14 @@ const edits: [string, string][] = [
   // released; a slot taken by another handle leaves it to JavaScript, which is always right.
   [
     '  // Stat + Statfs\n  struct stat *stat;\n',
-    '  // Stat + Statfs\n  struct stat *stat;\n\n  // A create\'s attributes for the fgetattr right after it on this thread (cairn)\n  struct stat created_stat;\n  uint64_t created_fh;\n  int created_ready;\n',
+    '  // Stat + Statfs\n  struct stat *stat;\n\n  // A create\'s attributes for the fgetattr right after it on this thread (cairn)\n  struct stat created_stat;\n  uint64_t created_fh;\n  int created_ready;\n  // The mount\'s change generation when this operation started (cairn, CAIRN_DIR_SLOTS)\n  uint64_t cairn_op_gen;\n',
   ],
-  ['  uv_mutex_t mut;\n  uv_sem_t sem;\n} fuse_thread_t;\n', '  uv_mutex_t mut;\n  uv_sem_t sem;\n\n  // Handles whose flush does nothing (cairn): slot fh % CAIRN_CLEAN_SLOTS holds fh, or 0\n  uint64_t cairn_clean[CAIRN_CLEAN_SLOTS];\n} fuse_thread_t;\n'],
-  ['// Data structures\n', '// Data structures\n\n#define CAIRN_CLEAN_SLOTS 4096\n'],
+  ['  uv_mutex_t mut;\n  uv_sem_t sem;\n} fuse_thread_t;\n', '  uv_mutex_t mut;\n  uv_sem_t sem;\n\n  // Handles whose flush does nothing (cairn): slot fh % CAIRN_CLEAN_SLOTS holds fh, or 0\n  uint64_t cairn_clean[CAIRN_CLEAN_SLOTS];\n  // Held directories\' attributes (cairn): see cairn_dir_find\n  uint64_t cairn_gen;\n  uv_mutex_t cairn_dirs_mut;\n  cairn_dir_slot cairn_dirs[CAIRN_DIR_SLOTS];\n} fuse_thread_t;\n'],
+  [
+    '// Data structures\n',
+    '// Data structures\n\n#define CAIRN_CLEAN_SLOTS 4096\n#define CAIRN_DIR_SLOTS 16\n#define CAIRN_DIR_PATH_MAX 256\n\ntypedef struct {\n  char path[CAIRN_DIR_PATH_MAX];\n  struct stat stat;\n  uint64_t gen;\n  uint64_t expires_ns;\n} cairn_dir_slot;\n',
+  ],
+  ['  uv_mutex_init(&(ft->mut));\n', '  uv_mutex_init(&(ft->mut));\n  uv_mutex_init(&(ft->cairn_dirs_mut));\n'],
   [
     '// Methods\n',
     `// Methods
@@ -115,6 +119,73 @@ static void cairn_created (fuse_thread_locals_t *l, napi_env env, napi_value sta
   if (is_clean) __atomic_compare_exchange_n(&l->fuse->cairn_clean[fh % CAIRN_CLEAN_SLOTS], &expected, fh, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 }
 
+// Whether an operation may change a directory's attributes: each such one moves the mount's
+// generation as it starts, which voids every directory attribute kept before. A write, truncate
+// aside, changes only its file; flush and release only the file they end.
+static int cairn_changes (uint32_t op) {
+  switch (op) {
+    case op_getattr: case op_fgetattr: case op_access: case op_statfs: case op_open: case op_opendir:
+    case op_read: case op_readdir: case op_readlink: case op_getxattr: case op_listxattr:
+    case op_write: case op_flush: case op_release: case op_releasedir:
+      return 0;
+    default:
+      return 1;
+  }
+}
+
+static uint64_t cairn_now_ns () {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+static cairn_dir_slot *cairn_dir_slot_of (fuse_thread_t *ft, const char *path, size_t len) {
+  uint32_t h = 2166136261u; // FNV-1a
+  for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t) path[i]) * 16777619u;
+  return &ft->cairn_dirs[h % CAIRN_DIR_SLOTS];
+}
+
+// A held directory's attributes as JavaScript last answered them, if no operation that may change
+// a directory has started since (the generation is the one the answer was given at) and they are
+// younger than the attribute timeout the answer came with: then they are what JavaScript would
+// answer now, but for a change its own timers made (a batch landing, a hold ending), which the
+// kernel's attribute cache may show for as long anyway.
+static int cairn_dir_find (fuse_thread_t *ft, const char *path, uint64_t gen, struct stat *out) {
+  size_t len = strlen(path);
+  if (len >= CAIRN_DIR_PATH_MAX) return 0;
+  int found = 0;
+  uv_mutex_lock(&ft->cairn_dirs_mut);
+  cairn_dir_slot *slot = cairn_dir_slot_of(ft, path, len);
+  if (slot->gen == gen && slot->expires_ns > cairn_now_ns() && strcmp(slot->path, path) == 0) {
+    *out = slot->stat;
+    found = 1;
+  }
+  uv_mutex_unlock(&ft->cairn_dirs_mut);
+  return found;
+}
+
+// Keeps a directory's attributes (a Uint32Array as getattr's) for ttl ms, valid at generation gen.
+static void cairn_dir_keep (napi_env env, fuse_thread_t *ft, const char *path, size_t len, napi_value stat, napi_value ttl, uint64_t gen) {
+  uint32_t ttl_ms = 0;
+  if (napi_get_value_uint32(env, ttl, &ttl_ms) != napi_ok || ttl_ms == 0 || len >= CAIRN_DIR_PATH_MAX) return;
+  bool typed = false;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void *data = NULL;
+  if (napi_is_typedarray(env, stat, &typed) != napi_ok || !typed || napi_get_typedarray_info(env, stat, &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint32_array || length < 18) return;
+  struct stat st;
+  memset(&st, 0, sizeof(struct stat));
+  populate_stat((uint32_t *) data, &st);
+  uv_mutex_lock(&ft->cairn_dirs_mut);
+  cairn_dir_slot *slot = cairn_dir_slot_of(ft, path, len);
+  memcpy(slot->path, path, len);
+  slot->path[len] = 0;
+  slot->stat = st;
+  slot->gen = gen;
+  slot->expires_ns = cairn_now_ns() + (uint64_t) ttl_ms * 1000000u;
+  uv_mutex_unlock(&ft->cairn_dirs_mut);
+}
+
 NAPI_METHOD(cairn_unclean) {
   NAPI_ARGV(2)
   NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
@@ -124,10 +195,14 @@ NAPI_METHOD(cairn_unclean) {
 }
 `,
   ],
-  ['FUSE_METHOD(create, 2, 1, (const char *path, mode_t mode, struct fuse_file_info *info), {\n', 'FUSE_METHOD(create, 2, 3, (const char *path, mode_t mode, struct fuse_file_info *info), {\n  l->created_ready = 0;\n'],
+  ['FUSE_METHOD(create, 2, 1, (const char *path, mode_t mode, struct fuse_file_info *info), {\n', 'FUSE_METHOD(create, 2, 5, (const char *path, mode_t mode, struct fuse_file_info *info), {\n  l->created_ready = 0;\n'],
   [
     '0x80000000u : 0), &(argv[3]));\n}, {\n  NAPI_ARGV_INT32(fd, 2)\n  if (fd != 0) {\n    l->info->fh = fd;\n  }\n',
-    '0x80000000u : 0), &(argv[3]));\n}, {\n  NAPI_ARGV_INT32(fd, 2)\n  if (fd != 0) {\n    l->info->fh = fd;\n  }\n  if (res == 0 && fd > 0) cairn_created(l, env, argv[3], argv[4], (uint64_t) fd);\n',
+    '0x80000000u : 0), &(argv[3]));\n}, {\n  NAPI_ARGV_INT32(fd, 2)\n  if (fd != 0) {\n    l->info->fh = fd;\n  }\n  if (res == 0 && fd > 0) cairn_created(l, env, argv[3], argv[4], (uint64_t) fd);\n  if (res == 0) { const char *slash = strrchr(l->path, \'/\'); if (slash != NULL) cairn_dir_keep(env, l->fuse, l->path, slash == l->path ? 1 : (size_t) (slash - l->path), argv[5], argv[6], l->cairn_op_gen); }\n',
+  ],
+  [
+    'FUSE_METHOD(getattr, 1, 1, (const char *path, struct stat *stat), {\n  l->path = path;\n  l->stat = stat;\n}, {\n  napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));\n}, {\n  NAPI_ARGV_BUFFER_CAST(uint32_t*, ints, 2)\n  populate_stat(ints, l->stat);\n})\n',
+    'FUSE_METHOD(getattr, 1, 2, (const char *path, struct stat *stat), {\n  if (cairn_dir_find(l->fuse, path, l->cairn_op_gen, stat)) return 0;\n  l->path = path;\n  l->stat = stat;\n}, {\n  napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));\n}, {\n  NAPI_ARGV_BUFFER_CAST(uint32_t*, ints, 2)\n  populate_stat(ints, l->stat);\n  if (res == 0) cairn_dir_keep(env, l->fuse, l->path, strlen(l->path), argv[2], argv[3], l->cairn_op_gen);\n})\n',
   ],
   [
     'FUSE_METHOD(fgetattr, 2, 1, (const char *path, struct stat *stat, struct fuse_file_info *info), {\n',
@@ -139,8 +214,9 @@ NAPI_METHOD(cairn_unclean) {
   // So that JavaScript can tell this addon from the prebuilt one.
   ['  NAPI_EXPORT_UINT32(op_error)\n', '  NAPI_EXPORT_UINT32(op_error)\n  NAPI_EXPORT_UINT32(cairn_caller_context)\n'],
   // 2: utimens fixed as well; 3: and passes UTIME_OMIT and UTIME_NOW; 4: and create's O_EXCL;
-  // 5: and times before 1970; 6: and a create answers its fgetattr and its clean flush.
-  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 6;\nstatic const uint32_t op_init = 0;\n'],
+  // 5: and times before 1970; 6: and a create answers its fgetattr and its clean flush; 7: and a
+  // held directory's getattr.
+  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 7;\nstatic const uint32_t op_init = 0;\n'],
 ];
 
 let source = readFileSync(path.join(fuseDir, 'fuse-native.c'), 'utf8');
@@ -166,4 +242,4 @@ mkdirSync(path.dirname(out), { recursive: true });
 const c = path.join(work, 'fuse-native.c');
 writeFileSync(c, source);
 execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-D_FILE_OFFSET_BITS=64', ...headers.map((h) => `-I${h}`), c, '-o', out, libfuse!, '-lpthread'], { stdio: 'inherit' });
-say(`built ${out} (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr and clean flush)`);
+say(`built ${out} (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr and clean flush; held directories\' getattr)`);

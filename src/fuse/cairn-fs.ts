@@ -269,6 +269,11 @@ export class CairnFs {
     return local ?? this.getattrAsked(path, caller);
   }
 
+  /** Whether `path` is a directory this mount holds and knows the attributes of (see DirHolds). */
+  isHeldDir(path: string): boolean {
+    return this.holds.dirAttr(path) !== undefined;
+  }
+
   /**
    * getattr's answer when the daemon has it without the masters (so without the caller, whose
    * groups cost a read of /proc), 'absent' when it knows there is no such name (a held

@@ -48,6 +48,7 @@ interface FuseInstance {
   _fuseOptions(): string;
   _makeHandlerArray(): (NativeHandler | undefined)[];
   _op_create(signal: (code: number, ...results: unknown[]) => void, path: string, mode: number): void;
+  _op_getattr(signal: (code: number, ...results: unknown[]) => void, path: string): void;
   /** The mount's state in the addon (set by mount). */
   _thread: Buffer;
   ops: Record<string, (...args: unknown[]) => void>;
@@ -78,7 +79,8 @@ function loadAddon(): { version: number; unclean?: (thread: Buffer, fd: number) 
     const dir = path.dirname(require.resolve('fuse-native/package.json'));
     const binding = (require(require.resolve('node-gyp-build', { paths: [dir] })) as (d: string) => Record<string, unknown>)(dir);
     // 3 also passes a change of one time only (2 predates it: libfuse drops those); 4 passes
-    // create's O_EXCL (createExclusiveBit); 6 answers a create's fgetattr and clean flush itself.
+    // create's O_EXCL (createExclusiveBit); 6 answers a create's fgetattr and clean flush itself;
+    // 7 also a held directory's getattr (heldDirTtlMs).
     const version = typeof binding.cairn_caller_context === 'number' ? binding.cairn_caller_context : 0;
     return { version, unclean: version >= 6 ? (binding.cairn_unclean as (thread: Buffer, fd: number) => void) : undefined };
   } catch {
@@ -205,6 +207,13 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
   else if (version < 5) opts.log('warn', 'fuse-native\'s addon cannot show times before 1970 (run: node scripts/build-fuse-addon.ts): setting one is refused (EINVAL)');
   if (!withCaller) opts.log('warn', 'fuse-native\'s addon does not pass the asking process (run: node scripts/build-fuse-addon.ts): new files belong to the mount\'s user, and the masters check permissions as that user');
   let asking: AskingProcess | undefined;
+  /**
+   * How long the addon (version 7) may answer the kernel's getattr of `path` with the attributes
+   * just given, itself: a held directory's (this mount makes every change there, and the kernel
+   * asks after each), for the attribute timeout, and only until an operation that may change a
+   * directory starts (docs/fuse.md, "Caching"). 0: not kept.
+   */
+  const heldDirTtlMs = (path: string): number => (opts.attrTimeoutMs > 0 && fs.isHeldDir(path) ? Math.min(opts.attrTimeoutMs, 0xffff_ffff) : 0);
   class CairnFuse extends Fuse {
     override _makeHandlerArray(): (NativeHandler | undefined)[] {
       const handlers = super._makeHandlerArray();
@@ -236,15 +245,27 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
 
     /**
      * The addon (version 6) takes with the new descriptor the attributes libfuse asks for at once
-     * and whether a flush of it does nothing (CairnFs.isClean), and answers both itself.
+     * and whether a flush of it does nothing (CairnFs.isClean), and answers both itself; version 7
+     * also the directory's new attributes, when it is held (heldDirTtlMs).
      */
     override _op_create(signal: (code: number, ...results: unknown[]) => void, path: string, mode: number): void {
       if (addon.unclean === undefined) return super._op_create(signal, path, mode);
       this.ops.create(path, mode, (err: number, fd?: number) => {
         if (err !== 0 || fd === undefined) return signal(err);
         const created = fs.createdStat(fd);
-        signal(0, fd, created === undefined ? undefined : statArray(created), fs.isClean(fd));
+        const dir = path.slice(0, path.lastIndexOf('/')) || '/';
+        const ttlMs = heldDirTtlMs(dir);
+        const dirStat = ttlMs > 0 ? fs.getattrLocal(dir) : undefined;
+        const kept = dirStat === undefined || dirStat === 'absent' ? [] : [statArray(dirStat), ttlMs];
+        signal(0, fd, created === undefined ? undefined : statArray(created), fs.isClean(fd), ...kept);
       });
+    }
+
+    /** Version 7 keeps a held directory's attributes for the kernel's next asking (heldDirTtlMs). */
+    override _op_getattr(signal: (code: number, ...results: unknown[]) => void, path: string): void {
+      if (version < 7) return super._op_getattr(signal, path);
+      // The addon reads a stat from every answer, a failed one too.
+      this.ops.getattr(path, (err: number, st?: Stat) => (err !== 0 || st === undefined ? signal(err === 0 ? errno('EIO') : err, new Uint32Array(18)) : signal(0, statArray(st), heldDirTtlMs(path))));
     }
 
     /** fuse-native answers fgetattr with getattr by path and drops the descriptor: the handle's own is asked. */

@@ -13,6 +13,7 @@ import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { freePort } from '../../src/free-port.ts';
 import { Prng } from '../../src/sim/prng.ts';
 import { DataCluster } from './data-cluster.ts';
 import { fuseSkipReason, Mounts } from './fuse-mount.ts';
@@ -174,6 +175,50 @@ print(' '.join(out))`],
     const near = (a: number, b: number): boolean => Math.abs(a - b) <= 0.02 * b + 64 * 2 ** 20;
     assert.ok(near(sfs.blocks * sfs.bsize, disk.blocks * disk.bsize), `size ${sfs.blocks * sfs.bsize}, the disk's ${disk.blocks * disk.bsize}`);
     assert.ok(near(sfs.bavail * sfs.bsize, disk.bavail * disk.bsize), `free ${sfs.bavail * sfs.bsize}, the disk's ${disk.bavail * disk.bsize}`);
+  });
+
+  await t.test("a held directory's own attributes follow each change in it (the addon answers the kernel's getattr of it)", async () => {
+    const port = await freePort();
+    const h = await mounts.mount('held', ['--http', `127.0.0.1:${port}`]);
+    const metric = async (name: string): Promise<number> => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    const dir = path.join(h.dir, 'held-attrs');
+    await fs.mkdir(dir);
+    // Enough creates in a second for the mount to take the directory (changesToHoldDefault).
+    for (let i = 0; i < 8; i++) await fs.writeFile(path.join(dir, `f${i}`), '');
+    assert.ok((await metric('cairn_fuse_dirs_held_total')) >= 1, 'the directory is held');
+    const pause = (): Promise<void> => new Promise((r) => setTimeout(r, 15));
+    const moved = async (what: string, change: () => Promise<unknown>): Promise<import('node:fs').Stats> => {
+      const before = await fs.stat(dir);
+      await fs.stat(dir); // answered again, now by the addon
+      await pause();
+      await change();
+      const after = await fs.stat(dir);
+      assert.ok(after.mtimeMs > before.mtimeMs, `${what}: the directory's mtime moved (${before.mtimeMs} -> ${after.mtimeMs})`);
+      return after;
+    };
+    const asked = await metric('cairn_fuse_operation_seconds_count{op="getattr"}');
+    for (let i = 0; i < 20; i++) await moved(`create ${i}`, () => fs.writeFile(path.join(dir, `g${i}`), ''));
+    // 40 stats of the directory and 20 lookups of new names: the names went to JavaScript, most
+    // of the directory's attributes did not.
+    const viaJs = (await metric('cairn_fuse_operation_seconds_count{op="getattr"}')) - asked;
+    assert.ok(viaJs < 40, `getattrs answered in JavaScript: ${viaJs}`);
+    await moved('unlink', () => fs.unlink(path.join(dir, 'g0')));
+    await moved('rename in it', () => fs.rename(path.join(dir, 'g1'), path.join(dir, 'g1b')));
+    const made = await moved('mkdir in it', () => fs.mkdir(path.join(dir, 'sub')));
+    assert.equal(made.nlink, 3, 'a subdirectory counts as a link');
+    await moved('rmdir in it', () => fs.rmdir(path.join(dir, 'sub')));
+    await fs.stat(dir);
+    await fs.chmod(dir, 0o700);
+    assert.equal((await fs.stat(dir)).mode & 0o777, 0o700, 'chmod of the directory shows at once');
+    await fs.chmod(dir, 0o755);
+    assert.equal((await fs.stat(dir)).mode & 0o777, 0o755);
+    // A write in it changes the file, not the directory, and keeps the directory's attributes.
+    await fs.writeFile(path.join(dir, 'g2'), 'data');
+    assert.equal((await fs.stat(path.join(dir, 'g2'))).size, 4);
   });
 
   await t.test(`tar of ${treeFiles} small files into the mount and back out: identical trees`, async () => {
