@@ -34,10 +34,17 @@ const edits: [string, string][] = [
     '  // Internal bookkeeping\n',
     '  // The process that asked (cairn)\n  uid_t caller_uid;\n  gid_t caller_gid;\n  pid_t caller_pid;\n  mode_t caller_umask;\n\n  // Internal bookkeeping\n',
   ],
-  // Read in the FUSE thread, where the context is valid, before JavaScript is woken.
+  // Read in the FUSE thread, where the context is valid, before JavaScript is woken; there too an
+  // operation that may change a directory moves the mount's generation as it begins (cairn_changes)...
   [
     '  l->op_fn = fuse_native_dispatch_##name;\\\n',
-    '  l->op_fn = fuse_native_dispatch_##name;\\\n  { struct fuse_context *caller = fuse_get_context(); l->caller_uid = caller->uid; l->caller_gid = caller->gid; l->caller_pid = caller->pid; l->caller_umask = caller->umask; }\\\n  if (cairn_changes(op_##name)) __atomic_add_fetch(&l->fuse->cairn_gen, 1, __ATOMIC_SEQ_CST);\\\n  l->cairn_op_gen = __atomic_load_n(&l->fuse->cairn_gen, __ATOMIC_SEQ_CST);\\\n',
+    '  l->op_fn = fuse_native_dispatch_##name;\\\n  { struct fuse_context *caller = fuse_get_context(); l->caller_uid = caller->uid; l->caller_gid = caller->gid; l->caller_pid = caller->pid; l->caller_umask = caller->umask; }\\\n  if (cairn_changes(op_##name)) __atomic_add_fetch(&l->fuse->cairn_gen, 1, __ATOMIC_SEQ_CST);\\\n  l->cairn_op_gen = __atomic_load_n(&l->fuse->cairn_gen, __ATOMIC_SEQ_CST);\\\n  l->cairn_ended = 0;\\\n',
+  ],
+  // ...and again as it ends (before the kernel hears the answer): what was kept while it ran (a
+  // getattr answered before JavaScript got to it) is void too. A create ends it itself (cairn_create_ended).
+  [
+    '    signalBlk\\\n    l->res = res;\\\n',
+    '    signalBlk\\\n    if (cairn_changes(op_##name) && !l->cairn_ended) __atomic_add_fetch(&l->fuse->cairn_gen, 1, __ATOMIC_SEQ_CST);\\\n    l->res = res;\\\n',
   ],
   // Passed after the operation's own arguments, where fuse-native's JavaScript ignores them.
   ['      napi_value argv[callbackArgs + 2];\\\n', '      napi_value argv[callbackArgs + 6];\\\n'],
@@ -80,7 +87,7 @@ const edits: [string, string][] = [
   // released; a slot taken by another handle leaves it to JavaScript, which is always right.
   [
     '  // Stat + Statfs\n  struct stat *stat;\n',
-    '  // Stat + Statfs\n  struct stat *stat;\n\n  // A create\'s attributes for the fgetattr right after it on this thread (cairn)\n  struct stat created_stat;\n  uint64_t created_fh;\n  int created_ready;\n  // The mount\'s change generation when this operation started (cairn, CAIRN_DIR_SLOTS)\n  uint64_t cairn_op_gen;\n',
+    '  // Stat + Statfs\n  struct stat *stat;\n\n  // A create\'s attributes for the fgetattr right after it on this thread (cairn)\n  struct stat created_stat;\n  uint64_t created_fh;\n  int created_ready;\n  // The mount\'s change generation when this operation started (cairn, CAIRN_DIR_SLOTS), and\n  // whether its end has moved it already\n  uint64_t cairn_op_gen;\n  int cairn_ended;\n',
   ],
   ['  uv_mutex_t mut;\n  uv_sem_t sem;\n} fuse_thread_t;\n', '  uv_mutex_t mut;\n  uv_sem_t sem;\n\n  // Handles whose flush does nothing (cairn): slot fh % CAIRN_CLEAN_SLOTS holds fh, or 0\n  uint64_t cairn_clean[CAIRN_CLEAN_SLOTS];\n  // Held directories\' attributes (cairn): see cairn_dir_find\n  uint64_t cairn_gen;\n  uv_mutex_t cairn_dirs_mut;\n  cairn_dir_slot cairn_dirs[CAIRN_DIR_SLOTS];\n} fuse_thread_t;\n'],
   [
@@ -120,8 +127,8 @@ static void cairn_created (fuse_thread_locals_t *l, napi_env env, napi_value sta
 }
 
 // Whether an operation may change a directory's attributes: each such one moves the mount's
-// generation as it starts, which voids every directory attribute kept before. A write, truncate
-// aside, changes only its file; flush and release only the file they end.
+// generation as it begins and as it ends, which voids every directory attribute kept before. A
+// write changes only its file; flush and release only the file they end.
 static int cairn_changes (uint32_t op) {
   switch (op) {
     case op_getattr: case op_fgetattr: case op_access: case op_statfs: case op_open: case op_opendir:
@@ -146,7 +153,7 @@ static cairn_dir_slot *cairn_dir_slot_of (fuse_thread_t *ft, const char *path, s
 }
 
 // A held directory's attributes as JavaScript last answered them, if no operation that may change
-// a directory has started since (the generation is the one the answer was given at) and they are
+// a directory has begun or ended since (the generation is the one the answer was given at) and they are
 // younger than the attribute timeout the answer came with: then they are what JavaScript would
 // answer now, but for a change its own timers made (a batch landing, a hold ending), which the
 // kernel's attribute cache may show for as long anyway.
@@ -186,6 +193,20 @@ static void cairn_dir_keep (napi_env env, fuse_thread_t *ft, const char *path, s
   uv_mutex_unlock(&ft->cairn_dirs_mut);
 }
 
+// A create's end: the generation moves on, and if no other operation that may change a directory
+// began or ended since the create began, the directory's attributes after it (JavaScript's answer,
+// given now) are kept at the new generation.
+static void cairn_create_ended (napi_env env, fuse_thread_locals_t *l, int32_t res, napi_value stat, napi_value ttl) {
+  uint64_t expected = l->cairn_op_gen;
+  l->cairn_ended = 1;
+  if (!__atomic_compare_exchange_n(&l->fuse->cairn_gen, &expected, expected + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    __atomic_add_fetch(&l->fuse->cairn_gen, 1, __ATOMIC_SEQ_CST);
+    return;
+  }
+  const char *slash = strrchr(l->path, '/');
+  if (res == 0 && slash != NULL) cairn_dir_keep(env, l->fuse, l->path, slash == l->path ? 1 : (size_t) (slash - l->path), stat, ttl, expected + 1);
+}
+
 NAPI_METHOD(cairn_unclean) {
   NAPI_ARGV(2)
   NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
@@ -198,7 +219,7 @@ NAPI_METHOD(cairn_unclean) {
   ['FUSE_METHOD(create, 2, 1, (const char *path, mode_t mode, struct fuse_file_info *info), {\n', 'FUSE_METHOD(create, 2, 5, (const char *path, mode_t mode, struct fuse_file_info *info), {\n  l->created_ready = 0;\n'],
   [
     '0x80000000u : 0), &(argv[3]));\n}, {\n  NAPI_ARGV_INT32(fd, 2)\n  if (fd != 0) {\n    l->info->fh = fd;\n  }\n',
-    '0x80000000u : 0), &(argv[3]));\n}, {\n  NAPI_ARGV_INT32(fd, 2)\n  if (fd != 0) {\n    l->info->fh = fd;\n  }\n  if (res == 0 && fd > 0) cairn_created(l, env, argv[3], argv[4], (uint64_t) fd);\n  if (res == 0) { const char *slash = strrchr(l->path, \'/\'); if (slash != NULL) cairn_dir_keep(env, l->fuse, l->path, slash == l->path ? 1 : (size_t) (slash - l->path), argv[5], argv[6], l->cairn_op_gen); }\n',
+    '0x80000000u : 0), &(argv[3]));\n}, {\n  NAPI_ARGV_INT32(fd, 2)\n  if (fd != 0) {\n    l->info->fh = fd;\n  }\n  if (res == 0 && fd > 0) cairn_created(l, env, argv[3], argv[4], (uint64_t) fd);\n  cairn_create_ended(env, l, res, argv[5], argv[6]);\n',
   ],
   [
     'FUSE_METHOD(getattr, 1, 1, (const char *path, struct stat *stat), {\n  l->path = path;\n  l->stat = stat;\n}, {\n  napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));\n}, {\n  NAPI_ARGV_BUFFER_CAST(uint32_t*, ints, 2)\n  populate_stat(ints, l->stat);\n})\n',

@@ -211,7 +211,7 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
    * How long the addon (version 7) may answer the kernel's getattr of `path` with the attributes
    * just given, itself: a held directory's (this mount makes every change there, and the kernel
    * asks after each), for the attribute timeout, and only until an operation that may change a
-   * directory starts (docs/fuse.md, "Caching"). 0: not kept.
+   * directory begins or ends (docs/fuse.md, "Caching"). 0: not kept.
    */
   const heldDirTtlMs = (path: string): number => (opts.attrTimeoutMs > 0 && fs.isHeldDir(path) ? Math.min(opts.attrTimeoutMs, 0xffff_ffff) : 0);
   class CairnFuse extends Fuse {

@@ -206,6 +206,14 @@ print(' '.join(out))`],
     // of the directory's attributes did not.
     const viaJs = (await metric('cairn_fuse_operation_seconds_count{op="getattr"}')) - asked;
     assert.ok(viaJs < 40, `getattrs answered in JavaScript: ${viaJs}`);
+    // Another process stats the directory all the while: a getattr the daemon answers before it
+    // gets to an unlink that began first must not be kept past the unlink's end.
+    const statLoop = spawn(process.execPath, ['-e', 'const fs = require("fs"); const end = Date.now() + 3000; while (Date.now() < end) fs.statSync(process.argv[1]);', dir], { stdio: 'ignore' });
+    try {
+      for (let i = 3; i < 20; i++) await moved(`unlink ${i} while another process stats the directory`, () => fs.unlink(path.join(dir, `g${i}`)));
+    } finally {
+      statLoop.kill();
+    }
     await moved('unlink', () => fs.unlink(path.join(dir, 'g0')));
     await moved('rename in it', () => fs.rename(path.join(dir, 'g1'), path.join(dir, 'g1b')));
     const made = await moved('mkdir in it', () => fs.mkdir(path.join(dir, 'sub')));
