@@ -23,6 +23,11 @@ export interface DiskFile {
   truncate(length: number): Promise<void>;
   /** fdatasync: the data written so far survives a crash. Once it fails, the file's state is unknown. */
   sync(): Promise<void>;
+  /**
+   * Asks that the file's clean pages leave the page cache (a hint: the contents stay, pages still
+   * dirty stay too, so call it after sync). Where there is no page cache, nothing.
+   */
+  dropCache(): void;
   close(): Promise<void>;
   closeSync(): void;
 }

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { mkdir, open, readFile, readdir, rename, stat, statfs, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import type { Disk, DiskFile, DiskSpace, OpenMode } from './disk.ts';
-import { readCached } from './cached-read.ts';
+import { dropCached, readCached } from './page-cache.ts';
 
 const flags: Record<OpenMode, string> = { read: 'r', update: 'r+', create: 'wx+' };
 /**
@@ -90,6 +90,10 @@ class NodeFile implements DiskFile {
       done += bytesRead;
     }
     return buf;
+  }
+
+  dropCache(): void {
+    dropCached(this.descriptor());
   }
 
   readSync(length: number, position: number): Uint8Array {

@@ -441,6 +441,9 @@ class SimFile implements DiskFile {
     return this.view.run(() => this.open()).then((f) => this.view.syncFile(this.path, f));
   }
 
+  /** The simulated disk has no page cache: its unsynced writes are what the crashes model. */
+  dropCache(): void {}
+
   close(): Promise<void> {
     this.closed = true;
     return this.view.run(() => undefined);

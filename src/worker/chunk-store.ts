@@ -35,6 +35,15 @@ export interface ChunkStoreOptions {
   blockSizeBytes?: number;
   /** Operations queued on one chunk before more are refused with CAIRN_BUSY. Default 16. */
   chunkQueueMax?: number;
+  /**
+   * Leave what is written in the page cache. Default false: a chunk file's pages are dropped once
+   * it is fdatasynced (they are clean then), as storage servers that write around the page cache
+   * do (3FS, BlueStore with direct I/O). A stream of writes then reuses the pages it just freed
+   * rather than taking free ones, which on a VM handing free memory back to its host cost several
+   * times the copy (docs/chunk-store.md), and it does not push what readers use out of the cache.
+   * Reads still fill the cache, so data read again stays there.
+   */
+  cacheWrites?: boolean;
   log?: LogFn;
 }
 
@@ -83,7 +92,7 @@ export interface ChunkMeta {
 
 export type ScrubResult = { ok: true } | { ok: false; error: WorkerError };
 
-const defaults = { chunkSizeBytesMax: 64 << 20, blockSizeBytes: 4 << 10, chunkQueueMax: 16 };
+const defaults = { chunkSizeBytesMax: 64 << 20, blockSizeBytes: 4 << 10, chunkQueueMax: 16, cacheWrites: false };
 const chunkSizeBytesLimit = 1 << 30;
 /** Times a read retries when a commit replaced the file it was about to open. */
 const readAttemptsMax = 3;
@@ -714,6 +723,7 @@ export class ChunkStore {
         throw this.writeFailure(file, err);
       }
       await this.syncFile(f);
+      if (!this.opts.cacheWrites) f.dropCache();
       ok = true;
     } finally {
       await f.close();
@@ -977,6 +987,7 @@ function checkOptions(o: ChunkStoreOptions): Options {
     chunkSizeBytesMax: o.chunkSizeBytesMax ?? defaults.chunkSizeBytesMax,
     blockSizeBytes: o.blockSizeBytes ?? defaults.blockSizeBytes,
     chunkQueueMax: o.chunkQueueMax ?? defaults.chunkQueueMax,
+    cacheWrites: o.cacheWrites ?? defaults.cacheWrites,
     log: o.log ?? (() => undefined),
   };
   const bad = (what: string) => new CairnError(ErrorCode.BadOption, `chunk store: ${what}`);

@@ -54,7 +54,7 @@ export function workerMetrics(registry: Registry, worker: StorageWorker): void {
   counterOf(registry, 'cairn_worker_read_bytes_total', 'chunk bytes this worker answered to reads, since it started', () => worker.replica.traffic.readBytes);
   new Counter({
     name: 'cairn_worker_disk_reads_total',
-    help: "reads of open chunk files by this worker process since it started, by where they were answered: page_cache (copied on the event loop, src/io/cached-read.ts) or io_threads (libuv's I/O threads: not cached, larger than 256 KiB, or no addon)",
+    help: "reads of open chunk files by this worker process since it started, by where they were answered: page_cache (copied on the event loop, src/io/page-cache.ts) or io_threads (libuv's I/O threads: not cached, larger than 256 KiB, or no addon)",
     labelNames: ['from'],
     registers,
     collect() {

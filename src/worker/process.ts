@@ -20,6 +20,7 @@ import { opsHttpOptions, startOpsHttp, type HttpEndpoint, type OpsHttpOptions } 
 import { RpcServer, rpcLimits, type RpcServerStats } from '../rpc/index.ts';
 import { replicaLimitsDefault } from './replication.ts';
 import { StorageWorker } from './worker.ts';
+import { pageDropsAvailable } from '../io/page-cache.ts';
 
 export interface WorkerProcessOptions {
   id: number;
@@ -37,6 +38,8 @@ export interface WorkerProcessOptions {
   scrub?: Partial<ScrubOptions>;
   /** What the worker's resyncs send together, at most, in bytes/s (default 64 MiB/s). */
   resyncBytesPerSec?: number;
+  /** Leave written chunks in the page cache (WorkerOptions.cacheWrites). */
+  cacheWrites?: boolean;
   /** How long a resync that met chunks damaged on every member waits before it tries again (tests). */
   resyncLostRetryMs?: number;
   /** How much it takes on at once before it refuses with CAIRN_OVERLOADED (defaults workerLimitsDefault). */
@@ -145,12 +148,15 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
       ...(opts.syncPageChunks === undefined ? {} : { syncPageChunks: opts.syncPageChunks }),
       ...(opts.scrub === undefined ? {} : { scrub: opts.scrub }),
       ...(opts.resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec: opts.resyncBytesPerSec }),
+      ...(opts.cacheWrites === true ? { cacheWrites: true } : {}),
       ...(opts.resyncLostRetryMs === undefined ? {} : { resyncLostRetryMs: opts.resyncLostRetryMs }),
       readBytesMax: limits.readBytesMax,
     });
     if (registry !== undefined) registerWorkerMetrics(registry, worker, () => server.stats());
     const httpAddress = http?.address;
-    opts.log.info({ address, http: httpAddress, targets: worker.localTargets() }, 'worker started');
+    // Whether a stream of writes leaves its chunks in the page cache (ChunkStoreOptions.cacheWrites).
+    const writtenPages = opts.cacheWrites === true ? 'kept in the page cache (--cache-writes)' : pageDropsAvailable() ? 'dropped from the page cache once durable' : 'kept in the page cache (build/page-cache.node not built: node scripts/build-io-addon.ts)';
+    opts.log.info({ address, http: httpAddress, targets: worker.localTargets(), writtenPages }, 'worker started');
     return { address, httpAddress, worker, rpcStats: () => server.stats(), stop };
   } catch (err) {
     await stop().catch(() => undefined);

@@ -54,6 +54,8 @@ export interface WorkerOptions {
   resyncLostRetryMs?: number;
   /** Bytes of chunk reads not yet handed to the socket, beyond which it answers CAIRN_OVERLOADED (replicaLimitsDefault). */
   readBytesMax?: number;
+  /** Leave written chunks in the page cache (ChunkStoreOptions.cacheWrites; default false). */
+  cacheWrites?: boolean;
 }
 
 interface LocalTarget {
@@ -266,7 +268,7 @@ export class StorageWorker {
         identity = { clusterId: routing.clusterId, workerId: this.opts.id, targetId: next };
         used.add(next);
       }
-      const store = await ChunkStore.open(this.opts.disk, dir, { identity, log: this.opts.log }).catch((err: unknown) => {
+      const store = await ChunkStore.open(this.opts.disk, dir, { identity, log: this.opts.log, cacheWrites: this.opts.cacheWrites ?? false }).catch((err: unknown) => {
         if (err instanceof CodedError) throw err;
         // A disk that fails under the store's own files (EIO, EACCES): say which target, and exit.
         throw new WorkerError(WorkerErrorCode.TargetFailed, `target ${identity.targetId} at ${dir} could not be opened: ${(err as Error).message}`, { dir });

@@ -51,6 +51,15 @@ test('--replace-after-ms (off by default, at least the offline timeout) and --re
   assert.throws(() => parseWorkerConfig({ ...worker, resyncMibPerS: '0' }, {}), badOption(/--resync-mib-per-s must be a positive whole number/));
 });
 
+test('--cache-writes: off unless given (flag, CAIRN_CACHE_WRITES or the config file), and only true or false', () => {
+  const worker = { secret: 's', id: '1', listen: 'h:1', masters: 'h:2', target: ['/t'] };
+  assert.equal(parseWorkerConfig(worker, {}).cacheWrites, undefined);
+  assert.equal(parseWorkerConfig({ ...worker, cacheWrites: true }, {}).cacheWrites, true);
+  assert.equal(parseWorkerConfig(worker, { CAIRN_CACHE_WRITES: '1' }).cacheWrites, true);
+  assert.equal(parseWorkerConfig(worker, { CAIRN_CACHE_WRITES: 'false' }).cacheWrites, undefined);
+  assert.throws(() => parseWorkerConfig(worker, { CAIRN_CACHE_WRITES: 'yes' }), badOption(/--cache-writes must be true or false/));
+});
+
 test('--rebalance-moves: absent means the default, 0 turns moves off, a count past 1024 or not a whole number is refused', () => {
   const master = { secret: 's', id: '1', dir: '/d', listen: 'h:1' };
   assert.equal(parseMasterConfig(master, {}).rebalanceMoves, undefined);

@@ -1,16 +1,18 @@
-// Reads of cached data on the calling thread (src/io/cached-read.ts) and NodeFile.read over them:
+// Reads of cached data on the calling thread (src/io/page-cache.ts) and NodeFile.read over them:
 // the same bytes whether the page cache holds all, part or none of a range, and the ordinary
-// errors. The file lives under test/output (a real disk: tmpfs would ignore the eviction).
+// errors; written chunks dropped from the cache once durable. The file lives under test/output (a real disk: tmpfs would ignore the eviction).
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, openSync, closeSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, closeSync, readSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cachedReadsAvailable, readCached } from '../../src/io/cached-read.ts';
+import { cachedReadsAvailable, dropCached, pageDropsAvailable, readCached } from '../../src/io/page-cache.ts';
 import { fileReadCounts, nodeDisk } from '../../src/io/node-disk.ts';
+import { chunkFileName, fanoutDirName } from '../../src/worker/chunk-file.ts';
+import { ChunkStore } from '../../src/worker/chunk-store.ts';
 
 const KiB = 1024;
 const outputDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'output');
@@ -26,15 +28,15 @@ function evict(file: string, fromBytes = 0): void {
  */
 function scratchFile(t: { after: (fn: () => void) => void }, data: Uint8Array): string {
   mkdirSync(outputDir, { recursive: true });
-  const dir = mkdtempSync(path.join(outputDir, 'cached-read-'));
+  const dir = mkdtempSync(path.join(outputDir, 'page-cache-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'data');
   execFileSync('dd', [`of=${file}`, 'bs=64K', 'conv=fsync', 'status=none'], { input: data });
   return file;
 }
 
-test('the addon is built (npm install builds it; in CI its absence is a failure)', { skip: process.env.CI !== 'true' && !cachedReadsAvailable() && 'build/cached-read.node not built (no C compiler?)' }, () => {
-  assert.ok(cachedReadsAvailable(), 'build/cached-read.node missing: run node scripts/build-io-addon.ts');
+test('the addon is built (npm install builds it; in CI its absence is a failure)', { skip: process.env.CI !== 'true' && !cachedReadsAvailable() && 'build/page-cache.node not built (no C compiler?)' }, () => {
+  assert.ok(cachedReadsAvailable(), 'build/page-cache.node missing: run node scripts/build-io-addon.ts');
 });
 
 test('readCached copies what the page cache holds and nothing it does not', { skip: !cachedReadsAvailable() && 'addon not built' }, async (t) => {
@@ -79,4 +81,49 @@ test('NodeFile.read returns the same bytes from the cache, from the disk and fro
 
   await assert.rejects(f.read(8 * KiB, 508 * KiB), (err: NodeJS.ErrnoException) => err.code === 'EOF', 'a read past the end is an error, cached or not');
   await assert.rejects(f.read(4 * KiB, 600 * KiB), (err: NodeJS.ErrnoException) => err.code === 'EOF');
+});
+
+test('dropCached drops a synced file\'s pages, however it was written', { skip: !pageDropsAvailable() && 'addon not built' }, async (t) => {
+  const data = randomBytes(256 * KiB);
+  // Written by another process, and by this one through NodeFile as a chunk store writes.
+  const byDd = scratchFile(t, data);
+  const byUs = path.join(path.dirname(byDd), 'ours');
+  const f = await nodeDisk.open(byUs, 'create');
+  await f.writev([data.subarray(0, 100 * KiB), data.subarray(100 * KiB)], 0);
+  await f.sync();
+  await f.close();
+  for (const file of [byDd, byUs]) {
+    const fd = openSync(file, 'r');
+    try {
+      assert.equal(readCached(fd, Buffer.alloc(64 * KiB), 0), 64 * KiB, `${path.basename(file)}: cached before`);
+      assert.equal(dropCached(fd), true);
+      assert.equal(readCached(fd, Buffer.alloc(64 * KiB), 128 * KiB), 0, `${path.basename(file)}: dropped`);
+      const back = Buffer.alloc(256 * KiB);
+      assert.equal(readSync(fd, back, 0, back.length, 0), back.length);
+      assert.deepEqual(back, data, 'the contents stay');
+    } finally {
+      closeSync(fd);
+    }
+  }
+  assert.throws(() => dropCached(-1), /file descriptor/);
+});
+
+test('a chunk store drops what it wrote from the page cache once durable, unless told to keep it', { skip: !pageDropsAvailable() && 'addon not built' }, async (t) => {
+  mkdirSync(outputDir, { recursive: true });
+  const identity = { clusterId: 'c', workerId: 1, targetId: 1 };
+  const id = { inodeId: 7, index: 0 };
+  const data = randomBytes(512 * KiB);
+  for (const cacheWrites of [false, true]) {
+    const dir = mkdtempSync(path.join(outputDir, 'page-cache-store-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const store = await ChunkStore.open(nodeDisk, dir, { identity, cacheWrites });
+    await store.stage(id, { version: 1, chainVersion: 1, offset: 0, data });
+    const fd = openSync(path.join(dir, 'chunks', fanoutDirName(id.inodeId), chunkFileName(id, 1, 'pending')), 'r');
+    const cached = readCached(fd, Buffer.alloc(64 * KiB), 256 * KiB);
+    closeSync(fd);
+    assert.equal(cached, cacheWrites ? 64 * KiB : 0, cacheWrites ? 'kept with cacheWrites' : 'dropped by default');
+    await store.commit(id, 1);
+    assert.deepEqual(Buffer.from(await store.read(id, 100 * KiB, 300 * KiB)), data.subarray(100 * KiB, 400 * KiB), 'read back from the disk');
+    await store.close();
+  }
 });

@@ -1,8 +1,12 @@
-// Reads of what the page cache holds, on the calling thread (src/io/native/cached-read.c). A read
+// A worker's two uses of the page cache that node:fs lacks (src/io/native/page-cache.c).
+//
+// Reads of what the page cache holds, on the calling thread. A read
 // through libuv's I/O threads costs a thread wake-up, an eventfd write and an epoll wake-up, far
 // more than copying a few cached KiB: for a worker serving 4 KiB random reads that hand-off was a
 // third of its CPU. Data not cached is left to the I/O threads, so a slow disk never stalls the
 // event loop. Without the addon (no C compiler at install) every read goes to the threads.
+//
+// Dropping a written chunk file's pages once they are durable (ChunkStore's dropWrittenPages).
 
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -11,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 
 interface Addon {
   readCached(fd: number, buffer: Uint8Array, position: number): number;
+  dropCached(fd: number): number;
 }
 
 /**
@@ -20,10 +25,12 @@ interface Addon {
 export const cachedReadBytesMax = 256 << 10;
 
 /** Where scripts/build-io-addon.ts puts the addon (that script names it too: importing this module would load the file it rebuilds). */
-const cachedReadAddonFile = fileURLToPath(new URL('../../build/cached-read.node', import.meta.url));
+const pageCacheAddonFile = fileURLToPath(new URL('../../build/page-cache.node', import.meta.url));
 
-/** The addon; undefined when not built, turned off (CAIRN_CACHED_READS=0), or refused by the file system. */
-let addon: Addon | undefined = process.env.CAIRN_CACHED_READS !== '0' && existsSync(cachedReadAddonFile) ? (createRequire(import.meta.url)(cachedReadAddonFile) as Addon) : undefined;
+/** The addon; undefined when not built. */
+const loaded: Addon | undefined = existsSync(pageCacheAddonFile) ? (createRequire(import.meta.url)(pageCacheAddonFile) as Addon) : undefined;
+/** The addon for reads; undefined when not built, turned off (CAIRN_CACHED_READS=0), or refused by the file system. */
+let addon: Addon | undefined = process.env.CAIRN_CACHED_READS !== '0' ? loaded : undefined;
 
 /** Whether reads can be answered on the calling thread. */
 export function cachedReadsAvailable(): boolean {
@@ -42,4 +49,18 @@ export function readCached(fd: number, buf: Uint8Array, position: number): numbe
   // The file system or kernel has no RWF_NOWAIT for buffered reads: every read goes to the threads.
   if (n === -constants.errno.EOPNOTSUPP || n === -constants.errno.EINVAL) addon = undefined;
   return 0;
+}
+
+/** Whether dropCached can drop pages (the addon is built). */
+export function pageDropsAvailable(): boolean {
+  return loaded !== undefined;
+}
+
+/**
+ * Asks the kernel to drop the open file's clean pages from the page cache; whether it was asked
+ * (false: no addon, or the kernel refused). Only a hint: the file's contents never change, and
+ * pages still dirty stay (so call it after an fdatasync).
+ */
+export function dropCached(fd: number): boolean {
+  return loaded !== undefined && loaded.dropCached(fd) === 0;
 }

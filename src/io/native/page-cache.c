@@ -1,14 +1,22 @@
+// What node:fs does not offer a worker about the page cache. Built by scripts/build-io-addon.ts
+// (npm install's postinstall); loaded by src/io/page-cache.ts.
+//
 // readCached(fd, buffer, position): reads into `buffer` from file offset `position` only what the
 // page cache holds, without waiting for the disk (preadv2 with RWF_NOWAIT). Returns the bytes read
 // (0: none cached, or the end of the file) or -errno. A worker answers reads of cached data on its
 // event loop this way, instead of handing each one to libuv's I/O threads and back (a thread
 // wake-up, an eventfd write and an epoll wake-up for a copy of a few microseconds); what is not
 // cached still goes to the threads, so a slow disk never stalls the loop.
-// Built by scripts/build-io-addon.ts (npm install's postinstall); loaded by src/io/cached-read.ts.
+//
+// dropCached(fd): asks the kernel to drop the file's clean pages from the page cache
+// (posix_fadvise POSIX_FADV_DONTNEED over the whole file). Returns 0 or -errno. Called once a
+// written chunk file is fdatasynced, so that its pages are clean and go at once (dirty ones would
+// only be queued for writeback); it never waits for the disk.
 
 #define _GNU_SOURCE
 #include <errno.h>
 #include <node_api.h>
+#include <fcntl.h>
 #include <sys/uio.h>
 
 #ifndef RWF_NOWAIT
@@ -41,9 +49,23 @@ static napi_value read_cached(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value drop_cached(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) return fail(env, "dropCached(fd)");
+  int32_t fd;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return fail(env, "fd: a file descriptor");
+  int rc = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED); // returns the error number, not -1
+  napi_value result;
+  napi_create_int32(env, -rc, &result);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "readCached", NAPI_AUTO_LENGTH, read_cached, NULL, &fn);
   napi_set_named_property(env, exports, "readCached", fn);
+  napi_create_function(env, "dropCached", NAPI_AUTO_LENGTH, drop_cached, NULL, &fn);
+  napi_set_named_property(env, exports, "dropCached", fn);
   return exports;
 }
