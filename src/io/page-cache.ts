@@ -6,7 +6,7 @@
 // third of its CPU. Data not cached is left to the I/O threads, so a slow disk never stalls the
 // event loop. Without the addon (no C compiler at install) every read goes to the threads.
 //
-// Dropping a written chunk file's pages once they are durable (ChunkStore's dropWrittenPages).
+// Dropping a written chunk file's pages once they are durable (ChunkStoreOptions.cacheWrites).
 
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
