@@ -47,7 +47,8 @@ export class ClientConnection {
     this.target = target;
     this.events = events;
     this.framed = new FramedSocket({ host: target.host, port: target.port }, target.frameBytesMax, {
-      onFrame: (f, release) => this.onFrame(f, release),
+      // A client has no admission: giving a frame back is giving its buffer back.
+      onFrame: (f, _release, recycle) => this.onFrame(f, recycle),
       onClose: (reason) => this.fail(this.closeError(reason), false),
     }, target.receive);
     this.framed.socket.once('connect', () => this.onConnect());

@@ -5,7 +5,7 @@ import { parseAddress } from '../address.ts';
 import { ClientConnection, type ConnectionTarget } from './client-connection.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
 import { decodeBody, encodeBody, frameBytes, payloadByteLength, requestHeaderOverheadBytes, type Frame, type Payload } from './frame.ts';
-import { connectTimeoutMsDefault, frameBytesMaxDefault, pooledResponseBytesMin, handshakeFrameBytesMax, inflightMaxDefault, methodLengthMax, reconnectBackoffMsDefault, sendBacklogBytesMaxDefault, timeoutMsDefault, timeoutMsMax } from './limits.ts';
+import { connectTimeoutMsDefault, frameBytesMaxDefault, pooledFrameBytesMin, handshakeFrameBytesMax, inflightMaxDefault, methodLengthMax, reconnectBackoffMsDefault, sendBacklogBytesMaxDefault, timeoutMsDefault, timeoutMsMax } from './limits.ts';
 import { checkPositiveInt, checkSecret } from './options.ts';
 import type { RpcMetrics } from './metrics.ts';
 import type { BufferPool } from '../buffer-pool.ts';
@@ -22,7 +22,7 @@ export interface RpcClientOptions {
   /** Counts and times each call by method and result (/metrics). */
   metrics?: RpcMetrics;
   /**
-   * Responses of at least pooledResponseBytesMin are received into buffers of this pool, and each
+   * Responses of at least pooledFrameBytesMin are received into buffers of this pool, and each
    * CallResult carries the release that gives its buffer back (see CallResult.release).
    */
   receiveBuffers?: BufferPool;
@@ -113,7 +113,7 @@ export class RpcClient {
       secret: opts.secret,
       frameBytesMax: checkPositiveInt('frameBytesMax', opts.frameBytesMax ?? frameBytesMaxDefault, handshakeFrameBytesMax),
       connectTimeoutMs: checkPositiveInt('connectTimeoutMs', opts.connectTimeoutMs ?? connectTimeoutMsDefault),
-      receive: opts.receiveBuffers === undefined ? undefined : { pool: opts.receiveBuffers, bytesMin: pooledResponseBytesMin },
+      receive: opts.receiveBuffers === undefined ? undefined : { pool: opts.receiveBuffers, bytesMin: pooledFrameBytesMin },
     };
   }
 

@@ -273,27 +273,36 @@ interface Refused {
  * until retry(); its owner stops reading the socket meanwhile.
  */
 /**
- * Where an RPC client receives large frames: buffers of `pool`, for frames of at least `bytesMin`
- * bytes. The frame's release gives the buffer back; a consumer that keeps the payload, or does not
- * know when it is done with it, just never calls it, and the GC frees the buffer as before.
+ * Where large frames are received: buffers of `pool`, for frames of at least `bytesMin` bytes. The
+ * frame's `recycle` gives the buffer back; a consumer that keeps the payload, or does not know when
+ * it is done with it, just never calls it, and the GC frees the buffer as before.
  */
 export interface ReceivePool {
   pool: BufferPool;
   bytesMin: number;
 }
 
+/**
+ * Receives each whole frame. `release` gives back what the admission counted for it (a server's
+ * budget); `recycle` gives its buffer back to the receive pool, and only once nothing reads the
+ * frame's bytes any more (undefined: not from a pool). Each may be called once; later calls do nothing.
+ */
+export type FrameSink = (frame: Buffer, release: (() => void) | undefined, recycle: (() => void) | undefined) => void;
+
 export class FrameDecoder {
   /** Checked against each incoming length prefix; raised by the server once the peer authenticated. */
   frameBytesMax: number;
   /** Set by a server once the peer may send frames that need memory (it authenticated). */
   admission: FrameAdmission | undefined;
-  private readonly onFrame: (frame: Buffer, release: (() => void) | undefined) => void;
+  private readonly onFrame: FrameSink;
   private readonly prefix = Buffer.alloc(lengthBytes);
   private prefixFilled = 0;
   private partial: Buffer | undefined;
   private partialFilled = 0;
   /** Gives back the partial frame's bytes, if the admission took them. */
   private partialRelease: (() => void) | undefined;
+  /** Gives the partial frame's buffer back to the receive pool, if it came from there. */
+  private partialRecycle: (() => void) | undefined;
   private head: Head | undefined;
   private refused: Refused | undefined;
   /** Waiting for the admission: what was pushed beyond the header, kept until retry(). */
@@ -304,7 +313,7 @@ export class FrameDecoder {
   private readonly receive: ReceivePool | undefined;
 
   /** `receive`: frames of at least its `bytesMin` are received into its pool's buffers (see ReceivePool). */
-  constructor(frameBytesMax: number, onFrame: (frame: Buffer, release: (() => void) | undefined) => void, receive?: ReceivePool) {
+  constructor(frameBytesMax: number, onFrame: FrameSink, receive?: ReceivePool) {
     this.frameBytesMax = frameBytesMax;
     this.onFrame = onFrame;
     this.receive = receive;
@@ -314,7 +323,9 @@ export class FrameDecoder {
   stop(): void {
     this.stopped = true;
     this.partialRelease?.();
+    this.partialRecycle?.();
     this.partialRelease = undefined;
+    this.partialRecycle = undefined;
     this.partial = undefined;
     this.head = undefined;
     this.refused = undefined;
@@ -390,7 +401,7 @@ export class FrameDecoder {
       } else if (chunk.length - offset >= frameLength) {
         const frame = chunk.subarray(offset, offset + frameLength);
         offset += frameLength;
-        this.onFrame(transient ? Buffer.from(frame) : frame, undefined);
+        this.onFrame(transient ? Buffer.from(frame) : frame, undefined, undefined);
       } else {
         this.startPartial(frameLength, undefined);
       }
@@ -468,22 +479,22 @@ export class FrameDecoder {
     if (this.partialFilled === partial.length) this.deliverPartial();
   }
 
-  /** Memory for a frame of `frameLength` bytes, from the receive pool when it is large enough; its release given back once. */
+  /** Memory for a frame of `frameLength` bytes, from the receive pool when it is large enough (its recycle given back once). */
   private startPartial(frameLength: number, release: (() => void) | undefined): Buffer {
     const r = this.receive;
+    this.partialRelease = release;
     if (r !== undefined && frameLength >= r.bytesMin) {
       const lent = r.pool.take(frameLength);
       let given = false;
       this.partial = lent.subarray(0, frameLength);
-      this.partialRelease = () => {
+      this.partialRecycle = () => {
         if (given) return; // a second give could hand the buffer to two owners
         given = true;
-        release?.();
         r.pool.give(lent);
       };
     } else {
       this.partial = Buffer.allocUnsafe(frameLength);
-      this.partialRelease = release;
+      this.partialRecycle = undefined;
     }
     this.partialFilled = 0;
     return this.partial;
@@ -516,9 +527,11 @@ export class FrameDecoder {
   private deliverPartial(): void {
     const frame = this.partial as Buffer;
     const release = this.partialRelease;
+    const recycle = this.partialRecycle;
     this.partial = undefined;
     this.partialFilled = 0;
     this.partialRelease = undefined;
-    this.onFrame(frame, release);
+    this.partialRecycle = undefined;
+    this.onFrame(frame, release, recycle);
   }
 }

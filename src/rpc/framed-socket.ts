@@ -9,10 +9,10 @@ import { closeLingerMs } from './limits.ts';
 
 export interface FramedSocketEvents {
   /**
-   * A whole frame. `release` is the admission's (see setAdmission) or the receive pool's: the
-   * receiver calls it once done with the frame's bytes; undefined when there is neither.
+   * A whole frame. `release` is the admission's (see setAdmission), `recycle` the receive pool's
+   * (see FrameSink); undefined when there is none.
    */
-  onFrame(frame: Frame, release: (() => void) | undefined): void;
+  onFrame(frame: Frame, release: (() => void) | undefined, recycle: (() => void) | undefined): void;
   /**
    * Called exactly once, synchronously when the owner closes. `reason` is undefined on a clean
    * close by the peer; `violation` is true when the peer broke the protocol (bad or oversized frame).
@@ -42,11 +42,11 @@ export class FramedSocket {
    * Over an accepted socket, or a new connection to `target`. A connection made here reads each
    * frame's bytes straight into the frame's buffer (`onread`), so large payloads arrive uncopied;
    * an accepted socket cannot be given read buffers in Node, and gets its bytes as 'data' chunks.
-   * `receive`: large frames are read into its pool's buffers (a client's; see ReceivePool).
+   * `receive`: large frames are read into its pool's buffers (see ReceivePool).
    */
   constructor(target: Socket | { host: string; port: number }, frameBytesMax: number, events: FramedSocketEvents, receive?: ReceivePool) {
     this.events = events;
-    const decoder = new FrameDecoder(frameBytesMax, (raw, release) => this.deliver(raw, release), receive);
+    const decoder = new FrameDecoder(frameBytesMax, (raw, release, recycle) => this.deliver(raw, release, recycle), receive);
     this.decoder = decoder;
     if (target instanceof net.Socket) {
       this.socket = target;
@@ -115,15 +115,16 @@ export class FramedSocket {
     if (!this.decoder.waiting && !this.pausedForBacklog) this.socket.resume();
   }
 
-  private deliver(raw: Buffer, release: (() => void) | undefined): void {
+  private deliver(raw: Buffer, release: (() => void) | undefined, recycle: (() => void) | undefined): void {
     let frame: Frame;
     try {
       frame = decodeFrame(raw);
     } catch (err) {
       release?.();
+      recycle?.();
       throw err;
     }
-    this.events.onFrame(frame, release);
+    this.events.onFrame(frame, release, recycle);
   }
 
   /**

@@ -7,6 +7,14 @@ export interface CallContext {
   peer: string;
   /** The request's raw payload, a view of the received bytes; undefined when empty. */
   payload: Buffer | undefined;
+  /**
+   * Gives the payload's buffer back to the server's receive pool (undefined: it is not from one),
+   * for the next large request to be received into instead of fresh memory. Only for a handler
+   * that knows nothing reads those bytes any more, nor will: no view of them kept, no file or
+   * socket write of them unfinished (a call that timed out may still have them queued). A handler
+   * that does not know leaves it, and the GC frees the buffer.
+   */
+  recyclePayload?: () => void;
 }
 
 /**

@@ -61,8 +61,8 @@ export const closeLingerMs = 1_000;
  */
 export const sendBacklogBytesMaxDefault = 64 * 2 ** 20;
 
-/** Responses this large are received into the client's pool (RpcClientOptions.receiveBuffers), if it has one; smaller ones are cheap to allocate. */
-export const pooledResponseBytesMin = 256 * 1024;
+/** Frames this large are received into a pool (RpcClientOptions.receiveBuffers, RpcServerOptions.receive), if there is one; smaller ones are cheap to allocate. */
+export const pooledFrameBytesMin = 256 * 1024;
 
 /** Bodies up to this size are copied next to the header so that a frame is one write. */
 export const bodyInlineBytesMax = 4096;

@@ -8,7 +8,7 @@ import { clientProof, isNonce, newNonce, proofMatches, serverProof } from './aut
 import { isPlainObject } from '../plain-object.ts';
 import { RpcError, RpcErrorCode } from './errors.ts';
 import { FramedSocket, peerName } from './framed-socket.ts';
-import { decodeBody, decodeFrameHead, encodeBody, encodeHeader, frameBytes, type AdmissionDecision, type Frame, type FrameAdmission, type Header, type WireError } from './frame.ts';
+import { decodeBody, decodeFrameHead, encodeBody, encodeHeader, frameBytes, type AdmissionDecision, type Frame, type FrameAdmission, type Header, type ReceivePool, type WireError } from './frame.ts';
 import { isReply, type CallContext, type Handler } from './handler.ts';
 import { errorCodeLengthMax, errorMessageLengthMax, handshakeFrameBytesMax, headerBytesMax, protocolVersion, timeoutMsDefault } from './limits.ts';
 import type { BudgetWaiter, RequestBudget } from './request-budget.ts';
@@ -38,6 +38,8 @@ export interface ServerSettings {
   onRefused(kind: 'request' | 'message', peer: string): void;
   log: RpcLog;
   metrics: RpcMetrics | undefined;
+  /** Where large requests are received; undefined: into fresh buffers. */
+  receive: ReceivePool | undefined;
 }
 
 interface RunningCall {
@@ -87,9 +89,9 @@ export class ServerConnection {
     // Until the peer proves the secret, only a frame the size of an 'auth' is accepted.
     const limit = this.authenticated ? settings.frameBytesMax : handshakeFrameBytesMax;
     this.framed = new FramedSocket(socket, limit, {
-      onFrame: (f, release) => this.onFrame(f, release ?? noRelease),
+      onFrame: (f, release, recycle) => this.onFrame(f, release ?? noRelease, recycle),
       onClose: (reason, violation) => this.onClose(reason, violation),
-    });
+    }, settings.receive);
     this.framed.pauseReadsOverBacklog(settings.sendBacklogBytesMax);
     // Before authentication frames are tiny and handled at once; after it, they need the budget.
     if (this.authenticated) this.framed.setAdmission(this.admission);
@@ -209,12 +211,16 @@ export class ServerConnection {
     this.onFrame({ header: h, body: emptyBody, payload: undefined }, noRelease);
   }
 
-  /** Dispatches one frame; `release` gives its bytes back, called here or once its handler is done. */
-  private onFrame(frame: Frame, release: () => void): void {
+  /**
+   * Dispatches one frame; `release` gives its bytes back to the budget, called here or once its
+   * handler is done; `recycle` gives its buffer back to the receive pool, called here when no
+   * handler saw it, else left to the handler (CallContext.recyclePayload).
+   */
+  private onFrame(frame: Frame, release: () => void, recycle?: () => void): void {
     this.lastFrameAt = performance.now();
     const h = frame.header;
-    if (h.kind === 'req' && this.authenticated) return this.onRequest(h, frame, release);
-    if (h.kind === 'msg' && this.authenticated) return this.onMessage(h, frame, release);
+    if (h.kind === 'req' && this.authenticated) return this.onRequest(h, frame, release, recycle);
+    if (h.kind === 'msg' && this.authenticated) return this.onMessage(h, frame, release, recycle);
     release();
     switch (h.kind) {
       case 'req':
@@ -270,44 +276,53 @@ export class ServerConnection {
     this.send({ id: 0, kind: 'auth' }, encodeBody({ proof: serverProof(secret, clientNonce, serverNonce) }), undefined);
   }
 
-  private onRequest(h: Header, frame: Frame, release: () => void): void {
+  private onRequest(h: Header, frame: Frame, release: () => void, recycle: (() => void) | undefined): void {
+    let started = false;
     try {
-      this.startRequest(h, frame, release);
+      started = this.startRequest(h, frame, release, recycle);
     } finally {
       // Refused before its handler started (or the handler threw synchronously): nothing holds it.
       if (!this.calls.has(h.id) || this.calls.get(h.id)!.release !== release) release();
+      if (!started) recycle?.();
     }
   }
 
-  private startRequest(h: Header, frame: Frame, release: () => void): void {
+  /** Whether the handler was started (it then owns the payload's recycle). */
+  private startRequest(h: Header, frame: Frame, release: () => void, recycle: (() => void) | undefined): boolean {
     const id = h.id;
     const method = h.method as string;
-    if (this.calls.has(id)) return this.violation(`request id ${id} is already in flight`);
+    if (this.calls.has(id)) {
+      this.violation(`request id ${id} is already in flight`);
+      return false;
+    }
     if (this.calls.size >= this.settings.inflightPerConnectionMax) {
-      return this.sendError(id, {
+      this.sendError(id, {
         code: RpcErrorCode.Overloaded,
         message: `${this.calls.size} calls in flight on this connection, the limit (inflightPerConnectionMax)`,
         details: { inflightPerConnectionMax: this.settings.inflightPerConnectionMax },
       });
+      return false;
     }
     const handler = this.settings.handlers.get(method);
     if (handler === undefined) {
       this.settings.metrics?.call(unknownMethodLabel, RpcErrorCode.UnknownMethod, undefined);
-      return this.sendError(id, { code: RpcErrorCode.UnknownMethod, message: `unknown method ${method}`, details: { method } });
+      this.sendError(id, { code: RpcErrorCode.UnknownMethod, message: `unknown method ${method}`, details: { method } });
+      return false;
     }
     let body: unknown;
     try {
       body = decodeBody(frame.body);
     } catch (err) {
       this.settings.metrics?.call(method, RpcErrorCode.BadRequest, undefined);
-      return this.sendError(id, { code: RpcErrorCode.BadRequest, message: (err as Error).message });
+      this.sendError(id, { code: RpcErrorCode.BadRequest, message: (err as Error).message });
+      return false;
     }
     const controller = new AbortController();
     const timeoutMs = h.timeoutMs ?? timeoutMsDefault;
     const timer = setTimeout(() => controller.abort(new RpcError(RpcErrorCode.Timeout, `${method} passed its deadline of ${timeoutMs} ms`)), timeoutMs);
     const call: RunningCall = { method, startedAt: performance.now(), controller, timer, release };
     this.calls.set(id, call);
-    const ctx: CallContext = { signal: controller.signal, peer: this.peer, payload: frame.payload };
+    const ctx: CallContext = { signal: controller.signal, peer: this.peer, payload: frame.payload, ...(recycle === undefined ? {} : { recyclePayload: recycle }) };
     let result: Promise<unknown>;
     try {
       result = Promise.resolve(handler(body, ctx));
@@ -318,16 +333,18 @@ export class ServerConnection {
       (value) => this.settle(id, call, value, undefined, false),
       (err: unknown) => this.settle(id, call, undefined, err, true),
     );
+    return true;
   }
 
   /** A one-way message: the handler runs like a request's, and its result or error stays here. */
-  private onMessage(h: Header, frame: Frame, release: () => void): void {
+  private onMessage(h: Header, frame: Frame, release: () => void, recycle: (() => void) | undefined): void {
     const method = h.method as string;
     const handler = this.settings.handlers.get(method);
     const drop = (why: string): void => this.settings.log('warn', `rpc: one-way ${method} dropped: ${why}`, { peer: this.peer });
     const metrics = this.settings.metrics;
     if (handler === undefined) {
       release();
+      recycle?.();
       metrics?.call(unknownMethodLabel, RpcErrorCode.UnknownMethod, undefined);
       return drop('unknown method');
     }
@@ -336,10 +353,11 @@ export class ServerConnection {
       body = decodeBody(frame.body);
     } catch (err) {
       release();
+      recycle?.();
       metrics?.call(method, RpcErrorCode.BadRequest, undefined);
       return drop((err as Error).message);
     }
-    const ctx: CallContext = { signal: this.closedSignal.signal, peer: this.peer, payload: frame.payload };
+    const ctx: CallContext = { signal: this.closedSignal.signal, peer: this.peer, payload: frame.payload, ...(recycle === undefined ? {} : { recyclePayload: recycle }) };
     let result: Promise<unknown>;
     try {
       result = Promise.resolve(handler(body, ctx));

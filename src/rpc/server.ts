@@ -26,6 +26,7 @@ import { RequestBudget } from './request-budget.ts';
 import { ServerConnection, type RpcLog, type ServerSettings } from './server-connection.ts';
 import { peerName } from './framed-socket.ts';
 import type { RpcMetrics } from './metrics.ts';
+import type { ReceivePool } from './frame.ts';
 
 export interface RpcServerOptions {
   /** Cluster secret; without it there is no handshake (dev mode). */
@@ -50,6 +51,8 @@ export interface RpcServerOptions {
   log?: RpcLog;
   /** Counts and times each call by method and result (/metrics). */
   metrics?: RpcMetrics;
+  /** Where large requests are received (see ReceivePool); their handlers give them back (CallContext.recyclePayload). */
+  receive?: ReceivePool;
 }
 
 /** What a server holds and has refused since it started, for /metrics and tests. */
@@ -119,6 +122,7 @@ export class RpcServer {
       onRefused: (kind, peer) => this.noteRefusal(kind === 'request' ? 'requests' : 'messages', peer),
       log: opts.log ?? stderrLog,
       metrics: opts.metrics,
+      receive: opts.receive,
     };
   }
 

@@ -3,6 +3,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { Gauge, type Registry } from 'prom-client';
+import { BufferPool } from '../buffer-pool.ts';
 import { counterOf, gaugeOf, processRegistry, rpcMetrics } from '../metrics.ts';
 import { workerMetrics } from './metrics.ts';
 import type { ResyncProgress, ResyncTotals } from './resync.ts';
@@ -11,6 +12,7 @@ import { formatAddress, parseAddress } from '../address.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import type { Disk } from '../io/disk.ts';
 import { nodeDisk } from '../io/node-disk.ts';
+import { pageDropsAvailable } from '../io/page-cache.ts';
 import { rpcTransport } from '../io/rpc-transport.ts';
 import { systemClock } from '../io/system-clock.ts';
 import { logCallback, type Logger } from '../log.ts';
@@ -20,7 +22,6 @@ import { opsHttpOptions, startOpsHttp, type HttpEndpoint, type OpsHttpOptions } 
 import { RpcServer, rpcLimits, type RpcServerStats } from '../rpc/index.ts';
 import { replicaLimitsDefault } from './replication.ts';
 import { StorageWorker } from './worker.ts';
-import { pageDropsAvailable } from '../io/page-cache.ts';
 
 export interface WorkerProcessOptions {
   id: number;
@@ -113,6 +114,10 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
     requestBytesMax: limits.requestBytesMax,
     admissionWaitMs: limits.requestWaitMs,
     log: logCallback(opts.log),
+    // Writes are received into reused buffers, given back once stored and forwarded: a fresh
+    // buffer for each (three a chunk in a chain of three) kept V8's collector busy for some 13%
+    // of the machine during sequential writes.
+    receive: { pool: new BufferPool({ idleBytesMax: 64 * 2 ** 20, classBytesMax: workerFrameBytesMax, granularityBytes: 64 * 1024 }), bytesMin: rpcLimits.pooledFrameBytesMin },
   });
   let worker: StorageWorker | undefined;
   let http: HttpEndpoint | undefined;

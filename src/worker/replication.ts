@@ -126,8 +126,12 @@ export class ChainReplica {
   // ---- writes ----------------------------------------------------------------------------------
 
   /** A client's write (chunk.write), or a member's forward (chunk.forward), which names its version. */
-  async write(body: unknown, payload: Uint8Array | undefined, from: 'client' | 'forward' = 'client'): Promise<WriteReply> {
-    const answer = await this.writeChecked(body, payload, from);
+  /**
+   * `recycle` gives the payload's buffer back to the receive pool: called once the write is stored
+   * and forwarded with nothing left that may read the payload (see CallContext.recyclePayload).
+   */
+  async write(body: unknown, payload: Uint8Array | undefined, from: 'client' | 'forward' = 'client', recycle?: () => void): Promise<WriteReply> {
+    const answer = await this.writeChecked(body, payload, from, recycle);
     const bytes = payload?.byteLength ?? 0;
     const written = this.traffic.writtenBytes;
     if (from === 'client') written.client += bytes;
@@ -136,7 +140,7 @@ export class ChainReplica {
     return answer;
   }
 
-  private async writeChecked(body: unknown, payload: Uint8Array | undefined, from: 'client' | 'forward'): Promise<WriteReply> {
+  private async writeChecked(body: unknown, payload: Uint8Array | undefined, from: 'client' | 'forward', recycle: (() => void) | undefined): Promise<WriteReply> {
     const data = payload ?? emptyPayload;
     const req = validateWrite(body, data.length);
     if (from === 'forward' && req.updateVersion === undefined) {
@@ -154,10 +158,10 @@ export class ChainReplica {
       const head = routing.writeMembers(req.chainId)[0];
       throw new WorkerError(WorkerErrorCode.TargetUnavailable, `target ${me.targetId} is not the head of chain ${req.chainId}${head === undefined ? '' : `; the head is target ${head.targetId}`}`);
     }
-    return this.writeLocked(me, store, req, data, pieces);
+    return this.writeLocked(me, store, req, data, pieces, recycle);
   }
 
-  private writeLocked(arrived: TargetInfo, store: ChunkStore, req: WriteRequest, data: Uint8Array, pieces: PieceCrcs): Promise<WriteReply> {
+  private writeLocked(arrived: TargetInfo, store: ChunkStore, req: WriteRequest, data: Uint8Array, pieces: PieceCrcs, recycle: (() => void) | undefined): Promise<WriteReply> {
     const id = { inodeId: req.inodeId, index: req.index };
     return this.lock.with(chunkLockKey(arrived.targetId, id), async () => {
       // Checked again now that the chunk is ours: a request that waited here behind another write
@@ -192,8 +196,9 @@ export class ChainReplica {
       }
       // req.crc32c was checked against these bytes on arrival (writeChecked).
       const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace, truncate: req.truncate, writeIds, dataPieces: pieces });
+      // The file holds the bytes now; once the successor has answered the only send of them, nothing reads them.
       if (this.ackEarly) void this.forward(me, req, version, staged, data).catch(() => undefined);
-      else await this.forward(me, req, version, staged, data);
+      else if (await this.forward(me, req, version, staged, data)) recycle?.();
       const committed = await store.commit(id, version);
       return { commitVersion: committed.commitVersion, lengthBytes: committed.lengthBytes, crc32c: committed.crc32c };
     });
@@ -338,14 +343,17 @@ export class ChainReplica {
   /**
    * Hands the staged version to the successor until it answers: retried through routing changes
    * (a new successor, a member that became the tail) until the deadline; then the write fails
-   * and the version stays pending here.
+   * and the version stays pending here. True when every send of `data` was answered with
+   * success (or there was none): no socket still holds it. A failed send may still sit in a
+   * socket's queue, or be half sent to a successor that refused it.
    */
-  private async forward(me: TargetInfo, req: WriteRequest, version: number, staged: ChunkMeta, data: Uint8Array): Promise<void> {
+  private async forward(me: TargetInfo, req: WriteRequest, version: number, staged: ChunkMeta, data: Uint8Array): Promise<boolean> {
     const deadline = this.host.clock.now() + this.host.forwardDeadlineMs;
     const id = { inodeId: req.inodeId, index: req.index };
     let whole = req.replace === true;
     let backoff = retryBackoffMs.min;
     let nameDurable = false;
+    let dataUnanswered = false;
     for (;;) {
       const routing = this.host.routing();
       const chain = routing?.chain(req.chainId);
@@ -360,7 +368,7 @@ export class ChainReplica {
         throw new WorkerError(WorkerErrorCode.TargetUnavailable, `target ${me.targetId} of chain ${req.chainId} is ${String(now)} now, no longer serving; the write stays pending there`);
       }
       const next = routing.successor(req.chainId, me.targetId);
-      if (next === undefined) return;
+      if (next === undefined) return !dataUnanswered;
       if (!nameDurable) {
         if (!this.forwardUnsyncedName) await this.host.store(me.targetId)!.syncPendingName(id);
         nameDurable = true;
@@ -382,8 +390,9 @@ export class ChainReplica {
       else if (req.truncate === true) body.truncate = true;
       try {
         await this.peer(next).call(WorkerMethod.forward, body, { payload, timeoutMs: this.host.callTimeoutMs });
-        return;
+        return !dataUnanswered;
       } catch (err) {
+        if (payload === data) dataUnanswered = true;
         const code = err instanceof CodedError ? err.code : (err as { code?: string }).code;
         if (code === WorkerErrorCode.ChunkDiverged) whole = true;
         // A full serving successor stays full for longer than a forward's retries: the writer

@@ -353,11 +353,11 @@ export class StorageWorker {
 
   private serve(): void {
     const t = this.opts.transport;
-    t.handle(WorkerMethod.write, (body, ctx) => this.replica.write(body, ctx.payload));
+    t.handle(WorkerMethod.write, (body, ctx) => this.replica.write(body, ctx.payload, 'client', ctx.recyclePayload));
     t.handle(WorkerMethod.read, async (body) => this.replica.read(body));
     // Peers' and the masters' traffic: it finishes work already taken, so it never waits for room.
     const internal = { internal: true };
-    t.handle(WorkerMethod.forward, (body, ctx) => this.replica.write(body, ctx.payload, 'forward'), internal);
+    t.handle(WorkerMethod.forward, (body, ctx) => this.replica.write(body, ctx.payload, 'forward', ctx.recyclePayload), internal);
     t.handle(WorkerMethod.syncList, (body) => this.replica.syncList(body), internal);
     t.handle(WorkerMethod.syncRead, (body) => this.replica.syncRead(body), internal);
     t.handle(WorkerMethod.remove, (body) => this.replica.remove(body), internal);

@@ -1,4 +1,5 @@
-// A write that waited for its chunk's lock is checked against the routing again before it goes on
+// Rules of a replica's write path (src/worker/replication.ts, writeLocked). First: a write that
+// waited for its chunk's lock is checked against the routing again before it goes on
 // (src/worker/replication.ts, writeLocked). The simulator's planted bug for this rule,
 // no-recheck-after-lock, is reached by no seed at present: the demoted-member rule (a member that
 // served when it took a write and no longer serves gives up) catches the schedules it reaches,
@@ -101,4 +102,64 @@ test('with the planted bug no-recheck-after-lock, the same write commits as the 
   assert.equal(second.status, 'fulfilled', 'the old rule commits the write');
   assert.equal(forwards, 1, 'without forwarding it to the members now before it');
   assert.equal(committed, 2);
+});
+
+// Second: a write's payload goes back to the receive pool only once nothing can read it: stored,
+// and forwarded in one send that the successor answered. A send that failed may still sit in a
+// socket's queue, so after a retry the buffer is left to the GC.
+
+async function recycledAfter(order: number[], answers: ('ok' | 'fail')[], crcOk = true): Promise<{ recycled: number; recycledBeforeAnswer: boolean; result: PromiseSettledResult<unknown> }> {
+  const store = await ChunkStore.open(instantDisk(new SimFs()), '/t1001', { identity: { clusterId: 'c', workerId: 1, targetId: head } });
+  let recycled = 0;
+  let answered = 0;
+  let recycledBeforeAnswer = false;
+  const conn: Connection = {
+    call: async <T>(): Promise<CallResult<T>> => {
+      await new Promise((r) => setImmediate(r));
+      if (recycled > 0) recycledBeforeAnswer = true;
+      const answer = answers[answered++];
+      if (answer !== 'ok') throw Object.assign(new Error('successor unreachable'), { code: 'CAIRN_UNAVAILABLE' });
+      return { body: {} as T, payload: undefined };
+    },
+    notify: () => undefined,
+    close: () => undefined,
+  };
+  const replica = new ChainReplica({
+    clock: systemClock,
+    routing: () => routingOf(1, order),
+    serving: () => true,
+    store: (id) => (id === head ? store : undefined),
+    connect: () => conn,
+    forwardDeadlineMs: 5_000,
+    syncPageChunks: 4096,
+    callTimeoutMs: 1_000,
+  });
+  const data = new Uint8Array(4096).fill(7);
+  const [result] = await Promise.allSettled([replica.write({ chainId: 1, chainVersion: 1, ...chunk, offset: 0, crc32c: (crc32c(data) ^ (crcOk ? 0 : 1)) >>> 0 }, data, 'client', () => recycled++)]);
+  return { recycled, recycledBeforeAnswer, result };
+}
+
+test('a write forwarded in one answered send gives its payload back, after the answer', async () => {
+  const r = await recycledAfter([1001, 1002, 1003], ['ok']);
+  assert.equal(r.result.status, 'fulfilled');
+  assert.equal(r.recycled, 1);
+  assert.equal(r.recycledBeforeAnswer, false);
+});
+
+test('at the tail (nothing to forward) the payload goes back once stored', async () => {
+  const r = await recycledAfter([1001], []);
+  assert.equal(r.result.status, 'fulfilled');
+  assert.equal(r.recycled, 1);
+});
+
+test('a write whose forward was retried keeps its payload from the pool (a failed send may still be queued)', async () => {
+  const r = await recycledAfter([1001, 1002, 1003], ['fail', 'ok']);
+  assert.equal(r.result.status, 'fulfilled', 'the retry succeeded');
+  assert.equal(r.recycled, 0);
+});
+
+test('a refused write (its CRC does not match) keeps its payload from the pool', async () => {
+  const r = await recycledAfter([1001, 1002, 1003], ['ok'], false);
+  assert.equal(r.result.status, 'rejected');
+  assert.equal(r.recycled, 0);
 });

@@ -686,3 +686,38 @@ test('receiveBuffers: a large response arrives in a pooled buffer with its relea
   const small = await c.call('echo', undefined, { payload: Buffer.from('small') });
   assert.equal(small.release, undefined, 'small responses are not pooled');
 });
+
+test('receive: a large request arrives in a pooled buffer with recyclePayload; recycled, the next one reuses it; not recycled, never', async (t) => {
+  const pool = new BufferPool({ idleBytesMax: 16 * MiB, classBytesMax: 8 * MiB, granularityBytes: 64 * 1024 });
+  const { server, address } = await startServer(t, { receive: { pool, bytesMin: 64 * 1024 } });
+  const seen: { payload: Buffer | undefined; copy: Buffer | undefined; recycle: (() => void) | undefined }[] = [];
+  server.handle('keep', async (_body, ctx) => {
+    seen.push({ payload: ctx.payload, copy: ctx.payload === undefined ? undefined : Buffer.from(ctx.payload), recycle: ctx.recyclePayload });
+    return ctx.payload?.length ?? 0;
+  });
+  const c = client(t, address);
+  const a = randomBytes(4 * MiB);
+  assert.equal((await c.call('keep', undefined, { payload: a })).body, a.length);
+  assert.ok(seen[0].payload?.equals(a));
+  assert.equal(typeof seen[0].recycle, 'function');
+  // Kept (not recycled): the next request gets a buffer of its own, and this one keeps its bytes.
+  const b = randomBytes(4 * MiB);
+  await c.call('keep', undefined, { payload: b });
+  assert.notEqual(seen[1].payload?.buffer, seen[0].payload?.buffer);
+  assert.ok(seen[0].payload?.equals(a) && seen[1].payload?.equals(b));
+  // Recycled (twice: the second does nothing): the next request is received into it.
+  const lent = seen[1].payload!.buffer;
+  seen[1].recycle!();
+  seen[1].recycle!();
+  await c.call('keep', undefined, { payload: a });
+  assert.equal(seen[2].payload?.buffer, lent, 'the recycled buffer received the next request');
+  assert.ok(seen[2].copy?.equals(a));
+  await c.call('keep', undefined, { payload: b });
+  assert.notEqual(seen[3].payload?.buffer, lent, 'a buffer recycled twice is handed out once');
+  // A request refused before any handler saw it gives its buffer back at once.
+  const idle = pool.idleBytesNow;
+  await assert.rejects(c.call('nope', undefined, { payload: randomBytes(MiB) }), hasCode(RpcErrorCode.UnknownMethod));
+  assert.equal(pool.idleBytesNow, idle + MiB + 64 * 1024);
+  await c.call('keep', undefined, { payload: Buffer.from('small') });
+  assert.equal(seen[4].recycle, undefined, 'small requests are not pooled');
+});
