@@ -120,7 +120,13 @@ export function buildChunkHeader(fields: ChunkFileFields, parts: readonly Uint8A
   let block = 0;
   let inBlock = 0;
   let crc = 0;
-  for (const part of parts) {
+  // A payload that is the whole content from a block's start (a chunk written whole): its pieces are the blocks.
+  const only = known !== undefined && parts.length === 1 && parts[0] === known.part && known.pieces.firstBytes === blockSizeBytes && known.pieces.pieceBytes === blockSizeBytes;
+  if (only) {
+    blockCrcs.set(known.pieces.crcs);
+    whole = known.pieces.whole;
+  }
+  for (const part of only ? [] : parts) {
     const pieces = known !== undefined && part === known.part ? known.pieces : undefined;
     assert(pieces === undefined || (pieces.pieceBytes === blockSizeBytes && pieces.firstBytes === blockSizeBytes - inBlock && pieces.bytes === part.byteLength), 'the known pieces are cut where the blocks are, over the whole part');
     for (let off = 0, piece = 0; off < part.byteLength; piece++) {

@@ -48,6 +48,7 @@ function cachedShift(bytes: number): number {
 /** The CRC32C of A followed by B, from crc(A), crc(B) and B's length. */
 export function crc32cCombine(crcA: number, crcB: number, bytesB: number): number {
   if (bytesB === 0) return crcA >>> 0;
+  if (crcA === 0) return crcB >>> 0; // 0 times any shift is 0
   return (multModP(cachedShift(bytesB), crcA) ^ crcB) >>> 0;
 }
 
