@@ -1,6 +1,7 @@
 // Reads of cached data on the calling thread (src/io/page-cache.ts) and NodeFile.read over them:
 // the same bytes whether the page cache holds all, part or none of a range, and the ordinary
-// errors; written chunks dropped from the cache once durable. The file lives under test/output (a real disk: tmpfs would ignore the eviction).
+// errors; written chunks dropped from the cache once durable. The file lives under test/output (a
+// real disk: tmpfs would ignore the eviction).
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
