@@ -130,26 +130,35 @@ export class DataClient {
    * made: a later one waits for an earlier one still in flight, whose retry (after a chain change)
    * would otherwise land after it and bring back the bytes it replaced. `data` may come in pieces,
    * which go out one after another as the write's payload, never joined into one buffer here.
+   * Resolves to whether `data` was sent once, in the call that succeeded: then nothing (no socket
+   * queue of a failed call) may still read it, and its buffers may be reused.
    */
-  async writeChunk(layout: Layout, inodeId: number, index: number, offset: number, data: Payload): Promise<void> {
+  async writeChunk(layout: Layout, inodeId: number, index: number, offset: number, data: Payload): Promise<boolean> {
     let checksum = 0; // the CRC32C of no bytes, which each piece extends
     for (const piece of payloadPieces(data)) checksum = crc32c(piece, checksum);
     // One id for every attempt: a head that already applied this write answers without applying it twice.
     const writeId = this.newWriteId();
-    await this.inOrder(inodeId, index, offset, offset + payloadByteLength(data), () =>
+    return this.inOrder(inodeId, index, offset, offset + payloadByteLength(data), () =>
       this.atHead(`write of chunk ${index} of inode ${inodeId}`, layout, { inodeId, index, offset, crc32c: checksum, writeId }, data),
     );
   }
 
-  /** Sends a write (or truncate) of one chunk to its chain's head at the current chain version, retried through chain changes. */
-  private atHead(what: string, layout: Layout, write: Omit<WriteRequest, 'chainId' | 'chainVersion'>, payload?: Payload): Promise<void> {
-    return this.retrying(what, async (routing) => {
+  /**
+   * Sends a write (or truncate) of one chunk to its chain's head at the current chain version,
+   * retried through chain changes; resolves to whether the payload went out in one call only.
+   */
+  private async atHead(what: string, layout: Layout, write: Omit<WriteRequest, 'chainId' | 'chainVersion'>, payload?: Payload): Promise<boolean> {
+    let sends = 0;
+    await this.retrying(what, async (routing) => {
       const chainId = this.chainOf(routing, layout, write.index);
       const head = routing.writeMembers(chainId)[0];
       if (head === undefined) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
       const body: WriteRequest = { chainId, chainVersion: routing.chain(chainId)!.version, ...write };
-      await this.conn(routing, head.workerId).call(WorkerMethod.write, body, { payload, timeoutMs: this.opts.callTimeoutMs });
+      const conn = this.conn(routing, head.workerId);
+      sends++;
+      await conn.call(WorkerMethod.write, body, { payload, timeoutMs: this.opts.callTimeoutMs });
     });
+    return sends === 1;
   }
 
   /**

@@ -32,8 +32,8 @@ export class FileWriter {
   private inflightBytes = 0;
   private readonly inflight = new Set<Promise<void>>();
   private failure: unknown;
-  /** The chunk being gathered: its index, where its bytes start in the chunk, and the parts. */
-  private gather: { index: number; start: number; parts: Uint8Array[]; bytes: number } | undefined;
+  /** The chunk being gathered: its index, where its bytes start in the chunk, the parts, and the writes' done callbacks. */
+  private gather: { index: number; start: number; parts: Uint8Array[]; bytes: number; writes: WriteDone[] } | undefined;
   private waiters: (() => void)[] = [];
   highWater = 0;
   /**
@@ -50,18 +50,23 @@ export class FileWriter {
 
   /**
    * Writes `data` at `offset`. The bytes are never copied: the pieces of a chunk go to the workers
-   * as they were given, so `data` must stay unchanged until flush() resolves.
+   * as they were given, so `data` must stay unchanged until flush() resolves. `done`, when given,
+   * is called once every chunk write holding `data` has succeeded, each sent once (nothing can
+   * read `data` any more: its buffer may be reused); never after a failure or a retried send.
    */
-  async write(data: Uint8Array, offset: number): Promise<void> {
+  async write(data: Uint8Array, offset: number, done?: () => void): Promise<void> {
     this.check();
-    for (const piece of chunkRange(this.file.layout, offset, data.length)) {
+    const pieces = chunkRange(this.file.layout, offset, data.length);
+    const w: WriteDone | undefined = done === undefined ? undefined : { sendsLeft: pieces.length, done };
+    for (const piece of pieces) {
       const start = piece.chunkIndex * this.file.layout.chunkSizeBytes + piece.offsetInChunk - offset;
       const bytes = data.subarray(start, start + piece.length);
       const g = this.gather;
       if (g !== undefined && (g.index !== piece.chunkIndex || g.start + g.bytes !== piece.offsetInChunk)) await this.send();
-      if (this.gather === undefined) this.gather = { index: piece.chunkIndex, start: piece.offsetInChunk, parts: [], bytes: 0 };
+      if (this.gather === undefined) this.gather = { index: piece.chunkIndex, start: piece.offsetInChunk, parts: [], bytes: 0, writes: [] };
       this.written.add(piece.chunkIndex);
       this.gather.parts.push(bytes);
+      if (w !== undefined) this.gather.writes.push(w);
       this.gather.bytes += bytes.length;
       if (this.gather.start + this.gather.bytes === this.file.layout.chunkSizeBytes) await this.send();
     }
@@ -94,9 +99,14 @@ export class FileWriter {
     // The pieces go out as they came (the HTTP body's or the kernel's buffers), not joined.
     const p = this.client
       .writeChunk(this.file.layout, this.file.inodeId, g.index, g.start, g.parts)
-      .catch((err: unknown) => {
-        this.failure ??= err;
-      })
+      .then(
+        (sentOnce) => {
+          if (sentOnce) for (const w of g.writes) if (--w.sendsLeft === 0) w.done();
+        },
+        (err: unknown) => {
+          this.failure ??= err;
+        },
+      )
       .finally(() => {
         this.inflightBytes -= g.bytes;
         this.inflight.delete(p);
@@ -108,6 +118,12 @@ export class FileWriter {
   private check(): void {
     if (this.failure !== undefined) throw this.failure;
   }
+}
+
+/** A write's done callback, and how many chunk sends holding its bytes have not yet succeeded. */
+interface WriteDone {
+  sendsLeft: number;
+  done: () => void;
 }
 
 /** Reads a file of a known length through its chunks. */

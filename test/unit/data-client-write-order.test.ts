@@ -99,3 +99,40 @@ test('a chunk gathered from pieces goes out as those pieces, unjoined, with the 
   assert.equal(sent[0].crc, crc32c(Buffer.concat(pieces.slice(0, 3))));
   assert.equal(sent[1].crc, crc32c(pieces[3]));
 });
+
+test('writeChunk says whether its bytes went out once (reusable) or more (a failed send may still be queued)', async () => {
+  const { data } = headWithChunk(new Set([8]));
+  assert.equal(await data.writeChunk(layout, 7, 0, 0, Buffer.alloc(4, 'a')), true);
+  assert.equal(await data.writeChunk(layout, 7, 0, 8, Buffer.alloc(4, 'b')), false, 'retried after a refusal');
+});
+
+test("FileWriter's done: once every chunk write holding the bytes succeeded, each sent once; never after a retry", async () => {
+  // A head that takes any write, refusing once the first attempt at each chunk in `refuse`.
+  const writerTo = (refuse: Set<number>, inodeId: number): FileWriter => {
+    const master = { query: async () => routing } as unknown as MasterCalls;
+    const connect = (): Connection => ({
+      call: async <T>(_method: string, body: unknown): Promise<CallResult<T>> => {
+        await new Promise((r) => setImmediate(r));
+        if (refuse.delete((body as WriteRequest).index)) throw new WorkerError(WorkerErrorCode.StaleChainVersion, 'chain 1 is at version 2');
+        return { body: { commitVersion: 1, lengthBytes: 0, crc32c: 0 } as T, payload: undefined };
+      },
+      notify: () => undefined,
+      close: () => undefined,
+    });
+    const data = new DataClient({ master, connect, clock: systemClock, retryDeadlineMs: 5_000 });
+    return new FileWriter(data, { inodeId, layout, chunks: null });
+  };
+  // Chunks of 1,024 bytes: a write of 1,500 bytes at 0 lies in chunks 0 and 1.
+  const calls: string[] = [];
+  const retried = writerTo(new Set([0]), 7);
+  await retried.write(Buffer.alloc(1500, 'x'), 0, () => calls.push('spanning, chunk 0 resent'));
+  await retried.write(Buffer.alloc(100, 'y'), 1500, () => calls.push('in chunk 1 only'));
+  await retried.flush();
+  assert.deepEqual(calls, ['in chunk 1 only'], 'bytes of a resent chunk are not handed back');
+  const clean = writerTo(new Set(), 8);
+  await clean.write(Buffer.alloc(1500, 'x'), 0, () => calls.push('spanning'));
+  await new Promise((r) => setTimeout(r, 20)); // chunk 0 is written meanwhile
+  assert.deepEqual(calls, ['in chunk 1 only'], 'chunk 1 is still gathering: not yet');
+  await clean.flush();
+  assert.deepEqual(calls, ['in chunk 1 only', 'spanning']);
+});
