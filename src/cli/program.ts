@@ -115,7 +115,7 @@ program
   .option('--scrub-mib-per-s <n>', 're-read stored chunks at most this fast to find and repair damage (default 16; 0 turns the scrubber off)')
   .option('--scrub-pause-ms <ms>', 'pause between two full scrub passes (default 3600000)')
   .option('--resync-mib-per-s <n>', 'what this worker\'s resyncs (filling a returning or new member) send together, at most (default 64)')
-  .option('--cache-writes', 'leave the chunks it writes in the page cache (default: dropped from it once durable, so that a stream of writes reuses the memory it freed and does not push out what readers use)')
+  .option('--cache-writes', 'leave every chunk it writes in the page cache (default: only on the replica clients read that chunk from; the others drop theirs once durable, so that a stream of writes reuses the memory it freed and does not push out what readers use)')
   .option('--request-memory-mib <n>', 'bytes of clients\' requests (their writes\' data) held in memory at once, in MiB; a request waits for room (--request-wait-ms), then is refused with CAIRN_OVERLOADED (default 64; a larger write goes alone)')
   .option('--request-wait-ms <ms>', 'how long a client\'s request waits for room in the request memory, its connection unread, before it is refused (default 5000)')
   .option('--read-memory-mib <n>', 'bytes of chunk reads not yet sent, in MiB; beyond, reads are refused with CAIRN_OVERLOADED (default 256, at least 64)')

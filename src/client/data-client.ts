@@ -191,9 +191,8 @@ export class DataClient {
       const chainId = this.chainOf(routing, layout, index);
       const chain = routing.chain(chainId)!;
       const members = routing.readMembers(chainId);
+      const order = routing.readOrder(chainId, inodeId, index);
       if (members.length === 0) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
-      const first = (inodeId + index) % members.length;
-      const order = [...members.slice(first), ...members.slice(0, first)];
       const body: ReadRequest = { chainId, chainVersion: chain.version, inodeId, index, offset, length };
       const tail = members[members.length - 1];
       let missing = 0;

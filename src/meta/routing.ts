@@ -52,6 +52,14 @@ export class Routing {
     return this.members(chainId).filter((t) => t.state === TargetState.Serving);
   }
 
+  /** The read members in the order a client tries them for chunk `index` of `inodeId`: reads are spread by chunk. */
+  readOrder(chainId: number, inodeId: number, index: number): TargetInfo[] {
+    const members = this.readMembers(chainId);
+    if (members.length === 0) return members;
+    const first = (inodeId + index) % members.length;
+    return [...members.slice(first), ...members.slice(0, first)];
+  }
+
   /** The member after `targetId` on the write path, if any (none: it is the tail). */
   successor(chainId: number, targetId: number): TargetInfo | undefined {
     const path = this.writeMembers(chainId);

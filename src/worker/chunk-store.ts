@@ -62,6 +62,8 @@ export interface StageRequest {
   writeIds?: readonly string[];
   /** The CRC32C of each piece of `data` cut where the chunk's blocks are cut (checked by the caller): the store then reads `data` no more. */
   dataPieces?: PieceCrcs;
+  /** Keep the file's pages in the page cache once durable (this replica is the one clients read the chunk from), whatever cacheWrites says. */
+  keepCached?: boolean;
 }
 
 export interface PendingMeta {
@@ -399,7 +401,7 @@ export class ChunkStore {
     try {
       // Its content is durable; its name becomes durable with syncPendingName (before a member
       // forwards it) or with the commit's directory sync (at the tail, which forwards nothing).
-      await this.writeDurably(this.filePath(id, req.version, 'pending'), [bytes, ...parts]);
+      await this.writeDurably(this.filePath(id, req.version, 'pending'), [bytes, ...parts], req.keepCached === true);
     } finally {
       this.forgetIfEmpty(e);
     }
@@ -710,7 +712,7 @@ export class ChunkStore {
   // ---- disk helpers --------------------------------------------------------------------------------
 
   /** Creates `file` with `bytes` and fdatasyncs it; on failure the file is removed. */
-  private async writeDurably(file: string, parts: readonly Uint8Array[]): Promise<void> {
+  private async writeDurably(file: string, parts: readonly Uint8Array[], keepCached = false): Promise<void> {
     // A file system out of inodes fails the create itself with ENOSPC.
     const f = await this.createFile(file).catch((err: unknown) => {
       throw this.writeFailure(file, err);
@@ -723,7 +725,7 @@ export class ChunkStore {
         throw this.writeFailure(file, err);
       }
       await this.syncFile(f);
-      if (!this.opts.cacheWrites) f.dropCache();
+      if (!this.opts.cacheWrites && !keepCached) f.dropCache();
       ok = true;
     } finally {
       await f.close();

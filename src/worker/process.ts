@@ -160,7 +160,7 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
     if (registry !== undefined) registerWorkerMetrics(registry, worker, () => server.stats());
     const httpAddress = http?.address;
     // Whether a stream of writes leaves its chunks in the page cache (ChunkStoreOptions.cacheWrites).
-    const writtenPages = opts.cacheWrites === true ? 'kept in the page cache (--cache-writes)' : pageDropsAvailable() ? 'dropped from the page cache once durable' : 'kept in the page cache (build/page-cache.node not built: node scripts/build-io-addon.ts)';
+    const writtenPages = opts.cacheWrites === true ? 'kept in the page cache (--cache-writes)' : pageDropsAvailable() ? 'kept in the page cache by the replica reads go to, dropped by the others once durable' : 'kept in the page cache (build/page-cache.node not built: node scripts/build-io-addon.ts)';
     opts.log.info({ address, http: httpAddress, targets: worker.localTargets(), writtenPages }, 'worker started');
     return { address, httpAddress, worker, rpcStats: () => server.stats(), stop };
   } catch (err) {

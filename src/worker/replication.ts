@@ -195,7 +195,10 @@ export class ChainReplica {
         await store.remove(id);
       }
       // req.crc32c was checked against these bytes on arrival (writeChecked).
-      const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace, truncate: req.truncate, writeIds, dataPieces: pieces });
+      // The replica clients read this chunk from keeps it in the page cache: data is often read
+      // soon after it is written, and the others' copies then cost no page-cache memory.
+      const keepCached = this.host.routing()?.readOrder(req.chainId, id.inodeId, id.index)[0]?.targetId === me.targetId;
+      const staged = await store.stage(id, { version, chainVersion: req.chainVersion, offset: req.offset, data, replace: req.replace, truncate: req.truncate, writeIds, dataPieces: pieces, keepCached });
       // The file holds the bytes now; once the successor has answered the only send of them, nothing reads them.
       if (this.ackEarly) void this.forward(me, req, version, staged, data).catch(() => undefined);
       else if (await this.forward(me, req, version, staged, data)) recycle?.();

@@ -114,15 +114,16 @@ test('a chunk store drops what it wrote from the page cache once durable, unless
   const identity = { clusterId: 'c', workerId: 1, targetId: 1 };
   const id = { inodeId: 7, index: 0 };
   const data = randomBytes(512 * KiB);
-  for (const cacheWrites of [false, true]) {
+  for (const [cacheWrites, keepCached] of [[false, false], [true, false], [false, true]]) {
     const dir = mkdtempSync(path.join(outputDir, 'page-cache-store-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const store = await ChunkStore.open(nodeDisk, dir, { identity, cacheWrites });
-    await store.stage(id, { version: 1, chainVersion: 1, offset: 0, data });
+    await store.stage(id, { version: 1, chainVersion: 1, offset: 0, data, keepCached });
     const fd = openSync(path.join(dir, 'chunks', fanoutDirName(id.inodeId), chunkFileName(id, 1, 'pending')), 'r');
     const cached = readCached(fd, Buffer.alloc(64 * KiB), 256 * KiB);
     closeSync(fd);
-    assert.equal(cached, cacheWrites ? 64 * KiB : 0, cacheWrites ? 'kept with cacheWrites' : 'dropped by default');
+    const kept = cacheWrites || keepCached;
+    assert.equal(cached, kept ? 64 * KiB : 0, cacheWrites ? 'kept with cacheWrites' : keepCached ? 'kept for the replica reads go to' : 'dropped by default');
     await store.commit(id, 1);
     assert.deepEqual(Buffer.from(await store.read(id, 100 * KiB, 300 * KiB)), data.subarray(100 * KiB, 400 * KiB), 'read back from the disk');
     await store.close();

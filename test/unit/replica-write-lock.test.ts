@@ -163,3 +163,24 @@ test('a refused write (its CRC does not match) keeps its payload from the pool',
   assert.equal(r.result.status, 'rejected');
   assert.equal(r.recycled, 0);
 });
+
+// Third: the replica clients read a chunk from keeps its new version in the page cache; the
+// others drop theirs once durable.
+
+test('a write is kept in the page cache by the replica reads of its chunk go to, not by the others', async () => {
+  const store = await ChunkStore.open(instantDisk(new SimFs()), '/t1001', { identity: { clusterId: 'c', workerId: 1, targetId: head } });
+  const kept: boolean[] = [];
+  const stage = store.stage.bind(store);
+  store.stage = (id, req) => {
+    kept.push(req.keepCached === true);
+    return stage(id, req);
+  };
+  const conn: Connection = { call: async <T>(): Promise<CallResult<T>> => ({ body: {} as T, payload: undefined }), notify: () => undefined, close: () => undefined };
+  const routing = routingOf(1, [1001, 1002, 1003]);
+  const replica = new ChainReplica({ clock: systemClock, routing: () => routing, serving: () => true, store: (id) => (id === head ? store : undefined), connect: () => conn, forwardDeadlineMs: 1_000, syncPageChunks: 4096, callTimeoutMs: 1_000 });
+  const data = new Uint8Array(4096).fill(3);
+  for (const index of [0, 1, 2]) await replica.write({ chainId: 1, chainVersion: 1, inodeId: 7, index, offset: 0, crc32c: crc32c(data) }, data);
+  // Chunk i of inode 7 is read first from member (7 + i) % 3 of [1001, 1002, 1003]: 1001 is that member for chunk 2.
+  assert.deepEqual(routing.readOrder(1, 7, 2)[0].targetId, head);
+  assert.deepEqual(kept, [false, false, true]);
+});
