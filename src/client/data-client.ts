@@ -13,7 +13,7 @@ import { CairnError, CodedError, ErrorCode } from '../errors.ts';
 import type { Clock, Connection } from '../io/index.ts';
 import type { Layout } from '../meta/commands.ts';
 import type { RoutingInfo } from '../meta/namespace-state.ts';
-import { Routing } from '../meta/routing.ts';
+import { Routing, spreadByChunk } from '../meta/routing.ts';
 import { chainOfChunk, chunksByChain, fileChains } from '../placement/index.ts';
 import { RpcErrorCode } from '../rpc/errors.ts';
 import { payloadByteLength, payloadPieces, type Payload } from '../rpc/frame.ts';
@@ -191,7 +191,7 @@ export class DataClient {
       const chainId = this.chainOf(routing, layout, index);
       const chain = routing.chain(chainId)!;
       const members = routing.readMembers(chainId);
-      const order = routing.readOrder(chainId, inodeId, index);
+      const order = spreadByChunk(members, inodeId, index);
       if (members.length === 0) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
       const body: ReadRequest = { chainId, chainVersion: chain.version, inodeId, index, offset, length };
       const tail = members[members.length - 1];

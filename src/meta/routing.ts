@@ -54,10 +54,7 @@ export class Routing {
 
   /** The read members in the order a client tries them for chunk `index` of `inodeId`: reads are spread by chunk. */
   readOrder(chainId: number, inodeId: number, index: number): TargetInfo[] {
-    const members = this.readMembers(chainId);
-    if (members.length === 0) return members;
-    const first = (inodeId + index) % members.length;
-    return [...members.slice(first), ...members.slice(0, first)];
+    return spreadByChunk(this.readMembers(chainId), inodeId, index);
   }
 
   /** The member after `targetId` on the write path, if any (none: it is the tail). */
@@ -87,4 +84,11 @@ export class Routing {
     if (chain === undefined) return [];
     return chain.targetIds.map((id) => this.targets.get(id)).filter((t): t is TargetInfo => t !== undefined);
   }
+}
+
+/** `members` (a chain's read members) in the order reads of chunk `index` of `inodeId` try them: the first is member (inode + index) mod n. */
+export function spreadByChunk(members: TargetInfo[], inodeId: number, index: number): TargetInfo[] {
+  if (members.length === 0) return members;
+  const first = (inodeId + index) % members.length;
+  return [...members.slice(first), ...members.slice(0, first)];
 }

@@ -281,9 +281,12 @@ export class ServerConnection {
     try {
       started = this.startRequest(h, frame, release, recycle);
     } finally {
-      // Refused before its handler started (or the handler threw synchronously): nothing holds it.
-      if (!this.calls.has(h.id) || this.calls.get(h.id)!.release !== release) release();
-      if (!started) recycle?.();
+      // Refused before its handler started: nothing holds it. (A handler that throws at once
+      // still settles through its call, which releases it.)
+      if (!started) {
+        release();
+        recycle?.();
+      }
     }
   }
 

@@ -125,8 +125,8 @@ export class ChainReplica {
 
   // ---- writes ----------------------------------------------------------------------------------
 
-  /** A client's write (chunk.write), or a member's forward (chunk.forward), which names its version. */
   /**
+   * A client's write (chunk.write), or a member's forward (chunk.forward), which names its version.
    * `recycle` gives the payload's buffer back to the receive pool: called once the write is stored
    * and forwarded with nothing left that may read the payload (see CallContext.recyclePayload).
    */

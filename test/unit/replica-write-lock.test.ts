@@ -40,8 +40,28 @@ function routingOf(chainVersion: number, order: number[]): Routing {
   });
 }
 
+/** Target 1001's store, on a simulated disk that answers at once. */
+function headStore(): Promise<ChunkStore> {
+  return ChunkStore.open(instantDisk(new SimFs()), '/t1001', { identity: { clusterId: 'c', workerId: 1, targetId: head } });
+}
+
+/** The replica of worker 1, holding `store` for target 1001, reaching its successors through `conn`. */
+function headReplica(store: ChunkStore, routing: () => Routing, conn: Connection, opts: { forwardDeadlineMs?: number; bugs?: ReplicaBug[] } = {}): ChainReplica {
+  return new ChainReplica({
+    clock: systemClock,
+    routing,
+    serving: () => true,
+    store: (id) => (id === head ? store : undefined),
+    connect: () => conn,
+    forwardDeadlineMs: opts.forwardDeadlineMs ?? 1_000,
+    syncPageChunks: 4096,
+    callTimeoutMs: 1_000,
+    bugs: new Set(opts.bugs ?? []),
+  });
+}
+
 async function run(bugs: ReplicaBug[]): Promise<{ second: PromiseSettledResult<unknown>; forwards: number; committed: number }> {
-  const store = await ChunkStore.open(instantDisk(new SimFs()), '/t1001', { identity: { clusterId: 'c', workerId: 1, targetId: head } });
+  const store = await headStore();
   let routing = routingOf(1, [1001, 1002, 1003]);
   let forwards = 0;
   let firstForwarded!: () => void;
@@ -61,17 +81,7 @@ async function run(bugs: ReplicaBug[]): Promise<{ second: PromiseSettledResult<u
     notify: () => undefined,
     close: () => undefined,
   };
-  const replica = new ChainReplica({
-    clock: systemClock,
-    routing: () => routing,
-    serving: () => true,
-    store: (id) => (id === head ? store : undefined),
-    connect: () => conn,
-    forwardDeadlineMs: 1_000,
-    syncPageChunks: 4096,
-    callTimeoutMs: 1_000,
-    bugs: new Set(bugs),
-  });
+  const replica = headReplica(store, () => routing, conn, { bugs });
   const write = (fill: number): Promise<unknown> => {
     const data = new Uint8Array(4096).fill(fill);
     return replica.write({ chainId: 1, chainVersion: 1, ...chunk, offset: 0, crc32c: crc32c(data) }, data);
@@ -109,7 +119,7 @@ test('with the planted bug no-recheck-after-lock, the same write commits as the 
 // socket's queue, so after a retry the buffer is left to the GC.
 
 async function recycledAfter(order: number[], answers: ('ok' | 'fail')[], crcOk = true): Promise<{ recycled: number; recycledBeforeAnswer: boolean; result: PromiseSettledResult<unknown> }> {
-  const store = await ChunkStore.open(instantDisk(new SimFs()), '/t1001', { identity: { clusterId: 'c', workerId: 1, targetId: head } });
+  const store = await headStore();
   let recycled = 0;
   let answered = 0;
   let recycledBeforeAnswer = false;
@@ -124,16 +134,7 @@ async function recycledAfter(order: number[], answers: ('ok' | 'fail')[], crcOk 
     notify: () => undefined,
     close: () => undefined,
   };
-  const replica = new ChainReplica({
-    clock: systemClock,
-    routing: () => routingOf(1, order),
-    serving: () => true,
-    store: (id) => (id === head ? store : undefined),
-    connect: () => conn,
-    forwardDeadlineMs: 5_000,
-    syncPageChunks: 4096,
-    callTimeoutMs: 1_000,
-  });
+  const replica = headReplica(store, () => routingOf(1, order), conn, { forwardDeadlineMs: 5_000 });
   const data = new Uint8Array(4096).fill(7);
   const [result] = await Promise.allSettled([replica.write({ chainId: 1, chainVersion: 1, ...chunk, offset: 0, crc32c: (crc32c(data) ^ (crcOk ? 0 : 1)) >>> 0 }, data, 'client', () => recycled++)]);
   return { recycled, recycledBeforeAnswer, result };
@@ -168,7 +169,7 @@ test('a refused write (its CRC does not match) keeps its payload from the pool',
 // others drop theirs once durable.
 
 test('a write is kept in the page cache by the replica reads of its chunk go to, not by the others', async () => {
-  const store = await ChunkStore.open(instantDisk(new SimFs()), '/t1001', { identity: { clusterId: 'c', workerId: 1, targetId: head } });
+  const store = await headStore();
   const kept: boolean[] = [];
   const stage = store.stage.bind(store);
   store.stage = (id, req) => {
@@ -177,7 +178,7 @@ test('a write is kept in the page cache by the replica reads of its chunk go to,
   };
   const conn: Connection = { call: async <T>(): Promise<CallResult<T>> => ({ body: {} as T, payload: undefined }), notify: () => undefined, close: () => undefined };
   const routing = routingOf(1, [1001, 1002, 1003]);
-  const replica = new ChainReplica({ clock: systemClock, routing: () => routing, serving: () => true, store: (id) => (id === head ? store : undefined), connect: () => conn, forwardDeadlineMs: 1_000, syncPageChunks: 4096, callTimeoutMs: 1_000 });
+  const replica = headReplica(store, () => routing, conn);
   const data = new Uint8Array(4096).fill(3);
   for (const index of [0, 1, 2]) await replica.write({ chainId: 1, chainVersion: 1, inodeId: 7, index, offset: 0, crc32c: crc32c(data) }, data);
   // Chunk i of inode 7 is read first from member (7 + i) % 3 of [1001, 1002, 1003]: 1001 is that member for chunk 2.
