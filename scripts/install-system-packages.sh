@@ -18,7 +18,7 @@ packages=(
   "mount|command -v mount"
   # `cairn mount` and its tests: fuse-native's prebuilt addon links libfuse.so.2; fuse3 brings
   # fusermount (setuid, to mount and unmount) and /etc/fuse.conf.
-  "libfuse2|ldconfig -p | grep -q 'libfuse.so.2 '"
+  "libfuse2|ldconfig -p | grep 'libfuse.so.2 '"
   "fuse3|command -v fusermount"
   # npm install builds fuse-native's addon with the caller of each operation (scripts/build-fuse-addon.ts).
   "gcc|command -v cc"
@@ -76,6 +76,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 "${command[@]}"
+# A fresh install's libraries reach ldconfig's cache once it is rebuilt; the checks below read it.
+ldconfig
 
 still=()
 for entry in "${packages[@]}"; do
