@@ -1,13 +1,14 @@
-// Builds fuse-native's addon with two changes. Every FUSE operation also hands JavaScript the uid,
-// gid, pid and umask of the process that asked (libfuse's fuse_get_context): fuse-native's prebuilt
-// addon leaves them out, and without them a mount cannot give a new file its creator as owner, nor
-// let the masters check permissions as that user. And utimens passes mtime (it passed atime twice),
-// and a change of one time only (UTIME_OMIT), which libfuse 2 dropped. Run by `npm install`
-// (postinstall) and by hand:
+// Builds fuse-native's addon from its C source with cairn's changes (docs/fuse.md, "Who an operation
+// acts as"). Every FUSE operation also hands JavaScript the uid, gid, pid and umask of the process
+// that asked (libfuse's fuse_get_context): fuse-native's prebuilt addon leaves them out, and without
+// them a mount cannot give a new file its creator as owner, nor let the masters check permissions
+// as that user. utimens passes mtime (it passed atime twice); create passes O_EXCL; a create and a
+// held directory's getattr are answered in C; and it is built on libfuse 3 (1 MiB requests) instead
+// of libfuse 2 (libfuse3Edits). Run by `npm install` (postinstall) and by hand:
 //   node scripts/build-fuse-addon.ts
-// It needs a C compiler (Debian gcc) and libfuse.so.2 (Debian libfuse2); fuse-native brings the
-// libfuse headers, Node the N-API ones. Without them it says so and leaves the prebuilt addon, which
-// mounts still use (new files then belong to the mount's user: docs/fuse.md).
+// It needs a C compiler (Debian gcc), libfuse 3's headers (Debian libfuse3-dev) and libfuse3.so.3
+// (Debian fuse3 brings it); Node brings the N-API headers. Without them it says so and leaves the
+// prebuilt addon (libfuse 2), which mounts still use (new files then belong to the mount's user).
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -236,25 +237,113 @@ NAPI_METHOD(cairn_unclean) {
   ['  NAPI_EXPORT_UINT32(op_error)\n', '  NAPI_EXPORT_UINT32(op_error)\n  NAPI_EXPORT_UINT32(cairn_caller_context)\n'],
   // 2: utimens fixed as well; 3: and passes UTIME_OMIT and UTIME_NOW; 4: and create's O_EXCL;
   // 5: and times before 1970; 6: and a create answers its fgetattr and its clean flush; 7: and a
-  // held directory's getattr.
-  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 7;\nstatic const uint32_t op_init = 0;\n'],
+  // held directory's getattr; 8: and it speaks libfuse 3 (libfuse3Edits).
+  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 8;\nstatic const uint32_t op_init = 0;\n'],
+];
+
+/**
+ * fuse-native speaks libfuse 2, whose kernel requests are at most 128 KiB (it cannot ask for
+ * FUSE_MAX_PAGES): eight trips through the daemon for each MiB read or written. libfuse 3 asks for
+ * 1 MiB. Its high-level API is libfuse 2's with a file handle passed to getattr, truncate, chmod,
+ * chown and utimens (fgetattr and ftruncate are gone), flags on rename and readdir, and a new
+ * mount/loop/unmount sequence; fuse-native's operations stay as they are, and small adapters
+ * (cairn3_*) give libfuse 3 its signatures. The JavaScript side sees the same operations.
+ */
+const libfuse3Edits: [string, string][] = [
+  ['#define FUSE_USE_VERSION 29\n', '#define FUSE_USE_VERSION 312\n#include <errno.h>\n#include <limits.h>\n'],
+  ['  struct fuse *fuse;\n  struct fuse_chan *ch;\n', '  struct fuse *fuse;\n'],
+  // readdir takes flags, and so does its filler (no FUSE_FILL_DIR_PLUS: the names, and a stat's type and inode number only).
+  [
+    'FUSE_METHOD(readdir, 1, 2, (const char *path, void *buf, fuse_fill_dir_t filler, off_t offset, struct fuse_file_info *info), {\n',
+    'FUSE_METHOD(readdir, 1, 2, (const char *path, void *buf, fuse_fill_dir_t filler, off_t offset, struct fuse_file_info *info, enum fuse_readdir_flags readdir_flags), {\n',
+  ],
+  ['      int err = l->readdir_filler((char *) l->buf, name, NULL, 0);\n', '      int err = l->readdir_filler((char *) l->buf, name, NULL, 0, 0);\n'],
+  ['      int err = l->readdir_filler((char *) l->buf, name, (struct stat *) &st, 0);\n', '      int err = l->readdir_filler((char *) l->buf, name, (struct stat *) &st, 0, 0);\n'],
+  // init gets the configuration too; the adapters come before the mount that installs them.
+  ['static void * fuse_native_init (struct fuse_conn_info *conn) {\n', 'static void * fuse_native_init (struct fuse_conn_info *conn, struct fuse_config *cfg) {\n'],
+  [
+    'static void* start_fuse_thread (void *data) {\n',
+    `// libfuse 3's signatures over fuse-native's operations (cairn)
+
+static int cairn3_fgetattr_js = 0;
+static int cairn3_ftruncate_js = 0;
+static int cairn3_init_js = 0;
+
+// With a handle (fstat, and libfuse's own lookup after a create) the handle's attributes: the
+// file as this mount has it open, written data included.
+static int cairn3_getattr (const char *path, struct stat *stat, struct fuse_file_info *fi) {
+  if (fi != NULL && cairn3_fgetattr_js) return fuse_native_fgetattr(path, stat, fi);
+  return fuse_native_getattr(path, stat);
+}
+
+static int cairn3_truncate (const char *path, off_t size, struct fuse_file_info *fi) {
+  if (fi != NULL && cairn3_ftruncate_js) return fuse_native_ftruncate(path, size, fi);
+  return fuse_native_truncate(path, size);
+}
+
+static int cairn3_chmod (const char *path, mode_t mode, struct fuse_file_info *fi) {
+  return fuse_native_chmod(path, mode);
+}
+
+static int cairn3_chown (const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi) {
+  return fuse_native_chown(path, uid, gid);
+}
+
+static int cairn3_utimens (const char *path, const struct timespec tv[2], struct fuse_file_info *fi) {
+  return fuse_native_utimens(path, tv);
+}
+
+// RENAME_NOREPLACE and RENAME_EXCHANGE are not offered (docs/fuse.md): refused as a file system
+// without them refuses them.
+static int cairn3_rename (const char *from, const char *to, unsigned int flags) {
+  if (flags != 0) return -EINVAL;
+  return fuse_native_rename(from, to);
+}
+
+static void * cairn3_init (struct fuse_conn_info *conn, struct fuse_config *cfg) {
+  // A write's bytes read straight into the thread's buffer: with splice they went through a pipe
+  // and were copied once more into a fresh allocation (fuse-native has no write_buf).
+  conn->want &= ~FUSE_CAP_SPLICE_READ;
+  // A file's st_ino is its cairn inode id, the same under every name (hard links): an option in
+  // libfuse 2 (-o use_ino), only the configuration's in libfuse 3.
+  cfg->use_ino = 1;
+  if (cairn3_init_js) return fuse_native_init(conn, cfg);
+  return fuse_get_context()->private_data;
+}
+
+static void* start_fuse_thread (void *data) {
+`,
+  ],
+  [
+    '  fuse_loop_mt(ft->fuse);\n\n  fuse_unmount(ft->mnt, ft->ch);\n  fuse_session_remove_chan(ft->ch);\n  fuse_destroy(ft->fuse);\n',
+    // libfuse 3 stops at 10 threads unless told: one slow chunk must not hold up every other operation.
+    '  struct fuse_loop_config *config = fuse_loop_cfg_create();\n  fuse_loop_cfg_set_max_threads(config, 256);\n  fuse_loop_mt(ft->fuse, config);\n  fuse_loop_cfg_destroy(config);\n\n  fuse_unmount(ft->fuse);\n  fuse_destroy(ft->fuse);\n',
+  ],
+  ['  if (implemented[op_truncate]) ops.truncate = fuse_native_truncate;\n  if (implemented[op_ftruncate]) ops.ftruncate = fuse_native_ftruncate;\n', '  cairn3_ftruncate_js = implemented[op_ftruncate];\n  if (implemented[op_truncate]) ops.truncate = cairn3_truncate;\n'],
+  ['  if (implemented[op_getattr]) ops.getattr = fuse_native_getattr;\n  if (implemented[op_fgetattr]) ops.fgetattr = fuse_native_fgetattr;\n', '  cairn3_fgetattr_js = implemented[op_fgetattr];\n  if (implemented[op_getattr]) ops.getattr = cairn3_getattr;\n'],
+  ['  if (implemented[op_chown]) ops.chown = fuse_native_chown;\n  if (implemented[op_chmod]) ops.chmod = fuse_native_chmod;\n', '  if (implemented[op_chown]) ops.chown = cairn3_chown;\n  if (implemented[op_chmod]) ops.chmod = cairn3_chmod;\n'],
+  // libfuse 3 passes a change of one time only (UTIME_OMIT) always.
+  ['  if (implemented[op_utimens]) ops.utimens = fuse_native_utimens;\n  ops.flag_utime_omit_ok = 1;\n', '  if (implemented[op_utimens]) ops.utimens = cairn3_utimens;\n'],
+  ['  if (implemented[op_rename]) ops.rename = fuse_native_rename;\n', '  if (implemented[op_rename]) ops.rename = cairn3_rename;\n'],
+  ['  if (implemented[op_init]) ops.init = fuse_native_init;\n', '  cairn3_init_js = implemented[op_init];\n  ops.init = cairn3_init;\n'],
+  [
+    '  struct fuse_args args = FUSE_ARGS_INIT(_argc, _argv);\n  struct fuse_chan *ch = fuse_mount(mnt, &args);\n\n  if (ch == NULL) {\n    napi_throw_error(env, "fuse failed", "fuse failed");\n    return NULL;\n  }\n\n  struct fuse *fuse = fuse_new(ch, &args, &ops, sizeof(struct fuse_operations), ft);\n',
+    '  struct fuse_args args = FUSE_ARGS_INIT(_argc, _argv);\n  struct fuse *fuse = fuse_new(&args, &ops, sizeof(struct fuse_operations), ft);\n\n  if (fuse == NULL || fuse_mount(fuse, mnt) != 0) {\n    if (fuse != NULL) fuse_destroy(fuse);\n    napi_throw_error(env, "fuse failed", "fuse failed");\n    return NULL;\n  }\n',
+  ],
+  ['  ft->ch = ch;\n', ''],
 ];
 
 let source = readFileSync(path.join(fuseDir, 'fuse-native.c'), 'utf8');
-for (const [from, to] of edits) {
+for (const [from, to] of [...edits, ...libfuse3Edits]) {
   if (!source.includes(from)) {
     skipBuild(say, `fuse-native.c is not the version this patch was made for (no "${from.trim().slice(0, 60)}"): keeping the prebuilt addon`);
   }
   source = source.replace(from, to);
 }
 
-const headers = [
-  nodeHeadersDir(),
-  path.dirname(require.resolve('napi-macros/napi-macros.h', { paths: [fuseDir] })),
-  path.join(path.dirname(require.resolve('fuse-shared-library-linux/package.json', { paths: [fuseDir] })), 'libfuse', 'include'),
-];
-const libfuse = ['/lib/x86_64-linux-gnu/libfuse.so.2', '/usr/lib/x86_64-linux-gnu/libfuse.so.2', '/lib/aarch64-linux-gnu/libfuse.so.2', '/usr/lib/libfuse.so.2'].find((p) => existsSync(p));
-const missing = [...missingForAddon(headers), ...(libfuse === undefined ? ['libfuse.so.2 (Debian libfuse2)'] : [])];
+const headers = [nodeHeadersDir(), path.dirname(require.resolve('napi-macros/napi-macros.h', { paths: [fuseDir] })), '/usr/include/fuse3'];
+const libfuse = ['/lib/x86_64-linux-gnu/libfuse3.so.3', '/usr/lib/x86_64-linux-gnu/libfuse3.so.3', '/lib/aarch64-linux-gnu/libfuse3.so.3', '/usr/lib/libfuse3.so.3'].find((p) => existsSync(p));
+const missing = [...missingForAddon(headers), ...(libfuse === undefined ? ['libfuse3.so.3 (Debian libfuse3-3)'] : [])];
 if (missing.length > 0) skipBuild(say, `cannot build (missing ${missing.join('; ')}): keeping fuse-native's prebuilt addon; run scripts/install-system-packages.sh as root, then this again`);
 
 const work = path.join(fuseDir, 'build', 'cairn');
@@ -263,4 +352,4 @@ mkdirSync(path.dirname(out), { recursive: true });
 const c = path.join(work, 'fuse-native.c');
 writeFileSync(c, source);
 execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-D_FILE_OFFSET_BITS=64', ...headers.map((h) => `-I${h}`), c, '-o', out, libfuse!, '-lpthread'], { stdio: 'inherit' });
-say(`built ${out} (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr and clean flush; held directories\' getattr)`);
+say(`built ${out} on libfuse 3 (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr and clean flush; held directories\' getattr)`);

@@ -16,10 +16,13 @@ packages=(
   "e2fsprogs|command -v mkfs.ext4"
   "util-linux|command -v losetup && command -v lsblk"
   "mount|command -v mount"
-  # `cairn mount` and its tests: fuse-native's prebuilt addon links libfuse.so.2; fuse3 brings
-  # fusermount (setuid, to mount and unmount) and /etc/fuse.conf.
+  # `cairn mount` and its tests: the addon npm install builds (scripts/build-fuse-addon.ts) speaks
+  # libfuse 3 (libfuse3-dev: its headers; the library comes with fuse3, which also brings fusermount,
+  # setuid, to mount and unmount, and /etc/fuse.conf); fuse-native's prebuilt addon, used when that
+  # build cannot be made, links libfuse.so.2.
   "libfuse2|ldconfig -p | grep 'libfuse.so.2 '"
-  "fuse3|command -v fusermount"
+  "fuse3|command -v fusermount && ldconfig -p | grep 'libfuse3.so.3 '"
+  "libfuse3-dev|test -r /usr/include/fuse3/fuse.h"
   # npm install builds fuse-native's addon with the caller of each operation (scripts/build-fuse-addon.ts).
   "gcc|command -v cc"
   "libc6-dev|test -r /usr/include/stdio.h"

@@ -108,8 +108,8 @@ export const readAheadChunksDefault = 4;
 export const readAheadBytesMaxDefault = 256 * 1024 * 1024;
 /** Kernel writes this large are copied into pooled buffers (smaller ones would waste most of one). */
 const pooledWriteBytesMin = 64 * 1024;
-/** The largest pooled write buffer: the largest write the kernel sends (mount.ts asks for 128 KiB). */
-const writeBufferBytesMax = 128 * 1024;
+/** The largest pooled write buffer: the largest write the kernel sends (1 MiB through libfuse 3). */
+const writeBufferBytesMax = 1024 * 1024;
 const writeBuffersIdleBytesMax = 32 * 1024 * 1024;
 /** Entries per readdir call to the masters. */
 const readdirPageEntries = 1_000;
@@ -535,9 +535,10 @@ export class CairnFs {
   /**
    * Sets the times: each a time in ms, 'now', or 'omit' (left as it is: futimens with UTIME_OMIT,
    * as tar and cp -p send). Both 'now' (touch) needs only write permission, and is set to the
-   * masters' clock. Explicit times need the owner; libfuse 2 turns UTIME_NOW into explicit times
-   * when the other is not 'now', so a refused change whose times are all within a few seconds of
-   * now is taken for touch by a writer and set to the masters' clock (both times, then).
+   * masters' clock. Explicit times need the owner; libfuse 2 (fuse-native's prebuilt addon) turns
+   * UTIME_NOW into explicit times when the other is not 'now', so a refused change whose times are
+   * all within a few seconds of now is taken for touch by a writer and set to the masters' clock
+   * (both times, then).
    */
   async utimens(path: string, atime: UtimeMs, mtime: UtimeMs, caller?: Caller): Promise<void> {
     this.changedDirs.delete(path);

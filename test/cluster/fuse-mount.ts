@@ -19,9 +19,9 @@ export function fuseSkipReason(): string | undefined {
   const missing: string[] = [];
   if (!existsSync('/dev/fuse')) missing.push('/dev/fuse (the kernel\'s FUSE device)');
   try {
-    execFileSync('sh', ['-c', 'command -v fusermount && ldconfig -p | grep -q "libfuse.so.2 "'], { stdio: 'ignore' });
+    execFileSync('sh', ['-c', 'command -v fusermount && ldconfig -p | grep "libfuse3.so.3 "'], { stdio: 'ignore' });
   } catch {
-    missing.push('fusermount and libfuse.so.2 (Debian fuse3 and libfuse2: scripts/install-system-packages.sh as root)');
+    missing.push('fusermount and libfuse3.so.3 (Debian fuse3: scripts/install-system-packages.sh as root)');
   }
   try {
     createRequire(import.meta.url)('fuse-native');
