@@ -157,7 +157,7 @@ function parseTiming(heartbeat: unknown, offline: unknown): ClusterTiming | unde
 
 /** `cairn worker`: --target is repeated on the command line, comma-separated in CAIRN_TARGETS, a list in the config file. */
 export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  const s = mergeSources(flags, ['id', 'listen', 'masters', 'secret', 'http', 'domain', 'insecure', 'scrubMibPerS', 'scrubPauseMs', 'resyncMibPerS', ...limitKeys, 'readMemoryMib', 'metricsAuth', 'cacheWrites'], env);
+  const s = mergeSources(flags, ['id', 'listen', 'masters', 'secret', 'http', 'domain', 'insecure', 'scrubMibPerS', 'scrubPauseMs', 'resyncMibPerS', ...limitKeys, 'readMemoryMib', 'metricsAuth', 'cacheWrites', 'bufferedWrites'], env);
   const id = parsePositiveInt(s.id, '--id');
   const listen = parseAddress(s.listen, '--listen', { portZero: true });
   if (typeof s.masters !== 'string') throw configError('--masters is required: the masters as host:port,...');
@@ -181,7 +181,8 @@ export function parseWorkerConfig(flags: Source, env: NodeJS.ProcessEnv = proces
     if (limits.readBytesMax < chunkSizeBytesMax) throw configError(`--read-memory-mib must be at least ${chunkSizeBytesMax / 2 ** 20} (a read of the largest chunk), got ${JSON.stringify(s.readMemoryMib)}`);
   }
   const cacheWrites = parseBool(s.cacheWrites, '--cache-writes');
-  return { id, listen, masters, targets: given.map((d: string) => d.trim()), secret, ...(metricsAuth ? { metricsAuth } : {}), ...(cacheWrites ? { cacheWrites } : {}), http, domain, ...(Object.keys(scrub).length === 0 ? {} : { scrub }), ...(resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
+  const bufferedWrites = parseBool(s.bufferedWrites, '--buffered-writes');
+  return { id, listen, masters, targets: given.map((d: string) => d.trim()), secret, ...(metricsAuth ? { metricsAuth } : {}), ...(cacheWrites ? { cacheWrites } : {}), ...(bufferedWrites ? { directWrites: false } : {}), http, domain, ...(Object.keys(scrub).length === 0 ? {} : { scrub }), ...(resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec }), ...(Object.keys(limits).length === 0 ? {} : { limits }) };
 }
 
 let warnedSecretOnCommandLine = false;

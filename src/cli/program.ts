@@ -72,6 +72,7 @@ program
   .option('--zk-session-timeout-ms <ms>', 'with --journal zookeeper: the ZooKeeper session timeout, which bounds failover (default 2000)')
   .option('--zk-bucket-entries <n>', 'with --journal zookeeper: log batches per bucket znode, fixed when the cluster is made (default 10000)')
   .option('--pending-calls-max <n>', 'clients\' calls (meta.mutate, meta.query, cluster.routing) in progress at once; more are refused with CAIRN_OVERLOADED (default 1024)')
+  .option('--buffered-writes', 'write every chunk through the page cache (default: chunks not kept cached are written with direct I/O, O_DIRECT, where the target\'s file system has it)')
   .option('--request-memory-mib <n>', 'bytes of clients\' requests held in memory at once, in MiB; a request waits for room (--request-wait-ms), then is refused with CAIRN_OVERLOADED (default 256)')
   .option('--request-wait-ms <ms>', 'how long a client\'s request waits for room in the request memory, its connection unread, before it is refused (default 1000)')
   .option('--connections-max <n>', 'RPC connections open at once; more are refused with CAIRN_OVERLOADED (default 4096)')

@@ -57,6 +57,22 @@ export interface Disk {
   /** Makes the names in a directory (created, renamed, deleted files) durable. */
   syncDir(path: string): Promise<void>;
   statfs(path: string): Promise<DiskSpace>;
+  /** Writes that bypass the page cache (O_DIRECT), where this disk offers them. */
+  readonly directIo?: DirectIo;
+}
+
+/**
+ * Direct I/O: a write goes from the caller's buffer to the device, with no copy into the page cache
+ * (the chunk store's use: docs/chunk-store.md, "Direct writes"). Every buffer's address and length,
+ * and every file position, must be multiples of `alignBytes`.
+ */
+export interface DirectIo {
+  readonly alignBytes: number;
+  /** Creates a new file (exclusively, as open's 'create') for direct writes; EINVAL where its file system has no direct I/O (tmpfs). */
+  create(path: string): Promise<DiskFile>;
+  /** An aligned buffer of at least `bytes`, from a pool; `give` it back once written. */
+  take(bytes: number): Uint8Array;
+  give(buf: Uint8Array): void;
 }
 
 /** True for an error carrying the given errno code. */

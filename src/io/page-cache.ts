@@ -7,6 +7,8 @@
 // event loop. Without the addon (no C compiler at install) every read goes to the threads.
 //
 // Dropping a written chunk file's pages once they are durable (ChunkStoreOptions.cacheWrites).
+//
+// Where a buffer's first byte falls modulo an alignment, for direct I/O (node-disk.ts, directIo).
 
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -16,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 interface Addon {
   readCached(fd: number, buffer: Uint8Array, position: number): number;
   dropCached(fd: number): number;
+  addressOffset?(buffer: Uint8Array, align: number): number;
 }
 
 /**
@@ -63,4 +66,9 @@ export function pageDropsAvailable(): boolean {
  */
 export function dropCached(fd: number): boolean {
   return loaded !== undefined && loaded.dropCached(fd) === 0;
+}
+
+/** The address of `buf`'s first byte modulo `align` (a power of two); undefined without the addon (or one built before it had this). */
+export function addressOffset(buf: Uint8Array, align: number): number | undefined {
+  return loaded?.addressOffset?.(buf, align);
 }

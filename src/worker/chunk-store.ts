@@ -7,7 +7,7 @@ import path from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import type { PieceCrcs } from './crc32c-pieces.ts';
 import { CairnError, ErrorCode, assert } from '../errors.ts';
-import type { Disk, DiskFile } from '../io/index.ts';
+import type { DirectIo, Disk, DiskFile } from '../io/index.ts';
 import { isErrno } from '../io/index.ts';
 import { ensureDir } from '../io/ensure-dir.ts';
 import { buildChunkHeader, chunkFileName, chunkKey, decodeHeader, fanoutDirName, firstBadBlock, headerAlignBytes, isValidChunkId, isWriteId, parseChunkFileName, peekHeaderBytes, writeIdsMax } from './chunk-file.ts';
@@ -44,6 +44,13 @@ export interface ChunkStoreOptions {
    * Reads still fill the cache, so data read again stays there.
    */
   cacheWrites?: boolean;
+  /**
+   * Write chunk files that are not to stay cached with direct I/O, where the disk offers it
+   * (Disk.directIo): the bytes are copied once into a reused aligned buffer and go from there to
+   * the device, instead of into fresh page-cache pages (docs/chunk-store.md, "Direct writes").
+   * Default true.
+   */
+  directWrites?: boolean;
   log?: LogFn;
 }
 
@@ -94,7 +101,9 @@ export interface ChunkMeta {
 
 export type ScrubResult = { ok: true } | { ok: false; error: WorkerError };
 
-const defaults = { chunkSizeBytesMax: 64 << 20, blockSizeBytes: 4 << 10, chunkQueueMax: 16, cacheWrites: false };
+const defaults = { chunkSizeBytesMax: 64 << 20, blockSizeBytes: 4 << 10, chunkQueueMax: 16, cacheWrites: false, directWrites: true };
+/** Smaller chunk files are written through the page cache: the copy into a 1 MiB aligned buffer and a synchronous device write would cost more than they save. */
+const directWriteBytesMin = 64 * 1024;
 const chunkSizeBytesLimit = 1 << 30;
 /** Times a read retries when a commit replaced the file it was about to open. */
 const readAttemptsMax = 3;
@@ -160,6 +169,8 @@ export class ChunkStore {
   private failure: WorkerError | undefined;
   private fullAnswerCount = 0;
   private closed = false;
+  /** Direct writes, while the disk offers them and its file system takes them (writeDirect). */
+  private direct: DirectIo | undefined;
 
   private constructor(disk: Disk, dir: string, opts: Options) {
     this.disk = disk;
@@ -167,6 +178,7 @@ export class ChunkStore {
     this.opts = opts;
     this.chunksDir = path.join(dir, 'chunks');
     this.dirSyncs = new DirSyncGroup(disk);
+    this.direct = opts.directWrites ? disk.directIo : undefined;
   }
 
   /**
@@ -713,6 +725,11 @@ export class ChunkStore {
 
   /** Creates `file` with `bytes` and fdatasyncs it; on failure the file is removed. */
   private async writeDurably(file: string, parts: readonly Uint8Array[], keepCached = false): Promise<void> {
+    const cached = this.opts.cacheWrites || keepCached;
+    if (!cached && this.direct !== undefined) {
+      const bytes = parts.reduce((sum, p) => sum + p.byteLength, 0);
+      if (bytes >= directWriteBytesMin && (await this.writeDirect(this.direct, file, parts, bytes))) return;
+    }
     // A file system out of inodes fails the create itself with ENOSPC.
     const f = await this.createFile(file).catch((err: unknown) => {
       throw this.writeFailure(file, err);
@@ -725,12 +742,57 @@ export class ChunkStore {
         throw this.writeFailure(file, err);
       }
       await this.syncFile(f);
-      if (!this.opts.cacheWrites && !keepCached) f.dropCache();
+      if (!cached) f.dropCache();
       ok = true;
     } finally {
       await f.close();
       if (!ok) await this.unlinkQuiet(file);
     }
+  }
+
+  /**
+   * writeDurably through direct I/O: `parts` copied into an aligned buffer, padded with zeros to
+   * the alignment, written, and the file cut back to `bytes`. False (nothing written) when the
+   * target's file system has no direct I/O: the store writes through the page cache from then on.
+   */
+  private async writeDirect(direct: DirectIo, file: string, parts: readonly Uint8Array[], bytes: number): Promise<boolean> {
+    const f = await direct.create(file).catch(async (err: unknown) => {
+      if (isErrno(err, 'EEXIST')) {
+        await this.disk.unlink(file); // a leftover the store lost track of, as createFile
+        return direct.create(file);
+      }
+      throw err;
+    }).catch((err: unknown) => {
+      if (!isErrno(err, 'EINVAL')) throw this.writeFailure(file, err);
+      this.opts.log('info', 'the target\'s file system has no direct I/O: chunks are written through the page cache', { dir: this.dir });
+      this.direct = undefined;
+      return undefined;
+    });
+    if (f === undefined) return false;
+    const padded = Math.ceil(bytes / direct.alignBytes) * direct.alignBytes;
+    const buf = direct.take(padded);
+    let ok = false;
+    try {
+      let at = 0;
+      for (const p of parts) {
+        buf.set(p, at);
+        at += p.byteLength;
+      }
+      buf.fill(0, bytes, padded);
+      try {
+        await f.write(buf.subarray(0, padded), 0);
+        if (padded !== bytes) await f.truncate(bytes);
+      } catch (err) {
+        throw this.writeFailure(file, err);
+      }
+      await this.syncFile(f);
+      ok = true;
+    } finally {
+      direct.give(buf);
+      await f.close();
+      if (!ok) await this.unlinkQuiet(file);
+    }
+    return true;
   }
 
   private async createFile(file: string): Promise<DiskFile> {
@@ -990,6 +1052,7 @@ function checkOptions(o: ChunkStoreOptions): Options {
     blockSizeBytes: o.blockSizeBytes ?? defaults.blockSizeBytes,
     chunkQueueMax: o.chunkQueueMax ?? defaults.chunkQueueMax,
     cacheWrites: o.cacheWrites ?? defaults.cacheWrites,
+    directWrites: o.directWrites ?? defaults.directWrites,
     log: o.log ?? (() => undefined),
   };
   const bad = (what: string) => new CairnError(ErrorCode.BadOption, `chunk store: ${what}`);

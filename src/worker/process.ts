@@ -41,6 +41,8 @@ export interface WorkerProcessOptions {
   resyncBytesPerSec?: number;
   /** Leave written chunks in the page cache (WorkerOptions.cacheWrites). */
   cacheWrites?: boolean;
+  /** Write chunks not kept cached with direct I/O (WorkerOptions.directWrites; default true). */
+  directWrites?: boolean;
   /** How long a resync that met chunks damaged on every member waits before it tries again (tests). */
   resyncLostRetryMs?: number;
   /** How much it takes on at once before it refuses with CAIRN_OVERLOADED (defaults workerLimitsDefault). */
@@ -154,13 +156,15 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
       ...(opts.scrub === undefined ? {} : { scrub: opts.scrub }),
       ...(opts.resyncBytesPerSec === undefined ? {} : { resyncBytesPerSec: opts.resyncBytesPerSec }),
       ...(opts.cacheWrites === true ? { cacheWrites: true } : {}),
+      ...(opts.directWrites === false ? { directWrites: false } : {}),
       ...(opts.resyncLostRetryMs === undefined ? {} : { resyncLostRetryMs: opts.resyncLostRetryMs }),
       readBytesMax: limits.readBytesMax,
     });
     if (registry !== undefined) registerWorkerMetrics(registry, worker, () => server.stats());
     const httpAddress = http?.address;
     // Whether a stream of writes leaves its chunks in the page cache (ChunkStoreOptions.cacheWrites).
-    const writtenPages = opts.cacheWrites === true ? 'kept in the page cache (--cache-writes)' : pageDropsAvailable() ? 'kept in the page cache by the replica reads go to, dropped by the others once durable' : 'kept in the page cache (build/page-cache.node not built: node scripts/build-io-addon.ts)';
+    const others = nodeDisk.directIo !== undefined && opts.directWrites !== false ? 'written with direct I/O by the others (where the file system has it)' : 'dropped by the others once durable';
+    const writtenPages = opts.cacheWrites === true ? 'kept in the page cache (--cache-writes)' : pageDropsAvailable() ? `kept in the page cache by the replica reads go to, ${others}` : 'kept in the page cache (build/page-cache.node not built: node scripts/build-io-addon.ts)';
     opts.log.info({ address, http: httpAddress, targets: worker.localTargets(), writtenPages }, 'worker started');
     return { address, httpAddress, worker, rpcStats: () => server.stats(), stop };
   } catch (err) {

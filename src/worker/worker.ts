@@ -56,6 +56,8 @@ export interface WorkerOptions {
   readBytesMax?: number;
   /** Leave written chunks in the page cache (ChunkStoreOptions.cacheWrites; default false). */
   cacheWrites?: boolean;
+  /** Write chunks not kept cached with direct I/O where the disk has it (ChunkStoreOptions.directWrites; default true). */
+  directWrites?: boolean;
 }
 
 interface LocalTarget {
@@ -268,7 +270,7 @@ export class StorageWorker {
         identity = { clusterId: routing.clusterId, workerId: this.opts.id, targetId: next };
         used.add(next);
       }
-      const store = await ChunkStore.open(this.opts.disk, dir, { identity, log: this.opts.log, cacheWrites: this.opts.cacheWrites ?? false }).catch((err: unknown) => {
+      const store = await ChunkStore.open(this.opts.disk, dir, { identity, log: this.opts.log, cacheWrites: this.opts.cacheWrites ?? false, directWrites: this.opts.directWrites ?? true }).catch((err: unknown) => {
         if (err instanceof CodedError) throw err;
         // A disk that fails under the store's own files (EIO, EACCES): say which target, and exit.
         throw new WorkerError(WorkerErrorCode.TargetFailed, `target ${identity.targetId} at ${dir} could not be opened: ${(err as Error).message}`, { dir });

@@ -6,11 +6,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, openSync, closeSync, readSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, closeSync, readSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { cachedReadsAvailable, dropCached, pageDropsAvailable, readCached } from '../../src/io/page-cache.ts';
+import type { DirectIo, Disk } from '../../src/io/index.ts';
 import { fileReadCounts, nodeDisk } from '../../src/io/node-disk.ts';
 import { chunkFileName, fanoutDirName } from '../../src/worker/chunk-file.ts';
 import { ChunkStore } from '../../src/worker/chunk-store.ts';
@@ -128,4 +129,67 @@ test('a chunk store drops what it wrote from the page cache once durable, unless
     assert.deepEqual(Buffer.from(await store.read(id, 100 * KiB, 300 * KiB)), data.subarray(100 * KiB, 400 * KiB), 'read back from the disk');
     await store.close();
   }
+});
+
+test('direct writes: chunks of any length land exact through aligned buffers; small, cached and refused ones go through the page cache', { skip: nodeDisk.directIo === undefined && 'addon not built' }, async (t) => {
+  mkdirSync(outputDir, { recursive: true });
+  const identity = { clusterId: 'c', workerId: 1, targetId: 1 };
+  const direct = nodeDisk.directIo!;
+  const created: string[] = [];
+  let refuse = false;
+  // The real disk, its direct creates counted (or refused with EINVAL, as tmpfs does).
+  const disk: Disk = Object.create(nodeDisk);
+  Object.defineProperty(disk, 'directIo', {
+    value: {
+      ...direct,
+      create: (file: string) => {
+        created.push(path.basename(file));
+        return refuse ? Promise.reject(Object.assign(new Error('EINVAL'), { code: 'EINVAL' })) : direct.create(file);
+      },
+    } satisfies DirectIo,
+  });
+  const dir = mkdtempSync(path.join(outputDir, 'direct-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  let store = await ChunkStore.open(disk, dir, { identity });
+  const lengths = [4 * 1024 * KiB, 4 * 1024 * KiB + 1, 100_001, 64 * KiB, 30 * KiB, 10];
+  const datas = lengths.map((n) => randomBytes(n));
+  for (const [index, data] of datas.entries()) {
+    const id = { inodeId: 9, index };
+    await store.stage(id, { version: 1, chainVersion: 1, offset: 0, data });
+    await store.commit(id, 1);
+  }
+  assert.equal(created.length, 4, `the chunks of 64 KiB and more went direct: ${created.join(', ')}`);
+  // A write into the middle of one: the old bytes around it and the new ones, in one direct write.
+  const patch = randomBytes(5000);
+  await store.stage({ inodeId: 9, index: 2 }, { version: 2, chainVersion: 1, offset: 777, data: patch });
+  await store.commit({ inodeId: 9, index: 2 }, 2);
+  datas[2] = Buffer.concat([datas[2].subarray(0, 777), patch, datas[2].subarray(777 + patch.length)]);
+  assert.equal(created.length, 5);
+  const file = (index: number) => path.join(dir, 'chunks', fanoutDirName(9), chunkFileName({ inodeId: 9, index }, index === 2 ? 2 : 1, 'chunk'));
+  // A cached write (the replica reads go to) is not direct.
+  await store.stage({ inodeId: 9, index: 10 }, { version: 1, chainVersion: 1, offset: 0, data: datas[0], keepCached: true });
+  assert.equal(created.length, 5);
+  await store.close();
+  store = await ChunkStore.open(disk, dir, { identity });
+  for (const [index, data] of datas.entries()) {
+    assert.deepEqual(Buffer.from((await store.readWhole({ inodeId: 9, index })).data), data, `chunk of ${data.length} bytes`);
+    const header = statSync(file(index)).size - data.length;
+    assert.ok(header > 0 && header % 4096 === 0, `${data.length} bytes: the file is its header and the data, not the padding (${statSync(file(index)).size})`);
+  }
+  // A file system without direct I/O: the write goes through the page cache, and so do the next.
+  refuse = true;
+  await store.stage({ inodeId: 9, index: 20 }, { version: 1, chainVersion: 1, offset: 0, data: datas[0] });
+  await store.stage({ inodeId: 9, index: 21 }, { version: 1, chainVersion: 1, offset: 0, data: datas[0] });
+  assert.equal(created.length, 6, 'asked once, then not again');
+  await store.commit({ inodeId: 9, index: 21 }, 1);
+  assert.deepEqual(Buffer.from((await store.read({ inodeId: 9, index: 21 }, 0, 1 << 30))), datas[0]);
+  await store.close();
+  // With directWrites off, nothing is direct.
+  const dir2 = mkdtempSync(path.join(outputDir, 'direct-off-'));
+  t.after(() => rmSync(dir2, { recursive: true, force: true }));
+  refuse = false;
+  store = await ChunkStore.open(disk, dir2, { identity, directWrites: false });
+  await store.stage({ inodeId: 9, index: 0 }, { version: 1, chainVersion: 1, offset: 0, data: datas[0] });
+  assert.equal(created.length, 6);
+  await store.close();
 });

@@ -12,11 +12,16 @@
 // (posix_fadvise POSIX_FADV_DONTNEED over the whole file). Returns 0 or -errno. Called once a
 // written chunk file is fdatasynced, so that its pages are clean and go at once (dirty ones would
 // only be queued for writeback); it never waits for the disk.
+//
+// addressOffset(buffer, align): the address of `buffer`'s first byte modulo `align` (a power of two).
+// Direct I/O (O_DIRECT) needs buffers at aligned addresses, which JavaScript cannot see: a writer
+// allocates a little more and starts where this says the alignment falls.
 
 #define _GNU_SOURCE
 #include <errno.h>
 #include <node_api.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <sys/uio.h>
 
 #ifndef RWF_NOWAIT
@@ -61,11 +66,28 @@ static napi_value drop_cached(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value address_offset(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2) return fail(env, "addressOffset(buffer, align)");
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) return fail(env, "buffer: a Uint8Array");
+  uint32_t align;
+  if (napi_get_value_uint32(env, argv[1], &align) != napi_ok || align == 0 || (align & (align - 1)) != 0) return fail(env, "align: a power of two");
+  napi_value result;
+  napi_create_uint32(env, (uint32_t) ((uintptr_t) data & (align - 1)), &result);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "readCached", NAPI_AUTO_LENGTH, read_cached, NULL, &fn);
   napi_set_named_property(env, exports, "readCached", fn);
   napi_create_function(env, "dropCached", NAPI_AUTO_LENGTH, drop_cached, NULL, &fn);
   napi_set_named_property(env, exports, "dropCached", fn);
+  napi_create_function(env, "addressOffset", NAPI_AUTO_LENGTH, address_offset, NULL, &fn);
+  napi_set_named_property(env, exports, "addressOffset", fn);
   return exports;
 }
