@@ -186,9 +186,14 @@ test('a target whose disk is too full to record where it serves stays out of its
 /** The real disk for worker `w`, except that while `full.worker` is `w` no chunk file can be made there (ENOSPC, as a full disk answers) and it shows no free space. */
 function fillableDisk(w: number, full: { worker: number }): Disk {
   const chunks = `${path.sep}chunks${path.sep}`;
+  const refused = (file: string, mode: string): boolean => full.worker === w && mode === 'create' && file.includes(chunks);
+  const noSpace = (file: string): Promise<never> => Promise.reject(Object.assign(new Error(`ENOSPC: no space left on device, open '${file}'`), { code: 'ENOSPC' }));
+  const direct = nodeDisk.directIo;
   return {
     ...nodeDisk,
-    open: (file, mode) => (full.worker === w && mode === 'create' && file.includes(chunks) ? Promise.reject(Object.assign(new Error(`ENOSPC: no space left on device, open '${file}'`), { code: 'ENOSPC' })) : nodeDisk.open(file, mode)),
+    open: (file, mode) => (refused(file, mode) ? noSpace(file) : nodeDisk.open(file, mode)),
+    // Chunk files written with direct I/O are made here (docs/chunk-store.md).
+    ...(direct === undefined ? {} : { directIo: { ...direct, create: (file: string) => (refused(file, 'create') ? noSpace(file) : direct.create(file)) } }),
     statfs: async (dir) => {
       const space = await nodeDisk.statfs(dir);
       return full.worker === w ? { ...space, bytesFree: 0 } : space;
