@@ -623,6 +623,9 @@ export class CairnFs {
   async open(path: string, flags: number, caller?: Caller): Promise<number> {
     await this.holds.settle(path);
     if ((flags & O_ACCMODE) !== O_RDONLY) return this.openForWrite(path, (flags & O_TRUNC) !== 0, caller);
+    // Linux truncates on O_RDONLY | O_TRUNC too (the kernel checked write permission); libfuse 3
+    // passes O_TRUNC with the open (atomic_o_trunc) instead of a truncate before it.
+    if ((flags & O_TRUNC) !== 0) await this.truncate(path, 0, caller);
     const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'open', path, ...this.as(caller) });
     const ref = fileRefOf(attr, path);
     const h: Handle = { path, inodeId: ref.inodeId, layout: ref.layout, sizeBytes: attr.sizeBytes, chunks: ref.chunks ?? null, committedBytes: attr.sizeBytes };

@@ -71,6 +71,15 @@ test('cairn mount: a cluster used through the kernel as a local disk', { skip, t
     await fails(fs.writeFile(p('x'.repeat(256)), ''), 'ENAMETOOLONG');
     await fails(fs.open(p('f'), constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY), 'EEXIST');
 
+    // O_TRUNC empties the file, opened for writing or (as Linux does) for reading; the rest of it is gone either way.
+    for (const access of [constants.O_WRONLY, constants.O_RDONLY]) {
+      await fs.writeFile(p('t'), 'some bytes');
+      await (await fs.open(p('t'), access | constants.O_TRUNC)).close();
+      assert.equal((await fs.stat(p('t'))).size, 0, `after open with O_TRUNC and ${access === constants.O_RDONLY ? 'O_RDONLY' : 'O_WRONLY'}`);
+      assert.equal(await fs.readFile(p('t'), 'utf8'), '');
+    }
+    await fs.unlink(p('t'));
+
     // rename over an existing file replaces it; a directory into its own subtree is refused.
     await fs.writeFile(p('g'), 'gee');
     await fs.rename(p('g'), p('f'));
