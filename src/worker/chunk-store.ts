@@ -764,14 +764,14 @@ export class ChunkStore {
       throw err;
     }).catch((err: unknown) => {
       if (!isErrno(err, 'EINVAL')) throw this.writeFailure(file, err);
-      this.opts.log('info', 'the target\'s file system has no direct I/O: chunks are written through the page cache', { dir: this.dir });
-      this.direct = undefined;
+      this.noDirectIo(err);
       return undefined;
     });
     if (f === undefined) return false;
     const padded = Math.ceil(bytes / direct.alignBytes) * direct.alignBytes;
     const buf = direct.take(padded);
     let ok = false;
+    let refused = false;
     try {
       let at = 0;
       for (const p of parts) {
@@ -783,16 +783,27 @@ export class ChunkStore {
         await f.write(buf.subarray(0, padded), 0);
         if (padded !== bytes) await f.truncate(bytes);
       } catch (err) {
-        throw this.writeFailure(file, err);
+        // A device that wants a larger alignment than the buffer's refuses the write itself.
+        refused = isErrno(err, 'EINVAL');
+        if (!refused) throw this.writeFailure(file, err);
+        this.noDirectIo(err);
       }
-      await this.syncFile(f);
-      ok = true;
+      if (!refused) {
+        await this.syncFile(f);
+        ok = true;
+      }
     } finally {
       direct.give(buf);
       await f.close();
       if (!ok) await this.unlinkQuiet(file);
     }
-    return true;
+    return !refused;
+  }
+
+  /** The target's file system or device refused a direct open or write (EINVAL): from now on the store writes through the page cache. */
+  private noDirectIo(err: unknown): void {
+    this.opts.log('info', 'the target\'s file system has no direct I/O for these writes: chunks are written through the page cache', { dir: this.dir, error: String(err) });
+    this.direct = undefined;
   }
 
   private async createFile(file: string): Promise<DiskFile> {

@@ -184,6 +184,31 @@ test('direct writes: chunks of any length land exact through aligned buffers; sm
   await store.commit({ inodeId: 9, index: 21 }, 1);
   assert.deepEqual(Buffer.from((await store.read({ inodeId: 9, index: 21 }, 0, 1 << 30))), datas[0]);
   await store.close();
+  // A device that refuses the direct write itself (an alignment larger than the buffer's): that
+  // write goes through the page cache instead, and so do the next; nothing direct is left behind.
+  const dir3 = mkdtempSync(path.join(outputDir, 'direct-refused-'));
+  t.after(() => rmSync(dir3, { recursive: true, force: true }));
+  let writesRefused = 0;
+  const refusingDisk: Disk = Object.create(nodeDisk);
+  Object.defineProperty(refusingDisk, 'directIo', {
+    value: {
+      ...direct,
+      create: async (file: string) => {
+        const f = await direct.create(file);
+        return Object.assign(Object.create(f), { write: () => (writesRefused++, Promise.reject(Object.assign(new Error('EINVAL'), { code: 'EINVAL' }))) });
+      },
+    } satisfies DirectIo,
+  });
+  store = await ChunkStore.open(refusingDisk, dir3, { identity });
+  for (const index of [0, 1]) {
+    await store.stage({ inodeId: 9, index }, { version: 1, chainVersion: 1, offset: 0, data: datas[index] });
+    await store.commit({ inodeId: 9, index }, 1);
+  }
+  assert.equal(writesRefused, 1, 'tried once');
+  await store.close();
+  store = await ChunkStore.open(refusingDisk, dir3, { identity });
+  for (const index of [0, 1]) assert.deepEqual(Buffer.from((await store.readWhole({ inodeId: 9, index })).data), datas[index]);
+  await store.close();
   // With directWrites off, nothing is direct.
   const dir2 = mkdtempSync(path.join(outputDir, 'direct-off-'));
   t.after(() => rmSync(dir2, { recursive: true, force: true }));
