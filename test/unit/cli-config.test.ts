@@ -57,6 +57,9 @@ test('--cache-writes: off unless given (flag, CAIRN_CACHE_WRITES or the config f
   assert.equal(parseWorkerConfig({ ...worker, cacheWrites: true }, {}).cacheWrites, true);
   assert.equal(parseWorkerConfig(worker, { CAIRN_CACHE_WRITES: '1' }).cacheWrites, true);
   assert.equal(parseWorkerConfig(worker, { CAIRN_CACHE_WRITES: 'false' }).cacheWrites, undefined);
+  assert.equal(parseWorkerConfig(worker, {}).directWrites, undefined);
+  assert.equal(parseWorkerConfig({ ...worker, bufferedWrites: true }, {}).directWrites, false);
+  assert.equal(parseWorkerConfig(worker, { CAIRN_BUFFERED_WRITES: '1' }).directWrites, false);
   assert.throws(() => parseWorkerConfig(worker, { CAIRN_CACHE_WRITES: 'yes' }), badOption(/--cache-writes must be true or false/));
 });
 
