@@ -16,23 +16,39 @@ export class BufferPool {
   private readonly idleBytesMax: number;
   private readonly classBytesMax: number;
   private readonly granularityBytes: number | undefined;
+  /** With `allocate`: the buffers it made, the only ones `give` takes back (they are views, not whole ArrayBuffers). */
+  private readonly allocated: WeakSet<Buffer> | undefined;
+  private readonly allocate: (bytes: number) => Buffer;
 
   /**
    * `granularityBytes`: classes are its multiples rather than powers of two (less memory for sizes
-   * just above a power of two, such as a chunk's bytes with a frame's header).
+   * just above a power of two, such as a chunk's bytes with a frame's header). `allocate`: makes a
+   * new buffer of exactly the bytes asked (default Buffer.allocUnsafeSlow), such as a view of a
+   * larger one at an aligned address.
    */
-  constructor(opts: { idleBytesMax: number; classBytesMax: number; granularityBytes?: number }) {
+  constructor(opts: { idleBytesMax: number; classBytesMax: number; granularityBytes?: number; allocate?: (bytes: number) => Buffer }) {
     this.idleBytesMax = opts.idleBytesMax;
     this.classBytesMax = opts.classBytesMax;
     this.granularityBytes = opts.granularityBytes;
+    const allocate = opts.allocate;
+    if (allocate === undefined) {
+      this.allocate = (bytes) => Buffer.allocUnsafeSlow(bytes);
+    } else {
+      const allocated = (this.allocated = new WeakSet());
+      this.allocate = (bytes) => {
+        const b = allocate(bytes);
+        allocated.add(b);
+        return b;
+      };
+    }
   }
 
   /** A buffer of at least `bytes` bytes, not in use by anyone else; larger than the largest class, a new one. */
   take(bytes: number): Buffer {
     const size = this.sizeClass(bytes);
-    if (size > this.classBytesMax) return Buffer.allocUnsafeSlow(bytes);
+    if (size > this.classBytesMax) return this.allocate(bytes);
     const b = this.free.get(size)?.pop();
-    if (b === undefined) return Buffer.allocUnsafeSlow(size);
+    if (b === undefined) return this.allocate(size);
     this.idle.delete(b);
     this.idleBytes -= size;
     return b;
@@ -41,7 +57,8 @@ export class BufferPool {
   /** Returns a buffer `take` gave; the caller must not touch it afterwards. Others are left to the GC. */
   give(b: Buffer): void {
     const size = b.byteLength;
-    if (size !== this.sizeClass(size) || size > this.classBytesMax || b.byteOffset !== 0 || b.buffer.byteLength !== size) return;
+    if (size !== this.sizeClass(size) || size > this.classBytesMax) return;
+    if (this.allocated !== undefined ? !this.allocated.has(b) : b.byteOffset !== 0 || b.buffer.byteLength !== size) return;
     if (this.idle.has(b) || this.idleBytes + size > this.idleBytesMax) return;
     let list = this.free.get(size);
     if (list === undefined) this.free.set(size, (list = []));

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { mkdir, open, readFile, readdir, rename, stat, statfs, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import type { DirectIo, Disk, DiskFile, DiskSpace, OpenMode } from './disk.ts';
+import { BufferPool } from '../buffer-pool.ts';
 import { addressOffset, dropCached, readCached } from './page-cache.ts';
 
 const flags: Record<OpenMode, string> = { read: 'r', update: 'r+', create: 'wx+' };
@@ -168,50 +169,23 @@ function closed(file: string): Error {
 
 /** Direct writes' alignment: a page, which covers every device's logical block (512 B or 4 KiB). */
 const directAlignBytes = 4096;
-/** Aligned buffers come in multiples of this (a chunk and its header fit a few classes). */
-const directBufferGranularityBytes = 1024 * 1024;
-/** What the pool of aligned buffers keeps idle at most. */
-const directIdleBytesMax = 64 * 1024 * 1024;
 
-/**
- * Aligned buffers for direct writes: a Buffer a page larger than asked, viewed from where the
- * addon says its address is aligned. Kept for reuse (a fresh buffer costs page faults on first
- * touch, which on a VM that returns free memory to its host cost more than the copy into it).
- */
-class AlignedBuffers {
-  private readonly free = new Map<number, Uint8Array[]>();
-  private readonly idle = new Set<Uint8Array>();
-  private idleBytes = 0;
-
-  take(bytes: number): Uint8Array {
-    const size = Math.max(1, Math.ceil(bytes / directBufferGranularityBytes)) * directBufferGranularityBytes;
-    const reused = this.free.get(size)?.pop();
-    if (reused !== undefined) {
-      this.idle.delete(reused);
-      this.idleBytes -= size;
-      return reused;
-    }
-    const raw = Buffer.allocUnsafeSlow(size + directAlignBytes);
-    const skip = (directAlignBytes - addressOffset(raw, directAlignBytes)!) % directAlignBytes;
-    return raw.subarray(skip, skip + size);
-  }
-
-  give(buf: Uint8Array): void {
-    const size = buf.byteLength;
-    if (size % directBufferGranularityBytes !== 0 || this.idle.has(buf) || this.idleBytes + size > directIdleBytesMax) return;
-    let list = this.free.get(size);
-    if (list === undefined) this.free.set(size, (list = []));
-    list.push(buf);
-    this.idle.add(buf);
-    this.idleBytes += size;
-  }
+/** A buffer of `bytes` at a page-aligned address: a view of one a page larger, from where the addon says the alignment falls. */
+function alignedBuffer(bytes: number): Buffer {
+  const raw = Buffer.allocUnsafeSlow(bytes + directAlignBytes);
+  const skip = (directAlignBytes - addressOffset(raw, directAlignBytes)!) % directAlignBytes;
+  return raw.subarray(skip, skip + bytes);
 }
 
 /** Direct I/O through node:fs, where the addon can align buffers (Linux has O_DIRECT). */
 function nodeDirectIo(): DirectIo | undefined {
   const probe = new Uint8Array(1);
   if (fsConstants.O_DIRECT === undefined || addressOffset(probe, directAlignBytes) === undefined) return undefined;
-  const buffers = new AlignedBuffers();
+  // Kept for reuse: a fresh buffer costs page faults on first touch, which on a VM that returns
+  // free memory to its host cost more than the copy into it. In classes of 1 MiB (a chunk and its
+  // header fit a few), 64 MiB idle at most.
+  const idleBytesMax = 64 * 1024 * 1024;
+  const buffers = new BufferPool({ idleBytesMax, classBytesMax: idleBytesMax, granularityBytes: 1024 * 1024, allocate: alignedBuffer });
   const createFlags = fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_RDWR | fsConstants.O_DIRECT;
   return {
     alignBytes: directAlignBytes,
@@ -220,7 +194,7 @@ function nodeDirectIo(): DirectIo | undefined {
       return new NodeFile(file, fh, fh.fd);
     },
     take: (bytes) => buffers.take(bytes),
-    give: (buf) => buffers.give(buf),
+    give: (buf) => buffers.give(buf as Buffer), // the pool takes back only the buffers it made
   };
 }
 

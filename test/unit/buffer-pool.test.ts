@@ -50,3 +50,29 @@ test('with a granularity, classes are its multiples: a chunk with a frame header
   assert.equal(pool.take(4 * MiB + 60 * KiB), b, 'a size in the same class reuses it');
   assert.equal(pool.bytesFor(4 * MiB), 4 * MiB);
 });
+
+test('with an allocator, its buffers (views of larger ones) are reused, and nothing else of their size is taken back', () => {
+  const made: Buffer[] = [];
+  const pool = new BufferPool({ idleBytesMax: 8 << 20, classBytesMax: 4 << 20, granularityBytes: 1 << 20, allocate: (bytes) => {
+    const b = Buffer.allocUnsafeSlow(bytes + 4096).subarray(100, 100 + bytes);
+    made.push(b);
+    return b;
+  } });
+  const a = pool.take(1_500_000);
+  assert.equal(a.byteLength, 2 << 20);
+  assert.equal(made.length, 1);
+  pool.give(a);
+  assert.equal(pool.take(2 << 20), a, 'reused');
+  // A view of the same size it did not make, and a whole buffer of it, are left to the GC.
+  pool.give(Buffer.allocUnsafeSlow((2 << 20) + 4096).subarray(0, 2 << 20));
+  pool.give(Buffer.allocUnsafeSlow(2 << 20));
+  assert.equal(pool.idleBytesNow, 0);
+  assert.notEqual(pool.take(2 << 20), a);
+  assert.equal(made.length, 2, 'a new one from the allocator');
+  // Past the largest class: the allocator's, exactly the bytes asked, not kept.
+  const big = pool.take(5 << 20);
+  assert.equal(big.byteLength, 5 << 20);
+  assert.equal(made.length, 3);
+  pool.give(big);
+  assert.equal(pool.idleBytesNow, 0);
+});
