@@ -756,13 +756,7 @@ export class ChunkStore {
    * target's file system has no direct I/O: the store writes through the page cache from then on.
    */
   private async writeDirect(direct: DirectIo, file: string, parts: readonly Uint8Array[], bytes: number): Promise<boolean> {
-    const f = await direct.create(file).catch(async (err: unknown) => {
-      if (isErrno(err, 'EEXIST')) {
-        await this.disk.unlink(file); // a leftover the store lost track of, as createFile
-        return direct.create(file);
-      }
-      throw err;
-    }).catch((err: unknown) => {
+    const f = await this.createFile(file, (name) => direct.create(name)).catch((err: unknown) => {
       if (!isErrno(err, 'EINVAL')) throw this.writeFailure(file, err);
       this.noDirectIo(err);
       return undefined;
@@ -806,14 +800,15 @@ export class ChunkStore {
     this.direct = undefined;
   }
 
-  private async createFile(file: string): Promise<DiskFile> {
+  /** Creates `file` new (through `create`: an ordinary or a direct file), replacing a leftover. */
+  private async createFile(file: string, create = (name: string) => this.disk.open(name, 'create')): Promise<DiskFile> {
     try {
-      return await this.disk.open(file, 'create');
+      return await create(file);
     } catch (err) {
       // A leftover the store lost track of (an unlink that failed): it holds nothing committed.
       if (!isErrno(err, 'EEXIST')) throw err;
       await this.disk.unlink(file);
-      return this.disk.open(file, 'create');
+      return create(file);
     }
   }
 
