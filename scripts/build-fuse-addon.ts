@@ -233,12 +233,20 @@ NAPI_METHOD(cairn_unclean) {
   ['FUSE_METHOD_VOID(flush, 2, 0, (const char *path, struct fuse_file_info *info), {\n', 'FUSE_METHOD_VOID(flush, 2, 0, (const char *path, struct fuse_file_info *info), {\n  if (info != NULL && cairn_is_clean(l->fuse, info->fh)) return 0;\n'],
   ['FUSE_METHOD_VOID(release, 2, 0, (const char *path, struct fuse_file_info *info), {\n', 'FUSE_METHOD_VOID(release, 2, 0, (const char *path, struct fuse_file_info *info), {\n  if (info != NULL) cairn_set_unclean(l->fuse, info->fh);\n'],
   ['  NAPI_EXPORT_FUNCTION(fuse_native_unmount)\n', '  NAPI_EXPORT_FUNCTION(fuse_native_unmount)\n  NAPI_EXPORT_FUNCTION(cairn_unclean)\n'],
+  // Only user.* extended attributes are kept (docs/fuse.md): the others are refused here, on the
+  // libfuse thread. `ls -l` asks for two of them of every file (security.selinux and
+  // system.posix_acl_access), and stops asking on a device that answers EOPNOTSUPP.
+  ...(['getxattr, 4, 1, (const char *path, const char *name, char *value, size_t size)', 'setxattr, 5, 1, (const char *path, const char *name, const char *value, size_t size, int flags)', 'removexattr, 2, 0, (const char *path, const char *name)'].map((m): [string, string] => {
+    const head = `FUSE_METHOD${m.startsWith('removexattr') ? '_VOID' : ''}(${m}, {\n`;
+    return [head, `${head}  if (strncmp(name, "user.", 5) != 0) return -EOPNOTSUPP;\n`];
+  })),
   // So that JavaScript can tell this addon from the prebuilt one.
   ['  NAPI_EXPORT_UINT32(op_error)\n', '  NAPI_EXPORT_UINT32(op_error)\n  NAPI_EXPORT_UINT32(cairn_caller_context)\n'],
   // 2: utimens fixed as well; 3: and passes UTIME_OMIT and UTIME_NOW; 4: and create's O_EXCL;
   // 5: and times before 1970; 6: and a create answers its fgetattr and its clean flush; 7: and a
-  // held directory's getattr; 8: and it speaks libfuse 3 (libfuse3Edits).
-  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 8;\nstatic const uint32_t op_init = 0;\n'],
+  // held directory's getattr; 8: and it speaks libfuse 3 (libfuse3Edits); 9: and refuses xattrs
+  // other than user.* itself.
+  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 9;\nstatic const uint32_t op_init = 0;\n'],
 ];
 
 /**
@@ -352,4 +360,4 @@ mkdirSync(path.dirname(out), { recursive: true });
 const c = path.join(work, 'fuse-native.c');
 writeFileSync(c, source);
 execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-D_FILE_OFFSET_BITS=64', ...headers.map((h) => `-I${h}`), c, '-o', out, libfuse!, '-lpthread'], { stdio: 'inherit' });
-say(`built ${out} on libfuse 3 (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr and clean flush; held directories\' getattr)`);
+say(`built ${out} on libfuse 3 (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr and clean flush; held directories\' getattr; xattrs other than user.* refused in C)`);

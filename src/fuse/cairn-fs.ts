@@ -141,6 +141,11 @@ const inodesMax = 2 ** 32 - 1;
 const fileBytesMax = Number.MAX_SAFE_INTEGER;
 
 /** EFBIG for a length past the largest file, as a local file system answers past its limit. */
+/** An extended attribute outside user.*, which cairn does not keep. */
+function notKept(name: string): MetaError {
+  return new MetaError(FsErrorCode.EINVAL, `only user.* extended attributes are kept, not ${name}`, { errno: 'EOPNOTSUPP' });
+}
+
 function mustFit(endBytes: number): void {
   if (endBytes > fileBytesMax) throw new MetaError(FsErrorCode.EINVAL, `a file may hold at most ${fileBytesMax} bytes`, { errno: 'EFBIG' });
 }
@@ -870,10 +875,12 @@ export class CairnFs {
 
   /**
    * An extended attribute's value. Only user.* names are kept: the others (security.capability,
-   * which the kernel asks for before writes) are answered here, without asking the masters.
+   * which the kernel asks for before writes, and the ACL and SELinux names `ls -l` asks for) are
+   * not supported, as on a file system without those namespaces (the rebuilt addon answers so
+   * itself; this is for the prebuilt one).
    */
   async getxattr(path: string, name: string, caller?: Caller): Promise<Buffer> {
-    if (!name.startsWith(xattrNamePrefix)) throw new MetaError(FsErrorCode.ENODATA, `no extended attribute ${name}`);
+    if (!name.startsWith(xattrNamePrefix)) throw notKept(name);
     await this.holds.settle(path);
     const value = await this.meta.query<Uint8Array>('meta.query', { op: 'getxattr', path, name, ...this.as(caller) });
     return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
@@ -882,7 +889,7 @@ export class CairnFs {
   /** `value` is the kernel's buffer, valid only until this returns: it is copied. */
   async setxattr(path: string, name: string, value: Buffer, flags: number, caller?: Caller): Promise<void> {
     this.changedDirs.delete(path);
-    if (!name.startsWith(xattrNamePrefix)) throw new MetaError(FsErrorCode.EINVAL, `only user.* extended attributes are kept, not ${name}`, { errno: 'EOPNOTSUPP' });
+    if (!name.startsWith(xattrNamePrefix)) throw notKept(name);
     await this.attrsChange(path, () => this.mutate('meta.mutate', { op: 'setxattr', path, name, value: Buffer.from(value), flags: flags & 3, ...this.as(caller) }));
   }
 
@@ -893,7 +900,7 @@ export class CairnFs {
 
   async removexattr(path: string, name: string, caller?: Caller): Promise<void> {
     this.changedDirs.delete(path);
-    if (!name.startsWith(xattrNamePrefix)) throw new MetaError(FsErrorCode.ENODATA, `no extended attribute ${name}`);
+    if (!name.startsWith(xattrNamePrefix)) throw notKept(name);
     await this.attrsChange(path, () => this.mutate('meta.mutate', { op: 'removexattr', path, name, ...this.as(caller) }));
   }
 
