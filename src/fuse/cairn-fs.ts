@@ -680,9 +680,14 @@ export class CairnFs {
     if (lazy === undefined) return;
     if (lazy.opening === undefined && h.fd !== undefined) this.onUnclean?.(h.fd);
     lazy.opening ??= (async () => {
+      // A create not yet sent opens the session itself: one journal round instead of two.
+      const withCreate = this.holds.openWithCreate(h.path, h.inodeId);
       await this.holds.settle(h.path);
-      await lazy.landed;
-      const s = await this.mutate<SessionValue>('meta.mutate', { op: 'openSession', path: h.path, truncate: false, ...this.as(lazy.creator) });
+      const created = await lazy.landed;
+      const s =
+        withCreate && created.sessionId !== undefined
+          ? { sessionId: created.sessionId, inode: created.inode }
+          : await this.mutate<SessionValue>('meta.mutate', { op: 'openSession', path: h.path, truncate: false, ...this.as(lazy.creator) });
       if (s.inode.inodeId !== h.inodeId) throw new MetaError(FsErrorCode.ENOENT, `${h.path} is another file now`, { errno: 'EIO' });
       this.initWriter(h, s.sessionId, s.inode);
       h.lazy = undefined;

@@ -299,6 +299,21 @@ export class DirHolds {
   }
 
   /**
+   * Has the create of `path` (inode `inodeId`), answered here and not yet sent, open a write
+   * session in the same step, so that the file's first write needs no journal round of its own
+   * (its landed value then holds the session id); false if that create has left the queue. A
+   * create that cannot open its session (the masters' session limit) then fails whole.
+   */
+  openWithCreate(path: string, inodeId: number): boolean {
+    const [dir, name] = split(path);
+    const op = this.held.get(dir)?.queue.find((o) => o.name === name && (o.wire as { inodeId?: number }).inodeId === inodeId);
+    const wire = op?.wire as { op: string; openSession?: boolean } | undefined;
+    if (wire?.op !== 'create') return false;
+    wire.openSession = true;
+    return true;
+  }
+
+  /**
    * Waits until every change this mount answered so far in the directory holding `path` (or in
    * `path`, a directory) landed; not for those answered meanwhile, so that a stream of creates
    * there does not hold it up.

@@ -142,3 +142,31 @@ test('a file created in a held directory and still open gets its write session w
   assert.equal(masters.fs.state.inodeStatus(inodeId), 'live');
   await fs.releaseAll();
 });
+
+test("a file opened for writing while its create waits to be sent gets its session with the create: one journal round, not two", async () => {
+  const { fs, masters } = mountOver();
+  await fs.mkdir('/d', 0o755);
+  for (let i = 0; i < 4; i++) await fs.release(await fs.create(`/d/s${i}`, 0o644));
+  await held(fs, '/d');
+  // Once its create has been sent, the session takes a round of its own. An unlink while the file
+  // is open opens it for writing first (its session keeps the orphan), as a first write does.
+  const sent = await fs.create('/d/sent', 0o644);
+  await fs.fsyncdir('/d');
+  masters.mutations.length = 0;
+  await fs.unlink('/d/sent');
+  assert.deepEqual(masters.mutations, ['openSession /d/sent', 'unlink /d/sent']);
+  await fs.release(sent);
+  // While it waits to be sent, the create opens it.
+  await fs.fsyncdir('/d');
+  masters.mutations.length = 0;
+  const before = new Set([...masters.fs.state.openSessions()].map((s) => s.sessionId));
+  const fd = await fs.create('/d/new', 0o644);
+  await fs.unlink('/d/new');
+  assert.deepEqual(masters.mutations, ['dirBatch 1', 'unlink /d/new'], 'no openSession of its own');
+  const sessions = [...masters.fs.state.openSessions()].filter((s) => !before.has(s.sessionId));
+  assert.equal(sessions.length, 1, 'the create opened the session');
+  assert.equal(masters.fs.state.inodeStatus(sessions[0].inodeId), 'live', 'an orphan its session keeps');
+  await fs.release(fd);
+  await fs.releaseAll();
+  assert.equal(masters.fs.state.inodeStatus(sessions[0].inodeId), 'pendingGc', 'its release ended the session, and the orphan went');
+});
