@@ -155,6 +155,11 @@ export class DirHolds {
     return h;
   }
 
+  /** Whether the directory holding `path` is held here now: no other client can change its names. */
+  holdsDirOf(path: string): boolean {
+    return this.usable(split(path)[0]) !== undefined;
+  }
+
   /** A name's attributes in a held directory, 'absent' if it has no such name, undefined if not held. */
   lookup(path: string): InodeAttr | 'absent' | undefined {
     if (this.held.size === 0 || path === '/') return undefined;

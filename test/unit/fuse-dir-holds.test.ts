@@ -12,10 +12,10 @@ import { dirLeaseRenewMs } from '../../src/master/dir-lease-renewals.ts';
 import { ResultErrorCode, rootCaller } from '../../src/meta/index.ts';
 import { FakeMasters } from '../meta-fs.ts';
 
-function mountOver(holdIdleMs = 60_000): { fs: CairnFs; masters: FakeMasters; logged: string[] } {
+function mountOver(holdIdleMs = 60_000, data = {} as DataClient): { fs: CairnFs; masters: FakeMasters; logged: string[] } {
   const masters = new FakeMasters();
   const logged: string[] = [];
-  const fs = new CairnFs({ meta: masters as unknown as MasterClient, data: {} as DataClient, owner: { uid: 0, gid: 0, groups: [] }, holdAfterChanges: 4, holdIdleMs, listingMs: 1000, log: (_l, m) => logged.push(m) });
+  const fs = new CairnFs({ meta: masters as unknown as MasterClient, data, owner: { uid: 0, gid: 0, groups: [] }, holdAfterChanges: 4, holdIdleMs, listingMs: 1000, log: (_l, m) => logged.push(m) });
   return { fs, masters, logged };
 }
 
@@ -169,4 +169,58 @@ test("a file opened for writing while its create waits to be sent gets its sessi
   await fs.release(fd);
   await fs.releaseAll();
   assert.equal(masters.fs.state.inodeStatus(sessions[0].inodeId), 'pendingGc', 'its release ended the session, and the orphan went');
+});
+
+test('times set on a file being written in a held directory go with its commit, not before it: one flush and commit, not two', async () => {
+  // Workers that take every chunk write.
+  const { fs, masters } = mountOver(60_000, { writeChunk: async () => true } as unknown as DataClient);
+  await fs.mkdir('/d', 0o755);
+  for (let i = 0; i < 4; i++) await fs.release(await fs.create(`/d/s${i}`, 0o644));
+  await held(fs, '/d');
+  const when = Date.UTC(2020, 0, 2, 3, 4, 5);
+  const statOf = (path: string): { mtimeMs: number; atimeMs: number; sizeBytes: number } => {
+    const r = masters.fs.state.stat(path, { ...rootCaller, holder: fs.holds.holder });
+    assert.ok(r.ok, `stat ${path}`);
+    return r.value;
+  };
+  const mtimeOf = (path: string): number => statOf(path).mtimeMs;
+  // As tar: write, set the times on the open file, close.
+  const fd = await fs.create('/d/t', 0o644);
+  await fs.write(fd, Buffer.from('hello'), 5, 0);
+  masters.mutations.length = 0;
+  await fs.utimens('/d/t', 'omit', when);
+  assert.deepEqual(masters.mutations, [], 'nothing sent yet');
+  assert.equal((await fs.getattr('/d/t')).mtime, when, 'this mount shows them at once');
+  await fs.flush(fd);
+  assert.deepEqual(masters.mutations, ['commitLength ', 'setattr /d/t'], 'the times right after the commit');
+  assert.equal(mtimeOf('/d/t'), when);
+  assert.equal(statOf('/d/t').sizeBytes, 5);
+  await fs.release(fd);
+  // A write after them moves mtime to the commit's now, as a write does.
+  const fd2 = await fs.create('/d/u', 0o644);
+  await fs.write(fd2, Buffer.from('a'), 1, 0);
+  await fs.utimens('/d/u', when, when);
+  await fs.write(fd2, Buffer.from('b'), 1, 1);
+  assert.notEqual((await fs.getattr('/d/u')).mtime, when);
+  await fs.flush(fd2);
+  assert.notEqual(mtimeOf('/d/u'), when);
+  assert.equal(statOf('/d/u').atimeMs, when, 'atime stays as set');
+  await fs.release(fd2);
+  // Unlinked before its close: the times go nowhere, and the close succeeds.
+  const fd3 = await fs.create('/d/v', 0o644);
+  await fs.write(fd3, Buffer.from('c'), 1, 0);
+  await fs.utimens('/d/v', 'omit', when);
+  await fs.unlink('/d/v');
+  masters.mutations.length = 0;
+  await fs.flush(fd3);
+  assert.deepEqual(masters.mutations, ['commitLength ']);
+  await fs.release(fd3);
+  // 'now' (touch), or a file not being written, is set at once as before.
+  const fd4 = await fs.create('/d/w', 0o644);
+  await fs.write(fd4, Buffer.from('d'), 1, 0);
+  masters.mutations.length = 0;
+  await fs.utimens('/d/w', 'now', 'now');
+  assert.deepEqual(masters.mutations, ['commitLength ', 'setattr /d/w']);
+  await fs.release(fd4);
+  await fs.releaseAll();
 });
