@@ -557,11 +557,12 @@ export class CairnFs {
   async utimens(path: string, atime: UtimeMs, mtime: UtimeMs, caller?: Caller): Promise<void> {
     this.changedDirs.delete(path);
     if (atime === 'omit' && mtime === 'omit') return;
+    // Kept for the commit: nothing changes on the masters now, so nothing kept is stale either.
+    if (this.deferTimes(path, atime, mtime, caller)) return;
     await this.attrsChange(path, () => this.utimensAsked(path, atime, mtime, caller));
   }
 
   private async utimensAsked(path: string, atime: UtimeMs, mtime: UtimeMs, caller: Caller | undefined): Promise<void> {
-    if (this.deferTimes(path, atime, mtime, caller)) return;
     // Writes this mount holds for the file are committed first: their commit sets the times to
     // now, which would undo these (tar and cp -p set them on the open file before closing it).
     await this.flushWritersOf(path, caller);
