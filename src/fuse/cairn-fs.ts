@@ -140,12 +140,12 @@ const inodesMax = 2 ** 32 - 1;
 /** The largest file: a length must be exact as a JavaScript number (the masters keep lengths so). */
 const fileBytesMax = Number.MAX_SAFE_INTEGER;
 
-/** EFBIG for a length past the largest file, as a local file system answers past its limit. */
 /** An extended attribute outside user.*, which cairn does not keep. */
 function notKept(name: string): MetaError {
   return new MetaError(FsErrorCode.EINVAL, `only user.* extended attributes are kept, not ${name}`, { errno: 'EOPNOTSUPP' });
 }
 
+/** EFBIG for a length past the largest file, as a local file system answers past its limit. */
 function mustFit(endBytes: number): void {
   if (endBytes > fileBytesMax) throw new MetaError(FsErrorCode.EINVAL, `a file may hold at most ${fileBytesMax} bytes`, { errno: 'EFBIG' });
 }

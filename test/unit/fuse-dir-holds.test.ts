@@ -25,6 +25,13 @@ async function held(fs: CairnFs, dir: string): Promise<void> {
   assert.ok(fs.holds.dirAttr(dir) !== undefined, `${dir} is held`);
 }
 
+/** Makes `dir` and creates files in it until the mount holds it (changesToHold 4, in mountOver). */
+async function holdDir(fs: CairnFs, dir: string): Promise<void> {
+  await fs.mkdir(dir, 0o755);
+  for (let i = 0; i < 4; i++) await fs.release(await fs.create(`${dir}/s${i}`, 0o644));
+  await held(fs, dir);
+}
+
 test('after a few creates the mount holds the directory: lookups, creates and unlinks there ask nothing, and land in batches', async () => {
   const { fs, masters } = mountOver();
   await fs.mkdir('/d', 0o755);
@@ -65,9 +72,7 @@ test('after a few creates the mount holds the directory: lookups, creates and un
 
 test('fsync of a file created in a held directory waits for its batch; one the masters refuse fails it', async () => {
   const { fs, masters, logged } = mountOver();
-  await fs.mkdir('/d', 0o755);
-  for (let i = 0; i < 4; i++) await fs.release(await fs.create(`/d/s${i}`, 0o644));
-  await held(fs, '/d');
+  await holdDir(fs, '/d');
   const fd = await fs.create('/d/kept', 0o644);
   await fs.fsync(fd);
   await fs.release(fd);
@@ -89,9 +94,7 @@ test('fsync of a file created in a held directory waits for its batch; one the m
 
 test('renames, links and directories made in a held directory keep its listing true', async () => {
   const { fs, masters } = mountOver();
-  await fs.mkdir('/d', 0o755);
-  for (let i = 0; i < 4; i++) await fs.release(await fs.create(`/d/s${i}`, 0o644));
-  await held(fs, '/d');
+  await holdDir(fs, '/d');
   await fs.release(await fs.create('/d/a', 0o644));
   await fs.rename('/d/a', '/d/b');
   await assert.rejects(fs.getattr('/d/a'), { code: 'ENOENT' });
@@ -112,9 +115,7 @@ test('renames, links and directories made in a held directory keep its listing t
 
 test('fsyncdir fails with EIO, once, after the masters refused changes the mount had answered in the directory', async () => {
   const { fs, masters } = mountOver();
-  await fs.mkdir('/d', 0o755);
-  for (let i = 0; i < 4; i++) await fs.release(await fs.create(`/d/s${i}`, 0o644));
-  await held(fs, '/d');
+  await holdDir(fs, '/d');
   await fs.fsyncdir('/d');
   const dirId = masters.fs.stat('/d').inodeId;
   masters.fs.ok({ op: 'expireDirLeases', leases: [{ dirInodeId: dirId, holder: fs.holds.holder }] } as never);
@@ -127,9 +128,7 @@ test('fsyncdir fails with EIO, once, after the masters refused changes the mount
 
 test('a file created in a held directory and still open gets its write session when the directory is given back', async () => {
   const { fs, masters } = mountOver();
-  await fs.mkdir('/d', 0o755);
-  for (let i = 0; i < 4; i++) await fs.release(await fs.create(`/d/s${i}`, 0o644));
-  await held(fs, '/d');
+  await holdDir(fs, '/d');
   const fd = await fs.create('/d/open', 0o644);
   masters.mutations.length = 0;
   masters.renewals.recall(masters.fs.stat('/d').inodeId, performance.now());
@@ -145,9 +144,7 @@ test('a file created in a held directory and still open gets its write session w
 
 test("a file opened for writing while its create waits to be sent gets its session with the create: one journal round, not two", async () => {
   const { fs, masters } = mountOver();
-  await fs.mkdir('/d', 0o755);
-  for (let i = 0; i < 4; i++) await fs.release(await fs.create(`/d/s${i}`, 0o644));
-  await held(fs, '/d');
+  await holdDir(fs, '/d');
   // Once its create has been sent, the session takes a round of its own. An unlink while the file
   // is open opens it for writing first (its session keeps the orphan), as a first write does.
   const sent = await fs.create('/d/sent', 0o644);
@@ -174,9 +171,7 @@ test("a file opened for writing while its create waits to be sent gets its sessi
 test('times set on a file being written in a held directory go with its commit, not before it: one flush and commit, not two', async () => {
   // Workers that take every chunk write.
   const { fs, masters } = mountOver(60_000, { writeChunk: async () => true } as unknown as DataClient);
-  await fs.mkdir('/d', 0o755);
-  for (let i = 0; i < 4; i++) await fs.release(await fs.create(`/d/s${i}`, 0o644));
-  await held(fs, '/d');
+  await holdDir(fs, '/d');
   const when = Date.UTC(2020, 0, 2, 3, 4, 5);
   const statOf = (path: string): { mtimeMs: number; atimeMs: number; sizeBytes: number } => {
     const r = masters.fs.state.stat(path, { ...rootCaller, holder: fs.holds.holder });
