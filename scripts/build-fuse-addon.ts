@@ -4,7 +4,8 @@
 // them a mount cannot give a new file its creator as owner, nor let the masters check permissions
 // as that user. utimens passes mtime (it passed atime twice); create passes O_EXCL; a create and a
 // held directory's getattr are answered in C; and it is built on libfuse 3 (1 MiB requests) instead
-// of libfuse 2 (libfuse3Edits). Run by `npm install` (postinstall) and by hand:
+// of libfuse 2 (libfuse3Edits); a lookup of a name a held directory lacks is answered in C
+// (namesEdits). Run by `npm install` (postinstall) and by hand:
 //   node scripts/build-fuse-addon.ts
 // It needs a C compiler (Debian gcc), libfuse 3's headers (Debian libfuse3-dev) and libfuse3.so.3
 // (Debian fuse3 brings it); Node brings the N-API headers. Without them it says so and leaves the
@@ -194,9 +195,9 @@ static void cairn_dir_keep (napi_env env, fuse_thread_t *ft, const char *path, s
   uv_mutex_unlock(&ft->cairn_dirs_mut);
 }
 
-// A create's end: the generation moves on, and if no other operation that may change a directory
-// began or ended since the create began, the directory's attributes after it (JavaScript's answer,
-// given now) are kept at the new generation.
+// A create's or an unlink's end: the generation moves on, and if no other operation that may change
+// a directory began or ended since it began, the directory's attributes after it (JavaScript's
+// answer, given now) are kept at the new generation.
 static void cairn_create_ended (napi_env env, fuse_thread_locals_t *l, int32_t res, napi_value stat, napi_value ttl) {
   uint64_t expected = l->cairn_op_gen;
   l->cairn_ended = 1;
@@ -245,8 +246,210 @@ NAPI_METHOD(cairn_unclean) {
   // 2: utimens fixed as well; 3: and passes UTIME_OMIT and UTIME_NOW; 4: and create's O_EXCL;
   // 5: and times before 1970; 6: and a create answers its fgetattr and its clean flush; 7: and a
   // held directory's getattr; 8: and it speaks libfuse 3 (libfuse3Edits); 9: and refuses xattrs
-  // other than user.* itself.
-  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 9;\nstatic const uint32_t op_init = 0;\n'],
+  // other than user.* itself; 10: and answers a lookup of a name a held directory lacks (namesEdits).
+  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 10;\nstatic const uint32_t op_init = 0;\n'],
+];
+
+/**
+ * A held directory's names (src/fuse/dir-holds.ts), as 64-bit hashes mirrored from JavaScript, which
+ * updates them in the same step as its own listing: a lookup of a name the directory lacks (each
+ * create's, before it) is answered ENOENT here, on the libfuse thread, instead of a trip to the
+ * event loop inside the kernel's lock of the directory. A hash shared by two names only sends the
+ * lookup to JavaScript, which is always right; so does a directory not mirrored, and any lookup
+ * once the time JavaScript last gave has passed (its leases' renewal, DirHolds.usable).
+ */
+const namesEdits: [string, string][] = [
+  [
+    '} cairn_dir_slot;\n',
+    '} cairn_dir_slot;\n\n#define CAIRN_NAME_DIRS 16\n\n// One held directory\'s names: open addressing, linear probing, 0 an empty slot (hashes are odd)\ntypedef struct {\n  char path[CAIRN_DIR_PATH_MAX];\n  uint64_t *hashes;\n  uint32_t cap;\n  uint32_t count;\n} cairn_names_dir;\n',
+  ],
+  [
+    '  cairn_dir_slot cairn_dirs[CAIRN_DIR_SLOTS];\n} fuse_thread_t;\n',
+    '  cairn_dir_slot cairn_dirs[CAIRN_DIR_SLOTS];\n  // Held directories\' names (cairn): see cairn_absent\n  uv_mutex_t cairn_names_mut;\n  uint64_t cairn_names_until_ns;\n  cairn_names_dir cairn_names[CAIRN_NAME_DIRS];\n} fuse_thread_t;\n',
+  ],
+  ['  uv_mutex_init(&(ft->cairn_dirs_mut));\n', '  uv_mutex_init(&(ft->cairn_dirs_mut));\n  uv_mutex_init(&(ft->cairn_names_mut));\n'],
+  [
+    '\nNAPI_METHOD(cairn_unclean) {\n',
+    `
+static uint64_t cairn_name_hash (const char *name, size_t len) {
+  uint64_t h = 14695981039346656037ull; // FNV-1a
+  for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t) name[i]) * 1099511628211ull;
+  return h | 1;
+}
+
+static cairn_names_dir *cairn_names_of (fuse_thread_t *ft, const char *dir, size_t len) {
+  for (int i = 0; i < CAIRN_NAME_DIRS; i++) {
+    cairn_names_dir *d = &ft->cairn_names[i];
+    if (d->hashes != NULL && strncmp(d->path, dir, len) == 0 && d->path[len] == 0) return d;
+  }
+  return NULL;
+}
+
+static int cairn_names_has (const cairn_names_dir *d, uint64_t h) {
+  uint32_t mask = d->cap - 1;
+  for (uint32_t i = (uint32_t) h & mask; d->hashes[i] != 0; i = (i + 1) & mask) if (d->hashes[i] == h) return 1;
+  return 0;
+}
+
+static void cairn_names_drop_dir (cairn_names_dir *d) {
+  free(d->hashes);
+  memset(d, 0, sizeof(cairn_names_dir));
+}
+
+// Adds a hash, growing the table to keep it at most half full; out of memory, the directory is
+// forgotten (its lookups go to JavaScript).
+static void cairn_names_put (cairn_names_dir *d, uint64_t h) {
+  if (cairn_names_has(d, h)) return;
+  if ((d->count + 1) * 2 > d->cap) {
+    uint32_t cap = d->cap * 2;
+    uint64_t *hashes = calloc(cap, sizeof(uint64_t));
+    if (hashes == NULL) return cairn_names_drop_dir(d);
+    for (uint32_t i = 0; i < d->cap; i++) {
+      if (d->hashes[i] == 0) continue;
+      uint32_t j = (uint32_t) d->hashes[i] & (cap - 1);
+      while (hashes[j] != 0) j = (j + 1) & (cap - 1);
+      hashes[j] = d->hashes[i];
+    }
+    free(d->hashes);
+    d->hashes = hashes;
+    d->cap = cap;
+  }
+  uint32_t mask = d->cap - 1, i = (uint32_t) h & mask;
+  while (d->hashes[i] != 0) i = (i + 1) & mask;
+  d->hashes[i] = h;
+  d->count++;
+}
+
+// Removes a hash: the entries after it in its run move back, so that no probe stops short.
+static void cairn_names_remove (cairn_names_dir *d, uint64_t h) {
+  uint32_t mask = d->cap - 1, i = (uint32_t) h & mask;
+  while (d->hashes[i] != h) {
+    if (d->hashes[i] == 0) return;
+    i = (i + 1) & mask;
+  }
+  for (uint32_t j = (i + 1) & mask; d->hashes[j] != 0; j = (j + 1) & mask) {
+    uint32_t home = (uint32_t) d->hashes[j] & mask;
+    // The entry at j stays if its home lies cyclically in (i, j]
+    if (i <= j ? (i < home && home <= j) : (i < home || home <= j)) continue;
+    d->hashes[i] = d->hashes[j];
+    i = j;
+  }
+  d->hashes[i] = 0;
+  d->count--;
+}
+
+// Whether JavaScript would answer ENOENT for path now: its directory is held, mirrored here, within
+// the time last given, and has no name of this hash.
+static int cairn_absent (fuse_thread_t *ft, const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL || slash[1] == 0) return 0;
+  size_t dir_len = slash == path ? 1 : (size_t) (slash - path);
+  size_t name_len = strlen(slash + 1);
+  if (dir_len >= CAIRN_DIR_PATH_MAX || name_len > 255) return 0; // a name too long: the masters' ENAMETOOLONG
+  // Beyond ASCII, JavaScript may see other bytes than these (invalid UTF-8 becomes U+FFFD)
+  for (size_t i = 0; i < name_len; i++) if ((uint8_t) slash[1 + i] >= 0x80) return 0;
+  uint64_t h = cairn_name_hash(slash + 1, name_len);
+  int absent = 0;
+  uv_mutex_lock(&ft->cairn_names_mut);
+  if (cairn_now_ns() < ft->cairn_names_until_ns) {
+    cairn_names_dir *d = cairn_names_of(ft, path, dir_len);
+    absent = d != NULL && !cairn_names_has(d, h);
+  }
+  uv_mutex_unlock(&ft->cairn_names_mut);
+  return absent;
+}
+
+// cairn_names_hold(thread, dir, names): dir's names are these (a Buffer of names joined by '/'),
+// replacing what was kept; without a free place, dir is not kept.
+NAPI_METHOD(cairn_names_hold) {
+  NAPI_ARGV(3)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
+  NAPI_ARGV_UTF8(dir, CAIRN_DIR_PATH_MAX, 1);
+  NAPI_ARGV_BUFFER(names, 2);
+  if (dir_len >= CAIRN_DIR_PATH_MAX - 1) return NULL;
+  uv_mutex_lock(&ft->cairn_names_mut);
+  cairn_names_dir *d = cairn_names_of(ft, dir, dir_len);
+  if (d != NULL) cairn_names_drop_dir(d);
+  for (int i = 0; d == NULL && i < CAIRN_NAME_DIRS; i++) if (ft->cairn_names[i].hashes == NULL) d = &ft->cairn_names[i];
+  if (d != NULL && (d->hashes = calloc(16, sizeof(uint64_t))) != NULL) {
+    d->cap = 16;
+    memcpy(d->path, dir, dir_len + 1);
+    size_t start = 0;
+    for (size_t i = 0; i <= names_len && d->hashes != NULL; i++) {
+      if (i < names_len && names[i] != '/') continue;
+      if (i > start) cairn_names_put(d, cairn_name_hash(names + start, i - start));
+      start = i + 1;
+    }
+  }
+  uv_mutex_unlock(&ft->cairn_names_mut);
+  return NULL;
+}
+
+// cairn_names_change(thread, dir, name, present): a name of a kept directory comes or goes.
+NAPI_METHOD(cairn_names_change) {
+  NAPI_ARGV(4)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
+  NAPI_ARGV_UTF8(dir, CAIRN_DIR_PATH_MAX, 1);
+  NAPI_ARGV_UTF8(name, 1024, 2);
+  bool present = true;
+  napi_get_value_bool(env, argv[3], &present);
+  uint64_t h = cairn_name_hash(name, name_len);
+  uv_mutex_lock(&ft->cairn_names_mut);
+  cairn_names_dir *d = cairn_names_of(ft, dir, dir_len);
+  if (d != NULL) {
+    if (present) cairn_names_put(d, h);
+    else cairn_names_remove(d, h);
+  }
+  uv_mutex_unlock(&ft->cairn_names_mut);
+  return NULL;
+}
+
+// cairn_names_drop(thread, dir): dir is no longer kept.
+NAPI_METHOD(cairn_names_drop) {
+  NAPI_ARGV(2)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
+  NAPI_ARGV_UTF8(dir, CAIRN_DIR_PATH_MAX, 1);
+  uv_mutex_lock(&ft->cairn_names_mut);
+  cairn_names_dir *d = cairn_names_of(ft, dir, dir_len);
+  if (d != NULL) cairn_names_drop_dir(d);
+  uv_mutex_unlock(&ft->cairn_names_mut);
+  return NULL;
+}
+
+// cairn_names_until(thread, ms): the kept names are answered from for ms more at most.
+NAPI_METHOD(cairn_names_until) {
+  NAPI_ARGV(2)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
+  NAPI_ARGV_INT32(ms, 1);
+  uint64_t until = ms > 0 ? cairn_now_ns() + (uint64_t) ms * 1000000u : 0;
+  uv_mutex_lock(&ft->cairn_names_mut);
+  ft->cairn_names_until_ns = until;
+  uv_mutex_unlock(&ft->cairn_names_mut);
+  return NULL;
+}
+
+// cairn_names_absent(thread, path): cairn_absent's answer (for the tests).
+NAPI_METHOD(cairn_names_absent) {
+  NAPI_ARGV(2)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
+  NAPI_ARGV_UTF8(path, 2048, 1);
+  NAPI_RETURN_UINT32(cairn_absent(ft, path));
+}
+
+NAPI_METHOD(cairn_unclean) {
+`,
+  ],
+  ['  if (cairn_dir_find(l->fuse, path, l->cairn_op_gen, stat)) return 0;\n', '  if (cairn_absent(l->fuse, path)) return -ENOENT;\n  if (cairn_dir_find(l->fuse, path, l->cairn_op_gen, stat)) return 0;\n'],
+  // An unlink's answer may carry its directory's attributes after it, kept as a create's are
+  // (cairn_create_ended): the kernel asks for them right after, still holding the directory's lock.
+  [
+    'FUSE_METHOD_VOID(unlink, 1, 0, (const char *path), {\n  l->path = path;\n}, {\n  napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));\n})\n',
+    'FUSE_METHOD(unlink, 1, 2, (const char *path), {\n  l->path = path;\n}, {\n  napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));\n}, {\n  cairn_create_ended(env, l, res, argv[2], argv[3]);\n})\n',
+  ],
+  [
+    '  NAPI_EXPORT_FUNCTION(cairn_unclean)\n',
+    '  NAPI_EXPORT_FUNCTION(cairn_unclean)\n  NAPI_EXPORT_FUNCTION(cairn_names_hold)\n  NAPI_EXPORT_FUNCTION(cairn_names_change)\n  NAPI_EXPORT_FUNCTION(cairn_names_drop)\n  NAPI_EXPORT_FUNCTION(cairn_names_until)\n  NAPI_EXPORT_FUNCTION(cairn_names_absent)\n',
+  ],
 ];
 
 /**
@@ -342,7 +545,7 @@ static void* start_fuse_thread (void *data) {
 ];
 
 let source = readFileSync(path.join(fuseDir, 'fuse-native.c'), 'utf8');
-for (const [from, to] of [...edits, ...libfuse3Edits]) {
+for (const [from, to] of [...edits, ...namesEdits, ...libfuse3Edits]) {
   if (!source.includes(from)) {
     skipBuild(say, `fuse-native.c is not the version this patch was made for (no "${from.trim().slice(0, 60)}"): keeping the prebuilt addon`);
   }
@@ -360,4 +563,4 @@ mkdirSync(path.dirname(out), { recursive: true });
 const c = path.join(work, 'fuse-native.c');
 writeFileSync(c, source);
 execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-D_FILE_OFFSET_BITS=64', ...headers.map((h) => `-I${h}`), c, '-o', out, libfuse!, '-lpthread'], { stdio: 'inherit' });
-say(`built ${out} on libfuse 3 (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr and clean flush; held directories\' getattr; xattrs other than user.* refused in C)`);
+say(`built ${out} on libfuse 3 (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr and clean flush; held directories\' getattr and lookups of absent names; xattrs other than user.* refused in C)`);

@@ -27,6 +27,19 @@ export interface HoldsMasters {
   call<T>(method: string, body: object): Promise<T>;
 }
 
+/**
+ * A copy of the held directories' names kept elsewhere (the mount's addon, which answers lookups of
+ * names they lack): told every change in the same step as the listing here changes, so that it never
+ * holds a name as absent that this holds, and how long it may answer (a renewal's half lease).
+ */
+export interface NamesMirror {
+  hold(dir: string, names: Iterable<string>): void;
+  change(dir: string, name: string, present: boolean): void;
+  drop(dir: string): void;
+  /** It may answer for `ms` more at most. */
+  until(ms: number): void;
+}
+
 export interface DirHoldsOptions {
   meta: HoldsMasters;
   holder: string;
@@ -134,6 +147,8 @@ export class DirHolds {
   /** Renewals are failing: logged once, and again when they work again. */
   private renewFailing = false;
   private closed = false;
+  /** Set by the mount once its addon can keep names (version 10). */
+  mirror: NamesMirror | undefined;
   /** For /metrics. */
   readonly stats = { held: 0, given: 0, created: 0, unlinked: 0, batches: 0, failed: 0 };
 
@@ -199,6 +214,7 @@ export class DirHolds {
     const now = Date.now();
     const attr: InodeAttr = { inodeId: h.idNext++, type: 'file', mode, uid: owner.uid, gid: owner.gid, nlink: 1, sizeBytes: 0, atimeMs: now, mtimeMs: now, ctimeMs: now };
     h.names!.set(name, attr);
+    this.mirror?.change(h.dir, name, true);
     this.touched(h);
     const landed = this.enqueue<CreateValue>(h, name, { op: 'create', name, inodeId: attr.inodeId, mode, uid: owner.uid, gid: owner.gid, openSession: false, caller });
     landed.then((v) => {
@@ -219,6 +235,7 @@ export class DirHolds {
     if (attr === undefined || attr.type === 'dir') return false;
     for (const other of this.linksOf(attr)) other.names.set(other.name, undefined); // their link count
     h.names!.delete(name);
+    this.mirror?.change(h.dir, name, false);
     this.touched(h);
     this.enqueue<UnlinkValue>(h, name, { op: 'unlink', name, caller }).catch(() => undefined);
     this.stats.unlinked++;
@@ -352,6 +369,7 @@ export class DirHolds {
       // A file with several links: a change through one name is seen through the others.
       if (change === 'stale') for (const other of this.linksOf(h.names.get(name))) other.names.set(other.name, undefined);
       apply(h.names, name, change);
+      this.mirror?.change(dir, name, h.names.has(name));
     }
     if (change !== 'stale') h.attr = undefined; // its times, and its link count for a directory made or removed
   }
@@ -409,7 +427,10 @@ export class DirHolds {
       } while (after !== undefined);
       for (const [name, change] of h.replay) apply(names, name, change);
       h.replay = [];
-      if (this.held.get(dir) === h && h.leaving === undefined) h.names = names;
+      if (this.held.get(dir) === h && h.leaving === undefined) {
+        h.names = names;
+        this.mirror?.hold(dir, names.keys());
+      }
     } catch (err) {
       const now = performance.now();
       for (const [d, until] of this.notBefore) if (until <= now) this.notBefore.delete(d);
@@ -428,6 +449,7 @@ export class DirHolds {
 
   /** Stops answering from the directory, waits for its batches, and gives it back. */
   private giveBack(h: Held): Promise<void> {
+    if (h.leaving === undefined) this.mirror?.drop(h.dir);
     h.leaving ??= (async () => {
       await this.beforeGiveBack(h.dir).catch(() => undefined);
       while (h.sending !== undefined) await h.sending.catch(() => undefined);
@@ -480,6 +502,7 @@ export class DirHolds {
     const r = await this.meta.call<RenewDirLeasesReply>('meta.renewDirLeases', { holder: this.holder, dirs });
     this.renewedAtMs = sentAt;
     this.leaseMs = r.leaseMs;
+    this.mirror?.until(sentAt + r.leaseMs / 2 - performance.now());
     const byId = new Map([...this.held.values()].map((h) => [h.dirInodeId, h]));
     for (const id of r.lost) {
       const h = byId.get(id);

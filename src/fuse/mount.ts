@@ -14,6 +14,7 @@ import { CairnError, ErrorCode } from '../errors.ts';
 import { callerGroupsMax, type Caller } from '../meta/commands.ts';
 import type { CairnFs, Stat, UtimeMs } from './cairn-fs.ts';
 import { errno, errnoOf } from './errno.ts';
+import type { NamesMirror } from './dir-holds.ts';
 import { measured, type FuseMetrics } from './metrics.ts';
 
 export interface MountOptions {
@@ -52,6 +53,7 @@ interface FuseInstance {
   _makeHandlerArray(): (NativeHandler | undefined)[];
   _op_create(signal: (code: number, ...results: unknown[]) => void, path: string, mode: number): void;
   _op_getattr(signal: (code: number, ...results: unknown[]) => void, path: string): void;
+  _op_unlink(signal: (code: number, ...results: unknown[]) => void, path: string): void;
   /** The mount's state in the addon (set by mount). */
   _thread: Buffer;
   ops: Record<string, (...args: unknown[]) => void>;
@@ -74,21 +76,48 @@ function loadFuse(): FuseClass {
  * Which of scripts/build-fuse-addon.ts's builds fuse-native's addon is (0: the prebuilt one): from
  * 2 on it hands every operation the uid, gid, pid and umask of the process that asked, after its
  * own arguments, and passes utimens' mtime; from 6 on, `unclean` tells it a descriptor's flush may
- * have work.
+ * have work; from 10 on, `names` keeps held directories' names (DirHolds.mirror).
  */
-function loadAddon(): { version: number; unclean?: (thread: Buffer, fd: number) => void } {
+function loadAddon(): { version: number; unclean?: (thread: Buffer, fd: number) => void; names?: AddonNames } {
   try {
     const require = createRequire(import.meta.url);
     const dir = path.dirname(require.resolve('fuse-native/package.json'));
     const binding = (require(require.resolve('node-gyp-build', { paths: [dir] })) as (d: string) => Record<string, unknown>)(dir);
     // 3 also passes a change of one time only (2 predates it: libfuse drops those); 4 passes
     // create's O_EXCL (createExclusiveBit); 6 answers a create's fgetattr and clean flush itself;
-    // 7 also a held directory's getattr (heldDirTtlMs); 8 is built on libfuse 3 (1 MiB requests).
+    // 7 also a held directory's getattr (heldDirTtlMs); 8 is built on libfuse 3 (1 MiB requests);
+    // 10 answers a lookup of a name a held directory lacks.
     const version = typeof binding.cairn_caller_context === 'number' ? binding.cairn_caller_context : 0;
-    return { version, unclean: version >= 6 ? (binding.cairn_unclean as (thread: Buffer, fd: number) => void) : undefined };
+    const names = version >= 10 ? { hold: binding.cairn_names_hold, change: binding.cairn_names_change, drop: binding.cairn_names_drop, until: binding.cairn_names_until } : undefined;
+    return { version, unclean: version >= 6 ? (binding.cairn_unclean as (thread: Buffer, fd: number) => void) : undefined, names: names as AddonNames | undefined };
   } catch {
     return { version: 0 };
   }
+}
+
+/** The addon's copy of held directories' names (version 10; scripts/build-fuse-addon.ts, namesEdits). */
+interface AddonNames {
+  hold(thread: Buffer, dir: string, names: Buffer): void;
+  change(thread: Buffer, dir: string, name: string, present: boolean): void;
+  drop(thread: Buffer, dir: string): void;
+  until(thread: Buffer, ms: number): void;
+}
+
+/** The addon's names as DirHolds' mirror. Paths it cannot keep (255 bytes or more) are left to JavaScript. */
+function addonMirror(names: AddonNames, thread: Buffer): NamesMirror {
+  const fits = (dir: string): boolean => dir.length < 85 || Buffer.byteLength(dir) < 255;
+  return {
+    hold: (dir, all) => {
+      if (fits(dir)) names.hold(thread, dir, Buffer.from([...all].join('/')));
+    },
+    change: (dir, name, present) => {
+      if (fits(dir)) names.change(thread, dir, name, present);
+    },
+    drop: (dir) => {
+      if (fits(dir)) names.drop(thread, dir);
+    },
+    until: (ms) => names.until(thread, Math.max(0, Math.min(Math.floor(ms), 0x7fff_ffff))),
+  };
 }
 
 /** The bit of create's mode that the addon (version 4) sets for O_EXCL. */
@@ -235,6 +264,13 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
    * directory begins or ends (docs/fuse.md, "Caching"). 0: not kept.
    */
   const heldDirTtlMs = (path: string): number => (opts.attrTimeoutMs > 0 && fs.isHeldDir(path) ? Math.min(opts.attrTimeoutMs, 0xffff_ffff) : 0);
+  /** With a create's or unlink's answer: the held directory of `path` as the change left it, and for how long the addon keeps it (or nothing). */
+  const dirAfter = (path: string): [Uint32Array, number] | [] => {
+    const dir = path.slice(0, path.lastIndexOf('/')) || '/';
+    const ttlMs = heldDirTtlMs(dir);
+    const dirStat = ttlMs > 0 ? fs.getattrLocal(dir) : undefined;
+    return dirStat === undefined || dirStat === 'absent' ? [] : [statArray(dirStat), ttlMs];
+  };
   class CairnFuse extends Fuse {
     override _makeHandlerArray(): (NativeHandler | undefined)[] {
       const handlers = super._makeHandlerArray();
@@ -274,12 +310,14 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
       this.ops.create(path, mode, (err: number, fd?: number) => {
         if (err !== 0 || fd === undefined) return signal(err);
         const created = fs.createdStat(fd);
-        const dir = path.slice(0, path.lastIndexOf('/')) || '/';
-        const ttlMs = heldDirTtlMs(dir);
-        const dirStat = ttlMs > 0 ? fs.getattrLocal(dir) : undefined;
-        const kept = dirStat === undefined || dirStat === 'absent' ? [] : [statArray(dirStat), ttlMs];
-        signal(0, fd, created === undefined ? undefined : statArray(created), fs.isClean(fd), ...kept);
+        signal(0, fd, created === undefined ? undefined : statArray(created), fs.isClean(fd), ...dirAfter(path));
       });
+    }
+
+    /** Version 10 keeps the directory's attributes after an unlink, as after a create. */
+    override _op_unlink(signal: (code: number, ...results: unknown[]) => void, path: string): void {
+      if (version < 10) return super._op_unlink(signal, path);
+      this.ops.unlink(path, (err: number) => (err !== 0 ? signal(err) : signal(0, ...dirAfter(path))));
     }
 
     /** Version 7 keeps a held directory's attributes for the kernel's next asking (heldDirTtlMs). */
@@ -354,6 +392,7 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
   if (version >= 8) await setKernelReadAhead(mnt, kernelReadAheadKib, opts.log);
   const unclean = addon.unclean;
   if (unclean !== undefined) fs.onUnclean = (fd) => unclean(fuse._thread, fd);
+  if (addon.names !== undefined) fs.holds.mirror = addonMirror(addon.names, fuse._thread);
   let unmounting: Promise<void> | undefined;
   return {
     mountpoint: mnt,

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DataClient, MasterClient } from '../../src/client/index.ts';
 import { CairnFs } from '../../src/fuse/cairn-fs.ts';
+import { split, type NamesMirror } from '../../src/fuse/dir-holds.ts';
 import { dirLeaseRenewMs } from '../../src/master/dir-lease-renewals.ts';
 import { ResultErrorCode, rootCaller } from '../../src/meta/index.ts';
 import { FakeMasters } from '../meta-fs.ts';
@@ -111,6 +112,67 @@ test('renames, links and directories made in a held directory keep its listing t
   await assert.rejects(fs.getattr('/d/sub'), { code: 'ENOENT' });
   await fs.releaseAll();
   assert.deepEqual(masters.fs.names('/d'), ['b', 's0', 's1', 's2', 's3']);
+});
+
+/** A mirror of the held directories' names as the mount's addon keeps them (NamesMirror). */
+function recordingMirror(): { mirror: NamesMirror; absent: (path: string) => boolean } {
+  const dirs = new Map<string, Set<string>>();
+  let untilMs = 0;
+  const mirror: NamesMirror = {
+    hold: (dir, names) => dirs.set(dir, new Set(names)),
+    change: (dir, name, present) => (present ? dirs.get(dir)?.add(name) : dirs.get(dir)?.delete(name)),
+    drop: (dir) => dirs.delete(dir),
+    until: (ms) => (untilMs = performance.now() + ms),
+  };
+  // As cairn_absent in scripts/build-fuse-addon.ts answers.
+  const absent = (path: string): boolean => {
+    const [dir, name] = split(path);
+    const names = dirs.get(dir);
+    return performance.now() < untilMs && names !== undefined && !names.has(name);
+  };
+  return { mirror, absent };
+}
+
+test("the names mirrored for the addon are the held directory's: absent there exactly when the mount would answer ENOENT itself", async () => {
+  const { fs, masters } = mountOver();
+  const { mirror, absent } = recordingMirror();
+  fs.holds.mirror = mirror;
+  const probe = ['a', 'b', 'c', 'sub', 'ln', 'gone', 's0', 's1', 'f0', 'f1', 'never'].map((n) => `/d/${n}`);
+  const agree = (when: string): void => {
+    for (const path of probe) assert.equal(absent(path), fs.holds.lookup(path) === 'absent', `${when}: ${path}`);
+  };
+  await holdDir(fs, '/d');
+  assert.ok(absent('/d/never'), 'held: a name it lacks is answered by the mirror');
+  agree('held');
+  const fds = [await fs.create('/d/f0', 0o644), await fs.create('/d/f1', 0o644)];
+  agree('created');
+  await fs.unlink('/d/f0');
+  agree('unlinked');
+  await fs.release(await fs.create('/d/a', 0o644));
+  await fs.rename('/d/a', '/d/b');
+  agree('renamed within');
+  await fs.mkdir('/e', 0o755);
+  await fs.release(await fs.create('/e/c', 0o644));
+  await fs.rename('/e/c', '/d/c');
+  agree('renamed in');
+  await fs.rename('/d/c', '/e/c');
+  agree('renamed out');
+  await fs.link('/d/b', '/d/ln');
+  await fs.symlink('b', '/d/gone');
+  await fs.mkdir('/d/sub', 0o700);
+  agree('linked, symlinked, made a directory');
+  await fs.unlink('/d/ln');
+  await fs.unlink('/d/gone');
+  await fs.rmdir('/d/sub');
+  agree('removed them');
+  for (const fd of fds) await fs.release(fd);
+  // Given back: nothing is answered from the mirror any more.
+  masters.renewals.recall([...masters.fs.state.dirLeases().keys()][0], performance.now());
+  for (let i = 0; i < 100 && masters.fs.state.dirLeases().size > 0; i++) await sleep(dirLeaseRenewMs / 2);
+  assert.equal(masters.fs.state.dirLeases().size, 0, 'given back');
+  assert.ok(!absent('/d/never'), 'a directory given back is dropped');
+  agree('given back');
+  await fs.releaseAll();
 });
 
 test('fsyncdir fails with EIO, once, after the masters refused changes the mount had answered in the directory', async () => {
