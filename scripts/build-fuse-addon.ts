@@ -246,8 +246,9 @@ NAPI_METHOD(cairn_unclean) {
   // 2: utimens fixed as well; 3: and passes UTIME_OMIT and UTIME_NOW; 4: and create's O_EXCL;
   // 5: and times before 1970; 6: and a create answers its fgetattr and its clean flush; 7: and a
   // held directory's getattr; 8: and it speaks libfuse 3 (libfuse3Edits); 9: and refuses xattrs
-  // other than user.* itself; 10: and answers a lookup of a name a held directory lacks (namesEdits).
-  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 10;\nstatic const uint32_t op_init = 0;\n'],
+  // other than user.* itself; 10: and answers a lookup of a name a held directory lacks (namesEdits);
+  // 11: and a clean descriptor's release (releaseEdits).
+  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 11;\nstatic const uint32_t op_init = 0;\n'],
 ];
 
 /**
@@ -258,6 +259,65 @@ NAPI_METHOD(cairn_unclean) {
  * lookup to JavaScript, which is always right; so does a directory not mirrored, and any lookup
  * once the time JavaScript last gave has passed (its leases' renewal, DirHolds.usable).
  */
+/**
+ * The release of a clean descriptor (a file created lazily and not written since: CairnFs.isClean)
+ * answered in C too: the descriptor goes into a queue that JavaScript empties (cairn_released) and
+ * releases then, as the kernel's own release is asynchronous anyway. One trip to the event loop
+ * less a create. A full queue leaves the release to JavaScript.
+ */
+const releaseEdits: [string, string][] = [
+  ['#define CAIRN_CLEAN_SLOTS 4096\n', '#define CAIRN_CLEAN_SLOTS 4096\n#define CAIRN_RELEASED_MAX 4096\n'],
+  [
+    '  cairn_dir_slot cairn_dirs[CAIRN_DIR_SLOTS];\n',
+    '  cairn_dir_slot cairn_dirs[CAIRN_DIR_SLOTS];\n  // Clean descriptors released here, for JavaScript to release (cairn)\n  uv_mutex_t cairn_released_mut;\n  uint32_t cairn_released_count;\n  uint64_t cairn_released[CAIRN_RELEASED_MAX];\n',
+  ],
+  ['  uv_mutex_init(&(ft->cairn_dirs_mut));\n', '  uv_mutex_init(&(ft->cairn_dirs_mut));\n  uv_mutex_init(&(ft->cairn_released_mut));\n'],
+  [
+    '\nNAPI_METHOD(cairn_unclean) {\n',
+    `
+// A clean descriptor's release, taken here: its slot is emptied (a JavaScript cairn_unclean at the
+// same time finds it gone: the release is JavaScript's either way) and it is queued for JavaScript;
+// 0 if it is not clean or the queue is full (then JavaScript is asked now).
+static int cairn_release_clean (fuse_thread_t *ft, uint64_t fh) {
+  uint64_t expected = fh;
+  if (!__atomic_compare_exchange_n(&ft->cairn_clean[fh % CAIRN_CLEAN_SLOTS], &expected, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) return 0;
+  uv_mutex_lock(&ft->cairn_released_mut);
+  int queued = ft->cairn_released_count < CAIRN_RELEASED_MAX;
+  if (queued) ft->cairn_released[ft->cairn_released_count++] = fh;
+  uv_mutex_unlock(&ft->cairn_released_mut);
+  return queued;
+}
+
+// cairn_released(thread): the descriptors released here since the last call (an array), emptying the queue.
+NAPI_METHOD(cairn_released) {
+  NAPI_ARGV(1)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
+  uint64_t fds[CAIRN_RELEASED_MAX];
+  uv_mutex_lock(&ft->cairn_released_mut);
+  uint32_t n = ft->cairn_released_count;
+  memcpy(fds, ft->cairn_released, n * sizeof(uint64_t));
+  ft->cairn_released_count = 0;
+  uv_mutex_unlock(&ft->cairn_released_mut);
+  napi_value out;
+  NAPI_STATUS_THROWS(napi_create_array_with_length(env, n, &out));
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value fd;
+    NAPI_STATUS_THROWS(napi_create_double(env, (double) fds[i], &fd));
+    NAPI_STATUS_THROWS(napi_set_element(env, out, i, fd));
+  }
+  return out;
+}
+
+NAPI_METHOD(cairn_unclean) {
+`,
+  ],
+  [
+    'FUSE_METHOD_VOID(release, 2, 0, (const char *path, struct fuse_file_info *info), {\n  if (info != NULL) cairn_set_unclean(l->fuse, info->fh);\n',
+    'FUSE_METHOD_VOID(release, 2, 0, (const char *path, struct fuse_file_info *info), {\n  if (info != NULL && cairn_release_clean(l->fuse, info->fh)) return 0;\n  if (info != NULL) cairn_set_unclean(l->fuse, info->fh);\n',
+  ],
+  ['  NAPI_EXPORT_FUNCTION(cairn_unclean)\n', '  NAPI_EXPORT_FUNCTION(cairn_unclean)\n  NAPI_EXPORT_FUNCTION(cairn_released)\n'],
+];
+
 const namesEdits: [string, string][] = [
   [
     '} cairn_dir_slot;\n',
@@ -545,7 +605,7 @@ static void* start_fuse_thread (void *data) {
 ];
 
 let source = readFileSync(path.join(fuseDir, 'fuse-native.c'), 'utf8');
-for (const [from, to] of [...edits, ...namesEdits, ...libfuse3Edits]) {
+for (const [from, to] of [...edits, ...namesEdits, ...releaseEdits, ...libfuse3Edits]) {
   if (!source.includes(from)) {
     skipBuild(say, `fuse-native.c is not the version this patch was made for (no "${from.trim().slice(0, 60)}"): keeping the prebuilt addon`);
   }
@@ -563,4 +623,4 @@ mkdirSync(path.dirname(out), { recursive: true });
 const c = path.join(work, 'fuse-native.c');
 writeFileSync(c, source);
 execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-D_FILE_OFFSET_BITS=64', ...headers.map((h) => `-I${h}`), c, '-o', out, libfuse!, '-lpthread'], { stdio: 'inherit' });
-say(`built ${out} on libfuse 3 (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr and clean flush; held directories\' getattr and lookups of absent names; xattrs other than user.* refused in C)`);
+say(`built ${out} on libfuse 3 (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr, clean flush and clean release; held directories\' getattr and lookups of absent names; xattrs other than user.* refused in C)`);

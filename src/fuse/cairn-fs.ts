@@ -234,6 +234,11 @@ export class CairnFs {
    * could make its flush do something: the mount's addon answers a clean one's flush itself.
    */
   onUnclean: ((fd: number) => void) | undefined;
+  /**
+   * The clean descriptors the kernel released that the mount's addon answered itself (isClean), since
+   * the last call: released here when asked for (releaseDeferred), as a kernel's release may come late.
+   */
+  releasedElsewhere: (() => number[]) | undefined;
   /** Directories this mount holds (dir-holds.ts). */
   readonly holds: DirHolds;
   /** Reads since the mount started: answered from read-ahead, or sent to the workers (/metrics). */
@@ -267,6 +272,7 @@ export class CairnFs {
       ...(opts.holdIdleMs === undefined ? {} : { idleMs: opts.holdIdleMs }),
       log: this.log,
       beforeGiveBack: async (dir) => {
+        this.releaseDeferred(); // no write session for a file already closed
         const lazy = [...this.handles.values()].filter((h) => h.lazy !== undefined && split(h.path)[0] === dir);
         await Promise.all(lazy.map((h) => this.openLazy(h).catch(() => undefined))); // a failure is the handle's own
       },
@@ -656,6 +662,7 @@ export class CairnFs {
    */
   async create(path: string, mode: number, caller?: Caller, exclusive = false): Promise<number> {
     mustBeUtf8(path);
+    this.releaseDeferred(); // the creates before this one, closed meanwhile
     // A mode that does not let its owner write (0444) needs the session in the create itself.
     const here = (mode & 0o200) === 0 ? undefined : this.holds.create(path, mode & 0o7777, this.ownerFor(caller), this.callerOf(caller));
     if (here === 'exists' && exclusive) throw new MetaError(FsErrorCode.EEXIST, `'${path}' exists`);
@@ -923,8 +930,19 @@ export class CairnFs {
     for (const [i, r] of results.entries()) if (r.status === 'rejected') this.log('warn', `write session ${ids[i]} could not be ended: ${(r.reason as Error).message}`);
   }
 
+  /** Releases the descriptors the addon released (releasedElsewhere). */
+  releaseDeferred(): void {
+    const fds = this.releasedElsewhere?.();
+    if (fds === undefined) return;
+    for (const fd of fds) {
+      const path = this.handles.get(fd)?.path;
+      this.release(fd).catch((err: unknown) => this.log('error', `release of ${path ?? `descriptor ${fd}`}: ${(err as Error).message}`));
+    }
+  }
+
   /** Releases every open file (unmount): what they wrote is flushed and their sessions end. */
   async releaseAll(): Promise<void> {
+    this.releaseDeferred();
     this.released = true;
     const results = await Promise.allSettled([...this.handles.keys()].map((fd) => this.release(fd)));
     for (const r of results) if (r.status === 'rejected') this.log('error', `an open file could not be flushed at unmount: ${(r.reason as Error).message}`);

@@ -43,6 +43,8 @@ const opInit = 0;
 const libfuse2RequestBytesMax = 128 * 1024;
 /** The kernel's read-ahead for the mount: one 1 MiB request (reads of 0.65-0.70 GB/s at 128 KiB, 0.93-0.97 at 1 MiB; no better above). */
 const kernelReadAheadKib = 1024;
+/** How often the descriptors the addon released are released here, when no create did it (CairnFs.releaseDeferred). */
+const releasedEveryMs = 100;
 
 type FuseCallback = (code: number, ...results: unknown[]) => void;
 type NativeHandler = (native: unknown, opCode: number, ...args: unknown[]) => unknown;
@@ -76,9 +78,10 @@ function loadFuse(): FuseClass {
  * Which of scripts/build-fuse-addon.ts's builds fuse-native's addon is (0: the prebuilt one): from
  * 2 on it hands every operation the uid, gid, pid and umask of the process that asked, after its
  * own arguments, and passes utimens' mtime; from 6 on, `unclean` tells it a descriptor's flush may
- * have work; from 10 on, `names` keeps held directories' names (DirHolds.mirror).
+ * have work; from 10 on, `names` keeps held directories' names (DirHolds.mirror); from 11 on, the
+ * addon releases clean descriptors itself and `released` hands them over (CairnFs.releasedElsewhere).
  */
-function loadAddon(): { version: number; unclean?: (thread: Buffer, fd: number) => void; names?: AddonNames } {
+function loadAddon(): { version: number; unclean?: (thread: Buffer, fd: number) => void; names?: AddonNames; released?: (thread: Buffer) => number[] } {
   try {
     const require = createRequire(import.meta.url);
     const dir = path.dirname(require.resolve('fuse-native/package.json'));
@@ -86,10 +89,11 @@ function loadAddon(): { version: number; unclean?: (thread: Buffer, fd: number) 
     // 3 also passes a change of one time only (2 predates it: libfuse drops those); 4 passes
     // create's O_EXCL (createExclusiveBit); 6 answers a create's fgetattr and clean flush itself;
     // 7 also a held directory's getattr (heldDirTtlMs); 8 is built on libfuse 3 (1 MiB requests);
-    // 10 answers a lookup of a name a held directory lacks.
+    // 10 answers a lookup of a name a held directory lacks; 11 a clean descriptor's release.
     const version = typeof binding.cairn_caller_context === 'number' ? binding.cairn_caller_context : 0;
     const names = version >= 10 ? { hold: binding.cairn_names_hold, change: binding.cairn_names_change, drop: binding.cairn_names_drop, until: binding.cairn_names_until } : undefined;
-    return { version, unclean: version >= 6 ? (binding.cairn_unclean as (thread: Buffer, fd: number) => void) : undefined, names: names as AddonNames | undefined };
+    const released = version >= 11 ? (binding.cairn_released as (thread: Buffer) => number[]) : undefined;
+    return { version, unclean: version >= 6 ? (binding.cairn_unclean as (thread: Buffer, fd: number) => void) : undefined, names: names as AddonNames | undefined, released };
   } catch {
     return { version: 0 };
   }
@@ -393,11 +397,19 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
   const unclean = addon.unclean;
   if (unclean !== undefined) fs.onUnclean = (fd) => unclean(fuse._thread, fd);
   if (addon.names !== undefined) fs.holds.mirror = addonMirror(addon.names, fuse._thread);
+  const released = addon.released;
+  // Each create releases those before it; this, the last ones of a burst.
+  let releasing: NodeJS.Timeout | undefined;
+  if (released !== undefined) {
+    fs.releasedElsewhere = () => released(fuse._thread);
+    releasing = setInterval(() => fs.releaseDeferred(), releasedEveryMs).unref();
+  }
   let unmounting: Promise<void> | undefined;
   return {
     mountpoint: mnt,
     unmount: () =>
       (unmounting ??= (async () => {
+        clearInterval(releasing);
         await fs.releaseAll();
         if ((await mountAt(mnt)) === undefined) return; // unmounted from outside: nothing left to detach
         await new Promise<void>((resolve) =>

@@ -204,6 +204,27 @@ test('a file created in a held directory and still open gets its write session w
   await fs.releaseAll();
 });
 
+test('clean files the addon released are released when the mount asks for them: by the next create, and before a give-back (no write session for a closed file)', async () => {
+  const { fs, masters } = mountOver();
+  await holdDir(fs, '/d');
+  const releasedInC: number[] = [];
+  fs.releasedElsewhere = () => releasedInC.splice(0);
+  const first = await fs.create('/d/a', 0o644);
+  assert.ok(fs.isClean(first));
+  releasedInC.push(first); // as the addon's cairn_release_clean
+  const second = await fs.create('/d/b', 0o644);
+  await assert.rejects(fs.flush(first), { code: 'EINVAL' }, 'released by the next create');
+  releasedInC.push(second);
+  masters.mutations.length = 0;
+  masters.renewals.recall(masters.fs.stat('/d').inodeId, performance.now());
+  for (let i = 0; i < 100 && masters.fs.state.dirLeases().size > 0; i++) await sleep(dirLeaseRenewMs / 2);
+  assert.equal(masters.fs.state.dirLeases().size, 0, 'given back');
+  assert.ok(!masters.mutations.some((m) => m.startsWith('openSession')), `released before the give-back: ${masters.mutations.join()}`);
+  await assert.rejects(fs.flush(second), { code: 'EINVAL' });
+  assert.deepEqual(masters.fs.names('/d').filter((n) => n.length === 1), ['a', 'b']);
+  await fs.releaseAll();
+});
+
 test("a file opened for writing while its create waits to be sent gets its session with the create: one journal round, not two", async () => {
   const { fs, masters } = mountOver();
   await holdDir(fs, '/d');
