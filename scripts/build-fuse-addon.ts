@@ -4,8 +4,9 @@
 // them a mount cannot give a new file its creator as owner, nor let the masters check permissions
 // as that user. utimens passes mtime (it passed atime twice); create passes O_EXCL; a create and a
 // held directory's getattr are answered in C; and it is built on libfuse 3 (1 MiB requests) instead
-// of libfuse 2 (libfuse3Edits); a lookup of a name a held directory lacks is answered in C
-// (namesEdits). Run by `npm install` (postinstall) and by hand:
+// of libfuse 2 (libfuse3Edits); a lookup of a name a held directory lacks (namesEdits) and a
+// clean descriptor's release (releaseEdits) are answered in C. Run by `npm install` (postinstall)
+// and by hand:
 //   node scripts/build-fuse-addon.ts
 // It needs a C compiler (Debian gcc), libfuse 3's headers (Debian libfuse3-dev) and libfuse3.so.3
 // (Debian fuse3 brings it); Node brings the N-API headers. Without them it says so and leaves the
@@ -252,14 +253,6 @@ NAPI_METHOD(cairn_unclean) {
 ];
 
 /**
- * A held directory's names (src/fuse/dir-holds.ts), as 64-bit hashes mirrored from JavaScript, which
- * updates them in the same step as its own listing: a lookup of a name the directory lacks (each
- * create's, before it) is answered ENOENT here, on the libfuse thread, instead of a trip to the
- * event loop inside the kernel's lock of the directory. A hash shared by two names only sends the
- * lookup to JavaScript, which is always right; so does a directory not mirrored, and any lookup
- * once the time JavaScript last gave has passed (its leases' renewal, DirHolds.usable).
- */
-/**
  * The release of a clean descriptor (a file created lazily and not written since: CairnFs.isClean)
  * answered in C too: the descriptor goes into a queue that JavaScript empties (cairn_released) and
  * releases then, as the kernel's own release is asynchronous anyway. One trip to the event loop
@@ -318,6 +311,14 @@ NAPI_METHOD(cairn_unclean) {
   ['  NAPI_EXPORT_FUNCTION(cairn_unclean)\n', '  NAPI_EXPORT_FUNCTION(cairn_unclean)\n  NAPI_EXPORT_FUNCTION(cairn_released)\n'],
 ];
 
+/**
+ * A held directory's names (src/fuse/dir-holds.ts), as 64-bit hashes mirrored from JavaScript, which
+ * updates them in the same step as its own listing: a lookup of a name the directory lacks (each
+ * create's, before it) is answered ENOENT here, on the libfuse thread, instead of a trip to the
+ * event loop inside the kernel's lock of the directory. A hash shared by two names only sends the
+ * lookup to JavaScript, which is always right; so does a directory not mirrored, and any lookup
+ * once the time JavaScript last gave has passed (its leases' renewal, DirHolds.usable).
+ */
 const namesEdits: [string, string][] = [
   [
     '} cairn_dir_slot;\n',

@@ -74,6 +74,13 @@ function loadFuse(): FuseClass {
   }
 }
 
+/** fuse-native's native binding, as fuse-native itself loads it (throws if it cannot). */
+export function loadFuseBinding(): Record<string, unknown> {
+  const require = createRequire(import.meta.url);
+  const dir = path.dirname(require.resolve('fuse-native/package.json'));
+  return (require(require.resolve('node-gyp-build', { paths: [dir] })) as (d: string) => Record<string, unknown>)(dir);
+}
+
 /**
  * Which of scripts/build-fuse-addon.ts's builds fuse-native's addon is (0: the prebuilt one): from
  * 2 on it hands every operation the uid, gid, pid and umask of the process that asked, after its
@@ -83,9 +90,7 @@ function loadFuse(): FuseClass {
  */
 function loadAddon(): { version: number; unclean?: (thread: Buffer, fd: number) => void; names?: AddonNames; released?: (thread: Buffer) => number[] } {
   try {
-    const require = createRequire(import.meta.url);
-    const dir = path.dirname(require.resolve('fuse-native/package.json'));
-    const binding = (require(require.resolve('node-gyp-build', { paths: [dir] })) as (d: string) => Record<string, unknown>)(dir);
+    const binding = loadFuseBinding();
     // 3 also passes a change of one time only (2 predates it: libfuse drops those); 4 passes
     // create's O_EXCL (createExclusiveBit); 6 answers a create's fgetattr and clean flush itself;
     // 7 also a held directory's getattr (heldDirTtlMs); 8 is built on libfuse 3 (1 MiB requests);

@@ -4,9 +4,8 @@
 // each name is asked. Needs the addon built by scripts/build-fuse-addon.ts (version 10 or later).
 
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import path from 'node:path';
 import { test } from 'node:test';
+import { loadFuseBinding } from '../../src/fuse/mount.ts';
 
 interface NamesAddon {
   sizeof_fuse_thread_t: number;
@@ -20,9 +19,7 @@ interface NamesAddon {
 
 function loadAddon(): NamesAddon | string {
   try {
-    const require = createRequire(import.meta.url);
-    const dir = path.dirname(require.resolve('fuse-native/package.json'));
-    const binding = (require(require.resolve('node-gyp-build', { paths: [dir] })) as (d: string) => NamesAddon)(dir);
+    const binding = loadFuseBinding() as unknown as NamesAddon;
     if ((binding.cairn_caller_context ?? 0) < 10) return `fuse-native's addon is not cairn's version 10 or later (run: node scripts/build-fuse-addon.ts)`;
     return binding;
   } catch (err) {
