@@ -249,7 +249,7 @@ NAPI_METHOD(cairn_unclean) {
   // held directory's getattr; 8: and it speaks libfuse 3 (libfuse3Edits); 9: and refuses xattrs
   // other than user.* itself; 10: and answers a lookup of a name a held directory lacks (namesEdits);
   // 11: and a clean descriptor's release (releaseEdits).
-  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 11;\nstatic const uint32_t op_init = 0;\n'],
+  ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 12;\nstatic const uint32_t op_init = 0;\n'],
 ];
 
 /**
@@ -565,11 +565,14 @@ static int cairn3_utimens (const char *path, const struct timespec tv[2], struct
   return fuse_native_utimens(path, tv);
 }
 
-// RENAME_NOREPLACE and RENAME_EXCHANGE are not offered (docs/fuse.md): refused as a file system
-// without them refuses them.
+// RENAME_NOREPLACE goes on to JavaScript (the masters check it as they rename); RENAME_EXCHANGE
+// and RENAME_WHITEOUT are not offered (docs/fuse.md): refused as a file system without them does.
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
 static int cairn3_rename (const char *from, const char *to, unsigned int flags) {
-  if (flags != 0) return -EINVAL;
-  return fuse_native_rename(from, to);
+  if ((flags & ~RENAME_NOREPLACE) != 0) return -EINVAL;
+  return fuse_native_rename(from, to, flags);
 }
 
 static void * cairn3_init (struct fuse_conn_info *conn, struct fuse_config *cfg) {
@@ -597,6 +600,12 @@ static void* start_fuse_thread (void *data) {
   // libfuse 3 passes a change of one time only (UTIME_OMIT) always.
   ['  if (implemented[op_utimens]) ops.utimens = fuse_native_utimens;\n  ops.flag_utime_omit_ok = 1;\n', '  if (implemented[op_utimens]) ops.utimens = cairn3_utimens;\n'],
   ['  if (implemented[op_rename]) ops.rename = fuse_native_rename;\n', '  if (implemented[op_rename]) ops.rename = cairn3_rename;\n'],
+  // rename hands JavaScript its flags after the two paths (only RENAME_NOREPLACE gets this far).
+  ['  mode_t caller_umask;\n', '  mode_t caller_umask;\n  unsigned int cairn_rename_flags;\n'],
+  [
+    'FUSE_METHOD_VOID(rename, 2, 0, (const char *path, const char *dest), {\n  l->path = path;\n  l->dest = dest;\n}, {\n  napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));\n  napi_create_string_utf8(env, l->dest, NAPI_AUTO_LENGTH, &(argv[3]));\n})\n',
+    'FUSE_METHOD_VOID(rename, 3, 0, (const char *path, const char *dest, unsigned int flags), {\n  l->path = path;\n  l->dest = dest;\n  l->cairn_rename_flags = flags;\n}, {\n  napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));\n  napi_create_string_utf8(env, l->dest, NAPI_AUTO_LENGTH, &(argv[3]));\n  napi_create_uint32(env, l->cairn_rename_flags, &(argv[4]));\n})\n',
+  ],
   ['  if (implemented[op_init]) ops.init = fuse_native_init;\n', '  cairn3_init_js = implemented[op_init];\n  ops.init = cairn3_init;\n'],
   [
     '  struct fuse_args args = FUSE_ARGS_INIT(_argc, _argv);\n  struct fuse_chan *ch = fuse_mount(mnt, &args);\n\n  if (ch == NULL) {\n    napi_throw_error(env, "fuse failed", "fuse failed");\n    return NULL;\n  }\n\n  struct fuse *fuse = fuse_new(ch, &args, &ops, sizeof(struct fuse_operations), ft);\n',

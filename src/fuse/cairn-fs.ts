@@ -472,8 +472,12 @@ export class CairnFs {
     this.holds.noteChange(path);
   }
 
-  /** Replaces what is at `to` (libfuse 2 passes no rename flags: no RENAME_NOREPLACE or EXCHANGE). */
-  async rename(from: string, to: string, caller?: Caller): Promise<void> {
+  /**
+   * Replaces what is at `to`, or with `noReplace` (renameat2's RENAME_NOREPLACE) fails with EEXIST
+   * if something is there: the masters check that as they rename, so a name another mount made
+   * meanwhile is not replaced either.
+   */
+  async rename(from: string, to: string, caller?: Caller, noReplace = false): Promise<void> {
     mustBeUtf8(to);
     // A file open here that the rename replaces keeps its data through its session: it opens first.
     for (const h of this.handles.values()) if (h.path === to && h.lazy !== undefined) await this.openLazy(h);
@@ -483,7 +487,7 @@ export class CairnFs {
     await this.holds.releaseUnder(from);
     await this.holds.releaseUnder(to);
     this.holds.changed(to, 'stale'); // what it replaces: its other links' count
-    await this.changingDirs(() => this.mutate('meta.mutate', { op: 'rename', from, to, ...this.as(caller) }));
+    await this.changingDirs(() => this.mutate('meta.mutate', { op: 'rename', from, to, ...(noReplace ? { replacing: 0 } : {}), ...this.as(caller) }));
     for (const h of this.handles.values()) if (h.path === from) h.path = to;
     this.holds.changed(from, null);
     this.holds.changed(to, 'unknown');

@@ -56,6 +56,7 @@ interface FuseInstance {
   _op_create(signal: (code: number, ...results: unknown[]) => void, path: string, mode: number): void;
   _op_getattr(signal: (code: number, ...results: unknown[]) => void, path: string): void;
   _op_unlink(signal: (code: number, ...results: unknown[]) => void, path: string): void;
+  _op_rename(signal: (code: number) => void, from: string, to: string): void;
   /** The mount's state in the addon (set by mount). */
   _thread: Buffer;
   ops: Record<string, (...args: unknown[]) => void>;
@@ -94,7 +95,8 @@ function loadAddon(): { version: number; unclean?: (thread: Buffer, fd: number) 
     // 3 also passes a change of one time only (2 predates it: libfuse drops those); 4 passes
     // create's O_EXCL (createExclusiveBit); 6 answers a create's fgetattr and clean flush itself;
     // 7 also a held directory's getattr (heldDirTtlMs); 8 is built on libfuse 3 (1 MiB requests);
-    // 10 answers a lookup of a name a held directory lacks; 11 a clean descriptor's release.
+    // 10 answers a lookup of a name a held directory lacks; 11 a clean descriptor's release; 12
+    // passes rename's RENAME_NOREPLACE.
     const version = typeof binding.cairn_caller_context === 'number' ? binding.cairn_caller_context : 0;
     const names = version >= 10 ? { hold: binding.cairn_names_hold, change: binding.cairn_names_change, drop: binding.cairn_names_drop, until: binding.cairn_names_until } : undefined;
     const released = version >= 11 ? (binding.cairn_released as (thread: Buffer) => number[]) : undefined;
@@ -131,6 +133,8 @@ function addonMirror(names: AddonNames, thread: Buffer): NamesMirror {
 
 /** The bit of create's mode that the addon (version 4) sets for O_EXCL. */
 const createExclusiveBit = 0x8000_0000;
+/** renameat2's RENAME_NOREPLACE (linux/fs.h), among rename's flags from the addon (version 12). */
+const renameNoReplace = 1;
 
 /**
  * A utimens time from the addon, as the two 32-bit halves of a 64-bit number: UTIME_OMIT and
@@ -323,6 +327,11 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
       });
     }
 
+    /** Version 12 passes renameat2's flags (fuse-native's own rename passes none). */
+    override _op_rename(signal: (code: number) => void, from: string, to: string, flags?: number): void {
+      this.ops.rename(from, to, flags ?? 0, (err: number) => signal(err));
+    }
+
     /** Version 10 keeps the directory's attributes after an unlink, as after a create. */
     override _op_unlink(signal: (code: number, ...results: unknown[]) => void, path: string): void {
       if (version < 10) return super._op_unlink(signal, path);
@@ -482,7 +491,8 @@ function operations(fs: CairnFs, log: MountOptions['log'], callerNow: () => Call
     mkdir: (p: string, mode: number, cb: FuseCallback) => run(`mkdir ${p}`, cb, (c) => fs.mkdir(p, mode, c)),
     rmdir: (p: string, cb: FuseCallback) => run(`rmdir ${p}`, cb, (c) => fs.rmdir(p, c)),
     unlink: (p: string, cb: FuseCallback) => run(`unlink ${p}`, cb, (c) => fs.unlink(p, c)),
-    rename: (from: string, to: string, cb: FuseCallback) => run(`rename ${from}`, cb, (c) => fs.rename(from, to, c)),
+    // flags: renameat2's, from the addon (version 12; it refuses all but RENAME_NOREPLACE itself).
+    rename: (from: string, to: string, flags: number, cb: FuseCallback) => run(`rename ${from}`, cb, (c) => fs.rename(from, to, c, (flags & renameNoReplace) !== 0)),
     symlink: (target: string, p: string, cb: FuseCallback) => run(`symlink ${p}`, cb, (c) => fs.symlink(target, p, c)),
     mknod: (p: string, mode: number, dev: number, cb: FuseCallback) => run(`mknod ${p}`, cb, (c) => fs.mknod(p, mode, dev, c)),
     link: (existing: string, p: string, cb: FuseCallback) => run(`link ${p}`, cb, (c) => fs.link(existing, p, c)),

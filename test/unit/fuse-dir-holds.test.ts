@@ -114,6 +114,24 @@ test('renames, links and directories made in a held directory keep its listing t
   assert.deepEqual(masters.fs.names('/d'), ['b', 's0', 's1', 's2', 's3']);
 });
 
+test("a rename with RENAME_NOREPLACE fails with EEXIST onto any name, one the held directory has not sent yet too, and changes nothing", async () => {
+  const { fs, masters } = mountOver();
+  await holdDir(fs, '/d');
+  await fs.mkdir('/e', 0o755);
+  for (const p of ['/e/x', '/e/y']) await fs.release(await fs.create(p, 0o644));
+  await assert.rejects(fs.rename('/e/x', '/e/y', undefined, true), { code: 'EEXIST' });
+  // Created here and answered at once: the rename sends it first, and the masters refuse the rename.
+  await fs.release(await fs.create('/d/new', 0o600));
+  await assert.rejects(fs.rename('/e/x', '/d/new', undefined, true), { code: 'EEXIST' });
+  assert.equal((await fs.getattr('/d/new')).mode & 0o777, 0o600, 'the name it would have replaced');
+  await fs.rename('/e/x', '/d/free', undefined, true);
+  await assert.rejects(fs.getattr('/e/x'), { code: 'ENOENT' });
+  await fs.rename('/e/y', '/d/new');
+  await fs.releaseAll();
+  assert.deepEqual(masters.fs.names('/d'), ['free', 'new', 's0', 's1', 's2', 's3']);
+  assert.deepEqual(masters.fs.names('/e'), []);
+});
+
 /** A mirror of the held directories' names as the mount's addon keeps them (NamesMirror). */
 function recordingMirror(): { mirror: NamesMirror; absent: (path: string) => boolean } {
   const dirs = new Map<string, Set<string>>();
