@@ -89,6 +89,7 @@ export async function run(args: string[]): Promise<void> {
   type Where = 'cairn' | 'local' | 'moosefs';
   const results = new Map<string, { cairn: number; local: number; native?: number; moosefs?: number }>();
   const cpuRows: string[][] = [];
+  let mountRandCpuUs: number | undefined;
   /** The fio jobs and the metadata load in `at`; the CPU of `cpuOf` in the metadata phases. */
   const runJobs = async (where: Where, at: string, cpuOf: Watched[]): Promise<void> => {
     const sub = path.join(at, 'fio');
@@ -103,7 +104,11 @@ export async function run(args: string[]): Promise<void> {
       put(`seq write 1 MiB, ${jobs} job${jobs === 1 ? '' : 's'}`, fio(sub, `w${jobs}`, ['--rw=write', '--bs=1M', `--size=${per}M`, `--numjobs=${jobs}`, '--end_fsync=1']).writeMiBs);
       put(`seq read 1 MiB, ${jobs} job${jobs === 1 ? '' : 's'}`, fio(sub, `w${jobs}`, ['--rw=read', '--bs=1M', `--size=${per}M`, `--numjobs=${jobs}`]).readMiBs);
     }
-    put('rand read 4 KiB, 4 jobs', fio(sub, 'w4', ['--rw=randread', '--bs=4k', `--size=${Math.max(1, Math.floor(sizeMiB / 4))}M`, '--numjobs=4', '--time_based', `--runtime=${seconds}`]).readIops);
+    const daemonCpuBefore = where === 'cairn' ? processCpuSeconds(mountPid) : undefined;
+    const rand = fio(sub, 'w4', ['--rw=randread', '--bs=4k', `--size=${Math.max(1, Math.floor(sizeMiB / 4))}M`, '--numjobs=4', '--time_based', `--runtime=${seconds}`]);
+    put('rand read 4 KiB, 4 jobs', rand.readIops);
+    const daemonCpuAfter = where === 'cairn' ? processCpuSeconds(mountPid) : undefined;
+    if (daemonCpuBefore !== undefined && daemonCpuAfter !== undefined) mountRandCpuUs = ((daemonCpuAfter - daemonCpuBefore) * 1e6) / (rand.readIops * seconds);
     const meta = await metadataLoad(path.join(at, 'meta'), files, 4, cpuOf);
     for (const op of ['create', 'stat', 'unlink'] as const) {
       const r = meta[op];
@@ -115,6 +120,7 @@ export async function run(args: string[]): Promise<void> {
     rmSync(sub, { recursive: true, force: true });
   };
   let mooseMissing: string | undefined;
+  let layer: { iops: number; cpuUsPerRead: number } | undefined;
   try {
     try {
       console.log('fio on the mount...');
@@ -129,6 +135,8 @@ export async function run(args: string[]): Promise<void> {
       await localDown(clusterDir, () => undefined);
       if ((await mountAt(mnt)) !== undefined) await detach(mnt); // a daemon that had to be killed
     }
+    console.log('fio on the FUSE layer alone (the same addon answering from memory)...');
+    layer = await fuseLayer(path.join(dir, 'layer'), seconds);
     mooseMissing = values.moosefs ? mooseFsMissing() : 'not asked for (--no-moosefs)';
     if (mooseMissing === undefined) {
       console.log('starting MooseFS (a master, 3 chunkservers, replication 3)...');
@@ -161,6 +169,17 @@ export async function run(args: string[]): Promise<void> {
     ['job', 'unit', 'cairn mount', 'local disk', 'native client', 'MooseFS', 'cairn / MooseFS', 'MooseFS (issue)', 'cairn / issue\'s'],
     rows,
   );
+  if (layer !== undefined) {
+    const rand = results.get('rand read 4 KiB, 4 jobs')!;
+    report.figure('rand read 4 KiB, 4 jobs: FUSE layer alone', layer.iops, 'IOPS');
+    report.figure('rand read 4 KiB: FUSE layer alone, its process\'s CPU a read', layer.cpuUsPerRead, 'us');
+    if (mountRandCpuUs !== undefined) report.figure('rand read 4 KiB: cairn mount daemon\'s CPU a read', mountRandCpuUs, 'us');
+    // The layer's rate is the most a daemon on this addon could answer; its CPU a read, the least it spends.
+    report.table('4 KiB random reads (4 jobs): the cairn mount beside the FUSE layer alone (fuse-native as cairn builds it, answering from memory: bench/fuse-layer-fs.ts)', ['through', 'IOPS', 'daemon CPU a read (us)'], [
+      ['cairn mount', formatNumber(rand.cairn), mountRandCpuUs === undefined ? '' : formatNumber(mountRandCpuUs)],
+      ['FUSE layer alone', formatNumber(layer.iops), formatNumber(layer.cpuUsPerRead)],
+    ]);
+  }
   // What bounds the metadata phases: the CPU each part used a file, and how busy the machine was
   // (the rest of the machine's CPU is the kernel's own work and anything else running).
   report.table('CPU a file in the metadata phases on the mount (us), and the machine busy', ['phase', 'masters', 'workers', 'mount daemon', 'load processes', 'sum', 'machine busy'], cpuRows);
@@ -172,6 +191,32 @@ function fio(dir: string, name: string, opts: string[]): { writeMiBs: number; re
   const out = execFileSync('fio', [`--name=${name}`, `--directory=${dir}`, '--ioengine=psync', '--group_reporting', '--output-format=json', ...opts], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const job = (JSON.parse(out) as { jobs: { read: { bw_bytes: number; iops: number }; write: { bw_bytes: number } }[] }).jobs[0];
   return { writeMiBs: job.write.bw_bytes / MiB, readMiBs: job.read.bw_bytes / MiB, readIops: job.read.iops };
+}
+
+/**
+ * fio's 4 KiB random reads (4 jobs, each its own file) through bench/fuse-layer-fs.ts mounted at
+ * `dir`/mnt: the addon alone, no cairn behind it. The rate, and its process's CPU a read.
+ */
+async function fuseLayer(dir: string, seconds: number): Promise<{ iops: number; cpuUsPerRead: number }> {
+  const mnt = path.join(dir, 'mnt');
+  mkdirSync(mnt, { recursive: true });
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(new URL('fuse-layer-fs.ts', import.meta.url)), mnt], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.setEncoding('utf8').on('data', (d: string) => d.includes('mounted') && resolve());
+      child.once('exit', (code) => reject(new Error(`bench/fuse-layer-fs.ts exited with ${code} before it mounted`)));
+    });
+    const before = processCpuSeconds(child.pid!);
+    const r = fio(mnt, 'layer', ['--filename_format=f$jobnum', '--rw=randread', '--bs=4k', '--size=1T', '--numjobs=4', '--time_based', `--runtime=${seconds}`]);
+    const after = processCpuSeconds(child.pid!);
+    if (before === undefined || after === undefined) throw new Error('cannot read the CPU time of bench/fuse-layer-fs.ts');
+    return { iops: r.readIops, cpuUsPerRead: ((after - before) * 1e6) / (r.readIops * seconds) };
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+    if ((await mountAt(mnt)) !== undefined) await detach(mnt);
+  }
 }
 
 /** A process whose CPU time the metadata load reports, under a label (several may share one). */
