@@ -6,11 +6,14 @@
 import { constants } from 'node:os';
 import { WorkerErrorCode } from '../worker/errors.ts';
 import { ErrorCode } from '../errors.ts';
+import { JournalErrorCode } from '../journal/raft/errors.ts';
 
 const errnos = constants.errno as Record<string, number>;
 
 const byCode: Record<string, string> = {
   [WorkerErrorCode.TargetFull]: 'ENOSPC',
+  // The masters' disk is below its reserve: nothing new until space is freed (removals still go).
+  [JournalErrorCode.DiskFull]: 'ENOSPC',
   [ErrorCode.InvalidArgument]: 'EINVAL',
   [ErrorCode.NotLeader]: 'EIO',
   [ErrorCode.Unavailable]: 'EIO',

@@ -50,11 +50,12 @@ export interface Restorer {
 
 export interface ProposeOptions {
   /**
-   * The entry frees space (a removal): taken while a master's disk is below its reserve, where
-   * other writes are refused, so that a full cluster can still be emptied. Not once a write failed
-   * for want of any space.
+   * Taken while a master's disk is below its reserve, where other writes are refused: removals, so
+   * that a full cluster can still be emptied, and the cluster's own housekeeping (a worker coming
+   * back, chains changing, garbage collected), whose entries are few and small, so that it can.
+   * Not once a write failed for want of any space.
    */
-  freesSpace?: boolean;
+  onReserve?: boolean;
 }
 
 export interface Journal {

@@ -951,9 +951,10 @@ export class ClusterManager {
       this.noteLeading(term);
       if (this.proposalSeq.term !== term) this.proposalSeq = { term, seq: 0 };
       const cmd = { ...body, clientId: `cluster-manager/${this.opts.masterId}/${term}`, seq: ++this.proposalSeq.seq, nowMs: this.opts.clock.wallNow() } as MetaCommand;
-      // Ending sessions (which removes abandoned files) and recording collected chunks free space: taken on a disk's reserve too.
-      const freesSpace = cmd.op === 'expireSessions' || cmd.op === 'gcDone';
-      const result = (await this.opts.journal.propose(encodeCommandEntry(cmd), { freesSpace })) as MetaResult;
+      // Taken on a full disk's reserve too: ending sessions and recording collected chunks free
+      // space, and the rest (workers registering, chains changing) is what lets the cluster collect
+      // it; these entries come with the cluster's events, few and small, not with clients' writes.
+      const result = (await this.opts.journal.propose(encodeCommandEntry(cmd), { onReserve: true })) as MetaResult;
       if (result.ok || (again && result.code === 'EAGAIN')) return;
       throw new MetaError(result.code, result.message);
     };

@@ -287,7 +287,7 @@ function registerServices(server: RpcServer, journal: Journal, sm: MetaStateMach
     op.name = cmd.op;
     if (managerOps.has(cmd.op)) throw new CairnError(ErrorCode.InvalidArgument, `${cmd.op} is the cluster manager's; workers register with ${MasterWorkerMethod.register}, operators decommission with ${MasterWorkerMethod.decommission}`);
     if (cmd.op === 'leaseDir') manager.mayLeaseDir(cmd.path, cmd.caller);
-    const result = (await journal.propose(encodeCommandEntry(cmd), { freesSpace: freesSpace(cmd) })) as MetaResult<unknown>;
+    const result = (await journal.propose(encodeCommandEntry(cmd), { onReserve: freesSpace(cmd) })) as MetaResult<unknown>;
     manager.dirLeaseResult(cmd, result);
     const value = unwrap(result);
     const sessionId = (value as { sessionId?: unknown } | null)?.sessionId;

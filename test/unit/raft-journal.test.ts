@@ -273,6 +273,44 @@ test('with lease reads on, a leader answers read barriers from its lease (3 memb
   await Promise.all(Array.from({ length: 50 }, () => leader.readBarrier()));
 });
 
+test('when every member is below its disk reserve, leadership is handed over once and then kept: removals go through', async (t) => {
+  const servers = await Promise.all(
+    [1, 2, 3].map(async () => {
+      const server = new RpcServer({});
+      const { port } = await server.listen('127.0.0.1', 0);
+      return { server, address: `127.0.0.1:${port}` };
+    }),
+  );
+  const founders = new Map(servers.map((s, i) => [i + 1, s.address]));
+  const journals = await Promise.all(
+    servers.map(async (s, i) => {
+      // A reserve larger than any disk: every member is full from its first look, as masters that
+      // share one disk (a local cluster) or fill theirs together (they hold one log) are.
+      const journal = new RaftJournal({ id: i + 1, dir: await tempDir(t), address: s.address, founders, transport: rpcTransport(s.server), disk: nodeDisk, clock: systemClock, tickMs: 5, diskReserveBytes: Number.MAX_SAFE_INTEGER, diskCheckMs: 10, log: () => undefined });
+      const sm = new Counter();
+      await journal.start(sm);
+      t.after(async () => {
+        await journal.stop();
+        await s.server.close();
+      });
+      return { journal, sm };
+    }),
+  );
+  const leaders: number[] = [];
+  for (let i = 0; i < 300; i++) {
+    const id = journals.findIndex((j) => j.journal.isLeader()) + 1;
+    if (id > 0 && leaders.at(-1) !== id) leaders.push(id);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  // Handed over by the first leader, perhaps back by the second, then kept (it was every check).
+  assert.ok(leaders.length >= 1 && leaders.length <= 3, `leaders in turn: ${leaders.join(', ')}`);
+  const leader = journals.find((j) => j.journal.isLeader());
+  assert.ok(leader !== undefined, 'a leader now');
+  assert.throws(() => leader.journal.propose(Buffer.from('write')), { code: 'CAIRN_DISK_FULL' });
+  await leader.journal.propose(Buffer.from('removal'), { onReserve: true });
+  assert.equal(leader.sm.count, 1, 'the removal was committed and applied');
+});
+
 test('below its disk reserve a journal refuses writes but takes removals, so that a full cluster can be emptied', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'cairn-rj-reserve-'));
   // A reserve larger than any disk: the journal is below it from its first look.
@@ -291,6 +329,6 @@ test('below its disk reserve a journal refuses writes but takes removals, so tha
   }
   assert.throws(() => j.journal.propose(Buffer.from('write')), { code: 'CAIRN_DISK_FULL' });
   const before = j.sm.count;
-  await j.journal.propose(Buffer.from('removal'), { freesSpace: true });
+  await j.journal.propose(Buffer.from('removal'), { onReserve: true });
   assert.equal(j.sm.count, before + 1, 'the removal was committed and applied');
 });

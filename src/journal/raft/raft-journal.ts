@@ -47,6 +47,12 @@ export interface RaftJournalOptions {
   diskReserveBytes?: number;
   /** How often free space is checked. */
   diskCheckMs?: number;
+  /**
+   * A leader below its reserve hands leadership over at most this often. Masters replicate one log,
+   * so their disks tend to fill together: a peer that is full too hands it back, and without a pause
+   * they would pass it to and fro every check, with no leader long enough to collect garbage.
+   */
+  diskFullHandOffEveryMs?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, ctx?: object) => void;
   /** Called when the journal can no longer go on (a disk write failed, an invariant broke). */
   onFatal?: (err: unknown) => void;
@@ -80,6 +86,7 @@ export const raftJournalDefaults = {
   proposalTimeoutMs: 10_000,
   diskReserveBytes: 32 * 1024 * 1024,
   diskCheckMs: 1_000,
+  diskFullHandOffEveryMs: 5 * 60_000,
 };
 
 /** The largest journal entry: metadata commands are far smaller; backup chunks come close. */
@@ -144,6 +151,8 @@ export class RaftJournal implements Journal {
   private diskFull: { why: string; kind: 'reserve' | 'no space' } | undefined;
   private diskTimer: Timer | undefined;
   private handingOff = false;
+  /** When this master last handed leadership over for want of disk space (cleared once space is back). */
+  private diskFullHandOffAtMs: number | undefined;
   private readonly metrics: JournalMetrics;
   /** The last leader this node heard of (0: none yet), to count changes. */
   private leaderSeen = 0;
@@ -244,7 +253,7 @@ export class RaftJournal implements Journal {
 
   propose(entry: Uint8Array, opts: ProposeOptions = {}): Promise<unknown> {
     const raft = this.raft();
-    this.refuseIfDiskFull(opts.freesSpace === true);
+    this.refuseIfDiskFull(opts.onReserve === true);
     const { index, term } = this.guard(() => raft.propose(entry));
     this.metrics.proposed();
     this.driver!.kick();
@@ -365,18 +374,22 @@ export class RaftJournal implements Journal {
     else if (this.diskFull !== undefined) {
       this.log('info', `disk space is back (${free} bytes free): taking writes again`);
       this.diskFull = undefined;
+      this.diskFullHandOffAtMs = undefined;
     }
   }
 
   /**
    * Refuses writes from now on (below the reserve, all but removals); a leader hands leadership to
-   * the follower that holds most of its log.
+   * the follower that holds most of its log, at most once in diskFullHandOffEveryMs: leadership that
+   * comes back sooner (the others' disks are full too) is kept, to serve reads and removals.
    */
   private noteDiskFull(why: string, kind: 'reserve' | 'no space'): void {
     if (this.diskFull === undefined) this.log('error', `disk full: ${why}; no writes until space is freed${kind === 'reserve' ? ' (removals still go through, on the reserve)' : ''}`);
     this.diskFull = { why, kind };
     const raft = this.driver?.raft;
     if (raft === undefined || raft.role !== Role.Leader || this.handingOff) return;
+    const now = this.opts.clock.now();
+    if (this.diskFullHandOffAtMs !== undefined && now - this.diskFullHandOffAtMs < this.opts.diskFullHandOffEveryMs) return;
     const st = raft.status();
     let best: number | undefined;
     for (const id of st.conf.voters) {
@@ -385,14 +398,15 @@ export class RaftJournal implements Journal {
     }
     if (best === undefined) return;
     this.handingOff = true;
-    this.log('warn', `disk full: handing leadership to node ${best}`);
+    this.diskFullHandOffAtMs = now;
+    this.log('warn', `disk full: handing leadership to node ${best} (if it comes back within ${Math.round(this.opts.diskFullHandOffEveryMs / 1000)} s, this master keeps it: their disks are full too)`);
     this.transferLeader(best)
       .catch((err: unknown) => this.log('warn', `leadership hand-off to node ${best} failed: ${String(err)}`))
       .finally(() => (this.handingOff = false));
   }
 
-  private refuseIfDiskFull(freesSpace = false): void {
-    if (this.diskFull === undefined || (freesSpace && this.diskFull.kind === 'reserve')) return;
+  private refuseIfDiskFull(onReserve = false): void {
+    if (this.diskFull === undefined || (onReserve && this.diskFull.kind === 'reserve')) return;
     throw new JournalError(JournalErrorCode.DiskFull, `master ${this.opts.id} takes no writes: its disk is full (${this.diskFull.why}); free space on it (removing files goes through), or retry on another master`);
   }
 
