@@ -21,6 +21,7 @@ import { MasterMetrics } from './metrics.ts';
 import { opsHttpOptions } from '../ops-http.ts';
 import { ClusterManager, clusterTimingDefault, replicationDefault, type ClusterTiming } from './cluster-manager.ts';
 import { systemClock } from '../io/system-clock.ts';
+import type { Disk } from '../io/index.ts';
 import { MasterWorkerMethod } from '../worker/protocol.ts';
 import { workerFrameBytesMax } from '../worker/process.ts';
 import { refusalToStart } from './rebuild.ts';
@@ -74,6 +75,8 @@ export interface MasterOptions {
   zookeeper?: { connect: string; clusterId: string; sessionTimeoutMs?: number; bucketEntries?: number };
   /** How much clients can make it hold before it refuses with CAIRN_OVERLOADED (defaults masterLimitsDefault). */
   limits?: Partial<MasterLimits>;
+  /** The Raft journal's disk (the real one when absent): tests fill it. */
+  journalDisk?: Disk;
   log: Logger;
 }
 
@@ -170,6 +173,7 @@ export async function startMaster(opts: MasterOptions): Promise<Master> {
             log: logCallback(opts.log),
             onFatal: opts.onFatal,
             metrics: metrics.journal,
+            ...(opts.journalDisk === undefined ? {} : { disk: opts.journalDisk }),
           })
         : openJournal({
             backend: 'zookeeper',

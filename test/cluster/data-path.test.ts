@@ -42,11 +42,11 @@ interface Cluster {
   dir: string;
 }
 
-async function startCluster(t: TestContext, workers = 3, targetsPerWorker = 2, scrub?: Partial<ScrubOptions>, gcDelayMs = 0, disks: ReadonlyMap<number, Disk> = new Map()): Promise<Cluster> {
+async function startCluster(t: TestContext, workers = 3, targetsPerWorker = 2, scrub?: Partial<ScrubOptions>, gcDelayMs = 0, disks: ReadonlyMap<number, Disk> = new Map(), masterDisk?: Disk): Promise<Cluster> {
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-data-'));
   const log = createLogger({ test: 'data-path' }, 'warn');
   const listen = `127.0.0.1:${await freePort()}`;
-  const master = await startMaster({ id: 1, dir: path.join(dir, 'master'), listen, peers: new Map([[1, listen]]), secret, log, replication: 3, timing, tickMs: 10, gcDelayMs });
+  const master = await startMaster({ id: 1, dir: path.join(dir, 'master'), listen, peers: new Map([[1, listen]]), secret, log, replication: 3, timing, tickMs: 10, gcDelayMs, ...(masterDisk === undefined ? {} : { journalDisk: masterDisk }) });
   const started: WorkerProcess[] = [];
   t.after(async () => {
     for (const w of started) await w.stop().catch(() => undefined);
@@ -453,6 +453,31 @@ test('a deleted file\'s chunks stay for the GC delay: a reader that opened it be
   const reader = new FileReader(c.data, fileRef(open, '/a'), attr.sizeBytes);
   assert.ok((await reader.read(0, body.length)).equals(body), 'read whole after the delete');
   await waitFor(() => chunksOnWorkers() === 0, 'collection after the delay', 15_000, async () => `${chunksOnWorkers()} chunks left`);
+});
+
+test("masters below their disk reserve refuse new files, and still take removals, collect their chunks and let a restarted worker register", async (t) => {
+  // The master's disk, while full, shows no free space (the journal looks every second).
+  const full = { on: false };
+  const masterDisk: Disk = { ...nodeDisk, statfs: async (dir) => ({ ...(await nodeDisk.statfs(dir)), ...(full.on ? { bytesFree: 0 } : {}) }) };
+  const c = await startCluster(t, 3, 2, undefined, 0, new Map(), masterDisk);
+  const chunk = 64 * 1024;
+  const body = randomBytes(4 * chunk);
+  const chunksOnWorkers = (): number => c.workers.reduce((n, w) => n + w.worker.localTargets().reduce((m, x) => m + x.chunks, 0), 0);
+  await putFile(c.meta, c.data, '/a', pieces(body, 1 << 20), { layout: { chunkSizeBytes: chunk } });
+  full.on = true;
+  let tries = 0;
+  const refusal = async (): Promise<string> => c.meta.mutate('meta.mutate', { op: 'mkdir', path: `/d${tries++}`, mode: 0o755, uid: 0, gid: 0 }).then(() => 'made', (err: { code?: string }) => err.code ?? 'no code');
+  await waitFor(async () => (await refusal()) === 'CAIRN_DISK_FULL', 'new names refused', 10_000, refusal);
+  // A worker restarted now registers (its registration is the cluster's own, taken on the reserve).
+  const old = c.workers[0];
+  const targets = old.worker.localTargets().map((x) => x.dir);
+  await old.stop();
+  c.workers[0] = await startWorkerProcess({ id: 1, listen: '127.0.0.1:0', masters: [c.master.address], targets, secret, log: createLogger({ test: 'data-path' }, 'warn'), syncPageChunks: 3, resyncLostRetryMs: 300 });
+  t.after(() => c.workers[0].stop().catch(() => undefined));
+  await c.meta.mutate('meta.mutate', { op: 'unlink', path: '/a' });
+  await waitFor(() => chunksOnWorkers() === 0, "the removed file's chunks collected", 20_000, async () => `${chunksOnWorkers()} chunks left`);
+  full.on = false;
+  await waitFor(async () => (await refusal()) === 'made', 'new names taken again once there is room', 10_000, refusal);
 });
 
 test('truncation removes and cuts chunks first, so old bytes never come back when the file grows', async (t) => {
