@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { CairnFs, readAheadBytesMaxDefault, readAheadChunksDefault } from '../fuse/cairn-fs.ts';
+import { CairnFs, readAheadBytesMaxDefault, readAheadChunksDefault, writesBytesMaxDefault } from '../fuse/cairn-fs.ts';
 import { detach, mount, mountAt, type Mounted } from '../fuse/mount.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
 import { openClients, receiveBufferPool, targetSecret, type TargetFlags } from './cluster-target.ts';
@@ -27,6 +27,7 @@ interface MountFlags extends TargetFlags, OpsHttpFlags {
   readdirMax: string;
   readAheadChunks: string;
   readAheadMaxMib: string;
+  writeMaxMib: string;
   holdAfter: string;
   debug?: boolean;
 }
@@ -48,6 +49,7 @@ export function registerMountCommands(program: Command, addTargetOptions: (c: Co
       .option('--readdir-max <n>', 'entries a directory listing may have (FUSE takes a listing as one array in memory)', '1000000')
       .option('--read-ahead-chunks <n>', 'whole chunks a sequential reader fetches ahead, counting the one it reads; 0: none', String(readAheadChunksDefault))
       .option('--read-ahead-max-mib <n>', 'MiB the read-ahead of all open files holds at most', String(readAheadBytesMaxDefault / 2 ** 20))
+      .option('--write-max-mib <n>', 'MiB the writes of all open files keep in flight to the workers at most (each file 64 at most); writes past it wait', String(writesBytesMaxDefault / 2 ** 20))
       .option('--hold-after <n>', 'creates and unlinks in one directory within a second after which the mount holds the directory and answers them itself, sending them to the masters in batches (docs/fuse.md); 0: never', String(changesToHoldDefault))
       .option('--debug', 'print every FUSE request (libfuse debug output)')
       .option('--http <host:port>', httpOptionHelp)
@@ -101,6 +103,7 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
     readdirEntriesMax: parsePositiveInt(flags.readdirMax, '--readdir-max'),
     readAheadChunks: parseNonNegativeInt(flags.readAheadChunks, '--read-ahead-chunks'),
     readAheadBytesMax: parsePositiveInt(flags.readAheadMaxMib, '--read-ahead-max-mib') * 2 ** 20,
+    writesBytesMax: parsePositiveInt(flags.writeMaxMib, '--write-max-mib') * 2 ** 20,
     // No attributes are kept past the kernel's own timeout: with 0, every getattr asks the masters.
     changedDirAttrMs: attrTimeoutMs,
     listingMs: Math.min(attrTimeoutMs, entryTimeoutMs),

@@ -20,15 +20,57 @@ export interface FileRef {
 }
 
 /**
+ * Bytes that several writers (a mount's open files) keep in flight together at most: a chunk write
+ * waits for its turn, in order, once they hold `bytesMax`. One write larger than the whole budget
+ * goes when nothing else is in flight.
+ */
+export class WriteBudget {
+  readonly bytesMax: number;
+  private usedBytes = 0;
+  private readonly waiting: { bytes: number; go: () => void }[] = [];
+
+  constructor(bytesMax: number) {
+    this.bytesMax = bytesMax;
+  }
+
+  get used(): number {
+    return this.usedBytes;
+  }
+
+  /** Resolves once `bytes` more fit (give them back with give). */
+  take(bytes: number): Promise<void> {
+    if (this.waiting.length === 0 && this.fits(bytes)) {
+      this.usedBytes += bytes;
+      return Promise.resolve();
+    }
+    return new Promise((go) => this.waiting.push({ bytes, go }));
+  }
+
+  give(bytes: number): void {
+    this.usedBytes -= bytes;
+    while (this.waiting.length > 0 && this.fits(this.waiting[0].bytes)) {
+      const next = this.waiting.shift()!;
+      this.usedBytes += next.bytes;
+      next.go();
+    }
+  }
+
+  private fits(bytes: number): boolean {
+    return this.usedBytes === 0 || this.usedBytes + bytes <= this.bytesMax;
+  }
+}
+
+/**
  * Writes a file through its chunks. Sequential writes are gathered into whole chunks; each full
  * chunk is sent at once, and at most `streamBytesMax` bytes are in flight (waiting for an answer
- * or gathering). `flush` waits for all of them; the high-water mark is what the caller commits as
- * the file's length on close.
+ * or gathering), and within `budget`, when given, shared with other writers. `flush` waits for all
+ * of them; the high-water mark is what the caller commits as the file's length on close.
  */
 export class FileWriter {
   readonly file: FileRef;
   private readonly client: DataClient;
   private readonly bytesMax: number;
+  private readonly budget: WriteBudget | undefined;
   private inflightBytes = 0;
   private readonly inflight = new Set<Promise<void>>();
   private failure: unknown;
@@ -42,10 +84,11 @@ export class FileWriter {
    */
   readonly written = new RangeSet();
 
-  constructor(client: DataClient, file: FileRef, opts: { streamBytesMax?: number } = {}) {
+  constructor(client: DataClient, file: FileRef, opts: { streamBytesMax?: number; budget?: WriteBudget } = {}) {
     this.client = client;
     this.file = file;
     this.bytesMax = Math.max(opts.streamBytesMax ?? streamBytesMaxDefault, file.layout.chunkSizeBytes);
+    this.budget = opts.budget;
   }
 
   /**
@@ -95,6 +138,12 @@ export class FileWriter {
     this.gather = undefined;
     while (this.inflightBytes + g.bytes > this.bytesMax && this.inflight.size > 0) await new Promise<void>((r) => this.waiters.push(r));
     this.check();
+    const budget = this.budget;
+    if (budget !== undefined) {
+      await budget.take(g.bytes);
+      if (this.failure !== undefined) budget.give(g.bytes);
+      this.check();
+    }
     this.inflightBytes += g.bytes;
     // The pieces go out as they came (the HTTP body's or the kernel's buffers), not joined.
     const p = this.client
@@ -108,6 +157,7 @@ export class FileWriter {
         },
       )
       .finally(() => {
+        budget?.give(g.bytes);
         this.inflightBytes -= g.bytes;
         this.inflight.delete(p);
         for (const w of this.waiters.splice(0)) w();

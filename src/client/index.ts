@@ -2,5 +2,5 @@
 
 export { MasterClient, type MasterClientOptions } from './master-client.ts';
 export { DataClient, type DataClientOptions } from './data-client.ts';
-export { FileReader, FileWriter, streamBytesMaxDefault, type FileRef, type LentBytes } from './file-io.ts';
+export { FileReader, FileWriter, streamBytesMaxDefault, WriteBudget, type FileRef, type LentBytes } from './file-io.ts';
 export { endWriteSession, fileRef, getFile, isPutTempName, putFile, transferTempName, truncateFile, type PutOptions, type SessionCommit } from './files.ts';

@@ -10,7 +10,7 @@
 
 import type { Caller, Layout } from '../meta/commands.ts';
 import { isDeviceType, type ChainInfo, type CloseSessionValue, type CreateValue, type DirEntry, type InodeAttr, type InodeType, type ReaddirPage, type SessionValue, type SpecialInodeType, type UnlinkValue, type StatFs, type TargetInfo } from '../meta/namespace-state.ts';
-import { endWriteSession, fileRef, FileReader, FileWriter, truncateFile, type DataClient, type FileRef, type MasterClient } from '../client/index.ts';
+import { endWriteSession, fileRef, FileReader, FileWriter, truncateFile, WriteBudget, type DataClient, type FileRef, type MasterClient } from '../client/index.ts';
 import { MetaError, FsErrorCode } from '../meta/errors.ts';
 import { xattrNamePrefix } from '../meta/commands.ts';
 import { BufferPool } from '../buffer-pool.ts';
@@ -60,6 +60,8 @@ export interface CairnFsOptions {
   readdirEntriesMax?: number;
   /** Bytes one open file keeps in flight to the workers at most. */
   writeBytesMax?: number;
+  /** Bytes all open files keep in flight to the workers together at most (writes wait their turn). */
+  writesBytesMax?: number;
   /** Whole chunks a sequential reader fetches ahead (counting the one it reads); 0: no read-ahead. */
   readAheadChunks?: number;
   /** Bytes the read-ahead of every open file holds together at most. */
@@ -106,6 +108,8 @@ export type UtimeMs = number | 'now' | 'omit';
 export const readAheadChunksDefault = 4;
 /** What all read-ahead holds at most by default. */
 export const readAheadBytesMaxDefault = 256 * 1024 * 1024;
+/** What a mount's writes keep in flight together by default: 16 files' worth at 4 chunks of 4 MiB each. */
+export const writesBytesMaxDefault = 256 * 1024 * 1024;
 /** Kernel writes this large are copied into pooled buffers (smaller ones would waste most of one). */
 const pooledWriteBytesMin = 64 * 1024;
 /** The largest pooled write buffer: the largest write the kernel sends (1 MiB through libfuse 3). */
@@ -206,6 +210,7 @@ export class CairnFs {
   private readonly owner: Caller;
   private readonly readdirEntriesMax: number;
   private readonly writeBytesMax: number | undefined;
+  private readonly writeBudget: WriteBudget;
   private readonly readAheadChunks: number;
   private readonly readAheadBudget: ReadAheadBudget;
   private readonly log: NonNullable<CairnFsOptions['log']>;
@@ -259,6 +264,7 @@ export class CairnFs {
     this.owner = opts.owner;
     this.readdirEntriesMax = opts.readdirEntriesMax ?? readdirEntriesMaxDefault;
     this.writeBytesMax = opts.writeBytesMax;
+    this.writeBudget = new WriteBudget(opts.writesBytesMax ?? writesBytesMaxDefault);
     this.readAheadChunks = opts.readAheadChunks ?? readAheadChunksDefault;
     this.readAheadBudget = new ReadAheadBudget(opts.readAheadBytesMax ?? readAheadBytesMaxDefault);
     this.changedDirAttrMs = Math.min(opts.changedDirAttrMs ?? changedDirAttrMsMax, changedDirAttrMsMax);
@@ -769,7 +775,7 @@ export class CairnFs {
     const ref = fileRefOf(inode, h.path);
     h.layout = ref.layout;
     h.sessionId = sessionId;
-    h.writer = new FileWriter(this.data, { inodeId: h.inodeId, layout: h.layout, chunks: null }, { streamBytesMax: this.writeBytesMax });
+    h.writer = new FileWriter(this.data, { inodeId: h.inodeId, layout: h.layout, chunks: null }, { streamBytesMax: this.writeBytesMax, budget: this.writeBudget });
     let set = this.writers.get(h.inodeId);
     if (set === undefined) this.writers.set(h.inodeId, (set = new Set()));
     set.add(h);
