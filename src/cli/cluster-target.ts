@@ -191,6 +191,11 @@ export function openClients(flags: TargetFlags, opts: ClientOptions = {}): { met
   return { meta, data };
 }
 
+/** The masters' addresses the flags lead to. */
+export function targetMasters(flags: TargetFlags): string[] {
+  return resolveTarget(flags).masters;
+}
+
 /** The cluster secret the flags lead to (for --metrics-auth), if any. */
 export function targetSecret(flags: TargetFlags): string | undefined {
   return resolveTarget(flags).secret;

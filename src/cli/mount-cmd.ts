@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { CairnFs, readAheadBytesMaxDefault, readAheadChunksDefault, writesBytesMaxDefault } from '../fuse/cairn-fs.ts';
 import { detach, mount, mountAt, type Mounted } from '../fuse/mount.ts';
 import { CairnError, ErrorCode } from '../errors.ts';
-import { openClients, receiveBufferPool, targetSecret, type TargetFlags } from './cluster-target.ts';
+import { openClients, receiveBufferPool, targetMasters, targetSecret, type TargetFlags } from './cluster-target.ts';
 import { checkOpsHttpFlags, httpOptionHelp, metricsAuthOptionHelp, startFlagsOpsHttp, type OpsHttpFlags } from './ops-http-flags.ts';
 import { fuseMetrics } from '../fuse/metrics.ts';
 import { processRegistry, rpcMetrics } from '../metrics.ts';
@@ -110,8 +110,13 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
     holdAfterChanges: parseNonNegativeInt(flags.holdAfter, '--hold-after'),
     log,
   });
-  // Fails early, with the cluster's own error, when no master answers.
-  await meta.query('meta.query', { op: 'statfs' });
+  // Fails early, with the cluster's own error, when no master answers; says what it waits for meanwhile.
+  const waiting = setTimeout(() => log('info', `waiting for a leading master (${targetMasters(flags).join(', ')}) to answer; giving up after ${timeoutMs} ms (--timeout-ms)`), 3_000);
+  try {
+    await meta.query('meta.query', { op: 'statfs' });
+  } finally {
+    clearTimeout(waiting);
+  }
   let mounted: Mounted;
   let http: HttpEndpoint | undefined;
   try {
@@ -169,7 +174,9 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
 async function startDaemon(mountpoint: string, flags: MountFlags): Promise<void> {
   const mnt = path.resolve(mountpoint);
   const logFile = path.resolve(flags.log ?? path.join(homedir(), '.cairn', `mount-${mnt.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_/, '')}.log`));
-  const pid = await spawnMountDaemon([...process.execArgv, ...daemonArgs(process.argv.slice(1), mountpoint, mnt)], mnt, logFile);
+  // It may wait for the masters as long as --timeout-ms, and should then fail with its own error.
+  const startMs = Math.max(90_000, parsePositiveInt(flags.timeoutMs, '--timeout-ms') + 30_000);
+  const pid = await spawnMountDaemon([...process.execArgv, ...daemonArgs(process.argv.slice(1), mountpoint, mnt)], mnt, logFile, startMs);
   console.log(`cairn mount: ${printable(mnt)} mounted by daemon pid ${pid} (log ${printable(logFile)}); unmount with 'cairn umount ${printable(mnt)}'`);
 }
 
@@ -199,13 +206,13 @@ export function daemonArgs(argv: readonly string[], mountpoint: string, mnt: str
  * resolves with its pid once it has mounted `mnt` (it says so over IPC: a stale mount there looks
  * the same in the mount table); fails if it exits first or takes too long.
  */
-export async function spawnMountDaemon(args: string[], mnt: string, logFile: string): Promise<number> {
-  return (await spawnMountDaemonReady(args, mnt, logFile)).pid;
+export async function spawnMountDaemon(args: string[], mnt: string, logFile: string, startMs?: number): Promise<number> {
+  return (await spawnMountDaemonReady(args, mnt, logFile, startMs)).pid;
 }
 
 /** As spawnMountDaemon, with the address of the daemon's /metrics when it was given --http. */
-export async function spawnMountDaemonReady(args: string[], mnt: string, logFile: string): Promise<{ pid: number; http: string | undefined }> {
-  const { pid, message } = await spawnDaemon(args, logFile, `the mount daemon for ${mnt}`);
+export async function spawnMountDaemonReady(args: string[], mnt: string, logFile: string, startMs?: number): Promise<{ pid: number; http: string | undefined }> {
+  const { pid, message } = await spawnDaemon(args, logFile, `the mount daemon for ${mnt}`, startMs);
   const http = (message as { http?: unknown } | null)?.http;
   return { pid, http: typeof http === 'string' ? http : undefined };
 }

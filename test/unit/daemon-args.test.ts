@@ -2,8 +2,11 @@
 // not on its own command line, which every user reads in `ps` for as long as it runs.
 
 import assert from 'node:assert/strict';
+import { appendFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
-import { takeSecretArg } from '../../src/cli/daemon.ts';
+import { spawnDaemon, takeSecretArg } from '../../src/cli/daemon.ts';
 import { daemonArgs } from '../../src/cli/mount-cmd.ts';
 
 test('--secret VALUE and --secret=VALUE leave the arguments; nothing else does', () => {
@@ -27,4 +30,17 @@ test('the mount daemon, which runs in /, gets the mount point, --dir and --log a
   ]);
   // A flag's value that equals the mount point is left alone: only the argument after `mount` is it.
   assert.deepEqual(daemonArgs(['main.ts', '--masters', 'mnt', 'mount', 'mnt'], 'mnt', '/abs/mnt'), ['main.ts', '--masters', 'mnt', 'mount', '/abs/mnt']);
+});
+
+test("a daemon that fails before it is ready: the error quotes the end of what it wrote this time, not an earlier run's", async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cairn-daemon-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const log = path.join(dir, 'd.log');
+  await appendFile(log, 'an earlier run ended well\n');
+  const failing = ['-e', "console.log('connecting'); console.error('no leading master answered'); process.exit(3)"];
+  await assert.rejects(spawnDaemon(failing, log, 'the test daemon'), (err: Error) => {
+    assert.match(err.message, /the test daemon exited with code 3 before it started; see .*d\.log; its log ends: connecting \| no leading master answered$/);
+    return true;
+  });
+  await assert.rejects(spawnDaemon(['-e', 'process.exit(4)'], log, 'the test daemon'), /exited with code 4 before it started; see .*d\.log \(it wrote nothing\)$/);
 });
