@@ -10,6 +10,7 @@ import type { DataClient, MasterClient } from '../client/index.ts';
 import type { Caller } from '../meta/commands.ts';
 import type { S3User } from '../meta/namespace-state.ts';
 import { ErrorCode } from '../errors.ts';
+import { JournalErrorCode } from '../journal/raft/errors.ts';
 import { RpcErrorCode } from '../rpc/errors.ts';
 import { WorkerErrorCode } from '../worker/errors.ts';
 import { S3Error, S3ErrorCode } from './errors.ts';
@@ -346,6 +347,8 @@ export function toS3Error(err: unknown): S3Error {
       return new S3Error(S3ErrorCode.MetadataTooLarge, message);
     case WorkerErrorCode.TargetFull:
       return new S3Error(S3ErrorCode.ServiceUnavailable, `no space on a target: ${message}`);
+    case JournalErrorCode.DiskFull:
+      return new S3Error(S3ErrorCode.ServiceUnavailable, `the masters' disk is full (deletes still go through): ${message}`);
     case WorkerErrorCode.ChunkLost:
       return new S3Error(S3ErrorCode.InternalError, `the object's data is damaged on every replica of a chunk: ${message}`);
     case 'EMFILE':
