@@ -297,13 +297,15 @@ test('when every member is below its disk reserve, leadership is handed over onc
     }),
   );
   const leaders: number[] = [];
-  for (let i = 0; i < 300; i++) {
+  for (let i = 0; i < 600; i++) {
     const id = journals.findIndex((j) => j.journal.isLeader()) + 1;
     if (id > 0 && leaders.at(-1) !== id) leaders.push(id);
     await new Promise((r) => setTimeout(r, 5));
   }
-  // Handed over by the first leader, perhaps back by the second, then kept (it was every check).
-  assert.ok(leaders.length >= 1 && leaders.length <= 3, `leaders in turn: ${leaders.join(', ')}`);
+  // Each member hands it over once at most (then keeps what comes back): four leaders in turn,
+  // and a couple more for elections a loaded machine may cause. It was every check (10 ms): some
+  // forty in these 3 s.
+  assert.ok(leaders.length >= 1 && leaders.length <= 6, `leaders in turn: ${leaders.join(', ')}`);
   const leader = journals.find((j) => j.journal.isLeader());
   assert.ok(leader !== undefined, 'a leader now');
   assert.throws(() => leader.journal.propose(Buffer.from('write')), { code: 'CAIRN_DISK_FULL' });
