@@ -13,7 +13,7 @@ import { withServerNodeFlags } from './node-flags.ts';
  * leading master (60 s), so that a daemon that cannot reach the masters fails with that error
  * (quoted from its log) rather than being stopped before it said anything.
  */
-const daemonStartMs = 90_000;
+export const daemonStartMs = 90_000;
 /** The end of the daemon's log quoted in a failure to start. */
 const logTailBytes = 2048;
 

@@ -15,7 +15,7 @@ import { processRegistry, rpcMetrics } from '../metrics.ts';
 import type { HttpEndpoint } from '../ops-http.ts';
 import { configError, parseNonNegativeInt, parsePositiveInt } from './config.ts';
 import { printable } from './format.ts';
-import { spawnDaemon } from './daemon.ts';
+import { daemonStartMs, spawnDaemon } from './daemon.ts';
 import { changesToHoldDefault } from '../fuse/dir-holds.ts';
 
 interface MountFlags extends TargetFlags, OpsHttpFlags {
@@ -175,7 +175,7 @@ async function startDaemon(mountpoint: string, flags: MountFlags): Promise<void>
   const mnt = path.resolve(mountpoint);
   const logFile = path.resolve(flags.log ?? path.join(homedir(), '.cairn', `mount-${mnt.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_/, '')}.log`));
   // It may wait for the masters as long as --timeout-ms, and should then fail with its own error.
-  const startMs = Math.max(90_000, parsePositiveInt(flags.timeoutMs, '--timeout-ms') + 30_000);
+  const startMs = Math.max(daemonStartMs, parsePositiveInt(flags.timeoutMs, '--timeout-ms') + 30_000);
   const pid = await spawnMountDaemon([...process.execArgv, ...daemonArgs(process.argv.slice(1), mountpoint, mnt)], mnt, logFile, startMs);
   console.log(`cairn mount: ${printable(mnt)} mounted by daemon pid ${pid} (log ${printable(logFile)}); unmount with 'cairn umount ${printable(mnt)}'`);
 }

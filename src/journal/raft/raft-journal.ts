@@ -379,9 +379,10 @@ export class RaftJournal implements Journal {
   }
 
   /**
-   * Refuses writes from now on (below the reserve, all but removals); a leader hands leadership to
-   * the follower that holds most of its log, at most once in diskFullHandOffEveryMs: leadership that
-   * comes back sooner (the others' disks are full too) is kept, to serve reads and removals.
+   * Refuses writes from now on (below the reserve, all but those marked onReserve); a leader hands
+   * leadership to the follower that holds most of its log, at most once in diskFullHandOffEveryMs:
+   * leadership that comes back sooner (the others' disks are full too) is kept, to serve reads,
+   * removals and the cluster's own entries.
    */
   private noteDiskFull(why: string, kind: 'reserve' | 'no space'): void {
     if (this.diskFull === undefined) this.log('error', `disk full: ${why}; no writes until space is freed${kind === 'reserve' ? ' (removals still go through, on the reserve)' : ''}`);
