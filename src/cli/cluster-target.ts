@@ -8,6 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DataClient, MasterClient } from '../client/index.ts';
 import { systemClock } from '../io/system-clock.ts';
+import { hostIdentity } from '../io/host-id.ts';
+import { LocalReads } from '../client/local-reads.ts';
 import { RpcClient, type RpcMetrics } from '../rpc/index.ts';
 import { workerFrameBytesMax } from '../worker/process.ts';
 import type { ZkServerInfo } from '../journal/zookeeper/ensemble.ts';
@@ -178,6 +180,8 @@ export interface ClientOptions {
   rpcMetrics?: RpcMetrics;
   /** Where large chunk reads are received, for a process that gives them back (RpcClientOptions.receiveBuffers). */
   receiveBuffers?: BufferPool;
+  /** Read chunks whose files are on this machine from the files (client/local-reads.ts; default false). */
+  localReads?: boolean;
 }
 
 /** The metadata and data clients of the flags' cluster. */
@@ -187,7 +191,13 @@ export function openClients(flags: TargetFlags, opts: ClientOptions = {}): { met
   const rpc = { secret: t.secret, frameBytesMax: workerFrameBytesMax, ...(opts.rpcMetrics === undefined ? {} : { metrics: opts.rpcMetrics }), ...(opts.receiveBuffers === undefined ? {} : { receiveBuffers: opts.receiveBuffers }) };
   // Chunk operations retry as long as --timeout-ms says when given (else the data client's default).
   const retryDeadlineMs = opts.dataRetryDeadlineMs ?? timeoutMsOf(flags);
-  const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, rpc), clock: systemClock, ...(retryDeadlineMs === undefined ? {} : { retryDeadlineMs }) });
+  const data = new DataClient({
+    master: meta,
+    connect: (a) => new RpcClient(a, rpc),
+    clock: systemClock,
+    ...(retryDeadlineMs === undefined ? {} : { retryDeadlineMs }),
+    ...(opts.localReads === true ? { localReads: new LocalReads({ hostId: hostIdentity() }) } : {}),
+  });
   return { meta, data };
 }
 

@@ -29,6 +29,7 @@ interface MountFlags extends TargetFlags, OpsHttpFlags {
   readAheadMaxMib: string;
   writeMaxMib: string;
   holdAfter: string;
+  localReads: boolean;
   debug?: boolean;
 }
 
@@ -51,6 +52,7 @@ export function registerMountCommands(program: Command, addTargetOptions: (c: Co
       .option('--read-ahead-max-mib <n>', 'MiB the read-ahead of all open files holds at most', String(readAheadBytesMaxDefault / 2 ** 20))
       .option('--write-max-mib <n>', 'MiB the writes of all open files keep in flight to the workers at most (each file 64 at most); writes past it wait', String(writesBytesMaxDefault / 2 ** 20))
       .option('--hold-after <n>', 'creates and unlinks in one directory within a second after which the mount holds the directory and answers them itself, sending them to the masters in batches (docs/fuse.md); 0: never', String(changesToHoldDefault))
+      .option('--no-local-reads', 'read every chunk through a worker, also chunks whose files are on this machine (by default the mount reads those files itself; docs/fuse.md)')
       .option('--debug', 'print every FUSE request (libfuse debug output)')
       .option('--http <host:port>', httpOptionHelp)
       .option('--metrics-auth', metricsAuthOptionHelp),
@@ -92,7 +94,7 @@ async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   const secret = targetSecret(flags);
   checkOpsHttpFlags(flags, secret);
   const registry = flags.http === undefined ? undefined : processRegistry();
-  const { meta, data } = openClients(flags, { dataRetryDeadlineMs: timeoutMs, receiveBuffers: receiveBufferPool(), ...(registry === undefined ? {} : { rpcMetrics: rpcMetrics(registry).client }) });
+  const { meta, data } = openClients(flags, { dataRetryDeadlineMs: timeoutMs, receiveBuffers: receiveBufferPool(), localReads: flags.localReads, ...(registry === undefined ? {} : { rpcMetrics: rpcMetrics(registry).client }) });
   const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, groups: [] };
   const attrTimeoutMs = parseNonNegativeInt(flags.attrTimeoutMs, '--attr-timeout-ms');
   const entryTimeoutMs = parseNonNegativeInt(flags.entryTimeoutMs, '--entry-timeout-ms');

@@ -18,7 +18,8 @@ import { chainOfChunk, chunksByChain, fileChains } from '../placement/index.ts';
 import { RpcErrorCode } from '../rpc/errors.ts';
 import { payloadByteLength, payloadPieces, type Payload } from '../rpc/frame.ts';
 import { WorkerError, WorkerErrorCode } from '../worker/errors.ts';
-import { MasterWorkerMethod, removeChunksMax, WorkerMethod, type ReadReply, type ReadRequest, type WriteRequest } from '../worker/protocol.ts';
+import { MasterWorkerMethod, removeChunksMax, WorkerMethod, type LocateReply, type LocateRequest, type ReadReply, type ReadRequest, type WriteRequest } from '../worker/protocol.ts';
+import type { LocalReads, LocalReadStats } from './local-reads.ts';
 import type { MasterCalls } from './master-calls.ts';
 
 export interface DataClientOptions {
@@ -28,6 +29,8 @@ export interface DataClientOptions {
   /** How long one chunk operation keeps retrying through failures before it fails (EIO). */
   retryDeadlineMs?: number;
   callTimeoutMs?: number;
+  /** Read chunks held on this machine from their files (local-reads.ts); this client's writes keep it current. */
+  localReads?: LocalReads;
 }
 
 /** What a read of one chunk found. */
@@ -69,7 +72,8 @@ interface ChunkOperation {
 }
 
 export class DataClient {
-  private readonly opts: Required<DataClientOptions>;
+  private readonly opts: Required<Omit<DataClientOptions, 'localReads'>>;
+  private readonly local: LocalReads | undefined;
   private routingNow: Routing | undefined;
   private refreshing: Promise<Routing> | undefined;
   private readonly conns = new Map<string, Connection>();
@@ -81,6 +85,17 @@ export class DataClient {
 
   constructor(opts: DataClientOptions) {
     this.opts = { retryDeadlineMs: 60_000, callTimeoutMs: 15_000, ...opts };
+    this.local = opts.localReads;
+  }
+
+  /** What local reads answered, if this client makes them. */
+  localReadStats(): LocalReadStats | undefined {
+    return this.local?.stats();
+  }
+
+  /** Forgets the local files kept for an inode's chunks: its next reads ask the workers again (a file opened anew, close-to-open). */
+  forgetLocal(inodeId: number): void {
+    this.local?.forget(inodeId);
   }
 
   /** The routing, fetched once and refreshed when a request finds it stale. */
@@ -172,10 +187,13 @@ export class DataClient {
     if (list === undefined) this.chunkOperations.set(key, (list = []));
     const earlier = list.filter((o) => o.start < mine.end && mine.start < o.end).map((o) => o.settled.promise);
     list.push(mine);
+    // Local files kept of the chunk, or being located, hold what it was: read it afresh after.
+    this.local?.forget(inodeId, index);
     try {
       if (earlier.length > 0) await Promise.all(earlier);
       return await op();
     } finally {
+      this.local?.forget(inodeId, index);
       list.splice(list.indexOf(mine), 1);
       if (list.length === 0) this.chunkOperations.delete(key);
       mine.settled.resolve();
@@ -187,12 +205,19 @@ export class DataClient {
    * trying the others on failure. `found: false` when every serving member lacks the chunk.
    */
   async readChunk(layout: Layout, inodeId: number, index: number, offset: number, length: number): Promise<ChunkRead> {
+    let triedLocal = this.local === undefined;
     return this.retrying(`read of chunk ${index} of inode ${inodeId}`, async (routing) => {
       const chainId = this.chainOf(routing, layout, index);
       const chain = routing.chain(chainId)!;
       const members = routing.readMembers(chainId);
       const order = spreadByChunk(members, inodeId, index);
       if (members.length === 0) throw new CairnError(ErrorCode.Unavailable, `chain ${chainId} has no serving member`);
+      if (!triedLocal) {
+        triedLocal = true;
+        const locate: LocateRequest = { chainId, chainVersion: chain.version, inodeId, index };
+        const local = await this.local!.read(inodeId, index, offset, length, order, async (workerId) => (await this.conn(routing, workerId).call<LocateReply>(WorkerMethod.locate, locate, { timeoutMs: this.opts.callTimeoutMs })).body);
+        if (local !== undefined) return { found: true, data: local.data, lengthBytes: local.lengthBytes };
+      }
       const body: ReadRequest = { chainId, chainVersion: chain.version, inodeId, index, offset, length };
       const tail = members[members.length - 1];
       let missing = 0;
@@ -251,6 +276,7 @@ export class DataClient {
       const chunks = list.map((index) => ({ inodeId, index }));
       for (let i = 0; i < chunks.length; i += removeChunksMax) {
         const batch = chunks.slice(i, i + removeChunksMax);
+        for (const c of batch) this.local?.forget(inodeId, c.index);
         await this.retrying(`removal of ${batch.length} chunks of inode ${inodeId}`, async (routing) => {
           const chain = routing.chain(chainId);
           const members = routing.writeMembers(chainId);
@@ -317,6 +343,7 @@ export class DataClient {
 
   close(): void {
     this.closed = true;
+    this.local?.close();
     for (const c of this.conns.values()) c.close();
     this.conns.clear();
   }

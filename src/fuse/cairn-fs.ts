@@ -701,6 +701,8 @@ export class CairnFs {
     if ((flags & O_TRUNC) !== 0) await this.truncate(path, 0, caller);
     const attr = await this.meta.query<InodeAttr>('meta.query', { op: 'open', path, ...this.as(caller) });
     const ref = fileRefOf(attr, path);
+    // Close-to-open: chunk files kept from an earlier open may hold what another client has replaced since.
+    this.data.forgetLocal(ref.inodeId);
     const h: Handle = { path, inodeId: ref.inodeId, layout: ref.layout, sizeBytes: attr.sizeBytes, chunks: ref.chunks ?? null, committedBytes: attr.sizeBytes };
     if (this.readAheadChunks > 0) {
       h.readAhead = new ChunkReadAhead({

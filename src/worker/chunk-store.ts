@@ -315,6 +315,15 @@ export class ChunkStore {
     return e === undefined ? undefined : metaOf(e);
   }
 
+  /**
+   * The absolute path of chunk `id`'s committed version, for a local reader (chunk.locate); undefined
+   * when none is committed. The file is never changed in place, only replaced or removed.
+   */
+  committedFile(id: ChunkId): string | undefined {
+    const c = this.entries.get(chunkKey(id))?.committed;
+    return c === undefined ? undefined : path.resolve(this.filePath(id, c.version, 'chunk'));
+  }
+
   /** Every chunk, ordered by (inode, index). */
   list(): ChunkMeta[] {
     return [...this.entries.keys()].sort().map((k) => metaOf(this.entries.get(k) as Entry));

@@ -22,6 +22,7 @@ import { opsHttpOptions, startOpsHttp, type HttpEndpoint, type OpsHttpOptions } 
 import { RpcServer, rpcLimits, type RpcServerStats } from '../rpc/index.ts';
 import { replicaLimitsDefault } from './replication.ts';
 import { StorageWorker } from './worker.ts';
+import { hostIdentity } from '../io/host-id.ts';
 
 export interface WorkerProcessOptions {
   id: number;
@@ -159,6 +160,7 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
       ...(opts.directWrites === false ? { directWrites: false } : {}),
       ...(opts.resyncLostRetryMs === undefined ? {} : { resyncLostRetryMs: opts.resyncLostRetryMs }),
       readBytesMax: limits.readBytesMax,
+      hostId: hostIdentity(),
     });
     if (registry !== undefined) registerWorkerMetrics(registry, worker, () => server.stats());
     const httpAddress = http?.address;

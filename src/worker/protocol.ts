@@ -18,6 +18,11 @@ export const WorkerMethod = {
    */
   forward: 'chunk.forward',
   read: 'chunk.read',
+  /**
+   * Where the committed version of a chunk lies on this machine, for a client on the same machine
+   * to read the file itself (a local read, src/client/local-reads.ts): only a clean chunk.
+   */
+  locate: 'chunk.locate',
   /** Chunk metadata of a target, for its predecessor's resync. */
   syncList: 'chunk.syncList',
   /**
@@ -143,6 +148,23 @@ export interface ReadRequest extends ChunkRef {
 export interface ReadReply {
   lengthBytes: number;
   commitVersion: number;
+}
+
+/** chunk.locate: a chunk of a chain this worker serves. */
+export interface LocateRequest extends ChunkRef {
+  chainId: number;
+  chainVersion: number;
+}
+
+/** The committed version's file, and what its header must say (a file of that name elsewhere is not it). */
+export interface LocateReply {
+  /** The worker's machine (this boot of it): a client elsewhere cannot open the file. */
+  hostId: string;
+  /** Absolute path of the chunk file. */
+  file: string;
+  commitVersion: number;
+  lengthBytes: number;
+  crc32c: number;
 }
 
 /** Names one target of a chain at a chain version: the resync and removal calls. */
@@ -334,6 +356,13 @@ export function validateWrite(x: unknown, payloadBytes: number): WriteRequest {
 export function validateRead(x: unknown): ReadRequest {
   const f = new Fields(x, 'chunk read', workerFieldErrors);
   const req: ReadRequest = { ...routed(f), ...chunkRef(f), offset: f.int('offset', 0, chunkSizeBytesMax), length: f.int('length', 0, payloadBytesMax) };
+  f.done();
+  return req;
+}
+
+export function validateLocate(x: unknown): LocateRequest {
+  const f = new Fields(x, 'chunk locate', workerFieldErrors);
+  const req: LocateRequest = { ...routed(f), ...chunkRef(f) };
   f.done();
   return req;
 }

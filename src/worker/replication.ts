@@ -27,8 +27,8 @@ import type { ChunkMeta, ChunkStore } from './chunk-store.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
 import { BufferPool } from '../buffer-pool.ts';
 import { KeyedLock } from './keyed-lock.ts';
-import { payloadBytesMax, validateRead, validateRemove, validateRemoveInodes, validateSyncList, validateSyncRead, validateWrite, WorkerMethod } from './protocol.ts';
-import type { ChunkRef, ReadReply, ReadRequest, SyncEntry, SyncListReply, SyncReadRequest, WriteReply, WriteRequest } from './protocol.ts';
+import { payloadBytesMax, validateLocate, validateRead, validateRemove, validateRemoveInodes, validateSyncList, validateSyncRead, validateWrite, WorkerMethod } from './protocol.ts';
+import type { ChunkRef, LocateReply, ReadReply, ReadRequest, SyncEntry, SyncListReply, SyncReadRequest, WriteReply, WriteRequest } from './protocol.ts';
 import { chunkSizeBytesMax } from '../meta/commands.ts';
 import { chunkKey, writeIdsMax } from './chunk-file.ts';
 
@@ -456,6 +456,24 @@ export class ChainReplica {
       if (lent !== undefined) this.readBuffers.give(lent);
       if (!handedOver) this.readBytes -= reserved;
     }
+  }
+
+  /**
+   * Where a clean chunk's committed version lies, for a reader on this machine (`hostId`). A chunk
+   * with a pending version is refused (ChunkDirty): its reader goes through chunk.read, which
+   * knows what the tail committed.
+   */
+  locate(body: unknown, hostId: string): Reply {
+    const req = validateLocate(body);
+    const { me, store } = this.member(req, 'read');
+    const id = { inodeId: req.inodeId, index: req.index };
+    const meta = store.get(id);
+    const file = store.committedFile(id);
+    if (meta === undefined || meta.commitVersion === 0 || file === undefined) throw new WorkerError(WorkerErrorCode.ChunkNotFound, `target ${me.targetId} holds no committed chunk ${req.inodeId}:${req.index}`);
+    if (meta.pending !== undefined) throw new WorkerError(WorkerErrorCode.ChunkDirty, `target ${me.targetId} holds a pending version of chunk ${req.inodeId}:${req.index}: read it through the chain`);
+    if (meta.corrupt !== undefined) throw new WorkerError(WorkerErrorCode.ChunkCorrupt, `chunk ${req.inodeId}:${req.index} on target ${me.targetId}: ${meta.corrupt}`);
+    const located: LocateReply = { hostId, file, commitVersion: meta.commitVersion, lengthBytes: meta.lengthBytes, crc32c: meta.crc32c };
+    return reply(located);
   }
 
   /** Reserves the buffer a read of `bytes` takes, or refuses it with CAIRN_OVERLOADED. */

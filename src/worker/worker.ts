@@ -58,6 +58,11 @@ export interface WorkerOptions {
   cacheWrites?: boolean;
   /** Write chunks not kept cached with direct I/O where the disk has it (ChunkStoreOptions.directWrites; default true). */
   directWrites?: boolean;
+  /**
+   * This machine's identity (io/host-id.ts): clients on the same machine may then read committed
+   * chunk files themselves (chunk.locate). Unset (the simulator, whose files are not the OS's): refused.
+   */
+  hostId?: string;
 }
 
 interface LocalTarget {
@@ -357,6 +362,8 @@ export class StorageWorker {
     const t = this.opts.transport;
     t.handle(WorkerMethod.write, (body, ctx) => this.replica.write(body, ctx.payload, 'client', ctx.recyclePayload));
     t.handle(WorkerMethod.read, async (body) => this.replica.read(body));
+    const hostId = this.opts.hostId;
+    if (hostId !== undefined) t.handle(WorkerMethod.locate, async (body) => this.replica.locate(body, hostId));
     // Peers' and the masters' traffic: it finishes work already taken, so it never waits for room.
     const internal = { internal: true };
     t.handle(WorkerMethod.forward, (body, ctx) => this.replica.write(body, ctx.payload, 'forward', ctx.recyclePayload), internal);

@@ -1,0 +1,296 @@
+// Local reads: a client on a worker's machine reads a chunk's committed file itself, as Alluxio's
+// short-circuit reads and HDFS's local reads do. A 4 KiB read through a worker costs a socket
+// round trip, two wake-ups and the worker's own work (about as much CPU as the client's); read
+// here it costs a pread from the page cache and a CRC.
+//
+// The worker says where the committed version lies (chunk.locate), only for a clean chunk (no
+// write in flight there), and what its header must say. The file is kept open: a committed
+// version is never changed in place, only replaced or removed by name, so an open file keeps the
+// bytes it was located with. What keeps that from going stale:
+// - this client's own writes, truncates and removals forget the chunks they touch (DataClient);
+// - the mount forgets a file's chunks when it is opened (close-to-open: another client's writes
+//   are seen by the next open, as with the kernel's page cache).
+// Every block read is checked against the header's CRCs; a failed check, a short file or any error
+// sends the read through the chain, where the worker finds the damage, reports and repairs it.
+
+import { close, open, read } from 'node:fs';
+import { basename, isAbsolute } from 'node:path';
+import { promisify } from 'node:util';
+import { readCached } from '../io/page-cache.ts';
+import { chunkFileName, decodeHeader, firstBadBlock, headerAlignBytes, peekHeaderBytes, type ChunkHeader } from '../worker/chunk-file.ts';
+import type { LocateReply } from '../worker/protocol.ts';
+
+const openFile = promisify(open);
+/** Bytes read into `buf` at `offset` from file position `position`, by libuv's threads. */
+function readFile(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => read(fd, buf, offset, length, position, (err, n) => (err === null ? resolve(n) : reject(err))));
+}
+
+/** Chunk files kept open by default: each is one file descriptor. */
+export const localFilesMaxDefault = 256;
+/** Chunks remembered as not readable here (absent, dirty, damaged) before the list starts afresh. */
+const missesMax = 4096;
+
+export interface LocalReadStats {
+  /** Reads answered from local files, and their bytes. */
+  reads: number;
+  bytes: number;
+  /** Chunk files located and opened. */
+  opened: number;
+  /** Reads that went through the chain instead: the chunk was not clean, not here, or failed a check. */
+  declined: number;
+  /** Blocks that failed their CRC or files cut short: read through the chain, which reports them. */
+  damaged: number;
+}
+
+interface LocalChunk {
+  inodeId: number;
+  index: number;
+  fd: number;
+  header: ChunkHeader;
+  users: number;
+  /** No longer kept: closed once its reads are done. */
+  dropped: boolean;
+  closed: boolean;
+}
+
+interface Locating {
+  inodeId: number;
+  index: number;
+  /** A write of this client touched the chunk meanwhile: use the answer for the reads waiting, do not keep it. */
+  stale: boolean;
+  done: Promise<LocalChunk | undefined>;
+}
+
+export interface LocalReadsOptions {
+  /** This machine's identity (io/host-id.ts): a worker naming another is not on this machine. */
+  hostId: string;
+  /** Chunk files kept open at most (default localFilesMaxDefault). */
+  filesMax?: number;
+}
+
+export class LocalReads {
+  private readonly hostId: string;
+  private readonly filesMax: number;
+  /** Kept-open chunk files by `inode:index`, least recently used first. */
+  private readonly files = new Map<string, LocalChunk>();
+  private readonly locating = new Map<string, Locating>();
+  /** Chunks read through the chain until this client writes them or the file is opened again, by inode. */
+  private readonly misses = new Map<number, Set<number>>();
+  private missCount = 0;
+  /** Workers on other machines (or offering no locate): never asked again. */
+  private readonly elsewhere = new Set<number>();
+  private readonly counts: LocalReadStats = { reads: 0, bytes: 0, opened: 0, declined: 0, damaged: 0 };
+
+  constructor(opts: LocalReadsOptions) {
+    this.hostId = opts.hostId;
+    this.filesMax = Math.max(1, opts.filesMax ?? localFilesMaxDefault);
+  }
+
+  stats(): LocalReadStats {
+    return { ...this.counts };
+  }
+
+  /**
+   * Bytes [offset, min(offset + length, chunk length)) of a chunk from a local file, with the
+   * chunk's length; undefined when this read must go through the chain. `members` are the chain's
+   * readable members in the order to try; `locate` asks one of their workers.
+   */
+  async read(inodeId: number, index: number, offset: number, length: number, members: readonly { workerId: number }[], locate: (workerId: number) => Promise<LocateReply>): Promise<{ data: Uint8Array; lengthBytes: number } | undefined> {
+    const key = `${inodeId}:${index}`;
+    let f = this.files.get(key);
+    if (f !== undefined) {
+      this.files.delete(key);
+      this.files.set(key, f);
+    } else {
+      if (this.misses.get(inodeId)?.has(index) === true) return this.decline();
+      f = await this.located(key, inodeId, index, members, locate);
+      if (f === undefined || f.closed) return this.decline();
+    }
+    f.users++;
+    try {
+      const r = await this.readFrom(f, offset, length);
+      if (r === undefined) {
+        this.counts.damaged++;
+        this.drop(key, f);
+        return this.decline();
+      }
+      this.counts.reads++;
+      this.counts.bytes += r.data.byteLength;
+      return r;
+    } finally {
+      f.users--;
+      closeIfDone(f);
+    }
+  }
+
+  /** Forgets what is kept of an inode's chunks (all, or chunk `index`): this client changes them, or opens the file again. */
+  forget(inodeId: number, index?: number): void {
+    for (const [key, f] of this.files) if (f.inodeId === inodeId && (index === undefined || f.index === index)) this.drop(key, f);
+    for (const l of this.locating.values()) if (l.inodeId === inodeId && (index === undefined || l.index === index)) l.stale = true;
+    const missed = this.misses.get(inodeId);
+    if (missed === undefined) return;
+    if (index === undefined) {
+      this.missCount -= missed.size;
+      this.misses.delete(inodeId);
+    } else if (missed.delete(index)) {
+      this.missCount--;
+    }
+  }
+
+  /** Closes every kept file (once its reads are done). */
+  close(): void {
+    for (const [key, f] of this.files) this.drop(key, f);
+  }
+
+  private decline(): undefined {
+    this.counts.declined++;
+    return undefined;
+  }
+
+  /** The chunk's local file, located once however many reads wait for it. */
+  private located(key: string, inodeId: number, index: number, members: readonly { workerId: number }[], locate: (workerId: number) => Promise<LocateReply>): Promise<LocalChunk | undefined> {
+    const going = this.locating.get(key);
+    if (going !== undefined) return going.done;
+    const l: Locating = { inodeId, index, stale: false, done: Promise.resolve(undefined) };
+    l.done = this.locateAndOpen(inodeId, index, members, locate).then((f) => {
+      this.locating.delete(key);
+      if (f === undefined) {
+        if (!l.stale) this.miss(inodeId, index);
+      } else if (l.stale) {
+        f.dropped = true; // closed after the reads waiting for it
+      } else {
+        this.keep(key, f);
+      }
+      return f;
+    });
+    this.locating.set(key, l);
+    return l.done;
+  }
+
+  private async locateAndOpen(inodeId: number, index: number, members: readonly { workerId: number }[], locate: (workerId: number) => Promise<LocateReply>): Promise<LocalChunk | undefined> {
+    for (const m of members) {
+      if (this.elsewhere.has(m.workerId)) continue;
+      let r: LocateReply;
+      try {
+        r = await locate(m.workerId);
+      } catch (err) {
+        // A worker without chunk.locate is asked no more; any other refusal (not clean, not held,
+        // damaged, unreachable) is the chain read's to handle.
+        if ((err as { code?: unknown }).code === 'CAIRN_UNKNOWN_METHOD') {
+          this.elsewhere.add(m.workerId);
+          continue;
+        }
+        return undefined;
+      }
+      if (!isLocateReply(r) || r.hostId !== this.hostId) {
+        this.elsewhere.add(m.workerId);
+        continue;
+      }
+      return this.openLocated(r, inodeId, index);
+    }
+    return undefined;
+  }
+
+  /** Opens the file the worker named, if its header is the version it named. */
+  private async openLocated(r: LocateReply, inodeId: number, index: number): Promise<LocalChunk | undefined> {
+    // Only a file of the chunk's own name, found where the worker said: never a path of its choosing.
+    if (!isAbsolute(r.file) || basename(r.file) !== chunkFileName({ inodeId, index }, r.commitVersion, 'chunk')) return undefined;
+    let fd: number;
+    try {
+      fd = await openFile(r.file, 'r');
+    } catch {
+      return undefined; // replaced or removed since, or not readable by this process
+    }
+    try {
+      const first = Buffer.allocUnsafe(headerAlignBytes);
+      const n = await readFile(fd, first, 0, first.byteLength, 0);
+      const headerBytes = peekHeaderBytes(first.subarray(0, n));
+      if (typeof headerBytes === 'string') throw new Error(headerBytes);
+      let whole = first.subarray(0, n);
+      if (headerBytes > n) {
+        whole = Buffer.allocUnsafe(headerBytes);
+        if ((await readFile(fd, whole, 0, headerBytes, 0)) < headerBytes) throw new Error('header cut short');
+      }
+      const h = decodeHeader(whole);
+      if (typeof h === 'string' || h.inodeId !== inodeId || h.index !== index || h.version !== r.commitVersion || h.lengthBytes !== r.lengthBytes || h.crc32c !== r.crc32c) throw new Error('another chunk or version');
+      this.counts.opened++;
+      return { inodeId, index, fd, header: h, users: 0, dropped: false, closed: false };
+    } catch {
+      close(fd, () => undefined);
+      return undefined;
+    }
+  }
+
+  /** The range's bytes, every block they touch checked; undefined if a check or the read failed. */
+  private async readFrom(f: LocalChunk, offset: number, length: number): Promise<{ data: Uint8Array; lengthBytes: number } | undefined> {
+    const h = f.header;
+    const to = Math.min(offset + length, h.lengthBytes);
+    if (to <= offset) return { data: new Uint8Array(0), lengthBytes: h.lengthBytes };
+    const bs = h.blockSizeBytes;
+    const firstBlock = Math.floor(offset / bs);
+    const from = firstBlock * bs;
+    const bytes = Math.min(Math.ceil(to / bs) * bs, h.lengthBytes) - from;
+    const buf = Buffer.allocUnsafe(bytes);
+    const at = h.headerBytes + from;
+    try {
+      // What the page cache holds is copied on this thread; the rest is read by libuv's threads.
+      let n = readCached(f.fd, buf, at);
+      while (n < bytes) {
+        const got = await readFile(f.fd, buf, n, bytes - n, at + n);
+        if (got === 0) return undefined;
+        n += got;
+      }
+    } catch {
+      return undefined;
+    }
+    if (firstBadBlock(h, buf, firstBlock) !== undefined) return undefined;
+    return { data: buf.subarray(offset - from, to - from), lengthBytes: h.lengthBytes };
+  }
+
+  private keep(key: string, f: LocalChunk): void {
+    this.files.set(key, f);
+    for (const [k, old] of this.files) {
+      if (this.files.size <= this.filesMax) break;
+      this.drop(k, old);
+    }
+  }
+
+  private drop(key: string, f: LocalChunk): void {
+    if (this.files.get(key) === f) this.files.delete(key);
+    f.dropped = true;
+    closeIfDone(f);
+  }
+
+  private miss(inodeId: number, index: number): void {
+    if (this.missCount >= missesMax) {
+      this.misses.clear();
+      this.missCount = 0;
+    }
+    let set = this.misses.get(inodeId);
+    if (set === undefined) this.misses.set(inodeId, (set = new Set()));
+    if (!set.has(index)) {
+      set.add(index);
+      this.missCount++;
+    }
+  }
+}
+
+function closeIfDone(f: LocalChunk): void {
+  if (!f.dropped || f.users > 0 || f.closed) return;
+  f.closed = true;
+  close(f.fd, () => undefined);
+}
+
+function isLocateReply(r: unknown): r is LocateReply {
+  const x = r as Partial<LocateReply> | null;
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    typeof x.hostId === 'string' &&
+    typeof x.file === 'string' &&
+    Number.isSafeInteger(x.commitVersion) &&
+    Number.isSafeInteger(x.lengthBytes) &&
+    Number.isSafeInteger(x.crc32c)
+  );
+}
