@@ -187,20 +187,23 @@ export class LocalReads {
         this.elsewhere.add(m.workerId);
         continue;
       }
-      return this.openLocated(r, inodeId, index);
+      return this.openLocated(r, inodeId, index, m.workerId);
     }
     return undefined;
   }
 
   /** Opens the file the worker named, if its header is the version it named. */
-  private async openLocated(r: LocateReply, inodeId: number, index: number): Promise<LocalChunk | undefined> {
+  private async openLocated(r: LocateReply, inodeId: number, index: number, workerId: number): Promise<LocalChunk | undefined> {
     // Only a file of the chunk's own name, found where the worker said: never a path of its choosing.
     if (!isAbsolute(r.file) || basename(r.file) !== chunkFileName({ inodeId, index }, r.commitVersion, 'chunk')) return undefined;
     let fd: number;
     try {
       fd = await openFile(r.file, 'r');
-    } catch {
-      return undefined; // replaced or removed since, or not readable by this process
+    } catch (err) {
+      // Files this process may not read (a worker run as another user): none of that worker's will be.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EPERM') this.elsewhere.add(workerId);
+      return undefined; // else replaced or removed since
     }
     try {
       const first = Buffer.allocUnsafe(headerAlignBytes);

@@ -12,6 +12,8 @@ import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DataClient } from '../../src/client/data-client.ts';
 import { getFile } from '../../src/client/files.ts';
+import { LocalReads } from '../../src/client/local-reads.ts';
+import { hostIdentity } from '../../src/io/host-id.ts';
 import type { MasterClient } from '../../src/client/master-client.ts';
 import { systemClock } from '../../src/io/system-clock.ts';
 import type { RoutingInfo } from '../../src/meta/index.ts';
@@ -148,10 +150,11 @@ export class DataCluster {
     return w;
   }
 
-  /** A new client, closed when the test ends. */
-  client(): Client {
+  /** A new client, closed when the test ends; with `localReads`, it reads chunk files on this machine itself (client/local-reads.ts). */
+  client(opts: { localReads?: boolean } = {}): Client {
     const meta = this.masters.client({ deadlineMs: 60_000 });
-    const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: this.masters.secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock });
+    const local = opts.localReads === true ? { localReads: new LocalReads({ hostId: hostIdentity() }) } : {};
+    const data = new DataClient({ master: meta, connect: (a) => new RpcClient(a, { secret: this.masters.secret, frameBytesMax: workerFrameBytesMax }), clock: systemClock, ...local });
     this.dataClients.push(data);
     return { meta, data };
   }
