@@ -120,11 +120,14 @@ export async function run(args: string[]): Promise<void> {
     rmSync(sub, { recursive: true, force: true });
   };
   let mooseMissing: string | undefined;
+  let viaWorkers: { seqReadMiBs: number; randIops: number } | undefined;
   let layer: { iops: number; cpuUsPerRead: number } | undefined;
   try {
     try {
       console.log('fio on the mount...');
       await runJobs('cairn', mnt, watched);
+      console.log('fio on a second mount that reads through the workers (--no-local-reads)...');
+      viaWorkers = await readsThroughWorkers(clusterDir, path.join(dir, 'mnt-workers'), path.join(dir, 'mount-workers.log'), sizeMiB, seconds);
       console.log('fio on the local disk...');
       await runJobs('local', local, []);
       console.log('the native client...');
@@ -180,6 +183,20 @@ export async function run(args: string[]): Promise<void> {
       ['FUSE layer alone', formatNumber(layer.iops), formatNumber(layer.cpuUsPerRead)],
     ]);
   }
+  if (viaWorkers !== undefined) {
+    // The mount reads chunk files on its own machine itself (docs/fuse.md, "Local reads"): every
+    // worker of this one-machine cluster is local. A mount elsewhere reads through the workers.
+    const m = (name: string): number | undefined => results.get(name)?.moosefs;
+    const vs = (v: number, base: number | undefined): string => (base === undefined ? '' : `${(v / base).toFixed(2)}x`);
+    const seq = results.get('seq read 1 MiB, 1 job')!;
+    const rand = results.get('rand read 4 KiB, 4 jobs')!;
+    report.figure('seq read 1 MiB, 1 job: cairn mount through the workers (--no-local-reads)', viaWorkers.seqReadMiBs, 'MiB/s');
+    report.figure('rand read 4 KiB, 4 jobs: cairn mount through the workers (--no-local-reads)', viaWorkers.randIops, 'IOPS');
+    report.table('Reads with local reads (the default: this machine\'s chunk files read by the mount itself) and through the workers (--no-local-reads), as a mount on a machine without workers reads', ['job', 'unit', 'local reads', 'through the workers', 'MooseFS', 'local / MooseFS', 'workers / MooseFS'], [
+      ['seq read 1 MiB, 1 job', 'MiB/s', formatNumber(seq.cairn), formatNumber(viaWorkers.seqReadMiBs), seq.moosefs === undefined ? '' : formatNumber(seq.moosefs), vs(seq.cairn, m('seq read 1 MiB, 1 job')), vs(viaWorkers.seqReadMiBs, m('seq read 1 MiB, 1 job'))],
+      ['rand read 4 KiB, 4 jobs', 'IOPS', formatNumber(rand.cairn), formatNumber(viaWorkers.randIops), rand.moosefs === undefined ? '' : formatNumber(rand.moosefs), vs(rand.cairn, m('rand read 4 KiB, 4 jobs')), vs(viaWorkers.randIops, m('rand read 4 KiB, 4 jobs'))],
+    ]);
+  }
   // What bounds the metadata phases: the CPU each part used a file, and how busy the machine was
   // (the rest of the machine's CPU is the kernel's own work and anything else running).
   report.table('CPU a file in the metadata phases on the mount (us), and the machine busy', ['phase', 'masters', 'workers', 'mount daemon', 'load processes', 'sum', 'machine busy'], cpuRows);
@@ -191,6 +208,25 @@ function fio(dir: string, name: string, opts: string[]): { writeMiBs: number; re
   const out = execFileSync('fio', [`--name=${name}`, `--directory=${dir}`, '--ioengine=psync', '--group_reporting', '--output-format=json', ...opts], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const job = (JSON.parse(out) as { jobs: { read: { bw_bytes: number; iops: number }; write: { bw_bytes: number } }[] }).jobs[0];
   return { writeMiBs: job.write.bw_bytes / MiB, readMiBs: job.read.bw_bytes / MiB, readIops: job.read.iops };
+}
+
+/**
+ * A second mount of the cluster with --no-local-reads at `mnt`: fio's sequential read (1 job) and
+ * 4 KiB random reads (4 jobs) of files it writes first, each read going through a worker.
+ */
+async function readsThroughWorkers(clusterDir: string, mnt: string, logFile: string, sizeMiB: number, seconds: number): Promise<{ seqReadMiBs: number; randIops: number }> {
+  mkdirSync(mnt, { recursive: true });
+  const pid = await spawnMountDaemon([mainScript, 'mount', mnt, '--dir', clusterDir, '--no-local-reads'], mnt, logFile);
+  recordLocalMount(clusterDir, { mountpoint: mnt, pid }); // `local down` stops it, whatever happens here
+  const sub = path.join(mnt, 'fio');
+  mkdirSync(sub, { recursive: true });
+  fio(sub, 'w1', ['--rw=write', '--bs=1M', `--size=${sizeMiB}M`, '--numjobs=1', '--end_fsync=1']);
+  const seqReadMiBs = fio(sub, 'w1', ['--rw=read', '--bs=1M', `--size=${sizeMiB}M`, '--numjobs=1']).readMiBs;
+  const per = Math.max(1, Math.floor(sizeMiB / 4));
+  fio(sub, 'w4', ['--rw=write', '--bs=1M', `--size=${per}M`, '--numjobs=4', '--end_fsync=1']);
+  const randIops = fio(sub, 'w4', ['--rw=randread', '--bs=4k', `--size=${per}M`, '--numjobs=4', '--time_based', `--runtime=${seconds}`]).readIops;
+  rmSync(sub, { recursive: true, force: true });
+  return { seqReadMiBs, randIops };
 }
 
 /**

@@ -8,6 +8,7 @@
 // the writes and commit the length, so another mount that opens the file afterwards sees them
 // (close-to-open). Reads of a file this mount is writing see those writes.
 
+import type { LocalReadStats } from '../client/local-reads.ts';
 import type { Caller, Layout } from '../meta/commands.ts';
 import { isDeviceType, type ChainInfo, type CloseSessionValue, type CreateValue, type DirEntry, type InodeAttr, type InodeType, type ReaddirPage, type SessionValue, type SpecialInodeType, type UnlinkValue, type StatFs, type TargetInfo } from '../meta/namespace-state.ts';
 import { endWriteSession, fileRef, FileReader, FileWriter, truncateFile, WriteBudget, type DataClient, type FileRef, type MasterClient } from '../client/index.ts';
@@ -248,6 +249,11 @@ export class CairnFs {
   readonly holds: DirHolds;
   /** Reads since the mount started: answered from read-ahead, or sent to the workers (/metrics). */
   readonly readStats = { readAheadHits: 0, readAheadMisses: 0 };
+
+  /** What the local reads answered (undefined when the mount makes none: --no-local-reads). */
+  localReadStats(): LocalReadStats | undefined {
+    return this.data.localReadStats();
+  }
   /** Directories listed, and lookups answered from a listing (/metrics). */
   readonly lookupStats = { listings: 0, listed: 0 };
   /**

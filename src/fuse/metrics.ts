@@ -5,6 +5,7 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { counterOf, latencyBuckets } from '../metrics.ts';
 import type { CairnFs } from './cairn-fs.ts';
+import type { LocalReadStats } from '../client/local-reads.ts';
 
 export interface FuseMetrics {
   /** One operation answered: its name, its answer (a negative errno, else 0 or the bytes of a read or write) and how long it took. */
@@ -20,6 +21,11 @@ export function fuseMetrics(registry: Registry, fs: CairnFs): FuseMetrics {
   const stat = (name: string, help: string, read: () => number): void => counterOf(registry, name, help, read);
   stat('cairn_fuse_read_ahead_hits_total', 'reads answered from chunks fetched ahead', () => fs.readStats.readAheadHits);
   stat('cairn_fuse_read_ahead_misses_total', 'reads of files with read-ahead that went to the workers', () => fs.readStats.readAheadMisses);
+  const local = (): LocalReadStats => fs.localReadStats() ?? { reads: 0, bytes: 0, opened: 0, declined: 0, damaged: 0 };
+  stat('cairn_fuse_local_reads_total', 'chunk reads answered from chunk files on this machine (local reads), not by a worker', () => local().reads);
+  stat('cairn_fuse_local_read_bytes_total', 'bytes of local reads', () => local().bytes);
+  stat('cairn_fuse_local_reads_declined_total', 'chunk reads that went to a worker instead of a local file (not on this machine, a write in flight, absent or damaged)', () => local().declined);
+  stat('cairn_fuse_local_reads_damaged_total', 'local reads whose blocks failed their CRC32C (read through the chain instead, where the worker reports the damage)', () => local().damaged);
   stat('cairn_fuse_listings_total', 'directories read with their entries\' attributes after a scan of lookups in them', () => fs.lookupStats.listings);
   stat('cairn_fuse_lookups_listed_total', 'lookups answered from a directory\'s listing rather than by the masters', () => fs.lookupStats.listed);
   stat('cairn_fuse_dirs_held_total', 'directories the mount took to answer creates and unlinks in them itself', () => fs.holds.stats.held);

@@ -50,7 +50,7 @@ const expected: Record<string, string[]> = {
     'cairn_rpc_server_calls_total', 'cairn_rpc_server_call_seconds',
   ],
   s3: ['cairn_s3_requests_total', 'cairn_s3_request_seconds', 'cairn_s3_received_bytes_total', 'cairn_s3_sent_bytes_total', 'cairn_rpc_client_calls_total'],
-  fuse: ['cairn_fuse_operations_total', 'cairn_fuse_operation_seconds', 'cairn_fuse_read_bytes_total', 'cairn_fuse_written_bytes_total', 'cairn_fuse_read_ahead_hits_total'],
+  fuse: ['cairn_fuse_operations_total', 'cairn_fuse_operation_seconds', 'cairn_fuse_read_bytes_total', 'cairn_fuse_written_bytes_total', 'cairn_fuse_read_ahead_hits_total', 'cairn_fuse_local_reads_total'],
 };
 const processDefaults = ['process_resident_memory_bytes', 'process_cpu_seconds_total', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_heap_size_used_bytes'];
 
