@@ -196,7 +196,7 @@ export function openClients(flags: TargetFlags, opts: ClientOptions = {}): { met
     connect: (a) => new RpcClient(a, rpc),
     clock: systemClock,
     ...(retryDeadlineMs === undefined ? {} : { retryDeadlineMs }),
-    ...(opts.localReads === true ? { localReads: new LocalReads({ hostId: hostIdentity() }) } : {}),
+    ...(opts.localReads === true ? { localReads: new LocalReads({ hostId: hostIdentity(), ...(opts.receiveBuffers === undefined ? {} : { buffers: opts.receiveBuffers }) }) } : {}),
   });
   return { meta, data };
 }

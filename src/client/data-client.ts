@@ -216,7 +216,7 @@ export class DataClient {
         triedLocal = true;
         const locate: LocateRequest = { chainId, chainVersion: chain.version, inodeId, index };
         const local = await this.local!.read(inodeId, index, offset, length, order, async (workerId) => (await this.conn(routing, workerId).call<LocateReply>(WorkerMethod.locate, locate, { timeoutMs: this.opts.callTimeoutMs })).body);
-        if (local !== undefined) return { found: true, data: local.data, lengthBytes: local.lengthBytes };
+        if (local !== undefined) return { found: true, ...local };
       }
       const body: ReadRequest = { chainId, chainVersion: chain.version, inodeId, index, offset, length };
       const tail = members[members.length - 1];

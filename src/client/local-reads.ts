@@ -16,6 +16,7 @@
 import { close, open, read } from 'node:fs';
 import { basename, isAbsolute } from 'node:path';
 import { promisify } from 'node:util';
+import type { BufferPool } from '../buffer-pool.ts';
 import { readCached } from '../io/page-cache.ts';
 import { chunkFileName, decodeHeader, firstBadBlock, headerAlignBytes, peekHeaderBytes, type ChunkHeader } from '../worker/chunk-file.ts';
 import type { LocateReply } from '../worker/protocol.ts';
@@ -67,11 +68,24 @@ export interface LocalReadsOptions {
   hostId: string;
   /** Chunk files kept open at most (default localFilesMaxDefault). */
   filesMax?: number;
+  /** Where reads of pooledBytesMin and more are read into, given back by the read's `release` (the mount's receive pool). */
+  buffers?: BufferPool;
+}
+
+/** Reads this large take a pooled buffer: whole chunks read ahead, which fresh made V8 collect every few. */
+const pooledBytesMin = 64 * 1024;
+
+/** What a local read found: the bytes, the chunk's length, and, for a pooled buffer, how to give it back. */
+export interface LocalRead {
+  data: Uint8Array;
+  lengthBytes: number;
+  release?: () => void;
 }
 
 export class LocalReads {
   private readonly hostId: string;
   private readonly filesMax: number;
+  private readonly buffers: BufferPool | undefined;
   /** Kept-open chunk files by `inode:index`, least recently used first. */
   private readonly files = new Map<string, LocalChunk>();
   private readonly locating = new Map<string, Locating>();
@@ -85,6 +99,7 @@ export class LocalReads {
   constructor(opts: LocalReadsOptions) {
     this.hostId = opts.hostId;
     this.filesMax = Math.max(1, opts.filesMax ?? localFilesMaxDefault);
+    this.buffers = opts.buffers;
   }
 
   stats(): LocalReadStats {
@@ -96,7 +111,7 @@ export class LocalReads {
    * chunk's length; undefined when this read must go through the chain. `members` are the chain's
    * readable members in the order to try; `locate` asks one of their workers.
    */
-  async read(inodeId: number, index: number, offset: number, length: number, members: readonly { workerId: number }[], locate: (workerId: number) => Promise<LocateReply>): Promise<{ data: Uint8Array; lengthBytes: number } | undefined> {
+  async read(inodeId: number, index: number, offset: number, length: number, members: readonly { workerId: number }[], locate: (workerId: number) => Promise<LocateReply>): Promise<LocalRead | undefined> {
     const key = `${inodeId}:${index}`;
     let f = this.files.get(key);
     if (f !== undefined) {
@@ -226,7 +241,7 @@ export class LocalReads {
   }
 
   /** The range's bytes, every block they touch checked; undefined if a check or the read failed. */
-  private async readFrom(f: LocalChunk, offset: number, length: number): Promise<{ data: Uint8Array; lengthBytes: number } | undefined> {
+  private async readFrom(f: LocalChunk, offset: number, length: number): Promise<LocalRead | undefined> {
     const h = f.header;
     const to = Math.min(offset + length, h.lengthBytes);
     if (to <= offset) return { data: new Uint8Array(0), lengthBytes: h.lengthBytes };
@@ -234,8 +249,11 @@ export class LocalReads {
     const firstBlock = Math.floor(offset / bs);
     const from = firstBlock * bs;
     const bytes = Math.min(Math.ceil(to / bs) * bs, h.lengthBytes) - from;
-    const buf = Buffer.allocUnsafe(bytes);
+    const pool = bytes >= pooledBytesMin ? this.buffers : undefined;
+    const taken = pool?.take(bytes);
+    const buf = taken === undefined ? Buffer.allocUnsafe(bytes) : taken.subarray(0, bytes);
     const at = h.headerBytes + from;
+    let ok = false;
     try {
       // What the page cache holds is copied on this thread; the rest is read by libuv's threads.
       let n = readCached(f.fd, buf, at);
@@ -244,11 +262,15 @@ export class LocalReads {
         if (got === 0) return undefined;
         n += got;
       }
+      if (firstBadBlock(h, buf, firstBlock) !== undefined) return undefined;
+      ok = true;
     } catch {
       return undefined;
+    } finally {
+      if (!ok && taken !== undefined) pool!.give(taken);
     }
-    if (firstBadBlock(h, buf, firstBlock) !== undefined) return undefined;
-    return { data: buf.subarray(offset - from, to - from), lengthBytes: h.lengthBytes };
+    const data = buf.subarray(offset - from, to - from);
+    return taken === undefined ? { data, lengthBytes: h.lengthBytes } : { data, lengthBytes: h.lengthBytes, release: () => pool!.give(taken) };
   }
 
   private keep(key: string, f: LocalChunk): void {

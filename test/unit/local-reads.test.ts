@@ -8,6 +8,7 @@ import { mkdtemp, open, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { BufferPool } from '../../src/buffer-pool.ts';
 import { LocalReads } from '../../src/client/local-reads.ts';
 import { nodeDisk } from '../../src/io/node-disk.ts';
 import { ChunkStore, type ChunkId } from '../../src/worker/chunk-store.ts';
@@ -208,4 +209,30 @@ test('at most filesMax files stay open; close lets go of every one', async (t) =
   local.close();
   await new Promise((r) => setTimeout(r, 20)); // closes go through libuv's threads
   assert.equal(await openFds(), before);
+});
+
+test('reads of 64 KiB and more go into the pool\'s buffers, given back by their release; a failed check gives its buffer back at once', async (t) => {
+  const data = randomBytes(256 * 1024);
+  const store = await storeWith(t, [[A, data]]);
+  const pool = new BufferPool({ idleBytesMax: 1 << 20, classBytesMax: 1 << 20, granularityBytes: 64 * 1024 });
+  const local = new LocalReads({ hostId: here, buffers: pool });
+  const loc = locateOf(store, A, { n: 0 });
+  const small = await local.read(A.inodeId, A.index, 0, 4096, members, loc);
+  assert.equal(small?.release, undefined);
+  const big = await local.read(A.inodeId, A.index, 1000, 128 * 1024, members, loc);
+  assert.deepEqual(Buffer.from(big!.data), data.subarray(1000, 1000 + 128 * 1024));
+  assert.equal(typeof big!.release, 'function');
+  const used = big!.data.buffer;
+  big!.release!();
+  const again = await local.read(A.inodeId, A.index, 1000, 128 * 1024, members, loc);
+  assert.equal(again!.data.buffer, used, 'the buffer given back is taken again');
+  again!.release!();
+  // Damage in the range: no answer, and the buffer is back in the pool.
+  const f = await open(store.committedFile(A)!, 'r+');
+  const { size } = await f.stat();
+  await f.write(Buffer.from([0xff ^ data[70_000]]), 0, 1, size - data.length + 70_000);
+  await f.close();
+  assert.equal(await local.read(A.inodeId, A.index, 1000, 128 * 1024, members, loc), undefined);
+  assert.equal(pool.take(132 * 1024).buffer, used);
+  local.close();
 });
