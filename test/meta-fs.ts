@@ -7,6 +7,7 @@ import { MetaState, namespaceCommandOps, readdirLimitMax, rootCaller, type Resul
 import type { Caller, ClientStamp, InodeAttr, MetaCommand, MetaCommandOp, MetaQuery, MetaResult, MetaValues, NamespaceStamp } from '../src/meta/index.ts';
 import { MetaError } from '../src/meta/errors.ts';
 import { DirLeaseRenewals } from '../src/master/dir-lease-renewals.ts';
+import type { DataClient } from '../src/client/data-client.ts';
 
 /** A command without the stamp (client id, seq, clock) that the log adds; the caller is optional. */
 export type Body<C = MetaCommand> = C extends MetaCommand ? (C extends NamespaceStamp ? Omit<C, keyof NamespaceStamp> & { caller?: Caller } : Omit<C, keyof ClientStamp>) : never;
@@ -103,4 +104,9 @@ export class FakeMasters {
     if (r.leasedDirId !== undefined) this.renewals.recall(r.leasedDirId, performance.now());
     return Promise.reject(new MetaError(r.code, r.message));
   }
+}
+
+/** A data client for CairnFs tests that move no bytes: what it must answer, and `more` (writeChunk...). */
+export function dataStub(more: object = {}): DataClient {
+  return { forgetLocal: () => undefined, localReadStats: () => undefined, ...more } as unknown as DataClient;
 }

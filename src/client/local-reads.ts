@@ -88,6 +88,8 @@ export class LocalReads {
   private readonly buffers: BufferPool | undefined;
   /** Kept-open chunk files by `inode:index`, least recently used first. */
   private readonly files = new Map<string, LocalChunk>();
+  /** How many of `files` each inode has: forgetting an inode with none costs nothing. */
+  private readonly filesPerInode = new Map<number, number>();
   private readonly locating = new Map<string, Locating>();
   /** Chunks read through the chain until this client writes them or the file is opened again, by inode. */
   private readonly misses = new Map<number, Set<number>>();
@@ -141,7 +143,13 @@ export class LocalReads {
 
   /** Forgets what is kept of an inode's chunks (all, or chunk `index`): this client changes them, or opens the file again. */
   forget(inodeId: number, index?: number): void {
-    for (const [key, f] of this.files) if (f.inodeId === inodeId && (index === undefined || f.index === index)) this.drop(key, f);
+    if (index !== undefined) {
+      const key = `${inodeId}:${index}`;
+      const f = this.files.get(key);
+      if (f !== undefined) this.drop(key, f);
+    } else if (this.filesPerInode.has(inodeId)) {
+      for (const [key, f] of this.files) if (f.inodeId === inodeId) this.drop(key, f);
+    }
     for (const l of this.locating.values()) if (l.inodeId === inodeId && (index === undefined || l.index === index)) l.stale = true;
     const missed = this.misses.get(inodeId);
     if (missed === undefined) return;
@@ -275,6 +283,7 @@ export class LocalReads {
 
   private keep(key: string, f: LocalChunk): void {
     this.files.set(key, f);
+    this.filesPerInode.set(f.inodeId, (this.filesPerInode.get(f.inodeId) ?? 0) + 1);
     for (const [k, old] of this.files) {
       if (this.files.size <= this.filesMax) break;
       this.drop(k, old);
@@ -282,7 +291,12 @@ export class LocalReads {
   }
 
   private drop(key: string, f: LocalChunk): void {
-    if (this.files.get(key) === f) this.files.delete(key);
+    if (this.files.get(key) === f) {
+      this.files.delete(key);
+      const n = (this.filesPerInode.get(f.inodeId) ?? 1) - 1;
+      if (n === 0) this.filesPerInode.delete(f.inodeId);
+      else this.filesPerInode.set(f.inodeId, n);
+    }
     f.dropped = true;
     closeIfDone(f);
   }

@@ -218,6 +218,8 @@ export class CairnFs {
   private readonly changedDirAttrMs: number;
   /** Directories this mount just created or unlinked in: their attributes as that change left them. */
   private readonly changedDirs = new Map<string, { attr: InodeAttr; atMs: number }>();
+  /** Open handles by inode (local reads' files are kept while one is open). */
+  private readonly openPerInode = new Map<number, number>();
   private readonly handles = new Map<number, Handle>();
   /** Set once releaseAll ran (the unmount): handles gone since are not the program's fault. */
   private released = false;
@@ -794,7 +796,22 @@ export class CairnFs {
     const fd = this.nextFd++;
     h.fd = fd;
     this.handles.set(fd, h);
+    this.openPerInode.set(h.inodeId, (this.openPerInode.get(h.inodeId) ?? 0) + 1);
     return fd;
+  }
+
+  /**
+   * One open of the inode ended: at its last, the chunk files kept for its local reads are closed,
+   * so that a file deleted meanwhile does not keep its chunks' disk space held by this mount.
+   */
+  private closeLocal(inodeId: number): void {
+    const n = (this.openPerInode.get(inodeId) ?? 1) - 1;
+    if (n > 0) {
+      this.openPerInode.set(inodeId, n);
+      return;
+    }
+    this.openPerInode.delete(inodeId);
+    this.data.forgetLocal(inodeId);
   }
 
   private handle(fd: number): Handle {
@@ -901,6 +918,7 @@ export class CairnFs {
     if (h === undefined) return;
     this.handles.delete(fd);
     h.readAhead?.clear();
+    this.closeLocal(h.inodeId);
     if (h.writer === undefined || h.sessionId === undefined) return;
     this.forgetReadAhead(h.inodeId);
     this.holds.changed(h.path, 'stale');

@@ -4,13 +4,13 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { DataClient, MasterClient } from '../../src/client/index.ts';
+import type { MasterClient } from '../../src/client/index.ts';
 import { CairnFs } from '../../src/fuse/cairn-fs.ts';
-import { FakeMasters } from '../meta-fs.ts';
+import { dataStub, FakeMasters } from '../meta-fs.ts';
 
 function mountOver(changedDirAttrMs?: number): { fs: CairnFs; masters: FakeMasters } {
   const masters = new FakeMasters();
-  const fs = new CairnFs({ meta: masters as unknown as MasterClient, data: {} as DataClient, owner: { uid: 0, gid: 0, groups: [] }, changedDirAttrMs });
+  const fs = new CairnFs({ meta: masters as unknown as MasterClient, data: dataStub(), owner: { uid: 0, gid: 0, groups: [] }, changedDirAttrMs });
   return { fs, masters };
 }
 

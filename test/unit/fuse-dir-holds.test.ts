@@ -6,14 +6,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { DataClient, MasterClient } from '../../src/client/index.ts';
+import type { MasterClient } from '../../src/client/index.ts';
 import { CairnFs } from '../../src/fuse/cairn-fs.ts';
 import { split, type NamesMirror } from '../../src/fuse/dir-holds.ts';
 import { dirLeaseRenewMs } from '../../src/master/dir-lease-renewals.ts';
 import { ResultErrorCode, rootCaller } from '../../src/meta/index.ts';
-import { FakeMasters } from '../meta-fs.ts';
+import { dataStub, FakeMasters } from '../meta-fs.ts';
 
-function mountOver(holdIdleMs = 60_000, data = {} as DataClient): { fs: CairnFs; masters: FakeMasters; logged: string[] } {
+function mountOver(holdIdleMs = 60_000, data = dataStub()): { fs: CairnFs; masters: FakeMasters; logged: string[] } {
   const masters = new FakeMasters();
   const logged: string[] = [];
   const fs = new CairnFs({ meta: masters as unknown as MasterClient, data, owner: { uid: 0, gid: 0, groups: [] }, holdAfterChanges: 4, holdIdleMs, listingMs: 1000, log: (_l, m) => logged.push(m) });
@@ -271,7 +271,7 @@ test("a file opened for writing while its create waits to be sent gets its sessi
 
 test('times set on a file being written in a held directory go with its commit, not before it: one flush and commit, not two', async () => {
   // Workers that take every chunk write.
-  const { fs, masters } = mountOver(60_000, { writeChunk: async () => true } as unknown as DataClient);
+  const { fs, masters } = mountOver(60_000, dataStub({ writeChunk: async () => true }));
   await holdDir(fs, '/d');
   const when = Date.UTC(2020, 0, 2, 3, 4, 5);
   const statOf = (path: string): { mtimeMs: number; atimeMs: number; sizeBytes: number } => {

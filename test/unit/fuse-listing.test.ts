@@ -5,11 +5,11 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { DataClient, MasterClient } from '../../src/client/index.ts';
+import type { MasterClient } from '../../src/client/index.ts';
 import { CairnFs } from '../../src/fuse/cairn-fs.ts';
 import { MetaError } from '../../src/meta/errors.ts';
 import type { MetaQuery } from '../../src/meta/index.ts';
-import { FakeMasters } from '../meta-fs.ts';
+import { dataStub, FakeMasters } from '../meta-fs.ts';
 
 const files = 40;
 
@@ -18,7 +18,7 @@ function mountOver(listingMs: number): { fs: CairnFs; masters: FakeMasters } {
   const masters = new FakeMasters();
   masters.fs.run({ op: 'mkdir', path: '/d', mode: 0o755, uid: 0, gid: 0, parents: false });
   for (let i = 0; i < files; i++) masters.fs.run({ op: 'create', path: `/d/f${i}`, mode: 0o644, uid: 7, gid: 7, exclusive: true });
-  const fs = new CairnFs({ meta: masters as unknown as MasterClient, data: {} as DataClient, owner: { uid: 0, gid: 0, groups: [] }, listingMs });
+  const fs = new CairnFs({ meta: masters as unknown as MasterClient, data: dataStub(), owner: { uid: 0, gid: 0, groups: [] }, listingMs });
   return { fs, masters };
 }
 

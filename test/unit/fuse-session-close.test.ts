@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
-import type { DataClient, MasterClient } from '../../src/client/index.ts';
+import type { MasterClient } from '../../src/client/index.ts';
 import { CairnFs } from '../../src/fuse/cairn-fs.ts';
-import { FakeMasters } from '../meta-fs.ts';
+import { dataStub, FakeMasters } from '../meta-fs.ts';
 
 type Body = Parameters<FakeMasters['mutate']>[1];
 
@@ -32,7 +32,7 @@ function mountOver(sessionCloseDelayMs?: number): { fs: CairnFs; closes: string[
       return masters.mutate<T>(method, body);
     },
   };
-  const fs = new CairnFs({ meta: meta as unknown as MasterClient, data: {} as DataClient, owner: { uid: 0, gid: 0, groups: [] }, ...(sessionCloseDelayMs === undefined ? {} : { sessionCloseDelayMs }) });
+  const fs = new CairnFs({ meta: meta as unknown as MasterClient, data: dataStub(), owner: { uid: 0, gid: 0, groups: [] }, ...(sessionCloseDelayMs === undefined ? {} : { sessionCloseDelayMs }) });
   return { fs, closes };
 }
 
@@ -63,4 +63,21 @@ test('the unmount ends the waiting sessions at once; with a delay of 0 each rele
   await now.fs.mkdir('/d', 0o755);
   await now.fs.release(await now.fs.create('/d/f', 0o644));
   assert.deepEqual(now.closes.map((b) => b.length), [1], 'ended before release returned');
+});
+
+test('local reads\' kept chunk files of a file are forgotten at each open and at its last release, not at others', async () => {
+  const masters = new FakeMasters();
+  const forgotten: number[] = [];
+  const data = dataStub({ forgetLocal: (inodeId: number) => forgotten.push(inodeId) });
+  const fs = new CairnFs({ meta: masters as unknown as MasterClient, data, owner: { uid: 0, gid: 0, groups: [] }, sessionCloseDelayMs: 0 });
+  await fs.release(await fs.create('/f', 0o644));
+  assert.equal(forgotten.length, 1, 'the creator\'s last release');
+  const inode = forgotten[0];
+  const a = await fs.open('/f', 0);
+  const b = await fs.open('/f', 0);
+  assert.deepEqual(forgotten, [inode, inode, inode], 'each open (close-to-open)');
+  await fs.release(a);
+  assert.equal(forgotten.length, 3, 'another descriptor still reads it');
+  await fs.release(b);
+  assert.deepEqual(forgotten, [inode, inode, inode, inode], 'the last release: a file deleted meanwhile holds no disk space through this mount');
 });
