@@ -19,6 +19,7 @@ import { RpcErrorCode } from '../rpc/errors.ts';
 import { payloadByteLength, payloadPieces, type Payload } from '../rpc/frame.ts';
 import { WorkerError, WorkerErrorCode } from '../worker/errors.ts';
 import { MasterWorkerMethod, removeChunksMax, WorkerMethod, type LocateReply, type LocateRequest, type ReadReply, type ReadRequest, type WriteRequest } from '../worker/protocol.ts';
+// Types only: local-reads.ts does file I/O, which the simulator, running this client, must not load.
 import type { LocalReads, LocalReadStats } from './local-reads.ts';
 import type { MasterCalls } from './master-calls.ts';
 
@@ -38,6 +39,8 @@ export interface DataClientOptions {
 export type ChunkRead = { found: true; data: Uint8Array; lengthBytes: number; release?: () => void } | { found: false };
 
 const retryBackoffMs = { min: 50, max: 1_000 };
+/** How long a chunk.locate may take: a worker on this machine answers in well under a millisecond; a hung one costs this, not the call timeout. */
+const locateTimeoutMs = 1_000;
 /**
  * Failures that retrying mends only if something else changes soon (space freed on a full disk, a
  * member back with a good copy of a damaged chunk): tried for this long, then reported as they are
@@ -215,7 +218,7 @@ export class DataClient {
       if (!triedLocal) {
         triedLocal = true;
         const locate: LocateRequest = { chainId, chainVersion: chain.version, inodeId, index };
-        const local = await this.local!.read(inodeId, index, offset, length, order, async (workerId) => (await this.conn(routing, workerId).call<LocateReply>(WorkerMethod.locate, locate, { timeoutMs: this.opts.callTimeoutMs })).body);
+        const local = await this.local!.read(inodeId, index, offset, length, order, async (workerId) => (await this.conn(routing, workerId).call<LocateReply>(WorkerMethod.locate, locate, { timeoutMs: Math.min(this.opts.callTimeoutMs, locateTimeoutMs) })).body);
         if (local !== undefined) return { found: true, ...local };
       }
       const body: ReadRequest = { chainId, chainVersion: chain.version, inodeId, index, offset, length };

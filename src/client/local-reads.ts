@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import type { BufferPool } from '../buffer-pool.ts';
 import { readCached } from '../io/page-cache.ts';
 import { chunkFileName, decodeHeader, firstBadBlock, headerAlignBytes, peekHeaderBytes, type ChunkHeader } from '../worker/chunk-file.ts';
+import { WorkerErrorCode } from '../worker/errors.ts';
 import type { LocateReply } from '../worker/protocol.ts';
 
 const openFile = promisify(open);
@@ -31,6 +32,10 @@ function readFile(fd: number, buf: Uint8Array, offset: number, length: number, p
 export const localFilesMaxDefault = 256;
 /** Chunks remembered as not readable here (absent, dirty, damaged) before the list starts afresh. */
 const missesMax = 4096;
+/** A worker whose locate failed (no answer, a connection error) is not asked for this long. */
+const restMs = 10_000;
+/** Answers about the chunk, not the worker: the worker is asked again for other chunks. */
+const chunkAnswers: ReadonlySet<string> = new Set([WorkerErrorCode.ChunkNotFound, WorkerErrorCode.ChunkDirty, WorkerErrorCode.ChunkCorrupt, WorkerErrorCode.StaleChainVersion]);
 
 export interface LocalReadStats {
   /** Reads answered from local files, and their bytes. */
@@ -96,6 +101,8 @@ export class LocalReads {
   private missCount = 0;
   /** Workers on other machines (or offering no locate): never asked again. */
   private readonly elsewhere = new Set<number>();
+  /** Workers whose last locate failed, until when (performance.now()): a hung worker costs one wait, not one a chunk. */
+  private readonly resting = new Map<number, number>();
   private readonly counts: LocalReadStats = { reads: 0, bytes: 0, opened: 0, declined: 0, damaged: 0 };
 
   constructor(opts: LocalReadsOptions) {
@@ -194,18 +201,24 @@ export class LocalReads {
   private async locateAndOpen(inodeId: number, index: number, members: readonly { workerId: number }[], locate: (workerId: number) => Promise<LocateReply>): Promise<LocalChunk | undefined> {
     for (const m of members) {
       if (this.elsewhere.has(m.workerId)) continue;
+      const rest = this.resting.get(m.workerId);
+      if (rest !== undefined && performance.now() < rest) return undefined;
       let r: LocateReply;
       try {
         r = await locate(m.workerId);
       } catch (err) {
-        // A worker without chunk.locate is asked no more; any other refusal (not clean, not held,
-        // damaged, unreachable) is the chain read's to handle.
-        if ((err as { code?: unknown }).code === 'CAIRN_UNKNOWN_METHOD') {
+        // A worker without chunk.locate is asked no more; one that did not answer rests a while;
+        // either way, and for any refusal about the chunk (not clean, not held, damaged), the
+        // chain read decides.
+        const code = String((err as { code?: unknown }).code);
+        if (code === 'CAIRN_UNKNOWN_METHOD') {
           this.elsewhere.add(m.workerId);
           continue;
         }
+        if (!chunkAnswers.has(code)) this.resting.set(m.workerId, performance.now() + restMs);
         return undefined;
       }
+      this.resting.delete(m.workerId);
       if (!isLocateReply(r) || r.hostId !== this.hostId) {
         this.elsewhere.add(m.workerId);
         continue;

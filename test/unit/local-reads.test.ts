@@ -236,3 +236,28 @@ test('reads of 64 KiB and more go into the pool\'s buffers, given back by their 
   assert.equal(pool.take(132 * 1024).buffer, used);
   local.close();
 });
+
+test('a worker that does not answer a locate rests: other chunks go through the chain without waiting on it; a refusal about one chunk does not', async (t) => {
+  const store = await storeWith(t, [[A, randomBytes(4096)], [B, randomBytes(4096)]]);
+  const local = new LocalReads({ hostId: here });
+  let calls = 0;
+  const hung = async (): Promise<LocateReply> => {
+    calls++;
+    throw Object.assign(new Error('no answer within 1000 ms'), { code: 'CAIRN_TIMEOUT' });
+  };
+  assert.equal(await local.read(A.inodeId, A.index, 0, 10, members, hung), undefined);
+  assert.equal(await local.read(B.inodeId, B.index, 0, 10, members, hung), undefined);
+  assert.equal(calls, 1, 'the second chunk did not wait on it');
+  // Refusals about a chunk: the worker is asked for the next one.
+  const other = new LocalReads({ hostId: here });
+  let refused = 0;
+  const dirty = async (): Promise<LocateReply> => {
+    refused++;
+    throw new WorkerError(WorkerErrorCode.ChunkDirty, 'pending here');
+  };
+  assert.equal(await other.read(A.inodeId, A.index, 0, 10, members, dirty), undefined);
+  const n = { n: 0 };
+  assert.ok(await other.read(B.inodeId, B.index, 0, 10, members, locateOf(store, B, n)));
+  assert.deepEqual([refused, n.n], [1, 1]);
+  other.close();
+});
