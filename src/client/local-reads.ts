@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import type { BufferPool } from '../buffer-pool.ts';
 import { readCached } from '../io/page-cache.ts';
 import { chunkFileName, decodeHeader, firstBadBlock, headerAlignBytes, peekHeaderBytes, type ChunkHeader } from '../worker/chunk-file.ts';
+import { RpcErrorCode } from '../rpc/errors.ts';
 import { WorkerErrorCode } from '../worker/errors.ts';
 import type { LocateReply } from '../worker/protocol.ts';
 
@@ -211,7 +212,7 @@ export class LocalReads {
         // either way, and for any refusal about the chunk (not clean, not held, damaged), the
         // chain read decides.
         const code = String((err as { code?: unknown }).code);
-        if (code === 'CAIRN_UNKNOWN_METHOD') {
+        if (code === RpcErrorCode.UnknownMethod) {
           this.elsewhere.add(m.workerId);
           continue;
         }
