@@ -18,7 +18,7 @@ import { basename, isAbsolute } from 'node:path';
 import { promisify } from 'node:util';
 import type { BufferPool } from '../buffer-pool.ts';
 import { readCached } from '../io/page-cache.ts';
-import { chunkFileName, decodeHeader, firstBadBlock, headerAlignBytes, peekHeaderBytes, type ChunkHeader } from '../worker/chunk-file.ts';
+import { blockSpan, chunkFileName, firstBadBlock, readChunkHeader, type ChunkHeader } from '../worker/chunk-file.ts';
 import { RpcErrorCode } from '../rpc/errors.ts';
 import { WorkerErrorCode } from '../worker/errors.ts';
 import type { LocateReply } from '../worker/protocol.ts';
@@ -243,16 +243,10 @@ export class LocalReads {
       return undefined; // else replaced or removed since
     }
     try {
-      const first = Buffer.allocUnsafe(headerAlignBytes);
-      const n = await readFile(fd, first, 0, first.byteLength, 0);
-      const headerBytes = peekHeaderBytes(first.subarray(0, n));
-      if (typeof headerBytes === 'string') throw new Error(headerBytes);
-      let whole = first.subarray(0, n);
-      if (headerBytes > n) {
-        whole = Buffer.allocUnsafe(headerBytes);
-        if ((await readFile(fd, whole, 0, headerBytes, 0)) < headerBytes) throw new Error('header cut short');
-      }
-      const h = decodeHeader(whole);
+      const h = await readChunkHeader(async (bytes) => {
+        const buf = Buffer.allocUnsafe(bytes);
+        return buf.subarray(0, await readFile(fd, buf, 0, bytes, 0));
+      });
       if (typeof h === 'string' || h.inodeId !== inodeId || h.index !== index || h.version !== r.commitVersion || h.lengthBytes !== r.lengthBytes || h.crc32c !== r.crc32c) throw new Error('another chunk or version');
       this.counts.opened++;
       return { inodeId, index, fd, header: h, users: 0, dropped: false, closed: false };
@@ -265,12 +259,9 @@ export class LocalReads {
   /** The range's bytes, every block they touch checked; undefined if a check or the read failed. */
   private async readFrom(f: LocalChunk, offset: number, length: number): Promise<LocalRead | undefined> {
     const h = f.header;
-    const to = Math.min(offset + length, h.lengthBytes);
-    if (to <= offset) return { data: new Uint8Array(0), lengthBytes: h.lengthBytes };
-    const bs = h.blockSizeBytes;
-    const firstBlock = Math.floor(offset / bs);
-    const from = firstBlock * bs;
-    const bytes = Math.min(Math.ceil(to / bs) * bs, h.lengthBytes) - from;
+    const span = blockSpan(h, offset, offset + length);
+    if (span === undefined) return { data: new Uint8Array(0), lengthBytes: h.lengthBytes };
+    const { firstBlock, from, bytes, to } = span;
     const pool = bytes >= pooledBytesMin ? this.buffers : undefined;
     const taken = pool?.take(bytes);
     const buf = taken === undefined ? Buffer.allocUnsafe(bytes) : taken.subarray(0, bytes);

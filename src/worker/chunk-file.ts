@@ -235,6 +235,31 @@ export function decodeHeader(buf: Uint8Array): ChunkHeader | string {
 }
 
 /**
+ * A chunk file's header, read through `read(bytes)` (the file's first `bytes`, fewer at its end),
+ * or what is wrong with it: the first aligned block, and the rest if the header is longer.
+ */
+export async function readChunkHeader(read: (bytes: number) => Promise<Uint8Array>): Promise<ChunkHeader | string> {
+  const first = await read(headerAlignBytes);
+  const headerBytes = peekHeaderBytes(first);
+  if (typeof headerBytes === 'string') return headerBytes;
+  return decodeHeader(headerBytes > first.byteLength ? await read(headerBytes) : first);
+}
+
+/**
+ * The whole blocks a read of data bytes [offset, end) must read and check: from data offset
+ * `from` (block `firstBlock`), `bytes` long; the bytes asked for are [offset - from, to - from) of
+ * them. Undefined when the range holds no data (at or past the chunk's length).
+ */
+export function blockSpan(h: ChunkHeader, offset: number, end: number): { firstBlock: number; from: number; bytes: number; to: number } | undefined {
+  const to = Math.min(end, h.lengthBytes);
+  if (to <= offset) return undefined;
+  const bs = h.blockSizeBytes;
+  const firstBlock = Math.floor(offset / bs);
+  const from = firstBlock * bs;
+  return { firstBlock, from, bytes: Math.min(Math.ceil(to / bs) * bs, h.lengthBytes) - from, to };
+}
+
+/**
  * Checks the blocks of `data` (the file's data from block `firstBlock` on, any length up to the
  * end of the data): undefined if they match, else the data offset of the first bad block.
  */

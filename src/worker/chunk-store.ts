@@ -10,7 +10,7 @@ import { CairnError, ErrorCode, assert } from '../errors.ts';
 import type { DirectIo, Disk, DiskFile } from '../io/index.ts';
 import { isErrno } from '../io/index.ts';
 import { ensureDir } from '../io/ensure-dir.ts';
-import { buildChunkHeader, chunkFileName, chunkKey, decodeHeader, fanoutDirName, firstBadBlock, headerAlignBytes, isValidChunkId, isWriteId, parseChunkFileName, peekHeaderBytes, writeIdsMax } from './chunk-file.ts';
+import { blockSpan, buildChunkHeader, chunkFileName, chunkKey, fanoutDirName, firstBadBlock, isValidChunkId, isWriteId, parseChunkFileName, readChunkHeader, writeIdsMax } from './chunk-file.ts';
 import type { ChunkFileState, ChunkHeader, ChunkId } from './chunk-file.ts';
 import { DirSyncGroup } from './dir-sync.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
@@ -605,12 +605,9 @@ export class ChunkStore {
 
   /** Data bytes [offset, end) of an open chunk file with header `h`, every block they touch verified. */
   private async readBlocks(e: Entry, c: Version, file: string, f: DiskFile, h: ChunkHeader, offset: number, end: number, whole: boolean, buffer?: (bytes: number) => Uint8Array): Promise<Uint8Array> {
-    const to = Math.min(end, h.lengthBytes);
-    if (to <= offset) return new Uint8Array(0);
-    const bs = h.blockSizeBytes;
-    const firstBlock = Math.floor(offset / bs);
-    const from = firstBlock * bs;
-    const bytes = Math.min(Math.ceil(to / bs) * bs, h.lengthBytes) - from;
+    const span = blockSpan(h, offset, end);
+    if (span === undefined) return new Uint8Array(0);
+    const { firstBlock, from, bytes, to } = span;
     const buf = await readOrCorrupt(f, bytes, h.headerBytes + from, buffer?.(bytes), (problem) => this.markCorrupt(e, c, file, h.headerBytes + from, problem));
     const bad = firstBadBlock(h, buf, firstBlock);
     if (bad !== undefined) throw this.markCorrupt(e, c, file, h.headerBytes + bad, `data block at offset ${bad} fails its CRC32C`);
@@ -621,10 +618,7 @@ export class ChunkStore {
   /** The header of an open chunk file, or what is wrong with it. */
   private async readHeaderOf(f: DiskFile, file: string): Promise<ChunkHeader | string> {
     try {
-      const first = await f.read(headerAlignBytes, 0);
-      const headerBytes = peekHeaderBytes(first);
-      if (typeof headerBytes === 'string') return headerBytes;
-      return decodeHeader(headerBytes > first.byteLength ? await f.read(headerBytes, 0) : first);
+      return await readChunkHeader((bytes) => f.read(bytes, 0));
     } catch (err) {
       if (isErrno(err, 'EOF')) return `${file} is shorter than its header`;
       // Listed as damaged (and repaired from another replica), rather than failing the whole worker's start.

@@ -47,6 +47,14 @@ function locateOf(store: ChunkStore, id: ChunkId, counter: { n: number }, change
   };
 }
 
+/** A locate the worker refuses, as it does a chunk with a write in flight there. */
+function dirtyLocate(counter: { n: number }): (workerId: number) => Promise<LocateReply> {
+  return async () => {
+    counter.n++;
+    throw new WorkerError(WorkerErrorCode.ChunkDirty, 'pending here');
+  };
+}
+
 async function openFds(): Promise<number> {
   return (await readdir('/proc/self/fd')).length;
 }
@@ -154,14 +162,11 @@ test('a flipped byte: the read of its block declines (damaged) and the file is d
 test('a locate refused (a write in flight there, no such chunk): read through the chain until forgotten, without asking again', async (t) => {
   const store = await storeWith(t, [[A, randomBytes(4096)]]);
   const local = new LocalReads({ hostId: here });
-  let calls = 0;
-  const refuse = async (): Promise<LocateReply> => {
-    calls++;
-    throw new WorkerError(WorkerErrorCode.ChunkDirty, 'pending here');
-  };
+  const refused = { n: 0 };
+  const refuse = dirtyLocate(refused);
   assert.equal(await local.read(A.inodeId, A.index, 0, 10, members, refuse), undefined);
   assert.equal(await local.read(A.inodeId, A.index, 0, 10, members, refuse), undefined);
-  assert.equal(calls, 1);
+  assert.equal(refused.n, 1);
   local.forget(A.inodeId, A.index);
   const n = { n: 0 };
   assert.ok(await local.read(A.inodeId, A.index, 0, 10, members, locateOf(store, A, n)));
@@ -250,14 +255,10 @@ test('a worker that does not answer a locate rests: other chunks go through the 
   assert.equal(calls, 1, 'the second chunk did not wait on it');
   // Refusals about a chunk: the worker is asked for the next one.
   const other = new LocalReads({ hostId: here });
-  let refused = 0;
-  const dirty = async (): Promise<LocateReply> => {
-    refused++;
-    throw new WorkerError(WorkerErrorCode.ChunkDirty, 'pending here');
-  };
-  assert.equal(await other.read(A.inodeId, A.index, 0, 10, members, dirty), undefined);
+  const refused = { n: 0 };
+  assert.equal(await other.read(A.inodeId, A.index, 0, 10, members, dirtyLocate(refused)), undefined);
   const n = { n: 0 };
   assert.ok(await other.read(B.inodeId, B.index, 0, 10, members, locateOf(store, B, n)));
-  assert.deepEqual([refused, n.n], [1, 1]);
+  assert.deepEqual([refused.n, n.n], [1, 1]);
   other.close();
 });
