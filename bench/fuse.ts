@@ -101,11 +101,11 @@ export async function run(args: string[]): Promise<void> {
     };
     for (const jobs of [1, 4]) {
       const per = Math.max(1, Math.floor(sizeMiB / jobs));
-      put(`seq write 1 MiB, ${jobs} job${jobs === 1 ? '' : 's'}`, fio(sub, `w${jobs}`, ['--rw=write', '--bs=1M', `--size=${per}M`, `--numjobs=${jobs}`, '--end_fsync=1']).writeMiBs);
-      put(`seq read 1 MiB, ${jobs} job${jobs === 1 ? '' : 's'}`, fio(sub, `w${jobs}`, ['--rw=read', '--bs=1M', `--size=${per}M`, `--numjobs=${jobs}`]).readMiBs);
+      put(`seq write 1 MiB, ${jobs} job${jobs === 1 ? '' : 's'}`, fio(sub, `w${jobs}`, seqWriteJob(per, jobs)).writeMiBs);
+      put(`seq read 1 MiB, ${jobs} job${jobs === 1 ? '' : 's'}`, fio(sub, `w${jobs}`, seqReadJob(per, jobs)).readMiBs);
     }
     const daemonCpuBefore = where === 'cairn' ? processCpuSeconds(mountPid) : undefined;
-    const rand = fio(sub, 'w4', ['--rw=randread', '--bs=4k', `--size=${Math.max(1, Math.floor(sizeMiB / 4))}M`, '--numjobs=4', '--time_based', `--runtime=${seconds}`]);
+    const rand = fio(sub, 'w4', randReadJob(Math.max(1, Math.floor(sizeMiB / 4)), seconds));
     put('rand read 4 KiB, 4 jobs', rand.readIops);
     const daemonCpuAfter = where === 'cairn' ? processCpuSeconds(mountPid) : undefined;
     if (daemonCpuBefore !== undefined && daemonCpuAfter !== undefined) mountRandCpuUs = ((daemonCpuAfter - daemonCpuBefore) * 1e6) / (rand.readIops * seconds);
@@ -203,6 +203,11 @@ export async function run(args: string[]): Promise<void> {
   report.finish();
 }
 
+/** fio's jobs, the same on every file system measured: 1 MiB sequential writes (fsynced at the end) and reads of `perMiB` each, 4 KiB random reads by 4 jobs for `seconds`. */
+const seqWriteJob = (perMiB: number, jobs: number): string[] => ['--rw=write', '--bs=1M', `--size=${perMiB}M`, `--numjobs=${jobs}`, '--end_fsync=1'];
+const seqReadJob = (perMiB: number, jobs: number): string[] => ['--rw=read', '--bs=1M', `--size=${perMiB}M`, `--numjobs=${jobs}`];
+const randReadJob = (perMiB: number, seconds: number): string[] => ['--rw=randread', '--bs=4k', `--size=${perMiB}M`, '--numjobs=4', '--time_based', `--runtime=${seconds}`];
+
 /** One fio job group in `dir`; the files are named after `name`, so a read job reads what a write job left. */
 function fio(dir: string, name: string, opts: string[]): { writeMiBs: number; readMiBs: number; readIops: number } {
   const out = execFileSync('fio', [`--name=${name}`, `--directory=${dir}`, '--ioengine=psync', '--group_reporting', '--output-format=json', ...opts], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
@@ -220,11 +225,11 @@ async function readsThroughWorkers(clusterDir: string, mnt: string, logFile: str
   recordLocalMount(clusterDir, { mountpoint: mnt, pid }); // `local down` stops it, whatever happens here
   const sub = path.join(mnt, 'fio');
   mkdirSync(sub, { recursive: true });
-  fio(sub, 'w1', ['--rw=write', '--bs=1M', `--size=${sizeMiB}M`, '--numjobs=1', '--end_fsync=1']);
-  const seqReadMiBs = fio(sub, 'w1', ['--rw=read', '--bs=1M', `--size=${sizeMiB}M`, '--numjobs=1']).readMiBs;
+  fio(sub, 'w1', seqWriteJob(sizeMiB, 1));
+  const seqReadMiBs = fio(sub, 'w1', seqReadJob(sizeMiB, 1)).readMiBs;
   const per = Math.max(1, Math.floor(sizeMiB / 4));
-  fio(sub, 'w4', ['--rw=write', '--bs=1M', `--size=${per}M`, '--numjobs=4', '--end_fsync=1']);
-  const randIops = fio(sub, 'w4', ['--rw=randread', '--bs=4k', `--size=${per}M`, '--numjobs=4', '--time_based', `--runtime=${seconds}`]).readIops;
+  fio(sub, 'w4', seqWriteJob(per, 4));
+  const randIops = fio(sub, 'w4', randReadJob(per, seconds)).readIops;
   rmSync(sub, { recursive: true, force: true });
   return { seqReadMiBs, randIops };
 }
