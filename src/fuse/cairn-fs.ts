@@ -90,6 +90,8 @@ export interface CairnFsOptions {
   holdAfterChanges?: number;
   /** A held directory with no change for this long is given back (holdIdleMsDefault). */
   holdIdleMs?: number;
+  /** How long a held directory's batch waits for more changes (batchLingerMsDefault). */
+  holdBatchLingerMs?: number;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
 }
 
@@ -284,6 +286,7 @@ export class CairnFs {
       holder,
       changesToHold: opts.holdAfterChanges ?? 0,
       ...(opts.holdIdleMs === undefined ? {} : { idleMs: opts.holdIdleMs }),
+      ...(opts.holdBatchLingerMs === undefined ? {} : { lingerMs: opts.holdBatchLingerMs }),
       log: this.log,
       beforeGiveBack: async (dir) => {
         this.releaseDeferred(); // no write session for a file already closed

@@ -47,6 +47,8 @@ export interface DirHoldsOptions {
   changesToHold?: number;
   /** A held directory with no change for this long is given back. */
   idleMs?: number;
+  /** How long a batch waits for more changes to join it (batchLingerMsDefault). */
+  lingerMs?: number;
   /**
    * Before a directory is given back: files created there that are still open get their write
    * sessions (Handle.lazy in cairn-fs.ts), so that they stay theirs once others may change it.
@@ -72,8 +74,15 @@ export const heldEntriesMax = 32_768;
 const heldDirsMax = 8;
 /** After a directory could not be held (refused, too big), this long before trying it again. */
 const retryHoldMs = 2_000;
-/** How long a batch waits for more changes to join it, unless it already holds batchFillOps. */
-export const batchLingerMs = 5;
+/**
+ * How long a batch waits for more changes to join it, unless it fills (batchFillOps) or someone
+ * waits for it (fsync, a give-back, a first write). What a batch costs the masters is mostly per
+ * batch (a journal round: messages, fsyncs, wake-ups on three machines), so a longer wait makes
+ * each change cheaper: 4 processes creating in one directory cost the masters 80-160 us of CPU a
+ * file at 5 ms, 35-90 us at 20-40 ms (docs/benchmarks.md). A mount killed loses what it answered
+ * and had not sent: this long, and a batch in flight, at most.
+ */
+export const batchLingerMsDefault = 20;
 const batchFillOps = 256;
 /** Entries per readdir call while listing a held directory. */
 const listPageEntries = 1_000;
@@ -131,6 +140,7 @@ export class DirHolds {
   readonly holder: string;
   private readonly changesToHold: number;
   private readonly idleMs: number;
+  private readonly lingerMs: number;
   private readonly log: NonNullable<DirHoldsOptions['log']>;
   /** By directory path, in order of last change. */
   private readonly held = new Map<string, Held>();
@@ -157,6 +167,7 @@ export class DirHolds {
     this.holder = opts.holder;
     this.changesToHold = opts.changesToHold ?? changesToHoldDefault;
     this.idleMs = opts.idleMs ?? holdIdleMsDefault;
+    this.lingerMs = opts.lingerMs ?? batchLingerMsDefault;
     this.log = opts.log ?? (() => undefined);
     this.beforeGiveBack = opts.beforeGiveBack ?? (async () => undefined);
   }
@@ -249,6 +260,7 @@ export class DirHolds {
     return new Promise<V>((resolve, reject) => {
       h.queue.push({ mark: ++h.answered, wire, name, resolve: resolve as PendingOp['resolve'], reject });
       h.sending ??= this.send(h);
+      if (h.queue.length >= batchFillOps) h.hurry?.();
     });
   }
 
@@ -260,7 +272,7 @@ export class DirHolds {
       // what they cost is mostly per entry. Nobody waits for it but fsync and settle.
       if (h.queue.length < batchFillOps && h.waiters.length === 0) {
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, batchLingerMs);
+          const timer = setTimeout(resolve, this.lingerMs);
           h.hurry = () => {
             clearTimeout(timer);
             resolve();
@@ -452,7 +464,11 @@ export class DirHolds {
     if (h.leaving === undefined) this.mirror?.drop(h.dir);
     h.leaving ??= (async () => {
       await this.beforeGiveBack(h.dir).catch(() => undefined);
-      while (h.sending !== undefined) await h.sending.catch(() => undefined);
+      // Others wait for the directory (a recall, an unmount): the batch goes now.
+      while (h.sending !== undefined) {
+        h.hurry?.();
+        await h.sending.catch(() => undefined);
+      }
       if (h.dirInodeId !== 0) {
         await this.meta.mutate('meta.mutate', { op: 'releaseDir', dirInodeId: h.dirInodeId }).catch((err: unknown) => {
           this.log('warn', `${h.dir}: could not give the directory back (${(err as Error).message}); the masters end its lease once this mount stops renewing it`);

@@ -13,10 +13,11 @@ import { dirLeaseRenewMs } from '../../src/master/dir-lease-renewals.ts';
 import { ResultErrorCode, rootCaller } from '../../src/meta/index.ts';
 import { dataStub, FakeMasters } from '../meta-fs.ts';
 
-function mountOver(holdIdleMs = 60_000, data = dataStub()): { fs: CairnFs; masters: FakeMasters; logged: string[] } {
+function mountOver(holdIdleMs = 60_000, data = dataStub(), holdBatchLingerMs?: number): { fs: CairnFs; masters: FakeMasters; logged: string[] } {
   const masters = new FakeMasters();
   const logged: string[] = [];
-  const fs = new CairnFs({ meta: masters as unknown as MasterClient, data, owner: { uid: 0, gid: 0, groups: [] }, holdAfterChanges: 4, holdIdleMs, listingMs: 1000, log: (_l, m) => logged.push(m) });
+  const linger = holdBatchLingerMs === undefined ? {} : { holdBatchLingerMs };
+  const fs = new CairnFs({ meta: masters as unknown as MasterClient, data, owner: { uid: 0, gid: 0, groups: [] }, holdAfterChanges: 4, holdIdleMs, listingMs: 1000, ...linger, log: (_l, m) => logged.push(m) });
   return { fs, masters, logged };
 }
 
@@ -203,6 +204,23 @@ test('fsyncdir fails with EIO, once, after the masters refused changes the mount
   await assert.rejects(fs.fsyncdir('/d'), (err: { details?: { errno?: string } }) => err.details?.errno === 'EIO');
   await fs.fsyncdir('/d');
   assert.ok(masters.fs.state.stat('/d/s0', rootCaller).ok, 'the refused unlink was not applied');
+  await fs.releaseAll();
+});
+
+test('a batch waiting for more changes goes at once when it fills or the directory is given back', async () => {
+  const { fs, masters } = mountOver(60_000, dataStub(), 600_000);
+  await holdDir(fs, '/d');
+  const asHolder = { ...rootCaller, holder: fs.holds.holder };
+  // 256 changes fill a batch: it does not wait out its linger.
+  for (let i = 0; i < 256; i++) await fs.release(await fs.create(`/d/f${i}`, 0o644));
+  for (let i = 0; i < 100 && !masters.fs.state.stat('/d/f255', asHolder).ok; i++) await sleep(10);
+  assert.ok(masters.fs.state.stat('/d/f255', asHolder).ok, 'a full batch was sent');
+  // Others wait for the directory: what the mount answered there goes now, and then the directory.
+  await fs.release(await fs.create('/d/last', 0o644));
+  masters.renewals.recall(masters.fs.stat('/d').inodeId, performance.now());
+  for (let i = 0; i < 100 && masters.fs.state.dirLeases().size > 0; i++) await sleep(dirLeaseRenewMs / 2);
+  assert.equal(masters.fs.state.dirLeases().size, 0, 'given back');
+  assert.ok(masters.fs.names('/d').includes('last'));
   await fs.releaseAll();
 });
 
