@@ -633,4 +633,4 @@ mkdirSync(path.dirname(out), { recursive: true });
 const c = path.join(work, 'fuse-native.c');
 writeFileSync(c, source);
 execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-D_FILE_OFFSET_BITS=64', ...headers.map((h) => `-I${h}`), c, '-o', out, libfuse!, '-lpthread'], { stdio: 'inherit' });
-say(`built ${out} on libfuse 3 (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr, clean flush and clean release; held directories\' getattr and lookups of absent names; xattrs other than user.* refused in C)`);
+say(`built ${out} on libfuse 3 (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr, clean flush and clean release; held directories\' getattr and lookups of absent names; xattrs other than user.* refused in C; rename passes RENAME_NOREPLACE on and refuses other renameat2 flags with EINVAL)`);
