@@ -13,21 +13,14 @@
 // Every block read is checked against the header's CRCs; a failed check, a short file or any error
 // sends the read through the chain, where the worker finds the damage, reports and repairs it.
 
-import { close, open, read } from 'node:fs';
 import { basename, isAbsolute } from 'node:path';
-import { promisify } from 'node:util';
 import type { BufferPool } from '../buffer-pool.ts';
-import { readCached } from '../io/page-cache.ts';
+import type { DiskFile } from '../io/disk.ts';
+import { nodeDisk } from '../io/node-disk.ts';
 import { blockSpan, chunkFileName, firstBadBlock, readChunkHeader, type ChunkHeader } from '../worker/chunk-file.ts';
 import { RpcErrorCode } from '../rpc/errors.ts';
 import { WorkerErrorCode } from '../worker/errors.ts';
 import type { LocateReply } from '../worker/protocol.ts';
-
-const openFile = promisify(open);
-/** Bytes read into `buf` at `offset` from file position `position`, by libuv's threads. */
-function readFile(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
-  return new Promise((resolve, reject) => read(fd, buf, offset, length, position, (err, n) => (err === null ? resolve(n) : reject(err))));
-}
 
 /** Chunk files kept open by default: each is one file descriptor. */
 export const localFilesMaxDefault = 256;
@@ -53,7 +46,8 @@ export interface LocalReadStats {
 interface LocalChunk {
   inodeId: number;
   index: number;
-  fd: number;
+  /** Read as the workers read theirs: what the page cache holds on this thread, the rest on libuv's. */
+  file: DiskFile;
   header: ChunkHeader;
   users: number;
   /** No longer kept: closed once its reads are done. */
@@ -233,9 +227,9 @@ export class LocalReads {
   private async openLocated(r: LocateReply, inodeId: number, index: number, workerId: number): Promise<LocalChunk | undefined> {
     // Only a file of the chunk's own name, found where the worker said: never a path of its choosing.
     if (!isAbsolute(r.file) || basename(r.file) !== chunkFileName({ inodeId, index }, r.commitVersion, 'chunk')) return undefined;
-    let fd: number;
+    let file: DiskFile;
     try {
-      fd = await openFile(r.file, 'r');
+      file = await nodeDisk.open(r.file, 'read');
     } catch (err) {
       // Files this process may not read (a worker run as another user): none of that worker's will be.
       const code = (err as NodeJS.ErrnoException).code;
@@ -243,15 +237,12 @@ export class LocalReads {
       return undefined; // else replaced or removed since
     }
     try {
-      const h = await readChunkHeader(async (bytes) => {
-        const buf = Buffer.allocUnsafe(bytes);
-        return buf.subarray(0, await readFile(fd, buf, 0, bytes, 0));
-      });
+      const h = await readChunkHeader((bytes) => file.read(bytes, 0));
       if (typeof h === 'string' || h.inodeId !== inodeId || h.index !== index || h.version !== r.commitVersion || h.lengthBytes !== r.lengthBytes || h.crc32c !== r.crc32c) throw new Error('another chunk or version');
       this.counts.opened++;
-      return { inodeId, index, fd, header: h, users: 0, dropped: false, closed: false };
+      return { inodeId, index, file, header: h, users: 0, dropped: false, closed: false };
     } catch {
-      close(fd, () => undefined);
+      await file.close().catch(() => undefined);
       return undefined;
     }
   }
@@ -264,17 +255,11 @@ export class LocalReads {
     const { firstBlock, from, bytes, to } = span;
     const pool = bytes >= pooledBytesMin ? this.buffers : undefined;
     const taken = pool?.take(bytes);
-    const buf = taken === undefined ? Buffer.allocUnsafe(bytes) : taken.subarray(0, bytes);
-    const at = h.headerBytes + from;
+    let buf: Uint8Array;
     let ok = false;
     try {
-      // What the page cache holds is copied on this thread; the rest is read by libuv's threads.
-      let n = readCached(f.fd, buf, at);
-      while (n < bytes) {
-        const got = await readFile(f.fd, buf, n, bytes - n, at + n);
-        if (got === 0) return undefined;
-        n += got;
-      }
+      // A file cut short fails the read (EOF): read through the chain.
+      buf = await f.file.read(bytes, h.headerBytes + from, taken);
       if (firstBadBlock(h, buf, firstBlock) !== undefined) return undefined;
       ok = true;
     } catch {
@@ -323,7 +308,7 @@ export class LocalReads {
 function closeIfDone(f: LocalChunk): void {
   if (!f.dropped || f.users > 0 || f.closed) return;
   f.closed = true;
-  close(f.fd, () => undefined);
+  void f.file.close().catch(() => undefined);
 }
 
 function isLocateReply(r: unknown): r is LocateReply {
