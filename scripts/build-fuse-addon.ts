@@ -5,7 +5,8 @@
 // as that user. utimens passes mtime (it passed atime twice); create passes O_EXCL; a create and a
 // held directory's getattr are answered in C; and it is built on libfuse 3 (1 MiB requests) instead
 // of libfuse 2 (libfuse3Edits); a lookup of a name a held directory lacks (namesEdits) and a
-// clean descriptor's release (releaseEdits) are answered in C. Run by `npm install` (postinstall)
+// clean descriptor's release (releaseEdits) are answered in C, and so is a create in a held
+// directory (createEdits). Run by `npm install` (postinstall)
 // and by hand:
 //   node scripts/build-fuse-addon.ts
 // It needs a C compiler (Debian gcc), libfuse 3's headers (Debian libfuse3-dev) and libfuse3.so.3
@@ -248,7 +249,8 @@ NAPI_METHOD(cairn_unclean) {
   // 5: and times before 1970; 6: and a create answers its fgetattr and its clean flush; 7: and a
   // held directory's getattr; 8: and it speaks libfuse 3 (libfuse3Edits); 9: and refuses xattrs
   // other than user.* itself; 10: and answers a lookup of a name a held directory lacks (namesEdits);
-  // 11: and a clean descriptor's release (releaseEdits).
+  // 11: and a clean descriptor's release (releaseEdits); 12: and rename's RENAME_NOREPLACE; 13: and
+  // a create in a held directory (createEdits).
   ['static const uint32_t op_init = 0;\n', 'static const uint32_t cairn_caller_context = 12;\nstatic const uint32_t op_init = 0;\n'],
 ];
 
@@ -514,6 +516,179 @@ NAPI_METHOD(cairn_unclean) {
 ];
 
 /**
+ * A create in a held directory answered in C (version 13): when JavaScript has given the directory
+ * inode ids (cairn_created_ids) and the mount descriptors (cairn_created_fds), a create of a name the
+ * directory lacks takes the next of each, puts the name in the mirror, answers the kernel with the
+ * new file's attributes, and queues the create for JavaScript (cairn_created_take), which enqueues it
+ * into the directory's batch as its own create would have. Every operation that reaches JavaScript
+ * takes the queue first (mount.ts), so none sees the mount without a create the kernel was told of.
+ * Ids go to C in order and a create JavaScript answers itself there voids C's rest (the kernel
+ * serializes creates in one directory, so none of C's runs meanwhile): the masters take a lease's
+ * ids only in increasing order. Only the directory's owner or root creates here: the masters check
+ * the batch's caller without its supplementary groups, which JavaScript reads from /proc later.
+ */
+const createEdits: [string, string][] = [
+  ['#define CAIRN_NAME_DIRS 16\n', '#define CAIRN_NAME_DIRS 16\n#define CAIRN_CREATED_MAX 1024\n#define CAIRN_CREATED_PATH_MAX 520\n#define CAIRN_HELD_ENTRIES_MAX 32768\n'],
+  [
+    '  uint32_t cap;\n  uint32_t count;\n} cairn_names_dir;\n',
+    '  uint32_t cap;\n  uint32_t count;\n  // Inode ids for creates here, [ino_next, ino_end), and who may create here (-1: nobody)\n  uint64_t ino_next;\n  uint64_t ino_end;\n  int64_t creator_uid;\n} cairn_names_dir;\n\n// A create answered here, for JavaScript\ntypedef struct {\n  char path[CAIRN_CREATED_PATH_MAX];\n  uint32_t mode;\n  uint32_t uid;\n  uint32_t gid;\n  uint32_t pid;\n  uint64_t ino;\n  uint64_t fh;\n  int64_t time_ms;\n} cairn_created_ev;\n',
+  ],
+  [
+    '  cairn_names_dir cairn_names[CAIRN_NAME_DIRS];\n} fuse_thread_t;\n',
+    '  cairn_names_dir cairn_names[CAIRN_NAME_DIRS];\n  // Creates answered here (cairn, under cairn_names_mut): descriptors to give, and the queue\n  uint64_t cairn_fd_next;\n  uint64_t cairn_fd_end;\n  uint32_t cairn_created_count;\n  cairn_created_ev cairn_created[CAIRN_CREATED_MAX];\n} fuse_thread_t;\n',
+  ],
+  [
+    '\n// cairn_names_absent(thread, path): cairn_absent\'s answer (for the tests).\n',
+    `
+// A create of path answered here (see createEdits); 0: JavaScript answers it.
+static int cairn_create_here (fuse_thread_locals_t *l, const char *path, mode_t mode, struct fuse_file_info *info) {
+  fuse_thread_t *ft = l->fuse;
+  if ((mode & S_IFMT) != S_IFREG || (mode & S_IWUSR) == 0 || info == NULL) return 0;
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL || slash[1] == 0) return 0;
+  size_t dir_len = slash == path ? 1 : (size_t) (slash - path);
+  size_t name_len = strlen(slash + 1);
+  if (dir_len >= CAIRN_DIR_PATH_MAX || name_len > 255 || dir_len + 1 + name_len >= CAIRN_CREATED_PATH_MAX) return 0;
+  for (size_t i = 0; i < name_len; i++) if ((uint8_t) slash[1 + i] >= 0x80) return 0;
+  uint64_t h = cairn_name_hash(slash + 1, name_len);
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  int64_t now_ms = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+  uint64_t ino = 0, fh = 0;
+  uv_mutex_lock(&ft->cairn_names_mut);
+  cairn_names_dir *d = cairn_now_ns() < ft->cairn_names_until_ns ? cairn_names_of(ft, path, dir_len) : NULL;
+  if (d != NULL && (d->creator_uid == (int64_t) l->caller_uid || (l->caller_uid == 0 && d->creator_uid >= 0)) && d->ino_next < d->ino_end && d->count < CAIRN_HELD_ENTRIES_MAX
+      && ft->cairn_fd_next < ft->cairn_fd_end && ft->cairn_created_count < CAIRN_CREATED_MAX && !cairn_names_has(d, h)) {
+    ino = d->ino_next++;
+    fh = ft->cairn_fd_next++;
+    cairn_names_put(d, h);
+    cairn_created_ev *ev = &ft->cairn_created[ft->cairn_created_count++];
+    memcpy(ev->path, path, dir_len + 1 + name_len + 1);
+    ev->mode = mode & 07777;
+    ev->uid = l->caller_uid;
+    ev->gid = l->caller_gid;
+    ev->pid = l->caller_pid;
+    ev->ino = ino;
+    ev->fh = fh;
+    ev->time_ms = now_ms;
+  }
+  uv_mutex_unlock(&ft->cairn_names_mut);
+  if (ino == 0) return 0;
+  // The attributes JavaScript gives such a file (CairnFs.toStat), for libfuse's getattr right after
+  struct stat *st = &l->created_stat;
+  memset(st, 0, sizeof(struct stat));
+  st->st_mode = S_IFREG | (mode & 07777);
+  st->st_uid = l->caller_uid;
+  st->st_gid = l->caller_gid;
+  st->st_nlink = 1;
+  st->st_ino = (uint32_t) ino;
+  st->st_blksize = 4096;
+  struct timespec ms = { .tv_sec = now_ms / 1000, .tv_nsec = (now_ms % 1000) * 1000000 };
+  st->st_atim = ms;
+  st->st_mtim = ms;
+  st->st_ctim = ms;
+  l->created_fh = fh;
+  l->created_ready = 1;
+  info->fh = fh;
+  uint64_t expected = 0;
+  __atomic_compare_exchange_n(&ft->cairn_clean[fh % CAIRN_CLEAN_SLOTS], &expected, fh, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  // As cairn_create_ended: the directory's kept attributes, if nothing else changed a directory
+  // since they were kept, are them with this create's times.
+  uint64_t gen = l->cairn_op_gen;
+  l->cairn_ended = 1;
+  if (!__atomic_compare_exchange_n(&ft->cairn_gen, &gen, gen + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    __atomic_add_fetch(&ft->cairn_gen, 1, __ATOMIC_SEQ_CST);
+    return 1;
+  }
+  uv_mutex_lock(&ft->cairn_dirs_mut);
+  cairn_dir_slot *slot = cairn_dir_slot_of(ft, path, dir_len);
+  if (slot->gen + 1 == gen && slot->expires_ns > cairn_now_ns() && strncmp(slot->path, path, dir_len) == 0 && slot->path[dir_len] == 0) {
+    slot->stat.st_mtim = ms;
+    slot->stat.st_ctim = ms;
+    slot->gen = gen + 1;
+  }
+  uv_mutex_unlock(&ft->cairn_dirs_mut);
+  return 1;
+}
+
+// cairn_created_take(thread): the creates answered here since the last call, emptying the queue: an
+// array of [path, mode, uid, gid, pid, ino, fd, timeMs] for each.
+NAPI_METHOD(cairn_created_take) {
+  NAPI_ARGV(1)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
+  static cairn_created_ev evs[CAIRN_CREATED_MAX]; // the event loop's thread only
+  uv_mutex_lock(&ft->cairn_names_mut);
+  uint32_t n = ft->cairn_created_count;
+  memcpy(evs, ft->cairn_created, n * sizeof(cairn_created_ev));
+  ft->cairn_created_count = 0;
+  uv_mutex_unlock(&ft->cairn_names_mut);
+  napi_value out;
+  NAPI_STATUS_THROWS(napi_create_array_with_length(env, n, &out));
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value ev, v;
+    NAPI_STATUS_THROWS(napi_create_array_with_length(env, 8, &ev));
+    NAPI_STATUS_THROWS(napi_create_string_utf8(env, evs[i].path, NAPI_AUTO_LENGTH, &v));
+    NAPI_STATUS_THROWS(napi_set_element(env, ev, 0, v));
+    uint32_t ints[4] = { evs[i].mode, evs[i].uid, evs[i].gid, evs[i].pid };
+    for (uint32_t j = 0; j < 4; j++) {
+      NAPI_STATUS_THROWS(napi_create_uint32(env, ints[j], &v));
+      NAPI_STATUS_THROWS(napi_set_element(env, ev, 1 + j, v));
+    }
+    double wide[3] = { (double) evs[i].ino, (double) evs[i].fh, (double) evs[i].time_ms };
+    for (uint32_t j = 0; j < 3; j++) {
+      NAPI_STATUS_THROWS(napi_create_double(env, wide[j], &v));
+      NAPI_STATUS_THROWS(napi_set_element(env, ev, 5 + j, v));
+    }
+    NAPI_STATUS_THROWS(napi_set_element(env, out, i, ev));
+  }
+  return out;
+}
+
+// cairn_created_ids(thread, dir, first, end, creatorUid): creates in dir (mirrored) may take the ids
+// [first, end), after what is left of those given before if first continues them; creatorUid (-1:
+// nobody) and root may create there.
+NAPI_METHOD(cairn_created_ids) {
+  NAPI_ARGV(5)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
+  NAPI_ARGV_UTF8(dir, CAIRN_DIR_PATH_MAX, 1);
+  double first = 0, end = 0, uid = -1;
+  napi_get_value_double(env, argv[2], &first);
+  napi_get_value_double(env, argv[3], &end);
+  napi_get_value_double(env, argv[4], &uid);
+  uv_mutex_lock(&ft->cairn_names_mut);
+  cairn_names_dir *d = cairn_names_of(ft, dir, dir_len);
+  if (d != NULL) {
+    if (d->ino_end != (uint64_t) first || d->ino_next >= d->ino_end) d->ino_next = (uint64_t) first;
+    d->ino_end = (uint64_t) end;
+    d->creator_uid = (int64_t) uid;
+  }
+  uv_mutex_unlock(&ft->cairn_names_mut);
+  return NULL;
+}
+
+// cairn_created_fds(thread, first, end): creates here may give the descriptors [first, end).
+NAPI_METHOD(cairn_created_fds) {
+  NAPI_ARGV(3)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
+  double first = 0, end = 0;
+  napi_get_value_double(env, argv[1], &first);
+  napi_get_value_double(env, argv[2], &end);
+  uv_mutex_lock(&ft->cairn_names_mut);
+  ft->cairn_fd_next = (uint64_t) first;
+  ft->cairn_fd_end = (uint64_t) end;
+  uv_mutex_unlock(&ft->cairn_names_mut);
+  return NULL;
+}
+
+// cairn_names_absent(thread, path): cairn_absent's answer (for the tests).
+`,
+  ],
+  ['FUSE_METHOD(create, 2, 5, (const char *path, mode_t mode, struct fuse_file_info *info), {\n  l->created_ready = 0;\n', 'FUSE_METHOD(create, 2, 5, (const char *path, mode_t mode, struct fuse_file_info *info), {\n  l->created_ready = 0;\n  if (cairn_create_here(l, path, mode, info)) return 0;\n'],
+  ['  NAPI_EXPORT_FUNCTION(cairn_names_absent)\n', '  NAPI_EXPORT_FUNCTION(cairn_names_absent)\n  NAPI_EXPORT_FUNCTION(cairn_created_take)\n  NAPI_EXPORT_FUNCTION(cairn_created_ids)\n  NAPI_EXPORT_FUNCTION(cairn_created_fds)\n'],
+  ['static const uint32_t cairn_caller_context = 12;\n', 'static const uint32_t cairn_caller_context = 13;\n'],
+];
+
+/**
  * fuse-native speaks libfuse 2, whose kernel requests are at most 128 KiB (it cannot ask for
  * FUSE_MAX_PAGES): eight trips through the daemon for each MiB read or written. libfuse 3 asks for
  * 1 MiB. Its high-level API is libfuse 2's with a file handle passed to getattr, truncate, chmod,
@@ -615,7 +790,7 @@ static void* start_fuse_thread (void *data) {
 ];
 
 let source = readFileSync(path.join(fuseDir, 'fuse-native.c'), 'utf8');
-for (const [from, to] of [...edits, ...namesEdits, ...releaseEdits, ...libfuse3Edits]) {
+for (const [from, to] of [...edits, ...namesEdits, ...releaseEdits, ...createEdits, ...libfuse3Edits]) {
   if (!source.includes(from)) {
     skipBuild(say, `fuse-native.c is not the version this patch was made for (no "${from.trim().slice(0, 60)}"): keeping the prebuilt addon`);
   }
@@ -633,4 +808,4 @@ mkdirSync(path.dirname(out), { recursive: true });
 const c = path.join(work, 'fuse-native.c');
 writeFileSync(c, source);
 execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-D_FILE_OFFSET_BITS=64', ...headers.map((h) => `-I${h}`), c, '-o', out, libfuse!, '-lpthread'], { stdio: 'inherit' });
-say(`built ${out} on libfuse 3 (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr, clean flush and clean release; held directories\' getattr and lookups of absent names; xattrs other than user.* refused in C; rename passes RENAME_NOREPLACE on and refuses other renameat2 flags with EINVAL)`);
+say(`built ${out} on libfuse 3 (operations carry their caller; utimens passes mtime, UTIME_OMIT and UTIME_NOW; create passes O_EXCL; times before 1970 work; a create answers its fgetattr, clean flush and clean release, and a held directory's creates are answered in C; held directories\' getattr and lookups of absent names; xattrs other than user.* refused in C; rename passes RENAME_NOREPLACE on and refuses other renameat2 flags with EINVAL)`);

@@ -731,6 +731,26 @@ export class CairnFs {
     return this.addHandle(h);
   }
 
+  /**
+   * A create the mount's addon answered itself in a held directory (NamesMirror.createIds): the
+   * file, open as `fd` (a descriptor from reserveFds), as create would have made it here.
+   */
+  adoptCreated(path: string, mode: number, caller: Caller, inodeId: number, fd: number, timeMs: number): void {
+    this.generation++; // listings read before are not used
+    const here = this.holds.createdElsewhere(path, mode, this.ownerFor(caller), this.callerOf(caller), inodeId, timeMs);
+    if (here === undefined) this.log('error', `${path}: created by the mount's addon in a directory no longer held: its writes fail with EIO`);
+    const landed = here?.landed ?? Promise.reject(new MetaError(FsErrorCode.EINVAL, `'${path}' was not created (its directory was no longer held)`, { errno: 'EIO' }));
+    landed.catch(() => undefined); // its failure is the first write's or flush's
+    this.addHandle({ path, inodeId, layout: unknownLayout, sizeBytes: 0, chunks: [], committedBytes: 0, lazy: { landed, creator: caller } }, fd);
+  }
+
+  /** `count` descriptors no open here takes, for the addon's creates (adoptCreated): [first, end). */
+  reserveFds(count: number): [number, number] {
+    const first = this.nextFd;
+    this.nextFd += count;
+    return [first, this.nextFd];
+  }
+
   /** getattr of an open file: right after create, the attributes the create answered. */
   async fgetattr(fd: number, path: string, caller?: Caller): Promise<Stat> {
     return this.createdStat(fd) ?? this.getattr(path, caller);
@@ -795,8 +815,7 @@ export class CairnFs {
     this.forgetReadAhead(h.inodeId);
   }
 
-  private addHandle(h: Handle): number {
-    const fd = this.nextFd++;
+  private addHandle(h: Handle, fd = this.nextFd++): number {
     h.fd = fd;
     this.handles.set(fd, h);
     this.openPerInode.set(h.inodeId, (this.openPerInode.get(h.inodeId) ?? 0) + 1);

@@ -38,6 +38,12 @@ export interface NamesMirror {
   drop(dir: string): void;
   /** It may answer for `ms` more at most. */
   until(ms: number): void;
+  /**
+   * It may answer creates in `dir` itself with the inode ids [first, end), continuing those given
+   * before if `first` is where they end (else replacing them; 0, 0: none), for `creatorUid` and
+   * root (-1: nobody), telling this of each (createdElsewhere) before anything else reaches it.
+   */
+  createIds?(dir: string, first: number, end: number, creatorUid: number): void;
 }
 
 export interface DirHoldsOptions {
@@ -84,6 +90,9 @@ const retryHoldMs = 2_000;
  */
 export const batchLingerMsDefault = 20;
 const batchFillOps = 256;
+/** Inode ids handed to the mirror at a time for the creates it answers, once fewer than mirrorIdsLow are left. */
+const mirrorIds = 256;
+const mirrorIdsLow = 64;
 /** Entries per readdir call while listing a held directory. */
 const listPageEntries = 1_000;
 /** Directories whose refused changes wait for an fsyncdir to report them, at most (the oldest are dropped). */
@@ -115,6 +124,9 @@ interface Held {
   replay: [string, Change][];
   idNext: number;
   idEnd: number;
+  /** Ids handed to the mirror for its creates (NamesMirror.createIds): the next it takes, as far as this knows, and the end. */
+  mirrorIdNext: number;
+  mirrorIdEnd: number;
   queue: PendingOp[];
   sending?: Promise<void>;
   /** Changes answered here so far, and how many of them have landed (or failed): settle's marks. */
@@ -160,7 +172,7 @@ export class DirHolds {
   /** Set by the mount once its addon can keep names (version 10). */
   mirror: NamesMirror | undefined;
   /** For /metrics. */
-  readonly stats = { held: 0, given: 0, created: 0, unlinked: 0, batches: 0, failed: 0 };
+  readonly stats = { held: 0, given: 0, created: 0, createdElsewhere: 0, unlinked: 0, batches: 0, failed: 0 };
 
   constructor(opts: DirHoldsOptions) {
     this.meta = opts.meta;
@@ -202,9 +214,8 @@ export class DirHolds {
   }
 
   /** A change in the directory: its times move, as the masters' will when the batch lands. */
-  private touched(h: Held): void {
+  private touched(h: Held, now = Date.now()): void {
     if (h.attr === undefined) return;
-    const now = Date.now();
     h.attr = { ...h.attr, mtimeMs: now, ctimeMs: now };
   }
 
@@ -222,11 +233,49 @@ export class DirHolds {
       void this.giveBack(h);
       return undefined;
     }
-    const now = Date.now();
-    const attr: InodeAttr = { inodeId: h.idNext++, type: 'file', mode, uid: owner.uid, gid: owner.gid, nlink: 1, sizeBytes: 0, atimeMs: now, mtimeMs: now, ctimeMs: now };
+    // The masters take a lease's ids in increasing order: the mirror's are void once this takes a
+    // later one (the kernel lets no other create in the directory run meanwhile).
+    if (h.mirrorIdEnd > h.mirrorIdNext) {
+      this.mirror?.createIds?.(h.dir, 0, 0, -1);
+      h.mirrorIdNext = h.mirrorIdEnd = 0;
+    }
+    const created = this.answered(h, name, h.idNext++, mode, owner, caller, Date.now());
+    this.handIds(h);
+    return created;
+  }
+
+  /**
+   * A create the mirror answered in a held directory (NamesMirror.createIds), with the id and time
+   * it gave: sent with the next batch as if answered here; undefined if the directory is no longer
+   * held here (it cannot be: the mirror is told first, and tells this first).
+   */
+  createdElsewhere(path: string, mode: number, owner: { uid: number; gid: number }, caller: Caller, inodeId: number, timeMs: number): CreatedHere | undefined {
+    const [dir, name] = split(path);
+    const h = this.held.get(dir);
+    if (h?.names === undefined) return undefined;
+    h.mirrorIdNext = Math.max(h.mirrorIdNext, inodeId + 1);
+    this.stats.createdElsewhere++;
+    const created = this.answered(h, name, inodeId, mode, owner, caller, timeMs);
+    this.handIds(h);
+    return created;
+  }
+
+  /** Gives the mirror more ids for its creates in `h` when it runs low (and `h` has an owner to create for). */
+  private handIds(h: Held): void {
+    if (this.mirror?.createIds === undefined || h.leaving !== undefined || h.names === undefined || h.mirrorIdEnd - h.mirrorIdNext >= mirrorIdsLow || h.idNext >= h.idEnd) return;
+    const first = h.idNext;
+    h.idNext = Math.min(h.idEnd, first + mirrorIds);
+    if (h.mirrorIdEnd !== first) h.mirrorIdNext = first;
+    h.mirrorIdEnd = h.idNext;
+    this.mirror.createIds(h.dir, first, h.idNext, h.attr?.uid ?? -1);
+  }
+
+  /** A file created in `h` now (by this or the mirror), queued for the next batch. */
+  private answered(h: Held, name: string, inodeId: number, mode: number, owner: { uid: number; gid: number }, caller: Caller, now: number): CreatedHere {
+    const attr: InodeAttr = { inodeId, type: 'file', mode, uid: owner.uid, gid: owner.gid, nlink: 1, sizeBytes: 0, atimeMs: now, mtimeMs: now, ctimeMs: now };
     h.names!.set(name, attr);
     this.mirror?.change(h.dir, name, true);
-    this.touched(h);
+    this.touched(h, now);
     const landed = this.enqueue<CreateValue>(h, name, { op: 'create', name, inodeId: attr.inodeId, mode, uid: owner.uid, gid: owner.gid, openSession: false, caller });
     landed.then((v) => {
       // The masters' attributes (their clock's times), unless the name changed since.
@@ -371,7 +420,12 @@ export class DirHolds {
   changed(path: string, change: Change): void {
     if (this.held.size === 0) return;
     const self = this.held.get(path);
-    if (self !== undefined) self.attr = undefined; // a held directory's own chmod, chown, times
+    if (self !== undefined) {
+      self.attr = undefined; // a held directory's own chmod, chown, times
+      // Its owner may have changed: the mirror's creates stop (see NamesMirror.createIds).
+      if (self.mirrorIdEnd > 0) this.mirror?.createIds?.(path, 0, 0, -1);
+      self.mirrorIdNext = self.mirrorIdEnd = 0;
+    }
     if (path === '/') return;
     const [dir, name] = split(path);
     const h = this.held.get(dir);
@@ -420,7 +474,7 @@ export class DirHolds {
 
   /** Takes the directory and lists it, in the background. */
   private async take(dir: string): Promise<void> {
-    const h: Held = { dir, dirInodeId: 0, replay: [], idNext: 0, idEnd: 0, queue: [], answered: 0, landed: 0, waiters: [], lastChangeMs: performance.now() };
+    const h: Held = { dir, dirInodeId: 0, replay: [], idNext: 0, idEnd: 0, mirrorIdNext: 0, mirrorIdEnd: 0, queue: [], answered: 0, landed: 0, waiters: [], lastChangeMs: performance.now() };
     this.held.set(dir, h);
     if (this.held.size > heldDirsMax) void this.giveBack(this.held.values().next().value!);
     try {
@@ -442,6 +496,7 @@ export class DirHolds {
       if (this.held.get(dir) === h && h.leaving === undefined) {
         h.names = names;
         this.mirror?.hold(dir, names.keys());
+        this.handIds(h);
       }
     } catch (err) {
       const now = performance.now();

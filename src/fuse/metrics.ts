@@ -31,6 +31,7 @@ export function fuseMetrics(registry: Registry, fs: CairnFs): FuseMetrics {
   stat('cairn_fuse_dirs_held_total', 'directories the mount took to answer creates and unlinks in them itself', () => fs.holds.stats.held);
   stat('cairn_fuse_dirs_given_back_total', 'held directories given back (idle, asked for by another client, or a failure)', () => fs.holds.stats.given);
   stat('cairn_fuse_held_creates_total', 'creates answered in held directories', () => fs.holds.stats.created);
+  stat('cairn_fuse_held_creates_by_addon_total', 'of those, creates the addon answered itself, without a trip to JavaScript', () => fs.holds.stats.createdElsewhere);
   stat('cairn_fuse_held_unlinks_total', 'unlinks answered in held directories', () => fs.holds.stats.unlinked);
   stat('cairn_fuse_held_batches_total', 'batches of held directories\' changes sent to the masters', () => fs.holds.stats.batches);
   stat('cairn_fuse_held_changes_failed_total', 'answered changes the masters refused or never applied (logged)', () => fs.holds.stats.failed);

@@ -45,6 +45,14 @@ const libfuse2RequestBytesMax = 128 * 1024;
 const kernelReadAheadKib = 1024;
 /** How often the descriptors the addon released are released here, when no create did it (CairnFs.releaseDeferred). */
 const releasedEveryMs = 100;
+/**
+ * How often, while directories are held, the creates the addon answered are taken when no operation
+ * reaching JavaScript took them first: they join their batches no later than this (docs/fuse.md).
+ */
+const adoptEveryMs = 10;
+/** Descriptors handed to the addon for its creates at a time, once fewer than addonFdsLow are left. */
+const addonFds = 1024;
+const addonFdsLow = 256;
 
 type FuseCallback = (code: number, ...results: unknown[]) => void;
 type NativeHandler = (native: unknown, opCode: number, ...args: unknown[]) => unknown;
@@ -89,18 +97,19 @@ export function loadFuseBinding(): Record<string, unknown> {
  * have work; from 10 on, `names` keeps held directories' names (DirHolds.mirror); from 11 on, the
  * addon releases clean descriptors itself and `released` hands them over (CairnFs.releasedElsewhere).
  */
-function loadAddon(): { version: number; unclean?: (thread: Buffer, fd: number) => void; names?: AddonNames; released?: (thread: Buffer) => number[] } {
+function loadAddon(): { version: number; unclean?: (thread: Buffer, fd: number) => void; names?: AddonNames; released?: (thread: Buffer) => number[]; creates?: AddonCreates } {
   try {
     const binding = loadFuseBinding();
     // 3 also passes a change of one time only (2 predates it: libfuse drops those); 4 passes
     // create's O_EXCL (createExclusiveBit); 6 answers a create's fgetattr and clean flush itself;
     // 7 also a held directory's getattr (heldDirTtlMs); 8 is built on libfuse 3 (1 MiB requests);
     // 10 answers a lookup of a name a held directory lacks; 11 a clean descriptor's release; 12
-    // passes rename's RENAME_NOREPLACE.
+    // passes rename's RENAME_NOREPLACE; 13 answers a create in a held directory (AddonCreates).
     const version = typeof binding.cairn_caller_context === 'number' ? binding.cairn_caller_context : 0;
     const names = version >= 10 ? { hold: binding.cairn_names_hold, change: binding.cairn_names_change, drop: binding.cairn_names_drop, until: binding.cairn_names_until } : undefined;
     const released = version >= 11 ? (binding.cairn_released as (thread: Buffer) => number[]) : undefined;
-    return { version, unclean: version >= 6 ? (binding.cairn_unclean as (thread: Buffer, fd: number) => void) : undefined, names: names as AddonNames | undefined, released };
+    const creates = version >= 13 ? { take: binding.cairn_created_take, ids: binding.cairn_created_ids, fds: binding.cairn_created_fds } : undefined;
+    return { version, unclean: version >= 6 ? (binding.cairn_unclean as (thread: Buffer, fd: number) => void) : undefined, names: names as AddonNames | undefined, released, creates: creates as AddonCreates | undefined };
   } catch {
     return { version: 0 };
   }
@@ -114,20 +123,51 @@ interface AddonNames {
   until(thread: Buffer, ms: number): void;
 }
 
-/** The addon's names as DirHolds' mirror. Paths it cannot keep (255 bytes or more) are left to JavaScript. */
-function addonMirror(names: AddonNames, thread: Buffer): NamesMirror {
+/**
+ * The addon's creates in held directories (version 13; scripts/build-fuse-addon.ts, createEdits):
+ * each takes an inode id given for its directory (NamesMirror.createIds) and a descriptor given
+ * here, and waits in a queue for take: [path, mode, uid, gid, pid, inode id, descriptor, time].
+ */
+interface AddonCreates {
+  take(thread: Buffer): [string, number, number, number, number, number, number, number][];
+  ids(thread: Buffer, dir: string, first: number, end: number, creatorUid: number): void;
+  fds(thread: Buffer, first: number, end: number): void;
+}
+
+/**
+ * The addon's names as DirHolds' mirror. Paths it cannot keep (255 bytes or more) are left to
+ * JavaScript. With `creates`, it answers creates there too: `adopt` takes them, first when a
+ * directory is dropped, and `held` hears how many directories it keeps.
+ */
+function addonMirror(names: AddonNames, thread: Buffer, creates?: { ids: AddonCreates['ids']; adopt: () => void; held: (count: number) => void }): NamesMirror {
   const fits = (dir: string): boolean => dir.length < 85 || Buffer.byteLength(dir) < 255;
+  const kept = new Set<string>();
   return {
     hold: (dir, all) => {
-      if (fits(dir)) names.hold(thread, dir, Buffer.from([...all].join('/')));
+      if (!fits(dir)) return;
+      names.hold(thread, dir, Buffer.from([...all].join('/')));
+      kept.add(dir);
+      creates?.held(kept.size);
     },
     change: (dir, name, present) => {
       if (fits(dir)) names.change(thread, dir, name, present);
     },
     drop: (dir) => {
-      if (fits(dir)) names.drop(thread, dir);
+      if (!fits(dir)) return;
+      names.drop(thread, dir);
+      kept.delete(dir);
+      // What the addon created there before it stopped joins the directory's last batches.
+      creates?.adopt();
+      creates?.held(kept.size);
     },
     until: (ms) => names.until(thread, Math.max(0, Math.min(Math.floor(ms), 0x7fff_ffff))),
+    ...(creates === undefined
+      ? {}
+      : {
+          createIds: (dir: string, first: number, end: number, creatorUid: number) => {
+            if (fits(dir)) creates.ids(thread, dir, first, end, creatorUid);
+          },
+        }),
   };
 }
 
@@ -270,6 +310,26 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
   else if (version < 5) opts.log('warn', 'fuse-native\'s addon cannot show times before 1970 (run: node scripts/build-fuse-addon.ts): setting one is refused (EINVAL)');
   if (!withCaller) opts.log('warn', 'fuse-native\'s addon does not pass the asking process (run: node scripts/build-fuse-addon.ts): new files belong to the mount\'s user, and the masters check permissions as that user');
   let asking: AskingProcess | undefined;
+  /** The addon's creates (version 13), while directories are held: see adopt. */
+  let adopting: NodeJS.Timeout | undefined;
+  let fdNext = 0;
+  let fdEnd = 0;
+  /**
+   * Takes the creates the addon answered in held directories (CairnFs.adoptCreated), before any
+   * other operation reaches JavaScript, and gives it descriptors when it runs low.
+   */
+  const adopt = (): void => {
+    const creates = addon.creates;
+    if (creates === undefined) return;
+    const thread = fuse._thread;
+    for (const [p, mode, uid, gid, pid, inodeId, fd, timeMs] of creates.take(thread)) {
+      fdNext = Math.max(fdNext, fd + 1);
+      fs.adoptCreated(p, mode, { uid, gid, groups: uid === 0 ? [] : groupsOf(pid) }, inodeId, fd, timeMs);
+    }
+    if (fdEnd - fdNext >= addonFdsLow) return;
+    [fdNext, fdEnd] = fs.reserveFds(addonFds);
+    creates.fds(thread, fdNext, fdEnd);
+  };
   /**
    * How long the addon (version 7) may answer the kernel's getattr of `path` with the attributes
    * just given, itself: a held directory's (this mount makes every change there, and the kernel
@@ -294,6 +354,7 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
         h === undefined || op === opInit
           ? h
           : (native: unknown, opCode: number, ...args: unknown[]): unknown => {
+              adopt(); // no operation finds the mount without a create the addon answered
               const n = args.length;
               asking = { uid: args[n - 4] as number, gid: args[n - 3] as number, pid: args[n - 2] as number };
               try {
@@ -410,12 +471,26 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
   if (version >= 8) await setKernelReadAhead(mnt, kernelReadAheadKib, opts.log);
   const unclean = addon.unclean;
   if (unclean !== undefined) fs.onUnclean = (fd) => unclean(fuse._thread, fd);
-  if (addon.names !== undefined) fs.holds.mirror = addonMirror(addon.names, fuse._thread);
+  adopt(); // the addon's first descriptors
+  if (addon.names !== undefined) {
+    const held = (count: number): void => {
+      if (count > 0) adopting ??= setInterval(adopt, adoptEveryMs).unref();
+      else {
+        clearInterval(adopting);
+        adopting = undefined;
+      }
+    };
+    fs.holds.mirror = addonMirror(addon.names, fuse._thread, addon.creates === undefined ? undefined : { ids: addon.creates.ids, adopt, held });
+  }
   const released = addon.released;
   // Each create releases those before it; this, the last ones of a burst.
   let releasing: NodeJS.Timeout | undefined;
   if (released !== undefined) {
-    fs.releasedElsewhere = () => released(fuse._thread);
+    // A descriptor the addon created is taken before its release is.
+    fs.releasedElsewhere = () => {
+      adopt();
+      return released(fuse._thread);
+    };
     releasing = setInterval(() => fs.releaseDeferred(), releasedEveryMs).unref();
   }
   let unmounting: Promise<void> | undefined;
@@ -425,6 +500,7 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
       (unmounting ??= (async () => {
         clearInterval(releasing);
         await fs.releaseAll();
+        clearInterval(adopting);
         if ((await mountAt(mnt)) === undefined) return; // unmounted from outside: nothing left to detach
         await new Promise<void>((resolve) =>
           fuse.unmount((err) => {

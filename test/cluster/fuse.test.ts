@@ -24,6 +24,13 @@ const skip = fuseSkipReason();
 const treeFiles = Number(process.env.CAIRN_FUSE_TREE_FILES ?? 1_000);
 
 /** Expects `p` to fail with errno `code`. */
+/** A mount's metric from its /metrics (0 if absent). */
+async function metricOf(port: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
 async function fails(p: Promise<unknown>, code: string): Promise<void> {
   await assert.rejects(p, (err: NodeJS.ErrnoException) => {
     assert.equal(err.code, code, err.message);
@@ -202,11 +209,7 @@ print(' '.join(out))`],
   await t.test("a held directory's own attributes follow each change in it (the addon answers the kernel's getattr of it)", async () => {
     const port = await freePort();
     const h = await mounts.mount('held', ['--http', `127.0.0.1:${port}`]);
-    const metric = async (name: string): Promise<number> => {
-      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
-    };
+    const metric = (name: string): Promise<number> => metricOf(port, name);
     const dir = path.join(h.dir, 'held-attrs');
     await fs.mkdir(dir);
     // Enough creates in a second for the mount to take the directory (changesToHoldDefault).
@@ -256,6 +259,54 @@ print(' '.join(out))`],
     assert.equal(listed.status, 0, listed.stderr);
     assert.match(listed.stdout, / g2\n/);
     assert.equal((await metric('cairn_fuse_operation_seconds_count{op="getxattr"}')) - xattrsAsked, 0, 'getxattrs answered in JavaScript');
+  });
+
+  await t.test('creates in a held directory are answered by the addon itself, for its owner or root, and land as made', async () => {
+    const port = await freePort();
+    const m = await mounts.mount('creates', ['--http', `127.0.0.1:${port}`]);
+    const byAddon = (): Promise<number> => metricOf(port, 'cairn_fuse_held_creates_by_addon_total');
+    const dir = path.join(m.dir, 'addon-creates');
+    const seen = (...names: string[]): string => path.join(a.dir, 'addon-creates', ...names);
+    await fs.mkdir(dir);
+    for (let i = 0; i < 8; i++) await fs.writeFile(path.join(dir, `warm${i}`), ''); // the mount takes the directory
+    const before = await byAddon();
+    const modes = [0o600, 0o640, 0o644, 0o700, 0o755];
+    for (let i = 0; i < 100; i++) await fs.writeFile(path.join(dir, `f${i}`), i % 3 === 0 ? `data ${i}` : '', { mode: modes[i % 5] });
+    const made = (await byAddon()) - before;
+    assert.ok(made >= 90, `creates the addon answered: ${made} of 100`);
+    for (let i = 0; i < 100; i += 7) assert.equal((await fs.stat(path.join(dir, `f${i}`))).mode & 0o7777, modes[i % 5], `f${i}'s mode in the mount that made it`);
+    await fails(fs.writeFile(path.join(dir, 'f1'), 'x', { flag: 'wx' }), 'EEXIST');
+    await fs.writeFile(path.join(dir, 'ro'), 'read-only', { mode: 0o444 }); // the daemon makes it, with its write session
+    // Another user: in a directory of its own the addon makes its files; in one it does not own
+    // (mode 0777) the daemon does. Both are that user's.
+    await fs.mkdir(path.join(dir, 'own'));
+    await fs.chown(path.join(dir, 'own'), 4321, 4322);
+    await fs.mkdir(path.join(dir, 'open'));
+    await fs.chmod(path.join(dir, 'open'), 0o777);
+    const asUser = async (sub: string): Promise<number> => {
+      const was = await byAddon();
+      const r = spawnSync('setpriv', ['--reuid=4321', '--regid=4322', '--clear-groups', 'sh', '-c', 'for i in $(seq 30); do echo "$i" > "$1/u$i"; done', 'sh', path.join(dir, sub)], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      return (await byAddon()) - was;
+    };
+    assert.ok((await asUser('own')) >= 20, 'the addon made the owner\'s files');
+    assert.equal(await asUser('open'), 0, 'the addon made files in a directory their maker does not own');
+    // Seen from another mount (which asks the masters: the directory is given back to it).
+    for (let i = 0; i < 100; i++) {
+      const st = await fs.stat(seen(`f${i}`));
+      assert.equal(st.mode & 0o7777, modes[i % 5], `f${i}'s mode`);
+      assert.deepEqual([st.uid, st.gid, st.size], [0, 0, i % 3 === 0 ? `data ${i}`.length : 0], `f${i}`);
+      if (i % 3 === 0) assert.equal(await fs.readFile(seen(`f${i}`), 'utf8'), `data ${i}`);
+    }
+    assert.equal(await fs.readFile(seen('ro'), 'utf8'), 'read-only');
+    for (const sub of ['own', 'open']) {
+      for (let i = 1; i <= 30; i++) {
+        const st = await fs.stat(seen(sub, `u${i}`));
+        assert.deepEqual([st.uid, st.gid], [4321, 4322], `${sub}/u${i} belongs to ${st.uid}:${st.gid}`);
+        assert.equal(await fs.readFile(seen(sub, `u${i}`), 'utf8'), `${i}\n`);
+      }
+    }
+    assert.equal(await metricOf(port, 'cairn_fuse_held_changes_failed_total'), 0, 'changes the masters refused');
   });
 
   await t.test(`tar of ${treeFiles} small files into the mount and back out: identical trees`, async () => {
