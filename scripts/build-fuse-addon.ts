@@ -324,7 +324,30 @@ NAPI_METHOD(cairn_unclean) {
 const namesEdits: [string, string][] = [
   [
     '} cairn_dir_slot;\n',
-    '} cairn_dir_slot;\n\n#define CAIRN_NAME_DIRS 16\n\n// One held directory\'s names: open addressing, linear probing, 0 an empty slot (hashes are odd)\ntypedef struct {\n  char path[CAIRN_DIR_PATH_MAX];\n  uint64_t *hashes;\n  uint32_t cap;\n  uint32_t count;\n} cairn_names_dir;\n',
+    `} cairn_dir_slot;
+
+#define CAIRN_NAME_DIRS 16
+
+// A name of a held directory, by its 64-bit hash (odd: 0 is an empty slot)
+typedef struct {
+  uint64_t hash;
+  // Names of this hash: more than one is a collision, never answered from
+  uint32_t refs;
+  // Whether ints hold the name's attributes (a plain file no descriptor of the mount has open)
+  uint32_t known;
+  // The name, or NULL once it is not sure which name of this hash is left
+  char *name;
+  uint32_t ints[18];
+} cairn_name_entry;
+
+// One held directory's names: open addressing, linear probing
+typedef struct {
+  char path[CAIRN_DIR_PATH_MAX];
+  cairn_name_entry *entries;
+  uint32_t cap;
+  uint32_t count;
+} cairn_names_dir;
+`,
   ],
   [
     '  cairn_dir_slot cairn_dirs[CAIRN_DIR_SLOTS];\n} fuse_thread_t;\n',
@@ -343,74 +366,136 @@ static uint64_t cairn_name_hash (const char *name, size_t len) {
 static cairn_names_dir *cairn_names_of (fuse_thread_t *ft, const char *dir, size_t len) {
   for (int i = 0; i < CAIRN_NAME_DIRS; i++) {
     cairn_names_dir *d = &ft->cairn_names[i];
-    if (d->hashes != NULL && strncmp(d->path, dir, len) == 0 && d->path[len] == 0) return d;
+    if (d->entries != NULL && strncmp(d->path, dir, len) == 0 && d->path[len] == 0) return d;
   }
   return NULL;
 }
 
-static int cairn_names_has (const cairn_names_dir *d, uint64_t h) {
+static cairn_name_entry *cairn_names_find (const cairn_names_dir *d, uint64_t h) {
   uint32_t mask = d->cap - 1;
-  for (uint32_t i = (uint32_t) h & mask; d->hashes[i] != 0; i = (i + 1) & mask) if (d->hashes[i] == h) return 1;
-  return 0;
+  for (uint32_t i = (uint32_t) h & mask; d->entries[i].hash != 0; i = (i + 1) & mask) if (d->entries[i].hash == h) return &d->entries[i];
+  return NULL;
+}
+
+static int cairn_names_has (const cairn_names_dir *d, uint64_t h) {
+  return cairn_names_find(d, h) != NULL;
 }
 
 static void cairn_names_drop_dir (cairn_names_dir *d) {
-  free(d->hashes);
+  if (d->entries != NULL) for (uint32_t i = 0; i < d->cap; i++) free(d->entries[i].name);
+  free(d->entries);
   memset(d, 0, sizeof(cairn_names_dir));
 }
 
-// Adds a hash, growing the table to keep it at most half full; out of memory, the directory is
-// forgotten (its lookups go to JavaScript).
-static void cairn_names_put (cairn_names_dir *d, uint64_t h) {
-  if (cairn_names_has(d, h)) return;
+static int cairn_name_is (const cairn_name_entry *e, const char *name, size_t len) {
+  return e->name != NULL && strlen(e->name) == len && memcmp(e->name, name, len) == 0;
+}
+
+// Adds a name (h its hash), growing the table to keep it at most half full; its entry, or NULL when
+// out of memory (then the directory is forgotten: its lookups go to JavaScript). Another name of the
+// same hash makes the entry a collision's: present for as long as any of them may be, never answered from.
+static cairn_name_entry *cairn_names_put (cairn_names_dir *d, uint64_t h, const char *name, size_t len) {
+  cairn_name_entry *e = cairn_names_find(d, h);
+  if (e != NULL) {
+    if (cairn_name_is(e, name, len)) return e;
+    e->refs++;
+    e->known = 0;
+    free(e->name);
+    e->name = NULL;
+    return e;
+  }
   if ((d->count + 1) * 2 > d->cap) {
     uint32_t cap = d->cap * 2;
-    uint64_t *hashes = calloc(cap, sizeof(uint64_t));
-    if (hashes == NULL) return cairn_names_drop_dir(d);
-    for (uint32_t i = 0; i < d->cap; i++) {
-      if (d->hashes[i] == 0) continue;
-      uint32_t j = (uint32_t) d->hashes[i] & (cap - 1);
-      while (hashes[j] != 0) j = (j + 1) & (cap - 1);
-      hashes[j] = d->hashes[i];
+    cairn_name_entry *entries = calloc(cap, sizeof(cairn_name_entry));
+    if (entries == NULL) {
+      cairn_names_drop_dir(d);
+      return NULL;
     }
-    free(d->hashes);
-    d->hashes = hashes;
+    for (uint32_t i = 0; i < d->cap; i++) {
+      if (d->entries[i].hash == 0) continue;
+      uint32_t j = (uint32_t) d->entries[i].hash & (cap - 1);
+      while (entries[j].hash != 0) j = (j + 1) & (cap - 1);
+      entries[j] = d->entries[i];
+    }
+    free(d->entries);
+    d->entries = entries;
     d->cap = cap;
   }
   uint32_t mask = d->cap - 1, i = (uint32_t) h & mask;
-  while (d->hashes[i] != 0) i = (i + 1) & mask;
-  d->hashes[i] = h;
+  while (d->entries[i].hash != 0) i = (i + 1) & mask;
+  e = &d->entries[i];
+  memset(e, 0, sizeof(cairn_name_entry));
+  e->hash = h;
+  e->refs = 1;
+  e->name = malloc(len + 1);
+  if (e->name != NULL) {
+    memcpy(e->name, name, len);
+    e->name[len] = 0;
+  }
   d->count++;
+  return e;
 }
 
-// Removes a hash: the entries after it in its run move back, so that no probe stops short.
-static void cairn_names_remove (cairn_names_dir *d, uint64_t h) {
+// Removes a name. A name the entry of its hash is not (it was not there) changes nothing; a
+// collision's entry only counts one name fewer, and stays (it is not sure which name is left).
+// When the entry goes, the entries after it in its run move back, so that no probe stops short.
+static void cairn_names_remove (cairn_names_dir *d, uint64_t h, const char *name, size_t len) {
   uint32_t mask = d->cap - 1, i = (uint32_t) h & mask;
-  while (d->hashes[i] != h) {
-    if (d->hashes[i] == 0) return;
+  while (d->entries[i].hash != h) {
+    if (d->entries[i].hash == 0) return;
     i = (i + 1) & mask;
   }
-  for (uint32_t j = (i + 1) & mask; d->hashes[j] != 0; j = (j + 1) & mask) {
-    uint32_t home = (uint32_t) d->hashes[j] & mask;
+  cairn_name_entry *e = &d->entries[i];
+  if (e->name == NULL) {
+    if (e->refs > 1) e->refs--;
+    return;
+  }
+  if (!cairn_name_is(e, name, len)) return;
+  free(e->name);
+  for (uint32_t j = (i + 1) & mask; d->entries[j].hash != 0; j = (j + 1) & mask) {
+    uint32_t home = (uint32_t) d->entries[j].hash & mask;
     // The entry at j stays if its home lies cyclically in (i, j]
     if (i <= j ? (i < home && home <= j) : (i < home || home <= j)) continue;
-    d->hashes[i] = d->hashes[j];
+    d->entries[i] = d->entries[j];
     i = j;
   }
-  d->hashes[i] = 0;
+  memset(&d->entries[i], 0, sizeof(cairn_name_entry));
   d->count--;
+}
+
+// A name's attributes: a getattr's Uint32Array (its mode 0: not known); anything else, not known.
+static void cairn_name_attrs (napi_env env, cairn_name_entry *e, napi_value ints, size_t at) {
+  if (e == NULL) return;
+  bool typed = false;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void *data = NULL;
+  e->known = 0;
+  if (e->refs != 1 || e->name == NULL) return;
+  if (napi_is_typedarray(env, ints, &typed) != napi_ok || !typed || napi_get_typedarray_info(env, ints, &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint32_array || length < at + 18) return;
+  memcpy(e->ints, (uint32_t *) data + at, sizeof(e->ints));
+  e->known = e->ints[0] != 0;
+}
+
+// path's last slash, and the lengths of its directory and name, if the addon may answer for such a
+// name (else NULL: JavaScript answers).
+static const char *cairn_split (const char *path, size_t *dir_len, size_t *name_len) {
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL || slash[1] == 0) return NULL;
+  *dir_len = slash == path ? 1 : (size_t) (slash - path);
+  *name_len = strlen(slash + 1);
+  if (*dir_len >= CAIRN_DIR_PATH_MAX || *name_len > 255) return NULL; // a name too long: the masters' ENAMETOOLONG
+  // Beyond ASCII, JavaScript may see other bytes than these (invalid UTF-8 becomes U+FFFD)
+  for (size_t i = 0; i < *name_len; i++) if ((uint8_t) slash[1 + i] >= 0x80) return NULL;
+  return slash;
 }
 
 // Whether JavaScript would answer ENOENT for path now: its directory is held, mirrored here, within
 // the time last given, and has no name of this hash.
 static int cairn_absent (fuse_thread_t *ft, const char *path) {
-  const char *slash = strrchr(path, '/');
-  if (slash == NULL || slash[1] == 0) return 0;
-  size_t dir_len = slash == path ? 1 : (size_t) (slash - path);
-  size_t name_len = strlen(slash + 1);
-  if (dir_len >= CAIRN_DIR_PATH_MAX || name_len > 255) return 0; // a name too long: the masters' ENAMETOOLONG
-  // Beyond ASCII, JavaScript may see other bytes than these (invalid UTF-8 becomes U+FFFD)
-  for (size_t i = 0; i < name_len; i++) if ((uint8_t) slash[1 + i] >= 0x80) return 0;
+  size_t dir_len, name_len;
+  const char *slash = cairn_split(path, &dir_len, &name_len);
+  if (slash == NULL) return 0;
   uint64_t h = cairn_name_hash(slash + 1, name_len);
   int absent = 0;
   uv_mutex_lock(&ft->cairn_names_mut);
@@ -422,10 +507,11 @@ static int cairn_absent (fuse_thread_t *ft, const char *path) {
   return absent;
 }
 
-// cairn_names_hold(thread, dir, names): dir's names are these (a Buffer of names joined by '/'),
-// replacing what was kept; without a free place, dir is not kept.
+// cairn_names_hold(thread, dir, names, attrs): dir's names are these (a Buffer of names joined by
+// '/'), with their attributes (attrs: a Uint32Array of 18 for each, as getattr's; a mode of 0: not
+// known), replacing what was kept; without a free place, dir is not kept.
 NAPI_METHOD(cairn_names_hold) {
-  NAPI_ARGV(3)
+  NAPI_ARGV(4)
   NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
   NAPI_ARGV_UTF8(dir, CAIRN_DIR_PATH_MAX, 1);
   NAPI_ARGV_BUFFER(names, 2);
@@ -433,14 +519,14 @@ NAPI_METHOD(cairn_names_hold) {
   uv_mutex_lock(&ft->cairn_names_mut);
   cairn_names_dir *d = cairn_names_of(ft, dir, dir_len);
   if (d != NULL) cairn_names_drop_dir(d);
-  for (int i = 0; d == NULL && i < CAIRN_NAME_DIRS; i++) if (ft->cairn_names[i].hashes == NULL) d = &ft->cairn_names[i];
-  if (d != NULL && (d->hashes = calloc(16, sizeof(uint64_t))) != NULL) {
+  for (int i = 0; d == NULL && i < CAIRN_NAME_DIRS; i++) if (ft->cairn_names[i].entries == NULL) d = &ft->cairn_names[i];
+  if (d != NULL && (d->entries = calloc(16, sizeof(cairn_name_entry))) != NULL) {
     d->cap = 16;
     memcpy(d->path, dir, dir_len + 1);
-    size_t start = 0;
-    for (size_t i = 0; i <= names_len && d->hashes != NULL; i++) {
+    size_t start = 0, n = 0;
+    for (size_t i = 0; i <= names_len && d->entries != NULL; i++) {
       if (i < names_len && names[i] != '/') continue;
-      if (i > start) cairn_names_put(d, cairn_name_hash(names + start, i - start));
+      if (i > start) cairn_name_attrs(env, cairn_names_put(d, cairn_name_hash(names + start, i - start), names + start, i - start), argv[3], 18 * n++);
       start = i + 1;
     }
   }
@@ -448,9 +534,10 @@ NAPI_METHOD(cairn_names_hold) {
   return NULL;
 }
 
-// cairn_names_change(thread, dir, name, present): a name of a kept directory comes or goes.
+// cairn_names_change(thread, dir, name, present, attrs): a name of a kept directory comes (with its
+// attributes, as cairn_names_hold's, if known) or goes.
 NAPI_METHOD(cairn_names_change) {
-  NAPI_ARGV(4)
+  NAPI_ARGV(5)
   NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
   NAPI_ARGV_UTF8(dir, CAIRN_DIR_PATH_MAX, 1);
   NAPI_ARGV_UTF8(name, 1024, 2);
@@ -460,8 +547,8 @@ NAPI_METHOD(cairn_names_change) {
   uv_mutex_lock(&ft->cairn_names_mut);
   cairn_names_dir *d = cairn_names_of(ft, dir, dir_len);
   if (d != NULL) {
-    if (present) cairn_names_put(d, h);
-    else cairn_names_remove(d, h);
+    if (present) cairn_name_attrs(env, cairn_names_put(d, h, name, name_len), argv[4], 0);
+    else cairn_names_remove(d, h, name, name_len);
   }
   uv_mutex_unlock(&ft->cairn_names_mut);
   return NULL;
@@ -531,7 +618,7 @@ const createEdits: [string, string][] = [
   ['#define CAIRN_NAME_DIRS 16\n', '#define CAIRN_NAME_DIRS 16\n#define CAIRN_CREATED_MAX 1024\n#define CAIRN_CREATED_PATH_MAX 520\n#define CAIRN_HELD_ENTRIES_MAX 32768\n'],
   [
     '  uint32_t cap;\n  uint32_t count;\n} cairn_names_dir;\n',
-    '  uint32_t cap;\n  uint32_t count;\n  // Inode ids for creates here, [ino_next, ino_end), and who may create here (-1: nobody)\n  uint64_t ino_next;\n  uint64_t ino_end;\n  int64_t creator_uid;\n} cairn_names_dir;\n\n// A create answered here, for JavaScript\ntypedef struct {\n  char path[CAIRN_CREATED_PATH_MAX];\n  uint32_t mode;\n  uint32_t uid;\n  uint32_t gid;\n  uint32_t pid;\n  uint64_t ino;\n  uint64_t fh;\n  int64_t time_ms;\n} cairn_created_ev;\n',
+    '  uint32_t cap;\n  uint32_t count;\n  // Inode ids for creates here, [ino_next, ino_end), and who may create here (-1: nobody)\n  uint64_t ino_next;\n  uint64_t ino_end;\n  int64_t creator_uid;\n} cairn_names_dir;\n\n// A create answered here, for JavaScript\ntypedef struct {\n  char path[CAIRN_CREATED_PATH_MAX];\n  // 0: a create, 1: an unlink\n  uint32_t kind;\n  uint32_t mode;\n  uint32_t uid;\n  uint32_t gid;\n  uint32_t pid;\n  uint64_t ino;\n  uint64_t fh;\n  int64_t time_ms;\n} cairn_created_ev;\n',
   ],
   [
     '  cairn_names_dir cairn_names[CAIRN_NAME_DIRS];\n} fuse_thread_t;\n',
@@ -540,16 +627,38 @@ const createEdits: [string, string][] = [
   [
     '\n// cairn_names_absent(thread, path): cairn_absent\'s answer (for the tests).\n',
     `
+// Whether the caller may create and unlink in d here: its owner, or root (see createEdits).
+static int cairn_may_change (const cairn_names_dir *d, const fuse_thread_locals_t *l) {
+  return d->creator_uid >= 0 && (d->creator_uid == (int64_t) l->caller_uid || l->caller_uid == 0);
+}
+
+// The end of a create or unlink answered here, as cairn_create_ended: the directory's kept
+// attributes, if nothing else changed a directory since they were kept, are them with its times.
+static void cairn_changed_here (fuse_thread_locals_t *l, const char *path, size_t dir_len, struct timespec ms) {
+  fuse_thread_t *ft = l->fuse;
+  uint64_t gen = l->cairn_op_gen;
+  l->cairn_ended = 1;
+  if (!__atomic_compare_exchange_n(&ft->cairn_gen, &gen, gen + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    __atomic_add_fetch(&ft->cairn_gen, 1, __ATOMIC_SEQ_CST);
+    return;
+  }
+  uv_mutex_lock(&ft->cairn_dirs_mut);
+  cairn_dir_slot *slot = cairn_dir_slot_of(ft, path, dir_len);
+  if (slot->gen + 1 == gen && slot->expires_ns > cairn_now_ns() && strncmp(slot->path, path, dir_len) == 0 && slot->path[dir_len] == 0) {
+    slot->stat.st_mtim = ms;
+    slot->stat.st_ctim = ms;
+    slot->gen = gen + 1;
+  }
+  uv_mutex_unlock(&ft->cairn_dirs_mut);
+}
+
 // A create of path answered here (see createEdits); 0: JavaScript answers it.
 static int cairn_create_here (fuse_thread_locals_t *l, const char *path, mode_t mode, struct fuse_file_info *info) {
   fuse_thread_t *ft = l->fuse;
   if ((mode & S_IFMT) != S_IFREG || (mode & S_IWUSR) == 0 || info == NULL) return 0;
-  const char *slash = strrchr(path, '/');
-  if (slash == NULL || slash[1] == 0) return 0;
-  size_t dir_len = slash == path ? 1 : (size_t) (slash - path);
-  size_t name_len = strlen(slash + 1);
-  if (dir_len >= CAIRN_DIR_PATH_MAX || name_len > 255 || dir_len + 1 + name_len >= CAIRN_CREATED_PATH_MAX) return 0;
-  for (size_t i = 0; i < name_len; i++) if ((uint8_t) slash[1 + i] >= 0x80) return 0;
+  size_t dir_len, name_len;
+  const char *slash = cairn_split(path, &dir_len, &name_len);
+  if (slash == NULL || dir_len + 1 + name_len >= CAIRN_CREATED_PATH_MAX) return 0;
   uint64_t h = cairn_name_hash(slash + 1, name_len);
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
@@ -557,17 +666,18 @@ static int cairn_create_here (fuse_thread_locals_t *l, const char *path, mode_t 
   uint64_t ino = 0, fh = 0;
   uv_mutex_lock(&ft->cairn_names_mut);
   cairn_names_dir *d = cairn_now_ns() < ft->cairn_names_until_ns ? cairn_names_of(ft, path, dir_len) : NULL;
-  if (d != NULL && (d->creator_uid == (int64_t) l->caller_uid || (l->caller_uid == 0 && d->creator_uid >= 0)) && d->ino_next < d->ino_end && d->count < CAIRN_HELD_ENTRIES_MAX
+  if (d != NULL && cairn_may_change(d, l) && d->ino_next < d->ino_end && d->count < CAIRN_HELD_ENTRIES_MAX
       && ft->cairn_fd_next < ft->cairn_fd_end && ft->cairn_created_count < CAIRN_CREATED_MAX && !cairn_names_has(d, h)) {
     ino = d->ino_next++;
     fh = ft->cairn_fd_next++;
-    cairn_names_put(d, h);
+    cairn_names_put(d, h, slash + 1, name_len);
     cairn_created_ev *ev = &ft->cairn_created[ft->cairn_created_count++];
     memcpy(ev->path, path, dir_len + 1 + name_len + 1);
     ev->mode = mode & 07777;
     ev->uid = l->caller_uid;
     ev->gid = l->caller_gid;
     ev->pid = l->caller_pid;
+    ev->kind = 0;
     ev->ino = ino;
     ev->fh = fh;
     ev->time_ms = now_ms;
@@ -592,27 +702,70 @@ static int cairn_create_here (fuse_thread_locals_t *l, const char *path, mode_t 
   info->fh = fh;
   uint64_t expected = 0;
   __atomic_compare_exchange_n(&ft->cairn_clean[fh % CAIRN_CLEAN_SLOTS], &expected, fh, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-  // As cairn_create_ended: the directory's kept attributes, if nothing else changed a directory
-  // since they were kept, are them with this create's times.
-  uint64_t gen = l->cairn_op_gen;
-  l->cairn_ended = 1;
-  if (!__atomic_compare_exchange_n(&ft->cairn_gen, &gen, gen + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-    __atomic_add_fetch(&ft->cairn_gen, 1, __ATOMIC_SEQ_CST);
-    return 1;
-  }
-  uv_mutex_lock(&ft->cairn_dirs_mut);
-  cairn_dir_slot *slot = cairn_dir_slot_of(ft, path, dir_len);
-  if (slot->gen + 1 == gen && slot->expires_ns > cairn_now_ns() && strncmp(slot->path, path, dir_len) == 0 && slot->path[dir_len] == 0) {
-    slot->stat.st_mtim = ms;
-    slot->stat.st_ctim = ms;
-    slot->gen = gen + 1;
-  }
-  uv_mutex_unlock(&ft->cairn_dirs_mut);
+  cairn_changed_here(l, path, dir_len, ms);
   return 1;
 }
 
-// cairn_created_take(thread): the creates answered here since the last call, emptying the queue: an
-// array of [path, mode, uid, gid, pid, ino, fd, timeMs] for each.
+// An unlink of path answered here (see createEdits): a plain file with one link that no descriptor
+// of the mount has open, by its known attributes; 0: JavaScript answers it.
+static int cairn_unlink_here (fuse_thread_locals_t *l, const char *path) {
+  fuse_thread_t *ft = l->fuse;
+  size_t dir_len, name_len;
+  const char *slash = cairn_split(path, &dir_len, &name_len);
+  if (slash == NULL || dir_len + 1 + name_len >= CAIRN_CREATED_PATH_MAX) return 0;
+  uint64_t h = cairn_name_hash(slash + 1, name_len);
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  int64_t now_ms = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+  int done = 0;
+  uv_mutex_lock(&ft->cairn_names_mut);
+  cairn_names_dir *d = cairn_now_ns() < ft->cairn_names_until_ns ? cairn_names_of(ft, path, dir_len) : NULL;
+  cairn_name_entry *e = d != NULL && cairn_may_change(d, l) && ft->cairn_created_count < CAIRN_CREATED_MAX ? cairn_names_find(d, h) : NULL;
+  if (e != NULL && e->known && e->refs == 1 && cairn_name_is(e, slash + 1, name_len) && (e->ints[0] & S_IFMT) == S_IFREG && e->ints[6] == 1) {
+    cairn_names_remove(d, h, slash + 1, name_len);
+    cairn_created_ev *ev = &ft->cairn_created[ft->cairn_created_count++];
+    memset(ev, 0, sizeof(cairn_created_ev));
+    memcpy(ev->path, path, dir_len + 1 + name_len + 1);
+    ev->kind = 1;
+    ev->uid = l->caller_uid;
+    ev->gid = l->caller_gid;
+    ev->pid = l->caller_pid;
+    ev->time_ms = now_ms;
+    done = 1;
+  }
+  uv_mutex_unlock(&ft->cairn_names_mut);
+  if (!done) return 0;
+  struct timespec ms = { .tv_sec = now_ms / 1000, .tv_nsec = (now_ms % 1000) * 1000000 };
+  cairn_changed_here(l, path, dir_len, ms);
+  return 1;
+}
+
+// A file's attributes in a held directory as JavaScript last gave them, if it would answer so now.
+static int cairn_present (fuse_thread_t *ft, const char *path, struct stat *out) {
+  size_t dir_len, name_len;
+  const char *slash = cairn_split(path, &dir_len, &name_len);
+  if (slash == NULL) return 0;
+  uint64_t h = cairn_name_hash(slash + 1, name_len);
+  uint32_t ints[18];
+  int found = 0;
+  uv_mutex_lock(&ft->cairn_names_mut);
+  cairn_names_dir *d = cairn_now_ns() < ft->cairn_names_until_ns ? cairn_names_of(ft, path, dir_len) : NULL;
+  cairn_name_entry *e = d != NULL ? cairn_names_find(d, h) : NULL;
+  if (e != NULL && e->known && e->refs == 1 && cairn_name_is(e, slash + 1, name_len)) {
+    memcpy(ints, e->ints, sizeof(ints));
+    found = 1;
+  }
+  uv_mutex_unlock(&ft->cairn_names_mut);
+  if (found) {
+    memset(out, 0, sizeof(struct stat));
+    populate_stat(ints, out);
+  }
+  return found;
+}
+
+// cairn_created_take(thread): the creates and unlinks answered here since the last call, emptying
+// the queue: an array of [path, mode, uid, gid, pid, ino, fd, timeMs, kind] for each (kind 1: an
+// unlink, with only its path, caller and time).
 NAPI_METHOD(cairn_created_take) {
   NAPI_ARGV(1)
   NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0);
@@ -626,7 +779,7 @@ NAPI_METHOD(cairn_created_take) {
   NAPI_STATUS_THROWS(napi_create_array_with_length(env, n, &out));
   for (uint32_t i = 0; i < n; i++) {
     napi_value ev, v;
-    NAPI_STATUS_THROWS(napi_create_array_with_length(env, 8, &ev));
+    NAPI_STATUS_THROWS(napi_create_array_with_length(env, 9, &ev));
     NAPI_STATUS_THROWS(napi_create_string_utf8(env, evs[i].path, NAPI_AUTO_LENGTH, &v));
     NAPI_STATUS_THROWS(napi_set_element(env, ev, 0, v));
     uint32_t ints[4] = { evs[i].mode, evs[i].uid, evs[i].gid, evs[i].pid };
@@ -634,8 +787,8 @@ NAPI_METHOD(cairn_created_take) {
       NAPI_STATUS_THROWS(napi_create_uint32(env, ints[j], &v));
       NAPI_STATUS_THROWS(napi_set_element(env, ev, 1 + j, v));
     }
-    double wide[3] = { (double) evs[i].ino, (double) evs[i].fh, (double) evs[i].time_ms };
-    for (uint32_t j = 0; j < 3; j++) {
+    double wide[4] = { (double) evs[i].ino, (double) evs[i].fh, (double) evs[i].time_ms, (double) evs[i].kind };
+    for (uint32_t j = 0; j < 4; j++) {
       NAPI_STATUS_THROWS(napi_create_double(env, wide[j], &v));
       NAPI_STATUS_THROWS(napi_set_element(env, ev, 5 + j, v));
     }
@@ -684,8 +837,10 @@ NAPI_METHOD(cairn_created_fds) {
 `,
   ],
   ['FUSE_METHOD(create, 2, 5, (const char *path, mode_t mode, struct fuse_file_info *info), {\n  l->created_ready = 0;\n', 'FUSE_METHOD(create, 2, 5, (const char *path, mode_t mode, struct fuse_file_info *info), {\n  l->created_ready = 0;\n  if (cairn_create_here(l, path, mode, info)) return 0;\n'],
+  ['  if (cairn_dir_find(l->fuse, path, l->cairn_op_gen, stat)) return 0;\n', '  if (cairn_dir_find(l->fuse, path, l->cairn_op_gen, stat)) return 0;\n  if (cairn_present(l->fuse, path, stat)) return 0;\n'],
+  ['FUSE_METHOD(unlink, 1, 2, (const char *path), {\n  l->path = path;\n', 'FUSE_METHOD(unlink, 1, 2, (const char *path), {\n  if (cairn_unlink_here(l, path)) return 0;\n  l->path = path;\n'],
   ['  NAPI_EXPORT_FUNCTION(cairn_names_absent)\n', '  NAPI_EXPORT_FUNCTION(cairn_names_absent)\n  NAPI_EXPORT_FUNCTION(cairn_created_take)\n  NAPI_EXPORT_FUNCTION(cairn_created_ids)\n  NAPI_EXPORT_FUNCTION(cairn_created_fds)\n'],
-  ['static const uint32_t cairn_caller_context = 12;\n', 'static const uint32_t cairn_caller_context = 13;\n'],
+  ['static const uint32_t cairn_caller_context = 12;\n', 'static const uint32_t cairn_caller_context = 14;\n'],
 ];
 
 /**

@@ -818,7 +818,9 @@ export class CairnFs {
   private addHandle(h: Handle, fd = this.nextFd++): number {
     h.fd = fd;
     this.handles.set(fd, h);
-    this.openPerInode.set(h.inodeId, (this.openPerInode.get(h.inodeId) ?? 0) + 1);
+    const open = this.openPerInode.get(h.inodeId) ?? 0;
+    this.openPerInode.set(h.inodeId, open + 1);
+    if (open === 0) this.holds.openChanged(h.path, true);
     return fd;
   }
 
@@ -826,7 +828,7 @@ export class CairnFs {
    * One open of the inode ended: at its last, the chunk files kept for its local reads are closed,
    * so that a file deleted meanwhile does not keep its chunks' disk space held by this mount.
    */
-  private closeLocal(inodeId: number): void {
+  private closeLocal(inodeId: number, path: string): void {
     const n = (this.openPerInode.get(inodeId) ?? 1) - 1;
     if (n > 0) {
       this.openPerInode.set(inodeId, n);
@@ -834,6 +836,23 @@ export class CairnFs {
     }
     this.openPerInode.delete(inodeId);
     this.data.forgetLocal(inodeId);
+    this.holds.openChanged(path, false);
+  }
+
+  /**
+   * A held directory's file's attributes as getattr would answer them, for the mount's addon to
+   * answer lookups and unlinks with (NamesMirror): only a plain file with one link that no
+   * descriptor here has open (an open file's attributes follow its writes here).
+   */
+  mirroredStat(attr: InodeAttr | undefined): Stat | undefined {
+    if (attr?.type !== 'file' || attr.nlink !== 1 || this.openPerInode.has(attr.inodeId) || this.writers.has(attr.inodeId)) return undefined;
+    return this.toStat(attr, undefined);
+  }
+
+  /** An unlink the mount's addon answered itself in a held directory (NamesMirror). */
+  adoptUnlinked(path: string, caller: Caller, timeMs: number): void {
+    this.generation++; // listings read before are not used
+    if (!this.holds.unlinkedElsewhere(path, caller, timeMs)) this.log('error', `${path}: unlinked by the mount's addon in a directory no longer held, or of a name it no longer had: not sent to the masters`);
   }
 
   private handle(fd: number): Handle {
@@ -940,7 +959,7 @@ export class CairnFs {
     if (h === undefined) return;
     this.handles.delete(fd);
     h.readAhead?.clear();
-    this.closeLocal(h.inodeId);
+    this.closeLocal(h.inodeId, h.path);
     if (h.writer === undefined || h.sessionId === undefined) return;
     this.forgetReadAhead(h.inodeId);
     this.holds.changed(h.path, 'stale');

@@ -33,8 +33,10 @@ export interface HoldsMasters {
  * holds a name as absent that this holds, and how long it may answer (a renewal's half lease).
  */
 export interface NamesMirror {
-  hold(dir: string, names: Iterable<string>): void;
-  change(dir: string, name: string, present: boolean): void;
+  /** The held directory's names, with their attributes where known (the mirror may answer lookups from them). */
+  hold(dir: string, entries: Iterable<[string, InodeAttr | undefined]>): void;
+  /** A name comes (with its attributes, if known) or goes. */
+  change(dir: string, name: string, present: boolean, attr?: InodeAttr): void;
   drop(dir: string): void;
   /** It may answer for `ms` more at most. */
   until(ms: number): void;
@@ -42,8 +44,11 @@ export interface NamesMirror {
    * It may answer creates in `dir` itself with the inode ids [first, end), continuing those given
    * before if `first` is where they end (else replacing them; 0, 0: none), for `creatorUid` and
    * root (-1: nobody), telling this of each (createdElsewhere) before anything else reaches it.
+   * It may also unlink there a file whose attributes it was given (unlinkedElsewhere).
    */
   createIds?(dir: string, first: number, end: number, creatorUid: number): void;
+  /** Tells this now of the creates and unlinks it answered: before a change this makes on its own timers. */
+  sync?(): void;
 }
 
 export interface DirHoldsOptions {
@@ -172,7 +177,7 @@ export class DirHolds {
   /** Set by the mount once its addon can keep names (version 10). */
   mirror: NamesMirror | undefined;
   /** For /metrics. */
-  readonly stats = { held: 0, given: 0, created: 0, createdElsewhere: 0, unlinked: 0, batches: 0, failed: 0 };
+  readonly stats = { held: 0, given: 0, created: 0, createdElsewhere: 0, unlinked: 0, unlinkedElsewhere: 0, batches: 0, failed: 0 };
 
   constructor(opts: DirHoldsOptions) {
     this.meta = opts.meta;
@@ -274,12 +279,16 @@ export class DirHolds {
   private answered(h: Held, name: string, inodeId: number, mode: number, owner: { uid: number; gid: number }, caller: Caller, now: number): CreatedHere {
     const attr: InodeAttr = { inodeId, type: 'file', mode, uid: owner.uid, gid: owner.gid, nlink: 1, sizeBytes: 0, atimeMs: now, mtimeMs: now, ctimeMs: now };
     h.names!.set(name, attr);
-    this.mirror?.change(h.dir, name, true);
+    this.mirror?.change(h.dir, name, true, attr);
     this.touched(h, now);
     const landed = this.enqueue<CreateValue>(h, name, { op: 'create', name, inodeId: attr.inodeId, mode, uid: owner.uid, gid: owner.gid, openSession: false, caller });
     landed.then((v) => {
+      this.mirror?.sync?.(); // an unlink of it the mirror answered comes first
       // The masters' attributes (their clock's times), unless the name changed since.
-      if (h.names?.get(name)?.inodeId === attr.inodeId) h.names.set(name, withoutChunks(v.inode));
+      if (h.names?.get(name)?.inodeId !== attr.inodeId) return;
+      const masters = withoutChunks(v.inode);
+      h.names.set(name, masters);
+      if (this.held.get(h.dir) === h) this.mirror?.change(h.dir, name, true, masters);
     }, () => undefined);
     this.stats.created++;
     return { attr, landed };
@@ -293,13 +302,51 @@ export class DirHolds {
     if (!h.names!.has(name)) throw new MetaError(FsErrorCode.ENOENT, `'${path}' does not exist`);
     const attr = h.names!.get(name);
     if (attr === undefined || attr.type === 'dir') return false;
-    for (const other of this.linksOf(attr)) other.names.set(other.name, undefined); // their link count
+    this.unlinked(h, name, attr, caller, Date.now());
+    return true;
+  }
+
+  /**
+   * An unlink the mirror answered in a held directory (a file whose attributes it was given): sent
+   * with the next batch as if answered here; false if the directory is no longer held here or the
+   * name not there (neither can be: the mirror is told first, and tells this first).
+   */
+  unlinkedElsewhere(path: string, caller: Caller, timeMs: number): boolean {
+    const [dir, name] = split(path);
+    const h = this.held.get(dir);
+    const attr = h?.names?.get(name);
+    if (h === undefined || attr === undefined) return false;
+    this.stats.unlinkedElsewhere++;
+    this.unlinked(h, name, attr, caller, timeMs);
+    return true;
+  }
+
+  private unlinked(h: Held, name: string, attr: InodeAttr, caller: Caller, now: number): void {
+    for (const other of this.linksOf(attr)) this.forget(other); // their link count
     h.names!.delete(name);
     this.mirror?.change(h.dir, name, false);
-    this.touched(h);
+    this.touched(h, now);
     this.enqueue<UnlinkValue>(h, name, { op: 'unlink', name, caller }).catch(() => undefined);
     this.stats.unlinked++;
-    return true;
+  }
+
+  /** A name whose attributes are no longer known here (ask the masters), nor to the mirror. */
+  private forget(link: { dir: string; names: Map<string, InodeAttr | undefined>; name: string }): void {
+    link.names.set(link.name, undefined);
+    this.mirror?.change(link.dir, link.name, true);
+  }
+
+  /**
+   * A file at `path` was opened here (the first descriptor of its inode) or closed (the last): while
+   * it is open its attributes are the mount's (written data), so the mirror does not answer for it.
+   */
+  openChanged(path: string, open: boolean): void {
+    if (this.held.size === 0 || this.mirror === undefined) return;
+    if (!open) this.mirror.sync?.();
+    const [dir, name] = split(path);
+    const h = this.held.get(dir);
+    if (h?.names?.has(name) !== true) return;
+    this.mirror.change(dir, name, true, open ? undefined : h.names.get(name));
   }
 
   private enqueue<V extends CreateValue | UnlinkValue>(h: Held, name: string, wire: object): Promise<V> {
@@ -433,17 +480,17 @@ export class DirHolds {
     if (h.names === undefined) h.replay.push([name, change]);
     else {
       // A file with several links: a change through one name is seen through the others.
-      if (change === 'stale') for (const other of this.linksOf(h.names.get(name))) other.names.set(other.name, undefined);
+      if (change === 'stale') for (const other of this.linksOf(h.names.get(name))) this.forget(other);
       apply(h.names, name, change);
-      this.mirror?.change(dir, name, h.names.has(name));
+      this.mirror?.change(dir, name, h.names.has(name), h.names.get(name));
     }
     if (change !== 'stale') h.attr = undefined; // its times, and its link count for a directory made or removed
   }
 
   /** Every name in the held directories of the inode `attr` describes, if it has several links. */
-  private linksOf(attr: InodeAttr | undefined): { names: Map<string, InodeAttr | undefined>; name: string }[] {
-    const out: { names: Map<string, InodeAttr | undefined>; name: string }[] = [];
-    for (const h of this.held.values()) if (h.names !== undefined) for (const name of otherLinks(h.names, attr)) out.push({ names: h.names, name });
+  private linksOf(attr: InodeAttr | undefined): { dir: string; names: Map<string, InodeAttr | undefined>; name: string }[] {
+    const out: { dir: string; names: Map<string, InodeAttr | undefined>; name: string }[] = [];
+    for (const h of this.held.values()) if (h.names !== undefined) for (const name of otherLinks(h.names, attr)) out.push({ dir: h.dir, names: h.names, name });
     return out;
   }
 
@@ -495,7 +542,7 @@ export class DirHolds {
       h.replay = [];
       if (this.held.get(dir) === h && h.leaving === undefined) {
         h.names = names;
-        this.mirror?.hold(dir, names.keys());
+        this.mirror?.hold(dir, names.entries());
         this.handIds(h);
       }
     } catch (err) {

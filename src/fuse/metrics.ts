@@ -33,6 +33,7 @@ export function fuseMetrics(registry: Registry, fs: CairnFs): FuseMetrics {
   stat('cairn_fuse_held_creates_total', 'creates answered in held directories', () => fs.holds.stats.created);
   stat('cairn_fuse_held_creates_by_addon_total', 'of those, creates the addon answered itself, without a trip to JavaScript', () => fs.holds.stats.createdElsewhere);
   stat('cairn_fuse_held_unlinks_total', 'unlinks answered in held directories', () => fs.holds.stats.unlinked);
+  stat('cairn_fuse_held_unlinks_by_addon_total', 'of those, unlinks the addon answered itself, without a trip to JavaScript', () => fs.holds.stats.unlinkedElsewhere);
   stat('cairn_fuse_held_batches_total', 'batches of held directories\' changes sent to the masters', () => fs.holds.stats.batches);
   stat('cairn_fuse_held_changes_failed_total', 'answered changes the masters refused or never applied (logged)', () => fs.holds.stats.failed);
   return {

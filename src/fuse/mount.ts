@@ -15,6 +15,7 @@ import { callerGroupsMax, type Caller } from '../meta/commands.ts';
 import type { CairnFs, Stat, UtimeMs } from './cairn-fs.ts';
 import { errno, errnoOf } from './errno.ts';
 import type { NamesMirror } from './dir-holds.ts';
+import type { InodeAttr } from '../meta/namespace-state.ts';
 import { measured, type FuseMetrics } from './metrics.ts';
 
 export interface MountOptions {
@@ -104,53 +105,72 @@ function loadAddon(): { version: number; unclean?: (thread: Buffer, fd: number) 
     // create's O_EXCL (createExclusiveBit); 6 answers a create's fgetattr and clean flush itself;
     // 7 also a held directory's getattr (heldDirTtlMs); 8 is built on libfuse 3 (1 MiB requests);
     // 10 answers a lookup of a name a held directory lacks; 11 a clean descriptor's release; 12
-    // passes rename's RENAME_NOREPLACE; 13 answers a create in a held directory (AddonCreates).
+    // passes rename's RENAME_NOREPLACE; 14 answers creates, unlinks and lookups of files in held
+    // directories (AddonCreates; 13 did creates only, with names without attributes).
     const version = typeof binding.cairn_caller_context === 'number' ? binding.cairn_caller_context : 0;
     const names = version >= 10 ? { hold: binding.cairn_names_hold, change: binding.cairn_names_change, drop: binding.cairn_names_drop, until: binding.cairn_names_until } : undefined;
     const released = version >= 11 ? (binding.cairn_released as (thread: Buffer) => number[]) : undefined;
-    const creates = version >= 13 ? { take: binding.cairn_created_take, ids: binding.cairn_created_ids, fds: binding.cairn_created_fds } : undefined;
+    const creates = version >= 14 ? { take: binding.cairn_created_take, ids: binding.cairn_created_ids, fds: binding.cairn_created_fds } : undefined;
     return { version, unclean: version >= 6 ? (binding.cairn_unclean as (thread: Buffer, fd: number) => void) : undefined, names: names as AddonNames | undefined, released, creates: creates as AddonCreates | undefined };
   } catch {
     return { version: 0 };
   }
 }
 
-/** The addon's copy of held directories' names (version 10; scripts/build-fuse-addon.ts, namesEdits). */
+/**
+ * The addon's copy of held directories' names (version 10; scripts/build-fuse-addon.ts, namesEdits),
+ * with their attributes where given (version 14: a getattr's Uint32Array each, 18 numbers; a mode
+ * of 0 for one not given), which it answers lookups of such names with.
+ */
 interface AddonNames {
-  hold(thread: Buffer, dir: string, names: Buffer): void;
-  change(thread: Buffer, dir: string, name: string, present: boolean): void;
+  hold(thread: Buffer, dir: string, names: Buffer, attrs?: Uint32Array): void;
+  change(thread: Buffer, dir: string, name: string, present: boolean, attrs?: Uint32Array): void;
   drop(thread: Buffer, dir: string): void;
   until(thread: Buffer, ms: number): void;
 }
 
 /**
- * The addon's creates in held directories (version 13; scripts/build-fuse-addon.ts, createEdits):
- * each takes an inode id given for its directory (NamesMirror.createIds) and a descriptor given
- * here, and waits in a queue for take: [path, mode, uid, gid, pid, inode id, descriptor, time].
+ * The addon's creates and unlinks in held directories (version 14; scripts/build-fuse-addon.ts,
+ * createEdits): a create takes an inode id given for its directory (NamesMirror.createIds) and a
+ * descriptor given here; each waits in a queue for take: [path, mode, uid, gid, pid, inode id,
+ * descriptor, time, kind] (kind 1: an unlink, with its path, caller and time only).
  */
 interface AddonCreates {
-  take(thread: Buffer): [string, number, number, number, number, number, number, number][];
+  take(thread: Buffer): [string, number, number, number, number, number, number, number, number][];
   ids(thread: Buffer, dir: string, first: number, end: number, creatorUid: number): void;
   fds(thread: Buffer, first: number, end: number): void;
 }
 
 /**
  * The addon's names as DirHolds' mirror. Paths it cannot keep (255 bytes or more) are left to
- * JavaScript. With `creates`, it answers creates there too: `adopt` takes them, first when a
- * directory is dropped, and `held` hears how many directories it keeps.
+ * JavaScript. With `creates` (version 14), it answers creates, unlinks and lookups of files there
+ * too: `stat` gives the attributes it may answer a name's lookup and unlink with (CairnFs.mirroredStat),
+ * `adopt` takes what it answered, first when a directory is dropped, and `held` hears how many
+ * directories it keeps.
  */
-function addonMirror(names: AddonNames, thread: Buffer, creates?: { ids: AddonCreates['ids']; adopt: () => void; held: (count: number) => void }): NamesMirror {
+function addonMirror(names: AddonNames, thread: Buffer, creates?: { ids: AddonCreates['ids']; adopt: () => void; held: (count: number) => void; stat: (attr: InodeAttr | undefined) => Stat | undefined }): NamesMirror {
   const fits = (dir: string): boolean => dir.length < 85 || Buffer.byteLength(dir) < 255;
   const kept = new Set<string>();
+  const statOf = (attr: InodeAttr | undefined): Stat | undefined => creates?.stat(attr);
   return {
-    hold: (dir, all) => {
+    hold: (dir, entries) => {
       if (!fits(dir)) return;
-      names.hold(thread, dir, Buffer.from([...all].join('/')));
+      const all = [...entries];
+      const attrs = new Uint32Array(18 * all.length);
+      if (creates !== undefined) {
+        for (const [i, [, attr]] of all.entries()) {
+          const st = statOf(attr);
+          if (st !== undefined) attrs.set(statArray(st), 18 * i);
+        }
+      }
+      names.hold(thread, dir, Buffer.from(all.map(([name]) => name).join('/')), attrs);
       kept.add(dir);
       creates?.held(kept.size);
     },
-    change: (dir, name, present) => {
-      if (fits(dir)) names.change(thread, dir, name, present);
+    change: (dir, name, present, attr) => {
+      if (!fits(dir)) return;
+      const st = present ? statOf(attr) : undefined;
+      names.change(thread, dir, name, present, st === undefined ? undefined : statArray(st));
     },
     drop: (dir) => {
       if (!fits(dir)) return;
@@ -167,6 +187,7 @@ function addonMirror(names: AddonNames, thread: Buffer, creates?: { ids: AddonCr
           createIds: (dir: string, first: number, end: number, creatorUid: number) => {
             if (fits(dir)) creates.ids(thread, dir, first, end, creatorUid);
           },
+          sync: creates.adopt,
         }),
   };
 }
@@ -322,9 +343,14 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
     const creates = addon.creates;
     if (creates === undefined) return;
     const thread = fuse._thread;
-    for (const [p, mode, uid, gid, pid, inodeId, fd, timeMs] of creates.take(thread)) {
+    for (const [p, mode, uid, gid, pid, inodeId, fd, timeMs, kind] of creates.take(thread)) {
+      const caller = { uid, gid, groups: uid === 0 ? [] : groupsOf(pid) };
+      if (kind === 1) {
+        fs.adoptUnlinked(p, caller, timeMs);
+        continue;
+      }
       fdNext = Math.max(fdNext, fd + 1);
-      fs.adoptCreated(p, mode, { uid, gid, groups: uid === 0 ? [] : groupsOf(pid) }, inodeId, fd, timeMs);
+      fs.adoptCreated(p, mode, caller, inodeId, fd, timeMs);
     }
     if (fdEnd - fdNext >= addonFdsLow) return;
     [fdNext, fdEnd] = fs.reserveFds(addonFds);
@@ -480,7 +506,7 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
         adopting = undefined;
       }
     };
-    fs.holds.mirror = addonMirror(addon.names, fuse._thread, addon.creates === undefined ? undefined : { ids: addon.creates.ids, adopt, held });
+    fs.holds.mirror = addonMirror(addon.names, fuse._thread, addon.creates === undefined ? undefined : { ids: addon.creates.ids, adopt, held, stat: (attr) => fs.mirroredStat(attr) });
   }
   const released = addon.released;
   // Each create releases those before it; this, the last ones of a burst.

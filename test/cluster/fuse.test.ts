@@ -261,7 +261,7 @@ print(' '.join(out))`],
     assert.equal((await metric('cairn_fuse_operation_seconds_count{op="getxattr"}')) - xattrsAsked, 0, 'getxattrs answered in JavaScript');
   });
 
-  await t.test('creates in a held directory are answered by the addon itself, for its owner or root, and land as made', async () => {
+  await t.test('creates, unlinks and lookups in a held directory are answered by the addon itself, for its owner or root, and land as made', async () => {
     const port = await freePort();
     const m = await mounts.mount('creates', ['--http', `127.0.0.1:${port}`]);
     const byAddon = (): Promise<number> => metricOf(port, 'cairn_fuse_held_creates_by_addon_total');
@@ -276,6 +276,23 @@ print(' '.join(out))`],
     assert.ok(made >= 90, `creates the addon answered: ${made} of 100`);
     for (let i = 0; i < 100; i += 7) assert.equal((await fs.stat(path.join(dir, `f${i}`))).mode & 0o7777, modes[i % 5], `f${i}'s mode in the mount that made it`);
     await fails(fs.writeFile(path.join(dir, 'f1'), 'x', { flag: 'wx' }), 'EEXIST');
+    // Lookups and unlinks of closed files there are the addon's too; an open file's length follows its writes.
+    // (A file written is asked of the masters after its close: its length is theirs.)
+    for (let i = 0; i < 100; i += 3) assert.equal((await fs.stat(path.join(dir, `f${i}`))).size, `data ${i}`.length);
+    await new Promise((r) => setTimeout(r, 200)); // the addon's releases of the others are taken
+    const getattrs = await metricOf(port, 'cairn_fuse_operation_seconds_count{op="getattr"}');
+    for (let i = 1; i < 100; i += 3) assert.equal((await fs.stat(path.join(dir, `f${i}`))).size, 0);
+    const viaDaemon = (await metricOf(port, 'cairn_fuse_operation_seconds_count{op="getattr"}')) - getattrs;
+    assert.ok(viaDaemon < 5, `stats of closed files the daemon answered: ${viaDaemon} of 33`);
+    const open = await fs.open(path.join(dir, 'f2'), 'r+');
+    await open.write(Buffer.alloc(5000, 1), 0, 5000, 0);
+    assert.equal((await fs.stat(path.join(dir, 'f2'))).size, 5000, 'an open file\'s length, written and not yet closed');
+    await open.close();
+    const unlinksBefore = await metricOf(port, 'cairn_fuse_held_unlinks_by_addon_total');
+    for (let i = 50; i < 100; i++) await fs.unlink(path.join(dir, `f${i}`));
+    // The 33 never written: their attributes are the mount's own (a written one's are the masters').
+    assert.ok((await metricOf(port, 'cairn_fuse_held_unlinks_by_addon_total')) - unlinksBefore >= 30, 'the addon unlinked the closed files');
+    await fails(fs.stat(path.join(dir, 'f60')), 'ENOENT');
     await fs.writeFile(path.join(dir, 'ro'), 'read-only', { mode: 0o444 }); // the daemon makes it, with its write session
     // Another user: in a directory of its own the addon makes its files; in one it does not own
     // (mode 0777) the daemon does. Both are that user's.
@@ -292,12 +309,14 @@ print(' '.join(out))`],
     assert.ok((await asUser('own')) >= 20, 'the addon made the owner\'s files');
     assert.equal(await asUser('open'), 0, 'the addon made files in a directory their maker does not own');
     // Seen from another mount (which asks the masters: the directory is given back to it).
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < 50; i++) {
       const st = await fs.stat(seen(`f${i}`));
       assert.equal(st.mode & 0o7777, modes[i % 5], `f${i}'s mode`);
-      assert.deepEqual([st.uid, st.gid, st.size], [0, 0, i % 3 === 0 ? `data ${i}`.length : 0], `f${i}`);
+      const size = i === 2 ? 5000 : i % 3 === 0 ? `data ${i}`.length : 0;
+      assert.deepEqual([st.uid, st.gid, st.size], [0, 0, size], `f${i}`);
       if (i % 3 === 0) assert.equal(await fs.readFile(seen(`f${i}`), 'utf8'), `data ${i}`);
     }
+    for (let i = 50; i < 100; i++) await fails(fs.stat(seen(`f${i}`)), 'ENOENT');
     assert.equal(await fs.readFile(seen('ro'), 'utf8'), 'read-only');
     for (const sub of ['own', 'open']) {
       for (let i = 1; i <= 30; i++) {

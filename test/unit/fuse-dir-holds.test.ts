@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MasterClient } from '../../src/client/index.ts';
-import { CairnFs } from '../../src/fuse/cairn-fs.ts';
+import { CairnFs, type Stat } from '../../src/fuse/cairn-fs.ts';
 import { split, type NamesMirror } from '../../src/fuse/dir-holds.ts';
 import { dirLeaseRenewMs } from '../../src/master/dir-lease-renewals.ts';
 import { ResultErrorCode, rootCaller } from '../../src/meta/index.ts';
@@ -133,32 +133,44 @@ test("a rename with RENAME_NOREPLACE fails with EEXIST onto any name, one the he
   assert.deepEqual(masters.fs.names('/e'), []);
 });
 
-/** A mirror of the held directories' names as the mount's addon keeps them (NamesMirror). */
-function recordingMirror(): { mirror: NamesMirror; absent: (path: string) => boolean } {
-  const dirs = new Map<string, Set<string>>();
+/**
+ * A mirror of the held directories' names as the mount's addon keeps them (NamesMirror), with the
+ * attributes it would answer a name's lookup with (CairnFs.mirroredStat, as the mount gives them).
+ */
+function recordingMirror(fs: CairnFs): { mirror: NamesMirror; absent: (path: string) => boolean; known: (path: string) => Stat | undefined } {
+  const dirs = new Map<string, Map<string, Stat | undefined>>();
   let untilMs = 0;
   const mirror: NamesMirror = {
-    hold: (dir, names) => dirs.set(dir, new Set(names)),
-    change: (dir, name, present) => (present ? dirs.get(dir)?.add(name) : dirs.get(dir)?.delete(name)),
+    hold: (dir, entries) => dirs.set(dir, new Map([...entries].map(([name, attr]) => [name, fs.mirroredStat(attr)]))),
+    change: (dir, name, present, attr) => (present ? dirs.get(dir)?.set(name, fs.mirroredStat(attr)) : dirs.get(dir)?.delete(name)),
     drop: (dir) => dirs.delete(dir),
     until: (ms) => (untilMs = performance.now() + ms),
   };
-  // As cairn_absent in scripts/build-fuse-addon.ts answers.
+  // As cairn_absent and cairn_present in scripts/build-fuse-addon.ts answer.
   const absent = (path: string): boolean => {
     const [dir, name] = split(path);
     const names = dirs.get(dir);
     return performance.now() < untilMs && names !== undefined && !names.has(name);
   };
-  return { mirror, absent };
+  const known = (path: string): Stat | undefined => {
+    const [dir, name] = split(path);
+    return performance.now() < untilMs ? dirs.get(dir)?.get(name) : undefined;
+  };
+  return { mirror, absent, known };
 }
 
 test("the names mirrored for the addon are the held directory's: absent there exactly when the mount would answer ENOENT itself", async () => {
   const { fs, masters } = mountOver();
-  const { mirror, absent } = recordingMirror();
+  const { mirror, absent, known } = recordingMirror(fs);
   fs.holds.mirror = mirror;
   const probe = ['a', 'b', 'c', 'sub', 'ln', 'gone', 's0', 's1', 'f0', 'f1', 'never'].map((n) => `/d/${n}`);
   const agree = (when: string): void => {
-    for (const path of probe) assert.equal(absent(path), fs.holds.lookup(path) === 'absent', `${when}: ${path}`);
+    for (const path of probe) {
+      assert.equal(absent(path), fs.holds.lookup(path) === 'absent', `${when}: ${path}`);
+      // What the mirror would answer a lookup with is what the mount answers.
+      const st = known(path);
+      if (st !== undefined) assert.deepEqual(st, fs.getattrLocal(path), `${when}: ${path}'s attributes`);
+    }
   };
   await holdDir(fs, '/d');
   assert.ok(absent('/d/never'), 'held: a name it lacks is answered by the mirror');
@@ -184,7 +196,11 @@ test("the names mirrored for the addon are the held directory's: absent there ex
   await fs.unlink('/d/gone');
   await fs.rmdir('/d/sub');
   agree('removed them');
+  assert.equal(known('/d/f1'), undefined, 'an open file is not answered from the mirror');
   for (const fd of fds) await fs.release(fd);
+  await fs.fsyncdir('/d');
+  agree('released');
+  assert.equal(known('/d/f1')?.size, 0, 'a closed file is answered from the mirror');
   // Given back: nothing is answered from the mirror any more.
   masters.renewals.recall([...masters.fs.state.dirLeases().keys()][0], performance.now());
   for (let i = 0; i < 100 && masters.fs.state.dirLeases().size > 0; i++) await sleep(dirLeaseRenewMs / 2);
