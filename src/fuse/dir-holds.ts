@@ -314,14 +314,13 @@ export class DirHolds {
   unlinkedElsewhere(path: string, caller: Caller, timeMs: number): boolean {
     const [dir, name] = split(path);
     const h = this.held.get(dir);
-    const attr = h?.names?.get(name);
-    if (h === undefined || attr === undefined) return false;
+    if (h?.names?.has(name) !== true) return false;
     this.stats.unlinkedElsewhere++;
-    this.unlinked(h, name, attr, caller, timeMs);
+    this.unlinked(h, name, h.names.get(name), caller, timeMs);
     return true;
   }
 
-  private unlinked(h: Held, name: string, attr: InodeAttr, caller: Caller, now: number): void {
+  private unlinked(h: Held, name: string, attr: InodeAttr | undefined, caller: Caller, now: number): void {
     for (const other of this.linksOf(attr)) this.forget(other); // their link count
     h.names!.delete(name);
     this.mirror?.change(h.dir, name, false);
