@@ -200,15 +200,20 @@ static void cairn_dir_keep (napi_env env, fuse_thread_t *ft, const char *path, s
 // A create's or an unlink's end: the generation moves on, and if no other operation that may change
 // a directory began or ended since it began, the directory's attributes after it (JavaScript's
 // answer, given now) are kept at the new generation.
-static void cairn_create_ended (napi_env env, fuse_thread_locals_t *l, int32_t res, napi_value stat, napi_value ttl) {
+// An operation that may change a directory ends: the generation moves on; 1 if no other such
+// operation began or ended since it began (the generation is then its own start's plus one).
+static int cairn_ended_alone (fuse_thread_locals_t *l) {
   uint64_t expected = l->cairn_op_gen;
   l->cairn_ended = 1;
-  if (!__atomic_compare_exchange_n(&l->fuse->cairn_gen, &expected, expected + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-    __atomic_add_fetch(&l->fuse->cairn_gen, 1, __ATOMIC_SEQ_CST);
-    return;
-  }
+  if (__atomic_compare_exchange_n(&l->fuse->cairn_gen, &expected, expected + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) return 1;
+  __atomic_add_fetch(&l->fuse->cairn_gen, 1, __ATOMIC_SEQ_CST);
+  return 0;
+}
+
+static void cairn_create_ended (napi_env env, fuse_thread_locals_t *l, int32_t res, napi_value stat, napi_value ttl) {
+  if (!cairn_ended_alone(l)) return;
   const char *slash = strrchr(l->path, '/');
-  if (res == 0 && slash != NULL) cairn_dir_keep(env, l->fuse, l->path, slash == l->path ? 1 : (size_t) (slash - l->path), stat, ttl, expected + 1);
+  if (res == 0 && slash != NULL) cairn_dir_keep(env, l->fuse, l->path, slash == l->path ? 1 : (size_t) (slash - l->path), stat, ttl, l->cairn_op_gen + 1);
 }
 
 NAPI_METHOD(cairn_unclean) {
@@ -637,11 +642,7 @@ static int cairn_may_change (const cairn_names_dir *d, const fuse_thread_locals_
 static void cairn_changed_here (fuse_thread_locals_t *l, const char *path, size_t dir_len, struct timespec ms) {
   fuse_thread_t *ft = l->fuse;
   uint64_t gen = l->cairn_op_gen;
-  l->cairn_ended = 1;
-  if (!__atomic_compare_exchange_n(&ft->cairn_gen, &gen, gen + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-    __atomic_add_fetch(&ft->cairn_gen, 1, __ATOMIC_SEQ_CST);
-    return;
-  }
+  if (!cairn_ended_alone(l)) return;
   uv_mutex_lock(&ft->cairn_dirs_mut);
   cairn_dir_slot *slot = cairn_dir_slot_of(ft, path, dir_len);
   if (slot->gen + 1 == gen && slot->expires_ns > cairn_now_ns() && strncmp(slot->path, path, dir_len) == 0 && slot->path[dir_len] == 0) {

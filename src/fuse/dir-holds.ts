@@ -240,10 +240,7 @@ export class DirHolds {
     }
     // The masters take a lease's ids in increasing order: the mirror's are void once this takes a
     // later one (the kernel lets no other create in the directory run meanwhile).
-    if (h.mirrorIdEnd > h.mirrorIdNext) {
-      this.mirror?.createIds?.(h.dir, 0, 0, -1);
-      h.mirrorIdNext = h.mirrorIdEnd = 0;
-    }
+    this.voidMirrorIds(h);
     const created = this.answered(h, name, h.idNext++, mode, owner, caller, Date.now());
     this.handIds(h);
     return created;
@@ -263,6 +260,12 @@ export class DirHolds {
     const created = this.answered(h, name, inodeId, mode, owner, caller, timeMs);
     this.handIds(h);
     return created;
+  }
+
+  /** The mirror creates nothing more in `h` until handIds gives it ids again. */
+  private voidMirrorIds(h: Held): void {
+    if (h.mirrorIdEnd > 0) this.mirror?.createIds?.(h.dir, 0, 0, -1);
+    h.mirrorIdNext = h.mirrorIdEnd = 0;
   }
 
   /** Gives the mirror more ids for its creates in `h` when it runs low (and `h` has an owner to create for). */
@@ -469,8 +472,7 @@ export class DirHolds {
     if (self !== undefined) {
       self.attr = undefined; // a held directory's own chmod, chown, times
       // Its owner may have changed: the mirror's creates stop (see NamesMirror.createIds).
-      if (self.mirrorIdEnd > 0) this.mirror?.createIds?.(path, 0, 0, -1);
-      self.mirrorIdNext = self.mirrorIdEnd = 0;
+      this.voidMirrorIds(self);
     }
     if (path === '/') return;
     const [dir, name] = split(path);

@@ -380,7 +380,9 @@ export async function mount(fs: CairnFs, mountpoint: string, opts: MountOptions)
         h === undefined || op === opInit
           ? h
           : (native: unknown, opCode: number, ...args: unknown[]): unknown => {
-              adopt(); // no operation finds the mount without a create the addon answered
+              // No operation finds the mount without a create or unlink the addon answered (there
+              // are none while no directory is held: then reads and writes skip the call).
+              if (adopting !== undefined) adopt();
               const n = args.length;
               asking = { uid: args[n - 4] as number, gid: args[n - 3] as number, pid: args[n - 2] as number };
               try {
