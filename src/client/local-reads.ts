@@ -17,7 +17,7 @@ import { basename, isAbsolute } from 'node:path';
 import type { BufferPool } from '../buffer-pool.ts';
 import type { DiskFile } from '../io/disk.ts';
 import { nodeDisk } from '../io/node-disk.ts';
-import { blockSpan, chunkFileName, firstBadBlock, readChunkHeader, type ChunkHeader } from '../worker/chunk-file.ts';
+import { blockCrcsFrom, blockSpan, chunkFileName, readChunkHeader, type ChunkHeader } from '../worker/chunk-file.ts';
 import { RpcErrorCode } from '../rpc/errors.ts';
 import { WorkerErrorCode } from '../worker/errors.ts';
 import type { LocateReply } from '../worker/protocol.ts';
@@ -259,8 +259,9 @@ export class LocalReads {
     let ok = false;
     try {
       // A file cut short fails the read (EOF): read through the chain.
-      buf = await f.file.read(bytes, h.headerBytes + from, taken);
-      if (firstBadBlock(h, buf, firstBlock) !== undefined) return undefined;
+      const r = await f.file.readChecked(bytes, h.headerBytes + from, taken, h.blockSizeBytes, blockCrcsFrom(h, firstBlock));
+      if (r.badBlock >= 0) return undefined;
+      buf = r.data;
       ok = true;
     } catch {
       return undefined;

@@ -4,6 +4,16 @@
 //
 // Errors carry Node's errno codes (`err.code`: ENOENT, EEXIST, ENOSPC, EIO), whichever side made them.
 
+import { crc32c } from '@node-rs/crc32';
+
+/** The index of the first `blockBytes` block of `data` whose CRC32C is not its entry in `crcs`; -1 when all match. */
+export function firstBadCrc(data: Uint8Array, blockBytes: number, crcs: Uint32Array): number {
+  for (let off = 0, b = 0; off < data.byteLength; off += blockBytes, b++) {
+    if (b >= crcs.length || crc32c(data.subarray(off, off + blockBytes)) !== crcs[b]) return b;
+  }
+  return -1;
+}
+
 /** An open file. Positions are explicit; every write is whole (a short write is retried inside). */
 export interface DiskFile {
   readonly path: string;
@@ -17,6 +27,13 @@ export interface DiskFile {
    * they are read into it and its first `length` bytes returned, so a caller can reuse buffers.
    */
   read(length: number, position: number, into?: Uint8Array): Promise<Uint8Array>;
+  /**
+   * `read`, then each `blockBytes` block of the bytes read (the last may be shorter) checked
+   * against `crcs` (CRC32C, in order): the bytes, and the index of the first block that differs
+   * (-1: all match). Where it can, the disk checks beside the read, off the event loop
+   * (node-disk.ts with the I/O addon), so that a large read's checksum does not hold the loop.
+   */
+  readChecked(length: number, position: number, into: Uint8Array | undefined, blockBytes: number, crcs: Uint32Array): Promise<{ data: Uint8Array; badBlock: number }>;
   readSync(length: number, position: number): Uint8Array;
   size(): Promise<number>;
   sizeSync(): number;

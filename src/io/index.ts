@@ -3,6 +3,6 @@
 // simulator included, never loads node:fs, node:net or real timers.
 
 export type { DirectIo, Disk, DiskFile, DiskSpace, OpenMode } from './disk.ts';
-export { isErrno } from './disk.ts';
+export { firstBadCrc, isErrno } from './disk.ts';
 export type { Clock, Timer } from './clock.ts';
 export type { Connection, Transport } from './transport.ts';

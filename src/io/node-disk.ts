@@ -5,9 +5,9 @@ import { close, closeSync, constants as fsConstants, fdatasync, fstatSync, ftrun
 import { promisify } from 'node:util';
 import { mkdir, open, readFile, readdir, rename, stat, statfs, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import type { DirectIo, Disk, DiskFile, DiskSpace, OpenMode } from './disk.ts';
+import { firstBadCrc, type DirectIo, type Disk, type DiskFile, type DiskSpace, type OpenMode } from './disk.ts';
 import { BufferPool } from '../buffer-pool.ts';
-import { addressOffset, dropCached, readCached } from './page-cache.ts';
+import { addressOffset, cachedReadBytesMax, checkedRead, checkedReadsAvailable, dropCached, readCached } from './page-cache.ts';
 
 const flags: Record<OpenMode, string> = { read: 'r', update: 'r+', create: 'wx+' };
 /**
@@ -24,6 +24,10 @@ class NodeFile implements DiskFile {
   readonly path: string;
   private readonly fh: FileHandle | undefined;
   private fd: number | undefined;
+  /** Checked reads in flight: they use the descriptor without the FileHandle knowing, so it is closed after them. */
+  private checking = 0;
+  private checksDone: Promise<void> | undefined;
+  private endChecks: (() => void) | undefined;
 
   constructor(file: string, fh: FileHandle | undefined, fd: number) {
     this.path = file;
@@ -93,6 +97,40 @@ class NodeFile implements DiskFile {
     return buf;
   }
 
+  async readChecked(length: number, position: number, into: Uint8Array | undefined, blockBytes: number, crcs: Uint32Array): Promise<{ data: Uint8Array; badBlock: number }> {
+    // Reads the page cache may answer on the calling thread stay there: cheaper than any hand-off.
+    if (this.fh === undefined || length <= cachedReadBytesMax || !checkedReadsAvailable()) {
+      const data = await this.read(length, position, into);
+      return { data, badBlock: firstBadCrc(data, blockBytes, crcs) };
+    }
+    const buf = into === undefined ? Buffer.allocUnsafe(length) : intoView(into, length);
+    const fd = this.descriptor();
+    fileReadCounts.ioThreads++;
+    this.checking++;
+    let r: number | string;
+    try {
+      r = await checkedRead(fd, buf, position, blockBytes, crcs);
+    } finally {
+      if (--this.checking === 0) this.endChecks?.();
+    }
+    if (r === 'EOF') throw Object.assign(new Error(`${this.path}: ends before offset ${position + length}`), { code: 'EOF' });
+    if (typeof r === 'string') throw Object.assign(new Error(`${this.path}: read of ${length} bytes at offset ${position} failed: ${r}`), { code: r });
+    return { data: buf, badBlock: r };
+  }
+
+  /** Settles once no checked read uses the descriptor. */
+  private afterChecks(): Promise<void> {
+    if (this.checking === 0) return Promise.resolve();
+    this.checksDone ??= new Promise<void>((resolve) => {
+      this.endChecks = () => {
+        this.checksDone = undefined;
+        this.endChecks = undefined;
+        resolve();
+      };
+    });
+    return this.checksDone;
+  }
+
   dropCache(): void {
     dropCached(this.descriptor());
   }
@@ -131,6 +169,7 @@ class NodeFile implements DiskFile {
     if (this.fd === undefined) return;
     const fd = this.fd;
     this.fd = undefined;
+    await this.afterChecks();
     if (this.fh !== undefined) await this.fh.close();
     else await closeAsync(fd);
   }
@@ -140,7 +179,7 @@ class NodeFile implements DiskFile {
     const fd = this.fd;
     this.fd = undefined;
     if (this.fh === undefined) closeSync(fd);
-    else void this.fh.close();
+    else void this.afterChecks().then(() => this.fh!.close());
   }
 
   private handle(): FileHandle {

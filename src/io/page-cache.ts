@@ -9,6 +9,9 @@
 // Dropping a written chunk file's pages once they are durable (ChunkStoreOptions.cacheWrites).
 //
 // Where a buffer's first byte falls modulo an alignment, for direct I/O (node-disk.ts, directIo).
+//
+// Large reads with their block CRCs checked on libuv's I/O thread that reads them (node-disk.ts,
+// readChecked), not on the event loop.
 
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -19,6 +22,7 @@ interface Addon {
   readCached(fd: number, buffer: Uint8Array, position: number): number;
   dropCached(fd: number): number;
   addressOffset?(buffer: Uint8Array, align: number): number;
+  readChecked?(fd: number, buffer: Uint8Array, position: number, blockBytes: number, crcs: Uint32Array): Promise<number>;
 }
 
 /**
@@ -72,3 +76,24 @@ export function dropCached(fd: number): boolean {
 export function addressOffset(buf: Uint8Array, align: number): number | undefined {
   return loaded?.addressOffset?.(buf, align);
 }
+
+/** Whether checkedRead can check reads off the event loop (an addon built with readChecked; CAIRN_CHECKED_READS=0 turns it off). */
+export function checkedReadsAvailable(): boolean {
+  return loaded?.readChecked !== undefined && process.env.CAIRN_CHECKED_READS !== '0';
+}
+
+/**
+ * Reads `buf.byteLength` bytes from `position` into `buf` and checks each `blockBytes` block
+ * against `crcs` on an I/O thread: the index of the first block that differs (-1: all match), or
+ * 'EOF' when the file ends first, or the read's errno code ('EIO'). Only when
+ * checkedReadsAvailable(); the caller keeps `fd` open and `buf` untouched until it settles.
+ */
+export async function checkedRead(fd: number, buf: Uint8Array, position: number, blockBytes: number, crcs: Uint32Array): Promise<number | string> {
+  const r = await loaded!.readChecked!(fd, buf, position, blockBytes, crcs);
+  if (r >= -1) return r;
+  if (r === -2) return 'EOF';
+  const errno = -r - 1000;
+  return errnoNames.get(errno) ?? `errno ${errno}`;
+}
+
+const errnoNames = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));

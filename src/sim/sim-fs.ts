@@ -9,7 +9,7 @@
 // each directory it creates, and the simulator does not check that it does).
 
 import path from 'node:path';
-import type { Disk, DiskFile, DiskSpace, OpenMode } from '../io/index.ts';
+import { firstBadCrc, type Disk, type DiskFile, type DiskSpace, type OpenMode } from '../io/index.ts';
 import type { Prng } from './prng.ts';
 
 type PendingOp = { kind: 'write'; offset: number; bytes: Uint8Array } | { kind: 'truncate'; length: number };
@@ -408,6 +408,11 @@ class SimFile implements DiskFile {
       at += b.byteLength;
     }
     return this.write(joined, position);
+  }
+
+  async readChecked(length: number, position: number, into: Uint8Array | undefined, blockBytes: number, crcs: Uint32Array): Promise<{ data: Uint8Array; badBlock: number }> {
+    const data = await this.read(length, position, into);
+    return { data, badBlock: firstBadCrc(data, blockBytes, crcs) };
   }
 
   read(length: number, position: number, into?: Uint8Array): Promise<Uint8Array> {

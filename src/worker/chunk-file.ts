@@ -5,6 +5,7 @@
 import { crc32c } from '@node-rs/crc32';
 import { crc32cCombine, type PieceCrcs } from './crc32c-pieces.ts';
 import { assert } from '../errors.ts';
+import { firstBadCrc } from '../io/disk.ts';
 
 /** A chunk: the `index`-th chunk of the file `inodeId`. */
 export interface ChunkId {
@@ -264,9 +265,15 @@ export function blockSpan(h: ChunkHeader, offset: number, end: number): { firstB
  * end of the data): undefined if they match, else the data offset of the first bad block.
  */
 export function firstBadBlock(h: ChunkHeader, data: Uint8Array, firstBlock: number): number | undefined {
-  const bs = h.blockSizeBytes;
-  for (let off = 0, b = firstBlock; off < data.byteLength; off += bs, b++) {
-    if (crc32c(data.subarray(off, off + bs)) !== h.blockCrcs[b]) return b * bs;
-  }
-  return undefined;
+  return badBlockOffset(h, firstBlock, firstBadCrc(data, h.blockSizeBytes, blockCrcsFrom(h, firstBlock)));
+}
+
+/** The header's block CRCs from block `firstBlock` on, to check a read of data from there (DiskFile.readChecked). */
+export function blockCrcsFrom(h: ChunkHeader, firstBlock: number): Uint32Array {
+  return h.blockCrcs.subarray(firstBlock);
+}
+
+/** The data offset of block `bad` of a check from block `firstBlock` (firstBadCrc, DiskFile.readChecked); undefined for -1 (all matched). */
+export function badBlockOffset(h: ChunkHeader, firstBlock: number, bad: number): number | undefined {
+  return bad < 0 ? undefined : (firstBlock + bad) * h.blockSizeBytes;
 }

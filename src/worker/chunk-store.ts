@@ -10,7 +10,7 @@ import { CairnError, ErrorCode, assert } from '../errors.ts';
 import type { DirectIo, Disk, DiskFile } from '../io/index.ts';
 import { isErrno } from '../io/index.ts';
 import { ensureDir } from '../io/ensure-dir.ts';
-import { blockSpan, buildChunkHeader, chunkFileName, chunkKey, fanoutDirName, firstBadBlock, isValidChunkId, isWriteId, parseChunkFileName, readChunkHeader, writeIdsMax } from './chunk-file.ts';
+import { badBlockOffset, blockCrcsFrom, blockSpan, buildChunkHeader, chunkFileName, chunkKey, fanoutDirName, firstBadBlock, isValidChunkId, isWriteId, parseChunkFileName, readChunkHeader, writeIdsMax } from './chunk-file.ts';
 import type { ChunkFileState, ChunkHeader, ChunkId } from './chunk-file.ts';
 import { DirSyncGroup } from './dir-sync.ts';
 import { WorkerError, WorkerErrorCode } from './errors.ts';
@@ -608,8 +608,8 @@ export class ChunkStore {
     const span = blockSpan(h, offset, end);
     if (span === undefined) return new Uint8Array(0);
     const { firstBlock, from, bytes, to } = span;
-    const buf = await readOrCorrupt(f, bytes, h.headerBytes + from, buffer?.(bytes), (problem) => this.markCorrupt(e, c, file, h.headerBytes + from, problem));
-    const bad = firstBadBlock(h, buf, firstBlock);
+    const { data: buf, badBlock } = await readOrCorrupt(f, bytes, h.headerBytes + from, buffer?.(bytes), blockCrcsFrom(h, firstBlock), h.blockSizeBytes, (problem) => this.markCorrupt(e, c, file, h.headerBytes + from, problem));
+    const bad = badBlockOffset(h, firstBlock, badBlock);
     if (bad !== undefined) throw this.markCorrupt(e, c, file, h.headerBytes + bad, `data block at offset ${bad} fails its CRC32C`);
     if (whole && crc32c(buf) !== h.crc32c) throw this.markCorrupt(e, c, file, h.headerBytes, 'whole-data CRC32C mismatch');
     return buf.subarray(offset - from, to - from);
@@ -1009,9 +1009,9 @@ function versionOf(h: ChunkHeader): Version {
   return { version: h.version, chainVersion: h.chainVersion, lengthBytes: h.lengthBytes, crc32c: h.crc32c, headerBytes: h.headerBytes, writeIds: h.writeIds };
 }
 
-async function readOrCorrupt(f: DiskFile, length: number, position: number, into: Uint8Array | undefined, corrupt: (problem: string) => WorkerError): Promise<Uint8Array> {
+async function readOrCorrupt(f: DiskFile, length: number, position: number, into: Uint8Array | undefined, crcs: Uint32Array, blockBytes: number, corrupt: (problem: string) => WorkerError): Promise<{ data: Uint8Array; badBlock: number }> {
   try {
-    return await f.read(length, position, into);
+    return await f.readChecked(length, position, into, blockBytes, crcs);
   } catch (err) {
     if (isErrno(err, 'EOF')) throw corrupt('file shorter than its header says');
     // An unreadable sector is damage like a flipped bit: this replica is not served, the chunk is

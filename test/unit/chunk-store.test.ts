@@ -447,7 +447,10 @@ test('an unreadable sector (EIO on a read) is damage: the chunk is refused as co
           if (!file.endsWith('.chunk')) return f;
           return new Proxy(f, {
             get(ft, fp) {
-              if (fp === 'read') return (length: number, position: number, into?: Uint8Array) => (unreadable?.(position) === true ? Promise.reject(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' })) : ft.read(length, position, into));
+              if (fp === 'read' || fp === 'readChecked') {
+                const read = (ft[fp] as (length: number, position: number, ...rest: unknown[]) => Promise<unknown>).bind(ft);
+                return (length: number, position: number, ...rest: unknown[]) => (unreadable?.(position) === true ? Promise.reject(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' })) : read(length, position, ...rest));
+              }
               const v = Reflect.get(ft, fp) as unknown;
               return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(ft) : v;
             },

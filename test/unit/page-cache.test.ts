@@ -10,7 +10,8 @@ import { mkdirSync, mkdtempSync, openSync, closeSync, readSync, rmSync, statSync
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cachedReadsAvailable, dropCached, pageDropsAvailable, readCached } from '../../src/io/page-cache.ts';
+import { cachedReadsAvailable, checkedRead, checkedReadsAvailable, dropCached, pageDropsAvailable, readCached } from '../../src/io/page-cache.ts';
+import { crc32c } from '@node-rs/crc32';
 import type { DirectIo, Disk } from '../../src/io/index.ts';
 import { fileReadCounts, nodeDisk } from '../../src/io/node-disk.ts';
 import { chunkFileName, fanoutDirName } from '../../src/worker/chunk-file.ts';
@@ -103,6 +104,51 @@ test('NodeFile.read returns the same bytes from the cache, from the disk and fro
 
   await assert.rejects(f.read(8 * KiB, 508 * KiB), (err: NodeJS.ErrnoException) => err.code === 'EOF', 'a read past the end is an error, cached or not');
   await assert.rejects(f.read(4 * KiB, 600 * KiB), (err: NodeJS.ErrnoException) => err.code === 'EOF');
+});
+
+/** CRC32C of each `blockBytes` block of `data`, as a chunk header keeps them. */
+function blockCrcs(data: Uint8Array, blockBytes: number): Uint32Array {
+  const crcs = new Uint32Array(Math.ceil(data.byteLength / blockBytes));
+  for (let b = 0; b < crcs.length; b++) crcs[b] = crc32c(data.subarray(b * blockBytes, (b + 1) * blockBytes));
+  return crcs;
+}
+
+test('checked reads: the addon reads and checks block CRCs off the event loop, agreeing with @node-rs/crc32 and with NodeFile.readChecked\'s own check', { skip: !checkedReadsAvailable() && 'addon not built' }, async (t) => {
+  const data = randomBytes(2048 * KiB + 1000);
+  const file = scratchFile(t, data);
+  const fd = openSync(file, 'r');
+  t.after(() => closeSync(fd));
+  const bs = 4 * KiB;
+  const crcs = blockCrcs(data, bs);
+  // Every length the loop may meet (a tail shorter than 8 bytes, than a block), from any block.
+  for (const [from, length] of [[0, data.byteLength], [bs + 1, 1], [bs, 7], [2 * bs + 3, 8], [3 * bs, bs + 13], [10 * bs, 1024 * KiB]] as const) {
+    const buf = Buffer.alloc(length);
+    assert.equal(await checkedRead(fd, buf, from, bs, blockCrcs(data.subarray(from, from + length), bs)), -1, `${length} bytes from ${from}`);
+    assert.deepEqual(buf, data.subarray(from, from + length));
+  }
+  const wrong = crcs.slice(5);
+  wrong[3] ^= 1;
+  assert.equal(await checkedRead(fd, Buffer.alloc(1024 * KiB), 5 * bs, bs, wrong), 3, 'the first block that differs');
+  assert.equal(await checkedRead(fd, Buffer.alloc(64 * KiB), 0, bs, crcs.subarray(0, 4)), 4, 'more blocks than CRCs: the first without one fails');
+  assert.equal(await checkedRead(fd, Buffer.alloc(64 * KiB), data.byteLength - 100, bs, crcs), 'EOF');
+  assert.equal(await checkedRead(1 << 30, Buffer.alloc(8), 0, bs, crcs), 'EBADF');
+  await assert.rejects(async () => checkedRead(fd, Buffer.alloc(8), 0, 0, crcs), /blockBytes/);
+
+  // Through NodeFile: the same answers above and below the size it sends to the addon.
+  const f = await nodeDisk.open(file, 'read');
+  for (const length of [64 * KiB, 1024 * KiB]) {
+    const good = await f.readChecked(length, bs, undefined, bs, crcs.subarray(1));
+    assert.deepEqual([Buffer.from(good.data), good.badBlock], [data.subarray(bs, bs + length), -1]);
+    const bad = crcs.slice(1);
+    bad[9] ^= 0x80000000;
+    assert.equal((await f.readChecked(length, bs, Buffer.alloc(length), bs, bad)).badBlock, 9, `${length} bytes`);
+    await assert.rejects(f.readChecked(length, data.byteLength - 10, undefined, bs, crcs), (err: NodeJS.ErrnoException) => err.code === 'EOF');
+  }
+  // A close asked while checked reads are queued: they all complete (NodeFile closes after them;
+  // libuv's queue order alone would nearly always hide a close that did not wait).
+  const reads = Array.from({ length: 8 }, () => f.readChecked(1024 * KiB, 0, undefined, bs, crcs));
+  await f.close();
+  for (const r of await Promise.all(reads)) assert.equal(r.badBlock, -1);
 });
 
 test('dropCached drops a synced file\'s pages, however it was written', { skip: !pageDropsAvailable() && 'addon not built' }, async (t) => {
