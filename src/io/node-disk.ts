@@ -26,8 +26,7 @@ class NodeFile implements DiskFile {
   private fd: number | undefined;
   /** Checked reads in flight: they use the descriptor without the FileHandle knowing, so it is closed after them. */
   private checking = 0;
-  private checksDone: Promise<void> | undefined;
-  private endChecks: (() => void) | undefined;
+  private checksDone: PromiseWithResolvers<void> | undefined;
 
   constructor(file: string, fh: FileHandle | undefined, fd: number) {
     this.path = file;
@@ -111,7 +110,10 @@ class NodeFile implements DiskFile {
     try {
       r = await checkedRead(fd, buf, position, blockBytes, crcs);
     } finally {
-      if (--this.checking === 0) this.endChecks?.();
+      if (--this.checking === 0) {
+        this.checksDone?.resolve();
+        this.checksDone = undefined;
+      }
     }
     if (r === 'EOF') throw Object.assign(new Error(`${this.path}: ends before offset ${position + length}`), { code: 'EOF' });
     if (typeof r === 'string') throw Object.assign(new Error(`${this.path}: read of ${length} bytes at offset ${position} failed: ${r}`), { code: r });
@@ -121,14 +123,8 @@ class NodeFile implements DiskFile {
   /** Settles once no checked read uses the descriptor. */
   private afterChecks(): Promise<void> {
     if (this.checking === 0) return Promise.resolve();
-    this.checksDone ??= new Promise<void>((resolve) => {
-      this.endChecks = () => {
-        this.checksDone = undefined;
-        this.endChecks = undefined;
-        resolve();
-      };
-    });
-    return this.checksDone;
+    this.checksDone ??= Promise.withResolvers<void>();
+    return this.checksDone.promise;
   }
 
   dropCache(): void {

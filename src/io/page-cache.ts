@@ -77,9 +77,12 @@ export function addressOffset(buf: Uint8Array, align: number): number | undefine
   return loaded?.addressOffset?.(buf, align);
 }
 
+/** Read once: the choice holds for the process. */
+const checkedReads = loaded?.readChecked !== undefined && process.env.CAIRN_CHECKED_READS !== '0';
+
 /** Whether checkedRead can check reads off the event loop (an addon built with readChecked; CAIRN_CHECKED_READS=0 turns it off). */
 export function checkedReadsAvailable(): boolean {
-  return loaded?.readChecked !== undefined && process.env.CAIRN_CHECKED_READS !== '0';
+  return checkedReads;
 }
 
 /**

@@ -47,18 +47,27 @@ static napi_value fail(napi_env env, const char *message) {
   return NULL;
 }
 
+// The (fd, buffer, position) that readCached and readChecked begin with, from argv[0..2]; false
+// (with a TypeError thrown) when one is not what it should be.
+static int read_arguments(napi_env env, napi_value *argv, int32_t *fd, void **data, size_t *length, int64_t *position) {
+  napi_typedarray_type type;
+  const char *problem = NULL;
+  if (napi_get_value_int32(env, argv[0], fd) != napi_ok || *fd < 0) problem = "fd: a file descriptor";
+  else if (napi_get_typedarray_info(env, argv[1], &type, length, data, NULL, NULL) != napi_ok || type != napi_uint8_array) problem = "buffer: a Uint8Array";
+  else if (napi_get_value_int64(env, argv[2], position) != napi_ok || *position < 0) problem = "position: a file offset";
+  if (problem != NULL) fail(env, problem);
+  return problem == NULL;
+}
+
 static napi_value read_cached(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3) return fail(env, "readCached(fd, buffer, position)");
   int32_t fd;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return fail(env, "fd: a file descriptor");
-  napi_typedarray_type type;
   size_t length;
   void *data;
-  if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) return fail(env, "buffer: a Uint8Array");
   int64_t position;
-  if (napi_get_value_int64(env, argv[2], &position) != napi_ok || position < 0) return fail(env, "position: a file offset");
+  if (!read_arguments(env, argv, &fd, &data, &length, &position)) return NULL;
   struct iovec iov = { data, length };
   ssize_t n;
   do n = preadv2(fd, &iov, 1, (off_t) position, RWF_NOWAIT);
@@ -200,15 +209,13 @@ static napi_value read_checked(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5) return fail(env, "readChecked(fd, buffer, position, blockBytes, crcs)");
   int32_t fd;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return fail(env, "fd: a file descriptor");
-  napi_typedarray_type type;
   size_t length;
   void *data;
-  if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) return fail(env, "buffer: a Uint8Array");
   int64_t position;
-  if (napi_get_value_int64(env, argv[2], &position) != napi_ok || position < 0) return fail(env, "position: a file offset");
+  if (!read_arguments(env, argv, &fd, &data, &length, &position)) return NULL;
   uint32_t block_bytes;
   if (napi_get_value_uint32(env, argv[3], &block_bytes) != napi_ok || block_bytes == 0) return fail(env, "blockBytes: a positive size");
+  napi_typedarray_type type;
   size_t crc_count;
   void *crcs;
   if (napi_get_typedarray_info(env, argv[4], &type, &crc_count, &crcs, NULL, NULL) != napi_ok || type != napi_uint32_array) return fail(env, "crcs: a Uint32Array");
